@@ -75,6 +75,13 @@ class LabelConfig(_Strict):
     description: str
 
 
+class ReasonCode(_Strict):
+    """A controlled reason code shown to reviewers and on adverse-action notices."""
+
+    code: str
+    text: str
+
+
 class ModelConfig(_Strict):
     """The registered model, its features, training split and risk bands."""
 
@@ -84,6 +91,8 @@ class ModelConfig(_Strict):
     validation_from: date
     # Upper bounds of probability of default per band, ascending; last band takes the rest.
     bands: dict[str, float]
+    # Adverse-action reason per model feature: a stable code and plain-language text.
+    reason_codes: dict[str, ReasonCode] = Field(default_factory=dict)
 
 
 class ReviewConfig(_Strict):
