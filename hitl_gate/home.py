@@ -27,13 +27,14 @@ class HitlPaths:
     review: Path
 
     @classmethod
-    def from_env(cls) -> HitlPaths:
-        """Paths from `HITL_HOME`, `HITL_LANDING_DIR`, `HITL_REVIEW_DIR` or the defaults.
+    def from_env(cls, home_override: str | Path | None = None) -> HitlPaths:
+        """Paths from `home_override`, `HITL_HOME`, `HITL_LANDING_DIR`, `HITL_REVIEW_DIR`.
 
-        When only the home is set, landing and review folders live inside it, so one
-        variable is enough to isolate a whole installation (tests rely on this).
+        When a home is given, landing and review folders default to inside it, so one
+        setting is enough to isolate a whole installation (tests rely on this); with none,
+        the laptop defaults apply (`.hitl/`, `data/landing/`, `review_exports/`).
         """
-        home_env = os.environ.get(HOME_ENV)
+        home_env = str(home_override) if home_override else os.environ.get(HOME_ENV)
         home = Path(home_env) if home_env else PROJECT_ROOT / ".hitl"
         inside = home_env is not None
         landing = os.environ.get(LANDING_ENV) or (

@@ -1,0 +1,46 @@
+# hitl-gate: the two set-up commands are `make demo` and `make test`; each creates the
+# environment from the lock file first, so a fresh machine needs only Python 3.11 and make.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint ui lock validate clean
+
+install: $(STAMP)
+
+# Rebuilt when the lock file or the project metadata change.
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip sync --quiet --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/hitl demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not e2e"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+ui: install
+	@mkdir -p .hitl/dagster && test -f .hitl/dagster/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > .hitl/dagster/dagster.yaml
+	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster dev -w workspace.yaml
+
+validate: install
+	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster definitions validate -w workspace.yaml
+
+# Re-resolve the pinned set (needs network); commit requirements.lock afterwards.
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf .hitl data/landing review_exports/batches review_exports/inbox review_exports/archive

@@ -1,0 +1,99 @@
+"""Asset checks: invariants that must hold before data flows on (blocking) or be seen at once."""
+
+
+import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetChecksDefinition,
+    asset_check,
+)
+
+from assets.common import stage_key
+from assets.partitions import partition_days
+from hitl_gate.audit.store import query_frame
+from hitl_gate.domain import DomainConfig
+from pipelines.resources import AuditDatabase
+
+
+def build_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
+    """The checks of one domain's pipeline."""
+
+    @asset_check(
+        asset=stage_key(domain, "validated_cases"),
+        blocking=True,
+        description="Rows read = rows accepted + rows quarantined, for every file of the partition.",
+    )
+    def rows_balance(
+        context: AssetCheckExecutionContext, audit_db: AuditDatabase
+    ) -> AssetCheckResult:
+        days = partition_days(context)
+        with audit_db.connect() as con:
+            files = query_frame(
+                con,
+                "SELECT file_path, rows_read, rows_accepted, rows_quarantined FROM input_files "
+                "WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
+                [domain.name, days],
+            )
+        broken = files.filter(
+            pl.col("rows_read") != pl.col("rows_accepted") + pl.col("rows_quarantined")
+        )
+        return AssetCheckResult(
+            passed=broken.height == 0,
+            metadata={
+                "files": files.height,
+                "rows_read": int(files["rows_read"].sum() or 0),
+                "rows_accepted": int(files["rows_accepted"].sum() or 0),
+                "rows_quarantined": int(files["rows_quarantined"].sum() or 0),
+                "unbalanced_files": broken["file_path"].to_list(),
+            },
+        )
+
+    @asset_check(
+        asset=stage_key(domain, "risk_scores"),
+        blocking=True,
+        description="Every case has a probability in [0, 1], a band and a resolved model version.",
+    )
+    def scores_complete(risk_scores: pl.DataFrame) -> AssetCheckResult:
+        bad = risk_scores.filter(
+            pl.col("pd").is_null()
+            | ~pl.col("pd").is_between(0.0, 1.0)
+            | pl.col("risk_band").is_null()
+            | pl.col("model_version").is_null()
+        )
+        return AssetCheckResult(
+            passed=bad.height == 0,
+            metadata={"rows": risk_scores.height, "incomplete_rows": bad.height},
+        )
+
+    @asset_check(
+        asset=stage_key(domain, "routed_decisions"),
+        blocking=True,
+        description="Every case has exactly one route from the allowed set and a policy version.",
+    )
+    def one_route_per_case(routed_decisions: pl.DataFrame) -> AssetCheckResult:
+        allowed = ["auto_approve", "auto_decline", "human_review"]
+        bad_route = routed_decisions.filter(~pl.col("route").is_in(allowed)).height
+        duplicated = routed_decisions.height - routed_decisions[domain.case_id].n_unique()
+        return AssetCheckResult(
+            passed=bad_route == 0 and duplicated == 0,
+            metadata={"rows": routed_decisions.height, "bad_routes": bad_route, "duplicates": duplicated},
+        )
+
+    @asset_check(
+        asset=stage_key(domain, "audit_lineage"),
+        description="Each day: rows read = quarantined + executed + pending review.",
+    )
+    def every_case_accounted_for(audit_lineage: pl.DataFrame) -> AssetCheckResult:
+        unbalanced = audit_lineage.filter(~pl.col("balanced"))
+        return AssetCheckResult(
+            passed=unbalanced.height == 0,
+            severity=AssetCheckSeverity.ERROR,
+            metadata={
+                "days": audit_lineage.height,
+                "unbalanced_days": [str(d) for d in unbalanced["partition_date"].to_list()],
+            },
+        )
+
+    return [rows_balance, scores_complete, one_route_per_case, every_case_accounted_for]

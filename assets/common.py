@@ -1,0 +1,32 @@
+"""Small helpers shared by the asset factories: upstream keys and readable metadata."""
+
+from __future__ import annotations
+
+import polars as pl
+from dagster import AssetIn, AssetKey
+
+from hitl_gate.domain import DomainConfig
+
+
+def stage_key(domain: DomainConfig, name: str) -> AssetKey:
+    """The asset key of stage `name` in `domain` (`<domain>/<name>`)."""
+    return AssetKey([domain.name, name])
+
+
+def upstream(domain: DomainConfig, name: str) -> AssetIn:
+    """An input wired to stage `name` of the same domain."""
+    return AssetIn(key=stage_key(domain, name))
+
+
+def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
+    """A small Markdown table, readable at a glance in the Dagster UI."""
+    if frame.height == 0:
+        return "_none_"
+    shown = frame.head(max_rows)
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    rows = [
+        "| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in shown.rows()
+    ]
+    more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
+    return "\n".join([header, rule, *rows, *more])

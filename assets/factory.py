@@ -1,0 +1,45 @@
+"""The asset factory: one domain declaration in, that domain's whole asset graph out."""
+
+from __future__ import annotations
+
+from dagster import AssetChecksDefinition, AssetsDefinition
+
+from assets.checks import build_checks
+from assets.execution import build_execution_assets
+from assets.features import build_feature_assets
+from assets.ingestion import build_ingestion_assets
+from assets.models import build_model_assets
+from assets.review import build_review_assets
+from assets.routing import build_routing_assets
+from hitl_gate.domain import DomainConfig
+
+PIPELINE_STAGES = (
+    "raw_cases",
+    "validated_cases",
+    "case_features",
+    "risk_scores",
+    "routed_decisions",
+    "review_batches",
+    "reviewer_verdicts",
+    "final_decisions",
+    "audit_lineage",
+)
+REVIEW_LOOP_STAGES = ("reviewer_verdicts", "final_decisions", "audit_lineage")
+TRAINING_STAGE = "trained_model"
+
+
+def build_domain_assets(domain: DomainConfig) -> list[AssetsDefinition]:
+    """Every asset of `domain`, in data order."""
+    return [
+        *build_ingestion_assets(domain),
+        *build_feature_assets(domain),
+        *build_model_assets(domain),
+        *build_routing_assets(domain),
+        *build_review_assets(domain),
+        *build_execution_assets(domain),
+    ]
+
+
+def build_domain_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
+    """Every asset check of `domain`."""
+    return build_checks(domain)

@@ -1,0 +1,74 @@
+"""Feature assets: derived features written to the Feast offline source, then read back
+point-in-time through the domain's feature service, exactly as training reads them."""
+
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, Output, asset
+
+from assets.common import markdown_table, stage_key, upstream
+from assets.partitions import daily_partitions, partition_days
+from hitl_gate.digests import row_digests
+from hitl_gate.domain import DomainConfig
+from pipelines.resources import FeatureStoreResource
+
+
+def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
+    """The `case_features` asset of one domain."""
+    service = domain.features.service
+
+    @asset(
+        key=stage_key(domain, "case_features"),
+        group_name=domain.name,
+        partitions_def=daily_partitions(domain),
+        backfill_policy=BackfillPolicy.single_run(),
+        ins={"validated_cases": upstream(domain, "validated_cases")},
+        description=(
+            f"Features of feature service `{service}`, retrieved point-in-time from Feast at each "
+            "case's decision time, with a digest of the values each case is scored on."
+        ),
+        kinds={"feast", "duckdb"},
+    )
+    def case_features(
+        context: AssetExecutionContext,
+        validated_cases: pl.DataFrame,
+        feature_store: FeatureStoreResource,
+    ) -> Output[pl.DataFrame]:
+        from features.engineering import compute_features
+        from features.store import historical_features, write_feature_partition
+
+        computed = compute_features(validated_cases, domain)
+        for day in partition_days(context):
+            todays = validated_cases[domain.case_id].filter(
+                validated_cases["partition_date"] == day
+            )
+            write_feature_partition(
+                computed.filter(pl.col(domain.case_id).is_in(todays.implode())),
+                domain,
+                feature_store.path,
+                day,
+            )
+        store = feature_store.open(domain)
+        entities = validated_cases.select(
+            domain.case_id,
+            "partition_date",
+            pl.col(domain.event_time).dt.replace_time_zone("UTC").alias("event_timestamp"),
+        )
+        features = historical_features(store, domain, entities)
+        names = domain.features.names
+        features = features.with_columns(
+            pl.lit(service).alias("feature_service"),
+            row_digests(features, names).alias("feature_digest"),
+        )
+        missing = features.select(pl.col(names).null_count()).row(0, named=True)
+        return Output(
+            features,
+            metadata={
+                "rows": features.height,
+                "feature_service": service,
+                "null_counts": markdown_table(
+                    pl.DataFrame({"feature": list(missing), "nulls": list(missing.values())})
+                ),
+            },
+        )
+
+    return [case_features]

@@ -1,0 +1,157 @@
+"""Model assets: training on point-in-time features with real outcomes, and champion scoring."""
+
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from assets.common import markdown_table, stage_key, upstream
+from assets.partitions import daily_partitions
+from hitl_gate.audit.store import insert_new_rows
+from hitl_gate.domain import DomainConfig
+from pipelines.resources import (
+    AuditDatabase,
+    FeatureStoreResource,
+    LandingZone,
+    ModelRegistryResource,
+)
+
+
+def read_outcomes(landing_root: Path, domain: DomainConfig) -> pl.DataFrame:
+    """Every outcome file of the domain (case id, label column), latest observation per case."""
+    files = sorted((landing_root / domain.outcomes_subdir).glob("*.csv"))
+    if not files:
+        return pl.DataFrame(schema={domain.case_id: pl.String, domain.model.label.column: pl.String})
+    outcomes = pl.concat(
+        [pl.read_csv(f, infer_schema=False) for f in files], how="diagonal_relaxed"
+    )
+    return outcomes.select(domain.case_id, domain.model.label.column).unique(
+        domain.case_id, keep="last", maintain_order=True
+    )
+
+
+def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
+    """The `trained_model` and `risk_scores` assets of one domain."""
+    model = domain.model
+
+    @asset(
+        key=stage_key(domain, "trained_model"),
+        group_name=domain.name,
+        deps=[stage_key(domain, "case_features")],
+        description=(
+            f"Trains `{model.name}` on point-in-time features and observed outcomes "
+            f"({model.label.column}), logs it to MLflow and registers it; sets the `champion` "
+            "alias only when the model has none."
+        ),
+        kinds={"mlflow", "scikitlearn", "feast"},
+    )
+    def trained_model(
+        context: AssetExecutionContext,
+        feature_store: FeatureStoreResource,
+        model_registry: ModelRegistryResource,
+        landing: LandingZone,
+    ) -> MaterializeResult:
+        from features.store import feature_source_dir, historical_features
+        from models.training import train_and_register
+
+        outcomes = read_outcomes(landing.path, domain)
+        sources = sorted(feature_source_dir(domain, feature_store.path).glob("*.parquet"))
+        if not sources or outcomes.height == 0:
+            raise ValueError(
+                f"{domain.name}: training needs materialised case_features and outcome files "
+                f"under {landing.path / domain.outcomes_subdir}"
+            )
+        entities = (
+            pl.concat([pl.read_parquet(p, columns=[domain.case_id, "event_timestamp"]) for p in sources])
+            .join(outcomes, on=domain.case_id, how="inner")
+        )
+        store = feature_store.open(domain)
+        training = historical_features(
+            store, domain, entities.select(domain.case_id, "event_timestamp")
+        ).join(outcomes, on=domain.case_id, how="left")
+        training = training.with_columns(
+            pl.col(model.label.column).is_in(model.label.positive_values).cast(pl.Int8).alias("label")
+        )
+        trained = train_and_register(training, model, domain.case_id, model_registry.path)
+        return MaterializeResult(
+            metadata={
+                "model_name": trained.name,
+                "model_version": trained.version,
+                "mlflow_run_id": trained.run_id,
+                "promoted_to_champion": trained.promoted_to_champion,
+                "training_rows": training.height,
+                "positive_rate": float(training["label"].mean() or 0.0),
+                "metrics": MetadataValue.md(
+                    markdown_table(
+                        pl.DataFrame(
+                            {"metric": list(trained.metrics), "value": list(trained.metrics.values())}
+                        ),
+                        max_rows=50,
+                    )
+                ),
+            }
+        )
+
+    @asset(
+        key=stage_key(domain, "risk_scores"),
+        group_name=domain.name,
+        partitions_def=daily_partitions(domain),
+        backfill_policy=BackfillPolicy.single_run(),
+        ins={"case_features": upstream(domain, "case_features")},
+        deps=[stage_key(domain, "trained_model")],
+        description=(
+            f"Probability of {model.label.column} outcome, points score, risk band and up to four "
+            f"adverse reason codes from `models:/{model.name}@champion`; each row records the "
+            "resolved model version, run id and artefact digest (never just the alias)."
+        ),
+        kinds={"mlflow"},
+    )
+    def risk_scores(
+        context: AssetExecutionContext,
+        case_features: pl.DataFrame,
+        model_registry: ModelRegistryResource,
+        audit_db: AuditDatabase,
+    ) -> Output[pl.DataFrame]:
+        from models.scoring import load_champion, score_frame
+
+        champion = load_champion(model.name, model_registry.path)
+        scores = score_frame(champion, case_features, model, domain.case_id).join(
+            case_features.select(domain.case_id, "partition_date"), on=domain.case_id
+        )
+        with audit_db.connect() as con:
+            insert_new_rows(
+                con,
+                "model_versions",
+                pl.DataFrame(
+                    {
+                        "model_name": [champion.name],
+                        "model_version": [champion.version],
+                        "model_run_id": [champion.run_id],
+                        "artifact_digest": [champion.artifact_digest],
+                        "first_used_at": [datetime.now(UTC)],
+                    }
+                ),
+            )
+        bands = scores.group_by("risk_band").len().sort("risk_band")
+        return Output(
+            scores,
+            metadata={
+                "rows": scores.height,
+                "model": f"{champion.name} v{champion.version}",
+                "mlflow_run_id": champion.run_id,
+                "mean_pd": float(scores["pd"].mean() or 0.0),
+                "risk_bands": markdown_table(bands),
+            },
+        )
+
+    return [trained_model, risk_scores]

@@ -1,0 +1,195 @@
+"""Review assets: batches exported for reviewers, and the verdicts they return."""
+
+
+from datetime import UTC, datetime
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from assets.common import markdown_table, stage_key, upstream
+from assets.partitions import daily_partitions, partition_days
+from hitl_gate.audit.store import query_frame, replace_partition_slice
+from hitl_gate.domain import DomainConfig
+from pipelines.resources import AuditDatabase, ReviewWorkspace
+
+
+def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
+    """The `review_batches` and `reviewer_verdicts` assets of one domain."""
+
+    @asset(
+        key=stage_key(domain, "review_batches"),
+        group_name=domain.name,
+        partitions_def=daily_partitions(domain),
+        backfill_policy=BackfillPolicy.single_run(),
+        ins={"routed_decisions": upstream(domain, "routed_decisions")},
+        description=(
+            "Cases routed to human review, exported per queue as signed batches (XLSX with "
+            "drop-downs, CSV, manifest.json) under the review folder."
+        ),
+        kinds={"excel", "csv"},
+    )
+    def review_batches(
+        context: AssetExecutionContext,
+        routed_decisions: pl.DataFrame,
+        review: ReviewWorkspace,
+        audit_db: AuditDatabase,
+    ) -> Output[pl.DataFrame]:
+        from hitl_gate.review.export import export_review_batches
+        from policies.engine import load_policy
+
+        policy = load_policy(domain.policy_path)
+        rule_texts = {rule.id: rule.text for rule in policy.rules}
+        to_review = routed_decisions.filter(pl.col("route") == "human_review")
+        key = review.signing_key()
+        now = datetime.now(UTC)
+        batches, links = [], []
+        for day in partition_days(context):
+            todays = to_review.filter(pl.col("partition_date") == day)
+            if todays.height == 0:
+                continue
+            first = todays.row(0, named=True)
+            for batch in export_review_batches(
+                todays,
+                domain=domain,
+                batches_dir=review.batches_dir,
+                key=key,
+                partition_date=day,
+                created_at=now,
+                context={
+                    "policy_version": first["policy_version"],
+                    "policy_digest": first["policy_digest"],
+                    "model_name": first["model_name"],
+                    "model_version": first["model_version"],
+                    "feature_service": first["feature_service"],
+                },
+                rule_texts=rule_texts,
+            ):
+                batches.append((day, batch))
+                links.append(batch.folder)
+        batch_rows = pl.DataFrame(
+            {
+                "batch_id": [b.batch_id for _, b in batches],
+                "domain": domain.name,
+                "partition_date": [d for d, _ in batches],
+                "queue": [b.queue for _, b in batches],
+                "folder": [str(b.folder) for _, b in batches],
+                "case_count": [len(b.case_ids) for _, b in batches],
+                "created_at": [b.created_at for _, b in batches],
+                "due_at": [b.due_at for _, b in batches],
+                "manifest_sha256": [b.manifest_sha256 for _, b in batches],
+                "run_id": context.run_id,
+            },
+            schema_overrides={"partition_date": pl.Date, "case_count": pl.Int32},
+        )
+        membership = pl.DataFrame(
+            {
+                "batch_id": [b.batch_id for _, b in batches for _ in b.case_ids],
+                "partition_date": [d for d, b in batches for _ in b.case_ids],
+                "case_id": [c for _, b in batches for c in b.case_ids],
+            },
+            schema={"batch_id": pl.String, "partition_date": pl.Date, "case_id": pl.String},
+        )
+        days = partition_days(context)
+        with audit_db.connect() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                "DELETE FROM review_batch_cases WHERE domain = ? AND batch_id IN "
+                "(SELECT batch_id FROM review_batches WHERE domain = ? "
+                "AND partition_date IN (SELECT unnest(?::DATE[])))",
+                [domain.name, domain.name, days],
+            )
+            con.register("incoming_members", membership.drop("partition_date").to_arrow())
+            con.execute(
+                "INSERT INTO review_batch_cases BY NAME SELECT batch_id, ? AS domain, case_id "
+                "FROM incoming_members",
+                [domain.name],
+            )
+            con.unregister("incoming_members")
+            con.execute("COMMIT")
+            replace_partition_slice(con, "review_batches", batch_rows, domain.name, days)
+        return Output(
+            membership,
+            metadata={
+                "batches": len(batches),
+                "cases_for_review": to_review.height,
+                "review_folder": MetadataValue.path(str(review.batches_dir)),
+                "batch_folders": MetadataValue.md(
+                    "\n".join(f"- `{folder}`" for folder in links) or "_none_"
+                ),
+            },
+        )
+
+    @asset(
+        key=stage_key(domain, "reviewer_verdicts"),
+        group_name=domain.name,
+        partitions_def=daily_partitions(domain),
+        backfill_policy=BackfillPolicy.single_run(),
+        ins={"review_batches": upstream(domain, "review_batches")},
+        description=(
+            "Verdicts returned by reviewers: files in the review inbox are validated against their "
+            "signed batch, recorded exactly once by content hash and archived."
+        ),
+        kinds={"duckdb"},
+    )
+    def reviewer_verdicts(
+        context: AssetExecutionContext,
+        review_batches: pl.DataFrame,
+        review: ReviewWorkspace,
+        audit_db: AuditDatabase,
+    ) -> Output[pl.DataFrame]:
+        from hitl_gate.review.intake import ingest_verdict_file, peek_batch_id, pending_files
+
+        outcomes = []
+        key = review.signing_key()
+        with audit_db.connect() as con:
+            for path in pending_files(review.inbox_dir):
+                batch_id = peek_batch_id(path)
+                if batch_id is not None and not batch_id.startswith(f"{domain.name}-"):
+                    continue  # another domain's file: its own asset takes it
+                outcome = ingest_verdict_file(
+                    con,
+                    path,
+                    domain=domain,
+                    batches_dir=review.batches_dir,
+                    archive_dir=review.archive_dir,
+                    key=key,
+                    run_id=context.run_id,
+                )
+                outcomes.append(outcome)
+                for message in outcome.messages:
+                    context.log.warning(message)
+            verdicts = query_frame(
+                con,
+                "SELECT v.case_id, v.batch_id, v.verdict, v.verdict_reason_code, v.reviewer_id, "
+                "v.received_at, d.partition_date FROM verdicts v JOIN decisions d "
+                "ON d.domain = v.domain AND d.case_id = v.case_id "
+                "WHERE v.domain = ? AND d.partition_date IN (SELECT unnest(?::DATE[]))",
+                [domain.name, partition_days(context)],
+            )
+        files = pl.DataFrame(
+            {
+                "file": [o.file_name for o in outcomes],
+                "accepted": [o.accepted for o in outcomes],
+                "rejected": [o.rejected for o in outcomes],
+                "duplicate": [o.duplicate for o in outcomes],
+                "error": [o.error for o in outcomes],
+            }
+        )
+        return Output(
+            verdicts,
+            metadata={
+                "verdicts_in_partition": verdicts.height,
+                "files_processed": len(outcomes),
+                "rows_rejected": int(sum(o.rejected for o in outcomes)),
+                "files": markdown_table(files),
+            },
+        )
+
+    return [review_batches, reviewer_verdicts]

@@ -1,0 +1,139 @@
+"""Routing asset: the domain's versioned policy sends every case to exactly one route."""
+
+
+from datetime import UTC, datetime
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    BackfillPolicy,
+    Failure,
+    MetadataValue,
+    Output,
+    asset,
+)
+
+from assets.common import markdown_table, stage_key, upstream
+from assets.partitions import daily_partitions, partition_days
+from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
+from hitl_gate.domain import DomainConfig
+from pipelines.resources import AuditDatabase
+
+DECISION_COLUMNS = [
+    "domain", "case_id", "partition_date", "event_time", "source_file", "source_sha256",
+    "source_row", "contract_version", "contract_digest", "feature_service", "feature_digest",
+    "model_name", "model_version", "model_run_id", "model_artifact_digest", "pd", "score",
+    "risk_band", "reason_codes", "policy_version", "policy_digest", "route", "route_rule_id",
+    "route_reason_code", "rules_fired", "review_queue", "review_priority", "run_id", "decided_at",
+]  # fmt: skip
+
+
+def assemble_cases(
+    domain: DomainConfig,
+    validated_cases: pl.DataFrame,
+    case_features: pl.DataFrame,
+    risk_scores: pl.DataFrame,
+) -> pl.DataFrame:
+    """One row per case with inputs, features and scores: what policy conditions can refer to.
+
+    Feature values come from Feast (what the model saw); contract columns that are not
+    features come from the validated input.
+    """
+    feature_cols = [c for c in case_features.columns if c != "partition_date"]
+    input_cols = [c for c in validated_cases.columns if c not in feature_cols or c == domain.case_id]
+    score_cols = [c for c in risk_scores.columns if c != "partition_date"]
+    return (
+        validated_cases.select(input_cols)
+        .join(case_features.select(feature_cols), on=domain.case_id, how="inner")
+        .join(risk_scores.select(score_cols), on=domain.case_id, how="inner")
+    )
+
+
+def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
+    """The `routed_decisions` asset of one domain."""
+
+    @asset(
+        key=stage_key(domain, "routed_decisions"),
+        group_name=domain.name,
+        partitions_def=daily_partitions(domain),
+        backfill_policy=BackfillPolicy.single_run(),
+        ins={
+            "validated_cases": upstream(domain, "validated_cases"),
+            "case_features": upstream(domain, "case_features"),
+            "risk_scores": upstream(domain, "risk_scores"),
+        },
+        description=(
+            f"Every case routed by policy `{domain.policy}` to auto_approve, auto_decline or "
+            "human_review, with every rule that fired; written to the audit table `decisions`."
+        ),
+        kinds={"polars", "duckdb"},
+    )
+    def routed_decisions(
+        context: AssetExecutionContext,
+        validated_cases: pl.DataFrame,
+        case_features: pl.DataFrame,
+        risk_scores: pl.DataFrame,
+        audit_db: AuditDatabase,
+    ) -> Output[pl.DataFrame]:
+        from policies.engine import load_policy, route_cases, validate_policy
+
+        cases = assemble_cases(domain, validated_cases, case_features, risk_scores)
+        policy = load_policy(domain.policy_path)
+        problems = validate_policy(policy, cases.schema)
+        if problems:
+            raise Failure(
+                description=f"policy {policy.version} is invalid and was not applied",
+                metadata={"problems": MetadataValue.md("\n".join(f"- {p}" for p in problems))},
+            )
+        routed = route_cases(policy, cases)
+        now = datetime.now(UTC)
+        decisions = routed.select(
+            pl.lit(domain.name).alias("domain"),
+            pl.col(domain.case_id).cast(pl.String).alias("case_id"),
+            "partition_date",
+            pl.col(domain.event_time).alias("event_time"),
+            pl.col("_source_file").alias("source_file"),
+            pl.col("_source_sha256").alias("source_sha256"),
+            pl.col("_source_row").alias("source_row"),
+            pl.col("_contract_version").alias("contract_version"),
+            pl.col("_contract_digest").alias("contract_digest"),
+            "feature_service", "feature_digest", "model_name", "model_version", "model_run_id",
+            "model_artifact_digest", "pd", "score", "risk_band", "reason_codes", "policy_version",
+            "policy_digest", "route", "route_rule_id", "route_reason_code", "rules_fired",
+            "review_queue", "review_priority",
+            pl.lit(context.run_id).alias("run_id"),
+            pl.lit(now).alias("decided_at"),
+        )  # fmt: skip
+        with audit_db.connect() as con:
+            insert_new_rows(
+                con,
+                "policy_versions",
+                pl.DataFrame(
+                    {
+                        "policy_digest": [policy.digest],
+                        "policy_version": [policy.version],
+                        "domain": [domain.name],
+                        "owner": [policy.owner],
+                        "effective_date": [policy.effective_date],
+                        "policy_text": [policy.text],
+                        "first_used_at": [now],
+                    }
+                ),
+            )
+            replace_partition_slice(
+                con, "decisions", decisions, domain.name, partition_days(context)
+            )
+        mix = routed.group_by("route").len().sort("route")
+        return Output(
+            routed,
+            metadata={
+                "rows": routed.height,
+                "policy_version": policy.version,
+                "policy_digest": policy.digest,
+                "route_mix": markdown_table(mix),
+                **{f"route_{r}": int(n) for r, n in mix.iter_rows()},
+            },
+        )
+
+    return [routed_decisions]

@@ -1,0 +1,120 @@
+"""Typed resources: every connection and folder the assets use, chosen in one place.
+
+All paths derive from one `HitlPaths` (home, landing zone, review folder), so tests and
+deployments move everything by changing the home. Heavy libraries (Feast, MLflow) are imported
+only when a resource is used, never when definitions load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+from dagster import ConfigurableResource
+
+from hitl_gate.audit.store import audit_connection
+from hitl_gate.domain import DomainConfig
+from hitl_gate.home import HitlPaths
+from pipelines.io_managers import PolarsParquetIOManager
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+
+class LandingZone(ConfigurableResource):
+    """The folder where case files arrive: `<root>/<domain subdir>/<YYYY-MM-DD>/`."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+
+class AuditDatabase(ConfigurableResource):
+    """The DuckDB audit/lineage file; connections are opened per use and closed at once."""
+
+    database: str
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        with audit_connection(Path(self.database), read_only=read_only) as con:
+            yield con
+
+
+class ExecutionOutbox(ConfigurableResource):
+    """Where executed actions are handed to downstream systems: a Parquet file per day."""
+
+    root: str
+
+    def folder(self, domain: str) -> Path:
+        return Path(self.root) / domain
+
+
+class FeatureStoreResource(ConfigurableResource):
+    """The Feast feature store; its repo folder holds the SQLite registry and offline sources.
+
+    Swapping the offline store for Spark, Snowflake or BigQuery is a change of the
+    RepoConfig built in `features/store.py` (see docs/scaling.md), not of the assets.
+    """
+
+    repo_dir: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.repo_dir)
+
+    def open(self, domain: DomainConfig) -> FeatureStore:
+        from features.store import open_feature_store
+
+        return open_feature_store(domain, self.path)
+
+
+class ModelRegistryResource(ConfigurableResource):
+    """The MLflow tracking store and model registry (SQLite under the home by default)."""
+
+    mlflow_dir: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.mlflow_dir)
+
+
+class ReviewWorkspace(ConfigurableResource):
+    """The reviewers' folder (batches out, verdict files in) and the key that signs batches."""
+
+    review_dir: str
+    secrets_dir: str
+
+    @property
+    def batches_dir(self) -> Path:
+        return Path(self.review_dir) / "batches"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return Path(self.review_dir) / "inbox"
+
+    @property
+    def archive_dir(self) -> Path:
+        return Path(self.review_dir) / "archive"
+
+    def signing_key(self) -> bytes:
+        from hitl_gate.review.signing import load_or_create_key
+
+        return load_or_create_key(Path(self.secrets_dir))
+
+
+def build_resources(paths: HitlPaths) -> dict[str, object]:
+    """Every resource the definitions need, all rooted at `paths`."""
+    return {
+        "io_manager": PolarsParquetIOManager(base_dir=str(paths.warehouse)),
+        "landing": LandingZone(root=str(paths.landing)),
+        "audit_db": AuditDatabase(database=str(paths.audit_db)),
+        "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
+        "feature_store": FeatureStoreResource(repo_dir=str(paths.feast_dir)),
+        "model_registry": ModelRegistryResource(mlflow_dir=str(paths.mlflow_dir)),
+        "review": ReviewWorkspace(review_dir=str(paths.review), secrets_dir=str(paths.secrets_dir)),
+    }
