@@ -1,0 +1,123 @@
+"""The reviewer's XLSX: a protected 'cases' sheet where only the answer columns can be typed in.
+
+Locking the context is a guard against slips, not a security control (sheet protection without
+a password is one click away); the signed manifest and per-case digests are what detect edits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.styles import Alignment, Font, PatternFill, Protection
+from openpyxl.utils import get_column_letter, quote_sheetname
+from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.worksheet import Worksheet
+
+from hitl_gate.review.canonical import CellValue
+
+CASES_SHEET = "cases"
+INSTRUCTIONS_SHEET = "instructions"
+LISTS_SHEET = "lists"
+_LOCKED_FILL = PatternFill("solid", fgColor="EEEEEE")
+_ANSWER_FILL = PatternFill("solid", fgColor="FFF2CC")
+
+
+def _write_cases(
+    sheet: Worksheet,
+    header: Sequence[str],
+    rows: Sequence[Mapping[str, CellValue]],
+    answer_columns: Sequence[str],
+) -> None:
+    sheet.append(list(header))
+    for cell in sheet[1]:
+        cell.font = Font(bold=True)
+    for row_index, row in enumerate(rows, start=2):
+        for col_index, name in enumerate(header, start=1):
+            cell = sheet.cell(row=row_index, column=col_index, value=row.get(name))
+            if isinstance(cell.value, str):
+                cell.data_type = "s"  # text starting with '=' must never become a formula
+            if name in answer_columns:
+                cell.protection = Protection(locked=False)
+                cell.fill = _ANSWER_FILL
+            else:
+                cell.fill = _LOCKED_FILL
+    for col_index, name in enumerate(header, start=1):
+        width = max(12, min(40, len(name) + 4))
+        sheet.column_dimensions[get_column_letter(col_index)].width = width
+    sheet.freeze_panes = "C2"  # header row plus batch id and case id stay in view
+    sheet.auto_filter.ref = sheet.dimensions
+    # Protected, but sorting/filtering and resizing stay allowed (False = not protected).
+    sheet.protection.sheet = True
+    sheet.protection.autoFilter = False
+    sheet.protection.sort = False
+    sheet.protection.formatColumns = False
+    sheet.protection.formatRows = False
+
+
+def _add_choices(
+    workbook: Workbook,
+    sheet: Worksheet,
+    header: Sequence[str],
+    n_rows: int,
+    choices: Mapping[str, Sequence[str]],
+) -> None:
+    """Drop-downs whose values live on a hidden sheet: inline lists are capped at 255 chars."""
+    lists = workbook.create_sheet(LISTS_SHEET)
+    lists.sheet_state = "hidden"
+    lists.protection.sheet = True
+    last_row = max(n_rows + 1, 2)
+    for list_index, (name, values) in enumerate(choices.items(), start=1):
+        letter = get_column_letter(list_index)
+        lists.cell(row=1, column=list_index, value=name)
+        for value_index, value in enumerate(values, start=2):
+            lists.cell(row=value_index, column=list_index, value=value).data_type = "s"
+        source = f"{quote_sheetname(LISTS_SHEET)}!${letter}$2:${letter}${len(values) + 1}"
+        validation = DataValidation(
+            type="list",
+            formula1=source,
+            allow_blank=True,
+            showErrorMessage=True,
+            errorTitle=f"Invalid {name}",
+            error=f"Choose one of: {', '.join(values)}",
+        )
+        target = get_column_letter(header.index(name) + 1)
+        validation.add(f"{target}2:{target}{last_row}")
+        sheet.add_data_validation(validation)
+
+
+def write_review_workbook(
+    path: Path,
+    *,
+    header: Sequence[str],
+    rows: Sequence[Mapping[str, CellValue]],
+    answer_columns: Sequence[str],
+    choices: Mapping[str, Sequence[str]],
+    instructions: Sequence[tuple[str, str]],
+    created_at: datetime,
+) -> None:
+    """Write the cases sheet, the instructions sheet and the hidden drop-down lists."""
+    workbook = Workbook()
+    cases = workbook.active
+    cases.title = CASES_SHEET
+    _write_cases(cases, header, rows, answer_columns)
+    _add_choices(workbook, cases, header, len(rows), choices)
+
+    guide = workbook.create_sheet(INSTRUCTIONS_SHEET, index=1)
+    for label, text in instructions:
+        guide.append([label, text])
+        for cell in guide[guide.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
+            cell.alignment = Alignment(wrap_text=True, vertical="top")
+        guide.cell(row=guide.max_row, column=1).font = Font(bold=True)
+    guide.column_dimensions["A"].width = 28
+    guide.column_dimensions["B"].width = 100
+    guide.protection.sheet = True
+
+    workbook.properties.creator = "hitl-gate"
+    # XLSX stores naive UTC; created_at is required to be timezone-aware by the exporter.
+    workbook.properties.created = created_at.astimezone(UTC).replace(tzinfo=None)
+    workbook.save(path)
