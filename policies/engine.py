@@ -1,0 +1,152 @@
+"""Route every case to exactly one outcome with a versioned, reviewable policy.
+
+Semantics (domain-agnostic; the domain's policy file supplies the rules):
+
+- Every rule whose condition holds *fires*; `rules_fired` lists all of them in file order, so a
+  reviewer sees every concern, not only the winning one.
+- Precedence: a fired `auto_decline` beats a fired `human_review`, which beats a fired
+  `auto_approve`. Within the winning outcome the first fired rule in file order gives the reason
+  code, rule id, queue and priority. `four_eyes` is true when the route is `human_review` and
+  *any* fired review rule asks for it: file order must not be able to drop a second pair of eyes.
+- No rule fired: the policy's default route (`route_rule_id` is null, `rules_fired` empty).
+- Nulls: conditions use SQL three-valued logic (`NULL OR TRUE` is true), and a condition whose
+  result is null counts as *not fired*. So `pd >= 0.08` does not fire for a missing `pd`;
+  missing data must be routed by an explicit `IS NULL` rule (or the default route).
+
+Why a bitmask: each condition is evaluated once as a vectorised boolean column and packed into
+one integer per case. Cases share few distinct masks, so the fired-rule lists and the winner are
+computed once per distinct mask in Python and joined back (STACK_NOTES: 6.3M rows/s, against
+171k rows/s for `concat_list` of `when/then` and 24k rows/s row by row; measured here, the
+consumer credit v1 policy routes 1M cases in about 0.08 s). At most 64 rules (one UInt64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from policies.expressions import compile_condition, parse_problem, schema_problem
+from policies.model import (
+    HUMAN_REVIEW,
+    PRECEDENCE,
+    Policy,
+    PolicyError,
+    Rule,
+    load_policy,
+    policy_problems,
+)
+
+__all__ = [
+    "ROUTE_SCHEMA",
+    "Policy",
+    "PolicyError",
+    "Rule",
+    "load_policy",
+    "route_cases",
+    "validate_policy",
+]
+
+# The columns `route_cases` adds, in order, with their types.
+ROUTE_SCHEMA: dict[str, pl.DataType] = {
+    "route": pl.String(),
+    "route_reason_code": pl.String(),
+    "route_rule_id": pl.String(),
+    "rules_fired": pl.List(pl.String()),
+    "review_queue": pl.String(),
+    "review_priority": pl.Int32(),
+    "four_eyes": pl.Boolean(),
+    "policy_version": pl.String(),
+    "policy_digest": pl.String(),
+}
+_MASK = "__policy_rule_mask"
+# Columns decided per distinct mask; the policy version and digest are literals added after.
+_LOOKUP_COLUMNS = list(ROUTE_SCHEMA)[:7]
+
+
+def validate_policy(policy: Policy, schema: Mapping[str, pl.DataType]) -> list[str]:
+    """Every problem of `policy` against case columns `schema`; empty when it can route them."""
+    problems = policy_problems(policy)
+    for rule in policy.rules:
+        if parse_problem(rule.when) is not None:
+            continue  # already reported by policy_problems
+        problem = schema_problem(rule.when, schema)
+        if problem is not None:
+            problems.append(f"{policy.source}: rule '{rule.id}': {problem}")
+    return problems
+
+
+def route_cases(policy: Policy, cases: pl.DataFrame) -> pl.DataFrame:
+    """Add the route columns of `ROUTE_SCHEMA` to `cases`, one route per case, order kept.
+
+    Raises `PolicyError` when the policy does not validate against `cases.schema`, and
+    `ValueError` when `cases` already carries route columns (routing twice is a bug upstream).
+    """
+    problems = validate_policy(policy, cases.schema)
+    if problems:
+        raise PolicyError("\n".join(problems))
+    clash = [c for c in (*ROUTE_SCHEMA, _MASK) if c in cases.columns]
+    if clash:
+        raise ValueError(f"cases already have route columns {clash}; drop them to re-route")
+    masked = cases.with_columns(_mask_expr(policy.rules).alias(_MASK))
+    lookup = _lookup(policy, masked.get_column(_MASK).unique().to_list())
+    routed = masked.join(lookup, on=_MASK, how="left", maintain_order="left").drop(_MASK)
+    return routed.with_columns(
+        pl.lit(policy.version, pl.String).alias("policy_version"),
+        pl.lit(policy.digest, pl.String).alias("policy_digest"),
+    )
+
+
+def _mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
+    """Bit i is set when rule i fired; a null condition result counts as not fired."""
+    if not rules:
+        return pl.lit(0, pl.UInt64)
+    bits = [
+        pl.when(compile_condition(rule.when).fill_null(False))
+        .then(pl.lit(1 << i, pl.UInt64))
+        .otherwise(pl.lit(0, pl.UInt64))
+        for i, rule in enumerate(rules)
+    ]
+    return pl.sum_horizontal(bits).cast(pl.UInt64)
+
+
+def _lookup(policy: Policy, masks: list[int]) -> pl.DataFrame:
+    """One row per distinct mask with its fired rules and winning route."""
+    rows = [_route_for_mask(policy, mask) for mask in masks]
+    schema = {_MASK: pl.UInt64(), **{k: ROUTE_SCHEMA[k] for k in _LOOKUP_COLUMNS}}
+    return pl.DataFrame(
+        [[mask, *row] for mask, row in zip(masks, rows, strict=True)],
+        schema=schema,
+        orient="row",
+    )
+
+
+def _route_for_mask(policy: Policy, mask: int) -> tuple[object, ...]:
+    """The route tuple (in `ROUTE_SCHEMA` order, without policy columns) for one mask."""
+    fired = [rule for i, rule in enumerate(policy.rules) if mask >> i & 1]
+    fired_ids = [rule.id for rule in fired]
+    for outcome in PRECEDENCE:
+        winner = next((rule for rule in fired if rule.outcome == outcome), None)
+        if winner is None:
+            continue
+        if outcome != HUMAN_REVIEW:
+            return (outcome, winner.reason_code, winner.id, fired_ids, None, None, False)
+        four_eyes = any(r.four_eyes for r in fired if r.outcome == HUMAN_REVIEW)
+        return (
+            outcome,
+            winner.reason_code,
+            winner.id,
+            fired_ids,
+            winner.queue,
+            winner.priority,
+            four_eyes,
+        )
+    return (
+        policy.default_outcome,
+        policy.default_reason_code,
+        None,
+        fired_ids,
+        policy.default_queue,
+        policy.default_priority,
+        False,
+    )
