@@ -1,0 +1,161 @@
+"""Train the scorecard on a time split, log the evidence and register a new model version.
+
+A new version becomes champion only when the registered model has none yet: replacing a live
+champion is a decision for a person (`models.scoring.promote`), not a side effect of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from hitl_gate.domain import ModelConfig
+from models.evaluation import calibration_table, discrimination
+from models.mlflow_store import configure, experiment_id
+from models.model_card import render_model_card
+from models.scorecard import (
+    CLASS_WEIGHT,
+    REGULARISATION_C,
+    feature_frame,
+    fit_scorecard,
+)
+
+EVENT_TIMESTAMP = "event_timestamp"
+LABEL = "label"
+CHAMPION = "champion"
+MODEL_ARTIFACT = "model"
+# Rows kept as the logged input example: enough to document the schema, cheap to validate.
+INPUT_EXAMPLE_ROWS = 5
+# skops (MLflow's default, safe format) refuses unlisted types on load. SimpleImputer keeps
+# its fitted `numpy.dtype`, a plain data-type descriptor that executes nothing when loaded.
+SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The registered version a training run produced."""
+
+    name: str
+    version: str
+    run_id: str
+    metrics: dict[str, float]
+    promoted_to_champion: bool
+
+
+def split_by_time(training: pl.DataFrame, model_cfg: ModelConfig) -> tuple[pl.DataFrame, ...]:
+    """(train, validation): events before `validation_from` train, the rest validate.
+
+    A time split, not a random one, because the model will score cases from after its
+    training window; a random split would flatter it with look-alike neighbours.
+    """
+    before = pl.col(EVENT_TIMESTAMP).cast(pl.Date) < model_cfg.validation_from
+    train = training.filter(before)
+    validation = training.filter(~before)
+    if train.height == 0 or validation.height == 0:
+        raise ValueError(
+            f"time split at {model_cfg.validation_from} leaves {train.height} training and "
+            f"{validation.height} validation rows; both must be non-empty"
+        )
+    return train, validation
+
+
+def _labels(frame: pl.DataFrame) -> np.ndarray:
+    if frame[LABEL].null_count():
+        raise ValueError("the label column has nulls: pass only cases whose outcome is known")
+    return frame[LABEL].cast(pl.Int8).to_numpy()
+
+
+def _check_columns(training: pl.DataFrame, model_cfg: ModelConfig, case_id: str) -> None:
+    required = [case_id, EVENT_TIMESTAMP, LABEL, *model_cfg.features]
+    missing = [c for c in required if c not in training.columns]
+    if missing:
+        raise KeyError(f"training frame lacks columns: {missing}")
+
+
+def train_and_register(
+    training: pl.DataFrame, model_cfg: ModelConfig, case_id: str, mlflow_dir: Path
+) -> TrainedModel:
+    """Fit on the time split, log params, metrics, calibration and model card, and register.
+
+    `training` has `case_id`, `event_timestamp`, the model features and a boolean or 0/1
+    `label`. The model is logged with explicit pip requirements (inferring them costs about
+    9 s in a subprocess) and with `predict_proba` as the pyfunc method, so the registry serves
+    probabilities.
+    """
+    _check_columns(training, model_cfg, case_id)
+    train, validation = split_by_time(training, model_cfg)
+    y_train, y_val = _labels(train), _labels(validation)
+    pipeline = fit_scorecard(train.select(model_cfg.features), y_train)
+
+    x_train = feature_frame(train, model_cfg.features)
+    x_val = feature_frame(validation, model_cfg.features)
+    pd_train = pipeline.predict_proba(x_train)[:, 1]
+    pd_val = pipeline.predict_proba(x_val)[:, 1]
+    metrics: dict[str, float] = {}
+    for split, y, pd_ in (("train", y_train, pd_train), ("validation", y_val, pd_val)):
+        metrics.update({f"{split}_{k}": v for k, v in discrimination(y, pd_).items()})
+    calibration = pl.concat(
+        [
+            calibration_table("train", y_train, pd_train),
+            calibration_table("validation", y_val, pd_val),
+        ]
+    )
+    params: dict[str, str | int | float] = {
+        "model_family": "logistic_scorecard",
+        "C": REGULARISATION_C,
+        "class_weight": str(CLASS_WEIGHT),
+        "features": ",".join(model_cfg.features),
+        "label_column": model_cfg.label.column,
+        "validation_from": model_cfg.validation_from.isoformat(),
+        "case_id": case_id,
+        "n_train": train.height,
+        "n_validation": validation.height,
+        "train_bad_rate": float(y_train.mean()),
+        "validation_bad_rate": float(y_val.mean()),
+        "train_from": str(train[EVENT_TIMESTAMP].min()),
+        "validation_to": str(validation[EVENT_TIMESTAMP].max()),
+    }
+
+    # Imported only now, so a bad frame or split fails before paying about 5 s for mlflow.
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    example = x_train.head(INPUT_EXAMPLE_ROWS)
+    signature = infer_signature(example, pipeline.predict_proba(example))
+    client = configure(mlflow_dir)
+    with mlflow.start_run(
+        experiment_id=experiment_id(client), run_name=f"train-{model_cfg.name}"
+    ) as run:
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
+        mlflow.log_text(calibration.write_csv(), "calibration.csv")
+        info = mlflow.sklearn.log_model(
+            pipeline,
+            name=MODEL_ARTIFACT,
+            registered_model_name=model_cfg.name,
+            signature=signature,
+            input_example=example,
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        )
+        version = str(info.registered_model_version)
+        card = render_model_card(model_cfg, pipeline, version, run.info.run_id, params, metrics)
+        mlflow.log_text(card, "model_card.md")
+
+    # Check-then-set is not atomic; training runs for one model are serialised by the
+    # orchestrator, and the worst case of a race is two versions each believing they won.
+    promoted = CHAMPION not in client.get_registered_model(model_cfg.name).aliases
+    if promoted:
+        client.set_registered_model_alias(model_cfg.name, CHAMPION, version)
+    return TrainedModel(
+        name=model_cfg.name,
+        version=version,
+        run_id=run.info.run_id,
+        metrics=metrics,
+        promoted_to_champion=promoted,
+    )

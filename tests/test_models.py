@@ -1,0 +1,301 @@
+"""The model layer against a real SQLite-backed MLflow registry in a temporary folder.
+
+Training data are the real LendingClub 2018 Q1 sample, with the consumer-credit model
+features derived the way `domain.yaml` declares them and application times spread over
+January to March, so the March validation split is the one the domain configures.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from hitl_gate.domain import PROJECT_ROOT, ModelConfig, load_domain
+from models.mlflow_store import configure, tracking_uri
+from models.scorecard import contributions, feature_frame, fit_scorecard, model_features
+from models.scoring import (
+    ChampionModel,
+    band_index,
+    load_champion,
+    points,
+    promote,
+    score_frame,
+)
+from models.training import TrainedModel, split_by_time, train_and_register
+
+SAMPLE = PROJECT_ROOT / "data" / "sample" / "lendingclub_loans_2018q1.parquet"
+CASE_ID = "application_id"
+
+
+def _per_income(column: pl.Expr) -> pl.Expr:
+    return column / pl.when(pl.col("annual_income") > 0).then(pl.col("annual_income"))
+
+
+@pytest.fixture(scope="module")
+def model_cfg() -> ModelConfig:
+    return load_domain("consumer_credit").model
+
+
+@pytest.fixture(scope="module")
+def training(model_cfg: ModelConfig) -> pl.DataFrame:
+    """Sample loans as model-ready rows: case id, event time, the 13 features and the label."""
+    raw = pl.read_parquet(SAMPLE)
+    month_start = pl.col("issue_month").str.strptime(pl.Date, "%b-%Y").cast(pl.Datetime("us"))
+    # A deterministic spread over the first 27 days of the issue month.
+    offset = pl.duration(hours=(pl.col("rownames") * 7919) % (27 * 24))
+    limit = pl.col("total_credit_limit")
+    return raw.select(
+        pl.format("app-{}", pl.col("rownames")).alias(CASE_ID),
+        (month_start + offset).alias("event_timestamp"),
+        _per_income(pl.col("loan_amount")).alias("loan_to_income"),
+        _per_income(pl.col("installment") * 12).alias("installment_to_income"),
+        (pl.col("total_credit_utilized") / pl.when(limit > 0).then(limit)).alias(
+            "credit_utilization"
+        ),
+        (2018 - pl.col("earliest_credit_line")).alias("credit_history_years"),
+        *[pl.col(c) for c in model_cfg.features if c in raw.columns],
+        pl.col(model_cfg.label.column).is_in(model_cfg.label.positive_values).alias("label"),
+    )
+
+
+@dataclass(frozen=True)
+class Registry:
+    mlflow_dir: Path
+    first: TrainedModel
+    second: TrainedModel
+
+
+@pytest.fixture(scope="module")
+def registry(
+    tmp_path_factory: pytest.TempPathFactory, training: pl.DataFrame, model_cfg: ModelConfig
+) -> Registry:
+    """Two trainings into one fresh registry: the first should become champion, not the second."""
+    mlflow_dir = tmp_path_factory.mktemp("home") / "mlflow"
+    first = train_and_register(training, model_cfg, CASE_ID, mlflow_dir)
+    second = train_and_register(training, model_cfg, CASE_ID, mlflow_dir)
+    return Registry(mlflow_dir, first, second)
+
+
+@pytest.fixture(scope="module")
+def champion(registry: Registry, model_cfg: ModelConfig) -> ChampionModel:
+    return load_champion(model_cfg.name, registry.mlflow_dir)
+
+
+@pytest.fixture(scope="module")
+def scored(champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig) -> pl.DataFrame:
+    return score_frame(champion, training, model_cfg, CASE_ID)
+
+
+# --- the scorecard itself ------------------------------------------------------------------
+
+
+def test_contributions_sum_exactly_to_the_logit(
+    training: pl.DataFrame, model_cfg: ModelConfig
+) -> None:
+    train, _ = split_by_time(training, model_cfg)
+    pipeline = fit_scorecard(train.select(model_cfg.features), train["label"].to_numpy())
+    # Nulls and an infinite ratio must go through the same imputation as in the pipeline.
+    probe = training.with_columns(
+        pl.when(pl.int_range(pl.len()) % 7 == 0)
+        .then(None)
+        .otherwise(pl.col("debt_to_income"))
+        .alias("debt_to_income"),
+        pl.when(pl.int_range(pl.len()) % 11 == 0)
+        .then(float("inf"))
+        .otherwise(pl.col("loan_to_income"))
+        .alias("loan_to_income"),
+    )
+    contrib, base = contributions(pipeline, probe)
+    logit = pipeline.decision_function(feature_frame(probe, model_cfg.features))
+    assert contrib.shape == (probe.height, len(model_cfg.features))
+    np.testing.assert_allclose(contrib.sum(axis=1) + base, logit, rtol=0, atol=1e-9)
+
+
+def test_contributions_are_relative_to_the_average_training_case(
+    training: pl.DataFrame, model_cfg: ModelConfig
+) -> None:
+    train, _ = split_by_time(training, model_cfg)
+    pipeline = fit_scorecard(train.select(model_cfg.features), train["label"].to_numpy())
+    contrib, _ = contributions(pipeline, train)
+    np.testing.assert_allclose(contrib.mean(axis=0), 0.0, atol=1e-12)
+
+
+def test_unweighted_fit_keeps_pd_calibrated_to_the_bad_rate(
+    training: pl.DataFrame, model_cfg: ModelConfig
+) -> None:
+    """Why class_weight stays unset: the mean PD must match the observed bad rate."""
+    train, _ = split_by_time(training, model_cfg)
+    y = train["label"].cast(pl.Int8).to_numpy()
+    pipeline = fit_scorecard(train.select(model_cfg.features), y)
+    pd_ = pipeline.predict_proba(feature_frame(train, model_cfg.features))[:, 1]
+    assert abs(pd_.mean() - y.mean()) < 1e-3
+
+
+def test_points_scale_is_600_at_even_odds_and_20_to_double() -> None:
+    assert points(np.array([0.5, 1 / 3, 1 / 5])).tolist() == [600.0, 620.0, 640.0]
+    assert np.isfinite(points(np.array([0.0, 1.0]))).all()
+
+
+def test_bands_must_ascend() -> None:
+    with pytest.raises(ValueError, match="ascending"):
+        band_index(np.array([0.1]), {"A": 0.2, "B": 0.1})
+
+
+def test_training_needs_both_sides_of_the_time_split(
+    training: pl.DataFrame, model_cfg: ModelConfig, tmp_path: Path
+) -> None:
+    late = model_cfg.model_copy(update={"validation_from": date(2019, 1, 1)})
+    with pytest.raises(ValueError, match="non-empty"):
+        train_and_register(training, late, CASE_ID, tmp_path / "mlflow")
+
+
+# --- the registry ----------------------------------------------------------------------------
+
+
+def test_tracking_store_lives_in_the_given_folder(registry: Registry) -> None:
+    assert tracking_uri(registry.mlflow_dir).startswith("sqlite:///")
+    assert (registry.mlflow_dir / "mlflow.db").is_file()
+    assert any((registry.mlflow_dir / "artifacts").rglob("model.skops"))
+
+
+def test_first_training_becomes_champion(
+    registry: Registry, champion: ChampionModel, model_cfg: ModelConfig
+) -> None:
+    assert registry.first.promoted_to_champion
+    assert (registry.first.name, registry.first.version) == (model_cfg.name, "1")
+    assert champion.version == "1"
+    assert champion.run_id == registry.first.run_id
+    assert champion.model_uri == f"models:/{model_cfg.name}/1"
+    assert len(champion.artifact_digest) == 64
+
+
+def test_second_training_does_not_move_champion(registry: Registry, model_cfg: ModelConfig) -> None:
+    assert registry.second.version == "2"
+    assert not registry.second.promoted_to_champion
+    client = configure(registry.mlflow_dir)
+    assert str(client.get_model_version_by_alias(model_cfg.name, "champion").version) == "1"
+
+
+def test_promote_moves_champion(
+    registry: Registry, champion: ChampionModel, model_cfg: ModelConfig
+) -> None:
+    try:
+        promote(model_cfg.name, registry.second.version, registry.mlflow_dir)
+        promoted = load_champion(model_cfg.name, registry.mlflow_dir)
+        assert (promoted.version, promoted.run_id) == ("2", registry.second.run_id)
+        assert promoted.artifact_digest != champion.artifact_digest
+    finally:
+        promote(model_cfg.name, registry.first.version, registry.mlflow_dir)
+    assert load_champion(model_cfg.name, registry.mlflow_dir).artifact_digest == (
+        champion.artifact_digest
+    )
+
+
+def test_training_logs_metrics_calibration_and_model_card(
+    registry: Registry, model_cfg: ModelConfig
+) -> None:
+    client = configure(registry.mlflow_dir)
+    run = client.get_run(registry.first.run_id)
+    for split in ("train", "validation"):
+        for metric in ("auc", "ks", "brier"):
+            assert (
+                run.data.metrics[f"{split}_{metric}"] == registry.first.metrics[f"{split}_{metric}"]
+            )
+    assert 0.5 < registry.first.metrics["validation_auc"] <= 1.0
+    assert run.data.params["features"] == ",".join(model_cfg.features)
+    logged = {a.path for a in client.list_artifacts(registry.first.run_id)}
+    assert {"calibration.csv", "model_card.md"} <= logged
+    card = Path(client.download_artifacts(registry.first.run_id, "model_card.md")).read_text()
+    assert f"{model_cfg.name} v1" in card
+
+
+def test_registry_round_trip_is_faithful(
+    champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig
+) -> None:
+    train, _ = split_by_time(training, model_cfg)
+    refit = fit_scorecard(train.select(model_cfg.features), train["label"].to_numpy())
+    frame = feature_frame(training, model_cfg.features)
+    served = np.asarray(champion.pyfunc.predict(frame))
+    assert model_features(champion.pipeline) == model_cfg.features
+    np.testing.assert_array_equal(served, champion.pipeline.predict_proba(frame))
+    np.testing.assert_allclose(served, refit.predict_proba(frame), rtol=1e-12, atol=0)
+
+
+# --- scoring ---------------------------------------------------------------------------------
+
+
+def test_score_frame_shape_types_and_ranges(
+    scored: pl.DataFrame, champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig
+) -> None:
+    assert scored[CASE_ID].to_list() == training[CASE_ID].to_list()
+    # Order matters too: downstream tables are written column by column.
+    assert list(scored.schema.items()) == list(
+        {
+            CASE_ID: pl.String,
+            "pd": pl.Float64,
+            "score": pl.Int64,
+            "risk_band": pl.String,
+            "reason_codes": pl.List(pl.String),
+            "reason_texts": pl.List(pl.String),
+            "model_name": pl.String,
+            "model_version": pl.String,
+            "model_run_id": pl.String,
+            "model_artifact_digest": pl.String,
+        }.items()
+    )
+    assert scored["pd"].is_between(0.0, 1.0, closed="none").all()
+    lowest, highest = points(np.array([1.0, 0.0]))
+    assert scored["score"].is_between(lowest, highest).all()
+    assert set(scored["risk_band"].unique()) <= set(model_cfg.bands)
+    identity = scored.select(
+        "model_name", "model_version", "model_run_id", "model_artifact_digest"
+    ).unique()
+    assert identity.rows() == [
+        (champion.name, champion.version, champion.run_id, champion.artifact_digest)
+    ]
+    expected_score = 600 + 20 / math.log(2) * np.log((1 - scored["pd"]) / scored["pd"])
+    assert (np.abs(scored["score"].to_numpy() - expected_score) <= 0.5).all()
+
+
+def test_bands_and_scores_are_monotone_in_pd(scored: pl.DataFrame, model_cfg: ModelConfig) -> None:
+    rank = {band: i for i, band in enumerate(model_cfg.bands)}
+    ordered = scored.sort("pd")
+    band_rank = np.array([rank[b] for b in ordered["risk_band"]])
+    assert (np.diff(band_rank) >= 0).all()
+    assert (np.diff(ordered["score"].to_numpy()) <= 0).all()
+    uppers = list(model_cfg.bands.values())
+    for pd_, band in ordered.select("pd", "risk_band").iter_rows():
+        i = rank[band]
+        assert i == len(uppers) - 1 or pd_ <= uppers[i]
+        assert i == 0 or pd_ > uppers[i - 1]
+
+
+def test_reason_codes_are_the_largest_positive_contributions(
+    scored: pl.DataFrame, champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig
+) -> None:
+    contrib, _ = contributions(champion.pipeline, training)
+    names = model_features(champion.pipeline)
+    code_of = {f: rc.code for f, rc in model_cfg.reason_codes.items()}
+    text_of = {rc.code: rc.text for rc in model_cfg.reason_codes.values()}
+    assert (scored["reason_codes"].list.len() <= 4).all()
+    for i, (codes, texts) in enumerate(scored.select("reason_codes", "reason_texts").iter_rows()):
+        positive = sorted(
+            ((c, f) for c, f in zip(contrib[i], names, strict=True) if c > 0 and f in code_of),
+            reverse=True,
+        )
+        assert codes == [code_of[f] for _, f in positive[:4]]
+        assert texts == [text_of[c] for c in codes]
+
+
+def test_score_frame_of_no_rows_keeps_the_schema(
+    champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig, scored: pl.DataFrame
+) -> None:
+    empty = score_frame(champion, training.head(0), model_cfg, CASE_ID)
+    assert empty.height == 0
+    assert empty.schema == scored.schema
