@@ -101,7 +101,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             "policy_version",
             "model_version",
             "reason_codes",
-            pl.lit(context.run_id).alias("run_id"),
+            pl.lit(context.run.run_id).alias("run_id"),
             pl.lit(now).alias("executed_at"),
         )
         days = partition_days(context)
@@ -180,7 +180,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                         pl.col("rows_read")
                         == pl.col("rows_quarantined") + pl.col("executed") + pl.col("pending_review")
                     ).alias("balanced"),
-                    pl.lit(context.run_id).alias("run_id"),
+                    pl.lit(context.run.run_id).alias("run_id"),
                     pl.lit(now).alias("recorded_at"),
                 )
             )

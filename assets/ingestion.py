@@ -102,12 +102,12 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             pl.lit(domain.name).alias("domain"),
             pl.lit(domain.contract.version).alias("contract_version"),
             pl.lit(digest).alias("contract_digest"),
-            pl.lit(context.run_id).alias("run_id"),
+            pl.lit(context.run.run_id).alias("run_id"),
             pl.lit(now).alias("recorded_at"),
         )
         quarantine = result.quarantine.rename(
             {"column": "column_name", "check": "check_name"}
-        ).with_columns(pl.lit(domain.name).alias("domain"), pl.lit(context.run_id).alias("run_id"))
+        ).with_columns(pl.lit(domain.name).alias("domain"), pl.lit(context.run.run_id).alias("run_id"))
         days = partition_days(context)
         with audit_db.connect() as con:
             replace_partition_slice(con, "input_files", file_rows, domain.name, days)

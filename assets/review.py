@@ -84,7 +84,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "created_at": [b.created_at for _, b in batches],
                 "due_at": [b.due_at for _, b in batches],
                 "manifest_sha256": [b.manifest_sha256 for _, b in batches],
-                "run_id": context.run_id,
+                "run_id": context.run.run_id,
             },
             schema_overrides={"partition_date": pl.Date, "case_count": pl.Int32},
         )
@@ -160,7 +160,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     batches_dir=review.batches_dir,
                     archive_dir=review.archive_dir,
                     key=key,
-                    run_id=context.run_id,
+                    run_id=context.run.run_id,
                 )
                 outcomes.append(outcome)
                 for message in outcome.messages:

@@ -102,7 +102,7 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             "model_artifact_digest", "pd", "score", "risk_band", "reason_codes", "policy_version",
             "policy_digest", "route", "route_rule_id", "route_reason_code", "rules_fired",
             "review_queue", "review_priority",
-            pl.lit(context.run_id).alias("run_id"),
+            pl.lit(context.run.run_id).alias("run_id"),
             pl.lit(now).alias("decided_at"),
         )  # fmt: skip
         with audit_db.connect() as con:

@@ -7,15 +7,16 @@ fast and never pay for Feast, MLflow or Great Expectations.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
 from hitl_gate.home import HitlPaths
-from hitl_gate.runner import raise_for_failure
 
 DEFAULT_DOMAIN = "consumer_credit"
 
@@ -32,7 +33,7 @@ def _paths(args: argparse.Namespace) -> HitlPaths:
 def cmd_run(args: argparse.Namespace) -> None:
     """Run the daily pipeline for one day or a range of days (one run)."""
     from hitl_gate.domain import load_domain
-    from hitl_gate.runner import load_definitions, run_job
+    from hitl_gate.runner import load_definitions, raise_for_failure, run_job
     from pipelines.jobs import daily_job_name
 
     _paths(args)
@@ -47,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     """Train and register a model version from the features and outcomes materialised so far."""
     from hitl_gate.domain import load_domain
-    from hitl_gate.runner import load_definitions, run_job
+    from hitl_gate.runner import load_definitions, raise_for_failure, run_job
     from pipelines.jobs import training_job_name
 
     _paths(args)
@@ -62,7 +63,7 @@ def cmd_review_ingest(args: argparse.Namespace) -> None:
     from hitl_gate.audit.store import audit_connection, query_frame
     from hitl_gate.domain import load_domain
     from hitl_gate.review.intake import batch_partition, file_sha256, peek_batch_id
-    from hitl_gate.runner import load_definitions, run_job
+    from hitl_gate.runner import load_definitions, raise_for_failure, run_job
     from pipelines.jobs import review_loop_job_name
 
     paths = _paths(args)
@@ -156,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    # Library deprecation notices (ibis on DuckDB 2, SQLAlchemy in MLflow) are for us, not users.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
     args.func(args)
 

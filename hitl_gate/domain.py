@@ -76,10 +76,15 @@ class LabelConfig(_Strict):
 
 
 class ReasonCode(_Strict):
-    """A controlled reason code shown to reviewers and on adverse-action notices."""
+    """A controlled reason code shown to reviewers and on adverse-action notices.
+
+    `risk_direction` says which way of the feature means more risk; the scorecard keeps only
+    features whose fitted effect agrees, so the text of a reason is always true of the model.
+    """
 
     code: str
     text: str
+    risk_direction: Literal["higher", "lower"] = "higher"
 
 
 class ModelConfig(_Strict):
@@ -133,6 +138,9 @@ class DomainConfig(_Strict):
         unknown = [f for f in self.model.features if f not in self.features.names]
         if unknown:
             raise ValueError(f"model.features not served by the feature view: {unknown}")
+        uncoded = [f for f in self.model.features if f not in self.model.reason_codes]
+        if uncoded:
+            raise ValueError(f"model.features without a reason code: {uncoded}")
         return self
 
     @property

@@ -19,6 +19,9 @@ from dagster._core.storage.tags import (
 
 from hitl_gate.home import HOME_ENV, LANDING_ENV, REVIEW_ENV, HitlPaths
 
+# Step-by-step DEBUG events go to the run log (Dagster UI); the terminal shows warnings only.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 DAGSTER_YAML = """\
 telemetry:
   enabled: false
@@ -64,14 +67,18 @@ def run_job(
     A partitioned job runs the days `start..end` as one run: every asset has a single-run
     backfill policy, so each stage processes the whole range in one step.
     """
-    job = defs.get_job_def(job_name)
+    job = defs.resolve_job_def(job_name)
     run_tags = dict(tags or {})
     if start is not None:
         run_tags[ASSET_PARTITION_RANGE_START_TAG] = start.isoformat()
         run_tags[ASSET_PARTITION_RANGE_END_TAG] = (end or start).isoformat()
     with DagsterInstance.get() as instance:
         return job.execute_in_process(
-            instance=instance, tags=run_tags, raise_on_error=False, asset_selection=only
+            run_config=QUIET_CONSOLE,
+            instance=instance,
+            tags=run_tags,
+            raise_on_error=False,
+            asset_selection=only,
         )
 
 

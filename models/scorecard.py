@@ -14,7 +14,7 @@ positives, and a heavy one flattens coefficients that the reason codes depend on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -78,6 +78,32 @@ def fit_scorecard(X: pl.DataFrame, y: np.ndarray) -> Pipeline:
     )
     pipeline.fit(feature_frame(X, X.columns), target)
     return pipeline
+
+
+def fit_sign_constrained(
+    X: pl.DataFrame, y: np.ndarray, directions: Mapping[str, int]
+) -> tuple[Pipeline, list[str]]:
+    """Fit, then drop features whose effect contradicts their declared risk direction; refit.
+
+    A reason code says "debt is high relative to income"; if the fitted coefficient said the
+    opposite (collinearity, a small sample), that text would be false for the cases it is
+    given to. Scorecard practice is to remove such features: one at a time, the worst
+    violation first, until every remaining coefficient agrees (`directions`: +1 when higher
+    values mean more risk, -1 when lower values do). Returns the pipeline and what was dropped.
+    """
+    kept = list(X.columns)
+    dropped: list[str] = []
+    while True:
+        pipeline = fit_scorecard(X.select(kept), y)
+        coef = pipeline.named_steps["logit"].coef_[0]
+        violation = {
+            name: c * directions.get(name, 1) for name, c in zip(kept, coef, strict=True)
+        }
+        worst = min(violation, key=violation.__getitem__)
+        if violation[worst] >= 0 or len(kept) == 1:
+            return pipeline, dropped
+        kept.remove(worst)
+        dropped.append(worst)
 
 
 def model_features(pipeline: Pipeline) -> list[str]:

@@ -20,7 +20,8 @@ from models.scorecard import (
     CLASS_WEIGHT,
     REGULARISATION_C,
     feature_frame,
-    fit_scorecard,
+    fit_sign_constrained,
+    model_features,
 )
 
 EVENT_TIMESTAMP = "event_timestamp"
@@ -88,10 +89,17 @@ def train_and_register(
     _check_columns(training, model_cfg, case_id)
     train, validation = split_by_time(training, model_cfg)
     y_train, y_val = _labels(train), _labels(validation)
-    pipeline = fit_scorecard(train.select(model_cfg.features), y_train)
+    directions = {
+        name: 1 if code.risk_direction == "higher" else -1
+        for name, code in model_cfg.reason_codes.items()
+    }
+    pipeline, dropped = fit_sign_constrained(
+        train.select(model_cfg.features), y_train, directions
+    )
+    kept = model_features(pipeline)
 
-    x_train = feature_frame(train, model_cfg.features)
-    x_val = feature_frame(validation, model_cfg.features)
+    x_train = feature_frame(train, kept)
+    x_val = feature_frame(validation, kept)
     pd_train = pipeline.predict_proba(x_train)[:, 1]
     pd_val = pipeline.predict_proba(x_val)[:, 1]
     metrics: dict[str, float] = {}
@@ -107,7 +115,8 @@ def train_and_register(
         "model_family": "logistic_scorecard",
         "C": REGULARISATION_C,
         "class_weight": str(CLASS_WEIGHT),
-        "features": ",".join(model_cfg.features),
+        "features": ",".join(kept),
+        "dropped_for_sign": ",".join(dropped) or "none",
         "label_column": model_cfg.label.column,
         "validation_from": model_cfg.validation_from.isoformat(),
         "case_id": case_id,

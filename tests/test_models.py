@@ -208,7 +208,10 @@ def test_training_logs_metrics_calibration_and_model_card(
                 run.data.metrics[f"{split}_{metric}"] == registry.first.metrics[f"{split}_{metric}"]
             )
     assert 0.5 < registry.first.metrics["validation_auc"] <= 1.0
-    assert run.data.params["features"] == ",".join(model_cfg.features)
+    kept = run.data.params["features"].split(",")
+    dropped = run.data.params["dropped_for_sign"]
+    assert kept and set(kept) <= set(model_cfg.features)
+    assert set(kept) | (set(dropped.split(",")) - {"none"}) == set(model_cfg.features)
     logged = {a.path for a in client.list_artifacts(registry.first.run_id)}
     assert {"calibration.csv", "model_card.md"} <= logged
     card = Path(client.download_artifacts(registry.first.run_id, "model_card.md")).read_text()
@@ -219,10 +222,10 @@ def test_registry_round_trip_is_faithful(
     champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig
 ) -> None:
     train, _ = split_by_time(training, model_cfg)
-    refit = fit_scorecard(train.select(model_cfg.features), train["label"].to_numpy())
-    frame = feature_frame(training, model_cfg.features)
+    kept = model_features(champion.pipeline)
+    refit = fit_scorecard(train.select(kept), train["label"].to_numpy())
+    frame = feature_frame(training, kept)
     served = np.asarray(champion.pyfunc.predict(frame))
-    assert model_features(champion.pipeline) == model_cfg.features
     np.testing.assert_array_equal(served, champion.pipeline.predict_proba(frame))
     np.testing.assert_allclose(served, refit.predict_proba(frame), rtol=1e-12, atol=0)
 
@@ -299,3 +302,25 @@ def test_score_frame_of_no_rows_keeps_the_schema(
     empty = score_frame(champion, training.head(0), model_cfg, CASE_ID)
     assert empty.height == 0
     assert empty.schema == scored.schema
+
+
+def test_sign_constraint_drops_features_that_contradict_their_reason_text() -> None:
+    """A feature whose fitted effect runs against its declared risk direction is removed."""
+    from models.scorecard import fit_sign_constrained, model_features
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    risk = rng.normal(size=n)
+    protective = rng.normal(size=n)
+    y = (rng.random(n) < 1 / (1 + np.exp(-(-2 + 1.5 * risk - 1.0 * protective)))).astype(int)
+    X = pl.DataFrame({"risk": risk, "protective": protective})
+
+    # Declared correctly: both kept, with the declared signs.
+    pipeline, dropped = fit_sign_constrained(X, y, {"risk": 1, "protective": -1})
+    assert dropped == [] and model_features(pipeline) == ["risk", "protective"]
+
+    # Declared wrongly for "protective": it must go, and the remaining model is consistent.
+    pipeline, dropped = fit_sign_constrained(X, y, {"risk": 1, "protective": 1})
+    assert dropped == ["protective"]
+    assert model_features(pipeline) == ["risk"]
+    assert pipeline.named_steps["logit"].coef_[0][0] > 0
