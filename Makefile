@@ -22,6 +22,7 @@ demo: install
 	$(BIN)/hitl demo
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 test-fast: install

@@ -1,12 +1,11 @@
 """Asset checks: invariants that must hold before data flows on (blocking) or be seen at once."""
 
-
 import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
-    AssetCheckSeverity,
     AssetChecksDefinition,
+    AssetCheckSeverity,
     asset_check,
 )
 
@@ -23,7 +22,7 @@ def build_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
     @asset_check(
         asset=stage_key(domain, "validated_cases"),
         blocking=True,
-        description="Rows read = rows accepted + rows quarantined, for every file of the partition.",
+        description="Rows read = rows accepted + rows quarantined, for every file of the day.",
     )
     def rows_balance(
         context: AssetCheckExecutionContext, audit_db: AuditDatabase
@@ -78,7 +77,11 @@ def build_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
         duplicated = routed_decisions.height - routed_decisions[domain.case_id].n_unique()
         return AssetCheckResult(
             passed=bad_route == 0 and duplicated == 0,
-            metadata={"rows": routed_decisions.height, "bad_routes": bad_route, "duplicates": duplicated},
+            metadata={
+                "rows": routed_decisions.height,
+                "bad_routes": bad_route,
+                "duplicates": duplicated,
+            },
         )
 
     @asset_check(

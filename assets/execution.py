@@ -1,6 +1,5 @@
 """Execution and audit assets: final decisions acted on exactly once, and the day's accounting."""
 
-
 import os
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -38,9 +37,7 @@ def final_actions(routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str) ->
             "model_version",
             "reason_codes",
         )
-        .join(
-            verdicts.select("case_id", "verdict", "reviewer_id"), on="case_id", how="left"
-        )
+        .join(verdicts.select("case_id", "verdict", "reviewer_id"), on="case_id", how="left")
         .with_columns(
             pl.when(pl.col("route") == "human_review")
             .then(pl.col("verdict"))
@@ -94,9 +91,9 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             "partition_date",
             "action",
             "decided_by",
-            pl.when(pl.col("decided_by") == "reviewer").then(pl.col("reviewer_id")).alias(
-                "reviewer_id"
-            ),
+            pl.when(pl.col("decided_by") == "reviewer")
+            .then(pl.col("reviewer_id"))
+            .alias("reviewer_id"),
             "route",
             "policy_version",
             "model_version",
@@ -178,7 +175,9 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 .with_columns(
                     (
                         pl.col("rows_read")
-                        == pl.col("rows_quarantined") + pl.col("executed") + pl.col("pending_review")
+                        == pl.col("rows_quarantined")
+                        + pl.col("executed")
+                        + pl.col("pending_review")
                     ).alias("balanced"),
                     pl.lit(context.run.run_id).alias("run_id"),
                     pl.lit(now).alias("recorded_at"),

@@ -1,7 +1,6 @@
 """Feature assets: derived features written to the Feast offline source, then read back
 point-in-time through the domain's feature service, exactly as training reads them."""
 
-
 import polars as pl
 from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, Output, asset
 

@@ -1,6 +1,5 @@
 """Ingestion assets: landing files in, validated cases and quarantined rows out."""
 
-
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pipelines.resources import AuditDatabase, LandingZone
 
 def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `raw_cases` and `validated_cases` assets of one domain."""
+
     @asset(
         key=stage_key(domain, "raw_cases"),
         group_name=domain.name,
@@ -107,7 +107,9 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         )
         quarantine = result.quarantine.rename(
             {"column": "column_name", "check": "check_name"}
-        ).with_columns(pl.lit(domain.name).alias("domain"), pl.lit(context.run.run_id).alias("run_id"))
+        ).with_columns(
+            pl.lit(domain.name).alias("domain"), pl.lit(context.run.run_id).alias("run_id")
+        )
         days = partition_days(context)
         with audit_db.connect() as con:
             replace_partition_slice(con, "input_files", file_rows, domain.name, days)
@@ -126,9 +128,7 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "rows_quarantined": quarantined,
                 "files_rejected": int((result.files["status"] == "rejected").sum()),
                 "contract_version": domain.contract.version,
-                "quarantine_sample": MetadataValue.md(
-                    markdown_table(result.quarantine)
-                ),
+                "quarantine_sample": MetadataValue.md(markdown_table(result.quarantine)),
             },
         )
 

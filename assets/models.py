@@ -1,6 +1,5 @@
 """Model assets: training on point-in-time features with real outcomes, and champion scoring."""
 
-
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +30,9 @@ def read_outcomes(landing_root: Path, domain: DomainConfig) -> pl.DataFrame:
     """Every outcome file of the domain (case id, label column), latest observation per case."""
     files = sorted((landing_root / domain.outcomes_subdir).glob("*.csv"))
     if not files:
-        return pl.DataFrame(schema={domain.case_id: pl.String, domain.model.label.column: pl.String})
+        return pl.DataFrame(
+            schema={domain.case_id: pl.String, domain.model.label.column: pl.String}
+        )
     outcomes = pl.concat(
         [pl.read_csv(f, infer_schema=False) for f in files], how="diagonal_relaxed"
     )
@@ -71,16 +72,18 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 f"{domain.name}: training needs materialised case_features and outcome files "
                 f"under {landing.path / domain.outcomes_subdir}"
             )
-        entities = (
-            pl.concat([pl.read_parquet(p, columns=[domain.case_id, "event_timestamp"]) for p in sources])
-            .join(outcomes, on=domain.case_id, how="inner")
-        )
+        entities = pl.concat(
+            [pl.read_parquet(p, columns=[domain.case_id, "event_timestamp"]) for p in sources]
+        ).join(outcomes, on=domain.case_id, how="inner")
         store = feature_store.open(domain)
         training = historical_features(
             store, domain, entities.select(domain.case_id, "event_timestamp")
         ).join(outcomes, on=domain.case_id, how="left")
         training = training.with_columns(
-            pl.col(model.label.column).is_in(model.label.positive_values).cast(pl.Int8).alias("label")
+            pl.col(model.label.column)
+            .is_in(model.label.positive_values)
+            .cast(pl.Int8)
+            .alias("label")
         )
         trained = train_and_register(training, model, domain.case_id, model_registry.path)
         return MaterializeResult(
@@ -94,7 +97,10 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "metrics": MetadataValue.md(
                     markdown_table(
                         pl.DataFrame(
-                            {"metric": list(trained.metrics), "value": list(trained.metrics.values())}
+                            {
+                                "metric": list(trained.metrics),
+                                "value": list(trained.metrics.values()),
+                            }
                         ),
                         max_rows=50,
                     )

@@ -1,6 +1,5 @@
 """Review assets: batches exported for reviewers, and the verdicts they return."""
 
-
 from datetime import UTC, datetime
 
 import polars as pl

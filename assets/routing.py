@@ -1,6 +1,5 @@
 """Routing asset: the domain's versioned policy sends every case to exactly one route."""
 
-
 from datetime import UTC, datetime
 
 import polars as pl
@@ -41,7 +40,9 @@ def assemble_cases(
     features come from the validated input.
     """
     feature_cols = [c for c in case_features.columns if c != "partition_date"]
-    input_cols = [c for c in validated_cases.columns if c not in feature_cols or c == domain.case_id]
+    input_cols = [
+        c for c in validated_cases.columns if c not in feature_cols or c == domain.case_id
+    ]
     score_cols = [c for c in risk_scores.columns if c != "partition_date"]
     return (
         validated_cases.select(input_cols)

@@ -56,7 +56,9 @@ def sample_applications(domain: DomainConfig, sample: Path = SAMPLE_FILE) -> pl.
     )
 
 
-def prepare_landing(domain: DomainConfig, landing: Path, sample: Path = SAMPLE_FILE) -> LandingSummary:
+def prepare_landing(
+    domain: DomainConfig, landing: Path, sample: Path = SAMPLE_FILE
+) -> LandingSummary:
     """Write one CSV per day under `<landing>/<subdir>/<day>/` and the outcomes file.
 
     A file whose bytes would not change is left alone, so a second run lands nothing new.

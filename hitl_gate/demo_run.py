@@ -117,11 +117,12 @@ def summarise(paths: HitlPaths, domain: DomainConfig, landed: int, reviewed: str
         )
     counts = dict(status.iter_rows())
     accounted = sum(counts.values())
+    verdict = "(all)" if accounted == landed else "(MISMATCH)"
     lines = [
         f"hitl-gate demo: {domain.name}",
         f"  applications landed      {landed}",
         *(f"  {k:<24} {v}" for k, v in counts.items()),
-        f"  accounted for            {accounted} {'(all)' if accounted == landed else '(MISMATCH)'}",
+        f"  accounted for            {accounted} {verdict}",
         "  routes: " + ", ".join(f"{r} {n}" for r, n in routes.iter_rows()),
         f"  reviewed batch           {reviewed}",
         "",

@@ -8,7 +8,7 @@ load time so a bad declaration fails with the file and field named, before any d
 from __future__ import annotations
 
 from datetime import date
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
@@ -165,7 +165,7 @@ def load_domain_file(path: Path) -> DomainConfig:
         raise DomainConfigError(f"{path}: invalid domain declaration:\n{exc}") from exc
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_domain(name: str) -> DomainConfig:
     """Load the shipped domain `name` from `domains/<name>/domain.yaml`."""
     return load_domain_file(DOMAINS_DIR / name / "domain.yaml")

@@ -43,7 +43,9 @@ class HitlPaths:
         review = os.environ.get(REVIEW_ENV) or (
             home / "review_exports" if inside else PROJECT_ROOT / "review_exports"
         )
-        return cls(home=home.resolve(), landing=Path(landing).resolve(), review=Path(review).resolve())
+        return cls(
+            home=home.resolve(), landing=Path(landing).resolve(), review=Path(review).resolve()
+        )
 
     @property
     def audit_db(self) -> Path:

@@ -96,9 +96,7 @@ def fit_sign_constrained(
     while True:
         pipeline = fit_scorecard(X.select(kept), y)
         coef = pipeline.named_steps["logit"].coef_[0]
-        violation = {
-            name: c * directions.get(name, 1) for name, c in zip(kept, coef, strict=True)
-        }
+        violation = {name: c * directions.get(name, 1) for name, c in zip(kept, coef, strict=True)}
         worst = min(violation, key=violation.__getitem__)
         if violation[worst] >= 0 or len(kept) == 1:
             return pipeline, dropped

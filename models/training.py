@@ -93,9 +93,7 @@ def train_and_register(
         name: 1 if code.risk_direction == "higher" else -1
         for name, code in model_cfg.reason_codes.items()
     }
-    pipeline, dropped = fit_sign_constrained(
-        train.select(model_cfg.features), y_train, directions
-    )
+    pipeline, dropped = fit_sign_constrained(train.select(model_cfg.features), y_train, directions)
     kept = model_features(pipeline)
 
     x_train = feature_frame(train, kept)

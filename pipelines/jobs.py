@@ -32,7 +32,7 @@ def build_jobs(domain: DomainConfig) -> list[UnresolvedAssetJobDefinition]:
         define_asset_job(
             daily_job_name(domain),
             selection=_stages(domain, PIPELINE_STAGES),
-            description="Ingest, validate, featurise, score, route, export, execute and audit a day.",
+            description="Ingest, validate, featurise, score, route, export, execute, audit a day.",
         ),
         define_asset_job(
             review_loop_job_name(domain),

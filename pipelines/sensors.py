@@ -1,6 +1,5 @@
 """Sensors: returned verdict files start the review loop for the day their batch belongs to."""
 
-
 from dagster import (
     DefaultSensorStatus,
     RunRequest,

@@ -55,7 +55,7 @@ def test_definitions_resources_follow_the_home(hitl_paths: HitlPaths) -> None:
 
 
 def test_asset_graph_matches_snapshot(hitl_paths: HitlPaths) -> None:
-    """Lineage changes must show up in review: update tests/snapshots/asset_graph.json on purpose."""
+    """Lineage changes show up in review: update tests/snapshots/asset_graph.json on purpose."""
     graph = _graph(hitl_paths)
     if os.environ.get("UPDATE_SNAPSHOTS") == "1":
         SNAPSHOT.parent.mkdir(exist_ok=True)

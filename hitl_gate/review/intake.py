@@ -121,9 +121,9 @@ def ingest_verdict_file(
     accepted = accepted.join(already.select("case_id"), on="case_id", how="anti")
     rejected = pl.concat(
         [
-            result.rejected.rename({domain.case_id: "case_id", "column": "column_name"}).with_columns(
-                pl.col("case_id").cast(pl.String), pl.col("value").cast(pl.String)
-            ),
+            result.rejected.rename(
+                {domain.case_id: "case_id", "column": "column_name"}
+            ).with_columns(pl.col("case_id").cast(pl.String), pl.col("value").cast(pl.String)),
             late.select(
                 "row_number",
                 "case_id",
@@ -175,7 +175,10 @@ def ingest_verdict_file(
             ),
         )
         if rejected.height:
-            con.register("incoming_rejections", rejected.with_columns(pl.lit(sha).alias("file_sha256")).to_arrow())
+            con.register(
+                "incoming_rejections",
+                rejected.with_columns(pl.lit(sha).alias("file_sha256")).to_arrow(),
+            )
             con.execute("INSERT INTO verdict_rejections BY NAME SELECT * FROM incoming_rejections")
             con.unregister("incoming_rejections")
         con.execute("COMMIT")
@@ -185,7 +188,14 @@ def ingest_verdict_file(
     _archive(path, archived)
     messages = tuple(rejected["message"].to_list()) + ((result.error,) if result.error else ())
     return IntakeOutcome(
-        path.name, sha, result.batch_id, accepted.height, rejected.height, False, result.error, messages
+        path.name,
+        sha,
+        result.batch_id,
+        accepted.height,
+        rejected.height,
+        False,
+        result.error,
+        messages,
     )
 
 
