@@ -130,7 +130,7 @@ def summarise(paths: HitlPaths, domain: DomainConfig, landed: int, reviewed: str
         *(f"  {name:<24} {path}" for name, path in _locations(paths, domain).items()),
         "",
         "Next",
-        f"  hitl audit trace {example or '<case id>'}",
+        f"  .venv/bin/hitl audit trace {example or '<case id>'}",
         "  make ui   (Dagster UI on http://127.0.0.1:3000)",
     ]
     return "\n".join(lines)

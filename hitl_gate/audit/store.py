@@ -17,7 +17,15 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-SCHEMA_SQL = resources.files("hitl_gate.audit").joinpath("schema.sql")
+SCHEMA_DIR = resources.files("hitl_gate.audit").joinpath("schema")
+
+
+def schema_statements() -> str:
+    """Every schema file of `hitl_gate/audit/schema/`, in name order (tables before views)."""
+    files = sorted(
+        (f for f in SCHEMA_DIR.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
+    )
+    return "\n".join(f.read_text(encoding="utf-8") for f in files)
 
 
 def _table_name(table: str) -> str:
@@ -39,7 +47,7 @@ def audit_connection(path: Path, read_only: bool = False) -> Iterator[duckdb.Duc
     con = duckdb.connect(str(path), read_only=read_only)
     try:
         if not read_only:
-            con.execute(SCHEMA_SQL.read_text(encoding="utf-8"))
+            con.execute(schema_statements())
         yield con
     finally:
         con.close()

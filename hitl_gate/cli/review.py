@@ -1,0 +1,62 @@
+"""Reviewer commands: `hitl review ingest FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from hitl_gate.cli.common import activate_paths
+
+
+def cmd_review_ingest(args: argparse.Namespace) -> None:
+    """Take a returned verdict file in, validate it, and run the review loop for its day."""
+    from hitl_gate.audit.store import audit_connection, query_frame
+    from hitl_gate.domain import load_domain
+    from hitl_gate.review.intake import batch_partition, file_sha256, peek_batch_id
+    from hitl_gate.runner import load_definitions, raise_for_failure, run_job
+    from pipelines.jobs import review_loop_job_name
+
+    paths = activate_paths(args)
+    domain = load_domain(args.domain)
+    source = Path(args.file).resolve()
+    if not source.is_file():
+        raise SystemExit(f"{source}: no such file")
+    sha = file_sha256(source)
+    batch_id = peek_batch_id(source)
+    day = batch_partition(batch_id, domain) if batch_id else None
+    if day is None:
+        raise SystemExit(
+            f"{source.name}: no readable batch_id of domain {domain.name} in column 'batch_id' "
+            "of sheet 'cases' (is this a returned review batch file?)"
+        )
+    inbox = paths.review / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    if source.parent != inbox:
+        shutil.copy2(source, inbox / source.name)
+    result = run_job(load_definitions(), review_loop_job_name(domain), start=day, end=day)
+    raise_for_failure(result, f"review loop for {day}")
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        files = query_frame(con, "SELECT * FROM verdict_files WHERE file_sha256 = ?", [sha])
+        rejections = query_frame(
+            con, "SELECT message FROM verdict_rejections WHERE file_sha256 = ?", [sha]
+        )
+    if files.height == 0:
+        raise SystemExit(f"{source.name}: not recorded (see run {result.run_id})")
+    row = files.row(0, named=True)
+    print(
+        f"{source.name}: batch {row['batch_id']}, {row['rows_accepted']} verdicts accepted, "
+        f"{row['rows_rejected']} rejected" + (f"; error: {row['error']}" if row["error"] else "")
+    )
+    for message in rejections["message"].to_list():
+        print(f"  rejected: {message}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `review` command group."""
+    review = sub.add_parser("review", help="reviewer workflow").add_subparsers(
+        dest="review_command", required=True
+    )
+    ingest = review.add_parser("ingest", help="ingest a returned verdict file (XLSX or CSV)")
+    ingest.add_argument("file")
+    ingest.set_defaults(func=cmd_review_ingest)
