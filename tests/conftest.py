@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,3 +20,20 @@ def hitl_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HitlPaths:
     paths = HitlPaths.from_env(tmp_path / "home")
     use_paths(paths)
     return paths
+
+
+@pytest.fixture(scope="session")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HitlPaths]:
+    """`hitl demo` run once per session into a fresh home (the real sample, every component).
+
+    Shared by every end-to-end test to keep the suite fast: tests may add to this state
+    (new files, verdicts, runs) but must not delete or rewrite what others rely on.
+    """
+    from hitl_gate.cli import main
+
+    home = tmp_path_factory.mktemp("demo") / "home"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
+            patch.delenv(name, raising=False)
+        main(["--home", str(home), "demo"])
+        yield HitlPaths.from_env(home)

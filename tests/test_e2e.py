@@ -7,7 +7,6 @@ tests below; they then exercise the CLI, the sensor, idempotency and bad input o
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -29,17 +28,6 @@ COUNTED_TABLES = (
     "verdict_files",
     "input_files",
 )
-
-
-@pytest.fixture(scope="module")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HitlPaths]:
-    """Run `hitl demo` once into a fresh home; restore the environment afterwards."""
-    home = tmp_path_factory.mktemp("demo") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
-            patch.delenv(name, raising=False)
-        main(["--home", str(home), "demo"])
-        yield HitlPaths.from_env(home)
 
 
 def _counts(paths: HitlPaths) -> dict[str, int]:
