@@ -62,3 +62,23 @@ def test_asset_graph_matches_snapshot(hitl_paths: HitlPaths) -> None:
         SNAPSHOT.write_text(json.dumps(graph, indent=2) + "\n", encoding="utf-8")
     assert SNAPSHOT.exists(), "no snapshot: run with UPDATE_SNAPSHOTS=1 and review the file"
     assert graph == json.loads(SNAPSHOT.read_text(encoding="utf-8"))
+
+
+def test_dagster_cli_validates_the_workspace(hitl_paths: HitlPaths) -> None:
+    """`dagster definitions validate -w workspace.yaml` is what `make validate` and the UI rely on."""
+    import subprocess
+    import sys
+
+    from hitl_gate.domain import PROJECT_ROOT
+
+    dagster = Path(sys.executable).parent / "dagster"
+    result = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All code locations passed validation" in result.stdout + result.stderr
