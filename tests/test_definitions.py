@@ -65,7 +65,7 @@ def test_asset_graph_matches_snapshot(hitl_paths: HitlPaths) -> None:
 
 
 def test_dagster_cli_validates_the_workspace(hitl_paths: HitlPaths) -> None:
-    """`dagster definitions validate -w workspace.yaml` is what `make validate` and the UI rely on."""
+    """`dagster definitions validate -w workspace.yaml`, as `make validate` and the UI use it."""
     import subprocess
     import sys
 
