@@ -34,6 +34,7 @@ from policies.model import (
     PolicyError,
     Rule,
     load_policy,
+    policy_columns,
     policy_problems,
 )
 
@@ -44,6 +45,8 @@ __all__ = [
     "Rule",
     "load_policy",
     "route_cases",
+    "route_for_mask",
+    "rule_mask_expr",
     "validate_policy",
 ]
 
@@ -73,6 +76,12 @@ def validate_policy(policy: Policy, schema: Mapping[str, pl.DataType]) -> list[s
         problem = schema_problem(rule.when, schema)
         if problem is not None:
             problems.append(f"{policy.source}: rule '{rule.id}': {problem}")
+    missing = sorted(c for c in policy_columns(policy) if c not in schema)
+    if missing:
+        problems.append(
+            f"{policy.source}: qa_sampling.strata_column / capacity_order name unknown "
+            f"columns {missing}"
+        )
     return problems
 
 
@@ -88,7 +97,7 @@ def route_cases(policy: Policy, cases: pl.DataFrame) -> pl.DataFrame:
     clash = [c for c in (*ROUTE_SCHEMA, _MASK) if c in cases.columns]
     if clash:
         raise ValueError(f"cases already have route columns {clash}; drop them to re-route")
-    masked = cases.with_columns(_mask_expr(policy.rules).alias(_MASK))
+    masked = cases.with_columns(rule_mask_expr(policy.rules).alias(_MASK))
     lookup = _lookup(policy, masked.get_column(_MASK).unique().to_list())
     routed = masked.join(lookup, on=_MASK, how="left", maintain_order="left").drop(_MASK)
     return routed.with_columns(
@@ -97,7 +106,7 @@ def route_cases(policy: Policy, cases: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
+def rule_mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
     """Bit i is set when rule i fired; a null condition result counts as not fired."""
     if not rules:
         return pl.lit(0, pl.UInt64)
@@ -112,7 +121,7 @@ def _mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
 
 def _lookup(policy: Policy, masks: list[int]) -> pl.DataFrame:
     """One row per distinct mask with its fired rules and winning route."""
-    rows = [_route_for_mask(policy, mask) for mask in masks]
+    rows = [route_for_mask(policy, mask) for mask in masks]
     schema = {_MASK: pl.UInt64(), **{k: ROUTE_SCHEMA[k] for k in _LOOKUP_COLUMNS}}
     return pl.DataFrame(
         [[mask, *row] for mask, row in zip(masks, rows, strict=True)],
@@ -121,7 +130,7 @@ def _lookup(policy: Policy, masks: list[int]) -> pl.DataFrame:
     )
 
 
-def _route_for_mask(policy: Policy, mask: int) -> tuple[object, ...]:
+def route_for_mask(policy: Policy, mask: int) -> tuple[object, ...]:
     """The route tuple (in `ROUTE_SCHEMA` order, without policy columns) for one mask."""
     fired = [rule for i, rule in enumerate(policy.rules) if mask >> i & 1]
     fired_ids = [rule.id for rule in fired]
