@@ -23,10 +23,14 @@ from pipelines.resources import AuditDatabase, ExecutionOutbox
 AUTOMATIC_ACTIONS = {"auto_approve": "approve", "auto_decline": "decline"}
 
 
-def final_actions(routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str) -> pl.DataFrame:
+def final_actions(
+    routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str, *, halted: bool = False
+) -> pl.DataFrame:
     """Combine automatic routes and reviewer verdicts into one action per case.
 
     A case routed to review without a verdict stays `pending_review` and is never executed.
+    While automation is halted (kill switch), automatic routes are `held`, not executed, even
+    when they were routed before the halt; reviewers' verdicts still execute.
     """
     return (
         routed.select(
@@ -51,6 +55,8 @@ def final_actions(routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str) ->
         .with_columns(
             pl.when(pl.col("action").is_null())
             .then(pl.lit("pending_review"))
+            .when(pl.lit(halted) & (pl.col("decided_by") == "policy"))
+            .then(pl.lit("held"))
             .otherwise(pl.lit("executed"))
             .alias("status")
         )
@@ -83,7 +89,11 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
         outbox: ExecutionOutbox,
     ) -> Output[pl.DataFrame]:
-        actions = final_actions(routed_decisions, reviewer_verdicts, domain.case_id)
+        from hitl_gate.policy_control import halt_state
+
+        with audit_db.connect() as con:
+            halted = halt_state(con, domain.name).halted
+        actions = final_actions(routed_decisions, reviewer_verdicts, domain.case_id, halted=halted)
         now = datetime.now(UTC)
         to_execute = actions.filter(pl.col("status") == "executed").select(
             pl.lit(domain.name).alias("domain"),
@@ -120,6 +130,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "executed_now": newly,
                 "executed_total": executed.height,
                 "pending_review": int((actions["status"] == "pending_review").sum()),
+                "held_by_halt": int((actions["status"] == "held").sum()),
                 "outcomes": markdown_table(counts),
                 "outbox": MetadataValue.path(str(outbox_dir)),
             },
@@ -164,8 +175,8 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 """,
                 [days, domain.name, domain.name, domain.name],
             )
-            pending = (
-                final_decisions.filter(pl.col("status") == "pending_review")
+            pending = (  # held (kill switch) cases wait like cases pending review
+                final_decisions.filter(pl.col("status").is_in(["pending_review", "held"]))
                 .group_by("partition_date")
                 .len("pending_review")
             )

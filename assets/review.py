@@ -40,12 +40,17 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         review: ReviewWorkspace,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
+        from hitl_gate.policy_control import policy_in_force
         from hitl_gate.review.export import export_review_batches
-        from policies.engine import load_policy
 
-        policy = load_policy(domain.policy_path)
+        with audit_db.connect() as con:
+            policy = policy_in_force(con, domain).policy
         rule_texts = {rule.id: rule.text for rule in policy.rules}
-        to_review = routed_decisions.filter(pl.col("route") == "human_review")
+        # Cases beyond a queue's daily capacity wait (deferred): never auto-approved, not sent.
+        deferred = (
+            pl.col("review_deferred") if "review_deferred" in routed_decisions.columns else False
+        )
+        to_review = routed_decisions.filter((pl.col("route") == "human_review") & ~deferred)
         key = review.signing_key()
         now = datetime.now(UTC)
         batches, links = [], []

@@ -18,6 +18,7 @@ from assets.partitions import daily_partitions, partition_days
 from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import AuditDatabase
+from policies.model import Policy
 
 DECISION_COLUMNS = [
     "domain", "case_id", "partition_date", "event_time", "source_file", "source_sha256",
@@ -25,6 +26,7 @@ DECISION_COLUMNS = [
     "model_name", "model_version", "model_run_id", "model_artifact_digest", "pd", "score",
     "risk_band", "reason_codes", "policy_version", "policy_digest", "route", "route_rule_id",
     "route_reason_code", "rules_fired", "review_queue", "review_priority", "run_id", "decided_at",
+    "proposed_route", "route_override", "qa_sample", "qa_probability", "review_deferred",
 ]  # fmt: skip
 
 
@@ -49,6 +51,21 @@ def assemble_cases(
         .join(case_features.select(feature_cols), on=domain.case_id, how="inner")
         .join(risk_scores.select(score_cols), on=domain.case_id, how="inner")
     )
+
+
+def policy_errors(policy: Policy, cases: pl.DataFrame) -> list[str]:
+    """Validation problems plus analysis errors (unreachable rules): any of them blocks routing.
+
+    The analysis sees the day's real cases too, so its overlap counts are about real data.
+    """
+    from policies.analysis import analyse_policy
+    from policies.engine import validate_policy
+
+    problems = validate_policy(policy, cases.schema)
+    if problems:
+        return problems
+    analysis = analyse_policy(policy, dict(cases.schema), cases)
+    return [f.message for f in analysis.errors]
 
 
 def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
@@ -77,17 +94,27 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         risk_scores: pl.DataFrame,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
-        from policies.engine import load_policy, route_cases, validate_policy
+        from hitl_gate.policy_control import halt_state, policy_in_force
+        from policies.decide import capacity_report, decide
 
         cases = assemble_cases(domain, validated_cases, case_features, risk_scores)
-        policy = load_policy(domain.policy_path)
-        problems = validate_policy(policy, cases.schema)
+        with audit_db.connect() as con:
+            in_force = policy_in_force(con, domain)
+            halt = halt_state(con, domain.name)
+        policy = in_force.policy
+        problems = policy_errors(policy, cases)
         if problems:
             raise Failure(
                 description=f"policy {policy.version} is invalid and was not applied",
                 metadata={"problems": MetadataValue.md("\n".join(f"- {p}" for p in problems))},
             )
-        routed = route_cases(policy, cases)
+        if halt.halted:
+            context.log.warning(
+                f"automation of {domain.name} is HALTED by {halt.actor} ({halt.reason}): "
+                "every automatic route goes to human review"
+            )
+        routed = decide(policy, cases, domain.case_id, halted=halt.halted)
+        capacity = capacity_report(policy, routed)
         now = datetime.now(UTC)
         decisions = routed.select(
             pl.lit(domain.name).alias("domain"),
@@ -105,6 +132,7 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             "review_queue", "review_priority",
             pl.lit(context.run.run_id).alias("run_id"),
             pl.lit(now).alias("decided_at"),
+            "proposed_route", "route_override", "qa_sample", "qa_probability", "review_deferred",
         )  # fmt: skip
         with audit_db.connect() as con:
             insert_new_rows(
@@ -132,8 +160,14 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "rows": routed.height,
                 "policy_version": policy.version,
                 "policy_digest": policy.digest,
+                "policy_origin": in_force.origin,
+                "automation_halted": halt.halted,
                 "route_mix": markdown_table(mix),
                 **{f"route_{r}": int(n) for r, n in mix.iter_rows()},
+                "qa_sampled": int(routed["qa_sample"].sum()),
+                "review_deferred": int(routed["review_deferred"].sum()),
+                "expected_backlog_days": float(capacity["backlog_days"].max() or 0),
+                "review_capacity": markdown_table(capacity, max_rows=20),
             },
         )
 

@@ -15,15 +15,16 @@ Semantics (domain-agnostic; the domain's policy file supplies the rules):
 
 Why a bitmask: each condition is evaluated once as a vectorised boolean column and packed into
 one integer per case. Cases share few distinct masks, so the fired-rule lists and the winner are
-computed once per distinct mask in Python and joined back (STACK_NOTES: 6.3M rows/s, against
-171k rows/s for `concat_list` of `when/then` and 24k rows/s row by row; measured here, the
-consumer credit v1 policy routes 1M cases in about 0.08 s). At most 64 rules (one UInt64).
+computed once per distinct mask in Python and gathered back by binary search (STACK_NOTES:
+6.3M rows/s, against 171k rows/s for `concat_list` of `when/then` and 24k rows/s row by row;
+`python -m bench.policy` measures a 20-rule policy, see BENCHMARKS.md). At most 64 rules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import polars as pl
 
 from policies.expressions import compile_condition, parse_problem, schema_problem
@@ -34,6 +35,7 @@ from policies.model import (
     PolicyError,
     Rule,
     load_policy,
+    policy_columns,
     policy_problems,
 )
 
@@ -44,6 +46,8 @@ __all__ = [
     "Rule",
     "load_policy",
     "route_cases",
+    "route_for_mask",
+    "rule_mask_expr",
     "validate_policy",
 ]
 
@@ -73,6 +77,12 @@ def validate_policy(policy: Policy, schema: Mapping[str, pl.DataType]) -> list[s
         problem = schema_problem(rule.when, schema)
         if problem is not None:
             problems.append(f"{policy.source}: rule '{rule.id}': {problem}")
+    missing = sorted(c for c in policy_columns(policy) if c not in schema)
+    if missing:
+        problems.append(
+            f"{policy.source}: qa_sampling.strata_column / capacity_order name unknown "
+            f"columns {missing}"
+        )
     return problems
 
 
@@ -88,16 +98,34 @@ def route_cases(policy: Policy, cases: pl.DataFrame) -> pl.DataFrame:
     clash = [c for c in (*ROUTE_SCHEMA, _MASK) if c in cases.columns]
     if clash:
         raise ValueError(f"cases already have route columns {clash}; drop them to re-route")
-    masked = cases.with_columns(_mask_expr(policy.rules).alias(_MASK))
-    lookup = _lookup(policy, masked.get_column(_MASK).unique().to_list())
-    routed = masked.join(lookup, on=_MASK, how="left", maintain_order="left").drop(_MASK)
+    masks = rule_masks(policy.rules, cases)
+    lookup = _lookup(policy, masks.unique().sort().to_list())
+    # Each case's row in the (sorted) lookup, by binary search: cheaper than a hash join.
+    index = lookup.get_column(_MASK).search_sorted(masks)
+    routed = pl.concat([cases, lookup.drop(_MASK).gather(index)], how="horizontal")
     return routed.with_columns(
         pl.lit(policy.version, pl.String).alias("policy_version"),
         pl.lit(policy.digest, pl.String).alias("policy_digest"),
     )
 
 
-def _mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
+def rule_masks(rules: tuple[Rule, ...], cases: pl.DataFrame) -> pl.Series:
+    """The fired-rule bitmask of every case (bit i set when rule i fired; null = not fired).
+
+    Conditions are evaluated by Polars in one parallel `select`; the bits are packed with
+    NumPy, since `sum_horizontal` over 20 `when/then` columns cost 9x the conditions themselves.
+    """
+    mask = np.zeros(cases.height, dtype=np.uint64)
+    if rules:
+        fired = cases.select(
+            compile_condition(r.when).fill_null(False).alias(f"r{i}") for i, r in enumerate(rules)
+        )
+        for i, column in enumerate(fired.get_columns()):
+            mask |= column.to_numpy().astype(np.uint64) << np.uint64(i)
+    return pl.Series(_MASK, mask, dtype=pl.UInt64)
+
+
+def rule_mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
     """Bit i is set when rule i fired; a null condition result counts as not fired."""
     if not rules:
         return pl.lit(0, pl.UInt64)
@@ -112,7 +140,7 @@ def _mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
 
 def _lookup(policy: Policy, masks: list[int]) -> pl.DataFrame:
     """One row per distinct mask with its fired rules and winning route."""
-    rows = [_route_for_mask(policy, mask) for mask in masks]
+    rows = [route_for_mask(policy, mask) for mask in masks]
     schema = {_MASK: pl.UInt64(), **{k: ROUTE_SCHEMA[k] for k in _LOOKUP_COLUMNS}}
     return pl.DataFrame(
         [[mask, *row] for mask, row in zip(masks, rows, strict=True)],
@@ -121,7 +149,7 @@ def _lookup(policy: Policy, masks: list[int]) -> pl.DataFrame:
     )
 
 
-def _route_for_mask(policy: Policy, mask: int) -> tuple[object, ...]:
+def route_for_mask(policy: Policy, mask: int) -> tuple[object, ...]:
     """The route tuple (in `ROUTE_SCHEMA` order, without policy columns) for one mask."""
     fired = [rule for i, rule in enumerate(policy.rules) if mask >> i & 1]
     fired_ids = [rule.id for rule in fired]

@@ -9,7 +9,7 @@ file fails at load time; checks against case columns live in `policies.engine`.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,26 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class QaSampling:
+    """Share of automatic decisions sent to review anyway, to measure automation's error rate.
+
+    Sampling is stratified: every (route, `strata_column` value) stratum is sampled at its
+    route's rate, and at least `min_per_stratum` cases are taken from each stratum so rare
+    strata (a small risk band) are never left unmeasured.
+    """
+
+    rate: float
+    rates: dict[str, float] = field(default_factory=dict)  # per automatic route, overrides rate
+    strata_column: str | None = None
+    min_per_stratum: int = 0
+    queue: str = "qa_review"
+    priority: int = 3
+
+    def rate_for(self, route: str) -> float:
+        return self.rates.get(route, self.rate)
+
+
+@dataclass(frozen=True)
 class Policy:
     """A loaded policy file; `digest` and `text` pin exactly what routed a decision.
 
@@ -65,6 +85,18 @@ class Policy:
     default_queue: str | None = None
     default_priority: int | None = None
     source: str = "<memory>"
+    # Reviewer capacity: cases per day each queue can take; queues not named are unbounded.
+    queue_capacity: dict[str, int] = field(default_factory=dict)
+    # Columns (descending) that order a queue's cases: the first `capacity` are reviewed today.
+    capacity_order: tuple[str, ...] = ()
+    qa_sampling: QaSampling | None = None
+    # Queue for automatic cases sent to review while automation is halted (kill switch).
+    halt_queue: str | None = None
+
+    @property
+    def queue_for_halt(self) -> str:
+        """Where halted automatic cases go: the declared halt queue, else the default queue."""
+        return self.halt_queue or self.default_queue or "automation_halt"
 
 
 def policy_problems(policy: Policy) -> list[str]:
@@ -93,7 +125,28 @@ def policy_problems(policy: Policy) -> list[str]:
             problems.append(f"{label}: duplicate rule id")
         seen.add(rule.id)
         problems += _rule_problems(label, rule)
+    for queue, capacity in policy.queue_capacity.items():
+        if not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 0:
+            problems.append(f"{where}: queues: '{queue}' daily_capacity must be an integer >= 0")
+    qa = policy.qa_sampling
+    if qa is not None:
+        for route, rate in {"rate": qa.rate, **qa.rates}.items():
+            if not 0.0 <= rate <= 1.0:
+                problems.append(f"{where}: qa_sampling: {route} {rate} is not a share in [0, 1]")
+        unknown = sorted(set(qa.rates) - {AUTO_APPROVE, AUTO_DECLINE})
+        if unknown:
+            problems.append(f"{where}: qa_sampling: rates for non-automatic routes {unknown}")
+        if qa.min_per_stratum < 0 or qa.priority < 1:
+            problems.append(f"{where}: qa_sampling: min_per_stratum >= 0 and priority >= 1")
     return problems
+
+
+def policy_columns(policy: Policy) -> set[str]:
+    """Case columns the policy needs beyond its rule conditions (QA strata, capacity order)."""
+    extra = set(policy.capacity_order)
+    if policy.qa_sampling is not None and policy.qa_sampling.strata_column:
+        extra.add(policy.qa_sampling.strata_column)
+    return extra
 
 
 def _rule_problems(label: str, rule: Rule) -> list[str]:
@@ -129,7 +182,16 @@ def _routing_problems(
 
 
 _POLICY_REQUIRED = ("version", "owner", "effective_date", "description", "default_outcome", "rules")
-_POLICY_OPTIONAL = ("default_reason_code", "default_queue", "default_priority")
+_POLICY_OPTIONAL = (
+    "default_reason_code",
+    "default_queue",
+    "default_priority",
+    "queues",
+    "capacity_order",
+    "qa_sampling",
+    "halt_queue",
+)
+_QA_KEYS = ("rate", "rates", "strata_column", "min_per_stratum", "queue", "priority")
 _RULE_REQUIRED = ("id", "text", "when", "outcome", "reason_code")
 _RULE_OPTIONAL = ("queue", "priority", "four_eyes")
 
@@ -141,10 +203,23 @@ def load_policy(path: Path) -> Policy:
     reviewer fixes a file in one pass instead of one error per run.
     """
     try:
-        data = path.read_bytes()
-        text = data.decode("utf-8")
+        text = path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot read policy: {exc}") from exc
+    return load_policy_text(text, str(path))
+
+
+def load_policy_text(text: str, source: str) -> Policy:
+    """Load a policy from its exact text (a file, or the copy stored at activation).
+
+    The digest is the SHA-256 of the UTF-8 bytes, so a policy restored from the audit
+    database for a rollback has the digest it had when it was first activated.
+    """
+    path = source
+    data = text.encode("utf-8")
+    try:
         raw = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
         raise PolicyError(f"{path}: cannot read policy: {exc}") from exc
     if not isinstance(raw, dict):
         raise PolicyError(f"{path}: a policy file must be a mapping of fields")
@@ -168,11 +243,60 @@ def load_policy(path: Path) -> Policy:
         default_queue=fields.optional_text(raw, "default_queue"),
         default_priority=fields.integer(raw, "default_priority"),
         source=str(path),
+        queue_capacity=_queues(str(path), raw.get("queues"), problems),
+        capacity_order=tuple(fields.text_list(raw, "capacity_order")),
+        qa_sampling=_qa_sampling(str(path), raw.get("qa_sampling"), problems),
+        halt_queue=fields.optional_text(raw, "halt_queue"),
     )
     problems += policy_problems(policy)
     if problems:
         raise PolicyError("\n".join(problems))
     return policy
+
+
+def _queues(source: str, raw: Any, problems: list[str]) -> dict[str, int]:
+    """`queues: {name: {daily_capacity: N}}`; malformed entries are reported, not guessed."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.append(f"{source}: queues must map queue names to {{daily_capacity: N}}")
+        return {}
+    capacity: dict[str, int] = {}
+    for name, spec in raw.items():
+        fields = _Fields(f"{source}: queues: '{name}'", problems)
+        if not isinstance(spec, dict):
+            problems.append(f"{source}: queues: '{name}' must be a mapping with daily_capacity")
+            continue
+        fields.check_keys(spec, ("daily_capacity",), ())
+        value = fields.integer(spec, "daily_capacity")
+        if value is not None:
+            capacity[str(name)] = value
+    return capacity
+
+
+def _qa_sampling(source: str, raw: Any, problems: list[str]) -> QaSampling | None:
+    """The optional `qa_sampling` section."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(f"{source}: qa_sampling must be a mapping")
+        return None
+    fields = _Fields(f"{source}: qa_sampling", problems)
+    fields.check_keys(raw, ("rate",), _QA_KEYS)
+    rates = raw.get("rates") or {}
+    if not isinstance(rates, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in rates.values()
+    ):
+        problems.append(f"{source}: qa_sampling: rates must map routes to shares")
+        rates = {}
+    return QaSampling(
+        rate=fields.number(raw, "rate"),
+        rates={str(k): float(v) for k, v in rates.items()},
+        strata_column=fields.optional_text(raw, "strata_column"),
+        min_per_stratum=fields.integer(raw, "min_per_stratum") or 0,
+        queue=fields.text(raw, "queue", default="qa_review"),
+        priority=fields.integer(raw, "priority") or 3,
+    )
 
 
 def _parse_rule(source: str, index: int, raw: Any, problems: list[str]) -> Rule:
@@ -235,6 +359,20 @@ class _Fields:
             return value
         self.problems.append(f"{self.label}: {key} must be an integer, got {value!r}")
         return None
+
+    def number(self, raw: dict[str, Any], key: str) -> float:
+        value = raw.get(key, 0.0)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        self.problems.append(f"{self.label}: {key} must be a number, got {value!r}")
+        return 0.0
+
+    def text_list(self, raw: dict[str, Any], key: str) -> list[str]:
+        value = raw.get(key) or []
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return value
+        self.problems.append(f"{self.label}: {key} must be a list of column names")
+        return []
 
     def iso_date(self, raw: dict[str, Any], key: str) -> date:
         value = raw.get(key)

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<module>`; each compares against a baseline in the same run."""

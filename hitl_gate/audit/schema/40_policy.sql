@@ -1,0 +1,36 @@
+-- Policy control (issue 5): which policy version is in force, the kill switch, and the columns
+-- routed decisions gained for QA sampling, halts and reviewer capacity. Documented in
+-- docs/policies.md. Both tables are append-only event logs: the latest row per domain is the
+-- current state, every earlier row is the history auditors read.
+
+CREATE TABLE IF NOT EXISTS policy_activations (
+    domain VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,                -- 1, 2, ... per domain, in the order of activation
+    action VARCHAR NOT NULL,            -- activate | rollback
+    policy_version VARCHAR NOT NULL,
+    policy_digest VARCHAR NOT NULL,
+    effective_date DATE,
+    policy_source VARCHAR NOT NULL,     -- the file it was activated from
+    policy_text VARCHAR NOT NULL,       -- the exact bytes: a rollback needs no file
+    activated_by VARCHAR NOT NULL,
+    approved_by VARCHAR,                -- a second person for activate; NULL for rollback
+    reason VARCHAR,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (domain, seq)
+);
+
+CREATE TABLE IF NOT EXISTS automation_halts (
+    domain VARCHAR NOT NULL,
+    seq BIGINT NOT NULL,
+    halted BOOLEAN NOT NULL,            -- true: halt (kill switch on), false: resume
+    reason VARCHAR NOT NULL,
+    actor VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (domain, seq)
+);
+
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS proposed_route VARCHAR;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS route_override VARCHAR;  -- qa_sample | halt
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS qa_sample BOOLEAN;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS qa_probability DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS review_deferred BOOLEAN;

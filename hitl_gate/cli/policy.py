@@ -1,0 +1,286 @@
+"""Policy team commands: `hitl policy validate|whatif|activate|rollback|halt|resume|status|qa`.
+
+Everything a policy change needs before and after it goes live: validate a file (structure,
+case columns, unreachable rules, contradictory overlaps), replay it on stored past cases
+against the policy in force, activate it (two people), roll back in one step, and stop
+automation at once. State changes are rows in the audit DB (`policy_activations`,
+`automation_halts`); see docs/policies.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date, timedelta
+from pathlib import Path
+
+from hitl_gate.cli.common import resolve_paths
+
+
+def _domain(args: argparse.Namespace):  # noqa: ANN202 - DomainConfig, imported lazily
+    from hitl_gate.domain import load_domain
+
+    return load_domain(args.domain)
+
+
+def _days(args: argparse.Namespace) -> tuple[date, date]:
+    """`--partition D`, `--from D --to D`, or (default) every stored day."""
+    if args.partition:
+        day = date.fromisoformat(args.partition)
+        return day, day
+    start = date.fromisoformat(args.start) if args.start else date.min
+    end = date.fromisoformat(args.end) if args.end else date.max - timedelta(days=1)
+    return start, end
+
+
+def _load_file(path: str):  # noqa: ANN202 - Policy
+    from policies.model import PolicyError, load_policy
+
+    try:
+        return load_policy(Path(path))
+    except PolicyError as exc:
+        raise SystemExit(f"INVALID policy:\n{exc}") from exc
+
+
+def _sample_cases(args: argparse.Namespace, domain):  # noqa: ANN001, ANN202
+    """The most recent stored days of cases (real data for validation), or None."""
+    from policies.whatif import load_stored_cases, stored_case_files
+
+    files = stored_case_files(resolve_paths(args).warehouse, domain.name, date.min, date.max)
+    return load_stored_cases(files[-7:]) if files else None
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    """Validate a policy file against the domain's case columns; exit 1 on any error."""
+    from hitl_gate.case_schema import declared_case_schema
+    from policies.analysis import analyse_policy
+    from policies.engine import validate_policy
+
+    domain = _domain(args)
+    policy = _load_file(args.file)
+    cases = _sample_cases(args, domain)
+    schema = dict(cases.schema) if cases is not None else declared_case_schema(domain)
+    problems = validate_policy(policy, schema)
+    if problems:
+        raise SystemExit("INVALID policy:\n" + "\n".join(f"  {p}" for p in problems))
+    analysis = analyse_policy(policy, schema, cases)
+    print(f"{policy.source}: {policy.version} ({len(policy.rules)} rules), {analysis.method}")
+    for finding in analysis.findings:
+        print(f"  {finding.severity.upper()}: {finding.message}")
+    if analysis.errors:
+        raise SystemExit(f"INVALID policy: {len(analysis.errors)} error(s)")
+    print("OK: the policy can go live" + (" (with warnings)" if analysis.findings else ""))
+
+
+def cmd_whatif(args: argparse.Namespace) -> None:
+    """Re-route stored past cases under a candidate and compare with the policy in force."""
+    import polars as pl
+
+    from hitl_gate.audit.store import audit_connection, query_frame
+    from hitl_gate.policy_control import policy_in_force
+    from policies.engine import validate_policy
+    from policies.whatif import compare, load_stored_cases, stored_case_files
+
+    paths = resolve_paths(args)
+    domain = _domain(args)
+    candidate = _load_file(args.file)
+    start, end = _days(args)
+    files = stored_case_files(paths.warehouse, domain.name, start, end)
+    try:
+        cases = load_stored_cases(files)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{domain.name}: {exc}") from exc
+    problems = validate_policy(candidate, cases.schema)
+    if problems:
+        raise SystemExit("INVALID policy:\n" + "\n".join(f"  {p}" for p in problems))
+    verdicts = None
+    if paths.audit_db.exists():
+        with audit_connection(paths.audit_db, read_only=True) as con:
+            active = policy_in_force(con, domain)
+            verdicts = query_frame(
+                con, "SELECT case_id, verdict FROM verdicts WHERE domain = ?", [domain.name]
+            )
+    else:
+        active = policy_in_force(None, domain)
+    result = compare(active.policy, candidate, cases, domain.case_id, verdicts)
+    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        print(
+            f"{domain.name}: {result.cases} stored cases from {files[0].stem} to "
+            f"{files[-1].stem}, active {active.policy.version} ({active.origin}) -> "
+            f"candidate {candidate.version}"
+        )
+        print("\nRoute transitions (rows: active, columns: candidate):")
+        print(result.transitions)
+        print("\nReview workload per queue:")
+        print(result.workload)
+    print(f"\n{result.changed} of {result.cases} cases change route.")
+    if result.human_declined_now_approved is not None:
+        print(
+            f"{result.human_declined_now_approved} cases a reviewer declined would be "
+            "auto-approved by the candidate."
+        )
+
+
+def _write(args: argparse.Namespace):  # noqa: ANN202 - context manager of a connection
+    from hitl_gate.audit.store import audit_connection
+
+    return audit_connection(resolve_paths(args).audit_db)
+
+
+def _refused(exc: Exception) -> SystemExit:
+    return SystemExit(f"REFUSED: {exc}")
+
+
+def cmd_activate(args: argparse.Namespace) -> None:
+    """Make a policy version the one in force, after validation, with two people named."""
+    from hitl_gate.policy_control import PolicyControlError, find_policy_file, record_activation
+    from policies.analysis import analyse_policy
+    from policies.engine import validate_policy
+
+    domain = _domain(args)
+    try:
+        path = find_policy_file(domain, args.version)
+    except PolicyControlError as exc:
+        raise _refused(exc) from exc
+    policy = _load_file(str(path))
+    cases = _sample_cases(args, domain)
+    if cases is not None:  # without stored cases the pipeline validates at its next run
+        problems = validate_policy(policy, cases.schema)
+        problems += [f.message for f in analyse_policy(policy, dict(cases.schema), cases).errors]
+        if problems:
+            raise SystemExit("REFUSED: invalid policy:\n" + "\n".join(f"  {p}" for p in problems))
+    with _write(args) as con:
+        try:
+            seq = record_activation(
+                con, domain, policy, by=args.by, approved_by=args.approved_by, reason=args.reason
+            )
+        except PolicyControlError as exc:
+            raise _refused(exc) from exc
+    print(
+        f"{domain.name}: {policy.version} ({policy.digest[:12]}) activated as #{seq} by "
+        f"{args.by}, approved by {args.approved_by}; it routes from the next run"
+    )
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    """Return to the policy in force before the current one."""
+    from hitl_gate.policy_control import PolicyControlError, rollback
+
+    domain = _domain(args)
+    with _write(args) as con:
+        try:
+            policy = rollback(con, domain, by=args.by, reason=args.reason)
+        except PolicyControlError as exc:
+            raise _refused(exc) from exc
+    print(f"{domain.name}: rolled back to {policy.version} ({policy.digest[:12]}) by {args.by}")
+
+
+def cmd_halt(args: argparse.Namespace, halted: bool = True) -> None:
+    """Kill switch: every new case goes to human review and nothing automatic executes."""
+    from hitl_gate.policy_control import PolicyControlError, set_halt
+
+    domain = _domain(args)
+    with _write(args) as con:
+        try:
+            set_halt(con, domain.name, halted=halted, reason=args.reason, by=args.by)
+        except PolicyControlError as exc:
+            raise _refused(exc) from exc
+    if halted:
+        print(f"{domain.name}: automation HALTED by {args.by}: {args.reason}")
+    else:
+        print(f"{domain.name}: automation resumed by {args.by}: {args.reason}")
+
+
+def cmd_resume(args: argparse.Namespace) -> None:
+    cmd_halt(args, halted=False)
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    """The policy in force, the kill switch and the activation history."""
+    import polars as pl
+
+    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.policy_control import activation_history, halt_state, policy_in_force
+
+    domain = _domain(args)
+    db = resolve_paths(args).audit_db
+    if not db.exists():
+        in_force = policy_in_force(None, domain)
+        print(f"{domain.name}: {in_force.policy.version} ({in_force.origin}); running")
+        return
+    with audit_connection(db, read_only=True) as con:
+        in_force = policy_in_force(con, domain)
+        halt = halt_state(con, domain.name)
+        history = activation_history(con, domain.name)
+    state = (
+        f"HALTED since {halt.since} by {halt.actor}: {halt.reason}" if halt.halted else "running"
+    )
+    print(f"{domain.name}: {in_force.policy.version} ({in_force.policy.digest[:12]}, "
+          f"{in_force.origin}); automation {state}")  # fmt: skip
+    if history.height:
+        with pl.Config(tbl_hide_dataframe_shape=True, tbl_rows=50, fmt_str_lengths=24):
+            print(history.drop("policy_digest"))
+
+
+def cmd_qa(args: argparse.Namespace) -> None:
+    """Estimated error rate of automation from QA-sampled cases that have a verdict."""
+    from hitl_gate.audit.store import audit_connection, query_frame
+    from policies.qa import estimate_error_rate
+
+    domain = _domain(args)
+    with audit_connection(resolve_paths(args).audit_db, read_only=True) as con:
+        reviewed = query_frame(
+            con,
+            "SELECT d.proposed_route, d.qa_probability, v.verdict FROM decisions d "
+            "JOIN verdicts v USING (domain, case_id) WHERE d.domain = ? AND d.qa_sample",
+            [domain.name],
+        )
+    print(f"{domain.name}: automation error rate from {reviewed.height} reviewed QA samples")
+    for e in estimate_error_rate(reviewed):
+        print(
+            f"  {e.stratum:>14}: {e.disagreements}/{e.reviewed} overturned, rate "
+            f"{e.rate:.2%}, 95% CI [{e.low:.2%}, {e.high:.2%}]"
+        )
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `policy` command group."""
+    group = sub.add_parser("policy", help="policy team commands").add_subparsers(
+        dest="policy_command", required=True
+    )
+    validate = group.add_parser("validate", help="validate a policy file (exit 1 when invalid)")
+    validate.add_argument("file")
+    validate.set_defaults(func=cmd_validate)
+
+    whatif = group.add_parser("whatif", help="replay a candidate policy on stored past cases")
+    whatif.add_argument("file")
+    whatif.add_argument("--partition", help="one day, YYYY-MM-DD")
+    whatif.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
+    whatif.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")
+    whatif.set_defaults(func=cmd_whatif)
+
+    activate = group.add_parser("activate", help="put a policy version (or file) in force")
+    activate.add_argument("version", help="a version declared by a file of the domain, or a path")
+    activate.add_argument("--by", required=True, help="who activates")
+    activate.add_argument("--approved-by", required=True, help="a second, different person")
+    activate.add_argument("--reason")
+    activate.set_defaults(func=cmd_activate)
+
+    back = group.add_parser("rollback", help="return to the previous policy in force")
+    back.add_argument("--by", required=True)
+    back.add_argument("--reason")
+    back.set_defaults(func=cmd_rollback)
+
+    for name, func, text in (
+        ("halt", cmd_halt, "kill switch: send every case to human review, execute nothing"),
+        ("resume", cmd_resume, "lift the kill switch"),
+    ):
+        parser = group.add_parser(name, help=text)
+        parser.add_argument("--by", required=True)
+        parser.add_argument("--reason", required=True)
+        parser.set_defaults(func=func)
+
+    status = group.add_parser("status", help="policy in force, kill switch, activation history")
+    status.set_defaults(func=cmd_status)
+
+    qa = group.add_parser("qa", help="automation error rate from QA samples (Wilson 95% CI)")
+    qa.set_defaults(func=cmd_qa)

@@ -1,0 +1,378 @@
+"""Policy operations: analysis, QA sampling, kill switch, capacity, activation, CLI, what-if."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+import yaml
+
+from assets.execution import final_actions
+from hitl_gate.audit.store import schema_statements
+from hitl_gate.cli import main
+from hitl_gate.domain import PROJECT_ROOT, load_domain
+from hitl_gate.home import HitlPaths
+from hitl_gate.policy_control import (
+    PolicyControlError,
+    halt_state,
+    policy_in_force,
+    record_activation,
+    rollback,
+    set_halt,
+)
+from policies.analysis import WARNING, analyse_policy
+from policies.decide import capacity_report, decide
+from policies.engine import load_policy
+from policies.model import QaSampling
+from policies.qa import estimate_error_rate, sample_key, wilson_interval
+
+SCHEMA = {"a": pl.Float64(), "b": pl.Int64(), "band": pl.String()}
+V2 = PROJECT_ROOT / "policies" / "consumer_credit" / "v2.yaml"
+
+
+def _rule(rule_id: str, when: str, outcome: str, **extra: Any) -> dict[str, Any]:
+    rule = {"id": rule_id, "text": rule_id, "when": when, "outcome": outcome}
+    if outcome == "human_review":
+        extra = {"queue": "analyst", "priority": 3, **extra}
+    return {**rule, "reason_code": f"RC-{rule_id}", **extra}
+
+
+def _write(tmp_path: Path, rules: list[dict[str, Any]], name: str = "p.yaml", **top: Any) -> Path:
+    data = {
+        "version": name.removesuffix(".yaml"),
+        "owner": "risk@example",
+        "effective_date": "2018-01-01",
+        "description": "test",
+        "default_outcome": "human_review",
+        "default_queue": "analyst",
+        "default_priority": 3,
+        "rules": rules,
+        **top,
+    }
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+# --- analysis -----------------------------------------------------------------------------------
+
+
+def test_analysis_finds_dead_and_shadowed_rules_as_errors(tmp_path: Path) -> None:
+    policy = load_policy(
+        _write(
+            tmp_path,
+            [
+                _rule("dead", "a > 5 AND a < 3", "auto_decline"),
+                _rule("decline_b", "b >= 2", "auto_decline"),
+                _rule("shadowed", "b > 4", "auto_decline"),  # b > 4 implies b >= 2, earlier
+                _rule("approve", "band IN ('A', 'B') AND a < 0.5", "auto_approve"),
+            ],
+        )
+    )
+    analysis = analyse_policy(policy, SCHEMA)
+    assert analysis.exact and analysis.exhaustive
+    errors = {f.rule_ids[0]: f.message for f in analysis.errors}
+    assert set(errors) == {"dead", "shadowed"}
+    assert "never true" in errors["dead"] and policy.source in errors["dead"]
+    assert "'decline_b'" in errors["shadowed"]
+    overlaps = [f for f in analysis.findings if f.kind == "contradictory_overlap"]
+    assert {f.rule_ids for f in overlaps} == {("approve", "decline_b"), ("approve", "shadowed")}
+    assert all(f.severity == WARNING for f in overlaps)
+
+
+def test_analysis_boundaries_are_exact_and_arithmetic_is_evidence_only(tmp_path: Path) -> None:
+    # Reachable only at the literal itself (b = 3) or strictly between 0.1 and 0.2.
+    rules = [
+        _rule("at_three", "b >= 3 AND b <= 3", "auto_approve"),
+        _rule("between", "a > 0.1 AND a < 0.2", "auto_decline"),
+    ]
+    findings = analyse_policy(load_policy(_write(tmp_path, rules)), SCHEMA).findings
+    assert [f.kind for f in findings] == ["contradictory_overlap"]  # b = 3 with a = 0.15
+    arithmetic = load_policy(_write(tmp_path, [_rule("r", "a * 2 > 7 AND a < 1", "auto_approve")]))
+    analysis = analyse_policy(arithmetic, SCHEMA)
+    assert not analysis.exact
+    assert [f.severity for f in analysis.findings] == [WARNING]  # unreachable, but unproven
+
+
+def test_shipped_policies_have_no_analysis_errors() -> None:
+    from hitl_gate.case_schema import declared_case_schema
+
+    schema = declared_case_schema(load_domain("consumer_credit"))
+    for path in sorted(V2.parent.glob("*.yaml")):
+        analysis = analyse_policy(load_policy(path), schema)
+        assert analysis.errors == [], path
+        assert analysis.exact
+
+
+# --- QA sampling, kill switch, capacity --------------------------------------------------------
+
+
+def _cases(n: int = 2000) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "case_id": [f"C{i:05d}" for i in range(n)],
+            "a": [(i % 100) / 100 for i in range(n)],
+            "b": [i % 7 for i in range(n)],
+            "band": [["A", "B", "C"][i % 3] if i % 11 else "Z" for i in range(n)],
+            "partition_date": [date(2018, 1, 1 + i % 2) for i in range(n)],
+        }
+    )
+
+
+def _ops_policy(tmp_path: Path, **top: Any):
+    rules = [
+        _rule("dec", "a >= 0.9", "auto_decline"),
+        _rule("rev", "b = 6", "human_review", queue="analyst", priority=2),
+        _rule("app", "a < 0.9", "auto_approve"),
+    ]
+    return load_policy(_write(tmp_path, rules, **top))
+
+
+def test_qa_sample_is_deterministic_stratified_and_only_automatic(tmp_path: Path) -> None:
+    qa = {"rate": 0.05, "rates": {"auto_decline": 0.2}, "strata_column": "band"}
+    policy = _ops_policy(tmp_path, qa_sampling={**qa, "min_per_stratum": 3, "queue": "qa"})
+    cases = _cases()
+    first = decide(policy, cases, "case_id")
+    assert first.equals(decide(policy, cases.reverse(), "case_id").reverse())
+    sampled = first.filter("qa_sample")
+    assert sampled["proposed_route"].is_in(["auto_approve", "auto_decline"]).all()
+    assert (sampled["route"] == "human_review").all() and (sampled["review_queue"] == "qa").all()
+    assert (sampled["route_override"] == "qa_sample").all()
+    strata = first.filter(pl.col("proposed_route") != "human_review").group_by(
+        "proposed_route", "band"
+    )
+    per = strata.agg(pl.col("qa_sample").sum().alias("k"), pl.len().alias("n"))
+    assert (per["k"] >= 3).all(), per  # the small band Z is measured too
+    declines = per.filter(pl.col("proposed_route") == "auto_decline")
+    assert declines["k"].sum() / declines["n"].sum() > 0.1  # the higher rate applies
+    # A new policy version (digest) draws a different sample.
+    other = dataclasses.replace(policy, digest="another")
+    assert not decide(other, cases, "case_id")["qa_sample"].equals(first["qa_sample"])
+    assert sample_key(pl.Series(["x"]), "d")[0] == sample_key(pl.Series(["x"]), "d")[0]
+
+
+def test_wilson_interval_and_error_estimate() -> None:
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and high == pytest.approx(0.2775, abs=1e-4)
+    low, high = wilson_interval(5, 10)
+    assert (low, high) == (pytest.approx(0.2366, abs=1e-4), pytest.approx(0.7634, abs=1e-4))
+    reviewed = pl.DataFrame(
+        {
+            "proposed_route": ["auto_approve"] * 10 + ["auto_decline"] * 4,
+            "verdict": ["approve"] * 8 + ["decline"] * 2 + ["decline"] * 3 + ["approve"],
+            "qa_probability": [0.1] * 10 + [0.5] * 4,
+        }
+    )
+    by = {e.stratum: e for e in estimate_error_rate(reviewed)}
+    assert by["auto_approve"].disagreements == 2 and by["auto_approve"].rate == 0.2
+    assert by["auto_decline"].rate == 0.25
+    overall = by["all automatic"]
+    # Weighted: approvals weigh 10, declines 2 -> (2*10 + 1*2) / (10*10 + 4*2)
+    assert overall.rate == pytest.approx(22 / 108)
+    assert overall.low < overall.rate < overall.high
+
+
+def test_halt_sends_every_automatic_case_to_review(tmp_path: Path) -> None:
+    policy = _ops_policy(tmp_path, halt_queue="halted")
+    decided = decide(policy, _cases(), "case_id", halted=True)
+    assert (decided["route"] == "human_review").all()
+    auto = decided.filter(pl.col("proposed_route") != "human_review")
+    assert auto.height > 0
+    assert (auto["route_reason_code"] == "HALT").all() and (auto["review_queue"] == "halted").all()
+    assert (auto["route_override"] == "halt").all()
+    reviews = decided.filter(pl.col("proposed_route") == "human_review")
+    assert (
+        reviews["route_override"].is_null().all() and (reviews["review_queue"] == "analyst").all()
+    )
+
+
+def test_capacity_defers_overflow_by_priority_then_risk_never_approves(tmp_path: Path) -> None:
+    policy = _ops_policy(
+        tmp_path, queues={"analyst": {"daily_capacity": 50}}, capacity_order=["a", "b"]
+    )
+    decided = decide(policy, _cases(), "case_id", halted=True)
+    analyst = decided.filter(pl.col("review_queue") == "analyst")
+    kept = analyst.filter(~pl.col("review_deferred"))
+    assert kept.group_by("partition_date").len()["len"].to_list() == [50, 50]
+    assert (decided.filter("review_deferred")["route"] == "human_review").all()
+    for day in (date(2018, 1, 1), date(2018, 1, 2)):
+        todays = analyst.filter(pl.col("partition_date") == day)
+        # Priority 2 (rule rev) first, then the highest a.
+        worst_kept = todays.filter(~pl.col("review_deferred")).sort("review_priority", "a")
+        best_deferred = todays.filter(pl.col("review_deferred")).sort(
+            "review_priority", "a", descending=[False, True]
+        )
+        kept_last = worst_kept.sort(["review_priority", "a"], descending=[True, False]).row(0)
+        assert (kept_last[worst_kept.columns.index("review_priority")], -kept_last[1]) <= (
+            best_deferred["review_priority"][0],
+            -best_deferred["a"][0],
+        )
+    report = capacity_report(policy, decided)
+    row = report.filter(pl.col("review_queue") == "analyst").row(0, named=True)
+    assert row["daily_capacity"] == 50 and row["deferred"] == row["routed"] - 50
+    assert row["backlog_days"] == -(-row["deferred"] // 50)
+
+
+def test_shipped_v2_declares_capacity_and_qa() -> None:
+    policy = load_policy(V2)
+    assert policy.queue_capacity["senior_underwriter"] > 0
+    assert policy.qa_sampling == QaSampling(
+        rate=0.02,
+        rates={"auto_decline": 0.05},
+        strata_column="risk_band",
+        min_per_stratum=1,
+        queue="qa_review",
+        priority=3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("top", "expected"),
+    [
+        ({"queues": {"q": {"daily_capacity": -1}}}, "daily_capacity must be an integer >= 0"),
+        ({"queues": {"q": {"capacity": 3}}}, "missing fields ['daily_capacity']"),
+        ({"qa_sampling": {"rate": 1.5}}, "is not a share"),
+        ({"qa_sampling": {"rate": 0.1, "rates": {"human_review": 0.1}}}, "non-automatic"),
+    ],
+)
+def test_bad_capacity_and_qa_sections_are_named(
+    tmp_path: Path, top: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ValueError, match="p.yaml") as info:
+        load_policy(_write(tmp_path, [_rule("r", "a > 1", "auto_approve")], **top))
+    assert expected in str(info.value)
+
+
+def test_held_cases_are_never_executed_while_halted() -> None:
+    routed = pl.DataFrame(
+        {
+            "case_id": ["1", "2", "3"],
+            "partition_date": [date(2018, 1, 1)] * 3,
+            "route": ["auto_approve", "auto_decline", "human_review"],
+            "policy_version": "v",
+            "model_version": "1",
+            "reason_codes": [["R01"]] * 3,
+        }
+    )
+    verdicts = pl.DataFrame({"case_id": ["3"], "verdict": ["approve"], "reviewer_id": ["r"]})
+    halted = final_actions(routed, verdicts, "case_id", halted=True)
+    assert halted["status"].to_list() == ["held", "held", "executed"]
+    running = final_actions(routed, verdicts, "case_id")
+    assert running["status"].to_list() == ["executed"] * 3
+
+
+# --- activation, rollback, halt ----------------------------------------------------------------
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect()
+    connection.execute(schema_statements())
+    return connection
+
+
+def test_activation_needs_two_people_and_no_future_date(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    domain = load_domain("consumer_credit")
+    v2 = load_policy(V2)
+    with pytest.raises(PolicyControlError, match="second person"):
+        record_activation(con, domain, v2, by="ann", approved_by="ANN")
+    with pytest.raises(PolicyControlError, match="in the future"):
+        record_activation(con, domain, v2, by="ann", approved_by="bob", today=date(2018, 2, 1))
+    assert policy_in_force(con, domain).origin == "bootstrap"
+
+
+def test_rollback_restores_stored_text_as_a_stack(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    domain = load_domain("consumer_credit")
+    bootstrap = load_policy(domain.policy_path)
+    with pytest.raises(PolicyControlError, match="nothing to roll back"):
+        rollback(con, domain, by="ann", reason=None)
+    path = _write(tmp_path, [_rule("r", "pd > 0.5", "auto_decline")], name="t1.yaml")
+    t1 = load_policy(path)
+    record_activation(con, domain, t1, by="ann", approved_by="bob")
+    path.write_text("edited after activation: not yaml of a policy", encoding="utf-8")
+    in_force = policy_in_force(con, domain)
+    assert in_force.policy.digest == t1.digest and in_force.origin == "activation #1"
+    record_activation(con, domain, load_policy(V2), by="ann", approved_by="bob")
+    assert rollback(con, domain, by="cat", reason="bad thresholds").digest == t1.digest
+    assert rollback(con, domain, by="cat", reason="again").digest == bootstrap.digest
+    assert policy_in_force(con, domain).policy.digest == bootstrap.digest
+    actions = con.sql("SELECT action, activated_by FROM policy_activations ORDER BY seq").fetchall()
+    assert actions == [
+        ("activate", "ann"),
+        ("activate", "ann"),
+        ("rollback", "cat"),
+        ("rollback", "cat"),
+    ]
+
+
+def test_halt_and_resume_are_recorded_and_refuse_no_ops(con: duckdb.DuckDBPyConnection) -> None:
+    assert not halt_state(con, "d").halted
+    set_halt(con, "d", halted=True, reason="model drift", by="ann")
+    state = halt_state(con, "d")
+    assert state.halted and state.actor == "ann" and state.reason == "model drift"
+    with pytest.raises(PolicyControlError, match="already halted"):
+        set_halt(con, "d", halted=True, reason="again", by="ann")
+    set_halt(con, "d", halted=False, reason="fixed", by="bob")
+    assert not halt_state(con, "d").halted
+    assert con.sql("SELECT count(*) FROM automation_halts").fetchall() == [(2,)]
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_validate_exit_codes(
+    hitl_paths: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["policy", "validate", str(V2)])
+    assert "OK: the policy can go live" in capsys.readouterr().out
+    bad = _write(tmp_path, [_rule("DEAD", "pd > 0.5 AND pd < 0.1", "auto_decline")])
+    with pytest.raises(SystemExit, match="INVALID"):
+        main(["policy", "validate", str(bad)])
+    assert "rule 'DEAD' is unreachable" in capsys.readouterr().out
+    unknown = _write(tmp_path, [_rule("U", "nope > 1", "auto_decline")], name="u.yaml")
+    with pytest.raises(SystemExit, match=r"rule 'U': condition uses unknown columns \['nope'\]"):
+        main(["policy", "validate", str(unknown)])
+
+
+def test_cli_activate_halt_rollback_status(
+    hitl_paths: HitlPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = ["--home", str(hitl_paths.home)]
+    with pytest.raises(SystemExit, match="REFUSED: activation needs a second person"):
+        main([*home, "policy", "activate", "consumer_credit-v2", "--by", "a", "--approved-by", "a"])
+    main([*home, "policy", "activate", "consumer_credit-v2", "--by", "ann", "--approved-by", "bob"])
+    main([*home, "policy", "halt", "--by", "ann", "--reason", "drift"])
+    capsys.readouterr()
+    main([*home, "policy", "status"])
+    out = capsys.readouterr().out
+    assert "consumer_credit-v2" in out and "HALTED" in out and "activation #1" in out
+    main([*home, "policy", "resume", "--by", "bob", "--reason", "ok"])
+    main([*home, "policy", "rollback", "--by", "bob", "--reason", "undo"])
+    capsys.readouterr()
+    main([*home, "policy", "status"])
+    status = capsys.readouterr().out
+    assert status.startswith("consumer_credit: consumer_credit-v1 (") and "running" in status
+
+
+def test_cli_whatif_on_stored_demo_cases(
+    demo_home: HitlPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["--home", str(demo_home.home), "policy", "whatif", str(V2), "--from", "2018-03-01",
+          "--to", "2018-03-05"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "Route transitions" in out and "qa_review" in out
+    matrix = out.split("Route transitions")[1]
+    # Raising the decline cut-off moves some declines to review, none to approval.
+    decline_row = next(line for line in matrix.splitlines() if line.startswith("│ auto_decline"))
+    cells = [c.strip() for c in decline_row.strip("│").split("┆")]
+    assert cells[1] == "0"  # auto_decline -> auto_approve
+    assert "cases change route" in out
