@@ -8,6 +8,7 @@ from assets.checks import build_checks
 from assets.execution import build_execution_assets
 from assets.features import build_feature_assets
 from assets.ingestion import build_ingestion_assets
+from assets.model_checks import build_model_checks
 from assets.models import build_model_assets
 from assets.policy_checks import build_policy_checks
 from assets.review import build_review_assets
@@ -43,4 +44,4 @@ def build_domain_assets(domain: DomainConfig) -> list[AssetsDefinition]:
 
 def build_domain_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
     """Every asset check of `domain`."""
-    return [*build_checks(domain), *build_policy_checks(domain)]
+    return [*build_checks(domain), *build_policy_checks(domain), *build_model_checks(domain)]

@@ -8,6 +8,7 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     BackfillPolicy,
+    Config,
     MaterializeResult,
     MetadataValue,
     Output,
@@ -15,8 +16,8 @@ from dagster import (
 )
 
 from assets.common import markdown_table, stage_key, upstream
-from assets.partitions import daily_partitions
-from hitl_gate.audit.store import insert_new_rows
+from assets.partitions import daily_partitions, partition_days
+from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import (
     AuditDatabase,
@@ -41,6 +42,16 @@ def read_outcomes(landing_root: Path, domain: DomainConfig) -> pl.DataFrame:
     )
 
 
+class TrainingConfig(Config):
+    """Which model family a training run fits (`logistic_scorecard` or `gradient_boosting`).
+
+    Only a scorecard can become champion; a gradient-boosted version is registered for
+    `hitl model promote NAME VERSION --alias challenger --by WHO`.
+    """
+
+    model_family: str = "logistic_scorecard"
+
+
 def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `trained_model` and `risk_scores` assets of one domain."""
     model = domain.model
@@ -58,11 +69,14 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     )
     def trained_model(
         context: AssetExecutionContext,
+        config: TrainingConfig,
         feature_store: FeatureStoreResource,
         model_registry: ModelRegistryResource,
         landing: LandingZone,
+        audit_db: AuditDatabase,
     ) -> MaterializeResult:
         from features.store import feature_source_dir, historical_features
+        from models.registry import AUTO_FIRST_CHAMPION, CHAMPION, Promotion, record_promotion
         from models.training import train_and_register
 
         outcomes = read_outcomes(landing.path, domain)
@@ -85,11 +99,27 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             .cast(pl.Int8)
             .alias("label")
         )
-        trained = train_and_register(training, model, domain.case_id, model_registry.path)
+        trained = train_and_register(
+            training, model, domain.case_id, model_registry.path, family=config.model_family
+        )
+        if trained.promoted_to_champion:
+            record_promotion(
+                Path(audit_db.database),
+                Promotion(
+                    model_name=trained.name,
+                    alias=CHAMPION,
+                    from_version=None,
+                    to_version=trained.version,
+                    promoted_by=AUTO_FIRST_CHAMPION,
+                    reason="first version of the model: no champion existed",
+                    promoted_at=datetime.now(UTC),
+                ),
+            )
         return MaterializeResult(
             metadata={
                 "model_name": trained.name,
                 "model_version": trained.version,
+                "model_family": trained.family,
                 "mlflow_run_id": trained.run_id,
                 "promoted_to_champion": trained.promoted_to_champion,
                 "training_rows": training.height,
@@ -128,13 +158,37 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         model_registry: ModelRegistryResource,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
-        from models.scoring import load_champion, score_frame
+        from models.registry import CHALLENGER
+        from models.scoring import alias_is_set, load_champion, score_frame
 
         champion = load_champion(model.name, model_registry.path)
         scores = score_frame(champion, case_features, model, domain.case_id).join(
             case_features.select(domain.case_id, "partition_date"), on=domain.case_id
         )
+        shadow_meta: dict[str, object] = {"challenger": "none"}
+        shadow = None
+        if alias_is_set(model.name, model_registry.path, CHALLENGER):
+            shadow, shadow_meta = _shadow_scores(
+                context, model_registry.path, scores, case_features
+            )
         with audit_db.connect() as con:
+            if champion.reference_bins:
+                insert_new_rows(
+                    con,
+                    "model_reference_bins",
+                    pl.DataFrame(list(champion.reference_bins)).with_columns(
+                        pl.lit(champion.name).alias("model_name"),
+                        pl.lit(champion.version).alias("model_version"),
+                    ),
+                )
+            # Replaced even without a challenger, so a rerun never leaves stale shadow rows.
+            replace_partition_slice(
+                con,
+                "shadow_scores",
+                shadow if shadow is not None else pl.DataFrame(),
+                domain.name,
+                partition_days(context),
+            )
             insert_new_rows(
                 con,
                 "model_versions",
@@ -156,8 +210,38 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "model": f"{champion.name} v{champion.version}",
                 "mlflow_run_id": champion.run_id,
                 "mean_pd": float(scores["pd"].mean() or 0.0),
+                "mean_pd_calibrated": float(scores["pd_calibrated"].mean() or 0.0),
                 "risk_bands": markdown_table(bands),
+                **shadow_meta,
             },
         )
+
+    def _shadow_scores(
+        context: AssetExecutionContext,
+        mlflow_dir: Path,
+        scores: pl.DataFrame,
+        case_features: pl.DataFrame,
+    ) -> tuple[pl.DataFrame, dict[str, object]]:
+        """Score the challenger in shadow: audit rows and comparison metadata, never routed."""
+        from models.registry import CHALLENGER
+        from models.scoring import compare_shadow, load_champion, shadow_frame
+
+        challenger = load_champion(model.name, mlflow_dir, alias=CHALLENGER)
+        shadow = shadow_frame(challenger, scores, case_features, model, domain.case_id)
+        stats = compare_shadow(shadow)
+        rows = shadow.join(
+            scores.select(domain.case_id, "partition_date"), on=domain.case_id
+        ).select(
+            pl.lit(domain.name).alias("domain"),
+            pl.col(domain.case_id).alias("case_id"),
+            pl.exclude(domain.case_id),
+            pl.lit(context.run_id).alias("run_id"),
+            pl.lit(datetime.now(UTC)).alias("scored_at"),
+        )
+        meta = {
+            "challenger": f"{challenger.name} v{challenger.version} ({challenger.family})",
+            **{f"shadow_{k}": v for k, v in stats.items()},
+        }
+        return rows, meta
 
     return [trained_model, risk_scores]

@@ -87,6 +87,20 @@ class ReasonCode(_Strict):
     risk_direction: Literal["higher", "lower"] = "higher"
 
 
+class MonitoringConfig(_Strict):
+    """Thresholds of the blocking checks around scoring (input completeness, score drift).
+
+    `max_missing_share`: the largest share of cases allowed without a value for one model
+    feature (imputation hides a broken feed otherwise). `max_psi`: the largest population
+    stability index of today's PDs against the training PDs; PSI over a handful of cases is
+    noise, so the check only blocks from `min_cases_for_psi` scored cases on.
+    """
+
+    max_missing_share: float = Field(default=0.25, ge=0, le=1)
+    max_psi: float = Field(default=0.25, gt=0)
+    min_cases_for_psi: int = Field(default=200, ge=1)
+
+
 class ModelConfig(_Strict):
     """The registered model, its features, training split and risk bands."""
 
@@ -98,6 +112,7 @@ class ModelConfig(_Strict):
     bands: dict[str, float]
     # Adverse-action reason per model feature: a stable code and plain-language text.
     reason_codes: dict[str, ReasonCode] = Field(default_factory=dict)
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
 
 
 class ReviewConfig(_Strict):

@@ -61,6 +61,7 @@ def run_job(
     end: date | None = None,
     tags: dict[str, str] | None = None,
     only: list[AssetKey] | None = None,
+    run_config: dict | None = None,
 ) -> ExecuteInProcessResult:
     """Execute `job_name` (or only the assets `only` of it) in process.
 
@@ -74,7 +75,7 @@ def run_job(
         run_tags[ASSET_PARTITION_RANGE_END_TAG] = (end or start).isoformat()
     with DagsterInstance.get() as instance:
         return job.execute_in_process(
-            run_config=QUIET_CONSOLE,
+            run_config={**QUIET_CONSOLE, **(run_config or {})},
             instance=instance,
             tags=run_tags,
             raise_on_error=False,

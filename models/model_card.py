@@ -76,3 +76,34 @@ def render_model_card(
         "",
     ]
     return "\n".join(lines)
+
+
+def render_challenger_card(
+    model_cfg: ModelConfig,
+    features: list[str],
+    version: str,
+    run_id: str,
+    params: Mapping[str, str | int | float],
+    metrics: Mapping[str, float],
+) -> str:
+    """Markdown card of a gradient-boosted challenger: what it is and why it cannot be champion."""
+    lines = [
+        f"# Model card: {model_cfg.name} v{version} (challenger)",
+        "",
+        f"- Run: `{run_id}`",
+        "- Family: gradient-boosted trees (scikit-learn HistGradientBoosting), monotone in each "
+        "feature's declared risk direction.",
+        f"- Features: {', '.join(features)}",
+        f"- Split: event time before {model_cfg.validation_from} trains, from it validates "
+        f"({params['n_train']} / {params['n_validation']} cases).",
+        "- Role: scored in shadow next to the champion and compared; never acted on. It has no "
+        "exact additive reason codes, so governance refuses it as champion.",
+        "",
+        "| metric | train | validation |",
+        "|---|---|---|",
+    ]
+    for name in ("auc", "ks", "brier"):
+        lines.append(
+            f"| {name} | {_fmt(metrics[f'train_{name}'])} | {_fmt(metrics[f'validation_{name}'])} |"
+        )
+    return "\n".join([*lines, ""])

@@ -18,6 +18,7 @@ import numpy as np
 import polars as pl
 
 from hitl_gate.domain import ModelConfig
+from models.calibration import PlattCalibration
 from models.mlflow_store import configure, tracking_uri
 from models.scorecard import contributions_from_matrix, feature_matrix, model_features
 
@@ -43,6 +44,25 @@ class ChampionModel:
     pyfunc: Any
     artifact_digest: str
     pipeline: Pipeline
+    family: str = "logistic_scorecard"
+    calibration: PlattCalibration = PlattCalibration()
+    # Training PD distribution (models.drift.reference_bins rows); empty for old versions.
+    reference_bins: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def features(self) -> list[str]:
+        """The model's input columns, in fitted order."""
+        return model_features(self.pipeline)
+
+    def predict_pd(self, features: pl.DataFrame) -> np.ndarray:
+        """PD of the bad class through the pyfunc (the served model), NaN-safe, any row count."""
+        import pandas as pd
+
+        if features.height == 0:
+            return np.empty(0, dtype=np.float64)
+        names = self.features
+        frame = pd.DataFrame(feature_matrix(features, names), columns=names, copy=False)
+        return np.asarray(self.pyfunc.predict(frame), dtype=np.float64)[:, 1]
 
 
 def artifact_digest(model_dir: Path) -> str:
@@ -84,6 +104,7 @@ def load_champion(model_name: str, mlflow_dir: Path, alias: str = "champion") ->
         )
         digest = artifact_digest(local)
         pyfunc = mlflow.pyfunc.load_model(str(local))
+    meta = pyfunc.metadata.metadata or {}
     return ChampionModel(
         name=model_name,
         version=str(version.version),
@@ -92,7 +113,17 @@ def load_champion(model_name: str, mlflow_dir: Path, alias: str = "champion") ->
         pyfunc=pyfunc,
         artifact_digest=digest,
         pipeline=pyfunc.get_raw_model(),
+        family=str(meta.get("model_family", "logistic_scorecard")),
+        calibration=PlattCalibration(**meta.get("calibration", {})),
+        reference_bins=tuple(meta.get("reference_bins", ())),
     )
+
+
+def alias_is_set(model_name: str, mlflow_dir: Path, alias: str) -> bool:
+    """True when `alias` points at a version of `model_name` (e.g. a challenger exists)."""
+    from models.registry import alias_version
+
+    return alias_version(configure(mlflow_dir), model_name, alias) is not None
 
 
 def promote(model_name: str, version: str, mlflow_dir: Path, alias: str = "champion") -> None:
@@ -151,23 +182,17 @@ def score_frame(
 ) -> pl.DataFrame:
     """One row per input row: the case id, PD, points score, risk band, reasons and model identity.
 
-    `pd` is the champion pyfunc's probability of the positive (bad) class. `score` is on a
+    `pd` is the champion pyfunc's probability of the positive (bad) class; `pd_calibrated` is
+    that PD through the version's Platt map fitted on the validation window (same ranking,
+    level matched to the most recent outcomes). `score` is on a
     points scale with 600 at odds 1:1 and 20 points to double the odds (PDO 20), so it falls
     as PD rises. `risk_band` is the first of `model_cfg.bands` whose upper bound is >= pd.
     `reason_codes` / `reason_texts` name up to four features with the largest positive
     contribution to the logit, from the exact additive decomposition of the scorecard.
     """
-    import pandas as pd
-
-    names = model_features(champion.pipeline)
-    matrix = feature_matrix(features, names)
-    n = features.height
-    if n:
-        frame = pd.DataFrame(matrix, columns=names, copy=False)
-        pd_ = np.asarray(champion.pyfunc.predict(frame), dtype=np.float64)[:, 1]
-    else:
-        pd_ = np.empty(0, dtype=np.float64)
-    contrib, _ = contributions_from_matrix(champion.pipeline, matrix)
+    names = champion.features
+    pd_ = champion.predict_pd(features)
+    contrib, _ = contributions_from_matrix(champion.pipeline, feature_matrix(features, names))
     top = top_reasons(contrib, names, model_cfg)
     codes = [model_cfg.reason_codes[f].code if f in model_cfg.reason_codes else "" for f in names]
     texts = [model_cfg.reason_codes[f].text if f in model_cfg.reason_codes else "" for f in names]
@@ -176,6 +201,7 @@ def score_frame(
         {
             case_id: features[case_id],
             "pd": pl.Series(pd_, dtype=pl.Float64),
+            "pd_calibrated": pl.Series(champion.calibration.apply(pd_), dtype=pl.Float64),
             "score": pl.Series(points(pd_), dtype=pl.Float64).cast(pl.Int64),
             "risk_band": band_names.gather(pl.Series(band_index(pd_, model_cfg.bands))),
             "reason_codes": _reason_lists(top, codes),
@@ -187,3 +213,59 @@ def score_frame(
         pl.lit(champion.run_id, dtype=pl.String).alias("model_run_id"),
         pl.lit(champion.artifact_digest, dtype=pl.String).alias("model_artifact_digest"),
     )
+
+
+def shadow_frame(
+    challenger: ChampionModel,
+    champion_scores: pl.DataFrame,
+    features: pl.DataFrame,
+    model_cfg: ModelConfig,
+    case_id: str,
+) -> pl.DataFrame:
+    """The challenger's PD and band next to the champion's, per case; nothing else.
+
+    Only PD and band: the challenger has no exact reason codes and its output is never acted
+    on, so nothing downstream of routing may see it. Rows follow `champion_scores` by case id.
+    """
+    pd_ = challenger.predict_pd(features)
+    bands = pl.Series(list(model_cfg.bands), dtype=pl.String)
+    shadow = pl.DataFrame(
+        {
+            case_id: features[case_id],
+            "challenger_pd": pl.Series(pd_, dtype=pl.Float64),
+            "challenger_band": bands.gather(pl.Series(band_index(pd_, model_cfg.bands))),
+        }
+    )
+    return (
+        champion_scores.select(
+            case_id,
+            pl.col("model_name"),
+            pl.col("model_version").alias("champion_version"),
+            pl.col("pd").alias("champion_pd"),
+            pl.col("risk_band").alias("champion_band"),
+        )
+        .join(shadow, on=case_id, how="inner")
+        .with_columns(
+            pl.lit(challenger.version, dtype=pl.String).alias("challenger_version"),
+            pl.lit(challenger.run_id, dtype=pl.String).alias("challenger_run_id"),
+            pl.lit(challenger.artifact_digest, dtype=pl.String).alias("challenger_artifact_digest"),
+        )
+    )
+
+
+def compare_shadow(shadow: pl.DataFrame) -> dict[str, float]:
+    """Champion vs challenger: band agreement, mean PD difference, Spearman rank correlation.
+
+    Spearman rather than Pearson: policy thresholds act on ranks and bands, and PDs of two
+    model families differ in scale far more than in order.
+    """
+    if shadow.height == 0:
+        return {"cases": 0, "band_agreement": math.nan, "mean_pd_diff": math.nan,
+                "rank_correlation": math.nan}  # fmt: skip
+    stats = shadow.select(
+        pl.len().alias("cases"),
+        (pl.col("champion_band") == pl.col("challenger_band")).mean().alias("band_agreement"),
+        (pl.col("challenger_pd") - pl.col("champion_pd")).mean().alias("mean_pd_diff"),
+        pl.corr("champion_pd", "challenger_pd", method="spearman").alias("rank_correlation"),
+    ).row(0, named=True)
+    return {k: (float(v) if v is not None else math.nan) for k, v in stats.items()}

@@ -1,7 +1,13 @@
-"""Train the scorecard on a time split, log the evidence and register a new model version.
+"""Train a model on a time split, log the evidence and register a new model version.
 
-A new version becomes champion only when the registered model has none yet: replacing a live
-champion is a decision for a person (`models.scoring.promote`), not a side effect of training.
+Two families: the sign-constrained logistic scorecard (champion-eligible: exact reason codes)
+and gradient-boosted trees (challenger only). A new scorecard version becomes champion only
+when the registered model has none yet: replacing a live champion is a decision for a person
+(`hitl model promote`, `models.registry.promote`), not a side effect of training.
+
+Each version carries, in its MLmodel metadata (so the artefact digest covers them), its family,
+the Platt calibration fitted on the validation window and the training PD distribution that
+score drift (PSI) is measured against.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import numpy as np
 import polars as pl
 
 from hitl_gate.domain import ModelConfig
+from models.calibration import fit_platt
+from models.drift import reference_bins
 from models.evaluation import calibration_table, discrimination
 from models.mlflow_store import configure, experiment_id
-from models.model_card import render_model_card
+from models.model_card import render_challenger_card, render_model_card
+from models.registry import CHAMPION_FAMILIES, FAMILY_TAG, GRADIENT_BOOSTING, SCORECARD
 from models.scorecard import (
     CLASS_WEIGHT,
     REGULARISATION_C,
@@ -33,6 +42,13 @@ INPUT_EXAMPLE_ROWS = 5
 # skops (MLflow's default, safe format) refuses unlisted types on load. SimpleImputer keeps
 # its fitted `numpy.dtype`, a plain data-type descriptor that executes nothing when loaded.
 SKOPS_TRUSTED_TYPES = ["numpy.dtype"]
+# Tree nodes index arrays without bounds checks, so skops asks for explicit trust. We wrote
+# the file ourselves, and scoring checks the artefact digest recorded on every decision.
+TREE_TRUSTED_TYPES = [
+    *SKOPS_TRUSTED_TYPES,
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
+FAMILIES = (SCORECARD, GRADIENT_BOOSTING)
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,7 @@ class TrainedModel:
     run_id: str
     metrics: dict[str, float]
     promoted_to_champion: bool
+    family: str = SCORECARD
 
 
 def split_by_time(training: pl.DataFrame, model_cfg: ModelConfig) -> tuple[pl.DataFrame, ...]:
@@ -76,8 +93,34 @@ def _check_columns(training: pl.DataFrame, model_cfg: ModelConfig, case_id: str)
         raise KeyError(f"training frame lacks columns: {missing}")
 
 
+def _fit(family: str, train: pl.DataFrame, y: np.ndarray, model_cfg: ModelConfig):
+    """(fitted model, features kept, features dropped, family params) for `family`."""
+    directions = {
+        name: 1 if code.risk_direction == "higher" else -1
+        for name, code in model_cfg.reason_codes.items()
+    }
+    X = train.select(model_cfg.features)
+    if family == SCORECARD:
+        pipeline, dropped = fit_sign_constrained(X, y, directions)
+        params = {"C": REGULARISATION_C, "class_weight": str(CLASS_WEIGHT)}
+        return pipeline, model_features(pipeline), dropped, params
+    from models import challenger
+
+    model = challenger.fit_gradient_boosting(X, y, directions)
+    params = {
+        "max_iter": challenger.MAX_ITER,
+        "learning_rate": challenger.LEARNING_RATE,
+        "max_leaf_nodes": challenger.MAX_LEAF_NODES,
+    }
+    return model, list(model_cfg.features), [], params
+
+
 def train_and_register(
-    training: pl.DataFrame, model_cfg: ModelConfig, case_id: str, mlflow_dir: Path
+    training: pl.DataFrame,
+    model_cfg: ModelConfig,
+    case_id: str,
+    mlflow_dir: Path,
+    family: str = SCORECARD,
 ) -> TrainedModel:
     """Fit on the time split, log params, metrics, calibration and model card, and register.
 
@@ -86,15 +129,12 @@ def train_and_register(
     9 s in a subprocess) and with `predict_proba` as the pyfunc method, so the registry serves
     probabilities.
     """
+    if family not in FAMILIES:
+        raise ValueError(f"model family must be one of {FAMILIES}, not {family!r}")
     _check_columns(training, model_cfg, case_id)
     train, validation = split_by_time(training, model_cfg)
     y_train, y_val = _labels(train), _labels(validation)
-    directions = {
-        name: 1 if code.risk_direction == "higher" else -1
-        for name, code in model_cfg.reason_codes.items()
-    }
-    pipeline, dropped = fit_sign_constrained(train.select(model_cfg.features), y_train, directions)
-    kept = model_features(pipeline)
+    pipeline, kept, dropped, family_params = _fit(family, train, y_train, model_cfg)
 
     x_train = feature_frame(train, kept)
     x_val = feature_frame(validation, kept)
@@ -109,10 +149,19 @@ def train_and_register(
             calibration_table("validation", y_val, pd_val),
         ]
     )
+    platt = fit_platt(y_val, pd_val)
+    reference = reference_bins(pd_train)
+    metrics.update(
+        {
+            f"validation_calibrated_{k}": v
+            for k, v in discrimination(y_val, platt.apply(pd_val)).items()
+        }
+    )
     params: dict[str, str | int | float] = {
-        "model_family": "logistic_scorecard",
-        "C": REGULARISATION_C,
-        "class_weight": str(CLASS_WEIGHT),
+        "model_family": family,
+        **family_params,
+        "platt_slope": platt.slope,
+        "platt_intercept": platt.intercept,
         "features": ",".join(kept),
         "dropped_for_sign": ",".join(dropped) or "none",
         "label_column": model_cfg.label.column,
@@ -140,6 +189,7 @@ def train_and_register(
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
         mlflow.log_text(calibration.write_csv(), "calibration.csv")
+        mlflow.log_text(reference.write_csv(), "reference_bins.csv")
         info = mlflow.sklearn.log_model(
             pipeline,
             name=MODEL_ARTIFACT,
@@ -148,15 +198,29 @@ def train_and_register(
             input_example=example,
             pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
             pyfunc_predict_fn="predict_proba",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES if family == SCORECARD else TREE_TRUSTED_TYPES,
+            metadata={
+                FAMILY_TAG: family,
+                "calibration": platt.as_dict(),
+                "reference_bins": reference.to_dicts(),
+            },
         )
         version = str(info.registered_model_version)
-        card = render_model_card(model_cfg, pipeline, version, run.info.run_id, params, metrics)
+        if family == SCORECARD:
+            card = render_model_card(model_cfg, pipeline, version, run.info.run_id, params, metrics)
+        else:
+            card = render_challenger_card(
+                model_cfg, kept, version, run.info.run_id, params, metrics
+            )
         mlflow.log_text(card, "model_card.md")
+    client.set_model_version_tag(model_cfg.name, version, FAMILY_TAG, family)
 
     # Check-then-set is not atomic; training runs for one model are serialised by the
     # orchestrator, and the worst case of a race is two versions each believing they won.
-    promoted = CHAMPION not in client.get_registered_model(model_cfg.name).aliases
+    promoted = (
+        family in CHAMPION_FAMILIES
+        and CHAMPION not in client.get_registered_model(model_cfg.name).aliases
+    )
     if promoted:
         client.set_registered_model_alias(model_cfg.name, CHAMPION, version)
     return TrainedModel(
@@ -165,4 +229,5 @@ def train_and_register(
         run_id=run.info.run_id,
         metrics=metrics,
         promoted_to_champion=promoted,
+        family=family,
     )

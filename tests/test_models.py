@@ -242,6 +242,7 @@ def test_score_frame_shape_types_and_ranges(
         {
             CASE_ID: pl.String,
             "pd": pl.Float64,
+            "pd_calibrated": pl.Float64,
             "score": pl.Int64,
             "risk_band": pl.String,
             "reason_codes": pl.List(pl.String),
@@ -324,3 +325,111 @@ def test_sign_constraint_drops_features_that_contradict_their_reason_text() -> N
     assert dropped == ["protective"]
     assert model_features(pipeline) == ["risk"]
     assert pipeline.named_steps["logit"].coef_[0][0] > 0
+
+
+# --- calibration, drift and governance -------------------------------------------------------
+
+
+def test_platt_calibration_matches_the_validation_bad_rate(
+    champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig
+) -> None:
+    """At its maximum-likelihood fit, the calibrated PD averages to the observed bad rate."""
+    _, validation = split_by_time(training, model_cfg)
+    scored = score_frame(champion, validation, model_cfg, CASE_ID)
+    bad_rate = float(validation["label"].cast(pl.Float64).mean())
+    assert champion.calibration.slope > 0
+    assert abs(float(scored["pd_calibrated"].mean()) - bad_rate) < 1e-4
+    # Monotone map: the ranking, hence every band order and reason, is the model's own.
+    order = np.argsort(scored["pd"].to_numpy(), kind="stable")
+    assert (np.diff(scored["pd_calibrated"].to_numpy()[order]) >= 0).all()
+
+
+def test_calibrated_logit_keeps_the_exact_decomposition(
+    champion: ChampionModel, scored: pl.DataFrame, training: pl.DataFrame
+) -> None:
+    from models.calibration import logit
+
+    contrib, base = contributions(champion.pipeline, training)
+    cal = champion.calibration
+    rebuilt = cal.slope * (base + contrib.sum(axis=1)) + cal.intercept
+    np.testing.assert_allclose(rebuilt, logit(scored["pd_calibrated"].to_numpy()), atol=1e-8)
+
+
+def test_psi_is_zero_on_training_and_large_on_a_shifted_population(
+    champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig
+) -> None:
+    from models.drift import psi
+
+    reference = pl.DataFrame(list(champion.reference_bins))
+    assert reference.height >= 5
+    assert abs(float(reference["share"].sum()) - 1.0) < 1e-12
+    train, _ = split_by_time(training, model_cfg)
+    pd_train = champion.predict_pd(train)
+    assert psi(pd_train, reference) < 1e-9
+    riskier = train.with_columns(pl.col("interest_rate") * 1.8)
+    assert psi(champion.predict_pd(riskier), reference) > 0.25
+
+
+def test_promotion_is_recorded_and_governed(
+    registry: Registry, model_cfg: ModelConfig, tmp_path: Path
+) -> None:
+    from hitl_gate.audit.store import audit_connection, query_frame
+    from models.registry import PromotionError, list_versions, promote
+
+    audit_db = tmp_path / "audit.duckdb"
+    kw = {"mlflow_dir": registry.mlflow_dir, "audit_db": audit_db}
+    with pytest.raises(PromotionError, match="--by"):
+        promote(model_cfg.name, "2", alias="champion", by=" ", **kw)
+    with pytest.raises(PromotionError, match="no version 99"):
+        promote(model_cfg.name, "99", alias="champion", by="alice", **kw)
+    with pytest.raises(PromotionError, match="alias"):
+        promote(model_cfg.name, "2", alias="prod", by="alice", **kw)
+    with pytest.raises(PromotionError, match="cannot be removed"):
+        promote(model_cfg.name, None, alias="champion", by="alice", **kw)
+    try:
+        moved = promote(model_cfg.name, "2", alias="champion", by="alice", reason="test", **kw)
+        assert (moved.from_version, moved.to_version) == ("1", "2")
+        assert load_champion(model_cfg.name, registry.mlflow_dir).version == "2"
+        listed = list_versions(model_cfg.name, registry.mlflow_dir)
+        assert listed.filter(pl.col("aliases") == "champion")["version"].to_list() == ["2"]
+    finally:
+        promote(model_cfg.name, "1", alias="champion", by="bob", **kw)
+    with audit_connection(audit_db, read_only=True) as con:
+        rows = query_frame(
+            con,
+            "SELECT alias, from_version, to_version, promoted_by FROM model_promotions "
+            "ORDER BY promoted_at",
+        )
+    assert rows.rows() == [("champion", "1", "2", "alice"), ("champion", "2", "1", "bob")]
+
+
+def test_gradient_boosted_challenger_is_shadow_only(
+    registry: Registry, training: pl.DataFrame, model_cfg: ModelConfig, tmp_path: Path
+) -> None:
+    from models.registry import GRADIENT_BOOSTING, PromotionError, promote
+    from models.scoring import compare_shadow, shadow_frame
+
+    audit_db = tmp_path / "audit.duckdb"
+    kw = {"mlflow_dir": registry.mlflow_dir, "audit_db": audit_db}
+    trained = train_and_register(
+        training, model_cfg, CASE_ID, registry.mlflow_dir, family=GRADIENT_BOOSTING
+    )
+    assert not trained.promoted_to_champion
+    assert trained.metrics["validation_auc"] > 0.5
+    with pytest.raises(PromotionError, match="without exact reason codes"):
+        promote(model_cfg.name, trained.version, alias="champion", by="alice", **kw)
+    promote(model_cfg.name, trained.version, alias="challenger", by="alice", **kw)
+    try:
+        challenger = load_champion(model_cfg.name, registry.mlflow_dir, alias="challenger")
+        champion = load_champion(model_cfg.name, registry.mlflow_dir)
+        assert (challenger.family, challenger.version) == (GRADIENT_BOOSTING, trained.version)
+        scores = score_frame(champion, training, model_cfg, CASE_ID)
+        shadow = shadow_frame(challenger, scores, training, model_cfg, CASE_ID)
+        assert shadow.height == training.height
+        assert (shadow["champion_pd"] == scores["pd"]).all()
+        assert not (shadow["challenger_pd"] == shadow["champion_pd"]).all()
+        stats = compare_shadow(shadow)
+        assert 0.0 <= stats["band_agreement"] <= 1.0
+        assert 0.3 < stats["rank_correlation"] <= 1.0
+    finally:
+        promote(model_cfg.name, None, alias="challenger", by="alice", **kw)

@@ -1,15 +1,66 @@
-"""One case's full path through the layer, read from the audit database (read-only)."""
+"""One case's full path through the layer, read from the audit database (read-only).
+
+Feature provenance: the decision row names the feature service and a digest of the values;
+the values themselves are read back from the stored `case_features` partition (the Parquet
+file the scoring step consumed) and re-digested, so the trace shows whether they still match.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from hitl_gate.audit.store import audit_connection, query_frame
 
+CASE_FEATURES_STAGE = "case_features"
+# Columns of a case_features file that are not feature values.
+_FEATURE_META = {"event_timestamp", "partition_date", "feature_service", "feature_digest"}
 
-def trace_case(audit_db: Path, case_id: str) -> dict[str, Any] | None:
-    """Everything recorded about `case_id`: decision lineage or, if rejected, its quarantine."""
+
+def stored_feature_values(
+    warehouse: Path, domain: str, case_id_column: str, case_id: str, day: Any
+) -> dict[str, Any] | None:
+    """The feature row `case_id` was scored on, from `<warehouse>/<domain>/case_features/<day>`.
+
+    Returns the feature values (in file order) plus whether their digest, recomputed now with
+    the same canonical form, equals the digest stored with them; None when the file or row is
+    gone (e.g. a warehouse retention policy removed it).
+    """
+    from hitl_gate.digests import row_digests
+
+    path = warehouse / domain / CASE_FEATURES_STAGE / f"{day}.parquet"
+    if not path.is_file():
+        return None
+    row = pl.scan_parquet(path).filter(pl.col(case_id_column) == case_id).collect()
+    if row.height == 0:
+        return None
+    names = [c for c in row.columns if c != case_id_column and c not in _FEATURE_META]
+    stored = row["feature_digest"][0] if "feature_digest" in row.columns else None
+    return {
+        "file": str(path),
+        "values": row.select(names).row(0, named=True),
+        "digest_matches": stored is not None and row_digests(row, names)[0] == stored,
+    }
+
+
+def _table_exists(con: Any, name: str) -> bool:
+    tables = query_frame(con, "SELECT table_name FROM duckdb_tables() WHERE table_name = ?", [name])
+    return tables.height > 0
+
+
+def trace_case(
+    audit_db: Path,
+    case_id: str,
+    warehouse: Path | None = None,
+    case_id_column: str | None = None,
+) -> dict[str, Any] | None:
+    """Everything recorded about `case_id`: decision lineage or, if rejected, its quarantine.
+
+    With `warehouse` and the domain's `case_id_column`, also the feature values it was scored
+    on (see `stored_feature_values`).
+    """
     with audit_connection(audit_db, read_only=True) as con:
         decided = query_frame(con, "SELECT * FROM case_trace WHERE case_id = ?", [case_id])
         quarantined = query_frame(
@@ -27,9 +78,27 @@ def trace_case(audit_db: Path, case_id: str) -> dict[str, Any] | None:
         rejected_verdicts = query_frame(
             con, "SELECT message FROM verdict_rejections WHERE case_id = ?", [case_id]
         )
+        shadow = (
+            query_frame(
+                con,
+                "SELECT challenger_version, challenger_pd, challenger_band FROM shadow_scores "
+                "WHERE case_id = ?",
+                [case_id],
+            )
+            if _table_exists(con, "shadow_scores")
+            else pl.DataFrame()
+        )
     if decided.height == 0 and quarantined.height == 0:
         return None
+    decision = decided.row(0, named=True) if decided.height else None
+    features = None
+    if decision and warehouse is not None and case_id_column:
+        features = stored_feature_values(
+            warehouse, decision["domain"], case_id_column, case_id, decision["partition_date"]
+        )
     return {
+        "features": features,
+        "shadow": shadow.row(0, named=True) if shadow.height else None,
         "decision": decided.row(0, named=True) if decided.height else None,
         "policy": policy.row(0, named=True) if policy.height else None,
         "quarantine": quarantined.to_dicts(),
@@ -60,6 +129,17 @@ def format_trace(trace: dict[str, Any]) -> str:
         for title, fields in SECTIONS:
             lines.append(f"\n{title}")
             lines += [f"  {name:<22} {_show(decision.get(name))}" for name in fields]
+        features = trace.get("features")
+        if features:
+            match = "matches" if features["digest_matches"] else "DOES NOT MATCH"
+            lines.append(f"\nFeature values ({features['file']}; digest {match})")
+            lines += [f"  {k:<22} {_show(v)}" for k, v in features["values"].items()]
+        if trace.get("shadow"):
+            s = trace["shadow"]
+            lines.append(
+                f"\nShadow (challenger v{s['challenger_version']}, not acted on): "
+                f"pd {_show(s['challenger_pd'])}, band {s['challenger_band']}"
+            )
         if trace["policy"]:
             p = trace["policy"]
             lines.append(f"  {'policy_owner':<22} {p['owner']} (effective {p['effective_date']})")

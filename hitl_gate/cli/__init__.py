@@ -14,10 +14,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from hitl_gate.cli import audit, pipeline, policy, review
+from hitl_gate.cli import audit, model, pipeline, policy, review
 from hitl_gate.cli.common import DEFAULT_DOMAIN
 
-COMMAND_GROUPS = (pipeline, review, audit, policy)
+COMMAND_GROUPS = (pipeline, review, audit, policy, model)
 
 
 def build_parser() -> argparse.ArgumentParser:

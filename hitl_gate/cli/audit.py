@@ -10,9 +10,11 @@ from hitl_gate.cli.common import resolve_paths
 def cmd_audit_trace(args: argparse.Namespace) -> None:
     """Print everything recorded about one case, from input file to executed action."""
     from hitl_gate.audit.trace import format_trace, trace_case
+    from hitl_gate.domain import load_domain
 
     paths = resolve_paths(args)
-    trace = trace_case(paths.audit_db, args.case_id)
+    case_id_column = load_domain(args.domain).case_id
+    trace = trace_case(paths.audit_db, args.case_id, paths.warehouse, case_id_column)
     if trace is None:
         raise SystemExit(f"case {args.case_id}: not found in {paths.audit_db}")
     print(format_trace(trace))

@@ -1,0 +1,195 @@
+"""Features and models at 1M cases, each against a hand-written baseline in the same run.
+
+1. Point-in-time retrieval: Feast `get_historical_features` through `features.store.
+   historical_features` (DuckDB offline store) vs a direct DuckDB `ASOF JOIN` over the same
+   Parquet partitions with the same TTL rule. Target: within 1.5x.
+2. Scoring: the MLflow pyfunc of the registered champion vs calling the scikit-learn model
+   directly on the same frame. Target: within 1.2x.
+3. Reason codes (exact contributions, top four, code lists) for all cases. Target: >= 100k/s.
+
+Run: `.venv/bin/python -m bench.features_models [--rows N] [--repeats R]`; prints a Markdown
+section for BENCHMARKS.md. Medians of R repeats; the machine is shared, so read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from features.engineering import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from hitl_gate.domain import PROJECT_ROOT, load_domain
+
+DOMAIN = load_domain("consumer_credit")
+SAMPLE = PROJECT_ROOT / "data" / "sample" / "lendingclub_loans_2018q1.parquet"
+DAYS = 30
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
+    """Median wall time of `repeats` calls and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def synthetic_features(rows: int) -> pl.DataFrame:
+    """`rows` feature rows: one per case, spread over DAYS days, values drawn per feature."""
+    rng = np.random.default_rng(0)
+    start = datetime(2021, 1, 1, tzinfo=UTC)
+    minutes = rng.integers(0, DAYS * 24 * 60, rows)
+    events = pl.Series([start]).dt.cast_time_unit("us")[0]
+    frame = pl.DataFrame(
+        {
+            DOMAIN.case_id: pl.int_range(rows, eager=True).cast(pl.String).str.zfill(8),
+            EVENT_TIMESTAMP: pl.Series(minutes).cast(pl.Int64) * 60_000_000,
+        }
+    ).with_columns(
+        (pl.lit(events) + pl.duration(microseconds=pl.col(EVENT_TIMESTAMP))).alias(EVENT_TIMESTAMP)
+    )
+    frame = frame.with_columns(pl.col(EVENT_TIMESTAMP).alias(CREATED_TIMESTAMP))
+    return frame.with_columns(
+        [pl.Series(name, rng.gamma(2.0, 2.0, rows)) for name in DOMAIN.features.names]
+    )
+
+
+def bench_retrieval(rows: int, repeats: int, root: Path) -> dict[str, float]:
+    import duckdb
+
+    from features.config import feature_source_dir
+    from features.store import historical_features, open_feature_store, write_feature_partition
+
+    features = synthetic_features(rows)
+    for (day,), part in features.group_by(pl.col(EVENT_TIMESTAMP).dt.date()):
+        write_feature_partition(part, DOMAIN, root, day)
+    store = open_feature_store(DOMAIN, root)
+    # Decisions one hour after the feature row: inside the TTL, never before the row.
+    entity_df = features.select(
+        DOMAIN.case_id, (pl.col(EVENT_TIMESTAMP) + timedelta(hours=1)).alias(EVENT_TIMESTAMP)
+    )
+    glob = str(feature_source_dir(DOMAIN, root) / "*.parquet")
+    names = ", ".join(f"f.{n}" for n in DOMAIN.features.names)
+
+    def direct() -> pl.DataFrame:
+        con = duckdb.connect()
+        con.register("entities", entity_df.with_row_index("i").to_arrow())
+        sql = (
+            f"SELECT e.*, {names} FROM entities e ASOF LEFT JOIN read_parquet(?) f "
+            f"ON e.{DOMAIN.case_id} = f.{DOMAIN.case_id} AND e.{EVENT_TIMESTAMP} >= "
+            f"f.{EVENT_TIMESTAMP}"
+        )
+        out = pl.from_arrow(con.execute(sql, [glob]).to_arrow_table())
+        con.close()
+        # Decisions are one hour after their row, so the TTL never binds: no filter needed.
+        return out.sort("i")
+
+    feast_s, feast_out = median_time(lambda: historical_features(store, DOMAIN, entity_df), repeats)
+    direct_s, direct_out = median_time(direct, repeats)
+    same = feast_out["loan_amount"].equals(direct_out["loan_amount"])
+    return {"feast_s": feast_s, "direct_s": direct_s, "same_values": same}
+
+
+def bench_scoring(rows: int, repeats: int, root: Path) -> dict[str, float]:
+    import pandas as pd
+
+    from models.scorecard import feature_matrix
+    from models.scoring import contributions_from_matrix, load_champion, score_frame, top_reasons
+    from models.training import train_and_register
+
+    raw = pl.read_parquet(SAMPLE)
+    model_cfg = DOMAIN.model
+    month = pl.col("issue_month").str.strptime(pl.Date, "%b-%Y").cast(pl.Datetime("us"))
+    income = pl.when(pl.col("annual_income") > 0).then(pl.col("annual_income"))
+    limit = pl.col("total_credit_limit")
+    training = raw.select(
+        pl.format("app-{}", pl.col("rownames")).alias(DOMAIN.case_id),
+        (month + pl.duration(hours=(pl.col("rownames") * 7919) % (27 * 24))).alias(EVENT_TIMESTAMP),
+        (pl.col("loan_amount") / income).alias("loan_to_income"),
+        (pl.col("installment") * 12 / income).alias("installment_to_income"),
+        (pl.col("total_credit_utilized") / pl.when(limit > 0).then(limit)).alias(
+            "credit_utilization"
+        ),
+        (2018 - pl.col("earliest_credit_line")).alias("credit_history_years"),
+        *[pl.col(c) for c in model_cfg.features if c in raw.columns],
+        pl.col(model_cfg.label.column).is_in(model_cfg.label.positive_values).alias("label"),
+    )
+    train_and_register(training, model_cfg, DOMAIN.case_id, root)
+    champion = load_champion(model_cfg.name, root)
+    big = training.sample(rows, with_replacement=True, seed=1).with_columns(
+        pl.int_range(rows).cast(pl.String).alias(DOMAIN.case_id)
+    )
+    names = champion.features
+    frame = pd.DataFrame(feature_matrix(big, names), columns=names, copy=False)
+    pyfunc_s, served = median_time(lambda: champion.pyfunc.predict(frame), repeats)
+    direct_s, direct = median_time(lambda: champion.pipeline.predict_proba(frame), repeats)
+    matrix = feature_matrix(big, names)
+
+    def reasons() -> np.ndarray:
+        contrib, _ = contributions_from_matrix(champion.pipeline, matrix)
+        return top_reasons(contrib, names, model_cfg)
+
+    reasons_s, _ = median_time(reasons, repeats)
+    full_s, _ = median_time(lambda: score_frame(champion, big, model_cfg, DOMAIN.case_id), repeats)
+    return {
+        "pyfunc_s": pyfunc_s,
+        "direct_s": direct_s,
+        "same_values": bool(np.array_equal(np.asarray(served), direct)),
+        "reasons_s": reasons_s,
+        "score_frame_s": full_s,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    with tempfile.TemporaryDirectory(prefix="bench-fm-") as tmp:
+        retrieval = bench_retrieval(args.rows, args.repeats, Path(tmp) / "feast")
+        scoring = bench_scoring(args.rows, args.repeats, Path(tmp) / "mlflow")
+    n = args.rows
+    lines: list[str] = []
+    lines.append(
+        f"## Features and models\n\nMachine: 2 cores / 24 GB, {datetime.now(UTC):%Y-%m-%d}; "
+        f"{n:,} cases, median of {args.repeats} runs (`python -m bench.features_models`).\n"
+    )
+    lines.append("| what | measured | baseline (same run) | ratio | target |")
+    lines.append("|---|---|---|---|---|")
+    lines.append(
+        f"| point-in-time retrieval: Feast (DuckDB offline store) vs DuckDB `ASOF JOIN` | "
+        f"{retrieval['feast_s']:.2f} s | {retrieval['direct_s']:.2f} s | "
+        f"{retrieval['feast_s'] / retrieval['direct_s']:.2f}x | <= 1.5x |"
+    )
+    lines.append(
+        f"| scoring: MLflow pyfunc vs `predict_proba` | {scoring['pyfunc_s']:.3f} s | "
+        f"{scoring['direct_s']:.3f} s | {scoring['pyfunc_s'] / scoring['direct_s']:.2f}x | "
+        "<= 1.2x |"
+    )
+    lines.append(
+        f"| exact reason codes (contributions + top 4) | {scoring['reasons_s']:.3f} s = "
+        f"{n / scoring['reasons_s']:,.0f} cases/s | | | >= 100,000/s |"
+    )
+    lines.append(
+        f"| whole `score_frame` (PD, calibrated PD, score, band, code and text lists) | "
+        f"{scoring['score_frame_s']:.2f} s = {n / scoring['score_frame_s']:,.0f} cases/s | | | |"
+    )
+    lines.append(f"\nSame values: retrieval {retrieval['same_values']}, scoring "
+          f"{scoring['same_values']}.")  # fmt: skip
+
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

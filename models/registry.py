@@ -1,0 +1,192 @@
+"""Registry governance: which version holds which alias, who moved it, and which may be champion.
+
+Aliases are the registry's only pointer to "the model in production" (`champion`) and "the
+model watched in shadow" (`challenger`). MLflow keeps no history of alias moves, so every move
+made through here is also written to the audit database (`model_promotions`) with who, when,
+from which version and to which. Only model families with exact additive reason codes may
+become champion: an adverse decision must be explainable by the model that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from hitl_gate.audit.store import audit_connection, insert_new_rows, query_frame
+from models.mlflow_store import configure
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+ALIASES = (CHAMPION, CHALLENGER)
+FAMILY_TAG = "model_family"
+SCORECARD = "logistic_scorecard"
+GRADIENT_BOOSTING = "gradient_boosting"
+# Families whose reason codes are an exact additive decomposition of their output.
+CHAMPION_FAMILIES = frozenset({SCORECARD})
+AUTO_FIRST_CHAMPION = "auto:first-training"
+
+
+class PromotionError(ValueError):
+    """A promotion that governance refuses (unknown alias or version, ineligible family)."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """One alias move, as recorded in `model_promotions`."""
+
+    model_name: str
+    alias: str
+    from_version: str | None
+    to_version: str | None
+    promoted_by: str
+    reason: str | None
+    promoted_at: datetime
+
+
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """The version `alias` points at, or None when the alias (or the model) is unset."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(model_name, alias).version)
+    except MlflowException:
+        return None
+
+
+def model_family(client: MlflowClient, model_name: str, version: str) -> str:
+    """The family tag of a version; versions from before the tag existed are scorecards."""
+    tags = client.get_model_version(model_name, version).tags
+    return tags.get(FAMILY_TAG, SCORECARD)
+
+
+def record_promotion(audit_db: Path, promotion: Promotion) -> None:
+    """Append one alias move to the audit database (history is never rewritten)."""
+    row = pl.DataFrame(
+        [promotion.__dict__],
+        schema={
+            "model_name": pl.String,
+            "alias": pl.String,
+            "from_version": pl.String,
+            "to_version": pl.String,
+            "promoted_by": pl.String,
+            "reason": pl.String,
+            "promoted_at": pl.Datetime("us", "UTC"),
+        },
+    )
+    with audit_connection(audit_db) as con:
+        insert_new_rows(con, "model_promotions", row)
+
+
+def promote(
+    model_name: str,
+    version: str | None,
+    *,
+    alias: str,
+    by: str,
+    mlflow_dir: Path,
+    audit_db: Path,
+    reason: str | None = None,
+) -> Promotion:
+    """Point `alias` at `version` (None removes the alias) and record who did it.
+
+    Refuses an unknown alias, a missing version, an empty `by`, a champion of a family without
+    exact reason codes, and removing the champion (scoring would have nothing to run).
+    """
+    if alias not in ALIASES:
+        raise PromotionError(f"alias must be one of {ALIASES}, not {alias!r}")
+    if not by.strip():
+        raise PromotionError("a promotion must name who made it (--by)")
+    client = configure(mlflow_dir)
+    before = alias_version(client, model_name, alias)
+    if version is None:
+        if alias == CHAMPION:
+            raise PromotionError("the champion alias cannot be removed, only moved")
+        if before is not None:
+            client.delete_registered_model_alias(model_name, alias)
+    else:
+        version = str(version)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            family = model_family(client, model_name, version)
+        except MlflowException as exc:
+            raise PromotionError(f"{model_name} has no version {version}") from exc
+        if alias == CHAMPION and family not in CHAMPION_FAMILIES:
+            raise PromotionError(
+                f"{model_name} v{version} is a {family} model without exact reason codes; "
+                f"it may be a challenger, not champion (eligible: {sorted(CHAMPION_FAMILIES)})"
+            )
+        client.set_registered_model_alias(model_name, alias, version)
+    promotion = Promotion(
+        model_name=model_name,
+        alias=alias,
+        from_version=before,
+        to_version=version,
+        promoted_by=by.strip(),
+        reason=reason,
+        promoted_at=datetime.now(UTC),
+    )
+    record_promotion(audit_db, promotion)
+    return promotion
+
+
+def list_versions(model_name: str, mlflow_dir: Path) -> pl.DataFrame:
+    """Every registered version: family, aliases, run id, validation AUC and creation time."""
+    client = configure(mlflow_dir)
+    versions = client.search_model_versions(f"name = '{_quoted(model_name)}'")
+    # Search results carry no aliases in every store; the registered model always does.
+    by_version: dict[str, list[str]] = {}
+    if versions:
+        for alias, number in client.get_registered_model(model_name).aliases.items():
+            by_version.setdefault(str(number), []).append(alias)
+    rows = []
+    for v in sorted(versions, key=lambda v: int(v.version)):
+        run = client.get_run(v.run_id)
+        rows.append(
+            {
+                "version": str(v.version),
+                "family": v.tags.get(FAMILY_TAG, SCORECARD),
+                "aliases": ",".join(sorted(by_version.get(str(v.version), []))),
+                "validation_auc": run.data.metrics.get("validation_auc"),
+                "run_id": v.run_id,
+                "created_at": datetime.fromtimestamp(v.creation_timestamp / 1000, UTC),
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "version": pl.String,
+            "family": pl.String,
+            "aliases": pl.String,
+            "validation_auc": pl.Float64,
+            "run_id": pl.String,
+            "created_at": pl.Datetime("us", "UTC"),
+        },
+    )
+
+
+def promotion_history(audit_db: Path, model_name: str) -> pl.DataFrame:
+    """The recorded alias moves of `model_name`, oldest first (empty if none or no database)."""
+    if not audit_db.exists():
+        return pl.DataFrame()
+    with audit_connection(audit_db, read_only=True) as con:
+        tables = query_frame(con, "SELECT table_name FROM duckdb_tables()")
+        if "model_promotions" not in tables["table_name"].to_list():
+            return pl.DataFrame()
+        return query_frame(
+            con,
+            "SELECT * FROM model_promotions WHERE model_name = ? ORDER BY promoted_at",
+            [model_name],
+        )
+
+
+def _quoted(name: str) -> str:
+    """Escape a model name for MLflow's filter string (it has no bound parameters)."""
+    return name.replace("'", "''")
