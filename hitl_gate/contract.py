@@ -281,6 +281,30 @@ def _duplicate_failures(
     return pl.concat(parts).select(*FAILURE_SCHEMA) if parts else _empty_failures()
 
 
+def _rule_failures(typed: pl.DataFrame, contract: ContractConfig) -> pl.DataFrame:
+    """Rows breaking a cross-field rule (false, not NULL), with the values the rule looked at."""
+    parts = []
+    for rule in contract.rules:
+        names = rule.columns()
+        broken = typed.select(pl.sql_expr(rule.expr).not_().fill_null(False)).to_series()
+        if not broken.any():
+            continue
+        shown = pl.concat_str(
+            [pl.lit(f"{n}=") + pl.col(n).cast(pl.String).fill_null("null") for n in names],
+            separator=", ",
+        )
+        parts.append(
+            typed.filter(broken).select(
+                ROW_INDEX,
+                column=pl.lit(",".join(names)),
+                check=pl.lit(f"rule:{rule.id}"),
+                value=shown,
+                message=pl.lit(f"breaks rule {rule.id}: {rule.message}"),
+            )
+        )
+    return pl.concat(parts).select(*FAILURE_SCHEMA) if parts else _empty_failures()
+
+
 def _schema_failures(typed: pl.DataFrame, contract: ContractConfig, case_id: str) -> pl.DataFrame:
     """Failures pandera finds (nulls, ranges, allowed values), labelled with stable check names."""
     from pandera.errors import SchemaErrors
@@ -335,7 +359,8 @@ def _describe(label: str, name: str, column: ColumnContract) -> str:
 def _with_source_values(failures: pl.DataFrame, text: pl.DataFrame) -> pl.DataFrame:
     """Fill each failure's value with the source text of that row and column."""
     rows = failures[ROW_INDEX].unique()
-    cols = failures["column"].drop_nulls().unique().to_list()
+    # Rule failures name several columns and carry their own value text.
+    cols = [c for c in failures["column"].drop_nulls().unique().to_list() if c in text.columns]
     long = (
         text.filter(pl.col(ROW_INDEX).is_in(rows.implode()))
         .select(ROW_INDEX, *(pl.col(c).cast(pl.String, strict=False) for c in cols))
@@ -377,6 +402,7 @@ def validate_frame(
         checked = _schema_failures(typed, contract, case_id).join(
             type_fail, on=[ROW_INDEX, "column"], how="anti"
         )
+        checked = pl.concat([checked, _rule_failures(typed, contract)])
         dups = _duplicate_failures(typed, contract, case_id)
     else:
         checked = dups = _empty_failures()

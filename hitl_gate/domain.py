@@ -37,12 +37,53 @@ class ColumnContract(_Strict):
     description: str = ""
 
 
+class ContractRule(_Strict):
+    """A cross-field rule: a SQL boolean expression every row must satisfy.
+
+    Like a SQL CHECK constraint, a row fails only when the expression is false; a NULL result
+    (a referenced value is missing) passes, since nullability is the columns' own business.
+    """
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    expr: str
+    message: str
+
+    def columns(self) -> list[str]:
+        """Column names the expression refers to, in order of first use."""
+        import polars as pl
+
+        return list(dict.fromkeys(pl.sql_expr(self.expr).meta.root_names()))
+
+
 class ContractConfig(_Strict):
     """The data contract of the domain's input files (versioned)."""
 
     version: int
     columns: dict[str, ColumnContract]
     max_future_skew_hours: float = 0.0
+    rules: list[ContractRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rules_parse(self) -> ContractConfig:
+        """Every rule parses as SQL and names only contract columns; ids are unique."""
+        import polars as pl
+
+        ids = [rule.id for rule in self.rules]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"contract rule ids must be unique: {ids}")
+        for rule in self.rules:
+            try:
+                names = rule.columns()
+            except (pl.exceptions.PolarsError, ValueError) as exc:
+                raise ValueError(
+                    f"contract rule '{rule.id}': cannot parse {rule.expr!r}: {exc}"
+                ) from exc
+            unknown = [n for n in names if n not in self.columns]
+            if unknown or not names:
+                raise ValueError(
+                    f"contract rule '{rule.id}' must refer to contract columns; unknown: {unknown}"
+                )
+        return self
 
 
 class FeatureConfig(_Strict):

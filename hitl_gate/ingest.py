@@ -150,6 +150,21 @@ def _is_blank(path: Path) -> bool:
     return True
 
 
+def _wide_encoding(path: Path) -> str | None:
+    """Why the start of a text file is UTF-16/32 or binary rather than UTF-8, if it is.
+
+    Such bytes can still decode as UTF-8 (ASCII interleaved with NULs), so they would otherwise
+    surface as a baffling 'missing columns' error instead of the real cause.
+    """
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "it starts with a UTF-16 or UTF-32 byte-order mark"
+    if b"\x00" in head:
+        return "it holds NUL bytes: binary data or UTF-16/32 text"
+    return None
+
+
 def _lossy_csv_rows(path: Path) -> int:
     """Data rows of a CSV that is not valid UTF-8, for the accounting of its rejection."""
     try:
@@ -170,9 +185,13 @@ def _read_raw(path: Path, wanted: list[str]) -> tuple[pl.DataFrame, list[str], i
         frame = pl.read_parquet(path, columns=cols)
         return frame, present, frame.height
     if suffix == ".jsonl":
-        present = list(pl.scan_ndjson(path, infer_schema_length=None).collect_schema())
+        inferred = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
+        present = list(inferred)
         cols = [c for c in wanted if c in present] or present[:1]
-        frame = pl.read_ndjson(path, schema=dict.fromkeys(cols, pl.String()))
+        # Scalars are read as text and parsed like CSV; nested values keep their type so the
+        # column check can reject them rather than parse their JSON text as a value.
+        schema = {c: inferred[c] if inferred[c].is_nested() else pl.String() for c in cols}
+        frame = pl.read_ndjson(path, schema=schema)
         return frame.select(c for c in wanted if c in cols), present, frame.height
     frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
     # A blank line (or one of only separators) holds no case: it is not a data row.
@@ -187,6 +206,12 @@ def _read_file(file: LandingFile, contract: ContractConfig) -> _Read:
     wanted = list(contract.columns)
     if file.size_bytes == 0:
         return _Read(None, 0, "empty_file", f"{path}: file is empty")
+    if path.suffix.lower() != ".parquet":
+        if _is_blank(path):
+            return _Read(None, 0, "empty_file", f"{path}: file holds only whitespace")
+        wide = _wide_encoding(path)
+        if wide:
+            return _Read(None, 0, "encoding", f"{path}: file is not valid UTF-8 ({wide})")
     try:
         frame, present, rows = _read_raw(path, wanted)
     except pl.exceptions.NoDataError:
@@ -405,4 +430,92 @@ def _files_frame(
             .otherwise(pl.col("rows_q").fill_null(0)),
         )
         .select(pl.col(name).cast(dtype) for name, dtype in FILES_SCHEMA.items())
+    )
+
+
+CROSS_PARTITION_CHECK = "duplicate_case_id_across_partitions"
+
+
+def withhold_known_cases(result: IngestResult, known: pl.DataFrame, case_id: str) -> IngestResult:
+    """Move accepted rows whose case id another partition holds into quarantine.
+
+    `known` has `case_id` (text) and the `partition_date` holding it. The file accounting is
+    updated so rows read = accepted + quarantined still holds per file.
+    """
+    if known.height == 0 or result.accepted.height == 0:
+        return result
+    ids = pl.col(case_id).cast(pl.String)
+    hits = result.accepted.with_columns(_id=ids).join(
+        known.rename({"partition_date": "_held_in"}),
+        left_on="_id",
+        right_on="case_id",
+        how="inner",
+        maintain_order="left",
+    )
+    if hits.height == 0:
+        return result
+    entries = hits.select(
+        "partition_date",
+        pl.col("_source_file").alias("file_path"),
+        pl.col("_source_sha256").alias("file_sha256"),
+        pl.col("_source_row").alias("row_number"),
+        pl.col("_id").alias("case_id"),
+        column=pl.lit(case_id),
+        check=pl.lit(CROSS_PARTITION_CHECK),
+        value=pl.col("_id"),
+        message=pl.format(
+            "column '{}' row {}: '{}' was already accepted in partition {}",
+            pl.lit(case_id),
+            "_source_row",
+            "_id",
+            pl.col("_held_in").cast(pl.String),
+        ),
+    ).select(pl.col(n).cast(t) for n, t in QUARANTINE_SCHEMA.items())
+    moved = hits.group_by("_source_sha256").agg(_n=pl.len())
+    files = (
+        result.files.join(
+            moved,
+            left_on="file_sha256",
+            right_on="_source_sha256",
+            how="left",
+            maintain_order="left",
+        )
+        .with_columns(
+            rows_accepted=pl.col("rows_accepted") - pl.col("_n").fill_null(0),
+            rows_quarantined=pl.col("rows_quarantined") + pl.col("_n").fill_null(0),
+        )
+        .drop("_n")
+    )
+    accepted = result.accepted.join(
+        hits.select("_source_sha256", "_source_row"),
+        on=["_source_sha256", "_source_row"],
+        how="anti",
+        maintain_order="left",
+    )
+    quarantine = pl.concat([result.quarantine, entries]).sort(
+        "file_path", "row_number", maintain_order=True, nulls_last=False
+    )
+    return IngestResult(accepted=accepted, quarantine=quarantine, files=files)
+
+
+def duplicate_files_frame(duplicates: list[tuple[LandingFile, str]]) -> pl.DataFrame:
+    """Accounting rows for files whose bytes were already ingested elsewhere: nothing read here.
+
+    Their rows are accounted for where the same bytes were first ingested, so counting them
+    again would double count; the entry says which file that was.
+    """
+    return pl.DataFrame(
+        {
+            "partition_date": [f.partition_date for f, _ in duplicates],
+            "file_path": [str(f.path) for f, _ in duplicates],
+            "file_sha256": [f.sha256 for f, _ in duplicates],
+            "size_bytes": [f.size_bytes for f, _ in duplicates],
+            "arrived_at": [f.arrived_at.astimezone(UTC) for f, _ in duplicates],
+            "status": ["duplicate"] * len(duplicates),
+            "error": [f"{f.path}: same bytes as {orig}, ingested there" for f, orig in duplicates],
+            "rows_read": [0] * len(duplicates),
+            "rows_accepted": [0] * len(duplicates),
+            "rows_quarantined": [0] * len(duplicates),
+        },
+        schema=FILES_SCHEMA,
     )

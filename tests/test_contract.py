@@ -226,3 +226,66 @@ def test_contract_digest_names_the_contract_version() -> None:
         update={"columns": {**CONTRACT.columns, "amount": ColumnContract(type="float", max=50)}}
     )
     assert contract_digest(tightened) != digest
+
+
+RULED = ContractConfig(
+    version=1,
+    columns={
+        "case_id": ColumnContract(type="str", nullable=False),
+        "kind": ColumnContract(type="str"),
+        "amount": ColumnContract(type="float"),
+        "income": ColumnContract(type="float"),
+        "partner": ColumnContract(type="float"),
+    },
+    rules=[
+        {"id": "partner_only_joint", "expr": "kind = 'joint' OR partner IS NULL", "message": "m1"},
+        {"id": "amount_vs_income", "expr": "amount <= 2 * income", "message": "too much"},
+    ],
+)
+
+
+def test_cross_field_rules_quarantine_rows_where_they_are_false() -> None:
+    df = pl.DataFrame(
+        {
+            "case_id": ["a", "b", "c", "d"],
+            "kind": ["joint", "single", "single", "single"],
+            "amount": ["10", "10", "30", None],
+            "income": ["10", "10", "10", "5"],
+            "partner": ["5", "5", None, None],
+        }
+    )
+    valid, failures = validate_frame(df, RULED, "case_id")
+    assert valid["case_id"].to_list() == ["a", "d"]  # NULL passes, as in a SQL CHECK
+    assert failures.select(ROW_INDEX, "column", "check").rows() == [
+        (1, "kind,partner", "rule:partner_only_joint"),
+        (2, "amount,income", "rule:amount_vs_income"),
+    ]
+    assert failures["message"][1] == (
+        "'amount=30.0, income=10.0' breaks rule amount_vs_income: too much"
+    )
+
+
+@pytest.mark.parametrize(
+    ("expr", "words"),
+    [("nope > 1", "unknown: ['nope']"), ("amount >", "cannot parse"), ("1 = 1", "refer to")],
+)
+def test_a_rule_must_parse_and_name_contract_columns(expr: str, words: str) -> None:
+    with pytest.raises(ValueError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        ContractConfig(
+            version=1,
+            columns={"amount": ColumnContract(type="float")},
+            rules=[{"id": "r", "expr": expr, "message": "m"}],
+        )
+
+
+def test_rule_ids_are_unique() -> None:
+    with pytest.raises(ValueError, match="unique"):
+        ContractConfig(
+            version=1,
+            columns={"amount": ColumnContract(type="float")},
+            rules=[{"id": "r", "expr": "amount > 0", "message": "m"}] * 2,
+        )
+
+
+def test_rules_are_part_of_the_contract_digest() -> None:
+    assert contract_digest(RULED) != contract_digest(RULED.model_copy(update={"rules": []}))

@@ -1,0 +1,125 @@
+"""The ingestion registry on a real DuckDB audit file: file versions, duplicates, contracts."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from hitl_gate.audit.store import audit_connection, query_frame
+from hitl_gate.contract import contract_digest
+from hitl_gate.domain import ColumnContract, ContractConfig
+from hitl_gate.ingest import (
+    CROSS_PARTITION_CHECK,
+    discover_landing_files,
+    ingest_files,
+    withhold_known_cases,
+)
+from hitl_gate.registry import (
+    ContractVersionConflict,
+    RegisteredFile,
+    cases_accepted_elsewhere,
+    record_accepted_cases,
+    record_contract,
+    register_files,
+)
+
+NOW = datetime(2018, 2, 1, tzinfo=UTC)
+DAY1, DAY2 = date(2018, 1, 3), date(2018, 1, 4)
+CONTRACT = ContractConfig(
+    version=1,
+    columns={
+        "case_id": ColumnContract(type="str", nullable=False),
+        "amount": ColumnContract(type="float", nullable=False, min=0),
+    },
+)
+
+
+def _write(root: Path, day: date, name: str, text: str) -> None:
+    folder = root / "cases" / day.isoformat()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(text, encoding="utf-8")
+
+
+def _register(
+    con: duckdb.DuckDBPyConnection, root: Path, day: date, run: str = "r1"
+) -> list[RegisteredFile]:
+    return register_files(con, "d", discover_landing_files(root, "cases", day), run, NOW)
+
+
+def test_a_rerun_finds_the_same_versions_and_records_nothing_new(tmp_path: Path) -> None:
+    _write(tmp_path, DAY1, "a.csv", "case_id,amount\nc1,1\n")
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        first = _register(con, tmp_path, DAY1)
+        again = _register(con, tmp_path, DAY1, run="r2")
+        rows = query_frame(con, "SELECT * FROM file_versions")
+    assert [(r.version, r.duplicate_of) for r in first] == [(1, None)]
+    assert [(r.version, r.duplicate_of) for r in again] == [(1, None)]
+    assert rows.height == 1 and rows["run_id"].to_list() == ["r1"]
+
+
+def test_a_changed_file_under_the_same_name_is_the_next_version(tmp_path: Path) -> None:
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        _write(tmp_path, DAY1, "a.csv", "case_id,amount\nc1,-1\n")
+        v1 = _register(con, tmp_path, DAY1)
+        _write(tmp_path, DAY1, "a.csv", "case_id,amount\nc1,1\n")  # corrected and re-delivered
+        v2 = _register(con, tmp_path, DAY1, run="r2")
+        rows = query_frame(con, "SELECT file_name, version, run_id FROM file_versions ORDER BY 2")
+    assert v1[0].version == 1 and v2[0].version == 2 and v2[0].duplicate_of is None
+    assert v1[0].file.sha256 != v2[0].file.sha256
+    assert rows.rows() == [("a.csv", 1, "r1"), ("a.csv", 2, "r2")]
+
+
+def test_the_same_bytes_twice_are_ingested_once(tmp_path: Path) -> None:
+    text = "case_id,amount\nc1,1\n"
+    _write(tmp_path, DAY1, "a.csv", text)
+    _write(tmp_path, DAY1, "b.csv", text)  # same day, another name
+    _write(tmp_path, DAY2, "a.csv", text)  # re-delivered into the next day
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        day1 = _register(con, tmp_path, DAY1)
+        day2 = _register(con, tmp_path, DAY2)
+        stored = query_frame(con, "SELECT partition_date FROM file_versions")
+    original = str(day1[0].file.path)
+    assert [r.duplicate_of for r in day1] == [None, original]
+    assert [r.duplicate_of for r in day2] == [original]
+    assert stored["partition_date"].to_list() == [DAY1]
+
+
+def test_case_ids_accepted_in_another_partition_are_quarantined(tmp_path: Path) -> None:
+    _write(tmp_path, DAY1, "a.csv", "case_id,amount\nc1,1\nc2,2\n")
+    _write(tmp_path, DAY2, "b.csv", "case_id,amount\nc3,3\nc1,4\nc2,-5\n")
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        one = ingest_files(discover_landing_files(tmp_path, "cases", DAY1), CONTRACT, "case_id")
+        record_accepted_cases(con, "d", one.accepted, "case_id", [DAY1], "r1")
+        two = ingest_files(discover_landing_files(tmp_path, "cases", DAY2), CONTRACT, "case_id")
+        known = cases_accepted_elsewhere(con, "d", two.accepted["case_id"], [DAY2])
+        # A re-run of day 1 does not see its own cases as held elsewhere.
+        own = cases_accepted_elsewhere(con, "d", one.accepted["case_id"], [DAY1])
+    assert known.rows() == [("c1", DAY1)] and own.is_empty()
+    result = withhold_known_cases(two, known, "case_id")
+    assert result.accepted["case_id"].to_list() == ["c3"]
+    moved = result.quarantine.filter(pl.col("check") == CROSS_PARTITION_CHECK).row(0, named=True)
+    assert (moved["row_number"], moved["case_id"], moved["partition_date"]) == (2, "c1", DAY2)
+    assert (
+        moved["message"]
+        == "column 'case_id' row 2: 'c1' was already accepted in partition 2018-01-03"
+    )
+    files = result.files.row(0, named=True)
+    assert (files["rows_read"], files["rows_accepted"], files["rows_quarantined"]) == (3, 1, 2)
+
+
+def test_a_contract_version_names_one_digest(tmp_path: Path) -> None:
+    digest = contract_digest(CONTRACT)
+    changed = CONTRACT.model_copy(update={"max_future_skew_hours": 1.0})
+    bumped = changed.model_copy(update={"version": 2})
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        assert record_contract(con, "d", CONTRACT, digest, "r1", NOW)
+        assert not record_contract(con, "d", CONTRACT, digest, "r2", NOW)
+        with pytest.raises(ContractVersionConflict, match="needs a new version"):
+            record_contract(con, "d", changed, contract_digest(changed), "r3", NOW)
+        assert record_contract(con, "d", bumped, contract_digest(bumped), "r4", NOW)
+        stored = query_frame(con, "SELECT contract_version, run_id FROM schema_versions ORDER BY 1")
+    assert stored.rows() == [(1, "r1"), (2, "r4")]
