@@ -41,6 +41,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
         from hitl_gate.review.export import export_review_batches
+        from hitl_gate.review.settings import review_settings
         from policies.engine import load_policy
 
         policy = load_policy(domain.policy_path)
@@ -69,6 +70,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     "feature_service": first["feature_service"],
                 },
                 rule_texts=rule_texts,
+                settings=review_settings(domain),
             ):
                 batches.append((day, batch))
                 links.append(batch.folder)
@@ -144,6 +146,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
         from hitl_gate.review.intake import ingest_verdict_file, peek_batch_id, pending_files
+        from hitl_gate.review.settings import review_settings
 
         outcomes = []
         key = review.signing_key()
@@ -160,6 +163,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     archive_dir=review.archive_dir,
                     key=key,
                     run_id=context.run.run_id,
+                    settings=review_settings(domain),
                 )
                 outcomes.append(outcome)
                 for message in outcome.messages:
