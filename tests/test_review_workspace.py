@@ -291,3 +291,13 @@ def test_sweep_escalates_closes_and_recovers_strays(tmp_path: Path, key: bytes) 
     assert len(alerts) == 3 and json.loads(alerts[0])["kind"] == "sla_breach"
     refused = ws.ingest(ws.fill("credit_analyst", "late.xlsx", "analyst-7"))
     assert refused.accepted == 0 and "is closed" in (refused.error or "")
+
+
+def test_fast_row_digest_matches_the_canonical_json_definition() -> None:
+    from hitl_gate.review.canonical import canonical_text, row_digest
+    from hitl_gate.review.signing import canonical_json
+
+    row = {"b": "é\r\nx", "a": 5000.0, "c": None, "d": "007", "e": 'q"\\', "f": True}
+    columns = ["e", "a", "b", "c", "d", "f", "a"]
+    payload = {name: canonical_text(row.get(name)) for name in columns}
+    assert row_digest(row, columns) == hashlib.sha256(canonical_json(payload)).hexdigest()
