@@ -42,6 +42,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     ) -> Output[pl.DataFrame]:
         from hitl_gate.policy_control import policy_in_force
         from hitl_gate.review.export import export_review_batches
+        from hitl_gate.review.settings import review_settings
 
         with audit_db.connect() as con:
             policy = policy_in_force(con, domain).policy
@@ -74,6 +75,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     "feature_service": first["feature_service"],
                 },
                 rule_texts=rule_texts,
+                settings=review_settings(domain),
             ):
                 batches.append((day, batch))
                 links.append(batch.folder)
@@ -149,6 +151,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
         from hitl_gate.review.intake import ingest_verdict_file, peek_batch_id, pending_files
+        from hitl_gate.review.settings import review_settings
 
         outcomes = []
         key = review.signing_key()
@@ -165,6 +168,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     archive_dir=review.archive_dir,
                     key=key,
                     run_id=context.run.run_id,
+                    settings=review_settings(domain),
                 )
                 outcomes.append(outcome)
                 for message in outcome.messages:

@@ -163,6 +163,8 @@ class ReviewConfig(_Strict):
     verdicts: list[str] = Field(default_factory=lambda: ["approve", "decline"])
     batch_size: int = 200
     sla_hours: int = 48
+    # Reviewers, roles, queues, masking: a file beside domain.yaml (hitl_gate/review/settings.py)
+    settings: str | None = None
 
 
 class DomainConfig(_Strict):

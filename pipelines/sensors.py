@@ -1,5 +1,7 @@
 """Sensors: returned verdict files start the review loop for the day their batch belongs to."""
 
+from pathlib import Path
+
 from dagster import (
     DefaultSensorStatus,
     RunRequest,
@@ -12,7 +14,7 @@ from dagster import (
 from hitl_gate.domain import DomainConfig
 from hitl_gate.review.intake import batch_partition, file_sha256, peek_batch_id, pending_files
 from pipelines.jobs import review_loop_job_name
-from pipelines.resources import ReviewWorkspace
+from pipelines.resources import AuditDatabase, ReviewWorkspace
 
 
 def build_verdict_sensor(domain: DomainConfig) -> SensorDefinition:
@@ -45,3 +47,57 @@ def build_verdict_sensor(domain: DomainConfig) -> SensorDefinition:
         return requests or SkipReason("no new verdict files in the inbox")
 
     return verdict_inbox
+
+
+def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
+    """Every 15 minutes: record stray files, escalate SLA breaches, close expired batches."""
+
+    @sensor(
+        name=f"{domain.name}_review_sweep",
+        job_name=review_loop_job_name(domain),
+        minimum_interval_seconds=900,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            "Safety net of the review loop: files in the inbox or archive not yet recorded are "
+            "(re)submitted, cases past their SLA are escalated (alert line per case) and "
+            "batches past due plus grace are closed."
+        ),
+    )
+    def review_sweep(
+        context: SensorEvaluationContext, review: ReviewWorkspace, audit_db: AuditDatabase
+    ):
+        from datetime import UTC, datetime
+
+        from hitl_gate.review.settings import review_settings
+        from hitl_gate.review.sweep import sweep_review
+
+        now = datetime.now(UTC)
+        with audit_db.connect() as con:
+            report = sweep_review(
+                con,
+                domain=domain.name,
+                settings=review_settings(domain),
+                review_dir=Path(review.review_dir),
+                now=now,
+            )
+        if report.escalations:
+            context.log.warning(f"{report.escalations} review case(s) escalated past their SLA")
+        requests = []
+        for path in report.unrecorded:
+            batch_id = peek_batch_id(path)
+            day = batch_partition(batch_id, domain) if batch_id else None
+            if day is None:
+                continue
+            requests.append(
+                RunRequest(
+                    # Retried at most hourly if an earlier run for the same bytes failed.
+                    run_key=f"sweep-{file_sha256(path)}-{now:%Y%m%d%H}",
+                    partition_key=day.isoformat(),
+                    tags={"hitl/verdict_file": path.name, "hitl/sweep": "true"},
+                )
+            )
+        return requests or SkipReason(
+            f"swept: {report.escalations} escalated, {report.closed} batches closed"
+        )
+
+    return review_sweep

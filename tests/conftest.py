@@ -37,3 +37,12 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HitlPaths]:
             patch.delenv(name, raising=False)
         main(["--home", str(home), "demo"])
         yield HitlPaths.from_env(home)
+
+
+@pytest.fixture
+def key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """A review signing key in the test's own secrets folder (never the environment's)."""
+    from hitl_gate.review.signing import KEY_ENV, load_or_create_key
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    return load_or_create_key(tmp_path / "secrets")

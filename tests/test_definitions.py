@@ -35,7 +35,10 @@ def test_definitions_load_with_jobs_schedule_and_sensor(hitl_paths: HitlPaths) -
         "consumer_credit_training",
     }
     assert [s.name for s in repo.schedule_defs] == ["consumer_credit_daily_schedule"]
-    assert [s.name for s in repo.sensor_defs] == ["consumer_credit_verdict_inbox"]
+    assert sorted(s.name for s in repo.sensor_defs) == [
+        "consumer_credit_review_sweep",
+        "consumer_credit_verdict_inbox",
+    ]
     graph = defs.resolve_asset_graph()
     risk = graph.get(AssetKey(["consumer_credit", "risk_scores"]))
     assert AssetKey(["consumer_credit", "trained_model"]) in risk.parent_keys

@@ -93,8 +93,8 @@ def _second_batch(paths: HitlPaths) -> tuple[str, Path]:
     with audit_connection(paths.audit_db, read_only=True) as con:
         batch_id = scalar(
             con,
-            "SELECT min(batch_id) FROM review_batches WHERE batch_id NOT IN "
-            "(SELECT DISTINCT batch_id FROM verdicts)",
+            "SELECT min(batch_id) FROM review_batches WHERE queue = 'credit_analyst' "
+            "AND batch_id NOT IN (SELECT DISTINCT batch_id FROM verdicts)",
         )
     return str(batch_id), paths.review / "batches" / str(batch_id)
 

@@ -70,6 +70,8 @@ def _cases() -> pl.DataFrame:
             "delinq_2y": [0, 1, 0, 2, 0, 0, 3],
             "inquiries_last_12m": [1, 0, 4, 2, 7, 1, 0],
             "grade": ["B", "C", "D", "E", "A", "B", "F"],
+            "emp_title": ["Teacher", None, "Nurse", "=cmd|' /C calc'!A0", "", "Driver", "Chef"],
+            "state": ["CA", "NY", "TX", "CA", "WA", "OR", "NV"],
             "review_queue": ["credit_review"] * 5 + ["fraud_check"] * 2,
             "review_priority": [2, 1, 1, 3, 2, 1, 1],
             "route_reason_code": [
@@ -363,7 +365,14 @@ def test_demo_reviewer_file_is_fully_accepted(tmp_path, domain, key) -> None:
     assert result.error is None and result.rejected.is_empty()
     assert result.batch_id == batch.batch_id
     accepted = result.accepted
-    assert accepted.columns == ["batch_id", CASE_ID, *VERDICT_COLUMNS, "file_sha256", "row_number"]
+    assert accepted.columns[:8] == [
+        "batch_id",
+        CASE_ID,
+        *VERDICT_COLUMNS,
+        "file_sha256",
+        "suggested_action",
+    ]
+    assert {"row_number", "four_eyes", "is_override"} <= set(accepted.columns)
     assert accepted[CASE_ID].to_list() == list(batch.case_ids)
     # APP-001 is band B, APP-002 and APP-000 band D: declined with the model's first reason.
     assert accepted["verdict"].to_list() == ["approve", "decline", "decline"]

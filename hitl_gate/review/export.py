@@ -26,6 +26,8 @@ import polars as pl
 from hitl_gate.domain import DomainConfig
 from hitl_gate.review.canonical import CellValue, cell_text, csv_text, export_value, row_digest
 from hitl_gate.review.manifest import MANIFEST_FORMAT, MANIFEST_NAME, ManifestError, load_manifest
+from hitl_gate.review.masking import apply_masking
+from hitl_gate.review.settings import QueueSettings, ReviewSettings
 from hitl_gate.review.signing import sign
 from hitl_gate.review.workbook import write_review_workbook
 
@@ -34,6 +36,8 @@ BATCH_COLUMN = "batch_id"
 MODEL_COLUMNS = ["score", "pd", "risk_band", "route_reason_code"]
 RULES_COLUMN = "rules_fired"
 REASONS_COLUMN = "reasons"
+SUGGESTED_COLUMN = "suggested_action"
+FOUR_EYES_COLUMN = "four_eyes"
 OTHER_REASON = "OTHER"
 XLSX_NAME = "cases.xlsx"
 CSV_NAME = "cases.csv"
@@ -61,6 +65,8 @@ class ReviewBatch:
     created_at: datetime
     due_at: datetime
     manifest_sha256: str
+    role: str | None = None
+    expires_at: datetime | None = None
 
 
 def context_columns(domain: DomainConfig) -> list[str]:
@@ -96,6 +102,10 @@ def _batch_from_manifest(folder: Path, manifest: Mapping[str, Any]) -> ReviewBat
         created_at=datetime.fromisoformat(manifest["created_at"]),
         due_at=datetime.fromisoformat(manifest["due_at"]),
         manifest_sha256=_sha256_file(folder / MANIFEST_NAME),
+        role=manifest.get("role"),
+        expires_at=datetime.fromisoformat(manifest["expires_at"])
+        if manifest.get("expires_at")
+        else None,
     )
 
 
@@ -117,24 +127,88 @@ def _labelled_reasons(texts: Sequence[str] | None, domain: DomainConfig) -> str:
     return "; ".join(labelled)
 
 
+@dataclass(frozen=True)
+class QueuePlan:
+    """How one queue's batches are cut and shown: its settings, role and the role's masking."""
+
+    queue: str
+    settings: QueueSettings
+    review: ReviewSettings | None
+
+    @classmethod
+    def of(cls, queue: str, domain: DomainConfig, review: ReviewSettings | None) -> QueuePlan:
+        if review is None:
+            fallback = QueueSettings(
+                role="reviewer",
+                sla_hours=domain.review.sla_hours,
+                batch_size=domain.review.batch_size,
+            )
+            return cls(queue, fallback, None)
+        return cls(queue, review.queue(queue, domain), review)
+
+    @property
+    def role(self) -> str | None:
+        return self.settings.role if self.review is not None else None
+
+    @property
+    def masking(self) -> dict:
+        if self.review is None or self.role is None:
+            return {}
+        return self.review.masking_for(self.role)
+
+    @property
+    def rationale_required_for(self) -> list[str]:
+        return list(self.review.rationale_required_for) if self.review else []
+
+
+def _suggested_actions(chunk: pl.DataFrame, review: ReviewSettings | None) -> pl.DataFrame:
+    """Add the suggested action (from the proposal column) when the settings define one."""
+    if review is None or review.proposal is None:
+        return chunk
+    proposal = review.proposal
+    if proposal.column not in chunk.columns:
+        raise ValueError(f"proposal column '{proposal.column}' is not in the cases for review")
+    return chunk.with_columns(
+        pl.col(proposal.column)
+        .cast(pl.String)
+        .replace_strict(proposal.actions, default=None, return_dtype=pl.String)
+        .alias(SUGGESTED_COLUMN)
+    )
+
+
 def _instructions(
     manifest: Mapping[str, Any],
     domain: DomainConfig,
     rule_texts: Mapping[str, str],
     rules: list[str],
+    plan: QueuePlan,
 ) -> list[tuple[str, str]]:
     due = datetime.fromisoformat(manifest["due_at"]).astimezone(UTC)
     verdicts = ", ".join(domain.review.verdicts)
+    rationale = "A sentence in your own words on why; it is kept in the audit trail."
+    if plan.rationale_required_for or manifest.get("suggested_actions"):
+        needed = ", ".join(plan.rationale_required_for) or "no verdict"
+        rationale += (
+            f" Required for every {needed} verdict and whenever your verdict differs from the "
+            f"'{SUGGESTED_COLUMN}' column."
+        )
     lines = [
         ("Batch", manifest["batch_id"]),
-        ("Queue", manifest["queue"]),
+        ("Queue", manifest["queue"] + (f" (role: {plan.role})" if plan.role else "")),
         ("Cases", str(len(manifest["case_ids"]))),
-        ("Due by", f"{due:%Y-%m-%d %H:%M} UTC (SLA {domain.review.sla_hours} hours)"),
+        ("Due by", f"{due:%Y-%m-%d %H:%M} UTC (SLA {plan.settings.sla_hours} hours)"),
+    ]
+    if manifest.get("expires_at"):
+        expires = datetime.fromisoformat(manifest["expires_at"]).astimezone(UTC)
+        lines.append(
+            ("Closes", f"{expires:%Y-%m-%d %H:%M} UTC: verdicts returned later are refused.")
+        )
+    lines += [
         (
             "What to do",
             "Work on the 'cases' sheet. Grey columns are the case as the pipeline "
             "saw it and are locked: do not edit them, an edited row is rejected on return. "
-            "Fill the four yellow columns for every case you decide.",
+            "Fill the four yellow columns for every case you decide. Do not type formulas.",
         ),
         ("verdict", f"Required. Choose from the drop-down: {verdicts}."),
         (
@@ -142,8 +216,22 @@ def _instructions(
             "The main reason for your verdict, from the drop-down (codes "
             "below). The 'reasons' column shows the model's reasons with their codes.",
         ),
-        ("rationale", "A sentence in your own words on why; it is kept in the audit trail."),
-        ("reviewer_id", "Required. Your reviewer id, on every row you decide."),
+        ("rationale", rationale),
+        ("reviewer_id", "Required. Your registered reviewer id, on every row you decide."),
+    ]
+    if manifest.get("four_eyes_cases"):
+        lines.append(
+            (
+                "Four eyes",
+                f"{len(manifest['four_eyes_cases'])} case(s) need two different reviewers who "
+                "agree; you will not see the other reviewer's verdict. Cases: "
+                + ", ".join(manifest["four_eyes_cases"]),
+            )
+        )
+    if manifest.get("masking"):
+        masked = ", ".join(f"{col} ({how})" for col, how in sorted(manifest["masking"].items()))
+        lines.append(("Masked for your role", masked))
+    lines += [
         (
             "Return",
             "Save as .xlsx (keep the file name if you can) and put the file into the "
@@ -170,7 +258,7 @@ def _export_batch(
     chunk: pl.DataFrame,
     *,
     batch_id: str,
-    queue: str,
+    plan: QueuePlan,
     domain: DomainConfig,
     batches_dir: Path,
     key: bytes,
@@ -179,11 +267,15 @@ def _export_batch(
     context: Mapping[str, str],
     rule_texts: Mapping[str, str],
 ) -> ReviewBatch:
-    shown = context_columns(domain)
+    chunk = _suggested_actions(chunk, plan.review)
+    masked, dropped = apply_masking(chunk, plan.masking, key, protected=[domain.case_id])
+    shown = [name for name in context_columns(domain) if name not in dropped]
+    if SUGGESTED_COLUMN in masked.columns:
+        shown.append(SUGGESTED_COLUMN)
     header = [BATCH_COLUMN, *shown, *VERDICT_COLUMNS]
     rows: list[dict[str, CellValue]] = []
     rules: set[str] = set()
-    for case in chunk.iter_rows(named=True):
+    for case in masked.iter_rows(named=True):
         row: dict[str, CellValue] = {BATCH_COLUMN: batch_id}
         row.update({name: export_value(case.get(name)) for name in shown})
         row[REASONS_COLUMN] = _labelled_reasons(case["reason_texts"], domain)
@@ -191,15 +283,21 @@ def _export_batch(
         rules.update(r for r in case[RULES_COLUMN] or [] if r)
         rows.append(row)
     case_ids = [cell_text(row[domain.case_id]) for row in rows]
+    four_eyes = (
+        [cid for cid, flag in zip(case_ids, chunk[FOUR_EYES_COLUMN].to_list(), strict=True) if flag]
+        if FOUR_EYES_COLUMN in chunk.columns
+        else []
+    )
+    due_at = created_at + timedelta(hours=plan.settings.sla_hours)
 
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "batch_id": batch_id,
         "domain": domain.name,
-        "queue": queue,
+        "queue": plan.queue,
         "partition_date": partition_date.isoformat(),
         "created_at": created_at.isoformat(),
-        "due_at": (created_at + timedelta(hours=domain.review.sla_hours)).isoformat(),
+        "due_at": due_at.isoformat(),
         "context": {str(name): str(value) for name, value in context.items()},
         "case_id_column": domain.case_id,
         "case_ids": case_ids,
@@ -212,6 +310,25 @@ def _export_batch(
         "verdicts": list(domain.review.verdicts),
         "reason_codes": reason_code_choices(domain),
     }
+    if plan.review is not None:
+        manifest.update(
+            {
+                "role": plan.role,
+                "expires_at": (due_at + timedelta(hours=plan.review.grace_hours)).isoformat(),
+                "four_eyes_cases": four_eyes,
+                "rationale_required_for": plan.rationale_required_for,
+                "masking": {
+                    col: rule.method
+                    for col, rule in plan.masking.items()
+                    if rule.method != "show" and col in chunk.columns
+                },
+                "suggested_actions": {
+                    cid: row.get(SUGGESTED_COLUMN)
+                    for cid, row in zip(case_ids, rows, strict=True)
+                    if row.get(SUGGESTED_COLUMN)
+                },
+            }
+        )
     tmp = batches_dir / f".tmp-{batch_id}-{secrets.token_hex(4)}"
     tmp.mkdir()
     try:
@@ -224,7 +341,7 @@ def _export_batch(
                 "verdict": domain.review.verdicts,
                 "verdict_reason_code": manifest["reason_codes"],
             },
-            instructions=_instructions(manifest, domain, rule_texts, sorted(rules)),
+            instructions=_instructions(manifest, domain, rule_texts, sorted(rules), plan),
             created_at=created_at,
         )
         _write_csv(tmp / CSV_NAME, header, rows)
@@ -259,6 +376,14 @@ def _check_input(cases: pl.DataFrame, domain: DomainConfig, created_at: datetime
         raise ValueError(f"cases for review need unique, non-null {domain.case_id}")
 
 
+def batch_id_for(
+    domain: DomainConfig, partition_date: date, queue: str, number: int, case_ids: Sequence[str]
+) -> str:
+    """`<domain>-<YYYYMMDD>-<queue>-<NNN>-<digest8 of the case ids>`: stable for the same cases."""
+    digest8 = hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()[:8]
+    return f"{domain.name}-{partition_date:%Y%m%d}-{_queue_slug(queue)}-{number:03d}-{digest8}"
+
+
 def export_review_batches(
     cases: pl.DataFrame,
     *,
@@ -269,11 +394,13 @@ def export_review_batches(
     created_at: datetime,
     context: Mapping[str, str],
     rule_texts: Mapping[str, str] | None = None,
+    settings: ReviewSettings | None = None,
 ) -> list[ReviewBatch]:
-    """Write one batch folder per queue and `review.batch_size` cases; reuse existing ones.
+    """Write one batch folder per queue and the queue's batch size; reuse existing ones.
 
     Cases are ordered by `review_priority` (ascending: lower is more urgent) then case id, so
-    the most urgent cases land in batch 001 of their queue.
+    the most urgent cases land in batch 001 of their queue. With `settings`, each queue's batch
+    size, SLA and role come from them and the role's masking policy is applied.
     """
     _check_input(cases, domain, created_at)
     if cases.is_empty():
@@ -282,16 +409,16 @@ def export_review_batches(
     batches: list[ReviewBatch] = []
     queues = cases["review_queue"].unique(maintain_order=True).to_list()
     for queue in sorted(queues, key=lambda q: (q is None, str(q))):
-        slug = _queue_slug(queue)
+        _queue_slug(queue)
+        plan = QueuePlan.of(str(queue), domain, settings)
         in_queue = cases.filter(pl.col("review_queue") == queue).sort(
             ["review_priority", domain.case_id], nulls_last=True
         )
-        size = domain.review.batch_size
+        size = plan.settings.batch_size
         for number, start in enumerate(range(0, in_queue.height, size), start=1):
             chunk = in_queue.slice(start, size)
             case_ids = [cell_text(export_value(v)) for v in chunk[domain.case_id].to_list()]
-            digest8 = hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()[:8]
-            batch_id = f"{domain.name}-{partition_date:%Y%m%d}-{slug}-{number:03d}-{digest8}"
+            batch_id = batch_id_for(domain, partition_date, str(queue), number, case_ids)
             folder = batches_dir / batch_id
             existing = _existing_batch(folder, key, case_ids) if folder.exists() else None
             if existing is None and folder.exists():
@@ -304,7 +431,7 @@ def export_review_batches(
                 or _export_batch(
                     chunk,
                     batch_id=batch_id,
-                    queue=str(queue),
+                    plan=plan,
                     domain=domain,
                     batches_dir=batches_dir,
                     key=key,

@@ -17,8 +17,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.audit.store import insert_new_rows, query_frame, scalar
+from hitl_gate.audit.store import insert_new_rows, scalar
 from hitl_gate.domain import DomainConfig
+from hitl_gate.review.finality import DISAGREEMENT, CaseState, Outcome, decide
+from hitl_gate.review.manifest import batch_folder, load_manifest
+from hitl_gate.review.settings import ReviewSettings
+from hitl_gate.review.verdicts import VerdictFileResult, VerdictRules, validate_verdict_file
 
 VERDICT_SUFFIXES = (".xlsx", ".csv")
 
@@ -35,6 +39,8 @@ class IntakeOutcome:
     duplicate: bool
     error: str | None
     messages: tuple[str, ...]
+    pending_second: int = 0  # four-eyes cases waiting for a second reviewer
+    escalated: int = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -75,10 +81,69 @@ def batch_partition(batch_id: str, domain: DomainConfig) -> date | None:
 
 
 def pending_files(inbox: Path) -> list[Path]:
-    """Verdict files waiting in the inbox, oldest name first."""
+    """Verdict files waiting in the inbox, in name order.
+
+    The order decides which of two files answering the same case wins (the first valid final
+    verdict stands), so it must not depend on arrival timing or the file system's listing.
+    """
     if not inbox.exists():
         return []
-    return sorted(p for p in inbox.iterdir() if p.suffix.lower() in VERDICT_SUFFIXES)
+    files = [p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in VERDICT_SUFFIXES]
+    return sorted(files, key=lambda p: p.name)
+
+
+def _case_states(
+    con: duckdb.DuckDBPyConnection, domain: str, case_ids: list[str]
+) -> dict[str, CaseState]:
+    """Final verdict, earlier opinions and open disagreement escalation of each case."""
+    params = [domain, case_ids]
+    in_cases = "domain = ? AND case_id IN (SELECT unnest(?::VARCHAR[]))"
+    finals = dict(
+        con.execute(f"SELECT case_id, verdict FROM verdicts WHERE {in_cases}", params).fetchall()
+    )
+    opinions: dict[str, list[tuple[str, str]]] = {}
+    for case, reviewer, verdict in con.execute(
+        f"SELECT case_id, reviewer_id, verdict FROM verdict_opinions WHERE {in_cases} "
+        "ORDER BY received_at, row_number",
+        params,
+    ).fetchall():
+        opinions.setdefault(case, []).append((reviewer, verdict))
+    open_escalations = dict(
+        con.execute(
+            f"SELECT case_id, escalate_to FROM review_escalations WHERE {in_cases} "
+            "AND kind = ? AND resolved_at IS NULL",
+            [*params, DISAGREEMENT],
+        ).fetchall()
+    )
+    return {
+        case: CaseState(
+            final_verdict=finals.get(case),
+            opinions=tuple(opinions.get(case, ())),
+            escalated_to=open_escalations.get(case),
+            escalated=case in open_escalations,
+        )
+        for case in case_ids
+    }
+
+
+def _closed_batches(con: duckdb.DuckDBPyConnection, domain: str) -> dict[str, str]:
+    return dict(
+        con.execute(
+            "SELECT batch_id, reason FROM review_batch_closures WHERE domain = ?", [domain]
+        ).fetchall()
+    )
+
+
+def _write_report(archived: Path, rejected: pl.DataFrame, error: str | None) -> Path | None:
+    """The per-row error report, next to the archived file: `<sha>.errors.csv`."""
+    if rejected.is_empty() and error is None:
+        return None
+    report = archived.with_name(archived.stem + ".errors.csv")
+    frame = rejected.select("row_number", "case_id", "column_name", "value", "message")
+    if error is not None:
+        frame = pl.concat([frame, pl.DataFrame({"message": [error]})], how="diagonal_relaxed")
+    frame.write_csv(report)
+    return report
 
 
 def ingest_verdict_file(
@@ -90,55 +155,102 @@ def ingest_verdict_file(
     archive_dir: Path,
     key: bytes,
     run_id: str,
+    settings: ReviewSettings | None = None,
+    now: datetime | None = None,
 ) -> IntakeOutcome:
     """Validate one returned file and record it exactly once; archive it by hash."""
-    from hitl_gate.review.verdicts import validate_verdict_file
-
     sha = file_sha256(path)
     archive_dir.mkdir(parents=True, exist_ok=True)
     archived = archive_dir / f"{sha}{path.suffix.lower()}"
     if scalar(con, "SELECT count(*) FROM verdict_files WHERE file_sha256 = ?", [sha]):
         _archive(path, archived)
         return IntakeOutcome(path.name, sha, None, 0, 0, True, None, ())
+    now = now or datetime.now(UTC)
     result = validate_verdict_file(
         path,
         batches_dir=batches_dir,
         key=key,
         allowed_verdicts=domain.review.verdicts,
         case_id=domain.case_id,
+        rules=VerdictRules(
+            settings=settings, now=now, closed_batches=_closed_batches(con, domain.name)
+        ),
     )
-    now = datetime.now(UTC)
     accepted = result.accepted.rename({domain.case_id: "case_id"}).with_columns(
         pl.col("case_id").cast(pl.String)
     )
-    already = query_frame(
-        con,
-        "SELECT case_id, file_sha256 FROM verdicts WHERE domain = ? "
-        "AND case_id IN (SELECT unnest(?::VARCHAR[]))",
-        [domain.name, accepted["case_id"].to_list()],
+    queue = ""
+    if result.batch_id and result.error is None:
+        queue = load_manifest(batch_folder(batches_dir, result.batch_id), key)["queue"]
+    outcome = decide(
+        accepted.to_dicts(),
+        _case_states(con, domain.name, accepted["case_id"].to_list()),
+        domain=domain.name,
+        queue=queue,
+        settings=settings,
+        file_name=path.name,
     )
-    late = accepted.join(already.select("case_id"), on="case_id", how="semi")
-    accepted = accepted.join(already.select("case_id"), on="case_id", how="anti")
     rejected = pl.concat(
         [
             result.rejected.rename(
                 {domain.case_id: "case_id", "column": "column_name"}
             ).with_columns(pl.col("case_id").cast(pl.String), pl.col("value").cast(pl.String)),
-            late.select(
-                "row_number",
-                "case_id",
-                pl.lit("verdict").alias("column_name"),
-                pl.col("verdict").alias("value"),
-                pl.format(
-                    "{} row {}: case {} already has a verdict; the first verdict stands",
-                    pl.lit(path.name),
-                    "row_number",
-                    "case_id",
-                ).alias("message"),
+            pl.DataFrame(
+                outcome.rejections,
+                schema={
+                    "row_number": pl.Int64,
+                    "case_id": pl.String,
+                    "column_name": pl.String,
+                    "value": pl.String,
+                    "message": pl.String,
+                },
             ),
         ],
         how="diagonal_relaxed",
     )
+    _record(con, domain.name, path.name, sha, archived, result, outcome, rejected, now, run_id)
+    _archive(path, archived)
+    _write_report(archived, rejected, result.error)
+    messages = tuple(rejected["message"].to_list()) + ((result.error,) if result.error else ())
+    return IntakeOutcome(
+        path.name,
+        sha,
+        result.batch_id,
+        len(outcome.finals),
+        rejected.height,
+        False,
+        result.error,
+        messages,
+        pending_second=outcome.pending_second,
+        escalated=len(outcome.escalations),
+    )
+
+
+_VERDICT_COLUMNS = (
+    "case_id", "batch_id", "verdict", "verdict_reason_code", "rationale", "reviewer_id",
+    "file_sha256", "row_number",
+)  # fmt: skip
+_OPINION_COLUMNS = (*_VERDICT_COLUMNS, "stage", "suggested_action", "is_override", "four_eyes")
+
+
+def _rows(rows: list[dict], columns: tuple[str, ...], domain: str, now: datetime) -> pl.DataFrame:
+    frame = pl.DataFrame([{name: row.get(name) for name in columns} for row in rows])
+    return frame.with_columns(pl.lit(domain).alias("domain"), pl.lit(now).alias("received_at"))
+
+
+def _record(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    file_name: str,
+    sha: str,
+    archived: Path,
+    result: VerdictFileResult,
+    outcome: Outcome,
+    rejected: pl.DataFrame,
+    now: datetime,
+    run_id: str,
+) -> None:
+    """Write the file row, opinions, final verdicts, escalations and rejections atomically."""
     con.execute("BEGIN TRANSACTION")
     try:
         insert_new_rows(
@@ -147,10 +259,10 @@ def ingest_verdict_file(
             pl.DataFrame(
                 {
                     "file_sha256": [sha],
-                    "file_name": [path.name],
+                    "file_name": [file_name],
                     "archived_path": [str(archived)],
                     "batch_id": [result.batch_id],
-                    "rows_accepted": [accepted.height],
+                    "rows_accepted": [len(outcome.finals)],
                     "rows_rejected": [rejected.height],
                     "error": [result.error],
                     "received_at": [now],
@@ -158,22 +270,27 @@ def ingest_verdict_file(
                 }
             ),
         )
-        insert_new_rows(
-            con,
-            "verdicts",
-            accepted.select(
-                pl.lit(domain.name).alias("domain"),
-                "case_id",
-                "batch_id",
-                "verdict",
-                "verdict_reason_code",
-                "rationale",
-                "reviewer_id",
-                "file_sha256",
-                "row_number",
-                pl.lit(now).alias("received_at"),
-            ),
-        )
+        if outcome.opinions:
+            insert_new_rows(
+                con, "verdict_opinions", _rows(outcome.opinions, _OPINION_COLUMNS, domain, now)
+            )
+        if outcome.finals:
+            insert_new_rows(con, "verdicts", _rows(outcome.finals, _VERDICT_COLUMNS, domain, now))
+        if outcome.escalations:
+            insert_new_rows(
+                con,
+                "review_escalations",
+                pl.DataFrame(outcome.escalations).with_columns(
+                    pl.lit(now).alias("raised_at"),
+                    pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("resolved_at"),
+                ),
+            )
+        if outcome.resolved:
+            con.execute(
+                "UPDATE review_escalations SET resolved_at = ? WHERE escalation_id IN "
+                "(SELECT unnest(?::VARCHAR[])) AND resolved_at IS NULL",
+                [now, outcome.resolved],
+            )
         if rejected.height:
             con.register(
                 "incoming_rejections",
@@ -185,18 +302,6 @@ def ingest_verdict_file(
     except Exception:
         con.execute("ROLLBACK")
         raise
-    _archive(path, archived)
-    messages = tuple(rejected["message"].to_list()) + ((result.error,) if result.error else ())
-    return IntakeOutcome(
-        path.name,
-        sha,
-        result.batch_id,
-        accepted.height,
-        rejected.height,
-        False,
-        result.error,
-        messages,
-    )
 
 
 def _archive(path: Path, archived: Path) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,37 @@ from openpyxl import load_workbook
 from hitl_gate.review.canonical import cell_text, row_digest
 from hitl_gate.review.export import BATCH_COLUMN, VERDICT_COLUMNS
 from hitl_gate.review.manifest import ManifestError, batch_folder, load_manifest
+from hitl_gate.review.settings import ReviewSettings
 from hitl_gate.review.workbook import CASES_SHEET
 
 Row = dict[str, Any]
+# Text starting with these is run as a formula by spreadsheets (CSV injection, OWASP).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Formula(str):
+    """The text of an XLSX cell that holds a formula rather than a value."""
+
+
+def neutralise(text: str) -> str:
+    """Free text that a spreadsheet would run as a formula, prefixed with an apostrophe."""
+    return f"'{text}" if text.startswith(FORMULA_PREFIXES) else text
+
+
+@dataclass(frozen=True)
+class VerdictRules:
+    """What the validator needs beyond the manifest: who may review, the clock, closed batches.
+
+    Without `settings` (a domain with no review settings file) any non-blank reviewer id is
+    accepted and batches never expire; everything else is checked the same way.
+    """
+
+    settings: ReviewSettings | None = None
+    now: datetime | None = None
+    closed_batches: Mapping[str, str] = field(default_factory=dict)
+
+    def clock(self) -> datetime:
+        return self.now or datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -52,8 +81,13 @@ _MANIFEST_KEYS = ("case_id_column", "case_digests", "digest_columns", "reason_co
 
 
 def _accepted_schema(case_id: str) -> dict[str, pl.DataType]:
-    names = [BATCH_COLUMN, case_id, *VERDICT_COLUMNS, "file_sha256"]
-    return {**{name: pl.String() for name in names}, "row_number": pl.Int64()}
+    names = [BATCH_COLUMN, case_id, *VERDICT_COLUMNS, "file_sha256", "suggested_action"]
+    return {
+        **{name: pl.String() for name in names},
+        "row_number": pl.Int64(),
+        "four_eyes": pl.Boolean(),
+        "is_override": pl.Boolean(),
+    }
 
 
 def _rejected_schema(case_id: str) -> dict[str, pl.DataType]:
@@ -62,19 +96,27 @@ def _rejected_schema(case_id: str) -> dict[str, pl.DataType]:
 
 
 def _read_xlsx(path: Path) -> tuple[list[str], list[tuple[int, Row]]]:
-    workbook = load_workbook(path, read_only=True, data_only=True)
+    workbook = load_workbook(path, read_only=True)  # formulas as text, to refuse them
     try:
         if CASES_SHEET not in workbook.sheetnames:
             raise _FileError(f"{path.name}: no '{CASES_SHEET}' sheet")
-        lines = workbook[CASES_SHEET].iter_rows(values_only=True)
-        header = [cell_text(value) for value in next(lines, ())]
+        lines = workbook[CASES_SHEET].iter_rows()
+        header = [cell_text(cell.value) for cell in next(lines, ())]
         rows = [
-            (number, dict(zip(header, values, strict=False)))
-            for number, values in enumerate(lines, 2)
+            (number, dict(zip(header, map(_cell_value, cells), strict=False)))
+            for number, cells in enumerate(lines, 2)
         ]
     finally:
         workbook.close()
     return header, rows
+
+
+def _cell_value(cell: Any) -> Any:
+    """A cell's value; a formula is marked so it can be refused rather than evaluated."""
+    value = getattr(cell, "value", None)
+    if getattr(cell, "data_type", None) == "f":
+        return Formula(str(value))
+    return value
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, Row]]]:
@@ -123,9 +165,14 @@ def _row_problems(
     case_id: str,
     allowed: set[str],
     duplicated: set[str],
+    settings: ReviewSettings | None,
 ) -> list[tuple[str, str, str]]:
     """(column, value, problem) for everything wrong with one reviewed row."""
-    problems: list[tuple[str, str, str]] = []
+    problems: list[tuple[str, str, str]] = [
+        (name, cell_text(row.get(name)), "formulas are not accepted in answer cells; type a value")
+        for name in VERDICT_COLUMNS
+        if isinstance(row.get(name), Formula)
+    ]
     cid = cell_text(row.get(case_id))
     row_batch = cell_text(row.get(BATCH_COLUMN))
     if row_batch != batch_id:
@@ -156,13 +203,66 @@ def _row_problems(
     reason = cell_text(row.get("verdict_reason_code"))
     if reason and reason.upper() not in manifest["reason_codes"]:
         problems.append(("verdict_reason_code", reason, "unknown reason code"))
-    if not cell_text(row.get("reviewer_id")):
+    reviewer = cell_text(row.get("reviewer_id"))
+    if not reviewer:
         problems.append(("reviewer_id", "", "reviewer_id is required for a verdict"))
+    elif settings is not None:
+        refused = settings.may_work(reviewer, manifest["queue"], manifest.get("role"))
+        if refused:
+            problems.append(("reviewer_id", reviewer, refused))
+    if not cell_text(row.get("rationale")) and _needs_rationale(verdict.lower(), cid, manifest):
+        problems.append(
+            (
+                "rationale",
+                "",
+                f"a rationale is required for a '{verdict.lower()}' verdict"
+                + _override_note(verdict.lower(), cid, manifest),
+            )
+        )
     return problems
 
 
+def _needs_rationale(verdict: str, cid: str, manifest: dict[str, Any]) -> bool:
+    """Declines (as configured) and overrides of the suggested action need a rationale."""
+    if verdict in manifest.get("rationale_required_for", []):
+        return True
+    suggested = manifest.get("suggested_actions", {}).get(cid)
+    return suggested is not None and suggested != verdict
+
+
+def _override_note(verdict: str, cid: str, manifest: dict[str, Any]) -> str:
+    suggested = manifest.get("suggested_actions", {}).get(cid)
+    if suggested is not None and suggested != verdict:
+        return f" that overrides the suggested '{suggested}'"
+    return ""
+
+
+def _batch_open(path: Path, batch_id: str, manifest: dict[str, Any], rules: VerdictRules) -> None:
+    """Refuse a file for a batch that is closed or past its expiry (due time plus grace)."""
+    if batch_id in rules.closed_batches:
+        raise _FileError(
+            f"{path.name}: batch '{batch_id}' is closed ({rules.closed_batches[batch_id]}); "
+            "verdicts for it are no longer accepted",
+            batch_id,
+        )
+    expires = manifest.get("expires_at")
+    if expires and rules.clock() > datetime.fromisoformat(expires):
+        raise _FileError(
+            f"{path.name}: batch '{batch_id}' expired at {expires} (due time plus grace); "
+            "its cases have been escalated",
+            batch_id,
+        )
+
+
 def _validate(
-    path: Path, file_sha: str, *, batches_dir: Path, key: bytes, allowed: set[str], case_id: str
+    path: Path,
+    file_sha: str,
+    *,
+    batches_dir: Path,
+    key: bytes,
+    allowed: set[str],
+    case_id: str,
+    rules: VerdictRules,
 ) -> tuple[str, list[Row], list[Row], int]:
     header, rows = _read_table(path)
     missing = [n for n in (BATCH_COLUMN, case_id, *VERDICT_COLUMNS) if n not in header]
@@ -184,6 +284,9 @@ def _validate(
     missing = [n for n in manifest["digest_columns"] if n not in header]
     if missing:
         raise _FileError(f"{path.name}: missing columns {missing}", batch_id)
+    _batch_open(path, batch_id, manifest, rules)
+    four_eyes = set(manifest.get("four_eyes_cases", []))
+    suggested = manifest.get("suggested_actions", {})
 
     seen = Counter(cell_text(row.get(case_id)) for _, row in rows)
     duplicated = {cid for cid, count in seen.items() if cid and count > 1}
@@ -195,7 +298,9 @@ def _validate(
             not_reviewed += 1
             continue
         cid = cell_text(row.get(case_id))
-        problems = _row_problems(row, manifest, batch_id, case_id, allowed, duplicated)
+        problems = _row_problems(
+            row, manifest, batch_id, case_id, allowed, duplicated, rules.settings
+        )
         rejected += [
             {
                 "row_number": number,
@@ -207,16 +312,20 @@ def _validate(
             for column, value, problem in problems
         ]
         if not problems:
+            verdict = cell_text(row.get("verdict")).lower()
             accepted.append(
                 {
                     BATCH_COLUMN: batch_id,
                     case_id: cid,
-                    "verdict": cell_text(row.get("verdict")).lower(),
+                    "verdict": verdict,
                     "verdict_reason_code": cell_text(row.get("verdict_reason_code")).upper(),
-                    "rationale": cell_text(row.get("rationale")),
+                    "rationale": neutralise(cell_text(row.get("rationale"))),
                     "reviewer_id": cell_text(row.get("reviewer_id")),
                     "file_sha256": file_sha,
                     "row_number": number,
+                    "suggested_action": suggested.get(cid),
+                    "four_eyes": cid in four_eyes,
+                    "is_override": suggested.get(cid) not in (None, verdict),
                 }
             )
     return batch_id, accepted, rejected, not_reviewed
@@ -229,6 +338,7 @@ def validate_verdict_file(
     key: bytes,
     allowed_verdicts: Sequence[str],
     case_id: str,
+    rules: VerdictRules | None = None,
 ) -> VerdictFileResult:
     """Check a returned XLSX or CSV against its signed batch; never raises on bad input."""
     empty_accepted = pl.DataFrame(schema=_accepted_schema(case_id))
@@ -242,7 +352,13 @@ def validate_verdict_file(
     allowed = {verdict.strip().lower() for verdict in allowed_verdicts}
     try:
         batch_id, accepted, rejected, not_reviewed = _validate(
-            path, file_sha, batches_dir=batches_dir, key=key, allowed=allowed, case_id=case_id
+            path,
+            file_sha,
+            batches_dir=batches_dir,
+            key=key,
+            allowed=allowed,
+            case_id=case_id,
+            rules=rules or VerdictRules(),
         )
     except _FileError as exc:
         return VerdictFileResult(

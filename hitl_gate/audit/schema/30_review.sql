@@ -1,0 +1,65 @@
+-- Review workspace: every reviewer opinion, escalations, closed batches and override signals.
+-- Documented in docs/review.md. `verdicts` (00_core.sql) keeps only FINAL verdicts; a four-eyes
+-- case reaches it when two different authorised reviewers agree (or the escalation role decides).
+
+CREATE TABLE IF NOT EXISTS verdict_opinions (
+    domain VARCHAR NOT NULL,
+    case_id VARCHAR NOT NULL,
+    batch_id VARCHAR NOT NULL,
+    reviewer_id VARCHAR NOT NULL,
+    stage VARCHAR NOT NULL,             -- single | first | second | escalation
+    verdict VARCHAR NOT NULL,
+    verdict_reason_code VARCHAR,
+    rationale VARCHAR,
+    suggested_action VARCHAR,
+    is_override BOOLEAN NOT NULL,
+    four_eyes BOOLEAN NOT NULL,
+    file_sha256 VARCHAR NOT NULL,
+    row_number BIGINT NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (domain, case_id, reviewer_id)  -- one opinion per reviewer per case
+);
+
+CREATE TABLE IF NOT EXISTS review_escalations (
+    escalation_id VARCHAR PRIMARY KEY,  -- <kind>:<domain>:<case_id>: raised once per case and kind
+    domain VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,              -- sla_breach | four_eyes_disagreement | conflict
+    case_id VARCHAR NOT NULL,
+    batch_id VARCHAR,
+    queue VARCHAR,
+    escalate_to VARCHAR,                -- the queue (and so the role) that must decide
+    detail VARCHAR NOT NULL,
+    raised_at TIMESTAMPTZ NOT NULL,
+    resolved_at TIMESTAMPTZ
+);
+
+CREATE TABLE IF NOT EXISTS review_batch_closures (
+    batch_id VARCHAR PRIMARY KEY,
+    domain VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    closed_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS review_sweeps (
+    domain VARCHAR NOT NULL,
+    swept_at TIMESTAMPTZ NOT NULL,
+    unrecorded_files INTEGER NOT NULL,
+    escalations_raised INTEGER NOT NULL,
+    batches_closed INTEGER NOT NULL
+);
+
+-- Reviewer rationale as structured signals for policy refinement: by reviewer, reason code,
+-- override and policy version (join `decisions.rules_fired` for the rule).
+CREATE OR REPLACE VIEW review_override_signals AS
+SELECT
+    o.domain,
+    d.policy_version,
+    o.reviewer_id,
+    o.verdict,
+    o.suggested_action,
+    o.is_override,
+    o.verdict_reason_code,
+    count(*) AS opinions
+FROM verdict_opinions o
+LEFT JOIN decisions d ON d.domain = o.domain AND d.case_id = o.case_id
+GROUP BY ALL;

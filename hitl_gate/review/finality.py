@@ -1,0 +1,153 @@
+"""When a valid verdict makes a case final: single review, four eyes, escalation and conflicts.
+
+The validator says whether a row is well-formed and from an authorised reviewer; this module
+says what the row means given what is already recorded. It is pure (state in, decisions out) so
+every rule is tested without a database, and intake applies the result in one transaction.
+
+- A case without four eyes is final with its first valid verdict.
+- A four-eyes case needs two different reviewers: the first verdict waits for the second; if
+  they agree the case is final, if not it is escalated to the queue's `escalate_to` queue and
+  only a reviewer authorised there can decide it.
+- A verdict on a case that is already final is refused; if it disagrees it is recorded as a
+  conflict escalation, so the escalation role can look at it. The first final verdict stands.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hitl_gate.review.settings import ReviewSettings
+
+DISAGREEMENT = "four_eyes_disagreement"
+CONFLICT = "conflict"
+SLA_BREACH = "sla_breach"
+
+
+def escalation_id(kind: str, domain: str, case_id: str) -> str:
+    """One escalation per case and kind: raising it again is a no-op."""
+    return f"{kind}:{domain}:{case_id}"
+
+
+@dataclass(frozen=True)
+class CaseState:
+    """What is recorded for one case before this file: final verdict, opinions, escalation."""
+
+    final_verdict: str | None = None
+    opinions: tuple[tuple[str, str], ...] = ()  # (reviewer_id, verdict)
+    escalated_to: str | None = None  # open disagreement escalation: the queue that decides
+    escalated: bool = False
+
+
+@dataclass
+class Outcome:
+    """What intake must write for one file's accepted rows."""
+
+    opinions: list[dict[str, Any]] = field(default_factory=list)
+    finals: list[dict[str, Any]] = field(default_factory=list)
+    rejections: list[dict[str, Any]] = field(default_factory=list)
+    escalations: list[dict[str, Any]] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)
+    pending_second: int = 0
+
+
+def _escalation_role_ok(
+    settings: ReviewSettings | None, reviewer: str, queue: str | None
+) -> str | None:
+    if settings is None or queue is None:
+        return None
+    role = settings.queues[queue].role if queue in settings.queues else None
+    return settings.may_work(reviewer, queue, role)
+
+
+def decide(
+    rows: Sequence[Mapping[str, Any]],
+    states: Mapping[str, CaseState],
+    *,
+    domain: str,
+    queue: str,
+    settings: ReviewSettings | None,
+    file_name: str,
+) -> Outcome:
+    """Sort each accepted row into final, pending second review, escalation or refusal."""
+    outcome = Outcome()
+    escalate_to = None
+    if settings is not None and queue in settings.queues:
+        escalate_to = settings.queues[queue].escalate_to
+
+    def refuse(row: Mapping[str, Any], message: str) -> None:
+        outcome.rejections.append(
+            {
+                "row_number": row["row_number"],
+                "case_id": row["case_id"],
+                "column_name": "verdict",
+                "value": row["verdict"],
+                "message": f"{file_name} row {row['row_number']}: case {row['case_id']}: {message}",
+            }
+        )
+
+    def escalate(row: Mapping[str, Any], kind: str, detail: str) -> None:
+        outcome.escalations.append(
+            {
+                "escalation_id": escalation_id(kind, domain, row["case_id"]),
+                "domain": domain,
+                "kind": kind,
+                "case_id": row["case_id"],
+                "batch_id": row["batch_id"],
+                "queue": queue,
+                "escalate_to": escalate_to,
+                "detail": detail,
+            }
+        )
+
+    for row in sorted(rows, key=lambda r: r["row_number"]):
+        state = states.get(row["case_id"], CaseState())
+        reviewer, verdict = row["reviewer_id"], row["verdict"]
+        if state.final_verdict is not None:
+            if verdict != state.final_verdict:
+                escalate(
+                    row,
+                    CONFLICT,
+                    f"{reviewer} answered '{verdict}' after the final '{state.final_verdict}'",
+                )
+                refuse(row, f"already final ('{state.final_verdict}'); recorded as a conflict")
+            else:
+                refuse(row, "already has a final verdict; the first verdict stands")
+            continue
+        if state.escalated:
+            problem = _escalation_role_ok(settings, reviewer, state.escalated_to)
+            if problem or reviewer in {r for r, _ in state.opinions}:
+                refuse(
+                    row,
+                    "escalated after a four-eyes disagreement; a reviewer of queue "
+                    f"'{state.escalated_to}' who has not reviewed it must decide"
+                    + (f" ({problem})" if problem else ""),
+                )
+                continue
+            outcome.opinions.append({**row, "stage": "escalation"})
+            outcome.finals.append(dict(row))
+            outcome.resolved.append(escalation_id(DISAGREEMENT, domain, row["case_id"]))
+            continue
+        if not row["four_eyes"]:
+            outcome.opinions.append({**row, "stage": "single"})
+            outcome.finals.append(dict(row))
+            continue
+        if not state.opinions:
+            outcome.opinions.append({**row, "stage": "first"})
+            outcome.pending_second += 1
+            continue
+        first_reviewer, first_verdict = state.opinions[0]
+        if reviewer == first_reviewer:
+            refuse(row, "four eyes: the second verdict must come from a different reviewer")
+            continue
+        outcome.opinions.append({**row, "stage": "second"})
+        if verdict == first_verdict:
+            outcome.finals.append(dict(row))
+        else:
+            escalate(
+                row,
+                DISAGREEMENT,
+                f"{first_reviewer} answered '{first_verdict}', {reviewer} answered '{verdict}'",
+            )
+    return outcome

@@ -1,0 +1,111 @@
+"""Data minimisation: each role's view of the case columns, applied before anything is written.
+
+Masking runs on the cases frame before the workbook, the CSV and the manifest digests are built,
+so a restricted value never reaches a reviewer's file in any form. The manifest digests the
+masked values: it describes exactly what the reviewer received.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+
+from hitl_gate.review.settings import MaskRule
+
+PSEUDONYM_PREFIX = "P-"
+_PSEUDONYM_CONTEXT = b"hitl-gate/review/pseudonymise/v1"
+
+
+def pseudonym_key(system_key: bytes) -> bytes:
+    """A key for pseudonyms derived from the system key, separate from the signing use."""
+    return hmac.new(system_key, _PSEUDONYM_CONTEXT, hashlib.sha256).digest()
+
+
+def pseudonymise(value: object, key: bytes) -> str | None:
+    """`P-` and 16 hex digits of HMAC-SHA256(key, value); None stays None."""
+    if value is None:
+        return None
+    digest = hmac.new(key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()
+    return f"{PSEUDONYM_PREFIX}{digest[:16]}"
+
+
+def _band_label(low: float | None, high: float | None) -> str:
+    def fmt(number: float) -> str:
+        return f"{number:,.0f}" if number >= 1000 else f"{number:g}"
+
+    if low is None:
+        return f"< {fmt(high)}" if high is not None else "all"
+    if high is None:
+        return f">= {fmt(low)}"
+    return f"{fmt(low)} - < {fmt(high)}"
+
+
+def generalise(column: pl.Expr, bands: Sequence[float]) -> pl.Expr:
+    """The band (as text) a numeric value falls in; bands are ascending upper bounds."""
+    bounds: list[float | None] = [None, *bands, None]
+    expr = pl.when(column.is_null()).then(pl.lit(None, dtype=pl.String))
+    for low, high in zip(bounds[:-1], bounds[1:], strict=True):
+        test = pl.lit(True)
+        if low is not None:
+            test = test & (column >= low)
+        if high is not None:
+            test = test & (column < high)
+        expr = expr.when(test).then(pl.lit(_band_label(low, high)))
+    return expr.otherwise(pl.lit(None, dtype=pl.String))
+
+
+def partial(column: pl.Expr, keep_start: int, keep_end: int) -> pl.Expr:
+    """Text with all but the first `keep_start` and last `keep_end` characters as '*'.
+
+    Values too short to hide anything are masked entirely.
+    """
+    text = column.cast(pl.String)
+    length = text.str.len_chars()
+    hidden = (length - keep_start - keep_end).clip(lower_bound=0)
+    masked = pl.concat_str(
+        text.str.slice(0, keep_start),
+        pl.lit("*").repeat_by(hidden).list.join(""),
+        text.str.slice(length - keep_end, keep_end) if keep_end else pl.lit(""),
+    )
+    return (
+        pl.when(length > keep_start + keep_end)
+        .then(masked)
+        .otherwise(pl.lit("*").repeat_by(length).list.join(""))
+    )
+
+
+def apply_masking(
+    cases: pl.DataFrame, rules: Mapping[str, MaskRule], key: bytes, protected: Sequence[str] = ()
+) -> tuple[pl.DataFrame, list[str]]:
+    """The cases as `rules` allow them to be seen, and the names of the dropped columns.
+
+    `protected` columns (the case id) are needed to match verdicts and are never masked.
+    """
+    refused = [
+        name for name in protected if rules.get(name, MaskRule(method="show")).method != "show"
+    ]
+    if refused:
+        raise ValueError(f"columns {refused} identify the case and cannot be masked")
+    secret = pseudonym_key(key)
+    dropped: list[str] = []
+    exprs: list[pl.Expr] = []
+    for name, rule in rules.items():
+        if name not in cases.columns or rule.method == "show":
+            continue
+        column = pl.col(name)
+        if rule.method == "drop":
+            dropped.append(name)
+        elif rule.method == "generalise":
+            exprs.append(generalise(column.cast(pl.Float64, strict=False), rule.bands).alias(name))
+        elif rule.method == "partial":
+            exprs.append(partial(column, rule.keep_start, rule.keep_end).alias(name))
+        else:
+            exprs.append(
+                column.map_elements(
+                    lambda value, s=secret: pseudonymise(value, s), return_dtype=pl.String
+                ).alias(name)
+            )
+    return cases.with_columns(exprs).drop(dropped), dropped

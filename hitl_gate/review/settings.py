@@ -1,0 +1,175 @@
+"""Who may review what: reviewers, roles, queues, SLAs and masking, typed and checked at load.
+
+The settings live in a domain file (`domains/<name>/review.yaml`, named by `review.settings` in
+`domain.yaml`) because they change with the organisation, not with the code: a new analyst or a
+tighter SLA is a reviewed edit of configuration. Everything that decides whether a verdict is
+accepted (authorisation, expiry, rationale rules, four-eyes) reads this one object.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hitl_gate.domain import DomainConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QueueSettings(_Strict):
+    """One review queue: the role that works it, its SLA, capacity, batch size and escalation."""
+
+    role: str
+    sla_hours: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    daily_capacity: int | None = Field(default=None, gt=0)
+    escalate_to: str | None = None
+    description: str = ""
+
+
+class ReviewerSettings(_Strict):
+    """A reviewer known to the system; `active: false` keeps the id on record but refuses it."""
+
+    role: str
+    name: str = ""
+    active: bool = True
+
+
+class MaskRule(_Strict):
+    """How one column is shown to one role.
+
+    show: as is; drop: column removed; generalise: numeric value replaced by the band it falls
+    in (`bands` are ascending upper bounds, e.g. income or age bands); partial: only the first
+    `keep_start` and last `keep_end` characters kept; pseudonymise: a keyed hash (HMAC with the
+    system key), stable across batches so a reviewer can see that two cases share a value
+    without learning it, and not open to a dictionary attack as a plain hash would be.
+    """
+
+    method: Literal["show", "drop", "generalise", "partial", "pseudonymise"]
+    bands: list[float] = Field(default_factory=list)
+    keep_start: int = Field(default=0, ge=0)
+    keep_end: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _bands_for_generalise(self) -> MaskRule:
+        ascending = bool(self.bands) and sorted(set(self.bands)) == self.bands
+        if self.method == "generalise" and not ascending:
+            raise ValueError("generalise needs strictly ascending `bands`")
+        return self
+
+
+class ProposalSettings(_Strict):
+    """The action the model suggests, from one context column, shown to the reviewer.
+
+    A verdict that differs from the suggestion is an override and needs a rationale.
+    """
+
+    column: str
+    actions: dict[str, str]
+
+
+class ReviewSettings(_Strict):
+    """Reviewers, roles, queues, masking and verdict rules of one domain."""
+
+    roles: dict[str, list[str]]  # role -> queues it may work
+    queues: dict[str, QueueSettings]
+    reviewers: dict[str, ReviewerSettings]
+    default_role: str  # the role of a queue the policy names but this file does not
+    grace_hours: int = Field(default=24, ge=0)
+    rationale_required_for: list[str] = Field(default_factory=lambda: ["decline"])
+    proposal: ProposalSettings | None = None
+    masking: dict[str, dict[str, MaskRule]] = Field(default_factory=dict)
+    alert_log: str = "alerts.jsonl"
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> ReviewSettings:
+        problems = [
+            f"queue '{name}': unknown role '{q.role}'"
+            for name, q in self.queues.items()
+            if q.role not in self.roles
+        ]
+        problems += [
+            f"queue '{name}': escalates to unknown queue '{q.escalate_to}'"
+            for name, q in self.queues.items()
+            if q.escalate_to is not None and q.escalate_to not in self.queues
+        ]
+        problems += [
+            f"reviewer '{rid}': unknown role '{r.role}'"
+            for rid, r in self.reviewers.items()
+            if r.role not in self.roles
+        ]
+        problems += [
+            f"masking: unknown role '{role}'" for role in self.masking if role not in self.roles
+        ]
+        if self.default_role not in self.roles:
+            problems.append(f"default_role '{self.default_role}' is not a role")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def queue(self, name: str, domain: DomainConfig) -> QueueSettings:
+        """The queue's settings; an unlisted queue gets the domain defaults and `default_role`."""
+        if name in self.queues:
+            return self.queues[name]
+        return QueueSettings(
+            role=self.default_role,
+            sla_hours=domain.review.sla_hours,
+            batch_size=domain.review.batch_size,
+        )
+
+    def may_work(self, reviewer_id: str, queue: str, queue_role: str | None) -> str | None:
+        """None if `reviewer_id` may work `queue` (whose role is `queue_role`), else why not."""
+        reviewer = self.reviewers.get(reviewer_id)
+        if reviewer is None:
+            return f"reviewer '{reviewer_id}' is not a registered reviewer"
+        if not reviewer.active:
+            return f"reviewer '{reviewer_id}' is no longer active"
+        if queue not in self.roles[reviewer.role] and queue_role != reviewer.role:
+            return (
+                f"reviewer '{reviewer_id}' (role {reviewer.role}) is not authorised for queue "
+                f"'{queue}'"
+            )
+        return None
+
+    def masking_for(self, role: str) -> dict[str, MaskRule]:
+        """Column rules for `role`; columns not named are shown."""
+        return dict(self.masking.get(role, {}))
+
+
+class ReviewSettingsError(ValueError):
+    """A review settings file that cannot be loaded, with the file named."""
+
+
+def load_settings_file(path: Path) -> ReviewSettings:
+    """Load and validate one review settings file; errors name the file and the field."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ReviewSettingsError(f"{path}: cannot read review settings: {exc}") from exc
+    try:
+        return ReviewSettings.model_validate(raw)
+    except ValidationError as exc:
+        raise ReviewSettingsError(f"{path}: invalid review settings:\n{exc}") from exc
+
+
+@cache
+def _load_cached(path: Path, mtime_ns: int) -> ReviewSettings:
+    return load_settings_file(path)
+
+
+def review_settings(domain: DomainConfig) -> ReviewSettings | None:
+    """The domain's review settings, or None when `review.settings` names no file."""
+    if not domain.review.settings:
+        return None
+    path = (domain.source_dir / domain.review.settings).resolve()
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ReviewSettingsError(f"{path}: cannot read review settings: {exc}") from exc
+    return _load_cached(path, mtime)
