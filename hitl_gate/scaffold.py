@@ -34,7 +34,7 @@ BAND_NAMES = ("A", "B", "C", "D", "E")
 BAND_MULTIPLIERS = (0.5, 1.0, 2.0, 4.0)  # upper bounds as multiples of the observed bad rate
 MAX_BAND_BOUND = 0.9
 VALIDATION_SHARE = 0.75  # the latest quarter of the history validates the first model
-ID_NAME = re.compile(r"(^|_)(id|key|number|no)$", re.IGNORECASE)
+ID_NAME = re.compile(r"(^|_)(id|key|ref|reference|number|no)$", re.IGNORECASE)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 _DTYPE_TYPES: tuple[tuple[type[pl.DataType], str], ...] = (
@@ -143,7 +143,8 @@ def detect_case_id(frame: pl.DataFrame) -> str | None:
         for c in candidates
         if frame[c].dtype.is_integer() and frame[c].max() - frame[c].min() == frame.height - 1
     ]
-    return (named or numbered or [None])[0]
+    texts = [c for c in candidates if frame[c].dtype == pl.String]
+    return (named or numbered or texts or [None])[0]
 
 
 def detect_event_time(frame: pl.DataFrame) -> str | None:
