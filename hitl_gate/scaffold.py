@@ -342,7 +342,8 @@ def build_declarations(
         raise ScaffoldError(f"domain name '{name}' must be lower case letters, digits and _")
     if options.label not in frame.columns:
         raise ScaffoldError(f"{options.source}: no label column '{options.label}'")
-    observed = {str(v) for v in frame[options.label].drop_nulls().unique().to_list()}
+    # Compared as text, as training will read them from the outcomes CSV (`true`, `1`, `bad`).
+    observed = set(frame[options.label].drop_nulls().cast(pl.String).unique().to_list())
     unseen = [v for v in options.positive if v not in observed]
     if unseen or not options.positive:
         raise ScaffoldError(
