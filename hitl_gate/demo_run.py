@@ -1,6 +1,8 @@
-"""`hitl demo`: the whole flow on the bundled sample, one review loop closed by a demo reviewer.
+"""`hitl demo`: the whole flow on each domain's sample, one review loop closed by a demo reviewer.
 
-Steps: land the sample as daily files; ingest, validate and featurise the quarter in one run;
+Every declared domain with a `sample:` section takes part, one after the other, in the same
+Dagster instance, audit database and review workspace. Steps per domain: land the sample as
+daily files; ingest, validate and featurise the quarter in one run;
 train and register a model (only the first time: a champion is set only when none exists);
 score, route, export review batches and execute the quarter; then a clearly labelled DEMO
 reviewer answers one batch, which goes through the same intake as a real reviewer's file.
@@ -14,7 +16,7 @@ from pathlib import Path
 
 from hitl_gate.audit.store import audit_connection, query_frame, scalar
 from hitl_gate.demo import prepare_landing
-from hitl_gate.domain import DomainConfig, load_domain
+from hitl_gate.domain import DomainConfig, available_domains, load_domain
 from hitl_gate.home import HitlPaths
 from hitl_gate.runner import raise_for_failure
 
@@ -36,8 +38,19 @@ def has_champion(domain: DomainConfig, paths: HitlPaths) -> bool:
     return True
 
 
-def run_demo(paths: HitlPaths, domain_name: str) -> str:
-    """Run every step and return the summary to print."""
+def demo_domains() -> list[str]:
+    """Every declared domain that ships a sample to land."""
+    return [name for name in available_domains() if load_domain(name).sample is not None]
+
+
+def run_demo(paths: HitlPaths, domain_names: list[str]) -> str:
+    """Run the demo for each domain in turn; the summaries, then where everything is."""
+    summaries = [run_domain_demo(paths, name) for name in domain_names]
+    return "\n\n".join([*summaries, outputs_summary(paths, domain_names)])
+
+
+def run_domain_demo(paths: HitlPaths, domain_name: str) -> str:
+    """Run every step for one domain and return its summary."""
     from assets.common import stage_key
     from hitl_gate.runner import load_definitions, run_job
     from pipelines.jobs import daily_job_name, training_job_name
@@ -120,30 +133,36 @@ def summarise(paths: HitlPaths, domain: DomainConfig, landed: int, reviewed: str
     verdict = "(all)" if accounted == landed else "(MISMATCH)"
     lines = [
         f"hitl-gate demo: {domain.name}",
-        f"  applications landed      {landed}",
+        f"  cases landed             {landed}",
         *(f"  {k:<24} {v}" for k, v in counts.items()),
         f"  accounted for            {accounted} {verdict}",
         "  routes: " + ", ".join(f"{r} {n}" for r, n in routes.iter_rows()),
         f"  reviewed batch           {reviewed}",
-        "",
-        "Outputs",
-        *(f"  {name:<24} {path}" for name, path in _locations(paths, domain).items()),
-        "",
-        "Next",
-        f"  .venv/bin/hitl audit trace {example or '<case id>'}",
-        "  make ui   (Dagster UI on http://127.0.0.1:3000)",
+        f"  landing zone             {paths.landing / domain.landing_subdir}",
+        f"  execution outbox         {paths.home / 'outbox' / domain.name}",
+        f"  trace a case             .venv/bin/hitl audit trace {example or '<case id>'}",
     ]
     return "\n".join(lines)
 
 
-def _locations(paths: HitlPaths, domain: DomainConfig) -> dict[str, Path]:
+def outputs_summary(paths: HitlPaths, domain_names: list[str]) -> str:
+    """Where the shared outputs are, and what to do next."""
+    lines = [
+        "Outputs (shared by " + ", ".join(domain_names) + ")",
+        *(f"  {name:<24} {path}" for name, path in _locations(paths).items()),
+        "",
+        "Next",
+        "  make ui   (Dagster UI on http://127.0.0.1:3000, one asset group per domain)",
+    ]
+    return "\n".join(lines)
+
+
+def _locations(paths: HitlPaths) -> dict[str, Path]:
     return {
-        "landing zone": paths.landing / domain.landing_subdir,
         "audit database (DuckDB)": paths.audit_db,
         "review batches": paths.review / "batches",
         "verdict inbox": paths.review / "inbox",
         "verdict archive": paths.review / "archive",
-        "execution outbox": paths.home / "outbox" / domain.name,
         "MLflow store": paths.mlflow_dir / "mlflow.db",
         "Feast repository": paths.feast_dir,
         "asset storage": paths.warehouse,

@@ -7,6 +7,7 @@ load time so a bad declaration fails with the file and field named, before any d
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -17,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOMAINS_DIR = PROJECT_ROOT / "domains"
+# Extra folders of `<name>/domain.yaml` (os.pathsep-separated), next to the shipped `domains/`:
+# a team (or a test) adds a domain without touching the checkout.
+DOMAINS_ENV = "HITL_DOMAINS_DIR"
 
 ColumnType = Literal["str", "int", "float", "bool", "datetime", "date"]
 
@@ -167,6 +171,61 @@ class ReviewConfig(_Strict):
     settings: str | None = None
 
 
+class SampleCaseId(_Strict):
+    """How a sample row gets its case id: a source column, or the 1-based row number.
+
+    The id is `prefix` + the value, zero-padded to `width` characters (0 = no padding).
+    """
+
+    column: str | None = None
+    prefix: str = ""
+    width: int = Field(default=0, ge=0)
+
+
+class SampleEventTime(_Strict):
+    """How a sample row gets its decision time, deterministically (seeded, same every run).
+
+    `period: exact` takes `column` as the decision time. `day` / `month` take `column` (text
+    parsed with `format`, or a date) as the start of a period and spread the cases over it;
+    without `column`, cases are spread over `start..end` inclusive. Within a day, times fall
+    between `hours[0]` and `hours[1]` o'clock.
+    """
+
+    column: str | None = None
+    format: str | None = None
+    period: Literal["exact", "day", "month", "range"] = "range"
+    start: date | None = None
+    end: date | None = None
+    seed: int = 0
+    hours: tuple[int, int] = (8, 20)
+
+    @model_validator(mode="after")
+    def _source_of_time(self) -> SampleEventTime:
+        if self.period == "range":
+            if self.start is None or self.end is None or self.end < self.start:
+                raise ValueError("period 'range' needs start <= end")
+        elif self.column is None:
+            raise ValueError(f"period '{self.period}' needs a column")
+        if not 0 <= self.hours[0] < self.hours[1] <= 24:
+            raise ValueError("hours must satisfy 0 <= first < second <= 24")
+        return self
+
+
+class SampleConfig(_Strict):
+    """Historical cases with outcomes, turned into a landing zone by `hitl demo` (generic code).
+
+    `source` (Parquet or CSV) is relative to the domain root. Contract columns are landed as
+    one CSV per day; `outcome_columns` (the label and anything known only later) go to one
+    outcomes file, which only training reads.
+    """
+
+    source: str
+    case_id: SampleCaseId = Field(default_factory=SampleCaseId)
+    event_time: SampleEventTime
+    outcome_columns: list[str] = Field(default_factory=list)
+    outcomes_file: str = "outcomes.csv"
+
+
 class DomainConfig(_Strict):
     """A decision domain: inputs, contract, features, model, policy and review settings."""
 
@@ -182,6 +241,7 @@ class DomainConfig(_Strict):
     model: ModelConfig
     policy: str  # path relative to the project root, e.g. policies/consumer_credit/v1.yaml
     review: ReviewConfig
+    sample: SampleConfig | None = None
     source_dir: Path = Field(default=Path("."), exclude=True)
 
     @model_validator(mode="after")
@@ -199,12 +259,31 @@ class DomainConfig(_Strict):
         uncoded = [f for f in self.model.features if f not in self.model.reason_codes]
         if uncoded:
             raise ValueError(f"model.features without a reason code: {uncoded}")
+        if self.sample is not None:
+            leaked = [c for c in self.sample.outcome_columns if c in cols]
+            if leaked:
+                raise ValueError(f"sample.outcome_columns must not be contract columns: {leaked}")
         return self
+
+    @property
+    def root(self) -> Path:
+        """The folder holding `domains/` and `policies/` for this declaration.
+
+        A declaration loaded from `<root>/domains/<name>/domain.yaml` resolves its files
+        against `<root>`; one built in memory resolves them against the project.
+        """
+        if self.source_dir.name:
+            return self.source_dir.resolve().parent.parent
+        return PROJECT_ROOT
 
     @property
     def policy_path(self) -> Path:
         """Absolute path of the domain's active policy file."""
-        return (PROJECT_ROOT / self.policy).resolve()
+        return (self.root / self.policy).resolve()
+
+    def resolve(self, relative: str) -> Path:
+        """A path of the declaration (policy, sample source), absolute."""
+        return (self.root / relative).resolve()
 
 
 class DomainConfigError(ValueError):
@@ -223,12 +302,41 @@ def load_domain_file(path: Path) -> DomainConfig:
         raise DomainConfigError(f"{path}: invalid domain declaration:\n{exc}") from exc
 
 
-@cache
+def domain_dirs() -> list[Path]:
+    """Folders searched for `<name>/domain.yaml`: shipped `domains/`, then `$HITL_DOMAINS_DIR`."""
+    extra = [Path(p) for p in os.environ.get(DOMAINS_ENV, "").split(os.pathsep) if p]
+    return list(dict.fromkeys([DOMAINS_DIR, *(p.resolve() for p in extra)]))
+
+
+def domain_files() -> dict[str, Path]:
+    """Every declared domain and its file; a name declared twice is an error naming both."""
+    found: dict[str, Path] = {}
+    for folder in domain_dirs():
+        for path in sorted(folder.glob("*/domain.yaml")):
+            name = path.parent.name
+            if name in found:
+                raise DomainConfigError(f"domain '{name}' is declared twice: {found[name]}, {path}")
+            found[name] = path
+    return found
+
+
 def load_domain(name: str) -> DomainConfig:
-    """Load the shipped domain `name` from `domains/<name>/domain.yaml`."""
-    return load_domain_file(DOMAINS_DIR / name / "domain.yaml")
+    """Load domain `name` from `<domains dir>/<name>/domain.yaml`, cached until the file changes."""
+    files = domain_files()
+    if name not in files:
+        raise DomainConfigError(
+            f"no domain '{name}' in {[str(d) for d in domain_dirs()]}; "
+            f"declared: {sorted(files) or 'none'}"
+        )
+    path = files[name]
+    return _load_cached(path, path.stat().st_mtime_ns)
+
+
+@cache
+def _load_cached(path: Path, mtime_ns: int) -> DomainConfig:
+    return load_domain_file(path)
 
 
 def available_domains() -> list[str]:
-    """Names of every domain declared under `domains/`."""
-    return sorted(p.parent.name for p in DOMAINS_DIR.glob("*/domain.yaml"))
+    """Names of every declared domain (shipped and in `$HITL_DOMAINS_DIR`)."""
+    return sorted(domain_files())

@@ -31,6 +31,18 @@ BASE_POINTS = 600.0
 POINTS_TO_DOUBLE_ODDS = 20.0
 # PD is clipped before the log-odds so a saturated probability still gets a finite score.
 PD_EPSILON = 1e-12
+# The columns `score_frame` adds after the case id, with their types: what a policy may use.
+SCORE_SCHEMA: dict[str, pl.DataType] = {
+    "pd": pl.Float64(),
+    "score": pl.Int64(),
+    "risk_band": pl.String(),
+    "reason_codes": pl.List(pl.String()),
+    "reason_texts": pl.List(pl.String()),
+    "model_name": pl.String(),
+    "model_version": pl.String(),
+    "model_run_id": pl.String(),
+    "model_artifact_digest": pl.String(),
+}
 
 
 @dataclass(frozen=True)

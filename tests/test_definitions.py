@@ -24,28 +24,56 @@ def _graph(paths: HitlPaths) -> dict[str, list[str]]:
     }
 
 
+SHIPPED_DOMAINS = ["consumer_credit", "lending_club"]
+STAGES = {
+    "raw_cases",
+    "validated_cases",
+    "case_features",
+    "trained_model",
+    "risk_scores",
+    "routed_decisions",
+    "review_batches",
+    "reviewer_verdicts",
+    "final_decisions",
+    "audit_lineage",
+}
+
+
 def test_definitions_load_with_jobs_schedule_and_sensor(hitl_paths: HitlPaths) -> None:
+    from hitl_gate.domain import available_domains
     from hitl_gate.runner import load_definitions
 
+    assert available_domains() == SHIPPED_DOMAINS
     defs = load_definitions()
     repo = defs.get_repository_def()
-    assert {j.name for j in repo.get_all_jobs()} >= {
-        "consumer_credit_daily",
-        "consumer_credit_review_loop",
-        "consumer_credit_training",
-    }
-    assert [s.name for s in repo.schedule_defs] == ["consumer_credit_daily_schedule"]
-    assert sorted(s.name for s in repo.sensor_defs) == [
-        "consumer_credit_review_sweep",
-        "consumer_credit_verdict_inbox",
+    for domain in SHIPPED_DOMAINS:
+        assert {j.name for j in repo.get_all_jobs()} >= {
+            f"{domain}_daily",
+            f"{domain}_review_loop",
+            f"{domain}_training",
+        }
+    assert sorted(s.name for s in repo.schedule_defs) == [
+        f"{d}_daily_schedule" for d in SHIPPED_DOMAINS
     ]
+    assert sorted(s.name for s in repo.sensor_defs) == sorted(
+        [f"{d}_verdict_inbox" for d in SHIPPED_DOMAINS]
+        + [f"{d}_review_sweep" for d in SHIPPED_DOMAINS]
+    )
     graph = defs.resolve_asset_graph()
-    risk = graph.get(AssetKey(["consumer_credit", "risk_scores"]))
-    assert AssetKey(["consumer_credit", "trained_model"]) in risk.parent_keys
+    groups: dict[str, set[str]] = {}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
-        assert node.group_name == "consumer_credit"
         assert node.description, f"{key} has no description"
+        domain, stage = key.path
+        # Each domain is its own asset group, and every asset lives in its domain's group.
+        assert node.group_name == domain
+        groups.setdefault(domain, set()).add(stage)
+        for parent in node.parent_keys:
+            assert parent.path[0] == domain, f"{key} depends on another domain's {parent}"
+    assert groups == {d: STAGES for d in SHIPPED_DOMAINS}
+    for domain in SHIPPED_DOMAINS:
+        risk = graph.get(AssetKey([domain, "risk_scores"]))
+        assert AssetKey([domain, "trained_model"]) in risk.parent_keys
 
 
 def test_definitions_resources_follow_the_home(hitl_paths: HitlPaths) -> None:

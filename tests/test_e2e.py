@@ -10,6 +10,7 @@ import shutil
 from datetime import date
 from pathlib import Path
 
+import polars as pl
 import pytest
 from openpyxl import load_workbook
 
@@ -19,7 +20,9 @@ from hitl_gate.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 
-SAMPLE_SIZE = 10_000
+# Each shipped domain's sample: cases landed and days they span.
+SAMPLES = {"consumer_credit": (10_000, 90), "lending_club": (9_857, 91)}
+CREDIT = "consumer_credit"
 COUNTED_TABLES = (
     "decisions",
     "verdicts",
@@ -35,20 +38,49 @@ def _counts(paths: HitlPaths) -> dict[str, int]:
         return {t: int(scalar(con, f"SELECT count(*) FROM {t}")) for t in COUNTED_TABLES}
 
 
-def test_every_sample_application_is_accounted_for(demo_home: HitlPaths) -> None:
+@pytest.mark.parametrize("domain", sorted(SAMPLES))
+def test_every_sample_application_is_accounted_for(demo_home: HitlPaths, domain: str) -> None:
+    size, span = SAMPLES[domain]
     with audit_connection(demo_home.audit_db, read_only=True) as con:
-        status = dict(query_frame(con, "SELECT status, cases FROM case_status_summary").iter_rows())
-        unbalanced = scalar(con, "SELECT count(*) FROM partition_accounting WHERE NOT balanced")
-        days = scalar(con, "SELECT count(*) FROM partition_accounting")
+        status = dict(
+            query_frame(
+                con, "SELECT status, cases FROM case_status_summary WHERE domain = ?", [domain]
+            ).iter_rows()
+        )
+        unbalanced = scalar(
+            con,
+            "SELECT count(*) FROM partition_accounting WHERE domain = ? AND NOT balanced",
+            [domain],
+        )
+        days = scalar(con, "SELECT count(*) FROM partition_accounting WHERE domain = ?", [domain])
         incomplete = scalar(
             con,
-            "SELECT count(*) FROM decisions WHERE model_version IS NULL OR policy_digest IS NULL "
-            "OR feature_digest IS NULL OR source_sha256 IS NULL OR source_row IS NULL",
+            "SELECT count(*) FROM decisions WHERE domain = ? AND (model_version IS NULL "
+            "OR policy_digest IS NULL OR feature_digest IS NULL OR source_sha256 IS NULL "
+            "OR source_row IS NULL)",
+            [domain],
         )
-    assert sum(status.values()) == SAMPLE_SIZE
+    assert sum(status.values()) == size
     assert status["executed"] > 0 and status["pending_review"] > 0
-    assert days == 90 and unbalanced == 0
+    assert days == span and unbalanced == 0
     assert incomplete == 0
+
+
+def test_both_domains_share_one_audit_database(demo_home: HitlPaths) -> None:
+    """The audit views name each case's domain; ids, models and policies never mix."""
+    with audit_connection(demo_home.audit_db, read_only=True) as con:
+        rows = query_frame(
+            con,
+            "SELECT domain, count(*) AS cases, min(case_id) AS first_id, "
+            "list(DISTINCT model_name) AS models, list(DISTINCT policy_version) AS policies "
+            "FROM case_trace GROUP BY domain ORDER BY domain",
+        ).rows(named=True)
+    assert [r["domain"] for r in rows] == sorted(SAMPLES)
+    credit, lending = rows
+    assert credit["first_id"].startswith("LC18Q1-") and lending["first_id"].startswith("LCMD-")
+    assert credit["models"] == ["consumer_credit_pd"] and lending["models"] == ["lending_club_pd"]
+    assert credit["policies"] == ["consumer_credit-v1"]
+    assert lending["policies"] == ["lending_club-v1"]
 
 
 def test_review_loop_closed_by_the_demo_reviewer(demo_home: HitlPaths) -> None:
@@ -59,21 +91,37 @@ def test_review_loop_closed_by_the_demo_reviewer(demo_home: HitlPaths) -> None:
     assert set(verdicts["reviewer_id"]) == {"DEMO-reviewer"}
     assert by_reviewer == verdicts.height
     assert not list((demo_home.review / "inbox").glob("*.xlsx")), "inbox not cleared"
-    assert len(list((demo_home.review / "archive").iterdir())) == 1
+    assert set(verdicts["domain"]) == set(SAMPLES), "one batch answered per domain"
+    assert verdicts.group_by("domain").agg(pl.col("batch_id").n_unique())["batch_id"].max() == 1
 
 
+# Per domain: input file, feature service, model, policy version.
+TRACE_EXPECTED = {
+    CREDIT: (
+        "applications_2018-",
+        "credit_scorecard_v1",
+        "consumer_credit_pd",
+        "consumer_credit-v1",
+    ),
+    "lending_club": (
+        "loans_2016-",
+        "lending_club_scorecard_v1",
+        "lending_club_pd",
+        "lending_club-v1",
+    ),
+}
+
+
+@pytest.mark.parametrize("domain", sorted(TRACE_EXPECTED))
 def test_audit_trace_prints_the_full_path(
-    demo_home: HitlPaths, capsys: pytest.CaptureFixture[str]
+    demo_home: HitlPaths, capsys: pytest.CaptureFixture[str], domain: str
 ) -> None:
     with audit_connection(demo_home.audit_db, read_only=True) as con:
-        case_id = scalar(con, "SELECT min(case_id) FROM verdicts")
+        case_id = scalar(con, "SELECT min(case_id) FROM verdicts WHERE domain = ?", [domain])
     main(["--home", str(demo_home.home), "audit", "trace", str(case_id)])
     out = capsys.readouterr().out
     for expected in (
-        "applications_2018-",  # input file
-        "credit_scorecard_v1",  # feature service
-        "consumer_credit_pd",  # model
-        "consumer_credit-v1",  # policy version
+        *TRACE_EXPECTED[domain],
         "human_review",
         "DEMO-reviewer",
         "executed",
@@ -93,8 +141,10 @@ def _second_batch(paths: HitlPaths) -> tuple[str, Path]:
     with audit_connection(paths.audit_db, read_only=True) as con:
         batch_id = scalar(
             con,
-            "SELECT min(batch_id) FROM review_batches WHERE queue = 'credit_analyst' "
-            "AND batch_id NOT IN (SELECT DISTINCT batch_id FROM verdicts)",
+            "SELECT min(batch_id) FROM review_batches WHERE domain = ? "
+            "AND queue = 'credit_analyst' AND batch_id NOT IN "
+            "(SELECT DISTINCT batch_id FROM verdicts)",
+            [CREDIT],
         )
     return str(batch_id), paths.review / "batches" / str(batch_id)
 
@@ -137,7 +187,7 @@ def test_sensor_requests_one_run_per_returned_file(demo_home: HitlPaths, tmp_pat
     inbox = tmp_path / "review" / "inbox"
     inbox.mkdir(parents=True)
     dropped = shutil.copy(folder / "cases.xlsx", inbox / "returned.xlsx")
-    sensor = build_verdict_sensor(load_domain("consumer_credit"))
+    sensor = build_verdict_sensor(load_domain(CREDIT))
     review = ReviewWorkspace(review_dir=str(tmp_path / "review"), secrets_dir=str(tmp_path))
     with DagsterInstance.ephemeral() as instance:
         context = build_sensor_context(instance=instance, resources={"review": review})
@@ -176,8 +226,8 @@ def test_bad_rows_are_quarantined_and_counted(demo_home: HitlPaths) -> None:
         )
         accounting = query_frame(
             con,
-            "SELECT * FROM partition_accounting WHERE partition_date = ?",
-            [date.fromisoformat(day)],
+            "SELECT * FROM partition_accounting WHERE domain = ? AND partition_date = ?",
+            [CREDIT, date.fromisoformat(day)],
         ).row(0, named=True)
     checks = set(quarantine["check_name"])
     assert "duplicate_case_id" in checks and "type" in checks

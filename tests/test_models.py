@@ -300,9 +300,13 @@ def test_reason_codes_are_the_largest_positive_contributions(
 def test_score_frame_of_no_rows_keeps_the_schema(
     champion: ChampionModel, training: pl.DataFrame, model_cfg: ModelConfig, scored: pl.DataFrame
 ) -> None:
+    from models.scoring import SCORE_SCHEMA
+
     empty = score_frame(champion, training.head(0), model_cfg, CASE_ID)
     assert empty.height == 0
     assert empty.schema == scored.schema
+    # `hitl domain check` validates policies against SCORE_SCHEMA: it must be what scoring adds.
+    assert dict(scored.schema) == {CASE_ID: pl.String(), **SCORE_SCHEMA}
 
 
 def test_sign_constraint_drops_features_that_contradict_their_reason_text() -> None:

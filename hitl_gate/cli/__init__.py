@@ -14,17 +14,23 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from hitl_gate.cli import audit, model, pipeline, policy, review
-from hitl_gate.cli.common import DEFAULT_DOMAIN
+from hitl_gate.cli import audit, domain, model, pipeline, policy, review
+from hitl_gate.cli.common import DEFAULT_DOMAIN, use_domains_dir
 
-COMMAND_GROUPS = (pipeline, review, audit, policy, model)
+COMMAND_GROUPS = (pipeline, review, audit, policy, model, domain)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The `hitl` parser with every command group registered."""
     parser = argparse.ArgumentParser(prog="hitl", description=__doc__.splitlines()[0])
     parser.add_argument("--home", help="state folder (default: $HITL_HOME or ./.hitl)")
-    parser.add_argument("--domain", default=DEFAULT_DOMAIN, help="decision domain")
+    parser.add_argument(
+        "--domain", help=f"decision domain (default {DEFAULT_DOMAIN}; `demo`: every domain)"
+    )
+    parser.add_argument(
+        "--domains-dir",
+        help="extra folder of <name>/domain.yaml declarations (default: $HITL_DOMAINS_DIR)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for group in COMMAND_GROUPS:
         group.register(sub)
@@ -37,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
+    use_domains_dir(args)
     args.func(args)
 
 

@@ -1,12 +1,27 @@
-"""What every `hitl` command shares: the home folder and the default domain."""
+"""What every `hitl` command shares: the home folder, the domains folders and the domain."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 from hitl_gate.home import HitlPaths
 
 DEFAULT_DOMAIN = "consumer_credit"
+
+
+def selected_domain(args: argparse.Namespace) -> str:
+    """The domain named by `--domain`, or the default one."""
+    return args.domain or DEFAULT_DOMAIN
+
+
+def use_domains_dir(args: argparse.Namespace) -> None:
+    """Export `--domains-dir` so this process and the definitions it loads see those domains."""
+    from hitl_gate.domain import DOMAINS_ENV
+
+    if getattr(args, "domains_dir", None):
+        os.environ[DOMAINS_ENV] = str(Path(args.domains_dir).resolve())
 
 
 def resolve_paths(args: argparse.Namespace) -> HitlPaths:

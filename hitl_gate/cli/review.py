@@ -6,7 +6,17 @@ import argparse
 import shutil
 from pathlib import Path
 
-from hitl_gate.cli.common import activate_paths
+from hitl_gate.cli.common import DEFAULT_DOMAIN, activate_paths
+
+
+def domain_of_batch(batch_id: str | None, explicit: str | None) -> str:
+    """`--domain` when given, else the declared domain whose name prefixes the batch id."""
+    from hitl_gate.domain import available_domains
+
+    if explicit:
+        return explicit
+    owners = [n for n in available_domains() if batch_id and batch_id.startswith(f"{n}-")]
+    return max(owners, key=len) if owners else DEFAULT_DOMAIN
 
 
 def cmd_review_ingest(args: argparse.Namespace) -> None:
@@ -18,12 +28,12 @@ def cmd_review_ingest(args: argparse.Namespace) -> None:
     from pipelines.jobs import review_loop_job_name
 
     paths = activate_paths(args)
-    domain = load_domain(args.domain)
     source = Path(args.file).resolve()
     if not source.is_file():
         raise SystemExit(f"{source}: no such file")
     sha = file_sha256(source)
     batch_id = peek_batch_id(source)
+    domain = load_domain(domain_of_batch(batch_id, args.domain))
     day = batch_partition(batch_id, domain) if batch_id else None
     if day is None:
         raise SystemExit(

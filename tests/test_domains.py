@@ -1,0 +1,172 @@
+"""Domain declarations: discovery, the generic sample landing, scaffolding and checks (fast)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from hitl_gate.demo import prepare_landing, sample_applications
+from hitl_gate.domain import DOMAINS_ENV, DomainConfigError, available_domains, load_domain
+from hitl_gate.domain_check import check_domain
+from hitl_gate.scaffold import (
+    ScaffoldError,
+    ScaffoldOptions,
+    detect_case_id,
+    infer_column,
+    scaffold_domain,
+)
+
+
+@pytest.fixture
+def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An extra domains root, discovered through `$HITL_DOMAINS_DIR`."""
+    folder = tmp_path / "root"
+    (folder / "domains").mkdir(parents=True)
+    monkeypatch.setenv(DOMAINS_ENV, str(folder / "domains"))
+    return folder
+
+
+def _history(tmp_path: Path) -> Path:
+    """A small history without an id or a date column, with a yes/no outcome."""
+    n = 200
+    frame = pl.DataFrame(
+        {
+            "amount": [float(100 + (i * 37) % 900) for i in range(n)],
+            "tenure": [None if i % 10 == 0 else i % 48 for i in range(n)],
+            "segment": ["retail" if i % 3 else "business" for i in range(n)],
+            "outcome": ["bad" if (i * 37) % 900 > 700 else "good" for i in range(n)],
+        }
+    )
+    path = tmp_path / "history.parquet"
+    frame.write_parquet(path)
+    return path
+
+
+def _scaffold(tmp_path: Path, root: Path, name: str = "loans_b") -> Path:
+    options = ScaffoldOptions(
+        name=name, source=_history(tmp_path), label="outcome", positive=["bad"]
+    )
+    return scaffold_domain(options, root=root).domain_file
+
+
+def _edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+
+def test_infer_column_types_nulls_ranges_and_allowed_values() -> None:
+    amount = infer_column(pl.Series([120.0, 980.5, None]))
+    assert amount["type"] == "float" and amount["nullable"] is True
+    assert amount["min"] == 0.0 and amount["max"] >= 980.5 * 1.1  # margin above the maximum
+    signed = infer_column(pl.Series([-50, 10, 20]))
+    assert signed["type"] == "int" and signed["nullable"] is False and signed["min"] < -50
+    level = infer_column(pl.Series(["a", "b", "a", "a", "b"]))
+    assert level["allowed"] == ["a", "b"]
+    free_text = infer_column(pl.Series([f"name {i}" for i in range(50)]))
+    assert "allowed" not in free_text
+
+
+def test_case_id_detection_prefers_id_names_then_row_numbers() -> None:
+    frame = pl.DataFrame({"rownames": [1, 2, 3], "x": [5, 5, 6], "claim_ref": ["a", "b", "c"]})
+    assert detect_case_id(frame) == "claim_ref"
+    assert detect_case_id(frame.drop("claim_ref")) == "rownames"
+    assert detect_case_id(pl.DataFrame({"x": [1, 1, 2]})) is None
+
+
+def test_shipped_domains_are_valid_and_distinct() -> None:
+    assert available_domains() == ["consumer_credit", "lending_club"]
+    for name in available_domains():
+        assert check_domain(name) == [], name
+
+
+def test_lending_club_sample_lands_deterministic_daily_files(tmp_path: Path) -> None:
+    domain = load_domain("lending_club")
+    first = sample_applications(domain)
+    assert first.equals(sample_applications(domain)), "seeded: the same every run"
+    assert first.height == 9_857 and first["loan_id"].n_unique() == 9_857
+    assert first["loan_id"].sort()[0] == "LCMD-00001"
+    times = first["application_time"]
+    assert times.min() >= datetime(2016, 1, 1, 8) and times.max() < datetime(2016, 3, 31, 20)
+    landed = prepare_landing(domain, tmp_path)
+    assert (landed.days, landed.first_day, landed.last_day) == (91, "2016-01-01", "2016-03-31")
+    day = pl.read_csv(next((tmp_path / "lending_club" / "loans" / "2016-02-01").glob("*.csv")))
+    assert "Class" not in day.columns, "the outcome never travels with the application"
+    outcomes = pl.read_csv(tmp_path / "lending_club" / "outcomes" / "class_2016q1.csv")
+    assert outcomes.columns == ["loan_id", "Class"] and outcomes.height == 9_857
+    assert prepare_landing(domain, tmp_path).files_written == 0, "a second landing is a no-op"
+
+
+def test_init_scaffolds_a_valid_domain_outside_the_checkout(tmp_path: Path, root: Path) -> None:
+    domain_file = _scaffold(tmp_path, root)
+    assert "loans_b" in available_domains()
+    assert check_domain("loans_b") == []
+    domain = load_domain("loans_b")
+    assert domain.case_id == "case_id" and domain.sample.event_time.period == "range"
+    assert domain.contract.columns["tenure"].nullable is True
+    assert domain.contract.columns["segment"].allowed == ["business", "retail"]
+    assert "outcome" not in domain.contract.columns
+    assert domain.policy_path == (root / "policies" / "loans_b" / "v1.yaml").resolve()
+    assert domain.model.reason_codes["amount"].risk_direction == "higher"
+    with pytest.raises(ScaffoldError, match="already exists"):
+        _scaffold(tmp_path, root)
+    assert domain_file.is_file()
+
+
+def test_init_refuses_a_positive_value_that_never_occurs(tmp_path: Path, root: Path) -> None:
+    options = ScaffoldOptions(
+        name="loans_c", source=_history(tmp_path), label="outcome", positive=["default"]
+    )
+    with pytest.raises(ScaffoldError, match="do not occur in 'outcome'"):
+        scaffold_domain(options, root=root)
+
+
+def test_check_names_every_problem_with_its_file_and_field(tmp_path: Path, root: Path) -> None:
+    domain_file = _scaffold(tmp_path, root)
+
+    def break_it(data: dict) -> None:
+        data["features"]["derived"]["ratio"] = "amount / missing_column"
+        data["model"]["name"] = "consumer_credit_pd"  # another domain's registered model
+        data["model"]["bands"] = {"A": 0.2, "B": 0.1, "C": 1.0}
+        data["review"]["context_columns"].append("nowhere")
+
+    _edit(domain_file, break_it)
+    policy_file = root / "policies" / "loans_b" / "v1.yaml"
+    _edit(policy_file, lambda p: p["rules"][0].update(when="segment >= 3 AND amunt > 1"))
+    problems = "\n".join(check_domain("loans_b"))
+    assert "features.derived 'ratio': uses columns not in the contract: ['missing_column']" in (
+        problems
+    )
+    assert "model.name 'consumer_credit_pd' is already used by 'consumer_credit'" in problems
+    assert "model.bands must be strictly ascending" in problems
+    assert "review.context_columns not on a case: ['nowhere']" in problems
+    assert f"{policy_file.resolve()}: rule 'DEC-TOP-BAND'" in problems and "amunt" in problems
+
+
+def test_check_reports_an_invalid_declaration_by_field(tmp_path: Path, root: Path) -> None:
+    domain_file = _scaffold(tmp_path, root)
+    _edit(domain_file, lambda d: d["model"]["features"].append("not_a_feature"))
+    problems = check_domain("loans_b")
+    assert len(problems) == 1 and "not_a_feature" in problems[0]
+    assert str(domain_file) in problems[0]
+    with pytest.raises(DomainConfigError, match="not_a_feature"):
+        load_domain("loans_b")
+
+
+def test_a_domain_declared_twice_is_refused(root: Path) -> None:
+    shipped = Path(load_domain("lending_club").source_dir) / "domain.yaml"
+    copy = root / "domains" / "lending_club" / "domain.yaml"
+    copy.parent.mkdir()
+    copy.write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
+    with pytest.raises(DomainConfigError, match="declared twice"):
+        available_domains()
+
+
+def test_range_event_times_stay_inside_the_declared_days() -> None:
+    domain = load_domain("lending_club")
+    days = sample_applications(domain)["application_time"].dt.date()
+    assert days.min() == date(2016, 1, 1) and days.max() == date(2016, 3, 31)
