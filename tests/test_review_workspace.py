@@ -281,6 +281,17 @@ def test_sweep_escalates_closes_and_recovers_strays(tmp_path: Path, key: bytes) 
         late = sweep(49)
         assert (late.escalations, late.closed) == (3, 0)  # three cases still open
         assert sweep(49).escalations == 0  # idempotent
+        from hitl_gate.review.sweep import review_status
+
+        status = review_status(con, "consumer_credit", CREATED + timedelta(hours=49))
+        assert status.row(0, named=True) == {
+            "queue": "credit_analyst",
+            "open_batches": 1,
+            "open_cases": 3,
+            "due": 0,
+            "overdue": 3,
+            "open_escalations": 3,
+        }
         expired = sweep(48 + 24 + 1)
         assert (expired.escalations, expired.closed) == (0, 1)
         rows = con.execute(

@@ -62,6 +62,29 @@ def cmd_review_ingest(args: argparse.Namespace) -> None:
         print(f"  rejected: {message}")
 
 
+def cmd_review_status(args: argparse.Namespace) -> None:
+    """Queues, open batches, due and overdue cases, open escalations."""
+    from datetime import UTC, datetime
+
+    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.domain import load_domain
+    from hitl_gate.review.sweep import review_status
+
+    paths = activate_paths(args)
+    domain = load_domain(args.domain)
+    if not paths.audit_db.exists():
+        raise SystemExit(f"{paths.audit_db}: no audit database yet (run the pipeline first)")
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        status = review_status(con, domain.name, datetime.now(UTC))
+    if status.is_empty():
+        print(f"{domain.name}: no review batches")
+        return
+    with_header = [status.columns, *[list(map(str, row)) for row in status.iter_rows()]]
+    widths = [max(len(str(row[i])) for row in with_header) for i in range(len(status.columns))]
+    for row in with_header:
+        print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `review` command group."""
     review = sub.add_parser("review", help="reviewer workflow").add_subparsers(
@@ -70,3 +93,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     ingest = review.add_parser("ingest", help="ingest a returned verdict file (XLSX or CSV)")
     ingest.add_argument("file")
     ingest.set_defaults(func=cmd_review_ingest)
+    status = review.add_parser("status", help="queues, open batches, due and overdue cases")
+    status.set_defaults(func=cmd_review_status)

@@ -150,3 +150,22 @@ def _alert(review_dir: Path, settings: ReviewSettings | None, raised: pl.DataFra
         for row in raised.iter_rows(named=True):
             row["raised_at"] = row["raised_at"].isoformat()
             handle.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def review_status(con: duckdb.DuckDBPyConnection, domain: str, now: datetime) -> pl.DataFrame:
+    """Per queue: batches open (not closed), cases open, of which due and overdue, escalations."""
+    return query_frame(
+        con,
+        "SELECT b.queue, count(DISTINCT b.batch_id) FILTER (WHERE k.batch_id IS NULL) "
+        "AS open_batches, count(c.case_id) FILTER (WHERE v.case_id IS NULL) AS open_cases, "
+        "count(c.case_id) FILTER (WHERE v.case_id IS NULL AND b.due_at >= ?) AS due, "
+        "count(c.case_id) FILTER (WHERE v.case_id IS NULL AND b.due_at < ?) AS overdue, "
+        "(SELECT count(*) FROM review_escalations e WHERE e.domain = b.domain "
+        "AND e.queue = b.queue AND e.resolved_at IS NULL) AS open_escalations "
+        "FROM review_batches b JOIN review_batch_cases c "
+        "ON c.domain = b.domain AND c.batch_id = b.batch_id "
+        "LEFT JOIN verdicts v ON v.domain = c.domain AND v.case_id = c.case_id "
+        "LEFT JOIN review_batch_closures k ON k.batch_id = b.batch_id "
+        "WHERE b.domain = ? GROUP BY b.domain, b.queue ORDER BY b.queue",
+        [now, now, domain],
+    )
