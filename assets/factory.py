@@ -8,6 +8,7 @@ from assets.checks import build_checks
 from assets.execution import build_execution_assets
 from assets.features import build_feature_assets
 from assets.ingestion import build_ingestion_assets
+from assets.metrics import build_metrics_assets
 from assets.models import build_model_assets
 from assets.review import build_review_assets
 from assets.routing import build_routing_assets
@@ -23,8 +24,9 @@ PIPELINE_STAGES = (
     "reviewer_verdicts",
     "final_decisions",
     "audit_lineage",
+    "decision_metrics",
 )
-REVIEW_LOOP_STAGES = ("reviewer_verdicts", "final_decisions", "audit_lineage")
+REVIEW_LOOP_STAGES = ("reviewer_verdicts", "final_decisions", "audit_lineage", "decision_metrics")
 TRAINING_STAGE = "trained_model"
 
 
@@ -37,6 +39,7 @@ def build_domain_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         *build_routing_assets(domain),
         *build_review_assets(domain),
         *build_execution_assets(domain),
+        *build_metrics_assets(domain),
     ]
 
 
