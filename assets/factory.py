@@ -8,6 +8,7 @@ from assets.checks import build_checks
 from assets.execution import build_execution_assets
 from assets.features import build_feature_assets
 from assets.ingestion import build_ingestion_assets
+from assets.metrics import build_metrics_assets
 from assets.model_checks import build_model_checks
 from assets.models import build_model_assets
 from assets.policy_checks import build_policy_checks
@@ -25,8 +26,9 @@ PIPELINE_STAGES = (
     "reviewer_verdicts",
     "final_decisions",
     "audit_lineage",
+    "decision_metrics",
 )
-REVIEW_LOOP_STAGES = ("reviewer_verdicts", "final_decisions", "audit_lineage")
+REVIEW_LOOP_STAGES = ("reviewer_verdicts", "final_decisions", "audit_lineage", "decision_metrics")
 TRAINING_STAGE = "trained_model"
 
 
@@ -39,6 +41,7 @@ def build_domain_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         *build_routing_assets(domain),
         *build_review_assets(domain),
         *build_execution_assets(domain),
+        *build_metrics_assets(domain),
     ]
 
 

@@ -107,6 +107,18 @@ class ReviewWorkspace(ConfigurableResource):
         return load_or_create_key(Path(self.secrets_dir))
 
 
+class ObservabilityOutputs(ConfigurableResource):
+    """Where operations reports (HTML) and per-case traces (OTLP JSON lines) are written."""
+
+    root: str
+
+    def reports_dir(self, domain: str) -> Path:
+        return Path(self.root) / "reports" / domain
+
+    def traces_dir(self, domain: str) -> Path:
+        return Path(self.root) / "traces" / domain
+
+
 def build_resources(paths: HitlPaths) -> dict[str, object]:
     """Every resource the definitions need, all rooted at `paths`."""
     return {
@@ -117,4 +129,5 @@ def build_resources(paths: HitlPaths) -> dict[str, object]:
         "feature_store": FeatureStoreResource(repo_dir=str(paths.feast_dir)),
         "model_registry": ModelRegistryResource(mlflow_dir=str(paths.mlflow_dir)),
         "review": ReviewWorkspace(review_dir=str(paths.review), secrets_dir=str(paths.secrets_dir)),
+        "observability": ObservabilityOutputs(root=str(paths.home)),
     }

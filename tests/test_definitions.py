@@ -36,6 +36,7 @@ STAGES = {
     "reviewer_verdicts",
     "final_decisions",
     "audit_lineage",
+    "decision_metrics",
 }
 
 

@@ -1,0 +1,187 @@
+"""Observability on the session demo home: metrics table, stage events, traces, report, checks,
+and the Dagster UI and the HTML report rendered in a real headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hitl_gate.audit.store import audit_connection, query_frame
+from hitl_gate.domain import PROJECT_ROOT
+from hitl_gate.home import HitlPaths
+
+pytestmark = pytest.mark.e2e
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DOMAIN = "consumer_credit"
+
+
+def test_metrics_stage_events_and_traces_are_recorded(demo_home: HitlPaths) -> None:
+    with audit_connection(demo_home.audit_db, read_only=True) as con:
+        metrics = query_frame(
+            con,
+            "SELECT metric, dimension, key, sum(value) AS value FROM decision_metrics "
+            "WHERE domain = ? GROUP BY ALL",
+            [DOMAIN],
+        )
+        decided = query_frame(con, "SELECT count(*) AS n FROM decisions WHERE domain = ?", [DOMAIN])
+        stages = query_frame(
+            con,
+            "SELECT stage, count(*) AS n FROM case_stage_events WHERE domain = ? GROUP BY ALL",
+            [DOMAIN],
+        )
+    total = metrics.filter((metrics["metric"] == "cases") & (metrics["dimension"] == "all"))
+    assert total["value"].item() == decided["n"].item()
+    by_stage = dict(stages.iter_rows())
+    for stage in ("ingested", "validated", "scored", "routed"):
+        assert by_stage[stage] == decided["n"].item(), stage
+    pending = metrics.filter(metrics["metric"] == "backlog")["value"].sum()
+    assert by_stage["executed"] + pending == decided["n"].item()
+    assert by_stage["exported"] > by_stage["verdict_received"] > 0
+    reviewer = metrics.filter(
+        (metrics["metric"] == "reviewed") & (metrics["dimension"] == "reviewer")
+    )
+    assert reviewer["key"].to_list() == ["DEMO-reviewer"]
+    outcomes = metrics.filter(metrics["metric"] == "outcome_known")
+    assert outcomes.height > 0
+    traces = sorted((demo_home.home / "traces" / DOMAIN).glob("*.jsonl"))
+    assert len(traces) >= 90
+    first = json.loads(traces[0].read_text(encoding="utf-8").splitlines()[0])
+    names = [s["name"] for s in first["resourceSpans"][0]["scopeSpans"][0]["spans"]]
+    assert names[:4] == ["case", "ingested", "validated", "scored"]
+
+
+def test_checks_are_evaluated_and_report_is_self_contained(demo_home: HitlPaths) -> None:
+    from dagster import AssetKey, DagsterInstance
+
+    report = demo_home.home / "reports" / DOMAIN / "latest.html"
+    text = report.read_text(encoding="utf-8")
+    assert re.search(r"<script[^>]*\bsrc=", text) is None  # plotly.js inline, no CDN
+    assert "Cases per day by route" in text and "automation_bias" in text
+    with DagsterInstance.from_config(str(demo_home.dagster_home)) as instance:
+        key = AssetKey([DOMAIN, "decision_metrics"])
+        event = instance.get_latest_materialization_event(key)
+        assert event is not None
+        metadata = event.asset_materialization.metadata
+        assert {"volumes_by_route", "report", "checks"} <= set(metadata)
+        assert "near-zero review time" in metadata["checks"].value  # the DEMO reviewer
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`dagster dev` on the demo home, on a free port; stopped (its process group) afterwards."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("system Chromium missing: apt-get install -y chromium (.ci/run does this)")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(demo_home.dagster_home),
+        "HITL_HOME": str(demo_home.home),
+        "HITL_LANDING_DIR": str(demo_home.landing),
+        "HITL_REVIEW_DIR": str(demo_home.review),
+    }
+    log = (tmp_path_factory.mktemp("dagster_dev") / "dagster_dev.log").open("w")
+    dagster = Path(sys.executable).with_name("dagster")
+    proc = subprocess.Popen(
+        [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/server_info", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(f"dagster dev exited; see {log.name}")
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"dagster dev did not answer in 60 s; see {log.name}")
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("system Chromium missing")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_dagster_ui_shows_graph_checks_and_latest_materialization(
+    dagster_ui: str, browser, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(30_000)
+    page.goto(f"{dagster_ui}/asset-groups/{DOMAIN}")
+    page.get_by_text("routed_decisions").first.wait_for()
+    page.get_by_text("decision_metrics").first.wait_for()
+    page.screenshot(path=str(tmp_path / "asset_graph.png"))
+
+    page.goto(f"{dagster_ui}/assets/{DOMAIN}/decision_metrics?view=checks")
+    for check in ("automation_bias", "feature_drift_psi", "sla_breaches"):
+        page.get_by_text(check).first.wait_for()
+    page.screenshot(path=str(tmp_path / "checks.png"))
+
+    page.goto(f"{dagster_ui}/assets/{DOMAIN}/decision_metrics")
+    page.get_by_text("volumes_by_route").first.wait_for()
+    page.get_by_text("report_url").first.wait_for()
+    page.screenshot(path=str(tmp_path / "latest_materialization.png"), full_page=True)
+    page.close()
+    assert (tmp_path / "latest_materialization.png").stat().st_size > 10_000
+
+
+def test_html_report_renders_charts_offline(demo_home: HitlPaths, browser, tmp_path: Path) -> None:
+    report = demo_home.home / "reports" / DOMAIN / "latest.html"
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(report.as_uri())
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+    charts = page.locator(".js-plotly-plot").count()
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    page.close()
+    shutil.copy(report, tmp_path / "report.html")
+    assert charts >= 5
+    assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
