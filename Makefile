@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint ui lock validate clean
+.PHONY: install demo test test-fast lint ui lock validate clean bench
 
 install: $(STAMP)
 
@@ -38,6 +38,12 @@ ui: install
 
 validate: install
 	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster definitions validate -w workspace.yaml
+
+# The daily pipeline vs a hand-written baseline at 100k and 1M cases; appends to BENCHMARKS.md.
+BENCH_ROWS ?= 100000 1000000
+BENCH_REPEATS ?= 3
+bench: install
+	$(BIN)/python -m bench pipeline --rows $(BENCH_ROWS) --repeats $(BENCH_REPEATS)
 
 # Re-resolve the pinned set (needs network); commit requirements.lock afterwards.
 lock: install

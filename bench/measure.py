@@ -1,0 +1,71 @@
+"""What one measured run reports: wall time, per-step times from Dagster events, peak memory."""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class RunFigures:
+    """Figures of one run of one mode (`pipeline` or `baseline`) on one partition day."""
+
+    mode: str
+    rows: int
+    wall_s: float
+    cpu_s: float
+    peak_rss_mb: float
+    stages: dict[str, float] = field(default_factory=dict)
+    ok: bool = True
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far: robust where the machine is shared."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def current_rss_mb() -> float:
+    """Resident set size now, from /proc (psutil is not needed for this one number)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return peak_rss_mb()
+
+
+def step_durations(events: Iterable) -> dict[str, float]:
+    """Seconds from STEP_START to STEP_SUCCESS/FAILURE per step key, from event log entries.
+
+    Read from the run's event log (`instance.all_logs`) because those entries carry the
+    timestamps Dagster itself records, the same the UI shows per step.
+    """
+    starts: dict[str, float] = {}
+    durations: dict[str, float] = {}
+    for entry in events:
+        event = entry.dagster_event
+        if event is None or event.step_key is None:
+            continue
+        kind = event.event_type_value
+        if kind == "STEP_START":
+            starts[event.step_key] = entry.timestamp
+        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
+            durations[event.step_key] = entry.timestamp - starts[event.step_key]
+    return durations
+
+
+def stage_name(step_key: str) -> str:
+    """`consumer_credit__validated_cases` -> `validated_cases` (checks keep their own names)."""
+    return step_key.rsplit("__", 1)[-1]

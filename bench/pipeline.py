@@ -1,0 +1,393 @@
+"""Benchmark of the daily pipeline against a hand-written baseline, measured in the same run.
+
+`python -m bench pipeline --rows 100000 1000000 [--repeats 3] [--profile]`
+
+One temporary home is prepared like `hitl demo` does (the real sample landed, ingested and a
+champion trained), then for each size and repeat a fresh partition day of synthetic
+applications is generated (`bench.generate`) and processed twice, each in its own child
+process so peak RSS is that run's: once by the real Dagster job (`hitl_gate.runner.run_job`,
+in process, every stage from landing files to the audit accounting and the signed review
+batches), once by `bench.baseline`. Heavy libraries are imported before the clock starts in
+both modes, so the figures compare work, not import time. The day's files are removed after
+each repeat so every repeat sees the same history. Results (medians, per-stage times from
+Dagster's step events, rows/s, peak RSS, ratio) are printed and appended to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from bench.measure import RunFigures, cpu_seconds, peak_rss_mb, stage_name, step_durations
+
+DOMAIN = "consumer_credit"
+FIRST_BENCH_DAY = date(2018, 4, 2)
+RESULT_MARK = "BENCH-RESULT "
+REPORT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
+SECTION = "## Pipeline"
+
+
+def _warm_imports() -> None:
+    """Import what the stages import lazily, so neither mode's clock includes import time."""
+    import feast  # noqa: F401
+    import mlflow.pyfunc  # noqa: F401
+    import openpyxl  # noqa: F401
+    import pandera.polars  # noqa: F401
+    import sklearn.pipeline  # noqa: F401
+
+
+def _paths(home: Path):
+    from hitl_gate.home import HitlPaths
+    from hitl_gate.runner import use_paths
+
+    paths = HitlPaths.from_env(home)
+    use_paths(paths)
+    return paths
+
+
+def setup_home(home: Path) -> None:
+    """Land the real sample, ingest the quarter and train a champion, as `hitl demo` does."""
+    from assets.common import stage_key
+    from hitl_gate.demo import prepare_landing
+    from hitl_gate.demo_run import INGEST_STAGES, has_champion
+    from hitl_gate.domain import load_domain
+    from hitl_gate.runner import load_definitions, raise_for_failure, run_job
+    from pipelines.jobs import daily_job_name, training_job_name
+
+    paths = _paths(home)
+    domain = load_domain(DOMAIN)
+    landed = prepare_landing(domain, paths.landing)
+    start, end = date.fromisoformat(landed.first_day), date.fromisoformat(landed.last_day)
+    defs = load_definitions()
+    only = [stage_key(domain, s) for s in INGEST_STAGES]
+    raise_for_failure(
+        run_job(defs, daily_job_name(domain), start=start, end=end, only=only), "bench setup"
+    )
+    if not has_champion(domain, paths):
+        raise_for_failure(run_job(defs, training_job_name(domain)), "bench training")
+
+
+def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
+    """The real daily job for `day`, in process; stage times from the run's event log."""
+    from dagster import DagsterInstance
+
+    from hitl_gate.domain import load_domain
+    from hitl_gate.runner import load_definitions, run_job
+    from pipelines.jobs import daily_job_name
+
+    _paths(home)
+    domain = load_domain(DOMAIN)
+    defs = load_definitions()
+    _warm_imports()
+    profiler = _start_profiler(profile)
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    result = run_job(defs, daily_job_name(domain), start=day, end=day)
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    _stop_profiler(profiler, profile)
+    with DagsterInstance.get() as instance:
+        steps = step_durations(instance.all_logs(result.run_id))
+    failed = [e.step_key for e in result.all_events if e.is_step_failure]
+    return RunFigures(
+        mode="pipeline",
+        rows=rows,
+        wall_s=wall,
+        cpu_s=cpu,
+        peak_rss_mb=peak_rss_mb(),
+        stages={stage_name(k): v for k, v in steps.items()},
+        ok=result.success,
+        note=f"failed steps: {failed}" if failed else "",
+    )
+
+
+def measure_baseline(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
+    """The hand-written baseline for `day` in this process."""
+    from bench.baseline import run_baseline
+    from hitl_gate.domain import load_domain
+
+    paths = _paths(home)
+    domain = load_domain(DOMAIN)
+    _warm_imports()
+    profiler = _start_profiler(profile)
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hitl-baseline-") as scratch:
+        counts = run_baseline(paths, domain, day, Path(scratch))
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    _stop_profiler(profiler, profile)
+    return RunFigures(
+        mode="baseline",
+        rows=rows,
+        wall_s=wall,
+        cpu_s=cpu,
+        peak_rss_mb=peak_rss_mb(),
+        note=str(counts),
+    )
+
+
+def _start_profiler(profile: Path | None):
+    if profile is None:
+        return None
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.01)
+    profiler.start()
+    return profiler
+
+
+def _stop_profiler(profiler, profile: Path | None) -> None:
+    if profiler is None or profile is None:
+        return
+    profiler.stop()
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    profile.with_suffix(".html").write_text(profiler.output_html(), encoding="utf-8")
+    profile.with_suffix(".txt").write_text(
+        profiler.output_text(unicode=False, show_all=False), encoding="utf-8"
+    )
+
+
+def cleanup_day(home: Path, day: date) -> None:
+    """Remove the day's landing files and stored frames so the next repeat sees the same history.
+
+    The audit database keeps its rows (a re-run day replaces its slice anyway).
+    """
+    from features.store import partition_path
+    from hitl_gate.domain import load_domain
+
+    paths = _paths(home)
+    domain = load_domain(DOMAIN)
+    shutil.rmtree(paths.landing / domain.landing_subdir / day.isoformat(), ignore_errors=True)
+    (paths.landing / domain.outcomes_subdir / f"synthetic_{day}.csv").unlink(missing_ok=True)
+    partition_path(domain, paths.feast_dir, day).unlink(missing_ok=True)
+    for stored in paths.warehouse.rglob(f"{day.isoformat()}.parquet"):
+        stored.unlink()
+    for folder in paths.review_batches.glob(f"{domain.name}-{day:%Y%m%d}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _child(args: list[str]) -> RunFigures:
+    """Run one measurement in a fresh interpreter and read its figures back."""
+    command = [sys.executable, "-m", "bench.pipeline", *args]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT_MARK)]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"benchmark step {args} failed:\n{done.stderr[-4000:]}")
+    return RunFigures(**json.loads(lines[-1][len(RESULT_MARK) :]))
+
+
+def run_benchmark(
+    sizes: list[int], repeats: int, home: Path, profile_dir: Path | None, file_format: str
+) -> list[dict]:
+    """Every size x repeat, pipeline and baseline alternating; returns one summary per size."""
+    from bench.generate import write_day
+    from hitl_gate.domain import load_domain
+
+    domain = load_domain(DOMAIN)
+    _log(f"preparing {home} (real sample, ingestion, training)")
+    _setup_child(home)
+    summaries = []
+    day = FIRST_BENCH_DAY
+    for rows in sizes:
+        runs: dict[str, list[RunFigures]] = {"pipeline": [], "baseline": []}
+        for repeat in range(repeats):
+            started = time.perf_counter()
+            write_day(domain, _paths(home).landing, rows, day, seed=repeat, file_format=file_format)
+            _log(f"{rows:,} rows on {day}: generated in {time.perf_counter() - started:.1f} s")
+            for mode in ("baseline", "pipeline") if repeat % 2 else ("pipeline", "baseline"):
+                extra = []
+                if profile_dir is not None and repeat == 0:
+                    extra = ["--profile", str(profile_dir / f"{mode}_{rows}")]
+                figures = _child(
+                    ["_measure", mode, "--home", str(home), "--day", str(day), "--rows", str(rows)]
+                    + extra
+                )
+                if not figures.ok:
+                    raise SystemExit(f"{mode} failed on {rows} rows: {figures.note}")
+                _log(
+                    f"  {mode:<8} {figures.wall_s:7.1f} s wall {figures.cpu_s:7.1f} s CPU  "
+                    f"peak RSS {figures.peak_rss_mb:,.0f} MB"
+                )
+                runs[mode].append(figures)
+            cleanup_day(home, day)
+            day += timedelta(days=1)
+        summaries.append(summarise(rows, runs))
+    return summaries
+
+
+def _setup_child(home: Path) -> None:
+    command = [sys.executable, "-m", "bench.pipeline", "_setup", "--home", str(home)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark setup failed:\n{done.stderr[-4000:]}")
+
+
+def summarise(rows: int, runs: dict[str, list[RunFigures]]) -> dict:
+    """Medians per mode and per pipeline stage, and the ratio of the medians."""
+    pipe, base = runs["pipeline"], runs["baseline"]
+    wall_p = statistics.median(r.wall_s for r in pipe)
+    wall_b = statistics.median(r.wall_s for r in base)
+    cpu_p = statistics.median(r.cpu_s for r in pipe)
+    cpu_b = statistics.median(r.cpu_s for r in base)
+    stages = {
+        name: statistics.median(r.stages.get(name, 0.0) for r in pipe)
+        for name in dict.fromkeys(k for r in pipe for k in r.stages)
+    }
+    return {
+        "rows": rows,
+        "repeats": len(pipe),
+        "pipeline_s": wall_p,
+        "baseline_s": wall_b,
+        "ratio": wall_p / wall_b if wall_b else float("nan"),
+        "pipeline_cpu_s": cpu_p,
+        "baseline_cpu_s": cpu_b,
+        "cpu_ratio": cpu_p / cpu_b if cpu_b else float("nan"),
+        "pipeline_rows_per_s": rows / wall_p,
+        "baseline_rows_per_s": rows / wall_b,
+        "pipeline_peak_mb": max(r.peak_rss_mb for r in pipe),
+        "baseline_peak_mb": max(r.peak_rss_mb for r in base),
+        "stages": stages,
+        "pipeline_runs_s": [round(r.wall_s, 1) for r in pipe],
+        "baseline_runs_s": [round(r.wall_s, 1) for r in base],
+    }
+
+
+def markdown(summaries: list[dict], label: str) -> str:
+    """The run's tables: totals per size, then the pipeline's step times per size."""
+    machine = (
+        f"{platform.machine()}, {_cores()} cores, {_memory_gb():.0f} GB, "
+        f"Python {platform.python_version()}"
+    )
+    lines = [
+        f"### {datetime.now():%Y-%m-%d %H:%M} {label}".rstrip(),
+        "",
+        f"Machine: {machine}; load average at the end {_load()}. Medians of "
+        f"{summaries[0]['repeats']} repeats; wall and CPU (user + system) seconds of the run "
+        "itself, imports excluded; rows/s on wall time; peak RSS is the largest of the repeats "
+        "(child process, `getrusage`).",
+        "",
+        "| rows | pipeline s | baseline s | ratio | pipeline CPU s | baseline CPU s | CPU ratio "
+        "| pipeline rows/s | baseline rows/s | pipeline peak RSS MB | baseline peak RSS MB "
+        "| runs (pipeline / baseline) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s['rows']:,} | {s['pipeline_s']:.1f} | {s['baseline_s']:.1f} | "
+            f"{s['ratio']:.2f} | {s['pipeline_cpu_s']:.1f} | {s['baseline_cpu_s']:.1f} | "
+            f"{s['cpu_ratio']:.2f} | {s['pipeline_rows_per_s']:,.0f} | "
+            f"{s['baseline_rows_per_s']:,.0f} | {s['pipeline_peak_mb']:,.0f} | "
+            f"{s['baseline_peak_mb']:,.0f} | {s['pipeline_runs_s']} / {s['baseline_runs_s']} |"
+        )
+    names = list(dict.fromkeys(k for s in summaries for k in s["stages"]))
+    lines += [
+        "",
+        "Pipeline step wall time (s, from Dagster step events; the rest of the run is Dagster's "
+        "own orchestration):",
+        "",
+        "| step | " + " | ".join(f"{s['rows']:,}" for s in summaries) + " |",
+        "|---|" + "---:|" * len(summaries),
+    ]
+    for name in names:
+        cells = " | ".join(f"{s['stages'].get(name, 0.0):.2f}" for s in summaries)
+        lines.append(f"| {name} | {cells} |")
+    other = " | ".join(f"{s['pipeline_s'] - sum(s['stages'].values()):.2f}" for s in summaries)
+    lines.append(f"| (outside steps) | {other} |")
+    return "\n".join(lines) + "\n"
+
+
+def append_report(text: str, report: Path = REPORT) -> None:
+    """Append `text` at the end of the `## Pipeline` section, creating file or section."""
+    current = report.read_text(encoding="utf-8") if report.exists() else "# Benchmarks\n"
+    if SECTION not in current.splitlines():
+        report.write_text(current.rstrip("\n") + f"\n\n{SECTION}\n\n{text}", encoding="utf-8")
+        return
+    lines = current.splitlines(keepends=True)
+    start = lines.index(SECTION + "\n") if SECTION + "\n" in lines else lines.index(SECTION)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    before, after = "".join(lines[:end]).rstrip("\n"), "".join(lines[end:])
+    report.write_text(before + "\n\n" + text + ("\n" + after if after else ""), encoding="utf-8")
+
+
+def _load() -> str:
+    import os
+
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _cores() -> int:
+    import os
+
+    return os.cpu_count() or 0
+
+
+def _memory_gb() -> float:
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        return int(meminfo.read_text().split()[1]) / 1024 / 1024
+    return 0.0
+
+
+def _log(message: str) -> None:
+    sys.stderr.write(message + "\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("_setup", "_measure"):
+        _child_main(argv)
+        return
+    parser = argparse.ArgumentParser(prog="python -m bench pipeline", description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--home", type=Path, help="keep state here (default: a temp folder)")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument the first repeat")
+    parser.add_argument("--label", default="", help="a note for the report heading")
+    parser.add_argument("--no-report", action="store_true", help="do not touch BENCHMARKS.md")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hitl-bench-") as tmp:
+        home = args.home or Path(tmp) / "home"
+        profile_dir = home.parent / "profiles" if args.profile else None
+        summaries = run_benchmark(args.rows, args.repeats, home, profile_dir, args.format)
+        text = markdown(summaries, args.label)
+        if profile_dir is not None:
+            kept = Path(tempfile.mkdtemp(prefix="hitl-bench-profiles-"))
+            shutil.copytree(profile_dir, kept, dirs_exist_ok=True)
+            _log(f"profiles: {kept}")
+    sys.stdout.write(text)
+    if not args.no_report:
+        append_report(text)
+        _log(f"appended to {REPORT}")
+
+
+def _child_main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("command")
+    parser.add_argument("mode", nargs="?")
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--day", type=date.fromisoformat)
+    parser.add_argument("--rows", type=int, default=0)
+    parser.add_argument("--profile", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "_setup":
+        setup_home(args.home)
+        return
+    measure = measure_pipeline if args.mode == "pipeline" else measure_baseline
+    figures = measure(args.home, args.day, args.rows, args.profile)
+    sys.stdout.write(RESULT_MARK + json.dumps(figures.to_json()) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""The benchmark tooling: the synthetic generator, step timing and the report, plus the
+review workbook's styles (changed for speed: the styles reviewers see must not change)."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+from openpyxl import load_workbook
+
+from bench.generate import calibration_frame, synthesise, write_day
+from bench.measure import stage_name, step_durations
+from bench.pipeline import SECTION, append_report
+from hitl_gate.domain import load_domain
+from hitl_gate.ingest import discover_landing_files, ingest_files
+from hitl_gate.review.workbook import write_review_workbook
+
+DAY = date(2018, 4, 2)
+
+
+@pytest.fixture(scope="module")
+def domain():
+    return load_domain("consumer_credit")
+
+
+def test_generator_is_seeded_and_contract_shaped(domain) -> None:
+    first = synthesise(domain, 5_000, DAY, seed=7)
+    again = synthesise(domain, 5_000, DAY, seed=7)
+    other = synthesise(domain, 5_000, DAY, seed=8)
+    assert first.equals(again)
+    assert not first.equals(other)
+    assert first.columns == [*domain.contract.columns, domain.model.label.column]
+    assert first[domain.case_id].is_unique().all()
+    assert first[domain.event_time].dt.date().unique().to_list() == [DAY]
+
+
+def test_generator_keeps_null_rates_means_and_correlations(domain) -> None:
+    sample = calibration_frame(domain)
+    synthetic = synthesise(domain, 200_000, DAY, seed=1)
+    for name in ("emp_length", "months_since_last_delinq", "annual_income_joint"):
+        expected = sample[name].null_count() / sample.height
+        assert synthetic[name].null_count() / synthetic.height == pytest.approx(expected, abs=0.01)
+    for name in ("annual_income", "loan_amount", "interest_rate", "delinq_2y"):
+        assert synthetic[name].mean() == pytest.approx(sample[name].mean(), rel=0.05)
+    pair = pl.corr("loan_amount", "installment")
+    assert synthetic.select(pair).item() == pytest.approx(sample.select(pair).item(), abs=0.03)
+
+
+def test_generated_day_passes_the_contract_in_chunks(tmp_path, domain) -> None:
+    written = write_day(domain, tmp_path, 12_000, DAY, rows_per_file=5_000)
+    assert len(written.application_files) == 3
+    files = discover_landing_files(tmp_path, domain.landing_subdir, DAY)
+    result = ingest_files(files, domain.contract, domain.case_id)
+    assert result.accepted.height == 12_000
+    assert result.quarantine.height == 0
+    outcomes = pl.read_csv(written.outcomes_file)
+    assert outcomes.height == 12_000
+
+
+def test_step_durations_come_from_dagster_step_events() -> None:
+    from dagster import DagsterInstance, asset, materialize
+
+    @asset
+    def tiny() -> int:
+        return 1
+
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([tiny], instance=instance)
+        durations = step_durations(instance.all_logs(result.run_id))
+    assert set(durations) == {"tiny"}
+    assert durations["tiny"] >= 0
+    assert stage_name("consumer_credit__risk_scores") == "risk_scores"
+
+
+def test_report_appends_inside_its_section(tmp_path) -> None:
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text("# Benchmarks\n\n## Other\n\nkeep\n", encoding="utf-8")
+    append_report("first\n", report)
+    append_report("second\n", report)
+    report.write_text(report.read_text() + "\n## Later\n\nafter\n", encoding="utf-8")
+    append_report("third\n", report)
+    text = report.read_text()
+    assert text.count(SECTION) == 1
+    assert text.index("first") < text.index("second") < text.index("third") < text.index("Later")
+    assert "keep" in text and "after" in text
+
+
+def test_review_workbook_styles_per_column(tmp_path) -> None:
+    header = ["batch_id", "case", "amount", "verdict", "comment"]
+    rows = [{"batch_id": "b", "case": f"c{i}", "amount": i * 1.5} for i in range(3)]
+    path = tmp_path / "cases.xlsx"
+    write_review_workbook(
+        path,
+        header=header,
+        rows=rows,
+        answer_columns=["verdict", "comment"],
+        choices={"verdict": ["approve", "decline"]},
+        instructions=[("what", "review")],
+        created_at=datetime(2018, 4, 2, tzinfo=UTC),
+    )
+    sheet = load_workbook(path)["cases"]
+    assert all(cell.font.b for cell in sheet[1])
+    assert all(cell.fill.fill_type is None for cell in sheet[1])
+    for row in sheet.iter_rows(min_row=2):
+        for name, cell in zip(header, row, strict=True):
+            answer = name in ("verdict", "comment")
+            assert cell.protection.locked is not answer
+            assert cell.fill.fgColor.rgb == ("00FFF2CC" if answer else "00EEEEEE")
+            assert not cell.font.b
