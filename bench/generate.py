@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hitl_gate.demo import SAMPLE_FILE
 from hitl_gate.domain import ColumnContract, DomainConfig, load_domain
 
 # Relative spread of the multiplicative jitter on amounts, and how often a count moves by one.
@@ -44,8 +43,15 @@ class GeneratedDay:
     outcomes_file: Path
 
 
-def calibration_frame(domain: DomainConfig, sample: Path = SAMPLE_FILE) -> pl.DataFrame:
-    """The sample's contract columns (minus id and time) and the outcome label, typed."""
+def calibration_frame(domain: DomainConfig, sample: Path | None = None) -> pl.DataFrame:
+    """The sample's contract columns (minus id and time) and the outcome label, typed.
+
+    Defaults to the domain's declared sample (`sample.source` in its domain.yaml).
+    """
+    if sample is None:
+        if domain.sample is None:
+            raise ValueError(f"{domain.name} declares no sample to calibrate on")
+        sample = domain.resolve(domain.sample.source)
     raw = pl.read_parquet(sample)
     keep = [c for c in domain.contract.columns if c in raw.columns and c not in _identity(domain)]
     return raw.select(*keep, domain.model.label.column)
@@ -121,10 +127,11 @@ def synthesise(
     amounts = [c for c in free if contract[c].type == "float" or c.startswith("total_")]
     counts = [c for c in free if c not in amounts]
     factor = np.exp(rng.normal(0.0, AMOUNT_SIGMA, rows))
-    drawn = drawn.with_columns(
+    jittered = drawn.with_columns(
         *_jitter_amounts(drawn, amounts, contract, factor),
         *_jitter_counts(drawn, counts, contract, rng),
     )
+    drawn = _keep_rules(domain, drawn, jittered)
     start = datetime(day.year, day.month, day.day)
     seconds = np.sort(rng.integers(8 * 3600, 20 * 3600, rows))
     ids = pl.int_range(id_offset, id_offset + rows, eager=True).cast(pl.String).str.zfill(9)
@@ -132,6 +139,24 @@ def synthesise(
         (f"SYN{day:%Y%m%d}-" + ids).alias(domain.case_id),
         (pl.lit(start) + pl.duration(seconds=pl.Series(seconds))).alias(domain.event_time),
         *drawn.columns,
+    )
+
+
+def _keep_rules(domain: DomainConfig, real: pl.DataFrame, jittered: pl.DataFrame) -> pl.DataFrame:
+    """Jittered rows, except where jitter broke a cross-field rule: those keep the real values.
+
+    Rows are drawn from the real sample, which satisfies the contract's rules; independent
+    jitter of related amounts (loan vs income) could break them, and the benchmark measures
+    valid traffic unless it injects bad rows on purpose.
+    """
+    if not domain.contract.rules:
+        return jittered
+    valid = pl.all_horizontal(
+        [pl.sql_expr(rule.expr).fill_null(True) for rule in domain.contract.rules]
+    )
+    mask = jittered.select(valid.alias("ok"))["ok"]
+    return jittered.select(
+        pl.when(mask).then(jittered[c]).otherwise(real[c]).alias(c) for c in jittered.columns
     )
 
 
