@@ -137,14 +137,14 @@ def test_second_demo_changes_nothing(demo_home: HitlPaths) -> None:
     assert sorted(p.name for p in (demo_home.review / "batches").iterdir()) == batches
 
 
-def _second_batch(paths: HitlPaths) -> tuple[str, Path]:
+def _second_batch(paths: HitlPaths, domain: str = CREDIT) -> tuple[str, Path]:
     with audit_connection(paths.audit_db, read_only=True) as con:
         batch_id = scalar(
             con,
             "SELECT min(batch_id) FROM review_batches WHERE domain = ? "
             "AND queue = 'credit_analyst' AND batch_id NOT IN "
             "(SELECT DISTINCT batch_id FROM verdicts)",
-            [CREDIT],
+            [domain],
         )
     return str(batch_id), paths.review / "batches" / str(batch_id)
 
@@ -173,6 +173,27 @@ def test_cli_ingest_validates_rows_and_is_exactly_once(
 
     main(["--home", str(demo_home.home), "review", "ingest", str(returned)])
     assert _counts(demo_home) == after, "the same file must not be applied twice"
+
+
+def test_cli_ingest_finds_the_domain_from_the_batch_id(
+    demo_home: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One review workspace serves every domain: no --domain needed for a lending_club file."""
+    from hitl_gate.review.demo_reviewer import fill_demo_verdicts
+
+    batch_id, folder = _second_batch(demo_home, "lending_club")
+    returned = fill_demo_verdicts(folder, tmp_path / "officer.xlsx", reviewer_id="officer-3")
+    rows = load_workbook(returned)["cases"].max_row - 1
+    main(["--home", str(demo_home.home), "review", "ingest", str(returned)])
+    assert f"batch {batch_id}, {rows} verdicts accepted, 0 rejected" in capsys.readouterr().out
+    with audit_connection(demo_home.audit_db, read_only=True) as con:
+        executed = scalar(
+            con,
+            "SELECT count(*) FROM case_trace WHERE domain = 'lending_club' AND batch_id = ? "
+            "AND reviewer_id = 'officer-3' AND status = 'executed'",
+            [batch_id],
+        )
+    assert executed == rows
 
 
 def test_sensor_requests_one_run_per_returned_file(demo_home: HitlPaths, tmp_path: Path) -> None:
