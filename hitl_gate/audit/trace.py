@@ -50,6 +50,18 @@ def _table_exists(con: Any, name: str) -> bool:
     return tables.height > 0
 
 
+def case_domain(audit_db: Path, case_id: str) -> str | None:
+    """The domain that decided (or quarantined) `case_id`, if exactly one did."""
+    with audit_connection(audit_db, read_only=True) as con:
+        domains = query_frame(
+            con,
+            "SELECT DISTINCT domain FROM decisions WHERE case_id = ? "
+            "UNION SELECT DISTINCT domain FROM quarantine WHERE case_id = ?",
+            [case_id, case_id],
+        )["domain"].to_list()
+    return domains[0] if len(domains) == 1 else None
+
+
 def trace_case(
     audit_db: Path,
     case_id: str,

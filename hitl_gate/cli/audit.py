@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from hitl_gate.cli.common import resolve_paths
+from hitl_gate.cli.common import resolve_paths, selected_domain
 
 
 def cmd_audit_trace(args: argparse.Namespace) -> None:
     """Print everything recorded about one case, from input file to executed action."""
-    from hitl_gate.audit.trace import format_trace, trace_case
+    from hitl_gate.audit.trace import case_domain, format_trace, trace_case
     from hitl_gate.domain import load_domain
 
     paths = resolve_paths(args)
-    case_id_column = load_domain(args.domain).case_id
+    # Case ids carry their domain in the audit database; --domain only disambiguates.
+    name = args.domain or case_domain(paths.audit_db, args.case_id) or selected_domain(args)
+    case_id_column = load_domain(name).case_id
     trace = trace_case(paths.audit_db, args.case_id, paths.warehouse, case_id_column)
     if trace is None:
         raise SystemExit(f"case {args.case_id}: not found in {paths.audit_db}")
