@@ -14,10 +14,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from hitl_gate.cli import audit, pipeline, review
+from hitl_gate.cli import audit, ingest, pipeline, review
 from hitl_gate.cli.common import DEFAULT_DOMAIN
 
-COMMAND_GROUPS = (pipeline, review, audit)
+COMMAND_GROUPS = (pipeline, review, audit, ingest)
 
 
 def build_parser() -> argparse.ArgumentParser:
