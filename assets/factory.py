@@ -6,6 +6,7 @@ from dagster import AssetChecksDefinition, AssetsDefinition
 
 from assets.checks import build_checks
 from assets.execution import build_execution_assets
+from assets.expectations import build_expectation_checks
 from assets.features import build_feature_assets
 from assets.ingestion import build_ingestion_assets
 from assets.metrics import build_metrics_assets
@@ -47,4 +48,9 @@ def build_domain_assets(domain: DomainConfig) -> list[AssetsDefinition]:
 
 def build_domain_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
     """Every asset check of `domain`."""
-    return [*build_checks(domain), *build_policy_checks(domain), *build_model_checks(domain)]
+    return [
+        *build_checks(domain),
+        *build_policy_checks(domain),
+        *build_model_checks(domain),
+        *build_expectation_checks(domain),
+    ]

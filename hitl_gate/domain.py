@@ -240,6 +240,8 @@ class DomainConfig(_Strict):
     features: FeatureConfig
     model: ModelConfig
     policy: str  # path relative to the project root, e.g. policies/consumer_credit/v1.yaml
+    # Expectation suites file, relative to the domain folder (hitl_gate/expectations.py).
+    expectations: str | None = None
     review: ReviewConfig
     sample: SampleConfig | None = None
     source_dir: Path = Field(default=Path("."), exclude=True)

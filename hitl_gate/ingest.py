@@ -95,6 +95,18 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def fingerprint(path: Path, day: date) -> LandingFile:
+    """A file as the landing zone sees it: content hash, size, and arrival (mtime, UTC)."""
+    stat = path.stat()
+    return LandingFile(
+        path=path,
+        sha256=_sha256(path),
+        size_bytes=stat.st_size,
+        partition_date=day,
+        arrived_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+    )
+
+
 def discover_landing_files(landing_root: Path, subdir: str, day: date) -> list[LandingFile]:
     """The day's files, fingerprinted on discovery so every row can be traced to exact bytes.
 
@@ -113,19 +125,7 @@ def discover_landing_files(landing_root: Path, subdir: str, day: date) -> list[L
         ),
         key=lambda p: p.name,
     )
-    files = []
-    for path in paths:
-        stat = path.stat()
-        files.append(
-            LandingFile(
-                path=path,
-                sha256=_sha256(path),
-                size_bytes=stat.st_size,
-                partition_date=day,
-                arrived_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
-            )
-        )
-    return files
+    return [fingerprint(path, day) for path in paths]
 
 
 def _is_utf8(path: Path) -> bool:

@@ -45,6 +45,16 @@ class AuditDatabase(ConfigurableResource):
             yield con
 
 
+class DataDocs(ConfigurableResource):
+    """Where expectation suites write their HTML result pages for data teams (Data Docs)."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+
 class ExecutionOutbox(ConfigurableResource):
     """Where executed actions are handed to downstream systems: a Parquet file per day."""
 
@@ -126,6 +136,7 @@ def build_resources(paths: HitlPaths) -> dict[str, object]:
         "landing": LandingZone(root=str(paths.landing)),
         "audit_db": AuditDatabase(database=str(paths.audit_db)),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
+        "data_docs": DataDocs(root=str(paths.home / "data_docs")),
         "feature_store": FeatureStoreResource(repo_dir=str(paths.feast_dir)),
         "model_registry": ModelRegistryResource(mlflow_dir=str(paths.mlflow_dir)),
         "review": ReviewWorkspace(review_dir=str(paths.review), secrets_dir=str(paths.secrets_dir)),

@@ -1,0 +1,49 @@
+"""`hitl ingest check`: one file against the contract, in plain words, writing nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hitl_gate.cli import main
+from hitl_gate.home import HitlPaths
+
+CASES = Path(__file__).parent / "data" / "bad_inputs" / "cases"
+
+
+def test_check_names_rows_columns_and_counts(
+    hitl_paths: HitlPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = CASES / "several_problems_one_row" / "several_problems_one_row.csv"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--home", str(hitl_paths.home), "ingest", "check", str(path)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1
+    assert "rows read 3, accepted 2, quarantined 1" in out
+    assert "loan_amount: 1 row, value does not have the declared type [type]" in out
+    assert "column 'interest_rate' row 2: '-1' is below the minimum 0" in out
+    assert not hitl_paths.audit_db.exists(), "a check must not write anything"
+
+
+def test_check_of_a_rejected_file_says_why(
+    hitl_paths: HitlPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = CASES / "semicolon_delimiter" / "semicolon_delimiter.csv"
+    with pytest.raises(SystemExit):
+        main(["--home", str(hitl_paths.home), "ingest", "check", str(path)])
+    assert "REJECTED WHOLE FILE (missing_columns)" in capsys.readouterr().out
+
+
+def test_check_of_a_clean_file_exits_zero(
+    hitl_paths: HitlPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["--home", str(hitl_paths.home), "ingest", "check", str(CASES / "bom" / "bom.csv")])
+    assert "OK: every row satisfies the contract" in capsys.readouterr().out
+
+
+def test_check_refuses_other_file_types(hitl_paths: HitlPaths, tmp_path: Path) -> None:
+    other = tmp_path / "cases.xlsx"
+    other.write_bytes(b"x")
+    with pytest.raises(SystemExit, match="not a landing file type"):
+        main(["--home", str(hitl_paths.home), "ingest", "check", str(other)])
