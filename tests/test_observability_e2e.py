@@ -59,7 +59,7 @@ def test_metrics_stage_events_and_traces_are_recorded(demo_home: HitlPaths) -> N
     reviewer = metrics.filter(
         (metrics["metric"] == "reviewed") & (metrics["dimension"] == "reviewer")
     )
-    assert reviewer["key"].to_list() == ["DEMO-reviewer"]
+    assert "DEMO-reviewer" in reviewer["key"].to_list()  # other tests may add reviewers
     outcomes = metrics.filter(metrics["metric"] == "outcome_known")
     assert outcomes.height > 0
     traces = sorted((demo_home.home / "traces" / DOMAIN).glob("*.jsonl"))
@@ -82,7 +82,11 @@ def test_checks_are_evaluated_and_report_is_self_contained(demo_home: HitlPaths)
         assert event is not None
         metadata = event.asset_materialization.metadata
         assert {"volumes_by_route", "report", "checks"} <= set(metadata)
-        assert "near-zero review time" in metadata["checks"].value  # the DEMO reviewer
+        assert "automation_bias" in metadata["checks"].value
+    # The demo's review-loop run judged the DEMO reviewer (200 verdicts in seconds); later runs
+    # of other tests may be the latest, so look through every run's report.
+    reports = (demo_home.home / "reports" / DOMAIN).glob("*.html")
+    assert any("near-zero review time" in p.read_text(encoding="utf-8") for p in reports)
 
 
 def _free_port() -> int:
