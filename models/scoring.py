@@ -34,6 +34,7 @@ PD_EPSILON = 1e-12
 # The columns `score_frame` adds after the case id, with their types: what a policy may use.
 SCORE_SCHEMA: dict[str, pl.DataType] = {
     "pd": pl.Float64(),
+    "pd_calibrated": pl.Float64(),
     "score": pl.Int64(),
     "risk_band": pl.String(),
     "reason_codes": pl.List(pl.String()),

@@ -69,7 +69,9 @@ def test_late_repeated_and_corrected_files(
         balanced = scalar(
             con, "SELECT balanced FROM partition_accounting WHERE partition_date = ?", [day]
         )
-        contracts = scalar(con, "SELECT count(*) FROM schema_versions")
+        contracts = scalar(
+            con, "SELECT count(*) FROM schema_versions WHERE domain = 'consumer_credit'"
+        )
     assert files["redelivered.csv"] == "duplicate" and files["late.csv"] == "accepted"
     assert moved["check_name"].to_list() == ["duplicate_case_id_across_partitions"]
     assert str(held_in) == EARLIER and balanced and contracts == 1

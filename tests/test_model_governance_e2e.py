@@ -38,7 +38,9 @@ def test_demo_records_the_first_champion_and_its_training_distribution(
             con, "SELECT alias, from_version, to_version, promoted_by FROM model_promotions"
         )
         shares = scalar(
-            con, "SELECT sum(share) FROM model_reference_bins WHERE model_version = '1'"
+            con,
+            "SELECT sum(share) FROM model_reference_bins "
+            "WHERE model_name = 'consumer_credit_pd' AND model_version = '1'",
         )
     assert ("champion", None, "1", "auto:first-training") in promotions.rows()
     assert abs(float(shares) - 1.0) < 1e-9

@@ -6,7 +6,7 @@ import argparse
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from hitl_gate.cli.common import resolve_paths
+from hitl_gate.cli.common import resolve_paths, selected_domain
 
 
 def _partition_of(path: Path) -> date:
@@ -24,7 +24,7 @@ def cmd_ingest_check(args: argparse.Namespace) -> None:
     from hitl_gate.ingest import SUFFIXES, fingerprint, ingest_files
     from hitl_gate.ingest_report import format_file_report
 
-    domain = load_domain(args.domain)
+    domain = load_domain(selected_domain(args))
     path = Path(args.file)
     if not path.is_file():
         raise SystemExit(f"{path}: no such file")
@@ -55,7 +55,7 @@ def cmd_quarantine_list(args: argparse.Namespace) -> None:
             "FROM quarantine WHERE domain = ? "
             "AND (?::DATE[] IS NULL OR partition_date IN (SELECT unnest(?::DATE[]))) "
             'GROUP BY ALL ORDER BY day, file, "check"',
-            [args.domain, day, day],
+            [selected_domain(args), day, day],
         )
     print(format_table(frame))
     print(f"\n{frame.height} file/check groups; `hitl quarantine show SHA256|CASE_ID` for rows")
@@ -74,7 +74,7 @@ def cmd_quarantine_show(args: argparse.Namespace) -> None:
             'column_name AS "column", check_name AS "check", value, message FROM quarantine '
             "WHERE domain = ? AND (case_id = ? OR (length(?) >= 8 AND starts_with(file_sha256, ?)))"
             " ORDER BY day, file, row_number NULLS FIRST, column_name",
-            [args.domain, key, key, key.lower()],
+            [selected_domain(args), key, key, key.lower()],
         )
     if frame.height == 0:
         raise SystemExit(f"nothing quarantined for {key!r} in {paths.audit_db}")

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 
-from hitl_gate.cli.common import activate_paths, resolve_paths
+from hitl_gate.cli.common import activate_paths, resolve_paths, selected_domain
 
 
 def _model_name(args: argparse.Namespace) -> str:
     from hitl_gate.domain import load_domain
 
-    return args.name or load_domain(args.domain).model.name
+    return args.name or load_domain(selected_domain(args)).model.name
 
 
 def cmd_model_list(args: argparse.Namespace) -> None:
@@ -87,7 +87,7 @@ def cmd_model_train(args: argparse.Namespace) -> None:
     from pipelines.jobs import training_job_name
 
     activate_paths(args)
-    domain = load_domain(args.domain)
+    domain = load_domain(selected_domain(args))
     config = {"ops": {f"{domain.name}__trained_model": {"config": {"model_family": args.family}}}}
     result = run_job(load_definitions(), training_job_name(domain), run_config=config)
     raise_for_failure(result, f"{domain.name} training ({args.family})")

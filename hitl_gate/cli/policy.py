@@ -13,13 +13,13 @@ import argparse
 from datetime import date, timedelta
 from pathlib import Path
 
-from hitl_gate.cli.common import resolve_paths
+from hitl_gate.cli.common import resolve_paths, selected_domain
 
 
 def _domain(args: argparse.Namespace):  # noqa: ANN202 - DomainConfig, imported lazily
     from hitl_gate.domain import load_domain
 
-    return load_domain(args.domain)
+    return load_domain(selected_domain(args))
 
 
 def _days(args: argparse.Namespace) -> tuple[date, date]:

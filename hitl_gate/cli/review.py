@@ -6,7 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from hitl_gate.cli.common import DEFAULT_DOMAIN, activate_paths
+from hitl_gate.cli.common import DEFAULT_DOMAIN, activate_paths, selected_domain
 
 
 def domain_of_batch(batch_id: str | None, explicit: str | None) -> str:
@@ -71,7 +71,7 @@ def cmd_review_status(args: argparse.Namespace) -> None:
     from hitl_gate.review.sweep import review_status
 
     paths = activate_paths(args)
-    domain = load_domain(args.domain)
+    domain = load_domain(selected_domain(args))
     if not paths.audit_db.exists():
         raise SystemExit(f"{paths.audit_db}: no audit database yet (run the pipeline first)")
     with audit_connection(paths.audit_db, read_only=True) as con:
