@@ -27,6 +27,7 @@ COUNTED_TABLES = (
     "review_batches",
     "verdict_files",
     "input_files",
+    "audit_log",
 )
 
 
