@@ -16,11 +16,15 @@ from dagster import (
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_partitions, partition_days
+from hitl_gate.adverse_action import adverse_actions
+from hitl_gate.audit.outcomes import ingest_outcomes
+from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.store import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.domain import DomainConfig
-from pipelines.resources import AuditDatabase, ExecutionOutbox
+from pipelines.resources import AuditDatabase, ExecutionOutbox, LandingZone
 
 AUTOMATIC_ACTIONS = {"auto_approve": "approve", "auto_decline": "decline"}
+REVIEW_ACTIONS = ("approve", "decline")
 
 
 def final_actions(
@@ -28,10 +32,26 @@ def final_actions(
 ) -> pl.DataFrame:
     """Combine automatic routes and reviewer verdicts into one action per case.
 
-    A case routed to review without a verdict stays `pending_review` and is never executed.
-    While automation is halted (kill switch), automatic routes are `held`, not executed, even
-    when they were routed before the halt; reviewers' verdicts still execute.
+    Only two things are ever executed: an automatic route, or a single final reviewer verdict
+    that is an action (approve/decline). Everything else is held, never executed:
+    `pending_review` (no verdict yet), `conflict` (reviewers disagree on the case) and `held`
+    (a route that is neither automatic nor review, e.g. halted, or a verdict that is not an
+    action, e.g. escalate). A verdict never overrides an automatic route. While automation is
+    halted (kill switch), automatic routes are `held` too, even when they were routed before
+    the halt; reviewers' verdicts still execute.
     """
+    per_case = verdicts.group_by("case_id").agg(
+        pl.col("verdict").first(),
+        pl.col("reviewer_id").first(),
+        pl.col("verdict").n_unique().alias("verdict_variants"),
+        *(
+            [pl.col("verdict_reason_code").first()]
+            if "verdict_reason_code" in verdicts.columns
+            else []
+        ),
+    )
+    automatic = pl.col("route").replace_strict(AUTOMATIC_ACTIONS, default=None)
+    reviewed = pl.col("route") == "human_review"
     return (
         routed.select(
             pl.col(case_id).cast(pl.String).alias("case_id"),
@@ -41,24 +61,30 @@ def final_actions(
             "model_version",
             "reason_codes",
         )
-        .join(verdicts.select("case_id", "verdict", "reviewer_id"), on="case_id", how="left")
+        .join(per_case, on="case_id", how="left")
         .with_columns(
-            pl.when(pl.col("route") == "human_review")
-            .then(pl.col("verdict"))
-            .otherwise(pl.col("route").replace_strict(AUTOMATIC_ACTIONS, default=None))
-            .alias("action"),
-            pl.when(pl.col("route") == "human_review")
+            pl.when(reviewed)
             .then(pl.lit("reviewer"))
             .otherwise(pl.lit("policy"))
             .alias("decided_by"),
+            pl.when(reviewed & pl.col("verdict").is_null())
+            .then(pl.lit("pending_review"))
+            .when(reviewed & (pl.col("verdict_variants") > 1))
+            .then(pl.lit("conflict"))
+            .when(reviewed & pl.col("verdict").is_in(list(REVIEW_ACTIONS)))
+            .then(pl.lit("executed"))
+            .when(~reviewed & automatic.is_not_null() & ~pl.lit(halted))
+            .then(pl.lit("executed"))
+            .otherwise(pl.lit("held"))
+            .alias("status"),
         )
         .with_columns(
-            pl.when(pl.col("action").is_null())
-            .then(pl.lit("pending_review"))
-            .when(pl.lit(halted) & (pl.col("decided_by") == "policy"))
-            .then(pl.lit("held"))
-            .otherwise(pl.lit("executed"))
-            .alias("status")
+            pl.when(pl.col("status") != "executed")
+            .then(pl.lit(None, pl.String))
+            .when(reviewed)
+            .then(pl.col("verdict"))
+            .otherwise(automatic)
+            .alias("action")
         )
     )
 
@@ -121,6 +147,19 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "AND partition_date IN (SELECT unnest(?::DATE[])) ORDER BY case_id",
                 [domain.name, days],
             )
+            # From the table, not from this run: a run killed after the insert still gets them.
+            notices = adverse_actions(
+                executed.join(
+                    _reason_columns(routed_decisions, reviewer_verdicts, domain.case_id),
+                    on="case_id",
+                    how="left",
+                ),
+                domain,
+                _policy_reason_texts(domain),
+            ).with_columns(
+                pl.lit(context.run.run_id).alias("run_id"), pl.lit(now).alias("issued_at")
+            )
+            insert_new_rows(con, "adverse_actions", notices)
         for day in days:
             _write_outbox(executed.filter(pl.col("partition_date") == day), outbox_dir, day)
         counts = actions.group_by("status", "action").len().sort("status", "action")
@@ -130,7 +169,8 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "executed_now": newly,
                 "executed_total": executed.height,
                 "pending_review": int((actions["status"] == "pending_review").sum()),
-                "held_by_halt": int((actions["status"] == "held").sum()),
+                "held_or_conflict": int(actions["status"].is_in(["held", "conflict"]).sum()),
+                "adverse_action_notices": notices.height,
                 "outcomes": markdown_table(counts),
                 "outbox": MetadataValue.path(str(outbox_dir)),
             },
@@ -152,6 +192,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         context: AssetExecutionContext,
         final_decisions: pl.DataFrame,
         audit_db: AuditDatabase,
+        landing: LandingZone,
     ) -> Output[pl.DataFrame]:
         days = partition_days(context)
         now = datetime.now(UTC)
@@ -175,8 +216,8 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 """,
                 [days, domain.name, domain.name, domain.name],
             )
-            pending = (  # held (kill switch) cases wait like cases pending review
-                final_decisions.filter(pl.col("status").is_in(["pending_review", "held"]))
+            pending = (
+                final_decisions.filter(pl.col("status") != "executed")
                 .group_by("partition_date")
                 .len("pending_review")
             )
@@ -195,6 +236,12 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 )
             )
             replace_partition_slice(con, "partition_accounting", accounting, domain.name, days)
+            outcomes_added, outcome_errors = ingest_outcomes(
+                con, domain, landing.path / domain.outcomes_subdir, context.run.run_id
+            )
+            for error in outcome_errors:
+                context.log.warning(f"outcome file skipped: {error}")
+            sealed = seal_run(con, context.run.run_id, audit_db.signing_key(), audit_db.checkpoints)
         totals = accounting.select(
             pl.col("rows_read", "rows_quarantined", "executed", "pending_review").sum()
         ).row(0, named=True)
@@ -203,6 +250,9 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             metadata={
                 **{k: int(v) for k, v in totals.items()},
                 "unbalanced_days": int((~accounting["balanced"]).sum()),
+                "outcomes_recorded": outcomes_added,
+                "audit_entries_appended": sealed.appended,
+                "audit_head_seq": sealed.checkpoint["last_seq"] if sealed.checkpoint else -1,
                 "audit_database": MetadataValue.path(audit_db.database),
             },
         )
@@ -217,3 +267,26 @@ def _write_outbox(frame: pl.DataFrame, folder: Path, day: date) -> None:
     tmp = target.with_suffix(".parquet.tmp")
     frame.write_parquet(tmp)
     os.replace(tmp, target)
+
+
+def _optional(frame: pl.DataFrame, *names: str) -> list[str]:
+    """The subset of `names` that `frame` has (verdict frames differ between issues)."""
+    return [n for n in names if n in frame.columns]
+
+
+def _reason_columns(routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str) -> pl.DataFrame:
+    """Per case: the policy's reason code for its route and the reviewer's reason code."""
+    reasons = routed.select(
+        pl.col(case_id).cast(pl.String).alias("case_id"),
+        *_optional(routed, "route_reason_code"),
+    )
+    reviewer = verdicts.select("case_id", *_optional(verdicts, "verdict_reason_code"))
+    return reasons.join(reviewer.unique("case_id"), on="case_id", how="left")
+
+
+def _policy_reason_texts(domain: DomainConfig) -> dict[str, str]:
+    """Reason code -> rule text of the domain's policy (auto-decline reasons in plain words)."""
+    from policies.engine import load_policy
+
+    policy = load_policy(domain.policy_path)
+    return {rule.reason_code: " ".join(rule.text.split()) for rule in reversed(policy.rules)}

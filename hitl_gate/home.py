@@ -82,3 +82,11 @@ class HitlPaths:
     @property
     def secrets_dir(self) -> Path:
         return self.home / "secrets"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home / "checkpoints"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.secrets_dir / "audit_ed25519.key"

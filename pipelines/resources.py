@@ -21,6 +21,7 @@ from hitl_gate.home import HitlPaths
 from pipelines.io_managers import PolarsParquetIOManager
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from feast import FeatureStore
 
 
@@ -35,9 +36,25 @@ class LandingZone(ConfigurableResource):
 
 
 class AuditDatabase(ConfigurableResource):
-    """The DuckDB audit/lineage file; connections are opened per use and closed at once."""
+    """The DuckDB audit/lineage file; connections are opened per use and closed at once.
+
+    `checkpoint_dir` is where signed chain checkpoints are copied outside the database;
+    `signing_key_file` holds the Ed25519 seed (overridden by `HITL_AUDIT_SIGNING_KEY`).
+    """
 
     database: str
+    checkpoint_dir: str = ""
+    signing_key_file: str = ""
+
+    @property
+    def checkpoints(self) -> Path:
+        return Path(self.checkpoint_dir or Path(self.database).parent / "checkpoints")
+
+    def signing_key(self) -> Ed25519PrivateKey:
+        from hitl_gate.audit.keys import KEY_FILE, load_or_create_signing_key
+
+        key_file = self.signing_key_file or Path(self.database).parent / "secrets" / KEY_FILE
+        return load_or_create_signing_key(Path(key_file))
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -134,7 +151,11 @@ def build_resources(paths: HitlPaths) -> dict[str, object]:
     return {
         "io_manager": PolarsParquetIOManager(base_dir=str(paths.warehouse)),
         "landing": LandingZone(root=str(paths.landing)),
-        "audit_db": AuditDatabase(database=str(paths.audit_db)),
+        "audit_db": AuditDatabase(
+            database=str(paths.audit_db),
+            checkpoint_dir=str(paths.checkpoints_dir),
+            signing_key_file=str(paths.audit_key_file),
+        ),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
         "data_docs": DataDocs(root=str(paths.home / "data_docs")),
         "feature_store": FeatureStoreResource(repo_dir=str(paths.feast_dir)),

@@ -30,6 +30,7 @@ COUNTED_TABLES = (
     "review_batches",
     "verdict_files",
     "input_files",
+    "audit_log",
 )
 
 

@@ -1,10 +1,12 @@
-"""Auditor commands: `hitl audit trace CASE_ID`."""
+"""Auditor commands: `hitl audit trace CASE_ID`, `hitl audit verify`, `hitl audit seal`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 
 from hitl_gate.cli.common import resolve_paths, selected_domain
+from hitl_gate.home import HitlPaths
 
 
 def cmd_audit_trace(args: argparse.Namespace) -> None:
@@ -22,6 +24,55 @@ def cmd_audit_trace(args: argparse.Namespace) -> None:
     print(format_trace(trace))
 
 
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    """Recompute the chain and every checkpoint; exit 1 naming the first broken entry."""
+    import time
+
+    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.audit.verify import verify_audit
+
+    paths = resolve_paths(args)
+    if not paths.audit_db.exists():
+        raise SystemExit(f"no audit database at {paths.audit_db}")
+    public_key = _public_key(args, paths)
+    started = time.perf_counter()
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        report = verify_audit(con, paths.checkpoints_dir, public_key, lineage=not args.chain_only)
+    elapsed = time.perf_counter() - started
+    print(report.summary())
+    rate = report.entries / elapsed if elapsed > 0 else 0.0
+    print(f"verified in {elapsed:.2f} s ({rate:,.0f} entries/s)")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _public_key(args: argparse.Namespace, paths: HitlPaths) -> str | None:
+    """The key checkpoints must be signed with: --public-key, else the configured signing key."""
+    if args.public_key:
+        return args.public_key.strip()
+    from hitl_gate.audit.keys import KEY_ENV, load_or_create_signing_key, public_key_hex
+
+    if os.environ.get(KEY_ENV) or paths.audit_key_file.exists():
+        return public_key_hex(load_or_create_signing_key(paths.audit_key_file))
+    return None  # each checkpoint's own key; reported as such
+
+
+def cmd_audit_seal(args: argparse.Namespace) -> None:
+    """Log lineage written outside a pipeline run (or by an interrupted run) and checkpoint it."""
+    import uuid
+
+    from hitl_gate.audit.keys import load_or_create_signing_key
+    from hitl_gate.audit.seal import seal_run
+    from hitl_gate.audit.store import audit_connection
+
+    paths = resolve_paths(args)
+    key = load_or_create_signing_key(paths.audit_key_file)
+    with audit_connection(paths.audit_db) as con:
+        result = seal_run(con, f"cli-seal-{uuid.uuid4()}", key, paths.checkpoints_dir)
+    head = result.checkpoint["last_seq"] if result.checkpoint else "unchanged"
+    print(f"audit log: {result.appended} entries appended (head {head})")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `audit` command group."""
     audit = sub.add_parser("audit", help="auditor commands").add_subparsers(
@@ -30,3 +81,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     trace = audit.add_parser("trace", help="print the full path of one case")
     trace.add_argument("case_id")
     trace.set_defaults(func=cmd_audit_trace)
+    verify = audit.add_parser("verify", help="check the hash chain and signed checkpoints")
+    verify.add_argument("--public-key", help="Ed25519 public key (hex) checkpoints must carry")
+    verify.add_argument(
+        "--chain-only", action="store_true", help="skip comparing lineage tables with the log"
+    )
+    verify.set_defaults(func=cmd_audit_verify)
+    seal = audit.add_parser("seal", help="append unlogged lineage to the chain, sign a checkpoint")
+    seal.set_defaults(func=cmd_audit_seal)

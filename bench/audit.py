@@ -1,0 +1,216 @@
+"""Audit benchmarks: `verify` throughput on a 10M-entry log, `trace` latency on 10M decisions.
+
+    python -m bench.audit [--entries 10000000] [--decisions 10000000] [--repeats 3]
+
+Each figure is compared with a baseline measured in the same run on the same data:
+- verify: the chain verifier (OpenSSL SHA-256 from Arrow buffers, links as whole columns)
+  against recomputing the same hashes with DuckDB's vectorised `sha256()` in one SQL query.
+- trace: `trace_case` (ART indexes on case_id, prepared `?` parameters) against the same
+  lookup on a copy of the decisions table without indexes.
+Medians of the repeats are reported; the machine is shared, so read ratios before absolutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from hitl_gate.audit.chain import GENESIS_HASH, fold_chain, merkle_root
+from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
+from hitl_gate.audit.seal import checkpoint_message, export_checkpoints
+from hitl_gate.audit.store import audit_connection
+from hitl_gate.audit.trace import trace_case
+from hitl_gate.audit.verify import verify_audit
+
+RUN_ENTRIES = 100_000  # entries per sealed run (one checkpoint each)
+
+
+def _median(fn, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), result
+
+
+def build_log(db: Path, checkpoints: Path, key_file: Path, entries: int) -> str:
+    """A signed log of `entries` realistic execution events, one checkpoint per 100k."""
+    key = load_or_create_signing_key(key_file)
+    prev, seq = GENESIS_HASH, 0
+    with audit_connection(db) as con:
+        while seq < entries:
+            n = min(RUN_ENTRIES, entries - seq)
+            run = f"bench-run-{seq // RUN_ENTRIES}"
+            bodies = (
+                '{"at":"2018-01-02T12:00:00.000000Z","data":{"domain":"consumer_credit",'
+                f'"case_id":"LC18Q1-{i:08d}","partition_date":"2018-01-02","action":"approve",'
+                '"decided_by":"policy","reviewer_id":null,"route":"auto_approve",'
+                '"policy_version":"1.0.0","model_version":"1","reason_codes":["R01","R04"],'
+                f'"run_id":"{run}","executed_at":"2018-01-02T12:00:00.000097Z"}},'
+                f'"digest":"{i:064x}","key":"consumer_credit/LC18Q1-{i:08d}",'
+                f'"run_id":"{run}","type":"execution"}}'
+                for i in range(seq, seq + n)
+            )
+            entries_text, hashes = fold_chain(prev, bodies)
+            seqs = pa.array(range(seq + 1, seq + n + 1), pa.int64())
+            con.register("b", pa.table({"seq": seqs, "entry_hash": hashes, "entry": entries_text}))
+            con.execute("INSERT INTO audit_log SELECT * FROM b")
+            con.unregister("b")
+            cp = {
+                "first_seq": seq + 1, "last_seq": seq + n, "head_hash": hashes[-1],
+                "merkle_root": merkle_root(hashes), "run_id": run,
+                "created_at": "2018-01-02T12:00:00.000000Z", "public_key": public_key_hex(key),
+            }  # fmt: skip
+            cp["signature"] = key.sign(checkpoint_message(cp)).hex()
+            con.execute(
+                "INSERT INTO audit_checkpoints BY NAME SELECT * FROM (SELECT ?::BIGINT AS "
+                "first_seq, ?::BIGINT AS last_seq, ? AS head_hash, ? AS merkle_root, ? AS "
+                "run_id, ? AS created_at, ? AS public_key, ? AS signature)",
+                [cp[k] for k in (*list(cp)[:7], "signature")],
+            )
+            prev, seq = hashes[-1], seq + n
+        export_checkpoints(con, checkpoints)
+    return public_key_hex(key)
+
+
+def bench_verify(folder: Path, entries: int, repeats: int) -> dict[str, float]:
+    db, cps = folder / "log.duckdb", folder / "checkpoints"
+    started = time.perf_counter()
+    public_key = build_log(db, cps, folder / "secrets" / "k", entries)
+    build = time.perf_counter() - started
+    with audit_connection(db, read_only=True) as con:
+        ours, report = _median(lambda: verify_audit(con, cps, public_key, lineage=False), repeats)
+        assert report.ok and report.entries == entries, report.summary()
+        base, _ = _median(
+            lambda: con.execute(
+                "SELECT count(*) FROM audit_log WHERE sha256(entry) <> entry_hash"
+            ).fetchall(),
+            repeats,
+        )
+    return {"entries": entries, "build_s": build, "verify_s": ours, "duckdb_sha256_s": base}
+
+
+def build_decisions(db: Path, decisions: int) -> None:
+    """`decisions` cases with executions (and a verdict for 1 in 10) in the real schema."""
+    with audit_connection(db) as con:
+        con.execute(
+            """
+            INSERT INTO decisions BY NAME
+            SELECT 'consumer_credit' AS domain, 'LC18Q1-' || lpad(i::VARCHAR, 8, '0') AS case_id,
+                   DATE '2018-01-01' + (i % 90)::INTEGER AS partition_date,
+                   'landing/' || (i % 90) || '.csv' AS source_file, i AS source_row,
+                   'm' AS model_name, '1' AS model_version, 0.01 + (i % 97) / 1000 AS pd,
+                   600 + i % 200 AS score, 'B' AS risk_band, ['R01', 'R04'] AS reason_codes,
+                   '1.0.0' AS policy_version, 'p' AS policy_digest,
+                   CASE WHEN i % 10 = 0 THEN 'human_review' ELSE 'auto_approve' END AS route,
+                   ['A01'] AS rules_fired, 'bench' AS run_id, now() AS decided_at
+            FROM range(?) r(i)
+            """,
+            [decisions],
+        )
+        con.execute(
+            """
+            INSERT INTO executions BY NAME
+            SELECT domain, case_id, partition_date, 'approve' AS action,
+                   CASE WHEN route = 'human_review' THEN 'reviewer' ELSE 'policy' END
+                       AS decided_by, route, 'bench' AS run_id, now() AS executed_at
+            FROM decisions
+            """
+        )
+        con.execute(
+            """
+            INSERT INTO verdicts BY NAME
+            SELECT domain, case_id, 'B1' AS batch_id, 'approve' AS verdict, 'rev1' AS reviewer_id,
+                   'f' AS file_sha256, 1 AS row_number, now() AS received_at
+            FROM decisions WHERE route = 'human_review'
+            """
+        )
+        con.execute("CREATE TABLE decisions_noindex AS SELECT * FROM decisions")
+
+
+def bench_trace(folder: Path, decisions: int, repeats: int) -> dict[str, float]:
+    db = folder / "trace.duckdb"
+    started = time.perf_counter()
+    build_decisions(db, decisions)
+    build = time.perf_counter() - started
+    rng = random.Random(7)
+    ids = [f"LC18Q1-{rng.randrange(decisions):08d}" for _ in range(20)]
+
+    def ours() -> list[float]:
+        out = []
+        for case_id in ids:
+            t = time.perf_counter()
+            assert trace_case(db, case_id) is not None
+            out.append(time.perf_counter() - t)
+        return out
+
+    _, per_call = _median(ours, repeats)
+    with audit_connection(db, read_only=True) as con:
+
+        def baseline() -> list[float]:
+            out = []
+            for case_id in ids[:5]:
+                t = time.perf_counter()
+                con.execute(
+                    "SELECT * FROM decisions_noindex WHERE case_id = ?", [case_id]
+                ).fetchall()
+                out.append(time.perf_counter() - t)
+            return out
+
+        _, base_calls = _median(baseline, repeats)
+    return {
+        "decisions": decisions,
+        "build_s": build,
+        "trace_ms": statistics.median(per_call) * 1000,
+        "trace_p95_ms": sorted(per_call)[int(len(per_call) * 0.95) - 1] * 1000,
+        "unindexed_lookup_ms": statistics.median(base_calls) * 1000,
+    }
+
+
+def _say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entries", type=int, default=10_000_000)
+    parser.add_argument("--decisions", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hitl-bench-audit-") as tmp:
+        folder = Path(tmp)
+        v = bench_verify(folder, args.entries, args.repeats)
+        rate, base_rate = v["entries"] / v["verify_s"], v["entries"] / v["duckdb_sha256_s"]
+        _say(f"verify: {v['entries']:,} entries (built in {v['build_s']:.1f} s)")
+        _say(
+            f"  hitl verify (chain, links, {v['entries'] // RUN_ENTRIES} checkpoints + Merkle): "
+            f"{v['verify_s']:.2f} s = {rate:,.0f} entries/s"
+        )
+        _say(
+            f"  baseline DuckDB sha256() hashes only: {v['duckdb_sha256_s']:.2f} s = "
+            f"{base_rate:,.0f} entries/s; ratio {v['duckdb_sha256_s'] / v['verify_s']:.2f}x"
+        )
+        (folder / "log.duckdb").unlink()
+        t = bench_trace(folder, args.decisions, args.repeats)
+        _say(f"trace: {t['decisions']:,} decisions (built in {t['build_s']:.1f} s)")
+        _say(
+            f"  hitl trace_case (indexed, prepared): median {t['trace_ms']:.1f} ms, "
+            f"p95 {t['trace_p95_ms']:.1f} ms"
+        )
+        _say(
+            f"  baseline unindexed decision lookup: median {t['unindexed_lookup_ms']:.1f} ms; "
+            f"ratio {t['unindexed_lookup_ms'] / t['trace_ms']:.1f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
