@@ -158,9 +158,17 @@ def test_dagster_ui_shows_graph_checks_and_latest_materialization(
 ) -> None:
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
     page.set_default_timeout(30_000)
+    # With several domains the global lineage shows one collapsed group per domain; the asset's
+    # own lineage view draws the domain's whole graph, stage by stage.
     page.goto(f"{dagster_ui}/asset-groups/{DOMAIN}")
-    page.get_by_text("routed_decisions").first.wait_for()
-    page.get_by_text("decision_metrics").first.wait_for()
+    for group in ("consumer_credit", "lending_club"):
+        page.get_by_text(group).first.wait_for()
+    page.goto(
+        f"{dagster_ui}/assets/{DOMAIN}/routed_decisions"
+        "?view=lineage&lineageScope=neighbors&lineageDepth=9"
+    )
+    for stage in ("raw_cases", "case_features", "routed_decisions", "decision_metrics"):
+        page.get_by_text(stage, exact=True).first.wait_for()
     page.screenshot(path=str(tmp_path / "asset_graph.png"))
 
     page.goto(f"{dagster_ui}/assets/{DOMAIN}/decision_metrics?view=checks")
