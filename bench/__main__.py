@@ -1,22 +1,36 @@
-"""`python -m bench <benchmark> [options]`: pipeline (the daily job vs a baseline), generate."""
+"""`python -m bench <benchmark> [options]`: every benchmark of hitl-gate by name.
+
+`pipeline`, `generate` and `backfill` take options (`--help`); the others run their fixed
+scenario. Each compares against a baseline measured in the same run and appends its section to
+BENCHMARKS.md.
+"""
 
 from __future__ import annotations
 
+import inspect
 import sys
+from importlib import import_module
 
 BENCHMARKS = {
     "pipeline": "bench.pipeline",
     "generate": "bench.generate",
     "backfill": "bench.backfill",
+    "validation": "bench.validation",
+    "features_models": "bench.features_models",
+    "policy": "bench.policy",
+    "review": "bench.review",
+    "audit": "bench.audit",
 }
 
 
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in BENCHMARKS:
         raise SystemExit(f"usage: python -m bench {{{','.join(BENCHMARKS)}}} [options]")
-    from importlib import import_module
-
-    import_module(BENCHMARKS[sys.argv[1]]).main(sys.argv[2:])
+    entry = import_module(BENCHMARKS[sys.argv[1]]).main
+    if inspect.signature(entry).parameters:
+        entry(sys.argv[2:])
+    else:
+        entry()
 
 
 if __name__ == "__main__":
