@@ -22,6 +22,7 @@ DOMAINS_DIR = PROJECT_ROOT / "domains"
 # a team (or a test) adds a domain without touching the checkout.
 DOMAINS_ENV = "HITL_DOMAINS_DIR"
 
+RetentionClass = Literal["regulatory_7y", "standard_5y", "operational_2y"]
 ColumnType = Literal["str", "int", "float", "bool", "datetime", "date"]
 
 
@@ -243,6 +244,9 @@ class DomainConfig(_Strict):
     # Expectation suites file, relative to the domain folder (hitl_gate/expectations.py).
     expectations: str | None = None
     review: ReviewConfig
+    # How long this domain's decision records must be kept (see docs/onboarding.md):
+    # regulatory_7y (credit: adverse action and fair lending), standard_5y, operational_2y.
+    retention_class: RetentionClass = "regulatory_7y"
     sample: SampleConfig | None = None
     source_dir: Path = Field(default=Path("."), exclude=True)
 

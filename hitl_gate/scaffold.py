@@ -405,7 +405,9 @@ def build_declarations(
         },
         "model": model,
         "policy": f"policies/{name}/v1.yaml",
+        "retention_class": "regulatory_7y",
         "review": {
+            "settings": "review.yaml",
             "context_columns": [event_time, *context],
             "verdicts": ["approve", "decline"],
             "batch_size": 200,
@@ -436,11 +438,46 @@ _HEADER = """\
 """
 
 
+def starter_review_settings(name: str) -> dict:
+    """One reviewer role working the starter policy's queue, an escalation queue, no masking.
+
+    Masking is left empty on purpose: which columns a role may see is a decision for the
+    domain's owner and compliance (docs/review.md), not something to infer from data.
+    """
+    queue = f"{name}_review"
+    return {
+        "roles": {"reviewer": [queue], "supervisor": [queue, "escalations"]},
+        "queues": {
+            queue: {
+                "role": "reviewer",
+                "sla_hours": 48,
+                "batch_size": 200,
+                "escalate_to": "escalations",
+                "description": "Cases the starter policy sends to a person.",
+            },
+            "escalations": {
+                "role": "supervisor",
+                "sla_hours": 24,
+                "batch_size": 50,
+                "description": "SLA breaches and reviewer disagreements.",
+            },
+        },
+        "default_role": "reviewer",
+        "grace_hours": 24,
+        "rationale_required_for": ["decline"],
+        "reviewers": {
+            "DEMO-reviewer": {"role": "reviewer", "name": "Automated demo reviewer (not a person)"}
+        },
+        "masking": {"reviewer": {}, "supervisor": {}},
+    }
+
+
 def scaffold_domain(options: ScaffoldOptions, root: Path = PROJECT_ROOT, force: bool = False):
-    """Write `<root>/domains/<name>/domain.yaml` and `<root>/policies/<name>/v1.yaml`."""
+    """Write `domains/<name>/domain.yaml` and `review.yaml`, and `policies/<name>/v1.yaml`."""
     domain_file = root / "domains" / options.name / "domain.yaml"
+    review_file = domain_file.with_name("review.yaml")
     policy_file = root / "policies" / options.name / "v1.yaml"
-    existing = [p for p in (domain_file, policy_file) if p.exists()]
+    existing = [p for p in (domain_file, review_file, policy_file) if p.exists()]
     if existing and not force:
         raise ScaffoldError(f"already exists (use --force to overwrite): {existing}")
     frame = read_source(options.source)
@@ -448,7 +485,8 @@ def scaffold_domain(options: ScaffoldOptions, root: Path = PROJECT_ROOT, force: 
         raise ScaffoldError(f"{options.source}: no rows")
     domain, policy, facts = build_declarations(frame, options, root)
     header = _HEADER.format(name=options.name, source=options.source.name, rows=frame.height)
-    for path, content in ((domain_file, domain), (policy_file, policy)):
+    review = starter_review_settings(options.name)
+    for path, content in ((domain_file, domain), (review_file, review), (policy_file, policy)):
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True, width=100)
         path.write_text(header + text, encoding="utf-8")

@@ -112,6 +112,13 @@ def test_init_scaffolds_a_valid_domain_outside_the_checkout(tmp_path: Path, root
     assert "outcome" not in domain.contract.columns
     assert domain.policy_path == (root / "policies" / "loans_b" / "v1.yaml").resolve()
     assert domain.model.reason_codes["amount"].risk_direction == "higher"
+    assert domain.retention_class == "regulatory_7y"
+    # Queues and masking come with the scaffold: the policy's queue has a role that may work it.
+    from hitl_gate.review.settings import review_settings
+
+    settings = review_settings(domain)
+    assert settings is not None and "loans_b_review" in settings.queues
+    assert "loans_b_review" in settings.roles[settings.queues["loans_b_review"].role]
     with pytest.raises(ScaffoldError, match="already exists"):
         _scaffold(tmp_path, root)
     assert domain_file.is_file()
@@ -170,3 +177,16 @@ def test_range_event_times_stay_inside_the_declared_days() -> None:
     domain = load_domain("lending_club")
     days = sample_applications(domain)["application_time"].dt.date()
     assert days.min() == date(2016, 1, 1) and days.max() == date(2016, 3, 31)
+
+
+def test_retention_class_is_one_of_the_declared_classes(tmp_path: Path) -> None:
+    """A typo in the retention class fails at load, naming the field."""
+    from hitl_gate.domain import PROJECT_ROOT, load_domain_file
+
+    source = (PROJECT_ROOT / "domains" / "lending_club" / "domain.yaml").read_text("utf-8")
+    broken = tmp_path / "domains" / "lending_club" / "domain.yaml"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(source.replace("retention_class: regulatory_7y", "retention_class: 7y"))
+    with pytest.raises(DomainConfigError, match="retention_class"):
+        load_domain_file(broken)
+    assert load_domain("lending_club").retention_class == "regulatory_7y"

@@ -140,7 +140,7 @@ def test_second_demo_changes_nothing(demo_home: HitlPaths) -> None:
 
 def _second_batch(paths: HitlPaths, domain: str = CREDIT) -> tuple[str, Path]:
     """An unanswered batch; for credit, of the analysts' queue (where analyst-7 may work)."""
-    queue = "credit_analyst" if domain == CREDIT else None
+    queue = "credit_analyst" if domain == CREDIT else "loan_officer"
     with audit_connection(paths.audit_db, read_only=True) as con:
         batch_id = scalar(
             con,
