@@ -36,9 +36,12 @@ from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
 from hitl_gate.observability.metrics import decision_metrics, default_decline_bands
 from pipelines.resources import (
     AuditDatabase,
+    DataDocs,
     FeatureStoreResource,
     LandingZone,
+    ModelRegistryResource,
     ObservabilityOutputs,
+    ReviewWorkspace,
 )
 
 CHECKS = {
@@ -182,6 +185,21 @@ def _metadata_tables(metrics: pl.DataFrame) -> dict[str, MetadataValue]:
     }
 
 
+def _mlflow_run_links(
+    registry: ModelRegistryResource, model_runs: pl.DataFrame
+) -> dict[str, MetadataValue]:
+    """A link per model version that decided these days: its MLflow run's artefact folder."""
+    from models.mlflow_store import artifact_root
+
+    root = artifact_root(registry.path)
+    return {
+        f"mlflow_run_{r['model_name']}_v{r['model_version']}": MetadataValue.path(
+            str(root / r["model_run_id"] / "artifacts")
+        )
+        for r in model_runs.iter_rows(named=True)
+    }
+
+
 def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `decision_metrics` asset of one domain, with its anomaly checks."""
     key = stage_key(domain, "decision_metrics")
@@ -209,6 +227,9 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         landing: LandingZone,
         feature_store: FeatureStoreResource,
         observability: ObservabilityOutputs,
+        data_docs: DataDocs,
+        model_registry: ModelRegistryResource,
+        review: ReviewWorkspace,
     ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
         from hitl_gate.observability.metrics import with_review_facts
         from hitl_gate.observability.report import render_report, write_report
@@ -233,6 +254,14 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "AND partition_date BETWEEN ? AND ? ORDER BY partition_date, case_id",
                 [domain.name, window_start, max(days)],
             )
+            qa = query_frame(
+                con,
+                "SELECT d.partition_date, d.proposed_route, d.qa_probability, v.verdict "
+                "FROM decisions d LEFT JOIN verdicts v ON v.domain = d.domain "
+                "AND v.case_id = d.case_id WHERE d.domain = ? AND d.qa_sample "
+                "AND d.partition_date IN (SELECT unnest(?::DATE[]))",
+                [domain.name, days],
+            )
             model_runs = query_frame(
                 con,
                 "SELECT DISTINCT model_name, model_version, model_run_id FROM decisions "
@@ -242,7 +271,11 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         decline = config.decline_bands or default_decline_bands(list(domain.model.bands))
         in_run = cases.filter(pl.col("partition_date").is_in(days))
         metrics = decision_metrics(
-            in_run, as_of=as_of, decline_bands=decline, outcomes=load_outcomes(landing, domain)
+            in_run,
+            as_of=as_of,
+            decline_bands=decline,
+            outcomes=load_outcomes(landing, domain),
+            qa=qa,
         )
         window = [
             window_start + timedelta(days=i) for i in range((max(days) - window_start).days + 1)
@@ -281,6 +314,9 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             ),
             **_metadata_tables(metrics),
             "audit_database": MetadataValue.path(audit_db.database),
+            "review_batches": MetadataValue.path(str(review.batches_dir)),
+            "data_docs": MetadataValue.path(str(data_docs.path)),
+            **_mlflow_run_links(model_registry, model_runs),
         }
         if config.write_traces:
             written = write_traces(domain.name, in_run, observability.traces_dir(domain.name), days)

@@ -203,3 +203,29 @@ def test_otlp_trace_lines_are_well_formed() -> None:
     assert {s["parentSpanId"] for s in stages} == {root["spanId"]}
     assert stages[0]["name"] == "ingested" and stages[-1]["name"] == "executed"
     assert all(int(s["endTimeUnixNano"]) >= int(s["startTimeUnixNano"]) for s in spans)
+
+
+def test_qa_sample_gives_an_error_estimate_of_automation_per_day() -> None:
+    """QA-sampled automatic cases with verdicts: error rate and Wilson bounds; blanks ignored."""
+    from datetime import date
+
+    from hitl_gate.observability.metrics import qa_error_estimates
+
+    day = date(2018, 1, 5)
+    qa = pl.DataFrame(
+        {
+            "partition_date": [day] * 12,
+            "proposed_route": ["auto_approve"] * 10 + ["auto_decline"] * 2,
+            "qa_probability": [0.1] * 12,
+            "verdict": ["approve"] * 8 + ["decline"] * 2 + ["decline", None],
+        }
+    )
+    (rows,) = qa_error_estimates(qa)
+    value = {(r["metric"], r["key"]): r["value"] for r in rows.iter_rows(named=True)}
+    assert value[("qa_reviewed", "auto_approve")] == 10
+    assert value[("qa_error_rate", "auto_approve")] == pytest.approx(0.2)
+    assert value[("qa_error_low", "auto_approve")] < 0.2 < value[("qa_error_high", "auto_approve")]
+    assert value[("qa_reviewed", "auto_decline")] == 1  # the unreviewed case is not counted
+    assert value[("qa_error_rate", "auto_decline")] == 0.0
+    assert value[("qa_error_rate", "all")] == pytest.approx(2 / 11)
+    assert qa_error_estimates(qa.head(0)) == []

@@ -81,8 +81,12 @@ def test_checks_are_evaluated_and_report_is_self_contained(demo_home: HitlPaths)
         event = instance.get_latest_materialization_event(key)
         assert event is not None
         metadata = event.asset_materialization.metadata
-        assert {"volumes_by_route", "report", "checks"} <= set(metadata)
+        assert {"volumes_by_route", "report", "checks", "review_batches", "data_docs"} <= set(
+            metadata
+        )
         assert "automation_bias" in metadata["checks"].value
+        runs = [k for k in metadata if k.startswith("mlflow_run_consumer_credit_pd_v")]
+        assert runs and all(Path(metadata[k].value).is_dir() for k in runs)
     # The demo's review-loop run judged the DEMO reviewer (200 verdicts in seconds); later runs
     # of other tests may be the latest, so look through every run's report.
     reports = (demo_home.home / "reports" / DOMAIN).glob("*.html")

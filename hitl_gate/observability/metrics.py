@@ -185,16 +185,45 @@ def _outcomes(cases: pl.DataFrame, outcomes: pl.DataFrame | None) -> list[pl.Dat
     return out
 
 
+def qa_error_estimates(qa: pl.DataFrame | None) -> list[pl.DataFrame]:
+    """Estimated error rate of automation per day, from QA-sampled cases with a verdict.
+
+    `qa` has partition_date, proposed_route, qa_probability and verdict (null until
+    reviewed). Rows: `qa_reviewed` (count), `qa_error_rate` and its Wilson bounds
+    `qa_error_low` / `qa_error_high`, per automatic route and for all automatic routes.
+    """
+    from policies.qa import estimate_error_rate
+
+    if qa is None or qa.height == 0:
+        return []
+    rows = []
+    for (day,), part in qa.group_by("partition_date"):
+        for est in estimate_error_rate(part):
+            if est.reviewed == 0:
+                continue
+            key = "all" if est.stratum == "all automatic" else est.stratum
+            for metric, value in (
+                ("qa_reviewed", float(est.reviewed)),
+                ("qa_error_rate", est.rate),
+                ("qa_error_low", est.low),
+                ("qa_error_high", est.high),
+            ):
+                rows.append((day, metric, "proposed_route", key, value))
+    return [pl.DataFrame(rows, schema=METRIC_SCHEMA, orient="row")] if rows else []
+
+
 def decision_metrics(
     cases: pl.DataFrame,
     *,
     as_of: datetime,
     decline_bands: Sequence[str],
     outcomes: pl.DataFrame | None = None,
+    qa: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Every metric of every day in `cases` (one row per case, `case_stage_times` columns).
 
-    `outcomes` (case_id, bad) adds post-decision bad rates where the outcome is known.
+    `outcomes` (case_id, bad) adds post-decision bad rates where the outcome is known; `qa`
+    (QA-sampled automatic cases and their verdicts) adds the estimated error of automation.
     """
     if cases.height == 0:
         return pl.DataFrame(schema=METRIC_SCHEMA)
@@ -223,6 +252,7 @@ def decision_metrics(
         *_stage_latencies(facts),
         *_queues(facts, as_of),
         *_outcomes(facts, outcomes),
+        *qa_error_estimates(qa),
     ]
     return (
         pl.concat([p for p in parts if p.height], how="vertical_relaxed")
