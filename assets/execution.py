@@ -8,14 +8,12 @@ import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MetadataValue,
     Output,
-    asset,
 )
 
 from assets.common import markdown_table, stage_key, upstream
-from assets.partitions import daily_partitions, partition_days
+from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.adverse_action import adverse_actions
 from hitl_gate.audit.outcomes import ingest_outcomes
 from hitl_gate.audit.seal import seal_run
@@ -92,11 +90,9 @@ def final_actions(
 def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `final_decisions` and `audit_lineage` assets of one domain."""
 
-    @asset(
-        key=stage_key(domain, "final_decisions"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "final_decisions"),
         ins={
             "routed_decisions": upstream(domain, "routed_decisions"),
             "reviewer_verdicts": upstream(domain, "reviewer_verdicts"),
@@ -176,11 +172,9 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             },
         )
 
-    @asset(
-        key=stage_key(domain, "audit_lineage"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "audit_lineage"),
         ins={"final_decisions": upstream(domain, "final_decisions")},
         description=(
             "The day's accounting in the audit database: rows read = quarantined + executed + "

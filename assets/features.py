@@ -2,10 +2,10 @@
 point-in-time through the domain's feature service, exactly as training reads them."""
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetsDefinition, BackfillPolicy, Output, asset
+from dagster import AssetExecutionContext, AssetsDefinition, Output
 
 from assets.common import markdown_table, stage_key, upstream
-from assets.partitions import daily_partitions, partition_days
+from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.digests import row_digests
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import FeatureStoreResource
@@ -15,11 +15,9 @@ def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `case_features` asset of one domain."""
     service = domain.features.service
 
-    @asset(
-        key=stage_key(domain, "case_features"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "case_features"),
         ins={"validated_cases": upstream(domain, "validated_cases")},
         description=(
             f"Features of feature service `{service}`, retrieved point-in-time from Feast at each "

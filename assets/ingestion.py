@@ -7,15 +7,13 @@ import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     Failure,
     MetadataValue,
     Output,
-    asset,
 )
 
 from assets.common import markdown_table, stage_key, upstream
-from assets.partitions import daily_partitions, partition_days
+from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.audit.store import replace_partition_slice
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import AuditDatabase, LandingZone
@@ -34,11 +32,9 @@ RAW_CASES_SCHEMA = {
 def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `raw_cases` and `validated_cases` assets of one domain."""
 
-    @asset(
-        key=stage_key(domain, "raw_cases"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "raw_cases"),
         description=(
             f"Files that landed for {domain.name} on the partition day, identified by SHA-256: "
             "the same bytes arriving twice are one file."
@@ -94,11 +90,9 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             },
         )
 
-    @asset(
-        key=stage_key(domain, "validated_cases"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "validated_cases"),
         ins={"raw_cases": upstream(domain, "raw_cases")},
         description=(
             f"Rows of the day's files that satisfy contract v{domain.contract.version}; every "

@@ -19,17 +19,15 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     Config,
     DagsterEventType,
     MetadataValue,
     Output,
-    asset,
 )
 from pydantic import Field
 
 from assets.common import markdown_table, stage_key
-from assets.partitions import daily_partitions, partition_days
+from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.audit.store import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
@@ -204,11 +202,9 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `decision_metrics` asset of one domain, with its anomaly checks."""
     key = stage_key(domain, "decision_metrics")
 
-    @asset(
-        key=key,
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        key,
         deps=[stage_key(domain, "audit_lineage")],
         check_specs=[
             AssetCheckSpec(name, asset=key, description=text) for name, text in CHECKS.items()

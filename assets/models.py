@@ -7,7 +7,6 @@ import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     Config,
     MaterializeResult,
     MetadataValue,
@@ -16,7 +15,7 @@ from dagster import (
 )
 
 from assets.common import markdown_table, stage_key, upstream
-from assets.partitions import daily_partitions, partition_days
+from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import (
@@ -138,11 +137,9 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             }
         )
 
-    @asset(
-        key=stage_key(domain, "risk_scores"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "risk_scores"),
         ins={"case_features": upstream(domain, "case_features")},
         deps=[stage_key(domain, "trained_model")],
         description=(

@@ -6,14 +6,12 @@ import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     MetadataValue,
     Output,
-    asset,
 )
 
 from assets.common import markdown_table, stage_key, upstream
-from assets.partitions import daily_partitions, partition_days
+from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.audit.store import query_frame, replace_partition_slice
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import AuditDatabase, ReviewWorkspace
@@ -22,11 +20,9 @@ from pipelines.resources import AuditDatabase, ReviewWorkspace
 def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `review_batches` and `reviewer_verdicts` assets of one domain."""
 
-    @asset(
-        key=stage_key(domain, "review_batches"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "review_batches"),
         ins={"routed_decisions": upstream(domain, "routed_decisions")},
         description=(
             "Cases routed to human review, exported per queue as signed batches (XLSX with "
@@ -132,11 +128,9 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             },
         )
 
-    @asset(
-        key=stage_key(domain, "reviewer_verdicts"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "reviewer_verdicts"),
         ins={"review_batches": upstream(domain, "review_batches")},
         description=(
             "Verdicts returned by reviewers: files in the review inbox are validated against their "

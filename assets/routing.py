@@ -6,15 +6,13 @@ import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
-    BackfillPolicy,
     Failure,
     MetadataValue,
     Output,
-    asset,
 )
 
 from assets.common import markdown_table, stage_key, upstream
-from assets.partitions import daily_partitions, partition_days
+from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import AuditDatabase
@@ -71,11 +69,9 @@ def policy_errors(policy: Policy, cases: pl.DataFrame) -> list[str]:
 def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `routed_decisions` asset of one domain."""
 
-    @asset(
-        key=stage_key(domain, "routed_decisions"),
-        group_name=domain.name,
-        partitions_def=daily_partitions(domain),
-        backfill_policy=BackfillPolicy.single_run(),
+    @daily_stage_asset(
+        domain,
+        stage_key(domain, "routed_decisions"),
         ins={
             "validated_cases": upstream(domain, "validated_cases"),
             "case_features": upstream(domain, "case_features"),
