@@ -91,13 +91,18 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
         from hitl_gate.policy_control import halt_state, policy_in_force
-        from policies.decide import capacity_report, decide
+        from hitl_gate.review.settings import review_settings
+        from policies.decide import capacity_report, decide, with_queue_capacity
 
         cases = assemble_cases(domain, validated_cases, case_features, risk_scores)
         with audit_db.connect() as con:
             in_force = policy_in_force(con, domain)
             halt = halt_state(con, domain.name)
-        policy = in_force.policy
+        settings = review_settings(domain)
+        policy = with_queue_capacity(
+            in_force.policy,
+            {q: s.daily_capacity for q, s in settings.queues.items()} if settings else {},
+        )
         problems = policy_errors(policy, cases)
         if problems:
             raise Failure(

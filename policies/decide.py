@@ -13,6 +13,9 @@ Order matters and is fixed:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import replace
+
 import polars as pl
 
 from policies.engine import route_cases
@@ -61,6 +64,18 @@ def _when_halted(value: pl.Expr, column: str) -> pl.Expr:
 def _day_column(frame: pl.DataFrame) -> pl.Expr:
     """Capacity is per day: the partition day when there is one, else one day for all."""
     return pl.col("partition_date") if "partition_date" in frame.columns else pl.lit(0)
+
+
+def with_queue_capacity(policy: Policy, capacities: Mapping[str, int | None]) -> Policy:
+    """The policy with reviewer capacity filled in from the review settings' queues.
+
+    Capacity is a fact about the reviewing team, so its home is the domain's review settings
+    (`review.yaml`); a capacity written in the policy file itself still wins, so a policy
+    team can tighten it for one version.
+    """
+    declared = {q: c for q, c in capacities.items() if c is not None}
+    merged = {**declared, **policy.queue_capacity}
+    return policy if merged == policy.queue_capacity else replace(policy, queue_capacity=merged)
 
 
 def apply_capacity(policy: Policy, routed: pl.DataFrame) -> pl.DataFrame:

@@ -376,3 +376,32 @@ def test_cli_whatif_on_stored_demo_cases(
     cells = [c.strip() for c in decline_row.strip("│").split("┆")]
     assert cells[1] == "0"  # auto_decline -> auto_approve
     assert "cases change route" in out
+
+
+def test_review_settings_capacity_defers_overflow_unless_the_policy_sets_its_own() -> None:
+    """Capacity declared for a queue in review.yaml limits the day's review work."""
+    from datetime import date
+
+    from hitl_gate.domain import PROJECT_ROOT
+    from policies.decide import apply_capacity, with_queue_capacity
+    from policies.engine import load_policy
+
+    policy = load_policy(PROJECT_ROOT / "policies" / "consumer_credit" / "v1.yaml")
+    assert not policy.queue_capacity  # v1 leaves capacity to the review settings
+    merged = with_queue_capacity(policy, {"credit_analyst": 2, "compliance_review": None})
+    assert merged.queue_capacity == {"credit_analyst": 2} and merged.digest == policy.digest
+    cases = pl.DataFrame(
+        {
+            "partition_date": [date(2018, 1, 2)] * 5,
+            "route": ["human_review"] * 4 + ["auto_approve"],
+            "review_queue": ["credit_analyst"] * 4 + [None],
+            "review_priority": [3, 1, 2, 1, None],
+        },
+        schema_overrides={"review_priority": pl.Int32},
+    )
+    deferred = apply_capacity(merged, cases)["review_deferred"].to_list()
+    assert deferred == [True, False, True, False, False]  # the two most urgent go today
+    own = with_queue_capacity(
+        with_queue_capacity(policy, {"credit_analyst": 3}), {"credit_analyst": 1}
+    )
+    assert own.queue_capacity == {"credit_analyst": 3}, "a capacity in the policy file wins"
