@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint ui lock validate clean bench
+.PHONY: install demo test test-fast lint ui lock validate clean dagster-home bench
 
 install: $(STAMP)
 
@@ -32,11 +32,14 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-ui: install
+# The Dagster home the CLI and the UI share, telemetry off (the deployment is offline).
+dagster-home:
 	@mkdir -p .hitl/dagster && test -f .hitl/dagster/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > .hitl/dagster/dagster.yaml
+
+ui: install dagster-home
 	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster dev -w workspace.yaml
 
-validate: install
+validate: install dagster-home
 	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster definitions validate -w workspace.yaml
 
 # The daily pipeline vs a hand-written baseline at 100k and 1M cases; appends to BENCHMARKS.md.
