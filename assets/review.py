@@ -12,7 +12,7 @@ from dagster import (
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
-from hitl_gate.audit.store import query_frame, replace_partition_slice
+from hitl_gate.audit.store import query_frame, replace_partition_slice, transaction
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import AuditDatabase, ReviewWorkspace
 
@@ -100,21 +100,20 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         )
         days = partition_days(context)
         with audit_db.connect() as con:
-            con.execute("BEGIN TRANSACTION")
-            con.execute(
-                "DELETE FROM review_batch_cases WHERE domain = ? AND batch_id IN "
-                "(SELECT batch_id FROM review_batches WHERE domain = ? "
-                "AND partition_date IN (SELECT unnest(?::DATE[])))",
-                [domain.name, domain.name, days],
-            )
-            con.register("incoming_members", membership.drop("partition_date").to_arrow())
-            con.execute(
-                "INSERT INTO review_batch_cases BY NAME SELECT batch_id, ? AS domain, case_id "
-                "FROM incoming_members",
-                [domain.name],
-            )
-            con.unregister("incoming_members")
-            con.execute("COMMIT")
+            with transaction(con):
+                con.execute(
+                    "DELETE FROM review_batch_cases WHERE domain = ? AND batch_id IN "
+                    "(SELECT batch_id FROM review_batches WHERE domain = ? "
+                    "AND partition_date IN (SELECT unnest(?::DATE[])))",
+                    [domain.name, domain.name, days],
+                )
+                con.register("incoming_members", membership.drop("partition_date").to_arrow())
+                con.execute(
+                    "INSERT INTO review_batch_cases BY NAME SELECT batch_id, ? AS domain, case_id "
+                    "FROM incoming_members",
+                    [domain.name],
+                )
+                con.unregister("incoming_members")
             replace_partition_slice(con, "review_batches", batch_rows, domain.name, days)
         return Output(
             membership,

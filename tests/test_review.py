@@ -24,6 +24,7 @@ from hitl_gate.review.export import (
 )
 from hitl_gate.review.signing import KEY_ENV, load_or_create_key, sign, verify
 from hitl_gate.review.verdicts import VerdictFileResult, validate_verdict_file
+from tests.review_fixtures import edit_xlsx
 
 CASE_ID = "application_id"
 VERDICTS = ["approve", "decline"]
@@ -136,16 +137,6 @@ def _validate(tmp_path: Path, path: Path, key: bytes) -> VerdictFileResult:
 
 def _demo_file(tmp_path: Path, batch: ReviewBatch, name: str = "returned.xlsx") -> Path:
     return fill_demo_verdicts(batch.folder, tmp_path / "inbox" / name)
-
-
-def _edit_xlsx(path: Path, edits: dict[tuple[int, str], object]) -> None:
-    """Set cells by (sheet row, column name), as a reviewer typing into Excel would."""
-    workbook = load_workbook(path)
-    sheet = workbook["cases"]
-    column_of = {cell.value: cell.column for cell in sheet[1]}
-    for (row, name), value in edits.items():
-        sheet.cell(row, column_of[name]).value = value
-    workbook.save(path)
 
 
 # --- signing ---------------------------------------------------------------------------------
@@ -385,7 +376,7 @@ def test_demo_reviewer_file_is_fully_accepted(tmp_path, domain, key) -> None:
 def test_blank_verdicts_are_pending_not_rejected(tmp_path, domain, key) -> None:
     batch = _export(tmp_path, domain, key)[0]
     path = _demo_file(tmp_path, batch)
-    _edit_xlsx(path, {(3, "verdict"): None, (4, "verdict"): " "})
+    edit_xlsx(path, {(3, "verdict"): None, (4, "verdict"): " "})
     result = _validate(tmp_path, path, key)
     assert result.accepted.height == 1 and result.rejected.is_empty()
     assert result.not_reviewed == 2
@@ -394,7 +385,7 @@ def test_blank_verdicts_are_pending_not_rejected(tmp_path, domain, key) -> None:
 def test_tampered_rows_are_rejected_one_by_one(tmp_path, domain, key) -> None:
     batches = _export(tmp_path, domain, key)
     path = _demo_file(tmp_path, batches[0])
-    _edit_xlsx(
+    edit_xlsx(
         path,
         {
             (2, "loan_amount"): 1.0,  # edited context
@@ -438,7 +429,7 @@ def test_duplicate_cases_and_unknown_reason_codes_are_rejected(tmp_path, domain,
     sheet = workbook["cases"]
     sheet.append([c.value for c in sheet[4]])  # APP-000 twice
     workbook.save(path)
-    _edit_xlsx(path, {(3, "verdict_reason_code"): "R99", (2, "verdict"): "Decline"})
+    edit_xlsx(path, {(3, "verdict_reason_code"): "R99", (2, "verdict"): "Decline"})
     result = _validate(tmp_path, path, key)
     assert result.accepted[CASE_ID].to_list() == ["APP-001"]
     assert result.accepted["verdict"].to_list() == ["decline"]  # normalised to lower case
@@ -507,8 +498,8 @@ def test_unknown_batch_is_a_file_error(tmp_path, domain, key) -> None:
     batch = _export(tmp_path, domain, key)[0]
     path = _demo_file(tmp_path, batch)
     rows = range(2, 2 + len(batch.case_ids))
-    _edit_xlsx(path, {(row, "batch_id"): "../../etc" for row in rows})
+    edit_xlsx(path, {(row, "batch_id"): "../../etc" for row in rows})
     assert "unknown batch" in (_validate(tmp_path, path, key).error or "")
-    _edit_xlsx(path, {(row, "batch_id"): "consumer_credit-20180301-x-001-00000000" for row in rows})
+    edit_xlsx(path, {(row, "batch_id"): "consumer_credit-20180301-x-001-00000000" for row in rows})
     assert "unknown batch" in (_validate(tmp_path, path, key).error or "")
     assert os.path.exists(batch.folder)  # nothing outside the inbox file was touched

@@ -23,6 +23,7 @@ import pyarrow as pa
 from hitl_gate.audit.chain import GENESIS_HASH, envelope, fold_chain, merkle_root
 from hitl_gate.audit.events import EVENT_SOURCES, EventSource, new_events
 from hitl_gate.audit.keys import public_key_hex
+from hitl_gate.audit.store import transaction
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -61,8 +62,7 @@ def seal_run(
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         events = new_events(con, sources)
         last_seq, head = chain_head(con)
         checkpoint = None
@@ -97,10 +97,6 @@ def seal_run(
             "INSERT OR REPLACE INTO audit_runs VALUES (?, ?::TIMESTAMPTZ, ?)",
             [run_id, now, len(events)],
         )
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     export_checkpoints(con, checkpoint_dir)
     return SealResult(appended=len(events), checkpoint=checkpoint)
 

@@ -53,6 +53,18 @@ def audit_connection(path: Path, read_only: bool = False) -> Iterator[duckdb.Duc
         con.close()
 
 
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block as one DuckDB transaction: commit on success, roll back on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
 def replace_partition_slice(
     con: duckdb.DuckDBPyConnection,
     table: str,
@@ -62,8 +74,7 @@ def replace_partition_slice(
 ) -> int:
     """Replace the rows of `domain` for `days` in `table` by `frame`, atomically."""
     name = _table_name(table)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute(
             f"DELETE FROM {name} WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
             [domain, list(days)],
@@ -72,10 +83,6 @@ def replace_partition_slice(
             con.register("incoming_slice", frame.to_arrow())
             con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming_slice")
             con.unregister("incoming_slice")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
     return frame.height
 
 

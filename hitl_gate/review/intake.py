@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.audit.store import insert_new_rows, scalar
+from hitl_gate.audit.store import insert_new_rows, scalar, transaction
 from hitl_gate.domain import DomainConfig
 from hitl_gate.review.finality import DISAGREEMENT, CaseState, Outcome, decide
 from hitl_gate.review.manifest import batch_folder, load_manifest
@@ -251,8 +251,7 @@ def _record(
     run_id: str,
 ) -> None:
     """Write the file row, opinions, final verdicts, escalations and rejections atomically."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         insert_new_rows(
             con,
             "verdict_files",
@@ -298,10 +297,6 @@ def _record(
             )
             con.execute("INSERT INTO verdict_rejections BY NAME SELECT * FROM incoming_rejections")
             con.unregister("incoming_rejections")
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _archive(path: Path, archived: Path) -> None:
