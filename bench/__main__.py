@@ -20,6 +20,7 @@ BENCHMARKS = {
     "policy": "bench.policy",
     "review": "bench.review",
     "audit": "bench.audit",
+    "audit_seal": "bench.audit_seal",
 }
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.seal import seal_run
+from hitl_gate.audit.segments import scan_segment
 from hitl_gate.audit.store import audit_connection, insert_new_rows, schema_statements
 from hitl_gate.audit.verify import verify_audit
 
@@ -162,3 +163,172 @@ def test_any_tampering_is_detected(sealed, mutation) -> None:
         return
     report = verify_audit(con, checkpoints, public_key, lineage=False)
     assert not report.ok, f"{mutation} went undetected"
+
+
+def _accounting(executed: int, run_id: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "domain": ["consumer_credit"],
+            "partition_date": [date(2018, 1, 2)],
+            "rows_read": [10],
+            "rows_quarantined": [0],
+            "executed": [executed],
+            "pending_review": [10 - executed],
+            "balanced": [True],
+            "run_id": [run_id],
+            "recorded_at": [datetime.now(UTC)],
+        }
+    )
+
+
+def test_seal_canonicalises_only_rows_new_since_the_last_seal(tmp_path) -> None:
+    key = load_or_create_signing_key(tmp_path / "k")
+    out = tmp_path / "cp"
+    with audit_connection(tmp_path / "a.duckdb") as con:
+        insert_new_rows(con, "executions", _executions(0, 7))
+        insert_new_rows(con, "partition_accounting", _accounting(7, "run-a"))
+        first = seal_run(con, "a", key, out, batch_rows=3)  # several slices per table
+        assert (first.canonicalised, first.appended) == (8, 8)
+        again = seal_run(con, "b", key, out)
+        assert (again.canonicalised, again.appended, again.checkpoint) == (0, 0, None)
+
+        insert_new_rows(con, "executions", _executions(7, 5))
+        # an identical re-run of the day rewrites its accounting with a new run id and time
+        con.execute("DELETE FROM partition_accounting")
+        insert_new_rows(con, "partition_accounting", _accounting(7, "run-c"))
+        third = seal_run(con, "c", key, out)
+        assert (third.canonicalised, third.appended) == (5, 5)
+        assert third.checkpoint is not None and third.checkpoint["first_seq"] == 9
+
+        # a real change to a logged entity is a new event for it, once
+        con.execute("UPDATE partition_accounting SET executed = 8, run_id = 'run-d'")
+        con.execute("UPDATE executions SET reason_codes = NULL WHERE case_id = 'C00001'")
+        fourth = seal_run(con, "d", key, out)
+        assert (fourth.canonicalised, fourth.appended) == (2, 2)
+        assert seal_run(con, "e", key, out).appended == 0
+        report = verify_audit(con, out, public_key_hex(key))
+        assert report.ok, report.summary()
+        assert report.entries == 15
+        keys = con.execute(
+            "SELECT event_type, entity_key FROM audit_log_index ORDER BY seq"
+        ).fetchall()
+    # source order, then each table's storage order
+    assert sorted(keys[:7]) == [("execution", f"consumer_credit/C{i:05d}") for i in range(7)]
+    assert keys[7] == ("partition_accounted", "consumer_credit/2018-01-02")
+    assert keys[-2:] == [
+        ("execution", "consumer_credit/C00001"),
+        ("partition_accounted", "consumer_credit/2018-01-02"),
+    ]
+
+
+def test_losing_the_fingerprint_cache_appends_nothing(sealed, tmp_path) -> None:
+    con = _copy(sealed[3])  # every sealed table but `audit_seen_rows`
+    result = seal_run(con, "again", load_or_create_signing_key(tmp_path / "k"), tmp_path / "cp")
+    assert (result.canonicalised, result.appended) == (21, 0)
+
+
+def test_identical_rows_across_slices_are_logged_once(tmp_path) -> None:
+    row = pl.DataFrame(
+        {
+            "domain": ["d"],
+            "partition_date": [date(2018, 1, 2)],
+            "file_path": ["f.csv"],
+            "file_sha256": ["ab"],
+            "row_number": [3],
+            "check_name": ["not_null"],
+            "message": ["missing"],
+            "run_id": ["r"],
+        }
+    )
+    key = load_or_create_signing_key(tmp_path / "k")
+    with audit_connection(tmp_path / "a.duckdb") as con:
+        for _ in range(5):  # quarantine has no key: the same failure recorded five times
+            con.register("r", row.to_arrow())
+            con.execute("INSERT INTO quarantine BY NAME SELECT * FROM r")
+            con.unregister("r")
+        result = seal_run(con, "a", key, tmp_path / "cp", batch_rows=2)
+        assert result.appended == 1
+        assert verify_audit(con, tmp_path / "cp", public_key_hex(key)).ok
+
+
+def test_entries_are_canonical_json_with_the_documented_envelope(sealed) -> None:
+    import hashlib
+    import json
+
+    con = _copy(sealed[3])
+    seq, entry = con.execute(
+        "SELECT seq, entry FROM audit_log JOIN audit_log_index USING (seq) "
+        "WHERE entity_key = 'consumer_credit/C00001'"
+    ).fetchone()
+    prev, body = entry.split("|", 1)
+    envelope = json.loads(body)
+    assert list(envelope) == ["at", "data", "digest", "key", "run_id", "type"]
+    assert envelope["type"] == "execution" and envelope["key"] == "consumer_credit/C00001"
+    assert envelope["data"]["executed_at"] == "2018-01-02T12:00:01.000097Z"
+    stable = con.execute(
+        "SELECT to_json(struct_pack(domain, case_id, partition_date := partition_date::VARCHAR,"
+        " action, decided_by, reviewer_id, route, policy_version, model_version, reason_codes,"
+        " run_id, executed_at := strftime(timezone('UTC', executed_at),"
+        " '%Y-%m-%dT%H:%M:%S.%fZ')))::VARCHAR FROM executions WHERE case_id = 'C00001'"
+    ).fetchone()[0]
+    assert envelope["digest"] == hashlib.sha256(stable.encode()).hexdigest()
+    (prev_hash,) = con.execute(
+        "SELECT entry_hash FROM audit_log WHERE seq = ?", [seq - 1]
+    ).fetchone()
+    assert prev == prev_hash
+
+
+def test_sql_sha256_function_matches_duckdb() -> None:
+    from hitl_gate.audit.chain import sha256_function
+
+    con = duckdb.connect()
+    with sha256_function(con) as name:
+        rows = con.execute(
+            f"SELECT {name}(s) = sha256(s) FROM (VALUES (''), ('a'), ('é|ü'), "
+            "(repeat('x', 100000))) t(s)"
+        ).fetchall()
+    assert rows == [(True,)] * 4
+
+
+PARALLEL_MUTATIONS = [
+    ("field", 15, "entry", 70),  # altered entry in the second segment
+    ("field", 12, "entry_hash", 3),  # the stored hash the second segment starts from
+    ("field", 12, "entry", 90),  # the last entry of the first segment
+    ("field", 13, "entry", 5),  # the link at the join
+    ("delete", 13),
+    ("swap", 11, 14),  # across the cut
+    ("seq", 21, 40),
+    ("truncate", 12),
+    ("checkpoint", 2, "merkle_root"),
+]
+
+
+@pytest.mark.parametrize("mutation", [None, *PARALLEL_MUTATIONS], ids=str)
+def test_parallel_verify_detects_what_one_pass_detects(sealed, tmp_path, monkeypatch, mutation):
+    """The log split at a checkpoint (seq 12) and checked by two processes."""
+    import hitl_gate.audit.verify as verify
+
+    monkeypatch.setattr(verify, "PARALLEL_MIN_ENTRIES", 1)
+    in_process = []
+    monkeypatch.setattr(
+        verify, "scan_segment", lambda *a, **k: in_process.append(k) or scan_segment(*a, **k)
+    )
+    db = tmp_path / "copy.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(schema_statements())
+        for name, table in sealed[3].items():
+            con.register("src", table)
+            con.execute(f"INSERT INTO {name} SELECT * FROM src")
+            con.unregister("src")
+        if mutation is not None:
+            _mutate(con, mutation)
+    with audit_connection(db, read_only=True) as con:
+        ranges = con.execute("SELECT first_seq, last_seq FROM audit_checkpoints").fetchall()
+        plan = verify._segment_plan(con, [{"first_seq": a, "last_seq": b} for a, b in ranges], 2)
+        report = verify_audit(con, sealed[1], sealed[2], lineage=False, workers=2)
+    if mutation is None:
+        assert plan is not None and [s.lo for s in plan[1]] == [1, 13]
+        assert [(k["lo"], k["hi"]) for k in in_process] == [(1, 12)]  # 13..21 in the child
+        assert report.ok and report.entries == 21, report.summary()
+    else:
+        assert not report.ok, f"{mutation} went undetected"

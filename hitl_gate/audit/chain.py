@@ -9,35 +9,17 @@ bytes, so no field, row or order can change without breaking every later hash.
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 GENESIS_HASH = "0" * 64
 HASH_HEX_CHARS = 64
-
-
-@dataclass(frozen=True)
-class Event:
-    """One fact to log: what happened to which entity, with its canonical JSON payload."""
-
-    event_type: str
-    entity_key: str
-    content_digest: str
-    payload_json: str  # canonical JSON text (see `events.py`), embedded verbatim
-
-
-def envelope(event: Event, run_id: str, recorded_at: str) -> str:
-    """The canonical JSON envelope of an event: fixed key order, no spaces, payload verbatim."""
-    return (
-        '{"at":' + json.dumps(recorded_at)
-        + ',"data":' + event.payload_json
-        + ',"digest":' + json.dumps(event.content_digest)
-        + ',"key":' + json.dumps(event.entity_key, ensure_ascii=False)
-        + ',"run_id":' + json.dumps(run_id)
-        + ',"type":' + json.dumps(event.event_type)
-        + "}"
-    )  # fmt: skip
+SHA256_FUNCTION = "hitl_sha256"
 
 
 def entry_hash(entry: str) -> str:
@@ -60,6 +42,73 @@ def fold_chain(prev_hash: str, envelopes: Iterable[str]) -> tuple[list[str], lis
         entries.append(entry)
         hashes.append(prev_hash)
     return entries, hashes
+
+
+def string_views(strings: pa.Array | pa.ChunkedArray) -> Iterator[memoryview]:
+    """The UTF-8 bytes of each string of an Arrow string array, as views of its data buffers.
+
+    Hashing these views needs no Python string objects: the verifier and the sealer hash
+    millions of entries straight from the buffers DuckDB handed over, chunk by chunk (no
+    copy into one array). Nulls read as empty.
+    """
+    chunks = strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]
+    for chunk in chunks:
+        if chunk.null_count:
+            chunk = pc.fill_null(chunk, "")
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            chunk = chunk.cast(pa.large_string())  # e.g. string_view
+        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, dtype=width)[
+            chunk.offset : chunk.offset + len(chunk) + 1
+        ].tolist()
+        data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
+        yield from (data[a:b] for a, b in zip(offsets, offsets[1:], strict=False))
+
+
+def fold_bodies(
+    prev_hash: str, bodies: pa.Array | pa.ChunkedArray
+) -> tuple[list[str], list[bytes]]:
+    """`fold_chain` over an Arrow array of envelopes: hex entry hashes and raw digests.
+
+    The entry text `<prev>|<body>` is hashed from the body's buffer view, never decoded into a
+    Python string; the sealer stores the entry text by concatenating in DuckDB.
+    """
+    sha = hashlib.sha256
+    link = (prev_hash + "|").encode("ascii")
+    hexes: list[str] = []
+    raws: list[bytes] = []
+    for body in string_views(bodies):
+        raw = sha(link + body).digest()
+        text = raw.hex()
+        link = (text + "|").encode("ascii")
+        hexes.append(text)
+        raws.append(raw)
+    return hexes, raws
+
+
+def _sha256_hex(strings: pa.ChunkedArray) -> pa.Array:
+    sha = hashlib.sha256
+    return pa.array([sha(view).hexdigest() for view in string_views(strings)], pa.string())
+
+
+@contextmanager
+def sha256_function(con: duckdb.DuckDBPyConnection) -> Iterator[str]:
+    """Make `hitl_sha256(VARCHAR)` callable in SQL on `con` for the block; yield its name.
+
+    Same hex as DuckDB's `sha256()`, but computed by OpenSSL (SHA-NI) over each Arrow chunk's
+    buffer: about 4x faster per kilobyte here than DuckDB's own, which is what canonicalising
+    a day of lineage spends most of its time on.
+    """
+    from duckdb import sqltypes
+
+    con.create_function(
+        SHA256_FUNCTION, _sha256_hex, [sqltypes.VARCHAR], sqltypes.VARCHAR, type="arrow"
+    )
+    try:
+        yield SHA256_FUNCTION
+    finally:
+        con.remove_function(SHA256_FUNCTION)
 
 
 def merkle_root(leaf_hashes: Sequence[str]) -> str:

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
+import pyarrow as pa
 
-from hitl_gate.audit.chain import Event
+from hitl_gate.audit.chain import SHA256_FUNCTION, sha256_function
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -102,45 +103,185 @@ def _struct(columns: Sequence[tuple[str, str]]) -> str:
     return "struct_pack(" + ", ".join(parts) + ")"
 
 
-def source_query(con: duckdb.DuckDBPyConnection, source: EventSource) -> str | None:
-    """SELECT producing (event_type, entity_key, content_digest, payload_json) for every row.
+@dataclass(frozen=True)
+class SourceSql:
+    """SQL expressions over one source table's rows; identifiers quoted, no values inlined."""
 
-    None when the table does not exist (a domain or deployment without that stage).
+    table: str  # quoted table name
+    fingerprint: str  # cheap 64-bit hash of the stable columns (a prefilter, not a proof)
+    entity_key: str
+    stable_json: str  # canonical JSON of the stable columns
+    content_digest: str  # SHA-256 hex of `stable_json`
+    payload_json: str  # canonical JSON of the whole row
+    payload_after_stable: str  # the same, given `stable_json` in the column STABLE
+
+
+def source_sql(
+    con: duckdb.DuckDBPyConnection, source: EventSource, sha256: str = SHA256_FUNCTION
+) -> SourceSql | None:
+    """The expressions of `source`, or None when its table does not exist (stage not deployed).
+
+    The fingerprint is DuckDB's `hash()` over the same stable columns the digest covers, plus
+    a null flag for list columns (`hash` gives NULL and an empty list the same value). It costs
+    a small fraction of rendering and hashing the JSON, so sealing can skip rows whose content
+    was seen before and canonicalise only the new ones. `sha256` names the SQL function that
+    hashes (`chain.sha256_function`, or DuckDB's own `sha256`: same hex).
     """
     columns = _columns(con, source.table)
     if not columns:
         return None
     stable = [c for c in columns if c[0] not in source.volatile]
-    key = "concat_ws('/', " + ", ".join(f"coalesce({_quote(k)}::VARCHAR, '')" for k in source.key)
-    return (
-        f"SELECT '{source.event_type}' AS event_type, {key}) AS entity_key, "
-        f"sha256(to_json({_struct(stable)})::VARCHAR) AS content_digest, "
-        f"to_json({_struct(columns)})::VARCHAR AS payload_json "
-        f"FROM {_quote(source.table)}"
+    hashed = []
+    for name, kind in stable:
+        hashed.append(_quote(name))
+        if kind.endswith("[]"):
+            hashed.append(f"{_quote(name)} IS NULL")
+    key = ", ".join(f"coalesce({_quote(k)}::VARCHAR, '')" for k in source.key)
+    stable_json = f"to_json({_struct(stable)})::VARCHAR"
+    payload_json = f"to_json({_struct(columns)})::VARCHAR"
+    return SourceSql(
+        table=_quote(source.table),
+        fingerprint=f"hash({', '.join(hashed)})",
+        entity_key=f"concat_ws('/', {key})",
+        stable_json=stable_json,
+        content_digest=f"{sha256}({stable_json})",
+        payload_json=payload_json,
+        payload_after_stable=_payload_after_stable(columns, stable, payload_json),
     )
 
 
-def new_events(con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource]) -> list[Event]:
-    """Rows of `sources` whose (event, entity, content) is not in the log yet, in a fixed order.
+STABLE = '"__audit_stable"'
 
-    Order: source order, then entity key, then digest, so the same database state always
-    yields the same entries.
+
+def _payload_after_stable(
+    columns: Sequence[tuple[str, str]], stable: Sequence[tuple[str, str]], payload_json: str
+) -> str:
+    """The whole row's JSON built from its stable part, so a row is rendered once, not twice.
+
+    Without volatile columns the two are the same text. When the volatile columns are the
+    table's last ones (true of every shipped table), the whole-row JSON is the stable JSON
+    with its closing brace replaced by the volatile members: the same bytes `to_json` gives
+    for the whole struct (tested). Otherwise the row is rendered again.
     """
-    events: list[Event] = []
-    for source in sources:
-        query = source_query(con, source)
-        if query is None:
-            continue
-        rows = con.execute(
-            f"SELECT s.* FROM ({query}) s ANTI JOIN audit_log_index i "
-            "ON i.event_type = s.event_type AND i.entity_key = s.entity_key "
-            "AND i.content_digest = s.content_digest "
-            "ORDER BY s.entity_key, s.content_digest"
+    volatile = list(columns[len(stable) :])
+    if not volatile:
+        return STABLE
+    if list(columns[: len(stable)]) != list(stable):
+        return payload_json
+    return (
+        f"substr({STABLE}, 1, length({STABLE}) - 1) || ',' || "
+        f"substr(to_json({_struct(volatile)})::VARCHAR, 2)"
+    )
+
+
+FINGERPRINT = '"__audit_fingerprint"'
+ROW_ID = '"__audit_rowid"'
+
+
+class SourceSlices:
+    """One source table read in slices of its storage order, for an incremental seal.
+
+    Slices are `rowid` ranges, which DuckDB prunes to the row groups concerned; rowids are
+    stable inside a transaction, and the seal runs in one. Per slice, only rows whose
+    fingerprint is not in `audit_seen_rows` are canonicalised (entity key, digest, JSON
+    payload, all rendered by DuckDB); `new_events` returns those whose (event, entity,
+    digest) is not logged yet, and `remember` then records the slice's new fingerprints.
+    The caller appends and indexes each slice's events before reading the next, so identical
+    rows in different slices are caught by the index. Needs `chain.sha256_function`.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, source: EventSource, rows: int) -> None:
+        self.con, self.source, self.rows = con, source, rows
+        self.sql = source_sql(con, source)
+
+    def bounds(self) -> list[tuple[int, int]]:
+        """The slices' [first, last) rowid ranges (none for a missing or empty table)."""
+        if self.sql is None:
+            return []
+        end = self.con.execute(f"SELECT max(rowid) FROM {self.sql.table}").fetchall()[0][0]
+        if end is None:
+            return []
+        return [(lo, lo + self.rows) for lo in range(0, int(end) + 1, self.rows)]
+
+    def _unseen(self) -> str:
+        """Rows of the slice `[$lo, $hi)` whose fingerprint is not remembered yet."""
+        sql = self.sql
+        assert sql is not None
+        return (
+            f"(SELECT * FROM (SELECT rowid AS {ROW_ID}, {sql.fingerprint} AS {FINGERPRINT}, * "
+            f"FROM {sql.table} WHERE rowid >= $lo AND rowid < $hi) "
+            f"WHERE {FINGERPRINT} NOT IN "
+            "(SELECT fingerprint FROM audit_seen_rows WHERE event_type = $event_type))"
+        )
+
+    def new_events(self, lo: int, hi: int, run_id: str, recorded_at: str) -> pa.Table:
+        """The slice's events to append, in storage order: entity_key, content_digest, body.
+
+        `body` is the envelope text; identical rows within the slice give one event.
+        """
+        sql = self.sql
+        assert sql is not None
+        query = f"""
+            SELECT entity_key, content_digest,
+                   '{{"at":' || to_json($at::VARCHAR)::VARCHAR
+                   || ',"data":' || payload
+                   || ',"digest":' || to_json(content_digest)::VARCHAR
+                   || ',"key":' || to_json(entity_key)::VARCHAR
+                   || ',"run_id":' || to_json($run_id::VARCHAR)::VARCHAR
+                   || ',"type":' || to_json($event_type::VARCHAR)::VARCHAR || '}}' AS body
+            FROM (
+                SELECT {ROW_ID}, entity_key, {SHA256_FUNCTION}({STABLE}) AS content_digest,
+                       {sql.payload_after_stable} AS payload
+                FROM (SELECT *, {sql.entity_key} AS entity_key, {sql.stable_json} AS {STABLE}
+                      FROM {self._unseen()})
+            ) c ANTI JOIN audit_log_index i ON i.event_type = $event_type
+                AND i.entity_key = c.entity_key AND i.content_digest = c.content_digest
+            QUALIFY row_number() OVER (
+                PARTITION BY entity_key, content_digest ORDER BY {ROW_ID}) = 1
+            ORDER BY {ROW_ID}
+        """
+        params = {
+            "event_type": self.source.event_type, "at": recorded_at, "run_id": run_id,
+            "lo": lo, "hi": hi,
+        }  # fmt: skip
+        return self.con.sql(query, params=params).to_arrow_table()
+
+    def remember(self, lo: int, hi: int) -> int:
+        """Record the slice's unseen fingerprints; return how many distinct contents."""
+        sql = self.sql
+        assert sql is not None
+        inserted = self.con.execute(
+            f"INSERT INTO audit_seen_rows SELECT DISTINCT $event_type, {FINGERPRINT} "
+            f"FROM {self._unseen()}",
+            {"event_type": self.source.event_type, "lo": lo, "hi": hi},
         ).fetchall()
-        seen: set[tuple[str, str]] = set()
-        for event_type, entity_key, digest, payload in rows:
-            if (entity_key, digest) in seen:  # identical duplicate rows log once
+        return int(inserted[0][0]) if inserted else 0
+
+
+def unlogged_rows(
+    con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource]
+) -> tuple[int, str | None]:
+    """How many lineage rows have content never logged, and the first (event type and key).
+
+    Recomputes every row's digest (no fingerprint shortcut): this is the verifier's check, so
+    it relies on SHA-256 only. Runs in DuckDB; only the hash function sees the rows, in
+    Arrow chunks.
+    """
+    total, first = 0, None
+    with sha256_function(con):
+        for source in sources:
+            sql = source_sql(con, source)
+            if sql is None:
                 continue
-            seen.add((entity_key, digest))
-            events.append(Event(event_type, entity_key, digest, payload))
-    return events
+            count, smallest = con.execute(
+                f"SELECT count(*), min(s.entity_key) FROM (SELECT ? AS event_type, "
+                f"{sql.entity_key} AS entity_key, {sql.content_digest} AS content_digest "
+                f"FROM {sql.table}) s ANTI JOIN audit_log_index i "
+                "ON i.event_type = s.event_type AND i.entity_key = s.entity_key "
+                "AND i.content_digest = s.content_digest",
+                [source.event_type],
+            ).fetchall()[0]
+            if count and first is None:
+                first = f"{source.event_type} {smallest}"
+            total += int(count)
+    return total, first

@@ -3,9 +3,11 @@
 Called at the end of every pipeline run (the `audit_lineage` asset) and by CLI commands that
 write lineage outside a run. Everything is swept from the lineage tables, not pushed by each
 stage, so a run killed at any point loses nothing: the next seal picks up whatever the killed
-run committed. Appending entries, the index and the checkpoint row is one transaction; the
-checkpoint file outside the database is written after commit and re-written by later seals if
-a crash came in between.
+run committed. The sweep is incremental: a cheap fingerprint per row (`events.source_sql`)
+finds the rows whose content is new since the last seal, and only those are canonicalised and
+chained, in DuckDB and in batches (no Python object per row but the hash loop). Appending
+entries, the index and the checkpoint row is one transaction; the checkpoint file outside the
+database is written after commit and re-written by later seals if a crash came in between.
 """
 
 from __future__ import annotations
@@ -20,13 +22,20 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from hitl_gate.audit.chain import GENESIS_HASH, envelope, fold_chain, merkle_root
-from hitl_gate.audit.events import EVENT_SOURCES, EventSource, new_events
+from hitl_gate.audit.chain import (
+    GENESIS_HASH,
+    fold_bodies,
+    merkle_root_of_digests,
+    sha256_function,
+)
+from hitl_gate.audit.events import EVENT_SOURCES, EventSource, SourceSlices
 from hitl_gate.audit.keys import public_key_hex
 from hitl_gate.audit.store import transaction
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+BATCH_ROWS = 200_000  # lineage rows read per step: bounds memory, barely affects speed
 
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
@@ -35,10 +44,15 @@ CHECKPOINT_FIELDS = (
 
 @dataclass(frozen=True)
 class SealResult:
-    """What one seal appended and the checkpoint it signed (None when nothing was new)."""
+    """What one seal appended and the checkpoint it signed (None when nothing was new).
+
+    `canonicalised` counts the distinct row contents that were new to the fingerprint cache,
+    i.e. what this seal rendered and hashed; an identical re-run canonicalises nothing.
+    """
 
     appended: int
     checkpoint: dict[str, Any] | None
+    canonicalised: int = 0
 
 
 def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
@@ -59,34 +73,26 @@ def seal_run(
     signing_key: Ed25519PrivateKey,
     checkpoint_dir: Path,
     sources: tuple[EventSource, ...] = EVENT_SOURCES,
+    batch_rows: int = BATCH_ROWS,
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with transaction(con):
-        events = new_events(con, sources)
         last_seq, head = chain_head(con)
+        chain = _Appender(con, last_seq, head)
+        with sha256_function(con):
+            for source in sources:
+                slices = SourceSlices(con, source, batch_rows)
+                for lo, hi in slices.bounds():
+                    chain.append(source.event_type, slices.new_events(lo, hi, run_id, now))
+                    chain.canonicalised += slices.remember(lo, hi)
         checkpoint = None
-        if events:
-            bodies = (envelope(e, run_id, now) for e in events)
-            entries, hashes = fold_chain(head, bodies)
-            first = last_seq + 1
-            seqs = list(range(first, first + len(entries)))
-            _insert(con, "audit_log", {"seq": seqs, "entry_hash": hashes, "entry": entries})
-            _insert(
-                con,
-                "audit_log_index",
-                {
-                    "event_type": [e.event_type for e in events],
-                    "entity_key": [e.entity_key for e in events],
-                    "content_digest": [e.content_digest for e in events],
-                    "seq": seqs,
-                },
-            )
+        if chain.appended:
             checkpoint = {
-                "first_seq": first,
-                "last_seq": seqs[-1],
-                "head_hash": hashes[-1],
-                "merkle_root": merkle_root(hashes),
+                "first_seq": last_seq + 1,
+                "last_seq": chain.seq,
+                "head_hash": chain.head,
+                "merkle_root": merkle_root_of_digests(chain.digests),
                 "run_id": run_id,
                 "created_at": now,
                 "public_key": public_key_hex(signing_key),
@@ -95,10 +101,66 @@ def seal_run(
             _insert(con, "audit_checkpoints", {k: [v] for k, v in checkpoint.items()})
         con.execute(
             "INSERT OR REPLACE INTO audit_runs VALUES (?, ?::TIMESTAMPTZ, ?)",
-            [run_id, now, len(events)],
+            [run_id, now, chain.appended],
         )
     export_checkpoints(con, checkpoint_dir)
-    return SealResult(appended=len(events), checkpoint=checkpoint)
+    return SealResult(chain.appended, checkpoint, chain.canonicalised)
+
+
+class _Appender:
+    """Chains canonicalised batches onto the log inside the seal's transaction.
+
+    Python runs only the sequential hash loop, over each batch's Arrow buffer; DuckDB builds
+    and stores the entry texts, the index rows and the fingerprints.
+    """
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, seq: int, head: str) -> None:
+        self.con, self.seq, self.head = con, seq, head
+        self.digests: list[bytes] = []  # the Merkle leaves of this seal
+        self.canonicalised = 0
+
+    @property
+    def appended(self) -> int:
+        return len(self.digests)
+
+    def append(self, event_type: str, new: pa.Table) -> None:
+        """Chain, store and index a batch of events (entity_key, content_digest, body)."""
+        if not new.num_rows:
+            return
+        hashes, raws = fold_bodies(self.head, new.column("body"))
+        first = self.seq + 1
+        entries = pa.table(
+            {
+                "seq": pa.array(range(first, first + new.num_rows), pa.int64()),
+                "entry_hash": pa.array(hashes, pa.string()),
+                "prev_hash": pa.array([self.head, *hashes[:-1]], pa.string()),
+                "body": new.column("body"),
+                "entity_key": new.column("entity_key"),
+                "content_digest": new.column("content_digest"),
+            }
+        )
+        self._run(
+            "INSERT INTO audit_log SELECT seq, entry_hash, prev_hash || '|' || body "
+            "FROM incoming_events",
+            [],
+            entries,
+        )
+        self._run(
+            "INSERT INTO audit_log_index SELECT ?, entity_key, content_digest, seq "
+            "FROM incoming_events",
+            [event_type],
+            entries,
+        )
+        self.seq += new.num_rows
+        self.head = hashes[-1]
+        self.digests.extend(raws)
+
+    def _run(self, sql: str, params: list, table: pa.Table) -> None:
+        self.con.register("incoming_events", table)
+        try:
+            self.con.execute(sql, params)
+        finally:
+            self.con.unregister("incoming_events")
 
 
 def checkpoint_file(checkpoint_dir: Path, last_seq: int) -> Path:

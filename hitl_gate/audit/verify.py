@@ -1,33 +1,32 @@
 """`hitl audit verify`: recompute the whole chain and every checkpoint, name the first break.
 
-The log is streamed in sequence order in large Arrow batches. Per batch, every entry's SHA-256
-is recomputed straight from the Arrow string buffer (OpenSSL's SHA-256, one C call per entry, no
-Python string objects), and the sequence, stored hashes and links are compared as whole
-columns. Checkpoints are read from the database and from the files written beside it: a file
-whose checkpoint is missing from the database, or that points past the end of the log, means
-the database was rolled back or its tail deleted.
+Every entry's hash and link is recomputed (`segments.scan_segment`); a large log is split at
+checkpoint boundaries and checked by one process per CPU core. Checkpoints are read from the
+database and from the files written beside it: a file whose checkpoint is missing from the
+database, or that points past the end of the log, means the database was rolled back or its
+tail deleted.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from hitl_gate.audit.chain import GENESIS_HASH, merkle_root_of_digests
-from hitl_gate.audit.events import EVENT_SOURCES, new_events
+from hitl_gate.audit.chain import GENESIS_HASH
+from hitl_gate.audit.events import EVENT_SOURCES, unlogged_rows
 from hitl_gate.audit.seal import CHECKPOINT_FIELDS, checkpoint_message
+from hitl_gate.audit.segments import SegmentResult, scan_segment
 
 BATCH_ROWS = 1_000_000
+PARALLEL_MIN_ENTRIES = 2_000_000  # below this, starting a process costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -76,12 +75,17 @@ def verify_audit(
     *,
     lineage: bool = True,
     batch_rows: int = BATCH_ROWS,
+    workers: int | None = None,
 ) -> VerifyReport:
-    """Check the chain, every checkpoint (database and files) and, optionally, the lineage."""
+    """Check the chain, every checkpoint (database and files) and, optionally, the lineage.
+
+    `workers` processes check the chain (default: one per CPU core) when the log is large.
+    """
     report = VerifyReport()
     checkpoints = _load_checkpoints(con, checkpoint_dir, public_key, report)
     report.checkpoints = len(checkpoints)
-    last_seq = _verify_chain(con, checkpoints, report, batch_rows)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    last_seq = _verify_chain(con, checkpoints, report, batch_rows, workers)
     report.entries = last_seq
     for cp in checkpoints:
         if cp["last_seq"] > last_seq:
@@ -145,150 +149,139 @@ def _load_checkpoints(
     return checkpoints
 
 
-LOG_SCAN = (
-    "SELECT seq, try(unhex(entry_hash)) AS stored, "
-    "try(unhex(substr(entry, 1, 64))) AS embedded_prev, entry FROM audit_log"
-)
-
-
-def _batches(
-    con: duckdb.DuckDBPyConnection, batch_rows: int, ordered: bool
-) -> Iterator[pa.RecordBatch]:
-    """The log in storage order (fast path: insertion order is sequence order) or sorted."""
-    sql = LOG_SCAN + (" ORDER BY seq" if ordered else "")
-    yield from con.sql(sql).to_arrow_reader(batch_rows)
-
-
-def _entry_digests(entries: pa.Array) -> list[bytes]:
-    """Raw SHA-256 of each string of an Arrow string array, read from its buffers."""
-    if entries.null_count:
-        entries = pc.fill_null(entries, "")
-    if not pa.types.is_large_string(entries.type):
-        entries = entries.cast(pa.large_string())
-    _, offsets_buf, data_buf = entries.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[
-        entries.offset : entries.offset + len(entries) + 1
-    ].tolist()
-    data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
-    sha = hashlib.sha256
-    return [sha(data[a:b]).digest() for a, b in zip(offsets, offsets[1:], strict=False)]
-
-
-def _first_false(mask: pa.Array) -> int | None:
-    bad = np.flatnonzero(~np.asarray(pc.fill_null(mask, False)))
-    return int(bad[0]) if bad.size else None
-
-
 def _verify_chain(
     con: duckdb.DuckDBPyConnection,
     checkpoints: list[dict[str, Any]],
     report: VerifyReport,
     batch_rows: int,
+    workers: int,
 ) -> int:
-    """Stream the log; return the last sequence number seen (0 when empty).
+    """Check every entry; return the last sequence number (0 when the log is empty).
 
-    Storage order is tried first (no sort); if any row is out of sequence there, the log is
-    re-read sorted by `seq` so the report names entries by their sequence numbers.
+    A large log on a read-only file is split at checkpoint boundaries and the segments are
+    checked in parallel processes. Otherwise, or when any segment finds a row missing or out
+    of order, the log is read in one pass: storage order first (no sort), then sorted by `seq`
+    if needed, so the report names entries by their sequence numbers.
     """
+    plan = _segment_plan(con, checkpoints, workers)
+    if plan is not None:
+        results = _scan_in_parallel(con, plan, checkpoints, batch_rows)
+        if not any(r.out_of_place for r in results):
+            for r in results:
+                report.problems.extend(Finding(seq, message) for seq, message in r.problems)
+            return results[-1].last_seq
     for ordered in (False, True):
-        attempt = VerifyReport()
-        last = _scan_chain(con, checkpoints, attempt, batch_rows, ordered)
-        out_of_order = any(p.message.startswith(OUT_OF_PLACE) for p in attempt.problems)
-        if ordered or not out_of_order:
-            report.problems.extend(attempt.problems)
-            return last
-    return last  # unreachable: the sorted pass always returns
+        result = scan_segment(con, checkpoints, batch_rows, ordered=ordered)
+        if ordered or not result.out_of_place:
+            report.problems.extend(Finding(seq, message) for seq, message in result.problems)
+            return result.last_seq
+    return 0  # unreachable: the sorted pass always returns
 
 
-OUT_OF_PLACE = "sequence number out of place"
+@dataclass(frozen=True)
+class _Segment:
+    lo: int
+    hi: int
+    prev_hex: str  # stored hash of entry lo - 1
 
 
-def _scan_chain(
+def _segment_plan(
+    con: duckdb.DuckDBPyConnection, checkpoints: list[dict[str, Any]], workers: int
+) -> tuple[str, list[_Segment]] | None:
+    """The database path and up to `workers` segments cut at checkpoint ends, or None.
+
+    None (one pass) when parallel is not worth it or not safe: few entries, an in-memory or
+    writable database (a child cannot open it), sequence numbers that are not exactly
+    1..count, or no checkpoint end near the cut points. A cut never falls inside a
+    checkpoint's range, so each range's Merkle root is checked whole by one process.
+    """
+    if workers < 2:
+        return None
+    path, readonly = _row(
+        con,
+        "SELECT path, readonly FROM duckdb_databases() WHERE database_name = current_database()",
+    )
+    if not path or not readonly:
+        return None
+    count, low, high = _row(con, "SELECT count(*), min(seq), max(seq) FROM audit_log")
+    if count < PARALLEL_MIN_ENTRIES or low != 1 or high != count:
+        return None
+    ranges = [(int(cp["first_seq"]), int(cp["last_seq"])) for cp in checkpoints]
+    ends = [e for _, e in ranges if 0 < e < count and not any(a <= e < b for a, b in ranges)]
+    if not ends:
+        return None
+    targets = [count * k / workers for k in range(1, workers)]
+    cuts = sorted({min(ends, key=lambda e, t=t: abs(e - t)) for t in targets})
+    segments = []
+    for lo, hi in zip([0, *cuts], [*cuts, count], strict=True):
+        prev = _row(con, "SELECT entry_hash FROM audit_log WHERE seq = ?", [lo])[0] if lo else None
+        segments.append(_Segment(lo + 1, hi, prev or GENESIS_HASH))
+    return str(path), segments
+
+
+def _row(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> tuple:
+    return con.execute(sql, params or []).fetchall()[0]
+
+
+def _scan_in_parallel(
     con: duckdb.DuckDBPyConnection,
+    plan: tuple[str, list[_Segment]],
     checkpoints: list[dict[str, Any]],
-    report: VerifyReport,
     batch_rows: int,
-    ordered: bool,
-) -> int:
-    ranges = _CheckpointRanges(checkpoints, report)
-    prev = bytes.fromhex(GENESIS_HASH)
-    expected_seq = 1
-    for batch in _batches(con, batch_rows, ordered):
-        n = batch.num_rows
-        seqs = batch.column("seq").to_numpy(zero_copy_only=False)
-        computed = _entry_digests(batch.column("entry"))
-        computed_arr = pa.array(computed, pa.binary())
-        findings: list[tuple[int | None, str]] = []
-        out_of_place = np.flatnonzero(seqs != np.arange(expected_seq, expected_seq + n))
-        if out_of_place.size:
-            findings.append((int(out_of_place[0]), f"{OUT_OF_PLACE} (a row was deleted, "
-                             "inserted or reordered)"))  # fmt: skip
-        stored = batch.column("stored").cast(pa.binary())
-        findings.append((_first_false(pc.equal(computed_arr, stored)),
-                         "entry hash does not match its content (altered)"))  # fmt: skip
-        links = pa.concat_arrays([pa.array([prev], pa.binary()), computed_arr.slice(0, n - 1)])
-        embedded = batch.column("embedded_prev").cast(pa.binary())
-        findings.append((_first_false(pc.equal(embedded, links)),
-                         "link to the previous entry is broken (the entry before it was "
-                         "changed, removed or moved)"))  # fmt: skip
-        for pos, message in findings:
-            if pos is not None:
-                report.problems.append(Finding(int(seqs[pos]), message))
-        if not out_of_place.size:
-            ranges.feed(expected_seq, computed)
-        prev = computed[-1] if n else prev
-        expected_seq += n
-    return expected_seq - 1
+) -> list[SegmentResult]:
+    """The first segment in this process, each other one in a child process, in order.
 
-
-class _CheckpointRanges:
-    """Follows the checkpoint ranges while batches stream by: head hash and Merkle root each."""
-
-    def __init__(self, checkpoints: list[dict[str, Any]], report: VerifyReport) -> None:
-        self.by_end = {int(cp["last_seq"]): cp for cp in checkpoints}
-        self.by_start = {int(cp["first_seq"]): cp for cp in checkpoints}
-        self.marks = sorted(set(self.by_end) | set(self.by_start))
-        self.report = report
-        self.leaves: list[bytes] | None = None
-
-    def feed(self, first_seq: int, hashes: list[bytes]) -> None:
-        """Consume the entry hashes of seqs first_seq.. (consecutive)."""
-        last_seq = first_seq + len(hashes) - 1
-        lo = bisect_left(self.marks, first_seq)
-        hi = bisect_right(self.marks, last_seq)
-        cursor = 0
-        for seq in self.marks[lo:hi]:
-            pos = seq - first_seq
-            if seq in self.by_start:
-                self.leaves = []
-                cursor = pos
-            if seq in self.by_end:
-                self._close(seq, hashes[pos], hashes[cursor : pos + 1])
-                cursor = pos + 1
-        if self.leaves is not None:
-            self.leaves.extend(hashes[cursor:])
-
-    def _close(self, seq: int, head: bytes, tail: list[bytes]) -> None:
-        cp = self.by_end[seq]
-        if head.hex() != cp["head_hash"]:
-            self.report.problems.append(Finding(seq, f"checkpoint {seq}: head hash differs"))
-        if self.leaves is not None:
-            self.leaves.extend(tail)
-            if merkle_root_of_digests(self.leaves) != cp["merkle_root"]:
-                self.report.problems.append(Finding(seq, f"checkpoint {seq}: Merkle root differs"))
-        self.leaves = None
+    The joins are checked by construction: segment i+1 starts from the stored hash of the
+    last entry of segment i, which segment i recomputes and compares.
+    """
+    database, segments = plan
+    with tempfile.TemporaryDirectory(prefix="hitl-verify-") as scratch:
+        children = []
+        for number, segment in enumerate(segments[1:], start=1):
+            job = Path(scratch) / f"segment-{number}.json"
+            job.write_text(
+                json.dumps(
+                    {
+                        "database": database, "checkpoints": checkpoints,
+                        "batch_rows": batch_rows, "lo": segment.lo, "hi": segment.hi,
+                        "prev_hex": segment.prev_hex,
+                    },
+                    default=str,
+                ),
+                encoding="utf-8",
+            )  # fmt: skip
+            children.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "hitl_gate.audit.segments", str(job)],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        first = segments[0]
+        results = [scan_segment(con, checkpoints, batch_rows, lo=first.lo, hi=first.hi)]
+        for child in children:
+            out, _ = child.communicate()
+            if child.returncode != 0:
+                raise RuntimeError(f"audit verify: a segment process failed ({child.returncode})")
+            raw = json.loads(out)
+            results.append(
+                SegmentResult(
+                    problems=[(int(seq), str(msg)) for seq, msg in raw["problems"]],
+                    last_seq=int(raw["last_seq"]),
+                    out_of_place=bool(raw["out_of_place"]),
+                )
+            )
+    return results
 
 
 def _verify_lineage(con: duckdb.DuckDBPyConnection, report: VerifyReport) -> None:
     """Lineage rows whose current content was never logged: changed after the fact, or unsealed."""
-    pending = new_events(con, EVENT_SOURCES)
-    if pending:
-        first = pending[0]
+    count, first = unlogged_rows(con, EVENT_SOURCES)
+    if count:
         report.problems.append(
             Finding(
                 None,
-                f"{len(pending)} lineage rows differ from the audit log (edited after logging, "
-                f"or a run was interrupted before sealing: run `hitl audit seal`); first: "
-                f"{first.event_type} {first.entity_key}",
+                f"{count} lineage rows differ from the audit log (edited after logging, "
+                f"or a run was interrupted before sealing: run `hitl audit seal`); first: {first}",
             )
         )

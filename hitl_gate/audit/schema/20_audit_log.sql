@@ -20,6 +20,16 @@ CREATE TABLE IF NOT EXISTS audit_log_index (
     PRIMARY KEY (event_type, entity_key, content_digest)
 );
 
+-- Fingerprints (DuckDB `hash()` of a lineage row's stable columns) whose content has been
+-- canonicalised and checked against the log: sealing skips these rows, so it canonicalises only
+-- what is new since the last seal. A cache like the index: dropping it costs one full re-check
+-- and never appends a duplicate; a 64-bit collision could only delay logging a row, which
+-- `hitl audit verify` (SHA-256 digests of every row) then reports.
+CREATE TABLE IF NOT EXISTS audit_seen_rows (
+    event_type VARCHAR NOT NULL,
+    fingerprint UBIGINT NOT NULL
+);
+
 -- Every run (or CLI command) that swept its events into the log, even when nothing was new.
 CREATE TABLE IF NOT EXISTS audit_runs (
     run_id VARCHAR PRIMARY KEY,
