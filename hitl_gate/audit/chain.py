@@ -44,12 +44,12 @@ def fold_chain(prev_hash: str, envelopes: Iterable[str]) -> tuple[list[str], lis
     return entries, hashes
 
 
-def string_views(strings: pa.Array | pa.ChunkedArray) -> Iterator[memoryview]:
-    """The UTF-8 bytes of each string of an Arrow string array, as views of its data buffers.
+def string_buffers(strings: pa.Array | pa.ChunkedArray) -> Iterator[tuple[list[int], memoryview]]:
+    """Per chunk of an Arrow string array: its offsets and a view of its UTF-8 data buffer.
 
-    Hashing these views needs no Python string objects: the verifier and the sealer hash
-    millions of entries straight from the buffers DuckDB handed over, chunk by chunk (no
-    copy into one array). Nulls read as empty.
+    Hashing `data[offsets[i]:offsets[i + 1]]` needs no Python string objects: the verifier
+    and the sealer hash millions of entries straight from the buffers DuckDB handed over,
+    chunk by chunk (no copy into one array). Nulls read as empty.
     """
     chunks = strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]
     for chunk in chunks:
@@ -62,8 +62,16 @@ def string_views(strings: pa.Array | pa.ChunkedArray) -> Iterator[memoryview]:
         offsets = np.frombuffer(offsets_buf, dtype=width)[
             chunk.offset : chunk.offset + len(chunk) + 1
         ].tolist()
-        data = memoryview(data_buf) if data_buf is not None else memoryview(b"")
-        yield from (data[a:b] for a, b in zip(offsets, offsets[1:], strict=False))
+        yield offsets, memoryview(data_buf) if data_buf is not None else memoryview(b"")
+
+
+def sha256_digests(strings: pa.Array | pa.ChunkedArray) -> list[bytes]:
+    """Raw SHA-256 of each string of an Arrow string array, hashed from its buffers."""
+    sha = hashlib.sha256
+    digests: list[bytes] = []
+    for offsets, data in string_buffers(strings):
+        digests += [sha(data[a:b]).digest() for a, b in zip(offsets, offsets[1:], strict=False)]
+    return digests
 
 
 def fold_bodies(
@@ -78,18 +86,18 @@ def fold_bodies(
     link = (prev_hash + "|").encode("ascii")
     hexes: list[str] = []
     raws: list[bytes] = []
-    for body in string_views(bodies):
-        raw = sha(link + body).digest()
-        text = raw.hex()
-        link = (text + "|").encode("ascii")
-        hexes.append(text)
-        raws.append(raw)
+    for offsets, data in string_buffers(bodies):
+        for a, b in zip(offsets, offsets[1:], strict=False):
+            raw = sha(link + data[a:b]).digest()
+            text = raw.hex()
+            link = (text + "|").encode("ascii")
+            hexes.append(text)
+            raws.append(raw)
     return hexes, raws
 
 
 def _sha256_hex(strings: pa.ChunkedArray) -> pa.Array:
-    sha = hashlib.sha256
-    return pa.array([sha(view).hexdigest() for view in string_views(strings)], pa.string())
+    return pa.array([raw.hex() for raw in sha256_digests(strings)], pa.string())
 
 
 @contextmanager

@@ -12,7 +12,6 @@ JSON on stdout), then checks the joins. This module imports only what that child
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from bisect import bisect_left, bisect_right
@@ -25,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hitl_gate.audit.chain import GENESIS_HASH, merkle_root_of_digests, string_views
+from hitl_gate.audit.chain import GENESIS_HASH, merkle_root_of_digests, sha256_digests
 
 OUT_OF_PLACE = "sequence number out of place"
 LOG_SCAN = (
@@ -65,7 +64,7 @@ def scan_segment(
     for batch in _batches(con, batch_rows, ordered, lo, hi):
         n = batch.num_rows
         seqs = batch.column("seq").to_numpy(zero_copy_only=False)
-        computed = _entry_digests(batch.column("entry"))
+        computed = sha256_digests(batch.column("entry"))
         computed_arr = pa.array(computed, pa.binary())
         findings: list[tuple[int | None, str]] = []
         out_of_place = np.flatnonzero(seqs != np.arange(expected_seq, expected_seq + n))
@@ -111,12 +110,6 @@ def _batches(
         sql, params = LOG_SCAN + " WHERE seq BETWEEN ? AND ?", [lo, hi]
     sql += " ORDER BY seq" if ordered else ""
     yield from con.sql(sql, params=params).to_arrow_reader(batch_rows)
-
-
-def _entry_digests(entries: pa.Array) -> list[bytes]:
-    """Raw SHA-256 of each string of an Arrow string array, read from its buffers."""
-    sha = hashlib.sha256
-    return [sha(view).digest() for view in string_views(entries)]
 
 
 def _first_false(mask: pa.Array) -> int | None:
