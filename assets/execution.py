@@ -246,6 +246,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "unbalanced_days": int((~accounting["balanced"]).sum()),
                 "outcomes_recorded": outcomes_added,
                 "audit_entries_appended": sealed.appended,
+                "audit_rows_canonicalised": sealed.canonicalised,
                 "audit_head_seq": sealed.checkpoint["last_seq"] if sealed.checkpoint else -1,
                 "audit_database": MetadataValue.path(audit_db.database),
             },

@@ -79,12 +79,12 @@ def verify_audit(
 ) -> VerifyReport:
     """Check the chain, every checkpoint (database and files) and, optionally, the lineage.
 
-    `workers` processes check the chain (default: one per CPU core) when the log is large.
+    `workers` processes check the chain when the log is large (default: `default_workers`).
     """
     report = VerifyReport()
     checkpoints = _load_checkpoints(con, checkpoint_dir, public_key, report)
     report.checkpoints = len(checkpoints)
-    workers = workers if workers is not None else (os.cpu_count() or 1)
+    workers = workers if workers is not None else default_workers()
     last_seq = _verify_chain(con, checkpoints, report, batch_rows, workers)
     report.entries = last_seq
     for cp in checkpoints:
@@ -147,6 +147,17 @@ def _load_checkpoints(
                 Finding(cp["last_seq"], f"checkpoint {cp['last_seq']}: bad signature")
             )
     return checkpoints
+
+
+def default_workers() -> int:
+    """One process per idle CPU core, at least one.
+
+    A second process only pays when a core is free: on a machine whose load average already
+    fills every core it slowed a 10M-entry check down (measured, BENCHMARKS.md, Audit).
+    """
+    cores = os.cpu_count() or 1
+    idle = cores - os.getloadavg()[0]
+    return max(1, min(cores, int(idle + 1)))
 
 
 def _verify_chain(
