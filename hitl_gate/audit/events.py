@@ -174,45 +174,42 @@ def _payload_after_stable(
     )
 
 
-FINGERPRINT = '"__audit_fingerprint"'
 ROW_ID = '"__audit_rowid"'
 
 
 class SourceSlices:
-    """One source table read in slices of its storage order, for an incremental seal.
+    """One source table's unseen rows, read in slices of its storage order, for a seal.
 
-    Slices are `rowid` ranges, which DuckDB prunes to the row groups concerned; rowids are
-    stable inside a transaction, and the seal runs in one. Per slice, only rows whose
-    fingerprint is not in `audit_seen_rows` are canonicalised (entity key, digest, JSON
-    payload, all rendered by DuckDB); `new_events` returns those whose (event, entity,
-    digest) is not logged yet, and `remember` then records the slice's new fingerprints.
-    The caller appends and indexes each slice's events before reading the next, so identical
-    rows in different slices are caught by the index. Needs `chain.sha256_function`.
+    `find_unseen` scans the table once: the rows whose fingerprint is not in
+    `audit_seen_rows` go to the temporary table `audit_unseen` (rowid, fingerprint), one hash
+    join for the whole table however large the cache. Slices are `rowid` ranges holding
+    unseen rows (rowids are stable inside a transaction, and the seal runs in one); only
+    those rows are canonicalised (entity key, digest, JSON payload, all rendered by DuckDB).
+    `new_events` returns a slice's rows whose (event, entity, digest) is not logged yet; the
+    caller appends and indexes them before reading the next slice, so identical rows in
+    different slices are caught by the index. `remember` then records the fingerprints.
+    Needs `chain.sha256_function`.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: EventSource, rows: int) -> None:
         self.con, self.source, self.rows = con, source, rows
         self.sql = source_sql(con, source)
 
-    def bounds(self) -> list[tuple[int, int]]:
-        """The slices' [first, last) rowid ranges (none for a missing or empty table)."""
+    def find_unseen(self) -> list[tuple[int, int]]:
+        """Collect the unseen rows; return the [first, last) rowid ranges that hold some."""
         if self.sql is None:
             return []
-        end = self.con.execute(f"SELECT max(rowid) FROM {self.sql.table}").fetchall()[0][0]
-        if end is None:
-            return []
-        return [(lo, lo + self.rows) for lo in range(0, int(end) + 1, self.rows)]
-
-    def _unseen(self) -> str:
-        """Rows of the slice `[$lo, $hi)` whose fingerprint is not remembered yet."""
-        sql = self.sql
-        assert sql is not None
-        return (
-            f"(SELECT * FROM (SELECT rowid AS {ROW_ID}, {sql.fingerprint} AS {FINGERPRINT}, * "
-            f"FROM {sql.table} WHERE rowid >= $lo AND rowid < $hi) "
-            f"WHERE {FINGERPRINT} NOT IN "
-            "(SELECT fingerprint FROM audit_seen_rows WHERE event_type = $event_type))"
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE audit_unseen AS SELECT rid, fingerprint FROM "
+            f"(SELECT rowid AS rid, {self.sql.fingerprint} AS fingerprint FROM {self.sql.table}) "
+            "WHERE fingerprint NOT IN "
+            "(SELECT fingerprint FROM audit_seen_rows WHERE event_type = ?)",
+            [self.source.event_type],
         )
+        slices = self.con.execute(
+            "SELECT DISTINCT rid // ? AS k FROM audit_unseen ORDER BY k", [self.rows]
+        ).fetchall()
+        return [(k * self.rows, (k + 1) * self.rows) for (k,) in slices]
 
     def new_events(self, lo: int, hi: int, run_id: str, recorded_at: str) -> pa.Table:
         """The slice's events to append, in storage order: entity_key, content_digest, body.
@@ -232,8 +229,10 @@ class SourceSlices:
             FROM (
                 SELECT {ROW_ID}, entity_key, {SHA256_FUNCTION}({STABLE}) AS content_digest,
                        {sql.payload_after_stable} AS payload
-                FROM (SELECT *, {sql.entity_key} AS entity_key, {sql.stable_json} AS {STABLE}
-                      FROM {self._unseen()})
+                FROM (SELECT rowid AS {ROW_ID}, *, {sql.entity_key} AS entity_key,
+                             {sql.stable_json} AS {STABLE}
+                      FROM {sql.table} WHERE rowid >= $lo AND rowid < $hi AND rowid IN
+                          (SELECT rid FROM audit_unseen WHERE rid >= $lo AND rid < $hi))
             ) c ANTI JOIN audit_log_index i ON i.event_type = $event_type
                 AND i.entity_key = c.entity_key AND i.content_digest = c.content_digest
             QUALIFY row_number() OVER (
@@ -246,15 +245,15 @@ class SourceSlices:
         }  # fmt: skip
         return self.con.sql(query, params=params).to_arrow_table()
 
-    def remember(self, lo: int, hi: int) -> int:
-        """Record the slice's unseen fingerprints; return how many distinct contents."""
-        sql = self.sql
-        assert sql is not None
+    def remember(self) -> int:
+        """Record the unseen fingerprints as seen; return how many distinct contents."""
+        if self.sql is None:
+            return 0
         inserted = self.con.execute(
-            f"INSERT INTO audit_seen_rows SELECT DISTINCT $event_type, {FINGERPRINT} "
-            f"FROM {self._unseen()}",
-            {"event_type": self.source.event_type, "lo": lo, "hi": hi},
+            "INSERT INTO audit_seen_rows SELECT DISTINCT ?, fingerprint FROM audit_unseen",
+            [self.source.event_type],
         ).fetchall()
+        self.con.execute("DROP TABLE audit_unseen")
         return int(inserted[0][0]) if inserted else 0
 
 

@@ -83,9 +83,9 @@ def seal_run(
         with sha256_function(con):
             for source in sources:
                 slices = SourceSlices(con, source, batch_rows)
-                for lo, hi in slices.bounds():
+                for lo, hi in slices.find_unseen():
                     chain.append(source.event_type, slices.new_events(lo, hi, run_id, now))
-                    chain.canonicalised += slices.remember(lo, hi)
+                chain.canonicalised += slices.remember()
         checkpoint = None
         if chain.appended:
             checkpoint = {

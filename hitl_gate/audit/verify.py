@@ -10,7 +10,6 @@ tail deleted.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -75,16 +74,16 @@ def verify_audit(
     *,
     lineage: bool = True,
     batch_rows: int = BATCH_ROWS,
-    workers: int | None = None,
+    workers: int = 1,
 ) -> VerifyReport:
     """Check the chain, every checkpoint (database and files) and, optionally, the lineage.
 
-    `workers` processes check the chain when the log is large (default: `default_workers`).
+    `workers` > 1 checks a large log in that many processes, split at checkpoints. Off by
+    default: measured on a loaded 2-core machine it was 0.6x of one process (BENCHMARKS.md).
     """
     report = VerifyReport()
     checkpoints = _load_checkpoints(con, checkpoint_dir, public_key, report)
     report.checkpoints = len(checkpoints)
-    workers = workers if workers is not None else default_workers()
     last_seq = _verify_chain(con, checkpoints, report, batch_rows, workers)
     report.entries = last_seq
     for cp in checkpoints:
@@ -147,17 +146,6 @@ def _load_checkpoints(
                 Finding(cp["last_seq"], f"checkpoint {cp['last_seq']}: bad signature")
             )
     return checkpoints
-
-
-def default_workers() -> int:
-    """One process per idle CPU core, at least one.
-
-    A second process only pays when a core is free: on a machine whose load average already
-    fills every core it slowed a 10M-entry check down (measured, BENCHMARKS.md, Audit).
-    """
-    cores = os.cpu_count() or 1
-    idle = cores - os.getloadavg()[0]
-    return max(1, min(cores, int(idle + 1)))
 
 
 def _verify_chain(

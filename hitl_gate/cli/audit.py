@@ -37,7 +37,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     public_key = _public_key(args, paths)
     started = time.perf_counter()
     with audit_connection(paths.audit_db, read_only=True) as con:
-        report = verify_audit(con, paths.checkpoints_dir, public_key, lineage=not args.chain_only)
+        report = verify_audit(
+            con,
+            paths.checkpoints_dir,
+            public_key,
+            lineage=not args.chain_only,
+            workers=args.workers,
+        )
     elapsed = time.perf_counter() - started
     print(report.summary())
     rate = report.entries / elapsed if elapsed > 0 else 0.0
@@ -85,6 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.add_argument("--public-key", help="Ed25519 public key (hex) checkpoints must carry")
     verify.add_argument(
         "--chain-only", action="store_true", help="skip comparing lineage tables with the log"
+    )
+    verify.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="check a log of 2M+ entries in this many processes, split at checkpoints",
     )
     verify.set_defaults(func=cmd_audit_verify)
     seal = audit.add_parser("seal", help="append unlogged lineage to the chain, sign a checkpoint")
