@@ -1,5 +1,6 @@
 """Sensors: returned verdict files start the review loop for the day their batch belongs to."""
 
+import hashlib
 from pathlib import Path
 
 from dagster import (
@@ -50,7 +51,7 @@ def build_verdict_sensor(domain: DomainConfig) -> SensorDefinition:
 
 
 def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
-    """Every 15 minutes: record stray files, escalate SLA breaches, close expired batches."""
+    """Every 15 minutes: record strays, escalate SLA breaches (and re-export), close batches."""
 
     @sensor(
         name=f"{domain.name}_review_sweep",
@@ -59,8 +60,9 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
         default_status=DefaultSensorStatus.RUNNING,
         description=(
             "Safety net of the review loop: files in the inbox or archive not yet recorded are "
-            "(re)submitted, cases past their SLA are escalated (alert line per case) and "
-            "batches past due plus grace are closed."
+            "(re)submitted, cases past their SLA are escalated (alert line per case), "
+            "escalated cases are re-exported to their escalation queue by a review-loop run "
+            "for their day, and batches past due plus grace are closed."
         ),
     )
     def review_sweep(
@@ -94,6 +96,16 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
                     run_key=f"sweep-{file_sha256(path)}-{now:%Y%m%d%H}",
                     partition_key=day.isoformat(),
                     tags={"hitl/verdict_file": path.name, "hitl/sweep": "true"},
+                )
+            )
+        for day, escalation_ids in sorted(report.to_export.items()):
+            # Keyed by the set of escalations: each set is exported by exactly one run.
+            digest = hashlib.sha256("\n".join(sorted(escalation_ids)).encode()).hexdigest()
+            requests.append(
+                RunRequest(
+                    run_key=f"escalate-{day.isoformat()}-{digest[:16]}",
+                    partition_key=day.isoformat(),
+                    tags={"hitl/escalations": str(len(escalation_ids)), "hitl/sweep": "true"},
                 )
             )
         return requests or SkipReason(

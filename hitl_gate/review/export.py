@@ -409,12 +409,14 @@ def export_review_batches(
     context: Mapping[str, str],
     rule_texts: Mapping[str, str] | None = None,
     settings: ReviewSettings | None = None,
+    label: str = "",
 ) -> list[ReviewBatch]:
     """Write one batch folder per queue and the queue's batch size; reuse existing ones.
 
     Cases are ordered by `review_priority` (ascending: lower is more urgent) then case id, so
     the most urgent cases land in batch 001 of their queue. With `settings`, each queue's batch
-    size, SLA and role come from them and the role's masking policy is applied.
+    size, SLA and role come from them and the role's masking policy is applied. A `label`
+    (such as "escalated") is added to the queue part of the batch ids.
     """
     _check_input(cases, domain, created_at)
     if cases.is_empty():
@@ -432,7 +434,8 @@ def export_review_batches(
         for number, start in enumerate(range(0, in_queue.height, size), start=1):
             chunk = in_queue.slice(start, size)
             case_ids = [cell_text(export_value(v)) for v in chunk[domain.case_id].to_list()]
-            batch_id = batch_id_for(domain, partition_date, str(queue), number, case_ids)
+            named = f"{queue}_{label}" if label else str(queue)
+            batch_id = batch_id_for(domain, partition_date, named, number, case_ids)
             folder = batches_dir / batch_id
             existing = _existing_batch(folder, key, case_ids) if folder.exists() else None
             if existing is None and folder.exists():

@@ -19,6 +19,7 @@ import polars as pl
 
 from hitl_gate.audit.store import insert_new_rows, scalar, transaction
 from hitl_gate.domain import DomainConfig
+from hitl_gate.review.escalation import moved_cases, resolve_breaches
 from hitl_gate.review.finality import (
     DISAGREEMENT,
     CaseState,
@@ -181,7 +182,10 @@ def ingest_verdict_file(
         allowed_verdicts=domain.review.verdicts,
         case_id=domain.case_id,
         rules=VerdictRules(
-            settings=settings, now=now, closed_batches=_closed_batches(con, domain.name)
+            settings=settings,
+            now=now,
+            closed_batches=_closed_batches(con, domain.name),
+            moved_cases=moved_cases(con, domain.name),
         ),
     )
     accepted = result.accepted.rename({domain.case_id: "case_id"}).with_columns(
@@ -297,6 +301,7 @@ def _record(
         if outcome.final_count:
             finals = _rows(single, outcome.finals, _VERDICT_COLUMNS, domain, now)
             insert_new_rows(con, "verdicts", finals)
+            resolve_breaches(con, domain, finals, now)
         if outcome.escalations:
             insert_new_rows(
                 con,

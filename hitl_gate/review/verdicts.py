@@ -40,6 +40,8 @@ class VerdictRules:
     settings: ReviewSettings | None = None
     now: datetime | None = None
     closed_batches: Mapping[str, str] = field(default_factory=dict)
+    # batch -> case -> reason: cases escalated out of a batch are closed there.
+    moved_cases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def clock(self) -> datetime:
         return self.now or datetime.now(UTC)
@@ -200,7 +202,7 @@ def _problems(
     manifest: dict[str, Any],
     batch_id: str,
     allowed: set[str],
-    settings: ReviewSettings | None,
+    rules: VerdictRules,
     case_id: str,
 ) -> pl.DataFrame:
     """(row, column, value, problem, order) for everything wrong with the reviewed rows.
@@ -220,6 +222,8 @@ def _problems(
         ),
     )
     rows = rows.join(digests, on=ROW_NUMBER, how="left")
+    settings = rules.settings
+    moved = dict(rules.moved_cases.get(batch_id, {}))
     refusals = {}
     if settings is not None:
         for rid in rows["reviewer_text"].unique().to_list():
@@ -258,6 +262,12 @@ def _problems(
             case_id,
             cid,
             pl.format("case is not part of batch '{}'", pl.lit(batch_id)),
+        ),
+        (
+            known_case & cid.is_in(list(moved)),
+            case_id,
+            cid,
+            _mapped(cid, moved, pl.String),
         ),
         (
             known_case & (pl.col("digest") != _mapped(cid, manifest["case_digests"], pl.String)),
@@ -358,7 +368,7 @@ def _validate(
     reviewed = rows.filter(pl.col("verdict_raw") != "").with_columns(
         suggested=_mapped(pl.col("cid"), manifest.get("suggested_actions", {}), pl.String)
     )
-    problems = _problems(reviewed, manifest, batch_id, allowed, rules.settings, case_id)
+    problems = _problems(reviewed, manifest, batch_id, allowed, rules, case_id)
     rejected = problems.select(
         "row_number",
         pl.col("case_id").alias(case_id),
