@@ -227,3 +227,22 @@ def test_sweep_sensor_and_review_loop_export_escalations(
     compliance = next(line.split() for line in lines if line.startswith(COMPLIANCE))
     row = dict(zip(header, compliance, strict=True))
     assert int(row["escalation_batches"]) >= 1 and int(row["open_cases"]) >= 1
+
+
+def test_override_signals_by_rule_reviewer_and_policy(tmp_path: Path, key: bytes) -> None:
+    ws = make_workspace(tmp_path, key)
+    _record_export(ws)
+    with audit_connection(ws.db) as con:
+        con.execute(
+            "UPDATE decisions SET policy_version = 'v1', route_rule_id = 'REV-BAND-D' "
+            "WHERE case_id = 'APP-000'"
+        )
+    override = {(3, "verdict"): "approve", (3, "rationale"): "income verified by phone"}
+    assert ws.ingest(ws.fill(ANALYST, "a.xlsx", "analyst-7", override)).accepted == 4
+    with audit_connection(ws.db) as con:
+        signals = query_frame(
+            con,
+            "SELECT policy_version, rule_id, reviewer_id, suggested_action, verdict, opinions "
+            "FROM review_override_signals WHERE is_override",
+        )
+    assert signals.rows() == [("v1", "REV-BAND-D", "analyst-7", "decline", "approve", 1)]

@@ -99,31 +99,37 @@ def pending_files(inbox: Path) -> list[Path]:
 
 
 def _case_states(
-    con: duckdb.DuckDBPyConnection, domain: str, case_ids: list[str]
+    con: duckdb.DuckDBPyConnection, domain: str, case_ids: pl.Series
 ) -> dict[str, CaseState]:
     """Final verdict, earlier opinions and open disagreement escalation of the cases that have any.
 
-    A case with nothing recorded is absent (the common case: its first verdict).
+    A case with nothing recorded is absent (the common case: its first verdict). The file's
+    case ids are joined as a registered table, not bound as a list.
     """
-    params = [domain, case_ids]
-    in_cases = "domain = ? AND case_id IN (SELECT unnest(?::VARCHAR[]))"
-    finals = dict(
-        con.execute(f"SELECT case_id, verdict FROM verdicts WHERE {in_cases}", params).fetchall()
-    )
-    opinions: dict[str, list[tuple[str, str]]] = {}
-    for case, reviewer, verdict in con.execute(
-        f"SELECT case_id, reviewer_id, verdict FROM verdict_opinions WHERE {in_cases} "
-        "ORDER BY received_at, row_number",
-        params,
-    ).fetchall():
-        opinions.setdefault(case, []).append((reviewer, verdict))
-    open_escalations = dict(
-        con.execute(
-            f"SELECT case_id, escalate_to FROM review_escalations WHERE {in_cases} "
-            "AND kind = ? AND resolved_at IS NULL",
-            [*params, DISAGREEMENT],
-        ).fetchall()
-    )
+    con.register("file_cases", case_ids.rename("case_id").to_frame().to_arrow())
+    try:
+        in_cases = "domain = ? AND case_id IN (SELECT case_id FROM file_cases)"
+        finals = dict(
+            con.execute(
+                f"SELECT case_id, verdict FROM verdicts WHERE {in_cases}", [domain]
+            ).fetchall()
+        )
+        opinions: dict[str, list[tuple[str, str]]] = {}
+        for case, reviewer, verdict in con.execute(
+            f"SELECT case_id, reviewer_id, verdict FROM verdict_opinions WHERE {in_cases} "
+            "ORDER BY received_at, row_number",
+            [domain],
+        ).fetchall():
+            opinions.setdefault(case, []).append((reviewer, verdict))
+        open_escalations = dict(
+            con.execute(
+                f"SELECT case_id, escalate_to FROM review_escalations WHERE {in_cases} "
+                "AND kind = ? AND resolved_at IS NULL",
+                [domain, DISAGREEMENT],
+            ).fetchall()
+        )
+    finally:
+        con.unregister("file_cases")
     return {
         case: CaseState(
             final_verdict=finals.get(case),
@@ -191,7 +197,7 @@ def ingest_verdict_file(
     accepted = result.accepted.rename({domain.case_id: "case_id"}).with_columns(
         pl.col("case_id").cast(pl.String)
     )
-    states = _case_states(con, domain.name, accepted["case_id"].to_list())
+    states = _case_states(con, domain.name, accepted["case_id"])
     single, rest = split_first_single(accepted, states)
     outcome = decide(
         rest.to_dicts(),

@@ -48,12 +48,14 @@ CREATE TABLE IF NOT EXISTS review_sweeps (
     batches_closed INTEGER NOT NULL
 );
 
--- Reviewer rationale as structured signals for policy refinement: by reviewer, reason code,
--- override and policy version (join `decisions.rules_fired` for the rule).
+-- Reviewer rationale as structured signals for policy refinement: by the rule that sent the
+-- case to review, reviewer, reason code, override and policy version (`decisions.rules_fired`
+-- has every rule that fired).
 CREATE OR REPLACE VIEW review_override_signals AS
 SELECT
     o.domain,
     d.policy_version,
+    d.route_rule_id AS rule_id,
     o.reviewer_id,
     o.verdict,
     o.suggested_action,
