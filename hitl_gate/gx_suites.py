@@ -27,6 +27,9 @@ from hitl_gate.expectation_batches import connect_config, database_path, prepare
 from hitl_gate.expectations import TRAILING, Expectation, Outcome, Suite
 
 SITE_NAME = "hitl_data_docs"
+# GE re-reads every stored validation result to build the Data Docs index, so without a bound
+# each check would get slower as runs accumulate; older pages stay on disk, unlisted.
+INDEX_LIMIT = 300
 _RESULT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "observed_value")
 
 
@@ -83,7 +86,10 @@ def _context(where: GxLocations) -> Any:
     context = gx.get_context(mode="file", project_root_dir=str(where.project_root))
     site = {
         "class_name": "SiteBuilder",
-        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        "site_index_builder": {
+            "class_name": "DefaultSiteIndexBuilder",
+            "validation_results_limit": INDEX_LIMIT,
+        },
         "store_backend": {
             "class_name": "TupleFilesystemStoreBackend",
             "base_directory": str(where.data_docs),
