@@ -63,9 +63,15 @@ class AuditDatabase(ConfigurableResource):
 
 
 class DataDocs(ConfigurableResource):
-    """Where expectation suites write their HTML result pages for data teams (Data Docs)."""
+    """Where expectation suites write their HTML result pages for data teams (Data Docs).
+
+    `gx_root` holds the Great Expectations project (`gx/`); `warehouse` is the Parquet store
+    the suites validate in place (the IO manager's folder).
+    """
 
     root: str
+    gx_root: str = ""
+    warehouse: str = ""
 
     @property
     def path(self) -> Path:
@@ -157,7 +163,11 @@ def build_resources(paths: HitlPaths) -> dict[str, object]:
             signing_key_file=str(paths.audit_key_file),
         ),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
-        "data_docs": DataDocs(root=str(paths.home / "data_docs")),
+        "data_docs": DataDocs(
+            root=str(paths.home / "data_docs"),
+            gx_root=str(paths.home),
+            warehouse=str(paths.warehouse),
+        ),
         "feature_store": FeatureStoreResource(repo_dir=str(paths.feast_dir)),
         "model_registry": ModelRegistryResource(mlflow_dir=str(paths.mlflow_dir)),
         "review": ReviewWorkspace(review_dir=str(paths.review), secrets_dir=str(paths.secrets_dir)),

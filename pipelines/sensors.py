@@ -1,6 +1,8 @@
-"""Sensors: returned verdict files start the review loop for the day their batch belongs to."""
+"""Sensors: returned verdict files start the review loop for the day their batch belongs to;
+files landing late in a day that already ran start a re-run of that day."""
 
 import hashlib
+from datetime import date
 from pathlib import Path
 
 from dagster import (
@@ -113,3 +115,56 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
         )
 
     return review_sweep
+
+
+def build_landing_sensor(domain: DomainConfig) -> SensorDefinition:
+    """Re-run a day when files land in its folder after it ran (late or re-delivered data)."""
+    from assets.common import stage_key
+    from pipelines.jobs import daily_job_name
+    from pipelines.resources import LandingZone
+
+    raw_cases = stage_key(domain, "raw_cases")
+
+    @sensor(
+        name=f"{domain.name}_landing_zone",
+        job_name=daily_job_name(domain),
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            "Re-runs a day when a file whose bytes the registry has not seen lands in the "
+            "folder of a day that already ran; the run key is the file's SHA-256, so each "
+            "delivery starts one run and the registry counts its rows once."
+        ),
+    )
+    def landing_zone(
+        context: SensorEvaluationContext, landing: LandingZone, audit_db: AuditDatabase
+    ):
+        import duckdb
+
+        from hitl_gate.late_files import known_files, late_deliveries
+
+        ran = {
+            date.fromisoformat(key)
+            for key in context.instance.get_materialized_partitions(raw_cases)
+        }
+        if not ran:
+            return SkipReason("no day has run yet; the schedule takes new days")
+        try:
+            with audit_db.connect(read_only=True) as con:
+                known = known_files(con, domain.name)
+        except duckdb.Error as exc:
+            return SkipReason(f"audit database not readable now, next tick retries: {exc}")
+        late = late_deliveries(landing.path / domain.landing_subdir, ran, known)
+        return [
+            RunRequest(
+                run_key=delivery.run_key,
+                partition_key=delivery.day.isoformat(),
+                tags={
+                    "hitl/late_files": ",".join(f.path.name for f in delivery.files)[:200],
+                    "hitl/trigger": "landing_zone",
+                },
+            )
+            for delivery in late
+        ] or SkipReason("no new files in folders of days that already ran")
+
+    return landing_zone
