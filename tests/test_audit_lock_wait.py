@@ -40,9 +40,9 @@ def test_connect_waits_for_another_process_then_fails_after_its_limit(tmp_path: 
 
     holder = _hold_lock(path, 10)
     try:
-        with pytest.raises(duckdb.IOException, match="lock"):
-            with AuditDatabase(database=str(path), lock_wait_s=0.2).connect():
-                pass
+        waiting = AuditDatabase(database=str(path), lock_wait_s=0.2)
+        with pytest.raises(duckdb.IOException, match="lock"), waiting.connect():
+            pass
     finally:
         holder.kill()
         holder.wait(timeout=30)
