@@ -28,7 +28,7 @@ from pathlib import Path
 
 from bench.pipeline import DOMAIN, append_report, setup_home
 
-SECTION_LABEL = "Backfill (90 days of the real sample, 2018-01-01..2018-03-31)"
+SECTION_LABEL = "Backfill (days of the real sample, 2018 Q1)"
 FIRST, LAST = date(2018, 1, 1), date(2018, 3, 31)
 
 
