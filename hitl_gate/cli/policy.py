@@ -1,10 +1,12 @@
-"""Policy team commands: `hitl policy validate|whatif|activate|rollback|halt|resume|status|qa`.
+"""Policy team commands: `hitl policy validate|test|whatif|backtest|shadow|activate|rollback|
+halt|resume|status|qa`.
 
 Everything a policy change needs before and after it goes live: validate a file (structure,
-case columns, unreachable rules, contradictory overlaps), replay it on stored past cases
-against the policy in force, activate it (two people), roll back in one step, and stop
-automation at once. State changes are rows in the audit DB (`policy_activations`,
-`automation_halts`); see docs/policies.md.
+case columns, unreachable rules, contradictory overlaps), run its test cases, replay it on
+stored past cases against the policy in force or the recorded routes, run it in shadow,
+activate it (two people, passing tests), roll back in one step, and stop automation at once.
+State changes are rows in the audit DB (`policy_activations`, `automation_halts`,
+`policy_shadows`); see docs/policies.md.
 """
 
 from __future__ import annotations
@@ -69,6 +71,29 @@ def cmd_validate(args: argparse.Namespace) -> None:
     if analysis.errors:
         raise SystemExit(f"INVALID policy: {len(analysis.errors)} error(s)")
     print("OK: the policy can go live" + (" (with warnings)" if analysis.findings else ""))
+
+
+def _test_failures(domain, path: Path) -> list[str]:  # noqa: ANN001 - DomainConfig
+    """Failures of a policy file's test cases (a missing test file is one), typed by the
+    domain's declared case columns."""
+    from hitl_gate.case_schema import declared_case_schema
+    from policies.testing import check_policy_file
+
+    report = check_policy_file(path, declared_case_schema(domain))
+    print(report.summary())
+    return report.failures
+
+
+def cmd_test(args: argparse.Namespace) -> None:
+    """Run the test cases of one policy file, or of every policy file of the domain."""
+    from hitl_gate.policy_control import policy_files
+
+    domain = _domain(args)
+    files = [Path(args.file)] if args.file else policy_files(domain)
+    failures = [f for path in files for f in _test_failures(domain, path)]
+    if failures:
+        raise SystemExit("FAILED policy tests:\n" + "\n".join(f"  {f}" for f in failures))
+    print(f"OK: {len(files)} policy file(s) pass their tests")
 
 
 def cmd_whatif(args: argparse.Namespace) -> None:
@@ -142,6 +167,11 @@ def cmd_activate(args: argparse.Namespace) -> None:
     except PolicyControlError as exc:
         raise _refused(exc) from exc
     policy = _load_file(str(path))
+    failures = _test_failures(domain, path)
+    if failures:
+        raise SystemExit(
+            "REFUSED: the policy's tests do not pass:\n" + "\n".join(f"  {f}" for f in failures)
+        )
     cases = _sample_cases(args, domain)
     if cases is not None:  # without stored cases the pipeline validates at its next run
         problems = validate_policy(policy, cases.schema)
@@ -250,6 +280,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     validate = group.add_parser("validate", help="validate a policy file (exit 1 when invalid)")
     validate.add_argument("file")
     validate.set_defaults(func=cmd_validate)
+
+    test = group.add_parser("test", help="run a policy file's test cases (<file>.cases.yaml)")
+    test.add_argument("file", nargs="?", help="a policy file (default: every file of the domain)")
+    test.set_defaults(func=cmd_test)
 
     whatif = group.add_parser("whatif", help="replay a candidate policy on stored past cases")
     whatif.add_argument("file")
