@@ -547,3 +547,21 @@ def test_shipped_v1_conditions_agree_with_duckdb_sql() -> None:
         assert actual == expected, rule.id
     shares = routed["route"].value_counts(normalize=True)
     assert set(shares["route"]) == set(OUTCOME_ORDER)
+
+
+def test_more_than_twenty_rules_take_the_sorted_lookup_and_agree_with_the_oracle(
+    tmp_path: Path,
+) -> None:
+    """Beyond 20 rules the mask -> index table would be too large: the sorted path is used."""
+    extra = [
+        (
+            _rule(f"x{k}", f"a >= {k / 32}", "auto_approve"),
+            (lambda t: lambda r: _cmp(r["a"], lambda a: a >= t))(k / 32),
+        )
+        for k in range(24)
+    ]
+    rules = [*ORACLE_RULES, *extra]
+    assert len(rules) > 20
+    policy = _policy(tmp_path, [rule for rule, _ in rules], default_reason_code="DEF")
+    cases = _random_cases(2000, 4)
+    assert_frame_equal(route_cases(policy, cases), _oracle(policy, [p for _, p in rules], cases))
