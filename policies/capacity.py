@@ -29,6 +29,7 @@ REVIEW_DAY = "review_day"
 _DAY = "partition_date"
 _HELPERS = ["__row", "__origin", "__cap", "__sched"]
 _ONE_DAY = date(1970, 1, 1)
+_UNBOUNDED = 2**62
 
 
 def own_rows(decided: pl.DataFrame) -> pl.DataFrame:
@@ -61,8 +62,14 @@ def apply_capacity(
     if backlog is not None and backlog.height and day_known:
         waiting = backlog.select([c for c in frame.columns if c in backlog.columns])
         frame = pl.concat([frame, waiting], how="diagonal_relaxed")
+    backlog_row = pl.int_range(pl.len()) >= routed.height
     work = frame.with_row_index("__row").with_columns(
-        pl.col(_DAY).alias("__origin"), queue_capacity(policy).alias("__cap")
+        pl.col(_DAY).alias("__origin"),
+        # A waiting case whose queue is no longer bounded is reviewed on the first day.
+        pl.when(backlog_row)
+        .then(queue_capacity(policy).fill_null(_UNBOUNDED))
+        .otherwise(queue_capacity(policy))
+        .alias("__cap"),
     )
     bounded = work.filter((pl.col("route") == HUMAN_REVIEW) & pl.col("__cap").is_not_null())
     days = frame.get_column(_DAY).head(routed.height).unique().sort().to_list()

@@ -87,6 +87,13 @@ def test_backlog_from_earlier_runs_competes_and_is_never_rerouted(tmp_path: Path
     report = capacity_report(policy, out, backlog).row(0, named=True)
     # Waiting after D1: old2 (earlier backlog) and n2.
     assert (report["carried_in"], report["backlog_after"]) == (1, 2)
+    # A waiting case whose queue lost its capacity limit is reviewed on the first day.
+    unbounded = apply_capacity(
+        policy, routed, backlog.with_columns(pl.lit("gone").alias("review_queue"))
+    )
+    carried_days = unbounded.filter(pl.col("carried_from").is_not_null())
+    assert carried_days["cid"].to_list() == ["old1", "old2"]
+    assert set(carried_days["partition_date"]) == {D1}
     # The review export names a carried case's batch after its own day.
     groups = [(d, b, g["cid"].to_list()) for d, b, g in _review_groups(out, [D1])]
     assert groups == [(D1, D1, ["n1", "n2"]), (D1, date(2017, 12, 30), ["old1"])]
