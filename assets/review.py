@@ -1,6 +1,6 @@
 """Review assets: batches exported for reviewers, and the verdicts they return."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import duckdb
 import polars as pl
@@ -29,6 +29,27 @@ def _rule_texts(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> dict[st
     from hitl_gate.policy_control import policy_in_force
 
     return {rule.id: rule.text for rule in policy_in_force(con, domain).policy.rules}
+
+
+def _review_groups(
+    to_review: pl.DataFrame, days: list[date]
+) -> list[tuple[date, date, pl.DataFrame]]:
+    """Per export day, its cases grouped by the day their batch is named after.
+
+    That is the case's own day, except for a deferred case carried into this day's review pool
+    (`carried_from`, see policies/capacity.py): its batch names the day it came from, so its
+    verdict is executed and accounted for there, like every case of that day.
+    """
+    origin = pl.col("partition_date")
+    if "carried_from" in to_review.columns:
+        origin = pl.coalesce("carried_from", "partition_date")
+    groups = []
+    for day in days:
+        todays = to_review.filter(pl.col("partition_date") == day)
+        todays = todays.with_columns(origin.alias("__origin"))
+        for (batch_day,), part in todays.group_by("__origin", maintain_order=True):
+            groups.append((day, batch_day, part.drop("__origin")))
+    return groups
 
 
 def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
@@ -63,16 +84,13 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         key = review.signing_key()
         now = datetime.now(UTC)
         batches, links = [], []
-        for day in partition_days(context):
-            todays = to_review.filter(pl.col("partition_date") == day)
-            if todays.height == 0:
-                continue
+        for day, batch_day, todays in _review_groups(to_review, partition_days(context)):
             for batch in export_review_batches(
                 todays,
                 domain=domain,
                 batches_dir=review.batches_dir,
                 key=key,
-                partition_date=day,
+                partition_date=batch_day,
                 created_at=now,
                 context=_manifest_context(todays),
                 rule_texts=rule_texts,
