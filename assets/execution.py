@@ -112,9 +112,13 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         outbox: ExecutionOutbox,
     ) -> Output[pl.DataFrame]:
         from hitl_gate.policy_control import halt_state
+        from policies.capacity import own_rows
 
         with audit_db.connect() as con:
             halted = halt_state(con, domain.name).halted
+        # A deferred case carried into a later day's review pool is executed and accounted
+        # for in its own day (its batch names that day), never in the day it was carried to.
+        routed_decisions = own_rows(routed_decisions)
         actions = final_actions(routed_decisions, reviewer_verdicts, domain.case_id, halted=halted)
         now = datetime.now(UTC)
         to_execute = actions.filter(pl.col("status") == "executed").select(

@@ -8,20 +8,20 @@ from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.digests import row_digests
 from hitl_gate.domain import DomainConfig
-from pipelines.resources import FeatureStoreResource
+from pipelines.resources import FeatureStoreResource, ModelRegistryResource
 
 
 def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `case_features` asset of one domain."""
-    service = domain.features.service
 
     @daily_stage_asset(
         domain,
         stage_key(domain, "case_features"),
         ins={"validated_cases": upstream(domain, "validated_cases")},
         description=(
-            f"Features of feature service `{service}`, retrieved point-in-time from Feast at each "
-            "case's decision time, with a digest of the values each case is scored on."
+            "Features retrieved point-in-time from Feast at each case's decision time through the "
+            "feature service of the champion model version (`<model>_v<N>`; the declared "
+            f"`{domain.features.service}` before any model exists), with a digest of the values."
         ),
         kinds={"feast", "duckdb"},
     )
@@ -29,9 +29,12 @@ def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         context: AssetExecutionContext,
         validated_cases: pl.DataFrame,
         feature_store: FeatureStoreResource,
+        model_registry: ModelRegistryResource,
     ) -> Output[pl.DataFrame]:
         from features.engineering import compute_features
+        from features.services import ensure_model_service
         from features.store import historical_features, write_feature_partition
+        from models.registry import alias_ref
 
         computed = compute_features(validated_cases, domain)
         for day in partition_days(context):
@@ -44,13 +47,28 @@ def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 feature_store.path,
                 day,
             )
+        history = domain.features.applicant_history
+        if history is not None:
+            from features.history import write_history_partitions
+
+            write_history_partitions(
+                validated_cases, domain, feature_store.path, partition_days(context)
+            )
         store = feature_store.open(domain)
+        # The champion decides these cases, so its version's service serves their features.
+        champion = alias_ref(domain.model.name, model_registry.path)
+        service = (
+            ensure_model_service(store, domain, champion) if champion else domain.features.service
+        )
         entities = validated_cases.select(
             domain.case_id,
             "partition_date",
             pl.col(domain.event_time).dt.replace_time_zone("UTC").alias("event_timestamp"),
+            *([history.key] if history is not None else []),
         )
-        features = historical_features(store, domain, entities)
+        features = historical_features(store, domain, entities, service)
+        if history is not None:  # a join key, not a feature: kept out of the digest and file
+            features = features.drop(history.key)
         names = domain.features.names
         features = features.with_columns(
             pl.lit(service).alias("feature_service"),

@@ -1,10 +1,12 @@
 """Observability asset: decision metrics per day, anomaly checks, traces and the HTML report.
 
 `decision_metrics` runs after `audit_lineage` in the daily and review-loop jobs. It reads the
-audit database (the `case_stage_times` view) and the day's feature partitions, and writes:
-the long `decision_metrics` table, Dagster metadata (Markdown tables), one OTLP trace line per
-case under `<home>/traces/<domain>/`, and an HTML report under `<home>/reports/<domain>/`. Its
-anomaly checks are declared on the asset and evaluated in the same step, from the same frames.
+audit database (the columns of the `case_stage_times` view that metrics use) and the day's
+feature partitions, and writes: the long `decision_metrics` table, Dagster metadata (Markdown
+tables), OTLP trace lines (every case of small days, a consistent sample of large ones; built
+and streamed by DuckDB, `hitl_gate/observability/traces.py`) under `<home>/traces/<domain>/`,
+and an HTML report under `<home>/reports/<domain>/`. Its anomaly checks are declared on the
+asset and evaluated in the same step, from the same frames.
 """
 
 from collections.abc import Iterator
@@ -42,6 +44,16 @@ from pipelines.resources import (
     ReviewWorkspace,
 )
 
+# Per-case traces kept per day before sampling starts: about 35 MB of OTLP JSON (docs/scaling.md).
+TRACE_MAX_CASES_PER_DAY = 10_000
+# The `case_stage_times` columns metrics and checks read (run ids and digests stay in DuckDB).
+METRIC_CASE_COLUMNS = (
+    "partition_date", "case_id", "route", "route_rule_id", "review_queue", "risk_band",
+    "policy_version", "pd", "ingested_at", "validated_at", "scored_at", "routed_at",
+    "batch_queue", "exported_at", "due_at", "verdict", "reviewer_id", "verdict_file_sha256",
+    "verdict_received_at", "executed_action", "decided_by", "executed_at",
+)  # fmt: skip
+
 CHECKS = {
     "route_mix_shift": "Share of each route per day vs the trailing baseline (binomial z).",
     "approval_rate_shift": "Final approval rate per day vs the trailing baseline.",
@@ -67,6 +79,13 @@ class MetricsConfig(Config):
     psi_error: float = Thresholds.psi_error
     bias_min_seconds_per_case: float = Thresholds.bias_min_seconds_per_case
     write_traces: bool = True
+    trace_max_cases_per_day: int | None = Field(
+        default=TRACE_MAX_CASES_PER_DAY,
+        description=(
+            "Trace every case of a day up to this many, else a consistent sample of about this "
+            "many by trace id (None = every case; stage times of all cases stay in DuckDB)."
+        ),
+    )
     write_report: bool = True
 
     def thresholds(self) -> Thresholds:
@@ -246,8 +265,9 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             record_stage_materializations(context, con, domain, run_ids)
             cases = query_frame(
                 con,
-                "SELECT * FROM case_stage_times WHERE domain = ? "
-                "AND partition_date BETWEEN ? AND ? ORDER BY partition_date, case_id",
+                f"SELECT {', '.join(METRIC_CASE_COLUMNS)} FROM case_stage_times "
+                "WHERE domain = ? AND partition_date BETWEEN ? AND ? "
+                "ORDER BY partition_date, case_id",
                 [domain.name, window_start, max(days)],
             )
             qa = query_frame(
@@ -292,6 +312,14 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         )
         with audit_db.connect() as con:
             replace_partition_slice(con, "decision_metrics", stored, domain.name, days)
+            if config.write_traces:
+                traces = write_traces(
+                    con,
+                    domain.name,
+                    observability.traces_dir(domain.name),
+                    days,
+                    config.trace_max_cases_per_day,
+                )
         links = {
             "audit database": audit_db.database,
             "traces (OTLP JSON lines)": str(observability.traces_dir(domain.name)),
@@ -315,9 +343,10 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             **_mlflow_run_links(model_registry, model_runs),
         }
         if config.write_traces:
-            written = write_traces(domain.name, in_run, observability.traces_dir(domain.name), days)
             metadata["traces"] = MetadataValue.path(str(observability.traces_dir(domain.name)))
-            metadata["trace_files"] = len(written)
+            metadata["trace_files"] = len(traces)
+            metadata["traced_cases"] = sum(f.traces for f in traces)
+            metadata["trace_sample_ratio_min"] = min(f.sample_ratio for f in traces)
         if config.write_report:
             document = render_report(
                 domain=domain.name, run_id=context.run.run_id, days=days, as_of=as_of,

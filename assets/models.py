@@ -8,6 +8,7 @@ from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
     Config,
+    Failure,
     MaterializeResult,
     MetadataValue,
     Output,
@@ -74,8 +75,16 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         landing: LandingZone,
         audit_db: AuditDatabase,
     ) -> MaterializeResult:
-        from features.store import feature_source_dir, historical_features
-        from models.registry import AUTO_FIRST_CHAMPION, CHAMPION, Promotion, record_promotion
+        from features.services import ensure_model_service
+        from features.store import feature_source_dir, historical_features, stored_entities
+        from models.mlflow_store import configure
+        from models.registry import (
+            AUTO_FIRST_CHAMPION,
+            CHAMPION,
+            Promotion,
+            record_promotion,
+            version_ref,
+        )
         from models.training import train_and_register
 
         outcomes = read_outcomes(landing.path, domain)
@@ -85,13 +94,13 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 f"{domain.name}: training needs materialised case_features and outcome files "
                 f"under {landing.path / domain.outcomes_subdir}"
             )
-        entities = pl.concat(
-            [pl.read_parquet(p, columns=[domain.case_id, "event_timestamp"]) for p in sources]
-        ).join(outcomes, on=domain.case_id, how="inner")
+        entities = stored_entities(domain, feature_store.path).join(
+            outcomes, on=domain.case_id, how="inner"
+        )
         store = feature_store.open(domain)
-        training = historical_features(
-            store, domain, entities.select(domain.case_id, "event_timestamp")
-        ).join(outcomes, on=domain.case_id, how="left")
+        training = historical_features(store, domain, entities.drop(model.label.column)).join(
+            outcomes, on=domain.case_id, how="left"
+        )
         training = training.with_columns(
             pl.col(model.label.column)
             .is_in(model.label.positive_values)
@@ -100,6 +109,12 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         )
         trained = train_and_register(
             training, model, domain.case_id, model_registry.path, family=config.model_family
+        )
+        # Every registered version gets its feature service now, whether or not it is promoted.
+        service = ensure_model_service(
+            store,
+            domain,
+            version_ref(configure(model_registry.path), trained.name, trained.version),
         )
         if trained.promoted_to_champion:
             record_promotion(
@@ -120,6 +135,7 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "model_version": trained.version,
                 "model_family": trained.family,
                 "mlflow_run_id": trained.run_id,
+                "feature_service": service,
                 "promoted_to_champion": trained.promoted_to_champion,
                 "training_rows": training.height,
                 "positive_rate": float(training["label"].mean() or 0.0),
@@ -155,10 +171,25 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         model_registry: ModelRegistryResource,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
+        from features.services import foreign_services
         from models.registry import CHALLENGER
         from models.scoring import alias_is_set, load_champion, score_frame
 
         champion = load_champion(model.name, model_registry.path)
+        foreign = foreign_services(
+            case_features["feature_service"].unique().to_list(),
+            domain,
+            champion.name,
+            champion.version,
+        )
+        if foreign:
+            raise Failure(
+                description=(
+                    f"features were served by {foreign}, not by the feature service of "
+                    f"{champion.name} v{champion.version}: the champion moved after "
+                    "case_features ran; re-run the partition"
+                )
+            )
         scores = score_frame(champion, case_features, model, domain.case_id).join(
             case_features.select(domain.case_id, "partition_date"), on=domain.case_id
         )

@@ -1,7 +1,8 @@
 """Review assets: batches exported for reviewers, and the verdicts they return."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
+import duckdb
 import polars as pl
 from dagster import (
     AssetExecutionContext,
@@ -15,6 +16,40 @@ from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.audit.store import query_frame, replace_partition_slice, transaction
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import AuditDatabase, ReviewWorkspace
+
+
+def _manifest_context(cases: pl.DataFrame) -> dict[str, str]:
+    """The policy and model versions a batch's cases were routed with (signed into it)."""
+    first = cases.row(0, named=True)
+    names = ("policy_version", "policy_digest", "model_name", "model_version", "feature_service")
+    return {name: first[name] for name in names}
+
+
+def _rule_texts(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> dict[str, str]:
+    from hitl_gate.policy_control import policy_in_force
+
+    return {rule.id: rule.text for rule in policy_in_force(con, domain).policy.rules}
+
+
+def _review_groups(
+    to_review: pl.DataFrame, days: list[date]
+) -> list[tuple[date, date, pl.DataFrame]]:
+    """Per export day, its cases grouped by the day their batch is named after.
+
+    That is the case's own day, except for a deferred case carried into this day's review pool
+    (`carried_from`, see policies/capacity.py): its batch names the day it came from, so its
+    verdict is executed and accounted for there, like every case of that day.
+    """
+    origin = pl.col("partition_date")
+    if "carried_from" in to_review.columns:
+        origin = pl.coalesce("carried_from", "partition_date")
+    groups = []
+    for day in days:
+        todays = to_review.filter(pl.col("partition_date") == day)
+        todays = todays.with_columns(origin.alias("__origin"))
+        for (batch_day,), part in todays.group_by("__origin", maintain_order=True):
+            groups.append((day, batch_day, part.drop("__origin")))
+    return groups
 
 
 def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
@@ -36,13 +71,11 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         review: ReviewWorkspace,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
-        from hitl_gate.policy_control import policy_in_force
         from hitl_gate.review.export import export_review_batches
         from hitl_gate.review.settings import review_settings
 
         with audit_db.connect() as con:
-            policy = policy_in_force(con, domain).policy
-        rule_texts = {rule.id: rule.text for rule in policy.rules}
+            rule_texts = _rule_texts(con, domain)
         # Cases beyond a queue's daily capacity wait (deferred): never auto-approved, not sent.
         deferred = (
             pl.col("review_deferred") if "review_deferred" in routed_decisions.columns else False
@@ -51,25 +84,15 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         key = review.signing_key()
         now = datetime.now(UTC)
         batches, links = [], []
-        for day in partition_days(context):
-            todays = to_review.filter(pl.col("partition_date") == day)
-            if todays.height == 0:
-                continue
-            first = todays.row(0, named=True)
+        for day, batch_day, todays in _review_groups(to_review, partition_days(context)):
             for batch in export_review_batches(
                 todays,
                 domain=domain,
                 batches_dir=review.batches_dir,
                 key=key,
-                partition_date=day,
+                partition_date=batch_day,
                 created_at=now,
-                context={
-                    "policy_version": first["policy_version"],
-                    "policy_digest": first["policy_digest"],
-                    "model_name": first["model_name"],
-                    "model_version": first["model_version"],
-                    "feature_service": first["feature_service"],
-                },
+                context=_manifest_context(todays),
                 rule_texts=rule_texts,
                 settings=review_settings(domain),
             ):
@@ -130,19 +153,25 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     @daily_stage_asset(
         domain,
         stage_key(domain, "reviewer_verdicts"),
-        ins={"review_batches": upstream(domain, "review_batches")},
+        ins={
+            "review_batches": upstream(domain, "review_batches"),
+            "routed_decisions": upstream(domain, "routed_decisions"),
+        },
         description=(
             "Verdicts returned by reviewers: files in the review inbox are validated against their "
-            "signed batch, recorded exactly once by content hash and archived."
+            "signed batch, recorded exactly once by content hash and archived. Escalated cases "
+            "are then re-exported as batches of their escalation queue."
         ),
         kinds={"duckdb"},
     )
     def reviewer_verdicts(
         context: AssetExecutionContext,
         review_batches: pl.DataFrame,
+        routed_decisions: pl.DataFrame,
         review: ReviewWorkspace,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
+        from hitl_gate.review.escalation import export_escalations
         from hitl_gate.review.intake import ingest_verdict_file, peek_batch_id, pending_files
         from hitl_gate.review.settings import review_settings
 
@@ -166,6 +195,24 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 outcomes.append(outcome)
                 for message in outcome.messages:
                     context.log.warning(message)
+            escalated = []
+            for day in partition_days(context):
+                todays = routed_decisions.filter(pl.col("partition_date") == day)
+                if todays.height == 0:
+                    continue
+                escalated += export_escalations(
+                    con,
+                    todays,
+                    domain=domain,
+                    settings=review_settings(domain),
+                    batches_dir=review.batches_dir,
+                    key=key,
+                    partition_date=day,
+                    created_at=datetime.now(UTC),
+                    context=_manifest_context(todays),
+                    rule_texts=_rule_texts(con, domain),
+                    run_id=context.run.run_id,
+                )
             verdicts = query_frame(
                 con,
                 "SELECT v.case_id, v.batch_id, v.verdict, v.verdict_reason_code, v.reviewer_id, "
@@ -189,6 +236,10 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "verdicts_in_partition": verdicts.height,
                 "files_processed": len(outcomes),
                 "rows_rejected": int(sum(o.rejected for o in outcomes)),
+                "escalation_batches": MetadataValue.md(
+                    "\n".join(f"- `{b.batch_id}` ({len(b.case_ids)} cases)" for b in escalated)
+                    or "_none_"
+                ),
                 "files": markdown_table(files),
             },
         )

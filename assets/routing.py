@@ -1,6 +1,7 @@
 """Routing asset: the domain's versioned policy sends every case to exactly one route."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import polars as pl
 from dagster import (
@@ -9,12 +10,14 @@ from dagster import (
     Failure,
     MetadataValue,
     Output,
+    ResourceParam,
 )
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
 from hitl_gate.domain import DomainConfig
+from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import AuditDatabase
 from policies.model import Policy
 
@@ -66,6 +69,86 @@ def policy_errors(policy: Policy, cases: pl.DataFrame) -> list[str]:
     return [f.message for f in analysis.errors]
 
 
+def load_backlog(
+    domain: DomainConfig, audit_db: AuditDatabase, io_manager: PolarsParquetIOManager, first: date
+) -> pl.DataFrame:
+    """The stored routed rows of cases deferred before `first` and still waiting for review.
+
+    Rows come from their own day's stored partition (exactly as they were routed, never
+    re-routed); the audit database says which cases still wait (`review_backlog`).
+    """
+    from hitl_gate.policy_control import review_backlog
+    from policies.capacity import own_rows
+
+    with audit_db.connect() as con:
+        waiting = review_backlog(con, domain.name, first)
+    if waiting.height == 0:
+        return pl.DataFrame()
+    folder = Path(io_manager.base_dir).joinpath(*stage_key(domain, "routed_decisions").path)
+    frames = []
+    for (day,), ids in waiting.group_by("partition_date", maintain_order=True):
+        path = folder / f"{day}.parquet"
+        if not path.exists():
+            continue  # a partition removed by hand: nothing to carry, the audit DB still has it
+        stored = own_rows(pl.read_parquet(path))
+        wanted = stored.get_column(domain.case_id).cast(pl.String).is_in(ids["case_id"])
+        frames.append(stored.filter(wanted))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+def _backlog_end(capacity: pl.DataFrame) -> int:
+    """Cases still waiting for review at the end of the run's last day, all queues."""
+    if capacity.height == 0:
+        return 0
+    last = capacity.filter(pl.col("day") == pl.col("day").max())
+    return int(last["backlog_after"].sum())
+
+
+def run_shadow(
+    context: AssetExecutionContext,
+    domain: DomainConfig,
+    cases: pl.DataFrame,
+    routed: pl.DataFrame,
+    audit_db: AuditDatabase,
+    *,
+    halted: bool,
+    now: datetime,
+) -> dict[str, object]:
+    """Route the day's cases with the shadow policy, if one is set; store, compare, never act.
+
+    A shadow policy that does not validate on the day's cases is reported in the metadata and
+    the log, and the live run goes on: a candidate must never break live routing.
+    """
+    from hitl_gate.policy_control import record_shadow_decisions, shadow_policy
+    from policies.shadow import compare_shadow, shadow_decisions
+
+    with audit_db.connect() as con:
+        shadow = shadow_policy(con, domain.name)
+    if shadow is None:
+        return {}
+    problems = policy_errors(shadow, cases)
+    if problems:
+        context.log.warning(f"shadow policy {shadow.version} not run: {problems[0]}")
+        return {
+            "shadow_policy_version": shadow.version,
+            "shadow_error": MetadataValue.md("\n".join(f"- {p}" for p in problems)),
+        }
+    rows = shadow_decisions(
+        shadow, cases, routed, case_id=domain.case_id, domain=domain.name, halted=halted,
+        run_id=context.run.run_id, now=now,
+    )  # fmt: skip
+    with audit_db.connect() as con:
+        record_shadow_decisions(con, rows, domain.name, partition_days(context), shadow.digest)
+    comparison = compare_shadow(rows)
+    return {
+        "shadow_policy_version": shadow.version,
+        "shadow_policy_digest": shadow.digest,
+        "shadow_agreement": comparison.agreement,
+        "shadow_newly_auto_approved": comparison.newly_auto_approved,
+        "shadow_transitions": markdown_table(comparison.transitions),
+    }
+
+
 def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `routed_decisions` asset of one domain."""
 
@@ -89,9 +172,11 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         case_features: pl.DataFrame,
         risk_scores: pl.DataFrame,
         audit_db: AuditDatabase,
+        io_manager: ResourceParam[PolarsParquetIOManager],
     ) -> Output[pl.DataFrame]:
         from hitl_gate.policy_control import halt_state, policy_in_force
         from hitl_gate.review.settings import review_settings
+        from policies.capacity import own_rows
         from policies.decide import capacity_report, decide, with_queue_capacity
 
         cases = assemble_cases(domain, validated_cases, case_features, risk_scores)
@@ -114,10 +199,15 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 f"automation of {domain.name} is HALTED by {halt.actor} ({halt.reason}): "
                 "every automatic route goes to human review"
             )
-        routed = decide(policy, cases, domain.case_id, halted=halt.halted)
-        capacity = capacity_report(policy, routed)
+        backlog = load_backlog(domain, audit_db, io_manager, min(partition_days(context)))
+        routed = decide(policy, cases, domain.case_id, halted=halt.halted, backlog=backlog)
+        capacity = capacity_report(policy, routed, backlog)
         now = datetime.now(UTC)
-        decisions = routed.select(
+        shadow_metadata = run_shadow(
+            context, domain, cases, routed, audit_db, halted=halt.halted, now=now
+        )
+        # Carried copies stay out: a case's decision belongs to its own day, recorded once.
+        decisions = own_rows(routed).select(
             pl.lit(domain.name).alias("domain"),
             pl.col(domain.case_id).cast(pl.String).alias("case_id"),
             "partition_date",
@@ -154,11 +244,11 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             replace_partition_slice(
                 con, "decisions", decisions, domain.name, partition_days(context)
             )
-        mix = routed.group_by("route").len().sort("route")
+        mix = own_rows(routed).group_by("route").len().sort("route")
         return Output(
             routed,
             metadata={
-                "rows": routed.height,
+                "rows": decisions.height,
                 "policy_version": policy.version,
                 "policy_digest": policy.digest,
                 "policy_origin": in_force.origin,
@@ -166,9 +256,13 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "route_mix": markdown_table(mix),
                 **{f"route_{r}": int(n) for r, n in mix.iter_rows()},
                 "qa_sampled": int(routed["qa_sample"].sum()),
-                "review_deferred": int(routed["review_deferred"].sum()),
+                "review_deferred": int(own_rows(routed)["review_deferred"].sum()),
+                "carried_over_in": int(routed["carried_from"].is_not_null().sum()),
+                "backlog_from_earlier_days": backlog.height,
+                "review_backlog_end": _backlog_end(capacity),
                 "expected_backlog_days": float(capacity["backlog_days"].max() or 0),
                 "review_capacity": markdown_table(capacity, max_rows=20),
+                **shadow_metadata,
             },
         )
 

@@ -112,11 +112,15 @@ def synthesise(
     seed: int = 0,
     calibration: pl.DataFrame | None = None,
     id_offset: int = 0,
+    applicants: int | None = None,
 ) -> pl.DataFrame:
     """`rows` contract-shaped applications on `day`, plus the outcome column, seeded.
 
     Case ids are `SYN<yyyymmdd>-<n>` (unique per day and offset), application times uniform
-    between 08:00 and 20:00 of `day`, ordered by time as a landing file would be.
+    between 08:00 and 20:00 of `day`, ordered by time as a landing file would be. A domain
+    that declares `features.applicant_history` also gets its key column: ids `APL<n>` drawn
+    from a pool of `applicants` (default 3x rows), so some applicants return, within the
+    day and on later days.
     """
     base = calibration if calibration is not None else calibration_frame(domain)
     rng = np.random.default_rng([seed, day.toordinal(), id_offset])
@@ -135,11 +139,17 @@ def synthesise(
     start = datetime(day.year, day.month, day.day)
     seconds = np.sort(rng.integers(8 * 3600, 20 * 3600, rows))
     ids = pl.int_range(id_offset, id_offset + rows, eager=True).cast(pl.String).str.zfill(9)
-    return drawn.select(
+    out = drawn.select(
         (f"SYN{day:%Y%m%d}-" + ids).alias(domain.case_id),
         (pl.lit(start) + pl.duration(seconds=pl.Series(seconds))).alias(domain.event_time),
         *drawn.columns,
     )
+    history = domain.features.applicant_history
+    if history is None:
+        return out
+    pool = applicants or max(3 * rows, 1)
+    applicant = pl.Series(rng.integers(0, pool, rows)).cast(pl.String).str.zfill(9)
+    return out.with_columns(("APL" + applicant).alias(history.key))
 
 
 def _keep_rules(domain: DomainConfig, real: pl.DataFrame, jittered: pl.DataFrame) -> pl.DataFrame:

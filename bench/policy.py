@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import operator
+import os
 import statistics
 import tempfile
 import time
@@ -126,6 +127,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         policy = load_policy(write_policy(Path(folder)))
     cases = make_cases(args.rows)
+    load_before = os.getloadavg()[0]
     route_cases(policy, cases.head(1000))  # warm-up (expression compilation, thread pool)
     engine_s, routed = _median_seconds(lambda: route_cases(policy, cases), args.repeats)
     sample = cases.head(args.reference_rows)
@@ -141,6 +143,7 @@ def main() -> None:
     print(f"  row-by-row reference on {args.reference_rows:,} cases: {ref_s:.3f} s "
           f"= {ref_rate / 1e3:.0f} k cases/s")  # fmt: skip
     print(f"  ratio: {engine_rate / ref_rate:.0f}x; outputs identical on the reference rows")
+    print(f"  load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

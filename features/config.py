@@ -65,13 +65,19 @@ from pathlib import Path
 sys.path.insert(0, {project_root!r})
 
 from features.config import feature_source_dir  # noqa: E402
-from features.definitions import feature_objects  # noqa: E402
+from features.definitions import build_model_service, feature_objects  # noqa: E402
+from features.services import read_manifest  # noqa: E402
 from hitl_gate.domain import load_domain_file  # noqa: E402
 
+_here = Path(__file__).resolve().parent
 _domain = load_domain_file(Path({domain_file!r}))
-entity, source, view, service = feature_objects(
-    _domain, feature_source_dir(_domain, Path(__file__).resolve().parent)
-)
+_objects = feature_objects(_domain, feature_source_dir(_domain, _here))
+_views = [o for o in _objects if type(o).__name__ == "FeatureView"]
+# One service per model version applied to this store (see features/services.py).
+_refs = read_manifest(_here, _domain)
+_model_services = [build_model_service(_domain, _views, ref) for ref in _refs]
+# `feast plan` finds objects among the module's globals; one global per object.
+globals().update({{f"feast_object_{{i}}": o for i, o in enumerate([*_objects, *_model_services])}})
 '''
 
 

@@ -15,6 +15,7 @@ from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 
 from features.engineering import CREATED_TIMESTAMP, EVENT_TIMESTAMP
+from features.services import ModelVersionRef
 from hitl_gate.domain import DomainConfig
 
 # Partition files are `<YYYY-MM-DD>.parquet`; in-flight writes end in `.tmp`, so never match.
@@ -100,24 +101,123 @@ def build_view(domain: DomainConfig, entity: Entity, source: FileSource) -> Feat
     )
 
 
-def build_service(domain: DomainConfig, view: FeatureView) -> FeatureService:
-    """The feature service of the current model version: what scoring retrieves, by name."""
+def build_history_objects(domain: DomainConfig, source_path: Path) -> list:
+    """Applicant entity, history source and history view (`features.history`), in apply order.
+
+    The view's TTL is the history window: a row older than the window says nothing about the
+    applicant's recent history. Every case has its own row at its decision time, so retrieval
+    at that time always finds it; the TTL matters only for requests at other times.
+    """
+    from features.history import SOURCE_AMOUNT, SOURCE_CASE
+
+    history = domain.features.applicant_history
+    if history is None:
+        return []
+    tags = {**common_tags(domain), "kind": "applicant_history"}
+    entity = Entity(
+        name=history.entity,
+        join_keys=[history.key],
+        value_type=ValueType.STRING,
+        description=f"The applicant of a {domain.name} case, keyed by {history.key}.",
+        owner=domain.features.owner,
+        tags=tags,
+    )
+    source = FileSource(
+        name=f"{history.view}_source",
+        path=source_uri(source_path),
+        file_format=ParquetFormat(),
+        timestamp_field=EVENT_TIMESTAMP,
+        created_timestamp_column=CREATED_TIMESTAMP,
+        description=(
+            f"One row per {domain.name} case: its applicant's earlier cases within "
+            f"{history.window_days} days, plus the case's own {SOURCE_CASE} and "
+            f"{SOURCE_AMOUNT} (the ledger later days read)."
+        ),
+        owner=domain.features.owner,
+        tags=tags,
+    )
+    w = history.window_days
+    texts = [
+        f"Applications by the same applicant in the {w} days before this decision.",
+        f"Sum of {history.amount} over those applications.",
+        f"Days since the applicant's latest earlier application within {w} days; null if none.",
+    ]
+    view = FeatureView(
+        name=history.view,
+        entities=[entity],
+        ttl=timedelta(days=w),
+        schema=[
+            Field(name=history.key, dtype=String),
+            *[
+                Field(name=n, dtype=Float64, description=t, tags={"kind": "history"})
+                for n, t in zip(history.names, texts, strict=True)
+            ],
+        ],
+        source=source,
+        online=True,
+        description=f"Applicant history of each {domain.name} case as of its decision time.",
+        owner=domain.features.owner,
+        tags=tags,
+    )
+    return [entity, source, view]
+
+
+def build_service(domain: DomainConfig, views: list[FeatureView]) -> FeatureService:
+    """The declared feature service: every view, as training (and a model-less run) reads it."""
     return FeatureService(
         name=domain.features.service,
-        features=[view],
+        features=views,
         description=f"Features served to model {domain.model.name} ({domain.features.service}).",
         owner=domain.features.owner,
         tags={**common_tags(domain), "model": domain.model.name},
     )
 
 
-def feature_objects(domain: DomainConfig, source_path: Path) -> list:
-    """Entity, FileSource, FeatureView and FeatureService of the domain, in apply order.
+def build_model_service(
+    domain: DomainConfig, views: list[FeatureView], ref: ModelVersionRef
+) -> FeatureService:
+    """The feature service of one model version: every declared view, tagged with the version.
 
-    `source_path` is the partition directory (or one Parquet file); it is made absolute so the
-    registry stays valid from any working directory and any process.
+    It serves the whole declaration, not only the columns the model reads: the policy and the
+    reviewers act on the other features in the same decision (e.g. `loan_to_income`), and the
+    digest recorded with the decision covers all of them. The model's own columns are in the
+    `model_inputs` tag, so the registry answers "which features does v3 read" too.
+    """
+    return FeatureService(
+        name=ref.service_name,
+        features=views,
+        description=(
+            f"Features served with model {ref.model_name} version {ref.version} "
+            f"({ref.family}, MLflow run {ref.run_id}); the model reads {', '.join(ref.inputs)}."
+        ),
+        owner=domain.features.owner,
+        tags={
+            **common_tags(domain),
+            "model": ref.model_name,
+            "model_version": ref.version,
+            "model_family": ref.family,
+            "mlflow_run_id": ref.run_id,
+            "model_inputs": ",".join(ref.inputs),
+        },
+    )
+
+
+def feature_objects(domain: DomainConfig, source_path: Path) -> list:
+    """Entity, FileSource, FeatureView (plus the applicant-history trio when declared) and
+    the declared FeatureService of the domain, in apply order.
+
+    `source_path` is the application partition directory (or one Parquet file); it is made
+    absolute so the registry stays valid from any working directory and any process. The
+    history source sits next to it, in the folder named after the history view.
     """
     entity = build_entity(domain)
     source = build_source(domain, source_path)
     view = build_view(domain, entity, source)
-    return [entity, source, view, build_service(domain, view)]
+    history = domain.features.applicant_history
+    extra = (
+        build_history_objects(domain, Path(source_path).resolve().parent / history.view)
+        if history is not None and Path(source_path).suffix != ".parquet"
+        else []
+    )
+    views = [view, *[o for o in extra if isinstance(o, FeatureView)]]
+    return [entity, source, view, *extra, build_service(domain, views)]

@@ -53,7 +53,7 @@ def derived_expressions(domain: DomainConfig, columns: list[str]) -> list[pl.Exp
 def compute_features(
     validated: pl.DataFrame, domain: DomainConfig, *, created_at: datetime | None = None
 ) -> pl.DataFrame:
-    """Columns: <case_id>, event_timestamp, created_timestamp, then `domain.features.names`.
+    """Columns: <case_id>, event_timestamp, created_timestamp, then the application features.
 
     `event_timestamp` is the declared event time (the decision instant), so retrieval as of a
     decision can never see features computed from later data. `created_timestamp` records when
@@ -78,5 +78,5 @@ def feature_frame_schema(domain: DomainConfig) -> dict[str, pl.DataType]:
         domain.case_id: pl.String(),
         EVENT_TIMESTAMP: TIMESTAMP_DTYPE,
         CREATED_TIMESTAMP: TIMESTAMP_DTYPE,
-        **{name: FEATURE_DTYPE() for name in domain.features.names},
+        **{name: FEATURE_DTYPE() for name in domain.features.application_names},
     }

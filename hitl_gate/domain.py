@@ -91,6 +91,29 @@ class ContractConfig(_Strict):
         return self
 
 
+class ApplicantHistoryConfig(_Strict):
+    """Optional applicant-history features: what this applicant's earlier cases looked like.
+
+    `key` is a contract column holding a stable applicant id (declare it only when the source
+    really has one: a key guessed from look-alike fields links different people). Each case
+    gets the count, summed `amount` and days since the latest of the same applicant's cases
+    strictly before its decision time and at most `window_days` earlier (features/history.py).
+    A case whose key is null gets nulls (unknown), not zeros.
+    """
+
+    key: str
+    entity: str = "applicant"
+    view: str
+    amount: str
+    window_days: int = Field(default=365, gt=0)
+
+    @property
+    def names(self) -> list[str]:
+        """The served history features, named after the window."""
+        w = self.window_days
+        return [f"prior_applications_{w}d", f"prior_amount_{w}d", "days_since_prior_application"]
+
+
 class FeatureConfig(_Strict):
     """Feast objects and the derived features computed from validated inputs.
 
@@ -106,11 +129,18 @@ class FeatureConfig(_Strict):
     owner: str
     derived: dict[str, str] = Field(default_factory=dict)
     passthrough: list[str] = Field(default_factory=list)
+    applicant_history: ApplicantHistoryConfig | None = None
+
+    @property
+    def application_names(self) -> list[str]:
+        """The features of the case itself (the application view), in a stable order."""
+        return [*self.passthrough, *self.derived]
 
     @property
     def names(self) -> list[str]:
-        """All feature names served by the feature view, in a stable order."""
-        return [*self.passthrough, *self.derived]
+        """Every served feature: the application view, then applicant history if declared."""
+        history = self.applicant_history.names if self.applicant_history else []
+        return [*self.application_names, *history]
 
 
 class LabelConfig(_Strict):
@@ -259,6 +289,11 @@ class DomainConfig(_Strict):
         missing = [f for f in self.features.passthrough if f not in cols]
         if missing:
             raise ValueError(f"features.passthrough names undeclared columns: {missing}")
+        history = self.features.applicant_history
+        if history is not None:
+            absent = [c for c in (history.key, history.amount) if c not in cols]
+            if absent:
+                raise ValueError(f"features.applicant_history names undeclared columns: {absent}")
         unknown = [f for f in self.model.features if f not in self.features.names]
         if unknown:
             raise ValueError(f"model.features not served by the feature view: {unknown}")

@@ -21,6 +21,8 @@ from hitl_gate.contract import ROW_INDEX, polars_dtype, text_expr, validate_fram
 from hitl_gate.domain import ContractConfig
 
 SUFFIXES = (".csv", ".parquet", ".jsonl")
+# Contract types whose canonical text the CSV reader parses itself (see `_read_csv`).
+_CSV_NATIVE_TYPES = ("int", "float")
 _CHUNK = 1 << 20
 # Polars signals unreadable input with its own errors, OS errors, and (rarely) a Rust panic.
 _READ_ERRORS = (pl.exceptions.PolarsError, OSError, ValueError, pl.exceptions.PanicException)
@@ -103,8 +105,13 @@ def fingerprint(path: Path, day: date) -> LandingFile:
         sha256=_sha256(path),
         size_bytes=stat.st_size,
         partition_date=day,
-        arrived_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
+        arrived_at=arrival_time(stat.st_mtime),
     )
+
+
+def arrival_time(mtime: float) -> datetime:
+    """When a file arrived, as the registry records it: its mtime, in UTC."""
+    return datetime.fromtimestamp(mtime, tz=UTC)
 
 
 def discover_landing_files(landing_root: Path, subdir: str, day: date) -> list[LandingFile]:
@@ -114,10 +121,16 @@ def discover_landing_files(landing_root: Path, subdir: str, day: date) -> list[L
     hashed (SHA-256 streamed); hidden files (partial uploads such as `.x.csv`) are skipped, and a
     missing folder means no files.
     """
-    folder = landing_root / subdir / day.isoformat()
+    return [
+        fingerprint(path, day) for path in landing_paths(landing_root / subdir / day.isoformat())
+    ]
+
+
+def landing_paths(folder: Path) -> list[Path]:
+    """The landing files of one day folder, by name: known suffixes, hidden files skipped."""
     if not folder.is_dir():
         return []
-    paths = sorted(
+    return sorted(
         (
             p
             for p in folder.iterdir()
@@ -125,7 +138,6 @@ def discover_landing_files(landing_root: Path, subdir: str, day: date) -> list[L
         ),
         key=lambda p: p.name,
     )
-    return [fingerprint(path, day) for path in paths]
 
 
 def _is_utf8(path: Path) -> bool:
@@ -174,8 +186,28 @@ def _lossy_csv_rows(path: Path) -> int:
     return raw.filter(~pl.all_horizontal(pl.all().is_null())).height
 
 
-def _read_raw(path: Path, wanted: list[str]) -> tuple[pl.DataFrame, list[str], int]:
-    """The file's wanted columns, the columns it has, and its row count (raises on bad input)."""
+def _read_csv(path: Path, contract: ContractConfig) -> pl.DataFrame:
+    """A CSV file with int and float contract columns parsed by the reader, the rest as text.
+
+    The CSV reader parses canonical numbers exactly as `parse_series` would, at a fraction of
+    the cost of text columns; datetimes, dates and booleans have coercion rules of ours and
+    stay text. When any value does not parse (padding, '36.0', 'n/a'), the file is read again
+    all as text, so validation still names the row, column and value of every bad cell.
+    """
+    native = {
+        name: polars_dtype(column)
+        for name, column in contract.columns.items()
+        if column.type in _CSV_NATIVE_TYPES
+    }
+    try:
+        return pl.read_csv(path, infer_schema=False, schema_overrides=native, encoding="utf8")
+    except _READ_ERRORS:
+        return pl.read_csv(path, infer_schema=False, encoding="utf8")
+
+
+def _read_raw(path: Path, contract: ContractConfig) -> tuple[pl.DataFrame, list[str], int]:
+    """The file's contract columns, the columns it has, and its row count (raises on bad input)."""
+    wanted = list(contract.columns)
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         present = list(pl.read_parquet_schema(path))
@@ -193,7 +225,7 @@ def _read_raw(path: Path, wanted: list[str]) -> tuple[pl.DataFrame, list[str], i
         schema = {c: inferred[c] if inferred[c].is_nested() else pl.String() for c in cols}
         frame = pl.read_ndjson(path, schema=schema)
         return frame.select(c for c in wanted if c in cols), present, frame.height
-    frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
+    frame = _read_csv(path, contract)
     # A blank line (or one of only separators) holds no case: it is not a data row.
     frame = frame.with_row_index("_source_row", offset=1)
     frame = frame.filter(~pl.all_horizontal(pl.exclude("_source_row").is_null()))
@@ -213,7 +245,7 @@ def _read_file(file: LandingFile, contract: ContractConfig) -> _Read:
         if wide:
             return _Read(None, 0, "encoding", f"{path}: file is not valid UTF-8 ({wide})")
     try:
-        frame, present, rows = _read_raw(path, wanted)
+        frame, present, rows = _read_raw(path, contract)
     except pl.exceptions.NoDataError:
         return _Read(None, 0, "empty_file", f"{path}: file is empty")
     except _READ_ERRORS as exc:
@@ -359,15 +391,23 @@ def accepted_schema(contract: ContractConfig) -> pl.Schema:
 
 
 def _accepted(valid: pl.DataFrame, meta: pl.DataFrame, contract: ContractConfig) -> pl.DataFrame:
-    """Contract columns in contract order, then where each row came from."""
-    source = meta.select(
-        "_file",
-        "partition_date",
-        _source_file="file_path",
-        _source_sha256="file_sha256",
+    """Contract columns in contract order, then where each row came from.
+
+    File attributes are looked up by file number rather than joined: a join would copy every
+    contract column of a million-row batch only to add three.
+    """
+
+    def from_file(column: str) -> pl.Expr:
+        return pl.col("_file").replace_strict(
+            meta["_file"], meta[column], return_dtype=meta.schema[column]
+        )
+
+    with_source = valid.with_columns(
+        partition_date=from_file("partition_date"),
+        _source_file=from_file("file_path"),
+        _source_sha256=from_file("file_sha256"),
     )
-    joined = valid.join(source, on="_file", how="left", maintain_order="left")
-    return joined.select(pl.col(n).cast(t) for n, t in accepted_schema(contract).items())
+    return with_source.select(pl.col(n).cast(t) for n, t in accepted_schema(contract).items())
 
 
 def _quarantine(row_failures: pl.DataFrame, reads: list[_Read], meta: pl.DataFrame) -> pl.DataFrame:
@@ -405,7 +445,7 @@ def _files_frame(
     reads: list[_Read], valid: pl.DataFrame, row_failures: pl.DataFrame, meta: pl.DataFrame
 ) -> pl.DataFrame:
     """Per-file accounting: status, first problem, and rows read, accepted and quarantined."""
-    accepted = valid.group_by("_file").agg(rows_accepted=pl.len())
+    accepted = valid.select("_file").group_by("_file").agg(rows_accepted=pl.len())
     quarantined = (
         row_failures.select("_file", "_source_row").unique().group_by("_file").agg(rows_q=pl.len())
     )

@@ -6,6 +6,10 @@ edited since) is what routes. Rolling back re-activates the version that was in 
 the current one, again from its stored text. Every activation, rollback, halt and resume is a
 new row, never an update, so the history is the audit trail.
 
+A candidate can also run in *shadow* (`policy_shadows`, same append-only style): it routes
+every new partition next to the policy in force, its routes are stored in `shadow_decisions`
+and never acted on.
+
 Guards: an activation needs two different people (`activated_by` and `approved_by`), a policy
 that validates and analyses without errors against the domain's case columns, and an
 effective date that is not in the future.
@@ -20,7 +24,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.audit.store import query_frame, scalar
+from hitl_gate.audit.store import query_frame, scalar, transaction
 from hitl_gate.domain import PROJECT_ROOT, DomainConfig
 from policies.model import Policy, PolicyError, load_policy, load_policy_text
 
@@ -209,6 +213,101 @@ def set_halt(
         [domain, _next_seq(con, "automation_halts", domain), halted, reason, by, now],
     )
     return HaltState(halted, reason, by, now)
+
+
+def shadow_policy(con: duckdb.DuckDBPyConnection | None, domain: str) -> Policy | None:
+    """The candidate running in shadow for `domain` (from its stored text), or None."""
+    if con is None or not _has_table(con, "policy_shadows"):
+        return None
+    row = _first(
+        con,
+        "SELECT action, policy_text, policy_source FROM policy_shadows WHERE domain = ? "
+        "ORDER BY seq DESC LIMIT 1",
+        [domain],
+    )
+    if row is None or row[0] != "set":
+        return None
+    return load_policy_text(row[1], row[2])
+
+
+def set_shadow(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    policy: Policy | None,
+    *,
+    by: str,
+    reason: str | None = None,
+) -> int:
+    """Run `policy` in shadow from the next run on (None: stop the shadow); returns the seq.
+
+    One person is enough: a shadow policy decides nothing. Setting the shadow that already
+    runs, or clearing when none runs, is refused so the log has no meaningless rows.
+    """
+    if not by.strip():
+        raise PolicyControlError("--by is required: who sets or clears the shadow policy")
+    current = shadow_policy(con, domain)
+    if policy is None and current is None:
+        raise PolicyControlError(f"no shadow policy runs for {domain}")
+    if policy is not None and current is not None and current.digest == policy.digest:
+        raise PolicyControlError(f"{policy.version} already runs in shadow for {domain}")
+    seq = _next_seq(con, "policy_shadows", domain)
+    con.execute(
+        "INSERT INTO policy_shadows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            domain,
+            seq,
+            "clear" if policy is None else "set",
+            None if policy is None else policy.version,
+            None if policy is None else policy.digest,
+            None if policy is None else policy.source,
+            None if policy is None else policy.text,
+            by,
+            reason,
+            datetime.now(UTC),
+        ],
+    )
+    return seq
+
+
+BACKLOG_SQL = """
+SELECT d.case_id, d.partition_date FROM decisions d
+WHERE d.domain = ? AND d.review_deferred AND d.partition_date < ?
+  AND NOT EXISTS (
+      SELECT 1 FROM review_batch_cases m JOIN review_batches b USING (batch_id)
+      WHERE m.domain = d.domain AND m.case_id = d.case_id AND b.partition_date < ?)
+  AND NOT EXISTS (
+      SELECT 1 FROM executions e WHERE e.domain = d.domain AND e.case_id = d.case_id)
+ORDER BY d.partition_date, d.case_id
+"""
+
+
+def review_backlog(con: duckdb.DuckDBPyConnection, domain: str, before: date) -> pl.DataFrame:
+    """Cases deferred on days before `before` that no batch of an earlier day took yet.
+
+    A case carried into a day's batch leaves the backlog from the next day on; re-running
+    that day finds it again (its batch is of that day), so re-runs schedule the same cases.
+    """
+    return query_frame(con, BACKLOG_SQL, [domain, before, before])
+
+
+def record_shadow_decisions(
+    con: duckdb.DuckDBPyConnection,
+    rows: pl.DataFrame,
+    domain: str,
+    days: list[date],
+    policy_digest: str,
+) -> None:
+    """Replace the shadow policy's rows of `days` (other shadow policies' rows stay)."""
+    with transaction(con):
+        con.execute(
+            "DELETE FROM shadow_decisions WHERE domain = ? AND policy_digest = ? "
+            "AND partition_date IN (SELECT unnest(?::DATE[]))",
+            [domain, policy_digest, days],
+        )
+        if rows.height:
+            con.register("incoming_shadow", rows.to_arrow())
+            con.execute("INSERT INTO shadow_decisions BY NAME SELECT * FROM incoming_shadow")
+            con.unregister("incoming_shadow")
 
 
 def _first(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> tuple | None:

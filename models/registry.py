@@ -22,6 +22,8 @@ from models.mlflow_store import configure
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from features.services import ModelVersionRef
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 ALIASES = (CHAMPION, CHALLENGER)
@@ -64,6 +66,33 @@ def model_family(client: MlflowClient, model_name: str, version: str) -> str:
     """The family tag of a version; versions from before the tag existed are scorecards."""
     tags = client.get_model_version(model_name, version).tags
     return tags.get(FAMILY_TAG, SCORECARD)
+
+
+def version_ref(client: MlflowClient, model_name: str, version: str) -> ModelVersionRef:
+    """The registry's facts about one version that its feature service is built from.
+
+    The model's input columns are the `features` parameter its training run logged (the
+    columns the pyfunc signature names), so the service can be rebuilt from the registry alone.
+    """
+    from features.services import ModelVersionRef
+
+    found = client.get_model_version(model_name, str(version))
+    params = client.get_run(found.run_id).data.params
+    inputs = tuple(f for f in params.get("features", "").split(",") if f)
+    return ModelVersionRef(
+        model_name=model_name,
+        version=str(found.version),
+        family=found.tags.get(FAMILY_TAG, SCORECARD),
+        run_id=str(found.run_id),
+        inputs=inputs,
+    )
+
+
+def alias_ref(model_name: str, mlflow_dir: Path, alias: str = CHAMPION) -> ModelVersionRef | None:
+    """`version_ref` of the version `alias` points at; None before any version holds it."""
+    client = configure(mlflow_dir)
+    version = alias_version(client, model_name, alias)
+    return None if version is None else version_ref(client, model_name, version)
 
 
 def record_promotion(audit_db: Path, promotion: Promotion) -> None:

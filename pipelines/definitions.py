@@ -18,7 +18,11 @@ from hitl_gate.home import HitlPaths
 from pipelines.jobs import build_jobs
 from pipelines.resources import build_resources
 from pipelines.schedules import build_daily_schedule
-from pipelines.sensors import build_review_sweep_sensor, build_verdict_sensor
+from pipelines.sensors import (
+    build_landing_sensor,
+    build_review_sweep_sensor,
+    build_verdict_sensor,
+)
 
 
 def build_definitions(paths: HitlPaths, domains: list[DomainConfig]) -> Definitions:
@@ -36,6 +40,7 @@ def build_definitions(paths: HitlPaths, domains: list[DomainConfig]) -> Definiti
         schedules.append(build_daily_schedule(domain_jobs[0]))
         sensors.append(build_verdict_sensor(domain))
         sensors.append(build_review_sweep_sensor(domain))
+        sensors.append(build_landing_sensor(domain))
     return Definitions(
         assets=assets,
         asset_checks=checks,

@@ -7,8 +7,9 @@ only when a resource is used, never when definitions load.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -56,16 +57,49 @@ class AuditDatabase(ConfigurableResource):
         key_file = self.signing_key_file or Path(self.database).parent / "secrets" / KEY_FILE
         return load_or_create_signing_key(Path(key_file))
 
+    lock_wait_s: float = 300.0
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-        with audit_connection(Path(self.database), read_only=read_only) as con:
+        """Open the file, waiting up to `lock_wait_s` while another process holds it.
+
+        DuckDB allows one writing process per file; partition runs in parallel (a backfill on
+        several processes) take turns on these short-lived connections instead of failing.
+        """
+        with _open_when_free(Path(self.database), read_only, self.lock_wait_s) as con:
             yield con
 
 
+@contextmanager
+def _open_when_free(
+    path: Path, read_only: bool, wait_s: float
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`audit_connection`, retried with backoff while the file is locked by another process."""
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    with ExitStack() as stack:
+        while True:
+            try:
+                con = stack.enter_context(audit_connection(path, read_only=read_only))
+                break
+            except duckdb.IOException as error:
+                if "lock" not in str(error).lower() or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        yield con
+
+
 class DataDocs(ConfigurableResource):
-    """Where expectation suites write their HTML result pages for data teams (Data Docs)."""
+    """Where expectation suites write their HTML result pages for data teams (Data Docs).
+
+    `gx_root` holds the Great Expectations project (`gx/`); `warehouse` is the Parquet store
+    the suites validate in place (the IO manager's folder).
+    """
 
     root: str
+    gx_root: str = ""
+    warehouse: str = ""
 
     @property
     def path(self) -> Path:
@@ -157,7 +191,11 @@ def build_resources(paths: HitlPaths) -> dict[str, object]:
             signing_key_file=str(paths.audit_key_file),
         ),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
-        "data_docs": DataDocs(root=str(paths.home / "data_docs")),
+        "data_docs": DataDocs(
+            root=str(paths.home / "data_docs"),
+            gx_root=str(paths.home),
+            warehouse=str(paths.warehouse),
+        ),
         "feature_store": FeatureStoreResource(repo_dir=str(paths.feast_dir)),
         "model_registry": ModelRegistryResource(mlflow_dir=str(paths.mlflow_dir)),
         "review": ReviewWorkspace(review_dir=str(paths.review), secrets_dir=str(paths.secrets_dir)),

@@ -1,5 +1,8 @@
-"""Sensors: returned verdict files start the review loop for the day their batch belongs to."""
+"""Sensors: returned verdict files start the review loop for the day their batch belongs to;
+files landing late in a day that already ran start a re-run of that day."""
 
+import hashlib
+from datetime import date
 from pathlib import Path
 
 from dagster import (
@@ -50,7 +53,7 @@ def build_verdict_sensor(domain: DomainConfig) -> SensorDefinition:
 
 
 def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
-    """Every 15 minutes: record stray files, escalate SLA breaches, close expired batches."""
+    """Every 15 minutes: record strays, escalate SLA breaches (and re-export), close batches."""
 
     @sensor(
         name=f"{domain.name}_review_sweep",
@@ -59,8 +62,9 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
         default_status=DefaultSensorStatus.RUNNING,
         description=(
             "Safety net of the review loop: files in the inbox or archive not yet recorded are "
-            "(re)submitted, cases past their SLA are escalated (alert line per case) and "
-            "batches past due plus grace are closed."
+            "(re)submitted, cases past their SLA are escalated (alert line per case), "
+            "escalated cases are re-exported to their escalation queue by a review-loop run "
+            "for their day, and batches past due plus grace are closed."
         ),
     )
     def review_sweep(
@@ -96,8 +100,71 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
                     tags={"hitl/verdict_file": path.name, "hitl/sweep": "true"},
                 )
             )
+        for day, escalation_ids in sorted(report.to_export.items()):
+            # Keyed by the set of escalations: each set is exported by exactly one run.
+            digest = hashlib.sha256("\n".join(sorted(escalation_ids)).encode()).hexdigest()
+            requests.append(
+                RunRequest(
+                    run_key=f"escalate-{day.isoformat()}-{digest[:16]}",
+                    partition_key=day.isoformat(),
+                    tags={"hitl/escalations": str(len(escalation_ids)), "hitl/sweep": "true"},
+                )
+            )
         return requests or SkipReason(
             f"swept: {report.escalations} escalated, {report.closed} batches closed"
         )
 
     return review_sweep
+
+
+def build_landing_sensor(domain: DomainConfig) -> SensorDefinition:
+    """Re-run a day when files land in its folder after it ran (late or re-delivered data)."""
+    from assets.common import stage_key
+    from pipelines.jobs import daily_job_name
+    from pipelines.resources import LandingZone
+
+    raw_cases = stage_key(domain, "raw_cases")
+
+    @sensor(
+        name=f"{domain.name}_landing_zone",
+        job_name=daily_job_name(domain),
+        minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=(
+            "Re-runs a day when a file whose bytes the registry has not seen lands in the "
+            "folder of a day that already ran; the run key is the file's SHA-256, so each "
+            "delivery starts one run and the registry counts its rows once."
+        ),
+    )
+    def landing_zone(
+        context: SensorEvaluationContext, landing: LandingZone, audit_db: AuditDatabase
+    ):
+        import duckdb
+
+        from hitl_gate.late_files import known_files, late_deliveries
+
+        ran = {
+            date.fromisoformat(key)
+            for key in context.instance.get_materialized_partitions(raw_cases)
+        }
+        if not ran:
+            return SkipReason("no day has run yet; the schedule takes new days")
+        try:
+            with audit_db.connect(read_only=True) as con:
+                known = known_files(con, domain.name)
+        except duckdb.Error as exc:
+            return SkipReason(f"audit database not readable now, next tick retries: {exc}")
+        late = late_deliveries(landing.path / domain.landing_subdir, ran, known)
+        return [
+            RunRequest(
+                run_key=delivery.run_key,
+                partition_key=delivery.day.isoformat(),
+                tags={
+                    "hitl/late_files": ",".join(f.path.name for f in delivery.files)[:200],
+                    "hitl/trigger": "landing_zone",
+                },
+            )
+            for delivery in late
+        ] or SkipReason("no new files in folders of days that already ran")
+
+    return landing_zone

@@ -4,10 +4,10 @@ Order matters and is fixed:
 1. `route_cases`: the policy's own route, kept as `proposed_route`.
 2. QA sampling sends a deterministic share of automatic routes to review (`qa_sample`).
 3. While automation is halted, every remaining automatic route goes to review (`HALT`).
-4. Reviewer capacity: per day and queue, the first `daily_capacity` cases (by priority, then
-   the policy's `capacity_order` columns, highest first) are reviewed today; the rest are
-   `review_deferred`. Deferred cases keep the route `human_review`: overflow is never
-   auto-approved, it waits.
+4. Reviewer capacity (`policies.capacity`): per day and queue, the first `daily_capacity`
+   cases (by priority, then the policy's `capacity_order` columns, highest first) are
+   reviewed that day; the rest are `review_deferred` and carried over to the next day's pool.
+   Deferred cases keep the route `human_review`: overflow is never auto-approved, it waits.
 `route_override` says which of 2-3 changed a route (`qa_sample`, `halt`), null otherwise.
 """
 
@@ -18,9 +18,12 @@ from dataclasses import replace
 
 import polars as pl
 
+from policies.capacity import apply_capacity, capacity_report
 from policies.engine import route_cases
 from policies.model import AUTO_APPROVE, AUTO_DECLINE, HUMAN_REVIEW, Policy
 from policies.qa import apply_qa_sampling
+
+__all__ = ["DECISION_EXTRA_SCHEMA", "apply_capacity", "capacity_report", "decide"]
 
 HALT_REASON_CODE = "HALT"
 HALT_PRIORITY = 2
@@ -31,13 +34,24 @@ DECISION_EXTRA_SCHEMA: dict[str, pl.DataType] = {
     "qa_sample": pl.Boolean(),
     "qa_probability": pl.Float64(),
     "review_deferred": pl.Boolean(),
+    "review_day": pl.Date(),
+    "carried_from": pl.Date(),
 }
 
 
 def decide(
-    policy: Policy, cases: pl.DataFrame, case_id: str, *, halted: bool = False
+    policy: Policy,
+    cases: pl.DataFrame,
+    case_id: str,
+    *,
+    halted: bool = False,
+    backlog: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Route `cases` and apply QA sampling, the kill switch and reviewer capacity."""
+    """Route `cases` and apply QA sampling, the kill switch and reviewer capacity.
+
+    `backlog` (stored rows of cases deferred before the first day and still waiting) competes
+    for the run's review capacity; see `policies.capacity` for the carried rows this adds.
+    """
     routed = route_cases(policy, cases).with_columns(pl.col("route").alias("proposed_route"))
     routed = apply_qa_sampling(policy, routed, case_id)
     automatic = pl.col("route").is_in([AUTO_APPROVE, AUTO_DECLINE])
@@ -54,16 +68,11 @@ def decide(
         .otherwise(pl.lit(None, pl.String))
         .alias("route_override"),
     ).drop("__halted")
-    return apply_capacity(policy, routed)
+    return apply_capacity(policy, routed, backlog)
 
 
 def _when_halted(value: pl.Expr, column: str) -> pl.Expr:
     return pl.when("__halted").then(value).otherwise(column).alias(column)
-
-
-def _day_column(frame: pl.DataFrame) -> pl.Expr:
-    """Capacity is per day: the partition day when there is one, else one day for all."""
-    return pl.col("partition_date") if "partition_date" in frame.columns else pl.lit(0)
 
 
 def with_queue_capacity(policy: Policy, capacities: Mapping[str, int | None]) -> Policy:
@@ -76,55 +85,3 @@ def with_queue_capacity(policy: Policy, capacities: Mapping[str, int | None]) ->
     declared = {q: c for q, c in capacities.items() if c is not None}
     merged = {**declared, **policy.queue_capacity}
     return policy if merged == policy.queue_capacity else replace(policy, queue_capacity=merged)
-
-
-def apply_capacity(policy: Policy, routed: pl.DataFrame) -> pl.DataFrame:
-    """Mark review cases beyond their queue's daily capacity as `review_deferred`."""
-    if not policy.queue_capacity or routed.height == 0:
-        return routed.with_columns(pl.lit(False).alias("review_deferred"))
-    keys = [pl.col("review_priority"), *(-_numeric(c) for c in policy.capacity_order)]
-    group = ["__day", "review_queue"]
-    ranked = (
-        routed.with_row_index("__row")
-        .with_columns(_day_column(routed).alias("__day"))
-        .sort([*group, *keys, "__row"], nulls_last=True)
-        .with_columns(
-            (pl.int_range(pl.len()).over(group) + 1).alias("__rank"),
-            pl.col("review_queue")
-            .replace_strict(policy.queue_capacity, default=None, return_dtype=pl.Int64)
-            .alias("__cap"),
-        )
-        .sort("__row")
-    )
-    deferred = (
-        (pl.col("route") == HUMAN_REVIEW)
-        & pl.col("__cap").is_not_null()
-        & (pl.col("__rank") > pl.col("__cap"))
-    )
-    return ranked.with_columns(deferred.fill_null(False).alias("review_deferred")).drop(
-        "__row", "__day", "__rank", "__cap"
-    )
-
-
-def _numeric(column: str) -> pl.Expr:
-    """Descending order key: higher risk or amount first, unknown (null) first of all."""
-    return pl.col(column).cast(pl.Float64).fill_null(float("inf"))
-
-
-def capacity_report(policy: Policy, decided: pl.DataFrame) -> pl.DataFrame:
-    """Per day and review queue: cases routed, capacity, deferred and days of backlog."""
-    reviews = decided.filter(pl.col("route") == HUMAN_REVIEW)
-    report = (
-        reviews.group_by(_day_column(reviews).alias("day"), "review_queue")
-        .agg(pl.len().alias("routed"), pl.col("review_deferred").sum().alias("deferred"))
-        .with_columns(
-            pl.col("review_queue")
-            .replace_strict(policy.queue_capacity, default=None, return_dtype=pl.Int64)
-            .alias("daily_capacity")
-        )
-        .with_columns((pl.col("deferred") / pl.col("daily_capacity")).ceil().alias("backlog_days"))
-        .sort("day", "review_queue")
-    )
-    return report.select(
-        "day", "review_queue", "routed", "daily_capacity", "deferred", "backlog_days"
-    )

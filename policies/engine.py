@@ -15,9 +15,10 @@ Semantics (domain-agnostic; the domain's policy file supplies the rules):
 
 Why a bitmask: each condition is evaluated once as a vectorised boolean column and packed into
 one integer per case. Cases share few distinct masks, so the fired-rule lists and the winner are
-computed once per distinct mask in Python and gathered back by binary search (STACK_NOTES:
-6.3M rows/s, against 171k rows/s for `concat_list` of `when/then` and 24k rows/s row by row;
-`python -m bench.policy` measures a 20-rule policy, see BENCHMARKS.md). At most 64 rules.
+computed once per distinct mask in Python and gathered back through a mask -> index table
+(STACK_NOTES: 6.3M rows/s, against 171k rows/s for `concat_list` of `when/then` and 24k rows/s
+row by row; `python -m bench.policy` measures a 20-rule policy, see BENCHMARKS.md). At most 64
+rules.
 """
 
 from __future__ import annotations
@@ -99,30 +100,59 @@ def route_cases(policy: Policy, cases: pl.DataFrame) -> pl.DataFrame:
     if clash:
         raise ValueError(f"cases already have route columns {clash}; drop them to re-route")
     masks = rule_masks(policy.rules, cases)
-    lookup = _lookup(policy, masks.unique().sort().to_list())
-    # Each case's row in the (sorted) lookup, by binary search: cheaper than a hash join.
-    index = lookup.get_column(_MASK).search_sorted(masks)
-    routed = pl.concat([cases, lookup.drop(_MASK).gather(index)], how="horizontal")
+    distinct, codes = dense_codes(masks, len(policy.rules))
+    lookup = _lookup(policy, distinct.tolist())
+    routed = pl.concat([cases, lookup.drop(_MASK).gather(codes)], how="horizontal")
     return routed.with_columns(
         pl.lit(policy.version, pl.String).alias("policy_version"),
         pl.lit(policy.digest, pl.String).alias("policy_digest"),
     )
 
 
-def rule_masks(rules: tuple[Rule, ...], cases: pl.DataFrame) -> pl.Series:
+def rule_masks(rules: tuple[Rule, ...], cases: pl.DataFrame) -> np.ndarray:
     """The fired-rule bitmask of every case (bit i set when rule i fired; null = not fired).
 
     Conditions are evaluated by Polars in one parallel `select`; the bits are packed with
-    NumPy, since `sum_horizontal` over 20 `when/then` columns cost 9x the conditions themselves.
+    NumPy into one preallocated integer array (UInt32 up to 32 rules), since packing in
+    Polars (`sum_horizontal` of `when/then` or of shifted casts) cost several times the
+    conditions themselves.
     """
-    mask = np.zeros(cases.height, dtype=np.uint64)
-    if rules:
-        fired = cases.select(
-            compile_condition(r.when).fill_null(False).alias(f"r{i}") for i, r in enumerate(rules)
-        )
-        for i, column in enumerate(fired.get_columns()):
-            mask |= column.to_numpy().astype(np.uint64) << np.uint64(i)
-    return pl.Series(_MASK, mask, dtype=pl.UInt64)
+    dtype = np.uint32 if len(rules) <= 32 else np.uint64
+    mask = np.zeros(cases.height, dtype=dtype)
+    if not rules or cases.height == 0:
+        return mask
+    fired = cases.select(
+        compile_condition(r.when).fill_null(False).alias(f"r{i}") for i, r in enumerate(rules)
+    )
+    bit = np.empty(cases.height, dtype=dtype)
+    for i, column in enumerate(fired.get_columns()):
+        np.multiply(column.to_numpy(), dtype(1 << i), out=bit, dtype=dtype, casting="unsafe")
+        np.bitwise_or(mask, bit, out=mask)
+    return mask
+
+
+# Up to this many rules, masks index a direct lookup table (2^20 entries, 4 MB).
+_DIRECT_TABLE_RULES = 20
+
+
+def dense_codes(masks: np.ndarray, rules: int) -> tuple[np.ndarray, pl.Series]:
+    """The distinct masks (sorted) and each case's index among them.
+
+    Few distinct masks occur (hundreds to a few thousand), so with up to 20 rules a table
+    indexed by the mask itself maps a mask to its index in two linear passes, instead of a
+    sort or a binary search per case; beyond that, sorted unique + binary search.
+    """
+    if rules <= _DIRECT_TABLE_RULES:
+        present = np.zeros(1 << max(rules, 1), dtype=bool)
+        present[masks] = True
+        distinct = np.flatnonzero(present).astype(masks.dtype)
+        table = np.zeros(present.size, dtype=np.uint32)
+        table[distinct] = np.arange(distinct.size, dtype=np.uint32)
+        codes = table[masks]
+    else:
+        distinct = np.unique(masks)
+        codes = np.searchsorted(distinct, masks).astype(np.uint32)
+    return distinct, pl.Series("__code", codes, dtype=pl.UInt32)
 
 
 def rule_mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
@@ -139,14 +169,43 @@ def rule_mask_expr(rules: tuple[Rule, ...]) -> pl.Expr:
 
 
 def _lookup(policy: Policy, masks: list[int]) -> pl.DataFrame:
-    """One row per distinct mask with its fired rules and winning route."""
-    rows = [route_for_mask(policy, mask) for mask in masks]
-    schema = {_MASK: pl.UInt64(), **{k: ROUTE_SCHEMA[k] for k in _LOOKUP_COLUMNS}}
-    return pl.DataFrame(
-        [[mask, *row] for mask, row in zip(masks, rows, strict=True)],
-        schema=schema,
-        orient="row",
+    """One row per distinct mask with its fired rules and winning route.
+
+    Same result as `route_for_mask` per mask, built column-wise with bit operations: the
+    winner of an outcome is the lowest set bit of the mask restricted to that outcome's rules.
+    """
+    rules = policy.rules
+    outcome_bits = {
+        outcome: sum(1 << i for i, r in enumerate(rules) if r.outcome == outcome)
+        for outcome in PRECEDENCE
+    }
+    four_eyes_bits = sum(
+        1 << i for i, r in enumerate(rules) if r.outcome == HUMAN_REVIEW and r.four_eyes
     )
+    columns: dict[str, list[object]] = {name: [] for name in _LOOKUP_COLUMNS}
+    for mask in masks:
+        columns["rules_fired"].append([r.id for i, r in enumerate(rules) if mask >> i & 1])
+        winner = None
+        for outcome in PRECEDENCE:
+            hits = mask & outcome_bits[outcome]
+            if hits:
+                winner = rules[(hits & -hits).bit_length() - 1]
+                break
+        review = (winner.outcome if winner else policy.default_outcome) == HUMAN_REVIEW
+        columns["route"].append(winner.outcome if winner else policy.default_outcome)
+        columns["route_reason_code"].append(
+            winner.reason_code if winner else policy.default_reason_code
+        )
+        columns["route_rule_id"].append(winner.id if winner else None)
+        columns["review_queue"].append(
+            (winner.queue if winner else policy.default_queue) if review else None
+        )
+        columns["review_priority"].append(
+            (winner.priority if winner else policy.default_priority) if review else None
+        )
+        columns["four_eyes"].append(bool(review and winner and mask & four_eyes_bits))
+    schema = {_MASK: pl.UInt64(), **{k: ROUTE_SCHEMA[k] for k in _LOOKUP_COLUMNS}}
+    return pl.DataFrame({_MASK: masks, **columns}, schema=schema)
 
 
 def route_for_mask(policy: Policy, mask: int) -> tuple[object, ...]:

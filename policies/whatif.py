@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from policies.capacity import own_rows
 from policies.decide import DECISION_EXTRA_SCHEMA, capacity_report, decide
 from policies.engine import ROUTE_SCHEMA
 from policies.model import Policy
@@ -57,21 +58,14 @@ def compare(
 ) -> WhatIf:
     """Route `cases` under both policies; `verdicts` (case_id, verdict) enables the
     "would auto-approve what a human declined" count."""
-    before = decide(active, cases, case_id).select(case_id, pl.col("route").alias("active"))
-    after = decide(candidate, cases, case_id)
+    before = own_rows(decide(active, cases, case_id)).select(
+        case_id, pl.col("route").alias("active")
+    )
+    after = own_rows(decide(candidate, cases, case_id))
     both = before.join(
         after.select(case_id, pl.col("route").alias("candidate")), on=case_id, how="inner"
     )
-    transitions = (
-        both.group_by("active", "candidate")
-        .len()
-        .pivot(on="candidate", index="active", values="len")
-        .fill_null(0)
-    )
-    for route in ROUTES:
-        if route not in transitions.columns:
-            transitions = transitions.with_columns(pl.lit(0, pl.UInt32).alias(route))
-    transitions = transitions.select("active", *ROUTES).sort("active")
+    transitions = transition_matrix(both, "active", "candidate")
     workload = _workload(active, candidate, cases, case_id, after)
     declined = None
     if verdicts is not None and verdicts.height:
@@ -84,14 +78,26 @@ def compare(
     return WhatIf(both.height, transitions, workload, changed, declined)
 
 
+def transition_matrix(frame: pl.DataFrame, rows: str, columns: str) -> pl.DataFrame:
+    """Counts of cases per (`rows` route, `columns` route): one row per `rows` route, one
+    column per route, zeros included so every matrix has the same shape."""
+    matrix = (
+        frame.group_by(rows, columns).len().pivot(on=columns, index=rows, values="len").fill_null(0)
+    )
+    for route in ROUTES:
+        if route not in matrix.columns:
+            matrix = matrix.with_columns(pl.lit(0, pl.UInt32).alias(route))
+    return matrix.select(rows, *ROUTES).sort(rows)
+
+
 def _workload(
     active: Policy, candidate: Policy, cases: pl.DataFrame, case_id: str, after: pl.DataFrame
 ) -> pl.DataFrame:
     """Review cases per queue under each policy, and the candidate's capacity and overflow."""
-    before = decide(active, cases, case_id)
+    before = own_rows(decide(active, cases, case_id))
     per_queue = [
-        _queue_counts(before).rename({"cases": "active_cases"}),
-        _queue_counts(after).rename({"cases": "candidate_cases"}),
+        queue_counts(before).rename({"cases": "active_cases"}),
+        queue_counts(after).rename({"cases": "candidate_cases"}),
     ]
     joined = per_queue[0].join(per_queue[1], on="review_queue", how="full", coalesce=True)
     capacity = (
@@ -110,7 +116,7 @@ def _workload(
     )
 
 
-def _queue_counts(decided: pl.DataFrame) -> pl.DataFrame:
+def queue_counts(decided: pl.DataFrame) -> pl.DataFrame:
     return (
         decided.filter(pl.col("route") == "human_review")
         .group_by("review_queue")

@@ -108,3 +108,17 @@ def test_review_workbook_styles_per_column(tmp_path) -> None:
             assert cell.protection.locked is not answer
             assert cell.fill.fgColor.rgb == ("00FFF2CC" if answer else "00EEEEEE")
             assert not cell.font.b
+
+
+def test_backfill_overlap_counts_runs_in_progress_at_once() -> None:
+    from bench.backfill import RunSpan, max_overlap
+
+    day = date(2018, 1, 1)
+
+    def span(start: float, end: float, pid: int) -> RunSpan:
+        return RunSpan(day, day, start, end, pid, True)
+
+    serial = [span(0, 1, 1), span(1, 2, 1), span(2, 3, 1)]
+    parallel = [span(0, 2, 1), span(1, 3, 2), span(2.5, 4, 1)]
+    assert max_overlap(serial) == 1  # one ending as the next starts is not overlap
+    assert max_overlap(parallel) == 2

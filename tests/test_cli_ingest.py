@@ -47,3 +47,42 @@ def test_check_refuses_other_file_types(hitl_paths: HitlPaths, tmp_path: Path) -
     other.write_bytes(b"x")
     with pytest.raises(SystemExit, match="not a landing file type"):
         main(["--home", str(hitl_paths.home), "ingest", "check", str(other)])
+
+
+def test_check_reports_case_ids_accepted_on_other_days(
+    hitl_paths: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import date
+
+    import polars as pl
+
+    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.registry import record_accepted_cases
+
+    day_folder = tmp_path / "landing" / "applications" / "2018-01-04"
+    day_folder.mkdir(parents=True)
+    path = day_folder / "bom.csv"
+    path.write_bytes((CASES / "bom" / "bom.csv").read_bytes())
+    main(["--home", str(hitl_paths.home), "ingest", "check", str(path)])
+    assert "ids on other days were not checked" in capsys.readouterr().out  # no home yet
+
+    held = pl.DataFrame(
+        {
+            "partition_date": [date(2018, 1, 3), date(2018, 1, 4)],
+            "application_id": ["BAD-00001", "BAD-00002"],
+            "_source_sha256": ["0" * 64] * 2,
+            "_source_row": [1, 2],
+        }
+    )
+    with audit_connection(hitl_paths.audit_db) as con:
+        days = [date(2018, 1, 3), date(2018, 1, 4)]
+        record_accepted_cases(con, "consumer_credit", held, "application_id", days, "run-0")
+    before = hitl_paths.audit_db.read_bytes()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--home", str(hitl_paths.home), "ingest", "check", str(path)])
+    out = capsys.readouterr().out
+    assert exit_info.value.code == 1
+    assert "1 already accepted on other days" in out  # BAD-00002 is this day's own case
+    assert "case id was already accepted on another day" in out
+    assert "'BAD-00001' was already accepted in partition 2018-01-03" in out
+    assert hitl_paths.audit_db.read_bytes() == before, "a check must not write anything"

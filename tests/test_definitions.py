@@ -59,6 +59,7 @@ def test_definitions_load_with_jobs_schedule_and_sensor(hitl_paths: HitlPaths) -
     assert sorted(s.name for s in repo.sensor_defs) == sorted(
         [f"{d}_verdict_inbox" for d in SHIPPED_DOMAINS]
         + [f"{d}_review_sweep" for d in SHIPPED_DOMAINS]
+        + [f"{d}_landing_zone" for d in SHIPPED_DOMAINS]
     )
     graph = defs.resolve_asset_graph()
     groups: dict[str, set[str]] = {}

@@ -96,17 +96,17 @@ def test_review_loop_closed_by_the_demo_reviewer(demo_home: HitlPaths) -> None:
     assert verdicts.group_by("domain").agg(pl.col("batch_id").n_unique())["batch_id"].max() == 1
 
 
-# Per domain: input file, feature service, model, policy version.
+# Per domain: input file, feature service (the champion version's), model, policy version.
 TRACE_EXPECTED = {
     CREDIT: (
         "applications_2018-",
-        "credit_scorecard_v1",
+        "consumer_credit_pd_v1",
         "consumer_credit_pd",
         "consumer_credit-v1",
     ),
     "lending_club": (
         "loans_2016-",
-        "lending_club_scorecard_v1",
+        "lending_club_pd_v1",
         "lending_club_pd",
         "lending_club-v1",
     ),

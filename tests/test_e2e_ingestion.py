@@ -3,6 +3,7 @@ another day already holds, through the real Dagster pipeline and the `hitl` comm
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from datetime import date
 from pathlib import Path
@@ -32,6 +33,25 @@ def _run(paths: HitlPaths) -> None:
     main(["--home", str(paths.home), "run", "--partition", DAY])
 
 
+def _landing_sensor(paths: HitlPaths) -> list:
+    """The landing sensor's requests for DAY, evaluated on the demo's own instance and home."""
+    from dagster import DagsterInstance, SkipReason, build_sensor_context
+
+    from hitl_gate.domain import load_domain
+    from pipelines.resources import build_resources
+    from pipelines.sensors import build_landing_sensor
+
+    resources = build_resources(paths)
+    with DagsterInstance.from_config(str(paths.dagster_home)) as instance:
+        context = build_sensor_context(
+            instance=instance,
+            resources={k: resources[k] for k in ("landing", "audit_db")},
+        )
+        result = build_landing_sensor(load_domain("consumer_credit"))(context)
+    requests = [] if isinstance(result, SkipReason) else list(result)
+    return [r for r in requests if r.partition_key == DAY]  # other tests may touch other days
+
+
 def test_late_repeated_and_corrected_files(
     demo_home: HitlPaths, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -46,7 +66,13 @@ def test_late_repeated_and_corrected_files(
     shutil.copy(_day_file(demo_home, EARLIER), folder / "redelivered.csv")
     late = folder / "late.csv"
     late.write_text("\n".join([header, new_case, first_earlier]) + "\n")
+    # The landing sensor asks for one re-run of the day, keyed by the late file's hash only
+    # (the redelivered bytes are already ingested); once the day re-ran it asks for nothing.
+    (request,) = _landing_sensor(demo_home)
+    assert request.partition_key == DAY
+    assert request.run_key == hashlib.sha256(late.read_bytes()).hexdigest()
     _run(demo_home)
+    assert _landing_sensor(demo_home) == []
     after = _counts(demo_home)
     day = date.fromisoformat(DAY)
     with audit_connection(demo_home.audit_db, read_only=True) as con:
@@ -100,6 +126,14 @@ def test_late_repeated_and_corrected_files(
         )["version"].to_list()
     assert versions == [1, 2]
     assert corrected["decisions"] == after["decisions"] + 1
+
+    # `hitl ingest check` sees what the registry holds: a case accepted on another day.
+    late.write_text("\n".join([header, first_earlier]) + "\n")
+    with pytest.raises(SystemExit):
+        main(["--home", str(demo_home.home), "ingest", "check", str(late)])
+    checked = capsys.readouterr().out
+    assert "1 already accepted on other days" in checked
+    assert f"'{held_elsewhere}' was already accepted in partition {EARLIER}" in checked
 
     fields = first_earlier.split(",")
     fields[header.split(",").index("homeownership")] = "CASTLE"

@@ -319,3 +319,54 @@ def test_point_in_time_matches_a_brute_force_oracle(store, feast_dir: Path) -> N
     assert not mismatches, mismatches[:5]
     # The oracle exercised every branch: hits, misses, future rows and expiries.
     assert sum(e is None for e in expected) >= 20 and sum(e is not None for e in expected) >= 40
+
+
+def test_one_feature_service_per_model_version(store, feast_dir: Path) -> None:
+    """Each model version gets `<model>_v<N>`: described, owned, tagged, applied once."""
+    import dataclasses
+    import runpy
+
+    from features.services import (
+        ModelVersionRef,
+        ensure_model_service,
+        foreign_services,
+        read_manifest,
+    )
+
+    ref = ModelVersionRef(
+        model_name="consumer_credit_pd",
+        version="7",
+        family="logistic_scorecard",
+        run_id="run-7",
+        inputs=("interest_rate", "emp_length"),
+    )
+    assert ensure_model_service(store, DOMAIN, ref) == "consumer_credit_pd_v7"
+    service = store.get_feature_service("consumer_credit_pd_v7")
+    assert "version 7" in service.description and service.owner == DOMAIN.features.owner
+    assert service.tags["model_version"] == "7"
+    assert service.tags["mlflow_run_id"] == "run-7"
+    assert service.tags["model_inputs"] == "interest_rate,emp_length"
+    assert [p.name for p in service.feature_view_projections] == [DOMAIN.features.view]
+    applied_at = service.last_updated_timestamp
+    ensure_model_service(store, DOMAIN, ref)  # idempotent: nothing re-applied
+    assert store.get_feature_service(ref.service_name).last_updated_timestamp == applied_at
+    assert ref in read_manifest(feast_dir, DOMAIN)
+
+    ts = at("2019-01-05T08:00")
+    write_feature_partition(feature_rows("SERVICE-1", ts, 4.0), DOMAIN, feast_dir, ts.date())
+    request = entities([("SERVICE-1", ts)])
+    via_version = historical_features(store, DOMAIN, request, ref.service_name)
+    assert via_version.equals(historical_features(store, DOMAIN, request))
+
+    # The feast CLI's generated repo module rebuilds the same services from the manifest.
+    write_feature_store_yaml(DOMAIN, feast_dir)
+    module = runpy.run_path(str(feast_dir / "feature_repo.py"))
+    names = {getattr(o, "name", None) for k, o in module.items() if k.startswith("feast_object_")}
+    assert {"consumer_credit_pd_v7", DOMAIN.features.service, DOMAIN.features.view} <= names
+
+    with pytest.raises(ValueError, match="no_such_feature"):
+        unknown = dataclasses.replace(ref, version="8", inputs=("no_such_feature",))
+        ensure_model_service(store, DOMAIN, unknown)
+    used = [DOMAIN.features.service, "consumer_credit_pd_v7"]
+    assert foreign_services(used, DOMAIN, "consumer_credit_pd", "7") == []
+    assert foreign_services(used, DOMAIN, "consumer_credit_pd", "8") == ["consumer_credit_pd_v7"]

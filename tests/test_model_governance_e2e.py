@@ -46,6 +46,29 @@ def test_demo_records_the_first_champion_and_its_training_distribution(
     assert abs(float(shares) - 1.0) < 1e-9
 
 
+def test_decisions_name_the_feature_service_of_their_model_version(demo_home: HitlPaths) -> None:
+    """Scoring runs after the first champion exists, so every decision names `<model>_v<N>`."""
+    from features.services import read_manifest
+    from features.store import open_feature_store
+    from hitl_gate.domain import load_domain
+
+    with audit_connection(demo_home.audit_db, read_only=True) as con:
+        used = query_frame(
+            con,
+            "SELECT DISTINCT feature_service, model_name, model_version FROM decisions "
+            "WHERE feature_digest IS NOT NULL",
+        )
+    assert used.height >= 2, "both demo domains decided cases"
+    models = {d.model.name: d for d in map(load_domain, ("consumer_credit", "lending_club"))}
+    for service, model, version in used.rows():
+        assert service == f"{model}_v{version}"
+        feast_dir = demo_home.feast_dir
+        assert any(r.service_name == service for r in read_manifest(feast_dir, models[model]))
+        store = open_feature_store(models[model], feast_dir)
+        tags = store.get_feature_service(service).tags
+        assert (tags["model"], tags["model_version"]) == (model, version)
+
+
 def test_challenger_is_scored_in_shadow_and_never_acted_on(
     demo_home: HitlPaths, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -16,7 +16,7 @@ from hitl_gate.observability.metrics import (
     metric_value,
     with_review_facts,
 )
-from hitl_gate.observability.traces import otlp_lines
+from hitl_gate.observability.traces import write_day_traces
 
 DAYS = [date(2018, 1, 1) + timedelta(days=i) for i in range(20)]
 LAST = DAYS[-1]
@@ -186,23 +186,69 @@ def test_decision_metrics_counts_rates_and_overrides() -> None:
     assert metric_value(metrics, "stage_latency_p50_s", "stage", "scored") == 60.0
 
 
-def test_otlp_trace_lines_are_well_formed() -> None:
-    rng = np.random.default_rng(5)
-    cases = _day_cases(rng, LAST, 3).with_columns(
+def _traced_cases(n: int) -> pl.DataFrame:
+    """`case_stage_times` rows with the run-id columns the traces carry."""
+    return _day_cases(np.random.default_rng(5), LAST, n).with_columns(
         pl.lit("run-1").alias("decision_run_id"),
         pl.lit("run-1").alias("validation_run_id"),
         pl.lit(None, pl.String).alias("export_run_id"),
         pl.lit(None, pl.String).alias("verdict_run_id"),
         pl.lit("run-1").alias("execution_run_id"),
     )
-    lines = list(otlp_lines("d", cases))
+
+
+def _trace_lines(cases: pl.DataFrame, path, max_traces: int | None) -> list[dict]:
+    """Write the day's traces from an in-memory DuckDB table named like the audit view."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.register("incoming", cases.to_arrow())
+    con.execute("CREATE TABLE case_stage_times AS SELECT * FROM incoming").fetchall()
+    written = write_day_traces(con, "d", LAST, path, max_traces)
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    assert written.traces == len(lines)
+    return lines
+
+
+def _spans(line: dict) -> list[dict]:
+    return line["resourceSpans"][0]["scopeSpans"][0]["spans"]
+
+
+def test_otlp_trace_lines_are_well_formed(tmp_path) -> None:
+    cases = _traced_cases(3)
+    lines = _trace_lines(cases, tmp_path / "day.jsonl", max_traces=None)
     assert len(lines) == 3
-    spans = json.loads(lines[0])["resourceSpans"][0]["scopeSpans"][0]["spans"]
-    root, *stages = spans
+    root, *stages = _spans(lines[0])
     assert len(root["traceId"]) == 32 and len(root["spanId"]) == 16
     assert {s["parentSpanId"] for s in stages} == {root["spanId"]}
-    assert stages[0]["name"] == "ingested" and stages[-1]["name"] == "executed"
-    assert all(int(s["endTimeUnixNano"]) >= int(s["startTimeUnixNano"]) for s in spans)
+    assert [s["name"] for s in stages][:4] == ["ingested", "validated", "scored", "routed"]
+    assert stages[-1]["name"] == "executed"
+    assert all(int(s["endTimeUnixNano"]) >= int(s["startTimeUnixNano"]) for s in _spans(lines[0]))
+    # Each stage span ends when the case reached that stage, to the microsecond.
+    case = cases.filter(pl.col("case_id") == root["attributes"][1]["value"]["stringValue"])
+    for span in stages:
+        at = case[f"{span['name']}_at"].item()
+        assert int(span["endTimeUnixNano"]) == int(at.timestamp() * 1_000_000) * 1000
+    runs = {
+        a["value"]["stringValue"] for s in stages for a in s["attributes"] if "run_id" in a["key"]
+    }
+    assert runs == {"run-1"}  # absent run ids are left out, not written as null
+
+
+def test_large_days_are_sampled_consistently_by_trace_id(tmp_path) -> None:
+    cases = _traced_cases(2_000)
+    every = _trace_lines(cases, tmp_path / "all.jsonl", max_traces=None)
+    small = _trace_lines(cases, tmp_path / "small.jsonl", max_traces=200)
+    again = _trace_lines(cases, tmp_path / "again.jsonl", max_traces=200)
+    larger = _trace_lines(cases, tmp_path / "larger.jsonl", max_traces=600)
+    assert len(every) == 2_000
+    assert 120 < len(small) < 280 and small == again
+    ratio = small[0]["resourceSpans"][0]["resource"]["attributes"][-1]["value"]["stringValue"]
+    assert float(ratio) == pytest.approx(0.1)
+    trace_ids = [{_spans(x)[0]["traceId"] for x in lines} for lines in (small, larger, every)]
+    assert trace_ids[0] < trace_ids[1] < trace_ids[2]  # a sample is a prefix of the id space
+    full = {_spans(x)[0]["traceId"]: _spans(x) for x in every}
+    assert all(_spans(x) == full[_spans(x)[0]["traceId"]] for x in small)
 
 
 def test_qa_sample_gives_an_error_estimate_of_automation_per_day() -> None:

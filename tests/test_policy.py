@@ -547,3 +547,42 @@ def test_shipped_v1_conditions_agree_with_duckdb_sql() -> None:
         assert actual == expected, rule.id
     shares = routed["route"].value_counts(normalize=True)
     assert set(shares["route"]) == set(OUTCOME_ORDER)
+
+
+def test_more_than_twenty_rules_take_the_sorted_lookup_and_agree_with_the_oracle(
+    tmp_path: Path,
+) -> None:
+    """Beyond 20 rules the mask -> index table would be too large: the sorted path is used."""
+    extra = [
+        (
+            _rule(f"x{k}", f"a >= {k / 32}", "auto_approve"),
+            (lambda t: lambda r: _cmp(r["a"], lambda a: a >= t))(k / 32),
+        )
+        for k in range(24)
+    ]
+    rules = [*ORACLE_RULES, *extra]
+    assert len(rules) > 20
+    policy = _policy(tmp_path, [rule for rule, _ in rules], default_reason_code="DEF")
+    cases = _random_cases(2000, 4)
+    assert_frame_equal(route_cases(policy, cases), _oracle(policy, [p for _, p in rules], cases))
+
+
+@pytest.mark.parametrize("default", ["auto_approve", "human_review"])
+def test_column_wise_lookup_equals_route_for_mask(tmp_path: Path, default: str) -> None:
+    """The per-mask table the engine gathers from agrees with the readable `route_for_mask`."""
+    from policies.engine import _lookup, route_for_mask
+
+    extra = (
+        {"default_queue": "fallback", "default_priority": 5} if default == "human_review" else {}
+    )
+    rules = [rule for rule, _ in ORACLE_RULES]
+    policy = _policy(tmp_path, rules, default_outcome=default, **extra)
+    masks = sorted(
+        {
+            0,
+            (1 << len(rules)) - 1,
+            *np.random.default_rng(5).integers(0, 1 << len(rules), 300).tolist(),
+        }
+    )
+    table = _lookup(policy, masks)
+    assert table.drop("__policy_rule_mask").rows() == [route_for_mask(policy, m) for m in masks]

@@ -290,6 +290,8 @@ def test_sweep_escalates_closes_and_recovers_strays(tmp_path: Path, key: bytes) 
             "open_cases": 3,
             "due": 0,
             "overdue": 3,
+            "escalated_out": 0,
+            "escalation_batches": 0,
             "open_escalations": 3,
         }
         expired = sweep(48 + 24 + 1)

@@ -5,8 +5,13 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hitl_gate.cli.common import resolve_paths, selected_domain
+
+if TYPE_CHECKING:
+    from hitl_gate.domain import DomainConfig
+    from hitl_gate.ingest import IngestResult
 
 
 def _partition_of(path: Path) -> date:
@@ -15,6 +20,33 @@ def _partition_of(path: Path) -> date:
         return date.fromisoformat(path.parent.name)
     except ValueError:
         return datetime.now(UTC).date()
+
+
+def _withhold_cases_held_elsewhere(
+    result: IngestResult, audit_db: Path, domain: DomainConfig, day: date
+) -> tuple[IngestResult, str]:
+    """Quarantine case ids the home's registry holds on other days, as the pipeline would.
+
+    Read-only; without an audit database (no home yet) or while a run holds it, the file is
+    judged on its own and the note says so.
+    """
+    import duckdb
+
+    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.ingest import withhold_known_cases
+    from hitl_gate.registry import cases_accepted_elsewhere
+
+    if not audit_db.is_file():
+        return result, f"no audit database at {audit_db}: ids on other days were not checked"
+    try:
+        with audit_connection(audit_db, read_only=True) as con:
+            known = cases_accepted_elsewhere(
+                con, domain.name, result.accepted[domain.case_id], [day]
+            )
+    except duckdb.Error as exc:
+        return result, f"audit database not readable now ({exc}): ids on other days not checked"
+    note = f"case ids checked against {audit_db}: {known.height:,} already accepted on other days"
+    return withhold_known_cases(result, known, domain.case_id), note
 
 
 def cmd_ingest_check(args: argparse.Namespace) -> None:
@@ -30,9 +62,14 @@ def cmd_ingest_check(args: argparse.Namespace) -> None:
         raise SystemExit(f"{path}: no such file")
     if path.suffix.lower() not in SUFFIXES:
         raise SystemExit(f"{path}: not a landing file type (expected one of {', '.join(SUFFIXES)})")
-    result = ingest_files([fingerprint(path, _partition_of(path))], domain.contract, domain.case_id)
+    day = _partition_of(path)
+    result = ingest_files([fingerprint(path, day)], domain.contract, domain.case_id)
+    result, registry_note = _withhold_cases_held_elsewhere(
+        result, resolve_paths(args).audit_db, domain, day
+    )
     digest = contract_digest(domain.contract)
     print(f"contract {domain.name} v{domain.contract.version} (digest {digest[:12]})")
+    print(registry_note)
     print(format_file_report(result, max_examples=args.examples))
     if result.quarantine.height:
         raise SystemExit(1)

@@ -1,10 +1,12 @@
-"""Policy team commands: `hitl policy validate|whatif|activate|rollback|halt|resume|status|qa`.
+"""Policy team commands: `hitl policy validate|test|whatif|backtest|shadow|activate|rollback|
+halt|resume|status|qa`.
 
 Everything a policy change needs before and after it goes live: validate a file (structure,
-case columns, unreachable rules, contradictory overlaps), replay it on stored past cases
-against the policy in force, activate it (two people), roll back in one step, and stop
-automation at once. State changes are rows in the audit DB (`policy_activations`,
-`automation_halts`); see docs/policies.md.
+case columns, unreachable rules, contradictory overlaps), run its test cases, replay it on
+stored past cases against the policy in force or the recorded routes, run it in shadow,
+activate it (two people, passing tests), roll back in one step, and stop automation at once.
+State changes are rows in the audit DB (`policy_activations`, `automation_halts`,
+`policy_shadows`); see docs/policies.md.
 """
 
 from __future__ import annotations
@@ -71,6 +73,29 @@ def cmd_validate(args: argparse.Namespace) -> None:
     print("OK: the policy can go live" + (" (with warnings)" if analysis.findings else ""))
 
 
+def _test_failures(domain, path: Path) -> list[str]:  # noqa: ANN001 - DomainConfig
+    """Failures of a policy file's test cases (a missing test file is one), typed by the
+    domain's declared case columns."""
+    from hitl_gate.case_schema import declared_case_schema
+    from policies.testing import check_policy_file
+
+    report = check_policy_file(path, declared_case_schema(domain))
+    print(report.summary())
+    return report.failures
+
+
+def cmd_test(args: argparse.Namespace) -> None:
+    """Run the test cases of one policy file, or of every policy file of the domain."""
+    from hitl_gate.policy_control import policy_files
+
+    domain = _domain(args)
+    files = [Path(args.file)] if args.file else policy_files(domain)
+    failures = [f for path in files for f in _test_failures(domain, path)]
+    if failures:
+        raise SystemExit("FAILED policy tests:\n" + "\n".join(f"  {f}" for f in failures))
+    print(f"OK: {len(files)} policy file(s) pass their tests")
+
+
 def cmd_whatif(args: argparse.Namespace) -> None:
     """Re-route stored past cases under a candidate and compare with the policy in force."""
     import polars as pl
@@ -120,6 +145,54 @@ def cmd_whatif(args: argparse.Namespace) -> None:
         )
 
 
+def cmd_backtest(args: argparse.Namespace) -> None:
+    """Replay a candidate on recorded cases; compare with recorded routes, verdicts, outcomes."""
+    import polars as pl
+
+    from hitl_gate.audit.store import audit_connection
+    from policies.backtest import backtest, recorded_decisions
+    from policies.engine import validate_policy
+    from policies.whatif import load_stored_cases, stored_case_files
+
+    paths = resolve_paths(args)
+    domain = _domain(args)
+    candidate = _load_file(args.file)
+    start, end = _days(args)
+    files = stored_case_files(paths.warehouse, domain.name, start, end)
+    if not files or not paths.audit_db.exists():
+        raise SystemExit(f"{domain.name}: no recorded cases from {start} to {end}")
+    cases = load_stored_cases(files)
+    problems = validate_policy(candidate, cases.schema)
+    if problems:
+        raise SystemExit("INVALID policy:\n" + "\n".join(f"  {p}" for p in problems))
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        recorded = recorded_decisions(con, domain.name, start, end)
+    bad = domain.model.label.positive_values
+    result = backtest(candidate, cases, recorded, domain.case_id, bad)
+    with pl.Config(
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        tbl_rows=30,
+        fmt_str_lengths=40,
+    ):
+        print(
+            f"{domain.name}: backtest of {candidate.version} on {result.cases} recorded cases "
+            f"from {files[0].stem} to {files[-1].stem}"
+        )
+        print("\nRoute transitions (rows: recorded route, columns: candidate):")
+        print(result.transitions)
+        print("\nReview workload per queue (recorded vs candidate):")
+        print(result.workload)
+        print(f"\nAutomatic approvals and later outcomes (bad = {', '.join(bad)}):")
+        print(result.outcomes)
+    print(f"\n{result.changed} of {result.cases} cases change route.")
+    print(
+        f"Of {result.with_verdict} cases with a reviewer verdict: "
+        f"{result.human_declined_auto_approved} declined by a reviewer would be auto-approved, "
+        f"{result.human_approved_auto_declined} approved by a reviewer would be auto-declined."
+    )
+
+
 def _write(args: argparse.Namespace):  # noqa: ANN202 - context manager of a connection
     from hitl_gate.audit.store import audit_connection
 
@@ -142,6 +215,11 @@ def cmd_activate(args: argparse.Namespace) -> None:
     except PolicyControlError as exc:
         raise _refused(exc) from exc
     policy = _load_file(str(path))
+    failures = _test_failures(domain, path)
+    if failures:
+        raise SystemExit(
+            "REFUSED: the policy's tests do not pass:\n" + "\n".join(f"  {f}" for f in failures)
+        )
     cases = _sample_cases(args, domain)
     if cases is not None:  # without stored cases the pipeline validates at its next run
         problems = validate_policy(policy, cases.schema)
@@ -159,6 +237,74 @@ def cmd_activate(args: argparse.Namespace) -> None:
         f"{domain.name}: {policy.version} ({policy.digest[:12]}) activated as #{seq} by "
         f"{args.by}, approved by {args.approved_by}; it routes from the next run"
     )
+
+
+def cmd_shadow_set(args: argparse.Namespace) -> None:
+    """Run a candidate in shadow on every new partition: stored and compared, never acted on."""
+    from hitl_gate.case_schema import declared_case_schema
+    from hitl_gate.policy_control import PolicyControlError, set_shadow
+    from policies.engine import validate_policy
+
+    domain = _domain(args)
+    policy = _load_file(args.file)
+    cases = _sample_cases(args, domain)
+    schema = dict(cases.schema) if cases is not None else declared_case_schema(domain)
+    problems = validate_policy(policy, schema)
+    if problems:
+        raise SystemExit("REFUSED: invalid policy:\n" + "\n".join(f"  {p}" for p in problems))
+    with _write(args) as con:
+        try:
+            seq = set_shadow(con, domain.name, policy, by=args.by, reason=args.reason)
+        except PolicyControlError as exc:
+            raise _refused(exc) from exc
+    print(f"{domain.name}: {policy.version} ({policy.digest[:12]}) runs in shadow from the next "
+          f"run (#{seq}, by {args.by}); it decides nothing")  # fmt: skip
+
+
+def cmd_shadow_clear(args: argparse.Namespace) -> None:
+    """Stop the shadow policy (its stored decisions stay)."""
+    from hitl_gate.policy_control import PolicyControlError, set_shadow
+
+    domain = _domain(args)
+    with _write(args) as con:
+        try:
+            set_shadow(con, domain.name, None, by=args.by, reason=args.reason)
+        except PolicyControlError as exc:
+            raise _refused(exc) from exc
+    print(f"{domain.name}: shadow policy cleared by {args.by}")
+
+
+def cmd_shadow_report(args: argparse.Namespace) -> None:
+    """Compare the stored shadow decisions with the live routes, per shadow policy."""
+    import polars as pl
+
+    from hitl_gate.audit.store import audit_connection, query_frame
+    from policies.shadow import compare_shadow
+
+    domain = _domain(args)
+    start, end = _days(args)
+    db = resolve_paths(args).audit_db
+    if not db.exists():
+        raise SystemExit(f"{domain.name}: no audit database yet")
+    with audit_connection(db, read_only=True) as con:
+        rows = query_frame(
+            con,
+            "SELECT * FROM shadow_decisions WHERE domain = ? AND partition_date BETWEEN ? AND ? "
+            "ORDER BY policy_version, partition_date, case_id",
+            [domain.name, start, end],
+        )
+    if rows.height == 0:
+        print(f"{domain.name}: no shadow decisions stored for those days")
+        return
+    for (version,), part in rows.group_by("policy_version", maintain_order=True):
+        result = compare_shadow(part)
+        days = part["partition_date"]
+        print(f"{domain.name}: shadow {version} on {result.cases} live cases, {days.min()} to "
+              f"{days.max()}: same route for {result.agreement:.1%}, "
+              f"{result.newly_auto_approved} it would auto-approve that live did not")  # fmt: skip
+        with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+            print("Route transitions (rows: live policy, columns: shadow policy):")
+            print(result.transitions)
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
@@ -199,7 +345,12 @@ def cmd_status(args: argparse.Namespace) -> None:
     import polars as pl
 
     from hitl_gate.audit.store import audit_connection
-    from hitl_gate.policy_control import activation_history, halt_state, policy_in_force
+    from hitl_gate.policy_control import (
+        activation_history,
+        halt_state,
+        policy_in_force,
+        shadow_policy,
+    )
 
     domain = _domain(args)
     db = resolve_paths(args).audit_db
@@ -211,11 +362,14 @@ def cmd_status(args: argparse.Namespace) -> None:
         in_force = policy_in_force(con, domain)
         halt = halt_state(con, domain.name)
         history = activation_history(con, domain.name)
+        shadow = shadow_policy(con, domain.name)
     state = (
         f"HALTED since {halt.since} by {halt.actor}: {halt.reason}" if halt.halted else "running"
     )
     print(f"{domain.name}: {in_force.policy.version} ({in_force.policy.digest[:12]}, "
           f"{in_force.origin}); automation {state}")  # fmt: skip
+    if shadow is not None:
+        print(f"in shadow (decides nothing): {shadow.version} ({shadow.digest[:12]})")
     if history.height:
         with pl.Config(tbl_hide_dataframe_shape=True, tbl_rows=50, fmt_str_lengths=24):
             print(history.drop("policy_digest"))
@@ -251,6 +405,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     validate.add_argument("file")
     validate.set_defaults(func=cmd_validate)
 
+    test = group.add_parser("test", help="run a policy file's test cases (<file>.cases.yaml)")
+    test.add_argument("file", nargs="?", help="a policy file (default: every file of the domain)")
+    test.set_defaults(func=cmd_test)
+
     whatif = group.add_parser("whatif", help="replay a candidate policy on stored past cases")
     whatif.add_argument("file")
     whatif.add_argument("--partition", help="one day, YYYY-MM-DD")
@@ -258,12 +416,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     whatif.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")
     whatif.set_defaults(func=cmd_whatif)
 
+    back_test = group.add_parser(
+        "backtest", help="replay a candidate on recorded cases vs their recorded routes"
+    )
+    back_test.add_argument("file")
+    back_test.add_argument("--partition", help="one day, YYYY-MM-DD")
+    back_test.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
+    back_test.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")
+    back_test.set_defaults(func=cmd_backtest)
+
     activate = group.add_parser("activate", help="put a policy version (or file) in force")
     activate.add_argument("version", help="a version declared by a file of the domain, or a path")
     activate.add_argument("--by", required=True, help="who activates")
     activate.add_argument("--approved-by", required=True, help="a second, different person")
     activate.add_argument("--reason")
     activate.set_defaults(func=cmd_activate)
+
+    shadow = group.add_parser(
+        "shadow", help="run a candidate in shadow on live partitions (never acted on)"
+    ).add_subparsers(dest="shadow_command", required=True)
+    shadow_set = shadow.add_parser("set", help="route every new partition with FILE in shadow too")
+    shadow_set.add_argument("file")
+    shadow_set.add_argument("--by", required=True)
+    shadow_set.add_argument("--reason")
+    shadow_set.set_defaults(func=cmd_shadow_set)
+    shadow_clear = shadow.add_parser("clear", help="stop the shadow policy")
+    shadow_clear.add_argument("--by", required=True)
+    shadow_clear.add_argument("--reason")
+    shadow_clear.set_defaults(func=cmd_shadow_clear)
+    shadow_report = shadow.add_parser("report", help="shadow routes vs live routes")
+    shadow_report.add_argument("--partition", help="one day, YYYY-MM-DD")
+    shadow_report.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
+    shadow_report.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")
+    shadow_report.set_defaults(func=cmd_shadow_report)
 
     back = group.add_parser("rollback", help="return to the previous policy in force")
     back.add_argument("--by", required=True)

@@ -5,113 +5,163 @@ OpenTelemetry Collector's file exporter writes and its `otlpjsonfile` receiver r
 files can be replayed into Jaeger, Tempo or any OTLP backend later; no collector is needed now.
 A case is one trace (trace id = SHA-256 of domain/case id); the root span runs from ingestion to
 the last stage reached and every stage is a child span from the previous stage to that one.
+
+The lines are built by DuckDB from the `case_stage_times` rows (one SQL statement, streamed out
+in Arrow batches), never as per-case Python objects: at a million cases a day the Python
+encoder took two minutes and gigabytes. Large days are *sampled* the way OpenTelemetry's
+`TraceIdRatioBased` sampler does it: a case is traced when its trace id, read as a fraction
+of the id space, falls below `max_traces / cases of the day`. The decision depends on the trace
+id only, so re-running a day traces the same cases; the ratio is stored on every trace
+(`hitl.trace_sample_ratio`). Every case's stage timestamps stay queryable in DuckDB
+(`case_stage_times`, `case_stage_events`), sampled or not.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from collections.abc import Iterator
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
-from typing import Any
 
-import polars as pl
-
-from hitl_gate.observability.metrics import STAGES
+import duckdb
 
 SERVICE_NAME = "hitl-gate"
 SCOPE_NAME = "hitl_gate.observability"
 SPAN_KIND_INTERNAL = 1
-STAGE_RUN_COLUMN = {
-    "ingested": "validation_run_id",
-    "validated": "validation_run_id",
-    "scored": "decision_run_id",
-    "routed": "decision_run_id",
-    "exported": "export_run_id",
-    "verdict_received": "verdict_run_id",
-    "executed": "execution_run_id",
-}
+# Stage, the `case_stage_times` column of when it was reached, the run that recorded it.
+STAGE_COLUMNS = (
+    ("ingested", "ingested_at", "validation_run_id"),
+    ("validated", "validated_at", "validation_run_id"),
+    ("scored", "scored_at", "decision_run_id"),
+    ("routed", "routed_at", "decision_run_id"),
+    ("exported", "exported_at", "export_run_id"),
+    ("verdict_received", "verdict_received_at", "verdict_run_id"),
+    ("executed", "executed_at", "execution_run_id"),
+)
+# Arrow batch size when streaming lines out of DuckDB: bounds the writer's memory.
+BATCH_ROWS = 50_000
+# Trace ids are sampled on their first 13 hex digits (52 bits: exact in a DOUBLE).
+_SAMPLE_HEX = 13
 
 
-def _id(text: str, hex_chars: int) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:hex_chars]
+def _attr(key: str, value: str) -> str:
+    return f"{{'key': '{key}', 'value': {{'stringValue': CAST({value} AS VARCHAR)}}}}"
 
 
-def _nanos(at: datetime) -> str:
-    """OTLP/JSON encodes 64-bit integers as strings."""
-    return str(int(at.timestamp() * 1_000_000) * 1000)
+def _stage_list() -> str:
+    items = ", ".join(
+        f"{{'name': '{stage}', 'at': {at}, 'run': {run}}}" for stage, at, run in STAGE_COLUMNS
+    )
+    return f"list_filter([{items}], lambda s: s.at IS NOT NULL)"
 
 
-def _attrs(values: dict[str, Any]) -> list[dict[str, Any]]:
-    return [
-        {"key": k, "value": {"stringValue": str(v)}} for k, v in values.items() if v is not None
-    ]
+def _otlp_select() -> str:
+    """The query turning `case_stage_times` rows into one OTLP line each.
+
+    Built once from this module's constants; values (domain, day, sampling threshold, the
+    ratio as text) are bound as parameters $1..$4.
+    """
+    common = ", ".join(
+        [
+            _attr("hitl.domain", "domain"),
+            _attr("hitl.case_id", "case_id"),
+            _attr("hitl.partition_date", "partition_date"),
+        ]
+    )
+    nanos = "CAST(epoch_us({}) * 1000 AS VARCHAR)"
+    return f"""
+WITH picked AS (
+    SELECT *, substr(sha256(domain || '/' || case_id), 1, 32) AS trace_id,
+           substr(sha256(domain || '/' || case_id || '/case'), 1, 16) AS root_id,
+           {_stage_list()} AS reached
+    FROM case_stage_times
+    WHERE domain = $1 AND partition_date = $2
+      AND (CAST(('0x' || substr(sha256(domain || '/' || case_id), 1, {_SAMPLE_HEX}))
+           AS UBIGINT) / {16.0**_SAMPLE_HEX}) < $3
+)
+SELECT to_json({{'resourceSpans': [{{
+    'resource': {{'attributes': [
+        {_attr("service.name", f"'{SERVICE_NAME}'")}, {_attr("hitl.domain", "domain")},
+        {_attr("hitl.trace_sample_ratio", "$4")}]}},
+    'scopeSpans': [{{'scope': {{'name': '{SCOPE_NAME}'}}, 'spans': list_concat(
+        [{{'traceId': trace_id, 'spanId': root_id, 'parentSpanId': '', 'name': 'case',
+           'kind': {SPAN_KIND_INTERNAL},
+           'startTimeUnixNano': {nanos.format("reached[1].at")},
+           'endTimeUnixNano': {nanos.format("greatest(reached[1].at, reached[-1].at)")},
+           'attributes': list_filter([{common}, {_attr("hitl.route", "route")},
+               {_attr("hitl.final_action", "executed_action")}],
+               lambda a: a.value.stringValue IS NOT NULL)}}],
+        list_transform(reached, lambda s, i: {{
+           'traceId': trace_id,
+           'spanId': substr(sha256(domain || '/' || case_id || '/' || s.name), 1, 16),
+           'parentSpanId': root_id, 'name': s.name, 'kind': {SPAN_KIND_INTERNAL},
+           'startTimeUnixNano': {nanos.format("least(reached[greatest(i - 1, 1)].at, s.at)")},
+           'endTimeUnixNano': {nanos.format("s.at")},
+           'attributes': list_filter([{common}, {_attr("hitl.stage", "s.name")},
+               {_attr("hitl.run_id", "s.run")}], lambda a: a.value.stringValue IS NOT NULL)}})
+    )}}]
+}}]}}) AS line
+FROM picked
+WHERE len(reached) > 0
+ORDER BY case_id
+"""
 
 
-def case_spans(domain: str, case: dict[str, Any]) -> list[dict[str, Any]]:
-    """The root span and one span per stage reached, for one `case_stage_times` row."""
-    reached = [(s, case.get(f"{s}_at")) for s in STAGES if case.get(f"{s}_at") is not None]
-    if not reached:
-        return []
-    trace_id = _id(f"{domain}/{case['case_id']}", 32)
-    root_id = _id(f"{domain}/{case['case_id']}/case", 16)
-    common = {
-        "hitl.domain": domain,
-        "hitl.case_id": case["case_id"],
-        "hitl.partition_date": case["partition_date"],
-    }
-    first, last = reached[0][1], reached[-1][1]
-    spans = [
-        {
-            "traceId": trace_id, "spanId": root_id, "name": "case", "kind": SPAN_KIND_INTERNAL,
-            "startTimeUnixNano": _nanos(first), "endTimeUnixNano": _nanos(max(first, last)),
-            "attributes": _attrs({**common, "hitl.route": case.get("route"),
-                                  "hitl.final_action": case.get("executed_action")}),
-        }
-    ]  # fmt: skip
-    previous = first
-    for stage, at in reached:
-        spans.append(
-            {
-                "traceId": trace_id, "spanId": _id(f"{domain}/{case['case_id']}/{stage}", 16),
-                "parentSpanId": root_id, "name": stage, "kind": SPAN_KIND_INTERNAL,
-                "startTimeUnixNano": _nanos(min(previous, at)), "endTimeUnixNano": _nanos(at),
-                "attributes": _attrs({**common, "hitl.stage": stage,
-                                      "hitl.run_id": case.get(STAGE_RUN_COLUMN[stage])}),
-            }
-        )  # fmt: skip
-        previous = at
-    return spans
+OTLP_SELECT = _otlp_select()
 
 
-def otlp_lines(domain: str, cases: pl.DataFrame) -> Iterator[str]:
-    """One OTLP/JSON `ExportTraceServiceRequest` per case, as JSON lines."""
-    resource = {"attributes": _attrs({"service.name": SERVICE_NAME, "hitl.domain": domain})}
-    for case in cases.iter_rows(named=True):
-        spans = case_spans(domain, case)
-        if spans:
-            request = {
-                "resourceSpans": [
-                    {"resource": resource,
-                     "scopeSpans": [{"scope": {"name": SCOPE_NAME}, "spans": spans}]}
-                ]
-            }  # fmt: skip
-            yield json.dumps(request, separators=(",", ":"), default=str)
+@dataclass(frozen=True)
+class TraceFile:
+    """One day's trace file: how many cases it holds and the sampling ratio applied."""
+
+    path: Path
+    traces: int
+    sample_ratio: float
 
 
-def write_traces(domain: str, cases: pl.DataFrame, folder: Path, days: list[date]) -> list[Path]:
-    """Rewrite `<folder>/<day>.jsonl` for each day (atomic rename; idempotent)."""
+def sample_ratio(cases: int, max_traces: int | None) -> float:
+    """The fraction of a day's cases to trace: all of them up to `max_traces` (None = all)."""
+    if max_traces is None or cases <= max_traces:
+        return 1.0
+    return max_traces / cases
+
+
+def write_day_traces(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    day: date,
+    target: Path,
+    max_traces: int | None,
+) -> TraceFile:
+    """Rewrite `target` with the OTLP lines of `day`'s (sampled) cases; atomic rename."""
+    ((cases,),) = con.execute(
+        "SELECT count(*) FROM case_stage_times WHERE domain = ? AND partition_date = ?",
+        [domain, day],
+    ).fetchall()
+    ratio = sample_ratio(int(cases), max_traces)
+    reader = con.sql(OTLP_SELECT, params=[domain, day, ratio, f"{ratio:.6g}"])
+    tmp = target.with_suffix(".jsonl.tmp")
+    written = 0
+    with tmp.open("w", encoding="utf-8") as out:
+        for batch in reader.to_arrow_reader(BATCH_ROWS):
+            lines = batch.column(0).to_pylist()
+            if lines:
+                out.write("\n".join(lines) + "\n")
+                written += len(lines)
+    os.replace(tmp, target)
+    return TraceFile(path=target, traces=written, sample_ratio=ratio)
+
+
+def write_traces(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    folder: Path,
+    days: list[date],
+    max_traces_per_day: int | None,
+) -> list[TraceFile]:
+    """Rewrite `<folder>/<day>.jsonl` for each day (idempotent: same cases, same lines)."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for day in days:
-        target = folder / f"{day.isoformat()}.jsonl"
-        tmp = target.with_suffix(".jsonl.tmp")
-        todays = cases.filter(pl.col("partition_date") == day)
-        with tmp.open("w", encoding="utf-8") as out:
-            for line in otlp_lines(domain, todays):
-                out.write(line + "\n")
-        os.replace(tmp, target)
-        written.append(target)
-    return written
+    return [
+        write_day_traces(con, domain, day, folder / f"{day.isoformat()}.jsonl", max_traces_per_day)
+        for day in days
+    ]

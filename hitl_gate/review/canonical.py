@@ -13,12 +13,13 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from functools import lru_cache
 from json.encoder import encode_basestring_ascii
 
+import polars as pl
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
 CellValue = str | int | float | bool | None
@@ -120,3 +121,189 @@ def row_digest(row: Mapping[str, object], columns: list[str]) -> str:
         for name in sorted(dict.fromkeys(columns))
     )
     return hashlib.sha256(("{" + body + "}").encode("ascii")).hexdigest()
+
+
+# --- Column-wise form: the same bytes as `row_digest`, computed for a whole frame at once. ---
+# Export and intake both call `context_digests`, so a manifest digest and the digest of the
+# returned row are always computed by the same code. Values that are not plain printable ASCII
+# text or plain decimal numbers (exponents, non-ASCII, control characters, more than 12 integer
+# digits) fall back to the Python definition once per distinct value; a property test pins the
+# two forms to each other.
+
+_PRINTABLE_RE = r"^[\x20-\x7e]*$"
+_NUMBER_PATTERN = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"  # `_NUMBER_RE` for the Rust engine
+_PLAIN_RE = r"^ *([+-]?)(\d{1,22})(?:\.(\d*))? *$"
+_SCALE = 10**6
+_ROUNDED_INT_DIGITS = 12  # integer digits + 6 decimals stay within Int64
+
+
+def raw_text(value: object) -> str | None:
+    """A typed cell value as the text it stands for: canonical_text(raw) == canonical_text(v).
+
+    Cheap on purpose (no rounding, no regex): the canonical form is applied column-wise later.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        return repr(value) if math.isfinite(value) else canonical_text(value)
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    return str(value)
+
+
+def sheet_text(value: object) -> str | None:
+    """A cell read back from a workbook as text: integral floats as integers, else `raw_text`.
+
+    Excel may hand back 5000 as 5000.0; an id typed as a number must still match "5000".
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return raw_text(value)
+
+
+def _plain_number(sign: pl.Expr, whole: pl.Expr, fraction: pl.Expr) -> pl.Expr:
+    """Canonical text of a plain decimal (groups of `_PLAIN_RE`), rounded half-even to 6 places.
+
+    The parts are columns computed once: Polars does not share a repeated regex extraction.
+    """
+    exact = pl.concat_str(
+        whole.str.strip_chars_start("0").replace("", "0"),
+        pl.lit("."),
+        fraction.str.strip_chars_end("0"),
+    ).str.strip_chars_end(".")
+    # Rounded: keep 6 decimals as an integer, add one when the rest rounds up (half-even).
+    kept = (whole + fraction.str.slice(0, 6)).cast(pl.Int64, strict=False)
+    first = fraction.str.slice(6, 1)
+    tail_nonzero = fraction.str.slice(7).str.strip_chars("0") != ""
+    up = (first > "5") | ((first == "5") & (tail_nonzero | (kept % 2 == 1)))
+    rounded = kept + up.cast(pl.Int64)
+    inexact = pl.concat_str(
+        (rounded // _SCALE).cast(pl.String),
+        pl.lit("."),
+        (rounded % _SCALE).cast(pl.String).str.zfill(6).str.strip_chars_end("0"),
+    ).str.strip_chars_end(".")
+    magnitude = pl.when(fraction.str.len_chars() <= 6).then(exact).otherwise(inexact)
+    negative = (sign == "-") & (magnitude != "0")
+    return pl.when(negative).then(pl.lit("-") + magnitude).otherwise(magnitude)
+
+
+def _fast_literals(value: pl.Expr, split: str) -> tuple[pl.Expr, pl.Expr]:
+    """Expressions turning text column `value` into its JSON literal, in stages.
+
+    Stage one classifies and splits each value once (Polars would otherwise repeat a regex
+    extraction at every use); the last builds the literal: printable ASCII text that is not a
+    number is quoted with backslash and quote escaped, plain decimals are rounded column-wise,
+    anything else is null (left to Python).
+    """
+    parts = value.str.extract_groups(_PLAIN_RE)
+    first = pl.struct(
+        value.str.contains(_PRINTABLE_RE).alias("printable"),
+        value.str.strip_chars(" ").str.contains(_NUMBER_PATTERN).alias("numeric"),
+        parts.struct.field("1").alias("sign"),
+        parts.struct.field("2").alias("whole"),
+        parts.struct.field("3").fill_null("").alias("fraction"),
+    ).alias(split)
+    field = pl.col(split).struct.field
+    whole, fraction = field("whole"), field("fraction")
+    plain = whole.is_not_null() & (
+        (fraction.str.len_chars() <= 6) | (whole.str.len_chars() <= _ROUNDED_INT_DIGITS)
+    )
+    escaped = value.str.replace_all("\\", "\\\\", literal=True).str.replace_all(
+        '"', '\\"', literal=True
+    )
+    number = _plain_number(field("sign"), whole, fraction)
+    last = (
+        pl.when(field("printable") & ~field("numeric"))
+        .then(pl.concat_str(pl.lit('"'), escaped, pl.lit('"')))
+        .when(field("printable") & plain)
+        .then(pl.concat_str(pl.lit('"'), number, pl.lit('"')))
+        .otherwise(pl.lit(None, dtype=pl.String))
+    )
+    return first, last
+
+
+def _fast_frame(text: pl.DataFrame) -> pl.DataFrame:
+    """Column-wise literals of every column of `text` in one query (Polars spreads columns)."""
+    stages = [_fast_literals(pl.col(name), f"{name}\0split") for name in text.columns]
+    return (
+        text.lazy()
+        .with_columns(first for first, _ in stages)
+        .select(last.alias(name) for name, (_, last) in zip(text.columns, stages, strict=True))
+        .collect()
+    )
+
+
+def _python_literals(values: pl.Series) -> dict[str, str]:
+    return {v: encode_basestring_ascii(canonical_text(v)) for v in values.unique().to_list()}
+
+
+def json_literal_frame(frame: pl.DataFrame) -> pl.DataFrame:
+    """`encode_basestring_ascii(canonical_text(v))` for every value of every (text) column.
+
+    Review context repeats a lot (bands, codes, purposes, rules): a column with few distinct
+    values is computed once per distinct value and mapped back; the others row by row in one
+    query. Values the column-wise rules leave null are computed in Python, once each.
+    """
+    text = frame.select(pl.all().cast(pl.String).fill_null(""))
+    if text.width == 0:
+        return text
+    distinct_counts = text.select(pl.all().n_unique()).row(0)
+    repetitive = [
+        n for n, k in zip(text.columns, distinct_counts, strict=True) if 4 * k <= text.height
+    ]
+    varied = [name for name in text.columns if name not in repetitive]
+    mapped: list[pl.Series] = []
+    if repetitive:
+        distinct = pl.concat([text[name].unique() for name in repetitive]).unique().rename("d")
+        literals = _fast_frame(distinct.to_frame())["d"]
+        slow = distinct.filter(literals.is_null())
+        if not slow.is_empty():
+            literals = literals.fill_null(
+                distinct.replace_strict(_python_literals(slow), default=None)
+            )
+        mapped = [
+            text[name].replace_strict(distinct, literals, return_dtype=pl.String)
+            for name in repetitive
+        ]
+    fast = _fast_frame(text.select(varied)) if varied else pl.DataFrame()
+    for name in varied:
+        column = fast[name]
+        slow = text[name].filter(column.is_null())
+        if not slow.is_empty():
+            column = column.fill_null(
+                text[name].replace_strict(_python_literals(slow), default=None)
+            )
+        mapped.append(column)
+    return text.with_columns(mapped)
+
+
+def canonical_json_rows(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
+    """Per row, the canonical JSON `row_digest` hashes; missing columns count as blank."""
+    names = sorted(dict.fromkeys(columns))
+    present = [name for name in names if name in frame.columns]
+    literals = json_literal_frame(frame.select(present))
+    parts: list[pl.Expr] = []
+    for i, name in enumerate(names):
+        parts.append(pl.lit(("{" if i == 0 else ",") + encode_basestring_ascii(name) + ":"))
+        parts.append(pl.col(name) if name in frame.columns else pl.lit('""'))
+    parts.append(pl.lit("}" if names else "{}"))
+    if literals.width == 0:  # only constants: one value, repeated
+        literals = pl.DataFrame({"_": pl.repeat("", frame.height, eager=True)})
+        parts.append(pl.col("_"))
+    return literals.select(pl.concat_str(parts).alias("canonical")).to_series()
+
+
+def context_digests(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
+    """`row_digest` of every row of `frame` (text columns, as from `raw_text` or a CSV).
+
+    The one digest function of export (manifest) and intake (returned rows).
+    """
+    sha256 = hashlib.sha256
+    rows = canonical_json_rows(frame, columns).to_list()
+    return [sha256(text.encode("ascii")).hexdigest() for text in rows]

@@ -24,7 +24,14 @@ from typing import Any
 import polars as pl
 
 from hitl_gate.domain import DomainConfig
-from hitl_gate.review.canonical import CellValue, cell_text, csv_text, export_value, row_digest
+from hitl_gate.review.canonical import (
+    CellValue,
+    cell_text,
+    context_digests,
+    csv_text,
+    export_value,
+    raw_text,
+)
 from hitl_gate.review.manifest import MANIFEST_FORMAT, MANIFEST_NAME, ManifestError, load_manifest
 from hitl_gate.review.masking import apply_masking
 from hitl_gate.review.settings import QueueSettings, ReviewSettings
@@ -254,6 +261,15 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Ce
         writer.writerows([csv_text(row.get(name)) for name in header] for row in rows)
 
 
+def _digests(rows: Sequence[Mapping[str, CellValue]], columns: Sequence[str]) -> list[str]:
+    """The context digest of each exported row: the function intake applies to returned rows."""
+    text = pl.DataFrame(
+        {name: [raw_text(row.get(name)) for row in rows] for name in dict.fromkeys(columns)},
+        schema=dict.fromkeys(dict.fromkeys(columns), pl.String),
+    )
+    return context_digests(text, columns)
+
+
 def _export_batch(
     chunk: pl.DataFrame,
     *,
@@ -301,9 +317,7 @@ def _export_batch(
         "context": {str(name): str(value) for name, value in context.items()},
         "case_id_column": domain.case_id,
         "case_ids": case_ids,
-        "case_digests": {
-            cid: row_digest(row, shown) for cid, row in zip(case_ids, rows, strict=True)
-        },
+        "case_digests": dict(zip(case_ids, _digests(rows, shown), strict=True)),
         "columns": header,
         "digest_columns": shown,
         "verdict_columns": VERDICT_COLUMNS,
@@ -395,12 +409,14 @@ def export_review_batches(
     context: Mapping[str, str],
     rule_texts: Mapping[str, str] | None = None,
     settings: ReviewSettings | None = None,
+    label: str = "",
 ) -> list[ReviewBatch]:
     """Write one batch folder per queue and the queue's batch size; reuse existing ones.
 
     Cases are ordered by `review_priority` (ascending: lower is more urgent) then case id, so
     the most urgent cases land in batch 001 of their queue. With `settings`, each queue's batch
-    size, SLA and role come from them and the role's masking policy is applied.
+    size, SLA and role come from them and the role's masking policy is applied. A `label`
+    (such as "escalated") is added to the queue part of the batch ids.
     """
     _check_input(cases, domain, created_at)
     if cases.is_empty():
@@ -418,7 +434,8 @@ def export_review_batches(
         for number, start in enumerate(range(0, in_queue.height, size), start=1):
             chunk = in_queue.slice(start, size)
             case_ids = [cell_text(export_value(v)) for v in chunk[domain.case_id].to_list()]
-            batch_id = batch_id_for(domain, partition_date, str(queue), number, case_ids)
+            named = f"{queue}_{label}" if label else str(queue)
+            batch_id = batch_id_for(domain, partition_date, named, number, case_ids)
             folder = batches_dir / batch_id
             existing = _existing_batch(folder, key, case_ids) if folder.exists() else None
             if existing is None and folder.exists():

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
+
 from hitl_gate.review.settings import ReviewSettings
 
 DISAGREEMENT = "four_eyes_disagreement"
@@ -50,6 +52,25 @@ class Outcome:
     escalations: list[dict[str, Any]] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
     pending_second: int = 0
+    # Rows final by the first rule without looking at them one by one (see split_first_single).
+    single: pl.DataFrame = field(default_factory=pl.DataFrame)
+
+    @property
+    def final_count(self) -> int:
+        return len(self.finals) + self.single.height
+
+
+def split_first_single(
+    rows: pl.DataFrame, states: Mapping[str, CaseState]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows final as a single review, the rest): the first rule, applied column-wise.
+
+    A row with no four-eyes requirement on a case with nothing recorded is final, whatever
+    else is in the file (the validator has already refused a case twice in one file). Most
+    rows are like that; only the rest need `decide`, row by row.
+    """
+    simple = ~pl.col("four_eyes") & ~pl.col("case_id").is_in(list(states))
+    return rows.filter(simple), rows.filter(~simple)
 
 
 def _escalation_role_ok(

@@ -19,8 +19,14 @@ import polars as pl
 
 from hitl_gate.audit.store import insert_new_rows, scalar, transaction
 from hitl_gate.domain import DomainConfig
-from hitl_gate.review.finality import DISAGREEMENT, CaseState, Outcome, decide
-from hitl_gate.review.manifest import batch_folder, load_manifest
+from hitl_gate.review.escalation import moved_cases, resolve_breaches
+from hitl_gate.review.finality import (
+    DISAGREEMENT,
+    CaseState,
+    Outcome,
+    decide,
+    split_first_single,
+)
 from hitl_gate.review.settings import ReviewSettings
 from hitl_gate.review.verdicts import VerdictFileResult, VerdictRules, validate_verdict_file
 
@@ -93,28 +99,37 @@ def pending_files(inbox: Path) -> list[Path]:
 
 
 def _case_states(
-    con: duckdb.DuckDBPyConnection, domain: str, case_ids: list[str]
+    con: duckdb.DuckDBPyConnection, domain: str, case_ids: pl.Series
 ) -> dict[str, CaseState]:
-    """Final verdict, earlier opinions and open disagreement escalation of each case."""
-    params = [domain, case_ids]
-    in_cases = "domain = ? AND case_id IN (SELECT unnest(?::VARCHAR[]))"
-    finals = dict(
-        con.execute(f"SELECT case_id, verdict FROM verdicts WHERE {in_cases}", params).fetchall()
-    )
-    opinions: dict[str, list[tuple[str, str]]] = {}
-    for case, reviewer, verdict in con.execute(
-        f"SELECT case_id, reviewer_id, verdict FROM verdict_opinions WHERE {in_cases} "
-        "ORDER BY received_at, row_number",
-        params,
-    ).fetchall():
-        opinions.setdefault(case, []).append((reviewer, verdict))
-    open_escalations = dict(
-        con.execute(
-            f"SELECT case_id, escalate_to FROM review_escalations WHERE {in_cases} "
-            "AND kind = ? AND resolved_at IS NULL",
-            [*params, DISAGREEMENT],
-        ).fetchall()
-    )
+    """Final verdict, earlier opinions and open disagreement escalation of the cases that have any.
+
+    A case with nothing recorded is absent (the common case: its first verdict). The file's
+    case ids are joined as a registered table, not bound as a list.
+    """
+    con.register("file_cases", case_ids.rename("case_id").to_frame().to_arrow())
+    try:
+        in_cases = "domain = ? AND case_id IN (SELECT case_id FROM file_cases)"
+        finals = dict(
+            con.execute(
+                f"SELECT case_id, verdict FROM verdicts WHERE {in_cases}", [domain]
+            ).fetchall()
+        )
+        opinions: dict[str, list[tuple[str, str]]] = {}
+        for case, reviewer, verdict in con.execute(
+            f"SELECT case_id, reviewer_id, verdict FROM verdict_opinions WHERE {in_cases} "
+            "ORDER BY received_at, row_number",
+            [domain],
+        ).fetchall():
+            opinions.setdefault(case, []).append((reviewer, verdict))
+        open_escalations = dict(
+            con.execute(
+                f"SELECT case_id, escalate_to FROM review_escalations WHERE {in_cases} "
+                "AND kind = ? AND resolved_at IS NULL",
+                [domain, DISAGREEMENT],
+            ).fetchall()
+        )
+    finally:
+        con.unregister("file_cases")
     return {
         case: CaseState(
             final_verdict=finals.get(case),
@@ -122,7 +137,7 @@ def _case_states(
             escalated_to=open_escalations.get(case),
             escalated=case in open_escalations,
         )
-        for case in case_ids
+        for case in {*finals, *opinions, *open_escalations}
     }
 
 
@@ -173,23 +188,26 @@ def ingest_verdict_file(
         allowed_verdicts=domain.review.verdicts,
         case_id=domain.case_id,
         rules=VerdictRules(
-            settings=settings, now=now, closed_batches=_closed_batches(con, domain.name)
+            settings=settings,
+            now=now,
+            closed_batches=_closed_batches(con, domain.name),
+            moved_cases=moved_cases(con, domain.name),
         ),
     )
     accepted = result.accepted.rename({domain.case_id: "case_id"}).with_columns(
         pl.col("case_id").cast(pl.String)
     )
-    queue = ""
-    if result.batch_id and result.error is None:
-        queue = load_manifest(batch_folder(batches_dir, result.batch_id), key)["queue"]
+    states = _case_states(con, domain.name, accepted["case_id"])
+    single, rest = split_first_single(accepted, states)
     outcome = decide(
-        accepted.to_dicts(),
-        _case_states(con, domain.name, accepted["case_id"].to_list()),
+        rest.to_dicts(),
+        states,
         domain=domain.name,
-        queue=queue,
+        queue=result.queue or "",
         settings=settings,
         file_name=path.name,
     )
+    outcome.single = single
     rejected = pl.concat(
         [
             result.rejected.rename(
@@ -216,7 +234,7 @@ def ingest_verdict_file(
         path.name,
         sha,
         result.batch_id,
-        len(outcome.finals),
+        outcome.final_count,
         rejected.height,
         False,
         result.error,
@@ -233,8 +251,21 @@ _VERDICT_COLUMNS = (
 _OPINION_COLUMNS = (*_VERDICT_COLUMNS, "stage", "suggested_action", "is_override", "four_eyes")
 
 
-def _rows(rows: list[dict], columns: tuple[str, ...], domain: str, now: datetime) -> pl.DataFrame:
-    frame = pl.DataFrame([{name: row.get(name) for name in columns} for row in rows])
+def _rows(
+    single: pl.DataFrame,
+    rows: list[dict],
+    columns: tuple[str, ...],
+    domain: str,
+    now: datetime,
+    stage: str | None = None,
+) -> pl.DataFrame:
+    """The rows to insert: the frame of first single reviews plus the rows decided one by one."""
+    first = single.with_columns(pl.lit(stage).alias("stage")) if stage else single
+    decided = pl.DataFrame(
+        [{name: row.get(name) for name in columns} for row in rows],
+        schema=first.select(columns).schema,
+    )
+    frame = pl.concat([first.select(columns), decided])
     return frame.with_columns(pl.lit(domain).alias("domain"), pl.lit(now).alias("received_at"))
 
 
@@ -261,7 +292,7 @@ def _record(
                     "file_name": [file_name],
                     "archived_path": [str(archived)],
                     "batch_id": [result.batch_id],
-                    "rows_accepted": [len(outcome.finals)],
+                    "rows_accepted": [outcome.final_count],
                     "rows_rejected": [rejected.height],
                     "error": [result.error],
                     "received_at": [now],
@@ -269,12 +300,14 @@ def _record(
                 }
             ),
         )
-        if outcome.opinions:
-            insert_new_rows(
-                con, "verdict_opinions", _rows(outcome.opinions, _OPINION_COLUMNS, domain, now)
-            )
-        if outcome.finals:
-            insert_new_rows(con, "verdicts", _rows(outcome.finals, _VERDICT_COLUMNS, domain, now))
+        single = outcome.single
+        if outcome.opinions or single.height:
+            opinions = _rows(single, outcome.opinions, _OPINION_COLUMNS, domain, now, "single")
+            insert_new_rows(con, "verdict_opinions", opinions)
+        if outcome.final_count:
+            finals = _rows(single, outcome.finals, _VERDICT_COLUMNS, domain, now)
+            insert_new_rows(con, "verdicts", finals)
+            resolve_breaches(con, domain, finals, now)
         if outcome.escalations:
             insert_new_rows(
                 con,

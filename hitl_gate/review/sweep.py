@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from hitl_gate.audit.store import insert_new_rows, query_frame
+from hitl_gate.review.escalation import pending_days
 from hitl_gate.review.finality import SLA_BREACH
 from hitl_gate.review.intake import VERDICT_SUFFIXES, file_sha256, pending_files
 from hitl_gate.review.settings import ReviewSettings
@@ -33,6 +34,8 @@ class SweepReport:
     restored: int
     escalations: int
     closed: int
+    # Decision days whose escalations wait for their escalation batch, with the escalation ids.
+    to_export: dict[date, list[str]] = field(default_factory=dict)
 
 
 def _recorded(con: duckdb.DuckDBPyConnection, hashes: list[str]) -> set[str]:
@@ -66,12 +69,13 @@ def _unrecorded_files(
 
 
 def _overdue_cases(con: duckdb.DuckDBPyConnection, domain: str, now: datetime) -> pl.DataFrame:
+    """Cases a batch still holds past its due time with no final verdict (escalation batches
+    included: a late escalation escalates again, to the next queue)."""
     return query_frame(
         con,
-        "SELECT b.batch_id, b.queue, b.due_at, c.case_id FROM review_batches b "
-        "JOIN review_batch_cases c ON c.domain = b.domain AND c.batch_id = b.batch_id "
-        "WHERE b.domain = ? AND b.due_at < ? AND NOT EXISTS (SELECT 1 FROM verdicts v "
-        "WHERE v.domain = c.domain AND v.case_id = c.case_id)",
+        "SELECT m.batch_id, m.queue, m.due_at, m.case_id, m.escalation "
+        "FROM review_batch_members m WHERE m.domain = ? AND m.due_at < ? AND NOT EXISTS "
+        "(SELECT 1 FROM verdicts v WHERE v.domain = m.domain AND v.case_id = m.case_id)",
         [domain, now],
     )
 
@@ -94,8 +98,12 @@ def sweep_review(
             return None
         return settings.queues[queue].escalate_to
 
+    # A breach in an escalation batch is a new escalation of the same case, one level up.
+    level = pl.when(pl.col("escalation")).then(pl.format("@{}", "queue")).otherwise(pl.lit(""))
     escalations = overdue.select(
-        pl.format("{}:{}:{}", pl.lit(SLA_BREACH), pl.lit(domain), "case_id").alias("escalation_id"),
+        pl.format("{}:{}:{}{}", pl.lit(SLA_BREACH), pl.lit(domain), "case_id", level).alias(
+            "escalation_id"
+        ),
         pl.lit(domain).alias("domain"),
         pl.lit(SLA_BREACH).alias("kind"),
         "case_id",
@@ -118,7 +126,7 @@ def sweep_review(
     raised = insert_new_rows(con, "review_escalations", escalations)
     expired = query_frame(
         con,
-        "SELECT batch_id FROM review_batches WHERE domain = ? "
+        "SELECT batch_id FROM review_all_batches WHERE domain = ? "
         "AND due_at + to_hours(CAST(? AS BIGINT)) < ? AND batch_id NOT IN "
         "(SELECT batch_id FROM review_batch_closures)",
         [domain, grace, now],
@@ -137,7 +145,7 @@ def sweep_review(
         "INSERT INTO review_sweeps VALUES (?, ?, ?, ?, ?)",
         [domain, now, len(unrecorded), raised, closed],
     )
-    return SweepReport(tuple(unrecorded), restored, raised, closed)
+    return SweepReport(tuple(unrecorded), restored, raised, closed, pending_days(con, domain))
 
 
 def _alert(review_dir: Path, settings: ReviewSettings | None, raised: pl.DataFrame) -> None:
@@ -153,19 +161,26 @@ def _alert(review_dir: Path, settings: ReviewSettings | None, raised: pl.DataFra
 
 
 def review_status(con: duckdb.DuckDBPyConnection, domain: str, now: datetime) -> pl.DataFrame:
-    """Per queue: batches open (not closed), cases open, of which due and overdue, escalations."""
+    """Per queue: open batches (escalation batches among them), open cases, of which due and
+    overdue, cases escalated out of the queue's batches, and open escalations."""
     return query_frame(
         con,
-        "SELECT b.queue, count(DISTINCT b.batch_id) FILTER (WHERE k.batch_id IS NULL) "
-        "AS open_batches, count(c.case_id) FILTER (WHERE v.case_id IS NULL) AS open_cases, "
-        "count(c.case_id) FILTER (WHERE v.case_id IS NULL AND b.due_at >= ?) AS due, "
-        "count(c.case_id) FILTER (WHERE v.case_id IS NULL AND b.due_at < ?) AS overdue, "
-        "(SELECT count(*) FROM review_escalations e WHERE e.domain = b.domain "
-        "AND e.queue = b.queue AND e.resolved_at IS NULL) AS open_escalations "
-        "FROM review_batches b JOIN review_batch_cases c "
-        "ON c.domain = b.domain AND c.batch_id = b.batch_id "
-        "LEFT JOIN verdicts v ON v.domain = c.domain AND v.case_id = c.case_id "
-        "LEFT JOIN review_batch_closures k ON k.batch_id = b.batch_id "
-        "WHERE b.domain = ? GROUP BY b.domain, b.queue ORDER BY b.queue",
-        [now, now, domain],
+        "WITH members AS (SELECT m.*, v.case_id IS NOT NULL AS final FROM review_batch_members m "
+        "LEFT JOIN verdicts v ON v.domain = m.domain AND v.case_id = m.case_id "
+        "WHERE m.domain = ?), open_batches AS (SELECT b.* FROM review_all_batches b "
+        "WHERE b.domain = ? AND b.batch_id NOT IN (SELECT batch_id FROM review_batch_closures)) "
+        "SELECT q.queue, "
+        "(SELECT count(*) FROM open_batches o WHERE o.queue = q.queue) AS open_batches, "
+        "(SELECT count(*) FROM open_batches o WHERE o.queue = q.queue AND o.escalation) "
+        "AS escalation_batches, "
+        "count(m.case_id) FILTER (WHERE NOT m.final) AS open_cases, "
+        "count(m.case_id) FILTER (WHERE NOT m.final AND m.due_at >= ?) AS due, "
+        "count(m.case_id) FILTER (WHERE NOT m.final AND m.due_at < ?) AS overdue, "
+        "(SELECT count(*) FROM escalation_batch_cases x WHERE x.domain = ? "
+        "AND x.from_queue = q.queue) AS escalated_out, "
+        "(SELECT count(*) FROM review_escalations e WHERE e.domain = ? "
+        "AND e.queue = q.queue AND e.resolved_at IS NULL) AS open_escalations "
+        "FROM (SELECT DISTINCT queue FROM review_all_batches WHERE domain = ?) q "
+        "LEFT JOIN members m ON m.queue = q.queue GROUP BY q.queue ORDER BY q.queue",
+        [domain, domain, now, now, domain, domain, domain],
     )

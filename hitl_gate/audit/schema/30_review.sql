@@ -48,12 +48,14 @@ CREATE TABLE IF NOT EXISTS review_sweeps (
     batches_closed INTEGER NOT NULL
 );
 
--- Reviewer rationale as structured signals for policy refinement: by reviewer, reason code,
--- override and policy version (join `decisions.rules_fired` for the rule).
+-- Reviewer rationale as structured signals for policy refinement: by the rule that sent the
+-- case to review, reviewer, reason code, override and policy version (`decisions.rules_fired`
+-- has every rule that fired).
 CREATE OR REPLACE VIEW review_override_signals AS
 SELECT
     o.domain,
     d.policy_version,
+    d.route_rule_id AS rule_id,
     o.reviewer_id,
     o.verdict,
     o.suggested_action,
@@ -63,3 +65,50 @@ SELECT
 FROM verdict_opinions o
 LEFT JOIN decisions d ON d.domain = o.domain AND d.case_id = o.case_id
 GROUP BY ALL;
+
+-- Escalated cases leave their batch: each is re-exported in a new signed batch of the queue it
+-- escalates to (its own tables, so re-running a day's export never touches them). A case moved
+-- out of a batch is closed there: a late verdict from the old batch is refused with the reason.
+CREATE TABLE IF NOT EXISTS escalation_batches (
+    batch_id VARCHAR PRIMARY KEY,
+    domain VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,       -- the cases' decision day, as for review_batches
+    queue VARCHAR NOT NULL,             -- the escalation queue that works it
+    folder VARCHAR NOT NULL,
+    case_count INTEGER NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    due_at TIMESTAMPTZ NOT NULL,
+    manifest_sha256 VARCHAR NOT NULL,
+    run_id VARCHAR NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS escalation_batch_cases (
+    escalation_id VARCHAR PRIMARY KEY,  -- each escalation is exported once
+    batch_id VARCHAR NOT NULL,          -- the escalation batch the case went to
+    domain VARCHAR NOT NULL,
+    case_id VARCHAR NOT NULL,
+    from_batch_id VARCHAR NOT NULL,     -- the batch the case left (closed there)
+    from_queue VARCHAR NOT NULL,
+    exported_at TIMESTAMPTZ NOT NULL
+);
+
+-- Every batch, first-level or escalation, with its queue and due time.
+CREATE OR REPLACE VIEW review_all_batches AS
+SELECT batch_id, domain, queue, created_at, due_at, FALSE AS escalation FROM review_batches
+UNION ALL
+SELECT batch_id, domain, queue, created_at, due_at, TRUE AS escalation FROM escalation_batches;
+
+-- The cases each batch still holds: its members minus those escalated out of it.
+CREATE OR REPLACE VIEW review_batch_members AS
+WITH members AS (
+    SELECT batch_id, domain, case_id FROM review_batch_cases
+    UNION
+    SELECT DISTINCT batch_id, domain, case_id FROM escalation_batch_cases
+)
+SELECT b.domain, b.batch_id, b.queue, b.created_at, b.due_at, b.escalation, m.case_id
+FROM review_all_batches b
+JOIN members m ON m.domain = b.domain AND m.batch_id = b.batch_id
+WHERE NOT EXISTS (
+    SELECT 1 FROM escalation_batch_cases x
+    WHERE x.domain = m.domain AND x.from_batch_id = m.batch_id AND x.case_id = m.case_id
+);

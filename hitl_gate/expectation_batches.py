@@ -1,0 +1,120 @@
+"""The DuckDB file Great Expectations validates: views over the warehouse's Parquet, in place.
+
+Asset outputs live as Parquet under the warehouse folder (`<domain>/<stage>/<day>.parquet`,
+pipelines/io_managers.py). `expectations.duckdb` in that folder holds, per stage, a view reading
+those files where they are (no copy), a view of the days being checked, and a table of each
+checked day's row count against its trailing days. Paths inside the views are relative and
+resolved through DuckDB's `file_search_path`, so the home folder can move. DuckDB cannot bind
+parameters in DDL ("Unexpected prepared parameter"), so view text holds only identifiers built
+from validated names; every value (days, window length) is bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+DATABASE_NAME = "expectations.duckdb"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checked_days (view_name VARCHAR, partition_date DATE);
+CREATE TABLE IF NOT EXISTS trailing_row_counts (
+    view_name VARCHAR, partition_date DATE, row_count BIGINT, trailing_days INTEGER,
+    trailing_median DOUBLE, ratio_to_trailing_median DOUBLE
+);
+"""
+
+
+@dataclass(frozen=True)
+class StageViews:
+    """Table names (in the DuckDB file) GE validates for one stage of one domain."""
+
+    checked: str  # the stage's rows on the checked days
+    row_counts: str  # one row per checked day: its row count vs the trailing median
+
+
+def database_path(warehouse: Path) -> Path:
+    return warehouse / DATABASE_NAME
+
+
+def connect_config(warehouse: Path) -> dict[str, str]:
+    """DuckDB settings every connection to the file needs (the same for all, as DuckDB asks)."""
+    return {"file_search_path": str(warehouse)}
+
+
+def _identifier(*parts: str) -> str:
+    """A view name from domain and stage names, refused unless it is a plain identifier."""
+    name = "__".join(parts)
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"not a plain identifier: {name!r}")
+    return name
+
+
+@contextmanager
+def _connect(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = duckdb.connect(str(database_path(warehouse)), config=connect_config(warehouse))
+    try:
+        con.execute(_SCHEMA)
+        yield con
+    finally:
+        con.close()
+
+
+def prepare_stage(
+    warehouse: Path, domain: str, stage: str, days: Sequence[date], trailing_days: int | None
+) -> StageViews:
+    """(Re)define the stage's views and record which days the coming validation covers.
+
+    `trailing_days`, when given, fills `trailing_row_counts` for the checked days: each day's
+    rows and the median of the stage's daily row counts over the `trailing_days` days before it
+    (NULL without history, which GE does not count against the expectation).
+    """
+    base = _identifier(domain, stage)
+    views = StageViews(checked=f"{base}__checked", row_counts=f"{base}__row_counts")
+    files = f"{domain}/{stage}/*.parquet"
+    if not (warehouse / domain / stage).is_dir():
+        raise FileNotFoundError(f"no stored output for {domain}/{stage} under {warehouse}")
+    with _connect(warehouse) as con:
+        con.execute("BEGIN TRANSACTION")  # one commit (and one fsync) for the whole preparation
+        con.execute(
+            f"CREATE OR REPLACE VIEW {base} AS "
+            f"SELECT * FROM read_parquet('{files}', union_by_name = true)"
+        )
+        con.execute(
+            f"CREATE OR REPLACE VIEW {views.checked} AS SELECT * FROM {base} WHERE partition_date"
+            f" IN (SELECT partition_date FROM checked_days WHERE view_name = '{base}')"
+        )
+        con.execute(
+            f"CREATE OR REPLACE VIEW {views.row_counts} AS SELECT * EXCLUDE (view_name) "
+            f"FROM trailing_row_counts WHERE view_name = '{base}'"
+        )
+        con.execute("DELETE FROM checked_days WHERE view_name = ?", [base])
+        con.execute(
+            "INSERT INTO checked_days SELECT ?, unnest(?::DATE[])", [base, sorted(set(days))]
+        )
+        con.execute("DELETE FROM trailing_row_counts WHERE view_name = ?", [base])
+        if trailing_days is not None:
+            con.execute(
+                f"""
+                INSERT INTO trailing_row_counts
+                WITH counts AS (
+                    SELECT partition_date, count(*)::BIGINT AS row_count FROM {base} GROUP BY ALL
+                ), checked AS (
+                    SELECT c.partition_date, c.row_count, (
+                        SELECT median(h.row_count) FROM counts h
+                        WHERE h.partition_date < c.partition_date
+                        AND h.partition_date >= c.partition_date - ?::INTEGER
+                    ) AS trailing_median
+                    FROM counts c WHERE c.partition_date IN (SELECT unnest(?::DATE[]))
+                )
+                SELECT ?, partition_date, row_count, ?, trailing_median,
+                    row_count / nullif(trailing_median, 0) FROM checked
+                """,
+                [trailing_days, sorted(set(days)), base, trailing_days],
+            )
+        con.execute("COMMIT")
+    return views

@@ -1,0 +1,39 @@
+"""A DuckDB SQLAlchemy dialect that Great Expectations' SQL engine can read results from.
+
+`duckdb_engine` uses the DuckDB connection itself as the DB-API cursor, so any statement run
+after a query discards that query's pending result. Great Expectations 1.24 fetches a query's
+rows after handing its connection back, and SQLAlchemy rolls the connection's transaction back
+on the way: every metric then came back empty ("list index out of range" in GE). With begin,
+commit and rollback as no-ops each statement runs in DuckDB's own autocommit mode, which is
+what a read-only validation wants, and the result survives until it is fetched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb_engine
+from sqlalchemy.dialects import registry
+
+URL_SCHEME = "duckdb+autocommit"
+
+
+class AutocommitDuckDBDialect(duckdb_engine.Dialect):
+    """`duckdb_engine` without SQLAlchemy-driven transactions (see the module docstring)."""
+
+    supports_statement_cache = False  # as duckdb_engine declares; SQLAlchemy asks each subclass
+
+    def do_begin(self, dbapi_connection: Any) -> None:
+        """No explicit transaction: DuckDB commits each statement by itself."""
+
+    def do_commit(self, dbapi_connection: Any) -> None:
+        """Nothing to commit: see `do_begin`."""
+
+    def do_rollback(self, dbapi_connection: Any) -> None:
+        """A ROLLBACK here would wipe the pending result GE has yet to fetch."""
+
+
+def register() -> str:
+    """Make `duckdb+autocommit://` URLs resolve to this dialect; returns the URL scheme."""
+    registry.register("duckdb.autocommit", __name__, "AutocommitDuckDBDialect")
+    return URL_SCHEME

@@ -1,0 +1,236 @@
+"""Backtest and shadow routing: replays compare with recorded routes; shadows never act."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+import yaml
+
+from hitl_gate.audit.store import schema_statements
+from hitl_gate.policy_control import (
+    PolicyControlError,
+    record_shadow_decisions,
+    set_shadow,
+    shadow_policy,
+)
+from policies.backtest import backtest, recorded_decisions
+from policies.engine import load_policy
+from policies.shadow import compare_shadow, shadow_decisions
+
+DAY = date(2018, 1, 2)
+
+
+def _policy(tmp_path: Path, cut: float, name: str) -> Any:
+    rules = [
+        {"id": "DEC", "text": "t", "when": f"a >= {cut}", "outcome": "auto_decline",
+         "reason_code": "D"},
+        {"id": "REV", "text": "t", "when": "a >= 0.5", "outcome": "human_review",
+         "reason_code": "R", "queue": "q", "priority": 2},
+        {"id": "APP", "text": "t", "when": "a < 0.5", "outcome": "auto_approve",
+         "reason_code": "A"},
+    ]  # fmt: skip
+    data = {"version": name, "owner": "o", "effective_date": "2018-01-01", "description": "d",
+            "default_outcome": "human_review", "default_queue": "q", "default_priority": 3,
+            "rules": rules}  # fmt: skip
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return load_policy(path)
+
+
+def _cases() -> pl.DataFrame:
+    # a = 0.0, 0.1, ..., 0.9: live (cut 0.8) approves 5, reviews 3 (0.5-0.7), declines 2.
+    return pl.DataFrame(
+        {
+            "cid": [f"C{i}" for i in range(10)],
+            "a": [i / 10 for i in range(10)],
+            "partition_date": [DAY] * 10,
+        }  # fmt: skip
+    )
+
+
+@pytest.fixture
+def con() -> duckdb.DuckDBPyConnection:
+    connection = duckdb.connect()
+    connection.execute(schema_statements())
+    return connection
+
+
+def test_backtest_compares_with_recorded_routes_verdicts_and_outcomes(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    now = datetime(2018, 1, 2, tzinfo=UTC)
+    recorded_routes = ["auto_approve"] * 5 + ["human_review"] * 3 + ["auto_decline"] * 2
+    decisions = pl.DataFrame(
+        {
+            "domain": "d",
+            "case_id": [f"C{i}" for i in range(10)],
+            "partition_date": DAY,
+            "route": recorded_routes,
+            "review_queue": [None] * 5 + ["q"] * 3 + [None] * 2,
+            "policy_version": "live",
+            "run_id": "r",
+            "decided_at": now,
+        }  # fmt: skip
+    )
+    con.register("incoming", decisions.to_arrow())
+    con.execute("INSERT INTO decisions BY NAME SELECT * FROM incoming")
+    # A reviewer declined C5 and approved C7; C6 went bad later, C1 stayed fine.
+    for case, verdict in (("C5", "decline"), ("C7", "approve")):
+        con.execute(
+            "INSERT INTO verdicts VALUES ('d', ?, 'b', ?, NULL, 'x', 'rev', 'f', 1, ?)",
+            [case, verdict, now],
+        )
+    for case, outcome in (("C6", "Charged Off"), ("C1", "Current")):
+        con.execute(
+            "INSERT INTO outcomes VALUES ('d', ?, ?, ?, 'f', 'sha', 1, true, 'r', ?)",
+            [case, outcome, DAY, now],
+        )
+    recorded = recorded_decisions(con, "d", DAY, DAY)
+    assert recorded.height == 10
+    # The candidate approves below 0.7 and declines from 0.7: C5, C6 move from review to
+    # approval, C7 to decline; C8, C9 stay declined.
+    candidate = _policy(tmp_path, 0.7, "cand")
+    candidate = load_policy(_rewrite(candidate, "a >= 0.5", "a >= 0.7", "a < 0.5", "a < 0.7"))
+    result = backtest(candidate, _cases(), recorded, "cid", bad_outcomes=["Charged Off"])
+    assert result.cases == 10
+    assert result.changed == 3  # C5, C6 -> approve; C7 -> decline
+    matrix = {row["recorded_route"]: row for row in result.transitions.iter_rows(named=True)}
+    assert matrix["human_review"]["auto_approve"] == 2
+    assert matrix["human_review"]["auto_decline"] == 1
+    assert matrix["auto_approve"]["auto_approve"] == 5
+    assert result.with_verdict == 2
+    assert result.human_declined_auto_approved == 1  # C5
+    assert result.human_approved_auto_declined == 1  # C7
+    workload = result.workload.row(0, named=True)
+    assert (workload["recorded_cases"], workload["candidate_cases"], workload["change"]) == (
+        3,
+        0,
+        -3,
+    )
+    outcomes = {r["cases"]: r for r in result.outcomes.iter_rows(named=True)}
+    newly = outcomes["newly auto-approved by candidate"]
+    assert (newly["count"], newly["with_outcome"], newly["bad_outcome"]) == (2, 1, 1)
+    assert outcomes["auto-approved as recorded"]["bad_outcome"] == 0
+
+
+def _rewrite(policy: Any, *pairs: str) -> Path:
+    text = policy.text
+    for old, new in zip(pairs[::2], pairs[1::2], strict=True):
+        text = text.replace(old, new)
+    path = Path(policy.source)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_shadow_set_clear_is_logged_and_refuses_no_ops(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    candidate = _policy(tmp_path, 0.6, "cand")
+    assert shadow_policy(con, "d") is None
+    with pytest.raises(PolicyControlError, match="no shadow policy runs"):
+        set_shadow(con, "d", None, by="ann")
+    with pytest.raises(PolicyControlError, match="--by is required"):
+        set_shadow(con, "d", candidate, by=" ")
+    assert set_shadow(con, "d", candidate, by="ann", reason="try") == 1
+    with pytest.raises(PolicyControlError, match="already runs in shadow"):
+        set_shadow(con, "d", candidate, by="ann")
+    Path(candidate.source).unlink()  # the stored text routes, not the file
+    stored = shadow_policy(con, "d")
+    assert stored is not None and stored.digest == candidate.digest
+    assert shadow_policy(con, "other") is None
+    assert set_shadow(con, "d", None, by="bob") == 2
+    assert shadow_policy(con, "d") is None
+    assert con.sql("SELECT action, actor FROM policy_shadows ORDER BY seq").fetchall() == [
+        ("set", "ann"),
+        ("clear", "bob"),
+    ]
+
+
+def test_shadow_decisions_sit_beside_live_routes_and_replace_per_day(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    from policies.decide import decide
+
+    live_policy, shadow = _policy(tmp_path, 0.8, "live"), _policy(tmp_path, 0.6, "cand")
+    cases = _cases()
+    live = decide(live_policy, cases, "cid")
+    before = live.clone()
+    now = datetime(2018, 1, 3, tzinfo=UTC)
+    rows = shadow_decisions(
+        shadow, cases, live, case_id="cid", domain="d", halted=False, run_id="r1", now=now
+    )
+    assert live.equals(before), "shadow routing changed the live frame"
+    assert rows["live_route"].to_list() == live["route"].to_list()
+    comparison = compare_shadow(rows)
+    assert comparison.cases == 10 and comparison.agreement == pytest.approx(0.8)
+    assert comparison.newly_auto_approved == 0
+    matrix = {r["live_proposed_route"]: r for r in comparison.transitions.iter_rows(named=True)}
+    assert matrix["human_review"]["auto_decline"] == 2  # 0.6 and 0.7
+    record_shadow_decisions(con, rows, "d", [DAY], shadow.digest)
+    record_shadow_decisions(con, rows.head(4), "d", [DAY], shadow.digest)  # a re-run replaces
+    other = rows.with_columns(pl.lit("other").alias("policy_digest"))
+    record_shadow_decisions(con, other, "d", [DAY], "other")
+    counts = con.sql(
+        "SELECT policy_digest = 'other', count(*) FROM shadow_decisions GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert counts == [(False, 4), (True, 10)]
+    halted = shadow_decisions(
+        shadow, cases, live, case_id="cid", domain="d", halted=True, run_id="r1", now=now
+    )
+    assert set(halted["route"]) == {"human_review"}
+    assert halted["proposed_route"].to_list() == rows["proposed_route"].to_list()
+
+
+# --- end to end on the shared demo home ----------------------------------------------------------
+
+SHADOW_DAY = "2018-01-12"
+V2 = "policies/consumer_credit/v2.yaml"
+
+
+@pytest.mark.e2e
+def test_shadow_runs_beside_live_routing_and_backtest_reads_records(
+    demo_home: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hitl_gate.audit.store import audit_connection, query_frame
+    from hitl_gate.cli import main
+    from hitl_gate.domain import PROJECT_ROOT
+
+    home = ["--home", str(demo_home.home)]
+    candidate = str(PROJECT_ROOT / V2)
+    live_sql = (
+        "SELECT case_id, route, route_reason_code, rules_fired, review_deferred FROM decisions "
+        "WHERE domain = 'consumer_credit' AND partition_date = ? ORDER BY case_id"
+    )
+    with audit_connection(demo_home.audit_db, read_only=True) as con:
+        before = query_frame(con, live_sql, [SHADOW_DAY])
+    main([*home, "policy", "shadow", "set", candidate, "--by", "ann", "--reason", "trial"])
+    try:
+        main([*home, "run", "--partition", SHADOW_DAY])
+    finally:
+        main([*home, "policy", "shadow", "clear", "--by", "ann"])
+    with audit_connection(demo_home.audit_db, read_only=True) as con:
+        after = query_frame(con, live_sql, [SHADOW_DAY])
+        shadow = query_frame(
+            con,
+            "SELECT case_id, policy_version, live_route, live_policy_version FROM "
+            "shadow_decisions WHERE partition_date = ? ORDER BY case_id",
+            [SHADOW_DAY],
+        )
+    assert after.equals(before), "the shadow policy changed a live decision"
+    assert shadow["case_id"].to_list() == before["case_id"].to_list()
+    assert shadow["live_route"].to_list() == before["route"].to_list()
+    assert set(shadow["policy_version"]) == {"consumer_credit-v2"}
+    assert set(shadow["live_policy_version"]) == {"consumer_credit-v1"}
+    capsys.readouterr()
+    main([*home, "policy", "shadow", "report", "--partition", SHADOW_DAY])
+    report = capsys.readouterr().out
+    assert f"shadow consumer_credit-v2 on {before.height} live cases" in report
+    main([*home, "policy", "backtest", candidate, "--from", "2018-01-01", "--to", "2018-01-31"])
+    out = capsys.readouterr().out
+    assert "backtest of consumer_credit-v2 on" in out and "rows: recorded route" in out
+    assert "would be auto-approved" in out and "newly auto-approved by candidate" in out

@@ -1,0 +1,248 @@
+"""Escalated cases are re-exported to the escalation queue and closed in the batch they left.
+
+Round trips through the real export, sweep and intake on a small workspace: export -> SLA
+breach -> escalation batch -> senior verdict -> final; a four-eyes disagreement -> compliance
+batch -> final; a late verdict from the old batch refused with the reason; a late escalation
+batch escalating again, one level up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hitl_gate.audit.store import audit_connection, query_frame
+from hitl_gate.home import HitlPaths
+from hitl_gate.review.escalation import ESCALATED_LABEL, export_escalations
+from hitl_gate.review.export import ReviewBatch
+from hitl_gate.review.sweep import review_status, sweep_review
+from tests.review_fixtures import CREATED, DAY, Workspace, make_workspace, review_cases
+
+ANALYST, SENIOR, COMPLIANCE = "credit_analyst", "senior_underwriter", "compliance_review"
+
+
+def _record_export(ws: Workspace) -> None:
+    """What the daily run records: decisions of the day and the exported batches."""
+    with audit_connection(ws.db) as con:
+        for case in review_cases()["application_id"]:
+            con.execute(
+                "INSERT INTO decisions (domain, case_id, partition_date, route, run_id, "
+                "decided_at) VALUES ('consumer_credit', ?, ?, 'human_review', 'r', ?)",
+                [case, DAY, CREATED],
+            )
+        for batch in ws.batches.values():
+            con.execute(
+                "INSERT INTO review_batches VALUES (?, 'consumer_credit', ?, ?, ?, ?, ?, ?, 'x', "
+                "'r')",
+                [batch.batch_id, DAY, batch.queue, str(batch.folder), len(batch.case_ids),
+                 CREATED, batch.due_at],
+            )  # fmt: skip
+            for case in batch.case_ids:
+                con.execute(
+                    "INSERT INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
+                    [batch.batch_id, case],
+                )
+
+
+def _sweep(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime):
+    return sweep_review(
+        con, domain="consumer_credit", settings=ws.settings, review_dir=ws.root, now=at
+    )
+
+
+def _export(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime) -> list[ReviewBatch]:
+    return export_escalations(
+        con,
+        review_cases(),
+        domain=ws.domain,
+        settings=ws.settings,
+        batches_dir=ws.batches_dir,
+        key=ws.key,
+        partition_date=DAY,
+        created_at=at,
+        context={"policy_version": "v1", "model_version": "3"},
+        rule_texts={},
+        run_id="escalate",
+    )
+
+
+def _status(ws: Workspace, at: datetime) -> dict[str, dict]:
+    with audit_connection(ws.db) as con:
+        frame = review_status(con, "consumer_credit", at)
+    return {row["queue"]: row for row in frame.iter_rows(named=True)}
+
+
+def test_sla_breach_round_trip(tmp_path: Path, key: bytes) -> None:
+    ws = make_workspace(tmp_path, key)
+    _record_export(ws)
+    on_time = {"verdict": "approve", "reviewer_id": "analyst-7", "rationale": "ok"}
+    assert ws.ingest(ws.fill_csv(ANALYST, "one.csv", {0: on_time})).accepted == 1
+    breach = CREATED + timedelta(hours=49)
+    with audit_connection(ws.db) as con:
+        report = _sweep(ws, con, breach)
+        assert report.escalations == 3 + 3  # three analyst cases open, three senior cases
+        assert list(report.to_export) == [DAY] and len(report.to_export[DAY]) == 6
+        batches = _export(ws, con, breach)
+        assert _export(ws, con, breach) == []  # exported once
+        assert _sweep(ws, con, breach).to_export == {}
+    by_queue = {b.queue: b for b in batches}
+    assert set(by_queue) == {SENIOR, COMPLIANCE}  # each queue escalates to its next one
+    escalated = by_queue[SENIOR]
+    assert f"-{SENIOR}_{ESCALATED_LABEL}-" in escalated.batch_id
+    assert sorted(escalated.case_ids) == ["APP-000", "APP-002", "APP-003"]
+    assert escalated.due_at == breach + timedelta(hours=24)  # the senior queue's SLA
+    manifest = (escalated.folder / "manifest.json").read_text()
+    assert '"role": "senior_underwriter"' in manifest  # masked for the escalation role
+    shown = (escalated.folder / "cases.csv").read_text()
+    assert "Quartermaster" not in shown and "Qu***********" in shown
+
+    status = _status(ws, breach)
+    assert status[ANALYST]["escalated_out"] == 3 and status[ANALYST]["open_cases"] == 0
+    assert status[SENIOR]["escalation_batches"] == 1 and status[SENIOR]["open_cases"] == 3
+    assert status[SENIOR]["escalated_out"] == 3 and status[COMPLIANCE]["open_cases"] == 3
+
+    late = ws.ingest(ws.fill(ANALYST, "late.xlsx", "analyst-7"), now=breach)
+    assert late.accepted == 0
+    messages = " | ".join(late.messages)
+    assert (
+        f"case was escalated (sla_breach) to queue '{SENIOR}' in batch '{escalated.batch_id}'"
+        in messages
+    )
+    assert "already has a final verdict" in messages  # APP-001, answered in time
+
+    ws.batches["escalated"] = escalated
+    final = ws.ingest(ws.fill("escalated", "senior.xlsx", "uw-ana"), now=breach)
+    assert (final.accepted, final.rejected) == (3, 0)
+    assert ws.count("SELECT count(*) FROM verdicts") == 4
+    assert ws.count("SELECT count(*) FROM verdicts WHERE batch_id = ?", [escalated.batch_id]) == 3
+    assert (
+        ws.count(
+            "SELECT count(*) FROM review_escalations WHERE kind = 'sla_breach' "
+            "AND queue = ? AND resolved_at IS NOT NULL",
+            [ANALYST],
+        )
+        == 3
+    )
+    after = _status(ws, breach)
+    assert (after[SENIOR]["open_cases"], after[COMPLIANCE]["open_cases"]) == (0, 3)
+
+
+def test_four_eyes_disagreement_goes_to_compliance(tmp_path: Path, key: bytes) -> None:
+    ws = make_workspace(tmp_path, key)
+    _record_export(ws)
+    ws.ingest(ws.fill(SENIOR, "a.xlsx", "uw-ana"))
+    flip = {(3, "verdict"): "decline", (3, "rationale"): "income unverified"}
+    assert ws.ingest(ws.fill(SENIOR, "b.xlsx", "uw-ben", flip)).escalated == 1
+    with audit_connection(ws.db) as con:
+        (batch,) = _export(ws, con, CREATED + timedelta(hours=2))
+    assert (batch.queue, batch.case_ids) == (COMPLIANCE, ("APP-005",))
+    ws.batches["escalated"] = batch
+    stale = ws.ingest(ws.fill(SENIOR, "c.xlsx", "comp-chen"))  # the old batch: refused
+    assert stale.accepted == 0 and "escalated (four_eyes_disagreement)" in " ".join(stale.messages)
+    settled = ws.ingest(ws.fill("escalated", "d.xlsx", "comp-chen"))
+    assert settled.accepted == 1
+    assert ws.count("SELECT count(*) FROM review_escalations WHERE resolved_at IS NULL") == 0
+    assert ws.count("SELECT count(*) FROM verdicts WHERE case_id = 'APP-005'") == 1
+
+
+def test_late_escalation_batch_escalates_one_level_up(tmp_path: Path, key: bytes) -> None:
+    ws = make_workspace(tmp_path, key)
+    _record_export(ws)
+    breach = CREATED + timedelta(hours=49)
+    with audit_connection(ws.db) as con:
+        _sweep(ws, con, breach)
+        first = {b.queue: b for b in _export(ws, con, breach)}[SENIOR]
+        again = _sweep(ws, con, breach + timedelta(hours=25))
+        # A new escalation per case of each late escalation batch; compliance has no next queue.
+        assert again.escalations == len(first.case_ids) + 3
+        assert list(again.to_export) == [DAY] and len(again.to_export[DAY]) == len(first.case_ids)
+        second = {b.queue: b for b in _export(ws, con, breach + timedelta(hours=25))}
+        ids = query_frame(
+            con, "SELECT escalation_id FROM escalation_batch_cases WHERE from_batch_id = ?",
+            [first.batch_id],
+        )["escalation_id"].to_list()  # fmt: skip
+    assert set(second[COMPLIANCE].case_ids) == set(first.case_ids)
+    assert all(i.endswith(f"@{SENIOR}") for i in ids)
+
+
+@pytest.mark.e2e
+def test_sweep_sensor_and_review_loop_export_escalations(
+    demo_home: HitlPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On the demo: an escalation raised on a senior case is picked up by the sweep sensor,
+    whose run of the review loop exports it to compliance; `hitl review status` shows it."""
+    from dagster import DagsterInstance, build_sensor_context
+
+    from hitl_gate.cli import main
+    from hitl_gate.domain import load_domain
+    from hitl_gate.runner import load_definitions, raise_for_failure, run_job, use_paths
+    from pipelines.jobs import review_loop_job_name
+    from pipelines.resources import build_resources
+    from pipelines.sensors import build_review_sweep_sensor
+
+    domain = load_domain("consumer_credit")
+    with audit_connection(demo_home.audit_db) as con:
+        batch_id, case, day = con.execute(
+            "SELECT b.batch_id, min(c.case_id), b.partition_date FROM review_batches b "
+            "JOIN review_batch_cases c USING (batch_id) WHERE b.domain = ? AND b.queue = ? "
+            "AND b.batch_id NOT IN (SELECT batch_id FROM verdicts) "
+            "GROUP BY b.batch_id, b.partition_date ORDER BY b.batch_id DESC LIMIT 1",
+            [domain.name, SENIOR],
+        ).fetchall()[0]
+        con.execute(
+            "INSERT INTO review_escalations VALUES (?, ?, 'four_eyes_disagreement', ?, ?, ?, ?, "
+            "'test: two senior reviewers disagreed', now(), NULL)",
+            [f"four_eyes_disagreement:{domain.name}:{case}", domain.name, case, batch_id,
+             SENIOR, COMPLIANCE],
+        )  # fmt: skip
+
+    sensor = build_review_sweep_sensor(domain)
+    resources = build_resources(demo_home)
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(
+            instance=instance,
+            resources={name: resources[name] for name in ("review", "audit_db")},
+        )
+        requests = [r for r in sensor(context) if r.run_key.startswith("escalate-")]
+    assert [r.partition_key for r in requests] == [day.isoformat()]
+
+    use_paths(demo_home)
+    result = run_job(load_definitions(), review_loop_job_name(domain), start=day, end=day)
+    raise_for_failure(result, "review loop")
+    with audit_connection(demo_home.audit_db, read_only=True) as con:
+        moved = con.execute(
+            "SELECT x.batch_id, b.queue, b.folder FROM escalation_batch_cases x "
+            "JOIN escalation_batches b USING (batch_id) WHERE x.case_id = ? AND x.domain = ?",
+            [case, domain.name],
+        ).fetchall()
+    assert len(moved) == 1 and moved[0][1] == COMPLIANCE
+    assert (Path(moved[0][2]) / "manifest.json").exists()
+
+    main(["--home", str(demo_home.home), "review", "status"])
+    lines = capsys.readouterr().out.splitlines()
+    header = lines[0].split()
+    compliance = next(line.split() for line in lines if line.startswith(COMPLIANCE))
+    row = dict(zip(header, compliance, strict=True))
+    assert int(row["escalation_batches"]) >= 1 and int(row["open_cases"]) >= 1
+
+
+def test_override_signals_by_rule_reviewer_and_policy(tmp_path: Path, key: bytes) -> None:
+    ws = make_workspace(tmp_path, key)
+    _record_export(ws)
+    with audit_connection(ws.db) as con:
+        con.execute(
+            "UPDATE decisions SET policy_version = 'v1', route_rule_id = 'REV-BAND-D' "
+            "WHERE case_id = 'APP-000'"
+        )
+    override = {(3, "verdict"): "approve", (3, "rationale"): "income verified by phone"}
+    assert ws.ingest(ws.fill(ANALYST, "a.xlsx", "analyst-7", override)).accepted == 4
+    with audit_connection(ws.db) as con:
+        signals = query_frame(
+            con,
+            "SELECT policy_version, rule_id, reviewer_id, suggested_action, verdict, opinions "
+            "FROM review_override_signals WHERE is_override",
+        )
+    assert signals.rows() == [("v1", "REV-BAND-D", "analyst-7", "decline", "approve", 1)]
