@@ -71,7 +71,12 @@ def apply_capacity(
         .otherwise(queue_capacity(policy))
         .alias("__cap"),
     )
-    bounded = work.filter((pl.col("route") == HUMAN_REVIEW) & pl.col("__cap").is_not_null())
+    # Only the ordering keys are ranked: sorting the full decision rows (85 columns at a
+    # million cases) would copy the whole day twice for a result of two columns.
+    rank_columns = ["__row", "__origin", "__cap", "review_queue", "review_priority"]
+    bounded = work.filter((pl.col("route") == HUMAN_REVIEW) & pl.col("__cap").is_not_null()).select(
+        *rank_columns, *(c for c in policy.capacity_order if c not in rank_columns)
+    )
     days = frame.get_column(_DAY).head(routed.height).unique().sort().to_list()
     work = work.join(_schedule(policy, bounded, days), on="__row", how="left")
     waits = (pl.col("route") == HUMAN_REVIEW) & pl.col("__cap").is_not_null()
