@@ -332,3 +332,18 @@ def test_parallel_verify_detects_what_one_pass_detects(sealed, tmp_path, monkeyp
         assert report.ok and report.entries == 21, report.summary()
     else:
         assert not report.ok, f"{mutation} went undetected"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [lambda h: h[:40], lambda h: h + "00", lambda h: h.upper(), lambda h: ""],
+    ids=["short", "long", "upper", "empty"],
+)
+def test_malformed_stored_hash_is_reported_at_its_entry(sealed, stored) -> None:
+    """Hashes are compared as hex text rows: a value of the wrong length or case is a change."""
+    _, checkpoints, public_key, tables = sealed
+    con = _copy(tables)
+    (value,) = con.execute("SELECT entry_hash FROM audit_log WHERE seq = 9").fetchone()
+    con.execute("UPDATE audit_log SET entry_hash = ? WHERE seq = 9", [stored(value)])
+    report = verify_audit(con, checkpoints, public_key, lineage=False)
+    assert report.first_broken is not None and report.first_broken.seq == 9, report.summary()

@@ -74,6 +74,15 @@ def sha256_digests(strings: pa.Array | pa.ChunkedArray) -> list[bytes]:
     return digests
 
 
+def sha256_packed(strings: pa.Array | pa.ChunkedArray) -> bytes:
+    """`sha256_digests` packed end to end: 32 bytes per string, one `bytes` object.
+
+    The verifier's form: numpy compares it as an (n, 4) uint64 matrix and the Merkle tree reads
+    its pairs as 64-byte slices, so no per-digest Python object outlives the hashing loop.
+    """
+    return b"".join(sha256_digests(strings))
+
+
 def fold_bodies(
     prev_hash: str, bodies: pa.Array | pa.ChunkedArray
 ) -> tuple[list[str], list[bytes]]:
@@ -129,14 +138,24 @@ def merkle_root(leaf_hashes: Sequence[str]) -> str:
 
 
 def merkle_root_of_digests(leaves: Sequence[bytes]) -> str:
-    """`merkle_root` over raw 32-byte digests (the verifier's form, no hex round trip)."""
-    if not leaves:
+    """`merkle_root` over raw 32-byte digests (no hex round trip)."""
+    return merkle_root_of_packed(b"".join(leaves))
+
+
+def merkle_root_of_packed(packed: bytes | bytearray) -> str:
+    """`merkle_root` over 32-byte digests packed end to end (the verifier's form).
+
+    Each pair is a 64-byte slice of the level's buffer, hashed without building `a + b`:
+    about a third less work per node than pairing `bytes` objects, and the tree has as many
+    nodes as leaves, so this is a large share of `verify`.
+    """
+    if not packed:
         return GENESIS_HASH
-    level = list(leaves)
+    level = bytes(packed)
     sha = hashlib.sha256
-    while len(level) > 1:
-        paired = [sha(level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            paired.append(level[-1])
-        level = paired
-    return level[0].hex()
+    while len(level) > 32:
+        view = memoryview(level)
+        paired = len(level) // 64 * 64
+        nodes = [sha(view[i : i + 64]).digest() for i in range(0, paired, 64)]
+        level = b"".join(nodes) + level[paired:]  # an odd node is promoted as is
+    return level.hex()

@@ -16,6 +16,7 @@ import json
 import sys
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,13 +25,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hitl_gate.audit.chain import GENESIS_HASH, merkle_root_of_digests, sha256_digests
+from hitl_gate.audit.chain import GENESIS_HASH, merkle_root_of_packed, sha256_packed
 
 OUT_OF_PLACE = "sequence number out of place"
-LOG_SCAN = (
-    "SELECT seq, try(unhex(entry_hash)) AS stored, "
-    "try(unhex(substr(entry, 1, 64))) AS embedded_prev, entry FROM audit_log"
-)
+DIGEST_BYTES = 32
+LOG_SCAN = "SELECT seq, entry_hash, substr(entry, 1, 64) AS embedded_prev, entry FROM audit_log"
+HEX_DIGITS = np.frombuffer(b"0123456789abcdef", np.uint8)
 
 
 @dataclass
@@ -56,36 +56,41 @@ def scan_segment(
 
     Storage order is read by default (the fast path: insertion order is sequence order);
     `ordered` sorts by `seq`, which the caller asks for once a scan reported rows out of place.
+    Hashes are compared as (n, 4) uint64 matrices of packed digests: one numpy comparison per
+    batch instead of an Arrow array of 32-byte objects built per entry.
     """
     result = SegmentResult(last_seq=lo - 1)
     ranges = _CheckpointRanges(checkpoints, result.problems)
-    prev = _unhex(prev_hex)
+    prev_row, prev_ok = _text_rows(pa.array([prev_hex], pa.string()))
     expected_seq = lo
-    for batch in _batches(con, batch_rows, ordered, lo, hi):
+    for batch in _prefetched(_batches(con, batch_rows, ordered, lo, hi)):
         n = batch.num_rows
+        if not n:
+            continue
         seqs = batch.column("seq").to_numpy(zero_copy_only=False)
-        computed = sha256_digests(batch.column("entry"))
-        computed_arr = pa.array(computed, pa.binary())
+        packed = sha256_packed(batch.column("entry"))
+        computed = _hex_of_packed(packed, n)
         findings: list[tuple[int | None, str]] = []
         out_of_place = np.flatnonzero(seqs != np.arange(expected_seq, expected_seq + n))
         if out_of_place.size:
             result.out_of_place = True
             findings.append((int(out_of_place[0]), f"{OUT_OF_PLACE} (a row was deleted, "
                              "inserted or reordered)"))  # fmt: skip
-        stored = batch.column("stored").cast(pa.binary())
-        findings.append((_first_false(pc.equal(computed_arr, stored)),
+        stored, stored_ok = _text_rows(batch.column("entry_hash"))
+        findings.append((_first(~stored_ok | (computed != stored).any(axis=1)),
                          "entry hash does not match its content (altered)"))  # fmt: skip
-        links = pa.concat_arrays([pa.array([prev], pa.binary()), computed_arr.slice(0, n - 1)])
-        embedded = batch.column("embedded_prev").cast(pa.binary())
-        findings.append((_first_false(pc.equal(embedded, links)),
+        embedded, embedded_ok = _text_rows(batch.column("embedded_prev"))
+        links = np.concatenate([prev_row, computed[:-1]])
+        links_ok = np.concatenate([prev_ok, np.ones(n - 1, bool)])
+        findings.append((_first(~embedded_ok | ~links_ok | (embedded != links).any(axis=1)),
                          "link to the previous entry is broken (the entry before it was "
                          "changed, removed or moved)"))  # fmt: skip
         for pos, message in findings:
             if pos is not None:
                 result.problems.append((int(seqs[pos]), message))
         if not out_of_place.size:
-            ranges.feed(expected_seq, computed)
-        prev = computed[-1] if n else prev
+            ranges.feed(expected_seq, packed)
+        prev_row, prev_ok = computed[-1:], np.ones(1, bool)
         expected_seq += n
     result.last_seq = expected_seq - 1
     if hi is not None and result.last_seq != hi:
@@ -93,11 +98,39 @@ def scan_segment(
     return result
 
 
-def _unhex(text: str) -> bytes:
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return b""  # a malformed stored hash: the link check of the next entry fails
+def _hex_of_packed(packed: bytes, n: int) -> np.ndarray:
+    """Lower-case hex of n packed digests as an (n, 8) uint64 matrix (64 ASCII bytes a row).
+
+    Hashes are compared as the text the log stores, so DuckDB need not `unhex` two columns
+    per entry (a third of its scan time); numpy encodes a batch of digests in one pass.
+    """
+    raw = np.frombuffer(packed, np.uint8).reshape(n, DIGEST_BYTES)
+    text = np.empty((n, 2 * DIGEST_BYTES), np.uint8)
+    text[:, 0::2] = HEX_DIGITS[raw >> 4]
+    text[:, 1::2] = HEX_DIGITS[raw & 15]
+    return text.view(np.uint64)
+
+
+def _text_rows(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A column of 64-character hashes as an (n, 8) uint64 matrix, and which rows are valid.
+
+    Zero-copy from the Arrow buffer when every value has 64 bytes (the normal case). A null or
+    a value of another length is marked invalid, so it fails its comparison whatever its
+    placeholder row holds. Upper-case hex is not equal to the lower case the writer stores:
+    such an edit is reported as a change, as it is one.
+    """
+    width = 2 * DIGEST_BYTES
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        column = column.cast(pa.large_string())  # e.g. string_view
+    n = len(column)
+    lengths = pc.fill_null(pc.binary_length(column), 0).to_numpy(zero_copy_only=False)
+    valid = lengths == width
+    if not valid.all():
+        column = pc.if_else(pa.array(valid), column, pa.scalar("-" * width, column.type))
+    offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    offsets = np.frombuffer(column.buffers()[1], offset_type)[column.offset : column.offset + n + 1]
+    data = np.frombuffer(column.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    return data.reshape(n, width).view(np.uint64), valid
 
 
 def _batches(
@@ -112,8 +145,21 @@ def _batches(
     yield from con.sql(sql, params=params).to_arrow_reader(batch_rows)
 
 
-def _first_false(mask: pa.Array) -> int | None:
-    bad = np.flatnonzero(~np.asarray(pc.fill_null(mask, False)))
+def _prefetched(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """`batches`, the next one read by a helper thread while the caller hashes this one.
+
+    DuckDB decompresses and unhexes without holding the GIL, so the scan of batch k + 1 runs
+    on the other core while Python hashes batch k. One batch ahead bounds memory to two.
+    """
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(next, batches, None)
+        while (batch := pending.result()) is not None:
+            pending = reader.submit(next, batches, None)
+            yield batch
+
+
+def _first(mask: np.ndarray) -> int | None:
+    bad = np.flatnonzero(mask)
     return int(bad[0]) if bad.size else None
 
 
@@ -125,32 +171,35 @@ class _CheckpointRanges:
         self.by_start = {int(cp["first_seq"]): cp for cp in checkpoints}
         self.marks = sorted(set(self.by_end) | set(self.by_start))
         self.problems = problems
-        self.leaves: list[bytes] | None = None
+        self.leaves: bytearray | None = None
 
-    def feed(self, first_seq: int, hashes: list[bytes]) -> None:
-        """Consume the entry hashes of seqs first_seq.. (consecutive)."""
-        last_seq = first_seq + len(hashes) - 1
+    def feed(self, first_seq: int, packed: bytes) -> None:
+        """Consume the packed entry digests of seqs first_seq.. (consecutive)."""
+        last_seq = first_seq + len(packed) // DIGEST_BYTES - 1
         lo = bisect_left(self.marks, first_seq)
         hi = bisect_right(self.marks, last_seq)
         cursor = 0
         for seq in self.marks[lo:hi]:
             pos = seq - first_seq
             if seq in self.by_start:
-                self.leaves = []
+                self.leaves = bytearray()
                 cursor = pos
             if seq in self.by_end:
-                self._close(seq, hashes[pos], hashes[cursor : pos + 1])
+                end = (pos + 1) * DIGEST_BYTES
+                self._close(
+                    seq, packed[end - DIGEST_BYTES : end], packed[cursor * DIGEST_BYTES : end]
+                )
                 cursor = pos + 1
         if self.leaves is not None:
-            self.leaves.extend(hashes[cursor:])
+            self.leaves += packed[cursor * DIGEST_BYTES :]
 
-    def _close(self, seq: int, head: bytes, tail: list[bytes]) -> None:
+    def _close(self, seq: int, head: bytes, tail: bytes) -> None:
         cp = self.by_end[seq]
         if head.hex() != cp["head_hash"]:
             self.problems.append((seq, f"checkpoint {seq}: head hash differs"))
         if self.leaves is not None:
-            self.leaves.extend(tail)
-            if merkle_root_of_digests(self.leaves) != cp["merkle_root"]:
+            self.leaves += tail
+            if merkle_root_of_packed(self.leaves) != cp["merkle_root"]:
                 self.problems.append((seq, f"checkpoint {seq}: Merkle root differs"))
         self.leaves = None
 

@@ -79,7 +79,8 @@ def verify_audit(
     """Check the chain, every checkpoint (database and files) and, optionally, the lineage.
 
     `workers` > 1 checks a large log in that many processes, split at checkpoints. Off by
-    default: measured on a loaded 2-core machine it was 0.6x of one process (BENCHMARKS.md).
+    default: it only pays when a core is free, since the kernel shares CPU between sessions
+    (autogroups), not processes; on a busy machine it measured 0.6-1.1x (BENCHMARKS.md).
     """
     report = VerifyReport()
     checkpoints = _load_checkpoints(con, checkpoint_dir, public_key, report)
