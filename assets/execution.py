@@ -19,6 +19,7 @@ from hitl_gate.audit.outcomes import ingest_outcomes
 from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.store import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.domain import DomainConfig
+from hitl_gate.review.conflicts import reversal_requests
 from pipelines.resources import AuditDatabase, ExecutionOutbox, LandingZone
 
 AUTOMATIC_ACTIONS = {"auto_approve": "approve", "auto_decline": "decline"}
@@ -160,8 +161,11 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 pl.lit(context.run.run_id).alias("run_id"), pl.lit(now).alias("issued_at")
             )
             insert_new_rows(con, "adverse_actions", notices)
+            reversals = reversal_requests(con, domain.name)
         for day in days:
             _write_outbox(executed.filter(pl.col("partition_date") == day), outbox_dir, day)
+        if reversals.height:  # never executed: downstream systems decide how to reverse
+            _write_parquet(reversals, outbox_dir / "reversal_requests.parquet")
         counts = actions.group_by("status", "action").len().sort("status", "action")
         return Output(
             actions,
@@ -171,6 +175,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "pending_review": int((actions["status"] == "pending_review").sum()),
                 "held_or_conflict": int(actions["status"].is_in(["held", "conflict"]).sum()),
                 "adverse_action_notices": notices.height,
+                "reversal_requests": reversals.height,
                 "outcomes": markdown_table(counts),
                 "outbox": MetadataValue.path(str(outbox_dir)),
             },
@@ -261,8 +266,12 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
 
 def _write_outbox(frame: pl.DataFrame, folder: Path, day: date) -> None:
     """Rewrite a day's outbox file from the executions table (idempotent by construction)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"{day.isoformat()}.parquet"
+    _write_parquet(frame, folder / f"{day.isoformat()}.parquet")
+
+
+def _write_parquet(frame: pl.DataFrame, target: Path) -> None:
+    """Replace an outbox file atomically: readers never see a half-written file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".parquet.tmp")
     frame.write_parquet(tmp)
     os.replace(tmp, target)

@@ -216,7 +216,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             verdicts = query_frame(
                 con,
                 "SELECT v.case_id, v.batch_id, v.verdict, v.verdict_reason_code, v.reviewer_id, "
-                "v.received_at, d.partition_date FROM verdicts v JOIN decisions d "
+                "v.received_at, d.partition_date FROM effective_verdicts v JOIN decisions d "
                 "ON d.domain = v.domain AND d.case_id = v.case_id "
                 "WHERE v.domain = ? AND d.partition_date IN (SELECT unnest(?::DATE[]))",
                 [domain.name, partition_days(context)],

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import polars as pl
 from openpyxl import load_workbook
 
@@ -164,3 +165,47 @@ def make_workspace(root: Path, key: bytes) -> Workspace:
         settings=settings,
     )
     return Workspace(root, domain, settings, key, {b.queue: b for b in batches})
+
+
+def record_export(ws: Workspace) -> None:
+    """What the daily run records: decisions of the day and the exported batches."""
+    from hitl_gate.audit.store import audit_connection
+
+    with audit_connection(ws.db) as con:
+        for case in review_cases()[CASE_ID]:
+            con.execute(
+                "INSERT INTO decisions (domain, case_id, partition_date, route, run_id, "
+                "decided_at) VALUES ('consumer_credit', ?, ?, 'human_review', 'r', ?)",
+                [case, DAY, CREATED],
+            )
+        for batch in ws.batches.values():
+            con.execute(
+                "INSERT INTO review_batches VALUES (?, 'consumer_credit', ?, ?, ?, ?, ?, ?, 'x', "
+                "'r')",
+                [batch.batch_id, DAY, batch.queue, str(batch.folder), len(batch.case_ids),
+                 CREATED, batch.due_at],
+            )  # fmt: skip
+            for case in batch.case_ids:
+                con.execute(
+                    "INSERT INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
+                    [batch.batch_id, case],
+                )
+
+
+def export_escalated(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime) -> list:
+    """The review loop's re-export of the day's open escalations as escalation batches."""
+    from hitl_gate.review.escalation import export_escalations
+
+    return export_escalations(
+        con,
+        review_cases(),
+        domain=ws.domain,
+        settings=ws.settings,
+        batches_dir=ws.batches_dir,
+        key=ws.key,
+        partition_date=DAY,
+        created_at=at,
+        context={"policy_version": "v1", "model_version": "3"},
+        rule_texts={},
+        run_id="escalate",
+    )

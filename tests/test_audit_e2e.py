@@ -78,4 +78,11 @@ def test_whole_row_json_built_from_the_stable_part_is_byte_identical(demo_home) 
                 f"FROM {sql.table})"
             ).fetchone()
             assert differ == 0, source.table
-            assert rows > 0 or source.table in ("verdict_rejections", "quarantine"), source.table
+            # the demo raises no conflicts, so nothing resolves one or asks for a reversal
+            empty_ok = (
+                "verdict_rejections",
+                "quarantine",
+                "conflict_resolutions",
+                "reversal_requests",
+            )
+            assert rows > 0 or source.table in empty_ok, source.table

@@ -16,35 +16,21 @@ import pytest
 
 from hitl_gate.audit.store import audit_connection, query_frame
 from hitl_gate.home import HitlPaths
-from hitl_gate.review.escalation import ESCALATED_LABEL, export_escalations
-from hitl_gate.review.export import ReviewBatch
+from hitl_gate.review.escalation import ESCALATED_LABEL
 from hitl_gate.review.sweep import review_status, sweep_review
-from tests.review_fixtures import CREATED, DAY, Workspace, make_workspace, review_cases
+from tests.review_fixtures import (
+    CREATED,
+    DAY,
+    Workspace,
+    export_escalated,
+    make_workspace,
+    record_export,
+)
 
 ANALYST, SENIOR, COMPLIANCE = "credit_analyst", "senior_underwriter", "compliance_review"
 
 
-def _record_export(ws: Workspace) -> None:
-    """What the daily run records: decisions of the day and the exported batches."""
-    with audit_connection(ws.db) as con:
-        for case in review_cases()["application_id"]:
-            con.execute(
-                "INSERT INTO decisions (domain, case_id, partition_date, route, run_id, "
-                "decided_at) VALUES ('consumer_credit', ?, ?, 'human_review', 'r', ?)",
-                [case, DAY, CREATED],
-            )
-        for batch in ws.batches.values():
-            con.execute(
-                "INSERT INTO review_batches VALUES (?, 'consumer_credit', ?, ?, ?, ?, ?, ?, 'x', "
-                "'r')",
-                [batch.batch_id, DAY, batch.queue, str(batch.folder), len(batch.case_ids),
-                 CREATED, batch.due_at],
-            )  # fmt: skip
-            for case in batch.case_ids:
-                con.execute(
-                    "INSERT INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
-                    [batch.batch_id, case],
-                )
+_record_export = record_export
 
 
 def _sweep(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime):
@@ -53,20 +39,7 @@ def _sweep(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime):
     )
 
 
-def _export(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime) -> list[ReviewBatch]:
-    return export_escalations(
-        con,
-        review_cases(),
-        domain=ws.domain,
-        settings=ws.settings,
-        batches_dir=ws.batches_dir,
-        key=ws.key,
-        partition_date=DAY,
-        created_at=at,
-        context={"policy_version": "v1", "model_version": "3"},
-        rule_texts={},
-        run_id="escalate",
-    )
+_export = export_escalated
 
 
 def _status(ws: Workspace, at: datetime) -> dict[str, dict]:

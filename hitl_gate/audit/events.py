@@ -59,6 +59,8 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
         ("file_sha256", "row_number", "case_id", "column_name", "message"),
     ),
     EventSource("execution", "executions", ("domain", "case_id")),
+    EventSource("conflict_resolved", "conflict_resolutions", ("escalation_id",)),
+    EventSource("reversal_requested", "reversal_requests", ("domain", "case_id")),
     EventSource("adverse_action", "adverse_actions", ("domain", "case_id")),
     EventSource(
         "outcome_recorded", "outcomes", ("domain", "case_id", "source_sha256"),

@@ -31,8 +31,8 @@ ESCALATED_LABEL = "escalated"
 def pending_escalations(con: duckdb.DuckDBPyConnection, domain: str) -> pl.DataFrame:
     """Open escalations with a queue to go to, not yet exported, on cases not yet final.
 
-    Conflicts are left out: the case is final already, the escalation role reviews it from the
-    alert, not from a batch (a verdict on a final case is refused).
+    Conflicts are the exception: their case is final by definition, and the escalation batch is
+    where the escalation role resolves them (`finality.decide`).
     """
     return query_frame(
         con,
@@ -40,9 +40,10 @@ def pending_escalations(con: duckdb.DuckDBPyConnection, domain: str) -> pl.DataF
         "e.queue AS from_queue, e.escalate_to, e.raised_at, d.partition_date "
         "FROM review_escalations e JOIN decisions d ON d.domain = e.domain "
         "AND d.case_id = e.case_id WHERE e.domain = ? AND e.resolved_at IS NULL "
-        "AND e.escalate_to IS NOT NULL AND e.kind <> ? AND NOT EXISTS (SELECT 1 FROM "
-        "escalation_batch_cases x WHERE x.escalation_id = e.escalation_id) AND NOT EXISTS "
-        "(SELECT 1 FROM verdicts v WHERE v.domain = e.domain AND v.case_id = e.case_id) "
+        "AND e.escalate_to IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
+        "escalation_batch_cases x WHERE x.escalation_id = e.escalation_id) AND (e.kind = ? "
+        "OR NOT EXISTS (SELECT 1 FROM verdicts v WHERE v.domain = e.domain "
+        "AND v.case_id = e.case_id)) "
         "ORDER BY e.raised_at, e.escalation_id",
         [domain, CONFLICT],
     )

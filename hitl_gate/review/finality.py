@@ -9,7 +9,11 @@ every rule is tested without a database, and intake applies the result in one tr
   they agree the case is final, if not it is escalated to the queue's `escalate_to` queue and
   only a reviewer authorised there can decide it.
 - A verdict on a case that is already final is refused; if it disagrees it is recorded as a
-  conflict escalation, so the escalation role can look at it. The first final verdict stands.
+  conflict escalation to the queue's `escalate_to`, exported there as an escalation batch. The
+  first final verdict stands until a reviewer of that queue (who has not answered the case)
+  resolves the conflict, with a rationale: before execution the resolution decides the final
+  verdict; after it, a differing resolution is a reversal request, never a second execution.
+  Anyone else's verdict on a case with an open conflict is refused, naming the queue.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from hitl_gate.review.settings import ReviewSettings
 DISAGREEMENT = "four_eyes_disagreement"
 CONFLICT = "conflict"
 SLA_BREACH = "sla_breach"
+RESOLUTION_STAGE = "conflict_resolution"
 
 
 def escalation_id(kind: str, domain: str, case_id: str) -> str:
@@ -40,6 +45,16 @@ class CaseState:
     opinions: tuple[tuple[str, str], ...] = ()  # (reviewer_id, verdict)
     escalated_to: str | None = None  # open disagreement escalation: the queue that decides
     escalated: bool = False
+    conflict_to: str | None = None  # open conflict escalation: the queue that resolves it
+    conflict_resolved_by: str | None = None
+    executed_action: str | None = None  # what was executed for the case, if it was
+
+
+def resolution_outcome(verdict: str, state: CaseState) -> str:
+    """upheld, changed (decides the not yet executed case) or reversal_requested."""
+    if state.executed_action is not None:
+        return "upheld" if verdict == state.executed_action else "reversal_requested"
+    return "upheld" if verdict == state.final_verdict else "changed"
 
 
 @dataclass
@@ -51,6 +66,7 @@ class Outcome:
     rejections: list[dict[str, Any]] = field(default_factory=list)
     escalations: list[dict[str, Any]] = field(default_factory=list)
     resolved: list[str] = field(default_factory=list)
+    resolutions: list[dict[str, Any]] = field(default_factory=list)  # conflicts resolved
     pending_second: int = 0
     # Rows final by the first rule without looking at them one by one (see split_first_single).
     single: pl.DataFrame = field(default_factory=pl.DataFrame)
@@ -58,6 +74,11 @@ class Outcome:
     @property
     def final_count(self) -> int:
         return len(self.finals) + self.single.height
+
+    @property
+    def accepted_count(self) -> int:
+        """Rows that took effect: final verdicts and conflict resolutions."""
+        return self.final_count + len(self.resolutions)
 
 
 def split_first_single(
@@ -125,6 +146,39 @@ def decide(
     for row in sorted(rows, key=lambda r: r["row_number"]):
         state = states.get(row["case_id"], CaseState())
         reviewer, verdict = row["reviewer_id"], row["verdict"]
+        if state.final_verdict is not None and state.conflict_to is not None:
+            problem = _escalation_role_ok(settings, reviewer, state.conflict_to)
+            if queue != state.conflict_to or problem:
+                refuse(
+                    row,
+                    f"has an open conflict over its final '{state.final_verdict}'; only a "
+                    f"reviewer of escalation queue '{state.conflict_to}' may resolve it, from "
+                    "its escalation batch" + (f" ({problem})" if problem else ""),
+                )
+            elif reviewer in {r for r, _ in state.opinions}:
+                refuse(row, "a reviewer who already answered this case cannot resolve its conflict")
+            elif not (row.get("rationale") or "").strip():
+                refuse(row, "a rationale is required to resolve a conflict")
+            else:
+                conflict = escalation_id(CONFLICT, domain, row["case_id"])
+                outcome.opinions.append({**row, "stage": RESOLUTION_STAGE})
+                outcome.resolved.append(conflict)
+                outcome.resolutions.append(
+                    {
+                        **row,
+                        "escalation_id": conflict,
+                        "prior_verdict": state.final_verdict,
+                        "executed_action": state.executed_action,
+                        "outcome": resolution_outcome(verdict, state),
+                    }
+                )
+            continue
+        if state.final_verdict is not None and state.conflict_resolved_by is not None:
+            refuse(
+                row,
+                f"its conflict was resolved by {state.conflict_resolved_by}; the resolution stands",
+            )
+            continue
         if state.final_verdict is not None:
             if verdict != state.final_verdict:
                 escalate(

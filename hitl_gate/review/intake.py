@@ -19,8 +19,10 @@ import polars as pl
 
 from hitl_gate.audit.store import insert_new_rows, scalar, transaction
 from hitl_gate.domain import DomainConfig
+from hitl_gate.review.conflicts import record_resolutions
 from hitl_gate.review.escalation import moved_cases, resolve_breaches
 from hitl_gate.review.finality import (
+    CONFLICT,
     DISAGREEMENT,
     CaseState,
     Outcome,
@@ -47,6 +49,7 @@ class IntakeOutcome:
     messages: tuple[str, ...]
     pending_second: int = 0  # four-eyes cases waiting for a second reviewer
     escalated: int = 0
+    conflicts_resolved: int = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -128,6 +131,23 @@ def _case_states(
                 [domain, DISAGREEMENT],
             ).fetchall()
         )
+        conflicts = dict(
+            con.execute(
+                f"SELECT case_id, escalate_to FROM review_escalations WHERE {in_cases} "
+                "AND kind = ? AND resolved_at IS NULL AND escalate_to IS NOT NULL",
+                [domain, CONFLICT],
+            ).fetchall()
+        )
+        resolved_by = dict(
+            con.execute(
+                f"SELECT case_id, reviewer_id FROM conflict_resolutions WHERE {in_cases}", [domain]
+            ).fetchall()
+        )
+        executed = dict(
+            con.execute(
+                f"SELECT case_id, action FROM executions WHERE {in_cases}", [domain]
+            ).fetchall()
+        )
     finally:
         con.unregister("file_cases")
     return {
@@ -136,6 +156,9 @@ def _case_states(
             opinions=tuple(opinions.get(case, ())),
             escalated_to=open_escalations.get(case),
             escalated=case in open_escalations,
+            conflict_to=conflicts.get(case),
+            conflict_resolved_by=resolved_by.get(case),
+            executed_action=executed.get(case),
         )
         for case in {*finals, *opinions, *open_escalations}
     }
@@ -234,13 +257,14 @@ def ingest_verdict_file(
         path.name,
         sha,
         result.batch_id,
-        outcome.final_count,
+        outcome.accepted_count,
         rejected.height,
         False,
         result.error,
         messages,
         pending_second=outcome.pending_second,
         escalated=len(outcome.escalations),
+        conflicts_resolved=len(outcome.resolutions),
     )
 
 
@@ -292,7 +316,7 @@ def _record(
                     "file_name": [file_name],
                     "archived_path": [str(archived)],
                     "batch_id": [result.batch_id],
-                    "rows_accepted": [outcome.final_count],
+                    "rows_accepted": [outcome.accepted_count],
                     "rows_rejected": [rejected.height],
                     "error": [result.error],
                     "received_at": [now],
@@ -323,6 +347,7 @@ def _record(
                 "(SELECT unnest(?::VARCHAR[])) AND resolved_at IS NULL",
                 [now, outcome.resolved],
             )
+        record_resolutions(con, domain, outcome.resolutions, now)
         if rejected.height:
             con.register(
                 "incoming_rejections",
