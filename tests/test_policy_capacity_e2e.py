@@ -1,7 +1,7 @@
 """Reviewer capacity and re-routing, end to end through real Dagster runs in a temp home.
 
 A small scaffolded domain (the generated warranty claims of tests/test_onboarding.py) gets a
-review queue with a tiny daily capacity, then runs in two runs of 14 days each. It proves:
+review queue with a tiny daily capacity, then decides 10 days in two runs of 5 days. It proves:
 deferred cases are carried into later days' review batches (across runs too), are never
 executed while they wait, and every day's accounting balances. A second test re-routes the
 executed days under another activated policy: executed decisions stay final and the
@@ -27,8 +27,9 @@ from hitl_gate.scaffold import starter_policy_cases
 from tests.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
 
 CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
-MIDDLE = FIRST_DAY + timedelta(days=DAYS // 2)
-LAST = FIRST_DAY + timedelta(days=DAYS - 1)
+RUN_DAYS = 10  # decided in two runs (all DAYS are ingested: the model trains on them)
+MIDDLE = FIRST_DAY + timedelta(days=RUN_DAYS // 2)
+LAST = FIRST_DAY + timedelta(days=RUN_DAYS - 1)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class ClaimsHome:
 
 @pytest.fixture(scope="module")
 def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
-    """The claims domain scaffolded, trained and run day 1-14 then day 15-28 (two runs)."""
+    """The claims domain scaffolded, trained and decided for days 1-5 then 6-10 (two runs)."""
     from hitl_gate.runner import use_paths
 
     tmp = tmp_path_factory.mktemp("capacity")
@@ -73,7 +74,8 @@ def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
         write_landing(cases, paths.landing)
         cli = ["--home", str(paths.home), "--domains-dir", str(root / "domains"), "--domain", NAME]
         home = ClaimsHome(paths, root, cli)
-        main([*cli, "run", "--partition", FIRST_DAY.isoformat(), "--to", LAST.isoformat(),
+        last_landed = FIRST_DAY + timedelta(days=DAYS - 1)
+        main([*cli, "run", "--partition", FIRST_DAY.isoformat(), "--to", last_landed.isoformat(),
               "--ingest-only"])  # fmt: skip
         main([*cli, "train"])
         home.run(FIRST_DAY, MIDDLE - timedelta(days=1))
@@ -108,7 +110,7 @@ def _assert_books_balance(claims: ClaimsHome, *, rerouted: bool = False) -> pl.D
     before it, no deferred case may have been executed.
     """
     books = claims.frame(DAY_BOOKS)
-    assert books.height == DAYS
+    assert books.height == RUN_DAYS
     assert books["balanced"].all(), books.filter(~pl.col("balanced"))
     assert (books["accepted"] == books["executed"] + books["pending"]).all(), books
     assert (books["acct_executed"] == books["executed"]).all()
