@@ -88,6 +88,35 @@ def final_actions(
     )
 
 
+def keep_executed(actions: pl.DataFrame, executed: pl.DataFrame) -> pl.DataFrame:
+    """Executed decisions are final: a case already in `executions` keeps its executed action.
+
+    Re-routing a day that was executed before (another policy in force, a rollback, the kill
+    switch) may give a case another route; the new route is recorded in `decisions`, but the
+    case is never re-executed, held or sent back to pending. Its status, action and decider
+    come from the stored execution, so the day's accounting counts it once, as executed.
+    """
+    if executed.height == 0:
+        return actions
+    done = executed.select(
+        "case_id",
+        pl.col("action").alias("__action"),
+        pl.col("decided_by").alias("__decided_by"),
+        pl.col("reviewer_id").alias("__reviewer_id"),
+    )
+    was = pl.col("__action").is_not_null()
+    return (
+        actions.join(done, on="case_id", how="left")
+        .with_columns(
+            pl.when(was).then(pl.lit("executed")).otherwise("status").alias("status"),
+            pl.when(was).then("__action").otherwise("action").alias("action"),
+            pl.when(was).then("__decided_by").otherwise("decided_by").alias("decided_by"),
+            pl.when(was).then("__reviewer_id").otherwise("reviewer_id").alias("reviewer_id"),
+        )
+        .drop("__action", "__decided_by", "__reviewer_id")
+    )
+
+
 def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `final_decisions` and `audit_lineage` assets of one domain."""
 
@@ -115,14 +144,27 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         from hitl_gate.policy_control import halt_state
         from policies.capacity import own_rows
 
+        days = partition_days(context)
         with audit_db.connect() as con:
             halted = halt_state(con, domain.name).halted
+            earlier = query_frame(
+                con,
+                "SELECT case_id, action, decided_by, reviewer_id FROM executions "
+                "WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
+                [domain.name, days],
+            )
         # A deferred case carried into a later day's review pool is executed and accounted
         # for in its own day (its batch names that day), never in the day it was carried to.
         routed_decisions = own_rows(routed_decisions)
-        actions = final_actions(routed_decisions, reviewer_verdicts, domain.case_id, halted=halted)
+        actions = keep_executed(
+            final_actions(routed_decisions, reviewer_verdicts, domain.case_id, halted=halted),
+            earlier,
+        )
         now = datetime.now(UTC)
-        to_execute = actions.filter(pl.col("status") == "executed").select(
+        executable = pl.col("status") == "executed"
+        to_execute = actions.filter(
+            executable & ~pl.col("case_id").is_in(earlier["case_id"])
+        ).select(
             pl.lit(domain.name).alias("domain"),
             "case_id",
             "partition_date",
@@ -138,7 +180,6 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             pl.lit(context.run.run_id).alias("run_id"),
             pl.lit(now).alias("executed_at"),
         )
-        days = partition_days(context)
         outbox_dir = outbox.folder(domain.name)
         with audit_db.connect() as con:
             newly = insert_new_rows(con, "executions", to_execute)

@@ -76,11 +76,20 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
 
         with audit_db.connect() as con:
             rule_texts = _rule_texts(con, domain)
+            executed = query_frame(
+                con,
+                "SELECT case_id FROM executions WHERE domain = ? AND decided_by = 'policy' "
+                "AND partition_date IN (SELECT unnest(?::DATE[]))",
+                [domain.name, partition_days(context)],
+            )["case_id"]
         # Cases beyond a queue's daily capacity wait (deferred): never auto-approved, not sent.
         deferred = (
             pl.col("review_deferred") if "review_deferred" in routed_decisions.columns else False
         )
-        to_review = routed_decisions.filter((pl.col("route") == "human_review") & ~deferred)
+        # Executed automatically before a day was re-routed to review: final, not sent
+        # (docs/policies.md). Reviewed cases are re-exported as before, so re-runs match.
+        done = pl.col(domain.case_id).cast(pl.String).is_in(executed)
+        to_review = routed_decisions.filter((pl.col("route") == "human_review") & ~deferred & ~done)
         key = review.signing_key()
         now = datetime.now(UTC)
         batches, links = [], []

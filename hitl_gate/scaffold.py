@@ -297,6 +297,51 @@ def starter_policy(name: str, owner: str, start: date, bands: list[str]) -> dict
     }
 
 
+def starter_policy_cases(policy: dict[str, Any], bands: list[str]) -> dict[str, Any]:
+    """Test cases for `starter_policy` (`v1.cases.yaml`), so `hitl policy test` passes on a new
+    domain and its policy can be activated.
+
+    The expectations are written from the starter's intent (top band declined, middle bands
+    reviewed, the lowest two approved, a missing score reviewed; decline beats review beats
+    approve), not by running the engine: a policy edited away from that intent fails them.
+    """
+    queue, top, low = policy["default_queue"], bands[-1], bands[:2]
+    rules = {r["id"]: r for r in policy["rules"]}
+
+    def fired(band: str | None) -> list[str]:
+        """The starter's rules that fire for a band (None: no score and no band), file order."""
+        hits = {"REV-MISSING-SCORE"} if band is None else {f"REV-BAND-{band}"}
+        hits |= {"DEC-TOP-BAND"} if band == top else set()
+        hits |= {"APP-LOW-RISK"} if band in low else set()
+        return [rule_id for rule_id in rules if rule_id in hits]
+
+    def expect(rule_ids: list[str]) -> dict[str, Any]:
+        """Decline beats review beats approve; a review names its queue and priority."""
+        rank = {"auto_decline": 0, "human_review": 1, "auto_approve": 2}
+        deciding = min(rule_ids, key=lambda rule_id: rank[rules[rule_id]["outcome"]])
+        rule = rules[deciding]
+        route = {"route": rule["outcome"], "reason_code": rule["reason_code"], "rule": deciding}
+        if rule["outcome"] == "human_review":
+            route |= {"queue": queue, "priority": rule["priority"]}
+        return {**route, "rules_fired": rule_ids}
+
+    cases = [
+        {"name": f"band {band}", "case": {"risk_band": band}, "expect": expect(fired(band))}
+        for band in bands
+    ]
+    no_score = fired(None)
+    for band in (None, low[0], top):
+        both = [r for r in rules if r in {*no_score, *fired(band)}]
+        cases.append(
+            {
+                "name": f"no score, band {band}" if band else "no score and no band",
+                "case": {"pd": None, "risk_band": band},
+                "expect": expect(both),
+            }
+        )
+    return {"defaults": {"pd": 0.01, "risk_band": low[0]}, "cases": cases}
+
+
 def _event_time_plan(
     frame: pl.DataFrame, options: ScaffoldOptions
 ) -> tuple[str, dict[str, Any], pl.Series]:
@@ -473,11 +518,15 @@ def starter_review_settings(name: str) -> dict:
 
 
 def scaffold_domain(options: ScaffoldOptions, root: Path = PROJECT_ROOT, force: bool = False):
-    """Write `domains/<name>/domain.yaml` and `review.yaml`, and `policies/<name>/v1.yaml`."""
+    """Write `domains/<name>/domain.yaml` and `review.yaml`, and `policies/<name>/v1.yaml` with
+    its test cases `v1.cases.yaml`."""
+    from policies.testing import cases_path
+
     domain_file = root / "domains" / options.name / "domain.yaml"
     review_file = domain_file.with_name("review.yaml")
     policy_file = root / "policies" / options.name / "v1.yaml"
-    existing = [p for p in (domain_file, review_file, policy_file) if p.exists()]
+    cases_file = cases_path(policy_file)
+    existing = [p for p in (domain_file, review_file, policy_file, cases_file) if p.exists()]
     if existing and not force:
         raise ScaffoldError(f"already exists (use --force to overwrite): {existing}")
     frame = read_source(options.source)
@@ -486,7 +535,10 @@ def scaffold_domain(options: ScaffoldOptions, root: Path = PROJECT_ROOT, force: 
     domain, policy, facts = build_declarations(frame, options, root)
     header = _HEADER.format(name=options.name, source=options.source.name, rows=frame.height)
     review = starter_review_settings(options.name)
-    for path, content in ((domain_file, domain), (review_file, review), (policy_file, policy)):
+    cases = starter_policy_cases(policy, list(domain["model"]["bands"]))
+    written = ((domain_file, domain), (review_file, review), (policy_file, policy),
+               (cases_file, cases))  # fmt: skip
+    for path, content in written:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True, width=100)
         path.write_text(header + text, encoding="utf-8")

@@ -9,9 +9,11 @@ import polars as pl
 import pytest
 import yaml
 
+from hitl_gate.cli import main
 from hitl_gate.demo import prepare_landing, sample_applications
 from hitl_gate.domain import DOMAINS_ENV, DomainConfigError, available_domains, load_domain
 from hitl_gate.domain_check import check_domain
+from hitl_gate.home import HitlPaths
 from hitl_gate.scaffold import (
     ScaffoldError,
     ScaffoldOptions,
@@ -101,7 +103,9 @@ def test_lending_club_sample_lands_deterministic_daily_files(tmp_path: Path) -> 
     assert prepare_landing(domain, tmp_path).files_written == 0, "a second landing is a no-op"
 
 
-def test_init_scaffolds_a_valid_domain_outside_the_checkout(tmp_path: Path, root: Path) -> None:
+def test_init_scaffolds_a_valid_domain_outside_the_checkout(
+    tmp_path: Path, root: Path, hitl_paths: HitlPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
     domain_file = _scaffold(tmp_path, root)
     assert "loans_b" in available_domains()
     assert check_domain("loans_b") == []
@@ -119,6 +123,21 @@ def test_init_scaffolds_a_valid_domain_outside_the_checkout(tmp_path: Path, root
     settings = review_settings(domain)
     assert settings is not None and "loans_b_review" in settings.queues
     assert "loans_b_review" in settings.roles[settings.queues["loans_b_review"].role]
+    # The starter policy ships with test cases that pass, so it can be activated as it is.
+    policy_file = root / "policies" / "loans_b" / "v1.yaml"
+    cases = yaml.safe_load(policy_file.with_name("v1.cases.yaml").read_text(encoding="utf-8"))
+    assert {c["expect"]["route"] for c in cases["cases"]} == {
+        "auto_approve", "auto_decline", "human_review"
+    }  # fmt: skip
+    cli = ["--home", str(hitl_paths.home), "--domain", "loans_b", "policy"]
+    main([*cli, "test"])
+    assert "OK: 1 policy file(s) pass their tests" in capsys.readouterr().out
+    main([*cli, "activate", str(policy_file), "--by", "ann", "--approved-by", "bob"])
+    assert "loans_b-v1" in capsys.readouterr().out
+    # The cases pin the starter's intent: a top band that is no longer declined fails them.
+    _edit(policy_file, lambda data: data["rules"][0].update(outcome="auto_approve"))
+    with pytest.raises(SystemExit, match=r"(?s)FAILED policy tests.*case 'band \w'"):
+        main([*cli, "test"])
     with pytest.raises(ScaffoldError, match="already exists"):
         _scaffold(tmp_path, root)
     assert domain_file.is_file()

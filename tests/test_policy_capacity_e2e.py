@@ -1,0 +1,241 @@
+"""Reviewer capacity and re-routing, end to end through real Dagster runs in a temp home.
+
+A small scaffolded domain (the generated warranty claims of tests/test_onboarding.py) gets a
+review queue with a tiny daily capacity, then decides 10 days in two runs of 5 days. It proves:
+deferred cases are carried into later days' review batches (across runs too), are never
+executed while they wait, and every day's accounting balances. A second test re-routes the
+executed days under another activated policy: executed decisions stay final and the
+accounting still balances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+import yaml
+
+from hitl_gate.audit.store import audit_connection, query_frame
+from hitl_gate.cli import main
+from hitl_gate.domain import DOMAINS_ENV
+from hitl_gate.home import HitlPaths
+from hitl_gate.scaffold import starter_policy_cases
+from tests.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
+
+CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
+RUN_DAYS = 10  # decided in two runs (all DAYS are ingested: the model trains on them)
+MIDDLE = FIRST_DAY + timedelta(days=RUN_DAYS // 2)
+LAST = FIRST_DAY + timedelta(days=RUN_DAYS - 1)
+
+
+@dataclass(frozen=True)
+class ClaimsHome:
+    """The home, the domains root and the CLI prefix of the scaffolded claims domain."""
+
+    paths: HitlPaths
+    root: Path
+    cli: list[str]
+
+    def run(self, first: date, last: date) -> None:
+        main([*self.cli, "run", "--partition", first.isoformat(), "--to", last.isoformat()])
+
+    def frame(self, sql: str) -> pl.DataFrame:
+        with audit_connection(self.paths.audit_db, read_only=True) as con:
+            return query_frame(con, sql, [NAME])
+
+
+@pytest.fixture(scope="module")
+def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
+    """The claims domain scaffolded, trained and decided for days 1-5 then 6-10 (two runs)."""
+    from hitl_gate.runner import use_paths
+
+    tmp = tmp_path_factory.mktemp("capacity")
+    root = tmp / "onboarding"
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
+            patch.delenv(name, raising=False)
+        patch.setenv(DOMAINS_ENV, str(root / "domains"))
+        paths = HitlPaths.from_env(tmp / "home")
+        use_paths(paths)
+        cases = generated_claims()
+        sample = tmp / "claims_history.csv"
+        cases.write_csv(sample, datetime_format="%Y-%m-%dT%H:%M:%S")
+        main(
+            ["domain", "init", NAME, "--from", str(sample), "--label", "fraud", "--positive", "yes"]
+        )
+        review_file = root / "domains" / NAME / "review.yaml"
+        review = yaml.safe_load(review_file.read_text(encoding="utf-8"))
+        review["queues"][f"{NAME}_review"]["daily_capacity"] = CAPACITY
+        review_file.write_text(yaml.safe_dump(review, sort_keys=False), encoding="utf-8")
+        write_landing(cases, paths.landing)
+        cli = ["--home", str(paths.home), "--domains-dir", str(root / "domains"), "--domain", NAME]
+        home = ClaimsHome(paths, root, cli)
+        last_landed = FIRST_DAY + timedelta(days=DAYS - 1)
+        main([*cli, "run", "--partition", FIRST_DAY.isoformat(), "--to", last_landed.isoformat(),
+              "--ingest-only"])  # fmt: skip
+        main([*cli, "train"])
+        home.run(FIRST_DAY, MIDDLE - timedelta(days=1))
+        home.run(MIDDLE, LAST)
+        yield home
+
+
+DAY_BOOKS = """
+WITH accepted AS (SELECT partition_date, sum(rows_accepted) AS accepted FROM input_files
+                  WHERE domain = $1 GROUP BY ALL),
+ex AS (SELECT partition_date, count(*) AS executed FROM executions WHERE domain = $1 GROUP BY ALL),
+d AS (SELECT d.partition_date,
+             count(*) FILTER (WHERE e.case_id IS NULL) AS pending,
+             count(*) FILTER (WHERE review_deferred) AS deferred,
+             count(*) FILTER (WHERE review_deferred AND e.case_id IS NOT NULL) AS deferred_executed
+      FROM decisions d LEFT JOIN executions e USING (domain, case_id)
+      WHERE d.domain = $1 GROUP BY ALL)
+SELECT a.partition_date, a.rows_read, a.rows_quarantined, a.executed AS acct_executed,
+       a.pending_review, a.balanced, accepted.accepted, coalesce(ex.executed, 0) AS executed,
+       coalesce(d.pending, 0) AS pending, coalesce(d.deferred, 0) AS deferred,
+       coalesce(d.deferred_executed, 0) AS deferred_executed
+FROM partition_accounting a LEFT JOIN accepted USING (partition_date)
+LEFT JOIN ex USING (partition_date) LEFT JOIN d USING (partition_date)
+WHERE a.domain = $1 ORDER BY a.partition_date
+"""
+
+
+def _assert_books_balance(claims: ClaimsHome, *, rerouted: bool = False) -> pl.DataFrame:
+    """Each day: accepted = executed + pending (deferred among them), recorded as balanced.
+
+    After a re-route, executed cases may be routed to review (and deferred) in `decisions`;
+    before it, no deferred case may have been executed.
+    """
+    books = claims.frame(DAY_BOOKS)
+    assert books.height == RUN_DAYS
+    assert books["balanced"].all(), books.filter(~pl.col("balanced"))
+    assert (books["accepted"] == books["executed"] + books["pending"]).all(), books
+    assert (books["acct_executed"] == books["executed"]).all()
+    assert (books["pending_review"] == books["pending"]).all()
+    assert (books["rows_read"] == books["accepted"] + books["rows_quarantined"]).all()
+    if not rerouted:
+        assert books["deferred_executed"].sum() == 0, "a deferred case was executed"
+    return books
+
+
+@pytest.mark.e2e
+def test_deferred_cases_are_carried_into_later_batches_and_never_executed(
+    claims: ClaimsHome,
+) -> None:
+    books = _assert_books_balance(claims)
+    assert books["deferred"].sum() > 2 * CAPACITY, "capacity too high to defer anything"
+    # Every batched review case: the day of the batch it went to and the case's own day.
+    batched = claims.frame(
+        """
+        SELECT d.case_id, d.partition_date AS own_day, b.partition_date AS batch_day,
+               d.review_deferred, d.route
+        FROM decisions d JOIN review_batch_cases m USING (domain, case_id)
+        JOIN review_batches b USING (batch_id) WHERE d.domain = ?
+        """
+    )
+    per_day = batched.group_by("batch_day").len()
+    assert per_day["len"].max() <= CAPACITY, "a day's batches exceed the queue's capacity"
+    assert set(batched["route"]) == {"human_review"}
+    carried = batched.filter("review_deferred")
+    assert (carried["batch_day"] > carried["own_day"]).all()
+    assert carried.height > 0
+    # Carried across the two runs: deferred in the first, batched in the second.
+    assert carried.filter(
+        (pl.col("own_day") < MIDDLE) & (pl.col("batch_day") >= MIDDLE)
+    ).height > 0  # fmt: skip
+    assert (batched.filter(~pl.col("review_deferred"))["batch_day"] == batched.filter(
+        ~pl.col("review_deferred"))["own_day"]).all()  # fmt: skip
+    # Deferred and never batched: still waiting at the end, never auto-approved or executed.
+    waiting = claims.frame(
+        "SELECT d.case_id, d.route, e.case_id AS executed FROM decisions d "
+        "LEFT JOIN review_batch_cases m USING (domain, case_id) "
+        "LEFT JOIN executions e USING (domain, case_id) "
+        "WHERE d.domain = ? AND d.review_deferred AND m.case_id IS NULL"
+    )
+    assert waiting.height > 0 and set(waiting["route"]) == {"human_review"}
+    assert waiting["executed"].null_count() == waiting.height
+    assert waiting.height + carried.height == books["deferred"].sum()
+
+
+@pytest.mark.e2e
+def test_rerouting_executed_days_keeps_executions_final_and_books_balanced(
+    claims: ClaimsHome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = claims.frame(
+        "SELECT case_id, action, decided_by, run_id FROM executions WHERE domain = ? "
+        "ORDER BY case_id"
+    )
+    assert before.height > 0
+    # v2: the lowest bands, approved automatically under v1, now go to a person.
+    folder = claims.root / "policies" / NAME
+    policy = yaml.safe_load((folder / "v1.yaml").read_text(encoding="utf-8"))
+    policy["version"] = f"{NAME}-v2"
+    low = next(r for r in policy["rules"] if r["id"] == "APP-LOW-RISK")
+    low.update(outcome="human_review", reason_code="H20", queue=policy["default_queue"], priority=3)
+    (folder / "v2.yaml").write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
+    domain = yaml.safe_load((claims.root / "domains" / NAME / "domain.yaml").read_text())
+    cases = starter_policy_cases(policy, list(domain["model"]["bands"]))
+    (folder / "v2.cases.yaml").write_text(yaml.safe_dump(cases), encoding="utf-8")
+    main([*claims.cli, "policy", "activate", str(folder / "v2.yaml"), "--by", "ann",
+          "--approved-by", "bob"])  # fmt: skip
+    capsys.readouterr()
+    claims.run(FIRST_DAY, LAST)
+
+    rerouted = claims.frame(
+        "SELECT d.route, d.policy_version, e.action, e.decided_by FROM decisions d "
+        "JOIN executions e USING (domain, case_id) WHERE d.domain = ?"
+    )
+    assert set(rerouted["policy_version"]) == {f"{NAME}-v2"}
+    changed = rerouted.filter(
+        (pl.col("route") == "human_review") & (pl.col("decided_by") == "policy")
+    )
+    assert changed.height > 0, "no executed case was re-routed: the test proves nothing"
+    after = claims.frame(
+        "SELECT case_id, action, decided_by, run_id FROM executions WHERE domain = ? "
+        "ORDER BY case_id"
+    )
+    assert after.equals(before), "an executed decision changed or a case was executed again"
+    _assert_books_balance(claims, rerouted=True)
+    sent = claims.frame(
+        "SELECT m.case_id FROM review_batch_cases m JOIN executions e USING (domain, case_id) "
+        "WHERE m.domain = ? AND e.decided_by = 'policy'"
+    )
+    assert sent.height == 0, "a case executed automatically was sent for review"
+
+
+def test_keep_executed_restores_the_executed_decision_only() -> None:
+    from assets.execution import final_actions, keep_executed
+
+    routed = pl.DataFrame(
+        {
+            "cid": ["a", "b", "c"],
+            "partition_date": [FIRST_DAY] * 3,
+            "route": ["human_review", "auto_approve", "human_review"],
+            "policy_version": "v2",
+            "model_version": "1",
+            "reason_codes": [["R1"]] * 3,
+        }
+    )
+    verdicts = pl.DataFrame(schema={"case_id": pl.String, "verdict": pl.String,
+                                    "reviewer_id": pl.String})  # fmt: skip
+    actions = final_actions(routed, verdicts, "cid", halted=True)
+    assert actions["status"].to_list() == ["pending_review", "held", "pending_review"]
+    executed = pl.DataFrame(
+        {
+            "case_id": ["a", "b"],
+            "action": ["approve", "decline"],
+            "decided_by": ["policy", "reviewer"],
+            "reviewer_id": [None, "r9"],
+        }  # fmt: skip
+    )
+    kept = keep_executed(actions, executed)
+    assert kept.select("case_id", "status", "action", "decided_by", "reviewer_id").rows() == [
+        ("a", "executed", "approve", "policy", None),
+        ("b", "executed", "decline", "reviewer", "r9"),
+        ("c", "pending_review", None, "reviewer", None),
+    ]
+    assert kept.columns == actions.columns
+    assert keep_executed(actions, executed.clear()).equals(actions)
