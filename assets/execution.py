@@ -163,7 +163,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         now = datetime.now(UTC)
         executable = pl.col("status") == "executed"
         to_execute = actions.filter(
-            executable & ~pl.col("case_id").is_in(earlier["case_id"])
+            executable & ~pl.col("case_id").is_in(earlier["case_id"].implode())
         ).select(
             pl.lit(domain.name).alias("domain"),
             "case_id",
