@@ -14,8 +14,15 @@ from __future__ import annotations
 import argparse
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hitl_gate.cli.common import resolve_paths, selected_domain
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from hitl_gate.domain import DomainConfig
+    from policies.model import Policy
 
 
 def _domain(args: argparse.Namespace):  # noqa: ANN202 - DomainConfig, imported lazily
@@ -102,21 +109,11 @@ def cmd_whatif(args: argparse.Namespace) -> None:
 
     from hitl_gate.audit.store import audit_connection, query_frame
     from hitl_gate.policy_control import policy_in_force
-    from policies.engine import validate_policy
-    from policies.whatif import compare, load_stored_cases, stored_case_files
+    from policies.whatif import compare
 
     paths = resolve_paths(args)
     domain = _domain(args)
-    candidate = _load_file(args.file)
-    start, end = _days(args)
-    files = stored_case_files(paths.warehouse, domain.name, start, end)
-    try:
-        cases = load_stored_cases(files)
-    except FileNotFoundError as exc:
-        raise SystemExit(f"{domain.name}: {exc}") from exc
-    problems = validate_policy(candidate, cases.schema)
-    if problems:
-        raise SystemExit("INVALID policy:\n" + "\n".join(f"  {p}" for p in problems))
+    candidate, files, cases = _candidate_on_stored_cases(args, domain)
     verdicts = None
     if paths.audit_db.exists():
         with audit_connection(paths.audit_db, read_only=True) as con:
@@ -151,20 +148,13 @@ def cmd_backtest(args: argparse.Namespace) -> None:
 
     from hitl_gate.audit.store import audit_connection
     from policies.backtest import backtest, recorded_decisions
-    from policies.engine import validate_policy
-    from policies.whatif import load_stored_cases, stored_case_files
 
     paths = resolve_paths(args)
     domain = _domain(args)
-    candidate = _load_file(args.file)
     start, end = _days(args)
-    files = stored_case_files(paths.warehouse, domain.name, start, end)
-    if not files or not paths.audit_db.exists():
+    if not paths.audit_db.exists():
         raise SystemExit(f"{domain.name}: no recorded cases from {start} to {end}")
-    cases = load_stored_cases(files)
-    problems = validate_policy(candidate, cases.schema)
-    if problems:
-        raise SystemExit("INVALID policy:\n" + "\n".join(f"  {p}" for p in problems))
+    candidate, files, cases = _candidate_on_stored_cases(args, domain)
     with audit_connection(paths.audit_db, read_only=True) as con:
         recorded = recorded_decisions(con, domain.name, start, end)
     bad = domain.model.label.positive_values
@@ -191,6 +181,30 @@ def cmd_backtest(args: argparse.Namespace) -> None:
         f"{result.human_declined_auto_approved} declined by a reviewer would be auto-approved, "
         f"{result.human_approved_auto_declined} approved by a reviewer would be auto-declined."
     )
+
+
+def _candidate_on_stored_cases(
+    args: argparse.Namespace, domain: DomainConfig
+) -> tuple[Policy, list[Path], pl.DataFrame]:
+    """The candidate policy file, the stored case files of `--from..--to` and their cases.
+
+    Stops with a clear message when there are no stored cases or the candidate does not fit
+    their columns (whatif and backtest both replay a candidate on what was recorded).
+    """
+    from policies.engine import validate_policy
+    from policies.whatif import load_stored_cases, stored_case_files
+
+    candidate = _load_file(args.file)
+    start, end = _days(args)
+    files = stored_case_files(resolve_paths(args).warehouse, domain.name, start, end)
+    try:
+        cases = load_stored_cases(files)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"{domain.name}: {exc} ({start} to {end})") from exc
+    problems = validate_policy(candidate, cases.schema)
+    if problems:
+        raise SystemExit("INVALID policy:\n" + "\n".join(f"  {p}" for p in problems))
+    return candidate, files, cases
 
 
 def _write(args: argparse.Namespace):  # noqa: ANN202 - context manager of a connection
