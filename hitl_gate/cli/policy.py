@@ -58,19 +58,32 @@ def _sample_cases(args: argparse.Namespace, domain):  # noqa: ANN001, ANN202
     return load_stored_cases(files[-7:]) if files else None
 
 
-def cmd_validate(args: argparse.Namespace) -> None:
-    """Validate a policy file against the domain's case columns; exit 1 on any error."""
+def _checked_against_cases(
+    args: argparse.Namespace, domain: DomainConfig, policy: Policy, refusal: str
+) -> tuple[pl.DataFrame | None, dict]:
+    """Recent stored cases (or None) and the column schema the policy was validated against.
+
+    Stops with `refusal` and every problem listed when the policy does not fit the columns:
+    the stored cases' when there are any, the domain's declared case columns otherwise.
+    """
     from hitl_gate.case_schema import declared_case_schema
-    from policies.analysis import analyse_policy
     from policies.engine import validate_policy
 
-    domain = _domain(args)
-    policy = _load_file(args.file)
     cases = _sample_cases(args, domain)
     schema = dict(cases.schema) if cases is not None else declared_case_schema(domain)
     problems = validate_policy(policy, schema)
     if problems:
-        raise SystemExit("INVALID policy:\n" + "\n".join(f"  {p}" for p in problems))
+        raise SystemExit(f"{refusal}:\n" + "\n".join(f"  {p}" for p in problems))
+    return cases, schema
+
+
+def cmd_validate(args: argparse.Namespace) -> None:
+    """Validate a policy file against the domain's case columns; exit 1 on any error."""
+    from policies.analysis import analyse_policy
+
+    domain = _domain(args)
+    policy = _load_file(args.file)
+    cases, schema = _checked_against_cases(args, domain, policy, "INVALID policy")
     analysis = analyse_policy(policy, schema, cases)
     print(f"{policy.source}: {policy.version} ({len(policy.rules)} rules), {analysis.method}")
     for finding in analysis.findings:
@@ -255,17 +268,11 @@ def cmd_activate(args: argparse.Namespace) -> None:
 
 def cmd_shadow_set(args: argparse.Namespace) -> None:
     """Run a candidate in shadow on every new partition: stored and compared, never acted on."""
-    from hitl_gate.case_schema import declared_case_schema
     from hitl_gate.policy_control import PolicyControlError, set_shadow
-    from policies.engine import validate_policy
 
     domain = _domain(args)
     policy = _load_file(args.file)
-    cases = _sample_cases(args, domain)
-    schema = dict(cases.schema) if cases is not None else declared_case_schema(domain)
-    problems = validate_policy(policy, schema)
-    if problems:
-        raise SystemExit("REFUSED: invalid policy:\n" + "\n".join(f"  {p}" for p in problems))
+    _checked_against_cases(args, domain, policy, "REFUSED: invalid policy")
     with _write(args) as con:
         try:
             seq = set_shadow(con, domain.name, policy, by=args.by, reason=args.reason)
