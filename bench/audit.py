@@ -26,9 +26,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from hitl_gate.audit.chain import GENESIS_HASH, fold_bodies, merkle_root_of_digests
+from hitl_gate.audit.chain import GENESIS_HASH, fold_bodies
+from hitl_gate.audit.events import envelope_sql
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-from hitl_gate.audit.seal import checkpoint_message, export_checkpoints
+from hitl_gate.audit.seal import export_checkpoints, signed_checkpoint
 from hitl_gate.audit.store import audit_connection
 from hitl_gate.audit.trace import trace_case
 from hitl_gate.audit.verify import verify_audit
@@ -65,9 +66,10 @@ def _median_wall_cpu(fn, repeats: int) -> tuple[float, float, object]:
 
 
 def build_log(db: Path, checkpoints: Path, key_file: Path, entries: int) -> str:
-    """A signed log of `entries` realistic execution events, one checkpoint per 100k.
+    """A signed log of `entries` execution events, one checkpoint per 100k.
 
-    Envelopes are rendered by DuckDB and chained with `fold_bodies`, as the sealer does.
+    Envelopes are rendered by DuckDB with the sealer's `envelope_sql` and chained with
+    `fold_bodies`, as the sealer does: entries have the production size and form.
     """
     key = load_or_create_signing_key(key_file)
     prev, seq = GENESIS_HASH, 0
@@ -75,18 +77,15 @@ def build_log(db: Path, checkpoints: Path, key_file: Path, entries: int) -> str:
         while seq < entries:
             n = min(RUN_ENTRIES, entries - seq)
             run = f"bench-run-{seq // RUN_ENTRIES}"
+            envelope = envelope_sql(
+                "'2018-01-02T12:00:00.000000Z'",
+                "lpad(printf('%x', i), 64, '0')",
+                "'consumer_credit/LC18Q1-' || lpad(i::VARCHAR, 8, '0')",
+                "$run",
+                "'execution'",
+            )
             bodies = con.sql(
-                """
-                SELECT '{"at":"2018-01-02T12:00:00.000000Z","data":{"domain":"consumer_credit",'
-                    || '"case_id":"LC18Q1-' || lpad(i::VARCHAR, 8, '0') || '","partition_date":'
-                    || '"2018-01-02","action":"approve","decided_by":"policy","reviewer_id":null,'
-                    || '"route":"auto_approve","policy_version":"1.0.0","model_version":"1",'
-                    || '"reason_codes":["R01","R04"],"run_id":"' || $run || '","executed_at":'
-                    || '"2018-01-02T12:00:00.000097Z"},"digest":"' || lpad(printf('%x', i), 64, '0')
-                    || '","key":"consumer_credit/LC18Q1-' || lpad(i::VARCHAR, 8, '0')
-                    || '","run_id":"' || $run || '","type":"execution"}' AS body
-                FROM range($lo, $hi) r(i) ORDER BY i
-                """,
+                f"SELECT {envelope} AS body FROM range($lo, $hi) r(i) ORDER BY i",
                 params={"run": run, "lo": seq, "hi": seq + n},
             ).to_arrow_table()["body"]
             hashes, raws = fold_bodies(prev, bodies)
@@ -103,18 +102,12 @@ def build_log(db: Path, checkpoints: Path, key_file: Path, entries: int) -> str:
                 "INSERT INTO audit_log SELECT seq, entry_hash, prev_hash || '|' || body FROM b"
             )
             con.unregister("b")
-            cp = {
-                "first_seq": seq + 1, "last_seq": seq + n, "head_hash": hashes[-1],
-                "merkle_root": merkle_root_of_digests(raws), "run_id": run,
-                "created_at": "2018-01-02T12:00:00.000000Z", "public_key": public_key_hex(key),
-            }  # fmt: skip
-            cp["signature"] = key.sign(checkpoint_message(cp)).hex()
-            con.execute(
-                "INSERT INTO audit_checkpoints BY NAME SELECT * FROM (SELECT ?::BIGINT AS "
-                "first_seq, ?::BIGINT AS last_seq, ? AS head_hash, ? AS merkle_root, ? AS "
-                "run_id, ? AS created_at, ? AS public_key, ? AS signature)",
-                [cp[k] for k in (*list(cp)[:7], "signature")],
+            cp = signed_checkpoint(
+                seq + 1, hashes[-1], raws, run, "2018-01-02T12:00:00.000000Z", key
             )
+            con.register("cp", pa.table({k: [v] for k, v in cp.items()}))
+            con.execute("INSERT INTO audit_checkpoints BY NAME SELECT * FROM cp")
+            con.unregister("cp")
             prev, seq = hashes[-1], seq + n
         export_checkpoints(con, checkpoints)
     return public_key_hex(key)

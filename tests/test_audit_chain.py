@@ -97,6 +97,19 @@ def test_edited_lineage_row_is_reported(sealed) -> None:
     assert "C00003" in report.summary()
 
 
+def test_deleted_row_of_an_append_only_table_is_reported(sealed) -> None:
+    """The log keeps digests, not rows: a deleted execution is found by its logged key."""
+    _, checkpoints, public_key, tables = sealed
+    con = _copy(tables)
+    assert verify_audit(con, checkpoints, public_key).ok
+    con.execute("DELETE FROM executions WHERE case_id = 'C00008'")
+    report = verify_audit(con, checkpoints, public_key)
+    assert not report.ok
+    assert "append-only" in report.summary() and "execution consumer_credit/C00008" in (
+        report.summary()
+    )
+
+
 def test_wrong_public_key_is_reported(sealed, tmp_path) -> None:
     _, checkpoints, _, tables = sealed
     other = public_key_hex(load_or_create_signing_key(tmp_path / "other"))
@@ -111,7 +124,8 @@ MUTATIONS = st.one_of(
     st.tuples(st.just("swap"), st.integers(1, 21), st.integers(1, 21)),
     st.tuples(st.just("truncate"), st.integers(0, 20)),
     st.tuples(st.just("checkpoint"), st.integers(0, 2),
-              st.sampled_from(["head_hash", "merkle_root", "first_seq", "run_id", "created_at"])),
+              st.sampled_from(["head_hash", "merkle_root", "first_seq", "run_id", "created_at",
+                               "merkle_fanout"])),
 )  # fmt: skip
 
 
@@ -146,7 +160,7 @@ def _mutate(con: duckdb.DuckDBPyConnection, mutation: tuple) -> bool:
         _, index, column = mutation
         rows = con.execute("SELECT last_seq FROM audit_checkpoints ORDER BY last_seq").fetchall()
         target = rows[index][0]
-        value = "7" if column == "first_seq" else "tampered"
+        value = {"first_seq": "7", "merkle_fanout": "2"}.get(column, "tampered")
         con.execute(
             f"UPDATE audit_checkpoints SET {column} = ? WHERE last_seq = ?", [value, target]
         )
@@ -164,6 +178,38 @@ def test_any_tampering_is_detected(sealed, mutation) -> None:
         return
     report = verify_audit(con, checkpoints, public_key, lineage=False)
     assert not report.ok, f"{mutation} went undetected"
+
+
+def test_checkpoints_signed_with_the_binary_tree_still_verify(tmp_path) -> None:
+    """A log sealed before `merkle_fanout` existed (binary tree, field not signed) verifies,
+    and its fan-out cannot be raised without breaking the signature."""
+    from hitl_gate.audit.chain import merkle_root
+    from hitl_gate.audit.seal import checkpoint_message, export_checkpoints
+
+    key = load_or_create_signing_key(tmp_path / "k")
+    con = duckdb.connect()
+    con.execute(schema_statements())
+    insert_new_rows(con, "executions", _executions(0, 11))
+    seal_run(con, "r", key, tmp_path / "unused")
+    hashes = [h for (h,) in con.execute("SELECT entry_hash FROM audit_log ORDER BY seq").fetchall()]
+    old = {
+        "first_seq": 1, "last_seq": 11, "head_hash": hashes[-1],
+        "merkle_root": merkle_root(hashes, fanout=2), "run_id": "r",
+        "created_at": "2018-01-02T00:00:00.000000Z", "public_key": public_key_hex(key),
+    }  # fmt: skip
+    assert merkle_root(hashes, fanout=2) != merkle_root(hashes)  # the two trees differ
+    old["signature"] = key.sign(checkpoint_message(old)).hex()
+    con.execute("DELETE FROM audit_checkpoints")
+    con.execute("INSERT INTO audit_checkpoints BY NAME SELECT * FROM (SELECT " + ", ".join(
+        f"? AS {name}" for name in old) + ")", list(old.values()))  # fmt: skip
+    folder = tmp_path / "old"
+    export_checkpoints(con, folder)
+    assert '"merkle_fanout": 2' in next(folder.iterdir()).read_text()  # the column's default
+    report = verify_audit(con, folder, public_key_hex(key))
+    assert report.ok, report.summary()
+    con.execute("UPDATE audit_checkpoints SET merkle_fanout = 16")
+    report = verify_audit(con, tmp_path / "none", public_key_hex(key))
+    assert "bad signature" in report.summary()
 
 
 def _accounting(executed: int, run_id: str) -> pl.DataFrame:
@@ -263,9 +309,9 @@ def test_entries_are_canonical_json_with_the_documented_envelope(sealed) -> None
     ).fetchone()
     prev, body = entry.split("|", 1)
     envelope = json.loads(body)
-    assert list(envelope) == ["at", "data", "digest", "key", "run_id", "type"]
+    assert list(envelope) == ["at", "digest", "key", "run_id", "type"]
     assert envelope["type"] == "execution" and envelope["key"] == "consumer_credit/C00001"
-    assert envelope["data"]["executed_at"] == "2018-01-02T12:00:01.000097Z"
+    assert "2018-01-02T12:00:01.000097Z" not in entry  # the row stays in its table
     stable = con.execute(
         "SELECT to_json(struct_pack(domain, case_id, partition_date := partition_date::VARCHAR,"
         " action, decided_by, reviewer_id, route, policy_version, model_version, reason_codes,"

@@ -1,10 +1,17 @@
-"""Which lineage rows become audit events, and their canonical JSON form.
+"""Which lineage rows become audit events, their canonical JSON form and the logged envelope.
 
 Each `EventSource` names a lineage table, the columns that identify an entity, and the columns
-that change on an identical re-run (run id, wall-clock times). An event's `content_digest`
-covers everything else, so re-running a day with the same inputs logs nothing new, while a
-genuinely different outcome (a new policy version re-deciding a case) is logged as a new event
-for the same entity, keeping the history.
+that change on an identical re-run (run id, wall-clock times). An event's `content_digest` is
+the SHA-256 of the canonical JSON of everything else, so re-running a day with the same inputs
+logs nothing new, while a genuinely different outcome (a new policy version re-deciding a case)
+is logged as a new event for the same entity, keeping the history.
+
+The log holds the digest, not the row: an entry's envelope is `{"at","digest","key","run_id",
+"type"}` (`envelope_sql`). The row itself stays in its lineage table, and `hitl audit verify`
+recomputes every row's digest from there and looks it up in the log (`unlogged_rows`). This
+keeps personal data out of the append-only chain (retention can remove it from the lineage
+and files while the chain stays verifiable) and makes each entry about 250 bytes instead of
+the row's 1 KB or more, which is what sealing and verifying spend their time on.
 
 Canonical text forms (STACK_NOTES, hash canonicalisation): every value is rendered by DuckDB in
 one place: timestamps as UTC ISO-8601 with microseconds and `Z`, doubles as DuckDB's shortest
@@ -34,6 +41,7 @@ class EventSource:
     table: str
     key: tuple[str, ...]
     volatile: tuple[str, ...] = ()
+    append_only: bool = False  # a row, once written, is never replaced or deleted
 
 
 EVENT_SOURCES: tuple[EventSource, ...] = (
@@ -52,16 +60,16 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
     EventSource("decision", "decisions", ("domain", "case_id"), ("run_id", "decided_at")),
     EventSource("batch_exported", "review_batches", ("batch_id",), ("run_id",)),
     EventSource("case_sent_for_review", "review_batch_cases", ("domain", "case_id")),
-    EventSource("verdict_file_received", "verdict_files", ("file_sha256",)),
-    EventSource("verdict", "verdicts", ("domain", "case_id")),
+    EventSource("verdict_file_received", "verdict_files", ("file_sha256",), append_only=True),
+    EventSource("verdict", "verdicts", ("domain", "case_id"), append_only=True),
     EventSource(
         "verdict_rejected", "verdict_rejections",
         ("file_sha256", "row_number", "case_id", "column_name", "message"),
     ),
-    EventSource("execution", "executions", ("domain", "case_id")),
-    EventSource("conflict_resolved", "conflict_resolutions", ("escalation_id",)),
-    EventSource("reversal_requested", "reversal_requests", ("domain", "case_id")),
-    EventSource("adverse_action", "adverse_actions", ("domain", "case_id")),
+    EventSource("execution", "executions", ("domain", "case_id"), append_only=True),
+    EventSource("conflict_resolved", "conflict_resolutions", ("escalation_id",), append_only=True),
+    EventSource("reversal_requested", "reversal_requests", ("domain", "case_id"), append_only=True),
+    EventSource("adverse_action", "adverse_actions", ("domain", "case_id"), append_only=True),
     EventSource(
         "outcome_recorded", "outcomes", ("domain", "case_id", "source_sha256"),
         ("run_id", "recorded_at", "linked"),
@@ -114,8 +122,7 @@ class SourceSql:
     entity_key: str
     stable_json: str  # canonical JSON of the stable columns
     content_digest: str  # SHA-256 hex of `stable_json`
-    payload_json: str  # canonical JSON of the whole row
-    payload_after_stable: str  # the same, given `stable_json` in the column STABLE
+    payload_json: str  # canonical JSON of the whole row (volatile columns included)
 
 
 def source_sql(
@@ -148,32 +155,22 @@ def source_sql(
         stable_json=stable_json,
         content_digest=f"{sha256}({stable_json})",
         payload_json=payload_json,
-        payload_after_stable=_payload_after_stable(columns, stable, payload_json),
     )
 
 
-STABLE = '"__audit_stable"'
+def envelope_sql(at: str, digest: str, key: str, run_id: str, event_type: str) -> str:
+    """SQL for an entry's canonical envelope text, given SQL expressions for its five members.
 
-
-def _payload_after_stable(
-    columns: Sequence[tuple[str, str]], stable: Sequence[tuple[str, str]], payload_json: str
-) -> str:
-    """The whole row's JSON built from its stable part, so a row is rendered once, not twice.
-
-    Without volatile columns the two are the same text. When the volatile columns are the
-    table's last ones (true of every shipped table), the whole-row JSON is the stable JSON
-    with its closing brace replaced by the volatile members: the same bytes `to_json` gives
-    for the whole struct (tested). Otherwise the row is rendered again.
+    Keys sorted, no spaces, each value a JSON string rendered by DuckDB's `to_json`; the
+    sealer and the benchmarks build entries with this one function.
     """
-    volatile = list(columns[len(stable) :])
-    if not volatile:
-        return STABLE
-    if list(columns[: len(stable)]) != list(stable):
-        return payload_json
-    return (
-        f"substr({STABLE}, 1, length({STABLE}) - 1) || ',' || "
-        f"substr(to_json({_struct(volatile)})::VARCHAR, 2)"
-    )
+    members = (("at", at), ("digest", digest), ("key", key), ("run_id", run_id),
+               ("type", event_type))  # fmt: skip
+    parts = [
+        f"'{',' if i else '{'}\"{name}\":' || to_json(({value})::VARCHAR)::VARCHAR"
+        for i, (name, value) in enumerate(members)
+    ]
+    return "(" + " || ".join(parts) + " || '}')"
 
 
 ROW_ID = '"__audit_rowid"'
@@ -220,21 +217,14 @@ class SourceSlices:
         """
         sql = self.sql
         assert sql is not None
+        envelope = envelope_sql("$at", "content_digest", "entity_key", "$run_id", "$event_type")
         query = f"""
-            SELECT entity_key, content_digest,
-                   '{{"at":' || to_json($at::VARCHAR)::VARCHAR
-                   || ',"data":' || payload
-                   || ',"digest":' || to_json(content_digest)::VARCHAR
-                   || ',"key":' || to_json(entity_key)::VARCHAR
-                   || ',"run_id":' || to_json($run_id::VARCHAR)::VARCHAR
-                   || ',"type":' || to_json($event_type::VARCHAR)::VARCHAR || '}}' AS body
+            SELECT entity_key, content_digest, {envelope} AS body
             FROM (
-                SELECT {ROW_ID}, entity_key, {SHA256_FUNCTION}({STABLE}) AS content_digest,
-                       {sql.payload_after_stable} AS payload
-                FROM (SELECT rowid AS {ROW_ID}, *, {sql.entity_key} AS entity_key,
-                             {sql.stable_json} AS {STABLE}
-                      FROM {sql.table} WHERE rowid >= $lo AND rowid < $hi AND rowid IN
-                          (SELECT rid FROM audit_unseen WHERE rid >= $lo AND rid < $hi))
+                SELECT rowid AS {ROW_ID}, {sql.entity_key} AS entity_key,
+                       {sql.content_digest} AS content_digest
+                FROM {sql.table} WHERE rowid >= $lo AND rowid < $hi AND rowid IN
+                    (SELECT rid FROM audit_unseen WHERE rid >= $lo AND rid < $hi)
             ) c ANTI JOIN audit_log_index i ON i.event_type = $event_type
                 AND i.entity_key = c.entity_key AND i.content_digest = c.content_digest
             QUALIFY row_number() OVER (
@@ -286,3 +276,40 @@ def unlogged_rows(
                 first = f"{source.event_type} {smallest}"
             total += int(count)
     return total, first
+
+
+def vanished_rows(
+    con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource]
+) -> tuple[int, str | None]:
+    """Entities the log holds for an append-only table that the table no longer has.
+
+    The log keeps digests, not rows, so a deleted lineage row cannot be re-read from it; but
+    rows of append-only tables (executions, verdicts, ...) never leave their table, so a
+    logged entity missing there was deleted after the fact. Read from the log itself (not the
+    index, which is only a cache); returns the count and the first (event type and key).
+    """
+    present = []
+    for source in sources:
+        sql = source_sql(con, source) if source.append_only else None
+        if sql is not None:
+            present.append(
+                f"SELECT '{source.event_type}' AS event_type, {sql.entity_key} AS entity_key "
+                f"FROM {sql.table}"
+            )
+    if not present:
+        return 0, None
+    types = [s.event_type for s in sources if s.append_only]
+    count, first = con.execute(
+        f"""
+        WITH logged AS (
+            SELECT DISTINCT json_extract_string(envelope, '$.type') AS event_type,
+                   json_extract_string(envelope, '$.key') AS entity_key
+            FROM (SELECT substr(entry, 66) AS envelope FROM audit_log)
+            WHERE json_extract_string(envelope, '$.type') IN (SELECT unnest($types::VARCHAR[]))
+        )
+        SELECT count(*), min(event_type || ' ' || entity_key)
+        FROM logged ANTI JOIN ({" UNION ALL ".join(present)}) p USING (event_type, entity_key)
+        """,
+        {"types": types},
+    ).fetchall()[0]
+    return int(count), first

@@ -23,8 +23,11 @@ import duckdb
 import pyarrow as pa
 
 from hitl_gate.audit.chain import (
+    BINARY_FANOUT,
     GENESIS_HASH,
+    MERKLE_FANOUT,
     fold_bodies,
+    merkle_fanout,
     merkle_root_of_digests,
     sha256_function,
 )
@@ -56,9 +59,38 @@ class SealResult:
 
 
 def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
-    """The signed bytes: canonical JSON of the checkpoint fields (sorted keys, no spaces)."""
-    body = {name: checkpoint[name] for name in CHECKPOINT_FIELDS}
+    """The signed bytes: canonical JSON of the checkpoint fields (sorted keys, no spaces).
+
+    `merkle_fanout` is signed whenever it is not the binary tree's 2, so checkpoints signed
+    before the field existed keep their message, and no fan-out can be edited unnoticed.
+    """
+    body: dict[str, Any] = {name: checkpoint[name] for name in CHECKPOINT_FIELDS}
+    if merkle_fanout(checkpoint) != BINARY_FANOUT:
+        body["merkle_fanout"] = merkle_fanout(checkpoint)
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def signed_checkpoint(
+    first_seq: int,
+    head_hash: str,
+    leaves: list[bytes],
+    run_id: str,
+    created_at: str,
+    signing_key: Ed25519PrivateKey,
+) -> dict[str, Any]:
+    """The checkpoint of entries `first_seq`.. whose raw entry hashes are `leaves`, signed."""
+    checkpoint: dict[str, Any] = {
+        "first_seq": first_seq,
+        "last_seq": first_seq + len(leaves) - 1,
+        "head_hash": head_hash,
+        "merkle_root": merkle_root_of_digests(leaves, MERKLE_FANOUT),
+        "merkle_fanout": MERKLE_FANOUT,
+        "run_id": run_id,
+        "created_at": created_at,
+        "public_key": public_key_hex(signing_key),
+    }
+    checkpoint["signature"] = signing_key.sign(checkpoint_message(checkpoint)).hex()
+    return checkpoint
 
 
 def chain_head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
@@ -88,16 +120,9 @@ def seal_run(
                 chain.canonicalised += slices.remember()
         checkpoint = None
         if chain.appended:
-            checkpoint = {
-                "first_seq": last_seq + 1,
-                "last_seq": chain.seq,
-                "head_hash": chain.head,
-                "merkle_root": merkle_root_of_digests(chain.digests),
-                "run_id": run_id,
-                "created_at": now,
-                "public_key": public_key_hex(signing_key),
-            }
-            checkpoint["signature"] = signing_key.sign(checkpoint_message(checkpoint)).hex()
+            checkpoint = signed_checkpoint(
+                last_seq + 1, chain.head, chain.digests, run_id, now, signing_key
+            )
             _insert(con, "audit_checkpoints", {k: [v] for k, v in checkpoint.items()})
         con.execute(
             "INSERT OR REPLACE INTO audit_runs VALUES (?, ?::TIMESTAMPTZ, ?)",

@@ -25,7 +25,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hitl_gate.audit.chain import GENESIS_HASH, merkle_root_of_packed, sha256_packed
+from hitl_gate.audit.chain import (
+    GENESIS_HASH,
+    merkle_fanout,
+    merkle_root_of_packed,
+    sha256_packed,
+)
 
 OUT_OF_PLACE = "sequence number out of place"
 DIGEST_BYTES = 32
@@ -199,7 +204,7 @@ class _CheckpointRanges:
             self.problems.append((seq, f"checkpoint {seq}: head hash differs"))
         if self.leaves is not None:
             self.leaves += tail
-            if merkle_root_of_packed(self.leaves) != cp["merkle_root"]:
+            if merkle_root_of_packed(self.leaves, merkle_fanout(cp)) != cp["merkle_root"]:
                 self.problems.append((seq, f"checkpoint {seq}: Merkle root differs"))
         self.leaves = None
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import duckdb
 
-from hitl_gate.audit.chain import GENESIS_HASH
-from hitl_gate.audit.events import EVENT_SOURCES, unlogged_rows
+from hitl_gate.audit.chain import GENESIS_HASH, merkle_fanout
+from hitl_gate.audit.events import EVENT_SOURCES, unlogged_rows, vanished_rows
 from hitl_gate.audit.seal import CHECKPOINT_FIELDS, checkpoint_message
 from hitl_gate.audit.segments import SegmentResult, scan_segment
 
@@ -126,7 +126,9 @@ def _load_checkpoints(
             report.problems.append(
                 Finding(seq, f"checkpoint file for seq {seq} has no database row (deleted)")
             )
-        elif any(str(db[k]) != str(record.get(k)) for k in (*CHECKPOINT_FIELDS, "signature")):
+        elif merkle_fanout(db) != merkle_fanout(record) or any(
+            str(db[k]) != str(record.get(k)) for k in (*CHECKPOINT_FIELDS, "signature")
+        ):
             report.problems.append(Finding(seq, f"checkpoint {seq}: file and database differ"))
     for seq in in_db.keys() - on_disk.keys():
         report.notes.append(f"checkpoint {seq} has no file yet (written by the next seal)")
@@ -275,7 +277,8 @@ def _scan_in_parallel(
 
 
 def _verify_lineage(con: duckdb.DuckDBPyConnection, report: VerifyReport) -> None:
-    """Lineage rows whose current content was never logged: changed after the fact, or unsealed."""
+    """Lineage rows whose content was never logged (changed after the fact, or unsealed), and
+    logged rows of append-only tables that are gone (deleted)."""
     count, first = unlogged_rows(con, EVENT_SOURCES)
     if count:
         report.problems.append(
@@ -283,5 +286,13 @@ def _verify_lineage(con: duckdb.DuckDBPyConnection, report: VerifyReport) -> Non
                 None,
                 f"{count} lineage rows differ from the audit log (edited after logging, "
                 f"or a run was interrupted before sealing: run `hitl audit seal`); first: {first}",
+            )
+        )
+    count, first = vanished_rows(con, EVENT_SOURCES)
+    if count:
+        report.problems.append(
+            Finding(
+                None,
+                f"{count} logged rows of append-only lineage tables were deleted; first: {first}",
             )
         )

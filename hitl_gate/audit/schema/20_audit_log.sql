@@ -1,6 +1,8 @@
 -- Tamper-evident audit log (docs/audit.md, "The audit chain").
 -- `entry` is the hashed text: the previous entry's hash (64 hex), '|', then a canonical JSON
--- envelope {"at","data","digest","key","run_id","type"}. `entry_hash` = SHA-256(entry). Because
+-- envelope {"at","digest","key","run_id","type"}: `digest` is the SHA-256 of the lineage row's
+-- canonical JSON (the row stays in its table; `hitl audit verify` recomputes it from there).
+-- `entry_hash` = SHA-256(entry). Because
 -- the previous hash is part of the hashed text, changing, deleting or reordering any entry breaks
 -- every later link; the signed checkpoints (in the database AND as files outside it) pin the head.
 
@@ -46,8 +48,11 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     run_id VARCHAR NOT NULL,
     created_at VARCHAR NOT NULL,        -- UTC ISO-8601, as signed
     public_key VARCHAR NOT NULL,        -- Ed25519, hex
-    signature VARCHAR NOT NULL          -- Ed25519 over the canonical JSON of the fields above
+    signature VARCHAR NOT NULL,         -- Ed25519 over the canonical JSON of the fields above
+    merkle_fanout INTEGER DEFAULT 2     -- children per Merkle node; signed when not 2
 );
+-- Databases made before `merkle_fanout` existed: their checkpoints used the binary tree.
+ALTER TABLE audit_checkpoints ADD COLUMN IF NOT EXISTS merkle_fanout INTEGER DEFAULT 2;
 
 -- Adverse-action notices: a declined case and up to four specific reasons in plain language.
 CREATE TABLE IF NOT EXISTS adverse_actions (

@@ -11,15 +11,14 @@ SELECT
     json_extract_string(substr(entry, 66), '$.key') AS entity_key,
     json_extract_string(substr(entry, 66), '$.digest') AS content_digest,
     json_extract_string(substr(entry, 66), '$.run_id') AS run_id,
-    json_extract_string(substr(entry, 66), '$.at') AS recorded_at,
-    json_extract(substr(entry, 66), '$.data') AS payload
+    json_extract_string(substr(entry, 66), '$.at') AS recorded_at
 FROM audit_log;
 
 -- Every logged event of a case, in order (filter on domain and case_id).
 CREATE OR REPLACE VIEW case_history AS
 SELECT split_part(entity_key, '/', 1) AS domain,
        split_part(entity_key, '/', 2) AS case_id,
-       seq, event_type, run_id, recorded_at, payload
+       seq, event_type, run_id, recorded_at, content_digest
 FROM audit_events
 WHERE event_type IN ('decision', 'case_sent_for_review', 'verdict', 'execution',
                      'adverse_action', 'outcome_recorded');
