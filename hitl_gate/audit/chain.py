@@ -109,7 +109,15 @@ def fold_bodies(
 
 
 def _sha256_hex(strings: pa.ChunkedArray) -> pa.Array:
-    return pa.array([raw.hex() for raw in sha256_digests(strings)], pa.string())
+    """Hex SHA-256 of each string as an Arrow string array built from two buffers.
+
+    The hex text of all digests is made by one `bytes.hex()` call and the offsets by numpy,
+    so no Python string is created per row (this UDF runs on every new lineage row).
+    """
+    hexed = sha256_packed(strings).hex().encode("ascii")
+    n = len(hexed) // HASH_HEX_CHARS
+    offsets = np.arange(0, (n + 1) * HASH_HEX_CHARS, HASH_HEX_CHARS, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed))
 
 
 @contextmanager
