@@ -1,20 +1,22 @@
 """The one Dagster `Definitions` of hitl-gate: every declared domain, its jobs, schedule and sensor.
 
 Domains are discovered from `domains/*/domain.yaml`; all resources derive from one home folder
-(`HITL_HOME`, default `.hitl/`). Runs execute in process: the steps are short and the heavy
-imports (Feast, MLflow) would otherwise be paid again by a subprocess per step (STACK_NOTES).
-For a cluster, switch the executor and run launcher in configuration (docs/scaling.md).
+(`HITL_HOME`, default `.hitl/`). Runs execute in process unless `HITL_EXECUTOR` says otherwise
+(`pipelines/executors.py`): the steps are short and the heavy imports (Feast, MLflow) would
+otherwise be paid again by a subprocess per step (STACK_NOTES). For a cluster, set the executor
+and the run launcher in configuration (docs/scaling.md).
 """
 
 from __future__ import annotations
 
 import warnings
 
-from dagster import BetaWarning, Definitions, in_process_executor
+from dagster import BetaWarning, Definitions
 
 from assets.factory import build_domain_assets, build_domain_checks
 from hitl_gate.domain import DomainConfig, available_domains, load_domain
 from hitl_gate.home import HitlPaths
+from pipelines.executors import executor_from_environment
 from pipelines.jobs import build_jobs
 from pipelines.resources import build_resources
 from pipelines.schedules import build_daily_schedule
@@ -48,7 +50,7 @@ def build_definitions(paths: HitlPaths, domains: list[DomainConfig]) -> Definiti
         schedules=schedules,
         sensors=sensors,
         resources=build_resources(paths),
-        executor=in_process_executor,
+        executor=executor_from_environment(),
     )
 
 
