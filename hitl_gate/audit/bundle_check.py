@@ -152,7 +152,9 @@ def _check_manifest(
         report.problems.append(f"{name}: not listed in the manifest")
     for name, digest in sorted(listed.items()):
         path = folder / name
-        if not path.is_file():
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            report.problems.append(f"{name}: listed outside the bundle")
+        elif not path.is_file():
             report.problems.append(f"{name}: listed in the manifest but missing")
         elif sha256_hex(path.read_bytes()) != digest:
             report.problems.append(f"{name}: SHA-256 differs from the manifest")

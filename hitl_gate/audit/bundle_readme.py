@@ -42,7 +42,8 @@ language, or with the included `verify_bundle.py` (Python 3 + the `cryptography`
    envelope>` and `entry_hash` is SHA-256 (hex) of the entry's UTF-8 bytes, e.g.
    `sed -n 1p FILE | cut -f3 | tr -d '\\n' | sha256sum`. The first line's entry starts with the
    range's `prev_hash` in `manifest.json` (64 zeros for seq 1); every later one with the hash of
-   the line before. `seq` counts up by one.
+   the line before. `seq` counts up by one. A range's `prev_hash` ties it to the log before
+   it, which the bundle does not ship unless that range is shipped too (then the two link).
 3. **Checkpoints.** For each range, the last entry's hash is the checkpoint's `head_hash`; the
    Merkle root of the range's entry hashes (as raw 32-byte values, in seq order; each level
    hashes pairs of concatenated 64 bytes, an odd last node moves up unchanged) is its

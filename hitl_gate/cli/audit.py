@@ -91,10 +91,9 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     paths = resolve_paths(args)
     if not paths.audit_db.exists():
         raise SystemExit(f"no audit database at {paths.audit_db}")
+    domain = None if args.domain in (None, "demo") else args.domain  # `demo`: every domain
     try:
-        scope = BundleScope(
-            date.fromisoformat(args.start), date.fromisoformat(args.end), args.domain
-        )
+        scope = BundleScope(date.fromisoformat(args.start), date.fromisoformat(args.end), domain)
     except ValueError as exc:
         raise SystemExit(f"--from/--to: {exc} (expected YYYY-MM-DD)") from exc
     key = load_or_create_signing_key(paths.audit_key_file)
