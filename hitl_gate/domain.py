@@ -202,6 +202,40 @@ class ReviewConfig(_Strict):
     settings: str | None = None
 
 
+class RetentionConfig(_Strict):
+    """How long each class of personal data is kept, in months after its partition day.
+
+    `hitl retention apply` removes what is older (hitl_gate/retention.py). Audit records (the
+    lineage tables, the chain, checkpoints) are not a class here: they are kept for the
+    domain's `retention_class` and hold ids and hashes, not raw inputs. No class may be
+    shorter than `legal_minimum_months` (25 by default: ECOA/Regulation B keeps credit
+    application records 25 months); a declaration that tries is refused when it is loaded.
+    """
+
+    legal_minimum_months: int = Field(default=25, ge=1)
+    raw_inputs_months: int = 25  # landing files and stored partitions holding input columns
+    reviewer_files_months: int = 25  # exported review batches and returned verdict files
+    quarantined_values_months: int = 25  # offending raw values kept in `quarantine`
+
+    def months(self) -> dict[str, int]:
+        """Months kept per data class (`raw_inputs`, `reviewer_files`, `quarantined_values`)."""
+        return {
+            "raw_inputs": self.raw_inputs_months,
+            "reviewer_files": self.reviewer_files_months,
+            "quarantined_values": self.quarantined_values_months,
+        }
+
+    @model_validator(mode="after")
+    def _not_below_legal_minimum(self) -> RetentionConfig:
+        short = {k: v for k, v in self.months().items() if v < self.legal_minimum_months}
+        if short:
+            raise ValueError(
+                f"retention shorter than legal_minimum_months ({self.legal_minimum_months}): "
+                + ", ".join(f"{k}_months = {v}" for k, v in short.items())
+            )
+        return self
+
+
 class SampleCaseId(_Strict):
     """How a sample row gets its case id: a source column, or the 1-based row number.
 
@@ -277,6 +311,7 @@ class DomainConfig(_Strict):
     # How long this domain's decision records must be kept (see docs/onboarding.md):
     # regulatory_7y (credit: adverse action and fair lending), standard_5y, operational_2y.
     retention_class: RetentionClass = "regulatory_7y"
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     sample: SampleConfig | None = None
     source_dir: Path = Field(default=Path("."), exclude=True)
 

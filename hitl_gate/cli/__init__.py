@@ -14,10 +14,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from hitl_gate.cli import audit, domain, ingest, model, pipeline, policy, review
+from hitl_gate.cli import audit, domain, ingest, model, pipeline, policy, retention, review
 from hitl_gate.cli.common import DEFAULT_DOMAIN, use_domains_dir
 
-COMMAND_GROUPS = (pipeline, ingest, review, audit, policy, model, domain)
+COMMAND_GROUPS = (pipeline, ingest, review, audit, policy, model, domain, retention)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,4 +1,4 @@
-"""Auditor commands: `hitl audit trace CASE_ID`, `hitl audit verify`, `hitl audit seal`."""
+"""Auditor commands: `hitl audit trace CASE_ID`, `verify`, `seal`, `export`, `verify-bundle`."""
 
 from __future__ import annotations
 
@@ -79,6 +79,47 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     print(f"audit log: {result.appended} entries appended (head {head})")
 
 
+def cmd_audit_export(args: argparse.Namespace) -> None:
+    """Write a regulator bundle of the cases decided on `--from..--to` (partition days)."""
+    from datetime import date
+    from pathlib import Path
+
+    from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
+    from hitl_gate.audit.keys import load_or_create_signing_key
+    from hitl_gate.audit.store import audit_connection
+
+    paths = resolve_paths(args)
+    if not paths.audit_db.exists():
+        raise SystemExit(f"no audit database at {paths.audit_db}")
+    domain = None if args.domain in (None, "demo") else args.domain  # `demo`: every domain
+    try:
+        scope = BundleScope(date.fromisoformat(args.start), date.fromisoformat(args.end), domain)
+    except ValueError as exc:
+        raise SystemExit(f"--from/--to: {exc} (expected YYYY-MM-DD)") from exc
+    key = load_or_create_signing_key(paths.audit_key_file)
+    try:
+        with audit_connection(paths.audit_db, read_only=True) as con:
+            summary = export_bundle(con, scope, Path(args.out), key)
+    except BundleError as exc:
+        raise SystemExit(f"audit export: {exc}") from exc
+    print(
+        f"bundle {summary.folder}: {summary.cases} cases, {summary.rows} lineage rows, "
+        f"{summary.entries} log entries in {summary.checkpoints} signed ranges; checked OK"
+    )
+
+
+def cmd_audit_verify_bundle(args: argparse.Namespace) -> None:
+    """Check a bundle on its own (no database); exit 1 naming what is wrong."""
+    from pathlib import Path
+
+    from hitl_gate.audit.bundle_check import check_bundle
+
+    report = check_bundle(Path(args.bundle), args.public_key)
+    print(report.summary())
+    if not report.ok:
+        raise SystemExit(1)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `audit` command group."""
     audit = sub.add_parser("audit", help="auditor commands").add_subparsers(
@@ -101,3 +142,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=cmd_audit_verify)
     seal = audit.add_parser("seal", help="append unlogged lineage to the chain, sign a checkpoint")
     seal.set_defaults(func=cmd_audit_seal)
+    export = audit.add_parser(
+        "export", help="write a self-contained bundle of the cases decided in a date range"
+    )
+    export.add_argument("--from", dest="start", required=True, help="first partition day")
+    export.add_argument("--to", dest="end", required=True, help="last partition day (inclusive)")
+    export.add_argument("--out", required=True, help="new (or empty) folder for the bundle")
+    export.set_defaults(func=cmd_audit_export)
+    check = audit.add_parser("verify-bundle", help="check an exported bundle without the database")
+    check.add_argument("bundle", help="the bundle folder")
+    check.add_argument("--public-key", help="Ed25519 public key (hex) that must have signed it")
+    check.set_defaults(func=cmd_audit_verify_bundle)

@@ -1,0 +1,328 @@
+"""Check a hitl-gate regulator bundle with Python's standard library and `cryptography` only.
+
+This file imports nothing from hitl-gate on purpose: it is copied into every bundle as
+`verify_bundle.py`, so a regulator can run `python verify_bundle.py BUNDLE_DIR` (or read it as
+the executable form of the bundle's README) without our code or our database. `hitl audit
+verify-bundle` runs this same module.
+
+What it checks, each failure reported with the file (and line) it concerns:
+- the manifest: its Ed25519 signature, the SHA-256 of every file it lists, no unlisted file,
+  and `SHA256SUMS` agreeing with it;
+- each shipped log range: every entry's hash, every link (an entry starts with the hash of the
+  one before it, the first with the range's stated predecessor), the Merkle root and head hash
+  of its signed checkpoint, the checkpoint's Ed25519 signature;
+- each exported lineage row: SHA-256 of its canonical JSON line equals the `digest` of the log
+  entry it names, whose `type` and `key` also match (only these three envelope members are read).
+
+The hashing rules (entry hash, Merkle tree, signed checkpoint bytes) restate
+`hitl_gate.audit.chain` and `seal`; a test keeps them equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+BUNDLE_FORMAT = "hitl-audit-bundle/1"
+GENESIS_HASH = "0" * 64
+MANIFEST = "manifest.json"
+MANIFEST_SIGNATURE = "manifest.sig"
+SUMS = "SHA256SUMS"
+KEYS = "public_keys.txt"
+LINEAGE_INDEX = "lineage/index.csv"
+CHECKPOINT_FIELDS = (
+    "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
+)  # fmt: skip
+_MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, UnicodeDecodeError)
+
+
+@dataclass
+class BundleReport:
+    """Problems found (empty when the bundle checks out) and how much was checked."""
+
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    entries: int = 0
+    checkpoints: int = 0
+    rows: int = 0
+    files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        head = (
+            f"bundle: {self.files} files, {self.entries} log entries, {self.checkpoints} "
+            f"signed checkpoints, {self.rows} lineage rows: "
+            + ("OK" if self.ok else f"BROKEN ({len(self.problems)} problems)")
+        )
+        lines = [head] + [f"  problem: {p}" for p in self.problems[:30]]
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def merkle_root(leaves: list[bytes]) -> str:
+    """Root over raw 32-byte leaves: pairs hashed as their 64 concatenated bytes, an odd last
+    node promoted unchanged to the next level; no leaves gives 64 zeros."""
+    if not leaves:
+        return GENESIS_HASH
+    level = leaves
+    while len(level) > 1:
+        paired = [
+            hashlib.sha256(level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
+        ]
+        level = paired + ([level[-1]] if len(level) % 2 else [])
+    return level[0].hex()
+
+
+def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
+    """The signed bytes: JSON of the checkpoint fields, sorted keys, no spaces, UTF-8."""
+    body = {name: checkpoint[name] for name in CHECKPOINT_FIELDS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def ed25519_valid(public_key_hex: str, signature_hex: str, message: bytes) -> bool:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex))
+        key.verify(bytes.fromhex(signature_hex), message)
+    except Exception:  # InvalidSignature, or a malformed key or signature
+        return False
+    return True
+
+
+def check_bundle(folder: Path, public_key: str | None = None) -> BundleReport:
+    """Check everything in `folder`; `public_key` (hex), when given, must have signed it all."""
+    report = BundleReport()
+    manifest = _check_manifest(folder, public_key, report)
+    if manifest is None:
+        return report
+    keys = _read_keys(folder, report)
+    entries = _check_ranges(folder, manifest, keys, public_key, report)
+    _check_lineage(folder, entries, report)
+    if public_key is None:
+        report.notes.append(
+            f"signatures checked against the bundle's own key(s) {sorted(keys)}: compare them "
+            "with the operator's published key, or pass --public-key"
+        )
+    return report
+
+
+def _check_manifest(
+    folder: Path, public_key: str | None, report: BundleReport
+) -> dict[str, Any] | None:
+    """The signed manifest, with every file's hash checked; None when it cannot be trusted."""
+    try:
+        raw = (folder / MANIFEST).read_bytes()
+        manifest = json.loads(raw)
+        signature = (folder / MANIFEST_SIGNATURE).read_text(encoding="ascii").strip()
+        signer = str(manifest["signing_key"])
+        listed: dict[str, str] = dict(manifest["files"])
+        if manifest.get("format") != BUNDLE_FORMAT:
+            report.problems.append(f"{MANIFEST}: unknown format {manifest.get('format')!r}")
+            return None
+    except (OSError, *_MALFORMED) as exc:
+        report.problems.append(f"{MANIFEST}: unreadable ({exc})")
+        return None
+    keys = _read_keys(folder, report)
+    if signer not in keys:
+        report.problems.append(f"{MANIFEST}: signing key {signer} is not in {KEYS}")
+    if public_key and signer != public_key:
+        report.problems.append(f"{MANIFEST}: signed by {signer}, not the expected key")
+    if not ed25519_valid(signer, signature, raw):
+        report.problems.append(f"{MANIFEST_SIGNATURE}: bad signature over {MANIFEST}")
+    present = {
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and p.name not in (MANIFEST, MANIFEST_SIGNATURE)
+    }
+    for name in sorted(present - listed.keys()):
+        report.problems.append(f"{name}: not listed in the manifest")
+    for name, digest in sorted(listed.items()):
+        path = folder / name
+        if Path(name).is_absolute() or ".." in Path(name).parts:
+            report.problems.append(f"{name}: listed outside the bundle")
+        elif not path.is_file():
+            report.problems.append(f"{name}: listed in the manifest but missing")
+        elif sha256_hex(path.read_bytes()) != digest:
+            report.problems.append(f"{name}: SHA-256 differs from the manifest")
+    report.files = len(present)
+    _check_sums(folder, listed, report)
+    return manifest
+
+
+def _check_sums(folder: Path, listed: dict[str, str], report: BundleReport) -> None:
+    """`SHA256SUMS` (for `sha256sum -c`) must state the manifest's hashes."""
+    try:
+        lines = (folder / SUMS).read_text(encoding="utf-8").splitlines()
+        sums = {line[66:]: line[:64] for line in lines if line}
+    except (OSError, *_MALFORMED) as exc:
+        report.problems.append(f"{SUMS}: unreadable ({exc})")
+        return
+    expected = {k: v for k, v in listed.items() if k != SUMS}
+    if sums != expected:
+        report.problems.append(f"{SUMS}: does not match the manifest")
+
+
+def _read_keys(folder: Path, report: BundleReport) -> set[str]:
+    try:
+        text = (folder / KEYS).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        report.problems.append(f"{KEYS}: unreadable ({exc})")
+        return set()
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def _check_ranges(
+    folder: Path,
+    manifest: dict[str, Any],
+    keys: set[str],
+    public_key: str | None,
+    report: BundleReport,
+) -> dict[int, tuple[str, str, str]]:
+    """Every shipped range against its signed checkpoint; (type, key, digest) by seq."""
+    envelopes: dict[int, tuple[str, str, str]] = {}
+    heads: dict[int, str] = {}  # last seq of a range -> its recomputed head hash
+    for spec in manifest.get("ranges", []):
+        try:
+            cp = json.loads((folder / spec["checkpoint_file"]).read_text(encoding="utf-8"))
+            first, last = int(spec["first_seq"]), int(spec["last_seq"])
+            name = str(spec["entries_file"])
+            data = (folder / name).read_bytes()
+            head, leaves = _check_entries(
+                name, data, first, str(spec["prev_hash"]), envelopes, report
+            )
+        except (OSError, *_MALFORMED) as exc:
+            report.problems.append(f"range {spec}: unreadable ({exc})")
+            continue
+        report.checkpoints += 1
+        where = spec["checkpoint_file"]
+        if (cp.get("first_seq"), cp.get("last_seq")) != (first, last):
+            report.problems.append(f"{where}: covers {cp.get('first_seq')}..{cp.get('last_seq')}, "
+                                   f"the range {first}..{last}")  # fmt: skip
+        if len(leaves) != last - first + 1:
+            report.problems.append(f"{name}: {len(leaves)} entries, expected {last - first + 1}")
+        if head != cp.get("head_hash"):
+            report.problems.append(f"{where}: head hash differs from the entries of {name}")
+        if merkle_root(leaves) != cp.get("merkle_root"):
+            report.problems.append(f"{where}: Merkle root differs from the entries of {name}")
+        signer = str(cp.get("public_key"))
+        if signer not in keys or (public_key and signer != public_key):
+            report.problems.append(f"{where}: signed by an unexpected key {signer}")
+        try:
+            signed = ed25519_valid(signer, str(cp["signature"]), checkpoint_message(cp))
+        except _MALFORMED:
+            signed = False
+        if not signed:
+            report.problems.append(f"{where}: bad signature")
+        previous = heads.get(first - 1)
+        if previous is not None and previous != spec["prev_hash"]:
+            report.problems.append(f"{name}: does not link to the range before it")
+        heads[last] = head
+    return envelopes
+
+
+def _check_entries(
+    name: str,
+    data: bytes,
+    first: int,
+    prev_hash: str,
+    envelopes: dict[int, tuple[str, str, str]],
+    report: BundleReport,
+) -> tuple[str, list[bytes]]:
+    """Recompute one range file (`seq<TAB>entry_hash<TAB>entry` lines); its head and leaves."""
+    leaves: list[bytes] = []
+    link = prev_hash
+    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
+        fields = line.split(b"\t", 2)
+        if len(fields) != 3:
+            report.problems.append(f"{name} line {number}: not seq, hash and entry")
+            continue
+        seq, stored, entry = int(fields[0]), fields[1].decode("ascii"), fields[2]
+        if seq != first + number - 1:
+            report.problems.append(
+                f"{name} line {number}: seq {seq}, expected {first + number - 1}"
+            )
+        raw = hashlib.sha256(entry).digest()
+        if raw.hex() != stored:
+            report.problems.append(f"{name} seq {seq}: entry hash differs (entry altered)")
+        if entry[:65] != (link + "|").encode("ascii"):
+            report.problems.append(f"{name} seq {seq}: does not link to the entry before it")
+        try:
+            body = json.loads(entry[65:])
+            envelopes[seq] = (str(body["type"]), str(body["key"]), str(body["digest"]))
+        except _MALFORMED:
+            report.problems.append(f"{name} seq {seq}: envelope is not the expected JSON")
+        leaves.append(raw)
+        link = raw.hex()
+        report.entries += 1
+    return link, leaves
+
+
+def _check_lineage(
+    folder: Path, envelopes: dict[int, tuple[str, str, str]], report: BundleReport
+) -> None:
+    """Each exported row: its line's SHA-256 is the digest of the log entry it names."""
+    try:
+        text = (folder / LINEAGE_INDEX).read_text(encoding="utf-8")
+        index = list(csv.DictReader(io.StringIO(text)))
+    except (OSError, csv.Error, *_MALFORMED) as exc:
+        report.problems.append(f"{LINEAGE_INDEX}: unreadable ({exc})")
+        return
+    lines: dict[str, list[bytes]] = {}
+    used: dict[str, set[int]] = {}
+    for number, row in enumerate(index, start=2):
+        try:
+            kind, line, seq = row["event_type"], int(row["line"]), int(row["seq"])
+            if kind not in lines:
+                name = f"lineage/{kind}.jsonl"
+                if "/" in kind or kind.startswith("."):
+                    raise ValueError(f"bad event type {kind!r}")
+                lines[kind] = (folder / name).read_bytes().split(b"\n")[:-1]
+                used[kind] = set()
+            text_bytes = lines[kind][line - 1]
+        except (OSError, *_MALFORMED) as exc:
+            report.problems.append(f"{LINEAGE_INDEX} line {number}: unusable ({exc})")
+            continue
+        used[kind].add(line)
+        digest = sha256_hex(text_bytes)
+        where = f"lineage/{kind}.jsonl line {line}"
+        if digest != row["content_digest"]:
+            report.problems.append(f"{where}: SHA-256 differs from the index (row altered)")
+        logged = envelopes.get(seq)
+        if logged is None:
+            report.problems.append(f"{where}: seq {seq} is not in a shipped log range")
+        elif logged != (kind, row["entity_key"], digest):
+            report.problems.append(f"{where}: differs from log entry {seq} (type, key or digest)")
+        report.rows += 1
+    for kind, rows in lines.items():
+        if len(used[kind]) != len(rows):
+            report.problems.append(f"lineage/{kind}.jsonl: {len(rows) - len(used[kind])} lines "
+                                   "not in the index")  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python verify_bundle.py DIR [--public-key HEX]`: exit 0 when the bundle checks out."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bundle")
+    parser.add_argument("--public-key", help="the operator's published Ed25519 key (hex)")
+    args = parser.parse_args(argv)
+    report = check_bundle(Path(args.bundle), args.public_key)
+    sys.stdout.write(report.summary() + "\n")
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""The README written into every regulator bundle: how to check it by hand.
+
+Kept as text in a module (not a data file) so it ships with the package like the code that
+writes the files it describes.
+"""
+
+README = """\
+# hitl-gate audit bundle
+
+This folder proves what hitl-gate recorded about the cases decided in the partition days named
+in `manifest.json` (`from`..`to`, by `decisions.partition_date`). It can be checked without
+hitl-gate and without its database: with `sha256sum`, `openssl` (3.x) and a few lines of any
+language, or with the included `verify_bundle.py` (Python 3 + the `cryptography` package):
+
+    python verify_bundle.py . --public-key <the operator's published Ed25519 key, hex>
+
+## Files
+
+- `manifest.json`: scope, counts, the log ranges, and the SHA-256 of every other file.
+- `manifest.sig`: Ed25519 signature (hex) of the exact bytes of `manifest.json`.
+- `SHA256SUMS`: the same hashes, for `sha256sum -c SHA256SUMS`.
+- `public_keys.txt`: the Ed25519 public keys (raw, hex) that signed; `public_key.pem`: the
+  manifest signer's key as PEM, for `openssl`.
+- `checkpoints/checkpoint-<last seq>.json`: signed checkpoints (first and last seq, head hash,
+  Merkle root, run, time, key, signature).
+- `log/entries-<first>-<last>.tsv`: the whole audit log range of each checkpoint, one entry a
+  line: `seq`, `entry_hash`, `entry`, tab-separated.
+- `lineage/<event type>.jsonl`: each exported lineage row as its canonical JSON text, a line
+  each; `lineage/index.csv`: per row, its event type, line, the `seq` of its log entry, entity
+  key and SHA-256.
+- `trace/case_trace.parquet` and `.csv`: the end-to-end trace of every case in scope (lists as
+  JSON text in the CSV).
+- `verify_bundle.py`: a standalone checker doing every step below.
+
+## Checking by hand
+
+1. **Files.** `sha256sum -c SHA256SUMS` passes; the hashes equal `files` in `manifest.json`.
+   The manifest is signed: `xxd -r -p manifest.sig > /tmp/m.sig && openssl pkeyutl -verify
+   -pubin -inkey public_key.pem -rawin -in manifest.json -sigfile /tmp/m.sig`.
+   Compare `public_keys.txt` with the key the operator published elsewhere.
+2. **Chain.** In each `log/entries-*.tsv`, `entry` is `<hash of the previous entry>|<JSON
+   envelope>` and `entry_hash` is SHA-256 (hex) of the entry's UTF-8 bytes, e.g.
+   `sed -n 1p FILE | cut -f3 | tr -d '\\n' | sha256sum`. The first line's entry starts with the
+   range's `prev_hash` in `manifest.json` (64 zeros for seq 1); every later one with the hash of
+   the line before. `seq` counts up by one. A range's `prev_hash` ties it to the log before
+   it, which the bundle does not ship unless that range is shipped too (then the two link).
+3. **Checkpoints.** For each range, the last entry's hash is the checkpoint's `head_hash`; the
+   Merkle root of the range's entry hashes (as raw 32-byte values, in seq order; each level
+   hashes pairs of concatenated 64 bytes, an odd last node moves up unchanged) is its
+   `merkle_root`. The signature covers the compact JSON of `created_at, first_seq, head_hash,
+   last_seq, merkle_root, public_key, run_id` with sorted keys and no spaces:
+   `jq -cjS '{first_seq,last_seq,head_hash,merkle_root,run_id,created_at,public_key}' FILE`.
+   Verify it with `openssl pkeyutl -verify -rawin` as in step 1 (signature: the `signature`
+   field, hex; key: the `public_key` field, raw hex).
+4. **Rows.** For each line of `lineage/index.csv`, SHA-256 of line `line` of
+   `lineage/<event_type>.jsonl` (without its line break) equals `content_digest`, and the log
+   entry with that `seq` has the same `"type"`, `"key"` and `"digest"` in its envelope. So every
+   exported row is exactly what was sealed into the signed chain.
+
+## What the rows are
+
+A lineage row's canonical JSON holds its columns in table order, except those that change on an
+identical re-run (run ids, wall-clock times), which are left out of the digest: timestamps as
+UTC `YYYY-MM-DDTHH:MM:SS.ffffffZ`, doubles as their shortest round-trip text in a string, dates
+as `YYYY-MM-DD`, null as `null`. The event types and tables are described in hitl-gate's
+`docs/audit.md`. The trace copies are for reading; their integrity rests on the signed
+manifest, the rows' on the chain.
+"""
