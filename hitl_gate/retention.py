@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING
 import duckdb
 import polars as pl
 
-from hitl_gate.audit.events import EVENT_SOURCES, EventSource
 from hitl_gate.audit.store import transaction
 from hitl_gate.domain import DomainConfig
 from hitl_gate.home import HitlPaths
@@ -43,12 +42,6 @@ from hitl_gate.home import HitlPaths
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-RETENTION_SOURCE = EventSource(
-    "retention_applied", "retention_actions", ("domain", "kind", "target"),
-    ("run_id", "applied_at"),
-)  # fmt: skip
-# Sealed by `hitl retention apply` (and by every seal once `events.EVENT_SOURCES` lists it).
-SEALED_SOURCES = tuple(dict.fromkeys((*EVENT_SOURCES, RETENTION_SOURCE)))
 REDACTED = "[removed]"
 
 
@@ -329,5 +322,5 @@ def apply_retention(
     if signing_key is None:
         raise ValueError("apply_retention needs the audit signing key to seal")
     record_and_redact(con, plan, run_id)
-    sealed = seal_run(con, run_id, signing_key, paths.checkpoints_dir, sources=SEALED_SOURCES)
+    sealed = seal_run(con, run_id, signing_key, paths.checkpoints_dir)
     return RetentionResult(plan, remove_files(plan, paths), sealed.appended)

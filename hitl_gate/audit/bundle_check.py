@@ -72,23 +72,31 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def merkle_root(leaves: list[bytes]) -> str:
-    """Root over raw 32-byte leaves: pairs hashed as their 64 concatenated bytes, an odd last
-    node promoted unchanged to the next level; no leaves gives 64 zeros."""
+def merkle_fanout(checkpoint: dict[str, Any]) -> int:
+    """Children per Merkle node a checkpoint was signed with; 2 when it has no such field."""
+    fanout = checkpoint.get("merkle_fanout")
+    return 2 if fanout is None else int(fanout)
+
+
+def merkle_root(leaves: list[bytes], fanout: int = 2) -> str:
+    """Root over raw 32-byte leaves: each level hashes groups of `fanout` consecutive nodes
+    (their concatenated bytes); a last group of several nodes is hashed the same way, a last
+    single node is promoted unchanged; no leaves gives 64 zeros."""
     if not leaves:
         return GENESIS_HASH
     level = leaves
     while len(level) > 1:
-        paired = [
-            hashlib.sha256(level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
-        ]
-        level = paired + ([level[-1]] if len(level) % 2 else [])
+        groups = [level[i : i + fanout] for i in range(0, len(level), fanout)]
+        level = [g[0] if len(g) == 1 else hashlib.sha256(b"".join(g)).digest() for g in groups]
     return level[0].hex()
 
 
 def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
-    """The signed bytes: JSON of the checkpoint fields, sorted keys, no spaces, UTF-8."""
+    """The signed bytes: JSON of the checkpoint fields, sorted keys, no spaces, UTF-8
+    (`merkle_fanout` among them when it is not 2)."""
     body = {name: checkpoint[name] for name in CHECKPOINT_FIELDS}
+    if merkle_fanout(checkpoint) != 2:
+        body["merkle_fanout"] = merkle_fanout(checkpoint)
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
@@ -216,7 +224,7 @@ def _check_ranges(
             report.problems.append(f"{name}: {len(leaves)} entries, expected {last - first + 1}")
         if head != cp.get("head_hash"):
             report.problems.append(f"{where}: head hash differs from the entries of {name}")
-        if merkle_root(leaves) != cp.get("merkle_root"):
+        if merkle_root(leaves, merkle_fanout(cp)) != cp.get("merkle_root"):
             report.problems.append(f"{where}: Merkle root differs from the entries of {name}")
         signer = str(cp.get("public_key"))
         if signer not in keys or (public_key and signer != public_key):

@@ -46,10 +46,13 @@ language, or with the included `verify_bundle.py` (Python 3 + the `cryptography`
    it, which the bundle does not ship unless that range is shipped too (then the two link).
 3. **Checkpoints.** For each range, the last entry's hash is the checkpoint's `head_hash`; the
    Merkle root of the range's entry hashes (as raw 32-byte values, in seq order; each level
-   hashes pairs of concatenated 64 bytes, an odd last node moves up unchanged) is its
-   `merkle_root`. The signature covers the compact JSON of `created_at, first_seq, head_hash,
-   last_seq, merkle_root, public_key, run_id` with sorted keys and no spaces:
-   `jq -cjS '{first_seq,last_seq,head_hash,merkle_root,run_id,created_at,public_key}' FILE`.
+   hashes groups of `merkle_fanout` consecutive nodes, their bytes concatenated, a last group
+   of several nodes likewise, while a last single node moves up unchanged; `merkle_fanout` is
+   16, or 2 when the checkpoint has no such field) is its `merkle_root`. The signature covers
+   the compact JSON of `created_at, first_seq, head_hash, last_seq, merkle_root, public_key,
+   run_id`, plus `merkle_fanout` when it is not 2, with sorted keys and no spaces:
+   `jq -cjS '{first_seq,last_seq,head_hash,merkle_fanout,merkle_root,run_id,created_at,
+   public_key}' FILE` (one line; drop `merkle_fanout` from the list when it is 2 or absent).
    Verify it with `openssl pkeyutl -verify -rawin` as in step 1 (signature: the `signature`
    field, hex; key: the `public_key` field, raw hex).
 4. **Rows.** For each line of `lineage/index.csv`, SHA-256 of line `line` of

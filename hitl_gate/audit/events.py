@@ -78,6 +78,10 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
         "partition_accounted", "partition_accounting", ("domain", "partition_date"),
         ("run_id", "recorded_at"),
     ),
+    EventSource(
+        "retention_applied", "retention_actions", ("domain", "kind", "target"),
+        ("run_id", "applied_at"), append_only=True,
+    ),
 )  # fmt: skip
 
 
