@@ -54,6 +54,7 @@ def _suite_check(domain: DomainConfig, stage: str, blocking: bool) -> AssetCheck
             project_root=Path(data_docs.gx_root),
             data_docs=data_docs.path,
             warehouse=Path(data_docs.warehouse),
+            lock_wait_s=data_docs.lock_wait_s,
         )
         run = run_suite(
             where, domain.name, stage, suite, partition_days(context), context.run.run_id

@@ -27,6 +27,7 @@ from hitl_gate.expectation_batches import connect_config, database_path, prepare
 from hitl_gate.expectations import TRAILING, Expectation, Outcome, Suite
 
 SITE_NAME = "hitl_data_docs"
+LOCK_FILE = "expectations.lock"  # beside the DuckDB file: one validation at a time
 # GE re-reads every stored validation result to build the Data Docs index, so without a bound
 # each check would get slower as runs accumulate; older pages stay on disk, unlisted.
 INDEX_LIMIT = 300
@@ -40,6 +41,7 @@ class GxLocations:
     project_root: Path  # GE writes its project into `<project_root>/gx/`
     data_docs: Path
     warehouse: Path
+    lock_wait_s: float = 600.0  # how long a validation waits for another process's turn
 
 
 @dataclass(frozen=True)
@@ -226,7 +228,37 @@ def run_suite(
     days: Sequence[date],
     run_name: str,
 ) -> SuiteRun:
-    """Validate the stage's rows on `days` with GE on DuckDB; build their Data Docs pages."""
+    """Validate the stage's rows on `days` with GE on DuckDB; build their Data Docs pages.
+
+    One validation at a time per warehouse, across processes: the DuckDB file takes one
+    writer, its `checked_days` table says which days the views show, and GE's project files
+    and Data Docs index are rewritten by every validation. Runs of different days at once (a
+    backfill with a run per partition) therefore take turns on a lock file beside the DuckDB
+    file, for the second or so a validation takes; past `lock_wait_s` the check fails naming
+    the lock file.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(where.warehouse / LOCK_FILE))
+    try:
+        with lock.acquire(timeout=where.lock_wait_s):
+            return _run_suite_alone(where, domain, stage, suite, days, run_name)
+    except Timeout as exc:
+        raise TimeoutError(
+            f"waited {where.lock_wait_s:.0f} s for {lock.lock_file}: another run kept "
+            "validating expectations in this warehouse"
+        ) from exc
+
+
+def _run_suite_alone(
+    where: GxLocations,
+    domain: str,
+    stage: str,
+    suite: Suite,
+    days: Sequence[date],
+    run_name: str,
+) -> SuiteRun:
+    """`run_suite` once its turn has come."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     from hitl_gate.gx_dialect import register

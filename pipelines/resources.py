@@ -94,12 +94,14 @@ class DataDocs(ConfigurableResource):
     """Where expectation suites write their HTML result pages for data teams (Data Docs).
 
     `gx_root` holds the Great Expectations project (`gx/`); `warehouse` is the Parquet store
-    the suites validate in place (the IO manager's folder).
+    the suites validate in place (the IO manager's folder). Runs of several days at once take
+    turns on the shared GE project and its DuckDB file, waiting up to `lock_wait_s`.
     """
 
     root: str
     gx_root: str = ""
     warehouse: str = ""
+    lock_wait_s: float = 600.0
 
     @property
     def path(self) -> Path:

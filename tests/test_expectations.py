@@ -121,6 +121,40 @@ def test_an_unknown_column_fails_the_expectation_with_the_reason(tmp_path: Path)
     assert "GE could not evaluate it" in outcome.observed
 
 
+def _row_count_seen(where: GxLocations, day: date) -> str:
+    """Child process: validate one day; what GE observed for the table's row count."""
+    suite = Suite(expectations=[Expectation.model_validate(SPECS[6])])
+    (outcome,) = run_suite(where, "d", "validated_cases", suite, [day], f"run-{day}").outcomes
+    return outcome.observed
+
+
+def test_runs_of_different_days_validate_at_the_same_time(tmp_path: Path) -> None:
+    """A backfill with a run per day validates days in parallel processes: each waits its
+    turn (one DuckDB writer, one `checked_days` table, one GE project) and sees its own day."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    where = GxLocations(tmp_path, tmp_path / "docs", tmp_path / "warehouse")
+    days = {DAY + timedelta(days=i): rows for i, rows in enumerate((3, 4, 5, 6))}
+    for day, rows in days.items():
+        _store(where.warehouse, day, rows)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        seen = list(pool.map(_row_count_seen, [where] * len(days), list(days)))
+    assert seen == [f"{rows} rows" for rows in days.values()]
+
+
+def test_a_validation_waits_for_its_turn_then_fails_naming_the_lock(tmp_path: Path) -> None:
+    from filelock import FileLock
+
+    from hitl_gate.gx_suites import LOCK_FILE
+
+    where = GxLocations(tmp_path, tmp_path / "docs", tmp_path / "warehouse", lock_wait_s=0.2)
+    _store(where.warehouse, DAY, 3)
+    with FileLock(str(where.warehouse / LOCK_FILE)), pytest.raises(TimeoutError, match=LOCK_FILE):
+        _row_count_seen(where, DAY)
+
+
 def test_the_shipped_suites_load() -> None:
     domain = load_domain("consumer_credit")
     assert domain.expectations is not None
