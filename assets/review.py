@@ -67,7 +67,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     )
     def review_batches(
         context: AssetExecutionContext,
-        routed_decisions: pl.DataFrame,
+        routed_decisions: pl.LazyFrame,
         review: ReviewWorkspace,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
@@ -84,12 +84,17 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             )["case_id"]
         # Cases beyond a queue's daily capacity wait (deferred): never auto-approved, not sent.
         deferred = (
-            pl.col("review_deferred") if "review_deferred" in routed_decisions.columns else False
+            pl.col("review_deferred")
+            if "review_deferred" in routed_decisions.collect_schema().names()
+            else False
         )
         # Executed automatically before a day was re-routed to review: final, not sent
         # (docs/policies.md). Reviewed cases are re-exported as before, so re-runs match.
         done = pl.col(domain.case_id).cast(pl.String).is_in(executed)
-        to_review = routed_decisions.filter((pl.col("route") == "human_review") & ~deferred & ~done)
+        # Only the rows sent for review are read (about a tenth of the day at 1M cases).
+        to_review = routed_decisions.filter(
+            (pl.col("route") == "human_review") & ~deferred & ~done
+        ).collect()
         key = review.signing_key()
         now = datetime.now(UTC)
         batches, links = [], []
