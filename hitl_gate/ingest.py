@@ -385,7 +385,9 @@ def ingest_files(files: list[LandingFile], contract: ContractConfig, case_id: st
         frame = frame.with_columns(_file=pl.lit(i, pl.Int64), _case_id=pl.col(case_id))
         valid, failures = _validate_file(frame, contract, case_id, earlier)
         del frame
-        valids.append(valid)
+        # One chunk per column per file: the reader's ~100 chunks per column beside the
+        # one-chunk `_file` made every later whole-frame operation re-align (copy) the batch.
+        valids.append(valid.rechunk())
         failure_parts.append(failures)
     if not valids:
         valid, failures = _validate_file(_empty_batch(contract), contract, case_id, earlier)
