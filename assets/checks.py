@@ -9,7 +9,7 @@ from dagster import (
     asset_check,
 )
 
-from assets.common import stage_key
+from assets.common import collect_columns, stage_key
 from assets.partitions import partition_days
 from hitl_gate.audit.store import query_frame
 from hitl_gate.domain import DomainConfig
@@ -71,11 +71,13 @@ def build_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
         blocking=True,
         description="Every case has exactly one route from the allowed set and a policy version.",
     )
-    def one_route_per_case(routed_decisions: pl.DataFrame) -> AssetCheckResult:
-        from policies.capacity import own_rows
+    def one_route_per_case(routed_decisions: pl.LazyFrame) -> AssetCheckResult:
+        from policies.capacity import CARRIED_FROM, own_rows
 
         # Carried copies (a deferred case in a later day's review pool) are not new routes.
-        routed_decisions = own_rows(routed_decisions)
+        routed_decisions = own_rows(
+            collect_columns(routed_decisions, [domain.case_id, "route", CARRIED_FROM])
+        )
         allowed = ["auto_approve", "auto_decline", "human_review"]
         bad_route = routed_decisions.filter(~pl.col("route").is_in(allowed)).height
         duplicated = routed_decisions.height - routed_decisions[domain.case_id].n_unique()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import polars as pl
 from dagster import AssetIn, AssetKey
 
@@ -16,6 +18,17 @@ def stage_key(domain: DomainConfig, name: str) -> AssetKey:
 def upstream(domain: DomainConfig, name: str) -> AssetIn:
     """An input wired to stage `name` of the same domain."""
     return AssetIn(key=stage_key(domain, name))
+
+
+def collect_columns(frame: pl.LazyFrame, names: Iterable[str]) -> pl.DataFrame:
+    """Read only the columns `names` of a stored stage (a scan), those it has, in that order.
+
+    Steps that need a few columns of a wide stage (87 at routing) read just those: at a
+    million cases that is the difference between about 1 GB and a few tens of MB. Columns a
+    partition stored before they existed are left out, as reading the whole frame would.
+    """
+    present = set(frame.collect_schema().names())
+    return frame.select([n for n in dict.fromkeys(names) if n in present]).collect()
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:

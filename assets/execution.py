@@ -12,7 +12,7 @@ from dagster import (
     Output,
 )
 
-from assets.common import markdown_table, stage_key, upstream
+from assets.common import collect_columns, markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.adverse_action import adverse_actions
 from hitl_gate.audit.outcomes import ingest_outcomes
@@ -136,7 +136,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     )
     def final_decisions(
         context: AssetExecutionContext,
-        routed_decisions: pl.DataFrame,
+        routed_decisions: pl.LazyFrame,
         reviewer_verdicts: pl.DataFrame,
         audit_db: AuditDatabase,
         outbox: ExecutionOutbox,
@@ -155,9 +155,9 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             )
         # A deferred case carried into a later day's review pool is executed and accounted
         # for in its own day (its batch names that day), never in the day it was carried to.
-        routed_decisions = own_rows(routed_decisions)
+        routed = own_rows(collect_columns(routed_decisions, _routed_columns_read(domain.case_id)))
         actions = keep_executed(
-            final_actions(routed_decisions, reviewer_verdicts, domain.case_id, halted=halted),
+            final_actions(routed, reviewer_verdicts, domain.case_id, halted=halted),
             earlier,
         )
         now = datetime.now(UTC)
@@ -192,7 +192,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             # From the table, not from this run: a run killed after the insert still gets them.
             notices = adverse_actions(
                 executed.join(
-                    _reason_columns(routed_decisions, reviewer_verdicts, domain.case_id),
+                    _reason_columns(routed, reviewer_verdicts, domain.case_id),
                     on="case_id",
                     how="left",
                 ),
@@ -316,6 +316,14 @@ def _write_parquet(frame: pl.DataFrame, target: Path) -> None:
     tmp = target.with_suffix(".parquet.tmp")
     frame.write_parquet(tmp)
     os.replace(tmp, target)
+
+
+def _routed_columns_read(case_id: str) -> list[str]:
+    """The routed columns `final_actions`, `_reason_columns` and `own_rows` read (of 87)."""
+    from policies.capacity import CARRIED_FROM
+
+    return [case_id, "partition_date", "route", "policy_version", "model_version",
+            "reason_codes", "route_reason_code", CARRIED_FROM]  # fmt: skip
 
 
 def _optional(frame: pl.DataFrame, *names: str) -> list[str]:

@@ -4,11 +4,22 @@ point-in-time through the domain's feature service, exactly as training reads th
 import polars as pl
 from dagster import AssetExecutionContext, AssetsDefinition, Output
 
-from assets.common import markdown_table, stage_key, upstream
+from assets.common import collect_columns, markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.digests import row_digests
 from hitl_gate.domain import DomainConfig
 from pipelines.resources import FeatureStoreResource, ModelRegistryResource
+
+
+def feature_inputs(domain: DomainConfig) -> list[str]:
+    """The validated columns this stage reads: ids, times, passthrough, derived and history."""
+    names = [domain.case_id, "partition_date", domain.event_time, *domain.features.passthrough]
+    for sql in domain.features.derived.values():
+        names += pl.sql_expr(sql).meta.root_names()
+    history = domain.features.applicant_history
+    if history is not None:
+        names += [history.key, history.amount]
+    return names
 
 
 def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
@@ -27,7 +38,7 @@ def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     )
     def case_features(
         context: AssetExecutionContext,
-        validated_cases: pl.DataFrame,
+        validated_cases: pl.LazyFrame,
         feature_store: FeatureStoreResource,
         model_registry: ModelRegistryResource,
     ) -> Output[pl.DataFrame]:
@@ -36,6 +47,8 @@ def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         from features.store import historical_features, write_feature_partition
         from models.registry import alias_ref
 
+        # The columns features are computed from, not the whole validated day (54 columns).
+        validated_cases = collect_columns(validated_cases, feature_inputs(domain))
         computed = compute_features(validated_cases, domain)
         for day in partition_days(context):
             todays = validated_cases[domain.case_id].filter(

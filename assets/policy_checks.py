@@ -18,8 +18,12 @@ def build_policy_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
             "a full day of that queue's capacity."
         ),
     )
-    def review_capacity_within_limits(routed_decisions: pl.DataFrame) -> AssetCheckResult:
-        reviews = routed_decisions.filter(pl.col("route") == "human_review")
+    def review_capacity_within_limits(routed_decisions: pl.LazyFrame) -> AssetCheckResult:
+        reviews = (
+            routed_decisions.filter(pl.col("route") == "human_review")
+            .select("partition_date", "review_queue", "review_deferred")
+            .collect()
+        )
         per_day = reviews.group_by("partition_date", "review_queue").agg(
             pl.len().alias("routed"), pl.col("review_deferred").sum().alias("deferred")
         )
@@ -54,8 +58,9 @@ def build_policy_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
         asset=stage_key(domain, "routed_decisions"),
         description="Automation is running (WARN while the kill switch holds every case).",
     )
-    def automation_not_halted(routed_decisions: pl.DataFrame) -> AssetCheckResult:
-        halted = int((routed_decisions["route_override"] == "halt").sum())
+    def automation_not_halted(routed_decisions: pl.LazyFrame) -> AssetCheckResult:
+        halts = routed_decisions.select((pl.col("route_override") == "halt").sum()).collect()
+        halted = int(halts.item() or 0)
         return AssetCheckResult(
             passed=halted == 0,
             severity=AssetCheckSeverity.WARN,

@@ -33,24 +33,29 @@ DECISION_COLUMNS = [
 
 def assemble_cases(
     domain: DomainConfig,
-    validated_cases: pl.DataFrame,
-    case_features: pl.DataFrame,
-    risk_scores: pl.DataFrame,
+    validated_cases: pl.DataFrame | pl.LazyFrame,
+    case_features: pl.DataFrame | pl.LazyFrame,
+    risk_scores: pl.DataFrame | pl.LazyFrame,
 ) -> pl.DataFrame:
     """One row per case with inputs, features and scores: what policy conditions can refer to.
 
     Feature values come from Feast (what the model saw); contract columns that are not
-    features come from the validated input.
+    features come from the validated input. The inputs may be scans of the stored stages:
+    then only the joined frame is ever held, not the three inputs beside it.
     """
-    feature_cols = [c for c in case_features.columns if c != "partition_date"]
+    validated, features, scores = (f.lazy() for f in (validated_cases, case_features, risk_scores))
+    feature_cols = [c for c in features.collect_schema().names() if c != "partition_date"]
     input_cols = [
-        c for c in validated_cases.columns if c not in feature_cols or c == domain.case_id
+        c
+        for c in validated.collect_schema().names()
+        if c not in feature_cols or c == domain.case_id
     ]
-    score_cols = [c for c in risk_scores.columns if c != "partition_date"]
+    score_cols = [c for c in scores.collect_schema().names() if c != "partition_date"]
     return (
-        validated_cases.select(input_cols)
-        .join(case_features.select(feature_cols), on=domain.case_id, how="inner")
-        .join(risk_scores.select(score_cols), on=domain.case_id, how="inner")
+        validated.select(input_cols)
+        .join(features.select(feature_cols), on=domain.case_id, how="inner", maintain_order="left")
+        .join(scores.select(score_cols), on=domain.case_id, how="inner", maintain_order="left")
+        .collect()
     )
 
 
@@ -168,9 +173,9 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     )
     def routed_decisions(
         context: AssetExecutionContext,
-        validated_cases: pl.DataFrame,
-        case_features: pl.DataFrame,
-        risk_scores: pl.DataFrame,
+        validated_cases: pl.LazyFrame,
+        case_features: pl.LazyFrame,
+        risk_scores: pl.LazyFrame,
         audit_db: AuditDatabase,
         io_manager: ResourceParam[PolarsParquetIOManager],
     ) -> Output[pl.DataFrame]:
@@ -206,6 +211,7 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         shadow_metadata = run_shadow(
             context, domain, cases, routed, audit_db, halted=halt.halted, now=now
         )
+        del cases  # every column of it is in `routed`: one day-sized frame less from here on
         # Carried copies stay out: a case's decision belongs to its own day, recorded once.
         decisions = own_rows(routed).select(
             pl.lit(domain.name).alias("domain"),

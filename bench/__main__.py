@@ -1,6 +1,6 @@
 """`python -m bench <benchmark> [options]`: every benchmark of hitl-gate by name.
 
-`pipeline`, `generate` and `backfill` take options (`--help`); the others run their fixed
+`pipeline`, `generate`, `backfill` and `memory` take options (`--help`); the others run their fixed
 scenario. Each compares against a baseline measured in the same run and appends its section to
 BENCHMARKS.md.
 """
@@ -15,6 +15,7 @@ BENCHMARKS = {
     "pipeline": "bench.pipeline",
     "generate": "bench.generate",
     "backfill": "bench.backfill",
+    "memory": "bench.memory",
     "validation": "bench.validation",
     "features_models": "bench.features_models",
     "policy": "bench.policy",

@@ -257,14 +257,26 @@ def _type_failures(
 
 
 def _duplicate_failures(
-    typed: pl.DataFrame, contract: ContractConfig, case_id: str
+    typed: pl.DataFrame,
+    contract: ContractConfig,
+    case_id: str,
+    earlier: dict[str, pl.Series] | None = None,
 ) -> pl.DataFrame:
-    """Later occurrences of a unique value; the first occurrence in batch order is kept."""
+    """Later occurrences of a unique value; the first occurrence in batch order is kept.
+
+    `earlier` holds the values of earlier frames of the same batch (see `validate_frame`).
+    """
     parts = []
     for name, column in contract.columns.items():
         if not (column.unique or name == case_id):
             continue
         dup = typed[name].is_not_null() & ~typed[name].is_first_distinct()
+        if earlier is not None:
+            seen = earlier.get(name)
+            if seen is not None and seen.len():
+                dup = dup | typed[name].is_in(seen.implode()).fill_null(False)
+            values = typed[name].drop_nulls()
+            earlier[name] = values if seen is None else pl.concat([seen, values], rechunk=True)
         if not dup.any():
             continue
         check = "duplicate_case_id" if name == case_id else "unique"
@@ -374,7 +386,10 @@ def _with_source_values(failures: pl.DataFrame, text: pl.DataFrame) -> pl.DataFr
 
 
 def validate_frame(
-    df: pl.DataFrame, contract: ContractConfig, case_id: str
+    df: pl.DataFrame,
+    contract: ContractConfig,
+    case_id: str,
+    earlier: dict[str, pl.Series] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split `df` into rows that satisfy the contract and one failure record per broken rule.
 
@@ -382,6 +397,11 @@ def validate_frame(
     the contract and other columns untouched. Failures carry `_row_index` (0-based position in
     `df`), `column`, `check`, `value` (the source value as text) and `message`. Duplicate case
     ids keep their first occurrence in frame order, whatever else is wrong with that row.
+
+    A batch can be validated frame by frame (one landing file at a time, so a day of ten
+    million cases is never typed as one frame): pass the same `earlier` dict to each call and
+    values of unique columns (the case id among them) seen in earlier frames count as earlier
+    occurrences; each call adds its frame's values to it.
     """
     missing = [name for name in contract.columns if name not in df.columns]
     if missing:
@@ -403,7 +423,7 @@ def validate_frame(
             type_fail, on=[ROW_INDEX, "column"], how="anti"
         )
         checked = pl.concat([checked, _rule_failures(typed, contract)])
-        dups = _duplicate_failures(typed, contract, case_id)
+        dups = _duplicate_failures(typed, contract, case_id, earlier)
     else:
         checked = dups = _empty_failures()
     failures = pl.concat([type_fail, _with_source_values(pl.concat([checked, dups]), text)])

@@ -4,6 +4,11 @@ One file per asset and daily partition (`<base>/<asset path>/<YYYY-MM-DD>.parque
 over a range of days (single-run backfill) and a run over one day read and write the same
 files. Every partitioned frame carries a `partition_date` column that says which file a row
 belongs to.
+
+An input annotated `pl.LazyFrame` is not read: it is a scan of the stored files, so the step
+reads only the columns and rows it asks for. At a million cases the routed decisions are 87
+columns and about 1 GB in memory, and most readers need a handful of columns or the reviewed
+rows only; reading them whole was most of those steps' memory and time.
 """
 
 from __future__ import annotations
@@ -45,10 +50,18 @@ class PolarsParquetIOManager(ConfigurableIOManager):
         for key, part in split_by_day(obj, context.asset_partition_keys):
             _atomic_write(part, folder / f"{key}.parquet", self.compression)
 
-    def load_input(self, context: InputContext) -> pl.DataFrame:
+    def load_input(self, context: InputContext) -> pl.DataFrame | pl.LazyFrame:
+        paths = self._stored_paths(context)
+        if wants_lazy(context):
+            scans = [pl.scan_parquet(p) for p in paths]
+            return scans[0] if len(scans) == 1 else pl.concat(scans, how="diagonal_relaxed")
+        frames = [pl.read_parquet(p) for p in paths]
+        return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+    def _stored_paths(self, context: InputContext) -> list[Path]:
         folder = self._asset_dir(context)
         if not context.has_asset_partitions:
-            return pl.read_parquet(folder / "all.parquet")
+            return [folder / "all.parquet"]
         paths = [folder / f"{key}.parquet" for key in context.asset_partition_keys]
         present = [p for p in paths if p.exists()]
         if not present:
@@ -57,7 +70,15 @@ class PolarsParquetIOManager(ConfigurableIOManager):
                 f"{context.asset_partition_keys[0]}..{context.asset_partition_keys[-1]}: "
                 "materialise it first"
             )
-        return pl.concat([pl.read_parquet(p) for p in present], how="diagonal_relaxed")
+        return present
+
+
+def wants_lazy(context: InputContext) -> bool:
+    """Whether the step annotated this input as `pl.LazyFrame` (a scan, read on demand)."""
+    try:
+        return context.dagster_type.typing_type is pl.LazyFrame
+    except Exception:  # noqa: BLE001 - no type known (e.g. loaded outside a step): read it
+        return False
 
 
 def split_by_day(frame: pl.DataFrame, keys: list[str]) -> Iterator[tuple[str, pl.DataFrame]]:

@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 from bench.generate import calibration_frame, synthesise, write_day
 from bench.measure import stage_name, step_durations
+from bench.memory import peaks_per_step
 from bench.pipeline import SECTION, append_report
 from hitl_gate.domain import load_domain
 from hitl_gate.ingest import discover_landing_files, ingest_files
@@ -122,3 +123,12 @@ def test_backfill_overlap_counts_runs_in_progress_at_once() -> None:
     parallel = [span(0, 2, 1), span(1, 3, 2), span(2.5, 4, 1)]
     assert max_overlap(serial) == 1  # one ending as the next starts is not overlap
     assert max_overlap(parallel) == 2
+
+
+def test_rss_samples_are_attributed_to_the_step_running_at_the_time() -> None:
+    samples = [(0.0, 100.0), (1.0, 900.0), (2.0, 300.0), (3.0, 500.0), (4.0, 50.0)]
+    windows = {"d__routed_decisions": (2.5, 3.5), "d__validated_cases": (0.5, 2.0)}
+    peaks = peaks_per_step(samples, windows)
+    assert list(peaks) == ["validated_cases", "routed_decisions"]  # in the order they ran
+    assert peaks["validated_cases"] == (1.5, 900.0)
+    assert peaks["routed_decisions"] == (1.0, 500.0)

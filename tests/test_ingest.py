@@ -240,6 +240,26 @@ def test_duplicate_case_ids_keep_the_first_file_and_row(
     assert result.files["rows_accepted"].to_list() == [10, 5]
 
 
+def test_files_validated_one_by_one_still_see_ids_of_earlier_invalid_rows(
+    tmp_path: Path, domain: DomainConfig, sample: pl.DataFrame
+) -> None:
+    # Files are validated one at a time; an id's first occurrence counts even when that row is
+    # itself quarantined, and a later file typed differently (Parquet) is compared by value.
+    first = _csv(tmp_path, "a.csv", _put(sample.head(3), 2, loan_amount="abc"))
+    typed = sample.slice(1, 3).with_columns(pl.col("loan_amount").cast(pl.Float64))
+    second = _landing(tmp_path, "b.parquet", typed.write_parquet)
+    third = _csv(tmp_path, "c.csv", sample.slice(3, 2))  # repeats b's last row, adds one
+    result = _ingest(domain, [first, second, third])
+    entries = result.quarantine.select("file_path", "row_number", "check").rows()
+    assert entries == [
+        (str(first.path), 2, "type"),
+        (str(second.path), 1, "duplicate_case_id"),  # a.csv's invalid row 2
+        (str(second.path), 2, "duplicate_case_id"),  # a.csv's row 3
+        (str(third.path), 1, "duplicate_case_id"),  # b.parquet's row 3
+    ]
+    assert result.files["rows_accepted"].to_list() == [2, 1, 1]
+
+
 def test_application_time_after_arrival_is_quarantined(
     tmp_path: Path, domain: DomainConfig, sample: pl.DataFrame
 ) -> None:
