@@ -234,11 +234,12 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     )
     def audit_lineage(
         context: AssetExecutionContext,
-        final_decisions: pl.DataFrame,
+        final_decisions: pl.LazyFrame,
         audit_db: AuditDatabase,
         landing: LandingZone,
     ) -> Output[pl.DataFrame]:
         days = partition_days(context)
+        statuses = collect_columns(final_decisions, ["partition_date", "status"])
         now = datetime.now(UTC)
         with audit_db.connect() as con:
             accounting = query_frame(
@@ -261,7 +262,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 [days, domain.name, domain.name, domain.name],
             )
             pending = (
-                final_decisions.filter(pl.col("status") != "executed")
+                statuses.filter(pl.col("status") != "executed")
                 .group_by("partition_date")
                 .len("pending_review")
             )

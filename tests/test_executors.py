@@ -1,4 +1,4 @@
-"""The executor is deployment configuration (`HITL_EXECUTOR`), and the multiprocess one runs."""
+"""Executor and backfill runs are deployment configuration; the multiprocess executor runs."""
 
 from __future__ import annotations
 
@@ -67,3 +67,16 @@ def test_a_day_ingests_with_a_process_per_step(
     assert len(processes) >= 2 and os.getpid() not in processes  # a process of its own each
     stored = hitl_paths.home / "warehouse" / domain.name / "validated_cases"
     assert any(p.is_file() for p in stored.rglob("*")), f"nothing stored under {stored}"
+
+
+def test_backfill_runs_are_configuration() -> None:
+    from dagster import BackfillPolicy
+
+    from assets.partitions import backfill_policy_from_environment
+
+    assert backfill_policy_from_environment({}) == BackfillPolicy.single_run()
+    per_day = backfill_policy_from_environment({"HITL_BACKFILL_RUNS": "per_partition"})
+    assert per_day == BackfillPolicy.multi_run(1)
+    assert backfill_policy_from_environment({"HITL_BACKFILL_RUNS": "7"}).max_partitions_per_run == 7
+    with pytest.raises(ValueError, match="HITL_BACKFILL_RUNS"):
+        backfill_policy_from_environment({"HITL_BACKFILL_RUNS": "0"})
