@@ -394,3 +394,37 @@ def test_malformed_stored_hash_is_reported_at_its_entry(sealed, stored) -> None:
     con.execute("UPDATE audit_log SET entry_hash = ? WHERE seq = 9", [stored(value)])
     report = verify_audit(con, checkpoints, public_key, lineage=False)
     assert report.first_broken is not None and report.first_broken.seq == 9, report.summary()
+
+
+def test_a_seal_killed_between_tables_is_signed_by_the_next(tmp_path, monkeypatch) -> None:
+    """Committed per table: a seal that dies after the first table leaves its entries unsigned
+    (`verify` notes them); the next seal's checkpoint starts at them and covers them."""
+    from hitl_gate.audit import seal as seal_module
+
+    key = load_or_create_signing_key(tmp_path / "k")
+    out = tmp_path / "cp"
+    con = duckdb.connect()
+    con.execute(schema_statements())
+    insert_new_rows(con, "executions", _executions(0, 4))
+    seal_run(con, "r1", key, out)
+    insert_new_rows(con, "executions", _executions(4, 3))
+    insert_new_rows(con, "partition_accounting", _accounting(7, "r2"))
+    find_unseen = seal_module.SourceSlices.find_unseen
+
+    def die_at_accounting(self):  # the table after executions: theirs is committed by then
+        if self.source.table == "partition_accounting":
+            raise KeyboardInterrupt("killed")
+        return find_unseen(self)
+
+    monkeypatch.setattr(seal_module.SourceSlices, "find_unseen", die_at_accounting)
+    with pytest.raises(KeyboardInterrupt):
+        seal_run(con, "r2", key, out)
+    report = verify_audit(con, out, public_key_hex(key), lineage=False)
+    assert report.ok and report.entries == 7
+    assert any("entries 5..7 are not covered" in note for note in report.notes), report.notes
+    monkeypatch.setattr(seal_module.SourceSlices, "find_unseen", find_unseen)
+    result = seal_run(con, "r3", key, out)
+    assert result.appended == 1  # the accounting row; the executions were kept
+    assert (result.checkpoint["first_seq"], result.checkpoint["last_seq"]) == (5, 8)
+    report = verify_audit(con, out, public_key_hex(key))
+    assert report.ok and report.entries == 8 and not report.notes, report.summary()

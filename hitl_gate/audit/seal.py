@@ -5,9 +5,10 @@ write lineage outside a run. Everything is swept from the lineage tables, not pu
 stage, so a run killed at any point loses nothing: the next seal picks up whatever the killed
 run committed. The sweep is incremental: a cheap fingerprint per row (`events.source_sql`)
 finds the rows whose content is new since the last seal, and only those are canonicalised and
-chained, in DuckDB and in batches (no Python object per row but the hash loop). Appending
-entries, the index and the checkpoint row is one transaction; the checkpoint file outside the
-database is written after commit and re-written by later seals if a crash came in between.
+chained, in DuckDB and in batches (no Python object per row but the hash loop). Each source
+table's entries and index rows are one transaction, the checkpoint row another (a killed seal's
+unsigned entries are signed by the next one); the checkpoint file outside the database is
+written after commit and re-written by later seals if a crash came in between.
 """
 
 from __future__ import annotations
@@ -107,21 +108,32 @@ def seal_run(
     sources: tuple[EventSource, ...] = EVENT_SOURCES,
     batch_rows: int = BATCH_ROWS,
 ) -> SealResult:
-    """Append every not-yet-logged event, sign a checkpoint, write it beside the database."""
+    """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
+
+    Each source table's events are appended and committed in one transaction of their own (its
+    rowid slices stay valid inside it), so the uncommitted data a seal holds in memory is one
+    table's, not the day's: at a million cases that is about 0.8 GB less at the peak. A seal
+    killed between tables leaves whole tables' entries without a checkpoint (`verify` notes
+    them as not covered); the next seal's checkpoint starts at the first uncovered entry and
+    its Merkle root covers them too, so every entry ends up under exactly one signature.
+    """
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with transaction(con):
         last_seq, head = chain_head(con)
-        chain = _Appender(con, last_seq, head)
-        with sha256_function(con):
-            for source in sources:
+        covered_to = _sealed_to(con)
+        chain = _Appender(con, last_seq, head, _entry_digests_after(con, covered_to))
+    with sha256_function(con):
+        for source in sources:
+            with transaction(con):
                 slices = SourceSlices(con, source, batch_rows)
                 for lo, hi in slices.find_unseen():
                     chain.append(source.event_type, slices.new_events(lo, hi, run_id, now))
                 chain.canonicalised += slices.remember()
+    with transaction(con):
         checkpoint = None
-        if chain.appended:
+        if chain.digests:
             checkpoint = signed_checkpoint(
-                last_seq + 1, chain.head, chain.digests, run_id, now, signing_key
+                covered_to + 1, chain.head, chain.digests, run_id, now, signing_key
             )
             _insert(con, "audit_checkpoints", {k: [v] for k, v in checkpoint.items()})
         con.execute(
@@ -132,21 +144,35 @@ def seal_run(
     return SealResult(chain.appended, checkpoint, chain.canonicalised)
 
 
+def _sealed_to(con: duckdb.DuckDBPyConnection) -> int:
+    """The last sequence number under a signed checkpoint (0 when none is)."""
+    return int(
+        con.execute("SELECT coalesce(max(last_seq), 0) FROM audit_checkpoints").fetchall()[0][0]
+    )
+
+
+def _entry_digests_after(con: duckdb.DuckDBPyConnection, seq: int) -> list[bytes]:
+    """Raw entry hashes after `seq`, in order: what a killed seal appended but never signed."""
+    rows = con.execute(
+        "SELECT entry_hash FROM audit_log WHERE seq > ? ORDER BY seq", [seq]
+    ).fetchall()
+    return [bytes.fromhex(h) for (h,) in rows]
+
+
 class _Appender:
-    """Chains canonicalised batches onto the log inside the seal's transaction.
+    """Chains canonicalised batches onto the log inside the seal's transactions.
 
     Python runs only the sequential hash loop, over each batch's Arrow buffer; DuckDB builds
     and stores the entry texts, the index rows and the fingerprints.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, seq: int, head: str) -> None:
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, seq: int, head: str, unsigned: list[bytes]
+    ) -> None:
         self.con, self.seq, self.head = con, seq, head
-        self.digests: list[bytes] = []  # the Merkle leaves of this seal
+        self.digests = unsigned  # the Merkle leaves: entries left unsigned, then this seal's
+        self.appended = 0  # entries this seal appended
         self.canonicalised = 0
-
-    @property
-    def appended(self) -> int:
-        return len(self.digests)
 
     def append(self, event_type: str, new: pa.Table) -> None:
         """Chain, store and index a batch of events (entity_key, content_digest, body)."""
@@ -179,6 +205,7 @@ class _Appender:
         self.seq += new.num_rows
         self.head = hashes[-1]
         self.digests.extend(raws)
+        self.appended += new.num_rows
 
     def _run(self, sql: str, params: list, table: pa.Table) -> None:
         self.con.register("incoming_events", table)
