@@ -46,14 +46,14 @@ def current_rss_mb() -> float:
     return peak_rss_mb()
 
 
-def step_durations(events: Iterable) -> dict[str, float]:
-    """Seconds from STEP_START to STEP_SUCCESS/FAILURE per step key, from event log entries.
+def step_windows(events: Iterable) -> dict[str, tuple[float, float]]:
+    """Start and end timestamps (STEP_START to STEP_SUCCESS/FAILURE) per step key.
 
     Read from the run's event log (`instance.all_logs`) because those entries carry the
     timestamps Dagster itself records, the same the UI shows per step.
     """
     starts: dict[str, float] = {}
-    durations: dict[str, float] = {}
+    windows: dict[str, tuple[float, float]] = {}
     for entry in events:
         event = entry.dagster_event
         if event is None or event.step_key is None:
@@ -62,8 +62,13 @@ def step_durations(events: Iterable) -> dict[str, float]:
         if kind == "STEP_START":
             starts[event.step_key] = entry.timestamp
         elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
-            durations[event.step_key] = entry.timestamp - starts[event.step_key]
-    return durations
+            windows[event.step_key] = (starts[event.step_key], entry.timestamp)
+    return windows
+
+
+def step_durations(events: Iterable) -> dict[str, float]:
+    """Seconds from STEP_START to STEP_SUCCESS/FAILURE per step key (`step_windows`)."""
+    return {step: end - start for step, (start, end) in step_windows(events).items()}
 
 
 def stage_name(step_key: str) -> str:

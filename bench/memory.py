@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from bench.measure import cpu_seconds, current_rss_mb, peak_rss_mb, stage_name
+from bench.measure import cpu_seconds, current_rss_mb, peak_rss_mb, stage_name, step_windows
 
 SAMPLE_S = 0.1
 
@@ -58,22 +58,6 @@ class RssSampler:
                     self.dump.write_text(json.dumps(self.samples), encoding="utf-8")
                 os.kill(os.getpid(), signal.SIGKILL)
             self._stop.wait(SAMPLE_S)
-
-
-def step_windows(events) -> dict[str, tuple[float, float]]:
-    """Start and end timestamps of each step, from the run's event log entries."""
-    starts: dict[str, float] = {}
-    windows: dict[str, tuple[float, float]] = {}
-    for entry in events:
-        event = entry.dagster_event
-        if event is None or event.step_key is None:
-            continue
-        kind = event.event_type_value
-        if kind == "STEP_START":
-            starts[event.step_key] = entry.timestamp
-        elif kind in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in starts:
-            windows[event.step_key] = (starts[event.step_key], entry.timestamp)
-    return windows
 
 
 def peaks_per_step(
