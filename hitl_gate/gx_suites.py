@@ -17,7 +17,8 @@ that run a suite import it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -220,6 +221,32 @@ def _validate(
     return outcomes, identifier
 
 
+@contextmanager
+def _validation_turn(where: GxLocations) -> Iterator[None]:
+    """Hold the warehouse's validation lock for the block, across processes.
+
+    One validation at a time per warehouse: the DuckDB file takes one writer, its
+    `checked_days` table says which days the views show, and GE's project files and Data Docs
+    index are rewritten by every validation. Runs of different days at once (a backfill with
+    a run per partition) therefore take turns on a lock file beside the DuckDB file, for the
+    second or so a validation takes; past `lock_wait_s` the check fails naming the lock file.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(where.warehouse / LOCK_FILE))
+    try:
+        lock.acquire(timeout=where.lock_wait_s)
+    except Timeout as exc:
+        raise TimeoutError(
+            f"waited {where.lock_wait_s:.0f} s for {lock.lock_file}: another run kept "
+            "validating expectations in this warehouse"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def run_suite(
     where: GxLocations,
     domain: str,
@@ -230,73 +257,49 @@ def run_suite(
 ) -> SuiteRun:
     """Validate the stage's rows on `days` with GE on DuckDB; build their Data Docs pages.
 
-    One validation at a time per warehouse, across processes: the DuckDB file takes one
-    writer, its `checked_days` table says which days the views show, and GE's project files
-    and Data Docs index are rewritten by every validation. Runs of different days at once (a
-    backfill with a run per partition) therefore take turns on a lock file beside the DuckDB
-    file, for the second or so a validation takes; past `lock_wait_s` the check fails naming
-    the lock file.
+    Runs while holding the warehouse's validation turn (`_validation_turn`).
     """
-    from filelock import FileLock, Timeout
-
-    lock = FileLock(str(where.warehouse / LOCK_FILE))
-    try:
-        with lock.acquire(timeout=where.lock_wait_s):
-            return _run_suite_alone(where, domain, stage, suite, days, run_name)
-    except Timeout as exc:
-        raise TimeoutError(
-            f"waited {where.lock_wait_s:.0f} s for {lock.lock_file}: another run kept "
-            "validating expectations in this warehouse"
-        ) from exc
-
-
-def _run_suite_alone(
-    where: GxLocations,
-    domain: str,
-    stage: str,
-    suite: Suite,
-    days: Sequence[date],
-    run_name: str,
-) -> SuiteRun:
-    """`run_suite` once its turn has come."""
     from great_expectations.core.run_identifier import RunIdentifier
 
     from hitl_gate.gx_dialect import register
 
     trailing = [(i, e) for i, e in enumerate(suite.expectations) if e.expectation == TRAILING]
     direct = [(i, e) for i, e in enumerate(suite.expectations) if e.expectation != TRAILING]
-    views = prepare_stage(
-        where.warehouse, domain, stage, days, trailing[0][1].days if trailing else None
-    )
-    context = _context(where)
-    datasource = _datasource(
-        context,
-        f"{domain}_warehouse",
-        f"{register()}:///{database_path(where.warehouse)}",
-        {"connect_args": {"config": connect_config(where.warehouse)}},
-    )
-    run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
-    outcomes, identifiers = [], []
-    try:
-        for table, part in ((views.checked, direct), (views.row_counts, trailing)):
-            if not part:
-                continue
-            name = f"{domain}.{stage}" + ("" if table == views.checked else ".row_counts")
-            got, identifier = _validate(context, datasource, name, table, part, run_id)
-            outcomes += got
-            identifiers.append(identifier)
-    finally:
-        _release(datasource)
-    context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=identifiers)
-    pages = [
-        Path(str(url["site_url"]).removeprefix("file://"))
-        for identifier in identifiers
-        for url in context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE_NAME)
-    ]
-    ordered = [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
-    return SuiteRun(
-        outcomes=ordered,
-        success=all(o.success for o in ordered),
-        pages=pages,
-        index=where.data_docs / "index.html",
-    )
+    with _validation_turn(where):
+        views = prepare_stage(
+            where.warehouse, domain, stage, days, trailing[0][1].days if trailing else None
+        )
+        context = _context(where)
+        datasource = _datasource(
+            context,
+            f"{domain}_warehouse",
+            f"{register()}:///{database_path(where.warehouse)}",
+            {"connect_args": {"config": connect_config(where.warehouse)}},
+        )
+        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+        outcomes, identifiers = [], []
+        try:
+            for table, part in ((views.checked, direct), (views.row_counts, trailing)):
+                if not part:
+                    continue
+                name = f"{domain}.{stage}" + ("" if table == views.checked else ".row_counts")
+                got, identifier = _validate(context, datasource, name, table, part, run_id)
+                outcomes += got
+                identifiers.append(identifier)
+        finally:
+            _release(datasource)
+        context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=identifiers)
+        pages = [
+            Path(str(url["site_url"]).removeprefix("file://"))
+            for identifier in identifiers
+            for url in context.get_docs_sites_urls(
+                resource_identifier=identifier, site_name=SITE_NAME
+            )
+        ]
+        ordered = [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
+        return SuiteRun(
+            outcomes=ordered,
+            success=all(o.success for o in ordered),
+            pages=pages,
+            index=where.data_docs / "index.html",
+        )
