@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from dagster import (
@@ -12,13 +13,16 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     Output,
+    ResourceParam,
     asset,
 )
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
+from assets.slices import output_sink, read_slices, row_count, slice_ranges
 from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
 from hitl_gate.domain import DomainConfig
+from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import (
     AuditDatabase,
     FeatureStoreResource,
@@ -167,17 +171,20 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     )
     def risk_scores(
         context: AssetExecutionContext,
-        case_features: pl.DataFrame,
+        case_features: pl.LazyFrame,
         model_registry: ModelRegistryResource,
         audit_db: AuditDatabase,
-    ) -> Output[pl.DataFrame]:
+        io_manager: ResourceParam[PolarsParquetIOManager],
+    ) -> Output:
         from features.services import foreign_services
         from models.registry import CHALLENGER
         from models.scoring import alias_is_set, load_champion, score_frame
 
         champion = load_champion(model.name, model_registry.path)
         foreign = foreign_services(
-            case_features["feature_service"].unique().to_list(),
+            case_features.select(pl.col("feature_service").unique())
+            .collect()["feature_service"]
+            .to_list(),
             domain,
             champion.name,
             champion.version,
@@ -190,15 +197,36 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     "case_features ran; re-run the partition"
                 )
             )
-        scores = score_frame(champion, case_features, model, domain.case_id).join(
-            case_features.select(domain.case_id, "partition_date"), on=domain.case_id
-        )
+        challenger = None
+        if alias_is_set(model.name, model_registry.path, CHALLENGER):
+            challenger = load_champion(model.name, model_registry.path, alias=CHALLENGER)
+        now = datetime.now(UTC)
+        # Scored in slices of `slice_rows` cases (scoring is per case); see assets.slices.
+        ranges = slice_ranges(row_count(case_features), io_manager.slice_rows)
+        summary = _ScoreSummary()
+        shadows = []
+        with output_sink(io_manager, context, context.asset_key, len(ranges) > 1) as sink:
+            for features in read_slices(
+                case_features, case_features.collect_schema().names(), ranges
+            ):
+                scores = score_frame(champion, features, model, domain.case_id).with_columns(
+                    features["partition_date"]
+                )
+                if challenger is not None:
+                    shadows.append(_shadow_rows(context, challenger, scores, features, now))
+                summary.add(scores)
+                sink.write(scores)
+            output = sink.result()
         shadow_meta: dict[str, object] = {"challenger": "none"}
         shadow = None
-        if alias_is_set(model.name, model_registry.path, CHALLENGER):
-            shadow, shadow_meta = _shadow_scores(
-                context, model_registry.path, scores, case_features
-            )
+        if challenger is not None:
+            from models.scoring import compare_shadow
+
+            shadow = pl.concat(shadows, how="vertical")
+            shadow_meta = {
+                "challenger": f"{challenger.name} v{challenger.version} ({challenger.family})",
+                **{f"shadow_{k}": v for k, v in compare_shadow(shadow).items()},
+            }
         with audit_db.connect() as con:
             if champion.reference_bins:
                 insert_new_rows(
@@ -230,46 +258,63 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     }
                 ),
             )
-        bands = scores.group_by("risk_band").len().sort("risk_band")
         return Output(
-            scores,
+            output,
             metadata={
-                "rows": scores.height,
+                "rows": summary.rows,
+                "slices": len(ranges),
                 "model": f"{champion.name} v{champion.version}",
                 "mlflow_run_id": champion.run_id,
-                "mean_pd": float(scores["pd"].mean() or 0.0),
-                "mean_pd_calibrated": float(scores["pd_calibrated"].mean() or 0.0),
-                "risk_bands": markdown_table(bands),
+                **summary.metadata(),
                 **shadow_meta,
             },
         )
 
-    def _shadow_scores(
+    def _shadow_rows(
         context: AssetExecutionContext,
-        mlflow_dir: Path,
+        challenger: Any,
         scores: pl.DataFrame,
         case_features: pl.DataFrame,
-    ) -> tuple[pl.DataFrame, dict[str, object]]:
-        """Score the challenger in shadow: audit rows and comparison metadata, never routed."""
-        from models.registry import CHALLENGER
-        from models.scoring import compare_shadow, load_champion, shadow_frame
+        scored_at: datetime,
+    ) -> pl.DataFrame:
+        """Score the challenger in shadow: audit rows for the cases of `scores`, never routed."""
+        from models.scoring import shadow_frame
 
-        challenger = load_champion(model.name, mlflow_dir, alias=CHALLENGER)
         shadow = shadow_frame(challenger, scores, case_features, model, domain.case_id)
-        stats = compare_shadow(shadow)
-        rows = shadow.join(
+        return shadow.join(
             scores.select(domain.case_id, "partition_date"), on=domain.case_id
         ).select(
             pl.lit(domain.name).alias("domain"),
             pl.col(domain.case_id).alias("case_id"),
             pl.exclude(domain.case_id),
             pl.lit(context.run_id).alias("run_id"),
-            pl.lit(datetime.now(UTC)).alias("scored_at"),
+            pl.lit(scored_at).alias("scored_at"),
         )
-        meta = {
-            "challenger": f"{challenger.name} v{challenger.version} ({challenger.family})",
-            **{f"shadow_{k}": v for k, v in stats.items()},
-        }
-        return rows, meta
 
     return [trained_model, risk_scores]
+
+
+class _ScoreSummary:
+    """The day's score metadata, added up slice by slice: rows, mean PDs, risk band counts."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.pd_sum = 0.0
+        self.calibrated_sum = 0.0
+        self.bands: list[pl.DataFrame] = []
+
+    def add(self, scores: pl.DataFrame) -> None:
+        self.rows += scores.height
+        self.pd_sum += float(scores["pd"].sum() or 0.0)
+        self.calibrated_sum += float(scores["pd_calibrated"].sum() or 0.0)
+        self.bands.append(scores.group_by("risk_band").len())
+
+    def metadata(self) -> dict[str, object]:
+        bands = (
+            pl.concat(self.bands).group_by("risk_band").agg(pl.col("len").sum()).sort("risk_band")
+        )
+        return {
+            "mean_pd": self.pd_sum / self.rows if self.rows else 0.0,
+            "mean_pd_calibrated": self.calibrated_sum / self.rows if self.rows else 0.0,
+            "risk_bands": markdown_table(bands),
+        }

@@ -25,6 +25,17 @@ def _manifest_context(cases: pl.DataFrame) -> dict[str, str]:
     return {name: first[name] for name in names}
 
 
+def _first_row_of_day(routed: pl.LazyFrame, day: date) -> pl.DataFrame | None:
+    """The first stored routed row of `day` (None if it has none), read by its position.
+
+    `filter(day).head(1)` on the scan decoded every column of the whole file (2.2 GB at 3M
+    cases); finding the position reads one column, and the one-row slice one row group.
+    """
+    position = routed.select((pl.col("partition_date") == day).arg_true().first()).collect()
+    index = position.item()
+    return None if index is None else routed.slice(index, 1).collect()
+
+
 def _rule_texts(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> dict[str, str]:
     from hitl_gate.policy_control import policy_in_force
 
@@ -214,10 +225,10 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             # versions sign the batch), not the whole routed day.
             waiting = pending_escalations(con, domain.name)["case_id"].implode()
             for day in partition_days(context):
-                of_day = routed_decisions.filter(pl.col("partition_date") == day)
-                first = of_day.head(1).collect()
-                if first.height == 0:
+                first = _first_row_of_day(routed_decisions, day)
+                if first is None:
                     continue
+                of_day = routed_decisions.filter(pl.col("partition_date") == day)
                 todays = of_day.filter(
                     pl.col(domain.case_id).cast(pl.String).is_in(waiting)
                 ).collect()

@@ -3,6 +3,7 @@
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 from dagster import (
     AssetExecutionContext,
@@ -15,9 +16,10 @@ from dagster import (
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
+from assets.slices import row_count, slice_ranges
 from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
 from hitl_gate.domain import DomainConfig
-from pipelines.io_managers import PolarsParquetIOManager
+from pipelines.io_managers import PolarsParquetIOManager, StagedPartitions
 from pipelines.resources import AuditDatabase
 from policies.model import Policy
 
@@ -154,6 +156,102 @@ def run_shadow(
     }
 
 
+def decision_rows(
+    domain: DomainConfig, routed: pl.DataFrame, run_id: str, now: datetime
+) -> pl.DataFrame:
+    """The audit `decisions` rows of routed cases (carried copies left out: a case's decision
+    belongs to its own day, recorded once)."""
+    from policies.capacity import own_rows
+
+    return own_rows(routed).select(
+        pl.lit(domain.name).alias("domain"),
+        pl.col(domain.case_id).cast(pl.String).alias("case_id"),
+        "partition_date",
+        pl.col(domain.event_time).alias("event_time"),
+        pl.col("_source_file").alias("source_file"),
+        pl.col("_source_sha256").alias("source_sha256"),
+        pl.col("_source_row").alias("source_row"),
+        pl.col("_contract_version").alias("contract_version"),
+        pl.col("_contract_digest").alias("contract_digest"),
+        "feature_service", "feature_digest", "model_name", "model_version", "model_run_id",
+        "model_artifact_digest", "pd", "score", "risk_band", "reason_codes", "policy_version",
+        "policy_digest", "route", "route_rule_id", "route_reason_code", "rules_fired",
+        "review_queue", "review_priority",
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(now).alias("decided_at"),
+        "proposed_route", "route_override", "qa_sample", "qa_probability", "review_deferred",
+    )  # fmt: skip
+
+
+def raise_for_policy_errors(policy: Policy, cases: pl.DataFrame) -> None:
+    """Stop the step, listing the problems, if the policy does not validate on `cases`."""
+    problems = policy_errors(policy, cases)
+    if problems:
+        raise Failure(
+            description=f"policy {policy.version} is invalid and was not applied",
+            metadata={"problems": MetadataValue.md("\n".join(f"- {p}" for p in problems))},
+        )
+
+
+def record_policy_version(
+    con: duckdb.DuckDBPyConnection, domain: DomainConfig, policy: Policy, now: datetime
+) -> None:
+    """The policy's text and digest in `policy_versions` (once per digest)."""
+    insert_new_rows(
+        con,
+        "policy_versions",
+        pl.DataFrame(
+            {
+                "policy_digest": [policy.digest],
+                "policy_version": [policy.version],
+                "domain": [domain.name],
+                "owner": [policy.owner],
+                "effective_date": [policy.effective_date],
+                "policy_text": [policy.text],
+                "first_used_at": [now],
+            }
+        ),
+    )
+
+
+def _routing_output(
+    output: pl.DataFrame | StagedPartitions,
+    decided: pl.DataFrame,
+    policy: Policy,
+    origin: str,
+    halted: bool,
+    backlog: pl.DataFrame,
+    capacity: pl.DataFrame,
+    extra: dict[str, object],
+) -> Output:
+    """The step's output with its metadata, computed from `decided` (the routed rows, or for a
+    day routed in slices the narrow frame with the route and capacity columns)."""
+    from policies.capacity import own_rows
+
+    own = own_rows(decided)
+    mix = own.group_by("route").len().sort("route")
+    return Output(
+        output,
+        metadata={
+            "rows": own.height,
+            "policy_version": policy.version,
+            "policy_digest": policy.digest,
+            "policy_origin": origin,
+            "automation_halted": halted,
+            "route_mix": markdown_table(mix),
+            **{f"route_{r}": int(n) for r, n in mix.iter_rows()},
+            "qa_sampled": int(decided["qa_sample"].sum()),
+            "review_deferred": int(own["review_deferred"].sum()),
+            "carried_over_in": int(decided["carried_from"].is_not_null().sum()),
+            "backlog_from_earlier_days": backlog.height,
+            "review_backlog_end": _backlog_end(capacity),
+            "expected_backlog_days": float(capacity["backlog_days"].max() or 0),
+            "review_capacity": markdown_table(capacity, max_rows=20),
+            **extra,
+        },
+    )
+
+
 def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `routed_decisions` asset of one domain."""
 
@@ -178,98 +276,56 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         risk_scores: pl.LazyFrame,
         audit_db: AuditDatabase,
         io_manager: ResourceParam[PolarsParquetIOManager],
-    ) -> Output[pl.DataFrame]:
-        from hitl_gate.policy_control import halt_state, policy_in_force
+    ) -> Output:
+        from hitl_gate.policy_control import halt_state, policy_in_force, shadow_policy
         from hitl_gate.review.settings import review_settings
-        from policies.capacity import own_rows
         from policies.decide import capacity_report, decide, with_queue_capacity
 
-        cases = assemble_cases(domain, validated_cases, case_features, risk_scores)
         with audit_db.connect() as con:
             in_force = policy_in_force(con, domain)
             halt = halt_state(con, domain.name)
+            with_shadow = shadow_policy(con, domain.name) is not None
         settings = review_settings(domain)
         policy = with_queue_capacity(
             in_force.policy,
             {q: s.daily_capacity for q, s in settings.queues.items()} if settings else {},
         )
-        problems = policy_errors(policy, cases)
-        if problems:
-            raise Failure(
-                description=f"policy {policy.version} is invalid and was not applied",
-                metadata={"problems": MetadataValue.md("\n".join(f"- {p}" for p in problems))},
-            )
         if halt.halted:
             context.log.warning(
                 f"automation of {domain.name} is HALTED by {halt.actor} ({halt.reason}): "
                 "every automatic route goes to human review"
             )
         backlog = load_backlog(domain, audit_db, io_manager, min(partition_days(context)))
+        ranges = slice_ranges(row_count(validated_cases), io_manager.slice_rows)
+        # A shadow policy compares whole days of cases, so a day with one is routed whole.
+        if len(ranges) > 1 and not with_shadow:
+            from assets.sliced_routing import route_in_slices
+
+            routed = route_in_slices(
+                context, domain, policy, (validated_cases, case_features, risk_scores),
+                audit_db, io_manager, ranges, halted=halt.halted, backlog=backlog,
+            )  # fmt: skip
+            return _routing_output(
+                routed.output, routed.decided, policy, in_force.origin, halt.halted,
+                backlog, capacity_report(policy, routed.decided, backlog), {"slices": len(ranges)},
+            )  # fmt: skip
+        cases = assemble_cases(domain, validated_cases, case_features, risk_scores)
+        raise_for_policy_errors(policy, cases)
         routed = decide(policy, cases, domain.case_id, halted=halt.halted, backlog=backlog)
-        capacity = capacity_report(policy, routed, backlog)
         now = datetime.now(UTC)
         shadow_metadata = run_shadow(
             context, domain, cases, routed, audit_db, halted=halt.halted, now=now
         )
         del cases  # every column of it is in `routed`: one day-sized frame less from here on
-        # Carried copies stay out: a case's decision belongs to its own day, recorded once.
-        decisions = own_rows(routed).select(
-            pl.lit(domain.name).alias("domain"),
-            pl.col(domain.case_id).cast(pl.String).alias("case_id"),
-            "partition_date",
-            pl.col(domain.event_time).alias("event_time"),
-            pl.col("_source_file").alias("source_file"),
-            pl.col("_source_sha256").alias("source_sha256"),
-            pl.col("_source_row").alias("source_row"),
-            pl.col("_contract_version").alias("contract_version"),
-            pl.col("_contract_digest").alias("contract_digest"),
-            "feature_service", "feature_digest", "model_name", "model_version", "model_run_id",
-            "model_artifact_digest", "pd", "score", "risk_band", "reason_codes", "policy_version",
-            "policy_digest", "route", "route_rule_id", "route_reason_code", "rules_fired",
-            "review_queue", "review_priority",
-            pl.lit(context.run.run_id).alias("run_id"),
-            pl.lit(now).alias("decided_at"),
-            "proposed_route", "route_override", "qa_sample", "qa_probability", "review_deferred",
-        )  # fmt: skip
+        decisions = decision_rows(domain, routed, context.run.run_id, now)
         with audit_db.connect() as con:
-            insert_new_rows(
-                con,
-                "policy_versions",
-                pl.DataFrame(
-                    {
-                        "policy_digest": [policy.digest],
-                        "policy_version": [policy.version],
-                        "domain": [domain.name],
-                        "owner": [policy.owner],
-                        "effective_date": [policy.effective_date],
-                        "policy_text": [policy.text],
-                        "first_used_at": [now],
-                    }
-                ),
-            )
+            record_policy_version(con, domain, policy, now)
             replace_partition_slice(
                 con, "decisions", decisions, domain.name, partition_days(context)
             )
-        mix = own_rows(routed).group_by("route").len().sort("route")
-        return Output(
-            routed,
-            metadata={
-                "rows": decisions.height,
-                "policy_version": policy.version,
-                "policy_digest": policy.digest,
-                "policy_origin": in_force.origin,
-                "automation_halted": halt.halted,
-                "route_mix": markdown_table(mix),
-                **{f"route_{r}": int(n) for r, n in mix.iter_rows()},
-                "qa_sampled": int(routed["qa_sample"].sum()),
-                "review_deferred": int(own_rows(routed)["review_deferred"].sum()),
-                "carried_over_in": int(routed["carried_from"].is_not_null().sum()),
-                "backlog_from_earlier_days": backlog.height,
-                "review_backlog_end": _backlog_end(capacity),
-                "expected_backlog_days": float(capacity["backlog_days"].max() or 0),
-                "review_capacity": markdown_table(capacity, max_rows=20),
-                **shadow_metadata,
-            },
-        )
+        return _routing_output(
+            routed, routed, policy, in_force.origin, halt.halted, backlog,
+            capacity_report(policy, routed, backlog), shadow_metadata,
+        )  # fmt: skip
 
     return [routed_decisions]

@@ -118,10 +118,16 @@ class _ViewJoin:
             order, probe = event, request
         keys = [f"{_ident(col)} AS {_ident(f'__k{i}')}" for i, col in enumerate(key_map)]
         picked = [f"{_ident(f)} AS {_ident(o)}" for f, o in zip(features, outputs, strict=True)]
+        # Only feature rows whose keys are requested can match: a semi-join keeps the joined
+        # side as small as the request (a slice of the day), not every stored partition.
+        wanted = " AND ".join(
+            f"{_ident(col)} IN (SELECT {_ident(entity_col)} FROM {_ENTITIES})"
+            for col, entity_col in key_map.items()
+        )
         self.params: list[Any] = [source.path]
         self.clause = (
             f"ASOF LEFT JOIN (SELECT {', '.join(keys)}, {event} AS __event, {order} AS __order"
-            f"{''.join(', ' + p for p in picked)} FROM read_parquet(?)) {alias} ON "
+            f"{''.join(', ' + p for p in picked)} FROM read_parquet(?) WHERE {wanted}) {alias} ON "
             + " AND ".join(
                 f"e.{_ident(entity_col)} = {alias}.{_ident(f'__k{i}')}"
                 for i, entity_col in enumerate(key_map.values())

@@ -63,6 +63,12 @@ def history_frame_schema(domain: DomainConfig) -> dict[str, pl.DataType]:
     }
 
 
+def ledger_inputs(domain: DomainConfig, day_column: str = "partition_date") -> list[str]:
+    """The validated columns `write_history_partitions` reads (a narrow frame of the day)."""
+    history = history_config(domain)
+    return [domain.case_id, history.key, domain.event_time, history.amount, day_column]
+
+
 def ledger(validated: pl.DataFrame, domain: DomainConfig) -> pl.DataFrame:
     """The columns history is computed from: case id, applicant key, decision time, amount."""
     history = history_config(domain)

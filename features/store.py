@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 __all__ = [
+    "FeaturePartitionWriter",
     "feature_source_dir",
     "historical_features",
     "open_feature_store",
@@ -101,6 +102,61 @@ def write_feature_partition(
     return _write_partition(features, feature_frame_schema(domain), target)
 
 
+class FeaturePartitionWriter:
+    """The days' application feature files, written from the slices of a step.
+
+    The Feast source is one file per day (its glob), so a day processed in slices appends
+    each slice's rows to that day's file under a temporary name (`staged`), and `commit`
+    renames it: the file appears whole or not at all. A day read as one slice keeps its rows
+    and writes each day's file at `commit` (`write_feature_partition`), as it always did.
+    """
+
+    def __init__(self, domain: DomainConfig, feast_dir: Path, days: list[date], staged: bool):
+        from hitl_gate.staged_parquet import StagedParquet
+
+        self.domain, self.feast_dir = domain, feast_dir
+        self.schema = feature_frame_schema(domain)
+        self.keys = [day.isoformat() for day in days]
+        self.pending: dict[str, pl.DataFrame] = {}
+        self.staged = {}
+        for key, day in zip(self.keys, days, strict=True) if staged else ():
+            target = partition_path(domain, feast_dir, day)
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            # zstd, as Polars writes a whole-day file.
+            self.staged[key] = StagedParquet(target, tmp, compression="zstd")
+
+    def write(self, features: pl.DataFrame, days: pl.Series) -> None:
+        """Add `features` (rows of `compute_features`), each row to the file of its `days`."""
+        from pipelines.io_managers import PARTITION_COLUMN, split_by_day
+
+        frame = features.with_columns(days.alias(PARTITION_COLUMN))
+        for key, part in split_by_day(frame, self.keys):
+            if not self.staged:
+                self.pending[key] = part
+            elif part.height or not self.staged[key].started:
+                self.staged[key].write(_conform(part, self.schema))
+
+    def commit(self) -> None:
+        for key, part in self.pending.items():
+            write_feature_partition(part, self.domain, self.feast_dir, date.fromisoformat(key))
+        self.pending.clear()
+        for staged in self.staged.values():
+            staged.commit()
+
+    def abort(self) -> None:
+        self.pending.clear()
+        for staged in self.staged.values():
+            staged.abort()
+
+
+def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """`frame`'s columns of `schema`, cast, in its order; an error naming any missing one."""
+    missing = [name for name in schema if name not in frame.columns]
+    if missing:
+        raise ValueError(f"feature frame lacks columns {missing}")
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
+
+
 def write_history_partition(
     rows: pl.DataFrame, domain: DomainConfig, feast_dir: Path, day: date
 ) -> Path:
@@ -118,10 +174,7 @@ def _write_partition(frame: pl.DataFrame, schema: dict[str, pl.DataType], target
     replaces its rows instead of duplicating them. The temporary name does not match the
     source glob, so an interrupted write is never read.
     """
-    missing = [name for name in schema if name not in frame.columns]
-    if missing:
-        raise ValueError(f"feature frame lacks columns {missing}")
-    frame = frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
+    frame = _conform(frame, schema)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:

@@ -9,6 +9,11 @@ An input annotated `pl.LazyFrame` is not read: it is a scan of the stored files,
 reads only the columns and rows it asks for. At a million cases the routed decisions are 87
 columns and about 1 GB in memory, and most readers need a handful of columns or the reviewed
 rows only; reading them whole was most of those steps' memory and time.
+
+A step that processes its day in slices (`slice_rows` cases at a time, see `assets.slices`)
+returns `StagedPartitions` instead of a frame: the day's file written slice by slice under a
+temporary name (`PartitionWriter`), renamed into place here. Readers see the same one file
+per day either way.
 """
 
 from __future__ import annotations
@@ -17,12 +22,89 @@ import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from types import TracebackType
 from typing import Literal
 
 import polars as pl
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
+from hitl_gate.staged_parquet import StagedParquet
+
 PARTITION_COLUMN = "partition_date"
+DEFAULT_SLICE_ROWS = 1_000_000
+SLICE_ROWS_ENV = "HITL_SLICE_ROWS"
+
+
+def slice_rows_from_environment(environ: dict[str, str] | None = None) -> int:
+    """`HITL_SLICE_ROWS` (cases per slice of a sliced step), else `DEFAULT_SLICE_ROWS`.
+
+    Deployment configuration, like the executor: a smaller machine takes smaller slices.
+    """
+    env = os.environ if environ is None else environ
+    value = env.get(SLICE_ROWS_ENV, "").strip()
+    if not value:
+        return DEFAULT_SLICE_ROWS
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{SLICE_ROWS_ENV}={value!r}: expected a number of cases, at least 1")
+    return int(value)
+
+
+class StagedPartitions:
+    """A step's output already written, one temporary file per day: `handle_output` renames."""
+
+    def __init__(self, files: dict[str, StagedParquet]) -> None:
+        self.files = files
+
+    @property
+    def rows(self) -> int:
+        return sum(f.rows for f in self.files.values())
+
+    def commit(self) -> None:
+        for staged in self.files.values():
+            staged.commit()
+
+
+class PartitionWriter:
+    """Writes a step's output slice by slice into one file per partition day.
+
+    Each `write` splits its frame by `partition_date` (no copy for a one-day slice) and
+    appends each part to its day's file; `finish` gives the `StagedPartitions` to return
+    from the step. A day without rows gets an empty file with the output's columns, as a
+    whole-frame write does. Leaving the `with` block on an error deletes every staged file.
+    """
+
+    def __init__(self, folder: Path, keys: list[str], compression: str) -> None:
+        self.keys = keys
+        self.files = {
+            key: StagedParquet(
+                folder / f"{key}.parquet", folder / f"{key}.parquet.tmp", compression
+            )
+            for key in keys
+        }
+
+    def write(self, frame: pl.DataFrame) -> None:
+        for key, part in split_by_day(frame, self.keys):
+            if part.height or not self.files[key].started:
+                self.files[key].write(part)
+
+    def finish(self) -> StagedPartitions:
+        return StagedPartitions(self.files)
+
+    def abort(self) -> None:
+        for staged in self.files.values():
+            staged.abort()
+
+    def __enter__(self) -> PartitionWriter:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            self.abort()
 
 
 class PolarsParquetIOManager(ConfigurableIOManager):
@@ -35,12 +117,25 @@ class PolarsParquetIOManager(ConfigurableIOManager):
 
     base_dir: str
     compression: Literal["lz4", "zstd", "snappy", "uncompressed"] = "lz4"
+    # The most cases a sliced step (features, scores, routing) holds at once: its memory is
+    # bounded by this, not by the day. A day of at most this many cases runs as one frame.
+    slice_rows: int = DEFAULT_SLICE_ROWS
 
     def _asset_dir(self, context: OutputContext | InputContext) -> Path:
         return Path(self.base_dir).joinpath(*context.asset_key.path)
 
-    def handle_output(self, context: OutputContext, obj: pl.DataFrame | None) -> None:
+    def partition_writer(self, asset_path: list[str], keys: list[str]) -> PartitionWriter:
+        """A writer for a sliced step's output: asset `asset_path`, partition keys `keys`."""
+        folder = Path(self.base_dir).joinpath(*asset_path)
+        return PartitionWriter(folder, keys, self.compression)
+
+    def handle_output(
+        self, context: OutputContext, obj: pl.DataFrame | StagedPartitions | None
+    ) -> None:
         if obj is None:
+            return
+        if isinstance(obj, StagedPartitions):
+            obj.commit()
             return
         folder = self._asset_dir(context)
         folder.mkdir(parents=True, exist_ok=True)

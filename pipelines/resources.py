@@ -19,7 +19,7 @@ from dagster import ConfigurableResource
 from hitl_gate.audit.store import audit_connection
 from hitl_gate.domain import DomainConfig
 from hitl_gate.home import HitlPaths
-from pipelines.io_managers import PolarsParquetIOManager
+from pipelines.io_managers import PolarsParquetIOManager, slice_rows_from_environment
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -185,7 +185,9 @@ class ObservabilityOutputs(ConfigurableResource):
 def build_resources(paths: HitlPaths) -> dict[str, object]:
     """Every resource the definitions need, all rooted at `paths`."""
     return {
-        "io_manager": PolarsParquetIOManager(base_dir=str(paths.warehouse)),
+        "io_manager": PolarsParquetIOManager(
+            base_dir=str(paths.warehouse), slice_rows=slice_rows_from_environment()
+        ),
         "landing": LandingZone(root=str(paths.landing)),
         "audit_db": AuditDatabase(
             database=str(paths.audit_db),

@@ -23,7 +23,15 @@ from policies.engine import route_cases
 from policies.model import AUTO_APPROVE, AUTO_DECLINE, HUMAN_REVIEW, Policy
 from policies.qa import apply_qa_sampling
 
-__all__ = ["DECISION_EXTRA_SCHEMA", "apply_capacity", "capacity_report", "decide"]
+__all__ = [
+    "CHANGED_COLUMNS",
+    "DECISION_EXTRA_SCHEMA",
+    "apply_capacity",
+    "capacity_report",
+    "decide",
+    "finish_decisions",
+    "finish_inputs",
+]
 
 HALT_REASON_CODE = "HALT"
 HALT_PRIORITY = 2
@@ -53,6 +61,42 @@ def decide(
     for the run's review capacity; see `policies.capacity` for the carried rows this adds.
     """
     routed = route_cases(policy, cases).with_columns(pl.col("route").alias("proposed_route"))
+    return finish_decisions(policy, routed, case_id, halted=halted, backlog=backlog)
+
+
+# Route columns `finish_decisions` may change (in place); it adds DECISION_EXTRA_SCHEMA's others.
+CHANGED_COLUMNS = ["route", "route_reason_code", "review_queue", "review_priority"]
+
+
+def finish_inputs(policy: Policy, case_id: str) -> list[str]:
+    """Every column `finish_decisions` and `capacity_report` read from routed cases.
+
+    The day-wide part of deciding (QA strata, reviewer capacity ranks) needs only these, so a
+    day routed in slices runs it once on this narrow frame of the whole day.
+    """
+    qa = policy.qa_sampling
+    strata = [qa.strata_column] if qa is not None and qa.strata_column else []
+    return list(
+        dict.fromkeys(
+            [case_id, "partition_date", "proposed_route", *CHANGED_COLUMNS, *strata]
+            + list(policy.capacity_order)
+        )
+    )
+
+
+def finish_decisions(
+    policy: Policy,
+    routed: pl.DataFrame,
+    case_id: str,
+    *,
+    halted: bool = False,
+    backlog: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """QA sampling, the kill switch and reviewer capacity on cases `route_cases` routed.
+
+    Reads only `finish_inputs` columns; changes `CHANGED_COLUMNS` and adds the others of
+    `DECISION_EXTRA_SCHEMA`. Day-wide: QA strata and capacity ranks span every case given.
+    """
     routed = apply_qa_sampling(policy, routed, case_id)
     automatic = pl.col("route").is_in([AUTO_APPROVE, AUTO_DECLINE])
     routed = routed.with_columns((automatic & pl.lit(halted)).alias("__halted"))

@@ -1,0 +1,84 @@
+"""Process a day in slices of cases, so a step's memory is bounded by the slice, not the day.
+
+A slice is a row range of a stored stage's scan; Polars reads only the Parquet row groups
+that overlap it. A day of at most `slice_rows` cases is one slice read whole, and its output
+stays one in-memory frame, exactly the path (and speed) of a whole-frame step. Above that,
+each slice's output is appended to the day's file as it is made (`OutputSink`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetKey
+
+from pipelines.io_managers import PartitionWriter, PolarsParquetIOManager, StagedPartitions
+
+
+def row_count(scan: pl.LazyFrame) -> int:
+    """Rows of a stored stage, from the Parquet metadata (no column is read)."""
+    return int(scan.select(pl.len()).collect().item())
+
+
+def slice_ranges(total: int, size: int) -> list[tuple[int, int]]:
+    """(offset, length) of each slice of `size` rows covering `total` rows; one if empty."""
+    if size < 1:
+        raise ValueError(f"slice size must be at least 1 row, got {size}")
+    return [(start, min(size, total - start)) for start in range(0, total, size)] or [(0, 0)]
+
+
+def read_slices(
+    scan: pl.LazyFrame, columns: Iterable[str], ranges: list[tuple[int, int]]
+) -> Iterator[pl.DataFrame]:
+    """The `columns` a stage has (in that order) of each row range of `scan`."""
+    present = set(scan.collect_schema().names())
+    chosen = scan.select([n for n in dict.fromkeys(columns) if n in present])
+    if len(ranges) == 1:
+        yield chosen.collect()
+        return
+    for offset, length in ranges:
+        yield chosen.slice(offset, length).collect()
+
+
+class OutputSink:
+    """Where a sliced step puts its output: one frame in memory, or the day's staged files."""
+
+    def __init__(self, writer: PartitionWriter | None) -> None:
+        self._writer = writer
+        self._frames: list[pl.DataFrame] = []
+        self.rows = 0
+
+    def write(self, frame: pl.DataFrame) -> None:
+        self.rows += frame.height
+        if self._writer is None:
+            self._frames.append(frame)
+        else:
+            self._writer.write(frame)
+
+    def result(self) -> pl.DataFrame | StagedPartitions:
+        """What the step returns: the frame, or the staged files the IO manager renames."""
+        if self._writer is not None:
+            return self._writer.finish()
+        if len(self._frames) == 1:
+            return self._frames[0]
+        return pl.concat(self._frames, how="vertical", rechunk=False)
+
+
+@contextmanager
+def output_sink(
+    io_manager: PolarsParquetIOManager,
+    context: AssetExecutionContext,
+    key: AssetKey,
+    sliced: bool,
+) -> Iterator[OutputSink]:
+    """An in-memory sink for a one-slice day, else a writer of the run's partition files.
+
+    Leaving the block on an error removes what was staged; the stored files stay as they were.
+    """
+    if not sliced:
+        yield OutputSink(None)
+        return
+    with io_manager.partition_writer(list(key.path), list(context.partition_keys)) as writer:
+        yield OutputSink(writer)
