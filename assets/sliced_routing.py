@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 from dagster import AssetExecutionContext
 
@@ -147,11 +148,12 @@ def route_in_slices(
                 sink.write(routed)
             if carried.height:
                 sink.write(_carried_rows(carried, stored, keyed_backlog, columns, added))
+            decisions.commit()
+            # Inside the sink's block: if the audit write fails, the staged day files go too.
+            with audit_db.connect() as con, transaction(con):
+                record_policy_version(con, domain, policy, now)
+                _replace_decisions(con, domain, partition_days(context), decisions.target)
             output = sink.result()
-        decisions.commit()
-        with audit_db.connect() as con, transaction(con):
-            record_policy_version(con, domain, policy, now)
-            _replace_decisions(con, domain, partition_days(context), decisions.target)
         return SlicedRouting(output=output, decided=decided.drop(_CASE_ROW, _BACKLOG_ROW))
     finally:
         for staged in (spill, decisions):
@@ -159,7 +161,9 @@ def route_in_slices(
             staged.target.unlink(missing_ok=True)
 
 
-def _replace_decisions(con, domain: DomainConfig, days: list, stored: Path) -> None:
+def _replace_decisions(
+    con: duckdb.DuckDBPyConnection, domain: DomainConfig, days: list[date], stored: Path
+) -> None:
     """Replace the days' `decisions` rows by those stored in `stored`, in the caller's transaction.
 
     One `INSERT ... SELECT` from the Parquet file: DuckDB streams it into the table, so the
