@@ -185,8 +185,13 @@ def _new_slices(
             slices = SourceSlices(reader, source, batch_rows)
             try:
                 for number in slices.find_unseen():
-                    events = slices.new_events(number, run_id, recorded_at)
-                    yield source, events, slices.fingerprints()
+                    # One read transaction per slice: the rowids `new_events` keeps in
+                    # `audit_slice` stay valid until its fingerprints are read, whatever the
+                    # sealing connection commits (and checkpoints) meanwhile.
+                    with transaction(reader):
+                        events = slices.new_events(number, run_id, recorded_at)
+                        fingerprints = slices.fingerprints()
+                    yield source, events, fingerprints
             finally:
                 slices.close()
 
