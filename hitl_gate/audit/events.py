@@ -181,76 +181,103 @@ ROW_ID = '"__audit_rowid"'
 
 
 class SourceSlices:
-    """One source table's unseen rows, read in slices of its storage order, for a seal.
+    """One source table's unseen rows, in slices that a seal commits one at a time.
 
-    `find_unseen` scans the table once: the rows whose fingerprint is not in
-    `audit_seen_rows` go to the temporary table `audit_unseen` (rowid, fingerprint), one hash
-    join for the whole table however large the cache. Slices are `rowid` ranges holding
-    unseen rows (rowids are stable inside a transaction, and the seal runs in one); only
-    those rows are canonicalised (entity key, digest, JSON payload, all rendered by DuckDB).
-    `new_events` returns a slice's rows whose (event, entity, digest) is not logged yet; the
-    caller appends and indexes them before reading the next slice, so identical rows in
-    different slices are caught by the index. `remember` then records the fingerprints.
-    Needs `chain.sha256_function`.
+    `find_unseen` scans the table once: the fingerprints not in `audit_seen_rows` go to the
+    temporary table `audit_unseen` with their row counts, one hash join for the whole table
+    however large the cache. The unseen rows are then cut into slices of about `rows` rows by
+    a hash of the table's key columns, so a slice is defined by the rows' content, not by
+    rowids (which a checkpoint may renumber once a slice has committed), and every row of one
+    entity is in one slice. `new_events` renders one slice's rows (entity key, digest,
+    envelope, all by DuckDB) and keeps those whose (event, entity, digest) is not logged yet,
+    once each; `fingerprints` hands the slice's fingerprints to `remember`, which records them
+    on the sealing connection in the same transaction as the slice's entries (this connection
+    may be a second one that reads ahead). A seal killed between slices keeps the committed
+    ones, and the next seal's `find_unseen` no longer sees their rows. Needs
+    `chain.sha256_function`.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: EventSource, rows: int) -> None:
         self.con, self.source, self.rows = con, source, rows
         self.sql = source_sql(con, source)
+        self.count = 1
 
-    def find_unseen(self) -> list[tuple[int, int]]:
-        """Collect the unseen rows; return the [first, last) rowid ranges that hold some."""
+    def find_unseen(self) -> list[int]:
+        """Collect the unseen fingerprints; return the numbers of the slices to seal."""
         if self.sql is None:
             return []
         self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE audit_unseen AS SELECT rid, fingerprint FROM "
-            f"(SELECT rowid AS rid, {self.sql.fingerprint} AS fingerprint FROM {self.sql.table}) "
+            "CREATE OR REPLACE TEMP TABLE audit_unseen AS SELECT fingerprint, count(*) AS n "
+            f"FROM (SELECT {self.sql.fingerprint} AS fingerprint FROM {self.sql.table}) "
             "WHERE fingerprint NOT IN "
-            "(SELECT fingerprint FROM audit_seen_rows WHERE event_type = ?)",
+            "(SELECT fingerprint FROM audit_seen_rows WHERE event_type = ?) GROUP BY ALL",
             [self.source.event_type],
         )
-        slices = self.con.execute(
-            "SELECT DISTINCT rid // ? AS k FROM audit_unseen ORDER BY k", [self.rows]
-        ).fetchall()
-        return [(k * self.rows, (k + 1) * self.rows) for (k,) in slices]
+        (unseen,) = self.con.execute("SELECT coalesce(sum(n), 0) FROM audit_unseen").fetchall()[0]
+        self.count = max(1, -(-int(unseen) // self.rows))
+        return list(range(self.count)) if unseen else []
 
-    def new_events(self, lo: int, hi: int, run_id: str, recorded_at: str) -> pa.Table:
-        """The slice's events to append, in storage order: entity_key, content_digest, body.
+    def _slice_filter(self) -> str:
+        """SQL condition: the row is in slice `$slice` of `$slices` (always true for one)."""
+        if self.count == 1:
+            return "$slice = 0"
+        keys = ", ".join(_quote(k) for k in self.source.key)
+        return f"hash({keys}) % $slices = $slice"
 
-        `body` is the envelope text; identical rows within the slice give one event.
+    def new_events(self, number: int, run_id: str, recorded_at: str) -> pa.Table:
+        """Slice `number`'s events to append, in storage order: entity_key, content_digest, body.
+
+        `body` is the envelope text; identical rows within the slice give one event. Leaves
+        the slice's rows in the temporary table `audit_slice` for `fingerprints`.
         """
         sql = self.sql
         assert sql is not None
+        where = {"slice": number, **({"slices": self.count} if self.count > 1 else {})}
+        self.con.execute(
+            "CREATE OR REPLACE TEMP TABLE audit_slice AS SELECT rid, fingerprint FROM "
+            f"(SELECT rowid AS rid, {sql.fingerprint} AS fingerprint FROM {sql.table} "
+            f"WHERE {self._slice_filter()}) "
+            "WHERE fingerprint IN (SELECT fingerprint FROM audit_unseen)",
+            where,
+        )
         envelope = envelope_sql("$at", "content_digest", "entity_key", "$run_id", "$event_type")
         query = f"""
             SELECT entity_key, content_digest, {envelope} AS body
             FROM (
                 SELECT rowid AS {ROW_ID}, {sql.entity_key} AS entity_key,
                        {sql.content_digest} AS content_digest
-                FROM {sql.table} WHERE rowid >= $lo AND rowid < $hi AND rowid IN
-                    (SELECT rid FROM audit_unseen WHERE rid >= $lo AND rid < $hi)
+                FROM {sql.table} WHERE rowid IN (SELECT rid FROM audit_slice)
             ) c ANTI JOIN audit_log_index i ON i.event_type = $event_type
                 AND i.entity_key = c.entity_key AND i.content_digest = c.content_digest
             QUALIFY row_number() OVER (
                 PARTITION BY entity_key, content_digest ORDER BY {ROW_ID}) = 1
             ORDER BY {ROW_ID}
         """
-        params = {
-            "event_type": self.source.event_type, "at": recorded_at, "run_id": run_id,
-            "lo": lo, "hi": hi,
-        }  # fmt: skip
+        params = {"event_type": self.source.event_type, "at": recorded_at, "run_id": run_id}
         return self.con.sql(query, params=params).to_arrow_table()
 
-    def remember(self) -> int:
-        """Record the unseen fingerprints as seen; return how many distinct contents."""
-        if self.sql is None:
-            return 0
-        inserted = self.con.execute(
-            "INSERT INTO audit_seen_rows SELECT DISTINCT ?, fingerprint FROM audit_unseen",
-            [self.source.event_type],
-        ).fetchall()
-        self.con.execute("DROP TABLE audit_unseen")
-        return int(inserted[0][0]) if inserted else 0
+    def fingerprints(self) -> pa.Table:
+        """The slice's distinct fingerprints (column `fingerprint`), for `remember`."""
+        seen = self.con.sql("SELECT DISTINCT fingerprint FROM audit_slice").to_arrow_table()
+        self.con.execute("DROP TABLE audit_slice")
+        return seen
+
+    def close(self) -> None:
+        """Drop the table's unseen fingerprints (a no-op when `find_unseen` found none)."""
+        self.con.execute("DROP TABLE IF EXISTS audit_unseen")
+
+
+def remember(con: duckdb.DuckDBPyConnection, event_type: str, fingerprints: pa.Table) -> int:
+    """Record a slice's fingerprints as seen, in its entries' transaction; return how many."""
+    con.register("incoming_fingerprints", fingerprints)
+    try:
+        con.execute(
+            "INSERT INTO audit_seen_rows SELECT ?, fingerprint FROM incoming_fingerprints",
+            [event_type],
+        )
+    finally:
+        con.unregister("incoming_fingerprints")
+    return fingerprints.num_rows
 
 
 def unlogged_rows(

@@ -5,41 +5,50 @@ write lineage outside a run. Everything is swept from the lineage tables, not pu
 stage, so a run killed at any point loses nothing: the next seal picks up whatever the killed
 run committed. The sweep is incremental: a cheap fingerprint per row (`events.source_sql`)
 finds the rows whose content is new since the last seal, and only those are canonicalised and
-chained, in DuckDB and in batches (no Python object per row but the hash loop). Each source
-table's entries and index rows are one transaction, the checkpoint row another (a killed seal's
-unsigned entries are signed by the next one); the checkpoint file outside the database is
-written after commit and re-written by later seals if a crash came in between.
+chained, in DuckDB and in slices of about a million rows cut by key (`events.SourceSlices`; no
+Python object per row but the hash loop). Each slice's entries, index rows and fingerprints
+are one transaction, the checkpoint row another (a killed seal's unsigned entries are signed
+by the next one); the checkpoint file outside the database is written after commit and
+re-written by later seals if a crash came in between.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from hitl_gate.audit.chain import (
     BINARY_FANOUT,
     GENESIS_HASH,
+    HASH_HEX_CHARS,
     MERKLE_FANOUT,
-    fold_bodies,
+    MerkleBuilder,
+    fold_packed,
+    hex_column,
     merkle_fanout,
     merkle_root_of_digests,
     sha256_function,
 )
-from hitl_gate.audit.events import EVENT_SOURCES, EventSource, SourceSlices
+from hitl_gate.audit.events import EVENT_SOURCES, EventSource, SourceSlices, remember
 from hitl_gate.audit.keys import public_key_hex
 from hitl_gate.audit.store import transaction
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-BATCH_ROWS = 200_000  # lineage rows read per step: bounds memory, barely affects speed
+_T = TypeVar("_T")
+
+BATCH_ROWS = 1_000_000  # unseen lineage rows per slice (one commit each): bounds memory
 
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
@@ -74,17 +83,25 @@ def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
 def signed_checkpoint(
     first_seq: int,
     head_hash: str,
-    leaves: list[bytes],
+    leaves: list[bytes] | MerkleBuilder,
     run_id: str,
     created_at: str,
     signing_key: Ed25519PrivateKey,
 ) -> dict[str, Any]:
-    """The checkpoint of entries `first_seq`.. whose raw entry hashes are `leaves`, signed."""
+    """The checkpoint of entries `first_seq`.. whose raw entry hashes are `leaves`, signed.
+
+    `leaves` is the list of raw digests, or a `MerkleBuilder` fed with them (the sealer's
+    form: no digest kept per entry).
+    """
+    if isinstance(leaves, MerkleBuilder):
+        count, root = leaves.leaves, leaves.root()
+    else:
+        count, root = len(leaves), merkle_root_of_digests(leaves, MERKLE_FANOUT)
     checkpoint: dict[str, Any] = {
         "first_seq": first_seq,
-        "last_seq": first_seq + len(leaves) - 1,
+        "last_seq": first_seq + count - 1,
         "head_hash": head_hash,
-        "merkle_root": merkle_root_of_digests(leaves, MERKLE_FANOUT),
+        "merkle_root": root,
         "merkle_fanout": MERKLE_FANOUT,
         "run_id": run_id,
         "created_at": created_at,
@@ -110,30 +127,36 @@ def seal_run(
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
 
-    Each source table's events are appended and committed in one transaction of their own (its
-    rowid slices stay valid inside it), so the uncommitted data a seal holds in memory is one
-    table's, not the day's: at a million cases that is about 0.8 GB less at the peak. A seal
-    killed between tables leaves whole tables' entries without a checkpoint (`verify` notes
-    them as not covered); the next seal's checkpoint starts at the first uncovered entry and
-    its Merkle root covers them too, so every entry ends up under exactly one signature.
+    Each slice of a source table's unseen rows (about `batch_rows` rows, cut by key) is
+    appended and committed in one transaction of its own, so the uncommitted data a seal holds
+    in memory is one slice's, whatever the size of the day; the next slice is rendered on a
+    second connection meanwhile (`_read_ahead`). A seal killed between slices leaves whole
+    slices' entries without a checkpoint (`verify` notes them as not covered); the next seal's
+    checkpoint starts at the first uncovered entry and its Merkle root covers them too, so
+    every entry ends up under exactly one signature.
     """
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with transaction(con):
         last_seq, head = chain_head(con)
         covered_to = _sealed_to(con)
         chain = _Appender(con, last_seq, head, _entry_digests_after(con, covered_to))
-    with sha256_function(con):
-        for source in sources:
+    reader = con.cursor()  # a second connection: renders the next slice while this one writes
+    produced = _new_slices(reader, sources, batch_rows, run_id, now)
+    ahead = _read_ahead(produced)
+    try:
+        for source, events, fingerprints in ahead:
             with transaction(con):
-                slices = SourceSlices(con, source, batch_rows)
-                for lo, hi in slices.find_unseen():
-                    chain.append(source.event_type, slices.new_events(lo, hi, run_id, now))
-                chain.canonicalised += slices.remember()
+                chain.append(source.event_type, events)
+                chain.canonicalised += remember(con, source.event_type, fingerprints)
+    finally:  # in this order: the helper thread is done before its connection closes
+        ahead.close()
+        produced.close()
+        reader.close()
     with transaction(con):
         checkpoint = None
-        if chain.digests:
+        if chain.merkle.leaves:
             checkpoint = signed_checkpoint(
-                covered_to + 1, chain.head, chain.digests, run_id, now, signing_key
+                covered_to + 1, chain.head, chain.merkle, run_id, now, signing_key
             )
             _insert(con, "audit_checkpoints", {k: [v] for k, v in checkpoint.items()})
         con.execute(
@@ -144,6 +167,49 @@ def seal_run(
     return SealResult(chain.appended, checkpoint, chain.canonicalised)
 
 
+def _new_slices(
+    reader: duckdb.DuckDBPyConnection,
+    sources: tuple[EventSource, ...],
+    batch_rows: int,
+    run_id: str,
+    recorded_at: str,
+) -> Iterator[tuple[EventSource, pa.Table, pa.Table]]:
+    """Per slice of unseen rows, in source order: its events and its fingerprints.
+
+    Runs on its own connection, which only reads the lineage tables and the log index (and
+    keeps its temporary tables): slices are disjoint by entity and sources by event type, so
+    rendering one slice never depends on the entries of the slice being written meanwhile.
+    """
+    with sha256_function(reader):
+        for source in sources:
+            slices = SourceSlices(reader, source, batch_rows)
+            try:
+                for number in slices.find_unseen():
+                    # One read transaction per slice: the rowids `new_events` keeps in
+                    # `audit_slice` stay valid until its fingerprints are read, whatever the
+                    # sealing connection commits (and checkpoints) meanwhile.
+                    with transaction(reader):
+                        events = slices.new_events(number, run_id, recorded_at)
+                        fingerprints = slices.fingerprints()
+                    yield source, events, fingerprints
+            finally:
+                slices.close()
+
+
+def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
+    """`items`, the next one computed by a helper thread while the caller handles this one.
+
+    DuckDB renders canonical JSON and envelopes without holding the GIL, so the next slice is
+    read on the other core while this thread folds, inserts and commits the current one (the
+    seal's two halves take about as long). One slice ahead bounds memory to two slices.
+    """
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        pending = helper.submit(next, items, None)
+        while (item := pending.result()) is not None:
+            pending = helper.submit(next, items, None)
+            yield item
+
+
 def _sealed_to(con: duckdb.DuckDBPyConnection) -> int:
     """The last sequence number under a signed checkpoint (0 when none is)."""
     return int(
@@ -151,26 +217,30 @@ def _sealed_to(con: duckdb.DuckDBPyConnection) -> int:
     )
 
 
-def _entry_digests_after(con: duckdb.DuckDBPyConnection, seq: int) -> list[bytes]:
+def _entry_digests_after(con: duckdb.DuckDBPyConnection, seq: int) -> bytes:
     """Raw entry hashes after `seq`, in order: what a killed seal appended but never signed."""
     rows = con.execute(
         "SELECT entry_hash FROM audit_log WHERE seq > ? ORDER BY seq", [seq]
     ).fetchall()
-    return [bytes.fromhex(h) for (h,) in rows]
+    return b"".join(bytes.fromhex(h) for (h,) in rows)
 
 
 class _Appender:
     """Chains canonicalised batches onto the log inside the seal's transactions.
 
-    Python runs only the sequential hash loop, over each batch's Arrow buffer; DuckDB builds
-    and stores the entry texts, the index rows and the fingerprints.
+    Python runs only the sequential hash loop, over each batch's Arrow buffer, into one packed
+    hex buffer that becomes the `entry_hash` and `prev_hash` columns without a Python string
+    per entry; DuckDB builds and stores the entry texts and the index rows. The Merkle tree
+    of the entries to sign is built as they come (`MerkleBuilder`), so memory does not grow
+    with the day.
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, seq: int, head: str, unsigned: list[bytes]
+        self, con: duckdb.DuckDBPyConnection, seq: int, head: str, unsigned: bytes
     ) -> None:
         self.con, self.seq, self.head = con, seq, head
-        self.digests = unsigned  # the Merkle leaves: entries left unsigned, then this seal's
+        self.merkle = MerkleBuilder(MERKLE_FANOUT)
+        self.merkle.add(unsigned)  # the leaves: entries left unsigned, then this seal's
         self.appended = 0  # entries this seal appended
         self.canonicalised = 0
 
@@ -178,13 +248,13 @@ class _Appender:
         """Chain, store and index a batch of events (entity_key, content_digest, body)."""
         if not new.num_rows:
             return
-        hashes, raws = fold_bodies(self.head, new.column("body"))
+        hexed = fold_packed(self.head, new.column("body"))
         first = self.seq + 1
         entries = pa.table(
             {
-                "seq": pa.array(range(first, first + new.num_rows), pa.int64()),
-                "entry_hash": pa.array(hashes, pa.string()),
-                "prev_hash": pa.array([self.head, *hashes[:-1]], pa.string()),
+                "seq": pa.array(np.arange(first, first + new.num_rows, dtype=np.int64)),
+                "entry_hash": hex_column(hexed),
+                "prev_hash": hex_column(self.head.encode("ascii") + hexed[:-HASH_HEX_CHARS]),
                 "body": new.column("body"),
                 "entity_key": new.column("entity_key"),
                 "content_digest": new.column("content_digest"),
@@ -203,8 +273,8 @@ class _Appender:
             entries,
         )
         self.seq += new.num_rows
-        self.head = hashes[-1]
-        self.digests.extend(raws)
+        self.head = hexed[-HASH_HEX_CHARS:].decode("ascii")
+        self.merkle.add_hex(hexed)
         self.appended += new.num_rows
 
     def _run(self, sql: str, params: list, table: pa.Table) -> None:
