@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hitl_gate.home import HitlPaths
+
+# Temporary homes go to memory when the machine has a tmpfs with room: every Dagster event,
+# audit commit and lineage write syncs its file (about 1,800 fdatasync calls for one demo day,
+# about 3 ms each on this machine's disk), which is waiting the suite does not need to test.
+# An explicit `--basetemp` wins; without a tmpfs the default temporary folder is used.
+TMPFS = Path("/dev/shm")
+TMPFS_FREE_BYTES = 4 * 2**30
+_TMPFS_BASE = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Point pytest's temporary folders at the tmpfs (before `tmp_path_factory` reads them)."""
+    if config.option.basetemp is not None or not TMPFS.is_dir():
+        return
+    if shutil.disk_usage(TMPFS).free < TMPFS_FREE_BYTES:
+        return
+    base = Path(tempfile.mkdtemp(prefix="hitl-gate-tests-", dir=TMPFS))
+    config.option.basetemp = str(base)
+    config.stash[_TMPFS_BASE] = base
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Free the memory the temporary homes held (pass `--basetemp DIR` to keep them)."""
+    base = config.stash.get(_TMPFS_BASE, None)
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
