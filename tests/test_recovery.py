@@ -33,7 +33,8 @@ MID_SEAL = "MID_SEAL"
 # Everything a day's run imports lazily, so that no killed child pays an import: Feast (features),
 # Great Expectations (the expectation checks, about 9 s each time), scikit-learn, MLflow's
 # sklearn flavour and skops (loading the champion), ibis (Feast's DuckDB store), plotly (the
-# report) and Dagster's reconstruction helpers. A module left out only costs time, not coverage.
+# report), MLflow's SQL stores and Dagster's reconstruction helpers. A module left out only costs
+# time (the child imports it), never coverage.
 PRELOAD = [
     "tests.test_recovery",
     "feast",
@@ -57,6 +58,18 @@ PRELOAD = [
     "hitl_gate.review.export",
     "features.store",
     "models.scoring",
+    "feast.repo_operations",
+    "feast.infra.offline_stores.duckdb",
+    "feast.infra.online_stores.sqlite",
+    "feast.infra.passthrough_provider",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "mlflow.tracing.processor.otel",
+    "pandera.backends.polars.container",
+    "pandera.strategies",
+    "plotly.io",
+    "upath",
+    "dagster._core.executor.in_process",
 ]
 WRITERS = ("validated_cases", "routed_decisions", "final_decisions")
 
