@@ -2,12 +2,63 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hitl_gate.home import HitlPaths
+
+# Temporary homes go to memory when the machine has a tmpfs with room: every Dagster event,
+# audit commit and lineage write syncs its file (about 1,800 fdatasync calls for one demo day,
+# about 3 ms each on this machine's disk), which is waiting the suite does not need to test.
+# An explicit `--basetemp` wins; without a tmpfs the default temporary folder is used.
+TMPFS = Path("/dev/shm")
+TMPFS_FREE_BYTES = 4 * 2**30
+TMPFS_PREFIX = "hitl-gate-tests-"
+_TMPFS_BASE = pytest.StashKey[Path]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Point pytest's temporary folders at the tmpfs (before `tmp_path_factory` reads them)."""
+    if config.option.basetemp is not None or not os.access(TMPFS, os.W_OK | os.X_OK):
+        return
+    _remove_abandoned(TMPFS)
+    if shutil.disk_usage(TMPFS).free < TMPFS_FREE_BYTES:
+        return
+    base = Path(tempfile.mkdtemp(prefix=f"{TMPFS_PREFIX}{os.getpid()}-", dir=TMPFS))
+    config.option.basetemp = str(base)
+    config.stash[_TMPFS_BASE] = base
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Free the memory the temporary homes held (pass `--basetemp DIR` to keep them)."""
+    base = config.stash.get(_TMPFS_BASE, None)
+    if base is not None:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _remove_abandoned(folder: Path) -> None:
+    """Free the folders of sessions killed before `pytest_unconfigure` (their process is gone)."""
+    for path in folder.glob(f"{TMPFS_PREFIX}*-*"):
+        pid = path.name.removeprefix(TMPFS_PREFIX).split("-")[0]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_exists(pid: int) -> bool:
+    """Signal 0 only asks whether the process exists; nothing is sent to it."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 @pytest.fixture
