@@ -286,7 +286,13 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             )
             for error in outcome_errors:
                 context.log.warning(f"outcome file skipped: {error}")
-            sealed = seal_run(con, context.run.run_id, audit_db.signing_key(), audit_db.checkpoints)
+            sealed = seal_run(
+                con,
+                context.run.run_id,
+                audit_db.signing_key(),
+                audit_db.checkpoints,
+                memory_limit=audit_db.seal_memory_limit,
+            )
         totals = accounting.select(
             pl.col("rows_read", "rows_quarantined", "executed", "pending_review").sum()
         ).row(0, named=True)

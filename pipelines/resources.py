@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import duckdb
 from dagster import ConfigurableResource
 
+from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
 from hitl_gate.audit.store import audit_connection
 from hitl_gate.domain import DomainConfig
 from hitl_gate.home import HitlPaths
@@ -40,12 +41,15 @@ class AuditDatabase(ConfigurableResource):
     """The DuckDB audit/lineage file; connections are opened per use and closed at once.
 
     `checkpoint_dir` is where signed chain checkpoints are copied outside the database;
-    `signing_key_file` holds the Ed25519 seed (overridden by `HITL_AUDIT_SIGNING_KEY`).
+    `signing_key_file` holds the Ed25519 seed (overridden by `HITL_AUDIT_SIGNING_KEY`);
+    `seal_memory_limit` is DuckDB's memory limit while a run seals (its block cache would
+    otherwise grow with the day; docs/audit.md, "Slices").
     """
 
     database: str
     checkpoint_dir: str = ""
     signing_key_file: str = ""
+    seal_memory_limit: str = SEAL_MEMORY_LIMIT
 
     @property
     def checkpoints(self) -> Path:

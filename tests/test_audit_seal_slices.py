@@ -132,3 +132,27 @@ def test_merkle_builder_matches_the_batch_tree(fanout) -> None:
             done += step
         assert builder.leaves == count
         assert builder.root() == merkle_root_of_packed(packed, fanout), count
+
+
+def test_the_seal_bounds_duckdb_memory_and_restores_it(tmp_path) -> None:
+    """The limit holds while sealing (seen from inside), and the caller's setting comes back."""
+    con = duckdb.connect()
+    con.execute(schema_statements())
+    _day(con)
+    con.execute("SET memory_limit = '3GiB'")
+    before = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    seen = []
+    remember = seal_module.remember
+
+    def look(con_, *args):
+        seen.append(con_.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+        return remember(con_, *args)
+
+    key = load_or_create_signing_key(tmp_path / "k")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(seal_module, "remember", look)
+        seal_run(con, "r1", key, tmp_path / "cp", memory_limit="512MB")
+    assert seen and set(seen) == {"488.2 MiB"}  # DuckDB reports 512 MB in MiB
+    assert con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == before
+    with pytest.raises(ValueError, match="memory size"):
+        seal_run(con, "r2", key, tmp_path / "cp", memory_limit="1GB'; DROP TABLE audit_log; --")
