@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import polars as pl
 import pyarrow as pa
@@ -23,7 +24,30 @@ _PYARROW_COMPRESSION = {"uncompressed": "none"}
 ROW_GROUP_ROWS = 262_144
 
 
-class StagedParquet:
+class AbortsOnError:
+    """A writer used as `with w:` that calls its `abort` when the block raises.
+
+    Staged outputs must leave nothing behind on an error; committing stays explicit, so a
+    block that ends normally without committing keeps its staged files for the caller.
+    """
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if kind is not None:
+            self.abort()
+
+
+class StagedParquet(AbortsOnError):
     """Append frames to `tmp`, then `commit` (rename to `target`) or `abort` (delete)."""
 
     def __init__(self, target: Path, tmp: Path, compression: str = "lz4") -> None:
@@ -74,15 +98,3 @@ class StagedParquet:
             self._writer.close()
             self._writer = None
         self.tmp.unlink(missing_ok=True)
-
-    def __enter__(self) -> StagedParquet:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if kind is not None:
-            self.abort()

@@ -22,13 +22,12 @@ import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 import polars as pl
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from hitl_gate.staged_parquet import StagedParquet
+from hitl_gate.staged_parquet import AbortsOnError, StagedParquet
 
 PARTITION_COLUMN = "partition_date"
 DEFAULT_SLICE_ROWS = 1_000_000
@@ -64,7 +63,7 @@ class StagedPartitions:
             staged.commit()
 
 
-class PartitionWriter:
+class PartitionWriter(AbortsOnError):
     """Writes a step's output slice by slice into one file per partition day.
 
     Each `write` splits its frame by `partition_date` (no copy for a one-day slice) and
@@ -93,18 +92,6 @@ class PartitionWriter:
     def abort(self) -> None:
         for staged in self.files.values():
             staged.abort()
-
-    def __enter__(self) -> PartitionWriter:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        trace: TracebackType | None,
-    ) -> None:
-        if kind is not None:
-            self.abort()
 
 
 class PolarsParquetIOManager(ConfigurableIOManager):
