@@ -27,8 +27,13 @@ def collect_columns(frame: pl.LazyFrame, names: Iterable[str]) -> pl.DataFrame:
     million cases that is the difference between about 1 GB and a few tens of MB. Columns a
     partition stored before they existed are left out, as reading the whole frame would.
     """
+    return select_present(frame, names).collect()
+
+
+def select_present(frame: pl.LazyFrame, names: Iterable[str]) -> pl.LazyFrame:
+    """The scan narrowed to the columns `names` it has, in that order (nothing read yet)."""
     present = set(frame.collect_schema().names())
-    return frame.select([n for n in dict.fromkeys(names) if n in present]).collect()
+    return frame.select([n for n in dict.fromkeys(names) if n in present])
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:

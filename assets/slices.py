@@ -14,6 +14,7 @@ from contextlib import contextmanager
 import polars as pl
 from dagster import AssetExecutionContext, AssetKey
 
+from assets.common import select_present
 from pipelines.io_managers import PartitionWriter, PolarsParquetIOManager, StagedPartitions
 
 
@@ -33,8 +34,7 @@ def read_slices(
     scan: pl.LazyFrame, columns: Iterable[str], ranges: list[tuple[int, int]]
 ) -> Iterator[pl.DataFrame]:
     """The `columns` a stage has (in that order) of each row range of `scan`."""
-    present = set(scan.collect_schema().names())
-    chosen = scan.select([n for n in dict.fromkeys(columns) if n in present])
+    chosen = select_present(scan, columns)
     if len(ranges) == 1:
         yield chosen.collect()
         return
