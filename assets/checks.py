@@ -11,8 +11,8 @@ from dagster import (
 
 from assets.common import collect_columns, stage_key
 from assets.partitions import partition_days
-from hitl_gate.audit.store import query_frame
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.database import query_frame
+from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import AuditDatabase
 
 

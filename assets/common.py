@@ -7,7 +7,7 @@ from collections.abc import Iterable
 import polars as pl
 from dagster import AssetIn, AssetKey
 
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 
 def stage_key(domain: DomainConfig, name: str) -> AssetKey:

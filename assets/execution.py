@@ -14,12 +14,12 @@ from dagster import (
 
 from assets.common import collect_columns, markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
-from hitl_gate.adverse_action import adverse_actions
-from hitl_gate.audit.outcomes import ingest_outcomes
 from hitl_gate.audit.seal import seal_run
-from hitl_gate.audit.store import insert_new_rows, query_frame, replace_partition_slice
-from hitl_gate.domain import DomainConfig
-from hitl_gate.review.conflicts import reversal_requests
+from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.execution.adverse_action import adverse_actions
+from hitl_gate.execution.outcomes import ingest_outcomes
+from hitl_gate.review.intake.conflicts import reversal_requests
 from pipelines.resources import AuditDatabase, ExecutionOutbox, LandingZone
 
 AUTOMATIC_ACTIONS = {"auto_approve": "approve", "auto_decline": "decline"}
@@ -141,8 +141,8 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
         outbox: ExecutionOutbox,
     ) -> Output[pl.DataFrame]:
-        from hitl_gate.policy_control import halt_state
         from policies.capacity import own_rows
+        from policies.control import halt_state
 
         days = partition_days(context)
         with audit_db.connect() as con:

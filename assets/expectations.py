@@ -1,7 +1,7 @@
 """Expectation suites as Dagster asset checks: validated cases, and features before scoring.
 
 The suites are declared in the domain's expectations file and run by Great Expectations' SQL
-engine on DuckDB, next to the stored Parquet (`hitl_gate/gx_suites.py`). Each run adds GE
+engine on DuckDB, next to the stored Parquet (`hitl_gate/quality/gx_suites.py`). Each run adds GE
 Data Docs pages under the home folder; their paths are in the check's metadata.
 """
 
@@ -19,7 +19,7 @@ from dagster import (
 
 from assets.common import markdown_table, stage_key
 from assets.partitions import partition_days
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import DataDocs
 
 
@@ -27,7 +27,7 @@ def build_expectation_checks(domain: DomainConfig) -> list[AssetChecksDefinition
     """One check per suite of the domain's expectations file (none without a file)."""
     if domain.expectations is None:
         return []
-    from hitl_gate.expectations import load_expectations
+    from hitl_gate.quality.expectations import load_expectations
 
     config = load_expectations(domain.source_dir / domain.expectations)
     return [_suite_check(domain, stage, suite.blocking) for stage, suite in config.suites.items()]
@@ -46,8 +46,8 @@ def _suite_check(domain: DomainConfig, stage: str, blocking: bool) -> AssetCheck
     def expectations_check(
         context: AssetCheckExecutionContext, data_docs: DataDocs
     ) -> AssetCheckResult:
-        from hitl_gate.expectations import load_expectations, outcomes_frame
-        from hitl_gate.gx_suites import GxLocations, run_suite
+        from hitl_gate.quality.expectations import load_expectations, outcomes_frame
+        from hitl_gate.quality.gx_suites import GxLocations, run_suite
 
         suite = load_expectations(domain.source_dir / domain.expectations).suites[stage]
         where = GxLocations(

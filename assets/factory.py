@@ -15,7 +15,7 @@ from assets.models import build_model_assets
 from assets.policy_checks import build_policy_checks
 from assets.review import build_review_assets
 from assets.routing import build_routing_assets
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 PIPELINE_STAGES = (
     "raw_cases",

@@ -14,8 +14,8 @@ from dagster import (
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
-from hitl_gate.audit.store import replace_partition_slice
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.database import replace_partition_slice
+from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import AuditDatabase, LandingZone
 
 RAW_CASES_SCHEMA = {
@@ -44,8 +44,8 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     def raw_cases(
         context: AssetExecutionContext, landing: LandingZone, audit_db: AuditDatabase
     ) -> Output[pl.DataFrame]:
-        from hitl_gate.ingest import discover_landing_files
-        from hitl_gate.registry import register_files
+        from hitl_gate.ingest.landing import discover_landing_files
+        from hitl_gate.ingest.landing_registry import register_files
 
         files = [
             f
@@ -103,19 +103,19 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     def validated_cases(
         context: AssetExecutionContext, raw_cases: pl.DataFrame, audit_db: AuditDatabase
     ) -> Output[pl.DataFrame]:
-        from hitl_gate.contract import contract_digest
-        from hitl_gate.ingest import (
+        from hitl_gate.ingest.landing import (
             LandingFile,
             duplicate_files_frame,
             ingest_files,
             withhold_known_cases,
         )
-        from hitl_gate.registry import (
+        from hitl_gate.ingest.landing_registry import (
             ContractVersionConflict,
             cases_accepted_elsewhere,
             record_accepted_cases,
             record_contract,
         )
+        from hitl_gate.quality.contract import contract_digest
 
         def landing_file(row: dict) -> LandingFile:
             return LandingFile(

@@ -30,8 +30,8 @@ from pydantic import Field
 
 from assets.common import markdown_table, stage_key
 from assets.partitions import daily_stage_asset, partition_days
-from hitl_gate.audit.store import insert_new_rows, query_frame, replace_partition_slice
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
+from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
 from hitl_gate.observability.metrics import decision_metrics, default_decline_bands
 from pipelines.resources import (

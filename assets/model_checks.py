@@ -9,8 +9,8 @@ import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
 from assets.common import markdown_table, stage_key
-from hitl_gate.audit.store import query_frame
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.database import query_frame
+from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import AuditDatabase
 
 

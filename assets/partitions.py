@@ -16,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 
 def daily_partitions(domain: DomainConfig) -> DailyPartitionsDefinition:

@@ -4,7 +4,7 @@ import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, asset_check
 
 from assets.common import markdown_table, stage_key
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 
 def build_policy_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:

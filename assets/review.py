@@ -13,8 +13,8 @@ from dagster import (
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
-from hitl_gate.audit.store import query_frame, replace_partition_slice, transaction
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.database import query_frame, replace_partition_slice, transaction
+from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import AuditDatabase, ReviewWorkspace
 
 
@@ -37,7 +37,7 @@ def _first_row_of_day(routed: pl.LazyFrame, day: date) -> pl.DataFrame | None:
 
 
 def _rule_texts(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> dict[str, str]:
-    from hitl_gate.policy_control import policy_in_force
+    from policies.control import policy_in_force
 
     return {rule.id: rule.text for rule in policy_in_force(con, domain).policy.rules}
 
@@ -82,7 +82,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         review: ReviewWorkspace,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
-        from hitl_gate.review.export import export_review_batches
+        from hitl_gate.review.export.batches import export_review_batches
         from hitl_gate.review.settings import review_settings
 
         with audit_db.connect() as con:
@@ -196,8 +196,12 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         review: ReviewWorkspace,
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
-        from hitl_gate.review.escalation import export_escalations, pending_escalations
-        from hitl_gate.review.intake import ingest_verdict_file, peek_batch_id, pending_files
+        from hitl_gate.review.intake.escalation import export_escalations, pending_escalations
+        from hitl_gate.review.intake.verdict_files import (
+            ingest_verdict_file,
+            peek_batch_id,
+            pending_files,
+        )
         from hitl_gate.review.settings import review_settings
 
         outcomes = []

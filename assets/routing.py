@@ -17,9 +17,10 @@ from dagster import (
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from assets.slices import row_count, slice_ranges
-from hitl_gate.audit.store import insert_new_rows, replace_partition_slice
-from hitl_gate.domain import DomainConfig
-from pipelines.io_managers import PolarsParquetIOManager, StagedPartitions
+from hitl_gate.core.database import insert_new_rows, replace_partition_slice
+from hitl_gate.core.day_files import StagedPartitions
+from hitl_gate.core.domain import DomainConfig
+from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import AuditDatabase
 from policies.model import Policy
 
@@ -84,8 +85,8 @@ def load_backlog(
     Rows come from their own day's stored partition (exactly as they were routed, never
     re-routed); the audit database says which cases still wait (`review_backlog`).
     """
-    from hitl_gate.policy_control import review_backlog
     from policies.capacity import own_rows
+    from policies.control import review_backlog
 
     with audit_db.connect() as con:
         waiting = review_backlog(con, domain.name, first)
@@ -126,7 +127,7 @@ def run_shadow(
     A shadow policy that does not validate on the day's cases is reported in the metadata and
     the log, and the live run goes on: a candidate must never break live routing.
     """
-    from hitl_gate.policy_control import record_shadow_decisions, shadow_policy
+    from policies.control import record_shadow_decisions, shadow_policy
     from policies.shadow import compare_shadow, shadow_decisions
 
     with audit_db.connect() as con:
@@ -277,8 +278,8 @@ def build_routing_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
         io_manager: ResourceParam[PolarsParquetIOManager],
     ) -> Output:
-        from hitl_gate.policy_control import halt_state, policy_in_force, shadow_policy
         from hitl_gate.review.settings import review_settings
+        from policies.control import halt_state, policy_in_force, shadow_policy
         from policies.decide import capacity_report, decide, with_queue_capacity
 
         with audit_db.connect() as con:

@@ -28,9 +28,10 @@ from dagster import AssetExecutionContext
 
 from assets.partitions import partition_days
 from assets.slices import output_sink, read_slices
-from hitl_gate.domain import DomainConfig
-from hitl_gate.staged_parquet import StagedParquet
-from pipelines.io_managers import PolarsParquetIOManager, StagedPartitions
+from hitl_gate.core.day_files import StagedPartitions
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.staged_parquet import StagedParquet
+from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import AuditDatabase
 from policies.model import Policy
 
@@ -86,7 +87,7 @@ def route_in_slices(
 ) -> SlicedRouting:
     """Route the day slice by slice (see the module docstring); decisions go to the audit DB."""
     from assets.routing import decision_rows, raise_for_policy_errors, record_policy_version
-    from hitl_gate.audit.store import transaction
+    from hitl_gate.core.database import transaction
     from policies.decide import finish_decisions, finish_inputs
     from policies.engine import route_cases
 

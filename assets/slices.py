@@ -15,7 +15,8 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetKey
 
 from assets.common import select_present
-from pipelines.io_managers import PartitionWriter, PolarsParquetIOManager, StagedPartitions
+from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
+from pipelines.io_managers import PolarsParquetIOManager
 
 
 def row_count(scan: pl.LazyFrame) -> int:

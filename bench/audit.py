@@ -30,9 +30,9 @@ from hitl_gate.audit.chain import GENESIS_HASH, fold_bodies
 from hitl_gate.audit.events import envelope_sql
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.seal import export_checkpoints, signed_checkpoint
-from hitl_gate.audit.store import audit_connection
 from hitl_gate.audit.trace import trace_case
 from hitl_gate.audit.verify import verify_audit
+from hitl_gate.core.database import audit_connection
 
 RUN_ENTRIES = 100_000  # entries per sealed run (one checkpoint each)
 

@@ -36,7 +36,7 @@ SCENARIOS = ("first", "again", "rerun")
 
 def build_day(db: Path, cases: int) -> None:
     """One partition day of `cases` decisions and what follows from them, in the real schema."""
-    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.core.database import audit_connection
 
     with audit_connection(db) as con:
         con.execute(
@@ -106,7 +106,7 @@ def build_day(db: Path, cases: int) -> None:
 
 def rerun_day(db: Path) -> None:
     """An identical re-run of the day: same outcomes, new run id and timestamps."""
-    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.core.database import audit_connection
 
     with audit_connection(db) as con:
         con.execute("CREATE TEMP TABLE again AS SELECT * FROM decisions")
@@ -124,7 +124,7 @@ def legacy_seal(con, run_id: str, key, checkpoint_dir: Path) -> int:
     from hitl_gate.audit.events import EVENT_SOURCES, source_sql
     from hitl_gate.audit.keys import public_key_hex
     from hitl_gate.audit.seal import chain_head, checkpoint_message, export_checkpoints
-    from hitl_gate.audit.store import transaction
+    from hitl_gate.core.database import transaction
 
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with transaction(con):
@@ -189,7 +189,7 @@ def measure(mode: str, scenario: str, db: Path) -> dict:
     from bench.measure import cpu_seconds, peak_rss_mb
     from hitl_gate.audit.keys import load_or_create_signing_key
     from hitl_gate.audit.seal import seal_run
-    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.core.database import audit_connection
 
     key = load_or_create_signing_key(db.parent / "secrets" / "k")
     checkpoints = db.parent / "checkpoints"

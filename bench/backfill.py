@@ -5,7 +5,7 @@
 The home is prepared like `hitl demo` (the real sample's 90 days of 2018 Q1 landed and
 ingested, a champion trained); then the daily job processes the whole quarter (a) as one
 single-run backfill, (b) as 90 partition runs one after another, (c) as 90 partition runs on
-`--workers` processes at once, each run in process via `hitl_gate.runner.run_job` against
+`--workers` processes at once, each run in process via `hitl_gate.app.runner.run_job` against
 the same Dagster instance. Each way starts from the same prepared home (copied), so none
 benefits from another's outputs. Failed runs are counted and their first error reported.
 Concurrent runs share one DuckDB audit file, which allows one writing process at a time: the
@@ -49,9 +49,9 @@ def _run_days(home: Path, days: list[date], as_range: bool) -> list[RunSpan]:
     """Run the daily job over `days` in this process, one run for the range or one per day."""
     import os
 
-    from hitl_gate.domain import load_domain
-    from hitl_gate.home import HitlPaths
-    from hitl_gate.runner import load_definitions, run_job, use_paths
+    from hitl_gate.app.runner import load_definitions, run_job, use_paths
+    from hitl_gate.core.domain import load_domain
+    from hitl_gate.core.home import HitlPaths
     from pipelines.jobs import daily_job_name
 
     use_paths(HitlPaths.from_env(home))

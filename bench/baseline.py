@@ -17,9 +17,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.contract import polars_dtype
-from hitl_gate.domain import DomainConfig
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.home import HitlPaths
+from hitl_gate.quality.contract import polars_dtype
 
 
 def _read_day(domain: DomainConfig, folder: Path) -> pl.DataFrame:

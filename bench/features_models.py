@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 
 from features.engineering import CREATED_TIMESTAMP, EVENT_TIMESTAMP
-from hitl_gate.domain import PROJECT_ROOT, load_domain
+from hitl_gate.core.domain import PROJECT_ROOT, load_domain
 
 DOMAIN = load_domain("consumer_credit")
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "lendingclub_loans_2018q1.parquet"

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hitl_gate.domain import ColumnContract, DomainConfig, load_domain
+from hitl_gate.core.domain import ColumnContract, DomainConfig, load_domain
 
 # Relative spread of the multiplicative jitter on amounts, and how often a count moves by one.
 AMOUNT_SIGMA = 0.05

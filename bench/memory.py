@@ -121,8 +121,8 @@ def main(argv: list[str] | None = None) -> None:
 
     from assets.common import stage_key
     from bench.pipeline import DOMAIN, _paths, _start_profiler, _stop_profiler, _warm_imports
-    from hitl_gate.domain import load_domain
-    from hitl_gate.runner import load_definitions, run_job
+    from hitl_gate.app.runner import load_definitions, run_job
+    from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name
 
     _paths(args.home)

@@ -5,7 +5,7 @@
 One temporary home is prepared like `hitl demo` does (the real sample landed, ingested and a
 champion trained), then for each size and repeat a fresh partition day of synthetic
 applications is generated (`bench.generate`) and processed twice, each in its own child
-process so peak RSS is that run's: once by the real Dagster job (`hitl_gate.runner.run_job`,
+process so peak RSS is that run's: once by the real Dagster job (`hitl_gate.app.runner.run_job`,
 in process, every stage from landing files to the audit accounting and the signed review
 batches), once by `bench.baseline`. Heavy libraries are imported before the clock starts in
 both modes, so the figures compare work, not import time. The day's files are removed after
@@ -46,8 +46,8 @@ def _warm_imports() -> None:
 
 
 def _paths(home: Path):
-    from hitl_gate.home import HitlPaths
-    from hitl_gate.runner import use_paths
+    from hitl_gate.app.runner import use_paths
+    from hitl_gate.core.home import HitlPaths
 
     paths = HitlPaths.from_env(home)
     use_paths(paths)
@@ -57,10 +57,10 @@ def _paths(home: Path):
 def setup_home(home: Path) -> None:
     """Land the real sample, ingest the quarter and train a champion, as `hitl demo` does."""
     from assets.common import stage_key
-    from hitl_gate.demo import prepare_landing
-    from hitl_gate.demo_run import INGEST_STAGES, has_champion
-    from hitl_gate.domain import load_domain
-    from hitl_gate.runner import load_definitions, raise_for_failure, run_job
+    from hitl_gate.app.demo import INGEST_STAGES, has_champion
+    from hitl_gate.app.demo_data import prepare_landing
+    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job
+    from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name, training_job_name
 
     paths = _paths(home)
@@ -80,8 +80,8 @@ def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> 
     """The real daily job for `day`, in process; stage times from the run's event log."""
     from dagster import DagsterInstance
 
-    from hitl_gate.domain import load_domain
-    from hitl_gate.runner import load_definitions, run_job
+    from hitl_gate.app.runner import load_definitions, run_job
+    from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name
 
     _paths(home)
@@ -113,7 +113,7 @@ def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> 
 def measure_baseline(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
     """The hand-written baseline for `day` in this process."""
     from bench.baseline import run_baseline
-    from hitl_gate.domain import load_domain
+    from hitl_gate.core.domain import load_domain
 
     paths = _paths(home)
     domain = load_domain(DOMAIN)
@@ -163,7 +163,7 @@ def cleanup_day(home: Path, day: date) -> None:
     The audit database keeps its rows (a re-run day replaces its slice anyway).
     """
     from features.store import partition_path
-    from hitl_gate.domain import load_domain
+    from hitl_gate.core.domain import load_domain
 
     paths = _paths(home)
     domain = load_domain(DOMAIN)
@@ -191,7 +191,7 @@ def run_benchmark(
 ) -> list[dict]:
     """Every size x repeat, pipeline and baseline alternating; returns one summary per size."""
     from bench.generate import write_day
-    from hitl_gate.domain import load_domain
+    from hitl_gate.core.domain import load_domain
 
     domain = load_domain(DOMAIN)
     _log(f"preparing {home} (real sample, ingestion, training)")

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hitl_gate.audit.store import audit_connection
-from hitl_gate.domain import load_domain
-from hitl_gate.review.export import export_review_batches
-from hitl_gate.review.intake import ingest_verdict_file
+from hitl_gate.core.database import audit_connection
+from hitl_gate.core.domain import load_domain
+from hitl_gate.review.export.batches import export_review_batches
+from hitl_gate.review.intake.verdict_files import ingest_verdict_file
 from hitl_gate.review.settings import review_settings
 
 CREATED = datetime(2018, 3, 2, 9, 30, tzinfo=UTC)

@@ -28,12 +28,12 @@ from pathlib import Path
 
 import polars as pl
 
-from hitl_gate.contract import validate_frame
-from hitl_gate.demo import sample_applications
-from hitl_gate.domain import DomainConfig, load_domain
-from hitl_gate.expectations import TRAILING, Suite, load_expectations
-from hitl_gate.gx_suites import GxLocations, run_suite
-from hitl_gate.ingest import fingerprint, ingest_files
+from hitl_gate.app.demo_data import sample_applications
+from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.ingest.landing import fingerprint, ingest_files
+from hitl_gate.quality.contract import validate_frame
+from hitl_gate.quality.expectations import TRAILING, Suite, load_expectations
+from hitl_gate.quality.gx_suites import GxLocations, run_suite
 
 DAY = date(2018, 6, 30)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from hitl_gate.domain import PROJECT_ROOT, DomainConfig
+from hitl_gate.core.domain import PROJECT_ROOT, DomainConfig
 
 REGISTRY_FILE = "registry.db"
 ONLINE_STORE_FILE = "online.db"
@@ -37,7 +37,7 @@ def feature_store_config(domain: DomainConfig, feast_dir: Path) -> dict[str, Any
 
     The SQL registry on SQLite (not the protobuf file registry) lets several processes read
     and update it safely. DuckDB is the offline store because the file (dask) store drops
-    entity rows without features and is much slower (STACK_NOTES); its point-in-time join is
+    entity rows without features and is much slower (docs/scaling.md); its point-in-time join is
     replaced by one ASOF JOIN per view (`features.asof_store`, same semantics, tested against
     the oracles). Swap `offline_store` here for Spark, Snowflake or BigQuery, which keep
     Feast's own join; nothing else in the feature layer names the engine.
@@ -72,7 +72,7 @@ sys.path.insert(0, {project_root!r})
 from features.config import feature_source_dir  # noqa: E402
 from features.definitions import build_model_service, feature_objects  # noqa: E402
 from features.services import read_manifest  # noqa: E402
-from hitl_gate.domain import load_domain_file  # noqa: E402
+from hitl_gate.core.domain import load_domain_file  # noqa: E402
 
 _here = Path(__file__).resolve().parent
 _domain = load_domain_file(Path({domain_file!r}))

@@ -16,7 +16,7 @@ from feast.types import Float64, String
 
 from features.engineering import CREATED_TIMESTAMP, EVENT_TIMESTAMP
 from features.services import ModelVersionRef
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 # Partition files are `<YYYY-MM-DD>.parquet`; in-flight writes end in `.tmp`, so never match.
 PARTITION_GLOB = "*.parquet"

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import polars as pl
 
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 EVENT_TIMESTAMP = "event_timestamp"
 CREATED_TIMESTAMP = "created_timestamp"

@@ -1,6 +1,6 @@
 """Applicant-history features: what the same applicant's earlier cases looked like.
 
-Declared per domain (`features.applicant_history`, `hitl_gate.domain.ApplicantHistoryConfig`);
+Declared per domain (`features.applicant_history`, `hitl_gate.core.domain.ApplicantHistoryConfig`);
 a domain without a real applicant key declares nothing and has no history view.
 
 Each case writes one row to the history source, keyed by the applicant and timestamped at the
@@ -29,7 +29,7 @@ from features.engineering import (
     TIMESTAMP_DTYPE,
     utc_timestamps,
 )
-from hitl_gate.domain import ApplicantHistoryConfig, DomainConfig
+from hitl_gate.core.domain import ApplicantHistoryConfig, DomainConfig
 
 SOURCE_CASE = "source_case_id"
 SOURCE_AMOUNT = "source_amount"

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 if TYPE_CHECKING:
     from feast import FeatureStore

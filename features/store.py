@@ -21,7 +21,7 @@ from features.engineering import (
     feature_frame_schema,
     utc_timestamps,
 )
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -112,7 +112,7 @@ class FeaturePartitionWriter:
     """
 
     def __init__(self, domain: DomainConfig, feast_dir: Path, days: list[date], staged: bool):
-        from hitl_gate.staged_parquet import StagedParquet
+        from hitl_gate.core.staged_parquet import StagedParquet
 
         self.domain, self.feast_dir = domain, feast_dir
         self.schema = feature_frame_schema(domain)
@@ -127,7 +127,7 @@ class FeaturePartitionWriter:
 
     def write(self, features: pl.DataFrame, days: pl.Series) -> None:
         """Add `features` (rows of `compute_features`), each row to the file of its `days`."""
-        from pipelines.io_managers import PARTITION_COLUMN, split_by_day
+        from hitl_gate.core.day_files import PARTITION_COLUMN, split_by_day
 
         frame = features.with_columns(days.alias(PARTITION_COLUMN))
         for key, part in split_by_day(frame, self.keys):

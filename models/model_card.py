@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from hitl_gate.domain import ModelConfig
+from hitl_gate.core.domain import ModelConfig
 from models.scorecard import CLASS_WEIGHT, REGULARISATION_C, model_features
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from hitl_gate.audit.store import audit_connection, insert_new_rows, query_frame
+from hitl_gate.core.database import audit_connection, insert_new_rows, query_frame
 from models.mlflow_store import configure
 
 if TYPE_CHECKING:

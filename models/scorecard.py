@@ -3,7 +3,7 @@
 Median imputation -> standardisation -> logistic regression. The model is linear in the
 standardised features, so each case's logit splits exactly into one term per feature plus a
 base logit. That makes adverse-action reason codes exact and cheap (a few numpy operations),
-where tree models need TreeSHAP at about 2,700 rows/s (STACK_NOTES).
+where tree models need TreeSHAP at about 2,700 rows/s (docs/scaling.md).
 
 `class_weight` is left unset on purpose: the predicted probability is used as a PD against
 absolute band thresholds (1 %, 2 %, ...), and re-weighting the classes would inflate every PD

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import polars as pl
 
-from hitl_gate.domain import ModelConfig
+from hitl_gate.core.domain import ModelConfig
 from models.calibration import PlattCalibration
 from models.mlflow_store import configure, tracking_uri
 from models.scorecard import contributions_from_matrix, feature_matrix, model_features

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hitl_gate.domain import ModelConfig
+from hitl_gate.core.domain import ModelConfig
 from models.calibration import fit_platt
 from models.drift import reference_bins
 from models.evaluation import calibration_table, discrimination

@@ -3,7 +3,7 @@
 Domains are discovered from `domains/*/domain.yaml`; all resources derive from one home folder
 (`HITL_HOME`, default `.hitl/`). Runs execute in process unless `HITL_EXECUTOR` says otherwise
 (`pipelines/executors.py`): the steps are short and the heavy imports (Feast, MLflow) would
-otherwise be paid again by a subprocess per step (STACK_NOTES). For a cluster, set the executor
+otherwise be paid again by a subprocess per step (docs/scaling.md). For a cluster, set the executor
 and the run launcher in configuration (docs/scaling.md).
 """
 
@@ -14,8 +14,8 @@ import warnings
 from dagster import BetaWarning, Definitions
 
 from assets.factory import build_domain_assets, build_domain_checks
-from hitl_gate.domain import DomainConfig, available_domains, load_domain
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.domain import DomainConfig, available_domains, load_domain
+from hitl_gate.core.home import HitlPaths
 from pipelines.executors import executor_from_environment
 from pipelines.jobs import build_jobs
 from pipelines.resources import build_resources

@@ -5,7 +5,7 @@ run workers all load them the same way):
 
 - `in_process` (default): every step of a run in the run's process. The daily graph is a
   chain and its steps are short, so a process per step would mostly pay imports again
-  (about 5 s each on a laptop, 13 s for Feast; STACK_NOTES).
+  (about 5 s each on a laptop, 13 s for Feast; docs/scaling.md).
 - `multiprocess`: a process per step, at most `HITL_MAX_CONCURRENT` at once (default: the
   number of CPU cores). Pays when one run holds independent branches or long steps.
 - `<module>:<attribute>`: any importable executor definition, e.g.
@@ -13,7 +13,7 @@ run workers all load them the same way):
   broker, `max_concurrent`) go in the run config's `execution: {config: ...}` section or the
   launchpad, as that executor documents; the package must be installed in the image.
 
-Runs always rebuild the job by name (`hitl_gate.runner`), so step processes and pods reconstruct
+Runs always rebuild the job by name (`hitl_gate.app.runner`), so step processes and pods reconstruct
 the same definitions from the same environment.
 """
 

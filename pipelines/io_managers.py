@@ -19,17 +19,19 @@ per day either way.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Literal
 
 import polars as pl
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
-from hitl_gate.staged_parquet import AbortsOnError, StagedParquet
+from hitl_gate.core.day_files import (
+    PartitionWriter,
+    StagedPartitions,
+    atomic_write,
+    split_by_day,
+)
 
-PARTITION_COLUMN = "partition_date"
 DEFAULT_SLICE_ROWS = 1_000_000
 SLICE_ROWS_ENV = "HITL_SLICE_ROWS"
 
@@ -46,52 +48,6 @@ def slice_rows_from_environment(environ: dict[str, str] | None = None) -> int:
     if not value.isdigit() or int(value) < 1:
         raise ValueError(f"{SLICE_ROWS_ENV}={value!r}: expected a number of cases, at least 1")
     return int(value)
-
-
-class StagedPartitions:
-    """A step's output already written, one temporary file per day: `handle_output` renames."""
-
-    def __init__(self, files: dict[str, StagedParquet]) -> None:
-        self.files = files
-
-    @property
-    def rows(self) -> int:
-        return sum(f.rows for f in self.files.values())
-
-    def commit(self) -> None:
-        for staged in self.files.values():
-            staged.commit()
-
-
-class PartitionWriter(AbortsOnError):
-    """Writes a step's output slice by slice into one file per partition day.
-
-    Each `write` splits its frame by `partition_date` (no copy for a one-day slice) and
-    appends each part to its day's file; `finish` gives the `StagedPartitions` to return
-    from the step. A day without rows gets an empty file with the output's columns, as a
-    whole-frame write does. Leaving the `with` block on an error deletes every staged file.
-    """
-
-    def __init__(self, folder: Path, keys: list[str], compression: str) -> None:
-        self.keys = keys
-        self.files = {
-            key: StagedParquet(
-                folder / f"{key}.parquet", folder / f"{key}.parquet.tmp", compression
-            )
-            for key in keys
-        }
-
-    def write(self, frame: pl.DataFrame) -> None:
-        for key, part in split_by_day(frame, self.keys):
-            if part.height or not self.files[key].started:
-                self.files[key].write(part)
-
-    def finish(self) -> StagedPartitions:
-        return StagedPartitions(self.files)
-
-    def abort(self) -> None:
-        for staged in self.files.values():
-            staged.abort()
 
 
 class PolarsParquetIOManager(ConfigurableIOManager):
@@ -127,10 +83,10 @@ class PolarsParquetIOManager(ConfigurableIOManager):
         folder = self._asset_dir(context)
         folder.mkdir(parents=True, exist_ok=True)
         if not context.has_asset_partitions:
-            _atomic_write(obj, folder / "all.parquet", self.compression)
+            atomic_write(obj, folder / "all.parquet", self.compression)
             return
         for key, part in split_by_day(obj, context.asset_partition_keys):
-            _atomic_write(part, folder / f"{key}.parquet", self.compression)
+            atomic_write(part, folder / f"{key}.parquet", self.compression)
 
     def load_input(self, context: InputContext) -> pl.DataFrame | pl.LazyFrame:
         paths = self._stored_paths(context)
@@ -161,26 +117,3 @@ def wants_lazy(context: InputContext) -> bool:
         return context.dagster_type.typing_type is pl.LazyFrame
     except Exception:  # noqa: BLE001 - no type known (e.g. loaded outside a step): read it
         return False
-
-
-def split_by_day(frame: pl.DataFrame, keys: list[str]) -> Iterator[tuple[str, pl.DataFrame]]:
-    """Each partition key with its rows (an empty frame for a day without rows).
-
-    One day whose rows are all that day (the daily run) is passed through without a copy; a
-    range is split in one pass, not one filter per day, so a 90-day backfill does not scan
-    the frame 90 times.
-    """
-    days = frame[PARTITION_COLUMN]
-    if len(keys) == 1 and days.null_count() == 0 and (days == date.fromisoformat(keys[0])).all():
-        yield keys[0], frame
-        return
-    parts = frame.partition_by(PARTITION_COLUMN, as_dict=True, maintain_order=True)
-    for key in keys:
-        yield key, parts.get((date.fromisoformat(key),), frame.clear())
-
-
-def _atomic_write(frame: pl.DataFrame, path: Path, compression: str) -> None:
-    """Write then rename, so a crash never leaves a half-written partition behind."""
-    tmp = path.with_suffix(".parquet.tmp")
-    frame.write_parquet(tmp, compression=compression)
-    os.replace(tmp, path)

@@ -7,7 +7,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import Unresolved
 
 from assets.common import stage_key
 from assets.factory import PIPELINE_STAGES, REVIEW_LOOP_STAGES, TRAINING_STAGE
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 
 def daily_job_name(domain: DomainConfig) -> str:

@@ -17,9 +17,9 @@ import duckdb
 from dagster import ConfigurableResource
 
 from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
-from hitl_gate.audit.store import audit_connection
-from hitl_gate.domain import DomainConfig
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.database import audit_connection
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.home import HitlPaths
 from pipelines.io_managers import PolarsParquetIOManager, slice_rows_from_environment
 
 if TYPE_CHECKING:

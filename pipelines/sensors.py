@@ -14,8 +14,13 @@ from dagster import (
     sensor,
 )
 
-from hitl_gate.domain import DomainConfig
-from hitl_gate.review.intake import batch_partition, file_sha256, peek_batch_id, pending_files
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.review.intake.verdict_files import (
+    batch_partition,
+    file_sha256,
+    peek_batch_id,
+    pending_files,
+)
 from pipelines.jobs import review_loop_job_name
 from pipelines.resources import AuditDatabase, ReviewWorkspace
 
@@ -72,8 +77,8 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
     ):
         from datetime import UTC, datetime
 
+        from hitl_gate.review.intake.sweep import sweep_review
         from hitl_gate.review.settings import review_settings
-        from hitl_gate.review.sweep import sweep_review
 
         now = datetime.now(UTC)
         with audit_db.connect() as con:
@@ -141,7 +146,7 @@ def build_landing_sensor(domain: DomainConfig) -> SensorDefinition:
     ):
         import duckdb
 
-        from hitl_gate.late_files import known_files, late_deliveries
+        from hitl_gate.ingest.late_files import known_files, late_deliveries
 
         ran = {
             date.fromisoformat(key)

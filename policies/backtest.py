@@ -20,7 +20,7 @@ from datetime import date
 import duckdb
 import polars as pl
 
-from hitl_gate.audit.store import query_frame
+from hitl_gate.core.database import query_frame
 from policies.capacity import own_rows
 from policies.decide import decide
 from policies.model import AUTO_APPROVE, AUTO_DECLINE, Policy

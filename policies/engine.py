@@ -16,7 +16,7 @@ Semantics (domain-agnostic; the domain's policy file supplies the rules):
 Why a bitmask: each condition is evaluated once as a vectorised boolean column and packed into
 one integer per case. Cases share few distinct masks, so the fired-rule lists and the winner are
 computed once per distinct mask in Python and gathered back through a mask -> index table
-(STACK_NOTES: 6.3M rows/s, against 171k rows/s for `concat_list` of `when/then` and 24k rows/s
+(docs/scaling.md: 6.3M rows/s, against 171k rows/s for `concat_list` of `when/then` and 24k rows/s
 row by row; `python -m bench.policy` measures a 20-rule policy, see BENCHMARKS.md). At most 64
 rules.
 """

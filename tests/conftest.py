@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.home import HitlPaths
 
 # Temporary homes go to memory when the machine has a tmpfs with room: every Dagster event,
 # audit commit and lineage write syncs its file (about 1,800 fdatasync calls for one demo day,
@@ -64,7 +64,7 @@ def _process_exists(pid: int) -> bool:
 @pytest.fixture
 def hitl_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HitlPaths:
     """A fresh, isolated home (landing and review folders inside it) for one test."""
-    from hitl_gate.runner import use_paths
+    from hitl_gate.app.runner import use_paths
 
     for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
         monkeypatch.delenv(name, raising=False)
@@ -80,7 +80,7 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HitlPaths]:
     Shared by every end-to-end test to keep the suite fast: tests may add to this state
     (new files, verdicts, runs) but must not delete or rewrite what others rely on.
     """
-    from hitl_gate.cli import main
+    from hitl_gate.app.cli import main
 
     home = tmp_path_factory.mktemp("demo") / "home"
     with pytest.MonkeyPatch.context() as patch:

@@ -11,10 +11,10 @@ import duckdb
 import polars as pl
 from openpyxl import load_workbook
 
-from hitl_gate.domain import DomainConfig, load_domain
-from hitl_gate.review.demo_reviewer import fill_demo_verdicts
-from hitl_gate.review.export import ReviewBatch, export_review_batches
-from hitl_gate.review.intake import IntakeOutcome, ingest_verdict_file
+from hitl_gate.app.demo_reviewer import fill_demo_verdicts
+from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.review.export.batches import ReviewBatch, export_review_batches
+from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import ReviewSettings, review_settings
 
 CASE_ID = "application_id"
@@ -94,7 +94,7 @@ class Workspace:
         return self.root / "audit.duckdb"
 
     def ingest(self, path: Path, now: datetime = IN_TIME) -> IntakeOutcome:
-        from hitl_gate.audit.store import audit_connection
+        from hitl_gate.core.database import audit_connection
 
         with audit_connection(self.db) as con:
             return ingest_verdict_file(
@@ -110,7 +110,7 @@ class Workspace:
             )
 
     def count(self, sql: str, params: list | None = None) -> int:
-        from hitl_gate.audit.store import audit_connection, scalar
+        from hitl_gate.core.database import audit_connection, scalar
 
         with audit_connection(self.db) as con:
             return int(scalar(con, sql, params or []))
@@ -169,7 +169,7 @@ def make_workspace(root: Path, key: bytes) -> Workspace:
 
 def record_export(ws: Workspace) -> None:
     """What the daily run records: decisions of the day and the exported batches."""
-    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.core.database import audit_connection
 
     with audit_connection(ws.db) as con:
         for case in review_cases()[CASE_ID]:
@@ -194,7 +194,7 @@ def record_export(ws: Workspace) -> None:
 
 def export_escalated(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime) -> list:
     """The review loop's re-export of the day's open escalations as escalation batches."""
-    from hitl_gate.review.escalation import export_escalations
+    from hitl_gate.review.intake.escalation import export_escalations
 
     return export_escalations(
         con,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from hitl_gate.adverse_action import adverse_actions
-from hitl_gate.domain import load_domain
+from hitl_gate.core.domain import load_domain
+from hitl_gate.execution.adverse_action import adverse_actions
 
 
 def test_reasons_are_ordered_capped_and_never_empty() -> None:

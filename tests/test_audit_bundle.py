@@ -14,13 +14,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from hitl_gate.app.cli import main
 from hitl_gate.audit import bundle_check, chain, seal
 from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
 from hitl_gate.audit.bundle_check import check_bundle
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-from hitl_gate.audit.store import audit_connection, scalar
-from hitl_gate.cli import main
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.database import audit_connection, scalar
+from hitl_gate.core.home import HitlPaths
 
 FROM, TO = "2018-01-01", "2018-01-02"  # the demo's returned verdict files are for day 1
 

@@ -17,8 +17,8 @@ from hitl_gate.audit.chain import GENESIS_HASH
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.segments import scan_segment
-from hitl_gate.audit.store import audit_connection, insert_new_rows, schema_statements
 from hitl_gate.audit.verify import verify_audit
+from hitl_gate.core.database import audit_connection, insert_new_rows, schema_statements
 
 
 def _executions(start: int, count: int) -> pl.DataFrame:

@@ -6,10 +6,10 @@ import polars as pl
 import pytest
 
 from assets.execution import final_actions
-from hitl_gate.audit.store import audit_connection, query_frame, scalar
+from hitl_gate.app.cli import main
 from hitl_gate.audit.verify import verify_audit
-from hitl_gate.cli import main
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 

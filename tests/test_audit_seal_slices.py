@@ -16,8 +16,8 @@ from hitl_gate.audit import seal as seal_module
 from hitl_gate.audit.chain import MerkleBuilder, merkle_root_of_packed
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.seal import seal_run
-from hitl_gate.audit.store import insert_new_rows, schema_statements
 from hitl_gate.audit.verify import verify_audit
+from hitl_gate.core.database import insert_new_rows, schema_statements
 
 CASES = 40
 

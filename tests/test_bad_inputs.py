@@ -17,8 +17,8 @@ import polars as pl
 import pytest
 import yaml
 
-from hitl_gate.domain import DomainConfig, load_domain
-from hitl_gate.ingest import IngestResult, discover_landing_files, ingest_files
+from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.ingest.landing import IngestResult, discover_landing_files, ingest_files
 
 CORPUS = Path(__file__).parent / "data" / "bad_inputs"
 MANIFEST: dict[str, dict] = yaml.safe_load((CORPUS / "manifest.yaml").read_text(encoding="utf-8"))

@@ -13,9 +13,9 @@ from bench.generate import calibration_frame, synthesise, write_day
 from bench.measure import stage_name, step_durations
 from bench.memory import peaks_per_step
 from bench.pipeline import SECTION, append_report
-from hitl_gate.domain import load_domain
-from hitl_gate.ingest import discover_landing_files, ingest_files
-from hitl_gate.review.workbook import write_review_workbook
+from hitl_gate.core.domain import load_domain
+from hitl_gate.ingest.landing import discover_landing_files, ingest_files
+from hitl_gate.review.export.workbook import write_review_workbook
 
 DAY = date(2018, 4, 2)
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hitl_gate.cli import main
-from hitl_gate.home import HitlPaths
+from hitl_gate.app.cli import main
+from hitl_gate.core.home import HitlPaths
 
 CASES = Path(__file__).parent / "data" / "bad_inputs" / "cases"
 
@@ -56,8 +56,8 @@ def test_check_reports_case_ids_accepted_on_other_days(
 
     import polars as pl
 
-    from hitl_gate.audit.store import audit_connection
-    from hitl_gate.registry import record_accepted_cases
+    from hitl_gate.core.database import audit_connection
+    from hitl_gate.ingest.landing_registry import record_accepted_cases
 
     day_folder = tmp_path / "landing" / "applications" / "2018-01-04"
     day_folder.mkdir(parents=True)

@@ -8,7 +8,8 @@ import pandera.polars as pa
 import polars as pl
 import pytest
 
-from hitl_gate.contract import (
+from hitl_gate.core.domain import ColumnContract, ContractConfig, load_domain
+from hitl_gate.quality.contract import (
     FAILURE_SCHEMA,
     ROW_INDEX,
     build_schema,
@@ -16,7 +17,6 @@ from hitl_gate.contract import (
     parse_series,
     validate_frame,
 )
-from hitl_gate.domain import ColumnContract, ContractConfig, load_domain
 
 CONTRACT = ContractConfig(
     version=3,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 from dagster import AssetKey
 
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.home import HitlPaths
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
 
 def _graph(paths: HitlPaths) -> dict[str, list[str]]:
-    from hitl_gate.runner import load_definitions
+    from hitl_gate.app.runner import load_definitions
 
     defs = load_definitions()
     graph = defs.resolve_asset_graph()
@@ -41,8 +41,8 @@ STAGES = {
 
 
 def test_definitions_load_with_jobs_schedule_and_sensor(hitl_paths: HitlPaths) -> None:
-    from hitl_gate.domain import available_domains
-    from hitl_gate.runner import load_definitions
+    from hitl_gate.app.runner import load_definitions
+    from hitl_gate.core.domain import available_domains
 
     assert available_domains() == SHIPPED_DOMAINS
     defs = load_definitions()
@@ -79,7 +79,7 @@ def test_definitions_load_with_jobs_schedule_and_sensor(hitl_paths: HitlPaths) -
 
 
 def test_definitions_resources_follow_the_home(hitl_paths: HitlPaths) -> None:
-    from hitl_gate.runner import load_definitions
+    from hitl_gate.app.runner import load_definitions
 
     resources = load_definitions().resources
     assert resources["audit_db"].database == str(hitl_paths.audit_db)
@@ -102,7 +102,7 @@ def test_dagster_cli_validates_the_workspace(hitl_paths: HitlPaths) -> None:
     import subprocess
     import sys
 
-    from hitl_gate.domain import PROJECT_ROOT
+    from hitl_gate.core.domain import PROJECT_ROOT
 
     dagster = Path(sys.executable).parent / "dagster"
     result = subprocess.run(

@@ -9,18 +9,18 @@ import polars as pl
 import pytest
 import yaml
 
-from hitl_gate.cli import main
-from hitl_gate.demo import prepare_landing, sample_applications
-from hitl_gate.domain import DOMAINS_ENV, DomainConfigError, available_domains, load_domain
-from hitl_gate.domain_check import check_domain
-from hitl_gate.home import HitlPaths
-from hitl_gate.scaffold import (
+from hitl_gate.app.cli import main
+from hitl_gate.app.demo_data import prepare_landing, sample_applications
+from hitl_gate.app.domain_check import check_domain
+from hitl_gate.app.scaffold import (
     ScaffoldError,
     ScaffoldOptions,
     detect_case_id,
     infer_column,
     scaffold_domain,
 )
+from hitl_gate.core.domain import DOMAINS_ENV, DomainConfigError, available_domains, load_domain
+from hitl_gate.core.home import HitlPaths
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def test_range_event_times_stay_inside_the_declared_days() -> None:
 
 def test_retention_class_is_one_of_the_declared_classes(tmp_path: Path) -> None:
     """A typo in the retention class fails at load, naming the field."""
-    from hitl_gate.domain import PROJECT_ROOT, load_domain_file
+    from hitl_gate.core.domain import PROJECT_ROOT, load_domain_file
 
     source = (PROJECT_ROOT / "domains" / "lending_club" / "domain.yaml").read_text("utf-8")
     broken = tmp_path / "domains" / "lending_club" / "domain.yaml"

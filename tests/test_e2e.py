@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 from openpyxl import load_workbook
 
-from hitl_gate.audit.store import audit_connection, query_frame, scalar
-from hitl_gate.cli import main
-from hitl_gate.home import HitlPaths
+from hitl_gate.app.cli import main
+from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 
@@ -155,7 +155,7 @@ def _second_batch(paths: HitlPaths, domain: str = CREDIT) -> tuple[str, Path]:
 def test_cli_ingest_validates_rows_and_is_exactly_once(
     demo_home: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hitl_gate.review.demo_reviewer import fill_demo_verdicts
+    from hitl_gate.app.demo_reviewer import fill_demo_verdicts
 
     batch_id, folder = _second_batch(demo_home)
     returned = fill_demo_verdicts(folder, tmp_path / "returned.xlsx", reviewer_id="analyst-7")
@@ -182,7 +182,7 @@ def test_cli_ingest_finds_the_domain_from_the_batch_id(
     demo_home: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """One review workspace serves every domain: no --domain needed for a lending_club file."""
-    from hitl_gate.review.demo_reviewer import fill_demo_verdicts
+    from hitl_gate.app.demo_reviewer import fill_demo_verdicts
 
     batch_id, folder = _second_batch(demo_home, "lending_club")
     returned = fill_demo_verdicts(folder, tmp_path / "officer.xlsx", reviewer_id="officer-3")
@@ -202,8 +202,8 @@ def test_cli_ingest_finds_the_domain_from_the_batch_id(
 def test_sensor_requests_one_run_per_returned_file(demo_home: HitlPaths, tmp_path: Path) -> None:
     from dagster import DagsterInstance, build_sensor_context
 
-    from hitl_gate.domain import load_domain
-    from hitl_gate.review.intake import file_sha256
+    from hitl_gate.core.domain import load_domain
+    from hitl_gate.review.intake.verdict_files import file_sha256
     from pipelines.resources import ReviewWorkspace
     from pipelines.sensors import build_verdict_sensor
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from hitl_gate.audit.store import audit_connection, query_frame, scalar
-from hitl_gate.cli import main
-from hitl_gate.home import HitlPaths
+from hitl_gate.app.cli import main
+from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,7 @@ def _landing_sensor(paths: HitlPaths) -> list:
     """The landing sensor's requests for DAY, evaluated on the demo's own instance and home."""
     from dagster import DagsterInstance, SkipReason, build_sensor_context
 
-    from hitl_gate.domain import load_domain
+    from hitl_gate.core.domain import load_domain
     from pipelines.resources import build_resources
     from pipelines.sensors import build_landing_sensor
 

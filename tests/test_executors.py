@@ -8,8 +8,8 @@ from datetime import date
 import pytest
 from dagster import AssetKey, in_process_executor
 
-from hitl_gate.domain import load_domain
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.domain import load_domain
+from hitl_gate.core.home import HitlPaths
 from pipelines.executors import ExecutorConfigError, executor_from_environment
 
 
@@ -47,8 +47,8 @@ def test_a_day_ingests_with_a_process_per_step(
     """The multiprocess executor end to end: each step process rebuilds the job from the
     environment and hands its output on through the IO manager (two steps keep it short:
     every step process imports the project again)."""
-    from hitl_gate.demo import prepare_landing
-    from hitl_gate.runner import load_definitions, run_job
+    from hitl_gate.app.demo_data import prepare_landing
+    from hitl_gate.app.runner import load_definitions, run_job
 
     domain = load_domain("consumer_credit")
     prepare_landing(domain, hitl_paths.landing)

@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hitl_gate.domain import load_domain
-from hitl_gate.expectations import Expectation, Outcome, Suite, load_expectations
-from hitl_gate.gx_suites import GxLocations, run_suite
+from hitl_gate.core.domain import load_domain
+from hitl_gate.quality.expectations import Expectation, Outcome, Suite, load_expectations
+from hitl_gate.quality.gx_suites import GxLocations, run_suite
 
 DAY = date(2018, 1, 10)
 FRAME = pl.DataFrame(
@@ -147,7 +147,7 @@ def test_runs_of_different_days_validate_at_the_same_time(tmp_path: Path) -> Non
 def test_a_validation_waits_for_its_turn_then_fails_naming_the_lock(tmp_path: Path) -> None:
     from filelock import FileLock
 
-    from hitl_gate.gx_suites import LOCK_FILE
+    from hitl_gate.quality.gx_suites import LOCK_FILE
 
     where = GxLocations(tmp_path, tmp_path / "docs", tmp_path / "warehouse", lock_wait_s=0.2)
     _store(where.warehouse, DAY, 3)

@@ -21,7 +21,7 @@ from features.store import (
     registry_is_current,
     write_feature_partition,
 )
-from hitl_gate.domain import PROJECT_ROOT, DomainConfig, load_domain
+from hitl_gate.core.domain import PROJECT_ROOT, DomainConfig, load_domain
 
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "lendingclub_loans_2018q1.parquet"
 DOMAIN = load_domain("consumer_credit")

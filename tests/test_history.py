@@ -23,7 +23,7 @@ from features.history import (
     ledger,
     write_history_partitions,
 )
-from hitl_gate.domain import DomainConfig, load_domain
+from hitl_gate.core.domain import DomainConfig, load_domain
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*fetch_arrow_table:DeprecationWarning")
 

@@ -11,9 +11,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from hitl_gate.contract import polars_dtype
-from hitl_gate.domain import PROJECT_ROOT, DomainConfig, load_domain
-from hitl_gate.ingest import (
+from hitl_gate.core.domain import PROJECT_ROOT, DomainConfig, load_domain
+from hitl_gate.ingest.landing import (
     FILES_SCHEMA,
     QUARANTINE_SCHEMA,
     IngestResult,
@@ -22,6 +21,7 @@ from hitl_gate.ingest import (
     discover_landing_files,
     ingest_files,
 )
+from hitl_gate.quality.contract import polars_dtype
 
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "lendingclub_loans_2018q1.parquet"
 DAY = date(2018, 1, 3)

@@ -11,9 +11,9 @@ import polars as pl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hitl_gate.contract import build_schema, validate_frame
-from hitl_gate.domain import load_domain
-from hitl_gate.ingest import discover_landing_files, ingest_files
+from hitl_gate.core.domain import load_domain
+from hitl_gate.ingest.landing import discover_landing_files, ingest_files
+from hitl_gate.quality.contract import build_schema, validate_frame
 from tests.data.bad_inputs.build_corpus import base
 
 DOMAIN = load_domain("consumer_credit")

@@ -14,7 +14,8 @@ from dagster import (
 from dagster._core.types.dagster_type import resolve_dagster_type
 
 from assets.common import collect_columns
-from pipelines.io_managers import PolarsParquetIOManager, split_by_day
+from hitl_gate.core.day_files import split_by_day
+from pipelines.io_managers import PolarsParquetIOManager
 
 D1, D2, D3 = date(2018, 1, 1), date(2018, 1, 2), date(2018, 1, 3)
 

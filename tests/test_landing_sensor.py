@@ -11,11 +11,11 @@ import pytest
 from dagster import AssetMaterialization, DagsterInstance, SkipReason, build_sensor_context
 
 from assets.common import stage_key
-from hitl_gate.audit.store import audit_connection
-from hitl_gate.domain import load_domain
-from hitl_gate.home import HitlPaths
-from hitl_gate.ingest import discover_landing_files
-from hitl_gate.registry import register_files
+from hitl_gate.core.database import audit_connection
+from hitl_gate.core.domain import load_domain
+from hitl_gate.core.home import HitlPaths
+from hitl_gate.ingest.landing import discover_landing_files
+from hitl_gate.ingest.landing_registry import register_files
 from pipelines.resources import AuditDatabase, LandingZone
 from pipelines.sensors import build_landing_sensor
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from hitl_gate.audit.store import audit_connection, query_frame, scalar
-from hitl_gate.cli import main
-from hitl_gate.home import HitlPaths
+from hitl_gate.app.cli import main
+from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 
@@ -50,7 +50,7 @@ def test_decisions_name_the_feature_service_of_their_model_version(demo_home: Hi
     """Scoring runs after the first champion exists, so every decision names `<model>_v<N>`."""
     from features.services import read_manifest
     from features.store import open_feature_store
-    from hitl_gate.domain import load_domain
+    from hitl_gate.core.domain import load_domain
 
     with audit_connection(demo_home.audit_db, read_only=True) as con:
         used = query_frame(

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hitl_gate.domain import PROJECT_ROOT, ModelConfig, load_domain
+from hitl_gate.core.domain import PROJECT_ROOT, ModelConfig, load_domain
 from models.mlflow_store import configure, tracking_uri
 from models.scorecard import contributions, feature_frame, fit_scorecard, model_features
 from models.scoring import (
@@ -377,7 +377,7 @@ def test_psi_is_zero_on_training_and_large_on_a_shifted_population(
 def test_promotion_is_recorded_and_governed(
     registry: Registry, model_cfg: ModelConfig, tmp_path: Path
 ) -> None:
-    from hitl_gate.audit.store import audit_connection, query_frame
+    from hitl_gate.core.database import audit_connection, query_frame
     from models.registry import PromotionError, list_versions, promote
 
     audit_db = tmp_path / "audit.duckdb"

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from hitl_gate.audit.store import audit_connection, query_frame
-from hitl_gate.domain import PROJECT_ROOT
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.database import audit_connection, query_frame
+from hitl_gate.core.domain import PROJECT_ROOT
+from hitl_gate.core.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"

@@ -14,10 +14,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hitl_gate.audit.store import audit_connection, query_frame, scalar
-from hitl_gate.cli import main
-from hitl_gate.domain import DOMAINS_ENV
-from hitl_gate.home import HitlPaths
+from hitl_gate.app.cli import main
+from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.domain import DOMAINS_ENV
+from hitl_gate.core.home import HitlPaths
 
 NAME = "claims"
 DAYS = 28

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from polars.testing import assert_frame_equal
 
-from hitl_gate.domain import PROJECT_ROOT, load_domain
+from hitl_gate.core.domain import PROJECT_ROOT, load_domain
 from policies.engine import (
     ROUTE_SCHEMA,
     Policy,

@@ -11,14 +11,14 @@ import polars as pl
 import pytest
 import yaml
 
-from hitl_gate.audit.store import schema_statements
-from hitl_gate.policy_control import (
+from hitl_gate.core.database import schema_statements
+from policies.backtest import backtest, recorded_decisions
+from policies.control import (
     PolicyControlError,
     record_shadow_decisions,
     set_shadow,
     shadow_policy,
 )
-from policies.backtest import backtest, recorded_decisions
 from policies.engine import load_policy
 from policies.shadow import compare_shadow, shadow_decisions
 
@@ -196,9 +196,9 @@ V2 = "policies/consumer_credit/v2.yaml"
 def test_shadow_runs_beside_live_routing_and_backtest_reads_records(
     demo_home: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hitl_gate.audit.store import audit_connection, query_frame
-    from hitl_gate.cli import main
-    from hitl_gate.domain import PROJECT_ROOT
+    from hitl_gate.app.cli import main
+    from hitl_gate.core.database import audit_connection, query_frame
+    from hitl_gate.core.domain import PROJECT_ROOT
 
     home = ["--home", str(demo_home.home)]
     candidate = str(PROJECT_ROOT / V2)

@@ -19,11 +19,11 @@ import polars as pl
 import pytest
 import yaml
 
-from hitl_gate.audit.store import audit_connection, query_frame
-from hitl_gate.cli import main
-from hitl_gate.domain import DOMAINS_ENV
-from hitl_gate.home import HitlPaths
-from hitl_gate.scaffold import starter_policy_cases
+from hitl_gate.app.cli import main
+from hitl_gate.app.scaffold import starter_policy_cases
+from hitl_gate.core.database import audit_connection, query_frame
+from hitl_gate.core.domain import DOMAINS_ENV
+from hitl_gate.core.home import HitlPaths
 from tests.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
 
 CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
@@ -51,7 +51,7 @@ class ClaimsHome:
 @pytest.fixture(scope="module")
 def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
     """The claims domain scaffolded, trained and decided for days 1-5 then 6-10 (two runs)."""
-    from hitl_gate.runner import use_paths
+    from hitl_gate.app.runner import use_paths
 
     tmp = tmp_path_factory.mktemp("capacity")
     root = tmp / "onboarding"

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hitl_gate.case_schema import declared_case_schema
-from hitl_gate.cli import main
-from hitl_gate.domain import available_domains, load_domain
-from hitl_gate.home import HitlPaths
-from hitl_gate.policy_control import policy_files
+from hitl_gate.app.cli import main
+from hitl_gate.core.domain import available_domains, load_domain
+from hitl_gate.core.home import HitlPaths
+from hitl_gate.quality.case_schema import declared_case_schema
+from policies.control import policy_files
 from policies.testing import cases_path, check_policy_file
 
 SHIPPED = [(name, path) for name in available_domains() for path in policy_files(load_domain(name))]

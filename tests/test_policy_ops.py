@@ -13,11 +13,12 @@ import pytest
 import yaml
 
 from assets.execution import final_actions
-from hitl_gate.audit.store import schema_statements
-from hitl_gate.cli import main
-from hitl_gate.domain import PROJECT_ROOT, load_domain
-from hitl_gate.home import HitlPaths
-from hitl_gate.policy_control import (
+from hitl_gate.app.cli import main
+from hitl_gate.core.database import schema_statements
+from hitl_gate.core.domain import PROJECT_ROOT, load_domain
+from hitl_gate.core.home import HitlPaths
+from policies.analysis import WARNING, analyse_policy
+from policies.control import (
     PolicyControlError,
     halt_state,
     policy_in_force,
@@ -25,7 +26,6 @@ from hitl_gate.policy_control import (
     rollback,
     set_halt,
 )
-from policies.analysis import WARNING, analyse_policy
 from policies.decide import capacity_report, decide
 from policies.engine import load_policy
 from policies.model import QaSampling
@@ -100,8 +100,8 @@ def test_analysis_boundaries_are_exact_and_arithmetic_is_evidence_only(tmp_path:
 
 
 def test_shipped_policies_have_no_analysis_errors() -> None:
-    from hitl_gate.case_schema import declared_case_schema
-    from hitl_gate.policy_control import policy_files
+    from hitl_gate.quality.case_schema import declared_case_schema
+    from policies.control import policy_files
 
     domain = load_domain("consumer_credit")
     schema = declared_case_schema(domain)
@@ -384,7 +384,7 @@ def test_review_settings_capacity_defers_overflow_unless_the_policy_sets_its_own
     """Capacity declared for a queue in review.yaml limits the day's review work."""
     from datetime import date
 
-    from hitl_gate.domain import PROJECT_ROOT
+    from hitl_gate.core.domain import PROJECT_ROOT
     from policies.decide import apply_capacity, with_queue_capacity
     from policies.engine import load_policy
 

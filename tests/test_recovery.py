@@ -20,10 +20,10 @@ import signal
 import pytest
 
 from assets.factory import PIPELINE_STAGES
-from hitl_gate.audit.store import audit_connection, query_frame, scalar
+from hitl_gate.app.cli import main
 from hitl_gate.audit.verify import verify_audit
-from hitl_gate.cli import main
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 
@@ -54,8 +54,8 @@ PRELOAD = [
     "plotly.offline",
     "dagster._utils.test",
     "pipelines.definitions",
-    "hitl_gate.gx_suites",
-    "hitl_gate.review.export",
+    "hitl_gate.quality.gx_suites",
+    "hitl_gate.review.export.batches",
     "features.store",
     "models.scoring",
     "feast.repo_operations",

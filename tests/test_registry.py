@@ -9,16 +9,15 @@ import duckdb
 import polars as pl
 import pytest
 
-from hitl_gate.audit.store import audit_connection, query_frame
-from hitl_gate.contract import contract_digest
-from hitl_gate.domain import ColumnContract, ContractConfig
-from hitl_gate.ingest import (
+from hitl_gate.core.database import audit_connection, query_frame
+from hitl_gate.core.domain import ColumnContract, ContractConfig
+from hitl_gate.ingest.landing import (
     CROSS_PARTITION_CHECK,
     discover_landing_files,
     ingest_files,
     withhold_known_cases,
 )
-from hitl_gate.registry import (
+from hitl_gate.ingest.landing_registry import (
     ContractVersionConflict,
     RegisteredFile,
     cases_accepted_elsewhere,
@@ -26,6 +25,7 @@ from hitl_gate.registry import (
     record_contract,
     register_files,
 )
+from hitl_gate.quality.contract import contract_digest
 
 NOW = datetime(2018, 2, 1, tzinfo=UTC)
 DAY1, DAY2 = date(2018, 1, 3), date(2018, 1, 4)

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import pytest
 
+from hitl_gate.app.cli import main
 from hitl_gate.audit.events import EVENT_SOURCES, source_sql
-from hitl_gate.audit.store import audit_connection
-from hitl_gate.cli import main
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.database import audit_connection
+from hitl_gate.core.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 

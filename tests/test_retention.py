@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from hitl_gate.app.cli import main
 from hitl_gate.audit.keys import load_or_create_signing_key
+from hitl_gate.audit.retention import REDACTED, add_months, expired
 from hitl_gate.audit.seal import seal_run
-from hitl_gate.audit.store import audit_connection, query_frame, scalar
 from hitl_gate.audit.verify import verify_audit
-from hitl_gate.cli import main
-from hitl_gate.domain import RetentionConfig, load_domain
-from hitl_gate.home import HitlPaths
-from hitl_gate.retention import REDACTED, add_months, expired
+from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.domain import RetentionConfig, load_domain
+from hitl_gate.core.home import HitlPaths
 
 COPIED = ("audit.duckdb", "audit.duckdb.wal", "checkpoints", "secrets", "landing", "warehouse",
           "review_exports")  # fmt: skip
@@ -43,7 +43,7 @@ def test_a_declaration_keeping_personal_data_less_than_the_legal_minimum_is_refu
 
 
 def test_a_domain_file_with_too_short_a_retention_fails_at_load(tmp_path: Path) -> None:
-    from hitl_gate.domain import PROJECT_ROOT, DomainConfigError, load_domain_file
+    from hitl_gate.core.domain import PROJECT_ROOT, DomainConfigError, load_domain_file
 
     source = (PROJECT_ROOT / "domains" / "lending_club" / "domain.yaml").read_text("utf-8")
     assert "raw_inputs_months: 25" in source

@@ -14,16 +14,16 @@ import polars as pl
 import pytest
 from openpyxl import load_workbook
 
-from hitl_gate.domain import DomainConfig, load_domain
+from hitl_gate.app.demo_reviewer import fill_demo_verdicts
+from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.review.canonical import export_value, row_digest
-from hitl_gate.review.demo_reviewer import fill_demo_verdicts
-from hitl_gate.review.export import (
+from hitl_gate.review.export.batches import (
     VERDICT_COLUMNS,
     ReviewBatch,
     export_review_batches,
 )
+from hitl_gate.review.intake.validation import VerdictFileResult, validate_verdict_file
 from hitl_gate.review.signing import KEY_ENV, load_or_create_key, sign, verify
-from hitl_gate.review.verdicts import VerdictFileResult, validate_verdict_file
 from tests.review_fixtures import edit_xlsx
 
 CASE_ID = "application_id"

@@ -14,10 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hitl_gate.audit.store import audit_connection, query_frame
-from hitl_gate.home import HitlPaths
-from hitl_gate.review.escalation import ESCALATED_LABEL
-from hitl_gate.review.sweep import review_status, sweep_review
+from hitl_gate.core.database import audit_connection, query_frame
+from hitl_gate.core.home import HitlPaths
+from hitl_gate.review.intake.escalation import ESCALATED_LABEL
+from hitl_gate.review.intake.sweep import review_status, sweep_review
 from tests.review_fixtures import (
     CREATED,
     DAY,
@@ -149,9 +149,9 @@ def test_sweep_sensor_and_review_loop_export_escalations(
     whose run of the review loop exports it to compliance; `hitl review status` shows it."""
     from dagster import DagsterInstance, build_sensor_context
 
-    from hitl_gate.cli import main
-    from hitl_gate.domain import load_domain
-    from hitl_gate.runner import load_definitions, raise_for_failure, run_job, use_paths
+    from hitl_gate.app.cli import main
+    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job, use_paths
+    from hitl_gate.core.domain import load_domain
     from pipelines.jobs import review_loop_job_name
     from pipelines.resources import build_resources
     from pipelines.sensors import build_review_sweep_sensor

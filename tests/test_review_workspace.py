@@ -14,8 +14,8 @@ import polars as pl
 import pytest
 from openpyxl import load_workbook
 
-from hitl_gate.domain import load_domain
-from hitl_gate.review.masking import apply_masking, pseudonym_key, pseudonymise
+from hitl_gate.core.domain import load_domain
+from hitl_gate.review.export.masking import apply_masking, pseudonym_key, pseudonymise
 from hitl_gate.review.settings import (
     MaskRule,
     ReviewSettings,
@@ -239,8 +239,8 @@ def _letter(index: int) -> str:
 def test_sweep_escalates_closes_and_recovers_strays(tmp_path: Path, key: bytes) -> None:
     from datetime import timedelta
 
-    from hitl_gate.audit.store import audit_connection
-    from hitl_gate.review.sweep import sweep_review
+    from hitl_gate.core.database import audit_connection
+    from hitl_gate.review.intake.sweep import sweep_review
     from tests.review_fixtures import CREATED, DAY
 
     ws = make_workspace(tmp_path, key)
@@ -281,7 +281,7 @@ def test_sweep_escalates_closes_and_recovers_strays(tmp_path: Path, key: bytes) 
         late = sweep(49)
         assert (late.escalations, late.closed) == (3, 0)  # three cases still open
         assert sweep(49).escalations == 0  # idempotent
-        from hitl_gate.review.sweep import review_status
+        from hitl_gate.review.intake.sweep import review_status
 
         status = review_status(con, "consumer_credit", CREATED + timedelta(hours=49))
         assert status.row(0, named=True) == {

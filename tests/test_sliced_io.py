@@ -14,11 +14,8 @@ import pytest
 from dagster import AssetKey, build_output_context
 
 from assets.slices import OutputSink, read_slices, row_count, slice_ranges
-from pipelines.io_managers import (
-    PolarsParquetIOManager,
-    StagedPartitions,
-    slice_rows_from_environment,
-)
+from hitl_gate.core.day_files import StagedPartitions
+from pipelines.io_managers import PolarsParquetIOManager, slice_rows_from_environment
 
 D1, D2, D3 = date(2018, 1, 1), date(2018, 1, 2), date(2018, 1, 3)
 KEYS = ["2018-01-01", "2018-01-02", "2018-01-03"]

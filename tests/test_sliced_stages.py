@@ -23,9 +23,9 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from assets.common import stage_key
-from hitl_gate.audit.store import audit_connection, query_frame
-from hitl_gate.domain import load_domain
-from hitl_gate.home import HitlPaths
+from hitl_gate.core.database import audit_connection, query_frame
+from hitl_gate.core.domain import load_domain
+from hitl_gate.core.home import HitlPaths
 from pipelines.io_managers import SLICE_ROWS_ENV
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ CAPACITY = 3
 
 
 def _run(first: date, last: date, slice_rows: int | None, patch: pytest.MonkeyPatch):
-    from hitl_gate.runner import load_definitions, run_job
+    from hitl_gate.app.runner import load_definitions, run_job
     from pipelines.jobs import daily_job_name
 
     if slice_rows is None:
@@ -82,8 +82,8 @@ def small_capacity_home(
     demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[HitlPaths, pytest.MonkeyPatch]]:
     """A copy of the demo home whose policy in force (v2, activated) reviews `CAPACITY` a day."""
-    from hitl_gate.policy_control import record_activation
-    from hitl_gate.runner import use_paths
+    from hitl_gate.app.runner import use_paths
+    from policies.control import record_activation
     from policies.model import load_policy_text
 
     tmp = tmp_path_factory.mktemp("sliced")

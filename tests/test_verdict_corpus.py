@@ -68,7 +68,7 @@ def _all_batch_ids(ws: Workspace, value: str) -> list[Path]:
 
 def _closed(ws: Workspace) -> list[Path]:
     ws.count("SELECT 1")  # creates the schema
-    from hitl_gate.audit.store import audit_connection
+    from hitl_gate.core.database import audit_connection
 
     with audit_connection(ws.db) as con:
         con.execute(
@@ -291,7 +291,7 @@ def test_formula_text_in_rationale_is_neutralised_not_lost(tmp_path: Path, key: 
     ws = make_workspace(tmp_path, key)
     path = ws.fill_csv(ANALYST, "r.csv", {0: _ok(rationale='=HYPERLINK("http://x","click")')})
     assert ws.ingest(path).accepted == 1
-    from hitl_gate.audit.store import audit_connection, scalar
+    from hitl_gate.core.database import audit_connection, scalar
 
     with audit_connection(ws.db) as con:
         stored = scalar(con, "SELECT rationale FROM verdicts")
@@ -304,11 +304,11 @@ def test_two_files_for_one_case_resolve_by_name_not_arrival(tmp_path: Path, key:
         ws = make_workspace(tmp_path / "-".join(order), key)
         ws.fill(ANALYST, "a.xlsx", "analyst-7")
         ws.fill(ANALYST, "b.xlsx", "analyst-12")
-        from hitl_gate.review.intake import pending_files
+        from hitl_gate.review.intake.verdict_files import pending_files
 
         for path in pending_files(ws.inbox):
             ws.ingest(path)
-        from hitl_gate.audit.store import audit_connection, query_frame
+        from hitl_gate.core.database import audit_connection, query_frame
 
         with audit_connection(ws.db) as con:
             winners.append(set(query_frame(con, "SELECT reviewer_id FROM verdicts")["reviewer_id"]))

@@ -13,7 +13,7 @@ keeps personal data out of the append-only chain (retention can remove it from t
 and files while the chain stays verifiable) and makes each entry about 250 bytes instead of
 the row's 1 KB or more, which is what sealing and verifying spend their time on.
 
-Canonical text forms (STACK_NOTES, hash canonicalisation): every value is rendered by DuckDB in
+Canonical text forms (docs/scaling.md, hash canonicalisation): every value is rendered by DuckDB in
 one place: timestamps as UTC ISO-8601 with microseconds and `Z`, doubles as DuckDB's shortest
 round-trip text in a JSON string, dates as `YYYY-MM-DD`, lists as JSON arrays, nulls as `null`,
 keys in table column order. Nothing is formatted by Python, so every code path hashes the same

@@ -43,7 +43,7 @@ from hitl_gate.audit.chain import (
 )
 from hitl_gate.audit.events import EVENT_SOURCES, EventSource, SourceSlices, remember
 from hitl_gate.audit.keys import public_key_hex
-from hitl_gate.audit.store import transaction
+from hitl_gate.core.database import transaction
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from hitl_gate.audit.store import audit_connection, query_frame
+from hitl_gate.core.database import audit_connection, query_frame
 
 CASE_FEATURES_STAGE = "case_features"
 # Columns of a case_features file that are not feature values.
@@ -28,7 +28,7 @@ def stored_feature_values(
     the same canonical form, equals the digest stored with them; None when the file or row is
     gone (e.g. a warehouse retention policy removed it).
     """
-    from hitl_gate.digests import row_digests
+    from hitl_gate.core.digests import row_digests
 
     path = warehouse / domain / CASE_FEATURES_STAGE / f"{day}.parquet"
     if not path.is_file():

@@ -15,7 +15,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hitl_gate.domain import DomainConfig
+from hitl_gate.core.domain import DomainConfig
 
 
 class _Strict(BaseModel):

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from hitl_gate.domain import PROJECT_ROOT, load_domain
+from hitl_gate.core.domain import PROJECT_ROOT, load_domain
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "lendingclub_loans_2018q1.parquet"

@@ -1,0 +1,155 @@
+"""Auditor commands: `hitl audit trace CASE_ID`, `verify`, `seal`, `export`, `verify-bundle`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from hitl_gate.app.cli.common import resolve_paths, selected_domain
+from hitl_gate.core.home import HitlPaths
+
+
+def cmd_audit_trace(args: argparse.Namespace) -> None:
+    """Print everything recorded about one case, from input file to executed action."""
+    from hitl_gate.audit.trace import case_domain, format_trace, trace_case
+    from hitl_gate.core.domain import load_domain
+
+    paths = resolve_paths(args)
+    # Case ids carry their domain in the audit database; --domain only disambiguates.
+    name = args.domain or case_domain(paths.audit_db, args.case_id) or selected_domain(args)
+    case_id_column = load_domain(name).case_id
+    trace = trace_case(paths.audit_db, args.case_id, paths.warehouse, case_id_column)
+    if trace is None:
+        raise SystemExit(f"case {args.case_id}: not found in {paths.audit_db}")
+    print(format_trace(trace))
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    """Recompute the chain and every checkpoint; exit 1 naming the first broken entry."""
+    import time
+
+    from hitl_gate.audit.verify import verify_audit
+    from hitl_gate.core.database import audit_connection
+
+    paths = resolve_paths(args)
+    if not paths.audit_db.exists():
+        raise SystemExit(f"no audit database at {paths.audit_db}")
+    public_key = _public_key(args, paths)
+    started = time.perf_counter()
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        report = verify_audit(
+            con,
+            paths.checkpoints_dir,
+            public_key,
+            lineage=not args.chain_only,
+            workers=args.workers,
+        )
+    elapsed = time.perf_counter() - started
+    print(report.summary())
+    rate = report.entries / elapsed if elapsed > 0 else 0.0
+    print(f"verified in {elapsed:.2f} s ({rate:,.0f} entries/s)")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def _public_key(args: argparse.Namespace, paths: HitlPaths) -> str | None:
+    """The key checkpoints must be signed with: --public-key, else the configured signing key."""
+    if args.public_key:
+        return args.public_key.strip()
+    from hitl_gate.audit.keys import KEY_ENV, load_or_create_signing_key, public_key_hex
+
+    if os.environ.get(KEY_ENV) or paths.audit_key_file.exists():
+        return public_key_hex(load_or_create_signing_key(paths.audit_key_file))
+    return None  # each checkpoint's own key; reported as such
+
+
+def cmd_audit_seal(args: argparse.Namespace) -> None:
+    """Log lineage written outside a pipeline run (or by an interrupted run) and checkpoint it."""
+    import uuid
+
+    from hitl_gate.audit.keys import load_or_create_signing_key
+    from hitl_gate.audit.seal import seal_run
+    from hitl_gate.core.database import audit_connection
+
+    paths = resolve_paths(args)
+    key = load_or_create_signing_key(paths.audit_key_file)
+    with audit_connection(paths.audit_db) as con:
+        result = seal_run(con, f"cli-seal-{uuid.uuid4()}", key, paths.checkpoints_dir)
+    head = result.checkpoint["last_seq"] if result.checkpoint else "unchanged"
+    print(f"audit log: {result.appended} entries appended (head {head})")
+
+
+def cmd_audit_export(args: argparse.Namespace) -> None:
+    """Write a regulator bundle of the cases decided on `--from..--to` (partition days)."""
+    from datetime import date
+    from pathlib import Path
+
+    from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
+    from hitl_gate.audit.keys import load_or_create_signing_key
+    from hitl_gate.core.database import audit_connection
+
+    paths = resolve_paths(args)
+    if not paths.audit_db.exists():
+        raise SystemExit(f"no audit database at {paths.audit_db}")
+    domain = None if args.domain in (None, "demo") else args.domain  # `demo`: every domain
+    try:
+        scope = BundleScope(date.fromisoformat(args.start), date.fromisoformat(args.end), domain)
+    except ValueError as exc:
+        raise SystemExit(f"--from/--to: {exc} (expected YYYY-MM-DD)") from exc
+    key = load_or_create_signing_key(paths.audit_key_file)
+    try:
+        with audit_connection(paths.audit_db, read_only=True) as con:
+            summary = export_bundle(con, scope, Path(args.out), key)
+    except BundleError as exc:
+        raise SystemExit(f"audit export: {exc}") from exc
+    print(
+        f"bundle {summary.folder}: {summary.cases} cases, {summary.rows} lineage rows, "
+        f"{summary.entries} log entries in {summary.checkpoints} signed ranges; checked OK"
+    )
+
+
+def cmd_audit_verify_bundle(args: argparse.Namespace) -> None:
+    """Check a bundle on its own (no database); exit 1 naming what is wrong."""
+    from pathlib import Path
+
+    from hitl_gate.audit.bundle_check import check_bundle
+
+    report = check_bundle(Path(args.bundle), args.public_key)
+    print(report.summary())
+    if not report.ok:
+        raise SystemExit(1)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `audit` command group."""
+    audit = sub.add_parser("audit", help="auditor commands").add_subparsers(
+        dest="audit_command", required=True
+    )
+    trace = audit.add_parser("trace", help="print the full path of one case")
+    trace.add_argument("case_id")
+    trace.set_defaults(func=cmd_audit_trace)
+    verify = audit.add_parser("verify", help="check the hash chain and signed checkpoints")
+    verify.add_argument("--public-key", help="Ed25519 public key (hex) checkpoints must carry")
+    verify.add_argument(
+        "--chain-only", action="store_true", help="skip comparing lineage tables with the log"
+    )
+    verify.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="check a log of 2M+ entries in this many processes, split at checkpoints",
+    )
+    verify.set_defaults(func=cmd_audit_verify)
+    seal = audit.add_parser("seal", help="append unlogged lineage to the chain, sign a checkpoint")
+    seal.set_defaults(func=cmd_audit_seal)
+    export = audit.add_parser(
+        "export", help="write a self-contained bundle of the cases decided in a date range"
+    )
+    export.add_argument("--from", dest="start", required=True, help="first partition day")
+    export.add_argument("--to", dest="end", required=True, help="last partition day (inclusive)")
+    export.add_argument("--out", required=True, help="new (or empty) folder for the bundle")
+    export.set_defaults(func=cmd_audit_export)
+    check = audit.add_parser("verify-bundle", help="check an exported bundle without the database")
+    check.add_argument("bundle", help="the bundle folder")
+    check.add_argument("--public-key", help="Ed25519 public key (hex) that must have signed it")
+    check.set_defaults(func=cmd_audit_verify_bundle)

@@ -1,0 +1,77 @@
+"""Pipeline commands: `hitl demo`, `hitl run`, `hitl train`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import date
+
+from hitl_gate.app.cli.common import activate_paths, selected_domain
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    """Run the daily pipeline for one day or a range of days (one run).
+
+    `--ingest-only` stops after the features: how a new domain loads its history before it
+    has a model to score with (then `hitl train`, then full runs).
+    """
+    from assets.common import stage_key
+    from hitl_gate.app.demo import INGEST_STAGES
+    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job
+    from hitl_gate.core.domain import load_domain
+    from pipelines.jobs import daily_job_name
+
+    activate_paths(args)
+    domain = load_domain(selected_domain(args))
+    start = date.fromisoformat(args.partition)
+    end = date.fromisoformat(args.to) if args.to else start
+    only = [stage_key(domain, s) for s in INGEST_STAGES] if args.ingest_only else None
+    result = run_job(load_definitions(), daily_job_name(domain), start=start, end=end, only=only)
+    raise_for_failure(result, f"{domain.name} {start}..{end}")
+    what = "ingestion and features" if args.ingest_only else "pipeline"
+    print(f"{domain.name}: {what} ran for {start}..{end} (run {result.run_id})")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    """Train and register a model version from the features and outcomes materialised so far."""
+    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job
+    from hitl_gate.core.domain import load_domain
+    from pipelines.jobs import training_job_name
+
+    activate_paths(args)
+    domain = load_domain(selected_domain(args))
+    result = run_job(load_definitions(), training_job_name(domain))
+    raise_for_failure(result, f"{domain.name} training")
+    print(f"{domain.name}: model trained and registered (run {result.run_id})")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """Run the whole flow on the bundled sample, close one review loop, print where outputs are."""
+    from hitl_gate.app.demo import demo_domains, run_demo
+
+    started = time.monotonic()
+    paths = activate_paths(args)
+    summary = run_demo(paths, [args.domain] if args.domain else demo_domains())
+    print(summary)
+    print(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the pipeline commands."""
+    demo = sub.add_parser(
+        "demo", help="run the whole pipeline on each domain's sample (or only --domain's)"
+    )
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run the daily pipeline for a partition (or a range)")
+    run.add_argument("--partition", required=True, help="day, YYYY-MM-DD")
+    run.add_argument("--to", help="last day of a range, YYYY-MM-DD (one run)")
+    run.add_argument(
+        "--ingest-only",
+        action="store_true",
+        help="only ingest, validate and featurise (history before the first model)",
+    )
+    run.set_defaults(func=cmd_run)
+
+    train = sub.add_parser("train", help="train and register a model version")
+    train.set_defaults(func=cmd_train)

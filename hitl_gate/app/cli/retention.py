@@ -1,0 +1,60 @@
+"""`hitl retention apply`: remove personal data past its retention (see audit/retention.py)."""
+
+from __future__ import annotations
+
+import argparse
+
+from hitl_gate.app.cli.common import resolve_paths
+
+
+def cmd_retention_apply(args: argparse.Namespace) -> None:
+    """Apply each domain's retention as of `--as-of` (default today); refuse, removing nothing,
+    when anything younger than the legal minimum would go."""
+    import uuid
+    from datetime import UTC, date, datetime
+
+    from hitl_gate.audit.keys import load_or_create_signing_key
+    from hitl_gate.audit.retention import RetentionRefused, apply_retention
+    from hitl_gate.core.database import audit_connection
+    from hitl_gate.core.domain import available_domains, load_domain
+
+    paths = resolve_paths(args)
+    if not paths.audit_db.exists():
+        raise SystemExit(f"no audit database at {paths.audit_db}")
+    today = datetime.now(UTC).date()
+    try:
+        as_of = date.fromisoformat(args.as_of) if args.as_of else today
+    except ValueError as exc:
+        raise SystemExit(f"--as-of: {exc} (expected YYYY-MM-DD)") from exc
+    names = [args.domain] if args.domain and args.domain != "demo" else available_domains()
+    key = None if args.dry_run else load_or_create_signing_key(paths.audit_key_file)
+    run_id = f"cli-retention-{uuid.uuid4()}"
+    with audit_connection(paths.audit_db) as con:
+        domains = [load_domain(n) for n in names]
+        try:
+            results = [
+                apply_retention(
+                    con, paths, d, as_of, today=today, run_id=run_id, signing_key=key,
+                    dry_run=args.dry_run,
+                )
+                for d in domains
+            ]  # fmt: skip
+        except RetentionRefused as exc:
+            raise SystemExit(str(exc)) from exc
+    for result in results:
+        verb = "would remove" if args.dry_run else "removed"
+        print(f"retention {verb}: {result.plan.summary()}")
+        if not args.dry_run and result.plan.removals:
+            print(f"  {result.files_removed} files or folders deleted; "
+                  f"{result.entries_sealed} audit entries sealed (run {run_id})")  # fmt: skip
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the `retention` command group."""
+    group = sub.add_parser("retention", help="retention of personal data").add_subparsers(
+        dest="retention_command", required=True
+    )
+    apply = group.add_parser("apply", help="remove personal data past its retention period")
+    apply.add_argument("--as-of", help="the day retention is computed for (default: today)")
+    apply.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    apply.set_defaults(func=cmd_retention_apply)

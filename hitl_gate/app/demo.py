@@ -1,0 +1,170 @@
+"""`hitl demo`: the whole flow on each domain's sample, one review loop closed by a demo reviewer.
+
+Every declared domain with a `sample:` section takes part, one after the other, in the same
+Dagster instance, audit database and review workspace. Steps per domain: land the sample as
+daily files; ingest, validate and featurise the quarter in one run;
+train and register a model (only the first time: a champion is set only when none exists);
+score, route, export review batches and execute the quarter; then a clearly labelled DEMO
+reviewer answers one batch, which goes through the same intake as a real reviewer's file.
+Running it again changes nothing: files, batches, verdicts and executions are all idempotent.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from hitl_gate.app.demo_data import prepare_landing
+from hitl_gate.app.runner import raise_for_failure
+from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.domain import DomainConfig, available_domains, load_domain
+from hitl_gate.core.home import HitlPaths
+
+INGEST_STAGES = ("raw_cases", "validated_cases", "case_features")
+DEMO_REVIEWER = "DEMO-reviewer"
+
+
+def has_champion(domain: DomainConfig, paths: HitlPaths) -> bool:
+    """Whether the domain's model already has a `champion` alias in the registry."""
+    from mlflow.exceptions import MlflowException
+
+    from models.mlflow_store import configure
+
+    client = configure(paths.mlflow_dir)
+    try:
+        client.get_model_version_by_alias(domain.model.name, "champion")
+    except MlflowException:
+        return False
+    return True
+
+
+def demo_domains() -> list[str]:
+    """Every declared domain that ships a sample to land."""
+    return [name for name in available_domains() if load_domain(name).sample is not None]
+
+
+def run_demo(paths: HitlPaths, domain_names: list[str]) -> str:
+    """Run the demo for each domain in turn; the summaries, then where everything is."""
+    summaries = [run_domain_demo(paths, name) for name in domain_names]
+    return "\n\n".join([*summaries, outputs_summary(paths, domain_names)])
+
+
+def run_domain_demo(paths: HitlPaths, domain_name: str) -> str:
+    """Run every step for one domain and return its summary."""
+    from assets.common import stage_key
+    from hitl_gate.app.runner import load_definitions, run_job
+    from pipelines.jobs import daily_job_name, training_job_name
+
+    domain = load_domain(domain_name)
+    landing = prepare_landing(domain, paths.landing)
+    start, end = date.fromisoformat(landing.first_day), date.fromisoformat(landing.last_day)
+    defs = load_definitions()
+    daily = daily_job_name(domain)
+
+    ingest = run_job(
+        defs, daily, start=start, end=end, only=[stage_key(domain, s) for s in INGEST_STAGES]
+    )
+    raise_for_failure(ingest, "ingestion and features")
+    if not has_champion(domain, paths):
+        raise_for_failure(run_job(defs, training_job_name(domain)), "training")
+    raise_for_failure(run_job(defs, daily, start=start, end=end), "daily pipeline")
+    reviewed = demo_review_one_batch(paths, domain)
+    return summarise(paths, domain, landing.applications, reviewed)
+
+
+def demo_review_one_batch(paths: HitlPaths, domain: DomainConfig) -> str:
+    """DEMO REVIEWER: answer the first open batch (once) through the normal intake path."""
+    from hitl_gate.app.demo_reviewer import fill_demo_verdicts
+    from hitl_gate.app.runner import load_definitions, run_job
+    from hitl_gate.review.intake.verdict_files import batch_partition
+    from pipelines.jobs import review_loop_job_name
+
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        answered = scalar(
+            con,
+            "SELECT min(batch_id) FROM verdicts WHERE domain = ? AND reviewer_id = ?",
+            [domain.name, DEMO_REVIEWER],
+        )
+        if answered:
+            return f"{answered} (already answered by the demo reviewer in an earlier run)"
+        first = scalar(
+            con,
+            "SELECT min(batch_id) FROM review_batches WHERE domain = ?",
+            [domain.name],
+        )
+    if first is None:
+        return "no batch to review"
+    folder = paths.review / "batches" / first
+    inbox = paths.review / "inbox"
+    inbox.mkdir(parents=True, exist_ok=True)
+    returned = fill_demo_verdicts(
+        folder, inbox / f"{first}__returned.xlsx", reviewer_id=DEMO_REVIEWER
+    )
+    day = batch_partition(first, domain)
+    raise_for_failure(
+        run_job(load_definitions(), review_loop_job_name(domain), start=day, end=day),
+        "review loop",
+    )
+    return f"{first} (answered by the labelled DEMO reviewer: {returned.name})"
+
+
+def summarise(paths: HitlPaths, domain: DomainConfig, landed: int, reviewed: str) -> str:
+    """Counts that must add up, and where every output is."""
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        status = query_frame(
+            con,
+            "SELECT status, cases FROM case_status_summary WHERE domain = ? ORDER BY status",
+            [domain.name],
+        )
+        routes = query_frame(
+            con,
+            "SELECT route, count(*) AS cases FROM decisions WHERE domain = ? GROUP BY ALL "
+            "ORDER BY route",
+            [domain.name],
+        )
+        example = scalar(
+            con,
+            "SELECT case_id FROM case_trace WHERE domain = ? AND verdict IS NOT NULL "
+            "ORDER BY case_id LIMIT 1",
+            [domain.name],
+        )
+    counts = dict(status.iter_rows())
+    accounted = sum(counts.values())
+    verdict = "(all)" if accounted == landed else "(MISMATCH)"
+    lines = [
+        f"hitl-gate demo: {domain.name}",
+        f"  cases landed             {landed}",
+        *(f"  {k:<24} {v}" for k, v in counts.items()),
+        f"  accounted for            {accounted} {verdict}",
+        "  routes: " + ", ".join(f"{r} {n}" for r, n in routes.iter_rows()),
+        f"  reviewed batch           {reviewed}",
+        f"  landing zone             {paths.landing / domain.landing_subdir}",
+        f"  execution outbox         {paths.home / 'outbox' / domain.name}",
+        f"  trace a case             .venv/bin/hitl audit trace {example or '<case id>'}",
+    ]
+    return "\n".join(lines)
+
+
+def outputs_summary(paths: HitlPaths, domain_names: list[str]) -> str:
+    """Where the shared outputs are, and what to do next."""
+    lines = [
+        "Outputs (shared by " + ", ".join(domain_names) + ")",
+        *(f"  {name:<24} {path}" for name, path in _locations(paths).items()),
+        "",
+        "Next",
+        "  make ui   (Dagster UI on http://127.0.0.1:3000, one asset group per domain)",
+    ]
+    return "\n".join(lines)
+
+
+def _locations(paths: HitlPaths) -> dict[str, Path]:
+    return {
+        "audit database (DuckDB)": paths.audit_db,
+        "review batches": paths.review / "batches",
+        "verdict inbox": paths.review / "inbox",
+        "verdict archive": paths.review / "archive",
+        "MLflow store": paths.mlflow_dir / "mlflow.db",
+        "Feast repository": paths.feast_dir,
+        "asset storage": paths.warehouse,
+        "Dagster home": paths.dagster_home,
+    }

@@ -1,0 +1,195 @@
+"""`hitl domain check`: every problem of a domain's declarations, found before data moves.
+
+Loading already validates the declaration's shape (pydantic names the field). This adds the
+checks that need more than one file: the policy against the columns a case will really have
+(contract, features, scores), derived features against the contract, the review context, the
+risk bands, the sample file, and clashes with the other declared domains (landing folders,
+Feast object names and model names are shared namespaces). Each problem is one line naming the
+file and the field, so a team fixes its declarations in one pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+
+from hitl_gate.core.domain import DomainConfig, DomainConfigError, domain_files, load_domain_file
+from hitl_gate.quality.contract import polars_dtype
+
+_NUMERIC_TYPES = ("int", "float", "bool")
+
+
+def case_schema(domain: DomainConfig) -> dict[str, pl.DataType]:
+    """The columns of a routed case: contract inputs, features and scores, as typed at routing."""
+    from features.engineering import feature_frame_schema
+    from models.scoring import SCORE_SCHEMA
+
+    schema = {name: polars_dtype(col) for name, col in domain.contract.columns.items()}
+    schema.update(feature_frame_schema(domain))
+    schema.update(SCORE_SCHEMA)
+    return schema
+
+
+def feature_problems(domain: DomainConfig, where: str) -> list[str]:
+    """Derived features that do not parse or evaluate over the contract; non-numeric passthrough."""
+    problems = []
+    columns = domain.contract.columns
+    for name in domain.features.passthrough:
+        if columns[name].type not in _NUMERIC_TYPES:
+            problems.append(
+                f"{where}: features.passthrough '{name}' is {columns[name].type}; features are "
+                "numbers (write a derived SQL expression for text)"
+            )
+    empty = pl.DataFrame(schema={n: polars_dtype(c) for n, c in columns.items()})
+    for name, sql in domain.features.derived.items():
+        label = f"{where}: features.derived '{name}'"
+        try:
+            expr = pl.sql_expr(sql)
+        except Exception as exc:  # Polars raises several types for bad SQL
+            problems.append(f"{label}: does not parse: {_first_line(exc)}")
+            continue
+        unknown = sorted(set(expr.meta.root_names()) - set(columns))
+        if unknown:
+            problems.append(f"{label}: uses columns not in the contract: {unknown}")
+            continue
+        try:
+            empty.select(expr.cast(pl.Float64))
+        except Exception as exc:  # type errors surface as several Polars types
+            problems.append(f"{label}: cannot be computed as a number: {_first_line(exc)}")
+    clash = sorted(set(domain.features.derived) & set(columns))
+    if clash:
+        problems.append(f"{where}: features.derived reuse contract column names: {clash}")
+    return problems
+
+
+def model_problems(domain: DomainConfig, where: str) -> list[str]:
+    """Bands ascending within (0, 1] and ending at 1; distinct reason codes; label not an input."""
+    model = domain.model
+    problems = []
+    bounds = list(model.bands.values())
+    if not bounds or any(b <= a for a, b in zip(bounds, bounds[1:], strict=False)):
+        problems.append(f"{where}: model.bands must be strictly ascending: {model.bands}")
+    if bounds and (bounds[0] <= 0 or bounds[-1] != 1.0):
+        problems.append(f"{where}: model.bands must lie in (0, 1] and the last must be 1.0")
+    codes = [r.code for r in model.reason_codes.values()]
+    doubled = sorted({c for c in codes if codes.count(c) > 1})
+    if doubled:
+        problems.append(f"{where}: model.reason_codes reuse codes {doubled}")
+    if model.label.column in domain.contract.columns:
+        problems.append(
+            f"{where}: model.label.column '{model.label.column}' is a contract column; outcomes "
+            "arrive after the decision and belong in the outcomes files"
+        )
+    return problems
+
+
+def policy_problems_for(domain: DomainConfig) -> list[str]:
+    """The policy file loads and every rule is a boolean condition over the case columns."""
+    from policies.engine import PolicyError, load_policy, validate_policy
+
+    path = domain.policy_path
+    if not path.is_file():
+        return [f"{domain.source_dir / 'domain.yaml'}: policy file not found: {path}"]
+    try:
+        policy = load_policy(path)
+    except PolicyError as exc:
+        return str(exc).splitlines()
+    return validate_policy(policy, case_schema(domain))
+
+
+def review_problems(domain: DomainConfig, where: str) -> list[str]:
+    """Review context columns must exist on a routed case; verdicts must be distinct."""
+    schema = case_schema(domain)
+    unknown = [c for c in domain.review.context_columns if c not in schema]
+    problems = []
+    if unknown:
+        problems.append(f"{where}: review.context_columns not on a case: {unknown}")
+    if len(set(domain.review.verdicts)) != len(domain.review.verdicts):
+        problems.append(f"{where}: review.verdicts repeat a value")
+    return problems
+
+
+def sample_problems(domain: DomainConfig, where: str) -> list[str]:
+    """The sample file exists and has every column the landing needs."""
+    sample = domain.sample
+    if sample is None:
+        return []
+    source = domain.resolve(sample.source)
+    if not source.is_file():
+        return [f"{where}: sample.source not found: {source}"]
+    try:
+        present = set(_source_columns(source))
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        return [f"{where}: sample.source cannot be read: {_first_line(exc)}"]
+    generated = {domain.case_id, domain.event_time}
+    needed = [c for c in domain.contract.columns if c not in generated]
+    needed += [domain.model.label.column, *sample.outcome_columns]
+    needed += [c for c in (sample.case_id.column, sample.event_time.column) if c]
+    missing = sorted({c for c in needed if c not in present})
+    return [f"{where}: sample.source {source.name} lacks columns {missing}"] if missing else []
+
+
+def _source_columns(source: Path) -> list[str]:
+    if source.suffix.lower() == ".parquet":
+        return list(pl.read_parquet_schema(source))
+    return list(pl.scan_csv(source).collect_schema())
+
+
+def clash_problems(domain: DomainConfig, others: Mapping[str, DomainConfig], where: str):
+    """Names other domains already use in the shared landing zone, Feast registry and MLflow."""
+
+    def claims(d: DomainConfig) -> dict[str, str]:
+        return {
+            "landing_subdir": d.landing_subdir,
+            "outcomes_subdir": d.outcomes_subdir,
+            "features.entity": d.features.entity,
+            "features.view": d.features.view,
+            "features.service": d.features.service,
+            "model.name": d.model.name,
+        }
+
+    mine = claims(domain)
+    problems = []
+    for other_name, other in others.items():
+        theirs = set(claims(other).values())
+        for field, value in mine.items():
+            if value in theirs:
+                problems.append(f"{where}: {field} '{value}' is already used by '{other_name}'")
+    folders = [Path(domain.landing_subdir), Path(domain.outcomes_subdir)]
+    if folders[0] == folders[1] or folders[0] in folders[1].parents:
+        problems.append(f"{where}: landing_subdir and outcomes_subdir must be separate folders")
+    return problems
+
+
+def check_domain(name: str) -> list[str]:
+    """Every problem of domain `name`; an empty list means it is ready to run."""
+    files = domain_files()
+    if name not in files:
+        return [f"no domain '{name}' declared (found: {sorted(files) or 'none'})"]
+    where = str(files[name])
+    try:
+        domain = load_domain_file(files[name])
+    except DomainConfigError as exc:
+        return [str(exc)]
+    others = {}
+    for other, path in files.items():
+        if other != name:
+            try:
+                others[other] = load_domain_file(path)
+            except DomainConfigError:
+                continue  # its own check reports it
+    return [
+        *feature_problems(domain, where),
+        *model_problems(domain, where),
+        *policy_problems_for(domain),
+        *review_problems(domain, where),
+        *sample_problems(domain, where),
+        *clash_problems(domain, others, where),
+    ]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

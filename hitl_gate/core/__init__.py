@@ -1,0 +1,1 @@
+"""The base layer: domain declarations, home paths, the DuckDB database, digests, staged Parquet."""

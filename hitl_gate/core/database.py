@@ -1,0 +1,110 @@
+"""The audit and lineage database: one DuckDB file that auditors can query with any SQL client.
+
+Writes follow two rules. Partition-scoped facts (input files, quarantine, decisions, batches)
+are replaced slice by slice inside one transaction, so re-running a day is idempotent.
+Irreversible facts (verdicts, executions, verdict files) are insert-once behind a primary key,
+so nothing acted upon can be rewritten or applied twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+SCHEMA_DIR = resources.files("hitl_gate.core").joinpath("schema")
+
+
+def schema_statements() -> str:
+    """Every schema file of `hitl_gate/core/schema/`, in name order (tables before views)."""
+    files = sorted(
+        (f for f in SCHEMA_DIR.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
+    )
+    return "\n".join(f.read_text(encoding="utf-8") for f in files)
+
+
+def _table_name(table: str) -> str:
+    """Accept only plain identifiers, since table names cannot be bound as parameters."""
+    if not table.replace("_", "").isalnum():
+        raise ValueError(f"not a table name: {table!r}")
+    return table
+
+
+@contextmanager
+def audit_connection(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the audit database (creating schema on write access) and always close it.
+
+    Connections are short-lived on purpose: DuckDB allows one writing process per file, and
+    the Dagster UI, the sensor and the CLI must be able to take turns.
+    """
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        if not read_only:
+            con.execute(schema_statements())
+        yield con
+    finally:
+        con.close()
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Run the block as one DuckDB transaction: commit on success, roll back on any error."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def replace_partition_slice(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    frame: pl.DataFrame,
+    domain: str,
+    days: Sequence[date],
+) -> int:
+    """Replace the rows of `domain` for `days` in `table` by `frame`, atomically."""
+    name = _table_name(table)
+    with transaction(con):
+        con.execute(
+            f"DELETE FROM {name} WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
+            [domain, list(days)],
+        )
+        if frame.height:
+            con.register("incoming_slice", frame.to_arrow())
+            con.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming_slice")
+            con.unregister("incoming_slice")
+    return frame.height
+
+
+def insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+    """Insert rows whose primary key is not yet present; return how many were new."""
+    name = _table_name(table)
+    if frame.height == 0:
+        return 0
+    before = scalar(con, f"SELECT count(*) FROM {name}")
+    con.register("incoming_rows", frame.to_arrow())
+    con.execute(f"INSERT OR IGNORE INTO {name} BY NAME SELECT * FROM incoming_rows")
+    con.unregister("incoming_rows")
+    after = scalar(con, f"SELECT count(*) FROM {name}")
+    return int(after - before)
+
+
+def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence = ()) -> pl.DataFrame:
+    """Run a parameterised query and return a Polars frame."""
+    return con.sql(sql, params=list(params)).pl()
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence = ()) -> object:
+    """Run a query returning one value; fetches fully, as DuckDB 2 requires before new work."""
+    rows = con.execute(sql, list(params)).fetchall()
+    return rows[0][0] if rows else None

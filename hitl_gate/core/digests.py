@@ -1,0 +1,35 @@
+"""Row digests: a SHA-256 per row over a fixed canonical text form of chosen columns.
+
+Every value is cast to text by Polars (one formatter for every code path, see docs/scaling.md on
+float formatting), nulls become an explicit marker, and DuckDB's vectorised `sha256()` does the
+hashing, so a million rows cost well under a second instead of a Python loop per row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+import polars as pl
+
+NULL_MARKER = "\u2205"
+
+
+def row_digests(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
+    """SHA-256 (hex) of `name=value` pairs of `columns`, joined by `|`, for each row."""
+    canonical = frame.select(
+        pl.concat_str(
+            [
+                pl.lit(f"{name}=") + pl.col(name).cast(pl.String).fill_null(NULL_MARKER)
+                for name in columns
+            ],
+            separator="|",
+        ).alias("canonical")
+    )
+    con = duckdb.connect()
+    try:
+        con.register("canonical_rows", canonical.to_arrow())
+        digests = con.sql("SELECT sha256(canonical) AS digest FROM canonical_rows").pl()
+    finally:
+        con.close()
+    return digests["digest"]

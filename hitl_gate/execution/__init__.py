@@ -1,0 +1,1 @@
+"""Execution: final actions acted on once, adverse-action notices and later outcomes."""

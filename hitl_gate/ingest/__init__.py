@@ -1,0 +1,1 @@
+"""Landing-zone ingestion: reading files, the landing registry, late files and plain reports."""

@@ -1,0 +1,187 @@
+"""What ingestion remembers across runs: file contents by hash, accepted case ids, contracts.
+
+Each run of a day re-reads that day's landing folder, so the registry is what makes the
+landing zone safe to re-deliver into: identical bytes are ingested once (in the partition
+where they were first seen), a changed file under the same name becomes the next version of
+that name, a case id is accepted in one partition only, and a contract version names exactly
+one contract digest. All of it lives in the audit DuckDB (`audit/schema/10_ingestion.sql`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+import duckdb
+import polars as pl
+
+from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice, scalar
+from hitl_gate.core.domain import ContractConfig
+from hitl_gate.ingest.landing import LandingFile
+
+
+@dataclass(frozen=True)
+class RegisteredFile:
+    """A discovered file with its version, or the earlier file whose bytes it repeats."""
+
+    file: LandingFile
+    version: int
+    duplicate_of: str | None = None
+
+
+class ContractVersionConflict(ValueError):
+    """A contract changed without a new version number: old decisions would be ambiguous."""
+
+
+def _known(con: duckdb.DuckDBPyConnection, domain: str, sha256: str) -> dict | None:
+    found = query_frame(
+        con,
+        "SELECT partition_date, file_path, version FROM file_versions "
+        "WHERE domain = ? AND file_sha256 = ?",
+        [domain, sha256],
+    )
+    return found.row(0, named=True) if found.height else None
+
+
+def register_files(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    files: Sequence[LandingFile],
+    run_id: str,
+    now: datetime,
+) -> list[RegisteredFile]:
+    """Record new contents and classify each discovered file, in discovery order.
+
+    A file is a duplicate when its bytes were first registered in another partition, or when an
+    earlier file of this batch has the same bytes; otherwise it is ingested, under the version
+    its content was first registered with (re-runs find it again, so they change nothing).
+    """
+    out: list[RegisteredFile] = []
+    first_path: dict[str, str] = {}
+    for f in files:
+        if f.sha256 in first_path:
+            out.append(RegisteredFile(f, 0, duplicate_of=first_path[f.sha256]))
+            continue
+        known = _known(con, domain, f.sha256)
+        if known is not None and known["partition_date"] != f.partition_date:
+            out.append(RegisteredFile(f, known["version"], duplicate_of=known["file_path"]))
+            continue
+        first_path[f.sha256] = str(f.path)
+        if known is not None:
+            out.append(RegisteredFile(f, known["version"]))
+            continue
+        version = 1 + int(
+            scalar(
+                con,
+                "SELECT coalesce(max(version), 0) FROM file_versions "
+                "WHERE domain = ? AND partition_date = ? AND file_name = ?",
+                [domain, f.partition_date, f.path.name],
+            )
+        )
+        insert_new_rows(
+            con,
+            "file_versions",
+            pl.DataFrame(
+                {
+                    "domain": [domain],
+                    "file_sha256": [f.sha256],
+                    "partition_date": [f.partition_date],
+                    "file_name": [f.path.name],
+                    "file_path": [str(f.path)],
+                    "version": [version],
+                    "size_bytes": [f.size_bytes],
+                    "arrived_at": [f.arrived_at],
+                    "first_seen_at": [now],
+                    "run_id": [run_id],
+                }
+            ),
+        )
+        out.append(RegisteredFile(f, version))
+    return out
+
+
+def cases_accepted_elsewhere(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    case_ids: pl.Series,
+    days: Sequence[date],
+) -> pl.DataFrame:
+    """Of `case_ids`, those already accepted or decided in a partition outside `days`.
+
+    Returns `case_id` and the `partition_date` that holds it (the earliest, if several).
+    """
+    con.register("incoming_case_ids", pl.DataFrame({"case_id": case_ids.cast(pl.String)}))
+    try:
+        return query_frame(
+            con,
+            "SELECT case_id, min(partition_date) AS partition_date FROM ("
+            "  SELECT case_id, partition_date FROM accepted_cases WHERE domain = ?"
+            "  UNION ALL SELECT case_id, partition_date FROM decisions WHERE domain = ?"
+            ") AS known "
+            "WHERE partition_date NOT IN (SELECT unnest(?::DATE[])) "
+            "AND case_id IN (SELECT case_id FROM incoming_case_ids) GROUP BY case_id",
+            [domain, domain, list(days)],
+        )
+    finally:
+        con.unregister("incoming_case_ids")
+
+
+def record_accepted_cases(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    accepted: pl.DataFrame,
+    case_id: str,
+    days: Sequence[date],
+    run_id: str,
+) -> None:
+    """Replace the partitions' accepted case ids (so a re-run moves nothing elsewhere)."""
+    frame = accepted.select(
+        pl.lit(domain).alias("domain"),
+        "partition_date",
+        pl.col(case_id).cast(pl.String).alias("case_id"),
+        pl.col("_source_sha256").alias("file_sha256"),
+        pl.col("_source_row").alias("row_number"),
+        pl.lit(run_id).alias("run_id"),
+    )
+    replace_partition_slice(con, "accepted_cases", frame, domain, days)
+
+
+def record_contract(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    contract: ContractConfig,
+    digest: str,
+    run_id: str,
+    now: datetime,
+) -> bool:
+    """Store the contract version once; refuse a changed contract reusing a version number.
+
+    Returns whether this digest was new.
+    """
+    other = scalar(
+        con,
+        "SELECT any_value(contract_digest) FROM schema_versions "
+        "WHERE domain = ? AND contract_version = ? AND contract_digest <> ?",
+        [domain, contract.version, digest],
+    )
+    if other is not None:
+        raise ContractVersionConflict(
+            f"{domain}: contract version {contract.version} was recorded with digest "
+            f"{str(other)[:12]}, but the declared contract now digests to {digest[:12]}; "
+            "a changed contract needs a new version number"
+        )
+    text = json.dumps(contract.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    row = pl.DataFrame(
+        {
+            "domain": [domain],
+            "contract_version": [contract.version],
+            "contract_digest": [digest],
+            "contract_json": [text],
+            "first_used_at": [now],
+            "run_id": [run_id],
+        },
+        schema_overrides={"contract_version": pl.Int32},
+    )
+    return insert_new_rows(con, "schema_versions", row) == 1

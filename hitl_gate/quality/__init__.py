@@ -1,0 +1,1 @@
+"""Data quality: the row-level contract (pandera) and distribution expectations (GE)."""

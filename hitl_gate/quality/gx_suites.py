@@ -1,0 +1,305 @@
+"""The declared expectation suites run by Great Expectations' SQL engine, inside DuckDB.
+
+Each suite of `domains/<name>/expectations.yaml` becomes a GE `ExpectationSuite` (the file
+uses GE's own expectation names) validated through a GE SQL datasource on the DuckDB file of
+`expectation_batches.py`, whose views read the warehouse Parquet in place: GE compiles every
+metric to SQL that DuckDB runs next to the data, instead of pulling rows into pandas (about
+10 s per million rows here). GE has no expectation for "row count against the trailing days",
+so that one is prepared as data and validated by GE as a plain column expectation: DuckDB
+fills one row per checked day with its row count and ratio to the trailing median, and GE
+checks the ratio with `expect_column_values_to_be_between` (days without history are NULL and,
+as in GE everywhere, nulls are not counted against the expectation).
+
+The GE project lives in `<home>/gx/` (suites, validation results) and its Data Docs site is the
+home's `data_docs/` folder. `great_expectations` takes seconds to import: only the functions
+that run a suite import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from hitl_gate.quality.expectation_batches import connect_config, database_path, prepare_stage
+from hitl_gate.quality.expectations import TRAILING, Expectation, Outcome, Suite
+
+SITE_NAME = "hitl_data_docs"
+LOCK_FILE = "expectations.lock"  # beside the DuckDB file: one validation at a time
+# GE re-reads every stored validation result to build the Data Docs index, so without a bound
+# each check would get slower as runs accumulate; older pages stay on disk, unlisted.
+INDEX_LIMIT = 300
+_RESULT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "observed_value")
+
+
+@dataclass(frozen=True)
+class GxLocations:
+    """Where the GE project, its Data Docs and the warehouse it validates are."""
+
+    project_root: Path  # GE writes its project into `<project_root>/gx/`
+    data_docs: Path
+    warehouse: Path
+    lock_wait_s: float = 600.0  # how long a validation waits for another process's turn
+
+
+@dataclass(frozen=True)
+class SuiteRun:
+    """Outcomes in declaration order, whether GE passed the suite, and the Data Docs pages."""
+
+    outcomes: list[Outcome]
+    success: bool
+    pages: list[Path]
+    index: Path
+
+
+def _gx_expectation(e: Expectation, position: int) -> Any:
+    """The GE expectation for a declared one; `meta` keeps its place and label for reporting."""
+    import great_expectations.expectations as gxe
+
+    meta = {"position": position, "label": e.label}
+    if e.expectation == TRAILING:
+        return gxe.ExpectColumnValuesToBeBetween(
+            column="ratio_to_trailing_median",
+            min_value=e.min_ratio,
+            max_value=e.max_ratio,
+            meta=meta,
+        )
+    cls = {
+        "expect_column_values_to_not_be_null": gxe.ExpectColumnValuesToNotBeNull,
+        "expect_column_values_to_be_between": gxe.ExpectColumnValuesToBeBetween,
+        "expect_column_values_to_be_in_set": gxe.ExpectColumnValuesToBeInSet,
+        "expect_column_mean_to_be_between": gxe.ExpectColumnMeanToBeBetween,
+        "expect_table_row_count_to_be_between": gxe.ExpectTableRowCountToBeBetween,
+    }[e.expectation]
+    kwargs = e.model_dump(include={"column", "min_value", "max_value", "value_set"})
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if e.expectation.startswith("expect_column_values"):
+        kwargs["mostly"] = e.mostly
+    return cls(**kwargs, meta=meta)
+
+
+def _context(where: GxLocations) -> Any:
+    """The file-backed GE project, with its Data Docs site pointed at the home's folder."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=str(where.project_root))
+    site = {
+        "class_name": "SiteBuilder",
+        "site_index_builder": {
+            "class_name": "DefaultSiteIndexBuilder",
+            "validation_results_limit": INDEX_LIMIT,
+        },
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(where.data_docs),
+        },
+    }
+    sites = context.variables.data_docs_sites or {}
+    if sites.get(SITE_NAME) != site:
+        if SITE_NAME in sites:
+            context.update_data_docs_site(SITE_NAME, site)
+        else:
+            context.add_data_docs_site(SITE_NAME, site)
+    bars = context.variables.progress_bars
+    shown = (
+        bars.get("globally", True) if isinstance(bars, dict) else getattr(bars, "globally", True)
+    )
+    if shown:
+        # Progress bars on stderr would flood the Dagster run log and the CLI.
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        context.variables.save()
+    return context
+
+
+def _observed(e: Expectation, result: dict, error: str | None) -> str:
+    if error:
+        return f"GE could not evaluate it: {error}"
+    if e.expectation == "expect_table_row_count_to_be_between":
+        return f"{result.get('observed_value', 0):,} rows"
+    if e.expectation == "expect_column_mean_to_be_between":
+        mean = result.get("observed_value")
+        return "no values" if mean is None else f"mean {mean:,.4g}"
+    what = "days" if e.expectation == TRAILING else "values"
+    considered = (result.get("element_count") or 0) - (result.get("missing_count") or 0)
+    return f"{result.get('unexpected_count') or 0:,} of {considered:,} {what} unexpected"
+
+
+def _outcome(e: Expectation, res: Any) -> Outcome:
+    info = res.exception_info or {}
+    raised = [v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+    if info.get("raised_exception"):
+        raised.append(info)
+    error = str(raised[0].get("exception_message")) if raised else None
+    result = dict(res.result or {})
+    unexpected = result.get("unexpected_count")
+    percent = result.get("unexpected_percent")
+    return Outcome(
+        label=e.label,
+        success=bool(res.success) and error is None,
+        observed=_observed(e, result, error),
+        unexpected=None if unexpected is None else int(unexpected),
+        unexpected_percent=None if percent is None else round(float(percent), 4),
+    )
+
+
+def _release(datasource: Any) -> None:
+    """Close GE's pooled DuckDB connections so other processes can open the file again."""
+    execution_engine = getattr(datasource, "_execution_engine", None)
+    for engine in (getattr(datasource, "_engine", None), getattr(execution_engine, "engine", None)):
+        if engine is not None:
+            engine.dispose()
+
+
+def _datasource(context: Any, name: str, connection_string: str, kwargs: dict) -> Any:
+    """The GE datasource on the DuckDB file, reused as stored (each save rewrites the YAML)."""
+    if name in context.data_sources.all():
+        stored = context.data_sources.get(name)
+        if str(stored.connection_string) == connection_string and stored.kwargs == kwargs:
+            return stored
+    return context.data_sources.add_or_update_sql(
+        name=name, connection_string=connection_string, kwargs=kwargs
+    )
+
+
+def _batch_definition(datasource: Any, table: str) -> Any:
+    """The whole-table batch of a view: the view itself holds only the checked days."""
+    try:
+        asset = datasource.get_asset(table)
+    except LookupError:
+        asset = datasource.add_table_asset(name=table, table_name=table)
+    try:
+        return asset.get_batch_definition("checked_days")
+    except KeyError:
+        return asset.add_batch_definition_whole_table("checked_days")
+
+
+def _validate(
+    context: Any,
+    datasource: Any,
+    suite_name: str,
+    table: str,
+    expectations: list[tuple[int, Expectation]],
+    run_id: Any,
+) -> tuple[list[tuple[int, Outcome]], Any]:
+    """One GE validation of `table` (whole table); outcomes keyed by declared position."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    batch_definition = _batch_definition(datasource, table)
+    suite = context.suites.add_or_update(
+        gx.ExpectationSuite(
+            name=suite_name, expectations=[_gx_expectation(e, i) for i, e in expectations]
+        )
+    )
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
+    )
+    try:
+        result = definition.run(run_id=run_id, result_format="BASIC")
+    finally:
+        _release(definition.batch_definition.data_asset.datasource)
+    by_position = dict(expectations)
+    outcomes = [
+        (
+            res.expectation_config.meta["position"],
+            _outcome(by_position[res.expectation_config.meta["position"]], res),
+        )
+        for res in result.results
+    ]
+    identifier = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite_name),
+        run_id=run_id,
+        batch_identifier=result.batch_id,
+    )
+    return outcomes, identifier
+
+
+@contextmanager
+def _validation_turn(where: GxLocations) -> Iterator[None]:
+    """Hold the warehouse's validation lock for the block, across processes.
+
+    One validation at a time per warehouse: the DuckDB file takes one writer, its
+    `checked_days` table says which days the views show, and GE's project files and Data Docs
+    index are rewritten by every validation. Runs of different days at once (a backfill with
+    a run per partition) therefore take turns on a lock file beside the DuckDB file, for the
+    second or so a validation takes; past `lock_wait_s` the check fails naming the lock file.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(where.warehouse / LOCK_FILE))
+    try:
+        lock.acquire(timeout=where.lock_wait_s)
+    except Timeout as exc:
+        raise TimeoutError(
+            f"waited {where.lock_wait_s:.0f} s for {lock.lock_file}: another run kept "
+            "validating expectations in this warehouse"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def run_suite(
+    where: GxLocations,
+    domain: str,
+    stage: str,
+    suite: Suite,
+    days: Sequence[date],
+    run_name: str,
+) -> SuiteRun:
+    """Validate the stage's rows on `days` with GE on DuckDB; build their Data Docs pages.
+
+    Runs while holding the warehouse's validation turn (`_validation_turn`).
+    """
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    from hitl_gate.quality.gx_dialect import register
+
+    trailing = [(i, e) for i, e in enumerate(suite.expectations) if e.expectation == TRAILING]
+    direct = [(i, e) for i, e in enumerate(suite.expectations) if e.expectation != TRAILING]
+    with _validation_turn(where):
+        views = prepare_stage(
+            where.warehouse, domain, stage, days, trailing[0][1].days if trailing else None
+        )
+        context = _context(where)
+        datasource = _datasource(
+            context,
+            f"{domain}_warehouse",
+            f"{register()}:///{database_path(where.warehouse)}",
+            {"connect_args": {"config": connect_config(where.warehouse)}},
+        )
+        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+        outcomes, identifiers = [], []
+        try:
+            for table, part in ((views.checked, direct), (views.row_counts, trailing)):
+                if not part:
+                    continue
+                name = f"{domain}.{stage}" + ("" if table == views.checked else ".row_counts")
+                got, identifier = _validate(context, datasource, name, table, part, run_id)
+                outcomes += got
+                identifiers.append(identifier)
+        finally:
+            _release(datasource)
+        context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=identifiers)
+        pages = [
+            Path(str(url["site_url"]).removeprefix("file://"))
+            for identifier in identifiers
+            for url in context.get_docs_sites_urls(
+                resource_identifier=identifier, site_name=SITE_NAME
+            )
+        ]
+        ordered = [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
+        return SuiteRun(
+            outcomes=ordered,
+            success=all(o.success for o in ordered),
+            pages=pages,
+            index=where.data_docs / "index.html",
+        )

@@ -1,0 +1,1 @@
+"""Review export: cases cut into signed, masked, per-role batches and workbooks."""

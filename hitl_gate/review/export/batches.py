@@ -1,0 +1,461 @@
+"""Cut the cases routed to human review into signed batches that reviewers can work in.
+
+Each batch is a folder `batches/<batch_id>/` holding `cases.xlsx` (for people), `cases.csv`
+(for tools) and `manifest.json` (for us). Batch ids are derived from the cases they hold, so a
+re-run of the same partition finds its batches already there and leaves them alone: a reviewer
+may already be working in them.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.review.canonical import (
+    CellValue,
+    cell_text,
+    context_digests,
+    csv_text,
+    export_value,
+    raw_text,
+)
+from hitl_gate.review.export.masking import apply_masking
+from hitl_gate.review.export.workbook import write_review_workbook
+from hitl_gate.review.manifest import MANIFEST_FORMAT, MANIFEST_NAME, ManifestError, load_manifest
+from hitl_gate.review.settings import QueueSettings, ReviewSettings
+from hitl_gate.review.signing import sign
+
+VERDICT_COLUMNS = ["verdict", "verdict_reason_code", "rationale", "reviewer_id"]
+BATCH_COLUMN = "batch_id"
+MODEL_COLUMNS = ["score", "pd", "risk_band", "route_reason_code"]
+RULES_COLUMN = "rules_fired"
+REASONS_COLUMN = "reasons"
+SUGGESTED_COLUMN = "suggested_action"
+FOUR_EYES_COLUMN = "four_eyes"
+OTHER_REASON = "OTHER"
+XLSX_NAME = "cases.xlsx"
+CSV_NAME = "cases.csv"
+REPLACED_DIR = ".replaced"  # batch folders whose manifest no longer verifies are kept here
+_INPUT_COLUMNS = [
+    "review_queue",
+    "review_priority",
+    "route_reason_code",
+    RULES_COLUMN,
+    "reason_texts",
+    "pd",
+    "score",
+    "risk_band",
+]
+
+
+@dataclass(frozen=True)
+class ReviewBatch:
+    """One exported batch, as recorded in its signed manifest."""
+
+    batch_id: str
+    queue: str
+    folder: Path
+    case_ids: tuple[str, ...]
+    created_at: datetime
+    due_at: datetime
+    manifest_sha256: str
+    role: str | None = None
+    expires_at: datetime | None = None
+
+
+def context_columns(domain: DomainConfig) -> list[str]:
+    """The locked columns a reviewer sees, case id first; all of them are digested."""
+    shown = [domain.case_id, *domain.review.context_columns, *MODEL_COLUMNS]
+    shown += [RULES_COLUMN, REASONS_COLUMN]
+    return list(dict.fromkeys(shown))
+
+
+def reason_code_choices(domain: DomainConfig) -> list[str]:
+    """Reason codes a reviewer may give: the model's adverse-action codes plus OTHER."""
+    codes = [reason.code for reason in domain.model.reason_codes.values()]
+    return list(dict.fromkeys([*codes, OTHER_REASON]))
+
+
+def _queue_slug(queue: object) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_]+", "_", str(queue)).strip("_")
+    if queue is None or not slug:
+        raise ValueError(f"review_queue {queue!r} cannot name a batch")
+    return slug
+
+
+def _sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _batch_from_manifest(folder: Path, manifest: Mapping[str, Any]) -> ReviewBatch:
+    return ReviewBatch(
+        batch_id=manifest["batch_id"],
+        queue=manifest["queue"],
+        folder=folder,
+        case_ids=tuple(manifest["case_ids"]),
+        created_at=datetime.fromisoformat(manifest["created_at"]),
+        due_at=datetime.fromisoformat(manifest["due_at"]),
+        manifest_sha256=_sha256_file(folder / MANIFEST_NAME),
+        role=manifest.get("role"),
+        expires_at=datetime.fromisoformat(manifest["expires_at"])
+        if manifest.get("expires_at")
+        else None,
+    )
+
+
+def _existing_batch(folder: Path, key: bytes, case_ids: Sequence[str]) -> ReviewBatch | None:
+    """The batch already in `folder` if its manifest verifies and holds exactly `case_ids`."""
+    try:
+        manifest = load_manifest(folder, key)
+    except ManifestError:
+        return None
+    if sorted(manifest.get("case_ids", [])) != sorted(case_ids):
+        return None
+    return _batch_from_manifest(folder, manifest)
+
+
+def _labelled_reasons(texts: Sequence[str] | None, domain: DomainConfig) -> str:
+    """Model reasons as 'R03: text' so the reviewer can pick the matching reason code."""
+    code_of = {reason.text: reason.code for reason in domain.model.reason_codes.values()}
+    labelled = [f"{code_of[t]}: {t}" if t in code_of else t for t in texts or [] if t]
+    return "; ".join(labelled)
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    """How one queue's batches are cut and shown: its settings, role and the role's masking."""
+
+    queue: str
+    settings: QueueSettings
+    review: ReviewSettings | None
+
+    @classmethod
+    def of(cls, queue: str, domain: DomainConfig, review: ReviewSettings | None) -> QueuePlan:
+        if review is None:
+            fallback = QueueSettings(
+                role="reviewer",
+                sla_hours=domain.review.sla_hours,
+                batch_size=domain.review.batch_size,
+            )
+            return cls(queue, fallback, None)
+        return cls(queue, review.queue(queue, domain), review)
+
+    @property
+    def role(self) -> str | None:
+        return self.settings.role if self.review is not None else None
+
+    @property
+    def masking(self) -> dict:
+        if self.review is None or self.role is None:
+            return {}
+        return self.review.masking_for(self.role)
+
+    @property
+    def rationale_required_for(self) -> list[str]:
+        return list(self.review.rationale_required_for) if self.review else []
+
+
+def _suggested_actions(chunk: pl.DataFrame, review: ReviewSettings | None) -> pl.DataFrame:
+    """Add the suggested action (from the proposal column) when the settings define one."""
+    if review is None or review.proposal is None:
+        return chunk
+    proposal = review.proposal
+    if proposal.column not in chunk.columns:
+        raise ValueError(f"proposal column '{proposal.column}' is not in the cases for review")
+    return chunk.with_columns(
+        pl.col(proposal.column)
+        .cast(pl.String)
+        .replace_strict(proposal.actions, default=None, return_dtype=pl.String)
+        .alias(SUGGESTED_COLUMN)
+    )
+
+
+def _instructions(
+    manifest: Mapping[str, Any],
+    domain: DomainConfig,
+    rule_texts: Mapping[str, str],
+    rules: list[str],
+    plan: QueuePlan,
+) -> list[tuple[str, str]]:
+    due = datetime.fromisoformat(manifest["due_at"]).astimezone(UTC)
+    verdicts = ", ".join(domain.review.verdicts)
+    rationale = "A sentence in your own words on why; it is kept in the audit trail."
+    if plan.rationale_required_for or manifest.get("suggested_actions"):
+        needed = ", ".join(plan.rationale_required_for) or "no verdict"
+        rationale += (
+            f" Required for every {needed} verdict and whenever your verdict differs from the "
+            f"'{SUGGESTED_COLUMN}' column."
+        )
+    lines = [
+        ("Batch", manifest["batch_id"]),
+        ("Queue", manifest["queue"] + (f" (role: {plan.role})" if plan.role else "")),
+        ("Cases", str(len(manifest["case_ids"]))),
+        ("Due by", f"{due:%Y-%m-%d %H:%M} UTC (SLA {plan.settings.sla_hours} hours)"),
+    ]
+    if manifest.get("expires_at"):
+        expires = datetime.fromisoformat(manifest["expires_at"]).astimezone(UTC)
+        lines.append(
+            ("Closes", f"{expires:%Y-%m-%d %H:%M} UTC: verdicts returned later are refused.")
+        )
+    lines += [
+        (
+            "What to do",
+            "Work on the 'cases' sheet. Grey columns are the case as the pipeline "
+            "saw it and are locked: do not edit them, an edited row is rejected on return. "
+            "Fill the four yellow columns for every case you decide. Do not type formulas.",
+        ),
+        ("verdict", f"Required. Choose from the drop-down: {verdicts}."),
+        (
+            "verdict_reason_code",
+            "The main reason for your verdict, from the drop-down (codes "
+            "below). The 'reasons' column shows the model's reasons with their codes.",
+        ),
+        ("rationale", rationale),
+        ("reviewer_id", "Required. Your registered reviewer id, on every row you decide."),
+    ]
+    if manifest.get("four_eyes_cases"):
+        lines.append(
+            (
+                "Four eyes",
+                f"{len(manifest['four_eyes_cases'])} case(s) need two different reviewers who "
+                "agree; you will not see the other reviewer's verdict. Cases: "
+                + ", ".join(manifest["four_eyes_cases"]),
+            )
+        )
+    if manifest.get("masking"):
+        masked = ", ".join(f"{col} ({how})" for col, how in sorted(manifest["masking"].items()))
+        lines.append(("Masked for your role", masked))
+    lines += [
+        (
+            "Return",
+            "Save as .xlsx (keep the file name if you can) and put the file into the "
+            "inbox/ folder next to batches/. Rows left blank count as not yet reviewed; you may "
+            "return the batch again later with more rows filled.",
+        ),
+        ("Reason codes", ""),
+    ]
+    lines += [(r.code, r.text) for r in domain.model.reason_codes.values()]
+    lines.append((OTHER_REASON, "None of the above: explain in the rationale."))
+    lines.append(("Rules that fired", "" if rules else "(none in this batch)"))
+    lines += [(rule, rule_texts.get(rule, "(rule text not supplied)")) for rule in rules]
+    return lines
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, CellValue]]) -> None:
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows([csv_text(row.get(name)) for name in header] for row in rows)
+
+
+def _digests(rows: Sequence[Mapping[str, CellValue]], columns: Sequence[str]) -> list[str]:
+    """The context digest of each exported row: the function intake applies to returned rows."""
+    text = pl.DataFrame(
+        {name: [raw_text(row.get(name)) for row in rows] for name in dict.fromkeys(columns)},
+        schema=dict.fromkeys(dict.fromkeys(columns), pl.String),
+    )
+    return context_digests(text, columns)
+
+
+def _export_batch(
+    chunk: pl.DataFrame,
+    *,
+    batch_id: str,
+    plan: QueuePlan,
+    domain: DomainConfig,
+    batches_dir: Path,
+    key: bytes,
+    partition_date: date,
+    created_at: datetime,
+    context: Mapping[str, str],
+    rule_texts: Mapping[str, str],
+) -> ReviewBatch:
+    chunk = _suggested_actions(chunk, plan.review)
+    masked, dropped = apply_masking(chunk, plan.masking, key, protected=[domain.case_id])
+    shown = [name for name in context_columns(domain) if name not in dropped]
+    if SUGGESTED_COLUMN in masked.columns:
+        shown.append(SUGGESTED_COLUMN)
+    header = [BATCH_COLUMN, *shown, *VERDICT_COLUMNS]
+    rows: list[dict[str, CellValue]] = []
+    rules: set[str] = set()
+    for case in masked.iter_rows(named=True):
+        row: dict[str, CellValue] = {BATCH_COLUMN: batch_id}
+        row.update({name: export_value(case.get(name)) for name in shown})
+        row[REASONS_COLUMN] = _labelled_reasons(case["reason_texts"], domain)
+        row.update(dict.fromkeys(VERDICT_COLUMNS))
+        rules.update(r for r in case[RULES_COLUMN] or [] if r)
+        rows.append(row)
+    case_ids = [cell_text(row[domain.case_id]) for row in rows]
+    four_eyes = (
+        [cid for cid, flag in zip(case_ids, chunk[FOUR_EYES_COLUMN].to_list(), strict=True) if flag]
+        if FOUR_EYES_COLUMN in chunk.columns
+        else []
+    )
+    due_at = created_at + timedelta(hours=plan.settings.sla_hours)
+
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "batch_id": batch_id,
+        "domain": domain.name,
+        "queue": plan.queue,
+        "partition_date": partition_date.isoformat(),
+        "created_at": created_at.isoformat(),
+        "due_at": due_at.isoformat(),
+        "context": {str(name): str(value) for name, value in context.items()},
+        "case_id_column": domain.case_id,
+        "case_ids": case_ids,
+        "case_digests": dict(zip(case_ids, _digests(rows, shown), strict=True)),
+        "columns": header,
+        "digest_columns": shown,
+        "verdict_columns": VERDICT_COLUMNS,
+        "verdicts": list(domain.review.verdicts),
+        "reason_codes": reason_code_choices(domain),
+    }
+    if plan.review is not None:
+        manifest.update(
+            {
+                "role": plan.role,
+                "expires_at": (due_at + timedelta(hours=plan.review.grace_hours)).isoformat(),
+                "four_eyes_cases": four_eyes,
+                "rationale_required_for": plan.rationale_required_for,
+                "masking": {
+                    col: rule.method
+                    for col, rule in plan.masking.items()
+                    if rule.method != "show" and col in chunk.columns
+                },
+                "suggested_actions": {
+                    cid: row.get(SUGGESTED_COLUMN)
+                    for cid, row in zip(case_ids, rows, strict=True)
+                    if row.get(SUGGESTED_COLUMN)
+                },
+            }
+        )
+    tmp = batches_dir / f".tmp-{batch_id}-{secrets.token_hex(4)}"
+    tmp.mkdir()
+    try:
+        write_review_workbook(
+            tmp / XLSX_NAME,
+            header=header,
+            rows=rows,
+            answer_columns=VERDICT_COLUMNS,
+            choices={
+                "verdict": domain.review.verdicts,
+                "verdict_reason_code": manifest["reason_codes"],
+            },
+            instructions=_instructions(manifest, domain, rule_texts, sorted(rules), plan),
+            created_at=created_at,
+        )
+        _write_csv(tmp / CSV_NAME, header, rows)
+        manifest["files"] = {name: _sha256_file(tmp / name) for name in (XLSX_NAME, CSV_NAME)}
+        manifest["signature"] = sign(manifest, key)
+        text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
+        (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    folder = batches_dir / batch_id
+    try:
+        os.rename(tmp, folder)  # atomic: readers never see half a batch
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        # A concurrent run may have won the rename with the same cases: that batch is ours too.
+        existing = _existing_batch(folder, key, case_ids)
+        if existing is None:
+            raise
+        return existing
+    return _batch_from_manifest(folder, manifest)
+
+
+def _check_input(cases: pl.DataFrame, domain: DomainConfig, created_at: datetime) -> None:
+    if created_at.tzinfo is None:
+        raise ValueError("created_at must be timezone-aware: reviewers are shown a due time")
+    needed = [domain.case_id, *domain.review.context_columns, *_INPUT_COLUMNS]
+    missing = [name for name in dict.fromkeys(needed) if name not in cases.columns]
+    if missing:
+        raise ValueError(f"cases for review lack columns: {missing}")
+    if cases[domain.case_id].null_count() or cases[domain.case_id].is_duplicated().any():
+        raise ValueError(f"cases for review need unique, non-null {domain.case_id}")
+
+
+def batch_id_for(
+    domain: DomainConfig, partition_date: date, queue: str, number: int, case_ids: Sequence[str]
+) -> str:
+    """`<domain>-<YYYYMMDD>-<queue>-<NNN>-<digest8 of the case ids>`: stable for the same cases."""
+    digest8 = hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()[:8]
+    return f"{domain.name}-{partition_date:%Y%m%d}-{_queue_slug(queue)}-{number:03d}-{digest8}"
+
+
+def export_review_batches(
+    cases: pl.DataFrame,
+    *,
+    domain: DomainConfig,
+    batches_dir: Path,
+    key: bytes,
+    partition_date: date,
+    created_at: datetime,
+    context: Mapping[str, str],
+    rule_texts: Mapping[str, str] | None = None,
+    settings: ReviewSettings | None = None,
+    label: str = "",
+) -> list[ReviewBatch]:
+    """Write one batch folder per queue and the queue's batch size; reuse existing ones.
+
+    Cases are ordered by `review_priority` (ascending: lower is more urgent) then case id, so
+    the most urgent cases land in batch 001 of their queue. With `settings`, each queue's batch
+    size, SLA and role come from them and the role's masking policy is applied. A `label`
+    (such as "escalated") is added to the queue part of the batch ids.
+    """
+    _check_input(cases, domain, created_at)
+    if cases.is_empty():
+        return []
+    batches_dir.mkdir(parents=True, exist_ok=True)
+    batches: list[ReviewBatch] = []
+    queues = cases["review_queue"].unique(maintain_order=True).to_list()
+    for queue in sorted(queues, key=lambda q: (q is None, str(q))):
+        _queue_slug(queue)
+        plan = QueuePlan.of(str(queue), domain, settings)
+        in_queue = cases.filter(pl.col("review_queue") == queue).sort(
+            ["review_priority", domain.case_id], nulls_last=True
+        )
+        size = plan.settings.batch_size
+        for number, start in enumerate(range(0, in_queue.height, size), start=1):
+            chunk = in_queue.slice(start, size)
+            case_ids = [cell_text(export_value(v)) for v in chunk[domain.case_id].to_list()]
+            named = f"{queue}_{label}" if label else str(queue)
+            batch_id = batch_id_for(domain, partition_date, named, number, case_ids)
+            folder = batches_dir / batch_id
+            existing = _existing_batch(folder, key, case_ids) if folder.exists() else None
+            if existing is None and folder.exists():
+                # Unverifiable (say, the key changed): keep it for inspection, never delete.
+                aside = batches_dir / REPLACED_DIR / f"{batch_id}.{secrets.token_hex(4)}"
+                aside.parent.mkdir(exist_ok=True)
+                os.rename(folder, aside)
+            batches.append(
+                existing
+                or _export_batch(
+                    chunk,
+                    batch_id=batch_id,
+                    plan=plan,
+                    domain=domain,
+                    batches_dir=batches_dir,
+                    key=key,
+                    partition_date=partition_date,
+                    created_at=created_at,
+                    context=context,
+                    rule_texts=rule_texts or {},
+                )
+            )
+    return batches

@@ -1,0 +1,1 @@
+"""Review intake: returned verdict files checked, recorded, escalated and made final."""
