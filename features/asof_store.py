@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pandas as pd
@@ -107,7 +107,7 @@ class _ViewJoin:
     def __init__(
         self, view: FeatureView, refs: list[str], full_names: bool, ts_col: str, alias: str
     ) -> None:
-        source = view.batch_source
+        source = cast(FileSource, view.batch_source)  # `_is_local_parquet` views only
         prefix = view.projection.name_to_use()
         base = view.projection.name_alias or view.name
         features = [r.split(":")[1] for r in refs if r.startswith(f"{prefix}:")]
@@ -243,12 +243,11 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
 
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
         covered = (
-            isinstance(entity_df, pd.DataFrame)
-            and not filter_by_created_timestamp
+            not filter_by_created_timestamp
             and all(_is_local_parquet(v) for v in feature_views)
             and not any(o.mode == "substrait" for o in odfvs)
         )
-        if not covered:
+        if not covered or not isinstance(entity_df, pd.DataFrame):
             return feast_job()
         ts_col = infer_event_timestamp_from_entity_df(
             dict(zip(entity_df.columns, entity_df.dtypes, strict=True))

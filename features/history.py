@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -98,7 +99,7 @@ def earlier_ledger(
         return current.select(columns).clear()
     keys = current[history.key].drop_nulls().unique().implode()
     latest = current[EVENT_TIMESTAMP].max()
-    earliest = current[EVENT_TIMESTAMP].min() - timedelta(days=history.window_days)
+    earliest = cast(datetime, current[EVENT_TIMESTAMP].min()) - timedelta(days=history.window_days)
     return (
         pl.scan_parquet(files)
         .select(columns)

@@ -6,9 +6,10 @@ importing this module stay cheap for the CLI and Dagster code locations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -52,7 +53,7 @@ def registry_is_current(store: FeatureStore, objects: list) -> bool:
     from feast.data_source import DataSource
     from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
 
-    getters = [
+    getters: list[tuple[type, Callable[[str], object]]] = [
         (Entity, store.get_entity),
         (DataSource, store.get_data_source),
         (FeatureView, store.get_feature_view),
@@ -219,7 +220,7 @@ def historical_features(
     job = store.get_historical_features(
         entity_df=feast_entity_frame(request), features=store.get_feature_service(service)
     )
-    found = pl.from_arrow(job.to_arrow()).select(
+    found = cast(pl.DataFrame, pl.from_arrow(job.to_arrow())).select(
         pl.col(_ROW).cast(keyed.schema[_ROW]), *[pl.col(name).cast(FEATURE_DTYPE) for name in names]
     )
     # Feast returns rows in no promised order; sorting on the row number (one integer sort)
