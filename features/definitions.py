@@ -164,7 +164,7 @@ def build_service(domain: DomainConfig, views: list[FeatureView]) -> FeatureServ
     """The declared feature service: every view, as training (and a model-less run) reads it."""
     return FeatureService(
         name=domain.features.service,
-        features=[*views],
+        features=list(views),
         description=f"Features served to model {domain.model.name} ({domain.features.service}).",
         owner=domain.features.owner,
         tags={**common_tags(domain), "model": domain.model.name},

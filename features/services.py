@@ -97,7 +97,7 @@ def build_model_service(
 
     return FeatureService(
         name=ref.service_name,
-        features=[*views],
+        features=list(views),
         description=(
             f"Features served with model {ref.model_name} version {ref.version} "
             f"({ref.family}, MLflow run {ref.run_id}); the model reads {', '.join(ref.inputs)}."
