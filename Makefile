@@ -23,14 +23,18 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not e2e"
 
+# The type checker's settings (packages, strict core) are in pyproject.toml's [tool.mypy].
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # The Dagster home the CLI and the UI share, telemetry off (the deployment is offline).
 dagster-home:

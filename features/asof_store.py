@@ -29,21 +29,17 @@ Spark) are chosen by configuration and keep Feast's own implementation.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pandas as pd
 import pyarrow as pa
 from feast.data_format import ParquetFormat
 from feast.feature_view import FeatureView
-from feast.infra.offline_stores.duckdb import (
-    DuckDBOfflineStore,
-    DuckDBOfflineStoreConfig,
-    _write_data_source,
-)
+from feast.infra.offline_stores.duckdb import DuckDBOfflineStore, DuckDBOfflineStoreConfig
 from feast.infra.offline_stores.file_source import FileSource
-from feast.infra.offline_stores.ibis import _get_entity_df_event_timestamp_range, _to_utc
 from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
 from feast.infra.offline_stores.offline_utils import infer_event_timestamp_from_entity_df
 from feast.infra.registry.base_registry import BaseRegistry
@@ -78,6 +74,18 @@ def _is_local_parquet(view: FeatureView) -> bool:
     return isinstance(fmt, ParquetFormat) or (fmt is None and source.path.endswith(".parquet"))
 
 
+def _event_times(entity_df: pd.DataFrame, ts_col: str) -> pd.Series:
+    """The request times, text parsed as UTC timestamps, as Feast's own DuckDB path reads them.
+
+    Feast's helpers for this rule (`_to_utc`, `_get_entity_df_event_timestamp_range` in
+    `feast.infra.offline_stores.ibis`) are private, so the rule is stated here instead.
+    """
+    times = entity_df[ts_col].infer_objects()
+    if pd.api.types.is_string_dtype(times) or pd.api.types.is_object_dtype(times):
+        times = pd.to_datetime(times, utc=True)
+    return times
+
+
 def _entity_table(entity_df: pd.DataFrame, ts_col: str) -> pa.Table:
     """The request rows as Arrow, request time in microseconds as Feast's ibis path returns it.
 
@@ -99,7 +107,7 @@ class _ViewJoin:
     def __init__(
         self, view: FeatureView, refs: list[str], full_names: bool, ts_col: str, alias: str
     ) -> None:
-        source = view.batch_source
+        source = cast(FileSource, view.batch_source)  # `_is_local_parquet` views only
         prefix = view.projection.name_to_use()
         base = view.projection.name_alias or view.name
         features = [r.split(":")[1] for r in refs if r.startswith(f"{prefix}:")]
@@ -157,12 +165,12 @@ class AsofRetrievalJob(RetrievalJob):
         odfvs: list[OnDemandFeatureView],
         full_feature_names: bool,
         metadata: RetrievalMetadata,
-        repo_path: str,
+        feast_job: Callable[[], RetrievalJob],
     ) -> None:
         super().__init__()
         self._entities, self._sql, self._params = entities, sql, params
         self._odfvs, self._full_names = odfvs, full_feature_names
-        self._metadata, self._repo_path = metadata, repo_path
+        self._metadata, self._feast_job = metadata, feast_job
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         con = duckdb.connect()
@@ -198,12 +206,13 @@ class AsofRetrievalJob(RetrievalJob):
         allow_overwrite: bool = False,
         timeout: int | None = None,
     ) -> None:
-        import ibis
+        """Save the result through Feast's own job for the same request (same semantics).
 
-        table = ibis.memtable(self._to_arrow_internal(timeout))
-        _write_data_source(
-            table, storage.to_data_source(), self._repo_path, "overwrite", allow_overwrite
-        )
+        Feast's writer for saved datasets (Parquet, Delta, Iceberg, Lance) is private to its
+        DuckDB module; its own retrieval job persists with it, so a saved dataset pays Feast's
+        join once instead of this module copying the writer. Daily retrieval never persists.
+        """
+        self._feast_job().persist(storage, allow_overwrite=allow_overwrite, timeout=timeout)
 
 
 class AsofDuckDBOfflineStore(DuckDBOfflineStore):
@@ -220,14 +229,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         full_feature_names: bool = False,
         filter_by_created_timestamp: bool = False,
     ) -> RetrievalJob:
-        odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
-        covered = (
-            isinstance(entity_df, pd.DataFrame)
-            and not filter_by_created_timestamp
-            and all(_is_local_parquet(v) for v in feature_views)
-            and not any(o.mode == "substrait" for o in odfvs)
-        )
-        if not covered:
+        def feast_job() -> RetrievalJob:
             return DuckDBOfflineStore.get_historical_features(
                 config,
                 feature_views,
@@ -238,12 +240,24 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
                 full_feature_names=full_feature_names,
                 filter_by_created_timestamp=filter_by_created_timestamp,
             )
+
+        odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
+        covered = (
+            not filter_by_created_timestamp
+            and all(_is_local_parquet(v) for v in feature_views)
+            and not any(o.mode == "substrait" for o in odfvs)
+        )
+        if not covered or not isinstance(entity_df, pd.DataFrame):
+            return feast_job()
         ts_col = infer_event_timestamp_from_entity_df(
             dict(zip(entity_df.columns, entity_df.dtypes, strict=True))
         )
-        low, high = _get_entity_df_event_timestamp_range(entity_df, ts_col)
+        times = _event_times(entity_df, ts_col)
+        low, high = times.min().to_pydatetime(), times.max().to_pydatetime()
         # A shallow copy: the caller's frame keeps its own timestamp column.
-        entities = _entity_table(_to_utc(entity_df.copy(deep=False), ts_col), ts_col)
+        request = entity_df.copy(deep=False)
+        request[ts_col] = times
+        entities = _entity_table(request, ts_col)
         joins = [
             _ViewJoin(view, feature_refs, full_feature_names, ts_col, f"f{i}")
             for i, view in enumerate(feature_views)
@@ -264,5 +278,5 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             [o for o in odfvs if o.mode != "substrait"],
             full_feature_names,
             metadata,
-            str(config.repo_path),
+            feast_job,
         )

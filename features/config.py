@@ -70,8 +70,8 @@ from pathlib import Path
 sys.path.insert(0, {project_root!r})
 
 from features.config import feature_source_dir  # noqa: E402
-from features.definitions import build_model_service, feature_objects  # noqa: E402
-from features.services import read_manifest  # noqa: E402
+from features.definitions import feature_objects  # noqa: E402
+from features.services import build_model_service, read_manifest  # noqa: E402
 from hitl_gate.core.domain import load_domain_file  # noqa: E402
 
 _here = Path(__file__).resolve().parent

@@ -15,7 +15,7 @@ from feast.data_format import ParquetFormat
 from feast.types import Float64, String
 
 from features.engineering import CREATED_TIMESTAMP, EVENT_TIMESTAMP
-from features.services import ModelVersionRef
+from features.history import SOURCE_AMOUNT, SOURCE_CASE
 from hitl_gate.core.domain import DomainConfig
 
 # Partition files are `<YYYY-MM-DD>.parquet`; in-flight writes end in `.tmp`, so never match.
@@ -108,8 +108,6 @@ def build_history_objects(domain: DomainConfig, source_path: Path) -> list:
     applicant's recent history. Every case has its own row at its decision time, so retrieval
     at that time always finds it; the TTL matters only for requests at other times.
     """
-    from features.history import SOURCE_AMOUNT, SOURCE_CASE
-
     history = domain.features.applicant_history
     if history is None:
         return []
@@ -166,39 +164,10 @@ def build_service(domain: DomainConfig, views: list[FeatureView]) -> FeatureServ
     """The declared feature service: every view, as training (and a model-less run) reads it."""
     return FeatureService(
         name=domain.features.service,
-        features=views,
+        features=list(views),
         description=f"Features served to model {domain.model.name} ({domain.features.service}).",
         owner=domain.features.owner,
         tags={**common_tags(domain), "model": domain.model.name},
-    )
-
-
-def build_model_service(
-    domain: DomainConfig, views: list[FeatureView], ref: ModelVersionRef
-) -> FeatureService:
-    """The feature service of one model version: every declared view, tagged with the version.
-
-    It serves the whole declaration, not only the columns the model reads: the policy and the
-    reviewers act on the other features in the same decision (e.g. `loan_to_income`), and the
-    digest recorded with the decision covers all of them. The model's own columns are in the
-    `model_inputs` tag, so the registry answers "which features does v3 read" too.
-    """
-    return FeatureService(
-        name=ref.service_name,
-        features=views,
-        description=(
-            f"Features served with model {ref.model_name} version {ref.version} "
-            f"({ref.family}, MLflow run {ref.run_id}); the model reads {', '.join(ref.inputs)}."
-        ),
-        owner=domain.features.owner,
-        tags={
-            **common_tags(domain),
-            "model": ref.model_name,
-            "model_version": ref.version,
-            "model_family": ref.family,
-            "mlflow_run_id": ref.run_id,
-            "model_inputs": ",".join(ref.inputs),
-        },
     )
 
 

@@ -16,8 +16,9 @@ is the ledger later days read their history from, so no other store is needed.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
@@ -29,6 +30,7 @@ from features.engineering import (
     TIMESTAMP_DTYPE,
     utc_timestamps,
 )
+from features.partition_files import write_partition
 from hitl_gate.core.domain import ApplicantHistoryConfig, DomainConfig
 
 SOURCE_CASE = "source_case_id"
@@ -97,7 +99,7 @@ def earlier_ledger(
         return current.select(columns).clear()
     keys = current[history.key].drop_nulls().unique().implode()
     latest = current[EVENT_TIMESTAMP].max()
-    earliest = current[EVENT_TIMESTAMP].min() - timedelta(days=history.window_days)
+    earliest = cast(datetime, current[EVENT_TIMESTAMP].min()) - timedelta(days=history.window_days)
     return (
         pl.scan_parquet(files)
         .select(columns)
@@ -166,7 +168,7 @@ def write_history_partitions(
     validated: pl.DataFrame,
     domain: DomainConfig,
     feast_dir: Path,
-    days: list,
+    days: list[date],
     *,
     day_column: str = "partition_date",
     created_at: datetime | None = None,
@@ -178,8 +180,6 @@ def write_history_partitions(
     Known limit: a late file for an earlier day does not update later days already written
     until they are re-run.
     """
-    from features.store import write_history_partition
-
     current = ledger(validated, domain).with_columns(validated[day_column].alias("__day"))
     folder = history_source_dir(domain, feast_dir)
     own_files = [folder / f"{day.isoformat()}.parquet" for day in days]
@@ -190,3 +190,11 @@ def write_history_partitions(
         write_history_partition(rows.filter(pl.col("__day") == day), domain, feast_dir, day)
         for day in days
     ]
+
+
+def write_history_partition(
+    rows: pl.DataFrame, domain: DomainConfig, feast_dir: Path, day: date
+) -> Path:
+    """Replace one day's applicant-history file atomically (rows of `compute_history`)."""
+    target = history_source_dir(domain, feast_dir) / f"{day.isoformat()}.parquet"
+    return write_partition(rows, history_frame_schema(domain), target)

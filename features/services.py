@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from hitl_gate.core.domain import DomainConfig
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
+    from feast import FeatureService, FeatureStore, FeatureView
 
 
 def manifest_path(feast_dir: Path, domain: DomainConfig) -> Path:
@@ -81,6 +81,39 @@ def _write_manifest(feast_dir: Path, domain: DomainConfig, refs: list[ModelVersi
     tmp.replace(path)
 
 
+def build_model_service(
+    domain: DomainConfig, views: list[FeatureView], ref: ModelVersionRef
+) -> FeatureService:
+    """The feature service of one model version: every declared view, tagged with the version.
+
+    It serves the whole declaration, not only the columns the model reads: the policy and the
+    reviewers act on the other features in the same decision (e.g. `loan_to_income`), and the
+    digest recorded with the decision covers all of them. The model's own columns are in the
+    `model_inputs` tag, so the registry answers "which features does v3 read" too.
+    """
+    from feast import FeatureService
+
+    from features.definitions import common_tags
+
+    return FeatureService(
+        name=ref.service_name,
+        features=list(views),
+        description=(
+            f"Features served with model {ref.model_name} version {ref.version} "
+            f"({ref.family}, MLflow run {ref.run_id}); the model reads {', '.join(ref.inputs)}."
+        ),
+        owner=domain.features.owner,
+        tags={
+            **common_tags(domain),
+            "model": ref.model_name,
+            "model_version": ref.version,
+            "model_family": ref.family,
+            "mlflow_run_id": ref.run_id,
+            "model_inputs": ",".join(ref.inputs),
+        },
+    )
+
+
 def ensure_model_service(store: FeatureStore, domain: DomainConfig, ref: ModelVersionRef) -> str:
     """Apply the feature service of `ref` unless the registry already holds it; its name.
 
@@ -88,7 +121,7 @@ def ensure_model_service(store: FeatureStore, domain: DomainConfig, ref: ModelVe
     here, naming them: such a version cannot be served by the current feature definitions.
     """
     from features.config import feature_source_dir
-    from features.definitions import build_model_service, feature_objects
+    from features.definitions import feature_objects
     from features.store import registry_is_current
 
     unknown = sorted(set(ref.inputs) - set(domain.features.names))

@@ -6,11 +6,10 @@ importing this module stay cheap for the CLI and Dagster code locations.
 
 from __future__ import annotations
 
-import os
-import uuid
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -21,7 +20,11 @@ from features.engineering import (
     feature_frame_schema,
     utc_timestamps,
 )
+from features.history import SOURCE_CASE, history_source_dir
+from features.partition_files import conform, temporary_name, write_partition
+from hitl_gate.core.day_files import PARTITION_COLUMN, split_by_day
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.staged_parquet import StagedParquet
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +37,6 @@ __all__ = [
     "open_feature_store",
     "registry_is_current",
     "write_feature_partition",
-    "write_history_partition",
     "write_feature_store_yaml",
 ]
 
@@ -51,7 +53,7 @@ def registry_is_current(store: FeatureStore, objects: list) -> bool:
     from feast.data_source import DataSource
     from feast.errors import FeastObjectNotFoundException, ProjectNotFoundException
 
-    getters = [
+    getters: list[tuple[type, Callable[[str], object]]] = [
         (Entity, store.get_entity),
         (DataSource, store.get_data_source),
         (FeatureView, store.get_feature_view),
@@ -75,7 +77,7 @@ def open_feature_store(domain: DomainConfig, feast_dir: Path) -> FeatureStore:
     """
     from feast import FeatureStore, RepoConfig
 
-    from features.definitions import feature_objects
+    from features.definitions import feature_objects  # imports Feast
 
     root = feast_dir.resolve()
     source_dir = feature_source_dir(domain, root)
@@ -97,9 +99,9 @@ def partition_path(domain: DomainConfig, feast_dir: Path, day: date) -> Path:
 def write_feature_partition(
     features: pl.DataFrame, domain: DomainConfig, feast_dir: Path, day: date
 ) -> Path:
-    """Replace one day's application feature file atomically (`_write_partition`)."""
+    """Replace one day's application feature file atomically (`write_partition`)."""
     target = partition_path(domain, feast_dir, day)
-    return _write_partition(features, feature_frame_schema(domain), target)
+    return write_partition(features, feature_frame_schema(domain), target)
 
 
 class FeaturePartitionWriter:
@@ -112,8 +114,6 @@ class FeaturePartitionWriter:
     """
 
     def __init__(self, domain: DomainConfig, feast_dir: Path, days: list[date], staged: bool):
-        from hitl_gate.core.staged_parquet import StagedParquet
-
         self.domain, self.feast_dir = domain, feast_dir
         self.schema = feature_frame_schema(domain)
         self.keys = [day.isoformat() for day in days]
@@ -121,20 +121,18 @@ class FeaturePartitionWriter:
         self.staged = {}
         for key, day in zip(self.keys, days, strict=True) if staged else ():
             target = partition_path(domain, feast_dir, day)
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            tmp = temporary_name(target)
             # zstd, as Polars writes a whole-day file.
             self.staged[key] = StagedParquet(target, tmp, compression="zstd")
 
     def write(self, features: pl.DataFrame, days: pl.Series) -> None:
         """Add `features` (rows of `compute_features`), each row to the file of its `days`."""
-        from hitl_gate.core.day_files import PARTITION_COLUMN, split_by_day
-
         frame = features.with_columns(days.alias(PARTITION_COLUMN))
         for key, part in split_by_day(frame, self.keys):
             if not self.staged:
                 self.pending[key] = part
             elif part.height or not self.staged[key].started:
-                self.staged[key].write(_conform(part, self.schema))
+                self.staged[key].write(conform(part, self.schema))
 
     def commit(self) -> None:
         for key, part in self.pending.items():
@@ -149,46 +147,8 @@ class FeaturePartitionWriter:
             staged.abort()
 
 
-def _conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
-    """`frame`'s columns of `schema`, cast, in its order; an error naming any missing one."""
-    missing = [name for name in schema if name not in frame.columns]
-    if missing:
-        raise ValueError(f"feature frame lacks columns {missing}")
-    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
-
-
-def write_history_partition(
-    rows: pl.DataFrame, domain: DomainConfig, feast_dir: Path, day: date
-) -> Path:
-    """Replace one day's applicant-history file atomically (rows of `features.history`)."""
-    from features.history import history_frame_schema, history_source_dir
-
-    target = history_source_dir(domain, feast_dir) / f"{day.isoformat()}.parquet"
-    return _write_partition(rows, history_frame_schema(domain), target)
-
-
-def _write_partition(frame: pl.DataFrame, schema: dict[str, pl.DataType], target: Path) -> Path:
-    """Write a temporary file, then rename it over `target`.
-
-    Readers see the old file or the new one, never half of one, and a rerun of the day
-    replaces its rows instead of duplicating them. The temporary name does not match the
-    source glob, so an interrupted write is never read.
-    """
-    frame = _conform(frame, schema)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        frame.write_parquet(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
-
-
 def source_dirs(domain: DomainConfig, feast_dir: Path) -> list[Path]:
     """The partition folders of every view the domain serves (application, then history)."""
-    from features.history import history_source_dir
-
     dirs = [feature_source_dir(domain, feast_dir)]
     if domain.features.applicant_history is not None:
         dirs.append(history_source_dir(domain, feast_dir))
@@ -201,8 +161,6 @@ def stored_entities(domain: DomainConfig, feast_dir: Path) -> pl.DataFrame:
     What training retrieves its features for: the application partitions, with the applicant
     key taken from the history ledger (the application view itself has no applicant column).
     """
-    from features.history import SOURCE_CASE, history_source_dir
-
     files = sorted(feature_source_dir(domain, feast_dir).glob("*.parquet"))
     columns = [domain.case_id, EVENT_TIMESTAMP]
     if not files:
@@ -262,7 +220,7 @@ def historical_features(
     job = store.get_historical_features(
         entity_df=feast_entity_frame(request), features=store.get_feature_service(service)
     )
-    found = pl.from_arrow(job.to_arrow()).select(
+    found = cast(pl.DataFrame, pl.from_arrow(job.to_arrow())).select(
         pl.col(_ROW).cast(keyed.schema[_ROW]), *[pl.col(name).cast(FEATURE_DTYPE) for name in names]
     )
     # Feast returns rows in no promised order; sorting on the row number (one integer sort)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -77,7 +77,8 @@ def version_ref(client: MlflowClient, model_name: str, version: str) -> ModelVer
     from features.services import ModelVersionRef
 
     found = client.get_model_version(model_name, str(version))
-    params = client.get_run(found.run_id).data.params
+    # Every version here was registered from a training run, so it has a run id.
+    params = client.get_run(cast(str, found.run_id)).data.params
     inputs = tuple(f for f in params.get("features", "").split(",") if f)
     return ModelVersionRef(
         model_name=model_name,
@@ -177,7 +178,7 @@ def list_versions(model_name: str, mlflow_dir: Path) -> pl.DataFrame:
             by_version.setdefault(str(number), []).append(alias)
     rows = []
     for v in sorted(versions, key=lambda v: int(v.version)):
-        run = client.get_run(v.run_id)
+        run = client.get_run(cast(str, v.run_id))
         rows.append(
             {
                 "version": str(v.version),

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeAlias
+
 from dagster import AssetSelection, define_asset_job
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from assets.common import stage_key
 from assets.factory import PIPELINE_STAGES, REVIEW_LOOP_STAGES, TRAINING_STAGE
 from hitl_gate.core.domain import DomainConfig
+
+# What `define_asset_job` returns: an asset job that `Definitions` resolves against the asset
+# graph. Dagster exports the function but keeps the class in a private module
+# (`dagster._core.definitions`), so the project names the type here rather than importing it.
+AssetJob: TypeAlias = Any
 
 
 def daily_job_name(domain: DomainConfig) -> str:
@@ -26,7 +32,7 @@ def _stages(domain: DomainConfig, names: tuple[str, ...]) -> AssetSelection:
     return AssetSelection.assets(*(stage_key(domain, n) for n in names))
 
 
-def build_jobs(domain: DomainConfig) -> list[UnresolvedAssetJobDefinition]:
+def build_jobs(domain: DomainConfig) -> list[AssetJob]:
     """The three jobs of a domain; checks of the selected assets run with them."""
     return [
         define_asset_job(

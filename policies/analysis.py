@@ -37,6 +37,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -174,7 +175,7 @@ def _representatives(dtype: pl.DataType, literals: list[object]) -> list[object]
     if dtype.is_numeric():
         numbers = sorted({float(v) for v in literals if isinstance(v, int | float)}) or [0.0]
         if dtype.is_integer():
-            picks = {math.floor(n) + d for n in numbers for d in (-1, 0, 1)}
+            picks: set[float] = {math.floor(n) + d for n in numbers for d in (-1, 0, 1)}
             picks |= {math.ceil(n) for n in numbers}
             return [*sorted(int(p) for p in picks), None]
         between = [(a + b) / 2 for a, b in itertools.pairwise(numbers)]
@@ -273,7 +274,7 @@ def _overlaps(
         hits = masks.filter((pl.col("m") & both) == both)
         if hits.height == 0:
             continue
-        row = probes.row(int(hits.get_column("row").min()), named=True)
+        row = probes.row(int(cast(int, hits.get_column("row").min())), named=True)
         named = {*_columns_of(approve.when), *_columns_of(decline.when)}
         wanted = [c for c in probes.columns if c in named]
         witness = ", ".join(f"{c}={row[c]!r}" for c in wanted)

@@ -318,7 +318,7 @@ def _first(con: duckdb.DuckDBPyConnection, sql: str, params: list[object]) -> tu
 
 def _next_seq(con: duckdb.DuckDBPyConnection, table: str, domain: str) -> int:
     value = scalar(con, f"SELECT coalesce(max(seq), 0) + 1 FROM {table} WHERE domain = ?", [domain])
-    return int(value)  # type: ignore[arg-type]
+    return int(value)
 
 
 def _has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:

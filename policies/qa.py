@@ -132,8 +132,8 @@ def estimate_error_rate(reviewed: pl.DataFrame, z: float = 1.959964) -> list[Err
             estimates.append(ErrorEstimate(name, 0, 0, float("nan"), 0.0, 1.0))
             continue
         weights = part.get_column("weight")
-        rate = float((part.get_column("wrong") * weights).sum() / weights.sum())
-        n_eff = float(weights.sum() ** 2 / (weights**2).sum())
+        rate = float((part.get_column("wrong") * weights).sum()) / float(weights.sum())
+        n_eff = float(weights.sum()) ** 2 / float((weights**2).sum())
         low, high = wilson_interval(rate * n_eff, n_eff, z)
         estimates.append(
             ErrorEstimate(name, n, int(part.get_column("wrong").sum()), rate, low, high)

@@ -106,3 +106,43 @@ def test_materialisation_still_works(stores) -> None:
     ).to_dict()
     assert online["loan_amount"] == [amount]
     assert Path(asof.config.online_store.path).exists()
+
+
+def test_text_request_times_are_read_as_utc_as_feast_reads_them(stores) -> None:
+    """Request times given as ISO text: parsed as UTC, same answers and metadata as Feast's."""
+    asof, own, cases = stores
+    entity_df = requests(cases)
+    as_text = entity_df[EVENT_TIMESTAMP].dt.strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+    text = entity_df.assign(**{EVENT_TIMESTAMP: as_text.astype(object)})
+    service = asof.get_feature_service(DOMAIN.features.service)
+    jobs = [
+        store.get_historical_features(entity_df=text.copy(), features=service)
+        for store in (asof, own)
+    ]
+    got, expected = (job.to_df().sort_values("row").reset_index(drop=True) for job in jobs)
+    pd.testing.assert_frame_equal(got[expected.columns], expected)
+    assert got[EVENT_TIMESTAMP].dt.tz is not None
+    low, high = jobs[0].metadata.min_event_timestamp, jobs[0].metadata.max_event_timestamp
+    assert (low, high) == (
+        jobs[1].metadata.min_event_timestamp,
+        jobs[1].metadata.max_event_timestamp,
+    )
+    assert low == entity_df[EVENT_TIMESTAMP].min().to_pydatetime()
+
+
+def test_a_persisted_retrieval_is_the_one_feast_saves(stores, tmp_path: Path) -> None:
+    """`persist` (saved datasets) writes what Feast's own job writes for the same request."""
+    from feast.infra.offline_stores.file_source import SavedDatasetFileStorage
+
+    asof, own, cases = stores
+    entity_df = requests(cases)
+    service = asof.get_feature_service(DOMAIN.features.service)
+    for name, store in (("asof", asof), ("own", own)):
+        job = store.get_historical_features(entity_df=entity_df.copy(), features=service)
+        job.persist(SavedDatasetFileStorage(path=str(tmp_path / f"{name}.parquet")))
+    got, expected = (
+        pd.read_parquet(tmp_path / f"{name}.parquet").sort_values("row").reset_index(drop=True)
+        for name in ("asof", "own")
+    )
+    pd.testing.assert_frame_equal(got, expected)
+    assert len(got) == len(entity_df)

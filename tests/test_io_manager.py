@@ -9,9 +9,9 @@ from dagster import (
     AssetKey,
     DailyPartitionsDefinition,
     PartitionKeyRange,
+    PythonObjectDagsterType,
     build_input_context,
 )
-from dagster._core.types.dagster_type import resolve_dagster_type
 
 from assets.common import collect_columns
 from hitl_gate.core.day_files import split_by_day
@@ -52,7 +52,7 @@ def _stored(tmp_path, days: dict[str, pl.DataFrame]) -> PolarsParquetIOManager:
 def _input(annotation: type, first: str, last: str):
     return build_input_context(
         asset_key=AssetKey(["d", "stage"]),
-        dagster_type=resolve_dagster_type(annotation),
+        dagster_type=PythonObjectDagsterType(annotation),
         asset_partition_key_range=PartitionKeyRange(first, last),
         asset_partitions_def=DailyPartitionsDefinition(start_date="2018-01-01"),
     )

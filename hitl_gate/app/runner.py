@@ -26,12 +26,14 @@ from dagster import (
     build_reconstructable_job,
     execute_job,
 )
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-)
 
 from hitl_gate.core.home import HOME_ENV, LANDING_ENV, REVIEW_ENV, HitlPaths
+
+# The run tags that make one run cover a range of partitions (single-run backfills). They are
+# Dagster's documented tag names; the constants holding them are in a private module
+# (`dagster._core.storage.tags`), so the names are written out here.
+ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
+ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 # Step-by-step DEBUG events go to the run log (Dagster UI); the terminal shows warnings only.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import duckdb
 
@@ -185,7 +185,7 @@ def _write_lineage(
                 _one_line(text, source.table)
                 lines.write(text + "\n")
                 writer.writerow([source.event_type, number, seq, key, digest])
-                seqs.add(int(seq))
+                seqs.add(int(cast(int, seq)))  # logged: rows without a seq raised above
         counts[source.event_type] = len(rows)
     (out / LINEAGE_INDEX).write_text(index.getvalue(), encoding="utf-8")
     return counts, seqs, tuple(skipped)

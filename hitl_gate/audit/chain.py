@@ -214,10 +214,14 @@ def sha256_function(con: duckdb.DuckDBPyConnection) -> Iterator[str]:
     buffer: about 4x faster per kilobyte here than DuckDB's own, which is what canonicalising
     a day of lineage spends most of its time on.
     """
-    from duckdb import sqltypes
+    from duckdb import func, sqltypes
 
     con.create_function(
-        SHA256_FUNCTION, _sha256_hex, [sqltypes.VARCHAR], sqltypes.VARCHAR, type="arrow"
+        SHA256_FUNCTION,
+        _sha256_hex,
+        [sqltypes.VARCHAR],
+        sqltypes.VARCHAR,
+        type=func.PythonUDFType.ARROW,
     )
     try:
         yield SHA256_FUNCTION

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -212,7 +212,7 @@ def _new_slices(
     batch_rows: int,
     run_id: str,
     recorded_at: str,
-) -> Iterator[tuple[EventSource, pa.Table, pa.Table]]:
+) -> Generator[tuple[EventSource, pa.Table, pa.Table]]:
     """Per slice of unseen rows, in source order: its events and its fingerprints.
 
     Runs on its own connection, which only reads the lineage tables and the log index (and
@@ -235,7 +235,7 @@ def _new_slices(
                 slices.close()
 
 
-def _read_ahead(items: Iterator[_T]) -> Iterator[_T]:
+def _read_ahead(items: Iterator[_T]) -> Generator[_T]:
     """`items`, the next one computed by a helper thread while the caller handles this one.
 
     DuckDB renders canonical JSON and envelopes without holding the GIL, so the next slice is

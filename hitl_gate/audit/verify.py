@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 
@@ -52,7 +52,7 @@ class VerifyReport:
     @property
     def first_broken(self) -> Finding | None:
         anchored = [p for p in self.problems if p.seq is not None]
-        return min(anchored, key=lambda p: p.seq) if anchored else None
+        return min(anchored, key=lambda p: cast(int, p.seq)) if anchored else None
 
     def summary(self) -> str:
         lines = [
@@ -213,7 +213,7 @@ def _segment_plan(
     if not ends:
         return None
     targets = [count * k / workers for k in range(1, workers)]
-    cuts = sorted({min(ends, key=lambda e, t=t: abs(e - t)) for t in targets})
+    cuts = sorted({min(ends, key=lambda e: abs(e - t)) for t in targets})
     segments = []
     for lo, hi in zip([0, *cuts], [*cuts, count], strict=True):
         prev = _row(con, "SELECT entry_hash FROM audit_log WHERE seq = ?", [lo])[0] if lo else None

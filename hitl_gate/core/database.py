@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import date
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -99,12 +100,19 @@ def insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFr
     return int(after - before)
 
 
-def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence = ()) -> pl.DataFrame:
+def query_frame(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()
+) -> pl.DataFrame:
     """Run a parameterised query and return a Polars frame."""
-    return con.sql(sql, params=list(params)).pl()
+    frame: pl.DataFrame = con.sql(sql, params=list(params)).pl()
+    return frame
 
 
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence = ()) -> object:
-    """Run a query returning one value; fetches fully, as DuckDB 2 requires before new work."""
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()) -> Any:
+    """Run a query returning one value; fetches fully, as DuckDB 2 requires before new work.
+
+    Typed `Any`: the value's type is the query's (a count, a text, a timestamp), which only
+    the caller knows.
+    """
     rows = con.execute(sql, list(params)).fetchall()
     return rows[0][0] if rows else None

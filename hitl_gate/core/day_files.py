@@ -12,12 +12,15 @@ import os
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Literal, cast
 
 import polars as pl
 
 from hitl_gate.core.staged_parquet import AbortsOnError, StagedParquet
 
 PARTITION_COLUMN = "partition_date"
+# The codecs Polars writes Parquet with (its own alias for them is private).
+ParquetCompression = Literal["lz4", "uncompressed", "snappy", "gzip", "brotli", "zstd"]
 
 
 class StagedPartitions:
@@ -85,5 +88,6 @@ def split_by_day(frame: pl.DataFrame, keys: list[str]) -> Iterator[tuple[str, pl
 def atomic_write(frame: pl.DataFrame, path: Path, compression: str) -> None:
     """Write then rename, so a crash never leaves a half-written partition behind."""
     tmp = path.with_suffix(".parquet.tmp")
-    frame.write_parquet(tmp, compression=compression)
+    # `compression` is the IO manager's configured text; Polars rejects an unknown codec.
+    frame.write_parquet(tmp, compression=cast(ParquetCompression, compression))
     os.replace(tmp, path)

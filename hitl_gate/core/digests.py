@@ -32,4 +32,5 @@ def row_digests(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
         digests = con.sql("SELECT sha256(canonical) AS digest FROM canonical_rows").pl()
     finally:
         con.close()
-    return digests["digest"]
+    column: pl.Series = digests["digest"]
+    return column

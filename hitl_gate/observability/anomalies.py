@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -157,7 +158,7 @@ def _quiet_summary(
             f"{column}: no day had {t.min_baseline_days}+ days of history in the previous "
             f"{t.baseline_days}, so none was judged ({days} days in the run)."
         )
-    largest = float(details["shift"].abs().max())
+    largest = float(cast(float, details["shift"].abs().max()))
     return (
         f"{column}: largest daily shift {largest:.1%} against the trailing {t.baseline_days}-day "
         f"baseline, within {min_shift:.0%} or sampling noise (z {t.rate_z:g}); "
@@ -175,12 +176,12 @@ def psi(baseline: pl.Series, current: pl.Series, bins: int = 10) -> tuple[float,
     base = baseline.cast(pl.Float64)
     cur = current.cast(pl.Float64)
     edges = sorted(
-        {float(base.drop_nulls().quantile(q / bins, "linear")) for q in range(1, bins)}
+        {float(cast(float, base.drop_nulls().quantile(q / bins, "linear"))) for q in range(1, bins)}
         if base.drop_nulls().len()
         else set()
     )
 
-    def shares(values: pl.Series) -> list[float]:
+    def shares(values: pl.Series) -> list[int]:
         valid = values.drop_nulls().to_numpy()
         counts = [0] * (len(edges) + 2)
         index = np.searchsorted(np.asarray(edges), valid, side="right")
@@ -267,7 +268,7 @@ def volume_drop(daily: pl.DataFrame, days: Sequence[date], t: Thresholds) -> Fin
         base = daily.filter(pl.col("partition_date").is_between(start, end))["cases"]
         today = daily.filter(pl.col("partition_date") == day)["cases"]
         n = int(today.sum()) if today.len() else 0
-        median = float(base.median())
+        median = float(cast(float, base.median()))
         rows.append(
             {"partition_date": day, "cases": n, "baseline_median": median,
              "ratio": n / median if median else 1.0}

@@ -19,13 +19,15 @@ import polars as pl
 
 APPROVE, DECLINE = "approve", "decline"
 ALL = "all"
-METRIC_SCHEMA = {
-    "partition_date": pl.Date,
-    "metric": pl.String,
-    "dimension": pl.String,
-    "key": pl.String,
-    "value": pl.Float64,
-}
+METRIC_SCHEMA = pl.Schema(
+    {
+        "partition_date": pl.Date,
+        "metric": pl.String,
+        "dimension": pl.String,
+        "key": pl.String,
+        "value": pl.Float64,
+    }
+)
 STAGES = ("ingested", "validated", "scored", "routed", "exported", "verdict_received", "executed")
 
 

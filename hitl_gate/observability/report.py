@@ -10,6 +10,7 @@ import html
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -27,7 +28,7 @@ def _summed(metrics: pl.DataFrame, metric: str, dimension: str) -> pl.DataFrame:
     )
 
 
-def _figures(metrics: pl.DataFrame, findings: Sequence[Finding]) -> list[tuple[str, object]]:
+def _figures(metrics: pl.DataFrame, findings: Sequence[Finding]) -> list[tuple[str, Any]]:
     """(title, plotly figure) pairs; a chart whose data is absent is left out."""
     import plotly.graph_objects as go
 

@@ -41,7 +41,7 @@ def database_path(warehouse: Path) -> Path:
     return warehouse / DATABASE_NAME
 
 
-def connect_config(warehouse: Path) -> dict[str, str]:
+def connect_config(warehouse: Path) -> dict[str, str | bool | int | float | list[str]]:
     """DuckDB settings every connection to the file needs (the same for all, as DuckDB asks)."""
     return {"file_search_path": str(warehouse)}
 

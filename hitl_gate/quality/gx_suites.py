@@ -22,10 +22,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hitl_gate.quality.expectation_batches import connect_config, database_path, prepare_stage
 from hitl_gate.quality.expectations import TRAILING, Expectation, Outcome, Suite
+
+if TYPE_CHECKING:
+    from great_expectations.data_context.store.store import DataDocsSiteConfigTypedDict
 
 SITE_NAME = "hitl_data_docs"
 LOCK_FILE = "expectations.lock"  # beside the DuckDB file: one validation at a time
@@ -87,7 +90,7 @@ def _context(where: GxLocations) -> Any:
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="file", project_root_dir=str(where.project_root))
-    site = {
+    site: DataDocsSiteConfigTypedDict = {
         "class_name": "SiteBuilder",
         "site_index_builder": {
             "class_name": "DefaultSiteIndexBuilder",
