@@ -32,6 +32,6 @@ def load_backlog(
         if not path.exists():
             continue  # a partition removed by hand: nothing to carry, the audit DB still has it
         stored = own_rows(pl.read_parquet(path))
-        wanted = stored.get_column(domain.case_id).cast(pl.String).is_in(ids["case_id"])
+        wanted = stored.get_column(domain.case_id).cast(pl.String).is_in(ids["case_id"].implode())
         frames.append(stored.filter(wanted))
     return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
