@@ -14,7 +14,7 @@ from assets.common import stage_key
 from assets.policy_checks import build_policy_checks
 from assets.routing import build_routing_assets
 from hitl_gate.core.database import audit_connection, query_frame
-from policies.control import record_activation, set_halt
+from policies.control import record_activation, set_halt, set_shadow
 from tests.assets.stores import resources, store_stage, upstream_specs
 from tests.unit.routing import frames
 
@@ -118,3 +118,43 @@ def test_an_invalid_policy_fails_the_step_with_its_problems(home: Path, tmp_path
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "policy unit-broken is invalid and was not applied" in str(failure.event_specific_data)
+
+
+def test_a_shadow_policy_routes_the_day_whole_beside_the_live_one(
+    home: Path, tmp_path: Path
+) -> None:
+    shadow_folder = tmp_path / "shadow"
+    shadow_folder.mkdir()
+    stricter = frames.policy(shadow_folder, version="unit-v2", qa_sampling=None)
+    with audit_connection(home / "audit.duckdb") as con:
+        set_shadow(con, DOMAIN.name, stricter, by="ann", reason="compare")
+    result = _materialize(home, slice_rows=7)  # a day with a shadow is never sliced
+    assert result.success
+    (event,) = result.asset_materializations_for_node("consumer_credit__routed_decisions")
+    meta = {k: v.value for k, v in event.metadata.items()}
+    assert "slices" not in meta
+    assert meta["shadow_policy_version"] == "unit-v2" and meta["shadow_agreement"] == 1.0
+    with audit_connection(home / "audit.duckdb", read_only=True) as con:
+        stored = query_frame(con, "SELECT count(*) AS n FROM shadow_decisions")
+    assert stored["n"].item() == 30
+
+
+def test_a_shadow_policy_that_does_not_validate_never_stops_live_routing(
+    home: Path, tmp_path: Path
+) -> None:
+    shadow_folder = tmp_path / "shadow"
+    shadow_folder.mkdir()
+    broken = frames.policy(
+        shadow_folder,
+        version="unit-bad",
+        rules=[{"id": "X", "text": "t", "when": "no_such_column > 1",
+                "outcome": "auto_decline", "reason_code": "D9"}],
+    )  # fmt: skip
+    with audit_connection(home / "audit.duckdb") as con:
+        set_shadow(con, DOMAIN.name, broken, by="ann", reason="compare")
+    result = _materialize(home)
+    assert result.success
+    (event,) = result.asset_materializations_for_node("consumer_credit__routed_decisions")
+    assert event.metadata["shadow_policy_version"].value == "unit-bad"
+    assert "no_such_column" in event.metadata["shadow_error"].value
+    assert event.metadata["rows"].value == 30
