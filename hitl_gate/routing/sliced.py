@@ -179,4 +179,4 @@ def _carried_rows(
     overrides = carried.select(
         "partition_date", "route", "route_reason_code", "review_queue", "review_priority", *added
     )
-    return full.with_columns(overrides).select(list(schema)).cast(dict(schema))
+    return full.with_columns(overrides).select(list(schema)).cast(schema)
