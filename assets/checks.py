@@ -13,6 +13,7 @@ from assets.common import collect_columns, stage_key
 from assets.partitions import partition_days
 from hitl_gate.core.database import query_frame
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.routing.invariants import route_violations
 from pipelines.resources import AuditDatabase
 
 
@@ -72,21 +73,18 @@ def build_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
         description="Every case has exactly one route from the allowed set and a policy version.",
     )
     def one_route_per_case(routed_decisions: pl.LazyFrame) -> AssetCheckResult:
-        from policies.capacity import CARRIED_FROM, own_rows
+        from policies.capacity import CARRIED_FROM
 
-        # Carried copies (a deferred case in a later day's review pool) are not new routes.
-        routed_decisions = own_rows(
-            collect_columns(routed_decisions, [domain.case_id, "route", CARRIED_FROM])
+        found = route_violations(
+            collect_columns(routed_decisions, [domain.case_id, "route", CARRIED_FROM]),
+            domain.case_id,
         )
-        allowed = ["auto_approve", "auto_decline", "human_review"]
-        bad_route = routed_decisions.filter(~pl.col("route").is_in(allowed)).height
-        duplicated = routed_decisions.height - routed_decisions[domain.case_id].n_unique()
         return AssetCheckResult(
-            passed=bad_route == 0 and duplicated == 0,
+            passed=found.passed,
             metadata={
-                "rows": routed_decisions.height,
-                "bad_routes": bad_route,
-                "duplicates": duplicated,
+                "rows": found.rows,
+                "bad_routes": found.bad_routes,
+                "duplicates": found.duplicates,
             },
         )
 

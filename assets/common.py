@@ -8,6 +8,7 @@ import polars as pl
 from dagster import AssetIn, AssetKey
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.routing.slices import select_present
 
 
 def stage_key(domain: DomainConfig, name: str) -> AssetKey:
@@ -28,12 +29,6 @@ def collect_columns(frame: pl.LazyFrame, names: Iterable[str]) -> pl.DataFrame:
     partition stored before they existed are left out, as reading the whole frame would.
     """
     return select_present(frame, names).collect()
-
-
-def select_present(frame: pl.LazyFrame, names: Iterable[str]) -> pl.LazyFrame:
-    """The scan narrowed to the columns `names` it has, in that order (nothing read yet)."""
-    present = set(frame.collect_schema().names())
-    return frame.select([n for n in dict.fromkeys(names) if n in present])
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:

@@ -5,6 +5,7 @@ from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity,
 
 from assets.common import markdown_table, stage_key
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.routing.invariants import capacity_overflow
 
 
 def build_policy_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
@@ -24,33 +25,17 @@ def build_policy_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
             .select("partition_date", "review_queue", "review_deferred")
             .collect()
         )
-        per_day = reviews.group_by("partition_date", "review_queue").agg(
-            pl.len().alias("routed"), pl.col("review_deferred").sum().alias("deferred")
-        )
-        overflow = per_day.filter(pl.col("deferred") > 0)
-        per_queue = (
-            per_day.group_by("review_queue")
-            .agg(
-                pl.col("routed").sum(),
-                pl.col("deferred").sum(),
-                pl.col("deferred").max().alias("worst_day_deferred"),
-            )
-            .sort("review_queue")
-        )
-        # On a day with overflow, the cases kept for review are exactly the queue's capacity.
-        capacity_hit = overflow.with_columns(
-            (pl.col("routed") - pl.col("deferred")).alias("capacity")
-        )
-        severe = capacity_hit.filter(pl.col("deferred") > pl.col("capacity")).height
+        overflow = capacity_overflow(reviews)
+        severe = overflow.days_overflow_above_one_day_capacity
         return AssetCheckResult(
-            passed=overflow.height == 0,
+            passed=overflow.days_over_capacity == 0,
             severity=AssetCheckSeverity.ERROR if severe else AssetCheckSeverity.WARN,
             metadata={
-                "review_cases": reviews.height,
-                "deferred": int(reviews["review_deferred"].sum()),
-                "days_over_capacity": overflow.height,
+                "review_cases": overflow.review_cases,
+                "deferred": overflow.deferred,
+                "days_over_capacity": overflow.days_over_capacity,
                 "days_overflow_above_one_day_capacity": severe,
-                "per_queue": markdown_table(per_queue, max_rows=20),
+                "per_queue": markdown_table(overflow.per_queue, max_rows=20),
             },
         )
 

@@ -1,70 +1,23 @@
-"""Process a day in slices of cases, so a step's memory is bounded by the slice, not the day.
+"""Dagster's side of processing a day in slices: the sink that writes a step's day files.
 
-A slice is a row range of a stored stage's scan; Polars reads only the Parquet row groups
-that overlap it. A day of at most `slice_rows` cases is one slice read whole, and its output
-stays one in-memory frame, exactly the path (and speed) of a whole-frame step. Above that,
-each slice's output is appended to the day's file as it is made (`OutputSink`).
+How a day is cut and re-assembled (`slice_ranges`, `read_slices`, `OutputSink`) is library
+code in `hitl_gate.routing.slices`; this module only finds the writer of a step's partitions
+through the IO manager, and re-exports the cutting helpers the sliced assets use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 
-import polars as pl
 from dagster import AssetExecutionContext, AssetKey
 
-from assets.common import select_present
-from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
+from hitl_gate.routing import slices
+from hitl_gate.routing.slices import OutputSink, read_slices, row_count, slice_ranges
 from pipelines.io_managers import PolarsParquetIOManager
 
-
-def row_count(scan: pl.LazyFrame) -> int:
-    """Rows of a stored stage, from the Parquet metadata (no column is read)."""
-    return int(scan.select(pl.len()).collect().item())
-
-
-def slice_ranges(total: int, size: int) -> list[tuple[int, int]]:
-    """(offset, length) of each slice of `size` rows covering `total` rows; one if empty."""
-    if size < 1:
-        raise ValueError(f"slice size must be at least 1 row, got {size}")
-    return [(start, min(size, total - start)) for start in range(0, total, size)] or [(0, 0)]
-
-
-def read_slices(
-    scan: pl.LazyFrame, columns: Iterable[str], ranges: list[tuple[int, int]]
-) -> Iterator[pl.DataFrame]:
-    """The `columns` a stage has (in that order) of each row range of `scan`."""
-    chosen = select_present(scan, columns)
-    if len(ranges) == 1:
-        yield chosen.collect()
-        return
-    for offset, length in ranges:
-        yield chosen.slice(offset, length).collect()
-
-
-class OutputSink:
-    """Where a sliced step puts its output: one frame in memory, or the day's staged files."""
-
-    def __init__(self, writer: PartitionWriter | None) -> None:
-        self._writer = writer
-        self._frames: list[pl.DataFrame] = []
-        self.rows = 0
-
-    def write(self, frame: pl.DataFrame) -> None:
-        self.rows += frame.height
-        if self._writer is None:
-            self._frames.append(frame)
-        else:
-            self._writer.write(frame)
-
-    def result(self) -> pl.DataFrame | StagedPartitions:
-        """What the step returns: the frame, or the staged files the IO manager renames."""
-        if self._writer is not None:
-            return self._writer.finish()
-        if len(self._frames) == 1:
-            return self._frames[0]
-        return pl.concat(self._frames, how="vertical", rechunk=False)
+__all__ = ["OutputSink", "output_sink", "read_slices", "row_count", "slice_ranges"]
 
 
 @contextmanager
@@ -78,8 +31,6 @@ def output_sink(
 
     Leaving the block on an error removes what was staged; the stored files stay as they were.
     """
-    if not sliced:
-        yield OutputSink(None)
-        return
-    with io_manager.partition_writer(list(key.path), list(context.partition_keys)) as writer:
-        yield OutputSink(writer)
+    new_writer = partial(io_manager.partition_writer, list(key.path), list(context.partition_keys))
+    with slices.output_sink(new_writer, sliced) as sink:
+        yield sink

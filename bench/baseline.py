@@ -79,8 +79,8 @@ def _point_in_time(
 
 def run_baseline(paths: HitlPaths, domain: DomainConfig, day: date, scratch: Path) -> dict:
     """Process `day` end to end; return counts per route (the timed work is all in here)."""
-    from assets.routing import assemble_cases
     from features.engineering import compute_features, utc_timestamps
+    from hitl_gate.routing.cases import assemble_cases
     from models.scoring import load_champion, score_frame
     from policies.engine import load_policy, route_cases
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from assets.execution import final_actions
 from hitl_gate.app.cli import main
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.execution.final_actions import final_actions
 
 pytestmark = pytest.mark.e2e
 

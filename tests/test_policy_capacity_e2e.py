@@ -207,7 +207,7 @@ def test_rerouting_executed_days_keeps_executions_final_and_books_balanced(
 
 
 def test_keep_executed_restores_the_executed_decision_only() -> None:
-    from assets.execution import final_actions, keep_executed
+    from hitl_gate.execution.final_actions import final_actions, keep_executed
 
     routed = pl.DataFrame(
         {

@@ -12,11 +12,11 @@ import polars as pl
 import pytest
 import yaml
 
-from assets.execution import final_actions
 from hitl_gate.app.cli import main
 from hitl_gate.core.database import schema_statements
 from hitl_gate.core.domain import PROJECT_ROOT, load_domain
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.execution.final_actions import final_actions
 from policies.analysis import WARNING, analyse_policy
 from policies.control import (
     PolicyControlError,

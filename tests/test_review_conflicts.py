@@ -15,8 +15,8 @@ from pathlib import Path
 
 import polars as pl
 
-from assets.execution import final_actions
 from hitl_gate.core.database import audit_connection, insert_new_rows, query_frame
+from hitl_gate.execution.final_actions import final_actions
 from hitl_gate.review.intake.conflicts import reversal_requests
 from hitl_gate.review.intake.finality import CONFLICT, CaseState, decide, escalation_id
 from tests.review_fixtures import (

@@ -8,8 +8,8 @@ so nothing acted upon can be rewritten or applied twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -19,6 +19,10 @@ import duckdb
 import polars as pl
 
 SCHEMA_DIR = resources.files("hitl_gate.core").joinpath("schema")
+
+OpenConnection = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+"""Opens a short-lived audit connection (the Dagster resource's `connect`, which waits its turn
+while another process holds the file): what the stages' library functions are given."""
 
 
 def schema_statements() -> str:

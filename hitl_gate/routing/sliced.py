@@ -18,21 +18,27 @@ a queue, with the backlog) and the carried copies capacity adds. So:
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
-from dagster import AssetExecutionContext
 
-from assets.partitions import partition_days
-from assets.slices import output_sink, read_slices
-from hitl_gate.core.day_files import StagedPartitions
+from hitl_gate.core.database import OpenConnection, transaction
+from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.staged_parquet import StagedParquet
-from pipelines.io_managers import PolarsParquetIOManager
-from pipelines.resources import AuditDatabase
+from hitl_gate.routing.cases import Scans, assemble_slice
+from hitl_gate.routing.decisions import (
+    decision_rows,
+    raise_for_policy_errors,
+    record_policy_version,
+    replace_decisions_from_file,
+)
+from hitl_gate.routing.slices import output_sink, read_slices
+from policies.decide import finish_decisions, finish_inputs
+from policies.engine import route_cases
 from policies.model import Policy
 
 _CASE_ROW = "__case_row"
@@ -47,51 +53,25 @@ class SlicedRouting:
     decided: pl.DataFrame
 
 
-def assemble_slice(
-    domain: DomainConfig,
-    scans: tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame],
-    offset: int,
-    length: int,
-) -> pl.DataFrame:
-    """`assemble_cases` for validated rows `offset..offset+length` of the day.
-
-    Features and scores are stored in the validated order, so the same row range holds the
-    same cases and is read as such; if a stage's range does not (a partition re-run on its
-    own), its rows are found by case id instead. Same rows and order as the whole-day join.
-    """
-    from assets.routing import assemble_cases
-
-    validated, features, scores = scans
-    cases = validated.slice(offset, length).collect()
-    ids = cases.get_column(domain.case_id)
-    aligned = []
-    for stage in (features, scores):
-        part = stage.slice(offset, length).collect()
-        if not part.get_column(domain.case_id).equals(ids):
-            part = stage.filter(pl.col(domain.case_id).is_in(ids.implode())).collect()
-        aligned.append(part)
-    return assemble_cases(domain, cases, aligned[0], aligned[1])
-
-
 def route_in_slices(
-    context: AssetExecutionContext,
     domain: DomainConfig,
     policy: Policy,
-    scans: tuple[pl.LazyFrame, pl.LazyFrame, pl.LazyFrame],
-    audit_db: AuditDatabase,
-    io_manager: PolarsParquetIOManager,
+    scans: Scans,
+    connect: OpenConnection,
+    folder: Path,
+    new_writer: Callable[[], PartitionWriter],
     ranges: list[tuple[int, int]],
     *,
     halted: bool,
     backlog: pl.DataFrame,
+    run_id: str,
+    days: list[date],
 ) -> SlicedRouting:
-    """Route the day slice by slice (see the module docstring); decisions go to the audit DB."""
-    from assets.routing import decision_rows, raise_for_policy_errors, record_policy_version
-    from hitl_gate.core.database import transaction
-    from policies.decide import finish_decisions, finish_inputs
-    from policies.engine import route_cases
+    """Route the day slice by slice (see the module docstring); decisions go to the audit DB.
 
-    folder = Path(io_manager.base_dir).joinpath(*context.asset_key.path)
+    `folder` is the stage's own folder (the spills are made there, beside the day files);
+    `new_writer` makes the writer of the day files.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     spill_path = folder / f".routing-spill-{uuid.uuid4().hex}.parquet"
     spill = StagedParquet(spill_path, spill_path.with_suffix(".tmp"), "lz4")
@@ -134,7 +114,7 @@ def route_in_slices(
         del day
         now = datetime.now(UTC)
         stored = pl.scan_parquet(spill_path)
-        with output_sink(io_manager, context, context.asset_key, True) as sink:
+        with output_sink(new_writer, True) as sink:
             columns = None
             for (offset, length), routed in zip(
                 ranges, read_slices(stored, stored.collect_schema().names(), ranges), strict=True
@@ -145,38 +125,21 @@ def route_in_slices(
                     )
                 )
                 columns = columns or routed.schema
-                decisions.write(decision_rows(domain, routed, context.run.run_id, now))
+                decisions.write(decision_rows(domain, routed, run_id, now))
                 sink.write(routed)
             if carried.height:
                 sink.write(_carried_rows(carried, stored, keyed_backlog, columns, added))
             decisions.commit()
             # Inside the sink's block: if the audit write fails, the staged day files go too.
-            with audit_db.connect() as con, transaction(con):
+            with connect() as con, transaction(con):
                 record_policy_version(con, domain, policy, now)
-                _replace_decisions(con, domain, partition_days(context), decisions.target)
+                replace_decisions_from_file(con, domain, days, decisions.target)
             output = sink.result()
         return SlicedRouting(output=output, decided=decided.drop(_CASE_ROW, _BACKLOG_ROW))
     finally:
         for staged in (spill, decisions):
             staged.abort()
             staged.target.unlink(missing_ok=True)
-
-
-def _replace_decisions(
-    con: duckdb.DuckDBPyConnection, domain: DomainConfig, days: list[date], stored: Path
-) -> None:
-    """Replace the days' `decisions` rows by those stored in `stored`, in the caller's transaction.
-
-    One `INSERT ... SELECT` from the Parquet file: DuckDB streams it into the table, so the
-    day's rows are never all in memory, and they appear all at once or not at all. (Inserting
-    each slice from Arrow inside one open transaction held every uncommitted slice in memory:
-    about 1 GB per million decisions.)
-    """
-    con.execute(
-        "DELETE FROM decisions WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
-        [domain.name, days],
-    )
-    con.execute("INSERT INTO decisions BY NAME SELECT * FROM read_parquet(?)", [str(stored)])
 
 
 def _carried_rows(
@@ -216,4 +179,4 @@ def _carried_rows(
     overrides = carried.select(
         "partition_date", "route", "route_reason_code", "review_queue", "review_priority", *added
     )
-    return full.with_columns(overrides).select(list(schema)).cast(dict(schema))
+    return full.with_columns(overrides).select(list(schema)).cast(schema)

@@ -1,0 +1,119 @@
+"""The audit `decisions` rows of a routed day, and the policy checks that gate routing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from hitl_gate.core.database import insert_new_rows
+from hitl_gate.core.domain import DomainConfig
+from policies.capacity import own_rows
+from policies.model import Policy
+
+DECISION_COLUMNS = [
+    "domain", "case_id", "partition_date", "event_time", "source_file", "source_sha256",
+    "source_row", "contract_version", "contract_digest", "feature_service", "feature_digest",
+    "model_name", "model_version", "model_run_id", "model_artifact_digest", "pd", "score",
+    "risk_band", "reason_codes", "policy_version", "policy_digest", "route", "route_rule_id",
+    "route_reason_code", "rules_fired", "review_queue", "review_priority", "run_id", "decided_at",
+    "proposed_route", "route_override", "qa_sample", "qa_probability", "review_deferred",
+]  # fmt: skip
+
+
+class InvalidPolicy(Exception):
+    """The policy in force does not validate on the day's cases: nothing is routed."""
+
+    def __init__(self, policy: Policy, problems: list[str]) -> None:
+        super().__init__(f"policy {policy.version} is invalid and was not applied")
+        self.policy = policy
+        self.problems = problems
+
+
+def policy_errors(policy: Policy, cases: pl.DataFrame) -> list[str]:
+    """Validation problems plus analysis errors (unreachable rules): any of them blocks routing.
+
+    The analysis sees the day's real cases too, so its overlap counts are about real data.
+    """
+    from policies.analysis import analyse_policy
+    from policies.engine import validate_policy
+
+    problems = validate_policy(policy, cases.schema)
+    if problems:
+        return problems
+    analysis = analyse_policy(policy, dict(cases.schema), cases)
+    return [f.message for f in analysis.errors]
+
+
+def raise_for_policy_errors(policy: Policy, cases: pl.DataFrame) -> None:
+    """Raise `InvalidPolicy`, listing the problems, if the policy does not validate on `cases`."""
+    problems = policy_errors(policy, cases)
+    if problems:
+        raise InvalidPolicy(policy, problems)
+
+
+def decision_rows(
+    domain: DomainConfig, routed: pl.DataFrame, run_id: str, now: datetime
+) -> pl.DataFrame:
+    """The audit `decisions` rows (`DECISION_COLUMNS`) of routed cases.
+
+    Carried copies are left out: a case's decision belongs to its own day, recorded once.
+    """
+    return own_rows(routed).select(
+        pl.lit(domain.name).alias("domain"),
+        pl.col(domain.case_id).cast(pl.String).alias("case_id"),
+        "partition_date",
+        pl.col(domain.event_time).alias("event_time"),
+        pl.col("_source_file").alias("source_file"),
+        pl.col("_source_sha256").alias("source_sha256"),
+        pl.col("_source_row").alias("source_row"),
+        pl.col("_contract_version").alias("contract_version"),
+        pl.col("_contract_digest").alias("contract_digest"),
+        "feature_service", "feature_digest", "model_name", "model_version", "model_run_id",
+        "model_artifact_digest", "pd", "score", "risk_band", "reason_codes", "policy_version",
+        "policy_digest", "route", "route_rule_id", "route_reason_code", "rules_fired",
+        "review_queue", "review_priority",
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(now).alias("decided_at"),
+        "proposed_route", "route_override", "qa_sample", "qa_probability", "review_deferred",
+    )  # fmt: skip
+
+
+def record_policy_version(
+    con: duckdb.DuckDBPyConnection, domain: DomainConfig, policy: Policy, now: datetime
+) -> None:
+    """The policy's text and digest in `policy_versions` (once per digest)."""
+    insert_new_rows(
+        con,
+        "policy_versions",
+        pl.DataFrame(
+            {
+                "policy_digest": [policy.digest],
+                "policy_version": [policy.version],
+                "domain": [domain.name],
+                "owner": [policy.owner],
+                "effective_date": [policy.effective_date],
+                "policy_text": [policy.text],
+                "first_used_at": [now],
+            }
+        ),
+    )
+
+
+def replace_decisions_from_file(
+    con: duckdb.DuckDBPyConnection, domain: DomainConfig, days: list[date], stored: Path
+) -> None:
+    """Replace the days' `decisions` rows by those stored in `stored`, in the caller's transaction.
+
+    One `INSERT ... SELECT` from the Parquet file: DuckDB streams it into the table, so the
+    day's rows are never all in memory, and they appear all at once or not at all. (Inserting
+    each slice from Arrow inside one open transaction held every uncommitted slice in memory:
+    about 1 GB per million decisions.)
+    """
+    con.execute(
+        "DELETE FROM decisions WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
+        [domain.name, days],
+    )
+    con.execute("INSERT INTO decisions BY NAME SELECT * FROM read_parquet(?)", [str(stored)])

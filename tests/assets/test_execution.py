@@ -1,0 +1,112 @@
+"""`final_decisions` and `audit_lineage` with its check, materialised on a small stored day."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance, materialize
+
+from assets.checks import build_checks
+from assets.common import stage_key
+from assets.execution import build_execution_assets
+from hitl_gate.core.database import audit_connection, query_frame
+from hitl_gate.core.domain import load_domain
+from tests.assets.stores import resources, store_stage, upstream_specs
+
+pytestmark = pytest.mark.e2e  # materialises the real assets (small frames, a few seconds)
+
+DOMAIN = load_domain("consumer_credit")
+DAY = date(2018, 3, 5)
+KEY = DAY.isoformat()
+ROUTES = ["auto_approve", "auto_decline", "human_review", "human_review", "human_review"]
+
+
+def _store(home: Path, verdicts: list[tuple[str, str, str]]) -> None:
+    n = len(ROUTES)
+    routed = pl.DataFrame(
+        {
+            "application_id": [f"c{i}" for i in range(n)],
+            "partition_date": [DAY] * n,
+            "route": ROUTES,
+            "policy_version": ["p1"] * n,
+            "model_version": ["m1"] * n,
+            "reason_codes": [["R1"]] * n,
+            "route_reason_code": ["A01", "D01", "H01", "H01", "H01"],
+            "carried_from": pl.Series([None] * n, dtype=pl.Date),
+            "pd": [0.01] * n,  # a column execution does not read
+        }
+    )
+    given = pl.DataFrame(
+        verdicts, schema=["case_id", "verdict", "reviewer_id"], orient="row"
+    ).with_columns(pl.lit(DAY).alias("partition_date"))
+    store_stage(home / "warehouse", DOMAIN, "routed_decisions", routed, [KEY])
+    store_stage(home / "warehouse", DOMAIN, "reviewer_verdicts", given, [KEY])
+
+
+def _file_read(home: Path, rows: int) -> None:
+    now = datetime(2018, 3, 5, tzinfo=UTC)
+    with audit_connection(home / "audit.duckdb") as con:
+        con.execute(
+            "INSERT INTO input_files VALUES (?, ?, 'day.csv', 'sha', 1, ?, 'accepted', NULL, "
+            "?, ?, 0, 1, 'digest', 'run', ?)",
+            [DOMAIN.name, DAY, now, rows, rows, now],
+        )
+
+
+def _materialize(home: Path):  # noqa: ANN202
+    checks = [c for c in build_checks(DOMAIN) if c.check_keys and any(
+        k.asset_key == stage_key(DOMAIN, "audit_lineage") for k in c.check_keys
+    )]  # fmt: skip
+    return materialize(
+        [
+            *build_execution_assets(DOMAIN),
+            *upstream_specs(DOMAIN, "routed_decisions", "reviewer_verdicts"),
+            *checks,
+        ],
+        selection=[stage_key(DOMAIN, "final_decisions"), stage_key(DOMAIN, "audit_lineage")],
+        partition_key=KEY,
+        resources=resources(home),
+        instance=DagsterInstance.ephemeral(),
+    )
+
+
+def _metadata(result, stage: str) -> dict[str, object]:  # noqa: ANN001
+    (event,) = result.asset_materializations_for_node(f"consumer_credit__{stage}")
+    return {k: v.value for k, v in event.metadata.items()}
+
+
+def test_a_day_executes_once_writes_its_outbox_and_balances(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _store(home, [("c2", "decline", "r1"), ("c3", "approve", "r2")])
+    _file_read(home, rows=len(ROUTES))
+    first = _materialize(home)
+    executed = _metadata(first, "final_decisions")
+    assert (executed["executed_now"], executed["executed_total"]) == (4, 4)
+    assert (executed["pending_review"], executed["held_or_conflict"]) == (1, 0)
+    assert executed["adverse_action_notices"] == 2
+    assert pl.read_parquet(home / "outbox" / DOMAIN.name / f"{KEY}.parquet").height == 4
+    accounting = _metadata(first, "audit_lineage")
+    assert accounting["rows_read"] == 5 and accounting["unbalanced_days"] == 0
+    assert accounting["audit_entries_appended"] > 0
+    (check,) = first.get_asset_check_evaluations()
+    assert check.check_name == "every_case_accounted_for" and check.passed
+
+    again = _materialize(home)
+    assert _metadata(again, "final_decisions")["executed_now"] == 0
+    with audit_connection(home / "audit.duckdb", read_only=True) as con:
+        rows = query_frame(con, "SELECT count(*) AS n FROM executions")
+    assert rows["n"].item() == 4
+
+
+def test_reviewers_who_disagree_hold_the_case(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _store(home, [("c2", "decline", "r1"), ("c2", "approve", "r2"), ("c3", "escalate", "r1")])
+    _file_read(home, rows=len(ROUTES))
+    result = _materialize(home)
+    executed = _metadata(result, "final_decisions")
+    assert (executed["executed_now"], executed["held_or_conflict"]) == (2, 2)
+    (check,) = result.get_asset_check_evaluations()
+    assert check.passed, "held and conflicting cases are accounted as pending"

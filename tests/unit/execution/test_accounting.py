@@ -1,0 +1,54 @@
+"""The day's accounting: rows read = quarantined + executed + pending review, per day."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import polars as pl
+
+from hitl_gate.core.database import audit_connection
+from hitl_gate.execution.accounting import day_accounting
+
+D1, D2, D3 = date(2018, 3, 5), date(2018, 3, 6), date(2018, 3, 7)
+NOW = datetime(2018, 3, 8, tzinfo=UTC)
+
+
+def _file(con, day: date, read: int, quarantined: int) -> None:  # noqa: ANN001
+    con.execute(
+        "INSERT INTO input_files VALUES (?, ?, ?, 'sha', 1, ?, 'accepted', NULL, ?, ?, ?, 1, "
+        "'digest', 'run', ?)",
+        ["dom", day, f"{day}.csv", NOW, read, read - quarantined, quarantined, NOW],
+    )
+
+
+def _execution(con, case_id: str, day: date) -> None:  # noqa: ANN001
+    con.execute(
+        "INSERT INTO executions VALUES ('dom', ?, ?, 'approve', 'policy', NULL, 'auto_approve', "
+        "'p', 'm', ['R'], 'run', ?)",
+        [case_id, day, NOW],
+    )
+
+
+def test_each_day_balances_only_when_every_case_is_accounted_for(tmp_path: Path) -> None:
+    statuses = pl.DataFrame(
+        {
+            "partition_date": [D1, D1, D1, D2, D2],
+            "status": ["executed", "pending_review", "held", "executed", "executed"],
+        }
+    )
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        _file(con, D1, read=4, quarantined=1)  # 1 quarantined + 1 executed + 2 not executed
+        _file(con, D2, read=3, quarantined=0)  # 3 read, only 2 executed: unbalanced
+        _execution(con, "a", D1)
+        _execution(con, "b", D2)
+        _execution(con, "c", D2)
+        accounting = day_accounting(con, "dom", [D1, D2, D3], statuses, "run-9", NOW)
+    assert accounting.select(
+        "partition_date", "rows_read", "rows_quarantined", "executed", "pending_review", "balanced"
+    ).rows() == [
+        (D1, 4, 1, 1, 2, True),
+        (D2, 3, 0, 2, 0, False),
+        (D3, 0, 0, 0, 0, True),  # a day without files is empty, and balanced
+    ]
+    assert set(accounting["run_id"]) == {"run-9"} and set(accounting["domain"]) == {"dom"}

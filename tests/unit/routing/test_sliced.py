@@ -1,0 +1,100 @@
+"""A day routed in slices equals the same day routed whole: rows, order, types, decisions.
+
+Small frames (40 and 30 cases, slices of 7) with everything day-wide in play: QA strata, a
+review queue of 2 a day (deferrals and carried copies across the run's two days) and a
+backlog from the day before the run.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, timedelta
+from functools import partial
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from hitl_gate.core.database import audit_connection, query_frame
+from hitl_gate.core.day_files import PartitionWriter, StagedPartitions, atomic_write, split_by_day
+from hitl_gate.routing.day import RoutedDays, route_days
+from hitl_gate.routing.slices import row_count
+from policies.control import record_activation
+from tests.unit.routing import frames
+
+D0 = frames.D1 - timedelta(days=1)
+RUN = [frames.D1, frames.D2]
+
+
+def _route(home: Path, rows: list[tuple], days: list[date], slice_rows: int) -> RoutedDays:
+    """What the routing asset and the IO manager do, on plain frames: route, store the days."""
+    folder = home / "routed"
+    keys = [d.isoformat() for d in days]
+    scans = tuple(f.lazy() for f in frames.stages(rows))
+    routed = route_days(
+        frames.domain(),
+        scans,  # type: ignore[arg-type]
+        partial(audit_connection, home / "audit.duckdb"),
+        folder,
+        partial(PartitionWriter, folder, keys, "lz4"),
+        days,
+        run_id="run-1",
+        slice_rows=slice_rows,
+        warn=lambda message: None,
+    )
+    if isinstance(routed.output, StagedPartitions):
+        routed.output.commit()
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        for key, part in split_by_day(routed.output, keys):
+            atomic_write(part, folder / f"{key}.parquet", "lz4")
+    return routed
+
+
+@pytest.fixture
+def home_with_backlog(tmp_path: Path) -> Path:
+    """A home whose unit policy is in force and whose day D0 left cases waiting for review."""
+    home = tmp_path / "base"
+    home.mkdir()
+    with audit_connection(home / "audit.duckdb") as con:
+        record_activation(con, frames.domain(), frames.policy(tmp_path), by="a", approved_by="b")
+    _route(home, frames.day_of_cases(20, D0, "z"), [D0], slice_rows=1000)
+    return home
+
+
+def _stored(home: Path, days: list[date]) -> dict[str, pl.DataFrame]:
+    found = {d.isoformat(): pl.read_parquet(home / "routed" / f"{d}.parquet") for d in days}
+    with audit_connection(home / "audit.duckdb", read_only=True) as con:
+        found["decisions"] = query_frame(
+            con,
+            "SELECT * EXCLUDE (decided_at) FROM decisions ORDER BY partition_date, case_id",
+        )
+    return found
+
+
+def test_slices_of_7_cases_equal_the_whole_run(home_with_backlog: Path, tmp_path: Path) -> None:
+    # D2 has no review case of its own: its capacity takes cases deferred on D1 (carried).
+    quiet_day = [(f"b{i:03d}", frames.D2, 0.01 if i % 2 else 0.7, 1000) for i in range(30)]
+    rows = frames.day_of_cases(40, frames.D1, "a") + quiet_day
+    results, stored = {}, {}
+    for name, slice_rows in (("whole", 1000), ("sliced", 7)):
+        home = tmp_path / name
+        shutil.copytree(home_with_backlog, home)
+        results[name] = _route(home, rows, RUN, slice_rows)
+        stored[name] = _stored(home, RUN)
+
+    whole, sliced = results["whole"], results["sliced"]
+    assert (whole.slices, sliced.slices) == (None, 10)
+    assert whole.backlog.height > 0, "the day before the run left cases waiting"
+    decided = whole.decided
+    assert decided["review_deferred"].sum() > 0 and decided["carried_from"].is_not_null().any()
+    assert decided["qa_sample"].any()
+    for name, frame in stored["whole"].items():
+        assert_frame_equal(stored["sliced"][name], frame, check_exact=True)
+    assert_frame_equal(sliced.capacity, whole.capacity, check_exact=True)
+
+
+def test_row_count_reads_the_length_of_a_scan() -> None:
+    validated, _, _ = frames.stages(frames.day_of_cases(9))
+    assert row_count(validated.lazy()) == 9
