@@ -161,7 +161,8 @@ def detect_case_id(frame: pl.DataFrame) -> str | None:
     # A row number (1..n or 0..n-1, as R and pandas exports carry) names each case too.
     numbered = [c for c in candidates if _is_row_number(frame[c], frame.height)]
     texts = [c for c in candidates if frame[c].dtype == pl.String]
-    return (named or numbered or texts or [None])[0]
+    found = named or numbered or texts
+    return found[0] if found else None
 
 
 def detect_event_time(frame: pl.DataFrame) -> str | None:
@@ -226,7 +227,7 @@ def model_section(
     chosen = [(name, value) for _, name, value in ranked[:MAX_MODEL_FEATURES]]
     if not chosen:
         raise ScaffoldError("no numeric feature varies with the outcome: nothing to model")
-    rate = float(label.mean() or 0.0)
+    rate = as_number(label.mean()) or 0.0
     bounds = sorted({round(min(rate * m, MAX_BAND_BOUND), 4) for m in BAND_MULTIPLIERS} - {0.0})
     bands = dict(zip(BAND_NAMES, [*bounds, 1.0], strict=False))
     reason_codes = {
@@ -488,7 +489,7 @@ def build_declarations(
         "case_id": case_id,
         "event_time": event_time,
         "features": model["features"],
-        "positive_rate": float(label.mean() or 0.0),
+        "positive_rate": as_number(label.mean()) or 0.0,
     }
     return domain, policy, facts
 
