@@ -63,9 +63,16 @@ def sample_case_ids(raw: pl.DataFrame, sample: SampleConfig) -> pl.Expr:
     return pl.concat_str(pl.lit(spec.prefix), text)
 
 
+def declared_column(spec: SampleEventTime, source: Path) -> str:
+    """The sample's time column (the declaration's validator requires it for these periods)."""
+    if spec.column is None:
+        raise SampleError(f"{source}: period '{spec.period}' needs a column")
+    return spec.column
+
+
 def _period_starts(raw: pl.DataFrame, spec: SampleEventTime, source: Path) -> pl.Series:
     """Each row's period start as a date, from the declared column (text or temporal)."""
-    column = raw.get_column(spec.column)
+    column = raw.get_column(declared_column(spec, source))
     if column.dtype == pl.String:
         try:
             parsed = column.str.to_datetime(spec.format, strict=True) if spec.format else None
@@ -85,11 +92,13 @@ def _period_starts(raw: pl.DataFrame, spec: SampleEventTime, source: Path) -> pl
 def sample_event_times(raw: pl.DataFrame, spec: SampleEventTime, source: Path) -> pl.Series:
     """Decision times: exact from a column, or seeded days and times within each row's period."""
     if spec.period == "exact":
-        column = raw.get_column(spec.column)
+        column = raw.get_column(declared_column(spec, source))
         if column.dtype == pl.String:
             column = column.str.to_datetime(spec.format, strict=True)
         return column.cast(pl.Datetime("us"))
     if spec.period == "range":
+        if spec.start is None or spec.end is None:
+            raise SampleError(f"{source}: period 'range' needs start and end")
         first = spec.start
         starts = pl.Series([first] * raw.height, dtype=pl.Date)
         window = np.full(raw.height, (spec.end - first).days + 1)

@@ -15,6 +15,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +102,32 @@ def _nice(value: float, up: bool) -> float:
 
 def numeric_range(values: pl.Series) -> tuple[float | None, float | None]:
     """Observed range widened by a margin; a non-negative column stays non-negative."""
-    lo, hi = values.min(), values.max()
+    lo, hi = as_number(values.min()), as_number(values.max())
     if lo is None or hi is None:
         return None, None
-    margin = max((float(hi) - float(lo)) * RANGE_MARGIN, abs(float(hi)) * RANGE_MARGIN, 1.0)
-    low = 0.0 if float(lo) >= 0 else _nice(float(lo) - margin, up=False)
-    return low, _nice(float(hi) + margin, up=True)
+    margin = max((hi - lo) * RANGE_MARGIN, abs(hi) * RANGE_MARGIN, 1.0)
+    low = 0.0 if lo >= 0 else _nice(lo - margin, up=False)
+    return low, _nice(hi + margin, up=True)
+
+
+def as_number(value: object) -> float | None:
+    """A numeric column's minimum or maximum as a float; None for an empty or all-null column.
+
+    Polars types `Series.min()` as any Python literal; the callers only ask numeric columns.
+    """
+    if value is None:
+        return None
+    if isinstance(value, int | float | Decimal):
+        return float(value)
+    raise TypeError(f"expected a number, got {type(value).__name__}: {value!r}")
+
+
+def _is_row_number(column: pl.Series, rows: int) -> bool:
+    """An integer column running 1..n or 0..n-1 (as R and pandas exports carry)."""
+    if not column.dtype.is_integer():
+        return False
+    lo, hi = as_number(column.min()), as_number(column.max())
+    return lo is not None and hi is not None and hi - lo == rows - 1
 
 
 def infer_column(values: pl.Series, *, unique: bool = False) -> dict[str, Any]:
@@ -138,13 +159,10 @@ def detect_case_id(frame: pl.DataFrame) -> str | None:
     ]
     named = [c for c in candidates if ID_NAME.search(c)]
     # A row number (1..n or 0..n-1, as R and pandas exports carry) names each case too.
-    numbered = [
-        c
-        for c in candidates
-        if frame[c].dtype.is_integer() and frame[c].max() - frame[c].min() == frame.height - 1
-    ]
+    numbered = [c for c in candidates if _is_row_number(frame[c], frame.height)]
     texts = [c for c in candidates if frame[c].dtype == pl.String]
-    return (named or numbered or texts or [None])[0]
+    found = named or numbered or texts
+    return found[0] if found else None
 
 
 def detect_event_time(frame: pl.DataFrame) -> str | None:
@@ -209,7 +227,7 @@ def model_section(
     chosen = [(name, value) for _, name, value in ranked[:MAX_MODEL_FEATURES]]
     if not chosen:
         raise ScaffoldError("no numeric feature varies with the outcome: nothing to model")
-    rate = float(label.mean() or 0.0)
+    rate = as_number(label.mean()) or 0.0
     bounds = sorted({round(min(rate * m, MAX_BAND_BOUND), 4) for m in BAND_MULTIPLIERS} - {0.0})
     bands = dict(zip(BAND_NAMES, [*bounds, 1.0], strict=False))
     reason_codes = {
@@ -471,7 +489,7 @@ def build_declarations(
         "case_id": case_id,
         "event_time": event_time,
         "features": model["features"],
-        "positive_rate": float(label.mean() or 0.0),
+        "positive_rate": as_number(label.mean()) or 0.0,
     }
     return domain, policy, facts
 
