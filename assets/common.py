@@ -8,7 +8,7 @@ import polars as pl
 from dagster import AssetIn, AssetKey
 
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.routing.slices import select_present
+from hitl_gate.core.slices import select_present
 
 
 def stage_key(domain: DomainConfig, name: str) -> AssetKey:

@@ -1,7 +1,7 @@
 """Dagster's side of processing a day in slices: the sink that writes a step's day files.
 
 How a day is cut and re-assembled (`slice_ranges`, `read_slices`, `OutputSink`) is library
-code in `hitl_gate.routing.slices`; this module only finds the writer of a step's partitions
+code in `hitl_gate.core.slices`; this module only finds the writer of a step's partitions
 through the IO manager, and re-exports the cutting helpers the sliced assets use.
 """
 
@@ -13,8 +13,8 @@ from functools import partial
 
 from dagster import AssetExecutionContext, AssetKey
 
+from hitl_gate.core.slices import OutputSink, read_slices, row_count, slice_ranges
 from hitl_gate.routing import slices
-from hitl_gate.routing.slices import OutputSink, read_slices, row_count, slice_ranges
 from pipelines.io_managers import PolarsParquetIOManager
 
 __all__ = ["OutputSink", "output_sink", "read_slices", "row_count", "slice_ranges"]

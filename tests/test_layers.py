@@ -193,13 +193,8 @@ def test_the_library_never_imports_assets_or_pipelines() -> None:
     assert offenders == []
 
 
-# Cycles inherited from before the layout, being untangled; this list may only shrink and must
-# be empty when issue 16 closes. A new cycle, or a listed one left fixed but still listed, fails.
-PENDING_CYCLES: list[list[str]] = []
-
-
 def test_no_import_cycles() -> None:
-    assert cycles(import_graph()) == PENDING_CYCLES
+    assert cycles(import_graph()) == []
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ import pytest
 from dagster import AssetKey, build_output_context
 
 from hitl_gate.core.day_files import StagedPartitions
-from hitl_gate.routing.slices import OutputSink, read_slices, row_count, slice_ranges
+from hitl_gate.core.slices import OutputSink, read_slices, row_count, slice_ranges
 from pipelines.io_managers import PolarsParquetIOManager, slice_rows_from_environment
 
 D1, D2, D3 = date(2018, 1, 1), date(2018, 1, 2), date(2018, 1, 3)

@@ -19,6 +19,7 @@ import polars as pl
 from hitl_gate.core.database import OpenConnection, replace_partition_slice
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.slices import row_count, slice_ranges
 from hitl_gate.routing.backlog import load_backlog
 from hitl_gate.routing.cases import Scans, assemble_cases
 from hitl_gate.routing.decisions import (
@@ -27,7 +28,6 @@ from hitl_gate.routing.decisions import (
     record_policy_version,
 )
 from hitl_gate.routing.shadow import ShadowRun, run_shadow
-from hitl_gate.routing.slices import row_count, slice_ranges
 from policies.control import HaltState
 from policies.model import Policy
 

@@ -28,6 +28,7 @@ import polars as pl
 from hitl_gate.core.database import OpenConnection, transaction
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.slices import output_sink, read_slices
 from hitl_gate.core.staged_parquet import StagedParquet
 from hitl_gate.routing.cases import Scans, assemble_slice
 from hitl_gate.routing.decisions import (
@@ -36,7 +37,6 @@ from hitl_gate.routing.decisions import (
     record_policy_version,
     replace_decisions_from_file,
 )
-from hitl_gate.routing.slices import output_sink, read_slices
 from policies.decide import finish_decisions, finish_inputs
 from policies.engine import route_cases
 from policies.model import Policy

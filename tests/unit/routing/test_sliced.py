@@ -18,8 +18,8 @@ from polars.testing import assert_frame_equal
 
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions, atomic_write, split_by_day
+from hitl_gate.core.slices import row_count
 from hitl_gate.routing.day import RoutedDays, route_days
-from hitl_gate.routing.slices import row_count
 from policies.control import record_activation
 from tests.unit.routing import frames
 
