@@ -12,10 +12,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from dagster import asset, materialize
 from openpyxl import load_workbook
 
 from hitl_gate.app.demo_reviewer import fill_demo_verdicts
 from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.core.settings import HitlSettings
 from hitl_gate.review.canonical import export_value, row_digest
 from hitl_gate.review.export.batches import (
     VERDICT_COLUMNS,
@@ -24,6 +26,7 @@ from hitl_gate.review.export.batches import (
 )
 from hitl_gate.review.intake.validation import VerdictFileResult, validate_verdict_file
 from hitl_gate.review.signing import KEY_ENV, load_or_create_key, sign, verify
+from pipelines.resources import build_resources
 from tests.review_fixtures import edit_xlsx
 
 CASE_ID = "application_id"
@@ -152,12 +155,27 @@ def test_key_is_created_once_with_private_mode(tmp_path: Path, monkeypatch) -> N
 
 
 def test_key_from_environment_wins(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "ab" * 32)
-    assert load_or_create_key(tmp_path / "secrets") == bytes.fromhex("ab" * 32)
+    """An injected `HITL_REVIEW_KEY` reaches the signing code through the resource's `EnvVar`."""
+    seen: list[bytes] = []
+
+    @asset(required_resource_keys={"review"})
+    def signed(context) -> None:  # Dagster reads the bare parameter as the context
+        seen.append(context.resources.review.signing_key())
+
+    def run_with(value: str) -> None:
+        monkeypatch.setenv(KEY_ENV, value)
+        settings = HitlSettings.from_environ({KEY_ENV: value}, home=tmp_path)
+        review = build_resources(settings)["review"]
+        materialize([signed], resources={"review": review}, raise_on_error=True)
+
+    run_with("ab" * 32)
+    assert seen == [bytes.fromhex("ab" * 32)]
     assert not (tmp_path / "secrets" / "review_hmac.key").exists()
-    monkeypatch.setenv(KEY_ENV, "not-hex")
+    with pytest.raises(Exception, match=KEY_ENV):
+        run_with("not-hex")
+    assert load_or_create_key(tmp_path / "s2", "cd" * 16) == bytes.fromhex("cd" * 16)
     with pytest.raises(ValueError, match=KEY_ENV):
-        load_or_create_key(tmp_path / "secrets")
+        load_or_create_key(tmp_path / "s2", "ab" * 8)  # shorter than 16 bytes
 
 
 def test_signature_ignores_key_order_and_detects_changes() -> None:

@@ -38,6 +38,10 @@ class SettingsError(ValueError):
     """A `HITL_*` variable holds a value hitl-gate cannot use; the message names it."""
 
 
+class ExecutorConfigError(SettingsError):
+    """`HITL_EXECUTOR` or `HITL_MAX_CONCURRENT` names something that cannot run steps."""
+
+
 @dataclass(frozen=True)
 class HitlSettings:
     """Where the installation lives and how runs execute (see the module docstring).
@@ -86,7 +90,7 @@ class HitlSettings:
                 dict.fromkeys(Path(p).resolve() for p in domains_text.split(os.pathsep) if p)
             ),
             executor=_executor(value(EXECUTOR_ENV)),
-            max_concurrent=_whole_number(MAX_CONCURRENT_ENV, value(MAX_CONCURRENT_ENV)),
+            max_concurrent=_max_concurrent(value(MAX_CONCURRENT_ENV)),
             slice_rows=_whole_number(SLICE_ROWS_ENV, value(SLICE_ROWS_ENV)) or DEFAULT_SLICE_ROWS,
             backfill_days_per_run=_backfill_days(value(BACKFILL_ENV)),
             audit_key_in_env=bool(value(AUDIT_KEY_ENV)),
@@ -119,7 +123,7 @@ def _executor(text: str) -> str:
     choice = text or "in_process"
     module_name, _, attribute = choice.partition(":")
     if choice not in NAMED_EXECUTORS and not (module_name and attribute):
-        raise SettingsError(
+        raise ExecutorConfigError(
             f"{EXECUTOR_ENV}={choice!r}: expected in_process, multiprocess or module:attribute "
             "(e.g. dagster_k8s:k8s_job_executor)"
         )
@@ -133,6 +137,13 @@ def _whole_number(name: str, text: str) -> int | None:
     if not text.isdigit() or int(text) < 1:
         raise SettingsError(f"{name}={text!r}: expected a whole number >= 1")
     return int(text)
+
+
+def _max_concurrent(text: str) -> int | None:
+    try:
+        return _whole_number(MAX_CONCURRENT_ENV, text)
+    except SettingsError as exc:
+        raise ExecutorConfigError(str(exc)) from None
 
 
 def _backfill_days(text: str) -> int | None:
