@@ -21,6 +21,7 @@ from hitl_gate.core.settings import HitlSettings
 from hitl_gate.review.canonical import export_value, row_digest
 from hitl_gate.review.export.batches import (
     VERDICT_COLUMNS,
+    BatchExport,
     ReviewBatch,
     export_review_batches,
 )
@@ -115,16 +116,22 @@ def _cases() -> pl.DataFrame:
 def _export(tmp_path: Path, domain: DomainConfig, key: bytes) -> list[ReviewBatch]:
     return export_review_batches(
         _cases(),
-        domain=domain,
-        batches_dir=tmp_path / "batches",
-        key=key,
-        partition_date=DAY,
-        created_at=CREATED,
-        context={"policy_version": "v1", "model_name": "consumer_credit_pd", "model_version": "3"},
-        rule_texts={
-            "band_d": "Risk band D goes to a credit officer.",
-            "high_dti": "Debt-to-income above 40% needs review.",
-        },
+        BatchExport(
+            domain=domain,
+            batches_dir=tmp_path / "batches",
+            key=key,
+            partition_date=DAY,
+            created_at=CREATED,
+            context={
+                "policy_version": "v1",
+                "model_name": "consumer_credit_pd",
+                "model_version": "3",
+            },
+            rule_texts={
+                "band_d": "Risk band D goes to a credit officer.",
+                "high_dti": "Debt-to-income above 40% needs review.",
+            },
+        ),
     )
 
 
@@ -322,12 +329,14 @@ def test_re_export_is_idempotent(tmp_path, domain, key) -> None:
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "batches").rglob("*")}
     later = export_review_batches(
         _cases(),
-        domain=domain,
-        batches_dir=tmp_path / "batches",
-        key=key,
-        partition_date=DAY,
-        created_at=datetime(2018, 3, 5, tzinfo=UTC),
-        context={},
+        BatchExport(
+            domain=domain,
+            batches_dir=tmp_path / "batches",
+            key=key,
+            partition_date=DAY,
+            created_at=datetime(2018, 3, 5, tzinfo=UTC),
+            context={},
+        ),
     )
     assert later == first  # same ids, same created/due times, same manifest bytes
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "batches").rglob("*")} == stamps
@@ -346,22 +355,26 @@ def test_export_refuses_naive_time_and_missing_columns(tmp_path, domain, key) ->
     with pytest.raises(ValueError, match="timezone"):
         export_review_batches(
             _cases(),
-            domain=domain,
-            batches_dir=tmp_path,
-            key=key,
-            partition_date=DAY,
-            created_at=datetime(2018, 3, 2),
-            context={},
+            BatchExport(
+                domain=domain,
+                batches_dir=tmp_path,
+                key=key,
+                partition_date=DAY,
+                created_at=datetime(2018, 3, 2),
+                context={},
+            ),
         )
     with pytest.raises(ValueError, match="risk_band"):
         export_review_batches(
             _cases().drop("risk_band"),
-            domain=domain,
-            batches_dir=tmp_path,
-            key=key,
-            partition_date=DAY,
-            created_at=CREATED,
-            context={},
+            BatchExport(
+                domain=domain,
+                batches_dir=tmp_path,
+                key=key,
+                partition_date=DAY,
+                created_at=CREATED,
+                context={},
+            ),
         )
 
 
