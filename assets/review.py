@@ -45,7 +45,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             batches_dir=review.batches_dir,
             key=review.signing_key(),
             created_at=datetime.now(UTC),
-            run_id=context.run.run_id,
+            run_id=context.run_id,
         )
         folders = [batch.folder for _, batch in exported.batches]
         return Output(
@@ -92,7 +92,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 domain=domain,
                 folders=folders,
                 key=review.signing_key(),
-                run_id=context.run.run_id,
+                run_id=context.run_id,
                 now=datetime.now(UTC),
             )
         for outcome in intake.outcomes:

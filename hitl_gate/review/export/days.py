@@ -93,10 +93,10 @@ def cases_to_review(
     (docs/policies.md); reviewed cases are re-exported as before, so re-runs match. Only these
     rows are read (about a tenth of the day at 1M cases).
     """
-    deferred = (
-        pl.col("review_deferred") if "review_deferred" in routed.collect_schema().names() else False
-    )
-    done = pl.col(domain.case_id).cast(pl.String).is_in(executed)
+    # pl.lit, not Python's False: `~False` is -1, which Polars cannot `&` with a boolean.
+    has_deferred = "review_deferred" in routed.collect_schema().names()
+    deferred = pl.col("review_deferred") if has_deferred else pl.lit(False)
+    done = pl.col(domain.case_id).cast(pl.String).is_in(executed.implode())
     return routed.filter((pl.col("route") == "human_review") & ~deferred & ~done).collect()
 
 
