@@ -1,9 +1,9 @@
 """Deployment settings: every `HITL_*` variable, read once at the edge into one frozen object.
 
 The edges (`pipelines/definitions.py` for `dagster dev`, the `hitl` command) call
-`HitlSettings.from_environ(os.environ)`; everything below them takes the settings (or the paths
-in them) as arguments, so no library module reads the environment and a test or a second
-deployment passes another object instead of rewriting `os.environ`.
+`HitlSettings.from_environ` with the process environment; everything below them takes the
+settings (or the paths in them) as arguments, so no library module reads the environment and a
+test or a second deployment passes another object instead of rewriting the environment.
 
 The two signing keys are secrets, not settings: their values stay in the environment and reach
 the code through resources backed by `dagster.EnvVar`. The settings only record whether each
@@ -69,7 +69,7 @@ class HitlSettings:
         home: str | Path | None = None,
         domains_dir: str | Path | None = None,
     ) -> HitlSettings:
-        """Settings from `environ` (normally `os.environ`); `home` and `domains_dir` win over it.
+        """Settings from `environ` (the process environment); `home` and `domains_dir` win.
 
         Empty variables count as unset, so a deployment can blank one out.
         """
