@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hitl_gate.core.home import HitlPaths
-from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV, HitlSettings
+from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
 
 # Temporary homes go to memory when the machine has a tmpfs with room: every Dagster event,
 # audit commit and lineage write syncs its file (about 1,800 fdatasync calls for one demo day,
@@ -74,12 +74,6 @@ def hitl_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HitlPaths:
     """A fresh, isolated home (landing and review folders inside it) for one test."""
     _clear_deployment_environment(monkeypatch)
     return HitlPaths.at(tmp_path / "home")
-
-
-@pytest.fixture
-def hitl_settings(hitl_paths: HitlPaths) -> HitlSettings:
-    """Default settings rooted at the test's own home (what the CLI builds for `--home`)."""
-    return HitlSettings(paths=hitl_paths)
 
 
 @pytest.fixture(scope="session")
