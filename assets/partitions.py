@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -17,6 +16,7 @@ from dagster import (
 )
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.settings import HitlSettings
 
 
 def daily_partitions(domain: DomainConfig) -> DailyPartitionsDefinition:
@@ -29,40 +29,29 @@ def partition_days(context: AssetExecutionContext | AssetCheckExecutionContext) 
     return [date.fromisoformat(key) for key in context.partition_keys]
 
 
-BACKFILL_ENV = "HITL_BACKFILL_RUNS"
-
-
-def backfill_policy_from_environment(environ: Mapping[str, str] | None = None) -> BackfillPolicy:
+def backfill_policy_for(settings: HitlSettings) -> BackfillPolicy:
     """How a backfill splits into runs, by deployment configuration (`HITL_BACKFILL_RUNS`).
 
     `single` (default): one run for the whole range, each stage one step over every day; on
     one machine this is by far the cheapest (a run's fixed cost is paid once; BENCHMARKS.md).
     `per_partition`: one run per day, which a cluster runs in parallel (docs/scaling.md).
-    A number N: runs of at most N days each.
+    A number N: runs of at most N days each. The definitions apply it to every daily stage.
     """
-    env = os.environ if environ is None else environ
-    choice = env.get(BACKFILL_ENV, "").strip() or "single"
-    if choice == "single":
+    if settings.backfill_days_per_run is None:
         return BackfillPolicy.single_run()
-    if choice == "per_partition":
-        return BackfillPolicy.multi_run(1)
-    if choice.isdigit() and int(choice) >= 1:
-        return BackfillPolicy.multi_run(int(choice))
-    raise ValueError(
-        f"{BACKFILL_ENV}={choice!r}: expected single, per_partition or a number of days per run"
-    )
+    return BackfillPolicy.multi_run(settings.backfill_days_per_run)
 
 
 def daily_stage_asset(domain: DomainConfig, key: AssetKey, **kwargs: Any) -> Callable:
     """`@asset` for a daily stage of `domain`: its group, its partitions, its backfill policy.
 
-    Every pipeline stage shares these settings; by default a range of days runs as one step
-    per stage (`backfill_policy_from_environment`).
+    Every pipeline stage shares these settings; a range of days runs as one step per stage
+    unless the deployment splits backfills (`backfill_policy_for`, applied by the definitions).
     """
     return asset(
         key=key,
         group_name=domain.name,
         partitions_def=daily_partitions(domain),
-        backfill_policy=backfill_policy_from_environment(),
+        backfill_policy=BackfillPolicy.single_run(),
         **kwargs,
     )

@@ -49,13 +49,12 @@ def _run_days(home: Path, days: list[date], as_range: bool) -> list[RunSpan]:
     """Run the daily job over `days` in this process, one run for the range or one per day."""
     import os
 
-    from hitl_gate.app.runner import load_definitions, run_job, use_paths
+    from hitl_gate.app.runner import run_job
     from hitl_gate.core.domain import load_domain
-    from hitl_gate.core.home import HitlPaths
+    from hitl_gate.core.settings import HitlSettings
     from pipelines.jobs import daily_job_name
 
-    use_paths(HitlPaths.from_env(home))
-    defs = load_definitions()
+    defs = HitlSettings.from_environ(os.environ, home=home)
     job = daily_job_name(load_domain(DOMAIN))
     spans = [(days[0], days[-1])] if as_range else [(d, d) for d in days]
     out = []

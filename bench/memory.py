@@ -77,12 +77,13 @@ def _table(steps: dict[str, tuple[float, float]]) -> list[str]:
     return lines + [f"{k:<48} {s:8.2f} {m:12,.0f}" for k, (s, m) in steps.items()]
 
 
-def _report_killed_run(samples_file: Path) -> None:
+def _report_killed_run(samples_file: Path, home: Path) -> None:
     """Per-step peaks of the instance's last run, stopped by the watchdog (no end events)."""
-    from dagster import DagsterInstance
+    from hitl_gate.app.runner import open_instance
+    from hitl_gate.core.home import HitlPaths
 
     samples = [tuple(x) for x in json.loads(samples_file.read_text(encoding="utf-8"))]
-    with DagsterInstance.get() as instance:
+    with open_instance(HitlPaths.at(home)) as instance:
         run = instance.get_runs(limit=1)[0]
         events = instance.all_logs(run.run_id)
     windows = step_windows(events)
@@ -117,20 +118,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
-    from dagster import DagsterInstance
-
     from assets.common import stage_key
-    from bench.pipeline import DOMAIN, _paths, _start_profiler, _stop_profiler, _warm_imports
-    from hitl_gate.app.runner import load_definitions, run_job
+    from bench.pipeline import DOMAIN, _settings, _start_profiler, _stop_profiler, _warm_imports
+    from hitl_gate.app.runner import open_instance, run_job
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name
 
-    _paths(args.home)
+    defs = _settings(args.home)
     if args.after_kill:
-        _report_killed_run(args.after_kill)
+        _report_killed_run(args.after_kill, args.home)
         return
     domain = load_domain(DOMAIN)
-    defs = load_definitions()
     _warm_imports()
     limit = args.limit_gb * 1024 if args.limit_gb else None
     dump = args.json.with_suffix(".samples.json") if args.json else None
@@ -142,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     _stop_profiler(profiler, args.profile)
     sampler.stop()
-    with DagsterInstance.get() as instance:
+    with open_instance(defs.paths) as instance:
         windows = step_windows(instance.all_logs(result.run_id))
     steps = peaks_per_step(sampler.samples, windows)
     figures = {

@@ -45,13 +45,13 @@ def _warm_imports() -> None:
     import sklearn.pipeline  # noqa: F401
 
 
-def _paths(home: Path):
-    from hitl_gate.app.runner import use_paths
-    from hitl_gate.core.home import HitlPaths
+def _settings(home: Path):
+    """The deployment's settings (`HITL_*`, e.g. the executor or slice size) rooted at `home`."""
+    import os
 
-    paths = HitlPaths.from_env(home)
-    use_paths(paths)
-    return paths
+    from hitl_gate.core.settings import HitlSettings
+
+    return HitlSettings.from_environ(os.environ, home=home)
 
 
 def setup_home(home: Path) -> None:
@@ -59,15 +59,15 @@ def setup_home(home: Path) -> None:
     from assets.common import stage_key
     from hitl_gate.app.demo import INGEST_STAGES, has_champion
     from hitl_gate.app.demo_data import prepare_landing
-    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job
+    from hitl_gate.app.runner import raise_for_failure, run_job
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name, training_job_name
 
-    paths = _paths(home)
+    defs = _settings(home)
+    paths = defs.paths
     domain = load_domain(DOMAIN)
     landed = prepare_landing(domain, paths.landing)
     start, end = date.fromisoformat(landed.first_day), date.fromisoformat(landed.last_day)
-    defs = load_definitions()
     only = [stage_key(domain, s) for s in INGEST_STAGES]
     raise_for_failure(
         run_job(defs, daily_job_name(domain), start=start, end=end, only=only), "bench setup"
@@ -78,15 +78,12 @@ def setup_home(home: Path) -> None:
 
 def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
     """The real daily job for `day`, in process; stage times from the run's event log."""
-    from dagster import DagsterInstance
-
-    from hitl_gate.app.runner import load_definitions, run_job
+    from hitl_gate.app.runner import open_instance, run_job
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name
 
-    _paths(home)
+    defs = _settings(home)
     domain = load_domain(DOMAIN)
-    defs = load_definitions()
     _warm_imports()
     profiler = _start_profiler(profile)
     cpu = cpu_seconds()
@@ -95,7 +92,7 @@ def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> 
     wall = time.perf_counter() - started
     cpu = cpu_seconds() - cpu
     _stop_profiler(profiler, profile)
-    with DagsterInstance.get() as instance:
+    with open_instance(defs.paths) as instance:
         steps = step_durations(instance.all_logs(result.run_id))
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
     return RunFigures(
@@ -115,7 +112,7 @@ def measure_baseline(home: Path, day: date, rows: int, profile: Path | None) -> 
     from bench.baseline import run_baseline
     from hitl_gate.core.domain import load_domain
 
-    paths = _paths(home)
+    paths = _settings(home).paths
     domain = load_domain(DOMAIN)
     _warm_imports()
     profiler = _start_profiler(profile)
@@ -165,7 +162,7 @@ def cleanup_day(home: Path, day: date) -> None:
     from features.store import partition_path
     from hitl_gate.core.domain import load_domain
 
-    paths = _paths(home)
+    paths = _settings(home).paths
     domain = load_domain(DOMAIN)
     shutil.rmtree(paths.landing / domain.landing_subdir / day.isoformat(), ignore_errors=True)
     (paths.landing / domain.outcomes_subdir / f"synthetic_{day}.csv").unlink(missing_ok=True)
@@ -202,7 +199,14 @@ def run_benchmark(
         runs: dict[str, list[RunFigures]] = {"pipeline": [], "baseline": []}
         for repeat in range(repeats):
             started = time.perf_counter()
-            write_day(domain, _paths(home).landing, rows, day, seed=repeat, file_format=file_format)
+            write_day(
+                domain,
+                _settings(home).paths.landing,
+                rows,
+                day,
+                seed=repeat,
+                file_format=file_format,
+            )
             _log(f"{rows:,} rows on {day}: generated in {time.perf_counter() - started:.1f} s")
             for mode in ("baseline", "pipeline") if repeat % 2 else ("pipeline", "baseline"):
                 extra = []

@@ -22,7 +22,7 @@ import polars as pl
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import load_domain
-from hitl_gate.review.export.batches import export_review_batches
+from hitl_gate.review.export.batches import BatchExport, export_review_batches
 from hitl_gate.review.intake.verdict_files import ingest_verdict_file
 from hitl_gate.review.settings import review_settings
 
@@ -77,13 +77,15 @@ def _setup(root: Path, rows: int) -> tuple[Path, dict]:
     key = b"b" * 32
     (batch,) = export_review_batches(
         _cases(rows),
-        domain=domain,
-        batches_dir=root / "batches",
-        key=key,
-        partition_date=date(2018, 3, 1),
-        created_at=CREATED,
-        context={"policy_version": "v1"},
-        settings=settings,
+        BatchExport(
+            domain=domain,
+            batches_dir=root / "batches",
+            key=key,
+            partition_date=date(2018, 3, 1),
+            created_at=CREATED,
+            context={"policy_version": "v1"},
+            settings=settings,
+        ),
     )
     frame = pl.read_csv(batch.folder / "cases.csv", infer_schema=False)
     filled = frame.with_columns(

@@ -18,7 +18,6 @@ per day either way.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -31,23 +30,7 @@ from hitl_gate.core.day_files import (
     atomic_write,
     split_by_day,
 )
-
-DEFAULT_SLICE_ROWS = 1_000_000
-SLICE_ROWS_ENV = "HITL_SLICE_ROWS"
-
-
-def slice_rows_from_environment(environ: dict[str, str] | None = None) -> int:
-    """`HITL_SLICE_ROWS` (cases per slice of a sliced step), else `DEFAULT_SLICE_ROWS`.
-
-    Deployment configuration, like the executor: a smaller machine takes smaller slices.
-    """
-    env = os.environ if environ is None else environ
-    value = env.get(SLICE_ROWS_ENV, "").strip()
-    if not value:
-        return DEFAULT_SLICE_ROWS
-    if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"{SLICE_ROWS_ENV}={value!r}: expected a number of cases, at least 1")
-    return int(value)
+from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
 
 
 class PolarsParquetIOManager(ConfigurableIOManager):
@@ -62,6 +45,7 @@ class PolarsParquetIOManager(ConfigurableIOManager):
     compression: Literal["lz4", "zstd", "snappy", "uncompressed"] = "lz4"
     # The most cases a sliced step (features, scores, routing) holds at once: its memory is
     # bounded by this, not by the day. A day of at most this many cases runs as one frame.
+    # Deployment configuration (`HITL_SLICE_ROWS`): a smaller machine takes smaller slices.
     slice_rows: int = DEFAULT_SLICE_ROWS
 
     def _asset_dir(self, context: OutputContext | InputContext) -> Path:

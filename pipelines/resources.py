@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, EnvVar
 
 from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.home import HitlPaths
-from pipelines.io_managers import PolarsParquetIOManager, slice_rows_from_environment
+from hitl_gate.core.settings import AUDIT_KEY_ENV, REVIEW_KEY_ENV, HitlSettings
+from pipelines.io_managers import PolarsParquetIOManager
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,7 +42,8 @@ class AuditDatabase(ConfigurableResource):
     """The DuckDB audit/lineage file; connections are opened per use and closed at once.
 
     `checkpoint_dir` is where signed chain checkpoints are copied outside the database;
-    `signing_key_file` holds the Ed25519 seed (overridden by `HITL_AUDIT_SIGNING_KEY`);
+    `signing_key_file` holds the Ed25519 seed unless `signing_key_hex` carries the injected one
+    (`EnvVar("HITL_AUDIT_SIGNING_KEY")`, resolved when a run starts, never stored in config);
     `seal_memory_limit` is DuckDB's memory limit while a run seals (its block cache would
     otherwise grow with the day; docs/audit.md, "Slices").
     """
@@ -49,6 +51,7 @@ class AuditDatabase(ConfigurableResource):
     database: str
     checkpoint_dir: str = ""
     signing_key_file: str = ""
+    signing_key_hex: str = ""
     seal_memory_limit: str = SEAL_MEMORY_LIMIT
 
     @property
@@ -59,7 +62,7 @@ class AuditDatabase(ConfigurableResource):
         from hitl_gate.audit.keys import KEY_FILE, load_or_create_signing_key
 
         key_file = self.signing_key_file or Path(self.database).parent / "secrets" / KEY_FILE
-        return load_or_create_signing_key(Path(key_file))
+        return load_or_create_signing_key(Path(key_file), self.signing_key_hex or None)
 
     lock_wait_s: float = 300.0
 
@@ -151,10 +154,15 @@ class ModelRegistryResource(ConfigurableResource):
 
 
 class ReviewWorkspace(ConfigurableResource):
-    """The reviewers' folder (batches out, verdict files in) and the key that signs batches."""
+    """The reviewers' folder (batches out, verdict files in) and the key that signs batches.
+
+    The key is `signing_key_hex` when the deployment injects it (`EnvVar("HITL_REVIEW_KEY")`),
+    else the per-home key file under `secrets_dir`.
+    """
 
     review_dir: str
     secrets_dir: str
+    signing_key_hex: str = ""
 
     @property
     def batches_dir(self) -> Path:
@@ -171,7 +179,7 @@ class ReviewWorkspace(ConfigurableResource):
     def signing_key(self) -> bytes:
         from hitl_gate.review.signing import load_or_create_key
 
-        return load_or_create_key(Path(self.secrets_dir))
+        return load_or_create_key(Path(self.secrets_dir), self.signing_key_hex or None)
 
 
 class ObservabilityOutputs(ConfigurableResource):
@@ -186,17 +194,26 @@ class ObservabilityOutputs(ConfigurableResource):
         return Path(self.root) / "traces" / domain
 
 
-def build_resources(paths: HitlPaths) -> dict[str, object]:
-    """Every resource the definitions need, all rooted at `paths`."""
+def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
+    """Every resource the definitions need, all rooted at the settings' paths.
+
+    A bare `HitlPaths` stands for the default settings at those paths (tests, tools). The
+    signing keys come from `EnvVar` only when the deployment set them: Dagster refuses an unset
+    `EnvVar`, and without one the per-home key file is the laptop default.
+    """
+    if isinstance(settings, HitlPaths):
+        settings = HitlSettings(paths=settings)
+    paths = settings.paths
     return {
         "io_manager": PolarsParquetIOManager(
-            base_dir=str(paths.warehouse), slice_rows=slice_rows_from_environment()
+            base_dir=str(paths.warehouse), slice_rows=settings.slice_rows
         ),
         "landing": LandingZone(root=str(paths.landing)),
         "audit_db": AuditDatabase(
             database=str(paths.audit_db),
             checkpoint_dir=str(paths.checkpoints_dir),
             signing_key_file=str(paths.audit_key_file),
+            signing_key_hex=_injected(settings.audit_key_in_env, AUDIT_KEY_ENV),
         ),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
         "data_docs": DataDocs(
@@ -206,6 +223,15 @@ def build_resources(paths: HitlPaths) -> dict[str, object]:
         ),
         "feature_store": FeatureStoreResource(repo_dir=str(paths.feast_dir)),
         "model_registry": ModelRegistryResource(mlflow_dir=str(paths.mlflow_dir)),
-        "review": ReviewWorkspace(review_dir=str(paths.review), secrets_dir=str(paths.secrets_dir)),
+        "review": ReviewWorkspace(
+            review_dir=str(paths.review),
+            secrets_dir=str(paths.secrets_dir),
+            signing_key_hex=_injected(settings.review_key_in_env, REVIEW_KEY_ENV),
+        ),
         "observability": ObservabilityOutputs(root=str(paths.home)),
     }
+
+
+def _injected(is_set: bool, variable: str) -> str:
+    """`EnvVar(variable)` when the deployment set it (a secret), else "" (use the key file)."""
+    return EnvVar(variable) if is_set else ""

@@ -15,12 +15,8 @@ from dagster import (
 )
 
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.review.intake.verdict_files import (
-    batch_partition,
-    file_sha256,
-    peek_batch_id,
-    pending_files,
-)
+from hitl_gate.review.intake.inbox import inbox_files, returned_files
+from hitl_gate.review.intake.verdict_files import file_sha256
 from pipelines.jobs import review_loop_job_name
 from pipelines.resources import AuditDatabase, ReviewWorkspace
 
@@ -39,19 +35,15 @@ def build_verdict_sensor(domain: DomainConfig) -> SensorDefinition:
         ),
     )
     def verdict_inbox(context: SensorEvaluationContext, review: ReviewWorkspace):
-        requests = []
-        for path in pending_files(review.inbox_dir):
-            batch_id = peek_batch_id(path)
-            day = batch_partition(batch_id, domain) if batch_id else None
-            if day is None:
-                continue
-            requests.append(
-                RunRequest(
-                    run_key=file_sha256(path),
-                    partition_key=day.isoformat(),
-                    tags={"hitl/verdict_file": path.name, "hitl/batch_id": batch_id},
-                )
+        requests = [
+            RunRequest(
+                run_key=file_sha256(returned.path),
+                partition_key=returned.day.isoformat(),
+                tags={"hitl/verdict_file": returned.path.name, "hitl/batch_id": returned.batch_id},
             )
+            for returned in inbox_files(review.inbox_dir, domain)
+            if returned.day is not None
+        ]
         return requests or SkipReason("no new verdict files in the inbox")
 
     return verdict_inbox
@@ -91,20 +83,16 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
             )
         if report.escalations:
             context.log.warning(f"{report.escalations} review case(s) escalated past their SLA")
-        requests = []
-        for path in report.unrecorded:
-            batch_id = peek_batch_id(path)
-            day = batch_partition(batch_id, domain) if batch_id else None
-            if day is None:
-                continue
-            requests.append(
-                RunRequest(
-                    # Retried at most hourly if an earlier run for the same bytes failed.
-                    run_key=f"sweep-{file_sha256(path)}-{now:%Y%m%d%H}",
-                    partition_key=day.isoformat(),
-                    tags={"hitl/verdict_file": path.name, "hitl/sweep": "true"},
-                )
+        requests = [
+            RunRequest(
+                # Retried at most hourly if an earlier run for the same bytes failed.
+                run_key=f"sweep-{file_sha256(returned.path)}-{now:%Y%m%d%H}",
+                partition_key=returned.day.isoformat(),
+                tags={"hitl/verdict_file": returned.path.name, "hitl/sweep": "true"},
             )
+            for returned in returned_files(report.unrecorded, domain)
+            if returned.day is not None
+        ]
         for day, escalation_ids in sorted(report.to_export.items()):
             # Keyed by the set of escalations: each set is exported by exactly one run.
             digest = hashlib.sha256("\n".join(sorted(escalation_ids)).encode()).hexdigest()

@@ -14,8 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from hitl_gate.core.yaml_files import parse_yaml
 from policies.expressions import parse_problem
 
 AUTO_APPROVE = "auto_approve"
@@ -217,10 +216,7 @@ def load_policy_text(text: str, source: str) -> Policy:
     """
     path = source
     data = text.encode("utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path}: cannot read policy: {exc}") from exc
+    raw = parse_yaml(text, path, "policy", PolicyError)
     if not isinstance(raw, dict):
         raise PolicyError(f"{path}: a policy file must be a mapping of fields")
     problems: list[str] = []

@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import yaml
 
+from hitl_gate.core.yaml_files import read_yaml
 from policies.engine import route_cases
 from policies.expressions import compile_condition
 from policies.model import Policy, PolicyError, load_policy, policy_columns
@@ -129,10 +129,7 @@ def run_policy_tests(
 
 def load_cases(path: Path) -> list[PolicyCase]:
     """Parse a test file; every structural problem is reported at once, naming the case."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise PolicyError(f"{path}: cannot read policy test file: {exc}") from exc
+    raw = read_yaml(path, "policy test file", PolicyError)
     if not isinstance(raw, dict) or not isinstance(raw.get("cases"), list) or not raw["cases"]:
         raise PolicyError(f"{path}: a test file is a mapping with a non-empty list `cases`")
     unknown = sorted(set(raw) - {"defaults", "cases"})

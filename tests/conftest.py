@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
 
 # Temporary homes go to memory when the machine has a tmpfs with room: every Dagster event,
 # audit commit and lineage write syncs its file (about 1,800 fdatasync calls for one demo day,
@@ -61,16 +62,18 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+def _clear_deployment_environment(patch: pytest.MonkeyPatch) -> None:
+    """Unset the variables that place an installation: a `hitl` command run by a test must not
+    follow the developer's shell to another home (domain folders a test sets stay)."""
+    for name in (HOME_ENV, LANDING_ENV, REVIEW_ENV, "DAGSTER_HOME"):
+        patch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def hitl_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HitlPaths:
     """A fresh, isolated home (landing and review folders inside it) for one test."""
-    from hitl_gate.app.runner import use_paths
-
-    for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    paths = HitlPaths.from_env(tmp_path / "home")
-    use_paths(paths)
-    return paths
+    _clear_deployment_environment(monkeypatch)
+    return HitlPaths.at(tmp_path / "home")
 
 
 @pytest.fixture(scope="session")
@@ -84,16 +87,15 @@ def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HitlPaths]:
 
     home = tmp_path_factory.mktemp("demo") / "home"
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
-            patch.delenv(name, raising=False)
+        _clear_deployment_environment(patch)
         main(["--home", str(home), "demo"])
-        yield HitlPaths.from_env(home)
+        yield HitlPaths.at(home)
 
 
 @pytest.fixture
-def key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
-    """A review signing key in the test's own secrets folder (never the environment's)."""
-    from hitl_gate.review.signing import KEY_ENV, load_or_create_key
+def key(tmp_path: Path) -> bytes:
+    """A review signing key in the test's own secrets folder (the library never reads the
+    environment; an injected key comes through the `ReviewWorkspace` resource)."""
+    from hitl_gate.review.signing import load_or_create_key
 
-    monkeypatch.delenv(KEY_ENV, raising=False)
     return load_or_create_key(tmp_path / "secrets")

@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 
 from hitl_gate.app.demo_reviewer import fill_demo_verdicts
 from hitl_gate.core.domain import DomainConfig, load_domain
-from hitl_gate.review.export.batches import ReviewBatch, export_review_batches
+from hitl_gate.review.export.batches import BatchExport, ReviewBatch, export_review_batches
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import ReviewSettings, review_settings
 
@@ -156,13 +156,15 @@ def make_workspace(root: Path, key: bytes) -> Workspace:
     assert settings is not None
     batches = export_review_batches(
         review_cases(),
-        domain=domain,
-        batches_dir=root / "batches",
-        key=key,
-        partition_date=DAY,
-        created_at=CREATED,
-        context={"policy_version": "v1", "model_version": "3"},
-        settings=settings,
+        BatchExport(
+            domain=domain,
+            batches_dir=root / "batches",
+            key=key,
+            partition_date=DAY,
+            created_at=CREATED,
+            context={"policy_version": "v1", "model_version": "3"},
+            settings=settings,
+        ),
     )
     return Workspace(root, domain, settings, key, {b.queue: b for b in batches})
 
@@ -199,13 +201,15 @@ def export_escalated(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime
     return export_escalations(
         con,
         review_cases(),
-        domain=ws.domain,
-        settings=ws.settings,
-        batches_dir=ws.batches_dir,
-        key=ws.key,
-        partition_date=DAY,
-        created_at=at,
-        context={"policy_version": "v1", "model_version": "3"},
-        rule_texts={},
+        BatchExport(
+            domain=ws.domain,
+            settings=ws.settings,
+            batches_dir=ws.batches_dir,
+            key=ws.key,
+            partition_date=DAY,
+            created_at=at,
+            context={"policy_version": "v1", "model_version": "3"},
+            rule_texts={},
+        ),
         run_id="escalate",
     )

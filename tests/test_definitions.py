@@ -9,6 +9,7 @@ from pathlib import Path
 from dagster import AssetKey
 
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import HitlSettings
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 
@@ -16,7 +17,7 @@ SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
 def _graph(paths: HitlPaths) -> dict[str, list[str]]:
     from hitl_gate.app.runner import load_definitions
 
-    defs = load_definitions()
+    defs = load_definitions(HitlSettings(paths=paths))
     graph = defs.resolve_asset_graph()
     return {
         key.to_user_string(): sorted(k.to_user_string() for k in graph.get(key).parent_keys)
@@ -45,7 +46,7 @@ def test_definitions_load_with_jobs_schedule_and_sensor(hitl_paths: HitlPaths) -
     from hitl_gate.core.domain import available_domains
 
     assert available_domains() == SHIPPED_DOMAINS
-    defs = load_definitions()
+    defs = load_definitions(HitlSettings(paths=hitl_paths))
     repo = defs.get_repository_def()
     for domain in SHIPPED_DOMAINS:
         assert {j.name for j in repo.get_all_jobs()} >= {
@@ -81,7 +82,7 @@ def test_definitions_load_with_jobs_schedule_and_sensor(hitl_paths: HitlPaths) -
 def test_definitions_resources_follow_the_home(hitl_paths: HitlPaths) -> None:
     from hitl_gate.app.runner import load_definitions
 
-    resources = load_definitions().resources
+    resources = load_definitions(HitlSettings(paths=hitl_paths)).resources
     assert resources["audit_db"].database == str(hitl_paths.audit_db)
     assert resources["review"].review_dir == str(hitl_paths.review)
     assert resources["io_manager"].base_dir == str(hitl_paths.warehouse)

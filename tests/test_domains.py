@@ -19,13 +19,14 @@ from hitl_gate.app.scaffold import (
     infer_column,
     scaffold_domain,
 )
-from hitl_gate.core.domain import DOMAINS_ENV, DomainConfigError, available_domains, load_domain
+from hitl_gate.core.domain import DomainConfigError, available_domains, load_domain
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import DOMAINS_ENV
 
 
 @pytest.fixture
 def root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An extra domains root, discovered through `$HITL_DOMAINS_DIR`."""
+    """An extra domains root: `$HITL_DOMAINS_DIR` for the CLI, passed explicitly to the library."""
     folder = tmp_path / "root"
     (folder / "domains").mkdir(parents=True)
     monkeypatch.setenv(DOMAINS_ENV, str(folder / "domains"))
@@ -107,9 +108,10 @@ def test_init_scaffolds_a_valid_domain_outside_the_checkout(
     tmp_path: Path, root: Path, hitl_paths: HitlPaths, capsys: pytest.CaptureFixture[str]
 ) -> None:
     domain_file = _scaffold(tmp_path, root)
-    assert "loans_b" in available_domains()
-    assert check_domain("loans_b") == []
-    domain = load_domain("loans_b")
+    extra = [root / "domains"]  # what `--domains-dir` / `$HITL_DOMAINS_DIR` give the CLI
+    assert "loans_b" in available_domains(extra)
+    assert check_domain("loans_b", extra) == []
+    domain = load_domain("loans_b", extra)
     assert domain.case_id == "case_id" and domain.sample.event_time.period == "range"
     assert domain.contract.columns["tenure"].nullable is True
     assert domain.contract.columns["segment"].allowed == ["business", "retail"]
@@ -163,7 +165,7 @@ def test_check_names_every_problem_with_its_file_and_field(tmp_path: Path, root:
     _edit(domain_file, break_it)
     policy_file = root / "policies" / "loans_b" / "v1.yaml"
     _edit(policy_file, lambda p: p["rules"][0].update(when="segment >= 3 AND amunt > 1"))
-    problems = "\n".join(check_domain("loans_b"))
+    problems = "\n".join(check_domain("loans_b", [root / "domains"]))
     assert "features.derived 'ratio': uses columns not in the contract: ['missing_column']" in (
         problems
     )
@@ -176,11 +178,11 @@ def test_check_names_every_problem_with_its_file_and_field(tmp_path: Path, root:
 def test_check_reports_an_invalid_declaration_by_field(tmp_path: Path, root: Path) -> None:
     domain_file = _scaffold(tmp_path, root)
     _edit(domain_file, lambda d: d["model"]["features"].append("not_a_feature"))
-    problems = check_domain("loans_b")
+    problems = check_domain("loans_b", [root / "domains"])
     assert len(problems) == 1 and "not_a_feature" in problems[0]
     assert str(domain_file) in problems[0]
     with pytest.raises(DomainConfigError, match="not_a_feature"):
-        load_domain("loans_b")
+        load_domain("loans_b", [root / "domains"])
 
 
 def test_a_domain_declared_twice_is_refused(root: Path) -> None:
@@ -189,7 +191,7 @@ def test_a_domain_declared_twice_is_refused(root: Path) -> None:
     copy.parent.mkdir()
     copy.write_text(shipped.read_text(encoding="utf-8"), encoding="utf-8")
     with pytest.raises(DomainConfigError, match="declared twice"):
-        available_domains()
+        available_domains([root / "domains"])
 
 
 def test_range_event_times_stay_inside_the_declared_days() -> None:

@@ -10,7 +10,13 @@ from dagster import AssetKey, in_process_executor
 
 from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
-from pipelines.executors import ExecutorConfigError, executor_from_environment
+from hitl_gate.core.settings import HitlSettings
+from pipelines.executors import ExecutorConfigError, executor_for
+
+
+def executor_from_environment(environ: dict[str, str]):
+    """The executor the definitions would pick for `environ` (settings parsed as the edge does)."""
+    return executor_for(HitlSettings.from_environ(environ))
 
 
 def test_in_process_by_default_and_named_choices() -> None:
@@ -54,12 +60,13 @@ def test_a_day_ingests_with_a_process_per_step(
     prepare_landing(domain, hitl_paths.landing)
     monkeypatch.setenv("HITL_EXECUTOR", "multiprocess")
     monkeypatch.setenv("HITL_MAX_CONCURRENT", "2")
-    defs = load_definitions()
+    settings = HitlSettings.from_environ(os.environ, home=hitl_paths.home)
+    defs = load_definitions(settings)
     job = f"{domain.name}_daily"
     assert defs.resolve_job_def(job).executor_def.name == "multiprocess"
     only = [AssetKey([domain.name, "raw_cases"]), AssetKey([domain.name, "validated_cases"])]
     day = date(2018, 1, 2)
-    result = run_job(defs, job, start=day, end=day, only=only)
+    result = run_job(settings, job, start=day, end=day, only=only)
     assert result.success
     processes = {
         event.pid for event in result.all_events if event.is_step_success or event.is_step_start
@@ -72,7 +79,10 @@ def test_a_day_ingests_with_a_process_per_step(
 def test_backfill_runs_are_configuration() -> None:
     from dagster import BackfillPolicy
 
-    from assets.partitions import backfill_policy_from_environment
+    from assets.partitions import backfill_policy_for
+
+    def backfill_policy_from_environment(environ: dict[str, str]) -> BackfillPolicy:
+        return backfill_policy_for(HitlSettings.from_environ(environ))
 
     assert backfill_policy_from_environment({}) == BackfillPolicy.single_run()
     per_day = backfill_policy_from_environment({"HITL_BACKFILL_RUNS": "per_partition"})

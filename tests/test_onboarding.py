@@ -16,8 +16,8 @@ import pytest
 
 from hitl_gate.app.cli import main
 from hitl_gate.core.database import audit_connection, query_frame, scalar
-from hitl_gate.core.domain import DOMAINS_ENV
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import DOMAINS_ENV
 
 NAME = "claims"
 DAYS = 28

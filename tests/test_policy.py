@@ -16,6 +16,7 @@ import yaml
 from polars.testing import assert_frame_equal
 
 from hitl_gate.core.domain import PROJECT_ROOT, load_domain
+from hitl_gate.quality.contract import CONTRACT_DTYPES
 from policies.engine import (
     ROUTE_SCHEMA,
     Policy,
@@ -471,21 +472,12 @@ def test_route_cases_equals_row_by_row_oracle(tmp_path: Path, default: str, seed
 
 # --- the shipped consumer credit policy ---------------------------------------------------------
 
-_CONTRACT_TYPES: dict[str, pl.DataType] = {
-    "str": pl.String(),
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "bool": pl.Boolean(),
-    "datetime": pl.Datetime("us"),
-    "date": pl.Date(),
-}
-
 
 def _routing_schema() -> dict[str, pl.DataType]:
     """Feature columns of the domain (passthrough + derived) plus the model outputs."""
     domain = load_domain("consumer_credit")
     contract = pl.DataFrame(
-        schema={name: _CONTRACT_TYPES[col.type] for name, col in domain.contract.columns.items()}
+        schema={name: CONTRACT_DTYPES[col.type] for name, col in domain.contract.columns.items()}
     )
     derived = contract.select(
         [pl.sql_expr(sql).alias(name) for name, sql in domain.features.derived.items()]

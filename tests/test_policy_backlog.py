@@ -9,7 +9,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from assets.review import _review_groups
+from hitl_gate.review.export.days import review_groups
 from policies.capacity import apply_capacity, capacity_report, own_rows
 from policies.engine import load_policy
 
@@ -95,7 +95,7 @@ def test_backlog_from_earlier_runs_competes_and_is_never_rerouted(tmp_path: Path
     assert carried_days["cid"].to_list() == ["old1", "old2"]
     assert set(carried_days["partition_date"]) == {D1}
     # The review export names a carried case's batch after its own day.
-    groups = [(d, b, g["cid"].to_list()) for d, b, g in _review_groups(out, [D1])]
+    groups = [(d, b, g["cid"].to_list()) for d, b, g in review_groups(out, [D1])]
     assert groups == [(D1, D1, ["n1", "n2"]), (D1, date(2017, 12, 30), ["old1"])]
 
 

@@ -22,8 +22,8 @@ import yaml
 from hitl_gate.app.cli import main
 from hitl_gate.app.scaffold import starter_policy_cases
 from hitl_gate.core.database import audit_connection, query_frame
-from hitl_gate.core.domain import DOMAINS_ENV
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import DOMAINS_ENV
 from tests.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
 
 CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
@@ -51,16 +51,13 @@ class ClaimsHome:
 @pytest.fixture(scope="module")
 def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
     """The claims domain scaffolded, trained and decided for days 1-5 then 6-10 (two runs)."""
-    from hitl_gate.app.runner import use_paths
-
     tmp = tmp_path_factory.mktemp("capacity")
     root = tmp / "onboarding"
     with pytest.MonkeyPatch.context() as patch:
         for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
             patch.delenv(name, raising=False)
         patch.setenv(DOMAINS_ENV, str(root / "domains"))
-        paths = HitlPaths.from_env(tmp / "home")
-        use_paths(paths)
+        paths = HitlPaths.at(tmp / "home")
         cases = generated_claims()
         sample = tmp / "claims_history.csv"
         cases.write_csv(sample, datetime_format="%Y-%m-%dT%H:%M:%S")

@@ -102,7 +102,7 @@ def demo_copy(demo_home: HitlPaths, tmp_path: Path) -> HitlPaths:
             shutil.copytree(source, home / name)
         elif source.exists():
             shutil.copy(source, home / name)
-    return HitlPaths.from_env(home)
+    return HitlPaths.at(home)
 
 
 def test_apply_removes_expired_personal_data_and_verify_stays_green(

@@ -12,18 +12,22 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from dagster import asset, materialize
 from openpyxl import load_workbook
 
 from hitl_gate.app.demo_reviewer import fill_demo_verdicts
 from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.core.settings import HitlSettings
 from hitl_gate.review.canonical import export_value, row_digest
 from hitl_gate.review.export.batches import (
     VERDICT_COLUMNS,
+    BatchExport,
     ReviewBatch,
     export_review_batches,
 )
 from hitl_gate.review.intake.validation import VerdictFileResult, validate_verdict_file
 from hitl_gate.review.signing import KEY_ENV, load_or_create_key, sign, verify
+from pipelines.resources import build_resources
 from tests.review_fixtures import edit_xlsx
 
 CASE_ID = "application_id"
@@ -112,16 +116,22 @@ def _cases() -> pl.DataFrame:
 def _export(tmp_path: Path, domain: DomainConfig, key: bytes) -> list[ReviewBatch]:
     return export_review_batches(
         _cases(),
-        domain=domain,
-        batches_dir=tmp_path / "batches",
-        key=key,
-        partition_date=DAY,
-        created_at=CREATED,
-        context={"policy_version": "v1", "model_name": "consumer_credit_pd", "model_version": "3"},
-        rule_texts={
-            "band_d": "Risk band D goes to a credit officer.",
-            "high_dti": "Debt-to-income above 40% needs review.",
-        },
+        BatchExport(
+            domain=domain,
+            batches_dir=tmp_path / "batches",
+            key=key,
+            partition_date=DAY,
+            created_at=CREATED,
+            context={
+                "policy_version": "v1",
+                "model_name": "consumer_credit_pd",
+                "model_version": "3",
+            },
+            rule_texts={
+                "band_d": "Risk band D goes to a credit officer.",
+                "high_dti": "Debt-to-income above 40% needs review.",
+            },
+        ),
     )
 
 
@@ -152,12 +162,27 @@ def test_key_is_created_once_with_private_mode(tmp_path: Path, monkeypatch) -> N
 
 
 def test_key_from_environment_wins(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv(KEY_ENV, "ab" * 32)
-    assert load_or_create_key(tmp_path / "secrets") == bytes.fromhex("ab" * 32)
+    """An injected `HITL_REVIEW_KEY` reaches the signing code through the resource's `EnvVar`."""
+    seen: list[bytes] = []
+
+    @asset(required_resource_keys={"review"})
+    def signed(context) -> None:  # Dagster reads the bare parameter as the context
+        seen.append(context.resources.review.signing_key())
+
+    def run_with(value: str) -> None:
+        monkeypatch.setenv(KEY_ENV, value)
+        settings = HitlSettings.from_environ({KEY_ENV: value}, home=tmp_path)
+        review = build_resources(settings)["review"]
+        materialize([signed], resources={"review": review}, raise_on_error=True)
+
+    run_with("ab" * 32)
+    assert seen == [bytes.fromhex("ab" * 32)]
     assert not (tmp_path / "secrets" / "review_hmac.key").exists()
-    monkeypatch.setenv(KEY_ENV, "not-hex")
+    with pytest.raises(Exception, match=KEY_ENV):
+        run_with("not-hex")
+    assert load_or_create_key(tmp_path / "s2", "cd" * 16) == bytes.fromhex("cd" * 16)
     with pytest.raises(ValueError, match=KEY_ENV):
-        load_or_create_key(tmp_path / "secrets")
+        load_or_create_key(tmp_path / "s2", "ab" * 8)  # shorter than 16 bytes
 
 
 def test_signature_ignores_key_order_and_detects_changes() -> None:
@@ -304,12 +329,14 @@ def test_re_export_is_idempotent(tmp_path, domain, key) -> None:
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "batches").rglob("*")}
     later = export_review_batches(
         _cases(),
-        domain=domain,
-        batches_dir=tmp_path / "batches",
-        key=key,
-        partition_date=DAY,
-        created_at=datetime(2018, 3, 5, tzinfo=UTC),
-        context={},
+        BatchExport(
+            domain=domain,
+            batches_dir=tmp_path / "batches",
+            key=key,
+            partition_date=DAY,
+            created_at=datetime(2018, 3, 5, tzinfo=UTC),
+            context={},
+        ),
     )
     assert later == first  # same ids, same created/due times, same manifest bytes
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "batches").rglob("*")} == stamps
@@ -328,22 +355,26 @@ def test_export_refuses_naive_time_and_missing_columns(tmp_path, domain, key) ->
     with pytest.raises(ValueError, match="timezone"):
         export_review_batches(
             _cases(),
-            domain=domain,
-            batches_dir=tmp_path,
-            key=key,
-            partition_date=DAY,
-            created_at=datetime(2018, 3, 2),
-            context={},
+            BatchExport(
+                domain=domain,
+                batches_dir=tmp_path,
+                key=key,
+                partition_date=DAY,
+                created_at=datetime(2018, 3, 2),
+                context={},
+            ),
         )
     with pytest.raises(ValueError, match="risk_band"):
         export_review_batches(
             _cases().drop("risk_band"),
-            domain=domain,
-            batches_dir=tmp_path,
-            key=key,
-            partition_date=DAY,
-            created_at=CREATED,
-            context={},
+            BatchExport(
+                domain=domain,
+                batches_dir=tmp_path,
+                key=key,
+                partition_date=DAY,
+                created_at=CREATED,
+                context={},
+            ),
         )
 
 

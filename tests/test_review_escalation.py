@@ -16,6 +16,7 @@ import pytest
 
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import HitlSettings
 from hitl_gate.review.intake.escalation import ESCALATED_LABEL
 from hitl_gate.review.intake.sweep import review_status, sweep_review
 from tests.review_fixtures import (
@@ -150,7 +151,7 @@ def test_sweep_sensor_and_review_loop_export_escalations(
     from dagster import DagsterInstance, build_sensor_context
 
     from hitl_gate.app.cli import main
-    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job, use_paths
+    from hitl_gate.app.runner import raise_for_failure, run_job
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import review_loop_job_name
     from pipelines.resources import build_resources
@@ -182,8 +183,9 @@ def test_sweep_sensor_and_review_loop_export_escalations(
         requests = [r for r in sensor(context) if r.run_key.startswith("escalate-")]
     assert [r.partition_key for r in requests] == [day.isoformat()]
 
-    use_paths(demo_home)
-    result = run_job(load_definitions(), review_loop_job_name(domain), start=day, end=day)
+    result = run_job(
+        HitlSettings(paths=demo_home), review_loop_job_name(domain), start=day, end=day
+    )
     raise_for_failure(result, "review loop")
     with audit_connection(demo_home.audit_db, read_only=True) as con:
         moved = con.execute(

@@ -14,8 +14,14 @@ import pytest
 from dagster import AssetKey, build_output_context
 
 from hitl_gate.core.day_files import StagedPartitions
+from hitl_gate.core.settings import HitlSettings
 from hitl_gate.core.slices import OutputSink, read_slices, row_count, slice_ranges
-from pipelines.io_managers import PolarsParquetIOManager, slice_rows_from_environment
+from pipelines.io_managers import PolarsParquetIOManager
+
+
+def slice_rows_from_environment(environ: dict[str, str]) -> int:
+    return HitlSettings.from_environ(environ).slice_rows
+
 
 D1, D2, D3 = date(2018, 1, 1), date(2018, 1, 2), date(2018, 1, 3)
 KEYS = ["2018-01-01", "2018-01-02", "2018-01-03"]

@@ -12,6 +12,7 @@ audit `decisions` rows, less the run id and the wall-clock columns.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from assets.common import stage_key
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
-from pipelines.io_managers import SLICE_ROWS_ENV
+from hitl_gate.core.settings import HOME_ENV, SLICE_ROWS_ENV, HitlSettings
 
 pytestmark = pytest.mark.e2e
 
@@ -38,7 +39,7 @@ CAPACITY = 3
 
 
 def _run(first: date, last: date, slice_rows: int | None, patch: pytest.MonkeyPatch):
-    from hitl_gate.app.runner import load_definitions, run_job
+    from hitl_gate.app.runner import run_job
     from pipelines.jobs import daily_job_name
 
     if slice_rows is None:
@@ -48,7 +49,8 @@ def _run(first: date, last: date, slice_rows: int | None, patch: pytest.MonkeyPa
     domain = load_domain(DOMAIN)
     # Review batches too: a case deferred and not batched waits in the next day's backlog.
     only = [stage_key(domain, s) for s in (*STAGES, "review_batches")]
-    result = run_job(load_definitions(), daily_job_name(domain), start=first, end=last, only=only)
+    settings = HitlSettings.from_environ(os.environ)  # as the CLI reads the deployment's
+    result = run_job(settings, daily_job_name(domain), start=first, end=last, only=only)
     assert result.success
     return {
         e.asset_key.path[-1]: e.event_specific_data.materialization.metadata
@@ -82,7 +84,6 @@ def small_capacity_home(
     demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[HitlPaths, pytest.MonkeyPatch]]:
     """A copy of the demo home whose policy in force (v2, activated) reviews `CAPACITY` a day."""
-    from hitl_gate.app.runner import use_paths
     from policies.control import record_activation
     from policies.model import load_policy_text
 
@@ -91,10 +92,10 @@ def small_capacity_home(
     source = Path(__file__).parents[1] / "policies" / DOMAIN / "v2.yaml"
     text = re.sub(r"daily_capacity: \d+", f"daily_capacity: {CAPACITY}", source.read_text("utf-8"))
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
+        for name in HitlSettings(paths=demo_home).to_environ():
             patch.delenv(name, raising=False)
-        paths = HitlPaths.from_env(tmp / "home")
-        use_paths(paths)
+        paths = HitlPaths.at(tmp / "home")
+        patch.setenv(HOME_ENV, str(paths.home))
         with audit_connection(paths.audit_db) as con:
             record_activation(
                 con,

@@ -19,6 +19,7 @@ from hitl_gate.app.runner import raise_for_failure
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.domain import DomainConfig, available_domains, load_domain
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import HitlSettings
 
 INGEST_STAGES = ("raw_cases", "validated_cases", "case_features")
 DEMO_REVIEWER = "DEMO-reviewer"
@@ -38,47 +39,51 @@ def has_champion(domain: DomainConfig, paths: HitlPaths) -> bool:
     return True
 
 
-def demo_domains() -> list[str]:
+def demo_domains(settings: HitlSettings) -> list[str]:
     """Every declared domain that ships a sample to land."""
-    return [name for name in available_domains() if load_domain(name).sample is not None]
+    extra = settings.domains_dirs
+    return [
+        name for name in available_domains(extra) if load_domain(name, extra).sample is not None
+    ]
 
 
-def run_demo(paths: HitlPaths, domain_names: list[str]) -> str:
+def run_demo(settings: HitlSettings, domain_names: list[str]) -> str:
     """Run the demo for each domain in turn; the summaries, then where everything is."""
-    summaries = [run_domain_demo(paths, name) for name in domain_names]
-    return "\n\n".join([*summaries, outputs_summary(paths, domain_names)])
+    summaries = [run_domain_demo(settings, name) for name in domain_names]
+    return "\n\n".join([*summaries, outputs_summary(settings.paths, domain_names)])
 
 
-def run_domain_demo(paths: HitlPaths, domain_name: str) -> str:
+def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
     """Run every step for one domain and return its summary."""
     from assets.common import stage_key
-    from hitl_gate.app.runner import load_definitions, run_job
+    from hitl_gate.app.runner import run_job
     from pipelines.jobs import daily_job_name, training_job_name
 
-    domain = load_domain(domain_name)
+    paths = settings.paths
+    domain = load_domain(domain_name, settings.domains_dirs)
     landing = prepare_landing(domain, paths.landing)
     start, end = date.fromisoformat(landing.first_day), date.fromisoformat(landing.last_day)
-    defs = load_definitions()
     daily = daily_job_name(domain)
 
     ingest = run_job(
-        defs, daily, start=start, end=end, only=[stage_key(domain, s) for s in INGEST_STAGES]
+        settings, daily, start=start, end=end, only=[stage_key(domain, s) for s in INGEST_STAGES]
     )
     raise_for_failure(ingest, "ingestion and features")
     if not has_champion(domain, paths):
-        raise_for_failure(run_job(defs, training_job_name(domain)), "training")
-    raise_for_failure(run_job(defs, daily, start=start, end=end), "daily pipeline")
-    reviewed = demo_review_one_batch(paths, domain)
+        raise_for_failure(run_job(settings, training_job_name(domain)), "training")
+    raise_for_failure(run_job(settings, daily, start=start, end=end), "daily pipeline")
+    reviewed = demo_review_one_batch(settings, domain)
     return summarise(paths, domain, landing.applications, reviewed)
 
 
-def demo_review_one_batch(paths: HitlPaths, domain: DomainConfig) -> str:
+def demo_review_one_batch(settings: HitlSettings, domain: DomainConfig) -> str:
     """DEMO REVIEWER: answer the first open batch (once) through the normal intake path."""
     from hitl_gate.app.demo_reviewer import fill_demo_verdicts
-    from hitl_gate.app.runner import load_definitions, run_job
+    from hitl_gate.app.runner import run_job
     from hitl_gate.review.intake.verdict_files import batch_partition
     from pipelines.jobs import review_loop_job_name
 
+    paths = settings.paths
     with audit_connection(paths.audit_db, read_only=True) as con:
         answered = scalar(
             con,
@@ -102,7 +107,7 @@ def demo_review_one_batch(paths: HitlPaths, domain: DomainConfig) -> str:
     )
     day = batch_partition(first, domain)
     raise_for_failure(
-        run_job(load_definitions(), review_loop_job_name(domain), start=day, end=day),
+        run_job(settings, review_loop_job_name(domain), start=day, end=day),
         "review loop",
     )
     return f"{first} (answered by the labelled DEMO reviewer: {returned.name})"

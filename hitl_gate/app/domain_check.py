@@ -10,7 +10,7 @@ file and the field, so a team fixes its declarations in one pass.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -163,9 +163,9 @@ def clash_problems(domain: DomainConfig, others: Mapping[str, DomainConfig], whe
     return problems
 
 
-def check_domain(name: str) -> list[str]:
-    """Every problem of domain `name`; an empty list means it is ready to run."""
-    files = domain_files()
+def check_domain(name: str, extra_dirs: Sequence[Path] = ()) -> list[str]:
+    """Every problem of domain `name` (declared in `domains/` or `extra_dirs`); [] means ready."""
+    files = domain_files(extra_dirs)
     if name not in files:
         return [f"no domain '{name}' declared (found: {sorted(files) or 'none'})"]
     where = str(files[name])

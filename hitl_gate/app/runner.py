@@ -8,7 +8,8 @@ Runs go through `dagster.execute_job` with a reconstructable job, not `execute_i
 the latter keeps every step's output in memory until the run ends (for `output_for_node`),
 which at a million cases a day held every stage's frame at once. Here each output is only in
 the IO manager's Parquet files once its step is done, and the job is rebuilt from the same
-environment, so the definitions' executor (in process by default) decides how steps run.
+settings (passed to the reconstruction, never through `os.environ`), so the definitions'
+executor (in process by default) decides how steps run.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from dagster import (
     execute_job,
 )
 
-from hitl_gate.core.home import HOME_ENV, LANDING_ENV, REVIEW_ENV, HitlPaths
+from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import HitlSettings
 
 # The run tags that make one run cover a range of partitions (single-run backfills). They are
 # Dagster's documented tag names; the constants holding them are in a private module
@@ -44,15 +46,6 @@ telemetry:
 """
 
 
-def use_paths(paths: HitlPaths) -> None:
-    """Point this process (and the definitions it loads) at `paths` and its Dagster instance."""
-    os.environ[HOME_ENV] = str(paths.home)
-    os.environ[LANDING_ENV] = str(paths.landing)
-    os.environ[REVIEW_ENV] = str(paths.review)
-    ensure_dagster_home(paths.dagster_home)
-    os.environ["DAGSTER_HOME"] = str(paths.dagster_home)
-
-
 def ensure_dagster_home(folder: Path) -> None:
     """Create the Dagster home with telemetry off (the deployment is offline)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,21 +54,36 @@ def ensure_dagster_home(folder: Path) -> None:
         config.write_text(DAGSTER_YAML, encoding="utf-8")
 
 
-def load_definitions() -> Definitions:
-    """The project's definitions, built for the paths currently in the environment."""
-    from hitl_gate.core.domain import available_domains, load_domain
+def open_instance(paths: HitlPaths) -> DagsterInstance:
+    """The persistent Dagster instance under the home (the one the Dagster UI reads).
+
+    Opened from its folder rather than `DAGSTER_HOME`, so nothing rewrites the environment;
+    step processes of a multiprocess run receive the instance from the run itself.
+    """
+    ensure_dagster_home(paths.dagster_home)
+    return DagsterInstance.from_config(str(paths.dagster_home))
+
+
+def load_definitions(settings: HitlSettings) -> Definitions:
+    """The project's definitions, built for `settings` (every declared domain)."""
     from pipelines.definitions import build_definitions
 
-    return build_definitions(HitlPaths.from_env(), [load_domain(n) for n in available_domains()])
+    return build_definitions(settings)
 
 
-def job_from_environment(job_name: str) -> JobDefinition:
-    """The job `job_name` of the definitions the environment points at (reconstruction target)."""
-    return load_definitions().resolve_job_def(job_name)
+def job_for_settings(job_name: str, settings_environ: dict[str, str]) -> JobDefinition:
+    """The job `job_name` of the definitions for `settings_environ` (reconstruction target).
+
+    `settings_environ` is `HitlSettings.to_environ()`: every non-secret variable, so the
+    rebuilt definitions match the caller's whatever this process's environment says. Only the
+    signing keys come from the environment, as their `EnvVar` resources read them there.
+    """
+    settings = HitlSettings.from_environ({**os.environ, **settings_environ})
+    return load_definitions(settings).resolve_job_def(job_name)
 
 
 def run_job(
-    defs: Definitions,
+    settings: HitlSettings,
     job_name: str,
     *,
     start: date | None = None,
@@ -87,17 +95,20 @@ def run_job(
     """Execute `job_name` (or only the assets `only` of it) with the definitions' executor.
 
     A partitioned job runs the days `start..end` as one run: every asset has a single-run
-    backfill policy, so each stage processes the whole range in one step. `defs` must be the
-    definitions of the current environment (`load_definitions()`); the job is rebuilt from it
-    by name so that no step output stays in memory after its step.
+    backfill policy, so each stage processes the whole range in one step. The job is rebuilt
+    from `settings` by name so that no step output stays in memory after its step.
     """
-    defs.resolve_job_def(job_name)  # fail here, naming the job, if it does not exist
+    load_definitions(settings).resolve_job_def(job_name)  # fail here, naming the job
     run_tags = dict(tags or {})
     if start is not None:
         run_tags[ASSET_PARTITION_RANGE_START_TAG] = start.isoformat()
         run_tags[ASSET_PARTITION_RANGE_END_TAG] = (end or start).isoformat()
-    job = build_reconstructable_job(__name__, job_from_environment.__name__, (job_name,))
-    with DagsterInstance.get() as instance:
+    job = build_reconstructable_job(
+        __name__,
+        job_for_settings.__name__,
+        reconstructable_kwargs={"job_name": job_name, "settings_environ": settings.to_environ()},
+    )
+    with open_instance(settings.paths) as instance:
         return execute_job(
             job,
             instance,

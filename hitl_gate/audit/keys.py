@@ -1,14 +1,13 @@
-"""The Ed25519 key that signs audit checkpoints: from the environment or a per-home key file.
+"""The Ed25519 key that signs audit checkpoints: injected by the deployment or a per-home key file.
 
 The private key never lives in the repository: a deployment injects it as
-`HITL_AUDIT_SIGNING_KEY` (hex of the 32-byte seed) or points `key_file` at its secret mount; a
-laptop install gets one generated on first use under `<home>/secrets` with mode 0600.
+`HITL_AUDIT_SIGNING_KEY` (hex of the 32-byte seed, read by the `AuditDatabase` resource through
+`dagster.EnvVar`) or points `key_file` at its secret mount; a laptop install gets one generated
+on first use under `<home>/secrets` with mode 0600 (`hitl_gate.core.key_files`).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -17,39 +16,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-KEY_ENV = "HITL_AUDIT_SIGNING_KEY"
+from hitl_gate.core.key_files import load_or_create_key
+from hitl_gate.core.settings import AUDIT_KEY_ENV
+
+KEY_ENV = AUDIT_KEY_ENV
 KEY_FILE = "audit_ed25519.key"
 SEED_BYTES = 32
 
 
-def load_or_create_signing_key(key_file: Path) -> Ed25519PrivateKey:
-    """The checkpoint signing key: `HITL_AUDIT_SIGNING_KEY` if set, else `key_file` (created once).
+def load_or_create_signing_key(key_file: Path, seed_hex: str | None = None) -> Ed25519PrivateKey:
+    """The checkpoint signing key: `seed_hex` (the injected secret) if given, else `key_file`.
 
-    O_EXCL creation means two processes starting together cannot each write a different key.
+    A deployment's `AuditDatabase` resource hands in `HITL_AUDIT_SIGNING_KEY` through
+    `dagster.EnvVar`; without it the seed is read from (or created once in) `key_file`.
     """
-    env_value = os.environ.get(KEY_ENV, "").strip()
-    if env_value:
-        try:
-            seed = bytes.fromhex(env_value)
-        except ValueError as exc:
-            raise ValueError(f"{KEY_ENV} is not valid hex") from exc
-        return _from_seed(seed, KEY_ENV)
-    key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _from_seed(key_file.read_bytes(), str(key_file))
-    seed = secrets.token_bytes(SEED_BYTES)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(seed)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return _from_seed(seed, str(key_file))
-
-
-def _from_seed(seed: bytes, where: str) -> Ed25519PrivateKey:
-    if len(seed) != SEED_BYTES:
-        raise ValueError(f"{where}: expected a {SEED_BYTES}-byte Ed25519 seed, found {len(seed)}")
+    seed = load_or_create_key(
+        key_file, injected_hex=seed_hex, injected_from=KEY_ENV, size=SEED_BYTES
+    )
     return Ed25519PrivateKey.from_private_bytes(seed)
 
 

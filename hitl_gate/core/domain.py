@@ -7,20 +7,18 @@ load time so a bad declaration fails with the file and field named, before any d
 
 from __future__ import annotations
 
-import os
+from collections.abc import Sequence
 from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hitl_gate.core.yaml_files import load_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DOMAINS_DIR = PROJECT_ROOT / "domains"
-# Extra folders of `<name>/domain.yaml` (os.pathsep-separated), next to the shipped `domains/`:
-# a team (or a test) adds a domain without touching the checkout.
-DOMAINS_ENV = "HITL_DOMAINS_DIR"
 
 RetentionClass = Literal["regulatory_7y", "standard_5y", "operational_2y"]
 ColumnType = Literal["str", "int", "float", "bool", "datetime", "date"]
@@ -368,26 +366,23 @@ class DomainConfigError(ValueError):
 
 def load_domain_file(path: Path) -> DomainConfig:
     """Load and validate one `domain.yaml`; errors name the file and the field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise DomainConfigError(f"{path}: cannot read domain declaration: {exc}") from exc
-    try:
-        return DomainConfig.model_validate({**raw, "source_dir": path.parent})
-    except ValidationError as exc:
-        raise DomainConfigError(f"{path}: invalid domain declaration:\n{exc}") from exc
+    return load_model(
+        path, DomainConfig, "domain declaration", DomainConfigError, source_dir=path.parent
+    )
 
 
-def domain_dirs() -> list[Path]:
-    """Folders searched for `<name>/domain.yaml`: shipped `domains/`, then `$HITL_DOMAINS_DIR`."""
-    extra = [Path(p) for p in os.environ.get(DOMAINS_ENV, "").split(os.pathsep) if p]
-    return list(dict.fromkeys([DOMAINS_DIR, *(p.resolve() for p in extra)]))
+def domain_dirs(extra: Sequence[Path] = ()) -> list[Path]:
+    """Folders searched for `<name>/domain.yaml`: shipped `domains/`, then `extra`.
+
+    `extra` is the deployment's `HITL_DOMAINS_DIR` (`HitlSettings.domains_dirs`).
+    """
+    return list(dict.fromkeys([DOMAINS_DIR, *(Path(p).resolve() for p in extra)]))
 
 
-def domain_files() -> dict[str, Path]:
+def domain_files(extra: Sequence[Path] = ()) -> dict[str, Path]:
     """Every declared domain and its file; a name declared twice is an error naming both."""
     found: dict[str, Path] = {}
-    for folder in domain_dirs():
+    for folder in domain_dirs(extra):
         for path in sorted(folder.glob("*/domain.yaml")):
             name = path.parent.name
             if name in found:
@@ -396,12 +391,12 @@ def domain_files() -> dict[str, Path]:
     return found
 
 
-def load_domain(name: str) -> DomainConfig:
+def load_domain(name: str, extra: Sequence[Path] = ()) -> DomainConfig:
     """Load domain `name` from `<domains dir>/<name>/domain.yaml`, cached until the file changes."""
-    files = domain_files()
+    files = domain_files(extra)
     if name not in files:
         raise DomainConfigError(
-            f"no domain '{name}' in {[str(d) for d in domain_dirs()]}; "
+            f"no domain '{name}' in {[str(d) for d in domain_dirs(extra)]}; "
             f"declared: {sorted(files) or 'none'}"
         )
     path = files[name]
@@ -413,6 +408,6 @@ def _load_cached(path: Path, mtime_ns: int) -> DomainConfig:
     return load_domain_file(path)
 
 
-def available_domains() -> list[str]:
-    """Names of every declared domain (shipped and in `$HITL_DOMAINS_DIR`)."""
-    return sorted(domain_files())
+def available_domains(extra: Sequence[Path] = ()) -> list[str]:
+    """Names of every declared domain (shipped and in the `extra` folders)."""
+    return sorted(domain_files(extra))

@@ -7,15 +7,10 @@ the whole installation by pointing at another home. Defaults suit a laptop check
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from hitl_gate.core.domain import PROJECT_ROOT
-
-HOME_ENV = "HITL_HOME"
-LANDING_ENV = "HITL_LANDING_DIR"
-REVIEW_ENV = "HITL_REVIEW_DIR"
 
 
 @dataclass(frozen=True)
@@ -27,25 +22,21 @@ class HitlPaths:
     review: Path
 
     @classmethod
-    def from_env(cls, home_override: str | Path | None = None) -> HitlPaths:
-        """Paths from `home_override`, `HITL_HOME`, `HITL_LANDING_DIR`, `HITL_REVIEW_DIR`.
+    def at(
+        cls, home: str | Path | None, *, landing: Path | None = None, review: Path | None = None
+    ) -> HitlPaths:
+        """Paths for `home` (None: the laptop default), with optional landing and review folders.
 
         When a home is given, landing and review folders default to inside it, so one
         setting is enough to isolate a whole installation (tests rely on this); with none,
-        the laptop defaults apply (`.hitl/`, `data/landing/`, `review_exports/`).
+        the laptop defaults apply (`.hitl/`, `data/landing/`, `review_exports/`). The
+        deployment's choice comes from `hitl_gate.core.settings`.
         """
-        home_env = str(home_override) if home_override else os.environ.get(HOME_ENV)
-        home = Path(home_env) if home_env else PROJECT_ROOT / ".hitl"
-        inside = home_env is not None
-        landing = os.environ.get(LANDING_ENV) or (
-            home / "landing" if inside else PROJECT_ROOT / "data" / "landing"
-        )
-        review = os.environ.get(REVIEW_ENV) or (
-            home / "review_exports" if inside else PROJECT_ROOT / "review_exports"
-        )
-        return cls(
-            home=home.resolve(), landing=Path(landing).resolve(), review=Path(review).resolve()
-        )
+        root = Path(home) if home is not None else PROJECT_ROOT / ".hitl"
+        inside = home is not None
+        landing = landing or (root / "landing" if inside else PROJECT_ROOT / "data" / "landing")
+        review = review or (root / "review_exports" if inside else PROJECT_ROOT / "review_exports")
+        return cls(home=root.resolve(), landing=landing.resolve(), review=review.resolve())
 
     @property
     def audit_db(self) -> Path:

@@ -11,15 +11,8 @@ from __future__ import annotations
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.quality.contract import CONTRACT_DTYPES
 
-_CONTRACT_TYPES: dict[str, pl.DataType] = {
-    "str": pl.String(),
-    "int": pl.Int64(),
-    "float": pl.Float64(),
-    "bool": pl.Boolean(),
-    "datetime": pl.Datetime("us"),
-    "date": pl.Date(),
-}
 SCORE_COLUMNS: dict[str, pl.DataType] = {
     "pd": pl.Float64(),
     "score": pl.Int64(),
@@ -31,7 +24,7 @@ SCORE_COLUMNS: dict[str, pl.DataType] = {
 
 def declared_case_schema(domain: DomainConfig) -> dict[str, pl.DataType]:
     """Contract columns, feature view columns and score columns with their types."""
-    schema = {name: _CONTRACT_TYPES[c.type] for name, c in domain.contract.columns.items()}
+    schema = {name: CONTRACT_DTYPES[c.type] for name, c in domain.contract.columns.items()}
     schema.update({name: pl.Float64() for name in domain.features.names})
     schema.update(SCORE_COLUMNS)
     schema["partition_date"] = pl.Date()

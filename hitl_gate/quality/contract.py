@@ -32,7 +32,8 @@ FAILURE_SCHEMA: dict[str, pl.DataType] = {
     "message": pl.String(),
 }
 
-_DTYPES: dict[str, pl.DataType] = {
+# The Polars type of each declared contract type; the one map every reader of the contract uses.
+CONTRACT_DTYPES: dict[str, pl.DataType] = {
     "str": pl.String(),
     "int": pl.Int64(),
     "float": pl.Float64(),
@@ -59,7 +60,7 @@ _ZONED_DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.f%#z"
 
 def polars_dtype(column: ColumnContract) -> pl.DataType:
     """The Polars type a contract column is stored as once validated."""
-    return _DTYPES[column.type]
+    return CONTRACT_DTYPES[column.type]
 
 
 def text_expr(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -130,7 +131,7 @@ def _passes(text: pl.Series, column_type: str) -> list[Callable[[pl.Series], pl.
 
 def _from_native(values: pl.Series, column_type: str) -> pl.Series | None:
     """Typed source values (Parquet, JSON numbers) converted without a detour through text."""
-    dtype, target = values.dtype, _DTYPES[column_type]
+    dtype, target = values.dtype, CONTRACT_DTYPES[column_type]
     if column_type == "float" and dtype.is_numeric():
         as_float = values.cast(pl.Float64)
         return as_float.set(~as_float.is_finite(), None)
@@ -155,7 +156,7 @@ def parse_series(values: pl.Series, column_type: str) -> pl.Series:
     for stripping and alternative formats; typed values are cast directly when that is exact,
     otherwise rendered as text and parsed like a CSV value.
     """
-    if column_type not in _DTYPES:
+    if column_type not in CONTRACT_DTYPES:
         raise ValueError(f"unknown contract column type {column_type!r}")
     native = None if values.dtype == pl.String else _from_native(values, column_type)
     if native is not None:
@@ -170,7 +171,7 @@ def parse_series(values: pl.Series, column_type: str) -> pl.Series:
         if not missed.len():
             break
         parsed = parsed.scatter(missed, parse(text.gather(missed)))
-    return parsed.cast(_DTYPES[column_type]).alias(values.name)
+    return parsed.cast(CONTRACT_DTYPES[column_type]).alias(values.name)
 
 
 def _allowed_values(name: str, column: ColumnContract) -> list[object]:

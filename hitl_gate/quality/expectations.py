@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hitl_gate.core.yaml_files import load_model
 
 ExpectationType = Literal[
     "expect_column_values_to_not_be_null",
@@ -91,11 +92,7 @@ class ExpectationsConfig(BaseModel):
 
 def load_expectations(path: Path) -> ExpectationsConfig:
     """Load and validate a domain's expectations file; errors name the file."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return ExpectationsConfig.model_validate(raw)
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
-        raise ValueError(f"{path}: invalid expectations file:\n{exc}") from exc
+    return load_model(path, ExpectationsConfig, "expectations file", ValueError)
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from functools import cache
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.yaml_files import load_model
 
 
 class _Strict(BaseModel):
@@ -148,14 +148,7 @@ class ReviewSettingsError(ValueError):
 
 def load_settings_file(path: Path) -> ReviewSettings:
     """Load and validate one review settings file; errors name the file and the field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ReviewSettingsError(f"{path}: cannot read review settings: {exc}") from exc
-    try:
-        return ReviewSettings.model_validate(raw)
-    except ValidationError as exc:
-        raise ReviewSettingsError(f"{path}: invalid review settings:\n{exc}") from exc
+    return load_model(path, ReviewSettings, "review settings", ReviewSettingsError)
 
 
 @cache

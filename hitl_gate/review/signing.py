@@ -10,49 +10,32 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
-import secrets
 from pathlib import Path
 from typing import Any
 
-KEY_ENV = "HITL_REVIEW_KEY"
+from hitl_gate.core.key_files import load_or_create_key as load_or_create_key_file
+from hitl_gate.core.settings import REVIEW_KEY_ENV
+
+KEY_ENV = REVIEW_KEY_ENV
 KEY_FILE = "review_hmac.key"
 KEY_BYTES = 32
 MIN_ENV_KEY_BYTES = 16  # a shorter key is a misconfiguration, not a choice
 
 
-def load_or_create_key(secrets_dir: Path) -> bytes:
-    """The review signing key: `HITL_REVIEW_KEY` (hex) if set, else a per-home key file.
+def load_or_create_key(secrets_dir: Path, key_hex: str | None = None) -> bytes:
+    """The review signing key: `key_hex` (the injected secret) if given, else a per-home key file.
 
-    The file is created on first use with 32 random bytes and mode 0600, so a laptop install
-    works without setup while a deployment can inject the key from its secret store.
+    The `ReviewWorkspace` resource hands in `HITL_REVIEW_KEY` through `dagster.EnvVar`; without
+    it, the file is created on first use with 32 random bytes and mode 0600, so a laptop install
+    works without setup.
     """
-    env_value = os.environ.get(KEY_ENV, "").strip()
-    if env_value:
-        try:
-            key = bytes.fromhex(env_value)
-        except ValueError as exc:
-            raise ValueError(f"{KEY_ENV} is not valid hex") from exc
-        if len(key) < MIN_ENV_KEY_BYTES:
-            raise ValueError(f"{KEY_ENV} must hold at least {MIN_ENV_KEY_BYTES} bytes")
-        return key
-
-    path = secrets_dir / KEY_FILE
-    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        # O_EXCL: two processes starting at once must not each write a different key.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
-        if len(key) != KEY_BYTES:
-            raise ValueError(f"{path}: expected {KEY_BYTES} bytes, found {len(key)}") from None
-        return key
-    key = secrets.token_bytes(KEY_BYTES)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-        handle.flush()
-        os.fsync(handle.fileno())
-    return key
+    return load_or_create_key_file(
+        secrets_dir / KEY_FILE,
+        injected_hex=key_hex,
+        injected_from=KEY_ENV,
+        size=KEY_BYTES,
+        min_injected_size=MIN_ENV_KEY_BYTES,
+    )
 
 
 def canonical_json(payload: Any) -> bytes:

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Sequence
 
 from hitl_gate.app.cli import audit, domain, ingest, model, pipeline, policy, retention, review
-from hitl_gate.app.cli.common import DEFAULT_DOMAIN, use_domains_dir
+from hitl_gate.app.cli.common import DEFAULT_DOMAIN
 
 COMMAND_GROUPS = (pipeline, ingest, review, audit, policy, model, domain, retention)
 
@@ -43,7 +43,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     args = build_parser().parse_args(argv)
-    use_domains_dir(args)
     args.func(args)
 
 

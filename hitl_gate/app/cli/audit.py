@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from hitl_gate.app.cli.common import resolve_paths, selected_domain
+from hitl_gate.app.cli.common import (
+    injected_audit_key,
+    load_selected_domain,
+    resolve_paths,
+    selected_domain,
+)
 from hitl_gate.core.home import HitlPaths
 
 
 def cmd_audit_trace(args: argparse.Namespace) -> None:
     """Print everything recorded about one case, from input file to executed action."""
     from hitl_gate.audit.trace import case_domain, format_trace, trace_case
-    from hitl_gate.core.domain import load_domain
 
     paths = resolve_paths(args)
     # Case ids carry their domain in the audit database; --domain only disambiguates.
     name = args.domain or case_domain(paths.audit_db, args.case_id) or selected_domain(args)
-    case_id_column = load_domain(name).case_id
+    case_id_column = load_selected_domain(args, name).case_id
     trace = trace_case(paths.audit_db, args.case_id, paths.warehouse, case_id_column)
     if trace is None:
         raise SystemExit(f"case {args.case_id}: not found in {paths.audit_db}")
@@ -56,10 +59,11 @@ def _public_key(args: argparse.Namespace, paths: HitlPaths) -> str | None:
     """The key checkpoints must be signed with: --public-key, else the configured signing key."""
     if args.public_key:
         return args.public_key.strip()
-    from hitl_gate.audit.keys import KEY_ENV, load_or_create_signing_key, public_key_hex
+    from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 
-    if os.environ.get(KEY_ENV) or paths.audit_key_file.exists():
-        return public_key_hex(load_or_create_signing_key(paths.audit_key_file))
+    injected = injected_audit_key()
+    if injected or paths.audit_key_file.exists():
+        return public_key_hex(load_or_create_signing_key(paths.audit_key_file, injected))
     return None  # each checkpoint's own key; reported as such
 
 
@@ -72,7 +76,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     from hitl_gate.core.database import audit_connection
 
     paths = resolve_paths(args)
-    key = load_or_create_signing_key(paths.audit_key_file)
+    key = load_or_create_signing_key(paths.audit_key_file, injected_audit_key())
     with audit_connection(paths.audit_db) as con:
         result = seal_run(con, f"cli-seal-{uuid.uuid4()}", key, paths.checkpoints_dir)
     head = result.checkpoint["last_seq"] if result.checkpoint else "unchanged"
@@ -96,7 +100,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
         scope = BundleScope(date.fromisoformat(args.start), date.fromisoformat(args.end), domain)
     except ValueError as exc:
         raise SystemExit(f"--from/--to: {exc} (expected YYYY-MM-DD)") from exc
-    key = load_or_create_signing_key(paths.audit_key_file)
+    key = load_or_create_signing_key(paths.audit_key_file, injected_audit_key())
     try:
         with audit_connection(paths.audit_db, read_only=True) as con:
             summary = export_bundle(con, scope, Path(args.out), key)

@@ -1,12 +1,16 @@
-"""What every `hitl` command shares: the home folder, the domains folders and the domain."""
+"""What every `hitl` command shares: the settings (home, domains folders) and the domain."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import AUDIT_KEY_ENV, HitlSettings
+
+if TYPE_CHECKING:
+    from hitl_gate.core.domain import DomainConfig
 
 DEFAULT_DOMAIN = "consumer_credit"
 
@@ -16,23 +20,40 @@ def selected_domain(args: argparse.Namespace) -> str:
     return args.domain or DEFAULT_DOMAIN
 
 
-def use_domains_dir(args: argparse.Namespace) -> None:
-    """Export `--domains-dir` so this process and the definitions it loads see those domains."""
-    from hitl_gate.core.domain import DOMAINS_ENV
+def settings_from(args: argparse.Namespace) -> HitlSettings:
+    """The settings of this invocation: the environment, with `--home` and `--domains-dir` winning.
 
-    if getattr(args, "domains_dir", None):
-        os.environ[DOMAINS_ENV] = str(Path(args.domains_dir).resolve())
+    The command line is an edge, so it reads `os.environ` here, once per command, and hands the
+    settings on; nothing is written back to the environment.
+    """
+    return HitlSettings.from_environ(
+        os.environ, home=args.home, domains_dir=getattr(args, "domains_dir", None)
+    )
 
 
 def resolve_paths(args: argparse.Namespace) -> HitlPaths:
-    """Paths from `--home` or the environment, without side effects (read-only commands)."""
-    return HitlPaths.from_env(args.home)
+    """The folders of this invocation (`settings_from(args).paths`)."""
+    return settings_from(args).paths
 
 
-def activate_paths(args: argparse.Namespace) -> HitlPaths:
-    """Paths from `--home` or the environment, exported so the definitions see the same."""
-    from hitl_gate.app.runner import use_paths
+def load_selected_domain(args: argparse.Namespace, name: str | None = None) -> DomainConfig:
+    """Domain `name` (default: `--domain`, else the default one), searching `--domains-dir` too."""
+    from hitl_gate.core.domain import load_domain
 
-    paths = resolve_paths(args)
-    use_paths(paths)
-    return paths
+    return load_domain(name or selected_domain(args), settings_from(args).domains_dirs)
+
+
+def domain_names(args: argparse.Namespace) -> list[str]:
+    """Every declared domain, `--domains-dir` included."""
+    from hitl_gate.core.domain import available_domains
+
+    return available_domains(settings_from(args).domains_dirs)
+
+
+def injected_audit_key() -> str | None:
+    """The audit signing key the deployment injects (`HITL_AUDIT_SIGNING_KEY`), if any.
+
+    A secret, so not part of `HitlSettings`; pipeline runs read it through the `AuditDatabase`
+    resource's `EnvVar`, the commands that sign outside a run read it here.
+    """
+    return os.environ.get(AUDIT_KEY_ENV, "").strip() or None

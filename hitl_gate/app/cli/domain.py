@@ -8,19 +8,19 @@ sample of historical cases with outcomes, the team edits them, `check` validates
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import date
 from pathlib import Path
 
-from hitl_gate.core.domain import DOMAINS_ENV, PROJECT_ROOT
+from hitl_gate.app.cli.common import settings_from
+from hitl_gate.core.domain import PROJECT_ROOT
 
 
 def _root(args: argparse.Namespace) -> Path:
     """Where `init` writes: `--root`, else the parent of `$HITL_DOMAINS_DIR`, else the project."""
     if args.root:
         return Path(args.root).resolve()
-    extra = [p for p in os.environ.get(DOMAINS_ENV, "").split(os.pathsep) if p]
-    return Path(extra[0]).resolve().parent if extra else PROJECT_ROOT
+    extra = settings_from(args).domains_dirs
+    return extra[0].parent if extra else PROJECT_ROOT
 
 
 def cmd_init(args: argparse.Namespace) -> None:
@@ -59,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> None:
     """Validate a domain's declarations; exit 1 listing every problem."""
     from hitl_gate.app.domain_check import check_domain
 
-    problems = check_domain(args.name)
+    problems = check_domain(args.name, settings_from(args).domains_dirs)
     if problems:
         print(f"{args.name}: {len(problems)} problem(s)")
         for problem in problems:
@@ -72,7 +72,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     """Every declared domain and the file it comes from."""
     from hitl_gate.core.domain import domain_files
 
-    for name, path in domain_files().items():
+    for name, path in domain_files(settings_from(args).domains_dirs).items():
         print(f"{name:<24} {path}")
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.app.cli.common import resolve_paths, selected_domain
+from hitl_gate.app.cli.common import load_selected_domain, resolve_paths, selected_domain
 
 if TYPE_CHECKING:
     from hitl_gate.core.domain import DomainConfig
@@ -51,12 +51,11 @@ def _withhold_cases_held_elsewhere(
 
 def cmd_ingest_check(args: argparse.Namespace) -> None:
     """Validate one file against the domain contract, write nothing, print what is wrong."""
-    from hitl_gate.core.domain import load_domain
     from hitl_gate.ingest.landing import SUFFIXES, fingerprint, ingest_files
     from hitl_gate.ingest.report import format_file_report
     from hitl_gate.quality.contract import contract_digest
 
-    domain = load_domain(selected_domain(args))
+    domain = load_selected_domain(args)
     path = Path(args.file)
     if not path.is_file():
         raise SystemExit(f"{path}: no such file")

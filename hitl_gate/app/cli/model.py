@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from hitl_gate.app.cli.common import activate_paths, resolve_paths, selected_domain
+from hitl_gate.app.cli.common import load_selected_domain, resolve_paths, settings_from
 
 
 def _model_name(args: argparse.Namespace) -> str:
-    from hitl_gate.core.domain import load_domain
-
-    return args.name or load_domain(selected_domain(args)).model.name
+    return args.name or load_selected_domain(args).model.name
 
 
 def cmd_model_list(args: argparse.Namespace) -> None:
@@ -41,7 +39,7 @@ def cmd_model_promote(args: argparse.Namespace) -> None:
     """Point an alias (champion by default) at a version and record who did it."""
     from models.registry import PromotionError, promote
 
-    paths = activate_paths(args)
+    paths = resolve_paths(args)
     try:
         moved = promote(
             args.name,
@@ -64,7 +62,7 @@ def cmd_model_retire_challenger(args: argparse.Namespace) -> None:
     """Remove the challenger alias: shadow scoring stops from the next run."""
     from models.registry import CHALLENGER, PromotionError, promote
 
-    paths = activate_paths(args)
+    paths = resolve_paths(args)
     try:
         moved = promote(
             args.name,
@@ -82,14 +80,13 @@ def cmd_model_retire_challenger(args: argparse.Namespace) -> None:
 
 def cmd_model_train(args: argparse.Namespace) -> None:
     """Train and register a version of the given family through the domain's training job."""
-    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job
-    from hitl_gate.core.domain import load_domain
+    from hitl_gate.app.runner import raise_for_failure, run_job
     from pipelines.jobs import training_job_name
 
-    activate_paths(args)
-    domain = load_domain(selected_domain(args))
+    settings = settings_from(args)
+    domain = load_selected_domain(args)
     config = {"ops": {f"{domain.name}__trained_model": {"config": {"model_family": args.family}}}}
-    result = run_job(load_definitions(), training_job_name(domain), run_config=config)
+    result = run_job(settings, training_job_name(domain), run_config=config)
     raise_for_failure(result, f"{domain.name} training ({args.family})")
     print(f"{domain.name}: {args.family} model trained and registered (run {result.run_id})")
 

@@ -6,7 +6,7 @@ import argparse
 import time
 from datetime import date
 
-from hitl_gate.app.cli.common import activate_paths, selected_domain
+from hitl_gate.app.cli.common import load_selected_domain, settings_from
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -17,16 +17,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     """
     from assets.common import stage_key
     from hitl_gate.app.demo import INGEST_STAGES
-    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job
-    from hitl_gate.core.domain import load_domain
+    from hitl_gate.app.runner import raise_for_failure, run_job
     from pipelines.jobs import daily_job_name
 
-    activate_paths(args)
-    domain = load_domain(selected_domain(args))
+    settings = settings_from(args)
+    domain = load_selected_domain(args)
     start = date.fromisoformat(args.partition)
     end = date.fromisoformat(args.to) if args.to else start
     only = [stage_key(domain, s) for s in INGEST_STAGES] if args.ingest_only else None
-    result = run_job(load_definitions(), daily_job_name(domain), start=start, end=end, only=only)
+    result = run_job(settings, daily_job_name(domain), start=start, end=end, only=only)
     raise_for_failure(result, f"{domain.name} {start}..{end}")
     what = "ingestion and features" if args.ingest_only else "pipeline"
     print(f"{domain.name}: {what} ran for {start}..{end} (run {result.run_id})")
@@ -34,13 +33,12 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train and register a model version from the features and outcomes materialised so far."""
-    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job
-    from hitl_gate.core.domain import load_domain
+    from hitl_gate.app.runner import raise_for_failure, run_job
     from pipelines.jobs import training_job_name
 
-    activate_paths(args)
-    domain = load_domain(selected_domain(args))
-    result = run_job(load_definitions(), training_job_name(domain))
+    settings = settings_from(args)
+    domain = load_selected_domain(args)
+    result = run_job(settings, training_job_name(domain))
     raise_for_failure(result, f"{domain.name} training")
     print(f"{domain.name}: model trained and registered (run {result.run_id})")
 
@@ -50,8 +48,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from hitl_gate.app.demo import demo_domains, run_demo
 
     started = time.monotonic()
-    paths = activate_paths(args)
-    summary = run_demo(paths, [args.domain] if args.domain else demo_domains())
+    settings = settings_from(args)
+    summary = run_demo(settings, [args.domain] if args.domain else demo_domains(settings))
     print(summary)
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
 

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.app.cli.common import resolve_paths, selected_domain
+from hitl_gate.app.cli.common import load_selected_domain, resolve_paths
 
 if TYPE_CHECKING:
     import polars as pl
@@ -26,9 +26,7 @@ if TYPE_CHECKING:
 
 
 def _domain(args: argparse.Namespace):  # noqa: ANN202 - DomainConfig, imported lazily
-    from hitl_gate.core.domain import load_domain
-
-    return load_domain(selected_domain(args))
+    return load_selected_domain(args)
 
 
 def _days(args: argparse.Namespace) -> tuple[date, date]:

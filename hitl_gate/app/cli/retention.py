@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from hitl_gate.app.cli.common import resolve_paths
+from hitl_gate.app.cli.common import (
+    domain_names,
+    injected_audit_key,
+    load_selected_domain,
+    resolve_paths,
+)
 
 
 def cmd_retention_apply(args: argparse.Namespace) -> None:
@@ -16,7 +21,6 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     from hitl_gate.audit.keys import load_or_create_signing_key
     from hitl_gate.audit.retention import RetentionRefused, apply_retention
     from hitl_gate.core.database import audit_connection
-    from hitl_gate.core.domain import available_domains, load_domain
 
     paths = resolve_paths(args)
     if not paths.audit_db.exists():
@@ -26,11 +30,15 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
         as_of = date.fromisoformat(args.as_of) if args.as_of else today
     except ValueError as exc:
         raise SystemExit(f"--as-of: {exc} (expected YYYY-MM-DD)") from exc
-    names = [args.domain] if args.domain and args.domain != "demo" else available_domains()
-    key = None if args.dry_run else load_or_create_signing_key(paths.audit_key_file)
+    names = [args.domain] if args.domain and args.domain != "demo" else domain_names(args)
+    key = (
+        None
+        if args.dry_run
+        else load_or_create_signing_key(paths.audit_key_file, injected_audit_key())
+    )
     run_id = f"cli-retention-{uuid.uuid4()}"
     with audit_connection(paths.audit_db) as con:
-        domains = [load_domain(n) for n in names]
+        domains = [load_selected_domain(args, n) for n in names]
         try:
             results = [
                 apply_retention(

@@ -6,34 +6,37 @@ import argparse
 import shutil
 from pathlib import Path
 
-from hitl_gate.app.cli.common import DEFAULT_DOMAIN, activate_paths, selected_domain
+from hitl_gate.app.cli.common import (
+    DEFAULT_DOMAIN,
+    domain_names,
+    load_selected_domain,
+    settings_from,
+)
 
 
-def domain_of_batch(batch_id: str | None, explicit: str | None) -> str:
-    """`--domain` when given, else the declared domain whose name prefixes the batch id."""
-    from hitl_gate.core.domain import available_domains
-
+def domain_of_batch(batch_id: str | None, explicit: str | None, declared: list[str]) -> str:
+    """`--domain` when given, else the `declared` domain whose name prefixes the batch id."""
     if explicit:
         return explicit
-    owners = [n for n in available_domains() if batch_id and batch_id.startswith(f"{n}-")]
+    owners = [n for n in declared if batch_id and batch_id.startswith(f"{n}-")]
     return max(owners, key=len) if owners else DEFAULT_DOMAIN
 
 
 def cmd_review_ingest(args: argparse.Namespace) -> None:
     """Take a returned verdict file in, validate it, and run the review loop for its day."""
-    from hitl_gate.app.runner import load_definitions, raise_for_failure, run_job
+    from hitl_gate.app.runner import raise_for_failure, run_job
     from hitl_gate.core.database import audit_connection, query_frame
-    from hitl_gate.core.domain import load_domain
     from hitl_gate.review.intake.verdict_files import batch_partition, file_sha256, peek_batch_id
     from pipelines.jobs import review_loop_job_name
 
-    paths = activate_paths(args)
+    settings = settings_from(args)
+    paths = settings.paths
     source = Path(args.file).resolve()
     if not source.is_file():
         raise SystemExit(f"{source}: no such file")
     sha = file_sha256(source)
     batch_id = peek_batch_id(source)
-    domain = load_domain(domain_of_batch(batch_id, args.domain))
+    domain = load_selected_domain(args, domain_of_batch(batch_id, args.domain, domain_names(args)))
     day = batch_partition(batch_id, domain) if batch_id else None
     if day is None:
         raise SystemExit(
@@ -44,7 +47,7 @@ def cmd_review_ingest(args: argparse.Namespace) -> None:
     inbox.mkdir(parents=True, exist_ok=True)
     if source.parent != inbox:
         shutil.copy2(source, inbox / source.name)
-    result = run_job(load_definitions(), review_loop_job_name(domain), start=day, end=day)
+    result = run_job(settings, review_loop_job_name(domain), start=day, end=day)
     raise_for_failure(result, f"review loop for {day}")
     with audit_connection(paths.audit_db, read_only=True) as con:
         files = query_frame(con, "SELECT * FROM verdict_files WHERE file_sha256 = ?", [sha])
@@ -67,11 +70,10 @@ def cmd_review_status(args: argparse.Namespace) -> None:
     from datetime import UTC, datetime
 
     from hitl_gate.core.database import audit_connection
-    from hitl_gate.core.domain import load_domain
     from hitl_gate.review.intake.sweep import review_status
 
-    paths = activate_paths(args)
-    domain = load_domain(selected_domain(args))
+    paths = settings_from(args).paths
+    domain = load_selected_domain(args)
     if not paths.audit_db.exists():
         raise SystemExit(f"{paths.audit_db}: no audit database yet (run the pipeline first)")
     with audit_connection(paths.audit_db, read_only=True) as con:

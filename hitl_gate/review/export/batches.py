@@ -16,7 +16,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,27 @@ _INPUT_COLUMNS = [
     "score",
     "risk_band",
 ]
+
+
+@dataclass(frozen=True)
+class BatchExport:
+    """What every batch of one export shares: one day's cases of one domain, sent at one time.
+
+    `context` holds the policy and model versions the cases were routed with (signed into each
+    manifest); `rule_texts` the wording of the rules that fired (shown to reviewers);
+    `settings` the domain's review settings (queues, SLAs, roles, masking); `label` (such as
+    "escalated") is added to the queue part of the batch ids.
+    """
+
+    domain: DomainConfig
+    batches_dir: Path
+    key: bytes
+    partition_date: date
+    created_at: datetime
+    context: Mapping[str, str]
+    rule_texts: Mapping[str, str] = field(default_factory=dict)
+    settings: ReviewSettings | None = None
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -271,18 +292,11 @@ def _digests(rows: Sequence[Mapping[str, CellValue]], columns: Sequence[str]) ->
 
 
 def _export_batch(
-    chunk: pl.DataFrame,
-    *,
-    batch_id: str,
-    plan: QueuePlan,
-    domain: DomainConfig,
-    batches_dir: Path,
-    key: bytes,
-    partition_date: date,
-    created_at: datetime,
-    context: Mapping[str, str],
-    rule_texts: Mapping[str, str],
+    chunk: pl.DataFrame, export: BatchExport, *, batch_id: str, plan: QueuePlan
 ) -> ReviewBatch:
+    domain, key, created_at = export.domain, export.key, export.created_at
+    batches_dir, partition_date = export.batches_dir, export.partition_date
+    context = export.context
     chunk = _suggested_actions(chunk, plan.review)
     masked, dropped = apply_masking(chunk, plan.masking, key, protected=[domain.case_id])
     shown = [name for name in context_columns(domain) if name not in dropped]
@@ -355,7 +369,7 @@ def _export_batch(
                 "verdict": domain.review.verdicts,
                 "verdict_reason_code": manifest["reason_codes"],
             },
-            instructions=_instructions(manifest, domain, rule_texts, sorted(rules), plan),
+            instructions=_instructions(manifest, domain, export.rule_texts, sorted(rules), plan),
             created_at=created_at,
         )
         _write_csv(tmp / CSV_NAME, header, rows)
@@ -398,27 +412,15 @@ def batch_id_for(
     return f"{domain.name}-{partition_date:%Y%m%d}-{_queue_slug(queue)}-{number:03d}-{digest8}"
 
 
-def export_review_batches(
-    cases: pl.DataFrame,
-    *,
-    domain: DomainConfig,
-    batches_dir: Path,
-    key: bytes,
-    partition_date: date,
-    created_at: datetime,
-    context: Mapping[str, str],
-    rule_texts: Mapping[str, str] | None = None,
-    settings: ReviewSettings | None = None,
-    label: str = "",
-) -> list[ReviewBatch]:
+def export_review_batches(cases: pl.DataFrame, export: BatchExport) -> list[ReviewBatch]:
     """Write one batch folder per queue and the queue's batch size; reuse existing ones.
 
     Cases are ordered by `review_priority` (ascending: lower is more urgent) then case id, so
-    the most urgent cases land in batch 001 of their queue. With `settings`, each queue's batch
-    size, SLA and role come from them and the role's masking policy is applied. A `label`
-    (such as "escalated") is added to the queue part of the batch ids.
+    the most urgent cases land in batch 001 of their queue. With review settings, each queue's
+    batch size, SLA and role come from them and the role's masking policy is applied.
     """
-    _check_input(cases, domain, created_at)
+    domain, batches_dir, key = export.domain, export.batches_dir, export.key
+    _check_input(cases, domain, export.created_at)
     if cases.is_empty():
         return []
     batches_dir.mkdir(parents=True, exist_ok=True)
@@ -426,7 +428,7 @@ def export_review_batches(
     queues = cases["review_queue"].unique(maintain_order=True).to_list()
     for queue in sorted(queues, key=lambda q: (q is None, str(q))):
         _queue_slug(queue)
-        plan = QueuePlan.of(str(queue), domain, settings)
+        plan = QueuePlan.of(str(queue), domain, export.settings)
         in_queue = cases.filter(pl.col("review_queue") == queue).sort(
             ["review_priority", domain.case_id], nulls_last=True
         )
@@ -434,8 +436,8 @@ def export_review_batches(
         for number, start in enumerate(range(0, in_queue.height, size), start=1):
             chunk = in_queue.slice(start, size)
             case_ids = [cell_text(export_value(v)) for v in chunk[domain.case_id].to_list()]
-            named = f"{queue}_{label}" if label else str(queue)
-            batch_id = batch_id_for(domain, partition_date, named, number, case_ids)
+            named = f"{queue}_{export.label}" if export.label else str(queue)
+            batch_id = batch_id_for(domain, export.partition_date, named, number, case_ids)
             folder = batches_dir / batch_id
             existing = _existing_batch(folder, key, case_ids) if folder.exists() else None
             if existing is None and folder.exists():
@@ -443,19 +445,5 @@ def export_review_batches(
                 aside = batches_dir / REPLACED_DIR / f"{batch_id}.{secrets.token_hex(4)}"
                 aside.parent.mkdir(exist_ok=True)
                 os.rename(folder, aside)
-            batches.append(
-                existing
-                or _export_batch(
-                    chunk,
-                    batch_id=batch_id,
-                    plan=plan,
-                    domain=domain,
-                    batches_dir=batches_dir,
-                    key=key,
-                    partition_date=partition_date,
-                    created_at=created_at,
-                    context=context,
-                    rule_texts=rule_texts or {},
-                )
-            )
+            batches.append(existing or _export_batch(chunk, export, batch_id=batch_id, plan=plan))
     return batches

@@ -12,18 +12,20 @@ verdict from the escalation batch that makes the case final resolves its SLA esc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date, datetime
-from pathlib import Path
 
 import duckdb
 import polars as pl
 
 from hitl_gate.core.database import insert_new_rows, query_frame, transaction
-from hitl_gate.core.domain import DomainConfig
-from hitl_gate.review.export.batches import FOUR_EYES_COLUMN, ReviewBatch, export_review_batches
+from hitl_gate.review.export.batches import (
+    FOUR_EYES_COLUMN,
+    BatchExport,
+    ReviewBatch,
+    export_review_batches,
+)
 from hitl_gate.review.intake.finality import CONFLICT, SLA_BREACH
-from hitl_gate.review.settings import ReviewSettings
 
 ESCALATED_LABEL = "escalated"
 
@@ -59,24 +61,15 @@ def pending_days(con: duckdb.DuckDBPyConnection, domain: str) -> dict[date, list
 
 
 def export_escalations(
-    con: duckdb.DuckDBPyConnection,
-    routed: pl.DataFrame,
-    *,
-    domain: DomainConfig,
-    settings: ReviewSettings | None,
-    batches_dir: Path,
-    key: bytes,
-    partition_date: date,
-    created_at: datetime,
-    context: Mapping[str, str],
-    rule_texts: Mapping[str, str],
-    run_id: str,
+    con: duckdb.DuckDBPyConnection, routed: pl.DataFrame, export: BatchExport, *, run_id: str
 ) -> list[ReviewBatch]:
     """Export the day's pending escalations as `escalated` batches and record the moves.
 
-    `routed` holds the day's routed decisions (the cases as first exported, unmasked). A case
-    with two open escalations goes once, to the queue of the earliest; both are recorded.
+    `routed` holds the day's routed decisions (the cases as first exported, unmasked); `export`
+    the day's export (its label is set to `escalated` here). A case with two open escalations
+    goes once, to the queue of the earliest; both are recorded.
     """
+    domain, partition_date, created_at = export.domain, export.partition_date, export.created_at
     pending = pending_escalations(con, domain.name).filter(
         pl.col("partition_date") == partition_date
     )
@@ -94,18 +87,7 @@ def export_escalations(
         )
         .drop("_case", "escalate_to")
     )
-    batches = export_review_batches(
-        chosen,
-        domain=domain,
-        batches_dir=batches_dir,
-        key=key,
-        partition_date=partition_date,
-        created_at=created_at,
-        context=context,
-        rule_texts=rule_texts,
-        settings=settings,
-        label=ESCALATED_LABEL,
-    )
+    batches = export_review_batches(chosen, replace(export, label=ESCALATED_LABEL))
     batch_of = {case: b.batch_id for b in batches for case in b.case_ids}
     moves = pending.select(
         "escalation_id",

@@ -1,0 +1,159 @@
+"""Deployment settings: every `HITL_*` variable, read once at the edge into one frozen object.
+
+The edges (`pipelines/definitions.py` for `dagster dev`, the `hitl` command) call
+`HitlSettings.from_environ` with the process environment; everything below them takes the
+settings (or the paths in them) as arguments, so no library module reads the environment and a
+test or a second deployment passes another object instead of rewriting the environment.
+
+The two signing keys are secrets, not settings: their values stay in the environment and reach
+the code through resources backed by `dagster.EnvVar`. The settings only record whether each
+variable is set, so the resources know to use it instead of the per-home key file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hitl_gate.core.home import HitlPaths
+
+HOME_ENV = "HITL_HOME"
+LANDING_ENV = "HITL_LANDING_DIR"
+REVIEW_ENV = "HITL_REVIEW_DIR"
+DOMAINS_ENV = "HITL_DOMAINS_DIR"
+EXECUTOR_ENV = "HITL_EXECUTOR"
+MAX_CONCURRENT_ENV = "HITL_MAX_CONCURRENT"
+SLICE_ROWS_ENV = "HITL_SLICE_ROWS"
+BACKFILL_ENV = "HITL_BACKFILL_RUNS"
+AUDIT_KEY_ENV = "HITL_AUDIT_SIGNING_KEY"
+REVIEW_KEY_ENV = "HITL_REVIEW_KEY"
+
+DEFAULT_SLICE_ROWS = 1_000_000
+NAMED_EXECUTORS = ("in_process", "multiprocess")
+
+
+class SettingsError(ValueError):
+    """A `HITL_*` variable holds a value hitl-gate cannot use; the message names it."""
+
+
+class ExecutorConfigError(SettingsError):
+    """`HITL_EXECUTOR` or `HITL_MAX_CONCURRENT` names something that cannot run steps."""
+
+
+@dataclass(frozen=True)
+class HitlSettings:
+    """Where the installation lives and how runs execute (see the module docstring).
+
+    `executor` is `in_process`, `multiprocess` or `module:attribute` (pipelines/executors.py);
+    `max_concurrent` bounds the multiprocess executor (None: the number of CPU cores);
+    `slice_rows` is the most cases a sliced step holds at once; `backfill_days_per_run` splits a
+    backfill into runs of that many days (None: one run for the whole range).
+    """
+
+    paths: HitlPaths
+    domains_dirs: tuple[Path, ...] = ()
+    executor: str = "in_process"
+    max_concurrent: int | None = None
+    slice_rows: int = DEFAULT_SLICE_ROWS
+    backfill_days_per_run: int | None = None
+    audit_key_in_env: bool = False
+    review_key_in_env: bool = False
+
+    @classmethod
+    def from_environ(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        home: str | Path | None = None,
+        domains_dir: str | Path | None = None,
+    ) -> HitlSettings:
+        """Settings from `environ` (the process environment); `home` and `domains_dir` win.
+
+        Empty variables count as unset, so a deployment can blank one out.
+        """
+
+        def value(name: str) -> str:
+            return environ.get(name, "").strip()
+
+        home_text = str(home) if home else value(HOME_ENV)
+        paths = HitlPaths.at(
+            Path(home_text) if home_text else None,
+            landing=_path_or_none(value(LANDING_ENV)),
+            review=_path_or_none(value(REVIEW_ENV)),
+        )
+        domains_text = str(domains_dir) if domains_dir else value(DOMAINS_ENV)
+        return cls(
+            paths=paths,
+            domains_dirs=tuple(
+                dict.fromkeys(Path(p).resolve() for p in domains_text.split(os.pathsep) if p)
+            ),
+            executor=_executor(value(EXECUTOR_ENV)),
+            max_concurrent=_max_concurrent(value(MAX_CONCURRENT_ENV)),
+            slice_rows=_whole_number(SLICE_ROWS_ENV, value(SLICE_ROWS_ENV)) or DEFAULT_SLICE_ROWS,
+            backfill_days_per_run=_backfill_days(value(BACKFILL_ENV)),
+            audit_key_in_env=bool(value(AUDIT_KEY_ENV)),
+            review_key_in_env=bool(value(REVIEW_KEY_ENV)),
+        )
+
+    def to_environ(self) -> dict[str, str]:
+        """These settings as the variables that produce them (secrets excluded).
+
+        A run's step processes rebuild the job from this mapping (`hitl_gate.app.runner`), so
+        they see the same installation without the parent process rewriting its environment.
+        """
+        return {
+            HOME_ENV: str(self.paths.home),
+            LANDING_ENV: str(self.paths.landing),
+            REVIEW_ENV: str(self.paths.review),
+            DOMAINS_ENV: os.pathsep.join(str(p) for p in self.domains_dirs),
+            EXECUTOR_ENV: self.executor,
+            MAX_CONCURRENT_ENV: str(self.max_concurrent or ""),
+            SLICE_ROWS_ENV: str(self.slice_rows),
+            BACKFILL_ENV: str(self.backfill_days_per_run or "single"),
+        }
+
+
+def _path_or_none(text: str) -> Path | None:
+    return Path(text) if text else None
+
+
+def _executor(text: str) -> str:
+    choice = text or "in_process"
+    module_name, _, attribute = choice.partition(":")
+    if choice not in NAMED_EXECUTORS and not (module_name and attribute):
+        raise ExecutorConfigError(
+            f"{EXECUTOR_ENV}={choice!r}: expected in_process, multiprocess or module:attribute "
+            "(e.g. dagster_k8s:k8s_job_executor)"
+        )
+    return choice
+
+
+def _whole_number(name: str, text: str) -> int | None:
+    """A count of at least 1, or None when unset."""
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(f"{name}={text!r}: expected a whole number >= 1")
+    return int(text)
+
+
+def _max_concurrent(text: str) -> int | None:
+    try:
+        return _whole_number(MAX_CONCURRENT_ENV, text)
+    except SettingsError as exc:
+        raise ExecutorConfigError(str(exc)) from None
+
+
+def _backfill_days(text: str) -> int | None:
+    """`single` (None: one run), `per_partition` (1 day a run) or a number of days a run."""
+    if text in ("", "single"):
+        return None
+    if text == "per_partition":
+        return 1
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise SettingsError(
+        f"{BACKFILL_ENV}={text!r}: expected single, per_partition or a number of days per run"
+    )

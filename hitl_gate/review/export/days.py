@@ -1,0 +1,195 @@
+"""The `review_batches` stage: a run's days of routed cases exported as signed batches, recorded.
+
+Which cases go out (routed to review, not deferred by capacity, not executed by policy already),
+which day each batch is named after, and what the audit database records about the batches:
+the asset only hands in the stored routed cases and the review folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from hitl_gate.core.database import query_frame, replace_partition_slice, transaction
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.review.export.batches import BatchExport, ReviewBatch, export_review_batches
+from hitl_gate.review.settings import review_settings
+
+OpenDatabase = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+CONTEXT_FIELDS = (
+    "policy_version",
+    "policy_digest",
+    "model_name",
+    "model_version",
+    "feature_service",
+)
+MEMBERSHIP_SCHEMA = {"batch_id": pl.String, "partition_date": pl.Date, "case_id": pl.String}
+
+
+@dataclass(frozen=True)
+class ExportedDays:
+    """The batches a run exported, each with the run day it was exported for."""
+
+    batches: tuple[tuple[date, ReviewBatch], ...]
+    cases_for_review: int
+
+    def membership(self) -> pl.DataFrame:
+        """One row per exported case: its batch and the run day (the stage's output)."""
+        return pl.DataFrame(
+            {
+                "batch_id": [b.batch_id for _, b in self.batches for _ in b.case_ids],
+                "partition_date": [d for d, b in self.batches for _ in b.case_ids],
+                "case_id": [c for _, b in self.batches for c in b.case_ids],
+            },
+            schema=MEMBERSHIP_SCHEMA,
+        )
+
+    def batch_rows(self, domain: str, run_id: str) -> pl.DataFrame:
+        """The `review_batches` table rows of these batches."""
+        batches = self.batches
+        return pl.DataFrame(
+            {
+                "batch_id": [b.batch_id for _, b in batches],
+                "domain": domain,
+                "partition_date": [d for d, _ in batches],
+                "queue": [b.queue for _, b in batches],
+                "folder": [str(b.folder) for _, b in batches],
+                "case_count": [len(b.case_ids) for _, b in batches],
+                "created_at": [b.created_at for _, b in batches],
+                "due_at": [b.due_at for _, b in batches],
+                "manifest_sha256": [b.manifest_sha256 for _, b in batches],
+                "run_id": run_id,
+            },
+            schema_overrides={"partition_date": pl.Date, "case_count": pl.Int32},
+        )
+
+
+def manifest_context(cases: pl.DataFrame) -> dict[str, str]:
+    """The policy and model versions a batch's cases were routed with (signed into it)."""
+    first = cases.row(0, named=True)
+    return {name: first[name] for name in CONTEXT_FIELDS}
+
+
+def rule_texts_in_force(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> dict[str, str]:
+    """The wording of each rule of the policy in force (shown to reviewers)."""
+    from policies.control import policy_in_force
+
+    return {rule.id: rule.text for rule in policy_in_force(con, domain).policy.rules}
+
+
+def cases_to_review(
+    routed: pl.LazyFrame, executed: pl.Series, domain: DomainConfig
+) -> pl.DataFrame:
+    """The routed cases to send: routed to human review, not deferred, not executed already.
+
+    Cases beyond a queue's daily capacity wait (deferred): never auto-approved, not sent. Cases
+    executed automatically before a day was re-routed to review (`executed`) are final, not sent
+    (docs/policies.md); reviewed cases are re-exported as before, so re-runs match. Only these
+    rows are read (about a tenth of the day at 1M cases).
+    """
+    # pl.lit, not Python's False: `~False` is -1, which Polars cannot `&` with a boolean.
+    has_deferred = "review_deferred" in routed.collect_schema().names()
+    deferred = pl.col("review_deferred") if has_deferred else pl.lit(False)
+    done = pl.col(domain.case_id).cast(pl.String).is_in(executed.implode())
+    return routed.filter((pl.col("route") == "human_review") & ~deferred & ~done).collect()
+
+
+def review_groups(
+    to_review: pl.DataFrame, days: Sequence[date]
+) -> list[tuple[date, date, pl.DataFrame]]:
+    """Per export day, its cases grouped by the day their batch is named after.
+
+    That is the case's own day, except for a deferred case carried into this day's review pool
+    (`carried_from`, see policies/capacity.py): its batch names the day it came from, so its
+    verdict is executed and accounted for there, like every case of that day.
+    """
+    origin = pl.col("partition_date")
+    if "carried_from" in to_review.columns:
+        origin = pl.coalesce("carried_from", "partition_date")
+    groups = []
+    for day in days:
+        todays = to_review.filter(pl.col("partition_date") == day)
+        todays = todays.with_columns(origin.alias("__origin"))
+        for (batch_day,), part in todays.group_by("__origin", maintain_order=True):
+            groups.append((day, batch_day, part.drop("__origin")))
+    return groups
+
+
+def export_review_days(
+    open_database: OpenDatabase,
+    routed: pl.LazyFrame,
+    days: Sequence[date],
+    *,
+    domain: DomainConfig,
+    batches_dir: Path,
+    key: bytes,
+    created_at: datetime,
+    run_id: str,
+) -> ExportedDays:
+    """Export the review cases of `days` as signed batches and record them for those days.
+
+    The database is opened twice, briefly: to read what is executed and which rules are in
+    force, then to replace the days' batch records in one transaction; not while the batch
+    files are written, so other processes are not kept waiting for the lock.
+    """
+    with open_database() as con:
+        rule_texts = rule_texts_in_force(con, domain)
+        executed = query_frame(
+            con,
+            "SELECT case_id FROM executions WHERE domain = ? AND decided_by = 'policy' "
+            "AND partition_date IN (SELECT unnest(?::DATE[]))",
+            [domain.name, list(days)],
+        )["case_id"]
+    to_review = cases_to_review(routed, executed, domain)
+    settings = review_settings(domain)
+    batches = []
+    for day, batch_day, todays in review_groups(to_review, days):
+        export = BatchExport(
+            domain=domain,
+            batches_dir=batches_dir,
+            key=key,
+            partition_date=batch_day,
+            created_at=created_at,
+            context=manifest_context(todays),
+            rule_texts=rule_texts,
+            settings=settings,
+        )
+        batches += [(day, batch) for batch in export_review_batches(todays, export)]
+    exported = ExportedDays(tuple(batches), to_review.height)
+    with open_database() as con:
+        record_review_batches(con, domain.name, days, exported, run_id)
+    return exported
+
+
+def record_review_batches(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    days: Sequence[date],
+    exported: ExportedDays,
+    run_id: str,
+) -> None:
+    """Replace the batches (and their cases) recorded for `days` with `exported`."""
+    membership = exported.membership()
+    with transaction(con):
+        con.execute(
+            "DELETE FROM review_batch_cases WHERE domain = ? AND batch_id IN "
+            "(SELECT batch_id FROM review_batches WHERE domain = ? "
+            "AND partition_date IN (SELECT unnest(?::DATE[])))",
+            [domain, domain, list(days)],
+        )
+        con.register("incoming_members", membership.drop("partition_date").to_arrow())
+        con.execute(
+            "INSERT INTO review_batch_cases BY NAME SELECT batch_id, ? AS domain, case_id "
+            "FROM incoming_members",
+            [domain],
+        )
+        con.unregister("incoming_members")
+    replace_partition_slice(
+        con, "review_batches", exported.batch_rows(domain, run_id), domain, days
+    )
