@@ -8,9 +8,10 @@ from dagster import AssetExecutionContext, AssetsDefinition, Output, ResourcePar
 
 from assets.common import collect_columns, markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
-from assets.slices import output_sink, read_slices, row_count, slice_ranges
+from assets.slices import output_sink
 from hitl_gate.core.digests import row_digests
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.slices import read_slices, row_count, slice_ranges
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import FeatureStoreResource, ModelRegistryResource
 

@@ -19,9 +19,10 @@ from dagster import (
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
-from assets.slices import output_sink, read_slices, row_count, slice_ranges
+from assets.slices import output_sink
 from hitl_gate.core.database import insert_new_rows, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.slices import read_slices, row_count, slice_ranges
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import (
     AuditDatabase,

@@ -2,7 +2,7 @@
 
 How a day is cut and re-assembled (`slice_ranges`, `read_slices`, `OutputSink`) is library
 code in `hitl_gate.core.slices`; this module only finds the writer of a step's partitions
-through the IO manager, and re-exports the cutting helpers the sliced assets use.
+through the IO manager.
 """
 
 from __future__ import annotations
@@ -13,11 +13,9 @@ from functools import partial
 
 from dagster import AssetExecutionContext, AssetKey
 
-from hitl_gate.core.slices import OutputSink, read_slices, row_count, slice_ranges
-from hitl_gate.routing import slices
+from hitl_gate.core import slices
+from hitl_gate.core.slices import OutputSink
 from pipelines.io_managers import PolarsParquetIOManager
-
-__all__ = ["OutputSink", "output_sink", "read_slices", "row_count", "slice_ranges"]
 
 
 @contextmanager

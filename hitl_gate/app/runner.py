@@ -20,6 +20,7 @@ from pathlib import Path
 
 from dagster import (
     AssetKey,
+    DagsterEvent,
     DagsterInstance,
     Definitions,
     JobDefinition,
@@ -124,8 +125,14 @@ def raise_for_failure(result: JobExecutionResult, what: str) -> None:
     if result.success:
         return
     failures = [
-        f"  {event.step_key}: {event.event_specific_data.error.message.strip()}"
+        f"  {event.step_key}: {failure_message(event)}"
         for event in result.all_events
         if event.is_step_failure
     ]
     raise SystemExit(f"{what} failed:\n" + "\n".join(failures or ["  (see the Dagster run log)"]))
+
+
+def failure_message(event: DagsterEvent) -> str:
+    """The error text of a step-failure event (Dagster types its data as a union of all kinds)."""
+    error = event.step_failure_data.error
+    return error.message.strip() if error is not None else "(no error recorded)"

@@ -317,9 +317,9 @@ def cmd_shadow_report(args: argparse.Namespace) -> None:
         return
     for (version,), part in rows.group_by("policy_version", maintain_order=True):
         result = compare_shadow(part)
-        days = part["partition_date"]
-        print(f"{domain.name}: shadow {version} on {result.cases} live cases, {days.min()} to "
-              f"{days.max()}: same route for {result.agreement:.1%}, "
+        first, last = part["partition_date"].min(), part["partition_date"].max()
+        print(f"{domain.name}: shadow {version} on {result.cases} live cases, {first!s} to "
+              f"{last!s}: same route for {result.agreement:.1%}, "
               f"{result.newly_auto_approved} it would auto-approve that live did not")  # fmt: skip
         with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
             print("Route transitions (rows: live policy, columns: shadow policy):")

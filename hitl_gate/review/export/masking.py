@@ -7,11 +7,16 @@ masked values: it describes exactly what the reviewer received.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:  # the when/then builder types Polars does not export at the top level
+    from polars.expr.whenthen import ChainedThen, Then
 
 from hitl_gate.review.settings import MaskRule
 
@@ -46,7 +51,7 @@ def _band_label(low: float | None, high: float | None) -> str:
 def generalise(column: pl.Expr, bands: Sequence[float]) -> pl.Expr:
     """The band (as text) a numeric value falls in; bands are ascending upper bounds."""
     bounds: list[float | None] = [None, *bands, None]
-    expr = pl.when(column.is_null()).then(pl.lit(None, dtype=pl.String))
+    expr: Then | ChainedThen = pl.when(column.is_null()).then(pl.lit(None, dtype=pl.String))
     for low, high in zip(bounds[:-1], bounds[1:], strict=True):
         test = pl.lit(True)
         if low is not None:
@@ -105,7 +110,7 @@ def apply_masking(
         else:
             exprs.append(
                 column.map_elements(
-                    lambda value, s=secret: pseudonymise(value, s), return_dtype=pl.String
+                    functools.partial(pseudonymise, key=secret), return_dtype=pl.String
                 ).alias(name)
             )
     return cases.with_columns(exprs).drop(dropped), dropped

@@ -72,19 +72,21 @@ class _FileError(ValueError):
 _MANIFEST_KEYS = ("case_id_column", "case_digests", "digest_columns", "reason_codes")
 
 
-def _accepted_schema(case_id: str) -> dict[str, pl.DataType]:
+def _accepted_schema(case_id: str) -> pl.Schema:
     names = [BATCH_COLUMN, case_id, *VERDICT_COLUMNS, "file_sha256", "suggested_action"]
-    return {
-        **{name: pl.String() for name in names},
-        "row_number": pl.Int64(),
-        "four_eyes": pl.Boolean(),
-        "is_override": pl.Boolean(),
-    }
+    return pl.Schema(
+        {
+            **{name: pl.String() for name in names},
+            "row_number": pl.Int64(),
+            "four_eyes": pl.Boolean(),
+            "is_override": pl.Boolean(),
+        }
+    )
 
 
-def _rejected_schema(case_id: str) -> dict[str, pl.DataType]:
+def _rejected_schema(case_id: str) -> pl.Schema:
     names = [case_id, "column", "value", "message"]
-    return {"row_number": pl.Int64(), **{name: pl.String() for name in names}}
+    return pl.Schema({"row_number": pl.Int64(), **{name: pl.String() for name in names}})
 
 
 ROW_NUMBER = "\0row"  # internal columns cannot clash with a header a reviewer typed
@@ -267,10 +269,10 @@ def _problems(
             known_case & cid.is_in(list(moved)),
             case_id,
             cid,
-            _mapped(cid, moved, pl.String),
+            _mapped(cid, moved, pl.String()),
         ),
         (
-            known_case & (pl.col("digest") != _mapped(cid, manifest["case_digests"], pl.String)),
+            known_case & (pl.col("digest") != _mapped(cid, manifest["case_digests"], pl.String())),
             "context",
             pl.lit(""),
             pl.lit("case context differs from what was exported (a locked column was edited)"),
@@ -295,10 +297,10 @@ def _problems(
         ),
         (reviewer == "", "reviewer_id", reviewer, pl.lit("reviewer_id is required for a verdict")),
         (
-            (reviewer != "") & _mapped(reviewer, refusals, pl.String).is_not_null(),
+            (reviewer != "") & _mapped(reviewer, refusals, pl.String()).is_not_null(),
             "reviewer_id",
             reviewer,
-            _mapped(reviewer, refusals, pl.String),
+            _mapped(reviewer, refusals, pl.String()),
         ),
         (
             (pl.col("rationale_text") == "") & needs_rationale,
@@ -366,7 +368,7 @@ def _validate(
         rationale_text=_text("rationale"),
     )
     reviewed = rows.filter(pl.col("verdict_raw") != "").with_columns(
-        suggested=_mapped(pl.col("cid"), manifest.get("suggested_actions", {}), pl.String)
+        suggested=_mapped(pl.col("cid"), manifest.get("suggested_actions", {}), pl.String())
     )
     problems = _problems(reviewed, manifest, batch_id, allowed, rules, case_id)
     rejected = problems.select(
