@@ -22,6 +22,7 @@ from assets.partitions import daily_stage_asset, partition_days
 from assets.slices import output_sink, read_slices, row_count, slice_ranges
 from hitl_gate.core.database import insert_new_rows, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
+from models.outcomes import read_outcomes
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import (
     AuditDatabase,
@@ -29,21 +30,6 @@ from pipelines.resources import (
     LandingZone,
     ModelRegistryResource,
 )
-
-
-def read_outcomes(landing_root: Path, domain: DomainConfig) -> pl.DataFrame:
-    """Every outcome file of the domain (case id, label column), latest observation per case."""
-    files = sorted((landing_root / domain.outcomes_subdir).glob("*.csv"))
-    if not files:
-        return pl.DataFrame(
-            schema={domain.case_id: pl.String, domain.model.label.column: pl.String}
-        )
-    outcomes = pl.concat(
-        [pl.read_csv(f, infer_schema=False) for f in files], how="diagonal_relaxed"
-    )
-    return outcomes.select(domain.case_id, domain.model.label.column).unique(
-        domain.case_id, keep="last", maintain_order=True
-    )
 
 
 class TrainingConfig(Config):
