@@ -26,14 +26,15 @@ if TYPE_CHECKING:
 
 
 def feature_inputs(domain: DomainConfig) -> list[str]:
-    """The validated columns this stage reads: ids, times, passthrough, derived and history."""
+    """The validated columns this stage reads, once each: ids, times, passthrough, the columns
+    derived features are computed from, and the applicant history's key and amount."""
     names = [domain.case_id, "partition_date", domain.event_time, *domain.features.passthrough]
     for sql in domain.features.derived.values():
         names += pl.sql_expr(sql).meta.root_names()
     history = domain.features.applicant_history
     if history is not None:
         names += [history.key, history.amount]
-    return names
+    return list(dict.fromkeys(names))
 
 
 def write_feature_sources(
