@@ -11,6 +11,7 @@ asset and evaluated in the same step, from the same frames.
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -35,6 +36,7 @@ from hitl_gate.observability.anomalies import Finding, Thresholds
 from hitl_gate.observability.daily import (
     TRACE_MAX_CASES_PER_DAY,
     MetricSettings,
+    MetricsEvaluation,
     describe_model_runs,
     evaluate_metrics,
     model_run_folders,
@@ -44,6 +46,7 @@ from hitl_gate.observability.daily import (
     store_metrics,
     write_run_report,
 )
+from hitl_gate.observability.traces import TraceFile
 from models.outcomes import outcome_flags, read_outcomes
 from pipelines.resources import (
     AuditDatabase,
@@ -185,6 +188,30 @@ def _metadata_tables(metrics: pl.DataFrame) -> dict[str, MetadataValue]:
     }
 
 
+def _evaluation_metadata(evaluation: MetricsEvaluation) -> dict[str, object]:
+    """Counts, the checks' one-line outcomes and the headline metric tables."""
+    return {
+        "days": len(evaluation.days),
+        "cases": evaluation.cases,
+        "metric_rows": evaluation.metrics.height,
+        "checks_failed": evaluation.checks_failed,
+        "checks": MetadataValue.md(
+            "\n".join(f"- {f.describe()}" for f in evaluation.findings) or "_none_"
+        ),
+        **_metadata_tables(evaluation.metrics),
+    }
+
+
+def _trace_metadata(folder: Path, traces: list[TraceFile]) -> dict[str, object]:
+    """Where the trace files are, how many cases they hold and the lowest sampling ratio."""
+    return {
+        "traces": MetadataValue.path(str(folder)),
+        "trace_files": len(traces),
+        "traced_cases": sum(f.traces for f in traces),
+        "trace_sample_ratio_min": min(f.sample_ratio for f in traces),
+    }
+
+
 def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `decision_metrics` asset of one domain, with its anomaly checks."""
     key = stage_key(domain, "decision_metrics")
@@ -232,16 +259,8 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         )
         with audit_db.connect() as con:
             traces = store_metrics(con, evaluation, domain.name, run_id, settings, traces_dir)
-        metrics = evaluation.metrics
         metadata: dict[str, object] = {
-            "days": len(days),
-            "cases": evaluation.cases,
-            "metric_rows": metrics.height,
-            "checks_failed": evaluation.checks_failed,
-            "checks": MetadataValue.md(
-                "\n".join(f"- {f.describe()}" for f in evaluation.findings) or "_none_"
-            ),
-            **_metadata_tables(metrics),
+            **_evaluation_metadata(evaluation),
             "audit_database": MetadataValue.path(audit_db.database),
             "review_batches": MetadataValue.path(str(review.batches_dir)),
             "data_docs": MetadataValue.path(str(data_docs.path)),
@@ -253,10 +272,7 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             },
         }
         if config.write_traces:
-            metadata["traces"] = MetadataValue.path(str(traces_dir))
-            metadata["trace_files"] = len(traces)
-            metadata["traced_cases"] = sum(f.traces for f in traces)
-            metadata["trace_sample_ratio_min"] = min(f.sample_ratio for f in traces)
+            metadata.update(_trace_metadata(traces_dir, traces))
         if config.write_report:
             links = {
                 "audit database": audit_db.database,
@@ -268,7 +284,7 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             )
             metadata["report"] = MetadataValue.path(str(report))
             metadata["report_url"] = MetadataValue.url(report.as_uri())
-        yield Output(metrics, metadata=metadata)
+        yield Output(evaluation.metrics, metadata=metadata)
         for finding in evaluation.findings:
             yield check_result(finding)
 
