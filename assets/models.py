@@ -133,7 +133,7 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         except StaleFeatureService as exc:
             raise Failure(description=str(exc)) from exc
         scorers = Scorers(champion, load_challenger(model.name, model_registry.path))
-        scoring = DayScoring(scorers, domain, context.run_id, scored_at=datetime.now(UTC))
+        scoring = DayScoring(scorers, domain, context.run.run_id, scored_at=datetime.now(UTC))
         # Scored in slices of `slice_rows` cases (scoring is per case); see assets.slices.
         ranges = slice_ranges(row_count(case_features), io_manager.slice_rows)
         with output_sink(io_manager, context, context.asset_key, len(ranges) > 1) as sink:
