@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -30,18 +29,19 @@ from pydantic import Field
 
 from assets.common import markdown_table, stage_key
 from assets.partitions import daily_stage_asset, partition_days
-from hitl_gate.core.database import insert_new_rows
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds
 from hitl_gate.observability.daily import (
     TRACE_MAX_CASES_PER_DAY,
     MetricSettings,
     MetricsEvaluation,
+    StageMaterialization,
     describe_model_runs,
     evaluate_metrics,
     model_run_folders,
     read_metric_inputs,
     read_model_features,
+    record_stage_times,
     runs_without_stage_times,
     store_metrics,
     write_run_report,
@@ -111,14 +111,11 @@ class MetricsConfig(Config):
         )
 
 
-def record_stage_materializations(
-    context: AssetExecutionContext,
-    con: duckdb.DuckDBPyConnection,
-    domain: DomainConfig,
-    run_ids: list[str],
-) -> int:
-    """Copy when each stage materialised each partition in `run_ids` from the Dagster event log."""
-    rows = []
+def stage_materializations(
+    context: AssetExecutionContext, domain: DomainConfig, run_ids: list[str]
+) -> list[StageMaterialization]:
+    """When each stage of `domain` materialised each partition in `run_ids` (Dagster event log)."""
+    events = []
     for run_id in run_ids:
         records = context.instance.get_records_for_run(
             run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
@@ -129,20 +126,17 @@ def record_stage_materializations(
                 continue
             if event.asset_key.path[0] != domain.name:
                 continue
-            rows.append(
-                {
-                    "domain": domain.name,
-                    "run_id": run_id,
-                    "stage": event.asset_key.path[-1],
-                    "partition_date": date.fromisoformat(event.partition),
-                    "materialized_at": datetime.fromtimestamp(
+            events.append(
+                StageMaterialization(
+                    run_id=run_id,
+                    stage=event.asset_key.path[-1],
+                    partition_date=date.fromisoformat(event.partition),
+                    materialized_at=datetime.fromtimestamp(
                         record.event_log_entry.timestamp, tz=UTC
                     ),
-                }
+                )
             )
-    if not rows:
-        return 0
-    return insert_new_rows(con, "stage_materializations", pl.DataFrame(rows))
+    return events
 
 
 def check_result(finding: Finding) -> AssetCheckResult:
@@ -247,7 +241,7 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         traces_dir = observability.traces_dir(domain.name)
         with audit_db.connect() as con:
             pending = runs_without_stage_times(con, domain.name, days)
-            record_stage_materializations(context, con, domain, pending)
+            record_stage_times(con, domain.name, stage_materializations(context, domain, pending))
             inputs = read_metric_inputs(con, domain.name, days, settings.thresholds)
         evaluation = evaluate_metrics(
             inputs,

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.core.database import query_frame, replace_partition_slice
+from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
 from hitl_gate.observability.metrics import (
@@ -93,6 +93,34 @@ class MetricsEvaluation:
     @property
     def checks_failed(self) -> int:
         return sum(not f.passed for f in self.findings)
+
+
+@dataclass(frozen=True)
+class StageMaterialization:
+    """When one stage of a run materialised one partition day (from the orchestrator's log)."""
+
+    run_id: str
+    stage: str
+    partition_date: date
+    materialized_at: datetime
+
+
+def record_stage_times(
+    con: duckdb.DuckDBPyConnection, domain: str, events: Sequence[StageMaterialization]
+) -> int:
+    """Add the events to `stage_materializations` (rows already there are kept); rows added."""
+    if not events:
+        return 0
+    rows = pl.DataFrame(
+        {
+            "domain": [domain] * len(events),
+            "run_id": [e.run_id for e in events],
+            "stage": [e.stage for e in events],
+            "partition_date": [e.partition_date for e in events],
+            "materialized_at": [e.materialized_at for e in events],
+        }
+    )
+    return insert_new_rows(con, "stage_materializations", rows)
 
 
 def runs_without_stage_times(

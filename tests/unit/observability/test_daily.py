@@ -15,12 +15,14 @@ from hitl_gate.observability.anomalies import Thresholds
 from hitl_gate.observability.daily import (
     MetricInputs,
     MetricSettings,
+    StageMaterialization,
     baseline_start,
     describe_model_runs,
     evaluate_metrics,
     model_run_folders,
     read_metric_inputs,
     read_model_features,
+    record_stage_times,
     runs_without_stage_times,
     store_metrics,
     write_run_report,
@@ -131,6 +133,25 @@ def test_only_runs_without_stage_times_are_pending(tmp_path: Path) -> None:
             ),  # fmt: skip
         )
         assert runs_without_stage_times(con, "consumer_credit", [DAY]) == ["run-b"]
+
+
+def test_stage_times_are_recorded_once(tmp_path: Path) -> None:
+    events = [
+        StageMaterialization("run-a", "risk_scores", DAY, AS_OF),
+        StageMaterialization("run-a", "routed_decisions", DAY, AS_OF + timedelta(seconds=5)),
+    ]
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        assert record_stage_times(con, "consumer_credit", []) == 0
+        assert record_stage_times(con, "consumer_credit", events) == 2
+        assert record_stage_times(con, "consumer_credit", events) == 0
+        stored = query_frame(
+            con, "SELECT domain, stage FROM stage_materializations ORDER BY materialized_at"
+        )
+        assert runs_without_stage_times(con, "consumer_credit", [DAY]) == []
+    assert stored.rows() == [
+        ("consumer_credit", "risk_scores"),
+        ("consumer_credit", "routed_decisions"),
+    ]
 
 
 def evaluated(tmp_path: Path, domain: DomainConfig, settings: MetricSettings):
