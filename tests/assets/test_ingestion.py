@@ -14,6 +14,7 @@ from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.core.home import HitlPaths
 from pipelines.resources import build_resources
+from tests.assets.homes import tmp_home
 from tests.unit.ingest.test_day_batch import applications
 
 DAY = date(2018, 1, 3)
@@ -36,7 +37,7 @@ def run_ingestion(paths: HitlPaths, domain: DomainConfig, instance: DagsterInsta
 def test_validated_cases_accepts_good_rows_and_quarantines_bad_ones(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
-    paths = HitlPaths.from_env(tmp_path / "home")
+    paths = tmp_home(tmp_path)
     folder = paths.landing / domain.landing_subdir / DAY.isoformat()
     folder.mkdir(parents=True)
     bad = applications(domain, 1, first=4).with_columns(annual_income=pl.lit("n/a"))
@@ -66,7 +67,7 @@ def test_validated_cases_accepts_good_rows_and_quarantines_bad_ones(
 def test_a_rerun_of_the_day_leaves_the_same_accounting(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
-    paths = HitlPaths.from_env(tmp_path / "home")
+    paths = tmp_home(tmp_path)
     folder = paths.landing / domain.landing_subdir / DAY.isoformat()
     folder.mkdir(parents=True)
     applications(domain, 3).write_csv(folder / "apps.csv")

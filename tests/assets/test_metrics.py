@@ -13,6 +13,7 @@ from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.core.home import HitlPaths
 from pipelines.resources import build_resources
+from tests.assets.homes import tmp_home
 from tests.unit.observability.test_daily import decision_rows, seed
 
 DAY = date(2018, 1, 20)
@@ -26,7 +27,7 @@ def domain() -> DomainConfig:
 @pytest.fixture
 def paths(tmp_path: Path) -> HitlPaths:
     """A home whose audit database holds a day of decisions and four days before it."""
-    paths = HitlPaths.from_env(tmp_path / "home")
+    paths = tmp_home(tmp_path)
     with audit_connection(paths.audit_db) as con:
         for back in range(4, 0, -1):
             day = DAY - timedelta(days=back)
