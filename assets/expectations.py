@@ -7,7 +7,6 @@ Data Docs pages under the home folder; their paths are in the check's metadata.
 
 from pathlib import Path
 
-import polars as pl
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -46,29 +45,24 @@ def _suite_check(domain: DomainConfig, stage: str, blocking: bool) -> AssetCheck
     def expectations_check(
         context: AssetCheckExecutionContext, data_docs: DataDocs
     ) -> AssetCheckResult:
-        from hitl_gate.quality.expectations import load_expectations, outcomes_frame
-        from hitl_gate.quality.gx_suites import GxLocations, run_suite
+        from hitl_gate.quality.gx_suites import GxLocations, run_declared_suite
 
-        suite = load_expectations(domain.source_dir / domain.expectations).suites[stage]
         where = GxLocations(
             project_root=Path(data_docs.gx_root),
             data_docs=data_docs.path,
             warehouse=Path(data_docs.warehouse),
             lock_wait_s=data_docs.lock_wait_s,
         )
-        run = run_suite(
-            where, domain.name, stage, suite, partition_days(context), context.run.run_id
-        )
-        table = outcomes_frame(run.outcomes)
-        failed = table.filter(~pl.col("success"))
+        run = run_declared_suite(where, domain, stage, partition_days(context), context.run.run_id)
+        table = run.table()
         return AssetCheckResult(
             passed=run.success,
             severity=AssetCheckSeverity.ERROR if blocking else AssetCheckSeverity.WARN,
             metadata={
                 "expectations": table.height,
-                "failed": failed["label"].to_list(),
+                "failed": run.failed,
                 "results": MetadataValue.md(markdown_table(table, max_rows=50)),
-                "data_docs": MetadataValue.path(str(run.pages[0] if run.pages else run.index)),
+                "data_docs": MetadataValue.path(str(run.first_page)),
                 "data_docs_pages": [str(p) for p in run.pages],
                 "data_docs_index": MetadataValue.path(str(run.index)),
                 "engine": "great_expectations (SQL on DuckDB)",

@@ -1,7 +1,6 @@
 """Ingestion assets: landing files in, validated cases and quarantined rows out."""
 
 from datetime import UTC, datetime
-from pathlib import Path
 
 import polars as pl
 from dagster import (
@@ -14,19 +13,11 @@ from dagster import (
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
-from hitl_gate.core.database import replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.ingest.day_batch import read_new_files, record_day_batch, registered_files_frame
+from hitl_gate.ingest.landing import discover_landing_files
+from hitl_gate.ingest.landing_registry import ContractVersionConflict, register_files
 from pipelines.resources import AuditDatabase, LandingZone
-
-RAW_CASES_SCHEMA = {
-    "partition_date": pl.Date,
-    "file_path": pl.String,
-    "file_sha256": pl.String,
-    "size_bytes": pl.Int64,
-    "arrived_at": pl.Datetime("us", "UTC"),
-    "file_version": pl.Int64,
-    "duplicate_of": pl.String,
-}
 
 
 def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
@@ -44,9 +35,6 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     def raw_cases(
         context: AssetExecutionContext, landing: LandingZone, audit_db: AuditDatabase
     ) -> Output[pl.DataFrame]:
-        from hitl_gate.ingest.landing import discover_landing_files
-        from hitl_gate.ingest.landing_registry import register_files
-
         files = [
             f
             for day in partition_days(context)
@@ -56,18 +44,7 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             registered = register_files(
                 con, domain.name, files, context.run.run_id, datetime.now(UTC)
             )
-        frame = pl.DataFrame(
-            {
-                "partition_date": [r.file.partition_date for r in registered],
-                "file_path": [str(r.file.path) for r in registered],
-                "file_sha256": [r.file.sha256 for r in registered],
-                "size_bytes": [r.file.size_bytes for r in registered],
-                "arrived_at": [r.file.arrived_at for r in registered],
-                "file_version": [r.version for r in registered],
-                "duplicate_of": [r.duplicate_of for r in registered],
-            },
-            schema=RAW_CASES_SCHEMA,
-        )
+        frame = registered_files_frame(registered)
         duplicates = frame.filter(pl.col("duplicate_of").is_not_null())
         return Output(
             frame,
@@ -103,81 +80,32 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     def validated_cases(
         context: AssetExecutionContext, raw_cases: pl.DataFrame, audit_db: AuditDatabase
     ) -> Output[pl.DataFrame]:
-        from hitl_gate.ingest.landing import (
-            LandingFile,
-            duplicate_files_frame,
-            ingest_files,
-            withhold_known_cases,
-        )
-        from hitl_gate.ingest.landing_registry import (
-            ContractVersionConflict,
-            cases_accepted_elsewhere,
-            record_accepted_cases,
-            record_contract,
-        )
-        from hitl_gate.quality.contract import contract_digest
-
-        def landing_file(row: dict) -> LandingFile:
-            return LandingFile(
-                path=Path(row["file_path"]),
-                sha256=row["file_sha256"],
-                size_bytes=row["size_bytes"],
-                partition_date=row["partition_date"],
-                arrived_at=row["arrived_at"],
-            )
-
-        fresh = raw_cases.filter(pl.col("duplicate_of").is_null())
-        repeats = raw_cases.filter(pl.col("duplicate_of").is_not_null())
-        result = ingest_files(
-            [landing_file(r) for r in fresh.iter_rows(named=True)], domain.contract, domain.case_id
-        )
-        digest = contract_digest(domain.contract)
-        now = datetime.now(UTC)
-        run_id = context.run.run_id
-        days = partition_days(context)
+        result = read_new_files(raw_cases, domain)
         with audit_db.connect() as con:
             try:
-                record_contract(con, domain.name, domain.contract, digest, run_id, now)
+                batch = record_day_batch(
+                    con,
+                    domain,
+                    result,
+                    raw_cases,
+                    partition_days(context),
+                    context.run.run_id,
+                    datetime.now(UTC),
+                )
             except ContractVersionConflict as exc:
                 raise Failure(description=str(exc)) from exc
-            known = cases_accepted_elsewhere(
-                con, domain.name, result.accepted[domain.case_id], days
-            )
-            result = withhold_known_cases(result, known, domain.case_id)
-            duplicates = duplicate_files_frame(
-                [(landing_file(r), r["duplicate_of"]) for r in repeats.iter_rows(named=True)]
-            )
-            file_rows = pl.concat([result.files, duplicates]).with_columns(
-                pl.lit(domain.name).alias("domain"),
-                pl.lit(domain.contract.version).alias("contract_version"),
-                pl.lit(digest).alias("contract_digest"),
-                pl.lit(run_id).alias("run_id"),
-                pl.lit(now).alias("recorded_at"),
-            )
-            quarantine = result.quarantine.rename(
-                {"column": "column_name", "check": "check_name"}
-            ).with_columns(pl.lit(domain.name).alias("domain"), pl.lit(run_id).alias("run_id"))
-            replace_partition_slice(con, "input_files", file_rows, domain.name, days)
-            replace_partition_slice(con, "quarantine", quarantine, domain.name, days)
-            record_accepted_cases(con, domain.name, result.accepted, domain.case_id, days, run_id)
-        accepted = result.accepted.with_columns(
-            pl.lit(domain.contract.version).alias("_contract_version"),
-            pl.lit(digest).alias("_contract_digest"),
-        )
-        rows_read = int(result.files["rows_read"].sum() or 0)
-        quarantined = int(result.files["rows_quarantined"].sum() or 0)
         return Output(
-            accepted,
+            batch.accepted,
             metadata={
-                "rows_read": rows_read,
-                "rows_accepted": accepted.height,
-                "rows_quarantined": quarantined,
-                "files_rejected": int((result.files["status"] == "rejected").sum()),
-                "files_duplicate": duplicates.height,
-                "case_ids_held_by_other_partitions": known.height,
-                "contract_digest": digest,
-                "contract_version": domain.contract.version,
-                "quarantine_sample": MetadataValue.md(markdown_table(result.quarantine)),
+                "rows_read": batch.rows_read,
+                "rows_accepted": batch.accepted.height,
+                "rows_quarantined": batch.rows_quarantined,
+                "files_rejected": batch.files_rejected,
+                "files_duplicate": batch.duplicate_files,
+                "case_ids_held_by_other_partitions": batch.cases_held_elsewhere,
+                "contract_digest": batch.contract_digest,
+                "contract_version": batch.contract_version,
+                "quarantine_sample": MetadataValue.md(markdown_table(batch.quarantine)),
             },
         )
 

@@ -10,10 +10,9 @@ asset and evaluated in the same step, from the same frames.
 """
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -30,10 +29,25 @@ from pydantic import Field
 
 from assets.common import markdown_table, stage_key
 from assets.partitions import daily_stage_asset, partition_days
-from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
-from hitl_gate.observability.metrics import decision_metrics, default_decline_bands
+from hitl_gate.observability.anomalies import Finding, Thresholds
+from hitl_gate.observability.daily import (
+    TRACE_MAX_CASES_PER_DAY,
+    MetricSettings,
+    MetricsEvaluation,
+    StageMaterialization,
+    describe_model_runs,
+    evaluate_metrics,
+    model_run_folders,
+    read_metric_inputs,
+    read_model_features,
+    record_stage_times,
+    runs_without_stage_times,
+    store_metrics,
+    write_run_report,
+)
+from hitl_gate.observability.traces import TraceFile
+from models.outcomes import outcome_flags, read_outcomes
 from pipelines.resources import (
     AuditDatabase,
     DataDocs,
@@ -43,16 +57,6 @@ from pipelines.resources import (
     ObservabilityOutputs,
     ReviewWorkspace,
 )
-
-# Per-case traces kept per day before sampling starts: about 35 MB of OTLP JSON (docs/scaling.md).
-TRACE_MAX_CASES_PER_DAY = 10_000
-# The `case_stage_times` columns metrics and checks read (run ids and digests stay in DuckDB).
-METRIC_CASE_COLUMNS = (
-    "partition_date", "case_id", "route", "route_rule_id", "review_queue", "risk_band",
-    "policy_version", "pd", "ingested_at", "validated_at", "scored_at", "routed_at",
-    "batch_queue", "exported_at", "due_at", "verdict", "reviewer_id", "verdict_file_sha256",
-    "verdict_received_at", "executed_action", "decided_by", "executed_at",
-)  # fmt: skip
 
 CHECKS = {
     "route_mix_shift": "Share of each route per day vs the trailing baseline (binomial z).",
@@ -97,15 +101,21 @@ class MetricsConfig(Config):
             bias_min_seconds_per_case=self.bias_min_seconds_per_case,
         )
 
+    def settings(self) -> MetricSettings:
+        """The run config as the library's plain settings."""
+        return MetricSettings(
+            thresholds=self.thresholds(),
+            decline_bands=tuple(self.decline_bands),
+            write_traces=self.write_traces,
+            trace_max_cases_per_day=self.trace_max_cases_per_day,
+        )
 
-def record_stage_materializations(
-    context: AssetExecutionContext,
-    con: duckdb.DuckDBPyConnection,
-    domain: DomainConfig,
-    run_ids: list[str],
-) -> int:
-    """Copy when each stage materialised each partition in `run_ids` from the Dagster event log."""
-    rows = []
+
+def stage_materializations(
+    context: AssetExecutionContext, domain: DomainConfig, run_ids: list[str]
+) -> list[StageMaterialization]:
+    """When each stage of `domain` materialised each partition in `run_ids` (Dagster event log)."""
+    events = []
     for run_id in run_ids:
         records = context.instance.get_records_for_run(
             run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION
@@ -116,47 +126,17 @@ def record_stage_materializations(
                 continue
             if event.asset_key.path[0] != domain.name:
                 continue
-            rows.append(
-                {
-                    "domain": domain.name,
-                    "run_id": run_id,
-                    "stage": event.asset_key.path[-1],
-                    "partition_date": date.fromisoformat(event.partition),
-                    "materialized_at": datetime.fromtimestamp(
+            events.append(
+                StageMaterialization(
+                    run_id=run_id,
+                    stage=event.asset_key.path[-1],
+                    partition_date=date.fromisoformat(event.partition),
+                    materialized_at=datetime.fromtimestamp(
                         record.event_log_entry.timestamp, tz=UTC
                     ),
-                }
+                )
             )
-    if not rows:
-        return 0
-    return insert_new_rows(con, "stage_materializations", pl.DataFrame(rows))
-
-
-def load_outcomes(landing: LandingZone, domain: DomainConfig) -> pl.DataFrame:
-    """Known post-decision outcomes as (case_id, bad)."""
-    from assets.models import read_outcomes
-
-    label = domain.model.label
-    return read_outcomes(landing.path, domain).select(
-        pl.col(domain.case_id).alias("case_id"),
-        pl.col(label.column).is_in(label.positive_values).alias("bad"),
-    )
-
-
-def load_features(feast_dir: Path, domain: DomainConfig, days: list[date]) -> pl.DataFrame:
-    """The model features of `days` from the Feast offline source files (absent days skipped)."""
-    from features.store import partition_path
-
-    names = domain.model.features
-    frames = []
-    for day in days:
-        path = partition_path(domain, feast_dir, day)
-        if path.exists():
-            frame = pl.read_parquet(path, columns=[c for c in names])
-            frames.append(frame.with_columns(pl.lit(day).alias("partition_date")))
-    if not frames:
-        return pl.DataFrame(schema={"partition_date": pl.Date, **dict.fromkeys(names, pl.Float64)})
-    return pl.concat(frames, how="diagonal_relaxed")
+    return events
 
 
 def check_result(finding: Finding) -> AssetCheckResult:
@@ -202,18 +182,27 @@ def _metadata_tables(metrics: pl.DataFrame) -> dict[str, MetadataValue]:
     }
 
 
-def _mlflow_run_links(
-    registry: ModelRegistryResource, model_runs: pl.DataFrame
-) -> dict[str, MetadataValue]:
-    """A link per model version that decided these days: its MLflow run's artefact folder."""
-    from models.mlflow_store import artifact_root
-
-    root = artifact_root(registry.path)
+def _evaluation_metadata(evaluation: MetricsEvaluation) -> dict[str, object]:
+    """Counts, the checks' one-line outcomes and the headline metric tables."""
     return {
-        f"mlflow_run_{r['model_name']}_v{r['model_version']}": MetadataValue.path(
-            str(root / r["model_run_id"] / "artifacts")
-        )
-        for r in model_runs.iter_rows(named=True)
+        "days": len(evaluation.days),
+        "cases": evaluation.cases,
+        "metric_rows": evaluation.metrics.height,
+        "checks_failed": evaluation.checks_failed,
+        "checks": MetadataValue.md(
+            "\n".join(f"- {f.describe()}" for f in evaluation.findings) or "_none_"
+        ),
+        **_metadata_tables(evaluation.metrics),
+    }
+
+
+def _trace_metadata(folder: Path, traces: list[TraceFile]) -> dict[str, object]:
+    """Where the trace files are, how many cases they hold and the lowest sampling ratio."""
+    return {
+        "traces": MetadataValue.path(str(folder)),
+        "trace_files": len(traces),
+        "traced_cases": sum(f.traces for f in traces),
+        "trace_sample_ratio_min": min(f.sample_ratio for f in traces),
     }
 
 
@@ -246,119 +235,51 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         model_registry: ModelRegistryResource,
         review: ReviewWorkspace,
     ) -> Iterator[Output[pl.DataFrame] | AssetCheckResult]:
-        from hitl_gate.observability.metrics import with_review_facts
-        from hitl_gate.observability.report import render_report, write_report
-        from hitl_gate.observability.traces import write_traces
-
         days = partition_days(context)
-        t = config.thresholds()
-        as_of = datetime.now(UTC)
-        window_start = min(days) - timedelta(days=t.baseline_days)
+        run_id = context.run.run_id
+        settings = config.settings()
+        traces_dir = observability.traces_dir(domain.name)
         with audit_db.connect() as con:
-            run_ids = query_frame(
-                con,
-                "SELECT DISTINCT run_id FROM decisions WHERE domain = ? AND partition_date IN "
-                "(SELECT unnest(?::DATE[])) AND run_id NOT IN (SELECT run_id FROM "
-                "stage_materializations WHERE domain = ?)",
-                [domain.name, days, domain.name],
-            )["run_id"].to_list()
-            record_stage_materializations(context, con, domain, run_ids)
-            cases = query_frame(
-                con,
-                f"SELECT {', '.join(METRIC_CASE_COLUMNS)} FROM case_stage_times "
-                "WHERE domain = ? AND partition_date BETWEEN ? AND ? "
-                "ORDER BY partition_date, case_id",
-                [domain.name, window_start, max(days)],
-            )
-            qa = query_frame(
-                con,
-                "SELECT d.partition_date, d.proposed_route, d.qa_probability, v.verdict "
-                "FROM decisions d LEFT JOIN verdicts v ON v.domain = d.domain "
-                "AND v.case_id = d.case_id WHERE d.domain = ? AND d.qa_sample "
-                "AND d.partition_date IN (SELECT unnest(?::DATE[]))",
-                [domain.name, days],
-            )
-            model_runs = query_frame(
-                con,
-                "SELECT DISTINCT model_name, model_version, model_run_id FROM decisions "
-                "WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
-                [domain.name, days],
-            )
-        decline = config.decline_bands or default_decline_bands(list(domain.model.bands))
-        in_run = cases.filter(pl.col("partition_date").is_in(days))
-        metrics = decision_metrics(
-            in_run,
-            as_of=as_of,
-            decline_bands=decline,
-            outcomes=load_outcomes(landing, domain),
-            qa=qa,
-        )
-        window = [
-            window_start + timedelta(days=i) for i in range((max(days) - window_start).days + 1)
-        ]
-        features = load_features(feature_store.path, domain, window)
-        findings = detect_all(
-            with_review_facts(cases, decline),
-            features,
-            days=days,
-            as_of=as_of,
-            feature_columns=domain.model.features,
-            t=t,
-        )
-        stored = metrics.with_columns(
-            pl.lit(domain.name).alias("domain"),
-            pl.lit(context.run.run_id).alias("run_id"),
-            pl.lit(as_of).alias("computed_at"),
+            pending = runs_without_stage_times(con, domain.name, days)
+            record_stage_times(con, domain.name, stage_materializations(context, domain, pending))
+            inputs = read_metric_inputs(con, domain.name, days, settings.thresholds)
+        evaluation = evaluate_metrics(
+            inputs,
+            domain,
+            settings,
+            as_of=datetime.now(UTC),
+            outcomes=outcome_flags(read_outcomes(landing.path, domain), domain),
+            features=read_model_features(feature_store.path, domain, inputs.window),
         )
         with audit_db.connect() as con:
-            replace_partition_slice(con, "decision_metrics", stored, domain.name, days)
-            if config.write_traces:
-                traces = write_traces(
-                    con,
-                    domain.name,
-                    observability.traces_dir(domain.name),
-                    days,
-                    config.trace_max_cases_per_day,
-                )
-        links = {
-            "audit database": audit_db.database,
-            "traces (OTLP JSON lines)": str(observability.traces_dir(domain.name)),
-            "model runs (MLflow)": ", ".join(
-                f"{r['model_name']} v{r['model_version']} run {r['model_run_id']}"
-                for r in model_runs.iter_rows(named=True)
-            ),
-        }
+            traces = store_metrics(con, evaluation, domain.name, run_id, settings, traces_dir)
         metadata: dict[str, object] = {
-            "days": len(days),
-            "cases": int(in_run.height),
-            "metric_rows": metrics.height,
-            "checks_failed": sum(not f.passed for f in findings),
-            "checks": MetadataValue.md(
-                "\n".join(f"- {f.describe()}" for f in findings) or "_none_"
-            ),
-            **_metadata_tables(metrics),
+            **_evaluation_metadata(evaluation),
             "audit_database": MetadataValue.path(audit_db.database),
             "review_batches": MetadataValue.path(str(review.batches_dir)),
             "data_docs": MetadataValue.path(str(data_docs.path)),
-            **_mlflow_run_links(model_registry, model_runs),
+            **{
+                name: MetadataValue.path(str(folder))
+                for name, folder in model_run_folders(
+                    model_registry.path, inputs.model_runs
+                ).items()
+            },
         }
         if config.write_traces:
-            metadata["traces"] = MetadataValue.path(str(observability.traces_dir(domain.name)))
-            metadata["trace_files"] = len(traces)
-            metadata["traced_cases"] = sum(f.traces for f in traces)
-            metadata["trace_sample_ratio_min"] = min(f.sample_ratio for f in traces)
+            metadata.update(_trace_metadata(traces_dir, traces))
         if config.write_report:
-            document = render_report(
-                domain=domain.name, run_id=context.run.run_id, days=days, as_of=as_of,
-                metrics=metrics, findings=findings, links=links,
-            )  # fmt: skip
-            report = write_report(
-                observability.reports_dir(domain.name), context.run.run_id, document
+            links = {
+                "audit database": audit_db.database,
+                "traces (OTLP JSON lines)": str(traces_dir),
+                "model runs (MLflow)": describe_model_runs(inputs.model_runs),
+            }
+            report = write_run_report(
+                observability.reports_dir(domain.name), domain.name, run_id, evaluation, links
             )
             metadata["report"] = MetadataValue.path(str(report))
             metadata["report_url"] = MetadataValue.url(report.as_uri())
-        yield Output(metrics, metadata=metadata)
-        for finding in findings:
+        yield Output(evaluation.metrics, metadata=metadata)
+        for finding in evaluation.findings:
             yield check_result(finding)
 
     return [decision_metrics_asset]

@@ -9,8 +9,8 @@ import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
 from assets.common import markdown_table, stage_key
-from hitl_gate.core.database import query_frame
 from hitl_gate.core.domain import DomainConfig
+from models.monitoring import input_completeness, score_drift_by_version
 from pipelines.resources import AuditDatabase
 
 
@@ -28,26 +28,21 @@ def build_model_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
         ),
     )
     def inputs_complete(case_features: pl.DataFrame) -> AssetCheckResult:
-        features = model.features
-        n = case_features.height
-        shares = (
-            case_features.select(
-                [(pl.col(f).null_count() / pl.len()).alias(f) for f in features]
-            ).row(0, named=True)
-            if n
-            else dict.fromkeys(features, 0.0)
-        )
-        no_row = case_features.filter(pl.all_horizontal(pl.col(features).is_null())).height
-        too_sparse = {f: s for f, s in shares.items() if s > limits.max_missing_share}
+        result = input_completeness(case_features, model.features, limits.max_missing_share)
         return AssetCheckResult(
-            passed=no_row == 0 and not too_sparse,
+            passed=result.passed,
             metadata={
-                "rows": n,
-                "cases_without_features": no_row,
-                "features_over_limit": sorted(too_sparse),
+                "rows": result.rows,
+                "cases_without_features": result.cases_without_features,
+                "features_over_limit": result.features_over_limit,
                 "missing_share": markdown_table(
-                    pl.DataFrame({"feature": list(shares), "missing": list(shares.values())}),
-                    max_rows=len(shares),
+                    pl.DataFrame(
+                        {
+                            "feature": list(result.missing_share),
+                            "missing": list(result.missing_share.values()),
+                        }
+                    ),
+                    max_rows=len(result.missing_share),
                 ),
             },
         )
@@ -61,31 +56,14 @@ def build_model_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
         ),
     )
     def score_drift(risk_scores: pl.DataFrame, audit_db: AuditDatabase) -> AssetCheckResult:
-        from models.drift import psi
-
-        results = []
         with audit_db.connect(read_only=True) as con:
-            for (name, version), part in risk_scores.group_by(
-                ["model_name", "model_version"], maintain_order=True
-            ):
-                reference = query_frame(
-                    con,
-                    "SELECT bin, lower_pd, upper_pd, share FROM model_reference_bins "
-                    "WHERE model_name = ? AND model_version = ?",
-                    [name, version],
-                )
-                value = psi(part["pd"].to_numpy(), reference) if reference.height else None
-                results.append((f"{name} v{version}", part.height, value))
-        checked = [r for r in results if r[2] is not None and r[1] >= limits.min_cases_for_psi]
-        drifted = [r for r in checked if r[2] > limits.max_psi]
+            drift = score_drift_by_version(con, risk_scores, limits)
         return AssetCheckResult(
-            passed=not drifted,
+            passed=drift.passed,
             metadata={
-                "psi": max((r[2] for r in checked), default=0.0),
-                "checked": bool(checked),
-                "by_model_version": markdown_table(
-                    pl.DataFrame(results, schema=["model", "cases", "psi"], orient="row")
-                ),
+                "psi": drift.worst_psi,
+                "checked": bool(drift.checked),
+                "by_model_version": markdown_table(drift.table()),
             },
         )
 

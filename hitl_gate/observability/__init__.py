@@ -1,5 +1,6 @@
 """Observability: decision metrics, stage timing and traces, anomaly findings, the HTML report.
 
-Everything here is pure over Polars frames (the asset in `assets/metrics.py` loads them from the
-audit database), so scenarios for tests are a few lines of frame construction.
+`metrics`, `anomalies` and `report` are pure over Polars frames, so scenarios for tests are a
+few lines of frame construction; `traces` streams OTLP lines out of DuckDB; `daily` is one
+run of the `decision_metrics` asset (read the audit database, evaluate, store, report).
 """

@@ -24,8 +24,18 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import polars as pl
+
+from hitl_gate.core.domain import DomainConfig
 from hitl_gate.quality.expectation_batches import connect_config, database_path, prepare_stage
-from hitl_gate.quality.expectations import TRAILING, Expectation, Outcome, Suite
+from hitl_gate.quality.expectations import (
+    TRAILING,
+    Expectation,
+    Outcome,
+    Suite,
+    load_expectations,
+    outcomes_frame,
+)
 
 if TYPE_CHECKING:
     from great_expectations.data_context.store.store import DataDocsSiteConfigTypedDict
@@ -56,6 +66,20 @@ class SuiteRun:
     success: bool
     pages: list[Path]
     index: Path
+
+    def table(self) -> pl.DataFrame:
+        """The outcomes as a table: label, success, observed, unexpected counts."""
+        return outcomes_frame(self.outcomes)
+
+    @property
+    def failed(self) -> list[str]:
+        """Labels of the expectations that did not hold, in declaration order."""
+        return [o.label for o in self.outcomes if not o.success]
+
+    @property
+    def first_page(self) -> Path:
+        """The Data Docs page to open first: this run's first page, else the site index."""
+        return self.pages[0] if self.pages else self.index
 
 
 def _gx_expectation(e: Expectation, position: int) -> Any:
@@ -306,3 +330,20 @@ def run_suite(
             pages=pages,
             index=where.data_docs / "index.html",
         )
+
+
+def run_declared_suite(
+    where: GxLocations,
+    domain: DomainConfig,
+    stage: str,
+    days: Sequence[date],
+    run_name: str,
+) -> SuiteRun:
+    """Run `stage`'s suite as the domain's expectations file declares it now, on `days`.
+
+    The file is read at run time, so an edited threshold applies from the next run on.
+    """
+    if domain.expectations is None:
+        raise ValueError(f"{domain.name} declares no expectations file")
+    suite = load_expectations(domain.source_dir / domain.expectations).suites[stage]
+    return run_suite(where, domain.name, stage, suite, days, run_name)

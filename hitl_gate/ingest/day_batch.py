@@ -1,0 +1,184 @@
+"""A day's landed files from registration to accepted cases: the accounting of the ingest stage.
+
+`raw_cases` is the day's registered files as one frame (`registered_files_frame`);
+`validated_cases` reads the new ones against the contract (`read_new_files`, outside any
+database connection) and records the outcome in one go (`record_day_batch`): the contract,
+cases another partition already holds moved to quarantine, the file and quarantine slices of
+the days replaced, the accepted case ids registered. Every row read is accepted or quarantined
+and every file (repeats included) has an accounting row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from hitl_gate.core.database import replace_partition_slice
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.ingest.landing import (
+    IngestResult,
+    LandingFile,
+    duplicate_files_frame,
+    ingest_files,
+    withhold_known_cases,
+)
+from hitl_gate.ingest.landing_registry import (
+    RegisteredFile,
+    cases_accepted_elsewhere,
+    record_accepted_cases,
+    record_contract,
+)
+from hitl_gate.quality.contract import contract_digest
+
+RAW_CASES_SCHEMA = {
+    "partition_date": pl.Date,
+    "file_path": pl.String,
+    "file_sha256": pl.String,
+    "size_bytes": pl.Int64,
+    "arrived_at": pl.Datetime("us", "UTC"),
+    "file_version": pl.Int64,
+    "duplicate_of": pl.String,
+}
+
+
+def registered_files_frame(registered: Sequence[RegisteredFile]) -> pl.DataFrame:
+    """The `raw_cases` frame: one row per registered file, its version and what it repeats."""
+    return pl.DataFrame(
+        {
+            "partition_date": [r.file.partition_date for r in registered],
+            "file_path": [str(r.file.path) for r in registered],
+            "file_sha256": [r.file.sha256 for r in registered],
+            "size_bytes": [r.file.size_bytes for r in registered],
+            "arrived_at": [r.file.arrived_at for r in registered],
+            "file_version": [r.version for r in registered],
+            "duplicate_of": [r.duplicate_of for r in registered],
+        },
+        schema=RAW_CASES_SCHEMA,
+    )
+
+
+def landing_file(row: dict) -> LandingFile:
+    """The landing file a `raw_cases` row describes."""
+    return LandingFile(
+        path=Path(row["file_path"]),
+        sha256=row["file_sha256"],
+        size_bytes=row["size_bytes"],
+        partition_date=row["partition_date"],
+        arrived_at=row["arrived_at"],
+    )
+
+
+def new_files(raw_cases: pl.DataFrame) -> list[LandingFile]:
+    """Files whose bytes were seen for the first time: the only ones read."""
+    return [
+        landing_file(r)
+        for r in raw_cases.filter(pl.col("duplicate_of").is_null()).iter_rows(named=True)
+    ]
+
+
+def repeated_files(raw_cases: pl.DataFrame) -> list[tuple[LandingFile, str]]:
+    """Files whose bytes were ingested before, with the file they repeat."""
+    repeats = raw_cases.filter(pl.col("duplicate_of").is_not_null())
+    return [(landing_file(r), r["duplicate_of"]) for r in repeats.iter_rows(named=True)]
+
+
+def read_new_files(raw_cases: pl.DataFrame, domain: DomainConfig) -> IngestResult:
+    """Read the day's new files and hold every row to the domain's contract."""
+    return ingest_files(new_files(raw_cases), domain.contract, domain.case_id)
+
+
+@dataclass(frozen=True)
+class DayBatch:
+    """What a day's ingestion recorded: accepted cases, per-file accounting, quarantine."""
+
+    accepted: pl.DataFrame  # with `_contract_version` and `_contract_digest`
+    files: pl.DataFrame  # one row per file read (repeats not included)
+    quarantine: pl.DataFrame  # one row per quarantined row and reason
+    duplicate_files: int
+    cases_held_elsewhere: int
+    contract_digest: str
+    contract_version: int
+
+    @property
+    def rows_read(self) -> int:
+        return int(self.files["rows_read"].sum() or 0)
+
+    @property
+    def rows_quarantined(self) -> int:
+        return int(self.files["rows_quarantined"].sum() or 0)
+
+    @property
+    def files_rejected(self) -> int:
+        return int((self.files["status"] == "rejected").sum())
+
+
+def file_accounting_rows(
+    result: IngestResult,
+    repeats: list[tuple[LandingFile, str]],
+    domain: DomainConfig,
+    digest: str,
+    run_id: str,
+    now: datetime,
+) -> pl.DataFrame:
+    """Rows of the audit table `input_files`: files read and repeats, with contract and run."""
+    return pl.concat([result.files, duplicate_files_frame(repeats)]).with_columns(
+        pl.lit(domain.name).alias("domain"),
+        pl.lit(domain.contract.version).alias("contract_version"),
+        pl.lit(digest).alias("contract_digest"),
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(now).alias("recorded_at"),
+    )
+
+
+def quarantine_rows(result: IngestResult, domain: str, run_id: str) -> pl.DataFrame:
+    """Rows of the audit table `quarantine` (its column names avoid SQL keywords)."""
+    return result.quarantine.rename({"column": "column_name", "check": "check_name"}).with_columns(
+        pl.lit(domain).alias("domain"), pl.lit(run_id).alias("run_id")
+    )
+
+
+def record_day_batch(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    result: IngestResult,
+    raw_cases: pl.DataFrame,
+    days: Sequence[date],
+    run_id: str,
+    now: datetime,
+) -> DayBatch:
+    """Record the days' ingestion in the audit database and return what was accepted.
+
+    Raises `ContractVersionConflict` when the contract's version number was recorded before
+    with other content. Cases another partition already accepted are quarantined here, so a
+    case id is decided once.
+    """
+    days = list(days)
+    digest = contract_digest(domain.contract)
+    record_contract(con, domain.name, domain.contract, digest, run_id, now)
+    known = cases_accepted_elsewhere(con, domain.name, result.accepted[domain.case_id], days)
+    result = withhold_known_cases(result, known, domain.case_id)
+    repeats = repeated_files(raw_cases)
+    file_rows = file_accounting_rows(result, repeats, domain, digest, run_id, now)
+    replace_partition_slice(con, "input_files", file_rows, domain.name, days)
+    replace_partition_slice(
+        con, "quarantine", quarantine_rows(result, domain.name, run_id), domain.name, days
+    )
+    record_accepted_cases(con, domain.name, result.accepted, domain.case_id, days, run_id)
+    accepted = result.accepted.with_columns(
+        pl.lit(domain.contract.version).alias("_contract_version"),
+        pl.lit(digest).alias("_contract_digest"),
+    )
+    return DayBatch(
+        accepted=accepted,
+        files=result.files,
+        quarantine=result.quarantine,
+        duplicate_files=len(repeats),
+        cases_held_elsewhere=known.height,
+        contract_digest=digest,
+        contract_version=domain.contract.version,
+    )

@@ -1,0 +1,286 @@
+"""One run's decision metrics: read the days and their baseline, judge them, store the evidence.
+
+The `decision_metrics` asset is three calls into this module around two short DuckDB
+connections: `read_metric_inputs` (the run's days plus the trailing baseline window),
+`evaluate_metrics` (pure: the long metrics table and every anomaly finding) and
+`store_metrics` (the day's slice of `decision_metrics` and the OTLP trace files). The HTML
+report is `write_run_report`. Nothing here knows about Dagster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
+from hitl_gate.observability.metrics import (
+    decision_metrics,
+    default_decline_bands,
+    with_review_facts,
+)
+from hitl_gate.observability.report import render_report, write_report
+from hitl_gate.observability.traces import TraceFile, write_traces
+
+# Per-case traces kept per day before sampling starts: about 35 MB of OTLP JSON (docs/scaling.md).
+TRACE_MAX_CASES_PER_DAY = 10_000
+# The `case_stage_times` columns metrics and checks read (run ids and digests stay in DuckDB).
+METRIC_CASE_COLUMNS = (
+    "partition_date", "case_id", "route", "route_rule_id", "review_queue", "risk_band",
+    "policy_version", "pd", "ingested_at", "validated_at", "scored_at", "routed_at",
+    "batch_queue", "exported_at", "due_at", "verdict", "reviewer_id", "verdict_file_sha256",
+    "verdict_received_at", "executed_action", "decided_by", "executed_at",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MetricSettings:
+    """How one run's metrics are judged and which evidence it writes."""
+
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    # Risk bands whose proposed action is decline; empty = upper half of the model's bands.
+    decline_bands: tuple[str, ...] = ()
+    write_traces: bool = True
+    # Trace every case of a day up to this many, else a consistent sample (None = all).
+    trace_max_cases_per_day: int | None = TRACE_MAX_CASES_PER_DAY
+
+    def decline_bands_for(self, domain: DomainConfig) -> list[str]:
+        """The declared decline bands, or by default the upper half of the domain's bands."""
+        return list(self.decline_bands) or default_decline_bands(list(domain.model.bands))
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    """What the audit database holds for a run's days and their trailing baseline."""
+
+    days: list[date]
+    window_start: date
+    cases: pl.DataFrame  # `METRIC_CASE_COLUMNS` of the window, run days included
+    qa: pl.DataFrame  # QA-sampled automatic cases of the run's days and their verdicts
+    model_runs: pl.DataFrame  # model name, version and MLflow run that decided the days
+
+    @property
+    def window(self) -> list[date]:
+        """Every day from the baseline's first to the run's last."""
+        last = max(self.days)
+        return [
+            self.window_start + timedelta(days=i)
+            for i in range((last - self.window_start).days + 1)
+        ]
+
+    @property
+    def run_cases(self) -> pl.DataFrame:
+        """The cases of the run's days only."""
+        return self.cases.filter(pl.col("partition_date").is_in(self.days))
+
+
+@dataclass(frozen=True)
+class MetricsEvaluation:
+    """The long metrics table of the run's days and every anomaly finding about them."""
+
+    days: list[date]
+    as_of: datetime
+    cases: int
+    metrics: pl.DataFrame
+    findings: list[Finding]
+
+    @property
+    def checks_failed(self) -> int:
+        return sum(not f.passed for f in self.findings)
+
+
+@dataclass(frozen=True)
+class StageMaterialization:
+    """When one stage of a run materialised one partition day (from the orchestrator's log)."""
+
+    run_id: str
+    stage: str
+    partition_date: date
+    materialized_at: datetime
+
+
+def record_stage_times(
+    con: duckdb.DuckDBPyConnection, domain: str, events: Sequence[StageMaterialization]
+) -> int:
+    """Add the events to `stage_materializations` (rows already there are kept); rows added."""
+    if not events:
+        return 0
+    rows = pl.DataFrame(
+        {
+            "domain": [domain] * len(events),
+            "run_id": [e.run_id for e in events],
+            "stage": [e.stage for e in events],
+            "partition_date": [e.partition_date for e in events],
+            "materialized_at": [e.materialized_at for e in events],
+        }
+    )
+    return insert_new_rows(con, "stage_materializations", rows)
+
+
+def runs_without_stage_times(
+    con: duckdb.DuckDBPyConnection, domain: str, days: Sequence[date]
+) -> list[str]:
+    """Runs that decided cases of `days` whose stage materialisation times are not copied yet."""
+    return query_frame(
+        con,
+        "SELECT DISTINCT run_id FROM decisions WHERE domain = ? AND partition_date IN "
+        "(SELECT unnest(?::DATE[])) AND run_id NOT IN (SELECT run_id FROM "
+        "stage_materializations WHERE domain = ?) ORDER BY run_id",
+        [domain, list(days), domain],
+    )["run_id"].to_list()
+
+
+def baseline_start(days: Sequence[date], t: Thresholds) -> date:
+    """The first day of the trailing window the run's earliest day is compared with."""
+    return min(days) - timedelta(days=t.baseline_days)
+
+
+def read_metric_inputs(
+    con: duckdb.DuckDBPyConnection, domain: str, days: Sequence[date], t: Thresholds
+) -> MetricInputs:
+    """The cases of the run's days and baseline window, the QA sample and the deciding models."""
+    days = list(days)
+    start = baseline_start(days, t)
+    cases = query_frame(
+        con,
+        f"SELECT {', '.join(METRIC_CASE_COLUMNS)} FROM case_stage_times "
+        "WHERE domain = ? AND partition_date BETWEEN ? AND ? "
+        "ORDER BY partition_date, case_id",
+        [domain, start, max(days)],
+    )
+    qa = query_frame(
+        con,
+        "SELECT d.partition_date, d.proposed_route, d.qa_probability, v.verdict "
+        "FROM decisions d LEFT JOIN verdicts v ON v.domain = d.domain "
+        "AND v.case_id = d.case_id WHERE d.domain = ? AND d.qa_sample "
+        "AND d.partition_date IN (SELECT unnest(?::DATE[]))",
+        [domain, days],
+    )
+    model_runs = query_frame(
+        con,
+        "SELECT DISTINCT model_name, model_version, model_run_id FROM decisions "
+        "WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
+        [domain, days],
+    )
+    return MetricInputs(days, start, cases, qa, model_runs)
+
+
+def read_model_features(
+    feast_dir: Path, domain: DomainConfig, days: Sequence[date]
+) -> pl.DataFrame:
+    """The model features of `days` from the Feast offline source files (absent days skipped)."""
+    from features.store import partition_path
+
+    names = list(domain.model.features)
+    frames = []
+    for day in days:
+        path = partition_path(domain, feast_dir, day)
+        if path.exists():
+            frame = pl.read_parquet(path, columns=names)
+            frames.append(frame.with_columns(pl.lit(day).alias("partition_date")))
+    if not frames:
+        return pl.DataFrame(schema={"partition_date": pl.Date, **dict.fromkeys(names, pl.Float64)})
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def evaluate_metrics(
+    inputs: MetricInputs,
+    domain: DomainConfig,
+    settings: MetricSettings,
+    *,
+    as_of: datetime,
+    outcomes: pl.DataFrame,
+    features: pl.DataFrame,
+) -> MetricsEvaluation:
+    """The run days' metrics and the findings of every detector against the baseline.
+
+    `outcomes` is (case_id, bad); `features` is partition_date plus the model's features over
+    the whole window (`MetricInputs.window`).
+    """
+    decline = settings.decline_bands_for(domain)
+    in_run = inputs.run_cases
+    metrics = decision_metrics(
+        in_run, as_of=as_of, decline_bands=decline, outcomes=outcomes, qa=inputs.qa
+    )
+    findings = detect_all(
+        with_review_facts(inputs.cases, decline),
+        features,
+        days=inputs.days,
+        as_of=as_of,
+        feature_columns=domain.model.features,
+        t=settings.thresholds,
+    )
+    return MetricsEvaluation(inputs.days, as_of, in_run.height, metrics, findings)
+
+
+def stored_metrics(evaluation: MetricsEvaluation, domain: str, run_id: str) -> pl.DataFrame:
+    """The metrics as rows of the audit table `decision_metrics` (who computed them, when)."""
+    return evaluation.metrics.with_columns(
+        pl.lit(domain).alias("domain"),
+        pl.lit(run_id).alias("run_id"),
+        pl.lit(evaluation.as_of).alias("computed_at"),
+    )
+
+
+def store_metrics(
+    con: duckdb.DuckDBPyConnection,
+    evaluation: MetricsEvaluation,
+    domain: str,
+    run_id: str,
+    settings: MetricSettings,
+    traces_dir: Path,
+) -> list[TraceFile]:
+    """Replace the days' slice of `decision_metrics`; rewrite their trace files if asked."""
+    replace_partition_slice(
+        con, "decision_metrics", stored_metrics(evaluation, domain, run_id), domain, evaluation.days
+    )
+    if not settings.write_traces:
+        return []
+    return write_traces(con, domain, traces_dir, evaluation.days, settings.trace_max_cases_per_day)
+
+
+def describe_model_runs(model_runs: pl.DataFrame) -> str:
+    """The models that decided the days, one readable phrase each."""
+    return ", ".join(
+        f"{r['model_name']} v{r['model_version']} run {r['model_run_id']}"
+        for r in model_runs.iter_rows(named=True)
+    )
+
+
+def model_run_folders(mlflow_dir: Path, model_runs: pl.DataFrame) -> dict[str, Path]:
+    """The MLflow artefact folder of each model version that decided the days, by a short key."""
+    from models.mlflow_store import artifact_root
+
+    root = artifact_root(mlflow_dir)
+    return {
+        f"mlflow_run_{r['model_name']}_v{r['model_version']}": root
+        / r["model_run_id"]
+        / "artifacts"
+        for r in model_runs.iter_rows(named=True)
+    }
+
+
+def write_run_report(
+    folder: Path,
+    domain: str,
+    run_id: str,
+    evaluation: MetricsEvaluation,
+    links: dict[str, str],
+) -> Path:
+    """Render the run's HTML operations report into `folder` (and `latest.html`)."""
+    document = render_report(
+        domain=domain,
+        run_id=run_id,
+        days=evaluation.days,
+        as_of=evaluation.as_of,
+        metrics=evaluation.metrics,
+        findings=evaluation.findings,
+        links=links,
+    )
+    return write_report(folder, run_id, document)

@@ -1,0 +1,213 @@
+"""One run's decision metrics: inputs read from a small audit database, evaluated, stored."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+
+from hitl_gate.core.database import audit_connection, insert_new_rows, query_frame
+from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.observability.anomalies import Thresholds
+from hitl_gate.observability.daily import (
+    MetricInputs,
+    MetricSettings,
+    StageMaterialization,
+    baseline_start,
+    describe_model_runs,
+    evaluate_metrics,
+    model_run_folders,
+    read_metric_inputs,
+    read_model_features,
+    record_stage_times,
+    runs_without_stage_times,
+    store_metrics,
+    write_run_report,
+)
+from hitl_gate.observability.metrics import metric_value
+
+DAY = date(2018, 1, 20)
+AS_OF = datetime(2018, 1, 21, tzinfo=UTC)
+CHECKS = [
+    "route_mix_shift", "approval_rate_shift", "override_rate_spike", "score_drift_psi",
+    "feature_drift_psi", "volume_drop", "automation_bias", "sla_breaches",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def domain() -> DomainConfig:
+    return load_domain("consumer_credit")
+
+
+def decision_rows(day: date, routes: list[str], run_id: str, domain: str = "consumer_credit"):
+    """Minimal `decisions` rows of one day: one per route given, auto routes executed."""
+    decided = datetime(day.year, day.month, day.day, 9, tzinfo=UTC)
+    return pl.DataFrame(
+        {
+            "domain": domain,
+            "case_id": [f"{day}-{i}" for i in range(len(routes))],
+            "partition_date": day,
+            "route": routes,
+            "risk_band": ["A" if r == "auto_approve" else "E" for r in routes],
+            "pd": [0.01 + 0.01 * i for i in range(len(routes))],
+            "model_name": "credit_scorecard",
+            "model_version": "1",
+            "model_run_id": "mlflow-run-1",
+            "run_id": run_id,
+            "decided_at": decided,
+            "qa_sample": False,
+        }
+    )
+
+
+def executions(decisions: pl.DataFrame) -> pl.DataFrame:
+    """An executed action for every automatic decision (review cases stay open)."""
+    auto = decisions.filter(pl.col("route") != "human_review")
+    return auto.select(
+        "domain",
+        "case_id",
+        "partition_date",
+        pl.col("route").str.strip_prefix("auto_").alias("action"),
+        pl.lit("policy").alias("decided_by"),
+        "route",
+        "run_id",
+        (pl.col("decided_at") + timedelta(minutes=5)).alias("executed_at"),
+    )
+
+
+def seed(con: duckdb.DuckDBPyConnection, decisions: pl.DataFrame) -> None:
+    insert_new_rows(con, "decisions", decisions)
+    insert_new_rows(con, "executions", executions(decisions))
+
+
+def test_default_decline_bands_are_the_upper_half(domain: DomainConfig) -> None:
+    assert MetricSettings().decline_bands_for(domain) == ["D", "E"]
+    assert MetricSettings(decline_bands=("E",)).decline_bands_for(domain) == ["E"]
+
+
+def test_the_window_runs_from_the_baseline_start_to_the_last_day() -> None:
+    t = Thresholds(baseline_days=3)
+    days = [DAY, DAY + timedelta(days=1)]
+    assert baseline_start(days, t) == DAY - timedelta(days=3)
+    inputs = MetricInputs(
+        days, baseline_start(days, t), pl.DataFrame(), pl.DataFrame(), pl.DataFrame()
+    )
+    assert inputs.window == [DAY + timedelta(days=i) for i in range(-3, 2)]
+
+
+def test_inputs_cover_the_window_and_the_run_days_only(tmp_path: Path) -> None:
+    t = Thresholds(baseline_days=2)
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        seed(con, decision_rows(DAY - timedelta(days=5), ["auto_approve"], "old"))  # outside
+        seed(con, decision_rows(DAY - timedelta(days=1), ["auto_approve"] * 2, "base"))
+        seed(con, decision_rows(DAY, ["auto_approve", "auto_decline", "human_review"], "now"))
+        seed(con, decision_rows(DAY, ["auto_approve"], "other", domain="elsewhere"))
+        inputs = read_metric_inputs(con, "consumer_credit", [DAY], t)
+    assert inputs.cases.height == 5  # the day and its baseline, not older, not other domains
+    assert inputs.run_cases.height == 3
+    assert inputs.model_runs.rows() == [("credit_scorecard", "1", "mlflow-run-1")]
+    assert inputs.qa.height == 0
+
+
+def test_only_runs_without_stage_times_are_pending(tmp_path: Path) -> None:
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        seed(con, decision_rows(DAY, ["auto_approve"], "run-a"))
+        seed(
+            con,
+            decision_rows(DAY, ["auto_approve"], "run-b").with_columns(case_id=pl.lit("b")),
+        )
+        insert_new_rows(
+            con,
+            "stage_materializations",
+            pl.DataFrame(
+                {
+                    "domain": "consumer_credit",
+                    "run_id": "run-a",
+                    "stage": "risk_scores",
+                    "partition_date": DAY,
+                    "materialized_at": AS_OF,
+                }
+            ),  # fmt: skip
+        )
+        assert runs_without_stage_times(con, "consumer_credit", [DAY]) == ["run-b"]
+
+
+def test_stage_times_are_recorded_once(tmp_path: Path) -> None:
+    events = [
+        StageMaterialization("run-a", "risk_scores", DAY, AS_OF),
+        StageMaterialization("run-a", "routed_decisions", DAY, AS_OF + timedelta(seconds=5)),
+    ]
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        assert record_stage_times(con, "consumer_credit", []) == 0
+        assert record_stage_times(con, "consumer_credit", events) == 2
+        assert record_stage_times(con, "consumer_credit", events) == 0
+        stored = query_frame(
+            con, "SELECT domain, stage FROM stage_materializations ORDER BY materialized_at"
+        )
+        assert runs_without_stage_times(con, "consumer_credit", [DAY]) == []
+    assert stored.rows() == [
+        ("consumer_credit", "risk_scores"),
+        ("consumer_credit", "routed_decisions"),
+    ]
+
+
+def evaluated(tmp_path: Path, domain: DomainConfig, settings: MetricSettings):
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        seed(con, decision_rows(DAY, ["auto_approve", "auto_approve", "human_review"], "now"))
+        inputs = read_metric_inputs(con, domain.name, [DAY], settings.thresholds)
+    evaluation = evaluate_metrics(
+        inputs,
+        domain,
+        settings,
+        as_of=AS_OF,
+        outcomes=pl.DataFrame({"case_id": [f"{DAY}-0"], "bad": [True]}),
+        features=read_model_features(tmp_path / "feast", domain, inputs.window),
+    )
+    return inputs, evaluation
+
+
+def test_evaluation_counts_the_run_days_and_runs_every_detector(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    _, evaluation = evaluated(tmp_path, domain, MetricSettings())
+    assert evaluation.cases == 3
+    assert metric_value(evaluation.metrics, "cases") == 3
+    assert metric_value(evaluation.metrics, "cases", "route", "auto_approve") == 2
+    assert [f.check for f in evaluation.findings] == CHECKS
+    # One day with no history: nothing is judged, nothing fails.
+    assert evaluation.checks_failed == 0
+
+
+def test_storing_replaces_the_days_and_writes_traces_when_asked(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    _, evaluation = evaluated(tmp_path, domain, MetricSettings())
+    traces = tmp_path / "traces"
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        for run in ("run-1", "run-2"):
+            files = store_metrics(con, evaluation, domain.name, run, MetricSettings(), traces)
+        stored = query_frame(
+            con, "SELECT DISTINCT run_id, count(*) OVER () AS n FROM decision_metrics"
+        )
+        quiet = store_metrics(
+            con, evaluation, domain.name, "run-3", MetricSettings(write_traces=False), traces
+        )
+    assert stored.rows() == [("run-2", evaluation.metrics.height)]
+    assert [f.path.name for f in files] == [f"{DAY}.jsonl"]
+    assert files[0].traces == 3 and files[0].sample_ratio == 1.0
+    assert quiet == []
+
+
+def test_links_and_report_name_the_deciding_model(tmp_path: Path, domain: DomainConfig) -> None:
+    inputs, evaluation = evaluated(tmp_path, domain, MetricSettings())
+    assert describe_model_runs(inputs.model_runs) == "credit_scorecard v1 run mlflow-run-1"
+    folders = model_run_folders(tmp_path / "mlflow", inputs.model_runs)
+    assert list(folders) == ["mlflow_run_credit_scorecard_v1"]
+    assert folders["mlflow_run_credit_scorecard_v1"].parts[-2:] == ("mlflow-run-1", "artifacts")
+    report = write_run_report(tmp_path / "reports", domain.name, "run-9", evaluation, {"a": "b"})
+    assert report.name == "run-9.html"
+    assert report.read_text() == (report.parent / "latest.html").read_text()
+    assert "Operations report: consumer_credit" in report.read_text()
