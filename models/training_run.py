@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -39,7 +39,8 @@ def with_label(training: pl.DataFrame, domain: DomainConfig) -> pl.DataFrame:
 
 def positive_rate(training: pl.DataFrame) -> float:
     """The share of bad outcomes among the training rows (0 when there are none)."""
-    return float(training["label"].mean() or 0.0)
+    mean = training["label"].cast(pl.Float64).mean()
+    return float(cast(float, mean)) if mean is not None else 0.0
 
 
 def first_champion_promotion(trained: TrainedModel, now: datetime) -> Promotion:

@@ -35,15 +35,17 @@ from hitl_gate.ingest.landing_registry import (
 )
 from hitl_gate.quality.contract import contract_digest
 
-RAW_CASES_SCHEMA = {
-    "partition_date": pl.Date,
-    "file_path": pl.String,
-    "file_sha256": pl.String,
-    "size_bytes": pl.Int64,
-    "arrived_at": pl.Datetime("us", "UTC"),
-    "file_version": pl.Int64,
-    "duplicate_of": pl.String,
-}
+RAW_CASES_SCHEMA = pl.Schema(
+    {
+        "partition_date": pl.Date(),
+        "file_path": pl.String(),
+        "file_sha256": pl.String(),
+        "size_bytes": pl.Int64(),
+        "arrived_at": pl.Datetime("us", "UTC"),
+        "file_version": pl.Int64(),
+        "duplicate_of": pl.String(),
+    }
+)
 
 
 def registered_files_frame(registered: Sequence[RegisteredFile]) -> pl.DataFrame:
