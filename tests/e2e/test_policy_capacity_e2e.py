@@ -24,7 +24,7 @@ from hitl_gate.app.scaffold import starter_policy_cases
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import DOMAINS_ENV
 from hitl_gate.core.home import HitlPaths
-from tests.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
+from tests.e2e.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
 
 CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
 RUN_DAYS = 10  # decided in two runs (all DAYS are ingested: the model trains on them)
@@ -204,38 +204,3 @@ def test_rerouting_executed_days_keeps_executions_final_and_books_balanced(
         "WHERE m.domain = ? AND e.decided_by = 'policy'"
     )
     assert sent.height == 0, "a case executed automatically was sent for review"
-
-
-def test_keep_executed_restores_the_executed_decision_only() -> None:
-    from assets.execution import final_actions, keep_executed
-
-    routed = pl.DataFrame(
-        {
-            "cid": ["a", "b", "c"],
-            "partition_date": [FIRST_DAY] * 3,
-            "route": ["human_review", "auto_approve", "human_review"],
-            "policy_version": "v2",
-            "model_version": "1",
-            "reason_codes": [["R1"]] * 3,
-        }
-    )
-    verdicts = pl.DataFrame(schema={"case_id": pl.String, "verdict": pl.String,
-                                    "reviewer_id": pl.String})  # fmt: skip
-    actions = final_actions(routed, verdicts, "cid", halted=True)
-    assert actions["status"].to_list() == ["pending_review", "held", "pending_review"]
-    executed = pl.DataFrame(
-        {
-            "case_id": ["a", "b"],
-            "action": ["approve", "decline"],
-            "decided_by": ["policy", "reviewer"],
-            "reviewer_id": [None, "r9"],
-        }  # fmt: skip
-    )
-    kept = keep_executed(actions, executed)
-    assert kept.select("case_id", "status", "action", "decided_by", "reviewer_id").rows() == [
-        ("a", "executed", "approve", "policy", None),
-        ("b", "executed", "decline", "reviewer", "r9"),
-        ("c", "pending_review", None, "reviewer", None),
-    ]
-    assert kept.columns == actions.columns
-    assert keep_executed(actions, executed.clear()).equals(actions)

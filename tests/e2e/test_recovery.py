@@ -36,7 +36,7 @@ MID_SEAL = "MID_SEAL"
 # report), MLflow's SQL stores and Dagster's reconstruction helpers. A module left out only costs
 # time (the child imports it), never coverage.
 PRELOAD = [
-    "tests.test_recovery",
+    "tests.e2e.test_recovery",
     "feast",
     "ibis",
     "mlflow.pyfunc",

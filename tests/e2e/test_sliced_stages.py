@@ -88,7 +88,7 @@ def small_capacity_home(
 
     tmp = tmp_path_factory.mktemp("sliced")
     shutil.copytree(demo_home.home, tmp / "home", symlinks=True)
-    source = Path(__file__).parents[1] / "policies" / DOMAIN / "v2.yaml"
+    source = Path(__file__).parents[2] / "policies" / DOMAIN / "v2.yaml"
     text = re.sub(r"daily_capacity: \d+", f"daily_capacity: {CAPACITY}", source.read_text("utf-8"))
     with pytest.MonkeyPatch.context() as patch:
         for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):

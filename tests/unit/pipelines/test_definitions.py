@@ -10,7 +10,7 @@ from dagster import AssetKey
 
 from hitl_gate.core.home import HitlPaths
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+SNAPSHOT = Path(__file__).parents[2] / "snapshots" / "asset_graph.json"
 
 
 def _graph(paths: HitlPaths) -> dict[str, list[str]]:
