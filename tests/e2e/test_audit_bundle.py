@@ -19,15 +19,18 @@ from hitl_gate.audit.bundle_check import check_bundle
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.home_templates import HomeTemplate
 
 FROM, TO = "2018-01-01", "2018-01-02"  # the demo's returned verdict files are for day 1
 
 
 @pytest.fixture(scope="module")
-def bundle(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle(demo_template: HomeTemplate, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export for the module, from a demo home of its own (checked out for the export)."""
     out = tmp_path_factory.mktemp("bundle") / "b"
-    main(["--home", str(demo_home.home), "audit", "export", "--from", FROM, "--to", TO,
-          "--out", str(out)])  # fmt: skip
+    with demo_template.checkout() as work:
+        main(["--home", str(work / "home"), "audit", "export", "--from", FROM, "--to", TO,
+              "--out", str(out)])  # fmt: skip
     return out
 
 

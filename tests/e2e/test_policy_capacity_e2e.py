@@ -24,6 +24,7 @@ from hitl_gate.app.scaffold import starter_policy_cases
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import DOMAINS_ENV
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.home_templates import HomeTemplate, session_template
 from tests.e2e.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
 
 CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
@@ -48,12 +49,11 @@ class ClaimsHome:
             return query_frame(con, sql, [NAME])
 
 
-@pytest.fixture(scope="module")
-def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
+def build_claims(work: Path) -> None:
     """The claims domain scaffolded, trained and decided for days 1-5 then 6-10 (two runs)."""
     from hitl_gate.app.runner import use_paths
 
-    tmp = tmp_path_factory.mktemp("capacity")
+    tmp = work
     root = tmp / "onboarding"
     with pytest.MonkeyPatch.context() as patch:
         for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
@@ -72,14 +72,39 @@ def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
         review["queues"][f"{NAME}_review"]["daily_capacity"] = CAPACITY
         review_file.write_text(yaml.safe_dump(review, sort_keys=False), encoding="utf-8")
         write_landing(cases, paths.landing)
-        cli = ["--home", str(paths.home), "--domains-dir", str(root / "domains"), "--domain", NAME]
-        home = ClaimsHome(paths, root, cli)
+        home = _claims_home(work)
         last_landed = FIRST_DAY + timedelta(days=DAYS - 1)
-        main([*cli, "run", "--partition", FIRST_DAY.isoformat(), "--to", last_landed.isoformat(),
-              "--ingest-only"])  # fmt: skip
-        main([*cli, "train"])
+        main([*home.cli, "run", "--partition", FIRST_DAY.isoformat(), "--to",
+              last_landed.isoformat(), "--ingest-only"])  # fmt: skip
+        main([*home.cli, "train"])
         home.run(FIRST_DAY, MIDDLE - timedelta(days=1))
         home.run(MIDDLE, LAST)
+
+
+def _claims_home(work: Path) -> ClaimsHome:
+    root = work / "onboarding"
+    paths = HitlPaths.from_env(work / "home")
+    cli = ["--home", str(paths.home), "--domains-dir", str(root / "domains"), "--domain", NAME]
+    return ClaimsHome(paths, root, cli)
+
+
+@pytest.fixture(scope="session")
+def claims_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeTemplate]:
+    """The claims home, built once per run (tests/e2e/home_templates.py)."""
+    yield from session_template(tmp_path_factory, "claims-template", build_claims)
+
+
+@pytest.fixture
+def claims(claims_template: HomeTemplate, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClaimsHome]:
+    """The built claims home, restored for this test alone (re-routing changes it)."""
+    from hitl_gate.app.runner import use_paths
+
+    for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    with claims_template.checkout() as work:
+        home = _claims_home(work)
+        monkeypatch.setenv(DOMAINS_ENV, str(home.root / "domains"))
+        use_paths(home.paths)
         yield home
 
 

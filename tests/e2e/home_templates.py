@@ -1,0 +1,144 @@
+"""Homes for end-to-end tests: each built once per test run, restored before every test.
+
+Building a home takes minutes (`hitl demo`; a scaffolded domain trained and run), so one process
+of the run builds it. A built home stores absolute paths of itself: landing files in sealed
+audit rows and in the warehouse's Parquet, review batch folders, the MLflow artifact store,
+Feast's registry, the Great Expectations project, Dagster's run history. The audit rows cannot
+be rewritten without breaking their seals, so a copy elsewhere would not be self-consistent (it
+would read the original's files through those paths). Instead every test gets the home at the
+very path it was built at (`work`), restored from a snapshot taken right after the build
+(`pristine`), which no test ever opens.
+
+A lock owns `work`: a test holds it from the restore to its end, so no two tests, nor two xdist
+workers, ever share a home. The tests of one template are kept on one xdist worker
+(`xdist_group`, tests/e2e/conftest.py), so they never wait for each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+HOME_ENV_NAMES = ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME")
+
+
+class HomeTemplate:
+    """A folder built once by `build(work)`, handed to each test as a pristine copy of itself."""
+
+    def __init__(self, base: Path, name: str, build: Callable[[Path], None]) -> None:
+        self.root = base / name
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.build = build
+        # One lock object per template: re-entrant in this process, exclusive across processes.
+        self.lock = FileLock(base / f"{name}.lock")
+        self.failure = base / f"{name}.failed"
+
+    @property
+    def work(self) -> Path:
+        """Where the home is built, and where every test finds it."""
+        return self.root / "work"
+
+    @property
+    def pristine(self) -> Path:
+        """The snapshot taken right after the build: only ever copied from."""
+        return self.root / "pristine"
+
+    @property
+    def digests(self) -> Path:
+        """The snapshot's file digests, recorded when it was taken."""
+        return self.root / "pristine.sha256.json"
+
+    @contextmanager
+    def checkout(self) -> Iterator[Path]:
+        """`work`, freshly restored, owned by the caller until the block ends.
+
+        The environment is given back as it was: the CLI exports the home it is given.
+        """
+        environment = dict(os.environ)
+        with self.lock:
+            self._ensure_built()
+            restore(self.pristine, self.work)
+            try:
+                yield self.work
+            finally:
+                os.environ.clear()
+                os.environ.update(environment)
+
+    def recorded_digests(self) -> dict[str, str]:
+        return json.loads(self.digests.read_text(encoding="utf-8"))
+
+    def _ensure_built(self) -> None:
+        """Build and snapshot the home the first time (under the lock, so once per run)."""
+        if self.failure.exists():
+            pytest.fail(f"{self.root.name} could not be built:\n{self.failure.read_text()}")
+        if self.pristine.is_dir():
+            return
+        environment = dict(os.environ)
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                for name in HOME_ENV_NAMES:
+                    patch.delenv(name, raising=False)
+                shutil.rmtree(self.work, ignore_errors=True)  # from a run killed mid-build
+                self.work.mkdir()
+                self.build(self.work)
+        except BaseException:
+            self.failure.write_text(traceback.format_exc(), encoding="utf-8")
+            raise
+        finally:
+            os.environ.clear()
+            os.environ.update(environment)
+        # Copied under a temporary name first: a run killed mid-copy leaves no half snapshot.
+        partial = self.root / "pristine.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(self.work, partial, symlinks=True)
+        self.digests.write_text(json.dumps(tree_digest(partial), indent=0), encoding="utf-8")
+        partial.rename(self.pristine)
+
+
+def restore(pristine: Path, work: Path) -> None:
+    """Make `work` an exact copy of `pristine` again (contents, modes, times)."""
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(pristine, work, symlinks=True)
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    """Every entry under `folder` by relative path: a file's SHA-256, a link's target, 'dir'."""
+    digests = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            digests[relative] = f"-> {os.readlink(path)}"
+        elif path.is_file():
+            digests[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            digests[relative] = "dir"
+    return digests
+
+
+def shared_base(factory: pytest.TempPathFactory) -> Path:
+    """The temporary folder of the whole run: with xdist, the parent of each worker's own."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def session_template(
+    factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
+) -> Iterator[HomeTemplate]:
+    """The body of a session fixture `<something>_template`: the template, then, at the end of
+    the session, proof that no test changed its snapshot."""
+    template = HomeTemplate(shared_base(factory), name, build)
+    yield template
+    if template.pristine.is_dir():
+        assert tree_digest(template.pristine) == template.recorded_digests(), (
+            f"a test changed the pristine snapshot of {name}"
+        )
