@@ -16,18 +16,22 @@ workers, ever share a home. The tests of one template are kept on one xdist work
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 from filelock import FileLock
 
+CLOCK_TICK = 0.02  # seconds: more than the kernel's timestamp granularity (a tick, <= 10 ms)
 HOME_ENV_NAMES = ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME")
 
 
@@ -41,6 +45,7 @@ class HomeTemplate:
         # One lock object per template: re-entrant in this process, exclusive across processes.
         self.lock = FileLock(base / f"{name}.lock")
         self.failure = base / f"{name}.failed"
+        self.restorer = Restorer(self.pristine, self.work)
 
     @property
     def work(self) -> Path:
@@ -66,7 +71,7 @@ class HomeTemplate:
         environment = dict(os.environ)
         with self.lock:
             self._ensure_built()
-            restore(self.pristine, self.work)
+            self.restorer.restore()
             try:
                 yield self.work
             finally:
@@ -104,11 +109,96 @@ class HomeTemplate:
         partial.rename(self.pristine)
 
 
+class Restorer:
+    """Keeps `work` equal to `pristine`, copying again only what changed since the last restore.
+
+    An entry is unchanged when its inode and its change time are the ones seen right after the
+    last restore: the kernel sets the change time (ctime) on every write, rename and chmod, and
+    no tool can set it back. Anything else in `work` is removed and copied again.
+    """
+
+    def __init__(self, pristine: Path, work: Path) -> None:
+        self.pristine = pristine
+        self.work = work
+        self.seen: dict[str, Stamp] = {}
+
+    def restore(self) -> None:
+        if self.seen and self.work.is_dir():
+            self._sync()
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
+            shutil.copytree(self.pristine, self.work, symlinks=True)
+        # File times come from a coarse clock: wait for it to move on, so that a write right
+        # after the hand-over cannot carry the change time recorded here.
+        time.sleep(CLOCK_TICK)
+        self.seen = _stamps(self.work)
+
+    def _sync(self) -> None:
+        now = _stamps(self.work)
+        kept = set(now)
+        touched = set()  # folders whose entries or own status change: their status is copied
+        for relative in sorted(now, reverse=True):  # a folder's entries before the folder
+            if self.seen.get(relative) == now[relative]:
+                continue
+            path, original = self.work / relative, self.pristine / relative
+            touched.add(path.parent)
+            if now[relative].is_dir and original.is_dir() and not original.is_symlink():
+                touched.add(path)  # its entries are checked one by one
+                continue
+            if now[relative].is_dir:
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            kept.discard(relative)
+        for relative, stamp in self._pristine_entries().items():  # parents before entries
+            if relative in kept:
+                continue
+            path = self.work / relative
+            touched.add(path.parent)
+            if stamp.is_dir:
+                path.mkdir()
+                touched.add(path)
+            else:
+                shutil.copy2(self.pristine / relative, path, follow_symlinks=False)
+        folders = {r for r, stamp in self._pristine_entries().items() if stamp.is_dir} | {"."}
+        for path in sorted(touched, key=lambda p: len(p.parts), reverse=True):
+            relative = path.relative_to(self.work).as_posix()
+            if relative in folders:  # not a folder of the test's own, removed above
+                shutil.copystat(self.pristine / relative, path)
+
+    @functools.cache  # noqa: B019 (one restorer per template and process)
+    def _pristine_entries(self) -> dict[str, Stamp]:
+        return dict(sorted(_stamps(self.pristine).items(), key=lambda item: item[0].count("/")))
+
+
+class Stamp(NamedTuple):
+    """What tells an entry apart from its earlier self: inode and change time."""
+
+    inode: int
+    ctime_ns: int
+    is_dir: bool
+
+
+def _stamps(folder: Path) -> dict[str, Stamp]:
+    """Every entry under `folder` by relative path (links are not followed)."""
+    stamps = {}
+    pending = [("", str(folder))]
+    while pending:
+        prefix, directory = pending.pop()
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                relative = prefix + entry.name
+                status = entry.stat(follow_symlinks=False)
+                is_dir = entry.is_dir(follow_symlinks=False)
+                stamps[relative] = Stamp(status.st_ino, status.st_ctime_ns, is_dir)
+                if is_dir:
+                    pending.append((f"{relative}/", entry.path))
+    return stamps
+
+
 def restore(pristine: Path, work: Path) -> None:
-    """Make `work` an exact copy of `pristine` again (contents, modes, times)."""
-    if work.exists():
-        shutil.rmtree(work)
-    shutil.copytree(pristine, work, symlinks=True)
+    """Make `work` an exact copy of `pristine` again (contents, modes, times), from scratch."""
+    Restorer(pristine, work).restore()
 
 
 def tree_digest(folder: Path) -> dict[str, str]:
