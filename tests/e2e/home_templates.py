@@ -70,8 +70,8 @@ class HomeTemplate:
         """
         environment = dict(os.environ)
         with self.lock:
-            self._ensure_built()
-            self.restorer.restore()
+            if self._ensure_built():
+                self.restorer.restore()
             try:
                 yield self.work
             finally:
@@ -81,12 +81,13 @@ class HomeTemplate:
     def recorded_digests(self) -> dict[str, str]:
         return json.loads(self.digests.read_text(encoding="utf-8"))
 
-    def _ensure_built(self) -> None:
-        """Build and snapshot the home the first time (under the lock, so once per run)."""
+    def _ensure_built(self) -> bool:
+        """Build and snapshot the home the first time (under the lock, so once per run); whether
+        it was built before (so `work` may hold an earlier test's changes)."""
         if self.failure.exists():
             pytest.fail(f"{self.root.name} could not be built:\n{self.failure.read_text()}")
         if self.pristine.is_dir():
-            return
+            return True
         environment = dict(os.environ)
         try:
             with pytest.MonkeyPatch.context() as patch:
@@ -107,14 +108,19 @@ class HomeTemplate:
         shutil.copytree(self.work, partial, symlinks=True)
         self.digests.write_text(json.dumps(tree_digest(partial), indent=0), encoding="utf-8")
         partial.rename(self.pristine)
+        self.restorer.settle()  # `work` is the snapshot: kept as is, with its inodes
+        return False
 
 
 class Restorer:
-    """Keeps `work` equal to `pristine`, copying again only what changed since the last restore.
+    """Keeps `work` equal to `pristine`, rewriting only what changed since the last restore.
 
     An entry is unchanged when its inode and its change time are the ones seen right after the
     last restore: the kernel sets the change time (ctime) on every write, rename and chmod, and
-    no tool can set it back. Anything else in `work` is removed and copied again.
+    no tool can set it back. A changed file is rewritten in place, keeping its inode: libraries
+    cache connections by path (MLflow's SQLAlchemy engine), and a SQLite connection to a file
+    replaced under it can no longer write ("attempt to write a readonly database"). Entries
+    the snapshot lacks are removed; entries missing are copied.
     """
 
     def __init__(self, pristine: Path, work: Path) -> None:
@@ -123,11 +129,14 @@ class Restorer:
         self.seen: dict[str, Stamp] = {}
 
     def restore(self) -> None:
-        if self.seen and self.work.is_dir():
+        if self.work.is_dir():
             self._sync()
         else:
-            shutil.rmtree(self.work, ignore_errors=True)
             shutil.copytree(self.pristine, self.work, symlinks=True)
+        self.settle()
+
+    def settle(self) -> None:
+        """Record `work` as it is now (equal to `pristine`) as the state to come back to."""
         # File times come from a coarse clock: wait for it to move on, so that a write right
         # after the hand-over cannot carry the change time recorded here.
         time.sleep(CLOCK_TICK)
@@ -135,32 +144,37 @@ class Restorer:
 
     def _sync(self) -> None:
         now = _stamps(self.work)
+        originals = self._pristine_entries()
         kept = set(now)
         touched = set()  # folders whose entries or own status change: their status is copied
         for relative in sorted(now, reverse=True):  # a folder's entries before the folder
             if self.seen.get(relative) == now[relative]:
                 continue
-            path, original = self.work / relative, self.pristine / relative
+            path, original = self.work / relative, originals.get(relative)
             touched.add(path.parent)
-            if now[relative].is_dir and original.is_dir() and not original.is_symlink():
-                touched.add(path)  # its entries are checked one by one
+            if original is not None and original.kind == now[relative].kind != "link":
+                if original.kind == "dir":
+                    touched.add(path)  # its entries are checked one by one
+                else:
+                    shutil.copyfile(self.pristine / relative, path)  # same inode
+                    shutil.copystat(self.pristine / relative, path)
                 continue
-            if now[relative].is_dir:
+            if now[relative].kind == "dir":
                 shutil.rmtree(path)
             else:
                 path.unlink()
             kept.discard(relative)
-        for relative, stamp in self._pristine_entries().items():  # parents before entries
+        for relative, original in originals.items():  # parents before their entries
             if relative in kept:
                 continue
             path = self.work / relative
             touched.add(path.parent)
-            if stamp.is_dir:
+            if original.kind == "dir":
                 path.mkdir()
                 touched.add(path)
             else:
                 shutil.copy2(self.pristine / relative, path, follow_symlinks=False)
-        folders = {r for r, stamp in self._pristine_entries().items() if stamp.is_dir} | {"."}
+        folders = {r for r, stamp in originals.items() if stamp.kind == "dir"} | {"."}
         for path in sorted(touched, key=lambda p: len(p.parts), reverse=True):
             relative = path.relative_to(self.work).as_posix()
             if relative in folders:  # not a folder of the test's own, removed above
@@ -172,11 +186,11 @@ class Restorer:
 
 
 class Stamp(NamedTuple):
-    """What tells an entry apart from its earlier self: inode and change time."""
+    """What tells an entry apart from its earlier self: inode and change time; and its kind."""
 
     inode: int
     ctime_ns: int
-    is_dir: bool
+    kind: str  # "dir", "link" or "file"
 
 
 def _stamps(folder: Path) -> dict[str, Stamp]:
@@ -189,15 +203,20 @@ def _stamps(folder: Path) -> dict[str, Stamp]:
             for entry in entries:
                 relative = prefix + entry.name
                 status = entry.stat(follow_symlinks=False)
-                is_dir = entry.is_dir(follow_symlinks=False)
-                stamps[relative] = Stamp(status.st_ino, status.st_ctime_ns, is_dir)
-                if is_dir:
+                if entry.is_symlink():
+                    kind = "link"
+                elif entry.is_dir(follow_symlinks=False):
+                    kind = "dir"
                     pending.append((f"{relative}/", entry.path))
+                else:
+                    kind = "file"
+                stamps[relative] = Stamp(status.st_ino, status.st_ctime_ns, kind)
     return stamps
 
 
 def restore(pristine: Path, work: Path) -> None:
-    """Make `work` an exact copy of `pristine` again (contents, modes, times), from scratch."""
+    """Make `work` an exact copy of `pristine` again (contents, modes, times), every file
+    rewritten (no record of an earlier restore)."""
     Restorer(pristine, work).restore()
 
 
