@@ -28,7 +28,7 @@ TEST_WORKERS ?= auto
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 # Unit and asset tests: no demo, no job runs.
 test-fast: install
