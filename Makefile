@@ -21,14 +21,20 @@ $(STAMP): requirements.lock pyproject.toml
 demo: install
 	$(BIN)/hitl demo
 
+# Tests run in random order (pytest-randomly prints its seed; `--randomly-seed=N` repeats an order,
+# `-p no:randomly` turns it off) on TEST_WORKERS processes (pytest-xdist); the tests restoring one
+# built home run on one worker (`--dist loadgroup`, see tests/e2e/home_templates.py).
+TEST_WORKERS ?= auto
+
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
+# Unit and asset tests: no demo, no job runs.
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not e2e"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not e2e"
 
 # The type checker's settings (packages, strict core) are in pyproject.toml's [tool.mypy].
 lint: install

@@ -54,13 +54,13 @@ def _run_days(home: Path, days: list[date], as_range: bool) -> list[RunSpan]:
     from hitl_gate.core.settings import HitlSettings
     from pipelines.jobs import daily_job_name
 
-    defs = HitlSettings.from_environ(os.environ, home=home)
+    settings = HitlSettings.from_environ(os.environ, home=home)
     job = daily_job_name(load_domain(DOMAIN))
     spans = [(days[0], days[-1])] if as_range else [(d, d) for d in days]
     out = []
     for start, end in spans:
         began = time.time()
-        result = run_job(defs, job, start=start, end=end)
+        result = run_job(settings, job, start=start, end=end)
         error = next(
             (
                 e.event_specific_data.error.message.strip()[:160]

@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name
 
-    defs = _settings(args.home)
+    settings = _settings(args.home)
     if args.after_kill:
         _report_killed_run(args.after_kill, args.home)
         return
@@ -136,11 +136,11 @@ def main(argv: list[str] | None = None) -> None:
     profiler = _start_profiler(args.profile)
     cpu, started = cpu_seconds(), time.perf_counter()
     only = [stage_key(domain, s) for s in args.only] if args.only else None
-    result = run_job(defs, daily_job_name(domain), start=args.day, end=args.day, only=only)
+    result = run_job(settings, daily_job_name(domain), start=args.day, end=args.day, only=only)
     wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     _stop_profiler(profiler, args.profile)
     sampler.stop()
-    with open_instance(defs.paths) as instance:
+    with open_instance(settings.paths) as instance:
         windows = step_windows(instance.all_logs(result.run_id))
     steps = peaks_per_step(sampler.samples, windows)
     figures = {

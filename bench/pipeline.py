@@ -63,17 +63,17 @@ def setup_home(home: Path) -> None:
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name, training_job_name
 
-    defs = _settings(home)
-    paths = defs.paths
+    settings = _settings(home)
+    paths = settings.paths
     domain = load_domain(DOMAIN)
     landed = prepare_landing(domain, paths.landing)
     start, end = date.fromisoformat(landed.first_day), date.fromisoformat(landed.last_day)
     only = [stage_key(domain, s) for s in INGEST_STAGES]
     raise_for_failure(
-        run_job(defs, daily_job_name(domain), start=start, end=end, only=only), "bench setup"
+        run_job(settings, daily_job_name(domain), start=start, end=end, only=only), "bench setup"
     )
     if not has_champion(domain, paths):
-        raise_for_failure(run_job(defs, training_job_name(domain)), "bench training")
+        raise_for_failure(run_job(settings, training_job_name(domain)), "bench training")
 
 
 def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
@@ -82,17 +82,17 @@ def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> 
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name
 
-    defs = _settings(home)
+    settings = _settings(home)
     domain = load_domain(DOMAIN)
     _warm_imports()
     profiler = _start_profiler(profile)
     cpu = cpu_seconds()
     started = time.perf_counter()
-    result = run_job(defs, daily_job_name(domain), start=day, end=day)
+    result = run_job(settings, daily_job_name(domain), start=day, end=day)
     wall = time.perf_counter() - started
     cpu = cpu_seconds() - cpu
     _stop_profiler(profiler, profile)
-    with open_instance(defs.paths) as instance:
+    with open_instance(settings.paths) as instance:
         steps = step_durations(instance.all_logs(result.run_id))
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
     return RunFigures(

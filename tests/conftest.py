@@ -1,4 +1,9 @@
-"""Shared fixtures: every test gets its own hitl home so nothing touches the checkout's state."""
+"""Shared fixtures: every test gets its own hitl home so nothing touches the checkout's state.
+
+The tree mirrors the layers: tests/unit/<layer>/ (library units on small inputs), tests/assets/
+(assets called directly), tests/e2e/ (real asset runs, jobs and the demo; marked `e2e` here, and
+the only place the demo home's fixtures exist: tests/e2e/conftest.py).
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
 TMPFS = Path("/dev/shm")
 TMPFS_FREE_BYTES = 4 * 2**30
 TMPFS_PREFIX = "hitl-gate-tests-"
+E2E_DIR = Path(__file__).parent / "e2e"
 _TMPFS_BASE = pytest.StashKey[Path]()
 
 
@@ -62,6 +68,25 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark everything under tests/e2e/ `e2e` (before `-m` deselects)."""
+    for item in items:
+        if item.path.is_relative_to(E2E_DIR):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment() -> Iterator[None]:
+    """Undo what a test left in `os.environ`: the CLI exports the home it was given (HITL_*,
+    DAGSTER_HOME), which must not reach the next test, whatever the order."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def _clear_deployment_environment(patch: pytest.MonkeyPatch) -> None:
     """Unset the variables that place an installation: a `hitl` command run by a test must not
     follow the developer's shell to another home (domain folders a test sets stay)."""
@@ -74,22 +99,6 @@ def hitl_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HitlPaths:
     """A fresh, isolated home (landing and review folders inside it) for one test."""
     _clear_deployment_environment(monkeypatch)
     return HitlPaths.at(tmp_path / "home")
-
-
-@pytest.fixture(scope="session")
-def demo_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HitlPaths]:
-    """`hitl demo` run once per session into a fresh home (the real sample, every component).
-
-    Shared by every end-to-end test to keep the suite fast: tests may add to this state
-    (new files, verdicts, runs) but must not delete or rewrite what others rely on.
-    """
-    from hitl_gate.app.cli import main
-
-    home = tmp_path_factory.mktemp("demo") / "home"
-    with pytest.MonkeyPatch.context() as patch:
-        _clear_deployment_environment(patch)
-        main(["--home", str(home), "demo"])
-        yield HitlPaths.at(home)
 
 
 @pytest.fixture

@@ -24,7 +24,8 @@ from hitl_gate.app.scaffold import starter_policy_cases
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DOMAINS_ENV
-from tests.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
+from tests.e2e.home_templates import HomeTemplate, session_template
+from tests.e2e.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
 
 CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
 RUN_DAYS = 10  # decided in two runs (all DAYS are ingested: the model trains on them)
@@ -48,10 +49,9 @@ class ClaimsHome:
             return query_frame(con, sql, [NAME])
 
 
-@pytest.fixture(scope="module")
-def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
+def build_claims(work: Path) -> None:
     """The claims domain scaffolded, trained and decided for days 1-5 then 6-10 (two runs)."""
-    tmp = tmp_path_factory.mktemp("capacity")
+    tmp = work
     root = tmp / "onboarding"
     with pytest.MonkeyPatch.context() as patch:
         for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
@@ -69,14 +69,36 @@ def claims(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClaimsHome]:
         review["queues"][f"{NAME}_review"]["daily_capacity"] = CAPACITY
         review_file.write_text(yaml.safe_dump(review, sort_keys=False), encoding="utf-8")
         write_landing(cases, paths.landing)
-        cli = ["--home", str(paths.home), "--domains-dir", str(root / "domains"), "--domain", NAME]
-        home = ClaimsHome(paths, root, cli)
+        home = _claims_home(work)
         last_landed = FIRST_DAY + timedelta(days=DAYS - 1)
-        main([*cli, "run", "--partition", FIRST_DAY.isoformat(), "--to", last_landed.isoformat(),
-              "--ingest-only"])  # fmt: skip
-        main([*cli, "train"])
+        main([*home.cli, "run", "--partition", FIRST_DAY.isoformat(), "--to",
+              last_landed.isoformat(), "--ingest-only"])  # fmt: skip
+        main([*home.cli, "train"])
         home.run(FIRST_DAY, MIDDLE - timedelta(days=1))
         home.run(MIDDLE, LAST)
+
+
+def _claims_home(work: Path) -> ClaimsHome:
+    root = work / "onboarding"
+    paths = HitlPaths.at(work / "home")
+    cli = ["--home", str(paths.home), "--domains-dir", str(root / "domains"), "--domain", NAME]
+    return ClaimsHome(paths, root, cli)
+
+
+@pytest.fixture(scope="session")
+def claims_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeTemplate]:
+    """The claims home, built once per run (tests/e2e/home_templates.py)."""
+    yield from session_template(tmp_path_factory, "claims-template", build_claims)
+
+
+@pytest.fixture
+def claims(claims_template: HomeTemplate, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClaimsHome]:
+    """The built claims home, restored for this test alone (re-routing changes it)."""
+    for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    with claims_template.checkout() as work:
+        home = _claims_home(work)
+        monkeypatch.setenv(DOMAINS_ENV, str(home.root / "domains"))
         yield home
 
 
@@ -201,38 +223,3 @@ def test_rerouting_executed_days_keeps_executions_final_and_books_balanced(
         "WHERE m.domain = ? AND e.decided_by = 'policy'"
     )
     assert sent.height == 0, "a case executed automatically was sent for review"
-
-
-def test_keep_executed_restores_the_executed_decision_only() -> None:
-    from hitl_gate.execution.final_actions import final_actions, keep_executed
-
-    routed = pl.DataFrame(
-        {
-            "cid": ["a", "b", "c"],
-            "partition_date": [FIRST_DAY] * 3,
-            "route": ["human_review", "auto_approve", "human_review"],
-            "policy_version": "v2",
-            "model_version": "1",
-            "reason_codes": [["R1"]] * 3,
-        }
-    )
-    verdicts = pl.DataFrame(schema={"case_id": pl.String, "verdict": pl.String,
-                                    "reviewer_id": pl.String})  # fmt: skip
-    actions = final_actions(routed, verdicts, "cid", halted=True)
-    assert actions["status"].to_list() == ["pending_review", "held", "pending_review"]
-    executed = pl.DataFrame(
-        {
-            "case_id": ["a", "b"],
-            "action": ["approve", "decline"],
-            "decided_by": ["policy", "reviewer"],
-            "reviewer_id": [None, "r9"],
-        }  # fmt: skip
-    )
-    kept = keep_executed(actions, executed)
-    assert kept.select("case_id", "status", "action", "decided_by", "reviewer_id").rows() == [
-        ("a", "executed", "approve", "policy", None),
-        ("b", "executed", "decline", "reviewer", "r9"),
-        ("c", "pending_review", None, "reviewer", None),
-    ]
-    assert kept.columns == actions.columns
-    assert keep_executed(actions, executed.clear()).equals(actions)

@@ -20,7 +20,7 @@ import yaml
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.ingest.landing import IngestResult, discover_landing_files, ingest_files
 
-CORPUS = Path(__file__).parent / "data" / "bad_inputs"
+CORPUS = Path(__file__).parents[2] / "data" / "bad_inputs"
 MANIFEST: dict[str, dict] = yaml.safe_load((CORPUS / "manifest.yaml").read_text(encoding="utf-8"))
 DAY = date(2018, 1, 3)
 

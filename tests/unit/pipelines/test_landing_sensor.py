@@ -19,7 +19,7 @@ from hitl_gate.ingest.landing_registry import register_files
 from pipelines.resources import AuditDatabase, LandingZone
 from pipelines.sensors import build_landing_sensor
 
-CASES = Path(__file__).parent / "data" / "bad_inputs" / "cases"
+CASES = Path(__file__).parents[2] / "data" / "bad_inputs" / "cases"
 RAN, NOT_RUN = date(2018, 1, 5), date(2018, 1, 7)
 
 

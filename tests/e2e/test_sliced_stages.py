@@ -1,11 +1,11 @@
 """Stages run in slices of 37 cases give exactly the whole-day results.
 
-On a copy of the demo home (the shared one is left alone), with a policy in force whose review
-queues take 3 cases a day and whose QA sample is stratified by band, so that QA ranks,
-capacity ranks, deferrals, carried copies and a backlog from earlier days all occur:
-`case_features`, `risk_scores` and `routed_decisions` run once as whole frames
-(`HITL_SLICE_ROWS` unset) and once in slices of 37 cases (demo days hold about 110), over a
-three-day range and then over the next day (which has that range's backlog). Compared: each
+On the test's own demo home, with a policy in force whose review queues take 3 cases a day and
+whose QA sample is stratified by band, so that QA ranks, capacity ranks, deferrals, carried
+copies and a backlog from earlier days all occur: `case_features`, `risk_scores` and
+`routed_decisions` run once as whole frames (`HITL_SLICE_ROWS` unset) and once in slices of 37
+cases (demo days hold about 110), over a three-day range and then over the next day (which has
+that range's backlog). Compared: each
 stored partition file (same rows, values, order and types), each Feast feature file and the
 audit `decisions` rows, less the run id and the wall-clock columns.
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -79,22 +78,18 @@ def _snapshot(paths: HitlPaths, days: list[date]) -> dict[str, pl.DataFrame]:
     return frames
 
 
-@pytest.fixture(scope="module")
-def small_capacity_home(
-    demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[HitlPaths, pytest.MonkeyPatch]]:
-    """A copy of the demo home whose policy in force (v2, activated) reviews `CAPACITY` a day."""
+@pytest.fixture
+def small_capacity_home(demo_home: HitlPaths) -> Iterator[tuple[HitlPaths, pytest.MonkeyPatch]]:
+    """The test's demo home, with a policy in force (v2, activated) reviewing `CAPACITY` a day."""
     from policies.control import record_activation
     from policies.model import load_policy_text
 
-    tmp = tmp_path_factory.mktemp("sliced")
-    shutil.copytree(demo_home.home, tmp / "home", symlinks=True)
-    source = Path(__file__).parents[1] / "policies" / DOMAIN / "v2.yaml"
+    source = Path(__file__).parents[2] / "policies" / DOMAIN / "v2.yaml"
     text = re.sub(r"daily_capacity: \d+", f"daily_capacity: {CAPACITY}", source.read_text("utf-8"))
     with pytest.MonkeyPatch.context() as patch:
         for name in HitlSettings(paths=demo_home).to_environ():
             patch.delenv(name, raising=False)
-        paths = HitlPaths.at(tmp / "home")
+        paths = demo_home
         patch.setenv(HOME_ENV, str(paths.home))
         with audit_connection(paths.audit_db) as con:
             record_activation(

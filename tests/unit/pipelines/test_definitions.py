@@ -11,7 +11,7 @@ from dagster import AssetKey
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
 
-SNAPSHOT = Path(__file__).parent / "snapshots" / "asset_graph.json"
+SNAPSHOT = Path(__file__).parents[2] / "snapshots" / "asset_graph.json"
 
 
 def _graph(paths: HitlPaths) -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ import pytest
 from hitl_gate.app.cli import main
 from hitl_gate.core.home import HitlPaths
 
-CASES = Path(__file__).parent / "data" / "bad_inputs" / "cases"
+CASES = Path(__file__).parents[2] / "data" / "bad_inputs" / "cases"
 
 
 def test_check_names_rows_columns_and_counts(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 import shutil
 import subprocess
 import sys
@@ -15,39 +14,23 @@ import duckdb
 import pytest
 
 from hitl_gate.app.cli import main
-from hitl_gate.audit import bundle_check, chain, seal
 from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
 from hitl_gate.audit.bundle_check import check_bundle
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.home_templates import HomeTemplate
 
 FROM, TO = "2018-01-01", "2018-01-02"  # the demo's returned verdict files are for day 1
 
 
-def test_the_standalone_checker_restates_the_chain_rules_exactly() -> None:
-    """`bundle_check` may not import hitl-gate; this keeps its copy of the rules equal."""
-    rng = random.Random(7)
-    for count in (0, 1, 2, 3, 5, 8, 13, 16, 17, 33, 100, 300):
-        leaves = [rng.randbytes(32) for _ in range(count)]
-        for fanout in (2, 16):
-            assert bundle_check.merkle_root(leaves, fanout) == chain.merkle_root_of_digests(
-                leaves, fanout
-            )
-    assert bundle_check.CHECKPOINT_FIELDS == seal.CHECKPOINT_FIELDS
-    cp = {name: f"v{i}" for i, name in enumerate(seal.CHECKPOINT_FIELDS)} | {"first_seq": 3}
-    for fanout in (None, 2, 16):
-        with_fanout = cp if fanout is None else cp | {"merkle_fanout": fanout}
-        assert bundle_check.checkpoint_message(with_fanout) == seal.checkpoint_message(with_fanout)
-    source = Path(bundle_check.__file__).read_text(encoding="utf-8")
-    assert "from hitl_gate" not in source and "import hitl_gate" not in source
-
-
 @pytest.fixture(scope="module")
-def bundle(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bundle(demo_template: HomeTemplate, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One export for the module, from a demo home of its own (checked out for the export)."""
     out = tmp_path_factory.mktemp("bundle") / "b"
-    main(["--home", str(demo_home.home), "audit", "export", "--from", FROM, "--to", TO,
-          "--out", str(out)])  # fmt: skip
+    with demo_template.checkout() as work:
+        main(["--home", str(work / "home"), "audit", "export", "--from", FROM, "--to", TO,
+              "--out", str(out)])  # fmt: skip
     return out
 
 

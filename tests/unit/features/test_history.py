@@ -134,8 +134,14 @@ def test_history_matches_the_brute_force_oracle_split_across_runs() -> None:
     approx_equal(as_dict(split, SOURCE_CASE), {c: expected[c] for c in late[BASE.case_id]})
 
 
+LANDED = "landed"  # a store holding the cases the first test below lands (random_cases(160, 9))
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
+def store(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """An empty store; parametrized with `LANDED` (indirect), one of its own with the cases the
+    serving test lands already landed, so that a test reading them does not depend on running
+    after that test."""
     from features.store import open_feature_store
 
     feast_dir = tmp_path_factory.mktemp("feast-history")
@@ -143,7 +149,10 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         import feast  # noqa: F401
 
         warnings.filterwarnings("ignore", ".*fetch_arrow_table", DeprecationWarning)
-        return open_feature_store(DOMAIN, feast_dir)
+        feature_store = open_feature_store(DOMAIN, feast_dir)
+    if getattr(request, "param", None) == LANDED:
+        land(random_cases(160, seed=9), feast_dir)
+    return feature_store
 
 
 def land(cases: pl.DataFrame, feast_dir: Path) -> None:
@@ -176,6 +185,7 @@ def test_feast_serves_each_case_its_history_as_of_its_decision_time(store) -> No
     )
 
 
+@pytest.mark.parametrize("store", [LANDED], indirect=True)
 def test_history_view_matches_the_as_of_oracle_at_any_time(store) -> None:
     """Requests at arbitrary times: newest (event, created) row within the TTL, never later."""
     from features.store import historical_features

@@ -19,7 +19,7 @@ import pytest
 
 from features.config import ASOF_OFFLINE_STORE, feature_store_config
 from features.engineering import EVENT_TIMESTAMP
-from tests.test_history import BASE, DOMAIN, KEY, START, WINDOW, land, random_cases
+from tests.unit.features.test_history import BASE, DOMAIN, KEY, START, WINDOW, land, random_cases
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*fetch_arrow_table:DeprecationWarning")
 

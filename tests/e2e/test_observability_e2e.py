@@ -99,7 +99,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`dagster dev` on the demo home, on a free port; stopped (its process group) afterwards."""
     if not Path(CHROMIUM).exists():

@@ -1,0 +1,73 @@
+"""The demo home a test gets is its own: self-contained, pristine, and never the snapshot.
+
+The proofs behind tests/e2e/home_templates.py: every absolute path stored in the home points
+into the home itself (so it reads and writes nothing else), a test starts from exactly the
+snapshot whatever ran before it, and what it writes never reaches the snapshot and is gone for
+the next test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hitl_gate.app.cli import main
+from hitl_gate.core.home import HitlPaths
+from tests.e2e.home_templates import HomeTemplate, restore, tree_digest
+
+
+def _occurrences(folder: Path, needle: bytes) -> dict[str, set[bytes]]:
+    """For each file under `folder` holding `needle`: the 40 bytes that follow each occurrence."""
+    found: dict[str, set[bytes]] = {}
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            at = data.find(needle)
+            while at >= 0:
+                tail = data[at + len(needle) : at + len(needle) + 40]
+                found.setdefault(path.relative_to(folder).as_posix(), set()).add(tail)
+                at = data.find(needle, at + 1)
+    return found
+
+
+def _names(own: bytes, tail: bytes) -> bool:
+    """Whether the bytes after the run's folder name the home (`own`). SQLite splits a long
+    value at a page boundary: a path cut short (at a control byte) must at least begin `own`."""
+    if tail.startswith(own):
+        return True
+    cut = next((i for i, byte in enumerate(tail) if byte < 0x20), len(tail))
+    return cut < len(tail) and own.startswith(tail[:cut])
+
+
+def test_the_demo_home_refers_to_no_folder_but_its_own(
+    demo_template: HomeTemplate, demo_home: HitlPaths
+) -> None:
+    base = demo_template.root.parent
+    own = f"/{demo_template.root.name}/work/".encode()
+    found = _occurrences(demo_home.home, str(base).encode())
+    # The tools do store the home's own path (sealed audit rows, MLflow, Feast, GX, Dagster)...
+    assert {"audit.duckdb", "mlflow/mlflow.db", "gx/great_expectations.yml"} <= found.keys()
+    # ...and nothing else of the test run's folder: no snapshot, no other test's home.
+    elsewhere = {name: tails for name, tails in found.items() if any(
+        not _names(own, tail) for tail in tails)}  # fmt: skip
+    assert not elsewhere, elsewhere
+    assert not _occurrences(demo_home.home, str(demo_template.pristine).encode())
+
+
+def test_a_test_starts_pristine_and_its_writes_never_reach_the_snapshot(
+    demo_template: HomeTemplate, demo_home: HitlPaths
+) -> None:
+    recorded = demo_template.recorded_digests()
+    assert tree_digest(demo_home.home.parent) == recorded, "the home was not restored"
+
+    main(["--home", str(demo_home.home), "policy", "halt", "--by", "t", "--reason", "test"])
+    (demo_home.landing / "applications" / "2018-01-02" / "stray.csv").write_text("x\n")
+    next(demo_home.review.glob("archive/*.xlsx")).unlink()
+    changed = tree_digest(demo_home.home.parent)
+    assert changed != recorded
+    assert changed["home/audit.duckdb"] != recorded["home/audit.duckdb"] or (
+        changed.get("home/audit.duckdb.wal") != recorded.get("home/audit.duckdb.wal")
+    )
+    assert tree_digest(demo_template.pristine) == recorded, "a write reached the snapshot"
+
+    restore(demo_template.pristine, demo_template.work)  # what the next test's fixture does
+    assert tree_digest(demo_home.home.parent) == recorded
