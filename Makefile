@@ -32,9 +32,10 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
-# Unit and asset tests: no demo, no job runs.
+# Unit and asset tests: no demo, no job runs; no property suites, model training, Feast stores,
+# Great Expectations runs or subprocesses (marked `slow`; `make test` runs everything).
 test-fast: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not e2e"
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not e2e and not slow"
 
 # The type checker's settings (packages, strict core) are in pyproject.toml's [tool.mypy].
 lint: install

@@ -167,6 +167,7 @@ def _mutate(con: duckdb.DuckDBPyConnection, mutation: tuple) -> bool:
     return True
 
 
+@pytest.mark.slow
 @settings(
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -350,6 +351,7 @@ PARALLEL_MUTATIONS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mutation", [None, *PARALLEL_MUTATIONS], ids=str)
 def test_parallel_verify_detects_what_one_pass_detects(sealed, tmp_path, monkeypatch, mutation):
     """The log split at a checkpoint (seq 12) and checked by two processes."""

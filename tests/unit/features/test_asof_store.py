@@ -21,7 +21,10 @@ from features.config import ASOF_OFFLINE_STORE, feature_store_config
 from features.engineering import EVENT_TIMESTAMP
 from tests.unit.features.test_history import BASE, DOMAIN, KEY, START, WINDOW, land, random_cases
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*fetch_arrow_table:DeprecationWarning")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:.*fetch_arrow_table:DeprecationWarning"),
+]
 
 
 @pytest.fixture(scope="module")

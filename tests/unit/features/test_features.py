@@ -29,7 +29,10 @@ CASE_ID = DOMAIN.case_id
 NAMES = DOMAIN.features.names
 
 # ibis 12 calls a DuckDB 2.0 method that DuckDB deprecates; harmless, and not ours to fix.
-pytestmark = pytest.mark.filterwarnings("ignore:.*fetch_arrow_table:DeprecationWarning")
+pytestmark = [
+    pytest.mark.slow,  # a real Feast store: `make test` runs it, test-fast not
+    pytest.mark.filterwarnings("ignore:.*fetch_arrow_table:DeprecationWarning"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,10 @@ from features.history import (
 )
 from hitl_gate.core.domain import DomainConfig, load_domain
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*fetch_arrow_table:DeprecationWarning")
+pytestmark = [
+    pytest.mark.slow,  # a real Feast store: `make test` runs it, test-fast not
+    pytest.mark.filterwarnings("ignore:.*fetch_arrow_table:DeprecationWarning"),
+]
 
 BASE = load_domain("consumer_credit")
 KEY = "applicant_id"

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,6 +16,8 @@ from hitl_gate.core.domain import load_domain
 from hitl_gate.ingest.landing import discover_landing_files, ingest_files
 from hitl_gate.quality.contract import build_schema, validate_frame
 from tests.data.bad_inputs.build_corpus import base
+
+pytestmark = pytest.mark.slow  # real component work: `make test` runs it, test-fast not
 
 DOMAIN = load_domain("consumer_credit")
 BASE = base()

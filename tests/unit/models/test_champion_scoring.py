@@ -29,6 +29,8 @@ from models.scorecard import fit_scorecard
 from models.scoring import ChampionModel
 from models.training import SKOPS_TRUSTED_TYPES
 
+pytestmark = pytest.mark.slow  # real component work: `make test` runs it, test-fast not
+
 DAY = date(2018, 1, 3)
 SCORED_AT = datetime(2018, 1, 3, 12, tzinfo=UTC)
 

@@ -29,6 +29,8 @@ from models.scoring import (
 )
 from models.training import TrainedModel, split_by_time, train_and_register
 
+pytestmark = pytest.mark.slow  # real component work: `make test` runs it, test-fast not
+
 SAMPLE = PROJECT_ROOT / "data" / "sample" / "lendingclub_loans_2018q1.parquet"
 CASE_ID = "application_id"
 

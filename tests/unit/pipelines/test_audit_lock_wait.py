@@ -12,6 +12,8 @@ import pytest
 
 from pipelines.resources import AuditDatabase
 
+pytestmark = pytest.mark.slow  # real component work: `make test` runs it, test-fast not
+
 HOLD = """
 import sys, time, duckdb
 con = duckdb.connect(sys.argv[1])

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey
 
 from hitl_gate.core.home import HitlPaths
@@ -98,6 +99,7 @@ def test_asset_graph_matches_snapshot(hitl_paths: HitlPaths) -> None:
     assert graph == json.loads(SNAPSHOT.read_text(encoding="utf-8"))
 
 
+@pytest.mark.slow
 def test_dagster_cli_validates_the_workspace(hitl_paths: HitlPaths) -> None:
     """`dagster definitions validate -w workspace.yaml`, as `make validate` and the UI use it."""
     import subprocess

@@ -12,6 +12,8 @@ from hitl_gate.core.domain import load_domain
 from hitl_gate.quality.expectations import Expectation, Outcome, Suite, load_expectations
 from hitl_gate.quality.gx_suites import GxLocations, run_suite
 
+pytestmark = pytest.mark.slow  # Great Expectations runs: `make test` runs them, test-fast not
+
 DAY = date(2018, 1, 10)
 FRAME = pl.DataFrame(
     {
