@@ -7,11 +7,11 @@ written. No Feast import here.
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path
 
 import polars as pl
+
+from hitl_gate.core.day_files import atomic_write
 
 
 def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
@@ -22,24 +22,12 @@ def conform(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame
     return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
 
 
-def temporary_name(target: Path) -> Path:
-    """A hidden `.tmp` sibling of `target`, unique per writer; never matches the source glob."""
-    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-
-
 def write_partition(frame: pl.DataFrame, schema: dict[str, pl.DataType], target: Path) -> Path:
-    """Write a temporary file, then rename it over `target`.
+    """Replace `target` with `frame` in its exact schema (`core.day_files.atomic_write`).
 
-    Readers see the old file or the new one, never half of one, and a rerun of the day
-    replaces its rows instead of duplicating them. The temporary name does not match the
-    source glob, so an interrupted write is never read.
+    A rerun of the day replaces its rows instead of duplicating them; the temporary name does
+    not match the source glob, so an interrupted write is never read.
     """
-    frame = conform(frame, schema)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(target)
-    try:
-        frame.write_parquet(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(conform(frame, schema), target)
     return target

@@ -21,8 +21,8 @@ from features.engineering import (
     utc_timestamps,
 )
 from features.history import SOURCE_CASE, history_source_dir
-from features.partition_files import conform, temporary_name, write_partition
-from hitl_gate.core.day_files import PARTITION_COLUMN, split_by_day
+from features.partition_files import conform, write_partition
+from hitl_gate.core.day_files import PARTITION_COLUMN, split_by_day, temporary_name
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.staged_parquet import StagedParquet
 

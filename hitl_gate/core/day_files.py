@@ -9,6 +9,7 @@ side: which asset and partitions a step reads or writes.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -85,9 +86,19 @@ def split_by_day(frame: pl.DataFrame, keys: list[str]) -> Iterator[tuple[str, pl
         yield key, parts.get((date.fromisoformat(key),), frame.clear())
 
 
-def atomic_write(frame: pl.DataFrame, path: Path, compression: str) -> None:
-    """Write then rename, so a crash never leaves a half-written partition behind."""
-    tmp = path.with_suffix(".parquet.tmp")
-    # `compression` is the IO manager's configured text; Polars rejects an unknown codec.
-    frame.write_parquet(tmp, compression=cast(ParquetCompression, compression))
-    os.replace(tmp, path)
+def temporary_name(target: Path) -> Path:
+    """A hidden `.tmp` sibling of `target`, unique per writer: never matches a `*.parquet` glob,
+    and two writers of one day never share it."""
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+
+
+def atomic_write(frame: pl.DataFrame, path: Path, compression: str = "zstd") -> None:
+    """Write a temporary file, then rename it over `path`: readers see the old file or the new
+    one, never half of one, and a crash leaves no partial file under a readable name."""
+    tmp = temporary_name(path)
+    try:
+        # `compression` is the IO manager's configured text; Polars rejects an unknown codec.
+        frame.write_parquet(tmp, compression=cast(ParquetCompression, compression))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
