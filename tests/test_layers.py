@@ -3,7 +3,8 @@
 The layers, bottom to top (docs/architecture.md draws them):
 
 0. `hitl_gate.core`: domain declarations, home paths, the DuckDB database, digests, staged Parquet.
-1. `hitl_gate.quality`, `hitl_gate.audit`: the contract and expectations; the sealed log.
+1. `hitl_gate.quality`, `hitl_gate.audit`, `hitl_gate.identity`: the contract and expectations;
+   the sealed log; people, their keys and signed acts.
 2. `hitl_gate.ingest`, `features`, `models`, `policies`: reading landing files; the Feast
    repository, MLflow training and scoring, the policy engine and its lifecycle.
 3. `hitl_gate.routing`, `hitl_gate.review`, `hitl_gate.execution`, `hitl_gate.observability`:
@@ -35,6 +36,7 @@ LAYERS: dict[str, int] = {
     "hitl_gate.core": 0,
     "hitl_gate.quality": 1,
     "hitl_gate.audit": 1,
+    "hitl_gate.identity": 1,
     "hitl_gate.ingest": 2,
     "features": 2,
     "models": 2,

@@ -49,6 +49,10 @@ def demo_domains(settings: HitlSettings) -> list[str]:
 
 def run_demo(settings: HitlSettings, domain_names: list[str]) -> str:
     """Run the demo for each domain in turn; the summaries, then where everything is."""
+    from hitl_gate.app.demo_identities import ensure_demo_people
+
+    domains = [load_domain(name, settings.domains_dirs) for name in domain_names]
+    ensure_demo_people(settings.paths, domains)
     summaries = [run_domain_demo(settings, name) for name in domain_names]
     return "\n\n".join([*summaries, outputs_summary(settings.paths, domain_names)])
 

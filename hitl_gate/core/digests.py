@@ -7,7 +7,9 @@ hashing, so a million rows cost well under a second instead of a Python loop per
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -34,3 +36,10 @@ def row_digests(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
         con.close()
     column: pl.Series = digests["digest"]
     return column
+
+
+def canonical_json(payload: Any) -> bytes:
+    """The one byte form of a JSON payload that is signed and hashed (key order is irrelevant)."""
+    return json.dumps(
+        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    ).encode("ascii")

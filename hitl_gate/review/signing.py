@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from pathlib import Path
 from typing import Any
 
+from hitl_gate.core.digests import canonical_json
 from hitl_gate.core.key_files import load_or_create_key as load_or_create_key_file
 from hitl_gate.core.settings import REVIEW_KEY_ENV
 
@@ -36,13 +36,6 @@ def load_or_create_key(secrets_dir: Path, key_hex: str | None = None) -> bytes:
         size=KEY_BYTES,
         min_injected_size=MIN_ENV_KEY_BYTES,
     )
-
-
-def canonical_json(payload: Any) -> bytes:
-    """The one byte form of a JSON payload that is signed and hashed (key order is irrelevant)."""
-    return json.dumps(
-        payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode("ascii")
 
 
 def sign(payload: dict[str, Any], key: bytes) -> str:

@@ -1,0 +1,156 @@
+"""SSH signatures (the `sshsig` format of `ssh-keygen -Y`) made and checked by OpenSSH itself.
+
+No cryptography is implemented here: signing and verification run `ssh-keygen -Y sign` and
+`ssh-keygen -Y verify`, the maintained implementation people already use to sign git commits.
+The only thing read in Python is which public key a signature claims (a plain wire-format
+field), so the registry can say whose key it is before OpenSSH checks the signature with it.
+
+Every purpose has its own namespace, so a signature made to return verdicts can never be
+replayed as a policy approval, and the reverse.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from hitl_gate.identity.keys import (
+    KeyFormatError,
+    PublicKey,
+    public_key_from_blob,
+    read_ssh_string,
+)
+
+SSH_KEYGEN = "ssh-keygen"
+ARMOR_BEGIN = "-----BEGIN SSH SIGNATURE-----"
+ARMOR_END = "-----END SSH SIGNATURE-----"
+MAGIC = b"SSHSIG"
+SIGNATURE_SUFFIX = ".sig"
+
+# One namespace per purpose (ssh-keygen's `-n`): a signature is valid for its purpose only.
+VERDICTS = "hitl-gate-verdicts"
+PEOPLE = "hitl-gate-people"
+POLICY = "hitl-gate-policy"
+AUTOMATION = "hitl-gate-automation"
+MODELS = "hitl-gate-models"
+REVIEW_ADMIN = "hitl-gate-review-admin"
+RETENTION = "hitl-gate-retention"
+NAMESPACES = frozenset({VERDICTS, PEOPLE, POLICY, AUTOMATION, MODELS, REVIEW_ADMIN, RETENTION})
+VERIFY_TIMEOUT_SECONDS = 30
+
+
+class SignatureError(ValueError):
+    """A signature that is missing, malformed, made for another purpose or not valid."""
+
+
+def ssh_keygen() -> str:
+    """The `ssh-keygen` program (OpenSSH 8.2 or later signs with `-Y`)."""
+    found = shutil.which(SSH_KEYGEN)
+    if found is None:
+        raise SignatureError("ssh-keygen (OpenSSH) is not installed; it signs and verifies acts")
+    return found
+
+
+def _check_namespace(namespace: str) -> None:
+    if namespace not in NAMESPACES:
+        raise ValueError(f"unknown signature namespace {namespace!r}")
+
+
+def sign_bytes(data: bytes, key_path: Path, namespace: str) -> str:
+    """An armored SSH signature of `data` by the key at `key_path` (private key, or a public
+    key whose private half is in the ssh-agent)."""
+    _check_namespace(namespace)
+    result = subprocess.run(
+        [ssh_keygen(), "-q", "-Y", "sign", "-f", str(key_path), "-n", namespace],
+        input=data,
+        capture_output=True,
+        check=False,
+        timeout=VERIFY_TIMEOUT_SECONDS,
+    )
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip()
+        raise SignatureError(f"ssh-keygen could not sign with {key_path}: {message}")
+    return result.stdout.decode("ascii")
+
+
+def signature_path(path: Path) -> Path:
+    """Where the detached signature of `path` lives: `path` + `.sig`, as `ssh-keygen -Y sign`."""
+    return path.with_name(path.name + SIGNATURE_SUFFIX)
+
+
+def sign_file(path: Path, key_path: Path, namespace: str) -> Path:
+    """Write the detached signature `<path>.sig` of the file's exact bytes; returns its path."""
+    armored = sign_bytes(path.read_bytes(), key_path, namespace)
+    target = signature_path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_text(armored, encoding="ascii")
+    temporary.replace(target)
+    return target
+
+
+def _signature_blob(armored: str) -> bytes:
+    text = armored.strip()
+    if not (text.startswith(ARMOR_BEGIN) and text.endswith(ARMOR_END)):
+        raise SignatureError("not an SSH signature (no BEGIN/END SSH SIGNATURE armor)")
+    body = "".join(text[len(ARMOR_BEGIN) : -len(ARMOR_END)].split())
+    try:
+        blob = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise SignatureError("the SSH signature is not valid base64") from error
+    if not blob.startswith(MAGIC):
+        raise SignatureError("not an SSH signature (no SSHSIG magic)")
+    return blob
+
+
+def claimed_key(armored: str) -> PublicKey:
+    """The public key a signature says made it: not yet a proof (`verify` checks that)."""
+    blob = _signature_blob(armored)
+    offset = len(MAGIC) + 4  # magic, then the uint32 version
+    try:
+        key_blob, _ = read_ssh_string(blob, offset)
+        return public_key_from_blob(key_blob)
+    except KeyFormatError as error:
+        raise SignatureError(f"the SSH signature names no usable key: {error}") from error
+
+
+def claimed_namespace(armored: str) -> str:
+    """The namespace a signature was made for (shown when one is used for the wrong purpose)."""
+    blob = _signature_blob(armored)
+    try:
+        _, offset = read_ssh_string(blob, len(MAGIC) + 4)
+        namespace, _ = read_ssh_string(blob, offset)
+    except KeyFormatError as error:
+        raise SignatureError(f"malformed SSH signature: {error}") from error
+    return namespace.decode("utf-8", "replace")
+
+
+def verify(data: bytes, armored: str, namespace: str, key: PublicKey) -> None:
+    """Raise `SignatureError` unless `armored` is `key`'s valid signature of `data` for
+    `namespace`, as checked by `ssh-keygen -Y verify` against an allowed-signers file naming
+    only `key`."""
+    _check_namespace(namespace)
+    signed_for = claimed_namespace(armored)
+    if signed_for != namespace:
+        raise SignatureError(f"signature made for {signed_for!r}, not for {namespace!r}")
+    if claimed_key(armored) != key:
+        raise SignatureError(f"signature not made by key {key.fingerprint}")
+    with tempfile.TemporaryDirectory(prefix="hitl-sig-") as folder:
+        allowed = Path(folder) / "allowed_signers"
+        allowed.write_text(f'signer namespaces="{namespace}" {key.openssh}\n', encoding="ascii")
+        signature = Path(folder) / "data.sig"
+        signature.write_text(armored, encoding="ascii")
+        result = subprocess.run(
+            [ssh_keygen(), "-Y", "verify", "-f", str(allowed), "-I", "signer", "-n", namespace]
+            + ["-s", str(signature)],
+            input=data,
+            capture_output=True,
+            check=False,
+            timeout=VERIFY_TIMEOUT_SECONDS,
+        )
+    if result.returncode != 0:
+        raise SignatureError(f"signature by {key.fingerprint} does not match these bytes")
