@@ -93,6 +93,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             signing_key=audit_db.signing_key(),
             checkpoints=audit_db.checkpoints,
             seal_memory_limit=audit_db.seal_memory_limit,
+            witness=audit_db.witness(),
         )
         for error in closed.outcome_errors:
             context.log.warning(f"outcome file skipped: {error}")

@@ -43,6 +43,7 @@ from hitl_gate.audit.chain import (
 )
 from hitl_gate.audit.events import EVENT_SOURCES, EventSource, SourceSlices, remember
 from hitl_gate.audit.keys import public_key_hex
+from hitl_gate.audit.witness import WitnessConfig, publish_checkpoints
 from hitl_gate.core.database import transaction
 
 if TYPE_CHECKING:
@@ -168,6 +169,7 @@ def seal_run(
     sources: tuple[EventSource, ...] = EVENT_SOURCES,
     batch_rows: int = BATCH_ROWS,
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
+    witness: WitnessConfig | None = None,
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
 
@@ -179,9 +181,12 @@ def seal_run(
     checkpoint starts at the first uncovered entry and its Merkle root covers them too, so
     every entry ends up under exactly one signature. `memory_limit` (DuckDB's syntax, e.g.
     "1GB"; None leaves the connection's) bounds DuckDB's cache for the seal's duration.
+    `witness`: where every new checkpoint is also published outside the database and home
+    (`witness.publish_checkpoints`); an insert-once row changed after sealing is not logged
+    and raises `SealRefused` once the rest is sealed, signed and witnessed.
     """
     with _memory_limit(con, memory_limit):
-        return _seal(con, run_id, signing_key, checkpoint_dir, sources, batch_rows)
+        return _seal(con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness)
 
 
 @contextmanager
@@ -209,6 +214,7 @@ def _seal(
     checkpoint_dir: Path,
     sources: tuple[EventSource, ...],
     batch_rows: int,
+    witness: WitnessConfig | None,
 ) -> SealResult:
     """`seal_run` under its memory limit."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -242,6 +248,8 @@ def _seal(
             [run_id, now, chain.appended],
         )
     export_checkpoints(con, checkpoint_dir)
+    if witness is not None:
+        publish_checkpoints(con, witness)
     result = SealResult(chain.appended, checkpoint, chain.canonicalised)
     if clashes:
         raise SealRefused(clashes, result)
