@@ -249,7 +249,7 @@ def _seal(
         )
     export_checkpoints(con, checkpoint_dir)
     if witness is not None:
-        publish_checkpoints(con, witness)
+        publish_checkpoints(con, witness, checkpoint_message)
     result = SealResult(chain.appended, checkpoint, chain.canonicalised)
     if clashes:
         raise SealRefused(clashes, result)

@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -100,8 +101,15 @@ def read_witness(path: Path) -> WitnessRead:
     return read
 
 
-def publish_checkpoints(con: duckdb.DuckDBPyConnection, witness: WitnessConfig) -> int:
+def publish_checkpoints(
+    con: duckdb.DuckDBPyConnection,
+    witness: WitnessConfig,
+    signed_message: Callable[[dict[str, Any]], bytes],
+) -> int:
     """Append every database checkpoint newer than the witness's newest; return how many.
+
+    `signed_message` gives a checkpoint's signed bytes (`seal.checkpoint_message`), which a
+    configured TSA time-stamps.
 
     Called after each seal commits (and by every later seal, so a crash in between only
     delays publication). Never rewrites a line: a database checkpoint that differs from one
@@ -130,7 +138,7 @@ def publish_checkpoints(con: duckdb.DuckDBPyConnection, witness: WitnessConfig) 
         lines.append(line)
         prev = line_hash(line)
         if witness.tsa_url:
-            _timestamp(witness, record)
+            _timestamp(witness, record, signed_message(record))
     with witness.file.open("a", encoding="utf-8") as handle:
         handle.write("".join(line + "\n" for line in lines))
         handle.flush()
@@ -160,14 +168,12 @@ def timestamp_request(message: bytes) -> bytes:
     return builder.build().as_bytes()
 
 
-def _timestamp(witness: WitnessConfig, record: dict[str, Any]) -> None:
+def _timestamp(witness: WitnessConfig, record: dict[str, Any], message: bytes) -> None:
     """Ask the configured TSA to time-stamp the checkpoint's signed message; keep its answer."""
-    from hitl_gate.audit.seal import checkpoint_message
-
     assert witness.tsa_url
     request = urllib.request.Request(
         witness.tsa_url,
-        data=timestamp_request(checkpoint_message(record)),
+        data=timestamp_request(message),
         headers={"Content-Type": "application/timestamp-query"},
     )
     with urllib.request.urlopen(request, timeout=TSA_TIMEOUT_S) as answer:  # noqa: S310
@@ -194,8 +200,8 @@ def compare_with_witness(
                 (
                     seq,
                     f"witnessed checkpoint {seq} (head {str(seen.get('head_hash'))[:16]}, run "
-                    f"{seen.get('run_id')}) is missing: {where}; the tail of the log was deleted or "
-                    "its history rewritten",
+                    f"{seen.get('run_id')}) is missing: {where}; the tail of the log was "
+                    "deleted or its history rewritten",
                 )  # fmt: skip
             )
             continue
