@@ -82,7 +82,8 @@ def execute_days(
     now = datetime.now(UTC)
     to_execute = new_executions(actions, earlier, domain.name, run_id, now)
     with connect() as con:
-        check = check_sealed_inputs(con, domain.name, to_execute["case_id"].to_list())
+        reviewed = to_execute.filter(pl.col("decided_by") == "reviewer")["case_id"].to_list()
+        check = check_sealed_inputs(con, domain.name, to_execute["case_id"].to_list(), reviewed)
     if check.domain_problems:
         raise ExecutionRefused(
             f"{domain.name}: execution refused, the policy activation or kill-switch records "

@@ -41,6 +41,12 @@ RELIED_ON: tuple[EventSource, ...] = tuple(
     SOURCES_BY_TYPE[t] for t in (*CASE_INPUTS, *DOMAIN_INPUTS)
 ) + (SOURCES_BY_TYPE["verdict_file_received"],)  # sealed with them (the opinions' files)
 SEALED = "execution_sealed_inputs"
+# How a case-level key names its case: (key prefix given the domain, separator, part number).
+CASE_OF_KEY = {
+    "verdict": ("{domain}/", "/", 2),
+    "verdict_opinion": ("{domain}/", "/", 2),
+    "conflict_resolved": ("conflict:{domain}:", ":", 3),
+}
 
 
 class ExecutionRefused(RuntimeError):
@@ -56,12 +62,29 @@ class SealCheck:
 
 
 def check_sealed_inputs(
-    con: duckdb.DuckDBPyConnection, domain: str, case_ids: list[str]
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    case_ids: list[str],
+    reviewed: list[str] | None = None,
 ) -> SealCheck:
-    """Compare the rows `case_ids` and the domain rely on with the sealed log (module doc)."""
+    """Compare the rows `case_ids` and the domain rely on with the sealed log (module doc).
+
+    `reviewed`: the cases among them executed on a reviewer's verdict, which must have one.
+    """
     check = SealCheck()
     _load_sealed(con)
     try:
+        if reviewed:
+            missing = con.execute(
+                "SELECT c FROM unnest($cases::VARCHAR[]) t(c) WHERE c NOT IN "
+                "(SELECT case_id FROM verdicts WHERE domain = $domain) ORDER BY c",
+                {"cases": reviewed, "domain": domain},
+            ).fetchall()
+            for (case_id,) in missing:
+                check.refused[case_id] = (
+                    f"verdicts {domain}/{case_id}: no verdict recorded, yet the case would be "
+                    "executed as decided by a reviewer"
+                )
         with sha256_function(con):
             for source in RELIED_ON:
                 if source.event_type in CASE_INPUTS:
@@ -139,20 +162,30 @@ def _problems(
                     f"{digest[:16]}): unsealed, or inserted outside the pipeline",
                 )
             )
-    if case_ids is None:  # the domain's whole history: a logged row must still be there
-        gone = con.execute(
-            f"""
-            SELECT l.entity_key, min(l.seq) FROM {logged} l
-            WHERE starts_with(l.entity_key, $domain || '/')
-              AND l.entity_key NOT IN (SELECT entity_key FROM {rows})
-            GROUP BY ALL ORDER BY 2
-            """,
-            params,
-        ).fetchall()
-        problems += [
-            ("", f"{source.table} {key}: sealed at entry seq {seq} but deleted from the table")
-            for key, seq in gone
-        ]
+    # A sealed record of the domain (or of the cases) must still be in its table.
+    prefix, separator, part = CASE_OF_KEY.get(source.event_type, ("{domain}/", "/", 0))
+    mine = "starts_with(l.entity_key, $prefix)" + (
+        " AND split_part(l.entity_key, $separator, $part) IN (SELECT unnest($cases::VARCHAR[]))"
+        if case_ids is not None
+        else ""
+    )
+    extra: dict[str, object] = {"prefix": prefix.format(domain=domain)}
+    if case_ids is not None:
+        extra.update(separator=separator, part=part)
+    gone = con.execute(
+        f"""
+        SELECT {"split_part(l.entity_key, $separator, $part)" if case_ids is not None else "''"},
+               l.entity_key, min(l.seq)
+        FROM {logged} l
+        WHERE {mine} AND l.entity_key NOT IN (SELECT entity_key FROM {rows})
+        GROUP BY ALL ORDER BY 3
+        """,
+        {**params, **extra},
+    ).fetchall()
+    problems += [
+        (case_id, f"{source.table} {key}: sealed at entry seq {seq} but deleted from the table")
+        for case_id, key, seq in gone
+    ]
     return problems
 
 
