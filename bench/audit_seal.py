@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=["incremental", "full_sweep"])
     parser.add_argument("--baseline-src", type=Path, help="source tree of the `baseline` mode")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hitl-bench-seal-") as tmp:
         template = Path(tmp) / "template.duckdb"
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
         _say(f"{args.cases:,} cases of lineage built in {time.perf_counter() - started:.1f} s")
         results: dict[tuple[str, str], list[dict]] = {}
         for repeat in range(args.repeats):
-            for scenario in SCENARIOS:
+            for scenario in args.scenarios:
                 modes = args.modes if repeat % 2 == 0 else list(reversed(args.modes))
                 for mode in modes:
                     r = _child(mode, scenario, template, Path(tmp) / "work", args.baseline_src)
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"appended {r['appended']:,}"
                     )
         _say("medians:")
-        for scenario in SCENARIOS:
+        for scenario in args.scenarios:
             cells = []
             for mode in args.modes:
                 runs = results[(mode, scenario)]
