@@ -14,6 +14,7 @@ from hitl_gate.core.domain import DomainConfig
 from hitl_gate.execution.accounting import account_days
 from hitl_gate.execution.execute import execute_days
 from hitl_gate.execution.final_actions import routed_columns
+from hitl_gate.execution.sealed_inputs import input_sealer
 from pipelines.resources import AuditDatabase, ExecutionOutbox, LandingZone
 
 
@@ -50,7 +51,16 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             outbox_dir,
             partition_days(context),
             run_id=context.run.run_id,
+            seal_inputs=input_sealer(
+                audit_db.signing_key(),
+                audit_db.checkpoints,
+                audit_db.witness(),
+                context.run.run_id,
+                audit_db.seal_memory_limit,
+            ),
         )
+        for case_id, reason in list(done.refused.items())[:20]:
+            context.log.error(f"execution refused for {case_id}: {reason}")
         actions = done.actions
         counts = actions.group_by("status", "action").len().sort("status", "action")
         return Output(
@@ -62,6 +72,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "held_or_conflict": int(actions["status"].is_in(["held", "conflict"]).sum()),
                 "adverse_action_notices": done.notices.height,
                 "reversal_requests": done.reversals.height,
+                "refused_unsealed": len(done.refused),
                 "outcomes": markdown_table(counts),
                 "outbox": MetadataValue.path(str(outbox_dir)),
             },
@@ -93,6 +104,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             signing_key=audit_db.signing_key(),
             checkpoints=audit_db.checkpoints,
             seal_memory_limit=audit_db.seal_memory_limit,
+            witness=audit_db.witness(),
         )
         for error in closed.outcome_errors:
             context.log.warning(f"outcome file skipped: {error}")

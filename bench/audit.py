@@ -29,9 +29,10 @@ import pyarrow as pa
 from hitl_gate.audit.chain import GENESIS_HASH, fold_bodies
 from hitl_gate.audit.events import envelope_sql
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-from hitl_gate.audit.seal import export_checkpoints, signed_checkpoint
+from hitl_gate.audit.seal import checkpoint_message, export_checkpoints, signed_checkpoint
 from hitl_gate.audit.trace import trace_case
 from hitl_gate.audit.verify import verify_audit
+from hitl_gate.audit.witness import WitnessConfig, publish_checkpoints
 from hitl_gate.core.database import audit_connection
 
 RUN_ENTRIES = 100_000  # entries per sealed run (one checkpoint each)
@@ -110,6 +111,7 @@ def build_log(db: Path, checkpoints: Path, key_file: Path, entries: int) -> str:
             con.unregister("cp")
             prev, seq = hashes[-1], seq + n
         export_checkpoints(con, checkpoints)
+        publish_checkpoints(con, WitnessConfig(checkpoints.parent / "witness"), checkpoint_message)
     return public_key_hex(key)
 
 
@@ -126,10 +128,13 @@ def bench_verify(folder: Path, entries: int, repeats: int) -> dict[str, float]:
     else:
         public_key = build_log(db, cps, key_file, entries)
     build = time.perf_counter() - started
+    witness = folder / "witness"
     runs = {
-        "verify_one_process": lambda con: verify_audit(con, cps, public_key, lineage=False),
+        "verify_one_process": lambda con: verify_audit(
+            con, cps, public_key, lineage=False, witness=witness
+        ),
         "verify_processes": lambda con: verify_audit(
-            con, cps, public_key, lineage=False, workers=os.cpu_count() or 1
+            con, cps, public_key, lineage=False, workers=os.cpu_count() or 1, witness=witness
         ),
         "duckdb_sha256": lambda con: con.execute(
             "SELECT count(*) FROM audit_log WHERE sha256(entry) <> entry_hash"

@@ -12,13 +12,16 @@ own child process so peak RSS is that seal's. Three scenarios per mode:
   new run id and new timestamps: the volatile columns), which must append nothing.
 The baseline, measured in the same run on the same copies, is the full sweep sealing used
 before (every lineage row canonicalised by DuckDB, fetched into Python, envelopes built and
-chained there); it is kept here only as the reference.
+chained there); it is kept here only as the reference. `--baseline-src DIR` adds the mode
+`baseline`: the incremental seal of another source tree (e.g. `git archive main | tar -x -C
+DIR`), run by the same interpreter on the same copies, to price a change to the seal.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -221,17 +224,24 @@ def measure(mode: str, scenario: str, db: Path) -> dict:
     }
 
 
-def _child(mode: str, scenario: str, template: Path, scratch: Path) -> dict:
+def _child(
+    mode: str, scenario: str, template: Path, scratch: Path, baseline_src: Path | None = None
+) -> dict:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     db = scratch / "audit.duckdb"
     shutil.copy(template, db)
-    command = [sys.executable, "-m", "bench.audit_seal", "_measure", mode, scenario, str(db)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    measured = "incremental" if mode == "baseline" else mode
+    command = [sys.executable, "-m", "bench.audit_seal", "_measure", measured, scenario, str(db)]
+    env, cwd = None, None
+    if mode == "baseline":
+        assert baseline_src is not None, "--baseline-src is needed for the baseline mode"
+        env, cwd = {**os.environ, "PYTHONPATH": str(baseline_src)}, str(baseline_src)
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=cwd)
     lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT_MARK)]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"seal benchmark {mode} {scenario} failed:\n{done.stderr[-4000:]}")
-    return json.loads(lines[-1][len(RESULT_MARK) :])
+    return {**json.loads(lines[-1][len(RESULT_MARK) :]), "mode": mode}
 
 
 def _say(line: str) -> None:
@@ -249,6 +259,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=["incremental", "full_sweep"])
+    parser.add_argument("--baseline-src", type=Path, help="source tree of the `baseline` mode")
+    parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hitl-bench-seal-") as tmp:
         template = Path(tmp) / "template.duckdb"
@@ -257,10 +269,10 @@ def main(argv: list[str] | None = None) -> None:
         _say(f"{args.cases:,} cases of lineage built in {time.perf_counter() - started:.1f} s")
         results: dict[tuple[str, str], list[dict]] = {}
         for repeat in range(args.repeats):
-            for scenario in SCENARIOS:
+            for scenario in args.scenarios:
                 modes = args.modes if repeat % 2 == 0 else list(reversed(args.modes))
                 for mode in modes:
-                    r = _child(mode, scenario, template, Path(tmp) / "work")
+                    r = _child(mode, scenario, template, Path(tmp) / "work", args.baseline_src)
                     results.setdefault((mode, scenario), []).append(r)
                     _say(
                         f"  {mode:<11} {scenario:<5} {r['wall_s']:7.2f} s wall "
@@ -268,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
                         f"appended {r['appended']:,}"
                     )
         _say("medians:")
-        for scenario in SCENARIOS:
+        for scenario in args.scenarios:
             cells = []
             for mode in args.modes:
                 runs = results[(mode, scenario)]

@@ -17,6 +17,7 @@ import duckdb
 from dagster import ConfigurableResource, EnvVar
 
 from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
+from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.home import HitlPaths
@@ -53,10 +54,18 @@ class AuditDatabase(ConfigurableResource):
     signing_key_file: str = ""
     signing_key_hex: str = ""
     seal_memory_limit: str = SEAL_MEMORY_LIMIT
+    witness_dir: str = ""
+    tsa_url: str = ""
 
     @property
     def checkpoints(self) -> Path:
         return Path(self.checkpoint_dir or Path(self.database).parent / "checkpoints")
+
+    def witness(self) -> WitnessConfig:
+        """The external checkpoint witness (default: a sibling folder of the home)."""
+        default = HitlPaths.at(Path(self.database).parent).witness_dir
+        folder = Path(self.witness_dir) if self.witness_dir else default
+        return WitnessConfig(folder, self.tsa_url or None)
 
     def signing_key(self) -> Ed25519PrivateKey:
         from hitl_gate.audit.keys import KEY_FILE, load_or_create_signing_key
@@ -214,6 +223,8 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             checkpoint_dir=str(paths.checkpoints_dir),
             signing_key_file=str(paths.audit_key_file),
             signing_key_hex=_injected(settings.audit_key_in_env, AUDIT_KEY_ENV),
+            witness_dir=str(paths.witness_dir),
+            tsa_url=settings.tsa_url or "",
         ),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
         "data_docs": DataDocs(

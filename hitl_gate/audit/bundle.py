@@ -178,7 +178,8 @@ def _write_lineage(
         if unlogged:
             raise BundleError(
                 f"{len(unlogged)} {source.table} rows in scope are not in the audit log "
-                f"(first: {unlogged[0]}): run `hitl audit seal`, then `hitl audit verify`"
+                f"(first: {unlogged[0]}): edited after sealing or not sealed yet; "
+                "`hitl audit verify` names each"
             )
         with (folder / f"{source.event_type}.jsonl").open("w", encoding="utf-8") as lines:
             for number, (key, digest, text, seq) in enumerate(rows, start=1):

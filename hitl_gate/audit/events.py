@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hitl_gate.audit.chain import SHA256_FUNCTION, sha256_function
 
@@ -35,15 +36,27 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 @dataclass(frozen=True)
 class EventSource:
-    """A lineage table whose rows are logged as events of one type."""
+    """A lineage table whose rows are logged as events of one type (one line of `EVENT_SOURCES`).
+
+    `append_only` makes the table insert-once: a row, once written and sealed, is never replaced
+    or deleted, so its key is logged with exactly one digest. Any other content under that key
+    (an edit) is tampering: the seal refuses to log it (`SealRefused`) and `verify` names the
+    table, key and entry. Without it the table is versioned: a row may legitimately change (a
+    re-run re-decides a day, retention redacts a value, an escalation is resolved), and every
+    distinct content is logged as the next version of the entity, the earlier ones staying in
+    the chain as its history.
+    """
 
     event_type: str
     table: str
     key: tuple[str, ...]
     volatile: tuple[str, ...] = ()
-    append_only: bool = False  # a row, once written, is never replaced or deleted
+    append_only: bool = False  # insert-once: a row is never replaced or deleted (see above)
 
 
+# Every sealed table: adding one is one line (a table missing from the database, e.g. a stage
+# not deployed yet, is skipped). Not yet listed because not yet on main: the people registry
+# log `people_acts` and `review_assignments` (both insert-once; add them here when they land).
 EVENT_SOURCES: tuple[EventSource, ...] = (
     EventSource("policy_version_used", "policy_versions", ("policy_digest",), ("first_used_at",)),
     EventSource(
@@ -61,13 +74,30 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
     EventSource("batch_exported", "review_batches", ("batch_id",), ("run_id",)),
     EventSource("case_sent_for_review", "review_batch_cases", ("domain", "case_id")),
     EventSource("verdict_file_received", "verdict_files", ("file_sha256",), append_only=True),
+    EventSource(
+        "verdict_opinion", "verdict_opinions", ("domain", "case_id", "reviewer_id"),
+        append_only=True,
+    ),
     EventSource("verdict", "verdicts", ("domain", "case_id"), append_only=True),
     EventSource(
         "verdict_rejected", "verdict_rejections",
         ("file_sha256", "row_number", "case_id", "column_name", "message"),
     ),
-    EventSource("execution", "executions", ("domain", "case_id"), append_only=True),
+    EventSource("escalation", "review_escalations", ("escalation_id",)),  # resolved_at is set
+    EventSource("escalation_batch_exported", "escalation_batches", ("batch_id",), ("run_id",)),
+    EventSource(
+        "escalation_exported", "escalation_batch_cases", ("escalation_id",), append_only=True
+    ),
+    EventSource("batch_closed", "review_batch_closures", ("batch_id",), append_only=True),
     EventSource("conflict_resolved", "conflict_resolutions", ("escalation_id",), append_only=True),
+    EventSource("policy_activation", "policy_activations", ("domain", "seq"), append_only=True),
+    EventSource("automation_halt", "automation_halts", ("domain", "seq"), append_only=True),
+    EventSource("policy_shadow_set", "policy_shadows", ("domain", "seq"), append_only=True),
+    EventSource(
+        "model_promotion", "model_promotions", ("model_name", "alias", "promoted_at"),
+        append_only=True,
+    ),
+    EventSource("execution", "executions", ("domain", "case_id"), append_only=True),
     EventSource("reversal_requested", "reversal_requests", ("domain", "case_id"), append_only=True),
     EventSource("adverse_action", "adverse_actions", ("domain", "case_id"), append_only=True),
     EventSource(
@@ -83,6 +113,8 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
         ("run_id", "applied_at"), append_only=True,
     ),
 )  # fmt: skip
+
+SOURCES_BY_TYPE = {source.event_type: source for source in EVENT_SOURCES}
 
 
 def _quote(name: str) -> str:
@@ -149,7 +181,9 @@ def source_sql(
         hashed.append(_quote(name))
         if kind.endswith("[]"):
             hashed.append(f"{_quote(name)} IS NULL")
-    key = ", ".join(f"coalesce({_quote(k)}::VARCHAR, '')" for k in source.key)
+    kinds = dict(columns)
+    # Key columns in their canonical text (a timestamp key reads the same in any time zone).
+    key = ", ".join(f"coalesce(({canonical_value(k, kinds[k])})::VARCHAR, '')" for k in source.key)
     stable_json = f"to_json({_struct(stable)})::VARCHAR"
     payload_json = f"to_json({_struct(columns)})::VARCHAR"
     return SourceSql(
@@ -178,6 +212,15 @@ def envelope_sql(at: str, digest: str, key: str, run_id: str, event_type: str) -
 
 
 ROW_ID = '"__audit_rowid"'
+_NO_CLASHES = pa.table(
+    {
+        "rid": pa.array([], pa.int64()),
+        "entity_key": pa.array([], pa.string()),
+        "content_digest": pa.array([], pa.string()),
+        "logged_seq": pa.array([], pa.int64()),
+        "logged_digest": pa.array([], pa.string()),
+    }
+)
 
 
 class SourceSlices:
@@ -224,11 +267,15 @@ class SourceSlices:
         keys = ", ".join(_quote(k) for k in self.source.key)
         return f"hash({keys}) % $slices = $slice"
 
-    def new_events(self, number: int, run_id: str, recorded_at: str) -> pa.Table:
-        """Slice `number`'s events to append, in storage order: entity_key, content_digest, body.
+    def new_events(self, number: int, run_id: str, recorded_at: str) -> tuple[pa.Table, pa.Table]:
+        """Slice `number`'s events to append, and its clashes.
 
-        `body` is the envelope text; identical rows within the slice give one event. Leaves
-        the slice's rows in the temporary table `audit_slice` for `fingerprints`.
+        Events, in storage order: entity_key, content_digest, body (the envelope text);
+        identical rows within the slice give one event. Clashes (insert-once tables only):
+        entity_key, content_digest, logged_seq, logged_digest of each row whose key the log
+        already holds with another content, i.e. a row edited after it was sealed; they are
+        not among the events and their fingerprints are left out of `fingerprints`, so every
+        later seal finds them again. Leaves the slice's rows in `audit_slice`.
         """
         sql = self.sql
         assert sql is not None
@@ -242,7 +289,7 @@ class SourceSlices:
         )
         envelope = envelope_sql("$at", "content_digest", "entity_key", "$run_id", "$event_type")
         query = f"""
-            SELECT entity_key, content_digest, {envelope} AS body
+            SELECT {ROW_ID}, entity_key, content_digest, {envelope} AS body
             FROM (
                 SELECT rowid AS {ROW_ID}, {sql.entity_key} AS entity_key,
                        {sql.content_digest} AS content_digest
@@ -254,7 +301,43 @@ class SourceSlices:
             ORDER BY {ROW_ID}
         """
         params = {"event_type": self.source.event_type, "at": recorded_at, "run_id": run_id}
-        return self.con.sql(query, params=params).to_arrow_table()
+        events = self.con.sql(query, params=params).to_arrow_table()
+        clashes = self._clashes(events) if self.source.append_only else _NO_CLASHES
+        if clashes.num_rows:
+            self.con.register("audit_clashes", clashes)
+            try:
+                self.con.execute(
+                    "DELETE FROM audit_slice WHERE rid IN (SELECT rid FROM audit_clashes)"
+                )
+            finally:
+                self.con.unregister("audit_clashes")
+            rowids = events.column(ROW_ID.strip('"'))
+            events = events.filter(pc.invert(pc.is_in(rowids, value_set=clashes.column("rid"))))
+        return events.drop_columns([ROW_ID.strip('"')]), clashes.drop_columns(["rid"])
+
+    def _clashes(self, events: pa.Table) -> pa.Table:
+        """The new events whose key the log index already holds under another digest.
+
+        Read from the index (the seal's cache) for speed: a forged or deleted index row can
+        only make the seal log a second digest or skip a row, and `verify`, which reads the
+        chain itself, reports both (`chain_findings`).
+        """
+        if not events.num_rows:
+            return _NO_CLASHES
+        self.con.register("audit_new_events", events)
+        try:
+            return self.con.sql(
+                f"""
+                SELECT n.{ROW_ID} AS rid, n.entity_key, n.content_digest,
+                       min(i.seq) AS logged_seq, arg_min(i.content_digest, i.seq) AS logged_digest
+                FROM audit_new_events n JOIN audit_log_index i
+                    ON i.event_type = $event_type AND i.entity_key = n.entity_key
+                GROUP BY ALL ORDER BY logged_seq
+                """,
+                params={"event_type": self.source.event_type},
+            ).to_arrow_table()
+        finally:
+            self.con.unregister("audit_new_events")
 
     def fingerprints(self) -> pa.Table:
         """The slice's distinct fingerprints (column `fingerprint`), for `remember`."""
@@ -280,67 +363,121 @@ def remember(con: duckdb.DuckDBPyConnection, event_type: str, fingerprints: pa.T
     return fingerprints.num_rows
 
 
-def unlogged_rows(
-    con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource]
-) -> tuple[int, str | None]:
-    """How many lineage rows have content never logged, and the first (event type and key).
+CHAIN_EVENTS = "audit_chain_events"
+EXAMPLES = 5  # rows named per table and kind of finding; the count covers the rest
 
-    Recomputes every row's digest (no fingerprint shortcut): this is the verifier's check, so
-    it relies on SHA-256 only. Runs in DuckDB; only the hash function sees the rows, in
-    Arrow chunks.
+
+def load_chain_events(con: duckdb.DuckDBPyConnection) -> None:
+    """Unpack every log entry's envelope into the temporary table `audit_chain_events`.
+
+    (seq, event_type, entity_key, content_digest), read from the hashed entry text itself:
+    what the lineage checks compare against is the chain, never `audit_log_index` (a cache
+    anyone with write access can forge). One JSON parse per entry, by DuckDB.
     """
-    total, first = 0, None
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {CHAIN_EVENTS} AS SELECT seq, e[1] AS event_type, "
+        "e[2] AS entity_key, e[3] AS content_digest FROM (SELECT seq, json_extract_string("
+        "substr(entry, 66), ['$.type', '$.key', '$.digest']) AS e FROM audit_log)"
+    )
+
+
+def chain_findings(con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource]) -> list[str]:
+    """Every lineage row checked against the chain: messages naming table, key and entry.
+
+    Per source table, recomputing each row's SHA-256 digest (no fingerprint shortcut):
+    - a row whose content the chain never logged: for an insert-once table whose key is
+      logged, an edit after sealing; for a versioned one, an edit or a row written after the
+      last seal; a key never logged, a row not sealed yet or inserted outside the pipeline;
+    - an insert-once key logged with two contents: an edit laundered by a later seal;
+    - an insert-once key logged but gone from its table: a deleted record.
+    Needs `load_chain_events` first.
+    """
+    findings: list[str] = []
     with sha256_function(con):
         for source in sources:
             sql = source_sql(con, source)
-            if sql is None:
-                continue
-            count, smallest = con.execute(
-                f"SELECT count(*), min(s.entity_key) FROM (SELECT ? AS event_type, "
-                f"{sql.entity_key} AS entity_key, {sql.content_digest} AS content_digest "
-                f"FROM {sql.table}) s ANTI JOIN audit_log_index i "
-                "ON i.event_type = s.event_type AND i.entity_key = s.entity_key "
-                "AND i.content_digest = s.content_digest",
-                [source.event_type],
-            ).fetchall()[0]
-            if count and first is None:
-                first = f"{source.event_type} {smallest}"
-            total += int(count)
-    return total, first
+            if sql is not None:
+                findings += _table_findings(con, source, sql)
+    return findings
 
 
-def vanished_rows(
-    con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource]
-) -> tuple[int, str | None]:
-    """Entities the log holds for an append-only table that the table no longer has.
-
-    The log keeps digests, not rows, so a deleted lineage row cannot be re-read from it; but
-    rows of append-only tables (executions, verdicts, ...) never leave their table, so a
-    logged entity missing there was deleted after the fact. Read from the log itself (not the
-    index, which is only a cache); returns the count and the first (event type and key).
-    """
-    present = []
-    for source in sources:
-        sql = source_sql(con, source) if source.append_only else None
-        if sql is not None:
-            present.append(
-                f"SELECT '{source.event_type}' AS event_type, {sql.entity_key} AS entity_key "
-                f"FROM {sql.table}"
-            )
-    if not present:
-        return 0, None
-    types = [s.event_type for s in sources if s.append_only]
-    count, first = con.execute(
+def _table_findings(
+    con: duckdb.DuckDBPyConnection, source: EventSource, sql: SourceSql
+) -> list[str]:
+    params = {"event_type": source.event_type}
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE audit_rows AS SELECT DISTINCT "
+        f"{sql.entity_key} AS entity_key, {sql.content_digest} AS content_digest FROM {sql.table}"
+    )
+    logged = f"(SELECT * FROM {CHAIN_EVENTS} WHERE event_type = $event_type)"
+    unlogged = con.execute(
         f"""
-        WITH logged AS (
-            SELECT DISTINCT json_extract_string(envelope, '$.type') AS event_type,
-                   json_extract_string(envelope, '$.key') AS entity_key
-            FROM (SELECT substr(entry, 66) AS envelope FROM audit_log)
-            WHERE json_extract_string(envelope, '$.type') IN (SELECT unnest($types::VARCHAR[]))
-        )
-        SELECT count(*), min(event_type || ' ' || entity_key)
-        FROM logged ANTI JOIN ({" UNION ALL ".join(present)}) p USING (event_type, entity_key)
+        SELECT r.entity_key, r.content_digest, max(l.seq) AS logged_seq,
+               arg_max(l.content_digest, l.seq) AS logged_digest
+        FROM (SELECT * FROM audit_rows r ANTI JOIN {logged} l
+              ON l.entity_key = r.entity_key AND l.content_digest = r.content_digest) r
+        LEFT JOIN {logged} l ON l.entity_key = r.entity_key
+        GROUP BY ALL ORDER BY r.entity_key
         """,
-        {"types": types},
-    ).fetchall()[0]
-    return int(count), first
+        params,
+    ).fetchall()
+    findings = [_unlogged_finding(source, row) for row in unlogged[:EXAMPLES]]
+    if len(unlogged) > EXAMPLES:
+        findings.append(f"{source.table}: {len(unlogged) - EXAMPLES} "
+                         "more rows differ from the audit log")  # fmt: skip
+    if source.append_only:
+        findings += _insert_once_findings(con, source, logged, params)
+    con.execute("DROP TABLE audit_rows")
+    return findings
+
+
+def _unlogged_finding(source: EventSource, row: tuple) -> str:
+    key, digest, seq, logged_digest = row
+    where = f"{source.table} {key}"
+    if seq is None:
+        return (f"{where}: not in the audit log (written after the last seal, or inserted "
+                   f"outside the pipeline); row digest {digest[:16]}")  # fmt: skip
+    if source.append_only:
+        return (f"{where}: insert-once record changed after it was sealed: entry seq {seq} "
+                   f"logged digest {logged_digest[:16]}, the row now hashes to {digest[:16]} "
+                   "(tampering: restore the logged content)")  # fmt: skip
+    return (f"{where}: content matches no logged version (latest: entry seq {seq}, digest "
+               f"{logged_digest[:16]}; row {digest[:16]}): edited after sealing, or "
+               "written after the last seal")  # fmt: skip
+
+
+def _insert_once_findings(
+    con: duckdb.DuckDBPyConnection, source: EventSource, logged: str, params: dict
+) -> list[str]:
+    """Keys of an insert-once table logged with several digests, or logged and deleted."""
+    findings: list[str] = []
+    twice = con.execute(
+        f"""
+        SELECT entity_key, list(seq ORDER BY seq), count(DISTINCT content_digest)
+        FROM {logged} GROUP BY entity_key HAVING count(DISTINCT content_digest) > 1
+        ORDER BY entity_key
+        """,
+        params,
+    ).fetchall()
+    for key, seqs, n in twice[:EXAMPLES]:
+        findings.append(f"{source.table} {key}: insert-once record logged with {n} different "
+                         f"contents (entries seq {', '.join(map(str, seqs))}): edited after "
+                         "sealing, then sealed again")  # fmt: skip
+    if len(twice) > EXAMPLES:
+        findings.append(f"{source.table}: {len(twice) - EXAMPLES} more "
+                         "insert-once keys logged with several contents")  # fmt: skip
+    gone = con.execute(
+        f"""
+        SELECT l.entity_key, min(l.seq) FROM {logged} l
+        ANTI JOIN audit_rows r ON r.entity_key = l.entity_key
+        GROUP BY ALL ORDER BY 2
+        """,
+        params,
+    ).fetchall()
+    for key, seq in gone[:EXAMPLES]:
+        findings.append(f"{source.table} {key}: insert-once record logged at entry seq "
+                         f"{seq} was deleted from its table")  # fmt: skip
+    if len(gone) > EXAMPLES:
+        findings.append(f"{source.table}: {len(gone) - EXAMPLES} more "
+                         "logged insert-once records were deleted")  # fmt: skip
+    return findings

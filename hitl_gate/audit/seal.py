@@ -43,6 +43,7 @@ from hitl_gate.audit.chain import (
 )
 from hitl_gate.audit.events import EVENT_SOURCES, EventSource, SourceSlices, remember
 from hitl_gate.audit.keys import public_key_hex
+from hitl_gate.audit.witness import WitnessConfig, publish_checkpoints
 from hitl_gate.core.database import transaction
 
 if TYPE_CHECKING:
@@ -59,6 +60,43 @@ _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
 )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Clash:
+    """An insert-once row whose key the log holds with another content: edited after sealing."""
+
+    table: str
+    entity_key: str
+    logged_seq: int
+    logged_digest: str
+    row_digest: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.table} {self.entity_key}: insert-once record changed after it was sealed "
+            f"(entry seq {self.logged_seq} logged digest {self.logged_digest[:16]}, the row now "
+            f"hashes to {self.row_digest[:16]})"
+        )
+
+
+class SealRefused(RuntimeError):
+    """The seal found insert-once rows changed after sealing and did not log them.
+
+    Everything else was sealed and signed; the changed rows stay unlogged, and every later
+    seal refuses again, until the row is restored to its logged content. There is nothing to
+    re-seal: the log is right, the table is wrong.
+    """
+
+    def __init__(self, clashes: list[Clash], result: SealResult) -> None:
+        self.clashes, self.result = clashes, result
+        lines = [c.describe() for c in clashes[:10]]
+        more = f"\n  ... and {len(clashes) - 10} more" if len(clashes) > 10 else ""
+        super().__init__(
+            f"audit seal refused {len(clashes)} tampered insert-once rows (not logged; the rest "
+            f"of the run was sealed). Restore each from its logged record and investigate who "
+            "changed it; `hitl audit verify` lists them:\n  " + "\n  ".join(lines) + more
+        )
 
 
 @dataclass(frozen=True)
@@ -131,6 +169,7 @@ def seal_run(
     sources: tuple[EventSource, ...] = EVENT_SOURCES,
     batch_rows: int = BATCH_ROWS,
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
+    witness: WitnessConfig | None = None,
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
 
@@ -142,9 +181,12 @@ def seal_run(
     checkpoint starts at the first uncovered entry and its Merkle root covers them too, so
     every entry ends up under exactly one signature. `memory_limit` (DuckDB's syntax, e.g.
     "1GB"; None leaves the connection's) bounds DuckDB's cache for the seal's duration.
+    `witness`: where every new checkpoint is also published outside the database and home
+    (`witness.publish_checkpoints`); an insert-once row changed after sealing is not logged
+    and raises `SealRefused` once the rest is sealed, signed and witnessed.
     """
     with _memory_limit(con, memory_limit):
-        return _seal(con, run_id, signing_key, checkpoint_dir, sources, batch_rows)
+        return _seal(con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness)
 
 
 @contextmanager
@@ -172,6 +214,7 @@ def _seal(
     checkpoint_dir: Path,
     sources: tuple[EventSource, ...],
     batch_rows: int,
+    witness: WitnessConfig | None,
 ) -> SealResult:
     """`seal_run` under its memory limit."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -182,8 +225,10 @@ def _seal(
     reader = con.cursor()  # a second connection: renders the next slice while this one writes
     produced = _new_slices(reader, sources, batch_rows, run_id, now)
     ahead = _read_ahead(produced)
+    clashes: list[Clash] = []
     try:
-        for source, events, fingerprints in ahead:
+        for source, events, fingerprints, clashed in ahead:
+            clashes += _clashes(source, clashed)
             with transaction(con):
                 chain.append(source.event_type, events)
                 chain.canonicalised += remember(con, source.event_type, fingerprints)
@@ -203,7 +248,20 @@ def _seal(
             [run_id, now, chain.appended],
         )
     export_checkpoints(con, checkpoint_dir)
-    return SealResult(chain.appended, checkpoint, chain.canonicalised)
+    if witness is not None:
+        publish_checkpoints(con, witness, checkpoint_message)
+    result = SealResult(chain.appended, checkpoint, chain.canonicalised)
+    if clashes:
+        raise SealRefused(clashes, result)
+    return result
+
+
+def _clashes(source: EventSource, clashed: pa.Table) -> list[Clash]:
+    return [
+        Clash(source.table, r["entity_key"], int(r["logged_seq"]), r["logged_digest"],
+              r["content_digest"])
+        for r in clashed.to_pylist()
+    ]  # fmt: skip
 
 
 def _new_slices(
@@ -212,8 +270,8 @@ def _new_slices(
     batch_rows: int,
     run_id: str,
     recorded_at: str,
-) -> Generator[tuple[EventSource, pa.Table, pa.Table]]:
-    """Per slice of unseen rows, in source order: its events and its fingerprints.
+) -> Generator[tuple[EventSource, pa.Table, pa.Table, pa.Table]]:
+    """Per slice of unseen rows, in source order: its events, fingerprints and clashes.
 
     Runs on its own connection, which only reads the lineage tables and the log index (and
     keeps its temporary tables): slices are disjoint by entity and sources by event type, so
@@ -228,9 +286,9 @@ def _new_slices(
                     # `audit_slice` stay valid until its fingerprints are read, whatever the
                     # sealing connection commits (and checkpoints) meanwhile.
                     with transaction(reader):
-                        events = slices.new_events(number, run_id, recorded_at)
+                        events, clashes = slices.new_events(number, run_id, recorded_at)
                         fingerprints = slices.fingerprints()
-                    yield source, events, fingerprints
+                    yield source, events, fingerprints, clashes
             finally:
                 slices.close()
 

@@ -20,10 +20,16 @@ class HitlPaths:
     home: Path
     landing: Path
     review: Path
+    witness: Path | None = None  # external checkpoint witness folder (None: `witness_dir`)
 
     @classmethod
     def at(
-        cls, home: str | Path | None, *, landing: Path | None = None, review: Path | None = None
+        cls,
+        home: str | Path | None,
+        *,
+        landing: Path | None = None,
+        review: Path | None = None,
+        witness: Path | None = None,
     ) -> HitlPaths:
         """Paths for `home` (None: the laptop default), with optional landing and review folders.
 
@@ -36,7 +42,12 @@ class HitlPaths:
         inside = home is not None
         landing = landing or (root / "landing" if inside else PROJECT_ROOT / "data" / "landing")
         review = review or (root / "review_exports" if inside else PROJECT_ROOT / "review_exports")
-        return cls(home=root.resolve(), landing=landing.resolve(), review=review.resolve())
+        return cls(
+            home=root.resolve(),
+            landing=landing.resolve(),
+            review=review.resolve(),
+            witness=witness.resolve() if witness else None,
+        )
 
     @property
     def audit_db(self) -> Path:
@@ -77,6 +88,12 @@ class HitlPaths:
     @property
     def checkpoints_dir(self) -> Path:
         return self.home / "checkpoints"
+
+    @property
+    def witness_dir(self) -> Path:
+        """Where checkpoints are witnessed: configured, else a sibling of the home (outside it,
+        so deleting or replacing the home leaves the witness; docs/audit.md, "Witnesses")."""
+        return self.witness or self.home.parent / f"{self.home.name}-witness"
 
     @property
     def audit_key_file(self) -> Path:

@@ -29,6 +29,8 @@ SLICE_ROWS_ENV = "HITL_SLICE_ROWS"
 BACKFILL_ENV = "HITL_BACKFILL_RUNS"
 AUDIT_KEY_ENV = "HITL_AUDIT_SIGNING_KEY"
 REVIEW_KEY_ENV = "HITL_REVIEW_KEY"
+WITNESS_ENV = "HITL_AUDIT_WITNESS_DIR"
+TSA_ENV = "HITL_AUDIT_TSA_URL"
 
 DEFAULT_SLICE_ROWS = 1_000_000
 NAMED_EXECUTORS = ("in_process", "multiprocess")
@@ -60,6 +62,7 @@ class HitlSettings:
     backfill_days_per_run: int | None = None
     audit_key_in_env: bool = False
     review_key_in_env: bool = False
+    tsa_url: str | None = None  # RFC 3161 time-stamping authority for checkpoints (None: off)
 
     @classmethod
     def from_environ(
@@ -82,6 +85,7 @@ class HitlSettings:
             Path(home_text) if home_text else None,
             landing=_path_or_none(value(LANDING_ENV)),
             review=_path_or_none(value(REVIEW_ENV)),
+            witness=_path_or_none(value(WITNESS_ENV)),
         )
         domains_text = str(domains_dir) if domains_dir else value(DOMAINS_ENV)
         return cls(
@@ -95,6 +99,7 @@ class HitlSettings:
             backfill_days_per_run=_backfill_days(value(BACKFILL_ENV)),
             audit_key_in_env=bool(value(AUDIT_KEY_ENV)),
             review_key_in_env=bool(value(REVIEW_KEY_ENV)),
+            tsa_url=value(TSA_ENV) or None,
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -107,6 +112,8 @@ class HitlSettings:
             HOME_ENV: str(self.paths.home),
             LANDING_ENV: str(self.paths.landing),
             REVIEW_ENV: str(self.paths.review),
+            WITNESS_ENV: str(self.paths.witness or ""),
+            TSA_ENV: self.tsa_url or "",
             DOMAINS_ENV: os.pathsep.join(str(p) for p in self.domains_dirs),
             EXECUTOR_ENV: self.executor,
             MAX_CONCURRENT_ENV: str(self.max_concurrent or ""),

@@ -15,6 +15,7 @@ import polars as pl
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitl_gate.audit.seal import SealResult, seal_run
+from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import OpenConnection, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.execution.outcomes import ingest_outcomes
@@ -92,6 +93,7 @@ def account_days(
     signing_key: Ed25519PrivateKey,
     checkpoints: Path,
     seal_memory_limit: str | None,
+    witness: WitnessConfig | None = None,
 ) -> AccountedDays:
     """Record the days' accounting, the outcome files under `outcomes`, and seal the run."""
     now = datetime.now(UTC)
@@ -99,5 +101,12 @@ def account_days(
         accounting = day_accounting(con, domain.name, days, statuses, run_id, now)
         replace_partition_slice(con, "partition_accounting", accounting, domain.name, days)
         added, errors = ingest_outcomes(con, domain, outcomes, run_id)
-        sealed = seal_run(con, run_id, signing_key, checkpoints, memory_limit=seal_memory_limit)
+        sealed = seal_run(
+            con,
+            run_id,
+            signing_key,
+            checkpoints,
+            memory_limit=seal_memory_limit,
+            witness=witness,
+        )
     return AccountedDays(accounting, added, errors, sealed)

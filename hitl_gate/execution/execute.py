@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
+from hitl_gate.audit.seal import SealRefused
 from hitl_gate.core.database import OpenConnection, insert_new_rows, query_frame
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.execution.adverse_action import adverse_actions
 from hitl_gate.execution.final_actions import final_actions, keep_executed, new_executions
 from hitl_gate.execution.outbox import write_outbox, write_reversal_requests
+from hitl_gate.execution.sealed_inputs import ExecutionRefused, check_sealed_inputs
 from hitl_gate.review.intake.conflicts import reversal_requests
 from policies.capacity import own_rows
 from policies.control import halt_state
 
+InputSealer = Callable[[duckdb.DuckDBPyConnection], object]
+
 
 @dataclass(frozen=True)
 class ExecutedDays:
-    """Each case's final action (`actions`) and what this run changed in the audit DB."""
+    """Each case's final action (`actions`) and what this run changed in the audit DB.
+
+    `refused`: cases not executed because a record they rely on is not in the sealed log as it
+    is now (case id -> reason naming table, key and entry; `sealed_inputs`).
+    """
 
     actions: pl.DataFrame
     executed_now: int
     executed: pl.DataFrame  # every execution of the run's days, from the table
     notices: pl.DataFrame
     reversals: pl.DataFrame
+    refused: dict[str, str] = field(default_factory=dict)
 
 
 def execute_days(
@@ -38,13 +50,25 @@ def execute_days(
     days: list[date],
     *,
     run_id: str,
+    seal_inputs: InputSealer | None = None,
 ) -> ExecutedDays:
     """Execute the run's final actions exactly once and write the days' outbox files.
 
     `routed` holds at least `routed_columns`; its carried copies are left out, since a deferred
     case carried into a later day's review pool is executed and accounted for in its own day
     (its batch names that day), never in the day it was carried to.
+
+    Before acting, `seal_inputs` (a seal limited to `sealed_inputs.RELIED_ON`) seals the
+    run's new verdicts, opinions, resolutions, activations and halts; then every record the
+    cases rely on is compared with the sealed log (`check_sealed_inputs`): a case whose
+    records were forged or changed after sealing is refused, a tampered activation or halt
+    refuses the domain (`ExecutionRefused`). Without `seal_inputs` unsealed records refuse
+    their cases too: nothing executes on a record the log does not hold.
     """
+    if seal_inputs is not None:
+        # A refused seal leaves the tampered rows unsealed: the check below refuses their cases.
+        with connect() as con, suppress(SealRefused):
+            seal_inputs(con)
     with connect() as con:
         halted = halt_state(con, domain.name).halted
         earlier = query_frame(
@@ -57,6 +81,22 @@ def execute_days(
     actions = keep_executed(final_actions(routed, verdicts, domain.case_id, halted=halted), earlier)
     now = datetime.now(UTC)
     to_execute = new_executions(actions, earlier, domain.name, run_id, now)
+    with connect() as con:
+        reviewed = to_execute.filter(pl.col("decided_by") == "reviewer")["case_id"].to_list()
+        check = check_sealed_inputs(con, domain.name, to_execute["case_id"].to_list(), reviewed)
+    if check.domain_problems:
+        raise ExecutionRefused(
+            f"{domain.name}: execution refused, the policy activation or kill-switch records "
+            "differ from the sealed audit log:\n  " + "\n  ".join(check.domain_problems[:10])
+        )
+    if check.refused:
+        to_execute = to_execute.filter(~pl.col("case_id").is_in(list(check.refused)))
+        actions = actions.with_columns(
+            pl.when(pl.col("case_id").is_in(list(check.refused)))
+            .then(pl.lit("refused_unsealed"))
+            .otherwise(pl.col("status"))
+            .alias("status")
+        )
     with connect() as con:
         newly = insert_new_rows(con, "executions", to_execute)
         executed = query_frame(
@@ -77,7 +117,7 @@ def execute_days(
         reversals = reversal_requests(con, domain.name)
     write_outbox(executed, outbox, days)
     write_reversal_requests(reversals, outbox)
-    return ExecutedDays(actions, newly, executed, notices, reversals)
+    return ExecutedDays(actions, newly, executed, notices, reversals, check.refused)
 
 
 def reason_columns(routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str) -> pl.DataFrame:

@@ -9,6 +9,7 @@ from hitl_gate.app.cli.common import (
     load_selected_domain,
     resolve_paths,
     selected_domain,
+    settings_from,
 )
 from hitl_gate.core.home import HitlPaths
 
@@ -46,6 +47,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             public_key,
             lineage=not args.chain_only,
             workers=args.workers,
+            witness=paths.witness_dir,
         )
     elapsed = time.perf_counter() - started
     print(report.summary())
@@ -72,13 +74,21 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     import uuid
 
     from hitl_gate.audit.keys import load_or_create_signing_key
-    from hitl_gate.audit.seal import seal_run
+    from hitl_gate.audit.seal import SealRefused, seal_run
+    from hitl_gate.audit.witness import WitnessConfig
     from hitl_gate.core.database import audit_connection
 
-    paths = resolve_paths(args)
+    settings = settings_from(args)
+    paths = settings.paths
     key = load_or_create_signing_key(paths.audit_key_file, injected_audit_key())
-    with audit_connection(paths.audit_db) as con:
-        result = seal_run(con, f"cli-seal-{uuid.uuid4()}", key, paths.checkpoints_dir)
+    witness = WitnessConfig(paths.witness_dir, settings.tsa_url)
+    try:
+        with audit_connection(paths.audit_db) as con:
+            result = seal_run(
+                con, f"cli-seal-{uuid.uuid4()}", key, paths.checkpoints_dir, witness=witness
+            )
+    except SealRefused as refused:
+        raise SystemExit(str(refused)) from refused
     head = result.checkpoint["last_seq"] if result.checkpoint else "unchanged"
     print(f"audit log: {result.appended} entries appended (head {head})")
 

@@ -20,8 +20,8 @@ SELECT split_part(entity_key, '/', 1) AS domain,
        split_part(entity_key, '/', 2) AS case_id,
        seq, event_type, run_id, recorded_at, content_digest
 FROM audit_events
-WHERE event_type IN ('decision', 'case_sent_for_review', 'verdict', 'execution',
-                     'adverse_action', 'outcome_recorded');
+WHERE event_type IN ('decision', 'case_sent_for_review', 'verdict_opinion', 'verdict',
+                     'execution', 'adverse_action', 'reversal_requested', 'outcome_recorded');
 
 -- What each reviewer decided, and how fast after the batch was exported.
 CREATE OR REPLACE VIEW reviewer_activity AS

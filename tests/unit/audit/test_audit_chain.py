@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from hitl_gate.audit.chain import GENESIS_HASH
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-from hitl_gate.audit.seal import seal_run
+from hitl_gate.audit.seal import SealRefused, seal_run
 from hitl_gate.audit.segments import scan_segment
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, insert_new_rows, schema_statements
@@ -105,9 +105,10 @@ def test_deleted_row_of_an_append_only_table_is_reported(sealed) -> None:
     con.execute("DELETE FROM executions WHERE case_id = 'C00008'")
     report = verify_audit(con, checkpoints, public_key)
     assert not report.ok
-    assert "append-only" in report.summary() and "execution consumer_credit/C00008" in (
+    assert "executions consumer_credit/C00008: insert-once record logged at entry seq" in (
         report.summary()
     )
+    assert "deleted" in report.summary()
 
 
 def test_wrong_public_key_is_reported(sealed, tmp_path) -> None:
@@ -248,25 +249,29 @@ def test_seal_canonicalises_only_rows_new_since_the_last_seal(tmp_path) -> None:
         assert (third.canonicalised, third.appended) == (5, 5)
         assert third.checkpoint is not None and third.checkpoint["first_seq"] == 9
 
-        # a real change to a logged entity is a new event for it, once
+        # a real change to a versioned entity is a new event for it, once
         con.execute("UPDATE partition_accounting SET executed = 8, run_id = 'run-d'")
-        con.execute("UPDATE executions SET reason_codes = NULL WHERE case_id = 'C00001'")
         fourth = seal_run(con, "d", key, out)
-        assert (fourth.canonicalised, fourth.appended) == (2, 2)
-        assert seal_run(con, "e", key, out).appended == 0
+        assert (fourth.canonicalised, fourth.appended) == (1, 1)
+        # an insert-once record edited after sealing is refused, never logged, every time
+        con.execute("UPDATE executions SET reason_codes = NULL WHERE case_id = 'C00001'")
+        for run in ("e", "f"):
+            with pytest.raises(SealRefused, match="executions consumer_credit/C00001") as refused:
+                seal_run(con, run, key, out)
+            assert "hitl audit seal" not in str(refused.value)
+            assert refused.value.result.appended == 0
+        con.execute("UPDATE executions SET reason_codes = ['R01', 'R02'] WHERE case_id = 'C00001'")
+        assert seal_run(con, "g", key, out).appended == 0
         report = verify_audit(con, out, public_key_hex(key))
         assert report.ok, report.summary()
-        assert report.entries == 15
+        assert report.entries == 14
         keys = con.execute(
             "SELECT event_type, entity_key FROM audit_log_index ORDER BY seq"
         ).fetchall()
     # source order, then each table's storage order
     assert sorted(keys[:7]) == [("execution", f"consumer_credit/C{i:05d}") for i in range(7)]
     assert keys[7] == ("partition_accounted", "consumer_credit/2018-01-02")
-    assert keys[-2:] == [
-        ("execution", "consumer_credit/C00001"),
-        ("partition_accounted", "consumer_credit/2018-01-02"),
-    ]
+    assert keys[-1:] == [("partition_accounted", "consumer_credit/2018-01-02")]
 
 
 def test_losing_the_fingerprint_cache_appends_nothing(sealed, tmp_path) -> None:

@@ -7,11 +7,15 @@ from functools import partial
 from pathlib import Path
 
 import polars as pl
+import pytest
 
+from hitl_gate.audit.keys import load_or_create_signing_key
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import load_domain
-from hitl_gate.execution.execute import execute_days
+from hitl_gate.execution.execute import InputSealer, execute_days
 from hitl_gate.execution.final_actions import routed_columns
+from hitl_gate.execution.sealed_inputs import ExecutionRefused, input_sealer
+from tests.unit.audit.tamper_home import add_row
 
 DAY = date(2018, 3, 5)
 DOMAIN = load_domain("consumer_credit")
@@ -39,13 +43,27 @@ VERDICTS = pl.DataFrame(
 )
 
 
+def _record_verdicts(db: Path, verdicts: pl.DataFrame) -> None:
+    """The verdict rows intake would have written (execution checks them against the log)."""
+    with audit_connection(db) as con:
+        for n, row in enumerate(verdicts.iter_rows(named=True), start=1):
+            add_row(con, "verdicts", n, domain=DOMAIN.name, **row)
+
+
+def _sealer(tmp_path: Path, run_id: str) -> InputSealer:
+    key = load_or_create_signing_key(tmp_path / "secrets" / "audit.key")
+    return input_sealer(key, tmp_path / "checkpoints", None, run_id)
+
+
 def test_a_day_executes_once_and_its_outbox_is_rewritten(tmp_path: Path) -> None:
     routed = _routed(
         ["auto_approve", "auto_decline", "human_review", "human_review", "human_review"]
     )
     connect = partial(audit_connection, tmp_path / "audit.duckdb")
     outbox = tmp_path / "outbox"
-    first = execute_days(DOMAIN, routed, VERDICTS, connect, outbox, [DAY], run_id="run-1")
+    _record_verdicts(tmp_path / "audit.duckdb", VERDICTS)
+    first = execute_days(DOMAIN, routed, VERDICTS, connect, outbox, [DAY], run_id="run-1",
+                         seal_inputs=_sealer(tmp_path, "run-1"))  # fmt: skip
     assert first.executed_now == 4 and first.executed.height == 4
     assert first.actions.filter(pl.col("case_id") == "c4")["status"].item() == "pending_review"
     assert first.notices.height == 2, "one adverse-action notice per executed decline"
@@ -54,7 +72,8 @@ def test_a_day_executes_once_and_its_outbox_is_rewritten(tmp_path: Path) -> None
 
     # Re-routed: everything to review now. Executed cases stay executed, nothing runs twice.
     rerouted = routed.with_columns(pl.lit("human_review").alias("route"))
-    again = execute_days(DOMAIN, rerouted, VERDICTS, connect, outbox, [DAY], run_id="run-2")
+    again = execute_days(DOMAIN, rerouted, VERDICTS, connect, outbox, [DAY], run_id="run-2",
+                         seal_inputs=_sealer(tmp_path, "run-2"))  # fmt: skip
     assert again.executed_now == 0 and again.executed.height == 4
     statuses = dict(zip(again.actions["case_id"], again.actions["status"], strict=True))
     assert statuses == {"c0": "executed", "c1": "executed", "c2": "executed", "c3": "executed",
@@ -69,13 +88,53 @@ def test_carried_copies_are_executed_in_their_own_day_only(tmp_path: Path) -> No
     carried = routed.head(1).with_columns(
         pl.lit(date(2018, 3, 6)).alias("partition_date"), pl.lit(DAY).alias("carried_from")
     )
+    verdicts = VERDICTS.with_columns(pl.Series("case_id", ["c0", "c1"]))
+    _record_verdicts(tmp_path / "audit.duckdb", verdicts)
     done = execute_days(
         DOMAIN,
         pl.concat([routed, carried]),
-        VERDICTS.with_columns(pl.Series("case_id", ["c0", "c1"])),
+        verdicts,
         partial(audit_connection, tmp_path / "audit.duckdb"),
         tmp_path / "outbox",
         [DAY],
         run_id="run-1",
+        seal_inputs=_sealer(tmp_path, "run-1"),
     )
     assert done.actions.height == 2 and done.executed_now == 2
+
+
+def test_a_verdict_not_in_the_sealed_log_executes_nothing(tmp_path: Path) -> None:
+    """Verdicts forged into the database after the inputs were sealed, or never recorded."""
+    routed = _routed(["auto_approve", "human_review", "human_review", "human_review"])
+    db = tmp_path / "audit.duckdb"
+    connect = partial(audit_connection, db)
+    _record_verdicts(db, VERDICTS.head(1))  # c2 recorded, then sealed below
+    with audit_connection(db) as con:
+        _sealer(tmp_path, "intake")(con)
+        con.execute("UPDATE verdicts SET verdict = 'approve' WHERE case_id = 'c2'")  # rewritten
+        add_row(con, "verdicts", 9, domain=DOMAIN.name, case_id="c3", verdict="approve",
+                reviewer_id="mallory")  # fmt: skip
+    verdicts = pl.DataFrame({"case_id": ["c1", "c2", "c3"], "verdict": ["approve"] * 3,
+                             "reviewer_id": ["x", "r1", "mallory"]})  # fmt: skip
+    done = execute_days(DOMAIN, routed, verdicts, connect, tmp_path / "out", [DAY], run_id="r")
+    assert sorted(done.executed["case_id"]) == ["c0"]
+    assert set(done.refused) == {"c1", "c2", "c3"}
+    assert "verdicts consumer_credit/c1: no verdict recorded" in done.refused["c1"]
+    assert "verdicts consumer_credit/c2: differs from the sealed entry seq" in done.refused["c2"]
+    assert "verdicts consumer_credit/c3: not in the sealed audit log" in done.refused["c3"]
+    statuses = dict(zip(done.actions["case_id"], done.actions["status"], strict=True))
+    assert statuses["c3"] == "refused_unsealed"
+
+
+def test_a_deleted_halt_row_refuses_the_domain(tmp_path: Path) -> None:
+    db = tmp_path / "audit.duckdb"
+    with audit_connection(db) as con:
+        add_row(con, "automation_halts", 1, domain=DOMAIN.name, seq=1, halted=True)
+        _sealer(tmp_path, "halted")(con)
+        con.execute("DELETE FROM automation_halts")  # the kill switch, lifted by SQL
+    with pytest.raises(ExecutionRefused, match="automation_halts consumer_credit/1: sealed at"):
+        execute_days(DOMAIN, _routed(["auto_approve"]), VERDICTS.clear(), partial(
+            audit_connection, db), tmp_path / "out", [DAY], run_id="r",
+            seal_inputs=_sealer(tmp_path, "r"))  # fmt: skip
+    with audit_connection(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM executions").fetchall()[0][0] == 0

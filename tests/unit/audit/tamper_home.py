@@ -1,0 +1,136 @@
+"""A small sealed audit home for the tamper corpus: every sealed table holds rows, three runs
+sealed under three checkpoints, each checkpoint also published to a witness outside the home.
+
+Rows are made from the live schema (each column gets a plain value of its type), so a table
+added to the schema needs no change here beyond naming its rows.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
+from hitl_gate.audit.seal import seal_run
+from hitl_gate.audit.witness import WitnessConfig
+from hitl_gate.core.database import audit_connection
+
+DOMAIN = "demo"
+TS = "2026-01-02 10:00:00+00"
+
+
+@dataclass(frozen=True)
+class TamperHome:
+    """Paths of one sealed home and its witness (a copy per case: mutate freely)."""
+
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "home" / "audit.duckdb"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "home" / "checkpoints"
+
+    @property
+    def key_file(self) -> Path:
+        return self.root / "home" / "secrets" / "audit.key"
+
+    @property
+    def witness(self) -> WitnessConfig:
+        return WitnessConfig(self.root / "home-witness")
+
+    def key(self) -> Any:
+        return load_or_create_signing_key(self.key_file)
+
+    def public_key(self) -> str:
+        return public_key_hex(self.key())
+
+    def copy_to(self, target: Path) -> TamperHome:
+        shutil.copytree(self.root, target)
+        return TamperHome(target)
+
+    def seal(self, con: duckdb.DuckDBPyConnection, run_id: str) -> Any:
+        return seal_run(con, run_id, self.key(), self.checkpoints, witness=self.witness)
+
+
+def _value(kind: str, name: str, n: int) -> Any:
+    kind = kind.upper()
+    if kind.endswith("[]"):
+        return [f"{name}-{n}"]
+    if kind in ("BIGINT", "INTEGER", "UBIGINT", "SMALLINT"):
+        return n
+    if kind in ("DOUBLE", "FLOAT") or kind.startswith("DECIMAL"):
+        return 0.25 + n
+    if kind == "BOOLEAN":
+        return False
+    if kind == "DATE":
+        return "2026-01-02"
+    if kind.startswith("TIMESTAMP"):
+        return TS
+    return f"{name}-{n}"
+
+
+def add_row(con: duckdb.DuckDBPyConnection, table: str, n: int = 1, **values: Any) -> None:
+    """Insert one row: `values` for the named columns, a plain value of its type elsewhere."""
+    columns = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    names = [c for c, _ in columns]
+    row = [values.get(c, _value(k, c, n)) for c, k in columns]
+    casts = ", ".join(f"?::{k}" for _, k in columns)
+    con.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({casts})", row)
+
+
+def _first_run(con: duckdb.DuckDBPyConnection) -> None:
+    for i in range(1, 7):
+        case = f"C{i}"
+        add_row(con, "decisions", i, domain=DOMAIN, case_id=case, route="human_review")
+        add_row(con, "executions", i, domain=DOMAIN, case_id=case, action="approve")
+    for i in range(1, 4):
+        add_row(con, "verdicts", i, domain=DOMAIN, case_id=f"C{i}", verdict="approve")
+    add_row(con, "verdict_opinions", 1, domain=DOMAIN, case_id="C1", reviewer_id="rev-a",
+            stage="first", verdict="approve", four_eyes=True)  # fmt: skip
+    add_row(con, "verdict_opinions", 2, domain=DOMAIN, case_id="C1", reviewer_id="rev-b",
+            stage="second", verdict="approve", four_eyes=True)  # fmt: skip
+    add_row(con, "verdict_opinions", 3, domain=DOMAIN, case_id="C2", reviewer_id="rev-a",
+            stage="single", verdict="approve")  # fmt: skip
+    add_row(con, "verdict_files", 1, file_sha256="f" * 64)
+    add_row(con, "conflict_resolutions", 1, escalation_id=f"conflict:{DOMAIN}:C3",
+            domain=DOMAIN, case_id="C3", verdict="decline")  # fmt: skip
+    add_row(con, "reversal_requests", 1, domain=DOMAIN, case_id="C3")
+    add_row(con, "adverse_actions", 1, domain=DOMAIN, case_id="C2")
+    for seq in (1, 2):
+        add_row(con, "policy_activations", seq, domain=DOMAIN, seq=seq, action="activate",
+                activated_by="alice", approved_by="bob")  # fmt: skip
+    add_row(con, "automation_halts", 1, domain=DOMAIN, seq=1, halted=True, actor="carol")
+    add_row(con, "automation_halts", 2, domain=DOMAIN, seq=2, halted=False, actor="carol")
+    add_row(con, "policy_shadows", 1, domain=DOMAIN, seq=1, action="set")
+    add_row(con, "model_promotions", 1, model_name="pd", alias="champion", promoted_by="dan")
+    add_row(con, "review_escalations", 1, escalation_id=f"sla_breach:{DOMAIN}:C4",
+            domain=DOMAIN, case_id="C4")  # fmt: skip
+    add_row(con, "escalation_batch_cases", 1, escalation_id=f"sla_breach:{DOMAIN}:C4",
+            domain=DOMAIN, case_id="C4")  # fmt: skip
+    add_row(con, "review_batch_closures", 1, batch_id="B1", domain=DOMAIN)
+    add_row(con, "retention_actions", 1, domain=DOMAIN, kind="landing_file", target="/x/a.csv")
+    add_row(con, "quarantine", 1, domain=DOMAIN, value="-42", row_number=7)
+
+
+def build_tamper_home(root: Path) -> TamperHome:
+    """Three sealed runs: the first seals every table, the next two add executions."""
+    home = TamperHome(root)
+    with audit_connection(home.db) as con:
+        _first_run(con)
+        home.seal(con, "run-1")
+        for run, cases in (("run-2", range(7, 10)), ("run-3", range(10, 13))):
+            for i in cases:
+                add_row(con, "executions", i, domain=DOMAIN, case_id=f"C{i}", action="decline")
+            home.seal(con, run)
+    return home
