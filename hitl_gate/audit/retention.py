@@ -40,7 +40,7 @@ from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.home import HitlPaths
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from hitl_gate.audit.signer import CheckpointSigner
 
 REDACTED = "[removed]"
 
@@ -303,7 +303,7 @@ def apply_retention(
     *,
     today: date,
     run_id: str,
-    signing_key: Ed25519PrivateKey | None,
+    signing_key: CheckpointSigner | None,
     dry_run: bool = False,
 ) -> RetentionResult:
     """Plan, refuse if anything is too young, then record, redact, seal and remove files.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from hitl_gate.app.cli.common import (
+    audit_signer,
     domain_names,
-    injected_audit_key,
     load_selected_domain,
     resolve_paths,
 )
@@ -18,7 +18,6 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     import uuid
     from datetime import UTC, date, datetime
 
-    from hitl_gate.audit.keys import load_or_create_signing_key
     from hitl_gate.audit.retention import RetentionRefused, apply_retention
     from hitl_gate.core.database import audit_connection
 
@@ -31,11 +30,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise SystemExit(f"--as-of: {exc} (expected YYYY-MM-DD)") from exc
     names = [args.domain] if args.domain and args.domain != "demo" else domain_names(args)
-    key = (
-        None
-        if args.dry_run
-        else load_or_create_signing_key(paths.audit_key_file, injected_audit_key())
-    )
+    key = None if args.dry_run else audit_signer(args)
     run_id = f"cli-retention-{uuid.uuid4()}"
     with audit_connection(paths.audit_db) as con:
         domains = [load_selected_domain(args, n) for n in names]
