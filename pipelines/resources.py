@@ -56,9 +56,9 @@ class AuditDatabase(ConfigurableResource):
     `key_label`, opened with `token_pin` (`EnvVar("HITL_AUDIT_TOKEN_PIN")` when set, else the
     laptop token's generated PIN); or `key_file`, the legacy seed in `signing_key_file` unless
     `signing_key_hex` carries the injected one (`EnvVar("HITL_AUDIT_SIGNING_KEY")`).
-    `readable_dirs` are the only folders the audit connections may read files from (the
-    warehouse's Parquet): DuckDB's external access is off otherwise, so no SQL run on these
-    connections can read the token or a key file (`hitl_gate.core.database`);
+    `readable_dirs` are the only folders the audit connections may read files from (default:
+    the home's warehouse, for its Parquet): DuckDB's external access is off otherwise, so no
+    SQL run on these connections can read the token or a key file (`hitl_gate.core.database`);
     `seal_memory_limit` is DuckDB's memory limit while a run seals (its block cache would
     otherwise grow with the day; docs/audit.md, "Slices").
     """
@@ -107,7 +107,8 @@ class AuditDatabase(ConfigurableResource):
         DuckDB allows one writing process per file; partition runs in parallel (a backfill on
         several processes) take turns on these short-lived connections instead of failing.
         """
-        readable = tuple(Path(d) for d in self.readable_dirs)
+        dirs = self.readable_dirs or [str(Path(self.database).parent / "warehouse")]
+        readable = tuple(Path(d) for d in dirs)
         with _open_when_free(Path(self.database), read_only, self.lock_wait_s, readable) as con:
             yield con
 

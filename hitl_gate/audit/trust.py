@@ -69,10 +69,10 @@ def load_trust_anchor(
             "it; keep the trusted key outside (docs/key_custody.md)"
         )
     try:
-        lines = path.read_text(encoding="utf-8").split()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise TrustAnchorError(f"{where}: cannot read ({exc.strerror})") from exc
-    words = [w for w in lines if not w.startswith("#")]
+    words = [w.strip() for w in lines if w.strip() and not w.strip().startswith("#")]
     if len(words) != 1:
         raise TrustAnchorError(f"{where}: expected one public key (64 hex digits)")
     return TrustAnchor(_checked(words[0].lower(), where), where)
