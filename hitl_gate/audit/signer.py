@@ -204,12 +204,12 @@ def ensure_softhsm_token(token_dir: Path, label: str, pin: str | None) -> str:
     store = token_dir / "tokens"
     with _file_lock(token_dir / ".lock"):
         user_pin = pin or _generated_pin(token_dir / PIN_FILE)
-        if not conf.exists():
-            store.mkdir(exist_ok=True, mode=0o700)
-            text = (
-                f"directories.tokendir = {store}\nobjectstore.backend = file\n"
-                "log.level = ERROR\nslots.removable = false\n"
-            )
+        store.mkdir(exist_ok=True, mode=0o700)
+        text = (
+            f"directories.tokendir = {store}\nobjectstore.backend = file\n"
+            "log.level = ERROR\nslots.removable = false\n"
+        )
+        if not conf.exists() or conf.read_text(encoding="utf-8") != text:  # new, or home moved
             tmp = conf.with_suffix(".tmp")
             tmp.write_text(text, encoding="utf-8")
             os.replace(tmp, conf)

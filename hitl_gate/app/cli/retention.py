@@ -19,6 +19,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     from datetime import UTC, date, datetime
 
     from hitl_gate.audit.retention import RetentionRefused, apply_retention
+    from hitl_gate.audit.store_rewrite import rewrite_stores
     from hitl_gate.core.database import audit_connection
 
     paths = resolve_paths(args)
@@ -44,12 +45,17 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
             ]  # fmt: skip
         except RetentionRefused as exc:
             raise SystemExit(str(exc)) from exc
+    rewritten = [] if args.dry_run else rewrite_stores(paths.home)  # after the connection closed
     for result in results:
         verb = "would remove" if args.dry_run else "removed"
         print(f"retention {verb}: {result.plan.summary()}")
         if not args.dry_run and result.plan.removals:
             print(f"  {result.files_removed} files or folders deleted; "
                   f"{result.entries_sealed} audit entries sealed (run {run_id})")  # fmt: skip
+    if rewritten:
+        scrubbed = sum(r.scrubbed for r in rewritten)
+        print(f"rewrote {len(rewritten)} databases from their live content "
+              f"({scrubbed} personal metadata values scrubbed)")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
