@@ -23,7 +23,7 @@ import os
 import subprocess
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,7 +99,10 @@ class Pkcs11Signer:
             pin = ensure_softhsm_token(config.softhsm_dir, config.token_label, pin)
         if not pin:
             raise SignerError(f"token {config.token_label!r}: no PIN configured")
-        with _LIBRARY_LOCK:
+        # Across processes (a multiprocess run's steps), the token folder's lock makes the
+        # first uses generate one key pair, not one each under the same label.
+        across = _file_lock(config.softhsm_dir / ".lock") if config.softhsm_dir else nullcontext()
+        with _LIBRARY_LOCK, across:
             library = _library(config.module, config.softhsm_dir)
             try:
                 token = library.get_token(token_label=config.token_label)

@@ -263,3 +263,21 @@ def test_a_real_hsm_is_configuration(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="libvendor-pkcs11"):
         Pkcs11Signer(config).sign(b"x")
     assert not (paths.secrets_dir / "softhsm").exists()
+
+
+def _public_key_of(home: str) -> str:
+    return public_key_hex(checkpoint_signer(HitlPaths.at(home), AuditKeySettings()))
+
+
+@pytest.mark.slow
+def test_concurrent_first_uses_make_one_key(tmp_path: Path) -> None:
+    """A multiprocess run's steps sealing at once on a new home share one token and one key."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    home = str(tmp_path / "home")
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
+        keys = list(pool.map(_public_key_of, [home] * 6))
+    assert len(set(keys)) == 1
+    assert keys[0] == _public_key_of(home)

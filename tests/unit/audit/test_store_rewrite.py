@@ -55,6 +55,7 @@ def test_a_redacted_duckdb_value_stays_in_the_bytes_until_the_file_is_rewritten(
         assert con.execute("SELECT count(*) FROM audit_log").fetchall() == [(0,)]
 
 
+@pytest.mark.slow
 def test_a_locked_database_is_not_rewritten_under_a_writer(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
     _duckdb_with_dead_rows(db)
