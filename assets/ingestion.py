@@ -17,6 +17,7 @@ from hitl_gate.core.domain import DomainConfig
 from hitl_gate.ingest.day_batch import read_new_files, record_day_batch, registered_files_frame
 from hitl_gate.ingest.landing import discover_landing_files
 from hitl_gate.ingest.landing_registry import ContractVersionConflict, register_files
+from hitl_gate.ingest.report import quarantine_sample
 from pipelines.resources import AuditDatabase, LandingZone
 
 
@@ -105,7 +106,9 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "case_ids_held_by_other_partitions": batch.cases_held_elsewhere,
                 "contract_digest": batch.contract_digest,
                 "contract_version": batch.contract_version,
-                "quarantine_sample": MetadataValue.md(markdown_table(batch.quarantine)),
+                "quarantine_sample": MetadataValue.md(
+                    markdown_table(quarantine_sample(batch.quarantine))
+                ),
             },
         )
 

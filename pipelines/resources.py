@@ -17,15 +17,24 @@ import duckdb
 from dagster import ConfigurableResource, EnvVar
 
 from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
+from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.home import HitlPaths
-from hitl_gate.core.settings import AUDIT_KEY_ENV, REVIEW_KEY_ENV, HitlSettings
+from hitl_gate.core.settings import (
+    AUDIT_KEY_ENV,
+    AUDIT_TOKEN_PIN_ENV,
+    DEFAULT_KEY_LABEL,
+    DEFAULT_TOKEN_LABEL,
+    REVIEW_KEY_ENV,
+    SOFTHSM_MODULE,
+    AuditKeySettings,
+    HitlSettings,
+)
 from pipelines.io_managers import PolarsParquetIOManager
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from feast import FeatureStore
 
 
@@ -42,9 +51,15 @@ class LandingZone(ConfigurableResource):
 class AuditDatabase(ConfigurableResource):
     """The DuckDB audit/lineage file; connections are opened per use and closed at once.
 
-    `checkpoint_dir` is where signed chain checkpoints are copied outside the database;
-    `signing_key_file` holds the Ed25519 seed unless `signing_key_hex` carries the injected one
-    (`EnvVar("HITL_AUDIT_SIGNING_KEY")`, resolved when a run starts, never stored in config);
+    `checkpoint_dir` is where signed chain checkpoints are copied outside the database.
+    Checkpoints are signed by `signer` (docs/key_custody.md): `token`, an Ed25519 key inside
+    the PKCS#11 token `token_label` of `pkcs11_module` (SoftHSM2's files in `token_dir`), key
+    `key_label`, opened with `token_pin` (`EnvVar("HITL_AUDIT_TOKEN_PIN")` when set, else the
+    laptop token's generated PIN); or `key_file`, the legacy seed in `signing_key_file` unless
+    `signing_key_hex` carries the injected one (`EnvVar("HITL_AUDIT_SIGNING_KEY")`).
+    `readable_dirs` are the only folders the audit connections may read files from (default:
+    the home's warehouse, for its Parquet): DuckDB's external access is off otherwise, so no
+    SQL run on these connections can read the token or a key file (`hitl_gate.core.database`);
     `seal_memory_limit` is DuckDB's memory limit while a run seals (its block cache would
     otherwise grow with the day; docs/audit.md, "Slices").
     """
@@ -53,6 +68,13 @@ class AuditDatabase(ConfigurableResource):
     checkpoint_dir: str = ""
     signing_key_file: str = ""
     signing_key_hex: str = ""
+    signer: str = "token"
+    pkcs11_module: str = SOFTHSM_MODULE
+    token_dir: str = ""
+    token_label: str = DEFAULT_TOKEN_LABEL
+    key_label: str = DEFAULT_KEY_LABEL
+    token_pin: str = ""
+    readable_dirs: list[str] = []
     seal_memory_limit: str = SEAL_MEMORY_LIMIT
     witness_dir: str = ""
     tsa_url: str = ""
@@ -67,11 +89,23 @@ class AuditDatabase(ConfigurableResource):
         folder = Path(self.witness_dir) if self.witness_dir else default
         return WitnessConfig(folder, self.tsa_url or None)
 
-    def signing_key(self) -> Ed25519PrivateKey:
-        from hitl_gate.audit.keys import KEY_FILE, load_or_create_signing_key
+    def signing_key(self) -> CheckpointSigner:
+        """The checkpoint signer (a token session per signature; the key never leaves it)."""
+        from hitl_gate.audit.keys import KEY_FILE, load_or_create_signing_key, token_config
+        from hitl_gate.audit.signer import Pkcs11Signer
 
-        key_file = self.signing_key_file or Path(self.database).parent / "secrets" / KEY_FILE
-        return load_or_create_signing_key(Path(key_file), self.signing_key_hex or None)
+        if self.signer == "key_file":
+            key_file = self.signing_key_file or Path(self.database).parent / "secrets" / KEY_FILE
+            return load_or_create_signing_key(Path(key_file), self.signing_key_hex or None)
+        keys = AuditKeySettings(
+            signer=self.signer,
+            pkcs11_module=self.pkcs11_module,
+            token_dir=Path(self.token_dir) if self.token_dir else None,
+            token_label=self.token_label,
+            key_label=self.key_label,
+        )
+        home = HitlPaths.at(Path(self.database).parent)
+        return Pkcs11Signer(token_config(home, keys, self.token_pin or None))
 
     lock_wait_s: float = 300.0
 
@@ -82,13 +116,15 @@ class AuditDatabase(ConfigurableResource):
         DuckDB allows one writing process per file; partition runs in parallel (a backfill on
         several processes) take turns on these short-lived connections instead of failing.
         """
-        with _open_when_free(Path(self.database), read_only, self.lock_wait_s) as con:
+        dirs = self.readable_dirs or [str(Path(self.database).parent / "warehouse")]
+        readable = tuple(Path(d) for d in dirs)
+        with _open_when_free(Path(self.database), read_only, self.lock_wait_s, readable) as con:
             yield con
 
 
 @contextmanager
 def _open_when_free(
-    path: Path, read_only: bool, wait_s: float
+    path: Path, read_only: bool, wait_s: float, readable: tuple[Path, ...] = ()
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """`audit_connection`, retried with backoff while the file is locked by another process."""
     deadline = time.monotonic() + wait_s
@@ -96,7 +132,9 @@ def _open_when_free(
     with ExitStack() as stack:
         while True:
             try:
-                con = stack.enter_context(audit_connection(path, read_only=read_only))
+                con = stack.enter_context(
+                    audit_connection(path, read_only=read_only, readable=readable)
+                )
                 break
             except duckdb.IOException as error:
                 if "lock" not in str(error).lower() or time.monotonic() + delay > deadline:
@@ -213,6 +251,7 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
     if isinstance(settings, HitlPaths):
         settings = HitlSettings(paths=settings)
     paths = settings.paths
+    keys = settings.audit_keys
     return {
         "io_manager": PolarsParquetIOManager(
             base_dir=str(paths.warehouse), slice_rows=settings.slice_rows
@@ -225,6 +264,13 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             signing_key_hex=_injected(settings.audit_key_in_env, AUDIT_KEY_ENV),
             witness_dir=str(paths.witness_dir),
             tsa_url=settings.tsa_url or "",
+            signer=keys.signer,
+            pkcs11_module=keys.pkcs11_module,
+            token_dir=str(keys.token_dir or ""),
+            token_label=keys.token_label,
+            key_label=keys.key_label,
+            token_pin=_injected(keys.pin_in_env, AUDIT_TOKEN_PIN_ENV),
+            readable_dirs=[str(paths.warehouse)],
         ),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
         "data_docs": DataDocs(

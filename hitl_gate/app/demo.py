@@ -54,7 +54,36 @@ def run_demo(settings: HitlSettings, domain_names: list[str]) -> str:
     domains = [load_domain(name, settings.domains_dirs) for name in domain_names]
     ensure_demo_people(settings.paths, domains)
     summaries = [run_domain_demo(settings, name) for name in domain_names]
-    return "\n\n".join([*summaries, outputs_summary(settings.paths, domain_names)])
+    outputs = outputs_summary(settings.paths, domain_names)
+    return "\n\n".join([*summaries, checkpoint_key_summary(settings), outputs])
+
+
+def checkpoint_key_summary(settings: HitlSettings) -> str:
+    """Where the checkpoint key is, and the public key an auditor pins (docs/key_custody.md).
+
+    The laptop token (SoftHSM2, generated PIN) is opened to read its public key; a token or
+    key the deployment injects a secret for is named only (`hitl audit public-key` shows it).
+    """
+    from hitl_gate.audit.keys import checkpoint_signer, public_key_hex
+
+    keys = settings.audit_keys
+    if keys.pin_in_env or settings.audit_key_in_env:
+        return "Checkpoint key\n  configured by the deployment: hitl audit public-key"
+    public = public_key_hex(checkpoint_signer(settings.paths, keys))
+    where = (
+        f"token {keys.token_label!r}, key {keys.key_label!r} ({keys.pkcs11_module})"
+        if keys.signer == "token"
+        else f"key file {settings.paths.audit_key_file}"
+    )
+    return "\n".join(
+        [
+            "Checkpoint key",
+            f"  held in                  {where}",
+            f"  public key               {public}",
+            f"  pin it for verify        export HITL_AUDIT_TRUSTED_KEY={public}",
+            "                           (outside the home: docs/key_custody.md)",
+        ]
+    )
 
 
 def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:

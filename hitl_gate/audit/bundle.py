@@ -46,7 +46,7 @@ from hitl_gate.audit.events import EVENT_SOURCES, EventSource, source_sql
 from hitl_gate.audit.keys import public_key_hex
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from hitl_gate.audit.signer import CheckpointSigner
 
 ENTRY_BATCH = 50_000
 
@@ -114,7 +114,7 @@ def export_bundle(
     con: duckdb.DuckDBPyConnection,
     scope: BundleScope,
     out: Path,
-    signing_key: Ed25519PrivateKey,
+    signing_key: CheckpointSigner,
 ) -> BundleSummary:
     """Write the bundle of `scope` into the new or empty folder `out`; check it; summarise."""
     if scope.end < scope.start:
@@ -316,13 +316,13 @@ def _write_trace(con: duckdb.DuckDBPyConnection, scope: BundleScope, out: Path) 
         getattr(frame, write)(out / "trace" / f"case_trace.{suffix}")
 
 
-def _public_pem(signing_key: Ed25519PrivateKey) -> bytes:
+def _public_pem(signing_key: CheckpointSigner) -> bytes:
     from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     return signing_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
-def _write_manifest(out: Path, manifest: dict[str, Any], signing_key: Ed25519PrivateKey) -> None:
+def _write_manifest(out: Path, manifest: dict[str, Any], signing_key: CheckpointSigner) -> None:
     """`SHA256SUMS`, then the manifest listing every file's SHA-256, then its signature."""
     files = sorted(
         p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and p.name != SUMS

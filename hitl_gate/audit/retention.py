@@ -16,6 +16,13 @@ changes their content, so the redacted rows are sealed again (`seal_run`), appen
 `row_quarantined` event with the redacted digest: the earlier event stays in the chain (its
 digest, no value), `hitl audit verify` stays green, and `case_history` shows both.
 
+Removing is not enough: a deleted or updated row stays in a database file's bytes until the file
+is rewritten. So every apply ends by rewriting the home's databases from their live content
+(`hitl_gate.audit.store_rewrite`: DuckDB files copied to a fresh file and swapped, SQLite files
+scrubbed of personal Dagster metadata and vacuumed), after the audit connection is closed. Each
+domain's apply records the rewrite it asks for (`store_rewrite` rows of `retention_actions`,
+sealed like every other removal).
+
 Nothing younger than the legal minimum is ever removed: the plan is checked item by item
 against today's date (not the requested `as_of`) before anything is touched, and the whole
 request is refused, naming the first offending item, if one would be.
@@ -40,9 +47,11 @@ from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.home import HitlPaths
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from hitl_gate.audit.signer import CheckpointSigner
 
 REDACTED = "[removed]"
+FILE_KINDS = ("landing_file", "stored_partition", "review_batch", "verdict_file")
+REWRITE = "store_rewrite"
 
 
 class RetentionRefused(RuntimeError):
@@ -118,7 +127,7 @@ def refuse_outside(plan: RetentionPlan, paths: HitlPaths) -> None:
     """Raise `RetentionRefused` if a file to remove is outside landing, review or warehouse."""
     roots = (paths.landing, paths.review, paths.warehouse)
     for r in plan.removals:
-        if r.kind == "quarantine_values":
+        if r.kind not in FILE_KINDS:
             continue
         if not any(Path(r.target).resolve().is_relative_to(root) for root in roots):
             raise RetentionRefused(f"{r.target}: outside this installation's data folders")
@@ -274,7 +283,7 @@ def remove_files(plan: RetentionPlan, paths: HitlPaths) -> int:
     removed = 0
     for r in plan.removals:
         path = Path(r.target)
-        if r.kind == "quarantine_values" or not path.exists():
+        if r.kind not in FILE_KINDS or not path.exists():
             continue
         if path.is_dir():
             shutil.rmtree(path)
@@ -286,6 +295,23 @@ def remove_files(plan: RetentionPlan, paths: HitlPaths) -> int:
         if r.kind == "landing_file" and parent.is_dir() and not any(parent.iterdir()):
             parent.rmdir()
     return removed
+
+
+def with_store_rewrites(plan: RetentionPlan, paths: HitlPaths, run_id: str) -> RetentionPlan:
+    """The plan plus one `store_rewrite` record per database of the home (the rewrite itself
+    runs after the audit connection closes: `hitl_gate.audit.store_rewrite.rewrite_stores`).
+
+    Dated by the plan's newest removal (already checked against the legal minimum); the run id
+    in the target keeps each apply's rewrite a record of its own.
+    """
+    from hitl_gate.audit.store_rewrite import database_files
+
+    day = max(r.partition_date for r in plan.removals)
+    rewrites = tuple(
+        Removal("quarantined_values", REWRITE, f"{p.relative_to(paths.home)} ({run_id})", day, 1)
+        for p, _ in database_files(paths.home)
+    )
+    return RetentionPlan(plan.domain, plan.as_of, plan.removals + rewrites)
 
 
 @dataclass(frozen=True)
@@ -303,7 +329,7 @@ def apply_retention(
     *,
     today: date,
     run_id: str,
-    signing_key: Ed25519PrivateKey | None,
+    signing_key: CheckpointSigner | None,
     dry_run: bool = False,
 ) -> RetentionResult:
     """Plan, refuse if anything is too young, then record, redact, seal and remove files.
@@ -321,6 +347,7 @@ def apply_retention(
         return RetentionResult(plan, 0, 0)
     if signing_key is None:
         raise ValueError("apply_retention needs the audit signing key to seal")
+    plan = with_store_rewrites(plan, paths, run_id)
     record_and_redact(con, plan, run_id)
     sealed = seal_run(con, run_id, signing_key, paths.checkpoints_dir)
     return RetentionResult(plan, remove_files(plan, paths), sealed.appended)

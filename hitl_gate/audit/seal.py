@@ -47,7 +47,7 @@ from hitl_gate.audit.witness import WitnessConfig, publish_checkpoints
 from hitl_gate.core.database import transaction
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from hitl_gate.audit.signer import CheckpointSigner
 
 _T = TypeVar("_T")
 
@@ -130,7 +130,7 @@ def signed_checkpoint(
     leaves: list[bytes] | MerkleBuilder,
     run_id: str,
     created_at: str,
-    signing_key: Ed25519PrivateKey,
+    signing_key: CheckpointSigner,
 ) -> dict[str, Any]:
     """The checkpoint of entries `first_seq`.. whose raw entry hashes are `leaves`, signed.
 
@@ -164,7 +164,7 @@ def chain_head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
 def seal_run(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
-    signing_key: Ed25519PrivateKey,
+    signing_key: CheckpointSigner,
     checkpoint_dir: Path,
     sources: tuple[EventSource, ...] = EVENT_SOURCES,
     batch_rows: int = BATCH_ROWS,
@@ -210,7 +210,7 @@ def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator
 def _seal(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
-    signing_key: Ed25519PrivateKey,
+    signing_key: CheckpointSigner,
     checkpoint_dir: Path,
     sources: tuple[EventSource, ...],
     batch_rows: int,

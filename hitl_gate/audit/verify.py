@@ -26,8 +26,9 @@ from hitl_gate.audit.events import (
     chain_findings,
     load_chain_events,
 )
-from hitl_gate.audit.seal import CHECKPOINT_FIELDS, checkpoint_message
+from hitl_gate.audit.seal import CHECKPOINT_FIELDS
 from hitl_gate.audit.segments import SegmentResult, scan_segment
+from hitl_gate.audit.trust import KeySchedule, TrustAnchor, checkpoint_key_problem, key_schedule
 from hitl_gate.audit.witness import WITNESS_FILE, compare_with_witness, read_witness
 
 BATCH_ROWS = 1_000_000
@@ -50,6 +51,7 @@ class VerifyReport:
     checkpoints: int = 0
     problems: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    anchor: TrustAnchor | None = None  # the pinned key checked against (None: self-consistency)
 
     @property
     def ok(self) -> bool:
@@ -61,10 +63,17 @@ class VerifyReport:
         return min(anchored, key=lambda p: cast(int, p.seq)) if anchored else None
 
     def summary(self) -> str:
-        lines = [
-            f"audit log: {self.entries} entries, {self.checkpoints} checkpoints: "
-            + ("OK" if self.ok else f"BROKEN ({len(self.problems)} problems)")
-        ]
+        if not self.ok:
+            verdict = f"BROKEN ({len(self.problems)} problems)"
+        elif self.anchor is None:
+            verdict = (
+                "SELF-CONSISTENT ONLY (no trusted key pinned: checkpoints were checked against "
+                "the keys they name, which whoever writes the home could replace; set "
+                "HITL_AUDIT_TRUSTED_KEY, docs/key_custody.md)"
+            )
+        else:
+            verdict = f"OK (signed by the trusted key of {self.anchor.source} or its hand-overs)"
+        lines = [f"audit log: {self.entries} entries, {self.checkpoints} checkpoints: {verdict}"]
         first = self.first_broken
         if first is not None:
             lines.append(f"first broken entry: seq {first.seq}: {first.message}")
@@ -76,7 +85,7 @@ class VerifyReport:
 def verify_audit(
     con: duckdb.DuckDBPyConnection,
     checkpoint_dir: Path,
-    public_key: str | None,
+    public_key: str | TrustAnchor | None,
     *,
     lineage: bool = True,
     batch_rows: int = BATCH_ROWS,
@@ -91,8 +100,11 @@ def verify_audit(
     `witness` is the folder of the external witness file (`witness.py`): every checkpoint it
     saw must be in the database, identical, so a deleted tail or a re-signed history is caught.
     """
-    report = VerifyReport()
-    checkpoints = _load_checkpoints(con, checkpoint_dir, public_key, report)
+    anchor = TrustAnchor(public_key, "the given key") if isinstance(public_key, str) else public_key
+    report = VerifyReport(anchor=anchor)
+    schedule = key_schedule(con, checkpoint_dir, anchor)
+    report.problems.extend(Finding(seq or None, message) for seq, message in schedule.problems)
+    checkpoints = _load_checkpoints(con, checkpoint_dir, schedule, report)
     report.checkpoints = len(checkpoints)
     last_seq = _verify_chain(con, checkpoints, report, batch_rows, workers)
     report.entries = last_seq
@@ -132,11 +144,9 @@ def _verify_witness(
 
 
 def _load_checkpoints(
-    con: duckdb.DuckDBPyConnection, folder: Path, public_key: str | None, report: VerifyReport
+    con: duckdb.DuckDBPyConnection, folder: Path, schedule: KeySchedule, report: VerifyReport
 ) -> list[dict[str, Any]]:
     """Union of database and file checkpoints, each signature checked, by `last_seq`."""
-    from hitl_gate.audit.keys import public_key_from_hex
-
     rows = con.execute("SELECT * FROM audit_checkpoints ORDER BY last_seq").fetchall()
     names = [d[0] for d in con.description]
     in_db = {int(r[names.index("last_seq")]): dict(zip(names, r, strict=True)) for r in rows}
@@ -162,19 +172,9 @@ def _load_checkpoints(
     merged = {**in_db, **on_disk}
     checkpoints = [merged[s] for s in sorted(merged)]
     for cp in checkpoints:
-        key_hex = public_key or cp["public_key"]
-        if public_key and cp["public_key"] != public_key:
-            report.problems.append(
-                Finding(cp["last_seq"], f"checkpoint {cp['last_seq']} signed by another key")
-            )
-        try:
-            public_key_from_hex(key_hex).verify(
-                bytes.fromhex(cp["signature"]), checkpoint_message(cp)
-            )
-        except Exception:  # cryptography raises InvalidSignature or ValueError
-            report.problems.append(
-                Finding(cp["last_seq"], f"checkpoint {cp['last_seq']}: bad signature")
-            )
+        problem = checkpoint_key_problem(cp, schedule)
+        if problem:
+            report.problems.append(Finding(cp["last_seq"], problem))
     return checkpoints
 
 

@@ -4,6 +4,13 @@ Writes follow two rules. Partition-scoped facts (input files, quarantine, decisi
 are replaced slice by slice inside one transaction, so re-running a day is idempotent.
 Irreversible facts (verdicts, executions, verdict files) are insert-once behind a primary key,
 so nothing acted upon can be rewritten or applied twice.
+
+Every audit connection runs with DuckDB's file access switched off (`enable_external_access`
+false) except for the folders its caller names (`readable`: the warehouse's Parquet for the
+pipeline): no SQL on it, whoever writes it, can `read_blob` a key file or the token's files,
+`COPY` to or `ATTACH` another file, or load an extension. DuckDB refuses to switch access
+back on while the database is open. Maintenance that rewrites the file (retention's
+compaction) opens its own unrestricted connection (`maintenance_connection`).
 """
 
 from __future__ import annotations
@@ -40,19 +47,65 @@ def _table_name(table: str) -> str:
     return table
 
 
+class FileAccessError(PermissionError):
+    """An audit connection was asked to read a folder its database instance does not allow."""
+
+
 @contextmanager
-def audit_connection(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def audit_connection(
+    path: Path, read_only: bool = False, readable: Sequence[Path] = ()
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the audit database (creating schema on write access) and always close it.
 
     Connections are short-lived on purpose: DuckDB allows one writing process per file, and
-    the Dagster UI, the sensor and the CLI must be able to take turns.
+    the Dagster UI, the sensor and the CLI must be able to take turns. File access is
+    restricted to `readable` (see the module docstring).
     """
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
     try:
+        restrict_file_access(con, readable)
         if not read_only:
             con.execute(schema_statements())
+        yield con
+    finally:
+        con.close()
+
+
+def restrict_file_access(con: duckdb.DuckDBPyConnection, readable: Sequence[Path] = ()) -> None:
+    """Switch the connection's database instance to no file access but `readable` folders.
+
+    The setting belongs to the instance, which DuckDB shares between connections of one
+    process to the same file: when an earlier connection already restricted it, the folders
+    it allows must include `readable`, else `FileAccessError` (never widened: DuckDB cannot).
+    """
+    wanted = [str(Path(p).resolve()).rstrip("/") + "/" for p in readable]
+    enabled, allowed = con.execute(
+        "SELECT current_setting('enable_external_access'), current_setting('allowed_directories')"
+    ).fetchall()[0]
+    if not enabled:
+        missing = sorted(set(wanted) - set(allowed or []))
+        if missing:
+            raise FileAccessError(
+                f"this process's audit database instance is restricted to {allowed}; "
+                f"it cannot also read {missing}"
+            )
+        return
+    if wanted:
+        con.execute("SET allowed_directories = ?", [wanted])
+    con.execute("SET enable_external_access = false")
+
+
+@contextmanager
+def maintenance_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An unrestricted writable connection, for maintenance that rewrites database files.
+
+    Only retention's compaction uses it (`hitl_gate.audit.retention`), from the command line,
+    never a pipeline step.
+    """
+    con = duckdb.connect(str(path))
+    try:
         yield con
     finally:
         con.close()

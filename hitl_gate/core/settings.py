@@ -7,14 +7,16 @@ test or a second deployment passes another object instead of rewriting the envir
 
 The two signing keys are secrets, not settings: their values stay in the environment and reach
 the code through resources backed by `dagster.EnvVar`. The settings only record whether each
-variable is set, so the resources know to use it instead of the per-home key file.
+variable is set, so the resources know to use it instead of the per-home key file. The same
+holds for the audit token's PIN. Where the checkpoint key lives (a PKCS#11 token) and which
+public key `hitl audit verify` trusts are settings (`AuditKeySettings`, docs/key_custody.md).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hitl_gate.core.home import HitlPaths
@@ -31,6 +33,19 @@ AUDIT_KEY_ENV = "HITL_AUDIT_SIGNING_KEY"
 REVIEW_KEY_ENV = "HITL_REVIEW_KEY"
 WITNESS_ENV = "HITL_AUDIT_WITNESS_DIR"
 TSA_ENV = "HITL_AUDIT_TSA_URL"
+AUDIT_SIGNER_ENV = "HITL_AUDIT_SIGNER"
+AUDIT_PKCS11_MODULE_ENV = "HITL_AUDIT_PKCS11_MODULE"
+AUDIT_TOKEN_DIR_ENV = "HITL_AUDIT_TOKEN_DIR"
+AUDIT_TOKEN_LABEL_ENV = "HITL_AUDIT_TOKEN_LABEL"
+AUDIT_KEY_LABEL_ENV = "HITL_AUDIT_KEY_LABEL"
+AUDIT_TOKEN_PIN_ENV = "HITL_AUDIT_TOKEN_PIN"
+AUDIT_TRUSTED_KEY_ENV = "HITL_AUDIT_TRUSTED_KEY"
+AUDIT_TRUSTED_KEY_FILE_ENV = "HITL_AUDIT_TRUSTED_KEY_FILE"
+
+SIGNER_KINDS = ("token", "key_file")
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+DEFAULT_TOKEN_LABEL = "hitl-audit"
+DEFAULT_KEY_LABEL = "hitl-checkpoint"
 
 DEFAULT_SLICE_ROWS = 1_000_000
 NAMED_EXECUTORS = ("in_process", "multiprocess")
@@ -42,6 +57,69 @@ class SettingsError(ValueError):
 
 class ExecutorConfigError(SettingsError):
     """`HITL_EXECUTOR` or `HITL_MAX_CONCURRENT` names something that cannot run steps."""
+
+
+@dataclass(frozen=True)
+class AuditKeySettings:
+    """Who signs checkpoints and which public key a verifier trusts (docs/key_custody.md).
+
+    `signer` is `token` (a PKCS#11 token: `pkcs11_module`, `token_label`, `key_label`; for
+    SoftHSM2 the token's files live in `token_dir`, default `<home>/secrets/softhsm`) or
+    `key_file` (the legacy per-home Ed25519 seed, or `HITL_AUDIT_SIGNING_KEY`; explicit only).
+    `pin_in_env` records whether `HITL_AUDIT_TOKEN_PIN` is set (a secret, read through
+    `dagster.EnvVar`; without it a SoftHSM2 token gets a generated PIN beside its files).
+    `trusted_key` (hex) or `trusted_key_file` is the pinned public key `verify` starts from: a
+    trust anchor kept outside the home; none configured means verify checks self-consistency.
+    """
+
+    signer: str = "token"
+    pkcs11_module: str = SOFTHSM_MODULE
+    token_dir: Path | None = None
+    token_label: str = DEFAULT_TOKEN_LABEL
+    key_label: str = DEFAULT_KEY_LABEL
+    pin_in_env: bool = False
+    trusted_key: str = ""
+    trusted_key_file: Path | None = None
+
+    @classmethod
+    def from_values(cls, value: Callable[[str], str]) -> AuditKeySettings:
+        """Parse the `HITL_AUDIT_*` variables (`value(name)`: stripped, "" when unset).
+
+        Without `HITL_AUDIT_SIGNER`, an injected `HITL_AUDIT_SIGNING_KEY` keeps the key-file
+        signer it was made for; everything else signs in the token.
+        """
+        signer = value(AUDIT_SIGNER_ENV) or ("key_file" if value(AUDIT_KEY_ENV) else "token")
+        if signer not in SIGNER_KINDS:
+            raise SettingsError(
+                f"{AUDIT_SIGNER_ENV}={signer!r}: expected one of {', '.join(SIGNER_KINDS)}"
+            )
+        trusted = value(AUDIT_TRUSTED_KEY_ENV).lower()
+        if trusted and not _is_public_key_hex(trusted):
+            raise SettingsError(
+                f"{AUDIT_TRUSTED_KEY_ENV}: expected an Ed25519 public key as 64 hex digits"
+            )
+        return cls(
+            signer=signer,
+            pkcs11_module=value(AUDIT_PKCS11_MODULE_ENV) or SOFTHSM_MODULE,
+            token_dir=_path_or_none(value(AUDIT_TOKEN_DIR_ENV)),
+            token_label=value(AUDIT_TOKEN_LABEL_ENV) or DEFAULT_TOKEN_LABEL,
+            key_label=value(AUDIT_KEY_LABEL_ENV) or DEFAULT_KEY_LABEL,
+            pin_in_env=bool(value(AUDIT_TOKEN_PIN_ENV)),
+            trusted_key=trusted,
+            trusted_key_file=_path_or_none(value(AUDIT_TRUSTED_KEY_FILE_ENV)),
+        )
+
+    def to_environ(self) -> dict[str, str]:
+        """The variables that produce these settings (the PIN, a secret, excluded)."""
+        return {
+            AUDIT_SIGNER_ENV: self.signer,
+            AUDIT_PKCS11_MODULE_ENV: self.pkcs11_module,
+            AUDIT_TOKEN_DIR_ENV: str(self.token_dir or ""),
+            AUDIT_TOKEN_LABEL_ENV: self.token_label,
+            AUDIT_KEY_LABEL_ENV: self.key_label,
+            AUDIT_TRUSTED_KEY_ENV: self.trusted_key,
+            AUDIT_TRUSTED_KEY_FILE_ENV: str(self.trusted_key_file or ""),
+        }
 
 
 @dataclass(frozen=True)
@@ -63,6 +141,7 @@ class HitlSettings:
     audit_key_in_env: bool = False
     review_key_in_env: bool = False
     tsa_url: str | None = None  # RFC 3161 time-stamping authority for checkpoints (None: off)
+    audit_keys: AuditKeySettings = field(default_factory=AuditKeySettings)
 
     @classmethod
     def from_environ(
@@ -100,6 +179,7 @@ class HitlSettings:
             audit_key_in_env=bool(value(AUDIT_KEY_ENV)),
             review_key_in_env=bool(value(REVIEW_KEY_ENV)),
             tsa_url=value(TSA_ENV) or None,
+            audit_keys=AuditKeySettings.from_values(value),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -119,11 +199,16 @@ class HitlSettings:
             MAX_CONCURRENT_ENV: str(self.max_concurrent or ""),
             SLICE_ROWS_ENV: str(self.slice_rows),
             BACKFILL_ENV: str(self.backfill_days_per_run or "single"),
+            **self.audit_keys.to_environ(),
         }
 
 
 def _path_or_none(text: str) -> Path | None:
     return Path(text) if text else None
+
+
+def _is_public_key_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
 
 
 def _executor(text: str) -> str:

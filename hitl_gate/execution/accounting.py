@@ -12,9 +12,9 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitl_gate.audit.seal import SealResult, seal_run
+from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import OpenConnection, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
@@ -90,7 +90,7 @@ def account_days(
     days: list[date],
     *,
     run_id: str,
-    signing_key: Ed25519PrivateKey,
+    signing_key: CheckpointSigner,
     checkpoints: Path,
     seal_memory_limit: str | None,
     witness: WitnessConfig | None = None,

@@ -16,9 +16,10 @@ import pytest
 from hitl_gate.app.cli import main
 from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
 from hitl_gate.audit.bundle_check import check_bundle
-from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
+from hitl_gate.audit.keys import checkpoint_signer, public_key_hex
 from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import AuditKeySettings
 from tests.e2e.home_templates import HomeTemplate
 
 FROM, TO = "2018-01-01", "2018-01-02"  # the demo's returned verdict files are for day 1
@@ -56,7 +57,7 @@ def test_a_bundle_covers_the_cases_decided_in_the_range_and_checks_out(
         assert len(lines) == spec["last_seq"] - spec["first_seq"] + 1
         assert lines[0].split(b"\t")[2][:64].decode() == spec["prev_hash"]
 
-    key = public_key_hex(load_or_create_signing_key(demo_home.audit_key_file))
+    key = public_key_hex(checkpoint_signer(demo_home, AuditKeySettings()))  # the home's token
     main(["audit", "verify-bundle", str(bundle), "--public-key", key])
     assert ": OK" in capsys.readouterr().out
     assert not check_bundle(bundle, public_key="00" * 32).ok  # someone else's key
@@ -147,7 +148,7 @@ def test_a_consistent_forgery_is_caught_by_the_operators_key(bundle: Path, tmp_p
 def test_export_refuses_an_empty_range_and_a_used_folder(
     demo_home: HitlPaths, tmp_path: Path
 ) -> None:
-    key = load_or_create_signing_key(demo_home.audit_key_file)
+    key = checkpoint_signer(demo_home, AuditKeySettings())
     used = tmp_path / "used"
     used.mkdir()
     (used / "x").write_text("x")
@@ -165,7 +166,7 @@ def test_export_refuses_rows_the_log_does_not_back(demo_home: HitlPaths, tmp_pat
     for suffix in ("", ".wal"):
         if Path(f"{demo_home.audit_db}{suffix}").exists():
             shutil.copy(f"{demo_home.audit_db}{suffix}", f"{copy}{suffix}")
-    key = load_or_create_signing_key(demo_home.audit_key_file)
+    key = checkpoint_signer(demo_home, AuditKeySettings())
     con = duckdb.connect(str(copy))
     try:
         con.execute("UPDATE decisions SET score = score + 1 WHERE partition_date = ?", [TO])

@@ -6,9 +6,11 @@ import polars as pl
 import pytest
 
 from hitl_gate.app.cli import main
+from hitl_gate.audit.keys import checkpoint_signer, public_key_hex
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import AuditKeySettings
 from hitl_gate.execution.final_actions import final_actions
 
 pytestmark = pytest.mark.e2e
@@ -46,8 +48,9 @@ def test_final_actions_never_execute_held_or_conflicting_cases() -> None:
 
 
 def test_demo_chain_verifies_and_declines_carry_reasons(demo_home: HitlPaths, capsys) -> None:
-    main(["--home", str(demo_home.home), "audit", "verify"])
-    assert "OK" in capsys.readouterr().out
+    pinned = public_key_hex(checkpoint_signer(demo_home, AuditKeySettings()))  # the demo's token
+    main(["--home", str(demo_home.home), "audit", "verify", "--public-key", pinned])
+    assert "OK (signed by the trusted key" in capsys.readouterr().out
     with audit_connection(demo_home.audit_db, read_only=True) as con:
         declines = int(scalar(con, "SELECT count(*) FROM executions WHERE action = 'decline'"))
         notices = query_frame(con, "SELECT * FROM adverse_actions")

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 from hitl_gate.app.cli import main
-from hitl_gate.audit.keys import load_or_create_signing_key
+from hitl_gate.audit.keys import checkpoint_signer, public_key_hex
 from hitl_gate.audit.retention import REDACTED
 from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import AuditKeySettings
 
 COPIED = ("audit.duckdb", "audit.duckdb.wal", "checkpoints", "secrets", "landing", "warehouse",
           "review_exports")  # fmt: skip
@@ -39,7 +40,7 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
     demo_copy: HitlPaths, capsys: pytest.CaptureFixture[str]
 ) -> None:
     paths = demo_copy
-    key = load_or_create_signing_key(paths.audit_key_file)
+    key = checkpoint_signer(paths, AuditKeySettings())  # the home's token, copied with it
     with audit_connection(paths.audit_db) as con:  # a quarantined value, as ingestion records it
         con.execute(
             "INSERT INTO quarantine VALUES ('consumer_credit', DATE '2018-01-03', 'f.csv', "
@@ -73,7 +74,7 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
             con.execute("SELECT kind, count(*) FROM retention_actions GROUP BY ALL").fetchall()
         )
         assert {"landing_file", "stored_partition", "review_batch", "verdict_file",
-                "quarantine_values"} <= kinds.keys()  # fmt: skip
+                "quarantine_values", "store_rewrite"} <= kinds.keys()  # fmt: skip
         report = verify_audit(con, paths.checkpoints_dir, None)
         assert report.ok, report.summary()
         logged = scalar(
@@ -81,9 +82,67 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
         )
         assert logged == sum(kinds.values())  # each removal is itself in the chain
         size = scalar(con, "SELECT count(*) FROM audit_log")
-    main(["--home", str(paths.home), "audit", "verify"])
-    assert "OK" in capsys.readouterr().out
+    main(["--home", str(paths.home), "audit", "verify", "--public-key", public_key_hex(key)])
+    assert "OK (signed by the trusted key" in capsys.readouterr().out
 
     main([*home, "retention", "apply", "--as-of", "2020-02-15"])  # again: nothing left to do
     with audit_connection(paths.audit_db, read_only=True) as con:
         assert scalar(con, "SELECT count(*) FROM audit_log") == size
+
+
+SECRETS = ("INCOME-7361942-SECRET", "EMPLOYER-5521-SECRET")  # found nowhere else by chance
+
+
+def _land_bad_rows(paths: HitlPaths, day: str) -> Path:
+    """Three new applications of `day` whose income is not a number: quarantined, with the
+    rest of their row (an employer) only in the landing file."""
+    import polars as pl
+
+    folder = paths.landing / "applications" / day
+    source = next(folder.glob("*.csv"))
+    rows = pl.read_csv(source, infer_schema=False).head(3)
+    rows = rows.with_columns(
+        pl.format("RET-{}", pl.int_range(pl.len())).alias("application_id"),
+        pl.format(f"{SECRETS[0]}-{{}}", pl.int_range(pl.len())).alias("annual_income"),
+        pl.lit(SECRETS[1]).alias("emp_title"),
+    )
+    target = folder / "late_applications.csv"
+    rows.write_csv(target)
+    return target
+
+
+def _holders(root: Path) -> dict[str, list[str]]:
+    """Each secret's files under `root` (the whole home: every store, export and log)."""
+    found: dict[str, list[str]] = {s: [] for s in SECRETS}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+        data = path.read_bytes()
+        for secret in SECRETS:
+            if secret.encode() in data:
+                found[secret].append(str(path.relative_to(root)))
+    return found
+
+
+def test_after_retention_no_removed_value_is_left_in_any_store(
+    demo_home: HitlPaths, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Quarantined raw values go through the real pipeline into every store it writes; after
+    retention, a scan of every byte under the home (DuckDB files, Dagster's SQLite databases,
+    Parquet, exports, logs, MLflow, Feast, Data Docs) finds none of them."""
+    paths = demo_home
+    home = ["--home", str(paths.home), "--domain", "consumer_credit"]
+    _land_bad_rows(paths, "2018-01-05")
+    main([*home, "run", "--partition", "2018-01-05"])
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        held = scalar(con, "SELECT count(*) FROM quarantine WHERE value LIKE 'INCOME-%'")
+    assert held == 3
+    before = _holders(paths.home)
+    assert all(before.values())  # the scan can see them (landing file at least)
+
+    capsys.readouterr()
+    main([*home, "retention", "apply", "--as-of", "2020-02-15"])
+    assert "rewrote" in capsys.readouterr().out
+    after = _holders(paths.home)
+    assert after == {s: [] for s in SECRETS}, after
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        report = verify_audit(con, paths.checkpoints_dir, None)
+        assert report.ok, report.summary()

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 
 from hitl_gate.app.cli.common import (
-    injected_audit_key,
+    audit_signer,
     load_selected_domain,
     resolve_paths,
     selected_domain,
     settings_from,
 )
-from hitl_gate.core.home import HitlPaths
 
 
 def cmd_audit_trace(args: argparse.Namespace) -> None:
@@ -32,13 +31,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     """Recompute the chain and every checkpoint; exit 1 naming the first broken entry."""
     import time
 
+    from hitl_gate.audit.trust import TrustAnchorError, load_trust_anchor
     from hitl_gate.audit.verify import verify_audit
     from hitl_gate.core.database import audit_connection
 
-    paths = resolve_paths(args)
+    settings = settings_from(args)
+    paths = settings.paths
     if not paths.audit_db.exists():
         raise SystemExit(f"no audit database at {paths.audit_db}")
-    public_key = _public_key(args, paths)
+    try:  # the pinned key, configured outside the home; never a key found in the home
+        public_key = load_trust_anchor(settings.audit_keys, paths, args.public_key)
+    except TrustAnchorError as exc:
+        raise SystemExit(f"audit verify: {exc}") from exc
     started = time.perf_counter()
     with audit_connection(paths.audit_db, read_only=True) as con:
         report = verify_audit(
@@ -57,30 +61,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
-def _public_key(args: argparse.Namespace, paths: HitlPaths) -> str | None:
-    """The key checkpoints must be signed with: --public-key, else the configured signing key."""
-    if args.public_key:
-        return args.public_key.strip()
-    from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-
-    injected = injected_audit_key()
-    if injected or paths.audit_key_file.exists():
-        return public_key_hex(load_or_create_signing_key(paths.audit_key_file, injected))
-    return None  # each checkpoint's own key; reported as such
-
-
 def cmd_audit_seal(args: argparse.Namespace) -> None:
     """Log lineage written outside a pipeline run (or by an interrupted run) and checkpoint it."""
     import uuid
 
-    from hitl_gate.audit.keys import load_or_create_signing_key
     from hitl_gate.audit.seal import SealRefused, seal_run
     from hitl_gate.audit.witness import WitnessConfig
     from hitl_gate.core.database import audit_connection
 
     settings = settings_from(args)
     paths = settings.paths
-    key = load_or_create_signing_key(paths.audit_key_file, injected_audit_key())
+    key = audit_signer(args)
     witness = WitnessConfig(paths.witness_dir, settings.tsa_url)
     try:
         with audit_connection(paths.audit_db) as con:
@@ -93,13 +84,48 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     print(f"audit log: {result.appended} entries appended (head {head})")
 
 
+def cmd_audit_public_key(args: argparse.Namespace) -> None:
+    """Print the signer's public key (hex): what a verifier pins as its trust anchor."""
+    from hitl_gate.audit.keys import public_key_hex
+
+    print(public_key_hex(audit_signer(args)))
+
+
+def cmd_audit_rotate_key(args: argparse.Namespace) -> None:
+    """Hand checkpoint signing over to the token key `--new-key-label` (docs/key_custody.md)."""
+    from dataclasses import replace
+
+    from hitl_gate.audit.keys import checkpoint_signer, public_key_hex
+    from hitl_gate.audit.trust import sign_handover
+    from hitl_gate.core.database import audit_connection
+
+    settings = settings_from(args)
+    keys = replace(settings.audit_keys, signer="token", key_label=args.new_key_label)
+    old = audit_signer(args)
+    new = checkpoint_signer(settings.paths, keys, pin=_token_pin())
+    with audit_connection(settings.paths.audit_db) as con:
+        record = sign_handover(con, old, new, settings.paths.checkpoints_dir)
+    print(
+        f"key hand-over after seq {record['after_seq']}: {record['old_public_key']} -> "
+        f"{public_key_hex(new)}\nnow set HITL_AUDIT_SIGNER=token and "
+        f"HITL_AUDIT_KEY_LABEL={args.new_key_label} for every process that seals"
+    )
+
+
+def _token_pin() -> str | None:
+    import os
+
+    from hitl_gate.core.settings import AUDIT_TOKEN_PIN_ENV
+
+    return os.environ.get(AUDIT_TOKEN_PIN_ENV, "").strip() or None
+
+
 def cmd_audit_export(args: argparse.Namespace) -> None:
     """Write a regulator bundle of the cases decided on `--from..--to` (partition days)."""
     from datetime import date
     from pathlib import Path
 
     from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
-    from hitl_gate.audit.keys import load_or_create_signing_key
     from hitl_gate.core.database import audit_connection
 
     paths = resolve_paths(args)
@@ -110,7 +136,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
         scope = BundleScope(date.fromisoformat(args.start), date.fromisoformat(args.end), domain)
     except ValueError as exc:
         raise SystemExit(f"--from/--to: {exc} (expected YYYY-MM-DD)") from exc
-    key = load_or_create_signing_key(paths.audit_key_file, injected_audit_key())
+    key = audit_signer(args)
     try:
         with audit_connection(paths.audit_db, read_only=True) as con:
             summary = export_bundle(con, scope, Path(args.out), key)
@@ -143,7 +169,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     trace.add_argument("case_id")
     trace.set_defaults(func=cmd_audit_trace)
     verify = audit.add_parser("verify", help="check the hash chain and signed checkpoints")
-    verify.add_argument("--public-key", help="Ed25519 public key (hex) checkpoints must carry")
+    verify.add_argument(
+        "--public-key",
+        help="the trusted Ed25519 public key (hex) the checkpoints must chain to "
+        "(default: HITL_AUDIT_TRUSTED_KEY or HITL_AUDIT_TRUSTED_KEY_FILE)",
+    )
     verify.add_argument(
         "--chain-only", action="store_true", help="skip comparing lineage tables with the log"
     )
@@ -156,6 +186,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=cmd_audit_verify)
     seal = audit.add_parser("seal", help="append unlogged lineage to the chain, sign a checkpoint")
     seal.set_defaults(func=cmd_audit_seal)
+    public = audit.add_parser("public-key", help="print the checkpoint signer's public key (hex)")
+    public.set_defaults(func=cmd_audit_public_key)
+    rotate = audit.add_parser("rotate-key", help="hand checkpoint signing over to a new token key")
+    rotate.add_argument("--new-key-label", required=True, help="label of the new key in the token")
+    rotate.set_defaults(func=cmd_audit_rotate_key)
     export = audit.add_parser(
         "export", help="write a self-contained bundle of the cases decided in a date range"
     )

@@ -7,9 +7,10 @@ import os
 from typing import TYPE_CHECKING
 
 from hitl_gate.core.home import HitlPaths
-from hitl_gate.core.settings import AUDIT_KEY_ENV, HitlSettings
+from hitl_gate.core.settings import AUDIT_KEY_ENV, AUDIT_TOKEN_PIN_ENV, HitlSettings
 
 if TYPE_CHECKING:
+    from hitl_gate.audit.signer import CheckpointSigner
     from hitl_gate.core.domain import DomainConfig
 
 DEFAULT_DOMAIN = "consumer_credit"
@@ -57,3 +58,20 @@ def injected_audit_key() -> str | None:
     resource's `EnvVar`, the commands that sign outside a run read it here.
     """
     return os.environ.get(AUDIT_KEY_ENV, "").strip() or None
+
+
+def audit_signer(args: argparse.Namespace) -> CheckpointSigner:
+    """The installation's checkpoint signer for commands that sign outside a run.
+
+    The token PIN (`HITL_AUDIT_TOKEN_PIN`) and a legacy injected seed are secrets, read here
+    at the edge like `injected_audit_key`; which signer and token come from the settings.
+    """
+    from hitl_gate.audit.keys import checkpoint_signer
+
+    settings = settings_from(args)
+    return checkpoint_signer(
+        settings.paths,
+        settings.audit_keys,
+        pin=os.environ.get(AUDIT_TOKEN_PIN_ENV, "").strip() or None,
+        seed_hex=injected_audit_key(),
+    )

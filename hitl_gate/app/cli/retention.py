@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from hitl_gate.app.cli.common import (
+    audit_signer,
     domain_names,
-    injected_audit_key,
     load_selected_domain,
     resolve_paths,
 )
@@ -18,8 +18,8 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     import uuid
     from datetime import UTC, date, datetime
 
-    from hitl_gate.audit.keys import load_or_create_signing_key
     from hitl_gate.audit.retention import RetentionRefused, apply_retention
+    from hitl_gate.audit.store_rewrite import rewrite_stores
     from hitl_gate.core.database import audit_connection
 
     paths = resolve_paths(args)
@@ -31,11 +31,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise SystemExit(f"--as-of: {exc} (expected YYYY-MM-DD)") from exc
     names = [args.domain] if args.domain and args.domain != "demo" else domain_names(args)
-    key = (
-        None
-        if args.dry_run
-        else load_or_create_signing_key(paths.audit_key_file, injected_audit_key())
-    )
+    key = None if args.dry_run else audit_signer(args)
     run_id = f"cli-retention-{uuid.uuid4()}"
     with audit_connection(paths.audit_db) as con:
         domains = [load_selected_domain(args, n) for n in names]
@@ -49,12 +45,17 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
             ]  # fmt: skip
         except RetentionRefused as exc:
             raise SystemExit(str(exc)) from exc
+    rewritten = [] if args.dry_run else rewrite_stores(paths.home)  # after the connection closed
     for result in results:
         verb = "would remove" if args.dry_run else "removed"
         print(f"retention {verb}: {result.plan.summary()}")
         if not args.dry_run and result.plan.removals:
             print(f"  {result.files_removed} files or folders deleted; "
                   f"{result.entries_sealed} audit entries sealed (run {run_id})")  # fmt: skip
+    if rewritten:
+        scrubbed = sum(r.scrubbed for r in rewritten)
+        print(f"rewrote {len(rewritten)} databases from their live content "
+              f"({scrubbed} personal metadata values scrubbed)")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,16 +98,37 @@ def test_settings_round_trip_through_their_variables(tmp_path: Path) -> None:
             "HITL_MAX_CONCURRENT": "2",
             "HITL_SLICE_ROWS": "100",
             "HITL_BACKFILL_RUNS": "3",
+            "HITL_AUDIT_TOKEN_DIR": str(tmp_path / "token"),
+            "HITL_AUDIT_TOKEN_LABEL": "audit-hsm",
+            "HITL_AUDIT_KEY_LABEL": "cp-2027",
+            "HITL_AUDIT_PKCS11_MODULE": "/opt/vendor/libpkcs11.so",
+            "HITL_AUDIT_TRUSTED_KEY": "ab" * 32,
+            "HITL_AUDIT_TOKEN_PIN": "1234",
         }
     )
-    assert HitlSettings.from_environ(settings.to_environ()) == settings
+    assert settings.audit_keys.pin_in_env and settings.audit_keys.key_label == "cp-2027"
+    assert HitlSettings.from_environ(settings.to_environ()) == replace(
+        settings, audit_keys=replace(settings.audit_keys, pin_in_env=False)
+    )
     assert HitlSettings.from_environ(HitlSettings.from_environ({}).to_environ()) == (
         HitlSettings.from_environ({})
     )
-    assert not any("KEY" in name for name in settings.to_environ())  # secrets never travel
+    secrets = {"HITL_AUDIT_SIGNING_KEY", "HITL_REVIEW_KEY", "HITL_AUDIT_TOKEN_PIN"}
+    assert not secrets & set(settings.to_environ())  # secrets never travel
 
 
 def test_settings_are_frozen() -> None:
     settings = HitlSettings.from_environ({})
     with pytest.raises(AttributeError):
         settings.slice_rows = 5  # type: ignore[misc]
+
+
+def test_audit_key_settings_default_to_the_token_and_name_bad_values() -> None:
+    keys = HitlSettings.from_environ({}).audit_keys
+    assert keys.signer == "token" and keys.trusted_key == "" and keys.trusted_key_file is None
+    legacy = HitlSettings.from_environ({"HITL_AUDIT_SIGNING_KEY": "11" * 32}).audit_keys
+    assert legacy.signer == "key_file"  # an injected seed keeps the signer it was made for
+    with pytest.raises(SettingsError, match="HITL_AUDIT_SIGNER"):
+        HitlSettings.from_environ({"HITL_AUDIT_SIGNER": "usb-stick"})
+    with pytest.raises(SettingsError, match="HITL_AUDIT_TRUSTED_KEY"):
+        HitlSettings.from_environ({"HITL_AUDIT_TRUSTED_KEY": "not-a-key"})

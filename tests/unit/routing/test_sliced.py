@@ -35,7 +35,7 @@ def _route(home: Path, rows: list[tuple], days: list[date], slice_rows: int) -> 
     routed = route_days(
         frames.domain(),
         scans,  # type: ignore[arg-type]
-        partial(audit_connection, home / "audit.duckdb"),
+        partial(audit_connection, home / "audit.duckdb", readable=[folder]),
         folder,
         partial(PartitionWriter, folder, keys, "lz4"),
         days,
