@@ -1,0 +1,99 @@
+"""File names as the landing zone sees them: their format, the conventions that refuse them,
+and how they are shown.
+
+A file name is data from outside: it is never a pattern (nothing here globs; every file is
+opened by its exact path) and never printed raw. `shown` escapes what could fake a log line or
+hide in plain sight (control, format and separator characters, backslashes), so a name with a
+newline or a zero-width space reads unambiguously in messages, logs and run metadata.
+
+The naming conventions (documented in docs/operations.md, "Landing files"):
+- hidden: the name starts with `.` (a partial upload, `.x.csv`, or a tool's own file);
+- temporary: `~$` at the start, `~` at the end, or a temporary suffix (`.tmp`, `.part`, ...);
+- data: a known format suffix (`.csv`, `.tsv`, `.csv.gz`, `.tsv.gz`, `.parquet`, `.jsonl`),
+  taken only when the domain's contract allows that format;
+- anything else is refused as an unsupported type. Every one of them is recorded.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from pathlib import PurePath
+
+# Longest suffix first: `x.csv.gz` is gzip CSV, not an unknown `.gz`.
+FORMAT_SUFFIXES: tuple[tuple[str, str], ...] = (
+    (".csv.gz", "csv.gz"),
+    (".tsv.gz", "tsv.gz"),
+    (".csv", "csv"),
+    (".tsv", "tsv"),
+    (".parquet", "parquet"),
+    (".jsonl", "jsonl"),
+)
+TEMPORARY_SUFFIXES = (
+    ".tmp",
+    ".temp",
+    ".part",
+    ".partial",
+    ".crdownload",
+    ".download",
+    ".filepart",
+    ".swp",
+    ".lock",
+)
+# Unicode categories escaped by `shown`: controls, format characters (zero-width, bidi
+# overrides), line and paragraph separators, unassigned and private-use code points.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def shown(name: str | PurePath) -> str:
+    """`name` with backslashes, controls and invisible characters escaped (`\\n`, `\\u200b`).
+
+    Printable text (accents, CJK, spaces) stays as it is; anything that could end a log line,
+    reorder text or be invisible is written as a Python-style escape, so two different names
+    never show alike.
+    """
+    text = str(name)
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char == "\n":
+            out.append("\\n")
+        elif char == "\r":
+            out.append("\\r")
+        elif char == "\t":
+            out.append("\\t")
+        elif (char != " " and char.isspace()) or unicodedata.category(char) in (
+            _ESCAPED_CATEGORIES
+        ):
+            out.append(_escape(char))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def file_format(name: str) -> str | None:
+    """The data format a file name declares by its suffix (case-insensitive), if any."""
+    lowered = name.lower()
+    for suffix, fmt in FORMAT_SUFFIXES:
+        if lowered.endswith(suffix) and len(lowered) > len(suffix):
+            return fmt
+    return None
+
+
+def convention_refusal(name: str) -> tuple[str, str] | None:
+    """(reason, words) when the naming conventions say a file is not data to ingest."""
+    lowered = name.lower()
+    if name.startswith("."):
+        return "hidden", "hidden file (the name starts with '.'), e.g. an upload in progress"
+    if name.startswith("~$") or name.endswith("~") or lowered.endswith(TEMPORARY_SUFFIXES):
+        return "temporary", "temporary file by its name (~, .tmp, .part and the like)"
+    return None
