@@ -20,7 +20,12 @@ from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.home import HitlPaths
-from hitl_gate.core.settings import AUDIT_KEY_ENV, REVIEW_KEY_ENV, HitlSettings
+from hitl_gate.core.settings import (
+    AUDIT_KEY_ENV,
+    DEFAULT_SETTLE_SECONDS,
+    REVIEW_KEY_ENV,
+    HitlSettings,
+)
 from pipelines.io_managers import PolarsParquetIOManager
 
 if TYPE_CHECKING:
@@ -29,9 +34,13 @@ if TYPE_CHECKING:
 
 
 class LandingZone(ConfigurableResource):
-    """The folder where case files arrive: `<root>/<domain subdir>/<YYYY-MM-DD>/`."""
+    """The folder where case files arrive: `<root>/<domain subdir>/<YYYY-MM-DD>/`.
+
+    `settle_seconds`: how long a file must stay unchanged before it is taken (ingest/listing.py).
+    """
 
     root: str
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
 
     @property
     def path(self) -> Path:
@@ -208,7 +217,9 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
         "io_manager": PolarsParquetIOManager(
             base_dir=str(paths.warehouse), slice_rows=settings.slice_rows
         ),
-        "landing": LandingZone(root=str(paths.landing)),
+        "landing": LandingZone(
+            root=str(paths.landing), settle_seconds=settings.landing_settle_seconds
+        ),
         "audit_db": AuditDatabase(
             database=str(paths.audit_db),
             checkpoint_dir=str(paths.checkpoints_dir),

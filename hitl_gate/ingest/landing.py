@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from hitl_gate.core.domain import ContractConfig
+from hitl_gate.core.domain import DEFAULT_CASE_ID_PATTERN, ContractConfig
 from hitl_gate.ingest.listing import (
     LandingFile,
     LandingRules,
@@ -375,16 +375,28 @@ def _empty_batch(contract: ContractConfig) -> pl.DataFrame:
 
 
 def _validate_file(
-    frame: pl.DataFrame, contract: ContractConfig, case_id: str, earlier: dict[str, pl.Series]
+    frame: pl.DataFrame,
+    contract: ContractConfig,
+    case_id: str,
+    earlier: dict[str, pl.Series],
+    id_pattern: str | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Valid rows of one file's frame, and its failures located by file, row and case id."""
-    valid, failures = validate_frame(frame, contract, case_id, earlier)
+    valid, failures = validate_frame(frame, contract, case_id, earlier, id_pattern)
     located = frame.select(pl.col("_file", "_source_row", "_case_id").gather(failures[ROW_INDEX]))
     return valid, pl.concat([located, failures.drop(ROW_INDEX)], how="horizontal")
 
 
-def ingest_files(files: list[LandingFile], contract: ContractConfig, case_id: str) -> IngestResult:
+def ingest_files(
+    files: list[LandingFile],
+    contract: ContractConfig,
+    case_id: str,
+    id_pattern: str | None = DEFAULT_CASE_ID_PATTERN,
+) -> IngestResult:
     """Read, type and validate a batch of landing files; case ids must be unique in the batch.
+
+    Case ids are made canonical and held to `id_pattern` (the domain's `case_id_pattern`) before
+    they are compared, so uniqueness is that of the canonical id (quality/case_ids.py).
 
     Files are taken in the order given (discovery sorts by name), so of repeated case ids the
     first in that order is accepted and later ones are quarantined as `duplicate_case_id`.
@@ -406,14 +418,16 @@ def ingest_files(files: list[LandingFile], contract: ContractConfig, case_id: st
         reads[i] = replace(read, frame=read.frame.clear())
         del read
         frame = frame.with_columns(_file=pl.lit(i, pl.Int64), _case_id=pl.col(case_id))
-        valid, failures = _validate_file(frame, contract, case_id, earlier)
+        valid, failures = _validate_file(frame, contract, case_id, earlier, id_pattern)
         del frame
         # One chunk per column per file: the reader's ~100 chunks per column beside the
         # one-chunk `_file` made every later whole-frame operation re-align (copy) the batch.
         valids.append(valid.rechunk())
         failure_parts.append(failures)
     if not valids:
-        valid, failures = _validate_file(_empty_batch(contract), contract, case_id, earlier)
+        valid, failures = _validate_file(
+            _empty_batch(contract), contract, case_id, earlier, id_pattern
+        )
         valids, failure_parts = [valid], [failures]
     valid = pl.concat(valids)
     row_failures = pl.concat(failure_parts)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from hitl_gate.core.domain import DomainConfig
 from hitl_gate.ingest.names import convention_refusal, file_format, shown
 
 DEFAULT_FORMATS = ("csv", "parquet", "jsonl")
@@ -71,6 +72,15 @@ class DayListing:
     seen: int
     files: list[LandingFile] = field(default_factory=list)
     refused: list[RefusedFile] = field(default_factory=list)
+
+
+def landing_rules(domain: DomainConfig, settle_seconds: float) -> LandingRules:
+    """What `domain` takes from its landing folder, with the deployment's settle interval."""
+    return LandingRules(
+        formats=tuple(domain.contract.formats),
+        marker=domain.landing_marker,
+        settle_seconds=settle_seconds,
+    )
 
 
 def arrival_time(mtime: float) -> datetime:
@@ -171,15 +181,15 @@ def _unsettled(
     return {p: words for p in young if _stamp(p) != first[p]}
 
 
-def list_day_folder(
+def survey_day_folder(
     folder: Path, day: date, rules: LandingRules, *, wait: bool = True
-) -> DayListing:
-    """Every entry of one day folder, taken (fingerprinted) or refused with its reason.
+) -> tuple[int, list[Path], list[RefusedFile]]:
+    """Entries seen, the complete data files among them (by name), and the refused ones.
 
-    Entries are taken in name order. A missing folder is an empty listing.
+    Nothing is hashed here, so the landing sensor can skip files it already knows by stat.
     """
     if not folder.is_dir():
-        return DayListing(day, 0)
+        return 0, [], []
     with os.scandir(folder) as entries:
         listed = sorted(entries, key=lambda e: e.name)
     refused: list[RefusedFile] = []
@@ -194,17 +204,26 @@ def list_day_folder(
         incomplete = _incomplete_by_marker(candidates, folder, rules.marker)
     else:
         incomplete = _unsettled(candidates, rules.settle_seconds, wait=wait)
+    refused += [_refused(p, day, "incomplete", words) for p, words in incomplete.items()]
+    complete = [p for p in candidates if p not in incomplete]
+    return len(listed), complete, sorted(refused, key=lambda r: r.path.name)
+
+
+def list_day_folder(
+    folder: Path, day: date, rules: LandingRules, *, wait: bool = True
+) -> DayListing:
+    """Every entry of one day folder, taken (fingerprinted) or refused with its reason.
+
+    Entries are taken in name order. A missing folder is an empty listing.
+    """
+    seen, complete, refused = survey_day_folder(folder, day, rules, wait=wait)
     files = []
-    for path in candidates:
-        if path in incomplete:
-            refused.append(_refused(path, day, "incomplete", incomplete[path]))
-            continue
+    for path in complete:
         try:
             files.append(fingerprint(path, day))
         except FileNotFoundError:
             refused.append(_refused(path, day, "vanished", "removed while it was being listed"))
-    refused.sort(key=lambda r: r.path.name)
-    return DayListing(day, len(listed), files, refused)
+    return DayListing(day, seen, files, sorted(refused, key=lambda r: r.path.name))
 
 
 def _refused(path: Path, day: date, reason: str, words: str) -> RefusedFile:

@@ -16,8 +16,9 @@ The naming conventions (documented in docs/operations.md, "Landing files"):
 
 from __future__ import annotations
 
-import unicodedata
-from pathlib import PurePath
+from hitl_gate.quality.escaped import shown
+
+__all__ = ["shown"]
 
 # Longest suffix first: `x.csv.gz` is gzip CSV, not an unknown `.gz`.
 FORMAT_SUFFIXES: tuple[tuple[str, str], ...] = (
@@ -39,45 +40,6 @@ TEMPORARY_SUFFIXES = (
     ".swp",
     ".lock",
 )
-# Unicode categories escaped by `shown`: controls, format characters (zero-width, bidi
-# overrides), line and paragraph separators, unassigned and private-use code points.
-_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cn", "Co", "Cs"})
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    if code < 0x10000:
-        return f"\\u{code:04x}"
-    return f"\\U{code:08x}"
-
-
-def shown(name: str | PurePath) -> str:
-    """`name` with backslashes, controls and invisible characters escaped (`\\n`, `\\u200b`).
-
-    Printable text (accents, CJK, spaces) stays as it is; anything that could end a log line,
-    reorder text or be invisible is written as a Python-style escape, so two different names
-    never show alike.
-    """
-    text = str(name)
-    out = []
-    for char in text:
-        if char == "\\":
-            out.append("\\\\")
-        elif char == "\n":
-            out.append("\\n")
-        elif char == "\r":
-            out.append("\\r")
-        elif char == "\t":
-            out.append("\\t")
-        elif (char != " " and char.isspace()) or unicodedata.category(char) in (
-            _ESCAPED_CATEGORIES
-        ):
-            out.append(_escape(char))
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 def file_format(name: str) -> str | None:
