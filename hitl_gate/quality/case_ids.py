@@ -23,11 +23,10 @@ _ASCII = r"^[\x00-\x7f]*$"
 def canonical_case_ids(values: pl.Series) -> pl.Series:
     """NFKC and trimmed (Unicode whitespace); ASCII values skip NFKC, which leaves them as is."""
     text = values.cast(pl.String)
-    ascii_only = text.str.contains(_ASCII).fill_null(True)
-    normalised = pl.select(
-        pl.when(ascii_only).then(text).otherwise(text.str.normalize("NFKC"))
-    ).to_series()
-    return normalised.str.strip_chars().alias(values.name)
+    wide = (~text.str.contains(_ASCII)).fill_null(False).arg_true()
+    if wide.len():
+        text = text.scatter(wide, text.gather(wide).str.normalize("NFKC"))
+    return text.str.strip_chars().alias(values.name)
 
 
 def matches_pattern(canonical: pl.Series, pattern: str) -> pl.Series:
