@@ -6,7 +6,7 @@ opened by its exact path) and never printed raw. `shown` escapes what could fake
 hide in plain sight (control, format and separator characters, backslashes), so a name with a
 newline or a zero-width space reads unambiguously in messages, logs and run metadata.
 
-The naming conventions (documented in docs/operations.md, "Landing files"):
+The naming conventions (docs/data_contracts.md, "Every entry of the folder is accounted for"):
 - hidden: the name starts with `.` (a partial upload, `.x.csv`, or a tool's own file);
 - temporary: `~$` at the start, `~` at the end, or a temporary suffix (`.tmp`, `.part`, ...);
 - data: a known format suffix (`.csv`, `.tsv`, `.csv.gz`, `.tsv.gz`, `.parquet`, `.jsonl`),
