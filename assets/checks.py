@@ -13,6 +13,7 @@ from assets.common import collect_columns, stage_key
 from assets.partitions import partition_days
 from hitl_gate.core.database import query_frame
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.ingest.landing_registry import files_balance as files_balance_by_day
 from hitl_gate.routing.invariants import route_violations
 from pipelines.resources import AuditDatabase
 
@@ -47,6 +48,30 @@ def build_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
                 "rows_accepted": int(files["rows_accepted"].sum() or 0),
                 "rows_quarantined": int(files["rows_quarantined"].sum() or 0),
                 "unbalanced_files": broken["file_path"].to_list(),
+            },
+        )
+
+    @asset_check(
+        asset=stage_key(domain, "validated_cases"),
+        blocking=True,
+        description=(
+            "Files seen in the day's landing folder = files ingested (read, rejected or a "
+            "repeat) + files refused with a reason: no file is silently skipped."
+        ),
+    )
+    def files_balance(
+        context: AssetCheckExecutionContext, audit_db: AuditDatabase
+    ) -> AssetCheckResult:
+        with audit_db.connect() as con:
+            days = files_balance_by_day(con, domain.name, partition_days(context))
+        broken = days.filter(~pl.col("balanced"))
+        return AssetCheckResult(
+            passed=broken.height == 0,
+            metadata={
+                "files_seen": int(days["files_seen"].sum() or 0),
+                "files_ingested": int(days["files_ingested"].sum() or 0),
+                "files_refused": int(days["files_refused"].sum() or 0),
+                "unbalanced_days": [str(d) for d in broken["partition_date"].to_list()],
             },
         )
 
@@ -103,4 +128,10 @@ def build_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
             },
         )
 
-    return [rows_balance, scores_complete, one_route_per_case, every_case_accounted_for]
+    return [
+        rows_balance,
+        files_balance,
+        scores_complete,
+        one_route_per_case,
+        every_case_accounted_for,
+    ]

@@ -1,6 +1,8 @@
 """Ingestion assets: landing files in, validated cases and quarantined rows out."""
 
+from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 from dagster import (
@@ -15,8 +17,13 @@ from assets.common import markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.ingest.day_batch import read_new_files, record_day_batch, registered_files_frame
-from hitl_gate.ingest.landing import discover_landing_files
-from hitl_gate.ingest.landing_registry import ContractVersionConflict, register_files
+from hitl_gate.ingest.landing_registry import (
+    ContractVersionConflict,
+    record_listings,
+    register_files,
+)
+from hitl_gate.ingest.listing import landing_rules, list_day_folder
+from hitl_gate.ingest.names import shown
 from hitl_gate.ingest.report import quarantine_sample
 from pipelines.resources import AuditDatabase, LandingZone
 
@@ -36,28 +43,59 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     def raw_cases(
         context: AssetExecutionContext, landing: LandingZone, audit_db: AuditDatabase
     ) -> Output[pl.DataFrame]:
-        files = [
-            f
+        rules = landing_rules(domain, landing.settle_seconds)
+        folders = {
+            day: landing.path / domain.landing_subdir / day.isoformat()
             for day in partition_days(context)
-            for f in discover_landing_files(landing.path, domain.landing_subdir, day)
-        ]
+        }
+        listings = [list_day_folder(folder, day, rules) for day, folder in folders.items()]
+        files = [f for listing in listings for f in listing.files]
+        refused = [r for listing in listings for r in listing.refused]
+        now = datetime.now(UTC)
         with audit_db.connect() as con:
-            registered = register_files(
-                con, domain.name, files, context.run.run_id, datetime.now(UTC)
+            registered = register_files(con, domain.name, files, context.run.run_id, now)
+            record_listings(
+                con,
+                domain.name,
+                listings,
+                {day: str(folder) for day, folder in folders.items()},
+                context.run.run_id,
+                now,
             )
+        for r in refused:
+            context.log.warning(r.message)
         frame = registered_files_frame(registered)
         duplicates = frame.filter(pl.col("duplicate_of").is_not_null())
         return Output(
             frame,
             metadata={
                 "files": frame.height,
+                "files_seen": sum(listing.seen for listing in listings),
+                "files_refused": len(refused),
+                "files_refused_by_reason": MetadataValue.json(
+                    dict(Counter(r.reason for r in refused))
+                ),
+                "refused_files": MetadataValue.md(
+                    markdown_table(
+                        pl.DataFrame(
+                            {
+                                "file": [shown(r.path.name) for r in refused],
+                                "reason": [r.reason for r in refused],
+                            },
+                            schema={"file": pl.String, "reason": pl.String},
+                        ),
+                        max_rows=20,
+                    )
+                ),
                 "duplicate_files": duplicates.height,
                 "bytes": int(frame["size_bytes"].sum() or 0),
                 "landing_folder": MetadataValue.path(str(landing.path / domain.landing_subdir)),
-                "files_seen": MetadataValue.md(
+                "files_taken": MetadataValue.md(
                     markdown_table(
                         frame.select(
-                            pl.col("file_path").str.split("/").list.last().alias("file"),
+                            pl.Series(
+                                "file", [shown(Path(p).name) for p in frame["file_path"]], pl.String
+                            ),
                             pl.col("file_sha256").str.slice(0, 12).alias("sha256"),
                             "file_version",
                             "duplicate_of",

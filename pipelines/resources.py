@@ -26,6 +26,7 @@ from hitl_gate.core.settings import (
     AUDIT_KEY_ENV,
     AUDIT_TOKEN_PIN_ENV,
     DEFAULT_KEY_LABEL,
+    DEFAULT_SETTLE_SECONDS,
     DEFAULT_TOKEN_LABEL,
     REVIEW_KEY_ENV,
     SOFTHSM_MODULE,
@@ -39,9 +40,13 @@ if TYPE_CHECKING:
 
 
 class LandingZone(ConfigurableResource):
-    """The folder where case files arrive: `<root>/<domain subdir>/<YYYY-MM-DD>/`."""
+    """The folder where case files arrive: `<root>/<domain subdir>/<YYYY-MM-DD>/`.
+
+    `settle_seconds`: how long a file must stay unchanged before it is taken (ingest/listing.py).
+    """
 
     root: str
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
 
     @property
     def path(self) -> Path:
@@ -256,7 +261,9 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
         "io_manager": PolarsParquetIOManager(
             base_dir=str(paths.warehouse), slice_rows=settings.slice_rows
         ),
-        "landing": LandingZone(root=str(paths.landing)),
+        "landing": LandingZone(
+            root=str(paths.landing), settle_seconds=settings.landing_settle_seconds
+        ),
         "audit_db": AuditDatabase(
             database=str(paths.audit_db),
             checkpoint_dir=str(paths.checkpoints_dir),

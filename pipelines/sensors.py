@@ -135,6 +135,8 @@ def build_landing_sensor(domain: DomainConfig) -> SensorDefinition:
         import duckdb
 
         from hitl_gate.ingest.late_files import known_files, late_deliveries
+        from hitl_gate.ingest.listing import landing_rules
+        from hitl_gate.ingest.names import shown
 
         ran = {
             date.fromisoformat(key)
@@ -147,13 +149,14 @@ def build_landing_sensor(domain: DomainConfig) -> SensorDefinition:
                 known = known_files(con, domain.name)
         except duckdb.Error as exc:
             return SkipReason(f"audit database not readable now, next tick retries: {exc}")
-        late = late_deliveries(landing.path / domain.landing_subdir, ran, known)
+        rules = landing_rules(domain, landing.settle_seconds)
+        late = late_deliveries(landing.path / domain.landing_subdir, ran, known, rules)
         return [
             RunRequest(
                 run_key=delivery.run_key,
                 partition_key=delivery.day.isoformat(),
                 tags={
-                    "hitl/late_files": ",".join(f.path.name for f in delivery.files)[:200],
+                    "hitl/late_files": ",".join(shown(f.path.name) for f in delivery.files)[:200],
                     "hitl/trigger": "landing_zone",
                 },
             )

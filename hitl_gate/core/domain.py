@@ -22,6 +22,11 @@ DOMAINS_DIR = PROJECT_ROOT / "domains"
 
 RetentionClass = Literal["regulatory_7y", "standard_5y", "operational_2y"]
 ColumnType = Literal["str", "int", "float", "bool", "datetime", "date"]
+FileFormat = Literal["csv", "tsv", "csv.gz", "tsv.gz", "parquet", "jsonl"]
+DEFAULT_FILE_FORMATS: tuple[FileFormat, ...] = ("csv", "parquet", "jsonl")
+# A case id after NFKC and trimming: ASCII letters and digits, then also '_', '.', '-'. The
+# same alphabet review batches and verdict files accept (review/canonical.py SAFE_ID_RE).
+DEFAULT_CASE_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}"
 
 
 class _Strict(BaseModel):
@@ -65,6 +70,8 @@ class ContractConfig(_Strict):
     columns: dict[str, ColumnContract]
     max_future_skew_hours: float = 0.0
     rules: list[ContractRule] = Field(default_factory=list)
+    # Landing file formats read for this contract; any other format is refused, recorded.
+    formats: tuple[FileFormat, ...] = DEFAULT_FILE_FORMATS
 
     @model_validator(mode="after")
     def _rules_parse(self) -> ContractConfig:
@@ -289,12 +296,48 @@ class SampleConfig(_Strict):
     outcomes_file: str = "outcomes.csv"
 
 
+def _check_id_pattern(pattern: str) -> str:
+    """A case id pattern both regex engines (Python `re`, Polars' Rust `regex`) accept.
+
+    Write it with explicit ASCII classes (`[0-9]`, not `\\d`): the Rust engine's `\\d` and
+    `\\w` match any Unicode digit or letter, which would let look-alikes through.
+    """
+    import re
+
+    import polars as pl
+
+    try:
+        re.compile(pattern)
+        pl.select(pl.lit("x").str.contains(f"^(?:{pattern})$")).item()
+    except (re.error, pl.exceptions.PolarsError) as exc:
+        raise ValueError(
+            f"case_id_pattern {pattern!r} is not a valid regular expression: {exc}"
+        ) from exc
+    for shorthand in ("\\d", "\\w", "\\s", "\\D", "\\W", "\\S"):
+        if shorthand in pattern:
+            raise ValueError(
+                f"case_id_pattern {pattern!r} uses {shorthand}, which matches Unicode look-alikes"
+                " in the Rust regex engine; write an explicit ASCII class such as [0-9]"
+            )
+    return pattern
+
+
 class DomainConfig(_Strict):
-    """A decision domain: inputs, contract, features, model, policy and review settings."""
+    """A decision domain: inputs, contract, features, model, policy and review settings.
+
+    `case_id_pattern` is what a case id must look like once canonical (Unicode NFKC, trimmed),
+    matched in full; ids outside it (zero-width, control or look-alike characters) are
+    quarantined, never normalised into another case's id (quality/case_ids.py).
+    `landing_marker` names a completion marker file (e.g. `_SUCCESS`): when declared, a day
+    folder's files are taken only once it is there and they are older than it; otherwise a
+    file is complete once its size and mtime are stable over the settle interval.
+    """
 
     name: str
     description: str
     case_id: str
+    case_id_pattern: str = DEFAULT_CASE_ID_PATTERN
+    landing_marker: str | None = None
     event_time: str
     landing_subdir: str
     outcomes_subdir: str
@@ -315,6 +358,7 @@ class DomainConfig(_Strict):
 
     @model_validator(mode="after")
     def _columns_exist(self) -> DomainConfig:
+        _check_id_pattern(self.case_id_pattern)
         cols = self.contract.columns
         for required in (self.case_id, self.event_time):
             if required not in cols:

@@ -46,6 +46,9 @@ SIGNER_KINDS = ("token", "key_file")
 SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_TOKEN_LABEL = "hitl-audit"
 DEFAULT_KEY_LABEL = "hitl-checkpoint"
+SETTLE_ENV = "HITL_LANDING_SETTLE_SECONDS"
+# A landing file modified less than this long ago is looked at again after it (ingest/listing.py).
+DEFAULT_SETTLE_SECONDS = 2.0
 
 DEFAULT_SLICE_ROWS = 1_000_000
 NAMED_EXECUTORS = ("in_process", "multiprocess")
@@ -129,7 +132,9 @@ class HitlSettings:
     `executor` is `in_process`, `multiprocess` or `module:attribute` (pipelines/executors.py);
     `max_concurrent` bounds the multiprocess executor (None: the number of CPU cores);
     `slice_rows` is the most cases a sliced step holds at once; `backfill_days_per_run` splits a
-    backfill into runs of that many days (None: one run for the whole range).
+    backfill into runs of that many days (None: one run for the whole range);
+    `landing_settle_seconds` is how long a landing file's size and mtime must stay unchanged
+    before it is taken (0: taken as found), unless its domain declares a marker file.
     """
 
     paths: HitlPaths
@@ -142,6 +147,7 @@ class HitlSettings:
     review_key_in_env: bool = False
     tsa_url: str | None = None  # RFC 3161 time-stamping authority for checkpoints (None: off)
     audit_keys: AuditKeySettings = field(default_factory=AuditKeySettings)
+    landing_settle_seconds: float = DEFAULT_SETTLE_SECONDS
 
     @classmethod
     def from_environ(
@@ -180,6 +186,7 @@ class HitlSettings:
             review_key_in_env=bool(value(REVIEW_KEY_ENV)),
             tsa_url=value(TSA_ENV) or None,
             audit_keys=AuditKeySettings.from_values(value),
+            landing_settle_seconds=_seconds(SETTLE_ENV, value(SETTLE_ENV), DEFAULT_SETTLE_SECONDS),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -200,6 +207,7 @@ class HitlSettings:
             SLICE_ROWS_ENV: str(self.slice_rows),
             BACKFILL_ENV: str(self.backfill_days_per_run or "single"),
             **self.audit_keys.to_environ(),
+            SETTLE_ENV: repr(self.landing_settle_seconds),
         }
 
 
@@ -220,6 +228,19 @@ def _executor(text: str) -> str:
             "(e.g. dagster_k8s:k8s_job_executor)"
         )
     return choice
+
+
+def _seconds(name: str, text: str, default: float) -> float:
+    """A duration in seconds, at least 0 (at most a day), or `default` when unset."""
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86_400:
+        raise SettingsError(f"{name}={text!r}: expected seconds between 0 and 86400")
+    return seconds
 
 
 def _whole_number(name: str, text: str) -> int | None:

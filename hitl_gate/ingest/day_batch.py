@@ -91,7 +91,9 @@ def repeated_files(raw_cases: pl.DataFrame) -> list[tuple[LandingFile, str]]:
 
 def read_new_files(raw_cases: pl.DataFrame, domain: DomainConfig) -> IngestResult:
     """Read the day's new files and hold every row to the domain's contract."""
-    return ingest_files(new_files(raw_cases), domain.contract, domain.case_id)
+    return ingest_files(
+        new_files(raw_cases), domain.contract, domain.case_id, domain.case_id_pattern
+    )
 
 
 @dataclass(frozen=True)

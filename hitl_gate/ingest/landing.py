@@ -10,22 +10,37 @@ Columns a file carries beyond the contract are ignored and do not affect the fil
 from __future__ import annotations
 
 import codecs
+import gzip
 import hashlib
+import io
+import re
+import zlib
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import polars as pl
 
-from hitl_gate.core.domain import ContractConfig
+from hitl_gate.core.domain import DEFAULT_CASE_ID_PATTERN, ContractConfig
+from hitl_gate.ingest.listing import (
+    LandingFile,
+    LandingRules,
+    arrival_time,
+    fingerprint,
+    list_day_folder,
+)
+from hitl_gate.ingest.names import file_format, shown
+from hitl_gate.ingest.strict_formats import collision_problem, jsonl_problem, normalise_line_ends
 from hitl_gate.quality.contract import ROW_INDEX, polars_dtype, text_expr, validate_frame
 
-SUFFIXES = (".csv", ".parquet", ".jsonl")
+__all__ = ["LandingFile", "arrival_time", "fingerprint"]
+
 # Contract types whose canonical text the CSV reader parses itself (see `_read_csv`).
 _CSV_NATIVE_TYPES = ("int", "float")
 _CHUNK = 1 << 20
 # Polars signals unreadable input with its own errors, OS errors, and (rarely) a Rust panic.
 _READ_ERRORS = (pl.exceptions.PolarsError, OSError, ValueError, pl.exceptions.PanicException)
+_VISIBLE = re.compile(rb"\S")
 
 QUARANTINE_SCHEMA: dict[str, pl.DataType] = {
     "partition_date": pl.Date(),
@@ -59,17 +74,6 @@ PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
 
 
 @dataclass(frozen=True)
-class LandingFile:
-    """One file in the landing zone, fingerprinted when discovered."""
-
-    path: Path
-    sha256: str
-    size_bytes: int
-    partition_date: date
-    arrived_at: datetime  # file mtime, UTC
-
-
-@dataclass(frozen=True)
 class IngestResult:
     """Accepted rows with provenance, one quarantine entry per failure, one row per file."""
 
@@ -86,90 +90,46 @@ class _Read:
     rows_read: int
     check: str | None = None
     message: str | None = None
+    column: str | None = None
 
 
-def _sha256(path: Path) -> str:
-    """Streamed SHA-256 so large files never sit in memory just to be fingerprinted."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def discover_landing_files(
+    landing_root: Path, subdir: str, day: date, rules: LandingRules | None = None
+) -> list[LandingFile]:
+    """The day's complete data files, fingerprinted on discovery (see `list_day_folder`).
 
-
-def fingerprint(path: Path, day: date) -> LandingFile:
-    """A file as the landing zone sees it: content hash, size, and arrival (mtime, UTC)."""
-    stat = path.stat()
-    return LandingFile(
-        path=path,
-        sha256=_sha256(path),
-        size_bytes=stat.st_size,
-        partition_date=day,
-        arrived_at=arrival_time(stat.st_mtime),
-    )
-
-
-def arrival_time(mtime: float) -> datetime:
-    """When a file arrived, as the registry records it: its mtime, in UTC."""
-    return datetime.fromtimestamp(mtime, tz=UTC)
-
-
-def discover_landing_files(landing_root: Path, subdir: str, day: date) -> list[LandingFile]:
-    """The day's files, fingerprinted on discovery so every row can be traced to exact bytes.
-
-    Files under landing_root/subdir/<YYYY-MM-DD>/ (*.csv, *.parquet, *.jsonl), sorted by name,
-    hashed (SHA-256 streamed); hidden files (partial uploads such as `.x.csv`) are skipped, and a
-    missing folder means no files.
+    Files under landing_root/subdir/<YYYY-MM-DD>/, by name; what is refused (hidden, temporary,
+    unsupported, incomplete) is in `list_day_folder(...).refused`.
     """
-    return [
-        fingerprint(path, day) for path in landing_paths(landing_root / subdir / day.isoformat())
-    ]
+    folder = landing_root / subdir / day.isoformat()
+    return list_day_folder(folder, day, rules or LandingRules()).files
 
 
-def landing_paths(folder: Path) -> list[Path]:
-    """The landing files of one day folder, by name: known suffixes, hidden files skipped."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        (
-            p
-            for p in folder.iterdir()
-            if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")
-        ),
-        key=lambda p: p.name,
-    )
-
-
-def _is_utf8(path: Path) -> bool:
-    """Whether the file decodes as UTF-8, checked in chunks to tell encoding from corruption."""
+def _is_utf8(data: bytes) -> bool:
+    """Whether the bytes decode as UTF-8, checked in chunks (no second copy of a big file)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
     try:
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
+        for start in range(0, len(view), _CHUNK):
+            decoder.decode(view[start : start + _CHUNK])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         return False
     return True
 
 
-def _is_blank(path: Path) -> bool:
-    """Whether the file holds nothing but whitespace."""
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            if chunk.strip():
-                return False
-    return True
+def _is_blank(data: bytes) -> bool:
+    """Whether the bytes hold nothing but whitespace (stops at the first visible byte)."""
+    return _VISIBLE.search(data) is None
 
 
-def _wide_encoding(path: Path) -> str | None:
+def _wide_encoding(data: bytes) -> str | None:
     """Why the start of a text file is UTF-16/32 or binary rather than UTF-8, if it is.
 
     Such bytes can still decode as UTF-8 (ASCII interleaved with NULs), so they would otherwise
     surface as a baffling 'missing columns' error instead of the real cause.
     """
-    with path.open("rb") as handle:
-        head = handle.read(4096)
+    head = data[:4096]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "it starts with a UTF-16 or UTF-32 byte-order mark"
     if b"\x00" in head:
@@ -177,16 +137,16 @@ def _wide_encoding(path: Path) -> str | None:
     return None
 
 
-def _lossy_csv_rows(path: Path) -> int:
+def _lossy_csv_rows(data: bytes, separator: str) -> int:
     """Data rows of a CSV that is not valid UTF-8, for the accounting of its rejection."""
     try:
-        raw = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
+        raw = pl.read_csv(data, infer_schema=False, encoding="utf8-lossy", separator=separator)
     except _READ_ERRORS:
         return 0
     return raw.filter(~pl.all_horizontal(pl.all().is_null())).height
 
 
-def _read_csv(path: Path, contract: ContractConfig) -> pl.DataFrame:
+def _read_csv(data: bytes, contract: ContractConfig, separator: str) -> pl.DataFrame:
     """A CSV file with int and float contract columns parsed by the reader, the rest as text.
 
     The CSV reader parses canonical numbers exactly as `parse_series` would, at a fraction of
@@ -199,87 +159,150 @@ def _read_csv(path: Path, contract: ContractConfig) -> pl.DataFrame:
         for name, column in contract.columns.items()
         if column.type in _CSV_NATIVE_TYPES
     }
+    options = {"infer_schema": False, "encoding": "utf8", "separator": separator}
     try:
-        return pl.read_csv(path, infer_schema=False, schema_overrides=native, encoding="utf8")
+        return pl.read_csv(data, schema_overrides=native, **options)  # type: ignore[arg-type]
     except _READ_ERRORS:
-        return pl.read_csv(path, infer_schema=False, encoding="utf8")
+        return pl.read_csv(data, **options)  # type: ignore[arg-type]
 
 
-def _read_raw(path: Path, contract: ContractConfig) -> tuple[pl.DataFrame, list[str], int]:
+def _read_raw(
+    data: bytes, fmt: str, contract: ContractConfig
+) -> tuple[pl.DataFrame, list[str], int]:
     """The file's contract columns, the columns it has, and its row count (raises on bad input)."""
     wanted = list(contract.columns)
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        present = list(pl.read_parquet_schema(path))
+    if fmt == "parquet":
+        present = list(pl.read_parquet_schema(io.BytesIO(data)))
         cols = [c for c in wanted if c in present]
         if len(cols) < len(wanted):
-            return pl.DataFrame(), present, pl.scan_parquet(path).select(pl.len()).collect().item()
-        frame = pl.read_parquet(path, columns=cols)
+            rows = pl.scan_parquet(io.BytesIO(data)).select(pl.len()).collect().item()
+            return pl.DataFrame(), present, rows
+        frame = pl.read_parquet(io.BytesIO(data), columns=cols)
         return frame, present, frame.height
-    if suffix == ".jsonl":
-        inferred = pl.scan_ndjson(path, infer_schema_length=None).collect_schema()
+    if fmt == "jsonl":
+        inferred = pl.read_ndjson(data, infer_schema_length=None).schema
         present = list(inferred)
         cols = [c for c in wanted if c in present] or present[:1]
         # Scalars are read as text and parsed like CSV; nested values keep their type so the
         # column check can reject them rather than parse their JSON text as a value.
         schema = {c: inferred[c] if inferred[c].is_nested() else pl.String() for c in cols}
-        frame = pl.read_ndjson(path, schema=schema)
+        frame = pl.read_ndjson(data, schema=schema)
         return frame.select(c for c in wanted if c in cols), present, frame.height
-    frame = _read_csv(path, contract)
+    frame = _read_csv(data, contract, "\t" if fmt.startswith("tsv") else ",")
     # A blank line (or one of only separators) holds no case: it is not a data row.
     frame = frame.with_row_index("_source_row", offset=1)
     frame = frame.filter(~pl.all_horizontal(pl.exclude("_source_row").is_null()))
     return frame, [c for c in frame.columns if c != "_source_row"], frame.height
 
 
+def _landed_bytes(file: LandingFile) -> bytes | _Read:
+    """The file's bytes, read once: exactly what is hashed and parsed, or why they are not.
+
+    The bytes must hash to what the file was registered with; a file that changed since (still
+    being written, or replaced) is not parsed here, and its new content is a new file to the
+    registry, taken by the next run of the day.
+    """
+    name = shown(file.path)
+    try:
+        with file.path.open("rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        return _Read(None, 0, "file_unreadable", f"{name}: cannot open file: {exc.strerror}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != file.sha256:
+        return _Read(
+            None,
+            0,
+            "file_changed",
+            f"{name}: bytes changed after the file was registered (sha256 {file.sha256[:12]} "
+            f"then, {digest[:12]} now): read again once it is complete",
+        )
+    return data
+
+
+def _decoded(data: bytes, fmt: str, name: str) -> bytes | _Read:
+    """Text bytes ready for the reader: gunzipped, line ends as LF (CR-only or mixed)."""
+    if fmt.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            return _Read(None, 0, "file_unreadable", f"{name}: not valid gzip data: {exc}")
+    return normalise_line_ends(data)
+
+
 def _read_file(file: LandingFile, contract: ContractConfig) -> _Read:
     """Read one landing file, or say why the whole file is rejected."""
-    path = file.path
+    name = shown(file.path)
+    fmt = file_format(file.path.name) or "csv"
     wanted = list(contract.columns)
     if file.size_bytes == 0:
-        return _Read(None, 0, "empty_file", f"{path}: file is empty")
-    if path.suffix.lower() != ".parquet":
-        if _is_blank(path):
-            return _Read(None, 0, "empty_file", f"{path}: file holds only whitespace")
-        wide = _wide_encoding(path)
+        return _Read(None, 0, "empty_file", f"{name}: file is empty")
+    landed = _landed_bytes(file)
+    if isinstance(landed, _Read):
+        return landed
+    data = landed if fmt == "parquet" else _decoded(landed, fmt, name)
+    del landed
+    if isinstance(data, _Read):
+        return data
+    if fmt != "parquet":
+        if _is_blank(data):
+            return _Read(None, 0, "empty_file", f"{name}: file holds only whitespace")
+        wide = _wide_encoding(data)
         if wide:
-            return _Read(None, 0, "encoding", f"{path}: file is not valid UTF-8 ({wide})")
+            return _Read(None, 0, "encoding", f"{name}: file is not valid UTF-8 ({wide})")
+    if fmt == "jsonl":
+        problem = jsonl_problem(data)
+        if problem is not None:
+            message = f"{name}: {problem.message}"
+            return _Read(None, problem.rows, problem.check, message, problem.column)
     try:
-        frame, present, rows = _read_raw(path, contract)
+        frame, present, rows = _read_raw(data, fmt, contract)
     except pl.exceptions.NoDataError:
-        return _Read(None, 0, "empty_file", f"{path}: file is empty")
+        return _Read(None, 0, "empty_file", f"{name}: file is empty")
     except _READ_ERRORS as exc:
-        is_csv = path.suffix.lower() == ".csv"
-        if path.suffix.lower() != ".parquet" and not _is_utf8(path):
-            rows = _lossy_csv_rows(path) if is_csv else 0
-            return _Read(None, rows, "encoding", f"{path}: file is not valid UTF-8")
-        if _is_blank(path):
-            return _Read(None, 0, "empty_file", f"{path}: file holds only whitespace")
+        if fmt != "parquet" and not _is_utf8(data):
+            is_csv = fmt in ("csv", "tsv", "csv.gz", "tsv.gz")
+            sep = "\t" if fmt.startswith("tsv") else ","
+            rows = _lossy_csv_rows(data, sep) if is_csv else 0
+            return _Read(None, rows, "encoding", f"{name}: file is not valid UTF-8")
         reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        return _Read(None, 0, "file_unreadable", f"{path}: cannot read file: {reason}")
-    return _check_columns(path, frame, present, rows, wanted)
+        return _Read(None, 0, "file_unreadable", f"{name}: cannot read file: {shown(reason)}")
+    return _check_columns(name, frame, present, rows, wanted)
 
 
 def _check_columns(
-    path: Path, frame: pl.DataFrame, present: list[str], rows: int, wanted: list[str]
+    name: str, frame: pl.DataFrame, present: list[str], rows: int, wanted: list[str]
 ) -> _Read:
-    """Reject files whose columns cannot meet the contract; otherwise keep the contract columns."""
+    """Reject files whose columns cannot meet the contract; otherwise keep the contract columns.
+
+    `name` is the file as shown in messages (escaped).
+    """
     doubled = sorted({c.rsplit("_duplicated_", 1)[0] for c in present if "_duplicated_" in c})
     doubled = [c for c in doubled if c in wanted]
     if doubled:
+        listed = ", ".join(shown(c) for c in doubled)
         return _Read(
-            None, rows, "duplicate_columns", f"{path}: repeated columns: {', '.join(doubled)}"
+            None,
+            rows,
+            "duplicate_columns",
+            f"{name}: header row, repeated columns: {listed}",
+            doubled[0],
         )
+    ambiguous = collision_problem([c for c in present if "_duplicated_" not in c], rows)
+    if ambiguous is not None:
+        message = f"{name}: {ambiguous.message}"
+        return _Read(None, rows, ambiguous.check, message, ambiguous.column)
     missing = [c for c in wanted if c not in present]
     if missing:
         return _Read(
-            None, rows, "missing_columns", f"{path}: missing columns: {', '.join(missing)}"
+            None, rows, "missing_columns", f"{name}: missing columns: {', '.join(missing)}"
         )
     if rows == 0:
-        return _Read(None, 0, "empty_file", f"{path}: no data rows")
+        return _Read(None, 0, "empty_file", f"{name}: no data rows")
     nested = [c for c in wanted if frame.schema[c].is_nested() or frame.schema[c] == pl.Object]
     if nested:
-        return _Read(None, rows, "column_types", f"{path}: non-scalar columns: {', '.join(nested)}")
+        message = f"{name}: non-scalar columns: {', '.join(nested)}"
+        return _Read(None, rows, "column_types", message, nested[0])
     if "_source_row" not in frame.columns:
         frame = frame.with_row_index("_source_row", offset=1)
     return _Read(frame.select(pl.col("_source_row").cast(pl.Int64), *wanted), rows)
@@ -352,16 +375,28 @@ def _empty_batch(contract: ContractConfig) -> pl.DataFrame:
 
 
 def _validate_file(
-    frame: pl.DataFrame, contract: ContractConfig, case_id: str, earlier: dict[str, pl.Series]
+    frame: pl.DataFrame,
+    contract: ContractConfig,
+    case_id: str,
+    earlier: dict[str, pl.Series],
+    id_pattern: str | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Valid rows of one file's frame, and its failures located by file, row and case id."""
-    valid, failures = validate_frame(frame, contract, case_id, earlier)
+    valid, failures = validate_frame(frame, contract, case_id, earlier, id_pattern)
     located = frame.select(pl.col("_file", "_source_row", "_case_id").gather(failures[ROW_INDEX]))
     return valid, pl.concat([located, failures.drop(ROW_INDEX)], how="horizontal")
 
 
-def ingest_files(files: list[LandingFile], contract: ContractConfig, case_id: str) -> IngestResult:
+def ingest_files(
+    files: list[LandingFile],
+    contract: ContractConfig,
+    case_id: str,
+    id_pattern: str | None = DEFAULT_CASE_ID_PATTERN,
+) -> IngestResult:
     """Read, type and validate a batch of landing files; case ids must be unique in the batch.
+
+    Case ids are made canonical and held to `id_pattern` (the domain's `case_id_pattern`) before
+    they are compared, so uniqueness is that of the canonical id (quality/case_ids.py).
 
     Files are taken in the order given (discovery sorts by name), so of repeated case ids the
     first in that order is accepted and later ones are quarantined as `duplicate_case_id`.
@@ -383,14 +418,16 @@ def ingest_files(files: list[LandingFile], contract: ContractConfig, case_id: st
         reads[i] = replace(read, frame=read.frame.clear())
         del read
         frame = frame.with_columns(_file=pl.lit(i, pl.Int64), _case_id=pl.col(case_id))
-        valid, failures = _validate_file(frame, contract, case_id, earlier)
+        valid, failures = _validate_file(frame, contract, case_id, earlier, id_pattern)
         del frame
         # One chunk per column per file: the reader's ~100 chunks per column beside the
         # one-chunk `_file` made every later whole-frame operation re-align (copy) the batch.
         valids.append(valid.rechunk())
         failure_parts.append(failures)
     if not valids:
-        valid, failures = _validate_file(_empty_batch(contract), contract, case_id, earlier)
+        valid, failures = _validate_file(
+            _empty_batch(contract), contract, case_id, earlier, id_pattern
+        )
         valids, failure_parts = [valid], [failures]
     valid = pl.concat(valids)
     row_failures = pl.concat(failure_parts)
@@ -457,7 +494,7 @@ def _quarantine(row_failures: pl.DataFrame, reads: list[_Read], meta: pl.DataFra
         "file_sha256",
         row_number=pl.lit(None, pl.Int64),
         case_id=pl.lit(None, pl.String),
-        column=pl.lit(None, pl.String),
+        column=pl.Series([reads[i].column for i in rejected], dtype=pl.String),
         check=pl.Series([reads[i].check for i in rejected], dtype=pl.String),
         value=pl.lit(None, pl.String),
         message=pl.Series([reads[i].message for i in rejected], dtype=pl.String),
@@ -577,7 +614,10 @@ def duplicate_files_frame(duplicates: list[tuple[LandingFile, str]]) -> pl.DataF
             "size_bytes": [f.size_bytes for f, _ in duplicates],
             "arrived_at": [f.arrived_at.astimezone(UTC) for f, _ in duplicates],
             "status": ["duplicate"] * len(duplicates),
-            "error": [f"{f.path}: same bytes as {orig}, ingested there" for f, orig in duplicates],
+            "error": [
+                f"{shown(f.path)}: same bytes as {shown(orig)}, ingested there"
+                for f, orig in duplicates
+            ],
             "rows_read": [0] * len(duplicates),
             "rows_accepted": [0] * len(duplicates),
             "rows_quarantined": [0] * len(duplicates),

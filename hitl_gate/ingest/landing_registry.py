@@ -19,7 +19,7 @@ import polars as pl
 
 from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice, scalar
 from hitl_gate.core.domain import ContractConfig
-from hitl_gate.ingest.landing import LandingFile
+from hitl_gate.ingest.listing import DayListing, LandingFile
 
 
 @dataclass(frozen=True)
@@ -185,3 +185,82 @@ def record_contract(
         schema_overrides={"contract_version": pl.Int32},
     )
     return insert_new_rows(con, "schema_versions", row) == 1
+
+
+def record_listings(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    listings: Sequence[DayListing],
+    folder_of: dict[date, str],
+    run_id: str,
+    now: datetime,
+) -> None:
+    """Replace the days' listing counts and refused entries (`landing_listings`, `_refusals`).
+
+    What a run saw in each folder is what the `files_balance` check holds the file accounting
+    (`input_files`) against.
+    """
+    days = [listing.day for listing in listings]
+    counts = pl.DataFrame(
+        {
+            "domain": [domain] * len(listings),
+            "partition_date": days,
+            "folder": [folder_of[d] for d in days],
+            "files_seen": [listing.seen for listing in listings],
+            "run_id": [run_id] * len(listings),
+            "listed_at": [now] * len(listings),
+        },
+        schema_overrides={"partition_date": pl.Date, "files_seen": pl.Int64},
+    )
+    refused = [r for listing in listings for r in listing.refused]
+    refusals = pl.DataFrame(
+        {
+            "domain": [domain] * len(refused),
+            "partition_date": [r.partition_date for r in refused],
+            "file_path": [str(r.path) for r in refused],
+            "reason": [r.reason for r in refused],
+            "message": [r.message for r in refused],
+            "size_bytes": [r.size_bytes for r in refused],
+            "arrived_at": [r.arrived_at for r in refused],
+            "run_id": [run_id] * len(refused),
+            "listed_at": [now] * len(refused),
+        },
+        schema={
+            "domain": pl.String,
+            "partition_date": pl.Date,
+            "file_path": pl.String,
+            "reason": pl.String,
+            "message": pl.String,
+            "size_bytes": pl.Int64,
+            "arrived_at": pl.Datetime("us", "UTC"),
+            "run_id": pl.String,
+            "listed_at": pl.Datetime("us", "UTC"),
+        },
+    )
+    replace_partition_slice(con, "landing_listings", counts, domain, days)
+    replace_partition_slice(con, "landing_refusals", refusals, domain, days)
+
+
+def files_balance(
+    con: duckdb.DuckDBPyConnection, domain: str, days: Sequence[date]
+) -> pl.DataFrame:
+    """Per listed day: files seen, files accounted in `input_files`, files refused, and whether
+    seen = accounted + refused (a day that ran but was never listed shows as unbalanced)."""
+    return query_frame(
+        con,
+        "WITH d AS (SELECT unnest(?::DATE[]) AS partition_date), "
+        "seen AS (SELECT partition_date, sum(files_seen) AS files_seen FROM landing_listings "
+        "  WHERE domain = ? GROUP BY ALL), "
+        "taken AS (SELECT partition_date, count(*) AS files_ingested FROM input_files "
+        "  WHERE domain = ? GROUP BY ALL), "
+        "refused AS (SELECT partition_date, count(*) AS files_refused FROM landing_refusals "
+        "  WHERE domain = ? GROUP BY ALL) "
+        "SELECT d.partition_date, seen.files_seen, "
+        "  coalesce(taken.files_ingested, 0) AS files_ingested, "
+        "  coalesce(refused.files_refused, 0) AS files_refused, "
+        "  coalesce(seen.files_seen = coalesce(taken.files_ingested, 0) "
+        "    + coalesce(refused.files_refused, 0), false) AS balanced "
+        "FROM d LEFT JOIN seen USING (partition_date) LEFT JOIN taken USING (partition_date) "
+        "LEFT JOIN refused USING (partition_date) ORDER BY d.partition_date",
+        [list(days), domain, domain, domain],
+    )

@@ -18,7 +18,13 @@ from pathlib import Path
 import duckdb
 
 from hitl_gate.core.database import query_frame
-from hitl_gate.ingest.landing import LandingFile, arrival_time, fingerprint, landing_paths
+from hitl_gate.ingest.listing import (
+    LandingFile,
+    LandingRules,
+    arrival_time,
+    fingerprint,
+    survey_day_folder,
+)
 
 
 @dataclass(frozen=True)
@@ -69,9 +75,17 @@ def _day(folder: Path) -> date | None:
 
 
 def late_deliveries(
-    landing_dir: Path, ran_days: Iterable[date], known: KnownFiles
+    landing_dir: Path,
+    ran_days: Iterable[date],
+    known: KnownFiles,
+    rules: LandingRules | None = None,
 ) -> list[LateDelivery]:
-    """Days in `ran_days` whose folder under `landing_dir` holds files of unknown content."""
+    """Days in `ran_days` whose folder under `landing_dir` holds complete files of unknown content.
+
+    A file still settling (or waiting for its marker) is not offered yet: its hash changes while
+    it is written, and every tick would otherwise start another run.
+    """
+    rules = rules or LandingRules()
     ran = set(ran_days)
     if not landing_dir.is_dir():
         return []
@@ -81,7 +95,8 @@ def late_deliveries(
         if day is None or day not in ran:
             continue
         new = []
-        for path in landing_paths(folder):
+        _, complete, _ = survey_day_folder(folder, day, rules, wait=False)
+        for path in complete:
             stat = path.stat()
             arrived = arrival_time(stat.st_mtime)
             if (str(path), stat.st_size, arrived) in known.stats:

@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from hitl_gate.core.domain import ColumnContract, ContractConfig
+from hitl_gate.core.domain import DEFAULT_FILE_FORMATS, ColumnContract, ContractConfig
+from hitl_gate.quality.case_ids import (
+    CASE_ID_FORM_CHECK,
+    canonical_case_ids,
+    id_form_message,
+    matches_pattern,
+)
+from hitl_gate.quality.escaped import shown_series
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -224,10 +231,15 @@ def build_schema(contract: ContractConfig, case_id: str) -> pa.DataFrameSchema:
 
 
 def contract_digest(contract: ContractConfig) -> str:
-    """SHA-256 of the contract's canonical JSON, recorded with decisions to name the version."""
-    canonical = json.dumps(
-        contract.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    """SHA-256 of the contract's canonical JSON, recorded with decisions to name the version.
+
+    Fields added to the contract after version 1 shipped (`formats`) are left out while they
+    hold their default, so an unchanged declaration keeps the digest it was recorded with.
+    """
+    dumped = contract.model_dump(mode="json")
+    if tuple(dumped.get("formats", ())) == DEFAULT_FILE_FORMATS:
+        del dumped["formats"]
+    canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -386,11 +398,33 @@ def _with_source_values(failures: pl.DataFrame, text: pl.DataFrame) -> pl.DataFr
     )
 
 
+def _canonical_ids(
+    typed: pl.DataFrame, case_id: str, pattern: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The frame with canonical case ids, and a `case_id_form` failure per id outside `pattern`."""
+    raw = typed[case_id]
+    canonical = canonical_case_ids(raw)
+    bad = ~matches_pattern(canonical, pattern)
+    typed = typed.with_columns(canonical)
+    if not bad.any():
+        return typed, _empty_failures()
+    rows = typed.select(ROW_INDEX).filter(bad)
+    values = raw.filter(bad)
+    failures = rows.with_columns(
+        column=pl.lit(case_id),
+        check=pl.lit(CASE_ID_FORM_CHECK),
+        value=values,
+        message=pl.Series([id_form_message(v, pattern) for v in values.to_list()], dtype=pl.String),
+    )
+    return typed, failures.select(*FAILURE_SCHEMA)
+
+
 def validate_frame(
     df: pl.DataFrame,
     contract: ContractConfig,
     case_id: str,
     earlier: dict[str, pl.Series] | None = None,
+    id_pattern: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split `df` into rows that satisfy the contract and one failure record per broken rule.
 
@@ -403,6 +437,10 @@ def validate_frame(
     million cases is never typed as one frame): pass the same `earlier` dict to each call and
     values of unique columns (the case id among them) seen in earlier frames count as earlier
     occurrences; each call adds its frame's values to it.
+
+    With `id_pattern` (the domain's `case_id_pattern`), a text case id is made canonical (NFKC,
+    trimmed) before anything compares it, valid rows carry the canonical id, and an id outside
+    the pattern even then fails `case_id_form` (quality/case_ids.py).
     """
     missing = [name for name in contract.columns if name not in df.columns]
     if missing:
@@ -418,7 +456,10 @@ def validate_frame(
     typed = text.with_columns(
         parse_series(text[name], c.type) for name, c in contract.columns.items()
     )
-    type_fail = _type_failures(text, typed, contract)
+    id_fail = _empty_failures()
+    if id_pattern is not None and contract.columns[case_id].type == "str":
+        typed, id_fail = _canonical_ids(typed, case_id, id_pattern)
+    type_fail = pl.concat([id_fail, _type_failures(text, typed, contract)])
     if typed.height:
         checked = _schema_failures(typed, contract, case_id).join(
             type_fail, on=[ROW_INDEX, "column"], how="anti"
@@ -429,9 +470,16 @@ def validate_frame(
         checked = dups = _empty_failures()
     failures = pl.concat([type_fail, _with_source_values(pl.concat([checked, dups]), text)])
     quoted = pl.when(pl.col("value").is_null()).then(pl.lit("null"))
-    failures = failures.with_columns(
-        message=pl.concat_str(quoted.otherwise(pl.format("'{}'", "value")), pl.lit(" "), "message")
-    ).sort(ROW_INDEX, "column", "check", maintain_order=True)
+    failures = failures.with_columns(_shown=shown_series(failures["value"]))
+    failures = (
+        failures.with_columns(
+            message=pl.concat_str(
+                quoted.otherwise(pl.format("'{}'", "_shown")), pl.lit(" "), "message"
+            )
+        )
+        .drop("_shown")
+        .sort(ROW_INDEX, "column", "check", maintain_order=True)
+    )
     bad_rows = failures[ROW_INDEX].unique().implode()
     valid = typed.filter(~pl.col(ROW_INDEX).is_in(bad_rows)).drop(ROW_INDEX)
     return valid, failures

@@ -92,6 +92,42 @@ def export_value(value: object) -> CellValue:
     return ILLEGAL_CHARACTERS_RE.sub("", str(value))
 
 
+# A spreadsheet reads text starting with one of these as a formula (or, for tab and CR, as a
+# cell break hiding one): = + - @, tab, CR, and the full-width = + - @ Excel also accepts. LF
+# too: an XLSX stores a CR as LF (XML line ends), and the CSV must read as the XLSX does.
+FORMULA_TRIGGERS = "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"
+_NEUTRALISED = "^'[" + "".join(f"\\x{{{ord(c):x}}}" for c in FORMULA_TRIGGERS) + "]"
+
+
+def neutralise_formula(value: CellValue) -> CellValue:
+    """Text a spreadsheet would run as a formula, with a leading apostrophe; anything else as is.
+
+    The one neutralisation of both reviewer files (cases.xlsx and cases.csv): applicant text
+    such as `=HYPERLINK("http://...")` shows as text and never runs. Numbers, booleans and
+    dates are typed cells, never formulas. `restore_neutralised` undoes it for digests.
+    """
+    if isinstance(value, str) and value[:1] in FORMULA_TRIGGERS and value:
+        return "'" + value
+    return value
+
+
+def restore_neutralised(expr: pl.Expr) -> pl.Expr:
+    """Text as it was before `neutralise_formula`: one apostrophe before a trigger removed.
+
+    Applied to every context value digested (exported and returned alike), so a neutralised
+    cell returned by a reviewer digests as the value exported, and the digest of a value that
+    really began with an apostrophe is computed the same way on both sides.
+    """
+    return pl.when(expr.str.contains(_NEUTRALISED)).then(expr.str.slice(1)).otherwise(expr)
+
+
+def _restored(value: object) -> object:
+    """`restore_neutralised` of one value (text only)."""
+    if isinstance(value, str) and value[:1] == "'" and value[1:2] and value[1] in FORMULA_TRIGGERS:
+        return value[1:]
+    return value
+
+
 def csv_text(value: CellValue) -> str:
     """How an exported value is spelled in the CSV copy (full float precision, for tools)."""
     if value is None:
@@ -117,7 +153,8 @@ def row_digest(row: Mapping[str, object], columns: list[str]) -> str:
     # Byte-identical to sha256(canonical_json({name: canonical_text(...)})), built directly:
     # keys sorted, no spaces, ASCII escapes, as json.dumps(sort_keys=True, ensure_ascii=True).
     body = ",".join(
-        f"{encode_basestring_ascii(name)}:{encode_basestring_ascii(canonical_text(row.get(name)))}"
+        f"{encode_basestring_ascii(name)}:"
+        f"{encode_basestring_ascii(canonical_text(_restored(row.get(name))))}"
         for name in sorted(dict.fromkeys(columns))
     )
     return hashlib.sha256(("{" + body + "}").encode("ascii")).hexdigest()
@@ -305,5 +342,7 @@ def context_digests(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
     The one digest function of export (manifest) and intake (returned rows).
     """
     sha256 = hashlib.sha256
+    text = [c for c in dict.fromkeys(columns) if frame.schema.get(c) == pl.String]
+    frame = frame.with_columns(restore_neutralised(pl.col(c)).alias(c) for c in text)
     rows = canonical_json_rows(frame, columns).to_list()
     return [sha256(text.encode("ascii")).hexdigest() for text in rows]

@@ -81,3 +81,46 @@ def test_a_rerun_of_the_day_leaves_the_same_accounting(
     assert metadata["rows_accepted"].value == 3
     with audit_connection(paths.audit_db) as con:
         assert query_frame(con, "SELECT count(*) AS n FROM input_files")["n"].item() == 1
+
+
+def test_every_entry_of_the_folder_is_ingested_or_refused_and_the_check_balances(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    """Literal names, refusals by convention, and files seen = ingested + refused in the DB."""
+    from hitl_gate.ingest.landing_registry import files_balance
+
+    paths = tmp_home(tmp_path)
+    folder = paths.landing / domain.landing_subdir / DAY.isoformat()
+    folder.mkdir(parents=True)
+    applications(domain, 2).write_csv(folder / "x1.csv")
+    applications(domain, 3, first=10).write_csv(folder / "x[1].csv")  # not a pattern for x1.csv
+    applications(domain, 1, first=20).write_csv(folder / "apps\nINFO fake.csv")
+    (folder / ".upload.csv").write_text("partial")
+    (folder / "apps.csv.part").write_text("partial")
+    (folder / "notes.txt").write_text("hello")
+    applications(domain, 1, first=30).write_csv(folder / "apps.tsv")  # format not allowed
+    (folder / "sub").mkdir()
+
+    with DagsterInstance.ephemeral() as instance:
+        result = run_ingestion(paths, domain, instance)
+        assert result.success
+        raw = result.asset_materializations_for_node(f"{domain.name}__raw_cases")[0].metadata
+        validated = result.asset_materializations_for_node(f"{domain.name}__validated_cases")[
+            0
+        ].metadata
+    assert raw["files_seen"].value == 8
+    assert raw["files"].value == 3
+    assert raw["files_refused"].value == 5
+    assert raw["files_refused_by_reason"].value == {
+        "hidden": 1,
+        "temporary": 1,
+        "unsupported_type": 2,
+        "not_a_file": 1,
+    }
+    assert "\\n" in raw["files_taken"].value and "\n" + "INFO" not in raw["files_taken"].value
+    assert validated["rows_read"].value == 6 and validated["rows_accepted"].value == 6
+    with audit_connection(paths.audit_db) as con:
+        balance = files_balance(con, domain.name, [DAY])
+        reasons = query_frame(con, "SELECT reason, message FROM landing_refusals ORDER BY 1")
+    assert balance.rows() == [(DAY, 8, 3, 5, True)]
+    assert all("\n" not in m for m in reasons["message"])

@@ -4,7 +4,9 @@ another day already holds, through the real Dagster pipeline and the `hitl` comm
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import time
 from datetime import date
 from pathlib import Path
 
@@ -66,6 +68,8 @@ def test_late_repeated_and_corrected_files(
     shutil.copy(_day_file(demo_home, EARLIER), folder / "redelivered.csv")
     late = folder / "late.csv"
     late.write_text("\n".join([header, new_case, first_earlier]) + "\n")
+    settled = time.time() - 60  # older than the settle interval: complete, not still written
+    os.utime(late, (settled, settled))
     # The landing sensor asks for one re-run of the day, keyed by the late file's hash only
     # (the redelivered bytes are already ingested); once the day re-ran it asks for nothing.
     (request,) = _landing_sensor(demo_home)

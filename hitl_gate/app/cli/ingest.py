@@ -51,18 +51,25 @@ def _withhold_cases_held_elsewhere(
 
 def cmd_ingest_check(args: argparse.Namespace) -> None:
     """Validate one file against the domain contract, write nothing, print what is wrong."""
-    from hitl_gate.ingest.landing import SUFFIXES, fingerprint, ingest_files
+    from hitl_gate.ingest.landing import fingerprint, ingest_files
+    from hitl_gate.ingest.names import file_format, shown
     from hitl_gate.ingest.report import format_file_report
     from hitl_gate.quality.contract import contract_digest
 
     domain = load_selected_domain(args)
     path = Path(args.file)
     if not path.is_file():
-        raise SystemExit(f"{path}: no such file")
-    if path.suffix.lower() not in SUFFIXES:
-        raise SystemExit(f"{path}: not a landing file type (expected one of {', '.join(SUFFIXES)})")
+        raise SystemExit(f"{shown(path)}: no such file")
+    formats = domain.contract.formats
+    if file_format(path.name) not in formats:
+        raise SystemExit(
+            f"{shown(path)}: not a landing file type the contract allows "
+            f"(expected one of {', '.join('.' + f for f in formats)})"
+        )
     day = _partition_of(path)
-    result = ingest_files([fingerprint(path, day)], domain.contract, domain.case_id)
+    result = ingest_files(
+        [fingerprint(path, day)], domain.contract, domain.case_id, domain.case_id_pattern
+    )
     result, registry_note = _withhold_cases_held_elsewhere(
         result, resolve_paths(args).audit_db, domain, day
     )

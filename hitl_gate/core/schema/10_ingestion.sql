@@ -40,3 +40,29 @@ CREATE TABLE IF NOT EXISTS schema_versions (
     run_id VARCHAR NOT NULL,
     PRIMARY KEY (domain, contract_digest)
 );
+
+-- Every listing of a landing day folder (replaced with the partition): how many entries the
+-- folder held. Each of them is in input_files (read, rejected or a repeat) or in
+-- landing_refusals; the blocking check files_balance holds the two counts equal.
+CREATE TABLE IF NOT EXISTS landing_listings (
+    domain VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    folder VARCHAR NOT NULL,
+    files_seen BIGINT NOT NULL,
+    run_id VARCHAR NOT NULL,
+    listed_at TIMESTAMPTZ NOT NULL
+);
+
+-- Entries of a landing day folder that were not read, and why (hidden, temporary,
+-- unsupported_type, not_a_file, marker, incomplete, vanished): replaced with the partition.
+CREATE TABLE IF NOT EXISTS landing_refusals (
+    domain VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    file_path VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    message VARCHAR NOT NULL,
+    size_bytes BIGINT,
+    arrived_at TIMESTAMPTZ,
+    run_id VARCHAR NOT NULL,
+    listed_at TIMESTAMPTZ NOT NULL
+);

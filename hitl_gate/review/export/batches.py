@@ -30,6 +30,7 @@ from hitl_gate.review.canonical import (
     context_digests,
     csv_text,
     export_value,
+    neutralise_formula,
     raw_text,
 )
 from hitl_gate.review.export.masking import apply_masking
@@ -279,7 +280,9 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Ce
     with path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
-        writer.writerows([csv_text(row.get(name)) for name in header] for row in rows)
+        writer.writerows(
+            [csv_text(neutralise_formula(row.get(name))) for name in header] for row in rows
+        )
 
 
 def _digests(rows: Sequence[Mapping[str, CellValue]], columns: Sequence[str]) -> list[str]:

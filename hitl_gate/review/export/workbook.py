@@ -19,7 +19,7 @@ from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
-from hitl_gate.review.canonical import CellValue
+from hitl_gate.review.canonical import CellValue, neutralise_formula
 
 CASES_SHEET = "cases"
 INSTRUCTIONS_SHEET = "instructions"
@@ -57,9 +57,10 @@ def _write_cases(
     styles = _column_styles(sheet, header, answer_columns)
     for row_index, row in enumerate(rows, start=2):
         for col_index, name in enumerate(header, start=1):
-            cell = sheet.cell(row=row_index, column=col_index, value=row.get(name))
+            value = neutralise_formula(row.get(name))
+            cell = sheet.cell(row=row_index, column=col_index, value=value)
             if isinstance(cell.value, str):
-                cell.data_type = "s"  # text starting with '=' must never become a formula
+                cell.data_type = "s"  # and stored as text, never as a formula
             cell._style = copy(styles[col_index - 1])
     for col_index, name in enumerate(header, start=1):
         width = max(12, min(40, len(name) + 4))

@@ -8,6 +8,7 @@ written here by hand (what a data engineer should see), never recorded from a ru
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from dataclasses import dataclass, field
@@ -32,6 +33,13 @@ class Case:
     row_checks: dict[str, int] = field(default_factory=dict)  # check -> quarantine entries
     rows_read: int = 3
     rows_accepted: int = 3
+    # Landing-side cases (issue 19): the name each stored file lands under, entries refused by
+    # the folder listing (landed name -> reason), and how the case is staged (see
+    # tests/unit/ingest/test_bad_inputs.py: contract_formats, marker, settle_seconds,
+    # mtime_offsets, still_writing, append_after_listing, dirs).
+    landed: dict[str, str] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    staging: dict[str, object] = field(default_factory=dict)
 
 
 def base() -> pl.DataFrame:
@@ -377,7 +385,358 @@ def cases() -> dict[str, Case]:
         "spaces around numbers",
         csv(put(b, 1, loan_amount=" 5000 ", term=" 36")),
     )
+    hostile_landing(c, b, rows)
     return c
+
+
+def gz(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)
+
+
+def hostile_landing(c: dict[str, Case], b: pl.DataFrame, rows: list[dict]) -> None:
+    """Issue 19: hostile names, ids, partial files and formats. Stored under safe names."""
+    text = b.write_csv()
+    good = text.encode()
+    other = csv(b.with_columns(application_id=pl.format("{}-B", "application_id")))
+    third = csv(b.with_columns(application_id=pl.format("{}-C", "application_id")))
+
+    def landing(
+        case: str,
+        about: str,
+        files: dict[str, bytes],
+        *,
+        refused: dict[str, str] | None = None,
+        rows_read: int = 3,
+        rows_accepted: int = 3,
+        file_errors: dict[str, str] | None = None,
+        row_checks: dict[str, int] | None = None,
+        **staging: object,
+    ) -> None:
+        stored = {f"f{i}{_stored_suffix(n)}": data for i, (n, data) in enumerate(files.items())}
+        landed = dict(zip(stored, files, strict=True))
+        c[case] = Case(
+            stored,
+            about,
+            file_errors=file_errors or {},
+            row_checks=row_checks or {},
+            rows_read=rows_read,
+            rows_accepted=rows_accepted,
+            landed=landed,
+            refused=refused or {},
+            staging=staging,
+        )
+
+    # Names: read by their exact path, never as patterns; shown escaped.
+    landing(
+        "name_brackets_beside_plain",
+        "x[1].csv beside x1.csv: each read as itself",
+        {"x[1].csv": good, "x1.csv": other},
+        rows_read=6,
+        rows_accepted=6,
+    )
+    landing(
+        "name_star_beside_siblings",
+        "apps_*.csv beside apps_1.csv and apps_2.csv: no sibling read twice",
+        {"apps_*.csv": good, "apps_1.csv": other, "apps_2.csv": third},
+        rows_read=9,
+        rows_accepted=9,
+    )
+    landing("name_open_bracket", "x[.csv: an invalid pattern, a valid name", {"x[.csv": good})
+    landing(
+        "name_question_mark",
+        "a?.csv beside ab.csv",
+        {"a?.csv": good, "ab.csv": other},
+        rows_read=6,
+        rows_accepted=6,
+    )
+    landing("name_spaces", "spaces in the name", {"my apps  2018.csv": good})
+    landing("name_unicode", "accents and CJK in the name", {"caf\u00e9_\u7533\u8bf7.csv": good})
+    landing("name_newline", "a newline that would fake a log line", {"apps\nINFO ok.csv": good})
+    landing("name_carriage_return", "a CR in the name", {"apps\rx.csv": good})
+    landing("name_tab_and_bell", "tab and BEL in the name", {"a\tb\x07.csv": good})
+    landing("name_zero_width", "a zero-width space in the name", {"\u200bapps.csv": good})
+    landing(
+        "name_bidi_override", "a right-to-left override in the name", {"apps\u202etxt.csv": good}
+    )
+    landing(
+        "name_upper_suffix", "APPS.CSV: suffixes compared case-insensitively", {"APPS.CSV": good}
+    )
+    # Every file accounted for: refused by convention, with their reason.
+    landing(
+        "refused_hidden_and_temporary",
+        "hidden, temporary and lock files beside a good one",
+        {
+            "apps.csv": good,
+            ".apps.csv": other,
+            "apps.csv.tmp": other,
+            "apps.csv.part": other,
+            "apps.csv~": other,
+            "~$apps.csv": other,
+        },
+        refused={
+            ".apps.csv": "hidden",
+            "apps.csv.tmp": "temporary",
+            "apps.csv.part": "temporary",
+            "apps.csv~": "temporary",
+            "~$apps.csv": "temporary",
+        },
+    )
+    landing(
+        "refused_unsupported_types",
+        "a .txt, an .xlsx, a name without suffix and a folder",
+        {"apps.csv": good, "notes.txt": b"hello", "apps.xlsx": b"PK", "README": b"x"},
+        refused={
+            "notes.txt": "unsupported_type",
+            "apps.xlsx": "unsupported_type",
+            "README": "unsupported_type",
+            "archive": "not_a_file",
+        },
+        dirs=["archive"],
+    )
+    landing(
+        "refused_gzip_not_allowed",
+        "apps.csv.gz where the contract allows only csv, parquet, jsonl",
+        {"apps.csv.gz": gz(good)},
+        refused={"apps.csv.gz": "unsupported_type"},
+        rows_read=0,
+        rows_accepted=0,
+    )
+    landing(
+        "refused_tsv_not_allowed",
+        "apps.tsv where the contract does not allow TSV",
+        {"apps.tsv": csv(b, separator="\t")},
+        refused={"apps.tsv": "unsupported_type"},
+        rows_read=0,
+        rows_accepted=0,
+    )
+    landing(
+        "gzip_csv_allowed",
+        "apps.csv.gz read when the contract allows csv.gz",
+        {"apps.csv.gz": gz(good)},
+        contract_formats=["csv", "csv.gz"],
+    )
+    landing(
+        "tsv_allowed",
+        "apps.tsv read when the contract allows tsv",
+        {"apps.tsv": csv(b, separator="\t")},
+        contract_formats=["csv", "tsv"],
+    )
+    landing(
+        "gzip_tsv_crlf_allowed",
+        "apps.tsv.gz with Windows line ends",
+        {"apps.tsv.gz": gz(csv(b, separator="\t").replace(b"\n", b"\r\n"))},
+        contract_formats=["tsv.gz"],
+    )
+    landing(
+        "gzip_corrupt",
+        "a .csv.gz that is not gzip",
+        {"apps.csv.gz": good},
+        contract_formats=["csv.gz"],
+        file_errors={"apps.csv.gz": "file_unreadable"},
+        rows_read=0,
+        rows_accepted=0,
+    )
+    # Only complete files.
+    landing(
+        "partial_no_marker_yet",
+        "the domain declares _SUCCESS and it is not there: nothing taken yet",
+        {"apps.csv": good},
+        refused={"apps.csv": "incomplete"},
+        rows_read=0,
+        rows_accepted=0,
+        marker="_SUCCESS",
+    )
+    landing(
+        "partial_marker_present",
+        "_SUCCESS written after the files: all taken, the marker accounted for",
+        {"apps.csv": good, "_SUCCESS": b""},
+        refused={"_SUCCESS": "marker"},
+        marker="_SUCCESS",
+        mtime_offsets={"apps.csv": -60},
+    )
+    landing(
+        "partial_modified_after_marker",
+        "a file changed after _SUCCESS was written",
+        {"apps.csv": good, "late.csv": other, "_SUCCESS": b""},
+        refused={"_SUCCESS": "marker", "late.csv": "incomplete"},
+        marker="_SUCCESS",
+        mtime_offsets={"apps.csv": -60, "_SUCCESS": -30},
+    )
+    landing(
+        "partial_still_being_written",
+        "a file growing during the settle interval is not taken",
+        {"apps.csv": good, "growing.csv": other},
+        refused={"growing.csv": "incomplete"},
+        settle_seconds=1.5,
+        mtime_offsets={"apps.csv": -60},
+        still_writing=["growing.csv"],
+    )
+    landing(
+        "partial_changed_after_listing",
+        "bytes appended between registration and reading: not parsed, hash mismatch",
+        {"apps.csv": good},
+        file_errors={"apps.csv": "file_changed"},
+        rows_read=0,
+        rows_accepted=0,
+        append_after_listing=["apps.csv"],
+    )
+    last = good.rstrip(b"\n").rsplit(b"\n", 1)[1]
+    cut = good[: good.rindex(last) + len(b",".join(last.split(b",")[:40]))]
+    landing(
+        "partial_cut_mid_row",
+        "cut after field 40 of the last row (no settle signal): quarantined, never accepted",
+        {"apps.csv": cut},
+        row_checks={"not_null": 8},  # the 8 required columns after field 40
+        rows_accepted=2,
+    )
+    # Canonical case ids.
+    first = rows[0]["application_id"]
+
+    def ids(*values: str) -> bytes:
+        return csv(b.with_columns(application_id=pl.Series(values)))
+
+    landing(
+        "id_trailing_space_duplicate",
+        "row 2 is row 1's id with a trailing space: one case",
+        {"apps.csv": ids(first, first + " ", "BAD-T3")},
+        row_checks={"duplicate_case_id": 1},
+        rows_accepted=2,
+    )
+    landing(
+        "id_zero_width_prefix",
+        "a leading zero-width space",
+        {"apps.csv": ids(first, "\u200b" + first, "BAD-Z3")},
+        row_checks={"case_id_form": 1},
+        rows_accepted=2,
+    )
+    landing(
+        "id_non_breaking_hyphen",
+        "BAD\u201100001: a non-breaking hyphen look-alike",
+        {"apps.csv": ids(first, first.replace("-", "\u2011"), "BAD-H3")},
+        row_checks={"case_id_form": 1},
+        rows_accepted=2,
+    )
+    landing(
+        "id_cyrillic_lookalike",
+        "Cyrillic A and Cyrillic o in the id",
+        {"apps.csv": ids(first, first.replace("A", "\u0410"), "BAD-C\u043e3")},
+        row_checks={"case_id_form": 2},
+        rows_accepted=1,
+    )
+    landing(
+        "id_fullwidth_duplicate",
+        "the full-width form of row 1's id: NFKC makes it the same case",
+        {"apps.csv": ids(first, "\uff22\uff21\uff24-" + first[4:], "BAD-F3")},
+        row_checks={"duplicate_case_id": 1},
+        rows_accepted=2,
+    )
+    landing(
+        "id_controls",
+        "a BEL and an escaped newline inside ids",
+        {"apps.csv": ids(first, "BAD-\x0700002", "BAD-\n00003")},
+        row_checks={"case_id_form": 2},
+        rows_accepted=1,
+    )
+    landing(
+        "id_nbsp_inside",
+        "a no-break space inside the id (NFKC: a space, outside the pattern)",
+        {"apps.csv": ids(first, "BAD\u00a000002", "BAD-N3")},
+        row_checks={"case_id_form": 1},
+        rows_accepted=2,
+    )
+    landing(
+        "id_only_invisible",
+        "an id of a zero-width joiner only",
+        {"apps.csv": ids(first, "\u200d", "BAD-I3")},
+        row_checks={"case_id_form": 1},
+        rows_accepted=2,
+    )
+    landing(
+        "id_lookalike_across_files",
+        "b.csv repeats a.csv's id with a trailing no-break space",
+        {
+            "a.csv": ids(first, "BAD-X2", "BAD-X3"),
+            "b.csv": ids(first + "\u00a0", "BAD-Y2", "BAD-Y3"),
+        },
+        row_checks={"duplicate_case_id": 1},
+        rows_read=6,
+        rows_accepted=5,
+    )
+    # Strict formats.
+    dup_key = "".join(
+        json.dumps(r)[:-1] + (', "grade": "G"}' if i == 1 else "}") + "\n"
+        for i, r in enumerate(rows)
+    ).encode()
+    landing(
+        "jsonl_duplicate_key",
+        "line 2 gives grade twice",
+        {"apps.jsonl": dup_key},
+        file_errors={"apps.jsonl": "duplicate_keys"},
+        rows_read=3,
+        rows_accepted=0,
+    )
+    landing(
+        "jsonl_duplicate_key_nested",
+        "a nested object with a key twice",
+        {
+            "apps.jsonl": jsonl(rows[:2])
+            + (json.dumps(rows[2])[:-1] + ', "x": {"a": 1, "a": 2}}\n').encode()
+        },
+        file_errors={"apps.jsonl": "duplicate_keys"},
+        rows_read=3,
+        rows_accepted=0,
+    )
+    landing(
+        "columns_differ_by_case",
+        "Loan_Amount beside loan_amount",
+        {"apps.csv": csv(b.with_columns(Loan_Amount=pl.lit("1")))},
+        file_errors={"apps.csv": "ambiguous_columns"},
+        rows_read=3,
+        rows_accepted=0,
+    )
+    landing(
+        "columns_differ_by_space",
+        "' grade' beside grade",
+        {"apps.csv": csv(b.with_columns(pl.lit("A").alias(" grade")))},
+        file_errors={"apps.csv": "ambiguous_columns"},
+        rows_read=3,
+        rows_accepted=0,
+    )
+    landing(
+        "jsonl_keys_differ_by_case",
+        "GRADE and grade keys in JSON Lines",
+        {"apps.jsonl": jsonl([{**r, "GRADE": "A"} for r in rows])},
+        file_errors={"apps.jsonl": "ambiguous_columns"},
+        rows_read=3,
+        rows_accepted=0,
+    )
+    landing(
+        "parquet_columns_differ_by_case",
+        "Term beside term in Parquet",
+        {"apps.parquet": parquet(typed(b).with_columns(Term=pl.lit(36)))},
+        file_errors={"apps.parquet": "ambiguous_columns"},
+        rows_read=3,
+        rows_accepted=0,
+    )
+    landing(
+        "cr_only_line_ends", "old-Mac CR line ends", {"apps.csv": text.replace("\n", "\r").encode()}
+    )
+    mixed = "".join(line + ("\r\n", "\r", "\n")[i % 3] for i, line in enumerate(text.splitlines()))
+    landing("mixed_line_ends", "CRLF, CR and LF in one file", {"apps.csv": mixed.encode()})
+    landing(
+        "jsonl_cr_only",
+        "JSON Lines with CR line ends",
+        {"apps.jsonl": jsonl(rows).replace(b"\n", b"\r")},
+    )
+
+
+def _stored_suffix(name: str) -> str:
+    """A safe suffix for the stored copy of a landed file (its landed name is in the manifest)."""
+    lowered = name.lower()
+    for suffix in (".csv.gz", ".tsv.gz", ".csv", ".tsv", ".jsonl", ".parquet"):
+        if lowered.endswith(suffix):
+            return suffix
+    return ".bin"
 
 
 def main() -> None:
@@ -396,6 +755,10 @@ def main() -> None:
             "rows_read": case.rows_read,
             "rows_accepted": case.rows_accepted,
         }
+        if case.landed:
+            manifest[Path(name).stem].update(
+                landed=case.landed, refused=case.refused, staging=case.staging
+            )
     header = "# Bad-input corpus: case -> expected outcome. Rebuild with build_corpus.py.\n"
     (HERE / "manifest.yaml").write_text(header + yaml.safe_dump(manifest, sort_keys=True))
 

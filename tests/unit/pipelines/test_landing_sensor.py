@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -51,9 +53,9 @@ class Landing:
         with audit_connection(self.paths.audit_db) as con:
             register_files(con, self.domain.name, files, "run-x", datetime.now(UTC))
 
-    def evaluate(self) -> list | SkipReason:
+    def evaluate(self, settle_seconds: float = 0.0) -> list | SkipReason:
         resources = {
-            "landing": LandingZone(root=str(self.paths.landing)),
+            "landing": LandingZone(root=str(self.paths.landing), settle_seconds=settle_seconds),
             "audit_db": AuditDatabase(
                 database=str(self.paths.audit_db),
                 checkpoint_dir=str(self.paths.checkpoints_dir),
@@ -106,3 +108,14 @@ def test_several_new_files_of_a_day_are_one_run(landing: Landing) -> None:
     combined = "+".join(sorted([_sha(a), _sha(b)]))
     assert request.run_key == hashlib.sha256(combined.encode()).hexdigest()
     assert request.tags["hitl/late_files"] == "a.csv,b.jsonl"
+
+
+def test_a_file_still_settling_is_not_offered_until_it_has_settled(landing: Landing) -> None:
+    """A file modified within the settle interval may still be written: no run for it yet."""
+    path = landing.folder(RAN) / "late.csv"
+    path.write_bytes((CASES / "all_rows_bad" / "all_rows_bad.csv").read_bytes())
+    assert isinstance(landing.evaluate(settle_seconds=3600), SkipReason)
+    old = time.time() - 7200
+    os.utime(path, (old, old))
+    (request,) = landing.evaluate(settle_seconds=3600)
+    assert request.partition_key == RAN.isoformat()

@@ -295,7 +295,7 @@ def test_workbook_has_dropdowns_protection_and_instructions(tmp_path, domain, ke
     assert choices("verdict_reason_code") == [f"R{i:02d}" for i in range(1, 14)] + ["OTHER"]
     # The formula-like text stays text and the model reasons carry their codes.
     app_001 = {header[c.column - 1]: c.value for c in sheet[2]}
-    assert app_001["loan_purpose"] == '=HYPERLINK("x")'
+    assert app_001["loan_purpose"] == '\'=HYPERLINK("x")'  # neutralised, as in cases.csv
     assert app_001["reasons"] == "R13: Short credit history; R06: Many recent credit inquiries"
     guide = " ".join(str(c.value) for row in workbook["instructions"].iter_rows() for c in row)
     assert "2018-03-04 09:30 UTC" in guide
@@ -534,3 +534,81 @@ def test_unknown_batch_is_a_file_error(tmp_path, domain, key) -> None:
     edit_xlsx(path, {(row, "batch_id"): "consumer_credit-20180301-x-001-00000000" for row in rows})
     assert "unknown batch" in (_validate(tmp_path, path, key).error or "")
     assert os.path.exists(batch.folder)  # nothing outside the inbox file was touched
+
+
+# --- formula neutralisation, both reviewer files (issue 19, item 9) ---------------------------
+
+HOSTILE_TEXT = [
+    '=HYPERLINK("http://x","click")',
+    "+1+2",
+    "-2+3",
+    "@SUM(A1)",
+    "\t=1+1",
+    "\r=1+1",
+    "\uff1dHYPERLINK(1)",
+    "\uff0b1",
+    "\uff0d1",
+    "\uff20SUM(A1)",
+]
+
+
+def test_csv_and_xlsx_neutralise_formulas_the_same_way_and_round_trip(
+    tmp_path, domain, key
+) -> None:
+    """Every trigger (= + - @, tab, CR, full-width = + - @) is text in both files, the same
+    text, and a returned file carrying it back unedited still matches the exported context."""
+    from hitl_gate.review.canonical import neutralise_formula
+
+    cases = _cases()
+    purposes = HOSTILE_TEXT[: cases.height]
+    titles = HOSTILE_TEXT[cases.height :] + ["'=already quoted"] * (
+        2 * cases.height - len(HOSTILE_TEXT)
+    )
+    hostile = cases.with_columns(
+        loan_purpose=pl.Series(purposes), emp_title=pl.Series(titles[: cases.height])
+    )
+    batches = export_review_batches(
+        hostile,
+        BatchExport(
+            domain=domain,
+            batches_dir=tmp_path / "batches",
+            key=key,
+            partition_date=DAY,
+            created_at=CREATED,
+            context={},
+        ),
+    )
+    for batch in batches:
+        sheet = load_workbook(batch.folder / "cases.xlsx", read_only=True)["cases"]
+        rows = sheet.iter_rows(values_only=True)
+        header = list(next(rows))
+        from_xlsx = [dict(zip(header, row, strict=False)) for row in rows]
+        with (batch.folder / "cases.csv").open(encoding="utf-8", newline="") as handle:
+            from_csv = list(csv.DictReader(handle))
+        by_id = {r[CASE_ID]: r for r in hostile.to_dicts()}
+        for in_xlsx, in_csv in zip(from_xlsx, from_csv, strict=True):
+            source = by_id[in_csv[CASE_ID]]
+            for column in ("loan_purpose", "emp_title"):
+                expected = neutralise_formula(source[column])
+                assert in_csv[column] == expected, (column, source[column])
+                # XML keeps no CR: the workbook holds it as LF, the same line break.
+                assert in_xlsx[column] == expected.replace("\r", "\n"), (column, source[column])
+                assert expected[:1] == "'" or source[column][:1] not in "=+-@\t\r"
+        # Returned as exported (demo verdicts added): no row is refused for its context.
+        demo = _demo_file(tmp_path, batch, f"{batch.batch_id}.xlsx")
+        result = _validate(tmp_path, demo, key)
+        assert result.error is None and result.rejected.is_empty(), result.rejected
+        assert result.accepted.height == len(from_csv)
+        answered = load_workbook(demo, read_only=True)["cases"].iter_rows(values_only=True)
+        names = list(next(answered))
+        for row, answers in zip(from_csv, answered, strict=True):
+            filled = dict(zip(names, answers, strict=False))
+            row.update({c: filled[c] or "" for c in VERDICT_COLUMNS})
+        returned = tmp_path / "inbox" / f"{batch.batch_id}.csv"
+        with returned.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=list(from_csv[0]))
+            writer.writeheader()
+            writer.writerows(from_csv)
+        result = _validate(tmp_path, returned, key)
+        assert result.error is None and result.rejected.is_empty(), result.rejected
+        assert result.accepted.height == len(from_csv)  # reviewed rows: context digests checked
