@@ -1,0 +1,99 @@
+"""Signed policy acts for tests: a registry with policy people, and helpers that sign with
+their real keys (`tests.identity_fixtures.Keyring`) exactly as `hitl policy ...` does.
+
+People (grants in every domain, `*`): `admin` (`*:admin`), `ann` (policy_owner, operator),
+`bob` (policy_approver, operator), `cat` (operator).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.identity.signatures import AUTOMATION, POLICY
+from hitl_gate.identity.signed_acts import sign_payload
+from policies.control import (
+    HaltState,
+    activation_payload,
+    approval_payload,
+    approve_activation,
+    halt_payload,
+    pending_activation,
+    record_activation,
+    rollback,
+    rollback_payload,
+    rollback_target,
+    set_halt,
+)
+from policies.model import Policy
+from tests.identity_fixtures import Keyring, add_person, bootstrap
+
+POLICY_PEOPLE = {
+    "ann": ["*:policy_owner", "*:operator"],
+    "bob": ["*:policy_approver", "*:operator"],
+    "cat": ["*:operator"],
+}
+
+
+def keyring(tmp_path: Path) -> Keyring:
+    """The test's keyring in `tmp_path/keys`, knowing the keys made there before."""
+    folder = tmp_path / "keys"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = {p.name.removesuffix("_ed25519"): p for p in folder.glob("*_ed25519")}
+    return Keyring(folder, made)
+
+
+def staff_policy_people(con: duckdb.DuckDBPyConnection, keys: Keyring) -> None:
+    """The administrator, then ann, bob and cat with their grants."""
+    bootstrap(con, keys)
+    for person, grants in POLICY_PEOPLE.items():
+        add_person(con, keys, person, grants)
+
+
+def activate(
+    con: duckdb.DuckDBPyConnection,
+    keys: Keyring,
+    domain: DomainConfig,
+    policy: Policy,
+    *,
+    by: str = "ann",
+    approver: str | None = "bob",
+    today: date | None = None,
+) -> int:
+    """Activation signed by `by`, approved by `approver` (None: left pending); the last seq."""
+    payload = activation_payload(domain.name, policy)
+    seq = record_activation(
+        con, domain, policy, sign_payload(payload, keys.private(by), POLICY), today=today
+    )
+    if approver is None:
+        return seq
+    approval = approval_payload(domain.name, pending_activation(con, domain.name))
+    act = sign_payload(approval, keys.private(approver), POLICY)
+    return approve_activation(con, domain, act, today=today)
+
+
+def roll_back(
+    con: duckdb.DuckDBPyConnection, keys: Keyring, domain: DomainConfig, *, by: str = "cat"
+) -> Policy:
+    payload = rollback_payload(domain.name, rollback_target(con, domain), reason="test")
+    return rollback(con, domain, sign_payload(payload, keys.private(by), POLICY))
+
+
+def switch(
+    con: duckdb.DuckDBPyConnection,
+    keys: Keyring,
+    domain: str,
+    *,
+    halted: bool,
+    reason: str = "test",
+    signers: Sequence[str] | None = None,
+) -> HaltState:
+    """Halt (default signer ann) or resume (default signers ann and bob)."""
+    people = signers or (["ann"] if halted else ["ann", "bob"])
+    payload = halt_payload(con, domain, halted=halted, reason=reason)
+    acts = [sign_payload(payload, keys.private(p), AUTOMATION) for p in people]
+    return set_halt(con, domain, halted=halted, acts=acts)
