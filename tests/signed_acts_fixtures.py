@@ -14,8 +14,9 @@ from pathlib import Path
 import duckdb
 
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.identity.signatures import AUTOMATION, POLICY
+from hitl_gate.identity.signatures import AUTOMATION, MODELS, POLICY
 from hitl_gate.identity.signed_acts import sign_payload
+from models.registry import Promotion, promote, promotion_payload
 from policies.control import (
     HaltState,
     activation_payload,
@@ -97,3 +98,40 @@ def switch(
     payload = halt_payload(con, domain, halted=halted, reason=reason)
     acts = [sign_payload(payload, keys.private(p), AUTOMATION) for p in people]
     return set_halt(con, domain, halted=halted, acts=acts)
+
+
+MODEL_DOMAIN = "consumer_credit"
+
+
+def staff_model_owners(audit_db: Path, keys: Keyring) -> None:
+    """An audit database whose registry has `alice` and `bob`, model owners of consumer_credit."""
+    from hitl_gate.core.database import audit_connection
+
+    with audit_connection(audit_db) as con:
+        bootstrap(con, keys)
+        for person in ("alice", "bob"):
+            add_person(con, keys, person, [f"{MODEL_DOMAIN}:model_owner"])
+
+
+def signed_promote(
+    keys: Keyring,
+    by: str,
+    model_name: str,
+    version: str | None,
+    *,
+    alias: str,
+    mlflow_dir: Path,
+    audit_db: Path,
+    reason: str | None = None,
+) -> Promotion:
+    """`models.registry.promote` with `by`'s signature, as `hitl model promote` makes it."""
+    payload = promotion_payload(MODEL_DOMAIN, model_name, version, alias=alias, reason=reason)
+    return promote(
+        model_name,
+        version,
+        alias=alias,
+        act=sign_payload(payload, keys.private(by), MODELS),
+        domain=MODEL_DOMAIN,
+        mlflow_dir=mlflow_dir,
+        audit_db=audit_db,
+    )
