@@ -135,3 +135,20 @@ def signed_promote(
         mlflow_dir=mlflow_dir,
         audit_db=audit_db,
     )
+
+
+def staffed_home(audit_db: Path, tmp_path: Path) -> Keyring:
+    """A home's registry with the policy people (ann, bob, cat); their keyring."""
+    from hitl_gate.core.database import audit_connection
+
+    keys = keyring(tmp_path)
+    with audit_connection(audit_db) as con:
+        staff_policy_people(con, keys)
+    return keys
+
+
+def demo_signing_key(home: Path, person_id: str) -> list[str]:
+    """`--signing-key` of a demo person of a demo home (hitl_gate/app/demo_identities.py)."""
+    from hitl_gate.app.demo_identities import DEMO_KEYS_FOLDER
+
+    return ["--signing-key", str(home / DEMO_KEYS_FOLDER / f"{person_id}_ed25519")]
