@@ -2,7 +2,7 @@
 their real keys (`tests.identity_fixtures.Keyring`) exactly as `hitl policy ...` does.
 
 People (grants in every domain, `*`): `admin` (`*:admin`), `ann` (policy_owner, operator),
-`bob` (policy_approver, operator), `cat` (operator).
+`bob` (policy_approver, operator), `cat` (operator), `cora` (compliance: retention).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ POLICY_PEOPLE = {
     "ann": ["*:policy_owner", "*:operator"],
     "bob": ["*:policy_approver", "*:operator"],
     "cat": ["*:operator"],
+    "cora": ["*:compliance"],
 }
 
 
@@ -138,7 +139,7 @@ def signed_promote(
 
 
 def staffed_home(audit_db: Path, tmp_path: Path) -> Keyring:
-    """A home's registry with the policy people (ann, bob, cat); their keyring."""
+    """A home's registry with the policy people (ann, bob, cat, cora); their keyring."""
     from hitl_gate.core.database import audit_connection
 
     keys = keyring(tmp_path)

@@ -16,9 +16,10 @@ from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.core.home import HitlPaths
+from tests.signed_acts_fixtures import demo_signing_key
 
 COPIED = ("audit.duckdb", "audit.duckdb.wal", "checkpoints", "secrets", "landing", "warehouse",
-          "review_exports")  # fmt: skip
+          "review_exports", "demo-keys")  # fmt: skip
 
 
 @pytest.fixture
@@ -53,7 +54,8 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
     assert "would remove" in capsys.readouterr().out
     assert (paths.landing / "applications" / "2018-01-03").exists()  # dry run: nothing gone
 
-    main([*home, "retention", "apply", "--as-of", "2020-02-15"])
+    sign = demo_signing_key(paths.home, "demo-compliance")  # deletions are signed
+    main([*home, "retention", "apply", "--as-of", "2020-02-15", *sign])
     landing = paths.landing / "applications"
     assert not (landing / "2018-01-15").exists() and (landing / "2018-01-16").exists()
     stored = paths.warehouse / "consumer_credit"
@@ -84,6 +86,6 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
     main(["--home", str(paths.home), "audit", "verify"])
     assert "OK" in capsys.readouterr().out
 
-    main([*home, "retention", "apply", "--as-of", "2020-02-15"])  # again: nothing left to do
+    main([*home, "retention", "apply", "--as-of", "2020-02-15", *sign])  # again: nothing to do
     with audit_connection(paths.audit_db, read_only=True) as con:
         assert scalar(con, "SELECT count(*) FROM audit_log") == size

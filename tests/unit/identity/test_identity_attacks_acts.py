@@ -18,10 +18,22 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from hitl_gate.audit.retention_acts import (
+    RetentionNotAuthorised,
+    authorise_retention,
+    retention_payload,
+)
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.identity.registry import RegistryError
-from hitl_gate.identity.signatures import AUTOMATION, MODELS, POLICY, VERDICTS, sign_bytes
+from hitl_gate.identity.signatures import (
+    AUTOMATION,
+    MODELS,
+    POLICY,
+    RETENTION,
+    VERDICTS,
+    sign_bytes,
+)
 from hitl_gate.identity.signed_acts import SignedPayload, sign_payload
 from models.registry import PromotionError, promote, promotion_payload
 from policies.control import (
@@ -47,6 +59,7 @@ pytestmark = pytest.mark.slow  # every attack runs ssh-keygen
 
 DOMAIN = "consumer_credit"
 PAST = datetime.now(UTC) - timedelta(days=1)
+TODAY = datetime.now(UTC).date()
 
 
 @dataclass
@@ -72,10 +85,11 @@ class Scene:
         payload = approval_payload(DOMAIN, pending_activation(self.con, DOMAIN))
         return approve_activation(self.con, self.domain, self.sign(name, payload, namespace))
 
-    def rows(self) -> tuple[int, int, int]:
+    def rows(self) -> tuple[int, int, int, int]:
         found = self.con.execute(
             "SELECT (SELECT count(*) FROM policy_activations), "
-            "(SELECT count(*) FROM automation_halts), (SELECT count(*) FROM model_promotions)"
+            "(SELECT count(*) FROM automation_halts), (SELECT count(*) FROM model_promotions), "
+            "(SELECT count(*) FROM retention_authorisations)"
         ).fetchall()
         return found[0]
 
@@ -287,6 +301,31 @@ ATTACKS: dict[str, tuple[Callable[[Scene], None] | None, Callable[[Scene], objec
         ),  # fmt: skip
         "admin .* does not hold policy_owner or operator",
     ),
+    "a retention deletion signed by someone without the compliance role": (
+        None,
+        lambda s: authorise_retention(
+            s.con, s.sign("ann", retention_payload([DOMAIN], TODAY), RETENTION), [DOMAIN], TODAY
+        ),
+        "ann .* does not hold compliance in consumer_credit",
+    ),
+    "a retention signature for another as-of day": (
+        None,
+        lambda s: authorise_retention(
+            s.con,
+            s.sign("cora", retention_payload([DOMAIN], TODAY), RETENTION),
+            [DOMAIN],
+            TODAY + timedelta(days=400),
+        ),  # fmt: skip
+        "the signature is over as_of=",
+    ),
+    "a retention signature replayed for a second deletion": (
+        lambda s: s.saved.update(
+            retention=s.sign("cora", retention_payload([DOMAIN], TODAY), RETENTION)
+        )
+        or authorise_retention(s.con, s.saved["retention"], [DOMAIN], TODAY),
+        lambda s: authorise_retention(s.con, s.saved["retention"], [DOMAIN], TODAY),
+        "this signature was already used",
+    ),  # fmt: skip
     "a promotion signature over another version": (
         None,
         lambda s: promote(
@@ -331,7 +370,7 @@ def test_each_attack_is_refused_with_its_reason_and_changes_nothing(
         setup(scene)
     before = (scene.rows(), policy_in_force(scene.con, scene.domain).policy.digest,
               halt_state(scene.con, DOMAIN).halted)  # fmt: skip
-    with pytest.raises((PolicyControlError, PromotionError), match=reason):
+    with pytest.raises((PolicyControlError, PromotionError, RetentionNotAuthorised), match=reason):
         if attack.startswith("a promotion"):
             scene.con.close()  # the promotion opens the audit database itself
             act(scene)
