@@ -153,3 +153,11 @@ def demo_signing_key(home: Path, person_id: str) -> list[str]:
     from hitl_gate.app.demo_identities import DEMO_KEYS_FOLDER
 
     return ["--signing-key", str(home / DEMO_KEYS_FOLDER / f"{person_id}_ed25519")]
+
+
+def demo_keyring(home: Path) -> Keyring:
+    """The demo people's keys of a demo home, by person id (for library-level signed acts)."""
+    from hitl_gate.app.demo_identities import DEMO_KEYS_FOLDER
+
+    folder = home / DEMO_KEYS_FOLDER
+    return Keyring(folder, {p.name.removesuffix("_ed25519"): p for p in folder.glob("*_ed25519")})
