@@ -34,7 +34,7 @@ class TrainingConfig(Config):
     """Which model family a training run fits (`logistic_scorecard` or `gradient_boosting`).
 
     Only a scorecard can become champion; a gradient-boosted version is registered for
-    `hitl model promote NAME VERSION --alias challenger --by WHO`.
+    `hitl model promote NAME VERSION --alias challenger --signing-key KEY` (a signed act).
     """
 
     model_family: str = "logistic_scorecard"

@@ -2,9 +2,11 @@
 
 Aliases are the registry's only pointer to "the model in production" (`champion`) and "the
 model watched in shadow" (`challenger`). MLflow keeps no history of alias moves, so every move
-made through here is also written to the audit database (`model_promotions`) with who, when,
-from which version and to which. Only model families with exact additive reason codes may
-become champion: an adverse decision must be explainable by the model that made it.
+made through here is a signed act of a model owner (docs/people.md), written to the audit
+database (`model_promotions`) with the signer, their key fingerprint, the signed payload and
+signature, when, from which version and to which. Only model families with exact additive
+reason codes may become champion: an adverse decision must be explainable by the model that
+made it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,17 @@ from typing import TYPE_CHECKING, cast
 import polars as pl
 
 from hitl_gate.core.database import audit_connection, insert_new_rows, query_frame
+from hitl_gate.identity.acts import IdentityError
+from hitl_gate.identity.registry import RegistryError
+from hitl_gate.identity.signatures import MODELS
+from hitl_gate.identity.signed_acts import (
+    SignedPayload,
+    VerifiedAct,
+    act_payload,
+    check_signed_act,
+    refuse_replay,
+)
+from hitl_gate.identity.store import load_registry
 from models.mlflow_store import configure
 
 if TYPE_CHECKING:
@@ -33,6 +46,10 @@ GRADIENT_BOOSTING = "gradient_boosting"
 # Families whose reason codes are an exact additive decomposition of their output.
 CHAMPION_FAMILIES = frozenset({SCORECARD})
 AUTO_FIRST_CHAMPION = "auto:first-training"
+ACT_PROMOTE = "model_promote"
+# Who may move an alias of a domain's model (docs/people.md).
+MODEL_OWNER = "model_owner"
+PROMOTE_ROLES = (MODEL_OWNER,)
 
 
 class PromotionError(ValueError):
@@ -50,6 +67,11 @@ class Promotion:
     promoted_by: str
     reason: str | None
     promoted_at: datetime
+    # The signed act (docs/people.md); None only for the automatic first champion.
+    signer_fingerprint: str | None = None
+    act_payload: str | None = None
+    signature: str | None = None
+    payload_sha256: str | None = None
 
 
 def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
@@ -108,10 +130,57 @@ def record_promotion(audit_db: Path, promotion: Promotion) -> None:
             "promoted_by": pl.String,
             "reason": pl.String,
             "promoted_at": pl.Datetime("us", "UTC"),
+            "signer_fingerprint": pl.String,
+            "act_payload": pl.String,
+            "signature": pl.String,
+            "payload_sha256": pl.String,
         },
     )
     with audit_connection(audit_db) as con:
         insert_new_rows(con, "model_promotions", row)
+
+
+def promotion_payload(
+    domain: str,
+    model_name: str,
+    version: str | None,
+    *,
+    alias: str,
+    reason: str | None = None,
+    at: datetime | None = None,
+) -> bytes:
+    """What the model owner signs: the domain, the model, the alias and the version it will
+    point at (None: the alias is removed)."""
+    return act_payload(
+        ACT_PROMOTE,
+        at,
+        domain=domain,
+        model=model_name,
+        alias=alias,
+        version=None if version is None else str(version),
+        reason=reason,
+    )
+
+
+def _verified_promotion(
+    audit_db: Path, act: SignedPayload, domain: str, expected: dict[str, object], what: str
+) -> VerifiedAct:
+    """The promotion's signature checked against the registry in the audit database."""
+    try:
+        with audit_connection(audit_db) as con:
+            verified = check_signed_act(
+                load_registry(con),
+                act,
+                MODELS,
+                expected=expected,
+                roles=PROMOTE_ROLES,
+                domain=domain,
+                what=what,
+            )
+            refuse_replay(con, "model_promotions", act, what)
+    except (IdentityError, RegistryError) as error:
+        raise PromotionError(str(error)) from error
+    return verified
 
 
 def promote(
@@ -119,20 +188,29 @@ def promote(
     version: str | None,
     *,
     alias: str,
-    by: str,
+    act: SignedPayload,
+    domain: str,
     mlflow_dir: Path,
     audit_db: Path,
-    reason: str | None = None,
 ) -> Promotion:
-    """Point `alias` at `version` (None removes the alias) and record who did it.
+    """Point `alias` at `version` (None removes the alias), signed by a model owner of `domain`.
 
-    Refuses an unknown alias, a missing version, an empty `by`, a champion of a family without
-    exact reason codes, and removing the champion (scoring would have nothing to run).
+    Refuses an unknown alias, a signature that is missing, invalid, by someone without the
+    role or over another model, alias or version, a missing version, a champion of a family
+    without exact reason codes, and removing the champion (scoring would have nothing to run).
     """
     if alias not in ALIASES:
         raise PromotionError(f"alias must be one of {ALIASES}, not {alias!r}")
-    if not by.strip():
-        raise PromotionError("a promotion must name who made it (--by)")
+    version = None if version is None else str(version)
+    what = f"promotion of {model_name}@{alias} to v{version or '-'}"
+    expected: dict[str, object] = {
+        "act": ACT_PROMOTE,
+        "domain": domain,
+        "model": model_name,
+        "alias": alias,
+        "version": version,
+    }
+    verified = _verified_promotion(audit_db, act, domain, expected, what)
     client = configure(mlflow_dir)
     before = alias_version(client, model_name, alias)
     if version is None:
@@ -141,7 +219,6 @@ def promote(
         if before is not None:
             client.delete_registered_model_alias(model_name, alias)
     else:
-        version = str(version)
         from mlflow.exceptions import MlflowException
 
         try:
@@ -154,14 +231,19 @@ def promote(
                 f"it may be a challenger, not champion (eligible: {sorted(CHAMPION_FAMILIES)})"
             )
         client.set_registered_model_alias(model_name, alias, version)
+    reason = verified.fields.get("reason")
     promotion = Promotion(
         model_name=model_name,
         alias=alias,
         from_version=before,
         to_version=version,
-        promoted_by=by.strip(),
-        reason=reason,
+        promoted_by=verified.signer.person_id,
+        reason=None if reason is None else str(reason),
         promoted_at=datetime.now(UTC),
+        signer_fingerprint=verified.signer.fingerprint,
+        act_payload=act.text,
+        signature=act.signature,
+        payload_sha256=act.payload_sha256,
     )
     record_promotion(audit_db, promotion)
     return promotion

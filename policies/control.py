@@ -10,13 +10,18 @@ A candidate can also run in *shadow* (`policy_shadows`, same append-only style):
 every new partition next to the policy in force, its routes are stored in `shadow_decisions`
 and never acted on.
 
-Guards: an activation needs two different people (`activated_by` and `approved_by`), a policy
-that validates and analyses without errors against the domain's case columns, and an
-effective date that is not in the future.
+Every change is a signed act (docs/people.md): the actor signs a payload naming the act, the
+domain and the policy digest with their registered SSH key, and the row keeps the signature,
+the signer's fingerprint and the payload. An activation is recorded *pending* and routes only
+once a different person (another key and another registry id) approves it, also signed; a
+resume needs two people's signatures; rollback and halt need one. Other guards: a policy that
+validates and analyses without errors against the domain's case columns, and an effective date
+that is not in the future.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -26,9 +31,30 @@ import polars as pl
 
 from hitl_gate.core.database import query_frame, scalar, transaction
 from hitl_gate.core.domain import PROJECT_ROOT, DomainConfig
+from hitl_gate.identity.acts import IdentityError, require_distinct
+from hitl_gate.identity.registry import RegistryError, Signer
+from hitl_gate.identity.signatures import AUTOMATION, POLICY
+from hitl_gate.identity.signed_acts import (
+    SignedPayload,
+    VerifiedAct,
+    act_payload,
+    check_signed_act,
+    refuse_replay,
+)
+from hitl_gate.identity.store import load_registry
 from policies.model import Policy, PolicyError, load_policy, load_policy_text
 
 BOOTSTRAP = "bootstrap"
+ACTIVATE, APPROVE, ROLLBACK = "activate", "approve", "rollback"
+# The signed payloads' `act` field (one per kind of act, so one can never pass for another).
+ACT_ACTIVATE, ACT_APPROVE, ACT_ROLLBACK = "policy_activate", "policy_approve", "policy_rollback"
+ACT_HALT, ACT_RESUME = "automation_halt", "automation_resume"
+# Roles per act, held in the policy's domain (or `*`); see docs/people.md.
+POLICY_OWNER, POLICY_APPROVER, OPERATOR = "policy_owner", "policy_approver", "operator"
+ACTIVATE_ROLES = (POLICY_OWNER,)
+APPROVE_ROLES = (POLICY_OWNER, POLICY_APPROVER)
+ROLLBACK_ROLES = (POLICY_OWNER, OPERATOR)
+HALT_ROLES = (POLICY_OWNER, OPERATOR)
 
 
 class PolicyControlError(ValueError):
@@ -78,13 +104,14 @@ def find_policy_file(domain: DomainConfig, version_or_path: str) -> Path:
 
 
 def policy_in_force(con: duckdb.DuckDBPyConnection | None, domain: DomainConfig) -> PolicyInForce:
-    """The latest activation's stored policy, or the declaration's file when there is none."""
+    """The latest approved activation's (or rollback's) stored policy, or the declaration's
+    file when there is none. An activation waiting for its approval routes nothing."""
     row = None
     if con is not None and _has_table(con, "policy_activations"):
         row = _first(
             con,
             "SELECT seq, policy_text, policy_source FROM policy_activations WHERE domain = ? "
-            "ORDER BY seq DESC LIMIT 1",
+            f"AND action IN ('{APPROVE}', '{ROLLBACK}') ORDER BY seq DESC LIMIT 1",
             [domain.name],
         )
     if row is None:
@@ -94,14 +121,29 @@ def policy_in_force(con: duckdb.DuckDBPyConnection | None, domain: DomainConfig)
 
 
 def activation_history(con: duckdb.DuckDBPyConnection, domain: str) -> pl.DataFrame:
-    """Every activation and rollback of `domain`, oldest first (without the policy text)."""
+    """Every activation, approval and rollback of `domain`, oldest first (without the text)."""
     if not _has_table(con, "policy_activations"):
         return pl.DataFrame()
     return query_frame(
         con,
-        "SELECT seq, action, policy_version, policy_digest, effective_date, activated_by, "
-        "approved_by, reason, recorded_at FROM policy_activations WHERE domain = ? ORDER BY seq",
+        "SELECT seq, action, approves_seq, policy_version, policy_digest, effective_date, "
+        "activated_by, approved_by, signer_fingerprint, reason, recorded_at "
+        "FROM policy_activations WHERE domain = ? ORDER BY seq",
         [domain],
+    )
+
+
+def activation_payload(
+    domain: str, policy: Policy, *, reason: str | None = None, at: datetime | None = None
+) -> bytes:
+    """What the activating policy owner signs: the domain, the version and its digest."""
+    return act_payload(
+        ACT_ACTIVATE,
+        at,
+        domain=domain,
+        version=policy.version,
+        digest=policy.digest,
+        reason=reason,
     )
 
 
@@ -109,59 +151,149 @@ def record_activation(
     con: duckdb.DuckDBPyConnection,
     domain: DomainConfig,
     policy: Policy,
+    act: SignedPayload,
     *,
-    by: str,
-    approved_by: str | None,
-    action: str = "activate",
-    reason: str | None = None,
     today: date | None = None,
+    now: datetime | None = None,
 ) -> int:
-    """Append an activation after the guards; returns its sequence number."""
-    by = by.strip()
-    if not by:
-        raise PolicyControlError("--by is required: who activates the policy")
-    if action == "activate":
-        approver = (approved_by or "").strip()
-        if not approver or approver.lower() == by.lower():
-            raise PolicyControlError(
-                "activation needs a second person: --approved-by must name someone other "
-                f"than --by ({by})"
-            )
-        if policy.effective_date > (today or datetime.now(UTC).date()):
-            raise PolicyControlError(
-                f"{policy.source}: effective date {policy.effective_date} is in the future; "
-                "a policy cannot go live before it"
-            )
-    seq = _next_seq(con, "policy_activations", domain.name)
-    con.execute(
-        "INSERT INTO policy_activations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            domain.name,
-            seq,
-            action,
-            policy.version,
-            policy.digest,
-            policy.effective_date,
-            policy.source,
-            policy.text,
-            by,
-            approved_by,
-            reason,
-            datetime.now(UTC),
-        ],
+    """Append a signed activation after the guards; returns its sequence number.
+
+    It routes nothing until a different person approves it (`approve_activation`)."""
+    what = f"activation of {policy.version} in {domain.name}"
+    verified = _verified(
+        con,
+        "policy_activations",
+        act,
+        POLICY,
+        what,
+        domain=domain.name,
+        roles=ACTIVATE_ROLES,
+        expected={
+            "act": ACT_ACTIVATE,
+            "domain": domain.name,
+            "version": policy.version,
+            "digest": policy.digest,
+        },
+        now=now,
     )
-    return seq
+    _check_effective(policy, today)
+    return _insert_activation(
+        con, domain.name, policy, verified, action=ACTIVATE, activated_by=verified.signer.person_id
+    )
 
 
-def rollback(
-    con: duckdb.DuckDBPyConnection, domain: DomainConfig, *, by: str, reason: str | None
-) -> Policy:
-    """Return to the policy in force before the current one, from its stored text.
+@dataclass(frozen=True)
+class PendingActivation:
+    """An activation recorded but not yet approved: what the approver signs for."""
 
-    The history is replayed as a stack (bootstrap at the bottom, each activation pushes, each
-    rollback pops), so two rollbacks after two activations lead back to the bootstrap rather
-    than toggling between the last two versions.
-    """
+    seq: int
+    policy: Policy
+    activated_by: str
+    signer_fingerprint: str
+    payload_sha256: str
+
+
+def pending_activation(
+    con: duckdb.DuckDBPyConnection, domain: str, seq: int | None = None
+) -> PendingActivation:
+    """The latest activation of `domain` (or #`seq`), if nothing was approved or rolled back
+    since; otherwise why there is nothing to approve."""
+    rows = con.execute(
+        "SELECT seq, action, policy_text, policy_source, activated_by, signer_fingerprint, "
+        "payload_sha256 FROM policy_activations WHERE domain = ? ORDER BY seq",
+        [domain],
+    ).fetchall()
+    activations = [r for r in rows if r[1] == ACTIVATE]
+    if not activations:
+        raise PolicyControlError(f"{domain}: no activation waits for approval")
+    latest = activations[-1]
+    if seq is not None and seq != latest[0]:
+        raise PolicyControlError(
+            f"{domain}: activation #{seq} is not the latest activation (#{latest[0]})"
+        )
+    if rows[-1][0] != latest[0]:
+        later = rows[-1]
+        raise PolicyControlError(
+            f"{domain}: activation #{latest[0]} is not pending (#{later[0]} {later[1]} came after)"
+        )
+    if latest[5] is None or latest[6] is None:
+        raise PolicyControlError(f"{domain}: activation #{latest[0]} is unsigned; activate again")
+    return PendingActivation(
+        seq=int(latest[0]),
+        policy=load_policy_text(latest[2], latest[3]),
+        activated_by=str(latest[4]),
+        signer_fingerprint=str(latest[5]),
+        payload_sha256=str(latest[6]),
+    )
+
+
+def approval_payload(
+    domain: str, pending: PendingActivation, *, at: datetime | None = None
+) -> bytes:
+    """What the approver signs: the same policy digest and the activation act it approves."""
+    return act_payload(
+        ACT_APPROVE,
+        at,
+        domain=domain,
+        version=pending.policy.version,
+        digest=pending.policy.digest,
+        activation=pending.payload_sha256,
+    )
+
+
+def approve_activation(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    act: SignedPayload,
+    *,
+    seq: int | None = None,
+    today: date | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Approve the pending activation with a second person's signature: from then it routes.
+
+    The approver must be a different person with a different key than the activator (one key
+    under two names, or one person with two keys, is one person)."""
+    pending = pending_activation(con, domain.name, seq)
+    what = f"approval of {pending.policy.version} in {domain.name}"
+    verified = _verified(
+        con,
+        "policy_activations",
+        act,
+        POLICY,
+        what,
+        domain=domain.name,
+        roles=APPROVE_ROLES,
+        expected={
+            "act": ACT_APPROVE,
+            "domain": domain.name,
+            "version": pending.policy.version,
+            "digest": pending.policy.digest,
+            "activation": pending.payload_sha256,
+        },
+        now=now,
+    )
+    activator = Signer(person_id=pending.activated_by, fingerprint=pending.signer_fingerprint)
+    _distinct([activator, verified.signer], what)
+    _check_effective(pending.policy, today)
+    return _insert_activation(
+        con,
+        domain.name,
+        pending.policy,
+        verified,
+        action=APPROVE,
+        activated_by=pending.activated_by,
+        approved_by=verified.signer.person_id,
+        approves_seq=pending.seq,
+    )
+
+
+def rollback_target(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> Policy:
+    """The policy in force before the current one (what a rollback returns to).
+
+    The history is replayed as a stack (bootstrap at the bottom, each approved activation
+    pushes, each rollback pops), so two rollbacks after two activations lead back to the
+    bootstrap rather than toggling between the last two versions."""
     rows = con.execute(
         "SELECT action, policy_text, policy_source FROM policy_activations "
         "WHERE domain = ? ORDER BY seq",
@@ -170,17 +302,54 @@ def rollback(
     bootstrap = load_policy(domain.policy_path)
     stack: list[tuple[str, str]] = [(bootstrap.text, bootstrap.source)]
     for action, text, source in rows:
-        if action == "rollback":
+        if action == ROLLBACK:
             stack.pop()
-        else:
+        elif action == APPROVE:
             stack.append((text, source))
     if len(stack) < 2:
         raise PolicyControlError(
             f"nothing to roll back: {domain.name} runs the policy it started with"
         )
-    policy = load_policy_text(*stack[-2])
-    record_activation(
-        con, domain, policy, by=by, approved_by=None, action="rollback", reason=reason
+    return load_policy_text(*stack[-2])
+
+
+def rollback_payload(
+    domain: str, target: Policy, *, reason: str | None = None, at: datetime | None = None
+) -> bytes:
+    """What the person rolling back signs: the domain and the policy it returns to."""
+    return act_payload(
+        ACT_ROLLBACK, at, domain=domain, version=target.version, digest=target.digest, reason=reason
+    )
+
+
+def rollback(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    act: SignedPayload,
+    *,
+    now: datetime | None = None,
+) -> Policy:
+    """Return to the policy in force before the current one, from its stored text: one signed
+    act (going back to a policy two people approved needs no second approval)."""
+    policy = rollback_target(con, domain)
+    verified = _verified(
+        con,
+        "policy_activations",
+        act,
+        POLICY,
+        f"rollback of {domain.name} to {policy.version}",
+        domain=domain.name,
+        roles=ROLLBACK_ROLES,
+        expected={
+            "act": ACT_ROLLBACK,
+            "domain": domain.name,
+            "version": policy.version,
+            "digest": policy.digest,
+        },
+        now=now,
+    )
+    _insert_activation(
+        con, domain.name, policy, verified, action=ROLLBACK, activated_by=verified.signer.person_id
     )
     return policy
 
@@ -198,21 +367,177 @@ def halt_state(con: duckdb.DuckDBPyConnection | None, domain: str) -> HaltState:
     return HaltState(False) if row is None else HaltState(*row)
 
 
+def halt_payload(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    *,
+    halted: bool,
+    reason: str,
+    at: datetime | None = None,
+) -> bytes:
+    """What the people halting (one) or resuming (two, the same bytes) sign: the domain, the
+    reason and the switch event it follows (so it cannot be replayed later)."""
+    return act_payload(
+        ACT_HALT if halted else ACT_RESUME,
+        at,
+        domain=domain,
+        reason=reason,
+        after=_next_seq(con, "automation_halts", domain) - 1,
+    )
+
+
 def set_halt(
-    con: duckdb.DuckDBPyConnection, domain: str, *, halted: bool, reason: str, by: str
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    *,
+    halted: bool,
+    acts: Sequence[SignedPayload],
+    now: datetime | None = None,
 ) -> HaltState:
-    """Halt or resume automation; refuses a no-op so the log has no meaningless rows."""
-    if not by.strip() or not reason.strip():
-        raise PolicyControlError("--by and --reason are required to halt or resume automation")
+    """Halt (one signature) or resume (two people's signatures of the same payload).
+
+    Refuses a no-op so the log has no meaningless rows."""
     if halt_state(con, domain).halted == halted:
         state = "halted" if halted else "running"
         raise PolicyControlError(f"automation of {domain} is already {state}")
-    now = datetime.now(UTC)
+    needed = 1 if halted else 2
+    what = f"{'halt' if halted else 'resume'} of automation in {domain}"
+    if len(acts) != needed:
+        raise PolicyControlError(
+            f"{what} needs {needed} signature{'s' if needed > 1 else ''}, got {len(acts)}"
+        )
+    if len({a.payload for a in acts}) > 1:
+        raise PolicyControlError(f"{what}: the two signatures are over different payloads")
+    after = _next_seq(con, "automation_halts", domain) - 1
+    expected = {"act": ACT_HALT if halted else ACT_RESUME, "domain": domain, "after": after}
+    verified = [
+        _verified(
+            con,
+            "automation_halts",
+            act,
+            AUTOMATION,
+            what,
+            domain=domain,
+            roles=HALT_ROLES,
+            expected=expected,
+            now=now,
+        )
+        for act in acts
+    ]
+    _distinct([v.signer for v in verified], what)
+    reason = str(verified[0].fields.get("reason") or "").strip()
+    if not reason:
+        raise PolicyControlError(f"{what}: a reason is required")
+    first, second = verified[0], verified[1] if len(verified) > 1 else None
+    recorded = datetime.now(UTC)
     con.execute(
-        "INSERT INTO automation_halts VALUES (?, ?, ?, ?, ?, ?)",
-        [domain, _next_seq(con, "automation_halts", domain), halted, reason, by, now],
+        "INSERT INTO automation_halts (domain, seq, halted, reason, actor, recorded_at, "
+        "signer_fingerprint, act_payload, signature, payload_sha256, second_actor, "
+        "second_fingerprint, second_signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            domain,
+            after + 1,
+            halted,
+            reason,
+            first.signer.person_id,
+            recorded,
+            first.signer.fingerprint,
+            first.act.text,
+            first.act.signature,
+            first.act.payload_sha256,
+            None if second is None else second.signer.person_id,
+            None if second is None else second.signer.fingerprint,
+            None if second is None else second.act.signature,
+        ],
     )
-    return HaltState(halted, reason, by, now)
+    actors = " and ".join(v.signer.person_id for v in verified)
+    return HaltState(halted, reason, actors, recorded)
+
+
+def _verified(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    act: SignedPayload,
+    namespace: str,
+    what: str,
+    *,
+    domain: str,
+    roles: Sequence[str],
+    expected: dict[str, object],
+    now: datetime | None,
+) -> VerifiedAct:
+    """The act checked against the registry as stored and never used before, or refused."""
+    try:
+        verified = check_signed_act(
+            load_registry(con),
+            act,
+            namespace,
+            expected=expected,
+            roles=roles,
+            domain=domain,
+            what=what,
+            now=now,
+        )
+        refuse_replay(con, table, act, what)
+    except (IdentityError, RegistryError) as error:
+        raise PolicyControlError(str(error)) from error
+    return verified
+
+
+def _distinct(signers: Sequence[Signer], what: str) -> None:
+    try:
+        require_distinct(signers, what)
+    except IdentityError as error:
+        raise PolicyControlError(str(error)) from error
+
+
+def _check_effective(policy: Policy, today: date | None) -> None:
+    if policy.effective_date > (today or datetime.now(UTC).date()):
+        raise PolicyControlError(
+            f"{policy.source}: effective date {policy.effective_date} is in the future; "
+            "a policy cannot go live before it"
+        )
+
+
+def _insert_activation(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    policy: Policy,
+    verified: VerifiedAct,
+    *,
+    action: str,
+    activated_by: str,
+    approved_by: str | None = None,
+    approves_seq: int | None = None,
+) -> int:
+    seq = _next_seq(con, "policy_activations", domain)
+    reason = verified.fields.get("reason")
+    con.execute(
+        "INSERT INTO policy_activations (domain, seq, action, policy_version, policy_digest, "
+        "effective_date, policy_source, policy_text, activated_by, approved_by, reason, "
+        "recorded_at, approves_seq, signer_fingerprint, act_payload, signature, payload_sha256) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            domain,
+            seq,
+            action,
+            policy.version,
+            policy.digest,
+            policy.effective_date,
+            policy.source,
+            policy.text,
+            activated_by,
+            approved_by,
+            None if reason is None else str(reason),
+            datetime.now(UTC),
+            approves_seq,
+            verified.signer.fingerprint,
+            verified.act.text,
+            verified.act.signature,
+            verified.act.payload_sha256,
+        ],
+    )
+    return seq
 
 
 def shadow_policy(con: duckdb.DuckDBPyConnection | None, domain: str) -> Policy | None:

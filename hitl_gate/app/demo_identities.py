@@ -2,8 +2,9 @@
 
 The shipped configuration has no active identity: a deployment registers its own people
 (`hitl people add`). The demo needs people to close the review loop with no prompt, so it makes
-them here, in the home it runs in: an administrator and two people per review role of every demo
-domain, each with an ed25519 key made by `ssh-keygen` under `<home>/demo-keys` (mode 0700).
+them here, in the home it runs in: an administrator, two people per review role of every demo
+domain and one per operational duty (policy owner, policy approver, model owner, compliance),
+each with an ed25519 key made by `ssh-keygen` under `<home>/demo-keys` (mode 0700).
 Every name says DEMO; none of these keys exists outside that home.
 """
 
@@ -26,6 +27,14 @@ from hitl_gate.review.settings import review_settings
 DEMO_ADMIN = "demo-admin"
 DEMO_KEYS_FOLDER = "demo-keys"
 PEOPLE_PER_ROLE = 2
+# One demo person per operational duty, with these roles in every demo domain (docs/people.md):
+# an owner and an approver make the two people an activation or a resume needs.
+OPERATIONAL_PEOPLE = {
+    "demo-policy-owner": ("policy_owner", "operator"),
+    "demo-policy-approver": ("policy_approver", "operator"),
+    "demo-model-owner": ("model_owner",),
+    "demo-compliance": ("compliance",),
+}
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,9 @@ def demo_people(paths: HitlPaths, domains: list[DomainConfig]) -> list[DemoPerso
         for number in range(1, PEOPLE_PER_ROLE + 1):
             person_id = f"demo-{role.replace('_', '-')}-{number}"
             people.append(DemoPerson(person_id, tuple(grants), demo_key(paths, person_id)))
+    for person_id, duties in OPERATIONAL_PEOPLE.items():
+        grants = [f"{domain.name}:{duty}" for duty in duties for domain in domains]
+        people.append(DemoPerson(person_id, tuple(grants), demo_key(paths, person_id)))
     return people
 
 

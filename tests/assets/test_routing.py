@@ -14,8 +14,9 @@ from assets.common import stage_key
 from assets.policy_checks import build_policy_checks
 from assets.routing import build_routing_assets
 from hitl_gate.core.database import audit_connection, query_frame
-from policies.control import record_activation, set_halt, set_shadow
+from policies.control import set_shadow
 from tests.assets.stores import resources, store_stage, upstream_specs
+from tests.signed_acts_fixtures import activate, keyring, staff_policy_people, switch
 from tests.unit.routing import frames
 
 pytestmark = pytest.mark.e2e  # materialises the real asset (small frames, a few seconds)
@@ -30,7 +31,8 @@ def home(tmp_path: Path) -> Path:
     """A home with the unit policy in force and one stored day of 30 cases."""
     home = tmp_path / "home"
     with audit_connection(home / "audit.duckdb") as con:
-        record_activation(con, DOMAIN, frames.policy(tmp_path), by="a", approved_by="b")
+        staff_policy_people(con, keyring(tmp_path))
+        activate(con, keyring(tmp_path), DOMAIN, frames.policy(tmp_path))
     for stage, frame in zip(UPSTREAM, frames.stages(frames.day_of_cases(30)), strict=True):
         store_stage(home / "warehouse", DOMAIN, stage, frame, [KEY])
     return home
@@ -94,9 +96,9 @@ def test_sliced_and_whole_runs_store_the_same_day(home: Path, tmp_path: Path) ->
     assert pl.read_parquet(sliced_home / path).equals(pl.read_parquet(home / path))
 
 
-def test_a_halt_is_seen_by_the_check_and_in_the_metadata(home: Path) -> None:
+def test_a_halt_is_seen_by_the_check_and_in_the_metadata(home: Path, tmp_path: Path) -> None:
     with audit_connection(home / "audit.duckdb") as con:
-        set_halt(con, DOMAIN.name, halted=True, reason="incident", by="ops")
+        switch(con, keyring(tmp_path), DOMAIN.name, halted=True, reason="incident")
     result = _materialize(home)
     assert result.success
     (event,) = result.asset_materializations_for_node("consumer_credit__routed_decisions")
@@ -113,7 +115,7 @@ def test_an_invalid_policy_fails_the_step_with_its_problems(home: Path, tmp_path
                 "outcome": "auto_decline", "reason_code": "D9"}],
     )  # fmt: skip
     with audit_connection(home / "audit.duckdb") as con:
-        record_activation(con, DOMAIN, broken, by="a", approved_by="b")
+        activate(con, keyring(tmp_path), DOMAIN, broken)
     result = _materialize(home)
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]

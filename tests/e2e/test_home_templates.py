@@ -13,6 +13,7 @@ from pathlib import Path
 from hitl_gate.app.cli import main
 from hitl_gate.core.home import HitlPaths
 from tests.e2e.home_templates import HomeTemplate, restore, tree_digest
+from tests.signed_acts_fixtures import demo_signing_key
 
 
 def _occurrences(folder: Path, needle: bytes) -> dict[str, set[bytes]]:
@@ -59,7 +60,8 @@ def test_a_test_starts_pristine_and_its_writes_never_reach_the_snapshot(
     recorded = demo_template.recorded_digests()
     assert tree_digest(demo_home.home.parent) == recorded, "the home was not restored"
 
-    main(["--home", str(demo_home.home), "policy", "halt", "--by", "t", "--reason", "test"])
+    halt = demo_signing_key(demo_home.home, "demo-policy-owner")
+    main(["--home", str(demo_home.home), "policy", "halt", *halt, "--reason", "test"])
     (demo_home.landing / "applications" / "2018-01-02" / "stray.csv").write_text("x\n")
     next(demo_home.review.glob("archive/*.xlsx")).unlink()
     changed = tree_digest(demo_home.home.parent)

@@ -13,6 +13,7 @@ import pytest
 from hitl_gate.app.cli import main
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
+from tests.signed_acts_fixtures import demo_signing_key
 
 pytestmark = pytest.mark.e2e
 
@@ -83,9 +84,13 @@ def test_challenger_is_scored_in_shadow_and_never_acted_on(
 
     versions = list_versions(MODEL, demo_home.mlflow_dir)
     challenger = versions.filter(versions["family"] == "gradient_boosting")["version"][-1]
-    with pytest.raises(SystemExit, match="refused"):
-        main([*home, "model", "promote", MODEL, challenger, "--by", "alice"])
-    main([*home, "model", "promote", MODEL, challenger, "--alias", "challenger", "--by", "alice"])
+    owner = demo_signing_key(demo_home.home, "demo-model-owner")
+    with pytest.raises(SystemExit, match="REFUSED: .* does not hold model_owner"):
+        main([*home, "model", "promote", MODEL, challenger, "--alias", "challenger",
+              *demo_signing_key(demo_home.home, "demo-policy-owner")])  # fmt: skip
+    with pytest.raises(SystemExit, match="REFUSED: .* without exact reason codes"):
+        main([*home, "model", "promote", MODEL, challenger, *owner])
+    main([*home, "model", "promote", MODEL, challenger, "--alias", "challenger", *owner])
     try:
         main([*home, "run", "--partition", DAY])
         assert _decisions(demo_home) == before, "the challenger changed a decision"
@@ -107,7 +112,7 @@ def test_challenger_is_scored_in_shadow_and_never_acted_on(
         assert "loan_to_income" in trace
         assert f"Shadow (challenger v{challenger}, not acted on)" in trace
     finally:
-        main([*home, "model", "retire-challenger", MODEL, "--by", "alice"])
+        main([*home, "model", "retire-challenger", MODEL, *owner])
     with audit_connection(demo_home.audit_db, read_only=True) as con:
         moves = query_frame(
             con,
@@ -115,6 +120,6 @@ def test_challenger_is_scored_in_shadow_and_never_acted_on(
             "WHERE alias = 'challenger' ORDER BY promoted_at",
         ).rows()
     assert moves[-2:] == [
-        ("challenger", None, challenger, "alice"),
-        ("challenger", challenger, None, "alice"),
+        ("challenger", None, challenger, "demo-model-owner"),
+        ("challenger", challenger, None, "demo-model-owner"),
     ]

@@ -26,6 +26,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DOMAINS_ENV
 from tests.e2e.home_templates import HomeTemplate, session_template
 from tests.e2e.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
+from tests.signed_acts_fixtures import staffed_home
 
 CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
 RUN_DAYS = 10  # decided in two runs (all DAYS are ingested: the model trains on them)
@@ -198,8 +199,9 @@ def test_rerouting_executed_days_keeps_executions_final_and_books_balanced(
     domain = yaml.safe_load((claims.root / "domains" / NAME / "domain.yaml").read_text())
     cases = starter_policy_cases(policy, list(domain["model"]["bands"]))
     (folder / "v2.cases.yaml").write_text(yaml.safe_dump(cases), encoding="utf-8")
-    main([*claims.cli, "policy", "activate", str(folder / "v2.yaml"), "--by", "ann",
-          "--approved-by", "bob"])  # fmt: skip
+    keys = staffed_home(claims.paths.audit_db, claims.root / "people")
+    main([*claims.cli, "policy", "activate", str(folder / "v2.yaml"), "--signing-key",
+          str(keys.private("ann")), "--approval-key", str(keys.private("bob"))])  # fmt: skip
     capsys.readouterr()
     claims.run(FIRST_DAY, LAST)
 

@@ -17,9 +17,10 @@ from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
+from tests.signed_acts_fixtures import demo_signing_key
 
 COPIED = ("audit.duckdb", "audit.duckdb.wal", "checkpoints", "secrets", "landing", "warehouse",
-          "review_exports")  # fmt: skip
+          "review_exports", "demo-keys")  # fmt: skip
 
 
 @pytest.fixture
@@ -54,7 +55,8 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
     assert "would remove" in capsys.readouterr().out
     assert (paths.landing / "applications" / "2018-01-03").exists()  # dry run: nothing gone
 
-    main([*home, "retention", "apply", "--as-of", "2020-02-15"])
+    sign = demo_signing_key(paths.home, "demo-compliance")  # deletions are signed
+    main([*home, "retention", "apply", "--as-of", "2020-02-15", *sign])
     landing = paths.landing / "applications"
     assert not (landing / "2018-01-15").exists() and (landing / "2018-01-16").exists()
     stored = paths.warehouse / "consumer_credit"
@@ -85,7 +87,7 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
     main(["--home", str(paths.home), "audit", "verify", "--public-key", public_key_hex(key)])
     assert "OK (signed by the trusted key" in capsys.readouterr().out
 
-    main([*home, "retention", "apply", "--as-of", "2020-02-15"])  # again: nothing left to do
+    main([*home, "retention", "apply", "--as-of", "2020-02-15", *sign])  # again: nothing to do
     with audit_connection(paths.audit_db, read_only=True) as con:
         assert scalar(con, "SELECT count(*) FROM audit_log") == size
 
@@ -139,7 +141,8 @@ def test_after_retention_no_removed_value_is_left_in_any_store(
     assert all(before.values())  # the scan can see them (landing file at least)
 
     capsys.readouterr()
-    main([*home, "retention", "apply", "--as-of", "2020-02-15"])
+    sign = demo_signing_key(paths.home, "demo-compliance")  # deletions are signed
+    main([*home, "retention", "apply", "--as-of", "2020-02-15", *sign])
     assert "rewrote" in capsys.readouterr().out
     after = _holders(paths.home)
     assert after == {s: [] for s in SECRETS}, after

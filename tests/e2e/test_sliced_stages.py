@@ -81,8 +81,8 @@ def _snapshot(paths: HitlPaths, days: list[date]) -> dict[str, pl.DataFrame]:
 @pytest.fixture
 def small_capacity_home(demo_home: HitlPaths) -> Iterator[tuple[HitlPaths, pytest.MonkeyPatch]]:
     """The test's demo home, with a policy in force (v2, activated) reviewing `CAPACITY` a day."""
-    from policies.control import record_activation
     from policies.model import load_policy_text
+    from tests.signed_acts_fixtures import activate, demo_keyring
 
     source = Path(__file__).parents[2] / "policies" / DOMAIN / "v2.yaml"
     text = re.sub(r"daily_capacity: \d+", f"daily_capacity: {CAPACITY}", source.read_text("utf-8"))
@@ -92,13 +92,13 @@ def small_capacity_home(demo_home: HitlPaths) -> Iterator[tuple[HitlPaths, pytes
         paths = demo_home
         patch.setenv(HOME_ENV, str(paths.home))
         with audit_connection(paths.audit_db) as con:
-            record_activation(
+            activate(  # signed by the demo policy owner, approved by the demo approver
                 con,
+                demo_keyring(paths.home),
                 load_domain(DOMAIN),
                 load_policy_text(text, "small_capacity.yaml"),
-                by="test",
-                approved_by="second reviewer",
-                reason="capacity ranks across slices",
+                by="demo-policy-owner",
+                approver="demo-policy-approver",
             )
         yield paths, patch
 

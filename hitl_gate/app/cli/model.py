@@ -1,14 +1,21 @@
 """Model governance commands: `hitl model list`, `promote`, `retire-challenger`, `train`.
 
-Moving the `champion` alias changes which model decides real cases, so it is a named person's
-act, recorded in the audit database (`model_promotions`) with who, when, from and to.
+Moving the `champion` alias changes which model decides real cases, so it is a model owner's
+signed act (`--signing-key`, docs/people.md), recorded in the audit database
+(`model_promotions`) with the signer, their key fingerprint, the signature, when, from and to.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from hitl_gate.app.cli.common import load_selected_domain, resolve_paths, settings_from
+from hitl_gate.app.cli.common import (
+    domain_names,
+    load_selected_domain,
+    resolve_paths,
+    settings_from,
+)
+from hitl_gate.app.cli.signing import add_signing_key, signed
 
 
 def _model_name(args: argparse.Namespace) -> str:
@@ -32,49 +39,55 @@ def cmd_model_list(args: argparse.Namespace) -> None:
         history = promotion_history(paths.audit_db, name)
         if history.height:
             print("\nalias moves (audit: model_promotions)")
-            print(history.drop("model_name"))
+            print(history.drop("model_name", "act_payload", "signature", strict=False))
+
+
+def _model_domain(args: argparse.Namespace, name: str) -> str:
+    """The domain whose model is `name`: its model owners may move its aliases."""
+    for domain_name in domain_names(args):
+        if load_selected_domain(args, domain_name).model.name == name:
+            return domain_name
+    raise SystemExit(f"REFUSED: no domain declares the model {name!r}")
+
+
+def _move(args: argparse.Namespace, version: str | None, alias: str):  # noqa: ANN202 - Promotion
+    """Sign and make one alias move; one line on refusal."""
+    from hitl_gate.identity.signatures import MODELS
+    from models.registry import PromotionError, promote, promotion_payload
+
+    paths = resolve_paths(args)
+    domain = _model_domain(args, args.name)
+    payload = promotion_payload(domain, args.name, version, alias=alias, reason=args.reason)
+    act = signed(payload, args.signing_key, MODELS, f"promotion of {args.name}@{alias}")
+    try:
+        return promote(
+            args.name,
+            version,
+            alias=alias,
+            act=act,
+            domain=domain,
+            mlflow_dir=paths.mlflow_dir,
+            audit_db=paths.audit_db,
+        )
+    except PromotionError as exc:
+        raise SystemExit(f"REFUSED: {exc}") from exc
 
 
 def cmd_model_promote(args: argparse.Namespace) -> None:
-    """Point an alias (champion by default) at a version and record who did it."""
-    from models.registry import PromotionError, promote
-
-    paths = resolve_paths(args)
-    try:
-        moved = promote(
-            args.name,
-            args.version,
-            alias=args.alias,
-            by=args.by,
-            mlflow_dir=paths.mlflow_dir,
-            audit_db=paths.audit_db,
-            reason=args.reason,
-        )
-    except PromotionError as exc:
-        raise SystemExit(f"refused: {exc}") from exc
+    """Point an alias (champion by default) at a version: a model owner's signed act."""
+    moved = _move(args, args.version, args.alias)
     print(
         f"{moved.model_name}@{moved.alias}: v{moved.from_version or '-'} -> v{moved.to_version} "
-        f"by {moved.promoted_by} at {moved.promoted_at.isoformat(timespec='seconds')}"
+        f"by {moved.promoted_by} ({moved.signer_fingerprint}) at "
+        f"{moved.promoted_at.isoformat(timespec='seconds')}"
     )
 
 
 def cmd_model_retire_challenger(args: argparse.Namespace) -> None:
-    """Remove the challenger alias: shadow scoring stops from the next run."""
-    from models.registry import CHALLENGER, PromotionError, promote
+    """Remove the challenger alias: shadow scoring stops from the next run (signed too)."""
+    from models.registry import CHALLENGER
 
-    paths = resolve_paths(args)
-    try:
-        moved = promote(
-            args.name,
-            None,
-            alias=CHALLENGER,
-            by=args.by,
-            mlflow_dir=paths.mlflow_dir,
-            audit_db=paths.audit_db,
-            reason=args.reason,
-        )
-    except PromotionError as exc:
-        raise SystemExit(f"refused: {exc}") from exc
+    moved = _move(args, None, CHALLENGER)
     print(f"{moved.model_name}@challenger removed (was v{moved.from_version or '-'})")
 
 
@@ -103,14 +116,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     promote = model.add_parser("promote", help="point champion (or challenger) at a version")
     promote.add_argument("name")
     promote.add_argument("version")
-    promote.add_argument("--by", required=True, help="who approves the promotion")
+    add_signing_key(promote)
     promote.add_argument("--alias", default="champion", choices=["champion", "challenger"])
     promote.add_argument("--reason", help="why (kept in the audit record)")
     promote.set_defaults(func=cmd_model_promote)
 
     retire = model.add_parser("retire-challenger", help="remove the challenger alias")
     retire.add_argument("name")
-    retire.add_argument("--by", required=True)
+    add_signing_key(retire)
     retire.add_argument("--reason")
     retire.set_defaults(func=cmd_model_retire_challenger)
 

@@ -1,10 +1,11 @@
-"""Policy team commands: `hitl policy validate|test|whatif|backtest|shadow|activate|rollback|
-halt|resume|status|qa`.
+"""Policy team commands: `hitl policy validate|test|whatif|backtest|shadow|activate|approve|
+rollback|halt|resume|status|qa`.
 
 Everything a policy change needs before and after it goes live: validate a file (structure,
 case columns, unreachable rules, contradictory overlaps), run its test cases, replay it on
 stored past cases against the policy in force or the recorded routes, run it in shadow,
-activate it (two people, passing tests), roll back in one step, and stop automation at once.
+activate it (two people's signatures, passing tests), roll back in one step, and stop
+automation at once. Every state change is signed with the actor's SSH key (`--signing-key`).
 State changes are rows in the audit DB (`policy_activations`, `automation_halts`,
 `policy_shadows`); see docs/policies.md.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hitl_gate.app.cli.common import load_selected_domain, resolve_paths
+from hitl_gate.app.cli.signing import add_signing_key, signed
 
 if TYPE_CHECKING:
     import polars as pl
@@ -229,9 +231,16 @@ def _refused(exc: Exception) -> SystemExit:
 
 
 def cmd_activate(args: argparse.Namespace) -> None:
-    """Make a policy version the one in force, after validation, with two people named."""
+    """Record a signed activation of a policy version after validation; it routes once a
+    second person approves it (now with `--approval-key`, or later with `hitl policy approve`)."""
+    from hitl_gate.identity.signatures import POLICY
     from policies.analysis import analyse_policy
-    from policies.control import PolicyControlError, find_policy_file, record_activation
+    from policies.control import (
+        PolicyControlError,
+        activation_payload,
+        find_policy_file,
+        record_activation,
+    )
     from policies.engine import validate_policy
 
     domain = _domain(args)
@@ -253,15 +262,44 @@ def cmd_activate(args: argparse.Namespace) -> None:
             raise SystemExit("REFUSED: invalid policy:\n" + "\n".join(f"  {p}" for p in problems))
     with _write(args) as con:
         try:
-            seq = record_activation(
-                con, domain, policy, by=args.by, approved_by=args.approved_by, reason=args.reason
+            payload = activation_payload(domain.name, policy, reason=args.reason)
+            act = signed(payload, args.signing_key, POLICY, f"activation of {policy.version}")
+            seq = record_activation(con, domain, policy, act)
+            print(
+                f"{domain.name}: {policy.version} ({policy.digest[:12]}) activation #{seq} "
+                "recorded, PENDING APPROVAL by a second person (hitl policy approve); it does "
+                "not route until then"
             )
+            if args.approval_key:
+                _approve(con, domain, args.approval_key, seq)
         except PolicyControlError as exc:
             raise _refused(exc) from exc
+
+
+def _approve(con, domain, key: str, seq: int | None) -> None:  # noqa: ANN001 - lazy types
+    from hitl_gate.identity.signatures import POLICY
+    from policies.control import approval_payload, approve_activation, pending_activation
+
+    pending = pending_activation(con, domain.name, seq)
+    payload = approval_payload(domain.name, pending)
+    act = signed(payload, key, POLICY, f"approval of {pending.policy.version}")
+    approved = approve_activation(con, domain, act, seq=pending.seq)
     print(
-        f"{domain.name}: {policy.version} ({policy.digest[:12]}) activated as #{seq} by "
-        f"{args.by}, approved by {args.approved_by}; it routes from the next run"
+        f"{domain.name}: {pending.policy.version} ({pending.policy.digest[:12]}) approved as "
+        f"#{approved} (activated by {pending.activated_by}); it routes from the next run"
     )
+
+
+def cmd_approve(args: argparse.Namespace) -> None:
+    """Approve the pending activation: a second person signs the same policy digest."""
+    from policies.control import PolicyControlError
+
+    domain = _domain(args)
+    with _write(args) as con:
+        try:
+            _approve(con, domain, args.signing_key, args.seq)
+        except PolicyControlError as exc:
+            raise _refused(exc) from exc
 
 
 def cmd_shadow_set(args: argparse.Namespace) -> None:
@@ -328,31 +366,38 @@ def cmd_shadow_report(args: argparse.Namespace) -> None:
 
 def cmd_rollback(args: argparse.Namespace) -> None:
     """Return to the policy in force before the current one."""
-    from policies.control import PolicyControlError, rollback
+    from hitl_gate.identity.signatures import POLICY
+    from policies.control import PolicyControlError, rollback, rollback_payload, rollback_target
 
     domain = _domain(args)
     with _write(args) as con:
         try:
-            policy = rollback(con, domain, by=args.by, reason=args.reason)
+            target = rollback_target(con, domain)
+            payload = rollback_payload(domain.name, target, reason=args.reason)
+            act = signed(payload, args.signing_key, POLICY, f"rollback to {target.version}")
+            policy = rollback(con, domain, act)
         except PolicyControlError as exc:
             raise _refused(exc) from exc
-    print(f"{domain.name}: rolled back to {policy.version} ({policy.digest[:12]}) by {args.by}")
+    print(f"{domain.name}: rolled back to {policy.version} ({policy.digest[:12]})")
 
 
 def cmd_halt(args: argparse.Namespace, halted: bool = True) -> None:
     """Kill switch: every new case goes to human review and nothing automatic executes."""
-    from policies.control import PolicyControlError, set_halt
+    from hitl_gate.identity.signatures import AUTOMATION
+    from policies.control import PolicyControlError, halt_payload, set_halt
 
     domain = _domain(args)
+    what = f"{'halt' if halted else 'resume'} of {domain.name}"
+    keys = [args.signing_key] + ([] if halted else [args.second_signing_key])
     with _write(args) as con:
         try:
-            set_halt(con, domain.name, halted=halted, reason=args.reason, by=args.by)
+            payload = halt_payload(con, domain.name, halted=halted, reason=args.reason)
+            acts = [signed(payload, key, AUTOMATION, what) for key in keys]
+            state = set_halt(con, domain.name, halted=halted, acts=acts)
         except PolicyControlError as exc:
             raise _refused(exc) from exc
-    if halted:
-        print(f"{domain.name}: automation HALTED by {args.by}: {args.reason}")
-    else:
-        print(f"{domain.name}: automation resumed by {args.by}: {args.reason}")
+    verb = "HALTED" if halted else "resumed"
+    print(f"{domain.name}: automation {verb} by {state.actor}: {state.reason}")
 
 
 def cmd_resume(args: argparse.Namespace) -> None:
@@ -365,8 +410,10 @@ def cmd_status(args: argparse.Namespace) -> None:
 
     from hitl_gate.core.database import audit_connection
     from policies.control import (
+        PolicyControlError,
         activation_history,
         halt_state,
+        pending_activation,
         policy_in_force,
         shadow_policy,
     )
@@ -382,16 +429,25 @@ def cmd_status(args: argparse.Namespace) -> None:
         halt = halt_state(con, domain.name)
         history = activation_history(con, domain.name)
         shadow = shadow_policy(con, domain.name)
+        try:
+            pending = pending_activation(con, domain.name)
+        except PolicyControlError:
+            pending = None
     state = (
         f"HALTED since {halt.since} by {halt.actor}: {halt.reason}" if halt.halted else "running"
     )
     print(f"{domain.name}: {in_force.policy.version} ({in_force.policy.digest[:12]}, "
           f"{in_force.origin}); automation {state}")  # fmt: skip
+    if pending is not None:
+        print(
+            f"PENDING APPROVAL: {pending.policy.version} ({pending.policy.digest[:12]}), "
+            f"activation #{pending.seq} by {pending.activated_by}; `hitl policy approve`"
+        )
     if shadow is not None:
         print(f"in shadow (decides nothing): {shadow.version} ({shadow.digest[:12]})")
     if history.height:
         with pl.Config(tbl_hide_dataframe_shape=True, tbl_rows=50, fmt_str_lengths=24):
-            print(history.drop("policy_digest"))
+            print(history.drop("policy_digest", "signer_fingerprint"))
 
 
 def cmd_qa(args: argparse.Namespace) -> None:
@@ -446,10 +502,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     activate = group.add_parser("activate", help="put a policy version (or file) in force")
     activate.add_argument("version", help="a version declared by a file of the domain, or a path")
-    activate.add_argument("--by", required=True, help="who activates")
-    activate.add_argument("--approved-by", required=True, help="a second, different person")
+    add_signing_key(activate)
+    activate.add_argument(
+        "--approval-key",
+        metavar="PATH",
+        help="a second, different person's key: approve in the same command",
+    )
     activate.add_argument("--reason")
     activate.set_defaults(func=cmd_activate)
+
+    approve = group.add_parser(
+        "approve", help="approve the pending activation (a second person's signature)"
+    )
+    add_signing_key(approve)
+    approve.add_argument("--seq", type=int, help="the activation number (default: the pending one)")
+    approve.set_defaults(func=cmd_approve)
 
     shadow = group.add_parser(
         "shadow", help="run a candidate in shadow on live partitions (never acted on)"
@@ -470,7 +537,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     shadow_report.set_defaults(func=cmd_shadow_report)
 
     back = group.add_parser("rollback", help="return to the previous policy in force")
-    back.add_argument("--by", required=True)
+    add_signing_key(back)
     back.add_argument("--reason")
     back.set_defaults(func=cmd_rollback)
 
@@ -479,7 +546,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("resume", cmd_resume, "lift the kill switch"),
     ):
         parser = group.add_parser(name, help=text)
-        parser.add_argument("--by", required=True)
+        add_signing_key(parser)
+        if name == "resume":
+            add_signing_key(parser, flag="--second-signing-key")  # two people lift it
         parser.add_argument("--reason", required=True)
         parser.set_defaults(func=func)
 

@@ -10,6 +10,7 @@ from hitl_gate.app.cli.common import (
     load_selected_domain,
     resolve_paths,
 )
+from hitl_gate.app.cli.signing import KEY_HELP, signed
 
 
 def cmd_retention_apply(args: argparse.Namespace) -> None:
@@ -32,9 +33,11 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
         raise SystemExit(f"--as-of: {exc} (expected YYYY-MM-DD)") from exc
     names = [args.domain] if args.domain and args.domain != "demo" else domain_names(args)
     key = None if args.dry_run else audit_signer(args)
-    run_id = f"cli-retention-{uuid.uuid4()}"
+    run_id = f"cli-retention-dry-{uuid.uuid4()}"
     with audit_connection(paths.audit_db) as con:
         domains = [load_selected_domain(args, n) for n in names]
+        if not args.dry_run:
+            run_id = _authorised_run(con, args, names, as_of)
         try:
             results = [
                 apply_retention(
@@ -58,6 +61,29 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
               f"({scrubbed} personal metadata values scrubbed)")  # fmt: skip
 
 
+def _authorised_run(con, args: argparse.Namespace, names: list[str], as_of) -> str:  # noqa: ANN001
+    """Sign the deletion with `--signing-key` and record it; the run id of the apply."""
+    from hitl_gate.audit.retention_acts import (
+        RetentionNotAuthorised,
+        authorise_retention,
+        retention_payload,
+        retention_run_id,
+    )
+    from hitl_gate.identity.signatures import RETENTION
+
+    if not args.signing_key:
+        raise SystemExit(
+            "REFUSED: retention apply removes personal data: sign it with --signing-key "
+            "(a compliance officer of every domain concerned; --dry-run needs no key)"
+        )
+    act = signed(retention_payload(names, as_of), args.signing_key, RETENTION, "retention apply")
+    try:
+        authorise_retention(con, act, names, as_of)
+    except RetentionNotAuthorised as exc:
+        raise SystemExit(f"REFUSED: {exc}") from exc
+    return retention_run_id(act)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the `retention` command group."""
     group = sub.add_parser("retention", help="retention of personal data").add_subparsers(
@@ -66,4 +92,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     apply = group.add_parser("apply", help="remove personal data past its retention period")
     apply.add_argument("--as-of", help="the day retention is computed for (default: today)")
     apply.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    apply.add_argument("--signing-key", metavar="PATH", help=f"{KEY_HELP} (compliance role)")
     apply.set_defaults(func=cmd_retention_apply)

@@ -12,6 +12,14 @@ CREATE TABLE IF NOT EXISTS model_promotions (
     PRIMARY KEY (model_name, alias, promoted_at)
 );
 
+-- Signed promotions (issue 17, docs/people.md): the model owner's key fingerprint, the signed
+-- payload (domain, model, alias, version, time), the armored SSH signature and the payload's
+-- SHA-256 (a signature counts once). NULL only for 'auto:first-training'.
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS signer_fingerprint VARCHAR;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS act_payload VARCHAR;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS signature VARCHAR;
+ALTER TABLE model_promotions ADD COLUMN IF NOT EXISTS payload_sha256 VARCHAR;
+
 CREATE TABLE IF NOT EXISTS model_reference_bins (
     model_name VARCHAR NOT NULL,
     model_version VARCHAR NOT NULL,

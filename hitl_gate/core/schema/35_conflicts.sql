@@ -21,6 +21,11 @@ CREATE TABLE IF NOT EXISTS conflict_resolutions (
     resolved_at TIMESTAMPTZ NOT NULL
 );
 
+-- A resolution is a signed act (issue 17, docs/people.md): the key fingerprint of the verdict
+-- file's verified signer and the armored SSH signature over the file's bytes (`file_sha256`).
+ALTER TABLE conflict_resolutions ADD COLUMN IF NOT EXISTS signer_fingerprint VARCHAR;
+ALTER TABLE conflict_resolutions ADD COLUMN IF NOT EXISTS file_signature VARCHAR;
+
 CREATE TABLE IF NOT EXISTS reversal_requests (
     domain VARCHAR NOT NULL,
     case_id VARCHAR NOT NULL,

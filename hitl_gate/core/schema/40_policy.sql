@@ -6,14 +6,14 @@
 CREATE TABLE IF NOT EXISTS policy_activations (
     domain VARCHAR NOT NULL,
     seq BIGINT NOT NULL,                -- 1, 2, ... per domain, in the order of activation
-    action VARCHAR NOT NULL,            -- activate | rollback
+    action VARCHAR NOT NULL,            -- activate | approve | rollback
     policy_version VARCHAR NOT NULL,
     policy_digest VARCHAR NOT NULL,
     effective_date DATE,
     policy_source VARCHAR NOT NULL,     -- the file it was activated from
     policy_text VARCHAR NOT NULL,       -- the exact bytes: a rollback needs no file
     activated_by VARCHAR NOT NULL,
-    approved_by VARCHAR,                -- a second person for activate; NULL for rollback
+    approved_by VARCHAR,                -- the second person (approve rows); NULL otherwise
     reason VARCHAR,
     recorded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (domain, seq)
@@ -28,6 +28,26 @@ CREATE TABLE IF NOT EXISTS automation_halts (
     recorded_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (domain, seq)
 );
+
+-- Signed acts (issue 17, docs/people.md): every activation, approval, rollback, halt and resume
+-- carries the signer's key fingerprint, the exact signed payload (canonical JSON: act, domain,
+-- policy digest or halt reason, time), the armored SSH signature and the payload's SHA-256, so
+-- an auditor can re-verify each row with `ssh-keygen -Y verify`. The actor columns hold the
+-- registry's person id of that key, never a typed name. An activation routes only once a
+-- different person's `approve` row names it (`approves_seq`).
+ALTER TABLE policy_activations ADD COLUMN IF NOT EXISTS approves_seq BIGINT;
+ALTER TABLE policy_activations ADD COLUMN IF NOT EXISTS signer_fingerprint VARCHAR;
+ALTER TABLE policy_activations ADD COLUMN IF NOT EXISTS act_payload VARCHAR;
+ALTER TABLE policy_activations ADD COLUMN IF NOT EXISTS signature VARCHAR;
+ALTER TABLE policy_activations ADD COLUMN IF NOT EXISTS payload_sha256 VARCHAR;
+ALTER TABLE automation_halts ADD COLUMN IF NOT EXISTS signer_fingerprint VARCHAR;
+ALTER TABLE automation_halts ADD COLUMN IF NOT EXISTS act_payload VARCHAR;
+ALTER TABLE automation_halts ADD COLUMN IF NOT EXISTS signature VARCHAR;
+ALTER TABLE automation_halts ADD COLUMN IF NOT EXISTS payload_sha256 VARCHAR;
+-- A resume needs two people: the second signer of the same payload.
+ALTER TABLE automation_halts ADD COLUMN IF NOT EXISTS second_actor VARCHAR;
+ALTER TABLE automation_halts ADD COLUMN IF NOT EXISTS second_fingerprint VARCHAR;
+ALTER TABLE automation_halts ADD COLUMN IF NOT EXISTS second_signature VARCHAR;
 
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS proposed_route VARCHAR;
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS route_override VARCHAR;  -- qa_sample | halt

@@ -18,6 +18,7 @@ import duckdb
 import polars as pl
 
 from hitl_gate.core.database import insert_new_rows, query_frame
+from hitl_gate.identity.registry import Signer
 
 REVERSAL = "reversal_requested"
 
@@ -32,16 +33,34 @@ def record_resolutions(
     domain: str,
     resolutions: Sequence[dict[str, Any]],
     now: datetime,
+    *,
+    signer: Signer | None = None,
+    file_signature: str | None = None,
 ) -> None:
-    """Insert the resolutions and, for those after a differing execution, reversal requests."""
+    """Insert the resolutions and, for those after a differing execution, reversal requests.
+
+    A resolution is a signed act: it arrives in a verdict file whose detached signature intake
+    verified (`signer`, the registered person and key; `file_signature`, the armored SSH
+    signature over the file's exact bytes, whose SHA-256 is `file_sha256`). Each row keeps both,
+    and its `reviewer_id` is the signer's registry id, never the id typed into the file."""
     if not resolutions:
         return
+    rows = [{name: row.get(name) for name in _RESOLUTION_COLUMNS} for row in resolutions]
+    if signer is not None:
+        rows = [{**row, "reviewer_id": signer.person_id} for row in rows]
     frame = pl.DataFrame(
-        [{name: row.get(name) for name in _RESOLUTION_COLUMNS} for row in resolutions],
+        rows,
         schema={
             name: pl.Int64 if name == "row_number" else pl.String for name in _RESOLUTION_COLUMNS
         },
-    ).with_columns(pl.lit(domain).alias("domain"), pl.lit(now).alias("resolved_at"))
+    ).with_columns(
+        pl.lit(domain).alias("domain"),
+        pl.lit(now).alias("resolved_at"),
+        pl.lit(None if signer is None else signer.fingerprint, pl.String).alias(
+            "signer_fingerprint"
+        ),
+        pl.lit(file_signature, pl.String).alias("file_signature"),
+    )
     insert_new_rows(con, "conflict_resolutions", frame)
     reversals = frame.filter(pl.col("outcome") == REVERSAL).select(
         "domain",

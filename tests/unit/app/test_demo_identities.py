@@ -30,6 +30,7 @@ def test_demo_people_are_registered_once_with_keys_only_in_the_home(tmp_path) ->
     assert analyst.holds("consumer_credit", "analyst")
     assert not analyst.holds("lending_club", "analyst")
     assert registry.people["demo-loan-officer-2"].holds("lending_club", "loan_officer")
+    assert registry.people["demo-policy-owner"].holds("lending_club", "policy_owner")
     assert all("DEMO" in p.display_name for p in registry.people.values())
     keys_folder = paths.home / "demo-keys"
     assert stat.S_IMODE(keys_folder.stat().st_mode) == 0o700

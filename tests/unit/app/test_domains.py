@@ -22,6 +22,7 @@ from hitl_gate.app.scaffold import (
 from hitl_gate.core.domain import DomainConfigError, available_domains, load_domain
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DOMAINS_ENV
+from tests.signed_acts_fixtures import staffed_home
 
 
 @pytest.fixture
@@ -134,7 +135,9 @@ def test_init_scaffolds_a_valid_domain_outside_the_checkout(
     cli = ["--home", str(hitl_paths.home), "--domain", "loans_b", "policy"]
     main([*cli, "test"])
     assert "OK: 1 policy file(s) pass their tests" in capsys.readouterr().out
-    main([*cli, "activate", str(policy_file), "--by", "ann", "--approved-by", "bob"])
+    keys = staffed_home(hitl_paths.audit_db, tmp_path)
+    main([*cli, "activate", str(policy_file), "--signing-key", str(keys.private("ann")),
+          "--approval-key", str(keys.private("bob"))])  # fmt: skip
     assert "loans_b-v1" in capsys.readouterr().out
     # The cases pin the starter's intent: a top band that is no longer declined fails them.
     _edit(policy_file, lambda data: data["rules"][0].update(outcome="auto_approve"))

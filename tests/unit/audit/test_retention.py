@@ -15,6 +15,7 @@ from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.domain import RetentionConfig, load_domain
 from hitl_gate.core.home import HitlPaths
+from tests.signed_acts_fixtures import staffed_home
 
 
 def test_months_are_calendar_months_and_the_period_is_kept_in_full() -> None:
@@ -62,18 +63,18 @@ def test_a_request_reaching_data_younger_than_the_legal_minimum_removes_nothing(
     today = datetime.now(UTC).date()
     young = _landing_file(hitl_paths, add_months(today, -1))
     old = _landing_file(hitl_paths, add_months(today, -30))
-    with audit_connection(hitl_paths.audit_db):
-        pass  # an empty audit database
+    keys = staffed_home(hitl_paths.audit_db, hitl_paths.home.parent)  # no audit rows yet
     home = ["--home", str(hitl_paths.home), "--domain", "consumer_credit"]
+    sign = ["--signing-key", str(keys.private("cora"))]  # a compliance officer signs deletions
     future = add_months(today, 36).isoformat()
     with pytest.raises(SystemExit, match="refused, nothing removed: 1 items are younger"):
-        main([*home, "retention", "apply", "--as-of", future])
+        main([*home, "retention", "apply", "--as-of", future, *sign])
     assert young.exists() and old.exists()
     with audit_connection(hitl_paths.audit_db, read_only=True) as con:
         assert scalar(con, "SELECT count(*) FROM retention_actions") == 0
         assert scalar(con, "SELECT count(*) FROM audit_log") == 0
 
-    main([*home, "retention", "apply"])  # as of today: only the 30-month-old file has expired
+    main([*home, "retention", "apply", *sign])  # as of today: only the 30-month-old file expired
     assert young.exists() and not old.exists() and not old.parent.exists()
     with audit_connection(hitl_paths.audit_db, read_only=True) as con:
         actions = query_frame(con, "SELECT kind, target, sha256 FROM retention_actions "

@@ -28,6 +28,7 @@ from models.scoring import (
     score_frame,
 )
 from models.training import TrainedModel, split_by_time, train_and_register
+from tests.signed_acts_fixtures import keyring, signed_promote, staff_model_owners
 
 pytestmark = pytest.mark.slow  # real component work: `make test` runs it, test-fast not
 
@@ -376,46 +377,56 @@ def test_psi_is_zero_on_training_and_large_on_a_shifted_population(
     assert psi(champion.predict_pd(riskier), reference) > 0.25
 
 
+@pytest.mark.slow  # signs with ssh-keygen
 def test_promotion_is_recorded_and_governed(
     registry: Registry, model_cfg: ModelConfig, tmp_path: Path
 ) -> None:
     from hitl_gate.core.database import audit_connection, query_frame
-    from models.registry import PromotionError, list_versions, promote
+    from models.registry import PromotionError, list_versions
 
     audit_db = tmp_path / "audit.duckdb"
+    keys = keyring(tmp_path)
+    staff_model_owners(audit_db, keys)
     kw = {"mlflow_dir": registry.mlflow_dir, "audit_db": audit_db}
-    with pytest.raises(PromotionError, match="--by"):
-        promote(model_cfg.name, "2", alias="champion", by=" ", **kw)
+    with pytest.raises(PromotionError, match="admin .* does not hold model_owner"):
+        signed_promote(keys, "admin", model_cfg.name, "2", alias="champion", **kw)
     with pytest.raises(PromotionError, match="no version 99"):
-        promote(model_cfg.name, "99", alias="champion", by="alice", **kw)
+        signed_promote(keys, "alice", model_cfg.name, "99", alias="champion", **kw)
     with pytest.raises(PromotionError, match="alias"):
-        promote(model_cfg.name, "2", alias="prod", by="alice", **kw)
+        signed_promote(keys, "alice", model_cfg.name, "2", alias="prod", **kw)
     with pytest.raises(PromotionError, match="cannot be removed"):
-        promote(model_cfg.name, None, alias="champion", by="alice", **kw)
+        signed_promote(keys, "alice", model_cfg.name, None, alias="champion", **kw)
     try:
-        moved = promote(model_cfg.name, "2", alias="champion", by="alice", reason="test", **kw)
+        moved = signed_promote(
+            keys, "alice", model_cfg.name, "2", alias="champion", reason="test", **kw
+        )
         assert (moved.from_version, moved.to_version) == ("1", "2")
         assert load_champion(model_cfg.name, registry.mlflow_dir).version == "2"
         listed = list_versions(model_cfg.name, registry.mlflow_dir)
         assert listed.filter(pl.col("aliases") == "champion")["version"].to_list() == ["2"]
     finally:
-        promote(model_cfg.name, "1", alias="champion", by="bob", **kw)
+        signed_promote(keys, "bob", model_cfg.name, "1", alias="champion", **kw)
     with audit_connection(audit_db, read_only=True) as con:
         rows = query_frame(
             con,
-            "SELECT alias, from_version, to_version, promoted_by FROM model_promotions "
-            "ORDER BY promoted_at",
+            "SELECT alias, from_version, to_version, promoted_by, signer_fingerprint "
+            "FROM model_promotions ORDER BY promoted_at",
         )
-    assert rows.rows() == [("champion", "1", "2", "alice"), ("champion", "2", "1", "bob")]
+    assert rows.rows() == [
+        ("champion", "1", "2", "alice", keys.fingerprint("alice")),
+        ("champion", "2", "1", "bob", keys.fingerprint("bob")),
+    ]
 
 
 def test_gradient_boosted_challenger_is_shadow_only(
     registry: Registry, training: pl.DataFrame, model_cfg: ModelConfig, tmp_path: Path
 ) -> None:
-    from models.registry import GRADIENT_BOOSTING, PromotionError, promote
+    from models.registry import GRADIENT_BOOSTING, PromotionError
     from models.scoring import compare_shadow, shadow_frame
 
     audit_db = tmp_path / "audit.duckdb"
+    keys = keyring(tmp_path)
+    staff_model_owners(audit_db, keys)
     kw = {"mlflow_dir": registry.mlflow_dir, "audit_db": audit_db}
     trained = train_and_register(
         training, model_cfg, CASE_ID, registry.mlflow_dir, family=GRADIENT_BOOSTING
@@ -423,8 +434,8 @@ def test_gradient_boosted_challenger_is_shadow_only(
     assert not trained.promoted_to_champion
     assert trained.metrics["validation_auc"] > 0.5
     with pytest.raises(PromotionError, match="without exact reason codes"):
-        promote(model_cfg.name, trained.version, alias="champion", by="alice", **kw)
-    promote(model_cfg.name, trained.version, alias="challenger", by="alice", **kw)
+        signed_promote(keys, "alice", model_cfg.name, trained.version, alias="champion", **kw)
+    signed_promote(keys, "alice", model_cfg.name, trained.version, alias="challenger", **kw)
     try:
         challenger = load_champion(model_cfg.name, registry.mlflow_dir, alias="challenger")
         champion = load_champion(model_cfg.name, registry.mlflow_dir)
@@ -438,4 +449,4 @@ def test_gradient_boosted_challenger_is_shadow_only(
         assert 0.0 <= stats["band_agreement"] <= 1.0
         assert 0.3 < stats["rank_correlation"] <= 1.0
     finally:
-        promote(model_cfg.name, None, alias="challenger", by="alice", **kw)
+        signed_promote(keys, "alice", model_cfg.name, None, alias="challenger", **kw)

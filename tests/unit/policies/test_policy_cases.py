@@ -14,6 +14,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.quality.case_schema import declared_case_schema
 from policies.control import policy_files
 from policies.testing import cases_path, check_policy_file
+from tests.signed_acts_fixtures import staffed_home
 
 SHIPPED = [(name, path) for name in available_domains() for path in policy_files(load_domain(name))]
 CC = load_domain("consumer_credit")
@@ -112,7 +113,9 @@ def test_cli_test_and_activation_refuse_failing_or_untested_policies(
     policy, cases = _copy_v1(tmp_path)
     text = policy.read_text(encoding="utf-8").replace("consumer_credit-v1", "consumer_credit-v9")
     policy.write_text(text, encoding="utf-8")
-    activate = [*home, "policy", "activate", str(policy), "--by", "ann", "--approved-by", "bob"]
+    keys = staffed_home(hitl_paths.audit_db, tmp_path)
+    activate = [*home, "policy", "activate", str(policy), "--signing-key",
+                str(keys.private("ann")), "--approval-key", str(keys.private("bob"))]  # fmt: skip
     with pytest.raises(SystemExit, match="(?s)tests do not pass.*no test file for this policy"):
         main(activate)
     cases["cases"][0]["expect"]["reason_code"] = "A02"

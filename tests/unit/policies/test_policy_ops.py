@@ -17,19 +17,23 @@ from hitl_gate.core.database import schema_statements
 from hitl_gate.core.domain import PROJECT_ROOT, load_domain
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.execution.final_actions import final_actions
+from hitl_gate.identity.signatures import POLICY
+from hitl_gate.identity.signed_acts import sign_payload
 from policies.analysis import WARNING, analyse_policy
 from policies.control import (
     PolicyControlError,
+    approval_payload,
+    approve_activation,
     halt_state,
+    pending_activation,
     policy_in_force,
-    record_activation,
-    rollback,
-    set_halt,
 )
 from policies.decide import capacity_report, decide
 from policies.engine import load_policy
 from policies.model import QaSampling
 from policies.qa import estimate_error_rate, sample_key, wilson_interval
+from tests.identity_fixtures import Keyring
+from tests.signed_acts_fixtures import activate, keyring, roll_back, staff_policy_people, switch
 
 SCHEMA = {"a": pl.Float64(), "b": pl.Int64(), "band": pl.String()}
 V2 = PROJECT_ROOT / "policies" / "consumer_credit" / "v2.yaml"
@@ -278,54 +282,101 @@ def con() -> duckdb.DuckDBPyConnection:
     return connection
 
 
+@pytest.fixture
+def keys(tmp_path: Path) -> Keyring:
+    return keyring(tmp_path)
+
+
+@pytest.fixture
+def staffed(con: duckdb.DuckDBPyConnection, keys: Keyring) -> duckdb.DuckDBPyConnection:
+    staff_policy_people(con, keys)
+    return con
+
+
+@pytest.mark.slow  # signs with ssh-keygen
 def test_activation_needs_two_people_and_no_future_date(
-    con: duckdb.DuckDBPyConnection, tmp_path: Path
+    staffed: duckdb.DuckDBPyConnection, keys: Keyring
 ) -> None:
     domain = load_domain("consumer_credit")
     v2 = load_policy(V2)
-    with pytest.raises(PolicyControlError, match="second person"):
-        record_activation(con, domain, v2, by="ann", approved_by="ANN")
+    with pytest.raises(PolicyControlError, match="needs 2 different people"):
+        activate(staffed, keys, domain, v2, by="ann", approver="ann")
     with pytest.raises(PolicyControlError, match="in the future"):
-        record_activation(con, domain, v2, by="ann", approved_by="bob", today=date(2018, 2, 1))
-    assert policy_in_force(con, domain).origin == "bootstrap"
+        activate(staffed, keys, domain, v2, today=date(2018, 2, 1))
+    assert policy_in_force(staffed, domain).origin == "bootstrap"
 
 
-def test_rollback_restores_stored_text_as_a_stack(
-    con: duckdb.DuckDBPyConnection, tmp_path: Path
+@pytest.mark.slow
+def test_a_pending_activation_routes_nothing_until_approved(
+    staffed: duckdb.DuckDBPyConnection, keys: Keyring
 ) -> None:
+    domain = load_domain("consumer_credit")
+    v2 = load_policy(V2)
+    seq = activate(staffed, keys, domain, v2, approver=None)
+    assert policy_in_force(staffed, domain).origin == "bootstrap"
+    assert pending_activation(staffed, domain.name).seq == seq
+    activate_pending = approval_payload(domain.name, pending_activation(staffed, domain.name))
+    approve_activation(staffed, domain, sign_payload(activate_pending, keys.private("bob"), POLICY))
+    in_force = policy_in_force(staffed, domain)
+    assert in_force.policy.digest == v2.digest and in_force.origin == f"activation #{seq + 1}"
+    with pytest.raises(PolicyControlError, match="no activation waits|is not pending"):
+        pending_activation(staffed, domain.name)
+
+
+@pytest.mark.slow
+def test_rollback_restores_stored_text_as_a_stack(
+    staffed: duckdb.DuckDBPyConnection, keys: Keyring, tmp_path: Path
+) -> None:
+    con = staffed
     domain = load_domain("consumer_credit")
     bootstrap = load_policy(domain.policy_path)
     with pytest.raises(PolicyControlError, match="nothing to roll back"):
-        rollback(con, domain, by="ann", reason=None)
+        roll_back(con, keys, domain)
     path = _write(tmp_path, [_rule("r", "pd > 0.5", "auto_decline")], name="t1.yaml")
     t1 = load_policy(path)
-    record_activation(con, domain, t1, by="ann", approved_by="bob")
+    activate(con, keys, domain, t1)
     path.write_text("edited after activation: not yaml of a policy", encoding="utf-8")
     in_force = policy_in_force(con, domain)
-    assert in_force.policy.digest == t1.digest and in_force.origin == "activation #1"
-    record_activation(con, domain, load_policy(V2), by="ann", approved_by="bob")
-    assert rollback(con, domain, by="cat", reason="bad thresholds").digest == t1.digest
-    assert rollback(con, domain, by="cat", reason="again").digest == bootstrap.digest
+    assert in_force.policy.digest == t1.digest and in_force.origin == "activation #2"
+    activate(con, keys, domain, load_policy(V2))
+    assert roll_back(con, keys, domain).digest == t1.digest
+    assert roll_back(con, keys, domain).digest == bootstrap.digest
     assert policy_in_force(con, domain).policy.digest == bootstrap.digest
-    actions = con.sql("SELECT action, activated_by FROM policy_activations ORDER BY seq").fetchall()
+    actions = con.sql(
+        "SELECT action, activated_by, approved_by FROM policy_activations ORDER BY seq"
+    ).fetchall()
     assert actions == [
-        ("activate", "ann"),
-        ("activate", "ann"),
-        ("rollback", "cat"),
-        ("rollback", "cat"),
+        ("activate", "ann", None),
+        ("approve", "ann", "bob"),
+        ("activate", "ann", None),
+        ("approve", "ann", "bob"),
+        ("rollback", "cat", None),
+        ("rollback", "cat", None),
     ]
 
 
-def test_halt_and_resume_are_recorded_and_refuse_no_ops(con: duckdb.DuckDBPyConnection) -> None:
+@pytest.mark.slow
+def test_halt_and_resume_are_recorded_and_refuse_no_ops(
+    staffed: duckdb.DuckDBPyConnection, keys: Keyring
+) -> None:
+    con = staffed
     assert not halt_state(con, "d").halted
-    set_halt(con, "d", halted=True, reason="model drift", by="ann")
+    switch(con, keys, "d", halted=True, reason="model drift")
     state = halt_state(con, "d")
     assert state.halted and state.actor == "ann" and state.reason == "model drift"
     with pytest.raises(PolicyControlError, match="already halted"):
-        set_halt(con, "d", halted=True, reason="again", by="ann")
-    set_halt(con, "d", halted=False, reason="fixed", by="bob")
+        switch(con, keys, "d", halted=True, reason="again")
+    with pytest.raises(PolicyControlError, match="needs 2 signatures"):
+        switch(con, keys, "d", halted=False, reason="fixed", signers=["bob"])
+    switch(con, keys, "d", halted=False, reason="fixed")
     assert not halt_state(con, "d").halted
-    assert con.sql("SELECT count(*) FROM automation_halts").fetchall() == [(2,)]
+    rows = con.sql(
+        "SELECT actor, second_actor, signer_fingerprint FROM automation_halts ORDER BY seq"
+    ).fetchall()
+    assert rows == [
+        ("ann", None, keys.fingerprint("ann")),
+        ("ann", "bob", keys.fingerprint("ann")),
+    ]
 
 
 # --- CLI ---------------------------------------------------------------------------------------
@@ -345,20 +396,41 @@ def test_cli_validate_exit_codes(
         main(["policy", "validate", str(unknown)])
 
 
+@pytest.mark.slow  # signs with ssh-keygen
 def test_cli_activate_halt_rollback_status(
-    hitl_paths: HitlPaths, capsys: pytest.CaptureFixture[str]
+    hitl_paths: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     home = ["--home", str(hitl_paths.home)]
-    with pytest.raises(SystemExit, match="REFUSED: activation needs a second person"):
-        main([*home, "policy", "activate", "consumer_credit-v2", "--by", "a", "--approved-by", "a"])
-    main([*home, "policy", "activate", "consumer_credit-v2", "--by", "ann", "--approved-by", "bob"])
-    main([*home, "policy", "halt", "--by", "ann", "--reason", "drift"])
+    keys = keyring(tmp_path)
+    key = {name: ["--signing-key", str(keys.private(name))] for name in ("admin", "ann", "bob")}
+    main([*home, "people", "add", "admin", "--name", "Admin", "--grant", "*:admin",
+          "--public-key", f"{keys.private('admin')}.pub", *key["admin"]])  # fmt: skip
+    for name, grants in (("ann", ["*:policy_owner"]), ("bob", ["*:policy_approver", "*:operator"])):
+        grant = [f"--grant={g}" for g in grants]
+        public = f"{keys.private(name)}.pub"
+        main([*home, "people", "add", name, "--name", name, "--public-key", public, *grant,
+              *key["admin"]])  # fmt: skip
+    activate = [*home, "policy", "activate", "consumer_credit-v2", *key["ann"]]
+    with pytest.raises(SystemExit, match="REFUSED: approval .* needs 2 different people"):
+        main([*activate, "--approval-key", str(keys.private("ann"))])
+    with pytest.raises(SystemExit, match="REFUSED: activation .* does not hold policy_owner"):
+        main([*home, "policy", "activate", "consumer_credit-v2", *key["bob"]])
+    capsys.readouterr()
+    main([*home, "policy", "status"])
+    pending = capsys.readouterr().out
+    assert "bootstrap)" in pending and "PENDING APPROVAL: consumer_credit-v2" in pending
+    main([*home, "policy", "approve", *key["bob"]])
+    main([*home, "policy", "halt", *key["ann"], "--reason", "drift"])
     capsys.readouterr()
     main([*home, "policy", "status"])
     out = capsys.readouterr().out
-    assert "consumer_credit-v2" in out and "HALTED" in out and "activation #1" in out
-    main([*home, "policy", "resume", "--by", "bob", "--reason", "ok"])
-    main([*home, "policy", "rollback", "--by", "bob", "--reason", "undo"])
+    assert "consumer_credit-v2" in out and "HALTED" in out and "activation #2" in out
+    with pytest.raises(SystemExit, match="REFUSED: resume .* needs 2 different people"):
+        main([*home, "policy", "resume", *key["bob"], "--second-signing-key",
+              str(keys.private("bob")), "--reason", "ok"])  # fmt: skip
+    main([*home, "policy", "resume", *key["bob"], "--second-signing-key",
+          str(keys.private("ann")), "--reason", "ok"])  # fmt: skip
+    main([*home, "policy", "rollback", *key["bob"], "--reason", "undo"])
     capsys.readouterr()
     main([*home, "policy", "status"])
     status = capsys.readouterr().out

@@ -20,7 +20,7 @@ from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions, atomic_write, split_by_day
 from hitl_gate.core.slices import row_count
 from hitl_gate.routing.day import RoutedDays, route_days
-from policies.control import record_activation
+from tests.signed_acts_fixtures import activate, keyring, staff_policy_people
 from tests.unit.routing import frames
 
 D0 = frames.D1 - timedelta(days=1)
@@ -58,7 +58,8 @@ def home_with_backlog(tmp_path: Path) -> Path:
     home = tmp_path / "base"
     home.mkdir()
     with audit_connection(home / "audit.duckdb") as con:
-        record_activation(con, frames.domain(), frames.policy(tmp_path), by="a", approved_by="b")
+        staff_policy_people(con, keyring(tmp_path))
+        activate(con, keyring(tmp_path), frames.domain(), frames.policy(tmp_path))
     _route(home, frames.day_of_cases(20, D0, "z"), [D0], slice_rows=1000)
     return home
 
