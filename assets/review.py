@@ -1,6 +1,7 @@
 """Review assets: batches exported for reviewers, and the verdicts they return."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 from dagster import (
@@ -25,7 +26,8 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         ins={"routed_decisions": upstream(domain, "routed_decisions")},
         description=(
             "Cases routed to human review, exported per queue as signed batches (XLSX with "
-            "drop-downs, CSV, manifest.json) under the review folder."
+            "drop-downs, CSV, manifest.json), each assigned to a named reviewer and written "
+            "to that reviewer's own folder; cases nobody can take stay queued, counted."
         ),
         kinds={"excel", "csv"},
     )
@@ -36,6 +38,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
         from hitl_gate.review.export.days import export_review_days
+        from hitl_gate.review.export.sealing import pipeline_identity
 
         exported = export_review_days(
             audit_db.connect,
@@ -46,13 +49,18 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             key=review.signing_key(),
             created_at=datetime.now(UTC),
             run_id=context.run_id,
+            pipeline_recipient=str(pipeline_identity(Path(review.secrets_dir)).to_public()),
         )
+        for reason, cases in exported.unassigned_reasons().items():
+            context.log.warning(f"{cases} case(s) left queued, nobody assigned: {reason}")
         folders = [batch.folder for _, batch in exported.batches]
         return Output(
             exported.membership(),
             metadata={
                 "batches": len(exported.batches),
                 "cases_for_review": exported.cases_for_review,
+                "cases_unassigned": exported.cases_unassigned,
+                "unassigned_reasons": MetadataValue.json(exported.unassigned_reasons()),
                 "review_folder": MetadataValue.path(str(review.batches_dir)),
                 "batch_folders": MetadataValue.md(
                     "\n".join(f"- `{folder}`" for folder in folders) or "_none_"

@@ -1,14 +1,45 @@
-"""Who must answer a review batch: the `review_assignments` log, read as its latest row.
+"""Who must answer a review batch: chosen at export, recorded in `review_assignments`.
 
-Exports write seq 1 (the pipeline's choice); a supervisor's signed reassignment appends the next
-seq. Intake asks `current_assignee` and accepts only that person's signature on the batch.
+Exports write seq 1 (the pipeline's choice, `assigned_by = 'pipeline'`); a supervisor's signed
+reassignment appends the next seq. Intake asks `current_assignee` and accepts only that person's
+signature on the batch.
+
+The choice (`Assigner`) is the least-loaded available person among the registry's active
+holders of the queue's role, counted in cases per person and per case day (the same day the
+queue's `daily_capacity` counts), ties broken by person id so a re-run chooses the same people.
+A person's own `daily_capacity` wins over the queue's; a person inside an unavailability window
+is skipped. When nobody can take a batch its cases are not exported: they stay queued with a
+counted reason (`Unassigned`), never given to an invented id.
+
+A four-eyes batch needs two *different* people (slot 1 and slot 2); with only one person
+available neither slot is exported, so one person can never hold both opinions.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
+
+from hitl_gate.core.digests import canonical_json
+from hitl_gate.identity.acts import IdentityError, verify_act
+from hitl_gate.identity.registry import Person, Registry
+from hitl_gate.identity.signatures import REVIEW_ADMIN
+
+PIPELINE = "pipeline"
+SINGLE, FIRST_OPINION, SECOND_OPINION = 0, 1, 2
+# Key types age can encrypt to (pyrage.ssh.Recipient); others cannot receive encrypted batches.
+AGE_KEY_TYPES = frozenset({"ssh-ed25519", "ssh-rsa"})
+SUPERVISOR_ADMIN_ROLE = "admin"  # `<domain>:admin` or `*:admin`
+REASSIGN_KIND = "reassign_batch"
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+class AssignmentError(ValueError):
+    """A reassignment that is refused, with the reason in words."""
 
 
 @dataclass(frozen=True)
@@ -32,3 +63,278 @@ def current_assignee(con: duckdb.DuckDBPyConnection, batch_id: str) -> Assignmen
     if row is None:
         return None
     return Assignment(str(row[0]), str(row[1]), str(row[2]), int(row[3]), int(row[4]))
+
+
+def age_keys(person: Person, at: datetime) -> list[str]:
+    """The person's usable keys age can encrypt to, as OpenSSH lines."""
+    return [k.key.openssh for k in person.usable_keys(at) if k.key.key_type in AGE_KEY_TYPES]
+
+
+@dataclass(frozen=True)
+class Unassigned:
+    """Cases of a queue left queued because nobody could take them, and why."""
+
+    queue: str
+    partition_date: date
+    cases: int
+    reason: str
+
+
+@dataclass
+class Assigner:
+    """Chooses the reviewers of one domain's batches at one moment, counting load as it goes.
+
+    `load` holds the cases already assigned per (person, case day) that this export does not
+    replace; `needs_age_key` (the domain encrypts batches) skips people without a key age can
+    encrypt to.
+    """
+
+    registry: Registry
+    domain: str
+    at: datetime
+    load: dict[tuple[str, date], int] = field(default_factory=dict)
+    needs_age_key: bool = False
+
+    def _remaining(self, person: Person, day: date, fallback: int | None) -> int | None:
+        capacity = person.daily_capacity if person.daily_capacity is not None else fallback
+        if capacity is None:
+            return None
+        return capacity - self.load.get((person.person_id, day), 0)
+
+    def _candidates(
+        self, role: str, queue: str, day: date, fallback: int | None
+    ) -> tuple[list[tuple[Person, int | None]], str]:
+        holders = [
+            p
+            for p in self.registry.holders(self.domain, role, self.at)
+            if p.holds(self.domain, role, queue)
+        ]
+        if not holders:
+            return [], f"no active person holds role '{role}' in {self.domain}"
+        available = [p for p in holders if p.available_at(self.at)]
+        if self.needs_age_key:
+            available = [p for p in available if age_keys(p, self.at)]
+        free = [(p, self._remaining(p, day, fallback)) for p in available]
+        free = [(p, left) for p, left in free if left is None or left > 0]
+        free.sort(key=lambda pair: (self.load.get((pair[0].person_id, day), 0), pair[0].person_id))
+        why = (
+            f"all {len(holders)} holder(s) of role '{role}' are unavailable"
+            + (", without a key batches can be encrypted to" if self.needs_age_key else "")
+            + " or at their daily capacity"
+        )
+        return free, why
+
+    def choose(
+        self,
+        *,
+        role: str,
+        queue: str,
+        day: date,
+        fallback_capacity: int | None,
+        slots: int,
+        wanted: int,
+    ) -> tuple[list[str], int] | str:
+        """`slots` different people for a batch of up to `wanted` cases and how many they can
+        take, or why nobody can (the cases then stay queued). Counts the load taken."""
+        free, why = self._candidates(role, queue, day, fallback_capacity)
+        if len(free) < slots:
+            if slots == 2 and free:
+                return (
+                    f"four-eyes needs two different available people of role '{role}'; "
+                    f"only {free[0][0].person_id} is available"
+                )
+            return why
+        chosen = free[:slots]
+        size = min([wanted] + [left for _, left in chosen if left is not None])
+        for person, _ in chosen:
+            key = (person.person_id, day)
+            self.load[key] = self.load.get(key, 0) + size
+        return [person.person_id for person, _ in chosen], size
+
+
+def daily_loads(
+    con: duckdb.DuckDBPyConnection, domain: str, days: Sequence[date], replaced: Sequence[date]
+) -> dict[tuple[str, date], int]:
+    """Cases per (current assignee, case day) on `days`, leaving out the batches of the
+    `replaced` days (a re-export of a day replaces its batches, so they must not count)."""
+    rows = con.execute(
+        "WITH cur AS (SELECT batch_id, assignee_id, row_number() OVER "
+        "(PARTITION BY batch_id ORDER BY seq DESC) AS n FROM review_assignments WHERE domain = ?) "
+        "SELECT cur.assignee_id, b.partition_date, sum(b.case_count) FROM cur "
+        "JOIN review_batches b ON b.batch_id = cur.batch_id WHERE cur.n = 1 "
+        "AND b.partition_date IN (SELECT unnest(?::DATE[])) "
+        "AND b.partition_date NOT IN (SELECT unnest(?::DATE[])) GROUP BY ALL",
+        [domain, list(days), list(replaced)],
+    ).fetchall()
+    return {(str(person), day): int(count) for person, day, count in rows}
+
+
+def first_assignment_rows(
+    batches: Sequence[tuple[str, str, str, int]], domain: str, at: datetime
+) -> list[tuple[object, ...]]:
+    """`review_assignments` rows (seq 1, by the pipeline) of (batch, queue, assignee, slot)."""
+    return [
+        (batch_id, 1, domain, queue, assignee, slot, PIPELINE, None, None, None, at)
+        for batch_id, queue, assignee, slot in batches
+    ]
+
+
+def insert_assignments(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[object, ...]]) -> None:
+    """Append assignment rows (inside the caller's transaction)."""
+    if rows:
+        con.executemany(
+            "INSERT INTO review_assignments (batch_id, seq, domain, queue, assignee_id, "
+            "opinion_slot, assigned_by, signer_fingerprint, signature, reason, recorded_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            list(rows),
+        )
+
+
+# --- reassignment: a supervisor's signed act --------------------------------------------------
+
+
+def reassignment_payload(
+    batch_id: str, domain: str, new_assignee: str, reason: str, at: datetime, seq: int
+) -> bytes:
+    """The canonical bytes a supervisor signs (namespace `hitl-gate-review-admin`).
+
+    `seq` is the assignment the act creates, so a signature can be used once: replayed later,
+    it names a seq that is already taken.
+    """
+    return canonical_json(
+        {
+            "kind": REASSIGN_KIND,
+            "batch_id": batch_id,
+            "domain": domain,
+            "new_assignee": new_assignee,
+            "reason": reason,
+            "at": at.astimezone(UTC).isoformat(),
+            "seq": seq,
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """A recorded reassignment: the new assignment and the supervisor who signed it."""
+
+    assignment: Assignment
+    previous_assignee: str
+    supervisor_id: str
+    fingerprint: str
+
+
+def supervisor_roles(escalation_role: str | None) -> list[str]:
+    """Who may reassign a queue's batch: the role its queue escalates to, or an admin."""
+    return [r for r in (escalation_role, SUPERVISOR_ADMIN_ROLE) if r]
+
+
+def _paired_batches(con: duckdb.DuckDBPyConnection, batch_id: str) -> list[str]:
+    rows = con.execute(
+        "SELECT DISTINCT first_batch_id FROM review_second_opinion_cases WHERE batch_id = ? "
+        "UNION SELECT DISTINCT batch_id FROM review_second_opinion_cases "
+        "WHERE first_batch_id = ?",
+        [batch_id, batch_id],
+    ).fetchall()
+    return sorted(str(r[0]) for r in rows)
+
+
+def reassign(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    payload: bytes,
+    signature: str | None,
+    *,
+    queue_role: str,
+    escalation_role: str | None,
+    now: datetime,
+) -> Reassignment:
+    """Check a signed reassignment and append it as the batch's next assignment.
+
+    Refused when unsigned or wrongly signed; when the signer holds neither the escalation role
+    of the batch's queue nor `admin` in the domain; when the payload's seq is not the next one
+    (replay) or its time is far from now; when the new assignee is not an active, available
+    holder of the queue's role, is the current assignee or the signer; or when the new assignee
+    holds the other opinion of the same four-eyes cases.
+    """
+    try:
+        fields = json.loads(payload)
+    except ValueError as error:
+        raise AssignmentError(f"reassignment payload is not JSON: {error}") from error
+    if not isinstance(fields, dict) or canonical_json(fields) != payload:
+        raise AssignmentError("reassignment payload is not in canonical form")
+    if fields.get("kind") != REASSIGN_KIND:
+        raise AssignmentError(f"not a reassignment (kind {fields.get('kind')!r})")
+    batch_id, domain = str(fields.get("batch_id")), str(fields.get("domain"))
+    new_assignee = str(fields.get("new_assignee"))
+    current = current_assignee(con, batch_id)
+    if current is None:
+        raise AssignmentError(f"batch {batch_id} has no assignment to change")
+    try:
+        signer = verify_act(
+            registry,
+            payload,
+            signature,
+            REVIEW_ADMIN,
+            at=now,
+            domain=domain,
+            roles=supervisor_roles(escalation_role),
+            what=f"reassignment of batch {batch_id}",
+        )
+    except IdentityError as error:
+        raise AssignmentError(str(error)) from error
+    at = datetime.fromisoformat(str(fields.get("at")))
+    if abs(at - now) > MAX_CLOCK_SKEW:
+        raise AssignmentError(f"reassignment signed for {at.isoformat()}: stale or replayed")
+    if fields.get("seq") != current.seq + 1:
+        raise AssignmentError(
+            f"reassignment names assignment {fields.get('seq')} of batch {batch_id}, but the "
+            f"next is {current.seq + 1} (replayed or out of date)"
+        )
+    person = registry.people.get(new_assignee)
+    if person is None or not person.available_at(now):
+        raise AssignmentError(f"{new_assignee} is not an active, available person")
+    if not person.holds(domain, queue_role, current.queue):
+        raise AssignmentError(
+            f"{new_assignee} does not hold role '{queue_role}' for queue '{current.queue}'"
+        )
+    if new_assignee == current.assignee_id:
+        raise AssignmentError(f"batch {batch_id} is already assigned to {new_assignee}")
+    if new_assignee == signer.person_id:
+        raise AssignmentError("a supervisor cannot reassign a batch to themselves")
+    for other in _paired_batches(con, batch_id):
+        held = current_assignee(con, other)
+        if held is not None and held.assignee_id == new_assignee:
+            raise AssignmentError(
+                f"{new_assignee} holds the other opinion of these four-eyes cases (batch "
+                f"{other}): both opinions cannot be one person's"
+            )
+    assignment = Assignment(
+        batch_id, new_assignee, current.queue, current.opinion_slot, current.seq + 1
+    )
+    insert_assignments(
+        con,
+        [
+            (
+                batch_id,
+                assignment.seq,
+                domain,
+                current.queue,
+                new_assignee,
+                current.opinion_slot,
+                signer.person_id,
+                signer.fingerprint,
+                signature,
+                str(fields.get("reason", "")),
+                now,
+            )
+        ],
+    )
+    return Reassignment(assignment, current.assignee_id, signer.person_id, signer.fingerprint)
+
+
+def reassignment_reason_required(reason: str) -> str:
+    """A reassignment needs a reason in words (it is shown in the audit trail)."""
+    if not reason.strip():
+        raise AssignmentError("a reassignment needs a reason")
+    return reason.strip()

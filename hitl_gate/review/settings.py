@@ -31,6 +31,10 @@ class QueueSettings(_Strict):
     daily_capacity: int | None = Field(default=None, gt=0)
     escalate_to: str | None = None
     description: str = ""
+    # Leave the model's suggested action out of this queue's batches: a reviewer who sees the
+    # suggestion before forming a view tends to follow it (anchoring), which turns review into
+    # rubber-stamping exactly where an independent judgement is wanted (e.g. four-eyes queues).
+    hide_suggested_action: bool = False
 
 
 class ReviewerSettings(_Strict):
@@ -46,13 +50,21 @@ class MaskRule(_Strict):
 
     show: as is; drop: column removed; generalise: numeric value replaced by the band it falls
     in (`bands` are ascending upper bounds, e.g. income or age bands); partial: only the first
-    `keep_start` and last `keep_end` characters kept; pseudonymise: a keyed hash (HMAC with the
-    system key), stable across batches so a reviewer can see that two cases share a value
-    without learning it, and not open to a dictionary attack as a plain hash would be.
+    `keep_start` and last `keep_end` characters kept; pseudonymise: a keyed hash (HMAC with a key
+    derived per domain and column), stable across batches so a reviewer can see that two cases
+    share a value without learning it, and not open to a dictionary attack as a plain hash
+    would be; group: a categorical value replaced by the name of the group listing it (`groups`,
+    e.g. state -> region; unlisted values become "other"); suppress: the column kept but empty.
+
+    Pseudonymise only columns with many distinct values (names, employers): a pseudonym of a
+    column with few values (a state: about 50) keeps each value's frequency, so ranking the
+    pseudonyms by frequency against public figures re-identifies them. Such columns are
+    grouped or suppressed instead (docs/review.md, "Pseudonyms and frequency analysis").
     """
 
-    method: Literal["show", "drop", "generalise", "partial", "pseudonymise"]
+    method: Literal["show", "drop", "generalise", "partial", "pseudonymise", "group", "suppress"]
     bands: list[float] = Field(default_factory=list)
+    groups: dict[str, list[str]] = Field(default_factory=dict)
     keep_start: int = Field(default=0, ge=0)
     keep_end: int = Field(default=0, ge=0)
 
@@ -61,7 +73,23 @@ class MaskRule(_Strict):
         ascending = bool(self.bands) and sorted(set(self.bands)) == self.bands
         if self.method == "generalise" and not ascending:
             raise ValueError("generalise needs strictly ascending `bands`")
+        if self.method == "group":
+            listed = [value for values in self.groups.values() for value in values]
+            if not listed or len(set(listed)) != len(listed):
+                raise ValueError("group needs `groups` naming each value in exactly one group")
         return self
+
+
+class EncryptionSettings(_Strict):
+    """Batches encrypted to the assignee's registered SSH key (age format, `pyrage`).
+
+    Owner-only folder permissions protect batches on the pipeline's machine; once a folder is
+    synchronised to a share or copied to a laptop, only encryption keeps another reviewer (or
+    whoever holds the share) from reading it. A person with no ed25519 or RSA key (the key
+    types age can encrypt to) is not assigned batches of a domain that encrypts.
+    """
+
+    enabled: bool = False
 
 
 class ProposalSettings(_Strict):
@@ -86,6 +114,7 @@ class ReviewSettings(_Strict):
     proposal: ProposalSettings | None = None
     masking: dict[str, dict[str, MaskRule]] = Field(default_factory=dict)
     alert_log: str = "alerts.jsonl"
+    encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> ReviewSettings:

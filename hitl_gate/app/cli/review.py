@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from hitl_gate.app.cli import assignment
 from hitl_gate.app.cli.common import (
     DEFAULT_DOMAIN,
     domain_names,
@@ -97,3 +98,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     ingest.set_defaults(func=cmd_review_ingest)
     status = review.add_parser("status", help="queues, open batches, due and overdue cases")
     status.set_defaults(func=cmd_review_status)
+    assignment.register_reassign(review)

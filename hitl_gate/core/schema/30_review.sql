@@ -103,6 +103,8 @@ CREATE OR REPLACE VIEW review_batch_members AS
 WITH members AS (
     SELECT batch_id, domain, case_id FROM review_batch_cases
     UNION
+    SELECT batch_id, domain, case_id FROM review_second_opinion_cases
+    UNION
     SELECT DISTINCT batch_id, domain, case_id FROM escalation_batch_cases
 )
 SELECT b.domain, b.batch_id, b.queue, b.created_at, b.due_at, b.escalation, m.case_id

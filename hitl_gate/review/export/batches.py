@@ -1,9 +1,21 @@
 """Cut the cases routed to human review into signed batches that reviewers can work in.
 
-Each batch is a folder `batches/<batch_id>/` holding `cases.xlsx` (for people), `cases.csv`
-(for tools) and `manifest.json` (for us). Batch ids are derived from the cases they hold, so a
-re-run of the same partition finds its batches already there and leaves them alone: a reviewer
-may already be working in them.
+Each batch is a folder `batches/<assignee>/<batch_id>/` holding `cases.xlsx` (for people),
+`cases.csv` (for tools) and `manifest.json` (for us), owner-only (0700 folders, 0600 files) and,
+when the domain encrypts, with the cases files as `cases.xlsx.age`/`cases.csv.age` readable only
+with the assignee's key. Batch ids are derived from the cases they hold, so a re-run of the same
+partition finds its batches already there and leaves them alone: a reviewer may already be
+working in them.
+
+Export is in two steps so that files and database agree after any crash: `stage_review_batches`
+writes every batch into a hidden temporary folder (never read by intake), the caller commits the
+batch rows and assignments, and only then `StagedExport.publish` renames each folder into place.
+A crash before the commit leaves only hidden temporary folders (no batch anyone can answer); a
+crash after it leaves recorded batches whose folders the next run publishes.
+
+Without an `Assigner` (no registry at hand: format tests and tools) batches are written flat as
+`batches/<batch_id>/`, unassigned, and four-eyes cases stay in one batch; intake accepts no
+verdict on a batch without an assignment.
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import re
 import secrets
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +36,14 @@ from typing import Any
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.review.assignments import (
+    FIRST_OPINION,
+    SECOND_OPINION,
+    SINGLE,
+    Assigner,
+    Unassigned,
+    age_keys,
+)
 from hitl_gate.review.canonical import (
     CellValue,
     cell_text,
@@ -34,6 +54,12 @@ from hitl_gate.review.canonical import (
     raw_text,
 )
 from hitl_gate.review.export.masking import apply_masking
+from hitl_gate.review.export.sealing import (
+    encrypt_in_place,
+    private_folder,
+    recipients,
+    restrict_files,
+)
 from hitl_gate.review.export.workbook import write_review_workbook
 from hitl_gate.review.manifest import MANIFEST_FORMAT, MANIFEST_NAME, ManifestError, load_manifest
 from hitl_gate.review.settings import QueueSettings, ReviewSettings
@@ -50,6 +76,8 @@ OTHER_REASON = "OTHER"
 XLSX_NAME = "cases.xlsx"
 CSV_NAME = "cases.csv"
 REPLACED_DIR = ".replaced"  # batch folders whose manifest no longer verifies are kept here
+STAGING_PREFIX = ".tmp-"  # hidden staging folders: never a batch until renamed
+SLOT_SUFFIX = {FIRST_OPINION: "_eyes1", SECOND_OPINION: "_eyes2"}
 _INPUT_COLUMNS = [
     "review_queue",
     "review_priority",
@@ -81,6 +109,8 @@ class BatchExport:
     rule_texts: Mapping[str, str] = field(default_factory=dict)
     settings: ReviewSettings | None = None
     label: str = ""
+    assigner: Assigner | None = None
+    pipeline_recipient: str | None = None  # the pipeline's age key (re-encryption on reassign)
 
 
 @dataclass(frozen=True)
@@ -96,6 +126,9 @@ class ReviewBatch:
     manifest_sha256: str
     role: str | None = None
     expires_at: datetime | None = None
+    assignee_id: str | None = None
+    opinion_slot: int = SINGLE
+    first_batch_id: str | None = None  # a second-opinion batch: the first batch it pairs with
 
 
 def context_columns(domain: DomainConfig) -> list[str]:
@@ -135,6 +168,8 @@ def _batch_from_manifest(folder: Path, manifest: Mapping[str, Any]) -> ReviewBat
         expires_at=datetime.fromisoformat(manifest["expires_at"])
         if manifest.get("expires_at")
         else None,
+        assignee_id=manifest.get("assignee_id"),
+        opinion_slot=int(manifest.get("opinion_slot", SINGLE)),
     )
 
 
@@ -190,9 +225,11 @@ class QueuePlan:
         return list(self.review.rationale_required_for) if self.review else []
 
 
-def _suggested_actions(chunk: pl.DataFrame, review: ReviewSettings | None) -> pl.DataFrame:
-    """Add the suggested action (from the proposal column) when the settings define one."""
-    if review is None or review.proposal is None:
+def _suggested_actions(chunk: pl.DataFrame, plan: QueuePlan) -> pl.DataFrame:
+    """Add the suggested action (from the proposal column) when the settings define one and
+    the queue does not hide it (`hide_suggested_action`: against anchoring)."""
+    review = plan.review
+    if review is None or review.proposal is None or plan.settings.hide_suggested_action:
         return chunk
     proposal = review.proposal
     if proposal.column not in chunk.columns:
@@ -248,12 +285,20 @@ def _instructions(
         ("rationale", rationale),
         ("reviewer_id", "Required. Your registered reviewer id, on every row you decide."),
     ]
+    if manifest.get("assignee_id"):
+        lines.append(
+            (
+                "Assigned to",
+                f"{manifest['assignee_id']}. Only this person's signature on the returned file "
+                "is accepted (ssh-keygen -Y sign -n hitl-gate-verdicts, see README).",
+            )
+        )
     if manifest.get("four_eyes_cases"):
         lines.append(
             (
                 "Four eyes",
-                f"{len(manifest['four_eyes_cases'])} case(s) need two different reviewers who "
-                "agree; you will not see the other reviewer's verdict. Cases: "
+                f"{len(manifest['four_eyes_cases'])} case(s) are decided by two different "
+                "reviewers independently; neither sees the other's verdict or name. Cases: "
                 + ", ".join(manifest["four_eyes_cases"]),
             )
         )
@@ -294,14 +339,87 @@ def _digests(rows: Sequence[Mapping[str, CellValue]], columns: Sequence[str]) ->
     return context_digests(text, columns)
 
 
-def _export_batch(
-    chunk: pl.DataFrame, export: BatchExport, *, batch_id: str, plan: QueuePlan
-) -> ReviewBatch:
+@dataclass(frozen=True)
+class Slot:
+    """Who a batch goes to: the assignee (None: unassigned export) and the opinion it holds."""
+
+    assignee_id: str | None = None
+    opinion_slot: int = SINGLE
+    first_batch_id: str | None = None
+
+
+@dataclass(frozen=True)
+class StagedBatch:
+    """A batch written to a hidden staging folder, and where it becomes visible."""
+
+    staging: Path
+    batch: ReviewBatch
+
+
+def _manifest(
+    export: BatchExport,
+    plan: QueuePlan,
+    batch_id: str,
+    rows: Sequence[Mapping[str, CellValue]],
+    header: list[str],
+    shown: list[str],
+    four_eyes: list[str],
+    slot: Slot,
+    masked: dict[str, str],
+) -> dict[str, Any]:
+    domain, created_at = export.domain, export.created_at
+    case_ids = [cell_text(row[domain.case_id]) for row in rows]
+    due_at = created_at + timedelta(hours=plan.settings.sla_hours)
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "batch_id": batch_id,
+        "domain": domain.name,
+        "queue": plan.queue,
+        "partition_date": export.partition_date.isoformat(),
+        "created_at": created_at.isoformat(),
+        "due_at": due_at.isoformat(),
+        "context": {str(name): str(value) for name, value in export.context.items()},
+        "case_id_column": domain.case_id,
+        "case_ids": case_ids,
+        "case_digests": dict(zip(case_ids, _digests(rows, shown), strict=True)),
+        "columns": header,
+        "digest_columns": shown,
+        "verdict_columns": VERDICT_COLUMNS,
+        "verdicts": list(domain.review.verdicts),
+        "reason_codes": reason_code_choices(domain),
+    }
+    if slot.assignee_id is not None:
+        # The assignee and the opinion slot; never the other slot's batch or person (blind).
+        manifest["assignee_id"] = slot.assignee_id
+        manifest["opinion_slot"] = slot.opinion_slot
+    if plan.review is not None:
+        manifest.update(
+            {
+                "role": plan.role,
+                "expires_at": (due_at + timedelta(hours=plan.review.grace_hours)).isoformat(),
+                "four_eyes_cases": four_eyes,
+                "rationale_required_for": plan.rationale_required_for,
+                "masking": masked,
+                "suggested_actions": {
+                    cid: row.get(SUGGESTED_COLUMN)
+                    for cid, row in zip(case_ids, rows, strict=True)
+                    if row.get(SUGGESTED_COLUMN)
+                },
+            }
+        )
+    return manifest
+
+
+def _stage_batch(
+    chunk: pl.DataFrame, export: BatchExport, *, batch_id: str, plan: QueuePlan, slot: Slot
+) -> StagedBatch:
+    """Write the batch into a hidden staging folder beside its final place (same filesystem,
+    so publishing is one atomic rename)."""
     domain, key, created_at = export.domain, export.key, export.created_at
-    batches_dir, partition_date = export.batches_dir, export.partition_date
-    context = export.context
-    chunk = _suggested_actions(chunk, plan.review)
-    masked, dropped = apply_masking(chunk, plan.masking, key, protected=[domain.case_id])
+    chunk = _suggested_actions(chunk, plan)
+    masked, dropped = apply_masking(
+        chunk, plan.masking, key, protected=[domain.case_id], domain=domain.name
+    )
     shown = [name for name in context_columns(domain) if name not in dropped]
     if SUGGESTED_COLUMN in masked.columns:
         shown.append(SUGGESTED_COLUMN)
@@ -321,47 +439,17 @@ def _export_batch(
         if FOUR_EYES_COLUMN in chunk.columns
         else []
     )
-    due_at = created_at + timedelta(hours=plan.settings.sla_hours)
-
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "batch_id": batch_id,
-        "domain": domain.name,
-        "queue": plan.queue,
-        "partition_date": partition_date.isoformat(),
-        "created_at": created_at.isoformat(),
-        "due_at": due_at.isoformat(),
-        "context": {str(name): str(value) for name, value in context.items()},
-        "case_id_column": domain.case_id,
-        "case_ids": case_ids,
-        "case_digests": dict(zip(case_ids, _digests(rows, shown), strict=True)),
-        "columns": header,
-        "digest_columns": shown,
-        "verdict_columns": VERDICT_COLUMNS,
-        "verdicts": list(domain.review.verdicts),
-        "reason_codes": reason_code_choices(domain),
+    masked_how = {
+        col: rule.method
+        for col, rule in plan.masking.items()
+        if rule.method != "show" and col in chunk.columns
     }
-    if plan.review is not None:
-        manifest.update(
-            {
-                "role": plan.role,
-                "expires_at": (due_at + timedelta(hours=plan.review.grace_hours)).isoformat(),
-                "four_eyes_cases": four_eyes,
-                "rationale_required_for": plan.rationale_required_for,
-                "masking": {
-                    col: rule.method
-                    for col, rule in plan.masking.items()
-                    if rule.method != "show" and col in chunk.columns
-                },
-                "suggested_actions": {
-                    cid: row.get(SUGGESTED_COLUMN)
-                    for cid, row in zip(case_ids, rows, strict=True)
-                    if row.get(SUGGESTED_COLUMN)
-                },
-            }
-        )
-    tmp = batches_dir / f".tmp-{batch_id}-{secrets.token_hex(4)}"
-    tmp.mkdir()
+    manifest = _manifest(export, plan, batch_id, rows, header, shown, four_eyes, slot, masked_how)
+    parent = private_folder(
+        export.batches_dir / slot.assignee_id if slot.assignee_id else export.batches_dir
+    )
+    tmp = parent / f"{STAGING_PREFIX}{batch_id}-{secrets.token_hex(4)}"
+    tmp.mkdir(mode=0o700)
     try:
         write_review_workbook(
             tmp / XLSX_NAME,
@@ -376,24 +464,34 @@ def _export_batch(
             created_at=created_at,
         )
         _write_csv(tmp / CSV_NAME, header, rows)
+        restrict_files(tmp)
         manifest["files"] = {name: _sha256_file(tmp / name) for name in (XLSX_NAME, CSV_NAME)}
+        if _encrypts(export) and slot.assignee_id is not None:
+            to = recipients(_assignee_keys(export, slot.assignee_id), export.pipeline_recipient)
+            for name in (XLSX_NAME, CSV_NAME):
+                encrypt_in_place(tmp / name, to)
+            manifest["encrypted"] = {"format": "age", "files": [XLSX_NAME, CSV_NAME]}
         manifest["signature"] = sign(manifest, key)
         text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
         (tmp / MANIFEST_NAME).write_text(text, encoding="utf-8")
+        restrict_files(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    folder = batches_dir / batch_id
-    try:
-        os.rename(tmp, folder)  # atomic: readers never see half a batch
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
-        # A concurrent run may have won the rename with the same cases: that batch is ours too.
-        existing = _existing_batch(folder, key, case_ids)
-        if existing is None:
-            raise
-        return existing
-    return _batch_from_manifest(folder, manifest)
+    batch = _batch_from_manifest(tmp, manifest)
+    batch = replace(batch, folder=parent / batch_id, first_batch_id=slot.first_batch_id)
+    return StagedBatch(tmp, batch)
+
+
+def _encrypts(export: BatchExport) -> bool:
+    return export.settings is not None and export.settings.encryption.enabled
+
+
+def _assignee_keys(export: BatchExport, person_id: str) -> list[str]:
+    if export.assigner is None:
+        return []
+    person = export.assigner.registry.people.get(person_id)
+    return age_keys(person, export.created_at) if person else []
 
 
 def _check_input(cases: pl.DataFrame, domain: DomainConfig, created_at: datetime) -> None:
@@ -408,45 +506,183 @@ def _check_input(cases: pl.DataFrame, domain: DomainConfig, created_at: datetime
 
 
 def batch_id_for(
-    domain: DomainConfig, partition_date: date, queue: str, number: int, case_ids: Sequence[str]
+    domain: DomainConfig,
+    partition_date: date,
+    queue: str,
+    number: int,
+    case_ids: Sequence[str],
+    assignee: str | None = None,
 ) -> str:
-    """`<domain>-<YYYYMMDD>-<queue>-<NNN>-<digest8 of the case ids>`: stable for the same cases."""
-    digest8 = hashlib.sha256("\n".join(sorted(case_ids)).encode()).hexdigest()[:8]
+    """`<domain>-<YYYYMMDD>-<queue>-<NNN>-<digest8>`: stable for the same cases (and assignee).
+
+    The digest covers the assignee too, so a re-run that gives the same cases to someone else
+    (the first person became unavailable) makes a new batch instead of a second holder of one.
+    """
+    text = "\n".join(sorted(case_ids)) + (f"\n@{assignee}" if assignee else "")
+    digest8 = hashlib.sha256(text.encode()).hexdigest()[:8]
     return f"{domain.name}-{partition_date:%Y%m%d}-{_queue_slug(queue)}-{number:03d}-{digest8}"
 
 
-def export_review_batches(cases: pl.DataFrame, export: BatchExport) -> list[ReviewBatch]:
-    """Write one batch folder per queue and the queue's batch size; reuse existing ones.
+@dataclass
+class StagedExport:
+    """Batches staged but not yet visible, the batches reused as they were, and the cases left
+    queued because nobody could be assigned."""
+
+    staged: list[StagedBatch] = field(default_factory=list)
+    reused: list[ReviewBatch] = field(default_factory=list)
+    unassigned: list[Unassigned] = field(default_factory=list)
+    key: bytes = b""
+
+    @property
+    def batches(self) -> list[ReviewBatch]:
+        """Every batch of the export, at its final place (staged ones once published)."""
+        return [*self.reused, *(s.batch for s in self.staged)]
+
+    def assignment_rows(self) -> list[tuple[str, str, str, int]]:
+        """(batch, queue, assignee, slot) of every assigned batch, for `review_assignments`."""
+        return [
+            (b.batch_id, b.queue, b.assignee_id, b.opinion_slot)
+            for b in self.batches
+            if b.assignee_id is not None
+        ]
+
+    def publish(self) -> list[ReviewBatch]:
+        """Rename every staged folder into place (atomic; call after the database commit)."""
+        for staged in self.staged:
+            folder = staged.batch.folder
+            try:
+                os.rename(staged.staging, folder)
+            except OSError:
+                shutil.rmtree(staged.staging, ignore_errors=True)
+                # A concurrent run may have won the rename with the same cases: ours too.
+                if _existing_batch(folder, self.key, staged.batch.case_ids) is None:
+                    raise
+        return self.batches
+
+    def discard(self) -> None:
+        """Remove the staging folders (the database did not record them)."""
+        for staged in self.staged:
+            shutil.rmtree(staged.staging, ignore_errors=True)
+
+
+def _reuse_or_set_aside(
+    folder: Path, key: bytes, case_ids: Sequence[str], assignee: str | None
+) -> ReviewBatch | None:
+    """The batch already in `folder` for the same cases and assignee, else None (an
+    unverifiable folder is moved aside for inspection, never deleted)."""
+    if not folder.exists():
+        return None
+    existing = _existing_batch(folder, key, case_ids)
+    if existing is not None and existing.assignee_id == assignee:
+        return existing
+    aside = folder.parent / REPLACED_DIR / f"{folder.name}.{secrets.token_hex(4)}"
+    private_folder(aside.parent)
+    os.rename(folder, aside)
+    return None
+
+
+def _chunks(
+    in_queue: pl.DataFrame, plan: QueuePlan, export: BatchExport, out: StagedExport
+) -> list[tuple[pl.DataFrame, list[Slot]]]:
+    """The queue's cases cut into batches, each with the slots (people) it goes to.
+
+    Without an assigner: batches of the queue's size, unassigned, four-eyes cases mixed in.
+    With one: single-review cases and four-eyes cases are cut separately; each batch holds at
+    most what its people can still take today; four-eyes batches go to two different people.
+    """
+    size = plan.settings.batch_size
+    if export.assigner is None:
+        starts = range(0, in_queue.height, size)
+        return [(in_queue.slice(start, size), [Slot()]) for start in starts]
+    four_eyes = (
+        pl.col(FOUR_EYES_COLUMN).fill_null(False)
+        if FOUR_EYES_COLUMN in in_queue.columns
+        else pl.lit(False)
+    )
+    chunks: list[tuple[pl.DataFrame, list[Slot]]] = []
+    for slots, part in ((1, in_queue.filter(~four_eyes)), (2, in_queue.filter(four_eyes))):
+        start = 0
+        while start < part.height:
+            choice = export.assigner.choose(
+                role=plan.settings.role,
+                queue=plan.queue,
+                day=export.partition_date,
+                fallback_capacity=plan.settings.daily_capacity,
+                slots=slots,
+                wanted=min(size, part.height - start),
+            )
+            if isinstance(choice, str):
+                left = part.height - start
+                out.unassigned.append(Unassigned(plan.queue, export.partition_date, left, choice))
+                break
+            people, taken = choice
+            if slots == 1:
+                chunk_slots = [Slot(people[0], SINGLE)]
+            else:
+                chunk_slots = [Slot(people[0], FIRST_OPINION), Slot(people[1], SECOND_OPINION)]
+            chunks.append((part.slice(start, taken), chunk_slots))
+            start += taken
+    return chunks
+
+
+def stage_review_batches(cases: pl.DataFrame, export: BatchExport) -> StagedExport:
+    """Stage one batch per queue chunk (and per four-eyes slot); reuse existing ones.
 
     Cases are ordered by `review_priority` (ascending: lower is more urgent) then case id, so
     the most urgent cases land in batch 001 of their queue. With review settings, each queue's
-    batch size, SLA and role come from them and the role's masking policy is applied.
+    batch size, SLA and role come from them and the role's masking policy is applied. Nothing
+    is visible until `publish`.
     """
-    domain, batches_dir, key = export.domain, export.batches_dir, export.key
+    domain, key = export.domain, export.key
     _check_input(cases, domain, export.created_at)
+    out = StagedExport(key=key)
     if cases.is_empty():
-        return []
-    batches_dir.mkdir(parents=True, exist_ok=True)
-    batches: list[ReviewBatch] = []
+        return out
+    private_folder(export.batches_dir)
     queues = cases["review_queue"].unique(maintain_order=True).to_list()
-    for queue in sorted(queues, key=lambda q: (q is None, str(q))):
-        _queue_slug(queue)
-        plan = QueuePlan.of(str(queue), domain, export.settings)
-        in_queue = cases.filter(pl.col("review_queue") == queue).sort(
-            ["review_priority", domain.case_id], nulls_last=True
-        )
-        size = plan.settings.batch_size
-        for number, start in enumerate(range(0, in_queue.height, size), start=1):
-            chunk = in_queue.slice(start, size)
-            case_ids = [cell_text(export_value(v)) for v in chunk[domain.case_id].to_list()]
+    try:
+        for queue in sorted(queues, key=lambda q: (q is None, str(q))):
+            _queue_slug(queue)
+            plan = QueuePlan.of(str(queue), domain, export.settings)
+            in_queue = cases.filter(pl.col("review_queue") == queue).sort(
+                ["review_priority", domain.case_id], nulls_last=True
+            )
             named = f"{queue}_{export.label}" if export.label else str(queue)
-            batch_id = batch_id_for(domain, export.partition_date, named, number, case_ids)
-            folder = batches_dir / batch_id
-            existing = _existing_batch(folder, key, case_ids) if folder.exists() else None
-            if existing is None and folder.exists():
-                # Unverifiable (say, the key changed): keep it for inspection, never delete.
-                aside = batches_dir / REPLACED_DIR / f"{batch_id}.{secrets.token_hex(4)}"
-                aside.parent.mkdir(exist_ok=True)
-                os.rename(folder, aside)
-            batches.append(existing or _export_batch(chunk, export, batch_id=batch_id, plan=plan))
-    return batches
+            for number, (chunk, slots) in enumerate(_chunks(in_queue, plan, export, out), start=1):
+                case_ids = [cell_text(export_value(v)) for v in chunk[domain.case_id].to_list()]
+                first_id: str | None = None
+                for slot in slots:
+                    suffix = SLOT_SUFFIX.get(slot.opinion_slot, "")
+                    batch_id = batch_id_for(
+                        domain,
+                        export.partition_date,
+                        named + suffix,
+                        number,
+                        case_ids,
+                        slot.assignee_id,
+                    )
+                    slot = replace(slot, first_batch_id=first_id)
+                    parent = export.batches_dir / (slot.assignee_id or "")
+                    reused = _reuse_or_set_aside(parent / batch_id, key, case_ids, slot.assignee_id)
+                    if reused is not None:
+                        out.reused.append(replace(reused, first_batch_id=first_id))
+                    else:
+                        out.staged.append(
+                            _stage_batch(chunk, export, batch_id=batch_id, plan=plan, slot=slot)
+                        )
+                    if slot.opinion_slot == FIRST_OPINION:
+                        first_id = batch_id
+    except BaseException:
+        out.discard()
+        raise
+    return out
+
+
+def export_review_batches(cases: pl.DataFrame, export: BatchExport) -> list[ReviewBatch]:
+    """Stage and publish at once, for callers that record nothing before the files appear.
+
+    The pipeline's stages record the batches and assignments first (`stage_review_batches`,
+    then their commit, then `StagedExport.publish`), so a crash never leaves a visible batch
+    the database does not know.
+    """
+    return stage_review_batches(cases, export).publish()

@@ -1,8 +1,13 @@
 """The `review_batches` stage: a run's days of routed cases exported as signed batches, recorded.
 
 Which cases go out (routed to review, not deferred by capacity, not executed by policy already),
-which day each batch is named after, and what the audit database records about the batches:
-the asset only hands in the stored routed cases and the review folder.
+which day each batch is named after, who each batch is assigned to, and what the audit database
+records about the batches: the asset only hands in the stored routed cases and the review folder.
+
+Files and database agree after any crash: batches are staged in hidden folders, the batch rows,
+their cases and their assignments are committed in one transaction, and only then are the
+folders renamed into place (issue 19). Cases nobody can be assigned stay queued, counted with
+their reason (`ExportedDays.unassigned`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,22 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.core.database import query_frame, replace_partition_slice, transaction
+from hitl_gate.core.database import query_frame, transaction
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.review.export.batches import BatchExport, ReviewBatch, export_review_batches
+from hitl_gate.identity.store import load_registry
+from hitl_gate.review.assignments import (
+    SECOND_OPINION,
+    Assigner,
+    Unassigned,
+    first_assignment_rows,
+    insert_assignments,
+)
+from hitl_gate.review.export.batches import (
+    BatchExport,
+    ReviewBatch,
+    StagedExport,
+    stage_review_batches,
+)
 from hitl_gate.review.settings import review_settings
 
 OpenDatabase = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -38,9 +56,25 @@ class ExportedDays:
 
     batches: tuple[tuple[date, ReviewBatch], ...]
     cases_for_review: int
+    unassigned: tuple[Unassigned, ...] = ()
+
+    @property
+    def cases_unassigned(self) -> int:
+        """Cases left queued because nobody could be assigned (each counted once, even when
+        both four-eyes slots wait)."""
+        return sum(u.cases for u in self.unassigned)
+
+    def unassigned_reasons(self) -> dict[str, int]:
+        """Cases left queued per reason."""
+        counts: dict[str, int] = {}
+        for item in self.unassigned:
+            why = f"{item.partition_date} {item.queue}: {item.reason}"
+            counts[why] = counts.get(why, 0) + item.cases
+        return counts
 
     def membership(self) -> pl.DataFrame:
-        """One row per exported case: its batch and the run day (the stage's output)."""
+        """One row per exported case and batch: its batch and the run day (the stage's output;
+        a four-eyes case appears once per opinion batch)."""
         return pl.DataFrame(
             {
                 "batch_id": [b.batch_id for _, b in self.batches for _ in b.case_ids],
@@ -131,14 +165,17 @@ def export_review_days(
     key: bytes,
     created_at: datetime,
     run_id: str,
+    pipeline_recipient: str | None = None,
 ) -> ExportedDays:
-    """Export the review cases of `days` as signed batches and record them for those days.
+    """Export the review cases of `days` as assigned, signed batches and record them.
 
-    The database is opened twice, briefly: to read what is executed and which rules are in
-    force, then to replace the days' batch records in one transaction; not while the batch
-    files are written, so other processes are not kept waiting for the lock.
+    The database is opened twice, briefly: to read what is executed, which rules are in force
+    and the people registry, then to replace the days' batch records and add the assignments
+    in one transaction; not while the batch files are written, so other processes are not kept
+    waiting for the lock. The staged folders become visible only after that commit.
     """
     with open_database() as con:
+        registry = load_registry(con)
         rule_texts = rule_texts_in_force(con, domain)
         executed = query_frame(
             con,
@@ -148,7 +185,15 @@ def export_review_days(
         )["case_id"]
     to_review = cases_to_review(routed, executed, domain)
     settings = review_settings(domain)
-    batches = []
+    # Loads start empty: this export replaces every batch of `days`, the only days whose
+    # capacity it uses (a batch's cases count against the day they were decided).
+    assigner = Assigner(
+        registry,
+        domain.name,
+        created_at,
+        needs_age_key=settings is not None and settings.encryption.enabled,
+    )
+    staged: list[tuple[date, StagedExport]] = []
     for day, batch_day, todays in review_groups(to_review, days):
         export = BatchExport(
             domain=domain,
@@ -159,11 +204,29 @@ def export_review_days(
             context=manifest_context(todays),
             rule_texts=rule_texts,
             settings=settings,
+            assigner=assigner,
+            pipeline_recipient=pipeline_recipient,
         )
-        batches += [(day, batch) for batch in export_review_batches(todays, export)]
-    exported = ExportedDays(tuple(batches), to_review.height)
-    with open_database() as con:
-        record_review_batches(con, domain.name, days, exported, run_id)
+        try:
+            staged.append((day, stage_review_batches(todays, export)))
+        except BaseException:
+            for _, earlier in staged:
+                earlier.discard()
+            raise
+    exported = ExportedDays(
+        tuple((day, batch) for day, part in staged for batch in part.batches),
+        to_review.height,
+        tuple(u for _, part in staged for u in part.unassigned),
+    )
+    try:
+        with open_database() as con:
+            record_review_batches(con, domain.name, days, exported, run_id, created_at)
+    except BaseException:
+        for _, part in staged:
+            part.discard()
+        raise
+    for _, part in staged:
+        part.publish()
     return exported
 
 
@@ -173,23 +236,70 @@ def record_review_batches(
     days: Sequence[date],
     exported: ExportedDays,
     run_id: str,
+    assigned_at: datetime,
 ) -> None:
-    """Replace the batches (and their cases) recorded for `days` with `exported`."""
-    membership = exported.membership()
+    """Replace the batches (and their cases) recorded for `days` with `exported`, and record
+    the pipeline's assignment (seq 1) of each batch not assigned before: one transaction."""
+    batches = [b for _, b in exported.batches]
+    first = pl.DataFrame(
+        {
+            "batch_id": [b.batch_id for b in batches if b.opinion_slot != SECOND_OPINION
+                         for _ in b.case_ids],
+            "case_id": [c for b in batches if b.opinion_slot != SECOND_OPINION
+                        for c in b.case_ids],
+        },
+        schema={"batch_id": pl.String, "case_id": pl.String},
+    )  # fmt: skip
+    second = pl.DataFrame(
+        {
+            "batch_id": [b.batch_id for b in batches if b.opinion_slot == SECOND_OPINION
+                         for _ in b.case_ids],
+            "case_id": [c for b in batches if b.opinion_slot == SECOND_OPINION
+                        for c in b.case_ids],
+            "first_batch_id": [b.first_batch_id for b in batches
+                               if b.opinion_slot == SECOND_OPINION for _ in b.case_ids],
+        },
+        schema={"batch_id": pl.String, "case_id": pl.String, "first_batch_id": pl.String},
+    )  # fmt: skip
+    assigned = [b for b in batches if b.assignee_id is not None]
     with transaction(con):
+        for table in ("review_batch_cases", "review_second_opinion_cases"):
+            con.execute(
+                f"DELETE FROM {table} WHERE domain = ? AND batch_id IN "
+                "(SELECT batch_id FROM review_batches WHERE domain = ? "
+                "AND partition_date IN (SELECT unnest(?::DATE[])))",
+                [domain, domain, list(days)],
+            )
         con.execute(
-            "DELETE FROM review_batch_cases WHERE domain = ? AND batch_id IN "
-            "(SELECT batch_id FROM review_batches WHERE domain = ? "
-            "AND partition_date IN (SELECT unnest(?::DATE[])))",
-            [domain, domain, list(days)],
+            "DELETE FROM review_batches WHERE domain = ? "
+            "AND partition_date IN (SELECT unnest(?::DATE[]))",
+            [domain, list(days)],
         )
-        con.register("incoming_members", membership.drop("partition_date").to_arrow())
-        con.execute(
-            "INSERT INTO review_batch_cases BY NAME SELECT batch_id, ? AS domain, case_id "
-            "FROM incoming_members",
-            [domain],
+        for table, frame in (
+            ("review_batch_cases", first),
+            ("review_second_opinion_cases", second),
+            ("review_batches", exported.batch_rows(domain, run_id)),
+        ):
+            if frame.height:
+                con.register(
+                    "incoming_rows", frame.with_columns(pl.lit(domain).alias("domain")).to_arrow()
+                )
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
+                con.unregister("incoming_rows")
+        known = {
+            str(row[0])
+            for row in con.execute(
+                "SELECT DISTINCT batch_id FROM review_assignments "
+                "WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))",
+                [[b.batch_id for b in assigned]],
+            ).fetchall()
+        }
+        new = [b for b in assigned if b.batch_id not in known]
+        insert_assignments(
+            con,
+            first_assignment_rows(
+                [(b.batch_id, b.queue, str(b.assignee_id), b.opinion_slot) for b in new],
+                domain,
+                assigned_at,
+            ),
         )
-        con.unregister("incoming_members")
-    replace_partition_slice(
-        con, "review_batches", exported.batch_rows(domain, run_id), domain, days
-    )

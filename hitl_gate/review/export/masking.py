@@ -21,12 +21,18 @@ if TYPE_CHECKING:  # the when/then builder types Polars does not export at the t
 from hitl_gate.review.settings import MaskRule
 
 PSEUDONYM_PREFIX = "P-"
-_PSEUDONYM_CONTEXT = b"hitl-gate/review/pseudonymise/v1"
+OTHER_GROUP = "other"
+_PSEUDONYM_CONTEXT = b"hitl-gate/review/pseudonymise/v2"
 
 
-def pseudonym_key(system_key: bytes) -> bytes:
-    """A key for pseudonyms derived from the system key, separate from the signing use."""
-    return hmac.new(system_key, _PSEUDONYM_CONTEXT, hashlib.sha256).digest()
+def pseudonym_key(system_key: bytes, domain: str, column: str) -> bytes:
+    """The pseudonym key of one domain's column, derived from the system key.
+
+    One key per (domain, column): the same value gets unrelated pseudonyms in two columns or
+    two domains, so pseudonyms cannot be joined across them, and none is the signing key.
+    """
+    label = _PSEUDONYM_CONTEXT + b"\0" + domain.encode("utf-8") + b"\0" + column.encode("utf-8")
+    return hmac.new(system_key, label, hashlib.sha256).digest()
 
 
 def pseudonymise(value: object, key: bytes) -> str | None:
@@ -62,6 +68,14 @@ def generalise(column: pl.Expr, bands: Sequence[float]) -> pl.Expr:
     return expr.otherwise(pl.lit(None, dtype=pl.String))
 
 
+def group(column: pl.Expr, groups: Mapping[str, Sequence[str]]) -> pl.Expr:
+    """The name of the group listing the value (e.g. a state's region); unlisted: "other"."""
+    mapping = {str(value): name for name, values in groups.items() for value in values}
+    text = column.cast(pl.String)
+    named = text.replace_strict(mapping, default=OTHER_GROUP, return_dtype=pl.String)
+    return pl.when(text.is_null()).then(pl.lit(None, dtype=pl.String)).otherwise(named)
+
+
 def partial(column: pl.Expr, keep_start: int, keep_end: int) -> pl.Expr:
     """Text with all but the first `keep_start` and last `keep_end` characters as '*'.
 
@@ -83,7 +97,12 @@ def partial(column: pl.Expr, keep_start: int, keep_end: int) -> pl.Expr:
 
 
 def apply_masking(
-    cases: pl.DataFrame, rules: Mapping[str, MaskRule], key: bytes, protected: Sequence[str] = ()
+    cases: pl.DataFrame,
+    rules: Mapping[str, MaskRule],
+    key: bytes,
+    protected: Sequence[str] = (),
+    *,
+    domain: str,
 ) -> tuple[pl.DataFrame, list[str]]:
     """The cases as `rules` allow them to be seen, and the names of the dropped columns.
 
@@ -94,7 +113,6 @@ def apply_masking(
     ]
     if refused:
         raise ValueError(f"columns {refused} identify the case and cannot be masked")
-    secret = pseudonym_key(key)
     dropped: list[str] = []
     exprs: list[pl.Expr] = []
     for name, rule in rules.items():
@@ -105,12 +123,17 @@ def apply_masking(
             dropped.append(name)
         elif rule.method == "generalise":
             exprs.append(generalise(column.cast(pl.Float64, strict=False), rule.bands).alias(name))
+        elif rule.method == "group":
+            exprs.append(group(column, rule.groups).alias(name))
+        elif rule.method == "suppress":
+            exprs.append(pl.lit(None, dtype=pl.String).alias(name))
         elif rule.method == "partial":
             exprs.append(partial(column, rule.keep_start, rule.keep_end).alias(name))
         else:
             exprs.append(
                 column.map_elements(
-                    functools.partial(pseudonymise, key=secret), return_dtype=pl.String
+                    functools.partial(pseudonymise, key=pseudonym_key(key, domain, name)),
+                    return_dtype=pl.String,
                 ).alias(name)
             )
     return cases.with_columns(exprs).drop(dropped), dropped

@@ -17,7 +17,9 @@ from hitl_gate.review.export.days import (
     review_groups,
 )
 from hitl_gate.review.intake.days import first_row_of_day
+from tests.identity_fixtures import Keyring
 from tests.review_fixtures import CASE_ID, CREATED, DAY, review_cases
+from tests.review_people import register_reviewers
 
 NEXT = date(2018, 3, 2)
 
@@ -78,8 +80,9 @@ def test_export_records_the_days_batches_and_replaces_them(
     tmp_path: Path, domain: DomainConfig, key: bytes
 ) -> None:
     db = tmp_path / "audit.duckdb"
-    with audit_connection(db):
-        pass  # the schema
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir()
+    register_reviewers(db, Keyring(keys_dir))
 
     def run(run_id: str):
         return export_review_days(
@@ -94,9 +97,10 @@ def test_export_records_the_days_batches_and_replaces_them(
         )
 
     first = run("r1")
-    assert first.cases_for_review == 8
+    assert first.cases_for_review == 8 and first.cases_unassigned == 0
     members = first.membership()
-    assert members.height == 8 and members.schema["partition_date"] == pl.Date
+    # Eight cases; the two four-eyes cases are in two batches each (one per opinion).
+    assert members.height == 10 and members.schema["partition_date"] == pl.Date
     carried = members.filter(pl.col("case_id") == "APP-102")
     assert carried["partition_date"].item() == NEXT  # exported by NEXT's run ...
     assert "20180301" in carried["batch_id"].item()  # ... in a batch named after DAY
@@ -105,8 +109,13 @@ def test_export_records_the_days_batches_and_replaces_them(
     with audit_connection(db, read_only=True) as con:
         batches = query_frame(con, "SELECT batch_id, run_id, case_count FROM review_batches")
         cases = query_frame(con, "SELECT count(*) AS n FROM review_batch_cases")
-    assert set(batches["run_id"]) == {"r2"} and batches["case_count"].sum() == 8
-    assert cases["n"].item() == 8
+        seconds = query_frame(con, "SELECT count(*) AS n FROM review_second_opinion_cases")
+        assigned = query_frame(con, "SELECT batch_id, seq FROM review_assignments")
+    assert set(batches["run_id"]) == {"r2"} and batches["case_count"].sum() == 10
+    assert cases["n"].item() == 8 and seconds["n"].item() == 2
+    # Every batch assigned once (seq 1), and the re-run added no second assignment.
+    assert sorted(assigned["batch_id"]) == sorted(batches["batch_id"])
+    assert set(assigned["seq"]) == {1}
 
 
 def test_routed_days_without_a_deferred_column_send_every_review_case(

@@ -99,7 +99,7 @@ def test_masking_methods() -> None:
         "zip": MaskRule(method="pseudonymise"),
         "secret": MaskRule(method="drop"),
     }
-    masked, dropped = apply_masking(frame, rules, b"k" * 32, protected=["id"])
+    masked, dropped = apply_masking(frame, rules, b"k" * 32, protected=["id"], domain="d")
     assert dropped == ["secret"] and "secret" not in masked.columns
     assert masked["age"].to_list() == ["< 18", "18 - < 35", ">= 65"]
     assert masked["income"].to_list() == ["< 25,000", ">= 50,000", None]
@@ -107,16 +107,29 @@ def test_masking_methods() -> None:
     zips = masked["zip"].to_list()
     assert zips[0] == zips[2] != zips[1] and zips[0].startswith("P-")
     with pytest.raises(ValueError, match="identify the case"):
-        apply_masking(frame, {"id": MaskRule(method="drop")}, b"k" * 32, protected=["id"])
+        apply_masking(
+            frame, {"id": MaskRule(method="drop")}, b"k" * 32, protected=["id"], domain="d"
+        )
 
 
 def test_pseudonyms_are_keyed_not_plain_hashes() -> None:
-    key = pseudonym_key(b"k" * 32)
+    key = pseudonym_key(b"k" * 32, "consumer_credit", "state")
     value = pseudonymise("CA", key)
-    assert value != pseudonymise("CA", pseudonym_key(b"j" * 32))
+    assert value != pseudonymise("CA", pseudonym_key(b"j" * 32, "consumer_credit", "state"))
     plain = hashlib.sha256(b"CA").hexdigest()
     assert plain[:16] not in value
-    assert pseudonym_key(b"k" * 32) != b"k" * 32  # a derived key, not the signing key itself
+    assert key != b"k" * 32  # a derived key, not the signing key itself
+
+
+def test_pseudonyms_differ_per_domain_and_column() -> None:
+    """The same value in another column or domain gets an unrelated pseudonym (no joins)."""
+    system = b"k" * 32
+    values = {
+        pseudonymise("CA", pseudonym_key(system, domain, column))
+        for domain in ("consumer_credit", "lending_club")
+        for column in ("state", "addr_state")
+    }
+    assert len(values) == 4
 
 
 def _exported_bytes(folder: Path) -> dict[str, str]:
@@ -157,7 +170,7 @@ def test_restricted_values_never_reach_a_restricted_role(tmp_path: Path, key: by
     assert any("APP-001" in text for text in analyst.values())
 
 
-def test_analyst_sees_bands_and_pseudonyms_and_manifest_records_it(tmp_path, key) -> None:
+def test_analyst_sees_bands_not_state_and_manifest_records_it(tmp_path, key) -> None:
     ws = make_workspace(tmp_path, key)
     folder = ws.batches["credit_analyst"].folder
     sheet = load_workbook(folder / "cases.xlsx")["cases"]
@@ -165,13 +178,13 @@ def test_analyst_sees_bands_and_pseudonyms_and_manifest_records_it(tmp_path, key
     assert "emp_title" not in header and "suggested_action" in header
     row = {h: c.value for h, c in zip(header, sheet[2], strict=True)}
     assert row["annual_income"] == "75,000 - < 100,000"  # APP-001 earns 87,913
-    assert str(row["state"]).startswith("P-")
+    assert row["state"] is None  # suppressed: few values, re-identified by frequency
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["role"] == "analyst"
     assert manifest["masking"] == {
         "annual_income": "generalise",
         "emp_title": "drop",
-        "state": "pseudonymise",
+        "state": "suppress",
     }
     senior = json.loads((ws.batches["senior_underwriter"].folder / "manifest.json").read_text())
     assert senior["four_eyes_cases"] == ["APP-004", "APP-005"]

@@ -1,0 +1,123 @@
+"""`hitl review reassign BATCH --to PERSON --reason TEXT --key KEY`: a supervisor's signed act.
+
+The supervisor signs the reassignment (namespace `hitl-gate-review-admin`) with their own SSH
+key (`--key`: a private key, or a public key whose private half is in ssh-agent); the command
+checks it against the people registry, appends it to `review_assignments` and hands the batch
+files to the new assignee. `--print-payload` prints the exact bytes to sign for people who sign
+elsewhere (`ssh-keygen -Y sign -n hitl-gate-review-admin`), and `--signature FILE` records
+such a signature.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hitl_gate.app.cli.common import domain_names, load_selected_domain, settings_from
+
+
+def _batch_queue(con: object, batch_id: str) -> tuple[str, str] | None:
+    import duckdb
+
+    assert isinstance(con, duckdb.DuckDBPyConnection)
+    row = con.execute(
+        "SELECT domain, queue FROM review_assignments WHERE batch_id = ? ORDER BY seq LIMIT 1",
+        [batch_id],
+    ).fetchone()
+    return None if row is None else (str(row[0]), str(row[1]))
+
+
+def cmd_review_reassign(args: argparse.Namespace) -> None:
+    """Check, record and carry out a supervisor's signed reassignment of one batch."""
+    from hitl_gate.app.cli.review import domain_of_batch
+    from hitl_gate.core.database import audit_connection, transaction
+    from hitl_gate.identity.registry import RegistryError
+    from hitl_gate.identity.signatures import REVIEW_ADMIN, SignatureError, sign_bytes
+    from hitl_gate.identity.store import load_registry
+    from hitl_gate.review.assignments import (
+        AssignmentError,
+        current_assignee,
+        reassign,
+        reassignment_payload,
+    )
+    from hitl_gate.review.export.handover import hand_over
+    from hitl_gate.review.export.sealing import pipeline_identity
+    from hitl_gate.review.settings import review_settings
+    from hitl_gate.review.signing import load_or_create_key
+
+    settings = settings_from(args)
+    paths = settings.paths
+    domain = load_selected_domain(
+        args, domain_of_batch(args.batch_id, args.domain, domain_names(args))
+    )
+    review = review_settings(domain)
+    if review is None:
+        raise SystemExit(f"{domain.name}: no review settings, no queues to reassign in")
+    now = datetime.now(UTC)
+    at = datetime.fromisoformat(args.at) if args.at else now
+    with audit_connection(paths.audit_db) as con:
+        current = current_assignee(con, args.batch_id)
+        if current is None:
+            raise SystemExit(f"batch {args.batch_id}: never assigned (unknown batch?)")
+        payload = reassignment_payload(
+            args.batch_id, domain.name, args.to, args.reason, at, current.seq + 1
+        )
+        if args.print_payload:
+            sys.stdout.buffer.write(payload)
+            return
+        try:
+            if args.signature:
+                signature = Path(args.signature).read_text(encoding="ascii")
+            elif args.key:
+                signature = sign_bytes(payload, Path(args.key).expanduser(), REVIEW_ADMIN)
+            else:
+                raise SystemExit("a reassignment must be signed: give --key or --signature")
+            queue = review.queue(current.queue, domain)
+            escalation = review.queues[queue.escalate_to].role if queue.escalate_to else None
+            registry = load_registry(con)
+            with transaction(con):
+                done = reassign(
+                    con,
+                    registry,
+                    payload,
+                    signature,
+                    queue_role=queue.role,
+                    escalation_role=escalation,
+                    now=now,
+                )
+        except (AssignmentError, SignatureError, RegistryError, OSError) as error:
+            raise SystemExit(f"batch {args.batch_id}: reassignment refused: {error}") from None
+    folder = hand_over(
+        paths.review_batches,
+        args.batch_id,
+        to=args.to,
+        key=load_or_create_key(paths.secrets_dir, os.environ.get("HITL_REVIEW_KEY") or None),
+        registry=registry,
+        pipeline=pipeline_identity(paths.secrets_dir),
+        at=now,
+    )
+    print(
+        f"batch {args.batch_id}: reassigned from {done.previous_assignee} to {args.to} "
+        f"(assignment {done.assignment.seq}, signed by {done.supervisor_id} "
+        f"{done.fingerprint}); files now in {folder}"
+    )
+
+
+def register_reassign(review: argparse._SubParsersAction) -> None:
+    """Add `hitl review reassign` to the `review` command group."""
+    parser = review.add_parser(
+        "reassign", help="reassign a review batch to another reviewer (supervisor, signed)"
+    )
+    parser.add_argument("batch_id")
+    parser.add_argument("--to", required=True, help="the new assignee's person id")
+    parser.add_argument("--reason", required=True, help="why, in words (kept in the audit)")
+    parser.add_argument("--key", help="the supervisor's SSH key that signs the act")
+    parser.add_argument("--signature", help="a signature made elsewhere over --print-payload")
+    parser.add_argument("--at", help="the time signed into the payload (ISO-8601, with offset)")
+    parser.add_argument(
+        "--print-payload", action="store_true", help="print the bytes to sign and stop"
+    )
+    parser.set_defaults(func=cmd_review_reassign)
