@@ -33,6 +33,7 @@ from datetime import date
 from pathlib import Path
 from statistics import NormalDist
 
+import duckdb
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
@@ -384,3 +385,54 @@ def with_protected(cases: pl.DataFrame, protected: pl.DataFrame) -> pl.DataFrame
     if protected.width <= 1:
         return cases
     return cases.join(protected, on="case_id", how="left")
+
+
+# The `case_stage_times` columns fairness reads.
+CASE_COLUMNS = ("partition_date", "case_id", "pd", "risk_band", "route", "verdict",
+                "executed_action")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    """A period's fairness table, review's effect on it and the checks' verdicts."""
+
+    domain: str
+    start: date
+    end: date
+    cases: int
+    table: pl.DataFrame
+    review: pl.DataFrame
+    findings: FairnessFindings
+
+
+def period_report(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Path,
+    domain: DomainConfig,
+    start: date,
+    end: date,
+    decline_bands: Sequence[str],
+) -> FairnessReport:
+    """Fairness of every case of `domain` decided from `start` to `end` (inclusive)."""
+    from hitl_gate.core.database import query_frame
+
+    cases = query_frame(
+        con,
+        f"SELECT {', '.join(CASE_COLUMNS)} FROM case_stage_times "
+        "WHERE domain = ? AND partition_date BETWEEN ? AND ? ORDER BY partition_date, case_id",
+        [domain.name, start, end],
+    )
+    days = sorted(set(cases["partition_date"].to_list()))
+    attributed = with_protected(cases, read_protected_values(warehouse, domain, days))
+    limits = domain.fairness
+    attributes = domain.protected_attributes
+    table = fairness_table(attributed, attributes, decline_bands, limits.confidence)
+    return FairnessReport(
+        domain=domain.name,
+        start=start,
+        end=end,
+        cases=cases.height,
+        table=table,
+        review=review_effect(table),
+        findings=fairness_findings(table, limits),
+    )

@@ -14,10 +14,20 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from hitl_gate.app.cli import audit, domain, ingest, model, pipeline, policy, retention, review
+from hitl_gate.app.cli import (
+    audit,
+    domain,
+    fairness,
+    ingest,
+    model,
+    pipeline,
+    policy,
+    retention,
+    review,
+)
 from hitl_gate.app.cli.common import DEFAULT_DOMAIN
 
-COMMAND_GROUPS = (pipeline, ingest, review, audit, policy, model, domain, retention)
+COMMAND_GROUPS = (pipeline, ingest, review, audit, policy, model, domain, retention, fairness)
 
 
 def build_parser() -> argparse.ArgumentParser:
