@@ -151,3 +151,22 @@ def test_decision_metrics_rows_per_day() -> None:
         "fairness_air_high", "fairness_smd",
     }  # fmt: skip
     assert fairness_metrics(fixture(), {}, DECLINE).height == 0
+
+
+def test_the_operations_report_charts_the_ratios_and_lists_the_checks() -> None:
+    from datetime import UTC, datetime
+
+    from hitl_gate.observability.report import render_report
+
+    table = fairness_table(fixture(), RACE, DECLINE)
+    document = render_report(
+        domain="x",
+        run_id="r",
+        days=[date(2024, 3, 1)],
+        as_of=datetime(2024, 3, 2, tzinfo=UTC),
+        metrics=fairness_metrics(fixture(), RACE, DECLINE),
+        findings=fairness_findings(table, FairnessLimits(min_group_cases=5)).all(),
+        links={},
+    )
+    assert "Adverse impact ratio per protected group and stage" in document
+    assert "fairness_adverse_impact" in document and "race=B" in document
