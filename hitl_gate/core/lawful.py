@@ -52,13 +52,23 @@ class ProtectedAttribute(_Strict):
     `reference` is the group adverse-impact ratios compare against (the group the law's
     comparisons take as control, e.g. `White` for race); without it the largest group is used.
     `proxies` are other contract columns that stand in for this attribute: they are treated
-    exactly like the attribute itself everywhere except fairness measurement.
+    exactly like the attribute itself everywhere except fairness measurement. A `reference`
+    of a binned attribute is an interval label as Polars writes it, e.g. `[25, 62)`.
     """
 
     category: ProtectedCategory
     reference: str | None = None
     proxies: list[str] = Field(default_factory=list)
+    # A numeric attribute (age) is measured in intervals starting at these bounds, e.g.
+    # [25, 62] gives the groups [-inf, 25), [25, 62), [62, inf).
+    bins: list[float] = Field(default_factory=list)
     description: str = ""
+
+    @model_validator(mode="after")
+    def _bins_ascend(self) -> ProtectedAttribute:
+        if any(b <= a for a, b in zip(self.bins, self.bins[1:], strict=False)):
+            raise ValueError(f"protected attribute bins must ascend: {self.bins}")
+        return self
 
 
 class LeakageLimits(_Strict):

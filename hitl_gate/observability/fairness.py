@@ -141,6 +141,24 @@ def standardised_mean_difference(group: pl.Series, reference: pl.Series) -> floa
     return float((g.mean() - r.mean()) / math.sqrt(pooled))
 
 
+def interval_labels(values: pl.Expr, bins: Sequence[float]) -> pl.Expr:
+    """A numeric attribute as interval labels `[-inf, 25)`, `[25, 62)`, `[62, inf)`."""
+
+    def fmt(bound: float) -> str:
+        return f"{bound:g}"
+
+    x = values.cast(pl.Float64, strict=False)
+    bounds = [-math.inf, *bins, math.inf]
+    expr: pl.Expr = pl.lit(None, pl.String)
+    for low, high in reversed(list(zip(bounds, bounds[1:], strict=False))):
+        expr = (
+            pl.when((x >= low) & (x < high))
+            .then(pl.lit(f"[{fmt(low)}, {fmt(high)})"))
+            .otherwise(expr)
+        )
+    return expr
+
+
 def _reference_group(counts: pl.DataFrame, declared: str | None) -> str:
     """The declared reference when it occurs, else the largest group (ties: by name)."""
     groups = counts["group"].to_list()
@@ -154,8 +172,9 @@ def _attribute_rows(
     staged: pl.DataFrame, stage: str, name: str, attribute: ProtectedAttribute, confidence: float
 ) -> list[dict[str, object]]:
     """The rows of one stage and one attribute."""
+    group = interval_labels(pl.col(name), attribute.bins) if attribute.bins else pl.col(name)
     part = staged.filter(pl.col(stage).is_not_null()).with_columns(
-        pl.col(name).cast(pl.String).fill_null(MISSING).alias("__group")
+        group.cast(pl.String).fill_null(MISSING).alias("__group")
     )
     if part.height == 0:
         return []

@@ -170,3 +170,13 @@ def test_the_operations_report_charts_the_ratios_and_lists_the_checks() -> None:
     )
     assert "Adverse impact ratio per protected group and stage" in document
     assert "fairness_adverse_impact" in document and "race=B" in document
+
+
+def test_a_numeric_attribute_is_measured_in_its_declared_intervals() -> None:
+    ages = fixture().with_columns(
+        pl.Series("age", ["30"] * 10 + ["70"] * 9 + [None], dtype=pl.String)
+    )
+    age = {"age": ProtectedAttribute(category="age", bins=[25, 62], reference="[25, 62)")}
+    table = fairness_table(ages, age, DECLINE).filter(pl.col("stage") == "model_band")
+    assert set(table["group"]) == {"[25, 62)", "[62, inf)", "(missing)"}
+    assert _row(table, "model_band", "[62, inf)")["air"] == pytest.approx((6 / 9) / 0.8)
