@@ -130,6 +130,7 @@ def test_check_fails_on_protected_features_reasons_and_rules(domain_file: Path) 
 
 def test_without_the_declaration_nothing_is_protected(domain_file: Path) -> None:
     """The check is only as good as the declaration: nothing declared, nothing refused."""
+    _edit(domain_file, lambda d: d.pop("protected_attributes", None))
     domain = load_domain_file(domain_file)
     assert protected_columns(domain) == [] and protected_reason_codes(domain) == set()
 
