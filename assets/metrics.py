@@ -46,6 +46,7 @@ from hitl_gate.observability.daily import (
     store_metrics,
     write_run_report,
 )
+from hitl_gate.observability.fairness import read_protected_values
 from hitl_gate.observability.traces import TraceFile
 from models.outcomes import outcome_flags, read_outcomes
 from pipelines.resources import (
@@ -67,6 +68,12 @@ CHECKS = {
     "volume_drop": "Cases per day vs the median of the trailing days.",
     "automation_bias": "Reviewers with near-zero time per case or override rate.",
     "sla_breaches": "Review cases answered after, or still open past, their due time.",
+    "fairness_adverse_impact": (
+        "Per protected attribute and stage (model band, policy route, human verdict, final "
+        "action): approval rate against the reference group (four-fifths rule, with a "
+        "confidence interval; domain `fairness` thresholds warn and block)."
+    ),
+    "fairness_score_gap": "Standardised mean difference of PD between protected groups.",
 }
 
 
@@ -250,6 +257,7 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             as_of=datetime.now(UTC),
             outcomes=outcome_flags(read_outcomes(landing.path, domain), domain),
             features=read_model_features(feature_store.path, domain, inputs.window),
+            protected=read_protected_values(Path(data_docs.warehouse), domain, days),
         )
         with audit_db.connect() as con:
             traces = store_metrics(con, evaluation, domain.name, run_id, settings, traces_dir)

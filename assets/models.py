@@ -82,6 +82,7 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "mlflow_run_id": trained.run_id,
                 "feature_service": run.feature_service,
                 "promoted_to_champion": trained.promoted_to_champion,
+                "leakage_check": trained.leakage.describe() if trained.leakage else "not run",
                 "training_rows": run.training_rows,
                 "positive_rate": run.positive_rate,
                 "metrics": MetadataValue.md(

@@ -2,7 +2,9 @@
 
 Two families: the sign-constrained logistic scorecard (champion-eligible: exact reason codes)
 and gradient-boosted trees (challenger only). A new scorecard version becomes champion only
-when the registered model has none yet: replacing a live champion is a decision for a person
+when the registered model has none yet and it passes the leakage gate (models/leakage.py: no
+implausibly high validation AUC, no single feature that alone nearly predicts the outcome):
+replacing a live champion, or trusting a too-good model, is a decision for a person
 (`hitl model promote`, `models.registry.promote`), not a side effect of training.
 
 Each version carries, in its MLmodel metadata (so the artefact digest covers them), its family,
@@ -22,6 +24,7 @@ from hitl_gate.core.domain import ModelConfig
 from models.calibration import fit_platt
 from models.drift import reference_bins
 from models.evaluation import calibration_table, discrimination
+from models.leakage import LEAKAGE_TAG, LeakageCheck, check_leakage
 from models.mlflow_store import configure, experiment_id
 from models.model_card import render_challenger_card, render_model_card
 from models.registry import CHAMPION_FAMILIES, FAMILY_TAG, GRADIENT_BOOSTING, SCORECARD
@@ -61,6 +64,7 @@ class TrainedModel:
     metrics: dict[str, float]
     promoted_to_champion: bool
     family: str = SCORECARD
+    leakage: LeakageCheck | None = None
 
 
 def split_by_time(training: pl.DataFrame, model_cfg: ModelConfig) -> tuple[pl.DataFrame, ...]:
@@ -157,6 +161,13 @@ def train_and_register(
             for k, v in discrimination(y_val, platt.apply(pd_val)).items()
         }
     )
+    leakage = check_leakage(
+        training,
+        model_cfg.features,
+        _labels(training),
+        metrics["validation_auc"],
+        model_cfg.leakage,
+    )
     params: dict[str, str | int | float] = {
         "model_family": family,
         **family_params,
@@ -173,6 +184,7 @@ def train_and_register(
         "validation_bad_rate": float(y_val.mean()),
         "train_from": str(train[EVENT_TIMESTAMP].min()),
         "validation_to": str(validation[EVENT_TIMESTAMP].max()),
+        **leakage.params(),
     }
 
     # Imported only now, so a bad frame or split fails before paying about 5 s for mlflow.
@@ -188,6 +200,7 @@ def train_and_register(
     ) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
+        mlflow.log_metrics({f"auc_alone_{n}": v for n, v in leakage.feature_aucs.items()})
         mlflow.log_text(calibration.write_csv(), "calibration.csv")
         mlflow.log_text(reference.write_csv(), "reference_bins.csv")
         info = mlflow.sklearn.log_model(
@@ -212,13 +225,15 @@ def train_and_register(
             card = render_challenger_card(
                 model_cfg, kept, version, run.info.run_id, params, metrics
             )
-        mlflow.log_text(card, "model_card.md")
+        mlflow.log_text(card + "\n".join(["", *leakage.card_lines()]), "model_card.md")
     client.set_model_version_tag(model_cfg.name, version, FAMILY_TAG, family)
+    client.set_model_version_tag(model_cfg.name, version, LEAKAGE_TAG, leakage.tag())
 
     # Check-then-set is not atomic; training runs for one model are serialised by the
     # orchestrator, and the worst case of a race is two versions each believing they won.
     promoted = (
         family in CHAMPION_FAMILIES
+        and leakage.passed
         and CHAMPION not in client.get_registered_model(model_cfg.name).aliases
     )
     if promoted:
@@ -230,4 +245,5 @@ def train_and_register(
         metrics=metrics,
         promoted_to_champion=promoted,
         family=family,
+        leakage=leakage,
     )

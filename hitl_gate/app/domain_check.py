@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig, DomainConfigError, domain_files, load_domain_file
+from hitl_gate.core.protected import expression_columns, tainted_columns, tainted_features
 from hitl_gate.quality.contract import polars_dtype
 
 _NUMERIC_TYPES = ("int", "float", "bool")
@@ -97,6 +98,52 @@ def policy_problems_for(domain: DomainConfig) -> list[str]:
     except PolicyError as exc:
         return str(exc).splitlines()
     return validate_policy(policy, case_schema(domain))
+
+
+def protected_problems(domain: DomainConfig, where: str) -> list[str]:
+    """Protected attributes or declared proxies used as a model feature, reason or policy input.
+
+    Regulation B 1002.6(b) forbids these bases in a credit decision, so the domain may keep them
+    only to measure fairness. A derived feature computed from one counts as using it, and a
+    policy rule over such a feature does too.
+    """
+    from policies.engine import PolicyError, load_policy
+    from policies.model import policy_columns
+
+    tainted = tainted_columns(domain)
+    if not tainted:
+        return []
+    via = tainted_features(domain)
+    problems = []
+    for name in domain.model.features:
+        if name in tainted:
+            uses = f" (computed from {via[name]})" if via.get(name, [name]) != [name] else ""
+            problems.append(
+                f"{where}: model.features '{name}' uses a protected attribute or proxy{uses}"
+            )
+    for name, reason in domain.model.reason_codes.items():
+        if name in tainted:
+            problems.append(
+                f"{where}: model.reason_codes '{name}' ({reason.code}) would cite a protected "
+                "attribute or proxy on adverse-action notices"
+            )
+    path = domain.policy_path
+    if not path.is_file():
+        return problems  # policy_problems_for reports it
+    try:
+        policy = load_policy(path)
+    except PolicyError:
+        return problems
+    for rule in policy.rules:
+        used = sorted(expression_columns(rule.when) & tainted)
+        if used:
+            problems.append(
+                f"{path}: rule '{rule.id}' conditions on protected attributes or proxies {used}"
+            )
+    used = sorted(set(policy_columns(policy)) & tainted)
+    if used:
+        problems.append(f"{path}: qa_sampling / capacity_order use protected columns {used}")
+    return problems
 
 
 def review_problems(domain: DomainConfig, where: str) -> list[str]:
@@ -183,6 +230,7 @@ def check_domain(name: str, extra_dirs: Sequence[Path] = ()) -> list[str]:
     return [
         *feature_problems(domain, where),
         *model_problems(domain, where),
+        *protected_problems(domain, where),
         *policy_problems_for(domain),
         *review_problems(domain, where),
         *sample_problems(domain, where),

@@ -23,7 +23,15 @@ import polars as pl
 import yaml
 
 from hitl_gate.app.demo_data import read_source
+from hitl_gate.app.scaffold_screen import (
+    leak_reason,
+    one_hot,
+    propose_protected,
+    sentinel_codes,
+    without_sentinels,
+)
 from hitl_gate.core.domain import PROJECT_ROOT
+from hitl_gate.core.lawful import LeakageLimits
 
 # Text columns with at most this many distinct values get an `allowed` list.
 MAX_ALLOWED_VALUES = 20
@@ -77,6 +85,8 @@ class Scaffold:
     columns: int
     features: list[str]
     positive_rate: float
+    # What screening decided for the owner to confirm (leaks, protected columns, sentinels).
+    notes: list[str] = field(default_factory=list)
 
 
 def column_type(dtype: pl.DataType) -> str:
@@ -185,23 +195,45 @@ def _sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def starter_features(frame: pl.DataFrame, inputs: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Numeric and boolean inputs pass through; two-valued text becomes a 0/1 indicator."""
-    passthrough, derived = [], {}
+def starter_features(
+    frame: pl.DataFrame, inputs: list[str]
+) -> tuple[list[str], dict[str, str], dict[str, tuple[str, str | None]]]:
+    """(passthrough, derived, what each feature says) from the screened inputs.
+
+    Numbers and booleans pass through, or, when they use sentinel codes (999 = unknown), become
+    a derived feature reading those codes as missing; text with a few values becomes one 0/1
+    indicator per value (the most frequent is the reference). The third item maps each
+    feature to (source column, text value or None), for its reason text.
+    """
+    passthrough: list[str] = []
+    derived: dict[str, str] = {}
+    says: dict[str, tuple[str, str | None]] = {}
     for name in inputs:
         values = frame[name]
         kind = column_type(values.dtype)
         if values.n_unique() <= 1:
             continue
         if kind in ("int", "float", "bool"):
-            passthrough.append(name)
+            codes = sentinel_codes(values) if kind != "bool" else []
+            if codes:
+                derived[f"{name}_known"] = without_sentinels(name, codes)
+                says[f"{name}_known"] = (name, None)
+            else:
+                passthrough.append(name)
+                says[name] = (name, None)
         elif kind == "str":
-            levels = sorted(values.drop_nulls().unique().to_list())
-            if len(levels) == 2:
-                derived[f"{name}_is_{_slug(levels[1])}"] = (
-                    f"CASE WHEN {name} = {_sql_text(levels[1])} THEN 1 ELSE 0 END"
-                )
-    return passthrough, derived
+            for feature, (sql, level) in one_hot(name, values).items():
+                derived[feature] = sql
+                says[feature] = (name, level)
+    return passthrough, derived, says
+
+
+def reason_text(column: str, level: str | None, risk_higher: bool) -> str:
+    """A first plain-language reason; generated from the column name, so the owner rewrites it."""
+    label = column.replace("_", " ").strip().capitalize()
+    if level is not None:
+        return f"{label} is {level}" if risk_higher else f"{label} is not {level}"
+    return f"{label} too {'high' if risk_higher else 'low'}"
 
 
 def _feature_values(frame: pl.DataFrame, passthrough: list[str], derived: dict[str, str]):
@@ -212,7 +244,11 @@ def _feature_values(frame: pl.DataFrame, passthrough: list[str], derived: dict[s
 
 
 def model_section(
-    features: pl.DataFrame, label: pl.Series, options: ScaffoldOptions, validation_from: date
+    features: pl.DataFrame,
+    label: pl.Series,
+    options: ScaffoldOptions,
+    validation_from: date,
+    says: dict[str, tuple[str, str | None]] | None = None,
 ) -> dict[str, Any]:
     """Features ranked by correlation with the outcome; direction and bands from the sample."""
     ranked = []
@@ -233,7 +269,7 @@ def model_section(
     reason_codes = {
         name: {
             "code": f"R{i:02d}",
-            "text": f"{name.replace('_', ' ').capitalize()} is {'high' if v > 0 else 'low'}",
+            "text": reason_text(*(says or {}).get(name, (name, None)), risk_higher=v > 0),
             "risk_direction": "higher" if v > 0 else "lower",
         }
         for i, (name, v) in enumerate(chosen, start=1)
@@ -424,26 +460,57 @@ def build_declarations(
         id_spec["width"] = len(str(frame.height))
         case_id = "case_id"
     event_time, time_spec, days = _event_time_plan(frame, options)
-    outcomes = list(dict.fromkeys([options.label, *options.outcomes]))
-    inputs = [c for c in frame.columns if c not in (*outcomes, case_id, event_time)]
+    label = frame[options.label].cast(pl.String).is_in(options.positive).cast(pl.Int8)
+    candidates = [
+        c for c in frame.columns if c not in (options.label, *options.outcomes, case_id, event_time)
+    ]
+    # Columns that know the outcome are outcomes, not inputs, whatever the flags said.
+    leaks = {
+        c: reason
+        for c in candidates
+        if (reason := leak_reason(c, frame[c], label, LeakageLimits())) is not None
+    }
+    outcomes = list(dict.fromkeys([options.label, *options.outcomes, *leaks]))
+    inputs = [c for c in candidates if c not in leaks]
+    protected = propose_protected(frame, inputs)
+    kept_out = {*protected, *(p for a in protected.values() for p in a.get("proxies", []))}
+    usable = [c for c in inputs if c not in kept_out]
 
     columns: dict[str, Any] = {
         case_id: {"type": "str", "nullable": False, "unique": True, "description": "Case id"},
         event_time: {"type": "datetime", "nullable": False, "description": "Decision time"},
     }
     columns.update({c: infer_column(frame[c]) for c in inputs})
-    passthrough, derived = starter_features(frame, inputs)
-    label = frame[options.label].cast(pl.String).is_in(options.positive).cast(pl.Int8)
+    passthrough, derived, says = starter_features(frame, usable)
+    notes = [f"outcome, not input: {c} ({why})" for c, why in leaks.items()]
+    for column in inputs:
+        codes = sentinel_codes(frame[column]) if column in usable else []
+        if codes:
+            listed = ", ".join(f"{c:g}" for c in codes)
+            columns[column]["description"] += f"; {listed} read as unknown (sentinel)"
+            notes.append(f"sentinel codes {listed} in {column} read as missing")
+    for column, entry in protected.items():
+        proxies = entry.get("proxies", [])
+        notes.append(
+            f"protected ({entry['category']}): {column}"
+            + (f", proxies {proxies}" if proxies else "")
+            + " - kept for fairness monitoring only"
+        )
     sorted_days = days.sort()
     validation_from = sorted_days[int(len(sorted_days) * VALIDATION_SHARE)]
     model = model_section(
-        _feature_values(frame, passthrough, derived), label, options, validation_from
+        _feature_values(frame, passthrough, derived), label, options, validation_from, says
+    )
+    notes.append(
+        "reason texts are generated from column names: rewrite each as a specific reason an "
+        "applicant understands (Regulation B 1002.9(b)(2))"
     )
     owner = options.owner or f"{name}-team@example.invalid"
     start = sorted_days[0]
-    # Reviewers see the inputs the model uses first, then the others, up to a screenful.
-    used = [c for c in inputs if c in model["features"]]
-    context = [*used, *(c for c in inputs if c not in used)][:MAX_CONTEXT_COLUMNS]
+    # Reviewers see the inputs the model uses first, then the others, up to a screenful;
+    # never a protected attribute or proxy (a role may be granted them in review.yaml).
+    used = [c for c in usable if any(says.get(f, ("",))[0] == c for f in model["features"])]
+    context = [*used, *(c for c in usable if c not in used)][:MAX_CONTEXT_COLUMNS]
     domain = {
         "name": name,
         "description": (
@@ -467,6 +534,7 @@ def build_declarations(
             "derived": derived,
         },
         "model": model,
+        **({"protected_attributes": protected} if protected else {}),
         "policy": f"policies/{name}/v1.yaml",
         "retention_class": "regulatory_7y",
         "review": {
@@ -490,6 +558,7 @@ def build_declarations(
         "event_time": event_time,
         "features": model["features"],
         "positive_rate": as_number(label.mean()) or 0.0,
+        "notes": notes,
     }
     return domain, policy, facts
 
@@ -552,6 +621,7 @@ def scaffold_domain(options: ScaffoldOptions, root: Path = PROJECT_ROOT, force: 
         raise ScaffoldError(f"{options.source}: no rows")
     domain, policy, facts = build_declarations(frame, options, root)
     header = _HEADER.format(name=options.name, source=options.source.name, rows=frame.height)
+    screening = "".join(f"# Screening: {note}.\n" for note in facts["notes"])
     review = starter_review_settings(options.name)
     cases = starter_policy_cases(policy, list(domain["model"]["bands"]))
     written = ((domain_file, domain), (review_file, review), (policy_file, policy),
@@ -559,7 +629,8 @@ def scaffold_domain(options: ScaffoldOptions, root: Path = PROJECT_ROOT, force: 
     for path, content in written:
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(content, sort_keys=False, allow_unicode=True, width=100)
-        path.write_text(header + text, encoding="utf-8")
+        notes = screening if path == domain_file else ""
+        path.write_text(header + notes + text, encoding="utf-8")
     return Scaffold(
         domain_file=domain_file,
         policy_file=policy_file,
@@ -568,4 +639,5 @@ def scaffold_domain(options: ScaffoldOptions, root: Path = PROJECT_ROOT, force: 
         columns=len(domain["contract"]["columns"]),
         features=facts["features"],
         positive_rate=facts["positive_rate"],
+        notes=facts["notes"],
     )

@@ -15,6 +15,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hitl_gate.core.lawful import (
+    FairnessLimits,
+    LeakageLimits,
+    ProtectedAttribute,
+    undeclared_protected,
+)
 from hitl_gate.core.yaml_files import load_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -194,6 +200,8 @@ class ModelConfig(_Strict):
     # Adverse-action reason per model feature: a stable code and plain-language text.
     reason_codes: dict[str, ReasonCode] = Field(default_factory=dict)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    # When training refuses to promote a version on its own (models/leakage.py).
+    leakage: LeakageLimits = Field(default_factory=LeakageLimits)
 
 
 class ReviewConfig(_Strict):
@@ -354,6 +362,9 @@ class DomainConfig(_Strict):
     retention_class: RetentionClass = "regulatory_7y"
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
     sample: SampleConfig | None = None
+    # Columns kept only for fairness monitoring (hitl_gate/core/lawful.py, docs/compliance.md).
+    protected_attributes: dict[str, ProtectedAttribute] = Field(default_factory=dict)
+    fairness: FairnessLimits = Field(default_factory=FairnessLimits)
     source_dir: Path = Field(default=Path("."), exclude=True)
 
     @model_validator(mode="after")
@@ -381,6 +392,13 @@ class DomainConfig(_Strict):
             leaked = [c for c in self.sample.outcome_columns if c in cols]
             if leaked:
                 raise ValueError(f"sample.outcome_columns must not be contract columns: {leaked}")
+        return self
+
+    @model_validator(mode="after")
+    def _protected_declared(self) -> DomainConfig:
+        unknown = undeclared_protected(self.protected_attributes, dict(self.contract.columns))
+        if unknown:
+            raise ValueError(f"protected_attributes name columns not in the contract: {unknown}")
         return self
 
     @property

@@ -5,6 +5,10 @@ a person declined) or the policy rule that declined automatically (its rule text
 model's reason codes in the order the scorecard ranked them, each turned into the domain's
 controlled text. A code without declared text keeps its code visible
 rather than disappearing, so a notice never shows fewer reasons than were recorded.
+
+A code that would cite a protected attribute or a declared proxy (Regulation B 1002.6(b):
+a basis that may not be used, so it cannot be a reason) is never stated, whoever recorded it;
+`hitl domain check` refuses such declarations, and this is the last line behind it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.protected import protected_reason_codes
 
 MAX_REASONS = 4
 
@@ -32,7 +37,12 @@ def adverse_actions(
     verdict_reason_code and route_reason_code; `policy_texts` maps policy reason codes to the
     text of their rule.
     """
-    texts = {**policy_texts, **reason_texts(domain)}
+    forbidden = sorted(protected_reason_codes(domain))
+    texts = {
+        code: text
+        for code, text in {**policy_texts, **reason_texts(domain)}.items()
+        if code not in forbidden
+    }
     declines = executed.filter(pl.col("action") == "decline")
     for optional in ("verdict_reason_code", "route_reason_code"):
         if optional not in declines.columns:
@@ -48,14 +58,19 @@ def adverse_actions(
             )
             .then(pl.concat_list(pl.col("route_reason_code")))
             .otherwise(empty),
-            pl.col("reason_codes").fill_null(empty),
+            pl.col("reason_codes")
+            .fill_null(empty)
+            .list.eval(pl.element().filter(~pl.element().is_in(forbidden))),
         )
         .list.unique(maintain_order=True)
         .list.head(MAX_REASONS)
     )
     # A notice always states a reason: failing all of the above, the policy rule that routed it.
     fallback = (
-        pl.when(pl.col("route_reason_code").is_not_null())
+        pl.when(
+            pl.col("route_reason_code").is_not_null()
+            & ~pl.col("route_reason_code").is_in(forbidden)
+        )
         .then(pl.concat_list(pl.col("route_reason_code")))
         .otherwise(pl.lit(["UNSPECIFIED"], pl.List(pl.String)))
     )

@@ -20,6 +20,12 @@ import polars as pl
 from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
+from hitl_gate.observability.fairness import (
+    fairness_findings,
+    fairness_metrics,
+    fairness_table,
+    with_protected,
+)
 from hitl_gate.observability.metrics import (
     decision_metrics,
     default_decline_bands,
@@ -197,11 +203,13 @@ def evaluate_metrics(
     as_of: datetime,
     outcomes: pl.DataFrame,
     features: pl.DataFrame,
+    protected: pl.DataFrame | None = None,
 ) -> MetricsEvaluation:
     """The run days' metrics and the findings of every detector against the baseline.
 
     `outcomes` is (case_id, bad); `features` is partition_date plus the model's features over
-    the whole window (`MetricInputs.window`).
+    the whole window (`MetricInputs.window`); `protected` is case_id plus the domain's
+    protected attributes (`fairness.read_protected_values`), judged over the run's days.
     """
     decline = settings.decline_bands_for(domain)
     in_run = inputs.run_cases
@@ -216,6 +224,15 @@ def evaluate_metrics(
         feature_columns=domain.model.features,
         t=settings.thresholds,
     )
+    attributed = in_run if protected is None else with_protected(in_run, protected)
+    attributes = domain.protected_attributes
+    fairness = fairness_table(attributed, attributes, decline, domain.fairness.confidence)
+    fair_rows = fairness_metrics(attributed, attributes, decline, domain.fairness.confidence)
+    if fair_rows.height:
+        metrics = pl.concat([metrics, fair_rows]).sort(
+            "partition_date", "metric", "dimension", "key"
+        )
+    findings = [*findings, *fairness_findings(fairness, domain.fairness).all()]
     return MetricsEvaluation(inputs.days, as_of, in_run.height, metrics, findings)
 
 

@@ -126,6 +126,33 @@ def _figures(metrics: pl.DataFrame, findings: Sequence[Finding]) -> list[tuple[s
             "Feature drift: largest daily PSI per feature",
             [go.Bar(x=worst["psi"].to_list(), y=worst["feature"].to_list(), orientation="h")],
         )
+    # Fairness (hitl_gate/observability/fairness.py): the daily AIR averaged over the run's days;
+    # the check itself judges the run's cases together, with confidence intervals.
+    air = (
+        metrics.filter(pl.col("metric") == "fairness_air")
+        .with_columns(pl.col("dimension").str.split_exact("@", 1).alias("parts"))
+        .unnest("parts")
+        .rename({"field_0": "attribute", "field_1": "stage"})
+        .group_by("attribute", "key", "stage")
+        .agg(pl.col("value").mean())
+    )
+    stage_order = {"model_band": 0, "policy_route": 1, "human_verdict": 2, "final_action": 3}
+    add(
+        "Adverse impact ratio per protected group and stage (1 = parity, < 0.8 four-fifths rule)",
+        [
+            go.Bar(
+                name=f"{attribute}={key}",
+                x=(ordered := part.sort(pl.col("stage").replace_strict(stage_order)))[
+                    "stage"
+                ].to_list(),
+                y=ordered["value"].to_list(),
+            )
+            for (attribute, key), part in air.sort("attribute", "key").group_by(
+                "attribute", "key", maintain_order=True
+            )
+        ],
+        barmode="group",
+    )
     return figures
 
 

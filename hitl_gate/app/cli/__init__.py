@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from hitl_gate.app.cli import (
     audit,
     domain,
+    fairness,
     ingest,
     model,
     people,
@@ -27,7 +28,18 @@ from hitl_gate.app.cli import (
 )
 from hitl_gate.app.cli.common import DEFAULT_DOMAIN
 
-COMMAND_GROUPS = (pipeline, ingest, review, audit, policy, model, domain, retention, people)
+COMMAND_GROUPS = (
+    pipeline,
+    ingest,
+    review,
+    audit,
+    policy,
+    model,
+    domain,
+    retention,
+    people,
+    fairness,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,6 +51,8 @@ def cmd_init(args: argparse.Namespace) -> None:
     print(f"  case id {made.case_id}, event time {made.event_time}, {made.columns} columns")
     print(f"  model features: {', '.join(made.features)}")
     print(f"  positive ({args.label} in {args.positive}) rate: {made.positive_rate:.2%}")
+    for note in made.notes:
+        print(f"  screening: {note}")
     hint = "" if root == PROJECT_ROOT else f"--domains-dir {domains_dir} "
     print(f"Next: review the files, then `hitl {hint}domain check {args.name}`")
 

@@ -42,7 +42,11 @@ def _history(tmp_path: Path) -> Path:
             "amount": [float(100 + (i * 37) % 900) for i in range(n)],
             "tenure": [None if i % 10 == 0 else i % 48 for i in range(n)],
             "segment": ["retail" if i % 3 else "business" for i in range(n)],
-            "outcome": ["bad" if (i * 37) % 900 > 700 else "good" for i in range(n)],
+            # Mostly large amounts go bad, one case in seven the other way: a signal, not a
+            # copy of the outcome (the leakage screen would rightly take a copy out).
+            "outcome": [
+                "bad" if ((i * 37) % 900 > 700) != (i % 7 == 0) else "good" for i in range(n)
+            ],
         }
     )
     path = tmp_path / "history.parquet"

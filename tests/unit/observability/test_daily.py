@@ -34,6 +34,7 @@ AS_OF = datetime(2018, 1, 21, tzinfo=UTC)
 CHECKS = [
     "route_mix_shift", "approval_rate_shift", "override_rate_spike", "score_drift_psi",
     "feature_drift_psi", "volume_drop", "automation_bias", "sla_breaches",
+    "fairness_adverse_impact", "fairness_score_gap",
 ]  # fmt: skip
 
 
@@ -211,3 +212,47 @@ def test_links_and_report_name_the_deciding_model(tmp_path: Path, domain: Domain
     assert report.name == "run-9.html"
     assert report.read_text() == (report.parent / "latest.html").read_text()
     assert "Operations report: consumer_credit" in report.read_text()
+
+
+def test_fairness_rows_and_checks_use_the_stored_protected_values(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    from hitl_gate.core.lawful import ProtectedAttribute
+    from hitl_gate.observability.fairness import read_protected_values
+
+    declared = domain.model_copy(
+        update={
+            "protected_attributes": {
+                "homeownership": ProtectedAttribute(category="other", reference="OWN")
+            }
+        }
+    )
+    stored = tmp_path / "warehouse" / domain.name / "validated_cases"
+    stored.mkdir(parents=True)
+    pl.DataFrame(
+        {
+            "application_id": [f"{DAY}-{i}" for i in range(3)],
+            "homeownership": ["OWN", "RENT", "RENT"],
+            "annual_income": [1.0, 2.0, 3.0],
+        }
+    ).write_parquet(stored / f"{DAY}.parquet")
+    protected = read_protected_values(tmp_path / "warehouse", declared, [DAY, DAY - timedelta(1)])
+    assert protected.columns == ["case_id", "homeownership"], "only what fairness needs"
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        seed(con, decision_rows(DAY, ["auto_approve", "auto_decline", "auto_approve"], "now"))
+        inputs = read_metric_inputs(con, domain.name, [DAY], MetricSettings().thresholds)
+    evaluation = evaluate_metrics(
+        inputs,
+        declared,
+        MetricSettings(),
+        as_of=AS_OF,
+        outcomes=pl.DataFrame({"case_id": [], "bad": []}),
+        features=read_model_features(tmp_path / "feast", domain, inputs.window),
+        protected=protected,
+    )
+    air = evaluation.metrics.filter(
+        (pl.col("metric") == "fairness_air") & (pl.col("dimension") == "homeownership@final_action")
+    )
+    assert dict(zip(air["key"], air["value"], strict=True)) == {"OWN": 1.0, "RENT": 0.5}
+    impact = next(f for f in evaluation.findings if f.check == "fairness_adverse_impact")
+    assert impact.passed, "one case a group is below min_group_cases: reported, not judged"

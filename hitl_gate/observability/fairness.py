@@ -1,0 +1,457 @@
+"""Fairness at every stage: does the model, the policy, the reviewer or the final action treat a
+protected group worse than the reference group, and does human review widen or narrow the gap?
+
+For each declared protected attribute (hitl_gate/core/lawful.py) and each of its groups, at four
+stages of the same cases:
+
+- `model_band`: approved when the case's risk band is not a decline band (what the model alone
+  proposes; the same decline bands as the override rate, hitl_gate/observability/metrics.py);
+- `policy_route`: `auto_approve` approved, `auto_decline` declined, a case sent to review keeps
+  its band's proposal (what the automation would do without a person);
+- `human_verdict`: a reviewed case's verdict, every other case as routed (a case still waiting
+  for its verdict is left out);
+- `final_action`: the executed action.
+
+Per group: cases, approvals, approval rate, the *adverse impact ratio* (AIR: the group's approval
+rate over the reference group's; the four-fifths rule flags below 0.8) with a Katz log
+confidence interval, so a small group's ratio comes with its uncertainty, and the *standardised
+mean difference* (SMD, pooled-SD Cohen's d) of the model's PD between the group and the
+reference among the stage's cases (positive: the group is scored riskier). The reference group
+is the declared `reference`, else the largest group. Missing values form the group `(missing)`.
+
+Everything here is a pure function of Polars frames; the `decision_metrics` asset adds the rows
+to `decision_metrics` and turns `fairness_findings` into asset checks, `hitl fairness report`
+prints `fairness_table` for a period.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from statistics import NormalDist
+
+import duckdb
+import polars as pl
+
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.lawful import FairnessLimits, ProtectedAttribute
+from hitl_gate.observability.anomalies import ERROR, WARN, Finding
+from hitl_gate.observability.metrics import METRIC_SCHEMA
+
+STAGES = ("model_band", "policy_route", "human_verdict", "final_action")
+MISSING = "(missing)"
+APPROVE = "approve"
+# The `decision_metrics` rows: metric name -> `fairness_table` column.
+METRIC_COLUMNS = {
+    "fairness_cases": "n",
+    "fairness_approval_rate": "approval_rate",
+    "fairness_air": "air",
+    "fairness_air_low": "air_low",
+    "fairness_air_high": "air_high",
+    "fairness_smd": "smd",
+}
+TABLE_SCHEMA = pl.Schema(
+    {
+        "stage": pl.String,
+        "attribute": pl.String,
+        "category": pl.String,
+        "group": pl.String,
+        "reference": pl.String,
+        "n": pl.Int64,
+        "approvals": pl.Int64,
+        "approval_rate": pl.Float64,
+        "air": pl.Float64,
+        "air_low": pl.Float64,
+        "air_high": pl.Float64,
+        "smd": pl.Float64,
+    }
+)
+
+
+def stage_approvals(cases: pl.DataFrame, decline_bands: Sequence[str]) -> pl.DataFrame:
+    """Add one column per stage: 1 approved, 0 declined, null when the case is not in it.
+
+    `cases` needs risk_band, route, verdict and executed_action.
+    """
+    band = (
+        pl.when(pl.col("risk_band").is_null())
+        .then(None)
+        .otherwise((~pl.col("risk_band").is_in(list(decline_bands))).cast(pl.Int8))
+    )
+    policy = (
+        pl.when(pl.col("route") == "auto_approve")
+        .then(pl.lit(1, pl.Int8))
+        .when(pl.col("route") == "auto_decline")
+        .then(pl.lit(0, pl.Int8))
+        .when(pl.col("route") == "human_review")
+        .then(band)
+        .otherwise(None)
+    )
+    verdict = (
+        pl.when(pl.col("verdict").is_not_null())
+        .then((pl.col("verdict") == APPROVE).cast(pl.Int8))
+        .when(pl.col("route") == "human_review")
+        .then(None)
+        .otherwise(policy)
+    )
+    final = (
+        pl.when(pl.col("executed_action").is_null())
+        .then(None)
+        .otherwise((pl.col("executed_action") == APPROVE).cast(pl.Int8))
+    )
+    return cases.with_columns(
+        band.alias("model_band"),
+        policy.alias("policy_route"),
+        verdict.alias("human_verdict"),
+        final.alias("final_action"),
+    )
+
+
+def ratio_interval(
+    approvals: int, n: int, ref_approvals: int, ref_n: int, confidence: float
+) -> tuple[float | None, float | None, float | None]:
+    """(AIR, low, high): the ratio of two approval rates and its Katz log interval.
+
+    With no approval in the group the interval uses counts plus one half (Haldane's
+    correction), so it still gets a finite upper bound. None when a rate is undefined.
+    """
+    if n == 0 or ref_n == 0 or ref_approvals == 0:
+        return None, None, None
+    air = (approvals / n) / (ref_approvals / ref_n)
+    shift = 0.5 if approvals == 0 else 0.0
+    a, b, c, d = (float(x) + shift for x in (approvals, n, ref_approvals, ref_n))
+    log_ratio = math.log((a / b) / (c / d))
+    se = math.sqrt(max(1 / a - 1 / b + 1 / c - 1 / d, 0.0))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    return air, math.exp(log_ratio - z * se), math.exp(log_ratio + z * se)
+
+
+def standardised_mean_difference(group: pl.Series, reference: pl.Series) -> float | None:
+    """(mean of group - mean of reference) / pooled SD; None below two values each or SD 0."""
+    g = group.drop_nulls().cast(pl.Float64).to_numpy()
+    r = reference.drop_nulls().cast(pl.Float64).to_numpy()
+    if len(g) < 2 or len(r) < 2:
+        return None
+    pooled = ((len(g) - 1) * g.var(ddof=1) + (len(r) - 1) * r.var(ddof=1)) / (len(g) + len(r) - 2)
+    if pooled <= 0:
+        return None
+    return float((g.mean() - r.mean()) / math.sqrt(pooled))
+
+
+def interval_labels(values: pl.Expr, bins: Sequence[float]) -> pl.Expr:
+    """A numeric attribute as interval labels `[-inf, 25)`, `[25, 62)`, `[62, inf)`."""
+
+    def fmt(bound: float) -> str:
+        return f"{bound:g}"
+
+    x = values.cast(pl.Float64, strict=False)
+    bounds = [-math.inf, *bins, math.inf]
+    expr: pl.Expr = pl.lit(None, pl.String)
+    for low, high in reversed(list(zip(bounds, bounds[1:], strict=False))):
+        expr = (
+            pl.when((x >= low) & (x < high))
+            .then(pl.lit(f"[{fmt(low)}, {fmt(high)})"))
+            .otherwise(expr)
+        )
+    return expr
+
+
+def _reference_group(counts: pl.DataFrame, declared: str | None) -> str:
+    """The declared reference when it occurs, else the largest group (ties: by name)."""
+    groups = counts["group"].to_list()
+    if declared is not None and declared in groups:
+        return declared
+    largest = counts.sort(["n", "group"], descending=[True, False])
+    return str(largest["group"][0])
+
+
+def _attribute_rows(
+    staged: pl.DataFrame, stage: str, name: str, attribute: ProtectedAttribute, confidence: float
+) -> list[dict[str, object]]:
+    """The rows of one stage and one attribute."""
+    group = interval_labels(pl.col(name), attribute.bins) if attribute.bins else pl.col(name)
+    part = staged.filter(pl.col(stage).is_not_null()).with_columns(
+        group.cast(pl.String).fill_null(MISSING).alias("__group")
+    )
+    if part.height == 0:
+        return []
+    counts = (
+        part.group_by("__group")
+        .agg(pl.len().alias("n"), pl.col(stage).cast(pl.Int64).sum().alias("approvals"))
+        .rename({"__group": "group"})
+        .sort("group")
+    )
+    reference = _reference_group(counts, attribute.reference)
+    ref = counts.filter(pl.col("group") == reference).row(0, named=True)
+    ref_scores = part.filter(pl.col("__group") == reference)["pd"]
+    rows = []
+    for row in counts.iter_rows(named=True):
+        air, low, high = ratio_interval(
+            row["approvals"], row["n"], ref["approvals"], ref["n"], confidence
+        )
+        scores = part.filter(pl.col("__group") == row["group"])["pd"]
+        rows.append(
+            {
+                "stage": stage,
+                "attribute": name,
+                "category": attribute.category,
+                "group": row["group"],
+                "reference": reference,
+                "n": row["n"],
+                "approvals": row["approvals"],
+                "approval_rate": row["approvals"] / row["n"],
+                "air": air,
+                "air_low": low,
+                "air_high": high,
+                "smd": standardised_mean_difference(scores, ref_scores),
+            }
+        )
+    return rows
+
+
+def fairness_table(
+    cases: pl.DataFrame,
+    attributes: Mapping[str, ProtectedAttribute],
+    decline_bands: Sequence[str],
+    confidence: float = FairnessLimits().confidence,
+) -> pl.DataFrame:
+    """Per stage, attribute and group: approvals, AIR with its interval, SMD of the PD.
+
+    `cases` has one row per case: pd, risk_band, route, verdict, executed_action and the
+    protected attribute columns (absent attributes are skipped).
+    """
+    staged = stage_approvals(cases, decline_bands)
+    rows: list[dict[str, object]] = []
+    for stage in STAGES:
+        for name, attribute in attributes.items():
+            if name in cases.columns:
+                rows += _attribute_rows(staged, stage, name, attribute, confidence)
+    return pl.DataFrame(rows, schema=TABLE_SCHEMA)
+
+
+def fairness_metrics(
+    cases: pl.DataFrame,
+    attributes: Mapping[str, ProtectedAttribute],
+    decline_bands: Sequence[str],
+    confidence: float = FairnessLimits().confidence,
+) -> pl.DataFrame:
+    """`decision_metrics` rows per day: dimension `<attribute>@<stage>`, key the group."""
+    parts = []
+    for (day,), part in cases.group_by("partition_date", maintain_order=True):
+        table = fairness_table(part, attributes, decline_bands, confidence)
+        for metric, column in METRIC_COLUMNS.items():
+            parts.append(
+                table.filter(pl.col(column).is_not_null()).select(
+                    pl.lit(day, pl.Date).alias("partition_date"),
+                    pl.lit(metric).alias("metric"),
+                    pl.format("{}@{}", "attribute", "stage").alias("dimension"),
+                    pl.col("group").alias("key"),
+                    pl.col(column).cast(pl.Float64).alias("value"),
+                )
+            )
+    if not parts:
+        return pl.DataFrame(schema=METRIC_SCHEMA)
+    return pl.concat(parts).cast(METRIC_SCHEMA)
+
+
+def review_effect(table: pl.DataFrame) -> pl.DataFrame:
+    """Per attribute and group: AIR at the policy route, after human review, and the change.
+
+    A negative `review_change` means review widened the gap to the reference group.
+    """
+    air = table.filter(pl.col("stage").is_in(["policy_route", "human_verdict"]))
+    if air.height == 0:
+        return pl.DataFrame(
+            schema={
+                "attribute": pl.String,
+                "group": pl.String,
+                "policy_route": pl.Float64,
+                "human_verdict": pl.Float64,
+                "review_change": pl.Float64,
+            }
+        )
+    wide = air.pivot(on="stage", index=["attribute", "group"], values="air")
+    for stage in ("policy_route", "human_verdict"):
+        if stage not in wide.columns:
+            wide = wide.with_columns(pl.lit(None, pl.Float64).alias(stage))
+    return wide.select(
+        "attribute",
+        "group",
+        "policy_route",
+        "human_verdict",
+        (pl.col("human_verdict") - pl.col("policy_route")).alias("review_change"),
+    ).sort("attribute", "group")
+
+
+@dataclass(frozen=True)
+class FairnessFindings:
+    """The two fairness checks of a run."""
+
+    adverse_impact: Finding
+    score_gap: Finding
+
+    def all(self) -> list[Finding]:
+        return [self.adverse_impact, self.score_gap]
+
+
+def fairness_findings(table: pl.DataFrame, limits: FairnessLimits) -> FairnessFindings:
+    """Judge a `fairness_table` against the domain's warn and block thresholds.
+
+    `fairness_adverse_impact`: ERROR when a group's AIR interval lies wholly below
+    `block_ratio` at any stage; WARN when a group of at least `min_group_cases` has an AIR
+    below `warn_ratio`. `fairness_score_gap`: WARN when |SMD| exceeds `warn_smd` for a group of
+    at least `min_group_cases` at the model stage.
+    """
+    columns = ["stage", "attribute", "group", "reference", "n", "approval_rate", "air"]
+    candidates = table.filter(pl.col("group") != pl.col("reference"))
+    blocked = candidates.filter(pl.col("air_high") < limits.block_ratio)
+    warned = candidates.filter(
+        (pl.col("n") >= limits.min_group_cases) & (pl.col("air") < limits.warn_ratio)
+    )
+    flagged = pl.concat([blocked, warned]).unique(["stage", "attribute", "group"], keep="first")
+    details = flagged.select(*columns, "air_low", "air_high").sort("attribute", "group", "stage")
+    if table.height == 0:
+        impact = Finding(
+            "fairness_adverse_impact",
+            True,
+            WARN,
+            "No protected attribute declared or no decided case: nothing measured.",
+            details,
+        )
+    elif flagged.height == 0:
+        worst = candidates.sort("air", nulls_last=True).head(1)
+        low = f" (lowest AIR {worst['air'][0]:.2f})" if worst.height and worst["air"][0] else ""
+        impact = Finding(
+            "fairness_adverse_impact",
+            True,
+            WARN,
+            f"Every group's approval rate is at least {limits.warn_ratio:.0%} of its reference "
+            f"group's at every stage{low}.",
+            details,
+        )
+    else:
+        severity = ERROR if blocked.height else WARN
+        first = details.row(0, named=True)
+        impact = Finding(
+            "fairness_adverse_impact",
+            False,
+            severity,
+            f"{flagged.height} group-stage(s) below the four-fifths rule; e.g. "
+            f"{first['attribute']}={first['group']} at {first['stage']}: AIR {first['air']:.2f} "
+            f"({first['air_low']:.2f}-{first['air_high']:.2f}) against {first['reference']}"
+            + (
+                f"; {blocked.height} with the whole interval below {limits.block_ratio}"
+                if blocked.height
+                else ""
+            )
+            + ".",
+            details,
+        )
+    gaps = candidates.filter(
+        (pl.col("stage") == "model_band")
+        & (pl.col("n") >= limits.min_group_cases)
+        & (pl.col("smd").abs() > limits.warn_smd)
+    ).select("attribute", "group", "reference", "n", "smd")
+    largest = max((abs(v) for v in gaps["smd"].to_list()), default=0.0)
+    score_gap = Finding(
+        "fairness_score_gap",
+        gaps.height == 0,
+        WARN,
+        (
+            f"No group's mean PD differs from its reference by more than {limits.warn_smd} SD."
+            if gaps.height == 0
+            else f"{gaps.height} group(s) scored differently from their reference by more than "
+            f"{limits.warn_smd} SD (largest |SMD| {largest:.2f})."
+        ),
+        gaps,
+    )
+    return FairnessFindings(impact, score_gap)
+
+
+def read_protected_values(
+    warehouse: Path, domain: DomainConfig, days: Sequence[date]
+) -> pl.DataFrame:
+    """case_id and the protected attribute columns of `days`, from the stored validated cases.
+
+    Only fairness measurement reads these columns; absent days are skipped.
+    """
+    names = [n for n in domain.protected_attributes]
+    schema = {"case_id": pl.String, **dict.fromkeys(names, pl.String)}
+    if not names:
+        return pl.DataFrame(schema=schema)
+    frames = []
+    for day in days:
+        path = warehouse / domain.name / "validated_cases" / f"{day.isoformat()}.parquet"
+        if path.exists():
+            present = [n for n in names if n in pl.read_parquet_schema(path)]
+            frame = pl.read_parquet(path, columns=[domain.case_id, *present])
+            frames.append(
+                frame.select(
+                    pl.col(domain.case_id).cast(pl.String).alias("case_id"),
+                    *[pl.col(n).cast(pl.String) for n in present],
+                )
+            )
+    if not frames:
+        return pl.DataFrame(schema=schema)
+    return pl.concat(frames, how="diagonal_relaxed").unique("case_id", keep="last")
+
+
+def with_protected(cases: pl.DataFrame, protected: pl.DataFrame) -> pl.DataFrame:
+    """The cases with their protected attribute values (null where none is stored)."""
+    if protected.width <= 1:
+        return cases
+    return cases.join(protected, on="case_id", how="left")
+
+
+# The `case_stage_times` columns fairness reads.
+CASE_COLUMNS = ("partition_date", "case_id", "pd", "risk_band", "route", "verdict",
+                "executed_action")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FairnessReport:
+    """A period's fairness table, review's effect on it and the checks' verdicts."""
+
+    domain: str
+    start: date
+    end: date
+    cases: int
+    table: pl.DataFrame
+    review: pl.DataFrame
+    findings: FairnessFindings
+
+
+def period_report(
+    con: duckdb.DuckDBPyConnection,
+    warehouse: Path,
+    domain: DomainConfig,
+    start: date,
+    end: date,
+    decline_bands: Sequence[str],
+) -> FairnessReport:
+    """Fairness of every case of `domain` decided from `start` to `end` (inclusive)."""
+    from hitl_gate.core.database import query_frame
+
+    cases = query_frame(
+        con,
+        f"SELECT {', '.join(CASE_COLUMNS)} FROM case_stage_times "
+        "WHERE domain = ? AND partition_date BETWEEN ? AND ? ORDER BY partition_date, case_id",
+        [domain.name, start, end],
+    )
+    days = sorted(set(cases["partition_date"].to_list()))
+    attributed = with_protected(cases, read_protected_values(warehouse, domain, days))
+    limits = domain.fairness
+    attributes = domain.protected_attributes
+    table = fairness_table(attributed, attributes, decline_bands, limits.confidence)
+    return FairnessReport(
+        domain=domain.name,
+        start=start,
+        end=end,
+        cases=cases.height,
+        table=table,
+        review=review_effect(table),
+        findings=fairness_findings(table, limits),
+    )

@@ -1,0 +1,158 @@
+"""Onboarding a history with planted traps, without any `--outcome` flag: the leaks become
+outcomes, protected attributes are declared and kept out of features, reasons and the review
+context, text with several values is encoded, sentinel codes are read as missing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from hitl_gate.app.cli import main
+from hitl_gate.app.domain_check import check_domain
+from hitl_gate.app.scaffold import ScaffoldOptions, scaffold_domain
+from hitl_gate.app.scaffold_screen import (
+    leak_reason,
+    name_tokens,
+    one_hot,
+    protected_category,
+    sentinel_codes,
+)
+from hitl_gate.core.domain import DomainConfig, load_domain_file
+from hitl_gate.core.lawful import LeakageLimits
+from hitl_gate.core.protected import protected_columns, tainted_columns
+from tests.lawful_fixtures import credit_history, write_history
+
+TRAPS = {"applicant_race", "applicant_sex", "applicant_age", "marital_status", "zip3"}
+LEAKS = {"action_taken", "monthly_spend"}
+
+
+@pytest.fixture
+def scaffolded(tmp_path: Path) -> tuple[Path, DomainConfig]:
+    options = ScaffoldOptions(
+        name="loans_s",
+        source=write_history(tmp_path),
+        label="loan_outcome",
+        positive=["default"],
+        start=date(2024, 1, 1),
+        days=120,
+    )
+    made = scaffold_domain(options, root=tmp_path / "root")
+    return made.domain_file, load_domain_file(made.domain_file)
+
+
+def test_name_and_value_screens() -> None:
+    assert name_tokens("applicantRace_1") == ["applicant", "race"]
+    values = pl.Series(["x"] * 3)
+    assert protected_category("derived_msa_md_age", values) is not None
+    assert protected_category("age_of_oldest_account", values) is None, "not a person's age"
+    assert protected_category("mortgage_balance", values) is None
+    assert protected_category("co_applicant_date_of_birth", values)[0] == "age"
+    assert protected_category("country_of_birth", values)[0] == "national_origin"
+    assert protected_category("personal_status", pl.Series(["male : single", "female : div"]))[
+        0
+    ] == "sex"  # fmt: skip
+    assert protected_category("group", pl.Series(["White", "Black or African American"]))[0] == (
+        "race"
+    )
+    assert protected_category("segment", pl.Series(["retail", "business"])) is None
+    assert protected_category("grade", pl.Series(["M", "A", "B"])) is None, "one letter is not sex"
+
+
+def test_sentinels_stand_apart_and_percentages_do_not() -> None:
+    scores = pl.Series([300 + i % 550 for i in range(1000)] + [999] * 30)
+    assert sentinel_codes(scores) == [999.0]
+    percent = pl.Series([float(i % 101) for i in range(1000)])
+    assert sentinel_codes(percent) == [], "99 inside 0-100 is a value, not a code"
+    counts = pl.Series([float(i % 11) for i in range(1000)] + [-1.0] * 30)
+    assert sentinel_codes(counts) == [], "-1 next to 0-10 does not stand apart"
+
+
+def test_leaks_by_name_and_by_values() -> None:
+    history = credit_history()
+    label = (history["loan_outcome"] == "default").cast(pl.Int8)
+    limits = LeakageLimits()
+    assert "name says" in (
+        leak_reason("action_taken", history["action_taken"], label, limits) or ""
+    )
+    spend = leak_reason("monthly_spend", history["monthly_spend"], label, limits)
+    assert spend is not None and "AUC" in spend
+    for honest in ("income", "debt_ratio", "employment_type", "bureau_score"):
+        assert leak_reason(honest, history[honest], label, limits) is None, honest
+    copied = pl.Series(["yes" if b else "no" for b in label])
+    assert leak_reason("flag", copied, label, limits) is not None, "text copies leak too"
+
+
+def test_one_hot_keeps_the_frequent_levels_and_skips_free_text() -> None:
+    levels = pl.Series(["a"] * 10 + ["b"] * 6 + ["c"] * 5 + ["rare"] * 2)
+    assert list(one_hot("kind", levels)) == ["kind_is_b", "kind_is_c"]
+    assert one_hot("title", pl.Series([f"job {i % 40}" for i in range(400)])) == {}
+
+
+def test_onboarding_without_outcome_flags_keeps_traps_out(
+    scaffolded: tuple[Path, DomainConfig],
+) -> None:
+    domain_file, domain = scaffolded
+    assert check_domain("loans_s", [domain_file.parent.parent]) == []
+    assert domain.sample is not None and set(domain.sample.outcome_columns) >= LEAKS
+    assert not LEAKS & set(domain.contract.columns), "leaks never land as inputs"
+    declared = domain.protected_attributes
+    assert set(protected_columns(domain)) == TRAPS
+    assert declared["applicant_race"].category == "race"
+    assert declared["applicant_race"].reference == "White"
+    assert declared["applicant_race"].proxies == ["zip3"]
+    assert declared["applicant_sex"].reference == "Male"
+    assert declared["applicant_age"].bins == [25.0, 62.0]
+    assert declared["marital_status"].category == "marital_status"
+    tainted = tainted_columns(domain)
+    assert not tainted & set(domain.model.features)
+    assert not tainted & set(domain.model.reason_codes)
+    assert not TRAPS & set(domain.review.context_columns), "reviewers do not see them"
+    features = set(domain.model.features)
+    assert {"employment_type_is_unemployed"} <= features, "a text predictor is encoded"
+    assert "bureau_score_known" in domain.features.derived
+    assert "999" in domain.features.derived["bureau_score_known"]
+    assert "sentinel" in domain.contract.columns["bureau_score"].description
+    text = domain_file.read_text(encoding="utf-8")
+    assert "# Screening: outcome, not input: action_taken (its name says decision" in text
+    assert "# Screening: protected (race): applicant_race, proxies ['zip3']" in text
+    reasons = {r.text for r in domain.model.reason_codes.values()}
+    assert "Employment type is unemployed" in reasons
+
+
+def test_init_prints_what_screening_decided(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["domain", "init", "loans_t", "--from", str(write_history(tmp_path)), "--label",
+          "loan_outcome", "--positive", "default", "--root", str(tmp_path / "root")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "outcome, not input: monthly_spend (alone it predicts the label with AUC" in out
+    assert "protected (age): applicant_age" in out
+
+
+@pytest.mark.slow
+def test_the_scaffolded_model_trains_and_is_promoted_without_traps(
+    tmp_path: Path, scaffolded: tuple[Path, DomainConfig]
+) -> None:
+    """The features the scaffold chose pass the leakage gate; the leaks alone would not."""
+    from features.engineering import derived_expressions
+    from models.training import train_and_register
+
+    _, domain = scaffolded
+    raw = credit_history()
+    start = datetime(2024, 1, 1)
+    frame = raw.select(
+        pl.col("loan_ref").alias("case_id"),
+        pl.Series(
+            "event_timestamp", [start + timedelta(days=i * 120 // raw.height) for i in range(800)]
+        ),
+        *[pl.col(c).cast(pl.Float64) for c in domain.features.passthrough],
+        *derived_expressions(domain, raw.columns),
+        (pl.col("loan_outcome") == "default").cast(pl.Int8).alias("label"),
+    )
+    trained = train_and_register(frame, domain.model, "case_id", tmp_path / "mlflow")
+    assert trained.leakage is not None and trained.leakage.passed, trained.leakage
+    assert trained.promoted_to_champion
+    assert 0.6 < trained.metrics["validation_auc"] < 0.95
