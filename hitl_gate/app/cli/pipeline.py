@@ -41,6 +41,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = run_job(settings, training_job_name(domain))
     raise_for_failure(result, f"{domain.name} training")
     print(f"{domain.name}: model trained and registered (run {result.run_id})")
+    from models.summary import latest_version_summary
+
+    for line in latest_version_summary(domain.model.name, settings.paths.mlflow_dir):
+        print(f"  {line}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -49,6 +49,7 @@ def test_name_and_value_screens() -> None:
     assert protected_category("derived_msa_md_age", values) is not None
     assert protected_category("age_of_oldest_account", values) is None, "not a person's age"
     assert protected_category("mortgage_balance", values) is None
+    assert protected_category("product_age_months", values) is None
     assert protected_category("co_applicant_date_of_birth", values)[0] == "age"
     assert protected_category("country_of_birth", values)[0] == "national_origin"
     assert protected_category("personal_status", pl.Series(["male : single", "female : div"]))[
