@@ -157,3 +157,41 @@ def test_the_scaffolded_model_trains_and_is_promoted_without_traps(
     assert trained.leakage is not None and trained.leakage.passed, trained.leakage
     assert trained.promoted_to_champion
     assert 0.6 < trained.metrics["validation_auc"] < 0.95
+
+
+def test_protected_columns_are_masked_from_reviewers_unless_granted(
+    scaffolded: tuple[Path, DomainConfig],
+) -> None:
+    import yaml
+
+    from hitl_gate.review.export.masking import apply_masking
+    from hitl_gate.review.settings import review_settings
+
+    domain_file, domain = scaffolded
+    settings = review_settings(domain)
+    assert settings is not None
+    cases = credit_history(5).rename({"loan_ref": "case_id"})
+    for role in settings.roles:
+        masked, dropped = apply_masking(cases, settings.masking_for(role), b"k" * 32)
+        assert set(dropped) == TRAPS and not TRAPS & set(masked.columns), role
+
+    def edit(path: Path, change) -> None:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        change(data)
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    extra = [domain_file.parent.parent]
+    # An owner who shows race to reviewers: fine while every role masks it...
+    edit(domain_file, lambda d: d["review"]["context_columns"].append("applicant_race"))
+    assert check_domain("loans_s", extra) == []
+    # ...a failure once a role would see it by default...
+    review_file = domain_file.with_name("review.yaml")
+    edit(review_file, lambda r: r["masking"]["supervisor"].pop("applicant_race"))
+    problems = check_domain("loans_s", extra)
+    assert len(problems) == 1 and "to role 'supervisor'" in problems[0]
+    assert "['applicant_race']" in problems[0]
+    # ...and valid again when the role is granted it explicitly.
+    edit(
+        review_file, lambda r: r["masking"]["supervisor"].update(applicant_race={"method": "show"})
+    )
+    assert check_domain("loans_s", extra) == []
