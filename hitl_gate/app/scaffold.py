@@ -72,6 +72,8 @@ class ScaffoldOptions:
     start: date = date(2024, 1, 1)
     days: int = 90
     seed: int = 0
+    # Share of cases the starter policy should send to review (None: bands by bad-rate multiples).
+    review_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -498,9 +500,21 @@ def build_declarations(
         )
     sorted_days = days.sort()
     validation_from = sorted_days[int(len(sorted_days) * VALIDATION_SHARE)]
-    model = model_section(
-        _feature_values(frame, passthrough, derived), label, options, validation_from, says
-    )
+    values = _feature_values(frame, passthrough, derived)
+    model = model_section(values, label, options, validation_from, says)
+    if options.review_share is not None:
+        from hitl_gate.app.scaffold_bands import bands_for_review_share, validation_pds
+
+        chosen = values.select(model["features"])
+        try:
+            pds = validation_pds(chosen, label, days >= validation_from)
+            plan = bands_for_review_share(
+                pds, options.review_share, list(model["bands"].values())[-2]
+            )
+        except ValueError as exc:
+            raise ScaffoldError(f"--review-share: {exc}") from exc
+        model["bands"] = plan.bands
+        notes.append(plan.describe())
     notes.append(
         "reason texts are generated from column names: rewrite each as a specific reason an "
         "applicant understands (Regulation B 1002.9(b)(2))"

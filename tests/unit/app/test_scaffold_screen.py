@@ -195,3 +195,30 @@ def test_protected_columns_are_masked_from_reviewers_unless_granted(
         review_file, lambda r: r["masking"]["supervisor"].update(applicant_race={"method": "show"})
     )
     assert check_domain("loans_s", extra) == []
+
+
+def test_review_share_places_the_bands_on_the_validation_rows(tmp_path: Path) -> None:
+    import numpy as np
+
+    from hitl_gate.app.scaffold_bands import bands_for_review_share
+    from models.scoring import band_index
+
+    pds = np.linspace(0.001, 0.5, 1000)
+    plan = bands_for_review_share(pds, 0.15, 0.3)
+    assert plan.bands["D"] == 0.3 and plan.bands["E"] == 1.0
+    index = band_index(pds, plan.bands)
+    assert np.mean((index == 2) | (index == 3)) == pytest.approx(0.15, abs=0.01)
+    assert plan.review == pytest.approx(0.15, abs=0.01)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        bands_for_review_share(pds, 1.5, 0.3)
+
+    options = ScaffoldOptions(
+        name="loans_r", source=write_history(tmp_path), label="loan_outcome",
+        positive=["default"], review_share=0.15,
+    )  # fmt: skip
+    made = scaffold_domain(options, root=tmp_path / "root")
+    assert any("review share of 1" in n for n in made.notes), made.notes
+    domain = load_domain_file(made.domain_file)
+    bounds = list(domain.model.bands.values())
+    assert bounds == sorted(bounds) and bounds[-1] == 1.0 and len(bounds) == 5
+    assert check_domain("loans_r", [made.domain_file.parent.parent]) == []
