@@ -268,7 +268,9 @@ def sentinel_codes(values: pl.Series) -> list[float]:
 
 
 def _slug(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    spelled = text.lower().replace("<=", " le ").replace(">=", " ge ")
+    spelled = spelled.replace("<", " lt ").replace(">", " gt ")
+    slug = re.sub(r"[^a-z0-9]+", "_", spelled).strip("_")
     return slug or "blank"
 
 

@@ -222,3 +222,31 @@ def test_review_share_places_the_bands_on_the_validation_rows(tmp_path: Path) ->
     bounds = list(domain.model.bands.values())
     assert bounds == sorted(bounds) and bounds[-1] == 1.0 and len(bounds) == 5
     assert check_domain("loans_r", [made.domain_file.parent.parent]) == []
+
+
+def test_a_mortgage_register_without_outcome_flags(tmp_path: Path) -> None:
+    """The issue's case: decision copies and race columns, `hitl domain init` told only the
+    label. No copy of the decision and no protected column ends up a feature."""
+    from tests.lawful_fixtures import mortgage_history
+
+    source = tmp_path / "register.parquet"
+    mortgage_history().write_parquet(source)
+    options = ScaffoldOptions(
+        name="mortgage", source=source, label="action_taken", positive=["3"], review_share=0.15
+    )
+    made = scaffold_domain(options, root=tmp_path / "root")
+    domain = load_domain_file(made.domain_file)
+    assert check_domain("mortgage", [made.domain_file.parent.parent]) == []
+    copies = {"denial_reason-1", "interest_rate", "rate_spread"}
+    assert domain.sample is not None and copies <= set(domain.sample.outcome_columns)
+    protected = set(protected_columns(domain))
+    assert {
+        "derived_race", "derived_ethnicity", "derived_sex", "applicant_race-1", "applicant_sex",
+        "applicant_age", "census_tract",
+    } <= protected  # fmt: skip
+    assert domain.protected_attributes["applicant_race-1"].category == "race"
+    assert domain.protected_attributes["derived_race"].reference == "White"
+    assert not tainted_columns(domain) & set(domain.model.features)
+    used = " ".join([*domain.features.passthrough, *domain.features.derived.values()])
+    assert not any(c in used for c in protected | copies)
+    assert "debt_to_income_ratio_is_lt_20" in domain.features.derived, "text bins are encoded"
