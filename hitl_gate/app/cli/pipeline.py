@@ -29,6 +29,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     raise_for_failure(result, f"{domain.name} {start}..{end}")
     what = "ingestion and features" if args.ingest_only else "pipeline"
     print(f"{domain.name}: {what} ran for {start}..{end} (run {result.run_id})")
+    if not args.ingest_only and settings.paths.audit_db.exists():
+        from hitl_gate.core.database import audit_connection
+        from hitl_gate.observability.run_summary import route_share_lines
+
+        with audit_connection(settings.paths.audit_db, read_only=True) as con:
+            for line in route_share_lines(con, domain.name, start, end):
+                print(f"  {line}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
