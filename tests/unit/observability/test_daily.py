@@ -218,7 +218,7 @@ def test_fairness_rows_and_checks_use_the_stored_protected_values(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
     from hitl_gate.core.lawful import ProtectedAttribute
-    from hitl_gate.observability.fairness import read_protected_values
+    from hitl_gate.observability.fairness_period import read_protected_values
 
     declared = domain.model_copy(
         update={
