@@ -46,7 +46,7 @@ from hitl_gate.observability.daily import (
     store_metrics,
     write_run_report,
 )
-from hitl_gate.observability.fairness import read_protected_values
+from hitl_gate.observability.fairness_period import read_protected_values
 from hitl_gate.observability.traces import TraceFile
 from models.outcomes import outcome_flags, read_outcomes
 from pipelines.resources import (

@@ -16,7 +16,12 @@ from pathlib import Path
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig, DomainConfigError, domain_files, load_domain_file
-from hitl_gate.core.protected import expression_columns, tainted_columns, tainted_features
+from hitl_gate.core.protected import (
+    expression_columns,
+    protected_columns,
+    tainted_columns,
+    tainted_features,
+)
 from hitl_gate.quality.contract import polars_dtype
 
 _NUMERIC_TYPES = ("int", "float", "bool")
@@ -127,6 +132,7 @@ def protected_problems(domain: DomainConfig, where: str) -> list[str]:
                 f"{where}: model.reason_codes '{name}' ({reason.code}) would cite a protected "
                 "attribute or proxy on adverse-action notices"
             )
+    problems += reviewer_exposure(domain, where)
     path = domain.policy_path
     if not path.is_file():
         return problems  # policy_problems_for reports it
@@ -143,6 +149,35 @@ def protected_problems(domain: DomainConfig, where: str) -> list[str]:
     used = sorted(set(policy_columns(policy)) & tainted)
     if used:
         problems.append(f"{path}: qa_sampling / capacity_order use protected columns {used}")
+    return problems
+
+
+def reviewer_exposure(domain: DomainConfig, where: str) -> list[str]:
+    """Protected columns in the review context that some role would see by default.
+
+    A reviewer may see a protected attribute only when the role is granted it: an explicit
+    `show` for that column in the role's `masking` (review.yaml). Every other role must drop,
+    generalise or pseudonymise it; a role that says nothing would see it as it is.
+    """
+    from hitl_gate.review.settings import ReviewSettingsError, review_settings
+
+    shown = [c for c in protected_columns(domain) if c in domain.review.context_columns]
+    if not shown:
+        return []
+    try:
+        settings = review_settings(domain)
+    except ReviewSettingsError:
+        return []  # the review settings' own loading reports it
+    roles = sorted(settings.roles) if settings is not None else ["(every reviewer)"]
+    problems = []
+    for role in roles:
+        rules = settings.masking_for(role) if settings is not None else {}
+        exposed = [c for c in shown if c not in rules]
+        if exposed:
+            problems.append(
+                f"{where}: review.context_columns show protected columns {exposed} to role "
+                f"'{role}' without a masking rule (drop them, or grant with an explicit `show`)"
+            )
     return problems
 
 

@@ -72,6 +72,8 @@ class ScaffoldOptions:
     start: date = date(2024, 1, 1)
     days: int = 90
     seed: int = 0
+    # Share of cases the starter policy should send to review (None: bands by bad-rate multiples).
+    review_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -498,9 +500,21 @@ def build_declarations(
         )
     sorted_days = days.sort()
     validation_from = sorted_days[int(len(sorted_days) * VALIDATION_SHARE)]
-    model = model_section(
-        _feature_values(frame, passthrough, derived), label, options, validation_from, says
-    )
+    values = _feature_values(frame, passthrough, derived)
+    model = model_section(values, label, options, validation_from, says)
+    if options.review_share is not None:
+        from hitl_gate.app.scaffold_bands import bands_for_review_share, validation_pds
+
+        chosen = values.select(model["features"])
+        try:
+            pds = validation_pds(chosen, label, days >= validation_from)
+            plan = bands_for_review_share(
+                pds, options.review_share, list(model["bands"].values())[-2]
+            )
+        except ValueError as exc:
+            raise ScaffoldError(f"--review-share: {exc}") from exc
+        model["bands"] = plan.bands
+        notes.append(plan.describe())
     notes.append(
         "reason texts are generated from column names: rewrite each as a specific reason an "
         "applicant understands (Regulation B 1002.9(b)(2))"
@@ -570,12 +584,15 @@ _HEADER = """\
 """
 
 
-def starter_review_settings(name: str) -> dict:
-    """One reviewer role working the starter policy's queue, an escalation queue, no masking.
+def starter_review_settings(name: str, protected: list[str] | None = None) -> dict:
+    """One reviewer role working the starter policy's queue, an escalation queue; masking that
+    drops the protected attributes and proxies for every role.
 
-    Masking is left empty on purpose: which columns a role may see is a decision for the
-    domain's owner and compliance (docs/review.md), not something to infer from data.
+    Beyond those, masking is left to the domain's owner and compliance (docs/review.md): which
+    columns a role may see is not something to infer from data. Granting a role a protected
+    column is an explicit `show` in its masking.
     """
+    hidden = {column: {"method": "drop"} for column in protected or []}
     queue = f"{name}_review"
     return {
         "roles": {"reviewer": [queue], "supervisor": [queue, "escalations"]},
@@ -600,7 +617,7 @@ def starter_review_settings(name: str) -> dict:
         "reviewers": {
             "DEMO-reviewer": {"role": "reviewer", "name": "Automated demo reviewer (not a person)"}
         },
-        "masking": {"reviewer": {}, "supervisor": {}},
+        "masking": {"reviewer": dict(hidden), "supervisor": dict(hidden)},
     }
 
 
@@ -622,7 +639,9 @@ def scaffold_domain(options: ScaffoldOptions, root: Path = PROJECT_ROOT, force: 
     domain, policy, facts = build_declarations(frame, options, root)
     header = _HEADER.format(name=options.name, source=options.source.name, rows=frame.height)
     screening = "".join(f"# Screening: {note}.\n" for note in facts["notes"])
-    review = starter_review_settings(options.name)
+    attributes = domain.get("protected_attributes", {})
+    hidden = [*attributes, *(p for a in attributes.values() for p in a.get("proxies", []))]
+    review = starter_review_settings(options.name, hidden)
     cases = starter_policy_cases(policy, list(domain["model"]["bands"]))
     written = ((domain_file, domain), (review_file, review), (policy_file, policy),
                (cases_file, cases))  # fmt: skip

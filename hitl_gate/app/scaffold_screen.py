@@ -65,7 +65,8 @@ _PROTECTED_PHRASES: dict[str, list[tuple[str, ...]]] = {  # fmt: skip
 _NOT_A_PERSONS_AGE = {
     "loan", "account", "accounts", "credit", "oldest", "newest", "file", "car", "vehicle",
     "property", "home", "house", "balance", "trade", "trades", "debt", "line", "lines",
-    "history", "mortgage", "card", "business", "company",
+    "history", "mortgage", "card", "business", "company", "product", "item", "asset",
+    "equipment", "building", "device", "claim", "policy", "contract", "months", "days",
 }  # fmt: skip
 _VALUE_SETS: dict[str, tuple[set[str], int]] = {
     # category: (telling values, how many must occur)
@@ -267,7 +268,9 @@ def sentinel_codes(values: pl.Series) -> list[float]:
 
 
 def _slug(text: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    spelled = text.lower().replace("<=", " le ").replace(">=", " ge ")
+    spelled = spelled.replace("<", " lt ").replace(">", " gt ")
+    slug = re.sub(r"[^a-z0-9]+", "_", spelled).strip("_")
     return slug or "blank"
 
 

@@ -20,12 +20,8 @@ import polars as pl
 from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
-from hitl_gate.observability.fairness import (
-    fairness_findings,
-    fairness_metrics,
-    fairness_table,
-    with_protected,
-)
+from hitl_gate.observability.fairness import fairness_findings, fairness_metrics, fairness_table
+from hitl_gate.observability.fairness_period import with_protected
 from hitl_gate.observability.metrics import (
     decision_metrics,
     default_decline_bands,

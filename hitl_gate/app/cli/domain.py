@@ -38,6 +38,7 @@ def cmd_init(args: argparse.Namespace) -> None:
         owner=args.owner,
         start=date.fromisoformat(args.start),
         days=args.days,
+        review_share=args.review_share,
     )
     root = _root(args)
     try:
@@ -98,6 +99,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--start", default="2024-01-01", help="without a time column: first day to spread over"
     )
     init.add_argument("--days", type=int, default=90, help="without a time column: days to use")
+    init.add_argument(
+        "--review-share",
+        type=float,
+        help="share of cases the starter policy sends to review, e.g. 0.15 (bands placed on "
+        "the validation rows)",
+    )
     init.add_argument("--root", help="folder to write domains/ and policies/ into")
     init.add_argument("--force", action="store_true", help="overwrite existing declarations")
     init.set_defaults(func=cmd_init)

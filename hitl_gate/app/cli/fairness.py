@@ -26,7 +26,7 @@ def cmd_fairness_report(args: argparse.Namespace) -> None:
 
     from hitl_gate.app.cli.common import load_selected_domain, resolve_paths
     from hitl_gate.core.database import audit_connection
-    from hitl_gate.observability.fairness import period_report
+    from hitl_gate.observability.fairness_period import period_report
     from hitl_gate.observability.metrics import default_decline_bands
 
     paths = resolve_paths(args)

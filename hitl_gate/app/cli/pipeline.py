@@ -29,6 +29,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     raise_for_failure(result, f"{domain.name} {start}..{end}")
     what = "ingestion and features" if args.ingest_only else "pipeline"
     print(f"{domain.name}: {what} ran for {start}..{end} (run {result.run_id})")
+    if not args.ingest_only and settings.paths.audit_db.exists():
+        from hitl_gate.core.database import audit_connection
+        from hitl_gate.observability.run_summary import route_share_lines
+
+        with audit_connection(settings.paths.audit_db, read_only=True) as con:
+            for line in route_share_lines(con, domain.name, start, end):
+                print(f"  {line}")
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -41,6 +48,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     result = run_job(settings, training_job_name(domain))
     raise_for_failure(result, f"{domain.name} training")
     print(f"{domain.name}: model trained and registered (run {result.run_id})")
+    from models.summary import latest_version_summary
+
+    for line in latest_version_summary(domain.model.name, settings.paths.mlflow_dir):
+        print(f"  {line}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:

@@ -49,6 +49,7 @@ def test_name_and_value_screens() -> None:
     assert protected_category("derived_msa_md_age", values) is not None
     assert protected_category("age_of_oldest_account", values) is None, "not a person's age"
     assert protected_category("mortgage_balance", values) is None
+    assert protected_category("product_age_months", values) is None
     assert protected_category("co_applicant_date_of_birth", values)[0] == "age"
     assert protected_category("country_of_birth", values)[0] == "national_origin"
     assert protected_category("personal_status", pl.Series(["male : single", "female : div"]))[
@@ -156,3 +157,96 @@ def test_the_scaffolded_model_trains_and_is_promoted_without_traps(
     assert trained.leakage is not None and trained.leakage.passed, trained.leakage
     assert trained.promoted_to_champion
     assert 0.6 < trained.metrics["validation_auc"] < 0.95
+
+
+def test_protected_columns_are_masked_from_reviewers_unless_granted(
+    scaffolded: tuple[Path, DomainConfig],
+) -> None:
+    import yaml
+
+    from hitl_gate.review.export.masking import apply_masking
+    from hitl_gate.review.settings import review_settings
+
+    domain_file, domain = scaffolded
+    settings = review_settings(domain)
+    assert settings is not None
+    cases = credit_history(5).rename({"loan_ref": "case_id"})
+    for role in settings.roles:
+        masked, dropped = apply_masking(cases, settings.masking_for(role), b"k" * 32)
+        assert set(dropped) == TRAPS and not TRAPS & set(masked.columns), role
+
+    def edit(path: Path, change) -> None:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        change(data)
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    extra = [domain_file.parent.parent]
+    # An owner who shows race to reviewers: fine while every role masks it...
+    edit(domain_file, lambda d: d["review"]["context_columns"].append("applicant_race"))
+    assert check_domain("loans_s", extra) == []
+    # ...a failure once a role would see it by default...
+    review_file = domain_file.with_name("review.yaml")
+    edit(review_file, lambda r: r["masking"]["supervisor"].pop("applicant_race"))
+    problems = check_domain("loans_s", extra)
+    assert len(problems) == 1 and "to role 'supervisor'" in problems[0]
+    assert "['applicant_race']" in problems[0]
+    # ...and valid again when the role is granted it explicitly.
+    edit(
+        review_file, lambda r: r["masking"]["supervisor"].update(applicant_race={"method": "show"})
+    )
+    assert check_domain("loans_s", extra) == []
+
+
+def test_review_share_places_the_bands_on_the_validation_rows(tmp_path: Path) -> None:
+    import numpy as np
+
+    from hitl_gate.app.scaffold_bands import bands_for_review_share
+    from models.scoring import band_index
+
+    pds = np.linspace(0.001, 0.5, 1000)
+    plan = bands_for_review_share(pds, 0.15, 0.3)
+    assert plan.bands["D"] == 0.3 and plan.bands["E"] == 1.0
+    index = band_index(pds, plan.bands)
+    assert np.mean((index == 2) | (index == 3)) == pytest.approx(0.15, abs=0.01)
+    assert plan.review == pytest.approx(0.15, abs=0.01)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        bands_for_review_share(pds, 1.5, 0.3)
+
+    options = ScaffoldOptions(
+        name="loans_r", source=write_history(tmp_path), label="loan_outcome",
+        positive=["default"], review_share=0.15,
+    )  # fmt: skip
+    made = scaffold_domain(options, root=tmp_path / "root")
+    assert any("review share of 1" in n for n in made.notes), made.notes
+    domain = load_domain_file(made.domain_file)
+    bounds = list(domain.model.bands.values())
+    assert bounds == sorted(bounds) and bounds[-1] == 1.0 and len(bounds) == 5
+    assert check_domain("loans_r", [made.domain_file.parent.parent]) == []
+
+
+def test_a_mortgage_register_without_outcome_flags(tmp_path: Path) -> None:
+    """The issue's case: decision copies and race columns, `hitl domain init` told only the
+    label. No copy of the decision and no protected column ends up a feature."""
+    from tests.lawful_fixtures import mortgage_history
+
+    source = tmp_path / "register.parquet"
+    mortgage_history().write_parquet(source)
+    options = ScaffoldOptions(
+        name="mortgage", source=source, label="action_taken", positive=["3"], review_share=0.15
+    )
+    made = scaffold_domain(options, root=tmp_path / "root")
+    domain = load_domain_file(made.domain_file)
+    assert check_domain("mortgage", [made.domain_file.parent.parent]) == []
+    copies = {"denial_reason-1", "interest_rate", "rate_spread"}
+    assert domain.sample is not None and copies <= set(domain.sample.outcome_columns)
+    protected = set(protected_columns(domain))
+    assert {
+        "derived_race", "derived_ethnicity", "derived_sex", "applicant_race-1", "applicant_sex",
+        "applicant_age", "census_tract",
+    } <= protected  # fmt: skip
+    assert domain.protected_attributes["applicant_race-1"].category == "race"
+    assert domain.protected_attributes["derived_race"].reference == "White"
+    assert not tainted_columns(domain) & set(domain.model.features)
+    used = " ".join([*domain.features.passthrough, *domain.features.derived.values()])
+    assert not any(c in used for c in protected | copies)
+    assert "debt_to_income_ratio_is_lt_20" in domain.features.derived, "text bins are encoded"

@@ -99,6 +99,11 @@ def test_training_with_a_leak_registers_but_never_promotes(tmp_path: Path) -> No
     assert "## Leakage check" in card and "FAILED" in card and "action_taken" in card
     run = client.get_run(leaky.run_id)
     assert run.data.params["leakage_flagged"] == "action_taken"
+    from models.summary import latest_version_summary
+
+    summary = "\n".join(latest_version_summary("leaky_pd", mlflow_dir))
+    assert "leaky_pd v1: validation AUC" in summary and "action_taken" in summary
+    assert "champion: none; v1 was NOT promoted" in summary
     # A person can promote it only by saying so.
     with pytest.raises(LeakageRefused, match="action_taken"):
         require_leakage_cleared(client, "leaky_pd", leaky.version, override_reason=None)
@@ -116,3 +121,4 @@ def test_training_with_a_leak_registers_but_never_promotes(tmp_path: Path) -> No
     assert (
         require_leakage_cleared(client, "honest_pd", honest.version, override_reason=None) is None
     )
+    assert "champion: v1 (this version)" in latest_version_summary("honest_pd", mlflow_dir)

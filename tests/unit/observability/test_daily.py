@@ -218,7 +218,7 @@ def test_fairness_rows_and_checks_use_the_stored_protected_values(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
     from hitl_gate.core.lawful import ProtectedAttribute
-    from hitl_gate.observability.fairness import read_protected_values
+    from hitl_gate.observability.fairness_period import read_protected_values
 
     declared = domain.model_copy(
         update={
@@ -256,3 +256,16 @@ def test_fairness_rows_and_checks_use_the_stored_protected_values(
     assert dict(zip(air["key"], air["value"], strict=True)) == {"OWN": 1.0, "RENT": 0.5}
     impact = next(f for f in evaluation.findings if f.check == "fairness_adverse_impact")
     assert impact.passed, "one case a group is below min_group_cases: reported, not judged"
+
+
+def test_run_summary_states_the_route_shares(tmp_path: Path) -> None:
+    from hitl_gate.observability.run_summary import route_share_lines
+
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        seed(con, decision_rows(DAY, ["auto_approve"] * 3 + ["human_review"], "now"))
+        assert route_share_lines(con, "consumer_credit", DAY, DAY) == [
+            "routes of 4 cases: auto_approve 3 (75.0%), human_review 1 (25.0%)"
+        ]
+        assert (
+            route_share_lines(con, "consumer_credit", DAY + timedelta(1), DAY + timedelta(2)) == []
+        )
