@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import shutil
 import subprocess
@@ -42,6 +43,13 @@ REVIEW_ADMIN = "hitl-gate-review-admin"
 RETENTION = "hitl-gate-retention"
 NAMESPACES = frozenset({VERDICTS, PEOPLE, POLICY, AUTOMATION, MODELS, REVIEW_ADMIN, RETENTION})
 VERIFY_TIMEOUT_SECONDS = 30
+MEMO_LIMIT = 10_000
+
+# Signatures OpenSSH has already found good in this process, by (SHA-256 of the data, signature,
+# namespace, key): the registry is replayed, and each act re-verified, every time it is loaded,
+# so without this a registry of a few hundred acts would cost seconds per load. Only successes
+# are kept, and the key holds a digest of the data, never the data itself.
+_good_signatures: set[tuple[str, str, str, str]] = set()
 
 
 class SignatureError(ValueError):
@@ -139,6 +147,16 @@ def verify(data: bytes, armored: str, namespace: str, key: PublicKey) -> None:
         raise SignatureError(f"signature made for {signed_for!r}, not for {namespace!r}")
     if claimed_key(armored) != key:
         raise SignatureError(f"signature not made by key {key.fingerprint}")
+    memo = (hashlib.sha256(data).hexdigest(), armored, namespace, key.openssh)
+    if memo in _good_signatures:
+        return
+    _openssh_verify(data, armored, namespace, key)
+    if len(_good_signatures) >= MEMO_LIMIT:
+        _good_signatures.clear()
+    _good_signatures.add(memo)
+
+
+def _openssh_verify(data: bytes, armored: str, namespace: str, key: PublicKey) -> None:
     with tempfile.TemporaryDirectory(prefix="hitl-sig-") as folder:
         allowed = Path(folder) / "allowed_signers"
         allowed.write_text(f'signer namespaces="{namespace}" {key.openssh}\n', encoding="ascii")
