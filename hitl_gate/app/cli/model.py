@@ -74,13 +74,35 @@ def _move(args: argparse.Namespace, version: str | None, alias: str):  # noqa: A
 
 
 def cmd_model_promote(args: argparse.Namespace) -> None:
-    """Point an alias (champion by default) at a version: a model owner's signed act."""
+    """Point an alias (champion by default) at a version: a model owner's signed act.
+
+    A version the leakage gate flagged becomes champion only with `--override-leakage REASON`;
+    the override is part of the signed reason, so the record shows who accepted the risk.
+    """
+    if args.alias == "champion":
+        args.reason = _leakage_cleared(args)
     moved = _move(args, args.version, args.alias)
     print(
         f"{moved.model_name}@{moved.alias}: v{moved.from_version or '-'} -> v{moved.to_version} "
         f"by {moved.promoted_by} ({moved.signer_fingerprint}) at "
         f"{moved.promoted_at.isoformat(timespec='seconds')}"
     )
+
+
+def _leakage_cleared(args: argparse.Namespace) -> str | None:
+    """The promotion's reason, with the explicit leakage override when the version needs one."""
+    from models.leakage import LeakageRefused, require_leakage_cleared
+    from models.mlflow_store import configure
+
+    client = configure(resolve_paths(args).mlflow_dir)
+    try:
+        override = require_leakage_cleared(
+            client, args.name, args.version, override_reason=args.override_leakage
+        )
+    except LeakageRefused as exc:
+        raise SystemExit(f"REFUSED: {exc} (--override-leakage REASON)") from exc
+    reasons = [text for text in (args.reason, override) if text]
+    return "; ".join(reasons) or None
 
 
 def cmd_model_retire_challenger(args: argparse.Namespace) -> None:
@@ -119,6 +141,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_signing_key(promote)
     promote.add_argument("--alias", default="champion", choices=["champion", "challenger"])
     promote.add_argument("--reason", help="why (kept in the audit record)")
+    promote.add_argument(
+        "--override-leakage",
+        metavar="REASON",
+        help="make a version the leakage gate flagged champion anyway, saying why",
+    )
     promote.set_defaults(func=cmd_model_promote)
 
     retire = model.add_parser("retire-challenger", help="remove the challenger alias")

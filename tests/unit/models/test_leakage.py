@@ -113,6 +113,20 @@ def test_training_with_a_leak_registers_but_never_promotes(tmp_path: Path) -> No
         client, "leaky_pd", leaky.version, override_reason="action_taken is a pre-decision code"
     )
     assert note is not None and note.startswith("leakage check overridden: action_taken is")
+    # `hitl model promote` applies the same gate before signing, and signs the override.
+    import argparse
+
+    from hitl_gate.app.cli.model import _leakage_cleared
+
+    args = argparse.Namespace(
+        home=str(tmp_path), domains_dir=None, name="leaky_pd", version=leaky.version,
+        reason="quarterly refresh", override_leakage=None,
+    )  # fmt: skip
+    with pytest.raises(SystemExit, match="REFUSED: .*action_taken.*--override-leakage"):
+        _leakage_cleared(args)
+    args.override_leakage = "action_taken is recorded before the decision"
+    reason = _leakage_cleared(args)
+    assert reason is not None and reason.startswith("quarterly refresh; leakage check overridden")
 
     honest = train_and_register(
         _training([]), _model_cfg(HONEST, "honest_pd"), "case_id", mlflow_dir
