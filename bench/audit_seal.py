@@ -14,7 +14,9 @@ The baseline, measured in the same run on the same copies, is the full sweep sea
 before (every lineage row canonicalised by DuckDB, fetched into Python, envelopes built and
 chained there); it is kept here only as the reference. `--baseline-src DIR` adds the mode
 `baseline`: the incremental seal of another source tree (e.g. `git archive main | tar -x -C
-DIR`), run by the same interpreter on the same copies, to price a change to the seal.
+DIR`), run by the same interpreter on the same copies, to price a change to the seal; the
+mode `with_inputs` adds to the seal what the execution step now does before acting (the seal
+of its inputs and `check_sealed_inputs`, which reads the whole sealed log).
 """
 
 from __future__ import annotations
@@ -200,6 +202,15 @@ def measure(mode: str, scenario: str, db: Path) -> dict:
     def seal(con, run_id: str) -> int:
         if mode == "incremental":
             return seal_run(con, run_id, key, checkpoints).appended
+        if mode == "with_inputs":  # the seal plus the execution step's input seal and check
+            from hitl_gate.execution.sealed_inputs import check_sealed_inputs, input_sealer
+
+            appended = seal_run(con, run_id, key, checkpoints).appended
+            input_sealer(key, checkpoints, None, run_id)(con)
+            reviewed = [r[0] for r in con.execute("SELECT case_id FROM verdicts").fetchall()]
+            check = check_sealed_inputs(con, "consumer_credit", reviewed, reviewed)
+            assert not check.refused and not check.domain_problems
+            return appended
         return legacy_seal(con, run_id, key, checkpoints)
 
     if scenario != "first":  # the day sealed once before (same log either way)

@@ -83,7 +83,7 @@ def execute_days(
     to_execute = new_executions(actions, earlier, domain.name, run_id, now)
     with connect() as con:
         reviewed = to_execute.filter(pl.col("decided_by") == "reviewer")["case_id"].to_list()
-        check = check_sealed_inputs(con, domain.name, to_execute["case_id"].to_list(), reviewed)
+        check = check_sealed_inputs(con, domain.name, reviewed, reviewed)
     if check.domain_problems:
         raise ExecutionRefused(
             f"{domain.name}: execution refused, the policy activation or kill-switch records "

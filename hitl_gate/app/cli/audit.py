@@ -30,6 +30,7 @@ def cmd_audit_trace(args: argparse.Namespace) -> None:
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     """Recompute the chain and every checkpoint; exit 1 naming the first broken entry."""
     import time
+    from pathlib import Path
 
     from hitl_gate.audit.trust import TrustAnchorError, load_trust_anchor
     from hitl_gate.audit.verify import verify_audit
@@ -51,7 +52,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             public_key,
             lineage=not args.chain_only,
             workers=args.workers,
-            witness=paths.witness_dir,
+            witness=Path(args.witness) if args.witness else paths.witness_dir,
         )
     elapsed = time.perf_counter() - started
     print(report.summary())
@@ -176,6 +177,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     verify.add_argument(
         "--chain-only", action="store_true", help="skip comparing lineage tables with the log"
+    )
+    verify.add_argument(
+        "--witness",
+        help="folder of the checkpoint witness to compare with (default: HITL_AUDIT_WITNESS_DIR, "
+        "else <home>-witness)",
     )
     verify.add_argument(
         "--workers",
