@@ -313,3 +313,27 @@ def test_an_old_home_moves_from_its_key_file_to_the_token_by_the_command_line(
     with audit_connection(paths.audit_db, read_only=True) as con:
         keys = con.execute("SELECT public_key FROM audit_checkpoints ORDER BY last_seq").fetchall()
     assert [k for (k,) in keys] == [old, new]
+
+
+def _sign_in_child(home: str, queue) -> None:  # noqa: ANN001
+    signer = checkpoint_signer(HitlPaths.at(home), AuditKeySettings())
+    signature = signer.sign(b"child")
+    signer.public_key().verify(signature, b"child")
+    queue.put(public_key_hex(signer))
+
+
+@pytest.mark.slow
+def test_a_forked_step_process_signs_with_the_same_token_key(tmp_path: Path) -> None:
+    """Dagster's and the recovery test's forked children re-initialise the library first."""
+    import multiprocessing
+
+    home = str(tmp_path / "home")
+    parent = _public_key_of(home)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_sign_in_child, args=(home, queue))
+    child.start()
+    assert queue.get(timeout=60) == parent
+    child.join()
+    assert child.exitcode == 0
+    assert _public_key_of(home) == parent  # the parent's library still works
