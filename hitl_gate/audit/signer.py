@@ -171,10 +171,11 @@ def _ensure_key_pair(session: Any, config: TokenConfig) -> None:
 
 
 # The PKCS#11 library is process-wide state (C_Initialize once per process); SoftHSM2 reads its
-# configuration file from SOFTHSM2_CONF at that moment. One lock serialises token use, and a
-# different token folder (another home in the same process: tests) re-initialises the library.
+# configuration file from SOFTHSM2_CONF at that moment. One lock serialises token use; a
+# different token folder (another home in the same process: tests) or a forked child (PKCS#11
+# leaves a library initialised before fork undefined in the child) re-initialises the library.
 _LIBRARY_LOCK = threading.RLock()
-_LOADED_CONF: dict[str, str] = {}
+_LOADED_CONF: dict[str, tuple[str, int]] = {}
 
 
 def _library(module: str, softhsm_dir: Path | None) -> Any:
@@ -185,11 +186,11 @@ def _library(module: str, softhsm_dir: Path | None) -> Any:
         library = pkcs11.lib(module)
     except Exception as exc:
         raise SignerError(f"cannot load the PKCS#11 module {module} ({exc})") from exc
-    if _LOADED_CONF.get(module) != wanted:
+    if _LOADED_CONF.get(module) != (wanted, os.getpid()):
         if wanted:
             os.environ[_SOFTHSM_CONF_ENV] = wanted
         library.reinitialize()
-        _LOADED_CONF[module] = wanted
+        _LOADED_CONF[module] = (wanted, os.getpid())
     return library
 
 

@@ -141,21 +141,39 @@ def _scrub_metadata(con: sqlite3.Connection) -> int:
 
 
 def _scrub(node: Any, key: str) -> int:
-    """Replace every value under `key` in a JSON tree by `SCRUBBED` (keeping a metadata
-    value's class so Dagster still reads it); return how many were replaced."""
+    """Blank every metadata value named `key` in a JSON tree; return how many were blanked.
+
+    Dagster stores metadata as `EventMetadataEntry` objects (`label` = the key, the value in
+    `entry_data`), and newer objects as a mapping from key to value; both are handled. A
+    Markdown value keeps its class (only `md_str` changes), so Dagster still reads it.
+    """
     count = 0
     if isinstance(node, dict):
-        for name, value in node.items():
-            if name == key and value != SCRUBBED:
-                if isinstance(value, dict) and "md_str" in value:
-                    if value["md_str"] != SCRUBBED:
-                        value["md_str"] = SCRUBBED
-                        count += 1
-                else:
-                    node[name] = SCRUBBED
-                    count += 1
-            else:
-                count += _scrub(value, key)
+        if node.get("label") == key and isinstance(node.get("entry_data"), dict):
+            return _blank(node, "entry_data")
+        for name in list(node):
+            count += _blank(node, name) if name == key else _scrub(node[name], key)
     elif isinstance(node, list):
         count += sum(_scrub(item, key) for item in node)
     return count
+
+
+def _holds_values(markdown: str) -> bool:
+    """Whether a sample table has a column of raw values: the old sample's `value` and
+    `message` did; the masked sample (`ingest.report.quarantine_sample`) is kept as it is."""
+    header = markdown.split("\n", 1)[0]
+    return "| value |" in header or "| message |" in header or "|" not in header
+
+
+def _blank(parent: dict[str, Any], name: str) -> int:
+    """Blank `parent[name]` (its `md_str` if it is a Markdown value); 1 if it changed."""
+    value = parent[name]
+    if isinstance(value, dict) and "md_str" in value:
+        if value["md_str"] == SCRUBBED or not _holds_values(str(value["md_str"])):
+            return 0
+        value["md_str"] = SCRUBBED
+        return 1
+    if value == SCRUBBED:
+        return 0
+    parent[name] = SCRUBBED
+    return 1

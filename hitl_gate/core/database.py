@@ -47,10 +47,6 @@ def _table_name(table: str) -> str:
     return table
 
 
-class FileAccessError(PermissionError):
-    """An audit connection was asked to read a folder its database instance does not allow."""
-
-
 @contextmanager
 def audit_connection(
     path: Path, read_only: bool = False, readable: Sequence[Path] = ()
@@ -77,20 +73,13 @@ def restrict_file_access(con: duckdb.DuckDBPyConnection, readable: Sequence[Path
     """Switch the connection's database instance to no file access but `readable` folders.
 
     The setting belongs to the instance, which DuckDB shares between connections of one
-    process to the same file: when an earlier connection already restricted it, the folders
-    it allows must include `readable`, else `FileAccessError` (never widened: DuckDB cannot).
+    process to the same file: when an earlier, still open connection restricted it already,
+    it stays as that one set it (DuckDB cannot widen it), and a read outside fails with
+    DuckDB's `PermissionException` naming the file.
     """
     wanted = [str(Path(p).resolve()).rstrip("/") + "/" for p in readable]
-    enabled, allowed = con.execute(
-        "SELECT current_setting('enable_external_access'), current_setting('allowed_directories')"
-    ).fetchall()[0]
+    (enabled,) = con.execute("SELECT current_setting('enable_external_access')").fetchall()[0]
     if not enabled:
-        missing = sorted(set(wanted) - set(allowed or []))
-        if missing:
-            raise FileAccessError(
-                f"this process's audit database instance is restricted to {allowed}; "
-                f"it cannot also read {missing}"
-            )
         return
     if wanted:
         con.execute("SET allowed_directories = ?", [wanted])

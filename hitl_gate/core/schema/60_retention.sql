@@ -5,7 +5,7 @@
 CREATE TABLE IF NOT EXISTS retention_actions (
     domain VARCHAR NOT NULL,
     data_class VARCHAR NOT NULL,        -- raw_inputs | reviewer_files | quarantined_values
-    kind VARCHAR NOT NULL,              -- landing_file | stored_partition | review_batch | verdict_file | quarantine_values
+    kind VARCHAR NOT NULL,              -- landing_file | stored_partition | review_batch | verdict_file | quarantine_values | store_rewrite (a database rewritten so removed bytes are gone; target: its path and the run)
     target VARCHAR NOT NULL,            -- the path removed, or `quarantine/<day>` for redacted values
     partition_date DATE NOT NULL,       -- the day the data belongs to (its age is counted from it)
     items BIGINT NOT NULL,              -- files removed, or quarantine values redacted

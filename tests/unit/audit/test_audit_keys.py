@@ -281,3 +281,59 @@ def test_concurrent_first_uses_make_one_key(tmp_path: Path) -> None:
         keys = list(pool.map(_public_key_of, [home] * 6))
     assert len(set(keys)) == 1
     assert keys[0] == _public_key_of(home)
+
+
+def test_an_old_home_moves_from_its_key_file_to_the_token_by_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`hitl audit rotate-key` hands over from the legacy key file to a token key; verify,
+    pinned to the old key, follows the hand-over; `hitl audit public-key` shows the new key."""
+    paths = _home(tmp_path)
+    home = ["--home", str(paths.home)]
+    for name in ("HITL_AUDIT_SIGNER", "HITL_AUDIT_KEY_LABEL", "HITL_AUDIT_TRUSTED_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HITL_AUDIT_SIGNER", "key_file")
+    old = public_key_hex(load_or_create_signing_key(paths.audit_key_file))
+    with audit_connection(paths.audit_db) as con:
+        insert_new_rows(con, "executions", _executions(0, 3))
+    main([*home, "audit", "seal"])
+    main([*home, "audit", "rotate-key", "--new-key-label", "cp-2027"])
+    monkeypatch.delenv("HITL_AUDIT_SIGNER")
+    monkeypatch.setenv("HITL_AUDIT_KEY_LABEL", "cp-2027")
+    with audit_connection(paths.audit_db) as con:
+        insert_new_rows(con, "executions", _executions(3, 2))
+    main([*home, "audit", "seal"])
+    capsys.readouterr()
+    main([*home, "audit", "public-key"])
+    new = capsys.readouterr().out.strip()
+    assert new != old and len(new) == 64
+    monkeypatch.setenv("HITL_AUDIT_TRUSTED_KEY", old)
+    main([*home, "audit", "verify"])
+    assert "OK (signed by the trusted key of HITL_AUDIT_TRUSTED_KEY" in capsys.readouterr().out
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        keys = con.execute("SELECT public_key FROM audit_checkpoints ORDER BY last_seq").fetchall()
+    assert [k for (k,) in keys] == [old, new]
+
+
+def _sign_in_child(home: str, queue) -> None:  # noqa: ANN001
+    signer = checkpoint_signer(HitlPaths.at(home), AuditKeySettings())
+    signature = signer.sign(b"child")
+    signer.public_key().verify(signature, b"child")
+    queue.put(public_key_hex(signer))
+
+
+@pytest.mark.slow
+def test_a_forked_step_process_signs_with_the_same_token_key(tmp_path: Path) -> None:
+    """Dagster's and the recovery test's forked children re-initialise the library first."""
+    import multiprocessing
+
+    home = str(tmp_path / "home")
+    parent = _public_key_of(home)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_sign_in_child, args=(home, queue))
+    child.start()
+    assert queue.get(timeout=60) == parent
+    child.join()
+    assert child.exitcode == 0
+    assert _public_key_of(home) == parent  # the parent's library still works

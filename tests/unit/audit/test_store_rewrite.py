@@ -78,20 +78,32 @@ def test_a_locked_database_is_not_rewritten_under_a_writer(tmp_path: Path) -> No
     assert db.read_bytes() == before
 
 
+def _entry(label: str, data: dict) -> dict:
+    return {"__class__": "EventMetadataEntry", "description": None, "entry_data": data,
+            "label": label}  # fmt: skip
+
+
 def _dagster_like_sqlite(path: Path) -> None:
+    """An event as Dagster 1.13 stores it (metadata as `EventMetadataEntry` objects)."""
+    sample = {"__class__": "MarkdownMetadataEntryData", "md_str": f"| value |\n| {SECRET} |"}
+    masked = {
+        "__class__": "MarkdownMetadataEntryData",
+        "md_str": "| case_id | check |\n| C1 | min |",
+    }
     event = {
         "__class__": "EventLogEntry",
         "dagster_event": {
             "event_specific_data": {
                 "materialization": {
-                    "metadata": {
-                        "rows_read": {"__class__": "IntMetadataValue", "value": 7},
-                        "quarantine_sample": {
-                            "__class__": "MarkdownMetadataValue",
-                            "md_str": f"| value |\n|---|\n| {SECRET} |",
-                        },
-                    }
-                }
+                    "metadata_entries": [
+                        _entry("rows_read", {"__class__": "IntMetadataEntryData", "value": 7}),
+                        _entry("quarantine_sample", sample),
+                    ]
+                },
+                "later": {
+                    "metadata_entries": [_entry("quarantine_sample", masked)]  # kept as it is
+                },
+                "mapping": {"quarantine_sample": {"md_str": SECRET}},  # the newer form
             }
         },
     }
@@ -112,16 +124,18 @@ def test_dagster_metadata_is_scrubbed_and_free_pages_vacuumed(tmp_path: Path) ->
     db.parent.mkdir(parents=True)
     _dagster_like_sqlite(db)
     assert SECRET.encode() in db.read_bytes()
-    assert vacuum_sqlite(db) == 1
+    assert vacuum_sqlite(db) == 2
     assert SECRET.encode() not in db.read_bytes()
     con = sqlite3.connect(db)
     (text,) = con.execute("SELECT event FROM event_logs").fetchone()
     con.close()
-    metadata = json.loads(text)["dagster_event"]["event_specific_data"]["materialization"][
-        "metadata"
-    ]
-    assert metadata["quarantine_sample"]["md_str"] == SCRUBBED
-    assert metadata["rows_read"]["value"] == 7  # the rest is untouched
+    data = json.loads(text)["dagster_event"]["event_specific_data"]
+    rows, sample = data["materialization"]["metadata_entries"]
+    assert sample["entry_data"] == {"__class__": "MarkdownMetadataEntryData", "md_str": SCRUBBED}
+    assert rows["entry_data"]["value"] == 7  # the rest is untouched
+    assert data["mapping"]["quarantine_sample"]["md_str"] == SCRUBBED
+    (kept,) = data["later"]["metadata_entries"]
+    assert kept["entry_data"]["md_str"].startswith("| case_id | check |")
     assert vacuum_sqlite(db) == 0  # idempotent
 
 
