@@ -9,6 +9,7 @@ from dagster import AssetIn, AssetKey
 
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.slices import select_present
+from hitl_gate.quality.escaped import shown as escaped
 
 
 def stage_key(domain: DomainConfig, name: str) -> AssetKey:
@@ -31,6 +32,14 @@ def collect_columns(frame: pl.LazyFrame, names: Iterable[str]) -> pl.DataFrame:
     return select_present(frame, names).collect()
 
 
+def _cell(value: object) -> str:
+    """A table cell: control and invisible characters escaped (a file name with a newline
+    would break the table or fake a row), `|` escaped for Markdown."""
+    if value is None:
+        return ""
+    return escaped(str(value), backslashes=False).replace("|", "\\|")
+
+
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
     """A small Markdown table, readable at a glance in the Dagster UI."""
     if frame.height == 0:
@@ -38,8 +47,6 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
     shown = frame.head(max_rows)
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "---|" * len(shown.columns)
-    rows = [
-        "| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in shown.rows()
-    ]
+    rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.rows()]
     more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
     return "\n".join([header, rule, *rows, *more])

@@ -140,6 +140,9 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "rows_accepted": batch.accepted.height,
                 "rows_quarantined": batch.rows_quarantined,
                 "files_rejected": batch.files_rejected,
+                "files_rejected_by_check": MetadataValue.json(
+                    dict(Counter(batch.quarantine.filter(pl.col("row_number").is_null())["check"]))
+                ),
                 "files_duplicate": batch.duplicate_files,
                 "case_ids_held_by_other_partitions": batch.cases_held_elsewhere,
                 "contract_digest": batch.contract_digest,

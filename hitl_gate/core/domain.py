@@ -345,7 +345,7 @@ class DomainConfig(_Strict):
     description: str
     case_id: str
     case_id_pattern: str = DEFAULT_CASE_ID_PATTERN
-    landing_marker: str | None = None
+    landing_marker: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
     event_time: str
     landing_subdir: str
     outcomes_subdir: str

@@ -24,7 +24,8 @@ def read_outcome_file(path: Path, domain: DomainConfig) -> pl.DataFrame:
 
     Raises ValueError naming the file and the missing column when the file lacks them.
     """
-    frame = pl.read_csv(path, infer_schema=False)
+    # The bytes, not the path: Polars reads a path string as a glob pattern (`x[1].csv`).
+    frame = pl.read_csv(path.read_bytes(), infer_schema=False)
     label = domain.model.label.column
     missing = [c for c in (domain.case_id, label) if c not in frame.columns]
     if missing:

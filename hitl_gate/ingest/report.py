@@ -10,6 +10,7 @@ from __future__ import annotations
 import polars as pl
 
 from hitl_gate.ingest.landing import IngestResult
+from hitl_gate.ingest.names import shown
 
 CHECK_WORDS = {
     "type": "value does not have the declared type",
@@ -21,6 +22,10 @@ CHECK_WORDS = {
     "duplicate_case_id": "case id repeats an earlier row of the batch",
     "duplicate_case_id_across_partitions": "case id was already accepted on another day",
     "future_time": "time is later than the file's arrival",
+    "case_id_form": "case id is not canonical (look-alike, invisible or control characters)",
+    "duplicate_keys": "a JSON object gives a key twice",
+    "ambiguous_columns": "column names differ only by case or whitespace",
+    "file_changed": "the file changed after it was registered",
 }
 
 
@@ -45,7 +50,7 @@ def describe_check(check: str) -> str:
 
 
 def _clip(text: str | None, width: int = 100) -> str:
-    text = "null" if text is None else text.replace("\n", "\\n")
+    text = "null" if text is None else shown(text, backslashes=False)
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
@@ -69,7 +74,7 @@ def format_file_report(result: IngestResult, max_examples: int = 10) -> str:
     for file in result.files.iter_rows(named=True):
         mine = result.quarantine.filter(pl.col("file_sha256") == file["file_sha256"])
         lines = [
-            f"file {file['file_path']}",
+            f"file {shown(file['file_path'])}",
             f"  sha256 {file['file_sha256']}, {file['size_bytes']:,} bytes",
             f"  rows read {file['rows_read']:,}, accepted {file['rows_accepted']:,}, "
             f"quarantined {file['rows_quarantined']:,}",
@@ -85,9 +90,9 @@ def format_file_report(result: IngestResult, max_examples: int = 10) -> str:
                     f"    {p['column']}: {p['rows']:,} {noun}, {describe_check(p['check'])} "
                     f"[{p['check']}]"
                 )
-            shown = mine.filter(pl.col("row_number").is_not_null()).head(max_examples)
-            lines.append(f"  first {shown.height} problems:")
-            lines.extend(f"    {_clip(m, 160)}" for m in shown["message"])
+            examples = mine.filter(pl.col("row_number").is_not_null()).head(max_examples)
+            lines.append(f"  first {examples.height} problems:")
+            lines.extend(f"    {_clip(m, 160)}" for m in examples["message"])
         if file["status"] != "rejected" and not summary.height:
             lines.append("  OK: every row satisfies the contract")
         blocks.append("\n".join(lines))

@@ -28,18 +28,19 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def shown(name: str | PurePath) -> str:
+def shown(name: str | PurePath, *, backslashes: bool = True) -> str:
     """`name` with backslashes, controls and invisible characters escaped (`\\n`, `\\u200b`).
 
     Printable text (accents, CJK, spaces) stays as it is; anything that could end a log line,
     reorder text or be invisible is written as a Python-style escape, so two different names
-    never show alike.
+    never show alike. `backslashes=False` leaves backslashes alone, for text already shown
+    (a message that escaped its names) that must not be escaped twice.
     """
     text = str(name)
     out = []
     for char in text:
         if char == "\\":
-            out.append("\\\\")
+            out.append("\\\\" if backslashes else char)
         elif char == "\n":
             out.append("\\n")
         elif char == "\r":

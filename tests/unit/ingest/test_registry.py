@@ -123,3 +123,22 @@ def test_a_contract_version_names_one_digest(tmp_path: Path) -> None:
         assert record_contract(con, "d", bumped, contract_digest(bumped), "r4", NOW)
         stored = query_frame(con, "SELECT contract_version, run_id FROM schema_versions ORDER BY 1")
     assert stored.rows() == [(1, "r1"), (2, "r4")]
+
+
+def test_files_balance_fails_when_a_listed_file_is_not_accounted_for(tmp_path: Path) -> None:
+    """The check can fail: a listing of three entries against two accounted files."""
+    from hitl_gate.ingest.landing_registry import files_balance, record_listings
+    from hitl_gate.ingest.listing import DayListing, RefusedFile
+
+    refused = RefusedFile(tmp_path / ".x.csv", DAY1, "hidden", "hidden")
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        record_listings(
+            con, "d", [DayListing(DAY1, 3, [], [refused])], {DAY1: str(tmp_path)}, "r", NOW
+        )
+        unbalanced = files_balance(con, "d", [DAY1, DAY2]).rows()
+        record_listings(
+            con, "d", [DayListing(DAY1, 1, [], [refused])], {DAY1: str(tmp_path)}, "r", NOW
+        )
+        balanced = files_balance(con, "d", [DAY1]).rows()
+    assert unbalanced == [(DAY1, 3, 0, 1, False), (DAY2, None, 0, 0, False)]
+    assert balanced == [(DAY1, 1, 0, 1, True)]
