@@ -28,6 +28,7 @@ from hitl_gate.core.digests import canonical_json
 from hitl_gate.identity.acts import IdentityError, verify_act
 from hitl_gate.identity.registry import Person, Registry
 from hitl_gate.identity.signatures import REVIEW_ADMIN
+from hitl_gate.identity.store import load_registry
 
 PIPELINE = "pipeline"
 SINGLE, FIRST_OPINION, SECOND_OPINION = 0, 1, 2
@@ -167,6 +168,27 @@ def daily_loads(
         [domain, list(days), list(replaced)],
     ).fetchall()
     return {(str(person), day): int(count) for person, day, count in rows}
+
+
+def assigner_for_days(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    at: datetime,
+    days: Sequence[date],
+    *,
+    needs_age_key: bool,
+    replaced: Sequence[date] = (),
+) -> Assigner:
+    """An `Assigner` over the registry as stored, counting what is already assigned on `days`
+    (for exports that add batches to a day, such as escalations; `replaced`: days whose
+    batches the export replaces)."""
+    return Assigner(
+        load_registry(con),
+        domain,
+        at,
+        daily_loads(con, domain, days, replaced),
+        needs_age_key=needs_age_key,
+    )
 
 
 def first_assignment_rows(

@@ -16,23 +16,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hitl_gate.app.cli.common import domain_names, load_selected_domain, settings_from
-
-
-def _batch_queue(con: object, batch_id: str) -> tuple[str, str] | None:
-    import duckdb
-
-    assert isinstance(con, duckdb.DuckDBPyConnection)
-    row = con.execute(
-        "SELECT domain, queue FROM review_assignments WHERE batch_id = ? ORDER BY seq LIMIT 1",
-        [batch_id],
-    ).fetchone()
-    return None if row is None else (str(row[0]), str(row[1]))
+from hitl_gate.app.cli.common import load_selected_domain, settings_from
 
 
 def cmd_review_reassign(args: argparse.Namespace) -> None:
     """Check, record and carry out a supervisor's signed reassignment of one batch."""
-    from hitl_gate.app.cli.review import domain_of_batch
     from hitl_gate.core.database import audit_connection, transaction
     from hitl_gate.identity.registry import RegistryError
     from hitl_gate.identity.signatures import REVIEW_ADMIN, SignatureError, sign_bytes
@@ -50,18 +38,20 @@ def cmd_review_reassign(args: argparse.Namespace) -> None:
 
     settings = settings_from(args)
     paths = settings.paths
-    domain = load_selected_domain(
-        args, domain_of_batch(args.batch_id, args.domain, domain_names(args))
-    )
-    review = review_settings(domain)
-    if review is None:
-        raise SystemExit(f"{domain.name}: no review settings, no queues to reassign in")
     now = datetime.now(UTC)
     at = datetime.fromisoformat(args.at) if args.at else now
     with audit_connection(paths.audit_db) as con:
         current = current_assignee(con, args.batch_id)
         if current is None:
             raise SystemExit(f"batch {args.batch_id}: never assigned (unknown batch?)")
+        (domain_name,) = con.execute(
+            "SELECT domain FROM review_assignments WHERE batch_id = ? AND seq = 1",
+            [args.batch_id],
+        ).fetchone() or ("",)
+        domain = load_selected_domain(args, str(domain_name))
+        review = review_settings(domain)
+        if review is None:
+            raise SystemExit(f"{domain.name}: no review settings, no queues to reassign in")
         payload = reassignment_payload(
             args.batch_id, domain.name, args.to, args.reason, at, current.seq + 1
         )

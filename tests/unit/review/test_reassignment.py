@@ -233,3 +233,16 @@ def test_the_cli_reassigns_and_hands_the_files_over(tmp_path: Path) -> None:
     folder = batch_folder(paths.review_batches, batch, "bob")
     assert load_manifest(folder, key)["assignee_id"] == "bob"
     assert not (paths.review_batches / "ana" / batch).exists()
+
+
+def test_loads_count_what_is_already_assigned_on_the_day(exported) -> None:
+    """An export adding batches to a day (escalations) starts from the day's assigned load."""
+    from hitl_gate.review.assignments import assigner_for_days
+
+    db, _, out = exported
+    with audit_connection(db, read_only=True) as con:
+        assigner = assigner_for_days(con, DOMAIN, NOW, [DAY], needs_age_key=False)
+        replacing = assigner_for_days(con, DOMAIN, NOW, [DAY], needs_age_key=False, replaced=[DAY])
+    assert assigner.load[("ana", DAY)] == 4  # the analyst batch
+    assert sum(assigner.load.values()) == sum(len(b.case_ids) for _, b in out.batches)
+    assert replacing.load == {}
