@@ -622,6 +622,23 @@ def _chunks(
     return chunks
 
 
+def sweep_stale_staging(batches_dir: Path, older_than: timedelta, now: datetime) -> list[Path]:
+    """Remove staging folders left by a crashed export (never batches: the database does not
+    know them) once older than `older_than`, so younger ones of a running export are kept."""
+    if not batches_dir.is_dir():
+        return []
+    cutoff = (now - older_than).timestamp()
+    stale = [
+        path
+        for parent in (batches_dir, *(p for p in batches_dir.iterdir() if p.is_dir()))
+        for path in parent.glob(f"{STAGING_PREFIX}*")
+        if path.is_dir() and path.stat().st_mtime < cutoff
+    ]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
 def stage_review_batches(cases: pl.DataFrame, export: BatchExport) -> StagedExport:
     """Stage one batch per queue chunk (and per four-eyes slot); reuse existing ones.
 

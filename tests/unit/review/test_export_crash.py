@@ -9,6 +9,7 @@ database does not know (nothing anyone can answer), and the next run completes t
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -104,6 +105,8 @@ def test_a_crash_before_the_commit_leaves_no_acceptable_batch(
     staged = [p for p in batches_dir.rglob(".tmp-*") if p.is_dir()]
     if point == "before_commit":
         assert staged  # the files were written: only in hidden staging folders
+        for folder in staged:  # ... and the next run removes them once they are old
+            os.utime(folder, (0, 0))
     for folder in staged:  # not even a signed manifest in there counts as a batch
         batch_id = json.loads((folder / "manifest.json").read_text())["batch_id"]
         with pytest.raises(ManifestError, match="unknown batch"):
@@ -112,6 +115,7 @@ def test_a_crash_before_the_commit_leaves_no_acceptable_batch(
     done = export_day(db, batches_dir, key, load_domain("consumer_credit"))
     visible = _visible_batches(batches_dir, key)
     assert set(visible) == _recorded(db) == {b.batch_id for _, b in done.batches}
+    assert [p for p in batches_dir.rglob(".tmp-*")] == []
     with audit_connection(db, read_only=True) as con:
         for batch_id, manifest in visible.items():
             assert current_assignee(con, batch_id).assignee_id == manifest["assignee_id"]
