@@ -26,7 +26,7 @@ import duckdb
 
 from hitl_gate.core.digests import canonical_json
 from hitl_gate.identity.acts import IdentityError, verify_act
-from hitl_gate.identity.registry import Person, Registry
+from hitl_gate.identity.registry import Person, Registry, RegistryError, parse_time
 from hitl_gate.identity.signatures import REVIEW_ADMIN
 from hitl_gate.identity.store import load_registry
 
@@ -305,7 +305,12 @@ def reassign(
         )
     except IdentityError as error:
         raise AssignmentError(str(error)) from error
-    at = datetime.fromisoformat(str(fields.get("at")))
+    try:
+        at = parse_time(str(fields.get("at")))
+    except RegistryError as error:
+        raise AssignmentError(f"reassignment of batch {batch_id}: {error}") from error
+    if not str(fields.get("reason", "")).strip():
+        raise AssignmentError(f"reassignment of batch {batch_id} gives no reason")
     if abs(at - now) > MAX_CLOCK_SKEW:
         raise AssignmentError(f"reassignment signed for {at.isoformat()}: stale or replayed")
     if fields.get("seq") != current.seq + 1:
@@ -353,10 +358,3 @@ def reassign(
         ],
     )
     return Reassignment(assignment, current.assignee_id, signer.person_id, signer.fingerprint)
-
-
-def reassignment_reason_required(reason: str) -> str:
-    """A reassignment needs a reason in words (it is shown in the audit trail)."""
-    if not reason.strip():
-        raise AssignmentError("a reassignment needs a reason")
-    return reason.strip()

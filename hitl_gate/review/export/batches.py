@@ -463,6 +463,11 @@ def _stage_batch(
         _write_csv(tmp / CSV_NAME, header, rows)
         restrict_files(tmp)
         manifest["files"] = {name: _sha256_file(tmp / name) for name in (XLSX_NAME, CSV_NAME)}
+        if _encrypts(export) and slot.assignee_id is None:
+            raise ValueError(
+                f"{domain.name} encrypts batches: batch {batch_id} needs an assignee to "
+                "encrypt to (export with an Assigner)"
+            )
         if _encrypts(export) and slot.assignee_id is not None:
             to = recipients(_assignee_keys(export, slot.assignee_id), export.pipeline_recipient)
             for name in (XLSX_NAME, CSV_NAME):

@@ -294,3 +294,20 @@ def test_staging_folders_are_never_a_batch(
     left = [p for p in (tmp_path / "batches").rglob("*") if p.name.startswith(".tmp-")]
     assert left == []
     assert len(staged.batches) == 4  # analysts, senior single, two four-eyes opinions
+
+
+def test_an_encrypting_domain_never_writes_an_unassigned_plaintext_batch(
+    tmp_path: Path, domain: DomainConfig, settings: ReviewSettings, key: bytes
+) -> None:
+    sealed = settings.model_copy(
+        update={"encryption": settings.encryption.model_copy(update={"enabled": True})}
+    )
+    with pytest.raises(ValueError, match="needs an assignee to encrypt to"):
+        stage_review_batches(
+            review_cases(),
+            BatchExport(
+                domain=domain, batches_dir=tmp_path / "batches", key=key, partition_date=DAY,
+                created_at=CREATED, context={}, settings=sealed,
+            ),
+        )  # fmt: skip
+    assert [p for p in (tmp_path / "batches").rglob("*") if p.is_file()] == []

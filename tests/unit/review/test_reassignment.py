@@ -233,6 +233,11 @@ def test_the_cli_reassigns_and_hands_the_files_over(tmp_path: Path) -> None:
     folder = batch_folder(paths.review_batches, batch, "bob")
     assert load_manifest(folder, key)["assignee_id"] == "bob"
     assert not (paths.review_batches / "ana" / batch).exists()
+    again = subprocess.run(
+        [*command, "reassign", batch, "--to", "bob", "--reason", "leave"],
+        capture_output=True, text=True, env=env, check=False,
+    )  # fmt: skip
+    assert again.returncode == 0 and "already assigned to bob" in again.stdout
 
 
 def test_loads_count_what_is_already_assigned_on_the_day(exported) -> None:
@@ -246,3 +251,14 @@ def test_loads_count_what_is_already_assigned_on_the_day(exported) -> None:
     assert assigner.load[("ana", DAY)] == 4  # the analyst batch
     assert sum(assigner.load.values()) == sum(len(b.case_ids) for _, b in out.batches)
     assert replacing.load == {}
+
+
+def test_a_reassignment_needs_a_reason_and_a_time_with_its_offset(exported) -> None:
+    db, keys, out = exported
+    batch = _batch(out, "credit_analyst")
+    blank = reassignment_payload(batch, DOMAIN, "bob", "  ", NOW, 2)
+    with pytest.raises(AssignmentError, match="gives no reason"):
+        _try(db, batch, "bob", keys.private("sue"), payload=blank)
+    naive = blank.replace(b'"reason":"  "', b'"reason":"leave"').replace(b"+00:00", b"")
+    with pytest.raises(AssignmentError, match="without a UTC offset"):
+        _try(db, batch, "bob", keys.private("sue"), payload=naive)
