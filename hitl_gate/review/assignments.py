@@ -26,8 +26,9 @@ import duckdb
 
 from hitl_gate.core.digests import canonical_json
 from hitl_gate.identity.acts import IdentityError, verify_act
-from hitl_gate.identity.registry import Person, Registry
+from hitl_gate.identity.registry import Person, Registry, RegistryError, parse_time
 from hitl_gate.identity.signatures import REVIEW_ADMIN
+from hitl_gate.identity.store import load_registry
 
 PIPELINE = "pipeline"
 SINGLE, FIRST_OPINION, SECOND_OPINION = 0, 1, 2
@@ -169,6 +170,27 @@ def daily_loads(
     return {(str(person), day): int(count) for person, day, count in rows}
 
 
+def assigner_for_days(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    at: datetime,
+    days: Sequence[date],
+    *,
+    needs_age_key: bool,
+    replaced: Sequence[date] = (),
+) -> Assigner:
+    """An `Assigner` over the registry as stored, counting what is already assigned on `days`
+    (for exports that add batches to a day, such as escalations; `replaced`: days whose
+    batches the export replaces)."""
+    return Assigner(
+        load_registry(con),
+        domain,
+        at,
+        daily_loads(con, domain, days, replaced),
+        needs_age_key=needs_age_key,
+    )
+
+
 def first_assignment_rows(
     batches: Sequence[tuple[str, str, str, int]], domain: str, at: datetime
 ) -> list[tuple[object, ...]]:
@@ -283,7 +305,12 @@ def reassign(
         )
     except IdentityError as error:
         raise AssignmentError(str(error)) from error
-    at = datetime.fromisoformat(str(fields.get("at")))
+    try:
+        at = parse_time(str(fields.get("at")))
+    except RegistryError as error:
+        raise AssignmentError(f"reassignment of batch {batch_id}: {error}") from error
+    if not str(fields.get("reason", "")).strip():
+        raise AssignmentError(f"reassignment of batch {batch_id} gives no reason")
     if abs(at - now) > MAX_CLOCK_SKEW:
         raise AssignmentError(f"reassignment signed for {at.isoformat()}: stale or replayed")
     if fields.get("seq") != current.seq + 1:
@@ -331,10 +358,3 @@ def reassign(
         ],
     )
     return Reassignment(assignment, current.assignee_id, signer.person_id, signer.fingerprint)
-
-
-def reassignment_reason_required(reason: str) -> str:
-    """A reassignment needs a reason in words (it is shown in the audit trail)."""
-    if not reason.strip():
-        raise AssignmentError("a reassignment needs a reason")
-    return reason.strip()

@@ -13,7 +13,9 @@ from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
 from pipelines.resources import build_resources
+from tests.identity_fixtures import Keyring
 from tests.review_fixtures import DAY, review_cases
+from tests.review_people import register_reviewers
 
 
 def _routed() -> pl.LazyFrame:
@@ -32,12 +34,12 @@ def _routed() -> pl.LazyFrame:
     )
 
 
-def test_review_batches_then_verdicts_on_one_day(hitl_paths: HitlPaths) -> None:
+def test_review_batches_then_verdicts_on_one_day(hitl_paths: HitlPaths, tmp_path: Path) -> None:
     domain = load_domain("consumer_credit")
     review_batches, reviewer_verdicts = build_review_assets(domain)
     resources = build_resources(hitl_paths)
-    with audit_connection(hitl_paths.audit_db):
-        pass  # the schema
+    (tmp_path / "keys").mkdir()
+    register_reviewers(hitl_paths.audit_db, Keyring(tmp_path / "keys"))
     key = DAY.isoformat()
 
     exported = review_batches(
@@ -46,10 +48,14 @@ def test_review_batches_then_verdicts_on_one_day(hitl_paths: HitlPaths) -> None:
         review=resources["review"],
         audit_db=resources["audit_db"],
     )
-    assert exported.metadata["batches"].value == 2  # one per queue
+    # One analyst batch, one senior batch, and the two four-eyes opinions (two people).
+    assert exported.metadata["batches"].value == 4
     assert exported.metadata["cases_for_review"].value == 7
-    assert exported.value.height == 7
-    folders = sorted(p.name for p in (hitl_paths.review / "batches").iterdir())
+    assert exported.metadata["cases_unassigned"].value == 0
+    assert exported.value.height == 9  # the two four-eyes cases are in two batches each
+    folders = sorted(
+        p.name for p in (hitl_paths.review / "batches").glob("*/*") if not p.name.startswith(".")
+    )
     assert folders == sorted(exported.value["batch_id"].unique())
 
     verdicts = reviewer_verdicts(
@@ -64,8 +70,8 @@ def test_review_batches_then_verdicts_on_one_day(hitl_paths: HitlPaths) -> None:
     assert verdicts.metadata["escalation_batches"].value == "_none_"
     with audit_connection(hitl_paths.audit_db, read_only=True) as con:
         recorded = query_frame(con, "SELECT partition_date, case_count FROM review_batches")
-    assert recorded["partition_date"].to_list() == [date(2018, 3, 1)] * 2
-    assert recorded["case_count"].sum() == 7
+    assert recorded["partition_date"].to_list() == [date(2018, 3, 1)] * 4
+    assert recorded["case_count"].sum() == 9
 
 
 def test_assets_leave_other_domains_files_in_the_inbox(hitl_paths: HitlPaths) -> None:

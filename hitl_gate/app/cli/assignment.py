@@ -16,26 +16,28 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hitl_gate.app.cli.common import domain_names, load_selected_domain, settings_from
+from hitl_gate.app.cli.common import load_selected_domain, settings_from
 
 
-def _batch_queue(con: object, batch_id: str) -> tuple[str, str] | None:
-    import duckdb
+def _signature(args: argparse.Namespace, payload: bytes) -> str:
+    from hitl_gate.identity.signatures import REVIEW_ADMIN, sign_bytes
 
-    assert isinstance(con, duckdb.DuckDBPyConnection)
-    row = con.execute(
-        "SELECT domain, queue FROM review_assignments WHERE batch_id = ? ORDER BY seq LIMIT 1",
-        [batch_id],
-    ).fetchone()
-    return None if row is None else (str(row[0]), str(row[1]))
+    if args.signature:
+        return Path(args.signature).read_text(encoding="ascii")
+    if args.key:
+        return sign_bytes(payload, Path(args.key).expanduser(), REVIEW_ADMIN)
+    raise SystemExit("a reassignment must be signed: give --key or --signature")
 
 
 def cmd_review_reassign(args: argparse.Namespace) -> None:
-    """Check, record and carry out a supervisor's signed reassignment of one batch."""
-    from hitl_gate.app.cli.review import domain_of_batch
+    """Check, record and carry out a supervisor's signed reassignment of one batch.
+
+    When the batch is already assigned to `--to` (an earlier run recorded the act and stopped
+    before moving the files), only the hand-over of the files is completed.
+    """
     from hitl_gate.core.database import audit_connection, transaction
     from hitl_gate.identity.registry import RegistryError
-    from hitl_gate.identity.signatures import REVIEW_ADMIN, SignatureError, sign_bytes
+    from hitl_gate.identity.signatures import SignatureError
     from hitl_gate.identity.store import load_registry
     from hitl_gate.review.assignments import (
         AssignmentError,
@@ -48,20 +50,21 @@ def cmd_review_reassign(args: argparse.Namespace) -> None:
     from hitl_gate.review.settings import review_settings
     from hitl_gate.review.signing import load_or_create_key
 
-    settings = settings_from(args)
-    paths = settings.paths
-    domain = load_selected_domain(
-        args, domain_of_batch(args.batch_id, args.domain, domain_names(args))
-    )
-    review = review_settings(domain)
-    if review is None:
-        raise SystemExit(f"{domain.name}: no review settings, no queues to reassign in")
+    paths = settings_from(args).paths
     now = datetime.now(UTC)
     at = datetime.fromisoformat(args.at) if args.at else now
     with audit_connection(paths.audit_db) as con:
         current = current_assignee(con, args.batch_id)
         if current is None:
             raise SystemExit(f"batch {args.batch_id}: never assigned (unknown batch?)")
+        (domain_name,) = con.execute(
+            "SELECT domain FROM review_assignments WHERE batch_id = ? AND seq = 1",
+            [args.batch_id],
+        ).fetchone() or ("",)
+        domain = load_selected_domain(args, str(domain_name))
+        review = review_settings(domain)
+        if review is None:
+            raise SystemExit(f"{domain.name}: no review settings, no queues to reassign in")
         payload = reassignment_payload(
             args.batch_id, domain.name, args.to, args.reason, at, current.seq + 1
         )
@@ -69,24 +72,26 @@ def cmd_review_reassign(args: argparse.Namespace) -> None:
             sys.stdout.buffer.write(payload)
             return
         try:
-            if args.signature:
-                signature = Path(args.signature).read_text(encoding="ascii")
-            elif args.key:
-                signature = sign_bytes(payload, Path(args.key).expanduser(), REVIEW_ADMIN)
-            else:
-                raise SystemExit("a reassignment must be signed: give --key or --signature")
-            queue = review.queue(current.queue, domain)
-            escalation = review.queues[queue.escalate_to].role if queue.escalate_to else None
             registry = load_registry(con)
-            with transaction(con):
-                done = reassign(
-                    con,
-                    registry,
-                    payload,
-                    signature,
-                    queue_role=queue.role,
-                    escalation_role=escalation,
-                    now=now,
+            if current.assignee_id == args.to:
+                message = f"already assigned to {args.to}; hand-over completed"
+            else:
+                queue = review.queue(current.queue, domain)
+                escalation = review.queues[queue.escalate_to].role if queue.escalate_to else None
+                signature = _signature(args, payload)
+                with transaction(con):
+                    done = reassign(
+                        con,
+                        registry,
+                        payload,
+                        signature,
+                        queue_role=queue.role,
+                        escalation_role=escalation,
+                        now=now,
+                    )
+                message = (
+                    f"reassigned from {done.previous_assignee} to {args.to} (assignment "
+                    f"{done.assignment.seq}, signed by {done.supervisor_id} {done.fingerprint})"
                 )
         except (AssignmentError, SignatureError, RegistryError, OSError) as error:
             raise SystemExit(f"batch {args.batch_id}: reassignment refused: {error}") from None
@@ -99,11 +104,7 @@ def cmd_review_reassign(args: argparse.Namespace) -> None:
         pipeline=pipeline_identity(paths.secrets_dir),
         at=now,
     )
-    print(
-        f"batch {args.batch_id}: reassigned from {done.previous_assignee} to {args.to} "
-        f"(assignment {done.assignment.seq}, signed by {done.supervisor_id} "
-        f"{done.fingerprint}); files now in {folder}"
-    )
+    print(f"batch {args.batch_id}: {message}; files now in {folder}")
 
 
 def register_reassign(review: argparse._SubParsersAction) -> None:

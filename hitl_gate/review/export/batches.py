@@ -466,6 +466,11 @@ def _stage_batch(
         _write_csv(tmp / CSV_NAME, header, rows)
         restrict_files(tmp)
         manifest["files"] = {name: _sha256_file(tmp / name) for name in (XLSX_NAME, CSV_NAME)}
+        if _encrypts(export) and slot.assignee_id is None:
+            raise ValueError(
+                f"{domain.name} encrypts batches: batch {batch_id} needs an assignee to "
+                "encrypt to (export with an Assigner)"
+            )
         if _encrypts(export) and slot.assignee_id is not None:
             to = recipients(_assignee_keys(export, slot.assignee_id), export.pipeline_recipient)
             for name in (XLSX_NAME, CSV_NAME):
@@ -623,6 +628,23 @@ def _chunks(
             chunks.append((part.slice(start, taken), chunk_slots))
             start += taken
     return chunks
+
+
+def sweep_stale_staging(batches_dir: Path, older_than: timedelta, now: datetime) -> list[Path]:
+    """Remove staging folders left by a crashed export (never batches: the database does not
+    know them) once older than `older_than`, so younger ones of a running export are kept."""
+    if not batches_dir.is_dir():
+        return []
+    cutoff = (now - older_than).timestamp()
+    stale = [
+        path
+        for parent in (batches_dir, *(p for p in batches_dir.iterdir() if p.is_dir()))
+        for path in parent.glob(f"{STAGING_PREFIX}*")
+        if path.is_dir() and path.stat().st_mtime < cutoff
+    ]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
 
 
 def stage_review_batches(cases: pl.DataFrame, export: BatchExport) -> StagedExport:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -36,10 +36,12 @@ from hitl_gate.review.export.batches import (
     ReviewBatch,
     StagedExport,
     stage_review_batches,
+    sweep_stale_staging,
 )
 from hitl_gate.review.settings import review_settings
 
 OpenDatabase = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
+STALE_STAGING = timedelta(hours=6)  # far longer than any export takes
 CONTEXT_FIELDS = (
     "policy_version",
     "policy_digest",
@@ -184,6 +186,7 @@ def export_review_days(
             [domain.name, list(days)],
         )["case_id"]
     to_review = cases_to_review(routed, executed, domain)
+    sweep_stale_staging(batches_dir, STALE_STAGING, datetime.now(UTC))
     settings = review_settings(domain)
     # Loads start empty: this export replaces every batch of `days`, the only days whose
     # capacity it uses (a batch's cases count against the day they were decided).

@@ -294,3 +294,44 @@ def test_staging_folders_are_never_a_batch(
     left = [p for p in (tmp_path / "batches").rglob("*") if p.name.startswith(".tmp-")]
     assert left == []
     assert len(staged.batches) == 4  # analysts, senior single, two four-eyes opinions
+
+
+def test_an_encrypting_domain_never_writes_an_unassigned_plaintext_batch(
+    tmp_path: Path, domain: DomainConfig, settings: ReviewSettings, key: bytes
+) -> None:
+    sealed = settings.model_copy(
+        update={"encryption": settings.encryption.model_copy(update={"enabled": True})}
+    )
+    with pytest.raises(ValueError, match="needs an assignee to encrypt to"):
+        stage_review_batches(
+            review_cases(),
+            BatchExport(
+                domain=domain, batches_dir=tmp_path / "batches", key=key, partition_date=DAY,
+                created_at=CREATED, context={}, settings=sealed,
+            ),
+        )  # fmt: skip
+    assert [p for p in (tmp_path / "batches").rglob("*") if p.is_file()] == []
+
+
+def test_a_handed_over_encrypted_batch_opens_only_for_the_new_assignee(
+    tmp_path: Path, domain: DomainConfig, settings: ReviewSettings, keys: Keyring, key: bytes
+) -> None:
+    from hitl_gate.review.export.handover import hand_over
+
+    registry = register_reviewers(tmp_path / "audit.duckdb", keys)
+    sealed = settings.model_copy(
+        update={"encryption": settings.encryption.model_copy(update={"enabled": True})}
+    )
+    pipeline = pipeline_identity(tmp_path / "secrets")
+    batches, _ = _export(tmp_path, domain, sealed, registry, key, str(pipeline.to_public()))
+    batch = _of(batches, ANALYST)[0]
+    assert batch.assignee_id == "ana"
+    moved = hand_over(
+        tmp_path / "batches", batch.batch_id, to="bob", key=key, registry=registry,
+        pipeline=pipeline, at=CREATED,
+    )  # fmt: skip
+    assert moved == tmp_path / "batches" / "bob" / batch.batch_id and not batch.folder.exists()
+    assert load_manifest(moved, key)["assignee_id"] == "bob"
+    assert decrypt_with_ssh_key(moved / "cases.csv.age", keys.private("bob"))
+    with pytest.raises(SealingError):
+        decrypt_with_ssh_key(moved / "cases.csv.age", keys.private("ana"))

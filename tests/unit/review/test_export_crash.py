@@ -1,0 +1,141 @@
+"""Exports and the database agree after any crash (issue 19, item 5).
+
+A real export runs in a subprocess that dies (`os._exit`, no clean-up, as a kill would) at one
+point of the export: after the batch files are written but before the database commit, or
+after the commit but before the files are published. Afterwards no batch exists that the
+database does not know (nothing anyone can answer), and the next run completes the export.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hitl_gate.core.database import audit_connection
+from hitl_gate.core.domain import load_domain
+from hitl_gate.review.assignments import current_assignee
+from hitl_gate.review.manifest import ManifestError, batch_folder, load_manifest
+from tests.identity_fixtures import Keyring
+from tests.review_people import register_reviewers
+from tests.unit.review.test_reassignment import export_day
+
+SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from pathlib import Path
+    import hitl_gate.review.export.days as days
+    import hitl_gate.review.export.batches as batches
+    from hitl_gate.core.domain import load_domain
+    from tests.unit.review.test_reassignment import export_day
+
+    db, folder, key_hex, point = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+
+    def die(*args, **kwargs):
+        os._exit(17)  # killed: no finally blocks, no clean-up
+
+    if point == "before_commit":
+        days.record_review_batches = die
+    elif point == "before_publish":
+        batches.StagedExport.publish = die
+    elif point == "commit_fails":
+        def fail(con, *args, **kwargs):
+            con.execute("SELECT * FROM no_such_table")  # a real database error mid-commit
+        days.record_review_batches = fail
+    export_day(Path(db), Path(folder), bytes.fromhex(key_hex), load_domain("consumer_credit"))
+    """
+)
+
+
+def _visible_batches(batches_dir: Path, key: bytes) -> dict[str, dict]:
+    """Every batch a reviewer or intake can find: verified manifests outside hidden folders."""
+    found = {}
+    for manifest in batches_dir.rglob("manifest.json"):
+        if any(part.startswith(".") for part in manifest.relative_to(batches_dir).parts):
+            continue
+        loaded = load_manifest(manifest.parent, key)
+        found[loaded["batch_id"]] = loaded
+    return found
+
+
+def _recorded(db: Path) -> set[str]:
+    with audit_connection(db, read_only=True) as con:
+        rows = con.execute("SELECT batch_id FROM review_batches").fetchall()
+        return {str(r[0]) for r in rows}
+
+
+def _crash(tmp_path: Path, db: Path, key: bytes, point: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[3]
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(db), str(tmp_path / "batches"), key.hex(), point],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    keys_dir = tmp_path / "keys"
+    keys_dir.mkdir()
+    path = tmp_path / "audit.duckdb"
+    register_reviewers(path, Keyring(keys_dir))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["before_commit", "commit_fails"])
+def test_a_crash_before_the_commit_leaves_no_acceptable_batch(
+    tmp_path: Path, db: Path, key: bytes, point: str
+) -> None:
+    died = _crash(tmp_path, db, key, point)
+    assert died.returncode != 0, died.stderr
+    batches_dir = tmp_path / "batches"
+    assert _visible_batches(batches_dir, key) == {}
+    assert _recorded(db) == set()
+    with audit_connection(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM review_assignments").fetchone() == (0,)
+    staged = [p for p in batches_dir.rglob(".tmp-*") if p.is_dir()]
+    if point == "before_commit":
+        assert staged  # the files were written: only in hidden staging folders
+        for folder in staged:  # ... and the next run removes them once they are old
+            os.utime(folder, (0, 0))
+    for folder in staged:  # not even a signed manifest in there counts as a batch
+        batch_id = json.loads((folder / "manifest.json").read_text())["batch_id"]
+        with pytest.raises(ManifestError, match="unknown batch"):
+            load_manifest(batch_folder(batches_dir, batch_id), key)
+    # The next run exports everything, and files and records agree.
+    done = export_day(db, batches_dir, key, load_domain("consumer_credit"))
+    visible = _visible_batches(batches_dir, key)
+    assert set(visible) == _recorded(db) == {b.batch_id for _, b in done.batches}
+    assert [p for p in batches_dir.rglob(".tmp-*")] == []
+    with audit_connection(db, read_only=True) as con:
+        for batch_id, manifest in visible.items():
+            assert current_assignee(con, batch_id).assignee_id == manifest["assignee_id"]
+
+
+@pytest.mark.slow
+def test_a_crash_after_the_commit_is_completed_by_the_next_run(
+    tmp_path: Path, db: Path, key: bytes
+) -> None:
+    died = _crash(tmp_path, db, key, "before_publish")
+    assert died.returncode == 17, died.stderr
+    batches_dir = tmp_path / "batches"
+    recorded = _recorded(db)
+    assert recorded and _visible_batches(batches_dir, key) == {}  # recorded, not yet visible
+    done = export_day(db, batches_dir, key, load_domain("consumer_credit"))
+    assert (
+        {b.batch_id for _, b in done.batches} == recorded == set(_visible_batches(batches_dir, key))
+    )
+    with audit_connection(db, read_only=True) as con:
+        assert con.execute("SELECT count(*), max(seq) FROM review_assignments").fetchone() == (
+            len(recorded),
+            1,
+        )  # no batch assigned twice
