@@ -528,9 +528,6 @@ def starter_review_settings(name: str) -> dict:
         "default_role": "reviewer",
         "grace_hours": 24,
         "rationale_required_for": ["decline"],
-        "reviewers": {
-            "DEMO-reviewer": {"role": "reviewer", "name": "Automated demo reviewer (not a person)"}
-        },
         "masking": {"reviewer": {}, "supervisor": {}},
     }
 
