@@ -269,7 +269,6 @@ def test_sweep_escalates_closes_and_recovers_strays(tmp_path: Path, key: bytes) 
     from tests.review_fixtures import CREATED
 
     ws = make_workspace(tmp_path, key)
-    batch = ws.batches["credit_analyst"]
     done = ws.ingest(
         ws.fill_csv(
             "credit_analyst",
