@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.identity.signatures import signature_path
-from hitl_gate.review.intake.received import pending_files
+from hitl_gate.review.intake.received import HASH_FOLDER_PREFIX, pending_files
 from hitl_gate.review.intake.verdict_files import batch_partition, peek_batch_id
 
 UNSIGNED_SETTLE_SECONDS = 120
@@ -48,11 +48,12 @@ class ReturnedFile:
         return file_sha256(self.path) + (f"-{digest[:16]}" if digest else "")
 
     def ready(self, now: datetime) -> bool:
-        """Signed, or unsigned for longer than `UNSIGNED_SETTLE_SECONDS`: a reviewer copying
+        """Signed, stored by `hitl review ingest`, or unsigned for longer than
+        `UNSIGNED_SETTLE_SECONDS`: a reviewer copying
         the file and then its signature is not refused in between; an unsigned file left
         there is taken (and refused, with the reason) once the settle time has passed."""
-        if self.signed:
-            return True
+        if self.signed or self.path.parent.name.startswith(HASH_FOLDER_PREFIX):
+            return True  # `receive_file` stores the signature first: the file is complete
         try:
             age = now.timestamp() - self.path.stat().st_mtime
         except OSError:
