@@ -1,9 +1,14 @@
 """Verdict intake: the one path by which returned verdict files enter the audit database.
 
-The Dagster sensor, the `reviewer_verdicts` asset and `hitl review ingest` all end here.
+The Dagster sensor, the `reviewer_verdicts` asset and `hitl review ingest` all end here. In
+order: the size cap (`limits`), the file's detached SSH signature against the people registry
+(`signed`: nothing of an unsigned or wrongly signed file is read), the rows against the batch's
+signed manifest (`validation`, over exactly the bytes whose signature was checked), the signer
+against the batch's assignee, each case against the batch's recorded members, then finality.
 Exactly-once comes from the content hash: a file whose SHA-256 is already in `verdict_files`
-is archived and ignored, and the insert of the file row, its verdicts and its rejections is
-one transaction guarded by primary keys. A case keeps its first valid verdict.
+is archived and reported, never applied again, and the insert of the file row, its verdicts
+and its (bounded) rejections is one transaction guarded by primary keys. A case keeps its first
+valid verdict.
 """
 
 from __future__ import annotations
@@ -209,10 +214,12 @@ def ingest_verdict_file(
         return earlier
     if oversize:
         return _refuse_file(con, path, shown, sha, archived, oversize, now, run_id)
+    if registry is None:
+        registry = load_registry(con)
     try:
         signed = verify_return(
             con,
-            registry if registry is not None else load_registry(con),
+            registry,
             data,
             signature,
             file_name=shown,
@@ -239,9 +246,7 @@ def ingest_verdict_file(
         data=data,
         name=shown,
     )
-    authority = ReviewAuthority(
-        registry if registry is not None else load_registry(con), domain.name, settings, now
-    )
+    authority = ReviewAuthority(registry, domain.name, settings, now)
     if result.batch_id is not None and result.error is None:
         try:
             require_assignee(con, signed, authority, file_name=shown, batch_id=result.batch_id)
