@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.core.database import insert_new_rows, transaction
+from hitl_gate.core.database import insert_new_rows, query_frame, transaction
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.identity.acts import IdentityError
 from hitl_gate.identity.registry import Registry
@@ -395,11 +395,12 @@ def _batch_members_only(
     """
     if accepted.is_empty() or batch_id is None:
         return accepted, pl.DataFrame(schema=_REJECTION_SCHEMA)
-    members = con.execute(
+    members = query_frame(
+        con,
         "SELECT case_id FROM review_batch_members WHERE domain = ? AND batch_id = ?",
         [domain, batch_id],
-    ).fetchall()
-    inside = pl.col("case_id").is_in([str(row[0]) for row in members])
+    )["case_id"]
+    inside = pl.col("case_id").is_in(members.cast(pl.String).implode())
     outside = accepted.filter(~inside).select(
         "row_number",
         "case_id",
