@@ -76,7 +76,8 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             "routed_decisions": upstream(domain, "routed_decisions"),
         },
         description=(
-            "Verdicts returned by reviewers: files in the review inbox are validated against their "
+            "Verdicts returned by reviewers: each file's SSH signature is verified against the "
+            "people registry and the batch's assignee, the file is validated against its "
             "signed batch, recorded exactly once by content hash and archived. Escalated cases "
             "are then re-exported as batches of their escalation queue."
         ),
@@ -91,7 +92,9 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     ) -> Output[pl.DataFrame]:
         from hitl_gate.review.intake.days import ReviewFolders, take_in_verdicts
 
-        folders = ReviewFolders(review.batches_dir, review.inbox_dir, review.archive_dir)
+        folders = ReviewFolders(
+            review.batches_dir, review.inbox_dir, review.archive_dir, review.intake_limits()
+        )
         with audit_db.connect() as con:
             intake = take_in_verdicts(
                 con,
@@ -103,7 +106,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 run_id=context.run_id,
                 now=datetime.now(UTC),
             )
-        for outcome in intake.outcomes:
+        for outcome in intake.outcomes:  # messages are capped per file (IntakeLimits)
             for message in outcome.messages:
                 context.log.warning(message)
         return Output(

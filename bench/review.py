@@ -2,15 +2,19 @@
 
 `python -m bench.review [--rows N] [--repeats R]`. The baseline, measured in the same run, is
 the floor of any intake: read the same CSV with Polars and append it to DuckDB with no check at
-all. The ratio is what the checks (signature, digests, authorisation, rationale, four-eyes,
-exactly-once bookkeeping and the archive) cost on top of moving the bytes.
+all. The ratio is what the checks (the reviewer's SSH signature verified by ssh-keygen against
+the people registry, replayed from its signed acts, and the batch's assignee; manifest,
+digests, rationale, four-eyes, (batch, case) membership, exactly-once bookkeeping and the
+archive) cost on top of moving the bytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,11 +26,14 @@ import polars as pl
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import load_domain
+from hitl_gate.identity.signatures import VERDICTS, sign_file
+from hitl_gate.identity.store import append_act, draft_act, load_registry, sign_act
 from hitl_gate.review.export.batches import BatchExport, export_review_batches
 from hitl_gate.review.intake.verdict_files import ingest_verdict_file
 from hitl_gate.review.settings import review_settings
 
 CREATED = datetime(2018, 3, 2, 9, 30, tzinfo=UTC)
+REVIEWER = "bench-analyst"
 
 
 def _cases(n: int) -> pl.DataFrame:
@@ -91,11 +98,57 @@ def _setup(root: Path, rows: int) -> tuple[Path, dict]:
     filled = frame.with_columns(
         verdict=pl.col("suggested_action"),
         rationale=pl.lit("checked the file"),
-        reviewer_id=pl.lit("analyst-7"),
+        reviewer_id=pl.lit(REVIEWER),
     )
     path = root / "filled.csv"
     filled.write_csv(path)
+    _registry_and_assignment(root, batch.batch_id, batch.case_ids)
+    sign_file(path, root / "keys" / REVIEWER, VERDICTS)
     return path, {"domain": domain, "settings": settings, "key": key, "batches": root / "batches"}
+
+
+def _key(folder: Path, name: str) -> Path:
+    path = folder / name
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return path
+
+
+def _registry_and_assignment(root: Path, batch_id: str, case_ids: list[str]) -> None:
+    """The audit database every timed run starts from: a registry (administrator and the
+    reviewer, signed acts), the batch and its cases as exported, and its assignment."""
+    keys = root / "keys"
+    keys.mkdir()
+    at = datetime(2018, 1, 1, tzinfo=UTC)
+    with audit_connection(root / "template.duckdb") as con:
+        for name, grants in (("bench-admin", ["*:admin"]), (REVIEWER, ["consumer_credit:analyst"])):
+            key = _key(keys, name)
+            public = Path(f"{key}.pub").read_text(encoding="ascii")
+            payload = draft_act(
+                load_registry(con), "add_person", at=at, person_id=name, display_name=name,
+                grants=grants, keys=[{"public_key": public}],
+            )  # fmt: skip
+            append_act(con, sign_act(payload, keys / ("bench-admin")))
+        con.execute(
+            "INSERT INTO review_batches VALUES (?, 'consumer_credit', ?, 'credit_analyst', ?, ?, "
+            "?, ?, 'x', 'bench')",
+            [batch_id, date(2018, 3, 1), str(root / "batches" / batch_id), len(case_ids),
+             CREATED, CREATED + timedelta(days=2)],
+        )  # fmt: skip
+        cases = pl.DataFrame(
+            {"batch_id": batch_id, "domain": "consumer_credit", "case_id": case_ids}
+        )
+        con.register("bench_cases", cases.to_arrow())
+        con.execute("INSERT INTO review_batch_cases SELECT * FROM bench_cases")
+        con.execute(
+            "INSERT INTO review_assignments (batch_id, seq, domain, queue, assignee_id, "
+            "opinion_slot, assigned_by, recorded_at) VALUES (?, 1, 'consumer_credit', "
+            "'credit_analyst', ?, 0, 'pipeline', ?)",
+            [batch_id, REVIEWER, CREATED],
+        )
 
 
 Timing = tuple[float, float]  # (wall seconds, CPU seconds of all threads)
@@ -114,6 +167,8 @@ def _ingest(root: Path, source: Path, env: dict, run: str) -> Timing:
     inbox.mkdir()
     path = inbox / source.name
     path.write_bytes(source.read_bytes())
+    shutil.copy(f"{source}.sig", f"{path}.sig")
+    shutil.copy(root / "template.duckdb", root / f"audit{run}.duckdb")
     with audit_connection(root / f"audit{run}.duckdb") as con:
         started = _clock()
         outcome = ingest_verdict_file(
@@ -175,7 +230,8 @@ def main() -> None:
     c_in, c_base = _median(intake, 1), _median(base, 1)
     _say(f"rows: {args.rows:,}  repeats: {args.repeats}  load average: {os.getloadavg()[0]:.1f}")
     _say(
-        f"intake (validate + record + archive): median {m_in:.2f} s wall, {c_in:.2f} s CPU  "
+        f"intake (signature + validate + record + archive): median {m_in:.2f} s wall, "
+        f"{c_in:.2f} s CPU  "
         f"({args.rows / m_in:,.0f} rows/s)  all {[round(t[0], 2) for t in intake]}"
     )
     _say(

@@ -33,6 +33,7 @@ from hitl_gate.core.settings import (
     AuditKeySettings,
     HitlSettings,
 )
+from hitl_gate.review.intake.limits import DEFAULT_MAX_BYTES, DEFAULT_MAX_ROWS, IntakeLimits
 from pipelines.io_managers import PolarsParquetIOManager
 
 if TYPE_CHECKING:
@@ -215,6 +216,9 @@ class ReviewWorkspace(ConfigurableResource):
     review_dir: str
     secrets_dir: str
     signing_key_hex: str = ""
+    # Caps per returned verdict file (issue 19.7): over one, the file is refused with one error.
+    max_verdict_file_bytes: int = DEFAULT_MAX_BYTES
+    max_verdict_file_rows: int = DEFAULT_MAX_ROWS
 
     @property
     def batches_dir(self) -> Path:
@@ -227,6 +231,11 @@ class ReviewWorkspace(ConfigurableResource):
     @property
     def archive_dir(self) -> Path:
         return Path(self.review_dir) / "archive"
+
+    def intake_limits(self) -> IntakeLimits:
+        return IntakeLimits(
+            max_bytes=self.max_verdict_file_bytes, max_rows=self.max_verdict_file_rows
+        )
 
     def signing_key(self) -> bytes:
         from hitl_gate.review.signing import load_or_create_key

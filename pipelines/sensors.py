@@ -2,7 +2,7 @@
 files landing late in a day that already ran start a re-run of that day."""
 
 import hashlib
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from dagster import (
@@ -16,7 +16,7 @@ from dagster import (
 
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.review.intake.inbox import inbox_files, returned_files
-from hitl_gate.review.intake.verdict_files import file_sha256
+from hitl_gate.review.intake.received import escaped, shown_name
 from pipelines.jobs import review_loop_job_name
 from pipelines.resources import AuditDatabase, ReviewWorkspace
 
@@ -35,14 +35,18 @@ def build_verdict_sensor(domain: DomainConfig) -> SensorDefinition:
         ),
     )
     def verdict_inbox(context: SensorEvaluationContext, review: ReviewWorkspace):
+        now = datetime.now(UTC)
         requests = [
             RunRequest(
-                run_key=file_sha256(returned.path),
+                run_key=returned.intake_key(),
                 partition_key=returned.day.isoformat(),
-                tags={"hitl/verdict_file": returned.path.name, "hitl/batch_id": returned.batch_id},
+                tags={
+                    "hitl/verdict_file": shown_name(review.inbox_dir, returned.path)[:200],
+                    "hitl/batch_id": escaped(returned.batch_id or "")[:200],
+                },
             )
             for returned in inbox_files(review.inbox_dir, domain)
-            if returned.day is not None
+            if returned.day is not None and returned.ready(now)
         ]
         return requests or SkipReason("no new verdict files in the inbox")
 
@@ -67,8 +71,6 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
     def review_sweep(
         context: SensorEvaluationContext, review: ReviewWorkspace, audit_db: AuditDatabase
     ):
-        from datetime import UTC, datetime
-
         from hitl_gate.review.intake.sweep import sweep_review
         from hitl_gate.review.settings import review_settings
 
@@ -86,9 +88,12 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
         requests = [
             RunRequest(
                 # Retried at most hourly if an earlier run for the same bytes failed.
-                run_key=f"sweep-{file_sha256(returned.path)}-{now:%Y%m%d%H}",
+                run_key=f"sweep-{returned.intake_key()}-{now:%Y%m%d%H}",
                 partition_key=returned.day.isoformat(),
-                tags={"hitl/verdict_file": returned.path.name, "hitl/sweep": "true"},
+                tags={
+                    "hitl/verdict_file": shown_name(review.inbox_dir, returned.path)[:200],
+                    "hitl/sweep": "true",
+                },
             )
             for returned in returned_files(report.unrecorded, domain)
             if returned.day is not None

@@ -1,4 +1,10 @@
-"""Shared builders for the review workspace tests: a small exported workspace and filled files."""
+"""Shared builders for the review workspace tests: a small exported workspace and filled files.
+
+Every returned file is signed, as in production: `Workspace.ingest` registers the person named
+by the file's typed `reviewer_id` (with a real ssh-keygen key, and the role `ROLES` gives them),
+makes them the batch's current assignee, signs the file with their key, then takes it in.
+Identity tests pass `sign=False` or their own `signer` and assignment to attack that path.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +19,11 @@ from openpyxl import load_workbook
 
 from hitl_gate.app.demo_reviewer import fill_demo_verdicts
 from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.identity.signatures import VERDICTS, sign_file
 from hitl_gate.review.export.batches import BatchExport, ReviewBatch, export_review_batches
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import ReviewSettings, review_settings
+from tests.identity_fixtures import Keyring, registry_act
 
 CASE_ID = "application_id"
 CREATED = datetime(2018, 3, 2, 9, 30, tzinfo=UTC)
@@ -26,6 +34,18 @@ RESTRICTED = {"annual_income": [52371.0, 87913.0, 61357.0, 45289.0, 150733.0, 98
 SECRET_TITLES = ["Quartermaster", "Zookeeper", "Xylophonist", "Wheelwright", "Vintner",
                  "Upholsterer", "Toxicologist"]  # fmt: skip
 SECRET_STATES = ["CA", "NY", "TX", "CA", "WA", "OR", "NV"]
+REGISTERED_AT = datetime(2018, 1, 1, tzinfo=UTC)  # registry acts happen before the batches
+DEFAULT_SIGNER = "analyst-7"  # signs files in which no person id is typed (junk, blank ids)
+# The test people and the role each holds in consumer_credit (what review.yaml listed before
+# identities moved to the registry).
+ROLES = {
+    "analyst-7": "analyst",
+    "analyst-12": "analyst",
+    "demo-reviewer": "analyst",
+    "uw-ana": "senior_underwriter",
+    "uw-ben": "senior_underwriter",
+    "comp-chen": "compliance",
+}
 
 
 def review_cases() -> pl.DataFrame:
@@ -76,6 +96,15 @@ class Workspace:
     settings: ReviewSettings
     key: bytes
     batches: dict[str, ReviewBatch]  # by queue
+    keyring: Keyring | None = None
+
+    @property
+    def keys(self) -> Keyring:
+        if self.keyring is None:
+            folder = self.root / "keys"
+            folder.mkdir(parents=True, exist_ok=True)
+            self.keyring = Keyring(folder)
+        return self.keyring
 
     @property
     def batches_dir(self) -> Path:
@@ -93,9 +122,78 @@ class Workspace:
     def db(self) -> Path:
         return self.root / "audit.duckdb"
 
-    def ingest(self, path: Path, now: datetime = IN_TIME) -> IntakeOutcome:
+    def person(self, person_id: str, grants: list[str] | None = None) -> None:
+        """Register `person_id` (once) with their own key and the grants given (default: the
+        role `ROLES` gives them in consumer_credit)."""
+        from hitl_gate.core.database import audit_connection
+        from hitl_gate.identity.store import load_registry
+
+        with audit_connection(self.db) as con:
+            registry = load_registry(con)
+            if not registry.acts:
+                registry_act(
+                    con, self.keys, "admin", "add_person", at=REGISTERED_AT, person_id="admin",
+                    display_name="Admin", grants=["*:admin"],
+                    keys=[{"public_key": self.keys.public_line("admin")}],
+                )  # fmt: skip
+                registry = load_registry(con)
+            if person_id in registry.people:
+                return
+            role = ROLES.get(person_id, "analyst")
+            registry_act(
+                con, self.keys, "admin", "add_person", at=REGISTERED_AT, person_id=person_id,
+                display_name=person_id.title(),
+                grants=grants if grants is not None else [f"consumer_credit:{role}"],
+                keys=[{"public_key": self.keys.public_line(person_id)}],
+            )  # fmt: skip
+
+    def assign(self, batch_id: str, person_id: str, slot: int = 0) -> None:
+        """Make `person_id` the batch's current assignee (a new row only when it changes)."""
+        from hitl_gate.core.database import audit_connection
+        from hitl_gate.review.assignments import current_assignee
+
+        record_batches(self)
+        with audit_connection(self.db) as con:
+            current = current_assignee(con, batch_id)
+            if current is not None and current.assignee_id == person_id:
+                return
+            queue = con.execute(
+                "SELECT queue FROM review_all_batches WHERE batch_id = ?", [batch_id]
+            ).fetchone()
+            con.execute(
+                "INSERT INTO review_assignments (batch_id, seq, domain, queue, assignee_id, "
+                "opinion_slot, assigned_by, recorded_at) VALUES (?, ?, 'consumer_credit', ?, ?, "
+                "?, 'test', ?)",
+                [batch_id, (current.seq + 1) if current else 1, queue[0] if queue else "?",
+                 person_id, slot, CREATED],
+            )  # fmt: skip
+
+    def sign(self, path: Path, person_id: str) -> Path:
+        """`path.sig` made with `person_id`'s key (registered first)."""
+        self.person(person_id)
+        return sign_file(path, self.keys.private(person_id), VERDICTS)
+
+    def ingest(
+        self,
+        path: Path,
+        now: datetime = IN_TIME,
+        *,
+        signer: str | None = None,
+        sign: bool = True,
+        assign: bool = True,
+        name: str | None = None,
+    ) -> IntakeOutcome:
+        """Take `path` in as intake does. By default it is signed by `signer` (else the person
+        its first typed reviewer_id names) who is first made the batch's assignee."""
         from hitl_gate.core.database import audit_connection
 
+        who = signer or typed_reviewer(path) or DEFAULT_SIGNER
+        if sign:
+            self.sign(path, who)
+            batch_id = typed_batch(path)
+            if assign and batch_id in {b.batch_id for b in self.batches.values()}:
+                self.assign(batch_id, who)
+        record_batches(self)
         with audit_connection(self.db) as con:
             return ingest_verdict_file(
                 con,
@@ -107,6 +205,7 @@ class Workspace:
                 run_id="test",
                 settings=self.settings,
                 now=now,
+                name=name,
             )
 
     def count(self, sql: str, params: list | None = None) -> int:
@@ -138,6 +237,63 @@ class Workspace:
         with path.open("w", encoding="utf-8", newline="") as handle:
             csv.writer(handle).writerows(rows)
         return path
+
+
+def _typed_column(path: Path, column: str) -> list[str]:
+    """The non-blank values typed in `column` of a returned file ([] if unreadable)."""
+    if path.suffix.lower() == ".csv":
+        try:
+            with path.open(encoding="utf-8-sig", newline="") as handle:
+                values = [row.get(column) for row in csv.DictReader(handle)]
+        except (UnicodeDecodeError, csv.Error):
+            return []
+    else:
+        try:
+            sheet = load_workbook(path, read_only=True)["cases"]
+            rows = list(sheet.iter_rows(values_only=True))
+        except Exception:  # noqa: BLE001 - not a workbook: nothing typed
+            return []
+        if not rows or column not in rows[0]:
+            return []
+        index = list(rows[0]).index(column)
+        values = [row[index] if index < len(row) else None for row in rows[1:]]
+    return [str(v).strip() for v in values if v is not None and str(v).strip()]
+
+
+def typed_reviewer(path: Path) -> str | None:
+    """The first typed `reviewer_id` that could be a person id (None: none)."""
+    from hitl_gate.identity.registry import PERSON_ID
+
+    typed = [v for v in _typed_column(path, "reviewer_id") if PERSON_ID.fullmatch(v)]
+    return typed[0] if typed else None
+
+
+def typed_batch(path: Path) -> str | None:
+    """The batch most rows of a returned file name (as intake decides it)."""
+    typed = _typed_column(path, "batch_id")
+    return max(sorted(set(typed)), key=typed.count) if typed else None
+
+
+def record_batches(ws: Workspace) -> None:
+    """The exported batches as the export records them (once per batch)."""
+    from hitl_gate.core.database import audit_connection
+
+    with audit_connection(ws.db) as con:
+        recorded = {r[0] for r in con.execute("SELECT batch_id FROM review_batches").fetchall()}
+        for batch in ws.batches.values():
+            if batch.batch_id in recorded:
+                continue  # a test may have changed its rows on purpose
+            con.execute(
+                "INSERT OR IGNORE INTO review_batches VALUES (?, 'consumer_credit', ?, ?, ?, ?, "
+                "?, ?, 'x', 'r')",
+                [batch.batch_id, DAY, batch.queue, str(batch.folder), len(batch.case_ids),
+                 CREATED, batch.due_at],
+            )  # fmt: skip
+            for case in batch.case_ids:
+                con.execute(
+                    "INSERT OR IGNORE INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
+                    [batch.batch_id, case],
+                )
 
 
 def edit_xlsx(path: Path, edits: dict[tuple[int, str], object]) -> None:
@@ -176,22 +332,11 @@ def record_export(ws: Workspace) -> None:
     with audit_connection(ws.db) as con:
         for case in review_cases()[CASE_ID]:
             con.execute(
-                "INSERT INTO decisions (domain, case_id, partition_date, route, run_id, "
-                "decided_at) VALUES ('consumer_credit', ?, ?, 'human_review', 'r', ?)",
+                "INSERT OR IGNORE INTO decisions (domain, case_id, partition_date, route, "
+                "run_id, decided_at) VALUES ('consumer_credit', ?, ?, 'human_review', 'r', ?)",
                 [case, DAY, CREATED],
             )
-        for batch in ws.batches.values():
-            con.execute(
-                "INSERT INTO review_batches VALUES (?, 'consumer_credit', ?, ?, ?, ?, ?, ?, 'x', "
-                "'r')",
-                [batch.batch_id, DAY, batch.queue, str(batch.folder), len(batch.case_ids),
-                 CREATED, batch.due_at],
-            )  # fmt: skip
-            for case in batch.case_ids:
-                con.execute(
-                    "INSERT INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
-                    [batch.batch_id, case],
-                )
+    record_batches(ws)
 
 
 def export_escalated(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime) -> list:

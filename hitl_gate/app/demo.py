@@ -22,7 +22,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
 
 INGEST_STAGES = ("raw_cases", "validated_cases", "case_features")
-DEMO_REVIEWER = "DEMO-reviewer"
+DEMO_PREFIX = "demo-"  # every demo identity (app.demo_identities) starts with it
 
 
 def has_champion(domain: DomainConfig, paths: HitlPaths) -> bool:
@@ -110,8 +110,9 @@ def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
 
 
 def demo_review_one_batch(settings: HitlSettings, domain: DomainConfig) -> str:
-    """DEMO REVIEWER: answer the first open batch (once) through the normal intake path."""
-    from hitl_gate.app.demo_reviewer import fill_demo_verdicts
+    """DEMO REVIEWER: answer the first open batch (once) through the normal intake path, signed
+    with its assignee's demo key."""
+    from hitl_gate.app.demo_reviewer import answer_as_assignee, assign_if_unassigned
     from hitl_gate.app.runner import run_job
     from hitl_gate.review.intake.verdict_files import batch_partition
     from pipelines.jobs import review_loop_job_name
@@ -120,30 +121,39 @@ def demo_review_one_batch(settings: HitlSettings, domain: DomainConfig) -> str:
     with audit_connection(paths.audit_db, read_only=True) as con:
         answered = scalar(
             con,
-            "SELECT min(batch_id) FROM verdicts WHERE domain = ? AND reviewer_id = ?",
-            [domain.name, DEMO_REVIEWER],
+            "SELECT min(batch_id) FROM verdicts WHERE domain = ? AND reviewer_id LIKE ?",
+            [domain.name, f"{DEMO_PREFIX}%"],
         )
         if answered:
-            return f"{answered} (already answered by the demo reviewer in an earlier run)"
-        first = scalar(
-            con,
-            "SELECT min(batch_id) FROM review_batches WHERE domain = ?",
-            [domain.name],
+            return f"{answered} (already answered by a demo reviewer in an earlier run)"
+        first = next(
+            iter(
+                con.execute(
+                    "SELECT batch_id, queue, folder FROM review_batches WHERE domain = ? "
+                    "ORDER BY batch_id LIMIT 1",
+                    [domain.name],
+                ).fetchall()
+            ),
+            None,
         )
     if first is None:
         return "no batch to review"
-    folder = paths.review / "batches" / first
+    batch_id, queue, folder = first
     inbox = paths.review / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
-    returned = fill_demo_verdicts(
-        folder, inbox / f"{first}__returned.xlsx", reviewer_id=DEMO_REVIEWER
-    )
-    day = batch_partition(first, domain)
+    with audit_connection(paths.audit_db) as con:
+        assign_if_unassigned(con, domain, batch_id, queue)
+        returned, person = answer_as_assignee(
+            con, paths, batch_id, Path(folder), inbox / f"{batch_id}__returned.xlsx"
+        )
+    day = batch_partition(batch_id, domain)
     raise_for_failure(
         run_job(settings, review_loop_job_name(domain), start=day, end=day),
         "review loop",
     )
-    return f"{first} (answered by the labelled DEMO reviewer: {returned.name})"
+    return (
+        f"{batch_id} (answered and signed by the labelled DEMO reviewer {person}: {returned.name})"
+    )
 
 
 def summarise(paths: HitlPaths, domain: DomainConfig, landed: int, reviewed: str) -> str:

@@ -614,9 +614,6 @@ def starter_review_settings(name: str, protected: list[str] | None = None) -> di
         "default_role": "reviewer",
         "grace_hours": 24,
         "rationale_required_for": ["decline"],
-        "reviewers": {
-            "DEMO-reviewer": {"role": "reviewer", "name": "Automated demo reviewer (not a person)"}
-        },
         "masking": {"reviewer": dict(hidden), "supervisor": dict(hidden)},
     }
 

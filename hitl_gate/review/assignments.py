@@ -56,11 +56,16 @@ class Assignment:
 
 def current_assignee(con: duckdb.DuckDBPyConnection, batch_id: str) -> Assignment | None:
     """The batch's current assignment (None: the batch was never assigned)."""
-    row = con.execute(
-        "SELECT batch_id, assignee_id, queue, opinion_slot, seq FROM review_assignments "
-        "WHERE batch_id = ? ORDER BY seq DESC LIMIT 1",
-        [batch_id],
-    ).fetchone()
+    row = next(
+        iter(
+            con.execute(
+                "SELECT batch_id, assignee_id, queue, opinion_slot, seq FROM review_assignments "
+                "WHERE batch_id = ? ORDER BY seq DESC LIMIT 1",
+                [batch_id],
+            ).fetchall()
+        ),
+        None,
+    )
     if row is None:
         return None
     return Assignment(str(row[0]), str(row[1]), str(row[2]), int(row[3]), int(row[4]))

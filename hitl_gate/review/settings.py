@@ -1,9 +1,13 @@
-"""Who may review what: reviewers, roles, queues, SLAs and masking, typed and checked at load.
+"""What reviewers work: roles, queues, SLAs and masking, typed and checked at load.
+
+Who the reviewers are is not here: people, their keys and their roles per domain live in the
+people registry (`hitl_gate.identity`, `hitl people add`), and a verdict file is answered by
+whoever signed it. This file says which role works which queue.
 
 The settings live in a domain file (`domains/<name>/review.yaml`, named by `review.settings` in
-`domain.yaml`) because they change with the organisation, not with the code: a new analyst or a
-tighter SLA is a reviewed edit of configuration. Everything that decides whether a verdict is
-accepted (authorisation, expiry, rationale rules, four-eyes) reads this one object.
+`domain.yaml`) because they change with the organisation, not with the code: a new queue or a
+tighter SLA is a reviewed edit of configuration. The rules that decide whether a verdict is
+accepted (expiry, rationale rules, four-eyes, escalation) read this one object.
 """
 
 from __future__ import annotations
@@ -35,14 +39,6 @@ class QueueSettings(_Strict):
     # suggestion before forming a view tends to follow it (anchoring), which turns review into
     # rubber-stamping exactly where an independent judgement is wanted (e.g. four-eyes queues).
     hide_suggested_action: bool = False
-
-
-class ReviewerSettings(_Strict):
-    """A reviewer known to the system; `active: false` keeps the id on record but refuses it."""
-
-    role: str
-    name: str = ""
-    active: bool = True
 
 
 class MaskRule(_Strict):
@@ -103,11 +99,10 @@ class ProposalSettings(_Strict):
 
 
 class ReviewSettings(_Strict):
-    """Reviewers, roles, queues, masking and verdict rules of one domain."""
+    """Roles, queues, masking and verdict rules of one domain."""
 
     roles: dict[str, list[str]]  # role -> queues it may work
     queues: dict[str, QueueSettings]
-    reviewers: dict[str, ReviewerSettings]
     default_role: str  # the role of a queue the policy names but this file does not
     grace_hours: int = Field(default=24, ge=0)
     rationale_required_for: list[str] = Field(default_factory=lambda: ["decline"])
@@ -129,11 +124,6 @@ class ReviewSettings(_Strict):
             if q.escalate_to is not None and q.escalate_to not in self.queues
         ]
         problems += [
-            f"reviewer '{rid}': unknown role '{r.role}'"
-            for rid, r in self.reviewers.items()
-            if r.role not in self.roles
-        ]
-        problems += [
             f"masking: unknown role '{role}'" for role in self.masking if role not in self.roles
         ]
         if self.default_role not in self.roles:
@@ -151,20 +141,6 @@ class ReviewSettings(_Strict):
             sla_hours=domain.review.sla_hours,
             batch_size=domain.review.batch_size,
         )
-
-    def may_work(self, reviewer_id: str, queue: str, queue_role: str | None) -> str | None:
-        """None if `reviewer_id` may work `queue` (whose role is `queue_role`), else why not."""
-        reviewer = self.reviewers.get(reviewer_id)
-        if reviewer is None:
-            return f"reviewer '{reviewer_id}' is not a registered reviewer"
-        if not reviewer.active:
-            return f"reviewer '{reviewer_id}' is no longer active"
-        if queue not in self.roles[reviewer.role] and queue_role != reviewer.role:
-            return (
-                f"reviewer '{reviewer_id}' (role {reviewer.role}) is not authorised for queue "
-                f"'{queue}'"
-            )
-        return None
 
     def masking_for(self, role: str) -> dict[str, MaskRule]:
         """Column rules for `role`; columns not named are shown."""

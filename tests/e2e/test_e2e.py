@@ -89,7 +89,8 @@ def test_review_loop_closed_by_the_demo_reviewer(demo_home: HitlPaths) -> None:
         verdicts = query_frame(con, "SELECT * FROM verdicts")
         by_reviewer = scalar(con, "SELECT count(*) FROM executions WHERE decided_by = 'reviewer'")
     assert verdicts.height > 0
-    assert set(verdicts["reviewer_id"]) == {"DEMO-reviewer"}
+    # Recorded as the signer (a labelled demo person), never a typed id.
+    assert all(r.startswith("demo-") for r in verdicts["reviewer_id"])
     assert by_reviewer == verdicts.height
     assert not list((demo_home.review / "inbox").glob("*.xlsx")), "inbox not cleared"
     assert set(verdicts["domain"]) == set(SAMPLES), "one batch answered per domain"
@@ -124,7 +125,7 @@ def test_audit_trace_prints_the_full_path(
     for expected in (
         *TRACE_EXPECTED[domain],
         "human_review",
-        "DEMO-reviewer",
+        "demo-",
         "executed",
     ):
         assert expected in out, f"{expected!r} missing from trace:\n{out}"
@@ -139,70 +140,122 @@ def test_second_demo_changes_nothing(demo_home: HitlPaths) -> None:
 
 
 def _second_batch(paths: HitlPaths, domain: str = CREDIT) -> tuple[str, Path]:
-    """An unanswered batch; for credit, of the analysts' queue (where analyst-7 may work)."""
+    """An unanswered batch of the domain's first-line queue, and its folder."""
     queue = "credit_analyst" if domain == CREDIT else "loan_officer"
     with audit_connection(paths.audit_db, read_only=True) as con:
-        batch_id = scalar(
-            con,
-            "SELECT min(batch_id) FROM review_batches WHERE domain = ? "
-            "AND (?::VARCHAR IS NULL OR queue = ?) AND batch_id NOT IN "
-            "(SELECT DISTINCT batch_id FROM verdicts)",
-            [domain, queue, queue],
-        )
-    return str(batch_id), paths.review / "batches" / str(batch_id)
+        batch_id, folder = con.execute(
+            "SELECT batch_id, folder FROM review_batches WHERE domain = ? AND queue = ? "
+            "AND batch_id NOT IN (SELECT DISTINCT batch_id FROM verdicts) "
+            "ORDER BY batch_id LIMIT 1",
+            [domain, queue],
+        ).fetchall()[0]
+    return str(batch_id), Path(folder)
 
 
-def test_cli_ingest_validates_rows_and_is_exactly_once(
+def _signed_return(paths: HitlPaths, domain: str, out: Path) -> tuple[str, Path, str]:
+    """The second batch answered and signed by its assignee's demo key (batch, file, person)."""
+    from hitl_gate.app.demo_reviewer import answer_as_assignee, assign_if_unassigned
+    from hitl_gate.core.domain import load_domain
+
+    batch_id, folder = _second_batch(paths, domain)
+    queue = "credit_analyst" if domain == CREDIT else "loan_officer"
+    with audit_connection(paths.audit_db) as con:
+        assign_if_unassigned(con, load_domain(domain), batch_id, queue)
+        returned, person = answer_as_assignee(con, paths, batch_id, folder, out)
+    return batch_id, returned, person
+
+
+def test_cli_ingest_of_a_signed_return_is_honest_and_exactly_once(
     demo_home: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from hitl_gate.app.demo_reviewer import fill_demo_verdicts
+    """CLI path: an unsigned copy is refused (non-zero exit, nothing recorded); the signed
+    return is accepted as its signer; a row with edited context is refused (non-zero exit);
+    the same file again changes nothing and is reported as a replay of that refusal."""
+    from hitl_gate.identity.signatures import VERDICTS, sign_file
 
-    batch_id, folder = _second_batch(demo_home)
-    returned = fill_demo_verdicts(folder, tmp_path / "returned.xlsx", reviewer_id="analyst-7")
+    unsigned = tmp_path / "unsigned" / "cases.xlsx"
+    batch_id, returned, person = _signed_return(demo_home, CREDIT, tmp_path / "cases.xlsx")
+    unsigned.parent.mkdir()
+    unsigned.write_bytes(returned.read_bytes())
+    before = _counts(demo_home)
+    with pytest.raises(SystemExit) as refused:
+        main(["--home", str(demo_home.home), "review", "ingest", str(unsigned)])
+    assert refused.value.code == 1
+    assert "not signed" in capsys.readouterr().out
+    refused_only = _counts(demo_home)
+    assert refused_only["audit_log"] == before["audit_log"] + 1  # the refusal, kept once
+    assert {**refused_only, "audit_log": 0} == {**before, "audit_log": 0}
+    before = refused_only
+
     workbook = load_workbook(returned)
     sheet = workbook["cases"]
     header = [c.value for c in sheet[1]]
-    sheet.cell(2, header.index("loan_amount") + 1).value = 1.0  # edited context: must be refused
+    sheet.cell(2, header.index("loan_amount") + 1).value = 1.0  # edited context: refused
     workbook.save(returned)
+    sign_file(returned, demo_home.home / "demo-keys" / f"{person}_ed25519", VERDICTS)
     rows = sheet.max_row - 1
-    before = _counts(demo_home)
-
-    main(["--home", str(demo_home.home), "review", "ingest", str(returned)])
+    with pytest.raises(SystemExit) as partly:
+        main(["--home", str(demo_home.home), "review", "ingest", str(returned)])
+    assert partly.value.code == 1
     out = capsys.readouterr().out
+    assert f"batch {batch_id}, signed by {person} (SHA256:" in out
+    assert f"{rows - 1} verdict(s) accepted" in out and "1 row(s) refused" in out
     after = _counts(demo_home)
-    assert f"batch {batch_id}, {rows - 1} verdicts accepted, 1 rejected" in out
     assert after["verdicts"] == before["verdicts"] + rows - 1
     assert after["executions"] == before["executions"] + rows - 1
 
-    main(["--home", str(demo_home.home), "review", "ingest", str(returned)])
+    with pytest.raises(SystemExit):
+        main(["--home", str(demo_home.home), "review", "ingest", str(returned)])
+    assert "refused again" in capsys.readouterr().out
     assert _counts(demo_home) == after, "the same file must not be applied twice"
 
 
-def test_cli_ingest_finds_the_domain_from_the_batch_id(
-    demo_home: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """One review workspace serves every domain: no --domain needed for a lending_club file."""
-    from hitl_gate.app.demo_reviewer import fill_demo_verdicts
+def test_sensor_path_takes_in_a_signed_return(demo_home: HitlPaths, tmp_path: Path) -> None:
+    """Sensor path: a signed return dropped in the inbox starts one review-loop run (keyed by
+    file and signature) that records its verdicts as the signer's."""
+    from dagster import DagsterInstance, build_sensor_context
 
-    batch_id, folder = _second_batch(demo_home, "lending_club")
-    returned = fill_demo_verdicts(folder, tmp_path / "officer.xlsx", reviewer_id="officer-3")
+    from hitl_gate.app.runner import raise_for_failure, run_job
+    from hitl_gate.core.domain import load_domain
+    from hitl_gate.core.settings import HitlSettings
+    from pipelines.jobs import review_loop_job_name
+    from pipelines.resources import build_resources
+    from pipelines.sensors import build_verdict_sensor
+
+    domain = load_domain("lending_club")
+    drop = demo_home.review / "inbox" / "officer"
+    drop.mkdir(parents=True, exist_ok=True)
+    batch_id, returned, person = _signed_return(demo_home, domain.name, drop / "cases.xlsx")
     rows = load_workbook(returned)["cases"].max_row - 1
-    main(["--home", str(demo_home.home), "review", "ingest", str(returned)])
-    assert f"batch {batch_id}, {rows} verdicts accepted, 0 rejected" in capsys.readouterr().out
+    resources = build_resources(demo_home)
+    with DagsterInstance.ephemeral() as instance:
+        context = build_sensor_context(instance=instance, resources={"review": resources["review"]})
+        requests = list(build_verdict_sensor(domain)(context))
+    assert len(requests) == 1 and requests[0].tags["hitl/verdict_file"] == "officer/cases.xlsx"
+    day = date.fromisoformat(requests[0].partition_key)
+    result = run_job(
+        HitlSettings(paths=demo_home), review_loop_job_name(domain), start=day, end=day
+    )
+    raise_for_failure(result, "review loop")
     with audit_connection(demo_home.audit_db, read_only=True) as con:
         executed = scalar(
             con,
             "SELECT count(*) FROM case_trace WHERE domain = 'lending_club' AND batch_id = ? "
-            "AND reviewer_id = 'officer-3' AND status = 'executed'",
-            [batch_id],
+            "AND reviewer_id = ? AND status = 'executed'",
+            [batch_id, person],
         )
-    assert executed == rows
+        signer = scalar(
+            con, "SELECT signer_fingerprint FROM verdict_files WHERE batch_id = ?", [batch_id]
+        )
+    assert executed == rows and str(signer).startswith("SHA256:")
+    assert not returned.exists() and not returned.with_name("cases.xlsx.sig").exists()
 
 
 def test_sensor_requests_one_run_per_returned_file(demo_home: HitlPaths, tmp_path: Path) -> None:
     from dagster import DagsterInstance, build_sensor_context
 
     from hitl_gate.core.domain import load_domain
+    from hitl_gate.review.intake.signed import read_signature, signature_digest
     from hitl_gate.review.intake.verdict_files import file_sha256
     from pipelines.resources import ReviewWorkspace
     from pipelines.sensors import build_verdict_sensor
@@ -211,13 +264,16 @@ def test_sensor_requests_one_run_per_returned_file(demo_home: HitlPaths, tmp_pat
     inbox = tmp_path / "review" / "inbox"
     inbox.mkdir(parents=True)
     dropped = shutil.copy(folder / "cases.xlsx", inbox / "returned.xlsx")
+    (inbox / "returned.xlsx.sig").write_text("-----BEGIN SSH SIGNATURE-----\n")
+    shutil.copy(folder / "cases.xlsx", inbox / "still-unsigned.xlsx")  # waits for its .sig
     sensor = build_verdict_sensor(load_domain(CREDIT))
     review = ReviewWorkspace(review_dir=str(tmp_path / "review"), secrets_dir=str(tmp_path))
     with DagsterInstance.ephemeral() as instance:
         context = build_sensor_context(instance=instance, resources={"review": review})
         requests = list(sensor(context))
     assert len(requests) == 1
-    assert requests[0].run_key == file_sha256(Path(dropped))
+    signature = signature_digest(read_signature(Path(dropped)))
+    assert requests[0].run_key == f"{file_sha256(Path(dropped))}-{signature[:16]}"
     assert (
         requests[0].partition_key
         == date(

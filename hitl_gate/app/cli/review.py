@@ -1,9 +1,8 @@
-"""Reviewer commands: `hitl review ingest FILE`."""
+"""Reviewer commands: `hitl review sign FILE`, `hitl review ingest FILE`, `hitl review status`."""
 
 from __future__ import annotations
 
 import argparse
-import shutil
 from pathlib import Path
 
 from hitl_gate.app.cli import assignment
@@ -24,46 +23,80 @@ def domain_of_batch(batch_id: str | None, explicit: str | None, declared: list[s
 
 
 def cmd_review_ingest(args: argparse.Namespace) -> None:
-    """Take a returned verdict file in, validate it, and run the review loop for its day."""
+    """Take a returned, signed verdict file in, and run the review loop for its day.
+
+    The file and its signature (`FILE.sig`) are stored in the inbox by content hash, so two
+    files of the same name never overwrite each other. Exits non-zero when anything in the file
+    was refused (a replay of an earlier refusal included).
+    """
     from hitl_gate.app.runner import raise_for_failure, run_job
-    from hitl_gate.core.database import audit_connection, query_frame
+    from hitl_gate.core.database import audit_connection
+    from hitl_gate.review.intake.received import escaped, receive_file
+    from hitl_gate.review.intake.results import earlier_outcome, recorded_outcome
+    from hitl_gate.review.intake.signed import read_signature
     from hitl_gate.review.intake.verdict_files import batch_partition, file_sha256, peek_batch_id
     from pipelines.jobs import review_loop_job_name
 
     settings = settings_from(args)
     paths = settings.paths
     source = Path(args.file).resolve()
+    name = escaped(source.name)
     if not source.is_file():
-        raise SystemExit(f"{source}: no such file")
+        raise SystemExit(f"{escaped(str(source))}: no such file")
     sha = file_sha256(source)
+    signature = read_signature(source)
+    if paths.audit_db.exists():
+        with audit_connection(paths.audit_db, read_only=True) as con:
+            earlier = earlier_outcome(con, name, sha, signature)
+        if earlier is not None:
+            print(earlier.summary())
+            if earlier.refused:
+                raise SystemExit(1)
+            return
     batch_id = peek_batch_id(source)
     domain = load_selected_domain(args, domain_of_batch(batch_id, args.domain, domain_names(args)))
     day = batch_partition(batch_id, domain) if batch_id else None
     if day is None:
         raise SystemExit(
-            f"{source.name}: no readable batch_id of domain {domain.name} in column 'batch_id' "
+            f"{name}: no readable batch_id of domain {domain.name} in column 'batch_id' "
             "of sheet 'cases' (is this a returned review batch file?)"
         )
-    inbox = paths.review / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True)
-    if source.parent != inbox:
-        shutil.copy2(source, inbox / source.name)
+    receive_file(source, paths.review / "inbox")
     result = run_job(settings, review_loop_job_name(domain), start=day, end=day)
     raise_for_failure(result, f"review loop for {day}")
     with audit_connection(paths.audit_db, read_only=True) as con:
-        files = query_frame(con, "SELECT * FROM verdict_files WHERE file_sha256 = ?", [sha])
-        rejections = query_frame(
-            con, "SELECT message FROM verdict_rejections WHERE file_sha256 = ?", [sha]
-        )
-    if files.height == 0:
-        raise SystemExit(f"{source.name}: not recorded (see run {result.run_id})")
-    row = files.row(0, named=True)
-    print(
-        f"{source.name}: batch {row['batch_id']}, {row['rows_accepted']} verdicts accepted, "
-        f"{row['rows_rejected']} rejected" + (f"; error: {row['error']}" if row["error"] else "")
-    )
-    for message in rejections["message"].to_list():
-        print(f"  rejected: {message}")
+        outcome = recorded_outcome(con, name, sha, signature)
+    if outcome is None:
+        raise SystemExit(f"{name}: not recorded (see run {result.run_id})")
+    print(outcome.summary())
+    for message in outcome.messages:
+        print(f"  refused: {message}")
+    if outcome.refused:
+        raise SystemExit(1)
+
+
+def cmd_review_sign(args: argparse.Namespace) -> None:
+    """Write FILE.sig: the detached SSH signature of a returned file, with your key."""
+    from hitl_gate.identity.signatures import VERDICTS, SignatureError, sign_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such file")
+    key = Path(args.key).expanduser() if args.key else _default_key()
+    try:
+        written = sign_file(path, key, VERDICTS)
+    except SignatureError as error:
+        raise SystemExit(str(error)) from error
+    print(f"{written}: signed with {key} (namespace {VERDICTS}); return it beside {path.name}")
+
+
+def _default_key() -> Path:
+    """The user's first usual OpenSSH key (`~/.ssh/id_ed25519`, then ecdsa, then rsa)."""
+    for name in ("id_ed25519", "id_ecdsa", "id_rsa"):
+        candidate = Path.home() / ".ssh" / name
+        if candidate.is_file():
+            return candidate
+    raise SystemExit("no key given (--key PATH) and none found in ~/.ssh")
 
 
 def cmd_review_status(args: argparse.Namespace) -> None:
@@ -93,9 +126,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     review = sub.add_parser("review", help="reviewer workflow").add_subparsers(
         dest="review_command", required=True
     )
-    ingest = review.add_parser("ingest", help="ingest a returned verdict file (XLSX or CSV)")
+    ingest = review.add_parser(
+        "ingest", help="ingest a returned verdict file (XLSX or CSV) and its signature FILE.sig"
+    )
     ingest.add_argument("file")
     ingest.set_defaults(func=cmd_review_ingest)
+    sign = review.add_parser(
+        "sign", help="sign a returned verdict file with your SSH key (writes FILE.sig)"
+    )
+    sign.add_argument("file")
+    sign.add_argument("--key", help="private key file (default: ~/.ssh/id_ed25519, ...)")
+    sign.set_defaults(func=cmd_review_sign)
     status = review.add_parser("status", help="queues, open batches, due and overdue cases")
     status.set_defaults(func=cmd_review_status)
     assignment.register_reassign(review)

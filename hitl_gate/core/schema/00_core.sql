@@ -114,7 +114,11 @@ CREATE TABLE IF NOT EXISTS verdict_files (
     rows_rejected INTEGER NOT NULL,
     error VARCHAR,
     received_at TIMESTAMPTZ NOT NULL,
-    run_id VARCHAR NOT NULL
+    run_id VARCHAR NOT NULL,
+    signer_id VARCHAR,                  -- the registered person whose key signed the file
+    signer_fingerprint VARCHAR,         -- that key (SHA256:...): the identity, not a typed id
+    signature VARCHAR,                  -- the detached SSH signature (namespace hitl-gate-verdicts)
+    signature_sha256 VARCHAR            -- a signature is used for one file only (no replay)
 );
 
 CREATE TABLE IF NOT EXISTS verdicts (

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS verdict_opinions (
     file_sha256 VARCHAR NOT NULL,
     row_number BIGINT NOT NULL,
     received_at TIMESTAMPTZ NOT NULL,
+    signer_fingerprint VARCHAR,         -- the key that signed the file (reviewer_id is its holder)
     PRIMARY KEY (domain, case_id, reviewer_id)  -- one opinion per reviewer per case
 );
 

@@ -18,10 +18,13 @@ import polars as pl
 
 from hitl_gate.core.database import query_frame
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.identity.store import load_registry
 from hitl_gate.review.export.batches import BatchExport, ReviewBatch
 from hitl_gate.review.export.days import manifest_context, rule_texts_in_force
 from hitl_gate.review.intake.escalation import export_escalations, pending_escalations
 from hitl_gate.review.intake.inbox import inbox_files
+from hitl_gate.review.intake.limits import IntakeLimits
+from hitl_gate.review.intake.received import shown_name
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import review_settings
 
@@ -33,6 +36,7 @@ class ReviewFolders:
     batches: Path
     inbox: Path
     archive: Path
+    limits: IntakeLimits = IntakeLimits()
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,12 @@ def take_in_verdicts(
     escalated cases are read (and each day's first row, whose versions sign the batch).
     """
     settings = review_settings(domain)
+    waiting = [
+        returned
+        for returned in inbox_files(folders.inbox, domain)
+        if not returned.of_other_domain and returned.ready(now)
+    ]
+    registry = load_registry(con) if waiting else None
     outcomes = [
         ingest_verdict_file(
             con,
@@ -94,12 +104,15 @@ def take_in_verdicts(
             key=key,
             run_id=run_id,
             settings=settings,
+            now=now,
+            registry=registry,
+            limits=folders.limits,
+            name=shown_name(folders.inbox, returned.path),
         )
-        for returned in inbox_files(folders.inbox, domain)
-        if not returned.of_other_domain
+        for returned in waiting
     ]
     escalated: list[ReviewBatch] = []
-    waiting = pending_escalations(con, domain.name)["case_id"].implode()
+    open_escalations = pending_escalations(con, domain.name)["case_id"].implode()
     rule_texts: dict[str, str] | None = None  # read once, and only if a day has cases
     for day in days:
         first = first_row_of_day(routed, day)
@@ -108,7 +121,9 @@ def take_in_verdicts(
         if rule_texts is None:
             rule_texts = rule_texts_in_force(con, domain)
         of_day = routed.filter(pl.col("partition_date") == day)
-        todays = of_day.filter(pl.col(domain.case_id).cast(pl.String).is_in(waiting)).collect()
+        todays = of_day.filter(
+            pl.col(domain.case_id).cast(pl.String).is_in(open_escalations)
+        ).collect()
         export = BatchExport(
             domain=domain,
             batches_dir=folders.batches,

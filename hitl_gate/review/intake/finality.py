@@ -5,7 +5,8 @@ says what the row means given what is already recorded. It is pure (state in, de
 every rule is tested without a database, and intake applies the result in one transaction.
 
 - A case without four eyes is final with its first valid verdict.
-- A four-eyes case needs two different reviewers: the first verdict waits for the second; if
+- A four-eyes case needs two different reviewers (different people with different keys,
+  `identity.acts.require_distinct`): the first verdict waits for the second; if
   they agree the case is final, if not it is escalated to the queue's `escalate_to` queue and
   only a reviewer authorised there can decide it.
 - A verdict on a case that is already final is refused; if it disagrees it is recorded as a
@@ -18,13 +19,18 @@ every rule is tested without a database, and intake applies the result in one tr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
+from hitl_gate.identity.acts import IdentityError, require_distinct
+from hitl_gate.identity.registry import Signer
 from hitl_gate.review.settings import ReviewSettings
+
+# (person id, queue, queue role) -> None if the person may work the queue, else why not.
+MayWork = Callable[[str, str, str | None], str | None]
 
 DISAGREEMENT = "four_eyes_disagreement"
 CONFLICT = "conflict"
@@ -48,6 +54,7 @@ class CaseState:
     conflict_to: str | None = None  # open conflict escalation: the queue that resolves it
     conflict_resolved_by: str | None = None
     executed_action: str | None = None  # what was executed for the case, if it was
+    opinion_keys: tuple[str | None, ...] = ()  # signer fingerprint of each opinion, in order
 
 
 def resolution_outcome(verdict: str, state: CaseState) -> str:
@@ -95,12 +102,21 @@ def split_first_single(
 
 
 def _escalation_role_ok(
-    settings: ReviewSettings | None, reviewer: str, queue: str | None
+    settings: ReviewSettings | None, may_work: MayWork, reviewer: str, queue: str | None
 ) -> str | None:
     if settings is None or queue is None:
         return None
     role = settings.queues[queue].role if queue in settings.queues else None
-    return settings.may_work(reviewer, queue, role)
+    return may_work(reviewer, queue, role)
+
+
+def _same_people(first: Signer, second: Signer) -> str | None:
+    """Why two opinions do not come from two people (None: they do)."""
+    try:
+        require_distinct([first, second], "four eyes")
+    except IdentityError as error:
+        return str(error)
+    return None
 
 
 def decide(
@@ -111,6 +127,7 @@ def decide(
     queue: str,
     settings: ReviewSettings | None,
     file_name: str,
+    may_work: MayWork,
 ) -> Outcome:
     """Sort each accepted row into final, pending second review, escalation or refusal."""
     outcome = Outcome()
@@ -147,7 +164,7 @@ def decide(
         state = states.get(row["case_id"], CaseState())
         reviewer, verdict = row["reviewer_id"], row["verdict"]
         if state.final_verdict is not None and state.conflict_to is not None:
-            problem = _escalation_role_ok(settings, reviewer, state.conflict_to)
+            problem = _escalation_role_ok(settings, may_work, reviewer, state.conflict_to)
             if queue != state.conflict_to or problem:
                 refuse(
                     row,
@@ -191,7 +208,7 @@ def decide(
                 refuse(row, "already has a final verdict; the first verdict stands")
             continue
         if state.escalated:
-            problem = _escalation_role_ok(settings, reviewer, state.escalated_to)
+            problem = _escalation_role_ok(settings, may_work, reviewer, state.escalated_to)
             if problem or reviewer in {r for r, _ in state.opinions}:
                 refuse(
                     row,
@@ -213,8 +230,13 @@ def decide(
             outcome.pending_second += 1
             continue
         first_reviewer, first_verdict = state.opinions[0]
-        if reviewer == first_reviewer:
-            refuse(row, "four eyes: the second verdict must come from a different reviewer")
+        first_key = state.opinion_keys[0] if state.opinion_keys else None
+        same = _same_people(
+            Signer(first_reviewer, first_key or f"unsigned:{first_reviewer}"),
+            Signer(reviewer, row.get("signer_fingerprint") or f"unsigned:{reviewer}"),
+        )
+        if same is not None:
+            refuse(row, f"four eyes: the second verdict must come from another reviewer ({same})")
             continue
         outcome.opinions.append({**row, "stage": "second"})
         if verdict == first_verdict:

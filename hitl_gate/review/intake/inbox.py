@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.review.intake.verdict_files import batch_partition, peek_batch_id, pending_files
+from hitl_gate.identity.signatures import signature_path
+from hitl_gate.review.intake.received import HASH_FOLDER_PREFIX, pending_files
+from hitl_gate.review.intake.verdict_files import batch_partition, peek_batch_id
+
+UNSIGNED_SETTLE_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,33 @@ class ReturnedFile:
     batch_id: str | None
     day: date | None
     of_other_domain: bool
+
+    @property
+    def signed(self) -> bool:
+        """Its detached signature (`<file>.sig`) is beside it."""
+        return signature_path(self.path).is_file()
+
+    def intake_key(self) -> str:
+        """The file's content hash, with its signature's: one intake per file and signature
+        (an unsigned file refused, then returned with its signature, is taken in again)."""
+        from hitl_gate.review.intake.signed import read_signature, signature_digest
+        from hitl_gate.review.intake.verdict_files import file_sha256
+
+        digest = signature_digest(read_signature(self.path))
+        return file_sha256(self.path) + (f"-{digest[:16]}" if digest else "")
+
+    def ready(self, now: datetime) -> bool:
+        """Signed, stored by `hitl review ingest`, or unsigned for longer than
+        `UNSIGNED_SETTLE_SECONDS`: a reviewer copying
+        the file and then its signature is not refused in between; an unsigned file left
+        there is taken (and refused, with the reason) once the settle time has passed."""
+        if self.signed or self.path.parent.name.startswith(HASH_FOLDER_PREFIX):
+            return True  # `receive_file` stores the signature first: the file is complete
+        try:
+            age = now.timestamp() - self.path.stat().st_mtime
+        except OSError:
+            return False
+        return age >= UNSIGNED_SETTLE_SECONDS
 
 
 def returned_file(path: Path, domain: DomainConfig) -> ReturnedFile:

@@ -11,6 +11,7 @@ Everything it writes is keyed so running it twice changes nothing.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -20,9 +21,12 @@ import duckdb
 import polars as pl
 
 from hitl_gate.core.database import insert_new_rows, query_frame
+from hitl_gate.identity.signatures import signature_path
 from hitl_gate.review.intake.escalation import pending_days
 from hitl_gate.review.intake.finality import SLA_BREACH
-from hitl_gate.review.intake.verdict_files import VERDICT_SUFFIXES, file_sha256, pending_files
+from hitl_gate.review.intake.received import VERDICT_SUFFIXES, pending_files
+from hitl_gate.review.intake.signed import identity_refused
+from hitl_gate.review.intake.verdict_files import file_sha256
 from hitl_gate.review.settings import ReviewSettings
 
 
@@ -43,7 +47,16 @@ def _recorded(con: duckdb.DuckDBPyConnection, hashes: list[str]) -> set[str]:
         "SELECT file_sha256 FROM verdict_files WHERE file_sha256 IN (SELECT unnest(?::VARCHAR[]))",
         [hashes],
     ).fetchall()
-    return {row[0] for row in rows}
+    return {row[0] for row in rows} | identity_refused(con, hashes)
+
+
+def _archived_file(path: Path) -> bool:
+    """An archived returned file (`<sha256>.xlsx|csv`), not its error report or signature."""
+    return (
+        path.is_file()
+        and path.suffix.lower() in VERDICT_SUFFIXES
+        and re.fullmatch(r"[0-9a-f]{64}", path.stem) is not None
+    )
 
 
 def _unrecorded_files(
@@ -52,15 +65,15 @@ def _unrecorded_files(
     """Inbox files not yet recorded; archived files not recorded are copied back first."""
     restored = 0
     if archive.exists():
-        strays = [
-            p for p in archive.iterdir() if p.suffix.lower() in VERDICT_SUFFIXES and p.is_file()
-        ]
+        strays = [p for p in archive.iterdir() if _archived_file(p)]
         known = _recorded(con, [p.stem for p in strays])
         for path in strays:
             if path.stem not in known:
                 inbox.mkdir(parents=True, exist_ok=True)
                 target = inbox / f"restored-{path.name}"
                 if not target.exists():
+                    if signature_path(path).is_file():
+                        shutil.copy2(signature_path(path), signature_path(target))
                     shutil.copy2(path, target)
                     restored += 1
     waiting = pending_files(inbox)
@@ -136,7 +149,7 @@ def sweep_review(
         "review_batch_closures",
         expired.with_columns(
             pl.lit(domain).alias("domain"),
-            pl.lit("expired: past due plus grace; open cases escalated").alias("reason"),
+            pl.lit("expired: past due plus grace").alias("reason"),
             pl.lit(now).alias("closed_at"),
         ),
     )

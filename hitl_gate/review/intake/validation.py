@@ -9,6 +9,7 @@ fix it and return the file again. Nothing here raises on bad input.
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,10 +32,12 @@ _FORMULA_START = r"^[=+\-@\t\r]"
 
 @dataclass(frozen=True)
 class VerdictRules:
-    """What the validator needs beyond the manifest: who may review, the clock, closed batches.
+    """What the validator needs beyond the manifest: the signer, the clock, closed batches.
 
-    Without `settings` (a domain with no review settings file) any non-blank reviewer id is
-    accepted and batches never expire; everything else is checked the same way.
+    `signer` is the person whose verified signature the file carries (`intake.signed`): every
+    accepted row is recorded as theirs, and a row whose typed `reviewer_id` names someone else
+    is refused. Without a signer (validation alone, as in tests of the format) the typed id is
+    only required to be present; intake never validates without one.
     """
 
     settings: ReviewSettings | None = None
@@ -42,6 +45,10 @@ class VerdictRules:
     closed_batches: Mapping[str, str] = field(default_factory=dict)
     # batch -> case -> reason: cases escalated out of a batch are closed there.
     moved_cases: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    signer: str | None = None
+    max_rows: int | None = None
+    # batch -> how many of its cases have an escalation (said truthfully when a batch expired).
+    escalated: Mapping[str, int] = field(default_factory=dict)
 
     def clock(self) -> datetime:
         return self.now or datetime.now(UTC)
@@ -89,22 +96,41 @@ def _rejected_schema(case_id: str) -> pl.Schema:
     return pl.Schema({"row_number": pl.Int64(), **{name: pl.String() for name in names}})
 
 
+@dataclass(frozen=True)
+class _Source:
+    """The bytes being validated (exactly those whose hash and signature were checked)."""
+
+    name: str
+    suffix: str
+    data: bytes
+
+
 ROW_NUMBER = "\0row"  # internal columns cannot clash with a header a reviewer typed
 _FORMULA = "\0formula:"
 
 
-def _read_xlsx(path: Path) -> pl.DataFrame:
-    workbook = load_workbook(path, read_only=True)  # formulas as text, to refuse them
+def _too_many(source: _Source, max_rows: int | None) -> _FileError:
+    return _FileError(
+        f"{source.name}: more than {max_rows:,} rows, the cap for a verdict file; "
+        "nothing in it was taken in"
+    )
+
+
+def _read_xlsx(source: _Source, max_rows: int | None) -> pl.DataFrame:
+    # formulas as text, to refuse them
+    workbook = load_workbook(io.BytesIO(source.data), read_only=True)
     try:
         if CASES_SHEET not in workbook.sheetnames:
-            raise _FileError(f"{path.name}: no '{CASES_SHEET}' sheet")
+            raise _FileError(f"{source.name}: no '{CASES_SHEET}' sheet")
         lines = workbook[CASES_SHEET].iter_rows()
         header = [cell_text(cell.value) for cell in next(lines, ())]
         columns: list[list[str | None]] = [[] for _ in header]
         formulas: dict[str, list[bool]] = {n: [] for n in VERDICT_COLUMNS if n in header}
         where = {n: header.index(n) for n in formulas}
         width = len(header)
-        for cells in lines:
+        for count, cells in enumerate(lines, start=1):
+            if max_rows is not None and count > max_rows:
+                raise _too_many(source, max_rows)
             cells = (tuple(cells) + (None,) * width)[:width]
             for column, cell in zip(columns, cells, strict=True):
                 column.append(sheet_text(getattr(cell, "value", None)))
@@ -123,28 +149,34 @@ def _read_xlsx(path: Path) -> pl.DataFrame:
     )
 
 
-def _read_csv(path: Path) -> pl.DataFrame:
-    data = path.read_bytes()
+def _read_csv(source: _Source, max_rows: int | None) -> pl.DataFrame:
+    data = source.data
+    if max_rows is not None and data.count(b"\n") > max_rows + 1 and data.count(b"\r") == 0:
+        raise _too_many(source, max_rows)  # cheap early refusal; parsed height is checked too
     data.decode("utf-8")  # refuse other encodings clearly; Polars would replace bad bytes
     # Excel adds a byte-order mark when it saves CSV as UTF-8; Polars drops it.
     if not data.strip(b"\xef\xbb\xbf \t\r\n"):
         return pl.DataFrame()
     frame = pl.read_csv(data, infer_schema=False, truncate_ragged_lines=True)
+    if max_rows is not None and frame.height > max_rows:
+        raise _too_many(source, max_rows)
     return frame.rename({name: name.strip() for name in frame.columns})
 
 
-def _read_table(path: Path) -> pl.DataFrame:
+def _read_table(source: _Source, max_rows: int | None) -> pl.DataFrame:
     """All cells as text, with the spreadsheet row number; wholly blank rows are dropped."""
     readers = {".xlsx": _read_xlsx, ".csv": _read_csv}
-    reader = readers.get(path.suffix.lower())
+    reader = readers.get(source.suffix.lower())
     if reader is None:
-        raise _FileError(f"{path.name}: unsupported file type '{path.suffix}' (use .xlsx or .csv)")
+        raise _FileError(
+            f"{source.name}: unsupported file type '{source.suffix}' (use .xlsx or .csv)"
+        )
     try:
-        frame = reader(path)
+        frame = reader(source, max_rows)
     except _FileError:
         raise
     except Exception as exc:  # any parser failure is the file's problem, not ours
-        raise _FileError(f"{path.name}: unreadable ({type(exc).__name__}: {exc})") from exc
+        raise _FileError(f"{source.name}: unreadable ({type(exc).__name__}: {exc})") from exc
     frame = frame.with_row_index(ROW_NUMBER, offset=2).with_columns(
         pl.col(ROW_NUMBER).cast(pl.Int64)
     )
@@ -160,7 +192,7 @@ def _text(name: str) -> pl.Expr:
     return pl.col(name).fill_null("").str.strip_chars()
 
 
-def _file_batch(path: Path, rows: pl.DataFrame) -> str:
+def _file_batch(path: _Source, rows: pl.DataFrame) -> str:
     """The batch the file belongs to: the batch id most of its rows carry."""
     counts = (
         rows.select(_text(BATCH_COLUMN).alias("batch"))
@@ -178,7 +210,9 @@ def _file_batch(path: Path, rows: pl.DataFrame) -> str:
     return counts["batch"][0]
 
 
-def _batch_open(path: Path, batch_id: str, manifest: dict[str, Any], rules: VerdictRules) -> None:
+def _batch_open(
+    path: _Source, batch_id: str, manifest: dict[str, Any], rules: VerdictRules
+) -> None:
     """Refuse a file for a batch that is closed or past its expiry (due time plus grace)."""
     if batch_id in rules.closed_batches:
         raise _FileError(
@@ -188,9 +222,15 @@ def _batch_open(path: Path, batch_id: str, manifest: dict[str, Any], rules: Verd
         )
     expires = manifest.get("expires_at")
     if expires and rules.clock() > datetime.fromisoformat(expires):
+        escalated = rules.escalated.get(batch_id, 0)
+        told = (
+            f"{escalated} of its cases escalated"
+            if escalated
+            else "none of its cases escalated yet (the review sweep escalates open cases)"
+        )
         raise _FileError(
             f"{path.name}: batch '{batch_id}' expired at {expires} (due time plus grace); "
-            "its cases have been escalated",
+            f"verdicts for it are no longer accepted; {told}",
             batch_id,
         )
 
@@ -224,13 +264,7 @@ def _problems(
         ),
     )
     rows = rows.join(digests, on=ROW_NUMBER, how="left")
-    settings = rules.settings
     moved = dict(rules.moved_cases.get(batch_id, {}))
-    refusals = {}
-    if settings is not None:
-        for rid in rows["reviewer_text"].unique().to_list():
-            if rid:
-                refusals[rid] = settings.may_work(rid, manifest["queue"], manifest.get("role"))
     needs_rationale = verdict.is_in(list(manifest.get("rationale_required_for", []))) | (
         suggested.is_not_null() & (suggested != verdict)
     )
@@ -295,13 +329,7 @@ def _problems(
             reason,
             pl.lit("unknown reason code"),
         ),
-        (reviewer == "", "reviewer_id", reviewer, pl.lit("reviewer_id is required for a verdict")),
-        (
-            (reviewer != "") & _mapped(reviewer, refusals, pl.String()).is_not_null(),
-            "reviewer_id",
-            reviewer,
-            _mapped(reviewer, refusals, pl.String()),
-        ),
+        _reviewer_check(reviewer, rules.signer),
         (
             (pl.col("rationale_text") == "") & needs_rationale,
             "rationale",
@@ -323,8 +351,25 @@ def _problems(
     return pl.concat(found).sort(["row_number", "order"])
 
 
+def _reviewer_check(reviewer: pl.Expr, signer: str | None) -> tuple[pl.Expr, str, pl.Expr, pl.Expr]:
+    """The typed `reviewer_id`: proves nothing, so with a signer it may only agree with them."""
+    if signer is None:
+        return (reviewer == "", "reviewer_id", reviewer, pl.lit("reviewer_id is required"))
+    return (
+        (reviewer != "") & (reviewer != signer),
+        "reviewer_id",
+        reviewer,
+        pl.format(
+            "the typed reviewer_id '{}' is not the signer '{}': a file is answered by whoever "
+            "signs it; leave reviewer_id blank or type your own id",
+            reviewer,
+            pl.lit(signer),
+        ),
+    )
+
+
 def _validate(
-    path: Path,
+    path: _Source,
     file_sha: str,
     *,
     batches_dir: Path,
@@ -333,7 +378,7 @@ def _validate(
     case_id: str,
     rules: VerdictRules,
 ) -> tuple[str, dict[str, Any], pl.DataFrame, pl.DataFrame, int]:
-    rows = _read_table(path)
+    rows = _read_table(path, rules.max_rows)
     header = [name for name in rows.columns if not name.startswith("\0")]
     missing = [n for n in (BATCH_COLUMN, case_id, *VERDICT_COLUMNS) if n not in header]
     if missing:
@@ -390,7 +435,7 @@ def _validate(
         .then(pl.lit("'") + rationale)
         .otherwise(rationale)
         .alias("rationale"),
-        pl.col("reviewer_text").alias("reviewer_id"),
+        (pl.lit(rules.signer) if rules.signer else pl.col("reviewer_text")).alias("reviewer_id"),
         pl.lit(file_sha).alias("file_sha256"),
         pl.col("suggested").alias("suggested_action"),
         pl.col(ROW_NUMBER).alias("row_number"),
@@ -411,20 +456,28 @@ def validate_verdict_file(
     allowed_verdicts: Sequence[str],
     case_id: str,
     rules: VerdictRules | None = None,
+    data: bytes | None = None,
+    name: str | None = None,
 ) -> VerdictFileResult:
-    """Check a returned XLSX or CSV against its signed batch; never raises on bad input."""
+    """Check a returned XLSX or CSV against its signed batch; never raises on bad input.
+
+    `data` is the file's bytes when the caller already read them (intake checks the signature
+    over exactly these bytes, so they are the ones parsed); `name` is how messages name it.
+    """
     empty_accepted = pl.DataFrame(schema=_accepted_schema(case_id))
     empty_rejected = pl.DataFrame(schema=_rejected_schema(case_id))
+    shown = name or path.name
     try:
-        file_sha = hashlib.sha256(path.read_bytes()).hexdigest()
+        content = path.read_bytes() if data is None else data
     except OSError as exc:
         return VerdictFileResult(
-            path, "", None, empty_accepted, empty_rejected, f"{path.name}: cannot read file ({exc})"
+            path, "", None, empty_accepted, empty_rejected, f"{shown}: cannot read file ({exc})"
         )
+    file_sha = hashlib.sha256(content).hexdigest()
     allowed = {verdict.strip().lower() for verdict in allowed_verdicts}
     try:
         batch_id, manifest, accepted, rejected, not_reviewed = _validate(
-            path,
+            _Source(shown, path.suffix, content),
             file_sha,
             batches_dir=batches_dir,
             key=key,

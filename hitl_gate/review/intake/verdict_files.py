@@ -1,9 +1,14 @@
 """Verdict intake: the one path by which returned verdict files enter the audit database.
 
-The Dagster sensor, the `reviewer_verdicts` asset and `hitl review ingest` all end here.
+The Dagster sensor, the `reviewer_verdicts` asset and `hitl review ingest` all end here. In
+order: the size cap (`limits`), the file's detached SSH signature against the people registry
+(`signed`: nothing of an unsigned or wrongly signed file is read), the rows against the batch's
+signed manifest (`validation`, over exactly the bytes whose signature was checked), the signer
+against the batch's assignee, each case against the batch's recorded members, then finality.
 Exactly-once comes from the content hash: a file whose SHA-256 is already in `verdict_files`
-is archived and ignored, and the insert of the file row, its verdicts and its rejections is
-one transaction guarded by primary keys. A case keeps its first valid verdict.
+is archived and reported, never applied again, and the insert of the file row, its verdicts
+and its (bounded) rejections is one transaction guarded by primary keys. A case keeps its first
+valid verdict.
 """
 
 from __future__ import annotations
@@ -17,8 +22,13 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.core.database import insert_new_rows, scalar, transaction
+from hitl_gate.core.database import insert_new_rows, query_frame, transaction
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.identity.acts import IdentityError
+from hitl_gate.identity.registry import Registry
+from hitl_gate.identity.signatures import signature_path
+from hitl_gate.identity.store import load_registry
+from hitl_gate.review.intake.authority import ReviewAuthority
 from hitl_gate.review.intake.conflicts import record_resolutions
 from hitl_gate.review.intake.escalation import moved_cases, resolve_breaches
 from hitl_gate.review.intake.finality import (
@@ -29,31 +39,24 @@ from hitl_gate.review.intake.finality import (
     decide,
     split_first_single,
 )
+from hitl_gate.review.intake.limits import IntakeLimits
+from hitl_gate.review.intake.received import (
+    remove_empty_hash_folder,
+)
+from hitl_gate.review.intake.results import IntakeOutcome, earlier_outcome
+from hitl_gate.review.intake.signed import (
+    SignedReturn,
+    read_signature,
+    record_refusal,
+    require_assignee,
+    verify_return,
+)
 from hitl_gate.review.intake.validation import (
     VerdictFileResult,
     VerdictRules,
     validate_verdict_file,
 )
 from hitl_gate.review.settings import ReviewSettings
-
-VERDICT_SUFFIXES = (".xlsx", ".csv")
-
-
-@dataclass(frozen=True)
-class IntakeOutcome:
-    """What happened to one returned file."""
-
-    file_name: str
-    file_sha256: str
-    batch_id: str | None
-    accepted: int
-    rejected: int
-    duplicate: bool
-    error: str | None
-    messages: tuple[str, ...]
-    pending_second: int = 0  # four-eyes cases waiting for a second reviewer
-    escalated: int = 0
-    conflicts_resolved: int = 0
 
 
 def file_sha256(path: Path) -> str:
@@ -93,18 +96,6 @@ def batch_partition(batch_id: str, domain: DomainConfig) -> date | None:
         return None
 
 
-def pending_files(inbox: Path) -> list[Path]:
-    """Verdict files waiting in the inbox, in name order.
-
-    The order decides which of two files answering the same case wins (the first valid final
-    verdict stands), so it must not depend on arrival timing or the file system's listing.
-    """
-    if not inbox.exists():
-        return []
-    files = [p for p in inbox.iterdir() if p.is_file() and p.suffix.lower() in VERDICT_SUFFIXES]
-    return sorted(files, key=lambda p: p.name)
-
-
 def _case_states(
     con: duckdb.DuckDBPyConnection, domain: str, case_ids: pl.Series
 ) -> dict[str, CaseState]:
@@ -122,12 +113,14 @@ def _case_states(
             ).fetchall()
         )
         opinions: dict[str, list[tuple[str, str]]] = {}
-        for case, reviewer, verdict in con.execute(
-            f"SELECT case_id, reviewer_id, verdict FROM verdict_opinions WHERE {in_cases} "
-            "ORDER BY received_at, row_number",
+        keys: dict[str, list[str | None]] = {}
+        for case, reviewer, verdict, fingerprint in con.execute(
+            f"SELECT case_id, reviewer_id, verdict, signer_fingerprint FROM verdict_opinions "
+            f"WHERE {in_cases} ORDER BY received_at, row_number",
             [domain],
         ).fetchall():
             opinions.setdefault(case, []).append((reviewer, verdict))
+            keys.setdefault(case, []).append(fingerprint)
         open_escalations = dict(
             con.execute(
                 f"SELECT case_id, escalate_to FROM review_escalations WHERE {in_cases} "
@@ -163,6 +156,7 @@ def _case_states(
             conflict_to=conflicts.get(case),
             conflict_resolved_by=resolved_by.get(case),
             executed_action=executed.get(case),
+            opinion_keys=tuple(keys.get(case, ())),
         )
         for case in {*finals, *opinions, *open_escalations}
     }
@@ -199,15 +193,41 @@ def ingest_verdict_file(
     run_id: str,
     settings: ReviewSettings | None = None,
     now: datetime | None = None,
+    registry: Registry | None = None,
+    limits: IntakeLimits | None = None,
+    name: str | None = None,
 ) -> IntakeOutcome:
-    """Validate one returned file and record it exactly once; archive it by hash."""
-    sha = file_sha256(path)
+    """Verify who signed one returned file, validate it and record it exactly once; archive it
+    by hash (with its signature). `registry` defaults to the one stored in `con`."""
+    limits = limits or IntakeLimits()
+    shown = name or path.name
+    now = now or datetime.now(UTC)
+    signature = read_signature(path)
+    oversize = limits.size_refusal(shown, path.stat().st_size)
+    data = b"" if oversize else path.read_bytes()
+    sha = file_sha256(path) if oversize else hashlib.sha256(data).hexdigest()
     archive_dir.mkdir(parents=True, exist_ok=True)
     archived = archive_dir / f"{sha}{path.suffix.lower()}"
-    if scalar(con, "SELECT count(*) FROM verdict_files WHERE file_sha256 = ?", [sha]):
+    earlier = earlier_outcome(con, shown, sha, signature)
+    if earlier is not None:
         _archive(path, archived)
-        return IntakeOutcome(path.name, sha, None, 0, 0, True, None, ())
-    now = now or datetime.now(UTC)
+        return earlier
+    if oversize:
+        return _refuse_file(con, path, shown, sha, archived, oversize, now, run_id)
+    if registry is None:
+        registry = load_registry(con)
+    try:
+        signed = verify_return(
+            con,
+            registry,
+            data,
+            signature,
+            file_name=shown,
+            file_sha256=sha,
+            at=now,
+        )
+    except IdentityError as refusal:
+        return _refuse_identity(con, path, shown, sha, archived, signature, str(refusal))
     result = validate_verdict_file(
         path,
         batches_dir=batches_dir,
@@ -219,11 +239,24 @@ def ingest_verdict_file(
             now=now,
             closed_batches=_closed_batches(con, domain.name),
             moved_cases=moved_cases(con, domain.name),
+            signer=signed.signer.person_id,
+            max_rows=limits.max_rows,
+            escalated=_escalated_per_batch(con, domain.name),
         ),
+        data=data,
+        name=shown,
     )
+    authority = ReviewAuthority(registry, domain.name, settings, now)
+    if result.batch_id is not None and result.error is None:
+        try:
+            require_assignee(con, signed, authority, file_name=shown, batch_id=result.batch_id)
+        except IdentityError as refusal:
+            return _refuse_identity(con, path, shown, sha, archived, signature, str(refusal))
     accepted = result.accepted.rename({domain.case_id: "case_id"}).with_columns(
-        pl.col("case_id").cast(pl.String)
+        pl.col("case_id").cast(pl.String),
+        pl.lit(signed.signer.fingerprint).alias("signer_fingerprint"),
     )
+    accepted, outside = _batch_members_only(con, domain.name, result.batch_id, accepted, shown)
     states = _case_states(con, domain.name, accepted["case_id"])
     single, rest = split_first_single(accepted, states)
     outcome = decide(
@@ -232,7 +265,8 @@ def ingest_verdict_file(
         domain=domain.name,
         queue=result.queue or "",
         settings=settings,
-        file_name=path.name,
+        file_name=shown,
+        may_work=authority.may_work,
     )
     outcome.single = single
     rejected = pl.concat(
@@ -240,43 +274,176 @@ def ingest_verdict_file(
             result.rejected.rename(
                 {domain.case_id: "case_id", "column": "column_name"}
             ).with_columns(pl.col("case_id").cast(pl.String), pl.col("value").cast(pl.String)),
-            pl.DataFrame(
-                outcome.rejections,
-                schema={
-                    "row_number": pl.Int64,
-                    "case_id": pl.String,
-                    "column_name": pl.String,
-                    "value": pl.String,
-                    "message": pl.String,
-                },
-            ),
+            outside,
+            pl.DataFrame(outcome.rejections, schema=_REJECTION_SCHEMA),
         ],
         how="diagonal_relaxed",
     )
-    _record(con, domain.name, path.name, sha, archived, result, outcome, rejected, now, run_id)
+    stored = _bounded(rejected, limits.stored_rejections, shown)
+    _record(
+        con,
+        domain.name,
+        _FileRow(shown, sha, archived, result, rejected.height, signed, now, run_id),
+        outcome,
+        stored,
+    )
     _archive(path, archived)
-    _write_report(archived, rejected, result.error)
-    messages = tuple(rejected["message"].to_list()) + ((result.error,) if result.error else ())
+    _write_report(archived, stored, result.error)
+    messages = tuple(stored["message"].to_list()) + ((result.error,) if result.error else ())
     return IntakeOutcome(
-        path.name,
+        shown,
         sha,
         result.batch_id,
         outcome.accepted_count,
         rejected.height,
         False,
         result.error,
-        messages,
+        _capped(messages, limits.messages, shown),
         pending_second=outcome.pending_second,
         escalated=len(outcome.escalations),
         conflicts_resolved=len(outcome.resolutions),
+        signer_id=signed.signer.person_id,
+        signer_fingerprint=signed.signer.fingerprint,
     )
+
+
+_REJECTION_SCHEMA = {
+    "row_number": pl.Int64,
+    "case_id": pl.String,
+    "column_name": pl.String,
+    "value": pl.String,
+    "message": pl.String,
+}
+
+
+def _refuse_identity(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    name: str,
+    sha: str,
+    archived: Path,
+    signature: str | None,
+    reason: str,
+) -> IntakeOutcome:
+    """Keep the identity refusal (not in `verdict_files`: the same bytes correctly signed are
+    still accepted later) and move the file and its signature out of the inbox."""
+    with transaction(con):
+        record_refusal(con, sha, signature, reason)
+    _archive(path, archived)
+    return IntakeOutcome(
+        name, sha, None, 0, 0, False, reason, (reason,), identity_refused=True
+    )  # fmt: skip
+
+
+def _refuse_file(
+    con: duckdb.DuckDBPyConnection,
+    path: Path,
+    name: str,
+    sha: str,
+    archived: Path,
+    reason: str,
+    now: datetime,
+    run_id: str,
+) -> IntakeOutcome:
+    """A file refused whole before it is read (over a cap): one row, one error."""
+    with transaction(con):
+        insert_new_rows(
+            con,
+            "verdict_files",
+            pl.DataFrame(
+                {
+                    "file_sha256": [sha],
+                    "file_name": [name],
+                    "archived_path": [str(archived)],
+                    "batch_id": [None],
+                    "rows_accepted": [0],
+                    "rows_rejected": [0],
+                    "error": [reason],
+                    "received_at": [now],
+                    "run_id": [run_id],
+                },
+                schema_overrides={"batch_id": pl.String},
+            ),
+        )
+    _archive(path, archived)
+    return IntakeOutcome(name, sha, None, 0, 0, False, reason, (reason,))
+
+
+def _escalated_per_batch(con: duckdb.DuckDBPyConnection, domain: str) -> dict[str, int]:
+    return {
+        str(batch): int(count)
+        for batch, count in con.execute(
+            "SELECT batch_id, count(DISTINCT case_id) FROM review_escalations "
+            "WHERE domain = ? AND batch_id IS NOT NULL GROUP BY batch_id",
+            [domain],
+        ).fetchall()
+    }
+
+
+def _batch_members_only(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    batch_id: str | None,
+    accepted: pl.DataFrame,
+    name: str,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(rows whose (batch, case) the audit database records, refusals of the others).
+
+    A verdict is matched by its batch and case together: the signed manifest lists the case,
+    and the database must hold it as a member of that batch too (a batch whose export did not
+    commit, or a case id answering in the wrong batch, is never taken as another case).
+    """
+    if accepted.is_empty() or batch_id is None:
+        return accepted, pl.DataFrame(schema=_REJECTION_SCHEMA)
+    members = query_frame(
+        con,
+        "SELECT case_id FROM review_batch_members WHERE domain = ? AND batch_id = ?",
+        [domain, batch_id],
+    )["case_id"]
+    inside = pl.col("case_id").is_in(members.cast(pl.String).implode())
+    outside = accepted.filter(~inside).select(
+        "row_number",
+        "case_id",
+        pl.lit("case_id").alias("column_name"),
+        pl.col("case_id").alias("value"),
+        pl.format(
+            "{} row {}, column 'case_id': case {} is not recorded as a member of batch '{}' in "
+            "the audit database (an export that did not complete?)",
+            pl.lit(name),
+            "row_number",
+            "case_id",
+            pl.lit(batch_id),
+        ).alias("message"),
+    )
+    return accepted.filter(inside), outside
+
+
+def _bounded(rejected: pl.DataFrame, limit: int, name: str) -> pl.DataFrame:
+    """At most `limit` refused rows one by one, then one summary row counting the rest."""
+    if rejected.height <= limit:
+        return rejected
+    rest = rejected.height - limit
+    summary = pl.DataFrame(
+        {"message": [f"{name}: {rest:,} more refused rows, not recorded one by one"]}
+    )
+    return pl.concat([rejected.head(limit), summary], how="diagonal_relaxed")
+
+
+def _capped(messages: tuple[str, ...], limit: int, name: str) -> tuple[str, ...]:
+    if len(messages) <= limit:
+        return messages
+    more = len(messages) - limit
+    return (*messages[:limit], f"{name}: {more:,} more messages (see its error report)")
 
 
 _VERDICT_COLUMNS = (
     "case_id", "batch_id", "verdict", "verdict_reason_code", "rationale", "reviewer_id",
     "file_sha256", "row_number",
 )  # fmt: skip
-_OPINION_COLUMNS = (*_VERDICT_COLUMNS, "stage", "suggested_action", "is_override", "four_eyes")
+_OPINION_COLUMNS = (
+    *_VERDICT_COLUMNS, "stage", "suggested_action", "is_override", "four_eyes",
+    "signer_fingerprint",
+)  # fmt: skip
 
 
 def _rows(
@@ -297,19 +464,29 @@ def _rows(
     return frame.with_columns(pl.lit(domain).alias("domain"), pl.lit(now).alias("received_at"))
 
 
+@dataclass(frozen=True)
+class _FileRow:
+    """The `verdict_files` row of a file taken in: what, from whom, and how many refused."""
+
+    name: str
+    sha: str
+    archived: Path
+    result: VerdictFileResult
+    rejected: int
+    signed: SignedReturn
+    now: datetime
+    run_id: str
+
+
 def _record(
     con: duckdb.DuckDBPyConnection,
     domain: str,
-    file_name: str,
-    sha: str,
-    archived: Path,
-    result: VerdictFileResult,
+    file: _FileRow,
     outcome: Outcome,
     rejected: pl.DataFrame,
-    now: datetime,
-    run_id: str,
 ) -> None:
     """Write the file row, opinions, final verdicts, escalations and rejections atomically."""
+    now, sha = file.now, file.sha
     with transaction(con):
         insert_new_rows(
             con,
@@ -317,15 +494,20 @@ def _record(
             pl.DataFrame(
                 {
                     "file_sha256": [sha],
-                    "file_name": [file_name],
-                    "archived_path": [str(archived)],
-                    "batch_id": [result.batch_id],
+                    "file_name": [file.name],
+                    "archived_path": [str(file.archived)],
+                    "batch_id": [file.result.batch_id],
                     "rows_accepted": [outcome.accepted_count],
-                    "rows_rejected": [rejected.height],
-                    "error": [result.error],
+                    "rows_rejected": [file.rejected],
+                    "error": [file.result.error],
                     "received_at": [now],
-                    "run_id": [run_id],
-                }
+                    "run_id": [file.run_id],
+                    "signer_id": [file.signed.signer.person_id],
+                    "signer_fingerprint": [file.signed.signer.fingerprint],
+                    "signature": [file.signed.signature],
+                    "signature_sha256": [file.signed.signature_sha256],
+                },
+                schema_overrides={"batch_id": pl.String, "error": pl.String},
             ),
         )
         single = outcome.single
@@ -362,7 +544,13 @@ def _record(
 
 
 def _archive(path: Path, archived: Path) -> None:
-    """Keep the received bytes under their hash and clear the inbox entry."""
+    """Keep the received bytes under their hash (and the signature beside them); clear the
+    inbox entry, and its content-hash folder once empty."""
     if not archived.exists():
         shutil.copy2(path, archived)
+    signature = signature_path(path)
+    if signature.is_file():
+        shutil.copy2(signature, signature_path(archived))
+        signature.unlink(missing_ok=True)
     path.unlink(missing_ok=True)
+    remove_empty_hash_folder(path.parent)

@@ -58,3 +58,33 @@ def test_inbox_files_are_in_name_order(tmp_path: Path, domain: DomainConfig) -> 
     ]
     assert inbox_files(tmp_path / "absent", domain) == []
     assert returned_files((inbox / "z.csv",), domain)[0].day == date(2018, 3, 1)
+
+
+def test_an_unsigned_file_waits_for_its_signature_then_is_taken(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    """A reviewer copies the file, then its .sig: intake waits for the signature (it would be
+    refused in between), but not for ever: an unsigned file is taken (and refused) after the
+    settle time. The run key changes with the signature, so a file refused unsigned and then
+    returned signed is taken in again."""
+    import os
+    from datetime import UTC, datetime
+
+    from hitl_gate.review.intake.inbox import UNSIGNED_SETTLE_SECONDS
+    from hitl_gate.review.intake.received import receive_file
+
+    inbox = tmp_path / "inbox"
+    path = _returned(inbox, "a.csv", "consumer_credit-20180301-q-001")
+    now = datetime.now(UTC)
+    returned = returned_file(path, domain)
+    assert not returned.signed and not returned.ready(now)
+    unsigned_key = returned.intake_key()
+    old = now.timestamp() - UNSIGNED_SETTLE_SECONDS - 1
+    os.utime(path, (old, old))
+    assert returned.ready(now)
+    path.with_name("a.csv.sig").write_text("-----BEGIN SSH SIGNATURE-----\n")
+    assert returned.signed and returned.ready(now)
+    assert returned.intake_key() != unsigned_key
+    assert returned.intake_key().startswith(unsigned_key + "-")
+    stored = returned_file(receive_file(_returned(tmp_path, "b.csv", "x"), inbox), domain)
+    assert not stored.signed and stored.ready(now)  # `hitl review ingest` stored it complete

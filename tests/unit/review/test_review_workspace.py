@@ -53,14 +53,15 @@ def test_shipped_settings_cover_every_policy_queue() -> None:
             {"queues": {"q": {"role": "a", "sla_hours": 1, "batch_size": 1, "escalate_to": "z"}}},
             "unknown queue",
         ),
-        ({"reviewers": {"r": {"role": "ghost"}}}, "unknown role"),
+        # Reviewers come from the people registry; a typed list is refused, not ignored.
+        ({"reviewers": {"r": {"role": "a"}}}, "Extra inputs"),
         ({"masking": {"a": {"x": {"method": "generalise", "bands": [3, 1]}}}}, "ascending"),
         ({"masking": {"a": {"x": {"method": "encrypt"}}}}, "method"),
         ({"sla": 3}, "Extra inputs"),
     ],
 )
 def test_bad_settings_fail_at_load_naming_the_file(tmp_path: Path, patch, message) -> None:
-    raw = {"roles": {"a": []}, "queues": {}, "reviewers": {}, "default_role": "a", **patch}
+    raw = {"roles": {"a": []}, "queues": {}, "default_role": "a", **patch}
     path = tmp_path / "review.yaml"
     path.write_text(json.dumps(raw))
     with pytest.raises(ReviewSettingsError, match=message) as info:
@@ -68,14 +69,38 @@ def test_bad_settings_fail_at_load_naming_the_file(tmp_path: Path, patch, messag
     assert str(path) in str(info.value)
 
 
-def test_authorisation_by_role_and_queue() -> None:
-    settings = review_settings(load_domain("consumer_credit"))
-    assert settings is not None
-    assert settings.may_work("analyst-7", "credit_analyst", "analyst") is None
-    assert "not authorised" in settings.may_work("analyst-7", "senior_underwriter", "x")
-    assert settings.may_work("uw-ana", "credit_analyst", "analyst") is None
-    assert "not a registered" in settings.may_work("nobody", "credit_analyst", "analyst")
-    assert "no longer active" in settings.may_work("analyst-old", "credit_analyst", "analyst")
+def test_authorisation_by_role_and_queue_comes_from_the_registry(
+    tmp_path: Path, key: bytes
+) -> None:
+    from datetime import UTC, datetime
+
+    from hitl_gate.core.database import audit_connection
+    from hitl_gate.identity.store import load_registry
+    from hitl_gate.review.intake.authority import ReviewAuthority
+    from tests.identity_fixtures import registry_act
+    from tests.review_fixtures import REGISTERED_AT
+
+    ws = make_workspace(tmp_path, key)
+    for person in ("analyst-7", "uw-ana", "analyst-old"):
+        ws.person(person)
+    with audit_connection(ws.db) as con:
+        registry_act(
+            con, ws.keys, "admin", "revoke_person", at=REGISTERED_AT, person_id="analyst-old"
+        )
+        registry = load_registry(con)
+    authority = ReviewAuthority(registry, "consumer_credit", ws.settings, datetime.now(UTC))
+    assert authority.may_work("analyst-7", "credit_analyst", "analyst") is None
+    assert "does not hold" in (authority.may_work("analyst-7", "senior_underwriter", "x") or "")
+    # senior_underwriter lists credit_analyst among its queues (review.yaml roles)
+    assert authority.may_work("uw-ana", "credit_analyst", "analyst") is None
+    assert "not in the people registry" in (
+        authority.may_work("nobody", "credit_analyst", "analyst") or ""
+    )
+    assert "not an active person" in (
+        authority.may_work("analyst-old", "credit_analyst", "analyst") or ""
+    )
+    other = ReviewAuthority(registry, "lending_club", None, datetime.now(UTC))
+    assert "does not hold" in (other.may_work("analyst-7", "officer", "loan_officer") or "")
 
 
 # --- masking ---------------------------------------------------------------------------------
@@ -254,10 +279,9 @@ def test_sweep_escalates_closes_and_recovers_strays(tmp_path: Path, key: bytes) 
 
     from hitl_gate.core.database import audit_connection
     from hitl_gate.review.intake.sweep import sweep_review
-    from tests.review_fixtures import CREATED, DAY
+    from tests.review_fixtures import CREATED
 
     ws = make_workspace(tmp_path, key)
-    batch = ws.batches["credit_analyst"]
     done = ws.ingest(
         ws.fill_csv(
             "credit_analyst",
@@ -269,15 +293,11 @@ def test_sweep_escalates_closes_and_recovers_strays(tmp_path: Path, key: bytes) 
     stray = ws.archive / ("f" * 64 + ".csv")  # received but never recorded (say, a crash)
     stray.write_text("not a verdict file")
     with audit_connection(ws.db) as con:
-        con.execute(
-            "INSERT INTO review_batches VALUES (?, 'consumer_credit', ?, ?, ?, 4, ?, ?, 'x', 'r')",
-            [batch.batch_id, DAY, batch.queue, str(batch.folder), CREATED, batch.due_at],
-        )
-        for case in batch.case_ids:
-            con.execute(
-                "INSERT INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
-                [batch.batch_id, case],
-            )
+        # The workspace recorded every batch, as the export does; this test follows the
+        # analyst batch alone.
+        senior = ws.batches["senior_underwriter"].batch_id
+        con.execute("DELETE FROM review_batch_cases WHERE batch_id = ?", [senior])
+        con.execute("DELETE FROM review_batches WHERE batch_id = ?", [senior])
 
         def sweep(hours: float):
             return sweep_review(

@@ -111,7 +111,7 @@ def test_conflict_after_execution_becomes_a_reversal_request(tmp_path: Path, key
         ),
         now=LATER,
     )
-    assert analyst.accepted == 0 and "reviewer_id" in analyst.messages[0]  # not authorised
+    assert analyst.accepted == 0 and "does not hold" in analyst.messages[0]  # not authorised
 
     resolution = _answer(
         ws, "escalated", "g.csv", verdict="decline", reviewer_id="uw-ana",
@@ -186,10 +186,14 @@ def test_only_a_fresh_escalation_reviewer_resolves_a_conflict(tmp_path: Path, ke
         final_verdict="approve", opinions=(("uw-ana", "approve"),), conflict_to=SENIOR
     )
 
+    def may_work(person: str, queue: str, role: str | None) -> str | None:
+        seniors = {"uw-ana", "uw-ben"}  # as the registry grants them (ReviewAuthority)
+        return None if person in seniors else f"{person} does not hold {role} ({queue})"
+
     def outcome(queue: str, reviewer: str):
         return decide(
             [_row(reviewer)], {CASE: state}, domain="consumer_credit", queue=queue,
-            settings=settings, file_name="f.csv",
+            settings=settings, file_name="f.csv", may_work=may_work,
         )  # fmt: skip
 
     other_queue = outcome(ANALYST, "analyst-7")

@@ -33,6 +33,7 @@ class Bad:
     reason: str
     finals: int
     now_offset_hours: float = 1.0
+    signer: str | None = None  # who signs (default: the person the file's typed id names)
 
 
 def _analyst(ws: Workspace, edits: dict | None = None, reviewer: str = "analyst-7") -> list[Path]:
@@ -203,12 +204,18 @@ CORPUS: dict[str, Bad] = {
     "rows_split_between_batches": Bad(_split_batches, "split evenly", 0),
     "expired_batch": Bad(lambda ws: _analyst(ws), "expired", 0, now_offset_hours=48 + 24 + 1),
     "closed_batch": Bad(_closed, "is closed", 0),
+    # Assigned the senior batch (by mistake) but without the senior role: refused whole.
     "unauthorised_reviewer": Bad(
-        lambda ws: [ws.fill(SENIOR, "r.xlsx", "analyst-7")], "not authorised for queue", 0
+        lambda ws: [ws.fill(SENIOR, "r.xlsx", "analyst-7")], "does not hold", 0
     ),
-    "unknown_reviewer": Bad(lambda ws: _analyst(ws, reviewer="mallory"), "not a registered", 0),
-    "inactive_reviewer": Bad(lambda ws: _analyst(ws, reviewer="analyst-old"), "no longer", 0),
-    "missing_reviewer": Bad(lambda ws: _analyst(ws, {(2, "reviewer_id"): None}), "required", 3),
+    # The typed id proves nothing: rows naming someone other than the signer are refused.
+    "typed_id_of_someone_else": Bad(
+        lambda ws: _analyst(ws, reviewer="mallory"), "is not the signer", 0, signer="analyst-7"
+    ),
+    # A blank typed id is fine: the signer is the reviewer.
+    "blank_reviewer_id_is_the_signer": Bad(
+        lambda ws: _analyst(ws, {(2, "reviewer_id"): None}), "", 4
+    ),
     "missing_rationale_decline": Bad(
         lambda ws: _analyst(ws, {(3, "rationale"): None}), "rationale is required", 3
     ),
@@ -241,14 +248,14 @@ CORPUS: dict[str, Bad] = {
         3,
     ),
     "formula_in_reviewer_csv": Bad(
-        _csv({0: _ok(reviewer="=cmd|' /C calc'!A0")}), "not a registered reviewer", 0
+        _csv({0: _ok(reviewer="=cmd|' /C calc'!A0")}), "is not the signer", 0
     ),
     "csv_edited_context": Bad(
         _csv({0: {**_ok(), "loan_amount": "99999"}, 3: _ok()}), "context differs", 1
     ),
-    "four_eyes_same_reviewer": Bad(_four_eyes_same_reviewer, "different reviewer", 1),
+    "four_eyes_same_reviewer": Bad(_four_eyes_same_reviewer, "another reviewer", 1),
     "four_eyes_disagreement_needs_escalation_role": Bad(
-        _four_eyes_disagreement_then_peer, "not authorised", 1
+        _four_eyes_disagreement_then_peer, "does not hold", 1
     ),
 }
 
@@ -263,20 +270,24 @@ def test_bad_file_is_refused_and_nothing_is_lost(tmp_path: Path, key: bytes, nam
     ws = make_workspace(tmp_path, key)
     files = bad.build(ws)
     now = CREATED + timedelta(hours=bad.now_offset_hours)
-    outcomes = [ws.ingest(path, now=now) for path in files]
+    outcomes = [ws.ingest(path, now=now, signer=bad.signer) for path in files]
 
     messages = " | ".join(m for o in outcomes for m in o.messages)
     assert bad.reason in messages, f"{name}: expected {bad.reason!r} in {messages!r}"
     assert sum(o.accepted for o in outcomes) == bad.finals
     assert ws.count("SELECT count(*) FROM verdicts") == bad.finals
     assert ws.count("SELECT count(DISTINCT case_id) FROM verdicts") == bad.finals
-    # Nothing lost: every distinct file recorded once and archived; every rejection stored.
-    distinct = {o.file_sha256 for o in outcomes}
-    assert ws.count("SELECT count(*) FROM verdict_files") == len(distinct)
+    # Nothing lost: every distinct file recorded once (or refused for who signed it, which is
+    # kept as one rejection) and archived; every rejection stored.
+    taken = {o.file_sha256 for o in outcomes if not o.identity_refused}
+    refused = {o.file_sha256 for o in outcomes if o.identity_refused}
+    assert ws.count("SELECT count(*) FROM verdict_files") == len(taken)
     assert all(
         (ws.archive / f"{o.file_sha256}{Path(o.file_name).suffix}").exists() for o in outcomes
     )
-    assert ws.count("SELECT count(*) FROM verdict_rejections") == sum(o.rejected for o in outcomes)
+    assert ws.count("SELECT count(*) FROM verdict_rejections") == sum(
+        o.rejected for o in outcomes
+    ) + len(refused)
     assert not any(path.exists() for path in files), "inbox entries must be cleared"
 
 
@@ -304,7 +315,7 @@ def test_two_files_for_one_case_resolve_by_name_not_arrival(tmp_path: Path, key:
         ws = make_workspace(tmp_path / "-".join(order), key)
         ws.fill(ANALYST, "a.xlsx", "analyst-7")
         ws.fill(ANALYST, "b.xlsx", "analyst-12")
-        from hitl_gate.review.intake.verdict_files import pending_files
+        from hitl_gate.review.intake.received import pending_files
 
         for path in pending_files(ws.inbox):
             ws.ingest(path)
