@@ -533,7 +533,14 @@ def _record(
                 "(SELECT unnest(?::VARCHAR[])) AND resolved_at IS NULL",
                 [now, outcome.resolved],
             )
-        record_resolutions(con, domain, outcome.resolutions, now)
+        record_resolutions(
+            con,
+            domain,
+            outcome.resolutions,
+            now,
+            signer=file.signed.signer,
+            file_signature=file.signed.signature,
+        )
         if rejected.height:
             con.register(
                 "incoming_rejections",

@@ -135,6 +135,9 @@ def test_conflict_after_execution_becomes_a_reversal_request(tmp_path: Path, key
         "income unverified on recheck",
     )
     assert record["resolved_at"] == LATER
+    # A resolution is a signed act: the verified key and the file's signature are kept.
+    assert str(record["signer_fingerprint"]).startswith("SHA256:")
+    assert "BEGIN SSH SIGNATURE" in str(record["file_signature"])
     assert (record["prior_verdict"], record["executed_action"]) == ("approve", "approve")
     assert record["outcome"] == "reversal_requested"
     assert open_conflicts.is_empty()
