@@ -36,6 +36,7 @@ from typing import Any
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.protected import protected_columns
 from hitl_gate.review.assignments import (
     FIRST_OPINION,
     SECOND_OPINION,
@@ -53,7 +54,7 @@ from hitl_gate.review.canonical import (
     neutralise_formula,
     raw_text,
 )
-from hitl_gate.review.export.masking import apply_masking
+from hitl_gate.review.export.masking import apply_masking, hide_protected
 from hitl_gate.review.export.sealing import (
     encrypt_in_place,
     private_folder,
@@ -417,8 +418,9 @@ def _stage_batch(
     so publishing is one atomic rename)."""
     domain, key, created_at = export.domain, export.key, export.created_at
     chunk = _suggested_actions(chunk, plan)
+    visible = hide_protected(plan.masking, protected_columns(domain))
     masked, dropped = apply_masking(
-        chunk, plan.masking, key, protected=[domain.case_id], domain=domain.name
+        chunk, visible, key, protected=[domain.case_id], domain=domain.name
     )
     shown = [name for name in context_columns(domain) if name not in dropped]
     if SUGGESTED_COLUMN in masked.columns:

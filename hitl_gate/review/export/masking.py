@@ -96,6 +96,16 @@ def partial(column: pl.Expr, keep_start: int, keep_end: int) -> pl.Expr:
     )
 
 
+def hide_protected(
+    rules: Mapping[str, MaskRule], protected_attributes: Sequence[str]
+) -> dict[str, MaskRule]:
+    """`rules` with every protected attribute (and declared proxy) dropped unless the role is
+    explicitly granted it (`{method: show}`): a declaration a masking file forgot still hides it.
+    """
+    hidden = {name: MaskRule(method="drop") for name in protected_attributes if name not in rules}
+    return {**rules, **hidden}
+
+
 def apply_masking(
     cases: pl.DataFrame,
     rules: Mapping[str, MaskRule],
