@@ -172,7 +172,8 @@ def test_protected_columns_are_masked_from_reviewers_unless_granted(
     assert settings is not None
     cases = credit_history(5).rename({"loan_ref": "case_id"})
     for role in settings.roles:
-        masked, dropped = apply_masking(cases, settings.masking_for(role), b"k" * 32)
+        rules = settings.masking_for(role)
+        masked, dropped = apply_masking(cases, rules, b"k" * 32, domain=domain.name)
         assert set(dropped) == TRAPS and not TRAPS & set(masked.columns), role
 
     def edit(path: Path, change) -> None:
