@@ -418,3 +418,46 @@ def test_tampering_is_detected(
     assert "BROKEN" in summary.split("\n")[0], summary
     for part in case.expect:
         assert part in summary, summary
+
+
+# The registry and assignment tables (issue 17) as main creates them, for branches without them.
+REGISTRY_DDL = (
+    "CREATE TABLE IF NOT EXISTS people_acts (seq BIGINT PRIMARY KEY, act_id VARCHAR NOT NULL "
+    "UNIQUE, kind VARCHAR NOT NULL, person_id VARCHAR NOT NULL, payload VARCHAR NOT NULL, "
+    "signature VARCHAR NOT NULL, signer_fingerprint VARCHAR NOT NULL, signer_id VARCHAR NOT "
+    "NULL, recorded_at TIMESTAMPTZ NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS review_assignments (batch_id VARCHAR NOT NULL, seq BIGINT NOT "
+    "NULL, domain VARCHAR NOT NULL, queue VARCHAR NOT NULL, assignee_id VARCHAR NOT NULL, "
+    "opinion_slot INTEGER NOT NULL, assigned_by VARCHAR NOT NULL, signer_fingerprint VARCHAR, "
+    "signature VARCHAR, reason VARCHAR, recorded_at TIMESTAMPTZ NOT NULL, "
+    "PRIMARY KEY (batch_id, seq))",
+)
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        ("UPDATE people_acts SET person_id = 'mallory' WHERE seq = 2",
+         "people_acts 2: insert-once record changed after it was sealed"),
+        ("DELETE FROM people_acts WHERE seq = 2",
+         "people_acts 2: insert-once record logged at entry seq"),
+        ("UPDATE review_assignments SET assignee_id = 'mallory'",
+         "review_assignments B1/1: insert-once record changed after it was sealed"),
+    ],
+)  # fmt: skip
+def test_registry_and_assignments_are_sealed_insert_once(
+    mutation: str, expected: str, template: TamperHome, pinned: str, tmp_path: Path
+) -> None:
+    home = template.copy_to(tmp_path / "home")
+    with audit_connection(home.db) as con:
+        for ddl in REGISTRY_DDL:
+            con.execute(ddl)
+        for seq in (1, 2):
+            add_row(con, "people_acts", seq, seq=seq, kind="add_person")
+        add_row(con, "review_assignments", 1, batch_id="B1", seq=1, domain=DOMAIN)
+        assert home.seal(con, "registry").appended == 3
+        assert ": OK" in _verify(home, con).split("\n")[0]
+        con.execute(mutation)
+        summary = _verify(home, con)
+    assert "BROKEN" in summary and expected in summary, summary
+    assert "another key" not in summary
