@@ -19,8 +19,8 @@ def test_seal_refuses_an_edit_and_verify_names_it(tmp_path: Path, capsys) -> Non
             add_row(con, "executions", i, domain=DOMAIN, case_id=f"C{i}", action="approve")
     main(["--home", str(paths.home), "audit", "seal"])
     assert (tmp_path / "home-witness" / "checkpoints.jsonl").exists()
-    main(["--home", str(paths.home), "audit", "verify"])
-    assert ": OK" in capsys.readouterr().out
+    main(["--home", str(paths.home), "audit", "verify"])  # exits 1 when anything is wrong
+    assert "BROKEN" not in capsys.readouterr().out
 
     with audit_connection(paths.audit_db) as con:
         con.execute("UPDATE executions SET action = 'decline' WHERE case_id = 'C2'")
@@ -49,7 +49,7 @@ def test_verify_compares_with_the_witness_it_is_given(tmp_path: Path, capsys) ->
     for path in paths.checkpoints_dir.glob("*.json"):
         path.unlink()
     main(["--home", str(paths.home), "audit", "verify", "--witness", str(tmp_path / "elsewhere")])
-    assert ": OK" in capsys.readouterr().out  # no witness there: only a note
+    assert "no witness file" in capsys.readouterr().out  # no witness there: only a note
     with pytest.raises(SystemExit):
         main(["--home", str(paths.home), "audit", "verify"])
     assert "witnessed checkpoint 1" in capsys.readouterr().out

@@ -22,7 +22,7 @@ import pytest
 from hitl_gate.audit.events import SOURCES_BY_TYPE, source_sql
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.seal import SealRefused, seal_run
-from hitl_gate.audit.verify import verify_audit
+from hitl_gate.audit.verify import VerifyReport, verify_audit
 from hitl_gate.core.database import audit_connection
 from hitl_gate.execution.sealed_inputs import check_sealed_inputs
 from tests.unit.audit.tamper_home import DOMAIN, TamperHome, add_row, build_tamper_home
@@ -354,12 +354,17 @@ CASES: tuple[Case, ...] = (
 )  # fmt: skip
 
 
-def _verify(home: TamperHome, con: duckdb.DuckDBPyConnection, witness: bool = True) -> str:
-    report = verify_audit(
+def _report(home: TamperHome, con: duckdb.DuckDBPyConnection, witness: bool = True) -> VerifyReport:
+    return verify_audit(
         con, home.checkpoints, public_key_hex(load_or_create_signing_key(home.root / "pinned")),
         witness=home.witness.folder if witness else None,
     )  # fmt: skip
-    return report.summary()
+
+
+def _verify(home: TamperHome, con: duckdb.DuckDBPyConnection, witness: bool = True) -> str:
+    """The report's text, prefixed BROKEN or OK by `report.ok` (not by the summary's wording)."""
+    report = _report(home, con, witness)
+    return ("OK\n" if report.ok else "BROKEN\n") + report.summary()
 
 
 @pytest.fixture(scope="module")
@@ -372,11 +377,11 @@ def pinned(template: TamperHome) -> str:
 def test_the_untouched_home_verifies(template: TamperHome, pinned: str, tmp_path: Path) -> None:
     home = template.copy_to(tmp_path / "home")
     with audit_connection(home.db) as con:
-        assert _verify(home, con).split("\n")[0].endswith(": OK"), _verify(home, con)
+        assert _report(home, con).ok, _verify(home, con)
         assert not check_sealed_inputs(con, DOMAIN, ["C1", "C2", "C3", "C5"]).refused
         con.execute("DELETE FROM audit_log_index")  # a cache: losing it proves nothing
         con.execute("DELETE FROM audit_seen_rows")
-        assert ": OK" in _verify(home, con)
+        assert _report(home, con).ok, _verify(home, con)
 
 
 def test_the_corpus_is_large_enough() -> None:
@@ -397,7 +402,7 @@ def test_tampering_is_detected(
             assert "hitl audit seal" not in message and "run `" not in message
             for part in case.expect:
                 assert part in message, message
-            assert not _verify(home, con).split("\n")[0].endswith(": OK")
+            assert not _report(home, con).ok
             return
         case.mutate(home, con)
         if case.by == "execution":
@@ -413,9 +418,9 @@ def test_tampering_is_detected(
             return
         summary = _verify(home, con, case.witness)
     if not case.expect:  # the control: without the witness this insider wins
-        assert summary.split("\n")[0].endswith(": OK"), summary
+        assert summary.startswith("OK\n"), summary
         return
-    assert "BROKEN" in summary.split("\n")[0], summary
+    assert summary.startswith("BROKEN\n"), summary
     for part in case.expect:
         assert part in summary, summary
 
@@ -456,8 +461,8 @@ def test_registry_and_assignments_are_sealed_insert_once(
             add_row(con, "people_acts", seq, seq=seq, kind="add_person")
         add_row(con, "review_assignments", 1, batch_id="B1", seq=1, domain=DOMAIN)
         assert home.seal(con, "registry").appended == 3
-        assert ": OK" in _verify(home, con).split("\n")[0]
+        assert _report(home, con).ok, _verify(home, con).split("\n")[0]
         con.execute(mutation)
         summary = _verify(home, con)
-    assert "BROKEN" in summary and expected in summary, summary
+    assert summary.startswith("BROKEN\n") and expected in summary, summary
     assert "another key" not in summary
