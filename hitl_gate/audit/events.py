@@ -55,9 +55,9 @@ class EventSource:
 
 
 # Every sealed table: adding one is one line (a table missing from the database, e.g. a stage
-# not deployed yet, is skipped). Not yet listed because not yet on main: the people registry
-# log `people_acts` and `review_assignments` (both insert-once; add them here when they land).
+# not deployed yet, is skipped).
 EVENT_SOURCES: tuple[EventSource, ...] = (
+    EventSource("people_act", "people_acts", ("seq",), append_only=True),  # the registry log
     EventSource("policy_version_used", "policy_versions", ("policy_digest",), ("first_used_at",)),
     EventSource(
         "model_version_used", "model_versions", ("model_name", "model_version"), ("first_used_at",)
@@ -73,6 +73,7 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
     EventSource("decision", "decisions", ("domain", "case_id"), ("run_id", "decided_at")),
     EventSource("batch_exported", "review_batches", ("batch_id",), ("run_id",)),
     EventSource("case_sent_for_review", "review_batch_cases", ("domain", "case_id")),
+    EventSource("review_assigned", "review_assignments", ("batch_id", "seq"), append_only=True),
     EventSource("verdict_file_received", "verdict_files", ("file_sha256",), append_only=True),
     EventSource(
         "verdict_opinion", "verdict_opinions", ("domain", "case_id", "reviewer_id"),

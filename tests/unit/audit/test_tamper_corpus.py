@@ -22,7 +22,7 @@ import pytest
 from hitl_gate.audit.events import SOURCES_BY_TYPE, source_sql
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.seal import SealRefused, seal_run
-from hitl_gate.audit.verify import verify_audit
+from hitl_gate.audit.verify import VerifyReport, verify_audit
 from hitl_gate.core.database import audit_connection
 from hitl_gate.execution.sealed_inputs import check_sealed_inputs
 from tests.unit.audit.tamper_home import DOMAIN, TamperHome, add_row, build_tamper_home
@@ -354,18 +354,17 @@ CASES: tuple[Case, ...] = (
 )  # fmt: skip
 
 
-def _verify(home: TamperHome, con: duckdb.DuckDBPyConnection, witness: bool = True) -> str:
-    report = verify_audit(
+def _report(home: TamperHome, con: duckdb.DuckDBPyConnection, witness: bool = True) -> VerifyReport:
+    return verify_audit(
         con, home.checkpoints, public_key_hex(load_or_create_signing_key(home.root / "pinned")),
         witness=home.witness.folder if witness else None,
     )  # fmt: skip
-    return report.summary()
 
 
-def _verified_ok(summary: str) -> bool:
-    """Whether verify's verdict line says OK against the trusted key (not a problem list, and
-    not the weaker SELF-CONSISTENT ONLY)."""
-    return ": OK (signed by the trusted key" in summary.split("\n")[0]
+def _verify(home: TamperHome, con: duckdb.DuckDBPyConnection, witness: bool = True) -> str:
+    """The report's text, prefixed BROKEN or OK by `report.ok` (not by the summary's wording)."""
+    report = _report(home, con, witness)
+    return ("OK\n" if report.ok else "BROKEN\n") + report.summary()
 
 
 @pytest.fixture(scope="module")
@@ -378,11 +377,11 @@ def pinned(template: TamperHome) -> str:
 def test_the_untouched_home_verifies(template: TamperHome, pinned: str, tmp_path: Path) -> None:
     home = template.copy_to(tmp_path / "home")
     with audit_connection(home.db) as con:
-        assert _verified_ok(_verify(home, con)), _verify(home, con)
+        assert _report(home, con).ok, _verify(home, con)
         assert not check_sealed_inputs(con, DOMAIN, ["C1", "C2", "C3", "C5"]).refused
         con.execute("DELETE FROM audit_log_index")  # a cache: losing it proves nothing
         con.execute("DELETE FROM audit_seen_rows")
-        assert ": OK" in _verify(home, con)
+        assert _report(home, con).ok, _verify(home, con)
 
 
 def test_the_corpus_is_large_enough() -> None:
@@ -403,7 +402,7 @@ def test_tampering_is_detected(
             assert "hitl audit seal" not in message and "run `" not in message
             for part in case.expect:
                 assert part in message, message
-            assert not _verified_ok(_verify(home, con))
+            assert not _report(home, con).ok
             return
         case.mutate(home, con)
         if case.by == "execution":
@@ -419,8 +418,51 @@ def test_tampering_is_detected(
             return
         summary = _verify(home, con, case.witness)
     if not case.expect:  # the control: without the witness this insider wins
-        assert _verified_ok(summary), summary
+        assert summary.startswith("OK\n"), summary
         return
-    assert "BROKEN" in summary.split("\n")[0], summary
+    assert summary.startswith("BROKEN\n"), summary
     for part in case.expect:
         assert part in summary, summary
+
+
+# The registry and assignment tables (issue 17) as main creates them, for branches without them.
+REGISTRY_DDL = (
+    "CREATE TABLE IF NOT EXISTS people_acts (seq BIGINT PRIMARY KEY, act_id VARCHAR NOT NULL "
+    "UNIQUE, kind VARCHAR NOT NULL, person_id VARCHAR NOT NULL, payload VARCHAR NOT NULL, "
+    "signature VARCHAR NOT NULL, signer_fingerprint VARCHAR NOT NULL, signer_id VARCHAR NOT "
+    "NULL, recorded_at TIMESTAMPTZ NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS review_assignments (batch_id VARCHAR NOT NULL, seq BIGINT NOT "
+    "NULL, domain VARCHAR NOT NULL, queue VARCHAR NOT NULL, assignee_id VARCHAR NOT NULL, "
+    "opinion_slot INTEGER NOT NULL, assigned_by VARCHAR NOT NULL, signer_fingerprint VARCHAR, "
+    "signature VARCHAR, reason VARCHAR, recorded_at TIMESTAMPTZ NOT NULL, "
+    "PRIMARY KEY (batch_id, seq))",
+)
+
+
+@pytest.mark.parametrize(
+    ("mutation", "expected"),
+    [
+        ("UPDATE people_acts SET person_id = 'mallory' WHERE seq = 2",
+         "people_acts 2: insert-once record changed after it was sealed"),
+        ("DELETE FROM people_acts WHERE seq = 2",
+         "people_acts 2: insert-once record logged at entry seq"),
+        ("UPDATE review_assignments SET assignee_id = 'mallory'",
+         "review_assignments B1/1: insert-once record changed after it was sealed"),
+    ],
+)  # fmt: skip
+def test_registry_and_assignments_are_sealed_insert_once(
+    mutation: str, expected: str, template: TamperHome, pinned: str, tmp_path: Path
+) -> None:
+    home = template.copy_to(tmp_path / "home")
+    with audit_connection(home.db) as con:
+        for ddl in REGISTRY_DDL:
+            con.execute(ddl)
+        for seq in (1, 2):
+            add_row(con, "people_acts", seq, seq=seq, kind="add_person")
+        add_row(con, "review_assignments", 1, batch_id="B1", seq=1, domain=DOMAIN)
+        assert home.seal(con, "registry").appended == 3
+        assert _report(home, con).ok, _verify(home, con).split("\n")[0]
+        con.execute(mutation)
+        summary = _verify(home, con)
+    assert summary.startswith("BROKEN\n") and expected in summary, summary
+    assert "another key" not in summary
