@@ -6,7 +6,8 @@ signature on the batch.
 
 The choice (`Assigner`) is the least-loaded available person among the registry's active
 holders of the queue's role, counted in cases per person and per case day (the same day the
-queue's `daily_capacity` counts), ties broken by person id so a re-run chooses the same people.
+queue's `daily_capacity` counts), then in cases assigned on earlier case days, then by person
+id, so a re-run chooses the same people.
 A person's own `daily_capacity` wins over the queue's; a person inside an unavailability window
 is skipped. When nobody can take a batch its cases are not exported: they stay queued with a
 counted reason (`Unassigned`), never given to an invented id.
@@ -107,6 +108,12 @@ class Assigner:
             return None
         return capacity - self.load.get((person.person_id, day), 0)
 
+    def _backlog(self, person_id: str, day: date) -> int:
+        """Cases assigned to the person on earlier case days: the tie-break after the day's
+        load, so one batch a day does not always go to the same person. Earlier days only,
+        so re-exporting a day sees what its first export saw."""
+        return sum(n for (who, when), n in self.load.items() if who == person_id and when < day)
+
     def _candidates(
         self, role: str, queue: str, day: date, fallback: int | None
     ) -> tuple[list[tuple[Person, int | None]], str]:
@@ -122,7 +129,13 @@ class Assigner:
             available = [p for p in available if age_keys(p, self.at)]
         free = [(p, self._remaining(p, day, fallback)) for p in available]
         free = [(p, left) for p, left in free if left is None or left > 0]
-        free.sort(key=lambda pair: (self.load.get((pair[0].person_id, day), 0), pair[0].person_id))
+        free.sort(
+            key=lambda pair: (
+                self.load.get((pair[0].person_id, day), 0),
+                self._backlog(pair[0].person_id, day),
+                pair[0].person_id,
+            )
+        )
         why = (
             f"all {len(holders)} holder(s) of role '{role}' are unavailable"
             + (", without a key batches can be encrypted to" if self.needs_age_key else "")
@@ -156,6 +169,23 @@ class Assigner:
             key = (person.person_id, day)
             self.load[key] = self.load.get(key, 0) + size
         return [person.person_id for person, _ in chosen], size
+
+
+def earlier_loads(
+    con: duckdb.DuckDBPyConnection, domain: str, before: date, replaced: Sequence[date]
+) -> dict[tuple[str, date], int]:
+    """Cases per (current assignee, case day) on days before `before`, leaving out the
+    `replaced` days (their batches are being exported again)."""
+    rows = con.execute(
+        "WITH cur AS (SELECT batch_id, assignee_id, row_number() OVER "
+        "(PARTITION BY batch_id ORDER BY seq DESC) AS n FROM review_assignments WHERE domain = ?) "
+        "SELECT cur.assignee_id, b.partition_date, sum(b.case_count) FROM cur "
+        "JOIN review_batches b ON b.batch_id = cur.batch_id WHERE cur.n = 1 "
+        "AND b.partition_date < ? "
+        "AND b.partition_date NOT IN (SELECT unnest(?::DATE[])) GROUP BY ALL",
+        [domain, before, list(replaced)],
+    ).fetchall()
+    return {(str(person), day): int(count) for person, day, count in rows}
 
 
 def daily_loads(

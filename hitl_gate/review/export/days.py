@@ -28,6 +28,7 @@ from hitl_gate.review.assignments import (
     SECOND_OPINION,
     Assigner,
     Unassigned,
+    earlier_loads,
     first_assignment_rows,
     insert_assignments,
 )
@@ -178,6 +179,7 @@ def export_review_days(
     """
     with open_database() as con:
         registry = load_registry(con)
+        loads = earlier_loads(con, domain.name, max(days), days) if days else {}
         rule_texts = rule_texts_in_force(con, domain)
         executed = query_frame(
             con,
@@ -188,12 +190,13 @@ def export_review_days(
     to_review = cases_to_review(routed, executed, domain)
     sweep_stale_staging(batches_dir, STALE_STAGING, datetime.now(UTC))
     settings = review_settings(domain)
-    # Loads start empty: this export replaces every batch of `days`, the only days whose
-    # capacity it uses (a batch's cases count against the day they were decided).
+    # Loads: the earlier days' assignments (the tie-break); this export replaces every batch
+    # of `days`, so their own loads start at zero (a case counts against its decision day).
     assigner = Assigner(
         registry,
         domain.name,
         created_at,
+        loads,
         needs_age_key=settings is not None and settings.encryption.enabled,
     )
     staged: list[tuple[date, StagedExport]] = []

@@ -11,6 +11,7 @@ import zipfile
 from datetime import timedelta
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from hitl_gate.core.database import audit_connection
@@ -335,3 +336,35 @@ def test_a_handed_over_encrypted_batch_opens_only_for_the_new_assignee(
     assert decrypt_with_ssh_key(moved / "cases.csv.age", keys.private("bob"))
     with pytest.raises(SealingError):
         decrypt_with_ssh_key(moved / "cases.csv.age", keys.private("ana"))
+
+
+def test_one_batch_a_day_alternates_between_people_and_reruns_agree(
+    tmp_path: Path, domain: DomainConfig, keys: Keyring, key: bytes
+) -> None:
+    """Ties on a day's load go to whoever had fewer cases on earlier days, not always to the
+    first id; re-exporting one day alone chooses what the first export chose."""
+    from datetime import date
+
+    from hitl_gate.review.export.days import export_review_days
+    from tests.unit.review.test_reassignment import routed
+
+    db = tmp_path / "audit.duckdb"
+    register_reviewers(db, keys)
+    days = [date(2018, 3, d) for d in (1, 2, 3)]
+    frames = [
+        routed().with_columns(pl.col("application_id") + f"-{day.day}", partition_date=pl.lit(day))
+        for day in days
+    ]
+    all_days = pl.concat(frames).lazy()
+
+    def run(run_days: list, run_id: str) -> dict:
+        out = export_review_days(
+            lambda: audit_connection(db), all_days, run_days, domain=domain,
+            batches_dir=tmp_path / "batches", key=key, created_at=CREATED, run_id=run_id,
+        )  # fmt: skip
+        return {day: b for day, b in out.batches if b.queue == ANALYST}
+
+    first = run(days, "r1")
+    assert [first[d].assignee_id for d in days] == ["ana", "bob", "ana"]
+    again = run(days[1:2], "r2")
+    assert again[days[1]].batch_id == first[days[1]].batch_id
