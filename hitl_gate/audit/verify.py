@@ -4,7 +4,11 @@ Every entry's hash and link is recomputed (`segments.scan_segment`); a large log
 checkpoint boundaries and checked by one process per CPU core. Checkpoints are read from the
 database and from the files written beside it: a file whose checkpoint is missing from the
 database, or that points past the end of the log, means the database was rolled back or its
-tail deleted.
+tail deleted. With a witness folder (`witness.py`), every checkpoint published outside the
+home must be in the database, identical: this is what catches a tail deleted together with its
+checkpoints and files, or a history rewritten and re-signed with the real key. The lineage
+check compares every row with the envelopes read from the chain itself, never with
+`audit_log_index` (a cache; docs/audit.md, "Threat model").
 """
 
 from __future__ import annotations
