@@ -197,8 +197,8 @@ def _review_files(
     ).fetchall()
     days = {batch_id: day for batch_id, _, day in batches}
     for _, folder, day in batches:
-        path = paths.review_batches / Path(folder).name
-        if expired(day, months, as_of) and path.is_dir():
+        path = _batch_folder_here(paths.review_batches, Path(folder))
+        if expired(day, months, as_of) and path is not None:
             yield Removal("reviewer_files", "review_batch", str(path), day, 1)
     returned = con.execute(
         "SELECT file_sha256, batch_id FROM verdict_files ORDER BY received_at"
@@ -209,6 +209,15 @@ def _review_files(
             continue  # not this domain's batch (or no batch): its day is unknown here
         for path in sorted(paths.review_archive.glob(f"{sha}.*")):
             yield Removal("reviewer_files", "verdict_file", str(path), day, 1, sha)
+
+
+def _batch_folder_here(batches: Path, stored: Path) -> Path | None:
+    """The batch folder under this home: `<batches>/<person>/<batch>` for an assigned batch,
+    `<batches>/<batch>` for an unassigned one (None when neither exists)."""
+    for path in (batches / stored.parent.name / stored.name, batches / stored.name):
+        if path.is_dir():
+            return path
+    return None
 
 
 def _quarantine_days(

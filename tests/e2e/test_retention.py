@@ -64,9 +64,9 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
         assert not (stored / stage / "2018-01-03.parquet").exists(), stage
         assert (stored / stage / "2018-01-16.parquet").exists(), stage
     assert (stored / "risk_scores" / "2018-01-03.parquet").exists()  # no input column: kept
-    assert not list(paths.review_batches.glob("consumer_credit-20180103-*"))
-    assert list(paths.review_batches.glob("consumer_credit-20180116-*"))
-    assert list(paths.review_batches.glob("lending_club-*"))  # another domain: untouched
+    assert not list(paths.review_batches.rglob("consumer_credit-20180103-*"))
+    assert list(paths.review_batches.rglob("consumer_credit-20180116-*"))
+    assert list(paths.review_batches.rglob("lending_club-*"))  # another domain: untouched
     with audit_connection(paths.audit_db, read_only=True) as con:
         value, message = con.execute(
             "SELECT value, message FROM quarantine WHERE case_id = 'LC18Q1-Q1'"
