@@ -126,26 +126,33 @@ class Workspace:
         """Register `person_id` (once) with their own key and the grants given (default: the
         role `ROLES` gives them in consumer_credit)."""
         from hitl_gate.core.database import audit_connection
-        from hitl_gate.identity.store import load_registry
 
         with audit_connection(self.db) as con:
-            registry = load_registry(con)
-            if not registry.acts:
-                registry_act(
-                    con, self.keys, "admin", "add_person", at=REGISTERED_AT, person_id="admin",
-                    display_name="Admin", grants=["*:admin"],
-                    keys=[{"public_key": self.keys.public_line("admin")}],
-                )  # fmt: skip
-                registry = load_registry(con)
-            if person_id in registry.people:
-                return
-            role = ROLES.get(person_id, "analyst")
+            self.register_on(con, person_id, grants)
+
+    def register_on(
+        self, con: duckdb.DuckDBPyConnection, person_id: str, grants: list[str] | None = None
+    ) -> None:
+        """`person`, on a connection the caller already holds."""
+        from hitl_gate.identity.store import load_registry
+
+        registry = load_registry(con)
+        if not registry.acts:
             registry_act(
-                con, self.keys, "admin", "add_person", at=REGISTERED_AT, person_id=person_id,
-                display_name=person_id.title(),
-                grants=grants if grants is not None else [f"consumer_credit:{role}"],
-                keys=[{"public_key": self.keys.public_line(person_id)}],
+                con, self.keys, "admin", "add_person", at=REGISTERED_AT, person_id="admin",
+                display_name="Admin", grants=["*:admin"],
+                keys=[{"public_key": self.keys.public_line("admin")}],
             )  # fmt: skip
+            registry = load_registry(con)
+        if person_id in registry.people:
+            return
+        role = ROLES.get(person_id, "analyst")
+        registry_act(
+            con, self.keys, "admin", "add_person", at=REGISTERED_AT, person_id=person_id,
+            display_name=person_id.title(),
+            grants=grants if grants is not None else [f"consumer_credit:{role}"],
+            keys=[{"public_key": self.keys.public_line(person_id)}],
+        )  # fmt: skip
 
     def assign(self, batch_id: str, person_id: str, slot: int = 0) -> None:
         """Make `person_id` the batch's current assignee (a new row only when it changes)."""
@@ -343,6 +350,8 @@ def export_escalated(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime
     """The review loop's re-export of the day's open escalations as escalation batches."""
     from hitl_gate.review.intake.escalation import export_escalations
 
+    for person_id in ROLES:  # escalations are assigned to the people of the escalation roles
+        ws.register_on(con, person_id)
     return export_escalations(
         con,
         review_cases(),

@@ -247,6 +247,28 @@ def insert_assignments(con: duckdb.DuckDBPyConnection, rows: Sequence[tuple[obje
         )
 
 
+def insert_first_assignments(
+    con: duckdb.DuckDBPyConnection,
+    batches: Sequence[tuple[str, str, str, int]],
+    domain: str,
+    at: datetime,
+) -> None:
+    """Record seq 1 for each (batch, queue, assignee, slot) not yet assigned: a re-run that
+    reuses a batch keeps its first assignment (inside the caller's transaction)."""
+    if not batches:
+        return
+    known = {
+        str(row[0])
+        for row in con.execute(
+            "SELECT DISTINCT batch_id FROM review_assignments "
+            "WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))",
+            [[batch[0] for batch in batches]],
+        ).fetchall()
+    }
+    new = [batch for batch in batches if batch[0] not in known]
+    insert_assignments(con, first_assignment_rows(new, domain, at))
+
+
 # --- reassignment: a supervisor's signed act --------------------------------------------------
 
 

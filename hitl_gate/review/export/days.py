@@ -29,8 +29,7 @@ from hitl_gate.review.assignments import (
     Assigner,
     Unassigned,
     earlier_loads,
-    first_assignment_rows,
-    insert_assignments,
+    insert_first_assignments,
 )
 from hitl_gate.review.export.batches import (
     BatchExport,
@@ -292,20 +291,9 @@ def record_review_batches(
                 )
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
                 con.unregister("incoming_rows")
-        known = {
-            str(row[0])
-            for row in con.execute(
-                "SELECT DISTINCT batch_id FROM review_assignments "
-                "WHERE batch_id IN (SELECT unnest(?::VARCHAR[]))",
-                [[b.batch_id for b in assigned]],
-            ).fetchall()
-        }
-        new = [b for b in assigned if b.batch_id not in known]
-        insert_assignments(
+        insert_first_assignments(
             con,
-            first_assignment_rows(
-                [(b.batch_id, b.queue, str(b.assignee_id), b.opinion_slot) for b in new],
-                domain,
-                assigned_at,
-            ),
+            [(b.batch_id, b.queue, str(b.assignee_id), b.opinion_slot) for b in assigned],
+            domain,
+            assigned_at,
         )

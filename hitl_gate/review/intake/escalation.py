@@ -19,11 +19,12 @@ import duckdb
 import polars as pl
 
 from hitl_gate.core.database import insert_new_rows, query_frame, transaction
+from hitl_gate.review.assignments import assigner_for_days, insert_first_assignments
 from hitl_gate.review.export.batches import (
     FOUR_EYES_COLUMN,
     BatchExport,
     ReviewBatch,
-    export_review_batches,
+    stage_review_batches,
 )
 from hitl_gate.review.intake.finality import CONFLICT, SLA_BREACH
 
@@ -87,7 +88,16 @@ def export_escalations(
         )
         .drop("_case", "escalate_to")
     )
-    batches = export_review_batches(chosen, replace(export, label=ESCALATED_LABEL))
+    settings = export.settings
+    assigner = assigner_for_days(
+        con,
+        domain.name,
+        created_at,
+        [partition_date],
+        needs_age_key=settings is not None and settings.encryption.enabled,
+    )
+    staged = stage_review_batches(chosen, replace(export, label=ESCALATED_LABEL, assigner=assigner))
+    batches = staged.batches
     batch_of = {case: b.batch_id for b in batches for case in b.case_ids}
     moves = pending.select(
         "escalation_id",
@@ -97,7 +107,7 @@ def export_escalations(
         "from_batch_id",
         "from_queue",
         pl.lit(created_at).alias("exported_at"),
-    )
+    ).filter(pl.col("batch_id").is_not_null())  # nobody to assign yet: still pending, next run
     rows = pl.DataFrame(
         {
             "batch_id": [b.batch_id for b in batches],
@@ -113,10 +123,15 @@ def export_escalations(
         },
         schema_overrides={"case_count": pl.Int32},
     )
-    with transaction(con):
-        insert_new_rows(con, "escalation_batches", rows)
-        insert_new_rows(con, "escalation_batch_cases", moves)
-    return batches
+    try:
+        with transaction(con):
+            insert_new_rows(con, "escalation_batches", rows)
+            insert_new_rows(con, "escalation_batch_cases", moves)
+            insert_first_assignments(con, staged.assignment_rows(), domain.name, created_at)
+    except BaseException:
+        staged.discard()
+        raise
+    return staged.publish()
 
 
 def moved_cases(con: duckdb.DuckDBPyConnection, domain: str) -> dict[str, dict[str, str]]:

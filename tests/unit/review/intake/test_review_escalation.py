@@ -59,6 +59,15 @@ def test_sla_breach_round_trip(tmp_path: Path, key: bytes) -> None:
         batches = _export(ws, con, breach)
         assert _export(ws, con, breach) == []  # exported once
         assert _sweep(ws, con, breach).to_export == {}
+        # Each escalation batch is assigned to a person of the escalation role, so its
+        # assignee's signature is the one intake accepts.
+        from hitl_gate.review.assignments import current_assignee
+
+        holders = {b.queue: current_assignee(con, b.batch_id) for b in batches}
+    assert {q: (a.assignee_id if a else None) for q, a in holders.items()} == {
+        SENIOR: "uw-ana",
+        COMPLIANCE: "comp-chen",
+    }
     by_queue = {b.queue: b for b in batches}
     assert set(by_queue) == {SENIOR, COMPLIANCE}  # each queue escalates to its next one
     escalated = by_queue[SENIOR]
