@@ -133,10 +133,12 @@ def test_audit_trace_prints_the_full_path(
 
 def test_second_demo_changes_nothing(demo_home: HitlPaths) -> None:
     before = _counts(demo_home)
-    batches = sorted(p.name for p in (demo_home.review / "batches").iterdir())
+    root = demo_home.review / "batches"
+    batches = sorted(str(p.relative_to(root)) for p in root.rglob("manifest.json"))
+    assert batches and all(p.count("/") == 2 for p in batches)  # <person>/<batch>/manifest
     main(["--home", str(demo_home.home), "demo"])
     assert _counts(demo_home) == before
-    assert sorted(p.name for p in (demo_home.review / "batches").iterdir()) == batches
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("manifest.json")) == batches
 
 
 def _second_batch(paths: HitlPaths, domain: str = CREDIT) -> tuple[str, Path]:
