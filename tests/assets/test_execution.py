@@ -44,6 +44,16 @@ def _store(home: Path, verdicts: list[tuple[str, str, str]]) -> None:
     ).with_columns(pl.lit(DAY).alias("partition_date"))
     store_stage(home / "warehouse", DOMAIN, "routed_decisions", routed, [KEY])
     store_stage(home / "warehouse", DOMAIN, "reviewer_verdicts", given, [KEY])
+    # Execution acts only on verdicts recorded (and sealed) in the audit database, never on a
+    # frame alone: record them as intake does.
+    received = datetime(2018, 3, 5, 12, tzinfo=UTC)
+    with audit_connection(home / "audit.duckdb") as con:
+        for number, (case_id, verdict, reviewer) in enumerate(verdicts, start=1):
+            con.execute(
+                "INSERT OR IGNORE INTO verdicts (domain, case_id, batch_id, verdict, reviewer_id, "
+                "file_sha256, row_number, received_at) VALUES (?, ?, 'b1', ?, ?, 'f1', ?, ?)",
+                [DOMAIN.name, case_id, verdict, reviewer, number, received],
+            )
 
 
 def _file_read(home: Path, rows: int) -> None:
