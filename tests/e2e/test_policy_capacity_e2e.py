@@ -26,7 +26,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DOMAINS_ENV
 from tests.e2e.home_templates import HomeTemplate, session_template
 from tests.e2e.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
-from tests.signed_acts_fixtures import staffed_home
+from tests.signed_acts_fixtures import demo_signing_key
 
 CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
 RUN_DAYS = 10  # decided in two runs (all DAYS are ingested: the model trains on them)
@@ -75,6 +75,11 @@ def build_claims(work: Path) -> None:
         main([*home.cli, "run", "--partition", FIRST_DAY.isoformat(), "--to",
               last_landed.isoformat(), "--ingest-only"])  # fmt: skip
         main([*home.cli, "train"])
+        # Review batches go to registered people of the queue's role: the onboarded domain's.
+        from hitl_gate.app.demo_identities import ensure_demo_people
+        from hitl_gate.core.domain import load_domain
+
+        ensure_demo_people(paths, [load_domain(NAME, [root / "domains"])])
         home.run(FIRST_DAY, MIDDLE - timedelta(days=1))
         home.run(MIDDLE, LAST)
 
@@ -199,9 +204,10 @@ def test_rerouting_executed_days_keeps_executions_final_and_books_balanced(
     domain = yaml.safe_load((claims.root / "domains" / NAME / "domain.yaml").read_text())
     cases = starter_policy_cases(policy, list(domain["model"]["bands"]))
     (folder / "v2.cases.yaml").write_text(yaml.safe_dump(cases), encoding="utf-8")
-    keys = staffed_home(claims.paths.audit_db, claims.root / "people")
-    main([*claims.cli, "policy", "activate", str(folder / "v2.yaml"), "--signing-key",
-          str(keys.private("ann")), "--approval-key", str(keys.private("bob"))])  # fmt: skip
+    owner = demo_signing_key(claims.paths.home, "demo-policy-owner")[1]
+    approver = demo_signing_key(claims.paths.home, "demo-policy-approver")[1]
+    main([*claims.cli, "policy", "activate", str(folder / "v2.yaml"), "--signing-key", owner,
+          "--approval-key", approver])  # fmt: skip
     capsys.readouterr()
     claims.run(FIRST_DAY, LAST)
 
