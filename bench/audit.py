@@ -205,7 +205,7 @@ def bench_trace(folder: Path, decisions: int, repeats: int) -> dict[str, float]:
         out = []
         for case_id in ids:
             t = time.perf_counter()
-            assert trace_case(db, case_id) is not None
+            assert trace_case(db, case_id, "consumer_credit") is not None
             out.append(time.perf_counter() - t)
         return out
 

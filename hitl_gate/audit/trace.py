@@ -33,7 +33,10 @@ def stored_feature_values(
     path = warehouse / domain / CASE_FEATURES_STAGE / f"{day}.parquet"
     if not path.is_file():
         return None
-    row = pl.scan_parquet(path).filter(pl.col(case_id_column) == case_id).collect()
+    scan = pl.scan_parquet(path)
+    if case_id_column not in scan.collect_schema().names():
+        return None  # a file of another contract: never guess which column holds the id
+    row = scan.filter(pl.col(case_id_column) == case_id).collect()
     if row.height == 0:
         return None
     names = [c for c in row.columns if c != case_id_column and c not in _FEATURE_META]
@@ -50,52 +53,69 @@ def _table_exists(con: Any, name: str) -> bool:
     return tables.height > 0
 
 
-def case_domain(audit_db: Path, case_id: str) -> str | None:
-    """The domain that decided (or quarantined) `case_id`, if exactly one did."""
+def case_domains(audit_db: Path, case_id: str) -> list[str]:
+    """Every domain that decided or quarantined `case_id`, sorted.
+
+    Case ids are unique within a domain only (two domains may both have a case `17`), so a
+    caller holding only an id must check this list before tracing: more than one domain is
+    ambiguous and needs the domain named.
+    """
     with audit_connection(audit_db, read_only=True) as con:
-        domains = query_frame(
+        found = query_frame(
             con,
-            "SELECT DISTINCT domain FROM decisions WHERE case_id = ? "
-            "UNION SELECT DISTINCT domain FROM quarantine WHERE case_id = ?",
+            "SELECT domain FROM decisions WHERE case_id = ? "
+            "UNION SELECT domain FROM quarantine WHERE case_id = ? ORDER BY domain",
             [case_id, case_id],
-        )["domain"].to_list()
-    return domains[0] if len(domains) == 1 else None
+        )
+    return [str(name) for name in found["domain"].to_list()]
 
 
 def trace_case(
     audit_db: Path,
     case_id: str,
+    domain: str,
     warehouse: Path | None = None,
     case_id_column: str | None = None,
 ) -> dict[str, Any] | None:
-    """Everything recorded about `case_id`: decision lineage or, if rejected, its quarantine.
+    """Everything `domain` recorded about `case_id`: decision lineage or, if rejected, its
+    quarantine. Every table is read for that domain only, never another domain's same id.
 
     With `warehouse` and the domain's `case_id_column`, also the feature values it was scored
     on (see `stored_feature_values`).
     """
+    key = [domain, case_id]
     with audit_connection(audit_db, read_only=True) as con:
-        decided = query_frame(con, "SELECT * FROM case_trace WHERE case_id = ?", [case_id])
+        decided = query_frame(con, "SELECT * FROM case_trace WHERE domain = ? AND case_id = ?", key)
         quarantined = query_frame(
             con,
             "SELECT domain, partition_date, file_path, row_number, column_name, check_name, "
-            "value, message FROM quarantine WHERE case_id = ? ORDER BY row_number",
-            [case_id],
+            "value, message FROM quarantine WHERE domain = ? AND case_id = ? "
+            "ORDER BY row_number",
+            key,
         )
         policy = query_frame(
             con,
             "SELECT p.policy_version, p.owner, p.effective_date FROM policy_versions p "
-            "JOIN decisions d ON d.policy_digest = p.policy_digest WHERE d.case_id = ?",
-            [case_id],
+            "JOIN decisions d ON d.policy_digest = p.policy_digest "
+            "WHERE d.domain = ? AND d.case_id = ?",
+            key,
         )
+        # A rejection row names its verdict file, the file its batch, the batch its domain;
+        # a file whose batch is unknown (refused before it was read) is shown for every domain.
         rejected_verdicts = query_frame(
-            con, "SELECT message FROM verdict_rejections WHERE case_id = ?", [case_id]
+            con,
+            "SELECT r.message FROM verdict_rejections r "
+            "LEFT JOIN verdict_files f ON f.file_sha256 = r.file_sha256 "
+            "LEFT JOIN review_batches b ON b.batch_id = f.batch_id "
+            "WHERE r.case_id = ? AND (b.domain IS NULL OR b.domain = ?)",
+            [case_id, domain],
         )
         shadow = (
             query_frame(
                 con,
                 "SELECT challenger_version, challenger_pd, challenger_band FROM shadow_scores "
-                "WHERE case_id = ?",
-                [case_id],
+                "WHERE domain = ? AND case_id = ?",
+                key,
             )
             if _table_exists(con, "shadow_scores")
             else pl.DataFrame()
@@ -106,12 +126,12 @@ def trace_case(
     features = None
     if decision and warehouse is not None and case_id_column:
         features = stored_feature_values(
-            warehouse, decision["domain"], case_id_column, case_id, decision["partition_date"]
+            warehouse, domain, case_id_column, case_id, decision["partition_date"]
         )
     return {
         "features": features,
         "shadow": shadow.row(0, named=True) if shadow.height else None,
-        "decision": decided.row(0, named=True) if decided.height else None,
+        "decision": decision,
         "policy": policy.row(0, named=True) if policy.height else None,
         "quarantine": quarantined.to_dicts(),
         "rejected_verdicts": rejected_verdicts["message"].to_list(),

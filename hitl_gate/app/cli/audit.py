@@ -3,28 +3,53 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from hitl_gate.app.cli.common import (
     audit_signer,
     load_selected_domain,
     resolve_paths,
-    selected_domain,
     settings_from,
 )
 
 
 def cmd_audit_trace(args: argparse.Namespace) -> None:
     """Print everything recorded about one case, from input file to executed action."""
-    from hitl_gate.audit.trace import case_domain, format_trace, trace_case
+    from hitl_gate.audit.trace import format_trace, trace_case
 
     paths = resolve_paths(args)
-    # Case ids carry their domain in the audit database; --domain only disambiguates.
-    name = args.domain or case_domain(paths.audit_db, args.case_id) or selected_domain(args)
+    if not paths.audit_db.exists():
+        raise SystemExit(f"no audit database at {paths.audit_db}")
+    name = trace_domain(paths.audit_db, args.case_id, args.trace_domain or args.domain)
     case_id_column = load_selected_domain(args, name).case_id
-    trace = trace_case(paths.audit_db, args.case_id, paths.warehouse, case_id_column)
+    trace = trace_case(paths.audit_db, args.case_id, name, paths.warehouse, case_id_column)
     if trace is None:
-        raise SystemExit(f"case {args.case_id}: not found in {paths.audit_db}")
+        raise SystemExit(f"case {args.case_id!r}: not found in domain {name} ({paths.audit_db})")
     print(format_trace(trace))
+
+
+def trace_domain(audit_db: Path, case_id: str, named: str | None) -> str:
+    """The domain whose case `case_id` is traced: the one named, else the only one holding it.
+
+    Case ids are unique per domain only; when several domains hold the id and none is named,
+    this refuses, listing them, rather than tracing whichever comes first.
+    """
+    from hitl_gate.audit.trace import case_domains
+
+    holding = case_domains(audit_db, case_id)
+    if named and named != "demo":  # `demo` means every domain, i.e. none named
+        if named not in holding:
+            elsewhere = f"; recorded in: {', '.join(holding)}" if holding else ""
+            raise SystemExit(f"case {case_id!r}: not found in domain {named}{elsewhere}")
+        return named
+    if not holding:
+        raise SystemExit(f"case {case_id!r}: not found in {audit_db}")
+    if len(holding) > 1:
+        raise SystemExit(
+            f"case {case_id!r} is recorded in {len(holding)} domains: {', '.join(holding)}; "
+            "name one: hitl audit trace ID --domain D"
+        )
+    return holding[0]
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
@@ -168,6 +193,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     trace = audit.add_parser("trace", help="print the full path of one case")
     trace.add_argument("case_id")
+    trace.add_argument(
+        "--domain",
+        dest="trace_domain",
+        help="the domain of the case; needed when several domains hold the same id",
+    )
     trace.set_defaults(func=cmd_audit_trace)
     verify = audit.add_parser("verify", help="check the hash chain and signed checkpoints")
     verify.add_argument(
