@@ -23,6 +23,7 @@ import polars as pl
 import yaml
 
 from hitl_gate.app.demo_data import read_source
+from hitl_gate.app.scaffold_ids import plan_case_ids
 from hitl_gate.app.scaffold_screen import (
     leak_reason,
     one_hot,
@@ -457,10 +458,11 @@ def build_declarations(
     case_id = options.case_id or detect_case_id(frame)
     if case_id is not None and case_id not in frame.columns:
         raise ScaffoldError(f"{options.source}: no column '{case_id}' for the case id")
-    id_spec: dict[str, Any] = {"column": case_id} if case_id else {"prefix": f"{name.upper()}-"}
-    if case_id is None:
-        id_spec["width"] = len(str(frame.height))
-        case_id = "case_id"
+    try:
+        ids = plan_case_ids(frame, name, case_id)
+    except ValueError as exc:
+        raise ScaffoldError(f"{options.source}: {exc}") from exc
+    case_id = case_id or "case_id"
     event_time, time_spec, days = _event_time_plan(frame, options)
     label = frame[options.label].cast(pl.String).is_in(options.positive).cast(pl.Int8)
     candidates = [
@@ -484,7 +486,7 @@ def build_declarations(
     }
     columns.update({c: infer_column(frame[c]) for c in inputs})
     passthrough, derived, says = starter_features(frame, usable)
-    notes = [f"outcome, not input: {c} ({why})" for c, why in leaks.items()]
+    notes = [ids.note, *(f"outcome, not input: {c} ({why})" for c, why in leaks.items())]
     for column in inputs:
         codes = sentinel_codes(frame[column]) if column in usable else []
         if codes:
@@ -532,6 +534,7 @@ def build_declarations(
             "(contract limits, features, label, bands, reason texts, review context)."
         ),
         "case_id": case_id,
+        "case_id_pattern": ids.pattern,
         "event_time": event_time,
         "landing_subdir": f"{name}/cases",
         "outcomes_subdir": f"{name}/outcomes",
@@ -560,7 +563,7 @@ def build_declarations(
         },
         "sample": {
             "source": _source_reference(options.source, root),
-            "case_id": id_spec,
+            "case_id": ids.spec,
             "event_time": time_spec,
             "outcome_columns": outcomes,
             "outcomes_file": "outcomes.csv",
