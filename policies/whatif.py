@@ -9,6 +9,7 @@ off, so the comparison is about the policies alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,7 @@ from policies.capacity import own_rows
 from policies.decide import DECISION_EXTRA_SCHEMA, capacity_report, decide
 from policies.engine import ROUTE_SCHEMA
 from policies.model import Policy
+from policies.route_risk import route_risk
 
 ROUTES = ("auto_approve", "auto_decline", "human_review")
 _DERIVED = [*ROUTE_SCHEMA, *DECISION_EXTRA_SCHEMA]
@@ -47,6 +49,7 @@ class WhatIf:
     workload: pl.DataFrame  # per review queue: cases under each policy, capacity, deferred
     changed: int
     human_declined_now_approved: int | None
+    risk: pl.DataFrame  # per policy (active, candidate) and route: expected/observed bad rate
 
 
 def compare(
@@ -55,12 +58,14 @@ def compare(
     cases: pl.DataFrame,
     case_id: str,
     verdicts: pl.DataFrame | None = None,
+    outcomes: pl.DataFrame | None = None,
+    bad_outcomes: Sequence[str] = (),
 ) -> WhatIf:
     """Route `cases` under both policies; `verdicts` (case_id, verdict) enables the
-    "would auto-approve what a human declined" count."""
-    before = own_rows(decide(active, cases, case_id)).select(
-        case_id, pl.col("route").alias("active")
-    )
+    "would auto-approve what a human declined" count; `outcomes` (case_id, outcome) and the
+    `bad_outcomes` values the observed bad rate per route (`policies.route_risk`)."""
+    decided_before = own_rows(decide(active, cases, case_id))
+    before = decided_before.select(case_id, pl.col("route").alias("active"))
     after = own_rows(decide(candidate, cases, case_id))
     both = before.join(
         after.select(case_id, pl.col("route").alias("candidate")), on=case_id, how="inner"
@@ -75,7 +80,10 @@ def compare(
             .height
         )
     changed = both.filter(pl.col("active") != pl.col("candidate")).height
-    return WhatIf(both.height, transitions, workload, changed, declined)
+    risk = route_risk(
+        {"active": decided_before, "candidate": after}, case_id, outcomes, bad_outcomes
+    )
+    return WhatIf(both.height, transitions, workload, changed, declined, risk)
 
 
 def transition_matrix(frame: pl.DataFrame, rows: str, columns: str) -> pl.DataFrame:

@@ -122,22 +122,31 @@ def cmd_whatif(args: argparse.Namespace) -> None:
 
     from hitl_gate.core.database import audit_connection, query_frame
     from policies.control import policy_in_force
+    from policies.route_risk import latest_outcomes
     from policies.whatif import compare
 
     paths = resolve_paths(args)
     domain = _domain(args)
     candidate, files, cases = _candidate_on_stored_cases(args, domain)
-    verdicts = None
+    verdicts = outcomes = None
     if paths.audit_db.exists():
         with audit_connection(paths.audit_db, read_only=True) as con:
             active = policy_in_force(con, domain)
             verdicts = query_frame(
                 con, "SELECT case_id, verdict FROM verdicts WHERE domain = ?", [domain.name]
             )
+            outcomes = latest_outcomes(con, domain.name)
     else:
         active = policy_in_force(None, domain)
-    result = compare(active.policy, candidate, cases, domain.case_id, verdicts)
-    with pl.Config(tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+    bad = domain.model.label.positive_values
+    result = compare(active.policy, candidate, cases, domain.case_id, verdicts, outcomes, bad)
+    with pl.Config(
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        tbl_cols=-1,
+        tbl_width_chars=160,
+        float_precision=4,
+    ):
         print(
             f"{domain.name}: {result.cases} stored cases from {files[0].stem} to "
             f"{files[-1].stem}, active {active.policy.version} ({active.origin}) -> "
@@ -147,6 +156,11 @@ def cmd_whatif(args: argparse.Namespace) -> None:
         print(result.transitions)
         print("\nReview workload per queue:")
         print(result.workload)
+        print(
+            "\nBad rate per route (expected: mean PD of the route's cases; observed: share of "
+            f"known outcomes in {', '.join(bad)}):"
+        )
+        print(result.risk)
     print(f"\n{result.changed} of {result.cases} cases change route.")
     if result.human_declined_now_approved is not None:
         print(

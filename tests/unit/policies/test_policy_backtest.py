@@ -20,7 +20,9 @@ from policies.control import (
     shadow_policy,
 )
 from policies.engine import load_policy
+from policies.route_risk import latest_outcomes
 from policies.shadow import compare_shadow, shadow_decisions
+from policies.whatif import compare
 
 DAY = date(2018, 1, 2)
 
@@ -187,3 +189,60 @@ def test_shadow_decisions_sit_beside_live_routes_and_replace_per_day(
 
 
 # --- end to end on the shared demo home ----------------------------------------------------------
+
+
+def test_whatif_shows_the_expected_and_observed_bad_rate_per_route(
+    con: duckdb.DuckDBPyConnection, tmp_path: Path
+) -> None:
+    # pd = a / 2; C10 has no score. Active (cut 0.8): approve C0-C4 and C10, review C5-C7,
+    # decline C8-C9. Candidate (cut 0.6, decline wins): approve the same, review C5, decline
+    # C6-C9.
+    cases = pl.concat(
+        [_cases(), pl.DataFrame({"cid": ["C10"], "a": [0.0], "partition_date": [DAY]})]
+    ).with_columns(
+        pl.when(pl.col("cid") == "C10").then(None).otherwise(pl.col("a") / 2).alias("pd")
+    )
+    now = datetime(2018, 1, 2, tzinfo=UTC)
+    later = date(2018, 6, 1)
+    observed = [("C1", "bad", DAY), ("C2", "good", DAY), ("C3", "bad", DAY),
+                ("C3", "good", later), ("C5", "bad", DAY), ("C6", "good", DAY),
+                ("C9", "bad", DAY), ("X", "bad", DAY)]  # fmt: skip
+    for case, outcome, day in observed:  # C3 went bad then recovered: its latest counts
+        con.execute(
+            "INSERT INTO outcomes VALUES ('d', ?, ?, ?, 'f', ?, 1, true, 'r', ?)",
+            [case, outcome, day, f"sha-{day}", now],
+        )
+    con.execute(
+        "INSERT INTO outcomes VALUES ('e', 'C2', 'bad', ?, 'f', 's', 1, true, 'r', ?)", [later, now]
+    )  # fmt: skip  (another domain's C2: never this domain's)
+    outcomes = latest_outcomes(con, "d")
+    result = compare(
+        _policy(tmp_path, 0.8, "live"), _policy(tmp_path, 0.6, "cand"), cases, "cid",
+        outcomes=outcomes, bad_outcomes=["bad"],
+    )  # fmt: skip
+    risk = {(r["policy"], r["route"]): r for r in result.risk.iter_rows(named=True)}
+    # Hand-computed: mean PD of the route's scored cases; bad / known outcomes.
+    expected = {
+        ("active", "auto_approve"): (6, 0.10, 1, 3, 1 / 3),  # C1 bad; C2, C3 good
+        ("active", "human_review"): (3, 0.30, 0, 2, 1 / 2),  # C5 bad, C6 good, C7 unknown
+        ("active", "auto_decline"): (2, 0.425, 0, 1, 1.0),  # C9 bad
+        ("candidate", "auto_approve"): (6, 0.10, 1, 3, 1 / 3),
+        ("candidate", "human_review"): (1, 0.25, 0, 1, 1.0),  # C5
+        ("candidate", "auto_decline"): (4, 0.375, 0, 2, 1 / 2),  # C6 good, C9 bad
+    }
+    for key, (n, pd, without, known, rate) in expected.items():
+        row = risk[key]
+        assert (row["cases"], row["without_pd"], row["with_outcome"]) == (n, without, known), key
+        assert row["expected_bad_rate"] == pytest.approx(pd), key
+        assert row["observed_bad_rate"] == pytest.approx(rate), key
+    assert risk[("active", "auto_approve")]["share"] == pytest.approx(6 / 11)
+
+
+def test_whatif_bad_rate_without_outcomes_is_unknown_not_zero(tmp_path: Path) -> None:
+    cases = _cases().with_columns((pl.col("a") / 2).alias("pd"))
+    live = _policy(tmp_path, 0.8, "live")
+    risk = compare(live, live, cases, "cid").risk
+    assert risk["observed_bad_rate"].null_count() == risk.height
+    assert risk.filter(pl.col("route") == "auto_approve")["expected_bad_rate"][0] == (
+        pytest.approx(0.1)
+    )
