@@ -167,3 +167,38 @@ def test_adverse_action_never_cites_a_protected_attribute_or_proxy() -> None:
     # The same cases under the shipped declaration do cite R12: the test can fail.
     plain = adverse_actions(executed, shipped, {"D02": "Rule"})
     assert "R12" in plain.filter(pl.col("case_id") == "b")["reason_codes"][0].to_list()
+
+
+@pytest.mark.parametrize(("name", "column"), [("consumer_credit", "state"),
+                                              ("lending_club", "addr_state")])  # fmt: skip
+def test_shipped_domains_declare_their_geographic_proxy_and_check_enforces_it(
+    name: str, column: str
+) -> None:
+    from hitl_gate.app.domain_check import protected_problems
+
+    domain = load_domain(name)
+    assert protected_columns(domain) == [column]
+    assert domain.protected_attributes[column].category == "race"
+    assert check_domain(name) == []
+    # The check bites on the shipped declaration: the proxy as a feature, inside a derived
+    # feature, as a reason code, or shown to every reviewer, is each a problem.
+    features = domain.features.model_copy(
+        update={
+            "passthrough": [*domain.features.passthrough, column],
+            "derived": {**domain.features.derived, "south": f"{column} IN ('TX', 'GA')"},
+        }
+    )
+    reasons = {**domain.model.reason_codes, column: domain.model.reason_codes[
+        domain.model.features[0]].model_copy(update={"code": "Z99"})}  # fmt: skip
+    model = domain.model.model_copy(
+        update={"features": [*domain.model.features, column, "south"], "reason_codes": reasons}
+    )
+    problems = "\n".join(
+        protected_problems(domain.model_copy(update={"features": features, "model": model}), "x")
+    )
+    assert f"model.features '{column}' uses a protected attribute" in problems
+    assert (
+        f"model.features 'south' uses a protected attribute or proxy (computed from ['{column}'])"
+        in problems
+    )
+    assert f"model.reason_codes '{column}' (Z99) would cite a protected attribute" in problems
