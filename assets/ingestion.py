@@ -117,9 +117,12 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         kinds={"polars", "pandera", "duckdb"},
     )
     def validated_cases(
-        context: AssetExecutionContext, raw_cases: pl.DataFrame, audit_db: AuditDatabase
+        context: AssetExecutionContext,
+        raw_cases: pl.DataFrame,
+        landing: LandingZone,
+        audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
-        result = read_new_files(raw_cases, domain)
+        result = read_new_files(raw_cases, domain, landing.max_gunzip_bytes)
         with audit_db.connect() as con:
             try:
                 batch = record_day_batch(

@@ -26,6 +26,7 @@ from hitl_gate.core.settings import (
     AUDIT_KEY_ENV,
     AUDIT_TOKEN_PIN_ENV,
     DEFAULT_KEY_LABEL,
+    DEFAULT_MAX_GUNZIP_BYTES,
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_TOKEN_LABEL,
     REVIEW_KEY_ENV,
@@ -43,11 +44,13 @@ if TYPE_CHECKING:
 class LandingZone(ConfigurableResource):
     """The folder where case files arrive: `<root>/<domain subdir>/<YYYY-MM-DD>/`.
 
-    `settle_seconds`: how long a file must stay unchanged before it is taken (ingest/listing.py).
+    `settle_seconds`: how long a file must stay unchanged before it is taken (ingest/listing.py);
+    `max_gunzip_bytes`: the most a gzip landing file may expand to before it is refused.
     """
 
     root: str
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES
 
     @property
     def path(self) -> Path:
@@ -271,7 +274,9 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             base_dir=str(paths.warehouse), slice_rows=settings.slice_rows
         ),
         "landing": LandingZone(
-            root=str(paths.landing), settle_seconds=settings.landing_settle_seconds
+            root=str(paths.landing),
+            settle_seconds=settings.landing_settle_seconds,
+            max_gunzip_bytes=settings.landing_max_gunzip_bytes,
         ),
         "audit_db": AuditDatabase(
             database=str(paths.audit_db),

@@ -49,6 +49,10 @@ DEFAULT_KEY_LABEL = "hitl-checkpoint"
 SETTLE_ENV = "HITL_LANDING_SETTLE_SECONDS"
 # A landing file modified less than this long ago is looked at again after it (ingest/listing.py).
 DEFAULT_SETTLE_SECONDS = 2.0
+GUNZIP_CAP_ENV = "HITL_LANDING_MAX_GUNZIP_BYTES"
+# A `.csv.gz`/`.tsv.gz` landing file whose data expands beyond this is refused unread (a
+# decompression bomb): 2 GiB is ~6M cases of a wide CSV, well above one day's file.
+DEFAULT_MAX_GUNZIP_BYTES = 2 << 30
 
 DEFAULT_SLICE_ROWS = 1_000_000
 NAMED_EXECUTORS = ("in_process", "multiprocess")
@@ -134,7 +138,8 @@ class HitlSettings:
     `slice_rows` is the most cases a sliced step holds at once; `backfill_days_per_run` splits a
     backfill into runs of that many days (None: one run for the whole range);
     `landing_settle_seconds` is how long a landing file's size and mtime must stay unchanged
-    before it is taken (0: taken as found), unless its domain declares a marker file.
+    before it is taken (0: taken as found), unless its domain declares a marker file;
+    `landing_max_gunzip_bytes` is the most bytes a gzip landing file may expand to (ingest).
     """
 
     paths: HitlPaths
@@ -148,6 +153,7 @@ class HitlSettings:
     tsa_url: str | None = None  # RFC 3161 time-stamping authority for checkpoints (None: off)
     audit_keys: AuditKeySettings = field(default_factory=AuditKeySettings)
     landing_settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    landing_max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES
 
     @classmethod
     def from_environ(
@@ -187,6 +193,8 @@ class HitlSettings:
             tsa_url=value(TSA_ENV) or None,
             audit_keys=AuditKeySettings.from_values(value),
             landing_settle_seconds=_seconds(SETTLE_ENV, value(SETTLE_ENV), DEFAULT_SETTLE_SECONDS),
+            landing_max_gunzip_bytes=_whole_number(GUNZIP_CAP_ENV, value(GUNZIP_CAP_ENV))
+            or DEFAULT_MAX_GUNZIP_BYTES,
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -208,6 +216,7 @@ class HitlSettings:
             BACKFILL_ENV: str(self.backfill_days_per_run or "single"),
             **self.audit_keys.to_environ(),
             SETTLE_ENV: repr(self.landing_settle_seconds),
+            GUNZIP_CAP_ENV: str(self.landing_max_gunzip_bytes),
         }
 
 

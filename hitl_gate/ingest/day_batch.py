@@ -20,6 +20,7 @@ import polars as pl
 
 from hitl_gate.core.database import replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.settings import DEFAULT_MAX_GUNZIP_BYTES
 from hitl_gate.ingest.landing import (
     IngestResult,
     LandingFile,
@@ -89,10 +90,16 @@ def repeated_files(raw_cases: pl.DataFrame) -> list[tuple[LandingFile, str]]:
     return [(landing_file(r), r["duplicate_of"]) for r in repeats.iter_rows(named=True)]
 
 
-def read_new_files(raw_cases: pl.DataFrame, domain: DomainConfig) -> IngestResult:
+def read_new_files(
+    raw_cases: pl.DataFrame, domain: DomainConfig, max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES
+) -> IngestResult:
     """Read the day's new files and hold every row to the domain's contract."""
     return ingest_files(
-        new_files(raw_cases), domain.contract, domain.case_id, domain.case_id_pattern
+        new_files(raw_cases),
+        domain.contract,
+        domain.case_id,
+        domain.case_id_pattern,
+        max_gunzip_bytes,
     )
 
 

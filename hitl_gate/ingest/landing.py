@@ -10,7 +10,6 @@ Columns a file carries beyond the contract are ignored and do not affect the fil
 from __future__ import annotations
 
 import codecs
-import gzip
 import hashlib
 import io
 import re
@@ -23,6 +22,8 @@ from pathlib import Path
 import polars as pl
 
 from hitl_gate.core.domain import DEFAULT_CASE_ID_PATTERN, ContractConfig
+from hitl_gate.core.settings import DEFAULT_MAX_GUNZIP_BYTES, GUNZIP_CAP_ENV
+from hitl_gate.ingest.gunzip import GzipTooLarge, gunzip_capped
 from hitl_gate.ingest.listing import (
     LandingFile,
     LandingRules,
@@ -200,7 +201,7 @@ def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_file(file: LandingFile, contract: ContractConfig) -> _Read:
+def _read_file(file: LandingFile, contract: ContractConfig, max_gunzip_bytes: int) -> _Read:
     """Read one landing file, or say why the whole file is rejected.
 
     The bytes are read once; exactly those bytes are hashed and parsed. They must hash to what
@@ -219,7 +220,7 @@ def _read_file(file: LandingFile, contract: ContractConfig) -> _Read:
         return _Read(None, 0, "file_unreadable", f"{name}: cannot open file: {exc.strerror}")
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(_sha256_hex, landed)
-        parsed = _parse_file(landed, file, contract)
+        parsed = _parse_file(landed, file, contract, max_gunzip_bytes)
         found = digest.result()
     if found != file.sha256:
         return _Read(
@@ -232,22 +233,33 @@ def _read_file(file: LandingFile, contract: ContractConfig) -> _Read:
     return parsed
 
 
-def _decoded(data: bytes, fmt: str, name: str) -> bytes | _Read:
-    """Text bytes ready for the reader: gunzipped, line ends as LF (CR-only or mixed)."""
+def _decoded(data: bytes, fmt: str, name: str, max_gunzip_bytes: int) -> bytes | _Read:
+    """Text bytes ready for the reader: gunzipped (at most `max_gunzip_bytes`), line ends as LF
+    (CR-only or mixed)."""
     if fmt.endswith(".gz"):
         try:
-            data = gzip.decompress(data)
+            data = gunzip_capped(data, max_gunzip_bytes)
+        except GzipTooLarge as exc:
+            return _Read(
+                None,
+                0,
+                "decompressed_too_large",
+                f"{name}: gzip data {exc} ({GUNZIP_CAP_ENV}); refused unread, a possible "
+                "decompression bomb (split the day into smaller files or raise the cap)",
+            )
         except (OSError, EOFError, zlib.error) as exc:
             return _Read(None, 0, "file_unreadable", f"{name}: not valid gzip data: {exc}")
     return normalise_line_ends(data)
 
 
-def _parse_file(landed: bytes, file: LandingFile, contract: ContractConfig) -> _Read:
+def _parse_file(
+    landed: bytes, file: LandingFile, contract: ContractConfig, max_gunzip_bytes: int
+) -> _Read:
     """A file's bytes parsed and held to the contract's columns, or why the file is rejected."""
     name = shown(file.path)
     fmt = file_format(file.path.name) or "csv"
     wanted = list(contract.columns)
-    data = landed if fmt == "parquet" else _decoded(landed, fmt, name)
+    data = landed if fmt == "parquet" else _decoded(landed, fmt, name, max_gunzip_bytes)
     if isinstance(data, _Read):
         return data
     if fmt != "parquet":
@@ -398,8 +410,12 @@ def ingest_files(
     contract: ContractConfig,
     case_id: str,
     id_pattern: str | None = DEFAULT_CASE_ID_PATTERN,
+    max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES,
 ) -> IngestResult:
     """Read, type and validate a batch of landing files; case ids must be unique in the batch.
+
+    A gzip file whose data would expand beyond `max_gunzip_bytes` is rejected whole, unread
+    (`decompressed_too_large`).
 
     Case ids are made canonical and held to `id_pattern` (the domain's `case_id_pattern`) before
     they are compared, so uniqueness is that of the canonical id (quality/case_ids.py).
@@ -412,7 +428,7 @@ def ingest_files(
     validating the stacked batch.
     """
     meta = _files_meta(files)
-    reads = [_read_file(f, contract) for f in files]
+    reads = [_read_file(f, contract, max_gunzip_bytes) for f in files]
     mixed = _mixed_columns([r.frame for r in reads if r.frame is not None], contract)
     earlier: dict[str, pl.Series] = {}
     valids, failure_parts = [], []

@@ -7,7 +7,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.app.cli.common import load_selected_domain, resolve_paths, selected_domain
+from hitl_gate.app.cli.common import (
+    load_selected_domain,
+    resolve_paths,
+    selected_domain,
+    settings_from,
+)
 
 if TYPE_CHECKING:
     from hitl_gate.core.domain import DomainConfig
@@ -68,7 +73,11 @@ def cmd_ingest_check(args: argparse.Namespace) -> None:
         )
     day = _partition_of(path)
     result = ingest_files(
-        [fingerprint(path, day)], domain.contract, domain.case_id, domain.case_id_pattern
+        [fingerprint(path, day)],
+        domain.contract,
+        domain.case_id,
+        domain.case_id_pattern,
+        settings_from(args).landing_max_gunzip_bytes,
     )
     result, registry_note = _withhold_cases_held_elsewhere(
         result, resolve_paths(args).audit_db, domain, day

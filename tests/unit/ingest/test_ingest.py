@@ -383,3 +383,34 @@ def test_discover_hashes_and_sorts_the_days_files(tmp_path: Path) -> None:
 
 def test_discover_without_a_folder_for_the_day_finds_nothing(tmp_path: Path) -> None:
     assert discover_landing_files(tmp_path, "applications", DAY) == []
+
+
+def test_a_gzip_bomb_is_refused_naming_the_file_and_every_file_is_counted(
+    domain: DomainConfig, sample: pl.DataFrame, tmp_path: Path
+) -> None:
+    import gzip
+
+    from hitl_gate.ingest.listing import LandingRules, list_day_folder
+    from tests.unit.ingest.test_gunzip import bomb
+
+    folder = tmp_path / "applications" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    text = sample.head(20).write_csv().encode()
+    (folder / "a_good.csv.gz").write_bytes(gzip.compress(text))
+    (folder / "b_bomb.csv.gz").write_bytes(bomb(64))  # 64 MiB of zeros from ~64 KB
+    (folder / "c_notes.txt").write_text("not a landing format")
+    listing = list_day_folder(folder, DAY, LandingRules(formats=("csv", "csv.gz")))
+    result = ingest_files(
+        listing.files, domain.contract, domain.case_id, max_gunzip_bytes=4 * len(text)
+    )
+    _assert_accounted(result)
+    files = {Path(r["file_path"]).name: r for r in result.files.iter_rows(named=True)}
+    assert files["a_good.csv.gz"]["rows_accepted"] == 20
+    refused = files["b_bomb.csv.gz"]
+    assert refused["status"] == "rejected" and refused["rows_read"] == 0
+    assert "b_bomb.csv.gz: gzip data expands beyond" in refused["error"]
+    assert "HITL_LANDING_MAX_GUNZIP_BYTES" in refused["error"]
+    assert result.quarantine["check"].to_list() == ["decompressed_too_large"]
+    # Files seen = files ingested (accepted or rejected whole, as input_files records them)
+    # + files refused at listing: the bomb is ingested-and-rejected, never lost.
+    assert listing.seen == result.files.height + len(listing.refused) == 3

@@ -1,0 +1,77 @@
+"""Gzip landing data is expanded with a cap: a decompression bomb is refused, never held."""
+
+from __future__ import annotations
+
+import gzip
+import tracemalloc
+import zlib
+
+import pytest
+
+from hitl_gate.core.settings import (
+    DEFAULT_MAX_GUNZIP_BYTES,
+    GUNZIP_CAP_ENV,
+    HitlSettings,
+    SettingsError,
+)
+from hitl_gate.ingest.gunzip import GzipTooLarge, gunzip_capped
+from pipelines.resources import build_resources
+
+MIB = 1 << 20
+
+
+def bomb(expanded_mib: int) -> bytes:
+    """A real high-ratio gzip file: `expanded_mib` MiB of zeros, compressed (~1000:1)."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(MIB)
+    return b"".join([*(packer.compress(zeros) for _ in range(expanded_mib)), packer.flush()])
+
+
+def test_expands_like_gzip_within_the_cap() -> None:
+    text = b"application_id,amount\n" + b"".join(b"A-%d,%d\n" % (i, i) for i in range(5000))
+    packed = gzip.compress(text)
+    assert gunzip_capped(packed, len(text)) == text  # exactly at the cap is allowed
+    two_members = packed + gzip.compress(b"A-x,1\n")  # as `cat a.gz b.gz` makes
+    assert gunzip_capped(two_members, 10 * MIB) == gzip.decompress(two_members)
+    assert gunzip_capped(gzip.compress(b""), 1) == b""
+
+
+def test_one_byte_over_the_cap_is_refused() -> None:
+    text = b"x" * 10_000
+    with pytest.raises(GzipTooLarge, match="9,999 bytes"):
+        gunzip_capped(gzip.compress(text), len(text) - 1)
+    with pytest.raises(GzipTooLarge):  # the second member pushes it over
+        gunzip_capped(gzip.compress(text) + gzip.compress(b"y"), len(text))
+
+
+def test_a_bomb_is_refused_holding_no_more_than_the_cap() -> None:
+    packed = bomb(256)
+    assert len(packed) < 512 * 1024, "a real bomb: 256 MiB from under half a megabyte"
+    cap = 8 * MIB
+    tracemalloc.start()
+    try:
+        with pytest.raises(GzipTooLarge):
+            gunzip_capped(packed, cap)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * cap, f"peak {peak:,} bytes while refusing a 256 MiB bomb"
+
+
+def test_bad_and_truncated_gzip_fail_as_gzip_does() -> None:
+    packed = gzip.compress(b"a,b\n1,2\n" * 1000)
+    with pytest.raises(EOFError):
+        gunzip_capped(packed[: len(packed) // 2], MIB)
+    with pytest.raises(zlib.error):
+        gunzip_capped(b"not gzip at all", MIB)
+
+
+def test_the_cap_is_a_typed_setting_with_a_documented_default(tmp_path) -> None:
+    assert HitlSettings.from_environ({}).landing_max_gunzip_bytes == DEFAULT_MAX_GUNZIP_BYTES
+    settings = HitlSettings.from_environ({GUNZIP_CAP_ENV: "1048576"}, home=tmp_path)
+    assert settings.landing_max_gunzip_bytes == MIB
+    assert build_resources(settings)["landing"].max_gunzip_bytes == MIB
+    assert settings.to_environ()[GUNZIP_CAP_ENV] == "1048576"
+    for bad in ("0", "-5", "2GB"):
+        with pytest.raises(SettingsError, match=GUNZIP_CAP_ENV):
+            HitlSettings.from_environ({GUNZIP_CAP_ENV: bad})
