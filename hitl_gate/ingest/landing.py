@@ -560,11 +560,25 @@ def _files_frame(
 CROSS_PARTITION_CHECK = "duplicate_case_id_across_partitions"
 
 
+def _stored_as(known: pl.DataFrame) -> pl.Expr:
+    """`(stored there as '...')` when the id is held under another, non-canonical form."""
+    if "stored_id" not in known.columns:
+        return pl.lit("")
+    differs = pl.col("stored_id").is_not_null() & (pl.col("stored_id") != pl.col("_id"))
+    shown_id = pl.col("stored_id").map_elements(shown, return_dtype=pl.String)
+    return (
+        pl.when(differs)
+        .then(pl.format(" (stored there as '{}', the same id once canonical)", shown_id))
+        .otherwise(pl.lit(""))
+    )
+
+
 def withhold_known_cases(result: IngestResult, known: pl.DataFrame, case_id: str) -> IngestResult:
     """Move accepted rows whose case id another partition holds into quarantine.
 
-    `known` has `case_id` (text) and the `partition_date` holding it. The file accounting is
-    updated so rows read = accepted + quarantined still holds per file.
+    `known` has `case_id` (canonical text), the `partition_date` holding it and optionally the
+    `stored_id` it is held under there. The file accounting is updated so rows read = accepted
+    + quarantined still holds per file.
     """
     if known.height == 0 or result.accepted.height == 0:
         return result
@@ -588,11 +602,12 @@ def withhold_known_cases(result: IngestResult, known: pl.DataFrame, case_id: str
         check=pl.lit(CROSS_PARTITION_CHECK),
         value=pl.col("_id"),
         message=pl.format(
-            "column '{}' row {}: '{}' was already accepted in partition {}",
+            "column '{}' row {}: '{}' was already accepted in partition {}{}",
             pl.lit(case_id),
             "_source_row",
             "_id",
             pl.col("_held_in").cast(pl.String),
+            _stored_as(known),
         ),
     ).select(pl.col(n).cast(t) for n, t in QUARANTINE_SCHEMA.items())
     moved = hits.group_by("_source_sha256").agg(_n=pl.len())

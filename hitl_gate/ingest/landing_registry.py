@@ -20,6 +20,7 @@ import polars as pl
 from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice, scalar
 from hitl_gate.core.domain import ContractConfig
 from hitl_gate.ingest.listing import DayListing, LandingFile
+from hitl_gate.quality.case_ids import canonical_case_ids
 
 
 @dataclass(frozen=True)
@@ -102,30 +103,64 @@ def register_files(
     return out
 
 
+_KNOWN_CASES = (
+    "(SELECT case_id, partition_date FROM accepted_cases WHERE domain = ? "
+    " UNION ALL SELECT case_id, partition_date FROM decisions WHERE domain = ?) AS known "
+    "WHERE partition_date NOT IN (SELECT unnest(?::DATE[]))"
+)
+# Stored ids that may not be canonical: non-ASCII (bytes != characters) or with whitespace or
+# a control character at either end. Canonical ASCII ids are never re-normalised, so the
+# check stays one cheap scan however long the history.
+_MAYBE_NOT_CANONICAL = (
+    "(strlen(case_id) <> length(case_id) OR ord(left(case_id, 1)) <= 32 "
+    "OR ord(right(case_id, 1)) <= 32)"
+)
+
+
 def cases_accepted_elsewhere(
     con: duckdb.DuckDBPyConnection,
     domain: str,
     case_ids: pl.Series,
     days: Sequence[date],
 ) -> pl.DataFrame:
-    """Of `case_ids`, those already accepted or decided in a partition outside `days`.
+    """Of `case_ids` (canonical), those already accepted or decided in a partition outside `days`.
 
-    Returns `case_id` and the `partition_date` that holds it (the earliest, if several).
+    Returns `case_id`, the `partition_date` that holds it (the earliest, if several) and
+    `stored_id`, the id as stored there. Stored ids are compared by their canonical form
+    (`quality.case_ids.canonical_case_ids`): an id stored before ids were made canonical
+    (`'LC-1 '`, full-width `ＬＣ-1`) still holds `LC-1`, so the look-alike is never a second
+    application. History is read, never rewritten.
     """
-    con.register("incoming_case_ids", pl.DataFrame({"case_id": case_ids.cast(pl.String)}))
+    incoming = pl.DataFrame({"case_id": case_ids.cast(pl.String)}).unique()
+    params = [domain, domain, list(days)]
+    con.register("incoming_case_ids", incoming)
     try:
-        return query_frame(
+        exact = query_frame(
             con,
-            "SELECT case_id, min(partition_date) AS partition_date FROM ("
-            "  SELECT case_id, partition_date FROM accepted_cases WHERE domain = ?"
-            "  UNION ALL SELECT case_id, partition_date FROM decisions WHERE domain = ?"
-            ") AS known "
-            "WHERE partition_date NOT IN (SELECT unnest(?::DATE[])) "
-            "AND case_id IN (SELECT case_id FROM incoming_case_ids) GROUP BY case_id",
-            [domain, domain, list(days)],
+            f"SELECT case_id, partition_date, case_id AS stored_id FROM {_KNOWN_CASES} "
+            "AND case_id IN (SELECT case_id FROM incoming_case_ids)",
+            params,
+        )
+        legacy = query_frame(
+            con,
+            f"SELECT case_id AS stored_id, partition_date FROM {_KNOWN_CASES} "
+            f"AND {_MAYBE_NOT_CANONICAL}",
+            params,
         )
     finally:
         con.unregister("incoming_case_ids")
+    renamed = legacy.with_columns(case_id=canonical_case_ids(legacy["stored_id"])).join(
+        incoming, on="case_id", how="semi"
+    )
+    both = pl.concat(
+        [exact, renamed.select("case_id", "partition_date", "stored_id")], how="vertical_relaxed"
+    )
+    return (
+        both.sort("partition_date", "stored_id")
+        .group_by("case_id", maintain_order=True)
+        .first()
+        .sort("case_id")
+    )
 
 
 def record_accepted_cases(
