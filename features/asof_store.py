@@ -20,6 +20,10 @@ query`), `pull_all_from_table_or_query`, writes, logging and monitoring are inhe
 implementation: a SQL entity query, `filter_by_created_timestamp`, sources other than local
 Parquet `FileSource`s, field mappings and substrait on-demand views.
 
+The join runs on an in-memory DuckDB session that may read only the folders of the views'
+sources (`source_directories`): the source paths come from Feast's registry, a file in the
+home, so the session must not be a way to read the home's secrets (`read_blob`).
+
 Selected by `offline_store: {type: features.asof_store.AsofDuckDBOfflineStore}` in the
 generated configuration (`features.config`). Feast resolves that class (and the
 `...Config` class next to it) by name, so this module imports Feast at module level; only
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import duckdb
@@ -47,6 +52,8 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
 from pydantic import StrictStr
+
+from hitl_gate.core.database import restrict_to_directories
 
 STORE_TYPE = "features.asof_store.AsofDuckDBOfflineStore"
 _ENTITIES = "__hitl_entities"
@@ -72,6 +79,19 @@ def _is_local_parquet(view: FeatureView) -> bool:
         return False
     fmt = source.file_format
     return isinstance(fmt, ParquetFormat) or (fmt is None and source.path.endswith(".parquet"))
+
+
+def source_directories(paths: list[str]) -> list[str]:
+    """The folders a retrieval may read: each source path's folder (before any glob), both as
+    written and absolute (DuckDB compares the path as the SQL names it)."""
+    folders: set[str] = set()
+    for path in paths:
+        fixed = path
+        for wildcard in "*?[":
+            fixed = fixed.split(wildcard, 1)[0]
+        folder = fixed if fixed.endswith("/") else str(Path(fixed).parent) + "/"
+        folders |= {folder, str(Path(folder).resolve()).rstrip("/") + "/"}
+    return sorted(folders)
 
 
 def _event_times(entity_df: pd.DataFrame, ts_col: str) -> pd.Series:
@@ -166,15 +186,18 @@ class AsofRetrievalJob(RetrievalJob):
         full_feature_names: bool,
         metadata: RetrievalMetadata,
         feast_job: Callable[[], RetrievalJob],
+        readable: list[str],
     ) -> None:
         super().__init__()
         self._entities, self._sql, self._params = entities, sql, params
+        self._readable = readable
         self._odfvs, self._full_names = odfvs, full_feature_names
         self._metadata, self._feast_job = metadata, feast_job
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         con = duckdb.connect()
         try:
+            restrict_to_directories(con, self._readable)
             # Naive timestamps mean UTC, as in Feast's ibis session.
             con.execute("SET TimeZone = 'UTC'")
             con.register(_ENTITIES, self._entities)
@@ -279,4 +302,5 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
             full_feature_names,
             metadata,
             feast_job,
+            source_directories([cast(FileSource, v.batch_source).path for v in feature_views]),
         )

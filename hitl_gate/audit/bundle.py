@@ -34,6 +34,8 @@ import duckdb
 from hitl_gate.audit import bundle_check
 from hitl_gate.audit.bundle_check import (
     BUNDLE_FORMAT,
+    HANDOVER_FIELDS,
+    HANDOVERS,
     KEYS,
     LINEAGE_INDEX,
     MANIFEST,
@@ -131,6 +133,7 @@ def export_bundle(
     ranges, keys, entries = _write_log(con, seqs, out)
     _write_trace(con, scope, out)
     own_key = public_key_hex(signing_key)
+    keys |= _write_handovers(con, out)
     (out / KEYS).write_text("".join(f"{k}\n" for k in sorted({*keys, own_key})), "ascii")
     (out / "public_key.pem").write_bytes(_public_pem(signing_key))
     (out / "README.md").write_text(README, encoding="utf-8")
@@ -266,6 +269,23 @@ def _write_log(
             "entries_file": entries, "checkpoint_file": checkpoint,
         })  # fmt: skip
     return ranges, keys, total
+
+
+def _write_handovers(con: duckdb.DuckDBPyConnection, out: Path) -> set[str]:
+    """Every key hand-over, so the checker follows them from the pinned key; their keys."""
+    rows = con.execute("SELECT * FROM audit_key_handovers ORDER BY after_seq").fetchall()
+    names = [d[0] for d in con.description]
+    keys: set[str] = set()
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        folder = out / HANDOVERS
+        folder.mkdir(exist_ok=True)
+        path = folder / f"key-handover-{int(record['after_seq']):012d}.json"
+        fields = (*HANDOVER_FIELDS, "old_signature", "new_signature")
+        path.write_text(json.dumps({n: record[n] for n in fields}, sort_keys=True, indent=2,
+                                   default=str) + "\n", encoding="utf-8")  # fmt: skip
+        keys |= {str(record["old_public_key"]), str(record["new_public_key"])}
+    return keys
 
 
 def _stored_hash(con: duckdb.DuckDBPyConnection, seq: int) -> str:

@@ -12,7 +12,10 @@ What it checks, each failure reported with the file (and line) it concerns:
   one before it, the first with the range's stated predecessor), the Merkle root and head hash
   of its signed checkpoint, the checkpoint's Ed25519 signature;
 - each exported lineage row: SHA-256 of its canonical JSON line equals the `digest` of the log
-  entry it names, whose `type` and `key` also match (only these three envelope members are read).
+  entry it names, whose `type` and `key` also match (only these three envelope members are read);
+- key hand-overs (`handovers/key-handover-*.json`): followed from the pinned key as `hitl audit
+  verify` does, each signed by the key then trusted and by the new key, so every checkpoint must
+  be signed by the one key valid for its first entry, and the manifest by the newest key.
 
 The hashing rules (entry hash, Merkle tree, signed checkpoint bytes) restate
 `hitl_gate.audit.chain` and `seal`; a test keeps them equal.
@@ -37,6 +40,9 @@ MANIFEST_SIGNATURE = "manifest.sig"
 SUMS = "SHA256SUMS"
 KEYS = "public_keys.txt"
 LINEAGE_INDEX = "lineage/index.csv"
+HANDOVERS = "handovers"
+HANDOVER_PURPOSE = "hitl-gate checkpoint key hand-over"
+HANDOVER_FIELDS = ("after_seq", "old_public_key", "new_public_key", "created_at")
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
 )  # fmt: skip
@@ -100,6 +106,34 @@ def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
+def handover_message(record: dict[str, Any]) -> bytes:
+    """The bytes both keys of a hand-over sign: JSON of its fields and the purpose, sorted
+    keys, no spaces, UTF-8 (`after_seq` as a number)."""
+    body = {name: record[name] for name in HANDOVER_FIELDS}
+    body["after_seq"] = int(body["after_seq"])
+    body["purpose"] = HANDOVER_PURPOSE
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+@dataclass
+class KeyChain:
+    """The key valid from each sequence number on: the pinned key, then its hand-overs."""
+
+    first: str | None  # the pinned key (None: no pin, each checkpoint's own key is checked)
+    steps: list[tuple[int, str]] = field(default_factory=list)  # (after_seq, key from then)
+
+    def key_for(self, first_seq: int) -> str | None:
+        key = self.first
+        for after_seq, new in self.steps:
+            if first_seq > after_seq:
+                key = new
+        return key
+
+    @property
+    def newest(self) -> str | None:
+        return self.steps[-1][1] if self.steps else self.first
+
+
 def ed25519_valid(public_key_hex: str, signature_hex: str, message: bytes) -> bool:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -112,13 +146,15 @@ def ed25519_valid(public_key_hex: str, signature_hex: str, message: bytes) -> bo
 
 
 def check_bundle(folder: Path, public_key: str | None = None) -> BundleReport:
-    """Check everything in `folder`; `public_key` (hex), when given, must have signed it all."""
+    """Check everything in `folder`; `public_key` (hex), when given, is the pinned key: it and
+    the keys it handed over to must have signed it all, each where the hand-overs say."""
     report = BundleReport()
-    manifest = _check_manifest(folder, public_key, report)
+    chain = _follow_handovers(folder, public_key, report)
+    manifest = _check_manifest(folder, chain, report)
     if manifest is None:
         return report
     keys = _read_keys(folder, report)
-    entries = _check_ranges(folder, manifest, keys, public_key, report)
+    entries = _check_ranges(folder, manifest, keys, chain, report)
     _check_lineage(folder, entries, report)
     if public_key is None:
         report.notes.append(
@@ -128,9 +164,49 @@ def check_bundle(folder: Path, public_key: str | None = None) -> BundleReport:
     return report
 
 
-def _check_manifest(
-    folder: Path, public_key: str | None, report: BundleReport
-) -> dict[str, Any] | None:
+def _follow_handovers(folder: Path, public_key: str | None, report: BundleReport) -> KeyChain:
+    """The hand-overs shipped in the bundle, followed from `public_key` in `after_seq` order.
+
+    Each must be signed by the key trusted until then (the pinned key, or the previous
+    hand-over's new key) and by its new key; one that is not is reported and not followed, so
+    the checkpoints after it fail their key check. Without a pin only the two signatures of
+    each are checked, and the chain starts from the first hand-over's old key.
+    """
+    records: list[tuple[int, str, dict[str, Any]]] = []
+    for path in sorted((folder / HANDOVERS).glob("key-handover-*.json")):
+        name = path.relative_to(folder).as_posix()
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            records.append((int(record["after_seq"]), name, record))
+        except (OSError, *_MALFORMED) as exc:
+            report.problems.append(f"{name}: unreadable key hand-over ({exc})")
+    records.sort(key=lambda item: item[0])
+    chain = KeyChain(public_key or (str(records[0][2].get("old_public_key")) if records else None))
+    for after_seq, name, record in records:
+        current = chain.newest
+        try:
+            message = handover_message(record)
+            old, new = str(record["old_public_key"]), str(record["new_public_key"])
+            signed = all(
+                ed25519_valid(str(record[f"{role}_public_key"]), str(record[f"{role}_signature"]),
+                              message)
+                for role in ("old", "new")
+            )  # fmt: skip
+        except _MALFORMED as exc:
+            report.problems.append(f"{name}: unreadable key hand-over ({exc})")
+            continue
+        if old != current:
+            report.problems.append(
+                f"{name}: hand-over signed over by key {old}, not the key then trusted {current}"
+            )
+        elif not signed:
+            report.problems.append(f"{name}: bad signature of the old or the new key")
+        else:
+            chain.steps.append((after_seq, new))
+    return chain
+
+
+def _check_manifest(folder: Path, chain: KeyChain, report: BundleReport) -> dict[str, Any] | None:
     """The signed manifest, with every file's hash checked; None when it cannot be trusted."""
     try:
         raw = (folder / MANIFEST).read_bytes()
@@ -147,8 +223,9 @@ def _check_manifest(
     keys = _read_keys(folder, report)
     if signer not in keys:
         report.problems.append(f"{MANIFEST}: signing key {signer} is not in {KEYS}")
-    if public_key and signer != public_key:
-        report.problems.append(f"{MANIFEST}: signed by {signer}, not the expected key")
+    if chain.newest is not None and signer != chain.newest:
+        report.problems.append(f"{MANIFEST}: signed by {signer}, not the expected key "
+                               f"{chain.newest} (the pinned key after its hand-overs)")  # fmt: skip
     if not ed25519_valid(signer, signature, raw):
         report.problems.append(f"{MANIFEST_SIGNATURE}: bad signature over {MANIFEST}")
     present = {
@@ -197,7 +274,7 @@ def _check_ranges(
     folder: Path,
     manifest: dict[str, Any],
     keys: set[str],
-    public_key: str | None,
+    chain: KeyChain,
     report: BundleReport,
 ) -> dict[int, tuple[str, str, str]]:
     """Every shipped range against its signed checkpoint; (type, key, digest) by seq."""
@@ -227,8 +304,10 @@ def _check_ranges(
         if merkle_root(leaves, merkle_fanout(cp)) != cp.get("merkle_root"):
             report.problems.append(f"{where}: Merkle root differs from the entries of {name}")
         signer = str(cp.get("public_key"))
-        if signer not in keys or (public_key and signer != public_key):
-            report.problems.append(f"{where}: signed by an unexpected key {signer}")
+        expected = chain.key_for(first)
+        if signer not in keys or (expected and signer != expected):
+            report.problems.append(f"{where}: signed by an unexpected key {signer}"
+                                   + (f", not {expected}" if expected else ""))  # fmt: skip
         try:
             signed = ed25519_valid(signer, str(cp["signature"]), checkpoint_message(cp))
         except _MALFORMED:

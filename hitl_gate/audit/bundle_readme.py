@@ -30,6 +30,12 @@ language, or with the included `verify_bundle.py` (Python 3 + the `cryptography`
   key and SHA-256.
 - `trace/case_trace.parquet` and `.csv`: the end-to-end trace of every case in scope (lists as
   JSON text in the CSV).
+- `handovers/key-handover-<seq>.json` (when the key was rotated): "checkpoints after `seq`
+  are signed by `new_public_key`", signed by the key trusted until then and by the new key
+  (both over the compact JSON of `after_seq, created_at, new_public_key, old_public_key` and
+  `"purpose": "hitl-gate checkpoint key hand-over"`, sorted keys). Follow them from the
+  operator's published key: each checkpoint must be signed by the key valid for its first
+  entry, and the manifest by the newest.
 - `verify_bundle.py`: a standalone checker doing every step below.
 
 ## Checking by hand

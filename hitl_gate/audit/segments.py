@@ -8,6 +8,11 @@ inside the segment get their head hash and Merkle root checked on the way. Segme
 split the log at checkpoint boundaries are independent: `verify` runs one in its own process
 and the others in child processes (`python -m hitl_gate.audit.segments JOB.json`, result as
 JSON on stdout), then checks the joins. This module imports only what that child needs.
+
+The child opens the database read-only with DuckDB's file access off from the start
+(`enable_external_access` false: it reads nothing but the database file), so a view planted in
+place of `audit_log` by whoever writes the file cannot `read_blob` the home's secrets into a
+verify report.
 """
 
 from __future__ import annotations
@@ -213,7 +218,7 @@ def main() -> None:
     """Child process: one segment described by the JSON file named by argv; result to stdout."""
     with open(sys.argv[1], encoding="utf-8") as handle:
         job = json.load(handle)
-    con = duckdb.connect(job["database"], read_only=True)
+    con = duckdb.connect(job["database"], read_only=True, config={"enable_external_access": False})
     try:
         result = scan_segment(
             con, job["checkpoints"], job["batch_rows"],

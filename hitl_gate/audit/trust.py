@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from hitl_gate.audit.bundle_check import HANDOVER_FIELDS, handover_message
 from hitl_gate.audit.keys import public_key_from_hex, public_key_hex
 from hitl_gate.audit.seal import checkpoint_message
 from hitl_gate.audit.signer import CheckpointSigner
@@ -31,9 +32,6 @@ from hitl_gate.core.settings import (
     AUDIT_TRUSTED_KEY_FILE_ENV,
     AuditKeySettings,
 )
-
-HANDOVER_PURPOSE = "hitl-gate checkpoint key hand-over"
-HANDOVER_FIELDS = ("after_seq", "old_public_key", "new_public_key", "created_at")
 
 
 class TrustAnchorError(ValueError):
@@ -84,14 +82,6 @@ def _checked(text: str, where: str) -> str:
     except ValueError as exc:
         raise TrustAnchorError(f"{where}: not an Ed25519 public key in hex") from exc
     return text
-
-
-def handover_message(record: dict[str, Any]) -> bytes:
-    """The bytes both keys sign: canonical JSON of the hand-over fields and the purpose."""
-    body = {name: record[name] for name in HANDOVER_FIELDS}
-    body["after_seq"] = int(body["after_seq"])
-    body["purpose"] = HANDOVER_PURPOSE
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
 def sign_handover(

@@ -77,12 +77,22 @@ def restrict_file_access(con: duckdb.DuckDBPyConnection, readable: Sequence[Path
     it stays as that one set it (DuckDB cannot widen it), and a read outside fails with
     DuckDB's `PermissionException` naming the file.
     """
-    wanted = [str(Path(p).resolve()).rstrip("/") + "/" for p in readable]
+    restrict_to_directories(con, [str(Path(p).resolve()).rstrip("/") + "/" for p in readable])
+
+
+def restrict_to_directories(con: Any, directories: Sequence[str]) -> None:
+    """`restrict_file_access` with DuckDB's own `allowed_directories` entries.
+
+    An entry is a prefix DuckDB compares with the path as the SQL names it, after removing
+    `..`: absolute folders, or relative ones (`<domain>/`) for sessions whose views name
+    files relative to their `file_search_path`. `con` is a DuckDB connection or a driver's
+    wrapper of one (SQLAlchemy's), hence untyped.
+    """
     (enabled,) = con.execute("SELECT current_setting('enable_external_access')").fetchall()[0]
     if not enabled:
         return
-    if wanted:
-        con.execute("SET allowed_directories = ?", [wanted])
+    if directories:
+        con.execute("SET allowed_directories = ?", [list(directories)])
     con.execute("SET enable_external_access = false")
 
 

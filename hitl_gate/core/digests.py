@@ -28,7 +28,7 @@ def row_digests(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
             separator="|",
         ).alias("canonical")
     )
-    con = duckdb.connect()
+    con = duckdb.connect(config={"enable_external_access": False})  # hashes a frame, reads no file
     try:
         con.register("canonical_rows", canonical.to_arrow())
         digests = con.sql("SELECT sha256(canonical) AS digest FROM canonical_rows").pl()

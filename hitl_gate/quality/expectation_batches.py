@@ -7,6 +7,10 @@ checked day's row count against its trailing days. Paths inside the views are re
 resolved through DuckDB's `file_search_path`, so the home folder can move. DuckDB cannot bind
 parameters in DDL ("Unexpected prepared parameter"), so view text holds only identifiers built
 from validated names; every value (days, window length) is bound.
+
+Every session on the file (this module's and Great Expectations' engine, `gx_dialect`) may read
+only the warehouse (`readable_directories`): a view planted in the file by whoever can write
+it cannot `read_blob` the home's secrets into a validation result or a Data Docs page.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import duckdb
+
+from hitl_gate.core.database import restrict_to_directories
 
 DATABASE_NAME = "expectations.duckdb"
 _SCHEMA = """
@@ -46,6 +53,25 @@ def connect_config(warehouse: Path) -> dict[str, str | bool | int | float | list
     return {"file_search_path": str(warehouse)}
 
 
+def engine_kwargs(warehouse: Path) -> dict[str, Any]:
+    """SQLAlchemy engine arguments for Great Expectations' connections to the file (through
+    `gx_dialect`, which applies `allowed_directories`)."""
+    return {
+        "connect_args": {
+            "config": connect_config(warehouse),
+            "allowed_directories": readable_directories(warehouse),
+        }
+    }
+
+
+def readable_directories(warehouse: Path) -> list[str]:
+    """What a session on the file may read: the warehouse, by its absolute path and by the
+    relative `<domain>/` prefixes the views use (DuckDB checks the path as written)."""
+    root = warehouse.resolve()
+    domains = sorted(d.name for d in root.iterdir() if d.is_dir()) if root.is_dir() else []
+    return [f"{root}/", *(f"{name}/" for name in domains)]
+
+
 def _identifier(*parts: str) -> str:
     """A view name from domain and stage names, refused unless it is a plain identifier."""
     name = "__".join(parts)
@@ -58,6 +84,7 @@ def _identifier(*parts: str) -> str:
 def _connect(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = duckdb.connect(str(database_path(warehouse)), config=connect_config(warehouse))
     try:
+        restrict_to_directories(con, readable_directories(warehouse))
         con.execute(_SCHEMA)
         yield con
     finally:

@@ -6,6 +6,10 @@ rows after handing its connection back, and SQLAlchemy rolls the connection's tr
 on the way: every metric then came back empty ("list index out of range" in GE). With begin,
 commit and rollback as no-ops each statement runs in DuckDB's own autocommit mode, which is
 what a read-only validation wants, and the result survives until it is fetched.
+
+The dialect also restricts each connection's file access to the directories given as the
+connect argument `allowed_directories` (`expectation_batches.readable_directories`), so GE's
+queries can read the warehouse's Parquet and nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 import duckdb_engine
 from sqlalchemy.dialects import registry
 
+from hitl_gate.core.database import restrict_to_directories
+
 URL_SCHEME = "duckdb+autocommit"
 
 
@@ -22,6 +28,15 @@ class AutocommitDuckDBDialect(duckdb_engine.Dialect):
     """`duckdb_engine` without SQLAlchemy-driven transactions (see the module docstring)."""
 
     supports_statement_cache = False  # as duckdb_engine declares; SQLAlchemy asks each subclass
+
+    def connect(self, *cargs: Any, **cparams: Any) -> Any:
+        """`duckdb_engine`'s connection, its file access restricted before GE uses it."""
+        allowed = cparams.pop("allowed_directories", None)
+        if allowed is None:
+            raise ValueError("a hitl-gate DuckDB engine needs connect_args allowed_directories")
+        connection = super().connect(*cargs, **cparams)
+        restrict_to_directories(connection, allowed)
+        return connection
 
     def do_begin(self, dbapi_connection: Any) -> None:
         """No explicit transaction: DuckDB commits each statement by itself."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.quality.expectation_batches import connect_config, database_path, prepare_stage
+from hitl_gate.quality.expectation_batches import database_path, engine_kwargs, prepare_stage
 from hitl_gate.quality.expectations import (
     TRAILING,
     Expectation,
@@ -301,7 +301,7 @@ def run_suite(
             context,
             f"{domain}_warehouse",
             f"{register()}:///{database_path(where.warehouse)}",
-            {"connect_args": {"config": connect_config(where.warehouse)}},
+            engine_kwargs(where.warehouse),
         )
         run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
         outcomes, identifiers = [], []
