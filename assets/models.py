@@ -118,23 +118,24 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
         io_manager: ResourceParam[PolarsParquetIOManager],
     ) -> Output:
+        from models.alias_audit import UnreviewedAliasMove, require_reviewed_aliases
         from models.champion_scoring import (
             DayScoring,
-            Scorers,
             StaleFeatureService,
             check_feature_services,
-            load_challenger,
+            load_scorers,
             record_scoring,
         )
-        from models.scoring import load_champion
 
-        champion = load_champion(model.name, model_registry.path)
+        scorers = load_scorers(model.name, model_registry.path)
+        champion = scorers.champion
         used = case_features.select(pl.col("feature_service").unique()).collect()
         try:
+            with audit_db.connect() as con:
+                require_reviewed_aliases(con, model.name, scorers.resolved())
             check_feature_services(used["feature_service"].to_list(), domain, champion)
-        except StaleFeatureService as exc:
+        except (UnreviewedAliasMove, StaleFeatureService) as exc:
             raise Failure(description=str(exc)) from exc
-        scorers = Scorers(champion, load_challenger(model.name, model_registry.path))
         scoring = DayScoring(scorers, domain, context.run.run_id, scored_at=datetime.now(UTC))
         # Scored in slices of `slice_rows` cases (scoring is per case); see assets.slices.
         ranges = slice_ranges(row_count(case_features), io_manager.slice_rows)

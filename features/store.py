@@ -73,7 +73,9 @@ def open_feature_store(domain: DomainConfig, feast_dir: Path) -> FeatureStore:
     """Open (creating if needed) the domain's store under `feast_dir` and apply its objects.
 
     The source is a glob over the partition directory, so new partition files never require
-    a new apply; apply happens only when the declaration changed.
+    a new apply; apply happens only when the declaration changed. The domain is registered
+    in the store's repository (`write_feature_store_yaml`), so `feast -c <feast_dir> plan`
+    works at once and shows every domain sharing the registry.
     """
     from feast import FeatureStore, RepoConfig
 
@@ -83,6 +85,7 @@ def open_feature_store(domain: DomainConfig, feast_dir: Path) -> FeatureStore:
     source_dir = feature_source_dir(domain, root)
     for folder in source_dirs(domain, root):
         folder.mkdir(parents=True, exist_ok=True)
+    write_feature_store_yaml(domain, root)
     config = RepoConfig(repo_path=root, **feature_store_config(domain, root))
     store = FeatureStore(repo_path=str(root), config=config)
     objects = feature_objects(domain, source_dir)

@@ -31,6 +31,13 @@ class Scorers:
     champion: ChampionModel
     challenger: ChampionModel | None = None
 
+    def resolved(self) -> dict[str, str | None]:
+        """The version each alias resolved to for this run (None: the alias is unset)."""
+        from models.registry import CHALLENGER, CHAMPION
+
+        challenger = self.challenger.version if self.challenger else None
+        return {CHAMPION: self.champion.version, CHALLENGER: challenger}
+
 
 def load_challenger(model_name: str, mlflow_dir: Path) -> ChampionModel | None:
     """The model behind the `challenger` alias, or None while the alias is not set."""
@@ -40,6 +47,17 @@ def load_challenger(model_name: str, mlflow_dir: Path) -> ChampionModel | None:
     if not alias_is_set(model_name, mlflow_dir, CHALLENGER):
         return None
     return load_champion(model_name, mlflow_dir, alias=CHALLENGER)
+
+
+def load_scorers(model_name: str, mlflow_dir: Path) -> Scorers:
+    """The champion and (when its alias is set) the challenger, each resolved once.
+
+    Check the result with `models.alias_audit.require_reviewed_aliases` before scoring: the
+    registry alone cannot tell a reviewed promotion from a click in the MLflow UI.
+    """
+    from models.scoring import load_champion
+
+    return Scorers(load_champion(model_name, mlflow_dir), load_challenger(model_name, mlflow_dir))
 
 
 def check_feature_services(

@@ -450,3 +450,65 @@ def test_gradient_boosted_challenger_is_shadow_only(
         assert 0.3 < stats["rank_correlation"] <= 1.0
     finally:
         signed_promote(keys, "alice", model_cfg.name, None, alias="challenger", **kw)
+
+
+@pytest.mark.slow  # signs with ssh-keygen
+def test_an_alias_moved_outside_promote_is_refused_at_scoring(
+    registry: Registry, model_cfg: ModelConfig, tmp_path: Path
+) -> None:
+    """An insider moves `champion` (then sets `challenger`) with MLflow's own client, as the
+    MLflow UI does on the same tracking store: scoring refuses until the record agrees."""
+    from datetime import UTC, datetime
+
+    from mlflow import MlflowClient
+
+    from hitl_gate.core.database import audit_connection
+    from models.alias_audit import UnreviewedAliasMove, require_reviewed_aliases
+    from models.champion_scoring import load_scorers
+    from models.registry import record_promotion
+    from models.training_run import first_champion_promotion
+
+    audit_db = tmp_path / "audit.duckdb"
+    record_promotion(audit_db, first_champion_promotion(registry.first, datetime.now(UTC)))
+    keys = keyring(tmp_path)
+    staff_model_owners(audit_db, keys)
+    uri = tracking_uri(registry.mlflow_dir)
+    insider = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name, first, second = model_cfg.name, registry.first.version, registry.second.version
+
+    def score_step() -> None:
+        """What `risk_scores` does before scoring: resolve once, compare with the record."""
+        scorers = load_scorers(name, registry.mlflow_dir)
+        with audit_connection(audit_db) as con:
+            require_reviewed_aliases(con, name, scorers.resolved())
+
+    score_step()  # as recorded: the automatic first champion
+    insider.set_registered_model_alias(name, "champion", second)
+    try:
+        with pytest.raises(
+            UnreviewedAliasMove,
+            match=rf"@champion resolves to v{second} in "
+            rf"MLflow, but .* by auto:first-training .* set it to v{first}",
+        ):
+            score_step()
+    finally:
+        insider.set_registered_model_alias(name, "champion", first)
+    score_step()  # put back where the record says: scoring goes on
+
+    insider.set_registered_model_alias(name, "challenger", second)
+    try:
+        with pytest.raises(UnreviewedAliasMove, match="@challenger .* no promotion of it"):
+            score_step()
+    finally:
+        insider.delete_registered_model_alias(name, "challenger")
+
+    kw = {"mlflow_dir": registry.mlflow_dir, "audit_db": audit_db}
+    signed_promote(keys, "alice", name, second, alias="champion", reason="reviewed", **kw)
+    try:
+        score_step()  # the audited path moves the alias and the record together
+        insider.set_registered_model_alias(name, "champion", first)  # an unreviewed rollback
+        with pytest.raises(UnreviewedAliasMove, match=rf"by alice .* set it to v{second}"):
+            score_step()
+    finally:
+        signed_promote(keys, "bob", name, first, alias="champion", **kw)
+    score_step()
