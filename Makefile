@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint ui lock validate clean dagster-home bench
+.PHONY: install demo test test-fast lint ui reports lock validate clean dagster-home bench
 
 install: $(STAMP)
 
@@ -43,15 +43,26 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# The home the CLI uses: HITL_HOME (environment or `make ui HITL_HOME=...`), else .hitl/. Its
+# Dagster instance is `<home>/dagster` (hitl_gate/core/home.py), the one `hitl` runs land in.
+HITL_STATE := $(if $(HITL_HOME),$(abspath $(HITL_HOME)),$(CURDIR)/.hitl)
+HITL_ENV   := DAGSTER_HOME=$(HITL_STATE)/dagster $(if $(HITL_HOME),HITL_HOME=$(HITL_STATE))
+REPORTS_PORT ?= 8765
+
 # The Dagster home the CLI and the UI share, telemetry off (the deployment is offline).
 dagster-home:
-	@mkdir -p .hitl/dagster && test -f .hitl/dagster/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > .hitl/dagster/dagster.yaml
+	@mkdir -p $(HITL_STATE)/dagster && test -f $(HITL_STATE)/dagster/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(HITL_STATE)/dagster/dagster.yaml
 
 ui: install dagster-home
-	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster dev -w workspace.yaml
+	$(HITL_ENV) $(BIN)/dagster dev -w workspace.yaml
+
+# The operations reports over http, so Dagster metadata can link to them: run `hitl` with
+# HITL_REPORTS_URL=http://127.0.0.1:$(REPORTS_PORT) (docs/observability.md).
+reports:
+	$(BIN)/python -m http.server $(REPORTS_PORT) --bind 127.0.0.1 --directory $(HITL_STATE)/reports
 
 validate: install dagster-home
-	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster definitions validate -w workspace.yaml
+	$(HITL_ENV) $(BIN)/dagster definitions validate -w workspace.yaml
 
 # The daily pipeline vs a hand-written baseline at 100k and 1M cases; appends to BENCHMARKS.md.
 BENCH_ROWS ?= 100000 1000000

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Mapping
 
 import polars as pl
-from dagster import AssetIn, AssetKey
+from dagster import AssetIn, AssetKey, MetadataValue
 
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.slices import select_present
@@ -32,11 +33,37 @@ def collect_columns(frame: pl.LazyFrame, names: Iterable[str]) -> pl.DataFrame:
     return select_present(frame, names).collect()
 
 
+# Significant digits a number keeps in metadata: enough to compare, few enough to read.
+SIGNIFICANT_DIGITS = 4
+
+
+def readable_number(value: float) -> float | int:
+    """`value` rounded to `SIGNIFICANT_DIGITS` significant digits (whole numbers as int).
+
+    A rate computed as 0.12345678901234567 shows as 0.1235; 1234567.8 as 1234568; NaN and
+    infinities are left as they are.
+    """
+    if not math.isfinite(value):
+        return value
+    if value == int(value) and abs(value) < 1e15:
+        return int(value)
+    digits = SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value)))
+    rounded = round(value, max(digits, 0))
+    return int(rounded) if digits <= 0 else rounded
+
+
+def rounded(metadata: Mapping[str, object]) -> dict[str, object]:
+    """Metadata with every plain float rounded (`readable_number`); other values unchanged."""
+    return {k: readable_number(v) if isinstance(v, float) else v for k, v in metadata.items()}
+
+
 def _cell(value: object) -> str:
-    """A table cell: control and invisible characters escaped (a file name with a newline
-    would break the table or fake a row), `|` escaped for Markdown."""
+    """A table cell: numbers rounded, control and invisible characters escaped (a file name
+    with a newline would break the table or fake a row), `|` escaped for Markdown."""
     if value is None:
         return ""
+    if isinstance(value, float):
+        value = readable_number(value)
     return escaped(str(value), backslashes=False).replace("|", "\\|")
 
 
@@ -50,3 +77,8 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
     rows = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in shown.rows()]
     more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
     return "\n".join([header, rule, *rows, *more])
+
+
+def markdown_metadata(frame: pl.DataFrame, max_rows: int = 10) -> MetadataValue:
+    """`markdown_table` as Markdown metadata, which the Dagster UI renders as a table."""
+    return MetadataValue.md(markdown_table(frame, max_rows))

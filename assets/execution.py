@@ -8,7 +8,7 @@ from dagster import (
     Output,
 )
 
-from assets.common import collect_columns, markdown_table, stage_key, upstream
+from assets.common import collect_columns, markdown_metadata, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.execution.accounting import account_days
@@ -73,7 +73,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "adverse_action_notices": done.notices.height,
                 "reversal_requests": done.reversals.height,
                 "refused_unsealed": len(done.refused),
-                "outcomes": markdown_table(counts),
+                "outcomes": markdown_metadata(counts),
                 "outbox": MetadataValue.path(str(outbox_dir)),
             },
         )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import polars as pl
 from dagster import AssetExecutionContext, AssetsDefinition, Output, ResourceParam
 
-from assets.common import collect_columns, markdown_table, stage_key, upstream
+from assets.common import collect_columns, markdown_metadata, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from assets.slices import output_sink
 from hitl_gate.core.domain import DomainConfig
@@ -86,7 +86,7 @@ def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "rows": sink.rows,
                 "slices": len(ranges),
                 "feature_service": service,
-                "null_counts": markdown_table(missing.frame()),
+                "null_counts": markdown_metadata(missing.frame()),
             },
         )
 

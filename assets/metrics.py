@@ -27,7 +27,7 @@ from dagster import (
 )
 from pydantic import Field
 
-from assets.common import markdown_table, stage_key
+from assets.common import markdown_metadata, readable_number, stage_key
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds
@@ -41,12 +41,14 @@ from hitl_gate.observability.daily import (
     model_run_folders,
     read_metric_inputs,
     read_model_features,
+    read_period_metrics,
     record_stage_times,
     runs_without_stage_times,
     store_metrics,
     write_run_report,
 )
 from hitl_gate.observability.fairness_period import read_protected_values
+from hitl_gate.observability.report import PERIOD_REPORT
 from hitl_gate.observability.traces import TraceFile
 from models.outcomes import outcome_flags, read_outcomes
 from pipelines.resources import (
@@ -147,20 +149,41 @@ def stage_materializations(
 
 
 def check_result(finding: Finding) -> AssetCheckResult:
-    """A Dagster check result that says what was compared and the numbers."""
+    """A Dagster check result that says what was compared and the numbers.
+
+    Dagster's checks pass or fail; a check that had nothing to judge is recorded as not failing
+    (these checks never block), its description and `result` saying "not judged" and why, so
+    the UI never shows it as a judgement that was made.
+    """
+    prefix = "" if finding.judged else "Not judged: "
     return AssetCheckResult(
         check_name=finding.check,
         passed=finding.passed,
         severity=AssetCheckSeverity.ERROR
         if finding.severity == "ERROR"
         else AssetCheckSeverity.WARN,
-        description=finding.summary,
+        description=prefix + finding.summary,
         metadata={
-            "summary": MetadataValue.md(finding.summary),
-            "details": MetadataValue.md(markdown_table(finding.details, max_rows=15)),
+            "result": finding.state,
+            "judged": finding.judged,
+            "summary": MetadataValue.md(prefix + finding.summary),
+            "details": markdown_metadata(finding.details, max_rows=15),
             "rows_flagged": 0 if finding.passed else finding.details.height,
         },
     )
+
+
+def model_version_links(
+    observability: ObservabilityOutputs, model_runs: pl.DataFrame
+) -> dict[str, MetadataValue]:
+    """A link to the MLflow UI page of each model version that decided the days (when the
+    deployment names its MLflow UI, `HITL_MLFLOW_UI_URL`)."""
+    links = {}
+    for run in model_runs.iter_rows(named=True):
+        url = observability.model_version_url(run["model_name"], run["model_version"])
+        if url is not None:
+            links[f"mlflow_{run['model_name']}_v{run['model_version']}"] = MetadataValue.url(url)
+    return links
 
 
 def _metadata_tables(metrics: pl.DataFrame) -> dict[str, MetadataValue]:
@@ -172,7 +195,7 @@ def _metadata_tables(metrics: pl.DataFrame) -> dict[str, MetadataValue]:
         )
         pivot = part.group_by("key", "metric").agg(agg).sort("key", "metric")
         wide = pivot.pivot(on="metric", index="key", values="value") if pivot.height else pivot
-        return MetadataValue.md(markdown_table(wide, max_rows=20))
+        return markdown_metadata(wide, max_rows=20)
 
     total = pl.col("value").sum()
     worst = pl.col("value").max().round(1)
@@ -196,6 +219,7 @@ def _evaluation_metadata(evaluation: MetricsEvaluation) -> dict[str, object]:
         "cases": evaluation.cases,
         "metric_rows": evaluation.metrics.height,
         "checks_failed": evaluation.checks_failed,
+        "checks_not_judged": evaluation.checks_not_judged,
         "checks": MetadataValue.md(
             "\n".join(f"- {f.describe()}" for f in evaluation.findings) or "_none_"
         ),
@@ -209,7 +233,7 @@ def _trace_metadata(folder: Path, traces: list[TraceFile]) -> dict[str, object]:
         "traces": MetadataValue.path(str(folder)),
         "trace_files": len(traces),
         "traced_cases": sum(f.traces for f in traces),
-        "trace_sample_ratio_min": min(f.sample_ratio for f in traces),
+        "trace_sample_ratio_min": readable_number(min(f.sample_ratio for f in traces)),
     }
 
 
@@ -272,6 +296,7 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     model_registry.path, inputs.model_runs
                 ).items()
             },
+            **model_version_links(observability, inputs.model_runs),
         }
         if config.write_traces:
             metadata.update(_trace_metadata(traces_dir, traces))
@@ -281,11 +306,22 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "traces (OTLP JSON lines)": str(traces_dir),
                 "model runs (MLflow)": describe_model_runs(inputs.model_runs),
             }
+            with audit_db.connect() as con:
+                period = read_period_metrics(con, domain.name, max(days))
             report = write_run_report(
-                observability.reports_dir(domain.name), domain.name, run_id, evaluation, links
+                observability.reports_dir(domain.name),
+                domain,
+                run_id,
+                evaluation,
+                links,
+                thresholds=settings.thresholds,
+                period_metrics=period,
             )
             metadata["report"] = MetadataValue.path(str(report))
-            metadata["report_url"] = MetadataValue.url(report.as_uri())
+            metadata["report_period"] = MetadataValue.path(str(report.with_name(PERIOD_REPORT)))
+            served = observability.report_url(domain.name, report)
+            if served is not None:
+                metadata["report_url"] = MetadataValue.url(served)
         yield Output(evaluation.metrics, metadata=metadata)
         for finding in evaluation.findings:
             yield check_result(finding)

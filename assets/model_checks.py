@@ -8,7 +8,7 @@ declaration (`model.monitoring`).
 import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
-from assets.common import markdown_table, stage_key
+from assets.common import markdown_metadata, stage_key
 from hitl_gate.core.domain import DomainConfig
 from models.monitoring import input_completeness, score_drift_by_version
 from pipelines.resources import AuditDatabase
@@ -35,7 +35,7 @@ def build_model_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
                 "rows": result.rows,
                 "cases_without_features": result.cases_without_features,
                 "features_over_limit": result.features_over_limit,
-                "missing_share": markdown_table(
+                "missing_share": markdown_metadata(
                     pl.DataFrame(
                         {
                             "feature": list(result.missing_share),
@@ -63,7 +63,7 @@ def build_model_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
             metadata={
                 "psi": drift.worst_psi,
                 "checked": bool(drift.checked),
-                "by_model_version": markdown_table(drift.table()),
+                "by_model_version": markdown_metadata(drift.table()),
             },
         )
 

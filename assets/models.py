@@ -16,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from assets.common import markdown_table, stage_key, upstream
+from assets.common import markdown_metadata, markdown_table, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from assets.slices import output_sink
 from hitl_gate.core.domain import DomainConfig
@@ -156,7 +156,7 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "mlflow_run_id": champion.run_id,
                 "mean_pd": scoring.mean_pd,
                 "mean_pd_calibrated": scoring.mean_pd_calibrated,
-                "risk_bands": markdown_table(scoring.band_counts()),
+                "risk_bands": markdown_metadata(scoring.band_counts()),
                 **scoring.challenger_summary(),
             },
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from dagster import (
@@ -20,8 +20,16 @@ from hitl_gate.core.settings import HitlSettings
 
 
 def daily_partitions(domain: DomainConfig) -> DailyPartitionsDefinition:
-    """Daily partitions from the domain's first landing day onwards."""
-    return DailyPartitionsDefinition(start_date=domain.start_date.isoformat())
+    """One partition per day of the domain's declared data window (`data_window` in its yaml).
+
+    Dagster's `end_date` is exclusive, hence the day after the window's last day; an open
+    window (a live domain) runs up to today.
+    """
+    window = domain.data_window
+    end = window.end + timedelta(days=1) if window.end is not None else None
+    return DailyPartitionsDefinition(
+        start_date=window.start.isoformat(), end_date=end.isoformat() if end else None
+    )
 
 
 def partition_days(context: AssetExecutionContext | AssetCheckExecutionContext) -> list[date]:

@@ -3,7 +3,7 @@
 import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, AssetCheckSeverity, asset_check
 
-from assets.common import markdown_table, stage_key
+from assets.common import markdown_metadata, stage_key
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.routing.invariants import capacity_overflow
 
@@ -35,7 +35,7 @@ def build_policy_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
                 "deferred": overflow.deferred,
                 "days_over_capacity": overflow.days_over_capacity,
                 "days_overflow_above_one_day_capacity": severe,
-                "per_queue": markdown_table(overflow.per_queue, max_rows=20),
+                "per_queue": markdown_metadata(overflow.per_queue, max_rows=20),
             },
         )
 

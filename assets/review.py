@@ -11,7 +11,7 @@ from dagster import (
     Output,
 )
 
-from assets.common import markdown_table, stage_key, upstream
+from assets.common import markdown_metadata, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import AuditDatabase, ReviewWorkspace
@@ -121,7 +121,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     )
                     or "_none_"
                 ),
-                "files": markdown_table(intake.files()),
+                "files": markdown_metadata(intake.files()),
             },
         )
 

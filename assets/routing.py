@@ -13,7 +13,7 @@ from dagster import (
     ResourceParam,
 )
 
-from assets.common import markdown_table, stage_key, upstream
+from assets.common import markdown_metadata, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.routing.day import RoutedDays, route_days
@@ -45,7 +45,7 @@ def _shadow_metadata(shadow: ShadowRun | None) -> dict[str, object]:
         "shadow_policy_digest": shadow.policy.digest,
         "shadow_agreement": shadow.comparison.agreement,
         "shadow_newly_auto_approved": shadow.comparison.newly_auto_approved,
-        "shadow_transitions": markdown_table(shadow.comparison.transitions),
+        "shadow_transitions": markdown_metadata(shadow.comparison.transitions),
     }
 
 
@@ -65,7 +65,7 @@ def _routing_output(routed: RoutedDays) -> Output:
             "policy_digest": routed.policy.digest,
             "policy_origin": routed.origin,
             "automation_halted": routed.halt.halted,
-            "route_mix": markdown_table(mix),
+            "route_mix": markdown_metadata(mix),
             **{f"route_{r}": int(n) for r, n in mix.iter_rows()},
             "qa_sampled": int(decided["qa_sample"].sum()),
             "review_deferred": int(own["review_deferred"].sum()),
@@ -73,7 +73,7 @@ def _routing_output(routed: RoutedDays) -> Output:
             "backlog_from_earlier_days": routed.backlog.height,
             "review_backlog_end": _backlog_end(capacity),
             "expected_backlog_days": float(capacity["backlog_days"].max() or 0),
-            "review_capacity": markdown_table(capacity, max_rows=20),
+            "review_capacity": markdown_metadata(capacity, max_rows=20),
             **extra,
         },
     )

@@ -1,6 +1,6 @@
 """Peak memory per pipeline step: the daily job on a prepared home, RSS sampled in a thread.
 
-`python -m bench.memory --home H --day 2018-04-02 [--limit-gb 14] [--profile out]`
+`python -m bench.memory --home H --day 2018-03-18 [--limit-gb 14] [--profile out]`
 
 `getrusage` gives one peak for a whole run; to know which step to fix, this samples the
 process's resident set (from /proc) every 0.1 s while the real daily job runs in this process,

@@ -14,7 +14,13 @@ from __future__ import annotations
 import os
 import warnings
 
-from dagster import BetaWarning, Definitions
+from dagster import (
+    AssetsDefinition,
+    BetaWarning,
+    Definitions,
+    map_asset_specs,
+    with_source_code_references,
+)
 
 from assets.factory import build_domain_assets, build_domain_checks
 from assets.partitions import backfill_policy_for
@@ -29,6 +35,15 @@ from pipelines.sensors import (
     build_review_sweep_sensor,
     build_verdict_sensor,
 )
+
+
+def described(domain: DomainConfig, assets: list[AssetsDefinition]) -> list[AssetsDefinition]:
+    """The domain's assets with what the Dagster UI shows beside them: their owner (the
+    domain's data owner, `features.owner`) and a reference to the code that builds them."""
+    owned = map_asset_specs(
+        lambda spec: spec.replace_attributes(owners=[domain.features.owner]), assets
+    )
+    return [a for a in with_source_code_references(owned) if isinstance(a, AssetsDefinition)]
 
 
 def build_definitions(
@@ -46,10 +61,13 @@ def build_definitions(
             # Single-run backfills (`backfill_policy`) are beta in Dagster 1.13; we rely on them
             # knowingly, so a range of days runs as one step per asset.
             warnings.simplefilter("ignore", BetaWarning)
-            assets += [
-                a.with_attributes(backfill_policy=backfill_policy) if a.partitions_def else a
-                for a in build_domain_assets(domain)
-            ]
+            assets += described(
+                domain,
+                [
+                    a.with_attributes(backfill_policy=backfill_policy) if a.partitions_def else a
+                    for a in build_domain_assets(domain)
+                ],
+            )
         checks += build_domain_checks(domain)
         domain_jobs = build_jobs(domain)
         jobs += domain_jobs

@@ -14,6 +14,9 @@ A step that processes its day in slices (`slice_rows` cases at a time, see `asse
 returns `StagedPartitions` instead of a frame: the day's file written slice by slice under a
 temporary name (`PartitionWriter`), renamed into place here. Readers see the same one file
 per day either way.
+
+Every stored frame reports its row count (`dagster/row_count`) and its columns with their types
+(`dagster/column_schema`), so the Dagster UI shows each stage's table and size.
 """
 
 from __future__ import annotations
@@ -22,7 +25,13 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-from dagster import ConfigurableIOManager, InputContext, OutputContext
+from dagster import (
+    ConfigurableIOManager,
+    InputContext,
+    OutputContext,
+    TableColumn,
+    TableSchema,
+)
 
 from hitl_gate.core.day_files import (
     PartitionWriter,
@@ -63,9 +72,15 @@ class PolarsParquetIOManager(ConfigurableIOManager):
             return
         if isinstance(obj, StagedPartitions):
             obj.commit()
+            written = [f.target for f in obj.files.values() if f.target.exists()]
+            if written:
+                schema = pl.read_parquet_schema(written[0])
+                context.add_output_metadata(table_metadata(schema, obj.rows))
             return
         folder = self._asset_dir(context)
         folder.mkdir(parents=True, exist_ok=True)
+        if isinstance(obj, pl.DataFrame):
+            context.add_output_metadata(table_metadata(obj.schema, obj.height))
         if not context.has_asset_partitions:
             atomic_write(obj, folder / "all.parquet", self.compression)
             return
@@ -93,6 +108,12 @@ class PolarsParquetIOManager(ConfigurableIOManager):
                 "materialise it first"
             )
         return present
+
+
+def table_metadata(schema: pl.Schema | dict[str, pl.DataType], rows: int) -> dict[str, object]:
+    """Dagster's table metadata for a stored frame: row count and column names with types."""
+    columns = [TableColumn(name, str(dtype)) for name, dtype in schema.items()]
+    return {"dagster/row_count": rows, "dagster/column_schema": TableSchema(columns=columns)}
 
 
 def wants_lazy(context: InputContext) -> bool:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import duckdb
 from dagster import ConfigurableResource, EnvVar
@@ -247,12 +248,27 @@ class ReviewWorkspace(ConfigurableResource):
 
 
 class ObservabilityOutputs(ConfigurableResource):
-    """Where operations reports (HTML) and per-case traces (OTLP JSON lines) are written."""
+    """Where operations reports (HTML) and per-case traces (OTLP JSON lines) are written, and
+    the URLs people open them at (`HITL_REPORTS_URL`, `HITL_MLFLOW_UI_URL`; None: not served)."""
 
     root: str
+    reports_url: str | None = None
+    mlflow_ui_url: str | None = None
 
     def reports_dir(self, domain: str) -> Path:
         return Path(self.root) / "reports" / domain
+
+    def report_url(self, domain: str, report: Path) -> str | None:
+        """Where the served reports folder shows `report` (None when reports are not served)."""
+        if self.reports_url is None:
+            return None
+        return f"{self.reports_url}/{quote(domain)}/{quote(report.name)}"
+
+    def model_version_url(self, model_name: str, version: int | str) -> str | None:
+        """The MLflow UI page of a registered model version (None when no UI is configured)."""
+        if self.mlflow_ui_url is None:
+            return None
+        return f"{self.mlflow_ui_url}/#/models/{quote(model_name)}/versions/{quote(str(version))}"
 
     def traces_dir(self, domain: str) -> Path:
         return Path(self.root) / "traces" / domain
@@ -306,7 +322,11 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             secrets_dir=str(paths.secrets_dir),
             signing_key_hex=_injected(settings.review_key_in_env, REVIEW_KEY_ENV),
         ),
-        "observability": ObservabilityOutputs(root=str(paths.home)),
+        "observability": ObservabilityOutputs(
+            root=str(paths.home),
+            reports_url=settings.reports_url,
+            mlflow_ui_url=settings.mlflow_ui_url,
+        ),
     }
 
 

@@ -4,12 +4,13 @@ The CLI and the demo use this instead of `dagster job execute`, which would star
 step and pay Feast's and MLflow's import cost each time (docs/scaling.md: 52 s vs 7 s). Runs land in
 the same instance the Dagster UI reads (`<home>/dagster`), so they show up there.
 
-Runs go through `dagster.execute_job` with a reconstructable job, not `execute_in_process`:
+Runs execute a reconstructable job (as `dagster.execute_job` does), not `execute_in_process`:
 the latter keeps every step's output in memory until the run ends (for `output_for_node`),
 which at a million cases a day held every stage's frame at once. Here each output is only in
 the IO manager's Parquet files once its step is done, and the job is rebuilt from the same
 settings (passed to the reconstruction, never through `os.environ`), so the definitions'
-executor (in process by default) decides how steps run.
+executor (in process by default) decides how steps run. Each run is created with the code
+location's origin (`hitl_gate/app/origin.py`), so the Dagster UI lists it under its job.
 """
 
 from __future__ import annotations
@@ -26,9 +27,13 @@ from dagster import (
     JobDefinition,
     JobExecutionResult,
     build_reconstructable_job,
-    execute_job,
 )
 
+# `execute_job` creates its run without a remote origin; its two halves are used instead
+# (`create_run_for_job` is public on the instance, `execute_run` lives in this module).
+from dagster._core.execution.api import execute_run
+
+from hitl_gate.app.origin import job_origin
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
 
@@ -99,9 +104,10 @@ def run_job(
     backfill policy, so each stage processes the whole range in one step. The job is rebuilt
     from `settings` by name so that no step output stays in memory after its step.
     """
-    load_definitions(settings).resolve_job_def(job_name)  # fail here, naming the job
+    declared = load_definitions(settings).resolve_job_def(job_name)  # fail here, naming the job
     run_tags = dict(tags or {})
     if start is not None:
+        require_partitions(declared, job_name, start, end or start)
         run_tags[ASSET_PARTITION_RANGE_START_TAG] = start.isoformat()
         run_tags[ASSET_PARTITION_RANGE_END_TAG] = (end or start).isoformat()
     job = build_reconstructable_job(
@@ -109,14 +115,36 @@ def run_job(
         job_for_settings.__name__,
         reconstructable_kwargs={"job_name": job_name, "settings_environ": settings.to_environ()},
     )
+    job_def = job.get_definition()
     with open_instance(settings.paths) as instance:
-        return execute_job(
-            job,
-            instance,
+        run = instance.create_run_for_job(
+            job_def=job_def,
             run_config={**QUIET_CONSOLE, **(run_config or {})},
-            tags=run_tags,
-            raise_on_error=False,
-            asset_selection=only,
+            tags={**job_def.run_tags, **run_tags},
+            asset_selection=frozenset(only) if only else None,
+            job_code_origin=job.get_python_origin(),
+            remote_job_origin=job_origin(job_name),
+        )
+        return execute_run(job, run, instance, raise_on_error=False)
+
+
+def require_partitions(job: JobDefinition, job_name: str, start: date, end: date) -> None:
+    """Stop with one line when `start..end` is reversed or leaves the domain's data window.
+
+    Dagster would otherwise fail inside the run on a partition key it does not know.
+    """
+    if end < start:
+        raise SystemExit(f"{job_name}: the range {start}..{end} is reversed (--from after --to)")
+    partitions = job.partitions_def
+    if partitions is None:
+        return
+    keys = partitions.get_partition_keys()
+    outside = [d for d in (start, end) if d.isoformat() not in keys]
+    if outside:
+        window = f"{keys[0]}..{keys[-1]}" if keys else "no days yet"
+        raise SystemExit(
+            f"{job_name}: {outside[0]} is outside the domain's data window ({window}; "
+            "data_window in its domain.yaml)"
         )
 
 

@@ -538,7 +538,8 @@ def build_declarations(
         "event_time": event_time,
         "landing_subdir": f"{name}/cases",
         "outcomes_subdir": f"{name}/outcomes",
-        "start_date": start.isoformat(),
+        # Open-ended: a scaffolded domain goes live; a historical sample adds its last day as `end`.
+        "data_window": {"start": start.isoformat()},
         "contract": {"version": 1, "columns": columns},
         "features": {
             "project": "hitl_gate",

@@ -304,6 +304,28 @@ class SampleConfig(_Strict):
     outcomes_file: str = "outcomes.csv"
 
 
+class DataWindow(_Strict):
+    """The days a domain has cases for: its daily partitions run from `start` through `end`.
+
+    A historical sample declares both (the days its data covers), so the Dagster UI counts and
+    offers exactly those days ("Materialize all" asks for the real days, not every day since
+    `start`). A live domain leaves `end` out: its partitions run up to today.
+    """
+
+    start: date
+    end: date | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DataWindow:
+        if self.end is not None and self.end < self.start:
+            raise ValueError(f"data_window.end {self.end} is before data_window.start {self.start}")
+        return self
+
+    def contains(self, day: date) -> bool:
+        """Whether `day` is inside the window (any day from `start` on when `end` is open)."""
+        return self.start <= day and (self.end is None or day <= self.end)
+
+
 def _check_id_pattern(pattern: str) -> str:
     """A case id pattern both regex engines (Python `re`, Polars' Rust `regex`) accept.
 
@@ -355,7 +377,7 @@ class DomainConfig(_Strict):
     event_time: str
     landing_subdir: str
     outcomes_subdir: str
-    start_date: date
+    data_window: DataWindow
     contract: ContractConfig
     features: FeatureConfig
     model: ModelConfig

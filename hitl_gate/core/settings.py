@@ -47,6 +47,11 @@ SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_TOKEN_LABEL = "hitl-audit"
 DEFAULT_KEY_LABEL = "hitl-checkpoint"
 SETTLE_ENV = "HITL_LANDING_SETTLE_SECONDS"
+# Where people open what the pipeline writes, as URLs the Dagster UI can link to (a browser
+# does not follow `file://` links from a web page): the MLflow UI, and a web server that serves
+# `<home>/reports/` (`make reports`). Unset: the metadata gives the paths only.
+MLFLOW_UI_ENV = "HITL_MLFLOW_UI_URL"
+REPORTS_URL_ENV = "HITL_REPORTS_URL"
 # A landing file modified less than this long ago is looked at again after it (ingest/listing.py).
 DEFAULT_SETTLE_SECONDS = 2.0
 GUNZIP_CAP_ENV = "HITL_LANDING_MAX_GUNZIP_BYTES"
@@ -140,6 +145,8 @@ class HitlSettings:
     `landing_settle_seconds` is how long a landing file's size and mtime must stay unchanged
     before it is taken (0: taken as found), unless its domain declares a marker file;
     `landing_max_gunzip_bytes` is the most bytes a gzip landing file may expand to (ingest).
+    `mlflow_ui_url` and `reports_url` are the http(s) base URLs of the MLflow UI and of the
+    served reports folder, which Dagster metadata links to (None: paths only).
     """
 
     paths: HitlPaths
@@ -154,6 +161,8 @@ class HitlSettings:
     audit_keys: AuditKeySettings = field(default_factory=AuditKeySettings)
     landing_settle_seconds: float = DEFAULT_SETTLE_SECONDS
     landing_max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES
+    mlflow_ui_url: str | None = None
+    reports_url: str | None = None
 
     @classmethod
     def from_environ(
@@ -195,6 +204,8 @@ class HitlSettings:
             landing_settle_seconds=_seconds(SETTLE_ENV, value(SETTLE_ENV), DEFAULT_SETTLE_SECONDS),
             landing_max_gunzip_bytes=_whole_number(GUNZIP_CAP_ENV, value(GUNZIP_CAP_ENV))
             or DEFAULT_MAX_GUNZIP_BYTES,
+            mlflow_ui_url=_base_url(MLFLOW_UI_ENV, value(MLFLOW_UI_ENV)),
+            reports_url=_base_url(REPORTS_URL_ENV, value(REPORTS_URL_ENV)),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -217,7 +228,18 @@ class HitlSettings:
             **self.audit_keys.to_environ(),
             SETTLE_ENV: repr(self.landing_settle_seconds),
             GUNZIP_CAP_ENV: str(self.landing_max_gunzip_bytes),
+            MLFLOW_UI_ENV: self.mlflow_ui_url or "",
+            REPORTS_URL_ENV: self.reports_url or "",
         }
+
+
+def _base_url(name: str, text: str) -> str | None:
+    """An http(s) base URL without its trailing slash, or None when unset."""
+    if not text:
+        return None
+    if not text.startswith(("http://", "https://")) or len(text.split("//", 1)[1]) == 0:
+        raise SettingsError(f"{name}={text!r}: expected an http:// or https:// URL")
+    return text.rstrip("/")
 
 
 def _path_or_none(text: str) -> Path | None:

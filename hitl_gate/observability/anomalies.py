@@ -42,29 +42,46 @@ class Thresholds:
     sla_error_rate: float = 0.10  # share of exported cases past due
 
 
+NOT_JUDGED = "not judged"
+
+
 @dataclass(frozen=True)
 class Finding:
-    """The outcome of one detector: pass or fail, severity, explanation, per-item numbers."""
+    """The outcome of one detector: pass or fail, severity, explanation, per-item numbers.
+
+    `judged` is False when the detector had nothing to compare (no day with enough history, no
+    reviewer with enough verdicts, no exported case): it then neither passed nor failed, and
+    says so (`state`), rather than reading as a green "passed" that claims something was seen.
+    """
 
     check: str
     passed: bool
     severity: str  # WARN or ERROR: what a failure means
     summary: str
     details: pl.DataFrame
+    judged: bool = True
+
+    @property
+    def state(self) -> str:
+        """`passed`, `not judged` or `FAILED (<severity>)`, as people read it."""
+        if not self.passed:
+            return f"FAILED ({self.severity})"
+        return "passed" if self.judged else NOT_JUDGED
 
     def describe(self) -> str:
-        state = "passed" if self.passed else f"FAILED ({self.severity})"
-        return f"{self.check}: {state}. {self.summary}"
+        return f"{self.check}: {self.state}. {self.summary}"
 
 
-def _finding(check: str, flagged: pl.DataFrame, summary: str, details: pl.DataFrame) -> Finding:
+def _finding(
+    check: str, flagged: pl.DataFrame, summary: str, details: pl.DataFrame, *, judged: bool
+) -> Finding:
     failed = flagged.height > 0
     severity = (
         ERROR
         if failed and "severity" in flagged.columns and (flagged["severity"] == ERROR).any()
         else WARN
     )
-    return Finding(check, not failed, severity, summary, details)
+    return Finding(check, not failed, severity, summary, details, judged=judged or failed)
 
 
 def _baseline_window(day: date, t: Thresholds) -> tuple[date, date]:
@@ -140,7 +157,8 @@ def proportion_shift(
         )
     else:
         summary = _quiet_summary(column, judged, len(days), details, min_shift, t)
-    return _finding(check, flagged, summary, flagged if flagged.height else details)
+    details = flagged if flagged.height else details
+    return _finding(check, flagged, summary, details, judged=judged > 0)
 
 
 _SHIFT_SCHEMA = {
@@ -250,7 +268,8 @@ def distribution_drift(
         )
     else:
         summary = f"No day had {t.min_baseline_days}+ days of history: none judged."
-    return _finding(check, flagged, summary, flagged if flagged.height else details)
+    details = flagged if flagged.height else details
+    return _finding(check, flagged, summary, details, judged=judged > 0)
 
 
 _PSI_SCHEMA = {
@@ -300,7 +319,8 @@ def volume_drop(daily: pl.DataFrame, days: Sequence[date], t: Thresholds) -> Fin
         )
     else:
         summary = f"No day had {t.min_baseline_days}+ days of history: none judged."
-    return _finding("volume_drop", flagged, summary, flagged if flagged.height else details)
+    details_shown = flagged if flagged.height else details
+    return _finding("volume_drop", flagged, summary, details_shown, judged=details.height > 0)
 
 
 def automation_bias(reviewed: pl.DataFrame, t: Thresholds) -> Finding:
@@ -319,7 +339,8 @@ def automation_bias(reviewed: pl.DataFrame, t: Thresholds) -> Finding:
     )
     fast = pl.col("median_seconds_per_case") < t.bias_min_seconds_per_case
     agreeing = pl.col("override_rate") <= t.bias_max_override_rate
-    flagged = stats.filter((pl.col("verdicts") >= t.bias_min_cases) & (fast | agreeing))
+    enough = stats.filter(pl.col("verdicts") >= t.bias_min_cases)
+    flagged = enough.filter(fast | agreeing)
     flagged = flagged.with_columns(
         pl.concat_str(
             pl.when(fast).then(pl.lit("near-zero review time ")).otherwise(pl.lit("")),
@@ -340,13 +361,19 @@ def automation_bias(reviewed: pl.DataFrame, t: Thresholds) -> Finding:
             f"{t.bias_min_seconds_per_case:g} s per case, override rate above "
             f"{t.bias_max_override_rate:.0%}, judged from {t.bias_min_cases} verdicts."
         )
-    else:
+    elif enough.height:
         summary = (
-            f"{stats.height} reviewers; none with {t.bias_min_cases}+ verdicts under "
-            f"{t.bias_min_seconds_per_case:g} s per case or override rate "
+            f"{stats.height} reviewers, {enough.height} with {t.bias_min_cases}+ verdicts; none "
+            f"under {t.bias_min_seconds_per_case:g} s per case or with override rate "
             f"<= {t.bias_max_override_rate:.0%}."
         )
-    return _finding("automation_bias", flagged, summary, flagged if flagged.height else stats)
+    else:
+        summary = (
+            f"{stats.height} reviewers in the run, none with the {t.bias_min_cases} verdicts "
+            "needed to judge their pace: nothing judged."
+        )
+    details = flagged if flagged.height else stats
+    return _finding("automation_bias", flagged, summary, details, judged=enough.height > 0)
 
 
 def sla_breaches(exported: pl.DataFrame, as_of: datetime, t: Thresholds) -> Finding:
@@ -379,8 +406,10 @@ def sla_breaches(exported: pl.DataFrame, as_of: datetime, t: Thresholds) -> Find
         f"{breached} of {frame.height} exported cases ({rate:.1%}) breached their review SLA "
         f"as of {as_of:%Y-%m-%d %H:%M} UTC ({int(per_queue['open_past_due'].sum() or 0)} still "
         f"open past due); error at {t.sla_error_rate:.0%}."
+        if frame.height
+        else "No case of the run was exported for review: no SLA to judge."
     )
-    return _finding("sla_breaches", flagged, summary, per_queue)
+    return _finding("sla_breaches", flagged, summary, per_queue, judged=frame.height > 0)
 
 
 def detect_all(

@@ -27,9 +27,11 @@ from hitl_gate.observability.metrics import (
     default_decline_bands,
     with_review_facts,
 )
-from hitl_gate.observability.report import render_report, write_report
+from hitl_gate.observability.report import PERIOD, RUN, render_report, write_report
 from hitl_gate.observability.traces import TraceFile, write_traces
 
+# The period view of the operations report: the stored days up to a run's last day.
+PERIOD_DAYS = 90
 # Per-case traces kept per day before sampling starts: about 35 MB of OTLP JSON (docs/scaling.md).
 TRACE_MAX_CASES_PER_DAY = 10_000
 # The `case_stage_times` columns metrics and checks read (run ids and digests stay in DuckDB).
@@ -95,6 +97,10 @@ class MetricsEvaluation:
     @property
     def checks_failed(self) -> int:
         return sum(not f.passed for f in self.findings)
+
+    @property
+    def checks_not_judged(self) -> int:
+        return sum(f.passed and not f.judged for f in self.findings)
 
 
 @dataclass(frozen=True)
@@ -279,21 +285,49 @@ def model_run_folders(mlflow_dir: Path, model_runs: pl.DataFrame) -> dict[str, P
     }
 
 
+def read_period_metrics(
+    con: duckdb.DuckDBPyConnection, domain: str, last_day: date, days: int = PERIOD_DAYS
+) -> pl.DataFrame:
+    """The stored `decision_metrics` of `domain` over the `days` days ending on `last_day`."""
+    return query_frame(
+        con,
+        "SELECT partition_date, metric, dimension, key, value FROM decision_metrics "
+        "WHERE domain = ? AND partition_date BETWEEN ? AND ? "
+        "ORDER BY partition_date, metric, dimension, key",
+        [domain, last_day - timedelta(days=days - 1), last_day],
+    )
+
+
 def write_run_report(
     folder: Path,
-    domain: str,
+    domain: DomainConfig,
     run_id: str,
     evaluation: MetricsEvaluation,
     links: dict[str, str],
+    *,
+    thresholds: Thresholds,
+    period_metrics: pl.DataFrame | None = None,
 ) -> Path:
-    """Render the run's HTML operations report into `folder` (and `latest.html`)."""
-    document = render_report(
-        domain=domain,
-        run_id=run_id,
-        days=evaluation.days,
-        as_of=evaluation.as_of,
-        metrics=evaluation.metrics,
-        findings=evaluation.findings,
-        links=links,
-    )
-    return write_report(folder, run_id, document)
+    """Render the run's HTML report into `folder` (and `latest.html`), and the period view
+    (`period.html`) from `period_metrics` (`read_period_metrics`) when given."""
+
+    def render(days: list[date], metrics: pl.DataFrame, view: str) -> str:
+        return render_report(
+            domain=domain.name,
+            run_id=run_id,
+            days=days,
+            as_of=evaluation.as_of,
+            metrics=metrics,
+            findings=evaluation.findings,
+            links=links,
+            view=view,
+            thresholds=thresholds,
+            fairness=domain.fairness,
+        )
+
+    document = render(evaluation.days, evaluation.metrics, RUN)
+    period = None
+    if period_metrics is not None and period_metrics.height:
+        period_days = sorted(set(period_metrics["partition_date"].to_list()))
+        period = render(period_days, period_metrics, PERIOD)
+    return write_report(folder, run_id, document, period)

@@ -317,6 +317,7 @@ def fairness_findings(table: pl.DataFrame, limits: FairnessLimits) -> FairnessFi
             WARN,
             "No protected attribute declared or no decided case: nothing measured.",
             details,
+            judged=False,
         )
     elif flagged.height == 0:
         worst = candidates.sort("air", nulls_last=True).head(1)
@@ -364,5 +365,6 @@ def fairness_findings(table: pl.DataFrame, limits: FairnessLimits) -> FairnessFi
             f"{limits.warn_smd} SD (largest |SMD| {largest:.2f})."
         ),
         gaps,
+        judged=gaps.height > 0 or (candidates["stage"] == "model_band").any(),
     )
     return FairnessFindings(impact, score_gap)

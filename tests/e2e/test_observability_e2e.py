@@ -1,5 +1,8 @@
 """Observability on the session demo home: metrics table, stage events, traces, report, checks,
-and the Dagster UI and the HTML report rendered in a real headless Chromium."""
+and the Dagster UI and the HTML reports rendered in a real headless Chromium (the system one).
+
+The demo home's runs were launched by `hitl demo` (the CLI's runner), so the UI test also shows
+that CLI runs carry the code location's origin: they are listed on their job's page."""
 
 from __future__ import annotations
 
@@ -82,9 +85,12 @@ def test_checks_are_evaluated_and_report_is_self_contained(demo_home: HitlPaths)
         event = instance.get_latest_materialization_event(key)
         assert event is not None
         metadata = event.asset_materialization.metadata
-        assert {"volumes_by_route", "report", "checks", "review_batches", "data_docs"} <= set(
-            metadata
-        )
+        assert {
+            "volumes_by_route", "report", "report_period", "checks", "review_batches", "data_docs",
+            "dagster/row_count", "dagster/column_schema",
+        } <= set(metadata)  # fmt: skip
+        assert "report_url" not in metadata  # no `file://` link: reports are not served here
+        assert metadata["volumes_by_route"].value.startswith("| key |")  # Markdown, rendered
         assert "automation_bias" in metadata["checks"].value
         runs = [k for k in metadata if k.startswith("mlflow_run_consumer_credit_pd_v")]
         assert runs and all(Path(metadata[k].value).is_dir() for k in runs)
@@ -102,7 +108,9 @@ def _free_port() -> int:
 
 @pytest.fixture
 def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`dagster dev` on the demo home, on a free port; stopped (its process group) afterwards."""
+    """`dagster-webserver` on the demo home, on a free port; stopped (its process group) after.
+
+    The webserver alone (no daemon, unlike `dagster dev`): the tests only read."""
     if not Path(CHROMIUM).exists():
         pytest.skip("system Chromium missing: apt-get install -y chromium (.ci/run does this)")
     port = _free_port()
@@ -113,10 +121,10 @@ def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -
         "HITL_LANDING_DIR": str(demo_home.landing),
         "HITL_REVIEW_DIR": str(demo_home.review),
     }
-    log = (tmp_path_factory.mktemp("dagster_dev") / "dagster_dev.log").open("w")
-    dagster = Path(sys.executable).with_name("dagster")
+    log = (tmp_path_factory.mktemp("dagster_webserver") / "dagster_webserver.log").open("w")
+    webserver = Path(sys.executable).with_name("dagster-webserver")
     proc = subprocess.Popen(
-        [str(dagster), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        [str(webserver), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=PROJECT_ROOT,
         env=env,
         stdout=log,
@@ -132,10 +140,10 @@ def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -
                     break
             except OSError:
                 if proc.poll() is not None:
-                    pytest.fail(f"dagster dev exited; see {log.name}")
+                    pytest.fail(f"dagster-webserver exited; see {log.name}")
                 time.sleep(0.5)
         else:
-            pytest.fail(f"dagster dev did not answer in 60 s; see {log.name}")
+            pytest.fail(f"dagster-webserver did not answer in 60 s; see {log.name}")
         yield url
     finally:
         os.killpg(proc.pid, 15)
@@ -183,10 +191,56 @@ def test_dagster_ui_shows_graph_checks_and_latest_materialization(
 
     page.goto(f"{dagster_ui}/assets/{DOMAIN}/decision_metrics")
     page.get_by_text("volumes_by_route").first.wait_for()
-    page.get_by_text("report_url").first.wait_for()
+    page.get_by_text("report_period").first.wait_for()
     page.screenshot(path=str(tmp_path / "latest_materialization.png"), full_page=True)
     page.close()
     assert (tmp_path / "latest_materialization.png").stat().st_size > 10_000
+
+
+def test_a_cli_launched_run_is_listed_on_its_job_page(
+    demo_home: HitlPaths, dagster_ui: str, browser, tmp_path: Path
+) -> None:
+    from dagster import DagsterInstance, RunsFilter
+
+    from hitl_gate.app.origin import repository_origin
+
+    job = f"{DOMAIN}_daily"
+    with DagsterInstance.from_config(str(demo_home.dagster_home)) as instance:
+        runs = instance.get_runs(RunsFilter(job_name=job))
+    assert runs, "the demo launched no daily run"
+    assert all(r.remote_job_origin is not None for r in runs)  # every CLI run has its origin
+    location = repository_origin().code_location_origin.location_name
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(30_000)
+    page.goto(f"{dagster_ui}/locations/{location}/jobs/{job}/runs")
+    page.get_by_text(runs[0].run_id[:8]).first.wait_for()  # the newest run, by its short id
+    page.screenshot(path=str(tmp_path / "job_runs.png"), full_page=True)
+    assert page.get_by_text("No runs found").count() == 0
+    page.close()
+
+
+PLOTTED = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .filter(el => (el.data || []).some(t => (t.x || []).length > 0)).length"""
+
+
+@pytest.mark.parametrize("name", ["latest.html", "period.html"])
+def test_report_views_draw_charts_with_data_and_explain_empty_ones(
+    demo_home: HitlPaths, browser, tmp_path: Path, name: str
+) -> None:
+    report = demo_home.home / "reports" / DOMAIN / name
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page.goto(report.as_uri())
+    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+    plotted = page.evaluate(PLOTTED)
+    drawn = page.locator(".js-plotly-plot").count()
+    explained = page.locator(".chart.empty p").all_inner_texts()
+    thresholds = page.locator(".js-plotly-plot .shapelayer path").count()
+    page.screenshot(path=str(tmp_path / name.replace(".html", ".png")), full_page=True)
+    page.close()
+    assert plotted == drawn >= 4  # every drawn chart has data; none is a blank pair of axes
+    assert all(text.strip() for text in explained)
+    assert drawn + len(explained) == 9  # every chart either drawn or explained in words
+    assert thresholds >= 1  # threshold lines on the charts they judge
 
 
 def test_html_report_renders_charts_offline(demo_home: HitlPaths, browser, tmp_path: Path) -> None:

@@ -208,7 +208,9 @@ def test_links_and_report_name_the_deciding_model(tmp_path: Path, domain: Domain
     folders = model_run_folders(tmp_path / "mlflow", inputs.model_runs)
     assert list(folders) == ["mlflow_run_credit_scorecard_v1"]
     assert folders["mlflow_run_credit_scorecard_v1"].parts[-2:] == ("mlflow-run-1", "artifacts")
-    report = write_run_report(tmp_path / "reports", domain.name, "run-9", evaluation, {"a": "b"})
+    report = write_run_report(
+        tmp_path / "reports", domain, "run-9", evaluation, {"a": "b"}, thresholds=Thresholds()
+    )
     assert report.name == "run-9.html"
     assert report.read_text() == (report.parent / "latest.html").read_text()
     assert "Operations report: consumer_credit" in report.read_text()

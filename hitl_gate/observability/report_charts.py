@@ -1,0 +1,268 @@
+"""The charts of the operations report: one Plotly figure per question, or words saying why not.
+
+Each chart answers one operational question over the report's days. A chart with no data is
+kept, as a sentence saying what is missing and why (a blank pair of axes reads as a broken
+page); the thresholds the checks use are drawn on the charts they apply to; a date axis over
+one day shows that day, not hours of an empty timeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+import polars as pl
+
+from hitl_gate.core.lawful import FairnessLimits
+from hitl_gate.observability.anomalies import Finding, Thresholds
+
+DAY_MS = 86_400_000  # a day in the milliseconds a Plotly date axis counts in
+STAGE_ORDER = {"model_band": 0, "policy_route": 1, "human_verdict": 2, "final_action": 3}
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A titled chart: a Plotly figure, or (`figure` None) the reason it has nothing to show."""
+
+    title: str
+    figure: Any | None
+    empty_reason: str = ""
+
+
+def _series(metrics: pl.DataFrame, metric: str, dimension: str) -> pl.DataFrame:
+    return metrics.filter((pl.col("metric") == metric) & (pl.col("dimension") == dimension))
+
+
+def _summed(metrics: pl.DataFrame, metric: str, dimension: str) -> pl.DataFrame:
+    """A count metric summed over the report's days, per key."""
+    return (
+        _series(metrics, metric, dimension).group_by("key").agg(pl.col("value").sum()).sort("key")
+    )
+
+
+def date_axis(days: Sequence[date]) -> dict[str, object]:
+    """A date axis spanning `days` with half a day either side, ticked per day when short.
+
+    Plotly stretches a single date over hours of an empty axis (the one-day report showed
+    "12:00, 18:00" ticks around one bar); a fixed range and daily ticks avoid that.
+    """
+    if not days:
+        return {"type": "date"}
+    first, last = min(days), max(days)
+    axis: dict[str, object] = {
+        "type": "date",
+        "tickformat": "%Y-%m-%d",
+        "range": [
+            datetime.combine(first, time()) - timedelta(hours=12),
+            datetime.combine(last, time()) + timedelta(hours=12),
+        ],
+    }
+    if (last - first).days <= 14:
+        axis["dtick"] = DAY_MS
+    return axis
+
+
+class _Charts:
+    """Collects the report's charts in order, laying each figure out the same way."""
+
+    def __init__(self) -> None:
+        self.charts: list[Chart] = []
+
+    def add(
+        self,
+        title: str,
+        traces: list,
+        empty_reason: str,
+        *,
+        lines: Sequence[tuple[str, float, str]] = (),
+        vertical: bool = False,
+        **layout: object,
+    ) -> None:
+        """A chart of `traces` with threshold `lines` (axis, value, label), or its reason."""
+        import plotly.graph_objects as go
+
+        if not any(len(getattr(t, "x", None) or ()) for t in traces):
+            self.charts.append(Chart(title, None, empty_reason))
+            return
+        fig = go.Figure(traces)
+        fig.update_layout(height=340, margin={"l": 50, "r": 20, "t": 30, "b": 40}, **layout)
+        for label, value, colour in lines:
+            draw = fig.add_vline if vertical else fig.add_hline
+            position = "top right" if vertical else "top left"
+            draw(value, line_dash="dash", line_color=colour, annotation_text=label,
+                 annotation_position=position)  # fmt: skip
+        self.charts.append(Chart(title, fig))
+
+
+def build_charts(
+    metrics: pl.DataFrame,
+    findings: Sequence[Finding],
+    days: Sequence[date],
+    thresholds: Thresholds,
+    fairness: FairnessLimits,
+) -> list[Chart]:
+    """Every chart of the report over `days`, in reading order."""
+    import plotly.graph_objects as go
+
+    out = _Charts()
+    x_axis = date_axis(days)
+    routes = _series(metrics, "cases", "route").sort("partition_date")
+    out.add(
+        "Cases per day by route",
+        [
+            go.Bar(name=key, x=part["partition_date"].to_list(), y=part["value"].to_list())
+            for (key,), part in routes.group_by("key", maintain_order=True)
+        ],
+        "No case was decided on these days.",
+        barmode="stack",
+        xaxis=x_axis,
+    )
+    rates = pl.concat(
+        [_series(metrics, "rate", "route"), _series(metrics, "rate", "final_action")]
+    ).sort("partition_date")
+    out.add(
+        "Route shares and final approval rate per day",
+        [
+            go.Scatter(
+                name=f"{dim}: {key}",
+                x=part["partition_date"].to_list(),
+                y=part["value"].to_list(),
+                mode="lines+markers",
+            )
+            for (dim, key), part in rates.group_by("dimension", "key", maintain_order=True)
+        ],  # fmt: skip
+        "No case was decided on these days, so there are no shares.",
+        yaxis={"tickformat": ".0%"},
+        xaxis=x_axis,
+    )
+    _latency_charts(out, metrics)
+    _review_charts(out, metrics, thresholds)
+    _drift_chart(out, findings, thresholds)
+    _fairness_chart(out, metrics, fairness)
+    return out.charts
+
+
+def _latency_charts(out: _Charts, metrics: pl.DataFrame) -> None:
+    import plotly.graph_objects as go
+
+    latency = (
+        metrics.filter(pl.col("metric").str.starts_with("stage_latency_"))
+        .group_by("metric", "key")
+        .agg(pl.col("value").median())
+    )
+    out.add(
+        "Stage latency (median over days of the daily p50 / p95, seconds)",
+        [
+            go.Bar(
+                name=m.removeprefix("stage_latency_").removesuffix("_s"),
+                x=part["key"].to_list(),
+                y=part["value"].to_list(),
+            )
+            for m in ("stage_latency_p50_s", "stage_latency_p95_s")
+            if (part := latency.filter(pl.col("metric") == m).sort("key")).height
+        ],  # fmt: skip
+        "No stage times recorded for these days (the runs' event logs held none).",
+        barmode="group",
+    )
+    ttd = (
+        metrics.filter(pl.col("metric").str.starts_with("time_to_decision_"))
+        .group_by("metric", "key")
+        .agg(pl.col("value").max())
+    )
+    out.add(
+        "Time to decision, ingestion to execution (worst day, seconds)",
+        [
+            go.Bar(name=key, x=part["metric"].to_list(), y=part["value"].to_list())
+            for (key,), part in ttd.sort("metric").group_by("key", maintain_order=True)
+        ],
+        "No case was executed on these days: nothing has a time to decision yet.",
+        barmode="group",
+    )
+
+
+def _review_charts(out: _Charts, metrics: pl.DataFrame, t: Thresholds) -> None:
+    import plotly.graph_objects as go
+
+    reviewed = _summed(metrics, "reviewed", "reviewer")
+    overrides = _summed(metrics, "overrides", "reviewer")
+    joined = reviewed.join(overrides, on="key", how="left", suffix="_o").with_columns(
+        (pl.col("value_o").fill_null(0) / pl.col("value")).alias("rate")
+    )
+    out.add(
+        "Override rate per reviewer (verdict differs from the band's proposed action)",
+        [go.Bar(x=joined["key"].to_list(), y=joined["rate"].to_list(),
+                text=[f"{int(n)} verdicts" for n in joined["value"]])],
+        "No verdict was returned for these days: no reviewer to chart.",
+        lines=[(f"automation-bias floor {t.bias_max_override_rate:.0%}",
+                t.bias_max_override_rate, "#b36b00")],
+        yaxis={"tickformat": ".0%"},
+    )  # fmt: skip
+    queues = pl.concat(
+        [_series(metrics, m, "queue") for m in ("queue_depth", "sla_breaches")]
+    ).filter(pl.col("partition_date") == pl.col("partition_date").max())
+    out.add(
+        "Review queues on the last day: open cases and SLA breaches",
+        [
+            go.Bar(name=m, x=part["key"].to_list(), y=part["value"].to_list())
+            for (m,), part in queues.sort("key").group_by("metric", maintain_order=True)
+        ],
+        "No review queue had a case on the last day.",
+        barmode="group",
+    )
+
+
+def _drift_chart(out: _Charts, findings: Sequence[Finding], t: Thresholds) -> None:
+    import plotly.graph_objects as go
+
+    drift = next((f for f in findings if f.check == "feature_drift_psi"), None)
+    worst = pl.DataFrame(schema={"feature": pl.String, "excess": pl.Float64})
+    if drift is not None and {"psi", "noise_floor"} <= set(drift.details.columns):
+        worst = (
+            drift.details.group_by("feature")
+            .agg((pl.col("psi") - pl.col("noise_floor")).max().alias("excess"))
+            .sort("excess")
+        )
+    out.add(
+        "Feature drift: largest daily PSI above its noise floor, per feature",
+        [go.Bar(x=worst["excess"].to_list(), y=worst["feature"].to_list(), orientation="h")],
+        f"Not judged: no day had {t.min_baseline_days}+ earlier days within "
+        f"{t.baseline_days} days to compare with (a report's first days have no baseline).",
+        lines=[(f"warn {t.psi_warn:g}", t.psi_warn, "#b36b00"),
+               (f"error {t.psi_error:g}", t.psi_error, "#b00020")],
+        vertical=True,
+    )  # fmt: skip
+
+
+def _fairness_chart(out: _Charts, metrics: pl.DataFrame, limits: FairnessLimits) -> None:
+    """The daily AIR averaged over the days; the check itself judges the cases together."""
+    import plotly.graph_objects as go
+
+    air = (
+        metrics.filter(pl.col("metric") == "fairness_air")
+        .with_columns(pl.col("dimension").str.split_exact("@", 1).alias("parts"))
+        .unnest("parts")
+        .rename({"field_0": "attribute", "field_1": "stage"})
+        .group_by("attribute", "key", "stage")
+        .agg(pl.col("value").mean())
+    )
+    traces = []
+    for (attribute, key), part in air.sort("attribute", "key").group_by(
+        "attribute", "key", maintain_order=True
+    ):
+        ordered = part.sort(pl.col("stage").replace_strict(STAGE_ORDER, default=9))
+        traces.append(
+            go.Bar(name=f"{attribute}={key}", x=ordered["stage"].to_list(),
+                   y=ordered["value"].to_list())
+        )  # fmt: skip
+    lines = [(f"warn {limits.warn_ratio:g}", limits.warn_ratio, "#b36b00")]
+    if limits.block_ratio != limits.warn_ratio:
+        lines.append((f"block {limits.block_ratio:g}", limits.block_ratio, "#b00020"))
+    out.add(
+        "Adverse impact ratio per protected group and stage (1 = parity, < 0.8 four-fifths rule)",
+        traces,
+        "Nothing measured: the domain declares no protected attribute, or no case was decided.",
+        lines=lines,
+        barmode="group",
+    )
