@@ -43,8 +43,9 @@ from hitl_gate.core.settings import HitlSettings
 ASSET_PARTITION_RANGE_START_TAG = "dagster/asset_partition_range_start"
 ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 
-# Step-by-step DEBUG events go to the run log (Dagster UI); the terminal shows warnings only.
-QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Step events and warnings go to the run log (Dagster UI); the terminal shows nothing of the
+# run's own log (its failures carry stack traces): `raise_for_failure` says what failed, in a line.
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 DAGSTER_YAML = """\
 telemetry:
@@ -149,18 +150,30 @@ def require_partitions(job: JobDefinition, job_name: str, start: date, end: date
 
 
 def raise_for_failure(result: JobExecutionResult, what: str) -> None:
-    """Stop with each failing step and its error named when a run did not succeed."""
+    """Stop with one line naming the first failing step and its root cause.
+
+    The whole story (every step, stack traces) is in the run's log in the Dagster UI; the
+    terminal gets the cause a person acts on, e.g. "training needs materialised features".
+    """
     if result.success:
         return
-    failures = [
-        f"  {event.step_key}: {failure_message(event)}"
-        for event in result.all_events
-        if event.is_step_failure
-    ]
-    raise SystemExit(f"{what} failed:\n" + "\n".join(failures or ["  (see the Dagster run log)"]))
+    failures = [event for event in result.all_events if event.is_step_failure]
+    if not failures:
+        raise SystemExit(f"{what} failed (run {result.run_id}: see its log in the Dagster UI)")
+    first = failures[0]
+    more = f"; {len(failures) - 1} more step(s) failed" if len(failures) > 1 else ""
+    raise SystemExit(
+        f"{what} failed at {first.step_key}: {failure_message(first)}{more} "
+        f"(run {result.run_id}: its log in the Dagster UI has the details)"
+    )
 
 
 def failure_message(event: DagsterEvent) -> str:
-    """The error text of a step-failure event (Dagster types its data as a union of all kinds)."""
+    """The root cause of a step-failure event, on one line (Dagster wraps the user's error)."""
     error = event.step_failure_data.error
-    return error.message.strip() if error is not None else "(no error recorded)"
+    if error is None:
+        return "(no error recorded)"
+    while error.cause is not None:
+        error = error.cause
+    lines = [line.strip() for line in error.message.strip().splitlines() if line.strip()]
+    return "; ".join(lines) or error.cls_name or "(no message)"

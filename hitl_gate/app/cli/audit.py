@@ -7,6 +7,8 @@ from pathlib import Path
 
 from hitl_gate.app.cli.common import (
     audit_signer,
+    day,
+    day_range,
     load_selected_domain,
     resolve_paths,
     settings_from,
@@ -148,20 +150,19 @@ def _token_pin() -> str | None:
 
 def cmd_audit_export(args: argparse.Namespace) -> None:
     """Write a regulator bundle of the cases decided on `--from..--to` (partition days)."""
-    from datetime import date
     from pathlib import Path
 
     from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
     from hitl_gate.core.database import audit_connection
 
+    start, end = day_range(args.start, args.end, first="--from", last="--to")
     paths = resolve_paths(args)
     if not paths.audit_db.exists():
         raise SystemExit(f"no audit database at {paths.audit_db}")
     domain = None if args.domain in (None, "demo") else args.domain  # `demo`: every domain
-    try:
-        scope = BundleScope(date.fromisoformat(args.start), date.fromisoformat(args.end), domain)
-    except ValueError as exc:
-        raise SystemExit(f"--from/--to: {exc} (expected YYYY-MM-DD)") from exc
+    if domain is not None:
+        load_selected_domain(args, domain)  # an unknown domain is named, with the known ones
+    scope = BundleScope(start, end, domain)
     key = audit_signer(args)
     try:
         with audit_connection(paths.audit_db, read_only=True) as con:
@@ -180,6 +181,8 @@ def cmd_audit_verify_bundle(args: argparse.Namespace) -> None:
 
     from hitl_gate.audit.bundle_check import check_bundle
 
+    if not Path(args.bundle).is_dir():
+        raise SystemExit(f"no bundle folder at {args.bundle}")
     report = check_bundle(Path(args.bundle), args.public_key)
     print(report.summary())
     if not report.ok:
@@ -230,8 +233,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     export = audit.add_parser(
         "export", help="write a self-contained bundle of the cases decided in a date range"
     )
-    export.add_argument("--from", dest="start", required=True, help="first partition day")
-    export.add_argument("--to", dest="end", required=True, help="last partition day (inclusive)")
+    export.add_argument("--from", dest="start", required=True, type=day, help="first partition day")
+    export.add_argument(
+        "--to", dest="end", required=True, type=day, help="last partition day (inclusive)"
+    )
     export.add_argument("--out", required=True, help="new (or empty) folder for the bundle")
     export.set_defaults(func=cmd_audit_export)
     check = audit.add_parser("verify-bundle", help="check an exported bundle without the database")

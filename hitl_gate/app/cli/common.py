@@ -1,10 +1,12 @@
-"""What every `hitl` command shares: the settings (home, domains folders) and the domain."""
+"""What every `hitl` command shares: the parser, day arguments, the settings and the domain."""
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import TYPE_CHECKING
+import sys
+from datetime import date
+from typing import TYPE_CHECKING, NoReturn
 
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AUDIT_KEY_ENV, AUDIT_TOKEN_PIN_ENV, HitlSettings
@@ -14,6 +16,36 @@ if TYPE_CHECKING:
     from hitl_gate.core.domain import DomainConfig
 
 DEFAULT_DOMAIN = "consumer_credit"
+
+
+class HitlArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one line on stderr (exit 2), never the usage block.
+
+    argparse prints the whole usage before its error; for a mistake people read the reason,
+    so the line names the command, the reason and where the full usage is.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+        raise SystemExit(2)
+
+
+def day(text: str) -> date:
+    """A `YYYY-MM-DD` day argument; anything else is refused naming the form expected."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a day: expected YYYY-MM-DD, e.g. 2018-01-15"
+        ) from None
+
+
+def day_range(start: date, end: date | None, *, first: str, last: str) -> tuple[date, date]:
+    """`start..end` (one day without `end`), refused when the range runs backwards."""
+    end = end or start
+    if end < start:
+        raise SystemExit(f"{last} {end} is before {first} {start}: give the earlier day first")
+    return start, end
 
 
 def selected_domain(args: argparse.Namespace) -> str:
@@ -39,9 +71,23 @@ def resolve_paths(args: argparse.Namespace) -> HitlPaths:
 
 def load_selected_domain(args: argparse.Namespace, name: str | None = None) -> DomainConfig:
     """Domain `name` (default: `--domain`, else the default one), searching `--domains-dir` too."""
-    from hitl_gate.core.domain import load_domain
+    from hitl_gate.core.domain import DomainConfigError, load_domain
 
-    return load_domain(name or selected_domain(args), settings_from(args).domains_dirs)
+    wanted = name or selected_domain(args)
+    try:
+        return load_domain(wanted, settings_from(args).domains_dirs)
+    except DomainConfigError as exc:
+        known = domain_names(args)
+        if wanted not in known:
+            raise SystemExit(
+                f"unknown domain {wanted!r}; known domains: {', '.join(known) or 'none'}"
+            ) from exc
+        raise SystemExit(f"domain {wanted!r}: {one_line(str(exc))}") from exc
+
+
+def one_line(text: str) -> str:
+    """`text` on one line (an error shown to a person: its lines joined with `; `)."""
+    return "; ".join(line.strip() for line in text.strip().splitlines() if line.strip())
 
 
 def domain_names(args: argparse.Namespace) -> list[str]:

@@ -11,7 +11,7 @@ import argparse
 from datetime import date
 from pathlib import Path
 
-from hitl_gate.app.cli.common import settings_from
+from hitl_gate.app.cli.common import day, domain_names, settings_from
 from hitl_gate.core.domain import PROJECT_ROOT
 
 
@@ -36,7 +36,7 @@ def cmd_init(args: argparse.Namespace) -> None:
         event_time=args.event_time,
         outcomes=args.outcome or [],
         owner=args.owner,
-        start=date.fromisoformat(args.start),
+        start=args.start,
         days=args.days,
         review_share=args.review_share,
     )
@@ -62,6 +62,9 @@ def cmd_check(args: argparse.Namespace) -> None:
     """Validate a domain's declarations; exit 1 listing every problem."""
     from hitl_gate.app.domain_check import check_domain
 
+    known = domain_names(args)
+    if args.name not in known:
+        raise SystemExit(f"unknown domain {args.name!r}; known domains: {', '.join(known)}")
     problems = check_domain(args.name, settings_from(args).domains_dirs)
     if problems:
         print(f"{args.name}: {len(problems)} problem(s)")
@@ -96,7 +99,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--event-time", help="decision time column (default: detected)")
     init.add_argument("--owner", help="owning team's address")
     init.add_argument(
-        "--start", default="2024-01-01", help="without a time column: first day to spread over"
+        "--start",
+        default=date(2024, 1, 1),
+        type=day,
+        help="without a time column: first day to spread over",
     )
     init.add_argument("--days", type=int, default=90, help="without a time column: days to use")
     init.add_argument(

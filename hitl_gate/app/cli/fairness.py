@@ -9,14 +9,8 @@ impact check fails at its block threshold, so a scheduled report can page someon
 from __future__ import annotations
 
 import argparse
-from datetime import date
 
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a YYYY-MM-DD date") from exc
+from hitl_gate.app.cli.common import day
 
 
 def cmd_fairness_report(args: argparse.Namespace) -> None:
@@ -75,8 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="fairness_command", required=True
     )
     report = group.add_parser("report", help="adverse impact and score gaps over a period")
-    report.add_argument("--from", dest="start", type=_day, required=True, help="first day")
-    report.add_argument("--to", dest="end", type=_day, required=True, help="last day")
+    report.add_argument("--from", dest="start", type=day, required=True, help="first day")
+    report.add_argument("--to", dest="end", type=day, required=True, help="last day")
     report.add_argument(
         "--decline-band", action="append", help="band proposing decline (default: upper half)"
     )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hitl_gate.app.cli.common import (
+    day,
     load_selected_domain,
     resolve_paths,
     selected_domain,
@@ -96,7 +97,7 @@ def cmd_quarantine_list(args: argparse.Namespace) -> None:
     from hitl_gate.ingest.report import format_table
 
     paths = resolve_paths(args)
-    day = [date.fromisoformat(args.partition)] if args.partition else None
+    day = [args.partition] if args.partition else None
     with audit_connection(paths.audit_db, read_only=True) as con:
         frame = query_frame(
             con,
@@ -153,7 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="quarantine_command", required=True
     )
     listing = quarantine.add_parser("list", help="quarantined rows per day, file and check")
-    listing.add_argument("--partition", help="only this day, YYYY-MM-DD")
+    listing.add_argument("--partition", type=day, help="only this day, YYYY-MM-DD")
     listing.set_defaults(func=cmd_quarantine_list)
     show = quarantine.add_parser("show", help="quarantined rows of one file or one case")
     show.add_argument("key", help="file SHA-256 (or a prefix of 8+ characters) or a case id")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import date
+from datetime import date, timedelta
+from pathlib import Path
 
-from hitl_gate.app.cli.common import load_selected_domain, settings_from
+from hitl_gate.app.cli.common import day, day_range, load_selected_domain, settings_from
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -15,15 +16,26 @@ def cmd_run(args: argparse.Namespace) -> None:
     `--ingest-only` stops after the features: how a new domain loads its history before it
     has a model to score with (then `hitl train`, then full runs).
     """
+    start, end = day_range(args.partition, args.to, first="--partition", last="--to")
+    settings = settings_from(args)
+    domain = load_selected_domain(args)
+    check_days_in_window(domain.start_date, start, end)
+    folder = settings.paths.landing / domain.landing_subdir
+    empty = days_without_files(folder, start, end)
+    if len(empty) == (end - start).days + 1:
+        where = f"{folder / start.isoformat()}" + ("" if start == end else " ...")
+        raise SystemExit(
+            f"no files landed for {domain.name} on {start}"
+            + ("" if start == end else f"..{end}")
+            + f" (looked in {where}): nothing to run"
+        )
+    if empty:
+        print(f"{domain.name}: no files landed on {', '.join(map(str, empty))}")
     from assets.common import stage_key
     from hitl_gate.app.demo import INGEST_STAGES
     from hitl_gate.app.runner import raise_for_failure, run_job
     from pipelines.jobs import daily_job_name
 
-    settings = settings_from(args)
-    domain = load_selected_domain(args)
-    start = date.fromisoformat(args.partition)
-    end = date.fromisoformat(args.to) if args.to else start
     only = [stage_key(domain, s) for s in INGEST_STAGES] if args.ingest_only else None
     result = run_job(settings, daily_job_name(domain), start=start, end=end, only=only)
     raise_for_failure(result, f"{domain.name} {start}..{end}")
@@ -36,6 +48,31 @@ def cmd_run(args: argparse.Namespace) -> None:
         with audit_connection(settings.paths.audit_db, read_only=True) as con:
             for line in route_share_lines(con, domain.name, start, end):
                 print(f"  {line}")
+
+
+def check_days_in_window(first_day: date, start: date, end: date) -> None:
+    """Refuse days the domain's daily partitions do not have (before its start, or future)."""
+    today = date.today()
+    if start < first_day:
+        raise SystemExit(f"--partition {start} is before the domain's first day {first_day}")
+    if end > today:
+        raise SystemExit(f"{end} is in the future (today is {today})")
+
+
+def days_without_files(folder: Path, start: date, end: date) -> list[date]:
+    """The days of `start..end` whose landing folder `folder/<day>/` holds no file.
+
+    Checked before a run, so an empty day is said as such instead of surfacing as a failed
+    data-quality check deep in the run.
+    """
+    days = [start + timedelta(days=n) for n in range((end - start).days + 1)]
+    return [d for d in days if not _has_files(folder / d.isoformat())]
+
+
+def _has_files(folder: Path) -> bool:
+    if not folder.is_dir():
+        return False
+    return any(p.is_file() and not p.name.startswith(".") for p in folder.iterdir())
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -73,8 +110,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run the daily pipeline for a partition (or a range)")
-    run.add_argument("--partition", required=True, help="day, YYYY-MM-DD")
-    run.add_argument("--to", help="last day of a range, YYYY-MM-DD (one run)")
+    run.add_argument("--partition", required=True, type=day, help="day, YYYY-MM-DD")
+    run.add_argument("--to", type=day, help="last day of a range, YYYY-MM-DD (one run)")
     run.add_argument(
         "--ingest-only",
         action="store_true",

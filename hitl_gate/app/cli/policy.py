@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.app.cli.common import load_selected_domain, resolve_paths
+from hitl_gate.app.cli.common import day, day_range, load_selected_domain, resolve_paths
 from hitl_gate.app.cli.signing import add_signing_key, signed
 
 if TYPE_CHECKING:
@@ -34,16 +34,17 @@ def _domain(args: argparse.Namespace):  # noqa: ANN202 - DomainConfig, imported 
 def _days(args: argparse.Namespace) -> tuple[date, date]:
     """`--partition D`, `--from D --to D`, or (default) every stored day."""
     if args.partition:
-        day = date.fromisoformat(args.partition)
-        return day, day
-    start = date.fromisoformat(args.start) if args.start else date.min
-    end = date.fromisoformat(args.end) if args.end else date.max - timedelta(days=1)
-    return start, end
+        return args.partition, args.partition
+    start = args.start or date.min
+    end = args.end or date.max - timedelta(days=1)
+    return day_range(start, end, first="--from", last="--to")
 
 
 def _load_file(path: str):  # noqa: ANN202 - Policy
     from policies.model import PolicyError, load_policy
 
+    if not Path(path).is_file():
+        raise SystemExit(f"no such policy file: {path}")
     try:
         return load_policy(Path(path))
     except PolicyError as exc:
@@ -109,6 +110,8 @@ def cmd_test(args: argparse.Namespace) -> None:
     from policies.control import policy_files
 
     domain = _domain(args)
+    if args.file and not Path(args.file).is_file():
+        raise SystemExit(f"no such policy file: {args.file}")
     files = [Path(args.file)] if args.file else policy_files(domain)
     failures = [f for path in files for f in _test_failures(domain, path)]
     if failures:
@@ -500,18 +503,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     whatif = group.add_parser("whatif", help="replay a candidate policy on stored past cases")
     whatif.add_argument("file")
-    whatif.add_argument("--partition", help="one day, YYYY-MM-DD")
-    whatif.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
-    whatif.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")
+    whatif.add_argument("--partition", type=day, help="one day, YYYY-MM-DD")
+    whatif.add_argument("--from", dest="start", type=day, help="first day, YYYY-MM-DD")
+    whatif.add_argument("--to", dest="end", type=day, help="last day, YYYY-MM-DD")
     whatif.set_defaults(func=cmd_whatif)
 
     back_test = group.add_parser(
         "backtest", help="replay a candidate on recorded cases vs their recorded routes"
     )
     back_test.add_argument("file")
-    back_test.add_argument("--partition", help="one day, YYYY-MM-DD")
-    back_test.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
-    back_test.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")
+    back_test.add_argument("--partition", type=day, help="one day, YYYY-MM-DD")
+    back_test.add_argument("--from", dest="start", type=day, help="first day, YYYY-MM-DD")
+    back_test.add_argument("--to", dest="end", type=day, help="last day, YYYY-MM-DD")
     back_test.set_defaults(func=cmd_backtest)
 
     activate = group.add_parser("activate", help="put a policy version (or file) in force")
@@ -545,9 +548,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     shadow_clear.add_argument("--reason")
     shadow_clear.set_defaults(func=cmd_shadow_clear)
     shadow_report = shadow.add_parser("report", help="shadow routes vs live routes")
-    shadow_report.add_argument("--partition", help="one day, YYYY-MM-DD")
-    shadow_report.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
-    shadow_report.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")
+    shadow_report.add_argument("--partition", type=day, help="one day, YYYY-MM-DD")
+    shadow_report.add_argument("--from", dest="start", type=day, help="first day, YYYY-MM-DD")
+    shadow_report.add_argument("--to", dest="end", type=day, help="last day, YYYY-MM-DD")
     shadow_report.set_defaults(func=cmd_shadow_report)
 
     back = group.add_parser("rollback", help="return to the previous policy in force")
@@ -569,5 +572,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     status = group.add_parser("status", help="policy in force, kill switch, activation history")
     status.set_defaults(func=cmd_status)
 
-    qa = group.add_parser("qa", help="automation error rate from QA samples (Wilson 95% CI)")
+    qa = group.add_parser("qa", help="automation error rate from QA samples (Wilson 95%% CI)")
     qa.set_defaults(func=cmd_qa)

@@ -6,6 +6,7 @@ import argparse
 
 from hitl_gate.app.cli.common import (
     audit_signer,
+    day,
     domain_names,
     load_selected_domain,
     resolve_paths,
@@ -17,7 +18,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     """Apply each domain's retention as of `--as-of` (default today); refuse, removing nothing,
     when anything younger than the legal minimum would go."""
     import uuid
-    from datetime import UTC, date, datetime
+    from datetime import UTC, datetime
 
     from hitl_gate.audit.retention import RetentionRefused, apply_retention
     from hitl_gate.audit.store_rewrite import rewrite_stores
@@ -27,10 +28,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     if not paths.audit_db.exists():
         raise SystemExit(f"no audit database at {paths.audit_db}")
     today = datetime.now(UTC).date()
-    try:
-        as_of = date.fromisoformat(args.as_of) if args.as_of else today
-    except ValueError as exc:
-        raise SystemExit(f"--as-of: {exc} (expected YYYY-MM-DD)") from exc
+    as_of = args.as_of or today
     names = [args.domain] if args.domain and args.domain != "demo" else domain_names(args)
     key = None if args.dry_run else audit_signer(args)
     run_id = f"cli-retention-dry-{uuid.uuid4()}"
@@ -90,7 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="retention_command", required=True
     )
     apply = group.add_parser("apply", help="remove personal data past its retention period")
-    apply.add_argument("--as-of", help="the day retention is computed for (default: today)")
+    apply.add_argument(
+        "--as-of", type=day, help="the day retention is computed for (default: today)"
+    )
     apply.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     apply.add_argument("--signing-key", metavar="PATH", help=f"{KEY_HELP} (compliance role)")
     apply.set_defaults(func=cmd_retention_apply)

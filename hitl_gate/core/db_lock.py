@@ -1,0 +1,57 @@
+"""Who holds a DuckDB file: read out of DuckDB's lock error, so messages can name the holder.
+
+DuckDB allows one writing process per file (or any number of read-only ones); a process that
+cannot take the file gets an `IOException` whose text names the holder's program and PID
+("Conflicting lock is held in /usr/bin/python3 (PID 4242)"). People need that PID to find the
+session in the way (an auditor's client, a stuck run), so every lock failure is reported as
+one line naming it, and never as DuckDB's paragraph or a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+_USER = re.compile(r"\(PID \d+\) by user (?P<user>[^.\s]+)")
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """The process DuckDB says holds a file: program path, PID and user when it names one."""
+
+    program: str
+    pid: int
+    user: str | None = None
+
+    def describe(self) -> str:
+        who = f"{Path(self.program).name} (PID {self.pid}"
+        return who + (f", user {self.user})" if self.user else ")")
+
+
+def is_lock_error(error: BaseException) -> bool:
+    """Whether `error` is DuckDB refusing a file because another process holds it."""
+    text = str(error)
+    return "Could not set lock" in text or "Conflicting lock" in text
+
+
+def lock_holder(error: BaseException) -> LockHolder | None:
+    """The holder DuckDB names in a lock error, or None when it names none."""
+    text = str(error)
+    found = _HOLDER.search(text)
+    if found is None:
+        return None
+    user = _USER.search(text)
+    return LockHolder(found["program"], int(found["pid"]), user["user"] if user else None)
+
+
+def lock_message(path: Path, error: BaseException, waited_s: float | None = None) -> str:
+    """One line saying `path` is locked, by whom, how long we waited and what to do."""
+    holder = lock_holder(error)
+    by = f"held by {holder.describe()}" if holder else "held by another process"
+    waited = f" after waiting {waited_s:.0f} s" if waited_s else ""
+    return (
+        f"{path} is locked, {by}{waited}: close that session (auditors query the replica, "
+        f"`hitl audit sql`) and try again"
+    )
