@@ -8,12 +8,16 @@ holds `*:portal`, and each reviewer's credential is enrolled with their own sign
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import pyotp
-from starlette.testclient import TestClient
+
+with warnings.catch_warnings():  # Starlette prefers httpx2; httpx is the locked client
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from starlette.testclient import TestClient
 
 from hitl_gate.app.portal.app import build_app
 from hitl_gate.app.portal.credentials import (

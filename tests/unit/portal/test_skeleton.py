@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.portal_fixtures import csrf_of, make_world
+
+pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 
 def test_sign_in_queue_case_and_verdict(tmp_path: Path) -> None:
