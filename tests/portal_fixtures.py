@@ -16,7 +16,7 @@ from pathlib import Path
 import pyotp
 
 with warnings.catch_warnings():  # Starlette prefers httpx2; httpx is the locked client
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore")
     from starlette.testclient import TestClient
 
 from hitl_gate.app.portal.app import build_app
