@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint ui reports lock validate clean dagster-home bench
+.PHONY: install demo test test-fast lint ui reports lock validate clean dagster-home bench portal
 
 install: $(STAMP)
 
@@ -47,7 +47,7 @@ lint: install
 # Dagster instance is `<home>/dagster` (hitl_gate/core/home.py), the one `hitl` runs land in.
 HITL_STATE := $(if $(HITL_HOME),$(abspath $(HITL_HOME)),$(CURDIR)/.hitl)
 HITL_ENV   := DAGSTER_HOME=$(HITL_STATE)/dagster $(if $(HITL_HOME),HITL_HOME=$(HITL_STATE))
-REPORTS_PORT ?= 8765
+REPORTS_PORT ?= 8766
 
 # The Dagster home the CLI and the UI share, telemetry off (the deployment is offline).
 dagster-home:
@@ -60,6 +60,10 @@ ui: install dagster-home
 # HITL_REPORTS_URL=http://127.0.0.1:$(REPORTS_PORT) (docs/observability.md).
 reports:
 	$(BIN)/python -m http.server $(REPORTS_PORT) --bind 127.0.0.1 --directory $(HITL_STATE)/reports
+
+# The review portal on http://127.0.0.1:8765/ (docs/portal.md): sign-in, queue, cases, verdicts.
+portal: install
+	$(BIN)/hitl portal serve
 
 validate: install dagster-home
 	$(HITL_ENV) $(BIN)/dagster definitions validate -w workspace.yaml

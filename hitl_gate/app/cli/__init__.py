@@ -25,6 +25,7 @@ from hitl_gate.app.cli import (
     people,
     pipeline,
     policy,
+    portal,
     retention,
     review,
 )
@@ -41,6 +42,7 @@ COMMAND_GROUPS = (
     retention,
     people,
     fairness,
+    portal,
 )
 
 

@@ -6,8 +6,12 @@ import argparse
 import time
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hitl_gate.app.cli.common import day, day_range, load_selected_domain, settings_from
+
+if TYPE_CHECKING:
+    from hitl_gate.core.domain import DataWindow
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -19,7 +23,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     start, end = day_range(args.partition, args.to, first="--partition", last="--to")
     settings = settings_from(args)
     domain = load_selected_domain(args)
-    check_days_in_window(domain.start_date, start, end)
+    check_days_in_window(domain.data_window, start, end)
     folder = settings.paths.landing / domain.landing_subdir
     empty = days_without_files(folder, start, end)
     if len(empty) == (end - start).days + 1:
@@ -50,11 +54,14 @@ def cmd_run(args: argparse.Namespace) -> None:
                 print(f"  {line}")
 
 
-def check_days_in_window(first_day: date, start: date, end: date) -> None:
-    """Refuse days the domain's daily partitions do not have (before its start, or future)."""
+def check_days_in_window(window: DataWindow, start: date, end: date) -> None:
+    """Refuse days the domain's daily partitions do not have (outside its declared data window,
+    or in the future)."""
     today = date.today()
-    if start < first_day:
-        raise SystemExit(f"--partition {start} is before the domain's first day {first_day}")
+    if start < window.start:
+        raise SystemExit(f"--partition {start} is before the domain's first day {window.start}")
+    if window.end is not None and end > window.end:
+        raise SystemExit(f"{end} is after the domain's last day {window.end} (its data_window)")
     if end > today:
         raise SystemExit(f"{end} is in the future (today is {today})")
 
