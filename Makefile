@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint ui lock validate clean dagster-home bench
+.PHONY: install demo test test-fast lint ui lock validate clean dagster-home bench portal
 
 install: $(STAMP)
 
@@ -49,6 +49,10 @@ dagster-home:
 
 ui: install dagster-home
 	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster dev -w workspace.yaml
+
+# The review portal on http://127.0.0.1:8765/ (docs/portal.md): sign-in, queue, cases, verdicts.
+portal: install
+	$(BIN)/hitl portal serve
 
 validate: install dagster-home
 	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster definitions validate -w workspace.yaml

@@ -75,6 +75,10 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
     EventSource("case_sent_for_review", "review_batch_cases", ("domain", "case_id")),
     EventSource("review_assigned", "review_assignments", ("batch_id", "seq"), append_only=True),
     EventSource("verdict_file_received", "verdict_files", ("file_sha256",), append_only=True),
+    # The review portal (docs/portal.md): enrolments, sign-in events, verdict attestations.
+    EventSource("portal_enrolment", "portal_enrolments", ("enrolment_id",), append_only=True),
+    EventSource("portal_event", "portal_events", ("event_id",), append_only=True),
+    EventSource("portal_verdict", "portal_verdicts", ("file_sha256",), append_only=True),
     EventSource(
         "verdict_opinion", "verdict_opinions", ("domain", "case_id", "reviewer_id"),
         append_only=True,

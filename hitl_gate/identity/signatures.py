@@ -41,7 +41,11 @@ AUTOMATION = "hitl-gate-automation"
 MODELS = "hitl-gate-models"
 REVIEW_ADMIN = "hitl-gate-review-admin"
 RETENTION = "hitl-gate-retention"
-NAMESPACES = frozenset({VERDICTS, PEOPLE, POLICY, AUTOMATION, MODELS, REVIEW_ADMIN, RETENTION})
+# Portal: a person's enrolment of their sign-in credential, and the portal's attestations.
+PORTAL = "hitl-gate-portal"
+NAMESPACES = frozenset(
+    {VERDICTS, PEOPLE, POLICY, AUTOMATION, MODELS, REVIEW_ADMIN, RETENTION, PORTAL}
+)
 VERIFY_TIMEOUT_SECONDS = 30
 MEMO_LIMIT = 10_000
 

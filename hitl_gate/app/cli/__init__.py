@@ -23,6 +23,7 @@ from hitl_gate.app.cli import (
     people,
     pipeline,
     policy,
+    portal,
     retention,
     review,
 )
@@ -39,6 +40,7 @@ COMMAND_GROUPS = (
     retention,
     people,
     fairness,
+    portal,
 )
 
 

@@ -229,10 +229,69 @@ def ingest_verdict_file(
         )
     except IdentityError as refusal:
         return _refuse_identity(con, path, shown, sha, archived, signature, str(refusal))
-    result = validate_verdict_file(
-        path,
+    returned = SignedBytes(data=data, name=shown, sha=sha, archived=archived, signed=signed)
+    context = IntakeContext(
+        domain=domain,
         batches_dir=batches_dir,
         key=key,
+        run_id=run_id,
+        settings=settings,
+        now=now,
+        registry=registry,
+        limits=limits,
+    )
+    try:
+        outcome = take_in_signed(con, returned, context)
+    except IdentityError as refusal:
+        return _refuse_identity(con, path, shown, sha, archived, signature, str(refusal))
+    _archive(path, archived)
+    return outcome
+
+
+@dataclass(frozen=True)
+class SignedBytes:
+    """Returned verdict rows whose signer is already verified: the exact bytes (CSV or XLSX,
+    by `archived`'s suffix), how messages name them, their SHA-256, where they are archived and
+    the verified signature (a reviewer's file signature, or a portal attestation)."""
+
+    data: bytes
+    name: str
+    sha: str
+    archived: Path
+    signed: SignedReturn
+
+
+@dataclass(frozen=True)
+class IntakeContext:
+    """What taking verdict rows in needs beyond the rows: the domain, batches, key and clock."""
+
+    domain: DomainConfig
+    batches_dir: Path
+    key: bytes
+    run_id: str
+    settings: ReviewSettings | None
+    now: datetime
+    registry: Registry
+    limits: IntakeLimits
+
+
+def take_in_signed(
+    con: duckdb.DuckDBPyConnection, returned: SignedBytes, context: IntakeContext
+) -> IntakeOutcome:
+    """Validate verified rows against their batch, check the signer is its assignee, apply
+    finality and record them in one transaction: the one path of a file and a portal verdict.
+
+    Raises `IdentityError` when the signer is not the batch's assignee (nothing recorded); the
+    caller records that refusal its own way. Archiving the bytes is the caller's job too.
+    """
+    domain, settings, now, limits = (
+        context.domain, context.settings, context.now, context.limits
+    )  # fmt: skip
+    shown, sha, archived, signed = returned.name, returned.sha, returned.archived, returned.signed
+    result = validate_verdict_file(
+        archived,
+        batches_dir=context.batches_dir,
+        key=context.key,
         allowed_verdicts=domain.review.verdicts,
         case_id=domain.case_id,
         rules=VerdictRules(
@@ -244,15 +303,12 @@ def ingest_verdict_file(
             max_rows=limits.max_rows,
             escalated=_escalated_per_batch(con, domain.name),
         ),
-        data=data,
+        data=returned.data,
         name=shown,
     )
-    authority = ReviewAuthority(registry, domain.name, settings, now)
+    authority = ReviewAuthority(context.registry, domain.name, settings, now)
     if result.batch_id is not None and result.error is None:
-        try:
-            require_assignee(con, signed, authority, file_name=shown, batch_id=result.batch_id)
-        except IdentityError as refusal:
-            return _refuse_identity(con, path, shown, sha, archived, signature, str(refusal))
+        require_assignee(con, signed, authority, file_name=shown, batch_id=result.batch_id)
     accepted = result.accepted.rename({domain.case_id: "case_id"}).with_columns(
         pl.col("case_id").cast(pl.String),
         pl.lit(signed.signer.fingerprint).alias("signer_fingerprint"),
@@ -284,11 +340,10 @@ def ingest_verdict_file(
     _record(
         con,
         domain.name,
-        _FileRow(shown, sha, archived, result, rejected.height, signed, now, run_id),
+        _FileRow(shown, sha, archived, result, rejected.height, signed, now, context.run_id),
         outcome,
         stored,
     )
-    _archive(path, archived)
     _write_report(archived, stored, result.error)
     messages = tuple(stored["message"].to_list()) + ((result.error,) if result.error else ())
     return IntakeOutcome(

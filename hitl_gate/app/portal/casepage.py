@@ -1,0 +1,108 @@
+"""What a case page shows: the exported (masked) inputs, model reasoning, rules, risk signals,
+reason codes with their texts, and earlier opinions unless the review is blind."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from hitl_gate.app.portal.work import BatchFiles, QueueItem, is_blind
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.review.export.batches import (
+    BATCH_COLUMN,
+    MODEL_COLUMNS,
+    REASONS_COLUMN,
+    RULES_COLUMN,
+    SUGGESTED_COLUMN,
+    VERDICT_COLUMNS,
+)
+
+_DECISION_SQL = (
+    "SELECT pd, score, risk_band, reason_codes, rules_fired, route_reason_code, review_queue, "
+    "policy_version, model_version FROM decisions WHERE domain = ? AND case_id = ?"
+)
+
+_OPINION_FIELDS = ("reviewer_id", "stage", "verdict", "reason", "rationale", "at")
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """Everything the case page renders, already chosen for the viewer."""
+
+    item: QueueItem
+    inputs: list[tuple[str, str]]
+    model: list[tuple[str, str]]
+    reasons: list[tuple[str, str]]  # (code, text) of the model's reasons for this case
+    rules: list[tuple[str, str]]  # (rule id, its text)
+    reason_choices: list[tuple[str, str]]  # codes a reviewer may give, with texts
+    verdicts: list[str]
+    suggested: str | None
+    rationale_required_for: list[str]
+    blind: bool
+    opinions: list[dict[str, Any]]
+    exported_reasons: str
+
+
+def _rule_texts(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> dict[str, str]:
+    try:
+        from hitl_gate.review.export.days import rule_texts_in_force
+
+        return rule_texts_in_force(con, domain)
+    except Exception:  # noqa: BLE001 - no policy recorded yet: the rule ids alone are shown
+        return {}
+
+
+def case_view(
+    con: duckdb.DuckDBPyConnection, item: QueueItem, batch: BatchFiles, domain: DomainConfig
+) -> CaseView:
+    """The page of one case of the viewer's queue."""
+    row = batch.row_of(item.case_id)
+    hidden = {BATCH_COLUMN, *VERDICT_COLUMNS, *MODEL_COLUMNS, RULES_COLUMN, REASONS_COLUMN}
+    hidden |= {SUGGESTED_COLUMN, str(batch.manifest["case_id_column"])}
+    inputs = [(name, value) for name, value in row.items() if name not in hidden]
+    model = [(name, row[name]) for name in MODEL_COLUMNS if name in row]
+    decision = con.execute(_DECISION_SQL, [item.domain, item.case_id]).fetchall()
+    texts = {r.code: r.text for r in domain.model.reason_codes.values()}
+    reasons: list[tuple[str, str]] = []
+    fired: list[str] = [r for r in row.get(RULES_COLUMN, "").split(",") if r.strip()]
+    if decision:
+        pd, score, band, codes, rules_fired, route_reason, _, policy, model_version = decision[0]
+        reasons = [(c, texts.get(c, "")) for c in codes or []]
+        fired = list(rules_fired or fired)
+        model += [
+            ("policy_version", str(policy or "")),
+            ("model_version", str(model_version or "")),
+        ]
+    rule_texts = _rule_texts(con, domain) if fired else {}
+    choices = [(code, texts.get(code, "")) for code in batch.manifest.get("reason_codes", [])]
+    blind = is_blind(item, batch.manifest)
+    opinions: list[dict[str, Any]] = []
+    if not blind:
+        opinions = [
+            dict(
+                zip(
+                    ("reviewer_id", "stage", "verdict", "reason", "rationale", "at"), o, strict=True
+                )
+            )
+            for o in con.execute(
+                "SELECT reviewer_id, stage, verdict, verdict_reason_code, rationale, received_at "
+                "FROM verdict_opinions WHERE domain = ? AND case_id = ? ORDER BY received_at",
+                [item.domain, item.case_id],
+            ).fetchall()
+        ]
+    return CaseView(
+        item=item,
+        inputs=inputs,
+        model=model,
+        reasons=reasons,
+        rules=[(r.strip(), rule_texts.get(r.strip(), "")) for r in fired],
+        reason_choices=choices,
+        verdicts=list(batch.manifest.get("verdicts", domain.review.verdicts)),
+        suggested=row.get(SUGGESTED_COLUMN) or None,
+        rationale_required_for=list(batch.manifest.get("rationale_required_for", [])),
+        blind=blind,
+        opinions=opinions,
+        exported_reasons=row.get(REASONS_COLUMN, ""),
+    )

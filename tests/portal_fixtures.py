@@ -1,0 +1,119 @@
+"""A running portal over a real temporary review workspace, for route and browser tests.
+
+The workspace is `tests/review_fixtures.make_workspace` (seven exported cases in two queues, a
+real audit database); people are registered with real ssh-keygen keys, the portal's own key
+holds `*:portal`, and each reviewer's credential is enrolled with their own signature.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import pyotp
+
+with warnings.catch_warnings():  # Starlette prefers httpx2; httpx is the locked client
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from hitl_gate.app.portal.app import build_app
+from hitl_gate.app.portal.credentials import (
+    Credential,
+    record_enrolment,
+    save_credential,
+    sign_enrolment,
+)
+from hitl_gate.app.portal.verdicts import IntakePlace
+from hitl_gate.app.portal.web import PortalConfig
+from hitl_gate.core.database import audit_connection
+from hitl_gate.identity.store import load_registry
+from tests.review_fixtures import IN_TIME, Workspace, make_workspace, record_export
+
+KEY = b"portal-test-review-key-0123456789"
+PASSWORD = "correct horse battery staple"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass
+class Clock:
+    """The portal's clock, moved by tests."""
+
+    now: datetime = IN_TIME
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class PortalWorld:
+    """The workspace, the portal's configuration and the people's credentials."""
+
+    ws: Workspace
+    config: PortalConfig
+    clock: Clock
+    credentials: dict[str, Credential] = field(default_factory=dict)
+
+    def enrol(self, person_id: str, signer: str | None = None) -> Credential:
+        """Register `person_id` and enrol their credential signed by `signer`'s key."""
+        self.ws.person(person_id)
+        credential = Credential.new(person_id, PASSWORD)
+        act = sign_enrolment(credential, self.ws.keys.private(signer or person_id), self.clock())
+        with audit_connection(self.ws.db) as con:
+            record_enrolment(con, load_registry(con), person_id, act, self.clock())
+        save_credential(self.config.secrets_dir, credential)
+        self.credentials[person_id] = credential
+        return credential
+
+    def code(self, person_id: str) -> str:
+        return pyotp.TOTP(self.credentials[person_id].totp_secret).at(self.clock())
+
+    def client(self) -> TestClient:
+        return TestClient(build_app(self.config), follow_redirects=False)
+
+    def signed_in(self, person_id: str) -> TestClient:
+        client = self.client()
+        response = sign_in(client, person_id, PASSWORD, self.code(person_id))
+        assert response.status_code == 303, response.text
+        return client
+
+    def batch(self, queue: str) -> str:
+        return self.ws.batches[queue].batch_id
+
+
+def csrf_of(html: str) -> str:
+    found = CSRF.search(html)
+    assert found, "no CSRF token in the page"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, person_id: str, password: str, code: str):  # noqa: ANN201
+    page = client.get("/sign-in")
+    return client.post(
+        "/sign-in",
+        data={"csrf": csrf_of(page.text), "person_id": person_id, "password": password,
+              "totp": code},
+    )  # fmt: skip
+
+
+def make_world(root: Path) -> PortalWorld:
+    """An exported workspace with analyst-7 assigned the analyst batch, the portal registered."""
+    ws = make_workspace(root, KEY)
+    record_export(ws)
+    ws.person("portal", grants=["*:portal"])
+    clock = Clock()
+    config = PortalConfig(
+        audit_db=ws.db,
+        secrets_dir=root / "secrets",
+        place=IntakePlace(
+            batches_dir=ws.batches_dir,
+            archive_dir=ws.archive,
+            review_key=KEY,
+            portal_key=ws.keys.private("portal"),
+        ),
+        domains={ws.domain.name: ws.domain},
+        clock=clock,
+    )
+    return PortalWorld(ws, config, clock)
