@@ -94,6 +94,15 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
         "escalation_exported", "escalation_batch_cases", ("escalation_id",), append_only=True
     ),
     EventSource("batch_closed", "review_batch_closures", ("batch_id",), append_only=True),
+    EventSource(
+        "review_expired", "review_expiry_actions", ("domain", "batch_id", "case_id"),
+        append_only=True,
+    ),
+    EventSource("reminder_sent", "review_reminders", ("reminder_id",), append_only=True),
+    EventSource("gold_case_seeded", "review_gold_cases", ("domain", "case_id"), append_only=True),
+    EventSource(
+        "gold_case_declared", "review_gold_declared", ("domain", "case_id"), append_only=True,
+    ),
     EventSource("conflict_resolved", "conflict_resolutions", ("escalation_id",), append_only=True),
     EventSource("policy_activation", "policy_activations", ("domain", "seq"), append_only=True),
     EventSource("automation_halt", "automation_halts", ("domain", "seq"), append_only=True),

@@ -18,6 +18,7 @@ from hitl_gate.execution.adverse_action import adverse_actions
 from hitl_gate.execution.final_actions import final_actions, keep_executed, new_executions
 from hitl_gate.execution.outbox import write_outbox, write_reversal_requests
 from hitl_gate.execution.sealed_inputs import ExecutionRefused, check_sealed_inputs
+from hitl_gate.review.gold_cases import gold_case_ids
 from hitl_gate.review.intake.conflicts import reversal_requests
 from policies.capacity import own_rows
 from policies.control import halt_state
@@ -80,6 +81,10 @@ def execute_days(
     routed = own_rows(routed)
     actions = keep_executed(final_actions(routed, verdicts, domain.case_id, halted=halted), earlier)
     now = datetime.now(UTC)
+    with connect() as con:
+        # Gold cases (review/gold.py) are never executed, whatever verdicts or routes say.
+        gold = gold_case_ids(con, domain.name)
+    actions = refuse_gold(actions, gold)
     to_execute = new_executions(actions, earlier, domain.name, run_id, now)
     with connect() as con:
         reviewed = to_execute.filter(pl.col("decided_by") == "reviewer")["case_id"].to_list()
@@ -115,9 +120,20 @@ def execute_days(
         ).with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now).alias("issued_at"))
         insert_new_rows(con, "adverse_actions", notices)
         reversals = reversal_requests(con, domain.name)
-    write_outbox(executed, outbox, days)
+    write_outbox(executed.filter(~pl.col("case_id").is_in(list(gold))), outbox, days)
     write_reversal_requests(reversals, outbox)
     return ExecutedDays(actions, newly, executed, notices, reversals, check.refused)
+
+
+def refuse_gold(actions: pl.DataFrame, gold: set[str]) -> pl.DataFrame:
+    """Mark gold cases `refused_gold` with no action, so nothing executes them."""
+    if not gold:
+        return actions
+    is_gold = pl.col("case_id").is_in(list(gold))
+    return actions.with_columns(
+        pl.when(is_gold).then(pl.lit("refused_gold")).otherwise("status").alias("status"),
+        pl.when(is_gold).then(pl.lit(None, pl.String)).otherwise("action").alias("action"),
+    )
 
 
 def reason_columns(routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str) -> pl.DataFrame:

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.yaml_files import load_model
 
+EXPIRY_DEFAULTS = ("escalate", "hold")
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,6 +41,27 @@ class QueueSettings(_Strict):
     # suggestion before forming a view tends to follow it (anchoring), which turns review into
     # rubber-stamping exactly where an independent judgement is wanted (e.g. four-eyes queues).
     hide_suggested_action: bool = False
+    # What happens to a case still without a final verdict at its due time: `escalate` (to
+    # `escalate_to`) or `hold` (kept, never executed, for `hold_for_role`). Automatic approval
+    # (or any other action) on expiry is refused at load: silence must never become consent.
+    on_expiry: str = "escalate"
+    hold_for_role: str | None = None
+    # Share of each batch made of gold cases (review/gold.py), 0 = off.
+    gold_rate: float = Field(default=0.0, ge=0.0, le=0.5)
+
+    @model_validator(mode="after")
+    def _expiry_is_escalate_or_hold(self) -> QueueSettings:
+        if self.on_expiry not in EXPIRY_DEFAULTS:
+            raise ValueError(
+                f"on_expiry '{self.on_expiry}' is not allowed: an expired case is escalated or "
+                f"held for a named role ({' | '.join(EXPIRY_DEFAULTS)}), never approved or "
+                "decided automatically"
+            )
+        if self.on_expiry == "hold" and not self.hold_for_role:
+            raise ValueError("on_expiry 'hold' needs hold_for_role: the role the case waits for")
+        if self.on_expiry == "escalate" and self.hold_for_role:
+            raise ValueError("hold_for_role is only for on_expiry 'hold'")
+        return self
 
 
 class MaskRule(_Strict):
@@ -98,6 +121,26 @@ class ProposalSettings(_Strict):
     actions: dict[str, str]
 
 
+class SmtpSettings(_Strict):
+    """E-mail reminders through an SMTP relay (the bank's; no credentials kept here: a relay
+    that needs them is reached through a local authenticated forwarder)."""
+
+    host: str
+    port: int = Field(default=25, gt=0, lt=65536)
+    sender: str
+    starttls: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    addresses: dict[str, str] = Field(default_factory=dict)  # person id -> mailbox
+
+
+class NotificationSettings(_Strict):
+    """Reminders before a batch's due time (`review/reminders.py`): a file per reminder under
+    `<home>/notifications/` by default, e-mail when `smtp` is set."""
+
+    remind_hours_before: int = Field(default=8, gt=0)
+    smtp: SmtpSettings | None = None
+
+
 class ReviewSettings(_Strict):
     """Roles, queues, masking and verdict rules of one domain."""
 
@@ -110,6 +153,7 @@ class ReviewSettings(_Strict):
     masking: dict[str, dict[str, MaskRule]] = Field(default_factory=dict)
     alert_log: str = "alerts.jsonl"
     encryption: EncryptionSettings = Field(default_factory=EncryptionSettings)
+    notifications: NotificationSettings = Field(default_factory=NotificationSettings)
 
     @model_validator(mode="after")
     def _references_resolve(self) -> ReviewSettings:
@@ -122,6 +166,11 @@ class ReviewSettings(_Strict):
             f"queue '{name}': escalates to unknown queue '{q.escalate_to}'"
             for name, q in self.queues.items()
             if q.escalate_to is not None and q.escalate_to not in self.queues
+        ]
+        problems += [
+            f"queue '{name}': holds expired cases for unknown role '{q.hold_for_role}'"
+            for name, q in self.queues.items()
+            if q.hold_for_role is not None and q.hold_for_role not in self.roles
         ]
         problems += [
             f"masking: unknown role '{role}'" for role in self.masking if role not in self.roles

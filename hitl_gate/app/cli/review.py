@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hitl_gate.app.cli import assignment
+from hitl_gate.app.cli import assignment, review_quality
 from hitl_gate.app.cli.common import (
     DEFAULT_DOMAIN,
     domain_names,
@@ -140,3 +140,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     status = review.add_parser("status", help="queues, open batches, due and overdue cases")
     status.set_defaults(func=cmd_review_status)
     assignment.register_reassign(review)
+    review_quality.register(review)

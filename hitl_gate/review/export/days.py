@@ -38,6 +38,7 @@ from hitl_gate.review.export.batches import (
     stage_review_batches,
     sweep_stale_staging,
 )
+from hitl_gate.review.gold import GoldSeeder
 from hitl_gate.review.settings import review_settings
 
 OpenDatabase = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
@@ -168,6 +169,7 @@ def export_review_days(
     created_at: datetime,
     run_id: str,
     pipeline_recipient: str | None = None,
+    gold_rows: pl.LazyFrame | None = None,
 ) -> ExportedDays:
     """Export the review cases of `days` as assigned, signed batches and record them.
 
@@ -176,8 +178,11 @@ def export_review_days(
     in one transaction; not while the batch files are written, so other processes are not kept
     waiting for the lock. The staged folders become visible only after that commit.
     """
+    settings = review_settings(domain)
     with open_database() as con:
         registry = load_registry(con)
+        # Gold cases (review/gold.py) from `gold_rows`, past routed rows; None or rate 0: off.
+        gold = GoldSeeder.load(con, domain, settings, key, created_at, gold_rows)
         loads = earlier_loads(con, domain.name, max(days), days) if days else {}
         rule_texts = rule_texts_in_force(con, domain)
         executed = query_frame(
@@ -188,7 +193,6 @@ def export_review_days(
         )["case_id"]
     to_review = cases_to_review(routed, executed, domain)
     sweep_stale_staging(batches_dir, STALE_STAGING, datetime.now(UTC))
-    settings = review_settings(domain)
     # Loads: the earlier days' assignments (the tie-break); this export replaces every batch
     # of `days`, so their own loads start at zero (a case counts against its decision day).
     assigner = Assigner(
@@ -212,6 +216,8 @@ def export_review_days(
             assigner=assigner,
             pipeline_recipient=pipeline_recipient,
         )
+        if gold is not None:
+            todays = gold.seed(todays, batch_day)
         try:
             staged.append((day, stage_review_batches(todays, export)))
         except BaseException:
@@ -225,6 +231,8 @@ def export_review_days(
     )
     try:
         with open_database() as con:
+            if gold is not None:  # first: a gold id recorded but never shown is harmless
+                gold.record(con)
             record_review_batches(con, domain.name, days, exported, run_id, created_at)
     except BaseException:
         for _, part in staged:

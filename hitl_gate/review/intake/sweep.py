@@ -3,8 +3,9 @@
 The inbox sensor reacts to new files; the sweep is the safety net that does not trust events.
 It finds files in the inbox or the archive whose hash is not in `verdict_files` (a run that
 failed, a file copied in by hand), puts archived strays back into the inbox so the one intake
-path records them, escalates every case still without a final verdict once its batch is past
-due, closes batches past due plus grace, and appends an alert line per new escalation.
+path records them, applies each queue's expiry default (`review/expiry.py`: escalate, or hold
+for a named role; never approve) to every case still without a final verdict once its batch is
+past due, closes batches past due plus grace, and appends an alert line per new escalation.
 Everything it writes is keyed so running it twice changes nothing.
 """
 
@@ -22,6 +23,8 @@ import polars as pl
 
 from hitl_gate.core.database import insert_new_rows, query_frame
 from hitl_gate.identity.signatures import signature_path
+from hitl_gate.review.expiry import expiry_actions, expiry_default
+from hitl_gate.review.gold_cases import GOLD_CASE
 from hitl_gate.review.intake.escalation import pending_days
 from hitl_gate.review.intake.finality import SLA_BREACH
 from hitl_gate.review.intake.received import VERDICT_SUFFIXES, pending_files
@@ -83,12 +86,14 @@ def _unrecorded_files(
 
 def _overdue_cases(con: duckdb.DuckDBPyConnection, domain: str, now: datetime) -> pl.DataFrame:
     """Cases a batch still holds past its due time with no final verdict (escalation batches
-    included: a late escalation escalates again, to the next queue)."""
+    included: a late escalation escalates again, to the next queue). Gold cases never expire:
+    they are never final and there is nothing to decide."""
     return query_frame(
         con,
         "SELECT m.batch_id, m.queue, m.due_at, m.case_id, m.escalation "
         "FROM review_batch_members m WHERE m.domain = ? AND m.due_at < ? AND NOT EXISTS "
-        "(SELECT 1 FROM verdicts v WHERE v.domain = m.domain AND v.case_id = m.case_id)",
+        "(SELECT 1 FROM verdicts v WHERE v.domain = m.domain AND v.case_id = m.case_id) "
+        f"AND NOT {GOLD_CASE.format(alias='m')}",
         [domain, now],
     )
 
@@ -106,10 +111,12 @@ def sweep_review(
     overdue = _overdue_cases(con, domain, now)
     grace = settings.grace_hours if settings else 0
 
+    # Each queue's expiry default (review/expiry.py): escalate, or hold for a named role.
+    acted = expiry_actions(overdue, settings, domain, now)
+    defaults = {q: expiry_default(settings, q) for q in overdue["queue"].unique().to_list()}
+
     def escalate_to(queue: str) -> str | None:
-        if settings is None or queue not in settings.queues:
-            return None
-        return settings.queues[queue].escalate_to
+        return defaults[queue].escalate_to
 
     # A breach in an escalation batch is a new escalation of the same case, one level up.
     level = pl.when(pl.col("escalation")).then(pl.format("@{}", "queue")).otherwise(pl.lit(""))
@@ -123,9 +130,9 @@ def sweep_review(
         "batch_id",
         "queue",
         pl.col("queue").map_elements(escalate_to, return_dtype=pl.String).alias("escalate_to"),
-        pl.format("no final verdict by the due time {}", pl.col("due_at").cast(pl.String)).alias(
-            "detail"
-        ),
+        pl.struct("queue", pl.col("due_at").cast(pl.String))
+        .map_elements(lambda r: defaults[r["queue"]].detail(r["due_at"]), return_dtype=pl.String)
+        .alias("detail"),
         pl.lit(now).alias("raised_at"),
     )
     new_ids = set(escalations["escalation_id"].to_list())
@@ -137,6 +144,7 @@ def sweep_review(
         ).fetchall()
         new_ids -= {row[0] for row in existing}
     raised = insert_new_rows(con, "review_escalations", escalations)
+    insert_new_rows(con, "review_expiry_actions", acted)
     expired = query_frame(
         con,
         "SELECT batch_id FROM review_all_batches WHERE domain = ? "
@@ -180,7 +188,8 @@ def review_status(con: duckdb.DuckDBPyConnection, domain: str, now: datetime) ->
         con,
         "WITH members AS (SELECT m.*, v.case_id IS NOT NULL AS final FROM review_batch_members m "
         "LEFT JOIN verdicts v ON v.domain = m.domain AND v.case_id = m.case_id "
-        "WHERE m.domain = ?), open_batches AS (SELECT b.* FROM review_all_batches b "
+        f"WHERE m.domain = ? AND NOT {GOLD_CASE.format(alias='m')}), "
+        "open_batches AS (SELECT b.* FROM review_all_batches b "
         "WHERE b.domain = ? AND b.batch_id NOT IN (SELECT batch_id FROM review_batch_closures)) "
         "SELECT q.queue, "
         "(SELECT count(*) FROM open_batches o WHERE o.queue = q.queue) AS open_batches, "

@@ -28,6 +28,7 @@ from hitl_gate.identity.acts import IdentityError
 from hitl_gate.identity.registry import Registry
 from hitl_gate.identity.signatures import signature_path
 from hitl_gate.identity.store import load_registry
+from hitl_gate.review.gold_cases import gold_case_ids
 from hitl_gate.review.intake.authority import ReviewAuthority
 from hitl_gate.review.intake.conflicts import record_resolutions
 from hitl_gate.review.intake.escalation import moved_cases, resolve_breaches
@@ -571,6 +572,8 @@ def _record(
             insert_new_rows(con, "verdict_opinions", opinions)
         if outcome.final_count:
             finals = _rows(single, outcome.finals, _VERDICT_COLUMNS, domain, now)
+            # A gold case's opinion is scored (review/quality.py), never a final verdict.
+            finals = finals.filter(~pl.col("case_id").is_in(list(gold_case_ids(con, domain))))
             insert_new_rows(con, "verdicts", finals)
             resolve_breaches(con, domain, finals, now)
         if outcome.escalations:
