@@ -6,13 +6,17 @@ daily files; ingest, validate and featurise the quarter in one run;
 train and register a model (only the first time: a champion is set only when none exists);
 score, route, export review batches and execute the quarter; then a clearly labelled DEMO
 reviewer answers one batch, which goes through the same intake as a real reviewer's file.
-Running it again changes nothing: files, batches, verdicts and executions are all idempotent.
+Running it again changes nothing: files, batches, verdicts and executions are all idempotent,
+and a run whose every stage already holds every day of the sample in this home's Dagster instance
+is not started again (a second `make demo` takes seconds; `hitl run` re-runs days on purpose).
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hitl_gate.app.demo_data import prepare_landing
 from hitl_gate.app.runner import raise_for_failure
@@ -20,6 +24,9 @@ from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.domain import DomainConfig, available_domains, load_domain
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
+
+if TYPE_CHECKING:
+    from dagster import AssetKey
 
 INGEST_STAGES = ("raw_cases", "validated_cases", "case_features")
 DEMO_PREFIX = "demo-"  # every demo identity (app.demo_identities) starts with it
@@ -37,6 +44,18 @@ def has_champion(domain: DomainConfig, paths: HitlPaths) -> bool:
     except MlflowException:
         return False
     return True
+
+
+def all_days_materialised(
+    paths: HitlPaths, asset_keys: Sequence[AssetKey], start: date, end: date
+) -> bool:
+    """Whether every asset of `asset_keys` has a materialisation of every day `start..end` in
+    the home's Dagster instance: a run over those days would only repeat what is done."""
+    from hitl_gate.app.runner import open_instance
+
+    days = {(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)}
+    with open_instance(paths) as instance:
+        return all(days <= instance.get_materialized_partitions(key) for key in asset_keys)
 
 
 def demo_domains(settings: HitlSettings) -> list[str]:
@@ -89,6 +108,7 @@ def checkpoint_key_summary(settings: HitlSettings) -> str:
 def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
     """Run every step for one domain and return its summary."""
     from assets.common import stage_key
+    from assets.factory import PIPELINE_STAGES
     from hitl_gate.app.runner import run_job
     from pipelines.jobs import daily_job_name, training_job_name
 
@@ -98,13 +118,16 @@ def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
     start, end = date.fromisoformat(landing.first_day), date.fromisoformat(landing.last_day)
     daily = daily_job_name(domain)
 
-    ingest = run_job(
-        settings, daily, start=start, end=end, only=[stage_key(domain, s) for s in INGEST_STAGES]
-    )
-    raise_for_failure(ingest, "ingestion and features")
+    ingest_keys = [stage_key(domain, s) for s in INGEST_STAGES]
+    if not all_days_materialised(paths, ingest_keys, start, end):
+        ingest = run_job(settings, daily, start=start, end=end, only=ingest_keys)
+        raise_for_failure(ingest, "ingestion and features")
     if not has_champion(domain, paths):
         raise_for_failure(run_job(settings, training_job_name(domain)), "training")
-    raise_for_failure(run_job(settings, daily, start=start, end=end), "daily pipeline")
+    if not all_days_materialised(
+        paths, [stage_key(domain, s) for s in PIPELINE_STAGES], start, end
+    ):
+        raise_for_failure(run_job(settings, daily, start=start, end=end), "daily pipeline")
     reviewed = demo_review_one_batch(settings, domain)
     return summarise(paths, domain, landing.applications, reviewed)
 

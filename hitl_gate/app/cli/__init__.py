@@ -47,26 +47,34 @@ COMMAND_GROUPS = (
 
 
 def add_global_options(parser: argparse.ArgumentParser, default: object = None) -> None:
-    """`--home`, `--domain`, `--domains-dir` and `--traceback`, valid on every command."""
-    parser.add_argument(
-        "--home", default=default, help="state folder (default: $HITL_HOME or ./.hitl)"
-    )
-    parser.add_argument(
-        "--domain",
-        default=default,
-        help=f"decision domain (default {DEFAULT_DOMAIN}; `demo`: every domain)",
-    )
-    parser.add_argument(
-        "--domains-dir",
-        default=default,
-        help="extra folder of <name>/domain.yaml declarations (default: $HITL_DOMAINS_DIR)",
-    )
-    parser.add_argument(
-        "--traceback",
-        action="store_true",
-        default=default or False,
-        help="on an unexpected error, show Python's traceback instead of one line",
-    )
+    """`--home`, `--domain`, `--domains-dir` and `--traceback`, valid on every command.
+
+    A command that declares one of them itself (e.g. `audit trace --domain` with its own
+    help) keeps its own.
+    """
+    options: list[tuple[str, dict[str, object]]] = [
+        ("--home", {"help": "state folder (default: $HITL_HOME or ./.hitl)"}),
+        (
+            "--domain",
+            {"help": f"decision domain (default {DEFAULT_DOMAIN}; `demo`: every domain)"},
+        ),
+        (
+            "--domains-dir",
+            {"help": "extra folder of <name>/domain.yaml declarations ($HITL_DOMAINS_DIR)"},
+        ),
+        (
+            "--traceback",
+            {
+                "action": "store_true",
+                "default": default or False,
+                "help": "on an unexpected error, show Python's traceback instead of one line",
+            },
+        ),
+    ]
+    for flag, spec in options:
+        if flag in parser._option_string_actions:
+            continue
+        parser.add_argument(flag, **{"default": default, **spec})  # type: ignore[arg-type]
 
 
 def leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
