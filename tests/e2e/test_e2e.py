@@ -131,12 +131,24 @@ def test_audit_trace_prints_the_full_path(
         assert expected in out, f"{expected!r} missing from trace:\n{out}"
 
 
-def test_second_demo_changes_nothing(demo_home: HitlPaths) -> None:
-    before = _counts(demo_home)
+def _run_count(paths: HitlPaths) -> int:
+    from hitl_gate.app.runner import open_instance
+
+    with open_instance(paths) as instance:
+        return len(instance.get_run_records())
+
+
+def test_second_demo_changes_nothing_and_starts_no_run(demo_home: HitlPaths) -> None:
+    """The demo's days are all done: a second demo starts no run and changes nothing.
+
+    (Re-running days on purpose is `hitl run`: tests/e2e/test_rerun_determinism.py.)
+    """
+    before, runs = _counts(demo_home), _run_count(demo_home)
     root = demo_home.review / "batches"
     batches = sorted(str(p.relative_to(root)) for p in root.rglob("manifest.json"))
     assert batches and all(p.count("/") == 2 for p in batches)  # <person>/<batch>/manifest
     main(["--home", str(demo_home.home), "demo"])
+    assert _run_count(demo_home) == runs
     assert _counts(demo_home) == before
     assert sorted(str(p.relative_to(root)) for p in root.rglob("manifest.json")) == batches
 

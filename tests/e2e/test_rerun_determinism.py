@@ -19,6 +19,7 @@ from hitl_gate.app.cli import main
 from hitl_gate.audit.events import EVENT_SOURCES, source_sql
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.test_e2e import _counts
 
 pytestmark = pytest.mark.e2e
 
@@ -48,8 +49,10 @@ def _snapshot(paths: HitlPaths) -> tuple[dict[str, bytes], dict[str, int], list,
 
 def test_rematerialising_a_day_gives_byte_identical_decisions(demo_home: HitlPaths) -> None:
     files, written, digests, runs = _snapshot(demo_home)
+    counts = _counts(demo_home)
     assert len(digests) > 50
     main(["--home", str(demo_home.home), "--domain", DOMAIN, "run", "--partition", DAY])
+    assert _counts(demo_home) == counts  # no batch, verdict or execution added
     files_after, written_after, digests_after, runs_after = _snapshot(demo_home)
     for stage in STAGES:
         assert written_after[stage] != written[stage], f"{stage} was not re-materialised"
