@@ -10,6 +10,7 @@ from hitl_gate.app.cli.common import (
     day,
     day_range,
     load_selected_domain,
+    require_audit_db,
     resolve_paths,
     settings_from,
 )
@@ -20,8 +21,7 @@ def cmd_audit_trace(args: argparse.Namespace) -> None:
     from hitl_gate.audit.trace import format_trace, trace_case
 
     paths = resolve_paths(args)
-    if not paths.audit_db.exists():
-        raise SystemExit(f"no audit database at {paths.audit_db}")
+    require_audit_db(paths)
     name = trace_domain(paths.audit_db, args.case_id, args.trace_domain or args.domain)
     case_id_column = load_selected_domain(args, name).case_id
     trace = trace_case(paths.audit_db, args.case_id, name, paths.warehouse, case_id_column)
@@ -65,8 +65,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
 
     settings = settings_from(args)
     paths = settings.paths
-    if not paths.audit_db.exists():
-        raise SystemExit(f"no audit database at {paths.audit_db}")
+    require_audit_db(paths)
     try:  # the pinned key, configured outside the home; never a key found in the home
         public_key = load_trust_anchor(settings.audit_keys, paths, args.public_key)
     except TrustAnchorError as exc:
@@ -157,8 +156,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
 
     start, end = day_range(args.start, args.end, first="--from", last="--to")
     paths = resolve_paths(args)
-    if not paths.audit_db.exists():
-        raise SystemExit(f"no audit database at {paths.audit_db}")
+    require_audit_db(paths)
     domain = None if args.domain in (None, "demo") else args.domain  # `demo`: every domain
     if domain is not None:
         load_selected_domain(args, domain)  # an unknown domain is named, with the known ones

@@ -69,6 +69,14 @@ def resolve_paths(args: argparse.Namespace) -> HitlPaths:
     return settings_from(args).paths
 
 
+def require_audit_db(paths: HitlPaths) -> None:
+    """Stop with one line when the home has no audit database (nothing has run in it)."""
+    if not paths.audit_db.exists():
+        raise SystemExit(
+            f"no audit database at {paths.audit_db}: nothing was recorded in this home yet"
+        )
+
+
 def load_selected_domain(args: argparse.Namespace, name: str | None = None) -> DomainConfig:
     """Domain `name` (default: `--domain`, else the default one), searching `--domains-dir` too."""
     from hitl_gate.core.domain import DomainConfigError, load_domain

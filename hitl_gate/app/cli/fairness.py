@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from hitl_gate.app.cli.common import day
+from hitl_gate.app.cli.common import day, require_audit_db
 
 
 def cmd_fairness_report(args: argparse.Namespace) -> None:
@@ -32,8 +32,7 @@ def cmd_fairness_report(args: argparse.Namespace) -> None:
             f"{domain.name}: no protected_attributes declared in its domain.yaml; nothing to "
             "measure (docs/compliance.md)"
         )
-    if not paths.audit_db.exists():
-        raise SystemExit(f"no audit database at {paths.audit_db}")
+    require_audit_db(paths)
     bands = args.decline_band or default_decline_bands(list(domain.model.bands))
     with audit_connection(paths.audit_db, read_only=True) as con:
         report = period_report(con, paths.warehouse, domain, args.start, args.end, bands)

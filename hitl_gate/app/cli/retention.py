@@ -9,6 +9,7 @@ from hitl_gate.app.cli.common import (
     day,
     domain_names,
     load_selected_domain,
+    require_audit_db,
     resolve_paths,
 )
 from hitl_gate.app.cli.signing import KEY_HELP, signed
@@ -25,8 +26,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     from hitl_gate.core.database import audit_connection
 
     paths = resolve_paths(args)
-    if not paths.audit_db.exists():
-        raise SystemExit(f"no audit database at {paths.audit_db}")
+    require_audit_db(paths)
     today = datetime.now(UTC).date()
     as_of = args.as_of or today
     names = [args.domain] if args.domain and args.domain != "demo" else domain_names(args)

@@ -19,12 +19,15 @@ from tests.unit.observability.test_daily import decision_rows, seed
 DAY = date(2024, 3, 4)
 
 
-def _declare(root: Path, name: str = "cc_fair") -> None:
-    """The shipped consumer credit declaration under another name, homeownership protected."""
+def _declare(root: Path, name: str = "cc_fair", protected: bool = True) -> None:
+    """The shipped consumer credit declaration under another name, homeownership protected
+    (or, with `protected=False`, nothing declared protected)."""
     shipped = load_domain("consumer_credit").source_dir / "domain.yaml"
     data = yaml.safe_load(shipped.read_text(encoding="utf-8"))
     data["name"] = name
-    data["protected_attributes"] = {"homeownership": {"category": "other", "reference": "OWN"}}
+    data["protected_attributes"] = (
+        {"homeownership": {"category": "other", "reference": "OWN"}} if protected else {}
+    )
     folder = root / "domains" / name
     folder.mkdir(parents=True)
     (folder / "domain.yaml").write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -59,5 +62,7 @@ def test_report_prints_the_table_and_blocks_on_a_real_disparity(
     main([*cli, "--domain", "cc_fair", "fairness", "report", "--from", "2024-04-01",
           "--to", "2024-04-30"])  # fmt: skip
     assert "0 cases" in capsys.readouterr().out
+    _declare(tmp_path / "root", "cc_plain", protected=False)
     with pytest.raises(SystemExit, match="no protected_attributes declared"):
-        main([*cli, "fairness", "report", "--from", "2024-03-01", "--to", "2024-03-31"])
+        main([*cli, "--domain", "cc_plain", "fairness", "report", "--from", "2024-03-01",
+              "--to", "2024-03-31"])  # fmt: skip
