@@ -13,6 +13,8 @@ import json
 import unicodedata
 from dataclasses import dataclass
 
+import polars as pl
+
 from hitl_gate.ingest.names import shown
 
 
@@ -70,39 +72,64 @@ def _unique_pairs(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return seen
 
 
+# Every JSON string token, with the colon that makes it a key. Outside strings JSON has no
+# quote, so a left-to-right scan of a valid line matches exactly its string tokens, each from
+# its opening quote (a pattern for keys alone could start at a value's closing quote and
+# swallow the next key).
+_STRING_TOKEN = r'"[^"\\]*(?:\\.[^"\\]*)*"[ \t\r]*:?'
+# What `bytes.strip()` strips: a line of only these is blank, not a row.
+_NOT_BLANK = "[^ \t\n\r\x0b\x0c]"
+
+
+def _candidate_lines(data: bytes) -> tuple[int, list[int]]:
+    """Rows (non-blank lines) and the 0-based numbers of the lines that may repeat a key.
+
+    A key given twice in one object is two key tokens with the same text, unless one of them
+    is written with an escape (`"a"` and `"\\u0061"`). So only lines where a key's text repeats
+    (at any depth, in any object: a superset) or a key holds a backslash can hold a duplicate;
+    that is found for all lines at once in Polars, and only those lines are parsed in Python.
+    """
+    lines = pl.Series("line", data.decode("utf-8", errors="replace").split("\n"))
+    keys = lines.str.extract_all(_STRING_TOKEN).list.eval(
+        pl.element().filter(pl.element().str.ends_with(":")).str.strip_chars_end(": \t\r")
+    )
+    repeated = set(pl.arg_where(keys.list.n_unique() < keys.list.len(), eager=True).to_list())
+    # An escape in a key can hide a repeat; only lines holding a backslash at all are looked at.
+    escaped = pl.arg_where(lines.str.contains("\\", literal=True), eager=True)
+    in_key = keys.gather(escaped).list.eval(pl.element().str.contains("\\", literal=True))
+    repeated.update(escaped.filter(in_key.list.any()).to_list())
+    rows = int(lines.str.contains(_NOT_BLANK).sum())
+    return rows, sorted(repeated)
+
+
 def jsonl_problem(data: bytes) -> FormatProblem | None:
     """A JSON Lines file's first duplicate key (at any depth), with its line and key.
 
     Lines that are not JSON are left to the reader, which reports them as unreadable; only the
-    silent loss (a key given twice, one value dropped) is caught here. Costs one JSON parse per
-    line in Python, so only JSON Lines pay it.
+    silent loss (a key given twice, one value dropped) is caught here. Lines are screened in
+    Polars (`_candidate_lines`) and only those that may repeat a key are parsed in Python
+    (docs/data_contracts.md, "Strict formats", has the measured cost).
     """
-    rows = 0
-    problem: tuple[int, str] | None = None
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        rows += 1
-        if problem is not None:
-            continue
+    rows, candidates = _candidate_lines(data)
+    if not candidates:
+        return None
+    lines = data.split(b"\n")
+    for index in candidates:
         try:
-            json.loads(line, object_pairs_hook=_unique_pairs)
+            json.loads(lines[index], object_pairs_hook=_unique_pairs)
         except _DuplicateKey as dup:
-            problem = (number, dup.key)
+            return FormatProblem(
+                check="duplicate_keys",
+                message=(
+                    f"line {index + 1}, column '{shown(dup.key)}': the key appears twice in one "
+                    "JSON object (a reader would keep one value and drop the other)"
+                ),
+                column=dup.key,
+                rows=rows,
+            )
         except ValueError:
             continue
-    if problem is None:
-        return None
-    line_number, key = problem
-    return FormatProblem(
-        check="duplicate_keys",
-        message=(
-            f"line {line_number}, column '{shown(key)}': the key appears twice in one JSON object "
-            "(a reader would keep one value and drop the other)"
-        ),
-        column=key,
-        rows=rows,
-    )
+    return None
 
 
 def collision_problem(names: list[str], rows: int) -> FormatProblem | None:

@@ -251,3 +251,49 @@ def test_a_mortgage_register_without_outcome_flags(tmp_path: Path) -> None:
     used = " ".join([*domain.features.passthrough, *domain.features.derived.values()])
     assert not any(c in used for c in protected | copies)
     assert "debt_to_income_ratio_is_lt_20" in domain.features.derived, "text bins are encoded"
+
+
+@pytest.mark.slow
+def test_the_mortgage_register_ends_with_no_leaking_champion(tmp_path: Path) -> None:
+    """The done-when end to end on the HMDA-shaped register (no public data set can be fetched
+    here): onboarded without `--outcome`, trained, the champion is not leaking and uses no
+    protected column; the same model given a decision copy is refused promotion, by name."""
+    from features.engineering import derived_expressions
+    from models.training import train_and_register
+    from tests.lawful_fixtures import mortgage_history
+
+    raw = mortgage_history()
+    source = tmp_path / "register.parquet"
+    raw.write_parquet(source)
+    options = ScaffoldOptions(name="mortgage", source=source, label="action_taken", positive=["3"])
+    domain = load_domain_file(scaffold_domain(options, root=tmp_path / "root").domain_file)
+    assert not tainted_columns(domain) & set(domain.model.features)
+    start = datetime(2024, 1, 1)
+
+    def training(model, extra: list[str]) -> pl.DataFrame:
+        return raw.with_row_index("case_id").select(
+            pl.col("case_id").cast(pl.String),
+            pl.Series("event_timestamp",
+                      [start + timedelta(days=i * 120 // raw.height) for i in range(raw.height)]),
+            *[pl.col(c).cast(pl.Float64) for c in [*domain.features.passthrough, *extra]],
+            *derived_expressions(domain, raw.columns),
+            (pl.col("action_taken") == 3).cast(pl.Int8).alias("label"),
+        )  # fmt: skip
+
+    trained = train_and_register(training(domain.model, []), domain.model, "case_id",
+                                 tmp_path / "mlflow")  # fmt: skip
+    assert trained.leakage is not None and trained.leakage.passed, trained.leakage
+    assert trained.promoted_to_champion and trained.metrics["validation_auc"] < 0.95
+    # An owner who puts the denial reason back among the features: never promoted alone.
+    copy = "denial_reason-1"
+    reasons = {**domain.model.reason_codes, copy: next(iter(domain.model.reason_codes.values()))
+               .model_copy(update={"code": "Z98"})}  # fmt: skip
+    leaking = domain.model.model_copy(
+        update={"features": [*domain.model.features, copy], "reason_codes": reasons,
+                "name": "mortgage_leaking"}
+    )  # fmt: skip
+    refused = train_and_register(training(leaking, [copy]), leaking, "case_id",
+                                 tmp_path / "mlflow")  # fmt: skip
+    assert refused.leakage is not None and not refused.leakage.passed
+    assert not refused.promoted_to_champion
+    assert copy in str(refused.leakage)
