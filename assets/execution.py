@@ -14,7 +14,7 @@ from hitl_gate.core.domain import DomainConfig
 from hitl_gate.execution.accounting import account_days
 from hitl_gate.execution.execute import execute_days
 from hitl_gate.execution.final_actions import routed_columns
-from hitl_gate.execution.sealed_inputs import input_sealer
+from hitl_gate.execution.sealed_inputs import input_sealer, output_sealer
 from pipelines.resources import AuditDatabase, ExecutionOutbox, LandingZone
 
 
@@ -52,6 +52,13 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             partition_days(context),
             run_id=context.run.run_id,
             seal_inputs=input_sealer(
+                audit_db.signing_key(),
+                audit_db.checkpoints,
+                audit_db.witness(),
+                context.run.run_id,
+                audit_db.seal_memory_limit,
+            ),
+            seal_outputs=output_sealer(
                 audit_db.signing_key(),
                 audit_db.checkpoints,
                 audit_db.witness(),

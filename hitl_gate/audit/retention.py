@@ -347,7 +347,7 @@ def apply_retention(
     `hitl audit verify` green: the redacted quarantine rows and the retention records are in
     the chain before any file goes.
     """
-    from hitl_gate.audit.seal import seal_run
+    from hitl_gate.audit.seal import STEP_OWNED, seal_run
 
     plan = plan_retention(con, paths, domain, as_of)
     refuse_if_too_young(plan, today)
@@ -358,5 +358,5 @@ def apply_retention(
         raise ValueError("apply_retention needs the audit signing key to seal")
     plan = with_store_rewrites(plan, paths, run_id)
     record_and_redact(con, plan, run_id)
-    sealed = seal_run(con, run_id, signing_key, paths.checkpoints_dir)
+    sealed = seal_run(con, run_id, signing_key, paths.checkpoints_dir, owned=STEP_OWNED)
     return RetentionResult(plan, remove_files(plan, paths), sealed.appended)

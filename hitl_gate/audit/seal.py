@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Collection, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hitl_gate.audit.chain import (
     BINARY_FANOUT,
@@ -57,6 +58,12 @@ BATCH_ROWS = 1_000_000  # unseen lineage rows per slice (one commit each): bound
 SEAL_MEMORY_LIMIT = "1GB"
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 
+# Event types whose rows only the step that writes them may log, in the connection it wrote
+# them with (`execution.execute.execute_days`): DuckDB lets one process write the file, so no
+# one else can insert between that insert and that seal. Every other seal logs none of their
+# new rows; it refuses them as forged (`Stray`). Passed as `owned` with no key accepted.
+STEP_OWNED: Mapping[str, Collection[str]] = {"execution": (), "adverse_action": ()}
+
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
 )  # fmt: skip
@@ -80,22 +87,43 @@ class Clash:
         )
 
 
-class SealRefused(RuntimeError):
-    """The seal found insert-once rows changed after sealing and did not log them.
+@dataclass(frozen=True)
+class Stray:
+    """A new row of a step-owned table (`STEP_OWNED`) that its writing step did not seal."""
 
-    Everything else was sealed and signed; the changed rows stay unlogged, and every later
-    seal refuses again, until the row is restored to its logged content. There is nothing to
-    re-seal: the log is right, the table is wrong.
+    table: str
+    entity_key: str
+    row_digest: str
+
+    def describe(self) -> str:
+        return (
+            f"{self.table} {self.entity_key}: not written by the step that seals this table "
+            f"(row digest {self.row_digest[:16]}): inserted outside the pipeline, or left by an "
+            "interrupted step (re-running its day seals it only if the step computes the same "
+            "action)"
+        )
+
+
+class SealRefused(RuntimeError):
+    """The seal found tampered rows and did not log them.
+
+    Insert-once rows changed after sealing (`Clash`), and new rows of step-owned tables that
+    their step did not write (`Stray`). Everything else was sealed and signed; the refused rows
+    stay unlogged, and every later seal refuses again until they are restored or removed.
+    There is nothing to re-seal: the log is right, the table is wrong.
     """
 
-    def __init__(self, clashes: list[Clash], result: SealResult) -> None:
-        self.clashes, self.result = clashes, result
-        lines = [c.describe() for c in clashes[:10]]
-        more = f"\n  ... and {len(clashes) - 10} more" if len(clashes) > 10 else ""
+    def __init__(
+        self, clashes: list[Clash], result: SealResult, strays: list[Stray] | None = None
+    ) -> None:
+        self.clashes, self.result, self.strays = clashes, result, strays or []
+        found: list[Clash | Stray] = [*clashes, *self.strays]
+        lines = [c.describe() for c in found[:10]]
+        more = f"\n  ... and {len(found) - 10} more" if len(found) > 10 else ""
         super().__init__(
-            f"audit seal refused {len(clashes)} tampered insert-once rows (not logged; the rest "
-            f"of the run was sealed). Restore each from its logged record and investigate who "
-            "changed it; `hitl audit verify` lists them:\n  " + "\n  ".join(lines) + more
+            f"audit seal refused {len(found)} tampered rows (not logged; the rest of the run "
+            f"was sealed). Restore or remove each and investigate who wrote it; `hitl audit "
+            "verify` lists them:\n  " + "\n  ".join(lines) + more
         )
 
 
@@ -170,6 +198,7 @@ def seal_run(
     batch_rows: int = BATCH_ROWS,
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
     witness: WitnessConfig | None = None,
+    owned: Mapping[str, Collection[str]] | None = None,
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
 
@@ -183,10 +212,14 @@ def seal_run(
     "1GB"; None leaves the connection's) bounds DuckDB's cache for the seal's duration.
     `witness`: where every new checkpoint is also published outside the database and home
     (`witness.publish_checkpoints`); an insert-once row changed after sealing is not logged
-    and raises `SealRefused` once the rest is sealed, signed and witnessed.
+    and raises `SealRefused` once the rest is sealed, signed and witnessed. `owned`: per event
+    type, the entity keys this seal may log (the writing step's own rows); any other new row of
+    that type is refused as a `Stray`. General seals pass `STEP_OWNED` (no key).
     """
     with _memory_limit(con, memory_limit):
-        return _seal(con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness)
+        return _seal(
+            con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness, owned or {}
+        )
 
 
 @contextmanager
@@ -215,6 +248,7 @@ def _seal(
     sources: tuple[EventSource, ...],
     batch_rows: int,
     witness: WitnessConfig | None,
+    owned: Mapping[str, Collection[str]],
 ) -> SealResult:
     """`seal_run` under its memory limit."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -226,9 +260,15 @@ def _seal(
     produced = _new_slices(reader, sources, batch_rows, run_id, now)
     ahead = _read_ahead(produced)
     clashes: list[Clash] = []
+    strays: list[Stray] = []
     try:
         for source, events, fingerprints, clashed in ahead:
             clashes += _clashes(source, clashed)
+            if source.event_type in owned:
+                events, stray = _owned_only(events, owned[source.event_type])
+                if stray.num_rows:  # remember nothing: later seals must find them again
+                    strays += _strays(source, stray)
+                    fingerprints = fingerprints.slice(0, 0)
             with transaction(con):
                 chain.append(source.event_type, events)
                 chain.canonicalised += remember(con, source.event_type, fingerprints)
@@ -251,9 +291,26 @@ def _seal(
     if witness is not None:
         publish_checkpoints(con, witness, checkpoint_message)
     result = SealResult(chain.appended, checkpoint, chain.canonicalised)
-    if clashes:
-        raise SealRefused(clashes, result)
+    if clashes or strays:
+        raise SealRefused(clashes, result, strays)
     return result
+
+
+def _owned_only(events: pa.Table, keys: Collection[str]) -> tuple[pa.Table, pa.Table]:
+    """`events` split into those whose entity key is in `keys`, and the strays."""
+    mine = pc.is_in(events.column("entity_key"), value_set=pa.array(list(keys), pa.string()))
+    return events.filter(mine), events.filter(pc.invert(mine))
+
+
+def _strays(source: EventSource, stray: pa.Table) -> list[Stray]:
+    return [
+        Stray(source.table, str(key), str(digest))
+        for key, digest in zip(
+            stray.column("entity_key").to_pylist(),
+            stray.column("content_digest").to_pylist(),
+            strict=True,
+        )
+    ]
 
 
 def _clashes(source: EventSource, clashed: pa.Table) -> list[Clash]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.audit.seal import SealResult, seal_run
+from hitl_gate.audit.seal import STEP_OWNED, SealResult, seal_run
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import OpenConnection, query_frame, replace_partition_slice
@@ -108,5 +108,6 @@ def account_days(
             checkpoints,
             memory_limit=seal_memory_limit,
             witness=witness,
+            owned=STEP_OWNED,
         )
     return AccountedDays(accounting, added, errors, sealed)

@@ -24,6 +24,9 @@ from policies.capacity import own_rows
 from policies.control import halt_state
 
 InputSealer = Callable[[duckdb.DuckDBPyConnection], object]
+OutputSealer = Callable[[duckdb.DuckDBPyConnection, list[str]], object]
+"""Seals the `executions` rows of the given entity keys on the connection that inserted them
+(`sealed_inputs.output_sealer`)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ def execute_days(
     *,
     run_id: str,
     seal_inputs: InputSealer | None = None,
+    seal_outputs: OutputSealer | None = None,
 ) -> ExecutedDays:
     """Execute the run's final actions exactly once and write the days' outbox files.
 
@@ -65,6 +69,13 @@ def execute_days(
     records were forged or changed after sealing is refused, a tampered activation or halt
     refuses the domain (`ExecutionRefused`). Without `seal_inputs` unsealed records refuse
     their cases too: nothing executes on a record the log does not hold.
+
+    `seal_outputs` seals the executions (and their adverse-action notices) this step wrote
+    before their connection closes: DuckDB lets one process write the file, so nobody inserts
+    in between, and every other seal refuses new rows of both tables (`seal.STEP_OWNED`).
+    Rows an interrupted run of this step left unsealed are sealed by a re-run only where it
+    computes the same action, decider and reviewer for the case; any other unsealed execution
+    (and its notice) stays refused as forged.
     """
     if seal_inputs is not None:
         # A refused seal leaves the tampered rows unsealed: the check below refuses their cases.
@@ -79,7 +90,8 @@ def execute_days(
             [domain.name, days],
         )
     routed = own_rows(routed)
-    actions = keep_executed(final_actions(routed, verdicts, domain.case_id, halted=halted), earlier)
+    fresh = final_actions(routed, verdicts, domain.case_id, halted=halted)
+    actions = keep_executed(fresh, earlier)
     now = datetime.now(UTC)
     with connect() as con:
         # Gold cases (review/gold.py) are never executed, whatever verdicts or routes say.
@@ -119,6 +131,9 @@ def execute_days(
             policy_reason_texts(domain),
         ).with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now).alias("issued_at"))
         insert_new_rows(con, "adverse_actions", notices)
+        if seal_outputs is not None:
+            mine = pl.concat([to_execute["case_id"], agreeing(fresh, earlier)["case_id"]])
+            seal_outputs(con, [f"{domain.name}/{case}" for case in mine.to_list()])
         reversals = reversal_requests(con, domain.name)
     write_outbox(executed.filter(~pl.col("case_id").is_in(list(gold))), outbox, days)
     write_reversal_requests(reversals, outbox)
@@ -134,6 +149,22 @@ def refuse_gold(actions: pl.DataFrame, gold: set[str]) -> pl.DataFrame:
         pl.when(is_gold).then(pl.lit("refused_gold")).otherwise("status").alias("status"),
         pl.when(is_gold).then(pl.lit(None, pl.String)).otherwise("action").alias("action"),
     )
+
+
+def agreeing(fresh: pl.DataFrame, earlier: pl.DataFrame) -> pl.DataFrame:
+    """Earlier executions whose action, decider and reviewer this run computes too.
+
+    What a re-run may seal of a killed run's unsealed rows: a forged execution that acts
+    otherwise than the pipeline would stays unsealed (and refused by every seal).
+    """
+    keys = ["case_id", "action", "decided_by", "rev"]
+    computed = fresh.filter(pl.col("status") == "executed").select(
+        "case_id", "action", "decided_by",
+        pl.when(pl.col("decided_by") == "reviewer").then(pl.col("reviewer_id")).alias("rev"),
+    )  # fmt: skip
+    stored = earlier.select("case_id", "action", "decided_by", pl.col("reviewer_id").alias("rev"))
+    as_text = [pl.col(k).cast(pl.String) for k in keys]  # an empty frame's columns may be Null
+    return stored.select(as_text).join(computed.select(as_text), on=keys, nulls_equal=True)
 
 
 def reason_columns(routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str) -> pl.DataFrame:

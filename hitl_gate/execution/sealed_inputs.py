@@ -40,6 +40,10 @@ DOMAIN_INPUTS = ("policy_activation", "automation_halt")  # the state the whole 
 RELIED_ON: tuple[EventSource, ...] = tuple(
     SOURCES_BY_TYPE[t] for t in (*CASE_INPUTS, *DOMAIN_INPUTS)
 ) + (SOURCES_BY_TYPE["verdict_file_received"],)  # sealed with them (the opinions' files)
+EXECUTED: tuple[EventSource, ...] = (
+    SOURCES_BY_TYPE["execution"],
+    SOURCES_BY_TYPE["adverse_action"],
+)
 SEALED = "execution_sealed_inputs"
 # How a case-level key names its case: (key prefix given the domain, separator, part number).
 CASE_OF_KEY = {
@@ -202,6 +206,28 @@ def input_sealer(
         return seal_run(
             con, f"{run_id}:inputs", signing_key, checkpoint_dir, RELIED_ON,
             memory_limit=memory_limit, witness=witness,
+        )  # fmt: skip
+
+    return seal
+
+
+def output_sealer(
+    signing_key: Ed25519PrivateKey,
+    checkpoint_dir: Path,
+    witness: WitnessConfig | None,
+    run_id: str,
+    memory_limit: str | None = SEAL_MEMORY_LIMIT,
+) -> Callable[[duckdb.DuckDBPyConnection, list[str]], SealResult]:
+    """The execution stage's seal of the `executions` and `adverse_actions` rows it wrote (run
+    id `<run>:executed`), on the connection that wrote them, for `execute_days`: only the
+    given entity keys (`domain/case_id`) may be logged, in both tables."""
+
+    def seal(con: duckdb.DuckDBPyConnection, keys: list[str]) -> SealResult:
+        mine = set(keys)
+        return seal_run(
+            con, f"{run_id}:executed", signing_key, checkpoint_dir, EXECUTED,
+            memory_limit=memory_limit, witness=witness,
+            owned={"execution": mine, "adverse_action": mine},
         )  # fmt: skip
 
     return seal

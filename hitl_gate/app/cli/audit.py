@@ -92,7 +92,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     """Log lineage written outside a pipeline run (or by an interrupted run) and checkpoint it."""
     import uuid
 
-    from hitl_gate.audit.seal import SealRefused, seal_run
+    from hitl_gate.audit.seal import STEP_OWNED, SealRefused, seal_run
     from hitl_gate.audit.witness import WitnessConfig
     from hitl_gate.core.database import audit_connection
 
@@ -103,7 +103,12 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     try:
         with audit_connection(paths.audit_db) as con:
             result = seal_run(
-                con, f"cli-seal-{uuid.uuid4()}", key, paths.checkpoints_dir, witness=witness
+                con,
+                f"cli-seal-{uuid.uuid4()}",
+                key,
+                paths.checkpoints_dir,
+                witness=witness,
+                owned=STEP_OWNED,
             )
     except SealRefused as refused:
         raise SystemExit(str(refused)) from refused
