@@ -51,15 +51,15 @@ ui: install dagster-home
 	DAGSTER_HOME=$(CURDIR)/.hitl/dagster $(BIN)/dagster dev -w workspace.yaml
 
 # MLflow's UI on the home's tracking store (HITL_HOME, default .hitl/), on this machine only and
-# with telemetry off (no network). MLflow 3 opens on its GenAI view: the printed address asks for
-# the classic ML one (models, experiments, runs); docs/model.md says what to look at.
+# with telemetry off (no network), one worker (one reader). MLflow 3 opens on its GenAI view: the
+# printed address asks for the classic ML one (models, experiments, runs); see docs/model.md.
 MLFLOW_PORT ?= 5000
 MLFLOW_STORE = $(or $(HITL_HOME),$(CURDIR)/.hitl)/mlflow
 mlflow-ui: install
 	@test -f $(MLFLOW_STORE)/mlflow.db || { echo "no MLflow store in $(MLFLOW_STORE): run make demo (or set HITL_HOME)"; exit 1; }
 	@echo "MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning"
 	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true $(BIN)/mlflow server --host 127.0.0.1 \
-	  --port $(MLFLOW_PORT) --backend-store-uri sqlite:///$(abspath $(MLFLOW_STORE))/mlflow.db \
+	  --port $(MLFLOW_PORT) --workers 1 --backend-store-uri sqlite:///$(abspath $(MLFLOW_STORE))/mlflow.db \
 	  --default-artifact-root $(abspath $(MLFLOW_STORE))/artifacts
 
 validate: install dagster-home
