@@ -21,6 +21,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import jinja2
@@ -171,8 +172,7 @@ def _result(path: Path, results_dir: Path) -> ResultLine:
     )
 
 
-_INDEX = jinja2.Environment(autoescape=True).from_string(
-    """<!DOCTYPE html>
+_INDEX_TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>hitl-gate Data Docs</title>
 <style>{{ css }}</style></head>
 <body><nav class="navbar"><h1>Data Docs</h1></nav>
@@ -205,7 +205,12 @@ all; the newest {{ suite.results | length }} are listed.</p>{% endif %}
 {% endfor %}
 </div></body></html>
 """
-)
+
+
+@cache
+def _index_template() -> jinja2.Template:
+    """The index template, compiled once, on first use (nothing runs at import)."""
+    return jinja2.Environment(autoescape=True).from_string(_INDEX_TEMPLATE)
 
 
 def write_index(site: Path, gx_dir: Path) -> Path:
@@ -213,7 +218,7 @@ def write_index(site: Path, gx_dir: Path) -> Path:
     domains: dict[str, list[SuiteEntry]] = {}
     for entry in read_suites(gx_dir):
         domains.setdefault(entry.domain, []).append(entry)
-    html = _INDEX.render(css=DATA_DOCS_CSS, domains=dict(sorted(domains.items())))
+    html = _index_template().render(css=DATA_DOCS_CSS, domains=dict(sorted(domains.items())))
     site.mkdir(parents=True, exist_ok=True)
     return _replace(site / "index.html", html)
 
