@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint ui reports lock validate clean dagster-home bench portal
+.PHONY: install demo test test-fast lint ui mlflow-ui reports lock validate clean dagster-home bench portal
 
 install: $(STAMP)
 
@@ -64,6 +64,18 @@ reports:
 # The review portal on http://127.0.0.1:8765/ (docs/portal.md): sign-in, queue, cases, verdicts.
 portal: install
 	$(BIN)/hitl portal serve
+
+# MLflow's UI on the home's tracking store (HITL_HOME, default .hitl/), on this machine only and
+# with telemetry off (no network), one worker (one reader). MLflow 3 opens on its GenAI view: the
+# printed address asks for the classic ML one (models, experiments, runs); see docs/model.md.
+MLFLOW_PORT ?= 5000
+MLFLOW_STORE = $(HITL_STATE)/mlflow
+mlflow-ui: install
+	@test -f $(MLFLOW_STORE)/mlflow.db || { echo "no MLflow store in $(MLFLOW_STORE): run make demo (or set HITL_HOME)"; exit 1; }
+	@echo "MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning"
+	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true $(BIN)/mlflow server --host 127.0.0.1 \
+	  --port $(MLFLOW_PORT) --workers 1 --backend-store-uri sqlite:///$(abspath $(MLFLOW_STORE))/mlflow.db \
+	  --default-artifact-root $(abspath $(MLFLOW_STORE))/artifacts
 
 validate: install dagster-home
 	$(HITL_ENV) $(BIN)/dagster definitions validate -w workspace.yaml

@@ -88,9 +88,14 @@ def registered_domain_files(feast_dir: Path, project: str) -> list[Path]:
     """
     files = []
     for path in sorted((feast_dir.resolve() / DOMAINS_DIR).glob("*.json")):
-        entry = json.loads(path.read_text(encoding="utf-8"))
-        declared = Path(entry["domain_file"])
-        if entry["project"] == project and declared.is_file():
+        try:
+            entry = json.loads(path.read_text(encoding="utf-8"))
+            declared, project_of = Path(entry["domain_file"]), entry["project"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(
+                f"{path}: not a domain registration ({exc}); delete it and reopen the store"
+            ) from exc
+        if project_of == project and declared.is_file():
             files.append(declared)
     return files
 

@@ -7,13 +7,51 @@ inside the functions: it costs about 5 s and most callers of this package never 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-EXPERIMENT_NAME = "hitl-gate"
+EXPERIMENT_PREFIX = "hitl-gate/"
+# MLflow's experiment tags: the description its UI shows, and the kind of work, which makes
+# the UI open the experiment on its runs (classic ML) instead of the GenAI traces view.
+DESCRIPTION_TAG = "mlflow.note.content"
+KIND_TAG = "mlflow.experimentKind"
+CLASSIC_ML = "custom_model_development"
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """One domain's experiment: every training run of its model, with a description."""
+
+    name: str
+    description: str
+    model_description: str  # the registered model's, shown on its registry page
+
+
+def domain_experiment(domain: str, description: str, model_name: str) -> ExperimentSpec:
+    """`hitl-gate/<domain>`: the experiment of one domain's training runs, and the texts the
+    MLflow UI shows for it and for the domain's registered model."""
+    governance = (
+        "Versions move to `champion` (decides) or `challenger` (scored in shadow) only through "
+        "`hitl model promote`, a model owner's signed act recorded in the audit database; "
+        "scoring refuses an alias moved any other way (MLflow UI included)."
+    )
+    return ExperimentSpec(
+        name=f"{EXPERIMENT_PREFIX}{domain}",
+        description=(
+            f"Training runs of `{model_name}`, the model of the {domain} domain of hitl-gate. "
+            f"{description.strip()}\n\nEach run logs its parameters, metrics, calibration, "
+            f"reference bins and model card. {governance}"
+        ),
+        model_description=(
+            f"Probability of a bad outcome for the {domain} domain of hitl-gate. "
+            f"{description.strip()}\n\nEach version's description is its model card. "
+            f"{governance}"
+        ),
+    )
 
 
 def tracking_uri(mlflow_dir: Path) -> str:
@@ -27,11 +65,9 @@ def artifact_root(mlflow_dir: Path) -> Path:
 
 
 def configure(mlflow_dir: Path) -> MlflowClient:
-    """Point MLflow at `mlflow_dir` and make sure the 'hitl-gate' experiment exists.
+    """Point MLflow at `mlflow_dir`: the global tracking and registry URIs, and a client.
 
-    The artefact location is fixed when the experiment is created; without it MLflow would
-    write `./mlruns` into the working directory. The global tracking and registry URIs are set
-    too, because `mlflow.start_run` and `log_model` read them.
+    The global URIs are set because `mlflow.start_run` and `log_model` read them.
     """
     import mlflow
     from mlflow import MlflowClient
@@ -41,17 +77,23 @@ def configure(mlflow_dir: Path) -> MlflowClient:
     uri = tracking_uri(mlflow_dir)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    if client.get_experiment_by_name(EXPERIMENT_NAME) is None:
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def experiment_id(client: MlflowClient, mlflow_dir: Path, spec: ExperimentSpec) -> str:
+    """The id of `spec`'s experiment, created (or its tags brought up to date) as needed.
+
+    The artefact location is fixed when the experiment is created; without it MLflow would
+    write `./mlruns` into the working directory. Every experiment shares the one artefact
+    folder, so a run's files are at `<artifacts>/<run id>/` whatever its domain.
+    """
+    tags = {DESCRIPTION_TAG: spec.description, KIND_TAG: CLASSIC_ML}
+    experiment = client.get_experiment_by_name(spec.name)
+    if experiment is None:
         artifacts = artifact_root(mlflow_dir)
         artifacts.mkdir(parents=True, exist_ok=True)
-        client.create_experiment(EXPERIMENT_NAME, artifact_location=artifacts.as_uri())
-    return client
-
-
-def experiment_id(client: MlflowClient) -> str:
-    """The id of the 'hitl-gate' experiment (call `configure` first)."""
-    experiment = client.get_experiment_by_name(EXPERIMENT_NAME)
-    if experiment is None:
-        raise LookupError(f"experiment '{EXPERIMENT_NAME}' missing: call configure() first")
+        return client.create_experiment(spec.name, artifact_location=artifacts.as_uri(), tags=tags)
+    for key, value in tags.items():
+        if experiment.tags.get(key) != value:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id

@@ -25,7 +25,7 @@ from models.calibration import fit_platt
 from models.drift import reference_bins
 from models.evaluation import calibration_table, discrimination
 from models.leakage import LEAKAGE_TAG, LeakageCheck, check_leakage
-from models.mlflow_store import configure, experiment_id
+from models.mlflow_store import ExperimentSpec, configure, domain_experiment, experiment_id
 from models.model_card import render_challenger_card, render_model_card
 from models.registry import CHAMPION_FAMILIES, FAMILY_TAG, GRADIENT_BOOSTING, SCORECARD
 from models.scorecard import (
@@ -125,6 +125,7 @@ def train_and_register(
     case_id: str,
     mlflow_dir: Path,
     family: str = SCORECARD,
+    experiment: ExperimentSpec | None = None,
 ) -> TrainedModel:
     """Fit on the time split, log params, metrics, calibration and model card, and register.
 
@@ -195,8 +196,12 @@ def train_and_register(
     example = x_train.head(INPUT_EXAMPLE_ROWS)
     signature = infer_signature(example, pipeline.predict_proba(example))
     client = configure(mlflow_dir)
+    # Without a domain's experiment (tests, benchmarks), one named after the model.
+    spec = experiment or domain_experiment(
+        model_cfg.name, model_cfg.label.description, model_cfg.name
+    )
     with mlflow.start_run(
-        experiment_id=experiment_id(client), run_name=f"train-{model_cfg.name}"
+        experiment_id=experiment_id(client, mlflow_dir, spec), run_name=f"train-{model_cfg.name}"
     ) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
@@ -225,7 +230,11 @@ def train_and_register(
             card = render_challenger_card(
                 model_cfg, kept, version, run.info.run_id, params, metrics
             )
-        mlflow.log_text(card + "\n".join(["", *leakage.card_lines()]), "model_card.md")
+        card = card + "\n".join(["", *leakage.card_lines()])
+        mlflow.log_text(card, "model_card.md")
+    # What the registry pages show: the model's purpose, and each version's own card.
+    client.update_registered_model(model_cfg.name, description=spec.model_description)
+    client.update_model_version(model_cfg.name, version, description=card)
     client.set_model_version_tag(model_cfg.name, version, FAMILY_TAG, family)
     client.set_model_version_tag(model_cfg.name, version, LEAKAGE_TAG, leakage.tag())
 

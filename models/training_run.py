@@ -102,12 +102,15 @@ def run_training(
     Every registered version gets its feature service now, whether or not it is promoted.
     """
     from features.services import ensure_model_service
-    from models.mlflow_store import configure
+    from models.mlflow_store import configure, domain_experiment
     from models.registry import record_promotion, version_ref
     from models.training import train_and_register
 
     store, training = training_frame(domain, feast_dir, landing_root)
-    trained = train_and_register(training, domain.model, domain.case_id, mlflow_dir, family=family)
+    experiment = domain_experiment(domain.name, domain.description, domain.model.name)
+    trained = train_and_register(
+        training, domain.model, domain.case_id, mlflow_dir, family=family, experiment=experiment
+    )
     service = ensure_model_service(
         store, domain, version_ref(configure(mlflow_dir), trained.name, trained.version)
     )

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.quality.data_docs import install_styles, strip_remote_assets, write_index
 from hitl_gate.quality.expectation_batches import database_path, engine_kwargs, prepare_stage
 from hitl_gate.quality.expectations import (
     TRAILING,
@@ -42,8 +43,8 @@ if TYPE_CHECKING:
 
 SITE_NAME = "hitl_data_docs"
 LOCK_FILE = "expectations.lock"  # beside the DuckDB file: one validation at a time
-# GE re-reads every stored validation result to build the Data Docs index, so without a bound
-# each check would get slower as runs accumulate; older pages stay on disk, unlisted.
+# GE's own index is not built by the checks (`data_docs.write_index` writes a static one); this
+# bounds it when someone builds it by hand, since GE re-reads every stored result for it.
 INDEX_LIMIT = 300
 _RESULT_KEYS = ("element_count", "unexpected_count", "unexpected_percent", "observed_value")
 
@@ -125,6 +126,7 @@ def _context(where: GxLocations) -> Any:
             "base_directory": str(where.data_docs),
         },
     }
+    install_styles(Path(context.root_directory))  # inlined by GE into every page it builds
     sites = context.variables.data_docs_sites or {}
     if sites.get(SITE_NAME) != site:
         if SITE_NAME in sites:
@@ -274,6 +276,30 @@ def _validation_turn(where: GxLocations) -> Iterator[None]:
         lock.release()
 
 
+def _build_pages(context: Any, where: GxLocations, identifiers: list[Any]) -> list[Path]:
+    """Build the run's result pages and its suites' pages, self-contained, then the index.
+
+    GE's own index is not built: it is drawn by scripts from CDNs and re-reads every stored
+    result; `data_docs.write_index` writes a static one instead (`hitl_gate/quality/data_docs.py`).
+    """
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    suites = sorted({i.expectation_suite_identifier.name for i in identifiers})
+    built = [*identifiers, *(ExpectationSuiteIdentifier(name=name) for name in suites)]
+    context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=built, build_index=False)
+    pages = [
+        Path(str(url["site_url"]).removeprefix("file://"))
+        for identifier in built
+        for url in context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE_NAME)
+    ]
+    for page in pages:
+        strip_remote_assets(page, where.data_docs)
+    write_index(where.data_docs, Path(context.root_directory))
+    return pages[: len(identifiers)]
+
+
 def run_suite(
     where: GxLocations,
     domain: str,
@@ -315,14 +341,7 @@ def run_suite(
                 identifiers.append(identifier)
         finally:
             _release(datasource)
-        context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=identifiers)
-        pages = [
-            Path(str(url["site_url"]).removeprefix("file://"))
-            for identifier in identifiers
-            for url in context.get_docs_sites_urls(
-                resource_identifier=identifier, site_name=SITE_NAME
-            )
-        ]
+        pages = _build_pages(context, where, identifiers)
         ordered = [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
         return SuiteRun(
             outcomes=ordered,

@@ -116,3 +116,10 @@ def test_a_domain_without_a_declaration_file_is_not_registered(tmp_path: Path) -
     assert registered_domain_files(tmp_path, in_memory.features.project) == []
     assert register_domain(DOMAINS[0], tmp_path) is not None
     assert registered_domain_files(tmp_path, "another_project") == []
+
+
+def test_a_damaged_registration_is_named(tmp_path: Path) -> None:
+    (tmp_path / "domains").mkdir()
+    (tmp_path / "domains" / "x.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"x\.json: not a domain registration"):
+        registered_domain_files(tmp_path, "hitl_gate")

@@ -7,6 +7,7 @@ January to March, so the March validation split is the one the domain configures
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from datetime import date
@@ -512,3 +513,38 @@ def test_an_alias_moved_outside_promote_is_refused_at_scoring(
     finally:
         signed_promote(keys, "bob", name, first, alias="champion", **kw)
     score_step()
+
+
+def test_runs_versions_and_model_carry_their_descriptions(
+    registry: Registry, model_cfg: ModelConfig
+) -> None:
+    """The MLflow UI shows, without opening an artefact: the experiment's purpose and kind
+    (classic ML, not the GenAI view), the model's purpose and each version's model card."""
+    from models.mlflow_store import (
+        CLASSIC_ML,
+        DESCRIPTION_TAG,
+        KIND_TAG,
+        domain_experiment,
+        experiment_id,
+    )
+
+    client = configure(registry.mlflow_dir)
+    run = client.get_run(registry.first.run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == f"hitl-gate/{model_cfg.name}"
+    assert experiment.tags[KIND_TAG] == CLASSIC_ML
+    assert f"Training runs of `{model_cfg.name}`" in experiment.tags[DESCRIPTION_TAG]
+    assert "hitl model promote" in client.get_registered_model(model_cfg.name).description
+    for trained in (registry.first, registry.second):
+        card = client.get_model_version(model_cfg.name, trained.version).description
+        assert card.startswith(f"# Model card: {model_cfg.name} v{trained.version}")
+        assert "| auc |" in card
+
+    lending = domain_experiment("lending_club", "Funded loans.", "lending_club_pd")
+    assert lending.name == "hitl-gate/lending_club" and "Funded loans." in lending.description
+
+    # An existing experiment gets its description brought up to date, not a second experiment.
+    first_id = experiment_id(client, registry.mlflow_dir, lending)
+    newer = dataclasses.replace(lending, description="Reworded.")
+    assert experiment_id(client, registry.mlflow_dir, newer) == first_id
+    assert client.get_experiment(first_id).tags[DESCRIPTION_TAG] == "Reworded."

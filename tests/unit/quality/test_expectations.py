@@ -157,9 +157,17 @@ def test_a_validation_waits_for_its_turn_then_fails_naming_the_lock(tmp_path: Pa
         _row_count_seen(where, DAY)
 
 
-def test_the_shipped_suites_load() -> None:
-    domain = load_domain("consumer_credit")
+@pytest.mark.parametrize("name", ["consumer_credit", "lending_club"])
+def test_the_shipped_suites_load_and_name_only_columns_the_stage_has(name: str) -> None:
+    domain = load_domain(name)
     assert domain.expectations is not None
     config = load_expectations(domain.source_dir / domain.expectations)
     assert set(config.suites) == {"validated_cases", "case_features"}
     assert config.suites["case_features"].blocking
+    stage_columns = {
+        "validated_cases": set(domain.contract.columns),
+        "case_features": set(domain.features.names),
+    }
+    for stage, suite in config.suites.items():
+        named = {e.column for e in suite.expectations if e.column is not None}
+        assert named <= stage_columns[stage], (stage, named - stage_columns[stage])
