@@ -46,14 +46,17 @@ ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 # Step-by-step DEBUG events go to the run log (Dagster UI); the terminal shows warnings only.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
+# Offline: no telemetry, and no "join the community" sign-up dialog (it asks for an e-mail).
 DAGSTER_YAML = """\
 telemetry:
+  enabled: false
+nux:
   enabled: false
 """
 
 
 def ensure_dagster_home(folder: Path) -> None:
-    """Create the Dagster home with telemetry off (the deployment is offline)."""
+    """Create the Dagster home with telemetry and the sign-up dialog off (it is offline)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "dagster.yaml"
     if not config.exists():
