@@ -51,7 +51,7 @@ REPORTS_PORT ?= 8766
 
 # The Dagster home the CLI and the UI share, telemetry off (the deployment is offline).
 dagster-home:
-	@mkdir -p $(HITL_STATE)/dagster && test -f $(HITL_STATE)/dagster/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(HITL_STATE)/dagster/dagster.yaml
+	@mkdir -p $(HITL_STATE)/dagster && test -f $(HITL_STATE)/dagster/dagster.yaml || printf 'telemetry:\n  enabled: false\nnux:\n  enabled: false\n' > $(HITL_STATE)/dagster/dagster.yaml
 
 ui: install dagster-home
 	$(HITL_ENV) $(BIN)/dagster dev -w workspace.yaml

@@ -8,7 +8,7 @@ declaration (`model.monitoring`).
 import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
-from assets.common import markdown_metadata, stage_key
+from assets.common import markdown_metadata, rounded, stage_key
 from hitl_gate.core.domain import DomainConfig
 from models.monitoring import input_completeness, score_drift_by_version
 from pipelines.resources import AuditDatabase
@@ -60,11 +60,13 @@ def build_model_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
             drift = score_drift_by_version(con, risk_scores, limits)
         return AssetCheckResult(
             passed=drift.passed,
-            metadata={
-                "psi": drift.worst_psi,
-                "checked": bool(drift.checked),
-                "by_model_version": markdown_metadata(drift.table()),
-            },
+            metadata=rounded(
+                {
+                    "psi": drift.worst_psi,
+                    "checked": bool(drift.checked),
+                    "by_model_version": markdown_metadata(drift.table()),
+                }
+            ),
         )
 
     return [inputs_complete, score_drift]

@@ -16,7 +16,14 @@ from dagster import (
     asset,
 )
 
-from assets.common import markdown_metadata, markdown_table, stage_key, upstream
+from assets.common import (
+    markdown_metadata,
+    markdown_table,
+    readable_number,
+    rounded,
+    stage_key,
+    upstream,
+)
 from assets.partitions import daily_stage_asset, partition_days
 from assets.slices import output_sink
 from hitl_gate.core.domain import DomainConfig
@@ -84,7 +91,7 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "promoted_to_champion": trained.promoted_to_champion,
                 "leakage_check": trained.leakage.describe() if trained.leakage else "not run",
                 "training_rows": run.training_rows,
-                "positive_rate": run.positive_rate,
+                "positive_rate": readable_number(run.positive_rate),
                 "metrics": MetadataValue.md(
                     markdown_table(
                         pl.DataFrame(
@@ -149,16 +156,18 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             record_scoring(con, domain.name, partition_days(context), champion, scoring.shadow())
         return Output(
             output,
-            metadata={
-                "rows": scoring.rows,
-                "slices": len(ranges),
-                "model": f"{champion.name} v{champion.version}",
-                "mlflow_run_id": champion.run_id,
-                "mean_pd": scoring.mean_pd,
-                "mean_pd_calibrated": scoring.mean_pd_calibrated,
-                "risk_bands": markdown_metadata(scoring.band_counts()),
-                **scoring.challenger_summary(),
-            },
+            metadata=rounded(
+                {
+                    "rows": scoring.rows,
+                    "slices": len(ranges),
+                    "model": f"{champion.name} v{champion.version}",
+                    "mlflow_run_id": champion.run_id,
+                    "mean_pd": scoring.mean_pd,
+                    "mean_pd_calibrated": scoring.mean_pd_calibrated,
+                    "risk_bands": markdown_metadata(scoring.band_counts()),
+                    **scoring.challenger_summary(),
+                }
+            ),
         )
 
     return [trained_model, risk_scores]

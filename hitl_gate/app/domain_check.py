@@ -11,6 +11,7 @@ file and the field, so a team fixes its declarations in one pass.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -210,7 +211,26 @@ def sample_problems(domain: DomainConfig, where: str) -> list[str]:
     needed += [domain.model.label.column, *sample.outcome_columns]
     needed += [c for c in (sample.case_id.column, sample.event_time.column) if c]
     missing = sorted({c for c in needed if c not in present})
-    return [f"{where}: sample.source {source.name} lacks columns {missing}"] if missing else []
+    if missing:
+        return [f"{where}: sample.source {source.name} lacks columns {missing}"]
+    return window_problems(domain, where)
+
+
+def window_problems(domain: DomainConfig, where: str) -> list[str]:
+    """The sample's days lie inside `data_window`: a day outside it would land and never run."""
+    from hitl_gate.app.demo_data import sample_applications
+
+    days = sample_applications(domain)[domain.event_time].dt.date()
+    first, last = days.min(), days.max()
+    window = domain.data_window
+    if not isinstance(first, date) or not isinstance(last, date):
+        return []  # an empty sample: nothing lands
+    if window.contains(first) and window.contains(last):
+        return []
+    return [
+        f"{where}: data_window {window.start}..{window.end or 'open'} leaves out the sample's "
+        f"days {first}..{last}"
+    ]
 
 
 def _source_columns(source: Path) -> list[str]:

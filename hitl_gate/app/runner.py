@@ -47,14 +47,17 @@ ASSET_PARTITION_RANGE_END_TAG = "dagster/asset_partition_range_end"
 # run's own log (its failures carry stack traces): `raise_for_failure` says what failed, in a line.
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
+# Offline: no telemetry, and no "join the community" sign-up dialog (it asks for an e-mail).
 DAGSTER_YAML = """\
 telemetry:
+  enabled: false
+nux:
   enabled: false
 """
 
 
 def ensure_dagster_home(folder: Path) -> None:
-    """Create the Dagster home with telemetry off (the deployment is offline)."""
+    """Create the Dagster home with telemetry and the sign-up dialog off (it is offline)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "dagster.yaml"
     if not config.exists():

@@ -369,7 +369,7 @@ def automation_bias(reviewed: pl.DataFrame, t: Thresholds) -> Finding:
         )
     else:
         summary = (
-            f"{stats.height} reviewers in the run, none with the {t.bias_min_cases} verdicts "
+            f"{stats.height} reviewer(s) in the run, none with the {t.bias_min_cases} verdicts "
             "needed to judge their pace: nothing judged."
         )
     details = flagged if flagged.height else stats

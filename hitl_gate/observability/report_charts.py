@@ -19,6 +19,8 @@ from hitl_gate.core.lawful import FairnessLimits
 from hitl_gate.observability.anomalies import Finding, Thresholds
 
 DAY_MS = 86_400_000  # a day in the milliseconds a Plotly date axis counts in
+# A daily bar's width on a date axis: without it Plotly draws one day's bar a hairline wide.
+DAY_BAR_WIDTH = DAY_MS * 0.8
 STAGE_ORDER = {"model_band": 0, "policy_route": 1, "human_verdict": 2, "final_action": 3}
 
 
@@ -112,7 +114,12 @@ def build_charts(
     out.add(
         "Cases per day by route",
         [
-            go.Bar(name=key, x=part["partition_date"].to_list(), y=part["value"].to_list())
+            go.Bar(
+                name=key,
+                x=part["partition_date"].to_list(),
+                y=part["value"].to_list(),
+                width=DAY_BAR_WIDTH,
+            )
             for (key,), part in routes.group_by("key", maintain_order=True)
         ],
         "No case was decided on these days.",
@@ -134,7 +141,7 @@ def build_charts(
             for (dim, key), part in rates.group_by("dimension", "key", maintain_order=True)
         ],  # fmt: skip
         "No case was decided on these days, so there are no shares.",
-        yaxis={"tickformat": ".0%"},
+        yaxis={"tickformat": ".0%", "range": [0, 1.02]},  # shares: the whole scale, always
         xaxis=x_axis,
     )
     _latency_charts(out, metrics)
@@ -265,4 +272,5 @@ def _fairness_chart(out: _Charts, metrics: pl.DataFrame, limits: FairnessLimits)
         "Nothing measured: the domain declares no protected attribute, or no case was decided.",
         lines=lines,
         barmode="group",
+        showlegend=True,  # the group's name, even when there is only one
     )

@@ -35,6 +35,9 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 DOMAIN = "consumer_credit"
+# The webserver imports the code location before it answers: minutes on a loaded 2-core machine.
+UI_START_S = 300
+PAGE_TIMEOUT_MS = 120_000
 
 
 def test_metrics_stage_events_and_traces_are_recorded(demo_home: HitlPaths) -> None:
@@ -133,7 +136,7 @@ def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + UI_START_S
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{url}/server_info", timeout=2):
@@ -143,7 +146,7 @@ def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -
                     pytest.fail(f"dagster-webserver exited; see {log.name}")
                 time.sleep(0.5)
         else:
-            pytest.fail(f"dagster-webserver did not answer in 60 s; see {log.name}")
+            pytest.fail(f"dagster-webserver did not answer in {UI_START_S} s; see {log.name}")
         yield url
     finally:
         os.killpg(proc.pid, 15)
@@ -170,7 +173,7 @@ def test_dagster_ui_shows_graph_checks_and_latest_materialization(
     dagster_ui: str, browser, tmp_path: Path
 ) -> None:
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     # With several domains the global lineage shows one collapsed group per domain; the asset's
     # own lineage view draws the domain's whole graph, stage by stage.
     page.goto(f"{dagster_ui}/asset-groups/{DOMAIN}")
@@ -211,7 +214,7 @@ def test_a_cli_launched_run_is_listed_on_its_job_page(
     assert all(r.remote_job_origin is not None for r in runs)  # every CLI run has its origin
     location = repository_origin().code_location_origin.location_name
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.goto(f"{dagster_ui}/locations/{location}/jobs/{job}/runs")
     page.get_by_text(runs[0].run_id[:8]).first.wait_for()  # the newest run, by its short id
     page.screenshot(path=str(tmp_path / "job_runs.png"), full_page=True)
@@ -239,8 +242,9 @@ def test_report_views_draw_charts_with_data_and_explain_empty_ones(
     page.close()
     assert plotted == drawn >= 4  # every drawn chart has data; none is a blank pair of axes
     assert all(text.strip() for text in explained)
-    assert drawn + len(explained) == 9  # every chart either drawn or explained in words
-    assert thresholds >= 1  # threshold lines on the charts they judge
+    assert drawn + len(explained) == 8  # every chart either drawn or explained in words
+    if name == "period.html":  # the demo's days hold verdicts: the override floor is drawn
+        assert thresholds >= 1
 
 
 def test_html_report_renders_charts_offline(demo_home: HitlPaths, browser, tmp_path: Path) -> None:

@@ -192,6 +192,17 @@ def test_check_reports_an_invalid_declaration_by_field(tmp_path: Path, root: Pat
         load_domain("loans_b", [root / "domains"])
 
 
+def test_check_refuses_a_data_window_that_leaves_out_sample_days(
+    tmp_path: Path, root: Path
+) -> None:
+    domain_file = _scaffold(tmp_path, root)
+    _edit(domain_file, lambda d: d.update(data_window={"start": "2000-01-01", "end": "2000-01-31"}))
+    problems = check_domain("loans_b", [root / "domains"])
+    assert len(problems) == 1 and "data_window 2000-01-01..2000-01-31 leaves out" in problems[0]
+    _edit(domain_file, lambda d: d.update(data_window={"start": "2000-01-01"}))  # open: all in
+    assert check_domain("loans_b", [root / "domains"]) == []
+
+
 def test_a_domain_declared_twice_is_refused(root: Path) -> None:
     shipped = Path(load_domain("lending_club").source_dir) / "domain.yaml"
     copy = root / "domains" / "lending_club" / "domain.yaml"

@@ -20,7 +20,7 @@ from hitl_gate.observability.anomalies import (
     volume_drop,
 )
 from hitl_gate.observability.report import PERIOD, render_report, write_report
-from hitl_gate.observability.report_charts import build_charts, date_axis
+from hitl_gate.observability.report_charts import DAY_BAR_WIDTH, build_charts, date_axis
 
 DAY = date(2024, 3, 1)
 AS_OF = datetime(2024, 3, 2, tzinfo=UTC)
@@ -144,6 +144,7 @@ def test_a_one_day_axis_shows_that_day_not_hours_of_an_empty_timeline() -> None:
     assert "dtick" not in long  # Plotly picks ticks for a long period
     cases = build_charts(metrics_frame([DAY]), [], [DAY], T, FairnessLimits())[0].figure
     assert cases.layout.xaxis.dtick == 86_400_000
+    assert all(bar.width == DAY_BAR_WIDTH for bar in cases.data)  # a day wide, not a hairline
 
 
 def test_the_period_view_and_the_run_view_link_each_other(tmp_path) -> None:
