@@ -47,8 +47,12 @@ SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
 DEFAULT_TOKEN_LABEL = "hitl-audit"
 DEFAULT_KEY_LABEL = "hitl-checkpoint"
 SETTLE_ENV = "HITL_LANDING_SETTLE_SECONDS"
+LOCK_WAIT_ENV = "HITL_AUDIT_LOCK_WAIT_SECONDS"
 # A landing file modified less than this long ago is looked at again after it (ingest/listing.py).
 DEFAULT_SETTLE_SECONDS = 2.0
+# How long a run waits for the live audit file while another process holds it (runs take turns
+# on short connections; a longer hold is a session in the way, named when the wait ends).
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
 
 DEFAULT_SLICE_ROWS = 1_000_000
 NAMED_EXECUTORS = ("in_process", "multiprocess")
@@ -134,7 +138,9 @@ class HitlSettings:
     `slice_rows` is the most cases a sliced step holds at once; `backfill_days_per_run` splits a
     backfill into runs of that many days (None: one run for the whole range);
     `landing_settle_seconds` is how long a landing file's size and mtime must stay unchanged
-    before it is taken (0: taken as found), unless its domain declares a marker file.
+    before it is taken (0: taken as found), unless its domain declares a marker file;
+    `audit_lock_wait_seconds` how long a run waits for the live audit file held by another
+    process before failing with the holder named.
     """
 
     paths: HitlPaths
@@ -148,6 +154,7 @@ class HitlSettings:
     tsa_url: str | None = None  # RFC 3161 time-stamping authority for checkpoints (None: off)
     audit_keys: AuditKeySettings = field(default_factory=AuditKeySettings)
     landing_settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    audit_lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
 
     @classmethod
     def from_environ(
@@ -187,6 +194,9 @@ class HitlSettings:
             tsa_url=value(TSA_ENV) or None,
             audit_keys=AuditKeySettings.from_values(value),
             landing_settle_seconds=_seconds(SETTLE_ENV, value(SETTLE_ENV), DEFAULT_SETTLE_SECONDS),
+            audit_lock_wait_seconds=_seconds(
+                LOCK_WAIT_ENV, value(LOCK_WAIT_ENV), DEFAULT_LOCK_WAIT_SECONDS
+            ),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -208,6 +218,7 @@ class HitlSettings:
             BACKFILL_ENV: str(self.backfill_days_per_run or "single"),
             **self.audit_keys.to_environ(),
             SETTLE_ENV: repr(self.landing_settle_seconds),
+            LOCK_WAIT_ENV: repr(self.audit_lock_wait_seconds),
         }
 
 
