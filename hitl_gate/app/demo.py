@@ -98,13 +98,21 @@ def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
     start, end = date.fromisoformat(landing.first_day), date.fromisoformat(landing.last_day)
     daily = daily_job_name(domain)
 
+    days = f"{domain.name} {start}..{end}"
     ingest = run_job(
-        settings, daily, start=start, end=end, only=[stage_key(domain, s) for s in INGEST_STAGES]
+        settings,
+        daily,
+        start=start,
+        end=end,
+        only=[stage_key(domain, s) for s in INGEST_STAGES],
+        progress=f"{days} ingestion",
     )
     raise_for_failure(ingest, "ingestion and features")
     if not has_champion(domain, paths):
-        raise_for_failure(run_job(settings, training_job_name(domain)), "training")
-    raise_for_failure(run_job(settings, daily, start=start, end=end), "daily pipeline")
+        training = run_job(settings, training_job_name(domain), progress=f"{domain.name} training")
+        raise_for_failure(training, "training")
+    pipeline = run_job(settings, daily, start=start, end=end, progress=f"{days} pipeline")
+    raise_for_failure(pipeline, "daily pipeline")
     reviewed = demo_review_one_batch(settings, domain)
     return summarise(paths, domain, landing.applications, reviewed)
 

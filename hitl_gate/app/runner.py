@@ -15,6 +15,7 @@ executor (in process by default) decides how steps run.
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from dagster import (
     execute_job,
 )
 
+from hitl_gate.app.progress import PROGRESS_TAG, live_progress, shows_progress
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
 
@@ -93,12 +95,14 @@ def run_job(
     tags: dict[str, str] | None = None,
     only: list[AssetKey] | None = None,
     run_config: dict | None = None,
+    progress: str | None = None,
 ) -> JobExecutionResult:
     """Execute `job_name` (or only the assets `only` of it) with the definitions' executor.
 
     A partitioned job runs the days `start..end` as one run: every asset has a single-run
     backfill policy, so each stage processes the whole range in one step. The job is rebuilt
-    from `settings` by name so that no step output stays in memory after its step.
+    from `settings` by name so that no step output stays in memory after its step. With
+    `progress` (a label), a terminal shows the run's steps as they go (`app.progress`).
     """
     load_definitions(settings).resolve_job_def(job_name)  # fail here, naming the job
     run_tags = dict(tags or {})
@@ -110,7 +114,10 @@ def run_job(
         job_for_settings.__name__,
         reconstructable_kwargs={"job_name": job_name, "settings_environ": settings.to_environ()},
     )
-    with open_instance(settings.paths) as instance:
+    token = uuid.uuid4().hex
+    if progress is not None and shows_progress():
+        run_tags[PROGRESS_TAG] = token
+    with open_instance(settings.paths) as instance, live_progress(instance, token, progress):
         return execute_job(
             job,
             instance,
