@@ -112,6 +112,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             checkpoints=audit_db.checkpoints,
             seal_memory_limit=audit_db.seal_memory_limit,
             witness=audit_db.witness(),
+            replica=audit_db.replica(),
         )
         for error in closed.outcome_errors:
             context.log.warning(f"outcome file skipped: {error}")

@@ -7,9 +7,8 @@ only when a resource is used, never when definitions load.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
@@ -20,13 +19,14 @@ from dagster import ConfigurableResource, EnvVar
 from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
-from hitl_gate.core.database import audit_connection
+from hitl_gate.core.db_lock import open_when_free
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import (
     AUDIT_KEY_ENV,
     AUDIT_TOKEN_PIN_ENV,
     DEFAULT_KEY_LABEL,
+    DEFAULT_LOCK_WAIT_SECONDS,
     DEFAULT_MAX_GUNZIP_BYTES,
     DEFAULT_SETTLE_SECONDS,
     DEFAULT_TOKEN_LABEL,
@@ -93,6 +93,12 @@ class AuditDatabase(ConfigurableResource):
     def checkpoints(self) -> Path:
         return Path(self.checkpoint_dir or Path(self.database).parent / "checkpoints")
 
+    replica_dir: str = ""
+
+    def replica(self) -> Path:
+        """The auditors' replica folder, refreshed after each seal (default: `<home>/replica`)."""
+        return Path(self.replica_dir or Path(self.database).parent / "replica")
+
     def witness(self) -> WitnessConfig:
         """The external checkpoint witness (default: a sibling folder of the home)."""
         default = HitlPaths.at(Path(self.database).parent).witness_dir
@@ -117,7 +123,7 @@ class AuditDatabase(ConfigurableResource):
         home = HitlPaths.at(Path(self.database).parent)
         return Pkcs11Signer(token_config(home, keys, self.token_pin or None))
 
-    lock_wait_s: float = 300.0
+    lock_wait_s: float = DEFAULT_LOCK_WAIT_SECONDS
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -128,30 +134,8 @@ class AuditDatabase(ConfigurableResource):
         """
         dirs = self.readable_dirs or [str(Path(self.database).parent / "warehouse")]
         readable = tuple(Path(d) for d in dirs)
-        with _open_when_free(Path(self.database), read_only, self.lock_wait_s, readable) as con:
+        with open_when_free(Path(self.database), read_only, self.lock_wait_s, readable) as con:
             yield con
-
-
-@contextmanager
-def _open_when_free(
-    path: Path, read_only: bool, wait_s: float, readable: tuple[Path, ...] = ()
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """`audit_connection`, retried with backoff while the file is locked by another process."""
-    deadline = time.monotonic() + wait_s
-    delay = 0.05
-    with ExitStack() as stack:
-        while True:
-            try:
-                con = stack.enter_context(
-                    audit_connection(path, read_only=read_only, readable=readable)
-                )
-                break
-            except duckdb.IOException as error:
-                if "lock" not in str(error).lower() or time.monotonic() + delay > deadline:
-                    raise
-                time.sleep(delay)
-                delay = min(delay * 2, 2.0)
-        yield con
 
 
 class DataDocs(ConfigurableResource):
@@ -308,6 +292,8 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             key_label=keys.key_label,
             token_pin=_injected(keys.pin_in_env, AUDIT_TOKEN_PIN_ENV),
             readable_dirs=[str(paths.warehouse)],
+            replica_dir=str(paths.replica_dir),
+            lock_wait_s=settings.audit_lock_wait_seconds,
         ),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),
         "data_docs": DataDocs(

@@ -118,16 +118,21 @@ def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
     start, end = date.fromisoformat(landing.first_day), date.fromisoformat(landing.last_day)
     daily = daily_job_name(domain)
 
+    days = f"{domain.name} {start}..{end}"
     ingest_keys = [stage_key(domain, s) for s in INGEST_STAGES]
     if not all_days_materialised(paths, ingest_keys, start, end):
-        ingest = run_job(settings, daily, start=start, end=end, only=ingest_keys)
+        ingest = run_job(
+            settings, daily, start=start, end=end, only=ingest_keys, progress=f"{days} ingestion"
+        )
         raise_for_failure(ingest, "ingestion and features")
     if not has_champion(domain, paths):
-        raise_for_failure(run_job(settings, training_job_name(domain)), "training")
+        training = run_job(settings, training_job_name(domain), progress=f"{domain.name} training")
+        raise_for_failure(training, "training")
     if not all_days_materialised(
         paths, [stage_key(domain, s) for s in PIPELINE_STAGES], start, end
     ):
-        raise_for_failure(run_job(settings, daily, start=start, end=end), "daily pipeline")
+        pipeline = run_job(settings, daily, start=start, end=end, progress=f"{days} pipeline")
+        raise_for_failure(pipeline, "daily pipeline")
     reviewed = demo_review_one_batch(settings, domain)
     return summarise(paths, domain, landing.applications, reviewed)
 

@@ -16,6 +16,7 @@ location's origin (`hitl_gate/app/origin.py`), so the Dagster UI lists it under 
 from __future__ import annotations
 
 import os
+import uuid
 from datetime import date
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from dagster import (
 from dagster._core.execution.api import execute_run
 
 from hitl_gate.app.origin import job_origin
+from hitl_gate.app.progress import PROGRESS_TAG, live_progress, shows_progress
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
 
@@ -101,12 +103,14 @@ def run_job(
     tags: dict[str, str] | None = None,
     only: list[AssetKey] | None = None,
     run_config: dict | None = None,
+    progress: str | None = None,
 ) -> JobExecutionResult:
     """Execute `job_name` (or only the assets `only` of it) with the definitions' executor.
 
     A partitioned job runs the days `start..end` as one run: every asset has a single-run
     backfill policy, so each stage processes the whole range in one step. The job is rebuilt
-    from `settings` by name so that no step output stays in memory after its step.
+    from `settings` by name so that no step output stays in memory after its step. With
+    `progress` (a label), a terminal shows the run's steps as they go (`app.progress`).
     """
     declared = load_definitions(settings).resolve_job_def(job_name)  # fail here, naming the job
     run_tags = dict(tags or {})
@@ -120,7 +124,10 @@ def run_job(
         reconstructable_kwargs={"job_name": job_name, "settings_environ": settings.to_environ()},
     )
     job_def = job.get_definition()
-    with open_instance(settings.paths) as instance:
+    token = uuid.uuid4().hex
+    if progress is not None and shows_progress():
+        run_tags[PROGRESS_TAG] = token
+    with open_instance(settings.paths) as instance, live_progress(instance, token, progress):
         run = instance.create_run_for_job(
             job_def=job_def,
             run_config={**QUIET_CONSOLE, **(run_config or {})},

@@ -10,8 +10,15 @@ one line naming it, and never as DuckDB's paragraph or a traceback.
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import duckdb
+
+from hitl_gate.core.database import audit_connection
 
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
 _USER = re.compile(r"\(PID \d+\) by user (?P<user>[^.\s]+)")
@@ -55,3 +62,37 @@ def lock_message(path: Path, error: BaseException, waited_s: float | None = None
         f"{path} is locked, {by}{waited}: close that session (auditors query the replica, "
         f"`hitl audit sql`) and try again"
     )
+
+
+class AuditDatabaseLocked(RuntimeError):
+    """The audit file stayed held by another process past the wait; the text names the holder."""
+
+
+@contextmanager
+def open_when_free(
+    path: Path, read_only: bool, wait_s: float, readable: Sequence[Path] = ()
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`audit_connection`, retried with backoff while another process holds the file.
+
+    Runs take turns on short connections, so a wait of seconds is normal; past `wait_s`
+    (`HitlSettings.audit_lock_wait_seconds`) the holder is a session in the way, and the error
+    names it (`AuditDatabaseLocked`) instead of waiting on in silence.
+    """
+    deadline = time.monotonic() + wait_s
+    delay = 0.05
+    with ExitStack() as stack:
+        while True:
+            try:
+                con = stack.enter_context(
+                    audit_connection(path, read_only=read_only, readable=readable)
+                )
+                break
+            except duckdb.IOException as error:
+                if not is_lock_error(error):
+                    raise
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AuditDatabaseLocked(lock_message(path, error, wait_s)) from None
+                time.sleep(min(delay, remaining))
+                delay = min(delay * 2, 2.0)
+        yield con

@@ -86,6 +86,11 @@ class HitlPaths:
         return self.home / "secrets"
 
     @property
+    def replica_dir(self) -> Path:
+        """The auditors' replica of the audit database (`hitl_gate.audit.replica`)."""
+        return self.home / "replica"
+
+    @property
     def checkpoints_dir(self) -> Path:
         return self.home / "checkpoints"
 

@@ -58,6 +58,12 @@ GUNZIP_CAP_ENV = "HITL_LANDING_MAX_GUNZIP_BYTES"
 # A `.csv.gz`/`.tsv.gz` landing file whose data expands beyond this is refused unread (a
 # decompression bomb): 2 GiB is ~6M cases of a wide CSV, well above one day's file.
 DEFAULT_MAX_GUNZIP_BYTES = 2 << 30
+LOCK_WAIT_ENV = "HITL_AUDIT_LOCK_WAIT_SECONDS"
+# A landing file modified less than this long ago is looked at again after it (ingest/listing.py).
+DEFAULT_SETTLE_SECONDS = 2.0
+# How long a run waits for the live audit file while another process holds it (runs take turns
+# on short connections; a longer hold is a session in the way, named when the wait ends).
+DEFAULT_LOCK_WAIT_SECONDS = 60.0
 
 DEFAULT_SLICE_ROWS = 1_000_000
 NAMED_EXECUTORS = ("in_process", "multiprocess")
@@ -147,6 +153,8 @@ class HitlSettings:
     `landing_max_gunzip_bytes` is the most bytes a gzip landing file may expand to (ingest).
     `mlflow_ui_url` and `reports_url` are the http(s) base URLs of the MLflow UI and of the
     served reports folder, which Dagster metadata links to (None: paths only).
+    `audit_lock_wait_seconds` how long a run waits for the live audit file held by another
+    process before failing with the holder named.
     """
 
     paths: HitlPaths
@@ -163,6 +171,7 @@ class HitlSettings:
     landing_max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES
     mlflow_ui_url: str | None = None
     reports_url: str | None = None
+    audit_lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
 
     @classmethod
     def from_environ(
@@ -206,6 +215,9 @@ class HitlSettings:
             or DEFAULT_MAX_GUNZIP_BYTES,
             mlflow_ui_url=_base_url(MLFLOW_UI_ENV, value(MLFLOW_UI_ENV)),
             reports_url=_base_url(REPORTS_URL_ENV, value(REPORTS_URL_ENV)),
+            audit_lock_wait_seconds=_seconds(
+                LOCK_WAIT_ENV, value(LOCK_WAIT_ENV), DEFAULT_LOCK_WAIT_SECONDS
+            ),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -230,6 +242,7 @@ class HitlSettings:
             GUNZIP_CAP_ENV: str(self.landing_max_gunzip_bytes),
             MLFLOW_UI_ENV: self.mlflow_ui_url or "",
             REPORTS_URL_ENV: self.reports_url or "",
+            LOCK_WAIT_ENV: repr(self.audit_lock_wait_seconds),
         }
 
 

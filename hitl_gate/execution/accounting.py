@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
+from hitl_gate.audit.replica import refresh_replica
 from hitl_gate.audit.seal import STEP_OWNED, SealResult, seal_run
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
@@ -94,8 +95,13 @@ def account_days(
     checkpoints: Path,
     seal_memory_limit: str | None,
     witness: WitnessConfig | None = None,
+    replica: Path | None = None,
 ) -> AccountedDays:
-    """Record the days' accounting, the outcome files under `outcomes`, and seal the run."""
+    """Record the days' accounting, the outcome files under `outcomes`, and seal the run.
+
+    With `replica`, the auditors' replica is refreshed from the sealed state before the
+    connection closes (`hitl_gate.audit.replica`).
+    """
     now = datetime.now(UTC)
     with connect() as con:
         accounting = day_accounting(con, domain.name, days, statuses, run_id, now)
@@ -110,4 +116,6 @@ def account_days(
             witness=witness,
             owned=STEP_OWNED,
         )
+        if replica is not None:
+            refresh_replica(con, replica)
     return AccountedDays(accounting, added, errors, sealed)

@@ -139,8 +139,10 @@ def command_name(args: argparse.Namespace) -> str:
 
 def describe_error(exc: Exception) -> str:
     """One line for an error that escaped a command: a locked file names its holder."""
-    from hitl_gate.core.db_lock import is_lock_error, lock_message
+    from hitl_gate.core.db_lock import AuditDatabaseLocked, is_lock_error, lock_message
 
+    if isinstance(exc, AuditDatabaseLocked):
+        return str(exc)
     if is_lock_error(exc):
         found = next((w for w in str(exc).split('"')[1:2]), "the database")
         return lock_message(Path(found), exc)

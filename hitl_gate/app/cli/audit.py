@@ -1,4 +1,5 @@
-"""Auditor commands: `hitl audit trace CASE_ID`, `verify`, `seal`, `export`, `verify-bundle`."""
+"""Auditor commands: `hitl audit trace CASE_ID`, `verify`, `seal`, `sql`, `export`,
+`verify-bundle`."""
 
 from __future__ import annotations
 
@@ -92,16 +93,18 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     """Log lineage written outside a pipeline run (or by an interrupted run) and checkpoint it."""
     import uuid
 
+    from hitl_gate.audit.replica import refresh_replica
     from hitl_gate.audit.seal import STEP_OWNED, SealRefused, seal_run
     from hitl_gate.audit.witness import WitnessConfig
-    from hitl_gate.core.database import audit_connection
+    from hitl_gate.core.db_lock import open_when_free
 
     settings = settings_from(args)
     paths = settings.paths
     key = audit_signer(args)
     witness = WitnessConfig(paths.witness_dir, settings.tsa_url)
+    wait = settings.audit_lock_wait_seconds
     try:
-        with audit_connection(paths.audit_db) as con:
+        with open_when_free(paths.audit_db, False, wait, [paths.warehouse]) as con:
             result = seal_run(
                 con,
                 f"cli-seal-{uuid.uuid4()}",
@@ -110,10 +113,24 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
                 witness=witness,
                 owned=STEP_OWNED,
             )
+            refresh_replica(con, paths.replica_dir)
     except SealRefused as refused:
         raise SystemExit(str(refused)) from refused
     head = result.checkpoint["last_seq"] if result.checkpoint else "unchanged"
-    print(f"audit log: {result.appended} entries appended (head {head})")
+    print(f"audit log: {result.appended} entries appended (head {head}); replica refreshed")
+
+
+def cmd_audit_sql(args: argparse.Namespace) -> None:
+    """Query the auditors' replica: one statement (`-c`), or a prompt until `.quit`."""
+    from hitl_gate.app.cli.sql_prompt import open_replica, prompt, run_statement
+
+    folder = resolve_paths(args).replica_dir
+    with open_replica(folder) as con:
+        if args.command_sql is not None:
+            if not run_statement(con, args.command_sql):
+                raise SystemExit(1)
+            return
+        prompt(con, folder)
 
 
 def cmd_audit_public_key(args: argparse.Namespace) -> None:
@@ -228,6 +245,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=cmd_audit_verify)
     seal = audit.add_parser("seal", help="append unlogged lineage to the chain, sign a checkpoint")
     seal.set_defaults(func=cmd_audit_seal)
+    sql = audit.add_parser(
+        "sql", help="query the auditors' replica (read-only, refreshed after each seal)"
+    )
+    sql.add_argument("-c", dest="command_sql", metavar="SQL", help="run one statement and exit")
+    sql.set_defaults(func=cmd_audit_sql)
     public = audit.add_parser("public-key", help="print the checkpoint signer's public key (hex)")
     public.set_defaults(func=cmd_audit_public_key)
     rotate = audit.add_parser("rotate-key", help="hand checkpoint signing over to a new token key")

@@ -41,7 +41,10 @@ def cmd_run(args: argparse.Namespace) -> None:
     from pipelines.jobs import daily_job_name
 
     only = [stage_key(domain, s) for s in INGEST_STAGES] if args.ingest_only else None
-    result = run_job(settings, daily_job_name(domain), start=start, end=end, only=only)
+    label = f"{domain.name} {start}" + ("" if end == start else f"..{end}")
+    result = run_job(
+        settings, daily_job_name(domain), start=start, end=end, only=only, progress=label
+    )
     raise_for_failure(result, f"{domain.name} {start}..{end}")
     what = "ingestion and features" if args.ingest_only else "pipeline"
     print(f"{domain.name}: {what} ran for {start}..{end} (run {result.run_id})")
@@ -89,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     settings = settings_from(args)
     domain = load_selected_domain(args)
-    result = run_job(settings, training_job_name(domain))
+    result = run_job(settings, training_job_name(domain), progress=f"{domain.name} training")
     raise_for_failure(result, f"{domain.name} training")
     print(f"{domain.name}: model trained and registered (run {result.run_id})")
     from models.summary import latest_version_summary

@@ -21,6 +21,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     import uuid
     from datetime import UTC, datetime
 
+    from hitl_gate.audit.replica import refresh_replica
     from hitl_gate.audit.retention import RetentionRefused, apply_retention
     from hitl_gate.audit.store_rewrite import rewrite_stores
     from hitl_gate.core.database import audit_connection
@@ -46,6 +47,8 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
             ]  # fmt: skip
         except RetentionRefused as exc:
             raise SystemExit(str(exc)) from exc
+        if not args.dry_run:  # the replica keeps no copy of what was just redacted
+            refresh_replica(con, paths.replica_dir, keep=1)
     rewritten = [] if args.dry_run else rewrite_stores(paths.home)  # after the connection closed
     for result in results:
         verb = "would remove" if args.dry_run else "removed"

@@ -134,9 +134,13 @@ def held_audit_db(home: Path) -> Iterator[subprocess.Popen[str]]:
 
 
 def test_a_locked_audit_database_names_its_holder(
-    home: Path, held_audit_db: subprocess.Popen[str], capsys: pytest.CaptureFixture[str]
+    home: Path,
+    held_audit_db: subprocess.Popen[str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An auditor holding the live file: `hitl audit seal` says who, in one line."""
+    monkeypatch.setenv("HITL_AUDIT_LOCK_WAIT_SECONDS", "0.5")
     code, err = run_in_process(["--home", str(home), "audit", "seal"], capsys)
     assert_one_line(code, err)
     assert f"PID {held_audit_db.pid}" in err and "is locked" in err

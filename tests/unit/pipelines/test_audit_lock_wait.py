@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import pytest
 
+from hitl_gate.core.db_lock import AuditDatabaseLocked
 from pipelines.resources import AuditDatabase
 
 pytestmark = pytest.mark.slow  # real component work: `make test` runs it, test-fast not
@@ -43,7 +43,8 @@ def test_connect_waits_for_another_process_then_fails_after_its_limit(tmp_path: 
     holder = _hold_lock(path, 10)
     try:
         waiting = AuditDatabase(database=str(path), lock_wait_s=0.2)
-        with pytest.raises(duckdb.IOException, match="lock"), waiting.connect():
+        named = rf"locked, held by python\S* \(PID {holder.pid}\) after waiting 0 s"
+        with pytest.raises(AuditDatabaseLocked, match=named), waiting.connect():
             pass
     finally:
         holder.kill()

@@ -1,0 +1,191 @@
+"""The auditors' replica: the audit database as Parquet files, refreshed after every seal.
+
+Auditors never open the live `audit.duckdb`: DuckDB lets one process write a file only while
+no other process has it open, so an auditor's session there made seals fail and runs wait,
+and a DuckDB client of another version cannot open the live file at all. The replica is
+decided as Parquet plus views, not a copied DuckDB file, because Parquet is read by every
+DuckDB version (and pandas, Spark, R) while a DuckDB file only by versions of its storage
+format:
+
+    <home>/replica/snapshots/<time>-seq<head>/<table>.parquet   one file per lineage table
+                                               manifest.json     head seq, time, row counts
+    <home>/replica/current -> snapshots/<newest>                switched atomically
+    <home>/replica/views.sql      every table as a view over current/, then the schema's views
+    <home>/replica/audit.duckdb   the same views in a DuckDB file (for GUI clients)
+
+A refresh writes a whole snapshot aside, then renames it into place and switches `current`
+(a symlink replaced by `rename`): a reader sees the previous snapshot or the new one, never
+half of one, and since nobody but the refresh ever opens these files for writing, an
+auditor's session blocks nothing. A statement that starts while `current` switches may read
+its tables from two consecutive sealed snapshots; the `manifest.json` of `current` says which
+head a session reads. The newest `keep` snapshots stay, so a query running over a switch
+still finds its files.
+
+The tables are read through the sealing connection as Arrow batches and written by pyarrow,
+so the audit database's restricted file access (`core.database`) stays as it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from hitl_gate.core.database import schema_statements
+
+CACHES = frozenset({"audit_seen_rows"})  # the seal's fingerprint cache: not evidence, and large
+BATCH_ROWS = 250_000
+DEFAULT_KEEP = 3
+VIEWS_SQL = "views.sql"
+VIEWS_DB = "audit.duckdb"
+CURRENT = "current"
+SNAPSHOTS = "snapshots"
+
+
+@dataclass(frozen=True)
+class ReplicaSnapshot:
+    """One refresh: its folder, the log head it holds and each table's row count."""
+
+    folder: Path
+    head_seq: int
+    rows: dict[str, int]
+
+
+def refresh_replica(
+    con: duckdb.DuckDBPyConnection, folder: Path, *, keep: int = DEFAULT_KEEP
+) -> ReplicaSnapshot:
+    """Write a snapshot of every lineage table under `folder`, then make it the current one."""
+    folder = folder.resolve()
+    snapshots = folder / SNAPSHOTS
+    snapshots.mkdir(parents=True, exist_ok=True)
+    head = int(con.execute("SELECT coalesce(max(seq), 0) FROM audit_log").fetchall()[0][0])
+    now = datetime.now(UTC)
+    name = f"{now:%Y%m%dT%H%M%S%fZ}-seq{head}"
+    staging = snapshots / f".{name}.partial"
+    staging.mkdir()
+    rows = {table: _write_table(con, table, staging) for table in lineage_tables(con)}
+    manifest = {"head_seq": head, "refreshed_at": now.isoformat(), "rows": rows}
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    final = snapshots / name
+    staging.rename(final)
+    _replace_text(folder / VIEWS_SQL, views_script(folder, sorted(rows)))
+    _switch_current(folder, final)
+    _write_views_db(folder)
+    _prune(snapshots, final, keep)
+    return ReplicaSnapshot(final, head, rows)
+
+
+def lineage_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The audit database's tables the replica carries (every base table but the caches)."""
+    found = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
+        "ORDER BY table_name"
+    ).fetchall()
+    return [name for (name,) in found if name not in CACHES]
+
+
+def _write_table(con: duckdb.DuckDBPyConnection, table: str, folder: Path) -> int:
+    """Stream `table` into `folder/<table>.parquet` in Arrow batches; its row count."""
+    if not table.replace("_", "").isalnum():
+        raise ValueError(f"not a table name: {table!r}")
+    reader = con.sql(f'SELECT * FROM "{table}"').to_arrow_reader(BATCH_ROWS)
+    count = 0
+    with pq.ParquetWriter(folder / f"{table}.parquet", reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+            count += batch.num_rows
+    return count
+
+
+@cache
+def schema_views() -> tuple[str, ...]:
+    """The schema's view statements (`core/schema/*.sql`), in creation order.
+
+    Taken from the project's own schema, never from the live file, so nothing a database
+    writer adds runs in an auditor's session.
+    """
+    with duckdb.connect() as scratch:
+        scratch.execute(schema_statements())
+        found = scratch.execute(
+            "SELECT sql FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
+            "ORDER BY view_oid"
+        ).fetchall()
+    return tuple(sql for (sql,) in found)
+
+
+def views_script(folder: Path, tables: list[str]) -> str:
+    """SQL any DuckDB client can run (`.read views.sql`) to query the current snapshot."""
+    current = folder.resolve() / CURRENT
+    lines = [
+        "-- hitl-gate audit replica: run in any DuckDB client (`.read` this file), then query.",
+        f"-- Tables read the newest sealed snapshot under {current}.",
+    ]
+    for table in tables:
+        path = str(current / f"{table}.parquet").replace("'", "''")
+        lines.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{path}');")
+    lines += [sql.rstrip().rstrip(";") + ";" for sql in schema_views()]
+    return "\n".join(lines) + "\n"
+
+
+def _replace_text(path: Path, text: str) -> None:
+    aside = path.with_name(f".{path.name}.new")
+    aside.write_text(text, encoding="utf-8")
+    aside.replace(path)
+
+
+def _switch_current(folder: Path, target: Path) -> None:
+    """Point `folder/current` at `target` in one `rename` (readers see old or new)."""
+    aside = folder / f".{CURRENT}.new"
+    aside.unlink(missing_ok=True)
+    aside.symlink_to(Path(SNAPSHOTS) / target.name, target_is_directory=True)
+    os.replace(aside, folder / CURRENT)
+
+
+def _write_views_db(folder: Path) -> None:
+    """`folder/audit.duckdb`: the views of `views.sql` in a DuckDB file, renamed into place."""
+    aside = folder / f".{VIEWS_DB}.new"
+    aside.unlink(missing_ok=True)
+    with duckdb.connect(str(aside)) as con:
+        run_script(con, (folder / VIEWS_SQL).read_text(encoding="utf-8"))
+    aside.replace(folder / VIEWS_DB)
+
+
+def run_script(con: duckdb.DuckDBPyConnection, script: str) -> None:
+    """Create the views of `script`, each once its inputs exist (schema views build on each
+    other, and DuckDB binds a view when it is created)."""
+    pending = [s for s in (part.strip() for part in script.split(";\n")) if s]
+    pending = [s for s in pending if not all(ln.startswith("--") for ln in s.splitlines())]
+    while pending:
+        failed = []
+        for statement in pending:
+            try:
+                con.execute(statement)
+            except duckdb.CatalogException:
+                failed.append(statement)
+        if len(failed) == len(pending):
+            con.execute(failed[0])  # raises, naming what is missing
+        pending = failed
+
+
+def _prune(snapshots: Path, current: Path, keep: int) -> None:
+    """Remove all but the newest `keep` snapshots (never the current one) and stale partials."""
+    done = sorted(p for p in snapshots.iterdir() if not p.name.startswith("."))
+    for old in done[: max(len(done) - keep, 0)]:
+        if old != current:
+            shutil.rmtree(old, ignore_errors=True)
+    for partial in snapshots.glob(".*.partial"):
+        if partial.stat().st_mtime < current.stat().st_mtime:
+            shutil.rmtree(partial, ignore_errors=True)
+
+
+def current_manifest(folder: Path) -> dict | None:
+    """The manifest of the snapshot `current` points at, or None before the first refresh."""
+    path = folder / CURRENT / "manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
