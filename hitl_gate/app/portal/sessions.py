@@ -111,3 +111,19 @@ class RateLimit:
                 return False
             times.append(now)
             return True
+
+
+@dataclass
+class TotpSteps:
+    """The last TOTP step accepted per person: a code signs in once (an observed code cannot be
+    replayed within its 90-second window). In memory: a restart forgets it, as it does sessions."""
+
+    _last: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def accept(self, person_id: str, step: int) -> bool:
+        with self._lock:
+            if step <= self._last.get(person_id, -1):
+                return False
+            self._last[person_id] = step
+            return True

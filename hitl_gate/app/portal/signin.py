@@ -91,8 +91,11 @@ def _check(
         return None, str(error)
     if not credential.password_ok(password):
         return None, "wrong password"
-    if not credential.totp_ok(code, now):
+    step = credential.totp_step(code, now)
+    if step is None:
         return None, "wrong or expired TOTP code"
+    if not portal.totp_steps.accept(person_id, step):
+        return None, "TOTP code already used (replayed)"
     return signer.fingerprint, ""
 
 

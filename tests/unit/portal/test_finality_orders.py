@@ -4,54 +4,16 @@ need two different people (a person answering once in the portal and once by fil
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
-from hitl_gate.app.portal.events import digest
-from hitl_gate.app.portal.verdicts import Submitter, one_row_file, take_in
-from hitl_gate.app.portal.work import read_batch
 from hitl_gate.core.database import audit_connection
-from hitl_gate.identity.store import load_registry
-from hitl_gate.review.intake.results import IntakeOutcome
-from tests.portal_fixtures import PortalWorld, make_world
+from tests.portal_fixtures import PortalWorld, case_ids, file_verdict, make_world, portal_verdict
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
-
-
-def _case_ids(world: PortalWorld, queue: str) -> list[str]:
-    with (world.ws.batches[queue].folder / "cases.csv").open(encoding="utf-8") as handle:
-        return [row["application_id"] for row in csv.DictReader(handle)]
-
-
-def portal_verdict(
-    world: PortalWorld, person: str, queue: str, case_id: str, verdict: str
-) -> IntakeOutcome:
-    """What the verdict route does (tested through HTTP elsewhere), for any case."""
-    place, batch_id = world.config.place, world.batch(queue)
-    batch = read_batch(place.batches_dir, batch_id, person, place.review_key, Path("/nonexistent"))
-    answers = {"verdict": verdict, "rationale": f"{person} says {verdict}", "reviewer_id": person}
-    data = one_row_file(batch.header, batch.row_of(case_id), answers)
-    submitter = Submitter(person, world.ws.keys.fingerprint(person), "password+totp", digest("s"))
-    with audit_connection(world.ws.db) as con:
-        return take_in(
-            con, load_registry(con), place, submitter, domain=world.ws.domain, data=data,
-            suffix=".csv", name="portal", now=world.clock(),
-            fields={"domain": world.ws.domain.name, "batch_id": batch_id, "case_id": case_id,
-                    "verdict": verdict},
-        )  # fmt: skip
-
-
-def file_verdict(
-    world: PortalWorld, person: str, queue: str, case_id: str, verdict: str
-) -> IntakeOutcome:
-    index = _case_ids(world, queue).index(case_id)
-    answers = {"verdict": verdict, "rationale": f"{person} says {verdict}", "reviewer_id": person}
-    path = world.ws.fill_csv(queue, f"{person}-{verdict}.csv", {index: answers})
-    return world.ws.ingest(path, signer=person)
 
 
 GIVE = {"portal": portal_verdict, "file": file_verdict}
@@ -80,7 +42,7 @@ def test_single_review_first_verdict_stands_either_order(
     world = make_world(tmp_path)
     world.ws.person("analyst-7")
     world.ws.assign(world.batch(ANALYST), "analyst-7")
-    case = _case_ids(world, ANALYST)[0]
+    case = case_ids(world, ANALYST)[0]
     one = GIVE[first](world, "analyst-7", ANALYST, case, "approve")
     two = GIVE[second](world, "analyst-7", ANALYST, case, "decline")
     assert (one.accepted, one.rejected) == (1, 0)
