@@ -53,10 +53,13 @@ def test_an_uploaded_worked_file_is_taken_in_as_the_uploader(world: PortalWorld)
 
 
 def test_a_file_of_a_batch_assigned_to_someone_else_is_refused(world: PortalWorld) -> None:
-    status, text = _upload(world.signed_in("analyst-7"), _all_answered(world, SENIOR, "s.csv"))
-    assert status == 422
-    assert "assigned to uw-ana" in text
+    client, path = world.signed_in("analyst-7"), _all_answered(world, SENIOR, "s.csv")
+    for _ in range(2):  # and again: refused the same way, each attempt attested
+        status, text = _upload(client, path)
+        assert status == 422
+        assert "assigned to uw-ana" in text
     assert world.ws.count("SELECT count(*) FROM verdict_opinions") == 0
+    assert world.ws.count("SELECT count(*) FROM portal_verdicts") == 2
 
 
 def test_rows_of_another_batch_in_the_file_are_refused_row_by_row(world: PortalWorld) -> None:
