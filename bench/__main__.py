@@ -22,6 +22,7 @@ BENCHMARKS = {
     "review": "bench.review",
     "audit": "bench.audit",
     "audit_seal": "bench.audit_seal",
+    "portal": "bench.portal",
 }
 
 

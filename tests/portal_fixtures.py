@@ -7,6 +7,7 @@ holds `*:portal`, and each reviewer's credential is enrolled with their own sign
 
 from __future__ import annotations
 
+import csv
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -26,10 +27,13 @@ from hitl_gate.app.portal.credentials import (
     save_credential,
     sign_enrolment,
 )
-from hitl_gate.app.portal.verdicts import IntakePlace
+from hitl_gate.app.portal.events import digest
+from hitl_gate.app.portal.verdicts import IntakePlace, Submitter, one_row_file, take_in
 from hitl_gate.app.portal.web import PortalConfig
+from hitl_gate.app.portal.work import read_batch
 from hitl_gate.core.database import audit_connection
 from hitl_gate.identity.store import load_registry
+from hitl_gate.review.intake.results import IntakeOutcome
 from tests.review_fixtures import IN_TIME, Workspace, make_workspace, record_export
 
 KEY = b"portal-test-review-key-0123456789"
@@ -117,3 +121,35 @@ def make_world(root: Path) -> PortalWorld:
         clock=clock,
     )
     return PortalWorld(ws, config, clock)
+
+
+def case_ids(world: PortalWorld, queue: str) -> list[str]:
+    with (world.ws.batches[queue].folder / "cases.csv").open(encoding="utf-8") as handle:
+        return [row["application_id"] for row in csv.DictReader(handle)]
+
+
+def portal_verdict(
+    world: PortalWorld, person: str, queue: str, case_id: str, verdict: str
+) -> IntakeOutcome:
+    """What the verdict route does (tested through HTTP elsewhere), for any case."""
+    place, batch_id = world.config.place, world.batch(queue)
+    batch = read_batch(place.batches_dir, batch_id, person, place.review_key, Path("/nonexistent"))
+    answers = {"verdict": verdict, "rationale": f"{person} says {verdict}", "reviewer_id": person}
+    data = one_row_file(batch.header, batch.row_of(case_id), answers)
+    submitter = Submitter(person, world.ws.keys.fingerprint(person), "password+totp", digest("s"))
+    with audit_connection(world.ws.db) as con:
+        return take_in(
+            con, load_registry(con), place, submitter, domain=world.ws.domain, data=data,
+            suffix=".csv", name="portal", now=world.clock(),
+            fields={"domain": world.ws.domain.name, "batch_id": batch_id, "case_id": case_id,
+                    "verdict": verdict},
+        )  # fmt: skip
+
+
+def file_verdict(
+    world: PortalWorld, person: str, queue: str, case_id: str, verdict: str
+) -> IntakeOutcome:
+    index = case_ids(world, queue).index(case_id)
+    answers = {"verdict": verdict, "rationale": f"{person} says {verdict}", "reviewer_id": person}
+    path = world.ws.fill_csv(queue, f"{person}-{verdict}.csv", {index: answers})
+    return world.ws.ingest(path, signer=person)

@@ -78,7 +78,7 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
     # The review portal (docs/portal.md): enrolments, sign-in events, verdict attestations.
     EventSource("portal_enrolment", "portal_enrolments", ("enrolment_id",), append_only=True),
     EventSource("portal_event", "portal_events", ("event_id",), append_only=True),
-    EventSource("portal_verdict", "portal_verdicts", ("file_sha256",), append_only=True),
+    EventSource("portal_verdict", "portal_verdicts", ("attestation_sha256",), append_only=True),
     EventSource(
         "verdict_opinion", "verdict_opinions", ("domain", "case_id", "reviewer_id"),
         append_only=True,

@@ -3,7 +3,8 @@ reason codes with their texts, and earlier opinions unless the review is blind."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 import duckdb
@@ -20,8 +21,8 @@ from hitl_gate.review.export.batches import (
 )
 
 _DECISION_SQL = (
-    "SELECT pd, score, risk_band, reason_codes, rules_fired, route_reason_code, review_queue, "
-    "policy_version, model_version FROM decisions WHERE domain = ? AND case_id = ?"
+    "SELECT reason_codes, rules_fired, policy_version, model_version, policy_digest "
+    "FROM decisions WHERE domain = ? AND case_id = ?"
 )
 
 _OPINION_FIELDS = ("reviewer_id", "stage", "verdict", "reason", "rationale", "at")
@@ -45,17 +46,59 @@ class CaseView:
     exported_reasons: str
 
 
-def _rule_texts(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> dict[str, str]:
+@dataclass
+class RuleTexts:
+    """The wording of the rules of the policy that routed a case, parsed once per policy digest
+    (`policy_versions` keeps every policy text used); without a digest, the policy in force."""
+
+    _by_digest: dict[str, dict[str, str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def of(
+        self, con: duckdb.DuckDBPyConnection, domain: DomainConfig, digest: str | None
+    ) -> dict[str, str]:
+        key = digest or f"in force:{domain.name}"
+        with self._lock:
+            if key in self._by_digest:
+                return self._by_digest[key]
+        texts = _parse_rule_texts(con, domain, digest)
+        with self._lock:
+            if len(self._by_digest) > MAX_POLICIES or digest is None:
+                self._by_digest.pop(f"in force:{domain.name}", None)
+            if digest is not None:
+                self._by_digest[key] = texts
+        return texts
+
+
+MAX_POLICIES = 64
+
+
+def _parse_rule_texts(
+    con: duckdb.DuckDBPyConnection, domain: DomainConfig, digest: str | None
+) -> dict[str, str]:
     try:
+        if digest:
+            from policies.model import load_policy_text
+
+            row = con.execute(
+                "SELECT policy_text FROM policy_versions WHERE policy_digest = ?", [digest]
+            ).fetchall()
+            if row:
+                policy = load_policy_text(str(row[0][0]), f"policy {digest[:12]}")
+                return {rule.id: rule.text for rule in policy.rules}
         from hitl_gate.review.export.days import rule_texts_in_force
 
         return rule_texts_in_force(con, domain)
-    except Exception:  # noqa: BLE001 - no policy recorded yet: the rule ids alone are shown
+    except Exception:  # noqa: BLE001 - no readable policy: the rule ids alone are shown
         return {}
 
 
 def case_view(
-    con: duckdb.DuckDBPyConnection, item: QueueItem, batch: BatchFiles, domain: DomainConfig
+    con: duckdb.DuckDBPyConnection,
+    item: QueueItem,
+    batch: BatchFiles,
+    domain: DomainConfig,
+    rule_texts: RuleTexts,
 ) -> CaseView:
     """The page of one case of the viewer's queue."""
     row = batch.row_of(item.case_id)
@@ -66,16 +109,17 @@ def case_view(
     decision = con.execute(_DECISION_SQL, [item.domain, item.case_id]).fetchall()
     texts = {r.code: r.text for r in domain.model.reason_codes.values()}
     reasons: list[tuple[str, str]] = []
+    digest: str | None = None
     fired: list[str] = [r for r in row.get(RULES_COLUMN, "").split(",") if r.strip()]
     if decision:
-        pd, score, band, codes, rules_fired, route_reason, _, policy, model_version = decision[0]
+        codes, rules_fired, policy, model_version, digest = decision[0]
         reasons = [(c, texts.get(c, "")) for c in codes or []]
         fired = list(rules_fired or fired)
         model += [
             ("policy_version", str(policy or "")),
             ("model_version", str(model_version or "")),
         ]
-    rule_texts = _rule_texts(con, domain) if fired else {}
+    texts_of_rules = rule_texts.of(con, domain, digest) if fired else {}
     choices = [(code, texts.get(code, "")) for code in batch.manifest.get("reason_codes", [])]
     blind = is_blind(item, batch.manifest)
     opinions: list[dict[str, Any]] = []
@@ -97,7 +141,7 @@ def case_view(
         inputs=inputs,
         model=model,
         reasons=reasons,
-        rules=[(r.strip(), rule_texts.get(r.strip(), "")) for r in fired],
+        rules=[(r.strip(), texts_of_rules.get(r.strip(), "")) for r in fired],
         reason_choices=choices,
         verdicts=list(batch.manifest.get("verdicts", domain.review.verdicts)),
         suggested=row.get(SUGGESTED_COLUMN) or None,

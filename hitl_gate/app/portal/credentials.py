@@ -13,6 +13,7 @@ revokes the portal credential) and the stored secrets must match its digests.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 from dataclasses import dataclass
@@ -70,12 +71,18 @@ class Credential:
         except (VerificationError, InvalidHashError):
             return False
 
-    def totp_ok(self, code: str, at: datetime) -> bool:
-        """The code is the one for `at` (or the 30-second step either side: clock drift)."""
+    def totp_step(self, code: str, at: datetime) -> int | None:
+        """The 30-second step whose code `code` is, if it is `at`'s or the step either side
+        (clock drift); None for any other code. A step is accepted once (`signin`)."""
         code = code.strip()
         if not (code.isdigit() and len(code) == 6):
-            return False
-        return bool(pyotp.TOTP(self.totp_secret).verify(code, for_time=at, valid_window=1))
+            return None
+        totp = pyotp.TOTP(self.totp_secret)
+        now = totp.timecode(at)
+        for step in (now, now - 1, now + 1):
+            if hmac.compare_digest(totp.generate_otp(step), code):
+                return step
+        return None
 
     def provisioning_uri(self) -> str:
         return pyotp.TOTP(self.totp_secret).provisioning_uri(

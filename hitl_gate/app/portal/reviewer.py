@@ -8,15 +8,17 @@ unknown one, and logged.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from hitl_gate.app.portal import events
-from hitl_gate.app.portal.casepage import case_view
+from hitl_gate.app.portal.casepage import CaseView, case_view
 from hitl_gate.app.portal.sessions import Session
 from hitl_gate.app.portal.verdicts import Submitter, one_row_file, take_in
 from hitl_gate.app.portal.web import (
@@ -25,61 +27,70 @@ from hitl_gate.app.portal.web import (
     checked_form,
     client_of,
     portal_of,
+    principal_of,
     refuse,
     render,
     require_person,
+    session_of,
 )
 from hitl_gate.app.portal.work import QueueItem, download_name, find_case, my_queue, read_batch
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.review.assignments import current_assignee
-from hitl_gate.review.intake.results import IntakeOutcome
 from hitl_gate.review.intake.verdict_files import peek_batch_id
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
-def _queue(portal: Portal, who: Principal) -> list[QueueItem]:
+def _queue(portal: Portal, con: duckdb.DuckDBPyConnection, who: Principal) -> list[QueueItem]:
     settings = portal.config.settings
+    return my_queue(con, who.person_id, portal.config.place.review_key, portal.now(),
+                    timedelta(hours=settings.due_soon_hours))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Case:
+    """A case page's data, read on one connection (refusals are logged after it closes)."""
+
+    who: Principal
+    item: QueueItem | None
+    view: CaseView | None = None
+
+
+def _read_case(request: Request, portal: Portal, with_view: bool) -> _Case:
+    """The signed-in person, their case named by the URL's opaque id, and its page."""
+    place = portal.config.place
     with portal.db() as con:
-        return my_queue(con, who.person_id, portal.config.place.review_key, portal.now(),
-                        timedelta(hours=settings.due_soon_hours))  # fmt: skip
+        who = principal_of(request, con)
+        assert not isinstance(who, str)  # no roles asked: only NotSignedIn can refuse
+        item = find_case(_queue(portal, con, who), str(request.path_params["ref"]))
+        if item is None or not with_view:
+            return _Case(who, item)
+        batch = read_batch(place.batches_dir, item.batch_id, who.person_id, place.review_key,
+                           portal.config.secrets_dir)  # fmt: skip
+        domain = portal.config.domains[item.domain]
+        view = case_view(con, item, batch, domain, portal.rule_texts)
+    return _Case(who, item, view)
 
 
-def _my_case(request: Request, portal: Portal, who: Principal) -> QueueItem:
-    item = find_case(_queue(portal, who), str(request.path_params["ref"]))
-    if item is None:
-        refuse(request, who.session, "a case that is not in your open queue", status=404)
-    return item
+def _my_case(request: Request, portal: Portal, with_view: bool = False) -> _Case:
+    found = _read_case(request, portal, with_view)
+    if found.item is None:
+        refuse(request, found.who.session, "a case that is not in your open queue", status=404)
+    return found
 
 
 async def queue_page(request: Request) -> Response:
-    who = require_person(request)
     portal = portal_of(request)
-    items = _queue(portal, who)
+    with portal.db() as con:
+        who = principal_of(request, con)
+        assert not isinstance(who, str)  # no roles asked: only NotSignedIn can refuse
+        items = _queue(portal, con, who)
     return render(request, "queue.html", {"who": who, "items": items})
 
 
-def _case_response(
-    request: Request,
-    portal: Portal,
-    who: Principal,
-    item: QueueItem,
-    outcome: IntakeOutcome | None = None,
-    status: int = 200,
-) -> Response:
-    place = portal.config.place
-    batch = read_batch(place.batches_dir, item.batch_id, who.person_id, place.review_key,
-                       portal.config.secrets_dir)  # fmt: skip
-    with portal.db() as con:
-        view = case_view(con, item, batch, portal.config.domains[item.domain])
-    return render(request, "case.html", {"who": who, "case": view, "outcome": outcome},
-                  status=status)  # fmt: skip
-
-
 async def case_page(request: Request) -> Response:
-    who = require_person(request)
-    portal = portal_of(request)
-    return _case_response(request, portal, who, _my_case(request, portal, who))
+    found = _my_case(request, portal_of(request), with_view=True)
+    return render(request, "case.html", {"who": found.who, "case": found.view, "outcome": None})
 
 
 def _submitter(who: Principal, session: Session) -> Submitter:
@@ -92,10 +103,11 @@ def _submitter(who: Principal, session: Session) -> Submitter:
 
 
 async def submit_verdict(request: Request) -> Response:
-    who = require_person(request)
     portal = portal_of(request)
-    form = await checked_form(request, who.session)
-    item = _my_case(request, portal, who)
+    form = await checked_form(request, session_of(request))
+    found = _my_case(request, portal)
+    who, item = found.who, found.item
+    assert item is not None
     place, now = portal.config.place, portal.now()
     batch = read_batch(place.batches_dir, item.batch_id, who.person_id, place.review_key,
                        portal.config.secrets_dir)  # fmt: skip
@@ -117,9 +129,12 @@ async def submit_verdict(request: Request) -> Response:
         events.record_event(con, events.VERDICT, now, person_id=who.person_id,
                             auth_method=who.session.auth_method, session=who.session.token,
                             client=client_of(request), detail=outcome.summary())  # fmt: skip
-    if outcome.refused:
-        return _case_response(request, portal, who, item, outcome, status=422)
-    return render(request, "done.html", {"who": who, "outcome": outcome})
+    view = _read_case(request, portal, with_view=True).view if outcome.refused else None
+    if view is not None:
+        return render(request, "case.html", {"who": who, "case": view, "outcome": outcome},
+                      status=422)  # fmt: skip
+    return render(request, "done.html", {"who": who, "outcome": outcome},
+                  status=422 if outcome.refused else 200)  # fmt: skip
 
 
 def _my_batch(request: Request, portal: Portal, who: Principal) -> str:

@@ -30,7 +30,8 @@ class Session:
     person_id: str | None = None
     auth_method: str | None = None
     signer_fingerprint: str | None = None  # the key that binds the person's credential
-    oidc_state: str | None = None
+    # Authlib's state and nonce during an OIDC sign-in (its `request.session`).
+    oidc: dict[str, object] = field(default_factory=dict, compare=False)
 
     def csrf_ok(self, submitted: str | None) -> bool:
         return bool(submitted) and hmac.compare_digest(self.csrf, str(submitted))
@@ -109,4 +110,20 @@ class RateLimit:
             if len(times) >= self.per_minute:
                 return False
             times.append(now)
+            return True
+
+
+@dataclass
+class TotpSteps:
+    """The last TOTP step accepted per person: a code signs in once (an observed code cannot be
+    replayed within its 90-second window). In memory: a restart forgets it, as it does sessions."""
+
+    _last: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def accept(self, person_id: str, step: int) -> bool:
+        with self._lock:
+            if step <= self._last.get(person_id, -1):
+                return False
+            self._last[person_id] = step
             return True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -80,6 +81,7 @@ def attest(
         person_fingerprint=submitter.fingerprint,
         auth_method=submitter.auth_method,
         session=submitter.session_digest,
+        nonce=secrets.token_hex(8),  # each submission is its own attestation
         **fields,
     )
     signed = sign_payload(payload, place.portal_key, PORTAL)
@@ -112,8 +114,8 @@ def take_in(
     place.archive_dir.mkdir(parents=True, exist_ok=True)
     archived = place.archive_dir / f"{sha}{suffix}"
     con.execute(
-        "INSERT INTO portal_verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [sha, submitter.person_id, domain.name, fields.get("batch_id", ""),
+        "INSERT INTO portal_verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [signed.payload_sha256, sha, submitter.person_id, domain.name, fields.get("batch_id", ""),
          fields.get("case_id", ""), signed.text, signed.signature, portal.fingerprint, now],
     )  # fmt: skip
     returned = SignedBytes(

@@ -18,7 +18,15 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from hitl_gate.app.portal import events
-from hitl_gate.app.portal.sessions import COOKIE, CSRF_FIELD, RateLimit, Session, SessionStore
+from hitl_gate.app.portal.casepage import RuleTexts
+from hitl_gate.app.portal.sessions import (
+    COOKIE,
+    CSRF_FIELD,
+    RateLimit,
+    Session,
+    SessionStore,
+    TotpSteps,
+)
 from hitl_gate.app.portal.settings import PortalSettings
 from hitl_gate.app.portal.verdicts import IntakePlace
 from hitl_gate.core.database import audit_connection
@@ -84,6 +92,8 @@ class Portal:
     rate_limit: RateLimit
     templates: Jinja2Templates
     db_lock: threading.Lock = field(default_factory=threading.Lock)
+    rule_texts: RuleTexts = field(default_factory=RuleTexts)
+    totp_steps: TotpSteps = field(default_factory=TotpSteps)
 
     @classmethod
     def create(cls, config: PortalConfig) -> Portal:
@@ -125,24 +135,35 @@ def session_of(request: Request) -> Session | None:
     return portal.sessions.get(request.cookies.get(COOKIE), portal.now())
 
 
-def require_person(request: Request, roles: Sequence[tuple[str, str]] = ()) -> Principal:
-    """The signed-in, still active person of the request, holding one of `roles`
-    ((domain, role) pairs; none given: any active person). Raises `NotSignedIn` or
-    `Forbidden` (the refusal is logged)."""
+def principal_of(
+    request: Request, con: duckdb.DuckDBPyConnection, roles: Sequence[tuple[str, str]] = ()
+) -> Principal | str:
+    """The request's signed-in, active person holding one of `roles` (none: any), read on the
+    caller's connection; else why not (a reason to `refuse` with). Raises `NotSignedIn`."""
     portal = portal_of(request)
     session = session_of(request)
     if session is None or session.person_id is None:
         raise NotSignedIn
-    with portal.db() as con:
-        registry = load_registry(con)
+    registry = load_registry(con)
     person = registry.people.get(session.person_id)
     if person is None or not person.is_active(portal.now()):
         portal.sessions.end(session)
         raise NotSignedIn
     if roles and not any(person.holds(domain, role) for domain, role in roles):
         wanted = " or ".join(f"{d}:{r}" for d, r in roles)
-        refuse(request, session, f"{request.url.path}: needs {wanted}")
+        return f"{request.url.path}: needs {wanted}"
     return Principal(person=person, session=session, registry=registry)
+
+
+def require_person(request: Request, roles: Sequence[tuple[str, str]] = ()) -> Principal:
+    """The signed-in, still active person of the request, holding one of `roles`
+    ((domain, role) pairs; none given: any active person). Raises `NotSignedIn` or
+    `Forbidden` (the refusal is logged)."""
+    with portal_of(request).db() as con:
+        found = principal_of(request, con, roles)
+    if isinstance(found, str):
+        refuse(request, session_of(request), found)
+    return found
 
 
 def refuse(request: Request, session: Session | None, reason: str, status: int = 403) -> NoReturn:

@@ -28,7 +28,8 @@ CREATE TABLE IF NOT EXISTS portal_events (
 -- A verdict given in the portal: the portal's SSH signature over a payload naming the person,
 -- session, sign-in method, case, batch, verdict and the one-row verdict file it took in.
 CREATE TABLE IF NOT EXISTS portal_verdicts (
-    file_sha256 VARCHAR PRIMARY KEY,    -- the one-row verdict file (verdict_files.file_sha256)
+    attestation_sha256 VARCHAR PRIMARY KEY, -- SHA-256 of the signed payload
+    file_sha256 VARCHAR NOT NULL,       -- the verdict file taken in (verdict_files.file_sha256)
     person_id VARCHAR NOT NULL,
     domain VARCHAR NOT NULL,
     batch_id VARCHAR NOT NULL,

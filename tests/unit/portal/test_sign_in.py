@@ -177,3 +177,16 @@ def test_revoking_the_binding_key_revokes_the_portal_credential(world: PortalWor
 def test_short_passwords_are_refused() -> None:
     with pytest.raises(CredentialError, match="at least"):
         Credential.new("analyst-7", "short")
+
+
+def test_a_totp_code_signs_in_once(world: PortalWorld) -> None:
+    from hitl_gate.app.portal.app import build_app
+    from tests.portal_fixtures import TestClient
+
+    app, code = build_app(world.config), world.code("analyst-7")
+    assert sign_in(TestClient(app), "analyst-7", PASSWORD, code).status_code == 200
+    replayed = sign_in(TestClient(app, follow_redirects=False), "analyst-7", PASSWORD, code)
+    assert replayed.status_code == 401
+    assert world.ws.count(
+        "SELECT count(*) FROM portal_events WHERE detail LIKE '%already used%'"
+    ) == 1  # fmt: skip
