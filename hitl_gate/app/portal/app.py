@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hitl_gate.app.portal import reviewer, signin
+from hitl_gate.app.portal import reviewer, signin, supervisor
 from hitl_gate.app.portal.web import (
     STATIC_DIR,
     Forbidden,
@@ -36,7 +36,7 @@ SECURITY_HEADERS = {
 }
 
 # The route groups, in order: add a group (a module with `ROUTES`) here.
-ROUTE_GROUPS: tuple[Sequence[BaseRoute], ...] = (signin.ROUTES, reviewer.ROUTES)
+ROUTE_GROUPS: tuple[Sequence[BaseRoute], ...] = (signin.ROUTES, reviewer.ROUTES, supervisor.ROUTES)
 
 
 class SecurityHeaders:
