@@ -222,6 +222,8 @@ class ReviewWorkspace(ConfigurableResource):
     max_verdict_file_rows: int = DEFAULT_MAX_ROWS
     # The IO manager's Parquet store: gold cases (review/gold.py) are past routed rows from it.
     warehouse: str = ""
+    # Where file reminders go (`<home>/notifications/`, review/reminders.py); "" = none.
+    notifications_dir: str = ""
 
     def past_routed(self, domain: str) -> pl.LazyFrame | None:
         """Every stored day of the domain's routed decisions, scanned lazily (None: none)."""
@@ -311,6 +313,7 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             secrets_dir=str(paths.secrets_dir),
             signing_key_hex=_injected(settings.review_key_in_env, REVIEW_KEY_ENV),
             warehouse=str(paths.warehouse),
+            notifications_dir=str(paths.home / "notifications"),
         ),
         "observability": ObservabilityOutputs(root=str(paths.home)),
     }

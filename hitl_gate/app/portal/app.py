@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from hitl_gate.app.portal import reviewer, signin, supervisor
+from hitl_gate.app.portal import oidc, reviewer, signin
 from hitl_gate.app.portal.web import (
     STATIC_DIR,
     Forbidden,
@@ -36,7 +36,7 @@ SECURITY_HEADERS = {
 }
 
 # The route groups, in order: add a group (a module with `ROUTES`) here.
-ROUTE_GROUPS: tuple[Sequence[BaseRoute], ...] = (signin.ROUTES, reviewer.ROUTES, supervisor.ROUTES)
+ROUTE_GROUPS: tuple[Sequence[BaseRoute], ...] = (signin.ROUTES, oidc.ROUTES, reviewer.ROUTES)
 
 
 class SecurityHeaders:
@@ -86,3 +86,9 @@ def build_app(config: PortalConfig, extra: Sequence[Sequence[BaseRoute]] = ()) -
     )
     app.state.portal = Portal.create(config)
     return app
+
+
+# Supervisor pages (issue 22.4, `supervisor.py`), registered apart from the groups above.
+from hitl_gate.app.portal.supervisor import ROUTES as SUPERVISOR_ROUTES  # noqa: E402
+
+ROUTE_GROUPS = (*ROUTE_GROUPS, SUPERVISOR_ROUTES)

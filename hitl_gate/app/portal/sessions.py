@@ -30,7 +30,8 @@ class Session:
     person_id: str | None = None
     auth_method: str | None = None
     signer_fingerprint: str | None = None  # the key that binds the person's credential
-    oidc_state: str | None = None
+    # Authlib's state and nonce during an OIDC sign-in (its `request.session`).
+    oidc: dict[str, object] = field(default_factory=dict, compare=False)
 
     def csrf_ok(self, submitted: str | None) -> bool:
         return bool(submitted) and hmac.compare_digest(self.csrf, str(submitted))

@@ -36,7 +36,8 @@ FAILED = "Sign-in failed: check your person id, password and code."
 async def sign_in_page(request: Request) -> Response:
     portal = portal_of(request)
     session = session_of(request) or portal.sessions.new(portal.now())
-    response = render(request, "sign_in.html", {"csrf": session.csrf, "message": None})
+    oidc = portal.config.settings.oidc is not None
+    response = render(request, "sign_in.html", {"csrf": session.csrf, "oidc": oidc})
     set_session_cookie(request, response, session)
     return response
 
