@@ -17,6 +17,16 @@ from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import AuditDatabase, ReviewWorkspace
 
 
+def gold_source_rows(domain: DomainConfig, review: ReviewWorkspace) -> pl.LazyFrame | None:
+    """Past routed rows to seed gold cases from, only when a queue seeds them (rate > 0)."""
+    from hitl_gate.review.settings import review_settings
+
+    settings = review_settings(domain)
+    if settings is None or not any(q.gold_rate > 0 for q in settings.queues.values()):
+        return None
+    return review.past_routed(domain.name)
+
+
 def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     """The `review_batches` and `reviewer_verdicts` assets of one domain."""
 
@@ -50,6 +60,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             created_at=datetime.now(UTC),
             run_id=context.run_id,
             pipeline_recipient=str(pipeline_identity(Path(review.secrets_dir)).to_public()),
+            gold_rows=gold_source_rows(domain, review),
         )
         for reason, cases in exported.unassigned_reasons().items():
             context.log.warning(f"{cases} case(s) left queued, nobody assigned: {reason}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import duckdb
+import polars as pl
 from dagster import ConfigurableResource, EnvVar
 
 from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
@@ -207,6 +208,17 @@ class ReviewWorkspace(ConfigurableResource):
     # Caps per returned verdict file (issue 19.7): over one, the file is refused with one error.
     max_verdict_file_bytes: int = DEFAULT_MAX_BYTES
     max_verdict_file_rows: int = DEFAULT_MAX_ROWS
+    # The IO manager's Parquet store: gold cases (review/gold.py) are past routed rows from it.
+    warehouse: str = ""
+    # Where file reminders go (`<home>/notifications/`, review/reminders.py); "" = none.
+    notifications_dir: str = ""
+
+    def past_routed(self, domain: str) -> pl.LazyFrame | None:
+        """Every stored day of the domain's routed decisions, scanned lazily (None: none)."""
+        folder = Path(self.warehouse) / domain / "routed_decisions"
+        if not self.warehouse or not any(folder.glob("*.parquet")):
+            return None
+        return pl.scan_parquet(sorted(folder.glob("*.parquet")))
 
     @property
     def batches_dir(self) -> Path:
@@ -307,6 +319,8 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             review_dir=str(paths.review),
             secrets_dir=str(paths.secrets_dir),
             signing_key_hex=_injected(settings.review_key_in_env, REVIEW_KEY_ENV),
+            warehouse=str(paths.warehouse),
+            notifications_dir=str(paths.home / "notifications"),
         ),
         "observability": ObservabilityOutputs(
             root=str(paths.home),

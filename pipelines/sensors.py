@@ -2,7 +2,7 @@
 files landing late in a day that already ran start a re-run of that day."""
 
 import hashlib
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from dagster import (
@@ -17,6 +17,7 @@ from dagster import (
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.review.intake.inbox import inbox_files, returned_files
 from hitl_gate.review.intake.received import escaped, shown_name
+from hitl_gate.review.reminders import ReminderRun
 from pipelines.jobs import review_loop_job_name
 from pipelines.resources import AuditDatabase, ReviewWorkspace
 
@@ -53,8 +54,27 @@ def build_verdict_sensor(domain: DomainConfig) -> SensorDefinition:
     return verdict_inbox
 
 
+def remind(
+    domain: DomainConfig, review: ReviewWorkspace, audit_db: AuditDatabase, now: datetime
+) -> ReminderRun:
+    """Send the domain's owed reminders (each once; review/reminders.py)."""
+    from hitl_gate.review.reminders import notifier_for, send_reminders
+    from hitl_gate.review.settings import review_settings
+
+    settings = review_settings(domain)
+    if settings is None or not review.notifications_dir:
+        return ReminderRun((), {})
+    notes = settings.notifications
+    notifier = notifier_for(notes, Path(review.notifications_dir))
+    with audit_db.connect() as con:
+        return send_reminders(
+            con, domain.name, notifier, now, timedelta(hours=notes.remind_hours_before)
+        )
+
+
 def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
-    """Every 15 minutes: record strays, escalate SLA breaches (and re-export), close batches."""
+    """Every 15 minutes: record strays, escalate SLA breaches (and re-export), close batches,
+    send reminders of batches due soon."""
 
     @sensor(
         name=f"{domain.name}_review_sweep",
@@ -65,7 +85,8 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
             "Safety net of the review loop: files in the inbox or archive not yet recorded are "
             "(re)submitted, cases past their SLA are escalated (alert line per case), "
             "escalated cases are re-exported to their escalation queue by a review-loop run "
-            "for their day, and batches past due plus grace are closed."
+            "for their day, batches past due plus grace are closed, and reminders of batches "
+            "due soon are sent (once each)."
         ),
     )
     def review_sweep(
@@ -85,6 +106,8 @@ def build_review_sweep_sensor(domain: DomainConfig) -> SensorDefinition:
             )
         if report.escalations:
             context.log.warning(f"{report.escalations} review case(s) escalated past their SLA")
+        for failed in remind(domain, review, audit_db, now).failed.values():
+            context.log.warning(f"reminder not sent (retried next sweep): {failed}")
         requests = [
             RunRequest(
                 # Retried at most hourly if an earlier run for the same bytes failed.

@@ -99,6 +99,7 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
         append_only=True,
     ),
     EventSource("reminder_sent", "review_reminders", ("reminder_id",), append_only=True),
+    EventSource("portal_reassigned", "portal_reassignments", ("batch_id", "seq"), append_only=True),
     EventSource("gold_case_seeded", "review_gold_cases", ("domain", "case_id"), append_only=True),
     EventSource(
         "gold_case_declared", "review_gold_declared", ("domain", "case_id"), append_only=True,

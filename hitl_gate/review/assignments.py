@@ -28,7 +28,7 @@ import duckdb
 from hitl_gate.core.digests import canonical_json
 from hitl_gate.identity.acts import IdentityError, verify_act
 from hitl_gate.identity.registry import Person, Registry, RegistryError, parse_time
-from hitl_gate.identity.signatures import REVIEW_ADMIN
+from hitl_gate.identity.signatures import PORTAL, REVIEW_ADMIN
 from hitl_gate.identity.store import load_registry
 
 PIPELINE = "pipeline"
@@ -37,6 +37,8 @@ SINGLE, FIRST_OPINION, SECOND_OPINION = 0, 1, 2
 AGE_KEY_TYPES = frozenset({"ssh-ed25519", "ssh-rsa"})
 SUPERVISOR_ADMIN_ROLE = "admin"  # `<domain>:admin` or `*:admin`
 REASSIGN_KIND = "reassign_batch"
+PORTAL_REASSIGN_ACT = "portal_reassign"
+PORTAL_SIGNER = "portal"  # `*:portal`: the portal's own key (app/portal/verdicts.PORTAL_ROLE)
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 
 
@@ -336,18 +338,11 @@ def reassign(
     holder of the queue's role, is the current assignee or the signer; or when the new assignee
     holds the other opinion of the same four-eyes cases.
     """
-    try:
-        fields = json.loads(payload)
-    except ValueError as error:
-        raise AssignmentError(f"reassignment payload is not JSON: {error}") from error
-    if not isinstance(fields, dict) or canonical_json(fields) != payload:
-        raise AssignmentError("reassignment payload is not in canonical form")
+    fields = _payload_fields(payload)
     if fields.get("kind") != REASSIGN_KIND:
         raise AssignmentError(f"not a reassignment (kind {fields.get('kind')!r})")
     batch_id, domain = str(fields.get("batch_id")), str(fields.get("domain"))
-    new_assignee = str(fields.get("new_assignee"))
-    current = current_assignee(con, batch_id)
-    if current is None:
+    if current_assignee(con, batch_id) is None:
         raise AssignmentError(f"batch {batch_id} has no assignment to change")
     try:
         signer = verify_act(
@@ -362,6 +357,96 @@ def reassign(
         )
     except IdentityError as error:
         raise AssignmentError(str(error)) from error
+    return _apply_reassignment(
+        con, registry, fields, signer.person_id, signer.fingerprint, signature,
+        queue_role=queue_role, now=now,
+    )  # fmt: skip
+
+
+def reassign_in_portal(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    payload: bytes,
+    signature: str | None,
+    *,
+    queue_role: str,
+    escalation_role: str | None,
+    now: datetime,
+) -> Reassignment:
+    """A reassignment by a supervisor signed in to the portal, attested by the portal.
+
+    The supervisor holds no private key in a browser, so, as for portal verdicts, the portal
+    signs (namespace `hitl-gate-portal`, its key holding `*:portal`) a payload (`act`
+    `portal_reassign`) naming the supervisor, the key their credential is bound to, the session
+    and the same fields as a signed reassignment (batch, new assignee, reason, time, seq). The
+    supervisor must still hold the escalation role of the queue or `admin` and that key must
+    still be theirs; every other check is `reassign`'s. The row names the supervisor and their
+    bound key; the attestation is kept in `portal_reassignments` for verification.
+    """
+    fields = _payload_fields(payload)
+    if fields.get("act") != PORTAL_REASSIGN_ACT:
+        raise AssignmentError(f"not a portal reassignment (act {fields.get('act')!r})")
+    batch_id, domain = str(fields.get("batch_id")), str(fields.get("domain"))
+    if current_assignee(con, batch_id) is None:
+        raise AssignmentError(f"batch {batch_id} has no assignment to change")
+    try:
+        verify_act(
+            registry, payload, signature, PORTAL, at=now, domain="*", roles=(PORTAL_SIGNER,),
+            what=f"portal attestation of the reassignment of batch {batch_id}",
+        )  # fmt: skip
+    except IdentityError as error:
+        raise AssignmentError(str(error)) from error
+    supervisor_id = str(fields.get("person_id"))
+    fingerprint = str(fields.get("person_fingerprint"))
+    supervisor = registry.people.get(supervisor_id)
+    if supervisor is None or not supervisor.is_active(now):
+        raise AssignmentError(f"{supervisor_id} is not an active person")
+    if not any(supervisor.holds(domain, role) for role in supervisor_roles(escalation_role)):
+        raise AssignmentError(
+            f"{supervisor_id} holds neither {' nor '.join(supervisor_roles(escalation_role))} "
+            f"in {domain}: may not reassign batch {batch_id}"
+        )
+    if fingerprint not in {k.fingerprint for k in supervisor.usable_keys(now)}:
+        raise AssignmentError(f"{fingerprint} is not a usable key of {supervisor_id}")
+    done = _apply_reassignment(
+        con, registry, fields, supervisor_id, fingerprint, signature,
+        queue_role=queue_role, now=now,
+    )  # fmt: skip
+    con.execute(
+        "INSERT INTO portal_reassignments VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [batch_id, done.assignment.seq, supervisor_id, fingerprint,
+         str(fields.get("session", "")), payload.decode("utf-8"), signature, now],
+    )  # fmt: skip
+    return done
+
+
+def _payload_fields(payload: bytes) -> dict[str, object]:
+    try:
+        fields = json.loads(payload)
+    except ValueError as error:
+        raise AssignmentError(f"reassignment payload is not JSON: {error}") from error
+    if not isinstance(fields, dict) or canonical_json(fields) != payload:
+        raise AssignmentError("reassignment payload is not in canonical form")
+    return fields
+
+
+def _apply_reassignment(
+    con: duckdb.DuckDBPyConnection,
+    registry: Registry,
+    fields: dict[str, object],
+    supervisor_id: str,
+    fingerprint: str,
+    signature: str | None,
+    *,
+    queue_role: str,
+    now: datetime,
+) -> Reassignment:
+    """The checks every reassignment passes once its signer is known, then the new row."""
+    batch_id, domain = str(fields.get("batch_id")), str(fields.get("domain"))
+    new_assignee = str(fields.get("new_assignee"))
+    current = current_assignee(con, batch_id)
+    if current is None:
+        raise AssignmentError(f"batch {batch_id} has no assignment to change")
     try:
         at = parse_time(str(fields.get("at")))
     except RegistryError as error:
@@ -384,7 +469,7 @@ def reassign(
         )
     if new_assignee == current.assignee_id:
         raise AssignmentError(f"batch {batch_id} is already assigned to {new_assignee}")
-    if new_assignee == signer.person_id:
+    if new_assignee == supervisor_id:
         raise AssignmentError("a supervisor cannot reassign a batch to themselves")
     for other in _paired_batches(con, batch_id):
         held = current_assignee(con, other)
@@ -406,12 +491,12 @@ def reassign(
                 current.queue,
                 new_assignee,
                 current.opinion_slot,
-                signer.person_id,
-                signer.fingerprint,
+                supervisor_id,
+                fingerprint,
                 signature,
                 str(fields.get("reason", "")),
                 now,
             )
         ],
     )
-    return Reassignment(assignment, current.assignee_id, signer.person_id, signer.fingerprint)
+    return Reassignment(assignment, current.assignee_id, supervisor_id, fingerprint)

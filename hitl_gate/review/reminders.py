@@ -95,12 +95,15 @@ class FileNotifier:
 
     def send(self, reminder: Reminder) -> None:
         target_dir = self.folder / _safe(reminder.assignee_id)
-        target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = target_dir / f"{_safe(reminder.reminder_id)}.txt"
         tmp = target.with_suffix(".tmp")
-        tmp.write_text(f"Subject: {reminder.subject}\n\n{reminder.body}", encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
+        try:
+            target_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            tmp.write_text(f"Subject: {reminder.subject}\n\n{reminder.body}", encoding="utf-8")
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, target)
+        except OSError as error:
+            raise NotifierError(f"{target}: {error}") from error
 
 
 def email_message(reminder: Reminder, smtp: SmtpSettings) -> EmailMessage:
@@ -139,11 +142,11 @@ class SmtpNotifier:
             raise NotifierError(f"SMTP {self.smtp.host}:{self.smtp.port}: {error}") from error
 
 
-def notifier_for(settings: NotificationSettings, home: Path) -> Notifier:
-    """SMTP when configured, else files under `<home>/notifications/`."""
+def notifier_for(settings: NotificationSettings, folder: Path) -> Notifier:
+    """SMTP when configured, else files under `folder` (`<home>/notifications/`)."""
     if settings.smtp is not None:
         return SmtpNotifier(settings.smtp)
-    return FileNotifier(home / "notifications")
+    return FileNotifier(folder)
 
 
 def due_reminders(

@@ -75,7 +75,7 @@ def cmd_review_remind(args: argparse.Namespace) -> None:
         raise SystemExit(f"{domain.name}: no review settings, no reminders")
     notes = settings.notifications
     with audit_connection(paths.audit_db) as con:
-        notifier = notifier_for(notes, paths.home)
+        notifier = notifier_for(notes, paths.home / "notifications")
         lead = timedelta(hours=notes.remind_hours_before)
         run = send_reminders(con, domain.name, notifier, datetime.now(UTC), lead)
     print(f"{domain.name}: {len(run.sent)} reminder(s) sent, {len(run.failed)} failed")

@@ -86,3 +86,9 @@ def build_app(config: PortalConfig, extra: Sequence[Sequence[BaseRoute]] = ()) -
     )
     app.state.portal = Portal.create(config)
     return app
+
+
+# Supervisor pages (issue 22.4, `supervisor.py`), registered apart from the groups above.
+from hitl_gate.app.portal.supervisor import ROUTES as SUPERVISOR_ROUTES  # noqa: E402
+
+ROUTE_GROUPS = (*ROUTE_GROUPS, SUPERVISOR_ROUTES)

@@ -57,9 +57,11 @@ def test_file_reminders_are_sent_once_and_name_no_case(tmp_path: Path) -> None:
     assert recorded.select("assignee_id", "open_cases", "channel").rows() == [("ana", 2, "file")]
 
 
-def test_without_smtp_the_default_is_the_home_folder(tmp_path: Path) -> None:
-    notifier = notifier_for(NotificationSettings(), tmp_path)
+def test_the_notifier_is_files_by_default_and_smtp_when_configured(tmp_path: Path) -> None:
+    notifier = notifier_for(NotificationSettings(), tmp_path / "notifications")
     assert isinstance(notifier, FileNotifier) and notifier.folder == tmp_path / "notifications"
+    smtp = notifier_for(NotificationSettings(smtp=smtp_settings(25)), tmp_path)
+    assert isinstance(smtp, SmtpNotifier)
 
 
 class _Smtp(socketserver.StreamRequestHandler):
