@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -161,6 +162,12 @@ def mask_derived(rules: Mapping[str, MaskRule], derived: Mapping[str, str]) -> d
     leaks = {
         name: MaskRule(method="drop")
         for name, sql in derived.items()
-        if name not in rules and expression_columns(sql) & masked
+        if name not in rules and _reads(sql) & masked
     }
     return {**rules, **leaks}
+
+
+def _reads(sql: str) -> set[str]:
+    """Names `sql` reads; fails closed: the feature SQL is DuckDB's, which Polars may not parse,
+    so every identifier-like word counts too (a string literal naming a column is hidden)."""
+    return expression_columns(sql) | set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql))

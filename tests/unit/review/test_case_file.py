@@ -186,6 +186,15 @@ def test_a_derived_column_with_its_own_rule_keeps_it(credit: DomainConfig) -> No
     assert "credit_utilization" not in rules  # reads no masked column
 
 
+def test_a_derived_column_the_policy_parser_cannot_read_is_still_hidden() -> None:
+    """Adversarial: feature SQL is DuckDB's; one Polars cannot parse still counts as reading."""
+    derived = {"odd": "STRPOS('ABC', SUBSTR(annual_income::VARCHAR, 1, 1)) * 1"}
+    assert mask_derived({"annual_income": MaskRule(method="suppress")}, derived)["odd"].method == (
+        "drop"
+    )
+    assert "odd" not in mask_derived({"state": MaskRule(method="suppress")}, derived)
+
+
 def test_suppressed_values_are_hidden_not_missing(credit: DomainConfig, notes: PolicyNotes):
     case = build_case_file(_case(interest_rate=None), credit, notes, {"interest_rate": "suppress"})
     assert f"[interest_rate = {HIDDEN}]" in case.reasons_text()
