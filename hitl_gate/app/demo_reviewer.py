@@ -29,8 +29,9 @@ DEMO_DECLINE_BANDS = ("D", "E")
 
 
 def _first_code(reasons: object, codes: list[str]) -> str:
-    """The first model reason code shown in the 'reasons' column ('R03: text; ...')."""
-    for part in str(reasons or "").split(";"):
+    """The first model reason code shown in the 'reasons' column ('R03: text [...]', a line
+    each)."""
+    for part in str(reasons or "").replace(";", "\n").splitlines():
         code = part.split(":", 1)[0].strip()
         if code in codes and code != OTHER_REASON:
             return code

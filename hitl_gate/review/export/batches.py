@@ -29,7 +29,7 @@ import secrets
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,14 @@ from hitl_gate.review.canonical import (
     neutralise_formula,
     raw_text,
 )
-from hitl_gate.review.export.masking import apply_masking, hide_protected
+from hitl_gate.review.case_file import (
+    CaseFile,
+    CaseFiler,
+    PolicyNotes,
+    evidence_columns,
+)
+from hitl_gate.review.export.instructions import OTHER_REASON, QueueTerms, instructions
+from hitl_gate.review.export.masking import apply_masking, hide_protected, mask_derived
 from hitl_gate.review.export.sealing import (
     encrypt_in_place,
     private_folder,
@@ -68,12 +75,24 @@ from hitl_gate.review.signing import sign
 
 VERDICT_COLUMNS = ["verdict", "verdict_reason_code", "rationale", "reviewer_id"]
 BATCH_COLUMN = "batch_id"
-MODEL_COLUMNS = ["score", "pd", "risk_band", "route_reason_code"]
 RULES_COLUMN = "rules_fired"
 REASONS_COLUMN = "reasons"
+WHY_COLUMN = "why_in_review"
+# The risk signals, right of the answers: what the model and the policy made of the case.
+SIGNAL_COLUMNS = [
+    "pd_percent",
+    "risk_band",
+    "band_limits",
+    "score",
+    "four_eyes",
+    "qa_sample",
+    "route_reason_code",
+    WHY_COLUMN,
+]
+# Columns of whole sentences: wrapped, and this many characters wide.
+TEXT_WIDTHS = {REASONS_COLUMN: 70, RULES_COLUMN: 70, WHY_COLUMN: 50, "band_limits": 22}
 SUGGESTED_COLUMN = "suggested_action"
 FOUR_EYES_COLUMN = "four_eyes"
-OTHER_REASON = "OTHER"
 XLSX_NAME = "cases.xlsx"
 CSV_NAME = "cases.csv"
 REPLACED_DIR = ".replaced"  # batch folders whose manifest no longer verifies are kept here
@@ -109,6 +128,7 @@ class BatchExport:
     context: Mapping[str, str]
     rule_texts: Mapping[str, str] = field(default_factory=dict)
     settings: ReviewSettings | None = None
+    notes: PolicyNotes | None = None  # the policy's rules (texts, columns read) and route codes
     label: str = ""
     assigner: Assigner | None = None
     pipeline_recipient: str | None = None  # the pipeline's age key (re-encryption on reassign)
@@ -132,10 +152,20 @@ class ReviewBatch:
     first_batch_id: str | None = None  # a second-opinion batch: the first batch it pairs with
 
 
-def context_columns(domain: DomainConfig) -> list[str]:
-    """The locked columns a reviewer sees, case id first; all of them are digested."""
-    shown = [domain.case_id, *domain.review.context_columns, *MODEL_COLUMNS]
-    shown += [RULES_COLUMN, REASONS_COLUMN]
+def policy_notes_of(export: BatchExport) -> PolicyNotes:
+    """The export's policy notes; from the rule texts alone when none were given."""
+    return export.notes or PolicyNotes.from_texts(export.rule_texts)
+
+
+def context_columns(domain: DomainConfig, notes: PolicyNotes) -> list[str]:
+    """The locked columns a reviewer sees, case id first; all of them are digested.
+
+    After the case id (and the answer columns, placed by the exporter): the risk signals, the
+    model's reasons and the rules that fired, in words; then every model input and every column
+    a rule reads; then the domain's other context columns.
+    """
+    shown = [domain.case_id, *SIGNAL_COLUMNS, REASONS_COLUMN, RULES_COLUMN]
+    shown += [*evidence_columns(domain, notes), *domain.review.context_columns]
     return list(dict.fromkeys(shown))
 
 
@@ -183,13 +213,6 @@ def _existing_batch(folder: Path, key: bytes, case_ids: Sequence[str]) -> Review
     if sorted(manifest.get("case_ids", [])) != sorted(case_ids):
         return None
     return _batch_from_manifest(folder, manifest)
-
-
-def _labelled_reasons(texts: Sequence[str] | None, domain: DomainConfig) -> str:
-    """Model reasons as 'R03: text' so the reviewer can pick the matching reason code."""
-    code_of = {reason.text: reason.code for reason in domain.model.reason_codes.values()}
-    labelled = [f"{code_of[t]}: {t}" if t in code_of else t for t in texts or [] if t]
-    return "; ".join(labelled)
 
 
 @dataclass(frozen=True)
@@ -243,83 +266,31 @@ def _suggested_actions(chunk: pl.DataFrame, plan: QueuePlan) -> pl.DataFrame:
     )
 
 
-def _instructions(
-    manifest: Mapping[str, Any],
-    domain: DomainConfig,
-    rule_texts: Mapping[str, str],
-    rules: list[str],
-    plan: QueuePlan,
-) -> list[tuple[str, str]]:
-    due = datetime.fromisoformat(manifest["due_at"]).astimezone(UTC)
-    verdicts = ", ".join(domain.review.verdicts)
-    rationale = "A sentence in your own words on why; it is kept in the audit trail."
-    if plan.rationale_required_for or manifest.get("suggested_actions"):
-        needed = ", ".join(plan.rationale_required_for) or "no verdict"
-        rationale += (
-            f" Required for every {needed} verdict and whenever your verdict differs from the "
-            f"'{SUGGESTED_COLUMN}' column."
-        )
-    lines = [
-        ("Batch", manifest["batch_id"]),
-        ("Queue", manifest["queue"] + (f" (role: {plan.role})" if plan.role else "")),
-        ("Cases", str(len(manifest["case_ids"]))),
-        ("Due by", f"{due:%Y-%m-%d %H:%M} UTC (SLA {plan.settings.sla_hours} hours)"),
-    ]
-    if manifest.get("expires_at"):
-        expires = datetime.fromisoformat(manifest["expires_at"]).astimezone(UTC)
-        lines.append(
-            ("Closes", f"{expires:%Y-%m-%d %H:%M} UTC: verdicts returned later are refused.")
-        )
-    lines += [
-        (
-            "What to do",
-            "Work on the 'cases' sheet. Grey columns are the case as the pipeline "
-            "saw it and are locked: do not edit them, an edited row is rejected on return. "
-            "Fill the four yellow columns for every case you decide. Do not type formulas.",
-        ),
-        ("verdict", f"Required. Choose from the drop-down: {verdicts}."),
-        (
-            "verdict_reason_code",
-            "The main reason for your verdict, from the drop-down (codes "
-            "below). The 'reasons' column shows the model's reasons with their codes.",
-        ),
-        ("rationale", rationale),
-        ("reviewer_id", "Required. Your registered reviewer id, on every row you decide."),
-    ]
-    if manifest.get("assignee_id"):
-        lines.append(
-            (
-                "Assigned to",
-                f"{manifest['assignee_id']}. Only this person's signature on the returned file "
-                "is accepted (ssh-keygen -Y sign -n hitl-gate-verdicts, see README).",
-            )
-        )
-    if manifest.get("four_eyes_cases"):
-        lines.append(
-            (
-                "Four eyes",
-                f"{len(manifest['four_eyes_cases'])} case(s) are decided by two different "
-                "reviewers independently; neither sees the other's verdict or name. Cases: "
-                + ", ".join(manifest["four_eyes_cases"]),
-            )
-        )
-    if manifest.get("masking"):
-        masked = ", ".join(f"{col} ({how})" for col, how in sorted(manifest["masking"].items()))
-        lines.append(("Masked for your role", masked))
-    lines += [
-        (
-            "Return",
-            "Save as .xlsx (keep the file name if you can) and put the file into the "
-            "inbox/ folder next to batches/. Rows left blank count as not yet reviewed; you may "
-            "return the batch again later with more rows filled.",
-        ),
-        ("Reason codes", ""),
-    ]
-    lines += [(r.code, r.text) for r in domain.model.reason_codes.values()]
-    lines.append((OTHER_REASON, "None of the above: explain in the rationale."))
-    lines.append(("Rules that fired", "" if rules else "(none in this batch)"))
-    lines += [(rule, rule_texts.get(rule, "(rule text not supplied)")) for rule in rules]
-    return lines
+# Columns the case file fills in (not read from the cases frame as they are).
+_EXPLAINED = {*SIGNAL_COLUMNS, REASONS_COLUMN, RULES_COLUMN}
+
+
+def case_file_cells(case: CaseFile) -> dict[str, CellValue]:
+    """The explained cells of one case's row: risk signals, reasons and rules in words."""
+    signals = case.signals
+    return {
+        "pd_percent": signals.pd_percent,
+        "risk_band": signals.risk_band,
+        "band_limits": signals.band_limits,
+        "score": signals.score,
+        "four_eyes": "yes" if signals.four_eyes else "no",
+        "qa_sample": "yes" if signals.qa_sample else "no",
+        "route_reason_code": signals.route_reason_code,
+        WHY_COLUMN: signals.route_reason,
+        REASONS_COLUMN: case.reasons_text(),
+        RULES_COLUMN: case.rules_text(),
+    }
+
+
+def _terms(plan: QueuePlan) -> QueueTerms:
+    return QueueTerms(
+        plan.role, plan.settings.sla_hours, plan.rationale_required_for, SUGGESTED_COLUMN
+    )
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, CellValue]]) -> None:
@@ -417,23 +388,32 @@ def _stage_batch(
     """Write the batch into a hidden staging folder beside its final place (same filesystem,
     so publishing is one atomic rename)."""
     domain, key, created_at = export.domain, export.key, export.created_at
+    notes = policy_notes_of(export)
     chunk = _suggested_actions(chunk, plan)
     visible = hide_protected(plan.masking, protected_columns(domain))
+    visible = mask_derived(visible, domain.features.derived)
     masked, dropped = apply_masking(
         chunk, visible, key, protected=[domain.case_id], domain=domain.name
     )
-    shown = [name for name in context_columns(domain) if name not in dropped]
+    how = {col: rule.method for col, rule in visible.items() if rule.method != "show"}
+    shown = [
+        name
+        for name in context_columns(domain, notes)
+        if name not in dropped and (name in masked.columns or name in _EXPLAINED)
+    ]
     if SUGGESTED_COLUMN in masked.columns:
-        shown.append(SUGGESTED_COLUMN)
-    header = [BATCH_COLUMN, *shown, *VERDICT_COLUMNS]
+        shown.insert(1, SUGGESTED_COLUMN)
+    header = [shown[0], *VERDICT_COLUMNS, *shown[1:], BATCH_COLUMN]
     rows: list[dict[str, CellValue]] = []
-    rules: set[str] = set()
+    fired: set[str] = set()
+    filer = CaseFiler.of(domain, notes, how)
     for case in masked.iter_rows(named=True):
-        row: dict[str, CellValue] = {BATCH_COLUMN: batch_id}
-        row.update({name: export_value(case.get(name)) for name in shown})
-        row[REASONS_COLUMN] = _labelled_reasons(case["reason_texts"], domain)
+        row: dict[str, CellValue] = {name: export_value(case.get(name)) for name in shown}
+        explained = filer.build(case)
+        fired.update(rule.id for rule in explained.rules)
+        row.update(case_file_cells(explained))
         row.update(dict.fromkeys(VERDICT_COLUMNS))
-        rules.update(r for r in case[RULES_COLUMN] or [] if r)
+        row[BATCH_COLUMN] = batch_id
         rows.append(row)
     case_ids = [cell_text(row[domain.case_id]) for row in rows]
     four_eyes = (
@@ -441,9 +421,9 @@ def _stage_batch(
         if FOUR_EYES_COLUMN in chunk.columns
         else []
     )
-    masked_how = {
+    masked_how: dict[str, str] = {
         col: rule.method
-        for col, rule in plan.masking.items()
+        for col, rule in mask_derived(plan.masking, domain.features.derived).items()
         if rule.method != "show" and col in chunk.columns
     }
     manifest = _manifest(export, plan, batch_id, rows, header, shown, four_eyes, slot, masked_how)
@@ -462,7 +442,10 @@ def _stage_batch(
                 "verdict": domain.review.verdicts,
                 "verdict_reason_code": manifest["reason_codes"],
             },
-            instructions=_instructions(manifest, domain, export.rule_texts, sorted(rules), plan),
+            instructions=instructions(
+                manifest, domain, notes, _terms(plan), BATCH_COLUMN, sorted(fired)
+            ),
+            text_widths=TEXT_WIDTHS,
             created_at=created_at,
         )
         _write_csv(tmp / CSV_NAME, header, rows)

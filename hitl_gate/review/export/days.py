@@ -31,6 +31,7 @@ from hitl_gate.review.assignments import (
     earlier_loads,
     insert_first_assignments,
 )
+from hitl_gate.review.case_file import PolicyNotes, policy_notes
 from hitl_gate.review.export.batches import (
     BatchExport,
     ReviewBatch,
@@ -115,9 +116,14 @@ def manifest_context(cases: pl.DataFrame) -> dict[str, str]:
 
 def rule_texts_in_force(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> dict[str, str]:
     """The wording of each rule of the policy in force (shown to reviewers)."""
+    return {rule.id: rule.text for rule in notes_in_force(con, domain).rules.values()}
+
+
+def notes_in_force(con: duckdb.DuckDBPyConnection, domain: DomainConfig) -> PolicyNotes:
+    """The policy in force as reviewers read it: rule texts, the columns each reads, codes."""
     from policies.control import policy_in_force
 
-    return {rule.id: rule.text for rule in policy_in_force(con, domain).policy.rules}
+    return policy_notes(policy_in_force(con, domain).policy)
 
 
 def cases_to_review(
@@ -184,7 +190,7 @@ def export_review_days(
         # Gold cases (review/gold.py) from `gold_rows`, past routed rows; None or rate 0: off.
         gold = GoldSeeder.load(con, domain, settings, key, created_at, gold_rows)
         loads = earlier_loads(con, domain.name, max(days), days) if days else {}
-        rule_texts = rule_texts_in_force(con, domain)
+        notes = notes_in_force(con, domain)
         executed = query_frame(
             con,
             "SELECT case_id FROM executions WHERE domain = ? AND decided_by = 'policy' "
@@ -211,7 +217,7 @@ def export_review_days(
             partition_date=batch_day,
             created_at=created_at,
             context=manifest_context(todays),
-            rule_texts=rule_texts,
+            notes=notes,
             settings=settings,
             assigner=assigner,
             pipeline_recipient=pipeline_recipient,

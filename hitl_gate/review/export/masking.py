@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,7 @@ import polars as pl
 if TYPE_CHECKING:  # the when/then builder types Polars does not export at the top level
     from polars.expr.whenthen import ChainedThen, Then
 
+from hitl_gate.core.protected import expression_columns
 from hitl_gate.review.settings import MaskRule
 
 PSEUDONYM_PREFIX = "P-"
@@ -147,3 +149,25 @@ def apply_masking(
                 ).alias(name)
             )
     return cases.with_columns(exprs).drop(dropped), dropped
+
+
+def mask_derived(rules: Mapping[str, MaskRule], derived: Mapping[str, str]) -> dict[str, MaskRule]:
+    """`rules` plus a drop for every derived column computed from a masked column.
+
+    A ratio such as loan / income shown beside the loan gives the income back exactly, so a
+    derived column is hidden whenever a column it reads is masked, unless the masking file
+    gives it a rule of its own (a band, say, cut at the policy's thresholds).
+    """
+    masked = {name for name, rule in rules.items() if rule.method != "show"}
+    leaks = {
+        name: MaskRule(method="drop")
+        for name, sql in derived.items()
+        if name not in rules and _reads(sql) & masked
+    }
+    return {**rules, **leaks}
+
+
+def _reads(sql: str) -> set[str]:
+    """Names `sql` reads; fails closed: the feature SQL is DuckDB's, which Polars may not parse,
+    so every identifier-like word counts too (a string literal naming a column is hidden)."""
+    return expression_columns(sql) | set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", sql))

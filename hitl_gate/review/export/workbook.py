@@ -26,10 +26,16 @@ INSTRUCTIONS_SHEET = "instructions"
 LISTS_SHEET = "lists"
 _LOCKED_FILL = PatternFill("solid", fgColor="EEEEEE")
 _ANSWER_FILL = PatternFill("solid", fgColor="FFF2CC")
+_TOP = Alignment(vertical="top")
+_WRAPPED = Alignment(wrap_text=True, vertical="top")
+_LINE_POINTS = 15  # the height of one line of the default 11-point font
 
 
 def _column_styles(
-    sheet: Worksheet, header: Sequence[str], answer_columns: Sequence[str]
+    sheet: Worksheet,
+    header: Sequence[str],
+    answer_columns: Sequence[str],
+    text_widths: Mapping[str, int],
 ) -> list[StyleArray]:
     """The style of each column's data cells, resolved once per sheet.
 
@@ -37,12 +43,46 @@ def _column_styles(
     of the export's cost at scale, measured in bench/); copying a resolved style array is
     a plain array copy with the same result.
     """
-    answer, locked = Cell(sheet), Cell(sheet)  # detached: styled here, never written
+    answer, locked, text = Cell(sheet), Cell(sheet), Cell(sheet)  # detached, never written
     answer.protection = Protection(locked=False)
     answer.fill = _ANSWER_FILL
+    answer.alignment = _TOP
     locked.fill = _LOCKED_FILL
-    templates = answer._style, locked._style
-    return [templates[0] if name in answer_columns else templates[1] for name in header]
+    locked.alignment = _TOP
+    text.fill = _LOCKED_FILL
+    text.alignment = _WRAPPED
+    styles = []
+    for name in header:
+        template = answer if name in answer_columns else text if name in text_widths else locked
+        styles.append(template._style)
+    return styles
+
+
+def _width(name: str, answer_columns: Sequence[str], text_widths: Mapping[str, int]) -> float:
+    if name in text_widths:
+        return text_widths[name]
+    if name == "rationale":
+        return 40
+    return max(10, min(24, len(name) + 3)) if name not in answer_columns else 20
+
+
+def _lines(value: object, width: int) -> int:
+    """Lines a wrapped cell of `width` characters needs (a little generous: fonts vary)."""
+    if not isinstance(value, str) or not value:
+        return 1
+    return sum(max(1, -(-len(line) * 11 // (10 * width))) for line in value.split("\n"))
+
+
+def _set_page(sheet: Worksheet) -> None:
+    """Printable: landscape, as wide as one page, header row repeated on every page."""
+    sheet.page_setup.orientation = "landscape"
+    sheet.page_setup.paperSize = sheet.PAPERSIZE_A4
+    sheet.page_setup.fitToWidth = 1
+    sheet.page_setup.fitToHeight = 0
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.print_title_rows = "1:1"
+    sheet.print_options.gridLines = True
+    sheet.page_margins.left = sheet.page_margins.right = 0.4
 
 
 def _write_cases(
@@ -50,11 +90,14 @@ def _write_cases(
     header: Sequence[str],
     rows: Sequence[Mapping[str, CellValue]],
     answer_columns: Sequence[str],
+    text_widths: Mapping[str, int],
 ) -> None:
     sheet.append(list(header))
     for cell in sheet[1]:
         cell.font = Font(bold=True)
-    styles = _column_styles(sheet, header, answer_columns)
+        cell.alignment = _WRAPPED
+    styles = _column_styles(sheet, header, answer_columns, text_widths)
+    wrapped = [(i, text_widths[n]) for i, n in enumerate(header) if n in text_widths]
     for row_index, row in enumerate(rows, start=2):
         for col_index, name in enumerate(header, start=1):
             value = neutralise_formula(row.get(name))
@@ -62,10 +105,14 @@ def _write_cases(
             if isinstance(cell.value, str):
                 cell.data_type = "s"  # and stored as text, never as a formula
             cell._style = copy(styles[col_index - 1])
+        if wrapped:  # tall enough to show whole reasons: not every viewer fits rows itself
+            lines = max(_lines(row.get(header[i]), width) for i, width in wrapped)
+            sheet.row_dimensions[row_index].height = _LINE_POINTS * lines + 3
     for col_index, name in enumerate(header, start=1):
-        width = max(12, min(40, len(name) + 4))
+        width = _width(name, answer_columns, text_widths)
         sheet.column_dimensions[get_column_letter(col_index)].width = width
-    sheet.freeze_panes = "C2"  # header row plus batch id and case id stay in view
+    sheet.freeze_panes = "B2"  # the header row and the case id stay in view
+    _set_page(sheet)
     sheet.auto_filter.ref = sheet.dimensions
     # Protected, but sorting/filtering and resizing stay allowed (False = not protected).
     sheet.protection.sheet = True
@@ -115,12 +162,16 @@ def write_review_workbook(
     choices: Mapping[str, Sequence[str]],
     instructions: Sequence[tuple[str, str]],
     created_at: datetime,
+    text_widths: Mapping[str, int] | None = None,
 ) -> None:
-    """Write the cases sheet, the instructions sheet and the hidden drop-down lists."""
+    """Write the cases sheet, the instructions sheet and the hidden drop-down lists.
+
+    `text_widths` names the columns of whole sentences (wrapped) and their widths in characters.
+    """
     workbook = Workbook()
     cases = workbook.active
     cases.title = CASES_SHEET
-    _write_cases(cases, header, rows, answer_columns)
+    _write_cases(cases, header, rows, answer_columns, text_widths or {})
     _add_choices(workbook, cases, header, len(rows), choices)
 
     guide = workbook.create_sheet(INSTRUCTIONS_SHEET, index=1)
@@ -133,6 +184,7 @@ def write_review_workbook(
         guide.cell(row=guide.max_row, column=1).font = Font(bold=True)
     guide.column_dimensions["A"].width = 28
     guide.column_dimensions["B"].width = 100
+    _set_page(guide)
     guide.protection.sheet = True
 
     workbook.properties.creator = "hitl-gate"

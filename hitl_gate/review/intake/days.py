@@ -19,8 +19,9 @@ import polars as pl
 from hitl_gate.core.database import query_frame
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.identity.store import load_registry
+from hitl_gate.review.case_file import PolicyNotes
 from hitl_gate.review.export.batches import BatchExport, ReviewBatch
-from hitl_gate.review.export.days import manifest_context, rule_texts_in_force
+from hitl_gate.review.export.days import manifest_context, notes_in_force
 from hitl_gate.review.intake.escalation import export_escalations, pending_escalations
 from hitl_gate.review.intake.inbox import inbox_files
 from hitl_gate.review.intake.limits import IntakeLimits
@@ -113,13 +114,13 @@ def take_in_verdicts(
     ]
     escalated: list[ReviewBatch] = []
     open_escalations = pending_escalations(con, domain.name)["case_id"].implode()
-    rule_texts: dict[str, str] | None = None  # read once, and only if a day has cases
+    notes: PolicyNotes | None = None  # read once, and only if a day has cases
     for day in days:
         first = first_row_of_day(routed, day)
         if first is None:
             continue
-        if rule_texts is None:
-            rule_texts = rule_texts_in_force(con, domain)
+        if notes is None:
+            notes = notes_in_force(con, domain)
         of_day = routed.filter(pl.col("partition_date") == day)
         todays = of_day.filter(
             pl.col(domain.case_id).cast(pl.String).is_in(open_escalations)
@@ -131,7 +132,7 @@ def take_in_verdicts(
             partition_date=day,
             created_at=now,
             context=manifest_context(first),
-            rule_texts=rule_texts,
+            notes=notes,
             settings=settings,
         )
         escalated += export_escalations(con, todays, export, run_id=run_id)

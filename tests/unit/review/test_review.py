@@ -267,12 +267,14 @@ def test_workbook_has_dropdowns_protection_and_instructions(tmp_path, domain, ke
     workbook = load_workbook(batch.folder / "cases.xlsx")
     sheet = workbook["cases"]
     header = [cell.value for cell in sheet[1]]
-    assert header[:2] == ["batch_id", CASE_ID]
-    assert header[-4:] == VERDICT_COLUMNS
-    shown = {"score", "pd", "risk_band", "route_reason_code", "rules_fired", "reasons"}
-    assert shown <= set(header)
+    # The answer columns beside the frozen case id; the repeated batch id last.
+    assert header[:5] == [CASE_ID, *VERDICT_COLUMNS] and header[-1] == "batch_id"
+    shown = {"score", "pd_percent", "risk_band", "band_limits", "route_reason_code"}
+    assert shown | {"rules_fired", "reasons", "four_eyes", "qa_sample"} <= set(header)
+    assert "pd" not in header  # as a percentage instead of a raw float
     assert sheet.protection.sheet
-    assert sheet.freeze_panes == "C2"
+    assert sheet.freeze_panes == "B2"
+    assert sheet.page_setup.orientation == "landscape" and sheet.print_title_rows == "$1:$1"
     col = {name: index for index, name in enumerate(header, start=1)}
     for row in range(2, 2 + len(batch.case_ids)):
         assert all(not sheet.cell(row, col[name]).protection.locked for name in VERDICT_COLUMNS)
@@ -296,7 +298,10 @@ def test_workbook_has_dropdowns_protection_and_instructions(tmp_path, domain, ke
     # The formula-like text stays text and the model reasons carry their codes.
     app_001 = {header[c.column - 1]: c.value for c in sheet[2]}
     assert app_001["loan_purpose"] == '\'=HYPERLINK("x")'  # neutralised, as in cases.csv
-    assert app_001["reasons"] == "R13: Short credit history; R06: Many recent credit inquiries"
+    assert app_001["reasons"].splitlines() == [
+        "R13: Short credit history [credit_history_years = not in the case data]",
+        "R06: Many recent credit inquiries [inquiries_last_12m = 0]",
+    ]
     guide = " ".join(str(c.value) for row in workbook["instructions"].iter_rows() for c in row)
     assert "2018-03-04 09:30 UTC" in guide
     assert "Risk band D goes to a credit officer." in guide
@@ -427,11 +432,13 @@ def test_tampered_rows_are_rejected_one_by_one(tmp_path, domain, key) -> None:
     workbook = load_workbook(path)
     sheet = workbook["cases"]
     other = load_workbook(batches[1].folder / "cases.xlsx")["cases"]
+    header = [c.value for c in other[1]]
     foreign = [c.value for c in other[2]]
-    foreign[-4:] = ["APPROVE", "", "ok", "rev-7"]
+    answers = dict(zip(VERDICT_COLUMNS, ["APPROVE", "", "ok", "rev-7"], strict=True))
+    foreign = [answers.get(name, value) for name, value in zip(header, foreign, strict=True)]
     sheet.append(foreign)  # a case from another batch, with its batch id
     smuggled = list(foreign)
-    smuggled[0] = batches[0].batch_id
+    smuggled[header.index("batch_id")] = batches[0].batch_id
     sheet.append(smuggled)  # the same case relabelled as this batch
     workbook.save(path)
 
