@@ -13,9 +13,9 @@ from hitl_gate.app.portal.work import BatchFiles, QueueItem, is_blind
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.review.export.batches import (
     BATCH_COLUMN,
-    MODEL_COLUMNS,
     REASONS_COLUMN,
     RULES_COLUMN,
+    SIGNAL_COLUMNS,
     SUGGESTED_COLUMN,
     VERDICT_COLUMNS,
 )
@@ -102,10 +102,10 @@ def case_view(
 ) -> CaseView:
     """The page of one case of the viewer's queue."""
     row = batch.row_of(item.case_id)
-    hidden = {BATCH_COLUMN, *VERDICT_COLUMNS, *MODEL_COLUMNS, RULES_COLUMN, REASONS_COLUMN}
+    hidden = {BATCH_COLUMN, *VERDICT_COLUMNS, *SIGNAL_COLUMNS, RULES_COLUMN, REASONS_COLUMN}
     hidden |= {SUGGESTED_COLUMN, str(batch.manifest["case_id_column"])}
     inputs = [(name, value) for name, value in row.items() if name not in hidden]
-    model = [(name, row[name]) for name in MODEL_COLUMNS if name in row]
+    model = [(name, row[name]) for name in SIGNAL_COLUMNS if name in row]
     decision = con.execute(_DECISION_SQL, [item.domain, item.case_id]).fetchall()
     texts = {r.code: r.text for r in domain.model.reason_codes.values()}
     reasons: list[tuple[str, str]] = []
