@@ -35,6 +35,7 @@ from hitl_gate.core.database import audit_connection, insert_new_rows
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
 from pipelines.resources import build_resources
+from tests.unit.audit.tamper_home import add_row
 
 pytestmark = pytest.mark.skipif(
     shutil.which("softhsm2-util") is None, reason="SoftHSM2 (package softhsm2) not installed"
@@ -294,14 +295,17 @@ def test_an_old_home_moves_from_its_key_file_to_the_token_by_the_command_line(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HITL_AUDIT_SIGNER", "key_file")
     old = public_key_hex(load_or_create_signing_key(paths.audit_key_file))
+    # Decisions, not executions: the command-line seal refuses executions no step sealed.
     with audit_connection(paths.audit_db) as con:
-        insert_new_rows(con, "executions", _executions(0, 3))
+        for n in range(3):
+            add_row(con, "decisions", n, domain="consumer_credit", case_id=f"C{n:05d}")
     main([*home, "audit", "seal"])
     main([*home, "audit", "rotate-key", "--new-key-label", "cp-2027"])
     monkeypatch.delenv("HITL_AUDIT_SIGNER")
     monkeypatch.setenv("HITL_AUDIT_KEY_LABEL", "cp-2027")
     with audit_connection(paths.audit_db) as con:
-        insert_new_rows(con, "executions", _executions(3, 2))
+        for n in range(3, 5):
+            add_row(con, "decisions", n, domain="consumer_credit", case_id=f"C{n:05d}")
     main([*home, "audit", "seal"])
     capsys.readouterr()
     main([*home, "audit", "public-key"])

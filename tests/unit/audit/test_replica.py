@@ -33,7 +33,7 @@ seen, errors = [], []
 end = time.monotonic() + 120
 while time.monotonic() < end and not os.path.exists(sys.argv[2]):
     try:
-        seen.append(con.execute("SELECT count(*) FROM executions").fetchall()[0][0])
+        seen.append(con.execute("SELECT count(*) FROM decisions").fetchall()[0][0])
         con.execute("SELECT count(*) FROM case_trace").fetchall()
     except Exception as exc:
         errors.append(str(exc))
@@ -48,7 +48,7 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HitlPaths:
         monkeypatch.delenv(name, raising=False)
     home = HitlPaths.at(tmp_path / "home")
     with audit_connection(home.audit_db) as con:
-        add_row(con, "executions", 1, domain=DOMAIN, case_id="C1", action="approve")
+        add_row(con, "decisions", 1, domain=DOMAIN, case_id="C1", route="auto_approve")
     return home
 
 
@@ -59,17 +59,17 @@ def seal(paths: HitlPaths) -> None:
 def test_every_seal_refreshes_the_replica(paths: HitlPaths) -> None:
     seal(paths)
     manifest = current_manifest(paths.replica_dir)
-    assert manifest is not None and manifest["rows"]["executions"] == 1
+    assert manifest is not None and manifest["rows"]["decisions"] == 1
     with audit_connection(paths.audit_db, read_only=True) as con:
         head = con.execute("SELECT max(seq) FROM audit_log").fetchall()[0][0]
         tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert manifest["head_seq"] == head > 0
     assert set(manifest["rows"]) == tables - CACHES
     with audit_connection(paths.audit_db) as con:
-        add_row(con, "executions", 2, domain=DOMAIN, case_id="C2", action="decline")
+        add_row(con, "decisions", 2, domain=DOMAIN, case_id="C2", route="auto_decline")
     seal(paths)
     with duckdb.connect(str(paths.replica_dir / "audit.duckdb"), read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM executions").fetchall() == [(2,)]
+        assert con.execute("SELECT count(*) FROM decisions").fetchall() == [(2,)]
         assert con.execute("SELECT max(seq) FROM audit_events").fetchall()[0][0] > head
 
 
@@ -78,7 +78,7 @@ def test_any_duckdb_client_reads_the_views_script(paths: HitlPaths) -> None:
     seal(paths)
     with duckdb.connect() as con:
         con.execute((paths.replica_dir / "views.sql").read_text(encoding="utf-8"))
-        assert con.execute("SELECT count(*) FROM executions").fetchall() == [(1,)]
+        assert con.execute("SELECT count(*) FROM decisions").fetchall() == [(1,)]
         assert con.execute("SELECT count(*) FROM case_status_summary").fetchall()[0][0] >= 0
 
 
@@ -97,10 +97,10 @@ def test_the_sql_prompt_reads_the_replica_and_nothing_else(
     with pytest.raises(SystemExit, match="no audit replica at .* yet"):
         main([*home, "audit", "sql", "-c", "SELECT 1"])
     seal(paths)
-    main([*home, "audit", "sql", "-c", "SELECT case_id FROM executions"])
+    main([*home, "audit", "sql", "-c", "SELECT case_id FROM decisions"])
     assert "C1" in capsys.readouterr().out
     refused = {
-        "DELETE FROM executions": "",
+        "DELETE FROM decisions": "",
         "CREATE TABLE x AS SELECT 1": "read-only",
         f"SELECT * FROM read_csv('{paths.audit_db}')": "",
         "SET enable_external_access = true": "",
@@ -118,7 +118,7 @@ def test_the_prompt_runs_statements_until_quit(
     paths: HitlPaths, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seal(paths)
-    lines = iter(["SELECT case_id", "FROM executions;", ".tables", "SELECT nope;", ".quit"])
+    lines = iter(["SELECT case_id", "FROM decisions;", ".tables", "SELECT nope;", ".quit"])
     monkeypatch.setattr("builtins.input", lambda _prompt: next(lines))
     main(["--home", str(paths.home), "audit", "sql"])
     out, err = capsys.readouterr()
@@ -145,7 +145,7 @@ def test_an_auditor_on_the_replica_blocks_no_seal(paths: HitlPaths) -> None:
     started = time.monotonic()
     for n in range(2, 6):
         with audit_connection(paths.audit_db) as con:  # a writer: nothing waits for the auditor
-            add_row(con, "executions", n, domain=DOMAIN, case_id=f"C{n}", action="approve")
+            add_row(con, "decisions", n, domain=DOMAIN, case_id=f"C{n}", route="auto_approve")
         seal(paths)
     elapsed = time.monotonic() - started
     stop.touch()
@@ -154,7 +154,7 @@ def test_an_auditor_on_the_replica_blocks_no_seal(paths: HitlPaths) -> None:
     assert report["errors"] == [] and report["queries"] > 20
     assert report["seen"][-1] == 5  # the session saw later snapshots as they were switched in
     assert elapsed < 60
-    assert current_manifest(paths.replica_dir)["rows"]["executions"] == 5  # type: ignore[index]
+    assert current_manifest(paths.replica_dir)["rows"]["decisions"] == 5  # type: ignore[index]
 
 
 @pytest.fixture
@@ -194,7 +194,7 @@ def test_the_wait_for_a_held_file_ends_naming_the_holder(
         pass
     assert 0.4 < time.monotonic() - started < 10
     with open_when_free(paths.audit_db, True, 0.5) as con:  # readers share the file
-        assert con.execute("SELECT count(*) FROM executions").fetchall() == [(1,)]
+        assert con.execute("SELECT count(*) FROM decisions").fetchall() == [(1,)]
 
 
 def test_the_holder_is_read_from_duckdbs_error() -> None:
