@@ -6,45 +6,15 @@ from __future__ import annotations
 
 import io
 import shutil
-import socket
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pyotp
 import pytest
 
 from hitl_gate.core.home import HitlPaths
+from tests.portal_server import free_port, serving
 
 PASSWORD = "a long portal password"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@contextmanager
-def serving(app: object, port: int) -> Iterator[str]:
-    """The app served by uvicorn on 127.0.0.1:`port` in a thread, for the block."""
-    import uvicorn
-
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")  # type: ignore[arg-type]
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
 
 
 def _set_up_portal(home: HitlPaths, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
@@ -100,7 +70,7 @@ def test_portal_verdict_in_the_browser_is_executed_by_the_next_run(
     credential = load_credential(demo_home.secrets_dir, person)
     assert credential is not None
     domain = load_domain("consumer_credit")
-    port = _free_port()
+    port = free_port()
     config = portal_config(demo_home, {domain.name: domain}, host="127.0.0.1", port=port)
     with serving(build_app(config), port) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(

@@ -6,45 +6,24 @@ not the demo home: nothing here needs a pipeline run, and it keeps the e2e suite
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from hitl_gate.core.database import audit_connection
 from tests.portal_fixtures import PASSWORD, PortalWorld, make_world
+from tests.portal_server import free_port, serving
 from tests.unit.review.supervision_rows import batch, opinion
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="needs system Chromium")
 
 
-@contextmanager
-def served(world: PortalWorld) -> Iterator[str]:
-    """The world's portal on a free localhost port, in a thread, for the block."""
-    import uvicorn
-
+def served(world: PortalWorld) -> AbstractContextManager[str]:
+    """The world's portal on a free localhost port, for the block."""
     from hitl_gate.app.portal.app import build_app
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    config = uvicorn.Config(build_app(world.config), host="127.0.0.1", port=port,
-                            log_level="warning")  # fmt: skip
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    return serving(build_app(world.config), free_port())
 
 
 def _four_eyes_history(world: PortalWorld) -> None:
