@@ -99,15 +99,23 @@ def load_champion(model_name: str, mlflow_dir: Path, alias: str = "champion") ->
     """Resolve `alias` to a version once, then load and fingerprint exactly that version.
 
     The alias is resolved first and the numbered URI `models:/<name>/<version>` is loaded, so
-    an alias moved mid-load cannot pair one version's number with another's bytes. The
-    artefacts are downloaded once; the digest is taken over the same files the pyfunc loads.
+    an alias moved mid-load cannot pair one version's number with another's bytes.
     """
+    client = configure(mlflow_dir)
+    version = client.get_model_version_by_alias(model_name, alias)
+    return load_model_version(model_name, mlflow_dir, str(version.version))
+
+
+def load_model_version(model_name: str, mlflow_dir: Path, version: str) -> ChampionModel:
+    """Load and fingerprint the numbered version `models:/<name>/<version>` (e.g. the version a
+    recorded decision names). The artefacts are downloaded once; the digest is taken over the
+    same files the pyfunc loads."""
     import mlflow.artifacts
     import mlflow.pyfunc
 
     client = configure(mlflow_dir)
-    version = client.get_model_version_by_alias(model_name, alias)
-    model_uri = f"models:/{model_name}/{version.version}"
+    record = client.get_model_version(model_name, version)
+    model_uri = f"models:/{model_name}/{record.version}"
     uri = tracking_uri(mlflow_dir)
     with tempfile.TemporaryDirectory(prefix="hitl-model-") as tmp:
         local = Path(
@@ -120,8 +128,8 @@ def load_champion(model_name: str, mlflow_dir: Path, alias: str = "champion") ->
     meta = pyfunc.metadata.metadata or {}
     return ChampionModel(
         name=model_name,
-        version=str(version.version),
-        run_id=str(version.run_id),
+        version=str(record.version),
+        run_id=str(record.run_id),
         model_uri=model_uri,
         pyfunc=pyfunc,
         artifact_digest=digest,

@@ -9,6 +9,7 @@ from typing import Any
 
 import duckdb
 
+from hitl_gate.app.portal.contributions import Contribution, ContributionSource
 from hitl_gate.app.portal.work import BatchFiles, QueueItem, is_blind
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.review.export.batches import (
@@ -18,11 +19,14 @@ from hitl_gate.review.export.batches import (
     SIGNAL_COLUMNS,
     SUGGESTED_COLUMN,
     VERDICT_COLUMNS,
+    QueuePlan,
+    visible_rules,
 )
+from hitl_gate.review.settings import review_settings
 
 _DECISION_SQL = (
-    "SELECT reason_codes, rules_fired, policy_version, model_version, policy_digest "
-    "FROM decisions WHERE domain = ? AND case_id = ?"
+    "SELECT reason_codes, rules_fired, policy_version, model_version, policy_digest, "
+    "partition_date FROM decisions WHERE domain = ? AND case_id = ?"
 )
 
 _OPINION_FIELDS = ("reviewer_id", "stage", "verdict", "reason", "rationale", "at")
@@ -44,6 +48,8 @@ class CaseView:
     blind: bool
     opinions: list[dict[str, Any]]
     exported_reasons: str
+    # Every model input's term of the logit, largest first ([]: not available for this case).
+    contributions: list[Contribution] = field(default_factory=list)
 
 
 @dataclass
@@ -93,12 +99,19 @@ def _parse_rule_texts(
         return {}
 
 
+def masked_inputs(domain: DomainConfig, queue: str) -> set[str]:
+    """The columns the queue's role sees masked, by the rules its batch files were cut with."""
+    plan = QueuePlan.of(queue, domain, review_settings(domain))
+    return {name for name, rule in visible_rules(domain, plan).items() if rule.method != "show"}
+
+
 def case_view(
     con: duckdb.DuckDBPyConnection,
     item: QueueItem,
     batch: BatchFiles,
     domain: DomainConfig,
     rule_texts: RuleTexts,
+    contributions: ContributionSource | None = None,
 ) -> CaseView:
     """The page of one case of the viewer's queue."""
     row = batch.row_of(item.case_id)
@@ -111,8 +124,14 @@ def case_view(
     reasons: list[tuple[str, str]] = []
     digest: str | None = None
     fired: list[str] = [r for r in row.get(RULES_COLUMN, "").split(",") if r.strip()]
+    terms: list[Contribution] = []
     if decision:
-        codes, rules_fired, policy, model_version, digest = decision[0]
+        codes, rules_fired, policy, model_version, digest, day = decision[0]
+        if contributions is not None:
+            masked = masked_inputs(domain, str(batch.manifest["queue"]))
+            terms = contributions.of_case(
+                domain, item.case_id, day, str(model_version or ""), masked
+            )
         reasons = [(c, texts.get(c, "")) for c in codes or []]
         fired = list(rules_fired or fired)
         model += [
@@ -149,4 +168,5 @@ def case_view(
         blind=blind,
         opinions=opinions,
         exported_reasons=row.get(REASONS_COLUMN, ""),
+        contributions=terms,
     )

@@ -48,6 +48,7 @@ def portal_config(
     paths: HitlPaths, domains: Mapping[str, DomainConfig], *, host: str, port: int
 ) -> PortalConfig:
     """The portal of one home: review folders, review key, portal key, settings."""
+    from hitl_gate.app.portal.contributions import ContributionSource
     from hitl_gate.review.signing import load_or_create_key
 
     return PortalConfig(
@@ -61,4 +62,5 @@ def portal_config(
         ),
         domains=dict(domains),
         settings=load_portal_settings(paths.home, host, port),
+        contributions=ContributionSource(paths.warehouse, paths.mlflow_dir),
     )

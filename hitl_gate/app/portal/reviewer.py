@@ -68,7 +68,7 @@ def _read_case(request: Request, portal: Portal, with_view: bool) -> _Case:
         batch = read_batch(place.batches_dir, item.batch_id, who.person_id, place.review_key,
                            portal.config.secrets_dir)  # fmt: skip
         domain = portal.config.domains[item.domain]
-        view = case_view(con, item, batch, domain, portal.rule_texts)
+        view = case_view(con, item, batch, domain, portal.rule_texts, portal.config.contributions)
     return _Case(who, item, view)
 
 

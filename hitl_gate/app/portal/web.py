@@ -19,6 +19,7 @@ from starlette.templating import Jinja2Templates
 
 from hitl_gate.app.portal import events
 from hitl_gate.app.portal.casepage import RuleTexts
+from hitl_gate.app.portal.contributions import ContributionSource
 from hitl_gate.app.portal.sessions import (
     COOKIE,
     CSRF_FIELD,
@@ -52,6 +53,8 @@ class PortalConfig:
     domains: Mapping[str, DomainConfig]
     settings: PortalSettings = field(default_factory=PortalSettings)
     clock: Callable[[], datetime] = utc_now
+    # The model's per-input terms on case pages (None: the page says they are not available).
+    contributions: ContributionSource | None = None
 
 
 class NotSignedIn(Exception):

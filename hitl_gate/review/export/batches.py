@@ -70,7 +70,7 @@ from hitl_gate.review.export.sealing import (
 )
 from hitl_gate.review.export.workbook import write_review_workbook
 from hitl_gate.review.manifest import MANIFEST_FORMAT, MANIFEST_NAME, ManifestError, load_manifest
-from hitl_gate.review.settings import QueueSettings, ReviewSettings
+from hitl_gate.review.settings import MaskRule, QueueSettings, ReviewSettings
 from hitl_gate.review.signing import sign
 
 VERDICT_COLUMNS = ["verdict", "verdict_reason_code", "rationale", "reviewer_id"]
@@ -382,6 +382,14 @@ def _manifest(
     return manifest
 
 
+def visible_rules(domain: DomainConfig, plan: QueuePlan) -> dict[str, MaskRule]:
+    """How the queue's role sees each column: its masking file's rules, protected attributes
+    hidden unless granted, and derived columns hidden with the columns they are computed from.
+    The one rule set of batch files and of the portal's case page (inputs and model terms)."""
+    visible = hide_protected(plan.masking, protected_columns(domain))
+    return mask_derived(visible, domain.features.derived)
+
+
 def _stage_batch(
     chunk: pl.DataFrame, export: BatchExport, *, batch_id: str, plan: QueuePlan, slot: Slot
 ) -> StagedBatch:
@@ -390,8 +398,7 @@ def _stage_batch(
     domain, key, created_at = export.domain, export.key, export.created_at
     notes = policy_notes_of(export)
     chunk = _suggested_actions(chunk, plan)
-    visible = hide_protected(plan.masking, protected_columns(domain))
-    visible = mask_derived(visible, domain.features.derived)
+    visible = visible_rules(domain, plan)
     masked, dropped = apply_masking(
         chunk, visible, key, protected=[domain.case_id], domain=domain.name
     )
