@@ -73,7 +73,7 @@ class ContributionSource:
         stored = self.warehouse / domain.name / "case_features" / f"{day.isoformat()}.parquet"
         if not stored.is_file() or not model_version:
             return []
-        row = pl.read_parquet(stored).filter(pl.col(domain.case_id) == case_id)
+        row = pl.scan_parquet(stored).filter(pl.col(domain.case_id) == case_id).collect()
         if row.height != 1:
             return []
         model = self.model(domain.model.name, model_version)
