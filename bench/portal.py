@@ -6,7 +6,8 @@ measured reviewer holds 2,000 of them in ten batches exported for real (signed m
 CSV and workbook files), the others exist as database rows only (a case page reads the
 viewer's own batch files, never anyone else's). Each request is a full `GET /case/<ref>`
 through the Starlette app (session, registry replay, authorisation over the person's open
-cases, manifest verification, the exported row, decision, rules, opinions, rendering).
+cases, manifest verification, the exported row, decision, rules, opinions, the feature
+contributions computed from the day's stored features of all N cases, rendering).
 Prints the median and 95th percentile; the lead records them in BENCHMARKS.md.
 """
 
@@ -25,11 +26,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyotp
 
 from bench.review import _cases
 from hitl_gate.app.portal.app import build_app
+from hitl_gate.app.portal.contributions import ContributionSource
 from hitl_gate.app.portal.credentials import (
     Credential,
     record_enrolment,
@@ -39,10 +42,12 @@ from hitl_gate.app.portal.credentials import (
 from hitl_gate.app.portal.verdicts import IntakePlace
 from hitl_gate.app.portal.web import PortalConfig
 from hitl_gate.core.database import audit_connection
-from hitl_gate.core.domain import load_domain
+from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.identity.store import append_act, draft_act, load_registry, sign_act
 from hitl_gate.review.export.batches import BatchExport, export_review_batches
 from hitl_gate.review.settings import review_settings
+from models.scorecard import fit_scorecard
+from models.scoring import ChampionModel
 
 CREATED = datetime(2018, 3, 2, 9, 30, tzinfo=UTC)
 DAY = date(2018, 3, 1)
@@ -121,9 +126,10 @@ def _database_rows(
     con.execute(
         "INSERT INTO decisions (domain, case_id, partition_date, pd, score, risk_band, "
         "reason_codes, rules_fired, route, route_reason_code, review_queue, review_priority, "
-        "policy_version, policy_digest, run_id, decided_at) SELECT 'consumer_credit', case_id, "
-        "$day, 0.05, 610, 'D', ['R01'], ['REV-BAND-C'], 'human_review', 'H07', "
-        "'credit_analyst', 2, 'v1', $digest, 'bench', $created FROM bench_m",
+        "policy_version, policy_digest, model_version, run_id, decided_at) SELECT "
+        "'consumer_credit', case_id, $day, 0.05, 610, 'D', ['R01'], ['REV-BAND-C'], "
+        "'human_review', 'H07', 'credit_analyst', 2, 'v1', $digest, '1', 'bench', $created "
+        "FROM bench_m",
         {"day": DAY, "created": CREATED, "digest": digest},
     )
     con.execute(
@@ -155,13 +161,39 @@ def _world(root: Path, total: int) -> PortalConfig:
         act = sign_enrolment(credential, keys / REVIEWER, CREATED)
         record_enrolment(con, load_registry(con), REVIEWER, act, CREATED)
     save_credential(root / "secrets", credential)
+    with audit_connection(root / "audit.duckdb", read_only=True) as con:
+        case_ids = [row[0] for row in con.execute("SELECT case_id FROM decisions").fetchall()]
     return PortalConfig(
         audit_db=root / "audit.duckdb",
         secrets_dir=root / "secrets",
         place=IntakePlace(root / "batches", root / "archive", KEY, keys / "portal"),
         domains={domain.name: domain},
         clock=lambda: CREATED + timedelta(hours=1),
+        contributions=_contributions(root, domain, case_ids),
     )
+
+
+def _contributions(root: Path, domain: DomainConfig, case_ids: list[str]) -> ContributionSource:
+    """The day's stored features of every open case (one Parquet file, as the pipeline stores
+    it) and a scorecard fitted on them, handed out as version 1 (no MLflow load is measured:
+    the portal loads a version once per process)."""
+    rng = np.random.default_rng(11)
+    features = pl.DataFrame(
+        {
+            domain.case_id: case_ids,
+            **{name: rng.gamma(2.0, 1.0, len(case_ids)) for name in domain.model.features},
+        }
+    )
+    folder = root / "warehouse" / domain.name / "case_features"
+    folder.mkdir(parents=True)
+    features.write_parquet(folder / f"{DAY.isoformat()}.parquet")
+    sample = features.head(2_000)
+    label = (sample["loan_to_income"].to_numpy() > 2.5).astype(int)
+    model = ChampionModel(
+        name=domain.model.name, version="1", run_id="bench", model_uri="", pyfunc=None,
+        artifact_digest="", pipeline=fit_scorecard(sample.select(domain.model.features), label),
+    )  # fmt: skip
+    return ContributionSource(root / "warehouse", root / "mlflow", loader=lambda *_: model)
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -197,8 +229,9 @@ def main(argv: list[str] | None = None) -> None:
         refs = re.findall(r'href="/case/([0-9a-f]+)"', queue.text)
         assert len(refs) == MINE, len(refs)
         rng = random.Random(7)
-        for ref in refs[:5]:
-            assert client.get(f"/case/{ref}").status_code == 200  # warm-up
+        for ref in refs[:5]:  # warm-up; the page carries the model's terms
+            page = client.get(f"/case/{ref}")
+            assert page.status_code == 200 and "Not available for this case" not in page.text
         times, cpu = [], []
         for ref in rng.sample(refs, min(args.requests, len(refs))):
             t0, c0 = time.perf_counter(), time.process_time()
