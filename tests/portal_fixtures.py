@@ -106,6 +106,11 @@ def make_world(root: Path) -> PortalWorld:
     """An exported workspace with analyst-7 assigned the analyst batch, the portal registered."""
     ws = make_workspace(root, KEY)
     record_export(ws)
+    return portal_world(ws, root)
+
+
+def portal_world(ws: Workspace, root: Path) -> PortalWorld:
+    """The portal over an exported workspace `ws` (its key `KEY`), the portal registered."""
     ws.person("portal", grants=["*:portal"])
     clock = Clock()
     config = PortalConfig(
