@@ -283,41 +283,24 @@ def _python_literals(values: pl.Series) -> dict[str, str]:
 def json_literal_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """`encode_basestring_ascii(canonical_text(v))` for every value of every (text) column.
 
-    Review context repeats a lot (bands, codes, purposes, rules): a column with few distinct
-    values is computed once per distinct value and mapped back; the others row by row in one
-    query. Values the column-wise rules leave null are computed in Python, once each.
+    A value's literal does not depend on its column, so every distinct value of the whole
+    frame is computed once, in one query, and mapped back into each column: the cost is one
+    pass over the distinct values, whatever the number of columns (a batch of a few rows and
+    forty columns no longer pays forty sets of expressions). Values the column-wise rules
+    leave null are computed in Python, once each.
     """
     text = frame.select(pl.all().cast(pl.String).fill_null(""))
     if text.width == 0:
         return text
-    distinct_counts = text.select(pl.all().n_unique()).row(0)
-    repetitive = [
-        n for n, k in zip(text.columns, distinct_counts, strict=True) if 4 * k <= text.height
-    ]
-    varied = [name for name in text.columns if name not in repetitive]
-    mapped: list[pl.Series] = []
-    if repetitive:
-        distinct = pl.concat([text[name].unique() for name in repetitive]).unique().rename("d")
-        literals = _fast_frame(distinct.to_frame())["d"]
-        slow = distinct.filter(literals.is_null())
-        if not slow.is_empty():
-            literals = literals.fill_null(
-                distinct.replace_strict(_python_literals(slow), default=None)
-            )
-        mapped = [
-            text[name].replace_strict(distinct, literals, return_dtype=pl.String)
-            for name in repetitive
-        ]
-    fast = _fast_frame(text.select(varied)) if varied else pl.DataFrame()
-    for name in varied:
-        column = fast[name]
-        slow = text[name].filter(column.is_null())
-        if not slow.is_empty():
-            column = column.fill_null(
-                text[name].replace_strict(_python_literals(slow), default=None)
-            )
-        mapped.append(column)
-    return text.with_columns(mapped)
+    distinct = pl.concat([text[name] for name in text.columns]).unique().rename("d")
+    literals = _fast_frame(distinct.to_frame())["d"]
+    slow = distinct.filter(literals.is_null())
+    if not slow.is_empty():
+        literals = literals.fill_null(distinct.replace_strict(_python_literals(slow), default=None))
+    return text.with_columns(
+        text[name].replace_strict(distinct, literals, return_dtype=pl.String)
+        for name in text.columns
+    )
 
 
 def canonical_json_rows(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
