@@ -10,16 +10,20 @@ format:
     <home>/replica/snapshots/<time>-seq<head>/<table>.parquet   one file per lineage table
                                                manifest.json     head seq, time, row counts
     <home>/replica/current -> snapshots/<newest>                switched atomically
-    <home>/replica/views.sql      every table as a view over current/, then the schema's views
+    <home>/replica/views.sql      every table as a view over the newest snapshot's own files,
+                                  then the schema's views
     <home>/replica/audit.duckdb   the same views in a DuckDB file (for GUI clients)
 
-A refresh writes a whole snapshot aside, then renames it into place and switches `current`
-(a symlink replaced by `rename`): a reader sees the previous snapshot or the new one, never
-half of one, and since nobody but the refresh ever opens these files for writing, an
-auditor's session blocks nothing. A statement that starts while `current` switches may read
-its tables from two consecutive sealed snapshots; the `manifest.json` of `current` says which
-head a session reads. The newest `keep` snapshots stay, so a query running over a switch
-still finds its files.
+A refresh writes a whole snapshot aside, renames it into place, then replaces `views.sql` and
+`audit.duckdb` (each by `rename`) and switches `current`. Nobody but the refresh ever opens
+these files for writing, so an auditor's session blocks nothing. The views name the
+snapshot's own folder, never `current/`: DuckDB opens a file by its path more than once in
+one query (metadata, then row groups in parallel), so a path switched mid-query gave torn
+reads ("don't know what type", seen under load). A session therefore reads the one sealed
+snapshot that was newest when it opened, consistently, and a new session reads the newest.
+A snapshot stays for `grace` after a newer one replaced it (and the newest `keep` always), so
+sessions opened on it keep working; retention's refresh passes no grace, so no copy of a
+redacted value stays behind.
 
 The tables are read through the sealing connection as Arrow batches and written by pyarrow,
 so the audit database's restricted file access (`core.database`) stays as it is.
@@ -31,7 +35,7 @@ import json
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 
@@ -43,6 +47,8 @@ from hitl_gate.core.database import schema_statements
 CACHES = frozenset({"audit_seen_rows"})  # the seal's fingerprint cache: not evidence, and large
 BATCH_ROWS = 250_000
 DEFAULT_KEEP = 3
+# How long a replaced snapshot stays for the sessions opened on it (a day of an auditor's work).
+DEFAULT_GRACE = timedelta(hours=8)
 VIEWS_SQL = "views.sql"
 VIEWS_DB = "audit.duckdb"
 CURRENT = "current"
@@ -59,7 +65,11 @@ class ReplicaSnapshot:
 
 
 def refresh_replica(
-    con: duckdb.DuckDBPyConnection, folder: Path, *, keep: int = DEFAULT_KEEP
+    con: duckdb.DuckDBPyConnection,
+    folder: Path,
+    *,
+    keep: int = DEFAULT_KEEP,
+    grace: timedelta = DEFAULT_GRACE,
 ) -> ReplicaSnapshot:
     """Write a snapshot of every lineage table under `folder`, then make it the current one."""
     folder = folder.resolve()
@@ -75,10 +85,10 @@ def refresh_replica(
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     final = snapshots / name
     staging.rename(final)
-    _replace_text(folder / VIEWS_SQL, views_script(folder, sorted(rows)))
-    _switch_current(folder, final)
+    _replace_text(folder / VIEWS_SQL, views_script(final, sorted(rows)))
     _write_views_db(folder)
-    _prune(snapshots, final, keep)
+    _switch_current(folder, final)
+    _prune(snapshots, final, keep, grace)
     return ReplicaSnapshot(final, head, rows)
 
 
@@ -120,12 +130,12 @@ def schema_views() -> tuple[str, ...]:
     return tuple(sql for (sql,) in found)
 
 
-def views_script(folder: Path, tables: list[str]) -> str:
-    """SQL any DuckDB client can run (`.read views.sql`) to query the current snapshot."""
-    current = folder.resolve() / CURRENT
+def views_script(snapshot: Path, tables: list[str]) -> str:
+    """SQL any DuckDB client can run (`.read views.sql`) to query `snapshot` (the newest)."""
+    current = snapshot.resolve()
     lines = [
         "-- hitl-gate audit replica: run in any DuckDB client (`.read` this file), then query.",
-        f"-- Tables read the newest sealed snapshot under {current}.",
+        f"-- Tables read the sealed snapshot {current.name} (the newest when this was written).",
     ]
     for table in tables:
         path = str(current / f"{table}.parquet").replace("'", "''")
@@ -174,11 +184,14 @@ def run_script(con: duckdb.DuckDBPyConnection, script: str) -> None:
         pending = failed
 
 
-def _prune(snapshots: Path, current: Path, keep: int) -> None:
-    """Remove all but the newest `keep` snapshots (never the current one) and stale partials."""
+def _prune(snapshots: Path, current: Path, keep: int, grace: timedelta) -> None:
+    """Remove the snapshots beyond the newest `keep` that were replaced more than `grace` ago
+    (never the current one), and stale partials."""
     done = sorted(p for p in snapshots.iterdir() if not p.name.startswith("."))
-    for old in done[: max(len(done) - keep, 0)]:
-        if old != current:
+    now = datetime.now(UTC).timestamp()
+    for index, old in enumerate(done[: max(len(done) - keep, 0)]):
+        replaced_at = done[index + 1].stat().st_mtime  # when its successor was written
+        if old != current and now - replaced_at >= grace.total_seconds():
             shutil.rmtree(old, ignore_errors=True)
     for partial in snapshots.glob(".*.partial"):
         if partial.stat().st_mtime < current.stat().st_mtime:

@@ -2,8 +2,9 @@
 
 An auditor process holds the replica open and queries it in a loop while the pipeline runs a
 day (which seals and refreshes the replica at its end) and `hitl audit seal` runs: both finish
-without waiting for it, the auditor never sees an error, and its session reads the refreshed
-snapshot. Then every SQL example of docs/audit.md runs on that replica.
+without waiting for it, the auditor never sees an error (its session reads the snapshot it
+opened on, whole), and the replica is refreshed. Then every SQL example of docs/audit.md runs
+on that replica.
 """
 
 from __future__ import annotations

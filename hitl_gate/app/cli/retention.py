@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import timedelta
 
 from hitl_gate.app.cli.common import (
     audit_signer,
@@ -48,7 +49,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
         except RetentionRefused as exc:
             raise SystemExit(str(exc)) from exc
         if not args.dry_run:  # the replica keeps no copy of what was just redacted
-            refresh_replica(con, paths.replica_dir, keep=1)
+            refresh_replica(con, paths.replica_dir, keep=1, grace=timedelta(0))
     rewritten = [] if args.dry_run else rewrite_stores(paths.home)  # after the connection closed
     for result in results:
         verb = "would remove" if args.dry_run else "removed"
