@@ -320,6 +320,21 @@ def _paired_batches(con: duckdb.DuckDBPyConnection, batch_id: str) -> list[str]:
     return sorted(str(r[0]) for r in rows)
 
 
+def _open_reassignment(
+    con: duckdb.DuckDBPyConnection, payload: bytes, field: str, expected: str
+) -> tuple[dict[str, object], str, str]:
+    """The payload's fields, batch and domain, once it is a reassignment (`field` names
+    `expected`) of a batch that has an assignment to change."""
+    fields = _payload_fields(payload)
+    if fields.get(field) != expected:
+        what = "a reassignment" if field == "kind" else "a portal reassignment"
+        raise AssignmentError(f"not {what} ({field} {fields.get(field)!r})")
+    batch_id, domain = str(fields.get("batch_id")), str(fields.get("domain"))
+    if current_assignee(con, batch_id) is None:
+        raise AssignmentError(f"batch {batch_id} has no assignment to change")
+    return fields, batch_id, domain
+
+
 def reassign(
     con: duckdb.DuckDBPyConnection,
     registry: Registry,
@@ -338,12 +353,7 @@ def reassign(
     holder of the queue's role, is the current assignee or the signer; or when the new assignee
     holds the other opinion of the same four-eyes cases.
     """
-    fields = _payload_fields(payload)
-    if fields.get("kind") != REASSIGN_KIND:
-        raise AssignmentError(f"not a reassignment (kind {fields.get('kind')!r})")
-    batch_id, domain = str(fields.get("batch_id")), str(fields.get("domain"))
-    if current_assignee(con, batch_id) is None:
-        raise AssignmentError(f"batch {batch_id} has no assignment to change")
+    fields, batch_id, domain = _open_reassignment(con, payload, "kind", REASSIGN_KIND)
     try:
         signer = verify_act(
             registry,
@@ -383,12 +393,7 @@ def reassign_in_portal(
     still be theirs; every other check is `reassign`'s. The row names the supervisor and their
     bound key; the attestation is kept in `portal_reassignments` for verification.
     """
-    fields = _payload_fields(payload)
-    if fields.get("act") != PORTAL_REASSIGN_ACT:
-        raise AssignmentError(f"not a portal reassignment (act {fields.get('act')!r})")
-    batch_id, domain = str(fields.get("batch_id")), str(fields.get("domain"))
-    if current_assignee(con, batch_id) is None:
-        raise AssignmentError(f"batch {batch_id} has no assignment to change")
+    fields, batch_id, domain = _open_reassignment(con, payload, "act", PORTAL_REASSIGN_ACT)
     try:
         verify_act(
             registry, payload, signature, PORTAL, at=now, domain="*", roles=(PORTAL_SIGNER,),
