@@ -63,14 +63,13 @@ class QualityReport:
 
 def override_rates(con: duckdb.DuckDBPyConnection, domain: str, period: Period) -> pl.DataFrame:
     """reviewer_id, opinions, with_suggestion, overrides, override_rate (None: no suggestion)."""
-    return query_frame(
+    return _per_reviewer(
         con,
-        "SELECT o.reviewer_id, count(*) AS opinions, "
+        domain,
+        period,
+        "count(*) AS opinions, "
         "count(*) FILTER (WHERE o.suggested_action IS NOT NULL) AS with_suggestion, "
-        "count(*) FILTER (WHERE o.suggested_action IS NOT NULL AND o.is_override) AS overrides "
-        f"FROM verdict_opinions o WHERE o.domain = ? AND o.received_at >= ? "
-        f"AND o.received_at < ? AND {_REAL} GROUP BY o.reviewer_id ORDER BY o.reviewer_id",
-        [domain, period.start, period.end],
+        "count(*) FILTER (WHERE o.suggested_action IS NOT NULL AND o.is_override) AS overrides",
     ).with_columns(
         pl.when(pl.col("with_suggestion") > 0)
         .then(pl.col("overrides") / pl.col("with_suggestion"))
@@ -80,33 +79,54 @@ def override_rates(con: duckdb.DuckDBPyConnection, domain: str, period: Period) 
 
 def times_per_case(con: duckdb.DuckDBPyConnection, domain: str, period: Period) -> pl.DataFrame:
     """reviewer_id, median_hours, p90_hours: from assignment (or batch creation) to receipt."""
-    return query_frame(
+    return _per_reviewer(
         con,
-        "WITH assigned AS (SELECT batch_id, assignee_id, max(recorded_at) AS at "
-        "FROM review_assignments WHERE domain = ? GROUP BY ALL), "
-        "timed AS (SELECT o.reviewer_id, epoch(o.received_at - coalesce(a.at, b.created_at)) "
-        "/ 3600.0 AS hours FROM verdict_opinions o "
+        domain,
+        period,
+        "median(o.hours) AS median_hours, quantile_cont(o.hours, 0.9) AS p90_hours",
+        source="(SELECT o.*, epoch(o.received_at - coalesce(a.at, b.created_at)) / 3600.0 "
+        "AS hours FROM verdict_opinions o "
         "LEFT JOIN review_all_batches b ON b.batch_id = o.batch_id "
-        "LEFT JOIN assigned a ON a.batch_id = o.batch_id AND a.assignee_id = o.reviewer_id "
-        f"WHERE o.domain = ? AND o.received_at >= ? AND o.received_at < ? AND {_REAL}) "
-        "SELECT reviewer_id, median(hours) AS median_hours, "
-        "quantile_cont(hours, 0.9) AS p90_hours FROM timed WHERE hours IS NOT NULL "
-        "GROUP BY reviewer_id ORDER BY reviewer_id",
-        [domain, domain, period.start, period.end],
+        "LEFT JOIN (SELECT domain, batch_id, assignee_id, max(recorded_at) AS at "
+        "FROM review_assignments GROUP BY ALL) a ON a.domain = o.domain "
+        "AND a.batch_id = o.batch_id AND a.assignee_id = o.reviewer_id) o",
+        where=f"{_REAL} AND o.hours IS NOT NULL",
     )
 
 
 def gold_accuracy(con: duckdb.DuckDBPyConnection, domain: str, period: Period) -> pl.DataFrame:
     """reviewer_id, gold_answered, gold_correct, gold_accuracy."""
+    return _per_reviewer(
+        con,
+        domain,
+        period,
+        "count(*) AS gold_answered, "
+        "count(*) FILTER (WHERE o.verdict = g.expected_verdict) AS gold_correct",
+        source="verdict_opinions o JOIN review_gold_cases g ON g.domain = o.domain "
+        "AND g.case_id = o.case_id",
+        where="TRUE",
+    ).with_columns((pl.col("gold_correct") / pl.col("gold_answered")).alias("gold_accuracy"))
+
+
+def _per_reviewer(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    period: Period,
+    figures: str,
+    *,
+    source: str = "verdict_opinions o",
+    where: str = _REAL,
+) -> pl.DataFrame:
+    """One row per reviewer: `figures` over the opinions `o` of `source` received in the
+    period that meet `where` (by default: real work, not gold), so every figure reads the same
+    period the same way. `figures`, `source` and `where` are this module's constants."""
     return query_frame(
         con,
-        "SELECT o.reviewer_id, count(*) AS gold_answered, "
-        "count(*) FILTER (WHERE o.verdict = g.expected_verdict) AS gold_correct "
-        "FROM verdict_opinions o JOIN review_gold_cases g ON g.domain = o.domain "
-        "AND g.case_id = o.case_id WHERE o.domain = ? AND o.received_at >= ? "
-        "AND o.received_at < ? GROUP BY o.reviewer_id ORDER BY o.reviewer_id",
+        f"SELECT o.reviewer_id, {figures} FROM {source} WHERE o.domain = ? "
+        f"AND o.received_at >= ? AND o.received_at < ? AND {where} "
+        "GROUP BY o.reviewer_id ORDER BY o.reviewer_id",
         [domain, period.start, period.end],
-    ).with_columns((pl.col("gold_correct") / pl.col("gold_answered")).alias("gold_accuracy"))
+    )
 
 
 def pair_agreements(
