@@ -160,21 +160,8 @@ def record_activation(
 
     It routes nothing until a different person approves it (`approve_activation`)."""
     what = f"activation of {policy.version} in {domain.name}"
-    verified = _verified(
-        con,
-        "policy_activations",
-        act,
-        POLICY,
-        what,
-        domain=domain.name,
-        roles=ACTIVATE_ROLES,
-        expected={
-            "act": ACT_ACTIVATE,
-            "domain": domain.name,
-            "version": policy.version,
-            "digest": policy.digest,
-        },
-        now=now,
+    verified = _verified_policy_act(
+        con, domain, act, what, kind=ACT_ACTIVATE, policy=policy, roles=ACTIVATE_ROLES, now=now
     )
     _check_effective(policy, today)
     return _insert_activation(
@@ -256,22 +243,16 @@ def approve_activation(
     under two names, or one person with two keys, is one person)."""
     pending = pending_activation(con, domain.name, seq)
     what = f"approval of {pending.policy.version} in {domain.name}"
-    verified = _verified(
+    verified = _verified_policy_act(
         con,
-        "policy_activations",
+        domain,
         act,
-        POLICY,
         what,
-        domain=domain.name,
+        kind=ACT_APPROVE,
+        policy=pending.policy,
         roles=APPROVE_ROLES,
-        expected={
-            "act": ACT_APPROVE,
-            "domain": domain.name,
-            "version": pending.policy.version,
-            "digest": pending.policy.digest,
-            "activation": pending.payload_sha256,
-        },
         now=now,
+        activation=pending.payload_sha256,
     )
     activator = Signer(person_id=pending.activated_by, fingerprint=pending.signer_fingerprint)
     _distinct([activator, verified.signer], what)
@@ -332,20 +313,14 @@ def rollback(
     """Return to the policy in force before the current one, from its stored text: one signed
     act (going back to a policy two people approved needs no second approval)."""
     policy = rollback_target(con, domain)
-    verified = _verified(
+    verified = _verified_policy_act(
         con,
-        "policy_activations",
+        domain,
         act,
-        POLICY,
         f"rollback of {domain.name} to {policy.version}",
-        domain=domain.name,
+        kind=ACT_ROLLBACK,
+        policy=policy,
         roles=ROLLBACK_ROLES,
-        expected={
-            "act": ACT_ROLLBACK,
-            "domain": domain.name,
-            "version": policy.version,
-            "digest": policy.digest,
-        },
         now=now,
     )
     _insert_activation(
@@ -482,6 +457,41 @@ def _verified(
     except (IdentityError, RegistryError) as error:
         raise PolicyControlError(str(error)) from error
     return verified
+
+
+def _verified_policy_act(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    act: SignedPayload,
+    what: str,
+    *,
+    kind: str,
+    policy: Policy,
+    roles: Sequence[str],
+    now: datetime | None,
+    **more: object,
+) -> VerifiedAct:
+    """An activation, approval or rollback act: signed over `kind`, the domain and `policy`'s
+    version and digest (and `more`, e.g. the activation an approval approves), by one of
+    `roles`, never used before (`_verified`)."""
+    expected = {
+        "act": kind,
+        "domain": domain.name,
+        "version": policy.version,
+        "digest": policy.digest,
+        **more,
+    }
+    return _verified(
+        con,
+        "policy_activations",
+        act,
+        POLICY,
+        what,
+        domain=domain.name,
+        roles=roles,
+        expected=expected,
+        now=now,
+    )
 
 
 def _distinct(signers: Sequence[Signer], what: str) -> None:
