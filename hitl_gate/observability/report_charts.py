@@ -22,6 +22,7 @@ DAY_MS = 86_400_000  # a day in the milliseconds a Plotly date axis counts in
 # A daily bar's width on a date axis: without it Plotly draws one day's bar a hairline wide.
 DAY_BAR_WIDTH = DAY_MS * 0.8
 STAGE_ORDER = {"model_band": 0, "policy_route": 1, "human_verdict": 2, "final_action": 3}
+WARN_COLOUR, ERROR_COLOUR = "#b36b00", "#b00020"  # amber: a warning line; red: a failing one
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,31 @@ class _Charts:
                  annotation_position=position)  # fmt: skip
         self.charts.append(Chart(title, fig))
 
+    def add_grouped(
+        self, title: str, frame: pl.DataFrame, empty_reason: str, *, series: str, x: str
+    ) -> None:
+        """Bars of `frame`'s `value` side by side: one trace per `series` value, over `x`."""
+        import plotly.graph_objects as go
+
+        self.add(
+            title,
+            [
+                go.Bar(name=name, x=part[x].to_list(), y=part["value"].to_list())
+                for (name,), part in frame.sort(x, series).group_by(series, maintain_order=True)
+            ],
+            empty_reason,
+            barmode="group",
+        )
+
+
+def _limit_lines(warn: float, word: str, limit: float) -> list[tuple[str, float, str]]:
+    """The dashed lines of a check's two thresholds: where it warns and where it fails (`word`
+    names that, e.g. error or block); one line where the two coincide."""
+    lines = [(f"warn {warn:g}", warn, WARN_COLOUR)]
+    if limit != warn:
+        lines.append((f"{word} {limit:g}", limit, ERROR_COLOUR))
+    return lines
+
 
 def build_charts(
     metrics: pl.DataFrame,
@@ -152,40 +178,31 @@ def build_charts(
 
 
 def _latency_charts(out: _Charts, metrics: pl.DataFrame) -> None:
-    import plotly.graph_objects as go
-
     latency = (
-        metrics.filter(pl.col("metric").str.starts_with("stage_latency_"))
-        .group_by("metric", "key")
-        .agg(pl.col("value").median())
+        _over_days(metrics, "stage_latency_", pl.col("value").median())
+        .filter(pl.col("metric").is_in(["stage_latency_p50_s", "stage_latency_p95_s"]))
+        .with_columns(pl.col("metric").str.strip_prefix("stage_latency_").str.strip_suffix("_s"))
     )
-    out.add(
+    out.add_grouped(
         "Stage latency (median over days of the daily p50 / p95, seconds)",
-        [
-            go.Bar(
-                name=m.removeprefix("stage_latency_").removesuffix("_s"),
-                x=part["key"].to_list(),
-                y=part["value"].to_list(),
-            )
-            for m in ("stage_latency_p50_s", "stage_latency_p95_s")
-            if (part := latency.filter(pl.col("metric") == m).sort("key")).height
-        ],  # fmt: skip
+        latency,
         "No stage times recorded for these days (the runs' event logs held none).",
-        barmode="group",
+        series="metric",
+        x="key",
     )
-    ttd = (
-        metrics.filter(pl.col("metric").str.starts_with("time_to_decision_"))
-        .group_by("metric", "key")
-        .agg(pl.col("value").max())
-    )
-    out.add(
+    out.add_grouped(
         "Time to decision, ingestion to execution (worst day, seconds)",
-        [
-            go.Bar(name=key, x=part["metric"].to_list(), y=part["value"].to_list())
-            for (key,), part in ttd.sort("metric").group_by("key", maintain_order=True)
-        ],
+        _over_days(metrics, "time_to_decision_", pl.col("value").max()),
         "No case was executed on these days: nothing has a time to decision yet.",
-        barmode="group",
+        series="key",
+        x="metric",
+    )
+
+
+def _over_days(metrics: pl.DataFrame, prefix: str, how: pl.Expr) -> pl.DataFrame:
+    """The metrics named `prefix...`, one `value` per metric and key: `how` over the days."""
+    return (
+        metrics.filter(pl.col("metric").str.starts_with(prefix)).group_by("metric", "key").agg(how)
     )
 
 
@@ -203,20 +220,18 @@ def _review_charts(out: _Charts, metrics: pl.DataFrame, t: Thresholds) -> None:
                 text=[f"{int(n)} verdicts" for n in joined["value"]])],
         "No verdict was returned for these days: no reviewer to chart.",
         lines=[(f"automation-bias floor {t.bias_max_override_rate:.0%}",
-                t.bias_max_override_rate, "#b36b00")],
+                t.bias_max_override_rate, WARN_COLOUR)],
         yaxis={"tickformat": ".0%"},
     )  # fmt: skip
     queues = pl.concat(
         [_series(metrics, m, "queue") for m in ("queue_depth", "sla_breaches")]
     ).filter(pl.col("partition_date") == pl.col("partition_date").max())
-    out.add(
+    out.add_grouped(
         "Review queues on the last day: open cases and SLA breaches",
-        [
-            go.Bar(name=m, x=part["key"].to_list(), y=part["value"].to_list())
-            for (m,), part in queues.sort("key").group_by("metric", maintain_order=True)
-        ],
+        queues,
         "No review queue had a case on the last day.",
-        barmode="group",
+        series="metric",
+        x="key",
     )
 
 
@@ -236,8 +251,7 @@ def _drift_chart(out: _Charts, findings: Sequence[Finding], t: Thresholds) -> No
         [go.Bar(x=worst["excess"].to_list(), y=worst["feature"].to_list(), orientation="h")],
         f"Not judged: no day had {t.min_baseline_days}+ earlier days within "
         f"{t.baseline_days} days to compare with (a report's first days have no baseline).",
-        lines=[(f"warn {t.psi_warn:g}", t.psi_warn, "#b36b00"),
-               (f"error {t.psi_error:g}", t.psi_error, "#b00020")],
+        lines=_limit_lines(t.psi_warn, "error", t.psi_error),
         vertical=True,
     )  # fmt: skip
 
@@ -263,14 +277,11 @@ def _fairness_chart(out: _Charts, metrics: pl.DataFrame, limits: FairnessLimits)
             go.Bar(name=f"{attribute}={key}", x=ordered["stage"].to_list(),
                    y=ordered["value"].to_list())
         )  # fmt: skip
-    lines = [(f"warn {limits.warn_ratio:g}", limits.warn_ratio, "#b36b00")]
-    if limits.block_ratio != limits.warn_ratio:
-        lines.append((f"block {limits.block_ratio:g}", limits.block_ratio, "#b00020"))
     out.add(
         "Adverse impact ratio per protected group and stage (1 = parity, < 0.8 four-fifths rule)",
         traces,
         "Nothing measured: the domain declares no protected attribute, or no case was decided.",
-        lines=lines,
+        lines=_limit_lines(limits.warn_ratio, "block", limits.block_ratio),
         barmode="group",
         showlegend=True,  # the group's name, even when there is only one
     )
