@@ -34,6 +34,7 @@ from dagster import (
 # (`create_run_for_job` is public on the instance, `execute_run` lives in this module).
 from dagster._core.execution.api import execute_run
 
+from hitl_gate.app.day_range import day_range
 from hitl_gate.app.origin import job_origin
 from hitl_gate.app.progress import PROGRESS_TAG, live_progress, shows_progress
 from hitl_gate.core.home import HitlPaths
@@ -115,9 +116,10 @@ def run_job(
     declared = load_definitions(settings).resolve_job_def(job_name)  # fail here, naming the job
     run_tags = dict(tags or {})
     if start is not None:
-        require_partitions(declared, job_name, start, end or start)
+        start, end = day_range(start, end)
+        require_partitions(declared, job_name, start, end)
         run_tags[ASSET_PARTITION_RANGE_START_TAG] = start.isoformat()
-        run_tags[ASSET_PARTITION_RANGE_END_TAG] = (end or start).isoformat()
+        run_tags[ASSET_PARTITION_RANGE_END_TAG] = end.isoformat()
     job = build_reconstructable_job(
         __name__,
         job_for_settings.__name__,
@@ -140,12 +142,11 @@ def run_job(
 
 
 def require_partitions(job: JobDefinition, job_name: str, start: date, end: date) -> None:
-    """Stop with one line when `start..end` is reversed or leaves the domain's data window.
+    """Stop with one line when `start..end` (in order: `day_range`) leaves the domain's data
+    window.
 
     Dagster would otherwise fail inside the run on a partition key it does not know.
     """
-    if end < start:
-        raise SystemExit(f"{job_name}: the range {start}..{end} is reversed (--from after --to)")
     partitions = job.partitions_def
     if partitions is None:
         return

@@ -9,12 +9,12 @@ from pathlib import Path
 from hitl_gate.app.cli.common import (
     audit_signer,
     day,
-    day_range,
     load_selected_domain,
     require_audit_db,
     resolve_paths,
     settings_from,
 )
+from hitl_gate.app.day_range import day_range
 
 
 def cmd_audit_trace(args: argparse.Namespace) -> None:

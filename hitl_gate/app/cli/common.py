@@ -40,14 +40,6 @@ def day(text: str) -> date:
         ) from None
 
 
-def day_range(start: date, end: date | None, *, first: str, last: str) -> tuple[date, date]:
-    """`start..end` (one day without `end`), refused when the range runs backwards."""
-    end = end or start
-    if end < start:
-        raise SystemExit(f"{last} {end} is before {first} {start}: give the earlier day first")
-    return start, end
-
-
 def selected_domain(args: argparse.Namespace) -> str:
     """The domain named by `--domain`, or the default one."""
     return args.domain or DEFAULT_DOMAIN

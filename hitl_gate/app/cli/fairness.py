@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from hitl_gate.app.cli.common import day, require_audit_db
+from hitl_gate.app.day_range import day_range
 
 
 def cmd_fairness_report(args: argparse.Namespace) -> None:
@@ -25,8 +26,7 @@ def cmd_fairness_report(args: argparse.Namespace) -> None:
 
     paths = resolve_paths(args)
     domain = load_selected_domain(args)
-    if args.end < args.start:
-        raise SystemExit(f"--to {args.end} is before --from {args.start}")
+    day_range(args.start, args.end)
     if not domain.protected_attributes:
         raise SystemExit(
             f"{domain.name}: no protected_attributes declared in its domain.yaml; nothing to "

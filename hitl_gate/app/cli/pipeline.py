@@ -8,7 +8,8 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.app.cli.common import day, day_range, load_selected_domain, settings_from
+from hitl_gate.app.cli.common import day, load_selected_domain, settings_from
+from hitl_gate.app.day_range import day_range
 
 if TYPE_CHECKING:
     from hitl_gate.core.domain import DataWindow

@@ -17,8 +17,9 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.app.cli.common import day, day_range, load_selected_domain, resolve_paths
+from hitl_gate.app.cli.common import day, load_selected_domain, resolve_paths
 from hitl_gate.app.cli.signing import add_signing_key, signed
+from hitl_gate.app.day_range import day_range
 
 if TYPE_CHECKING:
     import polars as pl
