@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hitl_gate.app.portal import oidc, reviewer, signin
 from hitl_gate.app.portal.web import (
     STATIC_DIR,
+    AuditDatabaseBusy,
     Forbidden,
     NotSignedIn,
     Portal,
@@ -34,6 +35,9 @@ SECURITY_HEADERS = {
     "cache-control": "no-store",
     "cross-origin-opener-policy": "same-origin",
 }
+
+# Runs hold the audit file for seconds at a time; a browser or script may try again after this.
+BUSY_RETRY_AFTER_S = 5
 
 # The route groups, in order: add a group (a module with `ROUTES`) here.
 ROUTE_GROUPS: tuple[Sequence[BaseRoute], ...] = (signin.ROUTES, oidc.ROUTES, reviewer.ROUTES)
@@ -75,6 +79,13 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
     return render(request, "refused.html", {"reason": reason}, status=status)
 
 
+async def _busy(request: Request, exc: Exception) -> Response:
+    reason = exc.reason if isinstance(exc, AuditDatabaseBusy) else "the audit database is busy"
+    response = render(request, "busy.html", {"reason": reason}, status=503)
+    response.headers["retry-after"] = str(BUSY_RETRY_AFTER_S)
+    return response
+
+
 def build_app(config: PortalConfig, extra: Sequence[Sequence[BaseRoute]] = ()) -> Starlette:
     """The portal for `config`; `extra` route groups are added after the built-in ones."""
     routes: list[BaseRoute] = [r for group in (*ROUTE_GROUPS, *extra) for r in group]
@@ -82,7 +93,11 @@ def build_app(config: PortalConfig, extra: Sequence[Sequence[BaseRoute]] = ()) -
     app = Starlette(
         routes=routes,
         middleware=[Middleware(SecurityHeaders)],
-        exception_handlers={NotSignedIn: _not_signed_in, Forbidden: _forbidden},
+        exception_handlers={
+            NotSignedIn: _not_signed_in,
+            Forbidden: _forbidden,
+            AuditDatabaseBusy: _busy,
+        },
     )
     app.state.portal = Portal.create(config)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +31,7 @@ from hitl_gate.app.portal.sessions import (
 from hitl_gate.app.portal.settings import PortalSettings
 from hitl_gate.app.portal.verdicts import IntakePlace
 from hitl_gate.core.database import audit_connection
+from hitl_gate.core.db_lock import LockHolder, is_lock_error, lock_holder
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.identity.registry import Person, Registry
 from hitl_gate.identity.store import load_registry
@@ -68,6 +69,17 @@ class Forbidden(Exception):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+
+
+class AuditDatabaseBusy(Exception):
+    """Another process (a run, an auditor's session) holds the audit file: the page says who,
+    with 503, and the person tries again (a run holds it for seconds at a time)."""
+
+    def __init__(self, holder: LockHolder | None) -> None:
+        self.holder = holder
+        by = f"process {holder.pid}" if holder else "another process"
+        self.reason = f"the audit database is busy (held by {by}); try again"
+        super().__init__(self.reason)
 
 
 @dataclass(frozen=True)
@@ -119,8 +131,17 @@ class Portal:
     @contextmanager
     def db(self, write: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """A short-lived audit connection (one at a time: DuckDB has one writer per file, and
-        the pipeline must get its turn between requests)."""
-        with self.db_lock, audit_connection(self.config.audit_db, read_only=not write) as con:
+        the pipeline must get its turn between requests). Raises `AuditDatabaseBusy` when
+        another process holds the file."""
+        with self.db_lock, ExitStack() as stack:
+            try:
+                con = stack.enter_context(
+                    audit_connection(self.config.audit_db, read_only=not write)
+                )
+            except duckdb.IOException as error:
+                if not is_lock_error(error):
+                    raise
+                raise AuditDatabaseBusy(lock_holder(error)) from None
             yield con
 
 
