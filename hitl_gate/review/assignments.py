@@ -19,7 +19,7 @@ available neither slot is exported, so one person can never hold both opinions.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -310,14 +310,73 @@ def supervisor_roles(escalation_role: str | None) -> list[str]:
     return [r for r in (escalation_role, SUPERVISOR_ADMIN_ROLE) if r]
 
 
-def _paired_batches(con: duckdb.DuckDBPyConnection, batch_id: str) -> list[str]:
+@dataclass(frozen=True)
+class Seat:
+    """A batch as a reassignment sees it: where it is, who holds it, and who holds the other
+    opinion of its four-eyes cases (person -> their batch; empty for a single-review batch)."""
+
+    batch_id: str
+    domain: str
+    queue: str
+    queue_role: str
+    holder: str
+    other_opinion: Mapping[str, str] = field(default_factory=dict)
+
+
+def other_opinion_holders(
+    con: duckdb.DuckDBPyConnection, batch_ids: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """Per batch of `batch_ids`, the current holders of the batches carrying the other opinion
+    of its four-eyes cases (person -> that batch, the first by id), in one query."""
     rows = con.execute(
-        "SELECT DISTINCT first_batch_id FROM review_second_opinion_cases WHERE batch_id = ? "
-        "UNION SELECT DISTINCT batch_id FROM review_second_opinion_cases "
-        "WHERE first_batch_id = ?",
-        [batch_id, batch_id],
+        "WITH wanted AS (SELECT unnest(?::VARCHAR[]) AS batch_id), pairs AS ("
+        "SELECT DISTINCT s.batch_id AS batch, s.first_batch_id AS other "
+        "FROM review_second_opinion_cases s SEMI JOIN wanted w ON w.batch_id = s.batch_id "
+        "UNION SELECT DISTINCT s.first_batch_id, s.batch_id "
+        "FROM review_second_opinion_cases s SEMI JOIN wanted w ON w.batch_id = s.first_batch_id) "
+        "SELECT p.batch, p.other, arg_max(a.assignee_id, a.seq) FROM pairs p "
+        "JOIN review_assignments a ON a.batch_id = p.other GROUP BY ALL ORDER BY ALL",
+        [list(batch_ids)],
     ).fetchall()
-    return sorted(str(r[0]) for r in rows)
+    found: dict[str, dict[str, str]] = {}
+    for batch, other, holder in rows:
+        found.setdefault(str(batch), {}).setdefault(str(holder), str(other))
+    return found
+
+
+def assignee_refusal(
+    registry: Registry, seat: Seat, new_assignee: str, supervisor_id: str, now: datetime
+) -> str | None:
+    """Why `new_assignee` may not take over `seat` from `supervisor_id`'s hands, or None.
+
+    The one rule for the person a batch goes to: every reassignment applies it, and the
+    portal offers only the people it lets through (`eligible_assignees`)."""
+    person = registry.people.get(new_assignee)
+    if person is None or not person.available_at(now):
+        return f"{new_assignee} is not an active, available person"
+    if not person.holds(seat.domain, seat.queue_role, seat.queue):
+        return f"{new_assignee} does not hold role '{seat.queue_role}' for queue '{seat.queue}'"
+    if new_assignee == seat.holder:
+        return f"batch {seat.batch_id} is already assigned to {new_assignee}"
+    if new_assignee == supervisor_id:
+        return "a supervisor cannot reassign a batch to themselves"
+    if new_assignee in seat.other_opinion:
+        return (
+            f"{new_assignee} holds the other opinion of these four-eyes cases (batch "
+            f"{seat.other_opinion[new_assignee]}): both opinions cannot be one person's"
+        )
+    return None
+
+
+def eligible_assignees(
+    registry: Registry, seat: Seat, supervisor_id: str, now: datetime
+) -> list[str]:
+    """Everyone `assignee_refusal` lets take over `seat`, by id."""
+    return sorted(
+        person_id
+        for person_id in registry.people
+        if assignee_refusal(registry, seat, person_id, supervisor_id, now) is None
+    )
 
 
 def _open_reassignment(
@@ -465,24 +524,13 @@ def _apply_reassignment(
             f"reassignment names assignment {fields.get('seq')} of batch {batch_id}, but the "
             f"next is {current.seq + 1} (replayed or out of date)"
         )
-    person = registry.people.get(new_assignee)
-    if person is None or not person.available_at(now):
-        raise AssignmentError(f"{new_assignee} is not an active, available person")
-    if not person.holds(domain, queue_role, current.queue):
-        raise AssignmentError(
-            f"{new_assignee} does not hold role '{queue_role}' for queue '{current.queue}'"
-        )
-    if new_assignee == current.assignee_id:
-        raise AssignmentError(f"batch {batch_id} is already assigned to {new_assignee}")
-    if new_assignee == supervisor_id:
-        raise AssignmentError("a supervisor cannot reassign a batch to themselves")
-    for other in _paired_batches(con, batch_id):
-        held = current_assignee(con, other)
-        if held is not None and held.assignee_id == new_assignee:
-            raise AssignmentError(
-                f"{new_assignee} holds the other opinion of these four-eyes cases (batch "
-                f"{other}): both opinions cannot be one person's"
-            )
+    seat = Seat(
+        batch_id, domain, current.queue, queue_role, current.assignee_id,
+        other_opinion_holders(con, [batch_id]).get(batch_id, {}),
+    )  # fmt: skip
+    refusal = assignee_refusal(registry, seat, new_assignee, supervisor_id, now)
+    if refusal is not None:
+        raise AssignmentError(refusal)
     assignment = Assignment(
         batch_id, new_assignee, current.queue, current.opinion_slot, current.seq + 1
     )

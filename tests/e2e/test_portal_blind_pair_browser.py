@@ -5,8 +5,9 @@ to two different people in two batches (slot 1 and slot 2), recorded by the expo
 `record_review_batches`. Both reviewers sign in with password and TOTP and decide the same
 case in the portal. The second reviewer's case page must not reveal the first opinion (its
 verdict, reason code, rationale, reviewer or batch) while the case is open; a supervisor cannot
-hand the second slot to the first reviewer; and the audit database ends with two opinions on the
-case by two different people (two different keys) and the final verdict they agree on.
+hand the second slot to the first reviewer (not offered, and refused when posted); and the audit
+database ends with two opinions on the case by two different people (two different keys) and
+the final verdict they agree on.
 Runs on the small portal workspace of the unit tests (tests/portal_fixtures.py), not a demo home.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 from contextlib import AbstractContextManager
+from html import unescape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -150,15 +152,25 @@ def test_a_blind_four_eyes_pair_decides_one_case_in_the_browser(tmp_path: Path) 
         assert refused is not None and refused.status == 404
         assert [o[0] for o in _opinions(world)] == [one]  # recorded: there is one to hide
 
-        # A supervisor cannot give the second opinion to the person who gave the first.
+        # A supervisor cannot give the second opinion to the person who gave the first: the
+        # dropdown does not offer them, and a form posted with them anyway (the page's own
+        # session and CSRF token) is refused by the server.
         supervisor = _signed_in(browser, url, world, SUPERVISOR)
         supervisor.goto(f"{url}/supervisor")
-        supervisor.get_by_label(f"new assignee of {second.batch_id}").select_option(one)
-        supervisor.get_by_label(f"reason for {second.batch_id}").fill("on leave")
-        supervisor.locator(
-            "form.reassign", has=supervisor.get_by_label(f"reason for {second.batch_id}")
-        ).get_by_role("button", name="Reassign").click()
-        expect(supervisor.get_by_text(f"Refused: {one} holds the other opinion")).to_be_visible()
+        expect(supervisor.get_by_text(second.batch_id, exact=True)).to_be_visible()
+        expect(
+            supervisor.locator(
+                f'select[aria-label="new assignee of {second.batch_id}"] option[value="{one}"]'
+            )
+        ).to_have_count(0)
+        csrf = supervisor.locator('input[name="csrf"]').first.get_attribute("value")
+        posted = supervisor.request.post(
+            f"{url}/supervisor/reassign",
+            form={"csrf": csrf or "", "batch_id": second.batch_id, "new_assignee": one,
+                  "reason": "on leave"},
+        )  # fmt: skip
+        assert posted.status == 422
+        assert f"Refused: {one} holds the other opinion" in unescape(posted.text())
 
         second_reviewer = _signed_in(browser, url, world, two)
         _open_case(second_reviewer, url)

@@ -38,7 +38,10 @@ from hitl_gate.review.assignments import (
     PORTAL_REASSIGN_ACT,
     SUPERVISOR_ADMIN_ROLE,
     AssignmentError,
+    Seat,
     current_assignee,
+    eligible_assignees,
+    other_opinion_holders,
     reassign_in_portal,
 )
 from hitl_gate.review.export.handover import hand_over
@@ -97,17 +100,6 @@ def _rows(frame: pl.DataFrame, queues: tuple[str, ...]) -> list[dict[str, object
     return frame.filter(pl.col("queue").is_in(list(queues))).to_dicts()
 
 
-def _candidates(who: Principal, scope: Scope, queue: str, now: datetime) -> list[str]:
-    role = scope.settings.queue(queue, scope.domain).role
-    return sorted(
-        p.person_id
-        for p in who.registry.holders(scope.domain.name, role, now)
-        if p.holds(scope.domain.name, role, queue)
-        and p.available_at(now)
-        and p.person_id != who.person_id
-    )
-
-
 def _dashboard(
     request: Request, portal: Portal, who: Principal, scopes: list[Scope], message: str = "",
     error: str = "", status: int = 200,
@@ -119,12 +111,15 @@ def _dashboard(
         for scope in scopes:
             name = scope.domain.name
             batches = _rows(open_batches(con, name), scope.queues)
+            pairs = other_opinion_holders(con, [str(b["batch_id"]) for b in batches])
             for batch in batches:
-                batch["candidates"] = [
-                    p
-                    for p in _candidates(who, scope, str(batch["queue"]), now)
-                    if p != batch["assignee_id"]
-                ]
+                batch_id, queue = str(batch["batch_id"]), str(batch["queue"])
+                seat = Seat(
+                    batch_id, name, queue, scope.settings.queue(queue, scope.domain).role,
+                    str(batch["assignee_id"]), pairs.get(batch_id, {}),
+                )  # fmt: skip
+                # Only people the server would accept (one rule: `assignee_refusal`).
+                batch["candidates"] = eligible_assignees(who.registry, seat, who.person_id, now)
             views.append(
                 {
                     "domain": name,

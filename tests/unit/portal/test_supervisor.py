@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,41 @@ def test_refused_reassignments_change_nothing(
     response = _reassign(world, world.signed_in("uw-ana"), **fields)
     assert response.status_code == 422 and refusal in html.unescape(response.text)
     assert world.ws.count("SELECT count(*) FROM portal_reassignments") == 0
+
+
+def _offered(page: str, batch_id: str) -> list[str]:
+    """The people the dashboard's reassign dropdown of `batch_id` offers."""
+    marker = f'aria-label="new assignee of {batch_id}"'
+    if marker not in page:
+        return []
+    select = page.split(marker, 1)[1].split("</select>", 1)[0]
+    return re.findall(r'<option value="([^"]+)">', select)
+
+
+def test_the_dropdown_offers_exactly_the_people_the_server_accepts(world: PortalWorld) -> None:
+    """The analyst batch becomes the blind second opinion of a batch analyst-13 holds: the
+    dropdown leaves analyst-13 out, a form posted with them anyway is refused by the server,
+    and so is everyone else left out; the person offered is accepted."""
+    batch = world.batch("credit_analyst")
+    world.ws.person("analyst-13")
+    world.ws.assign("B-FIRST-SLOT", "analyst-13", slot=1)
+    with audit_connection(world.ws.db) as con:
+        con.execute(
+            "INSERT INTO review_second_opinion_cases VALUES (?, 'consumer_credit', 'APP-000', "
+            "'B-FIRST-SLOT')",
+            [batch],
+        )
+        people = sorted(load_registry(con).people)
+    ana = world.signed_in("uw-ana")
+    offered = _offered(ana.get("/supervisor").text, batch)
+    assert offered == ["analyst-12"]
+    for person in (p for p in people if p not in offered):
+        refused = _reassign(world, ana, new_assignee=person)
+        assert refused.status_code == 422, person
+    pair = _reassign(world, ana, new_assignee="analyst-13")
+    assert "holds the other opinion of these four-eyes cases" in html.unescape(pair.text)
+    assert world.ws.count("SELECT count(*) FROM portal_reassignments") == 0
+    assert _reassign(world, ana, new_assignee=offered[0]).status_code == 200
 
 
 def test_reassigning_outside_ones_queues_or_without_csrf_is_refused(world: PortalWorld) -> None:
