@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -86,6 +87,10 @@ class PortalWorld:
     def batch(self, queue: str) -> str:
         return self.ws.batches[queue].batch_id
 
+    def events(self, kind: str) -> int:
+        """How many `portal_events` of `kind` (sign_in, refused, ...) are logged."""
+        return self.ws.count("SELECT count(*) FROM portal_events WHERE kind = ?", [kind])
+
 
 def csrf_of(html: str) -> str:
     found = CSRF.search(html)
@@ -102,11 +107,20 @@ def sign_in(client: TestClient, person_id: str, password: str, code: str):  # no
     )  # fmt: skip
 
 
-def make_world(root: Path) -> PortalWorld:
-    """An exported workspace with analyst-7 assigned the analyst batch, the portal registered."""
+def make_world(
+    root: Path, *, enrolled: Sequence[str] = (), assigned: Mapping[str, str] | None = None
+) -> PortalWorld:
+    """An exported workspace with the portal registered, the `enrolled` people enrolled (in
+    that order) and each queue's batch of `assigned` assigned to its person (registered)."""
     ws = make_workspace(root, KEY)
     record_export(ws)
-    return portal_world(ws, root)
+    world = portal_world(ws, root)
+    for person in enrolled:
+        world.enrol(person)
+    for queue, person in (assigned or {}).items():
+        ws.person(person)
+        ws.assign(world.batch(queue), person)
+    return world
 
 
 def portal_world(ws: Workspace, root: Path) -> PortalWorld:

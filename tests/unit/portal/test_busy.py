@@ -46,9 +46,7 @@ def held(path: Path) -> Iterator[int]:
 def test_a_held_audit_file_gives_503_naming_the_holder_then_the_portal_works_again(
     tmp_path: Path,
 ) -> None:
-    world = make_world(tmp_path)
-    world.enrol("analyst-7")
-    world.ws.assign(world.batch("credit_analyst"), "analyst-7")
+    world = make_world(tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"})
     client = world.signed_in("analyst-7")
     stranger = world.client()
     form = csrf_of(stranger.get("/sign-in").text)

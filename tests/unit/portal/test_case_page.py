@@ -23,9 +23,7 @@ def _case_page(client: TestClient, case_id: str) -> str:
 
 
 def test_inputs_are_masked_for_the_viewers_role_as_exported(tmp_path: Path) -> None:
-    world = make_world(tmp_path)
-    world.enrol("analyst-7")
-    world.ws.assign(world.batch("credit_analyst"), "analyst-7")
+    world = make_world(tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"})
     page = _case_page(world.signed_in("analyst-7"), "APP-000")
     exported = (world.ws.batches["credit_analyst"].folder / "cases.csv").read_text()
     secrets = [*map(str, RESTRICTED["annual_income"]), *SECRET_TITLES, *SECRET_STATES]

@@ -39,9 +39,7 @@ def _state(world: PortalWorld, case_id: str) -> tuple[object, ...]:
 def test_single_review_first_verdict_stands_either_order(
     tmp_path: Path, first: str, second: str
 ) -> None:
-    world = make_world(tmp_path)
-    world.ws.person("analyst-7")
-    world.ws.assign(world.batch(ANALYST), "analyst-7")
+    world = make_world(tmp_path, assigned={ANALYST: "analyst-7"})
     case = case_ids(world, ANALYST)[0]
     one = GIVE[first](world, "analyst-7", ANALYST, case, "approve")
     two = GIVE[second](world, "analyst-7", ANALYST, case, "decline")
@@ -78,9 +76,7 @@ def test_four_eyes_pair_across_portal_and_file_either_order(
 def test_one_person_in_portal_and_by_file_is_not_four_eyes(
     tmp_path: Path, first: str, second: str
 ) -> None:
-    world = make_world(tmp_path)
-    world.ws.person("uw-ana")
-    world.ws.assign(world.batch(SENIOR), "uw-ana")
+    world = make_world(tmp_path, assigned={SENIOR: "uw-ana"})
     case = "APP-004"
     GIVE[first](world, "uw-ana", SENIOR, case, "approve")
     two = GIVE[second](world, "uw-ana", SENIOR, case, "approve")

@@ -17,12 +17,9 @@ ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
 
 @pytest.fixture
 def world(tmp_path: Path) -> PortalWorld:
-    world = make_world(tmp_path)
-    world.enrol("analyst-7")
-    world.ws.person("uw-ana")
-    world.ws.assign(world.batch(ANALYST), "analyst-7")
-    world.ws.assign(world.batch(SENIOR), "uw-ana")
-    return world
+    return make_world(
+        tmp_path, enrolled=("analyst-7",), assigned={ANALYST: "analyst-7", SENIOR: "uw-ana"}
+    )
 
 
 def _upload(client: TestClient, path: Path) -> tuple[int, str]:

@@ -14,34 +14,21 @@ from hitl_gate.app.portal.app import SECURITY_HEADERS, build_app
 from hitl_gate.app.portal.web import require_person
 from hitl_gate.core.database import audit_connection
 from tests.identity_fixtures import registry_act
-from tests.portal_fixtures import (
-    PASSWORD,
-    PortalWorld,
-    TestClient,
-    csrf_of,
-    make_world,
-    sign_in,
-)
+from tests.portal_fixtures import PASSWORD, PortalWorld, TestClient, csrf_of, make_world, sign_in
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> PortalWorld:
-    world = make_world(tmp_path)
-    world.enrol("analyst-7")
-    world.enrol("analyst-12")
-    world.ws.assign(world.batch("credit_analyst"), "analyst-7")
-    return world
+    return make_world(
+        tmp_path, enrolled=("analyst-7", "analyst-12"), assigned={"credit_analyst": "analyst-7"}
+    )
 
 
 def _first_case(client: TestClient) -> str:
     page = client.get("/queue").text
     return page.split('href="/case/', 1)[1].split('"', 1)[0]
-
-
-def _refusals(world: PortalWorld) -> int:
-    return world.ws.count("SELECT count(*) FROM portal_events WHERE kind = 'refused'")
 
 
 def test_no_session_pages_redirect_and_posts_are_refused(world: PortalWorld) -> None:
@@ -71,14 +58,14 @@ def test_another_reviewers_case_by_url_is_refused_and_logged(world: PortalWorld)
     )
     assert posted.status_code == 404
     assert world.ws.count("SELECT count(*) FROM verdict_opinions") == 0
-    assert _refusals(world) == 2
+    assert world.events("refused") == 2
 
 
 def test_another_reviewers_batch_download_is_refused(world: PortalWorld) -> None:
     other = world.signed_in("analyst-12")
     response = other.get(f"/batch/{world.batch('credit_analyst')}/download")
     assert response.status_code == 404
-    assert _refusals(world) == 1
+    assert world.events("refused") == 1
     mine = world.signed_in("analyst-7").get(f"/batch/{world.batch('credit_analyst')}/download")
     assert mine.status_code == 200
     assert mine.content == (world.ws.batches["credit_analyst"].folder / "cases.xlsx").read_bytes()
@@ -92,7 +79,7 @@ def test_verdict_without_csrf_token_is_refused(world: PortalWorld) -> None:
     wrong = client.post(f"/case/{ref}/verdict", data={"verdict": "approve", "csrf": "guess"})
     assert wrong.status_code == 403
     assert world.ws.count("SELECT count(*) FROM verdict_opinions") == 0
-    assert _refusals(world) == 2
+    assert world.events("refused") == 2
 
 
 async def _supervisor_only(request: Request) -> Response:

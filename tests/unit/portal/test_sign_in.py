@@ -25,13 +25,7 @@ pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 @pytest.fixture
 def world(tmp_path: Path) -> PortalWorld:
-    world = make_world(tmp_path)
-    world.enrol("analyst-7")
-    return world
-
-
-def _events(world: PortalWorld, kind: str) -> int:
-    return world.ws.count("SELECT count(*) FROM portal_events WHERE kind = ?", [kind])
+    return make_world(tmp_path, enrolled=("analyst-7",))
 
 
 def test_good_sign_in_is_logged_and_sets_a_strict_http_only_cookie(world: PortalWorld) -> None:
@@ -41,7 +35,7 @@ def test_good_sign_in_is_logged_and_sets_a_strict_http_only_cookie(world: Portal
     cookie = response.headers["set-cookie"].lower()
     assert "httponly" in cookie and "samesite=strict" in cookie
     assert "secure" not in cookie  # bound to 127.0.0.1: plain http is allowed
-    assert _events(world, "sign_in") == 1
+    assert world.events("sign_in") == 1
     tokens = world.ws.count(
         "SELECT count(*) FROM portal_events WHERE session_digest = ?",
         [client.cookies["hitl_portal"]],
@@ -54,8 +48,7 @@ def test_the_cookie_is_secure_when_the_portal_is_not_local(tmp_path: Path) -> No
 
     from hitl_gate.app.portal.settings import PortalSettings
 
-    world = make_world(tmp_path)
-    world.enrol("analyst-7")
+    world = make_world(tmp_path, enrolled=("analyst-7",))
     world.config = replace(world.config, settings=PortalSettings(host="10.0.0.5"))
     response = world.client().get("/sign-in")
     assert "secure" in response.headers["set-cookie"].lower()
@@ -73,7 +66,7 @@ def test_a_wrong_password_or_code_fails_and_is_logged(world: PortalWorld, field:
     )
     assert response.status_code == 401
     assert "Sign-in failed" in response.text
-    assert _events(world, "sign_in_failed") == 1 and _events(world, "sign_in") == 0
+    assert world.events("sign_in_failed") == 1 and world.events("sign_in") == 0
 
 
 def test_lockout_after_repeated_failures_refuses_even_the_right_password(
@@ -82,10 +75,10 @@ def test_lockout_after_repeated_failures_refuses_even_the_right_password(
     client = world.client()
     for _ in range(world.config.settings.lockout_failures):
         assert sign_in(client, "analyst-7", "wrong password!!", "000000").status_code == 401
-    assert _events(world, "locked_out") == 1
+    assert world.events("locked_out") == 1
     locked = sign_in(client, "analyst-7", PASSWORD, world.code("analyst-7"))
     assert locked.status_code == 423
-    assert _events(world, "sign_in") == 0
+    assert world.events("sign_in") == 0
     world.clock.now += timedelta(minutes=world.config.settings.lockout_minutes + 1)
     assert sign_in(client, "analyst-7", PASSWORD, world.code("analyst-7")).status_code == 303
 
@@ -98,7 +91,7 @@ def test_sign_in_without_csrf_token_is_refused(world: PortalWorld) -> None:
         data={"person_id": "analyst-7", "password": PASSWORD, "totp": world.code("analyst-7")},
     )
     assert response.status_code == 403
-    assert _events(world, "sign_in") == 0 and _events(world, "refused") == 1
+    assert world.events("sign_in") == 0 and world.events("refused") == 1
 
 
 def test_sign_in_is_rate_limited_per_client(world: PortalWorld) -> None:
@@ -114,7 +107,7 @@ def test_sign_out_ends_the_session_and_is_logged(world: PortalWorld) -> None:
     client = world.signed_in("analyst-7")
     page = client.get("/queue")
     assert client.post("/sign-out", data={"csrf": csrf_of(page.text)}).status_code == 303
-    assert _events(world, "sign_out") == 1
+    assert world.events("sign_out") == 1
     assert client.get("/queue").headers["location"] == "/sign-in"
 
 

@@ -12,10 +12,7 @@ pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 
 def test_sign_in_queue_case_and_verdict(tmp_path: Path) -> None:
-    world = make_world(tmp_path)
-    world.enrol("analyst-7")
-    batch = world.batch("credit_analyst")
-    world.ws.assign(batch, "analyst-7")
+    world = make_world(tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"})
     client = world.signed_in("analyst-7")
     queue = client.get("/queue")
     assert queue.status_code == 200

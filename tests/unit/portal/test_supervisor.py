@@ -24,12 +24,11 @@ pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 @pytest.fixture
 def world(tmp_path: Path) -> PortalWorld:
-    world = make_world(tmp_path)
-    for person in ("analyst-7", "analyst-12", "uw-ana", "comp-chen"):
-        world.enrol(person)
-    world.ws.assign(world.batch("credit_analyst"), "analyst-7")
-    world.ws.assign(world.batch("senior_underwriter"), "uw-ana")
-    return world
+    return make_world(
+        tmp_path,
+        enrolled=("analyst-7", "analyst-12", "uw-ana", "comp-chen"),
+        assigned={"credit_analyst": "analyst-7", "senior_underwriter": "uw-ana"},
+    )
 
 
 def _reassign(world: PortalWorld, client, **fields: str):  # noqa: ANN001, ANN202
