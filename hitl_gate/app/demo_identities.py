@@ -10,7 +10,6 @@ Every name says DEMO; none of these keys exists outside that home.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.identity.keys import parse_public_key
 from hitl_gate.identity.registry import Registry
+from hitl_gate.identity.signatures import new_key_pair
 from hitl_gate.identity.store import append_act, draft_act, load_registry, sign_act
 from hitl_gate.review.settings import review_settings
 
@@ -61,12 +61,7 @@ def demo_key(paths: HitlPaths, person_id: str) -> Path:
     folder.chmod(0o700)
     path = folder / f"{person_id}_ed25519"
     if not path.exists():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"DEMO {person_id}"]
-            + ["-f", str(path)],
-            check=True,
-            stdin=subprocess.DEVNULL,
-        )
+        new_key_pair(path, f"DEMO {person_id}")
     return path
 
 

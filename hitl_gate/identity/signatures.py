@@ -68,6 +68,19 @@ def ssh_keygen() -> str:
     return found
 
 
+def new_key_pair(path: Path, comment: str, key_type: str = "ed25519") -> Path:
+    """A key pair without passphrase at `path` (and `path.pub`), made by `ssh-keygen`; `path`.
+
+    For keys a program holds itself (the portal's, the demo people's, tests'); a person makes
+    their own key with their own tools and registers only its public half."""
+    subprocess.run(
+        [ssh_keygen(), "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return path
+
+
 def _check_namespace(namespace: str) -> None:
     if namespace not in NAMESPACES:
         raise ValueError(f"unknown signature namespace {namespace!r}")

@@ -12,18 +12,13 @@ from hitl_gate.app.cli.common import domain_names, load_selected_domain, setting
 
 def cmd_key(args: argparse.Namespace) -> None:
     """Make the portal's SSH key once and print how to register it."""
-    import subprocess
-
     from hitl_gate.app.portal.config import portal_key_path
+    from hitl_gate.identity.signatures import new_key_pair
 
     key = portal_key_path(settings_from(args).paths.secrets_dir)
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hitl-portal", "-f", str(key)],
-            check=True,
-            stdin=subprocess.DEVNULL,
-        )
+        new_key_pair(key, "hitl-portal")
     print(f"portal key: {key}.pub")
     print("register it (an administrator signs):")
     print(
