@@ -6,7 +6,6 @@ signs registry acts with them, so tests drive exactly what a deployment does.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from hitl_gate.identity.registry import Registry
+from hitl_gate.identity.signatures import new_key_pair
 from hitl_gate.identity.store import append_act, draft_act, load_registry, sign_act
 
 
@@ -24,15 +24,16 @@ class Keyring:
     folder: Path
     made: dict[str, Path] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, folder: Path) -> Keyring:
+        """The keyring of `folder` (made if missing), knowing the ed25519 keys made there
+        before (a shared world's, a demo home's), by name."""
+        folder.mkdir(parents=True, exist_ok=True)
+        return cls(folder, {p.name.removesuffix("_ed25519"): p for p in folder.glob("*_ed25519")})
+
     def private(self, name: str, key_type: str = "ed25519") -> Path:
         if name not in self.made:
-            path = self.folder / f"{name}_{key_type}"
-            subprocess.run(
-                ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", name, "-f", str(path)],
-                check=True,
-                stdin=subprocess.DEVNULL,
-            )
-            self.made[name] = path
+            self.made[name] = new_key_pair(self.folder / f"{name}_{key_type}", name, key_type)
         return self.made[name]
 
     def public_line(self, name: str) -> str:
@@ -64,13 +65,16 @@ def add_person(
     grants: list[str],
     signer: str = "admin",
     key_name: str | None = None,
+    at: datetime | None = None,
 ) -> Registry:
-    """Register `person_id` with the key named `key_name` (default: the person's own)."""
+    """Register `person_id` with the key named `key_name` (default: the person's own), as of
+    `at` (default: now)."""
     return registry_act(
         con,
         keys,
         signer,
         "add_person",
+        at=at,
         person_id=person_id,
         display_name=person_id.title(),
         grants=grants,
@@ -78,6 +82,8 @@ def add_person(
     )
 
 
-def bootstrap(con: duckdb.DuckDBPyConnection, keys: Keyring) -> Registry:
-    """The first administrator, `admin`, signing their own addition."""
-    return add_person(con, keys, "admin", ["*:admin"])
+def bootstrap(
+    con: duckdb.DuckDBPyConnection, keys: Keyring, at: datetime | None = None
+) -> Registry:
+    """The first administrator, `admin`, signing their own addition (as of `at`)."""
+    return add_person(con, keys, "admin", ["*:admin"], at=at)

@@ -23,7 +23,7 @@ from hitl_gate.identity.signatures import VERDICTS, sign_file
 from hitl_gate.review.export.batches import BatchExport, ReviewBatch, export_review_batches
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import ReviewSettings, review_settings
-from tests.identity_fixtures import Keyring, registry_act
+from tests.identity_fixtures import Keyring, add_person, bootstrap
 
 CASE_ID = "application_id"
 CREATED = datetime(2018, 3, 2, 9, 30, tzinfo=UTC)
@@ -138,21 +138,12 @@ class Workspace:
 
         registry = load_registry(con)
         if not registry.acts:
-            registry_act(
-                con, self.keys, "admin", "add_person", at=REGISTERED_AT, person_id="admin",
-                display_name="Admin", grants=["*:admin"],
-                keys=[{"public_key": self.keys.public_line("admin")}],
-            )  # fmt: skip
-            registry = load_registry(con)
+            registry = bootstrap(con, self.keys, at=REGISTERED_AT)
         if person_id in registry.people:
             return
         role = ROLES.get(person_id, "analyst")
-        registry_act(
-            con, self.keys, "admin", "add_person", at=REGISTERED_AT, person_id=person_id,
-            display_name=person_id.title(),
-            grants=grants if grants is not None else [f"consumer_credit:{role}"],
-            keys=[{"public_key": self.keys.public_line(person_id)}],
-        )  # fmt: skip
+        own = grants if grants is not None else [f"consumer_credit:{role}"]
+        add_person(con, self.keys, person_id, own, at=REGISTERED_AT)
 
     def assign(self, batch_id: str, person_id: str, slot: int = 0) -> None:
         """Make `person_id` the batch's current assignee (a new row only when it changes)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.identity.registry import Registry
-from tests.identity_fixtures import Keyring, registry_act
+from tests.identity_fixtures import Keyring, add_person, bootstrap, registry_act
 
 DOMAIN = "consumer_credit"
 # Registered before the review fixtures' export time (2018), so they are active then.
@@ -31,24 +31,10 @@ def register_reviewers(
 ) -> Registry:
     """Bootstrap `admin` and add each person with `<domain>:<role>`; the registry."""
     with audit_connection(db) as con:
-        registry = _add(con, keys, "admin", ["*:admin"], signer="admin")
+        registry = bootstrap(con, keys, at=SINCE)
         for person, role in (REVIEWERS if people is None else people).items():
-            registry = _add(con, keys, person, [f"{domain}:{role}"])
+            registry = add_person(con, keys, person, [f"{domain}:{role}"], at=SINCE)
     return registry
-
-
-def _add(con, keys: Keyring, person: str, grants: list[str], signer: str = "admin") -> Registry:
-    return registry_act(
-        con,
-        keys,
-        signer,
-        "add_person",
-        at=SINCE,
-        person_id=person,
-        display_name=person.title(),
-        grants=grants,
-        keys=[{"public_key": keys.public_line(person)}],
-    )
 
 
 def set_availability(db: Path, keys: Keyring, person: str, **fields: object) -> Registry:

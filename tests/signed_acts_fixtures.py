@@ -43,10 +43,7 @@ POLICY_PEOPLE = {
 
 def keyring(tmp_path: Path) -> Keyring:
     """The test's keyring in `tmp_path/keys`, knowing the keys made there before."""
-    folder = tmp_path / "keys"
-    folder.mkdir(parents=True, exist_ok=True)
-    made = {p.name.removesuffix("_ed25519"): p for p in folder.glob("*_ed25519")}
-    return Keyring(folder, made)
+    return Keyring.of(tmp_path / "keys")
 
 
 def staff_policy_people(con: duckdb.DuckDBPyConnection, keys: Keyring) -> None:
@@ -159,5 +156,4 @@ def demo_keyring(home: Path) -> Keyring:
     """The demo people's keys of a demo home, by person id (for library-level signed acts)."""
     from hitl_gate.app.demo_identities import DEMO_KEYS_FOLDER
 
-    folder = home / DEMO_KEYS_FOLDER
-    return Keyring(folder, {p.name.removesuffix("_ed25519"): p for p in folder.glob("*_ed25519")})
+    return Keyring.of(home / DEMO_KEYS_FOLDER)

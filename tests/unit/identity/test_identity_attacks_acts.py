@@ -123,11 +123,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def scene(world: Path, tmp_path: Path):  # noqa: ANN201 - yields a Scene
     shutil.copy(world / "audit.duckdb", tmp_path / "audit.duckdb")
-    made = {p.name.removesuffix("_ed25519"): p for p in (world / "keys").glob("*_ed25519")}
     with audit_connection(tmp_path / "audit.duckdb") as con:
         yield Scene(
             con,
-            Keyring(world / "keys", made),
+            Keyring.of(world / "keys"),
             load_domain(DOMAIN),
             load_policy(Path(__file__).parents[3] / "policies" / DOMAIN / "v2.yaml"),
             tmp_path,
