@@ -61,51 +61,52 @@ class QualityReport:
     pairs: tuple[PairAgreement, ...]
 
 
+# What each figure aggregates per reviewer (`_per_reviewer`), over which opinions `o`.
+_OVERRIDE_COUNTS = (
+    "count(*) AS opinions, "
+    "count(*) FILTER (WHERE o.suggested_action IS NOT NULL) AS with_suggestion, "
+    "count(*) FILTER (WHERE o.suggested_action IS NOT NULL AND o.is_override) AS overrides"
+)
+_HOURS = "median(o.hours) AS median_hours, quantile_cont(o.hours, 0.9) AS p90_hours"
+# Each opinion with its hours from the assignment naming its reviewer (else the batch's
+# creation) to its receipt.
+_TIMED_OPINIONS = (
+    "(SELECT o.*, epoch(o.received_at - coalesce(a.at, b.created_at)) / 3600.0 AS hours "
+    "FROM verdict_opinions o LEFT JOIN review_all_batches b ON b.batch_id = o.batch_id "
+    "LEFT JOIN (SELECT domain, batch_id, assignee_id, max(recorded_at) AS at "
+    "FROM review_assignments GROUP BY ALL) a ON a.domain = o.domain "
+    "AND a.batch_id = o.batch_id AND a.assignee_id = o.reviewer_id) o"
+)
+_GOLD_COUNTS = (
+    "count(*) AS gold_answered, "
+    "count(*) FILTER (WHERE o.verdict = g.expected_verdict) AS gold_correct"
+)
+_GOLD_OPINIONS = (
+    "verdict_opinions o JOIN review_gold_cases g ON g.domain = o.domain AND g.case_id = o.case_id"
+)
+
+
 def override_rates(con: duckdb.DuckDBPyConnection, domain: str, period: Period) -> pl.DataFrame:
     """reviewer_id, opinions, with_suggestion, overrides, override_rate (None: no suggestion)."""
-    return _per_reviewer(
-        con,
-        domain,
-        period,
-        "count(*) AS opinions, "
-        "count(*) FILTER (WHERE o.suggested_action IS NOT NULL) AS with_suggestion, "
-        "count(*) FILTER (WHERE o.suggested_action IS NOT NULL AND o.is_override) AS overrides",
-    ).with_columns(
-        pl.when(pl.col("with_suggestion") > 0)
-        .then(pl.col("overrides") / pl.col("with_suggestion"))
-        .alias("override_rate")
+    rate = pl.when(pl.col("with_suggestion") > 0).then(
+        pl.col("overrides") / pl.col("with_suggestion")
     )
+    counts = _per_reviewer(con, domain, period, _OVERRIDE_COUNTS)
+    return counts.with_columns(rate.alias("override_rate"))
 
 
 def times_per_case(con: duckdb.DuckDBPyConnection, domain: str, period: Period) -> pl.DataFrame:
     """reviewer_id, median_hours, p90_hours: from assignment (or batch creation) to receipt."""
-    return _per_reviewer(
-        con,
-        domain,
-        period,
-        "median(o.hours) AS median_hours, quantile_cont(o.hours, 0.9) AS p90_hours",
-        source="(SELECT o.*, epoch(o.received_at - coalesce(a.at, b.created_at)) / 3600.0 "
-        "AS hours FROM verdict_opinions o "
-        "LEFT JOIN review_all_batches b ON b.batch_id = o.batch_id "
-        "LEFT JOIN (SELECT domain, batch_id, assignee_id, max(recorded_at) AS at "
-        "FROM review_assignments GROUP BY ALL) a ON a.domain = o.domain "
-        "AND a.batch_id = o.batch_id AND a.assignee_id = o.reviewer_id) o",
-        where=f"{_REAL} AND o.hours IS NOT NULL",
-    )
+    where = f"{_REAL} AND o.hours IS NOT NULL"
+    return _per_reviewer(con, domain, period, _HOURS, source=_TIMED_OPINIONS, where=where)
 
 
 def gold_accuracy(con: duckdb.DuckDBPyConnection, domain: str, period: Period) -> pl.DataFrame:
     """reviewer_id, gold_answered, gold_correct, gold_accuracy."""
-    return _per_reviewer(
-        con,
-        domain,
-        period,
-        "count(*) AS gold_answered, "
-        "count(*) FILTER (WHERE o.verdict = g.expected_verdict) AS gold_correct",
-        source="verdict_opinions o JOIN review_gold_cases g ON g.domain = o.domain "
-        "AND g.case_id = o.case_id",
-        where="TRUE",
-    ).with_columns((pl.col("gold_correct") / pl.col("gold_answered")).alias("gold_accuracy"))
+    counts = _per_reviewer(con, domain, period, _GOLD_COUNTS, source=_GOLD_OPINIONS, where="TRUE")
+    return counts.with_columns(
+        (pl.col("gold_correct") / pl.col("gold_answered")).alias("gold_accuracy")
+    )
 
 
 def _per_reviewer(

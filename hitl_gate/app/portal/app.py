@@ -81,7 +81,7 @@ async def _forbidden(request: Request, exc: Exception) -> Response:
 
 async def _busy(request: Request, exc: Exception) -> Response:
     reason = exc.reason if isinstance(exc, AuditDatabaseBusy) else "the audit database is busy"
-    response = render(request, "busy.html", {"reason": reason}, status=503)
+    response = render(request, "refused.html", {"reason": reason, "heading": "Busy"}, status=503)
     response.headers["retry-after"] = str(BUSY_RETRY_AFTER_S)
     return response
 

@@ -55,7 +55,7 @@ def test_a_held_audit_file_gives_503_naming_the_holder_then_the_portal_works_aga
         queue = client.get("/queue")
         assert queue.status_code == 503
         assert busy in queue.text
-        assert queue.headers["retry-after"] == "5"
+        assert queue.headers["retry-after"] == "5" and "<h1>Busy</h1>" in queue.text
         assert "Traceback" not in queue.text and "IOException" not in queue.text
         signing_in = stranger.post(
             "/sign-in",
