@@ -12,6 +12,7 @@ import csv
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -304,22 +305,24 @@ def edit_xlsx(path: Path, edits: dict[tuple[int, str], object]) -> None:
     workbook.save(path)
 
 
+def batch_export(domain: DomainConfig, batches_dir: Path, key: bytes, **more: Any) -> BatchExport:
+    """The tests' export of `DAY` at `CREATED` (policy v1, model 3) into `batches_dir`; `more`
+    adds or replaces fields (settings, assigner, context...)."""
+    fields: dict[str, Any] = {
+        "partition_date": DAY,
+        "created_at": CREATED,
+        "context": {"policy_version": "v1", "model_version": "3"},
+        **more,
+    }
+    return BatchExport(domain=domain, batches_dir=batches_dir, key=key, **fields)
+
+
 def make_workspace(root: Path, key: bytes) -> Workspace:
     domain = load_domain("consumer_credit")
     settings = review_settings(domain)
     assert settings is not None
-    batches = export_review_batches(
-        review_cases(),
-        BatchExport(
-            domain=domain,
-            batches_dir=root / "batches",
-            key=key,
-            partition_date=DAY,
-            created_at=CREATED,
-            context={"policy_version": "v1", "model_version": "3"},
-            settings=settings,
-        ),
-    )
+    export = batch_export(domain, root / "batches", key, settings=settings)
+    batches = export_review_batches(review_cases(), export)
     return Workspace(root, domain, settings, key, {b.queue: b for b in batches})
 
 

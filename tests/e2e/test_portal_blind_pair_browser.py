@@ -26,13 +26,20 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import load_domain
 from hitl_gate.identity.store import load_registry
 from hitl_gate.review.assignments import FIRST_OPINION, SECOND_OPINION, Assigner
-from hitl_gate.review.export.batches import BatchExport, ReviewBatch, export_review_batches
+from hitl_gate.review.export.batches import ReviewBatch, export_review_batches
 from hitl_gate.review.export.days import ExportedDays, record_review_batches
 from hitl_gate.review.manifest import load_manifest
 from hitl_gate.review.settings import review_settings
 from tests.portal_fixtures import KEY, PASSWORD, PortalWorld, portal_world
 from tests.portal_server import free_port, serving
-from tests.review_fixtures import CREATED, DAY, Workspace, record_export, review_cases
+from tests.review_fixtures import (
+    CREATED,
+    DAY,
+    Workspace,
+    batch_export,
+    record_export,
+    review_cases,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -58,10 +65,8 @@ def _paired_world(root: Path) -> tuple[PortalWorld, ReviewBatch, ReviewBatch]:
         registry = load_registry(con)
     batches = export_review_batches(
         review_cases(),
-        BatchExport(
-            domain=domain, batches_dir=ws.batches_dir, key=KEY, partition_date=DAY,
-            created_at=CREATED, context={"policy_version": "v1", "model_version": "3"},
-            settings=settings,
+        batch_export(
+            domain, ws.batches_dir, KEY, settings=settings,
             assigner=Assigner(registry, domain.name, CREATED,
                               needs_age_key=settings.encryption.enabled),
         ),

@@ -20,7 +20,7 @@ from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.identity.registry import Registry
 from hitl_gate.identity.store import load_registry
 from hitl_gate.review.assignments import FIRST_OPINION, SECOND_OPINION, SINGLE, Assigner
-from hitl_gate.review.export.batches import BatchExport, ReviewBatch, stage_review_batches
+from hitl_gate.review.export.batches import ReviewBatch, stage_review_batches
 from hitl_gate.review.export.sealing import (
     SealingError,
     decrypt_with_ssh_key,
@@ -29,7 +29,7 @@ from hitl_gate.review.export.sealing import (
 from hitl_gate.review.manifest import ManifestError, batch_folder, load_manifest
 from hitl_gate.review.settings import ReviewSettings, review_settings
 from tests.identity_fixtures import Keyring
-from tests.review_fixtures import CREATED, DAY, review_cases
+from tests.review_fixtures import CREATED, batch_export, review_cases
 from tests.review_people import SINCE, register_reviewers, set_availability
 
 ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
@@ -73,20 +73,13 @@ def _export(
 ) -> tuple[list[ReviewBatch], list]:
     staged = stage_review_batches(
         review_cases(),
-        BatchExport(
-            domain=domain,
-            batches_dir=tmp_path / "batches",
-            key=key,
-            partition_date=DAY,
-            created_at=CREATED,
-            context={"policy_version": "v1", "model_version": "3"},
-            settings=settings,
+        batch_export(
+            domain, tmp_path / "batches", key, settings=settings, pipeline_recipient=recipient,
             assigner=Assigner(
                 registry, domain.name, CREATED, needs_age_key=settings.encryption.enabled
             ),
-            pipeline_recipient=recipient,
         ),
-    )
+    )  # fmt: skip
     return staged.publish(), staged.unassigned
 
 
@@ -280,16 +273,14 @@ def test_staging_folders_are_never_a_batch(
     registry = register_reviewers(tmp_path / "audit.duckdb", keys)
     staged = stage_review_batches(
         review_cases(),
-        BatchExport(
-            domain=domain,
-            batches_dir=tmp_path / "batches",
-            key=key,
-            partition_date=DAY,
-            created_at=CREATED,
+        batch_export(
+            domain,
+            tmp_path / "batches",
+            key,
             context={},
             settings=settings,
             assigner=Assigner(registry, domain.name, CREATED),
-        ),
+        ),  # fmt: skip
     )
     for batch in staged.batches:
         with pytest.raises(ManifestError, match="unknown batch"):
@@ -309,10 +300,7 @@ def test_an_encrypting_domain_never_writes_an_unassigned_plaintext_batch(
     with pytest.raises(ValueError, match="needs an assignee to encrypt to"):
         stage_review_batches(
             review_cases(),
-            BatchExport(
-                domain=domain, batches_dir=tmp_path / "batches", key=key, partition_date=DAY,
-                created_at=CREATED, context={}, settings=sealed,
-            ),
+            batch_export(domain, tmp_path / "batches", key, context={}, settings=sealed),
         )  # fmt: skip
     assert [p for p in (tmp_path / "batches").rglob("*") if p.is_file()] == []
 

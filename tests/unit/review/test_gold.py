@@ -14,11 +14,11 @@ import pytest
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import load_domain
-from hitl_gate.review.export.batches import BatchExport, export_review_batches
+from hitl_gate.review.export.batches import export_review_batches
 from hitl_gate.review.gold import GoldSeeder, gold_candidates, shaped_like, shared_prefix
 from hitl_gate.review.gold_cases import gold_case_ids
 from hitl_gate.review.settings import review_settings
-from tests.review_fixtures import CASE_ID, CREATED, DAY, review_cases
+from tests.review_fixtures import CASE_ID, CREATED, DAY, batch_export, review_cases
 
 DOMAIN = load_domain("consumer_credit")
 SHAPE = re.compile(r"APP-\d{3}")
@@ -98,10 +98,9 @@ def test_a_rerun_seeds_the_same_gold_under_the_same_ids() -> None:
 def test_exported_gold_rows_are_shaped_like_real_rows(tmp_path: Path, key: bytes) -> None:
     gold = seeder(0.5)
     seeded = gold.seed(review_cases(), DAY).filter(pl.col("review_queue") == "credit_analyst")
-    export = BatchExport(
-        domain=DOMAIN, batches_dir=tmp_path / "batches", key=key, partition_date=DAY,
-        created_at=CREATED, context={"policy_version": "v1"}, settings=settings(0.5),
-    )  # fmt: skip
+    export = batch_export(
+        DOMAIN, tmp_path / "batches", key, context={"policy_version": "v1"}, settings=settings(0.5)
+    )
     (batch,) = export_review_batches(seeded, export)
     with (batch.folder / "cases.csv").open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -112,11 +111,10 @@ def test_exported_gold_rows_are_shaped_like_real_rows(tmp_path: Path, key: bytes
     sources = past_rows().filter(pl.col(CASE_ID).is_in(list(gold_ids.values())))
     (real_batch,) = export_review_batches(
         sources.with_columns(pl.lit("credit_analyst").alias("review_queue")),
-        BatchExport(
-            domain=DOMAIN, batches_dir=tmp_path / "real", key=key, partition_date=DAY,
-            created_at=CREATED, context={"policy_version": "v1"}, settings=settings(0.5),
+        batch_export(
+            DOMAIN, tmp_path / "real", key, context={"policy_version": "v1"}, settings=settings(0.5)
         ),
-    )  # fmt: skip
+    )
     with (real_batch.folder / "cases.csv").open(encoding="utf-8") as handle:
         real = {row[CASE_ID]: row for row in csv.DictReader(handle)}
     for gold_id, source in gold_ids.items():
