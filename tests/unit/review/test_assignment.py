@@ -14,6 +14,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from pyrage import x25519
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig, load_domain
@@ -61,6 +62,25 @@ def _sized(settings: ReviewSettings, size: int, **queue_fields: object) -> Revie
         for name, queue in settings.queues.items()
     }
     return settings.model_copy(update={"queues": queues})
+
+
+def _encrypting(settings: ReviewSettings) -> ReviewSettings:
+    """`settings` with batch encryption on (to each assignee's SSH key)."""
+    encryption = settings.encryption.model_copy(update={"enabled": True})
+    return settings.model_copy(update={"encryption": encryption})
+
+
+def _encrypted_export(
+    tmp_path: Path, domain: DomainConfig, settings: ReviewSettings, keys: Keyring, key: bytes
+) -> tuple[Registry, x25519.Identity, list[ReviewBatch]]:
+    """The reviewers registered, then the cases exported encrypted to each assignee and to the
+    pipeline's own identity."""
+    registry = register_reviewers(tmp_path / "audit.duckdb", keys)
+    pipeline = pipeline_identity(tmp_path / "secrets")
+    batches, _ = _export(
+        tmp_path, domain, _encrypting(settings), registry, key, str(pipeline.to_public())
+    )
+    return registry, pipeline, batches
 
 
 def _export(
@@ -223,12 +243,7 @@ def test_encrypted_batches_open_only_with_the_assignees_key(
     tmp_path: Path, domain: DomainConfig, settings: ReviewSettings, keys: Keyring, key: bytes
 ) -> None:
     """Adversarial: another reviewer with a copy of the folder cannot read the cases."""
-    registry = register_reviewers(tmp_path / "audit.duckdb", keys)
-    sealed = settings.model_copy(
-        update={"encryption": settings.encryption.model_copy(update={"enabled": True})}
-    )
-    pipeline = pipeline_identity(tmp_path / "secrets")
-    batches, _ = _export(tmp_path, domain, sealed, registry, key, str(pipeline.to_public()))
+    registry, pipeline, batches = _encrypted_export(tmp_path, domain, settings, keys, key)
     batch = _of(batches, ANALYST)[0]
     names = sorted(p.name for p in batch.folder.iterdir())
     assert names == ["cases.csv.age", "cases.xlsx.age", "manifest.json"]  # no plaintext
@@ -259,9 +274,7 @@ def test_encryption_skips_people_without_a_usable_key(
             grants=["consumer_credit:analyst"], keys=[{"public_key": keys.public_line("eve")}],
         )  # fmt: skip
         registry = load_registry(con)
-    sealed = _sized(settings, 1).model_copy(
-        update={"encryption": settings.encryption.model_copy(update={"enabled": True})}
-    )
+    sealed = _encrypting(_sized(settings, 1))
     batches, _ = _export(tmp_path, domain, sealed, registry, key)
     assert {b.assignee_id for b in _of(batches, ANALYST)} == {"ana"}
 
@@ -294,9 +307,7 @@ def test_staging_folders_are_never_a_batch(
 def test_an_encrypting_domain_never_writes_an_unassigned_plaintext_batch(
     tmp_path: Path, domain: DomainConfig, settings: ReviewSettings, key: bytes
 ) -> None:
-    sealed = settings.model_copy(
-        update={"encryption": settings.encryption.model_copy(update={"enabled": True})}
-    )
+    sealed = _encrypting(settings)
     with pytest.raises(ValueError, match="needs an assignee to encrypt to"):
         stage_review_batches(
             review_cases(),
@@ -310,12 +321,7 @@ def test_a_handed_over_encrypted_batch_opens_only_for_the_new_assignee(
 ) -> None:
     from hitl_gate.review.export.handover import hand_over
 
-    registry = register_reviewers(tmp_path / "audit.duckdb", keys)
-    sealed = settings.model_copy(
-        update={"encryption": settings.encryption.model_copy(update={"enabled": True})}
-    )
-    pipeline = pipeline_identity(tmp_path / "secrets")
-    batches, _ = _export(tmp_path, domain, sealed, registry, key, str(pipeline.to_public()))
+    registry, pipeline, batches = _encrypted_export(tmp_path, domain, settings, keys, key)
     batch = _of(batches, ANALYST)[0]
     assert batch.assignee_id == "ana"
     moved = hand_over(
