@@ -76,8 +76,9 @@ def load_facts(
     domain: str,
     days: Sequence[date],
     decline_bands: Sequence[str],
+    table: str = FACTS,
 ) -> int:
-    """Build `metric_facts`: the run days' cases with the review facts; return its rows.
+    """Build `table` (`metric_facts`): the cases of `days` with the review facts; its rows.
 
     The facts are `metrics.with_review_facts`'s: the proposed action of a review case, the
     override flag, seconds per case of its verdict file, reviewer response and time to
@@ -92,7 +93,7 @@ def load_facts(
     response = _seconds("exported_at", "verdict_received_at")
     con.execute(
         f"""
-        CREATE OR REPLACE TEMP TABLE {FACTS} AS
+        CREATE OR REPLACE TEMP TABLE {table} AS
         SELECT *,
             CASE WHEN {reviewed} THEN verdict <> proposed_action END AS override,
             CASE WHEN {reviewed} THEN {response}
@@ -112,7 +113,7 @@ def load_facts(
         """,
         {"domain": domain, "days": list(days)},
     )
-    (rows,) = con.execute(f"SELECT count(*) FROM {FACTS}").fetchall()[0]
+    (rows,) = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
     return int(rows)
 
 
