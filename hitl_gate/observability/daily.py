@@ -150,16 +150,25 @@ def baseline_start(days: Sequence[date], t: Thresholds) -> date:
 
 
 def read_metric_inputs(
-    con: duckdb.DuckDBPyConnection, domain: str, days: Sequence[date], t: Thresholds
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    days: Sequence[date],
+    t: Thresholds,
+    *,
+    with_cases: bool = True,
 ) -> MetricInputs:
-    """The cases of the run's days and baseline window, the QA sample and the deciding models."""
+    """The cases of the run's days and baseline window, the QA sample and the deciding models.
+
+    `with_cases=False` leaves `cases` empty: `evaluate_metrics_db` aggregates them in DuckDB.
+    """
     days = list(days)
     start = baseline_start(days, t)
     cases = query_frame(
         con,
         f"SELECT {', '.join(METRIC_CASE_COLUMNS)} FROM case_stage_times "
         "WHERE domain = ? AND partition_date BETWEEN ? AND ? "
-        "ORDER BY partition_date, case_id",
+        + ("" if with_cases else "AND false ")
+        + "ORDER BY partition_date, case_id",
         [domain, start, max(days)],
     )
     qa = query_frame(
@@ -236,6 +245,64 @@ def evaluate_metrics(
         )
     findings = [*findings, *fairness_findings(fairness, domain.fairness).all()]
     return MetricsEvaluation(inputs.days, as_of, in_run.height, metrics, findings)
+
+
+def feature_files(feast_dir: Path, domain: DomainConfig, days: Sequence[date]) -> dict[date, Path]:
+    """The Feast offline file of each of `days` that has one (`read_model_features`'s files)."""
+    from features.store import partition_path
+
+    paths = {day: partition_path(domain, feast_dir, day) for day in days}
+    return {day: path for day, path in paths.items() if path.exists()}
+
+
+def evaluate_metrics_db(
+    con: duckdb.DuckDBPyConnection,
+    inputs: MetricInputs,
+    domain: DomainConfig,
+    settings: MetricSettings,
+    *,
+    as_of: datetime,
+    outcomes: pl.DataFrame,
+    feast_dir: Path,
+    protected: pl.DataFrame | None = None,
+) -> MetricsEvaluation:
+    """`evaluate_metrics` with the cases aggregated in DuckDB on `con` (`metrics_db`,
+    `checks_db`): the metrics and the anomaly checks never hold a row per case in Python, so
+    their memory does not grow with the day. `inputs` needs only the QA sample and the days
+    (`read_metric_inputs(..., with_cases=False)`). Fairness still reads the run days' cases
+    (seven columns) and their protected values as frames.
+    """
+    from hitl_gate.observability.checks_db import detect_all_db
+    from hitl_gate.observability.fairness_period import CASE_COLUMNS
+    from hitl_gate.observability.metrics_db import decision_metrics_db
+
+    decline = settings.decline_bands_for(domain)
+    days = inputs.days
+    metrics = decision_metrics_db(
+        con, domain.name, days, as_of=as_of, decline_bands=decline, outcomes=outcomes,
+        qa=inputs.qa,
+    )  # fmt: skip
+    findings = detect_all_db(
+        con, domain.name, inputs.window, days=days, as_of=as_of, decline_bands=decline,
+        feature_files=feature_files(feast_dir, domain, inputs.window),
+        feature_columns=domain.model.features, t=settings.thresholds,
+    )  # fmt: skip
+    in_run = query_frame(
+        con,
+        f"SELECT {', '.join(CASE_COLUMNS)} FROM case_stage_times WHERE domain = ? AND "
+        "partition_date IN (SELECT unnest(?::DATE[])) ORDER BY partition_date, case_id",
+        [domain.name, days],
+    )
+    attributed = in_run if protected is None else with_protected(in_run, protected)
+    attributes = domain.protected_attributes
+    fairness = fairness_table(attributed, attributes, decline, domain.fairness.confidence)
+    fair_rows = fairness_metrics(attributed, attributes, decline, domain.fairness.confidence)
+    if fair_rows.height:
+        metrics = pl.concat([metrics, fair_rows]).sort(
+            "partition_date", "metric", "dimension", "key"
+        )
+    findings = [*findings, *fairness_findings(fairness, domain.fairness).all()]
+    return MetricsEvaluation(days, as_of, in_run.height, metrics, findings)
 
 
 def stored_metrics(evaluation: MetricsEvaluation, domain: str, run_id: str) -> pl.DataFrame:
