@@ -47,7 +47,6 @@ from hitl_gate.observability.daily import (
     store_metrics,
     write_run_report,
 )
-from hitl_gate.observability.fairness_period import read_protected_values
 from hitl_gate.observability.report import PERIOD_REPORT
 from hitl_gate.observability.traces import TraceFile
 from models.outcomes import outcome_flags, read_outcomes
@@ -285,7 +284,7 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 as_of=datetime.now(UTC),
                 outcomes=outcome_flags(read_outcomes(landing.path, domain), domain),
                 feast_dir=feature_store.path,
-                protected=read_protected_values(Path(data_docs.warehouse), domain, days),
+                warehouse=Path(data_docs.warehouse),
             )
         with audit_db.connect() as con:
             traces = store_metrics(con, evaluation, domain.name, run_id, settings, traces_dir)

@@ -27,6 +27,7 @@ from hitl_gate.observability.metrics import (
     default_decline_bands,
     with_review_facts,
 )
+from hitl_gate.observability.metrics_db import decision_metrics_db
 from hitl_gate.observability.report import PERIOD, RUN, render_report, write_report
 from hitl_gate.observability.traces import TraceFile, write_traces
 
@@ -264,45 +265,45 @@ def evaluate_metrics_db(
     as_of: datetime,
     outcomes: pl.DataFrame,
     feast_dir: Path,
-    protected: pl.DataFrame | None = None,
+    warehouse: Path,
 ) -> MetricsEvaluation:
     """`evaluate_metrics` with the cases aggregated in DuckDB on `con` (`metrics_db`,
-    `checks_db`): the metrics and the anomaly checks never hold a row per case in Python, so
-    their memory does not grow with the day. `inputs` needs only the QA sample and the days
-    (`read_metric_inputs(..., with_cases=False)`). Fairness still reads the run days' cases
-    (seven columns) and their protected values as frames.
+    `checks_db`, `fairness_db`): no row per case is held in Python, so memory does not grow
+    with the day. `inputs` needs only the QA sample and the days
+    (`read_metric_inputs(..., with_cases=False)`); the protected values are read from the
+    stored validated cases under `warehouse`, as `read_protected_values` does.
     """
     from hitl_gate.observability.checks_db import detect_all_db
-    from hitl_gate.observability.fairness_period import CASE_COLUMNS
-    from hitl_gate.observability.metrics_db import decision_metrics_db
+    from hitl_gate.observability.fairness_db import fairness_db
+    from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT, memory_limit
 
     decline = settings.decline_bands_for(domain)
     days = inputs.days
-    metrics = decision_metrics_db(
-        con, domain.name, days, as_of=as_of, decline_bands=decline, outcomes=outcomes,
-        qa=inputs.qa,
-    )  # fmt: skip
-    findings = detect_all_db(
-        con, domain.name, inputs.window, days=days, as_of=as_of, decline_bands=decline,
-        feature_files=feature_files(feast_dir, domain, inputs.window),
-        feature_columns=domain.model.features, t=settings.thresholds,
-    )  # fmt: skip
-    in_run = query_frame(
-        con,
-        f"SELECT {', '.join(CASE_COLUMNS)} FROM case_stage_times WHERE domain = ? AND "
-        "partition_date IN (SELECT unnest(?::DATE[])) ORDER BY partition_date, case_id",
-        [domain.name, days],
-    )
-    attributed = in_run if protected is None else with_protected(in_run, protected)
-    attributes = domain.protected_attributes
-    fairness = fairness_table(attributed, attributes, decline, domain.fairness.confidence)
-    fair_rows = fairness_metrics(attributed, attributes, decline, domain.fairness.confidence)
+    with memory_limit(con, METRICS_MEMORY_LIMIT):
+        metrics = decision_metrics_db(
+            con, domain.name, days, as_of=as_of, decline_bands=decline, outcomes=outcomes,
+            qa=inputs.qa, limit=None,
+        )  # fmt: skip
+        findings = detect_all_db(
+            con, domain.name, inputs.window, days=days, as_of=as_of, decline_bands=decline,
+            feature_files=feature_files(feast_dir, domain, inputs.window),
+            feature_columns=domain.model.features, t=settings.thresholds,
+            limit=METRICS_MEMORY_LIMIT,
+        )  # fmt: skip
+        fairness, fair_rows = fairness_db(con, domain, days, decline, warehouse)
+        cases = int(
+            con.execute(
+                "SELECT count(*) FROM decisions WHERE domain = ? AND partition_date IN "
+                "(SELECT unnest(?::DATE[]))",
+                [domain.name, days],
+            ).fetchall()[0][0]
+        )
     if fair_rows.height:
         metrics = pl.concat([metrics, fair_rows]).sort(
             "partition_date", "metric", "dimension", "key"
         )
     findings = [*findings, *fairness_findings(fairness, domain.fairness).all()]
-    return MetricsEvaluation(days, as_of, in_run.height, metrics, findings)
+    return MetricsEvaluation(days, as_of, cases, metrics, findings)
 
 
 def stored_metrics(evaluation: MetricsEvaluation, domain: str, run_id: str) -> pl.DataFrame:

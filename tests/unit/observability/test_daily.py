@@ -292,7 +292,8 @@ def test_evaluation_in_duckdb_equals_the_frame_evaluation(
     routes = ["auto_approve", "auto_decline", "human_review"]
     stored = tmp_path / "warehouse" / domain.name / "validated_cases"
     stored.mkdir(parents=True)
-    with audit_connection(tmp_path / "audit.duckdb") as con:
+    readable = [tmp_path / "warehouse"]  # as the asset's connection: the warehouse only
+    with audit_connection(tmp_path / "audit.duckdb", readable=readable) as con:
         for back in range(5, -1, -1):
             day = DAY - timedelta(days=back)
             chosen = list(rng.choice(routes, 60 + 10 * back, p=[0.6, 0.15, 0.25]))
@@ -309,14 +310,16 @@ def test_evaluation_in_duckdb_equals_the_frame_evaluation(
         protected = read_protected_values(tmp_path / "warehouse", declared, [DAY])
         outcomes = pl.DataFrame({"case_id": [f"{DAY}-{i}" for i in range(0, 40, 3)],
                                  "bad": [i % 2 == 0 for i in range(0, 40, 3)]})  # fmt: skip
-        common = {"as_of": AS_OF, "outcomes": outcomes, "protected": protected}
+        common = {"as_of": AS_OF, "outcomes": outcomes}
         got = evaluate_metrics_db(
-            con, slim, declared, settings, feast_dir=tmp_path / "feast", **common
-        )
+            con, slim, declared, settings, feast_dir=tmp_path / "feast",
+            warehouse=tmp_path / "warehouse", **common,
+        )  # fmt: skip
     assert slim.cases.height == 0 and frames.cases.height > 300
     expected = evaluate_metrics(
         frames, declared, settings,
-        features=read_model_features(tmp_path / "feast", domain, frames.window), **common,
+        features=read_model_features(tmp_path / "feast", domain, frames.window),
+        protected=protected, **common,
     )  # fmt: skip
     assert got.cases == expected.cases == 60
     assert_frame_equal(got.metrics, expected.metrics, check_exact=True)
