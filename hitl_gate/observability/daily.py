@@ -219,6 +219,9 @@ def evaluate_metrics(
 ) -> MetricsEvaluation:
     """The run days' metrics and the findings of every detector against the baseline.
 
+    The straightforward computation on frames, one row per case: the reference the tests hold
+    `evaluate_metrics_db` (what the asset runs, aggregated in DuckDB) to, value for value.
+
     `outcomes` is (case_id, bad); `features` is partition_date plus the model's features over
     the whole window (`MetricInputs.window`); `protected` is case_id plus the domain's
     protected attributes (`fairness.read_protected_values`), judged over the run's days.
