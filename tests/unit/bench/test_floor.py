@@ -177,3 +177,23 @@ def test_day_metrics_equal_the_pipelines_metric_function(floored) -> None:
     got = result.metrics.sort("partition_date", "metric", "dimension", "key")
     assert got.rows() == expected.rows()
     assert got.height == 25
+
+
+def test_the_report_gives_both_ratios_from_the_same_repeats() -> None:
+    from bench.measure import RunFigures
+    from bench.pipeline import markdown, summarise
+
+    def runs(mode: str, walls: list[float]) -> list[RunFigures]:
+        return [RunFigures(mode, 1000, w, w * 2, 100.0, {"a": 1.0}) for w in walls]
+
+    summary = summarise(
+        1000,
+        {"pipeline": runs("pipeline", [30, 20, 25]), "floor": runs("floor", [10, 12, 11]),
+         "baseline": runs("baseline", [5, 4, 6])},
+    )  # fmt: skip
+    assert summary["ratio"] == pytest.approx(25 / 11)
+    assert summary["baseline_ratio"] == pytest.approx(25 / 5)
+    assert summary["cpu_ratio"] == pytest.approx(50 / 22)
+    table = markdown([summary], "test")
+    assert "| ratio to floor | ratio to baseline |" in table
+    assert "| 1,000 | 25.0 | 11.0 | 5.0 | 2.27 | 5.00 |" in table
