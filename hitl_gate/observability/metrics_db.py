@@ -82,10 +82,11 @@ def load_facts(
 
     The facts are `metrics.with_review_facts`'s: the proposed action of a review case, the
     override flag, seconds per case of its verdict file, reviewer response and time to
-    decision, all in seconds.
+    decision, all in seconds. Cases per verdict file come from a `GROUP BY` joined back, not a
+    window over the day (most cases have no file: one partition of the whole day).
     """
     bands = ", ".join(_literal(b) for b in decline_bands) or "NULL"
-    reviewed = "verdict IS NOT NULL"
+    reviewed = "c.verdict IS NOT NULL"
     proposed = (
         "CASE WHEN route <> 'human_review' THEN NULL "
         f"WHEN risk_band IN ({bands}) THEN '{DECLINE}' ELSE '{APPROVE}' END"
@@ -94,14 +95,7 @@ def load_facts(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {table} AS
-        SELECT *,
-            CASE WHEN {reviewed} THEN verdict <> proposed_action END AS override,
-            CASE WHEN {reviewed} THEN {response}
-                / count(*) OVER (PARTITION BY verdict_file_sha256) END
-                AS review_seconds_per_case,
-            {response} AS reviewer_response_s,
-            {_seconds("ingested_at", "executed_at")} AS time_to_decision_s
-        FROM (
+        WITH cases AS (
             SELECT partition_date, case_id, route, route_rule_id, review_queue, risk_band,
                 policy_version, pd, ingested_at, validated_at, scored_at, routed_at,
                 batch_queue, exported_at, due_at, verdict, reviewer_id, verdict_file_sha256,
@@ -109,7 +103,16 @@ def load_facts(
                 {proposed} AS proposed_action
             FROM case_stage_times
             WHERE domain = $domain AND partition_date IN (SELECT unnest($days::DATE[]))
+        ), per_file AS (  -- cases per verdict file (null: the cases without one, as Polars)
+            SELECT verdict_file_sha256, count(*) AS n FROM cases GROUP BY ALL
         )
+        SELECT c.*,
+            CASE WHEN {reviewed} THEN verdict <> proposed_action END AS override,
+            CASE WHEN {reviewed} THEN {response} / f.n END AS review_seconds_per_case,
+            {response} AS reviewer_response_s,
+            {_seconds("ingested_at", "executed_at")} AS time_to_decision_s
+        FROM cases c LEFT JOIN per_file f
+            ON f.verdict_file_sha256 IS NOT DISTINCT FROM c.verdict_file_sha256
         """,
         {"domain": domain, "days": list(days)},
     )
