@@ -1,8 +1,8 @@
 """`python -m bench <benchmark> [options]`: every benchmark of hitl-gate by name.
 
-`pipeline`, `generate`, `backfill` and `memory` take options (`--help`); the others run their fixed
-scenario. Each compares against a baseline measured in the same run and appends its section to
-BENCHMARKS.md.
+`pipeline`, `generate`, `backfill`, `memory` and `metrics_memory` take options (`--help`); the
+others run their fixed scenario. Each compares against a baseline measured in the same run and
+appends its section to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "generate": "bench.generate",
     "backfill": "bench.backfill",
     "memory": "bench.memory",
+    "metrics_memory": "bench.metrics_memory",
     "validation": "bench.validation",
     "features_models": "bench.features_models",
     "policy": "bench.policy",

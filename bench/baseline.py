@@ -11,6 +11,7 @@ the layer does (lineage, quarantine detail, signed review workbooks, checks, Dag
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -77,18 +78,41 @@ def _point_in_time(
     ).drop("_feature_time")
 
 
+@dataclass(frozen=True)
+class BaselineDay:
+    """What the baseline decided for a day: the frames the floor's extra work reads."""
+
+    files: list[Path]  # the day's landing files, in reading order
+    flagged: pl.DataFrame  # every row read, `_valid` False for those the contract refuses
+    case_features: pl.DataFrame  # features as of each valid case's time (point in time)
+    routed: pl.DataFrame  # one row per valid case: inputs, features, scores, route
+    decisions_db: Path  # the DuckDB file holding table `decisions`
+
+    @property
+    def quarantined(self) -> int:
+        return self.flagged.height - int(self.flagged["_valid"].sum())
+
+
 def run_baseline(paths: HitlPaths, domain: DomainConfig, day: date, scratch: Path) -> dict:
     """Process `day` end to end; return counts per route (the timed work is all in here)."""
+    done = decide_day(paths, domain, day, scratch)
+    routes = dict(done.routed.group_by("route").len().iter_rows())
+    return {"quarantined": done.quarantined, **routes}
+
+
+def decide_day(paths: HitlPaths, domain: DomainConfig, day: date, scratch: Path) -> BaselineDay:
+    """The baseline's work for `day`: read, validate, features, score, route, write."""
     from features.engineering import compute_features, utc_timestamps
     from hitl_gate.routing.cases import assemble_cases
     from models.scoring import load_champion, score_frame
     from policies.engine import load_policy, route_cases
 
     scratch.mkdir(parents=True, exist_ok=True)
-    frame = _read_day(domain, paths.landing / domain.landing_subdir / day.isoformat())
+    folder = paths.landing / domain.landing_subdir / day.isoformat()
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".csv", ".parquet"))
+    frame = _read_day(domain, folder)
     flagged = frame.with_columns(_valid=_valid_mask(domain, frame))
     valid = flagged.filter(pl.col("_valid")).drop("_valid")
-    quarantined = flagged.height - valid.height
 
     features = compute_features(valid, domain)
     entities = valid.select(
@@ -109,7 +133,8 @@ def run_baseline(paths: HitlPaths, domain: DomainConfig, day: date, scratch: Pat
         pl.lit(day).alias("partition_date"), pl.col("reason_codes").list.join(";")
     )
     decisions.write_parquet(scratch / "decisions.parquet")
-    con = duckdb.connect(str(scratch / "decisions.duckdb"))
+    database = scratch / "decisions.duckdb"
+    con = duckdb.connect(str(database))
     try:
         con.register("incoming", decisions.select(pl.exclude(pl.List(pl.String))).to_arrow())
         con.execute("CREATE OR REPLACE TABLE decisions AS SELECT * FROM incoming")
@@ -120,5 +145,4 @@ def run_baseline(paths: HitlPaths, domain: DomainConfig, day: date, scratch: Pat
         *shown, "review_queue", pl.col("reason_texts").list.join("; ")
     )
     review.write_csv(scratch / "review_cases.csv")
-    routes = dict(routed.group_by("route").len().iter_rows())
-    return {"quarantined": quarantined, **routes}
+    return BaselineDay(files, flagged, case_features, routed, database)

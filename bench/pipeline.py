@@ -1,16 +1,19 @@
-"""Benchmark of the daily pipeline against a hand-written baseline, measured in the same run.
+"""Benchmark of the daily pipeline against the honest floor and the old baseline, in one run.
 
 `python -m bench pipeline --rows 100000 1000000 [--repeats 3] [--profile]`
 
 One temporary home is prepared like `hitl demo` does (the real sample landed, ingested and a
 champion trained), then for each size and repeat a fresh partition day of synthetic
-applications is generated (`bench.generate`) and processed twice, each in its own child
+applications is generated (`bench.generate`) and processed three times, each in its own child
 process so peak RSS is that run's: once by the real Dagster job (`hitl_gate.app.runner.run_job`,
 in process, every stage from landing files to the audit accounting and the signed review
-batches), once by `bench.baseline`. Heavy libraries are imported before the clock starts in
-both modes, so the figures compare work, not import time. The day's files are removed after
+batches), once by `bench.floor` (the baseline plus the chain, the signed checkpoint, the
+blocking expectations and the day's metrics: the work no deployment may skip) and once by the
+old `bench.baseline` (deciding only). Heavy libraries are imported before the clock starts in
+every mode, so the figures compare work, not import time. The day's files are removed after
 each repeat so every repeat sees the same history. Results (medians, per-stage times from
-Dagster's step events, rows/s, peak RSS, ratio) are printed and appended to BENCHMARKS.md.
+Dagster's step events, rows/s, peak RSS, the ratios to the floor and to the old baseline) are
+printed and appended to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -139,6 +142,40 @@ def measure_baseline(home: Path, day: date, rows: int, profile: Path | None) -> 
     )
 
 
+def measure_floor(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
+    """The honest floor for `day` in this process (`bench.floor`), signed by the home's token."""
+    from bench.floor import run_floor
+    from hitl_gate.audit.keys import checkpoint_signer
+    from hitl_gate.core.domain import load_domain
+
+    settings = _settings(home)
+    domain = load_domain(DOMAIN)
+    signer = checkpoint_signer(settings.paths, settings.audit_keys)
+    signer.public_key()  # the token opened before the clock, as the pipeline's resource is
+    _warm_imports()
+    profiler = _start_profiler(profile)
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="hitl-floor-") as scratch:
+        counts = run_floor(settings.paths, domain, day, Path(scratch), signer)
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    _stop_profiler(profiler, profile)
+    return RunFigures(
+        mode="floor",
+        rows=rows,
+        wall_s=wall,
+        cpu_s=cpu,
+        peak_rss_mb=peak_rss_mb(),
+        ok=not counts["blocked"],
+        note=str(counts),
+    )
+
+
+MEASURES = {"pipeline": measure_pipeline, "floor": measure_floor, "baseline": measure_baseline}
+MODES = tuple(MEASURES)
+
+
 def _start_profiler(profile: Path | None):
     if profile is None:
         return None
@@ -192,7 +229,7 @@ def _child(args: list[str]) -> RunFigures:
 def run_benchmark(
     sizes: list[int], repeats: int, home: Path, profile_dir: Path | None, file_format: str
 ) -> list[dict]:
-    """Every size x repeat, pipeline and baseline alternating; returns one summary per size."""
+    """Every size x repeat, the three modes in rotating order; returns one summary per size."""
     from bench.generate import write_day
     from hitl_gate.core.domain import load_domain
 
@@ -208,7 +245,7 @@ def run_benchmark(
     summaries = []
     day = FIRST_BENCH_DAY
     for rows in sizes:
-        runs: dict[str, list[RunFigures]] = {"pipeline": [], "baseline": []}
+        runs: dict[str, list[RunFigures]] = {mode: [] for mode in MODES}
         for repeat in range(repeats):
             started = time.perf_counter()
             write_day(
@@ -220,7 +257,8 @@ def run_benchmark(
                 file_format=file_format,
             )
             _log(f"{rows:,} rows on {day}: generated in {time.perf_counter() - started:.1f} s")
-            for mode in ("baseline", "pipeline") if repeat % 2 else ("pipeline", "baseline"):
+            shift = repeat % len(MODES)
+            for mode in MODES[shift:] + MODES[:shift]:
                 extra = []
                 if profile_dir is not None and repeat == 0:
                     extra = ["--profile", str(profile_dir / f"{mode}_{rows}")]
@@ -249,33 +287,34 @@ def _setup_child(home: Path) -> None:
 
 
 def summarise(rows: int, runs: dict[str, list[RunFigures]]) -> dict:
-    """Medians per mode and per pipeline stage, and the ratio of the medians."""
-    pipe, base = runs["pipeline"], runs["baseline"]
-    wall_p = statistics.median(r.wall_s for r in pipe)
-    wall_b = statistics.median(r.wall_s for r in base)
-    cpu_p = statistics.median(r.cpu_s for r in pipe)
-    cpu_b = statistics.median(r.cpu_s for r in base)
+    """Medians per mode and per pipeline stage, and the ratios of the medians.
+
+    `ratio` / `cpu_ratio` compare the pipeline with the honest floor, `baseline_ratio` /
+    `baseline_cpu_ratio` with the old baseline (deciding only), from the same repeats.
+    """
+    pipe = runs["pipeline"]
+    wall = {m: statistics.median(r.wall_s for r in runs[m]) for m in MODES}
+    cpu = {m: statistics.median(r.cpu_s for r in runs[m]) for m in MODES}
     stages = {
         name: statistics.median(r.stages.get(name, 0.0) for r in pipe)
         for name in dict.fromkeys(k for r in pipe for k in r.stages)
     }
-    return {
-        "rows": rows,
-        "repeats": len(pipe),
-        "pipeline_s": wall_p,
-        "baseline_s": wall_b,
-        "ratio": wall_p / wall_b if wall_b else float("nan"),
-        "pipeline_cpu_s": cpu_p,
-        "baseline_cpu_s": cpu_b,
-        "cpu_ratio": cpu_p / cpu_b if cpu_b else float("nan"),
-        "pipeline_rows_per_s": rows / wall_p,
-        "baseline_rows_per_s": rows / wall_b,
-        "pipeline_peak_mb": max(r.peak_rss_mb for r in pipe),
-        "baseline_peak_mb": max(r.peak_rss_mb for r in base),
-        "stages": stages,
-        "pipeline_runs_s": [round(r.wall_s, 1) for r in pipe],
-        "baseline_runs_s": [round(r.wall_s, 1) for r in base],
-    }
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else float("nan")
+
+    summary: dict = {"rows": rows, "repeats": len(pipe), "stages": stages}
+    for mode in MODES:
+        summary[f"{mode}_s"] = wall[mode]
+        summary[f"{mode}_cpu_s"] = cpu[mode]
+        summary[f"{mode}_rows_per_s"] = rows / wall[mode] if wall[mode] else float("nan")
+        summary[f"{mode}_peak_mb"] = max(r.peak_rss_mb for r in runs[mode])
+        summary[f"{mode}_runs_s"] = [round(r.wall_s, 1) for r in runs[mode]]
+    summary["ratio"] = ratio(wall["pipeline"], wall["floor"])
+    summary["cpu_ratio"] = ratio(cpu["pipeline"], cpu["floor"])
+    summary["baseline_ratio"] = ratio(wall["pipeline"], wall["baseline"])
+    summary["baseline_cpu_ratio"] = ratio(cpu["pipeline"], cpu["baseline"])
+    return summary
 
 
 def markdown(summaries: list[dict], label: str) -> str:
@@ -290,20 +329,26 @@ def markdown(summaries: list[dict], label: str) -> str:
         f"Machine: {machine}; load average at the end {_load()}. Medians of "
         f"{summaries[0]['repeats']} repeats; wall and CPU (user + system) seconds of the run "
         "itself, imports excluded; rows/s on wall time; peak RSS is the largest of the repeats "
-        "(child process, `getrusage`).",
+        "(child process, `getrusage`). Floor = `bench.floor` (the baseline plus records, "
+        "SHA-256 chain, signed checkpoint, blocking expectations and the day's metrics); "
+        "baseline = the old `bench.baseline` (deciding only).",
         "",
-        "| rows | pipeline s | baseline s | ratio | pipeline CPU s | baseline CPU s | CPU ratio "
-        "| pipeline rows/s | baseline rows/s | pipeline peak RSS MB | baseline peak RSS MB "
-        "| runs (pipeline / baseline) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| rows | pipeline s | floor s | baseline s | ratio to floor | ratio to baseline "
+        "| pipeline CPU s | floor CPU s | baseline CPU s | CPU ratio to floor "
+        "| CPU ratio to baseline | pipeline rows/s | floor rows/s "
+        "| peak RSS MB (pipeline / floor / baseline) | runs (pipeline / floor / baseline) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for s in summaries:
         lines.append(
-            f"| {s['rows']:,} | {s['pipeline_s']:.1f} | {s['baseline_s']:.1f} | "
-            f"{s['ratio']:.2f} | {s['pipeline_cpu_s']:.1f} | {s['baseline_cpu_s']:.1f} | "
-            f"{s['cpu_ratio']:.2f} | {s['pipeline_rows_per_s']:,.0f} | "
-            f"{s['baseline_rows_per_s']:,.0f} | {s['pipeline_peak_mb']:,.0f} | "
-            f"{s['baseline_peak_mb']:,.0f} | {s['pipeline_runs_s']} / {s['baseline_runs_s']} |"
+            f"| {s['rows']:,} | {s['pipeline_s']:.1f} | {s['floor_s']:.1f} | "
+            f"{s['baseline_s']:.1f} | {s['ratio']:.2f} | {s['baseline_ratio']:.2f} | "
+            f"{s['pipeline_cpu_s']:.1f} | {s['floor_cpu_s']:.1f} | {s['baseline_cpu_s']:.1f} | "
+            f"{s['cpu_ratio']:.2f} | {s['baseline_cpu_ratio']:.2f} | "
+            f"{s['pipeline_rows_per_s']:,.0f} | {s['floor_rows_per_s']:,.0f} | "
+            f"{s['pipeline_peak_mb']:,.0f} / {s['floor_peak_mb']:,.0f} / "
+            f"{s['baseline_peak_mb']:,.0f} | {s['pipeline_runs_s']} / {s['floor_runs_s']} / "
+            f"{s['baseline_runs_s']} |"
         )
     names = list(dict.fromkeys(k for s in summaries for k in s["stages"]))
     lines += [
@@ -400,8 +445,7 @@ def _child_main(argv: list[str]) -> None:
     if args.command == "_setup":
         setup_home(args.home)
         return
-    measure = measure_pipeline if args.mode == "pipeline" else measure_baseline
-    figures = measure(args.home, args.day, args.rows, args.profile)
+    figures = MEASURES[args.mode](args.home, args.day, args.rows, args.profile)
     sys.stdout.write(RESULT_MARK + json.dumps(figures.to_json()) + "\n")
 
 

@@ -9,7 +9,7 @@ sampling noise: at a hundred cases a day a 5-point swing in a rate is noise, not
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import cast
@@ -114,26 +114,59 @@ def proportion_shift(
     """Share of each value of `column` per day vs the trailing baseline's share.
 
     Fires when the absolute shift is at least `min_shift` AND beyond `rate_z` binomial standard
-    errors of the day's size; ERROR at `rate_error_shift`.
+    errors of the day's size; ERROR at `rate_error_shift`. The rows are counted per day and
+    value, then judged by `proportion_shift_counts`.
     """
+    counts = (
+        frame.filter(pl.col(column).is_not_null())
+        .group_by("partition_date", column)
+        .len("n")
+        .rename({column: "value"})
+    )
+    return proportion_shift_counts(
+        counts, column, days, t, check=check, categories=categories, upward_only=upward_only,
+        min_shift=min_shift, min_cases=min_cases,
+    )  # fmt: skip
+
+
+def proportion_shift_counts(
+    counts: pl.DataFrame,
+    column: str,
+    days: Sequence[date],
+    t: Thresholds,
+    *,
+    check: str,
+    categories: Sequence[str] | None = None,
+    upward_only: bool = False,
+    min_shift: float | None = None,
+    min_cases: int = 1,
+) -> Finding:
+    """`proportion_shift` from `counts` (partition_date, value, n): rows per day and non-null
+    value of `column`, e.g. a DuckDB `GROUP BY` over millions of cases."""
     min_shift = t.rate_min_shift if min_shift is None else min_shift
-    data = frame.filter(pl.col(column).is_not_null())
-    values = sorted(categories or data[column].unique().to_list())
-    available = data["partition_date"].unique().to_list()
+    values = sorted(categories or counts["value"].unique().to_list())
+    per_day: dict[date, dict[object, int]] = {}
+    for day, value, n in counts.select("partition_date", "value", "n").iter_rows():
+        per_day.setdefault(day, {})[value] = per_day.get(day, {}).get(value, 0) + int(n)
     rows = []
-    for day in _judged_days(available, days, t):
+    for day in _judged_days(list(per_day), days, t):
         start, end = _baseline_window(day, t)
-        today = data.filter(pl.col("partition_date") == day)
-        base = data.filter(pl.col("partition_date").is_between(start, end))
-        if today.height < max(min_cases, 1) or base.height == 0:
+        today = per_day.get(day, {})
+        base: dict[object, int] = {}
+        for d, part in per_day.items():
+            if start <= d <= end:
+                for value, n in part.items():
+                    base[value] = base.get(value, 0) + n
+        cases, base_cases = sum(today.values()), sum(base.values())
+        if cases < max(min_cases, 1) or base_cases == 0:
             continue
         for value in values:
-            p = float((today[column] == value).mean())
-            p0 = float((base[column] == value).mean())
-            se = math.sqrt(max(p0 * (1 - p0), 1e-9) / today.height)
+            p = today.get(value, 0) / cases
+            p0 = base.get(value, 0) / base_cases
+            se = math.sqrt(max(p0 * (1 - p0), 1e-9) / cases)
             rows.append(
-                {"partition_date": day, "value": str(value), "cases": today.height,
-                 "share": p, "baseline_share": p0, "baseline_cases": base.height,
+                {"partition_date": day, "value": str(value), "cases": cases,
+                 "share": p, "baseline_share": p0, "baseline_cases": base_cases,
                  "shift": p - p0, "z": (p - p0) / se}
             )  # fmt: skip
     details = pl.DataFrame(rows, schema=_SHIFT_SCHEMA)
@@ -193,10 +226,11 @@ def psi(baseline: pl.Series, current: pl.Series, bins: int = 10) -> tuple[float,
     """
     base = baseline.cast(pl.Float64)
     cur = current.cast(pl.Float64)
-    edges = sorted(
-        {float(cast(float, base.drop_nulls().quantile(q / bins, "linear"))) for q in range(1, bins)}
-        if base.drop_nulls().len()
-        else set()
+    present = base.drop_nulls()
+    edges = psi_edges(
+        [float(cast(float, present.quantile(q / bins, "linear"))) for q in range(1, bins)]
+        if present.len()
+        else []
     )
 
     def shares(values: pl.Series) -> list[int]:
@@ -208,7 +242,17 @@ def psi(baseline: pl.Series, current: pl.Series, bins: int = 10) -> tuple[float,
         counts[-1] = values.null_count()
         return counts
 
-    b_counts, c_counts = shares(base), shares(cur)
+    return psi_of_counts(shares(base), shares(cur))
+
+
+def psi_edges(quantiles: Sequence[float]) -> list[float]:
+    """The bin edges from the baseline's quantiles: distinct values, ascending."""
+    return sorted(set(quantiles))
+
+
+def psi_of_counts(b_counts: Sequence[int], c_counts: Sequence[int]) -> tuple[float, int]:
+    """PSI and bins used from per-bin counts (bin i: values with i edges at or below them;
+    the last bin: missing values), baseline first. Empty bins on both sides are dropped."""
     kept = [i for i, (x, y) in enumerate(zip(b_counts, c_counts, strict=True)) if x or y]
     b = [(b_counts[i] + 0.5) / (sum(b_counts) + 0.5 * len(kept)) for i in kept]
     c = [(c_counts[i] + 0.5) / (sum(c_counts) + 0.5 * len(kept)) for i in kept]
@@ -226,21 +270,53 @@ def distribution_drift(
     bins - 1 degrees of freedom, scaled by (1/n + 1/n0). The noise floor is its mean plus three
     standard deviations, and the thresholds apply above that floor.
     """
-    available = frame["partition_date"].unique().to_list()
-    rows = []
-    for day in _judged_days(available, days, t):
-        start, end = _baseline_window(day, t)
+
+    def compare(day: date, start: date, end: date, column: str) -> DriftStats | None:
         today = frame.filter(pl.col("partition_date") == day)
         base = frame.filter(pl.col("partition_date").is_between(start, end))
         if today.height == 0 or base.height == 0:
-            continue
+            return None
+        value, used = psi(base[column], today[column], t.psi_bins)
+        return DriftStats(value, used, today.height, base.height)
+
+    available = frame["partition_date"].unique().to_list()
+    return drift_finding(available, compare, columns, days, t, check=check)
+
+
+@dataclass(frozen=True)
+class DriftStats:
+    """One column's PSI on one day: the value, bins used, and the cases on either side."""
+
+    psi: float
+    bins: int
+    cases: int
+    baseline_cases: int
+
+
+def drift_finding(
+    available: Sequence[date],
+    compare: Callable[[date, date, date, str], DriftStats | None],
+    columns: Sequence[str],
+    days: Sequence[date],
+    t: Thresholds,
+    *,
+    check: str,
+) -> Finding:
+    """`distribution_drift`'s judgement, given `compare(day, baseline start, end, column)`
+    (None: nothing to compare that day) and the days that have data (`available`)."""
+    rows = []
+    for day in _judged_days(available, days, t):
+        start, end = _baseline_window(day, t)
         for column in columns:
-            value, used = psi(base[column], today[column], t.psi_bins)
-            df = max(used - 1, 1)
-            floor = (df + 3 * math.sqrt(2 * df)) * (1 / today.height + 1 / base.height)
+            stats = compare(day, start, end, column)
+            if stats is None:
+                break
+            df = max(stats.bins - 1, 1)
+            floor = (df + 3 * math.sqrt(2 * df)) * (1 / stats.cases + 1 / stats.baseline_cases)
             rows.append(
-                {"partition_date": day, "feature": column, "psi": value, "noise_floor": floor,
-                 "cases": today.height, "baseline_cases": base.height}
+                {"partition_date": day, "feature": column, "psi": stats.psi,
+                 "noise_floor": floor, "cases": stats.cases,
+                 "baseline_cases": stats.baseline_cases}
             )  # fmt: skip
     details = pl.DataFrame(rows, schema=_PSI_SCHEMA)
     excess = pl.col("psi") - pl.col("noise_floor")

@@ -27,6 +27,7 @@ from hitl_gate.observability.metrics import (
     default_decline_bands,
     with_review_facts,
 )
+from hitl_gate.observability.metrics_db import decision_metrics_db
 from hitl_gate.observability.report import PERIOD, RUN, render_report, write_report
 from hitl_gate.observability.traces import TraceFile, write_traces
 
@@ -150,16 +151,25 @@ def baseline_start(days: Sequence[date], t: Thresholds) -> date:
 
 
 def read_metric_inputs(
-    con: duckdb.DuckDBPyConnection, domain: str, days: Sequence[date], t: Thresholds
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    days: Sequence[date],
+    t: Thresholds,
+    *,
+    with_cases: bool = True,
 ) -> MetricInputs:
-    """The cases of the run's days and baseline window, the QA sample and the deciding models."""
+    """The cases of the run's days and baseline window, the QA sample and the deciding models.
+
+    `with_cases=False` leaves `cases` empty: `evaluate_metrics_db` aggregates them in DuckDB.
+    """
     days = list(days)
     start = baseline_start(days, t)
     cases = query_frame(
         con,
         f"SELECT {', '.join(METRIC_CASE_COLUMNS)} FROM case_stage_times "
         "WHERE domain = ? AND partition_date BETWEEN ? AND ? "
-        "ORDER BY partition_date, case_id",
+        + ("" if with_cases else "AND false ")
+        + "ORDER BY partition_date, case_id",
         [domain, start, max(days)],
     )
     qa = query_frame(
@@ -209,6 +219,9 @@ def evaluate_metrics(
 ) -> MetricsEvaluation:
     """The run days' metrics and the findings of every detector against the baseline.
 
+    The straightforward computation on frames, one row per case: the reference the tests hold
+    `evaluate_metrics_db` (what the asset runs, aggregated in DuckDB) to, value for value.
+
     `outcomes` is (case_id, bad); `features` is partition_date plus the model's features over
     the whole window (`MetricInputs.window`); `protected` is case_id plus the domain's
     protected attributes (`fairness.read_protected_values`), judged over the run's days.
@@ -236,6 +249,64 @@ def evaluate_metrics(
         )
     findings = [*findings, *fairness_findings(fairness, domain.fairness).all()]
     return MetricsEvaluation(inputs.days, as_of, in_run.height, metrics, findings)
+
+
+def feature_files(feast_dir: Path, domain: DomainConfig, days: Sequence[date]) -> dict[date, Path]:
+    """The Feast offline file of each of `days` that has one (`read_model_features`'s files)."""
+    from features.store import partition_path
+
+    paths = {day: partition_path(domain, feast_dir, day) for day in days}
+    return {day: path for day, path in paths.items() if path.exists()}
+
+
+def evaluate_metrics_db(
+    con: duckdb.DuckDBPyConnection,
+    inputs: MetricInputs,
+    domain: DomainConfig,
+    settings: MetricSettings,
+    *,
+    as_of: datetime,
+    outcomes: pl.DataFrame,
+    feast_dir: Path,
+    warehouse: Path,
+) -> MetricsEvaluation:
+    """`evaluate_metrics` with the cases aggregated in DuckDB on `con` (`metrics_db`,
+    `checks_db`, `fairness_db`): no row per case is held in Python, so memory does not grow
+    with the day. `inputs` needs only the QA sample and the days
+    (`read_metric_inputs(..., with_cases=False)`); the protected values are read from the
+    stored validated cases under `warehouse`, as `read_protected_values` does.
+    """
+    from hitl_gate.observability.checks_db import detect_all_db
+    from hitl_gate.observability.fairness_db import fairness_db
+    from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT, memory_limit
+
+    decline = settings.decline_bands_for(domain)
+    days = inputs.days
+    with memory_limit(con, METRICS_MEMORY_LIMIT):
+        metrics = decision_metrics_db(
+            con, domain.name, days, as_of=as_of, decline_bands=decline, outcomes=outcomes,
+            qa=inputs.qa, limit=None,
+        )  # fmt: skip
+        findings = detect_all_db(
+            con, domain.name, inputs.window, days=days, as_of=as_of, decline_bands=decline,
+            feature_files=feature_files(feast_dir, domain, inputs.window),
+            feature_columns=domain.model.features, t=settings.thresholds,
+            limit=METRICS_MEMORY_LIMIT,
+        )  # fmt: skip
+        fairness, fair_rows = fairness_db(con, domain, days, decline, warehouse)
+        cases = int(
+            con.execute(
+                "SELECT count(*) FROM decisions WHERE domain = ? AND partition_date IN "
+                "(SELECT unnest(?::DATE[]))",
+                [domain.name, days],
+            ).fetchall()[0][0]
+        )
+    if fair_rows.height:
+        metrics = pl.concat([metrics, fair_rows]).sort(
+            "partition_date", "metric", "dimension", "key"
+        )
+    findings = [*findings, *fairness_findings(fairness, domain.fairness).all()]
+    return MetricsEvaluation(days, as_of, cases, metrics, findings)
 
 
 def stored_metrics(evaluation: MetricsEvaluation, domain: str, run_id: str) -> pl.DataFrame:

@@ -28,7 +28,7 @@ prints `fairness_table` for a period (the protected values and a period's cases 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -175,21 +175,35 @@ def _attribute_rows(
     )
     if part.height == 0:
         return []
-    counts = (
-        part.group_by("__group")
-        .agg(pl.len().alias("n"), pl.col(stage).cast(pl.Int64).sum().alias("approvals"))
-        .rename({"__group": "group"})
-        .sort("group")
+    counts = part.group_by("__group").agg(
+        pl.len().alias("n"), pl.col(stage).cast(pl.Int64).sum().alias("approvals")
     )
+    return group_rows(
+        counts.rename({"__group": "group"}),
+        lambda g: part.filter(pl.col("__group") == g)["pd"],
+        stage, name, attribute, confidence,
+    )  # fmt: skip
+
+
+def group_rows(
+    counts: pl.DataFrame,
+    scores: Callable[[str], pl.Series],
+    stage: str,
+    name: str,
+    attribute: ProtectedAttribute,
+    confidence: float,
+) -> list[dict[str, object]]:
+    """The rows of one stage and attribute from its groups' `counts` (group, n, approvals)
+    and `scores(group)`, the PD of the group's cases in case order (for the SMD)."""
+    counts = counts.sort("group")
     reference = _reference_group(counts, attribute.reference)
     ref = counts.filter(pl.col("group") == reference).row(0, named=True)
-    ref_scores = part.filter(pl.col("__group") == reference)["pd"]
+    ref_scores = scores(reference)
     rows = []
     for row in counts.iter_rows(named=True):
         air, low, high = ratio_interval(
             row["approvals"], row["n"], ref["approvals"], ref["n"], confidence
         )
-        scores = part.filter(pl.col("__group") == row["group"])["pd"]
         rows.append(
             {
                 "stage": stage,
@@ -203,7 +217,7 @@ def _attribute_rows(
                 "air": air,
                 "air_low": low,
                 "air_high": high,
-                "smd": standardised_mean_difference(scores, ref_scores),
+                "smd": standardised_mean_difference(scores(row["group"]), ref_scores),
             }
         )
     return rows
@@ -236,9 +250,16 @@ def fairness_metrics(
     confidence: float = FairnessLimits().confidence,
 ) -> pl.DataFrame:
     """`decision_metrics` rows per day: dimension `<attribute>@<stage>`, key the group."""
+    return metric_rows(
+        (day, fairness_table(part, attributes, decline_bands, confidence))
+        for (day,), part in cases.group_by("partition_date", maintain_order=True)
+    )
+
+
+def metric_rows(tables: Iterable[tuple[object, pl.DataFrame]]) -> pl.DataFrame:
+    """`decision_metrics` rows from each day's `fairness_table`."""
     parts = []
-    for (day,), part in cases.group_by("partition_date", maintain_order=True):
-        table = fairness_table(part, attributes, decline_bands, confidence)
+    for day, table in tables:
         for metric, column in METRIC_COLUMNS.items():
             parts.append(
                 table.filter(pl.col(column).is_not_null()).select(

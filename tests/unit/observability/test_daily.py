@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
@@ -268,3 +269,59 @@ def test_run_summary_states_the_route_shares(tmp_path: Path) -> None:
         assert (
             route_share_lines(con, "consumer_credit", DAY + timedelta(1), DAY + timedelta(2)) == []
         )
+
+
+def test_evaluation_in_duckdb_equals_the_frame_evaluation(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    """The asset's path (`evaluate_metrics_db`) against the frames' (`evaluate_metrics`) on
+    the real audit schema: five days of history, review cases, outcomes, features, fairness."""
+    from polars.testing import assert_frame_equal
+
+    from hitl_gate.core.lawful import ProtectedAttribute
+    from hitl_gate.observability.daily import evaluate_metrics_db
+    from hitl_gate.observability.fairness_period import read_protected_values
+
+    declared = domain.model_copy(
+        update={"protected_attributes": {"homeownership": ProtectedAttribute(category="other")}}
+    )
+    rng = np.random.default_rng(3)
+    routes = ["auto_approve", "auto_decline", "human_review"]
+    stored = tmp_path / "warehouse" / domain.name / "validated_cases"
+    stored.mkdir(parents=True)
+    readable = [tmp_path / "warehouse"]  # as the asset's connection: the warehouse only
+    with audit_connection(tmp_path / "audit.duckdb", readable=readable) as con:
+        for back in range(5, -1, -1):
+            day = DAY - timedelta(days=back)
+            chosen = list(rng.choice(routes, 60 + 10 * back, p=[0.6, 0.15, 0.25]))
+            seed(con, decision_rows(day, chosen, f"run-{back}"))
+            pl.DataFrame(
+                {
+                    "application_id": [f"{day}-{i}" for i in range(len(chosen))],
+                    "homeownership": list(rng.choice(["OWN", "RENT", "MORTGAGE"], len(chosen))),
+                }
+            ).write_parquet(stored / f"{day}.parquet")
+        settings = MetricSettings(thresholds=Thresholds(min_baseline_days=2))
+        frames = read_metric_inputs(con, domain.name, [DAY], settings.thresholds)
+        slim = read_metric_inputs(con, domain.name, [DAY], settings.thresholds, with_cases=False)
+        protected = read_protected_values(tmp_path / "warehouse", declared, [DAY])
+        outcomes = pl.DataFrame({"case_id": [f"{DAY}-{i}" for i in range(0, 40, 3)],
+                                 "bad": [i % 2 == 0 for i in range(0, 40, 3)]})  # fmt: skip
+        common = {"as_of": AS_OF, "outcomes": outcomes}
+        got = evaluate_metrics_db(
+            con, slim, declared, settings, feast_dir=tmp_path / "feast",
+            warehouse=tmp_path / "warehouse", **common,
+        )  # fmt: skip
+    assert slim.cases.height == 0 and frames.cases.height > 300
+    expected = evaluate_metrics(
+        frames, declared, settings,
+        features=read_model_features(tmp_path / "feast", domain, frames.window),
+        protected=protected, **common,
+    )  # fmt: skip
+    assert got.cases == expected.cases == 60
+    assert_frame_equal(got.metrics, expected.metrics, check_exact=True)
+    assert {m for m in got.metrics["metric"]} >= {"fairness_air", "bad_rate", "rate"}
+    assert [(f.check, f.state, f.summary) for f in got.findings] == [
+        (f.check, f.state, f.summary) for f in expected.findings
+    ]
+    assert sum(f.judged for f in got.findings) >= 3

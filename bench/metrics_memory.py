@@ -1,0 +1,159 @@
+"""Peak memory of `decision_metrics`' computation by day size: frames against DuckDB.
+
+`python -m bench metrics_memory --rows 1000000 3000000`
+
+For each size, a DuckDB file gets a synthetic `case_stage_times` table (built by SQL: one day
+of `rows` cases plus 14 baseline days of 5,000) and two child processes compute the day's
+metrics and anomaly checks on it: `frames` as the asset did before issue 23 (the window's
+cases as one Polars frame, `metrics.decision_metrics` and `anomalies.detect_all`), `duckdb` as
+it does now (`metrics_db.decision_metrics_db`, `checks_db.detect_all_db`). Each child reports
+its wall and CPU seconds and peak RSS (`getrusage`), so the figures are that path's alone.
+Both must give the same metric rows (their count is printed side by side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from bench.measure import cpu_seconds, peak_rss_mb
+
+DAY = date(2018, 3, 19)
+BASELINE_ROWS = 5_000
+MARK = "METRICS-MEMORY "
+
+
+def build(path: Path, rows: int) -> None:
+    """The synthetic `case_stage_times` table (routes, bands, review facts, times)."""
+    import duckdb
+
+    con = duckdb.connect(str(path))
+    con.execute(
+        f"""
+        CREATE OR REPLACE TABLE case_stage_times AS
+        WITH n AS (
+            SELECT i, CASE WHEN i < {rows} THEN DATE '{DAY}'
+                ELSE DATE '{DAY}' - (1 + (i - {rows}) // {BASELINE_ROWS})::INTEGER END AS day
+            FROM range({rows + 14 * BASELINE_ROWS}) t(i)
+        ), c AS (
+            SELECT i, day, hash(i) % 100 AS r, (hash(i * 7) % 1000) / 1000.0 AS u FROM n
+        )
+        SELECT 'consumer_credit' AS domain, day AS partition_date, 'C' || i AS case_id,
+            CASE WHEN r < 55 THEN 'auto_approve' WHEN r < 65 THEN 'auto_decline'
+                ELSE 'human_review' END AS route,
+            'R' || (r % 7) AS route_rule_id,
+            CASE WHEN r >= 65 THEN (CASE WHEN r % 2 = 0 THEN 'analyst' ELSE 'senior' END) END
+                AS review_queue,
+            ['A', 'B', 'C', 'D', 'E'][1 + (hash(i * 3) % 5)::INTEGER] AS risk_band,
+            'v1' AS policy_version, u * 0.3 AS pd,
+            day::TIMESTAMPTZ + INTERVAL 6 HOUR AS ingested_at,
+            day::TIMESTAMPTZ + INTERVAL 6 HOUR + to_microseconds((u * 6e7)::BIGINT)
+                AS validated_at,
+            day::TIMESTAMPTZ + INTERVAL 7 HOUR AS scored_at,
+            day::TIMESTAMPTZ + INTERVAL 7 HOUR + to_microseconds((u * 3e7)::BIGINT)
+                AS routed_at,
+            CASE WHEN r >= 95 THEN 'analyst' END AS batch_queue,
+            CASE WHEN r >= 95 THEN day::TIMESTAMPTZ + INTERVAL 8 HOUR END AS exported_at,
+            CASE WHEN r >= 95 THEN day::TIMESTAMPTZ + INTERVAL 56 HOUR END AS due_at,
+            CASE WHEN r >= 97 THEN (CASE WHEN u < 0.5 THEN 'approve' ELSE 'decline' END) END
+                AS verdict,
+            CASE WHEN r >= 97 THEN 'rev' || (i % 5) END AS reviewer_id,
+            CASE WHEN r >= 97 THEN 'file' || (i % 40) END AS verdict_file_sha256,
+            CASE WHEN r >= 97 THEN day::TIMESTAMPTZ + INTERVAL 20 HOUR
+                + to_microseconds((u * 1e9)::BIGINT) END AS verdict_received_at,
+            CASE WHEN r < 55 THEN 'approve' WHEN r < 65 THEN 'decline' END AS executed_action,
+            CASE WHEN r < 65 THEN 'policy' END AS decided_by,
+            CASE WHEN r < 65 THEN day::TIMESTAMPTZ + INTERVAL 9 HOUR
+                + to_microseconds((u * 1e8)::BIGINT) END AS executed_at
+        FROM c
+        """
+    )
+    con.close()
+
+
+def measure(mode: str, path: Path) -> dict:
+    """One path's computation on the table at `path`, in this (fresh) process."""
+    import duckdb
+    import polars as pl
+
+    from hitl_gate.observability.anomalies import Thresholds, detect_all
+    from hitl_gate.observability.checks_db import detect_all_db, window_days
+    from hitl_gate.observability.daily import METRIC_CASE_COLUMNS
+    from hitl_gate.observability.metrics import decision_metrics, with_review_facts
+    from hitl_gate.observability.metrics_db import decision_metrics_db
+
+    as_of = datetime(2018, 3, 21, tzinfo=UTC)
+    bands, t = ["D", "E"], Thresholds()
+    window = window_days([DAY], t)
+    features = pl.DataFrame(schema={"partition_date": pl.Date})
+    con = duckdb.connect(str(path), read_only=True)
+    cpu, started = cpu_seconds(), time.perf_counter()
+    if mode == "frames":
+        cases = con.sql(
+            f"SELECT {', '.join(METRIC_CASE_COLUMNS)} FROM case_stage_times WHERE partition_date "
+            f"BETWEEN DATE '{window[0]}' AND DATE '{DAY}' ORDER BY partition_date, case_id"
+        ).pl()
+        in_run = cases.filter(pl.col("partition_date") == DAY)
+        metrics = decision_metrics(in_run, as_of=as_of, decline_bands=bands)
+        findings = detect_all(
+            with_review_facts(cases, bands), features, days=[DAY], as_of=as_of,
+            feature_columns=[], t=t,
+        )  # fmt: skip
+    else:
+        metrics = decision_metrics_db(
+            con, "consumer_credit", [DAY], as_of=as_of, decline_bands=bands
+        )
+        findings = detect_all_db(
+            con, "consumer_credit", window, days=[DAY], as_of=as_of, decline_bands=bands,
+            feature_files={}, feature_columns=[], t=t,
+        )  # fmt: skip
+    wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    con.close()
+    return {
+        "mode": mode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "peak_rss_mb": round(peak_rss_mb()), "metric_rows": metrics.height,
+        "failed": sorted(f.check for f in findings if not f.passed),
+    }  # fmt: skip
+
+
+def _child(mode: str, path: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.metrics_memory", "_measure", mode, str(path)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    lines = [x for x in done.stdout.splitlines() if x.startswith(MARK)]
+    if done.returncode != 0 or not lines:
+        raise SystemExit(f"{mode} failed:\n{done.stderr[-3000:]}")
+    result: dict = json.loads(lines[-1][len(MARK) :])
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_measure":
+        figures = measure(argv[1], Path(argv[2]))
+        sys.stdout.write(MARK + json.dumps(figures) + "\n")
+        return
+    parser = argparse.ArgumentParser(prog="python -m bench metrics_memory", description=__doc__)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 3_000_000])
+    parser.add_argument("--modes", nargs="+", default=["duckdb", "frames"])
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="hitl-metrics-memory-") as tmp:
+        for rows in args.rows:
+            path = Path(tmp) / f"cases_{rows}.duckdb"
+            build(path, rows)
+            for mode in args.modes:
+                figures = _child(mode, path)
+                sys.stdout.write(f"{rows:>10,} {json.dumps(figures)}\n")
+                sys.stdout.flush()
+            path.unlink()
+
+
+if __name__ == "__main__":
+    main()

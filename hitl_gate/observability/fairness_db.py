@@ -1,0 +1,187 @@
+"""Fairness of a run's days counted in DuckDB: `fairness_table` without a frame per case.
+
+The run days' cases (`case_stage_times`) and their protected values (the stored validated
+cases' Parquet files, read by DuckDB) become one temporary table with the four stage columns
+of `fairness.stage_approvals` and one group label per attribute. Per stage and attribute,
+DuckDB counts the groups; the standardised mean difference needs each group's PD values, which
+come back one group at a time, in case order, as a float array (8 bytes a case, not a frame),
+so the judging code is `fairness.group_rows` itself and the figures are identical.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from hitl_gate.core.domain import DomainConfig
+from hitl_gate.observability.fairness import (
+    APPROVE,
+    MISSING,
+    STAGES,
+    TABLE_SCHEMA,
+    group_rows,
+    metric_rows,
+)
+
+FAIR = "fairness_cases"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _label(name: str, bins: Sequence[float]) -> str:
+    """SQL of an attribute's group: its text, or its interval (`fairness.interval_labels`)."""
+    column = f"p.{_quote(name)}"
+    if not bins:
+        return f"coalesce({column}::VARCHAR, '{MISSING}')"
+    x = f"TRY_CAST({column} AS DOUBLE)"
+    bounds = [-math.inf, *bins, math.inf]
+    cases = " ".join(
+        f"WHEN {x} >= '{low!r}'::DOUBLE AND {x} < '{high!r}'::DOUBLE "
+        f"THEN {_literal(f'[{low:g}, {high:g})')}"
+        for low, high in zip(bounds, bounds[1:], strict=False)
+    )
+    return f"CASE {cases} ELSE '{MISSING}' END"
+
+
+def _protected_files(warehouse: Path, domain: DomainConfig, days: Sequence[date]) -> list[Path]:
+    folder = warehouse / domain.name / "validated_cases"
+    return [folder / f"{d.isoformat()}.parquet" for d in days
+            if (folder / f"{d.isoformat()}.parquet").exists()]  # fmt: skip
+
+
+def load_fairness_cases(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    days: Sequence[date],
+    decline_bands: Sequence[str],
+    warehouse: Path,
+) -> list[str]:
+    """Build `fairness_cases`; return the protected attributes found in the stored files.
+
+    A case's protected values are those of the last file (day order) and row holding its id,
+    as `fairness_period.read_protected_values` keeps them.
+    """
+    names = list(domain.protected_attributes)
+    files = _protected_files(warehouse, domain, days)
+    present: list[str] = []
+    parts = []
+    for number, path in enumerate(files):
+        columns = set(pl.read_parquet_schema(path))
+        here = [n for n in names if n in columns]
+        present += [n for n in here if n not in present]
+        values = ", ".join(f"{_quote(n)}::VARCHAR AS {_quote(n)}" for n in here)
+        parts.append(
+            f"SELECT {_quote(domain.case_id)}::VARCHAR AS case_id{', ' if here else ''}{values}, "
+            f"{number} AS file_number, file_row_number FROM read_parquet("
+            f"{_literal(str(path))}, file_row_number = true)"
+        )
+    if present:
+        union = " UNION ALL BY NAME ".join(f"({q})" for q in parts)
+        protected = (
+            f"(SELECT * FROM ({union}) QUALIFY row_number() OVER (PARTITION BY case_id "
+            "ORDER BY file_number DESC, file_row_number DESC) = 1)"
+        )
+    else:
+        protected = "(SELECT NULL::VARCHAR AS case_id WHERE false)"
+    declined = ", ".join(_literal(b) for b in decline_bands)
+    band = (
+        f"CASE WHEN risk_band IS NULL THEN NULL ELSE "
+        f"(NOT ({f'risk_band IN ({declined})' if declined else 'false'}))::INTEGER END"
+    )
+    policy = (
+        "CASE WHEN route = 'auto_approve' THEN 1 WHEN route = 'auto_decline' THEN 0 "
+        f"WHEN route = 'human_review' THEN {band} END"
+    )
+    verdict = (
+        f"CASE WHEN verdict IS NOT NULL THEN (verdict = '{APPROVE}')::INTEGER "
+        f"WHEN route = 'human_review' THEN NULL ELSE {policy} END"
+    )
+    final = (
+        f"CASE WHEN executed_action IS NOT NULL THEN (executed_action = '{APPROVE}')::INTEGER END"
+    )
+    labels = "".join(
+        f", {_label(n, domain.protected_attributes[n].bins)} AS {_quote('g_' + n)}" for n in present
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {FAIR} AS
+        SELECT c.partition_date, c.case_id, c.pd, {band} AS model_band,
+            {policy} AS policy_route, {verdict} AS human_verdict, {final} AS final_action
+            {labels}
+        FROM (SELECT * FROM case_stage_times WHERE domain = $domain
+              AND partition_date IN (SELECT unnest($days::DATE[]))) c
+        LEFT JOIN {protected} p ON p.case_id = c.case_id
+        ORDER BY c.partition_date, c.case_id
+        """,
+        {"domain": domain.name, "days": list(days)},
+    )
+    return present
+
+
+def table_of(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    present: Sequence[str],
+    confidence: float,
+    day: date | None = None,
+) -> pl.DataFrame:
+    """`fairness.fairness_table` of `fairness_cases` (of one `day`, or of all)."""
+    rows: list[dict[str, object]] = []
+    day_filter = "" if day is None else " AND partition_date = $day"
+    extra = {} if day is None else {"day": day}
+    for stage in STAGES:
+        for name, attribute in domain.protected_attributes.items():
+            if name not in present:
+                continue
+            label = _quote("g_" + name)
+            where = f"{stage} IS NOT NULL{day_filter}"
+            counts = con.sql(
+                f"SELECT {label} AS group, count(*) AS n, sum({stage})::BIGINT AS approvals "
+                f"FROM {FAIR} WHERE {where} GROUP BY ALL",
+                params=extra,
+            ).pl()
+            if counts.height == 0:
+                continue
+
+            def scores(group: str, label: str = label, where: str = where) -> pl.Series:
+                frame = con.sql(
+                    f"SELECT pd FROM {FAIR} WHERE {where} AND {label} = $group "
+                    "ORDER BY partition_date, case_id",
+                    params={**extra, "group": group},
+                ).pl()
+                return frame["pd"]
+
+            rows += group_rows(counts, scores, stage, name, attribute, confidence)
+    return pl.DataFrame(rows, schema=TABLE_SCHEMA)
+
+
+def fairness_db(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    days: Sequence[date],
+    decline_bands: Sequence[str],
+    warehouse: Path,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The run days' `fairness_table` and its `decision_metrics` rows per day, as
+    `fairness_table` and `fairness_metrics` compute them from frames."""
+    confidence = domain.fairness.confidence
+    present = load_fairness_cases(con, domain, days, decline_bands, warehouse)
+    try:
+        table = table_of(con, domain, present, confidence)
+        cases_days = [d for (d,) in con.execute(
+            f"SELECT DISTINCT partition_date FROM {FAIR} ORDER BY 1").fetchall()]  # fmt: skip
+        rows = metric_rows((d, table_of(con, domain, present, confidence, d)) for d in cases_days)
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {FAIR}")
+    return table, rows

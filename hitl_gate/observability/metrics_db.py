@@ -1,0 +1,330 @@
+"""`decision_metrics` aggregated inside DuckDB: the same long table, never a frame per case.
+
+`metrics.decision_metrics` takes one Polars row per case; at ten million cases a day that frame
+and its filtered copies took 13.8 GB. Here every metric is one `GROUP BY` over a temporary
+table of the run days' cases (the `case_stage_times` columns metrics read plus the review
+facts, built by DuckDB, which spills to disk under its memory limit), and only the aggregated
+rows come back to Python: a few hundred per day whatever the day's size.
+
+Results are identical to `metrics.decision_metrics`, value for value (the unit tests compare
+the two on random days), which takes care in three places:
+- quantiles: Polars' `nearest` is the sorted value at index `floor((n - 1) q + 0.5)` and
+  DuckDB's `quantile_disc` picks another one, so order statistics are taken by `row_number()`
+  over the sorted values (`quantile_sql`), with the index computed the same way in doubles;
+- durations: Polars' `total_milliseconds` / `total_seconds` truncate toward zero, as integer
+  division of the microsecond difference does here (`_seconds`);
+- shares and means: integer counts divided once, in doubles, as Polars' means are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import date, datetime
+
+import duckdb
+import polars as pl
+
+from hitl_gate.observability.metrics import (
+    ALL,
+    APPROVE,
+    DECLINE,
+    METRIC_SCHEMA,
+    STAGES,
+    qa_error_estimates,
+)
+
+FACTS = "metric_facts"  # the temporary table of the run days' cases
+NONE_KEY = "(none)"
+# DuckDB's memory limit while aggregating: beyond it, sorts and the facts table spill to disk.
+METRICS_MEMORY_LIMIT = "1GB"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _seconds(start: str, end: str, unit_us: int = 1000) -> str:
+    """Seconds from `start` to `end` as Polars computes them: the difference in microseconds
+    truncated toward zero to whole `unit_us` (1000: `total_milliseconds() / 1000.0`;
+    1000000: `total_seconds()`), then scaled in doubles. Polars divides by a literal as a
+    multiplication by its reciprocal, so this multiplies by the same double."""
+    whole = f"trunc((epoch_us({end}) - epoch_us({start})) / {unit_us})::BIGINT::DOUBLE"
+    return f"({whole} * {unit_us / 1_000_000!r})" if unit_us != 1_000_000 else f"({whole})"
+
+
+@contextmanager
+def memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+    """DuckDB's `memory_limit` set to `limit` for the block (None: unchanged), then restored."""
+    if limit is None:
+        yield
+        return
+    (previous,) = con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
+    con.execute(f"SET memory_limit = {_literal(limit)}")  # SET takes no bound parameter
+    try:
+        yield
+    finally:
+        con.execute(f"SET memory_limit = {_literal(str(previous))}")
+
+
+def load_facts(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    days: Sequence[date],
+    decline_bands: Sequence[str],
+    table: str = FACTS,
+) -> int:
+    """Build `table` (`metric_facts`): the cases of `days` with the review facts; its rows.
+
+    The facts are `metrics.with_review_facts`'s: the proposed action of a review case, the
+    override flag, seconds per case of its verdict file, reviewer response and time to
+    decision, all in seconds. Cases per verdict file come from a `GROUP BY` joined back, not a
+    window over the day (most cases have no file: one partition of the whole day).
+    """
+    bands = ", ".join(_literal(b) for b in decline_bands) or "NULL"
+    reviewed = "c.verdict IS NOT NULL"
+    proposed = (
+        "CASE WHEN route <> 'human_review' THEN NULL "
+        f"WHEN risk_band IN ({bands}) THEN '{DECLINE}' ELSE '{APPROVE}' END"
+    )
+    response = _seconds("exported_at", "verdict_received_at")
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE {table} AS
+        WITH cases AS (
+            SELECT partition_date, case_id, route, route_rule_id, review_queue, risk_band,
+                policy_version, pd, ingested_at, validated_at, scored_at, routed_at,
+                batch_queue, exported_at, due_at, verdict, reviewer_id, verdict_file_sha256,
+                verdict_received_at, executed_action, decided_by, executed_at,
+                {proposed} AS proposed_action
+            FROM case_stage_times
+            WHERE domain = $domain AND partition_date IN (SELECT unnest($days::DATE[]))
+        ), per_file AS (  -- cases per verdict file (null: the cases without one, as Polars)
+            SELECT verdict_file_sha256, count(*) AS n FROM cases GROUP BY ALL
+        )
+        SELECT c.*,
+            CASE WHEN {reviewed} THEN verdict <> proposed_action END AS override,
+            CASE WHEN {reviewed} THEN {response} / f.n END AS review_seconds_per_case,
+            {response} AS reviewer_response_s,
+            {_seconds("ingested_at", "executed_at")} AS time_to_decision_s
+        FROM cases c LEFT JOIN per_file f
+            ON f.verdict_file_sha256 IS NOT DISTINCT FROM c.verdict_file_sha256
+        """,
+        {"domain": domain, "days": list(days)},
+    )
+    (rows,) = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
+    return int(rows)
+
+
+def _key(column: str | None) -> str:
+    return f"coalesce({_quote(column)}::VARCHAR, '{NONE_KEY}')" if column else f"'{ALL}'"
+
+
+def _long(metric: str, dimension: str, value: str) -> str:
+    """The select list of one long row: partition_date, metric, dimension, key, value."""
+    return (
+        f"partition_date, {_literal(metric)} AS metric, {_literal(dimension)} AS dimension, "
+        f"key, ({value})::DOUBLE AS value"
+    )
+
+
+def _group(where: str, key: str | None) -> tuple[str, str]:
+    """(FROM ... WHERE ..., GROUP BY columns) of one breakdown of the facts."""
+    return f"FROM {FACTS} WHERE {where}", "partition_date" + (f", {_quote(key)}" if key else "")
+
+
+def _counts(where: str, dimension: str, column: str | None) -> list[str]:
+    """Volume and share of cases per day, overall or per value of `column`."""
+    source, groups = _group(where, column)
+    grouped = (
+        f"SELECT partition_date, {_key(column)} AS key, count(*) AS n {source} GROUP BY {groups}"
+    )
+    if column is None:
+        return [f"SELECT {_long('cases', ALL, 'n')} FROM ({grouped})"]
+    share = "n / sum(n) OVER (PARTITION BY partition_date)"
+    return [
+        f"SELECT {_long('cases', dimension, 'n')} FROM ({grouped})",
+        f"SELECT {_long('rate', dimension, share)} FROM ({grouped})",
+    ]
+
+
+def _overrides(dimension: str, column: str | None) -> list[str]:
+    source, groups = _group("override IS NOT NULL", column)
+    grouped = (
+        f"SELECT partition_date, {_key(column)} AS key, count(*) AS reviewed, "
+        f"count(*) FILTER (override) AS overrides {source} GROUP BY {groups}"
+    )
+    return [
+        f"SELECT {_long('reviewed', dimension, 'reviewed')} FROM ({grouped})",
+        f"SELECT {_long('overrides', dimension, 'overrides')} FROM ({grouped})",
+        f"SELECT {_long('override_rate', dimension, 'overrides / reviewed')} FROM ({grouped})",
+    ]
+
+
+def quantile_sql(source: str, keys: Sequence[str], value: str, quantiles: dict[str, float]) -> str:
+    """SQL: per `keys`, Polars' `nearest` quantiles of `value` (non-null) and its max.
+
+    `source` is a relation with the key columns and `value`; the result has the keys, one
+    column per name in `quantiles` and `max`. The value at index `floor((n - 1) q + 0.5)` of
+    the sorted values, found by `row_number()`, so DuckDB sorts (and spills), not Python.
+    """
+    part = ", ".join(keys)
+    picks = ", ".join(
+        f"any_value(v) FILTER (rn = floor((n - 1)::DOUBLE * {q!r} + 0.5)::BIGINT + 1) "
+        f"AS {_quote(name)}"
+        for name, q in quantiles.items()
+    )
+    return f"""
+        SELECT {part}, {picks}, max(v) AS max FROM (
+            SELECT {part}, v, row_number() OVER (PARTITION BY {part} ORDER BY v) AS rn,
+                count(*) OVER (PARTITION BY {part}) AS n
+            FROM (SELECT {part}, {value} AS v FROM {source}) WHERE v IS NOT NULL
+        ) GROUP BY {part}
+    """
+
+
+def _distribution(
+    source: str, value: str, prefix: str, dimension: str, key: str | None
+) -> list[str]:
+    """p50, p95 and max of `value` per day (and `key`), in seconds."""
+    keys = ["partition_date", *([_quote(key)] if key else [])]
+    stats = quantile_sql(source, keys, value, {"p50": 0.5, "p95": 0.95})
+    keyed = f"SELECT *, {_key(key)} AS key FROM ({stats})"
+    return [
+        f"SELECT {_long(f'{prefix}_{s}_s', dimension, _quote(s))} FROM ({keyed})"
+        for s in ("p50", "p95", "max")
+    ]
+
+
+def _stage_latencies() -> list[str]:
+    """Seconds from the latest earlier stage reached to each stage."""
+    out = []
+    for i, stage in enumerate(STAGES[1:], start=1):
+        previous = "coalesce(" + ", ".join(f"{s}_at" for s in reversed(STAGES[:i])) + ")"
+        source = (
+            f"(SELECT partition_date, {_literal(stage)} AS stage, "
+            f"{_seconds(previous, f'{stage}_at')} AS latency FROM {FACTS})"
+        )
+        out += _distribution(source, "latency", "stage_latency", "stage", "stage")
+    return out
+
+
+def _queues() -> list[str]:
+    """Queue depth, backlog age and SLA breaches of exported cases, as of `$as_of`."""
+    exported = f"""(SELECT partition_date, batch_queue, verdict IS NULL AS pending,
+            coalesce(verdict_received_at, $as_of::TIMESTAMPTZ) > due_at AS breached,
+            {_seconds("exported_at", "$as_of::TIMESTAMPTZ", 1_000_000)} AS age_s
+        FROM {FACTS} WHERE exported_at IS NOT NULL)"""
+    oldest = f"max(age_s) FILTER (pending) * {1 / 3600!r}"  # Polars' `/ 3600`
+    per_queue = (
+        f"SELECT partition_date, {_key('batch_queue')} AS key, "
+        "count(*) FILTER (pending) AS queue_depth, count(*) FILTER (breached) AS sla_breaches, "
+        "count(*) FILTER (breached) / nullif(count(breached), 0) AS sla_breach_rate, "
+        f"{oldest} AS oldest_pending_age_h FROM {exported} GROUP BY partition_date, batch_queue"
+    )
+    total = (
+        f"SELECT partition_date, '{ALL}' AS key, count(*) FILTER (pending) AS backlog, "
+        f"count(*) FILTER (breached) AS sla_breaches, {oldest} AS oldest_pending_age_h "
+        f"FROM {exported} GROUP BY partition_date"
+    )
+    return [
+        *(
+            f"SELECT {_long(m, 'queue', m)} FROM ({per_queue})"
+            for m in ("queue_depth", "sla_breaches", "sla_breach_rate", "oldest_pending_age_h")
+        ),
+        *(
+            f"SELECT {_long(m, ALL, m)} FROM ({total})"
+            for m in ("backlog", "sla_breaches", "oldest_pending_age_h")
+        ),
+    ]
+
+
+def _outcomes() -> list[str]:
+    """Bad-outcome rate of cases whose outcome is known (`metric_outcomes`: case_id, bad)."""
+    out = []
+    for dimension, column in (("final_action", "executed_action"), ("route", "route")):
+        grouped = (
+            f"SELECT partition_date, {_key(column)} AS key, count(*) AS outcome_known, "
+            "avg(o.bad::DOUBLE) AS bad_rate "
+            f"FROM {FACTS} f JOIN metric_outcomes o USING (case_id) "
+            f"GROUP BY partition_date, {_quote(column)}"
+        )
+        out += [
+            f"SELECT {_long('outcome_known', dimension, 'outcome_known')} FROM ({grouped})",
+            f"SELECT {_long('bad_rate', dimension, 'bad_rate')} FROM ({grouped})",
+        ]
+    return out
+
+
+def metric_queries(with_outcomes: bool) -> list[str]:
+    """Every metric's query over `metric_facts`, in `metrics.decision_metrics`'s order."""
+    executed = "executed_action IS NOT NULL"
+    reviewed = f"(SELECT * FROM {FACTS} WHERE override IS NOT NULL)"
+    return [
+        *_counts("true", ALL, None),
+        *_counts("true", "route", "route"),
+        *_counts("route = 'human_review'", "queue", "review_queue"),
+        *_counts("true", "risk_band", "risk_band"),
+        *_counts(executed, "final_action", "executed_action"),
+        *_overrides(ALL, None),
+        *_overrides("reviewer", "reviewer_id"),
+        *_overrides("rule", "route_rule_id"),
+        *_overrides("policy_version", "policy_version"),
+        *_distribution(
+            f"(SELECT * FROM {FACTS} WHERE {executed})",
+            "time_to_decision_s", "time_to_decision", "decided_by", "decided_by",
+        ),
+        *_distribution(
+            reviewed, "reviewer_response_s", "reviewer_response", "reviewer", "reviewer_id"
+        ),
+        *_distribution(
+            reviewed, "review_seconds_per_case", "review_time_per_case", "reviewer", "reviewer_id"
+        ),
+        *_stage_latencies(),
+        *_queues(),
+        *(_outcomes() if with_outcomes else []),
+    ]  # fmt: skip
+
+
+def decision_metrics_db(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    days: Sequence[date],
+    *,
+    as_of: datetime,
+    decline_bands: Sequence[str],
+    outcomes: pl.DataFrame | None = None,
+    qa: pl.DataFrame | None = None,
+    limit: str | None = METRICS_MEMORY_LIMIT,
+) -> pl.DataFrame:
+    """`metrics.decision_metrics` of `domain`'s `days`, aggregated in DuckDB on `con`.
+
+    Reads `case_stage_times`; `outcomes` (case_id, bad) and `qa` as for `decision_metrics`
+    (the QA sample is small: it keeps the Polars estimate). `limit` bounds DuckDB's memory
+    for the aggregation (None leaves the connection's).
+    """
+    with memory_limit(con, limit):
+        if not load_facts(con, domain, days, decline_bands):
+            con.execute(f"DROP TABLE {FACTS}")
+            return pl.DataFrame(schema=METRIC_SCHEMA)
+        known = outcomes is not None and outcomes.height > 0
+        if known:
+            assert outcomes is not None
+            con.register("metric_outcomes", outcomes.select("case_id", "bad").to_arrow())
+        try:
+            query = " UNION ALL ".join(f"({q})" for q in metric_queries(known))
+            rows = con.sql(query, params={"as_of": as_of}).pl()
+        finally:
+            if known:
+                con.unregister("metric_outcomes")
+            con.execute(f"DROP TABLE {FACTS}")
+    parts = [rows.cast(METRIC_SCHEMA), *qa_error_estimates(qa)]
+    return (
+        pl.concat([p for p in parts if p.height], how="vertical_relaxed")
+        .cast(METRIC_SCHEMA)
+        .sort("partition_date", "metric", "dimension", "key")
+    )

@@ -1,0 +1,177 @@
+"""`decision_metrics` aggregated in DuckDB equals the Polars computation, value for value.
+
+The Polars functions (`metrics.decision_metrics`) are the straightforward reference: one row
+per case in a frame. The DuckDB path must give the same long table on random days built to
+hit the corners: nulls in every optional column, ties, durations with microseconds (also
+negative ones), verdict files shared by several cases, several days and another domain.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from hitl_gate.observability.daily import METRIC_CASE_COLUMNS
+from hitl_gate.observability.metrics import decision_metrics
+from hitl_gate.observability.metrics_db import decision_metrics_db, quantile_sql
+
+DAY = date(2018, 2, 10)
+AS_OF = datetime(2018, 2, 12, 8, 30, 15, 123456, tzinfo=UTC)
+DECLINE = ["D", "E"]
+
+
+def _maybe(rng: np.random.Generator, values: list, share_null: float) -> list:
+    return [None if rng.random() < share_null else v for v in values]
+
+
+def _times(rng: np.random.Generator, base: datetime, n: int, spread_s: float, nulls: float):
+    offsets = rng.normal(spread_s, spread_s, n)  # some before `base`: negative durations
+    micro = rng.integers(0, 1_000_000, n)
+    values = [
+        base + timedelta(seconds=float(np.floor(o)), microseconds=int(m))
+        for o, m in zip(offsets, micro, strict=True)
+    ]
+    return _maybe(rng, values, nulls)
+
+
+def random_cases(seed: int, day: date, n: int, domain: str = "consumer_credit") -> pl.DataFrame:
+    """`case_stage_times` rows of one random day."""
+    rng = np.random.default_rng(seed)
+    start = datetime(day.year, day.month, day.day, 6, tzinfo=UTC)
+    route = rng.choice(["auto_approve", "auto_decline", "human_review"], n, p=[0.5, 0.2, 0.3])
+    review = route == "human_review"
+    verdict = rng.choice(["approve", "decline"], n)
+    files = rng.choice([f"file-{i}" for i in range(4)], n)
+    answered = review & (rng.random(n) < 0.6)
+    exported = [start + timedelta(hours=int(h)) if r else None
+                for h, r in zip(rng.integers(1, 4, n), review, strict=True)]  # fmt: skip
+    return pl.DataFrame(
+        {
+            "domain": domain,
+            "partition_date": day,
+            "case_id": [f"{domain}-{day}-{i}" for i in range(n)],
+            "route": route,
+            "route_rule_id": _maybe(rng, list(rng.choice(["R1", "R2", "AUTO"], n)), 0.1),
+            "review_queue": [
+                q if r else None
+                for q, r in zip(rng.choice(["analyst", "senior"], n), review, strict=True)
+            ],  # fmt: skip
+            "risk_band": _maybe(rng, list(rng.choice(["A", "B", "C", "D", "E"], n)), 0.05),
+            "policy_version": _maybe(rng, list(rng.choice(["v1", "v2"], n)), 0.05),
+            "pd": _maybe(rng, list(rng.beta(2, 30, n).round(3)), 0.05),
+            "ingested_at": _times(rng, start, n, 30, 0.05),
+            "validated_at": _times(rng, start, n, 60, 0.1),
+            "scored_at": _times(rng, start, n, 90, 0.2),
+            "routed_at": _times(rng, start, n, 120, 0.05),
+            "batch_queue": [
+                q if e else None
+                for q, e in zip(rng.choice(["analyst", "senior"], n), exported, strict=True)
+            ],  # fmt: skip
+            "exported_at": exported,
+            "due_at": [
+                e + timedelta(hours=24) if e and rng.random() > 0.1 else None for e in exported
+            ],  # fmt: skip
+            "verdict": [v if a else None for v, a in zip(verdict, answered, strict=True)],
+            "reviewer_id": [
+                r if a else None
+                for r, a in zip(rng.choice(["ann", "bob", "cy"], n), answered, strict=True)
+            ],  # fmt: skip
+            "verdict_file_sha256": [
+                f if a else None for f, a in zip(files, answered, strict=True)
+            ],  # fmt: skip
+            "verdict_received_at": [
+                start + timedelta(hours=30, seconds=float(s)) if a else None
+                for s, a in zip(rng.exponential(4000, n).round(3), answered, strict=True)
+            ],
+            "executed_action": _maybe(
+                rng, list(np.where(route == "auto_decline", "decline", "approve")), 0.3
+            ),  # fmt: skip
+            "decided_by": _maybe(rng, list(np.where(review, "reviewer", "policy")), 0.3),
+            "executed_at": _times(rng, start + timedelta(hours=2), n, 3000, 0.3),
+        }
+    )
+
+
+def _case_stage_times(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
+    con.register("incoming", frame.to_arrow())
+    con.execute("CREATE OR REPLACE TABLE case_stage_times AS SELECT * FROM incoming")
+    con.unregister("incoming")
+
+
+def _reference(con: duckdb.DuckDBPyConnection, days: list[date], **kwargs) -> pl.DataFrame:
+    """What `read_metric_inputs` + `evaluate_metrics` computed: the frame, then Polars."""
+    cases = con.sql(
+        f"SELECT {', '.join(METRIC_CASE_COLUMNS)} FROM case_stage_times "
+        "WHERE domain = 'consumer_credit' AND partition_date IN (SELECT unnest($days::DATE[])) "
+        "ORDER BY partition_date, case_id",
+        params={"days": days},
+    ).pl()
+    return decision_metrics(cases, as_of=AS_OF, decline_bands=DECLINE, **kwargs)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sql_aggregation_equals_the_polars_metrics_on_random_days(seed: int) -> None:
+    days = [DAY, DAY + timedelta(days=1)]
+    frame = pl.concat(
+        [
+            random_cases(seed, days[0], 700),
+            random_cases(seed + 10, days[1], 333),
+            random_cases(seed + 20, days[1] + timedelta(days=1), 50),  # not a run day
+            random_cases(seed + 30, days[0], 80, domain="elsewhere"),
+        ]
+    )
+    rng = np.random.default_rng(seed)
+    ids = frame["case_id"].sample(400, seed=seed)
+    outcomes = pl.DataFrame({"case_id": ids, "bad": rng.random(400) < 0.2})
+    con = duckdb.connect()
+    _case_stage_times(con, frame)
+    expected = _reference(con, days, outcomes=outcomes)
+    got = decision_metrics_db(
+        con, "consumer_credit", days, as_of=AS_OF, decline_bands=DECLINE, outcomes=outcomes
+    )
+    assert expected.height > 200
+    assert set(expected["metric"]) >= {
+        "cases", "rate", "override_rate", "stage_latency_p95_s", "time_to_decision_p50_s",
+        "bad_rate", "sla_breach_rate", "oldest_pending_age_h", "review_time_per_case_max_s",
+    }  # fmt: skip
+    assert_frame_equal(got, expected, check_exact=True)
+
+
+def test_no_case_gives_an_empty_table_and_leaves_no_temporary_table() -> None:
+    con = duckdb.connect()
+    _case_stage_times(con, random_cases(1, DAY, 10))
+    got = decision_metrics_db(
+        con, "consumer_credit", [DAY - timedelta(days=1)], as_of=AS_OF, decline_bands=DECLINE
+    )
+    assert got.height == 0
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
+
+
+def test_memory_limit_is_restored() -> None:
+    con = duckdb.connect()
+    _case_stage_times(con, random_cases(4, DAY, 50))
+    con.execute("SET memory_limit = '2GiB'")
+    before = con.execute("SELECT current_setting('memory_limit')").fetchone()
+    decision_metrics_db(con, "consumer_credit", [DAY], as_of=AS_OF, decline_bands=DECLINE)
+    assert con.execute("SELECT current_setting('memory_limit')").fetchone() == before
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 21, 100, 101])
+def test_order_statistics_match_polars_nearest_quantiles(n: int) -> None:
+    values = np.random.default_rng(n).integers(0, 7, n).astype(float)  # many ties
+    con = duckdb.connect()
+    con.register("t", pl.DataFrame({"k": 1, "x": values}).to_arrow())
+    got = con.execute(quantile_sql("t", ["k"], "x", {"a": 0.5, "b": 0.95, "c": 0.1})).fetchone()
+    series = pl.Series(values)
+    assert got == (
+        1,
+        series.quantile(0.5, "nearest"),
+        series.quantile(0.95, "nearest"),
+        series.quantile(0.1, "nearest"),
+        series.max(),
+    )
