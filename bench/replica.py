@@ -49,12 +49,12 @@ def second_day(db: Path) -> None:
         con.execute("CHECKPOINT")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cases", type=int, default=1_000_000)
     parser.add_argument("--baseline-src", type=Path)
     parser.add_argument("--keep", type=Path, help="build the home here and keep it")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from bench.audit_seal import build_day
     from hitl_gate.audit.keys import load_or_create_signing_key
