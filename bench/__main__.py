@@ -24,6 +24,7 @@ BENCHMARKS = {
     "audit": "bench.audit",
     "audit_seal": "bench.audit_seal",
     "portal": "bench.portal",
+    "replica": "bench.replica",
 }
 
 

@@ -7,15 +7,28 @@ decided as Parquet plus views, not a copied DuckDB file, because Parquet is read
 DuckDB version (and pandas, Spark, R) while a DuckDB file only by versions of its storage
 format:
 
-    <home>/replica/snapshots/<time>-seq<head>/<table>.parquet   one file per lineage table
-                                               manifest.json     head seq, time, row counts
+    <home>/replica/snapshots/<time>-seq<head>/<table>.parquet   each lineage table's rows
+                                               <table>.<k>.parquet   rows added since (parts)
+                                               manifest.json     head seq, time, row counts,
+                                                                 each table's parts and stamp
     <home>/replica/current -> snapshots/<newest>                switched atomically
     <home>/replica/views.sql      every table as a view over the newest snapshot's own files,
                                   then the schema's views
     <home>/replica/audit.duckdb   the same views in a DuckDB file (for GUI clients)
 
 A refresh writes a whole snapshot aside, renames it into place, then replaces `views.sql` and
-`audit.duckdb` (each by `rename`) and switches `current`. Nobody but the refresh ever opens
+`audit.duckdb` (each by `rename`) and switches `current`. It is incremental: copying every
+table cost about 8.5 s per million rows per seal, while a seal mostly appends. Each table's
+manifest entry keeps a stamp (columns, row count, largest `rowid`, and the sum of DuckDB's
+`hash` of every row); a refresh hashes the live table once and, when the rows up to the
+previous largest `rowid` still have the previous count and hash sum (nothing changed,
+updated or deleted), hard-links the previous snapshot's parts into the new one and writes
+only the rows past that `rowid` as one more part; otherwise, or past `MAX_PARTS`, it writes
+the table anew. A hard link is a second name of the same immutable file, so every snapshot
+stays self-contained (pruning an old one removes names, not the files the newer ones hold)
+and a session on an old snapshot never sees a change. The hash sum detects change; it is no
+evidence (the seal and `hitl audit verify` are): retention, whose point is that no copy of a
+redacted value survives, rewrites every table (`reuse=False`). Nobody but the refresh ever opens
 these files for writing, so an auditor's session blocks nothing. The views name the
 snapshot's own folder, never `current/`: DuckDB opens a file by its path more than once in
 one query (metadata, then row groups in parallel), so a path switched mid-query gave torn
@@ -34,10 +47,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
@@ -47,6 +62,8 @@ from hitl_gate.core.database import schema_statements
 CACHES = frozenset({"audit_seen_rows"})  # the seal's fingerprint cache: not evidence, and large
 BATCH_ROWS = 250_000
 DEFAULT_KEEP = 3
+# Parts a table may have before a refresh writes it anew (each seal may add one).
+MAX_PARTS = 24
 # How long a replaced snapshot stays for the sessions opened on it (a day of an auditor's work).
 DEFAULT_GRACE = timedelta(hours=8)
 VIEWS_SQL = "views.sql"
@@ -70,8 +87,13 @@ def refresh_replica(
     *,
     keep: int = DEFAULT_KEEP,
     grace: timedelta = DEFAULT_GRACE,
+    reuse: bool = True,
 ) -> ReplicaSnapshot:
-    """Write a snapshot of every lineage table under `folder`, then make it the current one."""
+    """Write a snapshot of every lineage table under `folder`, then make it the current one.
+
+    With `reuse`, a table's parts in the current snapshot are hard-linked and only its new
+    rows written, when its stamp shows the rows they hold unchanged (module docstring).
+    """
     folder = folder.resolve()
     snapshots = folder / SNAPSHOTS
     snapshots.mkdir(parents=True, exist_ok=True)
@@ -80,16 +102,145 @@ def refresh_replica(
     name = f"{now:%Y%m%dT%H%M%S%fZ}-seq{head}"
     staging = snapshots / f".{name}.partial"
     staging.mkdir()
-    rows = {table: _write_table(con, table, staging) for table in lineage_tables(con)}
-    manifest = {"head_seq": head, "refreshed_at": now.isoformat(), "rows": rows}
+    previous = _previous_tables(folder) if reuse else {}
+    tables = {
+        table: _copy_table(con, table, staging, previous.get(table))
+        for table in lineage_tables(con)
+    }
+    rows = {table: entry.rows for table, entry in tables.items()}
+    manifest = {
+        "head_seq": head,
+        "refreshed_at": now.isoformat(),
+        "rows": rows,
+        "tables": {table: entry.as_json() for table, entry in tables.items()},
+    }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     final = snapshots / name
     staging.rename(final)
-    _replace_text(folder / VIEWS_SQL, views_script(final, sorted(rows)))
+    parts = {table: list(entry.parts) for table, entry in tables.items()}
+    _replace_text(folder / VIEWS_SQL, views_script(final, parts))
     _write_views_db(folder)
     _switch_current(folder, final)
     _prune(snapshots, final, keep, grace)
     return ReplicaSnapshot(final, head, rows)
+
+
+@dataclass(frozen=True)
+class TableCopy:
+    """A table in a snapshot: its Parquet parts (file names) and the stamp they were taken at.
+
+    `hash_sum` is the sum of DuckDB's `hash` of every row (a decimal string: it exceeds 64
+    bits), `max_rowid` the largest `rowid` then (-1 for an empty table).
+    """
+
+    parts: tuple[str, ...]
+    rows: int
+    max_rowid: int
+    hash_sum: str
+    columns: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "parts": list(self.parts),
+            "rows": self.rows,
+            "max_rowid": self.max_rowid,
+            "hash_sum": self.hash_sum,
+            "columns": self.columns,
+        }
+
+
+@dataclass(frozen=True)
+class PreviousTable:
+    """A table as the current snapshot holds it: where its parts are, and their stamp."""
+
+    folder: Path
+    copy: TableCopy
+
+
+def _previous_tables(folder: Path) -> dict[str, PreviousTable]:
+    """The current snapshot's tables that can be reused (every part present), by name."""
+    manifest = current_manifest(folder)
+    if manifest is None or "tables" not in manifest:
+        return {}
+    snapshot = (folder / CURRENT).resolve()
+    found = {}
+    for table, entry in manifest["tables"].items():
+        try:
+            copy = TableCopy(
+                tuple(entry["parts"]),
+                int(entry["rows"]),
+                int(entry["max_rowid"]),
+                str(entry["hash_sum"]),
+                str(entry["columns"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            continue  # a manifest this code did not write: the table is written anew
+        if all((snapshot / part).is_file() for part in copy.parts):
+            found[table] = PreviousTable(snapshot, copy)
+    return found
+
+
+def _copy_table(
+    con: duckdb.DuckDBPyConnection, table: str, staging: Path, previous: PreviousTable | None
+) -> TableCopy:
+    """`table` into `staging`: its previous parts linked plus its new rows, or written anew."""
+    if not table.replace("_", "").isalnum():
+        raise ValueError(f"not a table name: {table!r}")
+    columns = _columns(con, table)
+    upto = previous.copy.max_rowid if previous is not None else -1
+    rows, max_rowid, hash_sum, old_rows, old_hash = con.execute(
+        f"""
+        SELECT count(*), coalesce(max(rowid), -1), coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR,
+               count(*) FILTER (rowid <= $upto),
+               coalesce(sum(hash(t)::HUGEINT) FILTER (rowid <= $upto), 0)::VARCHAR
+        FROM "{table}" AS t
+        """,
+        {"upto": upto},
+    ).fetchall()[0]
+    stamp = {"rows": rows, "max_rowid": max_rowid, "hash_sum": hash_sum, "columns": columns}
+    if (
+        previous is not None
+        and len(previous.copy.parts) < MAX_PARTS
+        and previous.copy.columns == columns
+        and (old_rows, old_hash) == (previous.copy.rows, previous.copy.hash_sum)
+    ):
+        for part in previous.copy.parts:
+            _link(previous.folder / part, staging / part)
+        parts = previous.copy.parts
+        if rows > old_rows:
+            part = f"{table}.{len(parts)}.parquet"
+            _write_rows(con, f'SELECT * FROM "{table}" WHERE rowid > {int(upto)}', staging / part)
+            parts = (*parts, part)
+        return TableCopy(parts, **stamp)
+    _write_rows(con, f'SELECT * FROM "{table}"', staging / f"{table}.parquet")
+    return TableCopy((f"{table}.parquet",), **stamp)
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The table's columns and types, in order: a changed table shape means a full rewrite."""
+    found = con.execute(
+        "SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_index) "
+        "FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?",
+        [table],
+    ).fetchall()
+    return str(found[0][0])
+
+
+def _link(source: Path, target: Path) -> None:
+    """`target` as a second name of the immutable `source` (a copy across file systems)."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def _write_rows(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
+    """Stream `query` into the Parquet file `target` in Arrow batches, then make it read-only."""
+    reader = con.sql(query).to_arrow_reader(BATCH_ROWS)
+    with pq.ParquetWriter(target, reader.schema) as writer:
+        for batch in reader:
+            writer.write_batch(batch)
+    target.chmod(0o444)
 
 
 def lineage_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -99,19 +250,6 @@ def lineage_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
         "ORDER BY table_name"
     ).fetchall()
     return [name for (name,) in found if name not in CACHES]
-
-
-def _write_table(con: duckdb.DuckDBPyConnection, table: str, folder: Path) -> int:
-    """Stream `table` into `folder/<table>.parquet` in Arrow batches; its row count."""
-    if not table.replace("_", "").isalnum():
-        raise ValueError(f"not a table name: {table!r}")
-    reader = con.sql(f'SELECT * FROM "{table}"').to_arrow_reader(BATCH_ROWS)
-    count = 0
-    with pq.ParquetWriter(folder / f"{table}.parquet", reader.schema) as writer:
-        for batch in reader:
-            writer.write_batch(batch)
-            count += batch.num_rows
-    return count
 
 
 @cache
@@ -130,16 +268,19 @@ def schema_views() -> tuple[str, ...]:
     return tuple(sql for (sql,) in found)
 
 
-def views_script(snapshot: Path, tables: list[str]) -> str:
-    """SQL any DuckDB client can run (`.read views.sql`) to query `snapshot` (the newest)."""
+def views_script(snapshot: Path, parts: Mapping[str, Sequence[str]]) -> str:
+    """SQL any DuckDB client can run (`.read views.sql`) to query `snapshot` (the newest):
+    each table a view over its parts (Parquet file names in `snapshot`)."""
     current = snapshot.resolve()
     lines = [
         "-- hitl-gate audit replica: run in any DuckDB client (`.read` this file), then query.",
         f"-- Tables read the sealed snapshot {current.name} (the newest when this was written).",
     ]
-    for table in tables:
-        path = str(current / f"{table}.parquet").replace("'", "''")
-        lines.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{path}');")
+    for table in sorted(parts):
+        paths = ", ".join(
+            "'" + str(current / part).replace("'", "''") + "'" for part in parts[table]
+        )
+        lines.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{paths}]);")
     lines += [sql.rstrip().rstrip(";") + ";" for sql in schema_views()]
     return "\n".join(lines) + "\n"
 

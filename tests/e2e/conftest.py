@@ -27,10 +27,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def build_demo(work: Path) -> None:
-    """`hitl demo` into `work`/home: the real sample of every shipped domain, every component."""
+    """`hitl demo` into `work`/home: the real sample of every shipped domain, every component,
+    with an auditor querying the replica throughout (tests/e2e/replica_auditor.py)."""
     from hitl_gate.app.cli import main
+    from tests.e2e.replica_auditor import AUDITOR_RECORD, auditor_during
 
-    main(["--home", str(work / "home"), "demo"])
+    with auditor_during(work / "home", work.parent / AUDITOR_RECORD):
+        main(["--home", str(work / "home"), "demo"])
 
 
 @pytest.fixture(scope="session")

@@ -91,6 +91,8 @@ def cmd_model_promote(args: argparse.Namespace) -> None:
 
 def _leakage_cleared(args: argparse.Namespace) -> str | None:
     """The promotion's reason, with the explicit leakage override when the version needs one."""
+    from mlflow.exceptions import MlflowException
+
     from models.leakage import LeakageRefused, require_leakage_cleared
     from models.mlflow_store import configure
 
@@ -101,6 +103,10 @@ def _leakage_cleared(args: argparse.Namespace) -> str | None:
         )
     except LeakageRefused as exc:
         raise SystemExit(f"REFUSED: {exc} (--override-leakage REASON)") from exc
+    except MlflowException as exc:  # the leakage tag is read first: governance's refusal
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        raise SystemExit(f"REFUSED: {args.name} has no version {args.version}") from exc
     reasons = [text for text in (args.reason, override) if text]
     return "; ".join(reasons) or None
 

@@ -49,7 +49,7 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
         except RetentionRefused as exc:
             raise SystemExit(str(exc)) from exc
         if not args.dry_run:  # the replica keeps no copy of what was just redacted
-            refresh_replica(con, paths.replica_dir, keep=1, grace=timedelta(0))
+            refresh_replica(con, paths.replica_dir, keep=1, grace=timedelta(0), reuse=False)
     rewritten = [] if args.dry_run else rewrite_stores(paths.home)  # after the connection closed
     for result in results:
         verb = "would remove" if args.dry_run else "removed"

@@ -1,8 +1,9 @@
 """Every `hitl ...` command line the README and docs/*.md show is one the CLI accepts.
 
-Parse only (nothing runs): placeholders the docs use (`D`, `NAME`, `FILE`...) are given a
-value of the right form, optional parts (`[--to D]`) are included, and a line listing
-alternatives (`policy validate|whatif|...`) must offer each of them as a subcommand.
+Parse only here (tests/e2e/test_cli_docs_run.py runs them on the demo home): placeholders
+the docs use (`D`, `NAME`, `FILE`...) are given a value of the right form, optional parts
+(`[--to D]`) are included, and a line listing alternatives (`policy validate|whatif|...`)
+must offer each of them as a subcommand.
 """
 
 from __future__ import annotations

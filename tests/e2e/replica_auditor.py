@@ -1,0 +1,122 @@
+"""An auditor who queries the replica all through `hitl demo` (issue 21: "an auditor session
+open on the replica during `make demo` blocks nothing").
+
+`auditor_during(home, record)` runs around the demo template's build (tests/e2e/conftest.py),
+so no extra demo is paid for: this file, run as a script in its own process (an auditor's
+DuckDB client is another process), waits for the replica's view file to appear, opens it
+read-only as soon as it does, begins a read transaction and queries it until the build ends,
+while every later run and seal of the demo refreshes the replica. It records what it saw in
+`record` (JSON), which tests/e2e/test_auditor_replica.py judges:
+
+- `held`: the session's results (row counts of the lineage tables, the log head, case
+  statuses), one entry per distinct result: a consistent session has exactly one;
+- `switches`: the snapshots `current` pointed at while the session was held (the demo's later
+  seals), `errors`: every failed query, `queries`, `held_s`;
+- `fresh`: the log head a new session read at intervals (it must only grow);
+- `live_open`: whether this process ever had the live `audit.duckdb` open (it must not: only
+  then could it hold a lock a run or seal waits for).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+AUDITOR_RECORD = "demo-auditor.json"  # beside the template's `work`: what the auditor saw
+POLL_S = 0.2
+FRESH_EVERY = 10  # queries of the held session between two fresh sessions
+SESSION_SQL = (
+    "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM audit_log), "
+    "(SELECT coalesce(max(seq), 0) FROM audit_events), "
+    "(SELECT count(*) FROM executions), "
+    "(SELECT string_agg(status || ':' || n, ',' ORDER BY status) FROM "
+    " (SELECT status, count(*) AS n FROM case_trace GROUP BY status))"
+)
+
+
+@contextmanager
+def auditor_during(home: Path, record: Path) -> Iterator[None]:
+    """The auditor's process, from before the block (the build) until its end."""
+    stop = record.with_suffix(".stop")
+    stop.unlink(missing_ok=True)
+    record.unlink(missing_ok=True)
+    process = subprocess.Popen([sys.executable, __file__, str(home), str(stop), str(record)])
+    try:
+        yield
+    finally:
+        stop.touch()
+        try:
+            process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _live_open(live: Path) -> bool:
+    """Whether this process has `live` (or its write-ahead log) open now."""
+    folder = Path("/proc/self/fd")
+    for fd in os.listdir(folder):
+        try:
+            target = os.readlink(folder / fd)
+        except OSError:
+            continue
+        if target.startswith(str(live)):
+            return True
+    return False
+
+
+def _watch(home: Path, stop: Path) -> dict:
+    import duckdb
+
+    replica, live = home / "replica", home / "audit.duckdb"
+    views, script, current = replica / "audit.duckdb", replica / "views.sql", replica / "current"
+    seen: dict = {"errors": [], "held": [], "switches": [], "fresh": [], "queries": 0}
+    seen["live_open"] = False
+    while not views.exists():
+        if stop.exists():
+            return seen | {"opened": False}
+        time.sleep(POLL_S)
+    con = duckdb.connect(str(views), read_only=True)
+    con.execute("BEGIN TRANSACTION")
+    opened = time.monotonic()
+    seen["opened"] = True
+    seen["opened_on"] = os.readlink(current) if current.is_symlink() else None
+    while not stop.exists():
+        try:
+            result = list(con.execute(SESSION_SQL).fetchall()[0])
+            if result not in seen["held"]:
+                seen["held"].append(result)
+            seen["queries"] += 1
+        except Exception as error:  # the record says what failed; the test judges it
+            seen["errors"].append(f"{type(error).__name__}: {error}"[:300])
+        target = os.readlink(current) if current.is_symlink() else None
+        if target not in seen["switches"]:
+            seen["switches"].append(target)
+        if seen["queries"] % FRESH_EVERY == 1:
+            try:
+                # `.read views.sql` in a new client: a second `connect` to `views` in this
+                # process would share the held session's database instance.
+                with duckdb.connect() as fresh:
+                    fresh.execute(script.read_text(encoding="utf-8"))
+                    head = fresh.execute("SELECT coalesce(max(seq), 0) FROM audit_events")
+                    seen["fresh"].append(head.fetchall()[0][0])
+            except Exception as error:
+                seen["errors"].append(f"fresh session: {type(error).__name__}: {error}"[:300])
+        seen["live_open"] = seen["live_open"] or _live_open(live)
+        time.sleep(POLL_S)
+    con.execute("COMMIT")
+    con.close()
+    seen["held_s"] = round(time.monotonic() - opened, 1)
+    return seen
+
+
+if __name__ == "__main__":
+    home_arg, stop_arg, record_arg = (Path(a) for a in sys.argv[1:4])
+    report = _watch(home_arg, stop_arg)
+    record_arg.write_text(json.dumps(report, indent=1), encoding="utf-8")
