@@ -5,8 +5,10 @@ write lineage outside a run. Everything is swept from the lineage tables, not pu
 stage, so a run killed at any point loses nothing: the next seal picks up whatever the killed
 run committed. The sweep is incremental: a cheap fingerprint per row (`events.source_sql`)
 finds the rows whose content is new since the last seal, and only those are canonicalised and
-chained, in DuckDB and in slices of about a million rows cut by key (`events.SourceSlices`; no
-Python object per row but the hash loop). Each slice's entries, index rows and fingerprints
+chained, in DuckDB and in slices of about a million rows cut by row id inside one read
+transaction per table (`events.SourceSlices`: the table is scanned once, a slice reads only
+its rows, and the slices give the chain a whole-table seal gives; no Python object per row
+but the hash loop). Each slice's entries, index rows and fingerprints
 are one transaction, the checkpoint row another (a killed seal's unsigned entries are signed
 by the next one); the checkpoint file outside the database is written after commit and
 re-written by later seals if a crash came in between.
@@ -23,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import duckdb
 import numpy as np
@@ -63,6 +65,10 @@ _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 # one else can insert between that insert and that seal. Every other seal logs none of their
 # new rows; it refuses them as forged (`Stray`). Passed as `owned` with no key accepted.
 STEP_OWNED: Mapping[str, Collection[str]] = {"execution": (), "adverse_action": ()}
+
+# The entity keys a seal may log of a step-owned type: a collection of texts, or an Arrow
+# string array (a day's executions: millions of keys, no Python object per key).
+OwnedKeys: TypeAlias = "Collection[str] | pa.Array"
 
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
@@ -198,7 +204,8 @@ def seal_run(
     batch_rows: int = BATCH_ROWS,
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
     witness: WitnessConfig | None = None,
-    owned: Mapping[str, Collection[str]] | None = None,
+    owned: Mapping[str, OwnedKeys] | None = None,
+    at: datetime | None = None,
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
 
@@ -214,12 +221,14 @@ def seal_run(
     (`witness.publish_checkpoints`); an insert-once row changed after sealing is not logged
     and raises `SealRefused` once the rest is sealed, signed and witnessed. `owned`: per event
     type, the entity keys this seal may log (the writing step's own rows); any other new row of
-    that type is refused as a `Stray`. General seals pass `STEP_OWNED` (no key).
+    that type is refused as a `Stray`. General seals pass `STEP_OWNED` (no key). `at`: the
+    entries' and checkpoint's time (default now; fixed only to compare two seals' chains).
     """
     with _memory_limit(con, memory_limit):
         return _seal(
-            con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness, owned or {}
-        )
+            con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness, owned or {},
+            at or datetime.now(UTC),
+        )  # fmt: skip
 
 
 @contextmanager
@@ -248,10 +257,11 @@ def _seal(
     sources: tuple[EventSource, ...],
     batch_rows: int,
     witness: WitnessConfig | None,
-    owned: Mapping[str, Collection[str]],
+    owned: Mapping[str, OwnedKeys],
+    at: datetime,
 ) -> SealResult:
     """`seal_run` under its memory limit."""
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with transaction(con):
         last_seq, head = chain_head(con)
         covered_to = _sealed_to(con)
@@ -296,9 +306,11 @@ def _seal(
     return result
 
 
-def _owned_only(events: pa.Table, keys: Collection[str]) -> tuple[pa.Table, pa.Table]:
+def _owned_only(events: pa.Table, keys: OwnedKeys) -> tuple[pa.Table, pa.Table]:
     """`events` split into those whose entity key is in `keys`, and the strays."""
-    mine = pc.is_in(events.column("entity_key"), value_set=pa.array(list(keys), pa.string()))
+    column = events.column("entity_key")
+    value_set = keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())
+    mine = pc.is_in(column, value_set=value_set.cast(column.type))
     return events.filter(mine), events.filter(pc.invert(mine))
 
 
@@ -337,15 +349,14 @@ def _new_slices(
     with sha256_function(reader):
         for source in sources:
             slices = SourceSlices(reader, source, batch_rows)
+            # ONE read transaction per table, its scan and all its slices: every slice reads
+            # the snapshot the rowids in `audit_unseen` were taken from, whatever the sealing
+            # connection commits meanwhile, so the slices add up to the whole table's seal.
             try:
-                for number in slices.find_unseen():
-                    # One read transaction per slice: the rowids `new_events` keeps in
-                    # `audit_slice` stay valid until its fingerprints are read, whatever the
-                    # sealing connection commits (and checkpoints) meanwhile.
-                    with transaction(reader):
+                with transaction(reader):
+                    for number in slices.find_unseen():
                         events, clashes = slices.new_events(number, run_id, recorded_at)
-                        fingerprints = slices.fingerprints()
-                    yield source, events, fingerprints, clashes
+                        yield source, events, slices.fingerprints(), clashes
             finally:
                 slices.close()
 
