@@ -241,54 +241,46 @@ _NO_CLASHES = pa.table(
 class SourceSlices:
     """One source table's unseen rows, in slices that a seal commits one at a time.
 
-    Meant to run inside ONE read transaction on its connection (`seal._new_slices`): every
-    slice then reads the same snapshot, so the rowids kept here stay valid whatever the sealing
-    connection commits meanwhile, and a seal in slices logs exactly what a seal of the whole
-    table in one slice would, in the same order (the same chain). `find_unseen` scans the
-    table once: the rows whose fingerprint is not in `audit_seen_rows` go to the temporary
-    table `audit_unseen` (rowid, fingerprint, and the group's lead: the first rowid of the
-    unseen rows sharing its fingerprint). Slices are cut on the lead, in rowid order, about
-    `rows` rows each, so identical rows (same fingerprint) are always in one slice and are
-    logged once. A slice reads only its rowid range of the table (DuckDB skips the other row
-    groups), never the whole table again. `new_events` renders one slice's rows (entity key,
-    digest, envelope, all by DuckDB) and keeps those whose (event, entity, digest) is not
-    logged yet, once each; `fingerprints` hands the slice's fingerprints to `remember`, which
-    records them on the sealing connection in the same transaction as the slice's entries
-    (this connection may be a second one that reads ahead). A seal killed between slices keeps
-    the committed ones, and the next seal's `find_unseen` no longer sees their rows. Needs
+    `find_unseen` scans the table once: the fingerprints not in `audit_seen_rows` go to the
+    temporary table `audit_unseen` with their row counts, one hash join for the whole table
+    however large the cache. The unseen rows are then cut into slices of about `rows` rows by
+    a hash of the table's key columns, so a slice is defined by the rows' content, not by
+    rowids (which a checkpoint may renumber once a slice has committed), and every row of one
+    entity is in one slice. `new_events` renders one slice's rows (entity key, digest,
+    envelope, all by DuckDB) and keeps those whose (event, entity, digest) is not logged yet,
+    once each; `fingerprints` hands the slice's fingerprints to `remember`, which records them
+    on the sealing connection in the same transaction as the slice's entries (this connection
+    may be a second one that reads ahead). A seal killed between slices keeps the committed
+    ones, and the next seal's `find_unseen` no longer sees their rows. Needs
     `chain.sha256_function`.
     """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, source: EventSource, rows: int) -> None:
         self.con, self.source, self.rows = con, source, rows
         self.sql = source_sql(con, source)
-        self.bounds: list[int] = []  # the last lead of each slice, ascending
+        self.count = 1
 
     def find_unseen(self) -> list[int]:
-        """Collect the unseen rows and cut them into slices; return the slices' numbers."""
+        """Collect the unseen fingerprints; return the numbers of the slices to seal."""
         if self.sql is None:
             return []
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE audit_unseen AS "
-            "SELECT rid, fingerprint, min(rid) OVER (PARTITION BY fingerprint) AS lead "
-            f"FROM (SELECT rowid AS rid, {self.sql.fingerprint} AS fingerprint "
-            f"FROM {self.sql.table}) "
+            "CREATE OR REPLACE TEMP TABLE audit_unseen AS SELECT fingerprint, count(*) AS n "
+            f"FROM (SELECT {self.sql.fingerprint} AS fingerprint FROM {self.sql.table}) "
             "WHERE fingerprint NOT IN "
-            "(SELECT fingerprint FROM audit_seen_rows WHERE event_type = ?)",
+            "(SELECT fingerprint FROM audit_seen_rows WHERE event_type = ?) GROUP BY ALL",
             [self.source.event_type],
         )
-        # Every `rows`-th row in lead order closes a slice; a group of identical rows that
-        # straddles a cut stays whole in the earlier slice (cuts compare leads).
-        self.bounds = [
-            int(hi)
-            for (hi,) in self.con.execute(
-                "SELECT DISTINCT max(lead) AS hi FROM (SELECT lead, "
-                "(row_number() OVER (ORDER BY lead, rid) - 1) // ? AS k FROM audit_unseen) "
-                "GROUP BY k ORDER BY hi",
-                [self.rows],
-            ).fetchall()
-        ]
-        return list(range(len(self.bounds)))
+        (unseen,) = self.con.execute("SELECT coalesce(sum(n), 0) FROM audit_unseen").fetchall()[0]
+        self.count = max(1, -(-int(unseen) // self.rows))
+        return list(range(self.count)) if unseen else []
+
+    def _slice_filter(self) -> str:
+        """SQL condition: the row is in slice `$slice` of `$slices` (always true for one)."""
+        if self.count == 1:
+            return "$slice = 0"
+        keys = ", ".join(_quote(k) for k in self.source.key)
+        return f"hash({keys}) % $slices = $slice"
 
     def new_events(self, number: int, run_id: str, recorded_at: str) -> tuple[pa.Table, pa.Table]:
         """Slice `number`'s events to append, and its clashes.
@@ -302,31 +294,28 @@ class SourceSlices:
         """
         sql = self.sql
         assert sql is not None
-        low = self.bounds[number - 1] if number else -1
+        where = {"slice": number, **({"slices": self.count} if self.count > 1 else {})}
         self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE audit_slice AS SELECT rid, fingerprint "
-            "FROM audit_unseen WHERE lead > ? AND lead <= ?",
-            [low, self.bounds[number]],
+            "CREATE OR REPLACE TEMP TABLE audit_slice AS SELECT rid, fingerprint FROM "
+            f"(SELECT rowid AS rid, {sql.fingerprint} AS fingerprint FROM {sql.table} "
+            f"WHERE {self._slice_filter()}) "
+            "WHERE fingerprint IN (SELECT fingerprint FROM audit_unseen)",
+            where,
         )
-        (first, last) = self.con.execute("SELECT min(rid), max(rid) FROM audit_slice").fetchall()[0]
         envelope = envelope_sql("$at", "content_digest", "entity_key", "$run_id", "$event_type")
         query = f"""
             SELECT {ROW_ID}, entity_key, content_digest, {envelope} AS body
             FROM (
                 SELECT rowid AS {ROW_ID}, {sql.entity_key} AS entity_key,
                        {sql.content_digest} AS content_digest
-                FROM {sql.table}
-                WHERE rowid BETWEEN $first AND $last AND rowid IN (SELECT rid FROM audit_slice)
+                FROM {sql.table} WHERE rowid IN (SELECT rid FROM audit_slice)
             ) c ANTI JOIN audit_log_index i ON i.event_type = $event_type
                 AND i.entity_key = c.entity_key AND i.content_digest = c.content_digest
             QUALIFY row_number() OVER (
                 PARTITION BY entity_key, content_digest ORDER BY {ROW_ID}) = 1
             ORDER BY {ROW_ID}
         """
-        params = {
-            "event_type": self.source.event_type, "at": recorded_at, "run_id": run_id,
-            "first": first, "last": last,
-        }  # fmt: skip
+        params = {"event_type": self.source.event_type, "at": recorded_at, "run_id": run_id}
         events = self.con.sql(query, params=params).to_arrow_table()
         clashes = self._clashes(events) if self.source.append_only else _NO_CLASHES
         if clashes.num_rows:

@@ -5,10 +5,8 @@ write lineage outside a run. Everything is swept from the lineage tables, not pu
 stage, so a run killed at any point loses nothing: the next seal picks up whatever the killed
 run committed. The sweep is incremental: a cheap fingerprint per row (`events.source_sql`)
 finds the rows whose content is new since the last seal, and only those are canonicalised and
-chained, in DuckDB and in slices of about a million rows cut by row id inside one read
-transaction per table (`events.SourceSlices`: the table is scanned once, a slice reads only
-its rows, and the slices give the chain a whole-table seal gives; no Python object per row
-but the hash loop). Each slice's entries, index rows and fingerprints
+chained, in DuckDB and in slices of about a million rows cut by key (`events.SourceSlices`; no
+Python object per row but the hash loop). Each slice's entries, index rows and fingerprints
 are one transaction, the checkpoint row another (a killed seal's unsigned entries are signed
 by the next one); the checkpoint file outside the database is written after commit and
 re-written by later seals if a crash came in between.
@@ -205,7 +203,6 @@ def seal_run(
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
     witness: WitnessConfig | None = None,
     owned: Mapping[str, OwnedKeys] | None = None,
-    at: datetime | None = None,
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
 
@@ -221,14 +218,12 @@ def seal_run(
     (`witness.publish_checkpoints`); an insert-once row changed after sealing is not logged
     and raises `SealRefused` once the rest is sealed, signed and witnessed. `owned`: per event
     type, the entity keys this seal may log (the writing step's own rows); any other new row of
-    that type is refused as a `Stray`. General seals pass `STEP_OWNED` (no key). `at`: the
-    entries' and checkpoint's time (default now; fixed only to compare two seals' chains).
+    that type is refused as a `Stray`. General seals pass `STEP_OWNED` (no key).
     """
     with _memory_limit(con, memory_limit):
         return _seal(
-            con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness, owned or {},
-            at or datetime.now(UTC),
-        )  # fmt: skip
+            con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness, owned or {}
+        )
 
 
 @contextmanager
@@ -258,10 +253,9 @@ def _seal(
     batch_rows: int,
     witness: WitnessConfig | None,
     owned: Mapping[str, OwnedKeys],
-    at: datetime,
 ) -> SealResult:
     """`seal_run` under its memory limit."""
-    now = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     with transaction(con):
         last_seq, head = chain_head(con)
         covered_to = _sealed_to(con)
@@ -349,14 +343,15 @@ def _new_slices(
     with sha256_function(reader):
         for source in sources:
             slices = SourceSlices(reader, source, batch_rows)
-            # ONE read transaction per table, its scan and all its slices: every slice reads
-            # the snapshot the rowids in `audit_unseen` were taken from, whatever the sealing
-            # connection commits meanwhile, so the slices add up to the whole table's seal.
             try:
-                with transaction(reader):
-                    for number in slices.find_unseen():
+                for number in slices.find_unseen():
+                    # One read transaction per slice: the rowids `new_events` keeps in
+                    # `audit_slice` stay valid until its fingerprints are read, whatever the
+                    # sealing connection commits (and checkpoints) meanwhile.
+                    with transaction(reader):
                         events, clashes = slices.new_events(number, run_id, recorded_at)
-                        yield source, events, slices.fingerprints(), clashes
+                        fingerprints = slices.fingerprints()
+                    yield source, events, fingerprints, clashes
             finally:
                 slices.close()
 

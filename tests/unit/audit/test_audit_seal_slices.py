@@ -14,7 +14,6 @@ import pytest
 
 from hitl_gate.audit import seal as seal_module
 from hitl_gate.audit.chain import MerkleBuilder, merkle_root_of_packed
-from hitl_gate.audit.events import EventSource
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.verify import verify_audit
@@ -81,66 +80,6 @@ def _sealed_day(tmp_path: Path, batch_rows: int) -> set[tuple[str, str, str]]:
 def test_any_slice_size_logs_the_same_events(tmp_path, batch_rows) -> None:
     """Slices of one row, of seven, or one slice per table: the same (event, entity, digest)."""
     assert _sealed_day(tmp_path, batch_rows) == _sealed_day(tmp_path / "whole", 10**9)
-
-
-AT = datetime(2018, 1, 2, 18, tzinfo=UTC)
-
-
-def _chain(tmp_path: Path, batch_rows: int, extra: int = 0) -> tuple[list[tuple], dict]:
-    """Every log entry (seq, hash, text) and the checkpoint of one day sealed at `AT`."""
-    con = duckdb.connect()
-    con.execute(schema_statements())
-    _day(con)
-    if extra:  # rows appended after the first seal: unseen rows after seen ones
-        seal_run(con, "r0", load_or_create_signing_key(tmp_path / "k"), tmp_path / "cp", at=AT)
-        con.execute(
-            "INSERT INTO executions SELECT * REPLACE ('N' || case_id AS case_id) "
-            "FROM executions WHERE case_id < 'C00025' ORDER BY case_id"
-        )  # ordered: both databases get the same rowids
-    key = load_or_create_signing_key(tmp_path / "k")
-    result = seal_run(con, "r1", key, tmp_path / "cp", batch_rows=batch_rows, at=AT)
-    report = verify_audit(con, tmp_path / "cp", public_key_hex(key))
-    assert report.ok and not report.notes, report.summary()
-    entries = con.execute("SELECT seq, entry_hash, entry FROM audit_log ORDER BY seq").fetchall()
-    assert result.checkpoint is not None
-    checkpoint = {k: result.checkpoint[k] for k in ("first_seq", "last_seq", "head_hash",
-                                                     "merkle_root")}  # fmt: skip
-    return entries, checkpoint
-
-
-@pytest.mark.parametrize("batch_rows", [1, 3, 7, 40])
-@pytest.mark.parametrize("extra", [0, 1])
-def test_slice_by_slice_gives_the_whole_tables_chain(tmp_path, batch_rows, extra) -> None:
-    """Slices cut by row id in one read transaction: the same entries in the same order, so
-    the same entry hashes, head and Merkle root as one slice per table (the whole day)."""
-    sliced = _chain(tmp_path / "sliced", batch_rows, extra)
-    whole = _chain(tmp_path / "whole", 10**9, extra)
-    assert sliced[0] and sliced == whole
-
-
-NOTES = EventSource("note", "notes", ("k",))
-
-
-def _notes_chain(tmp_path: Path, batch_rows: int) -> list[tuple]:
-    """Entries of a keyless table whose identical rows and versions of one key lie far apart."""
-    con = duckdb.connect()
-    con.execute(schema_statements())
-    con.execute("CREATE TABLE notes (k VARCHAR, v INTEGER)")
-    rows = [(f"K{i % 9}", i % 4) for i in range(30)]  # repeats every 36 rows: 9 keys x 4 values
-    con.executemany("INSERT INTO notes VALUES (?, ?)", rows + rows[:5])  # 5 exact repeats
-    key = load_or_create_signing_key(tmp_path / "k")
-    seal_run(con, "r1", key, tmp_path / "cp", (NOTES,), batch_rows=batch_rows, at=AT)
-    distinct = con.execute("SELECT count(*) FROM (SELECT DISTINCT k, v FROM notes)").fetchone()[0]
-    entries = con.execute("SELECT seq, entry_hash, entry FROM audit_log ORDER BY seq").fetchall()
-    assert len(entries) == distinct == 30
-    return entries
-
-
-@pytest.mark.parametrize("batch_rows", [1, 4, 11])
-def test_identical_rows_in_different_slices_are_logged_once(tmp_path, batch_rows) -> None:
-    """Identical rows far apart in a keyless table: one entry each, in the order and with the
-    hashes of the whole table sealed in one slice."""
-    assert _notes_chain(tmp_path / "s", batch_rows) == _notes_chain(tmp_path / "w", 10**9)
 
 
 def test_a_seal_killed_between_slices_is_finished_by_the_next(tmp_path, monkeypatch) -> None:
