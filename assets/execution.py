@@ -57,6 +57,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 audit_db.witness(),
                 context.run.run_id,
                 audit_db.seal_memory_limit,
+                audit_db.seal_rows,
             ),
             seal_outputs=output_sealer(
                 audit_db.signing_key(),
@@ -64,6 +65,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 audit_db.witness(),
                 context.run.run_id,
                 audit_db.seal_memory_limit,
+                audit_db.seal_rows,
             ),
         )
         for case_id, reason in list(done.refused.items())[:20]:
@@ -113,6 +115,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             seal_memory_limit=audit_db.seal_memory_limit,
             witness=audit_db.witness(),
             replica=audit_db.replica(),
+            seal_rows=audit_db.seal_rows,
         )
         for error in closed.outcome_errors:
             context.log.warning(f"outcome file skipped: {error}")

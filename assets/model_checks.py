@@ -8,10 +8,12 @@ declaration (`model.monitoring`).
 import polars as pl
 from dagster import AssetCheckResult, AssetChecksDefinition, asset_check
 
-from assets.common import markdown_metadata, rounded, stage_key
+from assets.common import collect_columns, markdown_metadata, rounded, stage_key
 from hitl_gate.core.domain import DomainConfig
 from models.monitoring import input_completeness, score_drift_by_version
 from pipelines.resources import AuditDatabase
+
+DRIFT_COLUMNS = ("model_name", "model_version", "pd")  # what `score_drift_by_version` reads
 
 
 def build_model_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
@@ -27,8 +29,13 @@ def build_model_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
             f"than {limits.max_missing_share:.0%} of cases."
         ),
     )
-    def inputs_complete(case_features: pl.DataFrame) -> AssetCheckResult:
-        result = input_completeness(case_features, model.features, limits.max_missing_share)
+    def inputs_complete(case_features: pl.LazyFrame) -> AssetCheckResult:
+        # Only the model's features are read (a scan), never the day's whole wide frame.
+        result = input_completeness(
+            collect_columns(case_features.lazy(), model.features),
+            model.features,
+            limits.max_missing_share,
+        )
         return AssetCheckResult(
             passed=result.passed,
             metadata={
@@ -55,9 +62,11 @@ def build_model_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
             f"most {limits.max_psi} (checked from {limits.min_cases_for_psi} cases on)."
         ),
     )
-    def score_drift(risk_scores: pl.DataFrame, audit_db: AuditDatabase) -> AssetCheckResult:
+    def score_drift(risk_scores: pl.LazyFrame, audit_db: AuditDatabase) -> AssetCheckResult:
+        # Three columns of the stored scores (a scan): a few bytes per case, not the day's row.
+        scores = collect_columns(risk_scores.lazy(), DRIFT_COLUMNS)
         with audit_db.connect(read_only=True) as con:
-            drift = score_drift_by_version(con, risk_scores, limits)
+            drift = score_drift_by_version(con, scores, limits)
         return AssetCheckResult(
             passed=drift.passed,
             metadata=rounded(

@@ -17,7 +17,7 @@ import duckdb
 import polars as pl
 from dagster import ConfigurableResource, EnvVar
 
-from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT
+from hitl_gate.audit.seal import BATCH_ROWS, SEAL_MEMORY_LIMIT
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.db_lock import open_when_free
@@ -72,7 +72,8 @@ class AuditDatabase(ConfigurableResource):
     the home's warehouse, for its Parquet): DuckDB's external access is off otherwise, so no
     SQL run on these connections can read the token or a key file (`hitl_gate.core.database`);
     `seal_memory_limit` is DuckDB's memory limit while a run seals (its block cache would
-    otherwise grow with the day; docs/audit.md, "Slices").
+    otherwise grow with the day; docs/audit.md, "Slices"); `seal_rows` the unseen rows a seal
+    takes per slice (the deployment's `slice_rows`: one setting bounds every sliced step).
     """
 
     database: str
@@ -87,6 +88,7 @@ class AuditDatabase(ConfigurableResource):
     token_pin: str = ""
     readable_dirs: list[str] = []
     seal_memory_limit: str = SEAL_MEMORY_LIMIT
+    seal_rows: int = BATCH_ROWS
     witness_dir: str = ""
     tsa_url: str = ""
 
@@ -294,6 +296,7 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             database=str(paths.audit_db),
             checkpoint_dir=str(paths.checkpoints_dir),
             signing_key_file=str(paths.audit_key_file),
+            seal_rows=settings.slice_rows,
             signing_key_hex=_injected(settings.audit_key_in_env, AUDIT_KEY_ENV),
             witness_dir=str(paths.witness_dir),
             tsa_url=settings.tsa_url or "",

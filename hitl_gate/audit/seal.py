@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import duckdb
 import numpy as np
@@ -63,6 +63,10 @@ _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 # one else can insert between that insert and that seal. Every other seal logs none of their
 # new rows; it refuses them as forged (`Stray`). Passed as `owned` with no key accepted.
 STEP_OWNED: Mapping[str, Collection[str]] = {"execution": (), "adverse_action": ()}
+
+# The entity keys a seal may log of a step-owned type: a collection of texts, or an Arrow
+# string array (a day's executions: millions of keys, no Python object per key).
+OwnedKeys: TypeAlias = "Collection[str] | pa.Array"
 
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
@@ -198,7 +202,7 @@ def seal_run(
     batch_rows: int = BATCH_ROWS,
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
     witness: WitnessConfig | None = None,
-    owned: Mapping[str, Collection[str]] | None = None,
+    owned: Mapping[str, OwnedKeys] | None = None,
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
 
@@ -248,7 +252,7 @@ def _seal(
     sources: tuple[EventSource, ...],
     batch_rows: int,
     witness: WitnessConfig | None,
-    owned: Mapping[str, Collection[str]],
+    owned: Mapping[str, OwnedKeys],
 ) -> SealResult:
     """`seal_run` under its memory limit."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -296,9 +300,11 @@ def _seal(
     return result
 
 
-def _owned_only(events: pa.Table, keys: Collection[str]) -> tuple[pa.Table, pa.Table]:
+def _owned_only(events: pa.Table, keys: OwnedKeys) -> tuple[pa.Table, pa.Table]:
     """`events` split into those whose entity key is in `keys`, and the strays."""
-    mine = pc.is_in(events.column("entity_key"), value_set=pa.array(list(keys), pa.string()))
+    column = events.column("entity_key")
+    value_set = keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())
+    mine = pc.is_in(column, value_set=value_set.cast(column.type))
     return events.filter(mine), events.filter(pc.invert(mine))
 
 

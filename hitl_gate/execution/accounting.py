@@ -14,7 +14,7 @@ import duckdb
 import polars as pl
 
 from hitl_gate.audit.replica import refresh_replica
-from hitl_gate.audit.seal import STEP_OWNED, SealResult, seal_run
+from hitl_gate.audit.seal import BATCH_ROWS, STEP_OWNED, SealResult, seal_run
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import OpenConnection, query_frame, replace_partition_slice
@@ -96,11 +96,12 @@ def account_days(
     seal_memory_limit: str | None,
     witness: WitnessConfig | None = None,
     replica: Path | None = None,
+    seal_rows: int = BATCH_ROWS,
 ) -> AccountedDays:
     """Record the days' accounting, the outcome files under `outcomes`, and seal the run.
 
     With `replica`, the auditors' replica is refreshed from the sealed state before the
-    connection closes (`hitl_gate.audit.replica`).
+    connection closes (`hitl_gate.audit.replica`). `seal_rows`: the seal's slice size.
     """
     now = datetime.now(UTC)
     with connect() as con:
@@ -112,6 +113,7 @@ def account_days(
             run_id,
             signing_key,
             checkpoints,
+            batch_rows=seal_rows,
             memory_limit=seal_memory_limit,
             witness=witness,
             owned=STEP_OWNED,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from hitl_gate.audit.seal import SealRefused
 from hitl_gate.core.database import OpenConnection, insert_new_rows, query_frame
@@ -24,7 +25,7 @@ from policies.capacity import own_rows
 from policies.control import halt_state
 
 InputSealer = Callable[[duckdb.DuckDBPyConnection], object]
-OutputSealer = Callable[[duckdb.DuckDBPyConnection, list[str]], object]
+OutputSealer = Callable[[duckdb.DuckDBPyConnection, pa.Array], object]
 """Seals the `executions` rows of the given entity keys on the connection that inserted them
 (`sealed_inputs.output_sealer`)."""
 
@@ -133,7 +134,8 @@ def execute_days(
         insert_new_rows(con, "adverse_actions", notices)
         if seal_outputs is not None:
             mine = pl.concat([to_execute["case_id"], agreeing(fresh, earlier)["case_id"]])
-            seal_outputs(con, [f"{domain.name}/{case}" for case in mine.to_list()])
+            # One Arrow array of keys, not a Python text per case (10M cases: gigabytes).
+            seal_outputs(con, (f"{domain.name}/" + mine).to_arrow())
         reversals = reversal_requests(con, domain.name)
     write_outbox(executed.filter(~pl.col("case_id").is_in(list(gold))), outbox, days)
     write_reversal_requests(reversals, outbox)

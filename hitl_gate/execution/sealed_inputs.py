@@ -20,16 +20,17 @@ cache); the chain's own integrity is `hitl audit verify`'s job (docs/audit.md, t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+import pyarrow as pa
 
 from hitl_gate.audit.chain import sha256_function
 from hitl_gate.audit.events import SOURCES_BY_TYPE, EventSource, source_sql
-from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT, SealResult, seal_run
+from hitl_gate.audit.seal import BATCH_ROWS, SEAL_MEMORY_LIMIT, SealResult, seal_run
 from hitl_gate.audit.witness import WitnessConfig
 
 if TYPE_CHECKING:
@@ -199,12 +200,13 @@ def input_sealer(
     witness: WitnessConfig | None,
     run_id: str,
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
+    batch_rows: int = BATCH_ROWS,
 ) -> Callable[[duckdb.DuckDBPyConnection], SealResult]:
     """The execution stage's seal of `RELIED_ON` (run id `<run>:inputs`), for `execute_days`."""
 
     def seal(con: duckdb.DuckDBPyConnection) -> SealResult:
         return seal_run(
-            con, f"{run_id}:inputs", signing_key, checkpoint_dir, RELIED_ON,
+            con, f"{run_id}:inputs", signing_key, checkpoint_dir, RELIED_ON, batch_rows,
             memory_limit=memory_limit, witness=witness,
         )  # fmt: skip
 
@@ -217,15 +219,17 @@ def output_sealer(
     witness: WitnessConfig | None,
     run_id: str,
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
-) -> Callable[[duckdb.DuckDBPyConnection, list[str]], SealResult]:
+    batch_rows: int = BATCH_ROWS,
+) -> Callable[[duckdb.DuckDBPyConnection, Sequence[str] | pa.Array], SealResult]:
     """The execution stage's seal of the `executions` and `adverse_actions` rows it wrote (run
     id `<run>:executed`), on the connection that wrote them, for `execute_days`: only the
-    given entity keys (`domain/case_id`) may be logged, in both tables."""
+    given entity keys (`domain/case_id`, texts or an Arrow string array) may be logged, in
+    both tables."""
 
-    def seal(con: duckdb.DuckDBPyConnection, keys: list[str]) -> SealResult:
-        mine = set(keys)
+    def seal(con: duckdb.DuckDBPyConnection, keys: Sequence[str] | pa.Array) -> SealResult:
+        mine = keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())
         return seal_run(
-            con, f"{run_id}:executed", signing_key, checkpoint_dir, EXECUTED,
+            con, f"{run_id}:executed", signing_key, checkpoint_dir, EXECUTED, batch_rows,
             memory_limit=memory_limit, witness=witness,
             owned={"execution": mine, "adverse_action": mine},
         )  # fmt: skip

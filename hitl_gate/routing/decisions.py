@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from pathlib import Path
 
 import duckdb
 import polars as pl
@@ -102,18 +101,21 @@ def record_policy_version(
     )
 
 
-def replace_decisions_from_file(
-    con: duckdb.DuckDBPyConnection, domain: DomainConfig, days: list[date], stored: Path
+def delete_decisions(
+    con: duckdb.DuckDBPyConnection, domain: DomainConfig, days: list[date]
 ) -> None:
-    """Replace the days' `decisions` rows by those stored in `stored`, in the caller's transaction.
-
-    One `INSERT ... SELECT` from the Parquet file: DuckDB streams it into the table, so the
-    day's rows are never all in memory, and they appear all at once or not at all. (Inserting
-    each slice from Arrow inside one open transaction held every uncommitted slice in memory:
-    about 1 GB per million decisions.)
-    """
+    """Remove the days' `decisions` rows, in the caller's transaction (a re-routed day)."""
     con.execute(
         "DELETE FROM decisions WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
         [domain.name, days],
     )
-    con.execute("INSERT INTO decisions BY NAME SELECT * FROM read_parquet(?)", [str(stored)])
+
+
+def insert_decisions(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
+    """Add `decision_rows` to `decisions`, in the caller's transaction; a case recorded twice
+    fails (the table keys a case once)."""
+    con.register("incoming_decisions", rows.to_arrow())
+    try:
+        con.execute("INSERT INTO decisions BY NAME SELECT * FROM incoming_decisions")
+    finally:
+        con.unregister("incoming_decisions")

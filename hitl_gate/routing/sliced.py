@@ -10,9 +10,16 @@ a queue, with the backlog) and the carried copies capacity adds. So:
 2. once, on that narrow frame of the whole day: QA sampling, kill switch, capacity
    (`finish_decisions`), exactly as for a whole day;
 3. per slice again: read the spilled slice back, put the narrow result's columns on it,
-   write it to the day's file and its decisions to a second spill; then the carried copies,
-   gathered from the spill or the backlog. The decisions go into the audit database in one
-   transaction, streamed by DuckDB from their spill.
+   write it to the day's file and insert its decisions into the audit database, one
+   transaction per slice; then the carried copies, gathered from the spill or the backlog.
+
+The decisions are idempotently resumable rather than all-or-nothing: the first slice's
+transaction removes the run's days' earlier decisions (and records the policy version), each
+later one adds its slice. A run killed in between leaves those days with part of their new
+decisions and no day file (the staged files are removed, so the step did not materialise);
+the next run of the days routes them again and replaces every decision of them, so none is
+lost or doubled (`decisions` keys a case once). One transaction of ten million decisions kept
+the whole uncommitted insert (and its index entries) in memory; a slice's is bounded.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ from hitl_gate.core.staged_parquet import StagedParquet
 from hitl_gate.routing.cases import Scans, assemble_slice
 from hitl_gate.routing.decisions import (
     decision_rows,
+    delete_decisions,
+    insert_decisions,
     raise_for_policy_errors,
     record_policy_version,
-    replace_decisions_from_file,
 )
 from policies.decide import finish_decisions, finish_inputs
 from policies.engine import route_cases
@@ -75,8 +83,6 @@ def route_in_slices(
     folder.mkdir(parents=True, exist_ok=True)
     spill_path = folder / f".routing-spill-{uuid.uuid4().hex}.parquet"
     spill = StagedParquet(spill_path, spill_path.with_suffix(".tmp"), "lz4")
-    decisions_path = spill_path.with_name(f"{spill_path.stem}-decisions.parquet")
-    decisions = StagedParquet(decisions_path, decisions_path.with_suffix(".tmp"), "lz4")
     try:
         narrow = []
         for number, (offset, length) in enumerate(ranges):
@@ -114,10 +120,15 @@ def route_in_slices(
         del day
         now = datetime.now(UTC)
         stored = pl.scan_parquet(spill_path)
+        # Inside the sink's block: if an audit write fails, the staged day files go too.
         with output_sink(new_writer, True) as sink:
             columns = None
-            for (offset, length), routed in zip(
-                ranges, read_slices(stored, stored.collect_schema().names(), ranges), strict=True
+            for number, ((offset, length), routed) in enumerate(
+                zip(
+                    ranges,
+                    read_slices(stored, stored.collect_schema().names(), ranges),
+                    strict=True,
+                )
             ):
                 routed = routed.with_columns(
                     own.slice(offset, length).select(
@@ -125,21 +136,19 @@ def route_in_slices(
                     )
                 )
                 columns = columns or routed.schema
-                decisions.write(decision_rows(domain, routed, run_id, now))
+                with connect() as con, transaction(con):  # one slice's decisions per commit
+                    if number == 0:  # the days' earlier decisions go with the first slice
+                        record_policy_version(con, domain, policy, now)
+                        delete_decisions(con, domain, days)
+                    insert_decisions(con, decision_rows(domain, routed, run_id, now))
                 sink.write(routed)
             if carried.height:
                 sink.write(_carried_rows(carried, stored, keyed_backlog, columns, added))
-            decisions.commit()
-            # Inside the sink's block: if the audit write fails, the staged day files go too.
-            with connect() as con, transaction(con):
-                record_policy_version(con, domain, policy, now)
-                replace_decisions_from_file(con, domain, days, decisions.target)
             output = sink.result()
         return SlicedRouting(output=output, decided=decided.drop(_CASE_ROW, _BACKLOG_ROW))
     finally:
-        for staged in (spill, decisions):
-            staged.abort()
-            staged.target.unlink(missing_ok=True)
+        spill.abort()
+        spill.target.unlink(missing_ok=True)
 
 
 def _carried_rows(

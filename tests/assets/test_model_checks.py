@@ -32,7 +32,7 @@ def test_inputs_complete_blocks_a_case_without_features(
 ) -> None:
     features = domain.model.features
     frame = pl.DataFrame({f: [1.0, 2.0, None, 4.0, 5.0] for f in features})
-    result = checks["inputs_complete"](case_features=frame)
+    result = checks["inputs_complete"](case_features=frame.lazy())
     assert not result.passed
     assert result.metadata["rows"].value == 5
     assert result.metadata["cases_without_features"].value == 1
@@ -43,7 +43,7 @@ def test_inputs_complete_passes_a_full_day(
     domain: DomainConfig, checks: dict[str, AssetChecksDefinition]
 ) -> None:
     frame = pl.DataFrame({f: [1.0, 2.0] for f in domain.model.features})
-    assert checks["inputs_complete"](case_features=frame).passed
+    assert checks["inputs_complete"](case_features=frame.lazy()).passed
 
 
 def test_score_drift_blocks_a_shifted_population(
@@ -63,7 +63,7 @@ def test_score_drift_blocks_a_shifted_population(
         {"model_name": "m", "model_version": "1", "pd": rng.beta(2, 30, 300) + 0.3}
     )
     result = checks["score_drift"](
-        risk_scores=shifted, audit_db=AuditDatabase(database=str(database))
+        risk_scores=shifted.lazy(), audit_db=AuditDatabase(database=str(database))
     )
     assert not result.passed
     assert result.metadata["checked"].value is True

@@ -24,12 +24,14 @@ def test_resources_follow_the_settings(tmp_path: Path) -> None:
     settings = HitlSettings.from_environ({"HITL_SLICE_ROWS": "37"}, home=tmp_path)
     resources = build_resources(settings)
     assert resources["io_manager"].slice_rows == 37
+    assert resources["audit_db"].seal_rows == 37  # the seal's slices follow the same setting
     assert resources["audit_db"].database == str(tmp_path / "audit.duckdb")
     # Without injected keys the resources use the per-home key files.
     assert resources["audit_db"].signing_key_hex == ""
     assert resources["review"].signing_key_hex == ""
     bare = build_resources(HitlPaths.at(tmp_path))  # paths alone: the default settings
     assert bare["io_manager"].slice_rows == DEFAULT_SLICE_ROWS
+    assert bare["audit_db"].seal_rows == DEFAULT_SLICE_ROWS
 
 
 def test_injected_keys_are_env_vars_never_values(tmp_path: Path) -> None:

@@ -99,3 +99,43 @@ def test_slices_of_7_cases_equal_the_whole_run(home_with_backlog: Path, tmp_path
 def test_row_count_reads_the_length_of_a_scan() -> None:
     validated, _, _ = frames.stages(frames.day_of_cases(9))
     assert row_count(validated.lazy()) == 9
+
+
+def test_a_run_killed_between_slices_is_recovered_by_the_next(
+    home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed in its third slice's insert: two slices' decisions are committed and the day has
+    no file; the next run replaces every decision of the days, none lost or doubled, and
+    stores exactly what one uninterrupted run stores."""
+    from hitl_gate.routing import sliced
+
+    rows = frames.day_of_cases(40, frames.D1, "a")
+    whole = tmp_path / "whole"
+    shutil.copytree(home_with_backlog, whole)
+    _route(whole, rows, [frames.D1], 1000)
+    home = tmp_path / "killed"
+    shutil.copytree(home_with_backlog, home)
+    insert, calls = sliced.insert_decisions, []
+
+    def killed_in_third(*args: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt("killed")
+        insert(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sliced, "insert_decisions", killed_in_third)
+    with pytest.raises(KeyboardInterrupt):
+        _route(home, rows, [frames.D1], 7)
+    with audit_connection(home / "audit.duckdb", read_only=True) as con:
+        (kept,) = con.execute(
+            "SELECT count(*) FROM decisions WHERE partition_date = ?", [frames.D1]
+        ).fetchone()  # type: ignore[misc]
+    stored_whole = _stored(whole, [frames.D1])
+    assert 0 < kept < stored_whole["decisions"].filter(pl.col("partition_date") == frames.D1).height
+    assert not (home / "routed" / f"{frames.D1}.parquet").exists()
+    assert not list((home / "routed").glob(".routing-spill-*")), "the spill is removed"
+
+    monkeypatch.setattr(sliced, "insert_decisions", insert)
+    _route(home, rows, [frames.D1], 7)
+    for name, frame in stored_whole.items():
+        assert_frame_equal(_stored(home, [frames.D1])[name], frame, check_exact=True)
