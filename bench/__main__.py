@@ -23,6 +23,7 @@ BENCHMARKS = {
     "audit": "bench.audit",
     "audit_seal": "bench.audit_seal",
     "portal": "bench.portal",
+    "registry": "bench.registry",
 }
 
 
