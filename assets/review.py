@@ -102,6 +102,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         audit_db: AuditDatabase,
     ) -> Output[pl.DataFrame]:
         from hitl_gate.review.intake.days import ReviewFolders, take_in_verdicts
+        from hitl_gate.review.intake.sealing import intake_sealer
 
         folders = ReviewFolders(
             review.batches_dir, review.inbox_dir, review.archive_dir, review.intake_limits()
@@ -116,7 +117,16 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 key=review.signing_key(),
                 run_id=context.run_id,
                 now=datetime.now(UTC),
+                seal=intake_sealer(
+                    audit_db.signing_key(),
+                    audit_db.checkpoints,
+                    audit_db.witness(),
+                    context.run_id,
+                    audit_db.seal_memory_limit,
+                ),
             )
+        if intake.seal_refusal is not None:
+            context.log.error(intake.seal_refusal)
         for outcome in intake.outcomes:  # messages are capped per file (IntakeLimits)
             for message in outcome.messages:
                 context.log.warning(message)

@@ -25,6 +25,7 @@ BENCHMARKS = {
     "audit_seal": "bench.audit_seal",
     "portal": "bench.portal",
     "replica": "bench.replica",
+    "registry": "bench.registry",
 }
 
 

@@ -59,10 +59,13 @@ SEAL_MEMORY_LIMIT = "1GB"
 _MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)")
 
 # Event types whose rows only the step that writes them may log, in the connection it wrote
-# them with (`execution.execute.execute_days`): DuckDB lets one process write the file, so no
-# one else can insert between that insert and that seal. Every other seal logs none of their
-# new rows; it refuses them as forged (`Stray`). Passed as `owned` with no key accepted.
-STEP_OWNED: Mapping[str, Collection[str]] = {"execution": (), "adverse_action": ()}
+# them with (`execution.execute.execute_days`; verdicts and opinions: intake,
+# `review.intake.sealing`): DuckDB lets one process write the file, so no one else can insert
+# between that insert and that seal. Every other seal logs none of their new rows; it refuses
+# them as forged (`Stray`). Passed as `owned` with no key accepted.
+STEP_OWNED: Mapping[str, Collection[str]] = {
+    "execution": (), "adverse_action": (), "verdict_opinion": (), "verdict": (),
+}  # fmt: skip
 
 # The entity keys a seal may log of a step-owned type: a collection of texts, or an Arrow
 # string array (a day's executions: millions of keys, no Python object per key).
@@ -103,8 +106,8 @@ class Stray:
         return (
             f"{self.table} {self.entity_key}: not written by the step that seals this table "
             f"(row digest {self.row_digest[:16]}): inserted outside the pipeline, or left by an "
-            "interrupted step (re-running its day seals it only if the step computes the same "
-            "action)"
+            "interrupted step (an execution: re-running its day seals it only if the step "
+            "computes the same action; a verdict or opinion: see docs/audit.md)"
         )
 
 

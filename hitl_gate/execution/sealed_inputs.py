@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from hitl_gate.audit.chain import sha256_function
 from hitl_gate.audit.events import SOURCES_BY_TYPE, EventSource, source_sql
-from hitl_gate.audit.seal import BATCH_ROWS, SEAL_MEMORY_LIMIT, SealResult, seal_run
+from hitl_gate.audit.seal import BATCH_ROWS, SEAL_MEMORY_LIMIT, STEP_OWNED, SealResult, seal_run
 from hitl_gate.audit.witness import WitnessConfig
 
 if TYPE_CHECKING:
@@ -202,12 +202,15 @@ def input_sealer(
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
     batch_rows: int = BATCH_ROWS,
 ) -> Callable[[duckdb.DuckDBPyConnection], SealResult]:
-    """The execution stage's seal of `RELIED_ON` (run id `<run>:inputs`), for `execute_days`."""
+    """The execution stage's seal of `RELIED_ON` (run id `<run>:inputs`), for `execute_days`.
+
+    Verdicts and opinions are step-owned (intake seals its own): this seal logs none, so one
+    that intake did not seal stays unsealed and its case is refused below."""
 
     def seal(con: duckdb.DuckDBPyConnection) -> SealResult:
         return seal_run(
             con, f"{run_id}:inputs", signing_key, checkpoint_dir, RELIED_ON, batch_rows,
-            memory_limit=memory_limit, witness=witness,
+            memory_limit=memory_limit, witness=witness, owned=STEP_OWNED,
         )  # fmt: skip
 
     return seal

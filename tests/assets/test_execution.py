@@ -12,9 +12,11 @@ from dagster import DagsterInstance, materialize
 from assets.checks import build_checks
 from assets.common import stage_key
 from assets.execution import build_execution_assets
+from hitl_gate.audit.keys import load_or_create_signing_key
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import load_domain
 from tests.assets.stores import resources, store_stage, upstream_specs
+from tests.unit.audit.tamper_home import seal_as_intake
 
 pytestmark = pytest.mark.e2e  # materialises the real assets (small frames, a few seconds)
 
@@ -54,6 +56,8 @@ def _store(home: Path, verdicts: list[tuple[str, str, str]]) -> None:
                 "file_sha256, row_number, received_at) VALUES (?, ?, 'b1', ?, ?, 'f1', ?, ?)",
                 [DOMAIN.name, case_id, verdict, reviewer, number, received],
             )
+        key = load_or_create_signing_key(home / "secrets" / "audit.key")
+        seal_as_intake(con, key, home / "checkpoints", "intake")
 
 
 def _file_read(home: Path, rows: int) -> None:

@@ -58,9 +58,10 @@ def test_portal_verdict_in_the_browser_is_executed_by_the_next_run(
     from playwright.sync_api import expect, sync_playwright
 
     from hitl_gate.app.portal.app import build_app
-    from hitl_gate.app.portal.config import portal_config
+    from hitl_gate.app.portal.config import portal_config, portal_sealer
     from hitl_gate.app.portal.credentials import load_credential
     from hitl_gate.app.runner import raise_for_failure, run_job
+    from hitl_gate.audit.keys import checkpoint_signer
     from hitl_gate.core.database import audit_connection
     from hitl_gate.core.domain import load_domain
     from hitl_gate.core.settings import HitlSettings
@@ -71,7 +72,9 @@ def test_portal_verdict_in_the_browser_is_executed_by_the_next_run(
     assert credential is not None
     domain = load_domain("consumer_credit")
     port = free_port()
-    config = portal_config(demo_home, {domain.name: domain}, host="127.0.0.1", port=port)
+    settings = HitlSettings(paths=demo_home)
+    seal = portal_sealer(settings, checkpoint_signer(demo_home, settings.audit_keys))
+    config = portal_config(demo_home, {domain.name: domain}, host="127.0.0.1", port=port, seal=seal)
     with serving(build_app(config), port) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=shutil.which("chromium"), headless=True
@@ -106,9 +109,7 @@ def test_portal_verdict_in_the_browser_is_executed_by_the_next_run(
             [case, person],
         ).fetchall()[0][0]
     assert verdict == "decline" and attested == 1
-    result = run_job(
-        HitlSettings(paths=demo_home), review_loop_job_name(domain), start=day, end=day
-    )
+    result = run_job(settings, review_loop_job_name(domain), start=day, end=day)
     raise_for_failure(result, "review loop after the portal verdict")
     with audit_connection(demo_home.audit_db, read_only=True) as con:
         executed = con.execute(

@@ -7,7 +7,12 @@ import getpass
 import sys
 from pathlib import Path
 
-from hitl_gate.app.cli.common import domain_names, load_selected_domain, settings_from
+from hitl_gate.app.cli.common import (
+    audit_signer,
+    domain_names,
+    load_selected_domain,
+    settings_from,
+)
 
 
 def cmd_key(args: argparse.Namespace) -> None:
@@ -65,12 +70,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from hitl_gate.app.portal.app import build_app
-    from hitl_gate.app.portal.config import portal_config
+    from hitl_gate.app.portal.config import portal_config, portal_sealer
 
     settings = settings_from(args)
     names = [args.domain] if args.domain and args.domain != "demo" else domain_names(args)
     domains = {name: load_selected_domain(args, name) for name in names}
-    config = portal_config(settings.paths, domains, host=args.host, port=args.port)
+    # Portal verdicts are sealed by the portal as it writes them (review/intake/sealing.py).
+    seal = portal_sealer(settings, audit_signer(args))
+    config = portal_config(settings.paths, domains, host=args.host, port=args.port, seal=seal)
     print(f"review portal on http://{config.settings.host}:{config.settings.port}/")
     uvicorn.run(
         build_app(config),

@@ -29,6 +29,7 @@ from hitl_gate.identity.signatures import PORTAL
 from hitl_gate.identity.signed_acts import SignedPayload, act_payload, sign_payload
 from hitl_gate.review.intake.limits import IntakeLimits
 from hitl_gate.review.intake.results import IntakeOutcome, earlier_outcome
+from hitl_gate.review.intake.sealing import IntakeSealer, seal_written
 from hitl_gate.review.intake.signed import SignedReturn, signature_digest
 from hitl_gate.review.intake.verdict_files import IntakeContext, SignedBytes, take_in_signed
 from hitl_gate.review.settings import review_settings
@@ -55,6 +56,9 @@ class IntakePlace:
     archive_dir: Path
     review_key: bytes
     portal_key: Path  # the portal's private SSH key file
+    # Seals the verdicts and opinions taken in on the connection that wrote them (None: they
+    # stay unsealed and every other seal refuses them; `review.intake.sealing`).
+    seal: IntakeSealer | None = None
 
 
 def one_row_file(header: list[str], row: dict[str, str], answers: dict[str, str]) -> bytes:
@@ -144,6 +148,9 @@ def take_in(
     except IdentityError as refusal:
         return IntakeOutcome(name, sha, None, 0, 0, False, str(refusal), (str(refusal),),
                              identity_refused=True)  # fmt: skip
+    # Forged rows the seal meets are left unsealed and named by every later seal and `verify`;
+    # they are not this submitter's to see.
+    seal_written(con, place.seal, outcome.written)
     if not archived.exists():
         archived.write_bytes(data)
     return outcome

@@ -26,6 +26,7 @@ from hitl_gate.review.intake.escalation import export_escalations, pending_escal
 from hitl_gate.review.intake.inbox import inbox_files
 from hitl_gate.review.intake.limits import IntakeLimits
 from hitl_gate.review.intake.received import shown_name
+from hitl_gate.review.intake.sealing import IntakeSealer, merged, seal_written
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import review_settings
 
@@ -47,6 +48,9 @@ class VerdictIntake:
     outcomes: tuple[IntakeOutcome, ...]
     escalated: tuple[ReviewBatch, ...]
     verdicts: pl.DataFrame
+    # Verdict or opinion rows found that no intake wrote (forged, or a killed intake's): left
+    # unsealed, named here (table, key, digest) for the run's log.
+    seal_refusal: str | None = None
 
     def files(self) -> pl.DataFrame:
         """One row per file taken in: accepted, rejected, duplicate, error."""
@@ -82,11 +86,14 @@ def take_in_verdicts(
     key: bytes,
     run_id: str,
     now: datetime,
+    seal: IntakeSealer | None = None,
 ) -> VerdictIntake:
     """Take in the domain's returned files, re-export the days' escalations, read the verdicts.
 
     Other domains' files stay in the inbox for their own stage. Only the routed rows of
     escalated cases are read (and each day's first row, whose versions sign the batch).
+    `seal` seals the verdicts and opinions taken in, on `con`, before anything else happens
+    (`sealing`): without it they stay unsealed and every other seal refuses them.
     """
     settings = review_settings(domain)
     waiting = [
@@ -112,6 +119,7 @@ def take_in_verdicts(
         )
         for returned in waiting
     ]
+    refusal = seal_written(con, seal, merged(*(outcome.written for outcome in outcomes)))
     escalated: list[ReviewBatch] = []
     open_escalations = pending_escalations(con, domain.name)["case_id"].implode()
     notes: PolicyNotes | None = None  # read once, and only if a day has cases
@@ -146,4 +154,4 @@ def take_in_verdicts(
         "WHERE v.domain = ? AND d.partition_date IN (SELECT unnest(?::DATE[]))",
         [domain.name, list(days)],
     )
-    return VerdictIntake(tuple(outcomes), tuple(escalated), verdicts)
+    return VerdictIntake(tuple(outcomes), tuple(escalated), verdicts, refusal)

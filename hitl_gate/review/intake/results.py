@@ -8,7 +8,8 @@ file was not taken in at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import duckdb
 
@@ -40,6 +41,8 @@ class IntakeOutcome:
     signer_fingerprint: str | None = None
     identity_refused: bool = False
     replay_of: str | None = None
+    # Opinion and verdict keys this intake inserted, per event type: what its seal may log.
+    written: Mapping[str, tuple[str, ...] | list[str]] = field(default_factory=dict)
 
     @property
     def refused(self) -> bool:

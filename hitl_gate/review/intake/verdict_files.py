@@ -45,6 +45,7 @@ from hitl_gate.review.intake.received import (
     remove_empty_hash_folder,
 )
 from hitl_gate.review.intake.results import IntakeOutcome, earlier_outcome
+from hitl_gate.review.intake.sealing import insert_claimed
 from hitl_gate.review.intake.signed import (
     SignedReturn,
     read_signature,
@@ -337,7 +338,7 @@ def take_in_signed(
         how="diagonal_relaxed",
     )
     stored = _bounded(rejected, limits.stored_rejections, shown)
-    _record(
+    written = _record(
         con,
         domain.name,
         _FileRow(shown, sha, archived, result, rejected.height, signed, now, context.run_id),
@@ -360,6 +361,7 @@ def take_in_signed(
         conflicts_resolved=len(outcome.resolutions),
         signer_id=signed.signer.person_id,
         signer_fingerprint=signed.signer.fingerprint,
+        written=written,
     )
 
 
@@ -540,9 +542,14 @@ def _record(
     file: _FileRow,
     outcome: Outcome,
     rejected: pl.DataFrame,
-) -> None:
-    """Write the file row, opinions, final verdicts, escalations and rejections atomically."""
+) -> dict[str, list[str]]:
+    """Write the file row, opinions, final verdicts, escalations and rejections atomically.
+
+    Returns the opinion and verdict keys inserted (per event type), which the caller seals on
+    this connection (`sealing.seal_written`): no other seal logs them.
+    """
     now, sha = file.now, file.sha
+    written: dict[str, list[str]] = {}
     with transaction(con):
         insert_new_rows(
             con,
@@ -569,12 +576,12 @@ def _record(
         single = outcome.single
         if outcome.opinions or single.height:
             opinions = _rows(single, outcome.opinions, _OPINION_COLUMNS, domain, now, "single")
-            insert_new_rows(con, "verdict_opinions", opinions)
+            written["verdict_opinion"] = insert_claimed(con, "verdict_opinions", opinions)
         if outcome.final_count:
             finals = _rows(single, outcome.finals, _VERDICT_COLUMNS, domain, now)
             # A gold case's opinion is scored (review/quality.py), never a final verdict.
             finals = finals.filter(~pl.col("case_id").is_in(list(gold_case_ids(con, domain))))
-            insert_new_rows(con, "verdicts", finals)
+            written["verdict"] = insert_claimed(con, "verdicts", finals)
             resolve_breaches(con, domain, finals, now)
         if outcome.escalations:
             insert_new_rows(
@@ -606,6 +613,7 @@ def _record(
             )
             con.execute("INSERT INTO verdict_rejections BY NAME SELECT * FROM incoming_rejections")
             con.unregister("incoming_rejections")
+    return written
 
 
 def _archive(path: Path, archived: Path) -> None:

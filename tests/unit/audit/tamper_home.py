@@ -14,10 +14,13 @@ from typing import Any
 
 import duckdb
 
+from hitl_gate.audit.events import SOURCES_BY_TYPE, source_sql
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-from hitl_gate.audit.seal import seal_run
+from hitl_gate.audit.seal import SealResult, seal_run
+from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
+from hitl_gate.review.intake.sealing import INTAKE_OWNED, intake_sealer
 
 DOMAIN = "demo"
 TS = "2026-01-02 10:00:00+00"
@@ -87,6 +90,20 @@ def add_row(con: duckdb.DuckDBPyConnection, table: str, n: int = 1, **values: An
     row = [values.get(c, _value(k, c, n)) for c, k in columns]
     casts = ", ".join(f"?::{k}" for _, k in columns)
     con.execute(f"INSERT INTO {table} ({', '.join(names)}) VALUES ({casts})", row)
+
+
+def seal_as_intake(
+    con: duckdb.DuckDBPyConnection, key: CheckpointSigner, checkpoint_dir: Path, run_id: str
+) -> SealResult:
+    """Seal every verdict and opinion as the intake that wrote them does (test set-up: rows
+    added with `add_row` stand for rows intake wrote; every other seal refuses them)."""
+    written = {}
+    for event_type in INTAKE_OWNED.values():
+        sql = source_sql(con, SOURCES_BY_TYPE[event_type])
+        assert sql is not None
+        written[event_type] = [k for (k,) in con.execute(
+            f"SELECT {sql.entity_key} FROM {sql.table}").fetchall()]  # fmt: skip
+    return intake_sealer(key, checkpoint_dir, None, run_id)(con, written)
 
 
 def _first_run(con: duckdb.DuckDBPyConnection) -> None:

@@ -10,12 +10,13 @@ import polars as pl
 import pytest
 
 from hitl_gate.audit.keys import load_or_create_signing_key
+from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import load_domain
 from hitl_gate.execution.execute import InputSealer, execute_days
 from hitl_gate.execution.final_actions import routed_columns
 from hitl_gate.execution.sealed_inputs import ExecutionRefused, input_sealer
-from tests.unit.audit.tamper_home import add_row
+from tests.unit.audit.tamper_home import add_row, seal_as_intake
 
 DAY = date(2018, 3, 5)
 DOMAIN = load_domain("consumer_credit")
@@ -44,15 +45,20 @@ VERDICTS = pl.DataFrame(
 
 
 def _record_verdicts(db: Path, verdicts: pl.DataFrame) -> None:
-    """The verdict rows intake would have written (execution checks them against the log)."""
+    """The verdict rows intake would have written and sealed (execution checks them against
+    the log; no other seal logs a verdict)."""
     with audit_connection(db) as con:
         for n, row in enumerate(verdicts.iter_rows(named=True), start=1):
             add_row(con, "verdicts", n, domain=DOMAIN.name, **row)
+        seal_as_intake(con, _key(db.parent), db.parent / "checkpoints", "intake")
+
+
+def _key(tmp_path: Path) -> CheckpointSigner:
+    return load_or_create_signing_key(tmp_path / "secrets" / "audit.key")
 
 
 def _sealer(tmp_path: Path, run_id: str) -> InputSealer:
-    key = load_or_create_signing_key(tmp_path / "secrets" / "audit.key")
-    return input_sealer(key, tmp_path / "checkpoints", None, run_id)
+    return input_sealer(_key(tmp_path), tmp_path / "checkpoints", None, run_id)
 
 
 def test_a_day_executes_once_and_its_outbox_is_rewritten(tmp_path: Path) -> None:
@@ -108,9 +114,8 @@ def test_a_verdict_not_in_the_sealed_log_executes_nothing(tmp_path: Path) -> Non
     routed = _routed(["auto_approve", "human_review", "human_review", "human_review"])
     db = tmp_path / "audit.duckdb"
     connect = partial(audit_connection, db)
-    _record_verdicts(db, VERDICTS.head(1))  # c2 recorded, then sealed below
+    _record_verdicts(db, VERDICTS.head(1))  # c2 recorded and sealed by its intake
     with audit_connection(db) as con:
-        _sealer(tmp_path, "intake")(con)
         con.execute("UPDATE verdicts SET verdict = 'approve' WHERE case_id = 'c2'")  # rewritten
         add_row(con, "verdicts", 9, domain=DOMAIN.name, case_id="c3", verdict="approve",
                 reviewer_id="mallory")  # fmt: skip

@@ -1,0 +1,313 @@
+"""Per-run segments under globally signed checkpoints: concurrent seals without one global lock.
+
+DuckDB lets one process write a file, and while it does no other process can open it, so two
+runs sealing into `audit.duckdb` always queue. A **segment** is a DuckDB file of its own
+(`<root>/<segment id>.duckdb`, with the audit schema and its checkpoint files beside it in
+`<segment id>.checkpoints/`): the run that owns it writes its rows there and seals them with
+the ordinary seal (`seal.seal_run`), into a chain of its own that starts from the genesis hash
+and is signed by the ordinary checkpoints. Runs of different domains or days own different
+segments, so their seals run at the same time.
+
+The **fold** (`fold_segments`) is the only serialised step, held for milliseconds under an
+exclusive lock file: it reads each segment's newest checkpoint, checks its signature, appends
+it as a leaf to `audit_segment_leaves` in the global database and signs a **global
+checkpoint** (`audit_global_checkpoints`): the Merkle root (fan-out 16) of every leaf so far,
+linked to the previous global checkpoint by its hash, as Certificate Transparency signs a tree
+head over submissions. One leaf per segment checkpoint, not per entry.
+
+`verify_segments` proves, with the pinned key only: every global checkpoint's signature, link
+and Merkle root over the leaves; every leaf under a global checkpoint; each segment verified
+whole (`verify.verify_audit`: chain, checkpoints, lineage); and every leaf still a checkpoint
+of its segment, identical. Truncating a segment (its tail and checkpoints deleted), rewriting
+it (even re-signed with the real key), replacing or deleting its file, or editing a leaf are
+each named with the segment and leaf.
+
+Scope (docs/audit.md, "Room to grow"): this module is the segment and fold mechanism, tested on
+its own (`tests/unit/audit/test_run_segments.py`). The pipeline's stages still write every run
+into `audit.duckdb` (the single chain, which stays valid as is); moving each run's lineage
+writes into its own segment file is the remaining step of the design.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+from cryptography.exceptions import InvalidSignature
+
+from hitl_gate.audit.chain import GENESIS_HASH, MERKLE_FANOUT, merkle_root_of_digests
+from hitl_gate.audit.events import EVENT_SOURCES, EventSource
+from hitl_gate.audit.keys import public_key_from_hex, public_key_hex
+from hitl_gate.audit.seal import SealResult, checkpoint_message, seal_run
+from hitl_gate.audit.verify import verify_audit
+from hitl_gate.core.database import audit_connection, transaction
+
+if TYPE_CHECKING:
+    from hitl_gate.audit.signer import CheckpointSigner
+
+LOCK_FILE = "segments.lock"
+LEAF_FIELDS = ("segment_id", "last_seq", "head_hash", "merkle_root", "signature")
+GLOBAL_FIELDS = ("global_seq", "leaves", "tree_root", "previous_hash", "created_at", "public_key")
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Where segment files live (`<home>/segments` by convention)."""
+
+    root: Path
+
+    def database(self, segment_id: str) -> Path:
+        if not segment_id or "/" in segment_id or segment_id.startswith("."):
+            raise ValueError(f"not a segment id: {segment_id!r}")
+        return self.root / f"{segment_id}.duckdb"
+
+    def checkpoints(self, segment_id: str) -> Path:
+        return self.root / f"{segment_id}.checkpoints"
+
+    @contextmanager
+    def open(self, segment_id: str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The segment's own database (created with the audit schema on first write)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with audit_connection(self.database(segment_id), read_only=read_only) as con:
+            yield con
+
+
+def seal_segment(
+    segments: Segments,
+    segment_id: str,
+    run_id: str,
+    signer: CheckpointSigner,
+    sources: tuple[EventSource, ...] = EVENT_SOURCES,
+    memory_limit: str | None = None,
+) -> SealResult:
+    """Seal a segment's new rows into its own chain: touches no file but the segment's, so
+    seals of different segments run concurrently."""
+    with segments.open(segment_id) as con:
+        return seal_run(
+            con, run_id, signer, segments.checkpoints(segment_id), sources,
+            memory_limit=memory_limit,
+        )  # fmt: skip
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (waits for the holder): the fold's short critical section."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def leaf_hash(leaf: dict[str, Any]) -> bytes:
+    """SHA-256 of a leaf's canonical JSON (its segment checkpoint's identifying fields)."""
+    body = {name: leaf[name] for name in LEAF_FIELDS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+def global_message(checkpoint: dict[str, Any]) -> bytes:
+    """The signed bytes of a global checkpoint (canonical JSON of `GLOBAL_FIELDS`)."""
+    body = {name: checkpoint[name] for name in GLOBAL_FIELDS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _global_hash(checkpoint: dict[str, Any] | None) -> str:
+    if checkpoint is None:
+        return GENESIS_HASH
+    return hashlib.sha256(global_message(checkpoint) + checkpoint["signature"].encode()).hexdigest()
+
+
+def _newest_checkpoint(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    rows = con.execute("SELECT * FROM audit_checkpoints ORDER BY last_seq DESC LIMIT 1").fetchall()
+    if not rows:
+        return None
+    return dict(zip([d[0] for d in con.description], rows[0], strict=True))
+
+
+def _signature_problem(checkpoint: dict[str, Any], public_key: str) -> str | None:
+    try:
+        public_key_from_hex(public_key).verify(
+            bytes.fromhex(checkpoint["signature"]), checkpoint_message(checkpoint)
+        )
+    except (InvalidSignature, ValueError):
+        return f"checkpoint at seq {checkpoint['last_seq']} is not signed by the pinned key"
+    return None
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    rows = con.execute(sql).fetchall()
+    names = [d[0] for d in con.description]
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def fold_segments(
+    con: duckdb.DuckDBPyConnection,
+    segments: Segments,
+    segment_ids: Sequence[str],
+    signer: CheckpointSigner,
+) -> dict[str, Any] | None:
+    """Append each segment's newest checkpoint as a leaf and sign a global checkpoint over all
+    leaves (None when no segment has a new checkpoint). `con` is the global database.
+
+    A segment checkpoint not signed by the signer's key is refused (`ValueError`, naming the
+    segment): the fold vouches only for what the pinned key signed.
+    """
+    public_key = public_key_hex(signer)
+    with _exclusive(segments.root / LOCK_FILE):
+        new: list[dict[str, Any]] = []
+        for segment_id in segment_ids:
+            with segments.open(segment_id, read_only=True) as seg:
+                newest = _newest_checkpoint(seg)
+            if newest is None:
+                continue
+            problem = _signature_problem(newest, public_key)
+            if problem is not None:
+                raise ValueError(f"segment {segment_id}: {problem}; not folded")
+            known = con.execute(
+                "SELECT count(*) FROM audit_segment_leaves WHERE segment_id = ? AND last_seq = ?",
+                [segment_id, newest["last_seq"]],
+            ).fetchall()[0][0]
+            if not known:
+                new.append({"segment_id": segment_id, **{k: newest[k] for k in LEAF_FIELDS[1:]}})
+        if not new:
+            return None
+        with transaction(con):
+            for leaf in new:
+                con.execute(
+                    "INSERT INTO audit_segment_leaves SELECT coalesce(max(leaf_seq), 0) + 1, "
+                    "?, ?, ?, ?, ?, ? FROM audit_segment_leaves",
+                    [*(leaf[k] for k in LEAF_FIELDS), leaf_hash(leaf).hex()],
+                )
+            hashes = [
+                bytes.fromhex(h)
+                for (h,) in con.execute(
+                    "SELECT leaf_hash FROM audit_segment_leaves ORDER BY leaf_seq"
+                ).fetchall()
+            ]
+            previous = _newest_global(con)
+            checkpoint: dict[str, Any] = {
+                "global_seq": (previous["global_seq"] + 1) if previous else 1,
+                "leaves": len(hashes),
+                "tree_root": merkle_root_of_digests(hashes, MERKLE_FANOUT),
+                "previous_hash": _global_hash(previous),
+                "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "public_key": public_key,
+            }
+            checkpoint["signature"] = signer.sign(global_message(checkpoint)).hex()
+            con.execute(
+                "INSERT INTO audit_global_checkpoints VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [checkpoint[k] for k in (*GLOBAL_FIELDS, "signature")],
+            )
+    return checkpoint
+
+
+def _newest_global(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
+    rows = _rows(con, "SELECT * FROM audit_global_checkpoints ORDER BY global_seq DESC LIMIT 1")
+    return rows[0] if rows else None
+
+
+@dataclass
+class SegmentReport:
+    """What `verify_segments` found: problems (empty when everything holds) and counts."""
+
+    problems: list[str] = field(default_factory=list)
+    segments: int = 0
+    leaves: int = 0
+    global_checkpoints: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_segments(
+    con: duckdb.DuckDBPyConnection, segments: Segments, public_key: str
+) -> SegmentReport:
+    """Check the global checkpoints, their leaves and every segment against `public_key`."""
+    report = SegmentReport()
+    leaves = _rows(con, "SELECT * FROM audit_segment_leaves ORDER BY leaf_seq")
+    report.leaves = len(leaves)
+    for number, leaf in enumerate(leaves, start=1):
+        if leaf["leaf_seq"] != number or leaf_hash(leaf).hex() != leaf["leaf_hash"]:
+            report.problems.append(
+                f"leaf {leaf['leaf_seq']} (segment {leaf['segment_id']}): edited or out of order"
+            )
+    _verify_globals(con, leaves, public_key, report)
+    for segment_id in sorted({leaf["segment_id"] for leaf in leaves}):
+        report.segments += 1
+        mine = [leaf for leaf in leaves if leaf["segment_id"] == segment_id]
+        report.problems += [
+            f"segment {segment_id}: {p}" for p in _segment_problems(segments, segment_id, mine,
+                                                                   public_key)
+        ]  # fmt: skip
+    return report
+
+
+def _verify_globals(
+    con: duckdb.DuckDBPyConnection,
+    leaves: list[dict[str, Any]],
+    public_key: str,
+    report: SegmentReport,
+) -> None:
+    globals_ = _rows(con, "SELECT * FROM audit_global_checkpoints ORDER BY global_seq")
+    report.global_checkpoints = len(globals_)
+    key = public_key_from_hex(public_key)
+    previous: dict[str, Any] | None = None
+    for number, checkpoint in enumerate(globals_, start=1):
+        where = f"global checkpoint {checkpoint['global_seq']}"
+        try:
+            key.verify(bytes.fromhex(checkpoint["signature"]), global_message(checkpoint))
+        except (InvalidSignature, ValueError):
+            report.problems.append(f"{where}: not signed by the pinned key")
+        if checkpoint["global_seq"] != number or checkpoint["previous_hash"] != _global_hash(
+            previous
+        ):
+            report.problems.append(f"{where}: does not link to the global checkpoint before it")
+        count = int(checkpoint["leaves"])
+        hashes = [bytes.fromhex(leaf_hash(leaf).hex()) for leaf in leaves[:count]]
+        if (
+            count > len(leaves)
+            or merkle_root_of_digests(hashes, MERKLE_FANOUT) != checkpoint["tree_root"]
+        ):
+            report.problems.append(
+                f"{where}: its tree of {count} leaves does not match the leaves stored "
+                "(a leaf edited, deleted or reordered)"
+            )
+        previous = checkpoint
+    covered = int(previous["leaves"]) if previous else 0
+    for leaf in leaves[covered:]:
+        report.problems.append(
+            f"leaf {leaf['leaf_seq']} (segment {leaf['segment_id']}): under no global checkpoint"
+        )
+
+
+def _segment_problems(
+    segments: Segments, segment_id: str, leaves: list[dict[str, Any]], public_key: str
+) -> list[str]:
+    """The segment verified whole, and each of its leaves still one of its checkpoints."""
+    if not segments.database(segment_id).is_file():
+        return ["its file is missing (deleted or moved)"]
+    problems: list[str] = []
+    with segments.open(segment_id, read_only=True) as seg:
+        found = verify_audit(seg, segments.checkpoints(segment_id), public_key)
+        problems += [f"entry {p.seq}: {p.message}" if p.seq else p.message for p in found.problems]
+        stored = {int(cp["last_seq"]): cp for cp in _rows(seg, "SELECT * FROM audit_checkpoints")}
+    for leaf in leaves:
+        cp = stored.get(int(leaf["last_seq"]))
+        if cp is None or any(cp[k] != leaf[k] for k in LEAF_FIELDS[1:]):
+            problems.append(
+                f"leaf {leaf['leaf_seq']} (checkpoint at seq {leaf['last_seq']}, head "
+                f"{str(leaf['head_hash'])[:16]}) is no longer a checkpoint of the segment: "
+                "truncated or rewritten after it was folded"
+            )
+    return problems
