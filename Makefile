@@ -22,9 +22,8 @@ demo: install
 	$(BIN)/hitl demo
 
 # Tests run in random order (pytest-randomly prints its seed; `--randomly-seed=N` repeats an order,
-# `-p no:randomly` turns it off) on TEST_WORKERS processes (pytest-xdist); each worker builds the
-# demo home it restores for its tests, the claims home's tests run on one worker (`--dist
-# loadgroup`, see tests/e2e/home_templates.py and tests/e2e/conftest.py).
+# `-p no:randomly` turns it off) on TEST_WORKERS processes (pytest-xdist); the tests restoring one
+# built home run on one worker (`--dist loadgroup`, see tests/e2e/conftest.py).
 TEST_WORKERS ?= auto
 
 test: install

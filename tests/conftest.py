@@ -22,7 +22,7 @@ from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
 # audit commit and lineage write syncs its file (about 1,800 fdatasync calls for one demo day,
 # about 3 ms each on this machine's disk), which is waiting the suite does not need to test.
 # An explicit `--basetemp` wins; without a tmpfs the default temporary folder is used. The room
-# asked for is per xdist worker: each builds its own demo home (about 0.8 GB) and its snapshot.
+# asked for is per xdist worker: each may build its own demo home (about 0.8 GB) and snapshot.
 TMPFS = Path("/dev/shm")
 TMPFS_FREE_BYTES = 4 * 2**30
 TMPFS_PREFIX = "hitl-gate-tests-"

@@ -15,9 +15,14 @@ from hitl_gate.core.home import HitlPaths
 from tests.e2e.home_templates import HOME_ENV_NAMES, HomeTemplate, session_template
 
 TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates.HomeTemplate)
-# Templates whose tests stay on one xdist worker: too few tests to repay a second build (every
-# other template is built by each worker that runs one of its tests, and its tests spread).
-ONE_WORKER_TEMPLATES = frozenset({"claims_template"})
+# Templates whose tests stay on one xdist worker (`xdist_group`), so that one build serves them
+# all. A template left out is built by each worker that runs one of its tests, and its tests
+# spread over the workers: worth it only while some worker would otherwise idle. By an estimate
+# from the durations of 2026-12-05 on the 2-core machine, both workers are busy about equally
+# long (the demo build and its tests, about 550 s, on one; the rest, about as long, on the
+# other): the run is bound by its CPU work, so a second demo build (about 160 s) would cost
+# more than spreading the demo's tests saves, and they stay together too.
+ONE_WORKER_TEMPLATES = frozenset({"claims_template", "demo_template"})
 E2E_DIR = Path(__file__).parent
 
 
@@ -26,7 +31,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Keep the users of a one-worker template on one xdist worker (`--dist loadgroup`; xdist
     reads the groups after this hook). Under xdist, hand out the longest tests first: users of
     built homes, then the other end-to-end and slow tests, then the rest (a stable sort: the
-    random order within each stays). Every worker starts its build at once, and the many short
+    random order within each stays). The builds start at once, and the many short
     tests come last, where they even out the workers' finishing times."""
     for item in items:
         for name in _templates(item):

@@ -10,11 +10,11 @@ very path it was built at (`work`), restored from a snapshot taken right after t
 (`pristine`), which no test ever opens.
 
 Each xdist worker builds its own copy of a template, under its own temporary folder, the first
-time one of its tests needs it: the template's tests then spread over every worker (the builds
-run in parallel, one core each) instead of queueing on the one worker that holds the home. A
-template whose tests are too few to repay a second build is kept on one worker
-(`xdist_group`, tests/e2e/conftest.py). A lock owns `work`: a test holds it from the restore to
-its end, so no two tests ever share a home.
+time one of its tests needs it, so a template's tests may spread over the workers (the builds
+run in parallel). Whether they do is chosen per template in tests/e2e/conftest.py
+(`ONE_WORKER_TEMPLATES`: an `xdist_group` keeps its tests on one worker, one build for all).
+A lock owns `work`: a test holds it from the restore to its end, so no two tests ever share a
+home.
 """
 
 from __future__ import annotations
