@@ -21,7 +21,8 @@ TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates
 # from the durations of 2026-12-05 on the 2-core machine, both workers are busy about equally
 # long (the demo build and its tests, about 550 s, on one; the rest, about as long, on the
 # other): the run is bound by its CPU work, so a second demo build (about 160 s) would cost
-# more than spreading the demo's tests saves, and they stay together too.
+# more than spreading the demo's tests saves, and they stay together too. (Spread, each worker
+# holds a demo home and its snapshot, about 2 GB: raise TMPFS_FREE_BYTES in tests/conftest.py.)
 ONE_WORKER_TEMPLATES = frozenset({"claims_template", "demo_template"})
 E2E_DIR = Path(__file__).parent
 
