@@ -21,8 +21,7 @@ from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
 # Temporary homes go to memory when the machine has a tmpfs with room: every Dagster event,
 # audit commit and lineage write syncs its file (about 1,800 fdatasync calls for one demo day,
 # about 3 ms each on this machine's disk), which is waiting the suite does not need to test.
-# An explicit `--basetemp` wins; without a tmpfs the default temporary folder is used. The room
-# asked for is per xdist worker: each may build its own demo home (about 0.8 GB) and snapshot.
+# An explicit `--basetemp` wins; without a tmpfs the default temporary folder is used.
 TMPFS = Path("/dev/shm")
 TMPFS_FREE_BYTES = 4 * 2**30
 TMPFS_PREFIX = "hitl-gate-tests-"
@@ -36,8 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.option.basetemp is not None or not os.access(TMPFS, os.W_OK | os.X_OK):
         return
     _remove_abandoned(TMPFS)
-    workers = len(getattr(config.option, "tx", None) or ())  # xdist's, one per worker
-    if shutil.disk_usage(TMPFS).free < TMPFS_FREE_BYTES * max(1, workers):
+    if shutil.disk_usage(TMPFS).free < TMPFS_FREE_BYTES:
         return
     base = Path(tempfile.mkdtemp(prefix=f"{TMPFS_PREFIX}{os.getpid()}-", dir=TMPFS))
     config.option.basetemp = str(base)
