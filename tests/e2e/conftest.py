@@ -15,14 +15,13 @@ from hitl_gate.core.home import HitlPaths
 from tests.e2e.home_templates import HOME_ENV_NAMES, HomeTemplate, session_template
 
 TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates.HomeTemplate)
-# Templates whose tests stay on one xdist worker (`xdist_group`), so that one build serves them
-# all. A template left out is built by each worker that runs one of its tests, and its tests
-# spread over the workers: worth it only while some worker would otherwise idle. By an estimate
-# from the durations of 2026-12-05 on the 2-core machine, both workers are busy about equally
-# long (the demo build and its tests, about 550 s, on one; the rest, about as long, on the
-# other): the run is bound by its CPU work, so a second demo build (about 160 s) would cost
-# more than spreading the demo's tests saves, and they stay together too. (Spread, each worker
-# holds a demo home and its snapshot, about 2 GB: raise TMPFS_FREE_BYTES in tests/conftest.py.)
+# Templates whose tests stay on one xdist worker (`xdist_group`), so that they never wait for
+# each other's lock. Spreading a template's tests would need a build per worker (each in its
+# own folder: a built home cannot move) and pays only while some worker would otherwise idle.
+# By an estimate from the durations of 2026-12-05 on the 2-core machine, both workers are busy
+# about equally long (the demo build and its tests, about 550 s, on one; the rest, about as
+# long, on the other): the run is bound by its CPU work, so a second demo build (about 160 s)
+# would cost more than spreading the demo's tests saves.
 ONE_WORKER_TEMPLATES = frozenset({"claims_template", "demo_template"})
 E2E_DIR = Path(__file__).parent
 
@@ -64,8 +63,7 @@ def build_demo(work: Path) -> None:
 
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeTemplate]:
-    """The demo home of this process, built once (each xdist worker that needs it builds its
-    own: a built home cannot move)."""
+    """The demo home of the run, built once (by whichever xdist worker needs it first)."""
     yield from session_template(tmp_path_factory, "demo-template", build_demo)
 
 

@@ -9,12 +9,9 @@ would read the original's files through those paths). Instead every test gets th
 very path it was built at (`work`), restored from a snapshot taken right after the build
 (`pristine`), which no test ever opens.
 
-Each xdist worker builds its own copy of a template, under its own temporary folder, the first
-time one of its tests needs it, so a template's tests may spread over the workers (the builds
-run in parallel). Whether they do is chosen per template in tests/e2e/conftest.py
-(`ONE_WORKER_TEMPLATES`: an `xdist_group` keeps its tests on one worker, one build for all).
-A lock owns `work`: a test holds it from the restore to its end, so no two tests ever share a
-home.
+A lock owns `work`: a test holds it from the restore to its end, so no two tests, nor two xdist
+workers, ever share a home. The tests of one template are kept on one xdist worker
+(`xdist_group`, tests/e2e/conftest.py), so they never wait for each other.
 """
 
 from __future__ import annotations
@@ -246,10 +243,9 @@ def shared_base(factory: pytest.TempPathFactory) -> Path:
 def session_template(
     factory: pytest.TempPathFactory, name: str, build: Callable[[Path], None]
 ) -> Iterator[HomeTemplate]:
-    """The body of a session fixture `<something>_template`: the template of this process (an
-    xdist worker builds its own, in its own temporary folder), then, at the end of the session,
-    proof that no test changed its snapshot."""
-    template = HomeTemplate(factory.getbasetemp(), name, build)
+    """The body of a session fixture `<something>_template`: the template, then, at the end of
+    the session, proof that no test changed its snapshot."""
+    template = HomeTemplate(shared_base(factory), name, build)
     yield template
     if template.pristine.is_dir():
         assert tree_digest(template.pristine) == template.recorded_digests(), (

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from hitl_gate.app.cli import main
 from hitl_gate.core.home import HitlPaths
-from tests.e2e.home_templates import HomeTemplate, restore, shared_base, tree_digest
+from tests.e2e.home_templates import HomeTemplate, restore, tree_digest
 from tests.signed_acts_fixtures import demo_signing_key
 
 
@@ -42,10 +40,10 @@ def _names(own: bytes, tail: bytes) -> bool:
 
 
 def test_the_demo_home_refers_to_no_folder_but_its_own(
-    demo_template: HomeTemplate, demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory
+    demo_template: HomeTemplate, demo_home: HitlPaths
 ) -> None:
-    base = shared_base(tmp_path_factory)  # the whole run's: other workers' homes are under it
-    own = f"/{(demo_template.root / 'work').relative_to(base).as_posix()}/".encode()
+    base = demo_template.root.parent
+    own = f"/{demo_template.root.name}/work/".encode()
     found = _occurrences(demo_home.home, str(base).encode())
     # The tools do store the home's own path (sealed audit rows, MLflow, Feast, GX, Dagster)...
     assert {"audit.duckdb", "mlflow/mlflow.db", "gx/great_expectations.yml"} <= found.keys()
