@@ -23,7 +23,7 @@ demo: install
 
 # Tests run in random order (pytest-randomly prints its seed; `--randomly-seed=N` repeats an order,
 # `-p no:randomly` turns it off) on TEST_WORKERS processes (pytest-xdist); the tests restoring one
-# built home run on one worker (`--dist loadgroup`, see tests/e2e/home_templates.py).
+# built home run on one worker (`--dist loadgroup`, see tests/e2e/conftest.py).
 TEST_WORKERS ?= auto
 
 test: install

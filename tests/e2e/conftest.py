@@ -5,6 +5,7 @@ Defined here, so only tests under tests/e2e/ can use it (`make test-fast` never 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,16 +15,43 @@ from hitl_gate.core.home import HitlPaths
 from tests.e2e.home_templates import HOME_ENV_NAMES, HomeTemplate, session_template
 
 TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates.HomeTemplate)
+# Templates whose tests stay on one xdist worker (`xdist_group`), so that they never wait for
+# each other's lock. Spreading a template's tests would need a build per worker (each in its
+# own folder: a built home cannot move) and pays only while some worker would otherwise idle.
+# By an estimate from the durations of 2026-12-05 on the 2-core machine, both workers are busy
+# about equally long (the demo build and its tests, about 550 s, on one; the rest, about as
+# long, on the other): the run is bound by its CPU work, so a second demo build (about 160 s)
+# would cost more than spreading the demo's tests saves.
+ONE_WORKER_TEMPLATES = frozenset({"claims_template", "demo_template"})
+E2E_DIR = Path(__file__).parent
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep the users of one built home on one xdist worker (`--dist loadgroup`), so they never
-    wait for each other's lock; xdist reads the groups after this hook."""
+    """Keep the users of a one-worker template on one xdist worker (`--dist loadgroup`; xdist
+    reads the groups after this hook). Under xdist, hand out the longest tests first: users of
+    built homes, then the other end-to-end and slow tests, then the rest (a stable sort: the
+    random order within each stays). The builds start at once, and the many short
+    tests come last, where they even out the workers' finishing times."""
     for item in items:
-        for name in getattr(item, "fixturenames", ()):
-            if name.endswith(TEMPLATE_SUFFIX):
+        for name in _templates(item):
+            if name in ONE_WORKER_TEMPLATES:
                 item.add_marker(pytest.mark.xdist_group(name))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=_expected_length)
+
+
+def _templates(item: pytest.Item) -> list[str]:
+    return [n for n in getattr(item, "fixturenames", ()) if n.endswith(TEMPLATE_SUFFIX)]
+
+
+def _expected_length(item: pytest.Item) -> int:
+    """0 for a user of a built home, 1 for another end-to-end or slow test, 2 for the rest."""
+    if _templates(item):
+        return 0
+    if item.path.is_relative_to(E2E_DIR) or item.get_closest_marker("slow"):
+        return 1
+    return 2
 
 
 def build_demo(work: Path) -> None:
