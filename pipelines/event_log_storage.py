@@ -5,9 +5,9 @@ closes it again for every event it stores, twice for an asset event (the run's s
 index shard). Closing the last connection to a WAL database checkpoints the log into the
 database and deletes it, so every event paid an engine, two opens and two checkpoints. A daily
 run over a quarter stores about 2,000 events (a planned and a materialised event per stage and
-day, which the UI needs to mark each day materialised or failed): 300 planned events took
-3.9 s CPU and 43 s wall that way on the loaded 2-core machine, 1.2 s and 11 s with the engines
-kept (BENCHMARKS.md, `make demo`).
+day, which the UI needs to mark each day materialised or failed): the 900 planned events of a
+ten-stage run over 90 days took 11.8 s CPU (144 s wall, load 24 on the 2 cores) that way and
+4.2 s (59 s) with the databases kept open (BENCHMARKS.md, `make demo`).
 
 `HitlSqliteEventLogStorage` stores exactly the same rows in the same files; it only keeps one
 engine (a small pool of open connections) per database: the index shard and the few run
