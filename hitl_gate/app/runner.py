@@ -57,14 +57,35 @@ telemetry:
 nux:
   enabled: false
 """
+# The event log keeps its SQLite databases open instead of reopening them for every event
+# (`pipelines/event_log_storage.py`): the same files as Dagster's default, a fraction of the cost.
+EVENT_LOG_STORAGE = ("pipelines.event_log_storage", "HitlSqliteEventLogStorage")
+
+
+def dagster_yaml(folder: Path) -> str:
+    """The `dagster.yaml` of a new Dagster home in `folder`."""
+    import yaml
+
+    module, cls = EVENT_LOG_STORAGE
+    storage = {
+        "event_log_storage": {
+            "module": module,
+            "class": cls,
+            "config": {"base_dir": str(folder.resolve() / "history" / "runs")},
+        }
+    }
+    return DAGSTER_YAML + yaml.safe_dump(storage, sort_keys=False)
 
 
 def ensure_dagster_home(folder: Path) -> None:
-    """Create the Dagster home with telemetry and the sign-up dialog off (it is offline)."""
+    """Create the Dagster home with telemetry and the sign-up dialog off (it is offline).
+
+    An existing `dagster.yaml` is left as it is (a deployment's storage, or an older home's).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "dagster.yaml"
     if not config.exists():
-        config.write_text(DAGSTER_YAML, encoding="utf-8")
+        config.write_text(dagster_yaml(folder), encoding="utf-8")
 
 
 def open_instance(paths: HitlPaths) -> DagsterInstance:

@@ -414,3 +414,57 @@ def test_a_gzip_bomb_is_refused_naming_the_file_and_every_file_is_counted(
     # Files seen = files ingested (accepted or rejected whole, as input_files records them)
     # + files refused at listing: the bomb is ingested-and-rejected, never lost.
     assert listing.seen == result.files.height + len(listing.refused) == 3
+
+
+@pytest.mark.parametrize("max_rows", [1, 4, 7])
+def test_files_validated_in_groups_give_the_same_result_as_one_by_one_or_stacked(
+    tmp_path: Path,
+    domain: DomainConfig,
+    sample: pl.DataFrame,
+    monkeypatch: pytest.MonkeyPatch,
+    max_rows: int,
+) -> None:
+    # Small files are stacked up to VALIDATION_ROWS rows before validation: whatever the cut,
+    # every row gets the same verdict, message and location as with one file at a time.
+    import hitl_gate.ingest.landing as landing
+
+    files = [
+        _csv(tmp_path, "a.csv", _put(sample.head(3), 2, loan_amount="abc")),
+        _landing(
+            tmp_path,
+            "b.parquet",
+            sample.slice(1, 3).with_columns(pl.col("loan_amount").cast(pl.Float64)).write_parquet,
+        ),
+        _bytes(tmp_path, "c.csv", b""),  # rejected whole, between readable files
+        _csv(tmp_path, "d.csv", _put(sample.slice(3, 5), 3, homeownership="CASTLE")),
+        _csv(tmp_path, "e.csv", pl.concat([sample.slice(8, 4), sample.slice(8, 1)])),
+    ]
+    stacked = _ingest(domain, files)
+    monkeypatch.setattr(landing, "VALIDATION_ROWS", max_rows)
+    grouped = _ingest(domain, files)
+    assert grouped.accepted.equals(stacked.accepted)
+    assert grouped.quarantine.equals(stacked.quarantine)
+    assert grouped.files.equals(stacked.files)
+    checks = stacked.quarantine.select("file_path", "row_number", "check").rows()
+    assert checks == [
+        (str(files[0].path), 2, "type"),
+        (str(files[1].path), 1, "duplicate_case_id"),
+        (str(files[1].path), 2, "duplicate_case_id"),
+        (str(files[2].path), None, "empty_file"),
+        (str(files[3].path), 1, "duplicate_case_id"),
+        (str(files[3].path), 3, "allowed"),
+        (str(files[4].path), 5, "duplicate_case_id"),
+    ]
+
+
+def test_validation_groups_cut_consecutive_files_by_rows_and_skip_rejected_ones() -> None:
+    from hitl_gate.ingest.landing import _Read, _validation_groups
+
+    def read(rows: int | None) -> _Read:
+        frame = None if rows is None else pl.DataFrame({"x": list(range(rows))})
+        return _Read(frame, rows or 0)
+
+    reads = [read(3), read(4), read(None), read(2), read(10), read(1)]
+    assert _validation_groups(reads, 7) == [[0, 1], [3], [4], [5]]
+    assert _validation_groups(reads, 100) == [[0, 1, 3, 4, 5]]
+    assert _validation_groups(reads, 1) == [[0], [1], [3], [4], [5]]

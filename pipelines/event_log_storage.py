@@ -1,0 +1,97 @@
+"""Dagster's SQLite event log, with each database kept open instead of reopened per event.
+
+Dagster's `SqliteEventLogStorage` creates a SQLAlchemy engine, opens the database, commits and
+closes it again for every event it stores, twice for an asset event (the run's shard and the
+index shard). Closing the last connection to a WAL database checkpoints the log into the
+database and deletes it, so every event paid an engine, two opens and two checkpoints. A daily
+run over a quarter stores about 2,000 events (a planned and a materialised event per stage and
+day, which the UI needs to mark each day materialised or failed): the 900 planned events of a
+ten-stage run over 90 days took 11.8 s CPU (144 s wall, load 24 on the 2 cores) that way and
+4.2 s (59 s) with the databases kept open (BENCHMARKS.md, `make demo`).
+
+`HitlSqliteEventLogStorage` stores exactly the same rows in the same files; it only keeps one
+engine (a small pool of open connections) per database: the index shard and the few run
+shards used last. Every event is still its own committed transaction, as before. The home's
+`dagster.yaml` names it (`hitl_gate.app.runner.DAGSTER_YAML`), so the CLI, the demo, run workers
+and the Dagster UI all use it; a home created before keeps Dagster's default, which reads and
+writes the same files.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SqliteEventLogStorage,
+)
+from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._serdes import ConfigurableClassData
+from sqlalchemy import Connection, Engine, create_engine
+
+# Run shards kept open besides the index: a run writes to one; the UI's watchers read a few.
+OPEN_RUN_SHARDS = 4
+
+
+class HitlSqliteEventLogStorage(SqliteEventLogStorage):
+    """`SqliteEventLogStorage` that keeps an engine per database instead of one per event."""
+
+    def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
+        self._engines: OrderedDict[str, Engine] = OrderedDict()
+        super().__init__(base_dir, inst_data)
+
+    @classmethod
+    def from_config_value(  # type: ignore[override]
+        cls, inst_data: ConfigurableClassData | None, config_value: Mapping[str, Any]
+    ) -> HitlSqliteEventLogStorage:
+        return cls(inst_data=inst_data, **config_value)
+
+    def _engine(self, shard: str) -> Engine:
+        """The shard's engine, created (and its database initialised) on first use; the run
+        shard used longest ago is closed once more than `OPEN_RUN_SHARDS` are open."""
+        engine = self._engines.get(shard)
+        if engine is not None:
+            self._engines.move_to_end(shard)
+            return engine
+        engine = create_engine(
+            self.conn_string_for_shard(shard),
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
+        )
+        if shard not in self._initialized_dbs:
+            self._initdb(engine)
+            self._initialized_dbs.add(shard)
+        self._engines[shard] = engine
+        runs = [name for name in self._engines if name != INDEX_SHARD_NAME]
+        for name in runs[: max(0, len(runs) - OPEN_RUN_SHARDS)]:
+            self._engines.pop(name).dispose()
+        return engine
+
+    @contextmanager
+    def _connect(self, shard: str) -> Iterator[Connection]:  # type: ignore[override]
+        """One transaction on `shard`, on a kept connection (the lock serialises threads, as
+        Dagster's own method does)."""
+        with self._db_lock:
+            engine = self._engine(shard)
+            with engine.connect() as conn, conn.begin():
+                yield conn
+
+    def close_databases(self) -> None:
+        """Close every kept connection (the last close checkpoints each WAL into its file)."""
+        with self._db_lock:
+            while self._engines:
+                self._engines.popitem()[1].dispose()
+
+    def wipe(self) -> None:
+        self.close_databases()  # the run shards' files are deleted: nothing may hold them
+        super().wipe()
+
+    def upgrade(self) -> None:
+        self.close_databases()
+        super().upgrade()
+
+    def dispose(self) -> None:
+        self.close_databases()
+        super().dispose()

@@ -1,0 +1,117 @@
+"""The kept-open SQLite event log stores what Dagster's own does, failures included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dagster import (
+    AssetKey,
+    BackfillPolicy,
+    DagsterInstance,
+    DailyPartitionsDefinition,
+    Failure,
+    asset,
+    materialize,
+)
+from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+
+from hitl_gate.app.runner import DAGSTER_YAML, ensure_dagster_home
+from pipelines.event_log_storage import OPEN_RUN_SHARDS, HitlSqliteEventLogStorage
+
+DAYS = DailyPartitionsDefinition(start_date="2018-01-01", end_date="2018-01-11")
+RANGE = {
+    "dagster/asset_partition_range_start": "2018-01-02",
+    "dagster/asset_partition_range_end": "2018-01-04",
+}
+
+
+@asset(partitions_def=DAYS, backfill_policy=BackfillPolicy.single_run())
+def first() -> None:
+    return None
+
+
+@asset(partitions_def=DAYS, backfill_policy=BackfillPolicy.single_run(), deps=[first])
+def second(context) -> None:  # noqa: ANN001 (Dagster's context)
+    if context.run.tags.get("fail") == "yes":
+        raise Failure("refused on purpose")
+
+
+def _partitions(instance: DagsterInstance, key: AssetKey) -> tuple[set[str], set[str]]:
+    """(materialised, failed) partitions of `key`, as the Dagster UI computes them."""
+    status = get_and_update_asset_status_cache_value(instance, key, DAYS)
+    assert status is not None
+    materialised = status.deserialize_materialized_partition_subsets(DAYS)
+    failed = status.deserialize_failed_partition_subsets(DAYS)
+    return set(materialised.get_partition_keys()), set(failed.get_partition_keys())
+
+
+def test_a_new_home_uses_the_kept_open_event_log(tmp_path: Path) -> None:
+    ensure_dagster_home(tmp_path)
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        assert isinstance(instance.event_log_storage, HitlSqliteEventLogStorage)
+
+
+def test_ranged_runs_mark_each_day_materialised_or_failed_and_read_back_with_dagster_default(
+    tmp_path: Path,
+) -> None:
+    kept, default = tmp_path / "kept", tmp_path / "default"
+    for home in (kept, default):
+        ensure_dagster_home(home)
+    (default / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")  # Dagster's own
+    results = {}
+    for home in (kept, default):
+        with DagsterInstance.from_config(str(home)) as instance:
+            ok = materialize([first, second], instance=instance, tags=RANGE)
+            failed = materialize(
+                [first, second],
+                instance=instance,
+                tags={**RANGE, "dagster/asset_partition_range_end": "2018-01-06", "fail": "yes"},
+                raise_on_error=False,
+            )
+            assert ok.success and not failed.success
+            events = [
+                e.dagster_event_type.value
+                for e in instance.all_logs(failed.run_id)
+                if e.dagster_event_type is not None
+            ]
+            results[home.name] = (
+                _partitions(instance, first.key),
+                _partitions(instance, second.key),
+                sorted(events),
+            )
+    assert results["kept"] == results["default"]
+    (first_done, first_failed), (second_done, second_failed), _ = results["kept"]
+    days = {f"2018-01-0{d}" for d in range(2, 7)}
+    assert first_done == days and not first_failed
+    # The failed run planned 01-02..01-06 of `second` and wrote none: each of its days is
+    # failed (its latest attempt), the days of the earlier run stay materialised too.
+    assert second_done == {"2018-01-02", "2018-01-03", "2018-01-04"}
+    assert second_failed == days
+    # The kept home's files read the same with Dagster's default storage.
+    (kept / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+    with DagsterInstance.from_config(str(kept)) as instance:
+        assert not isinstance(instance.event_log_storage, HitlSqliteEventLogStorage)
+        assert _partitions(instance, second.key) == (second_done, days)
+
+
+def test_only_a_few_run_databases_stay_open_and_dispose_closes_them(tmp_path: Path) -> None:
+    ensure_dagster_home(tmp_path)
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, HitlSqliteEventLogStorage)
+        for _ in range(OPEN_RUN_SHARDS + 2):
+            assert materialize([first], instance=instance, partition_key="2018-01-02").success
+        assert len(storage._engines) <= OPEN_RUN_SHARDS + 1  # the run shards and the index
+        assert len(instance.get_run_records()) == OPEN_RUN_SHARDS + 2
+        assert all(len(instance.all_logs(r.dagster_run.run_id)) for r in instance.get_run_records())
+    assert not storage._engines
+
+
+def test_wipe_closes_the_databases_before_deleting_their_files(tmp_path: Path) -> None:
+    ensure_dagster_home(tmp_path)
+    with DagsterInstance.from_config(str(tmp_path)) as instance:
+        run = materialize([first], instance=instance, partition_key="2018-01-02")
+        instance.event_log_storage.wipe()
+        assert not instance.all_logs(run.run_id)
+        assert materialize([first], instance=instance, partition_key="2018-01-03").success
+        assert instance.get_materialized_partitions(first.key) == {"2018-01-03"}
