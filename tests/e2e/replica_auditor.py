@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 AUDITOR_RECORD = "demo-auditor.json"  # beside the template's `work`: what the auditor saw
-POLL_S = 0.2
+POLL_S = 0.5  # seconds between queries: the auditor must not slow the build it watches
 FRESH_EVERY = 10  # queries of the held session between two fresh sessions
 SESSION_SQL = (
     "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM audit_log), "
