@@ -4,8 +4,7 @@ Every declared domain with a `sample:` section takes part, one after the other, 
 Dagster instance, audit database and review workspace. Steps per domain: land the sample as
 daily files; ingest, validate and featurise the quarter in one run;
 train and register a model (only the first time: a champion is set only when none exists);
-score, route, export review batches and execute the quarter in a second run of the stages after
-ingestion (the quarter is not ingested twice); then a clearly labelled DEMO
+score, route, export review batches and execute the quarter; then a clearly labelled DEMO
 reviewer answers one batch, which goes through the same intake as a real reviewer's file.
 Running it again changes nothing: files, batches, verdicts and executions are all idempotent,
 and a run whose every stage already holds every day of the sample in this home's Dagster instance
@@ -129,13 +128,10 @@ def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
     if not has_champion(domain, paths):
         training = run_job(settings, training_job_name(domain), progress=f"{domain.name} training")
         raise_for_failure(training, "training")
-    later_keys = [stage_key(domain, s) for s in PIPELINE_STAGES if s not in INGEST_STAGES]
-    if not all_days_materialised(paths, later_keys, start, end):
-        # Only the stages after ingestion: every day is ingested above (or was already), so
-        # running the daily job whole would read, validate and featurise the quarter again.
-        pipeline = run_job(
-            settings, daily, start=start, end=end, only=later_keys, progress=f"{days} pipeline"
-        )
+    if not all_days_materialised(
+        paths, [stage_key(domain, s) for s in PIPELINE_STAGES], start, end
+    ):
+        pipeline = run_job(settings, daily, start=start, end=end, progress=f"{days} pipeline")
         raise_for_failure(pipeline, "daily pipeline")
     reviewed = demo_review_one_batch(settings, domain)
     return summarise(paths, domain, landing.applications, reviewed)

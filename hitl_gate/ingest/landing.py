@@ -392,30 +392,6 @@ def _empty_batch(contract: ContractConfig) -> pl.DataFrame:
     return pl.DataFrame(schema={**schema, "_file": pl.Int64(), "_case_id": pl.String()})
 
 
-# Rows validated as one frame at most: small files (a day of a few hundred cases arrives as
-# dozens of them) are stacked up to this many rows, as validating costs a fixed part per call
-# (pandera builds and runs its checks column by column); a larger file stays alone.
-VALIDATION_ROWS = 100_000
-
-
-def _validation_groups(reads: list[_Read], max_rows: int) -> list[list[int]]:
-    """The read files (positions in `reads`, in order) cut into consecutive groups of at most
-    `max_rows` rows, a file larger than that alone: each group is typed and validated as one
-    frame, so memory stays bounded by the larger of a file and `max_rows`."""
-    groups: list[list[int]] = []
-    rows = 0
-    for i, read in enumerate(reads):
-        if read.frame is None:
-            continue
-        height = read.frame.height
-        if not groups or rows + height > max_rows:
-            groups.append([])
-            rows = 0
-        groups[-1].append(i)
-        rows += height
-    return groups
-
-
 def _validate_file(
     frame: pl.DataFrame,
     contract: ContractConfig,
@@ -446,32 +422,27 @@ def ingest_files(
 
     Files are taken in the order given (discovery sorts by name), so of repeated case ids the
     first in that order is accepted and later ones are quarantined as `duplicate_case_id`.
-    Files are validated in consecutive groups of at most `VALIDATION_ROWS` rows (a larger file
-    alone), each read frame released once validated, so the batch is never typed as one frame
-    (the stacked batch and its copies were 12 GB of a 10M-case day); unique values seen in
-    earlier groups carry over, which keeps the result the same as validating the stacked batch.
+    Files are validated one at a time, each read frame released once validated, so the batch
+    is never typed as one frame (the stacked batch and its copies were 12 GB of a 10M-case
+    day); unique values seen in earlier files carry over, which keeps the result the same as
+    validating the stacked batch.
     """
     meta = _files_meta(files)
     reads = [_read_file(f, contract, max_gunzip_bytes) for f in files]
     mixed = _mixed_columns([r.frame for r in reads if r.frame is not None], contract)
     earlier: dict[str, pl.Series] = {}
     valids, failure_parts = [], []
-    for group in _validation_groups(reads, VALIDATION_ROWS):
-        parts = []
-        for i in group:
-            read, read_frame = reads[i], reads[i].frame
-            if read_frame is None:  # never: groups hold only files that were read
-                continue
-            frame = read_frame.with_columns(text_expr(c, read_frame.schema[c]) for c in mixed)
-            # The read frame is no longer needed: keep an empty one, the file was read.
-            reads[i] = replace(read, frame=read_frame.clear())
-            del read, read_frame
-            parts.append(frame.with_columns(_file=pl.lit(i, pl.Int64), _case_id=pl.col(case_id)))
-        frame = pl.concat(parts) if len(parts) > 1 else parts[0]
-        del parts
+    for i, read in enumerate(reads):
+        if read.frame is None:
+            continue
+        frame = read.frame.with_columns(text_expr(c, read.frame.schema[c]) for c in mixed)
+        # The read frame is no longer needed: keep an empty one, the file was read.
+        reads[i] = replace(read, frame=read.frame.clear())
+        del read
+        frame = frame.with_columns(_file=pl.lit(i, pl.Int64), _case_id=pl.col(case_id))
         valid, failures = _validate_file(frame, contract, case_id, earlier, id_pattern)
         del frame
-        # One chunk per column per group: the reader's ~100 chunks per column beside the
+        # One chunk per column per file: the reader's ~100 chunks per column beside the
         # one-chunk `_file` made every later whole-frame operation re-align (copy) the batch.
         valids.append(valid.rechunk())
         failure_parts.append(failures)
