@@ -38,11 +38,13 @@ def _names(own: bytes, tail: bytes) -> bool:
     if tail.startswith(own):
         return True
     cut = next((i for i, byte in enumerate(tail) if byte < 0x20), len(tail))
-    if cut == len(tail) or cut == 0:
+    if cut == len(tail):
         return False
     head = tail[:cut]
-    raised_bound = cut <= len(own) and head[-1] == own[cut - 1] + 1
-    return own.startswith(head) or (raised_bound and own.startswith(head[:-1]))
+    if own.startswith(head):
+        return True
+    raised_bound = 0 < cut <= len(own) and head[-1] == own[cut - 1] + 1
+    return raised_bound and own.startswith(head[:-1])
 
 
 def test_the_demo_home_refers_to_no_folder_but_its_own(
