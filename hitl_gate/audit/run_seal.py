@@ -147,35 +147,37 @@ def pick_rows(
             if scope is not None and {"domain", "partition_date"} <= columns:
                 where = "WHERE domain = $domain AND partition_date IN (SELECT unnest($days))"
                 params |= {"domain": scope.domain, "days": list(scope.days)}
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE audit_picked AS SELECT * FROM (SELECT *, "
-                f"{sql.fingerprint} AS {PICK_FP} FROM {sql.table} {where}) WHERE {PICK_FP} "
-                "NOT IN (SELECT fingerprint FROM audit_seen_rows WHERE event_type = $event_type "
-                "UNION ALL SELECT fingerprint FROM audit_segment_pending "
-                "WHERE event_type = $event_type)",
-                params,
-            )
-            reader = con.sql(f"SELECT * EXCLUDE ({PICK_FP}) FROM audit_picked").to_arrow_reader(
-                COPY_BATCH_ROWS
-            )
+            reader = con.sql(
+                f"SELECT * FROM (SELECT *, {sql.fingerprint} AS {PICK_FP} FROM {sql.table} "
+                f"{where}) WHERE {PICK_FP} NOT IN (SELECT fingerprint FROM audit_seen_rows "
+                "WHERE event_type = $event_type UNION ALL SELECT fingerprint FROM "
+                "audit_segment_pending WHERE event_type = $event_type)",
+                params=params,
+            ).to_arrow_reader(COPY_BATCH_ROWS)
             assert reader is not None
-            copied = 0
+            fingerprints: list[pa.Array] = []
             for batch in reader:
-                if batch.num_rows:
-                    seg.register("picked_rows", pa.Table.from_batches([batch]))
-                    try:
-                        seg.execute(f"INSERT INTO {sql.table} SELECT * FROM picked_rows")
-                    finally:
-                        seg.unregister("picked_rows")
-                    copied += batch.num_rows
-            if copied:
-                rows[source.event_type] = copied
-                con.execute(
-                    f"INSERT INTO audit_segment_pending SELECT DISTINCT ?, ?, {PICK_FP} "
-                    "FROM audit_picked",
-                    [segment, source.event_type],
-                )
-            con.execute("DROP TABLE audit_picked")
+                if not batch.num_rows:
+                    continue
+                index = batch.schema.get_field_index(PICK_FP)
+                fingerprints.append(batch.column(index))
+                seg.register("picked_rows", pa.Table.from_batches([batch.remove_column(index)]))
+                try:
+                    seg.execute(f"INSERT INTO {sql.table} SELECT * FROM picked_rows")
+                finally:
+                    seg.unregister("picked_rows")
+            if fingerprints:
+                rows[source.event_type] = sum(len(f) for f in fingerprints)
+                pending = pa.table({"fingerprint": pa.concat_arrays(fingerprints)})
+                con.register("picked_fingerprints", pending)
+                try:
+                    con.execute(
+                        "INSERT INTO audit_segment_pending SELECT DISTINCT ?, ?, fingerprint "
+                        "FROM picked_fingerprints",
+                        [segment, source.event_type],
+                    )
+                finally:
+                    con.unregister("picked_fingerprints")
     return Picked(segment, rows)
 
 
@@ -248,20 +250,13 @@ def fold_picked(
 
     Returns the new global checkpoint (None when the segment has nothing new to fold)."""
     checkpoint = fold_segments(con, segments, [picked.segment_id], signer)
-    with segments.open(picked.segment_id, read_only=True) as seg:
-        seen = seg.sql("SELECT event_type, fingerprint FROM audit_seen_rows").to_arrow_table()
-    con.register("segment_seen", seen)
-    try:
-        with transaction(con):
-            con.execute(
-                "INSERT INTO audit_seen_rows SELECT event_type, fingerprint FROM segment_seen "
-                "EXCEPT SELECT event_type, fingerprint FROM audit_seen_rows"
-            )
-            con.execute(
-                "DELETE FROM audit_segment_pending WHERE segment_id = ?", [picked.segment_id]
-            )
-    finally:
-        con.unregister("segment_seen")
+    with transaction(con):  # picked rows are unseen by construction: no anti-join needed
+        con.execute(
+            "INSERT INTO audit_seen_rows SELECT event_type, fingerprint "
+            "FROM audit_segment_pending WHERE segment_id = ?",
+            [picked.segment_id],
+        )
+        con.execute("DELETE FROM audit_segment_pending WHERE segment_id = ?", [picked.segment_id])
     if witness_dir is not None:
         publish_global(con, witness_dir)
     return checkpoint
