@@ -53,7 +53,6 @@ from hitl_gate.audit.run_segments import (
     SegmentReport,
     Segments,
     fold_segments,
-    seal_segment,
     verify_segments,
 )
 from hitl_gate.audit.seal import (
@@ -67,7 +66,7 @@ from hitl_gate.audit.seal import (
 )
 from hitl_gate.audit.verify import Finding, VerifyReport
 from hitl_gate.audit.witness import GENESIS_LINE, WitnessConfig, line_hash
-from hitl_gate.core.database import OpenConnection, transaction
+from hitl_gate.core.database import OpenConnection, restrict_file_access, transaction
 from hitl_gate.core.file_lock import exclusive_lock, is_held
 
 if TYPE_CHECKING:
@@ -137,7 +136,7 @@ def pick_rows(
     (or to `hitl audit seal`, which seals every unseen row on the single chain)."""
     _release_abandoned(con, segments)
     rows: dict[str, int] = {}
-    with segments.open(segment) as seg, transaction(con):
+    with _open_segment(segments, segment) as seg, transaction(con):
         for source in sources:
             sql = source_sql(con, source)
             if sql is None:
@@ -200,24 +199,31 @@ def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> No
 def _same_table(
     con: duckdb.DuckDBPyConnection, seg: duckdb.DuckDBPyConnection, table: str
 ) -> set[str]:
-    """Make the segment's `table` have the global one's columns, in order and type: the
-    canonical JSON is rendered in column order from the column types, so a home whose table
-    was altered differently from the schema files still hashes the same bytes. Returns the
-    column names."""
+    """Make the segment's `table` a plain table with the global one's columns, in order and
+    type: the canonical JSON is rendered in column order from the column types, so the rows
+    hash to the same bytes in both files. No key or index: the segment only renders them
+    (the global table's constraints held when they were written), and building the indexes
+    cost more than the copy. Returns the column names."""
     query = (
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position"
     )
     columns = con.execute(query, [table]).fetchall()
-    names = {str(name) for name, _ in columns}
-    if columns == seg.execute(query, [table]).fetchall():
-        return names
-    (ddl,) = con.execute(
-        "SELECT sql FROM duckdb_tables() WHERE schema_name = 'main' AND table_name = ?", [table]
+    if columns != seg.execute(query, [table]).fetchall() or _has_index(seg, table):
+        seg.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        body = ", ".join(f"{_quote(str(name))} {kind}" for name, kind in columns)
+        seg.execute(f"CREATE TABLE {_quote(table)} ({body})")
+    return {str(name) for name, _ in columns}
+
+
+def _has_index(seg: duckdb.DuckDBPyConnection, table: str) -> bool:
+    (keys,) = seg.execute(
+        "SELECT (SELECT count(*) FROM duckdb_indexes() WHERE table_name = $t) + "
+        "(SELECT count(*) FROM duckdb_constraints() WHERE table_name = $t AND "
+        "constraint_type IN ('PRIMARY KEY', 'UNIQUE'))",
+        {"t": table},
     ).fetchall()[0]
-    seg.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
-    seg.execute(ddl)
-    return names
+    return bool(keys)
 
 
 def _quote(name: str) -> str:
@@ -232,10 +238,37 @@ def seal_picked(
     memory_limit: str | None = None,
 ) -> SealResult:
     """Step 2, with no global file open: the ordinary seal of the segment's rows into the
-    segment's own chain (render, hash, chain, Merkle root, signed checkpoint)."""
-    return seal_segment(
-        segments, picked.segment_id, run_id, signer, SEGMENT_SOURCES, memory_limit=memory_limit
-    )
+    segment's own chain (render, hash, chain, Merkle root, signed checkpoint).
+
+    The copied rows are dropped afterwards: the segment keeps its chain (entries, index,
+    fingerprints, checkpoints), not the data, which stays in `audit.duckdb` only, so
+    retention redacts in one place and a segment holds no personal value. Verify compares
+    the rows of `audit.duckdb` with the segment's entries (`load_segment_events`)."""
+    with _open_segment(segments, picked.segment_id) as seg:
+        result = seal_run(
+            seg, run_id, signer, segments.checkpoints(picked.segment_id), SEGMENT_SOURCES,
+            memory_limit=memory_limit,
+        )  # fmt: skip
+        for source in SEGMENT_SOURCES:
+            seg.execute(f"DROP TABLE IF EXISTS {_quote(source.table)}")
+        seg.execute("CHECKPOINT")
+    return result
+
+
+@contextmanager
+def _open_segment(segments: Segments, segment: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The segment for writing: created with the audit schema the first time, then opened
+    as it is (no file access), so the schema's indexes are not rebuilt on the plain tables
+    `_same_table` made."""
+    if not segments.database(segment).is_file():
+        with segments.open(segment):
+            pass
+    con = duckdb.connect(str(segments.database(segment)))
+    try:
+        restrict_file_access(con)
+        yield con
+    finally:
+        con.close()
 
 
 def fold_picked(

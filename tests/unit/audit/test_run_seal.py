@@ -12,6 +12,7 @@ while the first holds its segment in the middle of step 2.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -36,7 +37,7 @@ from hitl_gate.audit.run_seal import (
     seal_with_segment,
     segment_id,
 )
-from hitl_gate.audit.run_segments import Segments, fold_segments
+from hitl_gate.audit.run_segments import Segments, global_message
 from hitl_gate.audit.seal import SealRefused, seal_run
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
@@ -124,7 +125,9 @@ def test_versioned_rows_go_to_the_run_segment_and_verify_covers_both_chains(
     seg = home.segments.database(segment_id("a", [DAY1], "run-1"))
     with duckdb.connect(str(seg), read_only=True) as con:
         types = [e for (e,) in con.execute("SELECT entry FROM audit_log").fetchall()]
+        tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert sum('"type":"decision"' in e for e in types) == 3
+    assert "decisions" not in tables  # the segment keeps its chain, not the rows
     assert home.rows("SELECT global_seq, leaves FROM audit_global_checkpoints") == [(1, 1), (2, 2)]
     assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
     witnessed = (home.paths.witness_dir / GLOBAL_WITNESS_FILE).read_text().splitlines()
@@ -166,13 +169,15 @@ def _truncated(home: Home) -> None:
 
 
 def _rewritten(home: Home) -> None:
-    """A decision changed in the global table and in its segment, and the segment's history
-    rewritten and re-signed with the real key (a key custodian's forgery)."""
+    """A decision changed in `audit.duckdb`, and its segment's history rewritten from the
+    changed rows and re-signed with the real key (a key custodian's forgery)."""
     _truncated(home)
-    for db in (home.paths.audit_db, home.segments.database(_seg(home))):
-        with audit_connection(db) as con:
-            con.execute("UPDATE decisions SET route = 'auto_approve' WHERE case_id = 'C1'")
+    with home.connect() as con:
+        con.execute("UPDATE decisions SET route = 'auto_approve' WHERE case_id = 'C1'")
+        rows = con.sql("SELECT * FROM decisions WHERE domain = 'a'").to_arrow_table()
     with home.segments.open(_seg(home)) as con:
+        con.register("forged_rows", rows)
+        con.execute("INSERT INTO decisions SELECT * FROM forged_rows")
         seal_run(con, "forged", home.key(), home.segments.checkpoints(_seg(home)),
                  memory_limit=None)  # fmt: skip
 
@@ -188,25 +193,22 @@ def _leaf_edited(home: Home) -> None:
 
 
 def _resigned_with_another_key(home: Home) -> None:
-    """The global log signed anew by a key of the insider's own."""
+    """Every global checkpoint re-signed, and re-linked, by a key of the insider's own."""
     other = load_or_create_signing_key(home.paths.home.parent / "other.key")
-    ids = [_seg(home), _seg(home, "run-2", "b", DAY2)]
-    for seg in ids:  # the segments too, so every signature is the other key's
-        _truncated_named(home, seg)
-        with home.segments.open(seg) as con:
-            seal_run(con, "forged", other, home.segments.checkpoints(seg), memory_limit=None)
     with home.connect() as con:
-        con.execute("DELETE FROM audit_segment_leaves")
-        con.execute("DELETE FROM audit_global_checkpoints")
-        fold_segments(con, home.segments, ids, other)
-
-
-def _truncated_named(home: Home, seg: str) -> None:
-    with home.segments.open(seg) as con:
-        for table in ("audit_log", "audit_log_index", "audit_seen_rows", "audit_checkpoints"):
-            con.execute(f"DELETE FROM {table}")
-    for path in home.segments.checkpoints(seg).glob("*.json"):
-        path.unlink()
+        rows = con.execute("SELECT * FROM audit_global_checkpoints ORDER BY global_seq")
+        names = [d[0] for d in rows.description]
+        checkpoints = [dict(zip(names, r, strict=True)) for r in rows.fetchall()]
+        previous = "0" * 64
+        for cp in checkpoints:
+            cp |= {"public_key": public_key_hex(other), "previous_hash": previous}
+            cp["signature"] = other.sign(global_message(cp)).hex()
+            previous = hashlib.sha256(global_message(cp) + cp["signature"].encode()).hexdigest()
+            con.execute(
+                "UPDATE audit_global_checkpoints SET public_key = ?, previous_hash = ?, "
+                "signature = ? WHERE global_seq = ?",
+                [cp["public_key"], cp["previous_hash"], cp["signature"], cp["global_seq"]],
+            )
 
 
 def _global_log_deleted(home: Home) -> None:
