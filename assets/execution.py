@@ -116,6 +116,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             witness=audit_db.witness(),
             replica=audit_db.replica(),
             seal_rows=audit_db.seal_rows,
+            segments=audit_db.segments(),
         )
         for error in closed.outcome_errors:
             context.log.warning(f"outcome file skipped: {error}")

@@ -16,7 +16,10 @@ chained there); it is kept here only as the reference. `--baseline-src DIR` adds
 `baseline`: the incremental seal of another source tree (e.g. `git archive main | tar -x -C
 DIR`), run by the same interpreter on the same copies, to price a change to the seal; the
 mode `with_inputs` adds to the seal what the execution step now does before acting (the seal
-of its inputs and `check_sealed_inputs`, which reads the whole sealed log).
+of its inputs and `check_sealed_inputs`, which reads the whole sealed log); the mode
+`segments` seals the day as a run does with `HITL_AUDIT_SEGMENTS=on` (insert-once tables on
+the single chain, the versioned ones picked into the run's segment, sealed there and folded:
+`hitl_gate.audit.run_seal`; `entries` then counts the single chain's only).
 """
 
 from __future__ import annotations
@@ -202,6 +205,15 @@ def measure(mode: str, scenario: str, db: Path) -> dict:
     def seal(con, run_id: str) -> int:
         if mode == "incremental":
             return seal_run(con, run_id, key, checkpoints).appended
+        if mode == "segments":  # the run's versioned rows sealed through its own segment
+            from hitl_gate.audit.run_seal import seal_with_segment
+            from hitl_gate.audit.run_segments import Segments
+
+            con.close()  # seal_with_segment opens the file itself, twice
+            return seal_with_segment(
+                lambda: audit_connection(db), Segments(db.parent / "segments"),
+                f"consumer_credit.{run_id}", run_id, key, checkpoints, owned={},
+            ).appended  # fmt: skip
         if mode == "with_inputs":  # the seal plus the execution step's input seal and check
             from hitl_gate.execution.sealed_inputs import check_sealed_inputs, input_sealer
 
@@ -222,6 +234,7 @@ def measure(mode: str, scenario: str, db: Path) -> dict:
     cpu, started = cpu_seconds(), time.perf_counter()
     with audit_connection(db) as con:
         appended = seal(con, "run-2")
+    with audit_connection(db) as con:
         entries = int(con.execute("SELECT count(*) FROM audit_log").fetchall()[0][0])
     return {
         "mode": mode,

@@ -17,6 +17,7 @@ import duckdb
 import polars as pl
 from dagster import ConfigurableResource, EnvVar
 
+from hitl_gate.audit.run_segments import Segments
 from hitl_gate.audit.seal import BATCH_ROWS, SEAL_MEMORY_LIMIT
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
@@ -91,6 +92,7 @@ class AuditDatabase(ConfigurableResource):
     seal_rows: int = BATCH_ROWS
     witness_dir: str = ""
     tsa_url: str = ""
+    segments_dir: str = ""  # set: runs seal through per-run segments there (run_seal)
 
     @property
     def checkpoints(self) -> Path:
@@ -101,6 +103,10 @@ class AuditDatabase(ConfigurableResource):
     def replica(self) -> Path:
         """The auditors' replica folder, refreshed after each seal (default: `<home>/replica`)."""
         return Path(self.replica_dir or Path(self.database).parent / "replica")
+
+    def segments(self) -> Segments | None:
+        """Where runs seal their versioned lineage (None: the single chain, the default)."""
+        return Segments(Path(self.segments_dir)) if self.segments_dir else None
 
     def witness(self) -> WitnessConfig:
         """The external checkpoint witness (default: a sibling folder of the home)."""
@@ -308,6 +314,7 @@ def build_resources(settings: HitlSettings | HitlPaths) -> dict[str, object]:
             token_pin=_injected(keys.pin_in_env, AUDIT_TOKEN_PIN_ENV),
             readable_dirs=[str(paths.warehouse)],
             replica_dir=str(paths.replica_dir),
+            segments_dir=str(paths.segments_dir) if settings.audit_segments else "",
             lock_wait_s=settings.audit_lock_wait_seconds,
         ),
         "outbox": ExecutionOutbox(root=str(paths.home / "outbox")),

@@ -59,7 +59,7 @@ import pyarrow.parquet as pq
 
 from hitl_gate.core.database import schema_statements
 
-CACHES = frozenset({"audit_seen_rows"})  # the seal's fingerprint cache: not evidence, and large
+CACHES = frozenset({"audit_seen_rows", "audit_segment_pending"})  # seal caches: not evidence
 BATCH_ROWS = 250_000
 DEFAULT_KEEP = 3
 # Parts a table may have before a refresh writes it anew (each seal may add one).

@@ -23,14 +23,13 @@ it (even re-signed with the real key), replacing or deleting its file, or editin
 each named with the segment and leaf.
 
 Scope (docs/audit.md, "Room to grow"): this module is the segment and fold mechanism, tested on
-its own (`tests/unit/audit/test_run_segments.py`). The pipeline's stages still write every run
-into `audit.duckdb` (the single chain, which stays valid as is); moving each run's lineage
-writes into its own segment file is the remaining step of the design.
+its own (`tests/unit/audit/test_run_segments.py`). The pipeline uses it through
+`run_seal.py` (with `HITL_AUDIT_SEGMENTS` on): a run's new versioned rows are copied into its
+segment under the `audit.duckdb` writer, sealed there without it, then folded.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -49,6 +48,7 @@ from hitl_gate.audit.keys import public_key_from_hex, public_key_hex
 from hitl_gate.audit.seal import SealResult, checkpoint_message, seal_run
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, transaction
+from hitl_gate.core.file_lock import exclusive_lock
 
 if TYPE_CHECKING:
     from hitl_gate.audit.signer import CheckpointSigner
@@ -95,18 +95,6 @@ def seal_segment(
             con, run_id, signer, segments.checkpoints(segment_id), sources,
             memory_limit=memory_limit,
         )  # fmt: skip
-
-
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """An exclusive lock on `path` (waits for the holder): the fold's short critical section."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def leaf_hash(leaf: dict[str, Any]) -> bytes:
@@ -163,7 +151,7 @@ def fold_segments(
     segment): the fold vouches only for what the pinned key signed.
     """
     public_key = public_key_hex(signer)
-    with _exclusive(segments.root / LOCK_FILE):
+    with exclusive_lock(segments.root / LOCK_FILE):
         new: list[dict[str, Any]] = []
         for segment_id in segment_ids:
             with segments.open(segment_id, read_only=True) as seg:

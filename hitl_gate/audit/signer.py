@@ -18,7 +18,6 @@ whichever signer made them.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import threading
@@ -30,6 +29,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from hitl_gate.core.file_lock import exclusive_lock
 from hitl_gate.core.key_files import load_or_create_key
 
 ED25519_OID = "1.3.101.112"
@@ -101,7 +101,9 @@ class Pkcs11Signer:
             raise SignerError(f"token {config.token_label!r}: no PIN configured")
         # Across processes (a multiprocess run's steps), the token folder's lock makes the
         # first uses generate one key pair, not one each under the same label.
-        across = _file_lock(config.softhsm_dir / ".lock") if config.softhsm_dir else nullcontext()
+        across = (
+            exclusive_lock(config.softhsm_dir / ".lock") if config.softhsm_dir else nullcontext()
+        )
         with _LIBRARY_LOCK, across:
             library = _library(config.module, config.softhsm_dir)
             try:
@@ -206,7 +208,7 @@ def ensure_softhsm_token(token_dir: Path, label: str, pin: str | None) -> str:
     token_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     conf = token_dir / SOFTHSM_CONF
     store = token_dir / "tokens"
-    with _file_lock(token_dir / ".lock"):
+    with exclusive_lock(token_dir / ".lock"):
         user_pin = pin or _generated_pin(token_dir / PIN_FILE)
         store.mkdir(exist_ok=True, mode=0o700)
         text = (
@@ -245,13 +247,3 @@ def _init_token(conf: Path, label: str, pin: str, so_pin: str) -> None:
         raise SignerError(f"softhsm2-util --init-token failed: {exc.stderr.strip()}") from exc
     with _LIBRARY_LOCK:  # a loaded library must see the new token: re-read on next use
         _LOADED_CONF.clear()
-
-
-@contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

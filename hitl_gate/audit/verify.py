@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -95,6 +96,7 @@ def verify_audit(
     batch_rows: int = BATCH_ROWS,
     workers: int = 1,
     witness: Path | None = None,
+    more_events: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
 ) -> VerifyReport:
     """Check the chain, every checkpoint (database and files) and, optionally, the lineage.
 
@@ -103,6 +105,8 @@ def verify_audit(
     (autogroups), not processes; on a busy machine it measured 0.6-1.1x (BENCHMARKS.md).
     `witness` is the folder of the external witness file (`witness.py`): every checkpoint it
     saw must be in the database, identical, so a deleted tail or a re-signed history is caught.
+    `more_events` adds the envelopes of other chains to the lineage check's events (the folded
+    per-run segments: `run_seal.load_segment_events`).
     """
     anchor = TrustAnchor(public_key, "the given key") if isinstance(public_key, str) else public_key
     report = VerifyReport(anchor=anchor)
@@ -127,7 +131,7 @@ def verify_audit(
     if witness is not None:
         _verify_witness(checkpoints, last_seq, witness, report)
     if lineage:
-        _verify_lineage(con, report)
+        _verify_lineage(con, report, more_events)
     return report
 
 
@@ -307,7 +311,11 @@ def _scan_in_parallel(
     return results
 
 
-def _verify_lineage(con: duckdb.DuckDBPyConnection, report: VerifyReport) -> None:
+def _verify_lineage(
+    con: duckdb.DuckDBPyConnection,
+    report: VerifyReport,
+    more_events: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+) -> None:
     """Every lineage row against the chain itself (`events.chain_findings`), never the index.
 
     No message suggests sealing: a seal would log an edited row of a versioned table as its
@@ -315,6 +323,8 @@ def _verify_lineage(con: duckdb.DuckDBPyConnection, report: VerifyReport) -> Non
     """
     load_chain_events(con)
     try:
+        if more_events is not None:
+            more_events(con)
         findings = chain_findings(con, EVENT_SOURCES)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {CHAIN_EVENTS}")

@@ -95,6 +95,11 @@ class HitlPaths:
         return self.home / "checkpoints"
 
     @property
+    def segments_dir(self) -> Path:
+        """Per-run audit segments (`hitl_gate.audit.run_seal`; docs/audit.md, "Room to grow")."""
+        return self.home / "audit" / "segments"
+
+    @property
     def witness_dir(self) -> Path:
         """Where checkpoints are witnessed: configured, else a sibling of the home (outside it,
         so deleting or replacing the home leaves the witness; docs/audit.md, "Witnesses")."""

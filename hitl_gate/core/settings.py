@@ -33,6 +33,7 @@ AUDIT_KEY_ENV = "HITL_AUDIT_SIGNING_KEY"
 REVIEW_KEY_ENV = "HITL_REVIEW_KEY"
 WITNESS_ENV = "HITL_AUDIT_WITNESS_DIR"
 TSA_ENV = "HITL_AUDIT_TSA_URL"
+SEGMENTS_ENV = "HITL_AUDIT_SEGMENTS"  # seal runs through per-run segments (docs/audit.md)
 AUDIT_SIGNER_ENV = "HITL_AUDIT_SIGNER"
 AUDIT_PKCS11_MODULE_ENV = "HITL_AUDIT_PKCS11_MODULE"
 AUDIT_TOKEN_DIR_ENV = "HITL_AUDIT_TOKEN_DIR"
@@ -154,7 +155,9 @@ class HitlSettings:
     `mlflow_ui_url` and `reports_url` are the http(s) base URLs of the MLflow UI and of the
     served reports folder, which Dagster metadata links to (None: paths only).
     `audit_lock_wait_seconds` how long a run waits for the live audit file held by another
-    process before failing with the holder named.
+    process before failing with the holder named. `audit_segments` seals each run's versioned
+    lineage through a segment of its own, so runs seal concurrently (`hitl_gate.audit.run_seal`,
+    docs/audit.md "Room to grow"; off by default).
     """
 
     paths: HitlPaths
@@ -172,6 +175,7 @@ class HitlSettings:
     mlflow_ui_url: str | None = None
     reports_url: str | None = None
     audit_lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    audit_segments: bool = False
 
     @classmethod
     def from_environ(
@@ -218,6 +222,7 @@ class HitlSettings:
             audit_lock_wait_seconds=_seconds(
                 LOCK_WAIT_ENV, value(LOCK_WAIT_ENV), DEFAULT_LOCK_WAIT_SECONDS
             ),
+            audit_segments=_switch(SEGMENTS_ENV, value(SEGMENTS_ENV)),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -243,6 +248,7 @@ class HitlSettings:
             MLFLOW_UI_ENV: self.mlflow_ui_url or "",
             REPORTS_URL_ENV: self.reports_url or "",
             LOCK_WAIT_ENV: repr(self.audit_lock_wait_seconds),
+            SEGMENTS_ENV: "on" if self.audit_segments else "",
         }
 
 
@@ -272,6 +278,16 @@ def _executor(text: str) -> str:
             "(e.g. dagster_k8s:k8s_job_executor)"
         )
     return choice
+
+
+def _switch(name: str, text: str) -> bool:
+    """On (`1`, `on`, `true`, `yes`) or off (unset, `0`, `off`, `false`, `no`)."""
+    lowered = text.lower()
+    if lowered in ("", "0", "off", "false", "no"):
+        return False
+    if lowered in ("1", "on", "true", "yes"):
+        return True
+    raise SettingsError(f"{name}={text!r}: expected on or off")
 
 
 def _seconds(name: str, text: str, default: float) -> float:

@@ -14,6 +14,8 @@ import duckdb
 import polars as pl
 
 from hitl_gate.audit.replica import refresh_replica
+from hitl_gate.audit.run_seal import Scope, seal_with_segment, segment_id
+from hitl_gate.audit.run_segments import Segments
 from hitl_gate.audit.seal import BATCH_ROWS, STEP_OWNED, SealResult, seal_run
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
@@ -97,27 +99,47 @@ def account_days(
     witness: WitnessConfig | None = None,
     replica: Path | None = None,
     seal_rows: int = BATCH_ROWS,
+    segments: Segments | None = None,
 ) -> AccountedDays:
     """Record the days' accounting, the outcome files under `outcomes`, and seal the run.
 
     With `replica`, the auditors' replica is refreshed from the sealed state before the
-    connection closes (`hitl_gate.audit.replica`). `seal_rows`: the seal's slice size.
+    connection closes (`hitl_gate.audit.replica`). `seal_rows`: the seal's slice size. With
+    `segments`, the run's versioned rows are sealed through a segment of their own
+    (`hitl_gate.audit.run_seal`): the connection is closed while the segment is sealed, so
+    other runs write and seal meanwhile.
     """
     now = datetime.now(UTC)
     with connect() as con:
         accounting = day_accounting(con, domain.name, days, statuses, run_id, now)
         replace_partition_slice(con, "partition_accounting", accounting, domain.name, days)
         added, errors = ingest_outcomes(con, domain, outcomes, run_id)
-        sealed = seal_run(
-            con,
-            run_id,
-            signing_key,
-            checkpoints,
-            batch_rows=seal_rows,
-            memory_limit=seal_memory_limit,
-            witness=witness,
-            owned=STEP_OWNED,
-        )
-        if replica is not None:
-            refresh_replica(con, replica)
+        if segments is None:
+            sealed = seal_run(
+                con,
+                run_id,
+                signing_key,
+                checkpoints,
+                batch_rows=seal_rows,
+                memory_limit=seal_memory_limit,
+                witness=witness,
+                owned=STEP_OWNED,
+            )
+            if replica is not None:
+                refresh_replica(con, replica)
+            return AccountedDays(accounting, added, errors, sealed)
+    # Sealed on connections of its own: the global file is closed while the segment is sealed.
+    sealed = seal_with_segment(
+        connect,
+        segments,
+        segment_id(domain.name, days, run_id),
+        run_id,
+        signing_key,
+        checkpoints,
+        memory_limit=seal_memory_limit,
+        witness=witness,
+        batch_rows=seal_rows,
+        after=(lambda con: refresh_replica(con, replica)) if replica is not None else None,
+        scope=Scope(domain.name, tuple(days)),
+    )
     return AccountedDays(accounting, added, errors, sealed)

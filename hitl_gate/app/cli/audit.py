@@ -60,6 +60,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     import time
     from pathlib import Path
 
+    from hitl_gate.audit.run_seal import check_segments, load_segment_events
+    from hitl_gate.audit.run_segments import Segments
     from hitl_gate.audit.trust import TrustAnchorError, load_trust_anchor
     from hitl_gate.audit.verify import verify_audit
     from hitl_gate.core.database import audit_connection
@@ -72,6 +74,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     except TrustAnchorError as exc:
         raise SystemExit(f"audit verify: {exc}") from exc
     started = time.perf_counter()
+    witness = Path(args.witness) if args.witness else paths.witness_dir
+    segments = Segments(paths.segments_dir)  # per-run segments, when runs sealed through them
     with audit_connection(paths.audit_db, read_only=True) as con:
         report = verify_audit(
             con,
@@ -79,8 +83,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             public_key,
             lineage=not args.chain_only,
             workers=args.workers,
-            witness=Path(args.witness) if args.witness else paths.witness_dir,
+            witness=witness,
+            more_events=lambda c: load_segment_events(c, segments),
         )
+        check_segments(con, segments, report, witness)
     elapsed = time.perf_counter() - started
     print(report.summary())
     rate = report.entries / elapsed if elapsed > 0 else 0.0

@@ -80,6 +80,7 @@ def test_every_variable_is_read() -> None:
         ({"HITL_SLICE_ROWS": "-5"}, SettingsError, "HITL_SLICE_ROWS='-5'"),
         ({"HITL_BACKFILL_RUNS": "0"}, SettingsError, "HITL_BACKFILL_RUNS='0'"),
         ({"HITL_BACKFILL_RUNS": "weekly"}, SettingsError, "single, per_partition"),
+        ({"HITL_AUDIT_SEGMENTS": "maybe"}, SettingsError, "HITL_AUDIT_SEGMENTS='maybe'"),
     ],
 )
 def test_bad_values_fail_naming_the_variable(environ, error, message) -> None:
@@ -104,8 +105,10 @@ def test_settings_round_trip_through_their_variables(tmp_path: Path) -> None:
             "HITL_AUDIT_PKCS11_MODULE": "/opt/vendor/libpkcs11.so",
             "HITL_AUDIT_TRUSTED_KEY": "ab" * 32,
             "HITL_AUDIT_TOKEN_PIN": "1234",
+            "HITL_AUDIT_SEGMENTS": "on",
         }
     )
+    assert settings.audit_segments
     assert settings.audit_keys.pin_in_env and settings.audit_keys.key_label == "cp-2027"
     assert HitlSettings.from_environ(settings.to_environ()) == replace(
         settings, audit_keys=replace(settings.audit_keys, pin_in_env=False)

@@ -52,3 +52,43 @@ def test_each_day_balances_only_when_every_case_is_accounted_for(tmp_path: Path)
         (D3, 0, 0, 0, 0, True),  # a day without files is empty, and balanced
     ]
     assert set(accounting["run_id"]) == {"run-9"} and set(accounting["domain"]) == {"dom"}
+
+
+def test_the_run_seal_goes_through_its_segment_when_switched_on(tmp_path: Path) -> None:
+    """`account_days` with segments (HITL_AUDIT_SEGMENTS=on): the accounting and the day's
+    input file are sealed in the run's segment, folded under a global checkpoint; the replica
+    is refreshed after the fold; the single chain gets nothing versioned."""
+    from hitl_gate.audit.keys import load_or_create_signing_key
+    from hitl_gate.audit.run_segments import Segments
+    from hitl_gate.audit.witness import WitnessConfig
+    from hitl_gate.core.domain import load_domain
+    from hitl_gate.execution.accounting import account_days
+
+    db = tmp_path / "home" / "audit.duckdb"
+    with audit_connection(db) as con:
+        _file(con, D1, read=1, quarantined=1)
+    segments = Segments(tmp_path / "home" / "audit" / "segments")
+    domain = load_domain("consumer_credit")
+    with audit_connection(db) as con:  # the domain of the file above is the run's
+        con.execute("UPDATE input_files SET domain = ?", [domain.name])
+    closed = account_days(
+        domain,
+        pl.DataFrame({"partition_date": [D1], "status": ["held"]}),
+        lambda: audit_connection(db),
+        tmp_path / "outcomes",
+        [D1],
+        run_id="run-1",
+        signing_key=load_or_create_signing_key(tmp_path / "keys" / "k"),
+        checkpoints=tmp_path / "home" / "checkpoints",
+        seal_memory_limit=None,
+        witness=WitnessConfig(tmp_path / "witness"),
+        replica=tmp_path / "home" / "replica",
+        segments=segments,
+    )
+    assert closed.sealed.appended == 2  # the input file and the day's accounting
+    with audit_connection(db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM audit_log").fetchall() == [(0,)]
+        leaves = con.execute("SELECT segment_id FROM audit_segment_leaves").fetchall()
+    assert leaves == [(f"{domain.name}.{D1}_{D1}.run-1",)]
+    assert (tmp_path / "witness" / "global_checkpoints.jsonl").exists()
+    assert (tmp_path / "home" / "replica" / "current").exists()

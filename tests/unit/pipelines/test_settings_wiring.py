@@ -32,6 +32,10 @@ def test_resources_follow_the_settings(tmp_path: Path) -> None:
     bare = build_resources(HitlPaths.at(tmp_path))  # paths alone: the default settings
     assert bare["io_manager"].slice_rows == DEFAULT_SLICE_ROWS
     assert bare["audit_db"].seal_rows == DEFAULT_SLICE_ROWS
+    assert resources["audit_db"].segments() is None  # the single chain unless switched on
+    on = HitlSettings.from_environ({"HITL_AUDIT_SEGMENTS": "on"}, home=tmp_path)
+    segments = build_resources(on)["audit_db"].segments()
+    assert segments is not None and segments.root == tmp_path / "audit" / "segments"
 
 
 def test_injected_keys_are_env_vars_never_values(tmp_path: Path) -> None:

@@ -1,0 +1,538 @@
+"""A run's seal through its own segment: the expensive part runs without the global writer.
+
+DuckDB lets one process write `audit.duckdb`, so seals into its single chain queue behind
+each other and behind every stage's writes. With segments (`HitlSettings.audit_segments`,
+docs/audit.md "Room to grow") the end-of-run seal is cut in three steps:
+
+1. **pick** (`pick_rows`, under the `audit.duckdb` writer, short): the change detection of
+   today's seal (fingerprints of the rows not in `audit_seen_rows`) selects each versioned
+   table's new rows and copies them, as stored, into the run's segment file
+   (`<home>/audit/segments/<segment id>.duckdb`, same table definitions, so they render and
+   hash to the same canonical bytes);
+2. **seal** (`seal_picked`, no global file open): the ordinary seal on the segment renders,
+   hashes, chains, Merkle-hashes and signs those rows into the segment's own chain and
+   checkpoint. Runs of different domains or days do this at the same time;
+3. **fold** (`fold_picked`, under the writer again and the segments lock file, short): the
+   segment's checkpoint becomes a leaf of the global log and a global checkpoint is signed
+   (`run_segments.fold_segments`), the segment's fingerprints are recorded as seen in
+   `audit.duckdb` (only now, so a run killed before its fold leaves its rows to the next
+   seal, never unlogged), and the global checkpoints go to the witness
+   (`global_checkpoints.jsonl`).
+
+What goes where, and why: only **versioned** tables (decisions, quarantine, batches, input
+files, outcomes, accounting...: the bulk of a day) go to the segment. Insert-once tables stay
+on the single chain of `audit.duckdb`, sealed in the writer's connection as today: their
+clash check (a key logged with another digest is an edit) needs every earlier digest of the
+key at render time, the step-owned ones (executions, verdicts, opinions) are sealed by the
+step that wrote them on its own connection (a guarantee that rests on the single writer),
+and the execution check reads activations, halts and resolutions from that chain.
+`hitl audit verify` checks both: the single chain as before, then every segment and global
+checkpoint (`run_segments.verify_segments`), and compares every lineage row with the
+envelopes of the single chain and of every folded segment entry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from hitl_gate.audit.events import CHAIN_EVENTS, EVENT_SOURCES, EventSource, source_sql
+from hitl_gate.audit.run_segments import (
+    GLOBAL_FIELDS,
+    SegmentReport,
+    Segments,
+    fold_segments,
+    verify_segments,
+)
+from hitl_gate.audit.seal import (
+    BATCH_ROWS,
+    SEAL_MEMORY_LIMIT,
+    STEP_OWNED,
+    OwnedKeys,
+    SealRefused,
+    SealResult,
+    seal_run,
+)
+from hitl_gate.audit.verify import Finding, VerifyReport
+from hitl_gate.audit.witness import GENESIS_LINE, WitnessConfig, line_hash
+from hitl_gate.core.database import OpenConnection, restrict_file_access, transaction
+from hitl_gate.core.file_lock import exclusive_lock, is_held
+
+if TYPE_CHECKING:
+    from hitl_gate.audit.signer import CheckpointSigner
+
+# Versioned tables are sealed in the run's segment; insert-once ones stay on the single chain.
+SEGMENT_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if not s.append_only)
+CHAIN_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if s.append_only)
+GLOBAL_WITNESS_FILE = "global_checkpoints.jsonl"
+COPY_BATCH_ROWS = 200_000
+PICK_FP = "__audit_pick_fingerprint"
+_ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def segment_id(domain: str, days: list[Any], run_id: str) -> str:
+    """`<domain>.<first day>_<last day>.<run id>`, reduced to file-name characters."""
+    span = f"{min(days)}_{max(days)}" if days else "nodays"
+    return _ID_CHARS.sub("-", f"{domain}.{span}.{run_id}").strip(".-") or "segment"
+
+
+@dataclass(frozen=True)
+class Picked:
+    """What step 1 copied into a segment: rows per event type (empty: nothing new)."""
+
+    segment_id: str
+    rows: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+@contextmanager
+def claim(segments: Segments, segment: str) -> Iterator[None]:
+    """Hold the segment's lock file from pick to fold: while it is held, other runs' picks
+    leave the segment's pending rows alone; once its run died, they take them back."""
+    with exclusive_lock(_claim_file(segments, segment)):
+        yield
+
+
+def _claim_file(segments: Segments, segment: str) -> Path:
+    return segments.root / f"{segment}.lock"
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The run's domain and partition days: of a day-partitioned table (`domain` and
+    `partition_date` columns) a run picks only these rows, so concurrent runs of other
+    domains or days seal their own. Rows of other tables are picked by whichever run comes."""
+
+    domain: str
+    days: tuple[date, ...]
+
+
+def pick_rows(
+    con: duckdb.DuckDBPyConnection,
+    segments: Segments,
+    segment: str,
+    sources: tuple[EventSource, ...] = SEGMENT_SOURCES,
+    scope: Scope | None = None,
+) -> Picked:
+    """Step 1, on the `audit.duckdb` writer's connection, under `claim(segment)`: copy every
+    row of `sources` whose fingerprint no seal has seen (the seal sweep's own test,
+    `events.SourceSlices.find_unseen`) and no live run has picked into the segment, and
+    record their fingerprints as pending. Seen is recorded only by `fold_picked`. With
+    `scope`, a day-partitioned table's rows of other domains or days are left to their runs
+    (or to `hitl audit seal`, which seals every unseen row on the single chain)."""
+    _release_abandoned(con, segments)
+    rows: dict[str, int] = {}
+    with _open_segment(segments, segment) as seg, transaction(con):
+        for source in sources:
+            sql = source_sql(con, source)
+            if sql is None:
+                continue
+            columns = _same_table(con, seg, source.table)
+            where, params = "", dict[str, object](event_type=source.event_type)
+            if scope is not None and {"domain", "partition_date"} <= columns:
+                where = "WHERE domain = $domain AND partition_date IN (SELECT unnest($days))"
+                params |= {"domain": scope.domain, "days": list(scope.days)}
+            reader = con.sql(
+                f"SELECT * FROM (SELECT *, {sql.fingerprint} AS {PICK_FP} FROM {sql.table} "
+                f"{where}) WHERE {PICK_FP} NOT IN (SELECT fingerprint FROM audit_seen_rows "
+                "WHERE event_type = $event_type UNION ALL SELECT fingerprint FROM "
+                "audit_segment_pending WHERE event_type = $event_type)",
+                params=params,
+            ).to_arrow_reader(COPY_BATCH_ROWS)
+            assert reader is not None
+            fingerprints: list[pa.Array] = []
+            for batch in reader:
+                if not batch.num_rows:
+                    continue
+                index = batch.schema.get_field_index(PICK_FP)
+                fingerprints.append(batch.column(index))
+                seg.register("picked_rows", pa.Table.from_batches([batch.remove_column(index)]))
+                try:
+                    seg.execute(f"INSERT INTO {sql.table} SELECT * FROM picked_rows")
+                finally:
+                    seg.unregister("picked_rows")
+            if fingerprints:
+                rows[source.event_type] = sum(len(f) for f in fingerprints)
+                pending = pa.table({"fingerprint": pa.concat_arrays(fingerprints)})
+                con.register("picked_fingerprints", pending)
+                try:
+                    con.execute(
+                        "INSERT INTO audit_segment_pending SELECT DISTINCT ?, ?, fingerprint "
+                        "FROM picked_fingerprints",
+                        [segment, source.event_type],
+                    )
+                finally:
+                    con.unregister("picked_fingerprints")
+    return Picked(segment, rows)
+
+
+def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> None:
+    """Drop the pending rows of segments whose run died between pick and fold (nobody holds
+    their claim), and their unfolded files: their rows are picked again."""
+    for (segment,) in con.execute(
+        "SELECT DISTINCT segment_id FROM audit_segment_pending ORDER BY 1"
+    ).fetchall():
+        if is_held(_claim_file(segments, segment)):
+            continue
+        con.execute("DELETE FROM audit_segment_pending WHERE segment_id = ?", [segment])
+        folded = con.execute(
+            "SELECT count(*) FROM audit_segment_leaves WHERE segment_id = ?", [segment]
+        ).fetchall()[0][0]
+        if not folded:
+            discard(segments, segment)
+
+
+def _same_table(
+    con: duckdb.DuckDBPyConnection, seg: duckdb.DuckDBPyConnection, table: str
+) -> set[str]:
+    """Make the segment's `table` a plain table with the global one's columns, in order and
+    type: the canonical JSON is rendered in column order from the column types, so the rows
+    hash to the same bytes in both files. No key or index: the segment only renders them
+    (the global table's constraints held when they were written), and building the indexes
+    cost more than the copy. Returns the column names."""
+    query = (
+        "SELECT column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position"
+    )
+    columns = con.execute(query, [table]).fetchall()
+    if columns != seg.execute(query, [table]).fetchall() or _has_index(seg, table):
+        seg.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
+        body = ", ".join(f"{_quote(str(name))} {kind}" for name, kind in columns)
+        seg.execute(f"CREATE TABLE {_quote(table)} ({body})")
+    return {str(name) for name, _ in columns}
+
+
+def _has_index(seg: duckdb.DuckDBPyConnection, table: str) -> bool:
+    (keys,) = seg.execute(
+        "SELECT (SELECT count(*) FROM duckdb_indexes() WHERE table_name = $t) + "
+        "(SELECT count(*) FROM duckdb_constraints() WHERE table_name = $t AND "
+        "constraint_type IN ('PRIMARY KEY', 'UNIQUE'))",
+        {"t": table},
+    ).fetchall()[0]
+    return bool(keys)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def seal_picked(
+    segments: Segments,
+    picked: Picked,
+    run_id: str,
+    signer: CheckpointSigner,
+    memory_limit: str | None = None,
+) -> SealResult:
+    """Step 2, with no global file open: the ordinary seal of the segment's rows into the
+    segment's own chain (render, hash, chain, Merkle root, signed checkpoint).
+
+    The copied rows are dropped afterwards: the segment keeps its chain (entries, index,
+    fingerprints, checkpoints), not the data, which stays in `audit.duckdb` only, so
+    retention redacts in one place and a segment holds no personal value. Verify compares
+    the rows of `audit.duckdb` with the segment's entries (`load_segment_events`)."""
+    with _open_segment(segments, picked.segment_id) as seg:
+        result = seal_run(
+            seg, run_id, signer, segments.checkpoints(picked.segment_id), SEGMENT_SOURCES,
+            memory_limit=memory_limit,
+        )  # fmt: skip
+        for source in SEGMENT_SOURCES:
+            seg.execute(f"DROP TABLE IF EXISTS {_quote(source.table)}")
+        seg.execute("CHECKPOINT")
+    return result
+
+
+@contextmanager
+def _open_segment(segments: Segments, segment: str) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The segment for writing: created with the audit schema the first time, then opened
+    as it is (no file access), so the schema's indexes are not rebuilt on the plain tables
+    `_same_table` made."""
+    if not segments.database(segment).is_file():
+        with segments.open(segment):
+            pass
+    con = duckdb.connect(str(segments.database(segment)))
+    try:
+        restrict_file_access(con)
+        yield con
+    finally:
+        con.close()
+
+
+def fold_picked(
+    con: duckdb.DuckDBPyConnection,
+    segments: Segments,
+    picked: Picked,
+    signer: CheckpointSigner,
+    witness_dir: Path | None,
+) -> dict[str, Any] | None:
+    """Step 3, on the `audit.duckdb` writer's connection: fold the segment's checkpoint into
+    the global log, record its fingerprints as seen, publish the global checkpoints.
+
+    Returns the new global checkpoint (None when the segment has nothing new to fold)."""
+    checkpoint = fold_segments(con, segments, [picked.segment_id], signer)
+    with transaction(con):  # picked rows are unseen by construction: no anti-join needed
+        con.execute(
+            "INSERT INTO audit_seen_rows SELECT event_type, fingerprint "
+            "FROM audit_segment_pending WHERE segment_id = ?",
+            [picked.segment_id],
+        )
+        con.execute("DELETE FROM audit_segment_pending WHERE segment_id = ?", [picked.segment_id])
+    if witness_dir is not None:
+        publish_global(con, witness_dir)
+    return checkpoint
+
+
+def publish_global(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
+    """Append the global checkpoints the witness has not seen to `global_checkpoints.jsonl`
+    (one line each, chained by the SHA-256 of the line before, as `witness.py` does)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / GLOBAL_WITNESS_FILE
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    lines = text.splitlines()
+    newest = int(json.loads(lines[-1])["checkpoint"]["global_seq"]) if lines else 0
+    prev = line_hash(lines[-1]) if lines else GENESIS_LINE
+    rows = con.execute(
+        "SELECT * FROM audit_global_checkpoints WHERE global_seq > ? ORDER BY global_seq",
+        [newest],
+    ).fetchall()
+    names = [d[0] for d in con.description]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    out = []
+    for row in rows:
+        record = dict(zip(names, row, strict=True))
+        line = json.dumps(
+            {"checkpoint": record, "prev": prev, "witnessed_at": now},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        out.append(line)
+        prev = line_hash(line)
+    if out:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in out))
+            handle.flush()
+            os.fsync(handle.fileno())
+    return len(out)
+
+
+def compare_global_witness(con: duckdb.DuckDBPyConnection, folder: Path) -> list[str]:
+    """Every witnessed global checkpoint must be in the database, identical (fields and
+    signature), and the witness file's own line chain unbroken."""
+    path = folder / GLOBAL_WITNESS_FILE
+    if not path.exists():
+        return []
+    names_sql = "SELECT * FROM audit_global_checkpoints ORDER BY global_seq"
+    rows = con.execute(names_sql).fetchall()
+    names = [d[0] for d in con.description]
+    stored = {int(r[0]): dict(zip(names, r, strict=True)) for r in rows}
+    problems: list[str] = []
+    prev = GENESIS_LINE
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            seen = record["checkpoint"]
+            seq = int(seen["global_seq"])
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"global witness line {number}: unreadable ({exc})")
+            prev = line_hash(line)
+            continue
+        if record.get("prev") != prev:
+            problems.append(
+                f"global witness line {number} (global checkpoint {seq}): does not follow the "
+                "line before it (the witness file was edited, truncated or reordered)"
+            )
+        prev = line_hash(line)
+        db = stored.get(seq)
+        if db is None:
+            problems.append(
+                f"witnessed global checkpoint {seq} is missing from the database: the global "
+                "log was truncated or rewritten"
+            )
+            continue
+        differs = [k for k in (*GLOBAL_FIELDS, "signature") if str(db[k]) != str(seen.get(k))]
+        if differs:
+            problems.append(
+                f"global checkpoint {seq} differs from the one witnessed ({', '.join(differs)}):"
+                " the global log was rewritten and re-signed"
+            )
+    return problems
+
+
+def load_segment_events(con: duckdb.DuckDBPyConnection, segments: Segments) -> int:
+    """Add every folded segment entry's envelope to `events.CHAIN_EVENTS` (after
+    `events.load_chain_events`), read from the segment files' own entry texts up to their
+    newest folded checkpoint, so the lineage check compares rows with both kinds of chain.
+    A missing segment file adds nothing (`verify_segments` reports it)."""
+    if not has_segments(con):
+        return 0
+    folded = con.execute(
+        "SELECT segment_id, max(last_seq) FROM audit_segment_leaves GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    added = 0
+    for segment, last_seq in folded:
+        if not segments.database(segment).is_file():
+            continue
+        with segments.open(segment, read_only=True) as seg:
+            events = seg.sql(
+                "SELECT seq, e[1] AS event_type, e[2] AS entity_key, "
+                "e[3] AS content_digest FROM (SELECT seq, json_extract_string(substr(entry, 66),"
+                " ['$.type', '$.key', '$.digest']) AS e FROM audit_log WHERE seq <= $last)",
+                params={"last": last_seq},
+            ).to_arrow_table()
+        assert events is not None
+        con.register("segment_events", events)
+        try:
+            con.execute(f"INSERT INTO {CHAIN_EVENTS} SELECT * FROM segment_events")
+        finally:
+            con.unregister("segment_events")
+        added += events.num_rows
+    return added
+
+
+def has_segments(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has folded any segment (or signed a global checkpoint); False for
+    a database made before the segment tables existed (opened read-only, never migrated)."""
+    (tables,) = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name IN "
+        "('audit_segment_leaves', 'audit_global_checkpoints')"
+    ).fetchall()[0]
+    if tables < 2:
+        return False
+    leaves, globals_ = con.execute(
+        "SELECT (SELECT count(*) FROM audit_segment_leaves), "
+        "(SELECT count(*) FROM audit_global_checkpoints)"
+    ).fetchall()[0]
+    return bool(leaves or globals_)
+
+
+def discard(segments: Segments, segment: str) -> None:
+    """Remove a segment that was never sealed (no checkpoint): nothing in it to fold."""
+    if segments.database(segment).is_file():
+        with segments.open(segment, read_only=True) as seg:
+            if seg.execute("SELECT count(*) FROM audit_checkpoints").fetchall()[0][0]:
+                return
+    for path in (segments.database(segment), segments.root / f"{segment}.duckdb.wal"):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(segments.checkpoints(segment), ignore_errors=True)
+
+
+def seal_and_fold(
+    connect: OpenConnection,
+    segments: Segments,
+    picked: Picked,
+    run_id: str,
+    signer: CheckpointSigner,
+    *,
+    memory_limit: str | None,
+    witness_dir: Path | None,
+    after: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+) -> SealResult:
+    """Steps 2 and 3 after `pick_rows`: seal the segment with no global file open, then fold
+    it on a new writer connection (`connect`), on which `after` runs too (the replica)."""
+    result = SealResult(0, None)
+    if picked.total:
+        result = seal_picked(segments, picked, run_id, signer, memory_limit)
+    else:
+        discard(segments, picked.segment_id)
+    with connect() as con:
+        if picked.total:
+            fold_picked(con, segments, picked, signer, witness_dir)
+        if after is not None:
+            after(con)
+    return result
+
+
+def check_segments(
+    con: duckdb.DuckDBPyConnection,
+    segments: Segments,
+    report: VerifyReport,
+    witness_dir: Path | None,
+) -> SegmentReport | None:
+    """Add the per-run segments' findings to a `verify_audit` report (None: the home has none).
+
+    Every global checkpoint, leaf and folded segment is checked against the report's pinned
+    key (`run_segments.verify_segments`), and every witnessed global checkpoint must be in the
+    database, identical. Without a pinned key the newest global checkpoint's own key is used,
+    as `verify_audit` then does (the report already says it is self-consistent only)."""
+    witnessed = witness_dir is not None and (witness_dir / GLOBAL_WITNESS_FILE).exists()
+    if not has_segments(con) and not witnessed:
+        return None
+    if report.anchor is not None:
+        key = report.anchor.key
+    else:
+        rows = con.execute(
+            "SELECT public_key FROM audit_global_checkpoints ORDER BY global_seq DESC LIMIT 1"
+        ).fetchall()
+        key = str(rows[0][0]) if rows else ""
+    found = verify_segments(con, segments, key) if key else SegmentReport()
+    if witness_dir is not None:
+        found.problems += compare_global_witness(con, witness_dir)
+    report.problems.extend(Finding(None, f"segments: {p}") for p in found.problems)
+    report.notes.append(
+        f"{found.segments} run segments, {found.leaves} leaves, "
+        f"{found.global_checkpoints} global checkpoints checked"
+    )
+    return found
+
+
+def seal_with_segment(
+    connect: OpenConnection,
+    segments: Segments,
+    segment: str,
+    run_id: str,
+    signer: CheckpointSigner,
+    checkpoints: Path,
+    *,
+    memory_limit: str | None = SEAL_MEMORY_LIMIT,
+    witness: WitnessConfig | None = None,
+    batch_rows: int = BATCH_ROWS,
+    after: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+    owned: Mapping[str, OwnedKeys] = STEP_OWNED,
+    scope: Scope | None = None,
+) -> SealResult:
+    """A run's end-of-run seal with its versioned rows in a segment of its own.
+
+    On a writer connection: the insert-once tables sealed on the single chain as every seal
+    does (step-owned ones refused unless their step sealed them), then the pick (step 1).
+    With the global file closed: the segment's seal (step 2). On a new writer connection: the
+    fold (step 3) and `after` (the replica refresh). An insert-once row changed after sealing
+    raises `SealRefused` once all of this is done, as `seal.seal_run` does (`owned`: as
+    there; the benchmark passes none to log a synthetic day's executions; `scope`: the run's
+    domain and days, see `pick_rows`). The returned
+    result adds both parts' counts; its checkpoint is the single chain's, else the segment's.
+    """
+    refused: SealRefused | None = None
+    with claim(segments, segment):
+        with connect() as con:
+            try:
+                sealed = seal_run(
+                    con, run_id, signer, checkpoints, CHAIN_SOURCES, batch_rows,
+                    memory_limit, witness, owned,
+                )  # fmt: skip
+            except SealRefused as error:  # the rest is sealed; the segment's part follows
+                refused, sealed = error, error.result
+            picked = pick_rows(con, segments, segment, scope=scope)
+        in_segment = seal_and_fold(
+            connect, segments, picked, run_id, signer, memory_limit=memory_limit,
+            witness_dir=witness.folder if witness is not None else None, after=after,
+        )  # fmt: skip
+    if refused is not None:
+        raise refused
+    return SealResult(
+        sealed.appended + in_segment.appended,
+        sealed.checkpoint or in_segment.checkpoint,
+        sealed.canonicalised + in_segment.canonicalised,
+    )

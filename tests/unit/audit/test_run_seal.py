@@ -1,0 +1,396 @@
+"""Runs sealed through per-run segments (`audit.run_seal`), on real homes and `hitl audit verify`.
+
+The end-of-run seal with segments on: insert-once rows on the single chain, the run's
+versioned rows copied into its segment under the writer, sealed there with the global file
+closed, folded into a signed global checkpoint that the witness keeps. Attacked as the OS
+account of the home or a database writer would: a segment truncated, rewritten and
+re-signed with the real key, or deleted; a leaf edited; the global log re-signed with
+another key; global checkpoints and leaves deleted together; a row edited after its segment
+was sealed; the global witness edited. Two processes seal two days at once, the second
+while the first holds its segment in the middle of step 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from hitl_gate.app.cli import main
+from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
+from hitl_gate.audit.run_seal import (
+    GLOBAL_WITNESS_FILE,
+    Picked,
+    Scope,
+    claim,
+    fold_picked,
+    pick_rows,
+    seal_picked,
+    seal_with_segment,
+    segment_id,
+)
+from hitl_gate.audit.run_segments import Segments, global_message
+from hitl_gate.audit.seal import SealRefused, seal_run
+from hitl_gate.audit.witness import WitnessConfig
+from hitl_gate.core.database import audit_connection
+from hitl_gate.core.home import HitlPaths
+from tests.unit.audit.tamper_home import add_row
+
+DAY1, DAY2 = "2026-01-02", "2026-01-03"
+
+
+class Home:
+    """A home sealed through segments, its key kept outside it and pinned for verify."""
+
+    def __init__(self, root: Path) -> None:
+        self.paths = HitlPaths.at(root / "home")
+        self.key_file = root / "keys" / "audit.key"
+        self.segments = Segments(self.paths.segments_dir)
+
+    def key(self):  # noqa: ANN201
+        return load_or_create_signing_key(self.key_file)
+
+    def connect(self):  # noqa: ANN201
+        return audit_connection(self.paths.audit_db)
+
+    def write(self, domain: str, day: str, cases: range, **values: object) -> None:
+        with self.connect() as con:
+            for i in cases:
+                add_row(con, "decisions", i, domain=domain, case_id=f"C{i}",
+                        partition_date=day, **values)  # fmt: skip
+
+    def seal(self, domain: str, day: str, run_id: str):  # noqa: ANN201
+        return seal_with_segment(
+            self.connect, self.segments, segment_id(domain, [day], run_id), run_id, self.key(),
+            self.paths.checkpoints_dir, witness=WitnessConfig(self.paths.witness_dir),
+            memory_limit=None, scope=Scope(domain, (date.fromisoformat(day),)),
+        )  # fmt: skip
+
+    def verify(self) -> tuple[int, str]:
+        """`hitl audit verify` with the pinned key: exit code and output."""
+        args = ["--home", str(self.paths.home), "audit", "verify",
+                "--public-key", public_key_hex(self.key())]  # fmt: skip
+        try:
+            main(args)
+        except SystemExit as exited:
+            return int(exited.code or 0), ""
+        return 0, ""
+
+    def rows(self, sql: str, params: list | None = None) -> list[tuple]:
+        with audit_connection(self.paths.audit_db, read_only=True) as con:
+            return con.execute(sql, params or []).fetchall()
+
+
+def _verify(home: Home, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    capsys.readouterr()
+    code, _ = home.verify()
+    return code, capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two runs of two domains and days: decisions in segments, a reversal request (an
+    insert-once record) on the single chain. Built once; each test gets a copy."""
+    root = tmp_path_factory.mktemp("segmented")
+    home = Home(root)
+    home.write("a", DAY1, range(1, 4))
+    with home.connect() as con:
+        add_row(con, "reversal_requests", 1, domain="a", case_id="C1")
+    home.seal("a", DAY1, "run-1")
+    home.write("b", DAY2, range(1, 3))
+    home.seal("b", DAY2, "run-2")
+    return root
+
+
+@pytest.fixture
+def home(template: Path, tmp_path: Path) -> Home:
+    shutil.copytree(template, tmp_path / "copy")
+    return Home(tmp_path / "copy")
+
+
+def test_versioned_rows_go_to_the_run_segment_and_verify_covers_both_chains(
+    home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logged = home.rows("SELECT entry FROM audit_log")
+    assert not [e for (e,) in logged if '"type":"decision"' in e]  # not on the single chain
+    assert [e for (e,) in logged if '"type":"reversal_requested"' in e]
+    seg = home.segments.database(segment_id("a", [DAY1], "run-1"))
+    with duckdb.connect(str(seg), read_only=True) as con:
+        types = [e for (e,) in con.execute("SELECT entry FROM audit_log").fetchall()]
+        tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert sum('"type":"decision"' in e for e in types) == 3
+    assert "decisions" not in tables  # the segment keeps its chain, not the rows
+    assert home.rows("SELECT global_seq, leaves FROM audit_global_checkpoints") == [(1, 1), (2, 2)]
+    assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
+    witnessed = (home.paths.witness_dir / GLOBAL_WITNESS_FILE).read_text().splitlines()
+    assert [json.loads(x)["checkpoint"]["global_seq"] for x in witnessed] == [1, 2]
+    code, out = _verify(home, capsys)
+    assert code == 0, out
+    assert "2 run segments, 2 leaves, 2 global checkpoints checked" in out
+    assert "OK" in out
+
+
+def test_nothing_new_makes_no_segment_and_a_changed_row_its_next_version(
+    home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = sorted(p.name for p in home.segments.root.glob("*.duckdb"))
+    result = home.seal("a", DAY1, "run-3")
+    assert result.appended == 0
+    assert sorted(p.name for p in home.segments.root.glob("*.duckdb")) == before
+    with home.connect() as con:  # a re-run re-decides one case: its next version
+        con.execute("UPDATE decisions SET route = 'auto_decline' WHERE domain = 'a' AND "
+                    "case_id = 'C2'")  # fmt: skip
+    assert home.seal("a", DAY1, "run-4").appended == 1
+    assert home.rows("SELECT max(leaves) FROM audit_global_checkpoints") == [(3,)]
+    code, out = _verify(home, capsys)
+    assert code == 0, out
+
+
+def _seg(home: Home, run: str = "run-1", domain: str = "a", day: str = DAY1) -> str:
+    return segment_id(domain, [day], run)
+
+
+def _truncated(home: Home) -> None:
+    """The segment's log, checkpoints and files emptied, as if it never sealed."""
+    seg = _seg(home)
+    with home.segments.open(seg) as con:
+        for table in ("audit_log", "audit_log_index", "audit_seen_rows", "audit_checkpoints"):
+            con.execute(f"DELETE FROM {table}")
+    for path in home.segments.checkpoints(seg).glob("*.json"):
+        path.unlink()
+
+
+def _rewritten(home: Home) -> None:
+    """A decision changed in `audit.duckdb`, and its segment's history rewritten from the
+    changed rows and re-signed with the real key (a key custodian's forgery)."""
+    _truncated(home)
+    with home.connect() as con:
+        con.execute("UPDATE decisions SET route = 'auto_approve' WHERE case_id = 'C1'")
+        rows = con.sql("SELECT * FROM decisions WHERE domain = 'a'").to_arrow_table()
+    with home.segments.open(_seg(home)) as con:
+        con.register("forged_rows", rows)
+        con.execute("INSERT INTO decisions SELECT * FROM forged_rows")
+        seal_run(con, "forged", home.key(), home.segments.checkpoints(_seg(home)),
+                 memory_limit=None)  # fmt: skip
+
+
+def _deleted(home: Home) -> None:
+    home.segments.database(_seg(home)).unlink()
+
+
+def _leaf_edited(home: Home) -> None:
+    with home.connect() as con:
+        con.execute("UPDATE audit_segment_leaves SET head_hash = repeat('0', 64) "
+                    "WHERE leaf_seq = 1")  # fmt: skip
+
+
+def _resigned_with_another_key(home: Home) -> None:
+    """Every global checkpoint re-signed, and re-linked, by a key of the insider's own."""
+    other = load_or_create_signing_key(home.paths.home.parent / "other.key")
+    with home.connect() as con:
+        rows = con.execute("SELECT * FROM audit_global_checkpoints ORDER BY global_seq")
+        names = [d[0] for d in rows.description]
+        checkpoints = [dict(zip(names, r, strict=True)) for r in rows.fetchall()]
+        previous = "0" * 64
+        for cp in checkpoints:
+            cp |= {"public_key": public_key_hex(other), "previous_hash": previous}
+            cp["signature"] = other.sign(global_message(cp)).hex()
+            previous = hashlib.sha256(global_message(cp) + cp["signature"].encode()).hexdigest()
+            con.execute(
+                "UPDATE audit_global_checkpoints SET public_key = ?, previous_hash = ?, "
+                "signature = ? WHERE global_seq = ?",
+                [cp["public_key"], cp["previous_hash"], cp["signature"], cp["global_seq"]],
+            )
+
+
+def _global_log_deleted(home: Home) -> None:
+    with home.connect() as con:
+        con.execute("DELETE FROM audit_segment_leaves")
+        con.execute("DELETE FROM audit_global_checkpoints")
+
+
+def _row_edited(home: Home) -> None:
+    with home.connect() as con:
+        con.execute("UPDATE decisions SET score = 1 WHERE domain = 'b' AND case_id = 'C2'")
+
+
+def _witness_edited(home: Home) -> None:
+    path = home.paths.witness_dir / GLOBAL_WITNESS_FILE
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[0])
+    record["witnessed_at"] = "2020-01-01T00:00:00.000000Z"
+    path.write_text("\n".join([json.dumps(record, sort_keys=True, separators=(",", ":")),
+                               *lines[1:]]) + "\n")  # fmt: skip
+
+
+CASES = {
+    "segment truncated": (_truncated, "is no longer a checkpoint of the segment"),
+    "segment rewritten and re-signed with the real key": (
+        _rewritten, "is no longer a checkpoint of the segment"),
+    "segment file deleted": (_deleted, "its file is missing"),
+    "leaf edited": (_leaf_edited, "leaf 1 (segment a.2026-01-02_2026-01-02.run-1): edited"),
+    "global log re-signed with another key": (
+        _resigned_with_another_key, "global checkpoint 1: not signed by the pinned key"),
+    "global checkpoints and leaves deleted together": (
+        _global_log_deleted, "witnessed global checkpoint 1 is missing from the database"),
+    "row edited after its segment was sealed": (
+        _row_edited, "decisions b/C2: content matches no logged version"),
+    "global witness line edited": (_witness_edited, "does not follow the line before it"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_tampering_with_segments_is_named_by_verify(
+    home: Home, case: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tamper, expected = CASES[case]  # the untouched copy verifies: the first test
+    tamper(home)
+    code, out = _verify(home, capsys)
+    assert code == 1, out
+    assert expected in out, out
+
+
+def test_global_log_deleted_leaves_the_rows_unlogged(
+    home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without the witness too, the rows whose digests only a segment held are named."""
+    _global_log_deleted(home)
+    (home.paths.witness_dir / GLOBAL_WITNESS_FILE).unlink()
+    code, out = _verify(home, capsys)
+    assert code == 1 and "decisions a/C1: not in the audit log" in out, out
+
+
+def test_an_edited_insert_once_row_is_refused_and_the_segment_still_sealed(
+    home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with home.connect() as con:
+        con.execute("UPDATE reversal_requests SET requested_by = 'x'")
+    home.write("a", DAY2, range(5, 7))
+    with pytest.raises(SealRefused, match="reversal_requests a/C1: insert-once"):
+        home.seal("a", DAY2, "run-5")
+    assert home.rows("SELECT max(leaves) FROM audit_global_checkpoints") == [(3,)]
+
+
+def test_a_run_that_died_after_its_pick_leaves_its_rows_to_the_next_seal(
+    home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home.write("a", DAY2, range(11, 14))
+    dead = segment_id("a", [DAY2], "run-dead")
+    with claim(home.segments, dead), home.connect() as con:
+        assert pick_rows(con, home.segments, dead).total == 3
+    assert home.segments.database(dead).is_file()
+    # The run died here: its claim is released, its pending rows are nobody's.
+    assert home.seal("a", DAY2, "run-6").appended == 3
+    assert not home.segments.database(dead).is_file()
+    assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
+    code, out = _verify(home, capsys)
+    assert code == 0, out
+
+
+def test_a_live_claim_keeps_its_rows_from_another_run(
+    home: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home.write("a", DAY2, range(11, 14))
+    first = segment_id("a", [DAY2], "run-7")
+    with claim(home.segments, first):
+        with home.connect() as con:
+            assert pick_rows(con, home.segments, first).total == 3
+        home.write("b", DAY1, range(21, 22))
+        assert home.seal("b", DAY1, "run-8").appended == 1  # only its own row
+        picked = Picked(first, {"decision": 3})
+        assert seal_picked(home.segments, picked, "run-7", home.key()).appended == 3
+        with home.connect() as con:
+            fold_picked(con, home.segments, picked, home.key(), home.paths.witness_dir)
+    code, out = _verify(home, capsys)
+    assert code == 0, out
+
+
+CHILD = """
+import json, sys, time
+from pathlib import Path
+from hitl_gate.audit.keys import load_or_create_signing_key
+from datetime import date
+from hitl_gate.audit.run_seal import (Picked, Scope, claim, fold_picked, pick_rows,
+    seal_picked, seal_with_segment, segment_id)
+from hitl_gate.audit.run_segments import Segments
+from hitl_gate.core.db_lock import open_when_free
+from hitl_gate.core.home import HitlPaths
+
+home, day, key_file, pause = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+paths = HitlPaths.at(home)
+segments, key = Segments(paths.segments_dir), load_or_create_signing_key(key_file)
+connect = lambda: open_when_free(paths.audit_db, False, 120)
+seg, run = segment_id("d", [day], "run-" + day), "run-" + day
+scope = Scope("d", (date.fromisoformat(day),))
+times = {"start": time.time()}
+if pause == "pause":  # the first run: step 2 held open until the second run has finished
+    with claim(segments, seg):
+        with connect() as con:
+            picked = pick_rows(con, segments, seg, scope=scope)
+        times["step2_start"] = time.time()
+        with segments.open(seg) as held:  # as its rendering would hold it
+            (home / "ready").touch()
+            deadline = time.monotonic() + 120
+            while not (home / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        seal_picked(segments, picked, run, key)
+        times["step2_end"] = time.time()
+        with connect() as con:
+            fold_picked(con, segments, picked, key, paths.witness_dir)
+else:
+    seal_with_segment(connect, segments, seg, run, key, paths.checkpoints_dir, memory_limit=None,
+                      scope=scope)
+times["end"] = time.time()
+print(json.dumps(times))
+"""
+
+
+def _child(home: Home, day: str, pause: bool) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(home.paths.home), day, str(home.key_file),
+         "pause" if pause else "-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_two_processes_seal_two_days_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The first run holds its segment in step 2 until the second has picked, sealed and
+    folded: the second never waits for the first's rendering; both are under the last
+    global checkpoint and `hitl audit verify` passes."""
+    home = Home(tmp_path)
+    home.write("d", DAY1, range(1, 201))
+    home.write("d", DAY2, range(201, 401))
+    home.key()
+    first = _child(home, DAY1, pause=True)
+    deadline = time.monotonic() + 120
+    while not (home.paths.home / "ready").exists():
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.05)
+    second = _child(home, DAY2, pause=False)
+    out, err = second.communicate(timeout=180)
+    assert second.returncode == 0, err
+    assert first.poll() is None, "the first run is still in its step 2"
+    (home.paths.home / "go").touch()
+    out_first, err_first = first.communicate(timeout=180)
+    assert first.returncode == 0, err_first
+    one, two = json.loads(out_first), json.loads(out)
+    overlap = min(one["step2_end"], two["end"]) - max(one["step2_start"], two["start"])
+    assert two["end"] < one["step2_end"]  # ordered by construction, not by timing
+    assert overlap == two["end"] - two["start"] > 0  # the second's whole seal overlapped
+    leaves = home.rows("SELECT segment_id FROM audit_segment_leaves ORDER BY leaf_seq")
+    assert leaves == [(segment_id("d", [DAY2], "run-" + DAY2),),
+                      (segment_id("d", [DAY1], "run-" + DAY1),)]  # fmt: skip
+    assert home.rows("SELECT max(leaves) FROM audit_global_checkpoints") == [(2,)]
+    assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
+    code, report = _verify(home, capsys)
+    assert code == 0, report
