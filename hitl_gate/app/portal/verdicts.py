@@ -29,7 +29,7 @@ from hitl_gate.identity.signatures import PORTAL
 from hitl_gate.identity.signed_acts import SignedPayload, act_payload, sign_payload
 from hitl_gate.review.assignments import PORTAL_SIGNER
 from hitl_gate.review.intake.limits import IntakeLimits
-from hitl_gate.review.intake.recovery import RecoveryPlace, recover_interrupted
+from hitl_gate.review.intake.recovery import recover_interrupted
 from hitl_gate.review.intake.results import IntakeOutcome, earlier_outcome
 from hitl_gate.review.intake.sealing import IntakeSealer, seal_written
 from hitl_gate.review.intake.signed import PORTAL_VERDICT_ACT, SignedReturn, signature_digest
@@ -119,9 +119,9 @@ def take_in(
     limits = IntakeLimits()
     if place.seal is not None:
         recover_interrupted(
-            con, domain, RecoveryPlace(place.batches_dir, place.archive_dir, place.review_key,
-                                       limits),
-            place.seal, run_id="portal", now=now,
+            con, domain, place.seal, batches_dir=place.batches_dir,
+            archive_dir=place.archive_dir, key=place.review_key, limits=limits,
+            run_id="portal", now=now,
         )  # fmt: skip
     sha = hashlib.sha256(data).hexdigest()
     earlier = earlier_outcome(con, name, sha, None)

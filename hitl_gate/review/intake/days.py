@@ -26,7 +26,7 @@ from hitl_gate.review.intake.escalation import export_escalations, pending_escal
 from hitl_gate.review.intake.inbox import inbox_files
 from hitl_gate.review.intake.limits import IntakeLimits
 from hitl_gate.review.intake.received import shown_name
-from hitl_gate.review.intake.recovery import Recovery, RecoveryPlace, recover_interrupted
+from hitl_gate.review.intake.recovery import Recovery, recover_interrupted
 from hitl_gate.review.intake.sealing import IntakeSealer, merged, seal_written
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import review_settings
@@ -101,8 +101,10 @@ def take_in_verdicts(
     """
     recovery = Recovery()
     if seal is not None:
-        place = RecoveryPlace(folders.batches, folders.archive, key, folders.limits)
-        recovery = recover_interrupted(con, domain, place, seal, run_id=run_id, now=now)
+        recovery = recover_interrupted(
+            con, domain, seal, batches_dir=folders.batches, archive_dir=folders.archive,
+            key=key, limits=folders.limits, run_id=run_id, now=now,
+        )  # fmt: skip
     settings = review_settings(domain)
     waiting = [
         returned

@@ -37,7 +37,7 @@ import getpass
 import hashlib
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -83,16 +83,6 @@ Row = tuple[str, str, str]  # (table, entity key, content digest)
 
 
 @dataclass(frozen=True)
-class RecoveryPlace:
-    """Where intake reads batches and archives files, its review key and its limits."""
-
-    batches_dir: Path
-    archive_dir: Path
-    key: bytes
-    limits: IntakeLimits = IntakeLimits()
-
-
-@dataclass(frozen=True)
 class Recovery:
     """What one recovery found: files recovered, and why the rest stays refused."""
 
@@ -120,15 +110,20 @@ class _Interrupted:
 def recover_interrupted(
     con: duckdb.DuckDBPyConnection,
     domain: DomainConfig,
-    place: RecoveryPlace,
     seal: IntakeSealer,
     *,
+    batches_dir: Path,
+    archive_dir: Path,
+    key: bytes,
+    limits: IntakeLimits,
     run_id: str,
     now: datetime,
 ) -> Recovery:
     """Recover the domain's interrupted intakes (see the module docstring); idempotent.
 
-    Call on the intake's writing connection before it takes anything new in.
+    Call on the intake's writing connection before it takes anything new in, with the
+    batches, archive, review key and limits intake uses; `run_id` and `now` name the
+    recovering intake in the recovery event.
     """
     unsealed = _unsealed_rows(con, domain.name)
     if not unsealed:
@@ -144,13 +139,17 @@ def recover_interrupted(
     registry = load_registry(con)
     evidence: dict[str, SignedBytes] = {}
     for sha, file in files.items():
-        checked = _evidence(registry, file, place, now)
+        checked = _evidence(registry, file, archive_dir, now)
         if isinstance(checked, str):
             refused.append(f"{file.name} ({sha[:16]}): {checked}; its rows are not recovered")
         else:
             evidence[sha] = checked
     present = _file_rows(con, list(files))
-    derived, failures = _replay(con, domain, place, registry, files, evidence)
+    intake = IntakeContext(
+        domain=domain, batches_dir=batches_dir, key=key, run_id=run_id,
+        settings=review_settings(domain), now=now, registry=registry, limits=limits, replay=True,
+    )  # fmt: skip
+    derived, failures = _replay(con, intake, files, evidence)
     recovered: dict[str, list[Row]] = {}
     for sha in evidence:
         if sha in failures:
@@ -240,12 +239,12 @@ def _recorded_files(con: duckdb.DuckDBPyConnection, shas: list[str]) -> dict[str
 
 
 def _evidence(
-    registry: Registry, file: _Interrupted, place: RecoveryPlace, now: datetime
+    registry: Registry, file: _Interrupted, archive_dir: Path, now: datetime
 ) -> SignedBytes | str:
     """The file's archived bytes with their verified signer, or why they cannot be trusted."""
     archived = Path(file.archived_path)
     if (
-        archived.parent.resolve() != place.archive_dir.resolve()
+        archived.parent.resolve() != archive_dir.resolve()
         or archived.stem != file.sha
         or archived.suffix not in VERDICT_SUFFIXES
     ):
@@ -313,9 +312,7 @@ def _attested(
 
 def _replay(
     con: duckdb.DuckDBPyConnection,
-    domain: DomainConfig,
-    place: RecoveryPlace,
-    registry: Registry,
+    intake: IntakeContext,
     files: dict[str, _Interrupted],
     evidence: dict[str, SignedBytes],
 ) -> tuple[dict[str, set[Row]], dict[str, str]]:
@@ -326,19 +323,14 @@ def _replay(
         return {}, {}
     since = min(files[sha].received_at for sha in evidence)
     failures: dict[str, str] = {}
-    settings = review_settings(domain)
     con.execute("BEGIN TRANSACTION")
     try:
         params = {"since": since, "files": sorted(evidence)}
         for statement in _REWIND:
             con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
         for sha, returned in evidence.items():  # in the order they were taken in
-            file = files[sha]
-            context = IntakeContext(
-                domain=domain, batches_dir=place.batches_dir, key=place.key,
-                run_id=file.run_id, settings=settings, now=file.received_at,
-                registry=registry, limits=place.limits, replay=True,
-            )  # fmt: skip
+            file = files[sha]  # taken in as then: its run, its clock
+            context = replace(intake, run_id=file.run_id, now=file.received_at)
             try:
                 take_in_signed(con, returned, context)
             except IdentityError as error:

@@ -20,23 +20,10 @@ from pathlib import Path
 import pytest
 
 from hitl_gate.core.database import audit_connection, scalar
-from hitl_gate.review.intake.recovery import Recovery, RecoveryPlace, recover_interrupted
+from hitl_gate.review.intake.limits import IntakeLimits
+from hitl_gate.review.intake.recovery import Recovery, recover_interrupted
 from hitl_gate.review.intake.sealing import IntakeSealer
-from tests.intake_seal_fixtures import (
-    ANALYST,
-    DOMAIN,
-    REVIEWER,
-    cases,
-    forge_verdict,
-    general_seal,
-    intake,
-    logged,
-    refused_everywhere,
-    sealer,
-    signed_file,
-    stage,
-    verify_summary,
-)
+from tests import intake_seal_fixtures as fx
 from tests.portal_fixtures import make_world, portal_verdict
 from tests.review_fixtures import IN_TIME, Workspace, make_workspace
 
@@ -46,11 +33,11 @@ ROOT = Path(__file__).resolve().parents[4]
 
 def _recover(ws: Workspace, root: Path, seal: IntakeSealer | None = None) -> Recovery:
     """The next intake's recovery (run `run-2`), on its writing connection."""
-    place = RecoveryPlace(ws.batches_dir, ws.archive, ws.key)
     with audit_connection(ws.db) as con:
         return recover_interrupted(
-            con, ws.domain, place, seal or sealer(root, "run-2"), run_id="run-2", now=LATER
-        )
+            con, ws.domain, seal or fx.sealer(root, "run-2"), batches_dir=ws.batches_dir,
+            archive_dir=ws.archive, key=ws.key, limits=IntakeLimits(), run_id="run-2", now=LATER,
+        )  # fmt: skip
 
 
 def _events(ws: Workspace) -> list[tuple]:
@@ -63,7 +50,7 @@ def _events(ws: Workspace) -> list[tuple]:
 
 def _interrupted(ws: Workspace, root: Path, rows: dict[int, str]) -> str:
     """A signed file taken in and killed before its seal; its SHA-256."""
-    outcome, _ = intake(ws, root, rows, seal=False)
+    outcome, _ = fx.intake(ws, root, rows, seal=False)
     assert outcome.accepted == len(rows), outcome.summary()
     return outcome.file_sha256
 
@@ -74,8 +61,8 @@ def _execute(ws: Workspace, sql: str, params: list) -> None:
 
 
 def _all_sealed(ws: Workspace, root: Path) -> None:
-    general_seal(ws.db, root)  # refuses nothing
-    assert "not in the audit log" not in verify_summary(ws.db, root)
+    fx.general_seal(ws.db, root)  # refuses nothing
+    assert "not in the audit log" not in fx.verify_summary(ws.db, root)
 
 
 @pytest.mark.slow
@@ -85,9 +72,9 @@ def test_a_stage_killed_at_its_seal_is_recovered_by_the_next_stage(
     """A real SIGKILL of the stage's process after two files committed, before its seal; the
     next run's stage recovers both (same clock, taken in order) and seals them, once."""
     ws = make_workspace(tmp_path, key)
-    first, second = cases(ws)[:2]
-    signed_file(ws, {0: "approve"})
-    signed_file(ws, {1: "decline"})
+    first, second = fx.cases(ws)[:2]
+    fx.signed_file(ws, {0: "approve"})
+    fx.signed_file(ws, {1: "decline"})
     child = subprocess.run(
         [sys.executable, "-c", "from tests.intake_seal_fixtures import killed_stage; "
          f"killed_stage({str(tmp_path)!r}, {IN_TIME.isoformat()!r})"],
@@ -95,20 +82,20 @@ def test_a_stage_killed_at_its_seal_is_recovered_by_the_next_stage(
     )  # fmt: skip
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert ws.count("SELECT count(*) FROM verdicts") == 2  # committed, never sealed
-    refused_everywhere(ws.db, tmp_path, "verdicts", f"{DOMAIN}/{first}")
+    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
 
-    after = stage(ws, tmp_path, "run-2", LATER)
+    after = fx.stage(ws, tmp_path, "run-2", LATER)
     assert after.recovery.refused == () and after.recovery.seal_refusal is None
     assert len(after.recovery.recovered) == 2, after.recovery.lines()
     assert "interrupted intake of run killed-run recovered" in after.recovery.recovered[0]
     for case in (first, second):
-        assert logged(ws.db, "verdict", f"{DOMAIN}/{case}") == 1
+        assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{case}") == 1
     events = _events(ws)
     assert [(e[1], e[2], e[3], e[4]) for e in events] == [
-        ("file", REVIEWER, "killed-run", "run-2")
+        ("file", fx.REVIEWER, "killed-run", "run-2")
     ] * 2
     _all_sealed(ws, tmp_path)
-    assert stage(ws, tmp_path, "run-3", LATER).recovery == Recovery()  # nothing left
+    assert fx.stage(ws, tmp_path, "run-3", LATER).recovery == Recovery()  # nothing left
     assert len(_events(ws)) == 2
 
 
@@ -116,7 +103,7 @@ def test_recovery_is_idempotent_even_when_killed_before_its_own_seal(
     tmp_path: Path, key: bytes
 ) -> None:
     ws = make_workspace(tmp_path, key)
-    first = cases(ws)[0]
+    first = fx.cases(ws)[0]
     sha = _interrupted(ws, tmp_path, {0: "approve"})
 
     def crashing(*_: object) -> None:
@@ -124,13 +111,13 @@ def test_recovery_is_idempotent_even_when_killed_before_its_own_seal(
 
     with pytest.raises(RuntimeError, match="before sealing"):
         _recover(ws, tmp_path, seal=crashing)  # type: ignore[arg-type]
-    assert logged(ws.db, "verdict", f"{DOMAIN}/{first}") == 0
+    assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{first}") == 0
     again = _recover(ws, tmp_path)
     assert len(again.recovered) == 1 and again.refused == ()
     assert _recover(ws, tmp_path) == Recovery()  # a third time: nothing to do
     assert [e[0] for e in _events(ws)] == [sha]  # one event, sealed once
-    assert logged(ws.db, "verdict", f"{DOMAIN}/{first}") == 1
-    assert logged(ws.db, "intake_recovered", sha) == 1
+    assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{first}") == 1
+    assert fx.logged(ws.db, "intake_recovered", sha) == 1
     _all_sealed(ws, tmp_path)
 
 
@@ -138,15 +125,15 @@ def test_a_forged_row_beside_an_interrupted_intake_stays_refused(
     tmp_path: Path, key: bytes
 ) -> None:
     ws = make_workspace(tmp_path, key)
-    first, second = cases(ws)[:2]
+    first, second = fx.cases(ws)[:2]
     _interrupted(ws, tmp_path, {0: "decline"})
-    forge_verdict(ws.db, second)  # names a file no intake recorded
+    fx.forge_verdict(ws.db, second)  # names a file no intake recorded
     recovery = _recover(ws, tmp_path)
     assert len(recovery.recovered) == 1
-    assert any(f"verdicts {DOMAIN}/{second}: names file ffffffff" in r for r in recovery.refused)
-    assert recovery.seal_refusal is not None and f"{DOMAIN}/{second}" in recovery.seal_refusal
-    assert logged(ws.db, "verdict", f"{DOMAIN}/{first}") == 1
-    refused_everywhere(ws.db, tmp_path, "verdicts", f"{DOMAIN}/{second}")
+    assert any(f"verdicts {fx.DOMAIN}/{second}: names file ffffffff" in r for r in recovery.refused)
+    assert recovery.seal_refusal is not None and f"{fx.DOMAIN}/{second}" in recovery.seal_refusal
+    assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{first}") == 1
+    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{second}")
 
 
 def test_a_row_forged_under_the_interrupted_files_digest_keeps_the_file_refused(
@@ -155,28 +142,28 @@ def test_a_row_forged_under_the_interrupted_files_digest_keeps_the_file_refused(
     """The insider adds a verdict naming the genuine file: the file's rows are no longer what
     it yields, so none of them is recovered (and the forged one is named)."""
     ws = make_workspace(tmp_path, key)
-    first, second = cases(ws)[:2]
+    first, second = fx.cases(ws)[:2]
     sha = _interrupted(ws, tmp_path, {0: "decline"})
-    forge_verdict(ws.db, second, sha=sha)
+    fx.forge_verdict(ws.db, second, sha=sha)
     recovery = _recover(ws, tmp_path)
     assert recovery.recovered == ()
     (refused,) = recovery.refused
-    assert f"verdicts {DOMAIN}/{second} row digest" in refused
+    assert f"verdicts {fx.DOMAIN}/{second} row digest" in refused
     assert "the file yields no such row" in refused
     for case in (first, second):
-        refused_everywhere(ws.db, tmp_path, "verdicts", f"{DOMAIN}/{case}")
+        fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{case}")
     assert _events(ws) == []
 
 
 def test_a_row_edited_after_the_crash_is_refused(tmp_path: Path, key: bytes) -> None:
     ws = make_workspace(tmp_path, key)
-    first = cases(ws)[0]
+    first = fx.cases(ws)[0]
     _interrupted(ws, tmp_path, {0: "decline"})
     _execute(ws, "UPDATE verdicts SET verdict = 'approve' WHERE case_id = ?", [first])
     (refused,) = _recover(ws, tmp_path).refused
-    assert f"verdicts {DOMAIN}/{first} row digest" in refused
+    assert f"verdicts {fx.DOMAIN}/{first} row digest" in refused
     assert "the file yields digest" in refused
-    refused_everywhere(ws.db, tmp_path, "verdicts", f"{DOMAIN}/{first}")
+    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
 
 
 def test_a_row_edited_and_backdated_before_the_replay_window_is_refused(
@@ -185,13 +172,13 @@ def test_a_row_edited_and_backdated_before_the_replay_window_is_refused(
     """The edited row also claims an earlier reception than its file, as if it were older
     than what the replay puts back: the replay still replaces every row naming the file."""
     ws = make_workspace(tmp_path, key)
-    first = cases(ws)[0]
+    first = fx.cases(ws)[0]
     _interrupted(ws, tmp_path, {0: "decline"})
     _execute(ws, "UPDATE verdicts SET verdict = 'approve', received_at = ? WHERE case_id = ?",
              [IN_TIME - timedelta(days=1), first])  # fmt: skip
     (refused,) = _recover(ws, tmp_path).refused
-    assert f"verdicts {DOMAIN}/{first} row digest" in refused
-    refused_everywhere(ws.db, tmp_path, "verdicts", f"{DOMAIN}/{first}")
+    assert f"verdicts {fx.DOMAIN}/{first} row digest" in refused
+    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
 
 
 def test_the_replay_sees_the_batch_as_it_was_when_the_file_arrived(
@@ -200,13 +187,13 @@ def test_the_replay_sees_the_batch_as_it_was_when_the_file_arrived(
     """The sweep closed the batch after the crash (past due plus grace): the file was taken in
     while it was open, and the replay, put back to that moment, takes it in the same way."""
     ws = make_workspace(tmp_path, key)
-    first = cases(ws)[0]
+    first = fx.cases(ws)[0]
     _interrupted(ws, tmp_path, {0: "decline"})
     _execute(ws, "INSERT INTO review_batch_closures VALUES (?, ?, 'expired: past due plus "
-             "grace', ?)", [ws.batches[ANALYST].batch_id, DOMAIN, LATER])  # fmt: skip
+             "grace', ?)", [ws.batches[fx.ANALYST].batch_id, fx.DOMAIN, LATER])  # fmt: skip
     recovery = _recover(ws, tmp_path)
     assert len(recovery.recovered) == 1, recovery.lines()
-    assert logged(ws.db, "verdict", f"{DOMAIN}/{first}") == 1
+    assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{first}") == 1
 
 
 @pytest.mark.parametrize(
@@ -223,13 +210,13 @@ def test_an_interrupted_intake_whose_archived_file_changed_is_refused(
 ) -> None:
     """The rows stay as written; the file they claim to come from does not: refused."""
     ws = make_workspace(tmp_path, key)
-    first = cases(ws)[0]
+    first = fx.cases(ws)[0]
     sha = _interrupted(ws, tmp_path, {0: "decline"})
     archived = ws.archive / f"{sha}.csv"
     if attack == "altered":
         archived.write_bytes(archived.read_bytes().replace(b"decline", b"approve"))
     elif attack == "replaced":  # another genuine file, signed by the same reviewer
-        other = signed_file(ws, {0: "approve"})
+        other = fx.signed_file(ws, {0: "approve"})
         archived.write_bytes(other.read_bytes())
     elif attack == "removed":
         archived.unlink()
@@ -240,7 +227,7 @@ def test_an_interrupted_intake_whose_archived_file_changed_is_refused(
         _execute(ws, "UPDATE verdict_files SET archived_path = ?", [str(moved)])
     (refused,) = _recover(ws, tmp_path).refused
     assert reason in refused and "its rows are not recovered" in refused
-    refused_everywhere(ws.db, tmp_path, "verdicts", f"{DOMAIN}/{first}")
+    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
 
 
 def test_a_reception_backdated_before_the_key_was_registered_is_refused(
@@ -249,13 +236,13 @@ def test_a_reception_backdated_before_the_key_was_registered_is_refused(
     """The insider moves the reception (file row and verdict row alike) to before the
     reviewer's key was registered: the signature does not verify at that time."""
     ws = make_workspace(tmp_path, key)
-    first = cases(ws)[0]
+    first = fx.cases(ws)[0]
     _interrupted(ws, tmp_path, {0: "decline"})
     for table in ("verdict_files", "verdicts", "verdict_opinions"):
         _execute(ws, f"UPDATE {table} SET received_at = '2017-06-01 00:00:00+00'", [])
     (refused,) = _recover(ws, tmp_path).refused
     assert "signature when received" in refused
-    refused_everywhere(ws.db, tmp_path, "verdicts", f"{DOMAIN}/{first}")
+    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
 
 
 def test_a_portal_verdict_interrupted_before_its_seal_is_recovered_by_the_next(
@@ -265,30 +252,30 @@ def test_a_portal_verdict_interrupted_before_its_seal_is_recovered_by_the_next(
     stands for one killed there); the next submission recovers it from the portal's signed
     attestation and the archived bytes, then takes its own."""
     world = make_world(tmp_path)
-    world.ws.person(REVIEWER)
-    world.ws.assign(world.batch(ANALYST), REVIEWER)
-    first, second = cases(world.ws)[:2]
-    assert portal_verdict(world, REVIEWER, ANALYST, first, "approve").accepted == 1
-    refused_everywhere(world.ws.db, tmp_path, "verdicts", f"{DOMAIN}/{first}")
-    sealed = replace(world.config, place=replace(world.config.place, seal=sealer(tmp_path)))
+    world.ws.person(fx.REVIEWER)
+    world.ws.assign(world.batch(fx.ANALYST), fx.REVIEWER)
+    first, second = fx.cases(world.ws)[:2]
+    assert portal_verdict(world, fx.REVIEWER, fx.ANALYST, first, "approve").accepted == 1
+    fx.refused_everywhere(world.ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
+    sealed = replace(world.config, place=replace(world.config.place, seal=fx.sealer(tmp_path)))
     world = replace(world, config=sealed)
-    assert portal_verdict(world, REVIEWER, ANALYST, second, "decline").accepted == 1
+    assert portal_verdict(world, fx.REVIEWER, fx.ANALYST, second, "decline").accepted == 1
     for case in (first, second):
-        assert logged(world.ws.db, "verdict", f"{DOMAIN}/{case}") == 1
-    assert [(e[1], e[2], e[4]) for e in _events(world.ws)] == [("portal", REVIEWER, "portal")]
+        assert fx.logged(world.ws.db, "verdict", f"{fx.DOMAIN}/{case}") == 1
+    assert [(e[1], e[2], e[4]) for e in _events(world.ws)] == [("portal", fx.REVIEWER, "portal")]
     _all_sealed(world.ws, tmp_path)
 
 
 def test_a_portal_verdict_whose_attestation_was_edited_is_refused(tmp_path: Path) -> None:
     world = make_world(tmp_path)
-    world.ws.person(REVIEWER)
-    world.ws.assign(world.batch(ANALYST), REVIEWER)
-    first = cases(world.ws)[0]
-    portal_verdict(world, REVIEWER, ANALYST, first, "approve")
+    world.ws.person(fx.REVIEWER)
+    world.ws.assign(world.batch(fx.ANALYST), fx.REVIEWER)
+    first = fx.cases(world.ws)[0]
+    portal_verdict(world, fx.REVIEWER, fx.ANALYST, first, "approve")
     _execute(world.ws, "UPDATE portal_verdicts SET payload = replace(payload, ?, ?)",
-             [REVIEWER, "analyst-12"])  # fmt: skip
+             [fx.REVIEWER, "analyst-12"])  # fmt: skip
     (refused,) = _recover(world.ws, tmp_path).refused
     assert "signature when received" in refused
-    refused_everywhere(world.ws.db, tmp_path, "verdicts", f"{DOMAIN}/{first}")
+    fx.refused_everywhere(world.ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
     with audit_connection(world.ws.db, read_only=True) as con:
         assert scalar(con, "SELECT count(*) FROM intake_recoveries") == 0
