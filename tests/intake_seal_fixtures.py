@@ -123,9 +123,17 @@ def _killed(con: duckdb.DuckDBPyConnection, written: Written) -> SealResult:
     raise AssertionError("not reached")
 
 
-def killed_stage(root: str, now: str) -> None:
-    """Child process: the stage over `root`'s workspace, SIGKILLed when it would seal."""
+def _kill_at_archive(path: Path, archived: Path) -> None:
+    """Where intake moves a file out of the inbox, right after its rows committed."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def killed_stage(root: str, now: str, point: str) -> None:
+    """Child process: the stage over `root`'s workspace, SIGKILLed when it would seal
+    (`point` "seal"), or when it would move its first file out of the inbox, right after
+    that file's commit ("archive")."""
     from hitl_gate.core.domain import load_domain
+    from hitl_gate.review.intake import verdict_files
     from hitl_gate.review.settings import review_settings
     from hitl_gate.review.signing import load_or_create_key
 
@@ -134,6 +142,8 @@ def killed_stage(root: str, now: str) -> None:
     settings = review_settings(domain)
     assert settings is not None
     ws = Workspace(base, domain, settings, load_or_create_key(base / "secrets"), {})
+    if point == "archive":  # the child's own copy of the module: a test-only kill point
+        verdict_files._archive = _kill_at_archive  # type: ignore[attr-defined]
     stage(ws, base, "killed-run", datetime.fromisoformat(now), seal=_killed)
     sys.exit("the stage was not killed at its seal")
 

@@ -66,37 +66,41 @@ def _all_sealed(ws: Workspace, root: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_stage_killed_at_its_seal_is_recovered_by_the_next_stage(
-    tmp_path: Path, key: bytes
+@pytest.mark.parametrize(("point", "committed"), [("seal", 2), ("archive", 1)])
+def test_a_killed_stage_is_recovered_by_the_next_stage(
+    tmp_path: Path, key: bytes, point: str, committed: int
 ) -> None:
-    """A real SIGKILL of the stage's process after two files committed, before its seal; the
-    next run's stage recovers both (same clock, taken in order) and seals them, once."""
+    """A real SIGKILL of the stage's process at its seal (both files committed), or right
+    after its first file's commit, before that file left the inbox: the next run's stage
+    recovers what was committed (same clock, in order), takes the rest in, seals all, once."""
     ws = make_workspace(tmp_path, key)
     first, second = fx.cases(ws)[:2]
     fx.signed_file(ws, {0: "approve"})
     fx.signed_file(ws, {1: "decline"})
     child = subprocess.run(
         [sys.executable, "-c", "from tests.intake_seal_fixtures import killed_stage; "
-         f"killed_stage({str(tmp_path)!r}, {IN_TIME.isoformat()!r})"],
+         f"killed_stage({str(tmp_path)!r}, {IN_TIME.isoformat()!r}, {point!r})"],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert child.returncode == -signal.SIGKILL, child.stderr
-    assert ws.count("SELECT count(*) FROM verdicts") == 2  # committed, never sealed
+    assert ws.count("SELECT count(*) FROM verdicts") == committed  # never sealed
     fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
 
     after = fx.stage(ws, tmp_path, "run-2", LATER)
     assert after.recovery.refused == () and after.recovery.seal_refusal is None
-    assert len(after.recovery.recovered) == 2, after.recovery.lines()
+    assert len(after.recovery.recovered) == committed, after.recovery.lines()
     assert "interrupted intake of run killed-run recovered" in after.recovery.recovered[0]
+    assert after.seal_refusal is None
     for case in (first, second):
         assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{case}") == 1
     events = _events(ws)
     assert [(e[1], e[2], e[3], e[4]) for e in events] == [
         ("file", fx.REVIEWER, "killed-run", "run-2")
-    ] * 2
+    ] * committed
+    assert list(ws.inbox.glob("*.csv")) == []  # the first file's inbox copy: a duplicate
     _all_sealed(ws, tmp_path)
     assert fx.stage(ws, tmp_path, "run-3", LATER).recovery == Recovery()  # nothing left
-    assert len(_events(ws)) == 2
+    assert len(_events(ws)) == committed
 
 
 def test_recovery_is_idempotent_even_when_killed_before_its_own_seal(
