@@ -103,6 +103,31 @@ def test_a_killed_stage_is_recovered_by_the_next_stage(
     assert len(_events(ws)) == committed
 
 
+def test_files_of_one_interrupted_run_are_taken_in_again_in_their_order(
+    tmp_path: Path, key: bytes
+) -> None:
+    """Two files of one run answer the same case: the first taken in makes it final, the
+    second's answer becomes a conflict. Replayed in another order the rows would differ;
+    replayed in theirs, both files are recovered."""
+    ws = make_workspace(tmp_path, key)
+    first, second, third = fx.cases(ws)[:3]
+    fx.signed_file(ws, {0: "decline", 1: "approve"})  # worked-0-1.csv: taken in first
+    fx.signed_file(ws, {0: "approve", 2: "approve"})  # worked-0-2.csv
+
+    def crashing(*_: object) -> None:
+        raise RuntimeError("killed at the run's intake seal")
+
+    with pytest.raises(RuntimeError, match="intake seal"):
+        fx.stage(ws, tmp_path, "run-1", IN_TIME, seal=crashing)  # type: ignore[arg-type]
+    assert ws.count("SELECT count(*) FROM review_escalations WHERE kind = 'conflict'") == 1
+    after = fx.stage(ws, tmp_path, "run-2", LATER)
+    assert len(after.recovery.recovered) == 2, after.recovery.lines()
+    for case in (first, second, third):
+        assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{case}") == 1
+    assert ws.count("SELECT count(*) FROM verdicts WHERE verdict = 'decline'") == 1
+    _all_sealed(ws, tmp_path)
+
+
 def test_recovery_is_idempotent_even_when_killed_before_its_own_seal(
     tmp_path: Path, key: bytes
 ) -> None:
