@@ -308,3 +308,24 @@ def test_a_portal_verdict_whose_attestation_was_edited_is_refused(tmp_path: Path
     fx.refused_everywhere(world.ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
     with audit_connection(world.ws.db, read_only=True) as con:
         assert scalar(con, "SELECT count(*) FROM intake_recoveries") == 0
+
+
+def test_the_sweep_leaves_the_portals_archived_submissions_to_the_portal(
+    tmp_path: Path,
+) -> None:
+    """The portal archives a submission before taking it in; one refused (not the batch's
+    assignee) stays archived and unrecorded, and is not restored to the inbox, where it would
+    be refused again as an unsigned file."""
+    from hitl_gate.review.intake.sweep import sweep_review
+
+    world = make_world(tmp_path)
+    world.ws.person(fx.REVIEWER)
+    world.ws.assign(world.batch(fx.ANALYST), fx.REVIEWER)
+    world.ws.person("analyst-12")
+    first = fx.cases(world.ws)[0]
+    outcome = portal_verdict(world, "analyst-12", fx.ANALYST, first, "approve")
+    assert outcome.identity_refused and len(list(world.ws.archive.glob("*.csv"))) == 1
+    with audit_connection(world.ws.db) as con:
+        report = sweep_review(con, domain=fx.DOMAIN, settings=world.ws.settings,
+                              review_dir=tmp_path, now=LATER)  # fmt: skip
+    assert report.restored == 0 and report.unrecorded == ()
