@@ -125,6 +125,10 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     audit_db.seal_memory_limit,
                 ),
             )
+        for line in intake.recovery.recovered:
+            context.log.info(line)
+        for line in intake.recovery.refused:
+            context.log.error(line)
         if intake.seal_refusal is not None:
             context.log.error(intake.seal_refusal)
         for outcome in intake.outcomes:  # messages are capped per file (IntakeLimits)

@@ -84,6 +84,8 @@ EVENT_SOURCES: tuple[EventSource, ...] = (
         append_only=True,
     ),
     EventSource("verdict", "verdicts", ("domain", "case_id"), append_only=True),
+    # An intake killed before its seal, recovered (review/intake/recovery.py).
+    EventSource("intake_recovered", "intake_recoveries", ("file_sha256",), append_only=True),
     EventSource(
         "verdict_rejected", "verdict_rejections",
         ("file_sha256", "row_number", "case_id", "column_name", "message"),

@@ -99,34 +99,15 @@ def _judged_days(available: Sequence[date], days: Sequence[date], t: Thresholds)
     return judged
 
 
-def proportion_shift(
-    frame: pl.DataFrame,
-    column: str,
-    days: Sequence[date],
-    t: Thresholds,
-    *,
-    check: str,
-    categories: Sequence[str] | None = None,
-    upward_only: bool = False,
-    min_shift: float | None = None,
-    min_cases: int = 1,
-) -> Finding:
-    """Share of each value of `column` per day vs the trailing baseline's share.
-
-    Fires when the absolute shift is at least `min_shift` AND beyond `rate_z` binomial standard
-    errors of the day's size; ERROR at `rate_error_shift`. The rows are counted per day and
-    value, then judged by `proportion_shift_counts`.
-    """
-    counts = (
+def value_counts(frame: pl.DataFrame, column: str) -> pl.DataFrame:
+    """Rows per day and non-null value of `column` (partition_date, value, n): what
+    `proportion_shift_counts` judges, counted from rows in memory."""
+    return (
         frame.filter(pl.col(column).is_not_null())
         .group_by("partition_date", column)
         .len("n")
         .rename({column: "value"})
     )
-    return proportion_shift_counts(
-        counts, column, days, t, check=check, categories=categories, upward_only=upward_only,
-        min_shift=min_shift, min_cases=min_cases,
-    )  # fmt: skip
 
 
 def proportion_shift_counts(
@@ -141,8 +122,13 @@ def proportion_shift_counts(
     min_shift: float | None = None,
     min_cases: int = 1,
 ) -> Finding:
-    """`proportion_shift` from `counts` (partition_date, value, n): rows per day and non-null
-    value of `column`, e.g. a DuckDB `GROUP BY` over millions of cases."""
+    """Share of each value of `column` per day vs the trailing baseline's share.
+
+    `counts` (partition_date, value, n): rows per day and non-null value of `column`, from
+    rows in memory (`value_counts`) or a DuckDB `GROUP BY` over millions of cases. Fires when
+    the absolute shift is at least `min_shift` AND beyond `rate_z` binomial standard errors of
+    the day's size; ERROR at `rate_error_shift`.
+    """
     min_shift = t.rate_min_shift if min_shift is None else min_shift
     values = sorted(categories or counts["value"].unique().to_list())
     per_day: dict[date, dict[object, int]] = {}
@@ -512,13 +498,16 @@ def detect_all(
     executed = cases.filter(pl.col("executed_action").is_not_null())
     daily = cases.group_by("partition_date").len("cases")
     return [
-        proportion_shift(cases, "route", days, t, check="route_mix_shift"),
-        proportion_shift(
-            executed, "executed_action", days, t, check="approval_rate_shift",
-            categories=["approve"],
+        proportion_shift_counts(
+            value_counts(cases, "route"), "route", days, t, check="route_mix_shift"
         ),
-        proportion_shift(
-            reviewed, "override_outcome", days, t, check="override_rate_spike",
+        proportion_shift_counts(
+            value_counts(executed, "executed_action"), "executed_action", days, t,
+            check="approval_rate_shift", categories=["approve"],
+        ),
+        proportion_shift_counts(
+            value_counts(reviewed, "override_outcome"), "override_outcome", days, t,
+            check="override_rate_spike",
             categories=["override"], upward_only=True, min_shift=t.override_min_shift,
             min_cases=t.override_min_cases,
         ),

@@ -27,15 +27,17 @@ from hitl_gate.identity.acts import IdentityError, verify_act
 from hitl_gate.identity.registry import Registry, Signer
 from hitl_gate.identity.signatures import PORTAL
 from hitl_gate.identity.signed_acts import SignedPayload, act_payload, sign_payload
+from hitl_gate.review.assignments import PORTAL_SIGNER
 from hitl_gate.review.intake.limits import IntakeLimits
+from hitl_gate.review.intake.recovery import recover_interrupted
 from hitl_gate.review.intake.results import IntakeOutcome, earlier_outcome
 from hitl_gate.review.intake.sealing import IntakeSealer, seal_written
-from hitl_gate.review.intake.signed import SignedReturn, signature_digest
+from hitl_gate.review.intake.signed import PORTAL_VERDICT_ACT, SignedReturn, signature_digest
 from hitl_gate.review.intake.verdict_files import IntakeContext, SignedBytes, take_in_signed
 from hitl_gate.review.settings import review_settings
 
-PORTAL_ROLE = "portal"  # `*:portal`: the key the portal signs its attestations with
-VERDICT_ACT = "portal_verdict"
+PORTAL_ROLE = PORTAL_SIGNER  # `*:portal`: the key the portal signs its attestations with
+VERDICT_ACT = PORTAL_VERDICT_ACT
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,18 @@ def take_in(
     fields: dict[str, str],
     now: datetime,
 ) -> IntakeOutcome:
-    """Attest `data` for the submitter and take it in as a signed verdict file would be."""
+    """Attest `data` for the submitter and take it in as a signed verdict file would be.
+
+    An earlier submission killed between its commit and its seal is recovered first
+    (`review.intake.recovery`), on this connection, before anything new is written.
+    """
+    limits = IntakeLimits()
+    if place.seal is not None:
+        recover_interrupted(
+            con, domain, place.seal, batches_dir=place.batches_dir,
+            archive_dir=place.archive_dir, key=place.review_key, limits=limits,
+            run_id="portal", now=now,
+        )  # fmt: skip
     sha = hashlib.sha256(data).hexdigest()
     earlier = earlier_outcome(con, name, sha, None)
     if earlier is not None:
@@ -117,6 +130,8 @@ def take_in(
     signed, portal = attest(registry, place, submitter, {**fields, "file_sha256": sha}, now)
     place.archive_dir.mkdir(parents=True, exist_ok=True)
     archived = place.archive_dir / f"{sha}{suffix}"
+    if not archived.exists():  # before the rows commit: what `recovery` re-derives them from
+        archived.write_bytes(data)
     con.execute(
         "INSERT INTO portal_verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [signed.payload_sha256, sha, submitter.person_id, domain.name, fields.get("batch_id", ""),
@@ -141,7 +156,7 @@ def take_in(
         settings=review_settings(domain),
         now=now,
         registry=registry,
-        limits=IntakeLimits(),
+        limits=limits,
     )
     try:
         outcome = take_in_signed(con, returned, context)
@@ -151,6 +166,4 @@ def take_in(
     # Forged rows the seal meets are left unsealed and named by every later seal and `verify`;
     # they are not this submitter's to see.
     seal_written(con, place.seal, outcome.written)
-    if not archived.exists():
-        archived.write_bytes(data)
     return outcome

@@ -26,6 +26,7 @@ from hitl_gate.review.intake.escalation import export_escalations, pending_escal
 from hitl_gate.review.intake.inbox import inbox_files
 from hitl_gate.review.intake.limits import IntakeLimits
 from hitl_gate.review.intake.received import shown_name
+from hitl_gate.review.intake.recovery import Recovery, recover_interrupted
 from hitl_gate.review.intake.sealing import IntakeSealer, merged, seal_written
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import review_settings
@@ -51,6 +52,8 @@ class VerdictIntake:
     # Verdict or opinion rows found that no intake wrote (forged, or a killed intake's): left
     # unsealed, named here (table, key, digest) for the run's log.
     seal_refusal: str | None = None
+    # Interrupted intakes (killed between commit and seal) recovered or refused before.
+    recovery: Recovery = Recovery()
 
     def files(self) -> pl.DataFrame:
         """One row per file taken in: accepted, rejected, duplicate, error."""
@@ -93,8 +96,15 @@ def take_in_verdicts(
     Other domains' files stay in the inbox for their own stage. Only the routed rows of
     escalated cases are read (and each day's first row, whose versions sign the batch).
     `seal` seals the verdicts and opinions taken in, on `con`, before anything else happens
-    (`sealing`): without it they stay unsealed and every other seal refuses them.
+    (`sealing`): without it they stay unsealed and every other seal refuses them. With it, an
+    earlier intake killed before its seal is first recovered (`recovery`).
     """
+    recovery = Recovery()
+    if seal is not None:
+        recovery = recover_interrupted(
+            con, domain, seal, batches_dir=folders.batches, archive_dir=folders.archive,
+            key=key, limits=folders.limits, run_id=run_id, now=now,
+        )  # fmt: skip
     settings = review_settings(domain)
     waiting = [
         returned
@@ -154,4 +164,4 @@ def take_in_verdicts(
         "WHERE v.domain = ? AND d.partition_date IN (SELECT unnest(?::DATE[]))",
         [domain.name, list(days)],
     )
-    return VerdictIntake(tuple(outcomes), tuple(escalated), verdicts, refusal)
+    return VerdictIntake(tuple(outcomes), tuple(escalated), verdicts, refusal, recovery)

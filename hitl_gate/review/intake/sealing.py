@@ -10,9 +10,9 @@ retention, execution's seal of its inputs) passes `audit.seal.STEP_OWNED`, which
 types with no key: it logs no new verdict or opinion and refuses each one as forged (`Stray`,
 naming table, key and digest), and `hitl audit verify` names it as not in the log.
 
-An intake killed between its commit and its seal leaves its rows unsealed: they are refused
-and reported like a forged row, never silently accepted (docs/audit.md says how to recover:
-remove the rows and their file row, and return the file again).
+An intake killed between its commit and its seal leaves its rows unsealed: every seal refuses
+them like a forged row, until the next intake recovers them (`recovery`: only if they are
+exactly what the archived, signed file yields; the recovery event is sealed with them).
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ def intake_sealer(
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
 ) -> IntakeSealer:
     """Intake's seal of the verdicts and opinions it wrote (run id `<run>:intake`): a seal of
-    those two tables that may log only the given keys."""
-    sources = tuple(SOURCES_BY_TYPE[t] for t in INTAKE_OWNED.values())
+    those two tables that may log only the given keys (and of the recovery events,
+    `recovery.py`, which it logs as found)."""
+    sources = tuple(SOURCES_BY_TYPE[t] for t in (*INTAKE_OWNED.values(), "intake_recovered"))
 
     def seal(con: duckdb.DuckDBPyConnection, written: Written) -> SealResult:
         owned = {t: set(written.get(t, ())) for t in INTAKE_OWNED.values()}

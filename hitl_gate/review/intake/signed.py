@@ -31,6 +31,9 @@ from hitl_gate.review.intake.authority import ReviewAuthority
 from hitl_gate.review.intake.limits import MAX_SIGNATURE_BYTES
 
 SIGNATURE_COLUMN = "signature"  # `column_name` of an identity refusal in verdict_rejections
+# The act the portal signs for a verdict it takes in (`app/portal/verdicts.attest`), with its
+# own key (role `assignments.PORTAL_SIGNER`); `recovery` checks it again.
+PORTAL_VERDICT_ACT = "portal_verdict"
 
 
 def first_row(

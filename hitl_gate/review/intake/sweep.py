@@ -53,6 +53,17 @@ def _recorded(con: duckdb.DuckDBPyConnection, hashes: list[str]) -> set[str]:
     return {row[0] for row in rows} | identity_refused(con, hashes)
 
 
+def _attested(con: duckdb.DuckDBPyConnection, hashes: list[str]) -> set[str]:
+    """Which of `hashes` the portal attested: it archives them before taking them in, and a
+    portal submission is the portal's to take in (or recover), never the inbox's."""
+    rows = con.execute(
+        "SELECT file_sha256 FROM portal_verdicts "
+        "WHERE file_sha256 IN (SELECT unnest(?::VARCHAR[]))",
+        [hashes],
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
 def _archived_file(path: Path) -> bool:
     """An archived returned file (`<sha256>.xlsx|csv`), not its error report or signature."""
     return (
@@ -69,7 +80,7 @@ def _unrecorded_files(
     restored = 0
     if archive.exists():
         strays = [p for p in archive.iterdir() if _archived_file(p)]
-        known = _recorded(con, [p.stem for p in strays])
+        known = _recorded(con, [p.stem for p in strays]) | _attested(con, [p.stem for p in strays])
         for path in strays:
             if path.stem not in known:
                 inbox.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -231,6 +232,9 @@ def ingest_verdict_file(
     except IdentityError as refusal:
         return _refuse_identity(con, path, shown, sha, archived, signature, str(refusal))
     returned = SignedBytes(data=data, name=shown, sha=sha, archived=archived, signed=signed)
+    # Archived before the rows commit: an intake killed after its commit and before its seal
+    # leaves the signed bytes its rows came from where `recovery` looks for them.
+    _keep(path, archived)
     context = IntakeContext(
         domain=domain,
         batches_dir=batches_dir,
@@ -274,6 +278,9 @@ class IntakeContext:
     now: datetime
     registry: Registry
     limits: IntakeLimits
+    # Recovery's replay (`recovery.py`): the caller holds the transaction (and rolls it back),
+    # and no error report is written.
+    replay: bool = False
 
 
 def take_in_signed(
@@ -344,8 +351,10 @@ def take_in_signed(
         _FileRow(shown, sha, archived, result, rejected.height, signed, now, context.run_id),
         outcome,
         stored,
+        atomic=not context.replay,
     )
-    _write_report(archived, stored, result.error)
+    if not context.replay:
+        _write_report(archived, stored, result.error)
     messages = tuple(stored["message"].to_list()) + ((result.error,) if result.error else ())
     return IntakeOutcome(
         shown,
@@ -542,15 +551,18 @@ def _record(
     file: _FileRow,
     outcome: Outcome,
     rejected: pl.DataFrame,
+    *,
+    atomic: bool = True,
 ) -> dict[str, list[str]]:
-    """Write the file row, opinions, final verdicts, escalations and rejections atomically.
+    """Write the file row, opinions, final verdicts, escalations and rejections atomically
+    (`atomic=False`: inside the caller's transaction).
 
     Returns the opinion and verdict keys inserted (per event type), which the caller seals on
     this connection (`sealing.seal_written`): no other seal logs them.
     """
     now, sha = file.now, file.sha
     written: dict[str, list[str]] = {}
-    with transaction(con):
+    with transaction(con) if atomic else nullcontext(con):
         insert_new_rows(
             con,
             "verdict_files",
@@ -616,14 +628,19 @@ def _record(
     return written
 
 
-def _archive(path: Path, archived: Path) -> None:
-    """Keep the received bytes under their hash (and the signature beside them); clear the
-    inbox entry, and its content-hash folder once empty."""
+def _keep(path: Path, archived: Path) -> None:
+    """Keep the received bytes under their hash, and the signature beside them."""
     if not archived.exists():
         shutil.copy2(path, archived)
     signature = signature_path(path)
     if signature.is_file():
         shutil.copy2(signature, signature_path(archived))
-        signature.unlink(missing_ok=True)
+
+
+def _archive(path: Path, archived: Path) -> None:
+    """Keep the received bytes (`_keep`); clear the inbox entry, and its content-hash folder
+    once empty."""
+    _keep(path, archived)
+    signature_path(path).unlink(missing_ok=True)
     path.unlink(missing_ok=True)
     remove_empty_hash_folder(path.parent)

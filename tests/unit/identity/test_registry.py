@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import duckdb
 import pytest
 
-from hitl_gate.core.database import audit_connection
 from hitl_gate.identity.acts import IdentityError, require_distinct, verify_act
 from hitl_gate.identity.registry import RegistryError
 from hitl_gate.identity.signatures import PEOPLE, POLICY, VERDICTS, sign_bytes
 from hitl_gate.identity.store import append_act, draft_act, load_registry, sign_act
-from tests.identity_fixtures import Keyring, add_person, bootstrap, registry_act
+from tests.identity_fixtures import add_person, registry_act
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Keyring:
-    folder = tmp_path / "keys"
-    folder.mkdir()
-    return Keyring(folder)
-
-
-@pytest.fixture
-def con(tmp_path: Path):
-    with audit_connection(tmp_path / "audit.duckdb") as connection:
-        yield connection
-
-
-@pytest.fixture
-def staffed(con: duckdb.DuckDBPyConnection, keys: Keyring) -> duckdb.DuckDBPyConnection:
-    bootstrap(con, keys)
-    add_person(con, keys, "ana", ["consumer_credit:senior_underwriter"])
-    add_person(con, keys, "ben", ["consumer_credit:senior_underwriter"])
-    return con
 
 
 def test_bootstrap_then_people_added_by_the_administrator(staffed, keys) -> None:

@@ -9,35 +9,15 @@ other pinned administrators, and a bad signature handed to the concurrent pre-ch
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import duckdb
 import pytest
 
-from hitl_gate.core.database import audit_connection
 from hitl_gate.identity import signatures
 from hitl_gate.identity.registry import RegistryError
 from hitl_gate.identity.signatures import PEOPLE, SignatureError, claimed_key, preverify, verify
 from hitl_gate.identity.store import draft_act, load_registry, sign_act
-from tests.identity_fixtures import Keyring, add_person, bootstrap
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Keyring:
-    folder = tmp_path / "keys"
-    folder.mkdir()
-    return Keyring(folder)
-
-
-@pytest.fixture
-def staffed(tmp_path: Path, keys: Keyring):
-    with audit_connection(tmp_path / "audit.duckdb") as con:
-        bootstrap(con, keys)
-        add_person(con, keys, "ana", ["consumer_credit:senior_underwriter"])
-        add_person(con, keys, "ben", ["consumer_credit:senior_underwriter"])
-        yield con
 
 
 def _signature(con: duckdb.DuckDBPyConnection, seq: int) -> str:

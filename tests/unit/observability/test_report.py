@@ -15,8 +15,9 @@ from hitl_gate.observability.anomalies import (
     Thresholds,
     automation_bias,
     distribution_drift,
-    proportion_shift,
+    proportion_shift_counts,
     sla_breaches,
+    value_counts,
     volume_drop,
 )
 from hitl_gate.observability.report import PERIOD, render_report, write_report
@@ -59,7 +60,9 @@ def test_checks_with_nothing_to_compare_say_not_judged_not_passed() -> None:
         {"partition_date": [DAY] * 5, "route": ["auto_approve"] * 5, "pd": [0.1] * 5}
     )
     no_history = [
-        proportion_shift(cases, "route", [DAY], T, check="route_mix_shift"),
+        proportion_shift_counts(
+            value_counts(cases, "route"), "route", [DAY], T, check="route_mix_shift"
+        ),
         distribution_drift(cases, ["pd"], [DAY], T, check="score_drift_psi"),
         volume_drop(cases.group_by("partition_date").len("cases"), [DAY], T),
         automation_bias(
