@@ -11,19 +11,27 @@ ten-stage run over 90 days took 11.8 s CPU (144 s wall, load 24 on the 2 cores) 
 
 `HitlSqliteEventLogStorage` stores exactly the same rows in the same files; it only keeps one
 engine (a small pool of open connections) per database: the index shard and the few run
-shards used last. Every event is still its own committed transaction, as before. The home's
-`dagster.yaml` names it (`hitl_gate.app.runner.DAGSTER_YAML`), so the CLI, the demo, run workers
-and the Dagster UI all use it; a home created before keeps Dagster's default, which reads and
-writes the same files.
+shards used last. The home's `dagster.yaml` names it (`hitl_gate.app.runner.DAGSTER_YAML`), so
+the CLI, the demo, run workers and the Dagster UI all use it; a home created before keeps
+Dagster's default, which reads and writes the same files.
+
+A single event is still its own committed transaction. A batch of events (Dagster hands one to
+`store_event_batch` when event batching is on: a run's planned events, a ranged step's
+materialisations; `hitl_gate.app.runner` turns it on) is stored by the very same per-event code,
+inside one transaction per database instead of two commits per event: each commit of a WAL
+database writes and syncs the log, so a quarter's 900 planned events paid 1,800 syncs. The batch is
+rolled back on an error while it is stored, and Dagster then stores its events one by one.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
+from dagster import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
@@ -41,6 +49,10 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        # While a batch is stored: the thread storing it and its open transaction per shard.
+        self._batch_thread: int | None = None
+        self._batch: dict[str, Connection] = {}
+        self._batch_stack = ExitStack()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -72,11 +84,34 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:  # type: ignore[override]
         """One transaction on `shard`, on a kept connection (the lock serialises threads, as
-        Dagster's own method does)."""
+        Dagster's own method does); inside `store_event_batch`, the batch's transaction."""
+        if self._batch_thread == threading.get_ident():  # the batch's thread holds the lock
+            conn = self._batch.get(shard)
+            if conn is None:
+                conn = self._batch_stack.enter_context(self._engine(shard).connect())
+                self._batch_stack.enter_context(conn.begin())
+                self._batch[shard] = conn
+            yield conn
+            return
         with self._db_lock:
             engine = self._engine(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """Store `events` as `store_event` stores each, in one transaction per database."""
+        with self._db_lock:
+            self._batch_thread = threading.get_ident()
+            self._batch_stack = ExitStack()
+            try:
+                # Leaving the stack commits each shard's transaction, or rolls all of them
+                # back on an error (Dagster then stores the events one by one).
+                with self._batch_stack:
+                    for event in events:
+                        self.store_event(event)
+            finally:
+                self._batch_thread = None
+                self._batch = {}
 
     def close_databases(self) -> None:
         """Close every kept connection (the last close checkpoints each WAL into its file)."""

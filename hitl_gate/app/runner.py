@@ -60,6 +60,11 @@ nux:
 # The event log keeps its SQLite databases open instead of reopening them for every event
 # (`pipelines/event_log_storage.py`): the same files as Dagster's default, a fraction of the cost.
 EVENT_LOG_STORAGE = ("pipelines.event_log_storage", "HitlSqliteEventLogStorage")
+# Dagster stores a run's planned events, and the materialisations of a ranged step, as one batch
+# (one transaction per database in that storage) only when this variable is set: its documented
+# opt-in, read by Dagster at each event. A deployment's own value is kept.
+EVENT_BATCH_ENV = "DAGSTER_EVENT_BATCH_SIZE"
+EVENT_BATCH_SIZE = 1000
 
 
 def dagster_yaml(folder: Path) -> str:
@@ -147,6 +152,7 @@ def run_job(
         reconstructable_kwargs={"job_name": job_name, "settings_environ": settings.to_environ()},
     )
     job_def = job.get_definition()
+    os.environ.setdefault(EVENT_BATCH_ENV, str(EVENT_BATCH_SIZE))
     token = uuid.uuid4().hex
     if progress is not None and shows_progress():
         run_tags[PROGRESS_TAG] = token

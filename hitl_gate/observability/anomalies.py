@@ -257,9 +257,18 @@ def distribution_drift(
     standard deviations, and the thresholds apply above that floor.
     """
 
+    # The day's rows and its baseline's, cut once for all the columns compared on that day in
+    # turn (only the last day's are kept: a baseline can be many days of cases).
+    cut: dict[tuple[date, date, date], tuple[pl.DataFrame, pl.DataFrame]] = {}
+
     def compare(day: date, start: date, end: date, column: str) -> DriftStats | None:
-        today = frame.filter(pl.col("partition_date") == day)
-        base = frame.filter(pl.col("partition_date").is_between(start, end))
+        if (day, start, end) not in cut:
+            cut.clear()
+            cut[(day, start, end)] = (
+                frame.filter(pl.col("partition_date") == day),
+                frame.filter(pl.col("partition_date").is_between(start, end)),
+            )
+        today, base = cut[(day, start, end)]
         if today.height == 0 or base.height == 0:
             return None
         value, used = psi(base[column], today[column], t.psi_bins)

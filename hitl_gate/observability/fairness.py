@@ -178,9 +178,13 @@ def _attribute_rows(
     counts = part.group_by("__group").agg(
         pl.len().alias("n"), pl.col(stage).cast(pl.Int64).sum().alias("approvals")
     )
+    # Each group's PD in case order, split once (a filter per group was a pass per group).
+    scores = {
+        str(key[0]): frame["pd"]
+        for key, frame in part.partition_by("__group", as_dict=True, maintain_order=True).items()
+    }
     return group_rows(
-        counts.rename({"__group": "group"}),
-        lambda g: part.filter(pl.col("__group") == g)["pd"],
+        counts.rename({"__group": "group"}), scores.__getitem__,
         stage, name, attribute, confidence,
     )  # fmt: skip
 

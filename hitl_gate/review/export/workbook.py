@@ -58,6 +58,14 @@ def _column_styles(
     return styles
 
 
+def _bold_wrapped(sheet: Worksheet) -> StyleArray:
+    """The style of header and label cells (bold, wrapped), resolved once (see `_column_styles`)."""
+    cell = Cell(sheet)  # detached, never written
+    cell.font = Font(bold=True)
+    cell.alignment = _WRAPPED
+    return cell._style
+
+
 def _width(name: str, answer_columns: Sequence[str], text_widths: Mapping[str, int]) -> float:
     if name in text_widths:
         return text_widths[name]
@@ -93,9 +101,9 @@ def _write_cases(
     text_widths: Mapping[str, int],
 ) -> None:
     sheet.append(list(header))
+    bold = _bold_wrapped(sheet)
     for cell in sheet[1]:
-        cell.font = Font(bold=True)
-        cell.alignment = _WRAPPED
+        cell._style = copy(bold)
     styles = _column_styles(sheet, header, answer_columns, text_widths)
     wrapped = [(i, text_widths[n]) for i, n in enumerate(header) if n in text_widths]
     for row_index, row in enumerate(rows, start=2):
@@ -175,13 +183,15 @@ def write_review_workbook(
     _add_choices(workbook, cases, header, len(rows), choices)
 
     guide = workbook.create_sheet(INSTRUCTIONS_SHEET, index=1)
-    for label, text in instructions:
-        guide.append([label, text])
-        for cell in guide[guide.max_row]:
+    wrapped = Cell(guide)  # detached: the text column's style, resolved once
+    wrapped.alignment = _WRAPPED
+    styles = (_bold_wrapped(guide), wrapped._style)  # label, text
+    for row, (label, text) in enumerate(instructions, start=1):
+        for column, value in enumerate((label, text), start=1):
+            cell = guide.cell(row=row, column=column, value=value)
             if isinstance(cell.value, str):
                 cell.data_type = "s"
-            cell.alignment = Alignment(wrap_text=True, vertical="top")
-        guide.cell(row=guide.max_row, column=1).font = Font(bold=True)
+            cell._style = copy(styles[column - 1])
     guide.column_dimensions["A"].width = 28
     guide.column_dimensions["B"].width = 100
     _set_page(guide)

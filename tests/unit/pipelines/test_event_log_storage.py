@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from dagster import (
     AssetKey,
     BackfillPolicy,
@@ -14,8 +15,9 @@ from dagster import (
     materialize,
 )
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
+from dagster_shared.check import CheckError
 
-from hitl_gate.app.runner import DAGSTER_YAML, ensure_dagster_home
+from hitl_gate.app.runner import DAGSTER_YAML, EVENT_BATCH_ENV, ensure_dagster_home
 from pipelines.event_log_storage import OPEN_RUN_SHARDS, HitlSqliteEventLogStorage
 
 DAYS = DailyPartitionsDefinition(start_date="2018-01-01", end_date="2018-01-11")
@@ -115,3 +117,74 @@ def test_wipe_closes_the_databases_before_deleting_their_files(tmp_path: Path) -
         assert not instance.all_logs(run.run_id)
         assert materialize([first], instance=instance, partition_key="2018-01-03").success
         assert instance.get_materialized_partitions(first.key) == {"2018-01-03"}
+
+
+def _rows(storage: HitlSqliteEventLogStorage, run_id: str) -> tuple[list, list, list]:
+    """What a run left in the storage: its events, and the index's events and asset keys."""
+    from sqlalchemy import text
+
+    with storage.run_connection(run_id) as conn:
+        events = conn.execute(text("SELECT event FROM event_logs ORDER BY id")).fetchall()
+    with storage.index_connection() as conn:
+        index = conn.execute(text("SELECT event FROM event_logs ORDER BY id")).fetchall()
+        keys = conn.execute(
+            text(
+                "SELECT asset_key, last_materialization, last_run_id FROM asset_keys "
+                "ORDER BY asset_key"
+            )  # fmt: skip
+        ).fetchall()
+    return events, index, keys
+
+
+def test_a_batch_stores_the_rows_its_events_store_one_by_one_or_none(tmp_path: Path) -> None:
+    """A run's events stored as one batch leave exactly the rows of storing them one by one;
+    a batch failing part way leaves none of its rows."""
+    source = tmp_path / "source"
+    ensure_dagster_home(source)
+    with DagsterInstance.from_config(str(source)) as instance:
+        run = materialize([first, second], instance=instance, tags=RANGE)
+        entries = list(instance.all_logs(run.run_id))
+    assert len(entries) > 10
+    single, batched = (HitlSqliteEventLogStorage(str(tmp_path / n)) for n in ("one", "batch"))
+    for entry in entries:
+        single.store_event(entry)
+    batched.store_event_batch(entries)
+    assert _rows(batched, run.run_id) == _rows(single, run.run_id)
+    assert len(_rows(batched, run.run_id)[0]) == len(entries)
+
+    failing = HitlSqliteEventLogStorage(str(tmp_path / "failing"))
+    with pytest.raises(CheckError):
+        failing.store_event_batch([*entries, None])  # type: ignore[list-item]
+    assert _rows(failing, run.run_id) == ([], [], [])
+    failing.store_event_batch(entries)  # the storage is usable again, and not in a batch
+    failing.store_event(entries[0])
+    assert len(_rows(failing, run.run_id)[0]) == len(entries) + 1
+    for storage in (single, batched, failing):
+        storage.dispose()
+
+
+def test_ranged_runs_with_event_batches_mark_the_same_days(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Dagster's event batching on (as `hitl` runs turn it on), materialised and failed
+    days are those of Dagster's default storage without batching."""
+    results = {}
+    for name, batch in (("batched", "1000"), ("default", None)):
+        home = tmp_path / name
+        ensure_dagster_home(home)
+        if batch is None:
+            (home / "dagster.yaml").write_text(DAGSTER_YAML, encoding="utf-8")
+            monkeypatch.delenv(EVENT_BATCH_ENV, raising=False)
+        else:
+            monkeypatch.setenv(EVENT_BATCH_ENV, batch)
+        with DagsterInstance.from_config(str(home)) as instance:
+            assert materialize([first, second], instance=instance, tags=RANGE).success
+            failed = materialize(
+                [first, second],
+                instance=instance,
+                tags={**RANGE, "dagster/asset_partition_range_end": "2018-01-06", "fail": "yes"},
+                raise_on_error=False,
+            )
+            assert not failed.success
+            results[name] = (_partitions(instance, first.key), _partitions(instance, second.key))
+    assert results["batched"] == results["default"]
