@@ -1,12 +1,13 @@
 """Observability asset: decision metrics per day, anomaly checks, traces and the HTML report.
 
-`decision_metrics` runs after `audit_lineage` in the daily and review-loop jobs. It reads the
-audit database (the columns of the `case_stage_times` view that metrics use) and the day's
-feature partitions, and writes: the long `decision_metrics` table, Dagster metadata (Markdown
-tables), OTLP trace lines (every case of small days, a consistent sample of large ones; built
-and streamed by DuckDB, `hitl_gate/observability/traces.py`) under `<home>/traces/<domain>/`,
-and an HTML report under `<home>/reports/<domain>/`. Its anomaly checks are declared on the
-asset and evaluated in the same step, from the same frames.
+`decision_metrics` runs after `audit_lineage` in the daily and review-loop jobs. It aggregates
+the audit database's `case_stage_times` in DuckDB (`observability.metrics_db`, `checks_db`:
+never a frame per case), reads the window's feature partitions by DuckDB, and writes: the long
+`decision_metrics` table, Dagster metadata (Markdown tables), OTLP trace lines (every case of
+small days, a consistent sample of large ones; built and streamed by DuckDB,
+`hitl_gate/observability/traces.py`) under `<home>/traces/<domain>/`, and an HTML report under
+`<home>/reports/<domain>/`. Its anomaly checks are declared on the asset and evaluated in the
+same step, from the same aggregates.
 """
 
 from collections.abc import Iterator
@@ -37,17 +38,15 @@ from hitl_gate.observability.daily import (
     MetricsEvaluation,
     StageMaterialization,
     describe_model_runs,
-    evaluate_metrics,
+    evaluate_metrics_db,
     model_run_folders,
     read_metric_inputs,
-    read_model_features,
     read_period_metrics,
     record_stage_times,
     runs_without_stage_times,
     store_metrics,
     write_run_report,
 )
-from hitl_gate.observability.fairness_period import read_protected_values
 from hitl_gate.observability.report import PERIOD_REPORT
 from hitl_gate.observability.traces import TraceFile
 from models.outcomes import outcome_flags, read_outcomes
@@ -273,16 +272,20 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         with audit_db.connect() as con:
             pending = runs_without_stage_times(con, domain.name, days)
             record_stage_times(con, domain.name, stage_materializations(context, domain, pending))
-            inputs = read_metric_inputs(con, domain.name, days, settings.thresholds)
-        evaluation = evaluate_metrics(
-            inputs,
-            domain,
-            settings,
-            as_of=datetime.now(UTC),
-            outcomes=outcome_flags(read_outcomes(landing.path, domain), domain),
-            features=read_model_features(feature_store.path, domain, inputs.window),
-            protected=read_protected_values(Path(data_docs.warehouse), domain, days),
-        )
+            inputs = read_metric_inputs(
+                con, domain.name, days, settings.thresholds, with_cases=False
+            )
+            # Aggregated in DuckDB: no frame of the window's cases (13.8 GB at 10M a day).
+            evaluation = evaluate_metrics_db(
+                con,
+                inputs,
+                domain,
+                settings,
+                as_of=datetime.now(UTC),
+                outcomes=outcome_flags(read_outcomes(landing.path, domain), domain),
+                feast_dir=feature_store.path,
+                warehouse=Path(data_docs.warehouse),
+            )
         with audit_db.connect() as con:
             traces = store_metrics(con, evaluation, domain.name, run_id, settings, traces_dir)
         metadata: dict[str, object] = {

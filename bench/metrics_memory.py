@@ -9,6 +9,15 @@ cases as one Polars frame, `metrics.decision_metrics` and `anomalies.detect_all`
 it does now (`metrics_db.decision_metrics_db`, `checks_db.detect_all_db`). Each child reports
 its wall and CPU seconds and peak RSS (`getrusage`), so the figures are that path's alone.
 Both must give the same metric rows (their count is printed side by side).
+
+`python -m bench metrics_memory --home H [--modes duckdb frames]`
+
+The whole evaluation (`daily.evaluate_metrics` on frames, `daily.evaluate_metrics_db` in
+DuckDB: metrics, every anomaly check with the feature drift from the Feast files, fairness)
+of every day each domain of the home `H` decided, in one call per domain: what a home's first
+run of `decision_metrics` over all its days does (the demo's 90 days). Each mode runs in its
+own child process on the home's audit database opened read-only; the child reports CPU, wall
+and peak RSS of the evaluations alone (reading inputs included, imports excluded).
 """
 
 from __future__ import annotations
@@ -122,9 +131,63 @@ def measure(mode: str, path: Path) -> dict:
     }  # fmt: skip
 
 
-def _child(mode: str, path: Path) -> dict:
+def measure_home(mode: str, home: Path) -> dict:
+    """Both evaluations' inputs read and evaluated for every decided day of each domain."""
+    import duckdb
+
+    from hitl_gate.core.domain import load_domain
+    from hitl_gate.core.home import HitlPaths
+    from hitl_gate.observability.daily import (
+        MetricSettings,
+        evaluate_metrics,
+        evaluate_metrics_db,
+        read_metric_inputs,
+        read_model_features,
+    )
+    from hitl_gate.observability.fairness_period import read_protected_values
+    from models.outcomes import outcome_flags, read_outcomes
+
+    paths = HitlPaths.at(home)
+    settings, as_of = MetricSettings(), datetime.now(UTC)
+    con = duckdb.connect(str(paths.audit_db), read_only=True)
+    domains = [
+        d for (d,) in con.execute("SELECT DISTINCT domain FROM decisions ORDER BY 1").fetchall()
+    ]
+    cpu, started = cpu_seconds(), time.perf_counter()
+    rows, cases, failed = 0, 0, []
+    for name in domains:
+        domain = load_domain(name)
+        days = [d for (d,) in con.execute(
+            "SELECT DISTINCT partition_date FROM decisions WHERE domain = ? ORDER BY 1", [name]
+        ).fetchall()]  # fmt: skip
+        outcomes = outcome_flags(read_outcomes(paths.landing, domain), domain)
+        if mode == "frames":
+            inputs = read_metric_inputs(con, name, days, settings.thresholds)
+            evaluation = evaluate_metrics(
+                inputs, domain, settings, as_of=as_of, outcomes=outcomes,
+                features=read_model_features(paths.feast_dir, domain, inputs.window),
+                protected=read_protected_values(paths.warehouse, domain, days),
+            )  # fmt: skip
+        else:
+            inputs = read_metric_inputs(con, name, days, settings.thresholds, with_cases=False)
+            evaluation = evaluate_metrics_db(
+                con, inputs, domain, settings, as_of=as_of, outcomes=outcomes,
+                feast_dir=paths.feast_dir, warehouse=paths.warehouse,
+            )  # fmt: skip
+        rows, cases = rows + evaluation.metrics.height, cases + evaluation.cases
+        failed += [f"{name}:{f.check}" for f in evaluation.findings if not f.passed]
+    wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    con.close()
+    return {
+        "mode": mode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+        "peak_rss_mb": round(peak_rss_mb()), "metric_rows": rows, "cases": cases,
+        "failed": sorted(failed),
+    }  # fmt: skip
+
+
+def _child(mode: str, path: Path, command: str = "_measure") -> dict:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.metrics_memory", "_measure", mode, str(path)],
+        [sys.executable, "-m", "bench.metrics_memory", command, mode, str(path)],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     lines = [x for x in done.stdout.splitlines() if x.startswith(MARK)]
@@ -136,14 +199,21 @@ def _child(mode: str, path: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_measure":
-        figures = measure(argv[1], Path(argv[2]))
+    if argv and argv[0] in ("_measure", "_measure_home"):
+        run = measure if argv[0] == "_measure" else measure_home
+        figures = run(argv[1], Path(argv[2]))
         sys.stdout.write(MARK + json.dumps(figures) + "\n")
         return
     parser = argparse.ArgumentParser(prog="python -m bench metrics_memory", description=__doc__)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 3_000_000])
     parser.add_argument("--modes", nargs="+", default=["duckdb", "frames"])
+    parser.add_argument("--home", type=Path, help="evaluate this home's decided days instead")
     args = parser.parse_args(argv)
+    if args.home is not None:
+        for mode in args.modes:
+            sys.stdout.write(json.dumps(_child(mode, args.home, "_measure_home")) + "\n")
+            sys.stdout.flush()
+        return
     with tempfile.TemporaryDirectory(prefix="hitl-metrics-memory-") as tmp:
         for rows in args.rows:
             path = Path(tmp) / f"cases_{rows}.duckdb"

@@ -27,8 +27,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from bench.measure import RunFigures, cpu_seconds, peak_rss_mb, stage_name, step_durations
 
@@ -39,6 +42,7 @@ FIRST_BENCH_DAY = date(2018, 3, 18)
 RESULT_MARK = "BENCH-RESULT "
 REPORT = Path(__file__).resolve().parent.parent / "BENCHMARKS.md"
 SECTION = "## Pipeline"
+T = TypeVar("T")
 
 
 def _warm_imports() -> None:
@@ -85,6 +89,23 @@ def setup_home(home: Path) -> None:
         raise_for_failure(run_job(settings, training_job_name(domain)), "bench training")
 
 
+def _timed(
+    mode: str, rows: int, profile: Path | None, work: Callable[[], T]
+) -> tuple[RunFigures, T]:
+    """`work()` in this process after warming the imports, timed (wall and CPU, imports
+    excluded) and profiled if asked: the one measurement every mode goes through. Returns
+    the figures (ok, no note) and what `work` returned."""
+    _warm_imports()
+    profiler = _start_profiler(profile)
+    cpu = cpu_seconds()
+    started = time.perf_counter()
+    value = work()
+    wall = time.perf_counter() - started
+    cpu = cpu_seconds() - cpu
+    _stop_profiler(profiler, profile)
+    return RunFigures(mode, rows, wall, cpu, peak_rss_mb()), value
+
+
 def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
     """The real daily job for `day`, in process; stage times from the run's event log."""
     from hitl_gate.app.runner import open_instance, run_job
@@ -92,24 +113,15 @@ def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> 
     from pipelines.jobs import daily_job_name
 
     settings = _settings(home)
-    domain = load_domain(DOMAIN)
-    _warm_imports()
-    profiler = _start_profiler(profile)
-    cpu = cpu_seconds()
-    started = time.perf_counter()
-    result = run_job(settings, daily_job_name(domain), start=day, end=day)
-    wall = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu
-    _stop_profiler(profiler, profile)
+    job = daily_job_name(load_domain(DOMAIN))
+    figures, result = _timed(
+        "pipeline", rows, profile, lambda: run_job(settings, job, start=day, end=day)
+    )
     with open_instance(settings.paths) as instance:
         steps = step_durations(instance.all_logs(result.run_id))
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
-    return RunFigures(
-        mode="pipeline",
-        rows=rows,
-        wall_s=wall,
-        cpu_s=cpu,
-        peak_rss_mb=peak_rss_mb(),
+    return replace(
+        figures,
         stages={stage_name(k): v for k, v in steps.items()},
         ok=result.success,
         note=f"failed steps: {failed}" if failed else "",
@@ -123,23 +135,13 @@ def measure_baseline(home: Path, day: date, rows: int, profile: Path | None) -> 
 
     paths = _settings(home).paths
     domain = load_domain(DOMAIN)
-    _warm_imports()
-    profiler = _start_profiler(profile)
-    cpu = cpu_seconds()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="hitl-baseline-") as scratch:
-        counts = run_baseline(paths, domain, day, Path(scratch))
-    wall = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu
-    _stop_profiler(profiler, profile)
-    return RunFigures(
-        mode="baseline",
-        rows=rows,
-        wall_s=wall,
-        cpu_s=cpu,
-        peak_rss_mb=peak_rss_mb(),
-        note=str(counts),
-    )
+
+    def work() -> dict:
+        with tempfile.TemporaryDirectory(prefix="hitl-baseline-") as scratch:
+            return run_baseline(paths, domain, day, Path(scratch))
+
+    figures, counts = _timed("baseline", rows, profile, work)
+    return replace(figures, note=str(counts))
 
 
 def measure_floor(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
@@ -152,24 +154,13 @@ def measure_floor(home: Path, day: date, rows: int, profile: Path | None) -> Run
     domain = load_domain(DOMAIN)
     signer = checkpoint_signer(settings.paths, settings.audit_keys)
     signer.public_key()  # the token opened before the clock, as the pipeline's resource is
-    _warm_imports()
-    profiler = _start_profiler(profile)
-    cpu = cpu_seconds()
-    started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="hitl-floor-") as scratch:
-        counts = run_floor(settings.paths, domain, day, Path(scratch), signer)
-    wall = time.perf_counter() - started
-    cpu = cpu_seconds() - cpu
-    _stop_profiler(profiler, profile)
-    return RunFigures(
-        mode="floor",
-        rows=rows,
-        wall_s=wall,
-        cpu_s=cpu,
-        peak_rss_mb=peak_rss_mb(),
-        ok=not counts["blocked"],
-        note=str(counts),
-    )
+
+    def work() -> dict:
+        with tempfile.TemporaryDirectory(prefix="hitl-floor-") as scratch:
+            return run_floor(settings.paths, domain, day, Path(scratch), signer)
+
+    figures, counts = _timed("floor", rows, profile, work)
+    return replace(figures, ok=not counts["blocked"], note=str(counts))
 
 
 MEASURES = {"pipeline": measure_pipeline, "floor": measure_floor, "baseline": measure_baseline}

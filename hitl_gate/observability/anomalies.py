@@ -99,6 +99,14 @@ def _judged_days(available: Sequence[date], days: Sequence[date], t: Thresholds)
     return judged
 
 
+def judged_windows(
+    available: Sequence[date], days: Sequence[date], t: Thresholds
+) -> list[tuple[date, date, date]]:
+    """(day, baseline start, baseline end) of every day a detector judges: what a caller
+    computing all comparisons at once (`checks_db.DriftSource.prepare`) needs up front."""
+    return [(day, *_baseline_window(day, t)) for day in _judged_days(available, days, t)]
+
+
 def value_counts(frame: pl.DataFrame, column: str) -> pl.DataFrame:
     """Rows per day and non-null value of `column` (partition_date, value, n): what
     `proportion_shift_counts` judges, counted from rows in memory."""

@@ -14,12 +14,14 @@ tests compare both on the same days), because the judging code is the same funct
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from hitl_gate.observability.anomalies import (
     DriftStats,
@@ -27,6 +29,7 @@ from hitl_gate.observability.anomalies import (
     Thresholds,
     automation_bias,
     drift_finding,
+    judged_windows,
     proportion_shift_counts,
     psi_edges,
     psi_of_counts,
@@ -47,76 +50,174 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+Window = tuple[date, date, date]  # (day judged, baseline start, baseline end)
+
+
 class DriftSource:
-    """PSI inputs of one relation's columns, per day against a baseline range, by SQL."""
+    """PSI inputs of one relation's columns, per day against its baseline range, by SQL.
+
+    Every judged day of a column is computed at once (`prepare`): one query counts the rows
+    per day, one sorts each day's baseline values (the relation joined to the windows) and
+    keeps only the order statistics the bin edges need, one counts every day's and baseline's
+    values per bin. So a run of many days costs a few queries per column, not a handful per
+    day and column (a run of 90 days re-read every feature file some 5,000 times that way).
+    """
 
     def __init__(self, con: duckdb.DuckDBPyConnection, relation: str, bins: int) -> None:
         self.con, self.relation, self.bins = con, relation, bins
+        self._per_day: dict[date, int] | None = None
+        self._stats: dict[tuple[date, str], DriftStats | None] = {}
 
     def days(self) -> list[date]:
-        rows = self.con.execute(f"SELECT DISTINCT partition_date FROM {self.relation}").fetchall()
-        return [r[0] for r in rows]
+        return list(self._rows_per_day())
+
+    def prepare(self, windows: Sequence[Window], columns: Sequence[str]) -> None:
+        """Compute `compare` for every window and column (the windows' baselines end before
+        their day: `anomalies.judged_windows`)."""
+        per_day = self._rows_per_day()
+        sized = []
+        for day, start, end in windows:
+            base = sum(n for d, n in per_day.items() if start <= d <= end)
+            if per_day.get(day, 0) == 0 or base == 0:
+                self._stats.update({(day, c): None for c in columns})
+            else:
+                sized.append((day, start, end, per_day[day], base))
+        if not sized:
+            return
+        self.con.register(_WINDOWS, _window_table(sized))
+        try:
+            for column in columns:
+                self._prepare_column(sized, column)
+        finally:
+            self.con.unregister(_WINDOWS)
 
     def compare(self, day: date, start: date, end: date, column: str) -> DriftStats | None:
         """`anomalies.psi` of `column` on `day` against `start`..`end`, counted by DuckDB."""
-        today_where, today_args = "partition_date = ?", [day]
-        base_where, base_args = "partition_date BETWEEN ? AND ?", [start, end]
-        cases = self._scalar(
-            f"SELECT count(*) FROM {self.relation} WHERE {today_where}", today_args
-        )
-        base_cases = self._scalar(
-            f"SELECT count(*) FROM {self.relation} WHERE {base_where}", base_args
-        )
-        if cases == 0 or base_cases == 0:
-            return None
-        value = f"{_quote(column)}::DOUBLE"
-        edges = psi_edges(self._linear_quantiles(value, base_where, base_args))
-        b_counts = self._bin_counts(value, edges, base_where, base_args)
-        c_counts = self._bin_counts(value, edges, today_where, today_args)
-        psi, used = psi_of_counts(b_counts, c_counts)
-        return DriftStats(psi, used, cases, base_cases)
+        if (day, column) not in self._stats:
+            self.prepare([(day, start, end)], [column])
+        return self._stats[(day, column)]
 
-    def _scalar(self, sql: str, params: list) -> int:
-        return int(self.con.execute(sql, params).fetchall()[0][0])
+    def _rows_per_day(self) -> dict[date, int]:
+        if self._per_day is None:
+            rows = self.con.execute(
+                f"SELECT partition_date, count(*) FROM {self.relation} GROUP BY ALL"
+            ).fetchall()
+            self._per_day = {d: int(n) for d, n in rows if d is not None}
+        return self._per_day
 
-    def _linear_quantiles(self, value: str, where: str, params: list) -> list[float]:
-        """Polars' `linear` quantiles q/bins (q = 1..bins-1) of the non-null values.
+    def _sides(self, value: str, where: str = "", today: bool = True) -> str:
+        """Each window's baseline rows (`today` false) and, unless `today=False`, its day's
+        rows (`today` true), with the value as `v`."""
+        base = (
+            f"SELECT w.day, false AS today, {value} AS v FROM {_WINDOWS} w JOIN "
+            f"{self.relation} r ON r.partition_date BETWEEN w.start AND w.stop {where}"
+        )
+        if not today:
+            return base
+        return (
+            f"{base} UNION ALL SELECT w.day, true AS today, {value} AS v FROM {_WINDOWS} w "
+            f"JOIN {self.relation} r ON r.partition_date = w.day {where}"
+        )
+
+    def _prepare_column(self, sized: list[tuple[date, date, date, int, int]], column: str) -> None:
+        value = f"r.{_quote(column)}::DOUBLE"
+        present = {
+            d: int(n)
+            for d, n in self.con.execute(
+                f"SELECT day, count(v) FROM ({self._sides(value, today=False)}) GROUP BY ALL"
+            ).fetchall()
+        }
+        edges = self._edges(value, {day: present.get(day, 0) for day, *_ in sized})
+        counts = self._bin_counts(value, edges)
+        for day, _, _, cases, base_cases in sized:
+            size = len(edges[day]) + 2
+            psi, used = psi_of_counts(
+                counts.get((day, False), [0] * size), counts.get((day, True), [0] * size)
+            )
+            self._stats[(day, column)] = DriftStats(psi, used, cases, base_cases)
+
+    def _edges(self, value: str, present: dict[date, int]) -> dict[date, list[float]]:
+        """Per day, the PSI edges from Polars' `linear` quantiles q/bins (q = 1..bins-1) of
+        its baseline's non-null values.
 
         The value at index f = (n - 1) q interpolates the sorted values at floor(f) and
         ceil(f) as Polars does (`lo + (hi - lo) * (f - floor(f))`); DuckDB only sorts and picks
         the order statistics, so no value leaves the database but those few.
         """
-        present = f"{where} AND {value} IS NOT NULL"
-        n = self._scalar(f"SELECT count(*) FROM {self.relation} WHERE {present}", params)
-        if n == 0:
-            return []
-        wanted = []
-        for q in range(1, self.bins):
-            f = (n - 1) * (q / self.bins)
-            wanted.append((f, math.floor(f), math.ceil(f)))
-        positions = sorted({p + 1 for _, lo, hi in wanted for p in (lo, hi)})
-        rows = self.con.execute(
-            f"SELECT rn, v FROM (SELECT v, row_number() OVER (ORDER BY v) AS rn FROM "
-            f"(SELECT {value} AS v FROM {self.relation} WHERE {present})) "
-            "WHERE rn IN (SELECT unnest(?::BIGINT[]))",
-            [*params, positions],
-        ).fetchall()
-        at = {int(rn): float(v) for rn, v in rows}
-        return [at[lo + 1] + (at[hi + 1] - at[lo + 1]) * (f - lo) for f, lo, hi in wanted]
+        wanted: dict[date, list[tuple[float, int, int]]] = {}
+        for day, n in present.items():
+            if n:
+                wanted[day] = [
+                    (f, math.floor(f), math.ceil(f))
+                    for f in ((n - 1) * (q / self.bins) for q in range(1, self.bins))
+                ]
+        edges: dict[date, list[float]] = {day: [] for day in present}
+        if not wanted:
+            return edges
+        picks = pl.DataFrame(
+            {
+                "day": [d for d, w in wanted.items() for _, lo, hi in w for _ in (lo, hi)],
+                "pos": [p + 1 for w in wanted.values() for _, lo, hi in w for p in (lo, hi)],
+            },
+            schema={"day": pl.Date, "pos": pl.Int64},
+        ).to_arrow()
+        self.con.register(_PICKS, picks)
+        try:
+            rows = self.con.execute(
+                f"SELECT day, rn, v FROM (SELECT day, v, row_number() OVER (PARTITION BY day "
+                f"ORDER BY v) AS rn FROM ({self._sides(value, f'AND {value} IS NOT NULL', False)})"
+                f") s SEMI JOIN {_PICKS} p ON p.day = s.day AND p.pos = s.rn"
+            ).fetchall()
+        finally:
+            self.con.unregister(_PICKS)
+        at = {(d, int(rn)): float(v) for d, rn, v in rows}
+        for day, w in wanted.items():
+            edges[day] = psi_edges(
+                [
+                    at[day, lo + 1] + (at[day, hi + 1] - at[day, lo + 1]) * (f - lo)
+                    for f, lo, hi in w
+                ]
+            )
+        return edges
 
-    def _bin_counts(self, value: str, edges: list[float], where: str, params: list) -> list[int]:
-        """Cases per bin: i edges at or below the value (numpy's searchsorted, right), nulls
-        last."""
-        index = " + ".join(f"({value} >= '{e!r}'::DOUBLE)::INTEGER" for e in edges) or "0"
-        rows = self.con.execute(
-            f"SELECT CASE WHEN {value} IS NULL THEN {len(edges) + 1} ELSE {index} END AS bin, "
-            f"count(*) FROM {self.relation} WHERE {where} GROUP BY ALL",
-            params,
-        ).fetchall()
-        counts = [0] * (len(edges) + 2)
-        for b, n in rows:
-            counts[int(b)] += int(n)
+    def _bin_counts(
+        self, value: str, edges: dict[date, list[float]]
+    ) -> dict[tuple[date, bool], list[int]]:
+        """Per day and side (today or baseline): cases per bin, bin i holding the values with
+        i edges at or below them (numpy's searchsorted, right), missing values last."""
+        width = max((len(e) for e in edges.values()), default=0)
+        columns: dict[str, pl.Series] = {"day": pl.Series(list(edges), dtype=pl.Date)}
+        for i in range(width):
+            columns[f"e{i}"] = pl.Series(
+                [e[i] if i < len(e) else None for e in edges.values()], dtype=pl.Float64
+            )
+        index = " + ".join(f"coalesce((v >= e.e{i})::INTEGER, 0)" for i in range(width)) or "0"
+        self.con.register(_EDGES, pl.DataFrame(columns).to_arrow())
+        try:
+            rows = self.con.execute(
+                f"SELECT j.day, today, CASE WHEN v IS NULL THEN -1 ELSE {index} END AS bin, "
+                f"count(*) FROM ({self._sides(value)}) j JOIN {_EDGES} e ON e.day = j.day "
+                "GROUP BY ALL"
+            ).fetchall()
+        finally:
+            self.con.unregister(_EDGES)
+        counts: dict[tuple[date, bool], list[int]] = {}
+        for day, today, b, n in rows:
+            size = len(edges[day]) + 2
+            side = counts.setdefault((day, bool(today)), [0] * size)
+            side[size - 1 if b < 0 else int(b)] += int(n)
         return counts
+
+
+_WINDOWS, _PICKS, _EDGES = "drift_windows", "drift_picks", "drift_edges"
+
+
+def _window_table(sized: list[tuple[date, date, date, int, int]]) -> pa.Table:
+    """The windows as an Arrow table (built by Polars: pyarrow would import pandas for dates)."""
+    return pl.DataFrame(
+        [s[:3] for s in sized], schema={"day": pl.Date, "start": pl.Date, "stop": pl.Date},
+        orient="row",
+    ).to_arrow()  # fmt: skip
 
 
 def _shift_counts(con: duckdb.DuckDBPyConnection, value: str, where: str) -> pl.DataFrame:
@@ -129,7 +230,11 @@ def _shift_counts(con: duckdb.DuckDBPyConnection, value: str, where: str) -> pl.
 def feature_relation(
     con: duckdb.DuckDBPyConnection, files: dict[date, Path], columns: Sequence[str]
 ) -> str:
-    """A temporary view of the model features of each day's Parquet file (none: empty)."""
+    """A table of the model features of each day's Parquet file (none: empty), on `con`.
+
+    Copied once, not a view: the drift queries read it several times per column, and a view
+    would re-open every day's file each time (a 90-day run: 91 files per query).
+    """
     kept = ", ".join(f"{_quote(c)}::DOUBLE AS {_quote(c)}" for c in columns)
     parts = [
         f"SELECT DATE '{day.isoformat()}' AS partition_date, {kept} "
@@ -139,7 +244,7 @@ def feature_relation(
     if not parts:
         nulls = ", ".join(f"NULL::DOUBLE AS {_quote(c)}" for c in columns)
         parts = [f"SELECT NULL::DATE AS partition_date, {nulls} WHERE false"]
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {FEATURES} AS " + " UNION ALL ".join(parts))
+    con.execute(f"CREATE OR REPLACE TABLE {FEATURES} AS " + " UNION ALL ".join(parts))
     return FEATURES
 
 
@@ -166,30 +271,33 @@ def detect_all_db(
         load_facts(con, domain, window, decline_bands, table=CHECK_FACTS)
         try:
             findings = _detect(con, days, as_of, t)
-            score = drift_finding(
-                *_drift(DriftSource(con, CHECK_FACTS, t.psi_bins)), ["pd"], days, t,
-                check="score_drift_psi",
-            )  # fmt: skip
+            score = _drift(DriftSource(con, CHECK_FACTS, t.psi_bins), ["pd"], days, t,
+                           check="score_drift_psi")  # fmt: skip
         finally:
             con.execute(f"DROP TABLE IF EXISTS {CHECK_FACTS}")
-    reader = duckdb.connect()
-    try:
-        if limit is not None:
-            reader.execute(f"SET memory_limit = '{limit}'")
-        source = DriftSource(
-            reader, feature_relation(reader, feature_files, feature_columns), t.psi_bins
-        )
-        feature = drift_finding(
-            *_drift(source), feature_columns, days, t, check="feature_drift_psi"
-        )
-    finally:
-        reader.close()
+    with tempfile.TemporaryDirectory(prefix="hitl-feature-drift-") as spill:
+        # In memory, spilling beyond `limit` to `spill` (a 10M-case day's features > 1 GB).
+        reader = duckdb.connect(config={"temp_directory": spill})
+        try:
+            if limit is not None:
+                reader.execute(f"SET memory_limit = '{limit}'")
+            source = DriftSource(
+                reader, feature_relation(reader, feature_files, feature_columns), t.psi_bins
+            )
+            feature = _drift(source, feature_columns, days, t, check="feature_drift_psi")
+        finally:
+            reader.close()
     route, approval, override, volume, bias, sla = findings
     return [route, approval, override, score, feature, volume, bias, sla]
 
 
-def _drift(source: DriftSource) -> tuple[list[date], Callable[..., DriftStats | None]]:
-    return source.days(), source.compare
+def _drift(
+    source: DriftSource, columns: Sequence[str], days: Sequence[date], t: Thresholds, *, check: str
+) -> Finding:
+    """`drift_finding` of `columns`, every judged day's statistics computed up front."""
+    available = source.days()
+    source.prepare(judged_windows(available, days, t), columns)
+    return drift_finding(available, source.compare, columns, days, t, check=check)
 
 
 def _detect(

@@ -14,11 +14,13 @@ import math
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import cast
 
 import duckdb
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.lawful import ProtectedAttribute
 from hitl_gate.observability.fairness import (
     APPROVE,
     MISSING,
@@ -129,41 +131,58 @@ def load_fairness_cases(
     return present
 
 
-def table_of(
+def _stage_rows(
     con: duckdb.DuckDBPyConnection,
-    domain: DomainConfig,
-    present: Sequence[str],
+    stage: str,
+    name: str,
+    attribute: ProtectedAttribute,
     confidence: float,
-    day: date | None = None,
-) -> pl.DataFrame:
-    """`fairness.fairness_table` of `fairness_cases` (of one `day`, or of all)."""
-    rows: list[dict[str, object]] = []
-    day_filter = "" if day is None else " AND partition_date = $day"
-    extra = {} if day is None else {"day": day}
-    for stage in STAGES:
-        for name, attribute in domain.protected_attributes.items():
-            if name not in present:
-                continue
-            label = _quote("g_" + name)
-            where = f"{stage} IS NOT NULL{day_filter}"
-            counts = con.sql(
-                f"SELECT {label} AS group, count(*) AS n, sum({stage})::BIGINT AS approvals "
-                f"FROM {FAIR} WHERE {where} GROUP BY ALL",
-                params=extra,
-            ).pl()
-            if counts.height == 0:
-                continue
+) -> tuple[list[dict[str, object]], dict[date, list[dict[str, object]]]]:
+    """`group_rows` of one stage and attribute: over all days, and per day.
 
-            def scores(group: str, label: str = label, where: str = where) -> pl.Series:
-                frame = con.sql(
-                    f"SELECT pd FROM {FAIR} WHERE {where} AND {label} = $group "
-                    "ORDER BY partition_date, case_id",
-                    params={**extra, "group": group},
-                ).pl()
-                return frame["pd"]
+    Two kinds of query whatever the number of days: the groups counted per day (the run's
+    counts are their sums), and each group's PD in case order (one float array per group,
+    fetched once; a day's PD is its slice, the per-day counts giving the slices' lengths).
+    """
+    label = _quote("g_" + name)
+    where = f"{stage} IS NOT NULL"
+    daily = con.sql(
+        f"SELECT partition_date, {label} AS group, count(*) AS n, "
+        f"sum({stage})::BIGINT AS approvals FROM {FAIR} WHERE {where} GROUP BY ALL "
+        'ORDER BY partition_date, "group"'
+    ).pl()
+    if daily.height == 0:
+        return [], {}
+    fetched: dict[str, pl.Series] = {}
 
-            rows += group_rows(counts, scores, stage, name, attribute, confidence)
-    return pl.DataFrame(rows, schema=TABLE_SCHEMA)
+    def scores(group: str) -> pl.Series:
+        if group not in fetched:
+            fetched[group] = con.sql(
+                f"SELECT pd FROM {FAIR} WHERE {where} AND {label} = $group "
+                "ORDER BY partition_date, case_id",
+                params={"group": group},
+            ).pl()["pd"]
+        return fetched[group]
+
+    total = daily.group_by("group").agg(pl.col("n").sum(), pl.col("approvals").sum())
+    run = group_rows(total, scores, stage, name, attribute, confidence)
+    # Where each day's cases start in each group's array (days in order).
+    offsets = daily.with_columns(
+        (pl.col("n").cum_sum().over("group") - pl.col("n")).alias("offset")
+    )
+    per_day: dict[date, list[dict[str, object]]] = {}
+    for (day,), counts in offsets.group_by("partition_date", maintain_order=True):
+        starts = dict(zip(counts["group"], counts["offset"], strict=True))
+        lengths = dict(zip(counts["group"], counts["n"], strict=True))
+
+        def day_scores(group: str, starts: dict = starts, lengths: dict = lengths) -> pl.Series:
+            return scores(group).slice(starts[group], lengths[group])
+
+        per_day[cast(date, day)] = group_rows(
+            counts.select("group", "n", "approvals"), day_scores, stage, name, attribute,
+            confidence,
+        )  # fmt: skip
+    return run, per_day
 
 
 def fairness_db(
@@ -177,11 +196,22 @@ def fairness_db(
     `fairness_table` and `fairness_metrics` compute them from frames."""
     confidence = domain.fairness.confidence
     present = load_fairness_cases(con, domain, days, decline_bands, warehouse)
+    run: list[dict[str, object]] = []
+    per_day: dict[date, list[dict[str, object]]] = {}
     try:
-        table = table_of(con, domain, present, confidence)
         cases_days = [d for (d,) in con.execute(
             f"SELECT DISTINCT partition_date FROM {FAIR} ORDER BY 1").fetchall()]  # fmt: skip
-        rows = metric_rows((d, table_of(con, domain, present, confidence, d)) for d in cases_days)
+        for stage in STAGES:
+            for name, attribute in domain.protected_attributes.items():
+                if name not in present:
+                    continue
+                rows, daily = _stage_rows(con, stage, name, attribute, confidence)
+                run += rows
+                for day, day_rows in daily.items():
+                    per_day.setdefault(day, []).extend(day_rows)
     finally:
         con.execute(f"DROP TABLE IF EXISTS {FAIR}")
-    return table, rows
+    table = pl.DataFrame(run, schema=TABLE_SCHEMA)
+    return table, metric_rows(
+        (d, pl.DataFrame(per_day.get(d, []), schema=TABLE_SCHEMA)) for d in cases_days
+    )

@@ -63,8 +63,14 @@ def _store(tmp_path: Path, last_day: dict, shift: float, small_last: bool = Fals
     return con, files
 
 
-def _polars_findings(con: duckdb.DuckDBPyConnection, files: dict[date, Path], t: Thresholds):
-    window = window_days([LAST], t)
+def _polars_findings(
+    con: duckdb.DuckDBPyConnection,
+    files: dict[date, Path],
+    t: Thresholds,
+    days: list[date] | None = None,
+):
+    days = days or [LAST]
+    window = window_days(days, t)
     cases = con.sql(
         f"SELECT {', '.join(METRIC_CASE_COLUMNS)} FROM case_stage_times WHERE domain = "
         "'consumer_credit' AND partition_date BETWEEN $a AND $b ORDER BY partition_date, case_id",
@@ -81,9 +87,18 @@ def _polars_findings(con: duckdb.DuckDBPyConnection, files: dict[date, Path], t:
         how="diagonal_relaxed",
     )
     return detect_all(
-        with_review_facts(cases, default_decline_bands(BANDS)), features, days=[LAST],
+        with_review_facts(cases, default_decline_bands(BANDS)), features, days=days,
         as_of=AS_OF, feature_columns=FEATURES, t=t,
     )  # fmt: skip
+
+
+def _assert_same(got: list, expected: list) -> None:
+    assert [f.check for f in got] == [f.check for f in expected]
+    for mine, theirs in zip(got, expected, strict=True):
+        assert (mine.check, mine.passed, mine.severity, mine.judged, mine.summary) == (
+            theirs.check, theirs.passed, theirs.severity, theirs.judged, theirs.summary,
+        )  # fmt: skip
+        assert_frame_equal(mine.details, theirs.details, check_exact=True, check_dtypes=True)
 
 
 @pytest.mark.parametrize("scenario", [*SCENARIOS, "small_day"])
@@ -97,15 +112,33 @@ def test_findings_equal_detect_all(tmp_path: Path, scenario: str) -> None:
         decline_bands=default_decline_bands(BANDS), feature_files=files,
         feature_columns=FEATURES, t=t,
     )  # fmt: skip
-    assert [f.check for f in got] == [f.check for f in expected]
-    for mine, theirs in zip(got, expected, strict=True):
-        assert (mine.check, mine.passed, mine.severity, mine.judged, mine.summary) == (
-            theirs.check, theirs.passed, theirs.severity, theirs.judged, theirs.summary,
-        )  # fmt: skip
-        assert_frame_equal(mine.details, theirs.details, check_exact=True, check_dtypes=True)
+    _assert_same(got, expected)
     if scenario != "normal":
         assert any(not f.passed for f in got)  # the scenario is seen, not just equal
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("scenario", ["normal", "drifted"])
+def test_a_run_of_many_days_gives_every_days_findings(tmp_path: Path, scenario: str) -> None:
+    """A run of all 20 days (a backfill): 17 judged, each against its own trailing window,
+    the drift statistics of all of them computed at once (normal: every day's PSI is in the
+    details); a day misses its feature file."""
+    con, files = _store(tmp_path, *SCENARIOS[scenario])
+    del files[DAYS[9]]
+    t = Thresholds()
+    expected = _polars_findings(con, files, t, DAYS)
+    got = detect_all_db(
+        con, "consumer_credit", window_days(DAYS, t), days=DAYS, as_of=AS_OF,
+        decline_bands=default_decline_bands(BANDS), feature_files=files,
+        feature_columns=FEATURES, t=t,
+    )  # fmt: skip
+    _assert_same(got, expected)
+    drift = {f.check: f for f in got}
+    if scenario == "normal":
+        assert drift["score_drift_psi"].details.height == 17
+        assert drift["feature_drift_psi"].details.height == 2 * 17 - 2  # no file on day 10
+    else:
+        assert not drift["feature_drift_psi"].passed and not drift["score_drift_psi"].passed
 
 
 def test_psi_from_sql_counts_equals_psi_with_nulls_ties_and_nan() -> None:

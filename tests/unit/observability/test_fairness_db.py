@@ -63,12 +63,20 @@ def _stored(tmp_path: Path, domain: DomainConfig, cases: pl.DataFrame, seed: int
     return warehouse
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize(("seed", "sizes"), [(1, [400, 250]), (2, [400, 250]),
+                                             (3, [300, 7, 120, 2, 260, 90])])  # fmt: skip
 def test_fairness_in_duckdb_equals_the_frame_computation(
-    tmp_path: Path, domain: DomainConfig, seed: int
+    tmp_path: Path, domain: DomainConfig, seed: int, sizes: list[int]
 ) -> None:
-    days = [DAY, DAY + timedelta(days=1)]
-    frame = pl.concat([random_cases(seed, days[0], 400), random_cases(seed + 5, days[1], 250)])
+    """Each day's rows are sliced from one PD array per group: six days of uneven sizes (a
+    day of 2 cases lacks most groups) must give every day's table exactly."""
+    days = [DAY + timedelta(days=i) for i in range(len(sizes))]
+    frame = pl.concat(
+        [
+            random_cases(seed + 5 * i, day, n)
+            for i, (day, n) in enumerate(zip(days, sizes, strict=True))
+        ]
+    )
     warehouse = _stored(tmp_path, domain, frame, seed)
     con = duckdb.connect()
     con.register("incoming", frame.to_arrow())
