@@ -5,13 +5,15 @@ each other and behind every stage's writes. With segments (`HitlSettings.audit_s
 docs/audit.md "Room to grow") the end-of-run seal is cut in three steps:
 
 1. **pick** (`pick_rows`, under the `audit.duckdb` writer, short): the change detection of
-   today's seal (fingerprints of the rows not in `audit_seen_rows`) selects each versioned
-   table's new rows and copies them, as stored, into the run's segment file
-   (`<home>/audit/segments/<segment id>.duckdb`, same table definitions, so they render and
-   hash to the same canonical bytes);
+   today's seal (fingerprints of the rows not in `audit_seen_rows`) selects the versioned
+   tables' new rows (of a day-partitioned table, only the run's domain and days: `Scope`)
+   and copies them, as stored, into the run's segment file
+   (`<home>/audit/segments/<segment id>.duckdb`, plain tables with the same columns and
+   types, so they render and hash to the same canonical bytes);
 2. **seal** (`seal_picked`, no global file open): the ordinary seal on the segment renders,
    hashes, chains, Merkle-hashes and signs those rows into the segment's own chain and
-   checkpoint. Runs of different domains or days do this at the same time;
+   checkpoint, then drops the copies (the segment keeps its chain, never the data). Runs of
+   different domains or days do this at the same time;
 3. **fold** (`fold_picked`, under the writer again and the segments lock file, short): the
    segment's checkpoint becomes a leaf of the global log and a global checkpoint is signed
    (`run_segments.fold_segments`), the segment's fingerprints are recorded as seen in
