@@ -61,22 +61,24 @@ from hitl_gate.review.settings import review_settings
 
 RECOVERY_TABLE = "intake_recoveries"
 
-# The review tables as they were at `$since`: every read of `take_in_signed` that a later
-# write could change. Every row naming a replayed file goes too, whatever time it claims, so
-# the rows read back after the replay are the replay's own. Run only inside the replay's
-# transaction, which is rolled back.
+# The domain's review tables as they were at `$since`: every read of `take_in_signed` that a
+# later write could change. Every row naming a replayed file goes too, whatever time it
+# claims, so the rows read back after the replay are the replay's own. Run only inside the
+# replay's transaction, which is rolled back.
 _FILES = "file_sha256 IN (SELECT unnest($files::VARCHAR[]))"
 _REWIND = (
-    f"DELETE FROM verdicts WHERE received_at >= $since OR {_FILES}",
-    f"DELETE FROM verdict_opinions WHERE received_at >= $since OR {_FILES}",
+    f"DELETE FROM verdicts WHERE received_at >= $since AND domain = $domain OR {_FILES}",
+    f"DELETE FROM verdict_opinions WHERE received_at >= $since AND domain = $domain OR {_FILES}",
     f"DELETE FROM verdict_rejections WHERE {_FILES}",
-    f"DELETE FROM conflict_resolutions WHERE resolved_at >= $since OR {_FILES}",
-    "DELETE FROM review_escalations WHERE raised_at >= $since",
-    "UPDATE review_escalations SET resolved_at = NULL WHERE resolved_at >= $since",
-    "DELETE FROM review_batch_closures WHERE closed_at >= $since",
-    "DELETE FROM escalation_batch_cases WHERE exported_at >= $since",
-    "DELETE FROM review_assignments WHERE recorded_at >= $since",
-    "DELETE FROM executions WHERE executed_at >= $since",
+    f"DELETE FROM conflict_resolutions WHERE resolved_at >= $since AND domain = $domain "
+    f"OR {_FILES}",
+    "DELETE FROM review_escalations WHERE raised_at >= $since AND domain = $domain",
+    "UPDATE review_escalations SET resolved_at = NULL WHERE resolved_at >= $since "
+    "AND domain = $domain",
+    "DELETE FROM review_batch_closures WHERE closed_at >= $since AND domain = $domain",
+    "DELETE FROM escalation_batch_cases WHERE exported_at >= $since AND domain = $domain",
+    "DELETE FROM review_assignments WHERE recorded_at >= $since AND domain = $domain",
+    "DELETE FROM executions WHERE executed_at >= $since AND domain = $domain",
 )
 
 Row = tuple[str, str, str]  # (table, entity key, content digest)
@@ -325,7 +327,7 @@ def _replay(
     failures: dict[str, str] = {}
     con.execute("BEGIN TRANSACTION")
     try:
-        params = {"since": since, "files": sorted(evidence)}
+        params = {"since": since, "files": sorted(evidence), "domain": intake.domain.name}
         for statement in _REWIND:
             con.execute(statement, {k: v for k, v in params.items() if f"${k}" in statement})
         for sha, returned in evidence.items():  # in the order they were taken in
