@@ -28,6 +28,8 @@ from tests.portal_fixtures import make_world, portal_verdict
 from tests.review_fixtures import IN_TIME, Workspace, make_workspace, record_batches
 from tests.unit.audit.tamper_home import add_row
 
+pytestmark = pytest.mark.slow  # ssh-keygen signs the verdict files, SoftHSM2 the seals
+
 ANALYST = "credit_analyst"
 DOMAIN = "consumer_credit"
 
