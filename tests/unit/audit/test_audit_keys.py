@@ -36,6 +36,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
 from pipelines.resources import build_resources
 from tests.unit.audit.tamper_home import add_row
+from tests.unit.audit.token_user import public_key_of
 
 pytestmark = pytest.mark.skipif(
     shutil.which("softhsm2-util") is None, reason="SoftHSM2 (package softhsm2) not installed"
@@ -266,10 +267,6 @@ def test_a_real_hsm_is_configuration(tmp_path: Path) -> None:
     assert not (paths.secrets_dir / "softhsm").exists()
 
 
-def _public_key_of(home: str) -> str:
-    return public_key_hex(checkpoint_signer(HitlPaths.at(home), AuditKeySettings()))
-
-
 @pytest.mark.slow
 def test_concurrent_first_uses_make_one_key(tmp_path: Path) -> None:
     """A multiprocess run's steps sealing at once on a new home share one token and one key."""
@@ -279,9 +276,9 @@ def test_concurrent_first_uses_make_one_key(tmp_path: Path) -> None:
     home = str(tmp_path / "home")
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
-        keys = list(pool.map(_public_key_of, [home] * 6))
+        keys = list(pool.map(public_key_of, [home] * 6))
     assert len(set(keys)) == 1
-    assert keys[0] == _public_key_of(home)
+    assert keys[0] == public_key_of(home)
 
 
 def test_an_old_home_moves_from_its_key_file_to_the_token_by_the_command_line(
@@ -332,7 +329,7 @@ def test_a_forked_step_process_signs_with_the_same_token_key(tmp_path: Path) -> 
     import multiprocessing
 
     home = str(tmp_path / "home")
-    parent = _public_key_of(home)
+    parent = public_key_of(home)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_sign_in_child, args=(home, queue))
@@ -340,4 +337,4 @@ def test_a_forked_step_process_signs_with_the_same_token_key(tmp_path: Path) -> 
     assert queue.get(timeout=60) == parent
     child.join()
     assert child.exitcode == 0
-    assert _public_key_of(home) == parent  # the parent's library still works
+    assert public_key_of(home) == parent  # the parent's library still works

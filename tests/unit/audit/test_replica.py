@@ -146,6 +146,7 @@ def start_auditor(target: Path, stop: Path) -> subprocess.Popen[str]:
     return auditor
 
 
+@pytest.mark.slow  # an auditor process beside the seals: `make test`, not test-fast
 def test_an_auditor_on_the_replica_blocks_no_seal(paths: HitlPaths) -> None:
     """The done-when, in small: seals and writes proceed while an auditor queries the replica."""
     seal(paths)
@@ -179,6 +180,7 @@ def live_holder(paths: HitlPaths) -> Iterator[subprocess.Popen[str]]:
     auditor.wait()
 
 
+@pytest.mark.slow  # a process holding the live file: `make test`, not test-fast
 def test_an_auditor_on_the_live_file_is_named_by_the_seal(
     paths: HitlPaths,
     live_holder: subprocess.Popen[str],
@@ -196,6 +198,7 @@ def test_an_auditor_on_the_live_file_is_named_by_the_seal(
     assert "is locked" in message and str(paths.audit_db) in message
 
 
+@pytest.mark.slow  # a process holding the live file: `make test`, not test-fast
 def test_the_wait_for_a_held_file_ends_naming_the_holder(
     paths: HitlPaths, live_holder: subprocess.Popen[str]
 ) -> None:

@@ -44,6 +44,8 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
 from tests.unit.audit.tamper_home import add_row
 
+pytestmark = pytest.mark.slow  # SoftHSM2 signs segment and global checkpoints; homes verified
+
 DAY1, DAY2 = "2026-01-02", "2026-01-03"
 
 

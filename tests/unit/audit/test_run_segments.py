@@ -78,6 +78,7 @@ def _verify(tmp_path: Path, segments: Segments, key_file: Path) -> list[str]:
         return verify_segments(con, segments, pinned).problems
 
 
+@pytest.mark.slow  # two sealing processes: `make test`, not test-fast
 def test_two_processes_seal_their_segments_at_once_and_verify_covers_both(
     tmp_path: Path,
 ) -> None:

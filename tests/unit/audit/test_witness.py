@@ -7,6 +7,8 @@ import json
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from hitl_gate.audit.seal import checkpoint_message, seal_run
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.audit.witness import (
@@ -56,6 +58,7 @@ def test_a_missing_witness_is_a_note_and_a_newer_database_checkpoint_too(tmp_pat
     assert any("not witnessed yet" in n for n in report.notes)
 
 
+@pytest.mark.slow  # git runs: `make test`, not test-fast
 def test_a_git_witness_commits_every_publication(tmp_path: Path) -> None:
     folder = tmp_path / "t" / "home-witness"
     folder.mkdir(parents=True)

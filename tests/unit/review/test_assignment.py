@@ -33,6 +33,8 @@ from tests.identity_fixtures import Keyring
 from tests.review_fixtures import CREATED, batch_export, review_cases
 from tests.review_people import SINCE, register_reviewers, set_availability
 
+pytestmark = pytest.mark.slow  # keys made and registry acts signed by ssh-keygen
+
 ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
 
 

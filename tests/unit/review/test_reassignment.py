@@ -33,6 +33,8 @@ from tests.identity_fixtures import Keyring
 from tests.review_fixtures import CREATED, DAY, review_cases
 from tests.review_people import register_reviewers
 
+pytestmark = pytest.mark.slow  # keys made and registry acts signed by ssh-keygen
+
 DOMAIN = "consumer_credit"
 NOW = datetime.now(UTC)
 

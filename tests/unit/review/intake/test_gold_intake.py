@@ -6,8 +6,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from hitl_gate.core.database import audit_connection
 from tests.review_fixtures import CREATED, DAY, make_workspace
+
+pytestmark = pytest.mark.slow  # verdict files and registry acts signed by ssh-keygen
 
 ANALYST = "credit_analyst"
 

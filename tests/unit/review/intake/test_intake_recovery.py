@@ -30,6 +30,8 @@ from tests.review_fixtures import IN_TIME, Workspace, make_workspace
 LATER = IN_TIME + timedelta(hours=2)
 ROOT = Path(__file__).resolve().parents[4]
 
+pytestmark = pytest.mark.slow  # ssh-keygen signs verdict files, SoftHSM2 the seals
+
 
 def _recover(ws: Workspace, root: Path, seal: IntakeSealer | None = None) -> Recovery:
     """The next intake's recovery (run `run-2`), on its writing connection."""

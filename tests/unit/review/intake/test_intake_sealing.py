@@ -35,6 +35,8 @@ from tests.portal_fixtures import make_world, portal_verdict
 from tests.review_fixtures import make_workspace
 from tests.unit.audit.tamper_home import add_row
 
+pytestmark = pytest.mark.slow  # ssh-keygen signs the verdict files, SoftHSM2 the seals
+
 
 def test_intake_seals_its_own_verdicts_and_later_seals_accept_them(
     tmp_path: Path, key: bytes

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from hitl_gate.core.database import audit_connection, insert_new_rows, query_frame
 from hitl_gate.execution.final_actions import final_actions
@@ -29,6 +30,8 @@ from tests.review_fixtures import (
     record_export,
     review_cases,
 )
+
+pytestmark = pytest.mark.slow  # verdict files and registry acts signed by ssh-keygen
 
 ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
 CASE = "APP-001"  # first row of the analyst batch (priority 1), risk band B: suggested approve

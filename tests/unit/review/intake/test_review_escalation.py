@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.review.intake.escalation import ESCALATED_LABEL
@@ -24,6 +25,8 @@ from tests.review_fixtures import (
     make_workspace,
     record_export,
 )
+
+pytestmark = pytest.mark.slow  # verdict files and registry acts signed by ssh-keygen
 
 ANALYST, SENIOR, COMPLIANCE = "credit_analyst", "senior_underwriter", "compliance_review"
 

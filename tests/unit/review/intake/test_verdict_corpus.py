@@ -21,6 +21,8 @@ from openpyxl import load_workbook
 from hitl_gate.review.signing import sign
 from tests.review_fixtures import CREATED, Workspace, edit_xlsx, make_workspace
 
+pytestmark = pytest.mark.slow  # verdict files and registry acts signed by ssh-keygen
+
 ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
 Build = Callable[[Workspace], list[Path]]
 

@@ -16,6 +16,8 @@ from hitl_gate.review.intake.received import pending_files, receive_file, shown_
 from hitl_gate.review.intake.verdict_files import ingest_verdict_file
 from tests.review_fixtures import CREATED, IN_TIME, Workspace, make_workspace
 
+pytestmark = pytest.mark.slow  # verdict files and registry acts signed by ssh-keygen
+
 ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
 
 

@@ -24,6 +24,8 @@ from hitl_gate.review.intake.verdict_files import IntakeOutcome
 from tests.identity_fixtures import registry_act
 from tests.review_fixtures import IN_TIME, REGISTERED_AT, Workspace, make_workspace
 
+pytestmark = pytest.mark.slow  # verdict files and registry acts signed by ssh-keygen
+
 ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
 BEFORE_RETURN = datetime(2018, 3, 2, 8, 0, tzinfo=UTC)  # after export, before the file arrives
 
