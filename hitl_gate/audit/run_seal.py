@@ -36,13 +36,12 @@ envelopes of the single chain and of every folded segment entry.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +66,13 @@ from hitl_gate.audit.seal import (
     seal_run,
 )
 from hitl_gate.audit.verify import Finding, VerifyReport
-from hitl_gate.audit.witness import GENESIS_LINE, WitnessConfig, line_hash
+from hitl_gate.audit.witness import (
+    GENESIS_LINE,
+    WitnessConfig,
+    append_lines,
+    chained_lines,
+    line_hash,
+)
 from hitl_gate.core.database import OpenConnection, restrict_file_access, transaction
 from hitl_gate.core.file_lock import exclusive_lock, is_held
 
@@ -311,23 +316,9 @@ def publish_global(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
         [newest],
     ).fetchall()
     names = [d[0] for d in con.description]
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    out = []
-    for row in rows:
-        record = dict(zip(names, row, strict=True))
-        line = json.dumps(
-            {"checkpoint": record, "prev": prev, "witnessed_at": now},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        out.append(line)
-        prev = line_hash(line)
-    if out:
-        with path.open("a", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in out))
-            handle.flush()
-            os.fsync(handle.fileno())
-    return len(out)
+    lines = chained_lines([dict(zip(names, row, strict=True)) for row in rows], prev)
+    append_lines(path, lines)
+    return len(lines)
 
 
 def compare_global_witness(con: duckdb.DuckDBPyConnection, folder: Path) -> list[str]:

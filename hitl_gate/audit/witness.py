@@ -28,7 +28,7 @@ import json
 import os
 import subprocess
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +101,34 @@ def read_witness(path: Path) -> WitnessRead:
     return read
 
 
+def chained_lines(records: Sequence[dict[str, Any]], prev: str) -> list[str]:
+    """One JSON line per checkpoint record, each naming the SHA-256 of the line before it
+    (`prev` for the first), so a witness file is a hash chain of its own: a line removed,
+    edited or reordered breaks the next line's `prev`."""
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lines = []
+    for record in records:
+        line = json.dumps(
+            {"checkpoint": record, "prev": prev, "witnessed_at": now},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        lines.append(line)
+        prev = line_hash(line)
+    return lines
+
+
+def append_lines(path: Path, lines: Sequence[str]) -> None:
+    """Append `lines` and fsync before returning: a witnessed checkpoint is on disk before the
+    caller reports it published."""
+    if not lines:
+        return
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in lines))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def publish_checkpoints(
     con: duckdb.DuckDBPyConnection,
     witness: WitnessConfig,
@@ -126,23 +154,12 @@ def publish_checkpoints(
     names = [d[0] for d in con.description]
     text = witness.file.read_text(encoding="utf-8") if read.exists else ""
     prev = line_hash(text.splitlines()[-1]) if text.strip() else GENESIS_LINE
-    lines = []
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    for row in rows:
-        record = witness_record(dict(zip(names, row, strict=True)))
-        line = json.dumps(
-            {"checkpoint": record, "prev": prev, "witnessed_at": now},
-            sort_keys=True,
-            separators=(",", ":"),
-        )
-        lines.append(line)
-        prev = line_hash(line)
-        if witness.tsa_url:
+    records = [witness_record(dict(zip(names, row, strict=True))) for row in rows]
+    lines = chained_lines(records, prev)
+    if witness.tsa_url:
+        for record in records:
             _timestamp(witness, record, signed_message(record))
-    with witness.file.open("a", encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-        handle.flush()
-        os.fsync(handle.fileno())
+    append_lines(witness.file, lines)
     _commit_if_git(witness.folder, f"checkpoints up to {rows[-1][names.index('last_seq')]}")
     return len(lines)
 
