@@ -87,3 +87,16 @@ def bootstrap(
 ) -> Registry:
     """The first administrator, `admin`, signing their own addition (as of `at`)."""
     return add_person(con, keys, "admin", ["*:admin"], at=at)
+
+
+def forge_self_promotion(
+    con: duckdb.DuckDBPyConnection, registry: Registry, keys: Keyring, recorded_signer: str
+) -> None:
+    """The insider's forgery: `ana` signs her own promotion to administrator and the row goes
+    in by SQL as act 4, recorded under `recorded_signer`'s fingerprint."""
+    forged = draft_act(registry, "set_grants", person_id="ana", grants=["*:admin"])
+    act = sign_act(forged, keys.private("ana"))
+    con.execute(
+        "INSERT INTO people_acts VALUES (4, ?, 'set_grants', 'ana', ?, ?, ?, 'admin', now())",
+        [act.act_id, forged.decode(), act.signature, keys.fingerprint(recorded_signer)],
+    )

@@ -72,6 +72,7 @@ from hitl_gate.audit.witness import (
     append_lines,
     chained_lines,
     line_hash,
+    read_witness,
 )
 from hitl_gate.core.database import OpenConnection, restrict_file_access, transaction
 from hitl_gate.core.file_lock import exclusive_lock, is_held
@@ -324,30 +325,12 @@ def publish_global(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
 def compare_global_witness(con: duckdb.DuckDBPyConnection, folder: Path) -> list[str]:
     """Every witnessed global checkpoint must be in the database, identical (fields and
     signature), and the witness file's own line chain unbroken."""
-    path = folder / GLOBAL_WITNESS_FILE
-    if not path.exists():
-        return []
-    names_sql = "SELECT * FROM audit_global_checkpoints ORDER BY global_seq"
-    rows = con.execute(names_sql).fetchall()
+    read = read_witness(folder / GLOBAL_WITNESS_FILE, "global_seq", "global checkpoint")
+    rows = con.execute("SELECT * FROM audit_global_checkpoints ORDER BY global_seq").fetchall()
     names = [d[0] for d in con.description]
     stored = {int(r[0]): dict(zip(names, r, strict=True)) for r in rows}
-    problems: list[str] = []
-    prev = GENESIS_LINE
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        try:
-            record = json.loads(line)
-            seen = record["checkpoint"]
-            seq = int(seen["global_seq"])
-        except (ValueError, KeyError, TypeError) as exc:
-            problems.append(f"global witness line {number}: unreadable ({exc})")
-            prev = line_hash(line)
-            continue
-        if record.get("prev") != prev:
-            problems.append(
-                f"global witness line {number} (global checkpoint {seq}): does not follow the "
-                "line before it (the witness file was edited, truncated or reordered)"
-            )
-        prev = line_hash(line)
+    problems = list(read.problems)
+    for seq, seen in read.checkpoints.items():
         db = stored.get(seq)
         if db is None:
             problems.append(

@@ -75,8 +75,9 @@ def line_hash(line: str) -> str:
     return hashlib.sha256(line.encode("utf-8")).hexdigest()
 
 
-def read_witness(path: Path) -> WitnessRead:
-    """Every line of the witness file, its own chain of `prev` hashes checked."""
+def read_witness(path: Path, key: str = "last_seq", noun: str = "checkpoint") -> WitnessRead:
+    """Every line of a witness file, its own chain of `prev` hashes checked; checkpoints by
+    their `key` field (`last_seq` here, `global_seq` in the segments' global witness)."""
     read = WitnessRead()
     if not path.exists():
         return read
@@ -86,17 +87,17 @@ def read_witness(path: Path) -> WitnessRead:
         try:
             record = json.loads(line)
             checkpoint = record["checkpoint"]
-            last_seq = int(checkpoint["last_seq"])
+            seq = int(checkpoint[key])
         except (ValueError, KeyError, TypeError) as exc:
             read.problems.append(f"witness {path} line {number}: unreadable ({exc})")
             prev = line_hash(line)
             continue
         if record.get("prev") != prev:
             read.problems.append(
-                f"witness {path} line {number} (checkpoint {last_seq}): does not follow the line "
+                f"witness {path} line {number} ({noun} {seq}): does not follow the line "
                 "before it (the witness file was edited, truncated or reordered)"
             )
-        read.checkpoints[last_seq] = checkpoint
+        read.checkpoints[seq] = checkpoint
         prev = line_hash(line)
     return read
 

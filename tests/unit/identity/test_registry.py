@@ -10,7 +10,7 @@ from hitl_gate.identity.acts import IdentityError, require_distinct, verify_act
 from hitl_gate.identity.registry import RegistryError
 from hitl_gate.identity.signatures import PEOPLE, POLICY, VERDICTS, sign_bytes
 from hitl_gate.identity.store import append_act, draft_act, load_registry, sign_act
-from tests.identity_fixtures import add_person, registry_act
+from tests.identity_fixtures import add_person, forge_self_promotion, registry_act
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen
 
@@ -57,12 +57,7 @@ def test_a_key_registered_under_two_ids_is_refused(staffed, keys) -> None:
 
 def test_a_row_inserted_by_sql_makes_the_registry_refuse_to_load(staffed, keys) -> None:
     registry = load_registry(staffed)
-    forged = draft_act(registry, "set_grants", person_id="ana", grants=["*:admin"])
-    act = sign_act(forged, keys.private("ana"))  # ana signs her own promotion
-    staffed.execute(
-        "INSERT INTO people_acts VALUES (4, ?, 'set_grants', 'ana', ?, ?, ?, 'admin', now())",
-        [act.act_id, forged.decode(), act.signature, keys.fingerprint("admin")],
-    )
+    forge_self_promotion(staffed, registry, keys, "admin")  # ana signs her own promotion
     with pytest.raises(RegistryError, match="seq 4: ana is not an administrator"):
         load_registry(staffed)
 

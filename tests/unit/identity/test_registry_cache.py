@@ -15,7 +15,8 @@ import pytest
 from hitl_gate.identity import signatures
 from hitl_gate.identity.registry import RegistryError
 from hitl_gate.identity.signatures import PEOPLE, SignatureError, claimed_key, preverify, verify
-from hitl_gate.identity.store import draft_act, load_registry, sign_act
+from hitl_gate.identity.store import load_registry, sign_act
+from tests.identity_fixtures import forge_self_promotion
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen
 
@@ -36,12 +37,7 @@ def test_an_act_forged_after_a_cached_load_is_refused_and_removing_it_restores(
 ) -> None:
     registry = load_registry(staffed)
     assert load_registry(staffed) is registry  # the second load is the cached registry
-    forged = draft_act(registry, "set_grants", person_id="ana", grants=["*:admin"])
-    act = sign_act(forged, keys.private("ana"))  # ana signs her own promotion
-    staffed.execute(
-        "INSERT INTO people_acts VALUES (4, ?, 'set_grants', 'ana', ?, ?, ?, 'admin', now())",
-        [act.act_id, forged.decode(), act.signature, keys.fingerprint("ana")],
-    )
+    forge_self_promotion(staffed, registry, keys, "ana")  # ana signs her own promotion
     with pytest.raises(RegistryError, match="seq 4: ana is not an administrator"):
         load_registry(staffed)
     staffed.execute("DELETE FROM people_acts WHERE seq = 4")

@@ -32,7 +32,7 @@ from tests.intake_seal_fixtures import (
     verify_summary,
 )
 from tests.portal_fixtures import make_world, portal_verdict
-from tests.review_fixtures import make_workspace
+from tests.review_fixtures import Workspace, make_workspace
 from tests.unit.audit.tamper_home import add_row
 
 pytestmark = pytest.mark.slow  # ssh-keygen signs the verdict files, SoftHSM2 the seals
@@ -51,13 +51,20 @@ def test_intake_seals_its_own_verdicts_and_later_seals_accept_them(
     assert "not in the audit log" not in verify_summary(ws.db, tmp_path)
 
 
-def test_a_forged_verdict_sealed_by_another_seal_is_refused_and_named(
-    tmp_path: Path, key: bytes
-) -> None:
+def _forged_after_a_genuine_intake(tmp_path: Path, key: bytes) -> tuple[Workspace, str]:
+    """A genuine intake answers the first case, then a verdict for the second is inserted by
+    SQL: the workspace and the forged case."""
     ws = make_workspace(tmp_path, key)
     second = cases(ws)[1]
     intake(ws, tmp_path, {0: "approve"})
     forge_verdict(ws.db, second)
+    return ws, second
+
+
+def test_a_forged_verdict_sealed_by_another_seal_is_refused_and_named(
+    tmp_path: Path, key: bytes
+) -> None:
+    ws, second = _forged_after_a_genuine_intake(tmp_path, key)
     refused_everywhere(ws.db, tmp_path, "verdicts", f"{DOMAIN}/{second}")
     with pytest.raises(SealRefused, match=f"{DOMAIN}/{second}"):  # and every later seal
         general_seal(ws.db, tmp_path, "cli-seal")
@@ -119,10 +126,7 @@ def test_without_step_ownership_the_forged_verdict_would_be_sealed(
     tmp_path: Path, key: bytes
 ) -> None:
     """Control: a seal that does not treat verdicts as intake's own logs the forgery."""
-    ws = make_workspace(tmp_path, key)
-    second = cases(ws)[1]
-    intake(ws, tmp_path, {0: "approve"})
-    forge_verdict(ws.db, second)
+    ws, second = _forged_after_a_genuine_intake(tmp_path, key)
     with audit_connection(ws.db) as con:
         seal_run(con, "laundering", signer(tmp_path), tmp_path / "checkpoints")
     assert logged(ws.db, "verdict", f"{DOMAIN}/{second}") == 1
