@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -211,7 +212,7 @@ def measure(mode: str, scenario: str, db: Path) -> dict:
 
             con.close()  # seal_with_segment opens the file itself, twice
             return seal_with_segment(
-                lambda: audit_connection(db), Segments(db.parent / "segments"),
+                partial(audit_connection, db), Segments(db.parent / "segments"),
                 f"consumer_credit.{run_id}", run_id, key, checkpoints, owned={},
             ).appended  # fmt: skip
         if mode == "with_inputs":  # the seal plus the execution step's input seal and check

@@ -7,7 +7,7 @@ only when a resource is used, never when definitions load.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -135,15 +135,19 @@ class AuditDatabase(ConfigurableResource):
     lock_wait_s: float = DEFAULT_LOCK_WAIT_SECONDS
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(
+        self, read_only: bool = False, attachable: Sequence[Path] = ()
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
         """Open the file, waiting up to `lock_wait_s` while another process holds it.
 
         DuckDB allows one writing process per file; partition runs in parallel (a backfill on
         several processes) take turns on these short-lived connections instead of failing.
+        `attachable`: DuckDB files this connection may `ATTACH` (a run's segment, for its pick).
         """
         dirs = self.readable_dirs or [str(Path(self.database).parent / "warehouse")]
         readable = tuple(Path(d) for d in dirs)
-        with open_when_free(Path(self.database), read_only, self.lock_wait_s, readable) as con:
+        path = Path(self.database)
+        with open_when_free(path, read_only, self.lock_wait_s, readable, attachable) as con:
             yield con
 
 

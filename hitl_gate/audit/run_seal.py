@@ -46,9 +46,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
-from hitl_gate.audit.events import CHAIN_EVENTS, EVENT_SOURCES, EventSource, source_sql
+from hitl_gate.audit.events import (
+    CHAIN_EVENTS,
+    EVENT_SOURCES,
+    EventSource,
+    SourceSql,
+    source_sql,
+)
 from hitl_gate.audit.run_segments import (
     GLOBAL_FIELDS,
     SegmentReport,
@@ -74,7 +79,13 @@ from hitl_gate.audit.witness import (
     line_hash,
     read_witness,
 )
-from hitl_gate.core.database import OpenConnection, restrict_file_access, transaction
+from hitl_gate.core.database import (
+    OpenAttaching,
+    OpenConnection,
+    attach_database,
+    restrict_file_access,
+    transaction,
+)
 from hitl_gate.core.file_lock import exclusive_lock, is_held
 
 if TYPE_CHECKING:
@@ -84,8 +95,9 @@ if TYPE_CHECKING:
 SEGMENT_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if not s.append_only)
 CHAIN_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if s.append_only)
 GLOBAL_WITNESS_FILE = "global_checkpoints.jsonl"
-COPY_BATCH_ROWS = 200_000
-PICK_FP = "__audit_pick_fingerprint"
+SEGMENT_ALIAS = "audit_segment"  # the segment, attached to the writer's session by the pick
+PICKED = "audit_picked"  # temporary: the pick's rowids and fingerprints, per event type
+PICKED_COLUMNS = "event_type VARCHAR, rid BIGINT, fingerprint UBIGINT"
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -141,51 +153,73 @@ def pick_rows(
     `events.SourceSlices.find_unseen`) and no live run has picked into the segment, and
     record their fingerprints as pending. Seen is recorded only by `fold_picked`. With
     `scope`, a day-partitioned table's rows of other domains or days are left to their runs
-    (or to `hitl audit seal`, which seals every unseen row on the single chain)."""
+    (or to `hitl audit seal`, which seals every unseen row on the single chain).
+
+    The rows go database to database: the segment is attached to `con` (which must have been
+    opened with `segments.database(segment)` among its `attachable` files, and nothing else
+    of the segments folder) and filled by `INSERT ... SELECT`, with no Arrow copy in between.
+    DuckDB writes one database per transaction, so the copy (reading `audit.duckdb`, writing
+    the segment) commits first and the pending fingerprints after it: a run killed between
+    the two leaves rows in a segment nobody folds, never a pending fingerprint without its row.
+    """
     _release_abandoned(con, segments)
-    rows: dict[str, int] = {}
-    with _open_segment(segments, segment) as seg, transaction(con):
-        for source in sources:
-            sql = source_sql(con, source)
-            if sql is None:
-                continue
-            columns = _same_table(con, seg, source.table)
-            where, params = "", dict[str, object](event_type=source.event_type)
-            if scope is not None and {"domain", "partition_date"} <= columns:
-                where = "WHERE domain = $domain AND partition_date IN (SELECT unnest($days))"
-                params |= {"domain": scope.domain, "days": list(scope.days)}
-            reader = con.sql(
-                f"SELECT * FROM (SELECT *, {sql.fingerprint} AS {PICK_FP} FROM {sql.table} "
-                f"{where}) WHERE {PICK_FP} NOT IN (SELECT fingerprint FROM audit_seen_rows "
-                "WHERE event_type = $event_type UNION ALL SELECT fingerprint FROM "
-                "audit_segment_pending WHERE event_type = $event_type)",
-                params=params,
-            ).to_arrow_reader(COPY_BATCH_ROWS)
-            assert reader is not None
-            fingerprints: list[pa.Array] = []
-            for batch in reader:
-                if not batch.num_rows:
-                    continue
-                index = batch.schema.get_field_index(PICK_FP)
-                fingerprints.append(batch.column(index))
-                seg.register("picked_rows", pa.Table.from_batches([batch.remove_column(index)]))
-                try:
-                    seg.execute(f"INSERT INTO {sql.table} SELECT * FROM picked_rows")
-                finally:
-                    seg.unregister("picked_rows")
-            if fingerprints:
-                rows[source.event_type] = sum(len(f) for f in fingerprints)
-                pending = pa.table({"fingerprint": pa.concat_arrays(fingerprints)})
-                con.register("picked_fingerprints", pending)
-                try:
-                    con.execute(
-                        "INSERT INTO audit_segment_pending SELECT DISTINCT ?, ?, fingerprint "
-                        "FROM picked_fingerprints",
-                        [segment, source.event_type],
-                    )
-                finally:
-                    con.unregister("picked_fingerprints")
+    # Before the segment is attached: its tables share the lineage tables' names, and the
+    # catalogue queries of `source_sql` must see the global ones only.
+    found = [(source, sql) for source in sources if (sql := source_sql(con, source)) is not None]
+    shapes = {source.table: _columns(con, source.table) for source, _ in found}
+    if not segments.database(segment).is_file():
+        with segments.open(segment):  # created with the audit schema, then closed
+            pass
+    attach_database(con, segments.database(segment), SEGMENT_ALIAS)
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {PICKED} ({PICKED_COLUMNS})")
+        with transaction(con):  # reads audit.duckdb; writes the segment and the temp table
+            for source, sql in found:
+                _pick_source(con, source, sql, shapes[source.table], scope)
+        rows = {
+            str(event_type): int(n)
+            for event_type, n in con.execute(
+                f"SELECT event_type, count(*) FROM {PICKED} GROUP BY ALL ORDER BY 1"
+            ).fetchall()
+        }
+        with transaction(con):
+            con.execute(
+                "INSERT INTO audit_segment_pending SELECT DISTINCT ?, event_type, fingerprint "
+                f"FROM {PICKED}",
+                [segment],
+            )
+    finally:
+        con.execute(f"DROP TABLE IF EXISTS {PICKED}")
+        con.execute(f"DETACH {SEGMENT_ALIAS}")
     return Picked(segment, rows)
+
+
+def _pick_source(
+    con: duckdb.DuckDBPyConnection,
+    source: EventSource,
+    sql: SourceSql,
+    columns: list[tuple[str, str]],
+    scope: Scope | None,
+) -> None:
+    """One table's unseen rows: rowids and fingerprints into the temporary table, then the
+    rows themselves into the segment's table by rowid (stable within the transaction)."""
+    _same_table(con, source.table, columns)
+    where, params = "", dict[str, object](event_type=source.event_type)
+    if scope is not None and {"domain", "partition_date"} <= {name for name, _ in columns}:
+        where = "WHERE domain = $domain AND partition_date IN (SELECT unnest($days))"
+        params |= {"domain": scope.domain, "days": list(scope.days)}
+    con.execute(
+        f"INSERT INTO {PICKED} SELECT $event_type, rid, fingerprint FROM (SELECT rowid AS rid, "
+        f"{sql.fingerprint} AS fingerprint FROM {sql.table} {where}) WHERE fingerprint NOT IN "
+        "(SELECT fingerprint FROM audit_seen_rows WHERE event_type = $event_type UNION ALL "
+        "SELECT fingerprint FROM audit_segment_pending WHERE event_type = $event_type)",
+        params,
+    )
+    con.execute(
+        f"INSERT INTO {SEGMENT_ALIAS}.main.{sql.table} SELECT * FROM {sql.table} WHERE rowid IN "
+        f"(SELECT rid FROM {PICKED} WHERE event_type = $event_type)",
+        {"event_type": source.event_type},
+    )
 
 
 def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> None:
@@ -204,34 +238,38 @@ def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> No
             discard(segments, segment)
 
 
-def _same_table(
-    con: duckdb.DuckDBPyConnection, seg: duckdb.DuckDBPyConnection, table: str
-) -> set[str]:
-    """Make the segment's `table` a plain table with the global one's columns, in order and
-    type: the canonical JSON is rendered in column order from the column types, so the rows
-    hash to the same bytes in both files. No key or index: the segment only renders them
-    (the global table's constraints held when they were written), and building the indexes
-    cost more than the copy. Returns the column names."""
-    query = (
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position"
-    )
-    columns = con.execute(query, [table]).fetchall()
-    if columns != seg.execute(query, [table]).fetchall() or _has_index(seg, table):
-        seg.execute(f"DROP TABLE IF EXISTS {_quote(table)}")
-        body = ", ".join(f"{_quote(str(name))} {kind}" for name, kind in columns)
-        seg.execute(f"CREATE TABLE {_quote(table)} ({body})")
-    return {str(name) for name, _ in columns}
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    """The global table's columns (name, type), in order."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = "
+        "current_database() AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return [(str(name), str(kind)) for name, kind in rows]
 
 
-def _has_index(seg: duckdb.DuckDBPyConnection, table: str) -> bool:
-    (keys,) = seg.execute(
-        "SELECT (SELECT count(*) FROM duckdb_indexes() WHERE table_name = $t) + "
-        "(SELECT count(*) FROM duckdb_constraints() WHERE table_name = $t AND "
-        "constraint_type IN ('PRIMARY KEY', 'UNIQUE'))",
-        {"t": table},
+def _same_table(con: duckdb.DuckDBPyConnection, table: str, columns: list[tuple[str, str]]) -> None:
+    """Make the attached segment's `table` a plain table with the global one's `columns`, in
+    order and type: the canonical JSON is rendered in column order from the column types, so
+    the rows hash to the same bytes in both files. No key or index: the segment only renders
+    them (the global table's constraints held when they were written), and building the
+    indexes cost more than the copy."""
+    stored = con.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = $db "
+        "AND table_schema = 'main' AND table_name = $t ORDER BY ordinal_position",
+        {"db": SEGMENT_ALIAS, "t": table},
+    ).fetchall()
+    (keys,) = con.execute(
+        "SELECT (SELECT count(*) FROM duckdb_indexes() WHERE database_name = $db AND "
+        "table_name = $t) + (SELECT count(*) FROM duckdb_constraints() WHERE database_name = $db "
+        "AND table_name = $t AND constraint_type IN ('PRIMARY KEY', 'UNIQUE'))",
+        {"db": SEGMENT_ALIAS, "t": table},
     ).fetchall()[0]
-    return bool(keys)
+    if [(str(n), str(k)) for n, k in stored] != columns or keys:
+        name = f"{SEGMENT_ALIAS}.main.{_quote(table)}"
+        con.execute(f"DROP TABLE IF EXISTS {name}")
+        body = ", ".join(f"{_quote(column)} {kind}" for column, kind in columns)
+        con.execute(f"CREATE TABLE {name} ({body})")
 
 
 def _quote(name: str) -> str:
@@ -465,7 +503,7 @@ def check_segments(
 
 
 def seal_with_segment(
-    connect: OpenConnection,
+    connect: OpenAttaching,
     segments: Segments,
     segment: str,
     run_id: str,
@@ -481,8 +519,9 @@ def seal_with_segment(
 ) -> SealResult:
     """A run's end-of-run seal with its versioned rows in a segment of its own.
 
-    On a writer connection: the insert-once tables sealed on the single chain as every seal
-    does (step-owned ones refused unless their step sealed them), then the pick (step 1).
+    On a writer connection that may attach this segment's file (and no other file of the
+    folder): the insert-once tables sealed on the single chain as every seal does (step-owned
+    ones refused unless their step sealed them), then the pick (step 1).
     With the global file closed: the segment's seal (step 2). On a new writer connection: the
     fold (step 3) and `after` (the replica refresh). An insert-once row changed after sealing
     raises `SealRefused` once all of this is done, as `seal.seal_run` does (`owned`: as
@@ -492,7 +531,7 @@ def seal_with_segment(
     """
     refused: SealRefused | None = None
     with claim(segments, segment):
-        with connect() as con:
+        with connect(attachable=[segments.database(segment)]) as con:  # for the pick only
             try:
                 sealed = seal_run(
                     con, run_id, signer, checkpoints, CHAIN_SOURCES, batch_rows,

@@ -9,7 +9,10 @@ Every audit connection runs with DuckDB's file access switched off (`enable_exte
 false) except for the folders its caller names (`readable`: the warehouse's Parquet for the
 pipeline): no SQL on it, whoever writes it, can `read_blob` a key file or the token's files,
 `COPY` to or `ATTACH` another file, or load an extension. DuckDB refuses to switch access
-back on while the database is open. Maintenance that rewrites the file (retention's
+back on while the database is open. A writer that copies rows into another DuckDB file (a
+run's audit segment, `audit.run_seal`) names that file (`attachable`): the connection may then
+open exactly that file and DuckDB's own files beside it (`attached_files`), no folder and no
+other name. Maintenance that rewrites the file (retention's
 compaction) opens its own unrestricted connection (`maintenance_connection`).
 """
 
@@ -20,7 +23,7 @@ from contextlib import AbstractContextManager, contextmanager
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import polars as pl
@@ -86,21 +89,34 @@ def _table_name(table: str) -> str:
     return table
 
 
+class OpenAttaching(Protocol):
+    """Opens a short-lived audit writer that may also `ATTACH` the DuckDB files `attachable`
+    (`AuditDatabase.connect`, `audit_connection` bound to a path): what a run's segment seal
+    is given, so only its pick's connection gets the allowance."""
+
+    def __call__(
+        self, *, attachable: Sequence[Path] = ()
+    ) -> AbstractContextManager[duckdb.DuckDBPyConnection]: ...
+
+
 @contextmanager
 def audit_connection(
-    path: Path, read_only: bool = False, readable: Sequence[Path] = ()
+    path: Path,
+    read_only: bool = False,
+    readable: Sequence[Path] = (),
+    attachable: Sequence[Path] = (),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """Open the audit database (creating schema on write access) and always close it.
 
     Connections are short-lived on purpose: DuckDB allows one writing process per file, and
     the Dagster UI, the sensor and the CLI must be able to take turns. File access is
-    restricted to `readable` (see the module docstring).
+    restricted to `readable` folders and the DuckDB files `attachable` (module docstring).
     """
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only)
     try:
-        restrict_file_access(con, readable)
+        restrict_file_access(con, readable, attachable)
         if not read_only:
             ensure_schema(con)
         yield con
@@ -108,23 +124,64 @@ def audit_connection(
         con.close()
 
 
-def restrict_file_access(con: duckdb.DuckDBPyConnection, readable: Sequence[Path] = ()) -> None:
-    """Switch the connection's database instance to no file access but `readable` folders.
+def restrict_file_access(
+    con: duckdb.DuckDBPyConnection,
+    readable: Sequence[Path] = (),
+    attachable: Sequence[Path] = (),
+) -> None:
+    """Switch the connection's database instance to no file access but `readable` folders
+    and the DuckDB databases `attachable` (`attached_files` of each, nothing else).
 
     The setting belongs to the instance, which DuckDB shares between connections of one
     process to the same file: when an earlier, still open connection restricted it already,
     it stays as that one set it (DuckDB cannot widen it), and a read outside fails with
     DuckDB's `PermissionException` naming the file.
     """
-    restrict_to_directories(con, [str(Path(p).resolve()).rstrip("/") + "/" for p in readable])
+    restrict_to_directories(
+        con,
+        [str(Path(p).resolve()).rstrip("/") + "/" for p in readable],
+        [str(f) for database in attachable for f in attached_files(database)],
+    )
 
 
-def restrict_to_directories(con: Any, directories: Sequence[str]) -> None:
+# What DuckDB opens beside a database it attaches for writing: the write-ahead log, the log
+# it writes while checkpointing and the one it replays after a crash.
+ATTACHED_SUFFIXES = ("", ".wal", ".wal.checkpoint", ".wal.recovery")
+
+
+def attached_files(database: Path) -> tuple[Path, ...]:
+    """The files a session needs to `ATTACH` `database`, as DuckDB will name them.
+
+    Absolute, with the folder's symbolic links resolved, so the allowance and the `ATTACH`
+    (`attach_database`) name the same text. A file among them that is itself a symbolic link
+    is refused (`ValueError`): whoever planted it could point the allowance at a key.
+    """
+    folder = Path(database).parent.resolve()
+    files = tuple(folder / f"{Path(database).name}{suffix}" for suffix in ATTACHED_SUFFIXES)
+    for file in files:
+        if file.is_symlink():
+            raise ValueError(f"{file} is a symbolic link: not attached")
+    return files
+
+
+def attach_database(con: duckdb.DuckDBPyConnection, database: Path, alias: str) -> None:
+    """`ATTACH` `database` as `alias` (an identifier), on a connection opened with it among
+    its `attachable` files; a connection without that allowance is refused with DuckDB's
+    `PermissionException` naming the file."""
+    if not alias.isidentifier():
+        raise ValueError(f"not an alias: {alias!r}")
+    con.execute(f"ATTACH ? AS {alias}", [str(attached_files(database)[0])])
+
+
+def restrict_to_directories(
+    con: Any, directories: Sequence[str], files: Sequence[str] = ()
+) -> None:
     """`restrict_file_access` with DuckDB's own `allowed_directories` entries.
 
     An entry is a prefix DuckDB compares with the path as the SQL names it, after removing
     `..`: absolute folders, or relative ones (`<domain>/`) for sessions whose views name
-    files relative to their `file_search_path`. `con` is a DuckDB connection or a driver's
+    files relative to their `file_search_path`; `files` are single files (`allowed_paths`,
+    compared the same way). `con` is a DuckDB connection or a driver's
     wrapper of one (SQLAlchemy's), hence untyped.
     """
     (enabled,) = con.execute("SELECT current_setting('enable_external_access')").fetchall()[0]
@@ -132,6 +189,8 @@ def restrict_to_directories(con: Any, directories: Sequence[str]) -> None:
         return
     if directories:
         con.execute("SET allowed_directories = ?", [list(directories)])
+    if files:
+        con.execute("SET allowed_paths = ?", [list(files)])
     con.execute("SET enable_external_access = false")
 
 

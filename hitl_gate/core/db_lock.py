@@ -70,7 +70,11 @@ class AuditDatabaseLocked(RuntimeError):
 
 @contextmanager
 def open_when_free(
-    path: Path, read_only: bool, wait_s: float, readable: Sequence[Path] = ()
+    path: Path,
+    read_only: bool,
+    wait_s: float,
+    readable: Sequence[Path] = (),
+    attachable: Sequence[Path] = (),
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """`audit_connection`, retried with backoff while another process holds the file.
 
@@ -83,9 +87,7 @@ def open_when_free(
     with ExitStack() as stack:
         while True:
             try:
-                con = stack.enter_context(
-                    audit_connection(path, read_only=read_only, readable=readable)
-                )
+                con = stack.enter_context(audit_connection(path, read_only, readable, attachable))
                 break
             except duckdb.IOException as error:
                 if not is_lock_error(error):

@@ -19,7 +19,7 @@ from hitl_gate.audit.run_segments import Segments
 from hitl_gate.audit.seal import BATCH_ROWS, STEP_OWNED, SealResult, seal_run
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
-from hitl_gate.core.database import OpenConnection, query_frame, replace_partition_slice
+from hitl_gate.core.database import OpenAttaching, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.execution.outcomes import ingest_outcomes
 
@@ -88,7 +88,7 @@ def day_accounting(
 def account_days(
     domain: DomainConfig,
     statuses: pl.DataFrame,
-    connect: OpenConnection,
+    connect: OpenAttaching,
     outcomes: Path,
     days: list[date],
     *,

@@ -60,8 +60,12 @@ class Home:
     def key(self):  # noqa: ANN201
         return load_or_create_signing_key(self.key_file)
 
-    def connect(self):  # noqa: ANN201
-        return audit_connection(self.paths.audit_db)
+    def connect(self, attachable: tuple[Path, ...] = ()):  # noqa: ANN201
+        return audit_connection(self.paths.audit_db, attachable=attachable)
+
+    def picker(self, segment: str):  # noqa: ANN201
+        """A writer that may attach `segment`'s file, as `seal_with_segment` opens it."""
+        return self.connect(attachable=(self.segments.database(segment),))
 
     def write(self, domain: str, day: str, cases: range, **values: object) -> None:
         with self.connect() as con:
@@ -286,7 +290,7 @@ def test_a_run_that_died_after_its_pick_leaves_its_rows_to_the_next_seal(
 ) -> None:
     home.write("a", DAY2, range(11, 14))
     dead = segment_id("a", [DAY2], "run-dead")
-    with claim(home.segments, dead), home.connect() as con:
+    with claim(home.segments, dead), home.picker(dead) as con:
         assert pick_rows(con, home.segments, dead).total == 3
     assert home.segments.database(dead).is_file()
     # The run died here: its claim is released, its pending rows are nobody's.
@@ -303,7 +307,7 @@ def test_a_live_claim_keeps_its_rows_from_another_run(
     home.write("a", DAY2, range(11, 14))
     first = segment_id("a", [DAY2], "run-7")
     with claim(home.segments, first):
-        with home.connect() as con:
+        with home.picker(first) as con:
             assert pick_rows(con, home.segments, first).total == 3
         home.write("b", DAY1, range(21, 22))
         assert home.seal("b", DAY1, "run-8").appended == 1  # only its own row
@@ -329,13 +333,13 @@ from hitl_gate.core.home import HitlPaths
 home, day, key_file, pause = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
 paths = HitlPaths.at(home)
 segments, key = Segments(paths.segments_dir), load_or_create_signing_key(key_file)
-connect = lambda: open_when_free(paths.audit_db, False, 120)
+connect = lambda attachable=(): open_when_free(paths.audit_db, False, 120, (), attachable)
 seg, run = segment_id("d", [day], "run-" + day), "run-" + day
 scope = Scope("d", (date.fromisoformat(day),))
 times = {"start": time.time()}
 if pause == "pause":  # the first run: step 2 held open until the second run has finished
     with claim(segments, seg):
-        with connect() as con:
+        with connect([segments.database(seg)]) as con:
             picked = pick_rows(con, segments, seg, scope=scope)
         times["step2_start"] = time.time()
         with segments.open(seg) as held:  # as its rendering would hold it
