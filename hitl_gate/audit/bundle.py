@@ -35,6 +35,7 @@ from hitl_gate.audit import bundle_check
 from hitl_gate.audit.bundle_check import (
     BUNDLE_FORMAT,
     HANDOVER_FIELDS,
+    HANDOVER_GLOBAL,
     HANDOVERS,
     KEYS,
     LINEAGE_INDEX,
@@ -282,7 +283,10 @@ def _write_handovers(con: duckdb.DuckDBPyConnection, out: Path) -> set[str]:
         folder.mkdir(exist_ok=True)
         path = folder / f"key-handover-{int(record['after_seq']):012d}.json"
         fields = (*HANDOVER_FIELDS, "old_signature", "new_signature")
-        path.write_text(json.dumps({n: record[n] for n in fields}, sort_keys=True, indent=2,
+        shipped = {n: record[n] for n in fields}
+        if record.get(HANDOVER_GLOBAL) is not None:  # signed when present
+            shipped[HANDOVER_GLOBAL] = record[HANDOVER_GLOBAL]
+        path.write_text(json.dumps(shipped, sort_keys=True, indent=2,
                                    default=str) + "\n", encoding="utf-8")  # fmt: skip
         keys |= {str(record["old_public_key"]), str(record["new_public_key"])}
     return keys

@@ -43,6 +43,8 @@ LINEAGE_INDEX = "lineage/index.csv"
 HANDOVERS = "handovers"
 HANDOVER_PURPOSE = "hitl-gate checkpoint key hand-over"
 HANDOVER_FIELDS = ("after_seq", "old_public_key", "new_public_key", "created_at")
+# The last global checkpoint (per-run segments) signed by the old key; signed when present.
+HANDOVER_GLOBAL = "after_global_seq"
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
 )  # fmt: skip
@@ -108,9 +110,12 @@ def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
 
 def handover_message(record: dict[str, Any]) -> bytes:
     """The bytes both keys of a hand-over sign: JSON of its fields and the purpose, sorted
-    keys, no spaces, UTF-8 (`after_seq` as a number)."""
+    keys, no spaces, UTF-8 (`after_seq` as a number; `after_global_seq` too, as a number,
+    when the record has one: hand-overs made before it existed sign without it)."""
     body = {name: record[name] for name in HANDOVER_FIELDS}
     body["after_seq"] = int(body["after_seq"])
+    if record.get(HANDOVER_GLOBAL) is not None:
+        body[HANDOVER_GLOBAL] = int(record[HANDOVER_GLOBAL])
     body["purpose"] = HANDOVER_PURPOSE
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
