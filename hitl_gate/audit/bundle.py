@@ -35,6 +35,7 @@ from hitl_gate.audit import bundle_check
 from hitl_gate.audit.bundle_check import (
     BUNDLE_FORMAT,
     HANDOVER_FIELDS,
+    HANDOVER_GLOBAL,
     HANDOVERS,
     KEYS,
     LINEAGE_INDEX,
@@ -43,11 +44,20 @@ from hitl_gate.audit.bundle_check import (
     SUMS,
 )
 from hitl_gate.audit.bundle_readme import README
+from hitl_gate.audit.bundle_segments import (
+    NO_SEGMENT_JOIN,
+    SEGMENT_EVENTS_JOIN,
+    SINGLE_CHAIN,
+    BundleError,
+    segment_events,
+    write_segment_logs,
+)
 from hitl_gate.audit.chain import GENESIS_HASH
 from hitl_gate.audit.events import EVENT_SOURCES, EventSource, source_sql
 from hitl_gate.audit.keys import public_key_hex
 
 if TYPE_CHECKING:
+    from hitl_gate.audit.run_segments import Segments
     from hitl_gate.audit.signer import CheckpointSigner
 
 ENTRY_BATCH = 50_000
@@ -73,10 +83,6 @@ _SPECIAL_SCOPES = {
     ),
     "verdict_rejections": f"t.case_id IN (SELECT b.case_id FROM decisions b WHERE {_RANGE})",
 }
-
-
-class BundleError(RuntimeError):
-    """The bundle cannot be written (bad target, or the database does not back the rows)."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,13 @@ def export_bundle(
     scope: BundleScope,
     out: Path,
     signing_key: CheckpointSigner,
+    segments: Segments | None = None,
 ) -> BundleSummary:
-    """Write the bundle of `scope` into the new or empty folder `out`; check it; summarise."""
+    """Write the bundle of `scope` into the new or empty folder `out`; check it; summarise.
+
+    `segments`: where the per-run segments live (`HitlPaths.segments_dir`); a row sealed in
+    one ships with its segment's checkpoint ranges, the global leaves and the signed global
+    checkpoints (`bundle_segments.py`). Without it such a row is refused as unlogged."""
     if scope.end < scope.start:
         raise BundleError(f"--to {scope.end} is before --from {scope.start}")
     if out.exists() and any(out.iterdir()):
@@ -129,8 +140,16 @@ def export_bundle(
     if not cases:
         raise BundleError(f"no cases decided on {scope.start}..{scope.end}: nothing to export")
     out.mkdir(parents=True, exist_ok=True)
-    rows, seqs, skipped = _write_lineage(con, scope, out)
-    ranges, keys, entries = _write_log(con, seqs, out)
+    in_segments = segments is not None and segment_events(con)
+    rows, seqs, skipped = _write_lineage(con, scope, out, in_segments)
+    chain_seqs = seqs.pop(SINGLE_CHAIN, set())
+    ranges, keys, entries = _write_log(con, chain_seqs, out)
+    if seqs:
+        assert segments is not None
+        more_ranges, more_keys, more_entries = write_segment_logs(
+            con, segments, seqs, out, _write_log
+        )
+        ranges, keys, entries = ranges + more_ranges, keys | more_keys, entries + more_entries
     _write_trace(con, scope, out)
     own_key = public_key_hex(signing_key)
     keys |= _write_handovers(con, out)
@@ -151,6 +170,7 @@ def export_bundle(
         "cases": cases,
         "rows": rows,
         "ranges": ranges,
+        "tables": {s.event_type: s.table for s in EVENT_SOURCES},
         "tables_without_scope": list(skipped),
     }
     _write_manifest(out, manifest, signing_key)
@@ -161,23 +181,26 @@ def export_bundle(
 
 
 def _write_lineage(
-    con: duckdb.DuckDBPyConnection, scope: BundleScope, out: Path
-) -> tuple[dict[str, int], set[int], tuple[str, ...]]:
-    """One canonical JSON line per row and event type, and the index naming each row's entry."""
+    con: duckdb.DuckDBPyConnection, scope: BundleScope, out: Path, in_segments: bool
+) -> tuple[dict[str, int], dict[str, set[int]], tuple[str, ...]]:
+    """One canonical JSON line per row and event type, and the index naming each row's entry
+    (its `seq`, and its `segment` when a per-run segment logged it: empty for the single
+    chain). Returns the counts, the seqs wanted per chain (`SINGLE_CHAIN`: the single one)
+    and the tables without a scope."""
     folder = out / "lineage"
     folder.mkdir()
     counts: dict[str, int] = {}
-    seqs: set[int] = set()
+    seqs: dict[str, set[int]] = {}
     skipped: list[str] = []
     index = io.StringIO()
     writer = csv.writer(index, lineterminator="\n")
-    writer.writerow(["event_type", "line", "seq", "entity_key", "content_digest"])
+    writer.writerow(["event_type", "line", "seq", "entity_key", "content_digest", "segment"])
     for source in EVENT_SOURCES:
-        rows = _scoped_rows(con, source, scope)
+        rows = _scoped_rows(con, source, scope, in_segments)
         if rows is None:
             skipped.append(source.table)
             continue
-        unlogged = [key for key, _, _, seq in rows if seq is None]
+        unlogged = [key for key, _, _, seq, _ in rows if seq is None]
         if unlogged:
             raise BundleError(
                 f"{len(unlogged)} {source.table} rows in scope are not in the audit log "
@@ -185,20 +208,23 @@ def _write_lineage(
                 "`hitl audit verify` names each"
             )
         with (folder / f"{source.event_type}.jsonl").open("w", encoding="utf-8") as lines:
-            for number, (key, digest, text, seq) in enumerate(rows, start=1):
+            for number, (key, digest, text, seq, segment) in enumerate(rows, start=1):
                 _one_line(text, source.table)
                 lines.write(text + "\n")
-                writer.writerow([source.event_type, number, seq, key, digest])
-                seqs.add(int(cast(int, seq)))  # logged: rows without a seq raised above
+                writer.writerow([source.event_type, number, seq, key, digest, segment or ""])
+                # logged: rows without a seq raised above
+                seqs.setdefault(segment or SINGLE_CHAIN, set()).add(int(cast(int, seq)))
         counts[source.event_type] = len(rows)
     (out / LINEAGE_INDEX).write_text(index.getvalue(), encoding="utf-8")
     return counts, seqs, tuple(skipped)
 
 
 def _scoped_rows(
-    con: duckdb.DuckDBPyConnection, source: EventSource, scope: BundleScope
-) -> list[tuple[str, str, str, int | None]] | None:
-    """(entity key, content digest, canonical JSON, logged seq) of the rows in scope."""
+    con: duckdb.DuckDBPyConnection, source: EventSource, scope: BundleScope, in_segments: bool
+) -> list[tuple[str, str, str, int | None, str | None]] | None:
+    """(entity key, content digest, canonical JSON, logged seq, segment) of the rows in scope:
+    the single chain's entry when it logged the row, else a folded segment's
+    (`bundle_segments.segment_events`, with `in_segments`)."""
     sql = source_sql(con, source, sha256="sha256")
     if sql is None:
         return None
@@ -213,15 +239,18 @@ def _scoped_rows(
     where = scope_filter(source.table, columns)
     if where is None:
         return None
+    logged = SEGMENT_EVENTS_JOIN if in_segments else NO_SEGMENT_JOIN
     return con.execute(
         f"""
-        SELECT s.entity_key, s.content_digest, s.stable, i.seq
+        SELECT s.entity_key, s.content_digest, s.stable, coalesce(i.seq, g.seq) AS seq,
+               CASE WHEN i.seq IS NULL THEN g.segment_id END AS segment
         FROM (SELECT DISTINCT entity_key, stable, sha256(stable) AS content_digest
               FROM (SELECT {sql.entity_key} AS entity_key, {sql.stable_json} AS stable
                     FROM {sql.table} t WHERE {where})) s
         LEFT JOIN audit_log_index i ON i.event_type = $event_type
             AND i.entity_key = s.entity_key AND i.content_digest = s.content_digest
-        ORDER BY i.seq NULLS FIRST, s.entity_key
+        {logged}
+        ORDER BY segment NULLS FIRST, seq NULLS FIRST, s.entity_key
         """,
         {**scope.params(), "event_type": source.event_type},
     ).fetchall()
@@ -234,37 +263,55 @@ def _one_line(text: str, where: str) -> None:
 
 
 def _write_log(
-    con: duckdb.DuckDBPyConnection, seqs: set[int], out: Path
+    con: duckdb.DuckDBPyConnection,
+    seqs: set[int],
+    out: Path,
+    segment: str | None = None,
+    folded_to: int | None = None,
 ) -> tuple[list[dict[str, Any]], set[str], int]:
-    """Every checkpoint range holding one of `seqs`, whole, with its signed checkpoint."""
-    rows = con.execute("SELECT * FROM audit_checkpoints ORDER BY last_seq").fetchall()
+    """Every checkpoint range holding one of `seqs`, whole, with its signed checkpoint.
+
+    `con` is the single chain's database, or with `segment` that segment's own (files under
+    `segments/<segment>/`), of which only checkpoints up to its folded `folded_to` count."""
+    rows = con.execute(
+        "SELECT * FROM audit_checkpoints WHERE last_seq <= ? ORDER BY last_seq",
+        [folded_to if folded_to is not None else 2**62],
+    ).fetchall()
     names = [d[0] for d in con.description]
     checkpoints = [dict(zip(names, r, strict=True)) for r in rows]
+    where = f"segment {segment} " if segment else ""
+    base = f"segments/{segment}/" if segment else ""
     wanted = sorted(seqs)
     chosen, position = [], 0
     for cp in checkpoints:
         first, last = int(cp["first_seq"]), int(cp["last_seq"])
         if position < len(wanted) and wanted[position] < first:
-            raise BundleError(f"audit log entry {wanted[position]} is not under a checkpoint")
+            raise BundleError(
+                f"{where}audit log entry {wanted[position]} is not under a checkpoint"
+            )
         if position < len(wanted) and wanted[position] <= last:
             chosen.append(cp)
             while position < len(wanted) and wanted[position] <= last:
                 position += 1
     if position < len(wanted):
-        raise BundleError(f"audit log entry {wanted[position]} is not under a checkpoint: seal")
-    (out / "log").mkdir()
-    (out / "checkpoints").mkdir()
+        raise BundleError(
+            f"{where}audit log entry {wanted[position]} is not under a "
+            + ("folded checkpoint" if segment else "checkpoint: seal")
+        )
+    (out / base / "log").mkdir(parents=True)
+    (out / base / "checkpoints").mkdir()
     ranges, keys, total = [], set(), 0
     for cp in chosen:
         first, last = int(cp["first_seq"]), int(cp["last_seq"])
-        entries = f"log/entries-{first:012d}-{last:012d}.tsv"
+        entries = f"{base}log/entries-{first:012d}-{last:012d}.tsv"
         total += _write_entries(con, first, last, out / entries)
-        checkpoint = f"checkpoints/checkpoint-{last:012d}.json"
+        checkpoint = f"{base}checkpoints/checkpoint-{last:012d}.json"
         (out / checkpoint).write_text(
             json.dumps(cp, sort_keys=True, indent=2, default=str) + "\n", encoding="utf-8"
         )
         keys.add(str(cp["public_key"]))
         ranges.append({
+            **({"segment_id": segment} if segment else {}),
             "first_seq": first, "last_seq": last, "prev_hash": _stored_hash(con, first - 1),
             "entries_file": entries, "checkpoint_file": checkpoint,
         })  # fmt: skip
@@ -282,7 +329,10 @@ def _write_handovers(con: duckdb.DuckDBPyConnection, out: Path) -> set[str]:
         folder.mkdir(exist_ok=True)
         path = folder / f"key-handover-{int(record['after_seq']):012d}.json"
         fields = (*HANDOVER_FIELDS, "old_signature", "new_signature")
-        path.write_text(json.dumps({n: record[n] for n in fields}, sort_keys=True, indent=2,
+        shipped = {n: record[n] for n in fields}
+        if record.get(HANDOVER_GLOBAL) is not None:  # signed when present
+            shipped[HANDOVER_GLOBAL] = record[HANDOVER_GLOBAL]
+        path.write_text(json.dumps(shipped, sort_keys=True, indent=2,
                                    default=str) + "\n", encoding="utf-8")  # fmt: skip
         keys |= {str(record["old_public_key"]), str(record["new_public_key"])}
     return keys

@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-BUNDLE_FORMAT = "hitl-audit-bundle/1"
+BUNDLE_FORMAT = "hitl-audit-bundle/2"  # /2: per-run segments and global checkpoints
+READABLE_FORMATS = ("hitl-audit-bundle/1", BUNDLE_FORMAT)
 GENESIS_HASH = "0" * 64
 MANIFEST = "manifest.json"
 MANIFEST_SIGNATURE = "manifest.sig"
@@ -43,9 +44,18 @@ LINEAGE_INDEX = "lineage/index.csv"
 HANDOVERS = "handovers"
 HANDOVER_PURPOSE = "hitl-gate checkpoint key hand-over"
 HANDOVER_FIELDS = ("after_seq", "old_public_key", "new_public_key", "created_at")
+# The last global checkpoint (per-run segments) signed by the old key; signed when present.
+HANDOVER_GLOBAL = "after_global_seq"
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
 )  # fmt: skip
+# Per-run segments (hitl_gate.audit.run_segments): a leaf is a folded segment checkpoint, a
+# global checkpoint signs the Merkle root (fan-out 16) of every leaf so far.
+LEAVES_FILE = "global/leaves.json"
+GLOBALS_FILE = "global/checkpoints.json"
+LEAF_FIELDS = ("segment_id", "last_seq", "head_hash", "merkle_root", "signature")
+GLOBAL_FIELDS = ("global_seq", "leaves", "tree_root", "previous_hash", "created_at", "public_key")
+GLOBAL_FANOUT = 16
 _MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError, UnicodeDecodeError)
 
 
@@ -106,11 +116,34 @@ def checkpoint_message(checkpoint: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
+def leaf_hash(leaf: dict[str, Any]) -> bytes:
+    """SHA-256 of a leaf's `LEAF_FIELDS` as JSON (sorted keys, no spaces, UTF-8)."""
+    body = {name: leaf[name] for name in LEAF_FIELDS}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).digest()
+
+
+def global_message(checkpoint: dict[str, Any]) -> bytes:
+    """The signed bytes of a global checkpoint: its `GLOBAL_FIELDS` as JSON, sorted keys."""
+    body = {name: checkpoint[name] for name in GLOBAL_FIELDS}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def global_hash(checkpoint: dict[str, Any] | None) -> str:
+    """What the next global checkpoint's `previous_hash` holds: SHA-256 (hex) of the signed
+    bytes followed by the signature's hex text; 64 zeros before the first."""
+    if checkpoint is None:
+        return GENESIS_HASH
+    return sha256_hex(global_message(checkpoint) + str(checkpoint["signature"]).encode())
+
+
 def handover_message(record: dict[str, Any]) -> bytes:
     """The bytes both keys of a hand-over sign: JSON of its fields and the purpose, sorted
-    keys, no spaces, UTF-8 (`after_seq` as a number)."""
+    keys, no spaces, UTF-8 (`after_seq` as a number; `after_global_seq` too, as a number,
+    when the record has one: hand-overs made before it existed sign without it)."""
     body = {name: record[name] for name in HANDOVER_FIELDS}
     body["after_seq"] = int(body["after_seq"])
+    if record.get(HANDOVER_GLOBAL) is not None:
+        body[HANDOVER_GLOBAL] = int(record[HANDOVER_GLOBAL])
     body["purpose"] = HANDOVER_PURPOSE
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
@@ -121,11 +154,20 @@ class KeyChain:
 
     first: str | None  # the pinned key (None: no pin, each checkpoint's own key is checked)
     steps: list[tuple[int, str]] = field(default_factory=list)  # (after_seq, key from then)
+    # (after_global_seq, key from then): the same hand-overs on the global checkpoints
+    global_steps: list[tuple[int, str]] = field(default_factory=list)
 
     def key_for(self, first_seq: int) -> str | None:
         key = self.first
         for after_seq, new in self.steps:
             if first_seq > after_seq:
+                key = new
+        return key
+
+    def key_for_global(self, global_seq: int) -> str | None:
+        key = self.first
+        for after_global_seq, new in self.global_steps:
+            if global_seq > after_global_seq:
                 key = new
         return key
 
@@ -154,8 +196,9 @@ def check_bundle(folder: Path, public_key: str | None = None) -> BundleReport:
     if manifest is None:
         return report
     keys = _read_keys(folder, report)
-    entries = _check_ranges(folder, manifest, keys, chain, report)
-    _check_lineage(folder, entries, report)
+    leaves = _check_global(folder, manifest, keys, chain, report)
+    entries = _check_ranges(folder, manifest, keys, chain, leaves, report)
+    _check_lineage(folder, manifest, entries, report)
     if public_key is None:
         report.notes.append(
             f"signatures checked against the bundle's own key(s) {sorted(keys)}: compare them "
@@ -203,6 +246,8 @@ def _follow_handovers(folder: Path, public_key: str | None, report: BundleReport
             report.problems.append(f"{name}: bad signature of the old or the new key")
         else:
             chain.steps.append((after_seq, new))
+            # a hand-over from before `after_global_seq` existed predates every global one
+            chain.global_steps.append((int(record.get(HANDOVER_GLOBAL) or 0), new))
     return chain
 
 
@@ -214,7 +259,7 @@ def _check_manifest(folder: Path, chain: KeyChain, report: BundleReport) -> dict
         signature = (folder / MANIFEST_SIGNATURE).read_text(encoding="ascii").strip()
         signer = str(manifest["signing_key"])
         listed: dict[str, str] = dict(manifest["files"])
-        if manifest.get("format") != BUNDLE_FORMAT:
+        if manifest.get("format") not in READABLE_FORMATS:
             report.problems.append(f"{MANIFEST}: unknown format {manifest.get('format')!r}")
             return None
     except (OSError, *_MALFORMED) as exc:
@@ -270,24 +315,85 @@ def _read_keys(folder: Path, report: BundleReport) -> set[str]:
     return {line.strip() for line in text.splitlines() if line.strip()}
 
 
-def _check_ranges(
+Envelopes = dict[tuple[str, int], tuple[str, str, str]]  # (chain, seq) -> (type, key, digest)
+Leaves = dict[tuple[str, int], tuple[dict[str, Any], str | None]]  # (segment, last_seq) -> ...
+
+
+def _check_global(
     folder: Path,
     manifest: dict[str, Any],
     keys: set[str],
     chain: KeyChain,
     report: BundleReport,
-) -> dict[int, tuple[str, str, str]]:
-    """Every shipped range against its signed checkpoint; (type, key, digest) by seq."""
-    envelopes: dict[int, tuple[str, str, str]] = {}
-    heads: dict[int, str] = {}  # last seq of a range -> its recomputed head hash
+) -> Leaves:
+    """The global leaves and checkpoints (per-run segments), when shipped: every leaf's hash,
+    every global checkpoint's link, Merkle root over the leaves and signature by the key the
+    hand-overs give for it. Returns each leaf under a global checkpoint with that key."""
+    listed = manifest.get("files", {})
+    if GLOBALS_FILE not in listed and LEAVES_FILE not in listed:
+        return {}
+    try:
+        leaves = json.loads((folder / LEAVES_FILE).read_text(encoding="utf-8"))
+        globals_ = json.loads((folder / GLOBALS_FILE).read_text(encoding="utf-8"))
+        hashes = [leaf_hash(leaf) for leaf in leaves]
+    except (OSError, *_MALFORMED) as exc:
+        report.problems.append(f"{LEAVES_FILE} / {GLOBALS_FILE}: unreadable ({exc})")
+        return {}
+    for number, (leaf, digest) in enumerate(zip(leaves, hashes, strict=True), start=1):
+        if leaf.get("leaf_seq") != number or leaf.get("leaf_hash") != digest.hex():
+            where = f"{LEAVES_FILE} leaf {leaf.get('leaf_seq')}"
+            report.problems.append(f"{where} (segment {leaf.get('segment_id')}): edited or out "
+                                   "of order")  # fmt: skip
+    found: Leaves = {}
+    previous: dict[str, Any] | None = None
+    for number, cp in enumerate(globals_, start=1):
+        where = f"{GLOBALS_FILE} global checkpoint {cp.get('global_seq')}"
+        try:
+            signer, count = str(cp["public_key"]), int(cp["leaves"])
+            expected = chain.key_for_global(int(cp["global_seq"]))
+            if signer not in keys or (expected and signer != expected):
+                report.problems.append(f"{where}: signed by an unexpected key {signer}"
+                                       + (f", not {expected}" if expected else ""))  # fmt: skip
+            if not ed25519_valid(signer, str(cp["signature"]), global_message(cp)):
+                report.problems.append(f"{where}: bad signature (key {signer})")
+            if cp["global_seq"] != number or cp["previous_hash"] != global_hash(previous):
+                report.problems.append(f"{where}: does not link to the global checkpoint before")
+            if count > len(leaves) or merkle_root(hashes[:count], GLOBAL_FANOUT) != cp["tree_root"]:
+                report.problems.append(f"{where}: tree root differs from leaves 1..{count} of "
+                                       f"{LEAVES_FILE}")  # fmt: skip
+        except _MALFORMED as exc:
+            report.problems.append(f"{where}: unreadable ({exc})")
+            continue
+        for leaf in leaves[(int(previous["leaves"]) if previous else 0) : count]:
+            found[(str(leaf["segment_id"]), int(leaf["last_seq"]))] = (leaf, expected or signer)
+        previous = cp
+    report.notes.append(f"{len(leaves)} segment leaves under {len(globals_)} global checkpoints")
+    return found
+
+
+def _check_ranges(
+    folder: Path,
+    manifest: dict[str, Any],
+    keys: set[str],
+    chain: KeyChain,
+    leaves: Leaves,
+    report: BundleReport,
+) -> Envelopes:
+    """Every shipped range against its signed checkpoint; (type, key, digest) by chain and
+    seq. A segment's range (`segment_id`) must end at a leaf under a global checkpoint and be
+    signed by that global checkpoint's key; a single-chain range by the key the hand-overs
+    give for its first entry."""
+    envelopes: Envelopes = {}
+    heads: dict[tuple[str, int], str] = {}  # (chain, last seq of a range) -> its head hash
     for spec in manifest.get("ranges", []):
         try:
             cp = json.loads((folder / spec["checkpoint_file"]).read_text(encoding="utf-8"))
             first, last = int(spec["first_seq"]), int(spec["last_seq"])
+            segment = str(spec.get("segment_id") or "")
             name = str(spec["entries_file"])
             data = (folder / name).read_bytes()
-            head, leaves = _check_entries(
-                name, data, first, str(spec["prev_hash"]), envelopes, report
+            head, leaves_of_range = _check_entries(
+                name, data, first, str(spec["prev_hash"]), segment, envelopes, report
             )
         except (OSError, *_MALFORMED) as exc:
             report.problems.append(f"range {spec}: unreadable ({exc})")
@@ -297,14 +403,21 @@ def _check_ranges(
         if (cp.get("first_seq"), cp.get("last_seq")) != (first, last):
             report.problems.append(f"{where}: covers {cp.get('first_seq')}..{cp.get('last_seq')}, "
                                    f"the range {first}..{last}")  # fmt: skip
-        if len(leaves) != last - first + 1:
-            report.problems.append(f"{name}: {len(leaves)} entries, expected {last - first + 1}")
+        if len(leaves_of_range) != last - first + 1:
+            report.problems.append(
+                f"{name}: {len(leaves_of_range)} entries, expected {last - first + 1}"
+            )
         if head != cp.get("head_hash"):
             report.problems.append(f"{where}: head hash differs from the entries of {name}")
-        if merkle_root(leaves, merkle_fanout(cp)) != cp.get("merkle_root"):
+        if merkle_root(leaves_of_range, merkle_fanout(cp)) != cp.get("merkle_root"):
             report.problems.append(f"{where}: Merkle root differs from the entries of {name}")
         signer = str(cp.get("public_key"))
         expected = chain.key_for(first)
+        if segment:
+            leaf, expected = leaves.get((segment, last), (None, None))
+            if leaf is None or any(cp.get(k) != leaf.get(k) for k in LEAF_FIELDS[1:]):
+                report.problems.append(f"{where}: segment {segment} checkpoint {last} is not a "
+                                       "leaf under a global checkpoint")  # fmt: skip
         if signer not in keys or (expected and signer != expected):
             report.problems.append(f"{where}: signed by an unexpected key {signer}"
                                    + (f", not {expected}" if expected else ""))  # fmt: skip
@@ -314,10 +427,10 @@ def _check_ranges(
             signed = False
         if not signed:
             report.problems.append(f"{where}: bad signature")
-        previous = heads.get(first - 1)
+        previous = heads.get((segment, first - 1))
         if previous is not None and previous != spec["prev_hash"]:
             report.problems.append(f"{name}: does not link to the range before it")
-        heads[last] = head
+        heads[(segment, last)] = head
     return envelopes
 
 
@@ -326,10 +439,12 @@ def _check_entries(
     data: bytes,
     first: int,
     prev_hash: str,
-    envelopes: dict[int, tuple[str, str, str]],
+    segment: str,
+    envelopes: Envelopes,
     report: BundleReport,
 ) -> tuple[str, list[bytes]]:
-    """Recompute one range file (`seq<TAB>entry_hash<TAB>entry` lines); its head and leaves."""
+    """Recompute one range file (`seq<TAB>entry_hash<TAB>entry` lines) of the single chain
+    (`segment` empty) or a segment; its head and leaves."""
     leaves: list[bytes] = []
     link = prev_hash
     for number, line in enumerate(data.split(b"\n")[:-1], start=1):
@@ -349,7 +464,7 @@ def _check_entries(
             report.problems.append(f"{name} seq {seq}: does not link to the entry before it")
         try:
             body = json.loads(entry[65:])
-            envelopes[seq] = (str(body["type"]), str(body["key"]), str(body["digest"]))
+            envelopes[(segment, seq)] = (str(body["type"]), str(body["key"]), str(body["digest"]))
         except _MALFORMED:
             report.problems.append(f"{name} seq {seq}: envelope is not the expected JSON")
         leaves.append(raw)
@@ -359,9 +474,12 @@ def _check_entries(
 
 
 def _check_lineage(
-    folder: Path, envelopes: dict[int, tuple[str, str, str]], report: BundleReport
+    folder: Path, manifest: dict[str, Any], envelopes: Envelopes, report: BundleReport
 ) -> None:
-    """Each exported row: its line's SHA-256 is the digest of the log entry it names."""
+    """Each exported row: its line's SHA-256 is the digest of the log entry it names (in the
+    single chain, or in the segment its `segment` column names). Findings name the table
+    (`tables` in the manifest), the row's key and the entry."""
+    tables = manifest.get("tables") or {}
     try:
         text = (folder / LINEAGE_INDEX).read_text(encoding="utf-8")
         index = list(csv.DictReader(io.StringIO(text)))
@@ -373,6 +491,7 @@ def _check_lineage(
     for number, row in enumerate(index, start=2):
         try:
             kind, line, seq = row["event_type"], int(row["line"]), int(row["seq"])
+            segment = row.get("segment") or ""
             if kind not in lines:
                 name = f"lineage/{kind}.jsonl"
                 if "/" in kind or kind.startswith("."):
@@ -385,14 +504,15 @@ def _check_lineage(
             continue
         used[kind].add(line)
         digest = sha256_hex(text_bytes)
-        where = f"lineage/{kind}.jsonl line {line}"
+        where = f"{tables.get(kind, kind)} {row['entity_key']} (lineage/{kind}.jsonl line {line})"
+        entry = f"segment {segment} entry seq {seq}" if segment else f"log entry {seq}"
         if digest != row["content_digest"]:
             report.problems.append(f"{where}: SHA-256 differs from the index (row altered)")
-        logged = envelopes.get(seq)
+        logged = envelopes.get((segment, seq))
         if logged is None:
-            report.problems.append(f"{where}: seq {seq} is not in a shipped log range")
+            report.problems.append(f"{where}: {entry} is not in a shipped log range")
         elif logged != (kind, row["entity_key"], digest):
-            report.problems.append(f"{where}: differs from log entry {seq} (type, key or digest)")
+            report.problems.append(f"{where}: differs from {entry} (type, key or digest)")
         report.rows += 1
     for kind, rows in lines.items():
         if len(used[kind]) != len(rows):

@@ -70,6 +70,7 @@ from hitl_gate.audit.seal import (
     SealResult,
     seal_run,
 )
+from hitl_gate.audit.trust import KeySchedule
 from hitl_gate.audit.verify import Finding, VerifyReport
 from hitl_gate.audit.witness import (
     GENESIS_LINE,
@@ -417,19 +418,19 @@ def load_segment_events(con: duckdb.DuckDBPyConnection, segments: Segments) -> i
 
 
 def has_segments(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the database has folded any segment (or signed a global checkpoint); False for
-    a database made before the segment tables existed (opened read-only, never migrated)."""
-    (tables,) = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' AND table_name IN "
-        "('audit_segment_leaves', 'audit_global_checkpoints')"
-    ).fetchall()[0]
-    if tables < 2:
-        return False
-    leaves, globals_ = con.execute(
-        "SELECT (SELECT count(*) FROM audit_segment_leaves), "
-        "(SELECT count(*) FROM audit_global_checkpoints)"
-    ).fetchall()[0]
-    return bool(leaves or globals_)
+    """Whether the database has folded any segment (or signed a global checkpoint, or holds a
+    copied segment entry); False for a database made before the segment tables existed
+    (opened read-only, never migrated)."""
+    tables = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND table_name "
+            "IN ('audit_segment_leaves', 'audit_global_checkpoints', 'audit_segment_log')"
+        ).fetchall()
+    }
+    return any(
+        con.execute(f"SELECT EXISTS (SELECT 1 FROM {name})").fetchall()[0][0] for name in tables
+    )
 
 
 def discard(segments: Segments, segment: str) -> None:
@@ -478,20 +479,15 @@ def check_segments(
     """Add the per-run segments' findings to a `verify_audit` report (None: the home has none).
 
     Every global checkpoint, leaf and folded segment is checked against the report's pinned
-    key (`run_segments.verify_segments`), and every witnessed global checkpoint must be in the
-    database, identical. Without a pinned key the newest global checkpoint's own key is used,
-    as `verify_audit` then does (the report already says it is self-consistent only)."""
+    key and the hand-overs `verify_audit` followed from it (`run_segments.verify_segments`),
+    and every witnessed global checkpoint must be in the database, identical. Without a
+    pinned key each global checkpoint is checked against the key it names, as `verify_audit`
+    then does (the report already says it is self-consistent only)."""
     witnessed = witness_dir is not None and (witness_dir / GLOBAL_WITNESS_FILE).exists()
     if not has_segments(con) and not witnessed:
         return None
-    if report.anchor is not None:
-        key = report.anchor.key
-    else:
-        rows = con.execute(
-            "SELECT public_key FROM audit_global_checkpoints ORDER BY global_seq DESC LIMIT 1"
-        ).fetchall()
-        key = str(rows[0][0]) if rows else ""
-    found = verify_segments(con, segments, key) if key else SegmentReport()
+    keys = report.schedule if report.schedule is not None else KeySchedule(report.anchor)
+    found = verify_segments(con, segments, keys)
     if witness_dir is not None:
         found.problems += compare_global_witness(con, witness_dir)
     report.problems.extend(Finding(None, f"segments: {p}") for p in found.problems)

@@ -40,12 +40,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pyarrow as pa
 from cryptography.exceptions import InvalidSignature
 
-from hitl_gate.audit.chain import GENESIS_HASH, MERKLE_FANOUT, merkle_root_of_digests
+from hitl_gate.audit.chain import (
+    GENESIS_HASH,
+    MERKLE_FANOUT,
+    merkle_root_of_digests,
+    sha256_function,
+)
 from hitl_gate.audit.events import EVENT_SOURCES, EventSource
 from hitl_gate.audit.keys import public_key_from_hex, public_key_hex
 from hitl_gate.audit.seal import SealResult, checkpoint_message, seal_run
+from hitl_gate.audit.trust import KeySchedule
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, transaction
 from hitl_gate.core.file_lock import exclusive_lock
@@ -54,6 +61,8 @@ if TYPE_CHECKING:
     from hitl_gate.audit.signer import CheckpointSigner
 
 LOCK_FILE = "segments.lock"
+COPY_BATCH_ROWS = 200_000
+COPY_TABLE = "audit_segment_log"  # the folded entries, for the auditors' views
 LEAF_FIELDS = ("segment_id", "last_seq", "head_hash", "merkle_root", "signature")
 GLOBAL_FIELDS = ("global_seq", "leaves", "tree_root", "previous_hash", "created_at", "public_key")
 
@@ -171,6 +180,7 @@ def fold_segments(
             return None
         with transaction(con):
             for leaf in new:
+                _copy_entries(con, segments, leaf["segment_id"], int(leaf["last_seq"]))
                 con.execute(
                     "INSERT INTO audit_segment_leaves SELECT coalesce(max(leaf_seq), 0) + 1, "
                     "?, ?, ?, ?, ?, ? FROM audit_segment_leaves",
@@ -199,6 +209,33 @@ def fold_segments(
     return checkpoint
 
 
+def _copy_entries(
+    con: duckdb.DuckDBPyConnection, segments: Segments, segment_id: str, last_seq: int
+) -> int:
+    """Copy the segment's entries after its last folded leaf, up to `last_seq`, into
+    `audit_segment_log` (in the fold's transaction), for the auditors' views
+    (`audit_events`, `case_history`). Streamed in Arrow batches; returns how many."""
+    (after,) = con.execute(
+        "SELECT coalesce(max(last_seq), 0) FROM audit_segment_leaves WHERE segment_id = ?",
+        [segment_id],
+    ).fetchall()[0]
+    copied = 0
+    with segments.open(segment_id, read_only=True) as seg:
+        reader = seg.sql(
+            "SELECT $segment AS segment_id, seq, entry_hash, entry FROM audit_log "
+            "WHERE seq > $after AND seq <= $last ORDER BY seq",
+            params={"segment": segment_id, "after": int(after), "last": last_seq},
+        ).to_arrow_reader(COPY_BATCH_ROWS)
+        for batch in reader:
+            con.register("segment_entries", pa.Table.from_batches([batch]))
+            try:
+                con.execute(f"INSERT INTO {COPY_TABLE} SELECT * FROM segment_entries")
+            finally:
+                con.unregister("segment_entries")
+            copied += batch.num_rows
+    return copied
+
+
 def _newest_global(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
     rows = _rows(con, "SELECT * FROM audit_global_checkpoints ORDER BY global_seq DESC LIMIT 1")
     return rows[0] if rows else None
@@ -219,9 +256,15 @@ class SegmentReport:
 
 
 def verify_segments(
-    con: duckdb.DuckDBPyConnection, segments: Segments, public_key: str
+    con: duckdb.DuckDBPyConnection, segments: Segments, keys: str | KeySchedule
 ) -> SegmentReport:
-    """Check the global checkpoints, their leaves and every segment against `public_key`."""
+    """Check the global checkpoints, their leaves and every segment against `keys`: one
+    pinned key (hex), or the key schedule `verify` follows from the pinned key through its
+    signed hand-overs (`trust.key_schedule`), which names the key of each global checkpoint.
+
+    A leaf's segment checkpoint must be signed by the key of the global checkpoint that first
+    covers the leaf (the fold refuses any other), so a segment sealed with a key never handed
+    over is named even when its own signatures are valid."""
     report = SegmentReport()
     leaves = _rows(con, "SELECT * FROM audit_segment_leaves ORDER BY leaf_seq")
     report.leaves = len(leaves)
@@ -230,33 +273,78 @@ def verify_segments(
             report.problems.append(
                 f"leaf {leaf['leaf_seq']} (segment {leaf['segment_id']}): edited or out of order"
             )
-    _verify_globals(con, leaves, public_key, report)
-    for segment_id in sorted({leaf["segment_id"] for leaf in leaves}):
+    globals_ = _rows(con, "SELECT * FROM audit_global_checkpoints ORDER BY global_seq")
+    expected = {int(g["global_seq"]): _global_key(keys, g) for g in globals_}
+    _verify_globals(globals_, leaves, expected, report)
+    named = sorted({leaf["segment_id"] for leaf in leaves})
+    for segment_id in named:
         report.segments += 1
-        mine = [leaf for leaf in leaves if leaf["segment_id"] == segment_id]
+        mine = {
+            int(leaf["last_seq"]): (leaf, _leaf_key(keys, globals_, expected, leaf))
+            for leaf in leaves
+            if leaf["segment_id"] == segment_id
+        }
         report.problems += [
-            f"segment {segment_id}: {p}" for p in _segment_problems(segments, segment_id, mine,
-                                                                   public_key)
-        ]  # fmt: skip
+            f"segment {segment_id}: {p}" for p in _segment_problems(con, segments, segment_id, mine)
+        ]
+    report.problems += [
+        f"{COPY_TABLE}: {n} entries of segment {s}, which no leaf names (added)"
+        for s, n in con.execute(
+            f"SELECT segment_id, count(*) FROM {COPY_TABLE} WHERE segment_id NOT IN "
+            "(SELECT unnest($named::VARCHAR[])) GROUP BY ALL ORDER BY 1",
+            {"named": named},
+        ).fetchall()
+    ]
     return report
 
 
+def _global_key(keys: str | KeySchedule, checkpoint: dict[str, Any]) -> str:
+    """The key that must have signed a global checkpoint: the pinned one, the one the
+    hand-overs give for its `global_seq`, or (no anchor: self-consistency) the one it names."""
+    if isinstance(keys, str):
+        return keys
+    return keys.key_for_global(int(checkpoint["global_seq"])) or str(checkpoint["public_key"])
+
+
+def _leaf_key(
+    keys: str | KeySchedule,
+    globals_: list[dict[str, Any]],
+    expected: dict[int, str],
+    leaf: dict[str, Any],
+) -> str | None:
+    """The key of the first global checkpoint covering the leaf; when none does (the leaf is
+    reported as under no global checkpoint), the key a next one would need (None: no anchor,
+    the segment's own keys are checked for self-consistency only)."""
+    for checkpoint in globals_:
+        if int(checkpoint["leaves"]) >= int(leaf["leaf_seq"]):
+            return expected[int(checkpoint["global_seq"])]
+    if isinstance(keys, str):
+        return keys
+    return keys.key_for_global(max(expected, default=0) + 1)
+
+
 def _verify_globals(
-    con: duckdb.DuckDBPyConnection,
+    globals_: list[dict[str, Any]],
     leaves: list[dict[str, Any]],
-    public_key: str,
+    expected: dict[int, str],
     report: SegmentReport,
 ) -> None:
-    globals_ = _rows(con, "SELECT * FROM audit_global_checkpoints ORDER BY global_seq")
     report.global_checkpoints = len(globals_)
-    key = public_key_from_hex(public_key)
     previous: dict[str, Any] | None = None
     for number, checkpoint in enumerate(globals_, start=1):
         where = f"global checkpoint {checkpoint['global_seq']}"
+        key = expected[int(checkpoint["global_seq"])]
         try:
-            key.verify(bytes.fromhex(checkpoint["signature"]), global_message(checkpoint))
+            if str(checkpoint["public_key"]) != key:
+                raise InvalidSignature
+            public_key_from_hex(key).verify(
+                bytes.fromhex(checkpoint["signature"]), global_message(checkpoint)
+            )
         except (InvalidSignature, ValueError):
-            report.problems.append(f"{where}: not signed by the pinned key")
+            report.problems.append(
+                f"{where}: not signed by the pinned key or its hand-overs (the key valid for "
+                f"it is {key[:16]}…; it names {str(checkpoint['public_key'])[:16]}…)"
+            )
         if checkpoint["global_seq"] != number or checkpoint["previous_hash"] != _global_hash(
             previous
         ):
@@ -280,22 +368,78 @@ def _verify_globals(
 
 
 def _segment_problems(
-    segments: Segments, segment_id: str, leaves: list[dict[str, Any]], public_key: str
+    con: duckdb.DuckDBPyConnection,
+    segments: Segments,
+    segment_id: str,
+    leaves: dict[int, tuple[dict[str, Any], str | None]],
 ) -> list[str]:
-    """The segment verified whole, and each of its leaves still one of its checkpoints."""
+    """The segment verified whole, each of its leaves still one of its checkpoints, signed by
+    its leaf's key, and its entries' copy in the global database (`COPY_TABLE`) exactly its
+    entries. `leaves`: by the segment's `last_seq`, each leaf and the key valid for it."""
     if not segments.database(segment_id).is_file():
         return ["its file is missing (deleted or moved)"]
     problems: list[str] = []
+    keys = {key for _, key in leaves.values()}
     with segments.open(segment_id, read_only=True) as seg:
-        found = verify_audit(seg, segments.checkpoints(segment_id), public_key)
+        # One key for the whole segment (the usual case): verify against it. Several (the
+        # segment was folded before and after a hand-over): each checkpoint's own signature,
+        # then its key below.
+        anchor = next(iter(keys)) if len(keys) == 1 else None
+        found = verify_audit(seg, segments.checkpoints(segment_id), anchor)
         problems += [f"entry {p.seq}: {p.message}" if p.seq else p.message for p in found.problems]
         stored = {int(cp["last_seq"]): cp for cp in _rows(seg, "SELECT * FROM audit_checkpoints")}
-    for leaf in leaves:
-        cp = stored.get(int(leaf["last_seq"]))
+        hashes = seg.sql(
+            "SELECT seq, entry_hash FROM audit_log WHERE seq <= $last",
+            params={"last": max(leaves)},
+        ).to_arrow_table()
+    for last_seq, (leaf, key) in sorted(leaves.items()):
+        cp = stored.get(last_seq)
         if cp is None or any(cp[k] != leaf[k] for k in LEAF_FIELDS[1:]):
             problems.append(
                 f"leaf {leaf['leaf_seq']} (checkpoint at seq {leaf['last_seq']}, head "
                 f"{str(leaf['head_hash'])[:16]}) is no longer a checkpoint of the segment: "
                 "truncated or rewritten after it was folded"
             )
+        elif key is not None and str(cp["public_key"]) != key:
+            problems.append(
+                f"checkpoint at seq {last_seq} (leaf {leaf['leaf_seq']}) is signed by "
+                f"{str(cp['public_key'])[:16]}…, not the key valid for its global checkpoint "
+                f"{key[:16]}… (a key never handed over)"
+            )
+    problems += _copy_problems(con, segment_id, hashes)
+    return problems
+
+
+def _copy_problems(con: duckdb.DuckDBPyConnection, segment_id: str, hashes: pa.Table) -> list[str]:
+    """The segment's entries as copied into `COPY_TABLE` against the segment's own (seq,
+    entry_hash) up to its newest leaf: every copied text must hash to the segment's stored
+    hash at its seq (which the segment's own verify recomputed), none missing, none added."""
+    con.register("segment_hashes", hashes)
+    try:
+        with sha256_function(con) as sha256:
+            rows = con.execute(
+                f"""
+                SELECT coalesce(c.seq, s.seq) AS at_seq,
+                       CASE WHEN c.seq IS NULL THEN 'missing from the copy'
+                            WHEN s.seq IS NULL THEN 'not an entry of the segment (added)'
+                            WHEN c.entry_hash <> s.entry_hash OR {sha256}(c.entry) <> s.entry_hash
+                            THEN 'differs from the entry in the segment (edited)' END AS what
+                FROM (SELECT seq, entry_hash, entry FROM {COPY_TABLE}
+                      WHERE segment_id = $segment) c
+                FULL JOIN segment_hashes s ON s.seq = c.seq
+                WHERE what IS NOT NULL ORDER BY at_seq
+                """,
+                {"segment": segment_id},
+            ).fetchall()
+        (twice,) = con.execute(
+            f"SELECT count(*) - count(DISTINCT seq) FROM {COPY_TABLE} WHERE segment_id = ?",
+            [segment_id],
+        ).fetchall()[0]
+    finally:
+        con.unregister("segment_hashes")
+    problems = [f"{COPY_TABLE} entry seq {seq}: {what}" for seq, what in rows[:5]]
+    if len(rows) > 5:
+        problems.append(f"{COPY_TABLE}: {len(rows) - 5} more entries differ from the segment")
+    if twice:
+        problems.append(f"{COPY_TABLE}: {twice} entries copied twice (added)")
     return problems

@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 
-from hitl_gate.audit.bundle_check import HANDOVER_FIELDS, handover_message
+from hitl_gate.audit.bundle_check import HANDOVER_FIELDS, HANDOVER_GLOBAL, handover_message
 from hitl_gate.audit.keys import public_key_from_hex, public_key_hex
 from hitl_gate.audit.seal import checkpoint_message
 from hitl_gate.audit.signer import CheckpointSigner
@@ -90,19 +90,23 @@ def sign_handover(
     new: CheckpointSigner,
     checkpoint_dir: Path,
 ) -> dict[str, Any]:
-    """Hand the checkpoints after the newest signed one over from `old` to `new`.
+    """Hand the checkpoints after the newest signed one over from `old` to `new`: those of
+    the single chain after its newest checkpoint, and the global checkpoints of the per-run
+    segments after the newest global one (`after_global_seq`, signed with the rest).
 
     Recorded in `audit_key_handovers` and as a file beside the checkpoints; from now on the
     installation must be configured to sign with `new` (docs/key_custody.md, "Rotation").
     """
-    after = int(
-        con.execute("SELECT coalesce(max(last_seq), 0) FROM audit_checkpoints").fetchall()[0][0]
-    )
+    after, after_global = con.execute(
+        "SELECT (SELECT coalesce(max(last_seq), 0) FROM audit_checkpoints), "
+        "(SELECT coalesce(max(global_seq), 0) FROM audit_global_checkpoints)"
+    ).fetchall()[0]
     record: dict[str, Any] = {
-        "after_seq": after,
+        "after_seq": int(after),
         "old_public_key": public_key_hex(old),
         "new_public_key": public_key_hex(new),
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        HANDOVER_GLOBAL: int(after_global),
     }
     if record["old_public_key"] == record["new_public_key"]:
         raise ValueError("key hand-over: the new key is the old key")
@@ -110,8 +114,10 @@ def sign_handover(
     record["old_signature"] = old.sign(message).hex()
     record["new_signature"] = new.sign(message).hex()
     con.execute(
-        "INSERT INTO audit_key_handovers VALUES ($after_seq, $old_public_key, $new_public_key, "
-        "$created_at, $old_signature, $new_signature)",
+        "INSERT INTO audit_key_handovers (after_seq, old_public_key, new_public_key, "
+        "created_at, old_signature, new_signature, after_global_seq) VALUES ($after_seq, "
+        "$old_public_key, $new_public_key, $created_at, $old_signature, $new_signature, "
+        "$after_global_seq)",
         record,
     )
     _write_handover_file(checkpoint_dir, record)
@@ -141,6 +147,8 @@ class KeySchedule:
     anchor: TrustAnchor | None
     steps: list[tuple[int, str]] = field(default_factory=list)  # (after_seq, key from then)
     problems: list[tuple[int, str]] = field(default_factory=list)
+    # (after_global_seq, key from then): the same hand-overs on the global log of segments
+    global_steps: list[tuple[int, str]] = field(default_factory=list)
 
     def key_for(self, first_seq: int) -> str | None:
         """The one key that may sign a checkpoint starting at `first_seq` (None: no anchor)."""
@@ -149,6 +157,16 @@ class KeySchedule:
         key = self.anchor.key
         for after_seq, new in self.steps:
             if first_seq > after_seq:
+                key = new
+        return key
+
+    def key_for_global(self, global_seq: int) -> str | None:
+        """The one key that may sign global checkpoint `global_seq` (None: no anchor)."""
+        if self.anchor is None:
+            return None
+        key = self.anchor.key
+        for after_global_seq, new in self.global_steps:
+            if global_seq > after_global_seq:
                 key = new
         return key
 
@@ -191,12 +209,16 @@ def key_schedule(
             continue
         current = str(record["new_public_key"])
         schedule.steps.append((seq, current))
+        # A hand-over from before the field existed predates every global checkpoint.
+        schedule.global_steps.append((int(record.get(HANDOVER_GLOBAL) or 0), current))
     return schedule
 
 
 def _differs(a: dict[str, Any], b: dict[str, Any]) -> bool:
     names = (*HANDOVER_FIELDS, "old_signature", "new_signature")
-    return any(str(a[n]) != str(b.get(n)) for n in names)
+    return any(str(a[n]) != str(b.get(n)) for n in names) or a.get(HANDOVER_GLOBAL) != b.get(
+        HANDOVER_GLOBAL
+    )
 
 
 def _handover_problem(record: dict[str, Any], current: str | None) -> str | None:

@@ -57,6 +57,7 @@ class VerifyReport:
     problems: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     anchor: TrustAnchor | None = None  # the pinned key checked against (None: self-consistency)
+    schedule: KeySchedule | None = None  # the key valid where, from the anchor's hand-overs
 
     @property
     def ok(self) -> bool:
@@ -111,6 +112,7 @@ def verify_audit(
     anchor = TrustAnchor(public_key, "the given key") if isinstance(public_key, str) else public_key
     report = VerifyReport(anchor=anchor)
     schedule = key_schedule(con, checkpoint_dir, anchor)
+    report.schedule = schedule
     report.problems.extend(Finding(seq or None, message) for seq, message in schedule.problems)
     checkpoints = _load_checkpoints(con, checkpoint_dir, schedule, report)
     report.checkpoints = len(checkpoints)

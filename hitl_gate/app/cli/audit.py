@@ -180,6 +180,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
+    from hitl_gate.audit.run_segments import Segments
     from hitl_gate.core.database import audit_connection
 
     start, end = day_range(args.start, args.end, first="--from", last="--to")
@@ -192,7 +193,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     key = audit_signer(args)
     try:
         with audit_connection(paths.audit_db, read_only=True) as con:
-            summary = export_bundle(con, scope, Path(args.out), key)
+            summary = export_bundle(con, scope, Path(args.out), key, Segments(paths.segments_dir))
     except BundleError as exc:
         raise SystemExit(f"audit export: {exc}") from exc
     print(

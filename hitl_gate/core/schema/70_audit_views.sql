@@ -1,27 +1,6 @@
 -- Auditor views over the audit chain and the lineage tables (docs/audit.md has examples).
 
--- The audit log with its envelope unpacked; `prev_hash` is the first 64 characters of the
--- hashed entry, so it cannot be edited without breaking `entry_hash`.
-CREATE OR REPLACE VIEW audit_events AS
-SELECT
-    seq,
-    substr(entry, 1, 64) AS prev_hash,
-    entry_hash,
-    json_extract_string(substr(entry, 66), '$.type') AS event_type,
-    json_extract_string(substr(entry, 66), '$.key') AS entity_key,
-    json_extract_string(substr(entry, 66), '$.digest') AS content_digest,
-    json_extract_string(substr(entry, 66), '$.run_id') AS run_id,
-    json_extract_string(substr(entry, 66), '$.at') AS recorded_at
-FROM audit_log;
-
--- Every logged event of a case, in order (filter on domain and case_id).
-CREATE OR REPLACE VIEW case_history AS
-SELECT split_part(entity_key, '/', 1) AS domain,
-       split_part(entity_key, '/', 2) AS case_id,
-       seq, event_type, run_id, recorded_at, content_digest
-FROM audit_events
-WHERE event_type IN ('decision', 'case_sent_for_review', 'verdict_opinion', 'verdict',
-                     'execution', 'adverse_action', 'reversal_requested', 'outcome_recorded');
+-- `audit_events` and `case_history` (the log unpacked, both chains): 75_segment_log.sql.
 
 -- What each reviewer decided, and how fast after the batch was exported.
 CREATE OR REPLACE VIEW reviewer_activity AS

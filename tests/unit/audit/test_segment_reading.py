@@ -1,0 +1,393 @@
+"""Reading what per-run segments sealed: the auditors' views, the regulator bundle, key
+hand-overs across segments and global checkpoints (`run_segments`, `bundle_segments`).
+
+The same small scenario (every sealed table, then a second run of decisions and executions)
+is sealed twice: on the single chain (`HITL_AUDIT_SEGMENTS` off) and through per-run
+segments (on). What a case's history, the events listing and a bundle show must be the same
+either way, apart from the columns that say which chain holds an entry. Then attacked as an
+insider would: the views' copy of segment entries edited, deleted or added to; a segment
+entry or a global checkpoint edited inside a bundle and the manifest re-signed; a key hand-over
+forged, or a run sealed with a key never handed over.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from hitl_gate.app.cli import main
+from hitl_gate.audit import bundle, bundle_check, chain, run_segments
+from hitl_gate.audit.bundle import BundleScope, export_bundle
+from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
+from hitl_gate.audit.run_seal import seal_with_segment
+from hitl_gate.audit.run_segments import Segments
+from hitl_gate.audit.seal import seal_run
+from hitl_gate.audit.trust import sign_handover
+from hitl_gate.audit.witness import WitnessConfig
+from hitl_gate.core.database import audit_connection
+from hitl_gate.core.home import HitlPaths
+from tests.unit.audit.tamper_home import DOMAIN, _first_run, add_row
+
+pytestmark = pytest.mark.slow  # several homes sealed and verified through the CLI
+
+SCOPE = BundleScope(date(2026, 1, 1), date(2026, 1, 3))
+HISTORY = (
+    "SELECT domain, case_id, event_type, run_id, content_digest FROM case_history ORDER BY ALL"
+)
+EVENTS = "SELECT event_type, entity_key, content_digest, run_id FROM audit_events ORDER BY ALL"
+
+
+class Home:
+    """A home sealed on the single chain or through segments; its key kept outside it."""
+
+    def __init__(self, root: Path, segmented: bool) -> None:
+        self.root = root
+        self.paths = HitlPaths.at(root / "home")
+        self.segments = Segments(self.paths.segments_dir)
+        self.segmented = segmented
+
+    def key(self, name: str = "audit") -> Any:
+        return load_or_create_signing_key(self.root / "keys" / f"{name}.key")
+
+    def connect(self) -> Any:
+        return audit_connection(self.paths.audit_db)
+
+    def seal(self, run_id: str, key: Any | None = None) -> None:
+        key = key or self.key()
+        witness = WitnessConfig(self.paths.witness_dir)
+        if not self.segmented:
+            with self.connect() as con:
+                seal_run(con, run_id, key, self.paths.checkpoints_dir, witness=witness)
+            return
+        seal_with_segment(
+            self.connect, self.segments, f"{DOMAIN}.{run_id}", run_id, key,
+            self.paths.checkpoints_dir, witness=witness, memory_limit=None, owned={},
+        )  # fmt: skip
+
+    def rows(self, sql: str) -> list[tuple]:
+        with audit_connection(self.paths.audit_db, read_only=True) as con:
+            return con.execute(sql).fetchall()
+
+    def verify(self, capsys: pytest.CaptureFixture[str], key: Any | None = None) -> str:
+        """`hitl audit verify` pinned to `key` (default: the home's first key): its output,
+        prefixed with the exit code."""
+        capsys.readouterr()
+        pinned = public_key_hex(key or self.key())
+        try:
+            main(["--home", str(self.paths.home), "audit", "verify", "--public-key", pinned])
+            code = 0
+        except SystemExit as exited:
+            code = int(exited.code or 0)
+        return f"exit {code}\n{capsys.readouterr().out}"
+
+    def export(self, out: Path, key: Any | None = None) -> Path:
+        with audit_connection(self.paths.audit_db, read_only=True) as con:
+            export_bundle(con, SCOPE, out, key or self.key(), self.segments)
+        return out
+
+
+def _second_run(home: Home) -> None:
+    with home.connect() as con:
+        for i in range(7, 10):
+            add_row(con, "decisions", i, domain=DOMAIN, case_id=f"C{i}", route="auto_decline")
+            add_row(con, "executions", i, domain=DOMAIN, case_id=f"C{i}", action="decline")
+
+
+def _build(root: Path, segmented: bool) -> Home:
+    home = Home(root, segmented)
+    with home.connect() as con:
+        _first_run(con)
+    home.seal("run-1")
+    _second_run(home)
+    home.seal("run-2")
+    return home
+
+
+@pytest.fixture(scope="module")
+def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
+    """The scenario sealed both ways, built once; each test gets copies."""
+    roots = {}
+    for segmented in (False, True):
+        roots[segmented] = tmp_path_factory.mktemp("segmented" if segmented else "single")
+        _build(roots[segmented], segmented)
+    return roots
+
+
+@pytest.fixture
+def homes(templates: dict[bool, Path], tmp_path: Path) -> dict[bool, Home]:
+    copies = {}
+    for segmented, root in templates.items():
+        shutil.copytree(root, tmp_path / str(segmented))
+        copies[segmented] = Home(tmp_path / str(segmented), segmented)
+    return copies
+
+
+@pytest.fixture
+def segmented(homes: dict[bool, Home]) -> Home:
+    return homes[True]
+
+
+def test_history_and_events_list_the_same_with_segments_on_and_off(
+    homes: dict[bool, Home],
+) -> None:
+    off, on = homes[False], homes[True]
+    assert on.rows("SELECT count(*) FROM audit_segment_leaves") == [(2,)]
+    assert off.rows(HISTORY) == on.rows(HISTORY)
+    assert off.rows(EVENTS) == on.rows(EVENTS)
+    decision = "SELECT count(segment_id), count(*) FROM case_history WHERE event_type = "
+    assert on.rows(decision + "'decision'") == [(9, 9)]  # provenance: in a segment
+    assert off.rows(decision + "'decision'") == [(0, 9)]
+    assert on.rows(decision + "'execution'") == [(0, 9)]  # insert-once: the single chain
+    # a case's history in order across both chains
+    history = on.rows(
+        "SELECT event_type, segment_id IS NOT NULL FROM case_history "
+        f"WHERE domain = '{DOMAIN}' AND case_id = 'C7' ORDER BY recorded_at, seq"
+    )
+    assert sorted(history) == [("decision", True), ("execution", False)]
+
+
+def test_the_replica_lists_segment_entries_too(segmented: Home) -> None:
+    from hitl_gate.app.cli.sql_prompt import open_replica
+    from hitl_gate.audit.replica import refresh_replica
+
+    with segmented.connect() as con:
+        refresh_replica(con, segmented.paths.replica_dir)
+    with open_replica(segmented.paths.replica_dir) as con:
+        assert con.execute(HISTORY).fetchall() == segmented.rows(HISTORY)
+    assert len(segmented.rows("SELECT * FROM case_history WHERE segment_id IS NOT NULL")) == 9
+
+
+def _copy_edited(home: Home) -> str:
+    with home.connect() as con:
+        seq, segment = con.execute(
+            "SELECT seq, segment_id FROM audit_segment_log ORDER BY segment_id, seq LIMIT 1"
+        ).fetchall()[0]
+        con.execute(
+            'UPDATE audit_segment_log SET entry = replace(entry, \'"digest":"\', '
+            '\'"digest":"0\') WHERE seq = ? AND segment_id = ?',
+            [seq, segment],
+        )
+    return f"segment {segment}: audit_segment_log entry seq {seq}: differs from the entry"
+
+
+def _copy_deleted(home: Home) -> str:
+    with home.connect() as con:
+        (segment,) = con.execute("SELECT min(segment_id) FROM audit_segment_log").fetchall()[0]
+        con.execute("DELETE FROM audit_segment_log WHERE seq = 2 AND segment_id = ?", [segment])
+    return f"segment {segment}: audit_segment_log entry seq 2: missing from the copy"
+
+
+def _copy_added(home: Home) -> str:
+    with home.connect() as con:
+        con.execute(
+            "INSERT INTO audit_segment_log SELECT 'forged', seq, entry_hash, entry "
+            "FROM audit_segment_log"
+        )
+    return "entries of segment forged, which no leaf names (added)"
+
+
+def _copy_duplicated(home: Home) -> str:
+    with home.connect() as con:
+        con.execute("INSERT INTO audit_segment_log SELECT * FROM audit_segment_log LIMIT 1")
+    return "audit_segment_log: 1 entries copied twice (added)"
+
+
+@pytest.mark.parametrize("attack", [_copy_edited, _copy_deleted, _copy_added, _copy_duplicated])
+def test_the_views_copy_of_segment_entries_is_checked_by_verify(
+    segmented: Home, attack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert segmented.verify(capsys).startswith("exit 0"), segmented.verify(capsys)
+    expected = attack(segmented)
+    out = segmented.verify(capsys)
+    assert out.startswith("exit 1") and expected in out, out
+
+
+def test_a_bundle_holds_the_same_rows_with_segments_on_and_off(
+    homes: dict[bool, Home], tmp_path: Path
+) -> None:
+    bundles = {s: home.export(tmp_path / f"b{s}") for s, home in homes.items()}
+    for segmented, out in bundles.items():
+        report = bundle_check.check_bundle(out, public_key_hex(homes[segmented].key()))
+        assert report.ok, report.summary()
+
+    def rows(out: Path) -> dict[str, list[str]]:
+        return {p.name: sorted(p.read_text().splitlines()) for p in (out / "lineage").glob("*l")}
+
+    assert rows(bundles[False]) == rows(bundles[True])
+    assert not (bundles[False] / "global").exists()
+    on = bundles[True]
+    index = (on / "lineage" / "index.csv").read_text().splitlines()
+    assert any(line.startswith("decision,") and line.endswith(f"{DOMAIN}.run-1") for line in index)
+    assert json.loads((on / "global" / "checkpoints.json").read_text())[-1]["leaves"] == 2
+    assert list((on / "segments").iterdir())
+
+
+def _resign(out: Path, signer: Any) -> None:
+    """What an insider holding the key does after editing a bundle: a fresh manifest."""
+    manifest = json.loads((out / bundle_check.MANIFEST).read_text())
+    manifest.pop("files")
+    (out / bundle_check.SUMS).unlink()
+    bundle._write_manifest(out, manifest, signer)
+
+
+@pytest.fixture
+def segment_bundle(segmented: Home, tmp_path: Path) -> Iterator[tuple[Home, Path]]:
+    yield segmented, segmented.export(tmp_path / "bundle")
+
+
+def test_a_segment_entry_edited_in_a_bundle_names_table_key_and_entry(
+    segment_bundle: tuple[Home, Path],
+) -> None:
+    home, out = segment_bundle
+    (entries,) = (out / "segments" / f"{DOMAIN}.run-1" / "log").glob("entries-*.tsv")
+    lines = entries.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if f'"key":"{DOMAIN}/C1"' in line
+                  and '"type":"decision"' in line)  # fmt: skip
+    seq, stored, entry = lines[number].split("\t")
+    lines[number] = "\t".join([seq, stored, entry.replace('"digest":"', '"digest":"0')])
+    entries.write_text("\n".join(lines) + "\n")
+    _resign(out, home.key())
+    summary = bundle_check.check_bundle(out, public_key_hex(home.key())).summary()
+    name = f"segments/{DOMAIN}.run-1/log/{entries.name}"
+    assert f"{name} seq {seq}: entry hash differs (entry altered)" in summary, summary
+    assert f"decisions {DOMAIN}/C1 (lineage/decision.jsonl line" in summary, summary
+    assert f"differs from segment {DOMAIN}.run-1 entry seq {seq}" in summary, summary
+
+
+def test_a_global_checkpoint_edited_or_resigned_in_a_bundle_is_named(
+    segment_bundle: tuple[Home, Path],
+) -> None:
+    home, out = segment_bundle
+    pinned = public_key_hex(home.key())
+    path = out / "global" / "checkpoints.json"
+    original = json.loads(path.read_text())
+    edited = json.loads(path.read_text())
+    edited[0]["tree_root"] = "0" * 64
+    path.write_text(json.dumps(edited))
+    _resign(out, home.key())
+    summary = bundle_check.check_bundle(out, pinned).summary()
+    where = "global/checkpoints.json global checkpoint 1"
+    assert f"{where}: bad signature (key {pinned})" in summary, summary
+    assert f"{where}: tree root differs from leaves 1..1" in summary
+    assert "global checkpoint 2: does not link" in summary
+    forger = Ed25519PrivateKey.generate()  # re-signed by a key of the insider's own
+    edited[0] = original[0] | {"public_key": public_key_hex(forger)}
+    edited[0]["signature"] = forger.sign(run_segments.global_message(edited[0])).hex()
+    path.write_text(json.dumps(edited))
+    keys = out / bundle_check.KEYS
+    keys.write_text(keys.read_text() + public_key_hex(forger) + "\n")
+    _resign(out, home.key())
+    summary = bundle_check.check_bundle(out, pinned).summary()
+    assert f"{where}: signed by an unexpected key {public_key_hex(forger)}, not {pinned}" in summary
+
+
+def test_a_leaf_edited_in_a_bundle_is_named(segment_bundle: tuple[Home, Path]) -> None:
+    home, out = segment_bundle
+    path = out / "global" / "leaves.json"
+    leaves = json.loads(path.read_text())
+    leaves[0]["head_hash"] = "1" * 64
+    path.write_text(json.dumps(leaves))
+    _resign(out, home.key())
+    summary = bundle_check.check_bundle(out, public_key_hex(home.key())).summary()
+    assert f"global/leaves.json leaf 1 (segment {DOMAIN}.run-1): edited" in summary, summary
+    assert f"segment {DOMAIN}.run-1 checkpoint" in summary and "is not a leaf" in summary
+
+
+def test_the_standalone_checker_restates_the_global_rules_exactly() -> None:
+    assert bundle_check.LEAF_FIELDS == run_segments.LEAF_FIELDS
+    assert bundle_check.GLOBAL_FIELDS == run_segments.GLOBAL_FIELDS
+    assert bundle_check.GLOBAL_FANOUT == chain.MERKLE_FANOUT
+    leaf = {name: f"v{i}" for i, name in enumerate(run_segments.LEAF_FIELDS)}
+    assert bundle_check.leaf_hash(leaf) == run_segments.leaf_hash(leaf)
+    cp = {name: f"v{i}" for i, name in enumerate(run_segments.GLOBAL_FIELDS)} | {"signature": "ab"}
+    assert bundle_check.global_message(cp) == run_segments.global_message(cp)
+    assert bundle_check.global_hash(cp) == run_segments._global_hash(cp)
+
+
+# Key hand-overs across segments and global checkpoints.
+
+
+def test_a_rotation_between_two_runs_segments_verifies_from_the_pinned_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = Home(tmp_path, segmented=True)
+    with home.connect() as con:
+        _first_run(con)
+    home.seal("run-1")
+    old, new = home.key(), home.key("new")
+    with home.connect() as con:
+        record = sign_handover(con, old, new, home.paths.checkpoints_dir)
+    assert record["after_global_seq"] == 1
+    _second_run(home)
+    home.seal("run-2", new)
+    assert home.rows("SELECT global_seq, public_key FROM audit_global_checkpoints") == [
+        (1, public_key_hex(old)), (2, public_key_hex(new)),
+    ]  # fmt: skip
+    out = home.verify(capsys, old)
+    assert out.startswith("exit 0") and "2 run segments" in out, out
+    assert home.verify(capsys, new).startswith("exit 1")  # the new key alone covers no run-1
+    folder = home.export(tmp_path / "bundle", new)
+    report = bundle_check.check_bundle(folder, public_key_hex(old))
+    assert report.ok, report.summary()
+    assert not bundle_check.check_bundle(folder, public_key_hex(new)).ok
+
+
+def test_a_run_sealed_with_a_key_never_handed_over_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = Home(tmp_path, segmented=True)
+    with home.connect() as con:
+        _first_run(con)
+    home.seal("run-1")
+    _second_run(home)
+    stranger = home.key("stranger")
+    home.seal("run-2", stranger)
+    out = home.verify(capsys)
+    assert out.startswith("exit 1")
+    assert "global checkpoint 2: not signed by the pinned key or its hand-overs" in out, out
+    assert f"segment {DOMAIN}.run-2: " in out and "signed by another key" in out, out
+
+
+def test_a_forged_hand_over_is_not_followed_across_the_global_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An insider hands over from a key of their own (both signatures valid) to their key."""
+    home = Home(tmp_path, segmented=True)
+    with home.connect() as con:
+        _first_run(con)
+    home.seal("run-1")
+    forger, new = home.key("forger"), home.key("new")
+    with home.connect() as con:
+        sign_handover(con, forger, new, home.paths.checkpoints_dir)
+    _second_run(home)
+    home.seal("run-2", new)
+    out = home.verify(capsys)
+    assert out.startswith("exit 1")
+    assert "not the key then trusted" in out, out
+    assert "global checkpoint 2: not signed by the pinned key or its hand-overs" in out, out
+
+
+def test_a_hand_over_whose_global_seq_was_edited_no_longer_verifies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Moving the hand-over's global position (to re-date which global checkpoints the old
+    key may sign) breaks both signatures: `after_global_seq` is signed."""
+    home = Home(tmp_path, segmented=True)
+    with home.connect() as con:
+        _first_run(con)
+    home.seal("run-1")
+    old, new = home.key(), home.key("new")
+    with home.connect() as con:
+        record = sign_handover(con, old, new, home.paths.checkpoints_dir)
+        con.execute("UPDATE audit_key_handovers SET after_global_seq = 5")
+    path = home.paths.checkpoints_dir / f"key-handover-{record['after_seq']:012d}.json"
+    path.write_text(json.dumps(json.loads(path.read_text()) | {"after_global_seq": 5}))
+    out = home.verify(capsys)
+    assert out.startswith("exit 1") and "bad signature of the old key" in out, out
