@@ -59,6 +59,7 @@ from hitl_gate.audit.run_segments import (
     SegmentReport,
     Segments,
     fold_segments,
+    global_message,
     verify_segments,
 )
 from hitl_gate.audit.seal import (
@@ -79,6 +80,8 @@ from hitl_gate.audit.witness import (
     chained_lines,
     line_hash,
     read_witness,
+    stamp,
+    timestamp_problem,
 )
 from hitl_gate.core.database import (
     OpenAttaching,
@@ -324,9 +327,11 @@ def fold_picked(
     picked: Picked,
     signer: CheckpointSigner,
     witness_dir: Path | None,
+    tsa_url: str | None = None,
 ) -> dict[str, Any] | None:
     """Step 3, on the `audit.duckdb` writer's connection: fold the segment's checkpoint into
-    the global log, record its fingerprints as seen, publish the global checkpoints.
+    the global log, record its fingerprints as seen, publish the global checkpoints (each
+    time-stamped by the TSA at `tsa_url`, when one is configured).
 
     Returns the new global checkpoint (None when the segment has nothing new to fold)."""
     checkpoint = fold_segments(con, segments, [picked.segment_id], signer)
@@ -338,13 +343,15 @@ def fold_picked(
         )
         con.execute("DELETE FROM audit_segment_pending WHERE segment_id = ?", [picked.segment_id])
     if witness_dir is not None:
-        publish_global(con, witness_dir)
+        publish_global(con, witness_dir, tsa_url)
     return checkpoint
 
 
-def publish_global(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
+def publish_global(con: duckdb.DuckDBPyConnection, folder: Path, tsa_url: str | None = None) -> int:
     """Append the global checkpoints the witness has not seen to `global_checkpoints.jsonl`
-    (one line each, chained by the SHA-256 of the line before, as `witness.py` does)."""
+    (one line each, chained by the SHA-256 of the line before, as `witness.py` does). With
+    `tsa_url`, each one's signed message is first time-stamped by that RFC 3161 authority
+    (`global-<global_seq>.tsr` beside the file), as the single chain's checkpoints are."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / GLOBAL_WITNESS_FILE
     text = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -356,14 +363,27 @@ def publish_global(con: duckdb.DuckDBPyConnection, folder: Path) -> int:
         [newest],
     ).fetchall()
     names = [d[0] for d in con.description]
-    lines = chained_lines([dict(zip(names, row, strict=True)) for row in rows], prev)
+    records = [dict(zip(names, row, strict=True)) for row in rows]
+    if tsa_url:
+        for record in records:
+            stamp(tsa_url, global_message(record), global_stamp(folder, record["global_seq"]))
+    lines = chained_lines(records, prev)
     append_lines(path, lines)
     return len(lines)
 
 
-def compare_global_witness(con: duckdb.DuckDBPyConnection, folder: Path) -> list[str]:
+def global_stamp(folder: Path, global_seq: int) -> Path:
+    """Where the RFC 3161 time-stamp of global checkpoint `global_seq` is kept."""
+    return folder / f"global-{int(global_seq):012d}.tsr"
+
+
+def compare_global_witness(
+    con: duckdb.DuckDBPyConnection, folder: Path, tsa: TsaCheck | None = None
+) -> list[str]:
     """Every witnessed global checkpoint must be in the database, identical (fields and
-    signature), and the witness file's own line chain unbroken."""
+    signature), and the witness file's own line chain unbroken. With `tsa`, every time-stamp
+    beside the file must stamp its checkpoint as the database holds it, and when a TSA is
+    configured every witnessed checkpoint must have one."""
     read = read_witness(folder / GLOBAL_WITNESS_FILE, "global_seq", "global checkpoint")
     rows = con.execute("SELECT * FROM audit_global_checkpoints ORDER BY global_seq").fetchall()
     names = [d[0] for d in con.description]
@@ -383,6 +403,42 @@ def compare_global_witness(con: duckdb.DuckDBPyConnection, folder: Path) -> list
                 f"global checkpoint {seq} differs from the one witnessed ({', '.join(differs)}):"
                 " the global log was rewritten and re-signed"
             )
+    if tsa is not None:
+        problems += _stamp_problems(folder, stored, set(read.checkpoints), tsa)
+    return problems
+
+
+@dataclass(frozen=True)
+class TsaCheck:
+    """How verify checks the global checkpoints' RFC 3161 stamps: against the TSA's pinned
+    root certificates (`roots`; none: the imprint only), each witnessed checkpoint required to
+    have one when a TSA is configured (`required`)."""
+
+    roots: tuple[Any, ...] = ()
+    required: bool = False
+
+
+def _stamp_problems(
+    folder: Path, stored: dict[int, dict[str, Any]], witnessed: set[int], tsa: TsaCheck
+) -> list[str]:
+    problems = []
+    for seq in sorted(set(stored) | witnessed):
+        path = global_stamp(folder, seq)
+        if not path.is_file():
+            if tsa.required and seq in witnessed:
+                problems.append(
+                    f"global checkpoint {seq}: no RFC 3161 time-stamp ({path.name}) though a "
+                    "time-stamping authority is configured"
+                )
+            continue
+        db = stored.get(seq)
+        problem = (
+            timestamp_problem(path.read_bytes(), global_message(db), tsa.roots)
+            if db is not None
+            else "its checkpoint is missing from the database"
+        )
+        if problem:
+            problems.append(f"global checkpoint {seq}: time-stamp {path.name}: {problem}")
     return problems
 
 
@@ -454,6 +510,7 @@ def seal_and_fold(
     memory_limit: str | None,
     witness_dir: Path | None,
     after: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+    tsa_url: str | None = None,
 ) -> SealResult:
     """Steps 2 and 3 after `pick_rows`: seal the segment with no global file open, then fold
     it on a new writer connection (`connect`), on which `after` runs too (the replica)."""
@@ -464,7 +521,7 @@ def seal_and_fold(
         discard(segments, picked.segment_id)
     with connect() as con:
         if picked.total:
-            fold_picked(con, segments, picked, signer, witness_dir)
+            fold_picked(con, segments, picked, signer, witness_dir, tsa_url)
         if after is not None:
             after(con)
     return result
@@ -475,6 +532,7 @@ def check_segments(
     segments: Segments,
     report: VerifyReport,
     witness_dir: Path | None,
+    tsa: TsaCheck | None = None,
 ) -> SegmentReport | None:
     """Add the per-run segments' findings to a `verify_audit` report (None: the home has none).
 
@@ -489,7 +547,12 @@ def check_segments(
     keys = report.schedule if report.schedule is not None else KeySchedule(report.anchor)
     found = verify_segments(con, segments, keys)
     if witness_dir is not None:
-        found.problems += compare_global_witness(con, witness_dir)
+        found.problems += compare_global_witness(con, witness_dir, tsa)
+        if tsa is not None and not tsa.roots and any(witness_dir.glob("global-*.tsr")):
+            report.notes.append(
+                "global checkpoints' RFC 3161 stamps checked for their imprint only: no TSA "
+                "root pinned (HITL_AUDIT_TSA_ROOTS), so the TSA's signature was not checked"
+            )
     report.problems.extend(Finding(None, f"segments: {p}") for p in found.problems)
     report.notes.append(
         f"{found.segments} run segments, {found.leaves} leaves, "
@@ -539,6 +602,7 @@ def seal_with_segment(
         in_segment = seal_and_fold(
             connect, segments, picked, run_id, signer, memory_limit=memory_limit,
             witness_dir=witness.folder if witness is not None else None, after=after,
+            tsa_url=witness.tsa_url if witness is not None else None,
         )  # fmt: skip
     if refused is not None:
         raise refused

@@ -43,6 +43,11 @@ SIGNED_FIELDS = (
     "created_at", "public_key", "signature",
 )  # fmt: skip
 TSA_TIMEOUT_S = 10.0
+IMPRINT_HASHES = {  # RFC 3161 message imprint algorithms by OID (NIST's SHA-2 arc)
+    "2.16.840.1.101.3.4.2.1": "sha256",
+    "2.16.840.1.101.3.4.2.2": "sha384",
+    "2.16.840.1.101.3.4.2.3": "sha512",
+}
 
 
 @dataclass(frozen=True)
@@ -189,13 +194,58 @@ def timestamp_request(message: bytes) -> bytes:
 def _timestamp(witness: WitnessConfig, record: dict[str, Any], message: bytes) -> None:
     """Ask the configured TSA to time-stamp the checkpoint's signed message; keep its answer."""
     assert witness.tsa_url
+    stamp(witness.tsa_url, message, witness.folder / f"{int(record['last_seq']):012d}.tsr")
+
+
+def stamp(tsa_url: str, message: bytes, target: Path) -> None:
+    """Have the TSA at `tsa_url` time-stamp `message` (RFC 3161 over HTTP); its answer (DER)
+    goes to `target`. The single chain's checkpoints and the segments' global ones use it."""
     request = urllib.request.Request(
-        witness.tsa_url,
+        tsa_url,
         data=timestamp_request(message),
         headers={"Content-Type": "application/timestamp-query"},
     )
     with urllib.request.urlopen(request, timeout=TSA_TIMEOUT_S) as answer:  # noqa: S310
-        (witness.folder / f"{int(record['last_seq']):012d}.tsr").write_bytes(answer.read())
+        target.write_bytes(answer.read())
+
+
+def load_tsa_roots(path: Path | None) -> list[Any]:
+    """The TSA root certificates of a PEM file (`HITL_AUDIT_TSA_ROOTS`); none without one."""
+    if path is None:
+        return []
+    from cryptography import x509
+
+    return list(x509.load_pem_x509_certificates(path.read_bytes()))
+
+
+def timestamp_problem(token: bytes, message: bytes, roots: Sequence[Any]) -> str | None:
+    """Why an RFC 3161 response does not time-stamp `message` (None: it does).
+
+    With `roots` (the TSA's pinned root certificates) the whole token is verified: status,
+    the TSA's signature and certificate chain up to a root, and the message imprint. Without,
+    only the status and the imprint (the hash the TSA signed is the message's): a note in the
+    report says the TSA's signature was not checked."""
+    from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
+
+    try:
+        response = decode_timestamp_response(token)
+    except Exception as exc:  # a malformed answer: ValueError from the DER decoder
+        return f"not an RFC 3161 response ({exc})"
+    if response.status not in (0, 1):  # granted, granted with modifications
+        return f"the TSA refused it (status {response.status})"
+    if roots:
+        try:
+            VerifierBuilder(roots=list(roots)).build().verify_message(response, message)
+        except (VerificationError, ValueError) as exc:
+            return f"does not verify against the TSA roots ({exc})"
+        return None
+    imprint = response.tst_info.message_imprint
+    name = IMPRINT_HASHES.get(imprint.hash_algorithm.dotted_string)
+    if name is None:
+        return f"unknown imprint hash {imprint.hash_algorithm.dotted_string}"
+    if hashlib.new(name, message).digest() != imprint.message:
+        return "its message imprint is not the hash of the signed checkpoint"
+    return None
 
 
 def compare_with_witness(

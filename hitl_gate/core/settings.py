@@ -33,6 +33,7 @@ AUDIT_KEY_ENV = "HITL_AUDIT_SIGNING_KEY"
 REVIEW_KEY_ENV = "HITL_REVIEW_KEY"
 WITNESS_ENV = "HITL_AUDIT_WITNESS_DIR"
 TSA_ENV = "HITL_AUDIT_TSA_URL"
+TSA_ROOTS_ENV = "HITL_AUDIT_TSA_ROOTS"  # PEM root(s) verify checks RFC 3161 stamps against
 SEGMENTS_ENV = "HITL_AUDIT_SEGMENTS"  # seal runs through per-run segments (docs/audit.md)
 AUDIT_SIGNER_ENV = "HITL_AUDIT_SIGNER"
 AUDIT_PKCS11_MODULE_ENV = "HITL_AUDIT_PKCS11_MODULE"
@@ -169,6 +170,7 @@ class HitlSettings:
     audit_key_in_env: bool = False
     review_key_in_env: bool = False
     tsa_url: str | None = None  # RFC 3161 time-stamping authority for checkpoints (None: off)
+    tsa_roots: Path | None = None  # the TSA's root certificate(s), PEM, for verify
     audit_keys: AuditKeySettings = field(default_factory=AuditKeySettings)
     landing_settle_seconds: float = DEFAULT_SETTLE_SECONDS
     landing_max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES
@@ -213,6 +215,7 @@ class HitlSettings:
             audit_key_in_env=bool(value(AUDIT_KEY_ENV)),
             review_key_in_env=bool(value(REVIEW_KEY_ENV)),
             tsa_url=value(TSA_ENV) or None,
+            tsa_roots=_path_or_none(value(TSA_ROOTS_ENV)),
             audit_keys=AuditKeySettings.from_values(value),
             landing_settle_seconds=_seconds(SETTLE_ENV, value(SETTLE_ENV), DEFAULT_SETTLE_SECONDS),
             landing_max_gunzip_bytes=_whole_number(GUNZIP_CAP_ENV, value(GUNZIP_CAP_ENV))
@@ -237,6 +240,7 @@ class HitlSettings:
             REVIEW_ENV: str(self.paths.review),
             WITNESS_ENV: str(self.paths.witness or ""),
             TSA_ENV: self.tsa_url or "",
+            TSA_ROOTS_ENV: str(self.tsa_roots or ""),
             DOMAINS_ENV: os.pathsep.join(str(p) for p in self.domains_dirs),
             EXECUTOR_ENV: self.executor,
             MAX_CONCURRENT_ENV: str(self.max_concurrent or ""),

@@ -60,10 +60,11 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     import time
     from pathlib import Path
 
-    from hitl_gate.audit.run_seal import check_segments, load_segment_events
+    from hitl_gate.audit.run_seal import TsaCheck, check_segments, load_segment_events
     from hitl_gate.audit.run_segments import Segments
     from hitl_gate.audit.trust import TrustAnchorError, load_trust_anchor
     from hitl_gate.audit.verify import verify_audit
+    from hitl_gate.audit.witness import load_tsa_roots
     from hitl_gate.core.database import audit_connection
 
     settings = settings_from(args)
@@ -86,7 +87,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             witness=witness,
             more_events=lambda c: load_segment_events(c, segments),
         )
-        check_segments(con, segments, report, witness)
+        tsa = TsaCheck(tuple(load_tsa_roots(settings.tsa_roots)), settings.tsa_url is not None)
+        check_segments(con, segments, report, witness, tsa)
     elapsed = time.perf_counter() - started
     print(report.summary())
     rate = report.entries / elapsed if elapsed > 0 else 0.0

@@ -26,13 +26,15 @@ from hitl_gate.app.cli import main
 from hitl_gate.audit import bundle, bundle_check, chain, run_segments
 from hitl_gate.audit.bundle import BundleScope, export_bundle
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-from hitl_gate.audit.run_seal import seal_with_segment
+from hitl_gate.audit.run_seal import global_stamp, seal_with_segment
 from hitl_gate.audit.run_segments import Segments
 from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.trust import sign_handover
-from hitl_gate.audit.witness import WitnessConfig
+from hitl_gate.audit.witness import WitnessConfig, stamp
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import TSA_ENV, TSA_ROOTS_ENV
+from tests.unit.audit.local_tsa import local_tsa
 from tests.unit.audit.tamper_home import DOMAIN, _first_run, add_row
 
 pytestmark = pytest.mark.slow  # several homes sealed and verified through the CLI
@@ -47,11 +49,12 @@ EVENTS = "SELECT event_type, entity_key, content_digest, run_id FROM audit_event
 class Home:
     """A home sealed on the single chain or through segments; its key kept outside it."""
 
-    def __init__(self, root: Path, segmented: bool) -> None:
+    def __init__(self, root: Path, segmented: bool, tsa_url: str | None = None) -> None:
         self.root = root
         self.paths = HitlPaths.at(root / "home")
         self.segments = Segments(self.paths.segments_dir)
         self.segmented = segmented
+        self.tsa_url = tsa_url
 
     def key(self, name: str = "audit") -> Any:
         return load_or_create_signing_key(self.root / "keys" / f"{name}.key")
@@ -61,7 +64,7 @@ class Home:
 
     def seal(self, run_id: str, key: Any | None = None) -> None:
         key = key or self.key()
-        witness = WitnessConfig(self.paths.witness_dir)
+        witness = WitnessConfig(self.paths.witness_dir, self.tsa_url)
         if not self.segmented:
             with self.connect() as con:
                 seal_run(con, run_id, key, self.paths.checkpoints_dir, witness=witness)
@@ -391,3 +394,66 @@ def test_a_hand_over_whose_global_seq_was_edited_no_longer_verifies(
     path.write_text(json.dumps(json.loads(path.read_text()) | {"after_global_seq": 5}))
     out = home.verify(capsys)
     assert out.startswith("exit 1") and "bad signature of the old key" in out, out
+
+
+# RFC 3161 time-stamps of the global checkpoints, from a real local TSA (OpenSSL's).
+
+
+@pytest.fixture
+def stamped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Home, Any]]:
+    """A segmented home whose two runs' global checkpoints were time-stamped by a local TSA,
+    configured (URL and pinned root) for `hitl audit verify` as for the pipeline."""
+    with local_tsa() as tsa:
+        home = Home(tmp_path, segmented=True, tsa_url=tsa.url)
+        with home.connect() as con:
+            _first_run(con)
+        home.seal("run-1")
+        _second_run(home)
+        home.seal("run-2")
+        monkeypatch.setenv(TSA_ENV, tsa.url)
+        monkeypatch.setenv(TSA_ROOTS_ENV, str(tsa.roots))
+        yield home, tsa
+
+
+def test_global_checkpoints_are_time_stamped_and_verify_checks_the_stamps(
+    stamped: tuple[Home, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    home, _ = stamped
+    witness = home.paths.witness_dir
+    assert sorted(p.name for p in witness.glob("global-*.tsr")) == [
+        "global-000000000001.tsr", "global-000000000002.tsr",
+    ]  # fmt: skip
+    out = home.verify(capsys)
+    assert out.startswith("exit 0"), out
+    first, second = (global_stamp(witness, n) for n in (1, 2))
+    first.write_bytes(second.read_bytes())  # a stamp of another checkpoint
+    out = home.verify(capsys)
+    assert out.startswith("exit 1"), out
+    assert "global checkpoint 1: time-stamp global-000000000001.tsr: does not verify" in out
+    first.unlink()
+    out = home.verify(capsys)
+    assert "global checkpoint 1: no RFC 3161 time-stamp (global-000000000001.tsr)" in out, out
+
+
+def test_a_stamp_from_another_tsa_fails_against_the_pinned_root(
+    stamped: tuple[Home, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An insider's own TSA stamps the right message (e.g. to back-date it): its chain does
+    not lead to the pinned root. Without a pinned root only the imprint is checked, and
+    verify says so."""
+    home, _ = stamped
+    path = global_stamp(home.paths.witness_dir, 1)
+    with home.connect() as con:
+        checkpoint = con.execute("SELECT * FROM audit_global_checkpoints WHERE global_seq = 1")
+        record = dict(zip([d[0] for d in con.description], checkpoint.fetchall()[0], strict=True))
+    with local_tsa("insider") as other:
+        stamp(other.url, run_segments.global_message(record), path)
+    out = home.verify(capsys)
+    assert out.startswith("exit 1"), out
+    assert (
+        "global checkpoint 1: time-stamp global-000000000001.tsr: does not verify against the "
+        "TSA roots" in out
+    ), out
+    monkeypatch.delenv(TSA_ROOTS_ENV)
+    out = home.verify(capsys)
+    assert out.startswith("exit 0") and "imprint only: no TSA root pinned" in out, out

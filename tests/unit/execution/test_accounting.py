@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -74,7 +75,7 @@ def test_the_run_seal_goes_through_its_segment_when_switched_on(tmp_path: Path) 
     closed = account_days(
         domain,
         pl.DataFrame({"partition_date": [D1], "status": ["held"]}),
-        lambda: audit_connection(db),
+        partial(audit_connection, db),
         tmp_path / "outcomes",
         [D1],
         run_id="run-1",
