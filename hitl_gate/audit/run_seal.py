@@ -286,14 +286,18 @@ def seal_picked(
     """Step 2, with no global file open: the ordinary seal of the segment's rows into the
     segment's own chain (render, hash, chain, Merkle root, signed checkpoint).
 
+    Every row in the segment's tables is new by construction (the pick copied only rows no
+    seal had seen, and the tables are emptied after each seal), so the seal computes and
+    keeps no fingerprint there (`fresh`): the change detection was the pick's, under the
+    writer, and the segment's log index still keeps a digest from being logged twice.
     The copied rows are dropped afterwards: the segment keeps its chain (entries, index,
-    fingerprints, checkpoints), not the data, which stays in `audit.duckdb` only, so
+    checkpoints), not the data, which stays in `audit.duckdb` only, so
     retention redacts in one place and a segment holds no personal value. Verify compares
     the rows of `audit.duckdb` with the segment's entries (`load_segment_events`)."""
     with _open_segment(segments, picked.segment_id) as seg:
         result = seal_run(
             seg, run_id, signer, segments.checkpoints(picked.segment_id), SEGMENT_SOURCES,
-            memory_limit=memory_limit,
+            memory_limit=memory_limit, fresh=True,
         )  # fmt: skip
         for source in SEGMENT_SOURCES:
             seg.execute(f"DROP TABLE IF EXISTS {_quote(source.table)}")
