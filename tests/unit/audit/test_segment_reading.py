@@ -457,3 +457,19 @@ def test_a_stamp_from_another_tsa_fails_against_the_pinned_root(
     monkeypatch.delenv(TSA_ROOTS_ENV)
     out = home.verify(capsys)
     assert out.startswith("exit 0") and "imprint only: no TSA root pinned" in out, out
+
+
+def test_the_trace_shows_the_same_case_with_its_entries_provenance(
+    homes: dict[bool, Home],
+) -> None:
+    from hitl_gate.audit.trace import format_trace, trace_case
+
+    traces = {s: trace_case(h.paths.audit_db, "C7", DOMAIN) for s, h in homes.items()}
+    texts = {s: format_trace(t) for s, t in traces.items() if t is not None}
+    before = {s: text.split("\nAudit log")[0] for s, text in texts.items()}
+    assert before[False] == before[True]  # the case itself: the same either way
+    assert "decision               run-2  entry 1 of segment demo.run-2" in texts[True]
+    logged = {s: [(e["event_type"], e["run_id"], e["content_digest"]) for e in t["history"]]
+              for s, t in traces.items() if t is not None}  # fmt: skip
+    assert sorted(logged[False]) == sorted(logged[True]) and len(logged[True]) == 2
+    assert "execution" in texts[True].split("of the single chain")[0]
