@@ -432,7 +432,10 @@ def test_global_checkpoints_are_time_stamped_and_verify_checks_the_stamps(
     assert "global checkpoint 1: time-stamp global-000000000001.tsr: does not verify" in out
     first.unlink()
     out = home.verify(capsys)
-    assert "global checkpoint 1: no RFC 3161 time-stamp (global-000000000001.tsr)" in out, out
+    assert (
+        "global checkpoint 1: its RFC 3161 time-stamp global-000000000001.tsr, recorded by the "
+        "witness, is missing (deleted)" in out
+    ), out
 
 
 def test_a_stamp_from_another_tsa_fails_against_the_pinned_root(
@@ -473,3 +476,22 @@ def test_the_trace_shows_the_same_case_with_its_entries_provenance(
               for s, t in traces.items() if t is not None}  # fmt: skip
     assert sorted(logged[False]) == sorted(logged[True]) and len(logged[True]) == 2
     assert "execution" in texts[True].split("of the single chain")[0]
+
+
+def test_checkpoints_witnessed_before_a_tsa_was_configured_need_no_stamp(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path, segmented=True)
+    with home.connect() as con:
+        _first_run(con)
+    home.seal("run-1")
+    with local_tsa() as tsa:
+        home.tsa_url = tsa.url
+        _second_run(home)
+        home.seal("run-2")
+        monkeypatch.setenv(TSA_ENV, tsa.url)
+        monkeypatch.setenv(TSA_ROOTS_ENV, str(tsa.roots))
+        names = [p.name for p in home.paths.witness_dir.glob("global-*.tsr")]
+        assert names == ["global-000000000002.tsr"]
+        out = home.verify(capsys)
+    assert out.startswith("exit 0"), out
