@@ -88,7 +88,6 @@ if TYPE_CHECKING:
 SEGMENT_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if not s.append_only)
 CHAIN_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if s.append_only)
 GLOBAL_WITNESS_FILE = "global_checkpoints.jsonl"
-STAMP_FIELD = "time_stamp"  # a witnessed global checkpoint's RFC 3161 stamp file, when made
 COPY_BATCH_ROWS = 200_000
 PICK_FP = "__audit_pick_fingerprint"
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -335,6 +334,9 @@ def publish_global(con: duckdb.DuckDBPyConnection, folder: Path, tsa_url: str | 
     lines = chained_lines(records, prev)
     append_lines(path, lines)
     return len(lines)
+
+
+STAMP_FIELD = "time_stamp"  # a witnessed global checkpoint's RFC 3161 stamp file, when made
 
 
 def global_stamp(folder: Path, global_seq: int) -> Path:
