@@ -4,7 +4,8 @@ Every declared domain with a `sample:` section takes part, one after the other, 
 Dagster instance, audit database and review workspace. Steps per domain: land the sample as
 daily files; ingest, validate and featurise the quarter in one run;
 train and register a model (only the first time: a champion is set only when none exists);
-score, route, export review batches and execute the quarter; then a clearly labelled DEMO
+serve the features again through the champion's feature service, score, route, export review
+batches and execute the quarter (ingestion is not repeated); then a clearly labelled DEMO
 reviewer answers one batch, which goes through the same intake as a real reviewer's file.
 Running it again changes nothing: files, batches, verdicts and executions are all idempotent,
 and a run whose every stage already holds every day of the sample in this home's Dagster instance
@@ -29,7 +30,19 @@ if TYPE_CHECKING:
     from dagster import AssetKey
 
 INGEST_STAGES = ("raw_cases", "validated_cases", "case_features")
+# What the pipeline run after training recomputes: the stages that depend on the champion.
+# Features are served through the champion version's own feature service (before any model,
+# the declared one), so `case_features` runs again; the files and validated cases of the
+# quarter are the ingestion run's, unchanged by a model, and are not read and validated twice.
+FIRST_CHAMPION_STAGE = "case_features"
 DEMO_PREFIX = "demo-"  # every demo identity (app.demo_identities) starts with it
+
+
+def champion_stages() -> tuple[str, ...]:
+    """The daily stages from `case_features` on: what the demo's pipeline run materialises."""
+    from assets.factory import PIPELINE_STAGES
+
+    return PIPELINE_STAGES[PIPELINE_STAGES.index(FIRST_CHAMPION_STAGE) :]
 
 
 def has_champion(domain: DomainConfig, paths: HitlPaths) -> bool:
@@ -131,7 +144,14 @@ def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
     if not all_days_materialised(
         paths, [stage_key(domain, s) for s in PIPELINE_STAGES], start, end
     ):
-        pipeline = run_job(settings, daily, start=start, end=end, progress=f"{days} pipeline")
+        pipeline = run_job(
+            settings,
+            daily,
+            start=start,
+            end=end,
+            only=[stage_key(domain, s) for s in champion_stages()],
+            progress=f"{days} pipeline",
+        )
         raise_for_failure(pipeline, "daily pipeline")
     reviewed = demo_review_one_batch(settings, domain)
     return summarise(paths, domain, landing.applications, reviewed)

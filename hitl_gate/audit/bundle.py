@@ -55,9 +55,10 @@ from hitl_gate.audit.bundle_segments import (
 from hitl_gate.audit.chain import GENESIS_HASH
 from hitl_gate.audit.events import EVENT_SOURCES, EventSource, source_sql
 from hitl_gate.audit.keys import public_key_hex
+from hitl_gate.audit.run_segments import Segments
+from hitl_gate.core.home import HitlPaths
 
 if TYPE_CHECKING:
-    from hitl_gate.audit.run_segments import Segments
     from hitl_gate.audit.signer import CheckpointSigner
 
 ENTRY_BATCH = 50_000
@@ -127,9 +128,9 @@ def export_bundle(
 ) -> BundleSummary:
     """Write the bundle of `scope` into the new or empty folder `out`; check it; summarise.
 
-    `segments`: where the per-run segments live (`HitlPaths.segments_dir`); a row sealed in
-    one ships with its segment's checkpoint ranges, the global leaves and the signed global
-    checkpoints (`bundle_segments.py`). Without it such a row is refused as unlogged."""
+    `segments`: where the per-run segments live (default: the `HitlPaths.segments_dir` of the
+    home holding the database); a row sealed in one ships with its segment's checkpoint
+    ranges, the global leaves and the signed global checkpoints (`bundle_segments.py`)."""
     if scope.end < scope.start:
         raise BundleError(f"--to {scope.end} is before --from {scope.start}")
     if out.exists() and any(out.iterdir()):
@@ -140,6 +141,7 @@ def export_bundle(
     if not cases:
         raise BundleError(f"no cases decided on {scope.start}..{scope.end}: nothing to export")
     out.mkdir(parents=True, exist_ok=True)
+    segments = segments or _segments_of(con)
     in_segments = segments is not None and segment_events(con)
     rows, seqs, skipped = _write_lineage(con, scope, out, in_segments)
     chain_seqs = seqs.pop(SINGLE_CHAIN, set())
@@ -178,6 +180,14 @@ def export_bundle(
     if not report.ok:
         raise BundleError(f"{out}: the written bundle does not check out:\n{report.summary()}")
     return BundleSummary(out, cases, sum(rows.values()), entries, len(ranges), skipped)
+
+
+def _segments_of(con: duckdb.DuckDBPyConnection) -> Segments | None:
+    """The segments folder of the home whose `audit.duckdb` `con` has open (None: in memory)."""
+    (path,) = con.execute(
+        "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
+    ).fetchall()[0]
+    return Segments(HitlPaths.at(Path(path).parent).segments_dir) if path else None
 
 
 def _write_lineage(

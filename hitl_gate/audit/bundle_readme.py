@@ -36,6 +36,12 @@ language, or with the included `verify_bundle.py` (Python 3 + the `cryptography`
   `"purpose": "hitl-gate checkpoint key hand-over"`, sorted keys). Follow them from the
   operator's published key: each checkpoint must be signed by the key valid for its first
   entry, and the manifest by the newest.
+- `segments/<segment id>/log/` and `segments/<segment id>/checkpoints/` (when runs sealed
+  through per-run segments): the same, for each segment chain holding an exported row;
+  `global/leaves.json`: every folded segment checkpoint (a leaf), in order;
+  `global/checkpoints.json`: every signed global checkpoint over the leaves, in order. Key
+  hand-overs then also name `after_global_seq`, the last global checkpoint of the old key
+  (signed with the other fields when present).
 - `verify_bundle.py`: a standalone checker doing every step below.
 
 ## Checking by hand
@@ -63,8 +69,21 @@ language, or with the included `verify_bundle.py` (Python 3 + the `cryptography`
    field, hex; key: the `public_key` field, raw hex).
 4. **Rows.** For each line of `lineage/index.csv`, SHA-256 of line `line` of
    `lineage/<event_type>.jsonl` (without its line break) equals `content_digest`, and the log
-   entry with that `seq` has the same `"type"`, `"key"` and `"digest"` in its envelope. So every
-   exported row is exactly what was sealed into the signed chain.
+   entry with that `seq` (in the chain of the segment named by `segment`, else the single
+   chain) has the same `"type"`, `"key"` and `"digest"` in its envelope. So every exported
+   row is exactly what was sealed into a signed chain.
+5. **Segments and global checkpoints** (when `global/` is present). Steps 2 and 3 hold for
+   each segment range as for the single chain. A leaf's `leaf_hash` is SHA-256 (hex) of the
+   compact JSON of its `segment_id, last_seq, head_hash, merkle_root, signature` (sorted
+   keys); `leaf_seq` counts 1, 2, 3... Each global checkpoint signs the compact JSON of
+   `global_seq, leaves, tree_root, previous_hash, created_at, public_key` (sorted keys):
+   `tree_root` is the Merkle root (fan-out 16, as in step 3) of the raw leaf hashes
+   1..`leaves`; `previous_hash` is SHA-256 (hex) of the previous global checkpoint's signed
+   bytes followed by its `signature` text (64 zeros for the first). Every segment range's
+   checkpoint equals a leaf (same segment, `last_seq`, head hash, Merkle root and signature)
+   under a global checkpoint, and is signed by that global checkpoint's key; a global
+   checkpoint is signed by the operator's key, or the key a hand-over with a lower
+   `after_global_seq` passed it to.
 
 ## What the rows are
 

@@ -255,10 +255,17 @@ class SourceSlices:
     may be a second one that reads ahead). A seal killed between slices keeps the committed
     ones, and the next seal's `find_unseen` no longer sees their rows. Needs
     `chain.sha256_function`.
+
+    `fresh`: every row of the table is new to this database by construction (a run's segment,
+    filled by `run_seal.pick_rows` with rows no seal had seen, and emptied after its seal), so
+    no fingerprint is computed or remembered: every row is rendered, and the log's own index
+    still keeps an entity's digest from being logged twice.
     """
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, source: EventSource, rows: int) -> None:
-        self.con, self.source, self.rows = con, source, rows
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, source: EventSource, rows: int, fresh: bool = False
+    ) -> None:
+        self.con, self.source, self.rows, self.fresh = con, source, rows, fresh
         self.sql = source_sql(con, source)
         self.count = 1
 
@@ -266,6 +273,10 @@ class SourceSlices:
         """Collect the unseen fingerprints; return the numbers of the slices to seal."""
         if self.sql is None:
             return []
+        if self.fresh:
+            (unseen,) = self.con.execute(f"SELECT count(*) FROM {self.sql.table}").fetchall()[0]
+            self.count = max(1, -(-int(unseen) // self.rows))
+            return list(range(self.count)) if unseen else []
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE audit_unseen AS SELECT fingerprint, count(*) AS n "
             f"FROM (SELECT {self.sql.fingerprint} AS fingerprint FROM {self.sql.table}) "
@@ -297,13 +308,20 @@ class SourceSlices:
         sql = self.sql
         assert sql is not None
         where = {"slice": number, **({"slices": self.count} if self.count > 1 else {})}
-        self.con.execute(
-            "CREATE OR REPLACE TEMP TABLE audit_slice AS SELECT rid, fingerprint FROM "
-            f"(SELECT rowid AS rid, {sql.fingerprint} AS fingerprint FROM {sql.table} "
-            f"WHERE {self._slice_filter()}) "
-            "WHERE fingerprint IN (SELECT fingerprint FROM audit_unseen)",
-            where,
-        )
+        if self.fresh:
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE audit_slice AS SELECT rowid AS rid, "
+                f"NULL::UBIGINT AS fingerprint FROM {sql.table} WHERE {self._slice_filter()}",
+                where,
+            )
+        else:
+            self.con.execute(
+                "CREATE OR REPLACE TEMP TABLE audit_slice AS SELECT rid, fingerprint FROM "
+                f"(SELECT rowid AS rid, {sql.fingerprint} AS fingerprint FROM {sql.table} "
+                f"WHERE {self._slice_filter()}) "
+                "WHERE fingerprint IN (SELECT fingerprint FROM audit_unseen)",
+                where,
+            )
         envelope = envelope_sql("$at", "content_digest", "entity_key", "$run_id", "$event_type")
         query = f"""
             SELECT {ROW_ID}, entity_key, content_digest, {envelope} AS body
@@ -357,8 +375,11 @@ class SourceSlices:
             self.con.unregister("audit_new_events")
 
     def fingerprints(self) -> pa.Table:
-        """The slice's distinct fingerprints (column `fingerprint`), for `remember`."""
-        seen = self.con.sql("SELECT DISTINCT fingerprint FROM audit_slice").to_arrow_table()
+        """The slice's distinct fingerprints (column `fingerprint`), for `remember` (none
+        when `fresh`)."""
+        seen = self.con.sql(
+            "SELECT DISTINCT fingerprint FROM audit_slice WHERE fingerprint IS NOT NULL"
+        ).to_arrow_table()
         self.con.execute("DROP TABLE audit_slice")
         return seen
 

@@ -290,14 +290,18 @@ def seal_picked(
     """Step 2, with no global file open: the ordinary seal of the segment's rows into the
     segment's own chain (render, hash, chain, Merkle root, signed checkpoint).
 
+    Every row in the segment's tables is new by construction (the pick copied only rows no
+    seal had seen, and the tables are emptied after each seal), so the seal computes and
+    keeps no fingerprint there (`fresh`): the change detection was the pick's, under the
+    writer, and the segment's log index still keeps a digest from being logged twice.
     The copied rows are dropped afterwards: the segment keeps its chain (entries, index,
-    fingerprints, checkpoints), not the data, which stays in `audit.duckdb` only, so
+    checkpoints), not the data, which stays in `audit.duckdb` only, so
     retention redacts in one place and a segment holds no personal value. Verify compares
     the rows of `audit.duckdb` with the segment's entries (`load_segment_events`)."""
     with _open_segment(segments, picked.segment_id) as seg:
         result = seal_run(
             seg, run_id, signer, segments.checkpoints(picked.segment_id), SEGMENT_SOURCES,
-            memory_limit=memory_limit,
+            memory_limit=memory_limit, fresh=True,
         )  # fmt: skip
         for source in SEGMENT_SOURCES:
             seg.execute(f"DROP TABLE IF EXISTS {_quote(source.table)}")
@@ -366,10 +370,15 @@ def publish_global(con: duckdb.DuckDBPyConnection, folder: Path, tsa_url: str | 
     records = [dict(zip(names, row, strict=True)) for row in rows]
     if tsa_url:
         for record in records:
-            stamp(tsa_url, global_message(record), global_stamp(folder, record["global_seq"]))
+            stamped = global_stamp(folder, record["global_seq"])
+            stamp(tsa_url, global_message(record), stamped)
+            record[STAMP_FIELD] = stamped.name  # witnessed: its removal is then named
     lines = chained_lines(records, prev)
     append_lines(path, lines)
     return len(lines)
+
+
+STAMP_FIELD = "time_stamp"  # a witnessed global checkpoint's RFC 3161 stamp file, when made
 
 
 def global_stamp(folder: Path, global_seq: int) -> Path:
@@ -382,8 +391,8 @@ def compare_global_witness(
 ) -> list[str]:
     """Every witnessed global checkpoint must be in the database, identical (fields and
     signature), and the witness file's own line chain unbroken. With `tsa`, every time-stamp
-    beside the file must stamp its checkpoint as the database holds it, and when a TSA is
-    configured every witnessed checkpoint must have one."""
+    beside the file must stamp its checkpoint as the database holds it, and every stamp the
+    witness recorded must still be there."""
     read = read_witness(folder / GLOBAL_WITNESS_FILE, "global_seq", "global checkpoint")
     rows = con.execute("SELECT * FROM audit_global_checkpoints ORDER BY global_seq").fetchall()
     names = [d[0] for d in con.description]
@@ -404,31 +413,35 @@ def compare_global_witness(
                 " the global log was rewritten and re-signed"
             )
     if tsa is not None:
-        problems += _stamp_problems(folder, stored, set(read.checkpoints), tsa)
+        problems += _stamp_problems(folder, stored, read.checkpoints, tsa)
     return problems
 
 
 @dataclass(frozen=True)
 class TsaCheck:
     """How verify checks the global checkpoints' RFC 3161 stamps: against the TSA's pinned
-    root certificates (`roots`; none: the imprint only), each witnessed checkpoint required to
-    have one when a TSA is configured (`required`)."""
+    root certificates (`roots`; none: the imprint only)."""
 
     roots: tuple[Any, ...] = ()
-    required: bool = False
 
 
 def _stamp_problems(
-    folder: Path, stored: dict[int, dict[str, Any]], witnessed: set[int], tsa: TsaCheck
+    folder: Path,
+    stored: dict[int, dict[str, Any]],
+    witnessed: dict[int, dict[str, Any]],
+    tsa: TsaCheck,
 ) -> list[str]:
+    """Every stamp beside the witness against its checkpoint in the database, and every stamp
+    the witness recorded (`STAMP_FIELD` of its line: published with a TSA configured) still
+    there. A checkpoint witnessed before a TSA was configured needs none."""
     problems = []
-    for seq in sorted(set(stored) | witnessed):
+    for seq in sorted(set(stored) | set(witnessed)):
         path = global_stamp(folder, seq)
         if not path.is_file():
-            if tsa.required and seq in witnessed:
+            if (witnessed.get(seq) or {}).get(STAMP_FIELD):
                 problems.append(
-                    f"global checkpoint {seq}: no RFC 3161 time-stamp ({path.name}) though a "
-                    "time-stamping authority is configured"
+                    f"global checkpoint {seq}: its RFC 3161 time-stamp {path.name}, recorded by "
+                    "the witness, is missing (deleted)"
                 )
             continue
         db = stored.get(seq)

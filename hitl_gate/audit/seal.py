@@ -206,6 +206,8 @@ def seal_run(
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
     witness: WitnessConfig | None = None,
     owned: Mapping[str, OwnedKeys] | None = None,
+    *,
+    fresh: bool = False,
 ) -> SealResult:
     """Append every not-yet-logged event, sign a checkpoint, write it beside the database.
 
@@ -221,12 +223,15 @@ def seal_run(
     (`witness.publish_checkpoints`); an insert-once row changed after sealing is not logged
     and raises `SealRefused` once the rest is sealed, signed and witnessed. `owned`: per event
     type, the entity keys this seal may log (the writing step's own rows); any other new row of
-    that type is refused as a `Stray`. General seals pass `STEP_OWNED` (no key).
+    that type is refused as a `Stray`. General seals pass `STEP_OWNED` (no key). `fresh`:
+    every row of `sources` is new to this database by construction (a run's segment,
+    `run_seal.seal_picked`): no fingerprint is computed or remembered (`events.SourceSlices`).
     """
     with _memory_limit(con, memory_limit):
         return _seal(
-            con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness, owned or {}
-        )
+            con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness, owned or {},
+            fresh,
+        )  # fmt: skip
 
 
 @contextmanager
@@ -256,6 +261,7 @@ def _seal(
     batch_rows: int,
     witness: WitnessConfig | None,
     owned: Mapping[str, OwnedKeys],
+    fresh: bool,
 ) -> SealResult:
     """`seal_run` under its memory limit."""
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -264,7 +270,7 @@ def _seal(
         covered_to = _sealed_to(con)
         chain = _Appender(con, last_seq, head, _entry_digests_after(con, covered_to))
     reader = con.cursor()  # a second connection: renders the next slice while this one writes
-    produced = _new_slices(reader, sources, batch_rows, run_id, now)
+    produced = _new_slices(reader, sources, batch_rows, run_id, now, fresh)
     ahead = _read_ahead(produced)
     clashes: list[Clash] = []
     strays: list[Stray] = []
@@ -278,7 +284,8 @@ def _seal(
                     fingerprints = fingerprints.slice(0, 0)
             with transaction(con):
                 chain.append(source.event_type, events)
-                chain.canonicalised += remember(con, source.event_type, fingerprints)
+                remembered = remember(con, source.event_type, fingerprints)
+                chain.canonicalised += events.num_rows if fresh else remembered
     finally:  # in this order: the helper thread is done before its connection closes
         ahead.close()
         produced.close()
@@ -336,6 +343,7 @@ def _new_slices(
     batch_rows: int,
     run_id: str,
     recorded_at: str,
+    fresh: bool = False,
 ) -> Generator[tuple[EventSource, pa.Table, pa.Table, pa.Table]]:
     """Per slice of unseen rows, in source order: its events, fingerprints and clashes.
 
@@ -345,7 +353,7 @@ def _new_slices(
     """
     with sha256_function(reader):
         for source in sources:
-            slices = SourceSlices(reader, source, batch_rows)
+            slices = SourceSlices(reader, source, batch_rows, fresh)
             try:
                 for number in slices.find_unseen():
                     # One read transaction per slice: the rowids `new_events` keeps in

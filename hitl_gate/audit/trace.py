@@ -110,6 +110,7 @@ def trace_case(
             "WHERE r.case_id = ? AND (b.domain IS NULL OR b.domain = ?)",
             [case_id, domain],
         )
+        history = _case_history(con, key)
         shadow = (
             query_frame(
                 con,
@@ -135,7 +136,27 @@ def trace_case(
         "policy": policy.row(0, named=True) if policy.height else None,
         "quarantine": quarantined.to_dicts(),
         "rejected_verdicts": rejected_verdicts["message"].to_list(),
+        "history": history.to_dicts(),
     }
+
+
+def _case_history(con: Any, key: list[str]) -> pl.DataFrame:
+    """The case's sealed events (`case_history`: the single chain and every folded per-run
+    segment), by when they were sealed; `segment_id` None for the single chain (a database
+    made before segments has no such column: all single chain)."""
+    columns = query_frame(
+        con,
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'case_history'",
+    )["column_name"].to_list()
+    if not columns:
+        return pl.DataFrame()
+    segment = "segment_id" if "segment_id" in columns else "NULL::VARCHAR AS segment_id"
+    return query_frame(
+        con,
+        f"SELECT recorded_at, event_type, run_id, seq, {segment}, content_digest "
+        "FROM case_history WHERE domain = ? AND case_id = ? ORDER BY recorded_at, seq",
+        key,
+    )
 
 
 SECTIONS = (
@@ -182,6 +203,14 @@ def format_trace(trace: dict[str, Any]) -> str:
         )
     for message in trace["rejected_verdicts"]:
         lines.append(f"\nRejected verdict: {message}")
+    if trace.get("history"):
+        lines.append("\nAudit log (the case's sealed events)")
+        for event in trace["history"]:
+            chain = f"segment {event['segment_id']}" if event["segment_id"] else "the single chain"
+            lines.append(
+                f"  {event['recorded_at']}  {event['event_type']:<22} {event['run_id']}  "
+                f"entry {event['seq']} of {chain}, digest {str(event['content_digest'])[:16]}"
+            )
     return "\n".join(lines)
 
 

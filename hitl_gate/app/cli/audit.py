@@ -87,7 +87,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             witness=witness,
             more_events=lambda c: load_segment_events(c, segments),
         )
-        tsa = TsaCheck(tuple(load_tsa_roots(settings.tsa_roots)), settings.tsa_url is not None)
+        tsa = TsaCheck(tuple(load_tsa_roots(settings.tsa_roots)))
         check_segments(con, segments, report, witness, tsa)
     elapsed = time.perf_counter() - started
     print(report.summary())

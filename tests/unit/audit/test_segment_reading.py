@@ -432,7 +432,10 @@ def test_global_checkpoints_are_time_stamped_and_verify_checks_the_stamps(
     assert "global checkpoint 1: time-stamp global-000000000001.tsr: does not verify" in out
     first.unlink()
     out = home.verify(capsys)
-    assert "global checkpoint 1: no RFC 3161 time-stamp (global-000000000001.tsr)" in out, out
+    assert (
+        "global checkpoint 1: its RFC 3161 time-stamp global-000000000001.tsr, recorded by the "
+        "witness, is missing (deleted)" in out
+    ), out
 
 
 def test_a_stamp_from_another_tsa_fails_against_the_pinned_root(
@@ -457,3 +460,38 @@ def test_a_stamp_from_another_tsa_fails_against_the_pinned_root(
     monkeypatch.delenv(TSA_ROOTS_ENV)
     out = home.verify(capsys)
     assert out.startswith("exit 0") and "imprint only: no TSA root pinned" in out, out
+
+
+def test_the_trace_shows_the_same_case_with_its_entries_provenance(
+    homes: dict[bool, Home],
+) -> None:
+    from hitl_gate.audit.trace import format_trace, trace_case
+
+    traces = {s: trace_case(h.paths.audit_db, "C7", DOMAIN) for s, h in homes.items()}
+    texts = {s: format_trace(t) for s, t in traces.items() if t is not None}
+    before = {s: text.split("\nAudit log")[0] for s, text in texts.items()}
+    assert before[False] == before[True]  # the case itself: the same either way
+    assert "decision               run-2  entry 1 of segment demo.run-2" in texts[True]
+    logged = {s: [(e["event_type"], e["run_id"], e["content_digest"]) for e in t["history"]]
+              for s, t in traces.items() if t is not None}  # fmt: skip
+    assert sorted(logged[False]) == sorted(logged[True]) and len(logged[True]) == 2
+    assert "execution" in texts[True].split("of the single chain")[0]
+
+
+def test_checkpoints_witnessed_before_a_tsa_was_configured_need_no_stamp(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = Home(tmp_path, segmented=True)
+    with home.connect() as con:
+        _first_run(con)
+    home.seal("run-1")
+    with local_tsa() as tsa:
+        home.tsa_url = tsa.url
+        _second_run(home)
+        home.seal("run-2")
+        monkeypatch.setenv(TSA_ENV, tsa.url)
+        monkeypatch.setenv(TSA_ROOTS_ENV, str(tsa.roots))
+        names = [p.name for p in home.paths.witness_dir.glob("global-*.tsr")]
+        assert names == ["global-000000000002.tsr"]
+        out = home.verify(capsys)
+    assert out.startswith("exit 0"), out

@@ -21,7 +21,6 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import create_engine
 
-from features.asof_store import AsofRetrievalJob, source_directories
 from hitl_gate.quality import expectation_batches
 from hitl_gate.quality.gx_dialect import register
 
@@ -98,6 +97,9 @@ def test_great_expectations_sessions_read_the_warehouse_only(home: Path) -> None
 
 
 def test_feasts_retrieval_session_reads_the_sources_folders_only(home: Path) -> None:
+    # Imported here: Feast costs seconds to import, paid by the worker running this test only.
+    from features.asof_store import AsofRetrievalJob, source_directories
+
     _leaks(home)
     source = str(home / "warehouse" / "demo" / "validated" / "*.parquet")
     readable = source_directories([source])

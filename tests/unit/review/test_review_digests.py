@@ -2,12 +2,16 @@
 
 Export writes `context_digests` into the signed manifest and intake recomputes it from the
 returned file; both must agree with `row_digest` (the documented canonical JSON) for any
-value, whether it takes the column-wise path or the per-value Python fallback.
+value, whether it takes the column-wise path (with its per-value Python fallback) or the
+row-by-row path small frames take.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -51,13 +55,47 @@ def _frame(rows: list[dict], columns: list[str], convert=raw_text) -> pl.DataFra
     )
 
 
+COLUMN_WISE, ROW_WISE = 0, 10**9  # `column_wise_from`: every frame one way or the other
+
+
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(values, values), min_size=1, max_size=30), st.integers(1, 5))
-def test_column_wise_digest_equals_row_definition(pairs: list[tuple], repeat: int) -> None:
+@given(
+    st.lists(st.tuples(values, values), min_size=1, max_size=30),
+    st.integers(1, 5),
+    st.sampled_from([COLUMN_WISE, ROW_WISE]),
+)
+def test_column_wise_digest_equals_row_definition(
+    pairs: list[tuple], repeat: int, column_wise_from: int
+) -> None:
     # Repeating rows sends columns down the distinct-value path, unique rows down the other.
     rows = [{"b": b, "a": a} for a, b in pairs] * repeat
     columns = ["b", "a", "missing"]
-    assert context_digests(_frame(rows, ["a", "b"]), columns) == _reference(rows, columns)
+    got = context_digests(_frame(rows, ["a", "b"]), columns, column_wise_from=column_wise_from)
+    assert got == _reference(rows, columns)
+
+
+@pytest.mark.parametrize("column_wise_from", [COLUMN_WISE, ROW_WISE])
+def test_edge_values_digest_alike_on_both_paths(column_wise_from: int) -> None:
+    # Formula-neutralised text (a leading apostrophe) is restored before digesting on both.
+    edges = [*EDGES, "'=1+1", "''=x", "'a", "'\n", "'"]
+    rows = [{"v": v, "w": w} for v in edges for w in (None, "'-5", "x")]
+    frame = _frame(rows, ["v", "w"])
+    assert context_digests(frame, ["w", "v", "gone"], column_wise_from=column_wise_from) == (
+        _reference(rows, ["w", "v", "gone"])
+    )
+
+
+def test_small_frames_take_the_row_path_and_typed_frames_never_do() -> None:
+    rows = [{"a": "1.50", "b": "x"}] * 3
+    frame = _frame(rows, ["a", "b"])
+    assert context_digests(frame, ["a", "b"]) == _reference(rows, ["a", "b"])
+    # A non-text column is cast to text by Polars in the column-wise form (a timestamp as
+    # "2018-01-01 12:30:00.000000", not Python's isoformat): a typed frame, however small,
+    # is never digested row by row from Python values.
+    typed = pl.DataFrame({"a": [datetime(2018, 1, 1, 12, 30)], "b": ["x"]})
+    assert context_digests(typed, ["a", "b"]) == context_digests(
+        typed, ["a", "b"], column_wise_from=COLUMN_WISE
+    )
 
 
 def test_edge_values_take_both_paths_and_agree() -> None:
@@ -81,7 +119,9 @@ def test_sheet_numbers_match_their_exported_text() -> None:
     assert sheet_text(1e300) == raw_text(1e300)  # no false integer expansion of huge floats
 
 
-def test_no_columns_and_no_rows() -> None:
+@pytest.mark.parametrize("column_wise_from", [COLUMN_WISE, ROW_WISE])
+def test_no_columns_and_no_rows(column_wise_from: int) -> None:
     frame = pl.DataFrame({"a": ["1", "2"]})
-    assert context_digests(frame, []) == [row_digest({}, [])] * 2
-    assert context_digests(frame.clear(), ["a"]) == []
+    got = context_digests(frame, [], column_wise_from=column_wise_from)
+    assert got == [row_digest({}, [])] * 2
+    assert context_digests(frame.clear(), ["a"], column_wise_from=column_wise_from) == []
