@@ -174,7 +174,15 @@ def pick_rows(
     if not segments.database(segment).is_file():
         with segments.open(segment):  # created with the audit schema, then closed
             pass
-    attach_database(con, segments.database(segment), SEGMENT_ALIAS)
+    try:
+        attach_database(con, segments.database(segment), SEGMENT_ALIAS)
+    except duckdb.PermissionException as error:
+        discard(segments, segment)
+        raise RuntimeError(
+            f"segment {segment}: this audit connection may not attach the segment's file: open "
+            "it with the file among its `attachable` files, with no other connection of this "
+            f"process to the database open (DuckDB keeps the first one's allowance): {error}"
+        ) from error
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {PICKED} ({PICKED_COLUMNS})")
         with transaction(con):  # reads audit.duckdb; writes the segment and the temp table

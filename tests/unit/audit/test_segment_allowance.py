@@ -18,6 +18,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from hitl_gate.audit.run_seal import pick_rows
+from hitl_gate.audit.run_segments import Segments
 from hitl_gate.core.database import attach_database, attached_files, audit_connection
 from hitl_gate.core.home import HitlPaths
 
@@ -104,11 +106,16 @@ def test_the_pick_session_reads_no_secret_and_nothing_outside_its_segment(
 
 
 def test_a_session_without_the_allowance_attaches_no_segment(paths: HitlPaths) -> None:
-    """The allowance is per connection: the pipeline's other writers cannot attach one."""
+    """The allowance is per connection: the pipeline's other writers cannot attach one, and a
+    pick on such a connection stops with the reason, leaving no segment file behind."""
     with audit_connection(paths.audit_db, readable=[paths.warehouse]) as con:
         with pytest.raises(duckdb.PermissionException, match="disabled by configuration"):
             attach_database(con, paths.segments_dir / "mine.duckdb", "audit_segment")
         _refused(con, f"SELECT content FROM read_blob('{paths.audit_key_file}')")
+        segments = Segments(paths.segments_dir)
+        with pytest.raises(RuntimeError, match="may not attach the segment's file"):
+            pick_rows(con, segments, "new-run")
+    assert not segments.database("new-run").exists()
 
 
 @pytest.mark.parametrize("planted", ["mine.duckdb", "mine.duckdb.wal", "mine.duckdb.wal.recovery"])

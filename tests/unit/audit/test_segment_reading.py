@@ -59,8 +59,10 @@ class Home:
     def key(self, name: str = "audit") -> Any:
         return load_or_create_signing_key(self.root / "keys" / f"{name}.key")
 
-    def connect(self) -> Any:
-        return audit_connection(self.paths.audit_db)
+    def connect(self, **options: Any) -> Any:
+        """A writer connection (`options`: as `audit_connection` takes them, e.g. the files
+        the run's pick may attach)."""
+        return audit_connection(self.paths.audit_db, **options)
 
     def seal(self, run_id: str, key: Any | None = None) -> None:
         key = key or self.key()
