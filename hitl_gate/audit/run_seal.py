@@ -75,13 +75,16 @@ from hitl_gate.audit.trust import KeySchedule
 from hitl_gate.audit.verify import Finding, VerifyReport
 from hitl_gate.audit.witness import (
     GENESIS_LINE,
+    STAMP_FIELD,
+    TsaCheck,
     WitnessConfig,
     append_lines,
     chained_lines,
+    imprint_only_note,
     line_hash,
     read_witness,
     stamp,
-    timestamp_problem,
+    stamp_problems,
 )
 from hitl_gate.core.database import (
     OpenAttaching,
@@ -386,9 +389,6 @@ def publish_global(con: duckdb.DuckDBPyConnection, folder: Path, tsa_url: str | 
     return len(lines)
 
 
-STAMP_FIELD = "time_stamp"  # a witnessed global checkpoint's RFC 3161 stamp file, when made
-
-
 def global_stamp(folder: Path, global_seq: int) -> Path:
     """Where the RFC 3161 time-stamp of global checkpoint `global_seq` is kept."""
     return folder / f"global-{int(global_seq):012d}.tsr"
@@ -421,45 +421,11 @@ def compare_global_witness(
                 " the global log was rewritten and re-signed"
             )
     if tsa is not None:
-        problems += _stamp_problems(folder, stored, read.checkpoints, tsa)
-    return problems
-
-
-@dataclass(frozen=True)
-class TsaCheck:
-    """How verify checks the global checkpoints' RFC 3161 stamps: against the TSA's pinned
-    root certificates (`roots`; none: the imprint only)."""
-
-    roots: tuple[Any, ...] = ()
-
-
-def _stamp_problems(
-    folder: Path,
-    stored: dict[int, dict[str, Any]],
-    witnessed: dict[int, dict[str, Any]],
-    tsa: TsaCheck,
-) -> list[str]:
-    """Every stamp beside the witness against its checkpoint in the database, and every stamp
-    the witness recorded (`STAMP_FIELD` of its line: published with a TSA configured) still
-    there. A checkpoint witnessed before a TSA was configured needs none."""
-    problems = []
-    for seq in sorted(set(stored) | set(witnessed)):
-        path = global_stamp(folder, seq)
-        if not path.is_file():
-            if (witnessed.get(seq) or {}).get(STAMP_FIELD):
-                problems.append(
-                    f"global checkpoint {seq}: its RFC 3161 time-stamp {path.name}, recorded by "
-                    "the witness, is missing (deleted)"
-                )
-            continue
-        db = stored.get(seq)
-        problem = (
-            timestamp_problem(path.read_bytes(), global_message(db), tsa.roots)
-            if db is not None
-            else "its checkpoint is missing from the database"
-        )
-        if problem:
-            problems.append(f"global checkpoint {seq}: time-stamp {path.name}: {problem}")
+        found = stamp_problems(
+            lambda seq: global_stamp(folder, seq), global_message, stored, read.checkpoints,
+            tsa, "global checkpoint",
+        )  # fmt: skip
+        problems += [message for _, message in found]
     return problems
 
 
@@ -570,10 +536,7 @@ def check_segments(
     if witness_dir is not None:
         found.problems += compare_global_witness(con, witness_dir, tsa)
         if tsa is not None and not tsa.roots and any(witness_dir.glob("global-*.tsr")):
-            report.notes.append(
-                "global checkpoints' RFC 3161 stamps checked for their imprint only: no TSA "
-                "root pinned (HITL_AUDIT_TSA_ROOTS), so the TSA's signature was not checked"
-            )
+            report.notes.append(imprint_only_note("global checkpoints'"))
     report.problems.extend(Finding(None, f"segments: {p}") for p in found.problems)
     report.notes.append(
         f"{found.segments} run segments, {found.leaves} leaves, "

@@ -31,10 +31,18 @@ from hitl_gate.audit.events import (
     chain_findings,
     load_chain_events,
 )
-from hitl_gate.audit.seal import CHECKPOINT_FIELDS
+from hitl_gate.audit.seal import CHECKPOINT_FIELDS, checkpoint_message
 from hitl_gate.audit.segments import SegmentResult, scan_segment
 from hitl_gate.audit.trust import KeySchedule, TrustAnchor, checkpoint_key_problem, key_schedule
-from hitl_gate.audit.witness import WITNESS_FILE, compare_with_witness, read_witness
+from hitl_gate.audit.witness import (
+    WITNESS_FILE,
+    TsaCheck,
+    checkpoint_stamp,
+    compare_with_witness,
+    imprint_only_note,
+    read_witness,
+    stamp_problems,
+)
 
 BATCH_ROWS = 1_000_000
 PARALLEL_MIN_ENTRIES = 2_000_000  # below this, starting a process costs more than it saves
@@ -98,6 +106,7 @@ def verify_audit(
     workers: int = 1,
     witness: Path | None = None,
     more_events: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
+    tsa: TsaCheck | None = None,
 ) -> VerifyReport:
     """Check the chain, every checkpoint (database and files) and, optionally, the lineage.
 
@@ -106,6 +115,8 @@ def verify_audit(
     (autogroups), not processes; on a busy machine it measured 0.6-1.1x (BENCHMARKS.md).
     `witness` is the folder of the external witness file (`witness.py`): every checkpoint it
     saw must be in the database, identical, so a deleted tail or a re-signed history is caught.
+    With `tsa` too, every RFC 3161 stamp beside it must time-stamp its checkpoint as the
+    database holds it, and every stamp the witness recorded must still be there.
     `more_events` adds the envelopes of other chains to the lineage check's events (the folded
     per-run segments: `run_seal.load_segment_events`).
     """
@@ -131,16 +142,22 @@ def verify_audit(
     if last_seq > sealed_to:
         report.notes.append(f"entries {sealed_to + 1}..{last_seq} are not covered by a checkpoint")
     if witness is not None:
-        _verify_witness(checkpoints, last_seq, witness, report)
+        _verify_witness(checkpoints, last_seq, witness, report, tsa)
     if lineage:
         _verify_lineage(con, report, more_events)
     return report
 
 
 def _verify_witness(
-    checkpoints: list[dict[str, Any]], last_seq: int, folder: Path, report: VerifyReport
+    checkpoints: list[dict[str, Any]],
+    last_seq: int,
+    folder: Path,
+    report: VerifyReport,
+    tsa: TsaCheck | None,
 ) -> None:
-    """Compare the checkpoints (database and home files) with the external witness."""
+    """Compare the checkpoints (database and home files) with the external witness, and
+    with `tsa` the RFC 3161 stamps beside it (`witness.stamp_problems`, as the segments'
+    global checkpoints' are)."""
     read = read_witness(folder / WITNESS_FILE)
     if not read.exists:
         report.notes.append(
@@ -149,6 +166,13 @@ def _verify_witness(
         return
     by_seq = {int(cp["last_seq"]): cp for cp in checkpoints}
     problems, notes = compare_with_witness(by_seq, last_seq, read)
+    if tsa is not None:
+        problems += stamp_problems(
+            lambda seq: checkpoint_stamp(folder, seq), checkpoint_message, by_seq,
+            read.checkpoints, tsa,
+        )  # fmt: skip
+        if not tsa.roots and any(folder.glob("[0-9]*.tsr")):
+            notes.append(imprint_only_note("checkpoints'"))
     report.problems.extend(Finding(seq, message) for seq, message in problems)
     report.notes.extend(notes)
 

@@ -18,7 +18,9 @@ SHA-256 of the previous line (`prev`), so a line edited, removed or reordered in
 breaks the file's own chain. When the witness folder is a git work tree, each publication is
 also committed there (push it to a remote the pipeline cannot rewrite). When a TSA URL is
 configured, each checkpoint's signed message is time-stamped and the response stored beside
-the file (`<last_seq>.tsr`), so even the key holder cannot back-date a checkpoint.
+the file (`<last_seq>.tsr`, named in the checkpoint's line), so even the key holder cannot
+back-date a checkpoint; `verify` checks each stamp against its checkpoint (`stamp_problems`,
+which also checks the segments' global checkpoints' stamps).
 """
 
 from __future__ import annotations
@@ -161,10 +163,12 @@ def publish_checkpoints(
     text = witness.file.read_text(encoding="utf-8") if read.exists else ""
     prev = line_hash(text.splitlines()[-1]) if text.strip() else GENESIS_LINE
     records = [witness_record(dict(zip(names, row, strict=True))) for row in rows]
-    lines = chained_lines(records, prev)
     if witness.tsa_url:
         for record in records:
-            _timestamp(witness, record, signed_message(record))
+            target = checkpoint_stamp(witness.folder, record["last_seq"])
+            stamp(witness.tsa_url, signed_message(record), target)
+            record[STAMP_FIELD] = target.name  # witnessed: its removal is then named
+    lines = chained_lines(records, prev)
     append_lines(witness.file, lines)
     _commit_if_git(witness.folder, f"checkpoints up to {rows[-1][names.index('last_seq')]}")
     return len(lines)
@@ -191,10 +195,9 @@ def timestamp_request(message: bytes) -> bytes:
     return builder.build().as_bytes()
 
 
-def _timestamp(witness: WitnessConfig, record: dict[str, Any], message: bytes) -> None:
-    """Ask the configured TSA to time-stamp the checkpoint's signed message; keep its answer."""
-    assert witness.tsa_url
-    stamp(witness.tsa_url, message, witness.folder / f"{int(record['last_seq']):012d}.tsr")
+def checkpoint_stamp(folder: Path, last_seq: int) -> Path:
+    """Where the RFC 3161 time-stamp of the single chain's checkpoint `last_seq` is kept."""
+    return folder / f"{int(last_seq):012d}.tsr"
 
 
 def stamp(tsa_url: str, message: bytes, target: Path) -> None:
@@ -246,6 +249,59 @@ def timestamp_problem(token: bytes, message: bytes, roots: Sequence[Any]) -> str
     if hashlib.new(name, message).digest() != imprint.message:
         return "its message imprint is not the hash of the signed checkpoint"
     return None
+
+
+STAMP_FIELD = "time_stamp"  # a witnessed checkpoint's RFC 3161 stamp file, when one was made
+
+
+@dataclass(frozen=True)
+class TsaCheck:
+    """How verify checks the checkpoints' RFC 3161 stamps: against the TSA's pinned root
+    certificates (`roots`; none: the imprint only)."""
+
+    roots: tuple[Any, ...] = ()
+
+
+def stamp_problems(
+    stamp_path: Callable[[int], Path],
+    signed_message: Callable[[dict[str, Any]], bytes],
+    stored: dict[int, dict[str, Any]],
+    witnessed: dict[int, dict[str, Any]],
+    tsa: TsaCheck,
+    noun: str = "checkpoint",
+) -> list[tuple[int, str]]:
+    """Problems (seq, message) of the stamps of one log (the single chain's checkpoints, or
+    the segments' global ones): every stamp at `stamp_path(seq)` must time-stamp the signed
+    message of checkpoint `seq` as the database holds it (`stored`), and every stamp the
+    witness recorded (`STAMP_FIELD` of its line: published with a TSA configured) must still
+    be there. A checkpoint witnessed before a TSA was configured needs none."""
+    problems = []
+    for seq in sorted(set(stored) | set(witnessed)):
+        path = stamp_path(seq)
+        if not path.is_file():
+            if (witnessed.get(seq) or {}).get(STAMP_FIELD):
+                problems.append(
+                    (seq, f"{noun} {seq}: its RFC 3161 time-stamp {path.name}, recorded by the "
+                     "witness, is missing (deleted)")
+                )  # fmt: skip
+            continue
+        db = stored.get(seq)
+        problem = (
+            timestamp_problem(path.read_bytes(), signed_message(db), tsa.roots)
+            if db is not None
+            else "its checkpoint is missing from the database"
+        )
+        if problem:
+            problems.append((seq, f"{noun} {seq}: time-stamp {path.name}: {problem}"))
+    return problems
+
+
+def imprint_only_note(what: str) -> str:
+    """The report's note when `what` (stamps) were checked without a pinned TSA root."""
+    return (
+        f"{what} RFC 3161 stamps checked for their imprint only: no TSA root pinned "
+        "(HITL_AUDIT_TSA_ROOTS), so the TSA's signature was not checked"
+    )
 
 
 def compare_with_witness(

@@ -5,22 +5,35 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hitl_gate.audit.seal import checkpoint_message, seal_run
-from hitl_gate.audit.verify import verify_audit
+from hitl_gate.audit.verify import VerifyReport, verify_audit
 from hitl_gate.audit.witness import (
+    STAMP_FIELD,
+    TsaCheck,
     WitnessConfig,
+    checkpoint_stamp,
+    load_tsa_roots,
     publish_checkpoints,
     read_witness,
+    stamp,
     timestamp_request,
 )
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
-from tests.unit.audit.tamper_home import DOMAIN, add_row, build_tamper_home
+from tests.unit.audit.local_tsa import LocalTsa, local_tsa
+from tests.unit.audit.tamper_home import (
+    DOMAIN,
+    TamperHome,
+    _first_run,
+    add_row,
+    build_tamper_home,
+)
 
 
 def test_each_checkpoint_is_witnessed_once_in_a_valid_line_chain(tmp_path: Path) -> None:
@@ -92,3 +105,135 @@ def test_witness_folder_defaults_outside_the_home_and_is_configurable(tmp_path: 
     assert settings.tsa_url == "http://tsa"
     assert HitlSettings.from_environ(settings.to_environ()) == settings
     assert WitnessConfig(settings.paths.witness_dir).file.name == "checkpoints.jsonl"
+
+
+# RFC 3161 time-stamps of the single chain's checkpoints, from a real local TSA (OpenSSL's).
+
+
+def _stamped_home(root: Path, tsa_url: str, from_run: int = 1) -> TamperHome:
+    """Three sealed runs as `build_tamper_home`, witnessed with the TSA from run `from_run`."""
+    home = TamperHome(root)
+    with audit_connection(home.db) as con:
+        _first_run(con)
+        for run, cases in ((1, range(0)), (2, range(7, 10)), (3, range(10, 13))):
+            for i in cases:
+                add_row(con, "executions", i, domain=DOMAIN, case_id=f"C{i}", action="decline")
+            witness = WitnessConfig(home.witness.folder, tsa_url if run >= from_run else None)
+            seal_run(con, f"run-{run}", home.key(), home.checkpoints, witness=witness)
+    return home
+
+
+def _verify(home: TamperHome, roots: Path | None) -> VerifyReport:
+    tsa = TsaCheck(tuple(load_tsa_roots(roots)))
+    with audit_connection(home.db, read_only=True) as con:
+        return verify_audit(
+            con, home.checkpoints, home.public_key(), witness=home.witness.folder, tsa=tsa
+        )
+
+
+def _problems(report: VerifyReport) -> str:
+    return "\n".join(p.message for p in report.problems)
+
+
+@pytest.fixture
+def stamped(tmp_path: Path) -> Iterator[tuple[TamperHome, LocalTsa]]:
+    with local_tsa() as tsa:
+        yield _stamped_home(tmp_path / "t", tsa.url), tsa
+
+
+def test_each_checkpoint_is_time_stamped_and_verify_checks_the_stamps(
+    stamped: tuple[TamperHome, LocalTsa],
+) -> None:
+    home, tsa = stamped
+    folder = home.witness.folder
+    assert [p.name for p in sorted(folder.glob("*.tsr"))] == [
+        checkpoint_stamp(folder, seq).name for seq in (33, 36, 39)
+    ]
+    lines = [json.loads(line) for line in home.witness.file.read_text().splitlines()]
+    assert [line["checkpoint"][STAMP_FIELD] for line in lines] == [
+        "000000000033.tsr", "000000000036.tsr", "000000000039.tsr",
+    ]  # fmt: skip
+    report = _verify(home, tsa.roots)
+    assert report.ok, report.summary()
+    assert not any("imprint only" in n for n in report.notes)
+    unpinned = _verify(home, None)
+    assert unpinned.ok and any("checkpoints' RFC 3161 stamps checked for their imprint only"
+                               in n for n in unpinned.notes), unpinned.summary()  # fmt: skip
+
+
+def test_a_stamp_swapped_for_another_checkpoints_is_named(
+    stamped: tuple[TamperHome, LocalTsa],
+) -> None:
+    home, tsa = stamped
+    folder = home.witness.folder
+    checkpoint_stamp(folder, 36).write_bytes(checkpoint_stamp(folder, 33).read_bytes())
+    pinned = _problems(_verify(home, tsa.roots))
+    assert "checkpoint 36: time-stamp 000000000036.tsr: does not verify" in pinned, pinned
+    unpinned = _problems(_verify(home, None))
+    assert (
+        "checkpoint 36: time-stamp 000000000036.tsr: its message imprint is not the hash of the "
+        "signed checkpoint" in unpinned
+    ), unpinned
+
+
+def test_a_deleted_stamp_is_named(stamped: tuple[TamperHome, LocalTsa]) -> None:
+    home, tsa = stamped
+    checkpoint_stamp(home.witness.folder, 39).unlink()
+    report = _verify(home, tsa.roots)
+    assert not report.ok
+    assert (
+        "checkpoint 39: its RFC 3161 time-stamp 000000000039.tsr, recorded by the witness, is "
+        "missing (deleted)" in _problems(report)
+    ), report.summary()
+
+
+def test_a_stamp_from_an_insiders_tsa_fails_against_the_pinned_root(
+    stamped: tuple[TamperHome, LocalTsa],
+) -> None:
+    """The right message stamped by another TSA (e.g. to back-date it) passes the imprint but
+    not the pinned root."""
+    home, tsa = stamped
+    with audit_connection(home.db, read_only=True) as con:
+        row = con.execute("SELECT * FROM audit_checkpoints WHERE last_seq = 33")
+        record = dict(zip([d[0] for d in con.description], row.fetchall()[0], strict=True))
+    with local_tsa("insider") as other:
+        stamp(other.url, checkpoint_message(record), checkpoint_stamp(home.witness.folder, 33))
+    problems = _problems(_verify(home, tsa.roots))
+    assert (
+        "checkpoint 33: time-stamp 000000000033.tsr: does not verify against the TSA roots"
+        in problems
+    ), problems
+    assert _verify(home, None).ok  # the imprint alone cannot tell: hence the pinned roots
+
+
+def test_a_stamp_of_an_edited_checkpoint_is_named(stamped: tuple[TamperHome, LocalTsa]) -> None:
+    """The checkpoint edited in the database and in its file alike: its stamp no longer
+    time-stamps it (beside the signature and the witness, which also name it)."""
+    home, tsa = stamped
+    with audit_connection(home.db) as con:
+        con.execute("UPDATE audit_checkpoints SET run_id = 'x' WHERE last_seq = 36")
+    for path in home.checkpoints.glob("checkpoint-*.json"):
+        record = json.loads(path.read_text())
+        if record["last_seq"] == 36:
+            path.write_text(json.dumps({**record, "run_id": "x"}))
+    for roots in (tsa.roots, None):
+        problems = _problems(_verify(home, roots))
+        assert "checkpoint 36: time-stamp 000000000036.tsr: " in problems, problems
+
+
+def test_checkpoints_witnessed_before_a_tsa_was_configured_need_no_stamp(
+    tmp_path: Path,
+) -> None:
+    with local_tsa() as tsa:
+        home = _stamped_home(tmp_path / "t", tsa.url, from_run=2)
+        roots = tmp_path / "roots.pem"
+        roots.write_bytes(tsa.roots.read_bytes())  # the TSA's folder goes with it
+    folder = home.witness.folder
+    names = [p.name for p in sorted(folder.glob("*.tsr"))]
+    assert names == ["000000000036.tsr", "000000000039.tsr"]
+    first = json.loads(home.witness.file.read_text().splitlines()[0])
+    assert STAMP_FIELD not in first["checkpoint"]  # as a witness line written before the field
+    report = _verify(home, roots)
+    assert report.ok, report.summary()
+    checkpoint_stamp(folder, 36).unlink()
+    assert "checkpoint 36: its RFC 3161 time-stamp" in _problems(_verify(home, roots))
