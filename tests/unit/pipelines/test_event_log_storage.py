@@ -53,6 +53,7 @@ def test_a_new_home_uses_the_kept_open_event_log(tmp_path: Path) -> None:
         assert isinstance(instance.event_log_storage, HitlSqliteEventLogStorage)
 
 
+@pytest.mark.slow  # a real run: Dagster's compute log capture starts tail and Python processes
 def test_ranged_runs_mark_each_day_materialised_or_failed_and_read_back_with_dagster_default(
     tmp_path: Path,
 ) -> None:
@@ -96,6 +97,7 @@ def test_ranged_runs_mark_each_day_materialised_or_failed_and_read_back_with_dag
         assert _partitions(instance, second.key) == (second_done, days)
 
 
+@pytest.mark.slow  # a real run: Dagster's compute log capture starts tail and Python processes
 def test_only_a_few_run_databases_stay_open_and_dispose_closes_them(tmp_path: Path) -> None:
     ensure_dagster_home(tmp_path)
     with DagsterInstance.from_config(str(tmp_path)) as instance:
@@ -109,6 +111,7 @@ def test_only_a_few_run_databases_stay_open_and_dispose_closes_them(tmp_path: Pa
     assert not storage._engines
 
 
+@pytest.mark.slow  # a real run: Dagster's compute log capture starts tail and Python processes
 def test_wipe_closes_the_databases_before_deleting_their_files(tmp_path: Path) -> None:
     ensure_dagster_home(tmp_path)
     with DagsterInstance.from_config(str(tmp_path)) as instance:
@@ -136,6 +139,7 @@ def _rows(storage: HitlSqliteEventLogStorage, run_id: str) -> tuple[list, list, 
     return events, index, keys
 
 
+@pytest.mark.slow  # a real run: Dagster's compute log capture starts tail and Python processes
 def test_a_batch_stores_the_rows_its_events_store_one_by_one_or_none(tmp_path: Path) -> None:
     """A run's events stored as one batch leave exactly the rows of storing them one by one;
     a batch failing part way leaves none of its rows."""
@@ -163,6 +167,7 @@ def test_a_batch_stores_the_rows_its_events_store_one_by_one_or_none(tmp_path: P
         storage.dispose()
 
 
+@pytest.mark.slow  # a real run: Dagster's compute log capture starts tail and Python processes
 def test_ranged_runs_with_event_batches_mark_the_same_days(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

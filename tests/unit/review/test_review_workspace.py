@@ -222,6 +222,7 @@ def test_analyst_sees_bands_not_state_and_manifest_records_it(tmp_path, key) -> 
 SOFFICE = shutil.which("soffice") or shutil.which("libreoffice")
 
 
+@pytest.mark.slow  # two real LibreOffice processes
 @pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) not installed")
 def test_workbook_survives_libreoffice(tmp_path: Path, key: bytes) -> None:
     """LibreOffice opens the export: PDF conversion works, and a round trip through its own XLSX
