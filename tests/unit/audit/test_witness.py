@@ -141,6 +141,7 @@ def stamped(tmp_path: Path) -> Iterator[tuple[TamperHome, LocalTsa]]:
         yield _stamped_home(tmp_path / "t", tsa.url), tsa
 
 
+@pytest.mark.slow  # a real TSA (openssl ts behind an HTTP server): `make test`
 def test_each_checkpoint_is_time_stamped_and_verify_checks_the_stamps(
     stamped: tuple[TamperHome, LocalTsa],
 ) -> None:
@@ -161,6 +162,7 @@ def test_each_checkpoint_is_time_stamped_and_verify_checks_the_stamps(
                                in n for n in unpinned.notes), unpinned.summary()  # fmt: skip
 
 
+@pytest.mark.slow  # a real TSA (openssl ts behind an HTTP server): `make test`
 def test_a_stamp_swapped_for_another_checkpoints_is_named(
     stamped: tuple[TamperHome, LocalTsa],
 ) -> None:
@@ -176,6 +178,7 @@ def test_a_stamp_swapped_for_another_checkpoints_is_named(
     ), unpinned
 
 
+@pytest.mark.slow  # a real TSA (openssl ts behind an HTTP server): `make test`
 def test_a_deleted_stamp_is_named(stamped: tuple[TamperHome, LocalTsa]) -> None:
     home, tsa = stamped
     checkpoint_stamp(home.witness.folder, 39).unlink()
@@ -187,6 +190,7 @@ def test_a_deleted_stamp_is_named(stamped: tuple[TamperHome, LocalTsa]) -> None:
     ), report.summary()
 
 
+@pytest.mark.slow  # a real TSA (openssl ts behind an HTTP server): `make test`
 def test_a_stamp_from_an_insiders_tsa_fails_against_the_pinned_root(
     stamped: tuple[TamperHome, LocalTsa],
 ) -> None:
@@ -206,6 +210,7 @@ def test_a_stamp_from_an_insiders_tsa_fails_against_the_pinned_root(
     assert _verify(home, None).ok  # the imprint alone cannot tell: hence the pinned roots
 
 
+@pytest.mark.slow  # a real TSA (openssl ts behind an HTTP server): `make test`
 def test_a_stamp_of_an_edited_checkpoint_is_named(stamped: tuple[TamperHome, LocalTsa]) -> None:
     """The checkpoint edited in the database and in its file alike: its stamp no longer
     time-stamps it (beside the signature and the witness, which also name it)."""
@@ -221,6 +226,7 @@ def test_a_stamp_of_an_edited_checkpoint_is_named(stamped: tuple[TamperHome, Loc
         assert "checkpoint 36: time-stamp 000000000036.tsr: " in problems, problems
 
 
+@pytest.mark.slow  # a real TSA (openssl ts behind an HTTP server): `make test`
 def test_checkpoints_witnessed_before_a_tsa_was_configured_need_no_stamp(
     tmp_path: Path,
 ) -> None:

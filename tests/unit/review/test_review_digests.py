@@ -58,6 +58,7 @@ def _frame(rows: list[dict], columns: list[str], convert=raw_text) -> pl.DataFra
 COLUMN_WISE, ROW_WISE = 0, 10**9  # `column_wise_from`: every frame one way or the other
 
 
+@pytest.mark.slow  # a property suite: `make test`, not test-fast
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.tuples(values, values), min_size=1, max_size=30),

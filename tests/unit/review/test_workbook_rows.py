@@ -84,6 +84,7 @@ def test_no_rows_and_one_row(tmp_path: Path, count: int) -> None:
     _same_bytes(tmp_path, _rows(["a", 1.5, None])[:count])
 
 
+@pytest.mark.slow  # a property suite: `make test`, not test-fast
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(
