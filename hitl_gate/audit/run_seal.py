@@ -90,6 +90,7 @@ from hitl_gate.core.database import (
     OpenAttaching,
     OpenConnection,
     attach_database,
+    registered,
     restrict_file_access,
     transaction,
 )
@@ -451,11 +452,8 @@ def load_segment_events(con: duckdb.DuckDBPyConnection, segments: Segments) -> i
                 params={"last": last_seq},
             ).to_arrow_table()
         assert events is not None
-        con.register("segment_events", events)
-        try:
+        with registered(con, "segment_events", events):
             con.execute(f"INSERT INTO {CHAIN_EVENTS} SELECT * FROM segment_events")
-        finally:
-            con.unregister("segment_events")
         added += events.num_rows
     return added
 

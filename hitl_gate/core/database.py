@@ -241,15 +241,26 @@ def replace_partition_slice(
     return frame.height
 
 
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, data: Any) -> Iterator[str]:
+    """`data` (an Arrow table or reader, a DataFrame) visible to SQL as `name` inside the block,
+    and gone after it even when a statement fails, so the next user of the name never reads
+    a stale view."""
+    con.register(name, data)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
 def insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
     """Insert rows whose primary key is not yet present; return how many were new."""
     name = _table_name(table)
     if frame.height == 0:
         return 0
     before = scalar(con, f"SELECT count(*) FROM {name}")
-    con.register("incoming_rows", frame.to_arrow())
-    con.execute(f"INSERT OR IGNORE INTO {name} BY NAME SELECT * FROM incoming_rows")
-    con.unregister("incoming_rows")
+    with registered(con, "incoming_rows", frame.to_arrow()):
+        con.execute(f"INSERT OR IGNORE INTO {name} BY NAME SELECT * FROM incoming_rows")
     after = scalar(con, f"SELECT count(*) FROM {name}")
     return int(after - before)
 

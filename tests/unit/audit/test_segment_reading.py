@@ -313,7 +313,7 @@ def test_the_standalone_checker_restates_the_global_rules_exactly() -> None:
     assert bundle_check.leaf_hash(leaf) == run_segments.leaf_hash(leaf)
     cp = {name: f"v{i}" for i, name in enumerate(run_segments.GLOBAL_FIELDS)} | {"signature": "ab"}
     assert bundle_check.global_message(cp) == run_segments.global_message(cp)
-    assert bundle_check.global_hash(cp) == run_segments._global_hash(cp)
+    assert bundle_check.global_hash(cp) == run_segments.global_hash(cp)
 
 
 # Key hand-overs across segments and global checkpoints.
