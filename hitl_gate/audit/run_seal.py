@@ -15,10 +15,12 @@ docs/audit.md "Room to grow") the end-of-run seal is cut in three steps:
    checkpoint, then drops the copies (the segment keeps its chain, never the data). Runs of
    different domains or days do this at the same time;
 3. **fold** (`fold_picked`, under the writer again and the segments lock file, short): the
-   segment's checkpoint becomes a leaf of the global log and a global checkpoint is signed
-   (`run_segments.fold_segments`), the segment's fingerprints are recorded as seen in
-   `audit.duckdb` (only now, so a run killed before its fold leaves its rows to the next
-   seal, never unlogged), and the global checkpoints go to the witness
+   segment, attached read-only to the writer's session, has its entries copied into
+   `audit_segment_log` database to database and its checkpoint becomes a leaf of the global
+   log, under a newly signed global checkpoint (`run_segments.fold_segments`); the
+   segment's fingerprints are recorded as seen in `audit.duckdb` (only now, so a run killed
+   before its fold leaves its rows to the next seal, never unlogged), and the global
+   checkpoints go to the witness
    (`global_checkpoints.jsonl`).
 
 What goes where, and why: only **versioned** tables (decisions, quarantine, batches, input
@@ -58,6 +60,9 @@ from hitl_gate.audit.run_segments import (
     GLOBAL_FIELDS,
     SegmentReport,
     Segments,
+    attach_segment,
+    attached_segment,
+    file_problem,
     fold_segments,
     global_message,
     verify_segments,
@@ -88,9 +93,6 @@ from hitl_gate.audit.witness import (
 )
 from hitl_gate.core.database import (
     OpenAttaching,
-    OpenConnection,
-    attach_database,
-    registered,
     restrict_file_access,
     transaction,
 )
@@ -104,6 +106,7 @@ SEGMENT_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if not
 CHAIN_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if s.append_only)
 GLOBAL_WITNESS_FILE = "global_checkpoints.jsonl"
 SEGMENT_ALIAS = "audit_segment"  # the segment, attached to the writer's session by the pick
+VERIFY_ALIAS = "verified_segment"  # a folded segment, attached read-only to verify's session
 PICKED = "audit_picked"  # temporary: the pick's rowids and fingerprints, per event type
 PICKED_COLUMNS = "event_type VARCHAR, rid BIGINT, fingerprint UBIGINT"
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -179,14 +182,10 @@ def pick_rows(
         with segments.open(segment):  # created with the audit schema, then closed
             pass
     try:
-        attach_database(con, segments.database(segment), SEGMENT_ALIAS)
-    except duckdb.PermissionException as error:
+        attach_segment(con, segments, segment, SEGMENT_ALIAS)
+    except RuntimeError:  # this session may not attach it: nothing was picked
         discard(segments, segment)
-        raise RuntimeError(
-            f"segment {segment}: this audit connection may not attach the segment's file: open "
-            "it with the file among its `attachable` files, with no other connection of this "
-            f"process to the database open (DuckDB keeps the first one's allowance): {error}"
-        ) from error
+        raise
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {PICKED} ({PICKED_COLUMNS})")
         with transaction(con):  # reads audit.duckdb; writes the segment and the temp table
@@ -345,9 +344,10 @@ def fold_picked(
     witness_dir: Path | None,
     tsa_url: str | None = None,
 ) -> dict[str, Any] | None:
-    """Step 3, on the `audit.duckdb` writer's connection: fold the segment's checkpoint into
-    the global log, record its fingerprints as seen, publish the global checkpoints (each
-    time-stamped by the TSA at `tsa_url`, when one is configured).
+    """Step 3, on the `audit.duckdb` writer's connection, opened with the segment's file
+    among its `attachable` files (the fold reads the segment attached read-only): fold the
+    segment's checkpoint into the global log, record its fingerprints as seen, publish the
+    global checkpoints (each time-stamped by the TSA at `tsa_url`, when one is configured).
 
     Returns the new global checkpoint (None when the segment has nothing new to fold)."""
     checkpoint = fold_segments(con, segments, [picked.segment_id], signer)
@@ -430,31 +430,50 @@ def compare_global_witness(
     return problems
 
 
+def folded_segments(con: duckdb.DuckDBPyConnection) -> list[tuple[str, int]]:
+    """Each folded segment and the `last_seq` of its newest leaf (none for a database made
+    before the segment tables existed)."""
+    if not has_segments(con):
+        return []
+    rows = con.execute(
+        "SELECT segment_id, max(last_seq) FROM audit_segment_leaves GROUP BY ALL ORDER BY 1"
+    ).fetchall()
+    return [(str(segment), int(last_seq)) for segment, last_seq in rows]
+
+
+def readable_segments(con: duckdb.DuckDBPyConnection, segments: Segments) -> list[Path]:
+    """The files of the folded segments that can be read (`run_segments.file_problem`): what
+    a verifying session must be opened with among its `attachable` files for
+    `load_segment_events`, read from the database before that session opens (DuckDB sets a
+    database's file access once, when it is opened). Nothing else of the folder."""
+    return [
+        segments.database(segment)
+        for segment, _ in folded_segments(con)
+        if file_problem(segments, segment) is None
+    ]
+
+
 def load_segment_events(con: duckdb.DuckDBPyConnection, segments: Segments) -> int:
     """Add every folded segment entry's envelope to `events.CHAIN_EVENTS` (after
     `events.load_chain_events`), read from the segment files' own entry texts up to their
     newest folded checkpoint, so the lineage check compares rows with both kinds of chain.
-    A missing segment file adds nothing (`verify_segments` reports it)."""
-    if not has_segments(con):
-        return 0
-    folded = con.execute(
-        "SELECT segment_id, max(last_seq) FROM audit_segment_leaves GROUP BY ALL ORDER BY 1"
-    ).fetchall()
+
+    Database to database: each segment is attached read-only to `con`, which must have been
+    opened with the files `readable_segments` names among its `attachable` ones. A missing
+    or linked segment file adds nothing (`verify_segments` names it)."""
     added = 0
-    for segment, last_seq in folded:
-        if not segments.database(segment).is_file():
+    for segment, last_seq in folded_segments(con):
+        if file_problem(segments, segment) is not None:
             continue
-        with segments.open(segment, read_only=True) as seg:
-            events = seg.sql(
-                "SELECT seq, e[1] AS event_type, e[2] AS entity_key, "
+        with attached_segment(con, segments, segment, VERIFY_ALIAS) as alias:
+            (rows,) = con.execute(
+                f"INSERT INTO {CHAIN_EVENTS} SELECT seq, e[1] AS event_type, e[2] AS entity_key, "
                 "e[3] AS content_digest FROM (SELECT seq, json_extract_string(substr(entry, 66),"
-                " ['$.type', '$.key', '$.digest']) AS e FROM audit_log WHERE seq <= $last)",
-                params={"last": last_seq},
-            ).to_arrow_table()
-        assert events is not None
-        with registered(con, "segment_events", events):
-            con.execute(f"INSERT INTO {CHAIN_EVENTS} SELECT * FROM segment_events")
-        added += events.num_rows
+                f" ['$.type', '$.key', '$.digest']) AS e FROM {alias}.main.audit_log "
+                "WHERE seq <= $last)",
+                {"last": last_seq},
+            ).fetchall()[0]
+        added += int(rows)
     return added
 
 
@@ -486,7 +505,7 @@ def discard(segments: Segments, segment: str) -> None:
 
 
 def seal_and_fold(
-    connect: OpenConnection,
+    connect: OpenAttaching,
     segments: Segments,
     picked: Picked,
     run_id: str,
@@ -498,13 +517,18 @@ def seal_and_fold(
     tsa_url: str | None = None,
 ) -> SealResult:
     """Steps 2 and 3 after `pick_rows`: seal the segment with no global file open, then fold
-    it on a new writer connection (`connect`), on which `after` runs too (the replica)."""
+    it on a new writer connection (`connect`), on which `after` runs too (the replica).
+
+    The fold's connection may attach the segment's file and nothing else of the folder, given
+    where it is opened: DuckDB sets a database's file access once, for every connection of the
+    process to it, and cannot widen it later."""
     result = SealResult(0, None)
     if picked.total:
         result = seal_picked(segments, picked, run_id, signer, memory_limit)
     else:
         discard(segments, picked.segment_id)
-    with connect() as con:
+    folded = [segments.database(picked.segment_id)] if picked.total else []
+    with connect(attachable=folded) as con:
         if picked.total:
             fold_picked(con, segments, picked, signer, witness_dir, tsa_url)
         if after is not None:
@@ -563,8 +587,9 @@ def seal_with_segment(
     On a writer connection that may attach this segment's file (and no other file of the
     folder): the insert-once tables sealed on the single chain as every seal does (step-owned
     ones refused unless their step sealed them), then the pick (step 1).
-    With the global file closed: the segment's seal (step 2). On a new writer connection: the
-    fold (step 3) and `after` (the replica refresh). An insert-once row changed after sealing
+    With the global file closed: the segment's seal (step 2). On a new writer connection with
+    the same allowance: the fold (step 3, reading the segment attached read-only) and `after`
+    (the replica refresh). An insert-once row changed after sealing
     raises `SealRefused` once all of this is done, as `seal.seal_run` does (`owned`: as
     there; the benchmark passes none to log a synthetic day's executions; `scope`: the run's
     domain and days, see `pick_rows`). The returned

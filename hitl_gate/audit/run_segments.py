@@ -9,7 +9,9 @@ and is signed by the ordinary checkpoints. Runs of different domains or days own
 segments, so their seals run at the same time.
 
 The **fold** (`fold_segments`) is the only serialised step, held for milliseconds under an
-exclusive lock file: it reads each segment's newest checkpoint, checks its signature, appends
+exclusive lock file: it attaches each segment read-only to the global writer's session (which
+may open those files and nothing else of the folder: `core.database.attached_files`), reads its
+newest checkpoint, checks its signature, copies its new entries database to database, appends
 it as a leaf to `audit_segment_leaves` in the global database and signs a **global
 checkpoint** (`audit_global_checkpoints`): the Merkle root (fan-out 16) of every leaf so far,
 linked to the previous global checkpoint by its hash, as Certificate Transparency signs a tree
@@ -33,7 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,14 +55,20 @@ from hitl_gate.audit.keys import public_key_from_hex, public_key_hex
 from hitl_gate.audit.seal import SealResult, checkpoint_message, seal_run
 from hitl_gate.audit.trust import KeySchedule
 from hitl_gate.audit.verify import verify_audit
-from hitl_gate.core.database import audit_connection, registered, transaction
+from hitl_gate.core.database import (
+    attach_database,
+    attached_files,
+    audit_connection,
+    registered,
+    transaction,
+)
 from hitl_gate.core.file_lock import exclusive_lock
 
 if TYPE_CHECKING:
     from hitl_gate.audit.signer import CheckpointSigner
 
 LOCK_FILE = "segments.lock"
-COPY_BATCH_ROWS = 200_000
+FOLD_ALIAS = "folded_segment"  # a segment attached read-only to the fold's session, numbered
 COPY_TABLE = "audit_segment_log"  # the folded entries, for the auditors' views
 LEAF_FIELDS = ("segment_id", "last_seq", "head_hash", "merkle_root", "signature")
 GLOBAL_FIELDS = ("global_seq", "leaves", "tree_root", "previous_hash", "created_at", "public_key")
@@ -125,8 +133,61 @@ def global_hash(checkpoint: dict[str, Any] | None) -> str:
     return hashlib.sha256(global_message(checkpoint) + checkpoint["signature"].encode()).hexdigest()
 
 
-def _newest_checkpoint(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
-    rows = con.execute("SELECT * FROM audit_checkpoints ORDER BY last_seq DESC LIMIT 1").fetchall()
+def attach_segment(
+    con: duckdb.DuckDBPyConnection,
+    segments: Segments,
+    segment_id: str,
+    alias: str,
+    *,
+    read_only: bool = False,
+) -> None:
+    """Attach the segment's file to `con` as `alias`. `con` must have been opened with that
+    file among its `attachable` files (`core.database.audit_connection`), given where it is
+    opened: DuckDB keeps a process's first allowance for a database file while any connection
+    to it is open and cannot widen it, so a session without it is refused (`RuntimeError`,
+    saying so)."""
+    try:
+        attach_database(con, segments.database(segment_id), alias, read_only=read_only)
+    except duckdb.PermissionException as error:
+        raise RuntimeError(
+            f"segment {segment_id}: this audit connection may not attach the segment's file: open "
+            "it with the file among its `attachable` files, with no other connection of this "
+            f"process to the database open (DuckDB keeps the first one's allowance): {error}"
+        ) from error
+
+
+@contextmanager
+def attached_segment(
+    con: duckdb.DuckDBPyConnection, segments: Segments, segment_id: str, alias: str
+) -> Iterator[str]:
+    """The segment attached read-only as `alias` inside the block (`attach_segment`), and
+    detached after it even when a statement fails: the session can read the segment's
+    sealed chain and never change it."""
+    attach_segment(con, segments, segment_id, alias, read_only=True)
+    try:
+        yield alias
+    finally:
+        con.execute(f"DETACH {alias}")
+
+
+def file_problem(segments: Segments, segment_id: str) -> str | None:
+    """Why the segment's file cannot be read (None: it can): missing, or it or a DuckDB file
+    beside it a symbolic link, which whoever planted it could point at a key. Such a file is
+    never opened nor allowed to a session; verify names it."""
+    database = segments.database(segment_id)
+    try:
+        attached_files(database)
+    except ValueError as error:
+        return f"{error} (its file was replaced by a link)"
+    if not database.is_file():
+        return "its file is missing (deleted or moved)"
+    return None
+
+
+def _newest_checkpoint(con: duckdb.DuckDBPyConnection, alias: str) -> dict[str, Any] | None:
+    rows = con.execute(
+        f"SELECT * FROM {alias}.main.audit_checkpoints ORDER BY last_seq DESC LIMIT 1"
+    ).fetchall()
     if not rows:
         return None
     return dict(zip([d[0] for d in con.description], rows[0], strict=True))
@@ -155,17 +216,22 @@ def fold_segments(
     signer: CheckpointSigner,
 ) -> dict[str, Any] | None:
     """Append each segment's newest checkpoint as a leaf and sign a global checkpoint over all
-    leaves (None when no segment has a new checkpoint). `con` is the global database.
+    leaves (None when no segment has a new checkpoint). `con` is the global database's
+    writer, opened with every segment's file (`Segments.database`) among its `attachable`
+    files: the segments are attached to it read-only (`attached_segment`), so their
+    checkpoints are read and their entries copied without another connection.
 
     A segment checkpoint not signed by the signer's key is refused (`ValueError`, naming the
     segment): the fold vouches only for what the pinned key signed.
     """
     public_key = public_key_hex(signer)
-    with exclusive_lock(segments.root / LOCK_FILE):
-        new: list[dict[str, Any]] = []
-        for segment_id in segment_ids:
-            with segments.open(segment_id, read_only=True) as seg:
-                newest = _newest_checkpoint(seg)
+    with exclusive_lock(segments.root / LOCK_FILE), ExitStack() as attached:
+        new: list[tuple[str, dict[str, Any]]] = []  # (alias, leaf)
+        for number, segment_id in enumerate(segment_ids):
+            alias = attached.enter_context(
+                attached_segment(con, segments, segment_id, f"{FOLD_ALIAS}_{number}")
+            )
+            newest = _newest_checkpoint(con, alias)
             if newest is None:
                 continue
             problem = _signature_problem(newest, public_key)
@@ -176,12 +242,13 @@ def fold_segments(
                 [segment_id, newest["last_seq"]],
             ).fetchall()[0][0]
             if not known:
-                new.append({"segment_id": segment_id, **{k: newest[k] for k in LEAF_FIELDS[1:]}})
+                leaf = {"segment_id": segment_id, **{k: newest[k] for k in LEAF_FIELDS[1:]}}
+                new.append((alias, leaf))
         if not new:
             return None
-        with transaction(con):
-            for leaf in new:
-                _copy_entries(con, segments, leaf["segment_id"], int(leaf["last_seq"]))
+        with transaction(con):  # writes the global database only; the segments are read
+            for alias, leaf in new:
+                _copy_entries(con, alias, leaf["segment_id"], int(leaf["last_seq"]))
                 con.execute(
                     "INSERT INTO audit_segment_leaves SELECT coalesce(max(leaf_seq), 0) + 1, "
                     "?, ?, ?, ?, ?, ? FROM audit_segment_leaves",
@@ -211,27 +278,23 @@ def fold_segments(
 
 
 def _copy_entries(
-    con: duckdb.DuckDBPyConnection, segments: Segments, segment_id: str, last_seq: int
+    con: duckdb.DuckDBPyConnection, alias: str, segment_id: str, last_seq: int
 ) -> int:
     """Copy the segment's entries after its last folded leaf, up to `last_seq`, into
     `audit_segment_log` (in the fold's transaction), for the auditors' views
-    (`audit_events`, `case_history`). Streamed in Arrow batches; returns how many."""
+    (`audit_events`, `case_history`): database to database from the segment attached as
+    `alias`, with no Arrow copy in between; returns how many."""
     (after,) = con.execute(
         "SELECT coalesce(max(last_seq), 0) FROM audit_segment_leaves WHERE segment_id = ?",
         [segment_id],
     ).fetchall()[0]
-    copied = 0
-    with segments.open(segment_id, read_only=True) as seg:
-        reader = seg.sql(
-            "SELECT $segment AS segment_id, seq, entry_hash, entry FROM audit_log "
-            "WHERE seq > $after AND seq <= $last",  # storage order: no view relies on it
-            params={"segment": segment_id, "after": int(after), "last": last_seq},
-        ).to_arrow_reader(COPY_BATCH_ROWS)
-        for batch in reader:
-            with registered(con, "segment_entries", pa.Table.from_batches([batch])):
-                con.execute(f"INSERT INTO {COPY_TABLE} SELECT * FROM segment_entries")
-            copied += batch.num_rows
-    return copied
+    (copied,) = con.execute(
+        f"INSERT INTO {COPY_TABLE} (segment_id, seq, entry_hash, entry) "
+        f"SELECT $segment, seq, entry_hash, entry FROM {alias}.main.audit_log "
+        "WHERE seq > $after AND seq <= $last",  # storage order: no view relies on it
+        {"segment": segment_id, "after": int(after), "last": last_seq},
+    ).fetchall()[0]
+    return int(copied)
 
 
 def _newest_global(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
@@ -374,8 +437,9 @@ def _segment_problems(
     """The segment verified whole, each of its leaves still one of its checkpoints, signed by
     its leaf's key, and its entries' copy in the global database (`COPY_TABLE`) exactly its
     entries. `leaves`: by the segment's `last_seq`, each leaf and the key valid for it."""
-    if not segments.database(segment_id).is_file():
-        return ["its file is missing (deleted or moved)"]
+    problem = file_problem(segments, segment_id)
+    if problem is not None:
+        return [problem]
     problems: list[str] = []
     keys = {key for _, key in leaves.values()}
     with segments.open(segment_id, read_only=True) as seg:

@@ -164,13 +164,18 @@ def attached_files(database: Path) -> tuple[Path, ...]:
     return files
 
 
-def attach_database(con: duckdb.DuckDBPyConnection, database: Path, alias: str) -> None:
+def attach_database(
+    con: duckdb.DuckDBPyConnection, database: Path, alias: str, *, read_only: bool = False
+) -> None:
     """`ATTACH` `database` as `alias` (an identifier), on a connection opened with it among
     its `attachable` files; a connection without that allowance is refused with DuckDB's
-    `PermissionException` naming the file."""
+    `PermissionException` naming the file. `read_only`: the session can read the attached
+    database but never write it (a reader of sealed segments: the fold, verify), and a file
+    that does not exist is not created."""
     if not alias.isidentifier():
         raise ValueError(f"not an alias: {alias!r}")
-    con.execute(f"ATTACH ? AS {alias}", [str(attached_files(database)[0])])
+    mode = " (READ_ONLY)" if read_only else ""
+    con.execute(f"ATTACH ? AS {alias}{mode}", [str(attached_files(database)[0])])
 
 
 def restrict_to_directories(

@@ -60,7 +60,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     import time
     from pathlib import Path
 
-    from hitl_gate.audit.run_seal import check_segments, load_segment_events
+    from hitl_gate.audit.run_seal import check_segments, load_segment_events, readable_segments
     from hitl_gate.audit.run_segments import Segments
     from hitl_gate.audit.trust import TrustAnchorError, load_trust_anchor
     from hitl_gate.audit.verify import verify_audit
@@ -79,6 +79,8 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     segments = Segments(paths.segments_dir)  # per-run segments, when runs sealed through them
     tsa = TsaCheck(tuple(load_tsa_roots(settings.tsa_roots)))
     with audit_connection(paths.audit_db, read_only=True) as con:
+        folded = readable_segments(con, segments)  # the only files verify's session may attach
+    with audit_connection(paths.audit_db, read_only=True, attachable=folded) as con:
         report = verify_audit(
             con,
             paths.checkpoints_dir,

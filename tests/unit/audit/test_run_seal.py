@@ -64,7 +64,8 @@ class Home:
         return audit_connection(self.paths.audit_db, attachable=attachable)
 
     def picker(self, segment: str):  # noqa: ANN201
-        """A writer that may attach `segment`'s file, as `seal_with_segment` opens it."""
+        """A writer that may attach `segment`'s file, as `seal_with_segment` opens it for
+        the pick and for the fold."""
         return self.connect(attachable=(self.segments.database(segment),))
 
     def write(self, domain: str, day: str, cases: range, **values: object) -> None:
@@ -313,7 +314,7 @@ def test_a_live_claim_keeps_its_rows_from_another_run(
         assert home.seal("b", DAY1, "run-8").appended == 1  # only its own row
         picked = Picked(first, {"decision": 3})
         assert seal_picked(home.segments, picked, "run-7", home.key()).appended == 3
-        with home.connect() as con:
+        with home.picker(first) as con:  # the fold attaches the segment it folds
             fold_picked(con, home.segments, picked, home.key(), home.paths.witness_dir)
     code, out = _verify(home, capsys)
     assert code == 0, out
@@ -349,7 +350,7 @@ if pause == "pause":  # the first run: step 2 held open until the second run has
                 time.sleep(0.05)
         seal_picked(segments, picked, run, key)
         times["step2_end"] = time.time()
-        with connect() as con:
+        with connect([segments.database(seg)]) as con:
             fold_picked(con, segments, picked, key, paths.witness_dir)
 else:
     seal_with_segment(connect, segments, seg, run, key, paths.checkpoints_dir, memory_limit=None,

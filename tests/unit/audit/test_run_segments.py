@@ -12,7 +12,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,6 +52,11 @@ def _child(root: Path, segment: str, key_file: Path, wait: bool) -> subprocess.P
     )  # fmt: skip
 
 
+def _folder(glob: Path, segments: Segments, ids: list[str]) -> AbstractContextManager[Any]:
+    """The global writer as the fold needs it: it may attach the segments it folds."""
+    return audit_connection(glob, attachable=[segments.database(s) for s in ids])
+
+
 def _seeded(tmp_path: Path) -> tuple[Segments, Path]:
     """Two sealed segments (a: two checkpoints, b: one) folded twice into the global log."""
     segments = Segments(tmp_path / "segments")
@@ -61,12 +68,12 @@ def _seeded(tmp_path: Path) -> tuple[Segments, Path]:
             for i in rows:
                 add_row(con, "reversal_requests", i, domain=segment, case_id=f"C{i}")
         seal_segment(segments, segment, f"run-{segment}", key)
-    with audit_connection(glob) as con:
+    with _folder(glob, segments, ["a", "b"]) as con:
         fold_segments(con, segments, ["a", "b"], key)
     with segments.open("a") as con:
         add_row(con, "reversal_requests", 9, domain="a", case_id="C9")
     seal_segment(segments, "a", "run-a2", key)
-    with audit_connection(glob) as con:
+    with _folder(glob, segments, ["a", "b"]) as con:
         assert fold_segments(con, segments, ["a", "b"], key) is not None
         assert fold_segments(con, segments, ["a", "b"], key) is None  # nothing new
     return segments, key_file
@@ -100,7 +107,7 @@ def test_two_processes_seal_their_segments_at_once_and_verify_covers_both(
     out_first, err_first = first.communicate(timeout=180)
     assert first.returncode == 0, err_first
     ids = ["consumer_credit-2018-01-05", "consumer_credit-2018-01-06"]
-    with audit_connection(tmp_path / "audit.duckdb") as con:
+    with _folder(tmp_path / "audit.duckdb", segments, ids) as con:
         checkpoint = fold_segments(con, segments, ids, key)
     assert checkpoint is not None and checkpoint["leaves"] == 2
     pinned = public_key_hex(key)
