@@ -139,12 +139,38 @@ def _quote(name: str) -> str:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
+    return table_columns(con, [table]).get(table, [])
+
+
+def table_columns(
+    con: duckdb.DuckDBPyConnection, tables: Sequence[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """(column, type) of each of `tables` that exists, in table order; one catalogue query.
+
+    A seal or a verify reads all ~35 source tables: asking the catalogue once instead of per
+    table is most of what they cost on a small database (each query pays DuckDB's planning).
+    """
     rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-        [table],
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND list_contains(?, table_name) "
+        "ORDER BY table_name, ordinal_position",
+        [list(tables)],
     ).fetchall()
-    return [(str(name), str(kind)) for name, kind in rows]
+    found: dict[str, list[tuple[str, str]]] = {}
+    for table, name, kind in rows:
+        found.setdefault(str(table), []).append((str(name), str(kind)))
+    return found
+
+
+def table_sizes(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> dict[str, int]:
+    """DuckDB's estimate of each table's row count (`duckdb_tables()`), for batching only:
+    never a reason to skip a table."""
+    rows = con.execute(
+        "SELECT table_name, max(estimated_size) FROM duckdb_tables() "
+        "WHERE schema_name = 'main' AND list_contains(?, table_name) GROUP BY ALL",
+        [list(tables)],
+    ).fetchall()
+    return {str(table): int(size or 0) for table, size in rows}
 
 
 def canonical_value(name: str, data_type: str) -> str:
@@ -179,7 +205,10 @@ class SourceSql:
 
 
 def source_sql(
-    con: duckdb.DuckDBPyConnection, source: EventSource, sha256: str = SHA256_FUNCTION
+    con: duckdb.DuckDBPyConnection,
+    source: EventSource,
+    sha256: str = SHA256_FUNCTION,
+    columns: Sequence[tuple[str, str]] | None = None,
 ) -> SourceSql | None:
     """The expressions of `source`, or None when its table does not exist (stage not deployed).
 
@@ -187,9 +216,12 @@ def source_sql(
     a null flag for list columns (`hash` gives NULL and an empty list the same value). It costs
     a small fraction of rendering and hashing the JSON, so sealing can skip rows whose content
     was seen before and canonicalise only the new ones. `sha256` names the SQL function that
-    hashes (`chain.sha256_function`, or DuckDB's own `sha256`: same hex).
+    hashes (`chain.sha256_function`, or DuckDB's own `sha256`: same hex). `columns`: the
+    table's (name, type) as `table_columns` read them for several tables at once (read here
+    when None).
     """
-    columns = _columns(con, source.table)
+    if columns is None:
+        columns = _columns(con, source.table)
     if not columns:
         return None
     stable = [c for c in columns if c[0] not in source.volatile]
@@ -263,10 +295,15 @@ class SourceSlices:
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, source: EventSource, rows: int, fresh: bool = False
+        self,
+        con: duckdb.DuckDBPyConnection,
+        source: EventSource,
+        rows: int,
+        fresh: bool = False,
+        columns: Sequence[tuple[str, str]] | None = None,
     ) -> None:
         self.con, self.source, self.rows, self.fresh = con, source, rows, fresh
-        self.sql = source_sql(con, source)
+        self.sql = source_sql(con, source, columns=columns)  # `columns`: see `source_sql`
         self.count = 1
 
     def find_unseen(self) -> list[int]:
@@ -388,6 +425,33 @@ class SourceSlices:
         self.con.execute("DROP TABLE IF EXISTS audit_unseen")
 
 
+def unseen_counts(
+    con: duckdb.DuckDBPyConnection,
+    tables: Sequence[tuple[EventSource, SourceSql]],
+    fresh: bool = False,
+) -> dict[str, int]:
+    """Per event type, how many rows of its table `SourceSlices.find_unseen` would find unseen
+    (every row when `fresh`), for several tables in one query.
+
+    The same condition as `find_unseen` (a fingerprint `NOT IN` the type's seen ones), so a
+    table counted 0 here is one whose sweep would seal nothing: a seal skips it without the
+    sweep's half a dozen statements, which on a small database were most of a seal's cost.
+    """
+    if not tables:
+        return {}
+
+    def counted(i: int, sql: SourceSql) -> str:
+        rows = f"SELECT $type_{i}, count(*) FROM {sql.table}"
+        if fresh:
+            return rows
+        seen = f"SELECT fingerprint FROM audit_seen_rows WHERE event_type = $type_{i}"
+        return f"{rows} WHERE {sql.fingerprint} NOT IN ({seen})"
+
+    params = {f"type_{i}": source.event_type for i, (source, _) in enumerate(tables)}
+    query = " UNION ALL ".join(counted(i, sql) for i, (_, sql) in enumerate(tables))
+    return {str(t): int(n) for t, n in con.execute(query, params).fetchall()}
+
+
 def remember(con: duckdb.DuckDBPyConnection, event_type: str, fingerprints: pa.Table) -> int:
     """Record a slice's fingerprints as seen, in its entries' transaction; return how many."""
     con.register("incoming_fingerprints", fingerprints)
@@ -419,6 +483,9 @@ def load_chain_events(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+GROUP_ROWS = 1_000_000  # source rows checked by one set of queries (bounds `audit_rows`)
+
+
 def chain_findings(con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource]) -> list[str]:
     """Every lineage row checked against the chain: messages naming table, key and entry.
 
@@ -428,44 +495,150 @@ def chain_findings(con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource
       last seal; a key never logged, a row not sealed yet or inserted outside the pipeline;
     - an insert-once key logged with two contents: an edit laundered by a later seal;
     - an insert-once key logged but gone from its table: a deleted record.
-    Needs `load_chain_events` first.
+    Needs `load_chain_events` first. Messages come per source in `sources` order.
+
+    Tables are checked in groups of about `GROUP_ROWS` rows (a large table alone), each group
+    by one pass over its tables (`UNION ALL`) and three queries over the chain's events keyed
+    by event type, instead of four queries per table: on a small database, where most of the
+    ~35 tables hold a handful of rows, DuckDB's per-query planning was the whole cost.
     """
-    findings: list[str] = []
+    tables = [source.table for source in sources]
+    columns = table_columns(con, tables)
+    present = [
+        (source, sql)
+        for source in sources
+        if (sql := source_sql(con, source, columns=columns.get(source.table, []))) is not None
+    ]
+    sizes = table_sizes(con, tables)
+    by_type: dict[str, list[str]] = {}
     with sha256_function(con):
-        for source in sources:
-            sql = source_sql(con, source)
-            if sql is not None:
-                findings += _table_findings(con, source, sql)
+        for group in _groups(present, sizes):
+            by_type.update(_group_findings(con, group))
+    return [message for source, _ in present for message in by_type[source.event_type]]
+
+
+def _groups(
+    present: list[tuple[EventSource, SourceSql]], sizes: dict[str, int]
+) -> list[list[tuple[EventSource, SourceSql]]]:
+    """`present` cut into consecutive groups of at most `GROUP_ROWS` estimated rows (a larger
+    table is a group of its own)."""
+    groups: list[list[tuple[EventSource, SourceSql]]] = []
+    rows = GROUP_ROWS
+    for item in present:
+        size = sizes.get(item[0].table, 0)
+        if not groups or rows + size > GROUP_ROWS:
+            groups.append([])
+            rows = 0
+        groups[-1].append(item)
+        rows += size
+    return groups
+
+
+def _group_findings(
+    con: duckdb.DuckDBPyConnection, group: list[tuple[EventSource, SourceSql]]
+) -> dict[str, list[str]]:
+    """The findings of each source of `group`, by event type (see `chain_findings`)."""
+    params = {f"type_{i}": source.event_type for i, (source, _) in enumerate(group)}
+    rows = " UNION ALL ".join(
+        f"SELECT $type_{i} AS event_type, {sql.entity_key} AS entity_key, "
+        f"{sql.content_digest} AS content_digest FROM {sql.table}"
+        for i, (_, sql) in enumerate(group)
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE audit_rows AS SELECT DISTINCT * FROM ({rows})", params
+    )
+    try:
+        unlogged = _examples(con, f"""
+            SELECT r.event_type, r.entity_key, r.content_digest, max(l.seq) AS logged_seq,
+                   arg_max(l.content_digest, l.seq) AS logged_digest
+            FROM (SELECT * FROM audit_rows r ANTI JOIN {CHAIN_EVENTS} l
+                  ON l.event_type = r.event_type AND l.entity_key = r.entity_key
+                  AND l.content_digest = r.content_digest) r
+            LEFT JOIN {CHAIN_EVENTS} l
+                ON l.event_type = r.event_type AND l.entity_key = r.entity_key
+            GROUP BY ALL
+            """, "entity_key, content_digest")  # fmt: skip
+        insert_once = [source.event_type for source, _ in group if source.append_only]
+        twice, gone = {}, {}
+        if insert_once:
+            logged = f"(SELECT * FROM {CHAIN_EVENTS} WHERE list_contains($insert_once, event_type))"
+            twice = _examples(con, f"""
+                SELECT event_type, entity_key, list(seq ORDER BY seq) AS seqs,
+                       count(DISTINCT content_digest) AS contents
+                FROM {logged} GROUP BY ALL HAVING count(DISTINCT content_digest) > 1
+                """, "entity_key", {"insert_once": insert_once})  # fmt: skip
+            gone = _examples(con, f"""
+                SELECT l.event_type, l.entity_key, min(l.seq) AS seq FROM {logged} l
+                ANTI JOIN audit_rows r
+                    ON r.event_type = l.event_type AND r.entity_key = l.entity_key
+                GROUP BY ALL
+                """, "seq, entity_key", {"insert_once": insert_once})  # fmt: skip
+    finally:
+        con.execute("DROP TABLE IF EXISTS audit_rows")
+    findings: dict[str, list[str]] = {}
+    for source, _ in group:
+        findings[source.event_type] = _source_findings(
+            source, unlogged.get(source.event_type), twice.get(source.event_type),
+            gone.get(source.event_type),
+        )  # fmt: skip
     return findings
 
 
-def _table_findings(
-    con: duckdb.DuckDBPyConnection, source: EventSource, sql: SourceSql
-) -> list[str]:
-    params = {"event_type": source.event_type}
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE audit_rows AS SELECT DISTINCT "
-        f"{sql.entity_key} AS entity_key, {sql.content_digest} AS content_digest FROM {sql.table}"
-    )
-    logged = f"(SELECT * FROM {CHAIN_EVENTS} WHERE event_type = $event_type)"
-    unlogged = con.execute(
+_Examples = tuple[list[tuple], int]  # up to EXAMPLES rows (without their event type), and how many
+
+
+def _examples(
+    con: duckdb.DuckDBPyConnection, query: str, order: str, params: dict | None = None
+) -> dict[str, _Examples]:
+    """The first `EXAMPLES` rows of `query` per event type in `order`, and each type's count.
+
+    `query`'s first column is the event type; only its examples are fetched, however many rows
+    differ.
+    """
+    rows = con.execute(
         f"""
-        SELECT r.entity_key, r.content_digest, max(l.seq) AS logged_seq,
-               arg_max(l.content_digest, l.seq) AS logged_digest
-        FROM (SELECT * FROM audit_rows r ANTI JOIN {logged} l
-              ON l.entity_key = r.entity_key AND l.content_digest = r.content_digest) r
-        LEFT JOIN {logged} l ON l.entity_key = r.entity_key
-        GROUP BY ALL ORDER BY r.entity_key
+        SELECT *, count(*) OVER (PARTITION BY event_type) AS audit_total FROM ({query})
+        QUALIFY row_number() OVER (PARTITION BY event_type ORDER BY {order}) <= {EXAMPLES}
+        ORDER BY event_type, {order}
         """,
-        params,
+        params or {},
     ).fetchall()
-    findings = [_unlogged_finding(source, row) for row in unlogged[:EXAMPLES]]
-    if len(unlogged) > EXAMPLES:
-        findings.append(f"{source.table}: {len(unlogged) - EXAMPLES} "
-                         "more rows differ from the audit log")  # fmt: skip
-    if source.append_only:
-        findings += _insert_once_findings(con, source, logged, params)
-    con.execute("DROP TABLE audit_rows")
+    found: dict[str, _Examples] = {}
+    for event_type, *values, total in rows:
+        found.setdefault(str(event_type), ([], int(total)))[0].append(tuple(values))
+    return found
+
+
+def _source_findings(
+    source: EventSource,
+    unlogged: _Examples | None,
+    twice: _Examples | None,
+    gone: _Examples | None,
+) -> list[str]:
+    table = source.table
+    findings: list[str] = []
+    if unlogged is not None:
+        rows, total = unlogged
+        findings += [_unlogged_finding(source, row) for row in rows]
+        if total > EXAMPLES:
+            findings.append(f"{table}: {total - EXAMPLES} more rows differ from the audit log")
+    if twice is not None:
+        rows, total = twice
+        for key, seqs, n in rows:
+            findings.append(f"{table} {key}: insert-once record logged with {n} different "
+                             f"contents (entries seq {', '.join(map(str, seqs))}): edited after "
+                             "sealing, then sealed again")  # fmt: skip
+        if total > EXAMPLES:
+            findings.append(f"{table}: {total - EXAMPLES} more "
+                             "insert-once keys logged with several contents")  # fmt: skip
+    if gone is not None:
+        rows, total = gone
+        for key, seq in rows:
+            findings.append(f"{table} {key}: insert-once record logged at entry seq "
+                             f"{seq} was deleted from its table")  # fmt: skip
+        if total > EXAMPLES:
+            findings.append(f"{table}: {total - EXAMPLES} more "
+                             "logged insert-once records were deleted")  # fmt: skip
     return findings
 
 
@@ -482,40 +655,3 @@ def _unlogged_finding(source: EventSource, row: tuple) -> str:
     return (f"{where}: content matches no logged version (latest: entry seq {seq}, digest "
                f"{logged_digest[:16]}; row {digest[:16]}): edited after sealing, or "
                "written after the last seal")  # fmt: skip
-
-
-def _insert_once_findings(
-    con: duckdb.DuckDBPyConnection, source: EventSource, logged: str, params: dict
-) -> list[str]:
-    """Keys of an insert-once table logged with several digests, or logged and deleted."""
-    findings: list[str] = []
-    twice = con.execute(
-        f"""
-        SELECT entity_key, list(seq ORDER BY seq), count(DISTINCT content_digest)
-        FROM {logged} GROUP BY entity_key HAVING count(DISTINCT content_digest) > 1
-        ORDER BY entity_key
-        """,
-        params,
-    ).fetchall()
-    for key, seqs, n in twice[:EXAMPLES]:
-        findings.append(f"{source.table} {key}: insert-once record logged with {n} different "
-                         f"contents (entries seq {', '.join(map(str, seqs))}): edited after "
-                         "sealing, then sealed again")  # fmt: skip
-    if len(twice) > EXAMPLES:
-        findings.append(f"{source.table}: {len(twice) - EXAMPLES} more "
-                         "insert-once keys logged with several contents")  # fmt: skip
-    gone = con.execute(
-        f"""
-        SELECT l.entity_key, min(l.seq) FROM {logged} l
-        ANTI JOIN audit_rows r ON r.entity_key = l.entity_key
-        GROUP BY ALL ORDER BY 2
-        """,
-        params,
-    ).fetchall()
-    for key, seq in gone[:EXAMPLES]:
-        findings.append(f"{source.table} {key}: insert-once record logged at entry seq "
-                         f"{seq} was deleted from its table")  # fmt: skip
-    if len(gone) > EXAMPLES:
-        findings.append(f"{source.table}: {len(gone) - EXAMPLES} more "
-                         "logged insert-once records were deleted")  # fmt: skip
-    return findings
