@@ -18,6 +18,7 @@ id only, so re-running a day traces the same cases; the ratio is stored on every
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from datetime import date
@@ -58,8 +59,10 @@ def _stage_list() -> str:
 def _otlp_select() -> str:
     """The query turning `case_stage_times` rows into one OTLP line each.
 
-    Built once from this module's constants; values (domain, day, sampling threshold, the
-    ratio as text) are bound as parameters $1..$4.
+    Built once from this module's constants. The domain is bound as parameter $1; the days,
+    each with its sampling threshold and that ratio as text, are the rows of the registered
+    table `trace_days` (`day`, `threshold`, `ratio_text`), so one statement serves a run's
+    days, ordered by day and case id.
     """
     common = ", ".join(
         [
@@ -74,15 +77,15 @@ WITH picked AS (
     SELECT *, substr(sha256(domain || '/' || case_id), 1, 32) AS trace_id,
            substr(sha256(domain || '/' || case_id || '/case'), 1, 16) AS root_id,
            {_stage_list()} AS reached
-    FROM case_stage_times
-    WHERE domain = $1 AND partition_date = $2
+    FROM case_stage_times JOIN trace_days t ON partition_date = t.day
+    WHERE domain = $1 AND partition_date IN (SELECT day FROM trace_days)
       AND (CAST(('0x' || substr(sha256(domain || '/' || case_id), 1, {_SAMPLE_HEX}))
-           AS UBIGINT) / {16.0**_SAMPLE_HEX}) < $3
+           AS UBIGINT) / {16.0**_SAMPLE_HEX}) < t.threshold
 )
 SELECT to_json({{'resourceSpans': [{{
     'resource': {{'attributes': [
         {_attr("service.name", f"'{SERVICE_NAME}'")}, {_attr("hitl.domain", "domain")},
-        {_attr("hitl.trace_sample_ratio", "$4")}]}},
+        {_attr("hitl.trace_sample_ratio", "ratio_text")}]}},
     'scopeSpans': [{{'scope': {{'name': '{SCOPE_NAME}'}}, 'spans': list_concat(
         [{{'traceId': trace_id, 'spanId': root_id, 'parentSpanId': '', 'name': 'case',
            'kind': {SPAN_KIND_INTERNAL},
@@ -100,10 +103,10 @@ SELECT to_json({{'resourceSpans': [{{
            'attributes': list_filter([{common}, {_attr("hitl.stage", "s.name")},
                {_attr("hitl.run_id", "s.run")}], lambda a: a.value.stringValue IS NOT NULL)}})
     )}}]
-}}]}}) AS line
+}}]}}) AS line, partition_date
 FROM picked
 WHERE len(reached) > 0
-ORDER BY case_id
+ORDER BY partition_date, case_id
 """
 
 
@@ -134,22 +137,7 @@ def write_day_traces(
     max_traces: int | None,
 ) -> TraceFile:
     """Rewrite `target` with the OTLP lines of `day`'s (sampled) cases; atomic rename."""
-    ((cases,),) = con.execute(
-        "SELECT count(*) FROM case_stage_times WHERE domain = ? AND partition_date = ?",
-        [domain, day],
-    ).fetchall()
-    ratio = sample_ratio(int(cases), max_traces)
-    reader = con.sql(OTLP_SELECT, params=[domain, day, ratio, f"{ratio:.6g}"])
-    tmp = target.with_suffix(".jsonl.tmp")
-    written = 0
-    with tmp.open("w", encoding="utf-8") as out:
-        for batch in reader.to_arrow_reader(BATCH_ROWS):
-            lines = batch.column(0).to_pylist()
-            if lines:
-                out.write("\n".join(lines) + "\n")
-                written += len(lines)
-    os.replace(tmp, target)
-    return TraceFile(path=target, traces=written, sample_ratio=ratio)
+    return _write_days(con, domain, {day: target}, max_traces)[0]
 
 
 def write_traces(
@@ -161,7 +149,62 @@ def write_traces(
 ) -> list[TraceFile]:
     """Rewrite `<folder>/<day>.jsonl` for each day (idempotent: same cases, same lines)."""
     folder.mkdir(parents=True, exist_ok=True)
-    return [
-        write_day_traces(con, domain, day, folder / f"{day.isoformat()}.jsonl", max_traces_per_day)
-        for day in days
-    ]
+    targets = {day: folder / f"{day.isoformat()}.jsonl" for day in days}
+    return _write_days(con, domain, targets, max_traces_per_day)
+
+
+def _write_days(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    targets: dict[date, Path],
+    max_traces: int | None,
+) -> list[TraceFile]:
+    """Each day's lines into its target, from one count and one streamed query for all days.
+
+    A query per day re-joined the whole `case_stage_times` view each time (two per day, 180
+    per quarter run); the lines of each day are the same either way (same filter, same
+    order). Every target is rewritten, a day without cases as an empty file.
+    """
+    import pyarrow as pa
+
+    from hitl_gate.core.database import registered
+
+    days = list(targets)
+    counts: dict[date, int] = dict(
+        con.execute(
+            "SELECT partition_date, count(*) FROM case_stage_times "
+            "WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[])) GROUP BY ALL",
+            [domain, days],
+        ).fetchall()
+    )
+    ratios = {day: sample_ratio(int(counts.get(day, 0)), max_traces) for day in days}
+    trace_days = pa.table(
+        {
+            "day": pa.array(days, pa.date32()),
+            "threshold": pa.array([ratios[d] for d in days], pa.float64()),
+            "ratio_text": pa.array([f"{ratios[d]:.6g}" for d in days], pa.string()),
+        }
+    )
+    written = dict.fromkeys(days, 0)
+    outputs = {
+        day: target.with_suffix(".jsonl.tmp").open("w", encoding="utf-8")
+        for day, target in targets.items()
+    }
+    try:
+        with registered(con, "trace_days", trace_days):
+            reader = con.sql(OTLP_SELECT, params=[domain])
+            for batch in reader.to_arrow_reader(BATCH_ROWS):
+                lines = batch.column(0).to_pylist()
+                batch_days = batch.column(1).to_pylist()
+                for day, group in itertools.groupby(
+                    zip(batch_days, lines, strict=True), key=lambda x: x[0]
+                ):
+                    chunk = [line for _, line in group]
+                    outputs[day].write("\n".join(chunk) + "\n")
+                    written[day] += len(chunk)
+    finally:
+        for out in outputs.values():
+            out.close()
+    for target in targets.values():
+        os.replace(target.with_suffix(".jsonl.tmp"), target)
+    return [TraceFile(path=targets[d], traces=written[d], sample_ratio=ratios[d]) for d in days]

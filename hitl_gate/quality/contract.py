@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -204,9 +204,35 @@ def _check_specs(name: str, column: ColumnContract) -> list[tuple[str, str, obje
     return specs
 
 
+class _ContractKey:
+    """A contract as a cache key: equal when the declarations are (the model holds dicts, so
+    it has no hash of its own)."""
+
+    def __init__(self, contract: ContractConfig) -> None:
+        self.contract = contract
+        self.canonical = contract.model_dump_json()
+
+    def __hash__(self) -> int:
+        return hash(self.canonical)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _ContractKey) and other.canonical == self.canonical
+
+
 def _schema(contract: ContractConfig, case_id: str, *, unique: bool) -> pa.DataFrameSchema:
-    """The pandera schema; uniqueness is optional because validation keeps first occurrences."""
+    """The pandera schema; uniqueness is optional because validation keeps first occurrences.
+
+    Built once per contract: ingestion validates file by file (hundreds of landing files a
+    run), and pandera's schema and its checks are the same for each.
+    """
+    return _built_schema(_ContractKey(contract), case_id, unique)
+
+
+@lru_cache(maxsize=16)
+def _built_schema(key: _ContractKey, case_id: str, unique: bool) -> pa.DataFrameSchema:
     import pandera.polars as pa
+
+    contract = key.contract
 
     if case_id not in contract.columns:
         raise ValueError(f"case id '{case_id}' is not a contract column")

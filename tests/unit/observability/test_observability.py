@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hitl_gate.observability import traces
 from hitl_gate.observability.anomalies import Thresholds, detect_all, psi
 from hitl_gate.observability.metrics import (
     decision_metrics,
@@ -16,7 +17,7 @@ from hitl_gate.observability.metrics import (
     metric_value,
     with_review_facts,
 )
-from hitl_gate.observability.traces import write_day_traces
+from hitl_gate.observability.traces import write_day_traces, write_traces
 
 DAYS = [date(2018, 1, 1) + timedelta(days=i) for i in range(20)]
 LAST = DAYS[-1]
@@ -249,6 +250,43 @@ def test_large_days_are_sampled_consistently_by_trace_id(tmp_path) -> None:
     assert trace_ids[0] < trace_ids[1] < trace_ids[2]  # a sample is a prefix of the id space
     full = {_spans(x)[0]["traceId"]: _spans(x) for x in every}
     assert all(_spans(x) == full[_spans(x)[0]["traceId"]] for x in small)
+
+
+def test_a_run_of_days_writes_each_day_the_lines_of_that_day_alone(tmp_path, monkeypatch) -> None:
+    """One query for all the days gives each day's file exactly what the day alone gives: a
+    sampled day, a small one, one without cases (an empty file) and another domain's cases
+    on the same day, read across Arrow batch boundaries."""
+    import duckdb
+
+    monkeypatch.setattr(traces, "BATCH_ROWS", 7)
+    big, small, empty = DAYS[-3], DAYS[-2], DAYS[-1]
+    rng = np.random.default_rng(9)
+    frames = [_day_cases(rng, big, 1_500), _day_cases(rng, small, 40)]
+    other = _day_cases(rng, small, 5).with_columns(pl.lit("e").alias("domain"))
+    cases = pl.concat([*frames, other]).with_columns(
+        pl.lit("run-1").alias("decision_run_id"),
+        pl.lit("run-1").alias("validation_run_id"),
+        pl.lit(None, pl.String).alias("export_run_id"),
+        pl.lit(None, pl.String).alias("verdict_run_id"),
+        pl.lit("run-1").alias("execution_run_id"),
+    )
+    con = duckdb.connect()
+    con.register("incoming", cases.to_arrow())
+    con.execute("CREATE TABLE case_stage_times AS SELECT * FROM incoming").fetchall()
+    together = write_traces(con, "d", tmp_path / "run", [big, small, empty], 200)
+    assert [t.path.name for t in together] == [f"{d}.jsonl" for d in (big, small, empty)]
+    for day, written in zip((big, small, empty), together, strict=True):
+        alone = write_day_traces(con, "d", day, tmp_path / f"alone-{day}.jsonl", 200)
+        assert written.path.read_bytes() == alone.path.read_bytes()
+        assert (written.traces, written.sample_ratio) == (alone.traces, alone.sample_ratio)
+        lines = [json.loads(x) for x in written.path.read_text(encoding="utf-8").splitlines()]
+        assert len(lines) == written.traces
+        assert {_spans(x)[0]["attributes"][2]["value"]["stringValue"] for x in lines} <= {
+            day.isoformat()
+        }
+    assert together[0].sample_ratio < 1 and 100 < together[0].traces < 300
+    assert together[1].traces == 40 and together[2].traces == 0
+    assert together[2].path.read_bytes() == b""
 
 
 def test_qa_sample_gives_an_error_estimate_of_automation_per_day() -> None:

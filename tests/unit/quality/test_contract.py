@@ -75,6 +75,25 @@ def test_schema_rejects_an_impossible_declaration(column: ColumnContract) -> Non
         build_schema(contract, "id")
 
 
+def test_schema_is_built_once_per_declaration_and_never_shared_between_two() -> None:
+    """Validating file after file reuses one schema; an equal declaration loaded again shares
+    it, a changed bound or another case id gets its own (a stale schema would pass bad rows)."""
+    assert build_schema(CONTRACT, "case_id") is build_schema(CONTRACT, "case_id")
+    again = ContractConfig.model_validate_json(CONTRACT.model_dump_json())
+    assert again is not CONTRACT and build_schema(again, "case_id") is build_schema(
+        CONTRACT, "case_id"
+    )
+    columns = {**CONTRACT.columns, "amount": ColumnContract(type="float", nullable=False, max=50)}
+    tighter = ContractConfig(version=3, columns=columns)
+    assert build_schema(tighter, "case_id") is not build_schema(CONTRACT, "case_id")
+    by_kind = build_schema(CONTRACT, "kind")
+    assert by_kind is not build_schema(CONTRACT, "case_id") and by_kind.columns["kind"].unique
+    _, failures = validate_frame(_frame(amount=["1", "60", "2", "3"]), tighter, "case_id")
+    assert failures.select("column", "check").rows() == [("amount", "max")]
+    _, failures = validate_frame(_frame(amount=["1", "60", "2", "3"]), CONTRACT, "case_id")
+    assert failures.height == 0
+
+
 def test_schema_rejects_an_undeclared_case_id() -> None:
     with pytest.raises(ValueError, match="nope"):
         build_schema(CONTRACT, "nope")
