@@ -16,7 +16,10 @@ location's origin (`hitl_gate/app/origin.py`), so the Dagster UI lists it under 
 from __future__ import annotations
 
 import os
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -110,6 +113,48 @@ def load_definitions(settings: HitlSettings) -> Definitions:
     return build_definitions(settings)
 
 
+class _BuiltForRun:
+    """The definitions `run_job` built, lent to the reconstruction of its job in this process.
+
+    Dagster rebuilds a reconstructable job from its target (`job_for_settings`) when the job
+    is built, when its definition is read and when a run's assets are selected: three builds
+    of every domain's assets, checks and resources per run, where one gives the same objects.
+    A build is lent only while its `run_job` call lasts and only to a reconstruction whose
+    settings are equal to the ones it was built from; any other (a step process of the
+    multiprocess executor, a run worker, another settings) builds its own, as before.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lent: list[tuple[HitlSettings, Definitions]] = []
+
+    @contextmanager
+    def lending(self, settings: HitlSettings, definitions: Definitions) -> Iterator[None]:
+        entry = (settings, definitions)
+        with self._lock:
+            self._lent.append(entry)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._lent.remove(entry)
+
+    def definitions(self, settings: HitlSettings) -> Definitions:
+        with self._lock:
+            for lent_settings, definitions in self._lent:
+                if lent_settings == settings:
+                    return definitions
+        return load_definitions(settings)
+
+
+_BUILT_FOR_RUN = _BuiltForRun()
+
+
+def reconstruction_settings(settings_environ: dict[str, str]) -> HitlSettings:
+    """The settings a reconstruction of a job builds from `settings_environ` in this process."""
+    return HitlSettings.from_environ({**os.environ, **settings_environ})
+
+
 def job_for_settings(job_name: str, settings_environ: dict[str, str]) -> JobDefinition:
     """The job `job_name` of the definitions for `settings_environ` (reconstruction target).
 
@@ -117,8 +162,8 @@ def job_for_settings(job_name: str, settings_environ: dict[str, str]) -> JobDefi
     rebuilt definitions match the caller's whatever this process's environment says. Only the
     signing keys come from the environment, as their `EnvVar` resources read them there.
     """
-    settings = HitlSettings.from_environ({**os.environ, **settings_environ})
-    return load_definitions(settings).resolve_job_def(job_name)
+    settings = reconstruction_settings(settings_environ)
+    return _BUILT_FOR_RUN.definitions(settings).resolve_job_def(job_name)
 
 
 def run_job(
@@ -139,33 +184,37 @@ def run_job(
     from `settings` by name so that no step output stays in memory after its step. With
     `progress` (a label), a terminal shows the run's steps as they go (`app.progress`).
     """
-    declared = load_definitions(settings).resolve_job_def(job_name)  # fail here, naming the job
+    settings_environ = settings.to_environ()
+    built_from = reconstruction_settings(settings_environ)
+    definitions = load_definitions(built_from)
+    declared = definitions.resolve_job_def(job_name)  # fail here, naming the job
     run_tags = dict(tags or {})
     if start is not None:
         start, end = day_range(start, end)
         require_partitions(declared, job_name, start, end)
         run_tags[ASSET_PARTITION_RANGE_START_TAG] = start.isoformat()
         run_tags[ASSET_PARTITION_RANGE_END_TAG] = end.isoformat()
-    job = build_reconstructable_job(
-        __name__,
-        job_for_settings.__name__,
-        reconstructable_kwargs={"job_name": job_name, "settings_environ": settings.to_environ()},
-    )
-    job_def = job.get_definition()
-    os.environ.setdefault(EVENT_BATCH_ENV, str(EVENT_BATCH_SIZE))
-    token = uuid.uuid4().hex
-    if progress is not None and shows_progress():
-        run_tags[PROGRESS_TAG] = token
-    with open_instance(settings.paths) as instance, live_progress(instance, token, progress):
-        run = instance.create_run_for_job(
-            job_def=job_def,
-            run_config={**QUIET_CONSOLE, **(run_config or {})},
-            tags={**job_def.run_tags, **run_tags},
-            asset_selection=frozenset(only) if only else None,
-            job_code_origin=job.get_python_origin(),
-            remote_job_origin=job_origin(job_name),
+    with _BUILT_FOR_RUN.lending(built_from, definitions):
+        job = build_reconstructable_job(
+            __name__,
+            job_for_settings.__name__,
+            reconstructable_kwargs={"job_name": job_name, "settings_environ": settings_environ},
         )
-        return execute_run(job, run, instance, raise_on_error=False)
+        job_def = job.get_definition()
+        os.environ.setdefault(EVENT_BATCH_ENV, str(EVENT_BATCH_SIZE))
+        token = uuid.uuid4().hex
+        if progress is not None and shows_progress():
+            run_tags[PROGRESS_TAG] = token
+        with open_instance(settings.paths) as instance, live_progress(instance, token, progress):
+            run = instance.create_run_for_job(
+                job_def=job_def,
+                run_config={**QUIET_CONSOLE, **(run_config or {})},
+                tags={**job_def.run_tags, **run_tags},
+                asset_selection=frozenset(only) if only else None,
+                job_code_origin=job.get_python_origin(),
+                remote_job_origin=job_origin(job_name),
+            )
+            return execute_run(job, run, instance, raise_on_error=False)
 
 
 def require_partitions(job: JobDefinition, job_name: str, start: date, end: date) -> None:
