@@ -12,11 +12,15 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
+
+if TYPE_CHECKING:
+    from tests.portal_fixtures import WorldTemplates
 
 # Temporary homes go to memory when the machine has a tmpfs with room: every Dagster event,
 # audit commit and lineage write syncs its file (about 1,800 fdatasync calls for one demo day,
@@ -108,3 +112,12 @@ def key(tmp_path: Path) -> bytes:
     from hitl_gate.review.signing import load_or_create_key
 
     return load_or_create_key(tmp_path / "secrets")
+
+
+@pytest.fixture(scope="session")
+def portal_worlds(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplates:
+    """Portal worlds built once per test process (each xdist worker builds its own), copied
+    into each test's folder: `portal_worlds.make(tmp_path, enrolled=..., assigned=...)`."""
+    from tests.portal_fixtures import WorldTemplates
+
+    return WorldTemplates(tmp_path_factory.mktemp("portal-worlds"))

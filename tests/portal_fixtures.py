@@ -3,18 +3,26 @@
 The workspace is `tests/review_fixtures.make_workspace` (seven exported cases in two queues, a
 real audit database); people are registered with real ssh-keygen keys, the portal's own key
 holds `*:portal`, and each reviewer's credential is enrolled with their own signature.
+
+Building a world costs seconds of CPU (argon2id hashes with the production parameters, signed
+registry acts, the export, a dozen DuckDB schema checks), so tests take theirs from
+`WorldTemplates` (the `portal_worlds` fixture): each kind of world is built once per test
+process, and every test gets its own copy of the files in its own folder.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
+import shutil
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import pyotp
 
 with warnings.catch_warnings():  # Starlette prefers httpx2; httpx is the locked client
@@ -35,6 +43,7 @@ from hitl_gate.app.portal.work import read_batch
 from hitl_gate.core.database import audit_connection
 from hitl_gate.identity.store import load_registry
 from hitl_gate.review.intake.results import IntakeOutcome
+from tests.identity_fixtures import Keyring
 from tests.review_fixtures import IN_TIME, Workspace, make_workspace, record_export
 
 KEY = b"portal-test-review-key-0123456789"
@@ -126,6 +135,11 @@ def make_world(
 def portal_world(ws: Workspace, root: Path) -> PortalWorld:
     """The portal over an exported workspace `ws` (its key `KEY`), the portal registered."""
     ws.person("portal", grants=["*:portal"])
+    return _portal_over(ws, root)
+
+
+def _portal_over(ws: Workspace, root: Path) -> PortalWorld:
+    """The portal's configuration over `ws`, whose registry already holds the portal."""
     clock = Clock()
     config = PortalConfig(
         audit_db=ws.db,
@@ -172,3 +186,85 @@ def file_verdict(
     answers = {"verdict": verdict, "rationale": f"{person} says {verdict}", "reviewer_id": person}
     path = world.ws.fill_csv(queue, f"{person}-{verdict}.csv", {index: answers})
     return world.ws.ingest(path, signer=person)
+
+
+WorldKind = tuple[tuple[str, ...], tuple[tuple[str, str], ...]]
+
+
+class WorldTemplates:
+    """Worlds built once per test process under `base`, handed out as copies.
+
+    A copy is the template's files (audit database, keys, credential files, exported batches)
+    copied into the test's own folder, so every test starts from a fresh world of its own and
+    nothing it writes reaches the template or another test. The one absolute path a world
+    stores, each batch's folder in `review_batches`, is rewritten to the copy's; building a
+    template checks that no other file or column names the template's folder, so a copy can
+    never read or write the original through a stored path.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.built: dict[WorldKind, PortalWorld] = {}
+
+    def make(
+        self, root: Path, *, enrolled: Sequence[str] = (), assigned: Mapping[str, str] | None = None
+    ) -> PortalWorld:
+        """What `make_world(root, enrolled=..., assigned=...)` builds, copied from a template."""
+        kind: WorldKind = (tuple(enrolled), tuple((assigned or {}).items()))
+        template = self.built.get(kind)
+        if template is None:
+            folder = self.base / f"world-{len(self.built)}"
+            template = make_world(folder, enrolled=enrolled, assigned=assigned)
+            _check_only_batch_folders_name(folder)
+            self.built[kind] = template
+        return _copy_world(template, root)
+
+
+def _copy_world(template: PortalWorld, root: Path) -> PortalWorld:
+    """`template`'s files copied into `root`, and the world over them."""
+    source = template.ws.root
+    shutil.copytree(source, root, symlinks=True, dirs_exist_ok=True)
+    con = duckdb.connect(str(root / "audit.duckdb"))
+    try:
+        con.execute(
+            "UPDATE review_batches SET folder = ? || substr(folder, ?) "
+            "WHERE starts_with(folder, ?)",
+            [str(root), len(str(source)) + 1, str(source)],
+        )
+    finally:
+        con.close()
+    batches = {
+        queue: replace(batch, folder=root / batch.folder.relative_to(source))
+        for queue, batch in template.ws.batches.items()
+    }
+    ws = replace(template.ws, root=root, batches=batches, keyring=Keyring.of(root / "keys"))
+    world = _portal_over(ws, root)
+    world.credentials.update(template.credentials)
+    return world
+
+
+def _check_only_batch_folders_name(root: Path) -> None:
+    """Fail when a file of the world at `root`, or a column other than `review_batches.folder`,
+    holds `root` (a copy elsewhere would then point at the template)."""
+    needle = str(root)
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder, name)
+            if path.name != "audit.duckdb":
+                assert needle.encode() not in path.read_bytes(), f"{path} names its folder"
+    con = duckdb.connect(str(root / "audit.duckdb"), read_only=True)
+    try:
+        columns = con.execute(
+            "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = "
+            "'main' AND data_type = 'VARCHAR' AND table_name IN (SELECT table_name FROM "
+            "information_schema.tables WHERE table_type = 'BASE TABLE')"
+        ).fetchall()
+        for table, column in columns:
+            if (table, column) == ("review_batches", "folder"):
+                continue
+            found = con.execute(
+                f'SELECT count(*) FROM "{table}" WHERE contains("{column}", ?)', [needle]
+            ).fetchone()
+            assert found == (0,), f"{table}.{column} names the world's folder"
+    finally:
+        con.close()

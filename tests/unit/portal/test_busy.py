@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.portal_fixtures import PASSWORD, csrf_of, make_world
+from tests.portal_fixtures import PASSWORD, WorldTemplates, csrf_of
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
@@ -45,8 +45,11 @@ def held(path: Path) -> Iterator[int]:
 
 def test_a_held_audit_file_gives_503_naming_the_holder_then_the_portal_works_again(
     tmp_path: Path,
+    portal_worlds: WorldTemplates,
 ) -> None:
-    world = make_world(tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"})
+    world = portal_worlds.make(
+        tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"}
+    )
     client = world.signed_in("analyst-7")
     stranger = world.client()
     form = csrf_of(stranger.get("/sign-in").text)

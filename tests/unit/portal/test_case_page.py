@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.portal_fixtures import TestClient, file_verdict, make_world
+from tests.portal_fixtures import TestClient, WorldTemplates, file_verdict
 from tests.review_fixtures import RESTRICTED, SECRET_STATES, SECRET_TITLES
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
@@ -31,8 +31,12 @@ def _case_page(client: TestClient, case_id: str) -> str:
     return page.text
 
 
-def test_inputs_are_masked_for_the_viewers_role_as_exported(tmp_path: Path) -> None:
-    world = make_world(tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"})
+def test_inputs_are_masked_for_the_viewers_role_as_exported(
+    tmp_path: Path, portal_worlds: WorldTemplates
+) -> None:
+    world = portal_worlds.make(
+        tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"}
+    )
     page = _case_page(world.signed_in("analyst-7"), "APP-000")
     exported = (world.ws.batches["credit_analyst"].folder / "cases.csv").read_text()
     secrets = [*map(str, RESTRICTED["annual_income"]), *SECRET_TITLES, *SECRET_STATES]
@@ -43,8 +47,10 @@ def test_inputs_are_masked_for_the_viewers_role_as_exported(tmp_path: Path) -> N
     assert "Existing debt is high relative to income" in page  # the model's reason, as exported
 
 
-def test_a_blind_four_eyes_case_hides_the_other_opinion(tmp_path: Path) -> None:
-    world = make_world(tmp_path)
+def test_a_blind_four_eyes_case_hides_the_other_opinion(
+    tmp_path: Path, portal_worlds: WorldTemplates
+) -> None:
+    world = portal_worlds.make(tmp_path)
     world.enrol("uw-ana")
     world.ws.person("uw-ben")
     batch = world.batch("senior_underwriter")

@@ -16,7 +16,7 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig, load_domain
 from models.scorecard import contributions_from_matrix, feature_matrix, fit_scorecard
 from models.scoring import ChampionModel
-from tests.portal_fixtures import TestClient, make_world
+from tests.portal_fixtures import TestClient, WorldTemplates
 from tests.review_fixtures import DAY
 
 pytestmark = pytest.mark.slow  # fits a scikit-learn scorecard; the page test runs ssh-keygen
@@ -122,9 +122,9 @@ def _case_page(client: TestClient, case_id: str) -> str:
 
 
 def test_the_case_page_lists_the_terms_with_the_masked_ones_hidden(
-    tmp_path: Path, domain: DomainConfig, champion: ChampionModel
+    tmp_path: Path, portal_worlds: WorldTemplates, domain: DomainConfig, champion: ChampionModel
 ) -> None:
-    world = make_world(tmp_path)
+    world = portal_worlds.make(tmp_path)
     cases = _features(domain, ["APP-000", "APP-001"], seed=6)
     day = date.fromisoformat(str(DAY))
     _store(tmp_path / "warehouse", domain, cases, day)

@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 
 from hitl_gate.core.database import audit_connection
-from tests.portal_fixtures import PortalWorld, case_ids, file_verdict, make_world, portal_verdict
+from tests.portal_fixtures import (
+    PortalWorld,
+    WorldTemplates,
+    case_ids,
+    file_verdict,
+    portal_verdict,
+)
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
@@ -37,9 +43,9 @@ def _state(world: PortalWorld, case_id: str) -> tuple[object, ...]:
 
 @pytest.mark.parametrize(("first", "second"), [("portal", "file"), ("file", "portal")])
 def test_single_review_first_verdict_stands_either_order(
-    tmp_path: Path, first: str, second: str
+    tmp_path: Path, portal_worlds: WorldTemplates, first: str, second: str
 ) -> None:
-    world = make_world(tmp_path, assigned={ANALYST: "analyst-7"})
+    world = portal_worlds.make(tmp_path, assigned={ANALYST: "analyst-7"})
     case = case_ids(world, ANALYST)[0]
     one = GIVE[first](world, "analyst-7", ANALYST, case, "approve")
     two = GIVE[second](world, "analyst-7", ANALYST, case, "decline")
@@ -54,9 +60,9 @@ def test_single_review_first_verdict_stands_either_order(
 
 @pytest.mark.parametrize(("first", "second"), [("portal", "file"), ("file", "portal")])
 def test_four_eyes_pair_across_portal_and_file_either_order(
-    tmp_path: Path, first: str, second: str
+    tmp_path: Path, portal_worlds: WorldTemplates, first: str, second: str
 ) -> None:
-    world = make_world(tmp_path)
+    world = portal_worlds.make(tmp_path)
     batch = world.batch(SENIOR)
     case = "APP-004"
     world.ws.person("uw-ana")
@@ -74,9 +80,9 @@ def test_four_eyes_pair_across_portal_and_file_either_order(
 
 @pytest.mark.parametrize(("first", "second"), [("portal", "file"), ("file", "portal")])
 def test_one_person_in_portal_and_by_file_is_not_four_eyes(
-    tmp_path: Path, first: str, second: str
+    tmp_path: Path, portal_worlds: WorldTemplates, first: str, second: str
 ) -> None:
-    world = make_world(tmp_path, assigned={SENIOR: "uw-ana"})
+    world = portal_worlds.make(tmp_path, assigned={SENIOR: "uw-ana"})
     case = "APP-004"
     GIVE[first](world, "uw-ana", SENIOR, case, "approve")
     two = GIVE[second](world, "uw-ana", SENIOR, case, "approve")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.portal_fixtures import PortalWorld, TestClient, csrf_of, make_world
+from tests.portal_fixtures import PortalWorld, TestClient, WorldTemplates, csrf_of
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
@@ -16,8 +16,8 @@ ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> PortalWorld:
-    return make_world(
+def world(tmp_path: Path, portal_worlds: WorldTemplates) -> PortalWorld:
+    return portal_worlds.make(
         tmp_path, enrolled=("analyst-7",), assigned={ANALYST: "analyst-7", SENIOR: "uw-ana"}
     )
 

@@ -14,14 +14,21 @@ from hitl_gate.app.portal.app import SECURITY_HEADERS, build_app
 from hitl_gate.app.portal.web import require_person
 from hitl_gate.core.database import audit_connection
 from tests.identity_fixtures import registry_act
-from tests.portal_fixtures import PASSWORD, PortalWorld, TestClient, csrf_of, make_world, sign_in
+from tests.portal_fixtures import (
+    PASSWORD,
+    PortalWorld,
+    TestClient,
+    WorldTemplates,
+    csrf_of,
+    sign_in,
+)
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> PortalWorld:
-    return make_world(
+def world(tmp_path: Path, portal_worlds: WorldTemplates) -> PortalWorld:
+    return portal_worlds.make(
         tmp_path, enrolled=("analyst-7", "analyst-12"), assigned={"credit_analyst": "analyst-7"}
     )
 

@@ -18,14 +18,14 @@ from hitl_gate.app.portal.credentials import (
 from hitl_gate.core.database import audit_connection
 from hitl_gate.identity.store import load_registry
 from tests.identity_fixtures import registry_act
-from tests.portal_fixtures import PASSWORD, PortalWorld, csrf_of, make_world, sign_in
+from tests.portal_fixtures import PASSWORD, PortalWorld, WorldTemplates, csrf_of, sign_in
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> PortalWorld:
-    return make_world(tmp_path, enrolled=("analyst-7",))
+def world(tmp_path: Path, portal_worlds: WorldTemplates) -> PortalWorld:
+    return portal_worlds.make(tmp_path, enrolled=("analyst-7",))
 
 
 def test_good_sign_in_is_logged_and_sets_a_strict_http_only_cookie(world: PortalWorld) -> None:
@@ -43,12 +43,14 @@ def test_good_sign_in_is_logged_and_sets_a_strict_http_only_cookie(world: Portal
     assert tokens == 0  # the token itself is never logged
 
 
-def test_the_cookie_is_secure_when_the_portal_is_not_local(tmp_path: Path) -> None:
+def test_the_cookie_is_secure_when_the_portal_is_not_local(
+    tmp_path: Path, portal_worlds: WorldTemplates
+) -> None:
     from dataclasses import replace
 
     from hitl_gate.app.portal.settings import PortalSettings
 
-    world = make_world(tmp_path, enrolled=("analyst-7",))
+    world = portal_worlds.make(tmp_path, enrolled=("analyst-7",))
     world.config = replace(world.config, settings=PortalSettings(host="10.0.0.5"))
     response = world.client().get("/sign-in")
     assert "secure" in response.headers["set-cookie"].lower()

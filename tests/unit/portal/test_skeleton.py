@@ -6,13 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.portal_fixtures import csrf_of, make_world
+from tests.portal_fixtures import WorldTemplates, csrf_of
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 
-def test_sign_in_queue_case_and_verdict(tmp_path: Path) -> None:
-    world = make_world(tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"})
+def test_sign_in_queue_case_and_verdict(tmp_path: Path, portal_worlds: WorldTemplates) -> None:
+    world = portal_worlds.make(
+        tmp_path, enrolled=("analyst-7",), assigned={"credit_analyst": "analyst-7"}
+    )
     client = world.signed_in("analyst-7")
     queue = client.get("/queue")
     assert queue.status_code == 200

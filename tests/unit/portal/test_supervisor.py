@@ -17,14 +17,14 @@ from hitl_gate.identity.signatures import PORTAL, verify
 from hitl_gate.identity.store import load_registry
 from hitl_gate.review.assignments import current_assignee
 from hitl_gate.review.manifest import batch_folder
-from tests.portal_fixtures import PortalWorld, csrf_of, make_world
+from tests.portal_fixtures import PortalWorld, WorldTemplates, csrf_of
 
 pytestmark = pytest.mark.slow  # every test runs ssh-keygen and argon2
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> PortalWorld:
-    return make_world(
+def world(tmp_path: Path, portal_worlds: WorldTemplates) -> PortalWorld:
+    return portal_worlds.make(
         tmp_path,
         enrolled=("analyst-7", "analyst-12", "uw-ana", "comp-chen"),
         assigned={"credit_analyst": "analyst-7", "senior_underwriter": "uw-ana"},

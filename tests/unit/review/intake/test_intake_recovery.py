@@ -24,7 +24,7 @@ from hitl_gate.review.intake.limits import IntakeLimits
 from hitl_gate.review.intake.recovery import Recovery, recover_interrupted
 from hitl_gate.review.intake.sealing import IntakeSealer
 from tests import intake_seal_fixtures as fx
-from tests.portal_fixtures import make_world, portal_verdict
+from tests.portal_fixtures import WorldTemplates, portal_verdict
 from tests.review_fixtures import IN_TIME, Workspace, make_workspace
 
 LATER = IN_TIME + timedelta(hours=2)
@@ -278,11 +278,12 @@ def test_a_reception_backdated_before_the_key_was_registered_is_refused(
 
 def test_a_portal_verdict_interrupted_before_its_seal_is_recovered_by_the_next(
     tmp_path: Path,
+    portal_worlds: WorldTemplates,
 ) -> None:
     """The portal's window: its first verdict committed unsealed (a portal without its seal
     stands for one killed there); the next submission recovers it from the portal's signed
     attestation and the archived bytes, then takes its own."""
-    world = make_world(tmp_path)
+    world = portal_worlds.make(tmp_path)
     world.ws.person(fx.REVIEWER)
     world.ws.assign(world.batch(fx.ANALYST), fx.REVIEWER)
     first, second = fx.cases(world.ws)[:2]
@@ -297,8 +298,10 @@ def test_a_portal_verdict_interrupted_before_its_seal_is_recovered_by_the_next(
     _all_sealed(world.ws, tmp_path)
 
 
-def test_a_portal_verdict_whose_attestation_was_edited_is_refused(tmp_path: Path) -> None:
-    world = make_world(tmp_path)
+def test_a_portal_verdict_whose_attestation_was_edited_is_refused(
+    tmp_path: Path, portal_worlds: WorldTemplates
+) -> None:
+    world = portal_worlds.make(tmp_path)
     world.ws.person(fx.REVIEWER)
     world.ws.assign(world.batch(fx.ANALYST), fx.REVIEWER)
     first = fx.cases(world.ws)[0]
@@ -314,13 +317,14 @@ def test_a_portal_verdict_whose_attestation_was_edited_is_refused(tmp_path: Path
 
 def test_the_sweep_leaves_the_portals_archived_submissions_to_the_portal(
     tmp_path: Path,
+    portal_worlds: WorldTemplates,
 ) -> None:
     """The portal archives a submission before taking it in; one refused (not the batch's
     assignee) stays archived and unrecorded, and is not restored to the inbox, where it would
     be refused again as an unsigned file."""
     from hitl_gate.review.intake.sweep import sweep_review
 
-    world = make_world(tmp_path)
+    world = portal_worlds.make(tmp_path)
     world.ws.person(fx.REVIEWER)
     world.ws.assign(world.batch(fx.ANALYST), fx.REVIEWER)
     world.ws.person("analyst-12")

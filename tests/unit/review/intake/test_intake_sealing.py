@@ -31,7 +31,7 @@ from tests.intake_seal_fixtures import (
     signer,
     verify_summary,
 )
-from tests.portal_fixtures import make_world, portal_verdict
+from tests.portal_fixtures import WorldTemplates, portal_verdict
 from tests.review_fixtures import Workspace, make_workspace
 from tests.unit.audit.tamper_home import add_row
 
@@ -132,8 +132,10 @@ def test_without_step_ownership_the_forged_verdict_would_be_sealed(
     assert logged(ws.db, "verdict", f"{DOMAIN}/{second}") == 1
 
 
-def test_a_portal_verdict_is_sealed_by_the_portal(tmp_path: Path) -> None:
-    world = make_world(tmp_path)
+def test_a_portal_verdict_is_sealed_by_the_portal(
+    tmp_path: Path, portal_worlds: WorldTemplates
+) -> None:
+    world = portal_worlds.make(tmp_path)
     sealed = replace(world.config, place=replace(world.config.place, seal=sealer(tmp_path)))
     world = replace(world, config=sealed)
     world.ws.person("analyst-7")
