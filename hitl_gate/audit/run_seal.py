@@ -239,11 +239,23 @@ def _pick_source(
 
 
 def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> None:
-    """Drop the pending rows of segments whose run died between pick and fold (nobody holds
-    their claim), and their unfolded files: their rows are picked again."""
-    for (segment,) in con.execute(
-        "SELECT DISTINCT segment_id FROM audit_segment_pending ORDER BY 1"
-    ).fetchall():
+    """Take back what runs that died between pick and fold left (nobody holds their claim):
+    their pending rows are dropped, so the rows are picked again, and every segment file of
+    theirs that no leaf names is removed with its checkpoints.
+
+    The files come from the pending rows and from the folder itself: a run killed between
+    the pick's copy and its pending insert (two transactions, `pick_rows`) left a file
+    holding copied rows and no pending row naming it. An unfolded segment is evidence of
+    nothing (no global checkpoint covers it, no witness saw it) and may still hold the rows
+    it copied (a kill before its seal dropped them), so it goes whether sealed or not: the
+    byte scan after retention finds no removed value in a segment nobody folds."""
+    pending = {
+        str(segment)
+        for (segment,) in con.execute(
+            "SELECT DISTINCT segment_id FROM audit_segment_pending"
+        ).fetchall()
+    }
+    for segment in sorted(pending | _segment_files(segments)):
         if is_held(_claim_file(segments, segment)):
             continue
         con.execute("DELETE FROM audit_segment_pending WHERE segment_id = ?", [segment])
@@ -251,7 +263,22 @@ def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> No
             "SELECT count(*) FROM audit_segment_leaves WHERE segment_id = ?", [segment]
         ).fetchall()[0][0]
         if not folded:
-            discard(segments, segment)
+            discard(segments, segment, sealed_too=True)
+
+
+def _segment_files(segments: Segments) -> set[str]:
+    """The ids of the segment files in the folder (names `Segments.database` would give)."""
+    if not segments.root.is_dir():
+        return set()
+    found = set()
+    for path in segments.root.glob("*.duckdb"):
+        segment = path.name.removesuffix(".duckdb")
+        try:
+            if segments.database(segment) == path and path.is_file() and not path.is_symlink():
+                found.add(segment)
+        except ValueError:
+            continue
+    return found
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
@@ -474,9 +501,11 @@ def has_segments(con: duckdb.DuckDBPyConnection) -> bool:
     )
 
 
-def discard(segments: Segments, segment: str) -> None:
-    """Remove a segment that was never sealed (no checkpoint): nothing in it to fold."""
-    if segments.database(segment).is_file():
+def discard(segments: Segments, segment: str, *, sealed_too: bool = False) -> None:
+    """Remove a segment that was never sealed (no checkpoint): nothing in it to fold. With
+    `sealed_too`, also one sealed but never folded (`_release_abandoned`: its run died);
+    the caller makes sure no leaf names it."""
+    if not sealed_too and segments.database(segment).is_file():
         with segments.open(segment, read_only=True) as seg:
             if seg.execute("SELECT count(*) FROM audit_checkpoints").fetchall()[0][0]:
                 return
