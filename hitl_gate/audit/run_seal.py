@@ -71,8 +71,8 @@ from hitl_gate.audit.seal import (
     SealResult,
     seal_run,
 )
-from hitl_gate.audit.trust import KeySchedule
-from hitl_gate.audit.verify import Finding, VerifyReport
+from hitl_gate.audit.trust import KeySchedule, TrustAnchor
+from hitl_gate.audit.verify import Finding, VerifyReport, verify_audit
 from hitl_gate.audit.witness import (
     GENESIS_LINE,
     STAMP_FIELD,
@@ -95,6 +95,7 @@ from hitl_gate.core.database import (
     transaction,
 )
 from hitl_gate.core.file_lock import exclusive_lock, is_held
+from hitl_gate.core.home import HitlPaths
 
 if TYPE_CHECKING:
     from hitl_gate.audit.signer import CheckpointSigner
@@ -570,6 +571,31 @@ def check_segments(
         f"{found.global_checkpoints} global checkpoints checked"
     )
     return found
+
+
+def verify_home(
+    con: duckdb.DuckDBPyConnection,
+    paths: HitlPaths,
+    public_key: str | TrustAnchor | None,
+    *,
+    lineage: bool = True,
+    workers: int = 1,
+    witness: Path | None = None,
+    tsa: TsaCheck | None = None,
+) -> VerifyReport:
+    """Verify a home's audit state whole, as `hitl audit verify` does: the single chain
+    (`verify.verify_audit`), with the lineage rows compared with the envelopes of the single
+    chain and of every folded segment (`load_segment_events`), then the per-run segments and
+    global checkpoints (`check_segments`). `verify_audit` alone knows no segment: with runs
+    sealed through segments, it names every row only a segment logged as not in the log.
+    `witness`: the witness folder to compare with (None: none), as for `verify_audit`."""
+    segments = Segments(paths.segments_dir)
+    report = verify_audit(
+        con, paths.checkpoints_dir, public_key, lineage=lineage, workers=workers,
+        witness=witness, more_events=lambda c: load_segment_events(c, segments), tsa=tsa,
+    )  # fmt: skip
+    check_segments(con, segments, report, witness, tsa)
+    return report
 
 
 def seal_with_segment(

@@ -36,9 +36,11 @@ from hitl_gate.audit.run_seal import (
     seal_picked,
     seal_with_segment,
     segment_id,
+    verify_home,
 )
 from hitl_gate.audit.run_segments import Segments, global_message
 from hitl_gate.audit.seal import SealRefused, seal_run
+from hitl_gate.audit.verify import verify_audit
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
@@ -465,3 +467,20 @@ def test_a_segment_left_by_a_killed_run_is_removed_by_the_next_run(
     assert sorted(p.name for p in home.segments.root.glob(f"{dead}*")) == [f"{dead}.lock"]
     code, out = _verify(home, capsys)
     assert code == 0, out
+
+
+def test_verify_home_checks_what_the_single_chain_check_alone_cannot(home: Home) -> None:
+    """`verify_audit` alone knows no segment: the decisions only segments logged are named as
+    not in the log. `verify_home` (what `hitl audit verify` runs) compares them with the
+    segments' entries, then checks the segments: a deleted segment file is named."""
+    pinned = public_key_hex(home.key())
+    with audit_connection(home.paths.audit_db, read_only=True) as con:
+        alone = verify_audit(con, home.paths.checkpoints_dir, pinned)
+        whole = verify_home(con, home.paths, pinned, witness=home.paths.witness_dir)
+    assert not alone.ok and "decisions" in alone.summary()
+    assert whole.ok, whole.summary()
+    assert "2 run segments, 2 leaves, 2 global checkpoints checked" in whole.summary()
+    home.segments.database(segment_id("b", [DAY2], "run-2")).unlink()
+    with audit_connection(home.paths.audit_db, read_only=True) as con:
+        gone = verify_home(con, home.paths, pinned, witness=home.paths.witness_dir)
+    assert not gone.ok and "its file is missing" in gone.summary()
