@@ -76,8 +76,8 @@ from hitl_gate.audit.seal import (
     SealResult,
     seal_run,
 )
-from hitl_gate.audit.trust import KeySchedule
-from hitl_gate.audit.verify import Finding, VerifyReport
+from hitl_gate.audit.trust import KeySchedule, TrustAnchor
+from hitl_gate.audit.verify import Finding, VerifyReport, verify_audit
 from hitl_gate.audit.witness import (
     GENESIS_LINE,
     STAMP_FIELD,
@@ -93,10 +93,12 @@ from hitl_gate.audit.witness import (
 )
 from hitl_gate.core.database import (
     OpenAttaching,
+    audit_connection,
     restrict_file_access,
     transaction,
 )
 from hitl_gate.core.file_lock import exclusive_lock, is_held
+from hitl_gate.core.home import HitlPaths
 
 if TYPE_CHECKING:
     from hitl_gate.audit.signer import CheckpointSigner
@@ -238,11 +240,23 @@ def _pick_source(
 
 
 def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> None:
-    """Drop the pending rows of segments whose run died between pick and fold (nobody holds
-    their claim), and their unfolded files: their rows are picked again."""
-    for (segment,) in con.execute(
-        "SELECT DISTINCT segment_id FROM audit_segment_pending ORDER BY 1"
-    ).fetchall():
+    """Take back what runs that died between pick and fold left (nobody holds their claim):
+    their pending rows are dropped, so the rows are picked again, and every segment file of
+    theirs that no leaf names is removed with its checkpoints.
+
+    The files come from the pending rows and from the folder itself: a run killed between
+    the pick's copy and its pending insert (two transactions, `pick_rows`) left a file
+    holding copied rows and no pending row naming it. An unfolded segment is evidence of
+    nothing (no global checkpoint covers it, no witness saw it) and may still hold the rows
+    it copied (a kill before its seal dropped them), so it goes whether sealed or not: the
+    byte scan after retention finds no removed value in a segment nobody folds."""
+    pending = {
+        str(segment)
+        for (segment,) in con.execute(
+            "SELECT DISTINCT segment_id FROM audit_segment_pending"
+        ).fetchall()
+    }
+    for segment in sorted(pending | _segment_files(segments)):
         if is_held(_claim_file(segments, segment)):
             continue
         con.execute("DELETE FROM audit_segment_pending WHERE segment_id = ?", [segment])
@@ -250,7 +264,22 @@ def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> No
             "SELECT count(*) FROM audit_segment_leaves WHERE segment_id = ?", [segment]
         ).fetchall()[0][0]
         if not folded:
-            discard(segments, segment)
+            discard(segments, segment, sealed_too=True)
+
+
+def _segment_files(segments: Segments) -> set[str]:
+    """The ids of the segment files in the folder (names `Segments.database` would give)."""
+    if not segments.root.is_dir():
+        return set()
+    found = set()
+    for path in segments.root.glob("*.duckdb"):
+        segment = path.name.removesuffix(".duckdb")
+        try:
+            if segments.database(segment) == path and path.is_file() and not path.is_symlink():
+                found.add(segment)
+        except ValueError:
+            continue
+    return found
 
 
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
@@ -493,9 +522,11 @@ def has_segments(con: duckdb.DuckDBPyConnection) -> bool:
     )
 
 
-def discard(segments: Segments, segment: str) -> None:
-    """Remove a segment that was never sealed (no checkpoint): nothing in it to fold."""
-    if segments.database(segment).is_file():
+def discard(segments: Segments, segment: str, *, sealed_too: bool = False) -> None:
+    """Remove a segment that was never sealed (no checkpoint): nothing in it to fold. With
+    `sealed_too`, also one sealed but never folded (`_release_abandoned`: its run died);
+    the caller makes sure no leaf names it."""
+    if not sealed_too and segments.database(segment).is_file():
         with segments.open(segment, read_only=True) as seg:
             if seg.execute("SELECT count(*) FROM audit_checkpoints").fetchall()[0][0]:
                 return
@@ -565,6 +596,42 @@ def check_segments(
         f"{found.global_checkpoints} global checkpoints checked"
     )
     return found
+
+
+@contextmanager
+def verifying_session(paths: HitlPaths) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only session on the home's audit database for `verify_home`: it may attach the
+    folded segments' files `readable_segments` names and nothing else (DuckDB fixes a
+    database's file access when it opens it, so they are read from a first session)."""
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        folded = readable_segments(con, Segments(paths.segments_dir))
+    with audit_connection(paths.audit_db, read_only=True, attachable=folded) as con:
+        yield con
+
+
+def verify_home(
+    con: duckdb.DuckDBPyConnection,
+    paths: HitlPaths,
+    public_key: str | TrustAnchor | None,
+    *,
+    lineage: bool = True,
+    workers: int = 1,
+    witness: Path | None = None,
+    tsa: TsaCheck | None = None,
+) -> VerifyReport:
+    """Verify a home's audit state whole, as `hitl audit verify` does: the single chain
+    (`verify.verify_audit`), with the lineage rows compared with the envelopes of the single
+    chain and of every folded segment (`load_segment_events`), then the per-run segments and
+    global checkpoints (`check_segments`). `verify_audit` alone knows no segment: with runs
+    sealed through segments, it names every row only a segment logged as not in the log.
+    `witness`: the witness folder to compare with (None: none), as for `verify_audit`."""
+    segments = Segments(paths.segments_dir)
+    report = verify_audit(
+        con, paths.checkpoints_dir, public_key, lineage=lineage, workers=workers,
+        witness=witness, more_events=lambda c: load_segment_events(c, segments), tsa=tsa,
+    )  # fmt: skip
+    check_segments(con, segments, report, witness, tsa)
+    return report
 
 
 def seal_with_segment(

@@ -35,6 +35,10 @@ WITNESS_ENV = "HITL_AUDIT_WITNESS_DIR"
 TSA_ENV = "HITL_AUDIT_TSA_URL"
 TSA_ROOTS_ENV = "HITL_AUDIT_TSA_ROOTS"  # PEM root(s) verify checks RFC 3161 stamps against
 SEGMENTS_ENV = "HITL_AUDIT_SEGMENTS"  # seal runs through per-run segments (docs/audit.md)
+# Whether runs seal through per-run segments when `HITL_AUDIT_SEGMENTS` is unset or empty. The
+# one place the default lives: settings always travel to step processes as an explicit `on` or
+# `off` (`HitlSettings.to_environ`), so changing it never flips a running installation's children.
+SEGMENTS_DEFAULT = False
 AUDIT_SIGNER_ENV = "HITL_AUDIT_SIGNER"
 AUDIT_PKCS11_MODULE_ENV = "HITL_AUDIT_PKCS11_MODULE"
 AUDIT_TOKEN_DIR_ENV = "HITL_AUDIT_TOKEN_DIR"
@@ -158,7 +162,7 @@ class HitlSettings:
     `audit_lock_wait_seconds` how long a run waits for the live audit file held by another
     process before failing with the holder named. `audit_segments` seals each run's versioned
     lineage through a segment of its own, so runs seal concurrently (`hitl_gate.audit.run_seal`,
-    docs/audit.md "Room to grow"; off by default).
+    docs/audit.md "Room to grow"; default `SEGMENTS_DEFAULT`).
     """
 
     paths: HitlPaths
@@ -177,7 +181,7 @@ class HitlSettings:
     mlflow_ui_url: str | None = None
     reports_url: str | None = None
     audit_lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
-    audit_segments: bool = False
+    audit_segments: bool = SEGMENTS_DEFAULT
 
     @classmethod
     def from_environ(
@@ -225,7 +229,7 @@ class HitlSettings:
             audit_lock_wait_seconds=_seconds(
                 LOCK_WAIT_ENV, value(LOCK_WAIT_ENV), DEFAULT_LOCK_WAIT_SECONDS
             ),
-            audit_segments=_switch(SEGMENTS_ENV, value(SEGMENTS_ENV)),
+            audit_segments=_switch(SEGMENTS_ENV, value(SEGMENTS_ENV), SEGMENTS_DEFAULT),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -252,7 +256,7 @@ class HitlSettings:
             MLFLOW_UI_ENV: self.mlflow_ui_url or "",
             REPORTS_URL_ENV: self.reports_url or "",
             LOCK_WAIT_ENV: repr(self.audit_lock_wait_seconds),
-            SEGMENTS_ENV: "on" if self.audit_segments else "",
+            SEGMENTS_ENV: "on" if self.audit_segments else "off",  # explicit: never the default
         }
 
 
@@ -284,10 +288,12 @@ def _executor(text: str) -> str:
     return choice
 
 
-def _switch(name: str, text: str) -> bool:
-    """On (`1`, `on`, `true`, `yes`) or off (unset, `0`, `off`, `false`, `no`)."""
+def _switch(name: str, text: str, default: bool) -> bool:
+    """On (`1`, `on`, `true`, `yes`), off (`0`, `off`, `false`, `no`), or `default` when unset."""
     lowered = text.lower()
-    if lowered in ("", "0", "off", "false", "no"):
+    if not lowered:
+        return default
+    if lowered in ("0", "off", "false", "no"):
         return False
     if lowered in ("1", "on", "true", "yes"):
         return True

@@ -7,7 +7,7 @@ import pytest
 
 from hitl_gate.app.cli import main
 from hitl_gate.audit.keys import checkpoint_signer, public_key_hex
-from hitl_gate.audit.verify import verify_audit
+from hitl_gate.audit.run_seal import verify_home, verifying_session
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.e2e
 
 
 def _verify(paths: HitlPaths):
-    with audit_connection(paths.audit_db, read_only=True) as con:
-        return verify_audit(con, paths.checkpoints_dir, None)
+    with verifying_session(paths) as con:
+        return verify_home(con, paths, None)
 
 
 def test_final_actions_never_execute_held_or_conflicting_cases() -> None:

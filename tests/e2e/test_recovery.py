@@ -20,7 +20,7 @@ import pytest
 
 from assets.factory import PIPELINE_STAGES
 from hitl_gate.app.cli import main
-from hitl_gate.audit.verify import verify_audit
+from hitl_gate.audit.run_seal import verify_home, verifying_session
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
 
@@ -120,8 +120,8 @@ def run_until_killed(home: str, stage: str, point: str) -> None:
 
 
 def _chain_report(paths: HitlPaths, lineage: bool):
-    with audit_connection(paths.audit_db, read_only=True) as con:
-        return verify_audit(con, paths.checkpoints_dir, None, lineage=lineage)
+    with verifying_session(paths) as con:
+        return verify_home(con, paths, None, lineage=lineage)
 
 
 def _add_case(paths: HitlPaths) -> None:

@@ -12,15 +12,16 @@ import pytest
 from hitl_gate.app.cli import main
 from hitl_gate.audit.keys import checkpoint_signer, public_key_hex
 from hitl_gate.audit.retention import REDACTED
+from hitl_gate.audit.run_seal import verify_home, verifying_session
 from hitl_gate.audit.seal import seal_run
-from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
 from tests.signed_acts_fixtures import demo_signing_key
 
-COPIED = ("audit.duckdb", "audit.duckdb.wal", "checkpoints", "secrets", "landing", "warehouse",
-          "review_exports", "demo-keys")  # fmt: skip
+# `audit`: the per-run segments (`HitlPaths.segments_dir`), part of the audit state.
+COPIED = ("audit.duckdb", "audit.duckdb.wal", "audit", "checkpoints", "secrets", "landing",
+          "warehouse", "review_exports", "demo-keys")  # fmt: skip
 
 
 @pytest.fixture
@@ -67,7 +68,7 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
     assert not list(paths.review_batches.rglob("consumer_credit-20180103-*"))
     assert list(paths.review_batches.rglob("consumer_credit-20180116-*"))
     assert list(paths.review_batches.rglob("lending_club-*"))  # another domain: untouched
-    with audit_connection(paths.audit_db, read_only=True) as con:
+    with verifying_session(paths) as con:
         value, message = con.execute(
             "SELECT value, message FROM quarantine WHERE case_id = 'LC18Q1-Q1'"
         ).fetchone()
@@ -77,7 +78,7 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
         )
         assert {"landing_file", "stored_partition", "review_batch", "verdict_file",
                 "quarantine_values", "store_rewrite"} <= kinds.keys()  # fmt: skip
-        report = verify_audit(con, paths.checkpoints_dir, None)
+        report = verify_home(con, paths, None)
         assert report.ok, report.summary()
         logged = scalar(
             con, "SELECT count(*) FROM audit_events WHERE event_type = 'retention_applied'"
@@ -146,6 +147,6 @@ def test_after_retention_no_removed_value_is_left_in_any_store(
     assert "rewrote" in capsys.readouterr().out
     after = _holders(paths.home)
     assert after == {s: [] for s in SECRETS}, after
-    with audit_connection(paths.audit_db, read_only=True) as con:
-        report = verify_audit(con, paths.checkpoints_dir, None)
+    with verifying_session(paths) as con:
+        report = verify_home(con, paths, None)
         assert report.ok, report.summary()

@@ -60,12 +60,9 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     import time
     from pathlib import Path
 
-    from hitl_gate.audit.run_seal import check_segments, load_segment_events, readable_segments
-    from hitl_gate.audit.run_segments import Segments
+    from hitl_gate.audit.run_seal import verify_home, verifying_session
     from hitl_gate.audit.trust import TrustAnchorError, load_trust_anchor
-    from hitl_gate.audit.verify import verify_audit
     from hitl_gate.audit.witness import TsaCheck, load_tsa_roots
-    from hitl_gate.core.database import audit_connection
 
     settings = settings_from(args)
     paths = settings.paths
@@ -76,22 +73,17 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         raise SystemExit(f"audit verify: {exc}") from exc
     started = time.perf_counter()
     witness = Path(args.witness) if args.witness else paths.witness_dir
-    segments = Segments(paths.segments_dir)  # per-run segments, when runs sealed through them
     tsa = TsaCheck(tuple(load_tsa_roots(settings.tsa_roots)))
-    with audit_connection(paths.audit_db, read_only=True) as con:
-        folded = readable_segments(con, segments)  # the only files verify's session may attach
-    with audit_connection(paths.audit_db, read_only=True, attachable=folded) as con:
-        report = verify_audit(
+    with verifying_session(paths) as con:  # it may attach the folded segments, nothing else
+        report = verify_home(  # the single chain and the per-run segments, when runs used them
             con,
-            paths.checkpoints_dir,
+            paths,
             public_key,
             lineage=not args.chain_only,
             workers=args.workers,
             witness=witness,
-            more_events=lambda c: load_segment_events(c, segments),
             tsa=tsa,
         )
-        check_segments(con, segments, report, witness, tsa)
     elapsed = time.perf_counter() - started
     print(report.summary())
     rate = report.entries / elapsed if elapsed > 0 else 0.0

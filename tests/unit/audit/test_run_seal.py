@@ -36,9 +36,12 @@ from hitl_gate.audit.run_seal import (
     seal_picked,
     seal_with_segment,
     segment_id,
+    verify_home,
+    verifying_session,
 )
 from hitl_gate.audit.run_segments import Segments, global_message
 from hitl_gate.audit.seal import SealRefused, seal_run
+from hitl_gate.audit.verify import verify_audit
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
@@ -401,3 +404,85 @@ def test_two_processes_seal_two_days_at_once(
     assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
     code, report = _verify(home, capsys)
     assert code == 0, report
+
+
+KILLED = """
+import os, signal, sys
+from datetime import date
+from pathlib import Path
+from hitl_gate.audit import run_seal
+from hitl_gate.audit.keys import load_or_create_signing_key
+from hitl_gate.audit.run_segments import Segments
+from hitl_gate.core.db_lock import open_when_free
+from hitl_gate.core.home import HitlPaths
+
+home, day, key_file, point = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+paths = HitlPaths.at(home)
+die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+if point == "before_pending":  # the pick's copy committed, its pending insert not yet begun
+    opened, entered = run_seal.transaction, []
+    def transaction(con):
+        entered.append(con)
+        if len(entered) == 2:
+            die()
+        return opened(con)
+    run_seal.transaction = transaction
+else:  # "before_fold": the segment sealed (its checkpoint signed), not folded
+    run_seal.fold_segments = die
+connect = lambda attachable=(): open_when_free(paths.audit_db, False, 120, (), attachable)
+run_seal.seal_with_segment(
+    connect, Segments(paths.segments_dir), run_seal.segment_id("a", [day], "run-killed"),
+    "run-killed", load_or_create_signing_key(key_file), paths.checkpoints_dir,
+    memory_limit=None, scope=run_seal.Scope("a", (date.fromisoformat(day),)),
+)
+"""
+
+
+@pytest.mark.parametrize("point", ["before_pending", "before_fold"])
+def test_a_segment_left_by_a_killed_run_is_removed_by_the_next_run(
+    home: Home, capsys: pytest.CaptureFixture[str], point: str
+) -> None:
+    """SIGKILLed between the pick's copy and its pending insert, a run leaves a segment file
+    holding copied rows that no pending row names; killed after its seal, a sealed segment no
+    leaf names. The next run's pick removes either (files, write-ahead log, checkpoints), seals
+    the rows in its own segment, and verify passes: no row twice, none lost, no copy left."""
+    home.write("a", DAY2, range(11, 14), source_file="marker-value-7f3a")
+    args = [str(home.paths.home), DAY2, str(home.key_file), point]
+    killed = subprocess.run([sys.executable, "-c", KILLED, *args], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    dead = segment_id("a", [DAY2], "run-killed")
+    assert home.segments.database(dead).is_file()
+    assert home.rows("SELECT count(*) FROM audit_segment_pending") == [
+        (0 if point == "before_pending" else 3,)
+    ]
+    if point == "before_pending":  # the copied rows are there, and named by no pending row
+        left = b"".join(p.read_bytes() for p in home.segments.root.glob(f"{dead}.duckdb*"))
+        assert b"marker-value-7f3a" in left
+    assert home.seal("a", DAY2, "run-after").appended == 3
+    assert not home.segments.database(dead).exists()
+    assert not (home.segments.root / f"{dead}.duckdb.wal").exists()
+    assert not home.segments.checkpoints(dead).exists()
+    assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
+    assert home.rows("SELECT DISTINCT segment_id FROM audit_segment_leaves WHERE segment_id "
+                     "LIKE '%run-killed'") == []  # fmt: skip
+    # Of the dead segment only its released lock file is left: no copy of its rows.
+    assert sorted(p.name for p in home.segments.root.glob(f"{dead}*")) == [f"{dead}.lock"]
+    code, out = _verify(home, capsys)
+    assert code == 0, out
+
+
+def test_verify_home_checks_what_the_single_chain_check_alone_cannot(home: Home) -> None:
+    """`verify_audit` alone knows no segment: the decisions only segments logged are named as
+    not in the log. `verify_home` (what `hitl audit verify` runs) compares them with the
+    segments' entries, then checks the segments: a deleted segment file is named."""
+    pinned = public_key_hex(home.key())
+    with verifying_session(home.paths) as con:
+        alone = verify_audit(con, home.paths.checkpoints_dir, pinned)
+        whole = verify_home(con, home.paths, pinned, witness=home.paths.witness_dir)
+    assert not alone.ok and "decisions" in alone.summary()
+    assert whole.ok, whole.summary()
+    assert "2 run segments, 2 leaves, 2 global checkpoints checked" in whole.summary()
+    home.segments.database(segment_id("b", [DAY2], "run-2")).unlink()
+    with verifying_session(home.paths) as con:
+        gone = verify_home(con, home.paths, pinned, witness=home.paths.witness_dir)
+    assert not gone.ok and "its file is missing" in gone.summary()

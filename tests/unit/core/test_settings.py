@@ -11,6 +11,8 @@ import pytest
 from hitl_gate.core.domain import PROJECT_ROOT
 from hitl_gate.core.settings import (
     DEFAULT_SLICE_ROWS,
+    SEGMENTS_DEFAULT,
+    SEGMENTS_ENV,
     ExecutorConfigError,
     HitlSettings,
     SettingsError,
@@ -118,6 +120,46 @@ def test_settings_round_trip_through_their_variables(tmp_path: Path) -> None:
     )
     secrets = {"HITL_AUDIT_SIGNING_KEY", "HITL_REVIEW_KEY", "HITL_AUDIT_TOKEN_PIN"}
     assert not secrets & set(settings.to_environ())  # secrets never travel
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", SEGMENTS_DEFAULT),
+        ("   ", SEGMENTS_DEFAULT),
+        ("on", True),
+        ("ON", True),
+        (" On ", True),
+        ("1", True),
+        ("true", True),
+        ("yes", True),
+        ("off", False),
+        ("OFF", False),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+    ],
+)
+def test_the_segments_switch_reads_every_spelling(text: str, expected: bool) -> None:
+    assert HitlSettings.from_environ({SEGMENTS_ENV: text}).audit_segments is expected
+
+
+def test_the_segments_default_is_one_constant() -> None:
+    """Unset, the setting is `SEGMENTS_DEFAULT`, whether parsed or built from paths alone."""
+    assert HitlSettings.from_environ({}).audit_segments is SEGMENTS_DEFAULT
+    parsed = HitlSettings.from_environ({})
+    assert HitlSettings(paths=parsed.paths).audit_segments is SEGMENTS_DEFAULT
+
+
+@pytest.mark.parametrize("switched_on", [True, False])
+def test_the_segments_switch_travels_explicitly(switched_on: bool) -> None:
+    """Step processes rebuild the settings from `to_environ`: an empty value there would mean
+    "the default" in the child, so a parent switched against the default would run children
+    that seal the other way. Both values are written out, and each comes back as it left."""
+    settings = replace(HitlSettings.from_environ({}), audit_segments=switched_on)
+    written = settings.to_environ()[SEGMENTS_ENV]
+    assert written == ("on" if switched_on else "off")
+    assert HitlSettings.from_environ(settings.to_environ()).audit_segments is switched_on
 
 
 def test_settings_are_frozen() -> None:

@@ -13,6 +13,7 @@ from hitl_gate.core.settings import (
     AUDIT_KEY_ENV,
     DEFAULT_SLICE_ROWS,
     REVIEW_KEY_ENV,
+    SEGMENTS_DEFAULT,
     HitlSettings,
 )
 from pipelines.resources import build_resources
@@ -32,7 +33,10 @@ def test_resources_follow_the_settings(tmp_path: Path) -> None:
     bare = build_resources(HitlPaths.at(tmp_path))  # paths alone: the default settings
     assert bare["io_manager"].slice_rows == DEFAULT_SLICE_ROWS
     assert bare["audit_db"].seal_rows == DEFAULT_SLICE_ROWS
-    assert resources["audit_db"].segments() is None  # the single chain unless switched on
+    # Unset, the setting's default decides; switched off, the single chain.
+    assert (resources["audit_db"].segments() is not None) is SEGMENTS_DEFAULT
+    off = HitlSettings.from_environ({"HITL_AUDIT_SEGMENTS": "off"}, home=tmp_path)
+    assert build_resources(off)["audit_db"].segments() is None
     on = HitlSettings.from_environ({"HITL_AUDIT_SEGMENTS": "on"}, home=tmp_path)
     segments = build_resources(on)["audit_db"].segments()
     assert segments is not None and segments.root == tmp_path / "audit" / "segments"
