@@ -227,7 +227,7 @@ def fold_segments(
     public_key = public_key_hex(signer)
     with exclusive_lock(segments.root / LOCK_FILE), ExitStack() as attached:
         new: list[tuple[str, dict[str, Any]]] = []  # (alias, leaf)
-        for number, segment_id in enumerate(segment_ids):
+        for number, segment_id in enumerate(dict.fromkeys(segment_ids)):  # each file once
             alias = attached.enter_context(
                 attached_segment(con, segments, segment_id, f"{FOLD_ALIAS}_{number}")
             )

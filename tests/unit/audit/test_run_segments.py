@@ -74,7 +74,8 @@ def _seeded(tmp_path: Path) -> tuple[Segments, Path]:
         add_row(con, "reversal_requests", 9, domain="a", case_id="C9")
     seal_segment(segments, "a", "run-a2", key)
     with _folder(glob, segments, ["a", "b"]) as con:
-        assert fold_segments(con, segments, ["a", "b"], key) is not None
+        folded = fold_segments(con, segments, ["a", "b", "a"], key)  # a named twice: one leaf
+        assert folded is not None and folded["leaves"] == 3
         assert fold_segments(con, segments, ["a", "b"], key) is None  # nothing new
     return segments, key_file
 
