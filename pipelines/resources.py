@@ -105,7 +105,7 @@ class AuditDatabase(ConfigurableResource):
         return Path(self.replica_dir or Path(self.database).parent / "replica")
 
     def segments(self) -> Segments | None:
-        """Where runs seal their versioned lineage (None: the single chain, the default)."""
+        """Where runs seal their versioned lineage (None: the single chain, segments off)."""
         return Segments(Path(self.segments_dir)) if self.segments_dir else None
 
     def witness(self) -> WitnessConfig:

@@ -8,11 +8,12 @@ read-only as soon as it does, begins a read transaction and queries it until the
 while every later run and seal of the demo refreshes the replica. It records what it saw in
 `record` (JSON), which tests/e2e/test_auditor_replica.py judges:
 
-- `held`: the session's results (row counts of the lineage tables, the log head, case
-  statuses), one entry per distinct result: a consistent session has exactly one;
+- `held`: the session's results (row counts of the lineage tables, the single chain's head,
+  case statuses, the entries of both chains), one entry per distinct result: a consistent
+  session has exactly one;
 - `switches`: the snapshots `current` pointed at while the session was held (the demo's later
   seals), `errors`: every failed query, `queries`, `held_s`;
-- `fresh`: the log head a new session read at intervals (it must only grow);
+- `fresh`: the entries of both chains a new session read at intervals (it must only grow);
 - `live_open`: whether this process ever had the live `audit.duckdb` open (it must not: only
   then could it hold a lock a run or seal waits for).
 """
@@ -31,13 +32,17 @@ from pathlib import Path
 AUDITOR_RECORD = "demo-auditor.json"  # beside the template's `work`: what the auditor saw
 POLL_S = 0.5  # seconds between queries: the auditor must not slow the build it watches
 FRESH_EVERY = 10  # queries of the held session between two fresh sessions
+# The single chain's rows and head (a gapless chain: equal), then the entries of both chains
+# (the single one and the runs' segments, `audit_events`): what grows with every seal.
 SESSION_SQL = (
     "SELECT (SELECT count(*) FROM decisions), (SELECT count(*) FROM audit_log), "
-    "(SELECT coalesce(max(seq), 0) FROM audit_events), "
+    "(SELECT coalesce(max(seq), 0) FROM audit_events WHERE segment_id IS NULL), "
     "(SELECT count(*) FROM executions), "
     "(SELECT string_agg(status || ':' || n, ',' ORDER BY status) FROM "
-    " (SELECT status, count(*) AS n FROM case_trace GROUP BY status))"
+    " (SELECT status, count(*) AS n FROM case_trace GROUP BY status)), "
+    "(SELECT count(*) FROM audit_events)"
 )
+FRESH_SQL = "SELECT count(*) FROM audit_events"  # entries of both chains
 
 
 @contextmanager
@@ -104,8 +109,7 @@ def _watch(home: Path, stop: Path) -> dict:
                 # process would share the held session's database instance.
                 with duckdb.connect() as fresh:
                     fresh.execute(script.read_text(encoding="utf-8"))
-                    head = fresh.execute("SELECT coalesce(max(seq), 0) FROM audit_events")
-                    seen["fresh"].append(head.fetchall()[0][0])
+                    seen["fresh"].append(fresh.execute(FRESH_SQL).fetchall()[0][0])
             except Exception as error:
                 seen["errors"].append(f"fresh session: {type(error).__name__}: {error}"[:300])
         seen["live_open"] = seen["live_open"] or _live_open(live)

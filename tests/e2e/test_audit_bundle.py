@@ -3,6 +3,7 @@ changed byte in any kind of file it holds is caught, by the check that owns that
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import shutil
@@ -141,7 +142,13 @@ def test_a_consistent_forgery_is_caught_by_the_operators_key(bundle: Path, tmp_p
     (copy / "manifest.json").write_text(body)
     (copy / "manifest.sig").write_text(forger.sign(body.encode()).hex())
     problems = check_bundle(copy, public_key=honest).problems
-    assert any("differs from log entry" in p for p in problems)  # the chain still says `old`
+    # The chain that logged the row (the single chain, or a run's segment) still says `old`.
+    with (copy / "lineage" / "index.csv").open(encoding="utf-8", newline="") as handle:
+        row = next(r for r in csv.DictReader(handle)
+                   if r["event_type"] == "decision" and r["line"] == "1")  # fmt: skip
+    entry = (f"segment {row['segment']} entry seq {row['seq']}" if row.get("segment")
+             else f"log entry {row['seq']}")  # fmt: skip
+    assert any(f"differs from {entry} " in p for p in problems), problems
     assert any("not the expected key" in p for p in problems)
 
 

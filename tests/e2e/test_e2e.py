@@ -30,7 +30,7 @@ COUNTED_TABLES = (
     "review_batches",
     "verdict_files",
     "input_files",
-    "audit_log",
+    "audit_events",  # the entries of both chains: the single one and the runs' segments
 )
 
 
@@ -197,8 +197,8 @@ def test_cli_ingest_of_a_signed_return_is_honest_and_exactly_once(
     assert refused.value.code == 1
     assert "not signed" in capsys.readouterr().out
     refused_only = _counts(demo_home)
-    assert refused_only["audit_log"] == before["audit_log"] + 1  # the refusal, kept once
-    assert {**refused_only, "audit_log": 0} == {**before, "audit_log": 0}
+    assert refused_only["audit_events"] == before["audit_events"] + 1  # the refusal, kept once
+    assert {**refused_only, "audit_events": 0} == {**before, "audit_events": 0}
     before = refused_only
 
     workbook = load_workbook(returned)
