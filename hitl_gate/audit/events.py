@@ -563,32 +563,31 @@ def _group_findings(
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE audit_rows AS SELECT DISTINCT * FROM ({rows})", params
     )
+    logged = f"(SELECT * FROM {CHAIN_EVENTS} WHERE list_contains($types, event_type))"
     try:
         unlogged = _examples(con, f"""
             SELECT r.event_type, r.entity_key, r.content_digest, max(l.seq) AS logged_seq,
                    arg_max(l.content_digest, l.seq) AS logged_digest
-            FROM (SELECT * FROM audit_rows r ANTI JOIN {CHAIN_EVENTS} l
+            FROM (SELECT * FROM audit_rows r ANTI JOIN {logged} l
                   ON l.event_type = r.event_type AND l.entity_key = r.entity_key
                   AND l.content_digest = r.content_digest) r
-            LEFT JOIN {CHAIN_EVENTS} l
-                ON l.event_type = r.event_type AND l.entity_key = r.entity_key
+            LEFT JOIN {logged} l ON l.event_type = r.event_type AND l.entity_key = r.entity_key
             GROUP BY ALL
-            """, "entity_key, content_digest")  # fmt: skip
+            """, "entity_key, content_digest", {"types": list(params.values())})  # fmt: skip
         insert_once = [source.event_type for source, _ in group if source.append_only]
         twice, gone = {}, {}
         if insert_once:
-            logged = f"(SELECT * FROM {CHAIN_EVENTS} WHERE list_contains($insert_once, event_type))"
             twice = _examples(con, f"""
                 SELECT event_type, entity_key, list(seq ORDER BY seq) AS seqs,
                        count(DISTINCT content_digest) AS contents
                 FROM {logged} GROUP BY ALL HAVING count(DISTINCT content_digest) > 1
-                """, "entity_key", {"insert_once": insert_once})  # fmt: skip
+                """, "entity_key", {"types": insert_once})  # fmt: skip
             gone = _examples(con, f"""
                 SELECT l.event_type, l.entity_key, min(l.seq) AS seq FROM {logged} l
                 ANTI JOIN audit_rows r
                     ON r.event_type = l.event_type AND r.entity_key = l.entity_key
                 GROUP BY ALL
-                """, "seq, entity_key", {"insert_once": insert_once})  # fmt: skip
+                """, "seq, entity_key", {"types": insert_once})  # fmt: skip
     finally:
         con.execute("DROP TABLE IF EXISTS audit_rows")
     findings: dict[str, list[str]] = {}
