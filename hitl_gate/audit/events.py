@@ -162,17 +162,6 @@ def table_columns(
     return found
 
 
-def table_sizes(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> dict[str, int]:
-    """DuckDB's estimate of each table's row count (`duckdb_tables()`), for batching only:
-    never a reason to skip a table."""
-    rows = con.execute(
-        "SELECT table_name, max(estimated_size) FROM duckdb_tables() "
-        "WHERE schema_name = 'main' AND list_contains(?, table_name) GROUP BY ALL",
-        [list(tables)],
-    ).fetchall()
-    return {str(table): int(size or 0) for table, size in rows}
-
-
 def canonical_value(name: str, data_type: str) -> str:
     """SQL rendering one column in its fixed text form (see the module docstring)."""
     col = _quote(name)
@@ -425,13 +414,29 @@ class SourceSlices:
         self.con.execute("DROP TABLE IF EXISTS audit_unseen")
 
 
-def unseen_counts(
-    con: duckdb.DuckDBPyConnection,
-    tables: Sequence[tuple[EventSource, SourceSql]],
-    fresh: bool = False,
+def row_counts(
+    con: duckdb.DuckDBPyConnection, tables: Sequence[tuple[EventSource, SourceSql]]
 ) -> dict[str, int]:
-    """Per event type, how many rows of its table `SourceSlices.find_unseen` would find unseen
-    (every row when `fresh`), for several tables in one query.
+    """Per event type, the row count of its table: one query for all of `tables`.
+
+    Exact (`count(*)`, which DuckDB answers from its row groups), so a table counted 0 can be
+    left out of the statements that would only find nothing in it; the counts also size the
+    groups `chain_findings` checks together.
+    """
+    if not tables:
+        return {}
+    params = {f"type_{i}": source.event_type for i, (source, _) in enumerate(tables)}
+    query = " UNION ALL ".join(
+        f"SELECT $type_{i}, count(*) FROM {sql.table}" for i, (_, sql) in enumerate(tables)
+    )
+    return {str(t): int(n) for t, n in con.execute(query, params).fetchall()}
+
+
+def unseen_counts(
+    con: duckdb.DuckDBPyConnection, tables: Sequence[tuple[EventSource, SourceSql]]
+) -> dict[str, int]:
+    """Per event type, how many rows of its table `SourceSlices.find_unseen` would find unseen,
+    for several tables in one query.
 
     The same condition as `find_unseen` (a fingerprint `NOT IN` the type's seen ones), so a
     table counted 0 here is one whose sweep would seal nothing: a seal skips it without the
@@ -441,11 +446,10 @@ def unseen_counts(
         return {}
 
     def counted(i: int, sql: SourceSql) -> str:
-        rows = f"SELECT $type_{i}, count(*) FROM {sql.table}"
-        if fresh:
-            return rows
         seen = f"SELECT fingerprint FROM audit_seen_rows WHERE event_type = $type_{i}"
-        return f"{rows} WHERE {sql.fingerprint} NOT IN ({seen})"
+        return (
+            f"SELECT $type_{i}, count(*) FROM {sql.table} WHERE {sql.fingerprint} NOT IN ({seen})"
+        )
 
     params = {f"type_{i}": source.event_type for i, (source, _) in enumerate(tables)}
     query = " UNION ALL ".join(counted(i, sql) for i, (_, sql) in enumerate(tables))
@@ -509,23 +513,23 @@ def chain_findings(con: duckdb.DuckDBPyConnection, sources: Sequence[EventSource
         for source in sources
         if (sql := source_sql(con, source, columns=columns.get(source.table, []))) is not None
     ]
-    sizes = table_sizes(con, tables)
+    counts = row_counts(con, present)
     by_type: dict[str, list[str]] = {}
     with sha256_function(con):
-        for group in _groups(present, sizes):
-            by_type.update(_group_findings(con, group))
+        for group in _groups(present, counts):
+            by_type.update(_group_findings(con, group, counts))
     return [message for source, _ in present for message in by_type[source.event_type]]
 
 
 def _groups(
-    present: list[tuple[EventSource, SourceSql]], sizes: dict[str, int]
+    present: list[tuple[EventSource, SourceSql]], counts: dict[str, int]
 ) -> list[list[tuple[EventSource, SourceSql]]]:
-    """`present` cut into consecutive groups of at most `GROUP_ROWS` estimated rows (a larger
-    table is a group of its own)."""
+    """`present` cut into consecutive groups of at most `GROUP_ROWS` rows (a larger table is a
+    group of its own)."""
     groups: list[list[tuple[EventSource, SourceSql]]] = []
     rows = GROUP_ROWS
     for item in present:
-        size = sizes.get(item[0].table, 0)
+        size = counts[item[0].event_type]
         if not groups or rows + size > GROUP_ROWS:
             groups.append([])
             rows = 0
@@ -535,44 +539,55 @@ def _groups(
 
 
 def _group_findings(
-    con: duckdb.DuckDBPyConnection, group: list[tuple[EventSource, SourceSql]]
+    con: duckdb.DuckDBPyConnection,
+    group: list[tuple[EventSource, SourceSql]],
+    counts: dict[str, int],
 ) -> dict[str, list[str]]:
-    """The findings of each source of `group`, by event type (see `chain_findings`)."""
-    params = {f"type_{i}": source.event_type for i, (source, _) in enumerate(group)}
-    rows = " UNION ALL ".join(
-        f"SELECT $type_{i} AS event_type, {sql.entity_key} AS entity_key, "
-        f"{sql.content_digest} AS content_digest FROM {sql.table}"
-        for i, (_, sql) in enumerate(group)
+    """The findings of each source of `group`, by event type (see `chain_findings`).
+
+    Empty tables are left out of `audit_rows` (binding a table's canonical JSON is most of
+    what the statement costs on a small database); their insert-once keys still go through
+    the checks over the chain, so a logged record whose table was emptied is named.
+    """
+    filled = [(source, sql) for source, sql in group if counts[source.event_type]]
+    params = {f"type_{i}": source.event_type for i, (source, _) in enumerate(filled)}
+    rows = (
+        " UNION ALL ".join(
+            f"SELECT $type_{i} AS event_type, {sql.entity_key} AS entity_key, "
+            f"{sql.content_digest} AS content_digest FROM {sql.table}"
+            for i, (_, sql) in enumerate(filled)
+        )
+        or "SELECT NULL::VARCHAR AS event_type, NULL::VARCHAR AS entity_key, "
+        "NULL::VARCHAR AS content_digest WHERE false"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE audit_rows AS SELECT DISTINCT * FROM ({rows})", params
     )
+    logged = f"(SELECT * FROM {CHAIN_EVENTS} WHERE list_contains($types, event_type))"
     try:
         unlogged = _examples(con, f"""
             SELECT r.event_type, r.entity_key, r.content_digest, max(l.seq) AS logged_seq,
                    arg_max(l.content_digest, l.seq) AS logged_digest
-            FROM (SELECT * FROM audit_rows r ANTI JOIN {CHAIN_EVENTS} l
+            FROM (SELECT * FROM audit_rows r ANTI JOIN {logged} l
                   ON l.event_type = r.event_type AND l.entity_key = r.entity_key
                   AND l.content_digest = r.content_digest) r
-            LEFT JOIN {CHAIN_EVENTS} l
-                ON l.event_type = r.event_type AND l.entity_key = r.entity_key
+            LEFT JOIN {logged} l ON l.event_type = r.event_type AND l.entity_key = r.entity_key
             GROUP BY ALL
-            """, "entity_key, content_digest")  # fmt: skip
+            """, "entity_key, content_digest", {"types": list(params.values())})  # fmt: skip
         insert_once = [source.event_type for source, _ in group if source.append_only]
         twice, gone = {}, {}
         if insert_once:
-            logged = f"(SELECT * FROM {CHAIN_EVENTS} WHERE list_contains($insert_once, event_type))"
             twice = _examples(con, f"""
                 SELECT event_type, entity_key, list(seq ORDER BY seq) AS seqs,
                        count(DISTINCT content_digest) AS contents
                 FROM {logged} GROUP BY ALL HAVING count(DISTINCT content_digest) > 1
-                """, "entity_key", {"insert_once": insert_once})  # fmt: skip
+                """, "entity_key", {"types": insert_once})  # fmt: skip
             gone = _examples(con, f"""
                 SELECT l.event_type, l.entity_key, min(l.seq) AS seq FROM {logged} l
                 ANTI JOIN audit_rows r
                     ON r.event_type = l.event_type AND r.entity_key = l.entity_key
                 GROUP BY ALL
-                """, "seq, entity_key", {"insert_once": insert_once})  # fmt: skip
+                """, "seq, entity_key", {"types": insert_once})  # fmt: skip
     finally:
         con.execute("DROP TABLE IF EXISTS audit_rows")
     findings: dict[str, list[str]] = {}

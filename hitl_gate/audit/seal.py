@@ -47,9 +47,9 @@ from hitl_gate.audit.events import (
     EventSource,
     SourceSlices,
     remember,
+    row_counts,
     source_sql,
     table_columns,
-    table_sizes,
     unseen_counts,
 )
 from hitl_gate.audit.keys import public_key_hex
@@ -62,9 +62,8 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 BATCH_ROWS = 1_000_000  # unseen lineage rows per slice (one commit each): bounds memory
-# Tables up to this many rows (DuckDB's estimate) are first counted together for unseen rows,
-# and swept only if they have some; a larger table is swept directly (counting it would scan
-# it twice).
+# Tables up to this many rows are first counted together for unseen rows, and swept only if
+# they have some; a larger table is swept directly (counting them would hash it twice).
 COUNT_FIRST_ROWS = 100_000
 # DuckDB's memory limit while sealing: its cache of the blocks a seal reads and writes would
 # otherwise grow with the day (1.3 GB of cached table blocks after a 3M-case day's seal).
@@ -365,19 +364,19 @@ def _new_slices(
     rendering one slice never depends on the entries of the slice being written meanwhile.
     """
     with sha256_function(reader):
-        tables = [source.table for source in sources]
-        columns = table_columns(reader, tables)
-        sizes = table_sizes(reader, tables)
-        small = [
+        columns = table_columns(reader, [source.table for source in sources])
+        present = [
             (source, sql)
             for source in sources
-            if sizes.get(source.table, 0) <= COUNT_FIRST_ROWS
-            and (sql := source_sql(reader, source, columns=columns.get(source.table, [])))
+            if (sql := source_sql(reader, source, columns=columns.get(source.table, [])))
         ]
-        unseen = unseen_counts(reader, small, fresh)
-        for source in sources:
-            if source.table not in columns or unseen.get(source.event_type) == 0:
-                continue  # no table (stage not deployed), or nothing to seal in it
+        rows = row_counts(reader, present)
+        small = [(src, sql) for src, sql in present if 0 < rows[src.event_type] <= COUNT_FIRST_ROWS]
+        # A fresh seal renders every row: its unseen rows are all of them.
+        unseen = rows if fresh else {**rows, **unseen_counts(reader, small)}
+        for source, _ in present:
+            if not unseen[source.event_type]:
+                continue  # an empty table, or no row the seal has not seen
             slices = SourceSlices(reader, source, batch_rows, fresh, columns[source.table])
             try:
                 for number in slices.find_unseen():
