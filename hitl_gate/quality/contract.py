@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from functools import lru_cache, partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import polars as pl
 
@@ -376,7 +376,10 @@ def _surely_passes(typed: pl.DataFrame, contract: ContractConfig, case_id: str) 
         if column.type == "float":
             passes.append(~col.is_nan().any())
         for _, fn, arg in _check_specs(name, column):
-            kept = col.ge(arg) if fn == "ge" else col.le(arg) if fn == "le" else col.is_in(arg)
+            if fn == "isin":
+                kept = col.is_in(cast("list[object]", arg))
+            else:
+                kept = col.ge(arg) if fn == "ge" else col.le(arg)
             passes.append(kept.fill_null(True).all())
     return not passes or all(typed.select(e.alias(f"_{i}") for i, e in enumerate(passes)).row(0))
 
