@@ -153,6 +153,23 @@ def write_traces(
     return _write_days(con, domain, targets, max_traces_per_day)
 
 
+def _day_groups(
+    days: list[date], counts: dict[date, int], ratios: dict[date, float]
+) -> list[list[date]]:
+    """The days cut into runs of about `BATCH_ROWS` expected lines, one query each: the query
+    sorts its lines, so a long run of large days (a backfill) stays bounded like one day."""
+    groups: list[list[date]] = [[]]
+    expected = 0.0
+    for day in days:
+        lines = counts.get(day, 0) * ratios[day]
+        if groups[-1] and expected + lines > BATCH_ROWS:
+            groups.append([])
+            expected = 0.0
+        groups[-1].append(day)
+        expected += lines
+    return groups
+
+
 def _write_days(
     con: duckdb.DuckDBPyConnection,
     domain: str,
@@ -163,7 +180,8 @@ def _write_days(
 
     A query per day re-joined the whole `case_stage_times` view each time (two per day, 180
     per quarter run); the lines of each day are the same either way (same filter, same
-    order). Every target is rewritten, a day without cases as an empty file.
+    order). Days are queried together up to about `BATCH_ROWS` expected lines (`_day_groups`).
+    Every target is rewritten, a day without cases as an empty file.
     """
     import pyarrow as pa
 
@@ -178,30 +196,31 @@ def _write_days(
         ).fetchall()
     )
     ratios = {day: sample_ratio(int(counts.get(day, 0)), max_traces) for day in days}
-    trace_days = pa.table(
-        {
-            "day": pa.array(days, pa.date32()),
-            "threshold": pa.array([ratios[d] for d in days], pa.float64()),
-            "ratio_text": pa.array([f"{ratios[d]:.6g}" for d in days], pa.string()),
-        }
-    )
     written = dict.fromkeys(days, 0)
     outputs = {
         day: target.with_suffix(".jsonl.tmp").open("w", encoding="utf-8")
         for day, target in targets.items()
     }
     try:
-        with registered(con, "trace_days", trace_days):
-            reader = con.sql(OTLP_SELECT, params=[domain])
-            for batch in reader.to_arrow_reader(BATCH_ROWS):
-                lines = batch.column(0).to_pylist()
-                batch_days = batch.column(1).to_pylist()
-                for day, group in itertools.groupby(
-                    zip(batch_days, lines, strict=True), key=lambda x: x[0]
-                ):
-                    chunk = [line for _, line in group]
-                    outputs[day].write("\n".join(chunk) + "\n")
-                    written[day] += len(chunk)
+        for group in _day_groups(days, counts, ratios):
+            trace_days = pa.table(
+                {
+                    "day": pa.array(group, pa.date32()),
+                    "threshold": pa.array([ratios[d] for d in group], pa.float64()),
+                    "ratio_text": pa.array([f"{ratios[d]:.6g}" for d in group], pa.string()),
+                }
+            )
+            with registered(con, "trace_days", trace_days):
+                reader = con.sql(OTLP_SELECT, params=[domain])
+                for batch in reader.to_arrow_reader(BATCH_ROWS):
+                    lines = batch.column(0).to_pylist()
+                    batch_days = batch.column(1).to_pylist()
+                    for day, rows in itertools.groupby(
+                        zip(batch_days, lines, strict=True), key=lambda x: x[0]
+                    ):
+                        chunk = [line for _, line in rows]
+                        outputs[day].write("\n".join(chunk) + "\n")
+                        written[day] += len(chunk)
     finally:
         for out in outputs.values():
             out.close()

@@ -9,22 +9,28 @@ from __future__ import annotations
 import io
 import math
 import re
+import stat
+import time
 import zipfile
 from collections.abc import Mapping, Sequence
 from copy import copy
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 from xml.sax.saxutils import escape
 
 from openpyxl import Workbook
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE, Cell
 from openpyxl.compat import safe_string
+from openpyxl.drawing.spreadsheet_drawing import SpreadsheetDrawing
 from openpyxl.styles import Alignment, Font, PatternFill, Protection
 from openpyxl.styles.cell_style import StyleArray
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.utils.exceptions import IllegalCharacterError
+from openpyxl.worksheet._writer import WorksheetWriter
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
+from openpyxl.writer.excel import ExcelWriter
 
 from hitl_gate.review.canonical import CellValue, neutralise_formula
 
@@ -246,23 +252,62 @@ _DIMENSION = re.compile(rb'<dimension ref="[^"]*" />')
 _SHEET_DATA_END = b"</sheetData>"
 
 
-def _with_rows(saved: bytes, sheet_part: str, rows_xml: str, dimension: str) -> bytes:
-    """The saved package with `rows_xml` after the header row of `sheet_part`."""
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(saved)) as source,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as target,
-    ):
-        for info in source.infolist():
-            data = source.read(info)
-            if info.filename == sheet_part:
-                data, found = _DIMENSION.subn(f'<dimension ref="{dimension}" />'.encode(), data, 1)
-                if found != 1:
-                    raise ValueError(f"{sheet_part}: no dimension element to update")
-                end = data.index(_SHEET_DATA_END)  # after the header row
-                data = data[:end] + rows_xml.encode("utf-8") + data[end:]
-            target.writestr(info, data)
-    return out.getvalue()
+def _spliced(sheet_xml: bytes, rows_xml: str, dimension: str) -> bytes:
+    """`sheet_xml` (the cases sheet with its header row) with `rows_xml` after the header row."""
+    data, found = _DIMENSION.subn(f'<dimension ref="{dimension}" />'.encode(), sheet_xml, 1)
+    if found != 1:
+        raise ValueError("cases sheet: no dimension element to update")
+    end = data.index(_SHEET_DATA_END)  # after the header row
+    return data[:end] + rows_xml.encode("utf-8") + data[end:]
+
+
+class _InMemoryWriter(ExcelWriter):
+    """openpyxl's package writer, each worksheet serialised in memory, the cases rows spliced in.
+
+    openpyxl writes every worksheet to a named temporary file, copies it into the package and
+    removes it (three file-system calls a sheet, three sheets a batch, 633 batches); the batch
+    rows were then put in by reading and compressing the whole package a second time. Here a
+    sheet is written to a buffer and stored once, its rows already in place, with the entry
+    attributes openpyxl gives a sheet copied from its temporary file (a regular file, mode
+    0600), so every part and entry is what openpyxl's own save would write (tests/unit/review).
+    """
+
+    def __init__(self, workbook: Workbook, archive: zipfile.ZipFile, splice: _Splice) -> None:
+        super().__init__(workbook, archive)
+        self.splice = splice
+
+    def write_worksheet(self, ws: Worksheet) -> None:
+        ws._drawing = SpreadsheetDrawing()
+        ws._drawing.charts = ws._charts
+        ws._drawing.images = ws._images
+        writer = WorksheetWriter(ws, out=io.BytesIO())
+        writer.write()
+        ws._rels = writer._rels
+        part = ws.path[1:]
+        data = writer.read()
+        if ws is self.splice.sheet:
+            data = _spliced(data, self.splice.rows_xml, self.splice.dimension)
+        entry = zipfile.ZipInfo(part, date_time=time.localtime(time.time())[:6])
+        entry.compress_type = zipfile.ZIP_DEFLATED
+        entry.external_attr = (stat.S_IFREG | 0o600) << 16
+        self._archive.writestr(entry, data)
+        self.manifest.append(ws)
+
+
+class _Splice(NamedTuple):
+    sheet: Worksheet  # the cases sheet (its part name is given when the package is written)
+    rows_xml: str
+    dimension: str
+
+
+def _save_with_rows(workbook: Workbook, path: Path, splice: _Splice) -> None:
+    """Save as `Workbook.save` does, the cases rows spliced in, in one pass; the file is
+    written whole once the package is complete."""
+    saved = io.BytesIO()
+    with zipfile.ZipFile(saved, "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        workbook.properties.modified = datetime.now(UTC).replace(tzinfo=None)
+        _InMemoryWriter(workbook, archive, splice).write_data()
+    path.write_bytes(saved.getvalue())
 
 
 def _add_choices(
@@ -356,7 +401,4 @@ def write_review_workbook(
     if not fast:
         workbook.save(path)
         return
-    saved = io.BytesIO()
-    workbook.save(saved)
-    rows_xml = cases_xml.rows(rows, data_styles)
-    path.write_bytes(_with_rows(saved.getvalue(), cases.path[1:], rows_xml, f"A1:{last}"))
+    _save_with_rows(workbook, path, _Splice(cases, cases_xml.rows(rows, data_styles), f"A1:{last}"))

@@ -252,13 +252,16 @@ def test_large_days_are_sampled_consistently_by_trace_id(tmp_path) -> None:
     assert all(_spans(x) == full[_spans(x)[0]["traceId"]] for x in small)
 
 
-def test_a_run_of_days_writes_each_day_the_lines_of_that_day_alone(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("batch_rows", [7, 50_000])  # a query per day, one for all days
+def test_a_run_of_days_writes_each_day_the_lines_of_that_day_alone(
+    tmp_path, monkeypatch, batch_rows: int
+) -> None:
     """One query for all the days gives each day's file exactly what the day alone gives: a
     sampled day, a small one, one without cases (an empty file) and another domain's cases
     on the same day, read across Arrow batch boundaries."""
     import duckdb
 
-    monkeypatch.setattr(traces, "BATCH_ROWS", 7)
+    monkeypatch.setattr(traces, "BATCH_ROWS", batch_rows)
     big, small, empty = DAYS[-3], DAYS[-2], DAYS[-1]
     rng = np.random.default_rng(9)
     frames = [_day_cases(rng, big, 1_500), _day_cases(rng, small, 40)]
@@ -287,6 +290,15 @@ def test_a_run_of_days_writes_each_day_the_lines_of_that_day_alone(tmp_path, mon
     assert together[0].sample_ratio < 1 and 100 < together[0].traces < 300
     assert together[1].traces == 40 and together[2].traces == 0
     assert together[2].path.read_bytes() == b""
+
+
+def test_days_are_queried_together_up_to_a_bounded_number_of_lines(monkeypatch) -> None:
+    monkeypatch.setattr(traces, "BATCH_ROWS", 250)
+    days = DAYS[:6]
+    counts = {DAYS[0]: 100, DAYS[1]: 100, DAYS[2]: 100, DAYS[3]: 5_000, DAYS[5]: 100}
+    ratios = {d: 0.02 if d == DAYS[3] else 1.0 for d in days}
+    groups = traces._day_groups(days, counts, ratios)
+    assert groups == [DAYS[:2], DAYS[2:5], DAYS[5:6]]  # by expected lines, not cases
 
 
 def test_qa_sample_gives_an_error_estimate_of_automation_per_day() -> None:

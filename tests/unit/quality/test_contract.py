@@ -7,8 +7,11 @@ from datetime import date, datetime
 import pandera.polars as pa
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hitl_gate.core.domain import ColumnContract, ContractConfig, load_domain
+from hitl_gate.quality import contract as contract_module
 from hitl_gate.quality.contract import (
     FAILURE_SCHEMA,
     ROW_INDEX,
@@ -308,3 +311,52 @@ def test_rule_ids_are_unique() -> None:
 
 def test_rules_are_part_of_the_contract_digest() -> None:
     assert contract_digest(RULED) != contract_digest(RULED.model_copy(update={"rules": []}))
+
+
+def _mostly(valid: list[str | None], invalid: list[str | None]) -> st.SearchStrategy:
+    """Valid values most of the time, so that many frames are clean but for one value."""
+    return st.sampled_from(valid * 6 + invalid)
+
+
+_VALUES = {
+    "seen_at": _mostly(["2018-01-03T10:15:00"], [None, "2018-01-03"]),
+    "amount": _mostly(["1.5", "0", "100", "-0.0"], ["100.01", "-1", "NaN", "inf", None, "x"]),
+    "term": _mostly(["36", "60"], ["48", None, "36.0"]),
+    "kind": _mostly(["a", "b", None], ["c", ""]),
+    "flag": _mostly(["true", "0", None], ["maybe"]),
+    "born": _mostly(["1980-02-29", None, "2000-01-01"], ["1980-02-30"]),
+}
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(st.fixed_dictionaries(_VALUES), min_size=1, max_size=5),
+    ids=st.lists(_mostly(["c1", "c2", "c3", "c4", "c5"], [None, ""]), min_size=5, max_size=5),
+)
+def test_the_clean_frame_shortcut_reports_exactly_what_pandera_reports(rows, ids) -> None:
+    """Skipping pandera on a frame proven clean never hides a failure: with and without the
+    shortcut every frame gives the same valid rows and the same failures."""
+    rows = [{"case_id": ids[i], **row} for i, row in enumerate(rows)]
+    frame = pl.DataFrame(rows, schema=dict.fromkeys(["case_id", *_VALUES], pl.String))
+    quick = validate_frame(frame, CONTRACT, "case_id")
+    original = contract_module._surely_passes
+    contract_module._surely_passes = lambda *_: False
+    try:
+        full = validate_frame(frame, CONTRACT, "case_id")
+    finally:
+        contract_module._surely_passes = original
+    assert quick[0].equals(full[0]) and quick[1].equals(full[1])
+
+
+def test_pandera_runs_only_on_frames_not_proven_clean(monkeypatch) -> None:
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError("pandera ran on a clean frame")
+
+    monkeypatch.setattr(contract_module, "_schema", refuse)
+    valid, failures = validate_frame(_frame(), CONTRACT, "case_id")
+    assert valid.height == 4 and failures.height == 0
+    for dirty in ({"amount": ["1", "101", "2", "3"]}, {"kind": ["a", "z", None, "b"]}):
+        with pytest.raises(AssertionError, match="clean frame"):
+            validate_frame(_frame(**dirty), CONTRACT, "case_id")
+    with pytest.raises(AssertionError, match="clean frame"):  # NaN: pandera decides
+        validate_frame(_frame(amount=["1", "NaN", "2", "3"]), CONTRACT, "case_id")

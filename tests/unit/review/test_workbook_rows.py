@@ -58,10 +58,20 @@ def _parts(path: Path) -> list[tuple[str, bytes]]:
         return [(i.filename, MODIFIED.sub(b"", package.read(i))) for i in package.infolist()]
 
 
+def _entries(path: Path) -> list[tuple[object, ...]]:
+    """Each entry's stored attributes but its time (a save stamps the clock's)."""
+    with zipfile.ZipFile(path) as package:
+        return [
+            (i.filename, i.compress_type, i.external_attr, i.create_system, i.flag_bits)
+            for i in package.infolist()
+        ]
+
+
 def _same_bytes(tmp_path: Path, rows: list[dict], widths=WIDTHS) -> None:
     fast = _parts(_write(tmp_path / "fast.xlsx", rows, as_text=True, widths=widths))
     reference = _parts(_write(tmp_path / "reference.xlsx", rows, as_text=False, widths=widths))
     assert [name for name, _ in fast] == [name for name, _ in reference]
+    assert _entries(tmp_path / "fast.xlsx") == _entries(tmp_path / "reference.xlsx")
     for (name, got), (_, want) in zip(fast, reference, strict=True):
         assert got == want, name
 
