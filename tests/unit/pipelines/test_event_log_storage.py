@@ -193,3 +193,62 @@ def test_ranged_runs_with_event_batches_mark_the_same_days(
             assert not failed.success
             results[name] = (_partitions(instance, first.key), _partitions(instance, second.key))
     assert results["batched"] == results["default"]
+
+
+def _database_shape(path: str) -> tuple:
+    """Schema, migration stamp and journal mode of a SQLite file (what a shard is made of)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as con:
+        schema = con.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
+        stamp = con.execute("SELECT version_num FROM alembic_version").fetchall()
+        mode = con.execute("PRAGMA journal_mode").fetchone()
+    return schema, stamp, mode
+
+
+def test_a_new_run_database_is_the_one_dagster_makes(tmp_path: Path) -> None:
+    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+    dagsters, ours = (
+        SqliteEventLogStorage(str(tmp_path / "d")),
+        HitlSqliteEventLogStorage(str(tmp_path / "o")),
+    )
+    with dagsters._connect("run-1"):
+        pass
+    ours._engine("run-1")
+    assert Path(ours.path_for_shard("run-1")).stat().st_size > 0
+    assert _database_shape(ours.path_for_shard("run-1")) == _database_shape(
+        dagsters.path_for_shard("run-1")
+    )
+    assert not list((tmp_path / "o").glob("*.new"))  # the staged copy is gone
+    ours.dispose()
+    dagsters.dispose()
+
+
+@pytest.mark.parametrize("leftover", ["", "-wal", "-shm"])
+def test_a_run_database_already_there_is_never_replaced(tmp_path: Path, leftover: str) -> None:
+    """Adversarial: a run's file (or a crashed run's log beside no database) stays untouched and
+    goes to Dagster's own initialisation, which refuses what is not a database."""
+    storage = HitlSqliteEventLogStorage(str(tmp_path))
+    path = Path(storage.path_for_shard("run-2") + leftover)
+    path.write_bytes(b"not a database")
+    assert storage._place_fresh_run_shard("run-2") is False
+    assert path.read_bytes() == b"not a database"
+    if leftover == "":
+        assert not Path(storage.path_for_shard("run-2") + "-wal").exists()
+    storage.dispose()
+
+
+def test_two_storages_racing_for_one_run_database_place_it_once(tmp_path: Path) -> None:
+    first, second = (
+        HitlSqliteEventLogStorage(str(tmp_path)),
+        HitlSqliteEventLogStorage(str(tmp_path)),
+    )
+    assert first._place_fresh_run_shard("run-3") is True
+    size = Path(first.path_for_shard("run-3")).stat().st_size
+    assert second._place_fresh_run_shard("run-3") is False
+    assert Path(first.path_for_shard("run-3")).stat().st_size == size
+    first.dispose()
+    second.dispose()
