@@ -179,6 +179,19 @@ class Workspace:
         self.person(person_id)
         return sign_file(path, self.keys.private(person_id), VERDICTS)
 
+    def sign_as(self, path: Path, person_id: str, batch_id: str | None) -> Path:
+        """`path.sig` made with `person_id`'s key, once they are registered, the batches are
+        recorded and (a `batch_id` given) they are its assignee: all on one connection, since
+        each DuckDB open and checkpoint costs tens of milliseconds of CPU."""
+        from hitl_gate.core.database import audit_connection
+
+        with audit_connection(self.db) as con:
+            self.register_on(con, person_id)
+            record_batches_on(self, con)
+            if batch_id is not None:
+                self.assign_on(con, batch_id, person_id)
+        return sign_file(path, self.keys.private(person_id), VERDICTS)
+
     def ingest(
         self,
         path: Path,
@@ -194,17 +207,12 @@ class Workspace:
         from hitl_gate.core.database import audit_connection
 
         who = signer or typed_reviewer(path) or DEFAULT_SIGNER
-        # The signer registered, the batches recorded and the assignment made on one connection
-        # (each DuckDB open and checkpoint costs tens of milliseconds); intake gets its own.
-        with audit_connection(self.db) as con:
-            if sign:
-                self.register_on(con, who)
-            record_batches_on(self, con)
-            batch_id = typed_batch(path) if sign else None
-            if assign and batch_id in {b.batch_id for b in self.batches.values()}:
-                self.assign_on(con, batch_id, who)
         if sign:
-            sign_file(path, self.keys.private(who), VERDICTS)
+            batch_id = typed_batch(path)
+            known = batch_id in {b.batch_id for b in self.batches.values()}
+            self.sign_as(path, who, batch_id if assign and known else None)
+        else:
+            record_batches(self)
         with audit_connection(self.db) as con:
             return ingest_verdict_file(
                 con,
