@@ -28,7 +28,7 @@ from hitl_gate.review.intake.days import ReviewFolders, VerdictIntake, take_in_v
 from hitl_gate.review.intake.results import IntakeOutcome
 from hitl_gate.review.intake.sealing import IntakeSealer, Written, intake_sealer, seal_written
 from hitl_gate.review.intake.verdict_files import ingest_verdict_file
-from tests.review_fixtures import IN_TIME, Workspace, record_batches
+from tests.review_fixtures import IN_TIME, Workspace
 from tests.unit.audit.tamper_home import add_row
 
 ANALYST = "credit_analyst"
@@ -56,10 +56,7 @@ def signed_file(ws: Workspace, rows: dict[int, str], reviewer: str = REVIEWER) -
         i: {"verdict": v, "reviewer_id": reviewer, "rationale": "ok"} for i, v in rows.items()
     }
     path = ws.fill_csv(ANALYST, f"worked-{'-'.join(map(str, rows))}.csv", answers)
-    ws.person(reviewer)
-    ws.assign(ws.batches[ANALYST].batch_id, reviewer)
-    ws.sign(path, reviewer)
-    record_batches(ws)
+    ws.sign_as(path, reviewer, ws.batches[ANALYST].batch_id)
     return path
 
 

@@ -149,27 +149,47 @@ class Workspace:
     def assign(self, batch_id: str, person_id: str, slot: int = 0) -> None:
         """Make `person_id` the batch's current assignee (a new row only when it changes)."""
         from hitl_gate.core.database import audit_connection
+
+        with audit_connection(self.db) as con:
+            record_batches_on(self, con)
+            self.assign_on(con, batch_id, person_id, slot)
+
+    def assign_on(
+        self, con: duckdb.DuckDBPyConnection, batch_id: str, person_id: str, slot: int = 0
+    ) -> None:
+        """`assign`, on a connection the caller already holds (batches recorded)."""
         from hitl_gate.review.assignments import current_assignee
 
-        record_batches(self)
-        with audit_connection(self.db) as con:
-            current = current_assignee(con, batch_id)
-            if current is not None and current.assignee_id == person_id:
-                return
-            queue = con.execute(
-                "SELECT queue FROM review_all_batches WHERE batch_id = ?", [batch_id]
-            ).fetchone()
-            con.execute(
-                "INSERT INTO review_assignments (batch_id, seq, domain, queue, assignee_id, "
-                "opinion_slot, assigned_by, recorded_at) VALUES (?, ?, 'consumer_credit', ?, ?, "
-                "?, 'test', ?)",
-                [batch_id, (current.seq + 1) if current else 1, queue[0] if queue else "?",
-                 person_id, slot, CREATED],
-            )  # fmt: skip
+        current = current_assignee(con, batch_id)
+        if current is not None and current.assignee_id == person_id:
+            return
+        queue = con.execute(
+            "SELECT queue FROM review_all_batches WHERE batch_id = ?", [batch_id]
+        ).fetchone()
+        con.execute(
+            "INSERT INTO review_assignments (batch_id, seq, domain, queue, assignee_id, "
+            "opinion_slot, assigned_by, recorded_at) VALUES (?, ?, 'consumer_credit', ?, ?, "
+            "?, 'test', ?)",
+            [batch_id, (current.seq + 1) if current else 1, queue[0] if queue else "?",
+             person_id, slot, CREATED],
+        )  # fmt: skip
 
     def sign(self, path: Path, person_id: str) -> Path:
         """`path.sig` made with `person_id`'s key (registered first)."""
         self.person(person_id)
+        return sign_file(path, self.keys.private(person_id), VERDICTS)
+
+    def sign_as(self, path: Path, person_id: str, batch_id: str | None) -> Path:
+        """`path.sig` made with `person_id`'s key, once they are registered, the batches are
+        recorded and (a `batch_id` given) they are its assignee: all on one connection, since
+        each DuckDB open and checkpoint costs tens of milliseconds of CPU."""
+        from hitl_gate.core.database import audit_connection
+
+        with audit_connection(self.db) as con:
+            self.register_on(con, person_id)
+            record_batches_on(self, con)
+            if batch_id is not None:
+                self.assign_on(con, batch_id, person_id)
         return sign_file(path, self.keys.private(person_id), VERDICTS)
 
     def ingest(
@@ -188,11 +208,11 @@ class Workspace:
 
         who = signer or typed_reviewer(path) or DEFAULT_SIGNER
         if sign:
-            self.sign(path, who)
             batch_id = typed_batch(path)
-            if assign and batch_id in {b.batch_id for b in self.batches.values()}:
-                self.assign(batch_id, who)
-        record_batches(self)
+            known = batch_id in {b.batch_id for b in self.batches.values()}
+            self.sign_as(path, who, batch_id if assign and known else None)
+        else:
+            record_batches(self)
         with audit_connection(self.db) as con:
             return ingest_verdict_file(
                 con,
@@ -278,21 +298,26 @@ def record_batches(ws: Workspace) -> None:
     from hitl_gate.core.database import audit_connection
 
     with audit_connection(ws.db) as con:
-        recorded = {r[0] for r in con.execute("SELECT batch_id FROM review_batches").fetchall()}
-        for batch in ws.batches.values():
-            if batch.batch_id in recorded:
-                continue  # a test may have changed its rows on purpose
+        record_batches_on(ws, con)
+
+
+def record_batches_on(ws: Workspace, con: duckdb.DuckDBPyConnection) -> None:
+    """`record_batches`, on a connection the caller already holds."""
+    recorded = {r[0] for r in con.execute("SELECT batch_id FROM review_batches").fetchall()}
+    for batch in ws.batches.values():
+        if batch.batch_id in recorded:
+            continue  # a test may have changed its rows on purpose
+        con.execute(
+            "INSERT OR IGNORE INTO review_batches VALUES (?, 'consumer_credit', ?, ?, ?, ?, "
+            "?, ?, 'x', 'r')",
+            [batch.batch_id, DAY, batch.queue, str(batch.folder), len(batch.case_ids),
+             CREATED, batch.due_at],
+        )  # fmt: skip
+        for case in batch.case_ids:
             con.execute(
-                "INSERT OR IGNORE INTO review_batches VALUES (?, 'consumer_credit', ?, ?, ?, ?, "
-                "?, ?, 'x', 'r')",
-                [batch.batch_id, DAY, batch.queue, str(batch.folder), len(batch.case_ids),
-                 CREATED, batch.due_at],
-            )  # fmt: skip
-            for case in batch.case_ids:
-                con.execute(
-                    "INSERT OR IGNORE INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
-                    [batch.batch_id, case],
-                )
+                "INSERT OR IGNORE INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
+                [batch.batch_id, case],
+            )
 
 
 def edit_xlsx(path: Path, edits: dict[tuple[int, str], object]) -> None:
