@@ -84,13 +84,13 @@ def test_apply_removes_expired_personal_data_and_verify_stays_green(
             con, "SELECT count(*) FROM audit_events WHERE event_type = 'retention_applied'"
         )
         assert logged == sum(kinds.values())  # each removal is itself in the chain
-        size = scalar(con, "SELECT count(*) FROM audit_log")
+        size = scalar(con, "SELECT count(*) FROM audit_events")
     main(["--home", str(paths.home), "audit", "verify", "--public-key", public_key_hex(key)])
     assert "OK (signed by the trusted key" in capsys.readouterr().out
 
     main([*home, "retention", "apply", "--as-of", "2020-02-15", *sign])  # again: nothing to do
     with audit_connection(paths.audit_db, read_only=True) as con:
-        assert scalar(con, "SELECT count(*) FROM audit_log") == size
+        assert scalar(con, "SELECT count(*) FROM audit_events") == size
 
 
 SECRETS = ("INCOME-7361942-SECRET", "EMPLOYER-5521-SECRET")  # found nowhere else by chance
