@@ -162,9 +162,9 @@ def test_run_killed_at_each_stage_is_recovered_by_the_next_run(demo_home: HitlPa
     report = _chain_report(demo_home, lineage=True)
     assert report.ok, report.summary()
     with audit_connection(demo_home.audit_db, read_only=True) as con:
-        size = int(scalar(con, "SELECT count(*) FROM audit_log"))
+        size = int(scalar(con, "SELECT count(*) FROM audit_events"))  # both chains' entries
         executed = int(scalar(con, "SELECT count(*) FROM executions WHERE case_id = ?", [NEW_CASE]))
-        logged = int(scalar(con, "SELECT count(*) FROM audit_log_index WHERE event_type = "
+        logged = int(scalar(con, "SELECT count(*) FROM audit_events WHERE event_type = "
                             "'execution' AND entity_key LIKE ?", [f"%{NEW_CASE}"]))  # fmt: skip
         day = query_frame(
             con, "SELECT * FROM partition_accounting WHERE partition_date = ?", [DAY]
@@ -176,5 +176,5 @@ def test_run_killed_at_each_stage_is_recovered_by_the_next_run(demo_home: HitlPa
 
     main(["--home", str(demo_home.home), "run", "--partition", DAY])  # idempotent re-run
     with audit_connection(demo_home.audit_db, read_only=True) as con:
-        assert int(scalar(con, "SELECT count(*) FROM audit_log")) == size
+        assert int(scalar(con, "SELECT count(*) FROM audit_events")) == size
     assert _chain_report(demo_home, lineage=True).ok
