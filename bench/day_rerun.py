@@ -73,8 +73,9 @@ def restore(home: Path, pristine: Path) -> None:
     shutil.copytree(pristine, work, symlinks=True)
 
 
-def add_landing_file(home: Path) -> None:
-    """One new file in the day's landing folder: an automatically decided case under a new id."""
+def add_landing_file(home: Path, case_id: str = NEW_CASE, file_name: str = "bench_new.csv") -> None:
+    """One new file in the day's landing folder: an automatically decided case of the day,
+    copied under a new id (`case_id`). Also the recovery test's new case."""
     from hitl_gate.core.database import audit_connection, query_frame
     from hitl_gate.core.home import HitlPaths
 
@@ -88,8 +89,8 @@ def add_landing_file(home: Path) -> None:
             ]
         )
     row = next(r.split(",") for r in source[1:] if r.split(",")[0] in automatic)
-    row[0] = NEW_CASE
-    (folder / "bench_new.csv").write_text(f"{source[0]}\n{','.join(row)}\n", encoding="utf-8")
+    row[0] = case_id
+    (folder / file_name).write_text(f"{source[0]}\n{','.join(row)}\n", encoding="utf-8")
 
 
 class StepClock:

@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from hitl_gate.audit.chain import SHA256_FUNCTION, sha256_function
+from hitl_gate.core.slices import consecutive_groups
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -526,16 +527,7 @@ def _groups(
 ) -> list[list[tuple[EventSource, SourceSql]]]:
     """`present` cut into consecutive groups of at most `GROUP_ROWS` rows (a larger table is a
     group of its own)."""
-    groups: list[list[tuple[EventSource, SourceSql]]] = []
-    rows = GROUP_ROWS
-    for item in present:
-        size = counts[item[0].event_type]
-        if not groups or rows + size > GROUP_ROWS:
-            groups.append([])
-            rows = 0
-        groups[-1].append(item)
-        rows += size
-    return groups
+    return consecutive_groups(present, lambda item: counts[item[0].event_type], GROUP_ROWS)
 
 
 def _group_findings(

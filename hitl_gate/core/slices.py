@@ -8,8 +8,9 @@ each slice's output is appended to the day's file as it is made (`OutputSink`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TypeVar
 
 import polars as pl
 
@@ -19,6 +20,27 @@ from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 def row_count(scan: pl.LazyFrame) -> int:
     """Rows of a stored stage, from the Parquet metadata (no column is read)."""
     return int(scan.select(pl.len()).collect().item())
+
+
+Item = TypeVar("Item")
+
+
+def consecutive_groups(
+    items: Sequence[Item], weight: Callable[[Item], float], limit: float
+) -> list[list[Item]]:
+    """`items` cut, in order, into groups whose weights add up to at most `limit` (an item
+    heavier than `limit` is a group of its own): what one query, or one pass, may take at
+    once, so the memory of a long run of work stays that of one group. Empty: no group."""
+    groups: list[list[Item]] = []
+    total = 0.0
+    for item in items:
+        size = weight(item)
+        if not groups or total + size > limit:
+            groups.append([])
+            total = 0.0
+        groups[-1].append(item)
+        total += size
+    return groups
 
 
 def slice_ranges(total: int, size: int) -> list[tuple[int, int]]:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import duckdb
 
+from hitl_gate.core.slices import consecutive_groups
+
 SERVICE_NAME = "hitl-gate"
 SCOPE_NAME = "hitl_gate.observability"
 SPAN_KIND_INTERNAL = 1
@@ -158,16 +160,7 @@ def _day_groups(
 ) -> list[list[date]]:
     """The days cut into runs of about `BATCH_ROWS` expected lines, one query each: the query
     sorts its lines, so a long run of large days (a backfill) stays bounded like one day."""
-    groups: list[list[date]] = [[]]
-    expected = 0.0
-    for day in days:
-        lines = counts.get(day, 0) * ratios[day]
-        if groups[-1] and expected + lines > BATCH_ROWS:
-            groups.append([])
-            expected = 0.0
-        groups[-1].append(day)
-        expected += lines
-    return groups
+    return consecutive_groups(days, lambda day: counts.get(day, 0) * ratios[day], BATCH_ROWS)
 
 
 def _write_days(

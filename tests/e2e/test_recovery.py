@@ -19,6 +19,7 @@ import signal
 import pytest
 
 from assets.factory import PIPELINE_STAGES
+from bench.day_rerun import DAY, add_landing_file  # the day's run, and its new landing file
 from hitl_gate.app.cli import main
 from hitl_gate.audit.run_seal import verify_home, verifying_session
 from hitl_gate.core.database import audit_connection, query_frame, scalar
@@ -26,7 +27,6 @@ from hitl_gate.core.home import HitlPaths
 
 pytestmark = pytest.mark.e2e
 
-DAY = "2018-01-05"
 NEW_CASE = "LC18Q1-KILL1"
 MID_SEAL = "MID_SEAL"
 # Everything a day's run imports lazily, so that no killed child pays an import: Feast (features),
@@ -124,23 +124,8 @@ def _chain_report(paths: HitlPaths, lineage: bool):
         return verify_home(con, paths, None, lineage=lineage)
 
 
-def _add_case(paths: HitlPaths) -> None:
-    """A copy of an automatically decided case of the day, under a new id, in a new file."""
-    folder = paths.landing / "applications" / DAY
-    source = next(folder.glob("applications_*.csv")).read_text(encoding="utf-8").splitlines()
-    with audit_connection(paths.audit_db, read_only=True) as con:
-        automatic = set(
-            query_frame(con, "SELECT case_id FROM decisions WHERE route <> 'human_review'")[
-                "case_id"
-            ]
-        )
-    row = next(r.split(",") for r in source[1:] if r.split(",")[0] in automatic)
-    row[0] = NEW_CASE
-    (folder / "kill_test.csv").write_text(f"{source[0]}\n{','.join(row)}\n", encoding="utf-8")
-
-
 def test_run_killed_at_each_stage_is_recovered_by_the_next_run(demo_home: HitlPaths) -> None:
-    _add_case(demo_home)
+    add_landing_file(demo_home.home, NEW_CASE, "kill_test.csv")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     for stage, point in kill_points():
