@@ -22,7 +22,7 @@ bytes. Identifiers come from the database's own catalogue; values are never put 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -424,13 +424,7 @@ def row_counts(
     left out of the statements that would only find nothing in it; the counts also size the
     groups `chain_findings` checks together.
     """
-    if not tables:
-        return {}
-    params = {f"type_{i}": source.event_type for i, (source, _) in enumerate(tables)}
-    query = " UNION ALL ".join(
-        f"SELECT $type_{i}, count(*) FROM {sql.table}" for i, (_, sql) in enumerate(tables)
-    )
-    return {str(t): int(n) for t, n in con.execute(query, params).fetchall()}
+    return _count_each(con, tables, lambda i, sql: "true")
 
 
 def unseen_counts(
@@ -443,17 +437,28 @@ def unseen_counts(
     table counted 0 here is one whose sweep would seal nothing: a seal skips it without the
     sweep's half a dozen statements, which on a small database were most of a seal's cost.
     """
+    return _count_each(
+        con,
+        tables,
+        lambda i, sql: f"{sql.fingerprint} NOT IN "
+        f"(SELECT fingerprint FROM audit_seen_rows WHERE event_type = $type_{i})",
+    )
+
+
+def _count_each(
+    con: duckdb.DuckDBPyConnection,
+    tables: Sequence[tuple[EventSource, SourceSql]],
+    where: Callable[[int, SourceSql], str],
+) -> dict[str, int]:
+    """Per event type, the rows of its table meeting `where(i, sql)` (`$type_{i}` is bound to
+    the type): one `UNION ALL` query for all of `tables`."""
     if not tables:
         return {}
-
-    def counted(i: int, sql: SourceSql) -> str:
-        seen = f"SELECT fingerprint FROM audit_seen_rows WHERE event_type = $type_{i}"
-        return (
-            f"SELECT $type_{i}, count(*) FROM {sql.table} WHERE {sql.fingerprint} NOT IN ({seen})"
-        )
-
     params = {f"type_{i}": source.event_type for i, (source, _) in enumerate(tables)}
-    query = " UNION ALL ".join(counted(i, sql) for i, (_, sql) in enumerate(tables))
+    query = " UNION ALL ".join(
+        f"SELECT $type_{i}, count(*) FROM {sql.table} WHERE {where(i, sql)}"
+        for i, (_, sql) in enumerate(tables)
+    )
     return {str(t): int(n) for t, n in con.execute(query, params).fetchall()}
 
 
