@@ -190,19 +190,19 @@ def _write_days(
     )
     ratios = {day: sample_ratio(int(counts.get(day, 0)), max_traces) for day in days}
     written = dict.fromkeys(days, 0)
-    outputs = {
-        day: target.with_suffix(".jsonl.tmp").open("w", encoding="utf-8")
-        for day, target in targets.items()
-    }
-    try:
-        for group in _day_groups(days, counts, ratios):
-            trace_days = pa.table(
-                {
-                    "day": pa.array(group, pa.date32()),
-                    "threshold": pa.array([ratios[d] for d in group], pa.float64()),
-                    "ratio_text": pa.array([f"{ratios[d]:.6g}" for d in group], pa.string()),
-                }
-            )
+    for group in _day_groups(days, counts, ratios):
+        trace_days = pa.table(
+            {
+                "day": pa.array(group, pa.date32()),
+                "threshold": pa.array([ratios[d] for d in group], pa.float64()),
+                "ratio_text": pa.array([f"{ratios[d]:.6g}" for d in group], pa.string()),
+            }
+        )
+        # Only the group's files are open at a time: a backfill of years stays a few handles.
+        outputs = {
+            day: targets[day].with_suffix(".jsonl.tmp").open("w", encoding="utf-8") for day in group
+        }
+        try:
             with registered(con, "trace_days", trace_days):
                 reader = con.sql(OTLP_SELECT, params=[domain])
                 for batch in reader.to_arrow_reader(BATCH_ROWS):
@@ -214,9 +214,9 @@ def _write_days(
                         chunk = [line for _, line in rows]
                         outputs[day].write("\n".join(chunk) + "\n")
                         written[day] += len(chunk)
-    finally:
-        for out in outputs.values():
-            out.close()
+        finally:
+            for out in outputs.values():
+                out.close()
     for target in targets.values():
         os.replace(target.with_suffix(".jsonl.tmp"), target)
     return [TraceFile(path=targets[d], traces=written[d], sample_ratio=ratios[d]) for d in days]
