@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.quality.data_docs import install_styles, strip_remote_assets, write_index
+from hitl_gate.quality.data_docs import strip_remote_assets, write_index
 from hitl_gate.quality.expectation_batches import database_path, engine_kwargs, prepare_stage
 from hitl_gate.quality.expectations import (
     TRAILING,
@@ -37,6 +37,7 @@ from hitl_gate.quality.expectations import (
     load_expectations,
     outcomes_frame,
 )
+from hitl_gate.quality.gx_projects import OPEN_PROJECTS, GxProject
 
 if TYPE_CHECKING:
     from great_expectations.data_context.store.store import DataDocsSiteConfigTypedDict
@@ -109,13 +110,9 @@ def _gx_expectation(e: Expectation, position: int) -> Any:
     return cls(**kwargs, meta=meta)
 
 
-def _context(where: GxLocations) -> Any:
-    """The file-backed GE project, with its Data Docs site pointed at the home's folder."""
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
-
-    context = gx.get_context(mode="file", project_root_dir=str(where.project_root))
-    site: DataDocsSiteConfigTypedDict = {
+def _site(where: GxLocations) -> DataDocsSiteConfigTypedDict:
+    """The Data Docs site GE builds into: the home's `data_docs/` folder."""
+    return {
         "class_name": "SiteBuilder",
         "site_index_builder": {
             "class_name": "DefaultSiteIndexBuilder",
@@ -126,22 +123,6 @@ def _context(where: GxLocations) -> Any:
             "base_directory": str(where.data_docs),
         },
     }
-    install_styles(Path(context.root_directory))  # inlined by GE into every page it builds
-    sites = context.variables.data_docs_sites or {}
-    if sites.get(SITE_NAME) != site:
-        if SITE_NAME in sites:
-            context.update_data_docs_site(SITE_NAME, site)
-        else:
-            context.add_data_docs_site(SITE_NAME, site)
-    bars = context.variables.progress_bars
-    shown = (
-        bars.get("globally", True) if isinstance(bars, dict) else getattr(bars, "globally", True)
-    )
-    if shown:
-        # Progress bars on stderr would flood the Dagster run log and the CLI.
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        context.variables.save()
-    return context
 
 
 def _observed(e: Expectation, result: dict, error: str | None) -> str:
@@ -276,7 +257,7 @@ def _validation_turn(where: GxLocations) -> Iterator[None]:
         lock.release()
 
 
-def _build_pages(context: Any, where: GxLocations, identifiers: list[Any]) -> list[Path]:
+def _build_pages(project: GxProject, where: GxLocations, identifiers: list[Any]) -> list[Path]:
     """Build the run's result pages and its suites' pages, self-contained, then the index.
 
     GE's own index is not built: it is drawn by scripts from CDNs and re-reads every stored
@@ -287,16 +268,12 @@ def _build_pages(context: Any, where: GxLocations, identifiers: list[Any]) -> li
     )
 
     suites = sorted({i.expectation_suite_identifier.name for i in identifiers})
-    built = [*identifiers, *(ExpectationSuiteIdentifier(name=name) for name in suites)]
-    context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=built, build_index=False)
-    pages = [
-        Path(str(url["site_url"]).removeprefix("file://"))
-        for identifier in built
-        for url in context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE_NAME)
-    ]
+    pages = project.build_pages(
+        [*identifiers, *(ExpectationSuiteIdentifier(name=name) for name in suites)]
+    )
     for page in pages:
         strip_remote_assets(page, where.data_docs)
-    write_index(where.data_docs, Path(context.root_directory))
+    write_index(where.data_docs, Path(project.context.root_directory))
     return pages[: len(identifiers)]
 
 
@@ -322,26 +299,27 @@ def run_suite(
         views = prepare_stage(
             where.warehouse, domain, stage, days, trailing[0][1].days if trailing else None
         )
-        context = _context(where)
-        datasource = _datasource(
-            context,
-            f"{domain}_warehouse",
-            f"{register()}:///{database_path(where.warehouse)}",
-            engine_kwargs(where.warehouse),
-        )
-        run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
-        outcomes, identifiers = [], []
-        try:
-            for table, part in ((views.checked, direct), (views.row_counts, trailing)):
-                if not part:
-                    continue
-                name = f"{domain}.{stage}" + ("" if table == views.checked else ".row_counts")
-                got, identifier = _validate(context, datasource, name, table, part, run_id)
-                outcomes += got
-                identifiers.append(identifier)
-        finally:
-            _release(datasource)
-        pages = _build_pages(context, where, identifiers)
+        with OPEN_PROJECTS.using(where.project_root, SITE_NAME, _site(where)) as project:
+            context = project.context
+            datasource = _datasource(
+                context,
+                f"{domain}_warehouse",
+                f"{register()}:///{database_path(where.warehouse)}",
+                engine_kwargs(where.warehouse),
+            )
+            run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+            outcomes, identifiers = [], []
+            try:
+                for table, part in ((views.checked, direct), (views.row_counts, trailing)):
+                    if not part:
+                        continue
+                    name = f"{domain}.{stage}" + ("" if table == views.checked else ".row_counts")
+                    got, identifier = _validate(context, datasource, name, table, part, run_id)
+                    outcomes += got
+                    identifiers.append(identifier)
+            finally:
+                _release(datasource)
+            pages = _build_pages(project, where, identifiers)
         ordered = [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
         return SuiteRun(
             outcomes=ordered,
