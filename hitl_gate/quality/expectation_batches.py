@@ -6,7 +6,14 @@ those files where they are (no copy), a view of the days being checked, and a ta
 checked day's row count against its trailing days. Paths inside the views are relative and
 resolved through DuckDB's `file_search_path`, so the home folder can move. DuckDB cannot bind
 parameters in DDL ("Unexpected prepared parameter"), so view text holds only identifiers built
-from validated names; every value (days, window length) is bound.
+from validated names and file names built from dates; every value (days, window length) is bound.
+
+The view of the checked days reads those days' own files, not every day's: the IO manager writes
+each day's rows, and only them, to the day's file, and GE's ~10 queries of a check each opened
+all of a stage's files (90 in the demo home; a year of history is 365) to keep a few rows. Where
+those files do not have the columns and types of all the stage's files together (a column added
+or widened since), the view reads every file, as `union_by_name` then gives the checked rows the
+stage's whole schema; the row counts against the trailing days read the window's files.
 
 Every session on the file (this module's and Great Expectations' engine, `gx_dialect`) may read
 only the warehouse (`readable_directories`): a view planted in the file by whoever can write
@@ -18,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +79,39 @@ def readable_directories(warehouse: Path) -> list[str]:
     return [f"{root}/", *(f"{name}/" for name in domains)]
 
 
+def _day_files(warehouse: Path, domain: str, stage: str, days: Sequence[date]) -> str | None:
+    """The stored files of `days` as a DuckDB list literal (relative paths), or None if none is.
+
+    Names are built from validated identifiers and ISO dates only (see the module docstring)."""
+    names = [f"{domain}/{stage}/{day.isoformat()}.parquet" for day in sorted(set(days))]
+    stored = [name for name in names if (warehouse / name).is_file()]
+    return "[" + ", ".join(f"'{name}'" for name in stored) + "]" if stored else None
+
+
+def _columns(con: duckdb.DuckDBPyConnection, source: str) -> list[tuple[str, str]]:
+    """Names and types of `source`'s columns, in order."""
+    return [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+
+
+def _checked_source(
+    con: duckdb.DuckDBPyConnection, warehouse: Path, domain: str, stage: str, days: Sequence[date]
+) -> str:
+    """What the checked days' view reads: their own files when these have the stage's whole
+    schema (the usual case), else every file through the stage's view."""
+    base = _identifier(domain, stage)
+    files = _day_files(warehouse, domain, stage, days)
+    if files is None:
+        return base
+    own = f"read_parquet({files}, union_by_name = true)"
+    return own if _columns(con, own) == _columns(con, base) else base
+
+
+def _window_days(days: Sequence[date], trailing_days: int) -> list[date]:
+    """Every day whose row count the trailing medians of `days` can use, and `days` themselves."""
+    first, last = min(days), max(days)
+    return [first - timedelta(days=n) for n in range(trailing_days, -(last - first).days - 1, -1)]
+
+
 def _identifier(*parts: str) -> str:
     """A view name from domain and stage names, refused unless it is a plain identifier."""
     name = "__".join(parts)
@@ -111,8 +151,9 @@ def prepare_stage(
             f"CREATE OR REPLACE VIEW {base} AS "
             f"SELECT * FROM read_parquet('{files}', union_by_name = true)"
         )
+        source = _checked_source(con, warehouse, domain, stage, days)
         con.execute(
-            f"CREATE OR REPLACE VIEW {views.checked} AS SELECT * FROM {base} WHERE partition_date"
+            f"CREATE OR REPLACE VIEW {views.checked} AS SELECT * FROM {source} WHERE partition_date"
             f" IN (SELECT partition_date FROM checked_days WHERE view_name = '{base}')"
         )
         con.execute(
@@ -124,12 +165,16 @@ def prepare_stage(
             "INSERT INTO checked_days SELECT ?, unnest(?::DATE[])", [base, sorted(set(days))]
         )
         con.execute("DELETE FROM trailing_row_counts WHERE view_name = ?", [base])
-        if trailing_days is not None:
+        window = None
+        if trailing_days is not None and days:
+            window = _day_files(warehouse, domain, stage, _window_days(days, trailing_days))
+        if trailing_days is not None and window is not None:
             con.execute(
                 f"""
                 INSERT INTO trailing_row_counts
                 WITH counts AS (
-                    SELECT partition_date, count(*)::BIGINT AS row_count FROM {base} GROUP BY ALL
+                    SELECT partition_date, count(*)::BIGINT AS row_count
+                    FROM read_parquet({window}, union_by_name = true) GROUP BY ALL
                 ), checked AS (
                     SELECT c.partition_date, c.row_count, (
                         SELECT median(h.row_count) FROM counts h
