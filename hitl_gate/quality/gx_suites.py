@@ -203,11 +203,10 @@ def _validate(
     )
 
     batch_definition = _batch_definition(datasource, table)
-    suite = context.suites.add_or_update(
-        gx.ExpectationSuite(
-            name=suite_name, expectations=[_gx_expectation(e, i) for i, e in expectations]
-        )
+    suite = gx.ExpectationSuite(
+        name=suite_name, expectations=[_gx_expectation(e, i) for i, e in expectations]
     )
+    # Stores the suite too (GE adds or updates a validation definition's suite with it).
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
     )
