@@ -11,8 +11,9 @@ checks the ratio with `expect_column_values_to_be_between` (days without history
 as in GE everywhere, nulls are not counted against the expectation).
 
 The GE project lives in `<home>/gx/` (suites, validation results) and its Data Docs site is the
-home's `data_docs/` folder. `great_expectations` takes seconds to import: only the functions
-that run a suite import it.
+home's `data_docs/` folder; a process keeps the GE context and its Data Docs site builder open
+between checks while the project file is unchanged (`gx_projects.py`). `great_expectations` takes
+seconds to import: only the functions that run a suite import it.
 """
 
 from __future__ import annotations
