@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -114,6 +115,13 @@ def import_graph(root: Path = ROOT) -> dict[str, set[str]]:
     return {module: imported_modules(module, path, files) for module, path in files.items()}
 
 
+@cache
+def project_graph() -> dict[str, set[str]]:
+    """The checkout's import graph, read once per test process (the three rules share it;
+    nothing edits the tree while the tests run). Callers get the same graph: never mutate it."""
+    return import_graph()
+
+
 def upward_imports(graph: dict[str, set[str]]) -> list[str]:
     """Every import of a higher layer, as readable lines."""
     return sorted(
@@ -180,11 +188,11 @@ def test_every_module_is_in_a_layer() -> None:
 
 
 def test_no_module_imports_a_higher_layer() -> None:
-    assert upward_imports(import_graph()) == []
+    assert upward_imports(project_graph()) == []
 
 
 def test_the_library_never_imports_assets_or_pipelines() -> None:
-    graph = import_graph()
+    graph = project_graph()
     library = [m for m in graph if layer_of(m) <= 3]
     offenders = sorted(
         f"{module} imports {target}"
@@ -196,7 +204,7 @@ def test_the_library_never_imports_assets_or_pipelines() -> None:
 
 
 def test_no_import_cycles() -> None:
-    assert cycles(import_graph()) == []
+    assert cycles(project_graph()) == []
 
 
 @pytest.mark.parametrize(

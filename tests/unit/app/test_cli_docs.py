@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from functools import cache
 
 import pytest
 
@@ -56,8 +57,13 @@ def argv_forms(text: str) -> list[list[str]]:
     return forms
 
 
+# One parser per test process: parsing leaves an argparse parser as it was, and building one
+# costs about 10 ms (a hundred documented lines, several forms each).
+parser = cache(build_parser)
+
+
 def _top_commands() -> set[str]:
-    return set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    return set(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
 
 
 COMMANDS = documented_commands()
@@ -77,11 +83,11 @@ def test_a_documented_command_parses(
             prefix = argv[: argv.index(choices)]
             for name in choices.split("|"):
                 with pytest.raises(SystemExit) as stop:
-                    build_parser().parse_args([*prefix, name, "--help"])
+                    parser().parse_args([*prefix, name, "--help"])
                 assert stop.value.code == 0, (where, name, capsys.readouterr().err)
             continue
         try:
-            args = build_parser().parse_args(argv)
+            args = parser().parse_args(argv)
         except SystemExit:
             pytest.fail(f"{where}: hitl {' '.join(argv)}: {capsys.readouterr().err}")
         assert callable(args.func), where

@@ -7,6 +7,7 @@ from functools import partial
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.execution.accounting import day_accounting
@@ -31,6 +32,7 @@ def _execution(con, case_id: str, day: date) -> None:  # noqa: ANN001
     )
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_each_day_balances_only_when_every_case_is_accounted_for(tmp_path: Path) -> None:
     statuses = pl.DataFrame(
         {

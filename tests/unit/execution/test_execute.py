@@ -61,6 +61,7 @@ def _sealer(tmp_path: Path, run_id: str) -> InputSealer:
     return input_sealer(_key(tmp_path), tmp_path / "checkpoints", None, run_id)
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_day_executes_once_and_its_outbox_is_rewritten(tmp_path: Path) -> None:
     routed = _routed(
         ["auto_approve", "auto_decline", "human_review", "human_review", "human_review"]
@@ -89,6 +90,7 @@ def test_a_day_executes_once_and_its_outbox_is_rewritten(tmp_path: Path) -> None
     assert runs["run_id"].to_list() == ["run-1"]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_carried_copies_are_executed_in_their_own_day_only(tmp_path: Path) -> None:
     routed = _routed(["human_review", "human_review"])
     carried = routed.head(1).with_columns(
@@ -109,6 +111,7 @@ def test_carried_copies_are_executed_in_their_own_day_only(tmp_path: Path) -> No
     assert done.actions.height == 2 and done.executed_now == 2
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_verdict_not_in_the_sealed_log_executes_nothing(tmp_path: Path) -> None:
     """Verdicts forged into the database after the inputs were sealed, or never recorded."""
     routed = _routed(["auto_approve", "human_review", "human_review", "human_review"])
@@ -131,6 +134,7 @@ def test_a_verdict_not_in_the_sealed_log_executes_nothing(tmp_path: Path) -> Non
     assert statuses["c3"] == "refused_unsealed"
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_deleted_halt_row_refuses_the_domain(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
     with audit_connection(db) as con:

@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.execution.execute import execute_days
@@ -29,6 +30,7 @@ def _declare_gold(db: Path) -> None:
         )
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_gold_routed_as_automatic_approval_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
     _declare_gold(db)
@@ -43,6 +45,7 @@ def test_gold_routed_as_automatic_approval_is_refused(tmp_path: Path) -> None:
     assert pl.read_parquet(tmp_path / "out" / f"{DAY}.parquet")["case_id"].to_list() == ["c0"]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_gold_with_a_reviewer_verdict_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
     _declare_gold(db)
@@ -54,6 +57,7 @@ def test_gold_with_a_reviewer_verdict_is_refused(tmp_path: Path) -> None:
     assert GOLD not in done.executed["case_id"].to_list()
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_forged_execution_row_of_a_gold_case_never_reaches_the_outbox(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
     _declare_gold(db)

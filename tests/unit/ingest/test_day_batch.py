@@ -68,6 +68,7 @@ def test_new_and_repeated_files_split_on_duplicate_of(tmp_path: Path, domain: Do
     assert [(f.path.name, orig) for f, orig in repeated_files(frame)] == [("a.csv", "earlier.csv")]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_day_batch_accounts_for_every_row_and_file(tmp_path: Path, domain: DomainConfig) -> None:
     good = applications(domain, 5)
     bad = applications(domain, 2, first=5).with_columns(loan_amount=pl.lit("lots"))
@@ -86,6 +87,7 @@ def test_a_day_batch_accounts_for_every_row_and_file(tmp_path: Path, domain: Dom
     assert stored_quarantine["column_name"].to_list() == ["loan_amount"]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_case_accepted_on_another_day_is_quarantined_here(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
@@ -104,6 +106,7 @@ def test_a_case_accepted_on_another_day_is_quarantined_here(
     assert (batch.accepted.height, batch.rows_quarantined, batch.rows_read) == (1, 3, 4)
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_the_same_bytes_twice_are_one_file_and_a_duplicate_row(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
@@ -118,6 +121,7 @@ def test_the_same_bytes_twice_are_one_file_and_a_duplicate_row(
     assert statuses["status"].to_list() == ["accepted", "duplicate"]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_rerunning_a_day_replaces_its_accounting(tmp_path: Path, domain: DomainConfig) -> None:
     land(tmp_path, "a.csv", applications(domain, 3))
     with audit_connection(tmp_path / "audit.duckdb") as con:

@@ -50,6 +50,7 @@ def _register(
     return register_files(con, "d", discover_landing_files(root, "cases", day), run, NOW)
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_rerun_finds_the_same_versions_and_records_nothing_new(tmp_path: Path) -> None:
     _write(tmp_path, DAY1, "a.csv", "case_id,amount\nc1,1\n")
     with audit_connection(tmp_path / "audit.duckdb") as con:
@@ -61,6 +62,7 @@ def test_a_rerun_finds_the_same_versions_and_records_nothing_new(tmp_path: Path)
     assert rows.height == 1 and rows["run_id"].to_list() == ["r1"]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_changed_file_under_the_same_name_is_the_next_version(tmp_path: Path) -> None:
     with audit_connection(tmp_path / "audit.duckdb") as con:
         _write(tmp_path, DAY1, "a.csv", "case_id,amount\nc1,-1\n")
@@ -73,6 +75,7 @@ def test_a_changed_file_under_the_same_name_is_the_next_version(tmp_path: Path) 
     assert rows.rows() == [("a.csv", 1, "r1"), ("a.csv", 2, "r2")]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_the_same_bytes_twice_are_ingested_once(tmp_path: Path) -> None:
     text = "case_id,amount\nc1,1\n"
     _write(tmp_path, DAY1, "a.csv", text)
@@ -88,6 +91,7 @@ def test_the_same_bytes_twice_are_ingested_once(tmp_path: Path) -> None:
     assert stored["partition_date"].to_list() == [DAY1]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_case_ids_accepted_in_another_partition_are_quarantined(tmp_path: Path) -> None:
     _write(tmp_path, DAY1, "a.csv", "case_id,amount\nc1,1\nc2,2\n")
     _write(tmp_path, DAY2, "b.csv", "case_id,amount\nc3,3\nc1,4\nc2,-5\n")
@@ -111,6 +115,7 @@ def test_case_ids_accepted_in_another_partition_are_quarantined(tmp_path: Path) 
     assert (files["rows_read"], files["rows_accepted"], files["rows_quarantined"]) == (3, 1, 2)
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_ids_stored_before_ids_were_canonical_still_hold_their_canonical_id(
     tmp_path: Path,
 ) -> None:
@@ -153,6 +158,7 @@ def test_ids_stored_before_ids_were_canonical_still_hold_their_canonical_id(
     assert "stored there as 'c4\\t'" in messages[3]  # shown escaped
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_a_contract_version_names_one_digest(tmp_path: Path) -> None:
     digest = contract_digest(CONTRACT)
     changed = CONTRACT.model_copy(update={"max_future_skew_hours": 1.0})
@@ -167,6 +173,7 @@ def test_a_contract_version_names_one_digest(tmp_path: Path) -> None:
     assert stored.rows() == [(1, "r1"), (2, "r4")]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_files_balance_fails_when_a_listed_file_is_not_accounted_for(tmp_path: Path) -> None:
     """The check can fail: a listing of three entries against two accounted files."""
     from hitl_gate.ingest.landing_registry import files_balance, record_listings

@@ -96,6 +96,7 @@ def test_the_window_runs_from_the_baseline_start_to_the_last_day() -> None:
     assert inputs.window == [DAY + timedelta(days=i) for i in range(-3, 2)]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_inputs_cover_the_window_and_the_run_days_only(tmp_path: Path) -> None:
     t = Thresholds(baseline_days=2)
     with audit_connection(tmp_path / "audit.duckdb") as con:
@@ -110,6 +111,7 @@ def test_inputs_cover_the_window_and_the_run_days_only(tmp_path: Path) -> None:
     assert inputs.qa.height == 0
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_only_runs_without_stage_times_are_pending(tmp_path: Path) -> None:
     with audit_connection(tmp_path / "audit.duckdb") as con:
         seed(con, decision_rows(DAY, ["auto_approve"], "run-a"))
@@ -133,6 +135,7 @@ def test_only_runs_without_stage_times_are_pending(tmp_path: Path) -> None:
         assert runs_without_stage_times(con, "consumer_credit", [DAY]) == ["run-b"]
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_stage_times_are_recorded_once(tmp_path: Path) -> None:
     events = [
         StageMaterialization("run-a", "risk_scores", DAY, AS_OF),
@@ -180,6 +183,7 @@ def test_evaluation_counts_the_run_days_and_runs_every_detector(
     assert evaluation.checks_failed == 0
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_storing_replaces_the_days_and_writes_traces_when_asked(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
@@ -214,6 +218,7 @@ def test_links_and_report_name_the_deciding_model(tmp_path: Path, domain: Domain
     assert "Operations report: consumer_credit" in report.read_text()
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_fairness_rows_and_checks_use_the_stored_protected_values(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
@@ -258,6 +263,7 @@ def test_fairness_rows_and_checks_use_the_stored_protected_values(
     assert impact.passed, "one case a group is below min_group_cases: reported, not judged"
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_run_summary_states_the_route_shares(tmp_path: Path) -> None:
     from hitl_gate.observability.run_summary import route_share_lines
 
@@ -271,6 +277,7 @@ def test_run_summary_states_the_route_shares(tmp_path: Path) -> None:
         )
 
 
+@pytest.mark.usefixtures("fresh_audit_db")
 def test_evaluation_in_duckdb_equals_the_frame_evaluation(
     tmp_path: Path, domain: DomainConfig
 ) -> None:

@@ -43,6 +43,7 @@ def test_other_settings_never_borrow_a_lent_build(hitl_paths: HitlPaths, tmp_pat
     assert str(tmp_path / "other") in audit_db["database"]
 
 
+@pytest.mark.slow  # a real job run: Feast store, MLflow client and a Great Expectations suite
 def test_a_run_builds_the_definitions_once(
     hitl_paths: HitlPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -328,6 +328,19 @@ _VALUES = {
 }
 
 
+def _assert_shortcut_reports_what_pandera_reports(frame: pl.DataFrame) -> None:
+    """With and without the clean-frame shortcut, the same valid rows and the same failures."""
+    quick = validate_frame(frame, CONTRACT, "case_id")
+    original = contract_module._surely_passes
+    contract_module._surely_passes = lambda *_: False
+    try:
+        full = validate_frame(frame, CONTRACT, "case_id")
+    finally:
+        contract_module._surely_passes = original
+    assert quick[0].equals(full[0]) and quick[1].equals(full[1])
+
+
+@pytest.mark.slow  # a property suite (300 frames, each validated twice): `make test`, not test-fast
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     rows=st.lists(st.fixed_dictionaries(_VALUES), min_size=1, max_size=5),
@@ -338,14 +351,29 @@ def test_the_clean_frame_shortcut_reports_exactly_what_pandera_reports(rows, ids
     shortcut every frame gives the same valid rows and the same failures."""
     rows = [{"case_id": ids[i], **row} for i, row in enumerate(rows)]
     frame = pl.DataFrame(rows, schema=dict.fromkeys(["case_id", *_VALUES], pl.String))
-    quick = validate_frame(frame, CONTRACT, "case_id")
-    original = contract_module._surely_passes
-    contract_module._surely_passes = lambda *_: False
-    try:
-        full = validate_frame(frame, CONTRACT, "case_id")
-    finally:
-        contract_module._surely_passes = original
-    assert quick[0].equals(full[0]) and quick[1].equals(full[1])
+    _assert_shortcut_reports_what_pandera_reports(frame)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"case_id": ["c1", "c1", None, ""]},
+        {"seen_at": ["2018-01-03T10:15:00", None, "2018-01-03", "2018-01-03T10:15:00"]},
+        {"amount": ["-0.0", "100.01", "-1", "inf"]},
+        {"amount": ["1.5", "NaN", "0", "100"]},
+        {"term": ["36", "48", None, "36.0"]},
+        {"kind": ["a", "c", "", None]},
+        {"flag": ["true", "maybe", None, "0"]},
+        {"born": ["1980-02-30", None, "2000-01-01", "1980-02-29"]},
+    ],
+    ids=["clean", "case_id", "seen_at", "amount", "nan", "term", "kind", "flag", "born"],
+)
+def test_the_clean_frame_shortcut_agrees_with_pandera_on_each_kind_of_failure(
+    overrides: dict[str, list[str | None]],
+) -> None:
+    """The property suite's corner values, one column at a time (test-fast's share of it)."""
+    _assert_shortcut_reports_what_pandera_reports(_frame(**overrides))
 
 
 def test_pandera_runs_only_on_frames_not_proven_clean(monkeypatch) -> None:

@@ -52,14 +52,18 @@ def _route(home: Path, rows: list[tuple], days: list[date], slice_rows: int) -> 
     return routed
 
 
-@pytest.fixture
-def home_with_backlog(tmp_path: Path) -> Path:
-    """A home whose unit policy is in force and whose day D0 left cases waiting for review."""
-    home = tmp_path / "base"
+@pytest.fixture(scope="module")
+def home_with_backlog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home whose unit policy is in force and whose day D0 left cases waiting for review.
+
+    Built once per test process: every test routes in its own copy (`shutil.copytree`), never
+    in this one."""
+    folder = tmp_path_factory.mktemp("sliced-base")
+    home = folder / "base"
     home.mkdir()
     with audit_connection(home / "audit.duckdb") as con:
-        staff_policy_people(con, keyring(tmp_path))
-        activate(con, keyring(tmp_path), frames.domain(), frames.policy(tmp_path))
+        staff_policy_people(con, keyring(folder))
+        activate(con, keyring(folder), frames.domain(), frames.policy(folder))
     _route(home, frames.day_of_cases(20, D0, "z"), [D0], slice_rows=1000)
     return home
 
