@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import DOMAINS_ENV
+from tests.e2e.claims_home import ClaimsHome, build_claims, claims_home_at
 from tests.e2e.home_templates import HOME_ENV_NAMES, HomeTemplate, session_template
 
 TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates.HomeTemplate)
@@ -81,3 +83,21 @@ def demo_home(demo_template: HomeTemplate, monkeypatch: pytest.MonkeyPatch) -> I
         monkeypatch.delenv(name, raising=False)
     with demo_template.checkout() as work:
         yield HitlPaths.at(work / "home")
+
+
+@pytest.fixture(scope="session")
+def claims_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeTemplate]:
+    """The claims home of the run (tests/e2e/claims_home.py), built once."""
+    yield from session_template(tmp_path_factory, "claims-template", build_claims)
+
+
+@pytest.fixture
+def claims(claims_template: HomeTemplate, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClaimsHome]:
+    """The built claims home, restored for this test alone (tests may change anything in it);
+    the process sees its domains folder (`HITL_DOMAINS_DIR`) while the test lasts."""
+    for name in HOME_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    with claims_template.checkout() as work:
+        home = claims_home_at(work)
+        monkeypatch.setenv(DOMAINS_ENV, str(home.root / "domains"))
+        yield home
