@@ -19,11 +19,12 @@ from tests.e2e.home_templates import HOME_ENV_NAMES, HomeTemplate, session_templ
 TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates.HomeTemplate)
 # Templates whose tests stay on one xdist worker (`xdist_group`), so that they never wait for
 # each other's lock. Spreading a template's tests would need a build per worker (each in its
-# own folder: a built home cannot move) and pays only while some worker would otherwise idle.
-# By an estimate from the durations of 2026-12-05 on the 2-core machine, both workers are busy
-# about equally long (the demo build and its tests, about 550 s, on one; the rest, about as
-# long, on the other): the run is bound by its CPU work, so a second demo build (about 160 s)
-# would cost more than spreading the demo's tests saves.
+# own folder: a built home cannot move) and pays only while some worker would otherwise idle:
+# the run is bound by its CPU work, so a second demo build (about 75 s) would cost more than
+# spreading the demo's tests saves. xdist hands out the largest group first, so the demo's
+# group (the build, about 80 s, and some 55 tests) and the claims home's (its build and 3
+# tests, the recovery test's 14 killed runs among them) start on different workers; the
+# demo's group must stay well below half the suite's work (2026-12-06: about 240 s of 600-700).
 ONE_WORKER_TEMPLATES = frozenset({"claims_template", "demo_template"})
 E2E_DIR = Path(__file__).parent
 
