@@ -73,24 +73,33 @@ def restore(home: Path, pristine: Path) -> None:
     shutil.copytree(pristine, work, symlinks=True)
 
 
-def add_landing_file(home: Path, case_id: str = NEW_CASE, file_name: str = "bench_new.csv") -> None:
-    """One new file in the day's landing folder: an automatically decided case of the day,
-    copied under a new id (`case_id`). Also the recovery test's new case."""
+def add_landing_file(
+    home: Path,
+    case_id: str = NEW_CASE,
+    file_name: str = "bench_new.csv",
+    *,
+    landing_subdir: str = DOMAIN_LANDING,
+    day: str = DAY,
+) -> None:
+    """One new file in the day's landing folder (`landing_subdir/day`, consumer_credit's
+    `DAY` unless said): an automatically decided case of the day, copied under a new id
+    (`case_id`; ids are the files' first column). Also the recovery test's new case."""
     from hitl_gate.core.database import audit_connection, query_frame
     from hitl_gate.core.home import HitlPaths
 
     paths = HitlPaths.at(home)
-    folder = paths.landing / DOMAIN_LANDING / DAY
-    source = next(folder.glob("applications_*.csv")).read_text(encoding="utf-8").splitlines()
+    folder = paths.landing / landing_subdir / day
+    source = next(p for p in sorted(folder.glob("*.csv")) if p.name != file_name)
+    lines = source.read_text(encoding="utf-8").splitlines()
     with audit_connection(paths.audit_db, read_only=True) as con:
         automatic = set(
             query_frame(con, "SELECT case_id FROM decisions WHERE route <> 'human_review'")[
                 "case_id"
             ]
         )
-    row = next(r.split(",") for r in source[1:] if r.split(",")[0] in automatic)
+    row = next(r.split(",") for r in lines[1:] if r.split(",")[0] in automatic)
     row[0] = case_id
-    (folder / file_name).write_text(f"{source[0]}\n{','.join(row)}\n", encoding="utf-8")
+    (folder / file_name).write_text(f"{lines[0]}\n{','.join(row)}\n", encoding="utf-8")
 
 
 class StepClock:

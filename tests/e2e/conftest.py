@@ -1,6 +1,10 @@
 """End-to-end fixtures: the demo home, a fresh one for every test that asks for it.
 
 Defined here, so only tests under tests/e2e/ can use it (`make test-fast` never builds it).
+
+Every process of a run that collects tests/e2e/ (each xdist worker) and every process it starts
+(Dagster step processes, the recovery test's killed runs) computes with one OpenMP thread and
+one BLAS thread (`one_thread_per_process`).
 """
 
 from __future__ import annotations
@@ -10,20 +14,43 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import DOMAINS_ENV
+from tests.e2e.claims_home import ClaimsHome, build_claims, claims_home_at
 from tests.e2e.home_templates import HOME_ENV_NAMES, HomeTemplate, session_template
 
 TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates.HomeTemplate)
 # Templates whose tests stay on one xdist worker (`xdist_group`), so that they never wait for
 # each other's lock. Spreading a template's tests would need a build per worker (each in its
-# own folder: a built home cannot move) and pays only while some worker would otherwise idle.
-# By an estimate from the durations of 2026-12-05 on the 2-core machine, both workers are busy
-# about equally long (the demo build and its tests, about 550 s, on one; the rest, about as
-# long, on the other): the run is bound by its CPU work, so a second demo build (about 160 s)
-# would cost more than spreading the demo's tests saves.
+# own folder: a built home cannot move) and pays only while some worker would otherwise idle:
+# the run is bound by its CPU work, so a second demo build (about 75 s) would cost more than
+# spreading the demo's tests saves. xdist hands out the largest group first, so the demo's
+# group (the build, about 80 s, and some 55 tests) and the claims home's (its build and 3
+# tests, the recovery test's 14 killed runs among them) start on different workers; the
+# demo's group must stay well below half the suite's work (2026-12-06: about 240 s of 600-700).
 ONE_WORKER_TEMPLATES = frozenset({"claims_template", "demo_template"})
 E2E_DIR = Path(__file__).parent
+THREAD_POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def one_thread_per_process() -> None:
+    """One OpenMP and one BLAS thread in this process and in those it starts.
+
+    The suite runs a worker per core, so a second thread only ever waits for a core, and
+    OpenMP's and OpenBLAS's threads wait by spinning: scikit-learn's gradient boosting (the
+    challenger trained in test_model_governance_e2e.py) took about 10x the CPU with two threads
+    on the busy 2-core machine (4.4 s against 0.33 s for 9,000 rows; the scorecard's fit 3x),
+    for the same model (equal predictions). A library loads its pool's size when it is first
+    loaded (the variables, inherited by child processes) or is told by threadpoolctl (those
+    loaded already, numpy's OpenBLAS among them). A deployment's own values are kept.
+    """
+    omp, blas = (int(os.environ.setdefault(name, "1")) for name in THREAD_POOL_ENV)
+    threadpool_limits({"openmp": omp, "blas": blas})
+
+
+one_thread_per_process()  # at collection, so every test of the run computes alike
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -81,3 +108,21 @@ def demo_home(demo_template: HomeTemplate, monkeypatch: pytest.MonkeyPatch) -> I
         monkeypatch.delenv(name, raising=False)
     with demo_template.checkout() as work:
         yield HitlPaths.at(work / "home")
+
+
+@pytest.fixture(scope="session")
+def claims_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeTemplate]:
+    """The claims home of the run (tests/e2e/claims_home.py), built once."""
+    yield from session_template(tmp_path_factory, "claims-template", build_claims)
+
+
+@pytest.fixture
+def claims(claims_template: HomeTemplate, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClaimsHome]:
+    """The built claims home, restored for this test alone (tests may change anything in it);
+    the process sees its domains folder (`HITL_DOMAINS_DIR`) while the test lasts."""
+    for name in HOME_ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    with claims_template.checkout() as work:
+        home = claims_home_at(work)
+        monkeypatch.setenv(DOMAINS_ENV, str(home.root / "domains"))
+        yield home

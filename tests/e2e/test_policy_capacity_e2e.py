@@ -1,7 +1,7 @@
 """Reviewer capacity and re-routing, end to end through real Dagster runs in a temp home.
 
-A small scaffolded domain (the generated warranty claims of tests/test_onboarding.py) gets a
-review queue with a tiny daily capacity, then decides 10 days in two runs of 5 days. It proves:
+On the claims home (tests/e2e/claims_home.py: a small scaffolded domain whose review queue has
+a tiny daily capacity, 10 days decided in two runs of 5 days). It proves:
 deferred cases are carried into later days' review batches (across runs too), are never
 executed while they wait, and every day's accounting balances. A second test re-routes the
 executed days under another activated policy: executed decisions stay final and the
@@ -10,103 +10,15 @@ accounting still balances.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
-from pathlib import Path
-
 import polars as pl
 import pytest
 import yaml
 
 from hitl_gate.app.cli import main
 from hitl_gate.app.scaffold import starter_policy_cases
-from hitl_gate.core.database import audit_connection, query_frame
-from hitl_gate.core.home import HitlPaths
-from hitl_gate.core.settings import DOMAINS_ENV
-from tests.e2e.home_templates import HomeTemplate, session_template
-from tests.e2e.test_onboarding import DAYS, FIRST_DAY, NAME, generated_claims, write_landing
+from tests.e2e.claims_home import CAPACITY, LAST, MIDDLE, RUN_DAYS, ClaimsHome
+from tests.e2e.test_onboarding import FIRST_DAY, NAME
 from tests.signed_acts_fixtures import demo_signing_key
-
-CAPACITY = 2  # a day's review work of the claims queue; routing sends it ~5 a day
-RUN_DAYS = 10  # decided in two runs (all DAYS are ingested: the model trains on them)
-MIDDLE = FIRST_DAY + timedelta(days=RUN_DAYS // 2)
-LAST = FIRST_DAY + timedelta(days=RUN_DAYS - 1)
-
-
-@dataclass(frozen=True)
-class ClaimsHome:
-    """The home, the domains root and the CLI prefix of the scaffolded claims domain."""
-
-    paths: HitlPaths
-    root: Path
-    cli: list[str]
-
-    def run(self, first: date, last: date) -> None:
-        main([*self.cli, "run", "--partition", first.isoformat(), "--to", last.isoformat()])
-
-    def frame(self, sql: str) -> pl.DataFrame:
-        with audit_connection(self.paths.audit_db, read_only=True) as con:
-            return query_frame(con, sql, [NAME])
-
-
-def build_claims(work: Path) -> None:
-    """The claims domain scaffolded, trained and decided for days 1-5 then 6-10 (two runs)."""
-    tmp = work
-    root = tmp / "onboarding"
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
-            patch.delenv(name, raising=False)
-        patch.setenv(DOMAINS_ENV, str(root / "domains"))
-        paths = HitlPaths.at(tmp / "home")
-        cases = generated_claims()
-        sample = tmp / "claims_history.csv"
-        cases.write_csv(sample, datetime_format="%Y-%m-%dT%H:%M:%S")
-        main(
-            ["domain", "init", NAME, "--from", str(sample), "--label", "fraud", "--positive", "yes"]
-        )
-        review_file = root / "domains" / NAME / "review.yaml"
-        review = yaml.safe_load(review_file.read_text(encoding="utf-8"))
-        review["queues"][f"{NAME}_review"]["daily_capacity"] = CAPACITY
-        review_file.write_text(yaml.safe_dump(review, sort_keys=False), encoding="utf-8")
-        write_landing(cases, paths.landing)
-        home = _claims_home(work)
-        last_landed = FIRST_DAY + timedelta(days=DAYS - 1)
-        main([*home.cli, "run", "--partition", FIRST_DAY.isoformat(), "--to",
-              last_landed.isoformat(), "--ingest-only"])  # fmt: skip
-        main([*home.cli, "train"])
-        # Review batches go to registered people of the queue's role: the onboarded domain's.
-        from hitl_gate.app.demo_identities import ensure_demo_people
-        from hitl_gate.core.domain import load_domain
-
-        ensure_demo_people(paths, [load_domain(NAME, [root / "domains"])])
-        home.run(FIRST_DAY, MIDDLE - timedelta(days=1))
-        home.run(MIDDLE, LAST)
-
-
-def _claims_home(work: Path) -> ClaimsHome:
-    root = work / "onboarding"
-    paths = HitlPaths.at(work / "home")
-    cli = ["--home", str(paths.home), "--domains-dir", str(root / "domains"), "--domain", NAME]
-    return ClaimsHome(paths, root, cli)
-
-
-@pytest.fixture(scope="session")
-def claims_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HomeTemplate]:
-    """The claims home, built once per run (tests/e2e/home_templates.py)."""
-    yield from session_template(tmp_path_factory, "claims-template", build_claims)
-
-
-@pytest.fixture
-def claims(claims_template: HomeTemplate, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClaimsHome]:
-    """The built claims home, restored for this test alone (re-routing changes it)."""
-    for name in ("HITL_HOME", "HITL_LANDING_DIR", "HITL_REVIEW_DIR", "DAGSTER_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    with claims_template.checkout() as work:
-        home = _claims_home(work)
-        monkeypatch.setenv(DOMAINS_ENV, str(home.root / "domains"))
-        yield home
-
 
 DAY_BOOKS = """
 WITH accepted AS (SELECT partition_date, sum(rows_accepted) AS accepted FROM input_files

@@ -1,6 +1,10 @@
 """Recovery: a real run SIGKILLed at each stage in turn, each time re-run, then run to the end.
 
-It adds one case to its own demo home (every test gets a fresh one), so it runs in any order.
+It adds one case to a day of its own claims home (tests/e2e/claims_home.py; every test gets a
+fresh one), so it runs in any order. The claims home is a full pipeline home (a scaffolded
+domain, its trained champion, ten decided days, review batches with a backlog) of about 15
+cases a day: every stage, its writes and the seal run as on the demo home, at a fraction of
+the cost per run, on the worker that holds the claims home (not the demo's).
 
 Each killed run is a child process forked from a server that imported the heavy libraries
 once (`multiprocessing` forkserver, `PRELOAD`), so a kill costs the run up to that stage, not
@@ -19,15 +23,21 @@ import signal
 import pytest
 
 from assets.factory import PIPELINE_STAGES
-from bench.day_rerun import DAY, add_landing_file  # the day's run, and its new landing file
+from bench.day_rerun import add_landing_file  # the day's new landing file
 from hitl_gate.app.cli import main
 from hitl_gate.audit.run_seal import verify_home, verifying_session
 from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.claims_home import MIDDLE, ClaimsHome
+from tests.e2e.test_onboarding import NAME
 
 pytestmark = pytest.mark.e2e
 
-NEW_CASE = "LC18Q1-KILL1"
+NEW_CASE = "CLM-KILL1"
+# The first day of the claims home's second run: decided cases of earlier days wait in its
+# review backlog, and later days are decided too.
+DAY = MIDDLE.isoformat()
 MID_SEAL = "MID_SEAL"
 # Everything a day's run imports lazily, so that no killed child pays an import: Feast (features),
 # Great Expectations (the expectation checks, about 9 s each time), scikit-learn, MLflow's
@@ -85,8 +95,9 @@ def kill_points() -> list[tuple[str, str]]:
     return points
 
 
-def run_until_killed(home: str, stage: str, point: str) -> None:
-    """Child process: run the day, SIGKILLing this process at (`stage`, `point`)."""
+def run_until_killed(cli: list[str], stage: str, point: str) -> None:
+    """Child process: run the day (`cli`: the home's CLI prefix), SIGKILLing this process at
+    (`stage`, `point`)."""
     from dagster import DagsterInstance
 
     def die() -> None:
@@ -116,7 +127,7 @@ def run_until_killed(home: str, stage: str, point: str) -> None:
             handle(self, event, **kwargs)
 
         DagsterInstance.handle_new_event = handle_then_maybe_die
-    main(["--home", home, "run", "--partition", DAY])
+    main([*cli, "run", "--partition", DAY])
 
 
 def _chain_report(paths: HitlPaths, lineage: bool):
@@ -124,29 +135,29 @@ def _chain_report(paths: HitlPaths, lineage: bool):
         return verify_home(con, paths, None, lineage=lineage)
 
 
-def test_run_killed_at_each_stage_is_recovered_by_the_next_run(demo_home: HitlPaths) -> None:
-    add_landing_file(demo_home.home, NEW_CASE, "kill_test.csv")
+def test_run_killed_at_each_stage_is_recovered_by_the_next_run(claims: ClaimsHome) -> None:
+    paths = claims.paths
+    subdir = load_domain(NAME, [claims.root / "domains"]).landing_subdir
+    add_landing_file(paths.home, NEW_CASE, "kill_test.csv", landing_subdir=subdir, day=DAY)
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(PRELOAD)
     for stage, point in kill_points():
-        child = context.Process(
-            target=run_until_killed, args=(str(demo_home.home), stage, point)
-        )  # fmt: skip
+        child = context.Process(target=run_until_killed, args=(claims.cli, stage, point))
         child.start()
         child.join(timeout=600)
         assert child.exitcode == -signal.SIGKILL, f"{stage} {point}: not killed ({child.exitcode})"
-        report = _chain_report(demo_home, lineage=False)
+        report = _chain_report(paths, lineage=False)
         assert report.ok, f"after a kill at {stage} {point}: {report.summary()}"
-        with audit_connection(demo_home.audit_db, read_only=True) as con:
+        with audit_connection(paths.audit_db, read_only=True) as con:
             duplicates = scalar(
                 con, "SELECT count(*) - count(DISTINCT (domain, case_id)) FROM executions"
             )
         assert duplicates == 0, f"{stage} {point}"
 
-    main(["--home", str(demo_home.home), "run", "--partition", DAY])
-    report = _chain_report(demo_home, lineage=True)
+    main([*claims.cli, "run", "--partition", DAY])
+    report = _chain_report(paths, lineage=True)
     assert report.ok, report.summary()
-    with audit_connection(demo_home.audit_db, read_only=True) as con:
+    with audit_connection(paths.audit_db, read_only=True) as con:
         size = int(scalar(con, "SELECT count(*) FROM audit_events"))  # both chains' entries
         executed = int(scalar(con, "SELECT count(*) FROM executions WHERE case_id = ?", [NEW_CASE]))
         logged = int(scalar(con, "SELECT count(*) FROM audit_events WHERE event_type = "
@@ -159,7 +170,7 @@ def test_run_killed_at_each_stage_is_recovered_by_the_next_run(demo_home: HitlPa
     # no lost case: every application read that day is quarantined, executed or pending
     assert day["rows_read"] == day["rows_quarantined"] + day["executed"] + day["pending_review"]
 
-    main(["--home", str(demo_home.home), "run", "--partition", DAY])  # idempotent re-run
-    with audit_connection(demo_home.audit_db, read_only=True) as con:
+    main([*claims.cli, "run", "--partition", DAY])  # idempotent re-run
+    with audit_connection(paths.audit_db, read_only=True) as con:
         assert int(scalar(con, "SELECT count(*) FROM audit_events")) == size
-    assert _chain_report(demo_home, lineage=True).ok
+    assert _chain_report(paths, lineage=True).ok

@@ -8,7 +8,6 @@ Compared, before and after a real re-run of one demo day (`hitl run --partition`
 - every `decisions` row's canonical digest (SHA-256 of its canonical JSON, as the audit chain
   hashes it), which leaves out exactly the run id and the wall-clock `decided_at`.
 The re-run really rewrote them: the files' modification times and the rows' run ids change.
-Named to run after `test_recovery` (which re-runs another day) and after `test_e2e`'s counts.
 """
 
 from __future__ import annotations
