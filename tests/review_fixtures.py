@@ -245,6 +245,14 @@ class Workspace:
         with audit_connection(self.db) as con:
             return int(scalar(con, sql, params or []))
 
+    def counts(self, *sqls: str) -> list[int]:
+        """`count` of each statement (no parameters), all on one connection: each DuckDB open
+        and checkpoint costs tens of milliseconds of CPU."""
+        from hitl_gate.core.database import audit_connection, scalar
+
+        with audit_connection(self.db) as con:
+            return [int(scalar(con, sql, [])) for sql in sqls]
+
     def fill(self, queue: str, name: str, reviewer: str, edits: dict | None = None) -> Path:
         """The batch of `queue` answered by the demo logic as `reviewer`, then `edits` applied."""
         path = fill_demo_verdicts(
