@@ -155,6 +155,15 @@ class Workspace:
             record_batches_on(self, con)
             self.assign_on(con, batch_id, person_id, slot)
 
+    def person_assigned(self, person_id: str, batch_id: str) -> None:
+        """`person` then `assign`, on one connection (registered with their `ROLES` role)."""
+        from hitl_gate.core.database import audit_connection
+
+        with audit_connection(self.db) as con:
+            self.register_on(con, person_id)
+            record_batches_on(self, con)
+            self.assign_on(con, batch_id, person_id)
+
     def assign_on(
         self, con: duckdb.DuckDBPyConnection, batch_id: str, person_id: str, slot: int = 0
     ) -> None:
