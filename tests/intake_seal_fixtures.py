@@ -49,14 +49,23 @@ def cases(ws: Workspace, queue: str = ANALYST) -> list[str]:
         return [row["application_id"] for row in csv.DictReader(handle)]
 
 
-def signed_file(ws: Workspace, rows: dict[int, str], reviewer: str = REVIEWER) -> Path:
+def signed_file(
+    ws: Workspace,
+    rows: dict[int, str],
+    reviewer: str = REVIEWER,
+    con: duckdb.DuckDBPyConnection | None = None,
+) -> Path:
     """A worked CSV of the analysts' batch answering `rows` (index -> verdict), signed by its
-    assignee `reviewer`, waiting in the inbox."""
+    assignee `reviewer`, waiting in the inbox (`con`: the set-up on a connection the caller
+    holds, else on its own)."""
     answers = {
         i: {"verdict": v, "reviewer_id": reviewer, "rationale": "ok"} for i, v in rows.items()
     }
     path = ws.fill_csv(ANALYST, f"worked-{'-'.join(map(str, rows))}.csv", answers)
-    ws.sign_as(path, reviewer, ws.batches[ANALYST].batch_id)
+    if con is None:
+        ws.sign_as(path, reviewer, ws.batches[ANALYST].batch_id)
+    else:
+        ws.sign_as_on(con, path, reviewer, ws.batches[ANALYST].batch_id)
     return path
 
 
@@ -64,9 +73,10 @@ def intake(
     ws: Workspace, root: Path, rows: dict[int, str], *, seal: bool = True, now: datetime = IN_TIME
 ) -> tuple[IntakeOutcome, str | None]:
     """What the `reviewer_verdicts` stage does for one signed file: take it in, then seal what
-    it wrote on the same connection (`seal=False`: killed between the two)."""
-    path = signed_file(ws, rows)
+    it wrote on the same connection (`seal=False`: killed between the two). The file's set-up
+    (registry, assignment) commits on that connection before intake starts."""
     with audit_connection(ws.db) as con:
+        path = signed_file(ws, rows, con=con)
         outcome = ingest_verdict_file(
             con, path, domain=ws.domain, batches_dir=ws.batches_dir, archive_dir=ws.archive,
             key=ws.key, run_id="run-1", settings=ws.settings, now=now,
@@ -98,13 +108,21 @@ def general_seal(db: Path, root: Path, run: str = "end-of-run") -> None:
 
 def logged(db: Path, event_type: str, key: str) -> int:
     with audit_connection(db, read_only=True) as con:
-        return int(scalar(con, "SELECT count(*) FROM audit_log WHERE entry LIKE ?",
-                          [f'%"key":"{key}"%"type":"{event_type}"}}']))  # fmt: skip
+        return _logged_on(con, event_type, key)
+
+
+def _logged_on(con: duckdb.DuckDBPyConnection, event_type: str, key: str) -> int:
+    return int(scalar(con, "SELECT count(*) FROM audit_log WHERE entry LIKE ?",
+                      [f'%"key":"{key}"%"type":"{event_type}"}}']))  # fmt: skip
 
 
 def verify_summary(db: Path, root: Path) -> str:
     with audit_connection(db, read_only=True) as con:
-        return verify_audit(con, root / "checkpoints", public_key_hex(signer(root))).summary()
+        return _verify_summary_on(con, root)
+
+
+def _verify_summary_on(con: duckdb.DuckDBPyConnection, root: Path) -> str:
+    return verify_audit(con, root / "checkpoints", public_key_hex(signer(root))).summary()
 
 
 def forge_verdict(db: Path, case: str, verdict: str = "approve", sha: str = "f" * 64) -> None:
@@ -151,5 +169,6 @@ def refused_everywhere(db: Path, root: Path, table: str, key: str) -> None:
     event_type = {"verdicts": "verdict", "verdict_opinions": "verdict_opinion"}[table]
     with pytest.raises(SealRefused, match=f"{table} {key}: not written"):
         general_seal(db, root)
-    assert logged(db, event_type, key) == 0
-    assert f"{table} {key}: not in the audit log" in verify_summary(db, root)
+    with audit_connection(db, read_only=True) as con:  # one reader for both checks
+        assert _logged_on(con, event_type, key) == 0
+        assert f"{table} {key}: not in the audit log" in _verify_summary_on(con, root)

@@ -24,6 +24,7 @@ from hitl_gate.identity.signatures import VERDICTS, sign_file
 from hitl_gate.review.export.batches import BatchExport, ReviewBatch, export_review_batches
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
 from hitl_gate.review.settings import ReviewSettings, review_settings
+from tests.blank_audit_db import blank_if_missing
 from tests.identity_fixtures import Keyring, add_person, bootstrap
 
 CASE_ID = "application_id"
@@ -154,6 +155,15 @@ class Workspace:
             record_batches_on(self, con)
             self.assign_on(con, batch_id, person_id, slot)
 
+    def person_assigned(self, person_id: str, batch_id: str) -> None:
+        """`person` then `assign`, on one connection (registered with their `ROLES` role)."""
+        from hitl_gate.core.database import audit_connection
+
+        with audit_connection(self.db) as con:
+            self.register_on(con, person_id)
+            record_batches_on(self, con)
+            self.assign_on(con, batch_id, person_id)
+
     def assign_on(
         self, con: duckdb.DuckDBPyConnection, batch_id: str, person_id: str, slot: int = 0
     ) -> None:
@@ -186,10 +196,16 @@ class Workspace:
         from hitl_gate.core.database import audit_connection
 
         with audit_connection(self.db) as con:
-            self.register_on(con, person_id)
-            record_batches_on(self, con)
-            if batch_id is not None:
-                self.assign_on(con, batch_id, person_id)
+            return self.sign_as_on(con, path, person_id, batch_id)
+
+    def sign_as_on(
+        self, con: duckdb.DuckDBPyConnection, path: Path, person_id: str, batch_id: str | None
+    ) -> Path:
+        """`sign_as`, on a connection the caller already holds."""
+        self.register_on(con, person_id)
+        record_batches_on(self, con)
+        if batch_id is not None:
+            self.assign_on(con, batch_id, person_id)
         return sign_file(path, self.keys.private(person_id), VERDICTS)
 
     def ingest(
@@ -203,17 +219,22 @@ class Workspace:
         name: str | None = None,
     ) -> IntakeOutcome:
         """Take `path` in as intake does. By default it is signed by `signer` (else the person
-        its first typed reviewer_id names) who is first made the batch's assignee."""
+        its first typed reviewer_id names) who is first made the batch's assignee. The set-up
+        (registry, batches, assignment) commits on the intake's connection before intake
+        starts: one DuckDB open instead of two."""
         from hitl_gate.core.database import audit_connection
 
-        who = signer or typed_reviewer(path) or DEFAULT_SIGNER
-        if sign:
-            batch_id = typed_batch(path)
-            known = batch_id in {b.batch_id for b in self.batches.values()}
-            self.sign_as(path, who, batch_id if assign and known else None)
-        else:
-            record_batches(self)
+        typed = (  # the file read once for both, and only when either is needed
+            _typed_columns(path, ("reviewer_id", "batch_id")) if sign or not signer else None
+        )
+        who = signer or typed_reviewer(path, typed) or DEFAULT_SIGNER
         with audit_connection(self.db) as con:
+            if sign:
+                batch_id = typed_batch(path, typed)
+                known = batch_id in {b.batch_id for b in self.batches.values()}
+                self.sign_as_on(con, path, who, batch_id if assign and known else None)
+            else:
+                record_batches_on(self, con)
             return ingest_verdict_file(
                 con,
                 path,
@@ -232,6 +253,14 @@ class Workspace:
 
         with audit_connection(self.db) as con:
             return int(scalar(con, sql, params or []))
+
+    def counts(self, *sqls: str) -> list[int]:
+        """`count` of each statement (no parameters), all on one connection: each DuckDB open
+        and checkpoint costs tens of milliseconds of CPU."""
+        from hitl_gate.core.database import audit_connection, scalar
+
+        with audit_connection(self.db) as con:
+            return [int(scalar(con, sql, [])) for sql in sqls]
 
     def fill(self, queue: str, name: str, reviewer: str, edits: dict | None = None) -> Path:
         """The batch of `queue` answered by the demo logic as `reviewer`, then `edits` applied."""
@@ -258,39 +287,53 @@ class Workspace:
         return path
 
 
-def _typed_column(path: Path, column: str) -> list[str]:
-    """The non-blank values typed in `column` of a returned file ([] if unreadable)."""
+def _typed_columns(path: Path, columns: tuple[str, ...]) -> dict[str, list[str]]:
+    """The non-blank values typed in each of `columns` of a returned file ([] for a column
+    missing or a file unreadable), the file read once."""
+    nothing: dict[str, list[str]] = {column: [] for column in columns}
     if path.suffix.lower() == ".csv":
         try:
             with path.open(encoding="utf-8-sig", newline="") as handle:
-                values = [row.get(column) for row in csv.DictReader(handle)]
+                rows = list(csv.DictReader(handle))
         except (UnicodeDecodeError, csv.Error):
-            return []
+            return nothing
+        values = {column: [row.get(column) for row in rows] for column in columns}
     else:
         try:
             sheet = load_workbook(path, read_only=True)["cases"]
-            rows = list(sheet.iter_rows(values_only=True))
+            table = list(sheet.iter_rows(values_only=True))
         except Exception:  # noqa: BLE001 - not a workbook: nothing typed
-            return []
-        if not rows or column not in rows[0]:
-            return []
-        index = list(rows[0]).index(column)
-        values = [row[index] if index < len(row) else None for row in rows[1:]]
-    return [str(v).strip() for v in values if v is not None and str(v).strip()]
+            return nothing
+        if not table:
+            return nothing
+        header = list(table[0])
+        values = {}
+        for column in columns:
+            if column not in header:
+                values[column] = []
+                continue
+            index = header.index(column)
+            values[column] = [row[index] if index < len(row) else None for row in table[1:]]
+    return {
+        column: [str(v).strip() for v in typed if v is not None and str(v).strip()]
+        for column, typed in values.items()
+    }
 
 
-def typed_reviewer(path: Path) -> str | None:
-    """The first typed `reviewer_id` that could be a person id (None: none)."""
+def typed_reviewer(path: Path, typed: dict[str, list[str]] | None = None) -> str | None:
+    """The first typed `reviewer_id` that could be a person id (None: none); `typed`: the
+    file's columns already read (`_typed_columns`)."""
     from hitl_gate.identity.registry import PERSON_ID
 
-    typed = [v for v in _typed_column(path, "reviewer_id") if PERSON_ID.fullmatch(v)]
-    return typed[0] if typed else None
+    typed = typed or _typed_columns(path, ("reviewer_id",))
+    ids = [v for v in typed["reviewer_id"] if PERSON_ID.fullmatch(v)]
+    return ids[0] if ids else None
 
 
-def typed_batch(path: Path) -> str | None:
+def typed_batch(path: Path, typed: dict[str, list[str]] | None = None) -> str | None:
     """The batch most rows of a returned file name (as intake decides it)."""
-    typed = _typed_column(path, "batch_id")
-    return max(sorted(set(typed)), key=typed.count) if typed else None
+    batches = (typed or _typed_columns(path, ("batch_id",)))["batch_id"]
+    return max(sorted(set(batches)), key=batches.count) if batches else None
 
 
 def record_batches(ws: Workspace) -> None:
@@ -343,12 +386,16 @@ def batch_export(domain: DomainConfig, batches_dir: Path, key: bytes, **more: An
 
 
 def make_workspace(root: Path, key: bytes) -> Workspace:
+    """Seven cases exported into `root`, beside a blank audit database (schema only: what the
+    workspace's first writer would create, copied instead of built, `tests.blank_audit_db`)."""
     domain = load_domain("consumer_credit")
     settings = review_settings(domain)
     assert settings is not None
     export = batch_export(domain, root / "batches", key, settings=settings)
     batches = export_review_batches(review_cases(), export)
-    return Workspace(root, domain, settings, key, {b.queue: b for b in batches})
+    workspace = Workspace(root, domain, settings, key, {b.queue: b for b in batches})
+    blank_if_missing(workspace.db)
+    return workspace
 
 
 def record_export(ws: Workspace) -> None:

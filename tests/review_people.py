@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.identity.registry import Registry
+from tests.blank_audit_db import blank_if_missing
 from tests.identity_fixtures import Keyring, add_person, bootstrap, registry_act
 
 DOMAIN = "consumer_credit"
@@ -30,7 +31,7 @@ def register_reviewers(
     db: Path, keys: Keyring, people: dict[str, str] | None = None, domain: str = DOMAIN
 ) -> Registry:
     """Bootstrap `admin` and add each person with `<domain>:<role>`; the registry."""
-    with audit_connection(db) as con:
+    with audit_connection(blank_if_missing(db)) as con:
         registry = bootstrap(con, keys, at=SINCE)
         for person, role in (REVIEWERS if people is None else people).items():
             registry = add_person(con, keys, person, [f"{domain}:{role}"], at=SINCE)

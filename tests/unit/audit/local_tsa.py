@@ -123,7 +123,9 @@ def local_tsa(label: str = "test") -> Iterator[LocalTsa]:
                 pass
 
         server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # `shutdown` waits for the serving loop's next look at its flag: every 0.05 s, not the
+        # default 0.5 s of idle waiting per TSA a test starts.
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         thread.start()
         try:
             yield LocalTsa(f"http://127.0.0.1:{server.server_address[1]}/", folder / "root.pem")

@@ -21,6 +21,7 @@ from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
 from hitl_gate.review.intake.sealing import INTAKE_OWNED, intake_sealer
+from tests.blank_audit_db import blank_if_missing
 
 DOMAIN = "demo"
 TS = "2026-01-02 10:00:00+00"
@@ -143,7 +144,7 @@ def _first_run(con: duckdb.DuckDBPyConnection) -> None:
 def build_tamper_home(root: Path) -> TamperHome:
     """Three sealed runs: the first seals every table, the next two add executions."""
     home = TamperHome(root)
-    with audit_connection(home.db) as con:
+    with audit_connection(blank_if_missing(home.db)) as con:
         _first_run(con)
         home.seal(con, "run-1")
         for run, cases in (("run-2", range(7, 10)), ("run-3", range(10, 13))):

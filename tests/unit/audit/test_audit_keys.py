@@ -35,6 +35,7 @@ from hitl_gate.core.database import audit_connection, insert_new_rows
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
 from pipelines.resources import build_resources
+from tests.blank_audit_db import blank_if_missing
 from tests.unit.audit.tamper_home import add_row
 from tests.unit.audit.token_user import public_key_of
 
@@ -64,7 +65,7 @@ def _home(tmp_path: Path, name: str = "home") -> HitlPaths:
 
 
 def _seal(paths: HitlPaths, signer: object, start: int, count: int, run: str) -> None:
-    with audit_connection(paths.audit_db) as con:
+    with audit_connection(blank_if_missing(paths.audit_db)) as con:
         insert_new_rows(con, "executions", _executions(start, count))
         seal_run(con, run, signer, paths.checkpoints_dir)  # type: ignore[arg-type]
 

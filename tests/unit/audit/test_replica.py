@@ -25,6 +25,7 @@ from hitl_gate.audit.replica import CACHES, current_manifest, refresh_replica
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.db_lock import AuditDatabaseLocked, lock_holder, open_when_free
 from hitl_gate.core.home import HitlPaths
+from tests.blank_audit_db import blank_if_missing
 from tests.unit.audit.tamper_home import DOMAIN, add_row
 
 AUDITOR = """
@@ -49,7 +50,7 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HitlPaths:
     for name in ("HITL_HOME", "HITL_AUDIT_LOCK_WAIT_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     home = HitlPaths.at(tmp_path / "home")
-    with audit_connection(home.audit_db) as con:
+    with audit_connection(blank_if_missing(home.audit_db)) as con:
         add_row(con, "decisions", 1, domain=DOMAIN, case_id="C1", route="auto_approve")
     return home
 

@@ -19,13 +19,14 @@ import pytest
 from hitl_gate.audit import replica
 from hitl_gate.audit.replica import ReplicaSnapshot, refresh_replica
 from hitl_gate.core.database import audit_connection
+from tests.blank_audit_db import blank_if_missing
 from tests.unit.audit.tamper_home import DOMAIN, add_row
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "audit.duckdb"
-    with audit_connection(path) as con:
+    with audit_connection(blank_if_missing(path)) as con:
         for n in (1, 2):
             add_row(con, "decisions", n, domain=DOMAIN, case_id=f"C{n}", route="auto_approve")
         add_row(con, "executions", 1, domain=DOMAIN, case_id="C1", action="approve")

@@ -45,6 +45,7 @@ from hitl_gate.audit.verify import verify_audit
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
+from tests.blank_audit_db import blank_if_missing
 from tests.unit.audit.tamper_home import add_row
 
 pytestmark = pytest.mark.slow  # SoftHSM2 signs segment and global checkpoints; homes verified
@@ -64,7 +65,7 @@ class Home:
         return load_or_create_signing_key(self.key_file)
 
     def connect(self, attachable: tuple[Path, ...] = ()):  # noqa: ANN201
-        return audit_connection(self.paths.audit_db, attachable=attachable)
+        return audit_connection(blank_if_missing(self.paths.audit_db), attachable=attachable)
 
     def picker(self, segment: str):  # noqa: ANN201
         """A writer that may attach `segment`'s file, as `seal_with_segment` opens it for

@@ -34,6 +34,7 @@ from hitl_gate.audit.witness import WitnessConfig, stamp
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import TSA_ENV, TSA_ROOTS_ENV
+from tests.blank_audit_db import blank_if_missing
 from tests.unit.audit.local_tsa import local_tsa
 from tests.unit.audit.tamper_home import DOMAIN, _first_run, add_row
 
@@ -62,7 +63,7 @@ class Home:
     def connect(self, **options: Any) -> Any:
         """A writer connection (`options`: as `audit_connection` takes them, e.g. the files
         the run's pick may attach)."""
-        return audit_connection(self.paths.audit_db, **options)
+        return audit_connection(blank_if_missing(self.paths.audit_db), **options)
 
     def seal(self, run_id: str, key: Any | None = None) -> None:
         key = key or self.key()

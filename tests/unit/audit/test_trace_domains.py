@@ -16,6 +16,7 @@ import pytest
 from hitl_gate.app.cli import main
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
+from tests.blank_audit_db import blank_if_missing
 from tests.unit.audit.tamper_home import add_row
 
 SHARED = "17"
@@ -28,7 +29,7 @@ ROUTE = {"consumer_credit": "auto_decline", "lending_club": "auto_approve"}
 def home(tmp_path: Path) -> HitlPaths:
     """A home where both shipped domains decided a case `17`, plus one id only lending_club has."""
     paths = HitlPaths.at(tmp_path / "home")
-    with audit_connection(paths.audit_db) as con:
+    with audit_connection(blank_if_missing(paths.audit_db)) as con:
         for n, (domain, column) in enumerate(ID_COLUMN.items(), start=1):
             add_row(
                 con, "decisions", n, domain=domain, case_id=SHARED, partition_date=DAY,

@@ -26,6 +26,7 @@ from hitl_gate.audit.witness import (
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
+from tests.blank_audit_db import blank_if_missing
 from tests.unit.audit.local_tsa import LocalTsa, local_tsa
 from tests.unit.audit.tamper_home import (
     DOMAIN,
@@ -113,7 +114,7 @@ def test_witness_folder_defaults_outside_the_home_and_is_configurable(tmp_path: 
 def _stamped_home(root: Path, tsa_url: str, from_run: int = 1) -> TamperHome:
     """Three sealed runs as `build_tamper_home`, witnessed with the TSA from run `from_run`."""
     home = TamperHome(root)
-    with audit_connection(home.db) as con:
+    with audit_connection(blank_if_missing(home.db)) as con:
         _first_run(con)
         for run, cases in ((1, range(0)), (2, range(7, 10)), (3, range(10, 13))):
             for i in cases:

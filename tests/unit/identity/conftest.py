@@ -10,6 +10,7 @@ import duckdb
 import pytest
 
 from hitl_gate.core.database import audit_connection
+from tests.blank_audit_db import blank_if_missing
 from tests.identity_fixtures import Keyring, add_person, bootstrap
 
 
@@ -22,7 +23,7 @@ def keys(tmp_path: Path) -> Keyring:
 
 @pytest.fixture
 def con(tmp_path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    with audit_connection(tmp_path / "audit.duckdb") as connection:
+    with audit_connection(blank_if_missing(tmp_path / "audit.duckdb")) as connection:
         yield connection
 
 

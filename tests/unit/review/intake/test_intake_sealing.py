@@ -138,8 +138,7 @@ def test_a_portal_verdict_is_sealed_by_the_portal(
     world = portal_worlds.make(tmp_path)
     sealed = replace(world.config, place=replace(world.config.place, seal=sealer(tmp_path)))
     world = replace(world, config=sealed)
-    world.ws.person("analyst-7")
-    world.ws.assign(world.batch(ANALYST), "analyst-7")
+    world.ws.person_assigned("analyst-7", world.batch(ANALYST))
     case = cases(world.ws)[0]
     outcome = portal_verdict(world, "analyst-7", ANALYST, case, "approve")
     assert outcome.accepted == 1, outcome.summary()

@@ -277,19 +277,23 @@ def test_bad_file_is_refused_and_nothing_is_lost(tmp_path: Path, key: bytes, nam
     messages = " | ".join(m for o in outcomes for m in o.messages)
     assert bad.reason in messages, f"{name}: expected {bad.reason!r} in {messages!r}"
     assert sum(o.accepted for o in outcomes) == bad.finals
-    assert ws.count("SELECT count(*) FROM verdicts") == bad.finals
-    assert ws.count("SELECT count(DISTINCT case_id) FROM verdicts") == bad.finals
+    finals, distinct_finals, files_recorded, rejections = ws.counts(
+        "SELECT count(*) FROM verdicts",
+        "SELECT count(DISTINCT case_id) FROM verdicts",
+        "SELECT count(*) FROM verdict_files",
+        "SELECT count(*) FROM verdict_rejections",
+    )  # one connection for the four
+    assert finals == bad.finals
+    assert distinct_finals == bad.finals
     # Nothing lost: every distinct file recorded once (or refused for who signed it, which is
     # kept as one rejection) and archived; every rejection stored.
     taken = {o.file_sha256 for o in outcomes if not o.identity_refused}
     refused = {o.file_sha256 for o in outcomes if o.identity_refused}
-    assert ws.count("SELECT count(*) FROM verdict_files") == len(taken)
+    assert files_recorded == len(taken)
     assert all(
         (ws.archive / f"{o.file_sha256}{Path(o.file_name).suffix}").exists() for o in outcomes
     )
-    assert ws.count("SELECT count(*) FROM verdict_rejections") == sum(
-        o.rejected for o in outcomes
-    ) + len(refused)
+    assert rejections == sum(o.rejected for o in outcomes) + len(refused)
     assert not any(path.exists() for path in files), "inbox entries must be cleared"
 
 

@@ -23,8 +23,7 @@ ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
 
 def _ingest(ws: Workspace, path: Path, limits: IntakeLimits, signer: str = "analyst-7"):
     """Sign as `signer` (assigned the analyst batch), then take in with `limits`."""
-    ws.person(signer)
-    ws.assign(ws.batches[ANALYST].batch_id, signer)
+    ws.person_assigned(signer, ws.batches[ANALYST].batch_id)
     ws.sign(path, signer)
     with audit_connection(ws.db) as con:
         return ingest_verdict_file(
@@ -104,8 +103,7 @@ def test_two_reviewers_cases_xlsx_are_both_kept_and_both_taken_in(tmp_path: Path
     analyst = ws.fill(ANALYST, "out/a/cases.xlsx", "analyst-7")
     senior = ws.fill(SENIOR, "out/b/cases.xlsx", "uw-ana")
     for path, person, queue in ((analyst, "analyst-7", ANALYST), (senior, "uw-ana", SENIOR)):
-        ws.person(person)
-        ws.assign(ws.batches[queue].batch_id, person)
+        ws.person_assigned(person, ws.batches[queue].batch_id)
         ws.sign(path, person)
     inbox = ws.root / "inbox2"
     stored = [receive_file(analyst, inbox), receive_file(senior, inbox)]
@@ -138,8 +136,7 @@ def test_a_case_not_recorded_in_the_batch_is_refused(tmp_path: Path, key) -> Non
     member of that batch; the verdict is matched by (batch, case) and refused."""
     ws = make_workspace(tmp_path, key)
     path = ws.fill(ANALYST, "r.xlsx", "analyst-7")
-    ws.person("analyst-7")
-    ws.assign(ws.batches[ANALYST].batch_id, "analyst-7")
+    ws.person_assigned("analyst-7", ws.batches[ANALYST].batch_id)
     ws.count("DELETE FROM review_batch_cases WHERE case_id = 'APP-001'")
     outcome = ws.ingest(path)
     assert outcome.accepted == 3 and outcome.rejected == 1

@@ -32,8 +32,7 @@ BEFORE_RETURN = datetime(2018, 3, 2, 8, 0, tzinfo=UTC)  # after export, before t
 
 def _returned(ws: Workspace, reviewer: str = "analyst-7", name: str = "r.xlsx") -> Path:
     """The analyst batch answered (typed id `reviewer`), assigned to analyst-7, unsigned."""
-    ws.person("analyst-7")
-    ws.assign(ws.batches[ANALYST].batch_id, "analyst-7")
+    ws.person_assigned("analyst-7", ws.batches[ANALYST].batch_id)
     return ws.fill(ANALYST, name, reviewer)
 
 
@@ -173,16 +172,14 @@ def _batch_assigned_to_nobody(ws: Workspace) -> IntakeOutcome:
 def _reassigned_away(ws: Workspace) -> IntakeOutcome:
     """The batch was reassigned to analyst-12 by a supervisor; 7's signed return is late."""
     path = _returned(ws)
-    ws.person("analyst-12")
-    ws.assign(ws.batches[ANALYST].batch_id, "analyst-12")
+    ws.person_assigned("analyst-12", ws.batches[ANALYST].batch_id)
     ws.sign(path, "analyst-7")
     return ws.ingest(path, sign=False)
 
 
 def _assigned_without_the_role(ws: Workspace) -> IntakeOutcome:
     """Assigned the senior batch by mistake, but holding only the analyst role."""
-    ws.person("analyst-7")
-    ws.assign(ws.batches[SENIOR].batch_id, "analyst-7")
+    ws.person_assigned("analyst-7", ws.batches[SENIOR].batch_id)
     path = ws.fill(SENIOR, "r.xlsx", "analyst-7")
     ws.sign(path, "analyst-7")
     return ws.ingest(path, sign=False)
