@@ -51,7 +51,8 @@ def segment_events(con: duckdb.DuckDBPyConnection) -> bool:
     """Unpack the folded segment entries' envelopes into the temporary table
     `SEGMENT_EVENTS` (one entry per event, the first segment's); False when there are none."""
     (exists,) = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' "
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' "
         "AND table_name = 'audit_segment_log'"
     ).fetchall()[0]
     if not exists:
