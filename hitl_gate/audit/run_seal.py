@@ -59,6 +59,7 @@ from hitl_gate.audit.events import (
 )
 from hitl_gate.audit.run_segments import (
     GLOBAL_FIELDS,
+    LOCK_FILE,
     SegmentReport,
     Segments,
     attach_segment,
@@ -98,7 +99,7 @@ from hitl_gate.core.database import (
     restrict_file_access,
     transaction,
 )
-from hitl_gate.core.file_lock import exclusive_lock, is_held
+from hitl_gate.core.file_lock import exclusive_lock, is_held, remove_if_free
 from hitl_gate.core.home import HitlPaths
 
 if TYPE_CHECKING:
@@ -138,8 +139,10 @@ class Picked:
 @contextmanager
 def claim(segments: Segments, segment: str) -> Iterator[None]:
     """Hold the segment's lock file from pick to fold: while it is held, other runs' picks
-    leave the segment's pending rows alone; once its run died, they take them back."""
-    with exclusive_lock(_claim_file(segments, segment)):
+    leave the segment's pending rows alone; once its run died, they take them back. The file
+    is deleted as the claim ends, still held (one per run: none piles up); one a killed run
+    left is deleted by the next pick (`_release_abandoned`)."""
+    with exclusive_lock(_claim_file(segments, segment), remove=True):
         yield
 
 
@@ -268,6 +271,15 @@ def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> No
         ).fetchall()[0][0]
         if not folded:
             discard(segments, segment, sealed_too=True)
+    for lock in _claim_files(segments):  # left by killed runs; a live run's stays
+        remove_if_free(lock)
+
+
+def _claim_files(segments: Segments) -> list[Path]:
+    """The claims' lock files in the folder (not the fold's `segments.lock`)."""
+    if not segments.root.is_dir():
+        return []
+    return sorted(p for p in segments.root.glob("*.lock") if p.name != LOCK_FILE)
 
 
 def _segment_files(segments: Segments) -> set[str]:
