@@ -49,8 +49,8 @@ connection must have been opened with that file among its `attachable` ones, as 
 is for its own segment) and written once: a later snapshot links it while the leaf is
 unchanged (same segment, checkpoint and head). A leaf whose segment this connection may not
 attach is listed under `unread_leaves` in the manifest and written by the next refresh that
-may. A segment's entries are digests, never a personal value, so retention's refresh links
-them too.
+may. Retention's refresh (`reuse=False`) writes them anew too, as every table: it carries no
+file of an earlier snapshot over.
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ def refresh_replica(
     }
     leaves = SegmentLeaves(TableCopy((), 0, -1, "", ""), {}, [])
     if SEGMENT_LOG in names:  # a database made before segments has none
-        leaves = _segment_log(con, staging, _previous_leaves(folder), segments)
+        earlier = _previous_leaves(folder) if reuse else {}
+        leaves = _segment_log(con, staging, previous.get(SEGMENT_LOG), earlier, segments)
         tables[SEGMENT_LOG] = leaves.copy
     rows = {table: entry.rows for table, entry in tables.items()}
     manifest = {
@@ -266,13 +267,19 @@ def _previous_leaves(folder: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
 def _segment_log(
     con: duckdb.DuckDBPyConnection,
     staging: Path,
+    held: PreviousTable | None,
     previous: dict[str, tuple[Path, dict[str, Any]]],
     segments: Segments | None,
 ) -> SegmentLeaves:
-    """`audit_segment_log`: an empty part holding the columns, then a part per folded leaf,
-    linked from the current snapshot while the leaf is the same, else read from its segment."""
-    empty = staging / f"{SEGMENT_LOG}.parquet"
-    _write_rows(con, f"SELECT * FROM main.{SEGMENT_LOG} LIMIT 0", empty)
+    """`audit_segment_log`: an empty part holding the columns, then a part per folded leaf;
+    each linked from the current snapshot while the same, else written (a leaf's read from
+    its segment)."""
+    columns = _columns(con, SEGMENT_LOG)
+    empty = f"{SEGMENT_LOG}.parquet"
+    if held is not None and held.copy.columns == columns and (held.folder / empty).is_file():
+        _link(held.folder / empty, staging / empty)
+    else:
+        _write_rows(con, f"SELECT * FROM main.{SEGMENT_LOG} LIMIT 0", staging / empty)
     parts: dict[str, dict[str, Any]] = {}
     unread: list[int] = []
     rows = 0
@@ -307,8 +314,8 @@ def _segment_log(
                     rows += leaf["last_seq"] - leaf["first_seq"] + 1
         except RuntimeError:  # not attachable by this connection (or missing): a later refresh
             unread += [_leaf_number(part) for part, _ in todo]
-    names = (f"{SEGMENT_LOG}.parquet", *sorted(parts, key=_leaf_number))
-    return SegmentLeaves(TableCopy(names, rows, -1, "", ""), parts, sorted(unread))
+    names = (empty, *sorted(parts, key=_leaf_number))
+    return SegmentLeaves(TableCopy(names, rows, -1, "", columns), parts, sorted(unread))
 
 
 def _leaves(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, int, str]]:
