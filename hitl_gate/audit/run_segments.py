@@ -11,8 +11,9 @@ segments, so their seals run at the same time.
 The **fold** (`fold_segments`) is the only serialised step, held for milliseconds under an
 exclusive lock file: it attaches each segment read-only to the global writer's session (which
 may open those files and nothing else of the folder: `core.database.attached_files`), reads its
-newest checkpoint, checks its signature, copies its new entries database to database, appends
-it as a leaf to `audit_segment_leaves` in the global database and signs a **global
+newest checkpoint, checks its signature, appends it as a leaf to `audit_segment_leaves` in the
+global database (its entries stay in the segment file, read there in place: never copied) and
+signs a **global
 checkpoint** (`audit_global_checkpoints`): the Merkle root (fan-out 16) of every leaf so far,
 linked to the previous global checkpoint by its hash, as Certificate Transparency signs a tree
 head over submissions. One leaf per segment checkpoint, not per entry.
@@ -222,7 +223,8 @@ def fold_segments(
     leaves (None when no segment has a new checkpoint). `con` is the global database's
     writer, opened with every segment's file (`Segments.database`) among its `attachable`
     files: the segments are attached to it read-only (`attached_segment`), so their
-    checkpoints are read and their entries copied without another connection.
+    checkpoints are read without another connection. No entry is copied: readers list them
+    from the segment files in place (`run_seal.read_segments_in_place`, the replica).
 
     A segment checkpoint not signed by the signer's key is refused (`ValueError`, naming the
     segment): the fold vouches only for what the pinned key signed.
