@@ -312,7 +312,8 @@ def _segment_log(
                     )
                     parts[part] = leaf
                     rows += leaf["last_seq"] - leaf["first_seq"] + 1
-        except RuntimeError:  # not attachable by this connection (or missing): a later refresh
+        except (RuntimeError, ValueError):  # not attachable here, missing, or not a segment id
+            # (verify names the last two): written by a later refresh that can
             unread += [_leaf_number(part) for part, _ in todo]
     names = (empty, *sorted(parts, key=_leaf_number))
     return SegmentLeaves(TableCopy(names, rows, -1, "", columns), parts, sorted(unread))

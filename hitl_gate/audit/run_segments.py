@@ -178,7 +178,10 @@ def file_problem(segments: Segments, segment_id: str) -> str | None:
     """Why the segment's file cannot be read (None: it can): missing, or it or a DuckDB file
     beside it a symbolic link, which whoever planted it could point at a key. Such a file is
     never opened nor allowed to a session; verify names it."""
-    database = segments.database(segment_id)
+    try:
+        database = segments.database(segment_id)
+    except ValueError as error:
+        return f"{error} (a leaf names no segment file: edited)"
     try:
         attached_files(database)
     except ValueError as error:

@@ -334,6 +334,23 @@ def test_a_segment_file_changed_after_its_fold_is_named_with_table_key_and_entry
     assert segmented.rows(HISTORY)  # the views still open: a missing segment is left out
 
 
+def test_a_leaf_naming_a_path_instead_of_a_segment_is_named_not_followed(
+    segmented: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A leaf's segment id edited into a path: verify and the reading session open nothing
+    there; verify names the leaf."""
+    with segmented.connect() as con:
+        con.execute(
+            "UPDATE audit_segment_leaves SET segment_id = '../../secrets' WHERE leaf_seq = 1"
+        )
+    out = segmented.verify(capsys)
+    assert out.startswith("exit 1"), out
+    assert "leaf 1 (segment ../../secrets): edited or out of order" in out, out
+    assert "segment ../../secrets: not a segment id" in out, out
+    listed = segmented.rows("SELECT DISTINCT segment_id FROM audit_events")
+    assert set(listed) == {(None,), (f"{DOMAIN}.run-2",)}  # the other one only
+
+
 def test_a_bundle_holds_the_same_rows_with_segments_on_and_off(
     homes: dict[bool, Home], tmp_path: Path
 ) -> None:
