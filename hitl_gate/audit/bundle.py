@@ -242,7 +242,8 @@ def _scoped_rows(
         r[0]
         for r in con.execute(
             "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = 'main' AND table_name = ?",
+            "WHERE table_catalog = current_database() AND table_schema = 'main' "
+            "AND table_name = ?",
             [source.table],
         ).fetchall()
     }
@@ -383,7 +384,8 @@ def _write_trace(con: duckdb.DuckDBPyConnection, scope: BundleScope, out: Path) 
     """`case_trace` of the cases as Parquet (typed) and CSV (lists as JSON text)."""
     kinds = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND table_name = 'case_trace' ORDER BY ordinal_position"
+        "WHERE table_catalog = current_database() AND table_schema = 'main' "
+        "AND table_name = 'case_trace' ORDER BY ordinal_position"
     ).fetchall()
     flat = ", ".join(
         f'to_json("{n}")::VARCHAR AS "{n}"' if str(k).endswith("]") else f'"{n}"' for n, k in kinds

@@ -12,9 +12,9 @@ sealed in a chain of the run's own and folded as a leaf under a signed global ch
 so `verify_bundle.py` checks each segment range as it checks a single-chain range, finds its
 checkpoint among the leaves, recomputes the global Merkle tree over the leaves and each global
 checkpoint's link and signature by the key the hand-overs give for it. The row's entry is
-found through `audit_segment_log` (the fold's copy of segment entries); what ships is read
-from the segment file itself, and the export checks its own bundle, so a forged copy fails the
-export instead of shipping.
+found through `audit_segment_log`, which the export's session (`run_seal.reading_session`)
+reads from the folded segment files in place; what ships is read from the segment file itself,
+and the export checks its own bundle, so a forged entry fails the export instead of shipping.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def segment_events(con: duckdb.DuckDBPyConnection) -> bool:
     """Unpack the folded segment entries' envelopes into the temporary table
     `SEGMENT_EVENTS` (one entry per event, the first segment's); False when there are none."""
     (exists,) = con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'main' "
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' "
         "AND table_name = 'audit_segment_log'"
     ).fetchall()[0]
     if not exists:

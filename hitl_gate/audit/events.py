@@ -153,7 +153,8 @@ def table_columns(
     """
     rows = con.execute(
         "SELECT table_name, column_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'main' AND list_contains(?, table_name) "
+        "WHERE table_catalog = current_database() AND table_schema = 'main' "
+        "AND list_contains(?, table_name) "
         "ORDER BY table_name, ordinal_position",
         [list(tables)],
     ).fetchall()

@@ -40,6 +40,17 @@ redacted value stays behind.
 
 The tables are read through the sealing connection as Arrow batches and written by pyarrow,
 so the audit database's restricted file access (`core.database`) stays as it is.
+
+What per-run segments sealed (`run_seal.py`) is not in `audit.duckdb` (the fold copies no
+entry): `audit_segment_log` in the replica is one Parquet part per folded leaf
+(`audit_segment_log.leaf-<leaf_seq>.parquet`: the segment's entries after its previous leaf
+up to the leaf's checkpoint), read from the segment file attached read-only (`segments`; the
+connection must have been opened with that file among its `attachable` ones, as the fold's
+is for its own segment) and written once: a later snapshot links it while the leaf is
+unchanged (same segment, checkpoint and head). A leaf whose segment this connection may not
+attach is listed under `unread_leaves` in the manifest and written by the next refresh that
+may. Retention's refresh (`reuse=False`) writes them anew too, as every table: it carries no
+file of an earlier snapshot over.
 """
 
 from __future__ import annotations
@@ -57,6 +68,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 
+from hitl_gate.audit.run_segments import Segments, attached_segment, file_problem
 from hitl_gate.core.database import schema_statements
 
 CACHES = frozenset({"audit_seen_rows", "audit_segment_pending"})  # seal caches: not evidence
@@ -67,6 +79,8 @@ MAX_PARTS = 24
 # How long a replaced snapshot stays for the sessions opened on it (a day of an auditor's work).
 DEFAULT_GRACE = timedelta(hours=8)
 VIEWS_SQL = "views.sql"
+SEGMENT_LOG = "audit_segment_log"  # segment entries: a part per folded leaf, read in place
+SEGMENT_ALIAS = "replicated_segment"
 VIEWS_DB = "audit.duckdb"
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
@@ -88,11 +102,14 @@ def refresh_replica(
     keep: int = DEFAULT_KEEP,
     grace: timedelta = DEFAULT_GRACE,
     reuse: bool = True,
+    segments: Segments | None = None,
 ) -> ReplicaSnapshot:
     """Write a snapshot of every lineage table under `folder`, then make it the current one.
 
     With `reuse`, a table's parts in the current snapshot are hard-linked and only its new
     rows written, when its stamp shows the rows they hold unchanged (module docstring).
+    `segments`: where the folded segments' files are, for the leaves not in the current
+    snapshot yet (module docstring; None: those are left unread).
     """
     folder = folder.resolve()
     snapshots = folder / SNAPSHOTS
@@ -103,16 +120,25 @@ def refresh_replica(
     staging = snapshots / f".{name}.partial"
     staging.mkdir()
     previous = _previous_tables(folder) if reuse else {}
+    names = lineage_tables(con)
     tables = {
         table: _copy_table(con, table, staging, previous.get(table))
-        for table in lineage_tables(con)
+        for table in names
+        if table != SEGMENT_LOG
     }
+    leaves = SegmentLeaves(TableCopy((), 0, -1, "", ""), {}, [])
+    if SEGMENT_LOG in names:  # a database made before segments has none
+        earlier = _previous_leaves(folder) if reuse else {}
+        leaves = _segment_log(con, staging, previous.get(SEGMENT_LOG), earlier, segments)
+        tables[SEGMENT_LOG] = leaves.copy
     rows = {table: entry.rows for table, entry in tables.items()}
     manifest = {
         "head_seq": head,
         "refreshed_at": now.isoformat(),
         "rows": rows,
         "tables": {table: entry.as_json() for table, entry in tables.items()},
+        "segment_leaves": leaves.parts,
+        "unread_leaves": leaves.unread,
     }
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     final = snapshots / name
@@ -216,11 +242,114 @@ def _copy_table(
     return TableCopy((f"{table}.parquet",), **stamp)
 
 
+@dataclass(frozen=True)
+class SegmentLeaves:
+    """`audit_segment_log` in a snapshot: its parts, what leaf each holds, leaves left unread."""
+
+    copy: TableCopy
+    parts: dict[str, dict[str, Any]]
+    unread: list[int]
+
+
+def _previous_leaves(folder: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """The current snapshot's segment-log parts that are still there, by file name."""
+    manifest = current_manifest(folder)
+    if manifest is None or not isinstance(manifest.get("segment_leaves"), dict):
+        return {}
+    snapshot = (folder / CURRENT).resolve()
+    return {
+        part: (snapshot / part, leaf)
+        for part, leaf in manifest["segment_leaves"].items()
+        if isinstance(leaf, dict) and (snapshot / part).is_file()
+    }
+
+
+def _segment_log(
+    con: duckdb.DuckDBPyConnection,
+    staging: Path,
+    held: PreviousTable | None,
+    previous: dict[str, tuple[Path, dict[str, Any]]],
+    segments: Segments | None,
+) -> SegmentLeaves:
+    """`audit_segment_log`: an empty part holding the columns, then a part per folded leaf;
+    each linked from the current snapshot while the same, else written (a leaf's read from
+    its segment)."""
+    columns = _columns(con, SEGMENT_LOG)
+    empty = f"{SEGMENT_LOG}.parquet"
+    if held is not None and held.copy.columns == columns and (held.folder / empty).is_file():
+        _link(held.folder / empty, staging / empty)
+    else:
+        _write_rows(con, f"SELECT * FROM main.{SEGMENT_LOG} LIMIT 0", staging / empty)
+    parts: dict[str, dict[str, Any]] = {}
+    unread: list[int] = []
+    rows = 0
+    wanted: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # by segment: leaves to write
+    after: dict[str, int] = {}  # each segment's last_seq before the leaf
+    for leaf_seq, segment, last_seq, head in _leaves(con):
+        leaf: dict[str, Any] = {"segment_id": segment, "first_seq": after.get(segment, 0) + 1,
+                "last_seq": last_seq, "head_hash": head}  # fmt: skip
+        after[segment] = last_seq
+        part = f"{SEGMENT_LOG}.leaf-{leaf_seq}.parquet"
+        known = previous.get(part)
+        if known is not None and known[1] == leaf:
+            _link(known[0], staging / part)
+            parts[part] = leaf
+            rows += last_seq - leaf["first_seq"] + 1
+        else:
+            wanted.setdefault(segment, []).append((part, leaf))
+    for segment, todo in wanted.items():
+        try:
+            if segments is None or file_problem(segments, segment) is not None:
+                raise RuntimeError(segment)
+            with attached_segment(con, segments, segment, SEGMENT_ALIAS) as alias:
+                for part, leaf in todo:
+                    _write_rows(
+                        con,
+                        f"SELECT {_literal(segment)}::VARCHAR AS segment_id, seq, entry_hash, "
+                        f"entry FROM {alias}.main.audit_log WHERE seq >= {int(leaf['first_seq'])}"
+                        f" AND seq <= {int(leaf['last_seq'])} ORDER BY seq",
+                        staging / part,
+                    )
+                    parts[part] = leaf
+                    rows += leaf["last_seq"] - leaf["first_seq"] + 1
+        except (RuntimeError, ValueError):  # not attachable here, missing, or not a segment id
+            # (verify names the last two): written by a later refresh that can
+            unread += [_leaf_number(part) for part, _ in todo]
+    names = (empty, *sorted(parts, key=_leaf_number))
+    return SegmentLeaves(TableCopy(names, rows, -1, "", columns), parts, sorted(unread))
+
+
+def _leaves(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, int, str]]:
+    """Every folded leaf (leaf_seq, segment, last_seq, head), in order (none before the
+    segment tables existed)."""
+    (present,) = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' "
+        "AND table_name = 'audit_segment_leaves'"
+    ).fetchall()[0]
+    if not present:
+        return []
+    found = con.execute(
+        "SELECT leaf_seq, segment_id, last_seq, head_hash FROM main.audit_segment_leaves "
+        "ORDER BY leaf_seq"
+    ).fetchall()
+    return [(int(a), str(b), int(c), str(d)) for a, b, c, d in found]
+
+
+def _leaf_number(part: str) -> int:
+    return int(part.rsplit("-", 1)[-1].split(".")[0])
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def _columns(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """The table's columns and types, in order: a changed table shape means a full rewrite."""
     found = con.execute(
         "SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY column_index) "
-        "FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ?",
+        "FROM duckdb_columns() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = ?",
         [table],
     ).fetchall()
     return str(found[0][0])
@@ -246,7 +375,8 @@ def _write_rows(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> Non
 def lineage_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The audit database's tables the replica carries (every base table but the caches)."""
     found = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND NOT temporary "
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND NOT temporary "
         "ORDER BY table_name"
     ).fetchall()
     return [name for (name,) in found if name not in CACHES]

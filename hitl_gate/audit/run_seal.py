@@ -15,13 +15,14 @@ docs/audit.md "Room to grow") the end-of-run seal is cut in three steps:
    checkpoint, then drops the copies (the segment keeps its chain, never the data). Runs of
    different domains or days do this at the same time;
 3. **fold** (`fold_picked`, under the writer again and the segments lock file, short): the
-   segment, attached read-only to the writer's session, has its entries copied into
-   `audit_segment_log` database to database and its checkpoint becomes a leaf of the global
-   log, under a newly signed global checkpoint (`run_segments.fold_segments`); the
-   segment's fingerprints are recorded as seen in `audit.duckdb` (only now, so a run killed
-   before its fold leaves its rows to the next seal, never unlogged), and the global
-   checkpoints go to the witness
-   (`global_checkpoints.jsonl`).
+   segment, attached read-only to the writer's session, has its checkpoint checked and made
+   a leaf of the global log, under a newly signed global checkpoint
+   (`run_segments.fold_segments`); the segment's fingerprints are recorded as seen in
+   `audit.duckdb` (only now, so a run killed before its fold leaves its rows to the next
+   seal, never unlogged), and the global checkpoints go to the witness
+   (`global_checkpoints.jsonl`). The segment's entries are not copied: whoever lists them
+   (the auditors' views in a session, the replica, the bundle) reads the sealed segment file
+   in place (`read_segments_in_place`), as verify does.
 
 What goes where, and why: only **versioned** tables (decisions, quarantine, batches, input
 files, outcomes, accounting...: the bulk of a day) go to the segment. Insert-once tables stay
@@ -58,6 +59,7 @@ from hitl_gate.audit.events import (
 )
 from hitl_gate.audit.run_segments import (
     GLOBAL_FIELDS,
+    LOCK_FILE,
     SegmentReport,
     Segments,
     attach_segment,
@@ -97,7 +99,7 @@ from hitl_gate.core.database import (
     restrict_file_access,
     transaction,
 )
-from hitl_gate.core.file_lock import exclusive_lock, is_held
+from hitl_gate.core.file_lock import exclusive_lock, is_held, remove_if_free
 from hitl_gate.core.home import HitlPaths
 
 if TYPE_CHECKING:
@@ -107,8 +109,10 @@ if TYPE_CHECKING:
 SEGMENT_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if not s.append_only)
 CHAIN_SOURCES: tuple[EventSource, ...] = tuple(s for s in EVENT_SOURCES if s.append_only)
 GLOBAL_WITNESS_FILE = "global_checkpoints.jsonl"
+SEGMENT_LOG = "audit_segment_log"  # the name the views read segment entries by
 SEGMENT_ALIAS = "audit_segment"  # the segment, attached to the writer's session by the pick
 VERIFY_ALIAS = "verified_segment"  # a folded segment, attached read-only to verify's session
+READ_ALIAS = "read_segment"  # folded segments attached read-only to a reading session, numbered
 PICKED = "audit_picked"  # temporary: the pick's rowids and fingerprints, per event type
 PICKED_COLUMNS = "event_type VARCHAR, rid BIGINT, fingerprint UBIGINT"
 _ID_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -135,8 +139,10 @@ class Picked:
 @contextmanager
 def claim(segments: Segments, segment: str) -> Iterator[None]:
     """Hold the segment's lock file from pick to fold: while it is held, other runs' picks
-    leave the segment's pending rows alone; once its run died, they take them back."""
-    with exclusive_lock(_claim_file(segments, segment)):
+    leave the segment's pending rows alone; once its run died, they take them back. The file
+    is deleted as the claim ends, still held (one per run: none piles up); one a killed run
+    left is deleted by the next pick (`_release_abandoned`)."""
+    with exclusive_lock(_claim_file(segments, segment), remove=True):
         yield
 
 
@@ -265,6 +271,15 @@ def _release_abandoned(con: duckdb.DuckDBPyConnection, segments: Segments) -> No
         ).fetchall()[0][0]
         if not folded:
             discard(segments, segment, sealed_too=True)
+    for lock in _claim_files(segments):  # left by killed runs; a live run's stays
+        remove_if_free(lock)
+
+
+def _claim_files(segments: Segments) -> list[Path]:
+    """The claims' lock files in the folder (not the fold's `segments.lock`)."""
+    if not segments.root.is_dir():
+        return []
+    return sorted(p for p in segments.root.glob("*.lock") if p.name != LOCK_FILE)
 
 
 def _segment_files(segments: Segments) -> set[str]:
@@ -506,6 +521,52 @@ def load_segment_events(con: duckdb.DuckDBPyConnection, segments: Segments) -> i
     return added
 
 
+def read_segments_in_place(con: duckdb.DuckDBPyConnection, segments: Segments) -> list[str]:
+    """List every folded segment's entries, up to its newest folded checkpoint, as
+    `audit_segment_log` in this session, so `audit_events` and `case_history` list both
+    chains: each readable segment (`readable_segments`; `con` must have been opened with
+    them among its `attachable` files) is attached read-only and a temporary view of that
+    name, which shadows the database's table for this session only, reads their `audit_log`
+    in place. Returns the segments listed (none: the session is left as it was).
+
+    The fold copies nothing (a copy cost a compressed bulk insert of every entry under the
+    writer, and 140 MB per million entries kept twice); a missing or linked segment file is
+    left out here and named by verify."""
+    parts = []
+    for number, (segment, last_seq) in enumerate(folded_segments(con)):
+        if file_problem(segments, segment) is not None:
+            continue
+        alias = f"{READ_ALIAS}_{number}"
+        attach_segment(con, segments, segment, alias, read_only=True)
+        parts.append((segment, alias, last_seq))
+    if parts:
+        con.execute(
+            f"CREATE OR REPLACE TEMP VIEW {SEGMENT_LOG} AS "
+            + " UNION ALL ".join(
+                f"SELECT {_literal(segment)}::VARCHAR AS segment_id, seq, entry_hash, entry "
+                f"FROM {alias}.main.audit_log WHERE seq <= {int(last_seq)}"
+                for segment, alias, last_seq in parts
+            )
+        )
+    return [segment for segment, _, _ in parts]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+@contextmanager
+def reading_session(audit_db: Path, segments: Segments) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only session on `audit_db` whose `audit_events` and `case_history` list the
+    folded segments' entries too (`read_segments_in_place`): it may attach those files and
+    nothing else (read from a first session, as `verifying_session` does)."""
+    with audit_connection(audit_db, read_only=True) as con:
+        folded = readable_segments(con, segments)
+    with audit_connection(audit_db, read_only=True, attachable=folded) as con:
+        read_segments_in_place(con, segments)
+        yield con
+
+
 def has_segments(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the database has folded any segment (or signed a global checkpoint, or holds a
     copied segment entry); False for a database made before the segment tables existed
@@ -513,7 +574,8 @@ def has_segments(con: duckdb.DuckDBPyConnection) -> bool:
     tables = {
         name
         for (name,) in con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' AND table_name "
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name = 'main' AND table_name "
             "IN ('audit_segment_leaves', 'audit_global_checkpoints', 'audit_segment_log')"
         ).fetchall()
     }

@@ -11,8 +11,9 @@ segments, so their seals run at the same time.
 The **fold** (`fold_segments`) is the only serialised step, held for milliseconds under an
 exclusive lock file: it attaches each segment read-only to the global writer's session (which
 may open those files and nothing else of the folder: `core.database.attached_files`), reads its
-newest checkpoint, checks its signature, copies its new entries database to database, appends
-it as a leaf to `audit_segment_leaves` in the global database and signs a **global
+newest checkpoint, checks its signature, appends it as a leaf to `audit_segment_leaves` in the
+global database (its entries stay in the segment file, read there in place: never copied) and
+signs a **global
 checkpoint** (`audit_global_checkpoints`): the Merkle root (fan-out 16) of every leaf so far,
 linked to the previous global checkpoint by its hash, as Certificate Transparency signs a tree
 head over submissions. One leaf per segment checkpoint, not per entry.
@@ -69,7 +70,10 @@ if TYPE_CHECKING:
 
 LOCK_FILE = "segments.lock"
 FOLD_ALIAS = "folded_segment"  # a segment attached read-only to the fold's session, numbered
-COPY_TABLE = "audit_segment_log"  # the folded entries, for the auditors' views
+# Where folds before 2026-12-06 copied segment entries (schema 75). Folds copy nothing now: the
+# views read the segment files in place (`run_seal.read_segments_in_place`); a copy still held
+# is checked against its segment, and must be none of a segment no leaf names.
+COPY_TABLE = "audit_segment_log"
 LEAF_FIELDS = ("segment_id", "last_seq", "head_hash", "merkle_root", "signature")
 GLOBAL_FIELDS = ("global_seq", "leaves", "tree_root", "previous_hash", "created_at", "public_key")
 
@@ -174,7 +178,10 @@ def file_problem(segments: Segments, segment_id: str) -> str | None:
     """Why the segment's file cannot be read (None: it can): missing, or it or a DuckDB file
     beside it a symbolic link, which whoever planted it could point at a key. Such a file is
     never opened nor allowed to a session; verify names it."""
-    database = segments.database(segment_id)
+    try:
+        database = segments.database(segment_id)
+    except ValueError as error:
+        return f"{error} (a leaf names no segment file: edited)"
     try:
         attached_files(database)
     except ValueError as error:
@@ -219,7 +226,8 @@ def fold_segments(
     leaves (None when no segment has a new checkpoint). `con` is the global database's
     writer, opened with every segment's file (`Segments.database`) among its `attachable`
     files: the segments are attached to it read-only (`attached_segment`), so their
-    checkpoints are read and their entries copied without another connection.
+    checkpoints are read without another connection. No entry is copied: readers list them
+    from the segment files in place (`run_seal.read_segments_in_place`, the replica).
 
     A segment checkpoint not signed by the signer's key is refused (`ValueError`, naming the
     segment): the fold vouches only for what the pinned key signed.
@@ -247,8 +255,7 @@ def fold_segments(
         if not new:
             return None
         with transaction(con):  # writes the global database only; the segments are read
-            for alias, leaf in new:
-                _copy_entries(con, alias, leaf["segment_id"], int(leaf["last_seq"]))
+            for _, leaf in new:
                 con.execute(
                     "INSERT INTO audit_segment_leaves SELECT coalesce(max(leaf_seq), 0) + 1, "
                     "?, ?, ?, ?, ?, ? FROM audit_segment_leaves",
@@ -275,26 +282,6 @@ def fold_segments(
                 [checkpoint[k] for k in (*GLOBAL_FIELDS, "signature")],
             )
     return checkpoint
-
-
-def _copy_entries(
-    con: duckdb.DuckDBPyConnection, alias: str, segment_id: str, last_seq: int
-) -> int:
-    """Copy the segment's entries after its last folded leaf, up to `last_seq`, into
-    `audit_segment_log` (in the fold's transaction), for the auditors' views
-    (`audit_events`, `case_history`): database to database from the segment attached as
-    `alias`, with no Arrow copy in between; returns how many."""
-    (after,) = con.execute(
-        "SELECT coalesce(max(last_seq), 0) FROM audit_segment_leaves WHERE segment_id = ?",
-        [segment_id],
-    ).fetchall()[0]
-    (copied,) = con.execute(
-        f"INSERT INTO {COPY_TABLE} (segment_id, seq, entry_hash, entry) "
-        f"SELECT $segment, seq, entry_hash, entry FROM {alias}.main.audit_log "
-        "WHERE seq > $after AND seq <= $last",  # storage order: no view relies on it
-        {"segment": segment_id, "after": int(after), "last": last_seq},
-    ).fetchall()[0]
-    return int(copied)
 
 
 def _newest_global(con: duckdb.DuckDBPyConnection) -> dict[str, Any] | None:
@@ -351,7 +338,7 @@ def verify_segments(
     report.problems += [
         f"{COPY_TABLE}: {n} entries of segment {s}, which no leaf names (added)"
         for s, n in con.execute(
-            f"SELECT segment_id, count(*) FROM {COPY_TABLE} WHERE segment_id NOT IN "
+            f"SELECT segment_id, count(*) FROM main.{COPY_TABLE} WHERE segment_id NOT IN "
             "(SELECT unnest($named::VARCHAR[])) GROUP BY ALL ORDER BY 1",
             {"named": named},
         ).fetchall()
@@ -435,12 +422,17 @@ def _segment_problems(
     leaves: dict[int, tuple[dict[str, Any], str | None]],
 ) -> list[str]:
     """The segment verified whole, each of its leaves still one of its checkpoints, signed by
-    its leaf's key, and its entries' copy in the global database (`COPY_TABLE`) exactly its
-    entries. `leaves`: by the segment's `last_seq`, each leaf and the key valid for it."""
+    its leaf's key, and, when an earlier fold copied its entries into the global database
+    (`COPY_TABLE`), that copy exactly its entries. `leaves`: by the segment's `last_seq`, each
+    leaf and the key valid for it."""
     problem = file_problem(segments, segment_id)
     if problem is not None:
         return [problem]
     problems: list[str] = []
+    (copied,) = con.execute(
+        f"SELECT EXISTS (SELECT 1 FROM main.{COPY_TABLE} WHERE segment_id = ?)", [segment_id]
+    ).fetchall()[0]
+    entries: pa.Table | None = None
     keys = {key for _, key in leaves.values()}
     with segments.open(segment_id, read_only=True) as seg:
         # One key for the whole segment (the usual case): verify against it. Several (the
@@ -450,10 +442,11 @@ def _segment_problems(
         found = verify_audit(seg, segments.checkpoints(segment_id), anchor)
         problems += [f"entry {p.seq}: {p.message}" if p.seq else p.message for p in found.problems]
         stored = {int(cp["last_seq"]): cp for cp in _rows(seg, "SELECT * FROM audit_checkpoints")}
-        entries = seg.sql(
-            "SELECT seq, entry_hash, entry FROM audit_log WHERE seq <= $last",
-            params={"last": max(leaves)},
-        ).to_arrow_table()
+        if copied:
+            entries = seg.sql(
+                "SELECT seq, entry_hash, entry FROM audit_log WHERE seq <= $last",
+                params={"last": max(leaves)},
+            ).to_arrow_table()
     for last_seq, (leaf, key) in sorted(leaves.items()):
         cp = stored.get(last_seq)
         if cp is None or any(cp[k] != leaf[k] for k in LEAF_FIELDS[1:]):
@@ -468,7 +461,8 @@ def _segment_problems(
                 f"{str(cp['public_key'])[:16]}…, not the key valid for its global checkpoint "
                 f"{key[:16]}… (a key never handed over)"
             )
-    problems += _copy_problems(con, segment_id, entries)
+    if entries is not None:
+        problems += _copy_problems(con, segment_id, entries)
     return problems
 
 
@@ -486,14 +480,15 @@ def _copy_problems(con: duckdb.DuckDBPyConnection, segment_id: str, entries: pa.
                         WHEN s.seq IS NULL THEN 'not an entry of the segment (added)'
                         WHEN c.entry_hash <> s.entry_hash OR c.entry <> s.entry
                         THEN 'differs from the entry in the segment (edited)' END AS what
-            FROM (SELECT seq, entry_hash, entry FROM {COPY_TABLE} WHERE segment_id = $segment) c
+            FROM (SELECT seq, entry_hash, entry FROM main.{COPY_TABLE}
+                  WHERE segment_id = $segment) c
             FULL JOIN segment_entries s ON s.seq = c.seq
             WHERE what IS NOT NULL ORDER BY at_seq LIMIT 6
             """,
             {"segment": segment_id},
         ).fetchall()
         (twice,) = con.execute(
-            f"SELECT count(*) - count(DISTINCT seq) FROM {COPY_TABLE} WHERE segment_id = ?",
+            f"SELECT count(*) - count(DISTINCT seq) FROM main.{COPY_TABLE} WHERE segment_id = ?",
             [segment_id],
         ).fetchall()[0]
     problems = [f"{COPY_TABLE} entry seq {seq}: {what}" for seq, what in rows[:5]]

@@ -12,6 +12,8 @@ from typing import Any
 
 import polars as pl
 
+from hitl_gate.audit.run_seal import reading_session
+from hitl_gate.audit.run_segments import Segments
 from hitl_gate.core.database import audit_connection, query_frame
 
 CASE_FEATURES_STAGE = "case_features"
@@ -49,7 +51,12 @@ def stored_feature_values(
 
 
 def _table_exists(con: Any, name: str) -> bool:
-    tables = query_frame(con, "SELECT table_name FROM duckdb_tables() WHERE table_name = ?", [name])
+    tables = query_frame(
+        con,
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND table_name = ?",
+        [name],
+    )
     return tables.height > 0
 
 
@@ -76,15 +83,23 @@ def trace_case(
     domain: str,
     warehouse: Path | None = None,
     case_id_column: str | None = None,
+    segments: Segments | None = None,
 ) -> dict[str, Any] | None:
     """Everything `domain` recorded about `case_id`: decision lineage or, if rejected, its
     quarantine. Every table is read for that domain only, never another domain's same id.
 
     With `warehouse` and the domain's `case_id_column`, also the feature values it was scored
-    on (see `stored_feature_values`).
+    on (see `stored_feature_values`). With `segments` (the home's per-run segments), the
+    history lists what they sealed too, read from their files in place
+    (`run_seal.reading_session`).
     """
     key = [domain, case_id]
-    with audit_connection(audit_db, read_only=True) as con:
+    session = (
+        reading_session(audit_db, segments)
+        if segments is not None
+        else audit_connection(audit_db, read_only=True)
+    )
+    with session as con:
         decided = query_frame(con, "SELECT * FROM case_trace WHERE domain = ? AND case_id = ?", key)
         quarantined = query_frame(
             con,
@@ -146,7 +161,8 @@ def _case_history(con: Any, key: list[str]) -> pl.DataFrame:
     made before segments has no such column: all single chain)."""
     columns = query_frame(
         con,
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'case_history'",
+        "SELECT column_name FROM information_schema.columns WHERE table_catalog = "
+        "current_database() AND table_name = 'case_history'",
     )["column_name"].to_list()
     if not columns:
         return pl.DataFrame()

@@ -178,7 +178,8 @@ def key_schedule(
     schedule = KeySchedule(anchor)
     in_db: dict[int, dict[str, Any]] = {}
     if con.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'audit_key_handovers'"
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND table_name = 'audit_key_handovers'"
     ).fetchall()[0][0]:  # a database opened read-only from before the table existed has none
         rows = con.execute("SELECT * FROM audit_key_handovers ORDER BY after_seq").fetchall()
         names = [d[0] for d in con.description]

@@ -9,34 +9,79 @@ by the kernel when the holder dies, so a killed process never leaves the lock he
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 
 @contextmanager
-def exclusive_lock(path: Path) -> Iterator[None]:
+def exclusive_lock(path: Path, *, remove: bool = False) -> Iterator[None]:
     """Hold an exclusive `flock` on `path` (created, with its folder, when missing) for the
-    block; waits while another process holds it."""
+    block; waits while another process holds it. With `remove`, the file is deleted at the end
+    of the block while still held (a per-run lock file, used once: nothing piles up).
+
+    A holder may delete the file (`remove`, `remove_if_free`), so a waiter that wakes up
+    holding a file no longer at `path` opens it again: a lock counts only on the file the
+    path names, so two processes never both hold `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    while True:
+        handle = path.open("a")
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        if _still_named(handle, path):
+            break
+        handle.close()  # deleted by its holder meanwhile: lock the file there now
+    try:
+        yield
+    finally:
+        if remove:
+            path.unlink(missing_ok=True)
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _still_named(handle: IO[str], path: Path) -> bool:
+    try:
+        return os.fstat(handle.fileno()).st_ino == path.stat().st_ino
+    except FileNotFoundError:
+        return False
 
 
 def is_held(path: Path) -> bool:
     """Whether another process holds `exclusive_lock(path)` now (False when there is no file).
 
-    Asked without waiting; a holder that died has released it (the kernel drops `flock`s)."""
-    if not path.exists():
+    Asked without waiting, and without creating the file; a holder that died has released it
+    (the kernel drops `flock`s)."""
+    try:
+        handle = path.open("r")
+    except FileNotFoundError:
         return False
-    with path.open("a") as handle:
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
+
+
+def remove_if_free(path: Path) -> bool:
+    """Delete the lock file `path` unless a process holds it (True: deleted, or none was
+    there). Taken without waiting and deleted while held, so a process about to lock it locks
+    a new file instead (`exclusive_lock`)."""
+    try:
+        handle = path.open("r")
+    except FileNotFoundError:
+        return True
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        try:
+            if _still_named(handle, path):
+                path.unlink(missing_ok=True)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return True

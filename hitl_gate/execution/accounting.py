@@ -139,7 +139,11 @@ def account_days(
         memory_limit=seal_memory_limit,
         witness=witness,
         batch_rows=seal_rows,
-        after=(lambda con: refresh_replica(con, replica)) if replica is not None else None,
+        after=(
+            (lambda con: refresh_replica(con, replica, segments=segments))
+            if replica is not None
+            else None
+        ),
         scope=Scope(domain.name, tuple(days)),
     )
     return AccountedDays(accounting, added, errors, sealed)

@@ -22,7 +22,8 @@ import time
 from hitl_gate.app.cli import main
 from hitl_gate.app.cli.sql_prompt import open_replica
 from hitl_gate.audit.replica import current_manifest
-from hitl_gate.core.database import audit_connection
+from hitl_gate.audit.run_seal import reading_session
+from hitl_gate.audit.run_segments import Segments
 from hitl_gate.core.domain import PROJECT_ROOT
 from hitl_gate.core.home import HitlPaths
 from tests.e2e.home_templates import HomeTemplate
@@ -110,7 +111,8 @@ def test_an_auditor_session_held_through_the_demo_blocked_nothing(
     # sealed state of the home the demo left.
     final = current_manifest(demo_home.replica_dir)
     assert final is not None
-    with audit_connection(demo_home.audit_db, read_only=True) as con:
+    # Read as auditors' views are: the folded segments' entries in place (no copy in the file).
+    with reading_session(demo_home.audit_db, Segments(demo_home.segments_dir)) as con:
         live = {
             t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in final["rows"]
         }

@@ -15,6 +15,8 @@ import pytest
 from openpyxl import load_workbook
 
 from hitl_gate.app.cli import main
+from hitl_gate.audit.run_seal import reading_session
+from hitl_gate.audit.run_segments import Segments
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
 
@@ -35,7 +37,8 @@ COUNTED_TABLES = (
 
 
 def _counts(paths: HitlPaths) -> dict[str, int]:
-    with audit_connection(paths.audit_db, read_only=True) as con:
+    """Row counts; `audit_events` in a reading session lists the segments' entries too."""
+    with reading_session(paths.audit_db, Segments(paths.segments_dir)) as con:
         return {t: int(scalar(con, f"SELECT count(*) FROM {t}")) for t in COUNTED_TABLES}
 
 

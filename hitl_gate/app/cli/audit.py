@@ -19,13 +19,17 @@ from hitl_gate.app.day_range import day_range
 
 def cmd_audit_trace(args: argparse.Namespace) -> None:
     """Print everything recorded about one case, from input file to executed action."""
+    from hitl_gate.audit.run_segments import Segments
     from hitl_gate.audit.trace import format_trace, trace_case
 
     paths = resolve_paths(args)
     require_audit_db(paths)
     name = trace_domain(paths.audit_db, args.case_id, args.trace_domain or args.domain)
     case_id_column = load_selected_domain(args, name).case_id
-    trace = trace_case(paths.audit_db, args.case_id, name, paths.warehouse, case_id_column)
+    trace = trace_case(
+        paths.audit_db, args.case_id, name, paths.warehouse, case_id_column,
+        segments=Segments(paths.segments_dir),
+    )  # fmt: skip
     if trace is None:
         raise SystemExit(f"case {args.case_id!r}: not found in domain {name} ({paths.audit_db})")
     print(format_trace(trace))
@@ -97,6 +101,8 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     import uuid
 
     from hitl_gate.audit.replica import refresh_replica
+    from hitl_gate.audit.run_seal import readable_segments
+    from hitl_gate.audit.run_segments import Segments
     from hitl_gate.audit.seal import STEP_OWNED, SealRefused, seal_run
     from hitl_gate.audit.witness import WitnessConfig
     from hitl_gate.core.db_lock import open_when_free
@@ -106,8 +112,13 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
     key = audit_signer(args)
     witness = WitnessConfig(paths.witness_dir, settings.tsa_url)
     wait = settings.audit_lock_wait_seconds
+    segments = Segments(paths.segments_dir)
+    folded: list[Path] = []  # the replica reads the folded segments' entries in place
+    if paths.audit_db.exists():
+        with open_when_free(paths.audit_db, True, wait) as con:
+            folded = readable_segments(con, segments)
     try:
-        with open_when_free(paths.audit_db, False, wait, [paths.warehouse]) as con:
+        with open_when_free(paths.audit_db, False, wait, [paths.warehouse], folded) as con:
             result = seal_run(
                 con,
                 f"cli-seal-{uuid.uuid4()}",
@@ -116,7 +127,7 @@ def cmd_audit_seal(args: argparse.Namespace) -> None:
                 witness=witness,
                 owned=STEP_OWNED,
             )
-            refresh_replica(con, paths.replica_dir)
+            refresh_replica(con, paths.replica_dir, segments=segments)
     except SealRefused as refused:
         raise SystemExit(str(refused)) from refused
     head = result.checkpoint["last_seq"] if result.checkpoint else "unchanged"
@@ -177,8 +188,8 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
+    from hitl_gate.audit.run_seal import reading_session
     from hitl_gate.audit.run_segments import Segments
-    from hitl_gate.core.database import audit_connection
 
     start, end = day_range(args.start, args.end, first="--from", last="--to")
     paths = resolve_paths(args)
@@ -189,8 +200,9 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     scope = BundleScope(start, end, domain)
     key = audit_signer(args)
     try:
-        with audit_connection(paths.audit_db, read_only=True) as con:
-            summary = export_bundle(con, scope, Path(args.out), key, Segments(paths.segments_dir))
+        segments = Segments(paths.segments_dir)
+        with reading_session(paths.audit_db, segments) as con:  # segment entries in place
+            summary = export_bundle(con, scope, Path(args.out), key, segments)
     except BundleError as exc:
         raise SystemExit(f"audit export: {exc}") from exc
     print(

@@ -24,6 +24,8 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
 
     from hitl_gate.audit.replica import refresh_replica
     from hitl_gate.audit.retention import RetentionRefused, apply_retention
+    from hitl_gate.audit.run_seal import readable_segments
+    from hitl_gate.audit.run_segments import Segments
     from hitl_gate.audit.store_rewrite import rewrite_stores
     from hitl_gate.core.database import audit_connection
 
@@ -34,7 +36,10 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
     names = [args.domain] if args.domain and args.domain != "demo" else domain_names(args)
     key = None if args.dry_run else audit_signer(args)
     run_id = f"cli-retention-dry-{uuid.uuid4()}"
-    with audit_connection(paths.audit_db) as con:
+    segments = Segments(paths.segments_dir)
+    with audit_connection(paths.audit_db, read_only=True) as con:
+        folded = readable_segments(con, segments)  # the replica reads them in place
+    with audit_connection(paths.audit_db, attachable=folded) as con:
         domains = [load_selected_domain(args, n) for n in names]
         if not args.dry_run:
             run_id = _authorised_run(con, args, names, as_of)
@@ -49,7 +54,10 @@ def cmd_retention_apply(args: argparse.Namespace) -> None:
         except RetentionRefused as exc:
             raise SystemExit(str(exc)) from exc
         if not args.dry_run:  # the replica keeps no copy of what was just redacted
-            refresh_replica(con, paths.replica_dir, keep=1, grace=timedelta(0), reuse=False)
+            refresh_replica(
+                con, paths.replica_dir, keep=1, grace=timedelta(0), reuse=False,
+                segments=segments,
+            )  # fmt: skip
     rewritten = [] if args.dry_run else rewrite_stores(paths.home)  # after the connection closed
     for result in results:
         verb = "would remove" if args.dry_run else "removed"

@@ -1,10 +1,12 @@
--- Entries of the folded per-run segments, as the auditors' views read them
--- (hitl_gate/audit/run_segments.py, docs/audit.md "Room to grow"). The fold copies each
--- segment's entries up to its folded checkpoint here, in the fold's transaction, so
--- `audit_events` and `case_history` list what a segment sealed beside the single chain, in
--- the live database and in the auditors' replica alike. A copy, not the proof: the segment
--- file holds the chain; `hitl audit verify` checks that every copied entry is the segment's
--- own (same seq, same hash, text hashing to it) and that none is missing or added.
+-- The name the auditors' views read the folded per-run segments' entries by
+-- (hitl_gate/audit/run_segments.py, docs/audit.md "Reading what segments sealed"). Folds copy
+-- nothing here since 2026-12-06: a reading session (`run_seal.reading_session`) shadows this
+-- table with a temporary view over the segment files read in place, and the replica writes a
+-- Parquet part per folded leaf, so `audit_events` and `case_history` list what a segment
+-- sealed beside the single chain; any other session lists the single chain only. Not the
+-- proof: the segment file holds the chain. A copy an earlier fold left is checked by
+-- `hitl audit verify` against its segment (same seq, same hash, text hashing to it, none
+-- missing or added), and rows for a segment no leaf names are named in any home.
 CREATE TABLE IF NOT EXISTS audit_segment_log (
     segment_id VARCHAR NOT NULL,
     seq BIGINT NOT NULL,                -- the entry's seq in its segment's chain

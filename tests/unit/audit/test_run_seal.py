@@ -141,6 +141,8 @@ def test_versioned_rows_go_to_the_run_segment_and_verify_covers_both_chains(
     assert "decisions" not in tables  # the segment keeps its chain, not the rows
     assert home.rows("SELECT global_seq, leaves FROM audit_global_checkpoints") == [(1, 1), (2, 2)]
     assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
+    # each run's claim file went with its claim; the fold's shared lock file stays
+    assert sorted(p.name for p in home.segments.root.glob("*.lock")) == ["segments.lock"]
     witnessed = (home.paths.witness_dir / GLOBAL_WITNESS_FILE).read_text().splitlines()
     assert [json.loads(x)["checkpoint"]["global_seq"] for x in witnessed] == [1, 2]
     code, out = _verify(home, capsys)
@@ -466,8 +468,8 @@ def test_a_segment_left_by_a_killed_run_is_removed_by_the_next_run(
     assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
     assert home.rows("SELECT DISTINCT segment_id FROM audit_segment_leaves WHERE segment_id "
                      "LIKE '%run-killed'") == []  # fmt: skip
-    # Of the dead segment only its released lock file is left: no copy of its rows.
-    assert sorted(p.name for p in home.segments.root.glob(f"{dead}*")) == [f"{dead}.lock"]
+    # Nothing of the dead segment is left: no copy of its rows, not even its lock file.
+    assert sorted(p.name for p in home.segments.root.glob(f"{dead}*")) == []
     code, out = _verify(home, capsys)
     assert code == 0, out
 

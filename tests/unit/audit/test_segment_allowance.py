@@ -26,7 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hitl_gate.audit.events import CHAIN_EVENTS, load_chain_events
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-from hitl_gate.audit.run_seal import load_segment_events, pick_rows, readable_segments
+from hitl_gate.audit.run_seal import (
+    load_segment_events,
+    pick_rows,
+    readable_segments,
+    reading_session,
+)
 from hitl_gate.audit.run_segments import (
     Segments,
     attached_segment,
@@ -225,7 +230,7 @@ def test_the_fold_attaches_no_segment_its_session_was_not_opened_for(
     paths: HitlPaths, tmp_path: Path
 ) -> None:
     """Asked to fold a segment its session may not attach, the fold stops before anything is
-    folded (no leaf, no copied entry, no global checkpoint), saying why."""
+    folded (no leaf, no global checkpoint), saying why; a fold copies no entry."""
     segments, key = _sealed(paths, tmp_path, "run-a", "run-b")
     with _fold_session(paths, "run-a")() as con:
         with pytest.raises(RuntimeError, match="segment run-b: this audit connection may not"):
@@ -234,9 +239,8 @@ def test_the_fold_attaches_no_segment_its_session_was_not_opened_for(
             assert con.execute(f"SELECT count(*) FROM {table}").fetchall() == [(0,)]
         checkpoint = fold_segments(con, segments, ["run-a"], key)
         assert checkpoint is not None and checkpoint["leaves"] == 1
-        assert con.execute("SELECT DISTINCT segment_id FROM audit_segment_log").fetchall() == [
-            ("run-a",)
-        ]
+        assert con.execute("SELECT segment_id FROM audit_segment_leaves").fetchall() == [("run-a",)]
+        assert con.execute("SELECT count(*) FROM audit_segment_log").fetchall() == [(0,)]
         attached = con.execute("SELECT database_name FROM duckdb_databases() WHERE NOT internal")
         assert attached.fetchall() == [("audit",)]  # every segment detached again
 
@@ -268,3 +272,30 @@ def test_verify_session_may_attach_only_the_folded_segments_never_a_link(
         _refused(con, f"ATTACH '{linked}' AS b (READ_ONLY)")
         problems = verify_segments(con, segments, public_key_hex(key)).problems
     assert any("segment run-b" in p and "symbolic link" in p for p in problems), problems
+
+
+def test_a_reading_session_reads_the_folded_segments_in_place_and_nothing_else(
+    paths: HitlPaths, tmp_path: Path
+) -> None:
+    """The auditors' views in a reading session (trace, bundle) list the folded segments'
+    entries read in place: the session is allowed those files only, attached read-only; a
+    segment not folded, a link planted in place of a folded one, the key and the rest of the
+    home stay out of reach, and the link is left out, not followed."""
+    segments, key = _sealed(paths, tmp_path, "run-a", "run-b", "run-c")
+    with _fold_session(paths, "run-a", "run-b")() as con:
+        assert fold_segments(con, segments, ["run-a", "run-b"], key) is not None
+    linked = segments.database("run-b")
+    linked.unlink()
+    linked.symlink_to(paths.audit_key_file)
+    with reading_session(paths.audit_db, segments) as con:
+        listed = con.execute(
+            "SELECT DISTINCT segment_id FROM audit_events WHERE segment_id IS NOT NULL"
+        ).fetchall()
+        assert listed == [("run-a",)]
+        for sql in _escapes(paths):
+            _refused(con, sql)
+        _refused(con, f"SELECT content FROM read_blob('{linked}')")
+        _refused(con, f"ATTACH '{segments.database('run-c')}' AS c (READ_ONLY)")
+        _refused(con, f"ATTACH '{linked}' AS b (READ_ONLY)")
+        with pytest.raises(duckdb.Error, match="read-only"):
+            con.execute("DELETE FROM read_segment_0.main.audit_log")

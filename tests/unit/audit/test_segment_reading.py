@@ -19,6 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -26,8 +27,14 @@ from hitl_gate.app.cli import main
 from hitl_gate.audit import bundle, bundle_check, chain, run_segments
 from hitl_gate.audit.bundle import BundleScope, export_bundle
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
-from hitl_gate.audit.run_seal import global_stamp, seal_with_segment
-from hitl_gate.audit.run_segments import Segments
+from hitl_gate.audit.run_seal import (
+    folded_segments,
+    global_stamp,
+    readable_segments,
+    reading_session,
+    seal_with_segment,
+)
+from hitl_gate.audit.run_segments import Segments, attached_segment
 from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.trust import sign_handover
 from hitl_gate.audit.witness import WitnessConfig, stamp
@@ -78,7 +85,8 @@ class Home:
         )  # fmt: skip
 
     def rows(self, sql: str) -> list[tuple]:
-        with audit_connection(self.paths.audit_db, read_only=True) as con:
+        """`sql` in a reading session: the views list what segments sealed, read in place."""
+        with reading_session(self.paths.audit_db, self.segments) as con:
             return con.execute(sql).fetchall()
 
     def verify(self, capsys: pytest.CaptureFixture[str], key: Any | None = None) -> str:
@@ -94,7 +102,7 @@ class Home:
         return f"exit {code}\n{capsys.readouterr().out}"
 
     def export(self, out: Path, key: Any | None = None) -> Path:
-        with audit_connection(self.paths.audit_db, read_only=True) as con:
+        with reading_session(self.paths.audit_db, self.segments) as con:
             export_bundle(con, SCOPE, out, key or self.key(), self.segments)
         return out
 
@@ -161,11 +169,36 @@ def test_history_and_events_list_the_same_with_segments_on_and_off(
 
 def test_the_replica_lists_segment_entries_too(segmented: Home) -> None:
     from hitl_gate.app.cli.sql_prompt import open_replica
-    from hitl_gate.audit.replica import refresh_replica
+    from hitl_gate.audit.replica import current_manifest, refresh_replica
+    from hitl_gate.audit.run_seal import readable_segments
 
+    replica, segments = segmented.paths.replica_dir, segmented.segments
+    decisions = "SELECT count(*) FROM case_history WHERE segment_id IS NOT NULL"
+    # A refresh whose session may not attach the segments lists the leaves it left unread.
     with segmented.connect() as con:
-        refresh_replica(con, segmented.paths.replica_dir)
-    with open_replica(segmented.paths.replica_dir) as con:
+        refresh_replica(con, replica, segments=segments)
+    assert current_manifest(replica)["unread_leaves"] == [1, 2]  # type: ignore[index]
+    with open_replica(replica) as con:
+        assert con.execute(decisions).fetchall() == [(0,)]
+    # The next one allowed the folded segments' files reads them in place, once each.
+    with audit_connection(segmented.paths.audit_db, read_only=True) as con:
+        folded = readable_segments(con, segments)
+    with segmented.connect(attachable=folded) as con:
+        refresh_replica(con, replica, segments=segments)
+    first = current_manifest(replica)
+    assert first is not None and first["unread_leaves"] == [], first
+    with open_replica(replica) as con:
+        assert con.execute(HISTORY).fetchall() == segmented.rows(HISTORY)
+        assert con.execute(decisions).fetchall() == [(9,)]
+    # Then linked while the leaf is unchanged, even by a session that may not attach them.
+    with segmented.connect() as con:
+        refresh_replica(con, replica, segments=segments)
+    again = current_manifest(replica)
+    assert again is not None and again["unread_leaves"] == []
+    assert again["segment_leaves"] == first["segment_leaves"]
+    part = next(iter(first["segment_leaves"]))
+    assert (replica / "current" / part).stat().st_nlink >= 2  # the same file, linked
+    with open_replica(replica) as con:
         assert con.execute(HISTORY).fetchall() == segmented.rows(HISTORY)
     assert len(segmented.rows("SELECT * FROM case_history WHERE segment_id IS NOT NULL")) == 9
 
@@ -205,14 +238,118 @@ def _copy_duplicated(home: Home) -> str:
     return "audit_segment_log: 1 entries copied twice (added)"
 
 
+def _legacy_copy(home: Home) -> None:
+    """What folds made before 2026-12-06 left behind: every folded segment's entries copied
+    into `audit_segment_log` of the global database."""
+    with audit_connection(home.paths.audit_db, read_only=True) as con:
+        folded = readable_segments(con, home.segments)
+    with home.connect(attachable=folded) as con:
+        for segment, last_seq in folded_segments(con):
+            with attached_segment(con, home.segments, segment, "old_fold") as alias:
+                con.execute(
+                    f"INSERT INTO main.audit_segment_log SELECT ?, seq, entry_hash, entry "
+                    f"FROM {alias}.main.audit_log WHERE seq <= ?",
+                    [segment, last_seq],
+                )
+
+
+def test_the_fold_copies_no_entry_and_the_views_read_the_segments_in_place(
+    segmented: Home,
+) -> None:
+    with audit_connection(segmented.paths.audit_db, read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM audit_segment_log").fetchall() == [(0,)]
+        # a session that does not read the segments lists the single chain only
+        assert con.execute("SELECT count(segment_id) FROM audit_events").fetchall() == [(0,)]
+    assert segmented.rows("SELECT count(segment_id) FROM audit_events") == [(11,)]
+
+
 @pytest.mark.parametrize("attack", [_copy_edited, _copy_deleted, _copy_added, _copy_duplicated])
-def test_the_views_copy_of_segment_entries_is_checked_by_verify(
+def test_a_copy_left_by_an_earlier_fold_is_checked_by_verify(
     segmented: Home, attack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    history = segmented.rows(HISTORY)
+    _legacy_copy(segmented)
     assert segmented.verify(capsys).startswith("exit 0"), segmented.verify(capsys)
+    assert segmented.rows(HISTORY) == history  # read in place: the copy is not listed twice
     expected = attack(segmented)
     out = segmented.verify(capsys)
     assert out.startswith("exit 1") and expected in out, out
+
+
+def test_entries_added_by_hand_for_a_segment_no_leaf_names_are_named(
+    segmented: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with segmented.connect() as con:
+        con.execute(
+            "INSERT INTO audit_segment_log SELECT 'forged', seq, entry_hash, entry FROM audit_log"
+        )
+    out = segmented.verify(capsys)
+    assert out.startswith("exit 1") and "entries of segment forged, which no leaf names" in out
+
+
+def _segment_entry_edited(home: Home) -> list[str]:
+    """An insider edits a decision's entry in the folded segment file the views now read."""
+    with duckdb.connect(str(home.segments.database(f"{DOMAIN}.run-1"))) as con:
+        con.execute(
+            'UPDATE audit_log SET entry = replace(entry, \'"digest":"\', \'"digest":"0\') '
+            f'WHERE entry LIKE \'%"key":"{DOMAIN}/C1"%\''
+        )
+    return [
+        f"decisions {DOMAIN}/C1: content matches no logged version (latest: entry seq 2",
+        f"segment {DOMAIN}.run-1: entry 2: entry hash does not match its content (altered)",
+    ]
+
+
+def _segment_deleted(home: Home) -> list[str]:
+    home.segments.database(f"{DOMAIN}.run-1").unlink()
+    return [
+        f"decisions {DOMAIN}/C1: not in the audit log",
+        f"segment {DOMAIN}.run-1: its file is missing (deleted or moved)",
+    ]
+
+
+def _segment_replaced(home: Home) -> list[str]:
+    """Replaced by another run's segment, signed by the real key."""
+    shutil.copy(
+        home.segments.database(f"{DOMAIN}.run-2"), home.segments.database(f"{DOMAIN}.run-1")
+    )
+    return [
+        f"decisions {DOMAIN}/C1: not in the audit log",
+        f"segment {DOMAIN}.run-1: leaf 1 (checkpoint at seq 8",
+        "is no longer a checkpoint of the segment",
+    ]
+
+
+@pytest.mark.parametrize("attack", [_segment_entry_edited, _segment_deleted, _segment_replaced])
+def test_a_segment_file_changed_after_its_fold_is_named_with_table_key_and_entry(
+    segmented: Home, attack: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The views, the replica and the bundle read folded segments in place (no copy in the
+    global database): what an insider does to a segment file after its fold is named by
+    verify, with the lineage rows it no longer backs."""
+    expected = attack(segmented)
+    out = segmented.verify(capsys)
+    assert out.startswith("exit 1"), out
+    for message in expected:
+        assert message in out, out
+    assert segmented.rows(HISTORY)  # the views still open: a missing segment is left out
+
+
+def test_a_leaf_naming_a_path_instead_of_a_segment_is_named_not_followed(
+    segmented: Home, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A leaf's segment id edited into a path: verify and the reading session open nothing
+    there; verify names the leaf."""
+    with segmented.connect() as con:
+        con.execute(
+            "UPDATE audit_segment_leaves SET segment_id = '../../secrets' WHERE leaf_seq = 1"
+        )
+    out = segmented.verify(capsys)
+    assert out.startswith("exit 1"), out
+    assert "leaf 1 (segment ../../secrets): edited or out of order" in out, out
+    assert "segment ../../secrets: not a segment id" in out, out
+    listed = segmented.rows("SELECT DISTINCT segment_id FROM audit_events")
+    assert set(listed) == {(None,), (f"{DOMAIN}.run-2",)}  # the other one only
 
 
 def test_a_bundle_holds_the_same_rows_with_segments_on_and_off(
@@ -470,7 +607,9 @@ def test_the_trace_shows_the_same_case_with_its_entries_provenance(
 ) -> None:
     from hitl_gate.audit.trace import format_trace, trace_case
 
-    traces = {s: trace_case(h.paths.audit_db, "C7", DOMAIN) for s, h in homes.items()}
+    traces = {
+        s: trace_case(h.paths.audit_db, "C7", DOMAIN, segments=h.segments) for s, h in homes.items()
+    }
     texts = {s: format_trace(t) for s, t in traces.items() if t is not None}
     before = {s: text.split("\nAudit log")[0] for s, text in texts.items()}
     assert before[False] == before[True]  # the case itself: the same either way
