@@ -18,6 +18,7 @@ import pytest
 
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
+from tests.blank_audit_db import blank_if_missing
 
 if TYPE_CHECKING:
     from tests.portal_fixtures import WorldTemplates
@@ -114,33 +115,12 @@ def key(tmp_path: Path) -> bytes:
     return load_or_create_key(tmp_path / "secrets")
 
 
-@pytest.fixture(scope="session")
-def audit_db_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An audit database holding the whole schema and nothing else, made once per test process
-    by `audit_connection` itself. Never open it: copy it (`place_audit_db`, `fresh_audit_db`)."""
-    from hitl_gate.core.database import audit_connection
-
-    path = tmp_path_factory.mktemp("audit-db-template") / "audit.duckdb"
-    with audit_connection(path):
-        pass
-    return path
-
-
-def place_audit_db(template: Path, target: Path) -> Path:
-    """A new audit database at `target`, a copy of the template: the same file a first writer
-    makes there, for a copy's cost. Running the schema on a new file costs about 0.06 s of CPU
-    (parsing and binding every statement), copying and reopening about 0.025 s; on a copy the
-    next writer's `ensure_schema` still compares the catalogue and finds it complete."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(template, target)
-    return target
-
-
 @pytest.fixture
-def fresh_audit_db(audit_db_template: Path, tmp_path: Path) -> Path:
-    """`tmp_path / "audit.duckdb"`, a new audit database with the schema (from the template):
-    request it where a test's first step opens a new audit database there."""
-    return place_audit_db(audit_db_template, tmp_path / "audit.duckdb")
+def fresh_audit_db(tmp_path: Path) -> Path:
+    """`tmp_path / "audit.duckdb"`, a new audit database with the schema (a copy of the
+    process's schema-only one, `tests/blank_audit_db.py`): request it where a test's first
+    step opens a new audit database there."""
+    return blank_if_missing(tmp_path / "audit.duckdb")
 
 
 @pytest.fixture(scope="session")

@@ -96,6 +96,7 @@ def test_great_expectations_sessions_read_the_warehouse_only(home: Path) -> None
         create_engine(f"{register()}:///{database}").connect()
 
 
+@pytest.mark.slow  # Feast's import (with ibis and fastapi) costs ~4 CPU s: not for test-fast
 def test_feasts_retrieval_session_reads_the_sources_folders_only(home: Path) -> None:
     # Imported here: Feast costs seconds to import, paid by the worker running this test only.
     from features.asof_store import AsofRetrievalJob, source_directories

@@ -20,7 +20,7 @@ from hitl_gate.ingest.landing import discover_landing_files
 from hitl_gate.ingest.landing_registry import register_files
 from pipelines.resources import AuditDatabase, LandingZone
 from pipelines.sensors import build_landing_sensor
-from tests.conftest import place_audit_db
+from tests.blank_audit_db import blank_if_missing
 
 CASES = Path(__file__).parents[2] / "data" / "bad_inputs" / "cases"
 RAN, NOT_RUN = date(2018, 1, 5), date(2018, 1, 7)
@@ -69,8 +69,8 @@ class Landing:
 
 
 @pytest.fixture
-def landing(hitl_paths: HitlPaths, audit_db_template: Path):
-    place_audit_db(audit_db_template, hitl_paths.audit_db)  # the home's new audit database
+def landing(hitl_paths: HitlPaths):
+    blank_if_missing(hitl_paths.audit_db)  # the home's new audit database
     with DagsterInstance.ephemeral() as instance:
         yield Landing(hitl_paths, instance)
 
