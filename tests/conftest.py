@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
@@ -32,6 +33,25 @@ TMPFS_FREE_BYTES = 4 * 2**30
 TMPFS_PREFIX = "hitl-gate-tests-"
 E2E_DIR = Path(__file__).parent / "e2e"
 _TMPFS_BASE = pytest.StashKey[Path]()
+THREAD_POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def one_thread_per_process() -> None:
+    """One OpenMP and one BLAS thread in this process and in those it starts.
+
+    The suite runs a worker per core, so a second thread only ever waits for a core, and
+    OpenMP's and OpenBLAS's threads wait by spinning: scikit-learn's gradient boosting (the
+    challenger trained in test_model_governance_e2e.py) took about 10x the CPU with two threads
+    on the busy 2-core machine (4.4 s against 0.33 s for 9,000 rows; the scorecard's fit 3x),
+    for the same model (equal predictions). A library loads its pool's size when it is first
+    loaded (the variables, inherited by child processes) or is told by threadpoolctl (those
+    loaded already, numpy's OpenBLAS among them). A deployment's own values are kept.
+    """
+    omp, blas = (int(os.environ.setdefault(name, "1")) for name in THREAD_POOL_ENV)
+    threadpool_limits({"openmp": omp, "blas": blas})
+
+
+one_thread_per_process()  # at collection, so every test of the run computes alike
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,10 +1,6 @@
 """End-to-end fixtures: the demo home, a fresh one for every test that asks for it.
 
 Defined here, so only tests under tests/e2e/ can use it (`make test-fast` never builds it).
-
-Every process of a run that collects tests/e2e/ (each xdist worker) and every process it starts
-(Dagster step processes, the recovery test's killed runs) computes with one OpenMP thread and
-one BLAS thread (`one_thread_per_process`).
 """
 
 from __future__ import annotations
@@ -14,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from threadpoolctl import threadpool_limits
 
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DOMAINS_ENV
@@ -32,25 +27,6 @@ TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates
 # demo's group must stay well below half the suite's work (2026-12-06: about 240 s of 600-700).
 ONE_WORKER_TEMPLATES = frozenset({"claims_template", "demo_template"})
 E2E_DIR = Path(__file__).parent
-THREAD_POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def one_thread_per_process() -> None:
-    """One OpenMP and one BLAS thread in this process and in those it starts.
-
-    The suite runs a worker per core, so a second thread only ever waits for a core, and
-    OpenMP's and OpenBLAS's threads wait by spinning: scikit-learn's gradient boosting (the
-    challenger trained in test_model_governance_e2e.py) took about 10x the CPU with two threads
-    on the busy 2-core machine (4.4 s against 0.33 s for 9,000 rows; the scorecard's fit 3x),
-    for the same model (equal predictions). A library loads its pool's size when it is first
-    loaded (the variables, inherited by child processes) or is told by threadpoolctl (those
-    loaded already, numpy's OpenBLAS among them). A deployment's own values are kept.
-    """
-    omp, blas = (int(os.environ.setdefault(name, "1")) for name in THREAD_POOL_ENV)
-    threadpool_limits({"openmp": omp, "blas": blas})
-
-
-one_thread_per_process()  # at collection, so every test of the run computes alike
 
 
 @pytest.hookimpl(tryfirst=True)
