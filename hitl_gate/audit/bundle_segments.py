@@ -59,6 +59,7 @@ def segment_events(con: duckdb.DuckDBPyConnection) -> bool:
         return False
     (copied,) = con.execute("SELECT EXISTS (SELECT 1 FROM audit_segment_log)").fetchall()[0]
     if not copied:
+        _require_no_folded_segments(con)
         return False
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {SEGMENT_EVENTS} AS "
@@ -69,6 +70,21 @@ def segment_events(con: duckdb.DuckDBPyConnection) -> bool:
         "ORDER BY event_type, entity_key, content_digest, segment_id, seq"
     )
     return True
+
+
+def _require_no_folded_segments(con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse a session that lists no segment entry although segments were folded: such a
+    session (a plain connection) does not read the segment files, so every row they back
+    would look unsealed and the refusal would name the wrong cause."""
+    (leaves,) = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = 'main' AND table_name = 'audit_segment_leaves'"
+    ).fetchall()[0]
+    if leaves and con.execute("SELECT count(*) FROM audit_segment_leaves").fetchall()[0][0]:
+        raise BundleError(
+            "this session reads none of the folded segments' entries: open it with "
+            "run_seal.reading_session (as `hitl audit export` does)"
+        )
 
 
 def write_segment_logs(

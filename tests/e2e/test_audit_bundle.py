@@ -18,6 +18,8 @@ from hitl_gate.app.cli import main
 from hitl_gate.audit.bundle import BundleError, BundleScope, export_bundle
 from hitl_gate.audit.bundle_check import check_bundle
 from hitl_gate.audit.keys import checkpoint_signer, public_key_hex
+from hitl_gate.audit.run_seal import reading_session
+from hitl_gate.audit.run_segments import Segments
 from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
@@ -174,13 +176,12 @@ def test_export_refuses_rows_the_log_does_not_back(demo_home: HitlPaths, tmp_pat
         if Path(f"{demo_home.audit_db}{suffix}").exists():
             shutil.copy(f"{demo_home.audit_db}{suffix}", f"{copy}{suffix}")
     key = checkpoint_signer(demo_home, AuditKeySettings())
-    con = duckdb.connect(str(copy))
-    try:
-        con.execute("UPDATE decisions SET score = score + 1 WHERE partition_date = ?", [TO])
-        with pytest.raises(BundleError, match="decisions rows in scope are not in the audit log"):
-            export_bundle(con, BundleScope(_day(FROM), _day(TO)), tmp_path / "b", key)
-    finally:
-        con.close()
+    with duckdb.connect(str(copy)) as insider:
+        insider.execute("UPDATE decisions SET score = score + 1 WHERE partition_date = ?", [TO])
+    # exported as `hitl audit export` does: a session reading the folded segments too
+    refused = pytest.raises(BundleError, match="decisions rows in scope are not in the audit log")
+    with reading_session(copy, Segments(demo_home.segments_dir)) as con, refused:
+        export_bundle(con, BundleScope(_day(FROM), _day(TO)), tmp_path / "b", key)
 
 
 def _day(text: str):

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hitl_gate.app.cli import main
 from hitl_gate.audit import bundle, bundle_check, chain, run_segments
 from hitl_gate.audit.bundle import BundleScope, export_bundle
+from hitl_gate.audit.bundle_segments import BundleError
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.run_seal import (
     folded_segments,
@@ -370,6 +371,17 @@ def test_a_bundle_holds_the_same_rows_with_segments_on_and_off(
     assert any(line.startswith("decision,") and line.endswith(f"{DOMAIN}.run-1") for line in index)
     assert json.loads((on / "global" / "checkpoints.json").read_text())[-1]["leaves"] == 2
     assert list((on / "segments").iterdir())
+
+
+def test_a_bundle_from_a_session_blind_to_the_segments_is_refused_for_that_reason(
+    segmented: Home, tmp_path: Path
+) -> None:
+    """A plain connection lists no segment entry: every row a segment backs would look
+    unsealed, so the export names the session as the cause instead of blaming the rows."""
+    refused = pytest.raises(BundleError, match="reads none of the folded segments")
+    with audit_connection(segmented.paths.audit_db, read_only=True) as con, refused:
+        export_bundle(con, SCOPE, tmp_path / "b", segmented.key(), segmented.segments)
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
 
 
 def _resign(out: Path, signer: Any) -> None:
