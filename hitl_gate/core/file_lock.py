@@ -54,15 +54,9 @@ def is_held(path: Path) -> bool:
     Asked without waiting, and without creating the file; a holder that died has released it
     (the kernel drops `flock`s)."""
     try:
-        handle = path.open("r")
+        with _taken_without_waiting(path) as taken:
+            return taken is None
     except FileNotFoundError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
         return False
 
 
@@ -71,17 +65,28 @@ def remove_if_free(path: Path) -> bool:
     there). Taken without waiting and deleted while held, so a process about to lock it locks
     a new file instead (`exclusive_lock`)."""
     try:
-        handle = path.open("r")
+        with _taken_without_waiting(path) as taken:
+            if taken is None:
+                return False
+            if _still_named(taken, path):
+                path.unlink(missing_ok=True)
+            return True
     except FileNotFoundError:
         return True
-    with handle:
+
+
+@contextmanager
+def _taken_without_waiting(path: Path) -> Iterator[IO[str] | None]:
+    """The lock on the existing file `path`, taken without waiting: its open file while the
+    block holds it, None when another process holds it. FileNotFoundError when there is no
+    file (none is created)."""
+    with path.open("r") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            return False
+            yield None
+            return
         try:
-            if _still_named(handle, path):
-                path.unlink(missing_ok=True)
+            yield handle
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-    return True

@@ -245,18 +245,27 @@ def test_the_fold_attaches_no_segment_its_session_was_not_opened_for(
         assert attached.fetchall() == [("audit",)]  # every segment detached again
 
 
-def test_verify_session_may_attach_only_the_folded_segments_never_a_link(
+def _folded_a_and_b_then_b_linked_to_the_key(
     paths: HitlPaths, tmp_path: Path
-) -> None:
-    """Verify's session is allowed the files of the folded segments (read from the database
-    before it opens): a segment not folded, a link planted in place of a folded one, the key
-    and the rest of the home stay out of reach; the link is named, not followed."""
+) -> tuple[Segments, Ed25519PrivateKey, Path]:
+    """Segments run-a, run-b and run-c sealed, a and b folded, then b's file replaced by a
+    symbolic link to the audit key (what an insider plants to have a reader open the key)."""
     segments, key = _sealed(paths, tmp_path, "run-a", "run-b", "run-c")
     with _fold_session(paths, "run-a", "run-b")() as con:
         assert fold_segments(con, segments, ["run-a", "run-b"], key) is not None
     linked = segments.database("run-b")
     linked.unlink()
     linked.symlink_to(paths.audit_key_file)
+    return segments, key, linked
+
+
+def test_verify_session_may_attach_only_the_folded_segments_never_a_link(
+    paths: HitlPaths, tmp_path: Path
+) -> None:
+    """Verify's session is allowed the files of the folded segments (read from the database
+    before it opens): a segment not folded, a link planted in place of a folded one, the key
+    and the rest of the home stay out of reach; the link is named, not followed."""
+    segments, key, linked = _folded_a_and_b_then_b_linked_to_the_key(paths, tmp_path)
     with audit_connection(paths.audit_db, read_only=True) as con:
         allowed = readable_segments(con, segments)
     assert allowed == [segments.database("run-a")]
@@ -281,12 +290,7 @@ def test_a_reading_session_reads_the_folded_segments_in_place_and_nothing_else(
     entries read in place: the session is allowed those files only, attached read-only; a
     segment not folded, a link planted in place of a folded one, the key and the rest of the
     home stay out of reach, and the link is left out, not followed."""
-    segments, key = _sealed(paths, tmp_path, "run-a", "run-b", "run-c")
-    with _fold_session(paths, "run-a", "run-b")() as con:
-        assert fold_segments(con, segments, ["run-a", "run-b"], key) is not None
-    linked = segments.database("run-b")
-    linked.unlink()
-    linked.symlink_to(paths.audit_key_file)
+    segments, key, linked = _folded_a_and_b_then_b_linked_to_the_key(paths, tmp_path)
     with reading_session(paths.audit_db, segments) as con:
         listed = con.execute(
             "SELECT DISTINCT segment_id FROM audit_events WHERE segment_id IS NOT NULL"
