@@ -14,6 +14,7 @@ from dagster import (
 )
 
 from assets.common import markdown_table, stage_key, upstream
+from assets.partial_seal import seal_unless_run_seals
 from assets.partitions import daily_stage_asset, partition_days
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.ingest.day_batch import read_new_files, record_day_batch, registered_files_frame
@@ -136,6 +137,8 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 )
             except ContractVersionConflict as exc:
                 raise Failure(description=str(exc)) from exc
+        # A run with no end-of-run seal (ingest only) seals the days' rows itself (segments).
+        sealed = seal_unless_run_seals(context, domain, "validated_cases", audit_db)
         return Output(
             batch.accepted,
             metadata={
@@ -150,6 +153,7 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "case_ids_held_by_other_partitions": batch.cases_held_elsewhere,
                 "contract_digest": batch.contract_digest,
                 "contract_version": batch.contract_version,
+                "audit_entries_appended": sealed.appended if sealed is not None else 0,
                 "quarantine_sample": MetadataValue.md(
                     markdown_table(quarantine_sample(batch.quarantine))
                 ),

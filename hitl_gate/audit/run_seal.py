@@ -710,6 +710,7 @@ def seal_with_segment(
     after: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
     owned: Mapping[str, OwnedKeys] = STEP_OWNED,
     scope: Scope | None = None,
+    chain: bool = True,
 ) -> SealResult:
     """A run's end-of-run seal with its versioned rows in a segment of its own.
 
@@ -721,17 +722,20 @@ def seal_with_segment(
     (the replica refresh). An insert-once row changed after sealing
     raises `SealRefused` once all of this is done, as `seal.seal_run` does (`owned`: as
     there; the benchmark passes none to log a synthetic day's executions; `scope`: the run's
-    domain and days, see `pick_rows`). The returned
+    domain and days, see `pick_rows`; `chain` False: the segment's part only, for a run that
+    ends before its end-of-run seal, `partial_runs.seal_days_written`). The returned
     result adds both parts' counts; its checkpoint is the single chain's, else the segment's.
     """
     refused: SealRefused | None = None
+    sealed = SealResult(0, None)
     with claim(segments, segment):
         with connect(attachable=[segments.database(segment)]) as con:  # for the pick only
             try:
-                sealed = seal_run(
-                    con, run_id, signer, checkpoints, CHAIN_SOURCES, batch_rows,
-                    memory_limit, witness, owned,
-                )  # fmt: skip
+                if chain:
+                    sealed = seal_run(
+                        con, run_id, signer, checkpoints, CHAIN_SOURCES, batch_rows,
+                        memory_limit, witness, owned,
+                    )  # fmt: skip
             except SealRefused as error:  # the rest is sealed; the segment's part follows
                 refused, sealed = error, error.result
             picked = pick_rows(con, segments, segment, scope=scope)

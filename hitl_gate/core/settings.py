@@ -38,7 +38,8 @@ SEGMENTS_ENV = "HITL_AUDIT_SEGMENTS"  # seal runs through per-run segments (docs
 # Whether runs seal through per-run segments when `HITL_AUDIT_SEGMENTS` is unset or empty. The
 # one place the default lives: settings always travel to step processes as an explicit `on` or
 # `off` (`HitlSettings.to_environ`), so changing it never flips a running installation's children.
-SEGMENTS_DEFAULT = False
+# On since 2026-12-06 (docs/audit.md "Room to grow", "On by default").
+SEGMENTS_DEFAULT = True
 AUDIT_SIGNER_ENV = "HITL_AUDIT_SIGNER"
 AUDIT_PKCS11_MODULE_ENV = "HITL_AUDIT_PKCS11_MODULE"
 AUDIT_TOKEN_DIR_ENV = "HITL_AUDIT_TOKEN_DIR"
