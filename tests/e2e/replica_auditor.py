@@ -3,7 +3,8 @@ open on the replica during `make demo` blocks nothing").
 
 `auditor_during(home, record)` runs around the demo template's build (tests/e2e/conftest.py),
 so no extra demo is paid for: this file, run as a script in its own process (an auditor's
-DuckDB client is another process), waits for the replica's view file to appear, opens it
+DuckDB client is another process), waits for the replica to show a decided day (with segments
+on, the ingestion run's own seal makes a replica earlier, holding no decision yet), opens it
 read-only as soon as it does, begins a read transaction and queries it until the build ends,
 while every later run and seal of the demo refreshes the replica. It records what it saw in
 `record` (JSON), which tests/e2e/test_auditor_replica.py judges:
@@ -76,6 +77,19 @@ def _live_open(live: Path) -> bool:
     return False
 
 
+def _decided(script: Path) -> bool:
+    """Whether the replica holds a decision yet, read in a new client (`.read views.sql`); a
+    replica still being written for the first time is not decided yet."""
+    import duckdb
+
+    try:
+        with duckdb.connect() as fresh:
+            fresh.execute(script.read_text(encoding="utf-8"))
+            return bool(fresh.execute("SELECT count(*) FROM decisions").fetchall()[0][0])
+    except (OSError, duckdb.Error):
+        return False
+
+
 def _watch(home: Path, stop: Path) -> dict:
     import duckdb
 
@@ -83,7 +97,7 @@ def _watch(home: Path, stop: Path) -> dict:
     views, script, current = replica / "audit.duckdb", replica / "views.sql", replica / "current"
     seen: dict = {"errors": [], "held": [], "switches": [], "fresh": [], "queries": 0}
     seen["live_open"] = False
-    while not views.exists():
+    while not (views.exists() and _decided(script)):
         if stop.exists():
             return seen | {"opened": False}
         time.sleep(POLL_S)
