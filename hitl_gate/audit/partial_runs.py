@@ -28,8 +28,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.audit.replica import refresh_replica
-from hitl_gate.audit.run_seal import Scope, seal_with_segment, segment_id
+from hitl_gate.audit.run_seal import seal_days_through_segment
 from hitl_gate.audit.run_segments import Segments
 from hitl_gate.audit.seal import SealResult
 from hitl_gate.audit.witness import WitnessConfig
@@ -64,20 +63,16 @@ def seal_days_written(
     auditors' replica is refreshed after the fold, as after every run's seal.
 
     `run_id`: as `partial_run_id` gives it (also the segment's id, with domain and days)."""
-    return seal_with_segment(
+    return seal_days_through_segment(
         connect,
         segments,
-        segment_id(domain, list(days), run_id),
+        domain,
+        days,
         run_id,
         signer,
         checkpoints,
         memory_limit=memory_limit,
         witness=witness,
-        after=(
-            (lambda con: refresh_replica(con, replica, segments=segments))
-            if replica is not None
-            else None
-        ),
-        scope=Scope(domain, tuple(days)),
+        replica=replica,
         chain=False,
     )

@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
@@ -57,6 +57,7 @@ from hitl_gate.audit.events import (
     SourceSql,
     source_sql,
 )
+from hitl_gate.audit.replica import refresh_replica
 from hitl_gate.audit.run_segments import (
     GLOBAL_FIELDS,
     LOCK_FILE,
@@ -750,4 +751,42 @@ def seal_with_segment(
         sealed.appended + in_segment.appended,
         sealed.checkpoint or in_segment.checkpoint,
         sealed.canonicalised + in_segment.canonicalised,
+    )
+
+
+def seal_days_through_segment(
+    connect: OpenAttaching,
+    segments: Segments,
+    domain: str,
+    days: Sequence[date],
+    run_id: str,
+    signer: CheckpointSigner,
+    checkpoints: Path,
+    *,
+    memory_limit: str | None,
+    witness: WitnessConfig | None = None,
+    replica: Path | None = None,
+    batch_rows: int = BATCH_ROWS,
+    chain: bool = True,
+) -> SealResult:
+    """`seal_with_segment` for a run of `domain`'s `days`: its segment named after them
+    (`segment_id`), its pick scoped to them, and with `replica` the auditors' replica refreshed
+    after the fold, reading the folded segments in place (`chain`: as there)."""
+    return seal_with_segment(
+        connect,
+        segments,
+        segment_id(domain, list(days), run_id),
+        run_id,
+        signer,
+        checkpoints,
+        memory_limit=memory_limit,
+        witness=witness,
+        batch_rows=batch_rows,
+        after=(
+            (lambda con: refresh_replica(con, replica, segments=segments))
+            if replica is not None
+            else None
+        ),
+        scope=Scope(domain, tuple(days)),
+        chain=chain,
     )

@@ -14,7 +14,7 @@ import duckdb
 import polars as pl
 
 from hitl_gate.audit.replica import refresh_replica
-from hitl_gate.audit.run_seal import Scope, seal_with_segment, segment_id
+from hitl_gate.audit.run_seal import seal_days_through_segment
 from hitl_gate.audit.run_segments import Segments
 from hitl_gate.audit.seal import BATCH_ROWS, STEP_OWNED, SealResult, seal_run
 from hitl_gate.audit.signer import CheckpointSigner
@@ -129,21 +129,17 @@ def account_days(
                 refresh_replica(con, replica)
             return AccountedDays(accounting, added, errors, sealed)
     # Sealed on connections of its own: the global file is closed while the segment is sealed.
-    sealed = seal_with_segment(
+    sealed = seal_days_through_segment(
         connect,
         segments,
-        segment_id(domain.name, days, run_id),
+        domain.name,
+        days,
         run_id,
         signing_key,
         checkpoints,
         memory_limit=seal_memory_limit,
         witness=witness,
+        replica=replica,
         batch_rows=seal_rows,
-        after=(
-            (lambda con: refresh_replica(con, replica, segments=segments))
-            if replica is not None
-            else None
-        ),
-        scope=Scope(domain.name, tuple(days)),
     )
     return AccountedDays(accounting, added, errors, sealed)
