@@ -10,7 +10,8 @@ from dagster import AssetExecutionContext, AssetKey
 
 from assets.common import stage_key
 from assets.partitions import partition_days
-from hitl_gate.audit.partial_runs import partial_run_id, seal_days_written
+from hitl_gate.audit.partial_runs import partial_run_id
+from hitl_gate.audit.run_seal import seal_days_through_segment
 from hitl_gate.audit.seal import SealResult
 from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import AuditDatabase
@@ -38,7 +39,7 @@ def seal_unless_run_seals(
     segments = audit_db.segments()
     if segments is None or stage_key(domain, RUN_SEAL_STAGE) in run_assets(context):
         return None
-    return seal_days_written(
+    return seal_days_through_segment(
         audit_db.connect,
         segments,
         domain.name,
@@ -49,4 +50,5 @@ def seal_unless_run_seals(
         memory_limit=audit_db.seal_memory_limit,
         witness=audit_db.witness(),
         replica=audit_db.replica(),
+        chain=False,  # insert-once rows: every run's seal takes them on the single chain
     )

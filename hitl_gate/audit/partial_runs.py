@@ -10,8 +10,9 @@ run's pick takes them. On the single chain the next seal of any run takes every 
 so nothing is left there.
 
 So the stage that wrote such rows seals them itself when the run will not
-(`seal_days_written`): through a segment of its own over the same domain and days, exactly
-as the end-of-run seal would have, with the same claim, pick, seal and fold
+(`assets/partial_seal.py`, `run_seal.seal_days_through_segment` with `chain=False`):
+through a segment of its own over the same domain and days, exactly as the end-of-run seal
+would have, with the same claim, pick, seal and fold
 (`run_seal.seal_with_segment`). It is sound under concurrent runs for the same reasons that
 seal is: the pick takes only rows no seal has seen and no live claim holds, records them as
 pending under its claim and as seen only at its fold, and a seal killed half-way leaves its
@@ -23,56 +24,8 @@ the ingestion of a day.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import date
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-from hitl_gate.audit.run_seal import seal_days_through_segment
-from hitl_gate.audit.run_segments import Segments
-from hitl_gate.audit.seal import SealResult
-from hitl_gate.audit.witness import WitnessConfig
-from hitl_gate.core.database import OpenAttaching
-
-if TYPE_CHECKING:
-    from hitl_gate.audit.signer import CheckpointSigner
-
 
 def partial_run_id(run_id: str, stage: str) -> str:
     """The run id a stage's own seal logs under (`<run>:<stage>`, as the execution step's
     `<run>:executed`): the entries say which step of which run sealed them."""
     return f"{run_id}:{stage}"
-
-
-def seal_days_written(
-    connect: OpenAttaching,
-    segments: Segments,
-    domain: str,
-    days: Sequence[date],
-    run_id: str,
-    signer: CheckpointSigner,
-    checkpoints: Path,
-    *,
-    memory_limit: str | None,
-    witness: WitnessConfig | None = None,
-    replica: Path | None = None,
-) -> SealResult:
-    """Seal, through a segment of its own, the unseen rows of `domain`'s `days` in the
-    day-partitioned tables (and any unseen row of the other versioned tables, as every
-    segment pick does), then fold it under a signed global checkpoint; with `replica`, the
-    auditors' replica is refreshed after the fold, as after every run's seal.
-
-    `run_id`: as `partial_run_id` gives it (also the segment's id, with domain and days)."""
-    return seal_days_through_segment(
-        connect,
-        segments,
-        domain,
-        days,
-        run_id,
-        signer,
-        checkpoints,
-        memory_limit=memory_limit,
-        witness=witness,
-        replica=replica,
-        chain=False,
-    )

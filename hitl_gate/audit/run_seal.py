@@ -724,7 +724,7 @@ def seal_with_segment(
     raises `SealRefused` once all of this is done, as `seal.seal_run` does (`owned`: as
     there; the benchmark passes none to log a synthetic day's executions; `scope`: the run's
     domain and days, see `pick_rows`; `chain` False: the segment's part only, for a run that
-    ends before its end-of-run seal, `partial_runs.seal_days_written`). The returned
+    ends before its end-of-run seal, `assets/partial_seal.py`). The returned
     result adds both parts' counts; its checkpoint is the single chain's, else the segment's.
     """
     refused: SealRefused | None = None
