@@ -1,9 +1,11 @@
-"""The batch workbook's data rows written as text are the bytes openpyxl writes for them as cells.
+"""The batch workbook written as text is the bytes openpyxl writes for it.
 
-`write_review_workbook` builds the cases sheet's rows as XML text (`as_text=True`, the export's
-path) instead of openpyxl cells (`as_text=False`, the reference). Every part of the package
-must be byte-identical between the two: the same cells, types, escapes, styles (and style ids),
-row heights, dimension, filter and drop-down ranges. Values of any other kind fall back.
+`write_review_workbook` fills the shape's template (written by openpyxl once per process) with
+the batch's rows, instructions and drop-down lists as XML text (`as_text=True`, the export's
+path) instead of building it as openpyxl objects (`as_text=False`, the reference). Every part
+of the package must be byte-identical between the two: the same cells, types, escapes, styles
+(and style ids), row heights, dimensions, filter and drop-down ranges and lists, instructions.
+Values of any other kind fall back.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 from openpyxl import load_workbook
 from openpyxl.utils.exceptions import IllegalCharacterError
 
+from hitl_gate.review.export import workbook
 from hitl_gate.review.export.workbook import write_review_workbook
 
 HEADER = ["case_id", "verdict", "rationale", "reasons", "pd", "flag", "amount", "note"]
@@ -34,14 +37,27 @@ HOSTILE = [
 NUMBERS = [0, 1, -7, 10**20, 2**53 + 1, 0.1, 1e-7, 123456.789, -0.0, 1e300, 5e-324, True, False]
 
 
-def _write(path: Path, rows: list[dict], *, as_text: bool, widths=WIDTHS) -> Path:
+CHOICES = {"verdict": ["approve", "decline", "escalate"]}
+GUIDE = [("What", "Answer the yellow columns."), ("Why", " spaced ")]
+
+
+def _write(
+    path: Path,
+    rows: list[dict],
+    *,
+    as_text: bool,
+    widths=WIDTHS,
+    choices=CHOICES,
+    instructions=GUIDE,
+    header=HEADER,
+) -> Path:
     write_review_workbook(
         path,
-        header=HEADER,
+        header=header,
         rows=rows,
         answer_columns=ANSWERS,
-        choices={"verdict": ["approve", "decline", "escalate"]},
-        instructions=[("What", "Answer the yellow columns."), ("Why", " spaced ")],
+        choices=choices,
+        instructions=instructions,
         created_at=CREATED,
         text_widths=widths,
         as_text=as_text,
@@ -67,9 +83,11 @@ def _entries(path: Path) -> list[tuple[object, ...]]:
         ]
 
 
-def _same_bytes(tmp_path: Path, rows: list[dict], widths=WIDTHS) -> None:
-    fast = _parts(_write(tmp_path / "fast.xlsx", rows, as_text=True, widths=widths))
-    reference = _parts(_write(tmp_path / "reference.xlsx", rows, as_text=False, widths=widths))
+def _same_bytes(tmp_path: Path, rows: list[dict], widths=WIDTHS, **batch) -> None:
+    fast = _parts(_write(tmp_path / "fast.xlsx", rows, as_text=True, widths=widths, **batch))
+    reference = _parts(
+        _write(tmp_path / "reference.xlsx", rows, as_text=False, widths=widths, **batch)
+    )
     assert [name for name, _ in fast] == [name for name, _ in reference]
     assert _entries(tmp_path / "fast.xlsx") == _entries(tmp_path / "reference.xlsx")
     for (name, got), (_, want) in zip(fast, reference, strict=True):
@@ -92,6 +110,52 @@ def test_hostile_text_numbers_and_blanks_give_the_reference_bytes(tmp_path: Path
 @pytest.mark.parametrize("count", [0, 1])
 def test_no_rows_and_one_row(tmp_path: Path, count: int) -> None:
     _same_bytes(tmp_path, _rows(["a", 1.5, None])[:count])
+
+
+def test_instructions_and_lists_of_each_batch_give_the_reference_bytes(tmp_path: Path) -> None:
+    """One shape (one template), batches differing in everything a batch puts in it."""
+    rows = _rows(["a", 2, None, "b c"])
+    hostile = [(text, HOSTILE[-1 - i]) for i, text in enumerate(HOSTILE)]
+    lists = [
+        {"verdict": ["approve"], "rationale": HOSTILE[:12]},
+        {"verdict": [], "rationale": ["x", "y"]},
+        {"verdict": ["a", "b", "c", "d"], "rationale": []},
+        {"verdict": [" x ", "=1", "a, b", 'q"uote'], "rationale": ["#N/A", "TRUE"]},
+    ]
+    for index, choices in enumerate(lists):
+        for instructions in (GUIDE, hostile, [("", ""), ("only", "one")]):
+            batch = {"choices": choices, "instructions": instructions}
+            _same_bytes(tmp_path, rows[: index + 1], **batch)
+    _same_bytes(tmp_path, rows, choices={"rationale": ["r"], "verdict": ["v"]})  # list order
+    _same_bytes(tmp_path, rows, instructions=[])  # no instruction: openpyxl's other styles
+    _same_bytes(tmp_path, rows, choices={})  # no list either
+    for batch in (
+        {"instructions": [("a", "x" * 40_000)]},
+        {"choices": {"verdict": ["x" * 40_000]}},
+    ):
+        _same_bytes(tmp_path, rows, **batch)  # truncated as openpyxl does
+    for batch in ({"instructions": [("a", "bad\x01")]}, {"choices": {"verdict": ["bad\x01"]}}):
+        for as_text in (True, False):  # refused as openpyxl does
+            with pytest.raises(IllegalCharacterError):
+                _write(tmp_path / "bad.xlsx", rows, as_text=as_text, **batch)
+
+
+def test_a_shape_is_written_by_openpyxl_once_then_from_its_template(tmp_path: Path) -> None:
+    header = [*HEADER, "once"]
+    before = workbook._template.cache_info()
+    for index in range(3):
+        _write(tmp_path / f"{index}.xlsx", _rows(["a", index]), as_text=True, header=header)
+    after = workbook._template.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+
+
+def test_templates_of_several_shapes_stay_apart(tmp_path: Path) -> None:
+    """Another header (a domain's columns) or widths is another template, in any order."""
+    other = [*HEADER[:3], "extra & <odd> 'name'", *HEADER[3:]]
+    for header in (HEADER, other, HEADER, other[:-2]):
+        rows = [{name: f"{name} {i}" for name in header} for i in range(3)]
+        for widths in (WIDTHS, {}, {"reasons": 30}):
+            _same_bytes(tmp_path, rows, widths=widths, header=header)
 
 
 @pytest.mark.slow  # a property suite: `make test`, not test-fast
