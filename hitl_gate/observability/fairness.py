@@ -31,7 +31,9 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import NamedTuple
 
+import numpy as np
 import polars as pl
 
 from hitl_gate.core.lawful import FairnessLimits, ProtectedAttribute
@@ -126,16 +128,41 @@ def ratio_interval(
     return air, math.exp(log_ratio - z * se), math.exp(log_ratio + z * se)
 
 
-def standardised_mean_difference(group: pl.Series, reference: pl.Series) -> float | None:
+class Scores(NamedTuple):
+    """A group's PD for the SMD: the count, mean and sample variance of its known values.
+
+    Summarised once per group (and per day's slice of it), whichever group it is compared with;
+    both fairness paths (frames here, DuckDB in `fairness_db`) build it with `of` from the same
+    values in the same order, so their figures are equal to the last bit.
+    """
+
+    n: int
+    mean: float
+    var: float
+
+    @classmethod
+    def of(cls, values: np.ndarray, missing: np.ndarray) -> Scores:
+        """From PD `values` (float64, case order) where `missing` is False."""
+        known = values[~missing]
+        if len(known) < 2:
+            return cls(len(known), math.nan, math.nan)
+        return cls(len(known), float(known.mean()), float(known.var(ddof=1)))
+
+    @classmethod
+    def of_series(cls, pd: pl.Series) -> Scores:
+        return cls.of(pd.cast(pl.Float64).to_numpy(), pd.is_null().to_numpy())
+
+
+def standardised_mean_difference(group: Scores, reference: Scores) -> float | None:
     """(mean of group - mean of reference) / pooled SD; None below two values each or SD 0."""
-    g = group.drop_nulls().cast(pl.Float64).to_numpy()
-    r = reference.drop_nulls().cast(pl.Float64).to_numpy()
-    if len(g) < 2 or len(r) < 2:
+    if group.n < 2 or reference.n < 2:
         return None
-    pooled = ((len(g) - 1) * g.var(ddof=1) + (len(r) - 1) * r.var(ddof=1)) / (len(g) + len(r) - 2)
+    pooled = ((group.n - 1) * group.var + (reference.n - 1) * reference.var) / (
+        group.n + reference.n - 2
+    )
     if pooled <= 0:
         return None
-    return float((g.mean() - r.mean()) / math.sqrt(pooled))
+    return (group.mean - reference.mean) / math.sqrt(pooled)
 
 
 def interval_labels(values: pl.Expr, bins: Sequence[float]) -> pl.Expr:
@@ -180,7 +207,7 @@ def _attribute_rows(
     )
     # Each group's PD in case order, split once (a filter per group was a pass per group).
     scores = {
-        str(key[0]): frame["pd"]
+        str(key[0]): Scores.of_series(frame["pd"])
         for key, frame in part.partition_by("__group", as_dict=True, maintain_order=True).items()
     }
     return group_rows(
@@ -191,14 +218,14 @@ def _attribute_rows(
 
 def group_rows(
     counts: pl.DataFrame,
-    scores: Callable[[str], pl.Series],
+    scores: Callable[[str], Scores],
     stage: str,
     name: str,
     attribute: ProtectedAttribute,
     confidence: float,
 ) -> list[dict[str, object]]:
     """The rows of one stage and attribute from its groups' `counts` (group, n, approvals)
-    and `scores(group)`, the PD of the group's cases in case order (for the SMD)."""
+    and `scores(group)`, the summary of the PD of the group's cases (for the SMD)."""
     counts = counts.sort("group")
     reference = _reference_group(counts, attribute.reference)
     ref = counts.filter(pl.col("group") == reference).row(0, named=True)

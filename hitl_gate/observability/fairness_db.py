@@ -4,8 +4,9 @@ The run days' cases (`case_stage_times`) and their protected values (the stored 
 cases' Parquet files, read by DuckDB) become one temporary table with the four stage columns
 of `fairness.stage_approvals` and one group label per attribute. Per stage and attribute,
 DuckDB counts the groups; the standardised mean difference needs each group's PD values, which
-come back one group at a time, in case order, as a float array (8 bytes a case, not a frame),
-so the judging code is `fairness.group_rows` itself and the figures are identical.
+come back in case order as one float array per group (8 bytes a case, not a frame) and are
+summarised as the frame path summarises them (`fairness.Scores`), so the judging code is
+`fairness.group_rows` itself and the figures are identical.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from hitl_gate.observability.fairness import (
     MISSING,
     STAGES,
     TABLE_SCHEMA,
+    Scores,
     group_rows,
     metric_rows,
 )
@@ -140,9 +142,11 @@ def _stage_rows(
 ) -> tuple[list[dict[str, object]], dict[date, list[dict[str, object]]]]:
     """`group_rows` of one stage and attribute: over all days, and per day.
 
-    Two kinds of query whatever the number of days: the groups counted per day (the run's
-    counts are their sums), and each group's PD in case order (one float array per group,
-    fetched once; a day's PD is its slice, the per-day counts giving the slices' lengths).
+    Two queries whatever the number of days and groups: the groups counted per day (the run's
+    counts are their sums), and the PD of the stage's cases by group in case order, split
+    into one float array per group (8 bytes a case, not a frame); a day's PD is its slice,
+    the per-day counts giving the slices' lengths. Each group's and day's PD is summarised
+    once (`Scores`), not once per group it is compared with.
     """
     label = _quote("g_" + name)
     where = f"{stage} IS NOT NULL"
@@ -153,34 +157,30 @@ def _stage_rows(
     ).pl()
     if daily.height == 0:
         return [], {}
-    fetched: dict[str, pl.Series] = {}
-
-    def scores(group: str) -> pl.Series:
-        if group not in fetched:
-            fetched[group] = con.sql(
-                f"SELECT pd FROM {FAIR} WHERE {where} AND {label} = $group "
-                "ORDER BY partition_date, case_id",
-                params={"group": group},
-            ).pl()["pd"]
-        return fetched[group]
-
+    pds = con.sql(
+        f'SELECT {label} AS "group", pd FROM {FAIR} WHERE {where} '
+        'ORDER BY "group", partition_date, case_id'
+    ).pl()
+    arrays = {
+        str(key): (frame["pd"].cast(pl.Float64).to_numpy(), frame["pd"].is_null().to_numpy())
+        for (key,), frame in pds.partition_by("group", as_dict=True, maintain_order=True).items()
+    }
     total = daily.group_by("group").agg(pl.col("n").sum(), pl.col("approvals").sum())
-    run = group_rows(total, scores, stage, name, attribute, confidence)
+    whole = {group: Scores.of(*arrays[group]) for group in arrays}
+    run = group_rows(total, whole.__getitem__, stage, name, attribute, confidence)
     # Where each day's cases start in each group's array (days in order).
     offsets = daily.with_columns(
         (pl.col("n").cum_sum().over("group") - pl.col("n")).alias("offset")
     )
     per_day: dict[date, list[dict[str, object]]] = {}
     for (day,), counts in offsets.group_by("partition_date", maintain_order=True):
-        starts = dict(zip(counts["group"], counts["offset"], strict=True))
-        lengths = dict(zip(counts["group"], counts["n"], strict=True))
-
-        def day_scores(group: str, starts: dict = starts, lengths: dict = lengths) -> pl.Series:
-            return scores(group).slice(starts[group], lengths[group])
-
+        sliced = {}
+        for group, start, n in counts.select("group", "offset", "n").iter_rows():
+            values, missing = arrays[group]
+            sliced[group] = Scores.of(values[start : start + n], missing[start : start + n])
         per_day[cast(date, day)] = group_rows(
-            counts.select("group", "n", "approvals"), day_scores, stage, name, attribute,
-            confidence,
+            counts.select("group", "n", "approvals"), sliced.__getitem__, stage, name,
+            attribute, confidence,
         )  # fmt: skip
     return run, per_day
 
