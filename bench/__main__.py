@@ -27,6 +27,7 @@ BENCHMARKS = {
     "replica": "bench.replica",
     "registry": "bench.registry",
     "workbook": "bench.workbook",
+    "event_log": "bench.event_log",
 }
 
 

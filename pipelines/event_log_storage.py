@@ -22,6 +22,15 @@ inside one transaction per database instead of two commits per event: each commi
 database writes and syncs the log, so a quarter's 900 planned events paid 1,800 syncs. The batch is
 rolled back on an error while it is stored, and Dagster then stores its events one by one.
 
+Per event, Dagster also asked the index database whether its tags table exists (a new engine
+and connection each time) and whether `asset_keys` has its index columns (a reflection of the
+table), and serialised a materialisation twice: as the event's row and, wrapped in its record,
+as the asset's `last_materialization`. Tables and columns are never dropped from a database in
+use, so a "yes" is kept (per storage, forgotten when its databases are wiped, upgraded or
+closed; a "no" is asked again); the record's JSON is the event's JSON inside the record's own
+(`_record_json`), the same text serialising the record gives (pinned by
+tests/unit/pipelines/test_event_log_storage.py, which compares every row with Dagster's).
+
 Each run writes a database of its own, which Dagster initialises by loading its ~90 migration
 scripts twice (to check the revision, then to stamp the new file): about 75 ms of CPU per run, a
 tenth of a day's run outside its steps. A new run's database is instead written from a copy of
@@ -43,13 +52,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
-from dagster import EventLogEntry
+from dagster import EventLogEntry, EventLogRecord
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     INDEX_SHARD_NAME,
     SqliteEventLogStorage,
 )
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-from dagster._serdes import ConfigurableClassData
+from dagster._serdes import ConfigurableClassData, serialize_value
+from dagster._time import datetime_from_timestamp
 from sqlalchemy import Connection, Engine, create_engine
 
 # Run shards kept open besides the index: a run writes to one; the UI's watchers read a few.
@@ -65,6 +75,11 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
         self._batch_thread: int | None = None
         self._batch: dict[str, Connection] = {}
         self._batch_stack = ExitStack()
+        # Index tables and `asset_keys` index columns seen to exist (see the module doc).
+        self._tables_found: set[str] = set()
+        self._index_cols_found = False
+        # Per thread: the event `_event_to_row` serialised last, and its JSON.
+        self._serialised = threading.local()
         super().__init__(base_dir, inst_data)
 
     @classmethod
@@ -129,6 +144,47 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        """Whether the index database has `table_name`; a "yes" is remembered."""
+        if table_name in self._tables_found:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            self._tables_found.add(table_name)
+        return found
+
+    def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
+        """Dagster's check of `asset_keys`' index columns; a "yes" is remembered."""
+        if not self._index_cols_found:
+            self._index_cols_found = super()._has_asset_key_index_cols_on_connection(conn)
+        return self._index_cols_found
+
+    def _event_to_row(self, event: EventLogEntry) -> dict[str, Any]:
+        """Dagster's row of `event`; its JSON is kept for the asset's `last_materialization`."""
+        row = super()._event_to_row(event)
+        self._serialised.last = (event, row["event"])
+        return row
+
+    def _get_asset_entry_values(
+        self, event: EventLogEntry, event_id: int, has_asset_key_index_cols: bool
+    ) -> dict[str, Any]:
+        """Dagster's values, a materialisation's record built from its JSON already made."""
+        last = getattr(self._serialised, "last", None)
+        self._serialised.last = None
+        dagster_event = event.dagster_event
+        if last is None or last[0] is not event or dagster_event is None:
+            return super()._get_asset_entry_values(event, event_id, has_asset_key_index_cols)
+        if not dagster_event.is_step_materialization:
+            return super()._get_asset_entry_values(event, event_id, has_asset_key_index_cols)
+        # As SqlEventLogStorage._get_asset_entry_values (dagster 1.13) for a materialisation.
+        values: dict[str, Any] = {
+            "last_materialization": _record_json(event_id, last[1]),
+            "last_run_id": event.run_id,
+        }
+        if has_asset_key_index_cols:
+            values["last_materialization_timestamp"] = datetime_from_timestamp(event.timestamp)
+        return values
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """Store `events` as `store_event` stores each, in one transaction per database."""
         with self._db_lock:
@@ -145,7 +201,10 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
                 self._batch = {}
 
     def close_databases(self) -> None:
-        """Close every kept connection (the last close checkpoints each WAL into its file)."""
+        """Close every kept connection (the last close checkpoints each WAL into its file) and
+        forget the tables and columns seen (a wipe or an upgrade follows)."""
+        self._tables_found = set()
+        self._index_cols_found = False
         with self._db_lock:
             while self._engines:
                 self._engines.popitem()[1].dispose()
@@ -161,6 +220,25 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self.close_databases()
         super().dispose()
+
+
+_STAND_IN = EventLogEntry(
+    error_info=None, level=0, user_message="hitl-stand-in", run_id="", timestamp=0.0
+)
+_STAND_IN_JSON = serialize_value(_STAND_IN)
+
+
+def _record_json(storage_id: int, event_json: str) -> str:
+    """`serialize_value(EventLogRecord(storage_id, event))` from the event's own JSON.
+
+    Serialising a record writes its event exactly as serialising the event alone does (the
+    same packing, the same `json.dumps`); so the record is serialised around a small stand-in
+    event and the stand-in's JSON replaced by the event's.
+    """
+    record = serialize_value(EventLogRecord(storage_id=storage_id, event_log_entry=_STAND_IN))
+    if record.count(_STAND_IN_JSON) != 1:
+        raise ValueError("event log: the stand-in event is not once in its record's JSON")
+    return record.replace(_STAND_IN_JSON, event_json)
 
 
 @functools.cache

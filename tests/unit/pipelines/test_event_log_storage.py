@@ -10,9 +10,14 @@ from dagster import (
     BackfillPolicy,
     DagsterInstance,
     DailyPartitionsDefinition,
+    EventLogEntry,
     Failure,
     asset,
     materialize,
+)
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SqliteEventLogStorage,
 )
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 from dagster_shared.check import CheckError
@@ -209,8 +214,6 @@ def _database_shape(path: str) -> tuple:
 
 
 def test_a_new_run_database_is_the_one_dagster_makes(tmp_path: Path) -> None:
-    from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
-
     dagsters, ours = (
         SqliteEventLogStorage(str(tmp_path / "d")),
         HitlSqliteEventLogStorage(str(tmp_path / "o")),
@@ -252,3 +255,105 @@ def test_two_storages_racing_for_one_run_database_place_it_once(tmp_path: Path) 
     assert Path(first.path_for_shard("run-3")).stat().st_size == size
     first.dispose()
     second.dispose()
+
+
+def _asset_events(run_id: str, when: float) -> list[EventLogEntry]:
+    """A materialisation with metadata and an indexed tag, its planned event, an observation
+    and a step event: each kind of row `store_event` writes to the index."""
+    from dagster import AssetMaterialization, AssetObservation, MetadataValue
+    from dagster._core.events import (
+        AssetMaterializationPlannedData,
+        AssetObservationData,
+        DagsterEvent,
+        DagsterEventType,
+        StepMaterializationData,
+    )
+
+    key = AssetKey(["credit", "scored"])
+    materialised = AssetMaterialization(
+        asset_key=key,
+        partition="2018-01-02",
+        metadata={"rows": 12, "preview": MetadataValue.md("| a |\n|---|\n| é & <b> |"),
+                  "share": 0.25, "doc": MetadataValue.json({"z": [1, None, {"q": "x"}]})},
+        tags={"dagster/data_version": "abc", "note": "not-indexed"},
+    )  # fmt: skip
+    kinds = [
+        (DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+         AssetMaterializationPlannedData(key, partition="2018-01-02")),
+        (DagsterEventType.ASSET_MATERIALIZATION, StepMaterializationData(materialised)),
+        (DagsterEventType.ASSET_OBSERVATION,
+         AssetObservationData(AssetObservation(asset_key=key, metadata={"seen": 1}))),
+        (DagsterEventType.STEP_START, None),
+    ]  # fmt: skip
+    return [
+        EventLogEntry(
+            error_info=None,
+            level=20,
+            user_message="",
+            run_id=run_id,
+            timestamp=when + i,
+            step_key="scored",
+            job_name="job",
+            dagster_event=DagsterEvent(
+                event_type.value, "job", step_key="scored", event_specific_data=data
+            ),
+        )  # fmt: skip
+        for i, (event_type, data) in enumerate(kinds)
+    ]
+
+
+def _all_rows(storage: SqliteEventLogStorage, run_ids: list[str]) -> dict[str, list]:
+    """Every row of the run databases and of the index's event, asset and tag tables (all
+    columns but the time the database stamps a new row with)."""
+    from sqlalchemy import text
+
+    rows = {}
+    for run_id in run_ids:
+        with storage.run_connection(run_id) as conn:
+            rows[run_id] = conn.execute(text("SELECT * FROM event_logs ORDER BY id")).fetchall()
+    with storage.index_connection() as conn:
+        for table in ("event_logs", "asset_keys", "asset_event_tags"):
+            info = conn.execute(text(f"PRAGMA table_info({table})")).fetchall()
+            columns = ", ".join(c[1] for c in info if c[1] != "create_timestamp")
+            query = text(f"SELECT {columns} FROM {table} ORDER BY 1")
+            rows[table] = conn.execute(query).fetchall()
+    return rows
+
+
+def test_every_row_is_the_one_dagsters_own_storage_writes(tmp_path: Path) -> None:
+    """Events stored one by one and in a batch, twice for the same asset (the second updates
+    its `asset_keys` row): the same rows, column for column, as `SqliteEventLogStorage`'s,
+    `last_materialization` (the record built around the event's JSON) included."""
+    first_run, second_run = _asset_events("run-a", 1.5e9), _asset_events("run-b", 1.6e9)
+    dagsters = SqliteEventLogStorage(str(tmp_path / "dagster"))
+    ours, batched = (HitlSqliteEventLogStorage(str(tmp_path / n)) for n in ("ours", "batch"))
+    for storage in (dagsters, ours):
+        for entry in [*first_run, *second_run]:
+            storage.store_event(entry)
+    batched.store_event_batch(first_run)
+    batched.store_event_batch(second_run)
+    expected = _all_rows(dagsters, ["run-a", "run-b"])
+    assert len(expected["asset_keys"]) == 1 and expected["asset_event_tags"]
+    assert "run-b" in expected["asset_keys"][0]  # the second materialisation is the last
+    assert _all_rows(ours, ["run-a", "run-b"]) == expected
+    assert _all_rows(batched, ["run-a", "run-b"]) == expected
+    for storage in (dagsters, ours, batched):
+        storage.dispose()
+
+
+def test_a_table_found_is_remembered_a_missing_one_asked_again(tmp_path: Path) -> None:
+    import sqlite3
+
+    storage = HitlSqliteEventLogStorage(str(tmp_path))
+    storage._engine(INDEX_SHARD_NAME)
+    assert storage.has_table("asset_event_tags")
+    assert not storage.has_table("made_later")
+    with sqlite3.connect(storage.path_for_shard(INDEX_SHARD_NAME)) as con:
+        con.execute("CREATE TABLE made_later (x)")
+    assert storage.has_table("made_later")
+    assert storage._tables_found == {"asset_event_tags", "made_later"}
+    storage.wipe()  # forgotten with the databases (the wipe itself asks about Dagster's)
+    assert "asset_event_tags" in storage._tables_found
+    assert "made_later" not in storage._tables_found
+    assert storage.has_table("made_later")
+    storage.dispose()
