@@ -26,6 +26,7 @@ BENCHMARKS = {
     "portal": "bench.portal",
     "replica": "bench.replica",
     "registry": "bench.registry",
+    "demo": "bench.demo",
 }
 
 
