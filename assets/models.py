@@ -79,6 +79,7 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             mlflow_dir=model_registry.path,
             audit_db=Path(audit_db.database),
             family=config.model_family,
+            audit_lock_wait_s=audit_db.lock_wait_s,
         )
         trained = run.trained
         return MaterializeResult(

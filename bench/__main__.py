@@ -28,6 +28,7 @@ BENCHMARKS = {
     "registry": "bench.registry",
     "workbook": "bench.workbook",
     "event_log": "bench.event_log",
+    "demo": "bench.demo",
 }
 
 

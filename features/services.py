@@ -122,7 +122,7 @@ def ensure_model_service(store: FeatureStore, domain: DomainConfig, ref: ModelVe
     """
     from features.config import feature_source_dir
     from features.definitions import feature_objects
-    from features.store import registry_is_current
+    from features.store import registry_is_current, registry_turn
 
     unknown = sorted(set(ref.inputs) - set(domain.features.names))
     if unknown:
@@ -133,8 +133,9 @@ def ensure_model_service(store: FeatureStore, domain: DomainConfig, ref: ModelVe
     root = Path(store.repo_path)
     views = [o for o in feature_objects(domain, feature_source_dir(domain, root)) if _is_view(o)]
     service = build_model_service(domain, views, ref)
-    if not registry_is_current(store, [service]):
-        store.apply([service])
+    with registry_turn(root):
+        if not registry_is_current(store, [service]):
+            store.apply([service])
     known = read_manifest(root, domain)
     if ref not in known:
         _write_manifest(root, domain, [*known, ref])

@@ -6,7 +6,8 @@ importing this module stay cheap for the CLI and Dagster code locations.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -24,6 +25,7 @@ from features.history import SOURCE_CASE, history_source_dir
 from features.partition_files import conform, write_partition
 from hitl_gate.core.day_files import PARTITION_COLUMN, split_by_day, temporary_name
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.file_lock import exclusive_lock
 from hitl_gate.core.staged_parquet import StagedParquet
 
 if TYPE_CHECKING:
@@ -36,11 +38,26 @@ __all__ = [
     "historical_features",
     "open_feature_store",
     "registry_is_current",
+    "registry_turn",
     "write_feature_partition",
     "write_feature_store_yaml",
 ]
 
 _ROW = "__hitl_entity_row"
+REGISTRY_LOCK_FILE = ".registry.lock"
+
+
+@contextmanager
+def registry_turn(feast_dir: Path) -> Iterator[None]:
+    """Hold the registry's lock file for the block: one process at a time creates or applies.
+
+    Feast's SQL registry creates its tables on first open (`metadata.create_all`, which two
+    processes racing on one SQLite file can both attempt) and `apply` writes several rows in
+    turn; the domains of a home share the registry, and two domains' runs (two schedules, or
+    `hitl demo` running domains side by side) open it at the same moment on a fresh home.
+    """
+    with exclusive_lock(feast_dir.resolve() / REGISTRY_LOCK_FILE):
+        yield
 
 
 def registry_is_current(store: FeatureStore, objects: list) -> bool:
@@ -87,10 +104,11 @@ def open_feature_store(domain: DomainConfig, feast_dir: Path) -> FeatureStore:
         folder.mkdir(parents=True, exist_ok=True)
     write_feature_store_yaml(domain, root)
     config = RepoConfig(repo_path=root, **feature_store_config(domain, root))
-    store = FeatureStore(repo_path=str(root), config=config)
     objects = feature_objects(domain, source_dir)
-    if not registry_is_current(store, objects):
-        store.apply(objects)
+    with registry_turn(root):
+        store = FeatureStore(repo_path=str(root), config=config)
+        if not registry_is_current(store, objects):
+            store.apply(objects)
     return store
 
 

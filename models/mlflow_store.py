@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from hitl_gate.core.file_lock import exclusive_lock
+
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
@@ -20,6 +22,8 @@ EXPERIMENT_PREFIX = "hitl-gate/"
 DESCRIPTION_TAG = "mlflow.note.content"
 KIND_TAG = "mlflow.experimentKind"
 CLASSIC_ML = "custom_model_development"
+TABLES_LOCK_FILE = ".tables.lock"
+_TABLES_READY: set[Path] = set()  # folders whose stores this process opened (`configure`)
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,19 @@ def configure(mlflow_dir: Path) -> MlflowClient:
     uri = tracking_uri(mlflow_dir)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    if mlflow_dir in _TABLES_READY:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    # MLflow creates a store's tables (its migrations) and its default experiment the first
+    # time a process opens an empty database (the tracking store as the client is made, the
+    # registry store on first use), with nothing between processes: two domains' runs on a
+    # fresh home (two schedules, or `hitl demo` running domains side by side) would both run
+    # them. So each process opens its first stores under a lock file; after that the tables
+    # exist, and later opens only check so.
+    with exclusive_lock(mlflow_dir / TABLES_LOCK_FILE):
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        client.search_registered_models(max_results=1)  # the registry store, created on use
+    _TABLES_READY.add(mlflow_dir)
+    return client
 
 
 def experiment_id(client: MlflowClient, mlflow_dir: Path, spec: ExperimentSpec) -> str:

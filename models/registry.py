@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, cast
 import polars as pl
 
 from hitl_gate.core.database import audit_connection, insert_new_rows, query_frame
+from hitl_gate.core.db_lock import open_when_free
+from hitl_gate.core.settings import DEFAULT_LOCK_WAIT_SECONDS
 from hitl_gate.identity.acts import IdentityError
 from hitl_gate.identity.registry import RegistryError
 from hitl_gate.identity.signatures import MODELS
@@ -118,8 +120,11 @@ def alias_ref(model_name: str, mlflow_dir: Path, alias: str = CHAMPION) -> Model
     return None if version is None else version_ref(client, model_name, version)
 
 
-def record_promotion(audit_db: Path, promotion: Promotion) -> None:
-    """Append one alias move to the audit database (history is never rewritten)."""
+def record_promotion(
+    audit_db: Path, promotion: Promotion, lock_wait_s: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> None:
+    """Append one alias move to the audit database (history is never rewritten), waiting up to
+    `lock_wait_s` while another process (a run of another domain) holds the file."""
     row = pl.DataFrame(
         [promotion.__dict__],
         schema={
@@ -136,7 +141,7 @@ def record_promotion(audit_db: Path, promotion: Promotion) -> None:
             "payload_sha256": pl.String,
         },
     )
-    with audit_connection(audit_db) as con:
+    with open_when_free(audit_db, False, lock_wait_s) as con:
         insert_new_rows(con, "model_promotions", row)
 
 

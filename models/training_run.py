@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, cast
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig, ModelConfig
+from hitl_gate.core.settings import DEFAULT_LOCK_WAIT_SECONDS
 from models.outcomes import bad_outcome, read_outcomes
 from models.registry import AUTO_FIRST_CHAMPION, CHAMPION, Promotion
 from models.training import TrainedModel
@@ -96,8 +97,10 @@ def run_training(
     mlflow_dir: Path,
     audit_db: Path,
     family: str,
+    audit_lock_wait_s: float = DEFAULT_LOCK_WAIT_SECONDS,
 ) -> TrainingRun:
-    """Train, register, give the new version its feature service, record a first champion.
+    """Train, register, give the new version its feature service, record a first champion
+    (waiting up to `audit_lock_wait_s` for the audit file another process holds).
 
     Every registered version gets its feature service now, whether or not it is promoted.
     """
@@ -115,5 +118,6 @@ def run_training(
         store, domain, version_ref(configure(mlflow_dir), trained.name, trained.version)
     )
     if trained.promoted_to_champion:
-        record_promotion(audit_db, first_champion_promotion(trained, datetime.now(UTC)))
+        promotion = first_champion_promotion(trained, datetime.now(UTC))
+        record_promotion(audit_db, promotion, audit_lock_wait_s)
     return TrainingRun(trained, service, training.height, positive_rate(training))

@@ -1,8 +1,9 @@
 """`hitl demo`: the whole flow on each domain's sample, one review loop closed by a demo reviewer.
 
-Every declared domain with a `sample:` section takes part, one after the other, in the same
-Dagster instance, audit database and review workspace. Steps per domain: land the sample as
-daily files; ingest, validate and featurise the quarter in one run;
+Every declared domain with a `sample:` section takes part, in the same Dagster instance, audit
+database and review workspace: each in a process of its own, side by side (one per CPU core;
+`HITL_DEMO_PARALLEL`, `hitl demo --jobs`), or one after the other (`--jobs 1`). Steps per
+domain: land the sample as daily files; ingest, validate and featurise the quarter in one run;
 train and register a model (only the first time: a champion is set only when none exists);
 serve the features again through the champion's feature service, score, route, export review
 batches and execute the quarter (ingestion is not repeated); then a clearly labelled DEMO
@@ -14,6 +15,7 @@ is not started again (a second `make demo` takes seconds; `hitl run` re-runs day
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -21,7 +23,8 @@ from typing import TYPE_CHECKING
 
 from hitl_gate.app.demo_data import prepare_landing
 from hitl_gate.app.runner import raise_for_failure
-from hitl_gate.core.database import audit_connection, query_frame, scalar
+from hitl_gate.core.database import query_frame, scalar
+from hitl_gate.core.db_lock import open_when_free
 from hitl_gate.core.domain import DomainConfig, available_domains, load_domain
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
@@ -79,15 +82,61 @@ def demo_domains(settings: HitlSettings) -> list[str]:
     ]
 
 
+def demo_jobs(settings: HitlSettings, domains: int) -> int:
+    """How many domains run at once: `settings.demo_parallel`, else one per domain and core."""
+    return max(1, min(domains, settings.demo_parallel or os.cpu_count() or 1))
+
+
 def run_demo(settings: HitlSettings, domain_names: list[str]) -> str:
-    """Run the demo for each domain in turn; the summaries, then where everything is."""
+    """Run the demo for each domain (`demo_jobs` at once); the summaries in the order of
+    `domain_names`, then the checkpoint key and where everything is."""
     from hitl_gate.app.demo_identities import ensure_demo_people
 
     domains = [load_domain(name, settings.domains_dirs) for name in domain_names]
     ensure_demo_people(settings.paths, domains)
-    summaries = [run_domain_demo(settings, name) for name in domain_names]
+    jobs = demo_jobs(settings, len(domain_names))
+    if jobs == 1:
+        summaries = [run_domain_demo(settings, name) for name in domain_names]
+    else:
+        summaries = run_domains_at_once(settings, domain_names, jobs)
     outputs = outputs_summary(settings.paths, domain_names)
     return "\n\n".join([*summaries, checkpoint_key_summary(settings), outputs])
+
+
+def run_domains_at_once(settings: HitlSettings, domain_names: list[str], jobs: int) -> list[str]:
+    """`run_domain_demo` for each domain in a process of its own (`app.domain_processes`).
+
+    What every process would otherwise create on first use, at the same moment as another, is
+    created here first (`prepare_shared_state`). The children draw no status line of their
+    own (two would overwrite each other); this process draws one naming the running domains.
+    """
+    from hitl_gate.app.domain_processes import run_in_processes
+    from hitl_gate.app.progress import domains_status
+
+    prepare_shared_state(settings)
+    calls = [(name, (settings, name, False)) for name in domain_names]
+    with domains_status("hitl demo") as on_change:
+        return run_in_processes(run_domain_demo, calls, jobs, on_change)
+
+
+def prepare_shared_state(settings: HitlSettings) -> None:
+    """Create the home's shared stores before processes use them at once.
+
+    The Dagster instance's SQLite storages (run, event log index, schedules) are created by
+    whoever opens the instance first, without a lock between processes; the checkpoint key
+    (a token or a key file) is made on first use. The audit database's schema exists already
+    (`ensure_demo_people` wrote to it). MLflow's tables and Feast's registry are created under
+    lock files by whichever process comes first (`models.mlflow_store`, `features.store`), so
+    this process need not import either (about 18 s).
+    """
+    from hitl_gate.app.runner import open_instance
+    from hitl_gate.audit.keys import checkpoint_signer
+
+    with open_instance(settings.paths):
+        pass
+    keys = settings.audit_keys
+    if not (keys.pin_in_env or settings.audit_key_in_env):
+        checkpoint_signer(settings.paths, keys)
 
 
 def checkpoint_key_summary(settings: HitlSettings) -> str:
@@ -118,8 +167,9 @@ def checkpoint_key_summary(settings: HitlSettings) -> str:
     )
 
 
-def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
-    """Run every step for one domain and return its summary."""
+def run_domain_demo(settings: HitlSettings, domain_name: str, progress: bool = True) -> str:
+    """Run every step for one domain and return its summary (`progress`: a status line of
+    each run on a terminal)."""
     from assets.common import stage_key
     from assets.factory import PIPELINE_STAGES
     from hitl_gate.app.runner import run_job
@@ -132,14 +182,25 @@ def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
     daily = daily_job_name(domain)
 
     days = f"{domain.name} {start}..{end}"
+
+    def label(text: str) -> str | None:
+        return text if progress else None
+
     ingest_keys = [stage_key(domain, s) for s in INGEST_STAGES]
     if not all_days_materialised(paths, ingest_keys, start, end):
         ingest = run_job(
-            settings, daily, start=start, end=end, only=ingest_keys, progress=f"{days} ingestion"
+            settings,
+            daily,
+            start=start,
+            end=end,
+            only=ingest_keys,
+            progress=label(f"{days} ingestion"),
         )
         raise_for_failure(ingest, "ingestion and features")
     if not has_champion(domain, paths):
-        training = run_job(settings, training_job_name(domain), progress=f"{domain.name} training")
+        training = run_job(
+            settings, training_job_name(domain), progress=label(f"{domain.name} training")
+        )
         raise_for_failure(training, "training")
     if not all_days_materialised(
         paths, [stage_key(domain, s) for s in PIPELINE_STAGES], start, end
@@ -150,11 +211,11 @@ def run_domain_demo(settings: HitlSettings, domain_name: str) -> str:
             start=start,
             end=end,
             only=[stage_key(domain, s) for s in champion_stages()],
-            progress=f"{days} pipeline",
+            progress=label(f"{days} pipeline"),
         )
         raise_for_failure(pipeline, "daily pipeline")
     reviewed = demo_review_one_batch(settings, domain)
-    return summarise(paths, domain, landing.applications, reviewed)
+    return summarise(settings, domain, landing.applications, reviewed)
 
 
 def demo_review_one_batch(settings: HitlSettings, domain: DomainConfig) -> str:
@@ -165,8 +226,8 @@ def demo_review_one_batch(settings: HitlSettings, domain: DomainConfig) -> str:
     from hitl_gate.review.intake.verdict_files import batch_partition
     from pipelines.jobs import review_loop_job_name
 
-    paths = settings.paths
-    with audit_connection(paths.audit_db, read_only=True) as con:
+    paths, wait_s = settings.paths, settings.audit_lock_wait_seconds
+    with open_when_free(paths.audit_db, True, wait_s) as con:
         answered = scalar(
             con,
             "SELECT min(batch_id) FROM verdicts WHERE domain = ? AND reviewer_id LIKE ?",
@@ -189,7 +250,7 @@ def demo_review_one_batch(settings: HitlSettings, domain: DomainConfig) -> str:
     batch_id, queue, folder = first
     inbox = paths.review / "inbox"
     inbox.mkdir(parents=True, exist_ok=True)
-    with audit_connection(paths.audit_db) as con:
+    with open_when_free(paths.audit_db, False, wait_s) as con:
         assign_if_unassigned(con, domain, batch_id, queue)
         returned, person = answer_as_assignee(
             con, paths, batch_id, Path(folder), inbox / f"{batch_id}__returned.xlsx"
@@ -204,9 +265,10 @@ def demo_review_one_batch(settings: HitlSettings, domain: DomainConfig) -> str:
     )
 
 
-def summarise(paths: HitlPaths, domain: DomainConfig, landed: int, reviewed: str) -> str:
+def summarise(settings: HitlSettings, domain: DomainConfig, landed: int, reviewed: str) -> str:
     """Counts that must add up, and where every output is."""
-    with audit_connection(paths.audit_db, read_only=True) as con:
+    paths = settings.paths
+    with open_when_free(paths.audit_db, True, settings.audit_lock_wait_seconds) as con:
         status = query_frame(
             con,
             "SELECT status, cases FROM case_status_summary WHERE domain = ? ORDER BY status",

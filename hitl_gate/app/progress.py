@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -104,3 +104,23 @@ def _recount(instance: DagsterInstance, run_id: str) -> StepTally:
         if event is not None:
             tally.record(event.event_type, event.step_key or "")
     return tally
+
+
+@contextmanager
+def domains_status(label: str) -> Iterator[Callable[[list[str], list[str]], None]]:
+    """A status line for work done in other processes (`app.domain_processes`): the block gets
+    a callback told which labels are running and which are done; on a terminal only."""
+    if not shows_progress():
+        yield lambda running, done: None
+        return
+    from rich.console import Console
+
+    started = time.monotonic()
+    with Console().status(label) as status:
+
+        def update(running: list[str], done: list[str]) -> None:
+            finished = f"; done: {', '.join(done)}" if done else ""
+            elapsed = time.monotonic() - started
+            status.update(f"{label}: running {', '.join(running)}{finished} ({elapsed:.0f} s)")
+
+        yield update

@@ -66,6 +66,9 @@ GUNZIP_CAP_ENV = "HITL_LANDING_MAX_GUNZIP_BYTES"
 # decompression bomb): 2 GiB is ~6M cases of a wide CSV, well above one day's file.
 DEFAULT_MAX_GUNZIP_BYTES = 2 << 30
 LOCK_WAIT_ENV = "HITL_AUDIT_LOCK_WAIT_SECONDS"
+# How many domains `hitl demo` runs at once, each in a process of its own (docs/demo.md);
+# unset: one per domain, at most one per CPU core. 1 runs them one after the other.
+DEMO_PARALLEL_ENV = "HITL_DEMO_PARALLEL"
 # A landing file modified less than this long ago is looked at again after it (ingest/listing.py).
 DEFAULT_SETTLE_SECONDS = 2.0
 # How long a run waits for the live audit file while another process holds it (runs take turns
@@ -163,7 +166,9 @@ class HitlSettings:
     `audit_lock_wait_seconds` how long a run waits for the live audit file held by another
     process before failing with the holder named. `audit_segments` seals each run's versioned
     lineage through a segment of its own, so runs seal concurrently (`hitl_gate.audit.run_seal`,
-    docs/audit.md "Room to grow"; default `SEGMENTS_DEFAULT`).
+    docs/audit.md "Room to grow"; default `SEGMENTS_DEFAULT`). `demo_parallel` is how many
+    domains `hitl demo` runs at once, a process each (None: one per domain, at most one per
+    CPU core; 1: one after the other in this process).
     """
 
     paths: HitlPaths
@@ -183,6 +188,7 @@ class HitlSettings:
     reports_url: str | None = None
     audit_lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
     audit_segments: bool = SEGMENTS_DEFAULT
+    demo_parallel: int | None = None
 
     @classmethod
     def from_environ(
@@ -231,6 +237,7 @@ class HitlSettings:
                 LOCK_WAIT_ENV, value(LOCK_WAIT_ENV), DEFAULT_LOCK_WAIT_SECONDS
             ),
             audit_segments=_switch(SEGMENTS_ENV, value(SEGMENTS_ENV), SEGMENTS_DEFAULT),
+            demo_parallel=_whole_number(DEMO_PARALLEL_ENV, value(DEMO_PARALLEL_ENV)),
         )
 
     def to_environ(self) -> dict[str, str]:
@@ -258,6 +265,7 @@ class HitlSettings:
             REPORTS_URL_ENV: self.reports_url or "",
             LOCK_WAIT_ENV: repr(self.audit_lock_wait_seconds),
             SEGMENTS_ENV: "on" if self.audit_segments else "off",  # explicit: never the default
+            DEMO_PARALLEL_ENV: str(self.demo_parallel or ""),
         }
 
 

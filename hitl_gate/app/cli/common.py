@@ -40,6 +40,13 @@ def day(text: str) -> date:
         ) from None
 
 
+def positive_int(text: str) -> int:
+    """A whole number of at least 1 (an argparse type)."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return int(text)
+
+
 def selected_domain(args: argparse.Namespace) -> str:
     """The domain named by `--domain`, or the default one."""
     return args.domain or DEFAULT_DOMAIN

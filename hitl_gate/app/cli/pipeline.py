@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.app.cli.common import day, load_selected_domain, settings_from
+from hitl_gate.app.cli.common import day, load_selected_domain, positive_int, settings_from
 from hitl_gate.app.day_range import day_range
 
 if TYPE_CHECKING:
@@ -108,6 +109,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     started = time.monotonic()
     settings = settings_from(args)
+    if args.jobs is not None:
+        settings = replace(settings, demo_parallel=args.jobs)
     summary = run_demo(settings, [args.domain] if args.domain else demo_domains(settings))
     print(summary)
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
@@ -117,6 +120,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add the pipeline commands."""
     demo = sub.add_parser(
         "demo", help="run the whole pipeline on each domain's sample (or only --domain's)"
+    )
+    demo.add_argument(
+        "--jobs",
+        type=positive_int,
+        help="domains run at once, a process each (default HITL_DEMO_PARALLEL, else one per "
+        "domain up to the CPU cores; 1: one after the other)",
     )
     demo.set_defaults(func=cmd_demo)
 

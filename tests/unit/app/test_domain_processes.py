@@ -1,0 +1,125 @@
+"""`app.domain_processes`: one call per domain in spawned processes, results in order, fail fast.
+
+The targets below run in fresh interpreters (spawn), so they live at module level, where the
+children import them by name; they record what they did in files under `tmp_path`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from hitl_gate.app.demo import demo_jobs
+from hitl_gate.app.domain_processes import ChildFailed, run_in_processes
+from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.settings import DEMO_PARALLEL_ENV, HitlSettings, SettingsError
+
+
+def sleep_then_name(folder: str, name: str, seconds: float) -> str:
+    """Record the interval the call ran in, then return a summary naming it."""
+    started = time.monotonic()
+    time.sleep(seconds)
+    Path(folder, f"{name}.interval").write_text(f"{started} {time.monotonic()}")
+    return f"summary of {name}"
+
+
+def fail_or_wait(folder: str, name: str, fail: bool) -> str:
+    """Fail at once with a one-line `SystemExit` (as `raise_for_failure` does), or write this
+    process's id and wait long enough to be stopped."""
+    if fail:
+        time.sleep(0.5)  # the other child is running by now
+        raise SystemExit(f"{name} training failed at {name}__trained_model: no features")
+    Path(folder, f"{name}.pid").write_text(str(os.getpid()))
+    time.sleep(120)
+    return "never"
+
+
+def die(folder: str, name: str) -> str:
+    """End the process without a word, as a crash would."""
+    os._exit(3)
+
+
+def _intervals(folder: Path, names: list[str]) -> list[tuple[float, float]]:
+    values = [(folder / f"{n}.interval").read_text().split() for n in names]
+    return [(float(a), float(b)) for a, b in values]
+
+
+@pytest.mark.slow
+def test_results_come_back_in_the_order_of_the_calls(tmp_path: Path) -> None:
+    """The first call finishes last; its summary is still first. Two run at once."""
+    calls = [
+        ("slow", (str(tmp_path), "slow", 3.0)),
+        ("quick", (str(tmp_path), "quick", 0.0)),
+    ]
+    seen: list[tuple[list[str], list[str]]] = []
+    results = run_in_processes(
+        sleep_then_name, calls, 2, lambda running, done: seen.append((running, list(done)))
+    )
+    assert results == ["summary of slow", "summary of quick"]
+    (slow_start, slow_end), (quick_start, quick_end) = _intervals(tmp_path, ["slow", "quick"])
+    assert quick_end < slow_end and quick_start < slow_end  # they overlapped
+    assert (["slow"], ["quick"]) in seen  # the status line heard that quick was done
+
+
+@pytest.mark.slow
+def test_one_job_runs_the_calls_one_after_the_other(tmp_path: Path) -> None:
+    calls = [(n, (str(tmp_path), n, 0.3)) for n in ("a", "b", "c")]
+    assert run_in_processes(sleep_then_name, calls, 1) == [f"summary of {n}" for n in "abc"]
+    intervals = _intervals(tmp_path, ["a", "b", "c"])
+    assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(intervals))
+
+
+@pytest.mark.slow
+def test_a_failing_child_fails_the_call_with_its_line_and_stops_the_other(
+    tmp_path: Path,
+) -> None:
+    calls = [
+        ("waits", (str(tmp_path), "waits", False)),
+        ("fails", (str(tmp_path), "fails", True)),
+    ]
+    started = time.monotonic()
+    with pytest.raises(ChildFailed) as failed:
+        run_in_processes(fail_or_wait, calls, 2)
+    assert str(failed.value) == "fails training failed at fails__trained_model: no features"
+    assert failed.value.code == str(failed.value)  # the CLI prints it as the one line
+    assert time.monotonic() - started < 60  # the waiting child was stopped, not waited for
+    pid = int((tmp_path / "waits.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped: no such process any more
+
+
+@pytest.mark.slow
+def test_a_child_that_dies_without_a_word_fails_the_call_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(ChildFailed, match="crash: process ended with exit code 3"):
+        run_in_processes(die, [("crash", (str(tmp_path), "crash"))], 2)
+
+
+@pytest.mark.parametrize(
+    ("setting", "domains", "cpus", "expected"),
+    [
+        (None, 2, 2, 2),  # one process per domain
+        (None, 3, 2, 2),  # at most one per core
+        (None, 1, 8, 1),  # one domain: in this process
+        (1, 2, 2, 1),  # the sequential path, chosen
+        (4, 2, 8, 2),  # never more than the domains
+    ],
+)
+def test_demo_jobs(
+    setting: int | None, domains: int, cpus: int, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    settings = HitlSettings(paths=HitlPaths.at(Path("/nowhere")), demo_parallel=setting)
+    assert demo_jobs(settings, domains) == expected
+
+
+def test_the_setting_is_read_once_and_travels() -> None:
+    settings = HitlSettings.from_environ({DEMO_PARALLEL_ENV: "1"}, home="/h")
+    assert settings.demo_parallel == 1
+    assert HitlSettings.from_environ(settings.to_environ()) == settings
+    assert HitlSettings.from_environ({}, home="/h").demo_parallel is None
+    with pytest.raises(SettingsError, match=DEMO_PARALLEL_ENV):
+        HitlSettings.from_environ({DEMO_PARALLEL_ENV: "0"}, home="/h")
