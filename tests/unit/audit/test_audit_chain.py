@@ -388,13 +388,9 @@ def test_parallel_verify_detects_what_one_pass_detects(sealed, tmp_path, monkeyp
     monkeypatch.setattr(
         verify, "scan_segment", lambda *a, **k: in_process.append(k) or scan_segment(*a, **k)
     )
-    db = tmp_path / "copy.duckdb"
-    with duckdb.connect(str(db)) as con:
-        con.execute(schema_statements())
-        for name, table in sealed[3].items():
-            con.register("src", table)
-            con.execute(f"INSERT INTO {name} SELECT * FROM src")
-            con.unregister("src")
+    with _copy(sealed[3]) as con:
+        db = Path(con.execute("SELECT path FROM duckdb_databases() WHERE database_name = "
+                              "current_database()").fetchall()[0][0])  # fmt: skip
         if mutation is not None:
             _mutate(con, mutation)
     with audit_connection(db, read_only=True) as con:

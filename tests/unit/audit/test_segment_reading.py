@@ -392,9 +392,19 @@ def _resign(out: Path, signer: Any) -> None:
     bundle._write_manifest(out, manifest, signer)
 
 
+@pytest.fixture(scope="module")
+def bundle_template(templates: dict[bool, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The segmented scenario's bundle, exported once (exporting reads the home and writes only
+    the bundle's folder); each test gets a copy to edit."""
+    out = tmp_path_factory.mktemp("segment-bundle") / "bundle"
+    return Home(templates[True], segmented=True).export(out)
+
+
 @pytest.fixture
-def segment_bundle(segmented: Home, tmp_path: Path) -> Iterator[tuple[Home, Path]]:
-    yield segmented, segmented.export(tmp_path / "bundle")
+def segment_bundle(
+    segmented: Home, bundle_template: Path, tmp_path: Path
+) -> Iterator[tuple[Home, Path]]:
+    yield segmented, Path(shutil.copytree(bundle_template, tmp_path / "bundle"))
 
 
 def test_a_segment_entry_edited_in_a_bundle_names_table_key_and_entry(
@@ -551,20 +561,34 @@ def test_a_hand_over_whose_global_seq_was_edited_no_longer_verifies(
 # RFC 3161 time-stamps of the global checkpoints, from a real local TSA (OpenSSL's).
 
 
-@pytest.fixture
-def stamped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Home, Any]]:
+@pytest.fixture(scope="module")
+def stamped_template(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, Any]]:
     """A segmented home whose two runs' global checkpoints were time-stamped by a local TSA,
-    configured (URL and pinned root) for `hitl audit verify` as for the pipeline."""
+    sealed once; the TSA serves for the module's tests."""
     with local_tsa() as tsa:
-        home = Home(tmp_path, segmented=True, tsa_url=tsa.url)
+        root = tmp_path_factory.mktemp("stamped")
+        home = Home(root, segmented=True, tsa_url=tsa.url)
         with home.connect() as con:
             _first_run(con)
         home.seal("run-1")
         _second_run(home)
         home.seal("run-2")
-        monkeypatch.setenv(TSA_ENV, tsa.url)
-        monkeypatch.setenv(TSA_ROOTS_ENV, str(tsa.roots))
-        yield home, tsa
+        yield root, tsa
+
+
+@pytest.fixture
+def stamped(
+    stamped_template: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Home, Any]:
+    """A copy of the time-stamped home, the TSA configured (URL and pinned root) for
+    `hitl audit verify` as for the pipeline."""
+    template, tsa = stamped_template
+    root = Path(shutil.copytree(template, tmp_path / "stamped"))
+    monkeypatch.setenv(TSA_ENV, tsa.url)
+    monkeypatch.setenv(TSA_ROOTS_ENV, str(tsa.roots))
+    return Home(root, segmented=True, tsa_url=tsa.url), tsa
 
 
 def test_global_checkpoints_are_time_stamped_and_verify_checks_the_stamps(

@@ -136,10 +136,22 @@ def _problems(report: VerifyReport) -> str:
     return "\n".join(p.message for p in report.problems)
 
 
-@pytest.fixture
-def stamped(tmp_path: Path) -> Iterator[tuple[TamperHome, LocalTsa]]:
+@pytest.fixture(scope="module")
+def stamped_template(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[TamperHome, LocalTsa]]:
+    """The time-stamped home sealed once; the TSA serves for the module's tests."""
     with local_tsa() as tsa:
-        yield _stamped_home(tmp_path / "t", tsa.url), tsa
+        yield _stamped_home(tmp_path_factory.mktemp("stamped") / "t", tsa.url), tsa
+
+
+@pytest.fixture
+def stamped(
+    stamped_template: tuple[TamperHome, LocalTsa], tmp_path: Path
+) -> tuple[TamperHome, LocalTsa]:
+    """A copy of the time-stamped home (witness and key included) to tamper with."""
+    home, tsa = stamped_template
+    return home.copy_to(tmp_path / "t"), tsa
 
 
 @pytest.mark.slow  # a real TSA (openssl ts behind an HTTP server): `make test`

@@ -11,6 +11,7 @@ import pytest
 from hitl_gate.core.domain import load_domain
 from hitl_gate.quality.expectations import Expectation, Outcome, Suite, load_expectations
 from hitl_gate.quality.gx_suites import GxLocations, run_suite
+from tests.unit.quality.gx_processes import gx_processes
 
 pytestmark = pytest.mark.slow  # Great Expectations runs: `make test` runs them, test-fast not
 
@@ -133,15 +134,13 @@ def _row_count_seen(where: GxLocations, day: date) -> str:
 def test_runs_of_different_days_validate_at_the_same_time(tmp_path: Path) -> None:
     """A backfill with a run per day validates days in parallel processes: each waits its
     turn (one DuckDB writer, one `checked_days` table, one GE project) and sees its own day."""
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     where = GxLocations(tmp_path, tmp_path / "docs", tmp_path / "warehouse")
     days = {DAY + timedelta(days=i): rows for i, rows in enumerate((3, 4, 5, 6))}
     for day, rows in days.items():
         _store(where.warehouse, day, rows)
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+    with ProcessPoolExecutor(2, mp_context=gx_processes()) as pool:
         seen = list(pool.map(_row_count_seen, [where] * len(days), list(days)))
     assert seen == [f"{rows} rows" for rows in days.values()]
 
