@@ -31,7 +31,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -183,13 +183,11 @@ def interval_labels(values: pl.Expr, bins: Sequence[float]) -> pl.Expr:
     return expr
 
 
-def _reference_group(counts: pl.DataFrame, declared: str | None) -> str:
+def _reference_group(groups: Sequence[Mapping[str, Any]], declared: str | None) -> str:
     """The declared reference when it occurs, else the largest group (ties: by name)."""
-    groups = counts["group"].to_list()
-    if declared is not None and declared in groups:
+    if declared is not None and any(g["group"] == declared for g in groups):
         return declared
-    largest = counts.sort(["n", "group"], descending=[True, False])
-    return str(largest["group"][0])
+    return str(min(groups, key=lambda g: (-g["n"], g["group"]))["group"])
 
 
 def _attribute_rows(
@@ -226,12 +224,15 @@ def group_rows(
 ) -> list[dict[str, object]]:
     """The rows of one stage and attribute from its groups' `counts` (group, n, approvals)
     and `scores(group)`, the summary of the PD of the group's cases (for the SMD)."""
-    counts = counts.sort("group")
-    reference = _reference_group(counts, attribute.reference)
-    ref = counts.filter(pl.col("group") == reference).row(0, named=True)
+    # A few groups: plain Python (Polars' per-call overhead was most of this function's cost);
+    # text orders by code point as Polars orders it by UTF-8 bytes.
+    groups = sorted(counts.select("group", "n", "approvals").rows(named=True),
+                    key=lambda g: g["group"])  # fmt: skip
+    reference = _reference_group(groups, attribute.reference)
+    ref = next(g for g in groups if g["group"] == reference)
     ref_scores = scores(reference)
     rows = []
-    for row in counts.iter_rows(named=True):
+    for row in groups:
         air, low, high = ratio_interval(
             row["approvals"], row["n"], ref["approvals"], ref["n"], confidence
         )

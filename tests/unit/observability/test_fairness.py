@@ -11,9 +11,11 @@ import pytest
 
 from hitl_gate.core.lawful import FairnessLimits, ProtectedAttribute
 from hitl_gate.observability.fairness import (
+    Scores,
     fairness_findings,
     fairness_metrics,
     fairness_table,
+    group_rows,
     ratio_interval,
     review_effect,
     stage_approvals,
@@ -180,3 +182,17 @@ def test_a_numeric_attribute_is_measured_in_its_declared_intervals() -> None:
     table = fairness_table(ages, age, DECLINE).filter(pl.col("stage") == "model_band")
     assert set(table["group"]) == {"[25, 62)", "[62, inf)", "(missing)"}
     assert _row(table, "model_band", "[62, inf)")["air"] == pytest.approx((6 / 9) / 0.8)
+
+
+def test_groups_in_text_order_and_the_largest_as_reference_whatever_the_script() -> None:
+    """Rows come in Polars' order of the group names (also outside ASCII), the reference is
+    the largest group, ties broken by name, and every SMD uses its group's own summary."""
+    names = ["中", "é", "Z", "a", "(missing)", "😀", "Ω"]
+    counts = pl.DataFrame({"group": names, "n": [5, 9, 9, 3, 9, 2, 4], "approvals": [1] * 7})
+    summaries = {g: Scores(n=5, mean=float(i), var=1.0) for i, g in enumerate(names)}
+    rows = group_rows(
+        counts, summaries.__getitem__, "final_action", "x", ProtectedAttribute(category="age"), 0.9
+    )
+    assert [r["group"] for r in rows] == pl.Series(names).sort().to_list()
+    assert {r["reference"] for r in rows} == {"(missing)"}  # n 9, first of the tied by name
+    assert {r["group"]: r["smd"] for r in rows}["a"] == pytest.approx(3.0 - 4.0)
