@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from hitl_gate.app.demo import demo_jobs
-from hitl_gate.app.domain_processes import ChildFailed, run_in_processes
+from hitl_gate.app.domain_processes import SPAWN, ChildFailed, run_in_processes, stop_all
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DEMO_PARALLEL_ENV, HitlSettings, SettingsError
 
@@ -36,6 +37,14 @@ def fail_or_wait(folder: str, name: str, fail: bool) -> str:
     Path(folder, f"{name}.pid").write_text(str(os.getpid()))
     time.sleep(120)
     return "never"
+
+
+def sleeper(ready: str, deaf: bool) -> None:
+    """Sleep, ignoring Ctrl-C (SIGINT) if `deaf`; say so in the file `ready` first."""
+    if deaf:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Path(ready).touch()
+    time.sleep(120)
 
 
 def die(folder: str, name: str) -> str:
@@ -96,6 +105,23 @@ def test_a_failing_child_fails_the_call_with_its_line_and_stops_the_other(
 def test_a_child_that_dies_without_a_word_fails_the_call_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ChildFailed, match="crash: process ended with exit code 3"):
         run_in_processes(die, [("crash", (str(tmp_path), "crash"))], 2)
+
+
+@pytest.mark.slow
+def test_stopping_interrupts_then_terminates(tmp_path: Path) -> None:
+    """A child that sleeps ends on the interrupt; one that ignores it is terminated."""
+    calm = SPAWN.Process(target=sleeper, args=(str(tmp_path / "calm"), False))
+    deaf = SPAWN.Process(target=sleeper, args=(str(tmp_path / "deaf"), True))
+    for process in (calm, deaf):
+        process.start()
+    deadline = time.monotonic() + 120
+    while not ((tmp_path / "calm").exists() and (tmp_path / "deaf").exists()):
+        assert time.monotonic() < deadline, "the children never started"
+        time.sleep(0.1)
+    stop_all([calm, deaf], grace_s=5)
+    assert not calm.is_alive() and not deaf.is_alive()
+    assert calm.exitcode == 1  # KeyboardInterrupt: the interrupt ended it
+    assert deaf.exitcode == -signal.SIGTERM
 
 
 @pytest.mark.parametrize(
