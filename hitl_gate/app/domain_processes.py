@@ -22,7 +22,6 @@ which is named as `module:function` for that reason.
 
 from __future__ import annotations
 
-import _thread
 import importlib
 import multiprocessing
 import os
@@ -93,7 +92,7 @@ def _stop_when_orphaned() -> None:
     if parent is None or parent.sentinel is None:
         return
     wait([parent.sentinel])
-    _thread.interrupt_main()
+    os.kill(os.getpid(), signal.SIGINT)  # a real signal: it also wakes a blocking call
     time.sleep(STOP_GRACE_SECONDS)
     os._exit(1)
 
