@@ -144,7 +144,13 @@ def report(runs: list[DemoRun], started: str, work: Path) -> str:
     outputs = {r.output for r in runs}
     counts = [table_counts(r.home) for r in runs]
     verified = [verify(r.home) for r in runs]
-    same_counts = "yes" if all(c == counts[0] for c in counts) else "NO"
+    differing = sorted({t for c in counts for t in c if c.get(t) != counts[0].get(t)})
+    same_counts = (
+        "yes"
+        if not differing
+        else "all but "
+        + "; ".join(f"{t} ({', '.join(str(c.get(t)) for c in counts)})" for t in differing)
+    )
     lines += [
         "",
         f"Side by side / one after the other: wall {par_wall / seq_wall:.2f}x, "
@@ -155,7 +161,7 @@ def report(runs: list[DemoRun], started: str, work: Path) -> str:
         f"({len(counts[0])} tables, {sum(counts[0].values()):,} rows); "
         f"`hitl audit verify` green: {sum(verified)} of {len(verified)}.",
     ]
-    if len(outputs) > 1 or any(c != counts[0] for c in counts):
+    if len(outputs) > 1 or differing:
         lines.append(f"(homes kept in {work} to compare)")
     return "\n".join(lines) + "\n"
 

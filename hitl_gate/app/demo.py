@@ -116,7 +116,7 @@ def run_domains_at_once(settings: HitlSettings, domain_names: list[str], jobs: i
     prepare_shared_state(settings)
     calls = [(name, (settings, name, False)) for name in domain_names]
     with domains_status("hitl demo") as on_change:
-        return run_in_processes(run_domain_demo, calls, jobs, on_change)
+        return run_in_processes(f"{__name__}:{run_domain_demo.__name__}", calls, jobs, on_change)
 
 
 def prepare_shared_state(settings: HitlSettings) -> None:

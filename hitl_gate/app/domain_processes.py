@@ -9,14 +9,25 @@ through a rewritten environment.
 
 A child's result comes back over a pipe. A child that stops with `SystemExit` (the one line
 `runner.raise_for_failure` names) or any other error fails the whole call with that line; the
-children still running are stopped then, and on Ctrl-C, so none is left behind.
+children still running are stopped then, and on Ctrl-C or SIGTERM, so none is left behind; a
+child whose parent died anyway (SIGKILL) stops its own run (`_stop_when_orphaned`).
+
+Each child gets the cores divided among the processes running at once for the thread pools
+that wait by spinning (OpenMP, OpenBLAS) and Polars': two children each sizing its pools to
+both cores would spin for a core the other holds (tests/conftest.py measured 3-10x the CPU for
+scikit-learn's fits that way). Libraries read those sizes from the environment when they load,
+so the child sets them (keeping a deployment's own values) before it imports its target,
+which is named as `module:function` for that reason.
 """
 
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
+import pickle
 import signal
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +40,8 @@ SPAWN = multiprocessing.get_context("spawn")
 # How long a stopped child gets to end its run (Ctrl-C: Dagster records the run as failed)
 # before it is terminated, then killed.
 STOP_GRACE_SECONDS = 10.0
+# The thread pools sized per child (`_size_thread_pools`); DuckDB's threads sleep when idle.
+THREAD_POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "POLARS_MAX_THREADS")
 
 
 class ChildFailed(SystemExit):
@@ -43,10 +56,16 @@ class _Child:
     results: Connection
 
 
-def _child_main(target: Callable[..., str], args: tuple, results: Connection) -> None:
-    """Run `target(*args)` and send back `(True, result)` or `(False, one line)`."""
+def _child_main(target: str, pickled_args: bytes, results: Connection, threads: int) -> None:
+    """Run `target(*args)` and send back `(True, result)` or `(False, one line)`.
+
+    The thread pools are sized before `target` and its arguments are imported (unpickled)."""
+    _size_thread_pools(threads)
+    threading.Thread(target=_stop_when_orphaned, name="orphan-watch", daemon=True).start()
     try:
-        outcome = (True, target(*args))
+        module, _, name = target.partition(":")
+        function = getattr(importlib.import_module(module), name)
+        outcome = (True, function(*pickle.loads(pickled_args)))
     except SystemExit as exc:  # a one-line failure, e.g. `raise_for_failure`'s
         outcome = (False, str(exc.code if exc.code is not None else "exited"))
     except KeyboardInterrupt:
@@ -60,8 +79,26 @@ def _child_main(target: Callable[..., str], args: tuple, results: Connection) ->
         results.close()
 
 
+def _size_thread_pools(threads: int) -> None:
+    """Size this process's spinning thread pools, unless the deployment sized them."""
+    for name in THREAD_POOL_ENV:
+        os.environ.setdefault(name, str(threads))
+
+
+def _stop_when_orphaned() -> None:
+    """If the parent dies, interrupt this process's work as Ctrl-C would (Dagster then records
+    its run as failed), and end the process if that does not stop it in time."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+    wait([parent.sentinel])
+    os.kill(os.getpid(), signal.SIGINT)  # a real signal: it also wakes a blocking call
+    time.sleep(STOP_GRACE_SECONDS)
+    os._exit(1)
+
+
 def run_in_processes(
-    target: Callable[..., str],
+    target: str,
     calls: Sequence[tuple[str, tuple]],
     jobs: int,
     on_change: Callable[[list[str], list[str]], None] | None = None,
@@ -69,19 +106,21 @@ def run_in_processes(
     """`target(*args)` for each `(label, args)` of `calls`, at most `jobs` processes at once,
     started in order; the results in the order of `calls`.
 
-    The first failure stops the others and raises `ChildFailed` with the child's line.
+    `target` is `module:function`, imported by each child (a fresh interpreter). The first
+    failure stops the others and raises `ChildFailed` with the child's line.
     `on_change(running, done)` is told the labels running and done as they change (a status
-    line); `target` must be importable by name (it runs in a fresh interpreter).
+    line).
     """
+    threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(calls))))
     results: list[str | None] = [None] * len(calls)
     waiting = list(enumerate(calls))
     running: list[_Child] = []
     done: list[str] = []
-    with _stopping_on_exit(running):
+    with _stopping_on_exit(running), _terminate_as_exit():
         while waiting or running:
             while waiting and len(running) < max(1, jobs):
                 index, (label, args) = waiting.pop(0)
-                running.append(_start(index, label, target, args))
+                running.append(_start(index, label, target, args, threads))
             if on_change is not None:
                 on_change([c.label for c in running], done)
             ready = wait([c.results for c in running], timeout=1.0)
@@ -95,10 +134,13 @@ def run_in_processes(
     return [r for r in results if r is not None]
 
 
-def _start(index: int, label: str, target: Callable[..., str], args: tuple) -> _Child:
+def _start(index: int, label: str, target: str, args: tuple, threads: int) -> _Child:
     receive, send = SPAWN.Pipe(duplex=False)
     process = SPAWN.Process(
-        target=_child_main, args=(target, args, send), name=f"hitl-{label}", daemon=False
+        target=_child_main,
+        args=(target, pickle.dumps(args), send, threads),
+        name=f"hitl-{label}",
+        daemon=False,
     )
     process.start()
     send.close()  # the child holds the only writing end: its death reads as end of file
@@ -127,6 +169,25 @@ def _stopping_on_exit(running: list[_Child]) -> Iterator[None]:
         stop_all([c.process for c in running])
         for child in running:
             child.results.close()
+
+
+@contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM leaves the block as an exception (so the children are stopped), not at once.
+
+    Only the main thread may set a signal handler; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def stop_all(processes: Sequence[BaseProcess], grace_s: float = STOP_GRACE_SECONDS) -> None:

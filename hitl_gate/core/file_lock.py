@@ -1,8 +1,9 @@
 """An exclusive lock file between processes: the one helper for short critical sections.
 
 Used where several processes must take turns on something that is not a DuckDB file (DuckDB
-refuses a second writer by itself): the PKCS#11 token folder's first use (`audit.signer`) and
-the fold of per-run segments into the global log (`audit.run_segments`). `flock` is released
+refuses a second writer by itself): the PKCS#11 token folder's first use (`audit.signer`),
+the fold of per-run segments into the global log (`audit.run_segments`), MLflow's first store
+open (`models.mlflow_store`) and Feast's registry (`features.store`). `flock` is released
 by the kernel when the holder dies, so a killed process never leaves the lock held.
 """
 

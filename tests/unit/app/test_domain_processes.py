@@ -1,46 +1,31 @@
 """`app.domain_processes`: one call per domain in spawned processes, results in order, fail fast.
 
-The targets below run in fresh interpreters (spawn), so they live at module level, where the
-children import them by name; they record what they did in files under `tmp_path`.
+The children's targets are in `process_targets` (a light module, imported afresh by each
+spawned child); they record what they did in files under `tmp_path`.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
 from hitl_gate.app.demo import demo_jobs
-from hitl_gate.app.domain_processes import ChildFailed, run_in_processes
+from hitl_gate.app.domain_processes import SPAWN, ChildFailed, run_in_processes, stop_all
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DEMO_PARALLEL_ENV, HitlSettings, SettingsError
-
-
-def sleep_then_name(folder: str, name: str, seconds: float) -> str:
-    """Record the interval the call ran in, then return a summary naming it."""
-    started = time.monotonic()
-    time.sleep(seconds)
-    Path(folder, f"{name}.interval").write_text(f"{started} {time.monotonic()}")
-    return f"summary of {name}"
-
-
-def fail_or_wait(folder: str, name: str, fail: bool) -> str:
-    """Fail at once with a one-line `SystemExit` (as `raise_for_failure` does), or write this
-    process's id and wait long enough to be stopped."""
-    if fail:
-        time.sleep(0.5)  # the other child is running by now
-        raise SystemExit(f"{name} training failed at {name}__trained_model: no features")
-    Path(folder, f"{name}.pid").write_text(str(os.getpid()))
-    time.sleep(120)
-    return "never"
-
-
-def die(folder: str, name: str) -> str:
-    """End the process without a word, as a crash would."""
-    os._exit(3)
+from tests.unit.app.process_targets import (
+    DIES,
+    POOLS,
+    SLEEP,
+    WAITS,
+    parent_of_a_waiting_child,
+    sleeper,
+)
 
 
 def _intervals(folder: Path, names: list[str]) -> list[tuple[float, float]]:
@@ -57,7 +42,10 @@ def test_results_come_back_in_the_order_of_the_calls(tmp_path: Path) -> None:
     ]
     seen: list[tuple[list[str], list[str]]] = []
     results = run_in_processes(
-        sleep_then_name, calls, 2, lambda running, done: seen.append((running, list(done)))
+        SLEEP,
+        calls,
+        2,
+        lambda running, done: seen.append((running, list(done))),
     )
     assert results == ["summary of slow", "summary of quick"]
     (slow_start, slow_end), (quick_start, quick_end) = _intervals(tmp_path, ["slow", "quick"])
@@ -68,7 +56,7 @@ def test_results_come_back_in_the_order_of_the_calls(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_one_job_runs_the_calls_one_after_the_other(tmp_path: Path) -> None:
     calls = [(n, (str(tmp_path), n, 0.3)) for n in ("a", "b", "c")]
-    assert run_in_processes(sleep_then_name, calls, 1) == [f"summary of {n}" for n in "abc"]
+    assert run_in_processes(SLEEP, calls, 1) == [f"summary of {n}" for n in "abc"]
     intervals = _intervals(tmp_path, ["a", "b", "c"])
     assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(intervals))
 
@@ -83,7 +71,7 @@ def test_a_failing_child_fails_the_call_with_its_line_and_stops_the_other(
     ]
     started = time.monotonic()
     with pytest.raises(ChildFailed) as failed:
-        run_in_processes(fail_or_wait, calls, 2)
+        run_in_processes(WAITS, calls, 2)
     assert str(failed.value) == "fails training failed at fails__trained_model: no features"
     assert failed.value.code == str(failed.value)  # the CLI prints it as the one line
     assert time.monotonic() - started < 60  # the waiting child was stopped, not waited for
@@ -95,7 +83,66 @@ def test_a_failing_child_fails_the_call_with_its_line_and_stops_the_other(
 @pytest.mark.slow
 def test_a_child_that_dies_without_a_word_fails_the_call_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ChildFailed, match="crash: process ended with exit code 3"):
-        run_in_processes(die, [("crash", (str(tmp_path), "crash"))], 2)
+        run_in_processes(DIES, [("crash", (str(tmp_path), "crash"))], 2)
+
+
+@pytest.mark.slow
+def test_each_child_sizes_its_thread_pools_to_its_share_of_the_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
+    share = max(1, (os.cpu_count() or 1) // 2)
+    calls = [(n, ()) for n in ("a", "b")]
+    assert run_in_processes(POOLS, calls, 2) == [f"{share} {share}"] * 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL])
+def test_a_parent_stopped_leaves_no_child_running(tmp_path: Path, stop: int) -> None:
+    """SIGTERM: the parent stops its children itself; SIGKILL: the child notices it is
+    orphaned and stops its work."""
+    parent = SPAWN.Process(target=parent_of_a_waiting_child, args=(str(tmp_path),))
+    parent.start()
+    pid_file = tmp_path / "waits.pid"
+    deadline = time.monotonic() + 120
+    while not pid_file.exists():
+        assert parent.is_alive() and time.monotonic() < deadline, "the child never started"
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    os.kill(parent.pid or 0, stop)
+    parent.join(60)
+    assert parent.exitcode == (1 if stop == signal.SIGTERM else -signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while _alive(child):
+        assert time.monotonic() < deadline, f"child {child} still running"
+        time.sleep(0.2)
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie, dead but not yet reaped by init, counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+def test_stopping_interrupts_then_terminates(tmp_path: Path) -> None:
+    """A child that sleeps ends on the interrupt; one that ignores it is terminated."""
+    calm = SPAWN.Process(target=sleeper, args=(str(tmp_path / "calm"), False))
+    deaf = SPAWN.Process(target=sleeper, args=(str(tmp_path / "deaf"), True))
+    for process in (calm, deaf):
+        process.start()
+    deadline = time.monotonic() + 120
+    while not ((tmp_path / "calm").exists() and (tmp_path / "deaf").exists()):
+        assert time.monotonic() < deadline, "the children never started"
+        time.sleep(0.1)
+    stop_all([calm], grace_s=30)  # room for a loaded machine to end it on the interrupt
+    stop_all([deaf], grace_s=2)
+    assert not calm.is_alive() and not deaf.is_alive()
+    assert calm.exitcode == 1  # KeyboardInterrupt: the interrupt ended it
+    assert deaf.exitcode == -signal.SIGTERM
 
 
 @pytest.mark.parametrize(

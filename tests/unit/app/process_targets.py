@@ -1,0 +1,67 @@
+"""What the children of tests/unit/app/test_domain_processes.py run, by name (`module:function`).
+
+A spawned child imports its target's module afresh: this one imports the standard library and
+`app.domain_processes` only, so a child starts in a fraction of a second even on a busy
+machine. The targets record what they did in files of the test's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from hitl_gate.app.domain_processes import run_in_processes
+
+SLEEP = f"{__name__}:sleep_then_name"
+WAITS = f"{__name__}:fail_or_wait"
+DIES = f"{__name__}:die"
+POOLS = f"{__name__}:pool_sizes"
+PATIENCE_SECONDS = 120.0
+
+
+def sleep_then_name(folder: str, name: str, seconds: float) -> str:
+    """Record the interval the call ran in, then return a summary naming it."""
+    started = time.monotonic()
+    time.sleep(seconds)
+    Path(folder, f"{name}.interval").write_text(f"{started} {time.monotonic()}")
+    return f"summary of {name}"
+
+
+def fail_or_wait(folder: str, name: str, fail: bool) -> str:
+    """Fail with a one-line `SystemExit` (as `raise_for_failure` does) once another child wrote
+    its process id, or write this process's id and wait long enough to be stopped."""
+    if fail:
+        deadline = time.monotonic() + PATIENCE_SECONDS
+        while not any(Path(folder).glob("*.pid")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the other child is running by now
+        raise SystemExit(f"{name} training failed at {name}__trained_model: no features")
+    Path(folder, f"{name}.pid").write_text(str(os.getpid()))
+    time.sleep(PATIENCE_SECONDS)
+    return "never"
+
+
+def sleeper(ready: str, deaf: bool) -> None:
+    """Sleep, ignoring Ctrl-C (SIGINT) if `deaf`; say so in the file `ready` first."""
+    if deaf:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    Path(ready).touch()
+    time.sleep(PATIENCE_SECONDS)
+
+
+def die(folder: str, name: str) -> str:
+    """End the process without a word, as a crash would."""
+    os._exit(3)
+
+
+def pool_sizes() -> str:
+    """The sizes this child's thread pools got: the variable, and Polars' own pool."""
+    import polars as pl
+
+    return f"{os.environ.get('POLARS_MAX_THREADS')} {pl.thread_pool_size()}"
+
+
+def parent_of_a_waiting_child(folder: str) -> None:
+    """Run one child that waits (`fail_or_wait`) until this process is stopped."""
+    run_in_processes(WAITS, [("waits", (folder, "waits", False))], 1)
