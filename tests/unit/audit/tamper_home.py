@@ -7,7 +7,9 @@ added to the schema needs no change here beyond naming its rows.
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,3 +155,18 @@ def build_tamper_home(root: Path) -> TamperHome:
                 add_row(con, "executions", i, domain=DOMAIN, case_id=f"C{i}", action="decline")
             home.seal(con, run)
     return home
+
+
+_BUILT: list[TamperHome] = []  # the one built by this test process, copied by `tamper_home_at`
+
+
+def tamper_home_at(root: Path) -> TamperHome:
+    """What `build_tamper_home(root)` makes, as a copy of the one built in this test process
+    (each build seals three runs; a copy is a folder copy). Every copy has the same key. A
+    test that must watch the build itself (a git witness committing each publication) builds
+    its own."""
+    if not _BUILT:
+        folder = Path(tempfile.mkdtemp(prefix="hitl-gate-tamper-home-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _BUILT.append(build_tamper_home(folder / "t"))
+    return _BUILT[0].copy_to(root)

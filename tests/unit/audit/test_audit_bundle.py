@@ -20,7 +20,7 @@ from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.trust import sign_handover
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection
-from tests.unit.audit.tamper_home import DOMAIN, TamperHome, add_row, build_tamper_home
+from tests.unit.audit.tamper_home import DOMAIN, TamperHome, add_row, tamper_home_at
 
 
 def test_the_standalone_checker_restates_the_chain_rules_exactly() -> None:
@@ -44,7 +44,7 @@ def test_the_standalone_checker_restates_the_chain_rules_exactly() -> None:
 @pytest.fixture(scope="module")
 def rotated(tmp_path_factory: pytest.TempPathFactory) -> tuple[TamperHome, Any, Any]:
     """A sealed home whose key was handed over to a second key, which signed a later run."""
-    home = build_tamper_home(tmp_path_factory.mktemp("rotated") / "t")
+    home = tamper_home_at(tmp_path_factory.mktemp("rotated") / "t")
     old, new = home.key(), Ed25519PrivateKey.generate()
     with audit_connection(home.db) as con:
         sign_handover(con, old, new, home.checkpoints)

@@ -76,10 +76,17 @@ def _sealed_day(tmp_path: Path, batch_rows: int) -> set[tuple[str, str, str]]:
     return _logged(con)
 
 
+@pytest.fixture(scope="module")
+def whole(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str, str]]:
+    """The day sealed in one slice: what every slice size must log (the day is fixed, so
+    sealed once for the module's cases)."""
+    return _sealed_day(tmp_path_factory.mktemp("whole"), 10**9)
+
+
 @pytest.mark.parametrize("batch_rows", [1, 7, 1_000_000])
-def test_any_slice_size_logs_the_same_events(tmp_path, batch_rows) -> None:
+def test_any_slice_size_logs_the_same_events(tmp_path, batch_rows, whole) -> None:
     """Slices of one row, of seven, or one slice per table: the same (event, entity, digest)."""
-    assert _sealed_day(tmp_path, batch_rows) == _sealed_day(tmp_path / "whole", 10**9)
+    assert _sealed_day(tmp_path, batch_rows) == whole
 
 
 def test_a_seal_killed_between_slices_is_finished_by_the_next(tmp_path, monkeypatch) -> None:

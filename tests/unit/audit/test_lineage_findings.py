@@ -14,7 +14,7 @@ from hitl_gate.audit.keys import public_key_hex
 from hitl_gate.audit.seal import seal_run
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.core.database import audit_connection
-from tests.unit.audit.tamper_home import DOMAIN, add_row, build_tamper_home
+from tests.unit.audit.tamper_home import DOMAIN, add_row, tamper_home_at
 
 CASES = ", ".join(f"'C{i}'" for i in range(1, 7))
 CHANGED = "content matches no logged version (latest: entry seq"
@@ -40,7 +40,7 @@ EXPECTED = [
 
 
 def test_one_verification_lists_every_finding_in_order(tmp_path: Path) -> None:
-    home = build_tamper_home(tmp_path / "t")
+    home = tamper_home_at(tmp_path / "t")
     with audit_connection(home.db) as con:
         # Six executions edited and laundered by a seal that no longer knows them...
         con.execute(f"UPDATE executions SET action = 'escalate' WHERE case_id IN ({CASES})")

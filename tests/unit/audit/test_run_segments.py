@@ -9,6 +9,7 @@ global checkpoint re-signed with another key.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -80,6 +81,21 @@ def _seeded(tmp_path: Path) -> tuple[Segments, Path]:
     return segments, key_file
 
 
+@pytest.fixture(scope="module")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`_seeded` built once; each test gets a copy (`seeded`)."""
+    root = tmp_path_factory.mktemp("seeded")
+    _seeded(root)
+    return root
+
+
+@pytest.fixture
+def seeded(seeded_template: Path, tmp_path: Path) -> tuple[Segments, Path]:
+    """A copy of the seeded folder in the test's own: its segments and key file."""
+    shutil.copytree(seeded_template, tmp_path, dirs_exist_ok=True)
+    return Segments(tmp_path / "segments"), tmp_path / "secrets" / "audit.key"
+
+
 def _verify(tmp_path: Path, segments: Segments, key_file: Path) -> list[str]:
     pinned = public_key_hex(load_or_create_signing_key(key_file))
     with audit_connection(tmp_path / "audit.duckdb", read_only=True) as con:
@@ -118,8 +134,8 @@ def test_two_processes_seal_their_segments_at_once_and_verify_covers_both(
     assert (report.segments, report.leaves, report.global_checkpoints) == (2, 2, 1)
 
 
-def test_untouched_segments_verify(tmp_path: Path) -> None:
-    segments, key_file = _seeded(tmp_path)
+def test_untouched_segments_verify(tmp_path: Path, seeded: tuple[Segments, Path]) -> None:
+    segments, key_file = seeded
     assert _verify(tmp_path, segments, key_file) == []
 
 
@@ -186,9 +202,9 @@ def _resign_global(tmp_path: Path) -> None:
     ],
 )
 def test_tampering_with_a_segment_or_the_global_log_is_named(
-    tmp_path: Path, attack: str, expected: str
+    tmp_path: Path, seeded: tuple[Segments, Path], attack: str, expected: str
 ) -> None:
-    segments, key_file = _seeded(tmp_path)
+    segments, key_file = seeded
     if attack == "truncate":
         _truncate(segments, key_file)
     elif attack == "rewrite":

@@ -25,7 +25,7 @@ from hitl_gate.audit.seal import SealRefused, seal_run
 from hitl_gate.audit.verify import VerifyReport, verify_audit
 from hitl_gate.core.database import audit_connection
 from hitl_gate.execution.sealed_inputs import check_sealed_inputs
-from tests.unit.audit.tamper_home import DOMAIN, TamperHome, add_row, build_tamper_home
+from tests.unit.audit.tamper_home import DOMAIN, TamperHome, add_row, tamper_home_at
 
 Mutation = Callable[[TamperHome, duckdb.DuckDBPyConnection], None]
 
@@ -43,7 +43,7 @@ class Case:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> TamperHome:
-    return build_tamper_home(tmp_path_factory.mktemp("tamper") / "t")
+    return tamper_home_at(tmp_path_factory.mktemp("tamper") / "t")
 
 
 def _seq_of(con: duckdb.DuckDBPyConnection, event_type: str, key: str) -> int:

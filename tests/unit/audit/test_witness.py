@@ -34,11 +34,12 @@ from tests.unit.audit.tamper_home import (
     _first_run,
     add_row,
     build_tamper_home,
+    tamper_home_at,
 )
 
 
 def test_each_checkpoint_is_witnessed_once_in_a_valid_line_chain(tmp_path: Path) -> None:
-    home = build_tamper_home(tmp_path / "t")
+    home = tamper_home_at(tmp_path / "t")
     read = read_witness(home.witness.file)
     assert sorted(read.checkpoints) == [33, 36, 39] and not read.problems
     with audit_connection(home.db) as con:
@@ -52,7 +53,7 @@ def test_each_checkpoint_is_witnessed_once_in_a_valid_line_chain(tmp_path: Path)
 
 
 def test_a_seal_that_never_published_is_caught_up_by_the_next(tmp_path: Path) -> None:
-    home = build_tamper_home(tmp_path / "t")
+    home = tamper_home_at(tmp_path / "t")
     home.witness.file.unlink()  # as if every seal so far had crashed before publishing
     with audit_connection(home.db) as con:
         assert publish_checkpoints(con, home.witness, checkpoint_message) == 3
@@ -61,7 +62,7 @@ def test_a_seal_that_never_published_is_caught_up_by_the_next(tmp_path: Path) ->
 
 
 def test_a_missing_witness_is_a_note_and_a_newer_database_checkpoint_too(tmp_path: Path) -> None:
-    home = build_tamper_home(tmp_path / "t")
+    home = tamper_home_at(tmp_path / "t")
     with audit_connection(home.db) as con:
         missing = verify_audit(con, home.checkpoints, None, witness=tmp_path / "nowhere")
         assert missing.ok and any("no witness file" in n for n in missing.notes)
