@@ -21,7 +21,7 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import load_domain
 from hitl_gate.review.assignments import current_assignee
 from hitl_gate.review.manifest import ManifestError, batch_folder, load_manifest
-from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 from tests.review_people import register_reviewers
 from tests.unit.review.test_reassignment import export_day
 
@@ -86,7 +86,7 @@ def db(tmp_path: Path) -> Path:
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
     path = tmp_path / "audit.duckdb"
-    register_reviewers(path, Keyring(keys_dir))
+    register_reviewers(path, PooledKeyring(keys_dir))
     return path
 
 

@@ -30,6 +30,7 @@ from hitl_gate.review.export.days import ExportedDays, export_review_days
 from hitl_gate.review.manifest import batch_folder, load_manifest
 from hitl_gate.review.signing import load_or_create_key
 from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 from tests.review_fixtures import CREATED, DAY, review_cases
 from tests.review_people import register_reviewers
 
@@ -70,7 +71,7 @@ def export_day(db: Path, batches_dir: Path, key: bytes, domain: DomainConfig) ->
 def people(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Keyring]:
     """One registry (and its keys) for the module; each test copies the database."""
     folder = tmp_path_factory.mktemp("people")
-    keys = Keyring(folder)
+    keys = PooledKeyring(folder)
     register_reviewers(folder / "audit.duckdb", keys)
     return folder / "audit.duckdb", keys
 
@@ -211,7 +212,7 @@ def test_the_cli_reassigns_and_hands_the_files_over(tmp_path: Path) -> None:
     paths = HitlPaths.at(home)
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
-    keys = Keyring(keys_dir)
+    keys = PooledKeyring(keys_dir)
     register_reviewers(paths.audit_db, keys)
     key = load_or_create_key(paths.secrets_dir)
     out = export_day(paths.audit_db, paths.review_batches, key, load_domain(DOMAIN))
