@@ -14,7 +14,7 @@ import duckdb
 
 from hitl_gate.identity.registry import Registry
 from hitl_gate.identity.signatures import new_key_pair
-from hitl_gate.identity.store import append_act, draft_act, load_registry, sign_act
+from hitl_gate.identity.store import SignedAct, append_act, draft_act, load_registry, sign_act
 
 
 @dataclass
@@ -44,6 +44,10 @@ class Keyring:
 
         return parse_public_key(self.public_line(name)).fingerprint
 
+    def sign_act(self, payload: bytes, signer: str) -> SignedAct:
+        """`payload` signed with `signer`'s key (`tests.key_pool.PooledKeyring` remembers)."""
+        return sign_act(payload, self.private(signer))
+
 
 def registry_act(
     con: duckdb.DuckDBPyConnection,
@@ -55,7 +59,7 @@ def registry_act(
 ) -> Registry:
     """Draft, sign (with `signer`'s key) and append one registry act; the new registry."""
     payload = draft_act(load_registry(con), kind, at=at, **fields)
-    return append_act(con, sign_act(payload, keyring.private(signer)))
+    return append_act(con, keyring.sign_act(payload, signer))
 
 
 def add_person(

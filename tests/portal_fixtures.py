@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import pyotp
+from argon2 import PasswordHasher
 
 with warnings.catch_warnings():  # Starlette prefers httpx2; httpx is the locked client
     warnings.simplefilter("ignore")
@@ -43,11 +44,18 @@ from hitl_gate.app.portal.work import read_batch
 from hitl_gate.core.database import audit_connection
 from hitl_gate.identity.store import load_registry
 from hitl_gate.review.intake.results import IntakeOutcome
-from tests.identity_fixtures import Keyring
+from tests.key_pool import pooled_keyring
 from tests.review_fixtures import IN_TIME, Workspace, make_workspace, record_export
 
 KEY = b"portal-test-review-key-0123456789"
 PASSWORD = "correct horse battery staple"
+# The worlds' credentials hash their password with argon2id at its lowest cost: every sign-in
+# verifies it (the real `Credential.password_ok`, reading the cost from the hash), and at the
+# library's production cost that was about 0.1 s of CPU per sign-in, hundreds of them a run,
+# for routes whose tests are about sessions, roles and refusals, not the hash's cost.
+# `Credential.new` (the production cost) is what `hitl portal enrol` and the sign-in tests'
+# own credentials use.
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
@@ -73,7 +81,7 @@ class PortalWorld:
     def enrol(self, person_id: str, signer: str | None = None) -> Credential:
         """Register `person_id` and enrol their credential signed by `signer`'s key."""
         self.ws.person(person_id)
-        credential = Credential.new(person_id, PASSWORD)
+        credential = Credential(person_id, CHEAP_HASHER.hash(PASSWORD), pyotp.random_base32())
         act = sign_enrolment(credential, self.ws.keys.private(signer or person_id), self.clock())
         with audit_connection(self.ws.db) as con:
             record_enrolment(con, load_registry(con), person_id, act, self.clock())
@@ -237,7 +245,7 @@ def _copy_world(template: PortalWorld, root: Path) -> PortalWorld:
         queue: replace(batch, folder=root / batch.folder.relative_to(source))
         for queue, batch in template.ws.batches.items()
     }
-    ws = replace(template.ws, root=root, batches=batches, keyring=Keyring.of(root / "keys"))
+    ws = replace(template.ws, root=root, batches=batches, keyring=pooled_keyring(root / "keys"))
     world = _portal_over(ws, root)
     world.credentials.update(template.credentials)
     return world
@@ -259,12 +267,13 @@ def _check_only_batch_folders_name(root: Path) -> None:
             "'main' AND data_type = 'VARCHAR' AND table_name IN (SELECT table_name FROM "
             "information_schema.tables WHERE table_type = 'BASE TABLE')"
         ).fetchall()
-        for table, column in columns:
-            if (table, column) == ("review_batches", "folder"):
-                continue
-            found = con.execute(
-                f'SELECT count(*) FROM "{table}" WHERE contains("{column}", ?)', [needle]
-            ).fetchone()
-            assert found == (0,), f"{table}.{column} names the world's folder"
+        checked = [(t, c) for t, c in columns if (t, c) != ("review_batches", "folder")]
+        found = con.execute(
+            " UNION ALL ".join(
+                f'SELECT \'{t}.{c}\' FROM "{t}" WHERE contains("{c}", $needle)' for t, c in checked
+            ),
+            {"needle": needle},
+        ).fetchall()
+        assert not found, f"{found[0][0]} names the world's folder"
     finally:
         con.close()

@@ -8,8 +8,12 @@ Identity tests pass `sign=False` or their own `signer` and assignment to attack 
 
 from __future__ import annotations
 
+import atexit
 import csv
-from dataclasses import dataclass
+import hashlib
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,12 +24,19 @@ from openpyxl import load_workbook
 
 from hitl_gate.app.demo_reviewer import fill_demo_verdicts
 from hitl_gate.core.domain import DomainConfig, load_domain
-from hitl_gate.identity.signatures import VERDICTS, sign_file
-from hitl_gate.review.export.batches import BatchExport, ReviewBatch, export_review_batches
+from hitl_gate.identity.signatures import VERDICTS
+from hitl_gate.review.export.batches import (
+    XLSX_NAME,
+    BatchExport,
+    ReviewBatch,
+    export_review_batches,
+)
 from hitl_gate.review.intake.verdict_files import IntakeOutcome, ingest_verdict_file
+from hitl_gate.review.manifest import MANIFEST_NAME
 from hitl_gate.review.settings import ReviewSettings, review_settings
 from tests.blank_audit_db import blank_if_missing
-from tests.identity_fixtures import Keyring, add_person, bootstrap
+from tests.identity_fixtures import add_person, bootstrap
+from tests.key_pool import PooledKeyring, pooled_keyring
 
 CASE_ID = "application_id"
 CREATED = datetime(2018, 3, 2, 9, 30, tzinfo=UTC)
@@ -98,14 +109,12 @@ class Workspace:
     settings: ReviewSettings
     key: bytes
     batches: dict[str, ReviewBatch]  # by queue
-    keyring: Keyring | None = None
+    keyring: PooledKeyring | None = None
 
     @property
-    def keys(self) -> Keyring:
+    def keys(self) -> PooledKeyring:
         if self.keyring is None:
-            folder = self.root / "keys"
-            folder.mkdir(parents=True, exist_ok=True)
-            self.keyring = Keyring(folder)
+            self.keyring = pooled_keyring(self.root / "keys")
         return self.keyring
 
     @property
@@ -187,7 +196,7 @@ class Workspace:
     def sign(self, path: Path, person_id: str) -> Path:
         """`path.sig` made with `person_id`'s key (registered first)."""
         self.person(person_id)
-        return sign_file(path, self.keys.private(person_id), VERDICTS)
+        return self.keys.sign_file(path, person_id, VERDICTS)
 
     def sign_as(self, path: Path, person_id: str, batch_id: str | None) -> Path:
         """`path.sig` made with `person_id`'s key, once they are registered, the batches are
@@ -206,7 +215,7 @@ class Workspace:
         record_batches_on(self, con)
         if batch_id is not None:
             self.assign_on(con, batch_id, person_id)
-        return sign_file(path, self.keys.private(person_id), VERDICTS)
+        return self.keys.sign_file(path, person_id, VERDICTS)
 
     def ingest(
         self,
@@ -264,9 +273,7 @@ class Workspace:
 
     def fill(self, queue: str, name: str, reviewer: str, edits: dict | None = None) -> Path:
         """The batch of `queue` answered by the demo logic as `reviewer`, then `edits` applied."""
-        path = fill_demo_verdicts(
-            self.batches[queue].folder, self.inbox / name, reviewer_id=reviewer
-        )
+        path = filled(self.batches[queue].folder, self.inbox / name, reviewer)
         if edits:
             edit_xlsx(path, edits)
         return path
@@ -285,6 +292,31 @@ class Workspace:
         with path.open("w", encoding="utf-8", newline="") as handle:
             csv.writer(handle).writerows(rows)
         return path
+
+
+def filled(batch_folder: Path, out_path: Path, reviewer: str) -> Path:
+    """`fill_demo_verdicts(batch_folder, out_path, reviewer_id=reviewer)`, remembered per test
+    process by the batch's workbook and manifest bytes (all it reads): the same batch answered
+    by the same reviewer is the same answers, so later calls copy the first file's bytes."""
+    memo = (
+        hashlib.sha256((batch_folder / XLSX_NAME).read_bytes()).hexdigest(),
+        hashlib.sha256((batch_folder / MANIFEST_NAME).read_bytes()).hexdigest(),
+        reviewer,
+    )
+    data = _FILLED.get(memo)
+    if data is None:
+        fill_demo_verdicts(batch_folder, out_path, reviewer_id=reviewer)
+        if len(_FILLED) >= FILLED_LIMIT:
+            _FILLED.clear()
+        _FILLED[memo] = out_path.read_bytes()
+    else:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_bytes(data)
+    return out_path
+
+
+_FILLED: dict[tuple[str, str, str], bytes] = {}  # `filled`'s files, by what they were made of
+FILLED_LIMIT = 64
 
 
 def _typed_columns(path: Path, columns: tuple[str, ...]) -> dict[str, list[str]]:
@@ -356,21 +388,34 @@ def record_batches_on(ws: Workspace, con: duckdb.DuckDBPyConnection) -> None:
             [batch.batch_id, DAY, batch.queue, str(batch.folder), len(batch.case_ids),
              CREATED, batch.due_at],
         )  # fmt: skip
-        for case in batch.case_ids:
-            con.execute(
-                "INSERT OR IGNORE INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
-                [batch.batch_id, case],
-            )
+        con.executemany(
+            "INSERT OR IGNORE INTO review_batch_cases VALUES (?, 'consumer_credit', ?)",
+            [[batch.batch_id, case] for case in batch.case_ids],
+        )
 
 
 def edit_xlsx(path: Path, edits: dict[tuple[int, str], object]) -> None:
-    """Set cells by (sheet row, column name), as a reviewer typing into Excel would."""
+    """Set cells by (sheet row, column name), as a reviewer typing into Excel would.
+
+    Remembered per test process by the file's bytes and the edits (their `repr`: plain
+    values), as `filled` is: the same edits of the same file give the same workbook."""
+    memo = (hashlib.sha256(path.read_bytes()).hexdigest(), repr(sorted(edits.items())))
+    data = _EDITED.get(memo)
+    if data is not None:
+        path.write_bytes(data)
+        return
     workbook = load_workbook(path)
     sheet = workbook["cases"]
     column_of = {cell.value: cell.column for cell in sheet[1]}
     for (row, name), value in edits.items():
         sheet.cell(row, column_of[name]).value = value
     workbook.save(path)
+    if len(_EDITED) >= FILLED_LIMIT:
+        _EDITED.clear()
+    _EDITED[memo] = path.read_bytes()
+
+
+_EDITED: dict[tuple[str, str], bytes] = {}  # `edit_xlsx`'s files, by what they were made of
 
 
 def batch_export(domain: DomainConfig, batches_dir: Path, key: bytes, **more: Any) -> BatchExport:
@@ -387,15 +432,35 @@ def batch_export(domain: DomainConfig, batches_dir: Path, key: bytes, **more: An
 
 def make_workspace(root: Path, key: bytes) -> Workspace:
     """Seven cases exported into `root`, beside a blank audit database (schema only: what the
-    workspace's first writer would create, copied instead of built, `tests.blank_audit_db`)."""
+    workspace's first writer would create, copied instead of built, `tests.blank_audit_db`).
+
+    The export writes the same bytes for the same key wherever it writes them (batch ids come
+    from the cases, and no file names its folder), so it runs once per key and test process
+    (the review tests' `key` is one per process, `tests/unit/review/conftest.py`) and every
+    workspace gets a copy of the batches in its own folder.
+    """
     domain = load_domain("consumer_credit")
     settings = review_settings(domain)
     assert settings is not None
-    export = batch_export(domain, root / "batches", key, settings=settings)
-    batches = export_review_batches(review_cases(), export)
-    workspace = Workspace(root, domain, settings, key, {b.queue: b for b in batches})
+    exported = _EXPORTED.get(key)
+    if exported is None:
+        if len(_EXPORTED) >= EXPORTED_LIMIT:
+            _EXPORTED.clear()
+        folder = Path(tempfile.mkdtemp(prefix="hitl-gate-review-export-"))
+        atexit.register(shutil.rmtree, folder, True)
+        export = batch_export(domain, folder / "batches", key, settings=settings)
+        exported = _EXPORTED[key] = (folder, export_review_batches(review_cases(), export))
+    source, batches = exported
+    shutil.copytree(source / "batches", root / "batches", symlinks=True, dirs_exist_ok=True)
+    copies = [replace(b, folder=root / b.folder.relative_to(source)) for b in batches]
+    workspace = Workspace(root, domain, settings, key, {b.queue: b for b in copies})
     blank_if_missing(workspace.db)
     return workspace
+
+
+# The exported batches by review key, once per test process (`make_workspace`).
+_EXPORTED: dict[bytes, tuple[Path, list[ReviewBatch]]] = {}
+EXPORTED_LIMIT = 8
 
 
 def record_export(ws: Workspace) -> None:
@@ -403,13 +468,12 @@ def record_export(ws: Workspace) -> None:
     from hitl_gate.core.database import audit_connection
 
     with audit_connection(ws.db) as con:
-        for case in review_cases()[CASE_ID]:
-            con.execute(
-                "INSERT OR IGNORE INTO decisions (domain, case_id, partition_date, route, "
-                "run_id, decided_at) VALUES ('consumer_credit', ?, ?, 'human_review', 'r', ?)",
-                [case, DAY, CREATED],
-            )
-    record_batches(ws)
+        con.executemany(
+            "INSERT OR IGNORE INTO decisions (domain, case_id, partition_date, route, "
+            "run_id, decided_at) VALUES ('consumer_credit', ?, ?, 'human_review', 'r', ?)",
+            [[case, DAY, CREATED] for case in review_cases()[CASE_ID]],
+        )
+        record_batches_on(ws, con)
 
 
 def export_escalated(ws: Workspace, con: duckdb.DuckDBPyConnection, at: datetime) -> list:

@@ -13,7 +13,7 @@ from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
 from pipelines.resources import build_resources
-from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 from tests.review_fixtures import DAY, review_cases
 from tests.review_people import register_reviewers
 
@@ -39,7 +39,7 @@ def test_review_batches_then_verdicts_on_one_day(hitl_paths: HitlPaths, tmp_path
     review_batches, reviewer_verdicts = build_review_assets(domain)
     resources = build_resources(hitl_paths)
     (tmp_path / "keys").mkdir()
-    register_reviewers(hitl_paths.audit_db, Keyring(tmp_path / "keys"))
+    register_reviewers(hitl_paths.audit_db, PooledKeyring(tmp_path / "keys"))
     key = DAY.isoformat()
 
     exported = review_batches(

@@ -11,13 +11,13 @@ from hitl_gate.app.cli import main
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.identity.keys import parse_public_key
 from hitl_gate.identity.signatures import VERDICTS, claimed_key, verify
-from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 
 
 def test_sign_writes_a_signature_intake_accepts(
     hitl_paths: HitlPaths, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key = Keyring(tmp_path / "keys")
+    key = PooledKeyring(tmp_path / "keys")
     key.folder.mkdir()
     returned = tmp_path / "cases.xlsx"
     returned.write_bytes(b"the returned workbook's bytes")

@@ -25,6 +25,7 @@ from hitl_gate.core.domain import load_domain
 from hitl_gate.ingest.day_batch import read_new_files, record_day_batch, registered_files_frame
 from hitl_gate.ingest.landing_registry import files_balance, record_listings, register_files
 from hitl_gate.ingest.listing import LandingRules, list_day_folder
+from tests.blank_audit_db import blank_if_missing
 from tests.data.bad_inputs.build_corpus import base
 
 pytestmark = pytest.mark.slow
@@ -94,7 +95,7 @@ def test_files_and_rows_balance_and_no_case_is_accepted_twice(
             folder.mkdir(parents=True, exist_ok=True)
             _write(folder / name, ids)
             written[day] += 1
-        with audit_connection(root / "audit.duckdb") as con:
+        with audit_connection(blank_if_missing(root / "audit.duckdb")) as con:
             for i, day in enumerate(DAYS):
                 folder = root / domain.landing_subdir / day.isoformat()
                 listing = list_day_folder(folder, day, RULES)

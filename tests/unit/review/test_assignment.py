@@ -30,6 +30,7 @@ from hitl_gate.review.export.sealing import (
 from hitl_gate.review.manifest import ManifestError, batch_folder, load_manifest
 from hitl_gate.review.settings import ReviewSettings, review_settings
 from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 from tests.review_fixtures import CREATED, batch_export, review_cases
 from tests.review_people import SINCE, register_reviewers, set_availability
 
@@ -54,7 +55,7 @@ def settings(domain: DomainConfig) -> ReviewSettings:
 def keys(tmp_path: Path) -> Keyring:
     folder = tmp_path / "keys"
     folder.mkdir()
-    return Keyring(folder)
+    return PooledKeyring(folder)
 
 
 def _sized(settings: ReviewSettings, size: int, **queue_fields: object) -> ReviewSettings:

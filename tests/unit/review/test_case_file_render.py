@@ -36,6 +36,7 @@ SOFFICE = shutil.which("soffice")
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(SOFFICE is None, reason="LibreOffice (soffice) is not installed"),
+    pytest.mark.xdist_group("case-file-render"),  # one worker renders once (`--dist loadgroup`)
 ]
 SHIPPED = ["consumer_credit", "lending_club"]
 CREATED = datetime(2018, 3, 2, 9, 30, tzinfo=UTC)
@@ -69,25 +70,39 @@ class Rendered:
     pdfs: dict[str, bytes]
 
 
-@pytest.fixture(scope="module", params=SHIPPED)
-def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Rendered:
-    domain = load_domain(request.param)
-    folder = tmp_path_factory.mktemp(domain.name)
-    cases = routed_review_cases(domain)
-    batches = _export(domain, cases, folder / "batches")
-    copies = []
-    for batch in batches:  # every workbook is cases.xlsx: one name each for one run
-        copies.append(folder / f"{batch.batch_id}.xlsx")
-        shutil.copyfile(batch.folder / "cases.xlsx", copies[-1])
-    pages = _render(copies, folder / "html", "html")
-    pdfs = _render(copies, folder / "pdf", "pdf")
-    return Rendered(
-        domain,
-        cases,
-        batches,
-        {b.batch_id: _text(page) for b, page in zip(batches, pages, strict=True)},
-        {b.batch_id: pdf.read_bytes() for b, pdf in zip(batches, pdfs, strict=True)},
-    )
+@pytest.fixture(scope="module")
+def renders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Rendered]:
+    """Every shipped domain's exported batches, by domain, rendered by one LibreOffice run per
+    format over all their workbooks (a run's start-up is most of its cost)."""
+    folder = tmp_path_factory.mktemp("renders")
+    exported = {}
+    for name in SHIPPED:
+        domain = load_domain(name)
+        cases = routed_review_cases(domain)
+        exported[name] = (domain, cases, _export(domain, cases, folder / name / "batches"))
+    copies = {}  # every workbook is cases.xlsx: one name each (batch ids name their domain)
+    for _, _, batches in exported.values():
+        for batch in batches:
+            copies[batch.batch_id] = folder / f"{batch.batch_id}.xlsx"
+            shutil.copyfile(batch.folder / "cases.xlsx", copies[batch.batch_id])
+    pages = dict(zip(copies, _render(list(copies.values()), folder / "html", "html"), strict=True))
+    pdfs = dict(zip(copies, _render(list(copies.values()), folder / "pdf", "pdf"), strict=True))
+    return {
+        name: Rendered(
+            domain,
+            cases,
+            batches,
+            {b.batch_id: _text(pages[b.batch_id]) for b in batches},
+            {b.batch_id: pdfs[b.batch_id].read_bytes() for b in batches},
+        )
+        for name, (domain, cases, batches) in exported.items()
+    }
+
+
+@pytest.fixture(params=SHIPPED)
+def rendered(request: pytest.FixtureRequest, renders: dict[str, Rendered]) -> Rendered:
+    """One domain's batches and their renderings."""
+    return renders[request.param]
 
 
 def _text(rendered: Path) -> str:

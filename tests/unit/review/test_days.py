@@ -17,7 +17,7 @@ from hitl_gate.review.export.days import (
     review_groups,
 )
 from hitl_gate.review.intake.days import first_row_of_day
-from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 from tests.review_fixtures import CASE_ID, CREATED, DAY, review_cases
 from tests.review_people import register_reviewers
 
@@ -82,7 +82,7 @@ def test_export_records_the_days_batches_and_replaces_them(
     db = tmp_path / "audit.duckdb"
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
-    register_reviewers(db, Keyring(keys_dir))
+    register_reviewers(db, PooledKeyring(keys_dir))
 
     def run(run_id: str):
         return export_review_days(

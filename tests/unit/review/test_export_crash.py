@@ -15,13 +15,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import duckdb
 import pytest
 
+import hitl_gate.review.export.days as days
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import load_domain
 from hitl_gate.review.assignments import current_assignee
 from hitl_gate.review.manifest import ManifestError, batch_folder, load_manifest
-from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 from tests.review_people import register_reviewers
 from tests.unit.review.test_reassignment import export_day
 
@@ -43,10 +45,6 @@ SCRIPT = textwrap.dedent(
         days.record_review_batches = die
     elif point == "before_publish":
         batches.StagedExport.publish = die
-    elif point == "commit_fails":
-        def fail(con, *args, **kwargs):
-            con.execute("SELECT * FROM no_such_table")  # a real database error mid-commit
-        days.record_review_batches = fail
     export_day(Path(db), Path(folder), bytes.fromhex(key_hex), load_domain("consumer_credit"))
     """
 )
@@ -86,17 +84,27 @@ def db(tmp_path: Path) -> Path:
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
     path = tmp_path / "audit.duckdb"
-    register_reviewers(path, Keyring(keys_dir))
+    register_reviewers(path, PooledKeyring(keys_dir))
     return path
+
+
+def _commit_fails(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: object) -> None:
+    con.execute("SELECT * FROM no_such_table")  # a real database error mid-commit
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", ["before_commit", "commit_fails"])
 def test_a_crash_before_the_commit_leaves_no_acceptable_batch(
-    tmp_path: Path, db: Path, key: bytes, point: str
+    tmp_path: Path, db: Path, key: bytes, point: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    died = _crash(tmp_path, db, key, point)
-    assert died.returncode != 0, died.stderr
+    if point == "commit_fails":  # an error, not a kill: it unwinds here as in a subprocess
+        monkeypatch.setattr(days, "record_review_batches", _commit_fails)
+        with pytest.raises(duckdb.CatalogException, match="no_such_table"):
+            export_day(db, tmp_path / "batches", key, load_domain("consumer_credit"))
+        monkeypatch.undo()
+    else:
+        died = _crash(tmp_path, db, key, point)
+        assert died.returncode != 0, died.stderr
     batches_dir = tmp_path / "batches"
     assert _visible_batches(batches_dir, key) == {}
     assert _recorded(db) == set()

@@ -14,7 +14,7 @@ import yaml
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.review.export.days import ExportedDays, export_review_days
-from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 from tests.review_fixtures import CASE_ID, CREATED, DAY
 from tests.review_people import register_reviewers
 from tests.unit.review.test_reassignment import routed
@@ -50,7 +50,7 @@ def export(db: Path, tmp_path: Path, key: bytes, domain: DomainConfig) -> Export
 
 def test_gold_is_recorded_seeded_and_stable_across_reruns(tmp_path: Path, key: bytes) -> None:
     db = tmp_path / "audit.duckdb"
-    keys = Keyring(tmp_path / "keys")
+    keys = PooledKeyring(tmp_path / "keys")
     keys.folder.mkdir()
     register_reviewers(db, keys)
     then = datetime(2017, 6, 1, tzinfo=UTC)

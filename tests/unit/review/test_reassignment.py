@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from hitl_gate.app.cli import main
 from hitl_gate.core.database import audit_connection, transaction
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.core.home import HitlPaths
@@ -30,6 +29,7 @@ from hitl_gate.review.export.days import ExportedDays, export_review_days
 from hitl_gate.review.manifest import batch_folder, load_manifest
 from hitl_gate.review.signing import load_or_create_key
 from tests.identity_fixtures import Keyring
+from tests.key_pool import PooledKeyring
 from tests.review_fixtures import CREATED, DAY, review_cases
 from tests.review_people import register_reviewers
 
@@ -70,7 +70,7 @@ def export_day(db: Path, batches_dir: Path, key: bytes, domain: DomainConfig) ->
 def people(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Keyring]:
     """One registry (and its keys) for the module; each test copies the database."""
     folder = tmp_path_factory.mktemp("people")
-    keys = Keyring(folder)
+    keys = PooledKeyring(folder)
     register_reviewers(folder / "audit.duckdb", keys)
     return folder / "audit.duckdb", keys
 
@@ -204,42 +204,47 @@ def test_one_person_never_holds_both_four_eyes_opinions(exported) -> None:
         )  # fmt: skip
 
 
+def _hitl(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`hitl <argv>` run by the CLI's `main` in this process: exit code, stdout, stderr (a
+    `SystemExit` text is what the terminal would show on stderr, with exit code 1)."""
+    code: int | str | None = 0
+    try:
+        main(argv)
+    except SystemExit as stop:
+        code = stop.code
+    out, err = capsys.readouterr()
+    if isinstance(code, str):
+        err, code = err + code + "\n", 1
+    return int(code or 0), out, err
+
+
 @pytest.mark.slow
-def test_the_cli_reassigns_and_hands_the_files_over(tmp_path: Path) -> None:
+def test_the_cli_reassigns_and_hands_the_files_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`hitl review reassign` signs with the supervisor's key, records, moves the folder."""
     home = tmp_path / "home"
     paths = HitlPaths.at(home)
     keys_dir = tmp_path / "keys"
     keys_dir.mkdir()
-    keys = Keyring(keys_dir)
+    keys = PooledKeyring(keys_dir)
     register_reviewers(paths.audit_db, keys)
     key = load_or_create_key(paths.secrets_dir)
     out = export_day(paths.audit_db, paths.review_batches, key, load_domain(DOMAIN))
     batch = _batch(out, "credit_analyst")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HITL_")}
-    hitl = str(Path(sys.executable).with_name("hitl"))
-    command = [hitl, "--home", str(home), "review"]
-    refused = subprocess.run(
-        [*command, "reassign", batch, "--to", "bob", "--reason", "leave",
-         "--key", str(keys.private("bob"))],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-    assert refused.returncode != 0 and "does not hold senior_underwriter or admin" in refused.stderr
-    done = subprocess.run(
-        [*command, "reassign", batch, "--to", "bob", "--reason", "leave",
-         "--key", str(keys.private("sue"))],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "reassigned from ana to bob" in done.stdout
+    for name in [k for k in os.environ if k.startswith("HITL_")]:
+        monkeypatch.delenv(name)
+    command = ["--home", str(home), "review", "reassign", batch, "--to", "bob", "--reason"]
+    code, _, err = _hitl([*command, "leave", "--key", str(keys.private("bob"))], capsys)
+    assert code != 0 and "does not hold senior_underwriter or admin" in err
+    code, done, err = _hitl([*command, "leave", "--key", str(keys.private("sue"))], capsys)
+    assert code == 0, err
+    assert "reassigned from ana to bob" in done
     folder = batch_folder(paths.review_batches, batch, "bob")
     assert load_manifest(folder, key)["assignee_id"] == "bob"
     assert not (paths.review_batches / "ana" / batch).exists()
-    again = subprocess.run(
-        [*command, "reassign", batch, "--to", "bob", "--reason", "leave"],
-        capture_output=True, text=True, env=env, check=False,
-    )  # fmt: skip
-    assert again.returncode == 0 and "already assigned to bob" in again.stdout
+    code, again, _ = _hitl([*command, "leave"], capsys)
+    assert code == 0 and "already assigned to bob" in again
 
 
 def test_loads_count_what_is_already_assigned_on_the_day(exported) -> None:
