@@ -7,7 +7,10 @@
   chain and its steps are short, so a process per step would mostly pay imports again
   (about 5 s each on a laptop, 13 s for Feast; docs/scaling.md).
 - `multiprocess`: a process per step, at most `HITL_MAX_CONCURRENT` at once (default: the
-  number of CPU cores). Pays when one run holds independent branches or long steps.
+  number of CPU cores). Pays when one run holds independent branches or long steps. Where the
+  platform has it (Linux, macOS), each step process is forked from a `forkserver` that
+  imported the code location and the stages' libraries once per run (`STEP_PRELOAD`), instead
+  of Dagster's default `spawn`, where every step process imports them all again.
 - `<module>:<attribute>`: any importable executor definition, e.g.
   `dagster_k8s:k8s_job_executor` or `dagster_celery:celery_executor`. Its settings (image,
   broker, `max_concurrent`) go in the run config's `execution: {config: ...}` section or the
@@ -19,6 +22,7 @@ pods reconstruct the same definitions.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from importlib import import_module
 
@@ -26,7 +30,24 @@ from dagster import ExecutorDefinition, in_process_executor, multiprocess_execut
 
 from hitl_gate.core.settings import EXECUTOR_ENV, ExecutorConfigError, HitlSettings
 
-__all__ = ["ExecutorConfigError", "executor_for"]
+__all__ = ["STEP_PRELOAD", "ExecutorConfigError", "executor_for"]
+
+# What the forkserver of a multiprocess run imports once, before it forks the run's step
+# processes: the code location (Dagster, Polars, DuckDB, pandera, the project's modules) and
+# the libraries its stages import lazily: Great Expectations (the expectation checks), Feast
+# (features), scikit-learn, MLflow's sklearn flavour and skops (the champion), openpyxl
+# (review workbooks), plotly (the report). Importing them must start no thread pool (a forked
+# step would deadlock on it: tests/unit/pipelines/test_fork_safety.py). A module left out only
+# costs time (each step process that needs it imports it).
+STEP_PRELOAD = (
+    "pipelines.definitions",
+    "great_expectations",
+    "feast",
+    "mlflow.sklearn",
+    "skops.io",
+    "openpyxl",
+    "plotly.graph_objects",
+)
 
 
 def executor_for(settings: HitlSettings) -> ExecutorDefinition:
@@ -36,9 +57,10 @@ def executor_for(settings: HitlSettings) -> ExecutorDefinition:
         return in_process_executor
     if choice == "multiprocess":
         max_concurrent = settings.max_concurrent or os.cpu_count() or 1
-        return multiprocess_executor.configured(
-            {"max_concurrent": max_concurrent}, name="multiprocess"
-        )
+        config: dict[str, object] = {"max_concurrent": max_concurrent}
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            config["start_method"] = {"forkserver": {"preload_modules": list(STEP_PRELOAD)}}
+        return multiprocess_executor.configured(config, name="multiprocess")
     module_name, _, attribute = choice.partition(":")
     try:
         executor = getattr(import_module(module_name), attribute)

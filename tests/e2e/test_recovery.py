@@ -42,8 +42,9 @@ MID_SEAL = "MID_SEAL"
 # Everything a day's run imports lazily, so that no killed child pays an import: Feast (features),
 # Great Expectations (the expectation checks, about 9 s each time), scikit-learn, MLflow's
 # sklearn flavour and skops (loading the champion), ibis (Feast's DuckDB store), plotly (the
-# report), MLflow's SQL stores and Dagster's reconstruction helpers. A module left out only costs
-# time (the child imports it), never coverage.
+# report), MLflow's SQL stores and Dagster's reconstruction helpers; then MLflow's map of the
+# installed packages (tests/e2e/forkserver_warmup.py). A module left out only costs time (the
+# child imports it), never coverage.
 PRELOAD = [
     "tests.e2e.test_recovery",
     "feast",
@@ -79,6 +80,7 @@ PRELOAD = [
     "plotly.io",
     "upath",
     "dagster._core.executor.in_process",
+    "tests.e2e.forkserver_warmup",
 ]
 WRITERS = ("validated_cases", "routed_decisions", "final_decisions")
 
