@@ -109,6 +109,7 @@ def run_demo(home: Path, jobs: int, mode: str) -> DemoRun:
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+    home.with_name(f"{home.name}.out").write_text(stdout, encoding="utf-8")  # beside the home
     if process.returncode != 0:
         raise SystemExit(f"{mode}: hitl demo failed ({process.returncode}): {stderr[-2000:]}")
     return DemoRun(
