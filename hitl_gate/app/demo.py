@@ -82,6 +82,12 @@ def demo_domains(settings: HitlSettings) -> list[str]:
     ]
 
 
+def selected_domains(settings: HitlSettings, named: str | None) -> list[str]:
+    """The domains `hitl demo --domain` names: one, or every demo domain for none or `demo`
+    (the meaning `--domain demo` has on every command)."""
+    return demo_domains(settings) if named in (None, "demo") else [named]
+
+
 def demo_jobs(settings: HitlSettings, domains: int) -> int:
     """How many domains run at once: `settings.demo_parallel`, else one per domain and core."""
     return max(1, min(domains, settings.demo_parallel or os.cpu_count() or 1))

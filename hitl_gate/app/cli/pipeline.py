@@ -105,13 +105,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """Run the whole flow on the bundled sample, close one review loop, print where outputs are."""
-    from hitl_gate.app.demo import demo_domains, run_demo
+    from hitl_gate.app.demo import run_demo, selected_domains
 
     started = time.monotonic()
     settings = settings_from(args)
     if args.jobs is not None:
         settings = replace(settings, demo_parallel=args.jobs)
-    summary = run_demo(settings, [args.domain] if args.domain else demo_domains(settings))
+    summary = run_demo(settings, selected_domains(settings, args.domain))
     print(summary)
     print(f"\nDemo finished in {time.monotonic() - started:.0f} s.")
 

@@ -229,3 +229,17 @@ def test_retention_class_is_one_of_the_declared_classes(tmp_path: Path) -> None:
     with pytest.raises(DomainConfigError, match="retention_class"):
         load_domain_file(broken)
     assert load_domain("lending_club").retention_class == "regulatory_7y"
+
+
+def test_demo_of_domain_demo_means_every_demo_domain(tmp_path: Path) -> None:
+    """`hitl demo --domain demo` runs every domain with a sample, as `--domain demo` means on
+    every command; a named domain runs alone."""
+    from hitl_gate.app.demo import demo_domains, selected_domains
+    from hitl_gate.core.settings import HitlSettings
+
+    settings = HitlSettings(paths=HitlPaths.at(tmp_path / "home"))
+    every = demo_domains(settings)
+    assert set(every) >= {"consumer_credit", "lending_club"}
+    assert selected_domains(settings, "demo") == every
+    assert selected_domains(settings, None) == every
+    assert selected_domains(settings, "lending_club") == ["lending_club"]
