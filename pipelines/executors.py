@@ -30,7 +30,7 @@ from dagster import ExecutorDefinition, in_process_executor, multiprocess_execut
 
 from hitl_gate.core.settings import EXECUTOR_ENV, ExecutorConfigError, HitlSettings
 
-__all__ = ["STEP_PRELOAD", "ExecutorConfigError", "executor_for"]
+__all__ = ["STEP_PRELOAD", "ExecutorConfigError", "executor_for", "multiprocess_config"]
 
 # What the forkserver of a multiprocess run imports once, before it forks the run's step
 # processes: the code location (Dagster, Polars, DuckDB, pandera, the project's modules) and
@@ -50,6 +50,15 @@ STEP_PRELOAD = (
 )
 
 
+def multiprocess_config(max_concurrent: int) -> dict[str, object]:
+    """The multiprocess executor's config: its concurrency, and step processes forked from a
+    preloaded forkserver where the platform has one (else Dagster's default, `spawn`)."""
+    config: dict[str, object] = {"max_concurrent": max_concurrent}
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        config["start_method"] = {"forkserver": {"preload_modules": list(STEP_PRELOAD)}}
+    return config
+
+
 def executor_for(settings: HitlSettings) -> ExecutorDefinition:
     """The executor the settings ask for (see the module docstring); in process by default."""
     choice = settings.executor
@@ -57,10 +66,9 @@ def executor_for(settings: HitlSettings) -> ExecutorDefinition:
         return in_process_executor
     if choice == "multiprocess":
         max_concurrent = settings.max_concurrent or os.cpu_count() or 1
-        config: dict[str, object] = {"max_concurrent": max_concurrent}
-        if "forkserver" in multiprocessing.get_all_start_methods():
-            config["start_method"] = {"forkserver": {"preload_modules": list(STEP_PRELOAD)}}
-        return multiprocess_executor.configured(config, name="multiprocess")
+        return multiprocess_executor.configured(
+            multiprocess_config(max_concurrent), name="multiprocess"
+        )
     module_name, _, attribute = choice.partition(":")
     try:
         executor = getattr(import_module(module_name), attribute)

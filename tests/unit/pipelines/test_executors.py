@@ -6,7 +6,12 @@ import pytest
 from dagster import in_process_executor
 
 from hitl_gate.core.settings import HitlSettings
-from pipelines.executors import ExecutorConfigError, executor_for
+from pipelines.executors import (
+    STEP_PRELOAD,
+    ExecutorConfigError,
+    executor_for,
+    multiprocess_config,
+)
 
 
 def executor_from_environment(environ: dict[str, str]):
@@ -24,6 +29,16 @@ def test_in_process_by_default_and_named_choices() -> None:
         executor_from_environment({"HITL_EXECUTOR": "dagster:in_process_executor"})
         is in_process_executor
     )
+
+
+def test_multiprocess_steps_fork_from_a_preloaded_forkserver_on_linux() -> None:
+    """Each step process starts warm: forked from a server that imported the code location
+    and the stages' libraries once (`STEP_PRELOAD`, checked fork-safe by test_fork_safety)."""
+    assert multiprocess_config(3) == {
+        "max_concurrent": 3,
+        "start_method": {"forkserver": {"preload_modules": list(STEP_PRELOAD)}},
+    }
+    assert "pipelines.definitions" in STEP_PRELOAD
 
 
 @pytest.mark.parametrize(

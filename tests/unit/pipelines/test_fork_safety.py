@@ -1,4 +1,4 @@
-"""Importing the code location must not start Polars' thread pool.
+"""Importing what the multiprocess executor's forkserver preloads must not start Polars' pool.
 
 Dagster's multiprocess executor (and the recovery test) fork each step from a forkserver that
 imported the code location first. If that import ran a Polars computation, the pool's threads
@@ -12,6 +12,8 @@ import subprocess
 import sys
 
 import pytest
+
+from pipelines.executors import STEP_PRELOAD  # the code location and the stages' libraries
 
 pytestmark = pytest.mark.slow  # a fresh interpreter whose forkserver imports the code location
 
@@ -27,7 +29,7 @@ def step():
 
 if __name__ == "__main__":
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pipelines.definitions"])
+    context.set_forkserver_preload({preload!r})
     child = context.Process(target=step)
     child.start()
     child.join(timeout=90)
@@ -39,7 +41,7 @@ if __name__ == "__main__":
 
 def test_a_step_forked_after_importing_the_code_location_can_use_polars(tmp_path) -> None:
     script = tmp_path / "forked_step.py"
-    script.write_text(SCRIPT, encoding="utf-8")
+    script.write_text(SCRIPT.replace("{preload!r}", repr(list(STEP_PRELOAD))), encoding="utf-8")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=240)
     assert result.returncode == 0, (
         "the forked step deadlocked or failed: " + (result.stderr.decode()[-2000:])
