@@ -329,14 +329,27 @@ _VALUES = {
 
 
 def _assert_shortcut_reports_what_pandera_reports(frame: pl.DataFrame) -> None:
-    """With and without the clean-frame shortcut, the same valid rows and the same failures."""
-    quick = validate_frame(frame, CONTRACT, "case_id")
-    original = contract_module._surely_passes
-    contract_module._surely_passes = lambda *_: False
+    """With and without the clean-frame shortcut, the same valid rows and the same failures.
+
+    The frame is validated again with pandera forced only when the shortcut called it clean:
+    when it did not, the first validation ran pandera already, and the second one would be the
+    same call on the same frame (nine frames in ten of the property suite's: half its time).
+    """
+    shortcut = contract_module._surely_passes
+    verdicts: list[bool] = []
+
+    def recorded(*args: object) -> bool:
+        verdicts.append(shortcut(*args))
+        return verdicts[-1]
+
+    contract_module._surely_passes = recorded
     try:
-        full = validate_frame(frame, CONTRACT, "case_id")
+        quick = validate_frame(frame, CONTRACT, "case_id")
+        contract_module._surely_passes = lambda *_: False
+        full = validate_frame(frame, CONTRACT, "case_id") if any(verdicts) else quick
     finally:
-        contract_module._surely_passes = original
+        contract_module._surely_passes = shortcut
+    assert verdicts, "validation no longer asks the shortcut: this comparison tests nothing"
     assert quick[0].equals(full[0]) and quick[1].equals(full[1])
 
 
