@@ -22,6 +22,7 @@ from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
 from tests.blank_audit_db import blank_if_missing
 
 if TYPE_CHECKING:
+    from tests.fork_server import ForkServer
     from tests.portal_fixtures import WorldTemplates
 
 # Temporary homes go to memory when the machine has a tmpfs with room: every Dagster event,
@@ -150,3 +151,16 @@ def portal_worlds(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplates:
     from tests.portal_fixtures import WorldTemplates
 
     return WorldTemplates(tmp_path_factory.mktemp("portal-worlds"))
+
+
+@pytest.fixture(scope="session")
+def fork_server() -> Iterator[ForkServer]:
+    """Children forked from one process that imported the code location and the stages'
+    libraries (tests/fork_server.py); started by the first test asking, kept for the run.
+    Its tests carry `pytest.mark.xdist_group(FORK_SERVER_GROUP)`, so one worker starts it."""
+    from pipelines.executors import STEP_PRELOAD
+    from tests.fork_server import ForkServer
+
+    server = ForkServer(STEP_PRELOAD)
+    yield server
+    server.close()

@@ -4,45 +4,40 @@ Dagster's multiprocess executor (and the recovery test) fork each step from a fo
 imported the code location first. If that import ran a Polars computation, the pool's threads
 exist only in the server, and a forked step deadlocks on its first Polars call (it happened:
 a regex check at domain load hung every multiprocess step and the kill-at-every-stage test).
+The test process's fork server (tests/fork_server.py) is such a server: a fresh interpreter
+that imported `STEP_PRELOAD` and nothing else; the step here is forked from it.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import io
+from pathlib import Path
 
 import pytest
 
 from pipelines.executors import STEP_PRELOAD  # the code location and the stages' libraries
+from tests.fork_server import FORK_SERVER_GROUP, ForkServer
 
-pytestmark = pytest.mark.slow  # a fresh interpreter whose forkserver imports the code location
+pytestmark = [
+    pytest.mark.slow,  # a fresh interpreter importing the code location (once per test process)
+    pytest.mark.xdist_group(FORK_SERVER_GROUP),
+]
 
-# A fresh interpreter, so its forkserver is started here with this preload (a test process may
-# already run one with another).
-SCRIPT = """
-import io, multiprocessing
 
-def step():
+def step() -> None:
     import polars as pl
-    rows = b"a,b\\n" + b"".join(b"%d,%d\\n" % (i, i) for i in range(100_000))
+
+    rows = b"a,b\n" + b"".join(b"%d,%d\n" % (i, i) for i in range(100_000))
     assert pl.read_csv(io.BytesIO(rows)).group_by("a").len().height == 100_000
 
-if __name__ == "__main__":
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload({preload!r})
-    child = context.Process(target=step)
-    child.start()
-    child.join(timeout=90)
-    if child.exitcode is None:
+
+def test_a_step_forked_after_importing_the_code_location_can_use_polars(
+    fork_server: ForkServer, tmp_path: Path
+) -> None:
+    assert fork_server.preload == tuple(STEP_PRELOAD)
+    output = tmp_path / "step.out"
+    child = fork_server.start(step, output=output)
+    exitcode = child.join(90)
+    if exitcode is None:
         child.kill()
-    raise SystemExit(0 if child.exitcode == 0 else 1)
-"""
-
-
-def test_a_step_forked_after_importing_the_code_location_can_use_polars(tmp_path) -> None:
-    script = tmp_path / "forked_step.py"
-    script.write_text(SCRIPT.replace("{preload!r}", repr(list(STEP_PRELOAD))), encoding="utf-8")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=240)
-    assert result.returncode == 0, (
-        "the forked step deadlocked or failed: " + (result.stderr.decode()[-2000:])
-    )
+    assert exitcode == 0, f"the forked step deadlocked or failed: {output.read_text()[-2000:]}"
