@@ -35,6 +35,7 @@ TMPFS_PREFIX = "hitl-gate-tests-"
 E2E_DIR = Path(__file__).parent / "e2e"
 _TMPFS_BASE = pytest.StashKey[Path]()
 THREAD_POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+DEPLOYMENT_ENV = (HOME_ENV, LANDING_ENV, REVIEW_ENV, "DAGSTER_HOME")
 
 
 def one_thread_per_process() -> None:
@@ -116,7 +117,7 @@ def _restore_environment() -> Iterator[None]:
 def _clear_deployment_environment(patch: pytest.MonkeyPatch) -> None:
     """Unset the variables that place an installation: a `hitl` command run by a test must not
     follow the developer's shell to another home (domain folders a test sets stay)."""
-    for name in (HOME_ENV, LANDING_ENV, REVIEW_ENV, "DAGSTER_HOME"):
+    for name in DEPLOYMENT_ENV:
         patch.delenv(name, raising=False)
 
 
@@ -161,6 +162,9 @@ def fork_server() -> Iterator[ForkServer]:
     from pipelines.executors import STEP_PRELOAD
     from tests.fork_server import ForkServer
 
-    server = ForkServer(STEP_PRELOAD)
+    # Started from whichever test asks first: without the variables placing an installation
+    # (`hitl_paths`), so no child follows that test's home.
+    env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
+    server = ForkServer(STEP_PRELOAD, env)
     yield server
     server.close()

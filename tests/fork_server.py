@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import IO
@@ -58,9 +58,10 @@ class ForkedChild:
 
 
 class ForkServer:
-    """The server process (module docstring), started with the test process's `sys.path`."""
+    """The server process (module docstring), started with the test process's `sys.path` and
+    the environment `env` (its children's: the server imports the code location with it)."""
 
-    def __init__(self, preload: Sequence[str]) -> None:
+    def __init__(self, preload: Sequence[str], env: Mapping[str, str]) -> None:
         self.preload = tuple(preload)
         self._process = subprocess.Popen(
             [sys.executable, __file__],
@@ -68,6 +69,7 @@ class ForkServer:
             stdout=subprocess.PIPE,
             text=True,
             bufsize=1,
+            env=env,
         )
         self._send({"path": sys.path, "preload": list(preload)})
         assert self._answers.readline().strip() == "ready", "the fork server did not start"
@@ -113,6 +115,8 @@ def _run_child(target: str, args: list[str], output: str) -> None:
         module, name = target.split(":")
         getattr(import_module(module), name)(*args)
         code = 0
+    except SystemExit as exc:  # a command line's own exit code
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     except BaseException:  # noqa: BLE001 - any failure is the child's exit code
         traceback.print_exc()
     finally:

@@ -11,6 +11,7 @@ from dagster import AssetKey
 
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
+from tests.fork_server import FORK_SERVER_GROUP, ForkServer
 
 SNAPSHOT = Path(__file__).parents[2] / "snapshots" / "asset_graph.json"
 
@@ -99,22 +100,30 @@ def test_asset_graph_matches_snapshot(hitl_paths: HitlPaths) -> None:
     assert graph == json.loads(SNAPSHOT.read_text(encoding="utf-8"))
 
 
-@pytest.mark.slow
-def test_dagster_cli_validates_the_workspace(hitl_paths: HitlPaths) -> None:
-    """`dagster definitions validate -w workspace.yaml`, as `make validate` and the UI use it."""
-    import subprocess
+def validate_workspace(root: str) -> None:
+    """`dagster definitions validate -w workspace.yaml` in `root`, as the `dagster` script
+    runs it (in a forked child: the command changes its process's logging and environment)."""
     import sys
 
+    from dagster._cli import main
+
+    os.chdir(root)
+    sys.argv = ["dagster", "definitions", "validate", "-w", "workspace.yaml"]
+    main()
+
+
+@pytest.mark.slow  # a child process loading the workspace
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)
+def test_dagster_cli_validates_the_workspace(fork_server: ForkServer, tmp_path: Path) -> None:
+    """`dagster definitions validate -w workspace.yaml`, as `make validate` and the UI use it:
+    Dagster's command line, in a child of the fork server (Dagster and the code location
+    imported once per test process, not again in a `dagster` subprocess)."""
     from hitl_gate.core.domain import PROJECT_ROOT
 
-    dagster = Path(sys.executable).parent / "dagster"
-    result = subprocess.run(
-        [str(dagster), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "All code locations passed validation" in result.stdout + result.stderr
+    output = tmp_path / "validate.out"
+    child = fork_server.start(validate_workspace, str(PROJECT_ROOT), output=output)
+    exitcode = child.join(120)
+    if exitcode is None:
+        child.kill()
+    assert exitcode == 0, output.read_text()
+    assert "All code locations passed validation" in output.read_text()
