@@ -2,17 +2,17 @@
 
 Tests that need a process of their own with Feast, MLflow and the code location loaded (a
 second opener of a store while the test holds its lock; a step forked as the multiprocess
-executor forks it) each started a fresh interpreter that imported those libraries again: 4 to
-12 s of CPU a test. The server here is a fresh interpreter that imports `STEP_PRELOAD` (what
-the multiprocess executor's forkserver imports, pipelines/executors.py) and nothing else, then
-forks each child from itself, as Python's forkserver does: a child starts from a process that
-only imported (no database, store or lock opened, no thread started), as a spawned one would,
-with the modules loaded. One server per test process, its tests on one xdist worker
-(`FORK_SERVER_GROUP`); children run one at a time.
+executor forks it; a command line) each started a fresh interpreter that imported those
+libraries again: 3 to 12 s of CPU a test. The server here is a fresh interpreter that imports
+`STEP_PRELOAD` (what the multiprocess executor's forkserver imports, pipelines/executors.py;
+`features` first) and nothing else, then forks each child from itself, as Python's forkserver
+does: a child starts from a process that only imported (no database, store or lock opened, no
+thread started), as a spawned one would, with the modules loaded. One server per test
+process, its tests on one xdist worker (`FORK_SERVER_GROUP`); children run one at a time.
 
-Run as a script by `ForkServer`; it reads one JSON request a line (the
-child's target as `module:function`, its string arguments, the file for its output) and
-answers with the child's pid, then its exit code once it ended (negative: the signal).
+Run as a script by `ForkServer`; it reads one JSON request a line (the child's target as
+`module:function`, its string arguments, the file for its output) and answers with the child's
+pid, then its exit code once it ended (negative: the signal).
 """
 
 from __future__ import annotations
