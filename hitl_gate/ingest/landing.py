@@ -392,6 +392,29 @@ def _empty_batch(contract: ContractConfig) -> pl.DataFrame:
     return pl.DataFrame(schema={**schema, "_file": pl.Int64(), "_case_id": pl.String()})
 
 
+def _validated_empty_batch(
+    contract: ContractConfig, case_id: str, id_pattern: str | None
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`_validate_file` of `_empty_batch`: what a day without a readable file validates to.
+
+    The same frames for the same contract, case id and pattern (no rows: nothing but the
+    columns and their types), so they are kept per process by the contract's JSON instead of
+    typing 0 rows column by column again (about 20 ms of CPU, paid by every empty day)."""
+    key = (contract.model_dump_json(), case_id, id_pattern)
+    found = _EMPTY_VALIDATED.get(key)
+    if found is None:
+        if len(_EMPTY_VALIDATED) >= EMPTY_VALIDATED_LIMIT:
+            _EMPTY_VALIDATED.clear()
+        found = _validate_file(_empty_batch(contract), contract, case_id, {}, id_pattern)
+        _EMPTY_VALIDATED[key] = found
+    return found[0].clone(), found[1].clone()
+
+
+# `_validated_empty_batch`'s frames by (contract JSON, case id, id pattern); a few per process
+_EMPTY_VALIDATED: dict[tuple[str, str, str | None], tuple[pl.DataFrame, pl.DataFrame]] = {}
+EMPTY_VALIDATED_LIMIT = 16
+
+
 def _validate_file(
     frame: pl.DataFrame,
     contract: ContractConfig,
@@ -447,9 +470,7 @@ def ingest_files(
         valids.append(valid.rechunk())
         failure_parts.append(failures)
     if not valids:
-        valid, failures = _validate_file(
-            _empty_batch(contract), contract, case_id, earlier, id_pattern
-        )
+        valid, failures = _validated_empty_batch(contract, case_id, id_pattern)
         valids, failure_parts = [valid], [failures]
     valid = pl.concat(valids)
     row_failures = pl.concat(failure_parts)

@@ -362,6 +362,22 @@ def test_no_files_gives_empty_frames_with_the_right_columns(domain: DomainConfig
     assert result.accepted.is_empty() and result.files.is_empty()
     assert result.accepted.schema["loan_amount"] == pl.Float64
     assert result.accepted.schema["_source_row"] == pl.Int64
+    assert result.accepted.schema == accepted_schema(domain.contract)
+
+
+def test_an_empty_batch_follows_its_own_contract(domain: DomainConfig) -> None:
+    """A day without files gives the columns of its own contract: one whose column type
+    changed gets that type, not what an earlier empty day gave (the validated empty batch is
+    kept per process, landing.py `_validated_empty_batch`)."""
+    first = ingest_files([], domain.contract, domain.case_id)
+    assert first.accepted.schema == accepted_schema(domain.contract)
+    columns = dict(domain.contract.columns)
+    columns["loan_amount"] = columns["loan_amount"].model_copy(update={"type": "int"})
+    changed = domain.contract.model_copy(update={"columns": columns})
+    result = ingest_files([], changed, domain.case_id)
+    assert result.accepted.schema == accepted_schema(changed)
+    assert result.accepted.schema["loan_amount"] == polars_dtype(columns["loan_amount"])
+    assert result.accepted.schema["loan_amount"] != pl.Float64
 
 
 def test_discover_hashes_and_sorts_the_days_files(tmp_path: Path) -> None:

@@ -31,9 +31,12 @@ def world(tmp_path: Path, portal_worlds: WorldTemplates) -> PortalWorld:
     )
 
 
-def _reassign(world: PortalWorld, client, **fields: str):  # noqa: ANN001, ANN202
-    page = client.get("/supervisor")
-    data = {"csrf": csrf_of(page.text), "batch_id": world.batch("credit_analyst"),
+def _reassign(world: PortalWorld, client, csrf: str | None = None, **fields: str):  # noqa: ANN001, ANN202
+    """Post a reassignment as the dashboard's form does (`csrf`: the session's token read from
+    a page already fetched; the token is the session's, so one read serves every post)."""
+    if csrf is None:
+        csrf = csrf_of(client.get("/supervisor").text)
+    data = {"csrf": csrf, "batch_id": world.batch("credit_analyst"),
             "new_assignee": "analyst-12", "reason": "analyst-7 on leave", **fields}  # fmt: skip
     return client.post("/supervisor/reassign", data=data)
 
@@ -130,15 +133,16 @@ def test_the_dropdown_offers_exactly_the_people_the_server_accepts(world: Portal
         )
         people = sorted(load_registry(con).people)
     ana = world.signed_in("uw-ana")
-    offered = _offered(ana.get("/supervisor").text, batch)
+    page = ana.get("/supervisor").text
+    offered, csrf = _offered(page, batch), csrf_of(page)
     assert offered == ["analyst-12"]
     for person in (p for p in people if p not in offered):
-        refused = _reassign(world, ana, new_assignee=person)
+        refused = _reassign(world, ana, csrf, new_assignee=person)
         assert refused.status_code == 422, person
-    pair = _reassign(world, ana, new_assignee="analyst-13")
+    pair = _reassign(world, ana, csrf, new_assignee="analyst-13")
     assert "holds the other opinion of these four-eyes cases" in html.unescape(pair.text)
     assert world.ws.count("SELECT count(*) FROM portal_reassignments") == 0
-    assert _reassign(world, ana, new_assignee=offered[0]).status_code == 200
+    assert _reassign(world, ana, csrf, new_assignee=offered[0]).status_code == 200
 
 
 def test_reassigning_outside_ones_queues_or_without_csrf_is_refused(world: PortalWorld) -> None:
