@@ -187,9 +187,7 @@ def pick_rows(
     # catalogue queries of `source_sql` must see the global ones only.
     found = [(source, sql) for source in sources if (sql := source_sql(con, source)) is not None]
     shapes = {source.table: _columns(con, source.table) for source, _ in found}
-    if not segments.database(segment).is_file():
-        with segments.open(segment):  # created with the audit schema, then closed
-            pass
+    segments.create(segment)  # with the audit schema, not opened
     try:
         attach_segment(con, segments, segment, SEGMENT_ALIAS)
     except RuntimeError:  # this session may not attach it: nothing was picked
@@ -370,9 +368,7 @@ def _open_segment(segments: Segments, segment: str) -> Iterator[duckdb.DuckDBPyC
     """The segment for writing: created with the audit schema the first time, then opened
     as it is (no file access), so the schema's indexes are not rebuilt on the plain tables
     `_same_table` made."""
-    if not segments.database(segment).is_file():
-        with segments.open(segment):
-            pass
+    segments.create(segment)
     con = duckdb.connect(str(segments.database(segment)))
     try:
         restrict_file_access(con)
