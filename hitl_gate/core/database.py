@@ -108,17 +108,20 @@ def create_audit_database(path: Path) -> bool:
     path = Path(path)
     if path.exists() or path.is_symlink() or Path(f"{path}.wal").exists():
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
-    os.close(handle)
-    aside = Path(name)
+    aside: Path | None = None
     try:
-        shutil.copyfile(_blank_database(), aside)
+        blank = _blank_database()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+        os.close(handle)
+        aside = Path(name)
+        shutil.copyfile(blank, aside)
         os.link(aside, path)
-    except OSError:  # created meanwhile (FileExistsError), or no hard links here
-        return False
+    except (OSError, duckdb.Error):  # created meanwhile (FileExistsError), no hard links or
+        return False  # no room here or in the temporary folder: the writer creates it
     finally:
-        aside.unlink(missing_ok=True)
+        if aside is not None:
+            aside.unlink(missing_ok=True)
     return True
 
 
