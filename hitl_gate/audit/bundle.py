@@ -23,7 +23,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -53,7 +53,7 @@ from hitl_gate.audit.bundle_segments import (
     write_segment_logs,
 )
 from hitl_gate.audit.chain import GENESIS_HASH
-from hitl_gate.audit.events import EVENT_SOURCES, EventSource, source_sql
+from hitl_gate.audit.events import EVENT_SOURCES, EventSource, source_sql, table_columns
 from hitl_gate.audit.keys import public_key_hex
 from hitl_gate.audit.run_segments import Segments
 from hitl_gate.core.home import HitlPaths
@@ -205,8 +205,9 @@ def _write_lineage(
     index = io.StringIO()
     writer = csv.writer(index, lineterminator="\n")
     writer.writerow(["event_type", "line", "seq", "entity_key", "content_digest", "segment"])
+    shapes = table_columns(con, [source.table for source in EVENT_SOURCES])  # one query
     for source in EVENT_SOURCES:
-        rows = _scoped_rows(con, source, scope, in_segments)
+        rows = _scoped_rows(con, source, scope, in_segments, shapes.get(source.table, []))
         if rows is None:
             skipped.append(source.table)
             continue
@@ -230,23 +231,20 @@ def _write_lineage(
 
 
 def _scoped_rows(
-    con: duckdb.DuckDBPyConnection, source: EventSource, scope: BundleScope, in_segments: bool
+    con: duckdb.DuckDBPyConnection,
+    source: EventSource,
+    scope: BundleScope,
+    in_segments: bool,
+    shape: Sequence[tuple[str, str]],
 ) -> list[tuple[str, str, str, int | None, str | None]] | None:
     """(entity key, content digest, canonical JSON, logged seq, segment) of the rows in scope:
     the single chain's entry when it logged the row, else a folded segment's
-    (`bundle_segments.segment_events`, with `in_segments`)."""
-    sql = source_sql(con, source, sha256="sha256")
+    (`bundle_segments.segment_events`, with `in_segments`). `shape`: the table's columns
+    (`events.table_columns`; none: the table does not exist)."""
+    sql = source_sql(con, source, sha256="sha256", columns=shape)
     if sql is None:
         return None
-    columns = {
-        r[0]
-        for r in con.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_catalog = current_database() AND table_schema = 'main' "
-            "AND table_name = ?",
-            [source.table],
-        ).fetchall()
-    }
+    columns = {name for name, _ in shape}
     where = scope_filter(source.table, columns)
     if where is None:
         return None

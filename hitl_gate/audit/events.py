@@ -151,11 +151,11 @@ def table_columns(
     A seal or a verify reads all ~35 source tables: asking the catalogue once instead of per
     table is most of what they cost on a small database (each query pays DuckDB's planning).
     """
-    rows = con.execute(
-        "SELECT table_name, column_name, data_type FROM information_schema.columns "
-        "WHERE table_catalog = current_database() AND table_schema = 'main' "
+    rows = con.execute(  # DuckDB's catalogue, of which `information_schema.columns` is a view
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name = current_database() AND schema_name = 'main' "
         "AND list_contains(?, table_name) "
-        "ORDER BY table_name, ordinal_position",
+        "ORDER BY table_name, column_index",
         [list(tables)],
     ).fetchall()
     found: dict[str, list[tuple[str, str]]] = {}

@@ -56,6 +56,7 @@ from hitl_gate.audit.events import (
     EventSource,
     SourceSql,
     source_sql,
+    table_columns,
 )
 from hitl_gate.audit.replica import refresh_replica
 from hitl_gate.audit.run_segments import (
@@ -185,11 +186,13 @@ def pick_rows(
     _release_abandoned(con, segments)
     # Before the segment is attached: its tables share the lineage tables' names, and the
     # catalogue queries of `source_sql` must see the global ones only.
-    found = [(source, sql) for source in sources if (sql := source_sql(con, source)) is not None]
-    shapes = {source.table: _columns(con, source.table) for source, _ in found}
-    if not segments.database(segment).is_file():
-        with segments.open(segment):  # created with the audit schema, then closed
-            pass
+    shapes = table_columns(con, [source.table for source in sources])  # one catalogue query
+    found = [
+        (source, sql)
+        for source in sources
+        if (sql := source_sql(con, source, columns=shapes.get(source.table, []))) is not None
+    ]
+    segments.create(segment)  # with the audit schema, not opened
     try:
         attach_segment(con, segments, segment, SEGMENT_ALIAS)
     except RuntimeError:  # this session may not attach it: nothing was picked
@@ -198,6 +201,7 @@ def pick_rows(
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {PICKED} ({PICKED_COLUMNS})")
         with transaction(con):  # reads audit.duckdb; writes the segment and the temp table
+            _same_tables(con, {source.table: shapes[source.table] for source, _ in found})
             for source, sql in found:
                 _pick_source(con, source, sql, shapes[source.table], scope)
         rows = {
@@ -226,8 +230,8 @@ def _pick_source(
     scope: Scope | None,
 ) -> None:
     """One table's unseen rows: rowids and fingerprints into the temporary table, then the
-    rows themselves into the segment's table by rowid (stable within the transaction)."""
-    _same_table(con, source.table, columns)
+    rows themselves into the segment's table by rowid (stable within the transaction; the
+    segment's table made like the global one first, `_same_tables`)."""
     where, params = "", dict[str, object](event_type=source.event_type)
     if scope is not None and {"domain", "partition_date"} <= {name for name, _ in columns}:
         where = "WHERE domain = $domain AND partition_date IN (SELECT unnest($days))"
@@ -298,38 +302,40 @@ def _segment_files(segments: Segments) -> set[str]:
     return found
 
 
-def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[tuple[str, str]]:
-    """The global table's columns (name, type), in order."""
-    rows = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = "
-        "current_database() AND table_schema = 'main' AND table_name = ? ORDER BY ordinal_position",
-        [table],
-    ).fetchall()
-    return [(str(name), str(kind)) for name, kind in rows]
-
-
-def _same_table(con: duckdb.DuckDBPyConnection, table: str, columns: list[tuple[str, str]]) -> None:
-    """Make the attached segment's `table` a plain table with the global one's `columns`, in
-    order and type: the canonical JSON is rendered in column order from the column types, so
-    the rows hash to the same bytes in both files. No key or index: the segment only renders
-    them (the global table's constraints held when they were written), and building the
-    indexes cost more than the copy."""
-    stored = con.execute(
-        "SELECT column_name, data_type FROM information_schema.columns WHERE table_catalog = $db "
-        "AND table_schema = 'main' AND table_name = $t ORDER BY ordinal_position",
-        {"db": SEGMENT_ALIAS, "t": table},
-    ).fetchall()
-    (keys,) = con.execute(
-        "SELECT (SELECT count(*) FROM duckdb_indexes() WHERE database_name = $db AND "
-        "table_name = $t) + (SELECT count(*) FROM duckdb_constraints() WHERE database_name = $db "
-        "AND table_name = $t AND constraint_type IN ('PRIMARY KEY', 'UNIQUE'))",
-        {"db": SEGMENT_ALIAS, "t": table},
-    ).fetchall()[0]
-    if [(str(n), str(k)) for n, k in stored] != columns or keys:
-        name = f"{SEGMENT_ALIAS}.main.{_quote(table)}"
-        con.execute(f"DROP TABLE IF EXISTS {name}")
-        body = ", ".join(f"{_quote(column)} {kind}" for column, kind in columns)
-        con.execute(f"CREATE TABLE {name} ({body})")
+def _same_tables(
+    con: duckdb.DuckDBPyConnection, shapes: Mapping[str, list[tuple[str, str]]]
+) -> None:
+    """Make each attached segment's table of `shapes` a plain table with the global one's
+    columns (name, type), in order and type: the canonical JSON is rendered in column order
+    from the column types, so the rows hash to the same bytes in both files. No key or index:
+    the segment only renders them (the global table's constraints held when they were
+    written), and building the indexes cost more than the copy. The segment's catalogue is
+    read in two queries for every table (a dozen tables, three statements each, cost a pick
+    more than its rows)."""
+    tables = list(shapes)
+    stored: dict[str, list[tuple[str, str]]] = {}
+    for table, name, kind in con.execute(
+        "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE database_name = "
+        "$db AND schema_name = 'main' AND list_contains($tables, table_name) "
+        "ORDER BY table_name, column_index",
+        {"db": SEGMENT_ALIAS, "tables": tables},
+    ).fetchall():
+        stored.setdefault(str(table), []).append((str(name), str(kind)))
+    keyed = {
+        str(table)
+        for (table,) in con.execute(
+            "SELECT table_name FROM duckdb_indexes() WHERE database_name = $db UNION "
+            "SELECT table_name FROM duckdb_constraints() WHERE database_name = $db "
+            "AND constraint_type IN ('PRIMARY KEY', 'UNIQUE')",
+            {"db": SEGMENT_ALIAS},
+        ).fetchall()
+    }
+    for table, columns in shapes.items():
+        if stored.get(table, []) != columns or table in keyed:
+            name = f"{SEGMENT_ALIAS}.main.{_quote(table)}"
+            con.execute(f"DROP TABLE IF EXISTS {name}")
+            body = ", ".join(f"{_quote(column)} {kind}" for column, kind in columns)
+            con.execute(f"CREATE TABLE {name} ({body})")
 
 
 def _quote(name: str) -> str:
@@ -370,9 +376,7 @@ def _open_segment(segments: Segments, segment: str) -> Iterator[duckdb.DuckDBPyC
     """The segment for writing: created with the audit schema the first time, then opened
     as it is (no file access), so the schema's indexes are not rebuilt on the plain tables
     `_same_table` made."""
-    if not segments.database(segment).is_file():
-        with segments.open(segment):
-            pass
+    segments.create(segment)
     con = duckdb.connect(str(segments.database(segment)))
     try:
         restrict_file_access(con)
@@ -561,11 +565,21 @@ def reading_session(audit_db: Path, segments: Segments) -> Iterator[duckdb.DuckD
     """A read-only session on `audit_db` whose `audit_events` and `case_history` list the
     folded segments' entries too (`read_segments_in_place`): it may attach those files and
     nothing else (read from a first session, as `verifying_session` does)."""
-    with audit_connection(audit_db, read_only=True) as con:
-        folded = readable_segments(con, segments)
+    folded = readable_segment_files(audit_db, segments)
     with audit_connection(audit_db, read_only=True, attachable=folded) as con:
         read_segments_in_place(con, segments)
         yield con
+
+
+def readable_segment_files(audit_db: Path, segments: Segments) -> list[Path]:
+    """`readable_segments` of `audit_db`, read on a read-only session of its own (a session
+    that attaches them must be opened with them: DuckDB fixes a database's file access when it
+    opens it). When the segments folder holds no segment file, none can be readable and no
+    session is opened (each starts a DuckDB instance: about 15 ms of CPU)."""
+    if not _segment_files(segments):
+        return []
+    with audit_connection(audit_db, read_only=True) as con:
+        return readable_segments(con, segments)
 
 
 def has_segments(con: duckdb.DuckDBPyConnection) -> bool:
@@ -666,8 +680,7 @@ def verifying_session(paths: HitlPaths) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only session on the home's audit database for `verify_home`: it may attach the
     folded segments' files `readable_segments` names and nothing else (DuckDB fixes a
     database's file access when it opens it, so they are read from a first session)."""
-    with audit_connection(paths.audit_db, read_only=True) as con:
-        folded = readable_segments(con, Segments(paths.segments_dir))
+    folded = readable_segment_files(paths.audit_db, Segments(paths.segments_dir))
     with audit_connection(paths.audit_db, read_only=True, attachable=folded) as con:
         yield con
 

@@ -60,6 +60,7 @@ from hitl_gate.core.database import (
     attach_database,
     attached_files,
     audit_connection,
+    create_audit_database,
     registered,
     transaction,
 )
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
 
 LOCK_FILE = "segments.lock"
 FOLD_ALIAS = "folded_segment"  # a segment attached read-only to the fold's session, numbered
+VERIFY_SEGMENT_ALIAS = "verifying_segment"  # the segment `verify_segments` checks, attached
 # Where folds before 2026-12-06 copied segment entries (schema 75). Folds copy nothing now: the
 # views read the segment files in place (`run_seal.read_segments_in_place`); a copy still held
 # is checked against its segment, and must be none of a segment no leaf names.
@@ -91,6 +93,15 @@ class Segments:
 
     def checkpoints(self, segment_id: str) -> Path:
         return self.root / f"{segment_id}.checkpoints"
+
+    def create(self, segment_id: str) -> None:
+        """The segment's database, created with the audit schema unless its file exists: as a
+        copy of a schema-only one (`core.database.create_audit_database`), with no DuckDB
+        instance started, else by opening it for writing."""
+        database = self.database(segment_id)
+        if not create_audit_database(database) and not database.is_file():
+            with self.open(segment_id):
+                pass
 
     @contextmanager
     def open(self, segment_id: str, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -434,7 +445,7 @@ def _segment_problems(
     ).fetchall()[0]
     entries: pa.Table | None = None
     keys = {key for _, key in leaves.values()}
-    with segments.open(segment_id, read_only=True) as seg:
+    with _segment_session(con, segments, segment_id) as seg:
         # One key for the whole segment (the usual case): verify against it. Several (the
         # segment was folded before and after a hand-over): each checkpoint's own signature,
         # then its key below.
@@ -464,6 +475,38 @@ def _segment_problems(
     if entries is not None:
         problems += _copy_problems(con, segment_id, entries)
     return problems
+
+
+@contextmanager
+def _segment_session(
+    con: duckdb.DuckDBPyConnection, segments: Segments, segment_id: str
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only session on the segment for its verification, whose unqualified names are
+    the segment's.
+
+    When `con` may attach the segment's file (verify's session: `run_seal.verifying_session`
+    opens it with every folded segment's file among its `attachable` ones), the segment is
+    attached read-only to it and read through a cursor of its own whose default database is
+    the segment (`USE`; the cursor's temporary tables and functions are its own), under the
+    same file access as `con`: no DuckDB instance is started per segment (each costs about
+    15 ms of CPU, whatever the segment holds). Otherwise, or if the attach fails for any
+    reason, the segment is opened on its own, read-only and with no file access, as before.
+    """
+    try:
+        attach_segment(con, segments, segment_id, VERIFY_SEGMENT_ALIAS, read_only=True)
+        attached = True
+    except (RuntimeError, duckdb.Error):  # not allowed here (or unreadable): on its own
+        attached = False
+    if not attached:
+        with segments.open(segment_id, read_only=True) as own:
+            yield own
+        return
+    try:
+        with con.cursor() as cursor:
+            cursor.execute(f"USE {VERIFY_SEGMENT_ALIAS}")
+            yield cursor
+    finally:
+        con.execute(f"DETACH {VERIFY_SEGMENT_ALIAS}")
 
 
 def _copy_problems(con: duckdb.DuckDBPyConnection, segment_id: str, entries: pa.Table) -> list[str]:

@@ -18,6 +18,10 @@ compaction) opens its own unrestricted connection (`maintenance_connection`).
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date
@@ -82,6 +86,70 @@ def _catalog(con: duckdb.DuckDBPyConnection) -> frozenset[tuple[str, str, str]]:
     return frozenset((str(a), str(b), str(c)) for a, b, c in con.execute(CATALOG_SQL).fetchall())
 
 
+# By the schema's text: the schema-only database this process made (its pid, the file), which
+# `create_audit_database` copies. One kept per process; a forked child makes its own.
+_BLANK: dict[str, tuple[int, Path]] = {}
+
+
+def create_audit_database(path: Path) -> bool:
+    """Create `path` as an audit database holding the schema and nothing else, unless it or
+    its write-ahead log exists; True when this call created it.
+
+    A writer creating the file would run the whole schema on it (`ensure_schema`: about 0.1 s
+    of CPU parsing and binding every statement and view), once per new database: every run's
+    segment is one (`audit.run_segments`). Instead the first creation in a process makes a
+    schema-only database in a private temporary folder, and each creation copies it: a byte
+    copy of a database the schema just ran on is that database, and its first writer finds
+    the catalogue complete and leaves it as it is. The copy is written aside and linked into
+    place, so a file another process created meanwhile is never replaced (nor one half
+    written ever seen); where the file system cannot link, nothing is created here and the
+    writer creates the file as before.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink() or Path(f"{path}.wal").exists():
+        return False
+    aside: Path | None = None
+    try:
+        blank = _blank_database()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+        os.close(handle)
+        aside = Path(name)
+        shutil.copyfile(blank, aside)
+        os.link(aside, path)
+    except (OSError, duckdb.Error):  # created meanwhile (FileExistsError), no hard links or
+        return False  # no room here or in the temporary folder: the writer creates it
+    finally:
+        if aside is not None:
+            aside.unlink(missing_ok=True)
+    return True
+
+
+def _blank_database() -> Path:
+    """The schema-only database of this process (`create_audit_database`), made on first use."""
+    statements = schema_statements()
+    made = _BLANK.get(statements)
+    if made is not None and made[0] == os.getpid() and made[1].is_file():
+        return made[1]
+    folder = Path(tempfile.mkdtemp(prefix="hitl-gate-blank-audit-"))  # mode 0700
+    atexit.register(_remove_blank, folder, os.getpid())
+    blank = folder / "audit.duckdb"
+    con = duckdb.connect(str(blank))
+    try:
+        restrict_file_access(con)
+        ensure_schema(con)
+    finally:
+        con.close()  # checkpoints the schema into the file: no write-ahead log is left
+    _BLANK.clear()
+    _BLANK[statements] = (os.getpid(), blank)
+    return blank
+
+
+def _remove_blank(folder: Path, pid: int) -> None:
+    if os.getpid() == pid:  # not a forked child exiting: the folder is its parent's
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _table_name(table: str) -> str:
     """Accept only plain identifiers, since table names cannot be bound as parameters."""
     if not table.replace("_", "").isalnum():
@@ -114,6 +182,7 @@ def audit_connection(
     """
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
+        create_audit_database(path)
     con = duckdb.connect(str(path), read_only=read_only)
     try:
         restrict_file_access(con, readable, attachable)

@@ -479,13 +479,29 @@ def test_the_standalone_checker_restates_the_global_rules_exactly() -> None:
 # Key hand-overs across segments and global checkpoints.
 
 
-def test_a_rotation_between_two_runs_segments_verifies_from_the_pinned_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    home = Home(tmp_path, segmented=True)
+@pytest.fixture(scope="module")
+def first_run_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A segmented home whose first run is sealed (its key under the root), built once."""
+    root = tmp_path_factory.mktemp("first-run")
+    home = Home(root, segmented=True)
     with home.connect() as con:
         _first_run(con)
     home.seal("run-1")
+    return root
+
+
+@pytest.fixture
+def first_run(first_run_template: Path, tmp_path: Path) -> Home:
+    """A copy of `first_run_template` rooted at the test's own folder: the hand-over tests
+    go on from there with keys of their own."""
+    shutil.copytree(first_run_template, tmp_path, dirs_exist_ok=True)
+    return Home(tmp_path, segmented=True)
+
+
+def test_a_rotation_between_two_runs_segments_verifies_from_the_pinned_key(
+    first_run: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home = first_run
     old, new = home.key(), home.key("new")
     with home.connect() as con:
         record = sign_handover(con, old, new, home.paths.checkpoints_dir)
@@ -505,12 +521,9 @@ def test_a_rotation_between_two_runs_segments_verifies_from_the_pinned_key(
 
 
 def test_a_run_sealed_with_a_key_never_handed_over_is_named(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    first_run: Home, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    home = Home(tmp_path, segmented=True)
-    with home.connect() as con:
-        _first_run(con)
-    home.seal("run-1")
+    home = first_run
     _second_run(home)
     stranger = home.key("stranger")
     home.seal("run-2", stranger)
@@ -521,13 +534,10 @@ def test_a_run_sealed_with_a_key_never_handed_over_is_named(
 
 
 def test_a_forged_hand_over_is_not_followed_across_the_global_log(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    first_run: Home, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An insider hands over from a key of their own (both signatures valid) to their key."""
-    home = Home(tmp_path, segmented=True)
-    with home.connect() as con:
-        _first_run(con)
-    home.seal("run-1")
+    home = first_run
     forger, new = home.key("forger"), home.key("new")
     with home.connect() as con:
         sign_handover(con, forger, new, home.paths.checkpoints_dir)
@@ -540,14 +550,11 @@ def test_a_forged_hand_over_is_not_followed_across_the_global_log(
 
 
 def test_a_hand_over_whose_global_seq_was_edited_no_longer_verifies(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    first_run: Home, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Moving the hand-over's global position (to re-date which global checkpoints the old
     key may sign) breaks both signatures: `after_global_seq` is signed."""
-    home = Home(tmp_path, segmented=True)
-    with home.connect() as con:
-        _first_run(con)
-    home.seal("run-1")
+    home = first_run
     old, new = home.key(), home.key("new")
     with home.connect() as con:
         record = sign_handover(con, old, new, home.paths.checkpoints_dir)
