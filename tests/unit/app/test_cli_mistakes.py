@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hitl_gate.app.cli import build_parser, leaf_parsers, main
+from hitl_gate.app.cli import build_parser, leaf_parsers, main, shared_parser
 from hitl_gate.core.database import audit_connection
 
 MISTAKES: dict[str, list[str]] = {
@@ -173,3 +173,20 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
             parser.parse_args([*argv, "--help"])  # printing help leaves the parser as it was
         assert stop.value.code == 0, argv
         assert "usage: hitl" in capsys.readouterr().out, argv
+
+
+def test_the_shared_parser_forgets_each_call_s_options_at_the_next() -> None:
+    """`main` parses every call with one parser per process: nothing one call gives (a repeated
+    option's list, a global option before or after the command) may reach the next call."""
+    parser = shared_parser()
+    assert parser is shared_parser()
+    add = ["people", "add", "--signing-key", "k", "--name", "N", "--public-key", "p.pub"]
+    first = parser.parse_args(
+        ["--domain", "claims", *add, "ana", "--grant", "a:b", "--grant", "c:d", "--traceback"]
+    )
+    assert first.grant == ["a:b", "c:d"] and first.domain == "claims" and first.traceback
+    second = parser.parse_args([*add, "bo", "--grant", "e:f"])
+    assert second.grant == ["e:f"] and second.domain is None and not second.traceback
+    assert vars(parser.parse_args(["run", "--partition", "2018-01-05"])) == vars(
+        build_parser().parse_args(["run", "--partition", "2018-01-05"])
+    )
