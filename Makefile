@@ -22,8 +22,11 @@ $(STAMP): requirements.lock pyproject.toml
 # The environment's modules compiled once: with PYTHONDONTWRITEBYTECODE set (some shells and CI
 # images set it) Python never caches bytecode, so every process (each test worker, each Dagster
 # step) compiled Dagster, Feast, pandas... from source again (about 10 s of CPU per worker).
+# Feast's type-checked classes are instrumented once too (features/typeguard_cache.py, about 3 s
+# of CPU per process that imports Feast).
 $(BYTECODE): $(STAMP)
 	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib || echo "(files listed above did not compile; Python compiles them on import)"
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -c "import features, feast"
 	@touch $(BYTECODE)
 
 # The tests' own processes keep bytecode caches of the checkout's modules and of pytest's
