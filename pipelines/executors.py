@@ -38,10 +38,12 @@ __all__ = ["STEP_PRELOAD", "ExecutorConfigError", "executor_for", "multiprocess_
 # (features), scikit-learn, MLflow's sklearn flavour and skops (the champion), openpyxl
 # (review workbooks), plotly (the report). Importing them must start no thread pool (a forked
 # step would deadlock on it: tests/unit/pipelines/test_fork_safety.py). A module left out only
-# costs time (each step process that needs it imports it).
+# costs time (each step process that needs it imports it). `features` comes before Feast: it
+# turns off typeguard's import-time instrumentation of Feast (features/runtime_checks.py).
 STEP_PRELOAD = (
     "pipelines.definitions",
     "great_expectations",
+    "features",
     "feast",
     "mlflow.sklearn",
     "skops.io",

@@ -214,6 +214,18 @@ def _stamps(folder: Path) -> dict[str, Stamp]:
     return stamps
 
 
+def changed_entries(template: HomeTemplate) -> list[str]:
+    """The files and links of the template's `work` (relative paths) written, added or removed
+    since its last restore (a folder changes with its entries: they are listed themselves)."""
+    now, seen = _stamps(template.work), template.restorer.seen
+    return sorted(
+        relative
+        for relative in now.keys() | seen.keys()
+        if now.get(relative) != seen.get(relative)
+        and "dir" not in {stamp.kind for stamp in (now.get(relative), seen.get(relative)) if stamp}
+    )
+
+
 def restore(pristine: Path, work: Path) -> None:
     """Make `work` an exact copy of `pristine` again (contents, modes, times), every file
     rewritten (no record of an earlier restore)."""

@@ -2,7 +2,13 @@
 and the Dagster UI and the HTML reports rendered in a real headless Chromium (the system one).
 
 The demo home's runs were launched by `hitl demo` (the CLI's runner), so the UI test also shows
-that CLI runs carry the code location's origin: they are listed on their job's page."""
+that CLI runs carry the code location's origin: they are listed on their job's page.
+
+The tests here only read the home, so they share one (`read_home`, restored once for the module)
+and the two UI tests share one `dagster-webserver` on it: each start cost about 5 s of CPU (the
+webserver and the code server it starts, both importing Dagster and the code location). At the
+module's end, a check that no test wrote to the home (so that none can depend on another).
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import pytest
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import PROJECT_ROOT
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.home_templates import HOME_ENV_NAMES, HomeTemplate, changed_entries
 
 pytestmark = pytest.mark.e2e
 CHROMIUM = "/usr/bin/chromium"
@@ -38,10 +45,26 @@ DOMAIN = "consumer_credit"
 # The webserver imports the code location before it answers: minutes on a loaded 2-core machine.
 UI_START_S = 300
 PAGE_TIMEOUT_MS = 120_000
+# What reading a home changes in it: the Dagster instance's SQLite databases (WAL mode), whose
+# readers create a shared-memory file and a log, and whose last reader to close (the webserver,
+# stopped) checkpoints the log into the database file: the file changes, its rows do not.
+READER_CHANGES = re.compile(r"home/dagster/.*\.db(-wal|-shm)?")
 
 
-def test_metrics_stage_events_and_traces_are_recorded(demo_home: HitlPaths) -> None:
-    with audit_connection(demo_home.audit_db, read_only=True) as con:
+@pytest.fixture(scope="module")
+def read_home(demo_template: HomeTemplate) -> Iterator[HitlPaths]:
+    """The demo home for this module's tests, which only read it: restored once, held (the
+    template's lock) until the module's last test is done, then checked unchanged."""
+    with pytest.MonkeyPatch.context() as patch, demo_template.checkout() as work:
+        for name in HOME_ENV_NAMES:
+            patch.delenv(name, raising=False)
+        yield HitlPaths.at(work / "home")
+        written = [p for p in changed_entries(demo_template) if not READER_CHANGES.fullmatch(p)]
+        assert not written, f"a test of this module wrote to the shared demo home: {written}"
+
+
+def test_metrics_stage_events_and_traces_are_recorded(read_home: HitlPaths) -> None:
+    with audit_connection(read_home.audit_db, read_only=True) as con:
         metrics = query_frame(
             con,
             "SELECT metric, dimension, key, sum(value) AS value FROM decision_metrics "
@@ -69,21 +92,21 @@ def test_metrics_stage_events_and_traces_are_recorded(demo_home: HitlPaths) -> N
     assert any(str(k).startswith("demo-") for k in reviewer["key"].to_list())
     outcomes = metrics.filter(metrics["metric"] == "outcome_known")
     assert outcomes.height > 0
-    traces = sorted((demo_home.home / "traces" / DOMAIN).glob("*.jsonl"))
+    traces = sorted((read_home.home / "traces" / DOMAIN).glob("*.jsonl"))
     assert len(traces) >= 90
     first = json.loads(traces[0].read_text(encoding="utf-8").splitlines()[0])
     names = [s["name"] for s in first["resourceSpans"][0]["scopeSpans"][0]["spans"]]
     assert names[:4] == ["case", "ingested", "validated", "scored"]
 
 
-def test_checks_are_evaluated_and_report_is_self_contained(demo_home: HitlPaths) -> None:
+def test_checks_are_evaluated_and_report_is_self_contained(read_home: HitlPaths) -> None:
     from dagster import AssetKey, DagsterInstance
 
-    report = demo_home.home / "reports" / DOMAIN / "latest.html"
+    report = read_home.home / "reports" / DOMAIN / "latest.html"
     text = report.read_text(encoding="utf-8")
     assert re.search(r"<script[^>]*\bsrc=", text) is None  # plotly.js inline, no CDN
     assert "Cases per day by route" in text and "automation_bias" in text
-    with DagsterInstance.from_config(str(demo_home.dagster_home)) as instance:
+    with DagsterInstance.from_config(str(read_home.dagster_home)) as instance:
         key = AssetKey([DOMAIN, "decision_metrics"])
         event = instance.get_latest_materialization_event(key)
         assert event is not None
@@ -99,7 +122,7 @@ def test_checks_are_evaluated_and_report_is_self_contained(demo_home: HitlPaths)
         assert runs and all(Path(metadata[k].value).is_dir() for k in runs)
     # The demo's review-loop run judged the DEMO reviewer (200 verdicts in seconds); later runs
     # of other tests may be the latest, so look through every run's report.
-    reports = (demo_home.home / "reports" / DOMAIN).glob("*.html")
+    reports = (read_home.home / "reports" / DOMAIN).glob("*.html")
     assert any("near-zero review time" in p.read_text(encoding="utf-8") for p in reports)
 
 
@@ -109,9 +132,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`dagster-webserver` on the demo home, on a free port; stopped (its process group) after.
+@pytest.fixture(scope="module")
+def dagster_ui(read_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`dagster-webserver` on the module's demo home, on a free port, for both UI tests;
+    stopped (its process group) after.
 
     The webserver alone (no daemon, unlike `dagster dev`): the tests only read."""
     if not Path(CHROMIUM).exists():
@@ -119,10 +143,10 @@ def dagster_ui(demo_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -
     port = _free_port()
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(demo_home.dagster_home),
-        "HITL_HOME": str(demo_home.home),
-        "HITL_LANDING_DIR": str(demo_home.landing),
-        "HITL_REVIEW_DIR": str(demo_home.review),
+        "DAGSTER_HOME": str(read_home.dagster_home),
+        "HITL_HOME": str(read_home.home),
+        "HITL_LANDING_DIR": str(read_home.landing),
+        "HITL_REVIEW_DIR": str(read_home.review),
     }
     log = (tmp_path_factory.mktemp("dagster_webserver") / "dagster_webserver.log").open("w")
     webserver = Path(sys.executable).with_name("dagster-webserver")
@@ -201,14 +225,14 @@ def test_dagster_ui_shows_graph_checks_and_latest_materialization(
 
 
 def test_a_cli_launched_run_is_listed_on_its_job_page(
-    demo_home: HitlPaths, dagster_ui: str, browser, tmp_path: Path
+    read_home: HitlPaths, dagster_ui: str, browser, tmp_path: Path
 ) -> None:
     from dagster import DagsterInstance, RunsFilter
 
     from hitl_gate.app.origin import repository_origin
 
     job = f"{DOMAIN}_daily"
-    with DagsterInstance.from_config(str(demo_home.dagster_home)) as instance:
+    with DagsterInstance.from_config(str(read_home.dagster_home)) as instance:
         runs = instance.get_runs(RunsFilter(job_name=job))
     assert runs, "the demo launched no daily run"
     assert all(r.remote_job_origin is not None for r in runs)  # every CLI run has its origin
@@ -228,9 +252,9 @@ PLOTTED = """() => [...document.querySelectorAll('.js-plotly-plot')]
 
 @pytest.mark.parametrize("name", ["latest.html", "period.html"])
 def test_report_views_draw_charts_with_data_and_explain_empty_ones(
-    demo_home: HitlPaths, browser, tmp_path: Path, name: str
+    read_home: HitlPaths, browser, tmp_path: Path, name: str
 ) -> None:
-    report = demo_home.home / "reports" / DOMAIN / name
+    report = read_home.home / "reports" / DOMAIN / name
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     page.goto(report.as_uri())
     page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
@@ -247,8 +271,8 @@ def test_report_views_draw_charts_with_data_and_explain_empty_ones(
         assert thresholds >= 1
 
 
-def test_html_report_renders_charts_offline(demo_home: HitlPaths, browser, tmp_path: Path) -> None:
-    report = demo_home.home / "reports" / DOMAIN / "latest.html"
+def test_html_report_renders_charts_offline(read_home: HitlPaths, browser, tmp_path: Path) -> None:
+    report = read_home.home / "reports" / DOMAIN / "latest.html"
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))

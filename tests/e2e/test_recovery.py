@@ -44,9 +44,11 @@ MID_SEAL = "MID_SEAL"
 # sklearn flavour and skops (loading the champion), ibis (Feast's DuckDB store), plotly (the
 # report), MLflow's SQL stores and Dagster's reconstruction helpers; then MLflow's map of the
 # installed packages (tests/e2e/forkserver_warmup.py). A module left out only costs time (the
-# child imports it), never coverage.
+# child imports it), never coverage. `features` comes before Feast: it turns off typeguard's
+# import-time instrumentation of Feast (features/runtime_checks.py, about 3 s of CPU).
 PRELOAD = [
     "tests.e2e.test_recovery",
+    "features",
     "feast",
     "ibis",
     "mlflow.pyfunc",
