@@ -1,9 +1,12 @@
-"""Importing what the multiprocess executor's forkserver preloads must not start Polars' pool.
+"""Importing what a forkserver preloads must not start Polars' pool.
 
 Dagster's multiprocess executor (and the recovery test) fork each step from a forkserver that
-imported the code location first. If that import ran a Polars computation, the pool's threads
-exist only in the server, and a forked step deadlocks on its first Polars call (it happened:
-a regex check at domain load hung every multiprocess step and the kill-at-every-stage test).
+imported the code location first (`STEP_PRELOAD`); `hitl demo` forks each domain's process from
+one that imported that and more (`domain_preload()`, which starts with `STEP_PRELOAD`). If an
+import ran a Polars computation, the pool's threads exist only in the server, and a forked
+process deadlocks on its first Polars call (it happened: a regex check at domain load hung every
+multiprocess step and the kill-at-every-stage test). One server preloading the demo's list
+covers both (the import is most of the test's cost).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import sys
 
 import pytest
 
+from hitl_gate.app.demo import domain_preload  # STEP_PRELOAD, then the demo's own
 from pipelines.executors import STEP_PRELOAD  # the code location and the stages' libraries
 
 pytestmark = pytest.mark.slow  # a fresh interpreter whose forkserver imports the code location
@@ -40,8 +44,10 @@ if __name__ == "__main__":
 
 
 def test_a_step_forked_after_importing_the_code_location_can_use_polars(tmp_path) -> None:
+    preload = domain_preload()
+    assert preload[: len(STEP_PRELOAD)] == STEP_PRELOAD  # the executor's list is covered
     script = tmp_path / "forked_step.py"
-    script.write_text(SCRIPT.replace("{preload!r}", repr(list(STEP_PRELOAD))), encoding="utf-8")
+    script.write_text(SCRIPT.replace("{preload!r}", repr(list(preload))), encoding="utf-8")
     result = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=240)
     assert result.returncode == 0, (
         "the forked step deadlocked or failed: " + (result.stderr.decode()[-2000:])
