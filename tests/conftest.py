@@ -159,14 +159,14 @@ def fork_server() -> Iterator[ForkServer]:
     """Children forked from one process that imported the code location and the stages'
     libraries (tests/fork_server.py); started by the first test asking, kept for the run.
     Its tests carry `pytest.mark.xdist_group(FORK_SERVER_GROUP)`, so one worker starts it."""
-    from pipelines.executors import STEP_PRELOAD
+    from hitl_gate.app.demo import domain_preload
     from tests.fork_server import ForkServer
 
     # Started from whichever test asks first: without the variables placing an installation
     # (`hitl_paths`), so no child follows that test's home.
     env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
-    # `features` first, as in every process of the project that imports Feast through it:
-    # Feast without typeguard's instrumentation (features/runtime_checks.py, 2.6 s of CPU).
-    server = ForkServer(("features", *STEP_PRELOAD), env)
+    # What the demo's domain processes are forked after (`STEP_PRELOAD`, `features` before
+    # Feast, then the demo's own): the fork-safety test checks both lists with one import.
+    server = ForkServer(domain_preload(), env)
     yield server
     server.close()

@@ -39,6 +39,43 @@ INGEST_STAGES = ("raw_cases", "validated_cases", "case_features")
 # quarter are the ingestion run's, unchanged by a model, and are not read and validated twice.
 FIRST_CHAMPION_STAGE = "case_features"
 DEMO_PREFIX = "demo-"  # every demo identity (app.demo_identities) starts with it
+# What the domain processes' forkserver imports once before it forks them (side by side), on
+# top of what a multiprocess run's step processes preload (`pipelines.executors.STEP_PRELOAD`:
+# the code location, Great Expectations, Feast, MLflow's sklearn flavour, skops, openpyxl,
+# plotly): the submodules the demo's runs import lazily (Feast's DuckDB and SQLite stores and
+# ibis, scikit-learn's estimators, MLflow's SQL stores and pyfunc, the stages' own modules).
+# Like those, importing them must start no thread pool (tests/unit/app/test_domain_processes.py
+# forks a child after this list and uses Polars in it). A module left out only costs time.
+DOMAIN_PRELOAD = (
+    "ibis",
+    "feast.repo_operations",
+    "feast.infra.offline_stores.duckdb",
+    "feast.infra.online_stores.sqlite",
+    "feast.infra.passthrough_provider",
+    "sklearn.impute",
+    "sklearn.linear_model",
+    "sklearn.pipeline",
+    "sklearn.preprocessing",
+    "mlflow.pyfunc",
+    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.model_registry.sqlalchemy_store",
+    "pandera.polars",
+    "great_expectations.expectations",
+    "plotly.io",
+    "hitl_gate.app.runner",
+    "hitl_gate.quality.gx_suites",
+    "hitl_gate.review.export.batches",
+    "features.store",
+    "models.scoring",
+    "pkcs11",
+)
+
+
+def domain_preload() -> tuple[str, ...]:
+    """What the domain processes' forkserver imports: `STEP_PRELOAD`, then `DOMAIN_PRELOAD`."""
+    from pipelines.executors import STEP_PRELOAD
+
+    return (*STEP_PRELOAD, *DOMAIN_PRELOAD)
 
 
 def champion_stages() -> tuple[str, ...]:
@@ -110,7 +147,8 @@ def run_demo(settings: HitlSettings, domain_names: list[str]) -> str:
 
 
 def run_domains_at_once(settings: HitlSettings, domain_names: list[str], jobs: int) -> list[str]:
-    """`run_domain_demo` for each domain in a process of its own (`app.domain_processes`).
+    """`run_domain_demo` for each domain in a process of its own (`app.domain_processes`),
+    forked from a server that imported `domain_preload()` once for them all.
 
     What every process would otherwise create on first use, at the same moment as another, is
     created here first (`prepare_shared_state`). The children draw no status line of their
@@ -121,8 +159,9 @@ def run_domains_at_once(settings: HitlSettings, domain_names: list[str], jobs: i
 
     prepare_shared_state(settings)
     calls = [(name, (settings, name, False)) for name in domain_names]
+    target = f"{__name__}:{run_domain_demo.__name__}"
     with domains_status("hitl demo") as on_change:
-        return run_in_processes(f"{__name__}:{run_domain_demo.__name__}", calls, jobs, on_change)
+        return run_in_processes(target, calls, jobs, on_change, preload=domain_preload())
 
 
 def prepare_shared_state(settings: HitlSettings) -> None:

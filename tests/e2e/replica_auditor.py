@@ -31,8 +31,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 AUDITOR_RECORD = "demo-auditor.json"  # beside the template's `work`: what the auditor saw
-POLL_S = 0.5  # seconds between queries: the auditor must not slow the build it watches
-FRESH_EVERY = 10  # queries of the held session between two fresh sessions
+# Seconds between queries of the held session: the auditor must not slow the build it watches
+# (the demo's seals are tens of seconds apart, so each is still followed by several queries).
+POLL_S = 1.0
+FRESH_EVERY = 5  # queries of the held session between two fresh sessions (one every ~5 s)
+WAIT_POLL_S = 0.5  # seconds between looks for a new replica before the session opens
 # The single chain's rows and head (a gapless chain: equal), then the entries of both chains
 # (the single one and the runs' segments, `audit_events`): what grows with every seal.
 SESSION_SQL = (
@@ -77,6 +80,15 @@ def _live_open(live: Path) -> bool:
     return False
 
 
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when `path` is replaced or rewritten (inode, size, modification time)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
 def _decided(script: Path) -> bool:
     """Whether the replica holds a decision yet, read in a new client (`.read views.sql`); a
     replica still being written for the first time is not decided yet."""
@@ -97,10 +109,19 @@ def _watch(home: Path, stop: Path) -> dict:
     views, script, current = replica / "audit.duckdb", replica / "views.sql", replica / "current"
     seen: dict = {"errors": [], "held": [], "switches": [], "fresh": [], "queries": 0}
     seen["live_open"] = False
-    while not (views.exists() and _decided(script)):
+    checked: tuple[int, int, int] | None = None
+    while True:
+        # A replica is only read again once a refresh replaced `views.sql` (by `rename`): reading
+        # every snapshot's views in a new client each half second was most of this process's
+        # CPU (tens of ms each, for most of the build: the first decided replica comes late).
+        stamp = _stamp(script)
+        if views.exists() and stamp is not None and stamp != checked:
+            checked = stamp
+            if _decided(script):
+                break
         if stop.exists():
             return seen | {"opened": False}
-        time.sleep(POLL_S)
+        time.sleep(WAIT_POLL_S)
     con = duckdb.connect(str(views), read_only=True)
     con.execute("BEGIN TRANSACTION")
     opened = time.monotonic()

@@ -1,7 +1,7 @@
 """What the children of tests/unit/app/test_domain_processes.py run, by name (`module:function`).
 
-A spawned child imports its target's module afresh: this one imports the standard library and
-`app.domain_processes` only, so a child starts in a fraction of a second even on a busy
+The children's server imports its target's module first: this one imports the standard library
+and `app.domain_processes` only, so a child starts in a fraction of a second even on a busy
 machine. The targets record what they did in files of the test's folder.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ SLEEP = f"{__name__}:sleep_then_name"
 WAITS = f"{__name__}:fail_or_wait"
 DIES = f"{__name__}:die"
 POOLS = f"{__name__}:pool_sizes"
+IMPORTED = f"{__name__}:imported"
 PATIENCE_SECONDS = 120.0
 
 
@@ -56,10 +59,26 @@ def die(folder: str, name: str) -> str:
 
 
 def pool_sizes() -> str:
-    """The sizes this child's thread pools got: the variable, and Polars' own pool."""
+    """The sizes this child's thread pools got (the variable, and Polars' own pool), once a
+    computation on Polars' pool ended ("deadlocked" if it did not within a minute: the pool's
+    threads were started in the server this child was forked from, and exist only there)."""
     import polars as pl
 
+    def group() -> None:
+        rows = pl.DataFrame({"a": range(100_000)}).with_columns(b=pl.col("a") % 7)
+        assert rows.group_by("a").len().height == 100_000
+
+    computation = threading.Thread(target=group, daemon=True)
+    computation.start()
+    computation.join(PATIENCE_SECONDS / 2)
+    if computation.is_alive():
+        return "deadlocked"
     return f"{os.environ.get('POLARS_MAX_THREADS')} {pl.thread_pool_size()}"
+
+
+def imported(module: str) -> bool:
+    """Whether `module` was imported before this call (by the server the child was forked from)."""
+    return module in sys.modules
 
 
 def parent_of_a_waiting_child(folder: str) -> None:

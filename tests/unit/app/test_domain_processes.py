@@ -1,7 +1,8 @@
-"""`app.domain_processes`: one call per domain in spawned processes, results in order, fail fast.
+"""`app.domain_processes`: one call per domain in a process forked from a preloaded server,
+results in order, fail fast.
 
-The children's targets are in `process_targets` (a light module, imported afresh by each
-spawned child); they record what they did in files under `tmp_path`.
+The children's targets are in `process_targets` (a light module, imported by the children's
+server); they record what they did in files under `tmp_path`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DEMO_PARALLEL_ENV, HitlSettings, SettingsError
 from tests.unit.app.process_targets import (
     DIES,
+    IMPORTED,
     POOLS,
     SLEEP,
     WAITS,
@@ -90,10 +92,22 @@ def test_a_child_that_dies_without_a_word_fails_the_call_naming_it(tmp_path: Pat
 def test_each_child_sizes_its_thread_pools_to_its_share_of_the_cores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The sizes are set before the children's server imports Polars, and Polars works in the
+    children forked from it (the demo's whole preload list is checked for that in
+    tests/unit/pipelines/test_fork_safety.py: its import is most of that test's cost)."""
     monkeypatch.delenv("POLARS_MAX_THREADS", raising=False)
     share = max(1, (os.cpu_count() or 1) // 2)
     calls = [(n, ()) for n in ("a", "b")]
-    assert run_in_processes(POOLS, calls, 2) == [f"{share} {share}"] * 2
+    assert run_in_processes(POOLS, calls, 2, preload=["polars"]) == [f"{share} {share}"] * 2
+
+
+@pytest.mark.slow
+def test_children_start_with_the_preloaded_modules_imported() -> None:
+    """What `preload` names is imported once, before the children are forked (not by each)."""
+    module = "xml.dom.minidom"  # imported by nothing else here
+    calls = [(n, (module,)) for n in ("a", "b")]
+    assert run_in_processes(IMPORTED, calls, 2, preload=[module]) == [True, True]
+    assert run_in_processes(IMPORTED, calls, 2) == [False, False]
 
 
 @pytest.mark.slow

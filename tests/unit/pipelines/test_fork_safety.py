@@ -1,12 +1,12 @@
-"""Importing what the multiprocess executor's forkserver preloads must not start Polars' pool.
+"""Importing what a forkserver preloads must not start Polars' pool.
 
 Dagster's multiprocess executor (and the recovery test) fork each step from a forkserver that
 imported the code location first. If that import ran a Polars computation, the pool's threads
 exist only in the server, and a forked step deadlocks on its first Polars call (it happened:
 a regex check at domain load hung every multiprocess step and the kill-at-every-stage test).
-The test process's fork server (tests/fork_server.py) is such a server: a fresh interpreter
-that imported `STEP_PRELOAD` (after `features`, which starts nothing); the step here is forked
-from it.
+`hitl demo` forks each domain's process from one that imported that and more
+(`domain_preload()`, which starts with `STEP_PRELOAD`). The test process's fork server
+(tests/fork_server.py) preloads the demo's list, so the step forked from it here covers both.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hitl_gate.app.demo import domain_preload  # STEP_PRELOAD, then the demo's own
 from pipelines.executors import STEP_PRELOAD  # the code location and the stages' libraries
 from tests.fork_server import FORK_SERVER_GROUP, ForkServer
 
@@ -35,7 +36,8 @@ def step() -> None:
 def test_a_step_forked_after_importing_the_code_location_can_use_polars(
     fork_server: ForkServer, tmp_path: Path
 ) -> None:
-    assert fork_server.preload[-len(STEP_PRELOAD) :] == STEP_PRELOAD
+    assert fork_server.preload == domain_preload()
+    assert domain_preload()[: len(STEP_PRELOAD)] == STEP_PRELOAD  # the executor's list is covered
     output = tmp_path / "step.out"
     child = fork_server.start(step, output=output)
     exitcode = child.join(90)
