@@ -5,9 +5,10 @@ second opener of a store while the test holds its lock; a step forked as the mul
 executor forks it; a command line) each started a fresh interpreter that imported those
 libraries again: 3 to 12 s of CPU a test. The server here is a fresh interpreter that imports
 what `hitl demo`'s domain processes are forked after (`domain_preload()`: `STEP_PRELOAD`, what
-the multiprocess executor's forkserver imports, then the demo's own) and nothing else, then forks each child from itself, as Python's forkserver
-does: a child starts from a process that only imported (no database, store or lock opened, no
-thread started), as a spawned one would, with the modules loaded. One server per test
+the multiprocess executor's forkserver imports, then the demo's own) and nothing else, then
+forks each child from itself, as Python's forkserver does: a child starts from a process that
+only imported (no database, store or lock opened, no thread started), as a spawned one would,
+with the modules loaded. One server per test
 process, its tests on one xdist worker (`FORK_SERVER_GROUP`); children run one at a time.
 
 Run as a script by `ForkServer`; it reads one JSON request a line (the child's target as
