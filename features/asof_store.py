@@ -38,7 +38,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
-import duckdb
 import pandas as pd
 import pyarrow as pa
 from feast.data_format import ParquetFormat
@@ -54,6 +53,7 @@ from feast.saved_dataset import SavedDatasetStorage
 from pydantic import StrictStr
 
 from hitl_gate.core.database import restrict_to_directories
+from hitl_gate.core.quiet_duckdb import quiet_connect
 
 STORE_TYPE = "features.asof_store.AsofDuckDBOfflineStore"
 _ENTITIES = "__hitl_entities"
@@ -195,7 +195,7 @@ class AsofRetrievalJob(RetrievalJob):
         self._metadata, self._feast_job = metadata, feast_job
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
-        con = duckdb.connect()
+        con = quiet_connect()
         try:
             restrict_to_directories(con, self._readable)
             # Naive timestamps mean UTC, as in Feast's ibis session.

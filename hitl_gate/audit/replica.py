@@ -70,6 +70,7 @@ import pyarrow.parquet as pq
 
 from hitl_gate.audit.run_segments import Segments, attached_segment, file_problem
 from hitl_gate.core.database import schema_statements
+from hitl_gate.core.quiet_duckdb import quiet_connect
 
 CACHES = frozenset({"audit_seen_rows", "audit_segment_pending"})  # seal caches: not evidence
 BATCH_ROWS = 250_000
@@ -437,7 +438,7 @@ def schema_views() -> tuple[str, ...]:
     Taken from the project's own schema, never from the live file, so nothing a database
     writer adds runs in an auditor's session.
     """
-    with duckdb.connect() as scratch:
+    with quiet_connect() as scratch:
         scratch.execute(schema_statements())
         found = scratch.execute(
             "SELECT sql FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
@@ -481,7 +482,7 @@ def _write_views_db(folder: Path) -> None:
     """`folder/audit.duckdb`: the views of `views.sql` in a DuckDB file, renamed into place."""
     aside = folder / f".{VIEWS_DB}.new"
     aside.unlink(missing_ok=True)
-    with duckdb.connect(str(aside)) as con:
+    with quiet_connect(str(aside)) as con:
         run_script(con, (folder / VIEWS_SQL).read_text(encoding="utf-8"))
     aside.replace(folder / VIEWS_DB)
 

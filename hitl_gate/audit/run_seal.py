@@ -103,6 +103,7 @@ from hitl_gate.core.database import (
 )
 from hitl_gate.core.file_lock import exclusive_lock, is_held, remove_if_free
 from hitl_gate.core.home import HitlPaths
+from hitl_gate.core.quiet_duckdb import quiet_connect
 
 if TYPE_CHECKING:
     from hitl_gate.audit.signer import CheckpointSigner
@@ -377,7 +378,7 @@ def _open_segment(segments: Segments, segment: str) -> Iterator[duckdb.DuckDBPyC
     as it is (no file access), so the schema's indexes are not rebuilt on the plain tables
     `_same_table` made."""
     segments.create(segment)
-    con = duckdb.connect(str(segments.database(segment)))
+    con = quiet_connect(str(segments.database(segment)))
     try:
         restrict_file_access(con)
         yield con

@@ -36,6 +36,7 @@ from hitl_gate.audit.chain import (
     merkle_root_of_packed,
     sha256_packed,
 )
+from hitl_gate.core.quiet_duckdb import quiet_connect
 
 OUT_OF_PLACE = "sequence number out of place"
 DIGEST_BYTES = 32
@@ -218,7 +219,7 @@ def main() -> None:
     """Child process: one segment described by the JSON file named by argv; result to stdout."""
     with open(sys.argv[1], encoding="utf-8") as handle:
         job = json.load(handle)
-    con = duckdb.connect(job["database"], read_only=True, config={"enable_external_access": False})
+    con = quiet_connect(job["database"], read_only=True, config={"enable_external_access": False})
     try:
         result = scan_segment(
             con, job["checkpoints"], job["batch_rows"],

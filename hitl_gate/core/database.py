@@ -32,7 +32,10 @@ from typing import Any, Protocol
 import duckdb
 import polars as pl
 
+from hitl_gate.core.quiet_duckdb import quiet_connect
+
 SCHEMA_DIR = resources.files("hitl_gate.core").joinpath("schema")
+
 
 OpenConnection = Callable[[], AbstractContextManager[duckdb.DuckDBPyConnection]]
 """Opens a short-lived audit connection (the Dagster resource's `connect`, which waits its turn
@@ -134,7 +137,7 @@ def _blank_database() -> Path:
     folder = Path(tempfile.mkdtemp(prefix="hitl-gate-blank-audit-"))  # mode 0700
     atexit.register(_remove_blank, folder, os.getpid())
     blank = folder / "audit.duckdb"
-    con = duckdb.connect(str(blank))
+    con = quiet_connect(str(blank))
     try:
         restrict_file_access(con)
         ensure_schema(con)
@@ -183,7 +186,7 @@ def audit_connection(
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
         create_audit_database(path)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = quiet_connect(str(path), read_only=read_only)
     try:
         restrict_file_access(con, readable, attachable)
         if not read_only:
@@ -275,7 +278,7 @@ def maintenance_connection(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     Only retention's compaction uses it (`hitl_gate.audit.retention`), from the command line,
     never a pipeline step.
     """
-    con = duckdb.connect(str(path))
+    con = quiet_connect(str(path))
     try:
         yield con
     finally:

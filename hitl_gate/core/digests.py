@@ -11,8 +11,9 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import duckdb
 import polars as pl
+
+from hitl_gate.core.quiet_duckdb import quiet_connect
 
 NULL_MARKER = "\u2205"
 
@@ -28,7 +29,7 @@ def row_digests(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
             separator="|",
         ).alias("canonical")
     )
-    con = duckdb.connect(config={"enable_external_access": False})  # hashes a frame, reads no file
+    con = quiet_connect(config={"enable_external_access": False})  # hashes a frame, reads no file
     try:
         con.register("canonical_rows", canonical.to_arrow())
         digests = con.sql("SELECT sha256(canonical) AS digest FROM canonical_rows").pl()

@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from hitl_gate.core.quiet_duckdb import quiet_connect
 from hitl_gate.observability.anomalies import (
     DriftStats,
     Finding,
@@ -277,7 +278,7 @@ def detect_all_db(
             con.execute(f"DROP TABLE IF EXISTS {CHECK_FACTS}")
     with tempfile.TemporaryDirectory(prefix="hitl-feature-drift-") as spill:
         # In memory, spilling beyond `limit` to `spill` (a 10M-case day's features > 1 GB).
-        reader = duckdb.connect(config={"temp_directory": spill})
+        reader = quiet_connect(config={"temp_directory": spill})
         try:
             if limit is not None:
                 reader.execute(f"SET memory_limit = '{limit}'")

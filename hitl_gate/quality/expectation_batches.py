@@ -32,6 +32,7 @@ from typing import Any
 import duckdb
 
 from hitl_gate.core.database import restrict_to_directories
+from hitl_gate.core.quiet_duckdb import quiet_connect
 
 DATABASE_NAME = "expectations.duckdb"
 _SCHEMA = """
@@ -122,7 +123,7 @@ def _identifier(*parts: str) -> str:
 
 @contextmanager
 def _connect(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = duckdb.connect(str(database_path(warehouse)), config=connect_config(warehouse))
+    con = quiet_connect(str(database_path(warehouse)), config=connect_config(warehouse))
     try:
         restrict_to_directories(con, readable_directories(warehouse))
         con.execute(_SCHEMA)
