@@ -25,6 +25,7 @@ import pytest
 from assets.factory import PIPELINE_STAGES
 from bench.day_rerun import add_landing_file  # the day's new landing file
 from hitl_gate.app.cli import main
+from hitl_gate.app.demo import domain_preload
 from hitl_gate.audit.run_seal import verify_home, verifying_session
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.domain import load_domain
@@ -39,49 +40,24 @@ NEW_CASE = "CLM-KILL1"
 # review backlog, and later days are decided too.
 DAY = MIDDLE.isoformat()
 MID_SEAL = "MID_SEAL"
-# Everything a day's run imports lazily, so that no killed child pays an import: Feast (features),
-# Great Expectations (the expectation checks, about 9 s each time), scikit-learn, MLflow's
-# sklearn flavour and skops (loading the champion), ibis (Feast's DuckDB store), plotly (the
-# report), MLflow's SQL stores and Dagster's reconstruction helpers; then MLflow's map of the
-# installed packages (tests/e2e/forkserver_warmup.py). A module left out only costs time (the
-# child imports it), never coverage. `features` comes before Feast: it turns off typeguard's
-# import-time instrumentation of Feast (features/runtime_checks.py, about 3 s of CPU).
+# Everything a day's run imports lazily, so that no killed child pays an import: what `hitl
+# demo`'s domain processes are forked after (`domain_preload()`: the code location, Feast with
+# `features` first, Great Expectations, scikit-learn, MLflow's sklearn flavour and SQL stores,
+# skops, ibis, openpyxl, plotly, the stages' modules), then what a killed run needs beyond it
+# (Dagster's reconstruction helpers and in-process executor, pandera's backends, MLflow's
+# tracing processor), then MLflow's map of the installed packages
+# (tests/e2e/forkserver_warmup.py). A module left out only costs time (the child imports it),
+# never coverage.
 PRELOAD = [
     "tests.e2e.test_recovery",
-    "features",
-    "feast",
-    "ibis",
-    "mlflow.pyfunc",
-    "mlflow.sklearn",
-    "skops.io",
-    "sklearn.impute",
-    "sklearn.linear_model",
-    "sklearn.pipeline",
-    "sklearn.preprocessing",
-    "pandera.polars",
-    "openpyxl",
-    "great_expectations",
-    "great_expectations.expectations",
-    "plotly.graph_objects",
-    "plotly.offline",
+    *domain_preload(),
     "dagster._utils.test",
-    "pipelines.definitions",
-    "hitl_gate.quality.gx_suites",
-    "hitl_gate.review.export.batches",
-    "features.store",
-    "models.scoring",
-    "feast.repo_operations",
-    "feast.infra.offline_stores.duckdb",
-    "feast.infra.online_stores.sqlite",
-    "feast.infra.passthrough_provider",
-    "mlflow.store.tracking.sqlalchemy_store",
-    "mlflow.store.model_registry.sqlalchemy_store",
+    "dagster._core.executor.in_process",
+    "plotly.offline",
     "mlflow.tracing.processor.otel",
     "pandera.backends.polars.container",
     "pandera.strategies",
-    "plotly.io",
     "upath",
-    "dagster._core.executor.in_process",
     "tests.e2e.forkserver_warmup",
 ]
 WRITERS = ("validated_cases", "routed_decisions", "final_decisions")
