@@ -12,8 +12,9 @@ while every later run and seal of the demo refreshes the replica. It records wha
 - `held`: the session's results (row counts of the lineage tables, the single chain's head,
   case statuses, the entries of both chains), one entry per distinct result: a consistent
   session has exactly one;
-- `switches`: the snapshots `current` pointed at while the session was held (the demo's later
-  seals), `errors`: every failed query, `queries`, `held_s`;
+- `switches`: the snapshot the session opened on, then every newer one made while it was held
+  (the demo's later seals, each of which `current` pointed at), `errors`: every failed query,
+  `queries`, `held_s`;
 - `fresh`: the entries of both chains a new session read at intervals (it must only grow);
 - `live_open`: whether this process ever had the live `audit.duckdb` open (it must not: only
   then could it hold a lock a run or seal waits for).
@@ -102,6 +103,19 @@ def _decided(script: Path) -> bool:
         return False
 
 
+def _sealed_after(snapshots: Path, opened_on: str | None) -> list[str]:
+    """The finished snapshots newer than the one the session opened on, as `current` names
+    them: seals made while the session was held. Listed, not only read off `current` at each
+    poll, because two seals a second apart under load would otherwise look like one (a
+    snapshot stays for the replica's grace after it is replaced, so none is missed)."""
+    try:
+        names = sorted(p.name for p in snapshots.iterdir() if not p.name.startswith("."))
+    except OSError:
+        return []
+    seals = [f"snapshots/{name}" for name in names]
+    return [seal for seal in seals if opened_on is None or seal > opened_on]
+
+
 def _watch(home: Path, stop: Path) -> dict:
     import duckdb
 
@@ -136,8 +150,9 @@ def _watch(home: Path, stop: Path) -> dict:
         except Exception as error:  # the record says what failed; the test judges it
             seen["errors"].append(f"{type(error).__name__}: {error}"[:300])
         target = os.readlink(current) if current.is_symlink() else None
-        if target not in seen["switches"]:
-            seen["switches"].append(target)
+        for seal in [target, *_sealed_after(replica / "snapshots", seen["opened_on"])]:
+            if seal not in seen["switches"]:
+                seen["switches"].append(seal)
         if seen["queries"] % FRESH_EVERY == 1:
             try:
                 # `.read views.sql` in a new client: a second `connect` to `views` in this
