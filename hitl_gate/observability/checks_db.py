@@ -37,13 +37,9 @@ from hitl_gate.observability.anomalies import (
     sla_breaches,
     volume_drop,
 )
-from hitl_gate.observability.metrics_db import (
-    METRICS_MEMORY_LIMIT,
-    load_facts,
-    memory_limit,
-)
+from hitl_gate.observability.facts import CHECK_FACTS, CaseFacts, case_facts
+from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT, memory_limit
 
-CHECK_FACTS = "check_facts"  # the window's cases with their review facts
 FEATURES = "check_features"  # the window's model features (a view over the Parquet files)
 
 
@@ -261,21 +257,29 @@ def detect_all_db(
     feature_columns: Sequence[str],
     t: Thresholds,
     limit: str | None = METRICS_MEMORY_LIMIT,
+    facts: CaseFacts | None = None,
 ) -> list[Finding]:
     """`anomalies.detect_all` for the run's `days`, counted in DuckDB on `con`.
 
     `window` is every day from the baseline's first to the run's last; `feature_files` the
     Feast offline file of each of its days that has one (read by a second, in-memory DuckDB
-    connection: the audit connection may read only the warehouse).
+    connection: the audit connection may read only the warehouse). `facts`: the run's facts
+    already loaded on `con` for these days and window (None: read here).
     """
+
+    def judge() -> tuple[list[Finding], Finding]:
+        findings = _detect(con, days, as_of, t)
+        score = _drift(DriftSource(con, CHECK_FACTS, t.psi_bins), ["pd"], days, t,
+                       check="score_drift_psi")  # fmt: skip
+        return findings, score
+
     with memory_limit(con, limit):
-        load_facts(con, domain, window, decline_bands, table=CHECK_FACTS)
-        try:
-            findings = _detect(con, days, as_of, t)
-            score = _drift(DriftSource(con, CHECK_FACTS, t.psi_bins), ["pd"], days, t,
-                           check="score_drift_psi")  # fmt: skip
-        finally:
-            con.execute(f"DROP TABLE IF EXISTS {CHECK_FACTS}")
+        if facts is None:
+            with case_facts(con, domain, days, decline_bands, window=window):
+                findings, score = judge()
+        else:
+            facts.require(domain, days, window)
+            findings, score = judge()
     with tempfile.TemporaryDirectory(prefix="hitl-feature-drift-") as spill:
         # In memory, spilling beyond `limit` to `spill` (a 10M-case day's features > 1 GB).
         reader = quiet_connect(config={"temp_directory": spill})

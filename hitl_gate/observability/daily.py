@@ -2,9 +2,10 @@
 
 The `decision_metrics` asset is three calls into this module around two short DuckDB
 connections: `read_metric_inputs` (the run's days plus the trailing baseline window),
-`evaluate_metrics` (pure: the long metrics table and every anomaly finding) and
-`store_metrics` (the day's slice of `decision_metrics` and the OTLP trace files). The HTML
-report is `write_run_report`. Nothing here knows about Dagster.
+`evaluate_metrics_db` (the long metrics table and every anomaly finding, aggregated in DuckDB;
+`evaluate_metrics` is its reference on frames) and `store_metrics` (the day's slice of
+`decision_metrics` and the OTLP trace files). The HTML report is `write_run_report`. Nothing
+here knows about Dagster.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import polars as pl
 from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
+from hitl_gate.observability.facts import case_facts
 from hitl_gate.observability.fairness import fairness_findings, fairness_metrics, fairness_table
 from hitl_gate.observability.fairness_period import with_protected
 from hitl_gate.observability.metrics import (
@@ -274,7 +276,9 @@ def evaluate_metrics_db(
     `checks_db`, `fairness_db`): no row per case is held in Python, so memory does not grow
     with the day. `inputs` needs only the QA sample and the days
     (`read_metric_inputs(..., with_cases=False)`); the protected values are read from the
-    stored validated cases under `warehouse`, as `read_protected_values` does.
+    stored validated cases under `warehouse`, as `read_protected_values` does. The window's
+    cases are read from `case_stage_times` once for metrics, checks and fairness
+    (`facts.case_facts`), under the metrics' memory limit.
     """
     from hitl_gate.observability.checks_db import detect_all_db
     from hitl_gate.observability.fairness_db import fairness_db
@@ -282,18 +286,21 @@ def evaluate_metrics_db(
 
     decline = settings.decline_bands_for(domain)
     days = inputs.days
-    with memory_limit(con, METRICS_MEMORY_LIMIT):
+    with (
+        memory_limit(con, METRICS_MEMORY_LIMIT),
+        case_facts(con, domain.name, days, decline, window=inputs.window) as facts,
+    ):
         metrics = decision_metrics_db(
             con, domain.name, days, as_of=as_of, decline_bands=decline, outcomes=outcomes,
-            qa=inputs.qa, limit=None,
+            qa=inputs.qa, limit=None, facts=facts,
         )  # fmt: skip
         findings = detect_all_db(
             con, domain.name, inputs.window, days=days, as_of=as_of, decline_bands=decline,
             feature_files=feature_files(feast_dir, domain, inputs.window),
             feature_columns=domain.model.features, t=settings.thresholds,
-            limit=METRICS_MEMORY_LIMIT,
+            limit=METRICS_MEMORY_LIMIT, facts=facts,
         )  # fmt: skip
-        fairness, fair_rows = fairness_db(con, domain, days, decline, warehouse)
+        fairness, fair_rows = fairness_db(con, domain, days, decline, warehouse, facts)
         cases = int(
             con.execute(
                 "SELECT count(*) FROM decisions WHERE domain = ? AND partition_date IN "

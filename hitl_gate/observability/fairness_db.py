@@ -1,7 +1,8 @@
 """Fairness of a run's days counted in DuckDB: `fairness_table` without a frame per case.
 
-The run days' cases (`case_stage_times`) and their protected values (the stored validated
-cases' Parquet files, read by DuckDB) become one temporary table with the four stage columns
+The run days' cases (`case_stage_times`, read once with the run's other facts:
+`facts.case_facts`) and their protected values (the stored validated cases' Parquet files,
+read by DuckDB) become one temporary table with the four stage columns
 of `fairness.stage_approvals` and one group label per attribute. Per stage and attribute,
 DuckDB counts the groups; the standardised mean difference needs each group's PD values, which
 come back in case order as one float array per group (8 bytes a case, not a frame) and are
@@ -22,6 +23,7 @@ import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.lawful import ProtectedAttribute
+from hitl_gate.observability.facts import METRIC_FACTS, CaseFacts, case_facts
 from hitl_gate.observability.fairness import (
     APPROVE,
     MISSING,
@@ -71,7 +73,8 @@ def load_fairness_cases(
     decline_bands: Sequence[str],
     warehouse: Path,
 ) -> list[str]:
-    """Build `fairness_cases`; return the protected attributes found in the stored files.
+    """Build `fairness_cases` from the facts of `days` loaded on `con` (`facts.case_facts`);
+    return the protected attributes found in the stored files.
 
     A case's protected values are those of the last file (day order) and row holding its id,
     as `fairness_period.read_protected_values` keeps them.
@@ -123,12 +126,10 @@ def load_fairness_cases(
         SELECT c.partition_date, c.case_id, c.pd, {band} AS model_band,
             {policy} AS policy_route, {verdict} AS human_verdict, {final} AS final_action
             {labels}
-        FROM (SELECT * FROM case_stage_times WHERE domain = $domain
-              AND partition_date IN (SELECT unnest($days::DATE[]))) c
+        FROM {METRIC_FACTS} c
         LEFT JOIN {protected} p ON p.case_id = c.case_id
         ORDER BY c.partition_date, c.case_id
-        """,
-        {"domain": domain.name, "days": list(days)},
+        """
     )
     return present
 
@@ -191,9 +192,15 @@ def fairness_db(
     days: Sequence[date],
     decline_bands: Sequence[str],
     warehouse: Path,
+    facts: CaseFacts | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The run days' `fairness_table` and its `decision_metrics` rows per day, as
-    `fairness_table` and `fairness_metrics` compute them from frames."""
+    `fairness_table` and `fairness_metrics` compute them from frames. `facts`: the run's
+    facts already loaded on `con` (None: read here)."""
+    if facts is None:
+        with case_facts(con, domain.name, days, decline_bands) as own:
+            return fairness_db(con, domain, days, decline_bands, warehouse, own)
+    facts.require(domain.name, days)
     confidence = domain.fairness.confidence
     present = load_fairness_cases(con, domain, days, decline_bands, warehouse)
     run: list[dict[str, object]] = []

@@ -12,7 +12,7 @@ the two on random days), which takes care in three places:
   DuckDB's `quantile_disc` picks another one, so order statistics are taken by `row_number()`
   over the sorted values (`quantile_sql`), with the index computed the same way in doubles;
 - durations: Polars' `total_milliseconds` / `total_seconds` truncate toward zero, as integer
-  division of the microsecond difference does here (`_seconds`);
+  division of the microsecond difference does here (`facts.seconds_sql`);
 - shares and means: integer counts divided once, in doubles, as Polars' means are.
 """
 
@@ -25,16 +25,12 @@ from datetime import date, datetime
 import duckdb
 import polars as pl
 
-from hitl_gate.observability.metrics import (
-    ALL,
-    APPROVE,
-    DECLINE,
-    METRIC_SCHEMA,
-    STAGES,
-    qa_error_estimates,
-)
+from hitl_gate.observability.facts import METRIC_FACTS, CaseFacts, case_facts
+from hitl_gate.observability.facts import seconds_sql as _seconds
+from hitl_gate.observability.facts import sql_literal as _literal
+from hitl_gate.observability.metrics import ALL, METRIC_SCHEMA, STAGES, qa_error_estimates
 
-FACTS = "metric_facts"  # the temporary table of the run days' cases
+FACTS = METRIC_FACTS  # the run days' cases with their review facts (`facts.case_facts`)
 NONE_KEY = "(none)"
 # DuckDB's memory limit while aggregating: beyond it, sorts and the facts table spill to disk.
 METRICS_MEMORY_LIMIT = "1GB"
@@ -42,19 +38,6 @@ METRICS_MEMORY_LIMIT = "1GB"
 
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _seconds(start: str, end: str, unit_us: int = 1000) -> str:
-    """Seconds from `start` to `end` as Polars computes them: the difference in microseconds
-    truncated toward zero to whole `unit_us` (1000: `total_milliseconds() / 1000.0`;
-    1000000: `total_seconds()`), then scaled in doubles. Polars divides by a literal as a
-    multiplication by its reciprocal, so this multiplies by the same double."""
-    whole = f"trunc((epoch_us({end}) - epoch_us({start})) / {unit_us})::BIGINT::DOUBLE"
-    return f"({whole} * {unit_us / 1_000_000!r})" if unit_us != 1_000_000 else f"({whole})"
 
 
 @contextmanager
@@ -69,55 +52,6 @@ def memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[
         yield
     finally:
         con.execute(f"SET memory_limit = {_literal(str(previous))}")
-
-
-def load_facts(
-    con: duckdb.DuckDBPyConnection,
-    domain: str,
-    days: Sequence[date],
-    decline_bands: Sequence[str],
-    table: str = FACTS,
-) -> int:
-    """Build `table` (`metric_facts`): the cases of `days` with the review facts; its rows.
-
-    The facts are `metrics.with_review_facts`'s: the proposed action of a review case, the
-    override flag, seconds per case of its verdict file, reviewer response and time to
-    decision, all in seconds. Cases per verdict file come from a `GROUP BY` joined back, not a
-    window over the day (most cases have no file: one partition of the whole day).
-    """
-    bands = ", ".join(_literal(b) for b in decline_bands) or "NULL"
-    reviewed = "c.verdict IS NOT NULL"
-    proposed = (
-        "CASE WHEN route <> 'human_review' THEN NULL "
-        f"WHEN risk_band IN ({bands}) THEN '{DECLINE}' ELSE '{APPROVE}' END"
-    )
-    response = _seconds("exported_at", "verdict_received_at")
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {table} AS
-        WITH cases AS (
-            SELECT partition_date, case_id, route, route_rule_id, review_queue, risk_band,
-                policy_version, pd, ingested_at, validated_at, scored_at, routed_at,
-                batch_queue, exported_at, due_at, verdict, reviewer_id, verdict_file_sha256,
-                verdict_received_at, executed_action, decided_by, executed_at,
-                {proposed} AS proposed_action
-            FROM case_stage_times
-            WHERE domain = $domain AND partition_date IN (SELECT unnest($days::DATE[]))
-        ), per_file AS (  -- cases per verdict file (null: the cases without one, as Polars)
-            SELECT verdict_file_sha256, count(*) AS n FROM cases GROUP BY ALL
-        )
-        SELECT c.*,
-            CASE WHEN {reviewed} THEN verdict <> proposed_action END AS override,
-            CASE WHEN {reviewed} THEN {response} / f.n END AS review_seconds_per_case,
-            {response} AS reviewer_response_s,
-            {_seconds("ingested_at", "executed_at")} AS time_to_decision_s
-        FROM cases c LEFT JOIN per_file f
-            ON f.verdict_file_sha256 IS NOT DISTINCT FROM c.verdict_file_sha256
-        """,
-        {"domain": domain, "days": list(days)},
-    )
-    (rows,) = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0]
-    return int(rows)
 
 
 def _key(column: str | None) -> str:
@@ -300,31 +234,49 @@ def decision_metrics_db(
     outcomes: pl.DataFrame | None = None,
     qa: pl.DataFrame | None = None,
     limit: str | None = METRICS_MEMORY_LIMIT,
+    facts: CaseFacts | None = None,
 ) -> pl.DataFrame:
     """`metrics.decision_metrics` of `domain`'s `days`, aggregated in DuckDB on `con`.
 
-    Reads `case_stage_times`; `outcomes` (case_id, bad) and `qa` as for `decision_metrics`
-    (the QA sample is small: it keeps the Polars estimate). `limit` bounds DuckDB's memory
-    for the aggregation (None leaves the connection's).
+    Reads `case_stage_times`, or the `facts` already loaded on `con` for these days
+    (`facts.case_facts`: one read for metrics, checks, fairness and traces); `outcomes`
+    (case_id, bad) and `qa` as for `decision_metrics` (the QA sample is small: it keeps the
+    Polars estimate). `limit` bounds DuckDB's memory for the aggregation (None leaves the
+    connection's).
     """
     with memory_limit(con, limit):
-        if not load_facts(con, domain, days, decline_bands):
-            con.execute(f"DROP TABLE {FACTS}")
-            return pl.DataFrame(schema=METRIC_SCHEMA)
-        known = outcomes is not None and outcomes.height > 0
-        if known:
-            assert outcomes is not None
-            con.register("metric_outcomes", outcomes.select("case_id", "bad").to_arrow())
-        try:
-            query = " UNION ALL ".join(f"({q})" for q in metric_queries(known))
-            rows = con.sql(query, params={"as_of": as_of}).pl()
-        finally:
-            if known:
-                con.unregister("metric_outcomes")
-            con.execute(f"DROP TABLE {FACTS}")
+        if facts is None:
+            with case_facts(con, domain, days, decline_bands) as own:
+                rows = _metric_rows(con, own, as_of, outcomes)
+        else:
+            facts.require(domain, days)
+            rows = _metric_rows(con, facts, as_of, outcomes)
+    if rows is None:
+        return pl.DataFrame(schema=METRIC_SCHEMA)
     parts = [rows.cast(METRIC_SCHEMA), *qa_error_estimates(qa)]
     return (
         pl.concat([p for p in parts if p.height], how="vertical_relaxed")
         .cast(METRIC_SCHEMA)
         .sort("partition_date", "metric", "dimension", "key")
     )
+
+
+def _metric_rows(
+    con: duckdb.DuckDBPyConnection,
+    facts: CaseFacts,
+    as_of: datetime,
+    outcomes: pl.DataFrame | None,
+) -> pl.DataFrame | None:
+    """Every metric query's rows over `metric_facts` (None: the days have no case)."""
+    if not facts.run_rows:
+        return None
+    known = outcomes is not None and outcomes.height > 0
+    if known:
+        assert outcomes is not None
+        con.register("metric_outcomes", outcomes.select("case_id", "bad").to_arrow())
+    try:
+        query = " UNION ALL ".join(f"({q})" for q in metric_queries(known))
+        return con.sql(query, params={"as_of": as_of}).pl()
+    finally:
+        if known:
+            con.unregister("metric_outcomes")

@@ -17,6 +17,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from hitl_gate.observability.daily import METRIC_CASE_COLUMNS
+from hitl_gate.observability.facts import case_facts
 from hitl_gate.observability.metrics import decision_metrics
 from hitl_gate.observability.metrics_db import decision_metrics_db, quantile_sql
 
@@ -175,3 +176,32 @@ def test_order_statistics_match_polars_nearest_quantiles(n: int) -> None:
         series.quantile(0.1, "nearest"),
         series.max(),
     )
+
+
+def test_facts_loaded_for_the_window_give_the_run_days_metrics() -> None:
+    """Loaded once for the checks' window and the run day (`facts.case_facts`), the metrics
+    are the run day's alone: a verdict file holding baseline cases too counts, per case, only
+    the run day's cases, as when the metrics read the run day by themselves."""
+    window = [DAY - timedelta(days=2), DAY - timedelta(days=1), DAY]
+    frame = pl.concat([random_cases(11 + i, day, 300) for i, day in enumerate(window)])
+    con = duckdb.connect()
+    _case_stage_times(con, frame)
+    expected = _reference(con, [DAY])
+    with case_facts(con, "consumer_credit", [DAY], DECLINE, window=window) as facts:
+        got = decision_metrics_db(
+            con, "consumer_credit", [DAY], as_of=AS_OF, decline_bands=DECLINE, facts=facts
+        )
+        per_case = con.sql(
+            "SELECT m.review_seconds_per_case AS run, c.review_seconds_per_case AS window "
+            "FROM metric_facts m JOIN check_facts c USING (case_id) "
+            "WHERE m.review_seconds_per_case IS NOT NULL"
+        ).pl()
+        with pytest.raises(ValueError, match="load them"):
+            decision_metrics_db(
+                con, "consumer_credit", window, as_of=AS_OF, decline_bands=DECLINE, facts=facts
+            )
+    assert_frame_equal(got, expected, check_exact=True)
+    # The shared files are seen: the window's count differs from the run day's.
+    assert per_case.height > 50 and (per_case["run"] != per_case["window"]).all()
+    assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal").fetchone() == (0,)
