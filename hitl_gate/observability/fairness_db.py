@@ -77,7 +77,9 @@ def load_fairness_cases(
     return the protected attributes found in the stored files.
 
     A case's protected values are those of the last file (day order) and row holding its id,
-    as `fairness_period.read_protected_values` keeps them.
+    as `fairness_period.read_protected_values` keeps them. Each case gets its rank by day and
+    case id (`case_order`): the PD arrays are sorted by it, not by the text of the id again
+    per stage.
     """
     names = list(domain.protected_attributes)
     files = _protected_files(warehouse, domain, days)
@@ -123,12 +125,12 @@ def load_fairness_cases(
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE {FAIR} AS
-        SELECT c.partition_date, c.case_id, c.pd, {band} AS model_band,
-            {policy} AS policy_route, {verdict} AS human_verdict, {final} AS final_action
+        SELECT c.partition_date, c.pd, {band} AS model_band,
+            {policy} AS policy_route, {verdict} AS human_verdict, {final} AS final_action,
+            row_number() OVER (ORDER BY c.partition_date, c.case_id) AS case_order
             {labels}
         FROM {METRIC_FACTS} c
         LEFT JOIN {protected} p ON p.case_id = c.case_id
-        ORDER BY c.partition_date, c.case_id
         """
     )
     return present
@@ -159,8 +161,7 @@ def _stage_rows(
     if daily.height == 0:
         return [], {}
     pds = con.sql(
-        f'SELECT {label} AS "group", pd FROM {FAIR} WHERE {where} '
-        'ORDER BY "group", partition_date, case_id'
+        f'SELECT {label} AS "group", pd FROM {FAIR} WHERE {where} ORDER BY "group", case_order'
     ).pl()
     arrays = {
         str(key): (frame["pd"].cast(pl.Float64).to_numpy(), frame["pd"].is_null().to_numpy())
