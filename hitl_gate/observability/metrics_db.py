@@ -58,11 +58,18 @@ def _key(column: str | None) -> str:
     return f"coalesce({_quote(column)}::VARCHAR, '{NONE_KEY}')" if column else f"'{ALL}'"
 
 
-def _long(metric: str, dimension: str, value: str) -> str:
-    """The select list of one long row: partition_date, metric, dimension, key, value."""
+def _long(grouped: str, dimension: str, values: dict[str, str]) -> str:
+    """The long rows (partition_date, metric, dimension, key, value) of `grouped`'s rows: one
+    per metric in `values` (name: SQL of its value), unnested from one scan of `grouped`.
+
+    One query per breakdown, not per metric: a query per metric computed the breakdown again
+    for each (a distribution's sort three times, once for each of p50, p95 and max).
+    """
+    names = ", ".join(_literal(m) for m in values)
+    figures = ", ".join(f"({v})::DOUBLE" for v in values.values())
     return (
-        f"partition_date, {_literal(metric)} AS metric, {_literal(dimension)} AS dimension, "
-        f"key, ({value})::DOUBLE AS value"
+        f"SELECT partition_date, unnest([{names}]) AS metric, {_literal(dimension)} AS dimension, "
+        f"key, unnest([{figures}]) AS value FROM ({grouped})"
     )
 
 
@@ -78,12 +85,9 @@ def _counts(where: str, dimension: str, column: str | None) -> list[str]:
         f"SELECT partition_date, {_key(column)} AS key, count(*) AS n {source} GROUP BY {groups}"
     )
     if column is None:
-        return [f"SELECT {_long('cases', ALL, 'n')} FROM ({grouped})"]
-    share = "n / sum(n) OVER (PARTITION BY partition_date)"
-    return [
-        f"SELECT {_long('cases', dimension, 'n')} FROM ({grouped})",
-        f"SELECT {_long('rate', dimension, share)} FROM ({grouped})",
-    ]
+        return [_long(grouped, ALL, {"cases": "n"})]
+    shared = f"SELECT *, n / sum(n) OVER (PARTITION BY partition_date) AS share FROM ({grouped})"
+    return [_long(shared, dimension, {"cases": "n", "rate": "share"})]
 
 
 def _overrides(dimension: str, column: str | None) -> list[str]:
@@ -93,9 +97,15 @@ def _overrides(dimension: str, column: str | None) -> list[str]:
         f"count(*) FILTER (override) AS overrides {source} GROUP BY {groups}"
     )
     return [
-        f"SELECT {_long('reviewed', dimension, 'reviewed')} FROM ({grouped})",
-        f"SELECT {_long('overrides', dimension, 'overrides')} FROM ({grouped})",
-        f"SELECT {_long('override_rate', dimension, 'overrides / reviewed')} FROM ({grouped})",
+        _long(
+            grouped,
+            dimension,
+            {
+                "reviewed": "reviewed",
+                "overrides": "overrides",
+                "override_rate": "overrides / reviewed",
+            },
+        )
     ]
 
 
@@ -128,10 +138,7 @@ def _distribution(
     keys = ["partition_date", *([_quote(key)] if key else [])]
     stats = quantile_sql(source, keys, value, {"p50": 0.5, "p95": 0.95})
     keyed = f"SELECT *, {_key(key)} AS key FROM ({stats})"
-    return [
-        f"SELECT {_long(f'{prefix}_{s}_s', dimension, _quote(s))} FROM ({keyed})"
-        for s in ("p50", "p95", "max")
-    ]
+    return [_long(keyed, dimension, {f"{prefix}_{s}_s": _quote(s) for s in ("p50", "p95", "max")})]
 
 
 def _stage_latencies() -> list[str]:
@@ -165,15 +172,11 @@ def _queues() -> list[str]:
         f"count(*) FILTER (breached) AS sla_breaches, {oldest} AS oldest_pending_age_h "
         f"FROM {exported} GROUP BY partition_date"
     )
+    queue = ("queue_depth", "sla_breaches", "sla_breach_rate", "oldest_pending_age_h")
+    overall = ("backlog", "sla_breaches", "oldest_pending_age_h")
     return [
-        *(
-            f"SELECT {_long(m, 'queue', m)} FROM ({per_queue})"
-            for m in ("queue_depth", "sla_breaches", "sla_breach_rate", "oldest_pending_age_h")
-        ),
-        *(
-            f"SELECT {_long(m, ALL, m)} FROM ({total})"
-            for m in ("backlog", "sla_breaches", "oldest_pending_age_h")
-        ),
+        _long(per_queue, "queue", {m: m for m in queue}),
+        _long(total, ALL, {m: m for m in overall}),
     ]
 
 
@@ -187,10 +190,9 @@ def _outcomes() -> list[str]:
             f"FROM {FACTS} f JOIN metric_outcomes o USING (case_id) "
             f"GROUP BY partition_date, {_quote(column)}"
         )
-        out += [
-            f"SELECT {_long('outcome_known', dimension, 'outcome_known')} FROM ({grouped})",
-            f"SELECT {_long('bad_rate', dimension, 'bad_rate')} FROM ({grouped})",
-        ]
+        out.append(
+            _long(grouped, dimension, {"outcome_known": "outcome_known", "bad_rate": "bad_rate"})
+        )
     return out
 
 
