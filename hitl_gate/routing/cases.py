@@ -19,8 +19,12 @@ def assemble_cases(
     """One row per case with inputs, features and scores: what policy conditions can refer to.
 
     Feature values come from Feast (what the model saw); contract columns that are not
-    features come from the validated input. The inputs may be scans of the stored stages:
-    then only the joined frame is ever held, not the three inputs beside it.
+    features come from the validated input. The result is the inner join of the three on the
+    case id, in the validated order. Features and scores are stored in the validated order,
+    so when their case ids are the validated ones, row for row (unique, none missing), the
+    columns are put side by side instead: the same frame without two joins on a text key
+    (3 of 3.7 CPU s at a million cases). Otherwise (a stage re-run on its own, a case
+    missing from a stage) they are joined.
     """
     validated, features, scores = (f.lazy() for f in (validated_cases, case_features, risk_scores))
     feature_cols = [c for c in features.collect_schema().names() if c != "partition_date"]
@@ -30,12 +34,25 @@ def assemble_cases(
         if c not in feature_cols or c == domain.case_id
     ]
     score_cols = [c for c in scores.collect_schema().names() if c != "partition_date"]
-    return (
-        validated.select(input_cols)
-        .join(features.select(feature_cols), on=domain.case_id, how="inner", maintain_order="left")
-        .join(scores.select(score_cols), on=domain.case_id, how="inner", maintain_order="left")
-        .collect()
-    )
+    inputs = validated.select(input_cols).collect()
+    stages = [features.select(feature_cols).collect(), scores.select(score_cols).collect()]
+    if _aligned(inputs, stages, domain.case_id):
+        return inputs.hstack(
+            [column for stage in stages for column in stage.drop(domain.case_id).get_columns()]
+        )
+    joined = inputs.lazy()
+    for stage in stages:
+        joined = joined.join(stage.lazy(), on=domain.case_id, how="inner", maintain_order="left")
+    return joined.collect()
+
+
+def _aligned(inputs: pl.DataFrame, stages: list[pl.DataFrame], case_id: str) -> bool:
+    """True when every stage holds the inputs' case ids in the same rows, and those are
+    unique and never null: then the inner join pairs row i with row i, nothing else."""
+    ids = inputs.get_column(case_id)
+    if not all(stage.get_column(case_id).equals(ids) for stage in stages):
+        return False
+    return ids.null_count() == 0 and ids.n_unique() == ids.len()
 
 
 def assemble_slice(domain: DomainConfig, scans: Scans, offset: int, length: int) -> pl.DataFrame:

@@ -36,3 +36,35 @@ def test_a_slice_is_the_same_rows_as_the_whole_join_even_when_stages_are_reorder
     scans = (validated.lazy(), features.lazy(), scores.reverse().lazy())
     parts = [assemble_slice(domain, scans, offset, 7) for offset in (0, 7, 14)]
     assert_frame_equal(pl.concat(parts), whole, check_exact=True)
+
+
+def _joined(domain, validated, features, scores) -> pl.DataFrame:
+    """The assembly as the inner joins on the case id it stands for (the reference)."""
+    key = domain.case_id
+    feature_cols = [c for c in features.columns if c != "partition_date"]
+    inputs = validated.select([c for c in validated.columns if c not in feature_cols or c == key])
+    return inputs.join(
+        features.select(feature_cols), on=key, how="inner", maintain_order="left"
+    ).join(scores.drop("partition_date"), on=key, how="inner", maintain_order="left")
+
+
+def test_stages_in_the_validated_order_are_put_side_by_side_as_the_join_would() -> None:
+    domain = frames.domain()
+    validated, features, scores = frames.stages(frames.day_of_cases(30))
+    assert_frame_equal(
+        assemble_cases(domain, validated.lazy(), features.lazy(), scores.lazy()),
+        _joined(domain, validated, features, scores),
+        check_exact=True,
+    )
+
+
+def test_a_case_id_twice_is_joined_not_paired_row_by_row() -> None:
+    """Aligned ids that are not unique: the join pairs each copy with each (the frame a
+    side-by-side assembly would not give), so the assembly joins."""
+    domain = frames.domain()
+    validated, features, scores = frames.stages(frames.day_of_cases(5))
+    twice = pl.col(domain.case_id).str.replace(r"\d$", "0")  # c000 .. c004 all read c000
+    validated, features, scores = (f.with_columns(twice) for f in (validated, features, scores))
+    cases = assemble_cases(domain, validated, features, scores)
+    assert_frame_equal(cases, _joined(domain, validated, features, scores), check_exact=True)
+    assert cases.height > validated.height
