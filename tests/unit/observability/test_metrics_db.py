@@ -204,4 +204,5 @@ def test_facts_loaded_for_the_window_give_the_run_days_metrics() -> None:
     # The shared files are seen: the window's count differs from the run day's.
     assert per_case.height > 50 and (per_case["run"] != per_case["window"]).all()
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
-    assert con.execute("SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal").fetchone() == (0,)
+    views = "SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal"
+    assert con.execute(views).fetchone() == (0,)
