@@ -21,7 +21,7 @@ import polars as pl
 from hitl_gate.core.database import insert_new_rows, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.anomalies import Finding, Thresholds, detect_all
-from hitl_gate.observability.facts import case_facts
+from hitl_gate.observability.facts import CASE_COLUMNS, case_facts
 from hitl_gate.observability.fairness import fairness_findings, fairness_metrics, fairness_table
 from hitl_gate.observability.fairness_period import with_protected
 from hitl_gate.observability.metrics import (
@@ -37,13 +37,9 @@ from hitl_gate.observability.traces import TraceFile, write_traces
 PERIOD_DAYS = 90
 # Per-case traces kept per day before sampling starts: about 35 MB of OTLP JSON (docs/scaling.md).
 TRACE_MAX_CASES_PER_DAY = 10_000
-# The `case_stage_times` columns metrics and checks read (run ids and digests stay in DuckDB).
-METRIC_CASE_COLUMNS = (
-    "partition_date", "case_id", "route", "route_rule_id", "review_queue", "risk_band",
-    "policy_version", "pd", "ingested_at", "validated_at", "scored_at", "routed_at",
-    "batch_queue", "exported_at", "due_at", "verdict", "reviewer_id", "verdict_file_sha256",
-    "verdict_received_at", "executed_action", "decided_by", "executed_at",
-)  # fmt: skip
+# The `case_stage_times` columns metrics and checks read (run ids and digests stay in DuckDB):
+# the frames' columns are the DuckDB facts' (`facts.CASE_COLUMNS`).
+METRIC_CASE_COLUMNS = CASE_COLUMNS
 
 
 @dataclass(frozen=True)
