@@ -23,6 +23,7 @@ BENCHMARKS = {
     "review": "bench.review",
     "audit": "bench.audit",
     "audit_seal": "bench.audit_seal",
+    "seal_refresh": "bench.seal_refresh",
     "portal": "bench.portal",
     "replica": "bench.replica",
     "registry": "bench.registry",

@@ -21,7 +21,7 @@ import pytest
 
 from hitl_gate.app.cli import main
 from hitl_gate.app.cli.sql_prompt import open_replica
-from hitl_gate.audit.replica import CACHES, current_manifest, refresh_replica
+from hitl_gate.audit.replica import CACHES, current_manifest, refresh_replica, run_script
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.db_lock import AuditDatabaseLocked, lock_holder, open_when_free
 from hitl_gate.core.home import HitlPaths
@@ -85,6 +85,26 @@ def test_any_duckdb_client_reads_the_views_script(paths: HitlPaths) -> None:
         con.execute(script)
         assert con.execute("SELECT count(*) FROM decisions").fetchall() == [(1,)]
         assert con.execute("SELECT count(*) FROM case_status_summary").fetchall()[0][0] >= 0
+
+
+@pytest.mark.parametrize("first", ["inputs", "dependants"])
+def test_views_are_created_whatever_their_order(first: str) -> None:
+    """The views database is made in one transaction when each view's inputs come first, and
+    view by view, retried, when they do not (the rolled-back attempt leaves nothing behind)."""
+    statements = [
+        "CREATE OR REPLACE VIEW base AS SELECT 1 AS n",
+        "CREATE OR REPLACE VIEW twice AS SELECT n * 2 AS n FROM base",
+        "CREATE OR REPLACE VIEW both_ AS SELECT * FROM base, twice",
+    ]
+    if first == "dependants":
+        statements.reverse()
+    with duckdb.connect() as con:
+        run_script(con, "-- a comment\n;\n" + ";\n".join(statements) + ";\n")
+        assert con.execute("SELECT * FROM both_").fetchall() == [(1, 2)]
+        views = con.execute("SELECT count(*) FROM duckdb_views() WHERE NOT internal").fetchall()
+        assert views == [(3,)]
+        with pytest.raises(duckdb.CatalogException):
+            run_script(con, "CREATE VIEW orphan AS SELECT * FROM missing;\n")
 
 
 def test_old_snapshots_are_pruned_and_partials_never_current(paths: HitlPaths) -> None:
