@@ -1,18 +1,16 @@
 """Exports and the database agree after any crash (issue 19, item 5).
 
-A real export runs in a subprocess that dies (`os._exit`, no clean-up, as a kill would) at one
-point of the export: after the batch files are written but before the database commit, or
-after the commit but before the files are published. Afterwards no batch exists that the
-database does not know (nothing anyone can answer), and the next run completes the export.
+A real export runs in a child process (forked from the test process's fork server) that dies
+(`os._exit`, no clean-up, as a kill would) at one point of the export: after the batch files
+are written but before the database commit, or after the commit but before the files are
+published. Afterwards no batch exists that the database does not know (nothing anyone can
+answer), and the next run completes the export.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import duckdb
@@ -23,31 +21,24 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import load_domain
 from hitl_gate.review.assignments import current_assignee
 from hitl_gate.review.manifest import ManifestError, batch_folder, load_manifest
+from tests.fork_server import FORK_SERVER_GROUP, ForkServer
 from tests.key_pool import PooledKeyring
 from tests.review_people import register_reviewers
 from tests.unit.review.test_reassignment import export_day
 
-SCRIPT = textwrap.dedent(
-    """
-    import os, sys
-    from pathlib import Path
-    import hitl_gate.review.export.days as days
+
+def crash_export(db: str, folder: str, key_hex: str, point: str) -> None:
+    """The child (`_crash`): a real export that dies at `point`."""
     import hitl_gate.review.export.batches as batches
-    from hitl_gate.core.domain import load_domain
-    from tests.unit.review.test_reassignment import export_day
 
-    db, folder, key_hex, point = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
-
-    def die(*args, **kwargs):
+    def die(*args: object, **kwargs: object) -> None:
         os._exit(17)  # killed: no finally blocks, no clean-up
 
     if point == "before_commit":
-        days.record_review_batches = die
+        days.record_review_batches = die  # type: ignore[assignment]
     elif point == "before_publish":
-        batches.StagedExport.publish = die
+        batches.StagedExport.publish = die  # type: ignore[method-assign,assignment]
     export_day(Path(db), Path(folder), bytes.fromhex(key_hex), load_domain("consumer_credit"))
-    """
-)
 
 
 def _visible_batches(batches_dir: Path, key: bytes) -> dict[str, dict]:
@@ -67,16 +58,15 @@ def _recorded(db: Path) -> set[str]:
         return {str(r[0]) for r in rows}
 
 
-def _crash(tmp_path: Path, db: Path, key: bytes, point: str) -> subprocess.CompletedProcess:
-    root = Path(__file__).resolve().parents[3]
-    return subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(db), str(tmp_path / "batches"), key.hex(), point],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
-        check=False,
+def _crash(fork_server: ForkServer, tmp_path: Path, db: Path, key: bytes, point: str) -> str:
+    """`crash_export` in a child forked from the test process's fork server
+    (tests/fork_server.py: the libraries imported once, not by a fresh interpreter per
+    crash): its exit code, then its output."""
+    output = tmp_path / "crash.out"
+    child = fork_server.start(
+        crash_export, str(db), str(tmp_path / "batches"), key.hex(), point, output=output
     )
+    return f"exit {child.join(300)}: {output.read_text()}"
 
 
 @pytest.fixture
@@ -93,9 +83,18 @@ def _commit_fails(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: objec
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("point", ["before_commit", "commit_fails"])
+@pytest.mark.parametrize(
+    "point",
+    [pytest.param("before_commit", marks=pytest.mark.xdist_group(FORK_SERVER_GROUP)),
+     "commit_fails"],
+)  # fmt: skip
 def test_a_crash_before_the_commit_leaves_no_acceptable_batch(
-    tmp_path: Path, db: Path, key: bytes, point: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    db: Path,
+    key: bytes,
+    point: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     if point == "commit_fails":  # an error, not a kill: it unwinds here as in a subprocess
         monkeypatch.setattr(days, "record_review_batches", _commit_fails)
@@ -103,8 +102,8 @@ def test_a_crash_before_the_commit_leaves_no_acceptable_batch(
             export_day(db, tmp_path / "batches", key, load_domain("consumer_credit"))
         monkeypatch.undo()
     else:
-        died = _crash(tmp_path, db, key, point)
-        assert died.returncode != 0, died.stderr
+        died = _crash(request.getfixturevalue("fork_server"), tmp_path, db, key, point)
+        assert died.startswith("exit 17:"), died
     batches_dir = tmp_path / "batches"
     assert _visible_batches(batches_dir, key) == {}
     assert _recorded(db) == set()
@@ -130,11 +129,12 @@ def test_a_crash_before_the_commit_leaves_no_acceptable_batch(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)
 def test_a_crash_after_the_commit_is_completed_by_the_next_run(
-    tmp_path: Path, db: Path, key: bytes
+    tmp_path: Path, db: Path, key: bytes, fork_server: ForkServer
 ) -> None:
-    died = _crash(tmp_path, db, key, "before_publish")
-    assert died.returncode == 17, died.stderr
+    died = _crash(fork_server, tmp_path, db, key, "before_publish")
+    assert died.startswith("exit 17:"), died
     batches_dir = tmp_path / "batches"
     recorded = _recorded(db)
     assert recorded and _visible_batches(batches_dir, key) == {}  # recorded, not yet visible

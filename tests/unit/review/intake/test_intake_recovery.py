@@ -11,8 +11,6 @@ signed file, sealed, and a recovery event is logged once, however often recovery
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -24,11 +22,11 @@ from hitl_gate.review.intake.limits import IntakeLimits
 from hitl_gate.review.intake.recovery import Recovery, recover_interrupted
 from hitl_gate.review.intake.sealing import IntakeSealer
 from tests import intake_seal_fixtures as fx
+from tests.fork_server import FORK_SERVER_GROUP, ForkServer
 from tests.portal_fixtures import WorldTemplates, portal_verdict
 from tests.review_fixtures import IN_TIME, Workspace, make_workspace
 
 LATER = IN_TIME + timedelta(hours=2)
-ROOT = Path(__file__).resolve().parents[4]
 
 pytestmark = pytest.mark.slow  # ssh-keygen signs verdict files, SoftHSM2 the seals
 
@@ -68,23 +66,25 @@ def _all_sealed(ws: Workspace, root: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)
 @pytest.mark.parametrize(("point", "committed"), [("seal", 2), ("archive", 1)])
 def test_a_killed_stage_is_recovered_by_the_next_stage(
-    tmp_path: Path, key: bytes, point: str, committed: int
+    tmp_path: Path, key: bytes, point: str, committed: int, fork_server: ForkServer
 ) -> None:
     """A real SIGKILL of the stage's process at its seal (both files committed), or right
     after its first file's commit, before that file left the inbox: the next run's stage
-    recovers what was committed (same clock, in order), takes the rest in, seals all, once."""
+    recovers what was committed (same clock, in order), takes the rest in, seals all, once.
+    The stage's process is forked from the test process's fork server (tests/fork_server.py:
+    the libraries imported once, not again by a fresh interpreter each time)."""
     ws = make_workspace(tmp_path, key)
     first, second = fx.cases(ws)[:2]
     fx.signed_file(ws, {0: "approve"})
     fx.signed_file(ws, {1: "decline"})
-    child = subprocess.run(
-        [sys.executable, "-c", "from tests.intake_seal_fixtures import killed_stage; "
-         f"killed_stage({str(tmp_path)!r}, {IN_TIME.isoformat()!r}, {point!r})"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert child.returncode == -signal.SIGKILL, child.stderr
+    output = tmp_path / "killed-stage.out"
+    child = fork_server.start(
+        fx.killed_stage, str(tmp_path), IN_TIME.isoformat(), point, output=output
+    )
+    assert child.join(300) == -signal.SIGKILL, output.read_text()
     assert ws.count("SELECT count(*) FROM verdicts") == committed  # never sealed
     fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
 
