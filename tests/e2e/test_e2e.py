@@ -145,12 +145,19 @@ def test_second_demo_changes_nothing_and_starts_no_run(demo_home: HitlPaths) -> 
     """The demo's days are all done: a second demo starts no run and changes nothing.
 
     (Re-running days on purpose is `hitl run`: tests/e2e/test_rerun_determinism.py.)
+
+    The domains run one after the other in this process (`--jobs 1`): what decides that a
+    domain's days are done, its champion set and its batch answered (`run_domain_demo`) is the
+    same code in a domain process; the demo's processes side by side are what built this home
+    (the demo template) and have tests of their own (tests/unit/app/test_domain_processes.py).
+    Side by side here, a launcher's forkserver imported every library again for two domains
+    with nothing to run (about 11 of the test's 12 s of CPU).
     """
     before, runs = _counts(demo_home), _run_count(demo_home)
     root = demo_home.review / "batches"
     batches = sorted(str(p.relative_to(root)) for p in root.rglob("manifest.json"))
     assert batches and all(p.count("/") == 2 for p in batches)  # <person>/<batch>/manifest
-    main(["--home", str(demo_home.home), "demo"])
+    main(["--home", str(demo_home.home), "demo", "--jobs", "1"])
     assert _run_count(demo_home) == runs
     assert _counts(demo_home) == before
     assert sorted(str(p.relative_to(root)) for p in root.rglob("manifest.json")) == batches

@@ -7,16 +7,15 @@ cases a day: every stage, its writes and the seal run as on the demo home, at a 
 the cost per run, on the worker that holds the claims home (not the demo's).
 
 Each killed run is a child process forked from a server that imported the heavy libraries
-once (`multiprocessing` forkserver, `PRELOAD`), so a kill costs the run up to that stage, not
-20 s of imports. The child kills itself at an exact point, not after a guessed delay: when
-Dagster records the step's start (before its code runs), when its output is ready (its database
-writes committed, nothing stored or materialised yet), or half-way through the seal's
-transaction (entries inserted, not committed).
+once (this process's `multiprocessing` forkserver, tests/e2e/run_forkserver.py), so a kill
+costs the run up to that stage, not 20 s of imports. The child kills itself at an exact point,
+not after a guessed delay: when Dagster records the step's start (before its code runs), when
+its output is ready (its database writes committed, nothing stored or materialised yet), or
+half-way through the seal's transaction (entries inserted, not committed).
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 
@@ -25,12 +24,12 @@ import pytest
 from assets.factory import PIPELINE_STAGES
 from bench.day_rerun import add_landing_file  # the day's new landing file
 from hitl_gate.app.cli import main
-from hitl_gate.app.demo import domain_preload
 from hitl_gate.audit.run_seal import verify_home, verifying_session
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
 from tests.e2e.claims_home import MIDDLE, ClaimsHome
+from tests.e2e.run_forkserver import run_forkserver
 from tests.e2e.test_onboarding import NAME
 
 pytestmark = pytest.mark.e2e
@@ -40,26 +39,6 @@ NEW_CASE = "CLM-KILL1"
 # review backlog, and later days are decided too.
 DAY = MIDDLE.isoformat()
 MID_SEAL = "MID_SEAL"
-# Everything a day's run imports lazily, so that no killed child pays an import: what `hitl
-# demo`'s domain processes are forked after (`domain_preload()`: the code location, Feast with
-# `features` first, Great Expectations, scikit-learn, MLflow's sklearn flavour and SQL stores,
-# skops, ibis, openpyxl, plotly, the stages' modules), then what a killed run needs beyond it
-# (Dagster's reconstruction helpers and in-process executor, pandera's backends, MLflow's
-# tracing processor), then MLflow's map of the installed packages
-# (tests/e2e/forkserver_warmup.py). A module left out only costs time (the child imports it),
-# never coverage.
-PRELOAD = [
-    "tests.e2e.test_recovery",
-    *domain_preload(),
-    "dagster._utils.test",
-    "dagster._core.executor.in_process",
-    "plotly.offline",
-    "mlflow.tracing.processor.otel",
-    "pandera.backends.polars.container",
-    "pandera.strategies",
-    "upath",
-    "tests.e2e.forkserver_warmup",
-]
 WRITERS = ("validated_cases", "routed_decisions", "final_decisions")
 
 
@@ -119,8 +98,7 @@ def test_run_killed_at_each_stage_is_recovered_by_the_next_run(claims: ClaimsHom
     paths = claims.paths
     subdir = load_domain(NAME, [claims.root / "domains"]).landing_subdir
     add_landing_file(paths.home, NEW_CASE, "kill_test.csv", landing_subdir=subdir, day=DAY)
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context = run_forkserver()
     for stage, point in kill_points():
         child = context.Process(target=run_until_killed, args=(claims.cli, stage, point))
         child.start()
