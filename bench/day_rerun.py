@@ -40,7 +40,7 @@ DOMAIN_LANDING = "applications"  # consumer_credit's landing_subdir (domains/con
 NEW_CASE = "LC18Q1-BENCH1"
 RESULT_MARK = "DAY-RERUN-RESULT "
 RUNS = ("rerun", "new_file")
-# What a day's run imports lazily (tests/e2e/run_forkserver.py PRELOAD lists the same): imported
+# What a day's run imports lazily (tests/fork_server.py `preload()` lists the same): imported
 # before the clock starts, as a test process has them after its first run.
 WARM = (
     "feast",

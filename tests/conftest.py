@@ -155,18 +155,12 @@ def portal_worlds(tmp_path_factory: pytest.TempPathFactory) -> WorldTemplates:
 
 
 @pytest.fixture(scope="session")
-def fork_server() -> Iterator[ForkServer]:
-    """Children forked from one process that imported the code location and the stages'
-    libraries (tests/fork_server.py); started by the first test asking, kept for the run.
-    Its tests carry `pytest.mark.xdist_group(FORK_SERVER_GROUP)`, so one worker starts it."""
-    from hitl_gate.app.demo import domain_preload
-    from tests.fork_server import ForkServer
+def fork_server() -> ForkServer:
+    """Children forked from this process's forkserver, which imported the code location and
+    the stages' libraries (tests/fork_server.py); started by the first test asking, kept for
+    the run. Its tests carry `pytest.mark.xdist_group(FORK_SERVER_GROUP)`, so one worker
+    starts it (the server's environment leaves out what places an installation, so no child
+    follows the home of the test that started it)."""
+    from tests.fork_server import ForkServer, shared_forkserver
 
-    # Started from whichever test asks first: without the variables placing an installation
-    # (`hitl_paths`), so no child follows that test's home.
-    env = {k: v for k, v in os.environ.items() if k not in DEPLOYMENT_ENV}
-    # What the demo's domain processes are forked after (`STEP_PRELOAD`, `features` before
-    # Feast, then the demo's own): the fork-safety test checks both lists with one import.
-    server = ForkServer(domain_preload(), env)
-    yield server
-    server.close()
+    return ForkServer(shared_forkserver())

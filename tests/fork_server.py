@@ -1,116 +1,169 @@
-"""Child processes forked from one server that imported the stages' libraries once.
+"""This test process's forkserver, preloaded once for every test that forks a child.
 
-Tests that need a process of their own with Feast, MLflow and the code location loaded (a
-second opener of a store while the test holds its lock; a step forked as the multiprocess
-executor forks it; a command line) each started a fresh interpreter that imported those
-libraries again: 3 to 12 s of CPU a test. The server here is a fresh interpreter that imports
-what `hitl demo`'s domain processes are forked after (`domain_preload()`: `STEP_PRELOAD`, what
-the multiprocess executor's forkserver imports, then the demo's own) and nothing else, then
-forks each child from itself, as Python's forkserver does: a child starts from a process that
-only imported (no database, store or lock opened, no thread started), as a spawned one would,
-with the modules loaded. One server per test
-process, its tests on one xdist worker (`FORK_SERVER_GROUP`); children run one at a time.
+Tests that need processes of their own with the stages' libraries loaded (the recovery test's
+killed runs, the multiprocess executor's steps, Great Expectations validating in several
+processes, a second opener of a store while the test holds its lock, a step forked as the
+executor forks it, a command line) each used to start an interpreter of their own that imported
+those libraries again: 3 to 12 s of CPU a test. They now fork from this process's
+`multiprocessing` forkserver: a fresh interpreter that imports `PRELOAD` once (about 9 s of
+CPU) and forks each child from itself, a process that only imported (no database, store or
+lock opened, no thread started), so a child starts as a spawned one would, with the modules
+loaded.
 
-Run as a script by `ForkServer`; it reads one JSON request a line (the child's target as
-`module:function`, its string arguments, the file for its output) and answers with the child's
-pid, then its exit code once it ended (negative: the signal).
+Python keeps one forkserver per process, started by the first child that needs one with the
+preload set then; a later `set_forkserver_preload` (the multiprocess executor's
+`STEP_PRELOAD`) changes nothing while it runs. Three servers with three lists used to start in
+a worker (this module's own, the recovery and executor tests', the GE tests'), and whichever
+of the last two came first set the other's list. Every user now starts it through
+`shared_forkserver()` with one list, and runs on one xdist worker (`FORK_SERVER_GROUP`, the
+claims home's, which holds the recovery test): one server per test run. `shared_forkserver`
+refuses a server this module did not start, so no test forks from another list unnoticed.
+
+`PRELOAD`: the recovery test's module (its children's target), what `hitl demo`'s domain
+processes are forked after (`domain_preload()`: the code location, Feast with `features`
+first, Great Expectations, scikit-learn, MLflow's sklearn flavour and SQL stores, skops, ibis,
+openpyxl, plotly, the stages' modules; `STEP_PRELOAD` is its start), then what a killed run and
+a GE child need beyond it, then work each run would repeat (tests/e2e/forkserver_warmup.py). A
+module left out only costs time (the child imports it), never coverage.
 """
 
 from __future__ import annotations
 
-import json
+import multiprocessing
 import os
-import select
-import signal
-import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
+from functools import cache
 from importlib import import_module
+from multiprocessing import forkserver
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import IO
 
-FORK_SERVER_GROUP = "fork_server"  # xdist_group of the tests using it: one server per run
+import pytest
+
+from hitl_gate.core.settings import (
+    DOMAINS_ENV,
+    EXECUTOR_ENV,
+    HOME_ENV,
+    LANDING_ENV,
+    MAX_CONCURRENT_ENV,
+    REVIEW_ENV,
+    SLICE_ROWS_ENV,
+)
+
+# The xdist group of the tests using it: the claims home's (tests/e2e/conftest.py), which holds
+# the recovery test, so that they share its worker and so its forkserver.
+FORK_SERVER_GROUP = "claims_template"
+# What a test sets to point the process at its own home or to pick how its run executes: the
+# server keeps the environment it starts with for every child, whichever test started it (the
+# executor test's `HITL_EXECUTOR=multiprocess` made the killed runs of a later recovery test
+# run their steps in processes of their own, and their kills missed). The children get their
+# home, domains and settings from their own arguments.
+PER_TEST_ENV = (HOME_ENV, LANDING_ENV, REVIEW_ENV, "DAGSTER_HOME", DOMAINS_ENV, EXECUTOR_ENV,
+                MAX_CONCURRENT_ENV, SLICE_ROWS_ENV)  # fmt: skip
+_started: dict[str, int] = {}  # the pid of the server this module started in this process
+
+
+@cache
+def preload() -> tuple[str, ...]:
+    """The server's modules, in import order (module docstring)."""
+    from hitl_gate.app.demo import domain_preload
+
+    return (
+        "tests.e2e.test_recovery",
+        *domain_preload(),
+        "dagster._utils.test",
+        "dagster._core.executor.in_process",
+        "plotly.offline",
+        "mlflow.tracing.processor.otel",
+        "pandera.backends.polars.container",
+        "pandera.strategies",
+        "upath",
+        "great_expectations.expectations",
+        "great_expectations.core.run_identifier",
+        "great_expectations.data_context.types.base",
+        "great_expectations.data_context.types.resource_identifiers",
+        "great_expectations.data_context.util",
+        "hitl_gate.quality.gx_suites",
+        "hitl_gate.quality.gx_dialect",
+        "tests.e2e.forkserver_warmup",
+    )
+
+
+def shared_forkserver() -> ForkServerContext:
+    """The forkserver context, its server running with `preload()` (started now unless this
+    module started it before in this process). Raises if a server this module did not start
+    is running: its children would start from another list."""
+    running = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    if running is not None and running != _started.get("pid"):
+        raise RuntimeError(
+            "this process's forkserver was started outside tests/fork_server.py, with another "
+            "preload: start it through shared_forkserver() first"
+        )
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(preload()))
+    with pytest.MonkeyPatch.context() as patch:
+        for name in PER_TEST_ENV:
+            patch.delenv(name, raising=False)
+        forkserver.ensure_running()
+    _started["pid"] = forkserver._forkserver._forkserver_pid  # type: ignore[attr-defined]
+    return context
 
 
 class ForkedChild:
-    """A child of the server; `join` reads its exit code when the server has reaped it."""
+    """A child of the server, as `ForkServer.start` started it."""
 
-    def __init__(self, pid: int, answers: IO[str]) -> None:
-        self.pid = pid
-        self._answers = answers
-        self.exitcode: int | None = None
+    def __init__(self, process: BaseProcess) -> None:
+        self._process = process
+
+    @property
+    def pid(self) -> int:
+        assert self._process.pid is not None
+        return self._process.pid
+
+    @property
+    def exitcode(self) -> int | None:
+        return self._process.exitcode
 
     def is_alive(self) -> bool:
-        return self.join(0) is None
+        return self._process.is_alive()
 
     def join(self, timeout: float) -> int | None:
         """The exit code (negative: killed by that signal), or None if still running."""
-        if self.exitcode is None:
-            ready, _, _ = select.select([self._answers], [], [], timeout)
-            if ready:
-                self.exitcode = int(self._answers.readline())
-        return self.exitcode
+        self._process.join(timeout)
+        return self._process.exitcode
 
     def kill(self) -> None:
-        if self.exitcode is None:
-            os.kill(self.pid, signal.SIGKILL)
-            self.join(30)
+        if self._process.exitcode is None:
+            self._process.kill()
+            self._process.join(30)
 
 
 class ForkServer:
-    """The server process (module docstring), started with the test process's `sys.path` and
-    the environment `env` (its children's: the server imports the code location with it)."""
+    """Children of the shared forkserver running a module-level function with their output in
+    a file (the `fork_server` fixture of tests/conftest.py)."""
 
-    def __init__(self, preload: Sequence[str], env: Mapping[str, str]) -> None:
-        self.preload = tuple(preload)
-        self._process = subprocess.Popen(
-            [sys.executable, __file__],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-            bufsize=1,
-            env=env,
-        )
-        self._send({"path": sys.path, "preload": list(preload)})
-        assert self._answers.readline().strip() == "ready", "the fork server did not start"
-        self._child: ForkedChild | None = None
-
-    @property
-    def _answers(self) -> IO[str]:
-        assert self._process.stdout is not None
-        return self._process.stdout
-
-    def _send(self, request: dict[str, object]) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.write(json.dumps(request) + "\n")
-        self._process.stdin.flush()
+    def __init__(self, context: ForkServerContext) -> None:
+        self._context = context
+        self.preload = preload()
 
     def start(self, target: Callable[..., object], *args: str, output: Path) -> ForkedChild:
         """Fork a child running `target(*args)` (a module-level function), its stdout and
-        stderr going to `output`; the previous child must have ended."""
-        assert self._child is None or self._child.exitcode is not None, "one child at a time"
-        self._send(
-            {"target": f"{target.__module__}:{target.__qualname__}", "args": list(args)}
-            | {"output": str(output)}
-        )
-        self._child = ForkedChild(int(self._answers.readline()), self._answers)
-        return self._child
-
-    def close(self) -> None:
-        if self._child is not None:
-            self._child.kill()
-        assert self._process.stdin is not None
-        self._process.stdin.close()
-        self._process.wait(30)
+        stderr going to `output`."""
+        name = f"{target.__module__}:{target.__qualname__}"
+        process = self._context.Process(target=_run_child, args=(name, list(args), str(output)))
+        process.start()
+        return ForkedChild(process)
 
 
 def _run_child(target: str, args: list[str], output: str) -> None:
-    """In the forked child: run the target with its output in the file, then exit."""
+    """In the forked child: run the target with its output in the file, then exit with its
+    exit code (a command line's own, 0 when it returns, 1 when it raises)."""
     code = 1
     try:
-        with open(output, "w", encoding="utf-8") as out, open(os.devnull) as devnull:
-            os.dup2(devnull.fileno(), 0)  # not the server's request pipe
+        with open(output, "w", encoding="utf-8") as out:
             os.dup2(out.fileno(), 1)
             os.dup2(out.fileno(), 2)
         module, name = target.split(":")
@@ -124,28 +177,3 @@ def _run_child(target: str, args: list[str], output: str) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
-
-
-def _answer(value: object) -> None:
-    sys.stdout.write(f"{value}\n")
-    sys.stdout.flush()
-
-
-def main() -> None:
-    setup = json.loads(sys.stdin.readline())
-    sys.path[:] = setup["path"]
-    for module in setup["preload"]:
-        import_module(module)
-    _answer("ready")
-    for line in sys.stdin:
-        request = json.loads(line)
-        pid = os.fork()
-        if pid == 0:
-            _run_child(request["target"], request["args"], request["output"])
-        _answer(pid)
-        _, status = os.waitpid(pid, 0)
-        _answer(os.waitstatus_to_exitcode(status))
-
-
-if __name__ == "__main__":
-    main()

@@ -23,9 +23,9 @@ TEMPLATE_SUFFIX = "_template"  # session fixtures of built homes (home_templates
 # the run is bound by its CPU work, so a second demo build (about 75 s) would cost more than
 # spreading the demo's tests saves. xdist hands out the largest group first, so the demo's
 # group (the build, about 80 s, and some 55 tests) and the claims home's (its build and 3
-# tests, the recovery test's 14 killed runs among them; with the multiprocess executor's test,
-# which shares their forkserver: tests/e2e/run_forkserver.py) start on different workers; the
-# demo's group must stay well below half the suite's work (2026-12-06: about 240 s of 600-700).
+# tests, the recovery test's 14 killed runs among them; with every other test forking from
+# this process's forkserver: tests/fork_server.py) start on different workers; the demo's
+# group must stay well below half the suite's work (2026-12-06: about 240 s of 600-700).
 ONE_WORKER_TEMPLATES = frozenset({"claims_template", "demo_template"})
 E2E_DIR = Path(__file__).parent
 

@@ -1,4 +1,4 @@
-"""Imported by the tests' forkserver (`PRELOAD` in tests/e2e/run_forkserver.py): work
+"""Imported by the tests' forkserver (`preload()` in tests/fork_server.py): work
 every killed run would otherwise repeat before its stage, done once in the server.
 
 MLflow checks a loaded model's requirements against the installed packages: it maps every

@@ -11,11 +11,11 @@ from dagster import AssetKey
 from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import HitlSettings
-from tests.e2e.run_forkserver import RUN_FORKSERVER_GROUP, run_forkserver
+from tests.fork_server import FORK_SERVER_GROUP, shared_forkserver
 
 
 @pytest.mark.e2e
-@pytest.mark.xdist_group(RUN_FORKSERVER_GROUP)
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)
 def test_a_day_ingests_with_a_process_per_step(
     hitl_paths: HitlPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -25,11 +25,11 @@ def test_a_day_ingests_with_a_process_per_step(
 
     The steps are forked from this process's forkserver, as the executor asks; it is the one
     the recovery test's killed runs use, started once per worker with a list that holds the
-    executor's `STEP_PRELOAD` (tests/e2e/run_forkserver.py)."""
+    executor's `STEP_PRELOAD` (tests/fork_server.py)."""
     from hitl_gate.app.demo_data import prepare_landing
     from hitl_gate.app.runner import load_definitions, run_job
 
-    run_forkserver()
+    shared_forkserver()
     domain = load_domain("consumer_credit")
     prepare_landing(domain, hitl_paths.landing)
     monkeypatch.setenv("HITL_EXECUTOR", "multiprocess")

@@ -7,7 +7,7 @@ cases a day: every stage, its writes and the seal run as on the demo home, at a 
 the cost per run, on the worker that holds the claims home (not the demo's).
 
 Each killed run is a child process forked from a server that imported the heavy libraries
-once (this process's `multiprocessing` forkserver, tests/e2e/run_forkserver.py), so a kill
+once (this process's `multiprocessing` forkserver, tests/fork_server.py), so a kill
 costs the run up to that stage, not 20 s of imports. The child kills itself at an exact point,
 not after a guessed delay: when Dagster records the step's start (before its code runs), when
 its output is ready (its database writes committed, nothing stored or materialised yet), or
@@ -29,8 +29,8 @@ from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
 from tests.e2e.claims_home import MIDDLE, ClaimsHome
-from tests.e2e.run_forkserver import run_forkserver
 from tests.e2e.test_onboarding import NAME
+from tests.fork_server import shared_forkserver
 
 pytestmark = pytest.mark.e2e
 
@@ -98,7 +98,7 @@ def test_run_killed_at_each_stage_is_recovered_by_the_next_run(claims: ClaimsHom
     paths = claims.paths
     subdir = load_domain(NAME, [claims.root / "domains"]).landing_subdir
     add_landing_file(paths.home, NEW_CASE, "kill_test.csv", landing_subdir=subdir, day=DAY)
-    context = run_forkserver()
+    context = shared_forkserver()
     for stage, point in kill_points():
         child = context.Process(target=run_until_killed, args=(claims.cli, stage, point))
         child.start()

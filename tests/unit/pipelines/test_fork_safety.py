@@ -5,8 +5,10 @@ imported the code location first. If that import ran a Polars computation, the p
 exist only in the server, and a forked step deadlocks on its first Polars call (it happened:
 a regex check at domain load hung every multiprocess step and the kill-at-every-stage test).
 `hitl demo` forks each domain's process from one that imported that and more
-(`domain_preload()`, which starts with `STEP_PRELOAD`). The test process's fork server
-(tests/fork_server.py) preloads the demo's list, so the step forked from it here covers both.
+(`domain_preload()`, which starts with `STEP_PRELOAD`). The test process's forkserver
+(tests/fork_server.py) imports the demo's list, in its order, with the modules of the other
+tests that fork from it, so the step forked from it here covers both lists (and those
+modules).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def step() -> None:
 def test_a_step_forked_after_importing_the_code_location_can_use_polars(
     fork_server: ForkServer, tmp_path: Path
 ) -> None:
-    assert fork_server.preload == domain_preload()
+    demo = tuple(domain_preload())
+    start = fork_server.preload.index(demo[0])
+    assert fork_server.preload[start : start + len(demo)] == demo  # the demo's list, in order
     assert domain_preload()[: len(STEP_PRELOAD)] == STEP_PRELOAD  # the executor's list is covered
     output = tmp_path / "step.out"
     child = fork_server.start(step, output=output)

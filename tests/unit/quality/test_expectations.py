@@ -11,7 +11,7 @@ import pytest
 from hitl_gate.core.domain import load_domain
 from hitl_gate.quality.expectations import Expectation, Outcome, Suite, load_expectations
 from hitl_gate.quality.gx_suites import GxLocations, run_suite
-from tests.unit.quality.gx_processes import gx_processes
+from tests.unit.quality.gx_processes import FORK_SERVER_GROUP, gx_processes
 
 pytestmark = pytest.mark.slow  # Great Expectations runs: `make test` runs them, test-fast not
 
@@ -131,6 +131,7 @@ def _row_count_seen(where: GxLocations, day: date) -> str:
     return outcome.observed
 
 
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)  # forked from that worker's forkserver
 def test_runs_of_different_days_validate_at_the_same_time(tmp_path: Path) -> None:
     """A backfill with a run per day validates days in parallel processes: each waits its
     turn (one DuckDB writer, one `checked_days` table, one GE project) and sees its own day."""

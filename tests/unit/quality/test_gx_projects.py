@@ -19,7 +19,7 @@ from hitl_gate.core.domain import load_domain
 from hitl_gate.quality.expectations import Expectation, Suite
 from hitl_gate.quality.gx_projects import OPEN_PROJECTS, PROJECT_FILE, OpenProjects
 from hitl_gate.quality.gx_suites import SITE_NAME, GxLocations, _site, run_declared_suite, run_suite
-from tests.unit.quality.gx_processes import gx_processes
+from tests.unit.quality.gx_processes import FORK_SERVER_GROUP, gx_processes
 
 pytestmark = pytest.mark.slow  # Great Expectations runs
 
@@ -74,6 +74,7 @@ def _validate_other_domain(where: GxLocations) -> bool:
     return run_suite(where, "e", "validated_cases", _suite(10), [DAY], "child").success
 
 
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)  # forked from that worker's forkserver
 def test_a_project_changed_by_another_process_is_opened_again(tmp_path: Path) -> None:
     where = GxLocations(tmp_path, tmp_path / "docs", tmp_path / "warehouse")
     _store(where.warehouse, "d", [1.0, 50.0])
