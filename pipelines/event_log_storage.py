@@ -34,9 +34,11 @@ tests/unit/pipelines/test_event_log_storage.py, which compares every row with Da
 Each event's row is inserted by one constant statement given the row as its parameters
 (`store_event`), where Dagster builds a statement holding the row's values for each event and
 SQLAlchemy derives its cache key and compiles it again: with the event's serialisation, most of
-what storing it costs in Python. A check planned over a range of days has a row per day, each
-holding the planned event's JSON, which Dagster serialised again for every day; it is the JSON
-its row in the event log already has (`_event_json`).
+what storing it costs in Python. The asset's `asset_keys` row is updated, and inserted only
+where there is none (`_store_asset_event`): Dagster tried the insert first, which failed with a
+wrapped exception for every event of an asset but its first. A check planned over a range of
+days has a row per day, each holding the planned event's JSON, which Dagster serialised again
+for every day; it is the JSON its row in the event log already has (`_event_json`).
 
 Each run writes a database of its own, which Dagster initialises by loading its ~90 migration
 scripts twice (to check the revision, then to stamp the new file): about 75 ms of CPU per run, a
@@ -71,6 +73,7 @@ from dagster._core.events import (
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import (
     AssetCheckExecutionsTable,
+    AssetKeyTable,
     SqlEventLogStorageTable,
 )
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
@@ -80,12 +83,18 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData, serialize_value
 from dagster._time import datetime_from_timestamp
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, bindparam, create_engine
+from sqlalchemy.exc import IntegrityError
 
 # Run shards kept open besides the index: a run writes to one; the UI's watchers read a few.
 OPEN_RUN_SHARDS = 4
 # The one insert of an event's row, its values passed as parameters (see `store_event`).
 INSERT_EVENT = SqlEventLogStorageTable.insert()
+# An asset's `asset_keys` row: the columns set are the parameters' (`_store_asset_event`).
+INSERT_ASSET_KEY = AssetKeyTable.insert()
+UPDATE_ASSET_KEY = AssetKeyTable.update().where(
+    AssetKeyTable.c.asset_key == bindparam("updated_asset_key")
+)
 
 
 class HitlSqliteEventLogStorage(SqliteEventLogStorage):
@@ -219,6 +228,27 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
         if kind in EVENT_TYPE_TO_PIPELINE_RUN_STATUS:
             with self.index_connection() as conn:
                 conn.execute(INSERT_EVENT, row)
+
+    def _store_asset_event(self, conn: Connection, event: EventLogEntry, event_id: int) -> None:
+        """As Dagster's: the asset's `asset_keys` row set to the event's values, updated, or
+        inserted where there is none; Dagster tries the insert first, which fails (an exception
+        raised and wrapped) for every event but an asset's first, and builds both statements
+        per event."""
+        dagster_event = event.dagster_event
+        if dagster_event is None or dagster_event.asset_key is None:
+            return
+        values = self._get_asset_entry_values(
+            event, event_id, self._has_asset_key_index_cols_on_connection(conn)
+        )
+        if not values:
+            return
+        key = dagster_event.asset_key.to_string()
+        if conn.execute(UPDATE_ASSET_KEY, {"updated_asset_key": key, **values}).rowcount:
+            return
+        try:
+            conn.execute(INSERT_ASSET_KEY, {"asset_key": key, **values})
+        except IntegrityError:  # another process inserted it since: update it as Dagster would
+            conn.execute(UPDATE_ASSET_KEY, {"updated_asset_key": key, **values})
 
     def _store_asset_check_evaluation_planned(
         self, event: EventLogEntry, event_id: int | None
