@@ -258,10 +258,12 @@ def test_two_storages_racing_for_one_run_database_place_it_once(tmp_path: Path) 
 
 
 def _asset_events(run_id: str, when: float) -> list[EventLogEntry]:
-    """A materialisation with metadata and an indexed tag, its planned event, an observation
-    and a step event: each kind of row `store_event` writes to the index."""
-    from dagster import AssetMaterialization, AssetObservation, MetadataValue
+    """A materialisation with metadata and an indexed tag, its planned event, an observation,
+    a check planned over two days and evaluated on one, a run status and a step event: each
+    kind of row `store_event` writes to the index."""
+    from dagster import AssetCheckEvaluation, AssetMaterialization, AssetObservation, MetadataValue
     from dagster._core.events import (
+        AssetCheckEvaluationPlanned,
         AssetMaterializationPlannedData,
         AssetObservationData,
         DagsterEvent,
@@ -283,6 +285,14 @@ def _asset_events(run_id: str, when: float) -> list[EventLogEntry]:
         (DagsterEventType.ASSET_MATERIALIZATION, StepMaterializationData(materialised)),
         (DagsterEventType.ASSET_OBSERVATION,
          AssetObservationData(AssetObservation(asset_key=key, metadata={"seen": 1}))),
+        (DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+         AssetCheckEvaluationPlanned(asset_key=key, check_name="rows",
+                                     partitions_subset=DAYS.subset_with_partition_keys(
+                                         ["2018-01-02", "2018-01-03"]).to_serializable_subset())),
+        (DagsterEventType.ASSET_CHECK_EVALUATION,
+         AssetCheckEvaluation(key, "rows", passed=True, metadata={"n": 3},
+                              partition="2018-01-02")),
+        (DagsterEventType.RUN_START, None),
         (DagsterEventType.STEP_START, None),
     ]  # fmt: skip
     return [
@@ -312,7 +322,7 @@ def _all_rows(storage: SqliteEventLogStorage, run_ids: list[str]) -> dict[str, l
         with storage.run_connection(run_id) as conn:
             rows[run_id] = conn.execute(text("SELECT * FROM event_logs ORDER BY id")).fetchall()
     with storage.index_connection() as conn:
-        for table in ("event_logs", "asset_keys", "asset_event_tags"):
+        for table in ("event_logs", "asset_keys", "asset_event_tags", "asset_check_executions"):
             info = conn.execute(text(f"PRAGMA table_info({table})")).fetchall()
             columns = ", ".join(c[1] for c in info if c[1] != "create_timestamp")
             query = text(f"SELECT {columns} FROM {table} ORDER BY 1")
@@ -334,6 +344,12 @@ def test_every_row_is_the_one_dagsters_own_storage_writes(tmp_path: Path) -> Non
     batched.store_event_batch(second_run)
     expected = _all_rows(dagsters, ["run-a", "run-b"])
     assert len(expected["asset_keys"]) == 1 and expected["asset_event_tags"]
+    # Each run's check: a row per planned day, one of them evaluated.
+    assert len(expected["asset_check_executions"]) == 4
+    assert {r.execution_status for r in expected["asset_check_executions"]} == {
+        "PLANNED",
+        "SUCCEEDED",
+    }
     assert "run-b" in expected["asset_keys"][0]  # the second materialisation is the last
     assert _all_rows(ours, ["run-a", "run-b"]) == expected
     assert _all_rows(batched, ["run-a", "run-b"]) == expected
