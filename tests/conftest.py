@@ -18,8 +18,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from hitl_gate.core.home import HitlPaths
-from hitl_gate.core.settings import HOME_ENV, LANDING_ENV, REVIEW_ENV
 from tests.blank_audit_db import blank_if_missing
+from tests.fork_server import DEPLOYMENT_ENV
 
 if TYPE_CHECKING:
     from tests.fork_server import ForkServer
@@ -35,7 +35,6 @@ TMPFS_PREFIX = "hitl-gate-tests-"
 E2E_DIR = Path(__file__).parent / "e2e"
 _TMPFS_BASE = pytest.StashKey[Path]()
 THREAD_POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-DEPLOYMENT_ENV = (HOME_ENV, LANDING_ENV, REVIEW_ENV, "DAGSTER_HOME")
 
 
 def one_thread_per_process() -> None:

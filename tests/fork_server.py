@@ -61,8 +61,8 @@ FORK_SERVER_GROUP = "claims_template"
 # executor test's `HITL_EXECUTOR=multiprocess` made the killed runs of a later recovery test
 # run their steps in processes of their own, and their kills missed). The children get their
 # home, domains and settings from their own arguments.
-PER_TEST_ENV = (HOME_ENV, LANDING_ENV, REVIEW_ENV, "DAGSTER_HOME", DOMAINS_ENV, EXECUTOR_ENV,
-                MAX_CONCURRENT_ENV, SLICE_ROWS_ENV)  # fmt: skip
+DEPLOYMENT_ENV = (HOME_ENV, LANDING_ENV, REVIEW_ENV, "DAGSTER_HOME")  # where an installation is
+PER_TEST_ENV = (*DEPLOYMENT_ENV, DOMAINS_ENV, EXECUTOR_ENV, MAX_CONCURRENT_ENV, SLICE_ROWS_ENV)
 _started: dict[str, int] = {}  # the pid of the server this module started in this process
 
 

@@ -11,7 +11,7 @@ import pytest
 from hitl_gate.core.domain import load_domain
 from hitl_gate.quality.expectations import Expectation, Outcome, Suite, load_expectations
 from hitl_gate.quality.gx_suites import GxLocations, run_suite
-from tests.unit.quality.gx_processes import FORK_SERVER_GROUP, gx_processes
+from tests.fork_server import FORK_SERVER_GROUP, shared_forkserver
 
 pytestmark = pytest.mark.slow  # Great Expectations runs: `make test` runs them, test-fast not
 
@@ -141,7 +141,7 @@ def test_runs_of_different_days_validate_at_the_same_time(tmp_path: Path) -> Non
     days = {DAY + timedelta(days=i): rows for i, rows in enumerate((3, 4, 5, 6))}
     for day, rows in days.items():
         _store(where.warehouse, day, rows)
-    with ProcessPoolExecutor(2, mp_context=gx_processes()) as pool:
+    with ProcessPoolExecutor(2, mp_context=shared_forkserver()) as pool:
         seen = list(pool.map(_row_count_seen, [where] * len(days), list(days)))
     assert seen == [f"{rows} rows" for rows in days.values()]
 

@@ -19,7 +19,7 @@ from hitl_gate.core.domain import load_domain
 from hitl_gate.quality.expectations import Expectation, Suite
 from hitl_gate.quality.gx_projects import OPEN_PROJECTS, PROJECT_FILE, OpenProjects
 from hitl_gate.quality.gx_suites import SITE_NAME, GxLocations, _site, run_declared_suite, run_suite
-from tests.unit.quality.gx_processes import FORK_SERVER_GROUP, gx_processes
+from tests.fork_server import FORK_SERVER_GROUP, shared_forkserver
 
 pytestmark = pytest.mark.slow  # Great Expectations runs
 
@@ -82,7 +82,7 @@ def test_a_project_changed_by_another_process_is_opened_again(tmp_path: Path) ->
     first = run_suite(where, "d", "validated_cases", _suite(10), [DAY], "r1")
     with OPEN_PROJECTS.using(where.project_root, SITE_NAME, _site(where)) as project:
         kept = project.context
-    with gx_processes().Pool(1) as pool:
+    with shared_forkserver().Pool(1) as pool:
         assert pool.apply(_validate_other_domain, (where,))
     project_file = (where.project_root / PROJECT_FILE).read_text(encoding="utf-8")
     assert "e_warehouse" in project_file and "d_warehouse" in project_file
