@@ -51,6 +51,10 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         # Slices of `slice_rows` routed cases: executed, and their actions written, one at a time.
         ranges = slice_ranges(row_count(routed_decisions), io_manager.slice_rows)
         sliced = len(ranges) > 1
+        sealing = (
+            audit_db.signing_key(), audit_db.checkpoints, audit_db.witness(),
+            context.run.run_id, audit_db.seal_memory_limit, audit_db.seal_rows,
+        )  # fmt: skip
         with output_sink(io_manager, context, context.asset_key, sliced) as sink:
             done = execute_days(
                 domain,
@@ -62,22 +66,8 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 run_id=context.run.run_id,
                 sink=sink,
                 page_rows=io_manager.slice_rows,
-                seal_inputs=input_sealer(
-                    audit_db.signing_key(),
-                    audit_db.checkpoints,
-                    audit_db.witness(),
-                    context.run.run_id,
-                    audit_db.seal_memory_limit,
-                    audit_db.seal_rows,
-                ),
-                seal_outputs=output_sealer(
-                    audit_db.signing_key(),
-                    audit_db.checkpoints,
-                    audit_db.witness(),
-                    context.run.run_id,
-                    audit_db.seal_memory_limit,
-                    audit_db.seal_rows,
-                ),
+                seal_inputs=input_sealer(*sealing),
+                seal_outputs=output_sealer(*sealing),
             )
         for case_id, reason in list(done.refused.items())[:20]:
             context.log.error(f"execution refused for {case_id}: {reason}")
