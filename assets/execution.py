@@ -6,15 +6,19 @@ from dagster import (
     AssetsDefinition,
     MetadataValue,
     Output,
+    ResourceParam,
 )
 
 from assets.common import collect_columns, markdown_metadata, stage_key, upstream
 from assets.partitions import daily_stage_asset, partition_days
+from assets.slices import output_sink
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.slices import read_slices, row_count, slice_ranges
 from hitl_gate.execution.accounting import account_days
 from hitl_gate.execution.execute import execute_days
 from hitl_gate.execution.final_actions import routed_columns
 from hitl_gate.execution.sealed_inputs import input_sealer, output_sealer
+from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import AuditDatabase, ExecutionOutbox, LandingZone
 
 
@@ -41,49 +45,49 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         reviewer_verdicts: pl.DataFrame,
         audit_db: AuditDatabase,
         outbox: ExecutionOutbox,
-    ) -> Output[pl.DataFrame]:
+        io_manager: ResourceParam[PolarsParquetIOManager],
+    ) -> Output:
         outbox_dir = outbox.folder(domain.name)
-        done = execute_days(
-            domain,
-            collect_columns(routed_decisions, routed_columns(domain.case_id)),
-            reviewer_verdicts,
-            audit_db.connect,
-            outbox_dir,
-            partition_days(context),
-            run_id=context.run.run_id,
-            seal_inputs=input_sealer(
-                audit_db.signing_key(),
-                audit_db.checkpoints,
-                audit_db.witness(),
-                context.run.run_id,
-                audit_db.seal_memory_limit,
-                audit_db.seal_rows,
-            ),
-            seal_outputs=output_sealer(
-                audit_db.signing_key(),
-                audit_db.checkpoints,
-                audit_db.witness(),
-                context.run.run_id,
-                audit_db.seal_memory_limit,
-                audit_db.seal_rows,
-            ),
-        )
+        # Slices of `slice_rows` routed cases: executed, and their actions written, one at a time.
+        ranges = slice_ranges(row_count(routed_decisions), io_manager.slice_rows)
+        sliced = len(ranges) > 1
+        sealing = (
+            audit_db.signing_key(), audit_db.checkpoints, audit_db.witness(),
+            context.run.run_id, audit_db.seal_memory_limit, audit_db.seal_rows,
+        )  # fmt: skip
+        with output_sink(io_manager, context, context.asset_key, sliced) as sink:
+            done = execute_days(
+                domain,
+                read_slices(routed_decisions, routed_columns(domain.case_id), ranges),
+                reviewer_verdicts,
+                audit_db.connect,
+                outbox_dir,
+                partition_days(context),
+                run_id=context.run.run_id,
+                sink=sink,
+                page_rows=io_manager.slice_rows,
+                seal_inputs=input_sealer(*sealing),
+                seal_outputs=output_sealer(*sealing),
+            )
         for case_id, reason in list(done.refused.items())[:20]:
             context.log.error(f"execution refused for {case_id}: {reason}")
-        actions = done.actions
-        counts = actions.group_by("status", "action").len().sort("status", "action")
+        counts = done.outcomes
+        status = counts["status"]
         return Output(
-            actions,
+            done.actions,
             metadata={
                 "executed_now": done.executed_now,
-                "executed_total": done.executed.height,
-                "pending_review": int((actions["status"] == "pending_review").sum()),
-                "held_or_conflict": int(actions["status"].is_in(["held", "conflict"]).sum()),
-                "adverse_action_notices": done.notices.height,
+                "executed_total": done.executed_total,
+                "pending_review": int(counts.filter(status == "pending_review")["len"].sum()),
+                "held_or_conflict": int(
+                    counts.filter(status.is_in(["held", "conflict"]))["len"].sum()
+                ),
+                "adverse_action_notices": done.notices,
                 "reversal_requests": done.reversals.height,
                 "refused_unsealed": len(done.refused),
                 "outcomes": markdown_metadata(counts),
                 "outbox": MetadataValue.path(str(outbox_dir)),
+                "slices": len(ranges),
             },
         )
 

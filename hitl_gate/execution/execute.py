@@ -1,8 +1,17 @@
-"""The execution stage of one run: final actions into `executions` once, notices, the outbox."""
+"""The execution stage of one run: final actions into `executions` once, notices, the outbox.
+
+Slice by slice, so a step's memory is bounded by the slice, not the day: the routed cases come
+in slices (`hitl_gate.core.slices`; one slice for a day of at most `slice_rows` cases), each
+slice's final actions are computed, its new executions inserted and its actions handed to the
+step's output sink. The notices and the outbox are then made from the `executions` table itself
+(a run killed after the insert still gets them) in pages of the days' executions in case order,
+so the notices are inserted, and the outbox rows written, in the order one whole-day query
+gives. Only the entity keys the output seal may log (one Arrow string array) span the day.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -13,11 +22,14 @@ import polars as pl
 import pyarrow as pa
 
 from hitl_gate.audit.seal import SealRefused
-from hitl_gate.core.database import OpenConnection, insert_new_rows, query_frame
+from hitl_gate.core.database import OpenConnection, insert_new_rows, query_frame, registered
+from hitl_gate.core.day_files import StagedPartitions
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
+from hitl_gate.core.slices import OutputSink
 from hitl_gate.execution.adverse_action import adverse_actions
 from hitl_gate.execution.final_actions import final_actions, keep_executed, new_executions
-from hitl_gate.execution.outbox import write_outbox, write_reversal_requests
+from hitl_gate.execution.outbox import OutboxWriter, write_reversal_requests
 from hitl_gate.execution.sealed_inputs import ExecutionRefused, check_sealed_inputs
 from hitl_gate.review.gold_cases import gold_case_ids
 from hitl_gate.review.intake.conflicts import reversal_requests
@@ -29,47 +41,68 @@ OutputSealer = Callable[[duckdb.DuckDBPyConnection, pa.Array], object]
 """Seals the `executions` rows of the given entity keys on the connection that inserted them
 (`sealed_inputs.output_sealer`)."""
 
+_DAYS = "domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))"
+_REASONS = "execution_reasons"  # per case: the route's and the reviewer's reason code
+
 
 @dataclass(frozen=True)
 class ExecutedDays:
-    """Each case's final action (`actions`) and what this run changed in the audit DB.
+    """Each case's final action (`actions`: a frame, or the day files written slice by slice)
+    and what this run changed in the audit DB.
 
-    `refused`: cases not executed because a record they rely on is not in the sealed log as it
-    is now (case id -> reason naming table, key and entry; `sealed_inputs`).
+    `outcomes`: cases per status and action. `refused`: cases not executed because a record
+    they rely on is not in the sealed log as it is now (case id -> reason naming table, key and
+    entry; `sealed_inputs`).
     """
 
-    actions: pl.DataFrame
+    actions: pl.DataFrame | StagedPartitions
+    outcomes: pl.DataFrame
     executed_now: int
-    executed: pl.DataFrame  # every execution of the run's days, from the table
-    notices: pl.DataFrame
+    executed_total: int  # every execution of the run's days, in the table
+    notices: int  # adverse-action notices of the days' executed declines
     reversals: pl.DataFrame
     refused: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass
+class _Tally:
+    """What the slices add up to: counts, refusals and the entity keys the output seal logs."""
+
+    executed_now: int = 0
+    outcomes: list[pl.DataFrame] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    sealable: list[pl.Series] = field(default_factory=list)
+
+
 def execute_days(
     domain: DomainConfig,
-    routed: pl.DataFrame,
+    routed: pl.DataFrame | Iterable[pl.DataFrame],
     verdicts: pl.DataFrame,
     connect: OpenConnection,
     outbox: Path,
     days: list[date],
     *,
     run_id: str,
+    sink: OutputSink | None = None,
+    page_rows: int = DEFAULT_SLICE_ROWS,
     seal_inputs: InputSealer | None = None,
     seal_outputs: OutputSealer | None = None,
 ) -> ExecutedDays:
     """Execute the run's final actions exactly once and write the days' outbox files.
 
-    `routed` holds at least `routed_columns`; its carried copies are left out, since a deferred
-    case carried into a later day's review pool is executed and accounted for in its own day
-    (its batch names that day), never in the day it was carried to.
+    `routed` (one frame, or the day's slices in order) holds at least `routed_columns`; its
+    carried copies are left out, since a deferred case carried into a later day's review pool
+    is executed and accounted for in its own day (its batch names that day), never in the day
+    it was carried to. Each case's action goes to `sink` (default: one frame in memory);
+    `page_rows` is the most executions read back at once for the notices and the outbox.
 
     Before acting, `seal_inputs` (a seal limited to `sealed_inputs.RELIED_ON`) seals the
     run's new verdicts, opinions, resolutions, activations and halts; then every record the
     cases rely on is compared with the sealed log (`check_sealed_inputs`): a case whose
     records were forged or changed after sealing is refused, a tampered activation or halt
-    refuses the domain (`ExecutionRefused`). Without `seal_inputs` unsealed records refuse
-    their cases too: nothing executes on a record the log does not hold.
+    refuses the domain (`ExecutionRefused`, raised on the first slice, before any insert).
+    Without `seal_inputs` unsealed records refuse their cases too: nothing executes on a
+    record the log does not hold.
 
     `seal_outputs` seals the executions (and their adverse-action notices) this step wrote
     before their connection closes: DuckDB lets one process write the file, so nobody inserts
@@ -82,26 +115,70 @@ def execute_days(
         # A refused seal leaves the tampered rows unsealed: the check below refuses their cases.
         with connect() as con, suppress(SealRefused):
             seal_inputs(con)
-    with connect() as con:
-        halted = halt_state(con, domain.name).halted
-        earlier = query_frame(
-            con,
-            "SELECT case_id, action, decided_by, reviewer_id FROM executions "
-            "WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))",
-            [domain.name, days],
-        )
-    routed = own_rows(routed)
-    fresh = final_actions(routed, verdicts, domain.case_id, halted=halted)
-    actions = keep_executed(fresh, earlier)
+    sink = sink or OutputSink(None)
+    slices = [routed] if isinstance(routed, pl.DataFrame) else routed
+    tally = _Tally()
     now = datetime.now(UTC)
     with connect() as con:
+        halted = halt_state(con, domain.name).halted
         # Gold cases (review/gold.py) are never executed, whatever verdicts or routes say.
         gold = gold_case_ids(con, domain.name)
-    actions = refuse_gold(actions, gold)
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {_REASONS} (case_id VARCHAR, "
+            "route_reason_code VARCHAR, verdict_reason_code VARCHAR)"
+        )
+        for part in slices:
+            actions = _execute_slice(
+                con, domain, own_rows(part), verdicts, days, tally,
+                halted=halted, gold=gold, run_id=run_id, now=now,
+            )  # fmt: skip
+            sink.write(actions)
+        texts = policy_reason_texts(domain)
+        with OutboxWriter(outbox, days) as written:
+            total, notices = 0, 0
+            for page in _executed_pages(con, domain.name, days, page_rows):
+                total += page.height
+                notices += _issue_notices(con, domain, page, texts, run_id, now)
+                written.write(page.filter(~pl.col("case_id").is_in(list(gold))))
+            if seal_outputs is not None:
+                mine = pl.concat([pl.Series("case_id", [], pl.String), *tally.sealable])
+                # One Arrow array of keys, not a Python text per case (10M cases: gigabytes).
+                seal_outputs(con, (f"{domain.name}/" + mine).to_arrow())
+            reversals = reversal_requests(con, domain.name)
+            written.commit()
+    write_reversal_requests(reversals, outbox)
+    outcomes = (
+        pl.concat(tally.outcomes).group_by("status", "action").agg(pl.col("len").sum())
+        .sort("status", "action")
+    )  # fmt: skip
+    return ExecutedDays(
+        sink.result(), outcomes, tally.executed_now, total, notices, reversals, tally.refused
+    )
+
+
+def _execute_slice(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    routed: pl.DataFrame,
+    verdicts: pl.DataFrame,
+    days: list[date],
+    tally: _Tally,
+    *,
+    halted: bool,
+    gold: set[str],
+    run_id: str,
+    now: datetime,
+) -> pl.DataFrame:
+    """One slice of the days' own cases: final actions, checks, the new `executions` rows.
+
+    Adds to `tally` and to the reasons table the notices read; returns the slice's actions.
+    """
+    earlier = _earlier_executions(con, domain.name, days, routed, domain.case_id)
+    fresh = final_actions(routed, verdicts, domain.case_id, halted=halted)
+    actions = refuse_gold(keep_executed(fresh, earlier), gold)
     to_execute = new_executions(actions, earlier, domain.name, run_id, now)
-    with connect() as con:
-        reviewed = to_execute.filter(pl.col("decided_by") == "reviewer")["case_id"].to_list()
-        check = check_sealed_inputs(con, domain.name, reviewed, reviewed)
+    reviewed = to_execute.filter(pl.col("decided_by") == "reviewer")["case_id"].to_list()
+    check = check_sealed_inputs(con, domain.name, reviewed, reviewed)
     if check.domain_problems:
         raise ExecutionRefused(
             f"{domain.name}: execution refused, the policy activation or kill-switch records "
@@ -115,31 +192,77 @@ def execute_days(
             .otherwise(pl.col("status"))
             .alias("status")
         )
-    with connect() as con:
-        newly = insert_new_rows(con, "executions", to_execute)
-        executed = query_frame(
+    tally.executed_now += insert_new_rows(con, "executions", to_execute)
+    tally.refused.update(check.refused)
+    tally.sealable += [to_execute["case_id"], agreeing(fresh, earlier)["case_id"]]
+    tally.outcomes.append(actions.group_by("status", "action").len())
+    reasons = reason_columns(routed, verdicts, domain.case_id)
+    if reasons.height:
+        with registered(con, "slice_reasons", reasons.to_arrow()):
+            con.execute(f"INSERT INTO {_REASONS} BY NAME SELECT * FROM slice_reasons")
+    return actions
+
+
+def _earlier_executions(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    days: list[date],
+    routed: pl.DataFrame,
+    case_id: str,
+) -> pl.DataFrame:
+    """The slice's cases already in `executions` (an earlier run of the days executed them)."""
+    ids = routed.select(pl.col(case_id).cast(pl.String).alias("case_id"))
+    with registered(con, "slice_cases", ids.to_arrow()):
+        return query_frame(
             con,
-            "SELECT * FROM executions WHERE domain = ? "
-            "AND partition_date IN (SELECT unnest(?::DATE[])) ORDER BY case_id",
-            [domain.name, days],
+            "SELECT case_id, action, decided_by, reviewer_id FROM executions "
+            f"WHERE {_DAYS} AND case_id IN (SELECT case_id FROM slice_cases)",
+            [domain, days],
         )
-        # From the table, not from this run: a run killed after the insert still gets them.
-        notices = adverse_actions(
-            executed.join(
-                reason_columns(routed, verdicts, domain.case_id), on="case_id", how="left"
-            ),
-            domain,
-            policy_reason_texts(domain),
-        ).with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now).alias("issued_at"))
-        insert_new_rows(con, "adverse_actions", notices)
-        if seal_outputs is not None:
-            mine = pl.concat([to_execute["case_id"], agreeing(fresh, earlier)["case_id"]])
-            # One Arrow array of keys, not a Python text per case (10M cases: gigabytes).
-            seal_outputs(con, (f"{domain.name}/" + mine).to_arrow())
-        reversals = reversal_requests(con, domain.name)
-    write_outbox(executed.filter(~pl.col("case_id").is_in(list(gold))), outbox, days)
-    write_reversal_requests(reversals, outbox)
-    return ExecutedDays(actions, newly, executed, notices, reversals, check.refused)
+
+
+def _executed_pages(
+    con: duckdb.DuckDBPyConnection, domain: str, days: list[date], page_rows: int
+) -> Iterator[pl.DataFrame]:
+    """Every execution of the days, in case order, `page_rows` at a time (at least one page).
+
+    Keyset pages (after the last case id of the previous page): each is the next stretch of
+    what one `ORDER BY case_id` query of the days gives, since a case is executed once.
+    """
+    after: str | None = None
+    while True:
+        page = query_frame(
+            con,
+            f"SELECT * FROM executions WHERE {_DAYS} AND (?::VARCHAR IS NULL OR case_id > ?) "
+            "ORDER BY case_id LIMIT ?",
+            [domain, days, after, after, page_rows],
+        )
+        yield page
+        if page.height < page_rows:
+            return
+        after = page["case_id"][-1]
+
+
+def _issue_notices(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    executed: pl.DataFrame,
+    texts: dict[str, str],
+    run_id: str,
+    now: datetime,
+) -> int:
+    """Insert the adverse-action notices of a page of executions (new ones only); how many the
+    page's executed declines have, old and new."""
+    with registered(con, "page_cases", executed.select("case_id").to_arrow()):
+        reasons = query_frame(
+            con,
+            f"SELECT * FROM {_REASONS} WHERE case_id IN (SELECT case_id FROM page_cases)",
+        )
+    notices = adverse_actions(
+        executed.join(reasons, on="case_id", how="left"), domain, texts
+    ).with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now).alias("issued_at"))
+    insert_new_rows(con, "adverse_actions", notices)
+    return notices.height
 
 
 def refuse_gold(actions: pl.DataFrame, gold: set[str]) -> pl.DataFrame:

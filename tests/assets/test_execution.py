@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
+from polars.testing import assert_frame_equal
 
 from assets.checks import build_checks
 from assets.common import stage_key
@@ -70,7 +71,7 @@ def _file_read(home: Path, rows: int) -> None:
         )
 
 
-def _materialize(home: Path):  # noqa: ANN202
+def _materialize(home: Path, slice_rows: int = 1000):  # noqa: ANN202
     checks = [c for c in build_checks(DOMAIN) if c.check_keys and any(
         k.asset_key == stage_key(DOMAIN, "audit_lineage") for k in c.check_keys
     )]  # fmt: skip
@@ -82,7 +83,7 @@ def _materialize(home: Path):  # noqa: ANN202
         ],
         selection=[stage_key(DOMAIN, "final_decisions"), stage_key(DOMAIN, "audit_lineage")],
         partition_key=KEY,
-        resources=resources(home),
+        resources=resources(home, slice_rows),
         instance=DagsterInstance.ephemeral(),
     )
 
@@ -124,3 +125,32 @@ def test_reviewers_who_disagree_hold_the_case(tmp_path: Path) -> None:
     assert (executed["executed_now"], executed["held_or_conflict"]) == (2, 2)
     (check,) = result.get_asset_check_evaluations()
     assert check.passed, "held and conflicting cases are accounted as pending"
+
+
+def stored_at(home: Path) -> Path:
+    return home / "warehouse" / DOMAIN.name / "final_decisions" / f"{KEY}.parquet"
+
+
+def test_a_day_in_slices_stores_what_the_whole_day_stores(tmp_path: Path) -> None:
+    """Slices of 2 routed cases through Dagster: the staged day file the IO manager renames,
+    the outbox and the metadata are the whole day's (`test_sliced_execution` compares more)."""
+    found = {}
+    for slice_rows in (1000, 2):
+        home = tmp_path / str(slice_rows)
+        _store(home, [("c2", "decline", "r1"), ("c3", "approve", "r2")])
+        _file_read(home, rows=len(ROUTES))
+        metadata = _metadata(_materialize(home, slice_rows), "final_decisions")
+        found[slice_rows] = (
+            {k: v for k, v in metadata.items() if k not in ("outbox", "slices")},
+            metadata["slices"],
+            pl.read_parquet(stored_at(home)),
+            pl.read_parquet(home / "outbox" / DOMAIN.name / f"{KEY}.parquet").drop(
+                "run_id", "executed_at"
+            ),
+        )
+    (whole_meta, whole_slices, whole_file, whole_outbox) = found[1000]
+    (meta, slices, stored, outbox) = found[2]
+    assert (whole_slices, slices) == (1, 3)
+    assert meta == whole_meta and whole_meta["executed_now"] == 4
+    assert_frame_equal(stored, whole_file, check_exact=True)
+    assert_frame_equal(outbox, whole_outbox, check_exact=True)

@@ -16,7 +16,7 @@ import pytest
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.execution.execute import execute_days
-from tests.unit.execution.test_execute import DAY, DOMAIN, VERDICTS, _routed
+from tests.unit.execution.test_execute import DAY, DOMAIN, VERDICTS, _routed, executed_ids
 
 GOLD = "c1"  # shaped like the real ids: the attacker routes it as if it were one
 
@@ -39,7 +39,7 @@ def test_gold_routed_as_automatic_approval_is_refused(tmp_path: Path) -> None:
         DOMAIN, routed, VERDICTS.head(0), partial(audit_connection, db), tmp_path / "out",
         [DAY], run_id="r",
     )  # fmt: skip
-    assert done.executed["case_id"].to_list() == ["c0"]
+    assert executed_ids(db) == ["c0"]
     status = dict(zip(done.actions["case_id"], done.actions["status"], strict=True))
     assert status[GOLD] == "refused_gold"
     assert pl.read_parquet(tmp_path / "out" / f"{DAY}.parquet")["case_id"].to_list() == ["c0"]
@@ -50,11 +50,11 @@ def test_gold_with_a_reviewer_verdict_is_refused(tmp_path: Path) -> None:
     db = tmp_path / "audit.duckdb"
     _declare_gold(db)
     verdicts = pl.DataFrame({"case_id": [GOLD], "verdict": ["approve"], "reviewer_id": ["ana"]})
-    done = execute_days(
+    execute_days(
         DOMAIN, _routed(["auto_decline", "human_review"]), verdicts,
         partial(audit_connection, db), tmp_path / "out", [DAY], run_id="r",
     )  # fmt: skip
-    assert GOLD not in done.executed["case_id"].to_list()
+    assert GOLD not in executed_ids(db)
 
 
 @pytest.mark.usefixtures("fresh_audit_db")
