@@ -57,7 +57,7 @@ def lock_message(path: Path, error: BaseException, waited_s: float | None = None
     """One line saying `path` is locked, by whom, how long we waited and what to do."""
     holder = lock_holder(error)
     by = f"held by {holder.describe()}" if holder else "held by another process"
-    waited = f" after waiting {waited_s:.0f} s" if waited_s else ""
+    waited = f" after waiting {waited_s:g} s" if waited_s else ""
     return (
         f"{path} is locked, {by}{waited}: close that session (auditors query the replica, "
         f"`hitl audit sql`) and try again"
