@@ -168,7 +168,7 @@ def dagster_ui(read_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -
             except OSError:
                 if proc.poll() is not None:
                     pytest.fail(f"dagster-webserver exited; see {log.name}")
-                time.sleep(0.5)
+                time.sleep(0.1)  # a refused connection costs nothing: ask often
         else:
             pytest.fail(f"dagster-webserver did not answer in {UI_START_S} s; see {log.name}")
         yield url
