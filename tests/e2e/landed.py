@@ -21,6 +21,6 @@ def settled(*paths: Path) -> None:
     """Date each file of `paths` (and each file under a folder of them) an hour back."""
     stamp = time.time() - SETTLED_AGE_S
     for path in paths:
-        for file in path.rglob("*") if path.is_dir() else [path]:
-            if file.is_file():
-                os.utime(file, (stamp, stamp))
+        files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+        for file in files:
+            os.utime(file, (stamp, stamp))  # a missing file fails here, not later
