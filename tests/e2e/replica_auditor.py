@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import time
@@ -56,11 +57,15 @@ def auditor_during(home: Path, record: Path) -> Iterator[None]:
     stop = record.with_suffix(".stop")
     stop.unlink(missing_ok=True)
     record.unlink(missing_ok=True)
-    process = subprocess.Popen([sys.executable, __file__, str(home), str(stop), str(record)])
+    process = subprocess.Popen(
+        [sys.executable, __file__, str(home), str(stop), str(record)], stdin=subprocess.PIPE
+    )
     try:
         yield
     finally:
         stop.touch()
+        assert process.stdin is not None
+        process.stdin.close()  # wakes its pause (`_pause`): the build's end waits for no poll
         try:
             process.wait(timeout=120)
         except subprocess.TimeoutExpired:
@@ -79,6 +84,14 @@ def _live_open(live: Path) -> bool:
         if target.startswith(str(live)):
             return True
     return False
+
+
+def _pause(seconds: float, stop: Path) -> None:
+    """Wait `seconds`, or until the builder closes this process's stdin, which it does right
+    after creating `stop`: the end of the build is seen at once, not at the next poll."""
+    ended, _, _ = select.select([sys.stdin], [], [], seconds)
+    if ended and not stop.exists():  # stdin ended without the stop file: poll as before
+        time.sleep(seconds)
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -135,7 +148,7 @@ def _watch(home: Path, stop: Path) -> dict:
                 break
         if stop.exists():
             return seen | {"opened": False}
-        time.sleep(WAIT_POLL_S)
+        _pause(WAIT_POLL_S, stop)
     con = duckdb.connect(str(views), read_only=True)
     con.execute("BEGIN TRANSACTION")
     opened = time.monotonic()
@@ -163,7 +176,7 @@ def _watch(home: Path, stop: Path) -> dict:
             except Exception as error:
                 seen["errors"].append(f"fresh session: {type(error).__name__}: {error}"[:300])
         seen["live_open"] = seen["live_open"] or _live_open(live)
-        time.sleep(POLL_S)
+        _pause(POLL_S, stop)
     con.execute("COMMIT")
     con.close()
     seen["held_s"] = round(time.monotonic() - opened, 1)

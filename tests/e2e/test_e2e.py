@@ -19,6 +19,7 @@ from hitl_gate.audit.run_seal import reading_session
 from hitl_gate.audit.run_segments import Segments
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.landed import settled
 
 pytestmark = pytest.mark.e2e
 
@@ -322,6 +323,7 @@ def test_bad_rows_are_quarantined_and_counted(demo_home: HitlPaths) -> None:
     late.append(",".join(bad_amount))
     (folder / "late_arrivals.csv").write_text("\n".join(late) + "\n", encoding="utf-8")
     (folder / "garbage.csv").write_bytes(b"\xff\xfe\x00not a csv at all")
+    settled(folder / "late_arrivals.csv", folder / "garbage.csv")
 
     main(["--home", str(demo_home.home), "run", "--partition", day])
     with audit_connection(demo_home.audit_db, read_only=True) as con:

@@ -4,9 +4,7 @@ another day already holds, through the real Dagster pipeline and the `hitl` comm
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
-import time
 from datetime import date
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from hitl_gate.app.cli import main
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.landed import settled
 
 pytestmark = pytest.mark.e2e
 
@@ -68,8 +67,7 @@ def test_late_repeated_and_corrected_files(
     shutil.copy(_day_file(demo_home, EARLIER), folder / "redelivered.csv")
     late = folder / "late.csv"
     late.write_text("\n".join([header, new_case, first_earlier]) + "\n")
-    settled = time.time() - 60  # older than the settle interval: complete, not still written
-    os.utime(late, (settled, settled))
+    settled(folder / "redelivered.csv", late)  # complete, not still written
     # The landing sensor asks for one re-run of the day, keyed by the late file's hash only
     # (the redelivered bytes are already ingested); once the day re-ran it asks for nothing.
     (request,) = _landing_sensor(demo_home)
@@ -122,6 +120,7 @@ def test_late_repeated_and_corrected_files(
 
     # A corrected late file under the same name is version 2 and its new case is decided once.
     late.write_text("\n".join([header, new_case, new_case.replace("LATE-1", "LATE-2")]) + "\n")
+    settled(late)
     _run(demo_home)
     corrected = _counts(demo_home)
     with audit_connection(demo_home.audit_db, read_only=True) as con:

@@ -19,6 +19,7 @@ import pytest
 from hitl_gate.app.cli import main
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
+from tests.e2e.landed import settled
 
 pytestmark = pytest.mark.e2e
 
@@ -55,6 +56,7 @@ def test_a_lookalike_of_an_executed_case_is_never_executed_again(demo_home: Hitl
     folder = demo_home.landing / "applications" / DAY
     for i, variant in enumerate(variants):
         (folder / f"lookalike_{i}.csv").write_text(f"{header}\n{variant},{rest}\n")
+    settled(*folder.glob("lookalike_*.csv"))
 
     main(["--home", str(demo_home.home), "run", "--partition", DAY])
 

@@ -18,6 +18,7 @@ from hitl_gate.app.cli import main
 from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DOMAINS_ENV
+from tests.e2e.landed import settled
 
 NAME = "claims"
 DAYS = 28
@@ -63,6 +64,7 @@ def write_landing(cases: pl.DataFrame, landing: Path) -> int:
     outcomes = landing / NAME / "outcomes"
     outcomes.mkdir(parents=True, exist_ok=True)
     cases.select("claim_ref", "fraud").write_csv(outcomes / "outcomes.csv")
+    settled(landing / NAME)  # a source system's finished files: taken without a settle wait
     return days["day"].n_unique()
 
 
@@ -98,6 +100,7 @@ def test_third_domain_from_csv_to_audit_by_configuration_only(
     bad = good[1].split(",")
     bad[0], bad[2] = "CLM-BAD01", "a lot"
     day_file.write_text("\n".join([*good, ",".join(bad)]) + "\n", encoding="utf-8")
+    settled(day_file)
 
     last = (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()
     span = ["--partition", FIRST_DAY.isoformat(), "--to", last]

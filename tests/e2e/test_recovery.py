@@ -29,6 +29,7 @@ from hitl_gate.core.database import audit_connection, query_frame, scalar
 from hitl_gate.core.domain import load_domain
 from hitl_gate.core.home import HitlPaths
 from tests.e2e.claims_home import MIDDLE, ClaimsHome
+from tests.e2e.landed import settled
 from tests.e2e.test_onboarding import NAME
 from tests.fork_server import shared_forkserver
 
@@ -98,6 +99,7 @@ def test_run_killed_at_each_stage_is_recovered_by_the_next_run(claims: ClaimsHom
     paths = claims.paths
     subdir = load_domain(NAME, [claims.root / "domains"]).landing_subdir
     add_landing_file(paths.home, NEW_CASE, "kill_test.csv", landing_subdir=subdir, day=DAY)
+    settled(paths.landing / subdir / DAY / "kill_test.csv")
     context = shared_forkserver()
     for stage, point in kill_points():
         child = context.Process(target=run_until_killed, args=(claims.cli, stage, point))

@@ -567,7 +567,7 @@ def hostile_landing(c: dict[str, Case], b: pl.DataFrame, rows: list[dict]) -> No
         "a file growing during the settle interval is not taken",
         {"apps.csv": good, "growing.csv": other},
         refused={"growing.csv": "incomplete"},
-        settle_seconds=1.5,
+        settle_seconds=0.6,
         mtime_offsets={"apps.csv": -60},
         still_writing=["growing.csv"],
     )

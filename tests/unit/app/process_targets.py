@@ -17,6 +17,7 @@ from pathlib import Path
 from hitl_gate.app.domain_processes import run_in_processes
 
 SLEEP = f"{__name__}:sleep_then_name"
+AWAITS = f"{__name__}:await_then_name"
 WAITS = f"{__name__}:fail_or_wait"
 DIES = f"{__name__}:die"
 POOLS = f"{__name__}:pool_sizes"
@@ -28,6 +29,17 @@ def sleep_then_name(folder: str, name: str, seconds: float) -> str:
     """Record the interval the call ran in, then return a summary naming it."""
     started = time.monotonic()
     time.sleep(seconds)
+    Path(folder, f"{name}.interval").write_text(f"{started} {time.monotonic()}")
+    return f"summary of {name}"
+
+
+def await_then_name(folder: str, name: str, files: list[str]) -> str:
+    """Wait until each of `files` exists in `folder` (what another party does: no sleep of a
+    guessed length), then record the interval the call ran in and return a summary naming it."""
+    started = time.monotonic()
+    deadline = started + PATIENCE_SECONDS
+    while not all(Path(folder, f).exists() for f in files) and time.monotonic() < deadline:
+        time.sleep(0.01)
     Path(folder, f"{name}.interval").write_text(f"{started} {time.monotonic()}")
     return f"summary of {name}"
 

@@ -140,7 +140,7 @@ def test_a_locked_audit_database_names_its_holder(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """An auditor holding the live file: `hitl audit seal` says who, in one line."""
-    monkeypatch.setenv("HITL_AUDIT_LOCK_WAIT_SECONDS", "0.5")
+    monkeypatch.setenv("HITL_AUDIT_LOCK_WAIT_SECONDS", "0.1")
     code, err = run_in_process(["--home", str(home), "audit", "seal"], capsys)
     assert_one_line(code, err)
     assert f"PID {held_audit_db.pid}" in err and "is locked" in err

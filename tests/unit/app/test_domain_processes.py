@@ -20,6 +20,7 @@ from hitl_gate.app.domain_processes import SPAWN, ChildFailed, run_in_processes,
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DEMO_PARALLEL_ENV, HitlSettings, SettingsError
 from tests.unit.app.process_targets import (
+    AWAITS,
     DIES,
     IMPORTED,
     POOLS,
@@ -37,18 +38,22 @@ def _intervals(folder: Path, names: list[str]) -> list[tuple[float, float]]:
 
 @pytest.mark.slow
 def test_results_come_back_in_the_order_of_the_calls(tmp_path: Path) -> None:
-    """The first call finishes last; its summary is still first. Two run at once."""
+    """The first call finishes last; its summary is still first. Two run at once.
+
+    The first call ends only once the second has ended and the status line has said so (the
+    file `heard`), so it finishes last however the machine schedules them, without a sleep."""
     calls = [
-        ("slow", (str(tmp_path), "slow", 3.0)),
-        ("quick", (str(tmp_path), "quick", 0.0)),
+        ("slow", (str(tmp_path), "slow", ["quick.interval", "heard"])),
+        ("quick", (str(tmp_path), "quick", [])),
     ]
     seen: list[tuple[list[str], list[str]]] = []
-    results = run_in_processes(
-        SLEEP,
-        calls,
-        2,
-        lambda running, done: seen.append((running, list(done))),
-    )
+
+    def status(running: list[str], done: list[str]) -> None:
+        seen.append((running, list(done)))
+        if (running, done) == (["slow"], ["quick"]):
+            (tmp_path / "heard").touch()
+
+    results = run_in_processes(AWAITS, calls, 2, status)
     assert results == ["summary of slow", "summary of quick"]
     (slow_start, slow_end), (quick_start, quick_end) = _intervals(tmp_path, ["slow", "quick"])
     assert quick_end < slow_end and quick_start < slow_end  # they overlapped
@@ -57,7 +62,7 @@ def test_results_come_back_in_the_order_of_the_calls(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_one_job_runs_the_calls_one_after_the_other(tmp_path: Path) -> None:
-    calls = [(n, (str(tmp_path), n, 0.3)) for n in ("a", "b", "c")]
+    calls = [(n, (str(tmp_path), n, 0.1)) for n in ("a", "b", "c")]  # at once, they'd overlap
     assert run_in_processes(SLEEP, calls, 1) == [f"summary of {n}" for n in "abc"]
     intervals = _intervals(tmp_path, ["a", "b", "c"])
     assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(intervals))
@@ -121,7 +126,7 @@ def test_a_parent_stopped_leaves_no_child_running(tmp_path: Path, stop: int) -> 
     deadline = time.monotonic() + 120
     while not pid_file.exists():
         assert parent.is_alive() and time.monotonic() < deadline, "the child never started"
-        time.sleep(0.1)
+        time.sleep(0.02)
     child = int(pid_file.read_text())
     os.kill(parent.pid or 0, stop)
     parent.join(60)
@@ -129,7 +134,7 @@ def test_a_parent_stopped_leaves_no_child_running(tmp_path: Path, stop: int) -> 
     deadline = time.monotonic() + 60
     while _alive(child):
         assert time.monotonic() < deadline, f"child {child} still running"
-        time.sleep(0.2)
+        time.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:
@@ -151,9 +156,9 @@ def test_stopping_interrupts_then_terminates(tmp_path: Path) -> None:
     deadline = time.monotonic() + 120
     while not ((tmp_path / "calm").exists() and (tmp_path / "deaf").exists()):
         assert time.monotonic() < deadline, "the children never started"
-        time.sleep(0.1)
+        time.sleep(0.02)
     stop_all([calm], grace_s=30)  # room for a loaded machine to end it on the interrupt
-    stop_all([deaf], grace_s=2)
+    stop_all([deaf], grace_s=0.5)  # deaf: the interrupt's grace passes, then SIGTERM ends it
     assert not calm.is_alive() and not deaf.is_alive()
     assert calm.exitcode == 1  # KeyboardInterrupt: the interrupt ended it
     assert deaf.exitcode == -signal.SIGTERM

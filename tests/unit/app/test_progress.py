@@ -42,7 +42,9 @@ def test_on_a_terminal_the_watcher_finds_no_run_and_still_ends(
             target=progress._watch, args=(instance, "none", "a run", seen.append, stop)
         )
         thread.start()
-        time.sleep(0.3)
+        deadline = time.monotonic() + 60
+        while len(seen) < 2 and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)  # two lines drawn: the watcher went round its loop
         stop.set()
         thread.join(timeout=5)
     assert seen and all(line.startswith("a run: 0 steps done") for line in seen)

@@ -46,7 +46,8 @@ def _stage(folder: Path, case: str, spec: dict) -> tuple[dict[str, Path], list[t
         path = folder / name
         if name in staging.get("still_writing", []):
             path.write_bytes(data[: len(data) // 2])
-            writers.append(threading.Thread(target=_finish_later, args=(path, data)))
+            later = staging["settle_seconds"] / 3
+            writers.append(threading.Thread(target=_finish_later, args=(path, data, later)))
         else:
             path.write_bytes(data)
         if name in staging.get("mtime_offsets", {}):
@@ -58,9 +59,10 @@ def _stage(folder: Path, case: str, spec: dict) -> tuple[dict[str, Path], list[t
     return paths, writers
 
 
-def _finish_later(path: Path, data: bytes) -> None:
-    """A writer still at work: the rest of the file arrives while the listing settles."""
-    time.sleep(0.4)
+def _finish_later(path: Path, data: bytes, seconds: float) -> None:
+    """A writer still at work: the rest of the file arrives while the listing settles (a third
+    of the interval in: after the listing's first look, well before its second)."""
+    time.sleep(seconds)
     with path.open("ab") as handle:
         handle.write(data[len(data) // 2 :])
 
