@@ -36,6 +36,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
 from pipelines.resources import build_resources
 from tests.blank_audit_db import blank_if_missing
+from tests.fork_server import FORK_SERVER_GROUP, shared_forkserver
 from tests.unit.audit.tamper_home import add_row
 from tests.unit.audit.token_user import public_key_of
 
@@ -269,14 +270,15 @@ def test_a_real_hsm_is_configuration(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)  # forked from that worker's forkserver
 def test_concurrent_first_uses_make_one_key(tmp_path: Path) -> None:
-    """A multiprocess run's steps sealing at once on a new home share one token and one key."""
-    import multiprocessing
+    """A multiprocess run's steps sealing at once on a new home share one token and one key
+    (processes forked from a server that imported the libraries, as the multiprocess
+    executor's steps are, none of which has used a token before)."""
     from concurrent.futures import ProcessPoolExecutor
 
     home = str(tmp_path / "home")
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=4, mp_context=shared_forkserver()) as pool:
         keys = list(pool.map(public_key_of, [home] * 6))
     assert len(set(keys)) == 1
     assert keys[0] == public_key_of(home)
