@@ -118,13 +118,25 @@ ATTACKS = (
 )
 
 
-@pytest.mark.parametrize("attack", ATTACKS)
-def test_a_pipeline_database_session_cannot_read_the_key(tmp_path: Path, attack: str) -> None:
-    paths = _home(tmp_path)
+@pytest.fixture(scope="module")
+def keyed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home sealed with its token's key, an old home's key file still there and a stage's
+    Parquet in the warehouse, built once; each attack gets a copy (`_home(copy)`)."""
+    root = tmp_path_factory.mktemp("keyed")
+    paths = _home(root)
     _seal(paths, checkpoint_signer(paths, AuditKeySettings()), 0, 3, "r1")
     load_or_create_signing_key(paths.audit_key_file)  # an old home's key file, still there
     paths.warehouse.mkdir(parents=True, exist_ok=True)
     pl.DataFrame({"a": [1]}).write_parquet(paths.warehouse / "stage.parquet")
+    return root
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_a_pipeline_database_session_cannot_read_the_key(
+    keyed_home: Path, tmp_path: Path, attack: str
+) -> None:
+    shutil.copytree(keyed_home, tmp_path, dirs_exist_ok=True)  # modes (0600, 0700) kept
+    paths = _home(tmp_path)
     targets = _key_files(paths)
     with duckdb.connect() as outsider:  # without the restriction, the attack would work
         assert outsider.execute(f"SELECT content FROM read_blob('{targets[0]}')").fetchall()
