@@ -29,7 +29,7 @@ from hitl_gate.audit.run_segments import Segments
 from hitl_gate.audit.seal import seal_run
 from hitl_gate.core.db_lock import open_when_free
 from hitl_gate.core.home import HitlPaths
-from tests.unit.audit.tamper_home import add_row
+from tests.unit.audit.tamper_home import add_rows
 
 WAIT_SECONDS = 120  # a child waiting for the test's `go` file gives up after this
 
@@ -117,8 +117,8 @@ def seal_own_segment(root: str, segment: str, key_file: str, wait: str) -> None:
     `wait` "wait": from `<segment>.ready` until the test creates `go`."""
     segments = Segments(Path(root))
     with segments.open(segment) as con:
-        for i in range(1, 51):
-            add_row(con, "reversal_requests", i, domain=segment, case_id=f"C{i}")
+        add_rows(con, "reversal_requests",
+                 [(i, {"domain": segment, "case_id": f"C{i}"}) for i in range(1, 51)])  # fmt: skip
         (segments.root / f"{segment}.ready").touch()
         if wait == "wait":
             _when(segments.root / "go")

@@ -47,7 +47,7 @@ from hitl_gate.core.home import HitlPaths
 from tests.blank_audit_db import blank_if_missing
 from tests.fork_server import FORK_SERVER_GROUP, ForkedChild, ForkServer
 from tests.unit.audit.seal_children import killed_seal, seal_day
-from tests.unit.audit.tamper_home import add_row
+from tests.unit.audit.tamper_home import add_row, add_rows
 
 pytestmark = pytest.mark.slow  # SoftHSM2 signs segment and global checkpoints; homes verified
 
@@ -75,9 +75,9 @@ class Home:
 
     def write(self, domain: str, day: str, cases: range, **values: object) -> None:
         with self.connect() as con:
-            for i in cases:
-                add_row(con, "decisions", i, domain=domain, case_id=f"C{i}",
-                        partition_date=day, **values)  # fmt: skip
+            rows = [(i, {"domain": domain, "case_id": f"C{i}", "partition_date": day, **values})
+                    for i in cases]  # fmt: skip
+            add_rows(con, "decisions", rows)
 
     def seal(self, domain: str, day: str, run_id: str):  # noqa: ANN201
         return seal_with_segment(
