@@ -684,12 +684,9 @@ def test_the_trace_shows_the_same_case_with_its_entries_provenance(
 
 
 def test_checkpoints_witnessed_before_a_tsa_was_configured_need_no_stamp(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    first_run: Home, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = Home(tmp_path, segmented=True)
-    with home.connect() as con:
-        _first_run(con)
-    home.seal("run-1")
+    home = first_run  # run-1 sealed with no TSA configured
     with local_tsa() as tsa:
         home.tsa_url = tsa.url
         _second_run(home)
