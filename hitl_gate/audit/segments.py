@@ -72,13 +72,13 @@ def scan_segment(
     """
     result = SegmentResult(last_seq=lo - 1)
     ranges = _CheckpointRanges(checkpoints, result.problems)
-    prev_row, prev_ok = _text_rows(pa.array([prev_hex], pa.string()))
+    prev_row, prev_ok = _text_row(prev_hex)
     expected_seq = lo
     for batch in _prefetched(_batches(con, batch_rows, ordered, lo, hi)):
         n = batch.num_rows
         if not n:
             continue
-        seqs = batch.column("seq").to_numpy(zero_copy_only=False)
+        seqs = _integers(batch.column("seq"))
         packed = sha256_packed(batch.column("entry"))
         computed = _hex_of_packed(packed, n)
         findings: list[tuple[int | None, str]] = []
@@ -122,6 +122,28 @@ def _hex_of_packed(packed: bytes, n: int) -> np.ndarray:
     return text.view(np.uint64)
 
 
+def _text_row(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """`_text_rows` of one text, its Arrow array made from its bytes (`pa.array([text])` has
+    pyarrow import pandas, see `_integers`)."""
+    data = text.encode("utf-8")
+    offsets = np.array([0, len(data)], np.int32)
+    return _text_rows(pa.StringArray.from_buffers(1, pa.py_buffer(offsets), pa.py_buffer(data)))
+
+
+def _integers(column: pa.Array) -> np.ndarray:
+    """An integer column as a numpy array, read from its value buffer when it holds no null.
+
+    pyarrow's conversions (`to_numpy`, `pa.array`, `pa.scalar`) import pandas to ask whether
+    a value is a pandas object: about half of what a segment process (`main`) spent, which
+    never has one. A column with nulls (a null is NaN, equal to no number) or of another type
+    (a log whose table was rebuilt) is converted as before.
+    """
+    if column.null_count or not pa.types.is_signed_integer(column.type):
+        return column.to_numpy(zero_copy_only=False)
+    values = np.frombuffer(column.buffers()[1], np.dtype(f"int{column.type.bit_width}"))
+    return values[column.offset : column.offset + len(column)]
+
+
 def _text_rows(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """A column of 64-character hashes as an (n, 8) uint64 matrix, and which rows are valid.
 
@@ -134,8 +156,7 @@ def _text_rows(column: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         column = column.cast(pa.large_string())  # e.g. string_view
     n = len(column)
-    lengths = pc.fill_null(pc.binary_length(column), 0).to_numpy(zero_copy_only=False)
-    valid = lengths == width
+    valid = _integers(pc.binary_length(column)) == width  # a null's length: NaN, not the width
     if not valid.all():
         column = pc.if_else(pa.array(valid), column, pa.scalar("-" * width, column.type))
     offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32

@@ -36,6 +36,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import AuditKeySettings
 from pipelines.resources import build_resources
 from tests.blank_audit_db import blank_if_missing
+from tests.fork_server import FORK_SERVER_GROUP, shared_forkserver
 from tests.unit.audit.tamper_home import add_row
 from tests.unit.audit.token_user import public_key_of
 
@@ -117,13 +118,25 @@ ATTACKS = (
 )
 
 
-@pytest.mark.parametrize("attack", ATTACKS)
-def test_a_pipeline_database_session_cannot_read_the_key(tmp_path: Path, attack: str) -> None:
-    paths = _home(tmp_path)
+@pytest.fixture(scope="module")
+def keyed_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A home sealed with its token's key, an old home's key file still there and a stage's
+    Parquet in the warehouse, built once; each attack gets a copy (`_home(copy)`)."""
+    root = tmp_path_factory.mktemp("keyed")
+    paths = _home(root)
     _seal(paths, checkpoint_signer(paths, AuditKeySettings()), 0, 3, "r1")
     load_or_create_signing_key(paths.audit_key_file)  # an old home's key file, still there
     paths.warehouse.mkdir(parents=True, exist_ok=True)
     pl.DataFrame({"a": [1]}).write_parquet(paths.warehouse / "stage.parquet")
+    return root
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_a_pipeline_database_session_cannot_read_the_key(
+    keyed_home: Path, tmp_path: Path, attack: str
+) -> None:
+    shutil.copytree(keyed_home, tmp_path, dirs_exist_ok=True)  # modes (0600, 0700) kept
+    paths = _home(tmp_path)
     targets = _key_files(paths)
     with duckdb.connect() as outsider:  # without the restriction, the attack would work
         assert outsider.execute(f"SELECT content FROM read_blob('{targets[0]}')").fetchall()
@@ -269,14 +282,15 @@ def test_a_real_hsm_is_configuration(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)  # forked from that worker's forkserver
 def test_concurrent_first_uses_make_one_key(tmp_path: Path) -> None:
-    """A multiprocess run's steps sealing at once on a new home share one token and one key."""
-    import multiprocessing
+    """A multiprocess run's steps sealing at once on a new home share one token and one key
+    (processes forked from a server that imported the libraries, as the multiprocess
+    executor's steps are, none of which has used a token before)."""
     from concurrent.futures import ProcessPoolExecutor
 
     home = str(tmp_path / "home")
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=4, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=4, mp_context=shared_forkserver()) as pool:
         keys = list(pool.map(public_key_of, [home] * 6))
     assert len(set(keys)) == 1
     assert keys[0] == public_key_of(home)

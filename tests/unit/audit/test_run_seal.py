@@ -15,8 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
+import signal
 import time
 from datetime import date
 from pathlib import Path
@@ -46,7 +45,9 @@ from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
 from tests.blank_audit_db import blank_if_missing
-from tests.unit.audit.tamper_home import add_row
+from tests.fork_server import FORK_SERVER_GROUP, ForkedChild, ForkServer
+from tests.unit.audit.seal_children import killed_seal, seal_day
+from tests.unit.audit.tamper_home import add_row, add_rows
 
 pytestmark = pytest.mark.slow  # SoftHSM2 signs segment and global checkpoints; homes verified
 
@@ -74,9 +75,9 @@ class Home:
 
     def write(self, domain: str, day: str, cases: range, **values: object) -> None:
         with self.connect() as con:
-            for i in cases:
-                add_row(con, "decisions", i, domain=domain, case_id=f"C{i}",
-                        partition_date=day, **values)  # fmt: skip
+            rows = [(i, {"domain": domain, "case_id": f"C{i}", "partition_date": day, **values})
+                    for i in cases]  # fmt: skip
+            add_rows(con, "decisions", rows)
 
     def seal(self, domain: str, day: str, run_id: str):  # noqa: ANN201
         return seal_with_segment(
@@ -326,56 +327,25 @@ def test_a_live_claim_keeps_its_rows_from_another_run(
     assert code == 0, out
 
 
-CHILD = """
-import json, sys, time
-from pathlib import Path
-from hitl_gate.audit.keys import load_or_create_signing_key
-from datetime import date
-from hitl_gate.audit.run_seal import (Picked, Scope, claim, fold_picked, pick_rows,
-    seal_picked, seal_with_segment, segment_id)
-from hitl_gate.audit.run_segments import Segments
-from hitl_gate.core.db_lock import open_when_free
-from hitl_gate.core.home import HitlPaths
-
-home, day, key_file, pause = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
-paths = HitlPaths.at(home)
-segments, key = Segments(paths.segments_dir), load_or_create_signing_key(key_file)
-connect = lambda attachable=(): open_when_free(paths.audit_db, False, 120, (), attachable)
-seg, run = segment_id("d", [day], "run-" + day), "run-" + day
-scope = Scope("d", (date.fromisoformat(day),))
-times = {"start": time.time()}
-if pause == "pause":  # the first run: step 2 held open until the second run has finished
-    with claim(segments, seg):
-        with connect([segments.database(seg)]) as con:
-            picked = pick_rows(con, segments, seg, scope=scope)
-        times["step2_start"] = time.time()
-        with segments.open(seg) as held:  # as its rendering would hold it
-            (home / "ready").touch()
-            deadline = time.monotonic() + 120
-            while not (home / "go").exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
-        seal_picked(segments, picked, run, key)
-        times["step2_end"] = time.time()
-        with connect([segments.database(seg)]) as con:
-            fold_picked(con, segments, picked, key, paths.witness_dir)
-else:
-    seal_with_segment(connect, segments, seg, run, key, paths.checkpoints_dir, memory_limit=None,
-                      scope=scope)
-times["end"] = time.time()
-print(json.dumps(times))
-"""
-
-
-def _child(home: Home, day: str, pause: bool) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(home.paths.home), day, str(home.key_file),
-         "pause" if pause else "-"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def _child(fork_server: ForkServer, home: Home, day: str, pause: bool) -> tuple[ForkedChild, Path]:
+    """A run sealing `day` in a process of its own (`seal_children.seal_day`), and the file
+    its output goes to."""
+    output = home.paths.home.parent / f"seal-{day}.out"
+    child = fork_server.start(
+        seal_day, str(home.paths.home), day, str(home.key_file), "pause" if pause else "-",
+        output=output,
     )  # fmt: skip
+    return child, output
 
 
+def _times(output: Path) -> dict[str, float]:
+    """The times a `seal_day` child printed last."""
+    return json.loads(output.read_text().splitlines()[-1])
+
+
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)  # forked from that worker's forkserver
 def test_two_processes_seal_two_days_at_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fork_server: ForkServer
 ) -> None:
     """The first run holds its segment in step 2 until the second has picked, sealed and
     folded: the second never waits for the first's rendering; both are under the last
@@ -384,19 +354,20 @@ def test_two_processes_seal_two_days_at_once(
     home.write("d", DAY1, range(1, 201))
     home.write("d", DAY2, range(201, 401))
     home.key()
-    first = _child(home, DAY1, pause=True)
-    deadline = time.monotonic() + 120
-    while not (home.paths.home / "ready").exists():
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.05)
-    second = _child(home, DAY2, pause=False)
-    out, err = second.communicate(timeout=180)
-    assert second.returncode == 0, err
-    assert first.poll() is None, "the first run is still in its step 2"
-    (home.paths.home / "go").touch()
-    out_first, err_first = first.communicate(timeout=180)
-    assert first.returncode == 0, err_first
-    one, two = json.loads(out_first), json.loads(out)
+    first, first_out = _child(fork_server, home, DAY1, pause=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (home.paths.home / "ready").exists():
+            assert first.is_alive() and time.monotonic() < deadline, first_out.read_text()
+            time.sleep(0.05)
+        second, second_out = _child(fork_server, home, DAY2, pause=False)
+        assert second.join(180) == 0, second_out.read_text()
+        assert first.is_alive(), "the first run is still in its step 2"
+        (home.paths.home / "go").touch()
+        assert first.join(180) == 0, first_out.read_text()
+    finally:
+        first.kill()
+    one, two = _times(first_out), _times(second_out)
     overlap = min(one["step2_end"], two["end"]) - max(one["step2_start"], two["start"])
     assert two["end"] < one["step2_end"]  # ordered by construction, not by timing
     assert overlap == two["end"] - two["start"] > 0  # the second's whole seal overlapped
@@ -409,50 +380,21 @@ def test_two_processes_seal_two_days_at_once(
     assert code == 0, report
 
 
-KILLED = """
-import os, signal, sys
-from datetime import date
-from pathlib import Path
-from hitl_gate.audit import run_seal
-from hitl_gate.audit.keys import load_or_create_signing_key
-from hitl_gate.audit.run_segments import Segments
-from hitl_gate.core.db_lock import open_when_free
-from hitl_gate.core.home import HitlPaths
-
-home, day, key_file, point = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
-paths = HitlPaths.at(home)
-die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
-if point == "before_pending":  # the pick's copy committed, its pending insert not yet begun
-    opened, entered = run_seal.transaction, []
-    def transaction(con):
-        entered.append(con)
-        if len(entered) == 2:
-            die()
-        return opened(con)
-    run_seal.transaction = transaction
-else:  # "before_fold": the segment sealed (its checkpoint signed), not folded
-    run_seal.fold_segments = die
-connect = lambda attachable=(): open_when_free(paths.audit_db, False, 120, (), attachable)
-run_seal.seal_with_segment(
-    connect, Segments(paths.segments_dir), run_seal.segment_id("a", [day], "run-killed"),
-    "run-killed", load_or_create_signing_key(key_file), paths.checkpoints_dir,
-    memory_limit=None, scope=run_seal.Scope("a", (date.fromisoformat(day),)),
-)
-"""
-
-
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)  # forked from that worker's forkserver
 @pytest.mark.parametrize("point", ["before_pending", "before_fold"])
 def test_a_segment_left_by_a_killed_run_is_removed_by_the_next_run(
-    home: Home, capsys: pytest.CaptureFixture[str], point: str
+    home: Home, capsys: pytest.CaptureFixture[str], point: str, fork_server: ForkServer
 ) -> None:
     """SIGKILLed between the pick's copy and its pending insert, a run leaves a segment file
     holding copied rows that no pending row names; killed after its seal, a sealed segment no
     leaf names. The next run's pick removes either (files, write-ahead log, checkpoints), seals
     the rows in its own segment, and verify passes: no row twice, none lost, no copy left."""
     home.write("a", DAY2, range(11, 14), source_file="marker-value-7f3a")
-    args = [str(home.paths.home), DAY2, str(home.key_file), point]
-    killed = subprocess.run([sys.executable, "-c", KILLED, *args], capture_output=True, text=True)
-    assert killed.returncode == -9, killed.stderr
+    output = home.paths.home.parent / "killed.out"
+    killed = fork_server.start(
+        killed_seal, str(home.paths.home), DAY2, str(home.key_file), point, output=output
+    )
+    assert killed.join(180) == -signal.SIGKILL, output.read_text()
     dead = segment_id("a", [DAY2], "run-killed")
     assert home.segments.database(dead).is_file()
     assert home.rows("SELECT count(*) FROM audit_segment_pending") == [

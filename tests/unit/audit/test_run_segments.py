@@ -10,8 +10,6 @@ global checkpoint re-signed with another key.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -22,35 +20,22 @@ import pytest
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.run_segments import Segments, fold_segments, seal_segment, verify_segments
 from hitl_gate.core.database import audit_connection
+from tests.fork_server import FORK_SERVER_GROUP, ForkedChild, ForkServer
+from tests.unit.audit.seal_children import seal_own_segment
 from tests.unit.audit.tamper_home import add_row
 
-CHILD = """
-import sys, time
-from pathlib import Path
-from hitl_gate.audit.keys import load_or_create_signing_key
-from hitl_gate.audit.run_segments import Segments
-from hitl_gate.audit.seal import seal_run
-from tests.unit.audit.tamper_home import add_row
-root, segment, key_file, wait = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), sys.argv[4]
-segments = Segments(root)
-with segments.open(segment) as con:  # the run holds its segment open for writing throughout
-    for i in range(1, 51):
-        add_row(con, "reversal_requests", i, domain=segment, case_id=f"C{i}")
-    (root / f"{segment}.ready").touch()
-    deadline = time.monotonic() + 120
-    while wait == "wait" and not (root / "go").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    seal_run(con, f"run-{segment}", load_or_create_signing_key(key_file),
-             segments.checkpoints(segment), memory_limit=None)
-print("sealed", segment)
-"""
 
-
-def _child(root: Path, segment: str, key_file: Path, wait: bool) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(root), segment, str(key_file), "wait" if wait else "-"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+def _child(
+    fork_server: ForkServer, root: Path, segment: str, key_file: Path, wait: bool
+) -> tuple[ForkedChild, Path]:
+    """A run sealing `segment` in a process of its own (`seal_children.seal_own_segment`), and
+    the file its output goes to."""
+    output = root.parent / f"{segment}.out"
+    child = fork_server.start(
+        seal_own_segment, str(root), segment, str(key_file), "wait" if wait else "-",
+        output=output,
     )  # fmt: skip
+    return child, output
 
 
 def _folder(glob: Path, segments: Segments, ids: list[str]) -> AbstractContextManager[Any]:
@@ -103,26 +88,30 @@ def _verify(tmp_path: Path, segments: Segments, key_file: Path) -> list[str]:
 
 
 @pytest.mark.slow  # two sealing processes: `make test`, not test-fast
+@pytest.mark.xdist_group(FORK_SERVER_GROUP)  # forked from that worker's forkserver
 def test_two_processes_seal_their_segments_at_once_and_verify_covers_both(
-    tmp_path: Path,
+    tmp_path: Path, fork_server: ForkServer
 ) -> None:
     segments = Segments(tmp_path / "segments")
     segments.root.mkdir(parents=True)
     key_file = tmp_path / "secrets" / "audit.key"
     key = load_or_create_signing_key(key_file)
-    first = _child(segments.root, "consumer_credit-2018-01-05", key_file, wait=True)
-    deadline = time.monotonic() + 120
-    while not (segments.root / "consumer_credit-2018-01-05.ready").exists():
-        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
-        time.sleep(0.05)
-    # The first run holds its segment open for writing; the second seals its own meanwhile.
-    second = _child(segments.root, "consumer_credit-2018-01-06", key_file, wait=False)
-    out, err = second.communicate(timeout=180)
-    assert second.returncode == 0, err
-    assert first.poll() is None, "the first run was still holding its segment"
-    (segments.root / "go").touch()
-    out_first, err_first = first.communicate(timeout=180)
-    assert first.returncode == 0, err_first
+    first, first_out = _child(fork_server, segments.root, "consumer_credit-2018-01-05",
+                              key_file, wait=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (segments.root / "consumer_credit-2018-01-05.ready").exists():
+            assert first.is_alive() and time.monotonic() < deadline, first_out.read_text()
+            time.sleep(0.05)
+        # The first run holds its segment open for writing; the second seals its own meanwhile.
+        second, second_out = _child(fork_server, segments.root, "consumer_credit-2018-01-06",
+                                    key_file, wait=False)  # fmt: skip
+        assert second.join(180) == 0, second_out.read_text()
+        assert first.is_alive(), "the first run was still holding its segment"
+        (segments.root / "go").touch()
+        assert first.join(180) == 0, first_out.read_text()
+    finally:
+        first.kill()
     ids = ["consumer_credit-2018-01-05", "consumer_credit-2018-01-06"]
     with _folder(tmp_path / "audit.duckdb", segments, ids) as con:
         checkpoint = fold_segments(con, segments, ids, key)

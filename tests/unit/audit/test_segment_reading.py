@@ -46,7 +46,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import TSA_ENV, TSA_ROOTS_ENV
 from tests.blank_audit_db import blank_if_missing
 from tests.unit.audit.local_tsa import local_tsa
-from tests.unit.audit.tamper_home import DOMAIN, _first_run, add_row
+from tests.unit.audit.tamper_home import DOMAIN, _first_run, add_rows
 
 pytestmark = pytest.mark.slow  # several homes sealed and verified through the CLI
 
@@ -112,9 +112,9 @@ class Home:
 
 def _second_run(home: Home) -> None:
     with home.connect() as con:
-        for i in range(7, 10):
-            add_row(con, "decisions", i, domain=DOMAIN, case_id=f"C{i}", route="auto_decline")
-            add_row(con, "executions", i, domain=DOMAIN, case_id=f"C{i}", action="decline")
+        cases = [(i, {"domain": DOMAIN, "case_id": f"C{i}"}) for i in range(7, 10)]
+        add_rows(con, "decisions", [(i, case | {"route": "auto_decline"}) for i, case in cases])
+        add_rows(con, "executions", [(i, case | {"action": "decline"}) for i, case in cases])
 
 
 def _build(root: Path, segmented: bool) -> Home:
@@ -684,12 +684,9 @@ def test_the_trace_shows_the_same_case_with_its_entries_provenance(
 
 
 def test_checkpoints_witnessed_before_a_tsa_was_configured_need_no_stamp(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    first_run: Home, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    home = Home(tmp_path, segmented=True)
-    with home.connect() as con:
-        _first_run(con)
-    home.seal("run-1")
+    home = first_run  # run-1 sealed with no TSA configured
     with local_tsa() as tsa:
         home.tsa_url = tsa.url
         _second_run(home)

@@ -1,6 +1,6 @@
-"""What a child process of the token tests runs: a light module of its own, so that a
-`spawn` child imports only the audit keys (about 0.4 s), not the test module's command line
-and Dagster resources (about 4 s each child)."""
+"""What a child process of the token tests runs: a light module of its own, so that a child
+imports only the audit keys, not the test module's command line and Dagster resources (about
+4 s each spawned child; the forkserver's children, tests/fork_server.py, have them loaded)."""
 
 from __future__ import annotations
 
