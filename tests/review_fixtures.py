@@ -263,13 +263,14 @@ class Workspace:
         with audit_connection(self.db) as con:
             return int(scalar(con, sql, params or []))
 
-    def counts(self, *sqls: str) -> list[int]:
-        """`count` of each statement (no parameters), all on one connection: each DuckDB open
-        and checkpoint costs tens of milliseconds of CPU."""
+    def counts(self, *sqls: str | tuple[str, list]) -> list[int]:
+        """`count` of each statement (a text, or a text and its parameters), all on one
+        connection: each DuckDB open and checkpoint costs tens of milliseconds of CPU."""
         from hitl_gate.core.database import audit_connection, scalar
 
+        statements = [(sql, []) if isinstance(sql, str) else sql for sql in sqls]
         with audit_connection(self.db) as con:
-            return [int(scalar(con, sql, [])) for sql in sqls]
+            return [int(scalar(con, sql, params)) for sql, params in statements]
 
     def fill(self, queue: str, name: str, reviewer: str, edits: dict | None = None) -> Path:
         """The batch of `queue` answered by the demo logic as `reviewer`, then `edits` applied."""
