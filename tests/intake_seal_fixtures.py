@@ -103,7 +103,19 @@ def stage(
 def general_seal(db: Path, root: Path, run: str = "end-of-run") -> None:
     """The end-of-run seal (and `hitl audit seal`, retention): step-owned tables refused."""
     with audit_connection(db) as con:
-        seal_run(con, run, signer(root), root / "checkpoints", owned=STEP_OWNED)
+        _general_seal_on(con, root, run)
+
+
+def _general_seal_on(con: duckdb.DuckDBPyConnection, root: Path, run: str = "end-of-run") -> None:
+    seal_run(con, run, signer(root), root / "checkpoints", owned=STEP_OWNED)
+
+
+def sealed_and_verified(db: Path, root: Path) -> str:
+    """A general seal, then verify's summary, on one connection (the seal raises if it
+    refuses anything)."""
+    with audit_connection(db) as con:
+        _general_seal_on(con, root)
+        return _verify_summary_on(con, root)
 
 
 def logged(db: Path, event_type: str, key: str) -> int:
@@ -114,11 +126,6 @@ def logged(db: Path, event_type: str, key: str) -> int:
 def _logged_on(con: duckdb.DuckDBPyConnection, event_type: str, key: str) -> int:
     return int(scalar(con, "SELECT count(*) FROM audit_log WHERE entry LIKE ?",
                       [f'%"key":"{key}"%"type":"{event_type}"}}']))  # fmt: skip
-
-
-def verify_summary(db: Path, root: Path) -> str:
-    with audit_connection(db, read_only=True) as con:
-        return _verify_summary_on(con, root)
 
 
 def _verify_summary_on(con: duckdb.DuckDBPyConnection, root: Path) -> str:
@@ -167,8 +174,8 @@ def refused_everywhere(db: Path, root: Path, table: str, key: str) -> None:
     """The row of `table` under `key` is refused by a general seal (and stays so), never
     logged, and named by verify as not in the log."""
     event_type = {"verdicts": "verdict", "verdict_opinions": "verdict_opinion"}[table]
-    with pytest.raises(SealRefused, match=f"{table} {key}: not written"):
-        general_seal(db, root)
-    with audit_connection(db, read_only=True) as con:  # one reader for both checks
+    with audit_connection(db) as con:  # the seal's connection for the checks after it too
+        with pytest.raises(SealRefused, match=f"{table} {key}: not written"):
+            _general_seal_on(con, root)
         assert _logged_on(con, event_type, key) == 0
         assert f"{table} {key}: not in the audit log" in _verify_summary_on(con, root)

@@ -245,7 +245,10 @@ def _copy_world(template: PortalWorld, root: Path) -> PortalWorld:
         queue: replace(batch, folder=root / batch.folder.relative_to(source))
         for queue, batch in template.ws.batches.items()
     }
-    ws = replace(template.ws, root=root, batches=batches, keyring=pooled_keyring(root / "keys"))
+    ws = replace(
+        template.ws, root=root, batches=batches, keyring=pooled_keyring(root / "keys"),
+        registered=set(template.ws.registered),  # the copy's registry is the template's
+    )  # fmt: skip
     world = _portal_over(ws, root)
     world.credentials.update(template.credentials)
     return world

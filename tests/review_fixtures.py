@@ -13,7 +13,7 @@ import csv
 import hashlib
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,6 +110,11 @@ class Workspace:
     key: bytes
     batches: dict[str, ReviewBatch]  # by queue
     keyring: PooledKeyring | None = None
+    # Who `register_on` found or put in this workspace's registry. People are never removed
+    # from a registry (a revoked person stays in it), so someone listed here needs no DuckDB
+    # open to be found again (tens of milliseconds of CPU each); a copy of the workspace
+    # (`portal_fixtures._copy_world`) gets a copy of the set with the database.
+    registered: set[str] = field(default_factory=set)
 
     @property
     def keys(self) -> PooledKeyring:
@@ -138,6 +143,8 @@ class Workspace:
         role `ROLES` gives them in consumer_credit)."""
         from hitl_gate.core.database import audit_connection
 
+        if person_id in self.registered:
+            return
         with audit_connection(self.db) as con:
             self.register_on(con, person_id, grants)
 
@@ -147,14 +154,16 @@ class Workspace:
         """`person`, on a connection the caller already holds."""
         from hitl_gate.identity.store import load_registry
 
+        if person_id in self.registered:
+            return
         registry = load_registry(con)
         if not registry.acts:
             registry = bootstrap(con, self.keys, at=REGISTERED_AT)
-        if person_id in registry.people:
-            return
-        role = ROLES.get(person_id, "analyst")
-        own = grants if grants is not None else [f"consumer_credit:{role}"]
-        add_person(con, self.keys, person_id, own, at=REGISTERED_AT)
+        if person_id not in registry.people:
+            role = ROLES.get(person_id, "analyst")
+            own = grants if grants is not None else [f"consumer_credit:{role}"]
+            registry = add_person(con, self.keys, person_id, own, at=REGISTERED_AT)
+        self.registered.update(registry.people)
 
     def assign(self, batch_id: str, person_id: str, slot: int = 0) -> None:
         """Make `person_id` the batch's current assignee (a new row only when it changes)."""
@@ -263,13 +272,14 @@ class Workspace:
         with audit_connection(self.db) as con:
             return int(scalar(con, sql, params or []))
 
-    def counts(self, *sqls: str) -> list[int]:
-        """`count` of each statement (no parameters), all on one connection: each DuckDB open
-        and checkpoint costs tens of milliseconds of CPU."""
+    def counts(self, *sqls: str | tuple[str, list]) -> list[int]:
+        """`count` of each statement (a text, or a text and its parameters), all on one
+        connection: each DuckDB open and checkpoint costs tens of milliseconds of CPU."""
         from hitl_gate.core.database import audit_connection, scalar
 
+        statements = [(sql, []) if isinstance(sql, str) else sql for sql in sqls]
         with audit_connection(self.db) as con:
-            return [int(scalar(con, sql, [])) for sql in sqls]
+            return [int(scalar(con, sql, params)) for sql, params in statements]
 
     def fill(self, queue: str, name: str, reviewer: str, edits: dict | None = None) -> Path:
         """The batch of `queue` answered by the demo logic as `reviewer`, then `edits` applied."""

@@ -43,11 +43,29 @@ while another process holds the file): what the stages' library functions are gi
 
 
 def schema_statements() -> str:
-    """Every schema file of `hitl_gate/core/schema/`, in name order (tables before views)."""
+    """Every schema file of `hitl_gate/core/schema/`, in name order (tables before views).
+
+    Every writing connection asks for it (twice: `ensure_schema` and the schema-only copy), and
+    reading the 25 files each time cost about 0.37 ms of CPU (0.14 ms to stat them); the text
+    is kept per process while every file keeps its name, size and modification time (a file
+    edited under a running process, a developer's UI, is read again)."""
     files = sorted(
         (f for f in SCHEMA_DIR.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name
     )
-    return "\n".join(f.read_text(encoding="utf-8") for f in files)
+    paths = [f for f in files if isinstance(f, Path)]
+    if len(paths) < len(files):  # a zipped install: no modification time to key on
+        return "\n".join(f.read_text(encoding="utf-8") for f in files)
+    stamp = tuple((p.name, s.st_size, s.st_mtime_ns) for p in paths for s in [p.stat()])
+    text = _SCHEMA_TEXT.get(stamp)
+    if text is None:
+        text = "\n".join(p.read_text(encoding="utf-8") for p in paths)
+        _SCHEMA_TEXT.clear()  # one schema per process, but never more than one kept
+        _SCHEMA_TEXT[stamp] = text
+    return text
+
+
+# `schema_statements`' text, by the (name, size, modification time) of each schema file.
+_SCHEMA_TEXT: dict[tuple[tuple[str, int, int], ...], str] = {}
 
 
 # What a database holds once the schema ran, as far as the schema's statements can change it:

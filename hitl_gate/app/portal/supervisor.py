@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
+import duckdb
 import polars as pl
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,9 +27,11 @@ from hitl_gate.app.portal.web import (
     checked_form,
     client_of,
     portal_of,
+    principal_of,
     refuse,
     render,
     require_person,
+    session_of,
 )
 from hitl_gate.core.database import transaction
 from hitl_gate.core.domain import DomainConfig
@@ -96,48 +100,81 @@ def _require_supervisor(request: Request) -> tuple[Principal, list[Scope]]:
     return who, scopes
 
 
+def _supervisor_on(
+    request: Request, con: duckdb.DuckDBPyConnection
+) -> tuple[Principal, list[Scope]] | str:
+    """`_require_supervisor` read on the page's own connection (one DuckDB open per page, not
+    two): the principal and their scopes, or why not. The caller refuses after closing it
+    (`refuse` opens the writer, which DuckDB refuses beside an open reader)."""
+    who = principal_of(request, con)
+    if isinstance(who, str):
+        return who
+    scopes = scopes_of(who.person, dict(portal_of(request).config.domains))
+    if not scopes:
+        return f"{request.url.path}: needs a supervising role or admin"
+    return who, scopes
+
+
+def _refuse_unless_supervisor(
+    request: Request, found: tuple[Principal, list[Scope]] | str
+) -> tuple[Principal, list[Scope]]:
+    if isinstance(found, str):
+        refuse(request, session_of(request), found)
+    return found
+
+
 def _rows(frame: pl.DataFrame, queues: tuple[str, ...]) -> list[dict[str, object]]:
     return frame.filter(pl.col("queue").is_in(list(queues))).to_dicts()
 
 
-def _dashboard(
-    request: Request, portal: Portal, who: Principal, scopes: list[Scope], message: str = "",
-    error: str = "", status: int = 200,
-) -> Response:  # fmt: skip
+def _views(
+    con: duckdb.DuckDBPyConnection, portal: Portal, who: Principal, scopes: list[Scope]
+) -> list[dict[str, Any]]:
+    """The dashboard's figures per domain, read on `con`."""
     now = portal.now()
     soon = timedelta(hours=portal.config.settings.due_soon_hours)
     views = []
-    with portal.db() as con:
-        for scope in scopes:
-            name = scope.domain.name
-            batches = _rows(open_batches(con, name), scope.queues)
-            pairs = other_opinion_holders(con, [str(b["batch_id"]) for b in batches])
-            for batch in batches:
-                batch_id, queue = str(batch["batch_id"]), str(batch["queue"])
-                seat = Seat(
-                    batch_id, name, queue, scope.settings.queue(queue, scope.domain).role,
-                    str(batch["assignee_id"]), pairs.get(batch_id, {}),
-                )  # fmt: skip
-                # Only people the server would accept (one rule: `assignee_refusal`).
-                batch["candidates"] = eligible_assignees(who.registry, seat, who.person_id, now)
-            views.append(
-                {
-                    "domain": name,
-                    "board": _rows(sla_dashboard(con, name, now, soon), scope.queues),
-                    "batches": batches,
-                    "escalations": _rows(open_escalations(con, name), scope.queues),
-                }
-            )
+    for scope in scopes:
+        name = scope.domain.name
+        batches = _rows(open_batches(con, name), scope.queues)
+        pairs = other_opinion_holders(con, [str(b["batch_id"]) for b in batches])
+        for batch in batches:
+            batch_id, queue = str(batch["batch_id"]), str(batch["queue"])
+            seat = Seat(
+                batch_id, name, queue, scope.settings.queue(queue, scope.domain).role,
+                str(batch["assignee_id"]), pairs.get(batch_id, {}),
+            )  # fmt: skip
+            # Only people the server would accept (one rule: `assignee_refusal`).
+            batch["candidates"] = eligible_assignees(who.registry, seat, who.person_id, now)
+        views.append(
+            {
+                "domain": name,
+                "board": _rows(sla_dashboard(con, name, now, soon), scope.queues),
+                "batches": batches,
+                "escalations": _rows(open_escalations(con, name), scope.queues),
+            }
+        )
+    return views
+
+
+def _dashboard(
+    request: Request, portal: Portal, who: Principal, views: list[dict[str, Any]],
+    message: str = "", error: str = "", status: int = 200,
+) -> Response:  # fmt: skip
     return render(
         request, "supervisor_dashboard.html",
-        {"who": who, "views": views, "now": now, "message": message, "error": error},
+        {"who": who, "views": views, "now": portal.now(), "message": message, "error": error},
         status=status,
     )  # fmt: skip
 
 
 async def dashboard(request: Request) -> Response:
-    who, scopes = _require_supervisor(request)
-    return _dashboard(request, portal_of(request), who, scopes)
+    portal = portal_of(request)
+    with portal.db() as con:
+        found = _supervisor_on(request, con)
+        views = _views(con, portal, *found) if not isinstance(found, str) else []
+    who, _ = _refuse_unless_supervisor(request, found)
+    return _dashboard(request, portal, who, views)
 
 
 async def reassign_batch(request: Request) -> Response:
@@ -180,14 +217,17 @@ async def reassign_batch(request: Request) -> Response:
                 client=client_of(request),
                 detail=f"batch {batch_id}: {done.previous_assignee} -> {to} ({reason})",
             )  # fmt: skip
+            views = _views(con, portal, who, scopes)  # the writer's own reads: no new open
     except AssignmentError as error:
-        return _dashboard(request, portal, who, scopes, error=f"Refused: {error}", status=422)
+        with portal.db() as con:
+            views = _views(con, portal, who, scopes)
+        return _dashboard(request, portal, who, views, error=f"Refused: {error}", status=422)
     hand_over(
         place.batches_dir, batch_id, to=to, key=place.review_key, registry=who.registry,
         pipeline=pipeline_identity(portal.config.secrets_dir), at=now,
     )  # fmt: skip
     message = f"Batch {batch_id} reassigned from {done.previous_assignee} to {to}."
-    return _dashboard(request, portal, who, scopes, message=message)
+    return _dashboard(request, portal, who, views, message=message)
 
 
 def _period(request: Request, now: datetime) -> tuple[date, date]:
@@ -205,7 +245,6 @@ def _period(request: Request, now: datetime) -> tuple[date, date]:
 
 
 async def quality_page(request: Request) -> Response:
-    who, scopes = _require_supervisor(request)
     portal = portal_of(request)
     start, end = _period(request, portal.now())
     period = Period(
@@ -214,10 +253,12 @@ async def quality_page(request: Request) -> Response:
     )
     reports = []
     with portal.db() as con:
-        for scope in scopes:
+        found = _supervisor_on(request, con)
+        for scope in [] if isinstance(found, str) else found[1]:
             report = quality_report(con, scope.domain.name, period)
             reports.append({"domain": scope.domain.name, "reviewers": report.reviewers.to_dicts(),
                             "pairs": report.pairs})  # fmt: skip
+    who, _ = _refuse_unless_supervisor(request, found)
     return render(request, "supervisor_quality.html",
                   {"who": who, "reports": reports, "start": start, "end": end})  # fmt: skip
 

@@ -63,3 +63,21 @@ def test_objects_of_the_database_own_stay_and_the_schema_is_complete(
     with duckdb.connect(str(other)) as con:
         con.execute("DROP VIEW case_status_summary")
     assert _reopened(other) == fresh
+
+
+def test_the_schema_text_is_read_again_once_a_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`schema_statements` keeps the text while the files stay as they are, and reads an
+    edited or added file again (the files' order is their names')."""
+    from hitl_gate.core import database
+
+    (tmp_path / "10_a.sql").write_text("CREATE TABLE a (x INT);", encoding="utf-8")
+    (tmp_path / "notes.txt").write_text("not schema", encoding="utf-8")
+    monkeypatch.setattr(database, "SCHEMA_DIR", tmp_path)
+    assert schema_statements() == "CREATE TABLE a (x INT);"
+    assert schema_statements() == "CREATE TABLE a (x INT);"
+    (tmp_path / "10_a.sql").write_text("CREATE TABLE a (x BIGINT);", encoding="utf-8")
+    assert schema_statements() == "CREATE TABLE a (x BIGINT);"
+    (tmp_path / "05_b.sql").write_text("CREATE TABLE b (y INT);", encoding="utf-8")
+    assert schema_statements() == "CREATE TABLE b (y INT);\nCREATE TABLE a (x BIGINT);"

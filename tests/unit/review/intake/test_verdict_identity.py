@@ -287,9 +287,12 @@ def test_identity_attack_is_refused_with_its_reason(tmp_path: Path, key: bytes, 
     assert ATTACKS[name].reason in messages, f"{name}: {messages!r}"
     assert outcome.refused and outcome.accepted == 0
     assert outcome.file_name in messages  # the message names the file
-    assert ws.count("SELECT count(*) FROM verdicts") == 0, "nothing may become final"
-    assert ws.count("SELECT count(*) FROM verdict_opinions WHERE file_sha256 = ?",
-                    [outcome.file_sha256]) == 0  # fmt: skip
+    finals, opinions = ws.counts(  # one connection for both
+        "SELECT count(*) FROM verdicts",
+        ("SELECT count(*) FROM verdict_opinions WHERE file_sha256 = ?", [outcome.file_sha256]),
+    )
+    assert finals == 0, "nothing may become final"
+    assert opinions == 0
 
 
 def test_the_same_key_cannot_be_registered_under_a_second_id(tmp_path: Path, key: bytes) -> None:
