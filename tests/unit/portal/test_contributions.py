@@ -14,7 +14,12 @@ import pytest
 from hitl_gate.app.portal.contributions import ContributionSource
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig, load_domain
-from models.scorecard import contributions_from_matrix, feature_matrix, fit_scorecard
+from models.scorecard import (
+    contributions_from_matrix,
+    feature_frame,
+    feature_matrix,
+    fit_scorecard,
+)
 from models.scoring import ChampionModel
 from tests.portal_fixtures import TestClient, WorldTemplates
 from tests.review_fixtures import DAY
@@ -81,7 +86,8 @@ def test_terms_are_the_scorecards_exact_split_largest_first(
     magnitudes = [abs(t.logit) for t in terms if t.logit is not None]
     assert magnitudes == sorted(magnitudes, reverse=True)
     # Exact and additive: the terms and the base give the model's own log-odds.
-    pd_ = champion.pipeline.predict_proba(feature_matrix(cases, names))[1, 1]
+    # Named columns, as scoring passes them: the pipeline was fitted on a named frame.
+    pd_ = champion.pipeline.predict_proba(feature_frame(cases, names))[1, 1]
     assert base + sum(expected[0]) == pytest.approx(np.log(pd_ / (1 - pd_)), abs=1e-9)
     source.of_case(domain, "C1", date(2018, 1, 5), "7", masked=set())
     assert loads.calls == 1  # one load per version and process
