@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +37,8 @@ from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
+
+from bench.child_result import run_measuring_child
 
 RESULT_MARK = "SEAL-RESULT "
 SCENARIOS = ("first", "again", "rerun")
@@ -262,11 +263,8 @@ def _child(
     if mode == "baseline":
         assert baseline_src is not None, "--baseline-src is needed for the baseline mode"
         env, cwd = {**os.environ, "PYTHONPATH": str(baseline_src)}, str(baseline_src)
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=cwd)
-    lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT_MARK)]
-    if done.returncode != 0 or not lines:
-        raise SystemExit(f"seal benchmark {mode} {scenario} failed:\n{done.stderr[-4000:]}")
-    return {**json.loads(lines[-1][len(RESULT_MARK) :]), "mode": mode}
+    what = f"seal benchmark {mode} {scenario}"
+    return {**run_measuring_child(command, RESULT_MARK, what, env=env, cwd=cwd), "mode": mode}
 
 
 def _say(line: str) -> None:

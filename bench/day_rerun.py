@@ -30,10 +30,11 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from bench.child_result import run_measuring_child
 
 DAY = "2018-01-05"
 DOMAIN_LANDING = "applications"  # consumer_credit's landing_subdir (domains/consumer_credit)
@@ -178,11 +179,7 @@ def measure(home: Path, pristine: Path, profile_dir: Path | None, label: str) ->
     command += ["--label", label]
     if profile_dir is not None:
         command += ["--profile", str(profile_dir)]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK) :])
-    raise SystemExit(f"the measuring child failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return run_measuring_child(command, RESULT_MARK, "the measuring child")
 
 
 def summary(results: list[dict]) -> dict:

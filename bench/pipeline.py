@@ -33,6 +33,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
+from bench.child_result import run_measuring_child
 from bench.measure import RunFigures, cpu_seconds, peak_rss_mb, stage_name, step_durations
 
 DOMAIN = "consumer_credit"
@@ -210,11 +211,7 @@ def cleanup_day(home: Path, day: date) -> None:
 def _child(args: list[str]) -> RunFigures:
     """Run one measurement in a fresh interpreter and read its figures back."""
     command = [sys.executable, "-m", "bench.pipeline", *args]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT_MARK)]
-    if done.returncode != 0 or not lines:
-        raise SystemExit(f"benchmark step {args} failed:\n{done.stderr[-4000:]}")
-    return RunFigures(**json.loads(lines[-1][len(RESULT_MARK) :]))
+    return RunFigures(**run_measuring_child(command, RESULT_MARK, f"benchmark step {args}"))
 
 
 def run_benchmark(

@@ -23,7 +23,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -116,12 +115,15 @@ def _child(mode: str, scenario: str, template: Path, work: Path, baseline: Path 
         env, cwd = {**os.environ, "PYTHONPATH": str(baseline)}, str(baseline)
         # The baseline tree may predate this benchmark: run this file from it.
         shutil.copy(Path(__file__), baseline / "bench" / "seal_refresh.py")
-    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env, cwd=cwd)
-    lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT_MARK)]
-    shutil.rmtree(work, ignore_errors=True)
-    if done.returncode != 0 or not lines:
-        raise SystemExit(f"{mode} {scenario} failed:\n{done.stderr[-4000:]}")
-    return {**json.loads(lines[-1][len(RESULT_MARK) :]), "mode": mode}
+    # Imported here, in the parent only: the child may run this file from an older tree,
+    # which need not have the helper.
+    from bench.child_result import run_measuring_child
+
+    try:
+        figures = run_measuring_child(command, RESULT_MARK, f"{mode} {scenario}", env=env, cwd=cwd)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {**figures, "mode": mode}
 
 
 def _say(line: str) -> None:
