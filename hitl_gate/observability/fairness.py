@@ -215,32 +215,20 @@ def _attribute_rows(
 
 
 def group_rows(
-    counts: pl.DataFrame,
+    counts: pl.DataFrame | Iterable[Mapping[str, Any]],
     scores: Callable[[str], Scores],
     stage: str,
     name: str,
     attribute: ProtectedAttribute,
     confidence: float,
 ) -> list[dict[str, object]]:
-    """The rows of one stage and attribute from its groups' `counts` (group, n, approvals)
-    and `scores(group)`, the summary of the PD of the group's cases (for the SMD)."""
-    return counted_rows(
-        counts.select("group", "n", "approvals").rows(named=True),
-        scores, stage, name, attribute, confidence,
-    )  # fmt: skip
-
-
-def counted_rows(
-    counts: Iterable[Mapping[str, Any]],
-    scores: Callable[[str], Scores],
-    stage: str,
-    name: str,
-    attribute: ProtectedAttribute,
-    confidence: float,
-) -> list[dict[str, object]]:
-    """`group_rows` from the groups' counts as Python rows (`group`, `n`, `approvals`)."""
+    """The rows of one stage and attribute from its groups' `counts` (group, n, approvals: a
+    frame, or Python rows) and `scores(group)`, the summary of the PD of the group's cases (for
+    the SMD)."""
     # A few groups: plain Python (Polars' per-call overhead was most of this function's cost);
     # text orders by code point as Polars orders it by UTF-8 bytes.
+    if isinstance(counts, pl.DataFrame):
+        counts = counts.select("group", "n", "approvals").rows(named=True)
     groups = sorted(counts, key=lambda g: g["group"])
     reference = _reference_group(groups, attribute.reference)
     ref = next(g for g in groups if g["group"] == reference)

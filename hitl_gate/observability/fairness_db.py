@@ -29,7 +29,6 @@ from hitl_gate.observability.fairness import (
     STAGES,
     TABLE_SCHEMA,
     Scores,
-    counted_rows,
     group_rows,
     metric_rows,
 )
@@ -187,7 +186,7 @@ def _stage_rows(
         for group, start, n, _ in groups:
             values, missing = arrays[group]
             sliced[group] = Scores.of(values[start : start + n], missing[start : start + n])
-        per_day[day] = counted_rows(
+        per_day[day] = group_rows(
             [{"group": g, "n": n, "approvals": a} for g, _, n, a in groups],
             sliced.__getitem__, stage, name, attribute, confidence,
         )  # fmt: skip
