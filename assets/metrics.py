@@ -286,8 +286,12 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 feast_dir=feature_store.path,
                 warehouse=Path(data_docs.warehouse),
             )
-        with audit_db.connect() as con:
+            # The same connection stores and reads back: an open and a close (checkpoint) of
+            # the audit file cost more than the statements.
             traces = store_metrics(con, evaluation, domain.name, run_id, settings, traces_dir)
+            period = (
+                read_period_metrics(con, domain.name, max(days)) if config.write_report else None
+            )
         metadata: dict[str, object] = {
             **_evaluation_metadata(evaluation),
             "audit_database": MetadataValue.path(audit_db.database),
@@ -309,8 +313,6 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 "traces (OTLP JSON lines)": str(traces_dir),
                 "model runs (MLflow)": describe_model_runs(inputs.model_runs),
             }
-            with audit_db.connect() as con:
-                period = read_period_metrics(con, domain.name, max(days))
             report = write_run_report(
                 observability.reports_dir(domain.name),
                 domain,

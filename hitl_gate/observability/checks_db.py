@@ -104,10 +104,15 @@ class DriftSource:
 
     def _sides(self, value: str, where: str = "", today: bool = True) -> str:
         """Each window's baseline rows (`today` false) and, unless `today=False`, its day's
-        rows (`today` true), with the value as `v`."""
+        rows (`today` true), with the value as `v`.
+
+        A window is joined as its list of days, on equal dates: DuckDB hashes that join, where
+        `BETWEEN start AND stop` made it a range join (the drift queries took 1.45x the CPU).
+        """
         base = (
-            f"SELECT w.day, false AS today, {value} AS v FROM {_WINDOWS} w JOIN "
-            f"{self.relation} r ON r.partition_date BETWEEN w.start AND w.stop {where}"
+            f"SELECT w.day, false AS today, {value} AS v FROM (SELECT day, unnest("
+            f"generate_series(start, stop, INTERVAL 1 DAY))::DATE AS on_day FROM {_WINDOWS}) w "
+            f"JOIN {self.relation} r ON r.partition_date = w.on_day {where}"
         )
         if not today:
             return base

@@ -215,19 +215,21 @@ def _attribute_rows(
 
 
 def group_rows(
-    counts: pl.DataFrame,
+    counts: pl.DataFrame | Iterable[Mapping[str, Any]],
     scores: Callable[[str], Scores],
     stage: str,
     name: str,
     attribute: ProtectedAttribute,
     confidence: float,
 ) -> list[dict[str, object]]:
-    """The rows of one stage and attribute from its groups' `counts` (group, n, approvals)
-    and `scores(group)`, the summary of the PD of the group's cases (for the SMD)."""
+    """The rows of one stage and attribute from its groups' `counts` (group, n, approvals: a
+    frame, or Python rows) and `scores(group)`, the summary of the PD of the group's cases (for
+    the SMD)."""
     # A few groups: plain Python (Polars' per-call overhead was most of this function's cost);
     # text orders by code point as Polars orders it by UTF-8 bytes.
-    groups = sorted(counts.select("group", "n", "approvals").rows(named=True),
-                    key=lambda g: g["group"])  # fmt: skip
+    if isinstance(counts, pl.DataFrame):
+        counts = counts.select("group", "n", "approvals").rows(named=True)
+    groups = sorted(counts, key=lambda g: g["group"])
     reference = _reference_group(groups, attribute.reference)
     ref = next(g for g in groups if g["group"] == reference)
     ref_scores = scores(reference)
@@ -289,22 +291,38 @@ def fairness_metrics(
 
 
 def metric_rows(tables: Iterable[tuple[object, pl.DataFrame]]) -> pl.DataFrame:
-    """`decision_metrics` rows from each day's `fairness_table`."""
-    parts = []
+    """`decision_metrics` rows from each day's `fairness_table`: day by day, metric by metric
+    (`METRIC_COLUMNS`' order), the table's rows that have the metric.
+
+    The days' tables are stacked once and each metric picked from the stack: a filter per day
+    and metric was most of the fairness step's cost over a run of 90 days.
+    """
+    days: list[object] = []
+    frames: list[pl.DataFrame] = []
     for day, table in tables:
-        for metric, column in METRIC_COLUMNS.items():
-            parts.append(
-                table.filter(pl.col(column).is_not_null()).select(
-                    pl.lit(day, pl.Date).alias("partition_date"),
-                    pl.lit(metric).alias("metric"),
-                    pl.format("{}@{}", "attribute", "stage").alias("dimension"),
-                    pl.col("group").alias("key"),
-                    pl.col(column).cast(pl.Float64).alias("value"),
-                )
-            )
-    if not parts:
+        days.append(day)
+        frames.append(table)
+    if not frames:
         return pl.DataFrame(schema=METRIC_SCHEMA)
-    return pl.concat(parts).cast(METRIC_SCHEMA)
+    day_of_row = np.repeat(np.arange(len(frames)), [f.height for f in frames])
+    stacked = pl.concat(frames).with_columns(
+        pl.Series("partition_date", days, dtype=pl.Date).gather(day_of_row),
+        pl.Series("__day", day_of_row),
+    )
+    parts = [
+        stacked.filter(pl.col(column).is_not_null()).select(
+            "__day",
+            pl.lit(order).alias("__metric"),
+            "partition_date",
+            pl.lit(metric).alias("metric"),
+            pl.format("{}@{}", "attribute", "stage").alias("dimension"),
+            pl.col("group").alias("key"),
+            pl.col(column).cast(pl.Float64).alias("value"),
+        )
+        for order, (metric, column) in enumerate(METRIC_COLUMNS.items())
+    ]
+    ordered = pl.concat(parts).sort("__day", "__metric", maintain_order=True)
+    return ordered.drop("__day", "__metric").cast(METRIC_SCHEMA)
 
 
 def review_effect(table: pl.DataFrame) -> pl.DataFrame:

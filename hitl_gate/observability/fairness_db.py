@@ -16,7 +16,6 @@ import math
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
-from typing import cast
 
 import duckdb
 import polars as pl
@@ -174,15 +173,22 @@ def _stage_rows(
     offsets = daily.with_columns(
         (pl.col("n").cum_sum().over("group") - pl.col("n")).alias("offset")
     )
+    # Each day's groups as Python rows (days, then groups, in order): a frame per day was a
+    # Polars call per day and group.
+    by_day: dict[date, list[tuple[str, int, int, int]]] = {}
+    for day, group, start, n, approvals in offsets.select(
+        "partition_date", "group", "offset", "n", "approvals"
+    ).iter_rows():
+        by_day.setdefault(day, []).append((group, start, n, approvals))
     per_day: dict[date, list[dict[str, object]]] = {}
-    for (day,), counts in offsets.group_by("partition_date", maintain_order=True):
+    for day, groups in by_day.items():
         sliced = {}
-        for group, start, n in counts.select("group", "offset", "n").iter_rows():
+        for group, start, n, _ in groups:
             values, missing = arrays[group]
             sliced[group] = Scores.of(values[start : start + n], missing[start : start + n])
-        per_day[cast(date, day)] = group_rows(
-            counts.select("group", "n", "approvals"), sliced.__getitem__, stage, name,
-            attribute, confidence,
+        per_day[day] = group_rows(
+            [{"group": g, "n": n, "approvals": a} for g, _, n, a in groups],
+            sliced.__getitem__, stage, name, attribute, confidence,
         )  # fmt: skip
     return run, per_day
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 from collections.abc import Sequence
 from datetime import date, datetime
+from functools import cache
 from pathlib import Path
 
 import polars as pl
@@ -37,11 +38,23 @@ def _state_class(finding: Finding) -> str:
 
 
 def _chart_html(chart: Chart) -> str:
+    """The chart's `<div>`; its specification is rendered as built, unvalidated
+    (`report_charts` pins it to what Plotly's validation makes of it)."""
+    from plotly.io import to_html
+
     title = f"<h3>{html.escape(chart.title)}</h3>"
-    if chart.figure is None:
+    if chart.spec is None:
         return f"<div class='chart empty'>{title}<p>{html.escape(chart.empty_reason)}</p></div>"
-    body = chart.figure.to_html(full_html=False, include_plotlyjs=False)
+    body = to_html(chart.spec, full_html=False, include_plotlyjs=False, validate=False)
     return f"<div class='chart'>{title}{body}</div>"
+
+
+@cache
+def _plotly_js() -> str:
+    """plotly.js (4.6 MB), read once per process: every report embeds it whole."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
 
 
 STYLE = """
@@ -78,8 +91,6 @@ def render_report(
     Both views chart `metrics` over `days`; the checks are the latest run's judgement (a period
     view lists them as "as of the latest run"). Thresholds default to the detectors' defaults.
     """
-    from plotly.offline import get_plotlyjs
-
     charts = build_charts(
         metrics, findings, days, thresholds or Thresholds(), fairness or FairnessLimits()
     )
@@ -100,7 +111,7 @@ def render_report(
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>hitl-gate {view} report: {html.escape(domain)} {span}</title>"
-        f"<style>{STYLE}</style><script type='text/javascript'>{get_plotlyjs()}</script>"
+        f"<style>{STYLE}</style><script type='text/javascript'>{_plotly_js()}</script>"
         f"</head><body>{other}<h1>{heading}</h1>"
         f"<p>{scope}; as of {as_of:%Y-%m-%d %H:%M:%S} UTC.</p>"
         f"{checks}{_checks_table(findings)}"

@@ -4,6 +4,12 @@ Each chart answers one operational question over the report's days. A chart with
 kept, as a sentence saying what is missing and why (a blank pair of axes reads as a broken
 page); the thresholds the checks use are drawn on the charts they apply to; a date axis over
 one day shows that day, not hours of an empty timeline.
+
+A figure is built as the plain specification Plotly's `Figure.to_plotly_json` gives (dicts and
+lists, the default template included), not as `graph_objects`: those validate every property
+on construction and again on each `update_layout`/`add_hline`, which was most of the report's
+CPU (`tests/unit/observability/test_report_charts_spec.py` pins the specification to what the
+`graph_objects` code drew and to what Plotly's validation makes of it).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from typing import Any
 
 import polars as pl
@@ -25,13 +32,56 @@ STAGE_ORDER = {"model_band": 0, "policy_route": 1, "human_verdict": 2, "final_ac
 WARN_COLOUR, ERROR_COLOUR = "#b36b00", "#b00020"  # amber: a warning line; red: a failing one
 
 
+Spec = dict[str, Any]  # a Plotly figure, trace, shape or annotation as plain JSON-able values
+
+
 @dataclass(frozen=True)
 class Chart:
-    """A titled chart: a Plotly figure, or (`figure` None) the reason it has nothing to show."""
+    """A titled chart: a Plotly figure specification, or (`spec` None) the reason it has
+    nothing to show."""
 
     title: str
-    figure: Any | None
+    spec: Spec | None
     empty_reason: str = ""
+
+    @property
+    def figure(self) -> Any | None:
+        """`spec` as a validated Plotly `Figure`, for inspecting it; the report renders `spec`
+        itself, unvalidated (validation is what a figure costs)."""
+        if self.spec is None:
+            return None
+        import plotly.graph_objects as go
+
+        return go.Figure(self.spec)
+
+
+@cache
+def _template() -> Spec:
+    """Plotly's default template as a specification: what `go.Figure` puts in every layout
+    (the report's look: grid, colours, fonts), built once per process."""
+    import plotly.io as pio
+
+    return pio.templates[pio.templates.default].to_plotly_json()
+
+
+def _trace(kind: str, x: list, y: list, **properties: object) -> Spec:
+    return {"type": kind, "x": x, "y": y, **properties}
+
+
+def _line(label: str, value: float, colour: str, *, vertical: bool) -> tuple[Spec, Spec]:
+    """A dashed threshold line across the plot and its label, as `add_vline` (labelled top
+    right) and `add_hline` (labelled top left) make them."""
+    if vertical:
+        at = {"xref": "x", "yref": "y domain"}
+        shape = {"x0": value, "x1": value, "y0": 0, "y1": 1}
+        label_at = {"x": value, "y": 1, "yanchor": "top"}
+    else:
+        at = {"xref": "x domain", "yref": "y"}
+        shape = {"x0": 0, "x1": 1, "y0": value, "y1": value}
+        label_at = {"x": 0, "y": value, "yanchor": "bottom"}
+    line = {"type": "line", "line": {"color": colour, "dash": "dash"}, **shape, **at}
+    note = {"showarrow": False, "text": label, "xanchor": "left", **label_at, **at}
+    return line, note
 
 
 def _series(metrics: pl.DataFrame, metric: str, dimension: str) -> pl.DataFrame:
@@ -76,38 +126,37 @@ class _Charts:
     def add(
         self,
         title: str,
-        traces: list,
+        traces: list[Spec],
         empty_reason: str,
         *,
         lines: Sequence[tuple[str, float, str]] = (),
         vertical: bool = False,
         **layout: object,
     ) -> None:
-        """A chart of `traces` with threshold `lines` (axis, value, label), or its reason."""
-        import plotly.graph_objects as go
-
-        if not any(len(getattr(t, "x", None) or ()) for t in traces):
+        """A chart of `traces` with threshold `lines` (label, value, colour), or its reason."""
+        if not any(t["x"] for t in traces):
             self.charts.append(Chart(title, None, empty_reason))
             return
-        fig = go.Figure(traces)
-        fig.update_layout(height=340, margin={"l": 50, "r": 20, "t": 30, "b": 40}, **layout)
-        for label, value, colour in lines:
-            draw = fig.add_vline if vertical else fig.add_hline
-            position = "top right" if vertical else "top left"
-            draw(value, line_dash="dash", line_color=colour, annotation_text=label,
-                 annotation_position=position)  # fmt: skip
-        self.charts.append(Chart(title, fig))
+        spec: Spec = {
+            "template": _template(),
+            "height": 340,
+            "margin": {"l": 50, "r": 20, "t": 30, "b": 40},
+            **layout,
+        }
+        if lines:
+            drawn = [_line(*line, vertical=vertical) for line in lines]
+            spec["shapes"] = [shape for shape, _ in drawn]
+            spec["annotations"] = [note for _, note in drawn]
+        self.charts.append(Chart(title, {"data": traces, "layout": spec}))
 
     def add_grouped(
         self, title: str, frame: pl.DataFrame, empty_reason: str, *, series: str, x: str
     ) -> None:
         """Bars of `frame`'s `value` side by side: one trace per `series` value, over `x`."""
-        import plotly.graph_objects as go
-
         self.add(
             title,
             [
-                go.Bar(name=name, x=part[x].to_list(), y=part["value"].to_list())
+                _trace("bar", part[x].to_list(), part["value"].to_list(), name=name)
                 for (name,), part in frame.sort(x, series).group_by(series, maintain_order=True)
             ],
             empty_reason,
@@ -132,18 +181,17 @@ def build_charts(
     fairness: FairnessLimits,
 ) -> list[Chart]:
     """Every chart of the report over `days`, in reading order."""
-    import plotly.graph_objects as go
-
     out = _Charts()
     x_axis = date_axis(days)
     routes = _series(metrics, "cases", "route").sort("partition_date")
     out.add(
         "Cases per day by route",
         [
-            go.Bar(
+            _trace(
+                "bar",
+                part["partition_date"].to_list(),
+                part["value"].to_list(),
                 name=key,
-                x=part["partition_date"].to_list(),
-                y=part["value"].to_list(),
                 width=DAY_BAR_WIDTH,
             )
             for (key,), part in routes.group_by("key", maintain_order=True)
@@ -158,10 +206,11 @@ def build_charts(
     out.add(
         "Route shares and final approval rate per day",
         [
-            go.Scatter(
+            _trace(
+                "scatter",
+                part["partition_date"].to_list(),
+                part["value"].to_list(),
                 name=f"{dim}: {key}",
-                x=part["partition_date"].to_list(),
-                y=part["value"].to_list(),
                 mode="lines+markers",
             )
             for (dim, key), part in rates.group_by("dimension", "key", maintain_order=True)
@@ -207,8 +256,6 @@ def _over_days(metrics: pl.DataFrame, prefix: str, how: pl.Expr) -> pl.DataFrame
 
 
 def _review_charts(out: _Charts, metrics: pl.DataFrame, t: Thresholds) -> None:
-    import plotly.graph_objects as go
-
     reviewed = _summed(metrics, "reviewed", "reviewer")
     overrides = _summed(metrics, "overrides", "reviewer")
     joined = reviewed.join(overrides, on="key", how="left", suffix="_o").with_columns(
@@ -216,7 +263,7 @@ def _review_charts(out: _Charts, metrics: pl.DataFrame, t: Thresholds) -> None:
     )
     out.add(
         "Override rate per reviewer (verdict differs from the band's proposed action)",
-        [go.Bar(x=joined["key"].to_list(), y=joined["rate"].to_list(),
+        [_trace("bar", joined["key"].to_list(), joined["rate"].to_list(),
                 text=[f"{int(n)} verdicts" for n in joined["value"]])],
         "No verdict was returned for these days: no reviewer to chart.",
         lines=[(f"automation-bias floor {t.bias_max_override_rate:.0%}",
@@ -236,8 +283,6 @@ def _review_charts(out: _Charts, metrics: pl.DataFrame, t: Thresholds) -> None:
 
 
 def _drift_chart(out: _Charts, findings: Sequence[Finding], t: Thresholds) -> None:
-    import plotly.graph_objects as go
-
     drift = next((f for f in findings if f.check == "feature_drift_psi"), None)
     worst = pl.DataFrame(schema={"feature": pl.String, "excess": pl.Float64})
     if drift is not None and {"psi", "noise_floor"} <= set(drift.details.columns):
@@ -248,7 +293,7 @@ def _drift_chart(out: _Charts, findings: Sequence[Finding], t: Thresholds) -> No
         )
     out.add(
         "Feature drift: largest daily PSI above its noise floor, per feature",
-        [go.Bar(x=worst["excess"].to_list(), y=worst["feature"].to_list(), orientation="h")],
+        [_trace("bar", worst["excess"].to_list(), worst["feature"].to_list(), orientation="h")],
         f"Not judged: no day had {t.min_baseline_days}+ earlier days within "
         f"{t.baseline_days} days to compare with (a report's first days have no baseline).",
         lines=_limit_lines(t.psi_warn, "error", t.psi_error),
@@ -258,8 +303,6 @@ def _drift_chart(out: _Charts, findings: Sequence[Finding], t: Thresholds) -> No
 
 def _fairness_chart(out: _Charts, metrics: pl.DataFrame, limits: FairnessLimits) -> None:
     """The daily AIR averaged over the days; the check itself judges the cases together."""
-    import plotly.graph_objects as go
-
     air = (
         metrics.filter(pl.col("metric") == "fairness_air")
         .with_columns(pl.col("dimension").str.split_exact("@", 1).alias("parts"))
@@ -267,16 +310,15 @@ def _fairness_chart(out: _Charts, metrics: pl.DataFrame, limits: FairnessLimits)
         .rename({"field_0": "attribute", "field_1": "stage"})
         .group_by("attribute", "key", "stage")
         .agg(pl.col("value").mean())
+        .sort(  # one sort for every group: its bars in pipeline order
+            "attribute", "key", pl.col("stage").replace_strict(STAGE_ORDER, default=9), "stage"
+        )
     )
-    traces = []
-    for (attribute, key), part in air.sort("attribute", "key").group_by(
-        "attribute", "key", maintain_order=True
-    ):
-        ordered = part.sort(pl.col("stage").replace_strict(STAGE_ORDER, default=9))
-        traces.append(
-            go.Bar(name=f"{attribute}={key}", x=ordered["stage"].to_list(),
-                   y=ordered["value"].to_list())
-        )  # fmt: skip
+    traces = [
+        _trace("bar", part["stage"].to_list(), part["value"].to_list(),
+               name=f"{attribute}={key}")
+        for (attribute, key), part in air.group_by("attribute", "key", maintain_order=True)
+    ]  # fmt: skip
     out.add(
         "Adverse impact ratio per protected group and stage (1 = parity, < 0.8 four-fifths rule)",
         traces,

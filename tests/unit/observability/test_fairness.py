@@ -11,15 +11,18 @@ import pytest
 
 from hitl_gate.core.lawful import FairnessLimits, ProtectedAttribute
 from hitl_gate.observability.fairness import (
+    TABLE_SCHEMA,
     Scores,
     fairness_findings,
     fairness_metrics,
     fairness_table,
     group_rows,
+    metric_rows,
     ratio_interval,
     review_effect,
     stage_approvals,
 )
+from hitl_gate.observability.metrics import METRIC_SCHEMA
 
 DECLINE = ["D", "E"]
 RACE = {"race": ProtectedAttribute(category="race", reference="W")}
@@ -196,3 +199,32 @@ def test_groups_in_text_order_and_the_largest_as_reference_whatever_the_script()
     assert [r["group"] for r in rows] == pl.Series(names).sort().to_list()
     assert {r["reference"] for r in rows} == {"(missing)"}  # n 9, first of the tied by name
     assert {r["group"]: r["smd"] for r in rows}["a"] == pytest.approx(3.0 - 4.0)
+
+
+def test_metric_rows_go_day_by_day_then_metric_by_metric_leaving_out_missing_values() -> None:
+    def table(*groups: tuple[str, int, float | None]) -> pl.DataFrame:
+        return pl.DataFrame(
+            [{"stage": "final_action", "attribute": "sex", "category": "sex", "group": g,
+              "reference": "M", "n": n, "approvals": n // 2, "approval_rate": 0.5, "air": air,
+              "air_low": None, "air_high": None, "smd": None} for g, n, air in groups],
+            schema=TABLE_SCHEMA,
+        )  # fmt: skip
+
+    first, second = date(2024, 3, 1), date(2024, 3, 2)
+    rows = metric_rows(
+        [(first, table(("F", 4, 0.5), ("M", 6, None))), (second, table()),
+         (date(2024, 3, 3), table(("F", 2, 1.0)))]
+    )  # fmt: skip
+    dimension = "sex@final_action"
+    assert rows.schema == METRIC_SCHEMA
+    assert rows.rows() == [
+        (first, "fairness_cases", dimension, "F", 4.0),
+        (first, "fairness_cases", dimension, "M", 6.0),
+        (first, "fairness_approval_rate", dimension, "F", 0.5),
+        (first, "fairness_approval_rate", dimension, "M", 0.5),
+        (first, "fairness_air", dimension, "F", 0.5),
+        (date(2024, 3, 3), "fairness_cases", dimension, "F", 2.0),
+        (date(2024, 3, 3), "fairness_approval_rate", dimension, "F", 0.5),
+        (date(2024, 3, 3), "fairness_air", dimension, "F", 1.0),
+    ]
+    assert metric_rows([]).schema == METRIC_SCHEMA and metric_rows([]).height == 0
