@@ -74,17 +74,11 @@ def measure(tree: Path, warehouse: Path, repeats: int, profile: str) -> dict:
         shutil.copytree(warehouse, home / "warehouse")
         for leftover in ("expectations.duckdb", "expectations.lock"):
             (home / "warehouse" / leftover).unlink(missing_ok=True)
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        done = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(home), DAY, str(repeats), profile],
-            cwd=tree,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
+        child = [sys.executable, "-c", _CHILD, str(home), DAY, str(repeats), profile]
+        out = subprocess.check_output(
+            child, cwd=tree, env={**os.environ, "PYTHONPATH": str(tree)}, text=True
         )
-    line = next(x for x in done.stdout.splitlines() if x.startswith(MARK))
-    return dict(json.loads(line.removeprefix(MARK)))
+    return dict(json.loads(out.rsplit(MARK, 1)[1]))
 
 
 def main() -> None:
