@@ -9,7 +9,8 @@ what a read-only validation wants, and the result survives until it is fetched.
 
 The dialect also restricts each connection's file access to the directories given as the
 connect argument `allowed_directories` (`expectation_batches.readable_directories`), so GE's
-queries can read the warehouse's Parquet and nothing else.
+queries can read the warehouse's Parquet and nothing else, and answers SQLAlchemy's
+primary-key reflection (which GE runs on every batch) from DuckDB's own catalogue.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from __future__ import annotations
 from typing import Any
 
 import duckdb_engine
+from sqlalchemy import text
 from sqlalchemy.dialects import registry
+from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
 
 from hitl_gate.core.database import restrict_to_directories
 
@@ -37,6 +40,25 @@ class AutocommitDuckDBDialect(duckdb_engine.Dialect):
         connection = super().connect(*cargs, **cparams)
         restrict_to_directories(connection, allowed)
         return connection
+
+    def get_pk_constraint(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> ReflectedPrimaryKeyConstraint:
+        """The primary key of `table_name`, from DuckDB's own catalogue.
+
+        GE asks for it before reading a batch's columns. The PostgreSQL catalogue query
+        SQLAlchemy would send fails on DuckDB's `pg_catalog` (GE then records no key), after
+        costing about as much as a metric query; the views GE validates have no key.
+        """
+        rows = connection.execute(
+            text(
+                "SELECT constraint_column_names FROM duckdb_constraints() "
+                "WHERE constraint_type = 'PRIMARY KEY' AND table_name = :table "
+                "AND (CAST(:schema AS VARCHAR) IS NULL OR schema_name = :schema)"
+            ),
+            {"table": table_name, "schema": schema},
+        ).fetchall()
+        return {"constrained_columns": list(rows[0][0]) if rows else [], "name": None}
 
     def do_begin(self, dbapi_connection: Any) -> None:
         """No explicit transaction: DuckDB commits each statement by itself."""

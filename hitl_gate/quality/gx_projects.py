@@ -10,11 +10,12 @@ builder, and reuses them while `gx/great_expectations.yml` holds the bytes it la
 
 What a file context holds in memory is that file: datasources, their assets and batch
 definitions, Data Docs sites, progress bars. Suites, validation definitions and validation
-results live in JSON stores read on each use, and suites and validation definitions are written
-from the declared expectations file on every validation anyway. So a project changed by anyone
+results live in JSON stores read on each use; suites and validation definitions are written
+from the declared expectations file when it or their stored files changed (`gx_suites`, which
+keeps the definitions it stored in `GxProject.definitions`). So a project changed by anyone
 else (another process adding its domain's datasource, a hand edit, a home restored from a copy,
-a removed `gx/` folder) shows in that file and is opened afresh; an edited expectations file
-needs nothing here. A caller uses a project only while holding the warehouse's validation turn
+a removed `gx/` folder) shows in that file and is opened afresh, dropping those definitions.
+A caller uses a project only while holding the warehouse's validation turn
 (`gx_suites._validation_turn`); a project is lent to one user at a time, and one whose use
 raised is dropped rather than kept.
 """
@@ -27,7 +28,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,9 @@ class GxProject:
     site: DataDocsSiteConfigTypedDict
     site_builder: Any
     project_file: bytes | None  # `gx/great_expectations.yml` as this process last saw it
+    # Validation definitions this process stored, by suite name, with what they were made from
+    # (`gx_suites.KeptDefinition`): they live and die with this context.
+    definitions: dict[str, Any] = field(default_factory=dict)
 
     def build_pages(self, identifiers: list[Any]) -> list[Path]:
         """Build the site's pages of `identifiers` (no GE index); the files, in that order."""
@@ -59,6 +63,13 @@ class GxProject:
             for i in identifiers
         ]
         return [Path(str(url).removeprefix("file://")) for url in urls]
+
+    def has_page(self, identifier: Any) -> bool:
+        """Whether the site holds the page of `identifier` (a suite or a validation result)."""
+        url = self.site_builder.get_resource_url(
+            resource_identifier=identifier, only_if_exists=True
+        )
+        return url is not None
 
 
 def _read(path: Path) -> bytes | None:

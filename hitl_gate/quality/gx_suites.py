@@ -157,12 +157,18 @@ def _outcome(e: Expectation, res: Any) -> Outcome:
     )
 
 
-def _release(datasource: Any) -> None:
-    """Close GE's pooled DuckDB connections so other processes can open the file again."""
-    execution_engine = getattr(datasource, "_execution_engine", None)
-    for engine in (getattr(datasource, "_engine", None), getattr(execution_engine, "engine", None)):
-        if engine is not None:
-            engine.dispose()
+def _release(datasource: Any, *definitions: Any) -> None:
+    """Close GE's pooled DuckDB connections so other processes can open the file again: the
+    datasource's, and those of the datasource each validation definition reaches."""
+    sources = [datasource, *(d.batch_definition.data_asset.datasource for d in definitions)]
+    engines = {}
+    for source in sources:
+        execution_engine = getattr(source, "_execution_engine", None)
+        for engine in (getattr(source, "_engine", None), getattr(execution_engine, "engine", None)):
+            if engine is not None:
+                engines[id(engine)] = engine
+    for engine in engines.values():
+        engine.dispose()
 
 
 def _datasource(context: Any, name: str, connection_string: str, kwargs: dict) -> Any:
@@ -188,22 +194,65 @@ def _batch_definition(datasource: Any, table: str) -> Any:
         return asset.add_batch_definition_whole_table("checked_days")
 
 
-def _validate(
-    context: Any,
+@dataclass
+class KeptDefinition:
+    """A validation definition this process stored, and what it was made from.
+
+    Storing one (`validation_definitions.add_or_update`) rewrites the suite with new expectation
+    ids, the batch definition and the definition itself, and reads each back: about a sixth of a
+    suite's CPU, for the same suite on every run. It is reused while the declared expectations,
+    the batch definition object and both stored files (`stored`, the bytes written) are
+    unchanged; an edited expectations file, another process's store of the same suite or a
+    removed `gx/` folder makes the next run store it again.
+    """
+
+    declared: tuple[str, list[tuple[int, Expectation]]]  # table, expectations by position
+    batch_definition: Any
+    definition: Any
+    stored: tuple[bytes | None, bytes | None]
+
+
+def _stored_files(gx_dir: Path, suite_name: str) -> tuple[bytes | None, bytes | None]:
+    """The stored suite and validation definition of `suite_name`, as bytes (None if absent).
+
+    GE's file stores keep a suite at `expectations/<name's dotted parts>.json` and a validation
+    definition at `validation_definitions/<name>.json` (`data_docs.read_suites` reads the first).
+    """
+    suite = gx_dir / "expectations" / Path(*suite_name.split(".")).with_suffix(".json")
+    definition = gx_dir / "validation_definitions" / f"{suite_name}.json"
+    return _read_bytes(suite), _read_bytes(definition)
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _definition(
+    project: GxProject,
     datasource: Any,
     suite_name: str,
     table: str,
     expectations: list[tuple[int, Expectation]],
-    run_id: Any,
-) -> tuple[list[tuple[int, Outcome]], Any]:
-    """One GE validation of `table` (whole table); outcomes keyed by declared position."""
+) -> tuple[Any, bool]:
+    """The validation definition of the suite on `table`; True if it was (re)stored just now."""
     import great_expectations as gx
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
 
+    context = project.context
+    gx_dir = Path(context.root_directory)
     batch_definition = _batch_definition(datasource, table)
+    declared = (table, expectations)
+    kept = project.definitions.get(suite_name)
+    if (
+        kept is not None
+        and kept.declared == declared
+        and kept.batch_definition is batch_definition
+        and None not in kept.stored
+        and _stored_files(gx_dir, suite_name) == kept.stored
+    ):
+        return kept.definition, False
     suite = gx.ExpectationSuite(
         name=suite_name, expectations=[_gx_expectation(e, i) for i, e in expectations]
     )
@@ -211,10 +260,29 @@ def _validate(
     definition = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
     )
-    try:
-        result = definition.run(run_id=run_id, result_format="BASIC")
-    finally:
-        _release(definition.batch_definition.data_asset.datasource)
+    project.definitions[suite_name] = KeptDefinition(
+        declared, batch_definition, definition, _stored_files(gx_dir, suite_name)
+    )
+    return definition, True
+
+
+def _validate(
+    project: GxProject,
+    datasource: Any,
+    suite_name: str,
+    table: str,
+    expectations: list[tuple[int, Expectation]],
+    run_id: Any,
+) -> tuple[list[tuple[int, Outcome]], Any, bool]:
+    """One GE validation of `table` (whole table); outcomes keyed by declared position, the
+    result's identifier, and whether the suite was stored anew (its page is then rebuilt)."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    definition, stored = _definition(project, datasource, suite_name, table, expectations)
+    result = definition.run(run_id=run_id, result_format="BASIC")
     by_position = dict(expectations)
     outcomes = [
         (
@@ -228,7 +296,7 @@ def _validate(
         run_id=run_id,
         batch_identifier=result.batch_id,
     )
-    return outcomes, identifier
+    return outcomes, identifier, stored
 
 
 @contextmanager
@@ -257,9 +325,13 @@ def _validation_turn(where: GxLocations) -> Iterator[None]:
         lock.release()
 
 
-def _build_pages(project: GxProject, where: GxLocations, identifiers: list[Any]) -> list[Path]:
-    """Build the run's result pages and its suites' pages, self-contained, then the index.
+def _build_pages(
+    project: GxProject, where: GxLocations, identifiers: list[Any], stored: set[str]
+) -> list[Path]:
+    """Build the run's result pages, its suites' pages, self-contained, then the index.
 
+    A suite's page shows the stored suite only: it is rebuilt when the suite was stored by this
+    run (`stored`) or the page is missing, else left as built from the same stored suite.
     GE's own index is not built: it is drawn by scripts from CDNs and re-reads every stored
     result; `data_docs.write_index` writes a static one instead (`hitl_gate/quality/data_docs.py`).
     """
@@ -267,10 +339,12 @@ def _build_pages(project: GxProject, where: GxLocations, identifiers: list[Any])
         ExpectationSuiteIdentifier,
     )
 
-    suites = sorted({i.expectation_suite_identifier.name for i in identifiers})
-    pages = project.build_pages(
-        [*identifiers, *(ExpectationSuiteIdentifier(name=name) for name in suites)]
-    )
+    suites = [
+        ExpectationSuiteIdentifier(name=name)
+        for name in sorted({i.expectation_suite_identifier.name for i in identifiers})
+    ]
+    suites = [s for s in suites if s.name in stored or not project.has_page(s)]
+    pages = project.build_pages([*identifiers, *suites])
     for page in pages:
         strip_remote_assets(page, where.data_docs)
     write_index(where.data_docs, Path(project.context.root_directory))
@@ -308,18 +382,22 @@ def run_suite(
                 engine_kwargs(where.warehouse),
             )
             run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
-            outcomes, identifiers = [], []
+            outcomes, identifiers, stored, names = [], [], set(), []
             try:
                 for table, part in ((views.checked, direct), (views.row_counts, trailing)):
                     if not part:
                         continue
                     name = f"{domain}.{stage}" + ("" if table == views.checked else ".row_counts")
-                    got, identifier = _validate(context, datasource, name, table, part, run_id)
+                    names.append(name)
+                    got, identifier, new = _validate(project, datasource, name, table, part, run_id)
                     outcomes += got
                     identifiers.append(identifier)
+                    if new:
+                        stored.add(name)
             finally:
-                _release(datasource)
-            pages = _build_pages(project, where, identifiers)
+                kept = [project.definitions[n] for n in names if n in project.definitions]
+                _release(datasource, *(k.definition for k in kept))
+            pages = _build_pages(project, where, identifiers, stored)
         ordered = [o for _, o in sorted(outcomes, key=lambda pair: pair[0])]
         return SuiteRun(
             outcomes=ordered,
