@@ -33,10 +33,11 @@ import duckdb
 
 from hitl_gate.core.quiet_duckdb import quiet_connect
 
-# Idle instances kept per process (least recently used closed first): each holds DuckDB's
-# function catalogue (a few MB); a pipeline process uses one or two (the audit file, a run's
-# segment).
-MAX_IDLE_INSTANCES = 2
+# Idle instances kept per process (least recently used closed first), about 7 MB each (DuckDB's
+# function catalogue). A pipeline step uses up to three in turn (the audit file, the audit file
+# allowed to attach the run's segment, the segment itself): with fewer kept, they evict each
+# other and every connection builds an instance again.
+MAX_IDLE_INSTANCES = 4
 
 
 @dataclass

@@ -81,9 +81,10 @@ def test_nested_connections_share_the_file_but_not_across_modes(tmp_path: Path) 
 
 
 def test_idle_instances_are_bounded_and_closed_before_a_fork(tmp_path: Path) -> None:
-    for n in range(kept_instance.MAX_IDLE_INSTANCES + 2):
-        with audit_connection(tmp_path / f"f{n}" / "audit.duckdb"):
-            pass
+    db = tmp_path / "audit.duckdb"
+    for n in range(kept_instance.MAX_IDLE_INSTANCES + 2):  # a restriction key each
+        with kept_instance.attached_connection(db, False, n, lambda con: None) as con:
+            con.execute("SELECT 1")
     assert len(kept_instance._INSTANCES) <= kept_instance.MAX_IDLE_INSTANCES
     kept_instance.close_idle_instances()  # what runs before `os.fork`
     assert not kept_instance._INSTANCES
