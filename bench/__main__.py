@@ -30,6 +30,7 @@ BENCHMARKS = {
     "workbook": "bench.workbook",
     "event_log": "bench.event_log",
     "demo": "bench.demo",
+    "audit_opens": "bench.audit_opens",
 }
 
 

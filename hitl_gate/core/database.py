@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import duckdb
 import polars as pl
 
+from hitl_gate.core.kept_instance import attached_connection, can_attach
 from hitl_gate.core.quiet_duckdb import quiet_connect
 
 SCHEMA_DIR = resources.files("hitl_gate.core").joinpath("schema")
@@ -200,15 +201,41 @@ def audit_connection(
     Connections are short-lived on purpose: DuckDB allows one writing process per file, and
     the Dagster UI, the sensor and the CLI must be able to take turns. File access is
     restricted to `readable` folders and the DuckDB files `attachable` (module docstring).
+    The file is attached to a DuckDB instance the process keeps and detached on close
+    (`kept_instance`), which checkpoints it and frees it for the next process as closing an
+    instance did, at a quarter of the CPU.
     """
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
         create_audit_database(path)
+    with _opened(Path(path), read_only, readable, attachable) as con:
+        if not read_only:
+            ensure_schema(con)
+        yield con
+
+
+# Whether audit connections attach their file to an instance the process keeps
+# (`kept_instance`) instead of opening an instance each (False: as before session 17).
+KEEP_INSTANCES = True
+
+
+@contextmanager
+def _opened(
+    path: Path, read_only: bool, readable: Sequence[Path], attachable: Sequence[Path]
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A restricted connection to `path`: attached to a kept instance, or opened on its own
+    where that cannot be (`kept_instance.can_attach`)."""
+    if KEEP_INSTANCES and can_attach(path):
+        allowed = (*attachable, path)
+        key = (tuple(str(Path(p).resolve()) for p in readable), tuple(map(str, allowed)))
+        with attached_connection(
+            path, read_only, key, lambda host: restrict_file_access(host, readable, allowed)
+        ) as con:
+            yield con
+        return
     con = quiet_connect(str(path), read_only=read_only)
     try:
         restrict_file_access(con, readable, attachable)
-        if not read_only:
-            ensure_schema(con)
         yield con
     finally:
         con.close()
