@@ -31,6 +31,8 @@ BENCHMARKS = {
     "event_log": "bench.event_log",
     "demo": "bench.demo",
     "audit_opens": "bench.audit_opens",
+    "report": "bench.report",
+    "gx_checks": "bench.gx_checks",
 }
 
 
