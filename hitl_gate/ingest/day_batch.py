@@ -10,7 +10,7 @@ and every file (repeats included) has an accounting row.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -19,8 +19,11 @@ import duckdb
 import polars as pl
 
 from hitl_gate.core.database import replace_partition_slice
+from hitl_gate.core.day_files import temporary_name
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_MAX_GUNZIP_BYTES
+from hitl_gate.core.slices import read_slices, row_count, slice_ranges
+from hitl_gate.core.staged_parquet import StagedParquet
 from hitl_gate.ingest.landing import (
     IngestResult,
     LandingFile,
@@ -91,15 +94,95 @@ def repeated_files(raw_cases: pl.DataFrame) -> list[tuple[LandingFile, str]]:
 
 
 def read_new_files(
-    raw_cases: pl.DataFrame, domain: DomainConfig, max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES
+    raw_cases: pl.DataFrame,
+    domain: DomainConfig,
+    max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES,
+    spill: AcceptedSpill | None = None,
 ) -> IngestResult:
-    """Read the day's new files and hold every row to the domain's contract."""
+    """Read the day's new files and hold every row to the domain's contract.
+
+    With `spill`, the files are validated in slices of `spill.limit` rows and the accepted rows
+    go to `spill` (stamped with the contract), the result keeping only their keys.
+    """
+    digest = contract_digest(domain.contract)
     return ingest_files(
         new_files(raw_cases),
         domain.contract,
         domain.case_id,
         domain.case_id_pattern,
         max_gunzip_bytes,
+        slice_rows=spill.limit if spill is not None else None,
+        put=(lambda frame: spill.put(stamped(frame, domain, digest))) if spill else None,
+    )
+
+
+def stamped(accepted: pl.DataFrame, domain: DomainConfig, digest: str) -> pl.DataFrame:
+    """Accepted rows with the contract version and digest they were accepted under."""
+    return accepted.with_columns(
+        pl.lit(domain.contract.version).alias("_contract_version"),
+        pl.lit(digest).alias("_contract_digest"),
+    )
+
+
+class AcceptedSpill:
+    """Where a day's accepted rows wait while the day is accounted for: in memory up to `limit`
+    rows, beyond that in a scratch Parquet file (`path`), so validating a big day holds one
+    slice of accepted rows, not the day's.
+
+    They cannot go straight to the step's output: cases another partition holds are only known
+    once the whole day was read (`record_day_batch`, in one audit transaction), and those are
+    withheld from the output (`drain`).
+    """
+
+    def __init__(self, path: Path, limit: int) -> None:
+        self.limit = limit
+        self._frames: list[pl.DataFrame] = []
+        self._held = 0
+        self._staged = StagedParquet(path, temporary_name(path), "lz4")
+
+    @property
+    def spilled(self) -> bool:
+        """Whether the rows went to the scratch file (the day is more than one slice)."""
+        return self._staged.started
+
+    def put(self, frame: pl.DataFrame) -> None:
+        if not self.spilled and self._held + frame.height <= self.limit:
+            self._frames.append(frame)
+            self._held += frame.height
+            return
+        for held in self._frames:
+            self._staged.write(held)
+        self._frames, self._held = [], 0
+        self._staged.write(frame)
+
+    def drain(self, withheld: pl.DataFrame, write: Callable[[pl.DataFrame], None]) -> None:
+        """Hand the accepted rows, less those `withheld` (`_source_sha256`, `_source_row`), to
+        `write`: one frame if they were held in memory, else slice by slice from the file."""
+        if not self.spilled:
+            frames, self._frames = self._frames, []
+            write(_without(pl.concat(frames) if len(frames) != 1 else frames[0], withheld))
+            return
+        path = self._staged.commit()
+        try:
+            scan = pl.scan_parquet(path)
+            ranges = slice_ranges(row_count(scan), self.limit)
+            for part in read_slices(scan, scan.collect_schema().names(), ranges):
+                write(_without(part, withheld))
+        finally:
+            path.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Drop what is held and delete the scratch file (the step failed)."""
+        self._frames = []
+        self._staged.abort()
+        self._staged.target.unlink(missing_ok=True)
+
+
+def _without(accepted: pl.DataFrame, withheld: pl.DataFrame) -> pl.DataFrame:
+    if withheld.height == 0:
+        return accepted
+    return accepted.join(
+        withheld, on=["_source_sha256", "_source_row"], how="anti", maintain_order="left"
     )
 
 
@@ -107,13 +190,19 @@ def read_new_files(
 class DayBatch:
     """What a day's ingestion recorded: accepted cases, per-file accounting, quarantine."""
 
-    accepted: pl.DataFrame  # with `_contract_version` and `_contract_digest`
+    accepted: pl.DataFrame  # with `_contract_version` and `_contract_digest` (keys if spilled)
     files: pl.DataFrame  # one row per file read (repeats not included)
     quarantine: pl.DataFrame  # one row per quarantined row and reason
     duplicate_files: int
     cases_held_elsewhere: int
     contract_digest: str
     contract_version: int
+    # (`_source_sha256`, `_source_row`) of accepted rows moved to quarantine here
+    withheld: pl.DataFrame
+
+    @property
+    def rows_accepted(self) -> int:
+        return int(self.files["rows_accepted"].sum() or 0)
 
     @property
     def rows_read(self) -> int:
@@ -172,7 +261,15 @@ def record_day_batch(
     digest = contract_digest(domain.contract)
     record_contract(con, domain.name, domain.contract, digest, run_id, now)
     known = cases_accepted_elsewhere(con, domain.name, result.accepted[domain.case_id], days)
+    read = result.accepted
     result = withhold_known_cases(result, known, domain.case_id)
+    keys = ["_source_sha256", "_source_row"]
+    withheld = (
+        read.select(keys).join(result.accepted.select(keys), on=keys, how="anti")
+        if result.accepted.height < read.height
+        else pl.DataFrame(schema={k: read.schema[k] for k in keys})
+    )
+    del read
     repeats = repeated_files(raw_cases)
     file_rows = file_accounting_rows(result, repeats, domain, digest, run_id, now)
     replace_partition_slice(con, "input_files", file_rows, domain.name, days)
@@ -180,16 +277,13 @@ def record_day_batch(
         con, "quarantine", quarantine_rows(result, domain.name, run_id), domain.name, days
     )
     record_accepted_cases(con, domain.name, result.accepted, domain.case_id, days, run_id)
-    accepted = result.accepted.with_columns(
-        pl.lit(domain.contract.version).alias("_contract_version"),
-        pl.lit(digest).alias("_contract_digest"),
-    )
     return DayBatch(
-        accepted=accepted,
+        accepted=stamped(result.accepted, domain, digest),
         files=result.files,
         quarantine=result.quarantine,
         duplicate_files=len(repeats),
         cases_held_elsewhere=known.height,
         contract_digest=digest,
         contract_version=domain.contract.version,
+        withheld=withheld,
     )
