@@ -20,8 +20,8 @@ from assets.partitions import daily_stage_asset, partition_days
 from assets.slices import output_sink
 from hitl_gate.core.day_files import temporary_name
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.ingest.accepted_spill import AcceptedSpill
 from hitl_gate.ingest.day_batch import (
-    AcceptedSpill,
     read_new_files,
     record_day_batch,
     registered_files_frame,
@@ -138,7 +138,7 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         # the day's file slice by slice (a day of one slice stays one frame in memory).
         folder = Path(io_manager.base_dir).joinpath(*context.asset_key.path)
         folder.mkdir(parents=True, exist_ok=True)
-        spill = AcceptedSpill(temporary_name(folder / "accepted.parquet"), io_manager.slice_rows)
+        spill = AcceptedSpill(temporary_name(folder / "accepted.arrow"), io_manager.slice_rows)
         try:
             result = read_new_files(raw_cases, domain, landing.max_gunzip_bytes, spill)
             with audit_db.connect() as con:

@@ -10,7 +10,7 @@ and every file (repeats included) has an accounting row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -19,11 +19,9 @@ import duckdb
 import polars as pl
 
 from hitl_gate.core.database import replace_partition_slice
-from hitl_gate.core.day_files import temporary_name
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_MAX_GUNZIP_BYTES
-from hitl_gate.core.slices import read_slices, row_count, slice_ranges
-from hitl_gate.core.staged_parquet import StagedParquet
+from hitl_gate.ingest.accepted_spill import WITHHELD_KEYS, AcceptedSpill
 from hitl_gate.ingest.landing import (
     IngestResult,
     LandingFile,
@@ -124,68 +122,6 @@ def stamped(accepted: pl.DataFrame, domain: DomainConfig, digest: str) -> pl.Dat
     )
 
 
-class AcceptedSpill:
-    """Where a day's accepted rows wait while the day is accounted for: in memory up to `limit`
-    rows, beyond that in a scratch Parquet file (`path`), so validating a big day holds one
-    slice of accepted rows, not the day's.
-
-    They cannot go straight to the step's output: cases another partition holds are only known
-    once the whole day was read (`record_day_batch`, in one audit transaction), and those are
-    withheld from the output (`drain`).
-    """
-
-    def __init__(self, path: Path, limit: int) -> None:
-        self.limit = limit
-        self._frames: list[pl.DataFrame] = []
-        self._held = 0
-        self._staged = StagedParquet(path, temporary_name(path), "lz4")
-
-    @property
-    def spilled(self) -> bool:
-        """Whether the rows went to the scratch file (the day is more than one slice)."""
-        return self._staged.started
-
-    def put(self, frame: pl.DataFrame) -> None:
-        if not self.spilled and self._held + frame.height <= self.limit:
-            self._frames.append(frame)
-            self._held += frame.height
-            return
-        for held in self._frames:
-            self._staged.write(held)
-        self._frames, self._held = [], 0
-        self._staged.write(frame)
-
-    def drain(self, withheld: pl.DataFrame, write: Callable[[pl.DataFrame], None]) -> None:
-        """Hand the accepted rows, less those `withheld` (`_source_sha256`, `_source_row`), to
-        `write`: one frame if they were held in memory, else slice by slice from the file."""
-        if not self.spilled:
-            frames, self._frames = self._frames, []
-            write(_without(pl.concat(frames) if len(frames) != 1 else frames[0], withheld))
-            return
-        path = self._staged.commit()
-        try:
-            scan = pl.scan_parquet(path)
-            ranges = slice_ranges(row_count(scan), self.limit)
-            for part in read_slices(scan, scan.collect_schema().names(), ranges):
-                write(_without(part, withheld))
-        finally:
-            path.unlink(missing_ok=True)
-
-    def discard(self) -> None:
-        """Drop what is held and delete the scratch file (the step failed)."""
-        self._frames = []
-        self._staged.abort()
-        self._staged.target.unlink(missing_ok=True)
-
-
-def _without(accepted: pl.DataFrame, withheld: pl.DataFrame) -> pl.DataFrame:
-    if withheld.height == 0:
-        return accepted
-    return accepted.join(
-        withheld, on=["_source_sha256", "_source_row"], how="anti", maintain_order="left"
-    )
-
-
 @dataclass(frozen=True)
 class DayBatch:
     """What a day's ingestion recorded: accepted cases, per-file accounting, quarantine."""
@@ -263,11 +199,12 @@ def record_day_batch(
     known = cases_accepted_elsewhere(con, domain.name, result.accepted[domain.case_id], days)
     read = result.accepted
     result = withhold_known_cases(result, known, domain.case_id)
-    keys = ["_source_sha256", "_source_row"]
     withheld = (
-        read.select(keys).join(result.accepted.select(keys), on=keys, how="anti")
+        read.select(WITHHELD_KEYS).join(
+            result.accepted.select(WITHHELD_KEYS), on=WITHHELD_KEYS, how="anti"
+        )
         if result.accepted.height < read.height
-        else pl.DataFrame(schema={k: read.schema[k] for k in keys})
+        else pl.DataFrame(schema={k: read.schema[k] for k in WITHHELD_KEYS})
     )
     del read
     repeats = repeated_files(raw_cases)

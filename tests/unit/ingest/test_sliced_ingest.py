@@ -22,7 +22,8 @@ from hitl_gate.core.day_files import PartitionWriter, StagedPartitions, temporar
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.core.slices import output_sink
 from hitl_gate.ingest import landing
-from hitl_gate.ingest.day_batch import AcceptedSpill, DayBatch, read_new_files, record_day_batch
+from hitl_gate.ingest.accepted_spill import AcceptedSpill
+from hitl_gate.ingest.day_batch import DayBatch, read_new_files, record_day_batch
 from hitl_gate.ingest.landing import discover_landing_files, ingest_files
 from tests.unit.ingest.test_day_batch import DAY, NOW, applications, land, registered
 
@@ -71,7 +72,7 @@ def _validate(
         held = registered(con, domain, landing, EARLIER)
         record_day_batch(con, domain, read_new_files(held, domain), held, [EARLIER], "run-0", NOW)
         raw = registered(con, domain, landing)
-        spill = AcceptedSpill(temporary_name(folder / "accepted.parquet"), limit)
+        spill = AcceptedSpill(temporary_name(folder / "accepted.arrow"), limit)
         try:
             result = read_new_files(raw, domain, spill=spill)
             batch = record_day_batch(con, domain, result, raw, [DAY], "run-1", NOW)
