@@ -6,6 +6,10 @@ database connection) and records the outcome in one go (`record_day_batch`): the
 cases another partition already holds moved to quarantine, the file and quarantine slices of
 the days replaced, the accepted case ids registered. Every row read is accepted or quarantined
 and every file (repeats included) has an accounting row.
+
+A big day is read in slices (`read_new_files` with an `AcceptedSpill`): its accepted rows wait
+in the spill and only their keys reach `record_day_batch`; the rows it withholds are in
+`DayBatch.withheld`, for the spill to leave out of the step's output.
 """
 
 from __future__ import annotations
