@@ -49,6 +49,14 @@ class AcceptedSpill:
         for part in [*held, frame]:
             self._append(part)
 
+    def expect(self, rows: int) -> None:
+        """About `rows` more rows are coming: if they and what is held exceed one slice, the
+        held rows go to the file now, not while the next file's frame is also in memory."""
+        if not self.spilled and self._frames and self._held + rows > self.limit:
+            held, self._frames, self._held = self._frames, [], 0
+            for part in held:
+                self._append(part)
+
     def _append(self, frame: pl.DataFrame) -> None:
         table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
         if self._writer is None:

@@ -115,6 +115,7 @@ def read_new_files(
         max_gunzip_bytes,
         slice_rows=spill.limit if spill is not None else None,
         put=(lambda frame: spill.put(stamped(frame, domain, digest))) if spill else None,
+        expect=spill.expect if spill else None,
     )
 
 

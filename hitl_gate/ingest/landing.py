@@ -440,6 +440,7 @@ def ingest_files(
     max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES,
     slice_rows: int | None = None,
     put: Callable[[pl.DataFrame], None] | None = None,
+    expect: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Read, type and validate a batch of landing files; case ids must be unique in the batch.
 
@@ -460,6 +461,9 @@ def ingest_files(
     With `put`, each slice's accepted rows are handed to it as they are made (the day's
     accepted rows are never held at once) and `IngestResult.accepted` holds only their keys
     (`ACCEPTED_KEYS` and the case id), for the accounting; without, it holds them all.
+    `expect` is told, before each further text file is read, about how many rows it holds
+    (its size at the bytes per row of the files read so far), so that what `put` keeps can
+    be written away before the file's frame joins it.
     """
     meta = _files_meta(files)
     # A day of text files is read a file at a time (one file's bytes and frame held, not the
@@ -500,9 +504,13 @@ def ingest_files(
             put(accepted)
             kept.append(accepted.select(case_id, *ACCEPTED_KEYS))
 
+    bytes_read = rows_read = 0
     for i, file in enumerate(files):
+        if expect is not None and streamed and rows_read:
+            expect(file.size_bytes * rows_read // max(bytes_read, 1))
         read = reads[i] or _read_file(file, contract, max_gunzip_bytes)
         reads[i] = None
+        bytes_read, rows_read = bytes_read + file.size_bytes, rows_read + read.rows_read
         if read.frame is None:
             done.append(read)
             continue

@@ -139,3 +139,25 @@ def test_a_day_of_text_files_read_one_at_a_time_equals_it_read_all_first(
     assert_frame_equal(streamed.accepted, read_first.accepted)
     assert_frame_equal(streamed.quarantine, read_first.quarantine)
     assert_frame_equal(streamed.files, read_first.files)
+
+
+def test_held_rows_go_to_the_file_before_a_file_that_would_overflow_the_slice(
+    tmp_path: Path,
+) -> None:
+    """What the spill holds is written away when the next file would take it past one slice,
+    so a slice held in memory never meets the next file's frame; a day that fits stays held."""
+    rows = pl.DataFrame({"_source_sha256": ["a"] * 6, "_source_row": range(6)})
+    fits = AcceptedSpill(tmp_path / "fits.arrow", 10)
+    fits.put(rows)
+    fits.expect(4)
+    overflows = AcceptedSpill(tmp_path / "overflows.arrow", 10)
+    overflows.put(rows)
+    overflows.expect(5)
+    assert (fits.spilled, overflows.spilled) == (False, True)
+    overflows.put(rows)
+    out: list[pl.DataFrame] = []
+    overflows.drain(rows.head(1), out.append)
+    overflows.discard()
+    # both puts, less the withheld row ("a", 0), which was in both
+    assert pl.concat(out)["_source_row"].to_list() == [1, 2, 3, 4, 5] * 2
+    assert not (tmp_path / "overflows.arrow").exists()
