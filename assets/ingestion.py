@@ -11,13 +11,21 @@ from dagster import (
     Failure,
     MetadataValue,
     Output,
+    ResourceParam,
 )
 
 from assets.common import markdown_table, stage_key, upstream
 from assets.partial_seal import seal_unless_run_seals
 from assets.partitions import daily_stage_asset, partition_days
+from assets.slices import output_sink
+from hitl_gate.core.day_files import temporary_name
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.ingest.day_batch import read_new_files, record_day_batch, registered_files_frame
+from hitl_gate.ingest.accepted_spill import AcceptedSpill
+from hitl_gate.ingest.day_batch import (
+    read_new_files,
+    record_day_batch,
+    registered_files_frame,
+)
 from hitl_gate.ingest.landing_registry import (
     ContractVersionConflict,
     record_listings,
@@ -26,6 +34,7 @@ from hitl_gate.ingest.landing_registry import (
 from hitl_gate.ingest.listing import landing_rules, list_day_folder
 from hitl_gate.ingest.names import shown
 from hitl_gate.ingest.report import quarantine_sample
+from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import AuditDatabase, LandingZone
 
 
@@ -122,10 +131,17 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         raw_cases: pl.DataFrame,
         landing: LandingZone,
         audit_db: AuditDatabase,
-    ) -> Output[pl.DataFrame]:
-        result = read_new_files(raw_cases, domain, landing.max_gunzip_bytes)
-        with audit_db.connect() as con:
-            try:
+        io_manager: ResourceParam[PolarsParquetIOManager],
+    ) -> Output:
+        # Validated `slice_rows` rows at a time; accepted rows beyond one slice wait in a
+        # scratch file beside the output until the day is accounted for, then are written to
+        # the day's file slice by slice (a day of one slice stays one frame in memory).
+        folder = Path(io_manager.base_dir).joinpath(*context.asset_key.path)
+        folder.mkdir(parents=True, exist_ok=True)
+        spill = AcceptedSpill(temporary_name(folder / "accepted.arrow"), io_manager.slice_rows)
+        try:
+            result = read_new_files(raw_cases, domain, landing.max_gunzip_bytes, spill)
+            with audit_db.connect() as con:
                 batch = record_day_batch(
                     con,
                     domain,
@@ -135,15 +151,19 @@ def build_ingestion_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                     context.run.run_id,
                     datetime.now(UTC),
                 )
-            except ContractVersionConflict as exc:
-                raise Failure(description=str(exc)) from exc
+            with output_sink(io_manager, context, context.asset_key, spill.spilled) as sink:
+                spill.drain(batch.withheld, sink.write)
+        except ContractVersionConflict as exc:
+            raise Failure(description=str(exc)) from exc
+        finally:
+            spill.discard()
         # A run with no end-of-run seal (ingest only) seals the days' rows itself (segments).
         sealed = seal_unless_run_seals(context, domain, "validated_cases", audit_db)
         return Output(
-            batch.accepted,
+            sink.result(),
             metadata={
                 "rows_read": batch.rows_read,
-                "rows_accepted": batch.accepted.height,
+                "rows_accepted": sink.rows,
                 "rows_quarantined": batch.rows_quarantined,
                 "files_rejected": batch.files_rejected,
                 "files_rejected_by_check": MetadataValue.json(

@@ -6,6 +6,10 @@ database connection) and records the outcome in one go (`record_day_batch`): the
 cases another partition already holds moved to quarantine, the file and quarantine slices of
 the days replaced, the accepted case ids registered. Every row read is accepted or quarantined
 and every file (repeats included) has an accounting row.
+
+A big day is read in slices (`read_new_files` with an `AcceptedSpill`): its accepted rows wait
+in the spill and only their keys reach `record_day_batch`; the rows it withholds are in
+`DayBatch.withheld`, for the spill to leave out of the step's output.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import polars as pl
 from hitl_gate.core.database import replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_MAX_GUNZIP_BYTES
+from hitl_gate.ingest.accepted_spill import WITHHELD_KEYS, AcceptedSpill
 from hitl_gate.ingest.landing import (
     IngestResult,
     LandingFile,
@@ -91,15 +96,34 @@ def repeated_files(raw_cases: pl.DataFrame) -> list[tuple[LandingFile, str]]:
 
 
 def read_new_files(
-    raw_cases: pl.DataFrame, domain: DomainConfig, max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES
+    raw_cases: pl.DataFrame,
+    domain: DomainConfig,
+    max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES,
+    spill: AcceptedSpill | None = None,
 ) -> IngestResult:
-    """Read the day's new files and hold every row to the domain's contract."""
+    """Read the day's new files and hold every row to the domain's contract.
+
+    With `spill`, the files are validated in slices of `spill.limit` rows and the accepted rows
+    go to `spill` (stamped with the contract), the result keeping only their keys.
+    """
+    digest = contract_digest(domain.contract)
     return ingest_files(
         new_files(raw_cases),
         domain.contract,
         domain.case_id,
         domain.case_id_pattern,
         max_gunzip_bytes,
+        slice_rows=spill.limit if spill is not None else None,
+        put=(lambda frame: spill.put(stamped(frame, domain, digest))) if spill else None,
+        expect=spill.expect if spill else None,
+    )
+
+
+def stamped(accepted: pl.DataFrame, domain: DomainConfig, digest: str) -> pl.DataFrame:
+    """Accepted rows with the contract version and digest they were accepted under."""
+    return accepted.with_columns(
+        pl.lit(domain.contract.version).alias("_contract_version"),
+        pl.lit(digest).alias("_contract_digest"),
     )
 
 
@@ -107,13 +131,19 @@ def read_new_files(
 class DayBatch:
     """What a day's ingestion recorded: accepted cases, per-file accounting, quarantine."""
 
-    accepted: pl.DataFrame  # with `_contract_version` and `_contract_digest`
+    accepted: pl.DataFrame  # with `_contract_version` and `_contract_digest` (keys if spilled)
     files: pl.DataFrame  # one row per file read (repeats not included)
     quarantine: pl.DataFrame  # one row per quarantined row and reason
     duplicate_files: int
     cases_held_elsewhere: int
     contract_digest: str
     contract_version: int
+    # (`_source_sha256`, `_source_row`) of accepted rows moved to quarantine here
+    withheld: pl.DataFrame
+
+    @property
+    def rows_accepted(self) -> int:
+        return int(self.files["rows_accepted"].sum() or 0)
 
     @property
     def rows_read(self) -> int:
@@ -172,7 +202,16 @@ def record_day_batch(
     digest = contract_digest(domain.contract)
     record_contract(con, domain.name, domain.contract, digest, run_id, now)
     known = cases_accepted_elsewhere(con, domain.name, result.accepted[domain.case_id], days)
+    read = result.accepted
     result = withhold_known_cases(result, known, domain.case_id)
+    withheld = (
+        read.select(WITHHELD_KEYS).join(
+            result.accepted.select(WITHHELD_KEYS), on=WITHHELD_KEYS, how="anti"
+        )
+        if result.accepted.height < read.height
+        else pl.DataFrame(schema={k: read.schema[k] for k in WITHHELD_KEYS})
+    )
+    del read
     repeats = repeated_files(raw_cases)
     file_rows = file_accounting_rows(result, repeats, domain, digest, run_id, now)
     replace_partition_slice(con, "input_files", file_rows, domain.name, days)
@@ -180,16 +219,13 @@ def record_day_batch(
         con, "quarantine", quarantine_rows(result, domain.name, run_id), domain.name, days
     )
     record_accepted_cases(con, domain.name, result.accepted, domain.case_id, days, run_id)
-    accepted = result.accepted.with_columns(
-        pl.lit(domain.contract.version).alias("_contract_version"),
-        pl.lit(digest).alias("_contract_digest"),
-    )
     return DayBatch(
-        accepted=accepted,
+        accepted=stamped(result.accepted, domain, digest),
         files=result.files,
         quarantine=result.quarantine,
         duplicate_files=len(repeats),
         cases_held_elsewhere=known.height,
         contract_digest=digest,
         contract_version=domain.contract.version,
+        withheld=withheld,
     )

@@ -14,6 +14,7 @@ import hashlib
 import io
 import re
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, timedelta
@@ -23,6 +24,7 @@ import polars as pl
 
 from hitl_gate.core.domain import DEFAULT_CASE_ID_PATTERN, ContractConfig
 from hitl_gate.core.settings import DEFAULT_MAX_GUNZIP_BYTES, GUNZIP_CAP_ENV
+from hitl_gate.core.slices import slice_ranges
 from hitl_gate.ingest.gunzip import GzipTooLarge, gunzip_capped
 from hitl_gate.ingest.listing import (
     LandingFile,
@@ -67,6 +69,8 @@ FILES_SCHEMA: dict[str, pl.DataType] = {
     "rows_accepted": pl.Int64(),
     "rows_quarantined": pl.Int64(),
 }
+# What identifies an accepted row (with its case id): enough to account for it and withhold it.
+ACCEPTED_KEYS = ("partition_date", "_source_file", "_source_sha256", "_source_row")
 PROVENANCE_SCHEMA: dict[str, pl.DataType] = {
     "_source_file": pl.String(),
     "_source_sha256": pl.String(),
@@ -434,6 +438,9 @@ def ingest_files(
     case_id: str,
     id_pattern: str | None = DEFAULT_CASE_ID_PATTERN,
     max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES,
+    slice_rows: int | None = None,
+    put: Callable[[pl.DataFrame], None] | None = None,
+    expect: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Read, type and validate a batch of landing files; case ids must be unique in the batch.
 
@@ -445,48 +452,92 @@ def ingest_files(
 
     Files are taken in the order given (discovery sorts by name), so of repeated case ids the
     first in that order is accepted and later ones are quarantined as `duplicate_case_id`.
-    Files are validated one at a time, each read frame released once validated, so the batch
-    is never typed as one frame (the stacked batch and its copies were 12 GB of a 10M-case
-    day); unique values seen in earlier files carry over, which keeps the result the same as
-    validating the stacked batch.
+    Files are validated one at a time and each file in slices of at most `slice_rows` rows
+    (whole if None), each read frame released once validated, so the batch is never typed as
+    one frame (the stacked batch and its copies were 12 GB of a 10M-case day); unique values
+    seen in earlier slices carry over, which keeps the result the same as validating the
+    stacked batch, whatever the slice size.
+
+    With `put`, each slice's accepted rows are handed to it as they are made (the day's
+    accepted rows are never held at once) and `IngestResult.accepted` holds only their keys
+    (`ACCEPTED_KEYS` and the case id), for the accounting; without, it holds them all.
+    `expect` is told, before each further text file is read, about how many rows it holds
+    (its size at the bytes per row of the files read so far), so that what `put` keeps can
+    be written away before the file's frame joins it.
     """
     meta = _files_meta(files)
-    reads = [_read_file(f, contract, max_gunzip_bytes) for f in files]
-    mixed = _mixed_columns([r.frame for r in reads if r.frame is not None], contract)
+    # A day of text files is read a file at a time (one file's bytes and frame held, not the
+    # day's): their columns are text or the reader's Int64/Float64, whose text form parses
+    # back to the same values and shows the same text, so the other files' types change
+    # nothing. Other formats are all read first, to read as text columns whose type differs
+    # between files (`_mixed_columns`).
+    streamed = all(_is_text_format(f) for f in files)
+    reads: list[_Read | None] = [
+        None if streamed else _read_file(f, contract, max_gunzip_bytes) for f in files
+    ]
+    frames = [r.frame for r in reads if r is not None and r.frame is not None]
+    mixed = _mixed_columns(frames, contract)
+    del frames
+    done: list[_Read] = []
     earlier: dict[str, pl.Series] = {}
-    valids, failure_parts = [], []
-    for i, read in enumerate(reads):
-        if read.frame is None:
-            continue
-        frame = read.frame.with_columns(text_expr(c, read.frame.schema[c]) for c in mixed)
-        # The read frame is no longer needed: keep an empty one, the file was read.
-        reads[i] = replace(read, frame=read.frame.clear())
-        del read
-        frame = frame.with_columns(_file=pl.lit(i, pl.Int64), _case_id=pl.col(case_id))
-        valid, failures = _validate_file(frame, contract, case_id, earlier, id_pattern)
-        del frame
-        # One chunk per column per file: the reader's ~100 chunks per column beside the
-        # one-chunk `_file` made every later whole-frame operation re-align (copy) the batch.
-        valids.append(valid.rechunk())
+    kept: list[pl.DataFrame] = []
+    failure_parts: list[pl.DataFrame] = []
+    accepted_per_file: list[pl.DataFrame] = []
+
+    def take(valid: pl.DataFrame, failures: pl.DataFrame) -> None:
+        # One chunk per column: the reader's ~100 chunks per column beside the one-chunk
+        # `_file` made every later whole-frame operation re-align (copy) the batch.
+        valid = valid.rechunk()
+        late = _future_failures(valid, meta, contract)
+        if late.height:
+            failures = pl.concat([failures, late], how="vertical_relaxed")
+            late_rows = late.select("_file", "_source_row")
+            valid = valid.join(
+                late_rows, on=["_file", "_source_row"], how="anti", maintain_order="left"
+            )
         failure_parts.append(failures)
-    if not valids:
-        valid, failures = _validated_empty_batch(contract, case_id, id_pattern)
-        valids, failure_parts = [valid], [failures]
-    valid = pl.concat(valids)
-    row_failures = pl.concat(failure_parts)
-    del valids, failure_parts
-    late = _future_failures(valid, meta, contract)
-    if late.height:
-        row_failures = pl.concat([row_failures, late], how="vertical_relaxed")
-        late_rows = late.select("_file", "_source_row")
-        valid = valid.join(
-            late_rows, on=["_file", "_source_row"], how="anti", maintain_order="left"
-        )
+        accepted_per_file.append(valid.group_by("_file").agg(rows_accepted=pl.len()))
+        accepted = _accepted(valid, meta, contract)
+        if put is None:
+            kept.append(accepted)
+        else:
+            put(accepted)
+            kept.append(accepted.select(case_id, *ACCEPTED_KEYS))
+
+    bytes_read = rows_read = 0
+    for i, file in enumerate(files):
+        if expect is not None and streamed and rows_read:
+            expect(file.size_bytes * rows_read // max(bytes_read, 1))
+        read = reads[i] or _read_file(file, contract, max_gunzip_bytes)
+        reads[i] = None
+        bytes_read, rows_read = bytes_read + file.size_bytes, rows_read + read.rows_read
+        if read.frame is None:
+            done.append(read)
+            continue
+        whole = read.frame.with_columns(text_expr(c, read.frame.schema[c]) for c in mixed)
+        # The read frame is no longer needed: keep an empty one, the file was read.
+        done.append(replace(read, frame=read.frame.clear()))
+        del read
+        whole = whole.with_columns(_file=pl.lit(i, pl.Int64), _case_id=pl.col(case_id))
+        for offset, length in slice_ranges(whole.height, slice_rows or max(whole.height, 1)):
+            frame = whole.slice(offset, length)
+            take(*_validate_file(frame, contract, case_id, earlier, id_pattern))
+            del frame
+        del whole
+    if not kept:
+        take(*_validated_empty_batch(contract, case_id, id_pattern))
+    row_failures = pl.concat(failure_parts, how="vertical_relaxed")
+    accepted = pl.concat(kept) if len(kept) > 1 else kept[0]
     return IngestResult(
-        accepted=_accepted(valid, meta, contract),
-        quarantine=_quarantine(row_failures, reads, meta),
-        files=_files_frame(reads, valid, row_failures, meta),
+        accepted=accepted,
+        quarantine=_quarantine(row_failures, done, meta),
+        files=_files_frame(done, pl.concat(accepted_per_file), row_failures, meta),
     )
+
+
+def _is_text_format(file: LandingFile) -> bool:
+    """Whether the file is read as CSV or TSV (gzipped or not; CSV when the name says nothing)."""
+    return (file_format(file.path.name) or "csv").startswith(("csv", "tsv"))
 
 
 def accepted_schema(contract: ContractConfig) -> pl.Schema:
@@ -547,10 +598,15 @@ def _quarantine(row_failures: pl.DataFrame, reads: list[_Read], meta: pl.DataFra
 
 
 def _files_frame(
-    reads: list[_Read], valid: pl.DataFrame, row_failures: pl.DataFrame, meta: pl.DataFrame
+    reads: list[_Read],
+    accepted_per_slice: pl.DataFrame,
+    row_failures: pl.DataFrame,
+    meta: pl.DataFrame,
 ) -> pl.DataFrame:
-    """Per-file accounting: status, first problem, and rows read, accepted and quarantined."""
-    accepted = valid.select("_file").group_by("_file").agg(rows_accepted=pl.len())
+    """Per-file accounting: status, first problem, and rows read, accepted and quarantined.
+
+    `accepted_per_slice` has `_file` and `rows_accepted` per validated slice."""
+    accepted = accepted_per_slice.group_by("_file").agg(pl.col("rows_accepted").sum())
     quarantined = (
         row_failures.select("_file", "_source_row").unique().group_by("_file").agg(rows_q=pl.len())
     )
