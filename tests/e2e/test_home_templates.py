@@ -30,14 +30,20 @@ def _occurrences(folder: Path, needle: bytes) -> dict[str, set[bytes]]:
     return found
 
 
+# Bytes that never occur in UTF-8 text: where one follows a path, the path was cut there.
+NOT_UTF8 = frozenset({0xC0, 0xC1, *range(0xF5, 0x100)})
+
+
 def _names(own: bytes, tail: bytes) -> bool:
     """Whether the bytes after the run's folder name the home (`own`). SQLite splits a long
-    value at a page boundary: a path cut short (at a control byte) must at least begin `own`.
-    Parquet's max statistic of a long text is cut at 64 bytes with its last byte raised by one
-    (still an upper bound), so a cut path may also end one above `own`'s byte there."""
+    value at a page boundary, DuckDB a long string over blocks (the cut followed by a block
+    pointer, e.g. eight 0xFF bytes): a path cut short (at a control byte or a byte no UTF-8
+    text holds) must at least begin `own`. Parquet's max statistic of a long text is cut at
+    64 bytes with its last byte raised by one (still an upper bound), so a cut path may also
+    end one above `own`'s byte there."""
     if tail.startswith(own):
         return True
-    cut = next((i for i, byte in enumerate(tail) if byte < 0x20), len(tail))
+    cut = next((i for i, b in enumerate(tail) if b < 0x20 or b in NOT_UTF8), len(tail))
     if cut == len(tail):
         return False
     head = tail[:cut]
