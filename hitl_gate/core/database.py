@@ -215,7 +215,10 @@ def audit_connection(
 
 
 # Whether audit connections attach their file to an instance the process keeps
-# (`kept_instance`) instead of opening an instance each (False: as before session 17).
+# (`kept_instance`) instead of opening an instance each (False: as before session 17). An
+# implementation choice, not deployment configuration: both ways lock, checkpoint, restrict and
+# replay alike (tests/unit/core/test_kept_instance.py runs those cases both ways), and a file
+# that cannot be attached (`can_attach`) always takes the second.
 KEEP_INSTANCES = True
 
 

@@ -1,5 +1,9 @@
 """Audit connections attach their file to a DuckDB instance the process keeps: one instance
-for many short connections, the file checkpointed and free after each, restricted as before."""
+for many short connections, the file checkpointed and free after each, restricted as before.
+
+What both ways of connecting must do alike (restricted, free after close, a crashed writer's
+log replayed) runs on both: the kept instance, and an instance of its own per connection (the
+path a file that cannot be attached takes, and `database.KEEP_INSTANCES = False`)."""
 
 from __future__ import annotations
 
@@ -9,9 +13,27 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from hitl_gate.core import kept_instance
+from hitl_gate.core import database, kept_instance
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.quiet_duckdb import quiet_connect
+
+
+@pytest.fixture(params=[True, False], ids=["kept-instance", "own-instance"])
+def either_way(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Audit connections on a kept instance, then each on an instance of its own."""
+    monkeypatch.setattr(database, "KEEP_INSTANCES", request.param)
+    return bool(request.param)
+
+
+def test_each_connection_frees_the_file_when_it_closes(tmp_path: Path, either_way: bool) -> None:
+    db = tmp_path / "audit.duckdb"
+    for n in range(2):
+        with audit_connection(db) as con:
+            con.execute("CREATE TABLE IF NOT EXISTS t (v INTEGER)")
+            con.execute("INSERT INTO t VALUES (?)", [n])
+        assert not Path(f"{db}.wal").exists()  # checkpointed when the connection closed
+        with quiet_connect(str(db)) as own:  # nothing holds the file: another process could
+            assert own.execute("SELECT count(*) FROM t").fetchall() == [(n + 1,)]
 
 
 def test_consecutive_connections_share_one_instance_and_free_the_file(tmp_path: Path) -> None:
@@ -33,7 +55,7 @@ def test_consecutive_connections_share_one_instance_and_free_the_file(tmp_path: 
     assert after["attaches"] == before["attaches"] + 5
 
 
-def test_every_kept_connection_stays_restricted(tmp_path: Path) -> None:
+def test_every_connection_stays_restricted(tmp_path: Path, either_way: bool) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("key")
     db = tmp_path / "home" / "audit.duckdb"
@@ -45,7 +67,7 @@ def test_every_kept_connection_stays_restricted(tmp_path: Path) -> None:
                 con.execute("ATTACH ? AS other", [str(tmp_path / "other.duckdb")])
 
 
-def test_a_crashed_writers_log_is_replayed_on_attach(tmp_path: Path) -> None:
+def test_a_crashed_writers_log_is_replayed_on_attach(tmp_path: Path, either_way: bool) -> None:
     db = tmp_path / "audit.duckdb"
     with audit_connection(db):
         pass
