@@ -117,24 +117,35 @@ def _second_run(home: Home) -> None:
         add_rows(con, "executions", [(i, case | {"action": "decline"}) for i, case in cases])
 
 
-def _build(root: Path, segmented: bool) -> Home:
+def _first_sealed(root: Path, segmented: bool) -> Home:
+    """The scenario's first run, sealed."""
     home = Home(root, segmented)
     with home.connect() as con:
         _first_run(con)
     home.seal("run-1")
+    return home
+
+
+def _second_sealed(home: Home) -> Home:
+    """The scenario's second run on `home` (its first sealed), sealed."""
     _second_run(home)
     home.seal("run-2")
     return home
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
-    """The scenario sealed both ways, built once; each test gets copies."""
-    roots = {}
-    for segmented in (False, True):
-        roots[segmented] = tmp_path_factory.mktemp("segmented" if segmented else "single")
-        _build(roots[segmented], segmented)
-    return roots
+def templates(
+    tmp_path_factory: pytest.TempPathFactory, first_run_template: Path
+) -> dict[bool, Path]:
+    """The scenario sealed both ways, built once; each test gets copies. The segmented one
+    goes on from a copy of `first_run_template` (the same first run, sealed the same way), as
+    the hand-over tests go on from theirs, instead of sealing that first run again."""
+    single = tmp_path_factory.mktemp("single")
+    _second_sealed(_first_sealed(single, segmented=False))
+    segmented = tmp_path_factory.mktemp("segmented")
+    shutil.copytree(first_run_template, segmented, dirs_exist_ok=True)
+    _second_sealed(Home(segmented, segmented=True))
+    return {False: single, True: segmented}
 
 
 @pytest.fixture
@@ -503,10 +514,7 @@ def test_the_standalone_checker_restates_the_global_rules_exactly() -> None:
 def first_run_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A segmented home whose first run is sealed (its key under the root), built once."""
     root = tmp_path_factory.mktemp("first-run")
-    home = Home(root, segmented=True)
-    with home.connect() as con:
-        _first_run(con)
-    home.seal("run-1")
+    _first_sealed(root, segmented=True)
     return root
 
 
