@@ -27,3 +27,13 @@ def put_back(template: Path, place: Path) -> Path:
     shutil.rmtree(place, ignore_errors=True)
     shutil.copytree(template, place, symlinks=True)
     return place
+
+
+def emptied(place: Path) -> Path:
+    """`place` as a new empty folder, whatever an earlier test left there removed (a world the
+    test builds itself there, as it would in its own `tmp_path`)."""
+    still_open = attached_under(place)
+    assert not still_open, f"audit files still open, not removed: {still_open}"
+    shutil.rmtree(place, ignore_errors=True)
+    place.mkdir(parents=True)
+    return place
