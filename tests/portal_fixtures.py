@@ -232,15 +232,15 @@ def _copy_world(template: PortalWorld, root: Path) -> PortalWorld:
     """`template`'s files copied into `root`, and the world over them."""
     source = template.ws.root
     shutil.copytree(source, root, symlinks=True, dirs_exist_ok=True)
-    con = duckdb.connect(str(root / "audit.duckdb"))
-    try:
+    # On the library's own connection (a kept DuckDB instance, `core.kept_instance`): the
+    # test's and the portal's connections to the copy then attach it to that same instance,
+    # where a connection of its own built an instance and closed it (about 30 ms of CPU).
+    with audit_connection(root / "audit.duckdb") as con:
         con.execute(
             "UPDATE review_batches SET folder = ? || substr(folder, ?) "
             "WHERE starts_with(folder, ?)",
             [str(root), len(str(source)) + 1, str(source)],
         )
-    finally:
-        con.close()
     batches = {
         queue: replace(batch, folder=root / batch.folder.relative_to(source))
         for queue, batch in template.ws.batches.items()

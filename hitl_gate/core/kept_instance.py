@@ -64,6 +64,14 @@ def stats() -> dict[str, int]:
     return dict(_STATS)
 
 
+def attached_under(folder: Path) -> list[Path]:
+    """The files under `folder` attached to an instance of this process now (a connection to
+    them still open): what must be closed before the folder's files are replaced (tests)."""
+    root = Path(folder).resolve()
+    with _LOCK:
+        return [path for path in _ATTACHED if path.is_relative_to(root)]
+
+
 @contextmanager
 def attached_connection(
     path: Path,

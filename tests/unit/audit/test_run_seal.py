@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import signal
 import time
 from datetime import date
@@ -45,6 +44,7 @@ from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
 from tests.blank_audit_db import blank_if_missing
+from tests.fixed_place import put_back
 from tests.fork_server import FORK_SERVER_GROUP, ForkedChild, ForkServer
 from tests.unit.audit.seal_children import killed_seal, seal_day
 from tests.unit.audit.tamper_home import add_row, add_rows
@@ -122,10 +122,16 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each test's copy of the template is put back (`tests.fixed_place`: the same audit
+    file path for the module's tests, so one kept DuckDB instance rather than one each)."""
+    return tmp_path_factory.mktemp("run-seal-place") / "copy"
+
+
 @pytest.fixture
-def home(template: Path, tmp_path: Path) -> Home:
-    shutil.copytree(template, tmp_path / "copy")
-    return Home(tmp_path / "copy")
+def home(template: Path, place: Path) -> Home:
+    return Home(put_back(template, place))
 
 
 def test_versioned_rows_go_to_the_run_segment_and_verify_covers_both_chains(

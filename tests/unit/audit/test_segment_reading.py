@@ -45,6 +45,7 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import TSA_ENV, TSA_ROOTS_ENV
 from tests.blank_audit_db import blank_if_missing
+from tests.fixed_place import put_back
 from tests.unit.audit.local_tsa import local_tsa
 from tests.unit.audit.tamper_home import DOMAIN, _first_run, add_rows
 
@@ -117,33 +118,50 @@ def _second_run(home: Home) -> None:
         add_rows(con, "executions", [(i, case | {"action": "decline"}) for i, case in cases])
 
 
-def _build(root: Path, segmented: bool) -> Home:
+def _first_sealed(root: Path, segmented: bool) -> Home:
+    """The scenario's first run, sealed."""
     home = Home(root, segmented)
     with home.connect() as con:
         _first_run(con)
     home.seal("run-1")
+    return home
+
+
+def _second_sealed(home: Home) -> Home:
+    """The scenario's second run on `home` (its first sealed), sealed."""
     _second_run(home)
     home.seal("run-2")
     return home
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[bool, Path]:
-    """The scenario sealed both ways, built once; each test gets copies."""
-    roots = {}
-    for segmented in (False, True):
-        roots[segmented] = tmp_path_factory.mktemp("segmented" if segmented else "single")
-        _build(roots[segmented], segmented)
-    return roots
+def templates(
+    tmp_path_factory: pytest.TempPathFactory, first_run_template: Path
+) -> dict[bool, Path]:
+    """The scenario sealed both ways, built once; each test gets copies. The segmented one
+    goes on from a copy of `first_run_template` (the same first run, sealed the same way), as
+    the hand-over tests go on from theirs, instead of sealing that first run again."""
+    single = tmp_path_factory.mktemp("single")
+    _second_sealed(_first_sealed(single, segmented=False))
+    segmented = tmp_path_factory.mktemp("segmented")
+    shutil.copytree(first_run_template, segmented, dirs_exist_ok=True)
+    _second_sealed(Home(segmented, segmented=True))
+    return {False: single, True: segmented}
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each test's copies of the templates are put back (`tests.fixed_place`: the same
+    audit file paths for the module's tests, so kept DuckDB instances rather than new ones)."""
+    return tmp_path_factory.mktemp("segment-places")
 
 
 @pytest.fixture
-def homes(templates: dict[bool, Path], tmp_path: Path) -> dict[bool, Home]:
-    copies = {}
-    for segmented, root in templates.items():
-        shutil.copytree(root, tmp_path / str(segmented))
-        copies[segmented] = Home(tmp_path / str(segmented), segmented)
-    return copies
+def homes(templates: dict[bool, Path], places: Path) -> dict[bool, Home]:
+    return {
+        segmented: Home(put_back(root, places / str(segmented)), segmented)
+        for segmented, root in templates.items()
+    }
 
 
 @pytest.fixture
@@ -289,9 +307,9 @@ def legacy_template(templates: dict[bool, Path], tmp_path_factory: pytest.TempPa
 
 @pytest.mark.parametrize("attack", [_copy_edited, _copy_deleted, _copy_added, _copy_duplicated])
 def test_a_copy_left_by_an_earlier_fold_is_checked_by_verify(
-    legacy_template: Path, tmp_path: Path, attack: Any, capsys: pytest.CaptureFixture[str]
+    legacy_template: Path, places: Path, attack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    segmented = Home(Path(shutil.copytree(legacy_template, tmp_path / "legacy")), segmented=True)
+    segmented = Home(put_back(legacy_template, places / "legacy"), segmented=True)
     expected = attack(segmented)
     out = segmented.verify(capsys)
     assert out.startswith("exit 1") and expected in out, out
@@ -503,19 +521,15 @@ def test_the_standalone_checker_restates_the_global_rules_exactly() -> None:
 def first_run_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A segmented home whose first run is sealed (its key under the root), built once."""
     root = tmp_path_factory.mktemp("first-run")
-    home = Home(root, segmented=True)
-    with home.connect() as con:
-        _first_run(con)
-    home.seal("run-1")
+    _first_sealed(root, segmented=True)
     return root
 
 
 @pytest.fixture
-def first_run(first_run_template: Path, tmp_path: Path) -> Home:
-    """A copy of `first_run_template` rooted at the test's own folder: the hand-over tests
-    go on from there with keys of their own."""
-    shutil.copytree(first_run_template, tmp_path, dirs_exist_ok=True)
-    return Home(tmp_path, segmented=True)
+def first_run(first_run_template: Path, places: Path) -> Home:
+    """A copy of `first_run_template` of the test's own (put back at the module's folder for
+    it): the hand-over tests go on from there with keys of their own."""
+    return Home(put_back(first_run_template, places / "first-run"), segmented=True)
 
 
 def test_a_rotation_between_two_runs_segments_verifies_from_the_pinned_key(
@@ -607,12 +621,12 @@ def stamped_template(
 
 @pytest.fixture
 def stamped(
-    stamped_template: tuple[Path, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stamped_template: tuple[Path, Any], places: Path, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[Home, Any]:
     """A copy of the time-stamped home, the TSA configured (URL and pinned root) for
     `hitl audit verify` as for the pipeline."""
     template, tsa = stamped_template
-    root = Path(shutil.copytree(template, tmp_path / "stamped"))
+    root = put_back(template, places / "stamped")
     monkeypatch.setenv(TSA_ENV, tsa.url)
     monkeypatch.setenv(TSA_ROOTS_ENV, str(tsa.roots))
     return Home(root, segmented=True, tsa_url=tsa.url), tsa

@@ -25,6 +25,7 @@ from hitl_gate.audit.seal import SealRefused, seal_run
 from hitl_gate.audit.verify import VerifyReport, verify_audit
 from hitl_gate.core.database import audit_connection
 from hitl_gate.execution.sealed_inputs import check_sealed_inputs
+from tests.fixed_place import put_back
 from tests.unit.audit.tamper_home import DOMAIN, TamperHome, add_row, tamper_home_at
 
 Mutation = Callable[[TamperHome, duckdb.DuckDBPyConnection], None]
@@ -44,6 +45,13 @@ class Case:
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> TamperHome:
     return tamper_home_at(tmp_path_factory.mktemp("tamper") / "t")
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each test's copy of the template is put back (`tests.fixed_place`: one audit
+    file path for the module, so one kept DuckDB instance instead of one per test)."""
+    return tmp_path_factory.mktemp("tamper-place") / "home"
 
 
 def _seq_of(con: duckdb.DuckDBPyConnection, event_type: str, key: str) -> int:
@@ -374,8 +382,8 @@ def pinned(template: TamperHome) -> str:
     return public_key_hex(load_or_create_signing_key(template.root / "pinned"))
 
 
-def test_the_untouched_home_verifies(template: TamperHome, pinned: str, tmp_path: Path) -> None:
-    home = template.copy_to(tmp_path / "home")
+def test_the_untouched_home_verifies(template: TamperHome, pinned: str, place: Path) -> None:
+    home = TamperHome(put_back(template.root, place))
     with audit_connection(home.db) as con:
         assert _report(home, con).ok, _verify(home, con)
         assert not check_sealed_inputs(con, DOMAIN, ["C1", "C2", "C3", "C5"]).refused
@@ -390,10 +398,8 @@ def test_the_corpus_is_large_enough() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.by}: {c.name}" for c in CASES])
-def test_tampering_is_detected(
-    case: Case, template: TamperHome, pinned: str, tmp_path: Path
-) -> None:
-    home = template.copy_to(tmp_path / "home")
+def test_tampering_is_detected(case: Case, template: TamperHome, pinned: str, place: Path) -> None:
+    home = TamperHome(put_back(template.root, place))
     with audit_connection(home.db) as con:
         if case.by == "seal":
             with pytest.raises(SealRefused) as refused:
@@ -451,9 +457,9 @@ REGISTRY_DDL = (
     ],
 )  # fmt: skip
 def test_registry_and_assignments_are_sealed_insert_once(
-    mutation: str, expected: str, template: TamperHome, pinned: str, tmp_path: Path
+    mutation: str, expected: str, template: TamperHome, pinned: str, place: Path
 ) -> None:
-    home = template.copy_to(tmp_path / "home")
+    home = TamperHome(put_back(template.root, place))
     with audit_connection(home.db) as con:
         for ddl in REGISTRY_DDL:
             con.execute(ddl)

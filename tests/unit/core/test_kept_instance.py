@@ -125,3 +125,24 @@ def test_a_database_a_connection_attached_is_detached_with_it(tmp_path: Path) ->
     with quiet_connect(str(other)) as own:  # free, and checkpointed with the row
         assert own.execute("SELECT count(*) FROM t").fetchall() == [(2,)]
     assert not Path(f"{other}.wal").exists()
+
+
+def test_a_file_replaced_at_its_path_is_read_anew_on_the_kept_instance(tmp_path: Path) -> None:
+    """What `tests/fixed_place.py` relies on: a file put back at a path whose instance is
+    kept is attached again as it now is (no page of the old file served), and the folder's
+    attached files are listed while a connection is open, so a put-back can refuse them."""
+    db, saved = tmp_path / "place" / "audit.duckdb", tmp_path / "saved.duckdb"
+    with audit_connection(db) as con:
+        con.execute("CREATE TABLE t AS SELECT 1 AS v")
+    shutil.copyfile(db, saved)
+    with audit_connection(db) as con:
+        con.execute("INSERT INTO t VALUES (2)")
+        assert kept_instance.attached_under(tmp_path / "place") == [db.resolve()]
+    assert kept_instance.attached_under(tmp_path / "place") == []
+    before = kept_instance.stats()
+    shutil.rmtree(db.parent)
+    db.parent.mkdir()
+    shutil.copyfile(saved, db)
+    with audit_connection(db) as con:
+        assert con.execute("SELECT v FROM t").fetchall() == [(1,)]  # the file put back
+    assert kept_instance.stats()["instances"] == before["instances"]  # the kept instance

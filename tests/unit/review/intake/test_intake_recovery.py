@@ -10,6 +10,7 @@ signed file, sealed, and a recovery event is logged once, however often recovery
 
 from __future__ import annotations
 
+import shutil
 import signal
 from dataclasses import replace
 from datetime import timedelta
@@ -21,6 +22,7 @@ from hitl_gate.core.database import audit_connection, scalar
 from hitl_gate.review.intake.limits import IntakeLimits
 from hitl_gate.review.intake.recovery import Recovery, recover_interrupted
 from hitl_gate.review.intake.sealing import IntakeSealer
+from hitl_gate.review.signing import KEY_FILE, load_or_create_key
 from tests import intake_seal_fixtures as fx
 from tests.fork_server import FORK_SERVER_GROUP, ForkServer
 from tests.portal_fixtures import WorldTemplates, portal_verdict
@@ -53,6 +55,39 @@ def _interrupted(ws: Workspace, root: Path, rows: dict[int, str]) -> str:
     outcome, _ = fx.intake(ws, root, rows, seal=False)
     assert outcome.accepted == len(rows), outcome.summary()
     return outcome.file_sha256
+
+
+@pytest.fixture(scope="module")
+def _declined_template(
+    tmp_path_factory: pytest.TempPathFactory, _review_key_file: Path
+) -> tuple[Workspace, Path, str]:
+    """A workspace whose signed file declining the first case was taken in and killed before
+    its seal (`_interrupted`), built once per module at the folder its tests then use, and
+    saved beside it.
+
+    The interrupted intake stored absolute paths (the archived file, the batches' folders), so
+    the world is put back where it was built rather than copied elsewhere: each test gets the
+    same fresh state at the same paths, as if it had built it (the review key placed as the
+    `key` fixture places it)."""
+    root = tmp_path_factory.mktemp("interrupted") / "world"
+    secrets = root / "secrets"
+    secrets.mkdir(parents=True, mode=0o700)
+    shutil.copy2(_review_key_file, secrets / KEY_FILE)
+    ws = make_workspace(root, load_or_create_key(secrets))
+    sha = _interrupted(ws, root, {0: "decline"})
+    saved = Path(shutil.copytree(root, root.with_name("saved"), symlinks=True))
+    return ws, saved, sha
+
+
+@pytest.fixture
+def declined(_declined_template: tuple[Workspace, Path, str]) -> tuple[Workspace, Path, str]:
+    """`_declined_template`'s world, put back in its folder for this test: the workspace, its
+    root (where the sealer's key and checkpoints are) and the interrupted file's SHA-256."""
+    template, saved, sha = _declined_template
+    shutil.rmtree(template.root, ignore_errors=True)
+    shutil.copytree(saved, template.root, symlinks=True)
+    ws = replace(template, keyring=None, registered=set(template.registered))
+    return ws, ws.root, sha
 
 
 def _execute(ws: Workspace, sql: str, params: list) -> None:
@@ -152,76 +187,71 @@ def test_recovery_is_idempotent_even_when_killed_before_its_own_seal(
 
 
 def test_a_forged_row_beside_an_interrupted_intake_stays_refused(
-    tmp_path: Path, key: bytes
+    declined: tuple[Workspace, Path, str],
 ) -> None:
-    ws = make_workspace(tmp_path, key)
+    ws, root, sha = declined
     first, second = fx.cases(ws)[:2]
-    _interrupted(ws, tmp_path, {0: "decline"})
     fx.forge_verdict(ws.db, second)  # names a file no intake recorded
-    recovery = _recover(ws, tmp_path)
+    recovery = _recover(ws, root)
     assert len(recovery.recovered) == 1
     assert any(f"verdicts {fx.DOMAIN}/{second}: names file ffffffff" in r for r in recovery.refused)
     assert recovery.seal_refusal is not None and f"{fx.DOMAIN}/{second}" in recovery.seal_refusal
     assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{first}") == 1
-    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{second}")
+    fx.refused_everywhere(ws.db, root, "verdicts", f"{fx.DOMAIN}/{second}")
 
 
 def test_a_row_forged_under_the_interrupted_files_digest_keeps_the_file_refused(
-    tmp_path: Path, key: bytes
+    declined: tuple[Workspace, Path, str],
 ) -> None:
     """The insider adds a verdict naming the genuine file: the file's rows are no longer what
     it yields, so none of them is recovered (and the forged one is named)."""
-    ws = make_workspace(tmp_path, key)
+    ws, root, sha = declined
     first, second = fx.cases(ws)[:2]
-    sha = _interrupted(ws, tmp_path, {0: "decline"})
     fx.forge_verdict(ws.db, second, sha=sha)
-    recovery = _recover(ws, tmp_path)
+    recovery = _recover(ws, root)
     assert recovery.recovered == ()
     (refused,) = recovery.refused
     assert f"verdicts {fx.DOMAIN}/{second} row digest" in refused
     assert "the file yields no such row" in refused
     for case in (first, second):
-        fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{case}")
+        fx.refused_everywhere(ws.db, root, "verdicts", f"{fx.DOMAIN}/{case}")
     assert _events(ws) == []
 
 
-def test_a_row_edited_after_the_crash_is_refused(tmp_path: Path, key: bytes) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_a_row_edited_after_the_crash_is_refused(declined: tuple[Workspace, Path, str]) -> None:
+    ws, root, sha = declined
     first = fx.cases(ws)[0]
-    _interrupted(ws, tmp_path, {0: "decline"})
     _execute(ws, "UPDATE verdicts SET verdict = 'approve' WHERE case_id = ?", [first])
-    (refused,) = _recover(ws, tmp_path).refused
+    (refused,) = _recover(ws, root).refused
     assert f"verdicts {fx.DOMAIN}/{first} row digest" in refused
     assert "the file yields digest" in refused
-    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
+    fx.refused_everywhere(ws.db, root, "verdicts", f"{fx.DOMAIN}/{first}")
 
 
 def test_a_row_edited_and_backdated_before_the_replay_window_is_refused(
-    tmp_path: Path, key: bytes
+    declined: tuple[Workspace, Path, str],
 ) -> None:
     """The edited row also claims an earlier reception than its file, as if it were older
     than what the replay puts back: the replay still replaces every row naming the file."""
-    ws = make_workspace(tmp_path, key)
+    ws, root, sha = declined
     first = fx.cases(ws)[0]
-    _interrupted(ws, tmp_path, {0: "decline"})
     _execute(ws, "UPDATE verdicts SET verdict = 'approve', received_at = ? WHERE case_id = ?",
              [IN_TIME - timedelta(days=1), first])  # fmt: skip
-    (refused,) = _recover(ws, tmp_path).refused
+    (refused,) = _recover(ws, root).refused
     assert f"verdicts {fx.DOMAIN}/{first} row digest" in refused
-    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
+    fx.refused_everywhere(ws.db, root, "verdicts", f"{fx.DOMAIN}/{first}")
 
 
 def test_the_replay_sees_the_batch_as_it_was_when_the_file_arrived(
-    tmp_path: Path, key: bytes
+    declined: tuple[Workspace, Path, str],
 ) -> None:
     """The sweep closed the batch after the crash (past due plus grace): the file was taken in
     while it was open, and the replay, put back to that moment, takes it in the same way."""
-    ws = make_workspace(tmp_path, key)
+    ws, root, sha = declined
     first = fx.cases(ws)[0]
-    _interrupted(ws, tmp_path, {0: "decline"})
     _execute(ws, "INSERT INTO review_batch_closures VALUES (?, ?, 'expired: past due plus "
              "grace', ?)", [ws.batches[fx.ANALYST].batch_id, fx.DOMAIN, LATER])  # fmt: skip
-    recovery = _recover(ws, tmp_path)
+    recovery = _recover(ws, root)
     assert len(recovery.recovered) == 1, recovery.lines()
     assert fx.logged(ws.db, "verdict", f"{fx.DOMAIN}/{first}") == 1
 
@@ -236,12 +266,11 @@ def test_the_replay_sees_the_batch_as_it_was_when_the_file_arrived(
     ],
 )
 def test_an_interrupted_intake_whose_archived_file_changed_is_refused(
-    tmp_path: Path, key: bytes, attack: str, reason: str
+    declined: tuple[Workspace, Path, str], attack: str, reason: str
 ) -> None:
     """The rows stay as written; the file they claim to come from does not: refused."""
-    ws = make_workspace(tmp_path, key)
+    ws, root, sha = declined
     first = fx.cases(ws)[0]
-    sha = _interrupted(ws, tmp_path, {0: "decline"})
     archived = ws.archive / f"{sha}.csv"
     if attack == "altered":
         archived.write_bytes(archived.read_bytes().replace(b"decline", b"approve"))
@@ -251,28 +280,27 @@ def test_an_interrupted_intake_whose_archived_file_changed_is_refused(
     elif attack == "removed":
         archived.unlink()
     else:
-        moved = tmp_path / "elsewhere" / archived.name
+        moved = root / "elsewhere" / archived.name
         moved.parent.mkdir()
         archived.rename(moved)
         _execute(ws, "UPDATE verdict_files SET archived_path = ?", [str(moved)])
-    (refused,) = _recover(ws, tmp_path).refused
+    (refused,) = _recover(ws, root).refused
     assert reason in refused and "its rows are not recovered" in refused
-    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
+    fx.refused_everywhere(ws.db, root, "verdicts", f"{fx.DOMAIN}/{first}")
 
 
 def test_a_reception_backdated_before_the_key_was_registered_is_refused(
-    tmp_path: Path, key: bytes
+    declined: tuple[Workspace, Path, str],
 ) -> None:
     """The insider moves the reception (file row and verdict row alike) to before the
     reviewer's key was registered: the signature does not verify at that time."""
-    ws = make_workspace(tmp_path, key)
+    ws, root, sha = declined
     first = fx.cases(ws)[0]
-    _interrupted(ws, tmp_path, {0: "decline"})
     for table in ("verdict_files", "verdicts", "verdict_opinions"):
         _execute(ws, f"UPDATE {table} SET received_at = '2017-06-01 00:00:00+00'", [])
-    (refused,) = _recover(ws, tmp_path).refused
+    (refused,) = _recover(ws, root).refused
     assert "signature when received" in refused
-    fx.refused_everywhere(ws.db, tmp_path, "verdicts", f"{fx.DOMAIN}/{first}")
+    fx.refused_everywhere(ws.db, root, "verdicts", f"{fx.DOMAIN}/{first}")
 
 
 def test_a_portal_verdict_interrupted_before_its_seal_is_recovered_by_the_next(

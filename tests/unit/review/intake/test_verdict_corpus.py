@@ -19,6 +19,7 @@ import pytest
 from openpyxl import load_workbook
 
 from hitl_gate.review.signing import sign
+from tests.fixed_place import emptied
 from tests.review_fixtures import CREATED, Workspace, edit_xlsx, make_workspace
 
 pytestmark = pytest.mark.slow  # verdict files and registry acts signed by ssh-keygen
@@ -266,10 +267,17 @@ def test_corpus_is_large_enough() -> None:
     assert len(CORPUS) >= 30
 
 
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each case builds its workspace (`tests.fixed_place.emptied` first): one audit file
+    path for the module's cases, so one kept DuckDB instance rather than one built per case."""
+    return tmp_path_factory.mktemp("corpus-place") / "ws"
+
+
 @pytest.mark.parametrize("name", sorted(CORPUS))
-def test_bad_file_is_refused_and_nothing_is_lost(tmp_path: Path, key: bytes, name: str) -> None:
+def test_bad_file_is_refused_and_nothing_is_lost(place: Path, key: bytes, name: str) -> None:
     bad = CORPUS[name]
-    ws = make_workspace(tmp_path, key)
+    ws = make_workspace(emptied(place), key)
     files = bad.build(ws)
     now = CREATED + timedelta(hours=bad.now_offset_hours)
     outcomes = [ws.ingest(path, now=now, signer=bad.signer) for path in files]

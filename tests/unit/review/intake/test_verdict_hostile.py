@@ -14,11 +14,19 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.review.intake.limits import IntakeLimits
 from hitl_gate.review.intake.received import pending_files, receive_file, shown_name
 from hitl_gate.review.intake.verdict_files import ingest_verdict_file
+from tests.fixed_place import emptied
 from tests.review_fixtures import CREATED, IN_TIME, Workspace, make_workspace
 
 pytestmark = pytest.mark.slow  # verdict files and registry acts signed by ssh-keygen
 
 ANALYST, SENIOR = "credit_analyst", "senior_underwriter"
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each test builds its workspace (`tests.fixed_place.emptied` first): one audit file
+    path for the module's tests, so one kept DuckDB instance rather than one built per test."""
+    return tmp_path_factory.mktemp("hostile-place") / "ws"
 
 
 def _ingest(ws: Workspace, path: Path, limits: IntakeLimits, signer: str = "analyst-7"):
@@ -49,8 +57,8 @@ def _junk_flood(ws: Workspace, rows: int) -> Path:
     return path
 
 
-def test_a_flood_of_junk_rows_costs_seconds_and_bounded_records(tmp_path: Path, key) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_a_flood_of_junk_rows_costs_seconds_and_bounded_records(place: Path, key) -> None:
+    ws = make_workspace(emptied(place), key)
     path = _junk_flood(ws, 150_000)
     assert path.stat().st_size > 15_000_000
     started = time.perf_counter()
@@ -68,8 +76,8 @@ def test_a_flood_of_junk_rows_costs_seconds_and_bounded_records(tmp_path: Path, 
     assert summary == 1
 
 
-def test_a_file_over_the_size_cap_is_refused_unread_with_one_error(tmp_path: Path, key) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_a_file_over_the_size_cap_is_refused_unread_with_one_error(place: Path, key) -> None:
+    ws = make_workspace(emptied(place), key)
     path = _junk_flood(ws, 20_000)
     outcome = _ingest(ws, path, IntakeLimits(max_bytes=1_000_000))
     assert outcome.accepted == 0 and outcome.refused
@@ -79,8 +87,8 @@ def test_a_file_over_the_size_cap_is_refused_unread_with_one_error(tmp_path: Pat
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
-def test_a_file_over_the_row_cap_is_refused_with_one_error(tmp_path: Path, key, suffix) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_a_file_over_the_row_cap_is_refused_with_one_error(place: Path, key, suffix) -> None:
+    ws = make_workspace(emptied(place), key)
     if suffix == ".csv":
         path = _junk_flood(ws, 500)
     else:
@@ -99,8 +107,8 @@ def test_a_file_over_the_row_cap_is_refused_with_one_error(tmp_path: Path, key, 
     assert ws.count("SELECT count(*) FROM verdict_rejections") == 0
 
 
-def test_two_reviewers_cases_xlsx_are_both_kept_and_both_taken_in(tmp_path: Path, key) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_two_reviewers_cases_xlsx_are_both_kept_and_both_taken_in(place: Path, key) -> None:
+    ws = make_workspace(emptied(place), key)
     analyst = ws.fill(ANALYST, "out/a/cases.xlsx", "analyst-7")
     senior = ws.fill(SENIOR, "out/b/cases.xlsx", "uw-ana")
     for path, person, queue in ((analyst, "analyst-7", ANALYST), (senior, "uw-ana", SENIOR)):
@@ -119,8 +127,8 @@ def test_two_reviewers_cases_xlsx_are_both_kept_and_both_taken_in(tmp_path: Path
     assert not any(inbox.iterdir()), "hash folders are removed once taken in"
 
 
-def test_reviewers_drop_folders_are_read_and_named(tmp_path: Path, key) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_reviewers_drop_folders_are_read_and_named(place: Path, key) -> None:
+    ws = make_workspace(emptied(place), key)
     ws.inbox.mkdir(parents=True, exist_ok=True)
     for folder in ("ana", "ben"):
         (ws.inbox / folder).mkdir()
@@ -132,10 +140,10 @@ def test_reviewers_drop_folders_are_read_and_named(tmp_path: Path, key) -> None:
     assert names == ["ana/cases.xlsx", "ben/cases.xlsx", "x\\nFAKE LOG LINE.csv"]
 
 
-def test_a_case_not_recorded_in_the_batch_is_refused(tmp_path: Path, key) -> None:
+def test_a_case_not_recorded_in_the_batch_is_refused(place: Path, key) -> None:
     """Half-exported batch: the manifest lists the case, the database does not hold it as a
     member of that batch; the verdict is matched by (batch, case) and refused."""
-    ws = make_workspace(tmp_path, key)
+    ws = make_workspace(emptied(place), key)
     path = ws.fill(ANALYST, "r.xlsx", "analyst-7")
     ws.person_assigned("analyst-7", ws.batches[ANALYST].batch_id)
     ws.count("DELETE FROM review_batch_cases WHERE case_id = 'APP-001'")
@@ -144,9 +152,9 @@ def test_a_case_not_recorded_in_the_batch_is_refused(tmp_path: Path, key) -> Non
     assert "APP-001 is not recorded as a member of batch" in " ".join(outcome.messages)
 
 
-def test_a_case_answered_under_another_batch_id_is_refused(tmp_path: Path, key) -> None:
+def test_a_case_answered_under_another_batch_id_is_refused(place: Path, key) -> None:
     """The senior batch's case relabelled into the analyst file: it matches no (batch, case)."""
-    ws = make_workspace(tmp_path, key)
+    ws = make_workspace(emptied(place), key)
     path = ws.fill(ANALYST, "r.xlsx", "analyst-7", {(2, "application_id"): "APP-004"})
     outcome = ws.ingest(path)
     assert outcome.accepted == 3 and "not part of batch" in " ".join(outcome.messages)
@@ -158,16 +166,16 @@ def test_a_case_answered_under_another_batch_id_is_refused(tmp_path: Path, key) 
     ["APP\u2011001", "\u200bAPP-001", "APP-00\uff11", "APP-001\u00ad", "app-001"],
     ids=["non_breaking_hyphen", "zero_width_space", "fullwidth_digit", "soft_hyphen", "case"],
 )
-def test_lookalike_case_ids_never_match_a_case(tmp_path: Path, key, lookalike: str) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_lookalike_case_ids_never_match_a_case(place: Path, key, lookalike: str) -> None:
+    ws = make_workspace(emptied(place), key)
     path = ws.fill(ANALYST, "r.xlsx", "analyst-7", {(2, "application_id"): lookalike})
     outcome = ws.ingest(path)
     assert outcome.accepted == 3 and "not part of batch" in " ".join(outcome.messages)
     assert ws.count("SELECT count(*) FROM verdicts WHERE case_id = 'APP-001'") == 0
 
 
-def test_an_expired_batch_says_truly_whether_cases_were_escalated(tmp_path: Path, key) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_an_expired_batch_says_truly_whether_cases_were_escalated(place: Path, key) -> None:
+    ws = make_workspace(emptied(place), key)
     late = CREATED + timedelta(hours=48 + 24 + 1)
     first = ws.ingest(ws.fill(ANALYST, "a.xlsx", "analyst-7"), now=late)
     assert "none of its cases escalated yet" in (first.error or "")
@@ -182,8 +190,8 @@ def test_an_expired_batch_says_truly_whether_cases_were_escalated(tmp_path: Path
     assert "1 of its cases escalated" in (second.error or "")
 
 
-def test_a_four_eyes_first_opinion_is_reported_as_awaiting_the_second(tmp_path: Path, key) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_a_four_eyes_first_opinion_is_reported_as_awaiting_the_second(place: Path, key) -> None:
+    ws = make_workspace(emptied(place), key)
     outcome = ws.ingest(ws.fill(SENIOR, "a.xlsx", "uw-ana"))
     assert outcome.pending_second == 2 and not outcome.refused
     assert "2 four-eyes first opinion(s) recorded, awaiting the second reviewer" in (
@@ -192,10 +200,10 @@ def test_a_four_eyes_first_opinion_is_reported_as_awaiting_the_second(tmp_path: 
     assert "signed by uw-ana (SHA256:" in outcome.summary()
 
 
-def test_sweep_never_takes_an_error_report_for_a_returned_file(tmp_path: Path, key) -> None:
+def test_sweep_never_takes_an_error_report_for_a_returned_file(place: Path, key) -> None:
     from hitl_gate.review.intake.sweep import sweep_review
 
-    ws = make_workspace(tmp_path, key)
+    ws = make_workspace(emptied(place), key)
     ws.ingest(ws.fill(ANALYST, "r.xlsx", "analyst-7", {(2, "verdict"): "maybe"}))
     assert list(ws.archive.glob("*.errors.csv"))
     refused = ws.fill(ANALYST, "u.xlsx", "analyst-7", {(2, "rationale"): "u"})

@@ -21,6 +21,7 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.identity.registry import RegistryError
 from hitl_gate.identity.signatures import POLICY, VERDICTS, sign_file, signature_path
 from hitl_gate.review.intake.verdict_files import IntakeOutcome
+from tests.fixed_place import emptied
 from tests.identity_fixtures import registry_act
 from tests.review_fixtures import IN_TIME, REGISTERED_AT, Workspace, make_workspace
 
@@ -279,9 +280,16 @@ def test_the_identity_corpus_is_large_enough() -> None:
     assert len(ATTACKS) >= 20
 
 
+@pytest.fixture(scope="module")
+def place(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where each case builds its workspace (`tests.fixed_place.emptied` first): one audit file
+    path for the module's cases, so one kept DuckDB instance rather than one built per case."""
+    return tmp_path_factory.mktemp("identity-place") / "ws"
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
-def test_identity_attack_is_refused_with_its_reason(tmp_path: Path, key: bytes, name: str) -> None:
-    ws = make_workspace(tmp_path, key)
+def test_identity_attack_is_refused_with_its_reason(place: Path, key: bytes, name: str) -> None:
+    ws = make_workspace(emptied(place), key)
     outcome = ATTACKS[name].run(ws)
     messages = " | ".join(outcome.messages)
     assert ATTACKS[name].reason in messages, f"{name}: {messages!r}"
