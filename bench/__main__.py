@@ -28,6 +28,7 @@ BENCHMARKS = {
     "replica": "bench.replica",
     "registry": "bench.registry",
     "workbook": "bench.workbook",
+    "review_export": "bench.review_export",
     "event_log": "bench.event_log",
     "demo": "bench.demo",
     "audit_opens": "bench.audit_opens",

@@ -349,11 +349,21 @@ def context_digests(
 
 
 def _row_wise_digests(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
-    """`row_digest` of each row of a frame of text columns, each distinct value's JSON literal
-    computed once (cells repeat a lot: queues, bands, codes, policy versions)."""
+    """`row_digest` of each row of a frame of text columns (`text_row_digests`)."""
+    present = {name: frame[name].to_list() for name in columns if name in frame.columns}
+    return text_row_digests(present, columns, frame.height)
+
+
+def text_row_digests(
+    values: Mapping[str, Sequence[str | None]], columns: Sequence[str], height: int
+) -> list[str]:
+    """`row_digest` of each of `height` rows given column-wise as text (as `raw_text` gives it;
+    a column not in `values` counts as blank), each distinct value's JSON literal computed once
+    (cells repeat a lot: queues, bands, codes, policy versions). No frame is built: the export
+    digests a dozen rows at a time."""
     names = sorted(dict.fromkeys(columns))
     keys = [encode_basestring_ascii(name) + ":" for name in names]
-    values = [frame[name].to_list() if name in frame.columns else None for name in names]
+    listed = [values.get(name) for name in names]
     literals: dict[str | None, str] = {}
 
     def literal(value: str | None) -> str:
@@ -364,10 +374,10 @@ def _row_wise_digests(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
 
     sha256 = hashlib.sha256
     digests = []
-    for row in range(frame.height):
+    for row in range(height):
         body = ",".join(
             key + (literal(column[row]) if column is not None else '""')
-            for key, column in zip(keys, values, strict=True)
+            for key, column in zip(keys, listed, strict=True)
         )
         digests.append(sha256(("{" + body + "}").encode("ascii")).hexdigest())
     return digests

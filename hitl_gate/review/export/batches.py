@@ -48,11 +48,11 @@ from hitl_gate.review.assignments import (
 from hitl_gate.review.canonical import (
     CellValue,
     cell_text,
-    context_digests,
     csv_text,
     export_value,
     neutralise_formula,
     raw_text,
+    text_row_digests,
 )
 from hitl_gate.review.case_file import (
     CaseFile,
@@ -98,6 +98,7 @@ CSV_NAME = "cases.csv"
 REPLACED_DIR = ".replaced"  # batch folders whose manifest no longer verifies are kept here
 STAGING_PREFIX = ".tmp-"  # hidden staging folders: never a batch until renamed
 SLOT_SUFFIX = {FIRST_OPINION: "_eyes1", SECOND_OPINION: "_eyes2"}
+_ROW_INDEX = "__queue_row"  # a case's place in its queue's view, carried through the cutting
 _INPUT_COLUMNS = [
     "review_queue",
     "review_priority",
@@ -303,12 +304,11 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Ce
 
 
 def _digests(rows: Sequence[Mapping[str, CellValue]], columns: Sequence[str]) -> list[str]:
-    """The context digest of each exported row: the function intake applies to returned rows."""
-    text = pl.DataFrame(
-        {name: [raw_text(row.get(name)) for row in rows] for name in dict.fromkeys(columns)},
-        schema=dict.fromkeys(dict.fromkeys(columns), pl.String),
-    )
-    return context_digests(text, columns)
+    """The context digest of each exported row: the function intake applies to returned rows
+    (`context_digests` of the rows' text; a test pins the two equal)."""
+    names = list(dict.fromkeys(columns))
+    text = {name: [raw_text(row.get(name)) for row in rows] for name in names}
+    return text_row_digests(text, names, len(rows))
 
 
 @dataclass(frozen=True)
@@ -332,15 +332,12 @@ def _manifest(
     export: BatchExport,
     plan: QueuePlan,
     batch_id: str,
-    rows: Sequence[Mapping[str, CellValue]],
-    header: list[str],
-    shown: list[str],
-    four_eyes: list[str],
+    view: QueueView,
+    cases: Sequence[CaseRow],
     slot: Slot,
-    masked: dict[str, str],
 ) -> dict[str, Any]:
     domain, created_at = export.domain, export.created_at
-    case_ids = [cell_text(row[domain.case_id]) for row in rows]
+    case_ids = [case.case_id for case in cases]
     due_at = created_at + timedelta(hours=plan.settings.sla_hours)
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
@@ -353,9 +350,9 @@ def _manifest(
         "context": {str(name): str(value) for name, value in export.context.items()},
         "case_id_column": domain.case_id,
         "case_ids": case_ids,
-        "case_digests": dict(zip(case_ids, _digests(rows, shown), strict=True)),
-        "columns": header,
-        "digest_columns": shown,
+        "case_digests": {case.case_id: case.digest for case in cases},
+        "columns": view.header,
+        "digest_columns": view.shown,
         "verdict_columns": VERDICT_COLUMNS,
         "verdicts": list(domain.review.verdicts),
         "reason_codes": reason_code_choices(domain),
@@ -369,13 +366,13 @@ def _manifest(
             {
                 "role": plan.role,
                 "expires_at": (due_at + timedelta(hours=plan.review.grace_hours)).isoformat(),
-                "four_eyes_cases": four_eyes,
+                "four_eyes_cases": [case.case_id for case in cases if case.four_eyes],
                 "rationale_required_for": plan.rationale_required_for,
-                "masking": masked,
+                "masking": view.masked_how,
                 "suggested_actions": {
-                    cid: row.get(SUGGESTED_COLUMN)
-                    for cid, row in zip(case_ids, rows, strict=True)
-                    if row.get(SUGGESTED_COLUMN)
+                    case.case_id: case.cells.get(SUGGESTED_COLUMN)
+                    for case in cases
+                    if case.cells.get(SUGGESTED_COLUMN)
                 },
             }
         )
@@ -390,17 +387,40 @@ def visible_rules(domain: DomainConfig, plan: QueuePlan) -> dict[str, MaskRule]:
     return mask_derived(visible, domain.features.derived)
 
 
-def _stage_batch(
-    chunk: pl.DataFrame, export: BatchExport, *, batch_id: str, plan: QueuePlan, slot: Slot
-) -> StagedBatch:
-    """Write the batch into a hidden staging folder beside its final place (same filesystem,
-    so publishing is one atomic rename)."""
-    domain, key, created_at = export.domain, export.key, export.created_at
+@dataclass(frozen=True)
+class CaseRow:
+    """One case's row of a batch file as its queue's role sees it, minus the batch id."""
+
+    case_id: str  # as the manifest names it
+    cells: dict[str, CellValue]
+    fired: tuple[str, ...]  # the ids of the rules that fired (their texts go in the instructions)
+    digest: str  # the context digest of the shown columns (intake checks returned rows by it)
+    four_eyes: bool
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """One queue's cases masked for its role and made into rows once, in queue order.
+
+    Every row depends on its own case and the queue's role only, so each batch (and both
+    opinions of a four-eyes batch) takes its rows from here: masking, case files and digests
+    are not redone per batch (633 batches of a dozen cases in the demo).
+    """
+
+    header: list[str]
+    shown: list[str]  # the digested columns
+    masked_how: dict[str, str]  # the manifest's `masking`: column -> method
+    rows: list[CaseRow]
+
+
+def queue_view(cases: pl.DataFrame, export: BatchExport, plan: QueuePlan) -> QueueView:
+    """The rows of `cases` (one queue's) as `plan`'s role sees them (see `QueueView`)."""
+    domain = export.domain
     notes = policy_notes_of(export)
-    chunk = _suggested_actions(chunk, plan)
+    cases = _suggested_actions(cases, plan)
     visible = visible_rules(domain, plan)
     masked, dropped = apply_masking(
-        chunk, visible, key, protected=[domain.case_id], domain=domain.name
+        cases, visible, export.key, protected=[domain.case_id], domain=domain.name
     )
     how = {col: rule.method for col, rule in visible.items() if rule.method != "show"}
     shown = [
@@ -411,29 +431,50 @@ def _stage_batch(
     if SUGGESTED_COLUMN in masked.columns:
         shown.insert(1, SUGGESTED_COLUMN)
     header = [shown[0], *VERDICT_COLUMNS, *shown[1:], BATCH_COLUMN]
-    rows: list[dict[str, CellValue]] = []
-    fired: set[str] = set()
+    cells: list[dict[str, CellValue]] = []
+    fired: list[tuple[str, ...]] = []
     filer = CaseFiler.of(domain, notes, how)
     for case in masked.iter_rows(named=True):
         row: dict[str, CellValue] = {name: export_value(case.get(name)) for name in shown}
         explained = filer.build(case)
-        fired.update(rule.id for rule in explained.rules)
+        fired.append(tuple(rule.id for rule in explained.rules))
         row.update(case_file_cells(explained))
         row.update(dict.fromkeys(VERDICT_COLUMNS))
-        row[BATCH_COLUMN] = batch_id
-        rows.append(row)
-    case_ids = [cell_text(row[domain.case_id]) for row in rows]
-    four_eyes = (
-        [cid for cid, flag in zip(case_ids, chunk[FOUR_EYES_COLUMN].to_list(), strict=True) if flag]
-        if FOUR_EYES_COLUMN in chunk.columns
-        else []
+        cells.append(row)
+    flags = (
+        [bool(flag) for flag in cases[FOUR_EYES_COLUMN].to_list()]
+        if FOUR_EYES_COLUMN in cases.columns
+        else [False] * cases.height
     )
     masked_how: dict[str, str] = {
         col: rule.method
         for col, rule in mask_derived(plan.masking, domain.features.derived).items()
-        if rule.method != "show" and col in chunk.columns
+        if rule.method != "show" and col in cases.columns
     }
-    manifest = _manifest(export, plan, batch_id, rows, header, shown, four_eyes, slot, masked_how)
+    rows = [
+        CaseRow(cell_text(row[domain.case_id]), row, ids, digest, flag)
+        for row, ids, digest, flag in zip(cells, fired, _digests(cells, shown), flags, strict=True)
+    ]
+    return QueueView(header, shown, masked_how, rows)
+
+
+def _stage_batch(
+    view: QueueView,
+    cases: Sequence[CaseRow],
+    export: BatchExport,
+    *,
+    batch_id: str,
+    plan: QueuePlan,
+    slot: Slot,
+) -> StagedBatch:
+    """Write the batch of `cases` (rows of `view`) into a hidden staging folder beside its
+    final place (same filesystem, so publishing is one atomic rename)."""
+    domain, key, created_at = export.domain, export.key, export.created_at
+    notes = policy_notes_of(export)
+    header = view.header
+    rows = [{**case.cells, BATCH_COLUMN: batch_id} for case in cases]
+    fired = {rule_id for case in cases for rule_id in case.fired}
+    manifest = _manifest(export, plan, batch_id, view, cases, slot)
     parent = private_folder(
         export.batches_dir / slot.assignee_id if slot.assignee_id else export.batches_dir
     )
@@ -662,8 +703,11 @@ def stage_review_batches(cases: pl.DataFrame, export: BatchExport) -> StagedExpo
                 ["review_priority", domain.case_id], nulls_last=True
             )
             named = f"{queue}_{export.label}" if export.label else str(queue)
-            for number, (chunk, slots) in enumerate(_chunks(in_queue, plan, export, out), start=1):
-                case_ids = [cell_text(export_value(v)) for v in chunk[domain.case_id].to_list()]
+            view = queue_view(in_queue, export, plan)
+            indexed = in_queue.with_row_index(_ROW_INDEX)
+            for number, (chunk, slots) in enumerate(_chunks(indexed, plan, export, out), start=1):
+                chunk_rows = [view.rows[i] for i in chunk[_ROW_INDEX].to_list()]
+                case_ids = [case.case_id for case in chunk_rows]
                 first_id: str | None = None
                 for slot in slots:
                     suffix = SLOT_SUFFIX.get(slot.opinion_slot, "")
@@ -682,7 +726,9 @@ def stage_review_batches(cases: pl.DataFrame, export: BatchExport) -> StagedExpo
                         out.reused.append(replace(reused, first_batch_id=first_id))
                     else:
                         out.staged.append(
-                            _stage_batch(chunk, export, batch_id=batch_id, plan=plan, slot=slot)
+                            _stage_batch(
+                                view, chunk_rows, export, batch_id=batch_id, plan=plan, slot=slot
+                            )
                         )
                     if slot.opinion_slot == FIRST_OPINION:
                         first_id = batch_id

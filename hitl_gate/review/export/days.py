@@ -155,13 +155,15 @@ def review_groups(
     origin = pl.col("partition_date")
     if "carried_from" in to_review.columns:
         origin = pl.coalesce("carried_from", "partition_date")
-    groups = []
-    for day in days:
-        todays = to_review.filter(pl.col("partition_date") == day)
-        todays = todays.with_columns(origin.alias("__origin"))
-        for (batch_day,), part in todays.group_by("__origin", maintain_order=True):
-            groups.append((day, batch_day, part.drop("__origin")))
-    return groups
+    # One grouping of the whole frame, not a filter per day (a 90-day run paid 90 of them):
+    # groups come in order of first appearance, rows in frame order, as per day before.
+    tagged = to_review.with_columns(origin.alias("__origin"))
+    by_day: dict[object, list[tuple[date, pl.DataFrame]]] = {}
+    for (day, batch_day), part in tagged.group_by(
+        "partition_date", "__origin", maintain_order=True
+    ):
+        by_day.setdefault(day, []).append((batch_day, part.drop("__origin")))
+    return [(day, batch_day, part) for day in days for batch_day, part in by_day.get(day, [])]
 
 
 def export_review_days(

@@ -315,11 +315,22 @@ def write_review_workbook(
         rows=rows,
         instructions=instructions,
         lists=list(choices.values()),
-        validations_xml=tostring(_validations(header, len(rows), choices).to_tree()).decode(),
+        validations_xml=_validations_xml(
+            tuple(header), len(rows), tuple((name, tuple(v)) for name, v in choices.items())
+        ),
         filter_name=_filter_name,
         core_xml=tostring(core.to_tree()),
     )
     _template(shape).write(path, batch)
+
+
+@lru_cache(maxsize=256)
+def _validations_xml(
+    header: tuple[str, ...], n_rows: int, choices: tuple[tuple[str, tuple[str, ...]], ...]
+) -> str:
+    """The cases sheet's `<dataValidations>` as openpyxl writes it: the same few headers, row
+    counts and lists repeat over a day's hundreds of batches, so each is serialised once."""
+    return tostring(_validations(header, n_rows, dict(choices)).to_tree()).decode()
 
 
 def _filter_name(ref: str) -> str:

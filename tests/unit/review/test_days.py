@@ -125,3 +125,35 @@ def test_routed_days_without_a_deferred_column_send_every_review_case(
     routed = _routed().drop("review_deferred").lazy()
     out = cases_to_review(routed, pl.Series("case_id", [], dtype=pl.String), domain)
     assert out.height == 9  # the seven, the deferred one and the carried one
+
+
+def _groups_day_by_day(
+    to_review: pl.DataFrame, days: list[date]
+) -> list[tuple[date, date, list[str]]]:
+    """`review_groups`' definition: each day filtered, then grouped by its batch's day."""
+    origin = pl.coalesce("carried_from", "partition_date")
+    groups = []
+    for day in days:
+        todays = to_review.filter(pl.col("partition_date") == day)
+        tagged = todays.with_columns(origin.alias("__origin"))
+        for (batch_day,), part in tagged.group_by("__origin", maintain_order=True):
+            groups.append((day, batch_day, part[CASE_ID].to_list()))
+    return groups
+
+
+def test_review_groups_are_the_day_by_day_groups() -> None:
+    """Days interleaved in the frame, carried cases from two earlier days among a day's own,
+    export days in another order than the frame's and one day with no cases."""
+    d0, d1, d2, d3 = (date(2018, 3, n) for n in (1, 2, 3, 4))
+    frame = pl.DataFrame(
+        {
+            CASE_ID: [f"C{n:02d}" for n in range(10)],
+            "partition_date": [d2, d1, d2, d2, d1, d2, d2, d1, d0, d2],
+            "carried_from": [None, None, d1, d0, None, None, d1, d0, None, d0],
+        },
+        schema={CASE_ID: pl.String, "partition_date": pl.Date, "carried_from": pl.Date},
+    )
+    days = [d2, d3, d1, d0]
+    got = [(d, b, part[CASE_ID].to_list()) for d, b, part in review_groups(frame, days)]
+    assert got == _groups_day_by_day(frame, days)
+    assert [(d, b) for d, b, _ in got][:3] == [(d2, d2), (d2, d1), (d2, d0)]
