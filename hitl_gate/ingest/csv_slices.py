@@ -1,0 +1,73 @@
+"""A CSV or TSV file longer than one slice, parsed a slice of rows at a time.
+
+Parsed whole, a million-row file was its bytes plus a parsed frame of about 0.6 GB, held until
+its last slice was validated. Polars' `read_csv` is its lazy CSV scan collected at once; the
+same scan collected in batches (`collect_batches`) holds a few batches beside the file's bytes
+instead, at the same CPU. Rows, their numbers (blank lines counted, then dropped), types and
+values are those of the whole read.
+
+What only the whole file can tell may surface at a later batch, after earlier ones were
+validated: a value the reader cannot take as a number (the file is then read all as text, as
+`landing._read_csv` does) or a line it cannot read at all (the file is rejected, with the whole
+reader's message). The caller then takes back the file's slices and reads it again
+(`landing._DayRows.take_csv`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import polars as pl
+
+from hitl_gate.core.slices import slice_ranges
+
+
+@dataclass(frozen=True)
+class CsvInSlices:
+    """A text file whose header meets the contract, to be parsed `slice_rows` rows at a time."""
+
+    data: bytes  # decoded: gunzipped, line ends as LF, checked for blankness and encoding
+    fmt: str
+    name: str  # the file as shown in messages
+    separator: str
+    wanted: list[str]  # the contract's columns, all in the header
+    native: dict[str, pl.DataType]  # columns the reader parses itself (`landing._read_csv`)
+
+
+def more_lines_than(data: bytes, rows: int) -> bool:
+    """Whether the text may hold more than `rows` data rows (a row takes at least one line
+    end, the header one more, so a file with at most `rows` line ends is at most one slice)."""
+    return data.count(b"\n") > rows
+
+
+def header(data: bytes, separator: str) -> list[str]:
+    """The column names the reader gives the file (a repeated name gets `_duplicated_<n>`)."""
+    scan = pl.scan_csv(data, infer_schema=False, encoding="utf8", separator=separator)
+    return scan.collect_schema().names()
+
+
+def csv_slices(source: CsvInSlices, native: bool, slice_rows: int) -> Iterator[pl.DataFrame]:
+    """The file's rows, at most `slice_rows` a frame: `_source_row` (1 = the first line after
+    the header, as the whole read numbers them) and the contract's columns, blank rows left out.
+
+    With `native`, int and float columns are parsed by the reader, and a value it cannot parse
+    raises (a `polars` error) at the batch holding it."""
+    scan = pl.scan_csv(
+        source.data,
+        infer_schema=False,
+        encoding="utf8",
+        separator=source.separator,
+        schema_overrides=source.native if native else None,
+    )
+    first = 1
+    for batch in scan.collect_batches(chunk_size=slice_rows):
+        numbered = batch.with_row_index("_source_row", offset=first)
+        first += batch.height
+        kept = numbered.filter(~pl.all_horizontal(pl.exclude("_source_row").is_null())).select(
+            pl.col("_source_row").cast(pl.Int64), *source.wanted
+        )
+        if kept.height == 0:
+            continue
+        for offset, length in slice_ranges(kept.height, slice_rows):
+            yield kept.slice(offset, length)

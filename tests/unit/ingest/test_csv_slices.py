@@ -1,0 +1,153 @@
+"""A CSV file parsed a slice of rows at a time gives exactly what it gives parsed whole.
+
+Compared each time: the accepted rows (through the spill, as the step writes them), the
+quarantine (checks, rows, messages) and the file's accounting (rows in = accepted +
+quarantined). Besides bad cells, duplicates and a future time, the faults are those only the
+whole file can tell, met at a later slice after earlier ones were validated: a value the reader
+cannot take as a number (the file is then read all as text) and a line it cannot read (the
+file is rejected whole, its slices taken back).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.ingest import landing
+from hitl_gate.ingest.accepted_spill import AcceptedSpill
+from hitl_gate.ingest.csv_slices import CsvInSlices
+from hitl_gate.ingest.landing import IngestResult, discover_landing_files, ingest_files
+from tests.unit.ingest.test_day_batch import DAY, applications
+
+ID = "application_id"
+
+
+@pytest.fixture(scope="module")
+def domain() -> DomainConfig:
+    return load_domain("consumer_credit")
+
+
+class _CountingSpill(AcceptedSpill):
+    """The spill, counting the slices it was given and then had taken back."""
+
+    taken_back = 0
+
+    def undo(self, mark: int) -> None:
+        self.taken_back += self._puts - mark
+        super().undo(mark)
+
+
+def _land(landing_root: Path, text: bytes) -> list[landing.LandingFile]:
+    folder = landing_root / "applications" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    (folder / "a.csv").write_bytes(text)
+    return discover_landing_files(landing_root, "applications", DAY)
+
+
+def _both(
+    files: list[landing.LandingFile], domain: DomainConfig, slice_rows: int, scratch: Path
+) -> tuple[IngestResult, IngestResult, pl.DataFrame, _CountingSpill]:
+    """The file read whole (no slices), then in slices with its rows through a spill."""
+    args = (domain.contract, domain.case_id, domain.case_id_pattern)
+    whole = ingest_files(files, *args)
+    spill = _CountingSpill(scratch, slice_rows)
+    try:
+        sliced = ingest_files(files, *args, slice_rows=slice_rows, sink=spill)
+        out: list[pl.DataFrame] = []
+        spill.drain(sliced.accepted.clear().select("_source_sha256", "_source_row"), out.append)
+    finally:
+        spill.discard()
+    return whole, sliced, pl.concat(out), spill
+
+
+def _assert_same(whole: IngestResult, sliced: IngestResult, written: pl.DataFrame) -> None:
+    assert_frame_equal(written, whole.accepted)
+    assert_frame_equal(sliced.quarantine, whole.quarantine)
+    assert_frame_equal(sliced.files, whole.files)
+    (files,) = sliced.files.iter_rows(named=True)
+    assert files["rows_read"] == files["rows_accepted"] + files["rows_quarantined"]
+
+
+def test_a_file_read_in_slices_of_7_equals_it_read_whole(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    frame = applications(domain, 50)
+    ids = frame[ID].to_list()
+    frame = frame.with_columns(
+        pl.when(pl.int_range(pl.len()) == 30).then(pl.lit(ids[2])).otherwise(pl.col(ID)).alias(ID),
+        pl.when(pl.int_range(pl.len()).is_in([4, 45]))
+        .then(pl.lit("lots"))
+        .otherwise(pl.col("loan_amount"))
+        .alias("loan_amount"),
+        pl.when(pl.int_range(pl.len()) == 16)
+        .then(pl.lit("2031-01-01T00:00:00"))
+        .otherwise(pl.col("application_time"))
+        .alias("application_time"),
+        pl.when(pl.int_range(pl.len()) == 9)
+        .then(pl.lit("line one\nline two"))  # quoted, across a line end
+        .otherwise(pl.col("emp_title"))
+        .alias("emp_title"),
+    )
+    lines = frame.write_csv().splitlines(keepends=True)
+    # blank lines count as rows read past (numbering) but hold no case
+    text = "".join([*lines[:12], "\n", ",,,\n", *lines[12:40], "\n", *lines[40:]])
+    files = _land(tmp_path / "landing", text.encode())
+    assert isinstance(landing._read_file(files[0], domain.contract, 1 << 30, 7), CsvInSlices)
+
+    whole, sliced, written, _ = _both(files, domain, 7, tmp_path / "accepted.arrow")
+
+    _assert_same(whole, sliced, written)
+    assert sorted(whole.quarantine["check"]) == [
+        "duplicate_case_id",
+        "future_time",
+        *["type"] * 2,
+    ]
+    assert whole.files["rows_read"].to_list() == [50]
+    # numbered as lines after the header: row 46 follows three blank ones
+    bad = whole.quarantine.filter(pl.col("check") == "type")
+    assert bad["row_number"].to_list() == [5, 49]
+
+
+def test_a_late_value_that_is_not_a_number_reads_the_file_as_text_in_slices_too(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    """The reader parses numbers itself until one is not a number; then the whole file is
+    read as text, which shows a bad cell as written (' 5', not the reader's 5.0): slices
+    already validated with numbers are taken back, not kept beside later ones read as text."""
+    frame = applications(domain, 500).with_columns(
+        pl.when(pl.int_range(pl.len()) == 10)
+        .then(pl.lit(" 5"))  # below the minimum loan
+        .when(pl.int_range(pl.len()) == 499)
+        .then(pl.lit("n/a"))
+        .otherwise(pl.col("loan_amount"))
+        .alias("loan_amount"),
+    )
+    files = _land(tmp_path / "landing", frame.write_csv().encode())
+
+    whole, sliced, written, spill = _both(files, domain, 100, tmp_path / "accepted.arrow")
+
+    _assert_same(whole, sliced, written)
+    assert spill.taken_back > 0, "no slice was validated before the bad number: test too small"
+    shown = whole.quarantine.filter(pl.col("column") == "loan_amount")
+    assert shown.select("row_number", "check", "value").rows() == [
+        (11, "min", " 5"),
+        (500, "type", "n/a"),
+    ]
+
+
+def test_a_late_line_the_reader_cannot_read_rejects_the_file_as_whole(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    text = applications(domain, 500).write_csv().encode() + b'LC18-999999,"never closed\n'
+    files = _land(tmp_path / "landing", text)
+
+    whole, sliced, written, spill = _both(files, domain, 100, tmp_path / "accepted.arrow")
+
+    _assert_same(whole, sliced, written)
+    assert spill.taken_back >= 5  # 500 rows validated in slices of 100, then taken back
+    assert whole.files["status"].to_list() == ["rejected"] and written.height == 0
+    assert whole.quarantine["check"].to_list() == ["file_unreadable"]
