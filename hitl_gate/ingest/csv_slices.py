@@ -36,9 +36,11 @@ class CsvInSlices:
 
 
 def more_lines_than(data: bytes, rows: int) -> bool:
-    """Whether the text may hold more than `rows` data rows (a row takes at least one line
-    end, the header one more, so a file with at most `rows` line ends is at most one slice)."""
-    return data.count(b"\n") > rows
+    """Whether the text may hold more than `rows` data rows: lines after the header (a row
+    takes at least one, blank lines and line ends inside quotes make rows fewer), so that a
+    file of `rows` rows is one slice."""
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    return lines - 1 > rows
 
 
 def header(data: bytes, separator: str) -> list[str]:

@@ -151,3 +151,15 @@ def test_a_late_line_the_reader_cannot_read_rejects_the_file_as_whole(
     assert spill.taken_back >= 5  # 500 rows validated in slices of 100, then taken back
     assert whole.files["status"].to_list() == ["rejected"] and written.height == 0
     assert whole.quarantine["check"].to_list() == ["file_unreadable"]
+
+
+@pytest.mark.parametrize("last_line_end", [b"\n", b""])
+def test_a_file_of_one_slice_is_parsed_whole(
+    tmp_path: Path, domain: DomainConfig, last_line_end: bytes
+) -> None:
+    """A day within one slice keeps the whole-file read (and its speed): 10 rows, 10 a slice."""
+    text = applications(domain, 10).write_csv().encode().removesuffix(b"\n") + last_line_end
+    (file,) = _land(tmp_path / "landing", text)
+    whole = landing._read_file(file, domain.contract, 1 << 30, 10)
+    assert isinstance(whole, landing._Read) and whole.rows_read == 10
+    assert isinstance(landing._read_file(file, domain.contract, 1 << 30, 9), CsvInSlices)
