@@ -10,7 +10,7 @@ scans about n/2 files' worth: 1.5 for a 1M-row file in 250k slices. (Polars' str
 `collect_batches` reads ahead: about half of a 1M-row file parsed at once whatever the batch
 size.)
 
-What only the whole file can tell may surface at a later batch, after earlier ones were
+What only the whole file can tell may surface at a later slice, after earlier ones were
 validated: a value the reader cannot take as a number (the file is then read all as text, as
 `landing._read_csv` does) or a line it cannot read at all (the file is rejected, with the whole
 reader's message). The caller then takes back the file's slices and reads it again
@@ -29,7 +29,7 @@ import polars as pl
 class CsvInSlices:
     """A text file whose header meets the contract, to be parsed `slice_rows` rows at a time."""
 
-    data: bytes  # decoded: gunzipped, line ends as LF, checked for blankness and encoding
+    data: bytes  # decoded: gunzipped, line ends as LF; not blank, not UTF-16/32
     fmt: str
     name: str  # the file as shown in messages
     separator: str

@@ -41,6 +41,15 @@ class _CountingSpill(AcceptedSpill):
         super().undo(mark)
 
 
+def _cells(column: str, values: dict[int, str]) -> pl.Expr:
+    """`column` with the values at the given row positions replaced."""
+    at = pl.int_range(pl.len())
+    replaced = pl.col(column)
+    for row, value in values.items():
+        replaced = pl.when(at == row).then(pl.lit(value)).otherwise(replaced)
+    return replaced.alias(column)
+
+
 def _land(landing_root: Path, text: bytes) -> list[landing.LandingFile]:
     folder = landing_root / "applications" / DAY.isoformat()
     folder.mkdir(parents=True)
@@ -76,21 +85,11 @@ def test_a_file_read_in_slices_of_7_equals_it_read_whole(
     tmp_path: Path, domain: DomainConfig
 ) -> None:
     frame = applications(domain, 50)
-    ids = frame[ID].to_list()
     frame = frame.with_columns(
-        pl.when(pl.int_range(pl.len()) == 30).then(pl.lit(ids[2])).otherwise(pl.col(ID)).alias(ID),
-        pl.when(pl.int_range(pl.len()).is_in([4, 45]))
-        .then(pl.lit("lots"))
-        .otherwise(pl.col("loan_amount"))
-        .alias("loan_amount"),
-        pl.when(pl.int_range(pl.len()) == 16)
-        .then(pl.lit("2031-01-01T00:00:00"))
-        .otherwise(pl.col("application_time"))
-        .alias("application_time"),
-        pl.when(pl.int_range(pl.len()) == 9)
-        .then(pl.lit("line one\nline two"))  # quoted, across a line end
-        .otherwise(pl.col("emp_title"))
-        .alias("emp_title"),
+        _cells(ID, {30: frame[ID][2]}),
+        _cells("loan_amount", {4: "lots", 45: "lots"}),
+        _cells("application_time", {16: "2031-01-01T00:00:00"}),
+        _cells("emp_title", {9: "line one\nline two"}),  # quoted, across a line end
     )
     lines = frame.write_csv().splitlines(keepends=True)
     # blank lines count as rows read past (numbering) but hold no case
@@ -119,12 +118,7 @@ def test_a_late_value_that_is_not_a_number_reads_the_file_as_text_in_slices_too(
     read as text, which shows a bad cell as written (' 5', not the reader's 5.0): slices
     already validated with numbers are taken back, not kept beside later ones read as text."""
     frame = applications(domain, 500).with_columns(
-        pl.when(pl.int_range(pl.len()) == 10)
-        .then(pl.lit(" 5"))  # below the minimum loan
-        .when(pl.int_range(pl.len()) == 499)
-        .then(pl.lit("n/a"))
-        .otherwise(pl.col("loan_amount"))
-        .alias("loan_amount"),
+        _cells("loan_amount", {10: " 5", 499: "n/a"}),  # ' 5': below the minimum loan
     )
     files = _land(tmp_path / "landing", frame.write_csv().encode())
 
