@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> None:
         "peak_rss_mb": round(peak_rss_mb()),
         "load": os.getloadavg(),
         "steps": {k: [round(s, 2), round(m)] for k, (s, m) in steps.items()},
+        # when each step ran, to read its samples (RSS a step finds is what earlier ones left)
+        "windows": {stage_name(k): [round(a, 2), round(b, 2)] for k, (a, b) in windows.items()},
         "samples": [[round(t, 2), round(m)] for t, m in sampler.samples],
     }
     lines = _table(steps)

@@ -106,7 +106,6 @@ def read_new_files(
     With `spill`, the files are validated in slices of `spill.limit` rows and the accepted rows
     go to `spill` (stamped with the contract), the result keeping only their keys.
     """
-    digest = contract_digest(domain.contract)
     return ingest_files(
         new_files(raw_cases),
         domain.contract,
@@ -114,9 +113,29 @@ def read_new_files(
         domain.case_id_pattern,
         max_gunzip_bytes,
         slice_rows=spill.limit if spill is not None else None,
-        put=(lambda frame: spill.put(stamped(frame, domain, digest))) if spill else None,
-        expect=spill.expect if spill else None,
+        sink=_Stamping(spill, domain, contract_digest(domain.contract)) if spill else None,
     )
+
+
+@dataclass(frozen=True)
+class _Stamping:
+    """The spill as `ingest_files` fills it: each slice stamped with the contract first."""
+
+    spill: AcceptedSpill
+    domain: DomainConfig
+    digest: str
+
+    def put(self, frame: pl.DataFrame) -> None:
+        self.spill.put(stamped(frame, self.domain, self.digest))
+
+    def expect(self, rows: int) -> None:
+        self.spill.expect(rows)
+
+    def mark(self) -> int:
+        return self.spill.mark()
+
+    def undo(self, mark: int) -> None:
+        self.spill.undo(mark)
 
 
 def stamped(accepted: pl.DataFrame, domain: DomainConfig, digest: str) -> pl.DataFrame:

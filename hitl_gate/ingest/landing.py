@@ -14,17 +14,18 @@ import hashlib
 import io
 import re
 import zlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, timedelta
 from pathlib import Path
+from typing import Protocol
 
 import polars as pl
 
 from hitl_gate.core.domain import DEFAULT_CASE_ID_PATTERN, ContractConfig
 from hitl_gate.core.settings import DEFAULT_MAX_GUNZIP_BYTES, GUNZIP_CAP_ENV
 from hitl_gate.core.slices import slice_ranges
+from hitl_gate.ingest.csv_slices import CsvInSlices, csv_slices, header, more_lines_than
 from hitl_gate.ingest.gunzip import GzipTooLarge, gunzip_capped
 from hitl_gate.ingest.listing import (
     LandingFile,
@@ -97,6 +98,7 @@ class _Read:
     check: str | None = None
     message: str | None = None
     column: str | None = None
+    validated: bool = False  # its rows were validated as they were parsed (`take_csv`)
 
 
 def discover_landing_files(
@@ -152,6 +154,15 @@ def _lossy_csv_rows(data: bytes, separator: str) -> int:
     return raw.filter(~pl.all_horizontal(pl.all().is_null())).height
 
 
+def _native_types(contract: ContractConfig) -> dict[str, pl.DataType]:
+    """The contract's int and float columns, with the types the CSV reader parses them to."""
+    return {
+        name: polars_dtype(column)
+        for name, column in contract.columns.items()
+        if column.type in _CSV_NATIVE_TYPES
+    }
+
+
 def _read_csv(data: bytes, contract: ContractConfig, separator: str) -> pl.DataFrame:
     """A CSV file with int and float contract columns parsed by the reader, the rest as text.
 
@@ -160,11 +171,7 @@ def _read_csv(data: bytes, contract: ContractConfig, separator: str) -> pl.DataF
     stay text. When any value does not parse (padding, '36.0', 'n/a'), the file is read again
     all as text, so validation still names the row, column and value of every bad cell.
     """
-    native = {
-        name: polars_dtype(column)
-        for name, column in contract.columns.items()
-        if column.type in _CSV_NATIVE_TYPES
-    }
+    native = _native_types(contract)
     options = {"infer_schema": False, "encoding": "utf8", "separator": separator}
     try:
         return pl.read_csv(data, schema_overrides=native, **options)  # type: ignore[arg-type]
@@ -205,8 +212,16 @@ def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _read_file(file: LandingFile, contract: ContractConfig, max_gunzip_bytes: int) -> _Read:
+def _read_file(
+    file: LandingFile,
+    contract: ContractConfig,
+    max_gunzip_bytes: int,
+    slice_rows: int | None = None,
+) -> _Read | CsvInSlices:
     """Read one landing file, or say why the whole file is rejected.
+
+    A CSV or TSV file of more than `slice_rows` rows comes back unparsed (`CsvInSlices`), its
+    header checked: it is parsed a slice at a time as it is validated.
 
     The bytes are read once; exactly those bytes are hashed and parsed. They must hash to what
     the file was registered with: a file that changed since (still being written, or replaced)
@@ -224,7 +239,7 @@ def _read_file(file: LandingFile, contract: ContractConfig, max_gunzip_bytes: in
         return _Read(None, 0, "file_unreadable", f"{name}: cannot open file: {exc.strerror}")
     with ThreadPoolExecutor(max_workers=1) as pool:
         digest = pool.submit(_sha256_hex, landed)
-        parsed = _parse_file(landed, file, contract, max_gunzip_bytes)
+        parsed = _parse_file(landed, file, contract, max_gunzip_bytes, slice_rows)
         found = digest.result()
     if found != file.sha256:
         return _Read(
@@ -257,12 +272,16 @@ def _decoded(data: bytes, fmt: str, name: str, max_gunzip_bytes: int) -> bytes |
 
 
 def _parse_file(
-    landed: bytes, file: LandingFile, contract: ContractConfig, max_gunzip_bytes: int
-) -> _Read:
-    """A file's bytes parsed and held to the contract's columns, or why the file is rejected."""
+    landed: bytes,
+    file: LandingFile,
+    contract: ContractConfig,
+    max_gunzip_bytes: int,
+    slice_rows: int | None = None,
+) -> _Read | CsvInSlices:
+    """A file's bytes parsed and held to the contract's columns, or why the file is rejected
+    (a text file of more than `slice_rows` rows: left to be parsed in slices)."""
     name = shown(file.path)
     fmt = file_format(file.path.name) or "csv"
-    wanted = list(contract.columns)
     data = landed if fmt == "parquet" else _decoded(landed, fmt, name, max_gunzip_bytes)
     if isinstance(data, _Read):
         return data
@@ -277,6 +296,32 @@ def _parse_file(
         if problem is not None:
             message = f"{name}: {problem.message}"
             return _Read(None, problem.rows, problem.check, message, problem.column)
+    text = fmt.startswith(("csv", "tsv"))
+    if text and slice_rows is not None and more_lines_than(data, slice_rows):
+        sliced = _in_slices(data, fmt, name, contract)
+        if sliced is not None:
+            return sliced
+    return _parse_whole(data, fmt, name, contract)
+
+
+def _in_slices(data: bytes, fmt: str, name: str, contract: ContractConfig) -> CsvInSlices | None:
+    """The text file to parse in slices, if its header can be read and meets the contract
+    (otherwise it is read whole, which finds the exact rejection and its row count)."""
+    separator = "\t" if fmt.startswith("tsv") else ","
+    wanted = list(contract.columns)
+    try:
+        present = header(data, separator)
+    except _READ_ERRORS:
+        return None
+    columns = pl.DataFrame(schema=dict.fromkeys(present, pl.String()))
+    if _check_columns(name, columns, present, 1, wanted).frame is None:
+        return None
+    return CsvInSlices(data, fmt, name, separator, wanted, _native_types(contract))
+
+
+def _parse_whole(data: bytes, fmt: str, name: str, contract: ContractConfig) -> _Read:
+    """Decoded bytes parsed whole and held to the contract's columns, or why they are rejected."""
+    wanted = list(contract.columns)
     try:
         frame, present, rows = _read_raw(data, fmt, contract)
     except pl.exceptions.NoDataError:
@@ -432,6 +477,118 @@ def _validate_file(
     return valid, pl.concat([located, failures.drop(ROW_INDEX)], how="horizontal")
 
 
+class AcceptedSink(Protocol):
+    """Where `ingest_files` hands accepted rows as they are made (`AcceptedSpill`)."""
+
+    def put(self, frame: pl.DataFrame) -> None:
+        """Take a slice's accepted rows."""
+
+    def expect(self, rows: int) -> None:
+        """About `rows` more rows are coming (the next file's): make room for them now."""
+
+    def mark(self) -> int:
+        """Where the rows stand now, for `undo`."""
+
+    def undo(self, mark: int) -> None:
+        """Take back every row put since `mark`."""
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """How far `_DayRows` stood, to take back a file's slices (`_DayRows.undo`)."""
+
+    parts: int
+    earlier: dict[str, int]
+    sink: int | None
+
+
+@dataclass
+class _DayRows:
+    """What validating a day's slices made so far: accepted rows (or their keys, when they go
+    to `sink`), failures, rows accepted per file, and the unique values seen."""
+
+    meta: pl.DataFrame
+    contract: ContractConfig
+    case_id: str
+    id_pattern: str | None
+    sink: AcceptedSink | None
+    earlier: dict[str, pl.Series] = field(default_factory=dict)
+    kept: list[pl.DataFrame] = field(default_factory=list)
+    failure_parts: list[pl.DataFrame] = field(default_factory=list)
+    accepted_per_file: list[pl.DataFrame] = field(default_factory=list)
+
+    def validate(self, frame: pl.DataFrame, file_number: int) -> None:
+        """Validate one slice of file `file_number` and take what it gives."""
+        numbered = frame.with_columns(
+            _file=pl.lit(file_number, pl.Int64), _case_id=pl.col(self.case_id)
+        )
+        pattern = self.id_pattern
+        self.take(*_validate_file(numbered, self.contract, self.case_id, self.earlier, pattern))
+
+    def take(self, valid: pl.DataFrame, failures: pl.DataFrame) -> None:
+        # One chunk per column: the reader's ~100 chunks per column beside the one-chunk
+        # `_file` made every later whole-frame operation re-align (copy) the batch.
+        valid = valid.rechunk()
+        late = _future_failures(valid, self.meta, self.contract)
+        if late.height:
+            failures = pl.concat([failures, late], how="vertical_relaxed")
+            late_rows = late.select("_file", "_source_row")
+            valid = valid.join(
+                late_rows, on=["_file", "_source_row"], how="anti", maintain_order="left"
+            )
+        self.failure_parts.append(failures)
+        self.accepted_per_file.append(valid.group_by("_file").agg(rows_accepted=pl.len()))
+        accepted = _accepted(valid, self.meta, self.contract)
+        if self.sink is None:
+            self.kept.append(accepted)
+        else:
+            self.sink.put(accepted)
+            self.kept.append(accepted.select(self.case_id, *ACCEPTED_KEYS))
+
+    def take_csv(self, file_number: int, source: CsvInSlices, slice_rows: int) -> _Read:
+        """Parse and validate a long text file a slice at a time, as `_read_csv` reads it:
+        numbers parsed by the reader, or, if any value is not one, every column as text.
+
+        A slice the reader cannot parse takes back the file's earlier slices; a file that
+        cannot be read in slices (at all, or no row) is read whole (`_parse_whole`: the same
+        rejection, message and row count as ever), and the caller validates what that gives.
+        """
+        before = self.mark()
+        for native in (True, False):
+            rows = 0
+            try:
+                for frame in csv_slices(source, native, slice_rows):
+                    rows += frame.height
+                    self.validate(frame, file_number)
+            except _READ_ERRORS:
+                self.undo(before)
+                continue
+            if rows:
+                return _Read(pl.DataFrame(), rows, validated=True)
+            self.undo(before)
+            break
+        return _parse_whole(source.data, source.fmt, source.name, self.contract)
+
+    def mark(self) -> _Mark:
+        return _Mark(
+            parts=len(self.kept),
+            earlier={name: values.len() for name, values in self.earlier.items()},
+            sink=self.sink.mark() if self.sink is not None else None,
+        )
+
+    def undo(self, mark: _Mark) -> None:
+        """Back to `mark`: what the slices validated since made is dropped."""
+        for parts in (self.kept, self.failure_parts, self.accepted_per_file):
+            del parts[mark.parts :]
+        for name in list(self.earlier):
+            if name in mark.earlier:
+                self.earlier[name] = self.earlier[name].head(mark.earlier[name])
+            else:
+                del self.earlier[name]
+        if self.sink is not None and mark.sink is not None:
+            self.sink.undo(mark.sink)
+
+
 def ingest_files(
     files: list[LandingFile],
     contract: ContractConfig,
@@ -439,8 +596,7 @@ def ingest_files(
     id_pattern: str | None = DEFAULT_CASE_ID_PATTERN,
     max_gunzip_bytes: int = DEFAULT_MAX_GUNZIP_BYTES,
     slice_rows: int | None = None,
-    put: Callable[[pl.DataFrame], None] | None = None,
-    expect: Callable[[int], None] | None = None,
+    sink: AcceptedSink | None = None,
 ) -> IngestResult:
     """Read, type and validate a batch of landing files; case ids must be unique in the batch.
 
@@ -456,13 +612,14 @@ def ingest_files(
     (whole if None), each read frame released once validated, so the batch is never typed as
     one frame (the stacked batch and its copies were 12 GB of a 10M-case day); unique values
     seen in earlier slices carry over, which keeps the result the same as validating the
-    stacked batch, whatever the slice size.
+    stacked batch, whatever the slice size. A day of text files longer than one slice is also
+    parsed a slice at a time (`csv_slices`), never held parsed whole.
 
-    With `put`, each slice's accepted rows are handed to it as they are made (the day's
+    With `sink`, each slice's accepted rows are handed to it as they are made (the day's
     accepted rows are never held at once) and `IngestResult.accepted` holds only their keys
     (`ACCEPTED_KEYS` and the case id), for the accounting; without, it holds them all.
-    `expect` is told, before each further text file is read, about how many rows it holds
-    (its size at the bytes per row of the files read so far), so that what `put` keeps can
+    `sink.expect` is told, before each further text file is read, about how many rows it holds
+    (its size at the bytes per row of the files read so far), so that what the sink keeps can
     be written away before the file's frame joins it.
     """
     meta = _files_meta(files)
@@ -472,66 +629,42 @@ def ingest_files(
     # nothing. Other formats are all read first, to read as text columns whose type differs
     # between files (`_mixed_columns`).
     streamed = all(_is_text_format(f) for f in files)
-    reads: list[_Read | None] = [
+    reads: list[_Read | CsvInSlices | None] = [
         None if streamed else _read_file(f, contract, max_gunzip_bytes) for f in files
     ]
-    frames = [r.frame for r in reads if r is not None and r.frame is not None]
+    frames = [r.frame for r in reads if isinstance(r, _Read) and r.frame is not None]
     mixed = _mixed_columns(frames, contract)
     del frames
     done: list[_Read] = []
-    earlier: dict[str, pl.Series] = {}
-    kept: list[pl.DataFrame] = []
-    failure_parts: list[pl.DataFrame] = []
-    accepted_per_file: list[pl.DataFrame] = []
-
-    def take(valid: pl.DataFrame, failures: pl.DataFrame) -> None:
-        # One chunk per column: the reader's ~100 chunks per column beside the one-chunk
-        # `_file` made every later whole-frame operation re-align (copy) the batch.
-        valid = valid.rechunk()
-        late = _future_failures(valid, meta, contract)
-        if late.height:
-            failures = pl.concat([failures, late], how="vertical_relaxed")
-            late_rows = late.select("_file", "_source_row")
-            valid = valid.join(
-                late_rows, on=["_file", "_source_row"], how="anti", maintain_order="left"
-            )
-        failure_parts.append(failures)
-        accepted_per_file.append(valid.group_by("_file").agg(rows_accepted=pl.len()))
-        accepted = _accepted(valid, meta, contract)
-        if put is None:
-            kept.append(accepted)
-        else:
-            put(accepted)
-            kept.append(accepted.select(case_id, *ACCEPTED_KEYS))
-
+    day = _DayRows(meta, contract, case_id, id_pattern, sink)
+    in_slices = slice_rows if streamed else None
     bytes_read = rows_read = 0
     for i, file in enumerate(files):
-        if expect is not None and streamed and rows_read:
-            expect(file.size_bytes * rows_read // max(bytes_read, 1))
-        read = reads[i] or _read_file(file, contract, max_gunzip_bytes)
+        if sink is not None and streamed and rows_read:
+            sink.expect(file.size_bytes * rows_read // max(bytes_read, 1))
+        read = reads[i] or _read_file(file, contract, max_gunzip_bytes, in_slices)
         reads[i] = None
+        if isinstance(read, CsvInSlices):
+            read = day.take_csv(i, read, slice_rows or 1)
         bytes_read, rows_read = bytes_read + file.size_bytes, rows_read + read.rows_read
-        if read.frame is None:
+        if read.frame is None or read.validated:
             done.append(read)
             continue
         whole = read.frame.with_columns(text_expr(c, read.frame.schema[c]) for c in mixed)
         # The read frame is no longer needed: keep an empty one, the file was read.
         done.append(replace(read, frame=read.frame.clear()))
         del read
-        whole = whole.with_columns(_file=pl.lit(i, pl.Int64), _case_id=pl.col(case_id))
         for offset, length in slice_ranges(whole.height, slice_rows or max(whole.height, 1)):
-            frame = whole.slice(offset, length)
-            take(*_validate_file(frame, contract, case_id, earlier, id_pattern))
-            del frame
+            day.validate(whole.slice(offset, length), i)
         del whole
-    if not kept:
-        take(*_validated_empty_batch(contract, case_id, id_pattern))
-    row_failures = pl.concat(failure_parts, how="vertical_relaxed")
-    accepted = pl.concat(kept) if len(kept) > 1 else kept[0]
+    if not day.kept:
+        day.take(*_validated_empty_batch(contract, case_id, id_pattern))
+    row_failures = pl.concat(day.failure_parts, how="vertical_relaxed")
+    accepted = pl.concat(day.kept) if len(day.kept) > 1 else day.kept[0]
     return IngestResult(
         accepted=accepted,
         quarantine=_quarantine(row_failures, done, meta),
-        files=_files_frame(done, pl.concat(accepted_per_file), row_failures, meta),
+        files=_files_frame(done, pl.concat(day.accepted_per_file), row_failures, meta),
     )
 
 
