@@ -367,8 +367,9 @@ def _surely_passes(typed: pl.DataFrame, contract: ContractConfig, case_id: str) 
     it, so the failures reported are pandera's, exactly (tests/unit/quality).
     """
     passes: list[pl.Expr] = []
+    schema = typed.schema  # Polars builds it anew on each access
     for name, column in contract.columns.items():
-        if typed.schema.get(name) != polars_dtype(column):  # a missing column: pandera names it
+        if schema.get(name) != polars_dtype(column):  # a missing column: pandera names it
             return False
         col = pl.col(name)
         if not column.nullable or name == case_id:
@@ -501,13 +502,10 @@ def validate_frame(
     missing = [name for name in contract.columns if name not in df.columns]
     if missing:
         raise ValueError(f"frame lacks contract columns {missing}; check columns before validating")
+    schema = df.schema  # Polars builds it anew on each access
     text = df.with_row_index(ROW_INDEX).with_columns(
         pl.col(ROW_INDEX).cast(pl.Int64),
-        *(
-            _blank_as_null(pl.col(n)).alias(n)
-            for n in contract.columns
-            if df.schema[n] == pl.String
-        ),
+        *(_blank_as_null(pl.col(n)).alias(n) for n in contract.columns if schema[n] == pl.String),
     )
     typed = text.with_columns(
         parse_series(text[name], c.type) for name, c in contract.columns.items()
