@@ -349,12 +349,40 @@ def context_digests(
     return [sha256(text.encode("ascii")).hexdigest() for text in rows]
 
 
+def text_digests(
+    columns: Mapping[str, Sequence[str | None]],
+    *,
+    column_wise_from: int = COLUMN_WISE_FROM_CELLS,
+) -> list[str]:
+    """`context_digests` of a frame of text columns given as lists (name -> its values).
+
+    Export digests every review batch from Python rows (hundreds in the demo): building a
+    Polars frame of a batch cost more than digesting it, so a batch small enough for the
+    row-by-row definition never becomes a frame. As a frame, no columns means no rows.
+    """
+    names = list(columns)
+    height = len(columns[names[0]]) if names else 0
+    if height * max(1, len(names)) < column_wise_from:
+        return _row_wise(columns, height, names)
+    frame = pl.DataFrame(dict(columns), schema=dict.fromkeys(names, pl.String))
+    return context_digests(frame, names, column_wise_from=column_wise_from)
+
+
 def _row_wise_digests(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
-    """`row_digest` of each row of a frame of text columns, each distinct value's JSON literal
-    computed once (cells repeat a lot: queues, bands, codes, policy versions)."""
+    """`row_digest` of each row of a frame of text columns (`_row_wise`)."""
+    present = [name for name in dict.fromkeys(columns) if name in frame.columns]
+    return _row_wise({name: frame[name].to_list() for name in present}, frame.height, columns)
+
+
+def _row_wise(
+    text: Mapping[str, Sequence[str | None]], height: int, columns: Sequence[str]
+) -> list[str]:
+    """`row_digest` of each of `height` rows of the text columns `text` (a column not in it
+    is blank), each distinct value's JSON literal computed once (cells repeat a lot: queues,
+    bands, codes, policy versions)."""
     names = sorted(dict.fromkeys(columns))
     keys = [encode_basestring_ascii(name) + ":" for name in names]
-    values = [frame[name].to_list() if name in frame.columns else None for name in names]
+    values = [text.get(name) for name in names]
     literals: dict[str | None, str] = {}
 
     def literal(value: str | None) -> str:
@@ -365,7 +393,7 @@ def _row_wise_digests(frame: pl.DataFrame, columns: Sequence[str]) -> list[str]:
 
     sha256 = hashlib.sha256
     digests = []
-    for row in range(frame.height):
+    for row in range(height):
         body = ",".join(
             key + (literal(column[row]) if column is not None else '""')
             for key, column in zip(keys, values, strict=True)

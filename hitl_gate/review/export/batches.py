@@ -48,11 +48,11 @@ from hitl_gate.review.assignments import (
 from hitl_gate.review.canonical import (
     CellValue,
     cell_text,
-    context_digests,
     csv_text,
     export_value,
     neutralise_formula,
     raw_text,
+    text_digests,
 )
 from hitl_gate.review.case_file import (
     CaseFile,
@@ -303,12 +303,11 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Mapping[str, Ce
 
 
 def _digests(rows: Sequence[Mapping[str, CellValue]], columns: Sequence[str]) -> list[str]:
-    """The context digest of each exported row: the function intake applies to returned rows."""
-    text = pl.DataFrame(
-        {name: [raw_text(row.get(name)) for row in rows] for name in dict.fromkeys(columns)},
-        schema=dict.fromkeys(dict.fromkeys(columns), pl.String),
+    """The context digest of each exported row: the function intake applies to returned rows
+    (`context_digests` of these rows as a frame of text, which `text_digests` is)."""
+    return text_digests(
+        {name: [raw_text(row.get(name)) for row in rows] for name in dict.fromkeys(columns)}
     )
-    return context_digests(text, columns)
 
 
 @dataclass(frozen=True)
