@@ -16,7 +16,12 @@ temporary name (`PartitionWriter`), renamed into place here. Readers see the sam
 per day either way.
 
 Every stored frame reports its row count (`dagster/row_count`) and its columns with their types
-(`dagster/column_schema`), so the Dagster UI shows each stage's table and size.
+(`dagster/column_schema`), so the Dagster UI shows each stage's table and size. A run over a
+range of days stores one materialisation per day, and Dagster copies an output's metadata into
+each of them: the schema (87 columns for the routed decisions, about 17 KB serialised and 1 ms
+of CPU per event) was written about 2,000 times by the demo's runs. It goes on the range's last
+day only (`schema_metadata`): the newest materialisation, whose schema the UI shows on the asset,
+and a one-day run carries it as before; the other days keep their row count.
 """
 
 from __future__ import annotations
@@ -75,12 +80,12 @@ class PolarsParquetIOManager(ConfigurableIOManager):
             written = [f.target for f in obj.files.values() if f.target.exists()]
             if written:
                 schema = pl.read_parquet_schema(written[0])
-                context.add_output_metadata(table_metadata(schema, obj.rows))
+                add_table_metadata(context, schema, obj.rows)
             return
         folder = self._asset_dir(context)
         folder.mkdir(parents=True, exist_ok=True)
         if isinstance(obj, pl.DataFrame):
-            context.add_output_metadata(table_metadata(obj.schema, obj.height))
+            add_table_metadata(context, obj.schema, obj.height)
         if not context.has_asset_partitions:
             atomic_write(obj, folder / "all.parquet", self.compression)
             return
@@ -112,8 +117,32 @@ class PolarsParquetIOManager(ConfigurableIOManager):
 
 def table_metadata(schema: pl.Schema | dict[str, pl.DataType], rows: int) -> dict[str, object]:
     """Dagster's table metadata for a stored frame: row count and column names with types."""
+    return {"dagster/row_count": rows, **schema_metadata(schema)}
+
+
+def schema_metadata(schema: pl.Schema | dict[str, pl.DataType]) -> dict[str, object]:
+    """Dagster's column schema metadata: the frame's column names with their types."""
     columns = [TableColumn(name, str(dtype)) for name, dtype in schema.items()]
-    return {"dagster/row_count": rows, "dagster/column_schema": TableSchema(columns=columns)}
+    return {"dagster/column_schema": TableSchema(columns=columns)}
+
+
+def add_table_metadata(
+    context: OutputContext, schema: pl.Schema | dict[str, pl.DataType], rows: int
+) -> None:
+    """Report the stored frame's row count, and its schema on the last day of a range only.
+
+    One day (or no partitions): both on the output, as `table_metadata` gives them. A range:
+    the row count on the output (every day's materialisation), the schema as metadata of the
+    last day's materialisation alone, the one the UI shows as the asset's latest.
+    """
+    keys = context.asset_partition_keys if context.has_asset_partitions else []
+    if len(keys) <= 1:
+        context.add_output_metadata(table_metadata(schema, rows))
+        return
+    context.add_output_metadata({"dagster/row_count": rows})
+    context.step_context.add_asset_metadata(
+        schema_metadata(schema), asset_key=context.asset_key, partition_key=keys[-1]
+    )
 
 
 def wants_lazy(context: InputContext) -> bool:

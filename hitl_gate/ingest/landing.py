@@ -366,7 +366,8 @@ def _check_columns(
         )
     if rows == 0:
         return _Read(None, 0, "empty_file", f"{name}: no data rows")
-    nested = [c for c in wanted if frame.schema[c].is_nested() or frame.schema[c] == pl.Object]
+    schema = frame.schema  # Polars builds it anew on each access
+    nested = [c for c in wanted if schema[c].is_nested() or schema[c] == pl.Object]
     if nested:
         message = f"{name}: non-scalar columns: {', '.join(nested)}"
         return _Read(None, rows, "column_types", message, nested[0])
@@ -432,7 +433,8 @@ def _future_failures(
 
 def _mixed_columns(frames: list[pl.DataFrame], contract: ContractConfig) -> list[str]:
     """Contract columns whose type differs between the batch's files: those are read as text."""
-    return [c for c in contract.columns if len({f.schema[c] for f in frames}) > 1]
+    schemas = [f.schema for f in frames]  # Polars builds a schema anew on each access
+    return [c for c in contract.columns if len({s[c] for s in schemas}) > 1]
 
 
 def _empty_batch(contract: ContractConfig) -> pl.DataFrame:

@@ -337,12 +337,13 @@ def context_digests(
     text take the row-by-row definition (`row_digest`'s bytes, each distinct value's literal
     computed once), larger ones the column-wise form; a test pins both to `row_digest`.
     """
-    present = [c for c in dict.fromkeys(columns) if c in frame.columns]
-    all_text = all(frame.schema[c] in (pl.String, pl.Null) for c in present)
+    schema = frame.schema  # built anew by each access: 0.15 ms for 40 columns, 600 batches
+    present = [c for c in dict.fromkeys(columns) if c in schema]
+    all_text = all(schema[c] in (pl.String, pl.Null) for c in present)
     if all_text and frame.height * max(1, len(present)) < column_wise_from:
         return _row_wise_digests(frame, columns)
     sha256 = hashlib.sha256
-    text = [c for c in dict.fromkeys(columns) if frame.schema.get(c) == pl.String]
+    text = [c for c in dict.fromkeys(columns) if schema.get(c) == pl.String]
     frame = frame.with_columns(restore_neutralised(pl.col(c)).alias(c) for c in text)
     rows = canonical_json_rows(frame, columns).to_list()
     return [sha256(text.encode("ascii")).hexdigest() for text in rows]

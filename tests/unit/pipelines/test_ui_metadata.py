@@ -63,6 +63,50 @@ def test_stored_frames_report_their_row_count_and_column_schema(tmp_path: Path) 
     assert [(c.name, c.type) for c in schema.columns] == [("case_id", "String"), ("pd", "Float64")]
 
 
+@pytest.mark.slow
+def test_a_range_reports_the_schema_once_on_its_last_day(tmp_path: Path) -> None:
+    """Every day's materialisation has the row count; the schema rides on the range's last day
+    (the asset's latest materialisation, which the UI shows) and on a one-day run's day."""
+    from dagster import (
+        BackfillPolicy,
+        DagsterInstance,
+        DailyPartitionsDefinition,
+        asset,
+        materialize,
+    )
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    days = DailyPartitionsDefinition(start_date="2018-01-01", end_date="2018-01-10")
+
+    @asset(partitions_def=days, backfill_policy=BackfillPolicy.single_run())
+    def stage(context) -> pl.DataFrame:  # noqa: ANN001 - Dagster's asset context
+        keys = context.partition_keys
+        return pl.DataFrame({"partition_date": [date.fromisoformat(k) for k in keys]})
+
+    resources = {"io_manager": PolarsParquetIOManager(base_dir=str(tmp_path))}
+    with DagsterInstance.ephemeral() as instance:
+        ranged = {ASSET_PARTITION_RANGE_START_TAG: "2018-01-02",
+                  ASSET_PARTITION_RANGE_END_TAG: "2018-01-04"}  # fmt: skip
+        assert materialize([stage], instance=instance, resources=resources, tags=ranged).success
+        assert materialize(
+            [stage], instance=instance, resources=resources, partition_key="2018-01-06"
+        ).success
+        events = instance.fetch_materializations(AssetKey("stage"), limit=10).records
+        metadata = {e.partition_key: e.asset_materialization.metadata for e in events}
+    assert sorted(metadata) == ["2018-01-02", "2018-01-03", "2018-01-04", "2018-01-06"]
+    assert {day: m["dagster/row_count"].value for day, m in metadata.items()} == {
+        "2018-01-02": 3, "2018-01-03": 3, "2018-01-04": 3, "2018-01-06": 1,
+    }  # fmt: skip
+    with_schema = sorted(day for day, m in metadata.items() if "dagster/column_schema" in m)
+    assert with_schema == ["2018-01-04", "2018-01-06"]
+    for day in with_schema:
+        columns = metadata[day]["dagster/column_schema"].schema.columns
+        assert [(c.name, c.type) for c in columns] == [("partition_date", "Date")]
+
+
 def test_assets_carry_their_owner_and_code_reference() -> None:
     from pipelines.definitions import build_definitions
 

@@ -19,7 +19,7 @@ from hitl_gate.core.home import HitlPaths
 from hitl_gate.execution.final_actions import final_actions
 from hitl_gate.identity.signatures import POLICY
 from hitl_gate.identity.signed_acts import sign_payload
-from policies.analysis import WARNING, analyse_policy
+from policies.analysis import WARNING, _probe_frame, _representatives, analyse_policy
 from policies.control import (
     PolicyControlError,
     approval_payload,
@@ -464,3 +464,19 @@ def test_review_settings_capacity_defers_overflow_unless_the_policy_sets_its_own
         with_queue_capacity(policy, {"credit_analyst": 3}), {"credit_analyst": 1}
     )
     assert own.queue_capacity == {"credit_analyst": 3}, "a capacity in the policy file wins"
+
+
+def test_the_probe_product_is_itertools_product_of_the_representatives() -> None:
+    # Built column by column, the exhaustive probes are the rows itertools.product gives, in
+    # its order (a finding's witness is the first probe row that shows it).
+    import itertools
+
+    schema = {"b": pl.Boolean, "i": pl.Int16, "f": pl.Float64, "s": pl.String, "d": pl.Date}
+    literals: dict[str, list[object]] = {"i": [3, 7.5, 100], "f": [0.2, 1, 0.7], "s": ["x", "y"]}
+    values = {c: _representatives(t, literals.get(c, [])) for c, t in schema.items()}
+    for width in range(len(schema) + 1):
+        some = dict(list(values.items())[:width])
+        rows = list(itertools.product(*some.values()))
+        want = pl.DataFrame(rows, schema={c: schema[c] for c in some}, orient="row")
+        probes, exhaustive = _probe_frame(some, schema, 250_000, 0)
+        assert exhaustive and probes.equals(want) and probes.height == want.height

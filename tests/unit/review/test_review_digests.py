@@ -21,6 +21,7 @@ from hitl_gate.review.canonical import (
     raw_text,
     row_digest,
     sheet_text,
+    text_row_digests,
 )
 
 EDGES = [
@@ -118,6 +119,20 @@ def test_sheet_numbers_match_their_exported_text() -> None:
     exported = context_digests(_frame(rows, ["id", "x"]), ["id", "x"])
     assert context_digests(_frame(read_back, ["id", "x"], sheet_text), ["id", "x"]) == exported
     assert sheet_text(1e300) == raw_text(1e300)  # no false integer expansion of huge floats
+
+
+@pytest.mark.parametrize("column_wise_from", [COLUMN_WISE, ROW_WISE])
+def test_text_columns_as_lists_digest_as_their_frame(column_wise_from: int) -> None:
+    # Export's batches: `text_row_digests` of the rows' text is `context_digests` of that
+    # frame, whichever way the frame is digested.
+    edges = [*EDGES, "'=1+1", "'a"]
+    rows = [{"v": v, "w": w} for v in edges for w in (None, "'-5", "x")]
+    for columns in (["w", "v"], ["v"]):
+        text = {name: [raw_text(row.get(name)) for row in rows] for name in columns}
+        got = text_row_digests(text, columns, len(rows))
+        frame = _frame(rows, columns)
+        assert got == context_digests(frame, columns, column_wise_from=column_wise_from)
+        assert got == _reference(rows, columns)
 
 
 @pytest.mark.parametrize("column_wise_from", [COLUMN_WISE, ROW_WISE])
