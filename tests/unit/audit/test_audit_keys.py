@@ -40,9 +40,12 @@ from tests.fork_server import FORK_SERVER_GROUP, shared_forkserver
 from tests.unit.audit.tamper_home import add_row
 from tests.unit.audit.token_user import public_key_of
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("softhsm2-util") is None, reason="SoftHSM2 (package softhsm2) not installed"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        shutil.which("softhsm2-util") is None, reason="SoftHSM2 (package softhsm2) not installed"
+    ),
+    pytest.mark.slow,  # tokens made by `softhsm2-util` (a subprocess) and SoftHSM2 signing
+]
 
 
 def _executions(start: int, count: int, action: str = "approve") -> pl.DataFrame:

@@ -28,6 +28,10 @@ from hitl_gate.execution.sealed_inputs import check_sealed_inputs
 from tests.fixed_place import put_back
 from tests.unit.audit.tamper_home import DOMAIN, TamperHome, add_row, tamper_home_at
 
+# An exhaustive corpus (49 attacks, a sealed home verified for each), like the verdict corpus:
+# in `make test` and CI, not in the one-minute `make test-fast`.
+pytestmark = pytest.mark.slow
+
 Mutation = Callable[[TamperHome, duckdb.DuckDBPyConnection], None]
 
 
