@@ -52,7 +52,11 @@ def fail_or_wait(folder: str, name: str, fail: bool) -> str:
         while not any(Path(folder).glob("*.pid")) and time.monotonic() < deadline:
             time.sleep(0.05)  # the other child is running by now
         raise SystemExit(f"{name} training failed at {name}__trained_model: no features")
-    Path(folder, f"{name}.pid").write_text(str(os.getpid()))
+    # Written under another name, then renamed: whoever sees `<name>.pid` reads the whole id
+    # (a test polling for the file read it empty once, between its creation and the write).
+    written = Path(folder, f"{name}.pid.partial")
+    written.write_text(str(os.getpid()))
+    written.replace(Path(folder, f"{name}.pid"))
     time.sleep(PATIENCE_SECONDS)
     return "never"
 
