@@ -24,24 +24,18 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.domain import PROJECT_ROOT
 from hitl_gate.core.home import HitlPaths
+from tests.browser import CHROMIUM, launch_chromium
 from tests.e2e.home_templates import HOME_ENV_NAMES, HomeTemplate, changed_entries
 
 pytestmark = pytest.mark.e2e
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+MISSING_CHROMIUM = "system Chromium missing: apt-get install -y chromium (.ci/run does this)"
 DOMAIN = "consumer_credit"
 # The webserver imports the code location before it answers: minutes on a loaded 2-core machine.
 UI_START_S = 300
@@ -139,8 +133,8 @@ def dagster_ui(read_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -
     killed (its process group) after.
 
     The webserver alone (no daemon, unlike `dagster dev`): the tests only read."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip("system Chromium missing: apt-get install -y chromium (.ci/run does this)")
+    if CHROMIUM is None:
+        pytest.skip(MISSING_CHROMIUM)
     port = _free_port()
     env = {
         **os.environ,
@@ -185,10 +179,10 @@ def dagster_ui(read_home: HitlPaths, tmp_path_factory: pytest.TempPathFactory) -
 def browser() -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
-    if not Path(CHROMIUM).exists():
-        pytest.skip("system Chromium missing")
+    if CHROMIUM is None:
+        pytest.skip(MISSING_CHROMIUM)
     with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        chromium = launch_chromium(pw)
         yield chromium
         chromium.close()
 
@@ -248,39 +242,65 @@ def test_a_cli_launched_run_is_listed_on_its_job_page(
 
 PLOTTED = """() => [...document.querySelectorAll('.js-plotly-plot')]
     .filter(el => (el.data || []).some(t => (t.x || []).length > 0)).length"""
+REPORTS = ("latest.html", "period.html")
 
 
-@pytest.mark.parametrize("name", ["latest.html", "period.html"])
-def test_report_views_draw_charts_with_data_and_explain_empty_ones(
-    read_home: HitlPaths, browser, tmp_path: Path, name: str
-) -> None:
-    report = read_home.home / "reports" / DOMAIN / name
-    page = browser.new_page(viewport={"width": 1300, "height": 900})
-    page.goto(report.as_uri())
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
-    plotted = page.evaluate(PLOTTED)
-    drawn = page.locator(".js-plotly-plot").count()
-    explained = page.locator(".chart.empty p").all_inner_texts()
-    thresholds = page.locator(".js-plotly-plot .shapelayer path").count()
-    page.screenshot(path=str(tmp_path / name.replace(".html", ".png")), full_page=True)
-    page.close()
-    assert plotted == drawn >= 4  # every drawn chart has data; none is a blank pair of axes
-    assert all(text.strip() for text in explained)
-    assert drawn + len(explained) == 8  # every chart either drawn or explained in words
-    if name == "period.html":  # the demo's days hold verdicts: the override floor is drawn
-        assert thresholds >= 1
+class ShownReport(NamedTuple):
+    """What a report page showed in Chromium, and every URL it requested."""
+
+    plotted: int  # charts drawn with data
+    drawn: int
+    explained: list[str]  # the words shown in place of an empty chart
+    thresholds: int  # threshold lines drawn
+    requests: list[str]
 
 
-def test_html_report_renders_charts_offline(read_home: HitlPaths, browser, tmp_path: Path) -> None:
-    report = read_home.home / "reports" / DOMAIN / "latest.html"
+@pytest.fixture(scope="module")
+def shown_reports(
+    read_home: HitlPaths, browser, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, ShownReport]:
+    """Each report loaded once, in one page (its renderer keeps plotly.js compiled), for the
+    tests below; a full-page screenshot of each beside them."""
+    shots = tmp_path_factory.mktemp("report_shots")
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     requests: list[str] = []
     page.on("request", lambda request: requests.append(request.url))
-    page.goto(report.as_uri())
-    page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
-    charts = page.locator(".js-plotly-plot").count()
-    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    shown = {}
+    for name in REPORTS:
+        requests.clear()
+        page.goto((read_home.home / "reports" / DOMAIN / name).as_uri())
+        page.wait_for_selector(".js-plotly-plot .main-svg", timeout=30_000)
+        shown[name] = ShownReport(
+            plotted=page.evaluate(PLOTTED),
+            drawn=page.locator(".js-plotly-plot").count(),
+            explained=page.locator(".chart.empty p").all_inner_texts(),
+            thresholds=page.locator(".js-plotly-plot .shapelayer path").count(),
+            requests=list(requests),
+        )
+        page.screenshot(path=str(shots / name.replace(".html", ".png")), full_page=True)
     page.close()
-    shutil.copy(report, tmp_path / "report.html")
-    assert charts >= 5
-    assert all(url.startswith(("file:", "data:", "about:")) for url in requests), requests
+    return shown
+
+
+@pytest.mark.parametrize("name", REPORTS)
+def test_report_views_draw_charts_with_data_and_explain_empty_ones(
+    shown_reports: dict[str, ShownReport], name: str
+) -> None:
+    shown = shown_reports[name]
+    assert shown.plotted == shown.drawn >= 4  # every drawn chart has data; no blank axes
+    assert all(text.strip() for text in shown.explained)
+    assert shown.drawn + len(shown.explained) == 8  # every chart either drawn or explained
+    if name == "period.html":  # the demo's days hold verdicts: the override floor is drawn
+        assert shown.thresholds >= 1
+
+
+def test_html_report_renders_charts_offline(
+    read_home: HitlPaths, shown_reports: dict[str, ShownReport], tmp_path: Path
+) -> None:
+    shown = shown_reports["latest.html"]
+    shutil.copy(read_home.home / "reports" / DOMAIN / "latest.html", tmp_path / "report.html")
+    assert shown.drawn >= 5
+    assert shown.requests  # the page itself, at least: the requests were recorded
+    assert all(url.startswith(("file:", "data:", "about:")) for url in shown.requests), (
+        shown.requests
+    )

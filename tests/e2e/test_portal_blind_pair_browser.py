@@ -13,7 +13,6 @@ Runs on the small portal workspace of the unit tests (tests/portal_fixtures.py),
 
 from __future__ import annotations
 
-import shutil
 from contextlib import AbstractContextManager
 from html import unescape
 from pathlib import Path
@@ -30,6 +29,7 @@ from hitl_gate.review.export.batches import ReviewBatch, export_review_batches
 from hitl_gate.review.export.days import ExportedDays, record_review_batches
 from hitl_gate.review.manifest import load_manifest
 from hitl_gate.review.settings import review_settings
+from tests.browser import CHROMIUM, launch_chromium
 from tests.portal_fixtures import KEY, PASSWORD, PortalWorld, portal_world
 from tests.portal_server import free_port, serving
 from tests.review_fixtures import (
@@ -44,7 +44,7 @@ from tests.review_fixtures import (
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="needs system Chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs system Chromium")
 
 CASE = "APP-004"  # a four-eyes case of the senior queue (tests/review_fixtures.review_cases)
 SENIORS, SUPERVISOR = ("uw-ana", "uw-ben"), "comp-chen"
@@ -142,8 +142,7 @@ def test_a_blind_four_eyes_pair_decides_one_case_in_the_browser(tmp_path: Path) 
     first_code, second_code = load_manifest(first.folder, KEY)["reason_codes"][:2]
     domain = world.ws.domain.name
     with served(world) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"),
-                                             headless=True)  # fmt: skip
+        browser = launch_chromium(playwright)
         first_reviewer = _signed_in(browser, url, world, one)
         _open_case(first_reviewer, url)
         expect(first_reviewer.locator("p.meta")).to_contain_text("blind review")

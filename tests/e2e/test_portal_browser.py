@@ -5,13 +5,13 @@ of the review loop executes it (route-level refusals: tests/unit/portal/)."""
 from __future__ import annotations
 
 import io
-import shutil
 import sys
 
 import pyotp
 import pytest
 
 from hitl_gate.core.home import HitlPaths
+from tests.browser import CHROMIUM, launch_chromium
 from tests.portal_server import free_port, serving
 
 PASSWORD = "a long portal password"
@@ -51,7 +51,7 @@ def _set_up_portal(home: HitlPaths, monkeypatch: pytest.MonkeyPatch) -> tuple[st
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs the system Chromium")
+@pytest.mark.skipif(CHROMIUM is None, reason="needs the system Chromium")
 def test_portal_verdict_in_the_browser_is_executed_by_the_next_run(
     demo_home: HitlPaths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -76,9 +76,7 @@ def test_portal_verdict_in_the_browser_is_executed_by_the_next_run(
     seal = portal_sealer(settings, checkpoint_signer(demo_home, settings.audit_keys))
     config = portal_config(demo_home, {domain.name: domain}, host="127.0.0.1", port=port, seal=seal)
     with serving(build_app(config), port) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=shutil.which("chromium"), headless=True
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page()
         page.goto(f"{url}/sign-in")
         page.get_by_label("Person id").fill(person)

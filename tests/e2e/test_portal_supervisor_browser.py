@@ -5,18 +5,18 @@ not the demo home: nothing here needs a pipeline run, and it keeps the e2e suite
 
 from __future__ import annotations
 
-import shutil
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from hitl_gate.core.database import audit_connection
+from tests.browser import CHROMIUM, launch_chromium
 from tests.portal_fixtures import PASSWORD, PortalWorld, make_world
 from tests.portal_server import free_port, serving
 from tests.unit.review.supervision_rows import batch, opinion
 
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="needs system Chromium")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs system Chromium")
 
 
 def served(world: PortalWorld) -> AbstractContextManager[str]:
@@ -48,8 +48,7 @@ def test_supervisor_reassigns_a_batch_and_reads_the_quality_dashboard(tmp_path: 
     world.ws.assign(target, "analyst-7")
     _four_eyes_history(world)
     with served(world) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"),
-                                             headless=True)  # fmt: skip
+        browser = launch_chromium(playwright)
         page = browser.new_page()
         page.goto(f"{url}/sign-in")
         page.get_by_label("Person id").fill("uw-ana")

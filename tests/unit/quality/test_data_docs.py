@@ -7,9 +7,10 @@ aborted (and recorded): the pages must need none, show our styles and list each 
 
 from __future__ import annotations
 
-import shutil
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 import pytest
@@ -17,10 +18,13 @@ import pytest
 from hitl_gate.core.domain import load_domain
 from hitl_gate.quality.data_docs import remote_references, strip_remote_assets
 from hitl_gate.quality.gx_suites import GxLocations, run_declared_suite
+from tests.browser import CHROMIUM, launch_chromium
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 DOMAINS = ("consumer_credit", "lending_club")
 DAY = date(2018, 1, 10)
-CHROMIUM = shutil.which("chromium")
 
 pytestmark = pytest.mark.slow  # Great Expectations runs and a headless browser
 
@@ -45,10 +49,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> tuple[GxLocations, list[Pa
     return where, pages
 
 
-def _open_offline(page_file: Path) -> tuple[dict, list[str]]:
-    """Load `page_file` with every non-file request aborted; what it shows and what it asked."""
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for the module's pages (each opened in a context of its own)."""
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        chromium = launch_chromium(pw)
+        yield chromium
+        chromium.close()
+
+
+def _open_offline(browser: Browser, page_file: Path) -> tuple[dict, list[str]]:
+    """Load `page_file` with every non-file request aborted; what it shows and what it asked."""
     asked: list[str] = []
 
     def route(request_route) -> None:  # noqa: ANN001 - Playwright's Route
@@ -59,33 +72,30 @@ def _open_offline(page_file: Path) -> tuple[dict, list[str]]:
             asked.append(url)
             request_route.abort()
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"]
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.route("**/*", route)
+        page.goto(page_file.as_uri())
+        shown = page.evaluate(
+            """() => ({
+              text: document.body.innerText,
+              headerBackground: getComputedStyle(document.querySelector('.card-header'))
+                .backgroundColor,
+              bodyMargin: getComputedStyle(document.body).marginTop,
+              suites: [...document.querySelectorAll('[data-suite]')].map(e => e.dataset.suite),
+              rows: document.querySelectorAll('table tr').length,
+            })"""
         )
-        try:
-            page = browser.new_page()
-            page.route("**/*", route)
-            page.goto(page_file.as_uri())
-            shown = page.evaluate(
-                """() => ({
-                  text: document.body.innerText,
-                  headerBackground: getComputedStyle(document.querySelector('.card-header'))
-                    .backgroundColor,
-                  bodyMargin: getComputedStyle(document.body).marginTop,
-                  suites: [...document.querySelectorAll('[data-suite]')].map(e => e.dataset.suite),
-                  rows: document.querySelectorAll('table tr').length,
-                })"""
-            )
-        finally:
-            browser.close()
+    finally:
+        context.close()
     return shown, asked
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="the system Chromium is not installed")
-def test_the_index_lists_every_domain_styled_with_no_network(site) -> None:
+def test_the_index_lists_every_domain_styled_with_no_network(site, browser: Browser) -> None:
     where, _ = site
-    shown, asked = _open_offline(where.data_docs / "index.html")
+    shown, asked = _open_offline(browser, where.data_docs / "index.html")
     assert asked == []
     assert shown["headerBackground"] == "rgb(238, 242, 246)"  # set only by our stylesheet
     # Each run validates the day's rows and, for the trailing-days expectation, its row counts.
@@ -98,10 +108,10 @@ def test_the_index_lists_every_domain_styled_with_no_network(site) -> None:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="the system Chromium is not installed")
-def test_a_result_page_renders_styled_with_no_network(site) -> None:
+def test_a_result_page_renders_styled_with_no_network(site, browser: Browser) -> None:
     where, pages = site
     assert len(pages) == 2 * len(DOMAINS)  # rows and row counts, per domain
-    shown, asked = _open_offline(pages[0])
+    shown, asked = _open_offline(browser, pages[0])
     assert asked == []
     assert shown["headerBackground"] == "rgb(238, 242, 246)"
     assert shown["rows"] > 3  # the expectation table is plain HTML, drawn without scripts
