@@ -7,11 +7,14 @@ inside the functions: it costs about 5 s and most callers of this package never 
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hitl_gate.core.file_lock import exclusive_lock
+from hitl_gate.core.new_database import place_new_database
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -23,6 +26,7 @@ DESCRIPTION_TAG = "mlflow.note.content"
 KIND_TAG = "mlflow.experimentKind"
 CLASSIC_ML = "custom_model_development"
 TABLES_LOCK_FILE = ".tables.lock"
+DATABASE_FILE = "mlflow.db"
 _TABLES_READY: set[Path] = set()  # folders whose stores this process opened (`configure`)
 
 
@@ -60,7 +64,11 @@ def domain_experiment(domain: str, description: str, model_name: str) -> Experim
 
 def tracking_uri(mlflow_dir: Path) -> str:
     """The SQLite URI of the tracking and registry store inside `mlflow_dir`."""
-    return f"sqlite:///{(Path(mlflow_dir).resolve() / 'mlflow.db').as_posix()}"
+    return _sqlite_uri(Path(mlflow_dir).resolve() / DATABASE_FILE)
+
+
+def _sqlite_uri(database: Path) -> str:
+    return f"sqlite:///{database.as_posix()}"
 
 
 def artifact_root(mlflow_dir: Path) -> Path:
@@ -88,12 +96,43 @@ def configure(mlflow_dir: Path) -> MlflowClient:
     # registry store on first use), with nothing between processes: two domains' runs on a
     # fresh home (two schedules, or `hitl demo` running domains side by side) would both run
     # them. So each process opens its first stores under a lock file; after that the tables
-    # exist, and later opens only check so.
+    # exist, and later opens only check so. A new database is first written from the blank
+    # store (`blank_store`), so its tables are not migrated again for every folder.
     with exclusive_lock(mlflow_dir / TABLES_LOCK_FILE):
+        database = mlflow_dir / DATABASE_FILE
+        if not database.exists():
+            place_new_database(database, blank_store())
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
         client.search_registered_models(max_results=1)  # the registry store, created on use
     _TABLES_READY.add(mlflow_dir)
     return client
+
+
+@functools.cache
+def blank_store() -> bytes:
+    """A tracking and registry database as MLflow makes it before a store first opens it, made
+    once per process.
+
+    Opening a store on an empty database runs MLflow's own `_initialize_tables` (its initial
+    tables, then every alembic migration: about 1.1 CPU s per new folder), then adds the
+    default experiment. Only the first is done here, by that same function on a new file in a
+    private temporary folder; the file holds MLflow's tables, its `alembic_version` and the
+    rows its migrations insert (the default workspace), and nothing that depends on where or
+    when it is used. The default experiment (its artefact location is taken from the working
+    directory, its creation time from the clock) is added by MLflow when the store is opened
+    on the copy, as on a database it migrated itself (tests/unit/models/test_blank_store.py
+    compares the two).
+    """
+    from mlflow.store.db.utils import _initialize_tables, create_sqlalchemy_engine_with_retry
+
+    with tempfile.TemporaryDirectory(prefix="hitl-mlflow-blank-") as folder:
+        database = Path(folder) / DATABASE_FILE
+        engine = create_sqlalchemy_engine_with_retry(_sqlite_uri(database))
+        try:
+            _initialize_tables(engine)
+        finally:
+            engine.dispose()  # the last connection closed: nothing left in a journal
+        return database.read_bytes()
 
 
 def experiment_id(client: MlflowClient, mlflow_dir: Path, spec: ExperimentSpec) -> str:

@@ -45,20 +45,19 @@ scripts twice (to check the revision, then to stamp the new file): about 75 ms o
 tenth of a day's run outside its steps. A new run's database is instead written from a copy of
 one that Dagster's own code initialised once in this process (`fresh_run_shard`): the same
 tables, indexes, WAL mode and migration stamp. It is placed only where no file of that run
-exists (no database, no leftover `-wal`/`-shm`), by an atomic link; anything else is initialised
-by Dagster's code, as before.
+exists (no database, no leftover `-wal`/`-shm`), by an atomic link
+(`hitl_gate.core.new_database`); anything else is initialised by Dagster's code, as before.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import tempfile
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 
 import dagster._check as check
@@ -85,6 +84,8 @@ from dagster._serdes import ConfigurableClassData, serialize_value
 from dagster._time import datetime_from_timestamp
 from sqlalchemy import Connection, Engine, bindparam, create_engine
 from sqlalchemy.exc import IntegrityError
+
+from hitl_gate.core.new_database import place_new_database
 
 # Run shards kept open besides the index: a run writes to one; the UI's watchers read a few.
 OPEN_RUN_SHARDS = 4
@@ -143,20 +144,7 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
     def _place_fresh_run_shard(self, shard: str) -> bool:
         """Write `fresh_run_shard()` as the new run's database; False (nothing written) when
         any file of that run exists already, so Dagster's own code checks or initialises it."""
-        path = self.path_for_shard(shard)
-        if any(os.path.lexists(path + suffix) for suffix in ("", "-wal", "-shm", "-journal")):
-            return False
-        staged = f"{path}.{uuid.uuid4().hex}.new"  # not `*.db`: Dagster lists shards by that
-        try:
-            with open(staged, "xb") as out:
-                out.write(fresh_run_shard())
-            os.link(staged, path)  # atomic, and never over a file another process just made
-        except FileExistsError:
-            return False
-        finally:
-            if os.path.lexists(staged):
-                os.unlink(staged)
-        return True
+        return place_new_database(Path(self.path_for_shard(shard)), fresh_run_shard())
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:  # type: ignore[override]

@@ -29,6 +29,7 @@ from importlib import import_module
 from dagster import ExecutorDefinition, in_process_executor, multiprocess_executor
 
 from hitl_gate.core.settings import EXECUTOR_ENV, ExecutorConfigError, HitlSettings
+from models.model_format import MODEL_FORMAT_MODULE
 
 __all__ = ["STEP_PRELOAD", "ExecutorConfigError", "executor_for", "multiprocess_config"]
 
@@ -38,15 +39,16 @@ __all__ = ["STEP_PRELOAD", "ExecutorConfigError", "executor_for", "multiprocess_
 # (features), scikit-learn, MLflow's sklearn flavour and skops (the champion), openpyxl
 # (review workbooks), plotly (the report). Importing them must start no thread pool (a forked
 # step would deadlock on it: tests/unit/pipelines/test_fork_safety.py). A module left out only
-# costs time (each step process that needs it imports it). `features` comes before Feast: it
-# turns off typeguard's import-time instrumentation of Feast (features/runtime_checks.py).
+# costs time (each step process that needs it imports it). skops comes first: its import walks
+# every module loaded before it, 836 times (models/model_format.py). `features` comes before
+# Feast: it turns off typeguard's import-time instrumentation of Feast (features/runtime_checks.py).
 STEP_PRELOAD = (
+    MODEL_FORMAT_MODULE,
     "pipelines.definitions",
     "great_expectations",
     "features",
     "feast",
     "mlflow.sklearn",
-    "skops.io",
     "openpyxl",
     "plotly.graph_objects",
 )

@@ -19,6 +19,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from hitl_gate.core.home import HitlPaths
+from models.model_format import import_model_format
 from tests.blank_audit_db import blank_if_missing
 from tests.fork_server import DEPLOYMENT_ENV
 
@@ -55,6 +56,11 @@ def one_thread_per_process() -> None:
 
 
 one_thread_per_process()  # at collection, so every test of the run computes alike
+# skops next, before any test imports Dagster, Great Expectations, Feast or MLflow: its import
+# walks every module loaded before it 836 times (models/model_format.py), over 3 s of CPU in a
+# worker that had run end-to-end tests first, and a full run's workers all train or load a
+# model. After the thread pools are sized: it loads scikit-learn's OpenMP.
+import_model_format()
 
 
 @pytest.hookimpl(tryfirst=True)

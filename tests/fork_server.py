@@ -19,12 +19,13 @@ of the last two came first set the other's list. Every user now starts it throug
 claims home's, which holds the recovery test): one server per test run. `shared_forkserver`
 refuses a server this module did not start, so no test forks from another list unnoticed.
 
-`PRELOAD`: the recovery test's module (its children's target), what `hitl demo`'s domain
-processes are forked after (`domain_preload()`: the code location, Feast with `features`
-first, Great Expectations, scikit-learn, MLflow's sklearn flavour and SQL stores, skops, ibis,
-openpyxl, plotly, the stages' modules; `STEP_PRELOAD` is its start), then what a killed run and
-a GE child need beyond it, then work each run would repeat (tests/e2e/forkserver_warmup.py). A
-module left out only costs time (the child imports it), never coverage.
+`PRELOAD`: what `hitl demo`'s domain processes are forked after (`domain_preload()`: skops
+first (models/model_format.py), the code location, Feast with `features` first, Great
+Expectations, scikit-learn, MLflow's sklearn flavour and SQL stores, ibis, openpyxl, plotly, the
+stages' modules; `STEP_PRELOAD` is its start), the recovery test's module (its children's
+target), then what a killed run and a GE child need beyond it, then work each run would repeat
+(tests/e2e/forkserver_warmup.py). A module left out only costs time (the child imports it),
+never coverage.
 """
 
 from __future__ import annotations
@@ -72,8 +73,8 @@ def preload() -> tuple[str, ...]:
     from hitl_gate.app.demo import domain_preload
 
     return (
-        "tests.e2e.test_recovery",
         *domain_preload(),
+        "tests.e2e.test_recovery",
         "dagster._utils.test",
         "dagster._core.executor.in_process",
         "plotly.offline",

@@ -41,7 +41,7 @@ FIRST_CHAMPION_STAGE = "case_features"
 DEMO_PREFIX = "demo-"  # every demo identity (app.demo_identities) starts with it
 # What the domain processes' forkserver imports once before it forks them (side by side), on
 # top of what a multiprocess run's step processes preload (`pipelines.executors.STEP_PRELOAD`:
-# the code location, Great Expectations, Feast, MLflow's sklearn flavour, skops, openpyxl,
+# skops first, the code location, Great Expectations, Feast, MLflow's sklearn flavour, openpyxl,
 # plotly): the submodules the demo's runs import lazily (Feast's DuckDB and SQLite stores and
 # ibis, scikit-learn's estimators, MLflow's SQL stores and pyfunc, the stages' own modules).
 # Like those, importing them must start no thread pool (tests/unit/app/test_domain_processes.py

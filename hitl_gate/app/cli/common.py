@@ -63,6 +63,16 @@ def settings_from(args: argparse.Namespace) -> HitlSettings:
     )
 
 
+def import_model_format_to_train(settings: HitlSettings) -> None:
+    """Import skops before the training job's libraries when the job trains in this process
+    (the in-process executor): it saves the model with skops, whose import costs more the more
+    modules are loaded before it (models/model_format.py). Another executor trains elsewhere."""
+    if settings.executor == "in_process":
+        from models.model_format import import_model_format
+
+        import_model_format()
+
+
 def resolve_paths(args: argparse.Namespace) -> HitlPaths:
     """The folders of this invocation (`settings_from(args).paths`)."""
     return settings_from(args).paths

@@ -11,6 +11,7 @@ import argparse
 
 from hitl_gate.app.cli.common import (
     domain_names,
+    import_model_format_to_train,
     load_selected_domain,
     resolve_paths,
     settings_from,
@@ -121,10 +122,11 @@ def cmd_model_retire_challenger(args: argparse.Namespace) -> None:
 
 def cmd_model_train(args: argparse.Namespace) -> None:
     """Train and register a version of the given family through the domain's training job."""
+    settings = settings_from(args)
+    import_model_format_to_train(settings)
     from hitl_gate.app.runner import raise_for_failure, run_job
     from pipelines.jobs import training_job_name
 
-    settings = settings_from(args)
     domain = load_selected_domain(args)
     config = {"ops": {f"{domain.name}__trained_model": {"config": {"model_family": args.family}}}}
     result = run_job(settings, training_job_name(domain), run_config=config)

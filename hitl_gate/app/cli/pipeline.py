@@ -9,7 +9,13 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hitl_gate.app.cli.common import day, load_selected_domain, positive_int, settings_from
+from hitl_gate.app.cli.common import (
+    day,
+    import_model_format_to_train,
+    load_selected_domain,
+    positive_int,
+    settings_from,
+)
 from hitl_gate.app.day_range import day_range
 
 if TYPE_CHECKING:
@@ -89,10 +95,11 @@ def _has_files(folder: Path) -> bool:
 
 def cmd_train(args: argparse.Namespace) -> None:
     """Train and register a model version from the features and outcomes materialised so far."""
+    settings = settings_from(args)
+    import_model_format_to_train(settings)
     from hitl_gate.app.runner import raise_for_failure, run_job
     from pipelines.jobs import training_job_name
 
-    settings = settings_from(args)
     domain = load_selected_domain(args)
     result = run_job(settings, training_job_name(domain), progress=f"{domain.name} training")
     raise_for_failure(result, f"{domain.name} training")

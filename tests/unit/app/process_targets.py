@@ -1,8 +1,8 @@
 """What the children of tests/unit/app/test_domain_processes.py run, by name (`module:function`).
 
-The children's server imports its target's module first: this one imports the standard library
-and `app.domain_processes` only, so a child starts in a fraction of a second even on a busy
-machine. The targets record what they did in files of the test's folder.
+The children's server imports its target's module after the preload: this one imports the
+standard library and `app.domain_processes` only, so a child starts in a fraction of a second
+even on a busy machine. The targets record what they did in files of the test's folder.
 """
 
 from __future__ import annotations
@@ -93,8 +93,10 @@ def pool_sizes() -> str:
 
 
 def imported(module: str) -> bool:
-    """Whether `module` was imported before this call (by the server the child was forked from)."""
-    return module in sys.modules
+    """Whether `module` was imported before this call by the server the child was forked from,
+    and before this module (the server imports the preload first, then the target's module)."""
+    order = list(sys.modules)
+    return module in sys.modules and order.index(module) < order.index(__name__)
 
 
 def parent_of_a_waiting_child(folder: str) -> None:

@@ -108,7 +108,8 @@ def test_each_child_sizes_its_thread_pools_to_its_share_of_the_cores(
 
 @pytest.mark.slow
 def test_children_start_with_the_preloaded_modules_imported() -> None:
-    """What `preload` names is imported once, before the children are forked (not by each)."""
+    """What `preload` names is imported once, before the children are forked (not by each), and
+    before the target's module (what comes first in a preload may depend on it)."""
     module = "xml.dom.minidom"  # imported by nothing else here
     calls = [(n, (module,)) for n in ("a", "b")]
     assert run_in_processes(IMPORTED, calls, 2, preload=[module]) == [True, True]

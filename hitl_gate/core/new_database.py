@@ -1,0 +1,35 @@
+"""Write a new SQLite database from bytes, only where no database of that name exists.
+
+Stores that a library creates by running its migrations on an empty file (a Dagster run's event
+database, MLflow's tracking store) pay that once per new file; a copy of a file the library
+just initialised is that file. The copy is written aside and hard-linked into place: the link
+is atomic and fails where the name exists, so a database another process created meanwhile is
+never replaced, and no reader ever opens a half-written one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # a leftover of any means the file was in use
+
+
+def place_new_database(path: Path, content: bytes) -> bool:
+    """Write `content` as `path`; True when this call created it. False, with nothing written,
+    where the database or any of its side files exists, or the file system cannot link (the
+    library then opens or creates the file itself, as without this)."""
+    path = Path(path)
+    if any(os.path.lexists(f"{path}{suffix}") for suffix in ("", *SQLITE_SIDE_FILES)):
+        return False
+    staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")  # not `*.db`: never listed
+    try:
+        with open(staged, "xb") as out:
+            out.write(content)
+        os.link(staged, path)
+    except OSError:  # created meanwhile (FileExistsError), no hard links, no room
+        return False
+    finally:
+        staged.unlink(missing_ok=True)
+    return True
