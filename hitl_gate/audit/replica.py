@@ -234,7 +234,13 @@ def _stamps(
 ) -> dict[str, _Stamp]:
     """Every table's stamp (`_Stamp`; `columns`: `_columns`), in one query: a refresh reads
     some fifty tables, most of them a handful of rows, where a statement per table cost more
-    than the rows (DuckDB plans each statement; one `UNION ALL` is planned once)."""
+    than the rows (DuckDB plans each statement; one `UNION ALL` is planned once).
+
+    Each table's rows are hashed by one aggregate grouped by whether the row is past the
+    previous largest `rowid` (at most two groups, none for an empty table), and the totals
+    added here: two filtered hash sums per table, what this was before, doubled the query's
+    cost (most of it planning the hash of every table's rows). The sums are exact integers
+    (DuckDB sums `hash`'s UBIGINT as a HUGEINT), so a stamp is the same text either way."""
     for table in tables:
         if not table.replace("_", "").isalnum():
             raise ValueError(f"not a table name: {table!r}")
@@ -247,17 +253,23 @@ def _stamps(
         params[f"table_{i}"] = table
         params[f"upto_{i}"] = known.copy.max_rowid if known is not None else -1
         parts.append(
-            f"SELECT $table_{i}, count(*), coalesce(max(rowid), -1), "
-            "coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR, "
-            f"count(*) FILTER (rowid <= $upto_{i}), "
-            f"coalesce(sum(hash(t)::HUGEINT) FILTER (rowid <= $upto_{i}), 0)::VARCHAR "
-            f'FROM "{table}" AS t'
+            f"SELECT $table_{i}, rowid <= $upto_{i}, count(*), max(rowid), "
+            f'sum(hash(t))::VARCHAR FROM "{table}" AS t GROUP BY ALL'
         )
-    found = con.execute(" UNION ALL ".join(parts), params).fetchall()
+    groups = con.execute(" UNION ALL ".join(parts), params).fetchall()
+    # By table: [rows, largest rowid, hash sum] of the rows up to the previous largest rowid
+    # (old) and of all of them.
+    old = {table: [0, -1, 0] for table in tables}
+    every = {table: [0, -1, 0] for table in tables}
+    for table, is_old, rows, max_rowid, hash_sum in groups:
+        for found in (old[str(table)], every[str(table)]) if is_old else (every[str(table)],):
+            found[0] += int(rows)
+            found[1] = max(found[1], int(max_rowid))
+            found[2] += int(hash_sum)
     return {
-        str(table): _Stamp(int(rows), int(max_rowid), str(hash_sum), columns[str(table)],
-                           int(old_rows), str(old_hash))
-        for table, rows, max_rowid, hash_sum, old_rows, old_hash in found
+        table: _Stamp(every[table][0], every[table][1], str(every[table][2]), columns[table],
+                      old[table][0], str(old[table][2]))
+        for table in tables
     }  # fmt: skip
 
 
@@ -402,10 +414,11 @@ def _columns(con: duckdb.DuckDBPyConnection, tables: Sequence[str]) -> dict[str,
     found = con.execute(
         "SELECT table_name, string_agg(column_name || ' ' || data_type, ', ' "
         "ORDER BY column_index) FROM duckdb_columns() WHERE database_name = current_database() "
-        "AND schema_name = 'main' AND list_contains(?, table_name) GROUP BY table_name",
-        [list(tables)],
+        "AND schema_name = 'main' GROUP BY table_name"
     ).fetchall()
-    return {str(table): str(columns) for table, columns in found}
+    # Filtered here: `list_contains` of the names as a parameter cost 7 ms of a 10 ms query.
+    wanted = set(tables)
+    return {str(table): str(columns) for table, columns in found if table in wanted}
 
 
 def _link(source: Path, target: Path) -> None:
