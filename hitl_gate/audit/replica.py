@@ -14,7 +14,8 @@ format:
     <home>/replica/current -> snapshots/<newest>                switched atomically
     <home>/replica/views.sql      every table as a view over the newest snapshot's own files,
                                   then the schema's views
-    <home>/replica/audit.duckdb   the same views in a DuckDB file (for GUI clients)
+    <home>/replica/audit.duckdb   the same views in a DuckDB file (for GUI clients;
+                                  written in `.building/`, `replica_views`)
 
 A refresh writes a whole snapshot aside, renames it into place, then replaces `views.sql` and
 `audit.duckdb` (each by `rename`) and switches `current`. It is incremental: copying every
@@ -61,16 +62,14 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow.parquet as pq
 
+from hitl_gate.audit.replica_views import VIEWS_SQL, table_views, views_script, write_views_db
 from hitl_gate.audit.run_segments import Segments, attached_segment, file_problem
-from hitl_gate.core.database import schema_statements
-from hitl_gate.core.quiet_duckdb import quiet_connect
 
 CACHES = frozenset({"audit_seen_rows", "audit_segment_pending"})  # seal caches: not evidence
 BATCH_ROWS = 250_000
@@ -79,10 +78,8 @@ DEFAULT_KEEP = 3
 MAX_PARTS = 24
 # How long a replaced snapshot stays for the sessions opened on it (a day of an auditor's work).
 DEFAULT_GRACE = timedelta(hours=8)
-VIEWS_SQL = "views.sql"
 SEGMENT_LOG = "audit_segment_log"  # segment entries: a part per folded leaf, read in place
 SEGMENT_ALIAS = "replicated_segment"
-VIEWS_DB = "audit.duckdb"
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
 
@@ -150,9 +147,9 @@ def refresh_replica(
     (staging / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
     final = snapshots / name
     staging.rename(final)
-    parts = {table: list(entry.parts) for table, entry in tables.items()}
-    _replace_text(folder / VIEWS_SQL, views_script(final, parts))
-    _write_views_db(folder)
+    views = table_views(final, {table: entry.parts for table, entry in tables.items()})
+    _replace_text(folder / VIEWS_SQL, views_script(final, views))
+    write_views_db(folder, views)
     _switch_current(folder, final)
     _prune(snapshots, final, keep, grace)
     return ReplicaSnapshot(final, head, rows)
@@ -448,39 +445,6 @@ def lineage_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [name for (name,) in found if name not in CACHES]
 
 
-@cache
-def schema_views() -> tuple[str, ...]:
-    """The schema's view statements (`core/schema/*.sql`), in creation order.
-
-    Taken from the project's own schema, never from the live file, so nothing a database
-    writer adds runs in an auditor's session.
-    """
-    with quiet_connect() as scratch:
-        scratch.execute(schema_statements())
-        found = scratch.execute(
-            "SELECT sql FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' "
-            "ORDER BY view_oid"
-        ).fetchall()
-    return tuple(sql for (sql,) in found)
-
-
-def views_script(snapshot: Path, parts: Mapping[str, Sequence[str]]) -> str:
-    """SQL any DuckDB client can run (`.read views.sql`) to query `snapshot` (the newest):
-    each table a view over its parts (Parquet file names in `snapshot`)."""
-    current = snapshot.resolve()
-    lines = [
-        "-- hitl-gate audit replica: run in any DuckDB client (`.read` this file), then query.",
-        f"-- Tables read the sealed snapshot {current.name} (the newest when this was written).",
-    ]
-    for table in sorted(parts):
-        paths = ", ".join(
-            "'" + str(current / part).replace("'", "''") + "'" for part in parts[table]
-        )
-        lines.append(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet([{paths}]);")
-    lines += [sql.rstrip().rstrip(";") + ";" for sql in schema_views()]
-    return "\n".join(lines) + "\n"
-
-
 def _replace_text(path: Path, text: str) -> None:
     aside = path.with_name(f".{path.name}.new")
     aside.write_text(text, encoding="utf-8")
@@ -493,46 +457,6 @@ def _switch_current(folder: Path, target: Path) -> None:
     aside.unlink(missing_ok=True)
     aside.symlink_to(Path(SNAPSHOTS) / target.name, target_is_directory=True)
     os.replace(aside, folder / CURRENT)
-
-
-def _write_views_db(folder: Path) -> None:
-    """`folder/audit.duckdb`: the views of `views.sql` in a DuckDB file, renamed into place."""
-    aside = folder / f".{VIEWS_DB}.new"
-    aside.unlink(missing_ok=True)
-    with quiet_connect(str(aside)) as con:
-        run_script(con, (folder / VIEWS_SQL).read_text(encoding="utf-8"))
-    aside.replace(folder / VIEWS_DB)
-
-
-def run_script(con: duckdb.DuckDBPyConnection, script: str) -> None:
-    """Create the views of `script`, each once its inputs exist (schema views build on each
-    other, and DuckDB binds a view when it is created).
-
-    In one transaction when the script's order already has every input first (`views_script`
-    writes the tables, then the schema's views in creation order): a commit per view was a
-    quarter of the views database's cost. A view that fails to bind rolls that back, and the
-    views are then created one by one, each retried once the others exist."""
-    pending = [s for s in (part.strip() for part in script.split(";\n")) if s]
-    pending = [s for s in pending if not all(ln.startswith("--") for ln in s.splitlines())]
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for statement in pending:
-            con.execute(statement)
-    except duckdb.CatalogException:
-        con.execute("ROLLBACK")
-    else:
-        con.execute("COMMIT")
-        return
-    while pending:
-        failed = []
-        for statement in pending:
-            try:
-                con.execute(statement)
-            except duckdb.CatalogException:
-                failed.append(statement)
-        if len(failed) == len(pending):
-            con.execute(failed[0])  # raises, naming what is missing
-        pending = failed
 
 
 def _prune(snapshots: Path, current: Path, keep: int, grace: timedelta) -> None:
