@@ -59,7 +59,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -229,35 +229,38 @@ def _stamps(
     previous: Mapping[str, PreviousTable],
     columns: Mapping[str, str],
 ) -> dict[str, _Stamp]:
-    """Every table's stamp (`_Stamp`; `columns`: `_columns`), in one query: a refresh reads
+    """Every table's stamp (`_Stamp`; `columns`: `_columns`), in two queries: a refresh reads
     some fifty tables, most of them a handful of rows, where a statement per table cost more
     than the rows (DuckDB plans each statement; one `UNION ALL` is planned once).
 
+    The first counts every table's rows; the second hashes the rows of the tables that have
+    any (an empty table's stamp is known: no rows, largest `rowid` -1, hash sum 0). Planning
+    the hash of every table was most of a small home's stamps, whose tables are mostly empty.
     Each table's rows are hashed by one aggregate grouped by whether the row is past the
-    previous largest `rowid` (at most two groups, none for an empty table), and the totals
-    added here: two filtered hash sums per table, what this was before, doubled the query's
-    cost (most of it planning the hash of every table's rows). The sums are exact integers
-    (DuckDB sums `hash`'s UBIGINT as a HUGEINT), so a stamp is the same text either way."""
+    previous largest `rowid` (at most two groups), and the totals added here: two filtered
+    hash sums per table, what this was before, doubled the query's cost. The sums are exact
+    integers (DuckDB sums `hash`'s UBIGINT as a HUGEINT), so a stamp is the same text either
+    way."""
     for table in tables:
         if not table.replace("_", "").isalnum():
             raise ValueError(f"not a table name: {table!r}")
-    if not tables:
-        return {}
-    params: dict[str, object] = {}
-    parts = []
-    for i, table in enumerate(tables):
-        known = previous.get(table)
-        params[f"table_{i}"] = table
-        params[f"upto_{i}"] = known.copy.max_rowid if known is not None else -1
-        parts.append(
-            f"SELECT $table_{i}, rowid <= $upto_{i}, count(*), max(rowid), "
-            f'sum(hash(t))::VARCHAR FROM "{table}" AS t GROUP BY ALL'
-        )
-    groups = con.execute(" UNION ALL ".join(parts), params).fetchall()
     # By table: [rows, largest rowid, hash sum] of the rows up to the previous largest rowid
     # (old) and of all of them.
     old = {table: [0, -1, 0] for table in tables}
     every = {table: [0, -1, 0] for table in tables}
+    counted = _union(con, tables, lambda i, table: f'count(*) FROM "{table}"', {})
+    filled = [str(table) for table, rows in counted if rows]
+    uptos = {
+        f"upto_{i}": previous[table].copy.max_rowid if table in previous else -1
+        for i, table in enumerate(filled)
+    }
+    groups = _union(
+        con,
+        filled,
+        lambda i, table: f"rowid <= $upto_{i}, count(*), max(rowid), sum(hash(t))::VARCHAR "
+        f'FROM "{table}" AS t GROUP BY ALL',
+        uptos,
+    )
     for table, is_old, rows, max_rowid, hash_sum in groups:
         for found in (old[str(table)], every[str(table)]) if is_old else (every[str(table)],):
             found[0] += int(rows)
@@ -268,6 +271,23 @@ def _stamps(
                       old[table][0], str(old[table][2]))
         for table in tables
     }  # fmt: skip
+
+
+def _union(
+    con: duckdb.DuckDBPyConnection,
+    tables: Sequence[str],
+    select: Callable[[int, str], str],
+    params: Mapping[str, object],
+) -> list[tuple[Any, ...]]:
+    """The rows of `SELECT <table name>, <select(i, table)>` for every table, in one query
+    (none without tables); `params`: the parameters the selects name besides the names."""
+    if not tables:
+        return []
+    names = {f"table_{i}": table for i, table in enumerate(tables)}
+    query = " UNION ALL ".join(
+        f"SELECT $table_{i}, {select(i, table)}" for i, table in enumerate(tables)
+    )
+    return con.execute(query, {**names, **params}).fetchall()
 
 
 def _copy_table(
