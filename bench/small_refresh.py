@@ -100,11 +100,9 @@ def report(
     for pick, label in (("first", "a process's first refresh"), ("others", "every later one")):
         base, new = median_ms("baseline", pick), median_ms("this tree", pick)
         lines.append(f"| {label} | {base:.0f} | {new:.0f} | {new / base:.2f} |")
-    end = os.getloadavg()
-    lines.append(
-        f"\nStarted {started}, {os.cpu_count()} cores, load average {load[0]:.1f} "
-        f"(end {end[0]:.1f})."
-    )
+    from bench.measure import run_conditions  # here: a child runs with the baseline's `bench`
+
+    lines.append(run_conditions(started, load, os.getloadavg()))
     return "\n".join(lines)
 
 
