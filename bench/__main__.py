@@ -26,6 +26,7 @@ BENCHMARKS = {
     "seal_refresh": "bench.seal_refresh",
     "portal": "bench.portal",
     "replica": "bench.replica",
+    "small_refresh": "bench.small_refresh",
     "registry": "bench.registry",
     "workbook": "bench.workbook",
     "review_export": "bench.review_export",

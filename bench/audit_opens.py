@@ -21,6 +21,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from bench.measure import run_conditions
+
 HITL = Path(sys.executable).with_name("hitl")
 THIS_TREE = Path(__file__).resolve().parents[1]
 
@@ -127,10 +129,7 @@ def report(
     for kind in kinds:
         base, new = (statistics.median(c[kind] for _, c in results[n]) for n in results)
         lines.append(f"| {kind} | {base:g} | {new:g} | |")
-    lines.append(
-        f"\nStarted {started}, {os.cpu_count()} cores, load average {load[0]:.1f} "
-        f"(end {end_load[0]:.1f})."
-    )
+    lines.append(run_conditions(started, load, end_load))
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import resource
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -74,3 +75,12 @@ def step_durations(events: Iterable) -> dict[str, float]:
 def stage_name(step_key: str) -> str:
     """`consumer_credit__validated_cases` -> `validated_cases` (checks keep their own names)."""
     return step_key.rsplit("__", 1)[-1]
+
+
+def run_conditions(started: str, load: tuple[float, ...], end: tuple[float, ...]) -> str:
+    """The line a benchmark's Markdown ends with: when it started, the cores, the load average
+    at its start and end (the machine is shared: figures are read against it)."""
+    return (
+        f"\nStarted {started}, {os.cpu_count()} cores, load average {load[0]:.1f} "
+        f"(end {end[0]:.1f})."
+    )

@@ -34,10 +34,11 @@ import duckdb
 from hitl_gate.core.quiet_duckdb import quiet_connect
 
 # Idle instances kept per process (least recently used closed first), about 7 MB each (DuckDB's
-# function catalogue). A pipeline step uses up to three in turn (the audit file, the audit file
-# allowed to attach the run's segment, the segment itself): with fewer kept, they evict each
-# other and every connection builds an instance again.
-MAX_IDLE_INSTANCES = 4
+# function catalogue). A pipeline step that seals uses up to four in turn (the audit file, the
+# audit file allowed to attach the run's segment, the segment itself, the replica's views file
+# that the seal's refresh writes), plus one spare: with fewer kept, they evict each other and
+# every connection builds an instance again.
+MAX_IDLE_INSTANCES = 5
 
 
 @dataclass

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import duckdb
 
-from hitl_gate.audit.replica import VIEWS_DB, current_manifest
+from hitl_gate.audit.replica import current_manifest
+from hitl_gate.audit.replica_views import VIEWS_DB
 from hitl_gate.core.database import restrict_file_access
 
 PROMPT, CONTINUED = "audit> ", "   ...> "

@@ -21,7 +21,8 @@ import pytest
 
 from hitl_gate.app.cli import main
 from hitl_gate.app.cli.sql_prompt import open_replica
-from hitl_gate.audit.replica import CACHES, current_manifest, refresh_replica, run_script
+from hitl_gate.audit.replica import CACHES, current_manifest, refresh_replica
+from hitl_gate.audit.replica_views import run_script
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.db_lock import AuditDatabaseLocked, lock_holder, open_when_free
 from hitl_gate.core.home import HitlPaths

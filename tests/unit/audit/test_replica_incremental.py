@@ -159,3 +159,32 @@ def test_a_snapshot_missing_a_part_is_not_reused(db: Path, tmp_path: Path) -> No
     assert count(second.folder, "decisions") == 2
     assert inodes(second)["executions.parquet"] == inodes(first)["executions.parquet"]
     assert os.stat(second.folder / "decisions.parquet").st_nlink == 1
+
+
+def test_a_stamp_counts_and_hashes_as_a_query_per_table_does(db: Path, tmp_path: Path) -> None:
+    """The stamps of all tables come from one grouped query; each must equal what a plain
+    count and hash sum of that table says, for the rows up to the previous snapshot's largest
+    rowid and for all of them (a row deleted before it and rows added past it)."""
+    refresh(db, tmp_path / "replica")
+    with audit_connection(db) as con:
+        con.execute("DELETE FROM decisions WHERE case_id = 'C1'")
+        for n in (3, 4):
+            add_row(con, "decisions", n, domain=DOMAIN, case_id=f"C{n}", route="auto_approve")
+        previous = replica._previous_tables(tmp_path / "replica")
+        tables = ["decisions", "executions", "verdicts"]
+        stamps = replica._stamps(con, tables, previous, replica._columns(con, tables))
+        for table in tables:
+            upto = previous[table].copy.max_rowid
+            every = con.execute(
+                f"SELECT count(*), coalesce(max(rowid), -1), "
+                f"coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR FROM {table} AS t"
+            ).fetchall()[0]
+            old = con.execute(
+                f"SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR "
+                f"FROM {table} AS t WHERE rowid <= {upto}"
+            ).fetchall()[0]
+            stamp = stamps[table]
+            assert (stamp.rows, stamp.max_rowid, stamp.hash_sum) == every
+            assert (stamp.old_rows, stamp.old_hash) == old
+    assert stamps["decisions"].rows == 3 and stamps["decisions"].old_rows == 1
+    assert stamps["verdicts"].rows == 0 and stamps["verdicts"].hash_sum == "0"
