@@ -28,7 +28,12 @@ def contents(database: Path) -> dict[str, object]:
         found: dict[str, object] = {
             pragma: con.execute(f"PRAGMA {pragma}").fetchall() for pragma in FILE_PRAGMAS
         }
-        found["schema"] = sorted(con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
+        found["schema"] = sorted(
+            (kind, name, table, constraints_in_order(sql))
+            for kind, name, table, sql in con.execute(
+                "SELECT type, name, tbl_name, sql FROM sqlite_master"
+            )
+        )
         tables = [n for (n,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
         for table in tables:
             cursor = con.execute(f'SELECT * FROM "{table}"')
@@ -38,6 +43,31 @@ def contents(database: Path) -> dict[str, object]:
         return found
     finally:
         con.close()
+
+
+def constraints_in_order(sql: str | None) -> str | None:
+    """A `CREATE TABLE` statement with its table constraints sorted, its columns as they are.
+
+    MLflow's own migrations rebuild the `runs` table with its CHECK constraints in the order of
+    a Python set, which differs from one creation to the next: two stores MLflow made itself in
+    one process were seen to differ in that order alone (2026-12-07). Columns keep their order
+    (it is what `SELECT *` returns); every constraint must still be there, word for word.
+    """
+    if sql is None or not sql.startswith("CREATE TABLE"):
+        return sql
+    head, _, body = sql.partition("(")
+    body = body[: body.rindex(")")]
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(body):
+        depth += (char == "(") - (char == ")")
+        if char == "," and depth == 0:
+            parts.append(body[start:i].strip())
+            start = i + 1
+    parts.append(body[start:].strip())
+    keywords = ("CONSTRAINT", "CHECK", "PRIMARY KEY", "UNIQUE", "FOREIGN KEY")
+    constraints = sorted(p for p in parts if p.startswith(keywords))
+    columns = [p for p in parts if not p.startswith(keywords)]
+    return f"{head}({', '.join([*columns, *constraints])})"
 
 
 def experiment_times(database: Path) -> list[tuple[int, int]]:
