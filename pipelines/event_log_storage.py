@@ -61,7 +61,7 @@ import tempfile
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import Any
 
@@ -183,12 +183,7 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
 
     def has_table(self, table_name: str) -> bool:
         """Whether the index database has `table_name`; a "yes" is remembered."""
-        if table_name in self._tables_found:
-            return True
-        found = super().has_table(table_name)
-        if found:
-            self._tables_found.add(table_name)
-        return found
+        return _remembered(self._tables_found, table_name, super().has_table)
 
     def has_asset_key_col(self, column_name: str) -> bool:
         """Whether `asset_keys` has `column_name`; a "yes" is remembered."""
@@ -198,21 +193,12 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
 
     def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
         """Dagster's reflection of `asset_keys`' columns on `conn`; a "yes" is remembered."""
-        if column_name in self._asset_key_cols_found:
-            return True
-        found = super()._has_asset_key_col_on_connection(conn, column_name)
-        if found:
-            self._asset_key_cols_found.add(column_name)
-        return found
+        ask = functools.partial(super()._has_asset_key_col_on_connection, conn)
+        return _remembered(self._asset_key_cols_found, column_name, ask)
 
     def has_secondary_index(self, name: str) -> bool:
         """Whether the secondary index `name`'s migration is complete; a "yes" is remembered."""
-        if name in self._secondary_indexes_found:
-            return True
-        found = super().has_secondary_index(name)
-        if found:
-            self._secondary_indexes_found.add(name)
-        return found
+        return _remembered(self._secondary_indexes_found, name, super().has_secondary_index)
 
     def _event_to_row(self, event: EventLogEntry) -> dict[str, Any]:
         """Dagster's row of `event`; its JSON is kept for the asset's `last_materialization`."""
@@ -358,6 +344,17 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self.close_databases()
         super().dispose()
+
+
+def _remembered(found: set[str], name: str, ask: Callable[[str], bool]) -> bool:
+    """`ask(name)`, unless `name` is in `found`; a "yes" is added to `found` (see the module
+    doc: what is found in the index database stays there while it is in use)."""
+    if name in found:
+        return True
+    if ask(name):
+        found.add(name)
+        return True
+    return False
 
 
 def _insert_event(conn: Connection, row: Mapping[str, Any]) -> int | None:
