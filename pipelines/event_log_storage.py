@@ -25,10 +25,14 @@ rolled back on an error while it is stored, and Dagster then stores its events o
 Per event, Dagster also asked the index database whether its tags table exists (a new engine
 and connection each time) and whether `asset_keys` has its index columns (a reflection of the
 table), and serialised a materialisation twice: as the event's row and, wrapped in its record,
-as the asset's `last_materialization`. Tables and columns are never dropped from a database in
-use, so a "yes" is kept (per storage, forgotten when its databases are wiped, upgraded or
-closed; a "no" is asked again); the record's JSON is the event's JSON inside the record's own
-(`_record_json`), the same text serialising the record gives (pinned by
+as the asset's `last_materialization`. Each read of asset records (every asset step reads its
+inputs' records for their data versions, every check its asset's: some 20 reads a day's run)
+asked twice more for a column of `asset_keys` (a reflection each) and twice whether a
+secondary index's migration is complete (a query each). Tables and columns are never dropped
+from a database in use and a completed migration is never undone (Dagster only inserts or
+updates its row), so a "yes" is kept (per storage, forgotten when its databases are wiped,
+upgraded or closed; a "no" is asked again); the record's JSON is the event's JSON inside the
+record's own (`_record_json`), the same text serialising the record gives (pinned by
 tests/unit/pipelines/test_event_log_storage.py, which compares every row with Dagster's).
 
 Each event's row is inserted by one constant statement given the row as its parameters
@@ -55,7 +59,7 @@ import functools
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -107,9 +111,11 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
         self._batch_thread: int | None = None
         self._batch: dict[str, Connection] = {}
         self._batch_stack = ExitStack()
-        # Index tables and `asset_keys` index columns seen to exist (see the module doc).
+        # Index tables, `asset_keys` columns and completed secondary indexes seen to exist
+        # (see the module doc).
         self._tables_found: set[str] = set()
-        self._index_cols_found = False
+        self._asset_key_cols_found: set[str] = set()
+        self._secondary_indexes_found: set[str] = set()
         # Per thread: the event `_event_to_row` serialised last, and its JSON.
         self._serialised = threading.local()
         super().__init__(base_dir, inst_data)
@@ -165,18 +171,22 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
 
     def has_table(self, table_name: str) -> bool:
         """Whether the index database has `table_name`; a "yes" is remembered."""
-        if table_name in self._tables_found:
-            return True
-        found = super().has_table(table_name)
-        if found:
-            self._tables_found.add(table_name)
-        return found
+        return _remembered(self._tables_found, table_name, super().has_table)
 
-    def _has_asset_key_index_cols_on_connection(self, conn: Connection) -> bool:
-        """Dagster's check of `asset_keys`' index columns; a "yes" is remembered."""
-        if not self._index_cols_found:
-            self._index_cols_found = super()._has_asset_key_index_cols_on_connection(conn)
-        return self._index_cols_found
+    def has_asset_key_col(self, column_name: str) -> bool:
+        """Whether `asset_keys` has `column_name`; a "yes" is remembered."""
+        if column_name in self._asset_key_cols_found:
+            return True
+        return super().has_asset_key_col(column_name)
+
+    def _has_asset_key_col_on_connection(self, conn: Connection, column_name: str) -> bool:
+        """Dagster's reflection of `asset_keys`' columns on `conn`; a "yes" is remembered."""
+        ask = functools.partial(super()._has_asset_key_col_on_connection, conn)
+        return _remembered(self._asset_key_cols_found, column_name, ask)
+
+    def has_secondary_index(self, name: str) -> bool:
+        """Whether the secondary index `name`'s migration is complete; a "yes" is remembered."""
+        return _remembered(self._secondary_indexes_found, name, super().has_secondary_index)
 
     def _event_to_row(self, event: EventLogEntry) -> dict[str, Any]:
         """Dagster's row of `event`; its JSON is kept for the asset's `last_materialization`."""
@@ -305,7 +315,8 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
         """Close every kept connection (the last close checkpoints each WAL into its file) and
         forget the tables and columns seen (a wipe or an upgrade follows)."""
         self._tables_found = set()
-        self._index_cols_found = False
+        self._asset_key_cols_found = set()
+        self._secondary_indexes_found = set()
         with self._db_lock:
             while self._engines:
                 self._engines.popitem()[1].dispose()
@@ -321,6 +332,17 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
     def dispose(self) -> None:
         self.close_databases()
         super().dispose()
+
+
+def _remembered(found: set[str], name: str, ask: Callable[[str], bool]) -> bool:
+    """`ask(name)`, unless `name` is in `found`; a "yes" is added to `found` (see the module
+    doc: what is found in the index database stays there while it is in use)."""
+    if name in found:
+        return True
+    if ask(name):
+        found.add(name)
+        return True
+    return False
 
 
 def _insert_event(conn: Connection, row: Mapping[str, Any]) -> int | None:

@@ -94,17 +94,31 @@ def _columns(con: duckdb.DuckDBPyConnection, source: str) -> list[tuple[str, str
     return [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
 
 
+def _view_columns(con: duckdb.DuckDBPyConnection, view: str) -> list[tuple[str, str]]:
+    """Names and types of `view`'s columns, in order, as DuckDB bound them when the view was
+    (re)made: read from the catalogue (types written as `DESCRIBE` writes them), where a
+    `DESCRIBE` of the view would bind it again and so re-read the footer of every file a
+    stage's view reads (90 in the demo home, 20 ms of a check's CPU)."""
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = "
+        "current_database() AND schema_name = current_schema() AND table_name = ? "
+        "ORDER BY column_index",
+        [view],
+    ).fetchall()
+    return [(r[0], r[1]) for r in rows]
+
+
 def _checked_source(
     con: duckdb.DuckDBPyConnection, warehouse: Path, domain: str, stage: str, days: Sequence[date]
 ) -> str:
     """What the checked days' view reads: their own files when these have the stage's whole
-    schema (the usual case), else every file through the stage's view."""
+    schema (the usual case), else every file through the stage's view (just made on `con`)."""
     base = _identifier(domain, stage)
     files = _day_files(warehouse, domain, stage, days)
     if files is None:
         return base
     own = f"read_parquet({files}, union_by_name = true)"
-    return own if _columns(con, own) == _columns(con, base) else base
+    return own if _columns(con, own) == _view_columns(con, base) else base
 
 
 def _window_days(days: Sequence[date], trailing_days: int) -> list[date]:

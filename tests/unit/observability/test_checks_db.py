@@ -162,3 +162,31 @@ def test_psi_from_sql_counts_equals_psi_with_nulls_ties_and_nan() -> None:
     today_frame = frame.filter(pl.col("partition_date") == date(2018, 1, 2))["x"]
     assert (stats.psi, stats.bins) == psi(base_frame, today_frame, 10)
     assert (stats.cases, stats.baseline_cases) == (120, 400)
+
+
+def test_columns_counted_together_or_one_per_query_give_each_columns_psi() -> None:
+    rng = np.random.default_rng(11)
+    days = [date(2018, 1, d) for d in (1, 2, 3)]
+    frame = pl.DataFrame(
+        {
+            "partition_date": [d for d in days for _ in range(150)],
+            "x": [None if i % 13 == 0 else float(v) for i, v in enumerate(rng.integers(0, 7, 450))],
+            "y": rng.normal(0.0, 1.0, 450) + np.repeat([0.0, 0.0, 0.8], 150),
+            "z": [None] * 450,  # no baseline value at all: no edges
+        },
+        schema_overrides={"z": pl.Float64},
+    )
+    con = duckdb.connect()
+    con.register("rel", frame.to_arrow())
+    windows = [(days[1], days[0], days[0]), (days[2], days[0], days[1])]
+    together, apart = DriftSource(con, "rel", 10), DriftSource(con, "rel", 10, values_per_query=1)
+    together.prepare(windows, ["x", "y", "z"])
+    apart.prepare(windows, ["x", "y", "z"])
+    for day, start, end in windows:
+        base = frame.filter(pl.col("partition_date").is_between(start, end))
+        today = frame.filter(pl.col("partition_date") == day)
+        for column in ("x", "y", "z"):
+            got = together.compare(day, start, end, column)
+            assert got == apart.compare(day, start, end, column)
+            assert got is not None
+            assert (got.psi, got.bins) == psi(base[column], today[column], 10)

@@ -373,3 +373,26 @@ def test_a_table_found_is_remembered_a_missing_one_asked_again(tmp_path: Path) -
     assert "made_later" not in storage._tables_found
     assert storage.has_table("made_later")
     storage.dispose()
+
+
+def test_an_asset_keys_column_and_a_secondary_index_found_are_remembered(tmp_path: Path) -> None:
+    import sqlite3
+
+    storage = HitlSqliteEventLogStorage(str(tmp_path))
+    storage._engine(INDEX_SHARD_NAME)
+    assert storage.has_asset_key_col("last_materialization_timestamp")
+    assert storage.can_read_asset_status_cache()  # `cached_status_data`, read per asset read
+    assert not storage.has_asset_key_col("added_later")
+    assert not storage.has_secondary_index("made_later")
+    with sqlite3.connect(storage.path_for_shard(INDEX_SHARD_NAME)) as con:
+        con.execute("ALTER TABLE asset_keys ADD COLUMN added_later TEXT")
+    storage.enable_secondary_index("made_later")
+    assert storage.has_asset_key_col("added_later")  # a "no" is asked again
+    assert storage.has_secondary_index("made_later")
+    assert {"last_materialization_timestamp", "cached_status_data", "added_later"} <= (
+        storage._asset_key_cols_found
+    )
+    assert "made_later" in storage._secondary_indexes_found
+    storage.close_databases()  # forgotten with the databases
+    assert not storage._asset_key_cols_found and not storage._secondary_indexes_found
+    storage.dispose()
