@@ -33,6 +33,7 @@ import duckdb
 import polars as pl
 
 from hitl_gate.core.kept_instance import attached_connection, can_attach
+from hitl_gate.core.new_database import DUCKDB_SIDE_FILES, place_new_database
 from hitl_gate.core.quiet_duckdb import quiet_connect
 
 SCHEMA_DIR = resources.files("hitl_gate.core").joinpath("schema")
@@ -128,23 +129,15 @@ def create_audit_database(path: Path) -> bool:
     writer creates the file as before.
     """
     path = Path(path)
-    if path.exists() or path.is_symlink() or Path(f"{path}.wal").exists():
+    # Checked first as well, so an existing file never costs the blank's making.
+    if any(os.path.lexists(f"{path}{suffix}") for suffix in ("", *DUCKDB_SIDE_FILES)):
         return False
-    aside: Path | None = None
     try:
-        blank = _blank_database()
+        blank = _blank_database().read_bytes()
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
-        os.close(handle)
-        aside = Path(name)
-        shutil.copyfile(blank, aside)
-        os.link(aside, path)
-    except (OSError, duckdb.Error):  # created meanwhile (FileExistsError), no hard links or
-        return False  # no room here or in the temporary folder: the writer creates it
-    finally:
-        if aside is not None:
-            aside.unlink(missing_ok=True)
-    return True
+    except (OSError, duckdb.Error):  # no room in the temporary folder: the writer creates it
+        return False
+    return place_new_database(path, blank, DUCKDB_SIDE_FILES)
 
 
 def _blank_database() -> Path:

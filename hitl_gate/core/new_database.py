@@ -1,4 +1,4 @@
-"""Write a new SQLite database from bytes, only where no database of that name exists.
+"""Write a new database file from bytes, only where no database of that name exists.
 
 Stores that a library creates by running its migrations on an empty file (a Dagster run's event
 database, MLflow's tracking store) pay that once per new file; a copy of a file the library
@@ -13,15 +13,19 @@ import os
 import uuid
 from pathlib import Path
 
-SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")  # a leftover of any means the file was in use
+# The files beside a database that mean it was in use (a leftover of any: it is not new).
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+DUCKDB_SIDE_FILES = (".wal",)
 
 
-def place_new_database(path: Path, content: bytes) -> bool:
+def place_new_database(
+    path: Path, content: bytes, side_files: tuple[str, ...] = SQLITE_SIDE_FILES
+) -> bool:
     """Write `content` as `path`; True when this call created it. False, with nothing written,
-    where the database or any of its side files exists, or the file system cannot link (the
+    where the database or any of its `side_files` exists, or the file system cannot link (the
     library then opens or creates the file itself, as without this)."""
     path = Path(path)
-    if any(os.path.lexists(f"{path}{suffix}") for suffix in ("", *SQLITE_SIDE_FILES)):
+    if any(os.path.lexists(f"{path}{suffix}") for suffix in ("", *side_files)):
         return False
     staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.new")  # not `*.db`: never listed
     try:
