@@ -35,6 +35,7 @@ BENCHMARKS = {
     "audit_opens": "bench.audit_opens",
     "report": "bench.report",
     "gx_checks": "bench.gx_checks",
+    "mlflow_store": "bench.mlflow_store",
 }
 
 

@@ -22,10 +22,10 @@ refuses a server this module did not start, so no test forks from another list u
 `PRELOAD`: what `hitl demo`'s domain processes are forked after (`domain_preload()`: skops
 first (models/model_format.py), the code location, Feast with `features` first, Great
 Expectations, scikit-learn, MLflow's sklearn flavour and SQL stores, ibis, openpyxl, plotly, the
-stages' modules; `STEP_PRELOAD` is its start), the recovery test's module (its children's
-target), then what a killed run and a GE child need beyond it, then work each run would repeat
-(tests/e2e/forkserver_warmup.py). A module left out only costs time (the child imports it),
-never coverage.
+stages' modules, then work each run would repeat (`hitl_gate.app.domain_warmup`);
+`STEP_PRELOAD` is its start), the recovery test's module (its children's target), then what a
+killed run and a GE child need beyond it. A module left out only costs time (the child imports
+it), never coverage.
 """
 
 from __future__ import annotations
@@ -89,7 +89,6 @@ def preload() -> tuple[str, ...]:
         "great_expectations.data_context.util",
         "hitl_gate.quality.gx_suites",
         "hitl_gate.quality.gx_dialect",
-        "tests.e2e.forkserver_warmup",
     )
 
 

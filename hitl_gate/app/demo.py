@@ -46,6 +46,7 @@ DEMO_PREFIX = "demo-"  # every demo identity (app.demo_identities) starts with i
 # ibis, scikit-learn's estimators, MLflow's SQL stores and pyfunc, the stages' own modules).
 # Like those, importing them must start no thread pool (tests/unit/app/test_domain_processes.py
 # forks a child after this list and uses Polars in it). A module left out only costs time.
+# Last, `hitl_gate.app.domain_warmup` does once what each domain process would repeat.
 DOMAIN_PRELOAD = (
     "ibis",
     "feast.repo_operations",
@@ -68,6 +69,7 @@ DOMAIN_PRELOAD = (
     "features.store",
     "models.scoring",
     "pkcs11",
+    "hitl_gate.app.domain_warmup",
 )
 
 
