@@ -50,6 +50,10 @@ class _Instance:
     alias: str
     users: int = 0
     read_only: bool = False
+    # Whether a new connection (cursor) of this instance starts with DuckDB's progress bar
+    # off: read once when the instance is built (`_new_instance`), so the `SET` that
+    # `quiet_connect` runs is run on each connection only where it changes something.
+    quiet_cursors: bool = False
 
 
 _LOCK = threading.Lock()
@@ -92,7 +96,8 @@ def attached_connection(
     try:
         con = instance.con.cursor()
         try:
-            con.execute("SET enable_progress_bar = false")
+            if not instance.quiet_cursors:
+                con.execute("SET enable_progress_bar = false")
             yield con
         finally:
             con.close()
@@ -184,7 +189,18 @@ def _new_instance(path: Path, restrict: Callable[[duckdb.DuckDBPyConnection], No
         con.close()
         raise
     _STATS["instances"] += 1
-    return _Instance(con, path, _alias(path))
+    return _Instance(con, path, _alias(path), quiet_cursors=not _draws_bar(con.cursor()))
+
+
+def _draws_bar(cursor: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a new connection of this instance has DuckDB's progress bar on (DuckDB's
+    driver turns it on for the connection `connect` returns, depending on where stdout goes,
+    not for the connections `cursor` adds: about 0.25 ms of CPU a `SET` spared)."""
+    try:
+        setting = "SELECT current_setting('enable_progress_bar')"
+        return bool(cursor.execute(setting).fetchall()[0][0])
+    finally:
+        cursor.close()
 
 
 # The in-memory database a kept instance holds while no file is attached (DuckDB's own name
