@@ -51,8 +51,8 @@ class _Instance:
     users: int = 0
     read_only: bool = False
     # Whether a new connection (cursor) of this instance starts with DuckDB's progress bar
-    # off: read once when the instance is built (`_new_instance`), so the `SET` that
-    # `quiet_connect` runs is run on each connection only where it changes something.
+    # off (`_quiet_cursors`), so the `SET` that `quiet_connect` runs is run on each
+    # connection only where it changes something.
     quiet_cursors: bool = False
 
 
@@ -189,18 +189,27 @@ def _new_instance(path: Path, restrict: Callable[[duckdb.DuckDBPyConnection], No
         con.close()
         raise
     _STATS["instances"] += 1
-    return _Instance(con, path, _alias(path), quiet_cursors=not _draws_bar(con.cursor()))
+    return _Instance(con, path, _alias(path), quiet_cursors=_quiet_cursors(con))
 
 
-def _draws_bar(cursor: duckdb.DuckDBPyConnection) -> bool:
-    """Whether a new connection of this instance has DuckDB's progress bar on (DuckDB's
-    driver turns it on for the connection `connect` returns, depending on where stdout goes,
-    not for the connections `cursor` adds: about 0.25 ms of CPU a `SET` spared)."""
-    try:
-        setting = "SELECT current_setting('enable_progress_bar')"
-        return bool(cursor.execute(setting).fetchall()[0][0])
-    finally:
-        cursor.close()
+def _quiet_cursors(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether DuckDB's driver starts the connections `cursor` adds with the progress bar
+    off: it turns the bar on for the connection `connect` returns (depending on where stdout
+    goes), not for those. Read on the first instance this process builds (a query on a new
+    cursor costs more than the `SET` it spares, so not per instance): 0.25 ms of CPU a
+    connection."""
+    if not _QUIET_CURSORS:
+        cursor = con.cursor()
+        try:
+            setting = "SELECT current_setting('enable_progress_bar')"
+            _QUIET_CURSORS.append(not cursor.execute(setting).fetchall()[0][0])
+        finally:
+            cursor.close()
+    return _QUIET_CURSORS[0]
+
+
+# `_quiet_cursors`' answer, once read (the driver's behaviour: the same for every instance).
+_QUIET_CURSORS: list[bool] = []
 
 
 # The in-memory database a kept instance holds while no file is attached (DuckDB's own name
