@@ -33,6 +33,7 @@ BENCHMARKS = {
     "event_log": "bench.event_log",
     "demo": "bench.demo",
     "audit_opens": "bench.audit_opens",
+    "audit_connections": "bench.audit_connections",
     "report": "bench.report",
     "gx_checks": "bench.gx_checks",
     "mlflow_store": "bench.mlflow_store",

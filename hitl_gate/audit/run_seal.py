@@ -133,6 +133,10 @@ class Picked:
 
     segment_id: str
     rows: dict[str, int]
+    # With nothing picked: whether the segment held a checkpoint then (read while the pick had
+    # it attached, under the run's claim, so discarding it opens no connection of its own);
+    # None: not read.
+    sealed: bool | None = None
 
     @property
     def total(self) -> int:
@@ -217,10 +221,14 @@ def pick_rows(
                 f"FROM {PICKED}",
                 [segment],
             )
+        sealed = None
+        if not rows:
+            checkpoints = f"SELECT count(*) FROM {SEGMENT_ALIAS}.main.audit_checkpoints"
+            sealed = bool(con.execute(checkpoints).fetchall()[0][0])
     finally:
         con.execute(f"DROP TABLE IF EXISTS {PICKED}")
         con.execute(f"DETACH {SEGMENT_ALIAS}")
-    return Picked(segment, rows)
+    return Picked(segment, rows, sealed)
 
 
 def _pick_source(
@@ -600,11 +608,14 @@ def has_segments(con: duckdb.DuckDBPyConnection) -> bool:
     )
 
 
-def discard(segments: Segments, segment: str, *, sealed_too: bool = False) -> None:
+def discard(
+    segments: Segments, segment: str, *, sealed_too: bool = False, unsealed: bool = False
+) -> None:
     """Remove a segment that was never sealed (no checkpoint): nothing in it to fold. With
     `sealed_too`, also one sealed but never folded (`_release_abandoned`: its run died);
-    the caller makes sure no leaf names it."""
-    if not sealed_too and segments.database(segment).is_file():
+    the caller makes sure no leaf names it. `unsealed`: the caller, holding the segment's
+    claim, read that it holds no checkpoint (`Picked.sealed`), so it is not opened again."""
+    if not sealed_too and not unsealed and segments.database(segment).is_file():
         with segments.open(segment, read_only=True) as seg:
             if seg.execute("SELECT count(*) FROM audit_checkpoints").fetchall()[0][0]:
                 return
@@ -635,7 +646,7 @@ def seal_and_fold(
     if picked.total:
         result = seal_picked(segments, picked, run_id, signer, memory_limit)
     else:
-        discard(segments, picked.segment_id)
+        discard(segments, picked.segment_id, unsealed=picked.sealed is False)
     folded = [segments.database(picked.segment_id)] if picked.total else []
     with connect(attachable=folded) as con:
         if picked.total:

@@ -31,6 +31,7 @@ from hitl_gate.audit.run_seal import (
     claim,
     fold_picked,
     pick_rows,
+    seal_and_fold,
     seal_picked,
     seal_with_segment,
     segment_id,
@@ -41,6 +42,7 @@ from hitl_gate.audit.run_segments import Segments, global_message
 from hitl_gate.audit.seal import SealRefused, seal_run
 from hitl_gate.audit.verify import verify_audit
 from hitl_gate.audit.witness import WitnessConfig
+from hitl_gate.core import kept_instance
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.home import HitlPaths
 from tests.blank_audit_db import blank_if_missing
@@ -172,6 +174,38 @@ def test_nothing_new_makes_no_segment_and_a_changed_row_its_next_version(
     assert home.rows("SELECT max(leaves) FROM audit_global_checkpoints") == [(3,)]
     code, out = _verify(home, capsys)
     assert code == 0, out
+
+
+def test_a_pick_of_nothing_discards_its_segment_unopened_unless_it_holds_a_checkpoint(
+    home: Home,
+) -> None:
+    """The pick reads whether a segment it picked nothing into holds a checkpoint (a retry
+    of a run whose fold never came): an empty one is removed without opening it again, a
+    sealed one is kept, as when `discard` opened it to look."""
+    empty = segment_id("a", [DAY1], "run-8")
+    with claim(home.segments, empty):
+        with home.picker(empty) as con:
+            nothing = pick_rows(con, home.segments, empty)
+        assert (nothing.total, nothing.sealed) == (0, False)
+        attaches = kept_instance.stats()["attaches"]
+        seal_and_fold(home.connect, home.segments, nothing, "run-8", home.key(),
+                      memory_limit=None, witness_dir=None)  # fmt: skip
+        assert kept_instance.stats()["attaches"] == attaches + 1  # the fold's only
+    assert not home.segments.database(empty).exists()
+
+    home.write("a", DAY2, range(31, 33))
+    retried = segment_id("a", [DAY2], "run-9")
+    with claim(home.segments, retried):
+        with home.picker(retried) as con:
+            picked = pick_rows(con, home.segments, retried)
+        assert (picked.total, picked.sealed) == (2, None)
+        assert seal_picked(home.segments, picked, "run-9", home.key()).appended == 2
+        with home.picker(retried) as con:  # the retry: its rows are pending, nothing new
+            again = pick_rows(con, home.segments, retried)
+        assert (again.total, again.sealed) == (0, True)
+        seal_and_fold(home.connect, home.segments, again, "run-9", home.key(),
+                      memory_limit=None, witness_dir=None)  # fmt: skip
+    assert home.segments.database(retried).is_file()  # sealed: not discarded
 
 
 def _seg(home: Home, run: str = "run-1", domain: str = "a", day: str = DAY1) -> str:
