@@ -9,8 +9,8 @@ read the ratios).
    private file, journal in memory, no `fsync`) vs the same build with SQLite's defaults (a
    journal file, every commit synced), as it was built before 2026-12-07.
 2. `new home`: `configure` + `alias_ref` on N new folders in a process that opened others
-   before (what each end-to-end test's home, or each forked run on a fresh home, pays), with
-   MLflow's newest migration kept (`keep_schema_head`) vs worked out again by every store.
+   before (what each end-to-end test's home, or each forked run on a fresh home, pays), for
+   scale (no baseline).
 3. `known home`: `alias_ref` again on a folder this process opened (what every later run
    of a process pays in `case_features`), for scale (no baseline).
 """
@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 
 from bench.features_models import Paired, paired_medians
-from models import mlflow_store
 from models.mlflow_store import DATABASE_FILE, _sqlite_uri, blank_store
 from models.registry import alias_ref
 
@@ -49,20 +48,6 @@ def new_homes(root: Path, count: int) -> None:
         alias_ref(MODEL, Path(tempfile.mkdtemp(dir=root)))
 
 
-def new_homes_head_each_time(root: Path, count: int) -> None:
-    """`new_homes` with MLflow's own `_get_latest_schema_revision`, as `configure` left it
-    before `keep_schema_head` (the baseline of `new home`)."""
-    from mlflow.store.db import utils
-
-    kept, keep = utils._get_latest_schema_revision, mlflow_store.keep_schema_head
-    utils._get_latest_schema_revision = kept.__wrapped__  # type: ignore[attr-defined]
-    mlflow_store.keep_schema_head = lambda: None  # `configure` would wrap it again
-    try:
-        new_homes(root, count)
-    finally:
-        utils._get_latest_schema_revision, mlflow_store.keep_schema_head = kept, keep
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -76,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         alias_ref(MODEL, known)
         homes = paired_medians(
             lambda: new_homes(root, args.homes),
-            lambda: new_homes_head_each_time(root, args.homes),
+            lambda: None,
             args.repeats,
         )
         again = paired_medians(lambda: alias_ref(MODEL, known), lambda: None, args.repeats, 20)
@@ -90,8 +75,7 @@ def report(blank: Paired, homes: Paired, again: Paired, count: int) -> str:
         f"| blank store build | {blank.cpu:.3f} | {blank.wall:.3f} | {blank.base_cpu:.3f} | "
         f"{blank.base_wall:.3f} | {blank.cpu_ratio:.2f} |",
         f"| new home (configure + alias_ref), per home | {homes.cpu / count:.4f} | "
-        f"{homes.wall / count:.4f} | {homes.base_cpu / count:.4f} | "
-        f"{homes.base_wall / count:.4f} | {homes.cpu_ratio:.2f} |",
+        f"{homes.wall / count:.4f} | | | |",
         f"| known home (alias_ref) | {again.cpu:.4f} | {again.wall:.4f} | | | |",
     ]
     return "\n".join(rows)

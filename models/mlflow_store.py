@@ -88,7 +88,6 @@ def configure(mlflow_dir: Path) -> MlflowClient:
     mlflow_dir = Path(mlflow_dir).resolve()
     mlflow_dir.mkdir(parents=True, exist_ok=True)
     uri = tracking_uri(mlflow_dir)
-    keep_schema_head()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow_dir in _TABLES_READY:
@@ -108,26 +107,6 @@ def configure(mlflow_dir: Path) -> MlflowClient:
         client.search_registered_models(max_results=1)  # the registry store, created on use
     _TABLES_READY.add(mlflow_dir)
     return client
-
-
-def keep_schema_head() -> None:
-    """Have MLflow work out the newest migration of its schema once per process, not once per
-    store it opens.
-
-    Every tracking store MLflow opens (one per folder and process) checks the database's
-    migration stamp against the head of MLflow's migration scripts
-    (`mlflow.store.db.utils._verify_schema`), and finds that head by having alembic read and run
-    every script (~65) again: about 0.03 CPU s per folder, half of what opening a new folder's
-    store costs. The head is a fact of the installed MLflow package, which a running process
-    cannot change, so its first answer is kept (`functools.cache` over MLflow's own function).
-    The stamp of each database is still read and compared at each open: a store of another
-    schema is refused as before (tests/unit/models/test_mlflow_store.py).
-    """
-    from mlflow.store.db import utils
-
-    latest = utils._get_latest_schema_revision
-    if not hasattr(latest, "cache_info"):
-        utils._get_latest_schema_revision = functools.cache(latest)
 
 
 @functools.cache
