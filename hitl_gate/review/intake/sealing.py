@@ -47,9 +47,10 @@ def insert_claimed(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFra
     (`RETURNING` of an `INSERT OR IGNORE`: a row skipped because its key is present is not
     returned), so a row someone forged earlier under the same key (the insert skips ours) is
     never claimed, whatever its file or content. The table's primary key is the event
-    source's key (pinned by `tests/unit/review/intake/test_claimed_keys.py`), so "skipped" and
-    "key present before" are the same rows: the keys present after the insert and not before, which intake
-    once read with two queries around the insert (five statements, now one).
+    source's key (pinned by `tests/unit/review/intake/test_claimed_keys.py`), so "skipped"
+    and "key present before" are the same rows: the keys present after the insert and not
+    before, which intake once read with two queries around the insert (five statements, now
+    one).
     """
     source = SOURCES_BY_TYPE[INTAKE_OWNED[table]]
     sql = source_sql(con, source)
