@@ -181,7 +181,13 @@ class Workspace:
         """`person` then `assign`, on one connection (registered with their `ROLES` role)."""
         from hitl_gate.core.database import audit_connection
 
+        copied_in = self._set_up_from_template(person_id, batch_id)
+        if copied_in == self.root:
+            return  # the copy is this set-up, its batch folders already this workspace's
         with audit_connection(self.db) as con:
+            if copied_in is not None:
+                _moved_batch_folders(self, con)
+                return
             self.register_on(con, person_id)
             record_batches_on(self, con)
             self.assign_on(con, batch_id, person_id)
@@ -217,8 +223,13 @@ class Workspace:
         each DuckDB open and checkpoint costs tens of milliseconds of CPU."""
         from hitl_gate.core.database import audit_connection
 
-        with audit_connection(self.db) as con:
-            return self.sign_as_on(con, path, person_id, batch_id)
+        copied_in = self._set_up_from_template(person_id, batch_id)
+        if copied_in != self.root:
+            with audit_connection(self.db) as con:
+                if copied_in is None:
+                    return self.sign_as_on(con, path, person_id, batch_id)
+                _moved_batch_folders(self, con)
+        return self.keys.sign_file(path, person_id, VERDICTS)
 
     def sign_as_on(
         self, con: duckdb.DuckDBPyConnection, path: Path, person_id: str, batch_id: str | None
@@ -255,10 +266,11 @@ class Workspace:
             batch_id = typed_batch(path, typed)
             known = batch_id in {b.batch_id for b in self.batches.values()}
             assigned = batch_id if assign and known else None
-        copied = sign and self._set_up_from_template(who, assigned)
+        copied_in = self._set_up_from_template(who, assigned) if sign else None
         with audit_connection(self.db) as con:
-            if copied:
-                _moved_batch_folders(self, con)
+            if copied_in is not None:
+                if copied_in != self.root:
+                    _moved_batch_folders(self, con)
                 self.keys.sign_file(path, who, VERDICTS)
             elif sign:
                 self.sign_as_on(con, path, who, assigned)
@@ -277,20 +289,21 @@ class Workspace:
                 name=name,
             )
 
-    def _set_up_from_template(self, who: str, batch_id: str | None) -> bool:
+    def _set_up_from_template(self, who: str, batch_id: str | None) -> Path | None:
         """When the audit file is still the blank copy `make_workspace` placed: make it what
         `sign_as_on(who, batch_id)` makes of a blank file (the registry's administrator and
         `who` with their `ROLES` role, the batches recorded, `who` the batch's assignee) by
-        copying that file, made once per test process by the same SQL; True when it did.
+        copying that file, made once per test process by the same SQL. Returns the root of the
+        workspace whose batch folders the copy names (this one's: nothing more to do; another:
+        `_moved_batch_folders`), or None when nothing was done.
 
         The file is the same rows the SQL writes (the same pooled keys sign the same acts at
-        `REGISTERED_AT`; the batches' folders are this workspace's, `_moved_batch_folders`),
-        some 60 ms of CPU cheaper per workspace. False (nothing done) once anything may have
-        written to the file: the caller then sets up by SQL as before.
+        `REGISTERED_AT`), some 60 ms of CPU cheaper per workspace. None, with nothing done,
+        once anything may have written to the file: the caller then sets up by SQL as before.
         """
-        stamp, self.blank_stamp = self.blank_stamp, None  # only ever the first ingest
+        stamp, self.blank_stamp = self.blank_stamp, None  # only ever the first set-up
         if stamp is None or _file_stamp(self.db) != stamp:
-            return False
+            return None
         shape = tuple(
             (b.batch_id, b.queue, b.case_ids, b.due_at, b.folder.relative_to(self.root))
             for b in sorted(self.batches.values(), key=lambda b: b.batch_id)
@@ -305,18 +318,17 @@ class Workspace:
                 record_batches_on(self, con)
                 if batch_id is not None:
                     self.assign_on(con, batch_id, who)
-            if _file_stamp(self.db) is None:
-                return True  # a log beside it: the file alone is not the set-up, not kept
-            if len(_SET_UP) >= EXPORTED_LIMIT:
-                _SET_UP.clear()
-            _SET_UP[memo] = (self.db.read_bytes(), frozenset(self.registered))
-            return True
-        data, people = made
+            if _file_stamp(self.db) is not None:  # no log beside it: the file is the set-up
+                if len(_SET_UP) >= EXPORTED_LIMIT:
+                    _SET_UP.clear()
+                _SET_UP[memo] = (self.db.read_bytes(), frozenset(self.registered), self.root)
+            return self.root
+        data, people, root = made
         staged = self.db.with_name(f".{self.db.name}.set-up")
         staged.write_bytes(data)
         staged.replace(self.db)
         self.registered.update(people)
-        return True
+        return root
 
     def count(self, sql: str, params: list | None = None) -> int:
         from hitl_gate.core.database import audit_connection, scalar
@@ -555,9 +567,10 @@ def _file_stamp(path: Path) -> tuple[int, int, int] | None:
     return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
-# The audit file after `Workspace._set_up_from_template`'s set-up, and who its registry holds,
-# by what made it (the review key, the batches, the signer, their role, the batch assigned).
-_SET_UP: dict[tuple[object, ...], tuple[bytes, frozenset[str]]] = {}
+# The audit file after `Workspace._set_up_from_template`'s set-up, who its registry holds and
+# the root of the workspace it was made in, by what made it (the review key, the batches, the
+# signer, their role, the batch assigned).
+_SET_UP: dict[tuple[object, ...], tuple[bytes, frozenset[str], Path]] = {}
 
 
 def _moved_batch_folders(ws: Workspace, con: duckdb.DuckDBPyConnection) -> None:
