@@ -26,7 +26,7 @@ import polars as pl
 
 from hitl_gate.audit.events import SOURCES_BY_TYPE, source_sql
 from hitl_gate.audit.seal import SEAL_MEMORY_LIMIT, SealRefused, SealResult, seal_run
-from hitl_gate.core.database import insert_new_rows
+from hitl_gate.core.database import insert_new_rows, registered
 
 if TYPE_CHECKING:
     from hitl_gate.audit.signer import CheckpointSigner
@@ -43,31 +43,26 @@ IntakeSealer = Callable[[duckdb.DuckDBPyConnection, Written], SealResult]
 def insert_claimed(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> list[str]:
     """Insert `frame`'s new rows into an intake-owned `table`; return the keys inserted.
 
-    Call inside the writing transaction. The keys are those present after the insert and not
-    before, so a row someone forged earlier under the same key (the insert skips ours) is
-    never claimed, whatever its file or content.
+    Call inside the writing transaction. The keys are those of the rows this insert wrote
+    (`RETURNING` of an `INSERT OR IGNORE`: a row skipped because its key is present is not
+    returned), so a row someone forged earlier under the same key (the insert skips ours) is
+    never claimed, whatever its file or content. The table's primary key is the event
+    source's key (pinned by `tests/unit/review/intake/test_claimed_keys.py`), so "skipped"
+    and "key present before" are the same rows: the keys present after the insert and not
+    before, which intake once read with two queries around the insert (five statements, now
+    one).
     """
-    before = _keys_present(con, table, frame)
-    insert_new_rows(con, table, frame)
-    return sorted(_keys_present(con, table, frame) - before)
-
-
-def _keys_present(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> set[str]:
-    """Entity keys (as the log spells them) of `table`'s rows that share a key with `frame`."""
     source = SOURCES_BY_TYPE[INTAKE_OWNED[table]]
     sql = source_sql(con, source)
     if sql is None or frame.is_empty():
-        return set()
-    columns = ", ".join(f'"{name}"' for name in source.key)
-    con.register("intake_claimed_keys", frame.select(source.key).to_arrow())
-    try:
+        insert_new_rows(con, table, frame)  # no table: the insert's own error, as before
+        return []
+    with registered(con, "intake_claimed_rows", frame.to_arrow()):
         rows = con.execute(
-            f"SELECT {sql.entity_key} FROM {sql.table} "
-            f"SEMI JOIN intake_claimed_keys USING ({columns})"
+            f"INSERT OR IGNORE INTO {sql.table} BY NAME SELECT * FROM intake_claimed_rows "
+            f"RETURNING {sql.entity_key}"
         ).fetchall()
-    finally:
-        con.unregister("intake_claimed_keys")
-    return {str(key) for (key,) in rows}
+    return sorted({str(key) for (key,) in rows})
 
 
 def intake_sealer(
