@@ -35,11 +35,13 @@ class AutocommitDuckDBDialect(duckdb_engine.Dialect):
     supports_statement_cache = False  # as duckdb_engine declares; SQLAlchemy asks each subclass
 
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
-        """`duckdb_engine`'s connection, its file access restricted before GE uses it."""
+        """`duckdb_engine`'s connection, its file access restricted before GE uses it and no
+        progress bar drawn on stdout (`quiet_duckdb`)."""
         allowed = cparams.pop("allowed_directories", None)
         if allowed is None:
             raise ValueError("a hitl-gate DuckDB engine needs connect_args allowed_directories")
         connection = super().connect(*cargs, **cparams)
+        connection.execute("SET enable_progress_bar = false")  # as `quiet_connect` does
         restrict_to_directories(connection, allowed)
         return connection
 
