@@ -33,7 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hitl_gate.quality.data_docs import install_styles
-from hitl_gate.quality.site_pages import copy_static_files, render_section
+from hitl_gate.quality.site_pages import (
+    copy_static_files,
+    render_section,
+    share_compiled_templates,
+)
 
 if TYPE_CHECKING:
     from great_expectations.data_context.store.store import DataDocsSiteConfigTypedDict
@@ -118,6 +122,7 @@ def _open(project_root: Path, site_name: str, site: DataDocsSiteConfigTypedDict)
         },
         config_defaults={"class_name": "SiteBuilder", "module_name": _SITE_BUILDER},
     )
+    share_compiled_templates(site_builder)
     return GxProject(context, site_name, site, site_builder, None)
 
 

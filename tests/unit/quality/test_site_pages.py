@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from datetime import date
 from pathlib import Path
@@ -13,10 +14,14 @@ from hitl_gate.quality.data_docs import strip_remote_assets
 from hitl_gate.quality.expectations import Expectation, Suite
 from hitl_gate.quality.gx_projects import OPEN_PROJECTS
 from hitl_gate.quality.gx_suites import SITE_NAME, GxLocations, _site, run_suite
+from hitl_gate.quality.site_pages import COMPILED_TEMPLATES
 
 pytestmark = pytest.mark.slow  # Great Expectations runs
 
 DAY = date(2018, 1, 10)
+_VARYING = re.compile(
+    r"\d{8}T\d{6}\.\d+Z|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+)
 
 
 def _checked(tmp_path: Path) -> GxLocations:
@@ -76,3 +81,31 @@ def test_static_files_are_copied_when_the_site_lacks_one(tmp_path: Path) -> None
     truncated.write_bytes(truncated.read_bytes()[:10])  # another GE version's file, say
     run_suite(where, "d", "validated_cases", _suite(), [DAY], "r4")
     assert truncated.stat().st_size > 10
+
+
+def test_a_new_projects_pages_use_the_compiled_templates_and_render_the_same(
+    tmp_path: Path,
+) -> None:
+    from great_expectations.render.view import DefaultJinjaPageView
+
+    first = _checked(tmp_path / "a")
+    run_suite(first, "d", "validated_cases", _suite(), [DAY], "r1")
+    assert COMPILED_TEMPLATES._code  # GE's templates, compiled once for the process
+    second = _checked(tmp_path / "b")
+    run_suite(second, "d", "validated_cases", _suite(), [DAY], "r1")
+    with OPEN_PROJECTS.using(second.project_root, SITE_NAME, _site(second)) as project:
+        section = project.site_builder.site_section_builders["validations"]
+        assert section.view_class.env.bytecode_cache is COMPILED_TEMPLATES
+        key = project.context.validation_results_store.list_keys()[0]
+        result = project.context.validation_results_store.get(key)
+        fresh = DefaultJinjaPageView(
+            custom_styles_directory=section.view_class.custom_styles_directory
+        )  # its own environment, compiling every template itself
+        assert fresh.env.bytecode_cache is None
+        pages = [  # GE's views change the content they render: each renders its own
+            view.render(section.renderer_class.render(result), data_context_id="x")
+            for view in (section.view_class, fresh)
+        ]
+    # the same page but for its render time and its elements' random ids
+    assert len({_VARYING.sub("-", page) for page in pages}) == 1
+    assert len(pages[0]) > 5000
