@@ -37,13 +37,19 @@ class ContractVersionConflict(ValueError):
 
 
 def _known(con: duckdb.DuckDBPyConnection, domain: str, sha256: str) -> dict | None:
-    found = query_frame(
-        con,
+    """Where and as which version these bytes were first registered, if they were.
+
+    One row at most, fetched as a tuple: a Polars frame for it cost a run more than the query.
+    """
+    found = con.execute(
         "SELECT partition_date, file_path, version FROM file_versions "
-        "WHERE domain = ? AND file_sha256 = ?",
+        "WHERE domain = ? AND file_sha256 = ? LIMIT 1",
         [domain, sha256],
-    )
-    return found.row(0, named=True) if found.height else None
+    ).fetchall()
+    if not found:
+        return None
+    partition_date, file_path, version = found[0]
+    return {"partition_date": partition_date, "file_path": file_path, "version": version}
 
 
 def register_files(

@@ -15,13 +15,22 @@ those files do not have the columns and types of all the stage's files together 
 or widened since), the view reads every file, as `union_by_name` then gives the checked rows the
 stage's whole schema; the row counts against the trailing days read the window's files.
 
+The stage's view over every file is bound again (each file's footer read, 90 in the demo home)
+only when the stage's folder changed: `stage_listings` keeps, per view, a digest of the folder's
+entries (names, sizes, modification times) and of the DuckDB version it was bound with. While
+the digest holds, the view's catalogue columns are those of the same files.
+
 Every session on the file (this module's and Great Expectations' engine, `gx_dialect`) may read
 only the warehouse (`readable_directories`): a view planted in the file by whoever can write
-it cannot `read_blob` the home's secrets into a validation result or a Data Docs page.
+it cannot `read_blob` the home's secrets into a validation result or a Data Docs page. A check
+prepares the views on the connection GE then validates with (`prepare_stage(connection=...)`),
+so the file is opened once per check.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +50,7 @@ CREATE TABLE IF NOT EXISTS trailing_row_counts (
     view_name VARCHAR, partition_date DATE, row_count BIGINT, trailing_days INTEGER,
     trailing_median DOUBLE, ratio_to_trailing_median DOUBLE
 );
+CREATE TABLE IF NOT EXISTS stage_listings (view_name VARCHAR PRIMARY KEY, listing VARCHAR);
 """
 
 
@@ -135,6 +145,35 @@ def _identifier(*parts: str) -> str:
     return name
 
 
+def _listing(folder: Path) -> str:
+    """A digest of `folder`'s entries (name, size, modification time) and of DuckDB's version:
+    what the stage's view over every file was bound from."""
+    entries = sorted(
+        f"{e.name}\0{e.stat().st_size}\0{e.stat().st_mtime_ns}" for e in os.scandir(folder)
+    )
+    text = "\n".join([duckdb.__version__, *entries])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _define_stage_view(con: duckdb.DuckDBPyConnection, base: str, folder: Path, files: str) -> None:
+    """(Re)define the view over every file of the stage unless it was bound from the same
+    folder listing (`_listing`), recorded in `stage_listings` with it."""
+    listing = _listing(folder)
+    bound = con.execute(
+        "SELECT count(*) FROM stage_listings s JOIN duckdb_views() v ON v.view_name = s.view_name"
+        " AND v.database_name = current_database() AND v.schema_name = current_schema()"
+        " WHERE s.view_name = ? AND s.listing = ?",
+        [base, listing],
+    ).fetchall()
+    if bound[0][0]:
+        return
+    con.execute(
+        f"CREATE OR REPLACE VIEW {base} AS "
+        f"SELECT * FROM read_parquet('{files}', union_by_name = true)"
+    )
+    con.execute("INSERT OR REPLACE INTO stage_listings VALUES (?, ?)", [base, listing])
+
+
 @contextmanager
 def _connect(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     con = quiet_connect(str(database_path(warehouse)), config=connect_config(warehouse))
@@ -146,62 +185,84 @@ def _connect(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
         con.close()
 
 
+@contextmanager
+def _session(warehouse: Path, connection: Any) -> Iterator[duckdb.DuckDBPyConnection]:
+    """`connection` (already restricted to `readable_directories`) with the schema, else a
+    connection of this module's own."""
+    if connection is None:
+        with _connect(warehouse) as con:
+            yield con
+    else:
+        connection.execute(_SCHEMA)
+        yield connection
+
+
 def prepare_stage(
-    warehouse: Path, domain: str, stage: str, days: Sequence[date], trailing_days: int | None
+    warehouse: Path,
+    domain: str,
+    stage: str,
+    days: Sequence[date],
+    trailing_days: int | None,
+    connection: Any = None,
 ) -> StageViews:
     """(Re)define the stage's views and record which days the coming validation covers.
 
     `trailing_days`, when given, fills `trailing_row_counts` for the checked days: each day's
     rows and the median of the stage's daily row counts over the `trailing_days` days before it
-    (NULL without history, which GE does not count against the expectation).
+    (NULL without history, which GE does not count against the expectation). `connection`, if
+    given, is a DuckDB connection to the file set up as `gx_dialect` sets GE's up (settings of
+    `connect_config`, file access restricted); it stays open.
     """
     base = _identifier(domain, stage)
     views = StageViews(checked=f"{base}__checked", row_counts=f"{base}__row_counts")
     files = f"{domain}/{stage}/*.parquet"
-    if not (warehouse / domain / stage).is_dir():
+    folder = warehouse / domain / stage
+    if not folder.is_dir():
         raise FileNotFoundError(f"no stored output for {domain}/{stage} under {warehouse}")
-    with _connect(warehouse) as con:
+    with _session(warehouse, connection) as con:
         con.execute("BEGIN TRANSACTION")  # one commit (and one fsync) for the whole preparation
-        con.execute(
-            f"CREATE OR REPLACE VIEW {base} AS "
-            f"SELECT * FROM read_parquet('{files}', union_by_name = true)"
-        )
-        source = _checked_source(con, warehouse, domain, stage, days)
-        con.execute(
-            f"CREATE OR REPLACE VIEW {views.checked} AS SELECT * FROM {source} WHERE partition_date"
-            f" IN (SELECT partition_date FROM checked_days WHERE view_name = '{base}')"
-        )
-        con.execute(
-            f"CREATE OR REPLACE VIEW {views.row_counts} AS SELECT * EXCLUDE (view_name) "
-            f"FROM trailing_row_counts WHERE view_name = '{base}'"
-        )
-        con.execute("DELETE FROM checked_days WHERE view_name = ?", [base])
-        con.execute(
-            "INSERT INTO checked_days SELECT ?, unnest(?::DATE[])", [base, sorted(set(days))]
-        )
-        con.execute("DELETE FROM trailing_row_counts WHERE view_name = ?", [base])
-        window = None
-        if trailing_days is not None and days:
-            window = _day_files(warehouse, domain, stage, _window_days(days, trailing_days))
-        if trailing_days is not None and window is not None:
+        try:
+            _define_stage_view(con, base, folder, files)
+            source = _checked_source(con, warehouse, domain, stage, days)
             con.execute(
-                f"""
-                INSERT INTO trailing_row_counts
-                WITH counts AS (
-                    SELECT partition_date, count(*)::BIGINT AS row_count
-                    FROM read_parquet({window}, union_by_name = true) GROUP BY ALL
-                ), checked AS (
-                    SELECT c.partition_date, c.row_count, (
-                        SELECT median(h.row_count) FROM counts h
-                        WHERE h.partition_date < c.partition_date
-                        AND h.partition_date >= c.partition_date - ?::INTEGER
-                    ) AS trailing_median
-                    FROM counts c WHERE c.partition_date IN (SELECT unnest(?::DATE[]))
-                )
-                SELECT ?, partition_date, row_count, ?, trailing_median,
-                    row_count / nullif(trailing_median, 0) FROM checked
-                """,
-                [trailing_days, sorted(set(days)), base, trailing_days],
+                f"CREATE OR REPLACE VIEW {views.checked} AS SELECT * FROM {source} WHERE "
+                f"partition_date IN (SELECT partition_date FROM checked_days WHERE view_name = "
+                f"'{base}')"
             )
+            con.execute(
+                f"CREATE OR REPLACE VIEW {views.row_counts} AS SELECT * EXCLUDE (view_name) "
+                f"FROM trailing_row_counts WHERE view_name = '{base}'"
+            )
+            con.execute("DELETE FROM checked_days WHERE view_name = ?", [base])
+            con.execute(
+                "INSERT INTO checked_days SELECT ?, unnest(?::DATE[])", [base, sorted(set(days))]
+            )
+            con.execute("DELETE FROM trailing_row_counts WHERE view_name = ?", [base])
+            window = None
+            if trailing_days is not None and days:
+                window = _day_files(warehouse, domain, stage, _window_days(days, trailing_days))
+            if trailing_days is not None and window is not None:
+                con.execute(
+                    f"""
+                    INSERT INTO trailing_row_counts
+                    WITH counts AS (
+                        SELECT partition_date, count(*)::BIGINT AS row_count
+                        FROM read_parquet({window}, union_by_name = true) GROUP BY ALL
+                    ), checked AS (
+                        SELECT c.partition_date, c.row_count, (
+                            SELECT median(h.row_count) FROM counts h
+                            WHERE h.partition_date < c.partition_date
+                            AND h.partition_date >= c.partition_date - ?::INTEGER
+                        ) AS trailing_median
+                        FROM counts c WHERE c.partition_date IN (SELECT unnest(?::DATE[]))
+                    )
+                    SELECT ?, partition_date, row_count, ?, trailing_median,
+                        row_count / nullif(trailing_median, 0) FROM checked
+                    """,
+                    [trailing_days, sorted(set(days)), base, trailing_days],
+                )
+        except BaseException:
+            con.execute("ROLLBACK")  # a shared connection goes on to GE's queries
+            raise
         con.execute("COMMIT")
     return views

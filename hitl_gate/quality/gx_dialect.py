@@ -10,7 +10,7 @@ what a read-only validation wants, and the result survives until it is fetched.
 The dialect also restricts each connection's file access to the directories given as the
 connect argument `allowed_directories` (`expectation_batches.readable_directories`), so GE's
 queries can read the warehouse's Parquet and nothing else, and answers SQLAlchemy's
-primary-key reflection (which GE runs on every batch) from DuckDB's own catalogue.
+primary-key and column reflection (which GE runs on every batch) from DuckDB's own catalogue.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any
 import duckdb_engine
 from sqlalchemy import text
 from sqlalchemy.dialects import registry
-from sqlalchemy.engine.interfaces import ReflectedPrimaryKeyConstraint
+from sqlalchemy.engine.interfaces import ReflectedColumn, ReflectedPrimaryKeyConstraint
+from sqlalchemy.exc import NoSuchTableError
+from sqlalchemy.types import NullType
 
 from hitl_gate.core.database import restrict_to_directories
 
@@ -33,11 +35,13 @@ class AutocommitDuckDBDialect(duckdb_engine.Dialect):
     supports_statement_cache = False  # as duckdb_engine declares; SQLAlchemy asks each subclass
 
     def connect(self, *cargs: Any, **cparams: Any) -> Any:
-        """`duckdb_engine`'s connection, its file access restricted before GE uses it."""
+        """`duckdb_engine`'s connection, its file access restricted before GE uses it and no
+        progress bar drawn on stdout (`quiet_duckdb`)."""
         allowed = cparams.pop("allowed_directories", None)
         if allowed is None:
             raise ValueError("a hitl-gate DuckDB engine needs connect_args allowed_directories")
         connection = super().connect(*cargs, **cparams)
+        connection.execute("SET enable_progress_bar = false")  # as `quiet_connect` does
         restrict_to_directories(connection, allowed)
         return connection
 
@@ -59,6 +63,35 @@ class AutocommitDuckDBDialect(duckdb_engine.Dialect):
             {"table": table_name, "schema": schema},
         ).fetchall()
         return {"constrained_columns": list(rows[0][0]) if rows else [], "name": None}
+
+    def get_columns(
+        self, connection: Any, table_name: str, schema: str | None = None, **kw: Any
+    ) -> list[ReflectedColumn]:
+        """The columns of `table_name`, in order, from DuckDB's catalogue, typed `NullType`.
+
+        GE reflects a batch's columns before every validation. The PostgreSQL catalogue query
+        SQLAlchemy would send fails on DuckDB (no `pg_catalog.pg_collation`), after which GE
+        learnt the names alone from a `SELECT * ... LIMIT 1` of the view (binding its Parquet
+        files again). The same names with no type (`NullType`, as GE's fallback knows none)
+        leave GE's type-dependent branches (a text column refused by `..._to_be_between`,
+        booleans in `..._to_be_in_set`) as they were: the same results for one catalogue read.
+        An unknown table raises `NoSuchTableError`, which sends GE to its fallback as before.
+        """
+        rows = connection.execute(
+            text(
+                "SELECT column_name, is_nullable FROM duckdb_columns() "
+                "WHERE database_name = current_database() AND table_name = :table "
+                "AND schema_name = coalesce(CAST(:schema AS VARCHAR), current_schema()) "
+                "ORDER BY column_index"
+            ),
+            {"table": table_name, "schema": schema},
+        ).fetchall()
+        if not rows:
+            raise NoSuchTableError(table_name)
+        return [
+            {"name": name, "type": NullType(), "nullable": bool(nullable), "default": None}
+            for name, nullable in rows
+        ]
 
     def do_begin(self, dbapi_connection: Any) -> None:
         """No explicit transaction: DuckDB commits each statement by itself."""

@@ -33,6 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hitl_gate.quality.data_docs import install_styles
+from hitl_gate.quality.site_pages import (
+    copy_static_files,
+    render_section,
+    share_compiled_templates,
+)
 
 if TYPE_CHECKING:
     from great_expectations.data_context.store.store import DataDocsSiteConfigTypedDict
@@ -56,8 +61,15 @@ class GxProject:
     definitions: dict[str, Any] = field(default_factory=dict)
 
     def build_pages(self, identifiers: list[Any]) -> list[Path]:
-        """Build the site's pages of `identifiers` (no GE index); the files, in that order."""
-        self.site_builder.build(resource_identifiers=identifiers, build_index=False)
+        """Build the site's pages of `identifiers` (no GE index); the files, in that order.
+
+        The pages GE's `site_builder.build(resource_identifiers=..., build_index=False)`
+        renders, without its walk of every stored result and its copy of GE's static files at
+        each call (`site_pages`).
+        """
+        for section in self.site_builder.site_section_builders.values():
+            render_section(section, identifiers)
+        copy_static_files(self.site_builder.target_store)
         urls = [
             self.site_builder.get_resource_url(resource_identifier=i, only_if_exists=True)
             for i in identifiers
@@ -110,6 +122,7 @@ def _open(project_root: Path, site_name: str, site: DataDocsSiteConfigTypedDict)
         },
         config_defaults={"class_name": "SiteBuilder", "module_name": _SITE_BUILDER},
     )
+    share_compiled_templates(site_builder)
     return GxProject(context, site_name, site, site_builder, None)
 
 

@@ -29,7 +29,12 @@ import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.quality.data_docs import strip_remote_assets, write_index
-from hitl_gate.quality.expectation_batches import database_path, engine_kwargs, prepare_stage
+from hitl_gate.quality.expectation_batches import (
+    StageViews,
+    database_path,
+    engine_kwargs,
+    prepare_stage,
+)
 from hitl_gate.quality.expectations import (
     TRAILING,
     Expectation,
@@ -299,6 +304,24 @@ def _validate(
     return outcomes, identifier, stored
 
 
+def _prepare(
+    datasource: Any,
+    where: GxLocations,
+    domain: str,
+    stage: str,
+    days: Sequence[date],
+    trailing_days: int | None,
+) -> StageViews:
+    """The stage's views, prepared on the pooled connection GE's queries then use: the DuckDB
+    file is opened (and checkpointed on close) once per check, not once more for this."""
+    pooled = datasource.get_execution_engine().engine.raw_connection()
+    try:
+        connection = pooled.driver_connection
+        return prepare_stage(where.warehouse, domain, stage, days, trailing_days, connection)
+    finally:
+        pooled.close()  # back to the pool, for GE's queries
+
+
 @contextmanager
 def _validation_turn(where: GxLocations) -> Iterator[None]:
     """Hold the warehouse's validation lock for the block, across processes.
@@ -370,9 +393,6 @@ def run_suite(
     trailing = [(i, e) for i, e in enumerate(suite.expectations) if e.expectation == TRAILING]
     direct = [(i, e) for i, e in enumerate(suite.expectations) if e.expectation != TRAILING]
     with _validation_turn(where):
-        views = prepare_stage(
-            where.warehouse, domain, stage, days, trailing[0][1].days if trailing else None
-        )
         with OPEN_PROJECTS.using(where.project_root, SITE_NAME, _site(where)) as project:
             context = project.context
             datasource = _datasource(
@@ -384,6 +404,8 @@ def run_suite(
             run_id = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
             outcomes, identifiers, stored, names = [], [], set(), []
             try:
+                window = trailing[0][1].days if trailing else None
+                views = _prepare(datasource, where, domain, stage, days, window)
                 for table, part in ((views.checked, direct), (views.row_counts, trailing)):
                     if not part:
                         continue

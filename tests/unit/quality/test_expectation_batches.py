@@ -12,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 
 from hitl_gate.quality.expectation_batches import _connect, prepare_stage
 
@@ -109,3 +110,41 @@ def test_no_checked_day_and_no_stored_day_give_empty_views(tmp_path: Path) -> No
         assert _query(warehouse, f"SELECT count(*) FROM {views.row_counts}") == [(0,)]
         columns = _query(warehouse, f"DESCRIBE SELECT * FROM {views.checked}")
         assert [c[0] for c in columns] == ["amount", "partition_date"]
+
+
+def test_the_stage_view_is_bound_again_when_its_folder_changes(tmp_path: Path) -> None:
+    """The view over every file is kept while the folder's listing is unchanged: a new day's
+    file, or a day's file written again, with a new column shows in the checked old day."""
+    warehouse = tmp_path / "warehouse"
+    _store(warehouse, DAY, 2)
+    _store(warehouse, DAY + timedelta(days=1), 3)
+    views = prepare_stage(warehouse, "d", "s", [DAY], None)
+    assert [c[0] for c in _query(warehouse, f"DESCRIBE {views.checked}")] == [
+        "amount",
+        "partition_date",
+    ]
+    prepare_stage(warehouse, "d", "s", [DAY], None)  # unchanged: kept
+    _store(warehouse, DAY + timedelta(days=2), 1, grade=pl.Series(["A"]))
+    prepare_stage(warehouse, "d", "s", [DAY], None)
+    assert "grade" in [c[0] for c in _query(warehouse, f"DESCRIBE {views.checked}")]
+    assert _query(warehouse, f"SELECT count(*), count(grade) FROM {views.checked}") == [(2, 0)]
+    (warehouse / "d" / "s" / f"{DAY + timedelta(days=2)}.parquet").unlink()
+    _store(warehouse, DAY + timedelta(days=1), 3, tier=pl.Series([1, 2, 3]))  # written again
+    prepare_stage(warehouse, "d", "s", [DAY], None)
+    columns = [c[0] for c in _query(warehouse, f"DESCRIBE {views.checked}")]
+    assert "tier" in columns and "grade" not in columns
+
+
+def test_a_given_connection_is_used_left_open_and_rolled_back_on_failure(tmp_path: Path) -> None:
+    warehouse = tmp_path / "warehouse"
+    _store(warehouse, DAY, 4)
+    with _connect(warehouse) as con:
+        views = prepare_stage(warehouse, "d", "s", [DAY], None, connection=con)
+        assert con.execute(f"SELECT count(*) FROM {views.checked}").fetchall() == [(4,)]
+        (warehouse / "d" / "s" / f"{DAY}.parquet").write_bytes(b"not parquet")
+        with pytest.raises(duckdb.Error):
+            prepare_stage(warehouse, "d", "s", [DAY + timedelta(days=1)], 7, connection=con)
+        # no transaction left open: the connection goes on, the failed preparation undone
+        assert con.execute("SELECT partition_date FROM checked_days").fetchall() == [(DAY,)]
+        con.execute("BEGIN TRANSACTION")
+        con.execute("COMMIT")
