@@ -90,6 +90,7 @@ from sqlalchemy import Connection, Engine, bindparam, create_engine
 from sqlalchemy.exc import IntegrityError
 
 from hitl_gate.core.new_database import place_new_database
+from pipelines.instance_storage import stamped
 
 # Run shards kept open besides the index: a run writes to one; the UI's watchers read a few.
 OPEN_RUN_SHARDS = 4
@@ -127,8 +128,9 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
         return cls(inst_data=inst_data, **config_value)
 
     def _engine(self, shard: str) -> Engine:
-        """The shard's engine, created (and its database initialised) on first use; the run
-        shard used longest ago is closed once more than `OPEN_RUN_SHARDS` are open."""
+        """The shard's engine, created (and its database initialised, unless it is stamped
+        already: `instance_storage.stamped`) on first use; the run shard used longest ago is
+        closed once more than `OPEN_RUN_SHARDS` are open."""
         engine = self._engines.get(shard)
         if engine is not None:
             self._engines.move_to_end(shard)
@@ -138,7 +140,9 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
         )
         if shard not in self._initialized_dbs:
-            if shard == INDEX_SHARD_NAME or not self._place_fresh_run_shard(shard):
+            if not stamped(self._base_dir, shard) and (
+                shard == INDEX_SHARD_NAME or not self._place_fresh_run_shard(shard)
+            ):
                 self._initdb(engine)
             self._initialized_dbs.add(shard)
         self._engines[shard] = engine
