@@ -259,8 +259,15 @@ class HitlSqliteEventLogStorage(SqliteEventLogStorage):
         database, mirrored in the index for asset, asset check and run status events; each
         insert is one constant statement given the row as parameters, where Dagster builds and
         compiles a statement with the row's values in it for every event (a third of the cost
-        of storing one)."""
+        of storing one). An asset check event, which writes the index twice (its row, then
+        the check's execution row), is stored as a batch of one: one commit per database."""
         check.inst_param(event, "event", EventLogEntry)
+        if (
+            event.dagster_event_type in ASSET_CHECK_EVENTS
+            and self._batch_thread != threading.get_ident()
+        ):
+            self.store_event_batch([event])
+            return
         row = self._event_to_row(event)
         with self.run_connection(event.run_id) as conn:
             conn.execute(INSERT_EVENT, row)
