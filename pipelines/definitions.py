@@ -19,13 +19,13 @@ from dagster import (
     BetaWarning,
     Definitions,
     map_asset_specs,
-    with_source_code_references,
 )
 
 from assets.factory import build_domain_assets, build_domain_checks
 from assets.partitions import backfill_policy_for
 from hitl_gate.core.domain import DomainConfig, available_domains, load_domain
 from hitl_gate.core.settings import HitlSettings
+from pipelines.code_references import with_code_references
 from pipelines.executors import executor_for
 from pipelines.jobs import build_jobs
 from pipelines.resources import build_resources
@@ -43,7 +43,7 @@ def described(domain: DomainConfig, assets: list[AssetsDefinition]) -> list[Asse
     owned = map_asset_specs(
         lambda spec: spec.replace_attributes(owners=[domain.features.owner]), assets
     )
-    return [a for a in with_source_code_references(owned) if isinstance(a, AssetsDefinition)]
+    return with_code_references([a for a in owned if isinstance(a, AssetsDefinition)])
 
 
 def build_definitions(

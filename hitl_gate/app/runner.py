@@ -63,6 +63,13 @@ nux:
 # The event log keeps its SQLite databases open instead of reopening them for every event
 # (`pipelines/event_log_storage.py`): the same files as Dagster's default, a fraction of the cost.
 EVENT_LOG_STORAGE = ("pipelines.event_log_storage", "HitlSqliteEventLogStorage")
+# The run and schedule databases (Dagster's default places), opened without re-reading Dagster's
+# migration scripts each time (`pipelines/instance_storage.py`).
+RUN_STORAGE = ("pipelines.instance_storage", "HitlSqliteRunStorage")
+SCHEDULE_STORAGE = ("pipelines.instance_storage", "HitlSqliteScheduleStorage")
+# Each run's stdout/stderr captured where Dagster's default puts them, mirrored to the terminal
+# without a Python watcher process per stream (`pipelines/compute_logs.py`).
+COMPUTE_LOGS = ("pipelines.compute_logs", "HitlLocalComputeLogManager")
 # Dagster stores a run's planned events, and the materialisations of a ranged step, as one batch
 # (one transaction per database in that storage) only when this variable is set: its documented
 # opt-in, read by Dagster at each event. A deployment's own value is kept.
@@ -74,13 +81,15 @@ def dagster_yaml(folder: Path) -> str:
     """The `dagster.yaml` of a new Dagster home in `folder`."""
     import yaml
 
-    module, cls = EVENT_LOG_STORAGE
+    home = folder.resolve()
     storage = {
-        "event_log_storage": {
-            "module": module,
-            "class": cls,
-            "config": {"base_dir": str(folder.resolve() / "history" / "runs")},
-        }
+        key: {"module": module, "class": cls, "config": {"base_dir": str(base_dir)}}
+        for key, (module, cls), base_dir in (
+            ("run_storage", RUN_STORAGE, home / "history"),
+            ("event_log_storage", EVENT_LOG_STORAGE, home / "history" / "runs"),
+            ("schedule_storage", SCHEDULE_STORAGE, home / "schedules"),
+            ("compute_logs", COMPUTE_LOGS, home / "storage"),
+        )
     }
     return DAGSTER_YAML + yaml.safe_dump(storage, sort_keys=False)
 

@@ -396,3 +396,40 @@ def test_an_asset_keys_column_and_a_secondary_index_found_are_remembered(tmp_pat
     storage.close_databases()  # forgotten with the databases
     assert not storage._asset_key_cols_found and not storage._secondary_indexes_found
     storage.dispose()
+
+
+def test_asset_records_read_are_the_ones_dagsters_storage_reads(tmp_path: Path) -> None:
+    """Latest materialisations read from the `asset_keys` rows (each JSON parsed once) are
+    Dagster's: read again, after a newer materialisation, and after the asset is wiped (the
+    stored record predates the wipe: Dagster then queries the event log)."""
+    import time
+
+    key = AssetKey(["credit", "scored"])
+    ours, dagsters = HitlSqliteEventLogStorage(str(tmp_path)), SqliteEventLogStorage(str(tmp_path))
+
+    def read() -> list:
+        records = ours.get_asset_records([key])
+        assert records == dagsters.get_asset_records([key])
+        return records
+
+    for entry in _asset_events("run-a", 1.5e9):
+        ours.store_event(entry)
+    first = read()
+    assert first[0].asset_entry.last_materialization_record.run_id == "run-a"
+    assert read() == first and len(ours._records_read) == 1
+    for entry in _asset_events("run-b", 1.6e9):
+        ours.store_event(entry)
+    assert read()[0].asset_entry.last_materialization_record.run_id == "run-b"
+    from sqlalchemy import text
+
+    with ours.index_connection() as conn:
+        (stored,) = conn.execute(text("SELECT last_materialization FROM asset_keys")).one()
+    ours.wipe_asset(key)
+    planned, *_ = _asset_events("run-c", time.time() + 60)  # the asset's row visible again
+    ours.store_event(planned)
+    assert read()[0].asset_entry.last_materialization_record is None
+    with ours.index_connection() as conn:  # the pre-wipe record left on the row (parsed before)
+        conn.execute(text("UPDATE asset_keys SET last_materialization = :r"), {"r": stored})
+    assert read()[0].asset_entry.last_materialization_record is None
+    ours.dispose()
+    dagsters.dispose()
