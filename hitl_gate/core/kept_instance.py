@@ -50,10 +50,6 @@ class _Instance:
     alias: str
     users: int = 0
     read_only: bool = False
-    # Whether a new connection (cursor) of this instance starts with DuckDB's progress bar
-    # off (`_quiet_cursors`), so the `SET` that `quiet_connect` runs is run on each
-    # connection only where it changes something.
-    quiet_cursors: bool = False
 
 
 _LOCK = threading.Lock()
@@ -96,7 +92,7 @@ def attached_connection(
     try:
         con = instance.con.cursor()
         try:
-            if not instance.quiet_cursors:
+            if not _quiet_cursors(instance.con):  # the `SET` only where it changes something
                 con.execute("SET enable_progress_bar = false")
             yield con
         finally:
@@ -189,13 +185,13 @@ def _new_instance(path: Path, restrict: Callable[[duckdb.DuckDBPyConnection], No
         con.close()
         raise
     _STATS["instances"] += 1
-    return _Instance(con, path, _alias(path), quiet_cursors=_quiet_cursors(con))
+    return _Instance(con, path, _alias(path))
 
 
 def _quiet_cursors(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether DuckDB's driver starts the connections `cursor` adds with the progress bar
     off: it turns the bar on for the connection `connect` returns (depending on where stdout
-    goes), not for those. Read on the first instance this process builds (a query on a new
+    goes), not for those. Read on the first connection this process hands out (a query on a new
     cursor costs more than the `SET` it spares, so not per instance): 0.25 ms of CPU a
     connection."""
     if not _QUIET_CURSORS:
