@@ -192,11 +192,11 @@ def _execute_slice(
             .otherwise(pl.col("status"))
             .alias("status")
         )
-    tally.executed_now += insert_new_rows(con, "executions", to_execute)
+    tally.executed_now += insert_once(con, "executions", to_execute)
     tally.refused.update(check.refused)
     tally.sealable += [to_execute["case_id"], agreeing(fresh, earlier)["case_id"]]
     tally.outcomes.append(actions.group_by("status", "action").len())
-    reasons = reason_columns(routed, verdicts, domain.case_id)
+    reasons = reason_columns(routed, verdicts, domain.case_id, declined_cases(to_execute, earlier))
     if reasons.height:
         with registered(con, "slice_reasons", reasons.to_arrow()):
             con.execute(f"INSERT INTO {_REASONS} BY NAME SELECT * FROM slice_reasons")
@@ -261,7 +261,7 @@ def _issue_notices(
     notices = adverse_actions(
         executed.join(reasons, on="case_id", how="left"), domain, texts
     ).with_columns(pl.lit(run_id).alias("run_id"), pl.lit(now).alias("issued_at"))
-    insert_new_rows(con, "adverse_actions", notices)
+    insert_once(con, "adverse_actions", notices)
     return notices.height
 
 
@@ -292,12 +292,49 @@ def agreeing(fresh: pl.DataFrame, earlier: pl.DataFrame) -> pl.DataFrame:
     return stored.select(as_text).join(computed.select(as_text), on=keys, nulls_equal=True)
 
 
-def reason_columns(routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str) -> pl.DataFrame:
-    """Per case: the policy's reason code for its route and the reviewer's reason code."""
+def insert_once(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
+    """`insert_new_rows` (rows whose primary key is new; how many), a plain `INSERT` first.
+
+    A slice's executions and notices exclude the keys already stored for the days, so the
+    plain insert is the usual case; DuckDB's `OR IGNORE` path costs about 60% more CPU on it
+    (a million executions: 3.3 s against 2.0 s). A key stored anyway (the same case id under
+    another day, a case twice in the routed rows) fails the whole statement, which changes
+    nothing, and `insert_new_rows` then skips exactly those rows, as it always did.
+    """
+    if frame.height == 0:
+        return 0
+    try:
+        with registered(con, "incoming_once", frame.to_arrow()):
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_once")
+    except duckdb.ConstraintException:
+        return insert_new_rows(con, table, frame)
+    return frame.height
+
+
+def declined_cases(to_execute: pl.DataFrame, earlier: pl.DataFrame) -> pl.Series:
+    """The slice's cases whose stored execution may be a decline: the only ones a notice reads
+    reasons for (`adverse_actions`), about a tenth of the day's cases.
+
+    The days' executions of a slice's cases are the ones stored before it (`earlier`) and the
+    ones it inserts (a subset of `to_execute`), each with the action it has in the table.
+    """
+    declined = pl.col("action") == "decline"
+    return pl.concat(
+        [frame.filter(declined)["case_id"].cast(pl.String) for frame in (to_execute, earlier)]
+    )
+
+
+def reason_columns(
+    routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str, cases: pl.Series | None = None
+) -> pl.DataFrame:
+    """Per case (of `cases` only, when given): the policy's reason code for its route and the
+    reviewer's reason code."""
     reasons = routed.select(
         pl.col(case_id).cast(pl.String).alias("case_id"),
         *_present(routed, "route_reason_code"),
     )
+    if cases is not None:
+        reasons = reasons.filter(pl.col("case_id").is_in(cases.implode()))
     reviewer = verdicts.select("case_id", *_present(verdicts, "verdict_reason_code"))
     return reasons.join(reviewer.unique("case_id"), on="case_id", how="left")
 
