@@ -42,7 +42,7 @@ OutputSealer = Callable[[duckdb.DuckDBPyConnection, pa.Array], object]
 (`sealed_inputs.output_sealer`)."""
 
 _DAYS = "domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))"
-_REASONS = "execution_reasons"  # per case: the route's and the reviewer's reason code
+_REASONS = "execution_reasons"  # per declined case: the route's and the reviewer's reason code
 
 
 @dataclass(frozen=True)
