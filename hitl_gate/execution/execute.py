@@ -299,7 +299,9 @@ def insert_once(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame)
     plain insert is the usual case; DuckDB's `OR IGNORE` path costs about 60% more CPU on it
     (a million executions: 3.3 s against 2.0 s). A key stored anyway (the same case id under
     another day, a case twice in the routed rows) fails the whole statement, which changes
-    nothing, and `insert_new_rows` then skips exactly those rows, as it always did.
+    nothing, and `insert_new_rows` then skips exactly those rows, as it always did. Called in
+    auto-commit only: inside an explicit transaction DuckDB aborts the whole transaction on
+    the failed statement, so the fallback could not run.
     """
     if frame.height == 0:
         return 0
