@@ -748,7 +748,8 @@ def seal_with_segment(
     ones refused unless their step sealed them), then the pick (step 1).
     With the global file closed: the segment's seal (step 2). On a new writer connection with
     the same allowance: the fold (step 3, reading the segment attached read-only) and `after`
-    (the replica refresh). An insert-once row changed after sealing
+    (the replica refresh). Every one of these connections works under `memory_limit`
+    (`seal.memory_limited`). An insert-once row changed after sealing
     raises `SealRefused` once all of this is done, as `seal.seal_run` does (`owned`: as
     there; the benchmark passes none to log a synthetic day's executions; `scope`: the run's
     domain and days, see `pick_rows`; `chain` False: the segment's part only, for a run that
