@@ -78,6 +78,7 @@ from hitl_gate.audit.seal import (
     OwnedKeys,
     SealRefused,
     SealResult,
+    memory_limited,
     seal_run,
 )
 from hitl_gate.audit.trust import KeySchedule, TrustAnchor
@@ -637,7 +638,9 @@ def seal_and_fold(
     tsa_url: str | None = None,
 ) -> SealResult:
     """Steps 2 and 3 after `pick_rows`: seal the segment with no global file open, then fold
-    it on a new writer connection (`connect`), on which `after` runs too (the replica).
+    it on a new writer connection (`connect`), on which `after` runs too (the replica), both
+    under `memory_limit` as the segment's seal is (DuckDB's own default is 80% of the
+    machine's memory, and its block cache would grow toward it with the day).
 
     The fold's connection may attach the segment's file and nothing else of the folder, given
     where it is opened: DuckDB sets a database's file access once, for every connection of the
@@ -648,7 +651,7 @@ def seal_and_fold(
     else:
         discard(segments, picked.segment_id, unsealed=picked.sealed is False)
     folded = [segments.database(picked.segment_id)] if picked.total else []
-    with connect(attachable=folded) as con:
+    with connect(attachable=folded) as con, memory_limited(con, memory_limit):
         if picked.total:
             fold_picked(con, segments, picked, signer, witness_dir, tsa_url)
         if after is not None:
@@ -745,7 +748,8 @@ def seal_with_segment(
     ones refused unless their step sealed them), then the pick (step 1).
     With the global file closed: the segment's seal (step 2). On a new writer connection with
     the same allowance: the fold (step 3, reading the segment attached read-only) and `after`
-    (the replica refresh). An insert-once row changed after sealing
+    (the replica refresh). Every one of these connections works under `memory_limit`
+    (`seal.memory_limited`). An insert-once row changed after sealing
     raises `SealRefused` once all of this is done, as `seal.seal_run` does (`owned`: as
     there; the benchmark passes none to log a synthetic day's executions; `scope`: the run's
     domain and days, see `pick_rows`; `chain` False: the segment's part only, for a run that
@@ -755,7 +759,10 @@ def seal_with_segment(
     refused: SealRefused | None = None
     sealed = SealResult(0, None)
     with claim(segments, segment):
-        with connect(attachable=[segments.database(segment)]) as con:  # for the pick only
+        with (
+            connect(attachable=[segments.database(segment)]) as con,  # for the pick only
+            memory_limited(con, memory_limit),  # the pick's too, not only `seal_run`'s
+        ):
             try:
                 if chain:
                     sealed = seal_run(

@@ -239,7 +239,7 @@ def seal_run(
     every row of `sources` is new to this database by construction (a run's segment,
     `run_seal.seal_picked`): no fingerprint is computed or remembered (`events.SourceSlices`).
     """
-    with _memory_limit(con, memory_limit):
+    with memory_limited(con, memory_limit):
         return _seal(
             con, run_id, signing_key, checkpoint_dir, sources, batch_rows, witness, owned or {},
             fresh,
@@ -247,10 +247,13 @@ def seal_run(
 
 
 @contextmanager
-def _memory_limit(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
+def memory_limited(con: duckdb.DuckDBPyConnection, limit: str | None) -> Iterator[None]:
     """DuckDB's `memory_limit` set to `limit` for the block, then restored to the value DuckDB
     showed before (rounded to a tenth of its unit). The setting is the database instance's,
-    shared by every connection to the file in this process; pipeline steps open their own."""
+    shared by every connection to the file in this process; pipeline steps open their own.
+    Without it DuckDB's limit is 80% of the machine's memory, and its cache of the blocks a
+    statement reads and writes grows toward that with the size of the day (`run_seal` sets it
+    on every connection of a run's seal, not only in `seal_run`)."""
     if limit is None:
         yield
         return

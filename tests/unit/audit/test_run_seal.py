@@ -471,3 +471,42 @@ def test_verify_home_checks_what_the_single_chain_check_alone_cannot(home: Home)
     with verifying_session(home.paths) as con:
         gone = verify_home(con, home.paths, pinned, witness=home.paths.witness_dir)
     assert not gone.ok and "its file is missing" in gone.summary()
+
+
+def test_every_connection_of_a_segment_seal_is_under_its_memory_limit(home: Home) -> None:
+    """The pick, the fold and `after` (the replica refresh) run under the seal's memory limit,
+    not only `seal_run`: without it DuckDB's is 80% of the machine's memory, and its cache of
+    the blocks they read and write grew with the day (a 10M-case seal passed 12 GB). The
+    connection's own setting comes back afterwards (the instance is kept for others)."""
+    from hitl_gate.audit import run_seal
+
+    def setting(con: duckdb.DuckDBPyConnection) -> str:
+        return str(con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0])
+
+    seen: dict[str, set[str]] = {}
+
+    def looking(name: str, fn):  # noqa: ANN001, ANN202
+        def run(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: object) -> object:
+            seen.setdefault(name, set()).add(setting(con))
+            return fn(con, *args, **kwargs)
+
+        return run
+
+    with home.connect() as con:
+        before = setting(con)
+    home.write("a", DAY2, range(41, 44))
+    seg = segment_id("a", [DAY2], "run-limited")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("pick_rows", "fold_picked"):
+            patch.setattr(run_seal, name, looking(name, getattr(run_seal, name)))
+        result = seal_with_segment(
+            home.connect, home.segments, seg, "run-limited", home.key(),
+            home.paths.checkpoints_dir, memory_limit="512MB",
+            after=lambda con: seen.setdefault("after", set()).add(setting(con)),
+        )  # fmt: skip
+    assert result.appended == 3
+    # 512 MB as DuckDB shows it (488.2 MiB; 488.1 after `seal_run` inside restored it)
+    assert set(seen) == {"pick_rows", "fold_picked", "after"}
+    assert all(v.startswith("488.") and v.endswith(" MiB") for s in seen.values() for v in s)
+    with home.connect() as con:
+        assert setting(con) == before
