@@ -143,3 +143,31 @@ def test_a_run_killed_between_slices_is_recovered_by_the_next(
     _route(home, rows, [frames.D1], 7)
     for name, frame in stored_whole.items():
         assert_frame_equal(_stored(home, [frames.D1])[name], frame, check_exact=True)
+
+
+def test_decisions_are_committed_in_parts_of_at_most_the_insert_size(
+    home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slices of 7 inserted 3 decisions per transaction: every insert holds at most 3 rows,
+    each slice takes ceil(rows / 3) of them, and what is stored equals the whole run's."""
+    from hitl_gate.routing import sliced
+
+    rows = frames.day_of_cases(40, frames.D1, "a")
+    whole = tmp_path / "whole"
+    shutil.copytree(home_with_backlog, whole)
+    _route(whole, rows, [frames.D1], 1000)
+    home = tmp_path / "parts"
+    shutil.copytree(home_with_backlog, home)
+    insert, sizes = sliced.insert_decisions, []
+
+    def counted(con: object, frame: pl.DataFrame) -> None:
+        sizes.append(frame.height)
+        insert(con, frame)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sliced, "insert_decisions", counted)
+    monkeypatch.setattr(sliced, "DECISION_INSERT_ROWS", 3)
+    routed = _route(home, rows, [frames.D1], 7)
+    assert routed.slices == 6
+    assert sizes == [3, 3, 1] * 5 + [3, 2], "slices of 7, 7, 7, 7, 7 and 5 cases"
+    for name, frame in _stored(whole, [frames.D1]).items():
+        assert_frame_equal(_stored(home, [frames.D1])[name], frame, check_exact=True)
