@@ -10,17 +10,16 @@ a queue, with the backlog) and the carried copies capacity adds. So:
 2. once, on that narrow frame of the whole day: QA sampling, kill switch, capacity
    (`finish_decisions`), exactly as for a whole day;
 3. per slice again: read the spilled slice back, put the narrow result's columns on it,
-   write it to the day's file and insert its decisions into the audit database, in
-   transactions of at most `DECISION_INSERT_ROWS`; then the carried copies, gathered from the
-   spill or the backlog.
+   write it to the day's file and insert its decisions into the audit database, one
+   transaction per slice; then the carried copies, gathered from the spill or the backlog.
 
-The decisions are idempotently resumable rather than all-or-nothing: the first transaction
-removes the run's days' earlier decisions (and records the policy version), each later one
-adds its part of a slice. A run killed in between leaves those days with part of their new
+The decisions are idempotently resumable rather than all-or-nothing: the first slice's
+transaction removes the run's days' earlier decisions (and records the policy version), each
+later one adds its slice. A run killed in between leaves those days with part of their new
 decisions and no day file (the staged files are removed, so the step did not materialise);
 the next run of the days routes them again and replaces every decision of them, so none is
 lost or doubled (`decisions` keys a case once). One transaction of ten million decisions kept
-the whole uncommitted insert (and its index entries) in memory; a part's is bounded.
+the whole uncommitted insert (and its index entries) in memory; a slice's is bounded.
 """
 
 from __future__ import annotations
@@ -31,13 +30,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import duckdb
 import polars as pl
 
 from hitl_gate.core.database import OpenConnection, transaction
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.core.slices import output_sink, slice_ranges
+from hitl_gate.core.slices import output_sink
 from hitl_gate.core.staged_parquet import StagedParquet
 from hitl_gate.routing.cases import Scans, assemble_slice
 from hitl_gate.routing.decisions import (
@@ -53,11 +51,6 @@ from policies.model import Policy
 
 _CASE_ROW = "__case_row"
 _BACKLOG_ROW = "__backlog_row"
-# The most decisions one audit transaction inserts. DuckDB holds a transaction's new rows and
-# their key-index entries in memory until it commits (about 0.9 GB for a million decisions,
-# on top of the slice's frame); committed in parts of this size, a slice's insert holds a
-# quarter of that and costs the same CPU (bench: BENCHMARKS.md, route23).
-DECISION_INSERT_ROWS = 250_000
 
 
 @dataclass
@@ -144,14 +137,11 @@ def route_in_slices(
                     )
                 )
                 columns = columns or routed.schema
-                _record_decisions(
-                    connect,
-                    decision_rows(domain, routed, run_id, now),
-                    DECISION_INSERT_ROWS,
-                    first=(lambda con: _replace_days(con, domain, policy, days, now))
-                    if number == 0
-                    else None,
-                )
+                with connect() as con, transaction(con):  # one slice's decisions per commit
+                    if number == 0:  # the days' earlier decisions go with the first slice
+                        record_policy_version(con, domain, policy, now)
+                        delete_decisions(con, domain, days)
+                    insert_decisions(con, decision_rows(domain, routed, run_id, now))
                 sink.write(routed)
                 del routed  # freed before the next slice is read
             if carried.height:
@@ -161,34 +151,6 @@ def route_in_slices(
     finally:
         spill.abort()
         spill.target.unlink(missing_ok=True)
-
-
-def _replace_days(
-    con: duckdb.DuckDBPyConnection,
-    domain: DomainConfig,
-    policy: Policy,
-    days: list[date],
-    now: datetime,
-) -> None:
-    """What the run's first decisions commit with: its policy's text, the days' old rows gone."""
-    record_policy_version(con, domain, policy, now)
-    delete_decisions(con, domain, days)
-
-
-def _record_decisions(
-    connect: OpenConnection,
-    rows: pl.DataFrame,
-    insert_rows: int,
-    first: Callable[[duckdb.DuckDBPyConnection], None] | None,
-) -> None:
-    """Insert `rows` into `decisions`, `insert_rows` per transaction; `first` runs in the
-    first transaction (so the days' earlier decisions go only with the first new ones)."""
-    for offset, length in slice_ranges(rows.height, insert_rows):
-        with connect() as con, transaction(con):
-            if first is not None:
-                first(con)
-                first = None
-            insert_decisions(con, rows.slice(offset, length))
 
 
 def _carried_rows(

@@ -145,29 +145,31 @@ def test_a_run_killed_between_slices_is_recovered_by_the_next(
         assert_frame_equal(_stored(home, [frames.D1])[name], frame, check_exact=True)
 
 
-def test_decisions_are_committed_in_parts_of_at_most_the_insert_size(
+def test_a_routed_slice_is_released_before_the_next_is_read(
     home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Slices of 7 inserted 3 decisions per transaction: every insert holds at most 3 rows,
-    each slice takes ceil(rows / 3) of them, and what is stored equals the whole run's."""
+    """The second pass holds one routed slice (87 columns at scale) at a time: when the next
+    slice is read from the spill, the one whose decisions were inserted is gone."""
+    import weakref
+
     from hitl_gate.routing import sliced
 
     rows = frames.day_of_cases(40, frames.D1, "a")
-    whole = tmp_path / "whole"
-    shutil.copytree(home_with_backlog, whole)
-    _route(whole, rows, [frames.D1], 1000)
-    home = tmp_path / "parts"
+    home = tmp_path / "held"
     shutil.copytree(home_with_backlog, home)
-    insert, sizes = sliced.insert_decisions, []
+    inserted: list[weakref.ref[pl.DataFrame]] = []
+    still_held: list[int] = []
+    make_rows, collect = sliced.decision_rows, pl.LazyFrame.collect
 
-    def counted(con: object, frame: pl.DataFrame) -> None:
-        sizes.append(frame.height)
-        insert(con, frame)  # type: ignore[arg-type]
+    def recorded(domain: object, routed: pl.DataFrame, *args: object) -> pl.DataFrame:
+        inserted.append(weakref.ref(routed))
+        return make_rows(domain, routed, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sliced, "insert_decisions", counted)
-    monkeypatch.setattr(sliced, "DECISION_INSERT_ROWS", 3)
-    routed = _route(home, rows, [frames.D1], 7)
-    assert routed.slices == 6
-    assert sizes == [3, 3, 1] * 5 + [3, 2], "slices of 7, 7, 7, 7, 7 and 5 cases"
-    for name, frame in _stored(whole, [frames.D1]).items():
-        assert_frame_equal(_stored(home, [frames.D1])[name], frame, check_exact=True)
+    def checked(self: pl.LazyFrame, *args: object, **kwargs: object) -> pl.DataFrame:
+        still_held.extend(i for i, ref in enumerate(inserted) if ref() is not None)
+        return collect(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sliced, "decision_rows", recorded)
+    monkeypatch.setattr(pl.LazyFrame, "collect", checked)
+    assert _route(home, rows, [frames.D1], 7).slices == 6
+    assert len(inserted) == 6 and still_held == []
