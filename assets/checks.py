@@ -9,10 +9,11 @@ from dagster import (
     asset_check,
 )
 
-from assets.common import collect_columns, stage_key
+from assets.common import stage_key
 from assets.partitions import partition_days
 from hitl_gate.core.database import query_frame
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.slices import select_present
 from hitl_gate.ingest.landing_registry import files_balance as files_balance_by_day
 from hitl_gate.routing.invariants import route_violations
 from pipelines.resources import AuditDatabase
@@ -107,8 +108,9 @@ def build_checks(domain: DomainConfig) -> list[AssetChecksDefinition]:
     def one_route_per_case(routed_decisions: pl.LazyFrame) -> AssetCheckResult:
         from policies.capacity import CARRIED_FROM
 
+        # Queries on three columns of the stored day (`route_violations`), never one frame.
         found = route_violations(
-            collect_columns(routed_decisions, [domain.case_id, "route", CARRIED_FROM]),
+            select_present(routed_decisions, [domain.case_id, "route", CARRIED_FROM]),
             domain.case_id,
         )
         return AssetCheckResult(

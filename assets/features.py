@@ -10,7 +10,7 @@ from assets.common import collect_columns, markdown_metadata, stage_key, upstrea
 from assets.partitions import daily_stage_asset, partition_days
 from assets.slices import output_sink
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.core.slices import read_slices, row_count, slice_ranges
+from hitl_gate.core.slices import read_slices, row_count, slice_ranges, write_each
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import FeatureStoreResource, ModelRegistryResource
 
@@ -75,10 +75,13 @@ def build_feature_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         missing = NullCounts(domain.features.names)
         slices = read_slices(validated_cases, entity_columns(domain), ranges) if sliced else [whole]
         with output_sink(io_manager, context, context.asset_key, sliced) as sink:
-            for cases in slices:
+
+            def serve(cases: pl.DataFrame) -> pl.DataFrame:
                 features = served_features(store, domain, cases, service)
                 missing.add(features)
-                sink.write(features)
+                return features
+
+            write_each(slices, serve, sink)
             output = sink.result()
         return Output(
             output,

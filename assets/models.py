@@ -27,7 +27,7 @@ from assets.common import (
 from assets.partitions import daily_stage_asset, partition_days
 from assets.slices import output_sink
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.core.slices import read_slices, row_count, slice_ranges
+from hitl_gate.core.slices import read_slices, row_count, slice_ranges, write_each
 from pipelines.io_managers import PolarsParquetIOManager
 from pipelines.resources import (
     AuditDatabase,
@@ -148,10 +148,11 @@ def build_model_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         # Scored in slices of `slice_rows` cases (scoring is per case); see assets.slices.
         ranges = slice_ranges(row_count(case_features), io_manager.slice_rows)
         with output_sink(io_manager, context, context.asset_key, len(ranges) > 1) as sink:
-            for features in read_slices(
-                case_features, case_features.collect_schema().names(), ranges
-            ):
-                sink.write(scoring.score(features))
+            write_each(
+                read_slices(case_features, case_features.collect_schema().names(), ranges),
+                scoring.score,
+                sink,
+            )
             output = sink.result()
         with audit_db.connect() as con:
             record_scoring(con, domain.name, partition_days(context), champion, scoring.shadow())

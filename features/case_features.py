@@ -62,6 +62,7 @@ def write_feature_sources(
             computed = compute_features(cases, domain, created_at=created)
             writer.write(computed, cases["partition_date"])
             whole = None if sliced else cases
+            del cases, computed  # else held while the next slice is read
     except BaseException:
         writer.abort()
         raise

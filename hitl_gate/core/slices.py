@@ -96,6 +96,22 @@ class OutputSink:
         return pl.concat(self._frames, how="vertical", rechunk=False)
 
 
+def write_each(
+    slices: Iterable[pl.DataFrame],
+    make: Callable[[pl.DataFrame], pl.DataFrame],
+    sink: OutputSink,
+) -> None:
+    """`sink.write(make(s))` for each slice `s`, holding one input slice at a time.
+
+    A plain `for s in slices` keeps the previous slice in `s` while the generator reads the
+    next one (and the previous output in whatever held it), so a sliced step held two slices
+    at its peak; here each is released before the next is asked for.
+    """
+    for frame in slices:
+        sink.write(make(frame))
+        del frame
+
+
 @contextmanager
 def output_sink(new_writer: Callable[[], PartitionWriter], sliced: bool) -> Iterator[OutputSink]:
     """An in-memory sink for a one-slice day, else one writing the day's partition files.

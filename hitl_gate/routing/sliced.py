@@ -35,7 +35,7 @@ import polars as pl
 from hitl_gate.core.database import OpenConnection, transaction
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.domain import DomainConfig
-from hitl_gate.core.slices import output_sink, read_slices
+from hitl_gate.core.slices import output_sink
 from hitl_gate.core.staged_parquet import StagedParquet
 from hitl_gate.routing.cases import Scans, assemble_slice
 from hitl_gate.routing.decisions import (
@@ -123,16 +123,17 @@ def route_in_slices(
         # Inside the sink's block: if an audit write fails, the staged day files go too.
         with output_sink(new_writer, True) as sink:
             columns = None
-            for number, ((offset, length), routed) in enumerate(
-                zip(
-                    ranges,
-                    read_slices(stored, stored.collect_schema().names(), ranges),
-                    strict=True,
-                )
-            ):
-                routed = routed.with_columns(
-                    own.slice(offset, length).select(
-                        "route", "route_reason_code", "review_queue", "review_priority", *added
+            # Each slice read in the loop's body, not taken from a generator through `zip`:
+            # `zip` and `enumerate` keep their last tuple, and with it the previous slice,
+            # until the next slice is read, so two slices of 87 columns were held at once.
+            for number, (offset, length) in enumerate(ranges):
+                routed = (
+                    stored.slice(offset, length)
+                    .collect()
+                    .with_columns(
+                        own.slice(offset, length).select(
+                            "route", "route_reason_code", "review_queue", "review_priority", *added
+                        )
                     )
                 )
                 columns = columns or routed.schema
@@ -142,6 +143,7 @@ def route_in_slices(
                         delete_decisions(con, domain, days)
                     insert_decisions(con, decision_rows(domain, routed, run_id, now))
                 sink.write(routed)
+                del routed  # freed before the next slice is read
             if carried.height:
                 sink.write(_carried_rows(carried, stored, keyed_backlog, columns, added))
             output = sink.result()

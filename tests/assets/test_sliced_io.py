@@ -7,6 +7,8 @@ and never visible half-written.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
 from datetime import date
 
 import polars as pl
@@ -15,7 +17,7 @@ from dagster import AssetKey, build_output_context
 
 from hitl_gate.core.day_files import StagedPartitions
 from hitl_gate.core.settings import HitlSettings
-from hitl_gate.core.slices import OutputSink, read_slices, row_count, slice_ranges
+from hitl_gate.core.slices import OutputSink, read_slices, row_count, slice_ranges, write_each
 from pipelines.io_managers import PolarsParquetIOManager
 
 
@@ -105,3 +107,24 @@ def test_slice_rows_come_from_the_environment() -> None:
     assert slice_rows_from_environment({"HITL_SLICE_ROWS": "37"}) == 37
     with pytest.raises(ValueError, match="HITL_SLICE_ROWS"):
         slice_rows_from_environment({"HITL_SLICE_ROWS": "0"})
+
+
+def test_write_each_releases_a_slice_before_the_next_is_read() -> None:
+    """The slice a step made its output from is gone when the next slice is read: at most one
+    input slice is held, not two (a `for` loop's variable keeps the previous one)."""
+    day = _day_frame(10)
+    earlier: list[weakref.ref[pl.DataFrame]] = []
+
+    def slices() -> Iterator[pl.DataFrame]:
+        for offset in range(0, day.height, 4):
+            assert all(ref() is None for ref in earlier), "the previous slice is still held"
+            frame = day.slice(offset, 4).with_columns(pl.col("pd") * 2)  # a frame of its own
+            earlier.append(weakref.ref(frame))
+            yield frame
+            del frame  # as `read_slices` does: a slice yielded is not kept here
+
+    sink = OutputSink(None)
+    write_each(slices(), lambda frame: frame.select("case_id", "pd"), sink)
+    assert len(earlier) == 3 and sink.rows == 10
+    expected = day.select("case_id", pl.col("pd") * 2)
+    assert sink.result().equals(expected)  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -114,3 +115,24 @@ def test_days_of_a_backfill_get_one_file_each(
     write_feature_sources(domain, tmp_path, [DAY, later], [two_days], sliced=False, created=CREATED)
     assert pl.read_parquet(partition_path(domain, tmp_path, DAY)).height == 3
     assert pl.read_parquet(partition_path(domain, tmp_path, later)).height == 3
+
+
+def test_a_slice_is_released_before_the_next_is_read(
+    tmp_path: Path, domain: DomainConfig, validated: pl.DataFrame
+) -> None:
+    """Pass 1 holds one slice of inputs at a time: the previous slice (and its features) are
+    gone when the next is read."""
+    cases = validated.select(feature_inputs(domain))
+    earlier: list[weakref.ref[pl.DataFrame]] = []
+
+    def slices() -> Iterator[pl.DataFrame]:
+        for offset in range(0, cases.height, 2):
+            assert all(ref() is None for ref in earlier), "the previous slice is still held"
+            frame = cases.slice(offset, 2).rechunk()
+            earlier.append(weakref.ref(frame))
+            yield frame
+            del frame  # as `read_slices` does: a slice yielded is not kept here
+
+    write_feature_sources(domain, tmp_path, [DAY], slices(), sliced=True, created=CREATED)
+    assert len(earlier) == 3
+    assert pl.read_parquet(partition_path(domain, tmp_path, DAY)).height == 6

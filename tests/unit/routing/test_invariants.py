@@ -48,3 +48,26 @@ def test_no_review_work_is_no_overflow() -> None:
     )
     found = capacity_overflow(empty)
     assert (found.review_cases, found.deferred, found.days_over_capacity) == (0, 0, 0)
+
+
+def test_route_violations_on_a_scan_equal_the_exact_count_of_a_frame() -> None:
+    """A stored day's scan (lazy) counts as the frame's exact text comparison would: every
+    repeat found (nulls counted as one value, as `n_unique` does), carried copies aside."""
+    ids = [f"c{i % 997}" for i in range(3000)] + [None, None]
+    routed = pl.DataFrame(
+        {
+            "cid": ids,
+            "route": ["auto_approve", "human_review", "odd"] * 1000 + ["auto_decline"] * 2,
+            "carried_from": [D1 if i % 5 == 0 else None for i in range(3002)],
+        }
+    )
+    own = routed.filter(pl.col("carried_from").is_null())
+    exact = (own.height, own.filter(pl.col("route") == "odd").height,
+             own.height - own["cid"].n_unique())  # fmt: skip
+    found = route_violations(routed.lazy(), "cid")
+    assert (found.rows, found.bad_routes, found.duplicates) == exact
+    assert found.duplicates > 0 and not found.passed
+    unique = route_violations(
+        pl.LazyFrame({"cid": ["a", "b"], "route": ["auto_approve"] * 2}), "cid"
+    )
+    assert (unique.rows, unique.duplicates, unique.passed) == (2, 0, True)

@@ -143,3 +143,33 @@ def test_a_run_killed_between_slices_is_recovered_by_the_next(
     _route(home, rows, [frames.D1], 7)
     for name, frame in stored_whole.items():
         assert_frame_equal(_stored(home, [frames.D1])[name], frame, check_exact=True)
+
+
+def test_a_routed_slice_is_released_before_the_next_is_read(
+    home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second pass holds one routed slice (87 columns at scale) at a time: when the next
+    slice is read from the spill, the one whose decisions were inserted is gone."""
+    import weakref
+
+    from hitl_gate.routing import sliced
+
+    rows = frames.day_of_cases(40, frames.D1, "a")
+    home = tmp_path / "held"
+    shutil.copytree(home_with_backlog, home)
+    inserted: list[weakref.ref[pl.DataFrame]] = []
+    still_held: list[int] = []
+    make_rows, collect = sliced.decision_rows, pl.LazyFrame.collect
+
+    def recorded(domain: object, routed: pl.DataFrame, *args: object) -> pl.DataFrame:
+        inserted.append(weakref.ref(routed))
+        return make_rows(domain, routed, *args)  # type: ignore[arg-type]
+
+    def checked(self: pl.LazyFrame, *args: object, **kwargs: object) -> pl.DataFrame:
+        still_held.extend(i for i, ref in enumerate(inserted) if ref() is not None)
+        return collect(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sliced, "decision_rows", recorded)
+    monkeypatch.setattr(pl.LazyFrame, "collect", checked)
+    assert _route(home, rows, [frames.D1], 7).slices == 6
+    assert len(inserted) == 6 and still_held == []
