@@ -229,8 +229,8 @@ def ingest_outcomes(
     folder: Path,
     run_id: str,
     *,
-    slice_rows: int = DEFAULT_SLICE_ROWS,
     memory_limit: str | None = None,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
 ) -> tuple[int, list[str]]:
     """Record every outcome file under `folder`, `slice_rows` rows at a time, under DuckDB's
     `memory_limit`; return (new rows, per-file errors: files skipped, rows rejected)."""
