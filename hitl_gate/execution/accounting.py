@@ -27,7 +27,8 @@ from hitl_gate.execution.outcomes import ingest_outcomes
 
 @dataclass(frozen=True)
 class AccountedDays:
-    """The days' balance rows, the outcome rows recorded (and files skipped), the seal."""
+    """The days' balance rows, the outcome rows recorded (and files skipped, rows rejected),
+    the seal."""
 
     accounting: pl.DataFrame
     outcomes_recorded: int
