@@ -106,6 +106,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         final_decisions: pl.LazyFrame,
         audit_db: AuditDatabase,
         landing: LandingZone,
+        io_manager: ResourceParam[PolarsParquetIOManager],
     ) -> Output[pl.DataFrame]:
         closed = account_days(
             domain,
@@ -121,9 +122,10 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             replica=audit_db.replica(),
             seal_rows=audit_db.seal_rows,
             segments=audit_db.segments(),
+            slice_rows=io_manager.slice_rows,
         )
-        for error in closed.outcome_errors:
-            context.log.warning(f"outcome file skipped: {error}")
+        for error in closed.outcome_errors:  # a file skipped, or rows of it rejected
+            context.log.warning(f"outcome file: {error}")
         accounting, sealed = closed.accounting, closed.sealed
         totals = accounting.select(
             pl.col("rows_read", "rows_quarantined", "executed", "pending_review").sum()

@@ -21,12 +21,14 @@ from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.audit.witness import WitnessConfig
 from hitl_gate.core.database import OpenAttaching, query_frame, replace_partition_slice
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
 from hitl_gate.execution.outcomes import ingest_outcomes
 
 
 @dataclass(frozen=True)
 class AccountedDays:
-    """The days' balance rows, the outcome rows recorded (and files skipped), the seal."""
+    """The days' balance rows, the outcome rows recorded (and files skipped, rows rejected),
+    the seal."""
 
     accounting: pl.DataFrame
     outcomes_recorded: int
@@ -100,11 +102,13 @@ def account_days(
     replica: Path | None = None,
     seal_rows: int = BATCH_ROWS,
     segments: Segments | None = None,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
 ) -> AccountedDays:
     """Record the days' accounting, the outcome files under `outcomes`, and seal the run.
 
     With `replica`, the auditors' replica is refreshed from the sealed state before the
-    connection closes (`hitl_gate.audit.replica`). `seal_rows`: the seal's slice size. With
+    connection closes (`hitl_gate.audit.replica`). `seal_rows`: the seal's slice size;
+    `slice_rows`: the outcome files' (`HITL_SLICE_ROWS`, read under `seal_memory_limit`). With
     `segments`, the run's versioned rows are sealed through a segment of their own
     (`hitl_gate.audit.run_seal`): the connection is closed while the segment is sealed, so
     other runs write and seal meanwhile.
@@ -113,7 +117,9 @@ def account_days(
     with connect() as con:
         accounting = day_accounting(con, domain.name, days, statuses, run_id, now)
         replace_partition_slice(con, "partition_accounting", accounting, domain.name, days)
-        added, errors = ingest_outcomes(con, domain, outcomes, run_id)
+        added, errors = ingest_outcomes(
+            con, domain, outcomes, run_id, slice_rows=slice_rows, memory_limit=seal_memory_limit
+        )
         if segments is None:
             sealed = seal_run(
                 con,

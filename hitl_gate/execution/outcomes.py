@@ -4,72 +4,249 @@ Outcome files land in `<landing>/<outcomes_subdir>/` with the case id and the la
 domain declares (for credit, `loan_status`), optionally an `observed_on` date. Each file is
 recorded once per case (keyed by the file's SHA-256), so re-reading the folder is idempotent; a
 row whose case was never executed is kept with `linked = false` rather than dropped.
+
+Memory is bounded by the slice, not the file: a file is parsed `slice_rows` rows at a time
+(`hitl_gate.ingest.csv_slices`, beside its bytes only one slice is parsed at once), and each
+slice is its own `INSERT OR IGNORE`, with the file's constants bound as parameters and
+`linked` found by DuckDB joining `executions`, under the seal's DuckDB memory limit. A run
+killed between slices leaves part of a file recorded; the next run inserts the rest (the
+primary key ignores what is there). A file already fully recorded is read, not re-inserted.
+
+A file is read once before anything of it is inserted: a line the reader cannot read rejects
+the whole file (nothing of it recorded), and a row without a case id or an outcome is
+reported (file, rows, column) instead of vanishing: rows read = rows recorded + rows rejected.
+Such rows do not go to the `quarantine` table: that table accounts for the cases of a
+partition (`rows_quarantined` in each day's balance); an outcome row belongs to no partition.
 """
 
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
 import polars as pl
 
-from hitl_gate.core.database import insert_new_rows, query_frame
+from hitl_gate.audit.seal import memory_limited
+from hitl_gate.core.database import registered, scalar
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
+from hitl_gate.ingest.csv_slices import CsvInSlices, csv_slices, header
+
+OBSERVED_ON = "observed_on"
+SHOWN_ROWS = 5  # row numbers a rejection message lists before "..."
 
 
-def read_outcome_file(path: Path, domain: DomainConfig) -> pl.DataFrame:
-    """One outcome file as rows of (case_id, outcome, observed_on, source_row).
+@dataclass(frozen=True)
+class OutcomeFile:
+    """One outcome file to be read in slices: its bytes, digest, columns and default day."""
+
+    source: CsvInSlices
+    sha256: str
+    case_id: str
+    label: str
+    file_day: date  # `observed_on` of a row without a readable one: the file's date
+
+    @property
+    def dated(self) -> bool:
+        """Whether the file has an `observed_on` column."""
+        return OBSERVED_ON in self.source.wanted
+
+
+def open_outcome_file(path: Path, domain: DomainConfig) -> OutcomeFile:
+    """The file read once (its bytes, hashed here), its header checked.
 
     Raises ValueError naming the file and the missing column when the file lacks them.
     """
     # The bytes, not the path: Polars reads a path string as a glob pattern (`x[1].csv`).
-    frame = pl.read_csv(path.read_bytes(), infer_schema=False)
+    data = path.read_bytes()
     label = domain.model.label.column
-    missing = [c for c in (domain.case_id, label) if c not in frame.columns]
+    names = header(data, ",")
+    missing = [c for c in (domain.case_id, label) if c not in names]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}")
-    file_day = datetime.fromtimestamp(path.stat().st_mtime, UTC).date()
-    observed = (
-        pl.col("observed_on").str.to_date(strict=False).fill_null(file_day)
-        if "observed_on" in frame.columns
-        else pl.lit(file_day)
+    wanted = [domain.case_id, label] + ([OBSERVED_ON] if OBSERVED_ON in names else [])
+    return OutcomeFile(
+        CsvInSlices(data, "csv", str(path), ",", wanted, {}),
+        hashlib.sha256(data).hexdigest(),
+        domain.case_id,
+        label,
+        datetime.fromtimestamp(path.stat().st_mtime, UTC).date(),
     )
-    return (
-        frame.with_row_index("source_row", offset=1)
-        .select(
-            pl.col(domain.case_id).alias("case_id"),
-            pl.col(label).alias("outcome"),
+
+
+def outcome_slices(
+    file: OutcomeFile, slice_rows: int, date_sample: str | None
+) -> Iterator[pl.DataFrame]:
+    """The file's rows, at most `slice_rows` a frame, as (case_id, outcome, observed_on,
+    source_row); rows lacking a case id or an outcome included (`accepted` tells them).
+
+    `date_sample` is the file's first `observed_on` value: Polars takes a date format from the
+    first value it parses, so each slice is parsed with that value in front (then dropped), as
+    the whole file's column would be."""
+    for raw in csv_slices(file.source, False, slice_rows):
+        observed: pl.Expr = pl.lit(file.file_day)
+        if file.dated:
+            column = pl.concat([pl.Series([date_sample], dtype=pl.String), raw[OBSERVED_ON]])
+            parsed = column.str.to_date(strict=False).slice(1).fill_null(file.file_day)
+            observed = pl.lit(parsed)
+        yield raw.select(
+            pl.col(file.case_id).alias("case_id"),
+            pl.col(file.label).alias("outcome"),
             observed.alias("observed_on"),
-            pl.col("source_row").cast(pl.Int64),
+            pl.col("_source_row").alias("source_row"),
         )
-        .filter(pl.col("case_id").is_not_null() & pl.col("outcome").is_not_null())
+
+
+def accepted(rows: pl.DataFrame) -> pl.DataFrame:
+    """The rows that can be recorded: with a case id and an outcome."""
+    return rows.filter(pl.col("case_id").is_not_null() & pl.col("outcome").is_not_null())
+
+
+@dataclass
+class FileCheck:
+    """What a first read of a file found: rows recorded and rejected, per empty column."""
+
+    accepted: int = 0
+    rejected: int = 0
+    empty: dict[str, list[int]] = field(default_factory=dict)  # column -> first rows
+    empty_count: dict[str, int] = field(default_factory=dict)
+
+    def add(self, rows: pl.DataFrame, columns: dict[str, str]) -> None:
+        """Count a slice; `columns`: the slice's column -> the file's name for it."""
+        ok = accepted(rows).height
+        self.accepted += ok
+        self.rejected += rows.height - ok
+        for column, name in columns.items():
+            empty = rows.filter(pl.col(column).is_null())["source_row"]
+            if empty.len():
+                shown = self.empty.setdefault(name, [])
+                shown.extend(empty.head(SHOWN_ROWS - len(shown)).to_list())
+                self.empty_count[name] = self.empty_count.get(name, 0) + empty.len()
+
+    def message(self, name: str) -> str | None:
+        """One line naming the file, the rows and the columns of what was rejected, if any."""
+        if not self.rejected:
+            return None
+        parts = []
+        for column, rows in self.empty.items():
+            count = self.empty_count[column]
+            listed = ", ".join(map(str, rows)) + (", ..." if count > len(rows) else "")
+            parts.append(f"column {column!r} empty in {count} row(s) (rows {listed})")
+        return (
+            f"{name}: {self.rejected} row(s) rejected, not recorded "
+            f"({self.accepted} recorded): {'; '.join(parts)}"
+        )
+
+
+def first_date(file: OutcomeFile, slice_rows: int) -> str | None:
+    """The file's first `observed_on` value that Polars reads as a date (None without one):
+    Polars takes the whole column's format from it, skipping values before it that fit none."""
+    if not file.dated:
+        return None
+    for raw in csv_slices(file.source, False, slice_rows):
+        values = raw[OBSERVED_ON]
+        read = values.str.to_date(strict=False).is_not_null()
+        if read.any():
+            sample: str = values.filter(read)[0]
+            return sample
+    return None
+
+
+_INSERT = """
+INSERT OR IGNORE INTO outcomes BY NAME
+SELECT $domain AS domain, s.case_id, s.outcome, s.observed_on, $file AS source_file,
+       $sha AS source_sha256, s.source_row, e.case_id IS NOT NULL AS linked,
+       $run AS run_id, $at AS recorded_at
+FROM outcome_slice s
+LEFT JOIN executions e ON e.domain = $domain AND e.case_id = s.case_id
+"""
+
+
+def insert_slices(
+    con: duckdb.DuckDBPyConnection,
+    domain: str,
+    file: OutcomeFile,
+    slices: Iterator[pl.DataFrame],
+    run_id: str,
+    recorded_at: datetime,
+) -> int:
+    """Insert each slice's accepted rows, one statement (and transaction) a slice; return how
+    many were new. `executions` has one row per (domain, case_id), so the join adds none."""
+    added = 0
+    params = {
+        "domain": domain,
+        "file": file.source.name,
+        "sha": file.sha256,
+        "run": run_id,
+        "at": recorded_at,
+    }
+    for rows in slices:
+        kept = accepted(rows)
+        if not kept.height:
+            continue
+        with registered(con, "outcome_slice", kept.to_arrow()):
+            new = con.execute(_INSERT, params).fetchall()
+        added += int(new[0][0]) if new else 0
+    return added
+
+
+def record_outcome_file(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    path: Path,
+    run_id: str,
+    slice_rows: int,
+) -> tuple[int, str | None]:
+    """Record one file in slices; return (new rows, the message on its rejected rows).
+
+    Raises ValueError or a Polars error (nothing of the file recorded) on a file that cannot
+    be read."""
+    file = open_outcome_file(path, domain)
+    sample = first_date(file, slice_rows)
+    check = FileCheck()
+    names = {"case_id": file.case_id, "outcome": file.label}
+    for rows in outcome_slices(file, slice_rows, sample):
+        check.add(rows, names)
+    recorded = scalar(
+        con,
+        "SELECT count(*) FROM outcomes WHERE domain = ? AND source_sha256 = ?",
+        [domain.name, file.sha256],
     )
+    if recorded == check.accepted:  # all there: later runs pay the read, not the inserts
+        return 0, check.message(file.source.name)
+    slices = outcome_slices(file, slice_rows, sample)
+    added = insert_slices(con, domain.name, file, slices, run_id, datetime.now(UTC))
+    return added, check.message(file.source.name)
 
 
 def ingest_outcomes(
-    con: duckdb.DuckDBPyConnection, domain: DomainConfig, folder: Path, run_id: str
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    folder: Path,
+    run_id: str,
+    *,
+    memory_limit: str | None = None,
+    slice_rows: int = DEFAULT_SLICE_ROWS,
 ) -> tuple[int, list[str]]:
-    """Record every outcome file under `folder`; return (new rows, per-file errors)."""
+    """Record every outcome file under `folder`, `slice_rows` rows at a time, under DuckDB's
+    `memory_limit`; return (new rows, per-file errors: files skipped, rows rejected)."""
     errors: list[str] = []
     added = 0
-    for path in sorted(folder.glob("*.csv")) if folder.exists() else []:
-        try:
-            rows = read_outcome_file(path, domain)
-        except (ValueError, pl.exceptions.PolarsError) as exc:
-            errors.append(str(exc))
-            continue
-        executed = query_frame(
-            con, "SELECT case_id FROM executions WHERE domain = ?", [domain.name]
-        )
-        rows = rows.with_columns(
-            pl.lit(domain.name).alias("domain"),
-            pl.col("case_id").is_in(executed["case_id"].implode()).alias("linked"),
-            pl.lit(str(path)).alias("source_file"),
-            pl.lit(hashlib.sha256(path.read_bytes()).hexdigest()).alias("source_sha256"),
-            pl.lit(run_id).alias("run_id"),
-            pl.lit(datetime.now(UTC)).alias("recorded_at"),
-        )
-        added += insert_new_rows(con, "outcomes", rows)
+    with memory_limited(con, memory_limit):
+        for path in sorted(folder.glob("*.csv")) if folder.exists() else []:
+            try:
+                new, rejected = record_outcome_file(con, domain, path, run_id, slice_rows)
+            except ValueError as exc:  # names the file
+                errors.append(str(exc))
+                continue
+            except pl.exceptions.PolarsError as exc:
+                errors.append(f"{path}: {exc}")
+                continue
+            added += new
+            if rejected:
+                errors.append(rejected)
     return added, errors
