@@ -17,6 +17,12 @@ from hitl_gate.core.domain import DomainConfig
 from pipelines.resources import AuditDatabase, ReviewWorkspace
 
 
+def run_id_of(context: AssetExecutionContext) -> str:
+    """The run's id, read where it exists both in a job run and when a test invokes the asset
+    directly (`context.run` is absent there; `context.run_id` is deprecated by Dagster)."""
+    return context.op_execution_context.run_id
+
+
 def gold_source_rows(domain: DomainConfig, review: ReviewWorkspace) -> pl.LazyFrame | None:
     """Past routed rows to seed gold cases from, only when a queue seeds them (rate > 0)."""
     from hitl_gate.review.settings import review_settings
@@ -58,7 +64,7 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
             batches_dir=review.batches_dir,
             key=review.signing_key(),
             created_at=datetime.now(UTC),
-            run_id=context.run_id,
+            run_id=run_id_of(context),
             pipeline_recipient=str(pipeline_identity(Path(review.secrets_dir)).to_public()),
             gold_rows=gold_source_rows(domain, review),
         )
@@ -119,13 +125,13 @@ def build_review_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 domain=domain,
                 folders=folders,
                 key=review.signing_key(),
-                run_id=context.run_id,
+                run_id=run_id_of(context),
                 now=datetime.now(UTC),
                 seal=intake_sealer(
                     audit_db.signing_key(),
                     audit_db.checkpoints,
                     audit_db.witness(),
-                    context.run_id,
+                    run_id_of(context),
                     audit_db.seal_memory_limit,
                 ),
             )
