@@ -15,6 +15,8 @@ primary key ignores what is there). A file already fully recorded is read, not r
 A file is read once before anything of it is inserted: a line the reader cannot read rejects
 the whole file (nothing of it recorded), and a row without a case id or an outcome is
 reported (file, rows, column) instead of vanishing: rows read = rows recorded + rows rejected.
+That read also finds the date that sets `observed_on`'s format and, when the file is one
+slice, keeps it for the insert: such a file is parsed once, a longer one twice.
 Such rows do not go to the `quarantine` table: that table accounts for the cases of a
 partition (`rows_quarantined` in each day's balance); an outcome row belongs to no partition.
 """
@@ -34,7 +36,7 @@ from hitl_gate.audit.seal import memory_limited
 from hitl_gate.core.database import registered, scalar
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
-from hitl_gate.ingest.csv_slices import CsvInSlices, csv_slices, header
+from hitl_gate.ingest.csv_slices import CsvInSlices, csv_slices, header, more_lines_than
 
 OBSERVED_ON = "observed_on"
 SHOWN_ROWS = 5  # row numbers a rejection message lists before "..."
@@ -78,27 +80,32 @@ def open_outcome_file(path: Path, domain: DomainConfig) -> OutcomeFile:
     )
 
 
+def shaped(raw: pl.DataFrame, file: OutcomeFile, date_sample: str | None) -> pl.DataFrame:
+    """A slice as read (`csv_slices`) as (case_id, outcome, observed_on, source_row).
+
+    `date_sample` is the file's first `observed_on` value: Polars takes a date format from the
+    first value it parses, so the slice is parsed with that value in front (then dropped), as
+    the whole file's column would be."""
+    observed: pl.Expr = pl.lit(file.file_day)
+    if file.dated:
+        column = pl.concat([pl.Series([date_sample], dtype=pl.String), raw[OBSERVED_ON]])
+        parsed = column.str.to_date(strict=False).slice(1).fill_null(file.file_day)
+        observed = pl.lit(parsed)
+    return raw.select(
+        pl.col(file.case_id).alias("case_id"),
+        pl.col(file.label).alias("outcome"),
+        observed.alias("observed_on"),
+        pl.col("_source_row").alias("source_row"),
+    )
+
+
 def outcome_slices(
     file: OutcomeFile, slice_rows: int, date_sample: str | None
 ) -> Iterator[pl.DataFrame]:
-    """The file's rows, at most `slice_rows` a frame, as (case_id, outcome, observed_on,
-    source_row); rows lacking a case id or an outcome included (`accepted` tells them).
-
-    `date_sample` is the file's first `observed_on` value: Polars takes a date format from the
-    first value it parses, so each slice is parsed with that value in front (then dropped), as
-    the whole file's column would be."""
+    """The file's rows, at most `slice_rows` a frame, as `shaped` gives them; rows lacking a
+    case id or an outcome included (`accepted` tells them)."""
     for raw in csv_slices(file.source, False, slice_rows):
-        observed: pl.Expr = pl.lit(file.file_day)
-        if file.dated:
-            column = pl.concat([pl.Series([date_sample], dtype=pl.String), raw[OBSERVED_ON]])
-            parsed = column.str.to_date(strict=False).slice(1).fill_null(file.file_day)
-            observed = pl.lit(parsed)
-        yield raw.select(
-            pl.col(file.case_id).alias("case_id"),
-            pl.col(file.label).alias("outcome"),
-            observed.alias("observed_on"),
-            pl.col("_source_row").alias("source_row"),
-        )
+        yield shaped(raw, file, date_sample)
 
 
 def accepted(rows: pl.DataFrame) -> pl.DataFrame:
@@ -106,22 +113,36 @@ def accepted(rows: pl.DataFrame) -> pl.DataFrame:
     return rows.filter(pl.col("case_id").is_not_null() & pl.col("outcome").is_not_null())
 
 
+def first_date(values: pl.Series) -> str | None:
+    """The first of `values` that Polars reads as a date (None without one): Polars takes the
+    whole column's format from it, skipping values before it that fit none."""
+    read = values.str.to_date(strict=False).is_not_null()
+    if not read.any():
+        return None
+    sample: str = values.filter(read)[0]
+    return sample
+
+
 @dataclass
 class FileCheck:
-    """What a first read of a file found: rows recorded and rejected, per empty column."""
+    """What the first read of a file found: rows recorded and rejected, per empty column; the
+    date that sets `observed_on`'s format; and, when the file is one slice, that slice, so
+    that the insert does not parse the file again."""
 
     accepted: int = 0
     rejected: int = 0
     empty: dict[str, list[int]] = field(default_factory=dict)  # column -> first rows
     empty_count: dict[str, int] = field(default_factory=dict)
+    date_sample: str | None = None
+    whole: pl.DataFrame | None = None  # the file's only slice, as read
 
-    def add(self, rows: pl.DataFrame, columns: dict[str, str]) -> None:
-        """Count a slice; `columns`: the slice's column -> the file's name for it."""
-        ok = accepted(rows).height
+    def add(self, raw: pl.DataFrame, columns: list[str]) -> None:
+        """Count a slice as read; `columns`: those a row needs a value in."""
+        ok = raw.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in columns)).height
         self.accepted += ok
-        self.rejected += rows.height - ok
-        for column, name in columns.items():
-            empty = rows.filter(pl.col(column).is_null())["source_row"]
+        self.rejected += raw.height - ok
+        for name in columns:
+            empty = raw.filter(pl.col(name).is_null())["_source_row"]
             if empty.len():
                 shown = self.empty.setdefault(name, [])
                 shown.extend(empty.head(SHOWN_ROWS - len(shown)).to_list())
@@ -142,18 +163,20 @@ class FileCheck:
         )
 
 
-def first_date(file: OutcomeFile, slice_rows: int) -> str | None:
-    """The file's first `observed_on` value that Polars reads as a date (None without one):
-    Polars takes the whole column's format from it, skipping values before it that fit none."""
-    if not file.dated:
-        return None
+def check_file(file: OutcomeFile, slice_rows: int) -> FileCheck:
+    """Read the whole file once, a slice at a time, before anything of it is inserted: count
+    its rows, find its first date, keep the slice when it is the only one.
+
+    Raises a Polars error on a line the reader cannot read (nothing of the file recorded)."""
+    check = FileCheck()
+    one_slice = not more_lines_than(file.source.data, slice_rows)
     for raw in csv_slices(file.source, False, slice_rows):
-        values = raw[OBSERVED_ON]
-        read = values.str.to_date(strict=False).is_not_null()
-        if read.any():
-            sample: str = values.filter(read)[0]
-            return sample
-    return None
+        check.add(raw, [file.case_id, file.label])
+        if file.dated and check.date_sample is None:
+            check.date_sample = first_date(raw[OBSERVED_ON])
+        if one_slice:
+            check.whole = raw
+    return check
 
 
 _INSERT = """
@@ -203,14 +226,11 @@ def record_outcome_file(
 ) -> tuple[int, str | None]:
     """Record one file in slices; return (new rows, the message on its rejected rows).
 
+    The file is parsed once when it is one slice (the check keeps it), twice otherwise.
     Raises ValueError or a Polars error (nothing of the file recorded) on a file that cannot
     be read."""
     file = open_outcome_file(path, domain)
-    sample = first_date(file, slice_rows)
-    check = FileCheck()
-    names = {"case_id": file.case_id, "outcome": file.label}
-    for rows in outcome_slices(file, slice_rows, sample):
-        check.add(rows, names)
+    check = check_file(file, slice_rows)
     recorded = scalar(
         con,
         "SELECT count(*) FROM outcomes WHERE domain = ? AND source_sha256 = ?",
@@ -218,7 +238,11 @@ def record_outcome_file(
     )
     if recorded == check.accepted:  # all there: later runs pay the read, not the inserts
         return 0, check.message(file.source.name)
-    slices = outcome_slices(file, slice_rows, sample)
+    if check.whole is not None:
+        slices: Iterator[pl.DataFrame] = iter([shaped(check.whole, file, check.date_sample)])
+        check.whole = None  # the slice is the iterator's alone: freed once inserted
+    else:
+        slices = outcome_slices(file, slice_rows, check.date_sample)
     added = insert_slices(con, domain.name, file, slices, run_id, datetime.now(UTC))
     return added, check.message(file.source.name)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
@@ -12,12 +13,14 @@ import pytest
 
 from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig, load_domain
+from hitl_gate.execution import outcomes
 from hitl_gate.execution.outcomes import (
     ingest_outcomes,
     insert_slices,
     open_outcome_file,
     outcome_slices,
 )
+from hitl_gate.ingest.csv_slices import CsvInSlices, csv_slices
 
 FILE_DAY = date(2018, 4, 2)
 COLUMNS = "case_id, outcome, observed_on, source_file, source_row, linked, run_id"
@@ -192,3 +195,38 @@ def test_the_memory_limit_is_applied(tmp_path: Path, domain: DomainConfig) -> No
     with audit_connection(db) as con:
         assert ingest_outcomes(con, domain, folder, "run-1", memory_limit="1GB")[0] == 7
     assert pl.DataFrame(_rows(db), orient="row").height == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "slice_rows", "reads"),
+    [(MIXED, 1000, 1), (UNDATED, 1000, 1), (MIXED, 3, 2), (UNDATED, 3, 2)],
+    ids=["dated-one-slice", "undated-one-slice", "dated-slices", "undated-slices"],
+)
+def test_a_file_is_parsed_once_when_one_slice_twice_otherwise(
+    tmp_path: Path,
+    domain: DomainConfig,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    slice_rows: int,
+    reads: int,
+) -> None:
+    """The first date is found by the check's read (not a read of its own), and a file of one
+    slice is inserted from the slice the check kept: one parse. The rows are those of the
+    whole-file semantics either way."""
+    folder = _folder(tmp_path, "o.csv", text)
+    db = _db(tmp_path, "a.duckdb", domain, ["a1", "a4", "a7"])
+    calls: list[int] = []
+
+    def counted(source: CsvInSlices, native: bool, rows: int) -> Iterator[pl.DataFrame]:
+        calls.append(rows)
+        return csv_slices(source, native, rows)
+
+    monkeypatch.setattr(outcomes, "csv_slices", counted)
+    with audit_connection(db) as con:
+        assert ingest_outcomes(con, domain, folder, "run-1", slice_rows=slice_rows) == (7, [])
+    assert len(calls) == reads
+    monkeypatch.undo()
+    whole = _db(tmp_path, "whole.duckdb", domain, ["a1", "a4", "a7"])
+    with audit_connection(whole) as con:
+        ingest_outcomes(con, domain, folder, "run-1", slice_rows=1000)
+    assert _rows(db) == _rows(whole)
