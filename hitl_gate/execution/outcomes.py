@@ -8,9 +8,10 @@ row whose case was never executed is kept with `linked = false` rather than drop
 Memory is bounded by the slice, not the file: a file is parsed `slice_rows` rows at a time
 (`hitl_gate.ingest.csv_slices`, beside its bytes only one slice is parsed at once), and each
 slice is its own `INSERT OR IGNORE`, with the file's constants bound as parameters and
-`linked` found by DuckDB joining `executions`, under the seal's DuckDB memory limit. A run
-killed between slices leaves part of a file recorded; the next run inserts the rest (the
-primary key ignores what is there). A file already fully recorded is read, not re-inserted.
+`linked` found by DuckDB joining a copy of the domain's executed ids made once per ingest,
+under the seal's DuckDB memory limit. A run killed between slices leaves part of a file
+recorded; the next run inserts the rest (the primary key ignores what is there). A file
+already fully recorded is read, not re-inserted.
 
 A file is read once before anything of it is inserted: a line the reader cannot read rejects
 the whole file (nothing of it recorded), and a row without a case id or an outcome is
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -179,19 +181,50 @@ def check_file(file: OutcomeFile, slice_rows: int) -> FileCheck:
     return check
 
 
-_INSERT = """
+@dataclass
+class ExecutedCases:
+    """The domain's executed case ids, copied once per ingest into a temporary table that each
+    slice's `linked` joins: joined to `executions` itself, every slice scanned (and decoded)
+    all of the domain's executions again, n scans for a file of n slices. The copy is built at
+    the first insert of an ingest (a run whose files are all recorded pays nothing) and
+    dropped at its end; it grows with history, so it is DuckDB's (under the ingest's memory
+    limit, spilled to disk past it), not a Python set."""
+
+    con: duckdb.DuckDBPyConnection
+    domain: str
+    built: bool = False
+
+    def table(self) -> str:
+        """The table's name, built if it is not yet."""
+        if not self.built:
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {_EXECUTED} AS "
+                "SELECT case_id FROM executions WHERE domain = ?",
+                [self.domain],
+            )
+            self.built = True
+        return _EXECUTED
+
+    def drop(self) -> None:
+        """Drop the table if this ingest built it."""
+        if self.built:
+            self.con.execute(f"DROP TABLE IF EXISTS temp.{_EXECUTED}")
+            self.built = False
+
+
+_EXECUTED = "outcome_executed"
+_INSERT = f"""
 INSERT OR IGNORE INTO outcomes BY NAME
 SELECT $domain AS domain, s.case_id, s.outcome, s.observed_on, $file AS source_file,
        $sha AS source_sha256, s.source_row, e.case_id IS NOT NULL AS linked,
        $run AS run_id, $at AS recorded_at
 FROM outcome_slice s
-LEFT JOIN executions e ON e.domain = $domain AND e.case_id = s.case_id
+LEFT JOIN {_EXECUTED} e ON e.case_id = s.case_id
 """
 
 
 def insert_slices(
-    con: duckdb.DuckDBPyConnection,
-    domain: str,
+    executed: ExecutedCases,
     file: OutcomeFile,
     slices: Iterator[pl.DataFrame],
     run_id: str,
@@ -199,9 +232,10 @@ def insert_slices(
 ) -> int:
     """Insert each slice's accepted rows, one statement (and transaction) a slice; return how
     many were new. `executions` has one row per (domain, case_id), so the join adds none."""
+    con = executed.con
     added = 0
     params = {
-        "domain": domain,
+        "domain": executed.domain,
         "file": file.source.name,
         "sha": file.sha256,
         "run": run_id,
@@ -211,6 +245,7 @@ def insert_slices(
         kept = accepted(rows)
         if not kept.height:
             continue
+        executed.table()
         with registered(con, "outcome_slice", kept.to_arrow()):
             new = con.execute(_INSERT, params).fetchall()
         added += int(new[0][0]) if new else 0
@@ -218,7 +253,7 @@ def insert_slices(
 
 
 def record_outcome_file(
-    con: duckdb.DuckDBPyConnection,
+    executed: ExecutedCases,
     domain: DomainConfig,
     path: Path,
     run_id: str,
@@ -232,7 +267,7 @@ def record_outcome_file(
     file = open_outcome_file(path, domain)
     check = check_file(file, slice_rows)
     recorded = scalar(
-        con,
+        executed.con,
         "SELECT count(*) FROM outcomes WHERE domain = ? AND source_sha256 = ?",
         [domain.name, file.sha256],
     )
@@ -243,8 +278,17 @@ def record_outcome_file(
         check.whole = None  # the slice is the iterator's alone: freed once inserted
     else:
         slices = outcome_slices(file, slice_rows, check.date_sample)
-    added = insert_slices(con, domain.name, file, slices, run_id, datetime.now(UTC))
+    added = insert_slices(executed, file, slices, run_id, datetime.now(UTC))
     return added, check.message(file.source.name)
+
+
+@contextmanager
+def closing_table(executed: ExecutedCases) -> Iterator[ExecutedCases]:
+    """`executed`, its table dropped when the block ends, however it ends."""
+    try:
+        yield executed
+    finally:
+        executed.drop()
 
 
 def ingest_outcomes(
@@ -260,10 +304,11 @@ def ingest_outcomes(
     `memory_limit`; return (new rows, per-file errors: files skipped, rows rejected)."""
     errors: list[str] = []
     added = 0
-    with memory_limited(con, memory_limit):
+    executed = ExecutedCases(con, domain.name)
+    with memory_limited(con, memory_limit), closing_table(executed):
         for path in sorted(folder.glob("*.csv")) if folder.exists() else []:
             try:
-                new, rejected = record_outcome_file(con, domain, path, run_id, slice_rows)
+                new, rejected = record_outcome_file(executed, domain, path, run_id, slice_rows)
             except ValueError as exc:  # names the file
                 errors.append(str(exc))
                 continue

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import islice
 from pathlib import Path
+from typing import Any, cast
 
+import duckdb
 import polars as pl
 import pytest
 
@@ -15,6 +18,7 @@ from hitl_gate.core.database import audit_connection
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.execution import outcomes
 from hitl_gate.execution.outcomes import (
+    ExecutedCases,
     ingest_outcomes,
     insert_slices,
     open_outcome_file,
@@ -132,7 +136,9 @@ def test_a_partly_recorded_file_is_completed_without_duplicates(
     file = open_outcome_file(folder / "o.csv", domain)
     with audit_connection(twice) as con:
         first = islice(outcome_slices(file, 3, "03/01/2018"), 1)
-        assert insert_slices(con, domain.name, file, first, "run-1", datetime.now(UTC)) == 3
+        executed = ExecutedCases(con, domain.name)
+        assert insert_slices(executed, file, first, "run-1", datetime.now(UTC)) == 3
+        executed.drop()
         assert ingest_outcomes(con, domain, folder, "run-1", slice_rows=3) == (4, [])
     assert _rows(twice) == _rows(once)
     assert len(_rows(twice)) == 7
@@ -230,3 +236,45 @@ def test_a_file_is_parsed_once_when_one_slice_twice_otherwise(
     with audit_connection(whole) as con:
         ingest_outcomes(con, domain, folder, "run-1", slice_rows=1000)
     assert _rows(db) == _rows(whole)
+
+
+@dataclass
+class _Recording:
+    """A real DuckDB connection that keeps the SQL of each `execute`."""
+
+    con: duckdb.DuckDBPyConnection
+    sql: list[str] = field(default_factory=list)
+
+    def execute(self, query: str, *args: Any) -> duckdb.DuckDBPyConnection:
+        self.sql.append(query)
+        return self.con.execute(query, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.con, name)
+
+
+def test_executions_are_read_once_per_ingest_not_per_slice(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    """Two files of 4 slices each: the domain's executed ids are copied once for the ingest
+    (each slice joins the copy), the copy is dropped at its end, and a run with nothing to
+    insert does not read them at all. `linked` is that of one slice."""
+    folder = _folder(tmp_path, "o.csv", MIXED)
+    _folder(tmp_path, "p.csv", UNDATED.replace("\na", "\nb").replace("\nb1,", "\na1,"))
+    db = _db(tmp_path, "a.duckdb", domain, ["a1", "a4", "a7"])
+    whole = _db(tmp_path, "whole.duckdb", domain, ["a1", "a4", "a7"])
+    with audit_connection(whole) as con:
+        assert ingest_outcomes(con, domain, folder, "run-1", slice_rows=1000)[0] == 14
+    for run in ("run-1", "run-2"):
+        with audit_connection(db) as con:
+            recording = _Recording(con)
+            ingest = ingest_outcomes(
+                cast(duckdb.DuckDBPyConnection, recording), domain, folder, run, slice_rows=2
+            )
+            assert ingest == ((14, []) if run == "run-1" else (0, []))
+            reads = [q for q in recording.sql if "executions" in q]
+            assert len(reads) == (1 if run == "run-1" else 0)
+            temporary = "SELECT count(*) FROM duckdb_tables() WHERE temporary"
+            assert con.execute(temporary).fetchall() == [(0,)]
+    assert _rows(db) == _rows(whole)
+    assert sum(r[5] for r in _rows(db)) == 4  # a1 (in both files), a4, a7
