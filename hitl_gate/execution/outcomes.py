@@ -16,6 +16,10 @@ already fully recorded is read, not re-inserted.
 A file is read once before anything of it is inserted: a line the reader cannot read rejects
 the whole file (nothing of it recorded), and a row without a case id or an outcome is
 reported (file, rows, column) instead of vanishing: rows read = rows recorded + rows rejected.
+A case id is recorded once per file, from its first row; a later row repeating it (in any
+slice, whatever its outcome) is rejected and reported the same way. Repeats are found at the
+insert, not in the first read, which would need every id of the file at once: each slice is
+deduplicated in itself, then joined to the rows this file already has in `outcomes`.
 That read also finds the date that sets `observed_on`'s format and, when the file is one
 slice, keeps it for the insert: such a file is parsed once, a longer one twice.
 Such rows do not go to the `quarantine` table: that table accounts for the cases of a
@@ -35,7 +39,7 @@ import duckdb
 import polars as pl
 
 from hitl_gate.audit.seal import memory_limited
-from hitl_gate.core.database import registered, scalar
+from hitl_gate.core.database import query_frame, registered, scalar
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
 from hitl_gate.ingest.csv_slices import CsvInSlices, csv_slices, header, more_lines_than
@@ -137,6 +141,9 @@ class FileCheck:
     empty_count: dict[str, int] = field(default_factory=dict)
     date_sample: str | None = None
     whole: pl.DataFrame | None = None  # the file's only slice, as read
+    case_id: str = "case_id"  # the file's name for it
+    repeated: list[int] = field(default_factory=list)  # first rows repeating a case id
+    repeated_count: int = 0
 
     def add(self, raw: pl.DataFrame, columns: list[str]) -> None:
         """Count a slice as read; `columns`: those a row needs a value in."""
@@ -150,6 +157,14 @@ class FileCheck:
                 shown.extend(empty.head(SHOWN_ROWS - len(shown)).to_list())
                 self.empty_count[name] = self.empty_count.get(name, 0) + empty.len()
 
+    def add_repeats(self, rows: pl.Series) -> None:
+        """Count rows (`source_row`, in the file's order) whose case id an earlier row of the
+        file has: found only at the insert (module docstring), rejected, not recorded."""
+        self.accepted -= rows.len()
+        self.rejected += rows.len()
+        self.repeated_count += rows.len()
+        self.repeated.extend(rows.head(SHOWN_ROWS - len(self.repeated)).to_list())
+
     def message(self, name: str) -> str | None:
         """One line naming the file, the rows and the columns of what was rejected, if any."""
         if not self.rejected:
@@ -159,6 +174,13 @@ class FileCheck:
             count = self.empty_count[column]
             listed = ", ".join(map(str, rows)) + (", ..." if count > len(rows) else "")
             parts.append(f"column {column!r} empty in {count} row(s) (rows {listed})")
+        if self.repeated_count:
+            count = self.repeated_count
+            listed = ", ".join(map(str, self.repeated)) + (", ..." if count > SHOWN_ROWS else "")
+            parts.append(
+                f"column {self.case_id!r} repeats an earlier row's value in {count} row(s) "
+                f"(rows {listed}; the earlier row recorded)"
+            )
         return (
             f"{name}: {self.rejected} row(s) rejected, not recorded "
             f"({self.accepted} recorded): {'; '.join(parts)}"
@@ -170,7 +192,7 @@ def check_file(file: OutcomeFile, slice_rows: int) -> FileCheck:
     its rows, find its first date, keep the slice when it is the only one.
 
     Raises a Polars error on a line the reader cannot read (nothing of the file recorded)."""
-    check = FileCheck()
+    check = FileCheck(case_id=file.case_id)
     one_slice = not more_lines_than(file.source.data, slice_rows)
     for raw in csv_slices(file.source, False, slice_rows):
         check.add(raw, [file.case_id, file.label])
@@ -221,6 +243,14 @@ SELECT $domain AS domain, s.case_id, s.outcome, s.observed_on, $file AS source_f
 FROM outcome_slice s
 LEFT JOIN {_EXECUTED} e ON e.case_id = s.case_id
 """
+# The slice's rows whose case id is recorded from the same file at another row: an earlier
+# slice's (or, after a run killed mid-file, the row this file's first run recorded).
+_RECORDED_ELSEWHERE = """
+SELECT s.source_row FROM outcome_slice s
+JOIN outcomes o ON o.case_id = s.case_id
+WHERE o.domain = ? AND o.source_sha256 = ? AND o.source_row <> s.source_row
+ORDER BY s.source_row
+"""
 
 
 def insert_slices(
@@ -229,9 +259,14 @@ def insert_slices(
     slices: Iterator[pl.DataFrame],
     run_id: str,
     recorded_at: datetime,
+    check: FileCheck,
 ) -> int:
     """Insert each slice's accepted rows, one statement (and transaction) a slice; return how
-    many were new. `executions` has one row per (domain, case_id), so the join adds none."""
+    many were new. `executions` has one row per (domain, case_id), so the join adds none.
+
+    A case id is recorded once per file (the primary key), from its first row: a later row
+    with it, in the same slice or a later one, is counted in `check` as rejected (and named
+    in its message) instead of being dropped silently by the key."""
     con = executed.con
     added = 0
     params = {
@@ -241,13 +276,19 @@ def insert_slices(
         "run": run_id,
         "at": recorded_at,
     }
+    key = [executed.domain, file.sha256]
     for rows in slices:
         kept = accepted(rows)
         if not kept.height:
             continue
+        first = pl.col("case_id").is_first_distinct()
+        again = kept.filter(~first)["source_row"]
+        kept = kept.filter(first)
         executed.table()
         with registered(con, "outcome_slice", kept.to_arrow()):
+            elsewhere = query_frame(con, _RECORDED_ELSEWHERE, key)["source_row"]
             new = con.execute(_INSERT, params).fetchall()
+        check.add_repeats(pl.concat([again, elsewhere.cast(pl.Int64)]).sort())
         added += int(new[0][0]) if new else 0
     return added
 
@@ -271,14 +312,17 @@ def record_outcome_file(
         "SELECT count(*) FROM outcomes WHERE domain = ? AND source_sha256 = ?",
         [domain.name, file.sha256],
     )
-    if recorded == check.accepted:  # all there: later runs pay the read, not the inserts
+    # All there: later runs pay the read, not the inserts. A file repeating a case id records
+    # fewer rows than it has accepted ones, so it is inserted again (nothing new), which
+    # finds and reports its repeats again.
+    if recorded == check.accepted:
         return 0, check.message(file.source.name)
     if check.whole is not None:
         slices: Iterator[pl.DataFrame] = iter([shaped(check.whole, file, check.date_sample)])
         check.whole = None  # the slice is the iterator's alone: freed once inserted
     else:
         slices = outcome_slices(file, slice_rows, check.date_sample)
-    added = insert_slices(executed, file, slices, run_id, datetime.now(UTC))
+    added = insert_slices(executed, file, slices, run_id, datetime.now(UTC), check)
     return added, check.message(file.source.name)
 
 

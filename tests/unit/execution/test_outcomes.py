@@ -19,6 +19,7 @@ from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.execution import outcomes
 from hitl_gate.execution.outcomes import (
     ExecutedCases,
+    FileCheck,
     ingest_outcomes,
     insert_slices,
     open_outcome_file,
@@ -137,7 +138,8 @@ def test_a_partly_recorded_file_is_completed_without_duplicates(
     with audit_connection(twice) as con:
         first = islice(outcome_slices(file, 3, "03/01/2018"), 1)
         executed = ExecutedCases(con, domain.name)
-        assert insert_slices(executed, file, first, "run-1", datetime.now(UTC)) == 3
+        at = datetime.now(UTC)
+        assert insert_slices(executed, file, first, "run-1", at, FileCheck()) == 3
         executed.drop()
         assert ingest_outcomes(con, domain, folder, "run-1", slice_rows=3) == (4, [])
     assert _rows(twice) == _rows(once)
@@ -240,13 +242,13 @@ def test_a_file_is_parsed_once_when_one_slice_twice_otherwise(
 
 @dataclass
 class _Recording:
-    """A real DuckDB connection that keeps the SQL of each `execute`."""
+    """A real DuckDB connection that keeps the SQL of each `execute` (`sql` passes through)."""
 
     con: duckdb.DuckDBPyConnection
-    sql: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
 
     def execute(self, query: str, *args: Any) -> duckdb.DuckDBPyConnection:
-        self.sql.append(query)
+        self.seen.append(query)
         return self.con.execute(query, *args)
 
     def __getattr__(self, name: str) -> Any:
@@ -272,9 +274,85 @@ def test_executions_are_read_once_per_ingest_not_per_slice(
                 cast(duckdb.DuckDBPyConnection, recording), domain, folder, run, slice_rows=2
             )
             assert ingest == ((14, []) if run == "run-1" else (0, []))
-            reads = [q for q in recording.sql if "executions" in q]
+            reads = [q for q in recording.seen if "executions" in q]
             assert len(reads) == (1 if run == "run-1" else 0)
             temporary = "SELECT count(*) FROM duckdb_tables() WHERE temporary"
             assert con.execute(temporary).fetchall() == [(0,)]
     assert _rows(db) == _rows(whole)
     assert sum(r[5] for r in _rows(db)) == 4  # a1 (in both files), a4, a7
+
+
+# Case ids repeated with other outcomes: a1 within slice 1 (row 3), a2 of slice 1 in slice 2
+# (row 5), a3 of slice 2 in slice 3 (row 8); row 6 has no case id. Slices of 3 rows.
+REPEATED = (
+    "application_id,loan_status\n"
+    "a1,Fully Paid\n"
+    "a2,Charged Off\n"
+    "a1,Charged Off\n"
+    "a3,Current\n"
+    "a2,Fully Paid\n"
+    ",Current\n"
+    "a4,Fully Paid\n"
+    "a3,Charged Off\n"
+)
+
+
+@pytest.mark.parametrize("slice_rows", [3, 1000])
+def test_a_repeated_case_id_is_reported_and_the_first_row_recorded(
+    tmp_path: Path, domain: DomainConfig, slice_rows: int
+) -> None:
+    """An adversarial file: each case id's first row is recorded and every later row with it
+    (another outcome, in the same slice or a later one) is rejected and named, as empty
+    values are: rows read (8) = recorded (4) + rejected (4). Ingested again, the file adds
+    nothing and says the same."""
+    folder = _folder(tmp_path, "o.csv", REPEATED)
+    db = _db(tmp_path, "a.duckdb", domain, ["a1"])
+    message = (
+        f"{folder / 'o.csv'}: 4 row(s) rejected, not recorded (4 recorded): "
+        "column 'application_id' empty in 1 row(s) (rows 6); "
+        "column 'application_id' repeats an earlier row's value in 3 row(s) "
+        "(rows 3, 5, 8; the earlier row recorded)"
+    )
+    with audit_connection(db) as con:
+        assert ingest_outcomes(con, domain, folder, "run-1", slice_rows=slice_rows) == (
+            4,
+            [message],
+        )
+    recorded = [(r[0], r[1], r[4]) for r in _rows(db)]
+    assert recorded == [
+        ("a1", "Fully Paid", 1),
+        ("a2", "Charged Off", 2),
+        ("a3", "Current", 4),
+        ("a4", "Fully Paid", 7),
+    ]
+    with audit_connection(db) as con:
+        assert ingest_outcomes(con, domain, folder, "run-2", slice_rows=slice_rows) == (
+            0,
+            [message],
+        )
+    assert [(r[0], r[1], r[4]) for r in _rows(db)] == recorded
+
+
+def test_repeats_are_counted_once_after_a_run_killed_mid_file(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    """The first slice recorded by a run that then stopped: the next run finds the repeats of
+    the first slice's ids in the later slices, and not the first slice's own rows (recorded
+    at the same row, not repeats)."""
+    folder = _folder(tmp_path, "o.csv", REPEATED)
+    db = _db(tmp_path, "a.duckdb", domain, [])
+    file = open_outcome_file(folder / "o.csv", domain)
+    with audit_connection(db) as con:
+        executed = ExecutedCases(con, domain.name)
+        first = islice(outcome_slices(file, 3, None), 1)
+        assert insert_slices(executed, file, first, "run-1", datetime.now(UTC), FileCheck()) == 2
+        executed.drop()
+        added, errors = ingest_outcomes(con, domain, folder, "run-2", slice_rows=3)
+    assert added == 2
+    assert errors == [
+        f"{folder / 'o.csv'}: 4 row(s) rejected, not recorded (4 recorded): "
+        "column 'application_id' empty in 1 row(s) (rows 6); "
+        "column 'application_id' repeats an earlier row's value in 3 row(s) "
+        "(rows 3, 5, 8; the earlier row recorded)"
+    ]
+    assert [r[4] for r in _rows(db)] == [1, 2, 4, 7]
