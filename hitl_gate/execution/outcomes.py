@@ -235,8 +235,7 @@ class ExecutedCases:
 
 
 _EXECUTED = "outcome_executed"
-_INSERT = f"""
-INSERT OR IGNORE INTO outcomes BY NAME
+_SELECT = f"""
 SELECT $domain AS domain, s.case_id, s.outcome, s.observed_on, $file AS source_file,
        $sha AS source_sha256, s.source_row, e.case_id IS NOT NULL AS linked,
        $run AS run_id, $at AS recorded_at
@@ -287,10 +286,33 @@ def insert_slices(
         executed.table()
         with registered(con, "outcome_slice", kept.to_arrow()):
             elsewhere = query_frame(con, _RECORDED_ELSEWHERE, key)["source_row"]
-            new = con.execute(_INSERT, params).fetchall()
+            added += insert_slice(con, params, stored=elsewhere.len() > 0)
         check.add_repeats(pl.concat([again, elsewhere.cast(pl.Int64)]).sort())
-        added += int(new[0][0]) if new else 0
     return added
+
+
+def insert_slice(con: duckdb.DuckDBPyConnection, params: dict[str, object], stored: bool) -> int:
+    """Insert `outcome_slice`'s rows whose key is new; return how many.
+
+    A plain `INSERT` first, unless a key of the slice is known to be `stored`: DuckDB's
+    `OR IGNORE` costs about 1.6x the CPU of a plain insert (a million outcome rows, 1 GB
+    limit: 3.3 s against 2.0 s), and a slice of a new file stores only new keys. A key stored
+    anyway (a run killed mid-file recorded part of the slice) fails the whole statement,
+    which changes nothing, and `OR IGNORE` then skips exactly those rows. Called in
+    auto-commit only (a statement a slice, as `ingest_outcomes` runs): inside an explicit
+    transaction DuckDB would abort the whole transaction on the failed statement."""
+    if not stored:
+        try:
+            return _inserted(con.execute("INSERT INTO outcomes BY NAME" + _SELECT, params))
+        except duckdb.ConstraintException:
+            pass
+    return _inserted(con.execute("INSERT OR IGNORE INTO outcomes BY NAME" + _SELECT, params))
+
+
+def _inserted(result: duckdb.DuckDBPyConnection) -> int:
+    """The row count an INSERT returns."""
+    rows = result.fetchall()
+    return int(rows[0][0]) if rows else 0
 
 
 def record_outcome_file(
