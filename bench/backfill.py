@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from bench.homes import copy_home
 from bench.pipeline import DOMAIN, append_report, setup_home
 
 SECTION_LABEL = "Backfill (days of the real sample, 2018 Q1)"
@@ -84,8 +84,7 @@ def max_overlap(spans: list[RunSpan]) -> int:
 
 
 def _fresh_copy(prepared: Path, target: Path) -> Path:
-    shutil.copytree(prepared, target, symlinks=True)
-    return target
+    return copy_home(prepared, target)
 
 
 def _row(way: str, wall: float, spans: list[RunSpan]) -> dict:

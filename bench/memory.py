@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from bench.homes import prepared_home
 from bench.measure import cpu_seconds, current_rss_mb, peak_rss_mb, stage_name, step_windows
 
 SAMPLE_S = 0.1
@@ -110,6 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         help="report the home's last run from samples the watchdog dumped here, then stop",
     )
     parser.add_argument("--day", type=date.fromisoformat)
+    parser.add_argument(
+        "--pristine", type=Path, help="a built home restored onto --home first (bench.homes)"
+    )
     parser.add_argument("--limit-gb", type=float, default=None)
     parser.add_argument("--profile", type=Path, help="pyinstrument output (.html and .txt)")
     parser.add_argument("--json", type=Path, help="write the figures here as JSON")
@@ -128,6 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.after_kill:
         _report_killed_run(args.after_kill, args.home)
         return
+    prepared_home(args.home, args.pristine)
     domain = load_domain(DOMAIN)
     _warm_imports()
     limit = args.limit_gb * 1024 if args.limit_gb else None

@@ -32,6 +32,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bench.homes import prepared_home
 from bench.measure import cpu_seconds, current_rss_mb, peak_rss_mb
 
 # Per module, the functions of its namespace timed as phases: the seal's (where `run_seal`
@@ -121,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.seal_phases", description=__doc__)
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--day", type=date.fromisoformat, required=True)
+    parser.add_argument("--pristine", type=Path, help="restored onto --home first")
     parser.add_argument("--limit-gb", type=float, default=6.0)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="pyinstrument output (.html and .txt)")
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name
 
-    settings = _settings(args.home)
+    settings = _settings(prepared_home(args.home, args.pristine))
     domain = load_domain(DOMAIN)
     _warm_imports()
     sampler = RssSampler(limit_mb=args.limit_gb * 1024).start()  # the watchdog only
