@@ -12,6 +12,7 @@ connection (`step_keys`), asked by the seal one sealed slice at a time.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -137,7 +138,7 @@ def execute_days(
         texts = policy_reason_texts(domain)
         with OutboxWriter(outbox, days) as written:
             total, notices = 0, 0
-            for page in _executed_pages(con, domain.name, days, page_rows):
+            for page in executed_pages(con, domain.name, days, page_rows):
                 total += page.height
                 notices += _issue_notices(con, domain, page, texts, run_id, now)
                 written.write(page.filter(~pl.col("case_id").is_in(list(gold))))
@@ -222,26 +223,43 @@ def _earlier_executions(
         )
 
 
-def _executed_pages(
+def executed_pages(
     con: duckdb.DuckDBPyConnection, domain: str, days: list[date], page_rows: int
 ) -> Iterator[pl.DataFrame]:
     """Every execution of the days, in case order, `page_rows` at a time (at least one page).
 
-    Keyset pages (after the last case id of the previous page): each is the next stretch of
-    what one `ORDER BY case_id` query of the days gives, since a case is executed once.
+    Each page is the stretch of case ids between two of `page_bounds`, so it reads and sorts
+    its own rows only, not the whole day once per page (a top-N after the previous page's
+    last id did: pages x day). The pages are the ones `LIMIT`-ed keyset pages gave, the last
+    one short (empty when the day fills its pages exactly), since a case is executed once.
     """
-    after: str | None = None
-    while True:
-        page = query_frame(
+    bounds: list[str | None] = [None, *page_bounds(con, domain, days, page_rows), None]
+    for after, through in itertools.pairwise(bounds):
+        yield query_frame(
             con,
             f"SELECT * FROM executions WHERE {_DAYS} AND (?::VARCHAR IS NULL OR case_id > ?) "
-            "ORDER BY case_id LIMIT ?",
-            [domain, days, after, after, page_rows],
+            "AND (?::VARCHAR IS NULL OR case_id <= ?) ORDER BY case_id",
+            [domain, days, after, after, through, through],
         )
-        yield page
-        if page.height < page_rows:
-            return
-        after = page["case_id"][-1]
+
+
+def page_bounds(
+    con: duckdb.DuckDBPyConnection, domain: str, days: list[date], page_rows: int
+) -> list[str]:
+    """The last case id of each full page of the days' executions in case order: ids number
+    `page_rows`, 2 x `page_rows`, ... (none when the days fit one short page).
+
+    One sort of the days' case ids alone, skipped when a count says there is one page.
+    """
+    count = con.execute(f"SELECT count(*) FROM executions WHERE {_DAYS}", [domain, days])
+    if int(count.fetchall()[0][0]) < page_rows:
+        return []
+    rows = con.execute(
+        "SELECT case_id FROM (SELECT case_id, row_number() OVER (ORDER BY case_id) AS n "
+        f"FROM executions WHERE {_DAYS}) WHERE n % ? = 0 ORDER BY case_id",
+        [domain, days, page_rows],
+    ).fetchall()
+    return [str(case_id) for (case_id,) in rows]
 
 
 def _issue_notices(
