@@ -17,9 +17,9 @@ A temporary table belongs to its connection alone: no other connection, and no o
 from __future__ import annotations
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from hitl_gate.core.database import registered
 
@@ -51,14 +51,17 @@ class StepKeys:
     def owns(self, entity_keys: pa.ChunkedArray | pa.Array) -> pa.Array:
         """Which of `entity_keys` (a seal slice's) the step wrote: a boolean mask.
 
-        Only the slice's keys that the table holds come back from DuckDB, so the hash set
-        `is_in` builds is a slice's, never the day's.
+        DuckDB returns the positions of the slice's keys that the table holds (a semi-join
+        probed by the slice), so what comes back is at most a seal slice long, never the day.
         """
-        asked = pa.table({"entity_key": entity_keys})
+        asked = pa.table(
+            {"i": np.arange(len(entity_keys), dtype=np.int64), "entity_key": entity_keys}
+        )
         with registered(self.con, "step_asked_keys", asked):
             found = self.con.sql(
-                f"SELECT DISTINCT a.entity_key FROM step_asked_keys a SEMI JOIN {_TABLE} s "
+                f"SELECT a.i FROM step_asked_keys a SEMI JOIN {_TABLE} s "
                 "ON s.entity_key = a.entity_key"
-            ).to_arrow_table()
-        value_set = found.column("entity_key").combine_chunks().cast(entity_keys.type)
-        return pc.is_in(entity_keys, value_set=value_set)
+            ).fetchnumpy()["i"]
+        mask = np.zeros(len(entity_keys), dtype=bool)
+        mask[np.asarray(found, dtype=np.int64)] = True
+        return pa.array(mask)
