@@ -27,7 +27,7 @@ from hitl_gate.core.database import OpenConnection, insert_new_rows, query_frame
 from hitl_gate.core.day_files import StagedPartitions
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
-from hitl_gate.core.slices import OutputSink
+from hitl_gate.core.slices import OutputSink, write_each
 from hitl_gate.execution.adverse_action import adverse_actions
 from hitl_gate.execution.final_actions import final_actions, keep_executed, new_executions
 from hitl_gate.execution.outbox import OutboxWriter, write_reversal_requests
@@ -129,12 +129,16 @@ def execute_days(
             "route_reason_code VARCHAR, verdict_reason_code VARCHAR)"
         )
         sealable = StepKeys(con, domain.name)
-        for part in slices:
-            actions = _execute_slice(
+
+        def execute_slice(part: pl.DataFrame) -> pl.DataFrame:
+            return _execute_slice(
                 con, domain, own_rows(part), verdicts, days, tally, sealable,
                 halted=halted, gold=gold, run_id=run_id, now=now,
             )  # fmt: skip
-            sink.write(actions)
+
+        # One routed slice held at a time: a `for` loop kept the previous one (and its
+        # actions) while the next was read.
+        write_each(slices, execute_slice, sink)
         texts = policy_reason_texts(domain)
         with OutboxWriter(outbox, days) as written:
             total, notices = 0, 0
