@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Collection, Generator, Iterator, Mapping
+from collections.abc import Callable, Collection, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -79,9 +79,11 @@ STEP_OWNED: Mapping[str, Collection[str]] = {
     "execution": (), "adverse_action": (), "verdict_opinion": (), "verdict": (),
 }  # fmt: skip
 
-# The entity keys a seal may log of a step-owned type: a collection of texts, or an Arrow
-# string array (a day's executions: millions of keys, no Python object per key).
-OwnedKeys: TypeAlias = "Collection[str] | pa.Array"
+# The entity keys a seal may log of a step-owned type: a collection of texts, an Arrow string
+# array, or a check asked once per sealed slice: given the slice's entity keys, the mask of
+# those the step wrote (`execution.step_keys`: a day's executions, millions of keys, held in
+# the writing step's own connection instead of one array hashed again for every slice).
+OwnedKeys: TypeAlias = "Collection[str] | pa.Array | Callable[[pa.ChunkedArray], pa.Array]"
 
 CHECKPOINT_FIELDS = (
     "first_seq", "last_seq", "head_hash", "merkle_root", "run_id", "created_at", "public_key",
@@ -328,6 +330,9 @@ def _seal(
 def _owned_only(events: pa.Table, keys: OwnedKeys) -> tuple[pa.Table, pa.Table]:
     """`events` split into those whose entity key is in `keys`, and the strays."""
     column = events.column("entity_key")
+    if callable(keys):
+        mine = keys(column)
+        return events.filter(mine), events.filter(pc.invert(mine))
     value_set = keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())
     mine = pc.is_in(column, value_set=value_set.cast(column.type))
     return events.filter(mine), events.filter(pc.invert(mine))

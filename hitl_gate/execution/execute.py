@@ -6,11 +6,13 @@ slice's final actions are computed, its new executions inserted and its actions 
 step's output sink. The notices and the outbox are then made from the `executions` table itself
 (a run killed after the insert still gets them) in pages of the days' executions in case order,
 so the notices are inserted, and the outbox rows written, in the order one whole-day query
-gives. Only the entity keys the output seal may log (one Arrow string array) span the day.
+gives. The entity keys the output seal may log are kept in a temporary table of the step's
+connection (`step_keys`), asked by the seal one sealed slice at a time.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -19,27 +21,27 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow as pa
 
-from hitl_gate.audit.seal import SealRefused
+from hitl_gate.audit.seal import OwnedKeys, SealRefused
 from hitl_gate.core.database import OpenConnection, insert_new_rows, query_frame, registered
 from hitl_gate.core.day_files import StagedPartitions
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
-from hitl_gate.core.slices import OutputSink
+from hitl_gate.core.slices import OutputSink, write_each
 from hitl_gate.execution.adverse_action import adverse_actions
 from hitl_gate.execution.final_actions import final_actions, keep_executed, new_executions
 from hitl_gate.execution.outbox import OutboxWriter, write_reversal_requests
 from hitl_gate.execution.sealed_inputs import ExecutionRefused, check_sealed_inputs
+from hitl_gate.execution.step_keys import StepKeys
 from hitl_gate.review.gold_cases import gold_case_ids
 from hitl_gate.review.intake.conflicts import reversal_requests
 from policies.capacity import own_rows
 from policies.control import halt_state
 
 InputSealer = Callable[[duckdb.DuckDBPyConnection], object]
-OutputSealer = Callable[[duckdb.DuckDBPyConnection, pa.Array], object]
+OutputSealer = Callable[[duckdb.DuckDBPyConnection, OwnedKeys], object]
 """Seals the `executions` rows of the given entity keys on the connection that inserted them
-(`sealed_inputs.output_sealer`)."""
+(`sealed_inputs.output_sealer`); given `StepKeys.owns`."""
 
 _DAYS = "domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))"
 _REASONS = "execution_reasons"  # per declined case: the route's and the reviewer's reason code
@@ -66,12 +68,11 @@ class ExecutedDays:
 
 @dataclass
 class _Tally:
-    """What the slices add up to: counts, refusals and the entity keys the output seal logs."""
+    """What the slices add up to: counts and refusals."""
 
     executed_now: int = 0
     outcomes: list[pl.DataFrame] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
-    sealable: list[pl.Series] = field(default_factory=list)
 
 
 def execute_days(
@@ -127,23 +128,26 @@ def execute_days(
             f"CREATE OR REPLACE TEMP TABLE {_REASONS} (case_id VARCHAR, "
             "route_reason_code VARCHAR, verdict_reason_code VARCHAR)"
         )
-        for part in slices:
-            actions = _execute_slice(
-                con, domain, own_rows(part), verdicts, days, tally,
+        sealable = StepKeys(con, domain.name)
+
+        def execute_slice(part: pl.DataFrame) -> pl.DataFrame:
+            return _execute_slice(
+                con, domain, own_rows(part), verdicts, days, tally, sealable,
                 halted=halted, gold=gold, run_id=run_id, now=now,
             )  # fmt: skip
-            sink.write(actions)
+
+        # One routed slice held at a time: a `for` loop kept the previous one (and its
+        # actions) while the next was read.
+        write_each(slices, execute_slice, sink)
         texts = policy_reason_texts(domain)
         with OutboxWriter(outbox, days) as written:
             total, notices = 0, 0
-            for page in _executed_pages(con, domain.name, days, page_rows):
+            for page in executed_pages(con, domain.name, days, page_rows):
                 total += page.height
                 notices += _issue_notices(con, domain, page, texts, run_id, now)
                 written.write(page.filter(~pl.col("case_id").is_in(list(gold))))
             if seal_outputs is not None:
-                mine = pl.concat([pl.Series("case_id", [], pl.String), *tally.sealable])
-                # One Arrow array of keys, not a Python text per case (10M cases: gigabytes).
-                seal_outputs(con, (f"{domain.name}/" + mine).to_arrow())
+                seal_outputs(con, sealable.owns)
             reversals = reversal_requests(con, domain.name)
             written.commit()
     write_reversal_requests(reversals, outbox)
@@ -163,6 +167,7 @@ def _execute_slice(
     verdicts: pl.DataFrame,
     days: list[date],
     tally: _Tally,
+    sealable: StepKeys,
     *,
     halted: bool,
     gold: set[str],
@@ -171,7 +176,8 @@ def _execute_slice(
 ) -> pl.DataFrame:
     """One slice of the days' own cases: final actions, checks, the new `executions` rows.
 
-    Adds to `tally` and to the reasons table the notices read; returns the slice's actions.
+    Adds to `tally`, to the keys the output seal may log (`sealable`) and to the reasons table
+    the notices read; returns the slice's actions.
     """
     earlier = _earlier_executions(con, domain.name, days, routed, domain.case_id)
     fresh = final_actions(routed, verdicts, domain.case_id, halted=halted)
@@ -194,7 +200,7 @@ def _execute_slice(
         )
     tally.executed_now += insert_once(con, "executions", to_execute)
     tally.refused.update(check.refused)
-    tally.sealable += [to_execute["case_id"], agreeing(fresh, earlier)["case_id"]]
+    sealable.add(pl.concat([to_execute["case_id"], agreeing(fresh, earlier)["case_id"]]))
     tally.outcomes.append(actions.group_by("status", "action").len())
     reasons = reason_columns(routed, verdicts, domain.case_id, declined_cases(to_execute, earlier))
     if reasons.height:
@@ -221,26 +227,43 @@ def _earlier_executions(
         )
 
 
-def _executed_pages(
+def executed_pages(
     con: duckdb.DuckDBPyConnection, domain: str, days: list[date], page_rows: int
 ) -> Iterator[pl.DataFrame]:
     """Every execution of the days, in case order, `page_rows` at a time (at least one page).
 
-    Keyset pages (after the last case id of the previous page): each is the next stretch of
-    what one `ORDER BY case_id` query of the days gives, since a case is executed once.
+    Each page is the stretch of case ids between two of `page_bounds`, so it reads and sorts
+    its own rows only, not the whole day once per page (a top-N after the previous page's
+    last id did: pages x day). The pages are the ones `LIMIT`-ed keyset pages gave, the last
+    one short (empty when the day fills its pages exactly), since a case is executed once.
     """
-    after: str | None = None
-    while True:
-        page = query_frame(
+    bounds: list[str | None] = [None, *page_bounds(con, domain, days, page_rows), None]
+    for after, through in itertools.pairwise(bounds):
+        yield query_frame(
             con,
             f"SELECT * FROM executions WHERE {_DAYS} AND (?::VARCHAR IS NULL OR case_id > ?) "
-            "ORDER BY case_id LIMIT ?",
-            [domain, days, after, after, page_rows],
+            "AND (?::VARCHAR IS NULL OR case_id <= ?) ORDER BY case_id",
+            [domain, days, after, after, through, through],
         )
-        yield page
-        if page.height < page_rows:
-            return
-        after = page["case_id"][-1]
+
+
+def page_bounds(
+    con: duckdb.DuckDBPyConnection, domain: str, days: list[date], page_rows: int
+) -> list[str]:
+    """The last case id of each full page of the days' executions in case order: ids number
+    `page_rows`, 2 x `page_rows`, ... (none when the days fit one short page).
+
+    One sort of the days' case ids alone, skipped when a count says there is one page.
+    """
+    count = con.execute(f"SELECT count(*) FROM executions WHERE {_DAYS}", [domain, days])
+    if int(count.fetchall()[0][0]) < page_rows:
+        return []
+    rows = con.execute(
+        "SELECT case_id FROM (SELECT case_id, row_number() OVER (ORDER BY case_id) AS n "
+        f"FROM executions WHERE {_DAYS}) WHERE n % ? = 0 ORDER BY case_id",
+        [domain, days, page_rows],
+    ).fetchall()
+    return [str(case_id) for (case_id,) in rows]
 
 
 def _issue_notices(

@@ -20,7 +20,7 @@ cache); the chain's own integrity is `hitl audit verify`'s job (docs/audit.md, t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,7 +30,14 @@ import pyarrow as pa
 
 from hitl_gate.audit.chain import sha256_function
 from hitl_gate.audit.events import SOURCES_BY_TYPE, EventSource, source_sql
-from hitl_gate.audit.seal import BATCH_ROWS, SEAL_MEMORY_LIMIT, STEP_OWNED, SealResult, seal_run
+from hitl_gate.audit.seal import (
+    BATCH_ROWS,
+    SEAL_MEMORY_LIMIT,
+    STEP_OWNED,
+    OwnedKeys,
+    SealResult,
+    seal_run,
+)
 from hitl_gate.audit.witness import WitnessConfig
 
 if TYPE_CHECKING:
@@ -223,14 +230,18 @@ def output_sealer(
     run_id: str,
     memory_limit: str | None = SEAL_MEMORY_LIMIT,
     batch_rows: int = BATCH_ROWS,
-) -> Callable[[duckdb.DuckDBPyConnection, Sequence[str] | pa.Array], SealResult]:
+) -> Callable[[duckdb.DuckDBPyConnection, OwnedKeys], SealResult]:
     """The execution stage's seal of the `executions` and `adverse_actions` rows it wrote (run
     id `<run>:executed`), on the connection that wrote them, for `execute_days`: only the
-    given entity keys (`domain/case_id`, texts or an Arrow string array) may be logged, in
-    both tables."""
+    given entity keys (`domain/case_id`: texts, an Arrow string array, or the step's own
+    `step_keys.StepKeys.owns`, asked per sealed slice) may be logged, in both tables."""
 
-    def seal(con: duckdb.DuckDBPyConnection, keys: Sequence[str] | pa.Array) -> SealResult:
-        mine = keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())
+    def seal(con: duckdb.DuckDBPyConnection, keys: OwnedKeys) -> SealResult:
+        mine = (
+            keys
+            if isinstance(keys, pa.Array) or callable(keys)
+            else pa.array(list(keys), pa.string())
+        )
         return seal_run(
             con, f"{run_id}:executed", signing_key, checkpoint_dir, EXECUTED, batch_rows,
             memory_limit=memory_limit, witness=witness,

@@ -12,6 +12,8 @@ DuckDB's `INSERT OR IGNORE` sets by its own hashing even for one whole-day inser
 from __future__ import annotations
 
 import shutil
+import weakref
+from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
@@ -171,3 +173,28 @@ def test_slices_of_a_day_execute_as_the_whole_day(base: Path, tmp_path: Path) ->
         stored[size] = _stored(home, _execute(home, rerouted, size, "run-2"))
     assert stored[1000]["counts"][0] == 0  # type: ignore[index]
     _assert_same(stored[1000], stored[slice_rows])
+
+
+def test_a_routed_slice_is_released_before_the_next_is_read(base: Path, tmp_path: Path) -> None:
+    """The step holds one routed slice at a time: the previous slice (and the actions made
+    from it) are gone when the next is read."""
+    home = tmp_path / "home"
+    shutil.copytree(base, home)
+    routed = _routed()
+    earlier: list[weakref.ref[pl.DataFrame]] = []
+
+    def slices() -> Iterator[pl.DataFrame]:
+        for offset in range(0, routed.height, 7):
+            assert all(ref() is None for ref in earlier), "the previous slice is still held"
+            frame = routed.slice(offset, 7).rechunk()
+            earlier.append(weakref.ref(frame))
+            yield frame
+            del frame  # as `read_slices` does: a slice yielded is not kept here
+
+    folder, keys = home / "final", [DAY.isoformat(), "2018-03-06"]
+    with output_sink(partial(PartitionWriter, folder, keys, "lz4"), True) as sink:
+        done = execute_days(
+            DOMAIN, slices(), _verdicts(routed), partial(audit_connection, home / "audit.duckdb"),
+            home / "outbox", [DAY], run_id="run-1", sink=sink, page_rows=7,
+        )  # fmt: skip
+    assert len(earlier) == 7 and done.executed_now > 7
