@@ -30,6 +30,7 @@ from hitl_gate.observability.metrics import (
     with_review_facts,
 )
 from hitl_gate.observability.metrics_db import decision_metrics_db
+from hitl_gate.observability.outcomes_db import OutcomeFiles
 from hitl_gate.observability.report import PERIOD, RUN, render_report, write_report
 from hitl_gate.observability.traces import TraceFile, write_traces
 
@@ -264,7 +265,7 @@ def evaluate_metrics_db(
     settings: MetricSettings,
     *,
     as_of: datetime,
-    outcomes: pl.DataFrame,
+    outcomes: pl.DataFrame | OutcomeFiles,
     feast_dir: Path,
     warehouse: Path,
 ) -> MetricsEvaluation:
@@ -274,7 +275,8 @@ def evaluate_metrics_db(
     (`read_metric_inputs(..., with_cases=False)`); the protected values are read from the
     stored validated cases under `warehouse`, as `read_protected_values` does. The window's
     cases are read from `case_stage_times` once for metrics, checks and fairness
-    (`facts.case_facts`), under the metrics' memory limit.
+    (`facts.case_facts`), under the metrics' memory limit. `outcomes` is (case_id, bad), or
+    the outcome files for DuckDB to read (`outcomes_db.OutcomeFiles`: no frame of them).
     """
     from hitl_gate.observability.checks_db import detect_all_db
     from hitl_gate.observability.fairness_db import fairness_db
