@@ -67,7 +67,7 @@ def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
     The CSV dialect is pinned (comma, double quotes, a header) rather than sniffed, and a
     quoted empty field stays an empty string, as Polars reads them.
     """
-    (preserved,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchone()
+    (preserved,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
     if not preserved:
         raise RuntimeError("reading outcome files needs preserve_insertion_order on")
     files = "[" + ", ".join(sql_literal(str(f)) for f in source.files) + "]"
