@@ -4,9 +4,9 @@
 (all of history: one row per observed case), which the asset then registered with DuckDB for
 one join. At a million cases a day that frame and its de-duplicated copy added about 230 MB
 per million outcome rows to the step's peak, and stayed resident for the whole evaluation.
-Here DuckDB reads the files into a temporary table under the connection's memory limit (it
-spills), keeps only the cases of the facts the metrics judge, and nothing per case reaches
-Python.
+Here DuckDB reads the files (on a connection allowed those files alone) and streams them into
+a temporary table of the audit connection under its memory limit (it spills), keeping only
+the cases of the facts the metrics judge: nothing day-sized is held in Python.
 
 The flags are exactly `outcome_flags(read_outcomes(...))`'s for those cases (tested on files
 with repeats within and across files, missing and quoted-empty labels, a file without the
@@ -25,11 +25,12 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.core.database import registered
+from hitl_gate.core.database import registered, restrict_to_directories
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.observability.facts import METRIC_FACTS, sql_literal
 
 OUTCOMES = "metric_outcomes"  # (case_id, bad): what `metrics_db`'s outcome metrics join on
+BATCH_ROWS = 100_000  # rows per Arrow batch from the files' reader to the audit connection
 _RAW = "metric_outcome_rows"
 
 
@@ -62,25 +63,39 @@ def _quote(name: str) -> str:
 def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
     """`metric_outcomes` of the facts' cases from the files (see the module docstring).
 
-    The rows go into a table first so that `rowid` is each row's place in the files: a table
-    keeps insertion order when `preserve_insertion_order` is on (DuckDB's default, checked).
-    The CSV dialect is pinned (comma, double quotes, a header) rather than sniffed, and a
-    quoted empty field stays an empty string, as Polars reads them.
+    The audit connection may read no file but the warehouse's (`core.database`: no SQL on it
+    reads a key or the token), so a connection of its own, allowed these files and nothing
+    else, parses them and streams the rows over in Arrow batches: nothing day-sized is held
+    in Python. Both sides keep the rows' order (`preserve_insertion_order`, DuckDB's default,
+    checked), so a row's `rowid` in the table it lands in is its place in the files. The CSV
+    dialect is pinned (comma, double quotes, a header) rather than sniffed, and a quoted empty
+    field stays an empty string, as Polars reads them.
     """
     (preserved,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
-    if not preserved:
-        raise RuntimeError("reading outcome files needs preserve_insertion_order on")
+    (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
     files = "[" + ", ".join(sql_literal(str(f)) for f in source.files) + "]"
     positives = ", ".join(sql_literal(v) for v in source.positive_values) or "NULL"
-    con.execute(
-        f"""
-        CREATE OR REPLACE TEMP TABLE {_RAW} AS
-        SELECT {_quote(source.case_id)} AS case_id, {_quote(source.label)} AS label
-        FROM read_csv({files}, delim = ',', quote = '"', escape = '"', header = true,
-            all_varchar = true, union_by_name = true, allow_quoted_nulls = false)
-        WHERE {_quote(source.case_id)} IN (SELECT case_id FROM {METRIC_FACTS})
-        """
-    )
+    reader = duckdb.connect()
+    try:
+        restrict_to_directories(reader, [], [str(f) for f in source.files])
+        reader.execute(f"SET memory_limit = {sql_literal(str(limit))}")
+        (reader_preserves,) = reader.execute(
+            "SELECT current_setting('preserve_insertion_order')"
+        ).fetchall()[0]
+        if not (preserved and reader_preserves):
+            raise RuntimeError("reading outcome files needs preserve_insertion_order on")
+        rows = reader.sql(
+            f"SELECT {_quote(source.case_id)} AS case_id, {_quote(source.label)} AS label "
+            f"FROM read_csv({files}, delim = ',', quote = '\"', escape = '\"', header = true, "
+            "all_varchar = true, union_by_name = true, allow_quoted_nulls = false)"
+        ).to_arrow_reader(BATCH_ROWS)
+        with registered(con, "outcome_file_rows", rows):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {_RAW} AS SELECT case_id, label "
+                f"FROM outcome_file_rows WHERE case_id IN (SELECT case_id FROM {METRIC_FACTS})"
+            )
+    finally:
+        reader.close()
     try:
         con.execute(
             f"""

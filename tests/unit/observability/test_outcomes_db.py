@@ -114,3 +114,31 @@ def test_no_outcome_files_gives_no_outcome_metrics(tmp_path: Path, domain: Domai
     )  # fmt: skip
     assert got.height > 0
     assert not {"bad_rate", "outcome_known"} & set(got["metric"])
+
+
+def test_files_are_read_on_a_connection_that_may_read_only_the_warehouse(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    """The asset's audit connection may read no file outside the warehouse: the outcome files
+    are parsed by a connection of their own, allowed those files alone, and streamed over."""
+    from hitl_gate.core.database import restrict_file_access
+
+    frame = random_cases(6, DAY, 300)
+    con = duckdb.connect()
+    _case_stage_times(con, frame)
+    (tmp_path / "warehouse").mkdir()
+    restrict_file_access(con, [tmp_path / "warehouse"])
+    landing = tmp_path / "landing"
+    _write_files(landing, domain, frame["case_id"].to_list(), 6)
+    with pytest.raises(duckdb.PermissionException):
+        con.execute(f"SELECT * FROM read_csv('{landing / domain.outcomes_subdir}/2018-01.csv')")
+    common = {"as_of": AS_OF, "decline_bands": DECLINE}
+    expected = decision_metrics_db(
+        con, "consumer_credit", [DAY],
+        outcomes=outcome_flags(read_outcomes(landing, domain), domain), **common,
+    )  # fmt: skip
+    got = decision_metrics_db(
+        con, "consumer_credit", [DAY], outcomes=OutcomeFiles.of(landing, domain), **common
+    )
+    assert "bad_rate" in set(expected["metric"])
+    assert_frame_equal(got, expected, check_exact=True)
