@@ -47,9 +47,9 @@ from hitl_gate.observability.daily import (
     store_metrics,
     write_run_report,
 )
+from hitl_gate.observability.outcomes_db import OutcomeFiles
 from hitl_gate.observability.report import PERIOD_REPORT
 from hitl_gate.observability.traces import TraceFile
-from models.outcomes import outcome_flags, read_outcomes
 from pipelines.resources import (
     AuditDatabase,
     DataDocs,
@@ -282,7 +282,7 @@ def build_metrics_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 domain,
                 settings,
                 as_of=datetime.now(UTC),
-                outcomes=outcome_flags(read_outcomes(landing.path, domain), domain),
+                outcomes=OutcomeFiles.of(landing.path, domain),  # read by DuckDB, no frame
                 feast_dir=feature_store.path,
                 warehouse=Path(data_docs.warehouse),
             )

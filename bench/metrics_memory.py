@@ -145,6 +145,7 @@ def measure_home(mode: str, home: Path) -> dict:
         read_model_features,
     )
     from hitl_gate.observability.fairness_period import read_protected_values
+    from hitl_gate.observability.outcomes_db import OutcomeFiles
     from models.outcomes import outcome_flags, read_outcomes
 
     paths = HitlPaths.at(home)
@@ -160,18 +161,19 @@ def measure_home(mode: str, home: Path) -> dict:
         days = [d for (d,) in con.execute(
             "SELECT DISTINCT partition_date FROM decisions WHERE domain = ? ORDER BY 1", [name]
         ).fetchall()]  # fmt: skip
-        outcomes = outcome_flags(read_outcomes(paths.landing, domain), domain)
         if mode == "frames":
             inputs = read_metric_inputs(con, name, days, settings.thresholds)
             evaluation = evaluate_metrics(
-                inputs, domain, settings, as_of=as_of, outcomes=outcomes,
+                inputs, domain, settings, as_of=as_of,
+                outcomes=outcome_flags(read_outcomes(paths.landing, domain), domain),
                 features=read_model_features(paths.feast_dir, domain, inputs.window),
                 protected=read_protected_values(paths.warehouse, domain, days),
             )  # fmt: skip
         else:
             inputs = read_metric_inputs(con, name, days, settings.thresholds, with_cases=False)
             evaluation = evaluate_metrics_db(
-                con, inputs, domain, settings, as_of=as_of, outcomes=outcomes,
+                con, inputs, domain, settings, as_of=as_of,
+                outcomes=OutcomeFiles.of(paths.landing, domain),  # as the asset: no frame
                 feast_dir=paths.feast_dir, warehouse=paths.warehouse,
             )  # fmt: skip
         rows, cases = rows + evaluation.metrics.height, cases + evaluation.cases

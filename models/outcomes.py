@@ -9,9 +9,14 @@ import polars as pl
 from hitl_gate.core.domain import DomainConfig
 
 
+def outcome_files(landing_root: Path, domain: DomainConfig) -> list[Path]:
+    """The domain's outcome files in the order their observations apply (the last one wins)."""
+    return sorted((landing_root / domain.outcomes_subdir).glob("*.csv"))
+
+
 def read_outcomes(landing_root: Path, domain: DomainConfig) -> pl.DataFrame:
     """Every outcome file of the domain (case id, label column), latest observation per case."""
-    files = sorted((landing_root / domain.outcomes_subdir).glob("*.csv"))
+    files = outcome_files(landing_root, domain)
     if not files:
         return pl.DataFrame(
             schema={domain.case_id: pl.String, domain.model.label.column: pl.String}

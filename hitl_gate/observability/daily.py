@@ -30,6 +30,7 @@ from hitl_gate.observability.metrics import (
     with_review_facts,
 )
 from hitl_gate.observability.metrics_db import decision_metrics_db
+from hitl_gate.observability.outcomes_db import OutcomeFiles
 from hitl_gate.observability.report import PERIOD, RUN, render_report, write_report
 from hitl_gate.observability.traces import TraceFile, write_traces
 
@@ -92,6 +93,9 @@ class MetricsEvaluation:
     cases: int
     metrics: pl.DataFrame
     findings: list[Finding]
+    # `case_stage_times` rows per run day, from the facts (`evaluate_metrics_db`): the traces
+    # sample by them without reading the view again. None: the traces count them.
+    day_rows: dict[date, int] | None = None
 
     @property
     def checks_failed(self) -> int:
@@ -264,7 +268,7 @@ def evaluate_metrics_db(
     settings: MetricSettings,
     *,
     as_of: datetime,
-    outcomes: pl.DataFrame,
+    outcomes: pl.DataFrame | OutcomeFiles,
     feast_dir: Path,
     warehouse: Path,
 ) -> MetricsEvaluation:
@@ -274,7 +278,8 @@ def evaluate_metrics_db(
     (`read_metric_inputs(..., with_cases=False)`); the protected values are read from the
     stored validated cases under `warehouse`, as `read_protected_values` does. The window's
     cases are read from `case_stage_times` once for metrics, checks and fairness
-    (`facts.case_facts`), under the metrics' memory limit.
+    (`facts.case_facts`), under the metrics' memory limit. `outcomes` is (case_id, bad), or
+    the outcome files for DuckDB to read (`outcomes_db.OutcomeFiles`: no frame of them).
     """
     from hitl_gate.observability.checks_db import detect_all_db
     from hitl_gate.observability.fairness_db import fairness_db
@@ -309,7 +314,7 @@ def evaluate_metrics_db(
             "partition_date", "metric", "dimension", "key"
         )
     findings = [*findings, *fairness_findings(fairness, domain.fairness).all()]
-    return MetricsEvaluation(days, as_of, cases, metrics, findings)
+    return MetricsEvaluation(days, as_of, cases, metrics, findings, facts.day_rows)
 
 
 def stored_metrics(evaluation: MetricsEvaluation, domain: str, run_id: str) -> pl.DataFrame:
@@ -329,13 +334,24 @@ def store_metrics(
     settings: MetricSettings,
     traces_dir: Path,
 ) -> list[TraceFile]:
-    """Replace the days' slice of `decision_metrics`; rewrite their trace files if asked."""
+    """Replace the days' slice of `decision_metrics`; rewrite their trace files if asked.
+
+    The traces' query joins `case_stage_times` (eight tables, all of history on the right) and
+    runs under the metrics' DuckDB memory limit like the evaluation: under the default (80% of
+    the machine) its hash tables grew with the day (+190 MB per million cases at 1-2M).
+    """
+    from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT, memory_limit
+
     replace_partition_slice(
         con, "decision_metrics", stored_metrics(evaluation, domain, run_id), domain, evaluation.days
     )
     if not settings.write_traces:
         return []
-    return write_traces(con, domain, traces_dir, evaluation.days, settings.trace_max_cases_per_day)
+    with memory_limit(con, METRICS_MEMORY_LIMIT):
+        return write_traces(
+            con, domain, traces_dir, evaluation.days, settings.trace_max_cases_per_day,
+            evaluation.day_rows,
+        )  # fmt: skip
 
 
 def describe_model_runs(model_runs: pl.DataFrame) -> str:

@@ -3,8 +3,9 @@
 Metrics (`metrics_db`), anomaly checks (`checks_db`) and fairness (`fairness_db`) read the same
 cases: the run's days, and for the checks the trailing window before them. `case_stage_times`
 is a view joining eight tables; each reading of it cost about a second of CPU per million
-cases (three a run). The traces still read the view: their sampled cases need the run ids,
-which cost more to carry in the facts (5 ids a case) than the view's one more read.
+cases (three a run). The traces take their per-day counts from the facts (`day_rows`) but
+still read the view for their lines: the sampled cases need the run ids, which cost more to
+carry in the facts (5 ids a case: +1.7 CPU s at 1M against 0.4 s saved) than that one read.
 
 `case_facts` reads the window once into the temporary table `case_facts`, with the review
 facts of `metrics.with_review_facts`, and the consumers read two views of it:
@@ -62,6 +63,9 @@ class CaseFacts:
     days: tuple[date, ...]
     window: tuple[date, ...]
     run_rows: int
+    # Rows per run day (days without a case absent): the view's counts, so the traces sample
+    # by them without reading `case_stage_times` again.
+    day_rows: dict[date, int]
 
     def require(self, domain: str, days: Sequence[date], window: Sequence[date] = ()) -> None:
         """Raise ValueError unless these facts are `domain`'s for `days` within `window`."""
@@ -130,8 +134,13 @@ def load_case_facts(
         f"CREATE OR REPLACE TEMP VIEW {CHECK_FACTS} AS SELECT * {drop}, "
         f"window_seconds_per_case AS review_seconds_per_case FROM {TABLE}"
     )
-    (run_rows,) = con.execute(f"SELECT count(*) FROM {TABLE} WHERE in_run").fetchall()[0]
-    return CaseFacts(domain, days, window, int(run_rows))
+    day_rows = {
+        day: int(n)
+        for day, n in con.execute(
+            f"SELECT partition_date, count(*) FROM {TABLE} WHERE in_run GROUP BY ALL"
+        ).fetchall()
+    }
+    return CaseFacts(domain, days, window, sum(day_rows.values()), day_rows)
 
 
 def drop_case_facts(con: duckdb.DuckDBPyConnection) -> None:

@@ -29,6 +29,7 @@ from hitl_gate.observability.facts import METRIC_FACTS, CaseFacts, case_facts
 from hitl_gate.observability.facts import seconds_sql as _seconds
 from hitl_gate.observability.facts import sql_literal as _literal
 from hitl_gate.observability.metrics import ALL, METRIC_SCHEMA, STAGES, qa_error_estimates
+from hitl_gate.observability.outcomes_db import OUTCOMES, OutcomeFiles, metric_outcomes
 
 FACTS = METRIC_FACTS  # the run days' cases with their review facts (`facts.case_facts`)
 NONE_KEY = "(none)"
@@ -181,13 +182,13 @@ def _queues() -> list[str]:
 
 
 def _outcomes() -> list[str]:
-    """Bad-outcome rate of cases whose outcome is known (`metric_outcomes`: case_id, bad)."""
+    """Bad-outcome rate of cases whose outcome is known (`OUTCOMES`: case_id, bad)."""
     out = []
     for dimension, column in (("final_action", "executed_action"), ("route", "route")):
         grouped = (
             f"SELECT partition_date, {_key(column)} AS key, count(*) AS outcome_known, "
             "avg(o.bad::DOUBLE) AS bad_rate "
-            f"FROM {FACTS} f JOIN metric_outcomes o USING (case_id) "
+            f"FROM {FACTS} f JOIN {OUTCOMES} o USING (case_id) "
             f"GROUP BY partition_date, {_quote(column)}"
         )
         out.append(
@@ -233,7 +234,7 @@ def decision_metrics_db(
     *,
     as_of: datetime,
     decline_bands: Sequence[str],
-    outcomes: pl.DataFrame | None = None,
+    outcomes: pl.DataFrame | OutcomeFiles | None = None,
     qa: pl.DataFrame | None = None,
     limit: str | None = METRICS_MEMORY_LIMIT,
     facts: CaseFacts | None = None,
@@ -243,8 +244,8 @@ def decision_metrics_db(
     Reads `case_stage_times`, or the `facts` already loaded on `con` for these days
     (`facts.case_facts`: one read for metrics, checks, fairness and traces); `outcomes`
     (case_id, bad) and `qa` as for `decision_metrics` (the QA sample is small: it keeps the
-    Polars estimate). `limit` bounds DuckDB's memory for the aggregation (None leaves the
-    connection's).
+    Polars estimate), or the outcome files for DuckDB to read (`outcomes_db.OutcomeFiles`).
+    `limit` bounds DuckDB's memory for the aggregation (None leaves the connection's).
     """
     with memory_limit(con, limit):
         if facts is None:
@@ -267,18 +268,11 @@ def _metric_rows(
     con: duckdb.DuckDBPyConnection,
     facts: CaseFacts,
     as_of: datetime,
-    outcomes: pl.DataFrame | None,
+    outcomes: pl.DataFrame | OutcomeFiles | None,
 ) -> pl.DataFrame | None:
     """Every metric query's rows over `metric_facts` (None: the days have no case)."""
     if not facts.run_rows:
         return None
-    known = outcomes is not None and outcomes.height > 0
-    if known:
-        assert outcomes is not None
-        con.register("metric_outcomes", outcomes.select("case_id", "bad").to_arrow())
-    try:
+    with metric_outcomes(con, outcomes) as known:
         query = " UNION ALL ".join(f"({q})" for q in metric_queries(known))
         return con.sql(query, params={"as_of": as_of}).pl()
-    finally:
-        if known:
-            con.unregister("metric_outcomes")

@@ -148,11 +148,16 @@ def write_traces(
     folder: Path,
     days: list[date],
     max_traces_per_day: int | None,
+    counts: dict[date, int] | None = None,
 ) -> list[TraceFile]:
-    """Rewrite `<folder>/<day>.jsonl` for each day (idempotent: same cases, same lines)."""
+    """Rewrite `<folder>/<day>.jsonl` for each day (idempotent: same cases, same lines).
+
+    `counts`: the days' `case_stage_times` rows when the caller has them (`facts.CaseFacts`'s
+    `day_rows`, a day without cases absent); None counts them from the view.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     targets = {day: folder / f"{day.isoformat()}.jsonl" for day in days}
-    return _write_days(con, domain, targets, max_traces_per_day)
+    return _write_days(con, domain, targets, max_traces_per_day, counts)
 
 
 def _day_groups(
@@ -168,8 +173,10 @@ def _write_days(
     domain: str,
     targets: dict[date, Path],
     max_traces: int | None,
+    counts: dict[date, int] | None = None,
 ) -> list[TraceFile]:
-    """Each day's lines into its target, from one count and one streamed query for all days.
+    """Each day's lines into its target, from one count (or the given `counts`) and one
+    streamed query for all days.
 
     A query per day re-joined the whole `case_stage_times` view each time (two per day, 180
     per quarter run); the lines of each day are the same either way (same filter, same
@@ -181,13 +188,14 @@ def _write_days(
     from hitl_gate.core.database import registered
 
     days = list(targets)
-    counts: dict[date, int] = dict(
-        con.execute(
-            "SELECT partition_date, count(*) FROM case_stage_times "
-            "WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[])) GROUP BY ALL",
-            [domain, days],
-        ).fetchall()
-    )
+    if counts is None:
+        counts = dict(
+            con.execute(
+                "SELECT partition_date, count(*) FROM case_stage_times "
+                "WHERE domain = ? AND partition_date IN (SELECT unnest(?::DATE[])) GROUP BY ALL",
+                [domain, days],
+            ).fetchall()
+        )
     ratios = {day: sample_ratio(int(counts.get(day, 0)), max_traces) for day in days}
     written = dict.fromkeys(days, 0)
     for group in _day_groups(days, counts, ratios):

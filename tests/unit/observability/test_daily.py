@@ -332,3 +332,49 @@ def test_evaluation_in_duckdb_equals_the_frame_evaluation(
         (f.check, f.state, f.summary) for f in expected.findings
     ]
     assert sum(f.judged for f in got.findings) >= 3
+
+
+@pytest.mark.usefixtures("fresh_audit_db")
+def test_traces_sample_by_the_facts_counts_under_the_metrics_memory_limit(
+    tmp_path: Path, domain: DomainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`store_metrics` after `evaluate_metrics_db` writes, byte for byte, the trace files the
+    view's own count gives, taking the days' counts from the facts (no count through the
+    view), and runs the traces' query under the metrics' DuckDB memory limit."""
+    import hitl_gate.observability.daily as daily
+    from hitl_gate.observability.daily import evaluate_metrics_db
+    from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT
+    from hitl_gate.observability.traces import write_traces
+
+    seen: list[tuple[str, object]] = []
+
+    def spy(con: duckdb.DuckDBPyConnection, *args: object) -> object:
+        limit = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        seen.append((limit, args[-1]))
+        return write_traces(con, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(daily, "write_traces", spy)
+    days = [DAY - timedelta(days=1), DAY]
+    settings = MetricSettings(trace_max_cases_per_day=25)
+    rng = np.random.default_rng(4)
+    routes = ["auto_approve", "auto_decline", "human_review"]
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        for day, n in zip(days, (90, 20), strict=True):
+            seed(con, decision_rows(day, list(rng.choice(routes, n)), "run-1"))
+        inputs = read_metric_inputs(con, domain.name, days, settings.thresholds, with_cases=False)
+        evaluation = evaluate_metrics_db(
+            con, inputs, domain, settings, as_of=AS_OF,
+            outcomes=pl.DataFrame(schema={"case_id": pl.String, "bad": pl.Boolean}),
+            feast_dir=tmp_path / "feast", warehouse=tmp_path / "warehouse",
+        )  # fmt: skip
+        files = store_metrics(con, evaluation, domain.name, "run-1", settings, tmp_path / "t")
+        by_view = write_traces(con, domain.name, tmp_path / "view", days, 25)
+    scratch = duckdb.connect()
+    scratch.execute(f"SET memory_limit = '{METRICS_MEMORY_LIMIT}'")
+    expected_limit = scratch.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert evaluation.day_rows == {days[0]: 90, days[1]: 20}
+    assert seen == [(expected_limit, evaluation.day_rows)]
+    assert files[0].sample_ratio < 1 and files[1].sample_ratio == 1
+    for got, expected in zip(files, by_view, strict=True):
+        assert (got.traces, got.sample_ratio) == (expected.traces, expected.sample_ratio)
+        assert got.path.read_bytes() == expected.path.read_bytes()

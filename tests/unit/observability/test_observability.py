@@ -293,6 +293,23 @@ def test_a_run_of_days_writes_each_day_the_lines_of_that_day_alone(
     assert together[2].path.read_bytes() == b""
 
 
+def test_given_counts_are_what_the_days_are_sampled_by(tmp_path) -> None:
+    """Counts passed in (the facts') replace the view's count: the same counts give the same
+    file byte for byte, twice the count half the ratio."""
+    import duckdb
+
+    cases = _traced_cases(400)
+    con = duckdb.connect()
+    con.register("incoming", cases.to_arrow())
+    con.execute("CREATE TABLE case_stage_times AS SELECT * FROM incoming").fetchall()
+    counted = write_traces(con, "d", tmp_path / "counted", [LAST], 100)[0]
+    given = write_traces(con, "d", tmp_path / "given", [LAST], 100, {LAST: 400})[0]
+    doubled = write_traces(con, "d", tmp_path / "doubled", [LAST], 100, {LAST: 800})[0]
+    assert given.path.read_bytes() == counted.path.read_bytes()
+    assert (given.traces, given.sample_ratio) == (counted.traces, 0.25)
+    assert doubled.sample_ratio == 0.125 and doubled.traces < given.traces
+
+
 def test_days_are_queried_together_up_to_a_bounded_number_of_lines(monkeypatch) -> None:
     monkeypatch.setattr(traces, "BATCH_ROWS", 250)
     days = DAYS[:6]
