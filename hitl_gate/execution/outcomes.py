@@ -7,22 +7,23 @@ row whose case was never executed is kept with `linked = false` rather than drop
 
 Memory is bounded by the slice, not the file: a file is parsed `slice_rows` rows at a time
 (`hitl_gate.ingest.csv_slices`, beside its bytes only one slice is parsed at once), and each
-slice is its own `INSERT OR IGNORE`, with the file's constants bound as parameters and
-`linked` found by DuckDB joining a copy of the domain's executed ids made once per ingest,
-under the seal's DuckDB memory limit. A run killed between slices leaves part of a file
-recorded; the next run inserts the rest (the primary key ignores what is there). A file
-already fully recorded is read, not re-inserted.
+slice is its own `INSERT` (plain, `OR IGNORE` only where a key of it is stored: `insert_slice`),
+with the file's constants bound as parameters and `linked` found by DuckDB joining a copy of
+the domain's executed ids made once per ingest, under the seal's DuckDB memory limit. A run
+killed between slices leaves part of a file recorded; the next run inserts the rest (the
+primary key ignores what is there). A file already fully recorded is read, not re-inserted.
 
 A file is read once before anything of it is inserted: a line the reader cannot read rejects
 the whole file (nothing of it recorded), and a row without a case id or an outcome is
 reported (file, rows, column) instead of vanishing: rows read = rows recorded + rows rejected.
+That read also finds the date that sets `observed_on`'s format and, when the file is one
+slice, keeps it for the insert: such a file is parsed once, a longer one twice.
+
 A case id is recorded once per file, from its first row; a later row repeating it (in any
 slice, whatever its outcome) is rejected and reported the same way. Repeats are found at the
 insert, not in the first read, which would need every id of the file at once: each slice is
 deduplicated in itself, then joined to the rows this file already has in `outcomes`.
-That read also finds the date that sets `observed_on`'s format and, when the file is one
-slice, keeps it for the insert: such a file is parsed once, a longer one twice.
-Such rows do not go to the `quarantine` table: that table accounts for the cases of a
+Rejected rows do not go to the `quarantine` table: that table accounts for the cases of a
 partition (`rows_quarantined` in each day's balance); an outcome row belongs to no partition.
 """
 
