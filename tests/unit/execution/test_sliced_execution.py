@@ -12,8 +12,6 @@ DuckDB's `INSERT OR IGNORE` sets by its own hashing even for one whole-day inser
 from __future__ import annotations
 
 import shutil
-import weakref
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
@@ -30,6 +28,7 @@ from hitl_gate.execution.execute import ExecutedDays, execute_days
 from hitl_gate.execution.final_actions import routed_columns
 from hitl_gate.execution.sealed_inputs import input_sealer, output_sealer
 from tests.unit.audit.tamper_home import add_row, seal_as_intake
+from tests.unit.core.held_slices import HeldSlices
 from tests.unit.execution.test_execute import DAY, DOMAIN
 
 N = 40
@@ -181,20 +180,12 @@ def test_a_routed_slice_is_released_before_the_next_is_read(base: Path, tmp_path
     home = tmp_path / "home"
     shutil.copytree(base, home)
     routed = _routed()
-    earlier: list[weakref.ref[pl.DataFrame]] = []
-
-    def slices() -> Iterator[pl.DataFrame]:
-        for offset in range(0, routed.height, 7):
-            assert all(ref() is None for ref in earlier), "the previous slice is still held"
-            frame = routed.slice(offset, 7).rechunk()
-            earlier.append(weakref.ref(frame))
-            yield frame
-            del frame  # as `read_slices` does: a slice yielded is not kept here
+    slices = HeldSlices(routed, 7)
 
     folder, keys = home / "final", [DAY.isoformat(), "2018-03-06"]
     with output_sink(partial(PartitionWriter, folder, keys, "lz4"), True) as sink:
         done = execute_days(
-            DOMAIN, slices(), _verdicts(routed), partial(audit_connection, home / "audit.duckdb"),
+            DOMAIN, slices, _verdicts(routed), partial(audit_connection, home / "audit.duckdb"),
             home / "outbox", [DAY], run_id="run-1", sink=sink, page_rows=7,
         )  # fmt: skip
-    assert len(earlier) == 7 and done.executed_now > 7
+    assert slices.count == 7 and done.executed_now > 7

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from features.case_features import (
 from features.store import partition_path
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.ingest.landing import discover_landing_files, ingest_files
+from tests.unit.core.held_slices import HeldSlices
 from tests.unit.ingest.test_day_batch import DAY, applications, land
 
 CREATED = datetime(2018, 1, 3, 23, tzinfo=UTC)
@@ -122,17 +122,7 @@ def test_a_slice_is_released_before_the_next_is_read(
 ) -> None:
     """Pass 1 holds one slice of inputs at a time: the previous slice (and its features) are
     gone when the next is read."""
-    cases = validated.select(feature_inputs(domain))
-    earlier: list[weakref.ref[pl.DataFrame]] = []
-
-    def slices() -> Iterator[pl.DataFrame]:
-        for offset in range(0, cases.height, 2):
-            assert all(ref() is None for ref in earlier), "the previous slice is still held"
-            frame = cases.slice(offset, 2).rechunk()
-            earlier.append(weakref.ref(frame))
-            yield frame
-            del frame  # as `read_slices` does: a slice yielded is not kept here
-
-    write_feature_sources(domain, tmp_path, [DAY], slices(), sliced=True, created=CREATED)
-    assert len(earlier) == 3
+    slices = HeldSlices(validated.select(feature_inputs(domain)), 2)
+    write_feature_sources(domain, tmp_path, [DAY], iter(slices), sliced=True, created=CREATED)
+    assert slices.count == 3
     assert pl.read_parquet(partition_path(domain, tmp_path, DAY)).height == 6
