@@ -66,12 +66,14 @@ def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
     The audit connection may read no file but the warehouse's (`core.database`: no SQL on it
     reads a key or the token), so a connection of its own, allowed these files and nothing
     else, parses them and streams the rows over in Arrow batches: nothing day-sized is held
-    in Python. Both sides keep the rows' order (`preserve_insertion_order`, DuckDB's default,
-    checked), so a row's `rowid` in the table it lands in is its place in the files. The CSV
-    dialect is pinned (comma, double quotes, a header) rather than sniffed, and a quoted empty
-    field stays an empty string, as Polars reads them.
+    in Python. That connection reads on one thread, so the files are scanned one after the
+    other, each from its first row, and `row_number() OVER ()` is each row's place in the
+    files (`pos`); the last observation of a case is then chosen by `pos` on the audit side,
+    whatever order its parallel scan and filter keep. (Relying on `preserve_insertion_order`
+    instead gave the first observation now and then on a 600-row test.) The CSV dialect is
+    pinned (comma, double quotes, a header) rather than sniffed, and a quoted empty field
+    stays an empty string, as Polars reads them.
     """
-    (preserved,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
     (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
     files = "[" + ", ".join(sql_literal(str(f)) for f in source.files) + "]"
     positives = ", ".join(sql_literal(v) for v in source.positive_values) or "NULL"
@@ -79,19 +81,16 @@ def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
     try:
         restrict_to_directories(reader, [], [str(f) for f in source.files])
         reader.execute(f"SET memory_limit = {sql_literal(str(limit))}")
-        (reader_preserves,) = reader.execute(
-            "SELECT current_setting('preserve_insertion_order')"
-        ).fetchall()[0]
-        if not (preserved and reader_preserves):
-            raise RuntimeError("reading outcome files needs preserve_insertion_order on")
+        reader.execute("SET threads = 1")  # one scan in file order: `pos` is the files' order
         rows = reader.sql(
-            f"SELECT {_quote(source.case_id)} AS case_id, {_quote(source.label)} AS label "
+            f"SELECT {_quote(source.case_id)} AS case_id, {_quote(source.label)} AS label, "
+            "row_number() OVER () AS pos "
             f"FROM read_csv({files}, delim = ',', quote = '\"', escape = '\"', header = true, "
             "all_varchar = true, union_by_name = true, allow_quoted_nulls = false)"
         ).to_arrow_reader(BATCH_ROWS)
         with registered(con, "outcome_file_rows", rows):
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {_RAW} AS SELECT case_id, label "
+                f"CREATE OR REPLACE TEMP TABLE {_RAW} AS SELECT case_id, label, pos "
                 f"FROM outcome_file_rows WHERE case_id IN (SELECT case_id FROM {METRIC_FACTS})"
             )
     finally:
@@ -101,7 +100,7 @@ def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
             f"""
             CREATE OR REPLACE TEMP TABLE {OUTCOMES} AS
             SELECT case_id, label IN ({positives}) AS bad FROM {_RAW}
-            QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY rowid DESC) = 1
+            QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY pos DESC) = 1
             """
         )
     finally:
