@@ -24,6 +24,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
 
 from hitl_gate.core.database import registered, restrict_to_directories
 from hitl_gate.core.domain import DomainConfig
@@ -60,18 +61,34 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _numbered(batches: pa.RecordBatchReader) -> pa.RecordBatchReader:
+    """`batches` with a column `pos`: each row's place in the stream, counted as it passes."""
+    schema = batches.schema.append(pa.field("pos", pa.int64()))
+
+    def numbered() -> Iterator[pa.RecordBatch]:
+        start = 0
+        for batch in batches:
+            yield batch.append_column("pos", pa.array(range(start, start + batch.num_rows)))
+            start += batch.num_rows
+
+    return pa.RecordBatchReader.from_batches(schema, numbered())
+
+
 def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
     """`metric_outcomes` of the facts' cases from the files (see the module docstring).
 
     The audit connection may read no file but the warehouse's (`core.database`: no SQL on it
     reads a key or the token), so a connection of its own, allowed these files and nothing
     else, parses them and streams the rows over in Arrow batches: nothing day-sized is held
-    in Python. Both sides keep the rows' order (`preserve_insertion_order`, DuckDB's default,
-    checked), so a row's `rowid` in the table it lands in is its place in the files. The CSV
-    dialect is pinned (comma, double quotes, a header) rather than sniffed, and a quoted empty
-    field stays an empty string, as Polars reads them.
+    in Python. That connection reads on one thread, so its batches come in the files' order,
+    each from its first row, and each batch's rows are numbered as they pass (`pos`, `_numbered`:
+    no window over the files, which would hold them all); the last observation of a case is
+    then chosen by `pos` on the audit side, whatever order its parallel scan and filter keep.
+    (Relying on `preserve_insertion_order` instead gave the first observation now and then on
+    a 600-row test.) The CSV dialect is
+    pinned (comma, double quotes, a header) rather than sniffed, and a quoted empty field
+    stays an empty string, as Polars reads them.
     """
-    (preserved,) = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()[0]
     (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
     files = "[" + ", ".join(sql_literal(str(f)) for f in source.files) + "]"
     positives = ", ".join(sql_literal(v) for v in source.positive_values) or "NULL"
@@ -79,19 +96,15 @@ def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
     try:
         restrict_to_directories(reader, [], [str(f) for f in source.files])
         reader.execute(f"SET memory_limit = {sql_literal(str(limit))}")
-        (reader_preserves,) = reader.execute(
-            "SELECT current_setting('preserve_insertion_order')"
-        ).fetchall()[0]
-        if not (preserved and reader_preserves):
-            raise RuntimeError("reading outcome files needs preserve_insertion_order on")
+        reader.execute("SET threads = 1")  # one scan, batches in the files' order
         rows = reader.sql(
             f"SELECT {_quote(source.case_id)} AS case_id, {_quote(source.label)} AS label "
             f"FROM read_csv({files}, delim = ',', quote = '\"', escape = '\"', header = true, "
             "all_varchar = true, union_by_name = true, allow_quoted_nulls = false)"
         ).to_arrow_reader(BATCH_ROWS)
-        with registered(con, "outcome_file_rows", rows):
+        with registered(con, "outcome_file_rows", _numbered(rows)):
             con.execute(
-                f"CREATE OR REPLACE TEMP TABLE {_RAW} AS SELECT case_id, label "
+                f"CREATE OR REPLACE TEMP TABLE {_RAW} AS SELECT case_id, label, pos "
                 f"FROM outcome_file_rows WHERE case_id IN (SELECT case_id FROM {METRIC_FACTS})"
             )
     finally:
@@ -101,7 +114,7 @@ def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
             f"""
             CREATE OR REPLACE TEMP TABLE {OUTCOMES} AS
             SELECT case_id, label IN ({positives}) AS bad FROM {_RAW}
-            QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY rowid DESC) = 1
+            QUALIFY row_number() OVER (PARTITION BY case_id ORDER BY pos DESC) = 1
             """
         )
     finally:
