@@ -70,6 +70,7 @@ import pyarrow.parquet as pq
 
 from hitl_gate.audit.replica_views import VIEWS_SQL, table_views, views_script, write_views_db
 from hitl_gate.audit.run_segments import Segments, attached_segment, file_problem
+from hitl_gate.audit.seal import memory_limited
 
 CACHES = frozenset({"audit_seen_rows", "audit_segment_pending"})  # seal caches: not evidence
 BATCH_ROWS = 250_000
@@ -80,6 +81,9 @@ MAX_PARTS = 24
 DEFAULT_GRACE = timedelta(hours=8)
 SEGMENT_LOG = "audit_segment_log"  # segment entries: a part per folded leaf, read in place
 SEGMENT_ALIAS = "replicated_segment"
+# DuckDB's memory limit while a leaf is read from its segment: a scan that never reads a block
+# twice, whose cache of segment blocks would otherwise fill the connection's limit for nothing.
+LEAF_READ_MEMORY_LIMIT = "256MB"
 CURRENT = "current"
 SNAPSHOTS = "snapshots"
 
@@ -380,7 +384,10 @@ def _segment_log(
         try:
             if segments is None or file_problem(segments, segment) is not None:
                 raise RuntimeError(segment)
-            with attached_segment(con, segments, segment, SEGMENT_ALIAS) as alias:
+            with (
+                attached_segment(con, segments, segment, SEGMENT_ALIAS) as alias,
+                memory_limited(con, LEAF_READ_MEMORY_LIMIT),
+            ):
                 for part, leaf in todo:
                     # No ORDER BY: the seal appends a segment's log in seq order and a
                     # filtered scan keeps it (sorting a million entries cost 0.25 CPU s).

@@ -224,6 +224,40 @@ def test_the_replica_lists_segment_entries_too(segmented: Home) -> None:
     assert len(segmented.rows("SELECT * FROM case_history WHERE segment_id IS NOT NULL")) == 9
 
 
+def test_a_leaf_is_read_from_its_segment_under_a_memory_limit_of_its_own(
+    segmented: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refresh reads each leaf under `LEAF_READ_MEMORY_LIMIT`, then restores the
+    connection's: DuckDB's cache of a scan that reads each block once would otherwise fill the
+    seal's 1 GB limit."""
+    from hitl_gate.audit import replica
+    from hitl_gate.audit.run_seal import readable_segments
+    from hitl_gate.audit.seal import memory_limited
+
+    shown = "SELECT current_setting('memory_limit')"
+    seen: list[str] = []
+    write = replica._write_rows
+
+    def recording(con: duckdb.DuckDBPyConnection, query: str, target: Path) -> None:
+        if replica.SEGMENT_ALIAS in query:
+            seen.append(con.execute(shown).fetchall()[0][0])
+        write(con, query, target)
+
+    monkeypatch.setattr(replica, "_write_rows", recording)
+    with audit_connection(segmented.paths.audit_db, read_only=True) as con:
+        folded = readable_segments(con, segmented.segments)
+    with duckdb.connect() as scratch:  # how DuckDB shows the limit
+        scratch.execute(f"SET memory_limit = '{replica.LEAF_READ_MEMORY_LIMIT}'")
+        leaf_limit = scratch.execute(shown).fetchall()[0][0]
+    with segmented.connect(attachable=folded) as con, memory_limited(con, "1GB"):
+        outer = con.execute(shown).fetchall()[0][0]
+        replica.refresh_replica(con, segmented.paths.replica_dir, segments=segmented.segments)
+        after = con.execute(shown).fetchall()[0][0]
+    assert seen == [leaf_limit, leaf_limit]  # the two folded leaves
+    mib = [float(str(x).removesuffix(" MiB")) for x in (outer, after, leaf_limit)]
+    assert abs(mib[0] - mib[1]) < 0.15 < mib[0] - mib[2]  # restored (shown to a tenth)
+
+
 def _copy_edited(home: Home) -> str:
     with home.connect() as con:
         seq, segment = con.execute(
