@@ -28,6 +28,7 @@ import pyarrow as pa
 
 from hitl_gate.core.database import registered, restrict_to_directories
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.quiet_duckdb import quiet_connect
 from hitl_gate.observability.facts import METRIC_FACTS, sql_literal
 
 OUTCOMES = "metric_outcomes"  # (case_id, bad): what `metrics_db`'s outcome metrics join on
@@ -92,7 +93,7 @@ def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
     (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
     files = "[" + ", ".join(sql_literal(str(f)) for f in source.files) + "]"
     positives = ", ".join(sql_literal(v) for v in source.positive_values) or "NULL"
-    reader = duckdb.connect()
+    reader = quiet_connect()
     try:
         restrict_to_directories(reader, [], [str(f) for f in source.files])
         reader.execute(f"SET memory_limit = {sql_literal(str(limit))}")
