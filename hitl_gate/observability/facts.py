@@ -46,6 +46,11 @@ def sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def sql_identifier(name: str) -> str:
+    """`name` (a configured column name) as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def seconds_sql(start: str, end: str, unit_us: int = 1000) -> str:
     """Seconds from `start` to `end` as Polars computes them: the difference in microseconds
     truncated toward zero to whole `unit_us` (1000: `total_milliseconds() / 1000.0`;

@@ -29,7 +29,7 @@ import pyarrow as pa
 from hitl_gate.core.database import registered, restrict_to_directories
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.quiet_duckdb import quiet_connect
-from hitl_gate.observability.facts import METRIC_FACTS, sql_literal
+from hitl_gate.observability.facts import METRIC_FACTS, sql_identifier, sql_literal
 
 OUTCOMES = "metric_outcomes"  # (case_id, bad): what `metrics_db`'s outcome metrics join on
 BATCH_ROWS = 100_000  # rows per Arrow batch from the files' reader to the audit connection
@@ -56,10 +56,6 @@ class OutcomeFiles:
             label.column,
             tuple(label.positive_values),
         )
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _numbered(batches: pa.RecordBatchReader) -> pa.RecordBatchReader:
@@ -99,7 +95,8 @@ def _load_files(con: duckdb.DuckDBPyConnection, source: OutcomeFiles) -> None:
         reader.execute(f"SET memory_limit = {sql_literal(str(limit))}")
         reader.execute("SET threads = 1")  # one scan, batches in the files' order
         rows = reader.sql(
-            f"SELECT {_quote(source.case_id)} AS case_id, {_quote(source.label)} AS label "
+            f"SELECT {sql_identifier(source.case_id)} AS case_id, "
+            f"{sql_identifier(source.label)} AS label "
             f"FROM read_csv({files}, delim = ',', quote = '\"', escape = '\"', header = true, "
             "all_varchar = true, union_by_name = true, allow_quoted_nulls = false)"
         ).to_arrow_reader(BATCH_ROWS)
