@@ -386,6 +386,38 @@ def insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFr
     return int(after - before)
 
 
+def insert_new_keys(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    select_sql: str,
+    params: dict[str, object] | Sequence[object] | None = None,
+    *,
+    plain_first: bool = True,
+) -> int:
+    """Insert the rows of `select_sql` whose primary key `table` lacks; return how many.
+
+    A plain `INSERT` first when `plain_first` (the caller expects only new keys): DuckDB's
+    `OR IGNORE` path costs about 1.6x the CPU of a plain insert (a million rows: 3.3 s
+    against 2.0 s). A key stored anyway fails the whole statement, which changes nothing,
+    and `OR IGNORE` then skips exactly those rows. Auto-commit only: inside an explicit
+    transaction DuckDB aborts the whole transaction on the failed statement, so the fallback
+    could not run.
+    """
+    name = _table_name(table)
+    if plain_first:
+        try:
+            return _row_count(con.execute(f"INSERT INTO {name} BY NAME {select_sql}", params))
+        except duckdb.ConstraintException:
+            pass
+    return _row_count(con.execute(f"INSERT OR IGNORE INTO {name} BY NAME {select_sql}", params))
+
+
+def _row_count(result: duckdb.DuckDBPyConnection) -> int:
+    """The row count an `INSERT` returns."""
+    rows = result.fetchall()
+    return int(rows[0][0]) if rows else 0
+
+
 def query_frame(
     con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] = ()
 ) -> pl.DataFrame:

@@ -40,7 +40,7 @@ import duckdb
 import polars as pl
 
 from hitl_gate.audit.seal import memory_limited
-from hitl_gate.core.database import query_frame, registered, scalar
+from hitl_gate.core.database import insert_new_keys, query_frame, registered, scalar
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
 from hitl_gate.ingest.csv_slices import CsvInSlices, csv_slices, header, more_lines_than
@@ -293,27 +293,12 @@ def insert_slices(
 
 
 def insert_slice(con: duckdb.DuckDBPyConnection, params: dict[str, object], stored: bool) -> int:
-    """Insert `outcome_slice`'s rows whose key is new; return how many.
+    """Insert `outcome_slice`'s rows whose key is new; return how many (`insert_new_keys`).
 
-    A plain `INSERT` first, unless a key of the slice is known to be `stored`: DuckDB's
-    `OR IGNORE` costs about 1.6x the CPU of a plain insert (a million outcome rows, 1 GB
-    limit: 3.3 s against 2.0 s), and a slice of a new file stores only new keys. A key stored
-    anyway (a run killed mid-file recorded part of the slice) fails the whole statement,
-    which changes nothing, and `OR IGNORE` then skips exactly those rows. Called in
-    auto-commit only (a statement a slice, as `ingest_outcomes` runs): inside an explicit
-    transaction DuckDB would abort the whole transaction on the failed statement."""
-    if not stored:
-        try:
-            return _inserted(con.execute("INSERT INTO outcomes BY NAME" + _SELECT, params))
-        except duckdb.ConstraintException:
-            pass
-    return _inserted(con.execute("INSERT OR IGNORE INTO outcomes BY NAME" + _SELECT, params))
-
-
-def _inserted(result: duckdb.DuckDBPyConnection) -> int:
-    """The row count an INSERT returns."""
-    rows = result.fetchall()
-    return int(rows[0][0]) if rows else 0
+    A plain `INSERT` first unless a key of the slice is known to be `stored`: a slice of a new
+    file stores only new keys; a run killed mid-file recorded part of the slice. Auto-commit
+    only (a statement a slice, as `ingest_outcomes` runs)."""
+    return insert_new_keys(con, "outcomes", _SELECT, params, plain_first=not stored)
 
 
 def record_outcome_file(

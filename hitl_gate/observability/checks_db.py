@@ -38,13 +38,10 @@ from hitl_gate.observability.anomalies import (
     volume_drop,
 )
 from hitl_gate.observability.facts import CHECK_FACTS, CaseFacts, case_facts
+from hitl_gate.observability.facts import sql_identifier as _quote
 from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT, memory_limit
 
 FEATURES = "check_features"  # the window's model features (a view over the Parquet files)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 Window = tuple[date, date, date]  # (day judged, baseline start, baseline end)

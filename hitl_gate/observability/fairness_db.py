@@ -23,6 +23,8 @@ import polars as pl
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.lawful import ProtectedAttribute
 from hitl_gate.observability.facts import METRIC_FACTS, CaseFacts, case_facts
+from hitl_gate.observability.facts import sql_identifier as _quote
+from hitl_gate.observability.facts import sql_literal as _literal
 from hitl_gate.observability.fairness import (
     APPROVE,
     MISSING,
@@ -34,14 +36,6 @@ from hitl_gate.observability.fairness import (
 )
 
 FAIR = "fairness_cases"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
 
 
 def _label(name: str, bins: Sequence[float]) -> str:

@@ -27,6 +27,7 @@ import polars as pl
 
 from hitl_gate.observability.facts import METRIC_FACTS, CaseFacts, case_facts
 from hitl_gate.observability.facts import seconds_sql as _seconds
+from hitl_gate.observability.facts import sql_identifier as _quote
 from hitl_gate.observability.facts import sql_literal as _literal
 from hitl_gate.observability.metrics import ALL, METRIC_SCHEMA, STAGES, qa_error_estimates
 from hitl_gate.observability.outcomes_db import OUTCOMES, OutcomeFiles, metric_outcomes
@@ -35,10 +36,6 @@ FACTS = METRIC_FACTS  # the run days' cases with their review facts (`facts.case
 NONE_KEY = "(none)"
 # DuckDB's memory limit while aggregating: beyond it, sorts and the facts table spill to disk.
 METRICS_MEMORY_LIMIT = "1GB"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @contextmanager
