@@ -38,8 +38,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast.data_format import ParquetFormat
 from feast.feature_view import FeatureView
 from feast.infra.offline_stores.duckdb import DuckDBOfflineStore, DuckDBOfflineStoreConfig
@@ -121,11 +123,30 @@ def _entity_table(entity_df: pd.DataFrame, ts_col: str) -> pa.Table:
     return table
 
 
+def key_bounds(entities: pa.Table, column: str) -> tuple[Any, Any]:
+    """The smallest and largest request key of `column` (None, None when every key is null).
+
+    A feature row whose key lies outside them cannot match. Stated as constants in the
+    view's scan, DuckDB compares them with each Parquet row group's min/max statistics and
+    skips the row groups outside: a slice of a day reads the part of the day's file written
+    for it (the file is written slice by slice, in case order) instead of the whole file,
+    which made every slice's retrieval grow with the day (BENCHMARKS.md, issue 23).
+    """
+    bounds = pc.min_max(entities.column(column))
+    return bounds["min"].as_py(), bounds["max"].as_py()
+
+
 class _ViewJoin:
     """One feature view's ASOF JOIN clause and output columns, with its bound parameters."""
 
     def __init__(
-        self, view: FeatureView, refs: list[str], full_names: bool, ts_col: str, alias: str
+        self,
+        view: FeatureView,
+        refs: list[str],
+        full_names: bool,
+        ts_col: str,
+        alias: str,
+        entities: pa.Table,
     ) -> None:
         source = cast(FileSource, view.batch_source)  # `_is_local_parquet` views only
         prefix = view.projection.name_to_use()
@@ -147,12 +168,16 @@ class _ViewJoin:
         keys = [f"{_ident(col)} AS {_ident(f'__k{i}')}" for i, col in enumerate(key_map)]
         picked = [f"{_ident(f)} AS {_ident(o)}" for f, o in zip(features, outputs, strict=True)]
         # Only feature rows whose keys are requested can match: a semi-join keeps the joined
-        # side as small as the request (a slice of the day), not every stored partition.
+        # side as small as the request (a slice of the day), not every stored partition, and
+        # the keys' range lets the scan skip whole row groups (`key_bounds`).
         wanted = " AND ".join(
+            f"{_ident(col)} BETWEEN ? AND ? AND "
             f"{_ident(col)} IN (SELECT {_ident(entity_col)} FROM {_ENTITIES})"
             for col, entity_col in key_map.items()
         )
         self.params: list[Any] = [source.path]
+        for entity_col in key_map.values():
+            self.params += key_bounds(entities, entity_col)
         self.clause = (
             f"ASOF LEFT JOIN (SELECT {', '.join(keys)}, {event} AS __event, {order} AS __order"
             f"{''.join(', ' + p for p in picked)} FROM read_parquet(?) WHERE {wanted}) {alias} ON "
@@ -194,14 +219,28 @@ class AsofRetrievalJob(RetrievalJob):
         self._odfvs, self._full_names = odfvs, full_feature_names
         self._metadata, self._feast_job = metadata, feast_job
 
-    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+    def session(self) -> duckdb.DuckDBPyConnection:
+        """A fresh in-memory session that may read only the views' source folders, with the
+        request rows registered: where `fetch` runs (the caller closes it)."""
         con = quiet_connect()
         try:
             restrict_to_directories(con, self._readable)
             # Naive timestamps mean UTC, as in Feast's ibis session.
             con.execute("SET TimeZone = 'UTC'")
             con.register(_ENTITIES, self._entities)
-            return con.sql(self._sql, params=self._params).to_arrow_table()
+        except BaseException:
+            con.close()
+            raise
+        return con
+
+    def fetch(self, con: duckdb.DuckDBPyConnection) -> pa.Table:
+        """The joined rows, computed on `con` (a `session`)."""
+        return con.sql(self._sql, params=self._params).to_arrow_table()
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        con = self.session()
+        try:
+            return self.fetch(con)
         finally:
             con.close()
 
@@ -282,7 +321,7 @@ class AsofDuckDBOfflineStore(DuckDBOfflineStore):
         request[ts_col] = times
         entities = _entity_table(request, ts_col)
         joins = [
-            _ViewJoin(view, feature_refs, full_feature_names, ts_col, f"f{i}")
+            _ViewJoin(view, feature_refs, full_feature_names, ts_col, f"f{i}", entities)
             for i, view in enumerate(feature_views)
         ]
         columns = ", ".join(["e.*", *[c for j in joins for c in j.columns]])

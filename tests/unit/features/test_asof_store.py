@@ -17,8 +17,8 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from features.config import ASOF_OFFLINE_STORE, feature_store_config
-from features.engineering import EVENT_TIMESTAMP
+from features.config import ASOF_OFFLINE_STORE, feature_source_dir, feature_store_config
+from features.engineering import EVENT_TIMESTAMP, compute_features
 from tests.unit.features.test_history import BASE, DOMAIN, KEY, START, WINDOW, land, random_cases
 
 pytestmark = [
@@ -149,3 +149,88 @@ def test_a_persisted_retrieval_is_the_one_feast_saves(stores, tmp_path: Path) ->
     )
     pd.testing.assert_frame_equal(got, expected)
     assert len(got) == len(entity_df)
+
+
+def parquet_scans(con, sql: str, params: list) -> list[dict]:
+    """Each Parquet scan of `sql` run on `con`: its files and row groups scanned / to scan."""
+    import json
+
+    con.execute("PRAGMA enable_profiling = 'json'")
+    (plan,) = con.sql(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params=params).fetchall()[0][1:]
+    scans, nodes = [], [json.loads(plan)]
+    while nodes:
+        node = nodes.pop()
+        nodes += node.get("children", []) + node.get("operator", [])
+        if node.get("extra_info", {}).get("Function") == "READ_PARQUET":
+            scans.append(node)
+    return scans
+
+
+def land_in_slices(cases: pl.DataFrame, feast_dir: Path, slice_rows: int) -> None:
+    """Write one day's cases as the sliced `case_features` step does: the day's file staged
+    slice by slice (a row group per slice, in case order), and the day's history ledger."""
+    from features.history import write_history_partitions
+    from features.store import FeaturePartitionWriter
+
+    raw = pl.read_parquet(BASE.root / "data" / "sample" / "lendingclub_loans_2018q1.parquet")
+    filler = raw.head(cases.height).drop("loan_amount", strict=False)
+    full = pl.concat([filler, cases], how="horizontal").with_columns(
+        pl.col(BASE.event_time).dt.date().alias("partition_date")
+    )
+    (day,) = full["partition_date"].unique().to_list()
+    writer = FeaturePartitionWriter(DOMAIN, feast_dir, [day], staged=True)
+    for part in full.iter_slices(slice_rows):
+        writer.write(compute_features(part, DOMAIN), part["partition_date"])
+    writer.commit()
+    write_history_partitions(full, DOMAIN, feast_dir, [day])
+
+
+def test_a_slice_reads_only_the_row_groups_of_its_keys(tmp_path: Path) -> None:
+    """A day written in slices holds each slice's cases in its own row groups, in case
+    order: a request for one slice's cases skips the day's other row groups, so a slice's
+    retrieval costs what the slice needs, not what the day holds (it grew with the day at
+    10M cases, BENCHMARKS.md). Same answers as Feast's own join.
+
+    More than 50 keys are requested: DuckDB prunes by itself with an IN list of at most
+    `dynamic_or_filter_threshold` (50) join keys, and scans every row group above that.
+    """
+    from feast import FeatureStore, RepoConfig
+
+    from features.store import open_feature_store
+
+    feast_dir = tmp_path / "feast"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*fetch_arrow_table", DeprecationWarning)
+        asof = open_feature_store(DOMAIN, feast_dir)
+    rows, slice_rows = 400, 80
+    cases = random_cases(rows, seed=5).with_columns(  # one day, ids in time order
+        pl.format("C{}", pl.int_range(pl.len()).cast(pl.String).str.zfill(4)).alias(BASE.case_id),
+        (pl.lit(START) + pl.duration(seconds=pl.int_range(pl.len()))).alias(BASE.event_time),
+    )
+    land_in_slices(cases, feast_dir, slice_rows)
+    wanted = cases.slice(2 * slice_rows, slice_rows)  # the third slice's cases
+    entity_df = wanted.select(BASE.case_id, KEY, pl.col(BASE.event_time).alias(EVENT_TIMESTAMP))
+    entity_df = entity_df.to_pandas().assign(row=range(wanted.height))
+    service = asof.get_feature_service(DOMAIN.features.service)
+    job = asof.get_historical_features(entity_df=entity_df.copy(), features=service)
+    con = job.session()
+    try:
+        scans = parquet_scans(con, job.to_sql(), job._params)
+    finally:
+        con.close()
+    folder = str(feature_source_dir(DOMAIN, feast_dir))
+    (scan,) = [s for s in scans if folder in s["extra_info"]["Filename(s)"]]
+    assert scan["total_row_groups_to_scan"] == rows // slice_rows  # a row group per slice
+    # The slice's key range is a constant filter of the scan, compared with each row group's
+    # statistics before it is read (DuckDB's own dynamic filter is optional: it prunes only
+    # row groups not yet started when the request's hash table is built, not at scale).
+    low, high = wanted[BASE.case_id].min(), wanted[BASE.case_id].max()
+    filters = scan["extra_info"].get("Filters", "")
+    assert f"application_id >= '{low}'" in filters and f"application_id <= '{high}'" in filters
+    assert scan["row_groups_scanned"] == 1
+    # And the answers are Feast's own.
+    config = {**feature_store_config(DOMAIN, feast_dir), "offline_store": {"type": "duckdb"}}
+    own = FeatureStore(repo_path=str(feast_dir), config=RepoConfig(repo_path=feast_dir, **config))
+    got, expected = retrieve(asof, entity_df), retrieve(own, entity_df)
+    pd.testing.assert_frame_equal(got[expected.columns], expected)
+    assert got["loan_amount"].notna().any()
