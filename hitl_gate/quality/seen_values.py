@@ -1,0 +1,111 @@
+"""The values of a unique column seen in earlier frames of a batch, asked per frame in linear time.
+
+A day is validated a file (and a slice) at a time, and each frame's unique values (the case
+id among them) must be checked against every earlier frame's. Checking them with `is_in`
+against all earlier values stacked into one Series copied and re-hashed the whole day so far
+for each frame: quadratic in the number of files (126 s of a ten-file 10M-case day). Here the
+earlier values are kept as they came, chunk by chunk (never copied again), beside their 64-bit
+hashes in a few sorted runs: a frame's values are looked up by binary search in each run, and
+only values whose hash matches are compared with the earlier values of that hash, exactly, so
+a hash collision is never taken for a repeat (the routing's one-route-per-case check reasons
+the same way, routing/invariants.py). Runs are merged when the newest is at least half the
+size of the one before it, so there are O(log n) of them and each hash is re-sorted O(log n)
+times over the day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+Hasher = Callable[[pl.Series], pl.Series]
+
+
+def polars_hash(values: pl.Series) -> pl.Series:
+    """Polars' 64-bit hash of each value: equal values, equal hashes (within one process)."""
+    return values.hash()
+
+
+@dataclass
+class SeenValues:
+    """One column's non-null values added so far, in the order added, with sorted hash runs.
+
+    `hasher` is Polars' hash; tests pass a deliberately weak one to force collisions.
+    """
+
+    hasher: Hasher = polars_hash
+    _values: pl.Series | None = None
+    # Each run: `hash` (sorted) and `pos` (the value's place in `_values`).
+    _runs: list[pl.DataFrame] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return 0 if self._values is None else self._values.len()
+
+    @property
+    def runs(self) -> int:
+        """How many sorted runs a lookup searches: O(log n) of the values added."""
+        return len(self._runs)
+
+    def repeats(self, values: pl.Series) -> pl.Series:
+        """Per value, whether it equals a value added before (False for nulls); then add them.
+
+        Repeats within `values` itself are not marked (`is_first_distinct` tells those).
+        """
+        hashes = self.hasher(values)
+        repeated = self._earlier_equal(values, hashes)
+        self._add(values, hashes)
+        return repeated
+
+    def truncate(self, length: int) -> None:
+        """Forget the values added after the first `length` (a failed file takes its own back)."""
+        if length >= len(self):
+            return
+        self._values = self._values.head(length) if length and self._values is not None else None
+        kept = (run.filter(pl.col("pos") < length) for run in self._runs)
+        self._runs = [run for run in kept if run.height]
+
+    def _earlier_equal(self, values: pl.Series, hashes: pl.Series) -> pl.Series:
+        """Whether each value equals an earlier one: candidates by hash, then compared exactly."""
+        if self._values is None or not values.len():
+            return pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
+        positions = [_positions_of(run, hashes) for run in self._runs]
+        matched = pl.concat(positions)
+        if not matched.len():
+            return pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
+        same_hash = self._values.gather(matched)
+        return values.is_in(same_hash.implode()).fill_null(False)
+
+    def _add(self, values: pl.Series, hashes: pl.Series) -> None:
+        present = values.is_not_null()
+        fresh = values.filter(present).rechunk()
+        if not fresh.len():
+            return
+        start = len(self)
+        run = pl.DataFrame(
+            {
+                "hash": hashes.filter(present),
+                "pos": pl.int_range(start, start + fresh.len(), dtype=pl.Int64, eager=True),
+            }
+        ).sort("hash")
+        if self._values is None:
+            self._values = fresh
+        else:
+            self._values.append(fresh)  # a chunk more: the earlier values are not copied
+        self._runs.append(run)
+        while len(self._runs) > 1 and self._runs[-2].height <= 2 * self._runs[-1].height:
+            newer = self._runs.pop()
+            self._runs[-1] = pl.concat([self._runs[-1], newer]).sort("hash")
+
+
+def _positions_of(run: pl.DataFrame, hashes: pl.Series) -> pl.Series:
+    """Positions (in the values added) of the run's entries whose hash is one of `hashes`."""
+    sorted_hashes = run["hash"]
+    first = sorted_hashes.search_sorted(hashes, side="left")
+    last = sorted_hashes.search_sorted(hashes, side="right")
+    ranges = pl.DataFrame({"first": first, "last": last}).filter(pl.col("last") > pl.col("first"))
+    if not ranges.height:
+        return pl.Series("pos", [], dtype=pl.Int64)
+    at = ranges.select(pl.int_ranges("first", "last").explode().unique())["first"]
+    return run["pos"].gather(at)
