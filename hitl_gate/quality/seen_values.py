@@ -8,9 +8,8 @@ earlier values are kept as they came, chunk by chunk (never copied again), besid
 hashes in a few sorted runs: a frame's values are looked up by binary search in each run, and
 only values whose hash matches are compared with the earlier values of that hash, exactly, so
 a hash collision is never taken for a repeat (the routing's one-route-per-case check reasons
-the same way, routing/invariants.py). Runs are merged when the newest is at least half the
-size of the one before it, so there are O(log n) of them and each hash is re-sorted O(log n)
-times over the day.
+the same way, routing/invariants.py). Runs are merged as in a binary counter (by size class),
+so there are O(log n) of them and each hash is re-sorted O(log n) times over the day.
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ class SeenValues:
     _values: pl.Series | None = None
     # Each run: `hash` (sorted) and `pos` (the value's place in `_values`).
     _runs: list[pl.DataFrame] = field(default_factory=list)
+    # Rows sorted so far, into new runs and by merges: the runs' cost, O(n log n) of n values.
+    sorted_rows: int = 0
 
     def __len__(self) -> int:
         return 0 if self._values is None else self._values.len()
@@ -94,9 +95,17 @@ class SeenValues:
         else:
             self._values.append(fresh)  # a chunk more: the earlier values are not copied
         self._runs.append(run)
-        while len(self._runs) > 1 and self._runs[-2].height <= 2 * self._runs[-1].height:
+        self.sorted_rows += run.height
+        # Runs of strictly falling size class (bit length): O(log n) of them, and a value moves
+        # to a bigger class at each merge it is on the smaller side of (binary-counter merges).
+        while len(self._runs) > 1 and _size_class(self._runs[-2]) <= _size_class(self._runs[-1]):
             newer = self._runs.pop()
             self._runs[-1] = pl.concat([self._runs[-1], newer]).sort("hash")
+            self.sorted_rows += self._runs[-1].height
+
+
+def _size_class(run: pl.DataFrame) -> int:
+    return run.height.bit_length()
 
 
 def _positions_of(run: pl.DataFrame, hashes: pl.Series) -> pl.Series:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
 from hitl_gate.quality.contract import validate_frame
@@ -68,13 +69,21 @@ def test_a_repeat_across_frames_1_and_9_is_found() -> None:
     assert found[8].arg_true().to_list() == [57]
 
 
-def test_runs_stay_few_as_frames_add_up() -> None:
-    """Each lookup searches every run: one run per frame would make the day quadratic again."""
+@pytest.mark.parametrize("sizes", [[10] * 256, list(range(300, 44, -1)), [1, 2000] * 20])
+def test_runs_stay_few_and_each_value_is_merged_few_times(sizes: list[int]) -> None:
+    """Each lookup searches every run, and each merge re-sorts what it merges: one run per
+    frame, or one run re-sorted per frame, would make the day quadratic again."""
     seen = SeenValues()
-    for i in range(256):
-        seen.repeats(pl.Series([f"f{i}-{j}" for j in range(10)]))
-    assert len(seen) == 2560
-    assert seen.runs <= 9  # about log2(256) + 1
+    merged = 0
+    for i, size in enumerate(sizes):
+        before = seen.runs
+        seen.repeats(pl.Series([f"f{i}-{j}" for j in range(size)]))
+        merged += before + 1 - seen.runs
+    total = sum(sizes)
+    assert len(seen) == total
+    assert seen.runs <= total.bit_length()
+    assert merged <= len(sizes)  # a merge per frame at most, amortised
+    assert seen.sorted_rows <= total * (total.bit_length() + 1)
 
 
 def test_truncate_takes_back_exactly_what_was_added_after_the_mark() -> None:
