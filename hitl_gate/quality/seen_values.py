@@ -38,6 +38,9 @@ class SeenValues:
     _values: pl.Series | None = None
     # Each run: `hash` (sorted) and `pos` (the value's place in `_values`).
     _runs: list[pl.DataFrame] = field(default_factory=list)
+    # Values from this place on are in no run yet: the newest frame's are sorted only when a
+    # later frame is looked up, so a day's last (or only) frame is never hashed or sorted.
+    _sorted_upto: int = 0
     # Rows sorted so far, into new runs and by merges: the runs' cost, O(n log n) of n values.
     sorted_rows: int = 0
 
@@ -54,9 +57,12 @@ class SeenValues:
 
         Repeats within `values` itself are not marked (`is_first_distinct` tells those).
         """
-        hashes = self.hasher(values)
-        repeated = self._earlier_equal(values, hashes)
-        self._add(values, hashes)
+        repeated = self._earlier_equal(values)
+        fresh = values.drop_nulls().rechunk()
+        if self._values is None:
+            self._values = fresh
+        elif fresh.len():
+            self._values.append(fresh)  # a chunk more: the earlier values are not copied
         return repeated
 
     def truncate(self, length: int) -> None:
@@ -66,35 +72,34 @@ class SeenValues:
         self._values = self._values.head(length) if length and self._values is not None else None
         kept = (run.filter(pl.col("pos") < length) for run in self._runs)
         self._runs = [run for run in kept if run.height]
+        self._sorted_upto = min(self._sorted_upto, length)
 
-    def _earlier_equal(self, values: pl.Series, hashes: pl.Series) -> pl.Series:
+    def _earlier_equal(self, values: pl.Series) -> pl.Series:
         """Whether each value equals an earlier one: candidates by hash, then compared exactly."""
-        if self._values is None or not values.len():
-            return pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
-        positions = [_positions_of(run, hashes) for run in self._runs]
-        matched = pl.concat(positions)
+        none = pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
+        if self._values is None or not len(self) or not values.len():
+            return none
+        self._sort_pending()
+        hashes = self.hasher(values)
+        matched = pl.concat([_positions_of(run, hashes) for run in self._runs])
         if not matched.len():
-            return pl.Series(values.name, [False] * values.len(), dtype=pl.Boolean)
+            return none
         same_hash = self._values.gather(matched)
         return values.is_in(same_hash.implode()).fill_null(False)
 
-    def _add(self, values: pl.Series, hashes: pl.Series) -> None:
-        present = values.is_not_null()
-        fresh = values.filter(present).rechunk()
-        if not fresh.len():
+    def _sort_pending(self) -> None:
+        """Put the values in no run yet into a sorted run of their own, then merge runs."""
+        start, end = self._sorted_upto, len(self)
+        if self._values is None or start >= end:
             return
-        start = len(self)
         run = pl.DataFrame(
             {
-                "hash": hashes.filter(present),
-                "pos": pl.int_range(start, start + fresh.len(), dtype=pl.Int64, eager=True),
+                "hash": self.hasher(self._values.slice(start)),
+                "pos": pl.int_range(start, end, dtype=pl.Int64, eager=True),
             }
         ).sort("hash")
-        if self._values is None:
-            self._values = fresh
-        else:
-            self._values.append(fresh)  # a chunk more: the earlier values are not copied
         self._runs.append(run)
+        self._sorted_upto = end
         self.sorted_rows += run.height
         # Runs of strictly falling size class (bit length): O(log n) of them, and a value moves
         # to a bigger class at each merge it is on the smaller side of (binary-counter merges).

@@ -86,6 +86,15 @@ def test_runs_stay_few_and_each_value_is_merged_few_times(sizes: list[int]) -> N
     assert seen.sorted_rows <= total * (total.bit_length() + 1)
 
 
+def test_the_last_frame_is_never_sorted() -> None:
+    """A day of one file (the 1M benchmark day) pays no hashing or sorting for its ids."""
+    seen = SeenValues()
+    seen.repeats(pl.Series([f"c{i}" for i in range(1000)]))
+    assert seen.sorted_rows == 0 and seen.runs == 0
+    assert seen.repeats(pl.Series(["c999", "d"])).to_list() == [True, False]
+    assert seen.sorted_rows == 1000
+
+
 def test_truncate_takes_back_exactly_what_was_added_after_the_mark() -> None:
     rng = random.Random(5)
     for hasher in (None, _weak_hash):
