@@ -37,6 +37,7 @@ from hitl_gate.ingest.listing import (
 from hitl_gate.ingest.names import file_format, shown
 from hitl_gate.ingest.strict_formats import collision_problem, jsonl_problem, normalise_line_ends
 from hitl_gate.quality.contract import ROW_INDEX, polars_dtype, text_expr, validate_frame
+from hitl_gate.quality.seen_values import SeenValues
 
 __all__ = ["LandingFile", "arrival_time", "fingerprint"]
 
@@ -470,7 +471,7 @@ def _validate_file(
     frame: pl.DataFrame,
     contract: ContractConfig,
     case_id: str,
-    earlier: dict[str, pl.Series],
+    earlier: dict[str, SeenValues],
     id_pattern: str | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Valid rows of one file's frame, and its failures located by file, row and case id."""
@@ -514,7 +515,7 @@ class _DayRows:
     case_id: str
     id_pattern: str | None
     sink: AcceptedSink | None
-    earlier: dict[str, pl.Series] = field(default_factory=dict)
+    earlier: dict[str, SeenValues] = field(default_factory=dict)
     kept: list[pl.DataFrame] = field(default_factory=list)
     failure_parts: list[pl.DataFrame] = field(default_factory=list)
     accepted_per_file: list[pl.DataFrame] = field(default_factory=list)
@@ -574,7 +575,7 @@ class _DayRows:
     def mark(self) -> _Mark:
         return _Mark(
             parts=len(self.kept),
-            earlier={name: values.len() for name, values in self.earlier.items()},
+            earlier={name: len(values) for name, values in self.earlier.items()},
             sink=self.sink.mark() if self.sink is not None else None,
         )
 
@@ -584,7 +585,7 @@ class _DayRows:
             del parts[mark.parts :]
         for name in list(self.earlier):
             if name in mark.earlier:
-                self.earlier[name] = self.earlier[name].head(mark.earlier[name])
+                self.earlier[name].truncate(mark.earlier[name])
             else:
                 del self.earlier[name]
         if self.sink is not None and mark.sink is not None:

@@ -25,6 +25,7 @@ from hitl_gate.quality.case_ids import (
     matches_pattern,
 )
 from hitl_gate.quality.escaped import shown_series
+from hitl_gate.quality.seen_values import SeenValues
 
 if TYPE_CHECKING:
     import pandera.polars as pa
@@ -319,11 +320,12 @@ def _duplicate_failures(
     typed: pl.DataFrame,
     contract: ContractConfig,
     case_id: str,
-    earlier: dict[str, pl.Series] | None = None,
+    earlier: dict[str, SeenValues] | None = None,
 ) -> pl.DataFrame:
     """Later occurrences of a unique value; the first occurrence in batch order is kept.
 
-    `earlier` holds the values of earlier frames of the same batch (see `validate_frame`).
+    `earlier` holds the values of earlier frames of the same batch (see `validate_frame`),
+    looked up by hash in time linear in this frame, whatever the number of earlier frames.
     """
     parts = []
     for name, column in contract.columns.items():
@@ -331,11 +333,7 @@ def _duplicate_failures(
             continue
         dup = typed[name].is_not_null() & ~typed[name].is_first_distinct()
         if earlier is not None:
-            seen = earlier.get(name)
-            if seen is not None and seen.len():
-                dup = dup | typed[name].is_in(seen.implode()).fill_null(False)
-            values = typed[name].drop_nulls()
-            earlier[name] = values if seen is None else pl.concat([seen, values], rechunk=True)
+            dup = dup | earlier.setdefault(name, SeenValues()).repeats(typed[name])
         if not dup.any():
             continue
         check = "duplicate_case_id" if name == case_id else "unique"
@@ -500,7 +498,7 @@ def validate_frame(
     df: pl.DataFrame,
     contract: ContractConfig,
     case_id: str,
-    earlier: dict[str, pl.Series] | None = None,
+    earlier: dict[str, SeenValues] | None = None,
     id_pattern: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split `df` into rows that satisfy the contract and one failure record per broken rule.
