@@ -45,8 +45,8 @@ test: install
 	$(PYTEST) -q -n $(TEST_WORKERS) --dist loadgroup --durations=20
 
 # Unit and asset tests: no demo, no job runs; no property suites, attack corpora, model
-# training, Feast stores, Great Expectations runs or subprocesses (marked `slow`; `make test`
-# runs everything).
+# training, Feast stores, Great Expectations runs or subprocesses (marked `slow`), nor the
+# tests measured slow (tests/slow_tests.txt). `make test` runs everything.
 test-fast: install
 	$(PYTEST) -q -n $(TEST_WORKERS) -m "not e2e and not slow"
 

@@ -35,6 +35,7 @@ TMPFS = Path("/dev/shm")
 TMPFS_FREE_BYTES = 4 * 2**30
 TMPFS_PREFIX = "hitl-gate-tests-"
 E2E_DIR = Path(__file__).parent / "e2e"
+SLOW_TESTS = Path(__file__).parent / "slow_tests.txt"  # measured slow: `make test` only
 _TMPFS_BASE = pytest.StashKey[Path]()
 THREAD_POOL_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 HEAP_SETTLE_LIMIT = 10  # collections at most (pytest's own check makes 5)
@@ -125,10 +126,20 @@ def _process_exists(pid: int) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark everything under tests/e2e/ `e2e` (before `-m` deselects)."""
+    """Mark everything under tests/e2e/ `e2e` and the tests measured slow (tests/slow_tests.txt)
+    `slow`, before `-m` deselects."""
+    measured_slow = measured_slow_tests(SLOW_TESTS)
     for item in items:
         if item.path.is_relative_to(E2E_DIR):
             item.add_marker(pytest.mark.e2e)
+        if item.nodeid in measured_slow:
+            item.add_marker(pytest.mark.slow)
+
+
+def measured_slow_tests(listing: Path) -> frozenset[str]:
+    """The test ids listed in `listing`, one a line (`#` starts a comment line)."""
+    lines = listing.read_text(encoding="utf-8").splitlines()
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
 
 
 @pytest.fixture(autouse=True)
