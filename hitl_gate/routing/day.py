@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from hitl_gate.core.database import OpenConnection, replace_partition_slice
+from hitl_gate.core.database import OpenConnection, transaction
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.slices import row_count, slice_ranges
@@ -24,6 +24,8 @@ from hitl_gate.routing.backlog import load_backlog
 from hitl_gate.routing.cases import Scans, assemble_cases
 from hitl_gate.routing.decisions import (
     decision_rows,
+    delete_decisions,
+    insert_decisions,
     raise_for_policy_errors,
     record_policy_version,
 )
@@ -124,7 +126,8 @@ def route_days(
             warn(f"shadow policy {shadow.version} not run: {shadow_run.problems[0]}")
     del cases  # every column of it is in `routed`: one day-sized frame less from here on
     decisions = decision_rows(domain, routed, run_id, now)
-    with connect() as con:
+    with connect() as con, transaction(con):  # the days' decisions replaced atomically
         record_policy_version(con, domain, policy, now)
-        replace_partition_slice(con, "decisions", decisions, domain.name, days)
+        delete_decisions(con, domain, days)
+        insert_decisions(con, decisions)
     return result(routed, routed, None, shadow_run)

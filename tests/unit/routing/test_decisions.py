@@ -106,6 +106,40 @@ def test_decision_rows_fit_the_audit_table(tmp_path: Path) -> None:
     assert stored["n"].item() == 5
 
 
+def test_decisions_reach_duckdb_without_a_copy_of_their_texts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`insert_decisions` hands DuckDB the Arrow string views Polars holds (no large-string
+    copy of every text while the insert runs), and the stored rows are the frame's."""
+    from contextlib import AbstractContextManager
+
+    import pyarrow as pa
+
+    from hitl_gate.routing import decisions
+
+    given: list[pa.Schema] = []
+    register = decisions.registered
+
+    def recorded(con: object, name: str, data: pa.Table) -> AbstractContextManager[str]:
+        given.append(data.schema)
+        return register(con, name, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(decisions, "registered", recorded)
+    rows = decision_rows(frames.domain(), _decided(tmp_path, frames.day_of_cases(7)), "r", NOW)
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        decisions.insert_decisions(con, rows)
+        stored = query_frame(con, "SELECT * FROM decisions ORDER BY case_id")
+    (schema,) = given
+    assert schema.field("case_id").type == pa.string_view()
+    assert schema.field("rules_fired").type == pa.large_list(pa.string_view())
+    texts = [  # the text columns stored as text (the contract version is a number there)
+        c
+        for c, t in rows.schema.items()
+        if t in (pl.String, pl.List(pl.String)) and stored[c].dtype == t
+    ]
+    assert len(texts) > 20 and stored.select(texts).equals(rows.sort("case_id").select(texts))
+
+
 def test_a_policy_that_reads_a_missing_column_stops_routing(tmp_path: Path) -> None:
     broken = frames.policy(
         tmp_path,

@@ -173,3 +173,35 @@ def test_a_routed_slice_is_released_before_the_next_is_read(
     monkeypatch.setattr(pl.LazyFrame, "collect", checked)
     assert _route(home, rows, [frames.D1], 7).slices == 6
     assert len(inserted) == 6 and still_held == []
+
+
+def test_the_wide_routed_rows_are_written_once(
+    home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every Parquet write of the sliced path, recorded: the cases' own columns (inputs,
+    features, scores) reach only the day files, each row once (carried copies included), and
+    the spill between the passes holds only the columns routing added to them."""
+    from hitl_gate.core.staged_parquet import StagedParquet
+
+    quiet_day = [(f"b{i:03d}", frames.D2, 0.01 if i % 2 else 0.7, 1000) for i in range(30)]
+    rows = frames.day_of_cases(40, frames.D1, "a") + quiet_day
+    case_columns = {c for stage in frames.stages(rows) for c in stage.columns} - {"partition_date"}
+    writes: list[tuple[str, list[str], int]] = []
+    write = StagedParquet.write
+
+    def recorded(self: StagedParquet, frame: pl.DataFrame) -> None:
+        writes.append((self.target.name, frame.columns, frame.height))
+        write(self, frame)
+
+    monkeypatch.setattr(StagedParquet, "write", recorded)
+    home = tmp_path / "once"
+    shutil.copytree(home_with_backlog, home)
+    assert _route(home, rows, RUN, 7).slices == 10
+    spilled = [columns for name, columns, _ in writes if name.startswith(".routing-spill")]
+    assert spilled and all(set(columns).isdisjoint(case_columns) for columns in spilled)
+    assert "route" in spilled[0] and "rules_fired" in spilled[0]
+    stored = sum(pl.read_parquet(home / "routed" / f"{d}.parquet").height for d in RUN)
+    assert stored > len(rows), "capacity carried copies into the run's second day"
+    wide = [(name, height) for name, columns, height in writes if case_columns <= set(columns)]
+    assert {name for name, _ in wide} == {f"{d}.parquet" for d in RUN}
+    assert sum(height for _, height in wide) == stored
