@@ -252,6 +252,10 @@ def envelope_sql(at: str, digest: str, key: str, run_id: str, event_type: str) -
 
 
 ROW_ID = '"__audit_rowid"'
+LOG_INDEX = "audit_log_index"
+# A fresh seal's (event type, entity key, content digest, seq) of what its log held before it
+# began, read from the entries' envelopes: made only when the log held an entry then.
+FRESH_LOGGED = "audit_fresh_logged"
 _NO_CLASHES = pa.table(
     {
         "rid": pa.array([], pa.int64()),
@@ -281,8 +285,12 @@ class SourceSlices:
 
     `fresh`: every row of the table is new to this database by construction (a run's segment,
     filled by `run_seal.pick_rows` with rows no seal had seen, and emptied after its seal), so
-    no fingerprint is computed or remembered: every row is rendered, and the log's own index
-    still keeps an entity's digest from being logged twice.
+    no fingerprint is computed or remembered, and the log's index is neither read nor written
+    (`seal._Appender`): every row is rendered, identical rows of an entity once (they are in
+    one slice). What the log held before the seal began (a segment sealed again, e.g. a retried
+    run's that still holds its rows) is read from its entries' own envelopes instead
+    (`FRESH_LOGGED`), so no digest is logged twice and a clash is still found; a segment's
+    first seal, the pipeline's case, reads nothing.
     """
 
     def __init__(
@@ -296,6 +304,7 @@ class SourceSlices:
         self.con, self.source, self.rows, self.fresh = con, source, rows, fresh
         self.sql = source_sql(con, source, columns=columns)  # `columns`: see `source_sql`
         self.count = 1
+        self.logged: str | None = LOG_INDEX  # what holds the logged digests (None: nothing)
 
     def find_unseen(self) -> list[int]:
         """Collect the unseen fingerprints; return the numbers of the slices to seal."""
@@ -304,6 +313,7 @@ class SourceSlices:
         if self.fresh:
             (unseen,) = self.con.execute(f"SELECT count(*) FROM {self.sql.table}").fetchall()[0]
             self.count = max(1, -(-int(unseen) // self.rows))
+            self.logged = self._logged_before() if unseen else None
             return list(range(self.count)) if unseen else []
         self.con.execute(
             "CREATE OR REPLACE TEMP TABLE audit_unseen AS SELECT fingerprint, count(*) AS n "
@@ -315,6 +325,21 @@ class SourceSlices:
         (unseen,) = self.con.execute("SELECT coalesce(sum(n), 0) FROM audit_unseen").fetchall()[0]
         self.count = max(1, -(-int(unseen) // self.rows))
         return list(range(self.count)) if unseen else []
+
+    def _logged_before(self) -> str | None:
+        """A fresh seal's logged digests of this event type, from the log's envelopes (None:
+        the log is empty, nothing to compare with). Slices are disjoint by entity, so entries
+        this seal appends meanwhile never hold a slice's entity."""
+        if not self.con.execute("SELECT EXISTS (SELECT 1 FROM audit_log)").fetchall()[0][0]:
+            return None
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {FRESH_LOGGED} AS SELECT e[1] AS event_type, "
+            "e[2] AS entity_key, e[3] AS content_digest, seq FROM (SELECT seq, "
+            "json_extract_string(substr(entry, 66), ['$.type', '$.key', '$.digest']) AS e "
+            "FROM audit_log) WHERE e[1] = ?",
+            [self.source.event_type],
+        )
+        return FRESH_LOGGED
 
     def _slice_filter(self) -> str:
         """SQL condition: the row is in slice `$slice` of `$slices` (always true for one)."""
@@ -351,14 +376,19 @@ class SourceSlices:
                 where,
             )
         envelope = envelope_sql("$at", "content_digest", "entity_key", "$run_id", "$event_type")
+        logged = (
+            f"ANTI JOIN {self.logged} i ON i.event_type = $event_type "
+            "AND i.entity_key = c.entity_key AND i.content_digest = c.content_digest"
+            if self.logged is not None
+            else ""
+        )
         query = f"""
             SELECT {ROW_ID}, entity_key, content_digest, {envelope} AS body
             FROM (
                 SELECT rowid AS {ROW_ID}, {sql.entity_key} AS entity_key,
                        {sql.content_digest} AS content_digest
                 FROM {sql.table} WHERE rowid IN (SELECT rid FROM audit_slice)
-            ) c ANTI JOIN audit_log_index i ON i.event_type = $event_type
-                AND i.entity_key = c.entity_key AND i.content_digest = c.content_digest
+            ) c {logged}
             QUALIFY row_number() OVER (
                 PARTITION BY entity_key, content_digest ORDER BY {ROW_ID}) = 1
             ORDER BY {ROW_ID}
@@ -385,7 +415,7 @@ class SourceSlices:
         only make the seal log a second digest or skip a row, and `verify`, which reads the
         chain itself, reports both (`chain_findings`).
         """
-        if not events.num_rows:
+        if not events.num_rows or self.logged is None:
             return _NO_CLASHES
         self.con.register("audit_new_events", events)
         try:
@@ -393,7 +423,7 @@ class SourceSlices:
                 f"""
                 SELECT n.{ROW_ID} AS rid, n.entity_key, n.content_digest,
                        min(i.seq) AS logged_seq, arg_min(i.content_digest, i.seq) AS logged_digest
-                FROM audit_new_events n JOIN audit_log_index i
+                FROM audit_new_events n JOIN {self.logged} i
                     ON i.event_type = $event_type AND i.entity_key = n.entity_key
                 GROUP BY ALL ORDER BY logged_seq
                 """,
@@ -412,8 +442,10 @@ class SourceSlices:
         return seen
 
     def close(self) -> None:
-        """Drop the table's unseen fingerprints (a no-op when `find_unseen` found none)."""
+        """Drop the table's unseen fingerprints and a fresh seal's logged digests (no-ops
+        when `find_unseen` made none)."""
         self.con.execute("DROP TABLE IF EXISTS audit_unseen")
+        self.con.execute(f"DROP TABLE IF EXISTS {FRESH_LOGGED}")
 
 
 def row_counts(

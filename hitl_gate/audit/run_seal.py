@@ -365,9 +365,9 @@ def seal_picked(
     Every row in the segment's tables is new by construction (the pick copied only rows no
     seal had seen, and the tables are emptied after each seal), so the seal computes and
     keeps no fingerprint there (`fresh`): the change detection was the pick's, under the
-    writer, and the segment's log index still keeps a digest from being logged twice.
-    The copied rows are dropped afterwards: the segment keeps its chain (entries, index,
-    checkpoints), not the data, which stays in `audit.duckdb` only, so
+    writer, which also keeps a digest from being logged twice, so no log index is written
+    (nobody reads a segment's). The copied rows are dropped afterwards: the segment keeps its
+    chain (entries, checkpoints), not the data, which stays in `audit.duckdb` only, so
     retention redacts in one place and a segment holds no personal value. Verify compares
     the rows of `audit.duckdb` with the segment's entries (`load_segment_events`)."""
     with _open_segment(segments, picked.segment_id) as seg:

@@ -239,7 +239,8 @@ def seal_run(
     type, the entity keys this seal may log (the writing step's own rows); any other new row of
     that type is refused as a `Stray`. General seals pass `STEP_OWNED` (no key). `fresh`:
     every row of `sources` is new to this database by construction (a run's segment,
-    `run_seal.seal_picked`): no fingerprint is computed or remembered (`events.SourceSlices`).
+    `run_seal.seal_picked`): no fingerprint is computed or remembered and no index row is
+    written or read (`events.SourceSlices`, `_Appender`).
     """
     with memory_limited(con, memory_limit):
         return _seal(
@@ -285,7 +286,8 @@ def _seal(
     with transaction(con):
         last_seq, head = chain_head(con)
         covered_to = _sealed_to(con)
-        chain = _Appender(con, last_seq, head, _entry_digests_after(con, covered_to))
+        unsigned = _entry_digests_after(con, covered_to)
+        chain = _Appender(con, last_seq, head, unsigned, indexed=not fresh)
     reader = con.cursor()  # a second connection: renders the next slice while this one writes
     produced = _new_slices(reader, sources, batch_rows, run_id, now, fresh)
     ahead = _read_ahead(produced)
@@ -435,13 +437,22 @@ class _Appender:
     hex buffer that becomes the `entry_hash` and `prev_hash` columns without a Python string
     per entry; DuckDB builds and stores the entry texts and the index rows. The Merkle tree
     of the entries to sign is built as they come (`MerkleBuilder`), so memory does not grow
-    with the day.
+    with the day. `indexed` False (a fresh seal: a run's segment) stores no index rows: nobody
+    reads a segment's index (verify, the bundle, the replica and the views read its
+    `audit_log`), and its one use, keeping a digest from being logged twice, is the pick's
+    fingerprints' there (`events.SourceSlices`); writing it cost ~2 CPU s per million entries.
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, seq: int, head: str, unsigned: bytes
+        self,
+        con: duckdb.DuckDBPyConnection,
+        seq: int,
+        head: str,
+        unsigned: bytes,
+        *,
+        indexed: bool = True,
     ) -> None:
-        self.con, self.seq, self.head = con, seq, head
+        self.con, self.seq, self.head, self.indexed = con, seq, head, indexed
         self.merkle = MerkleBuilder(MERKLE_FANOUT)
         self.merkle.add(unsigned)  # the leaves: entries left unsigned, then this seal's
         self.appended = 0  # entries this seal appended
@@ -469,12 +480,13 @@ class _Appender:
             [],
             entries,
         )
-        self._run(
-            "INSERT INTO audit_log_index SELECT ?, entity_key, content_digest, seq "
-            "FROM incoming_events",
-            [event_type],
-            entries,
-        )
+        if self.indexed:
+            self._run(
+                "INSERT INTO audit_log_index SELECT ?, entity_key, content_digest, seq "
+                "FROM incoming_events",
+                [event_type],
+                entries,
+            )
         self.seq += new.num_rows
         self.head = hexed[-HASH_HEX_CHARS:].decode("ascii")
         self.merkle.add_hex(hexed)

@@ -146,8 +146,10 @@ def test_versioned_rows_go_to_the_run_segment_and_verify_covers_both_chains(
     with duckdb.connect(str(seg), read_only=True) as con:
         types = [e for (e,) in con.execute("SELECT entry FROM audit_log").fetchall()]
         tables = {t for (t,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        (indexed,) = con.execute("SELECT count(*) FROM audit_log_index").fetchall()[0]
     assert sum('"type":"decision"' in e for e in types) == 3
     assert "decisions" not in tables  # the segment keeps its chain, not the rows
+    assert indexed == 0  # nor an index of it: nobody reads a segment's (`seal._Appender`)
     assert home.rows("SELECT global_seq, leaves FROM audit_global_checkpoints") == [(1, 1), (2, 2)]
     assert home.rows("SELECT count(*) FROM audit_segment_pending") == [(0,)]
     # each run's claim file went with its claim; the fold's shared lock file stays
