@@ -154,6 +154,10 @@ def _watch(home: Path, stop: Path) -> dict:
     opened = time.monotonic()
     seen["opened"] = True
     seen["opened_on"] = os.readlink(current) if current.is_symlink() else None
+    # The first switch is the snapshot opened on, recorded now: a seal finishing before the
+    # first poll (two demo seals ~1 s apart, the second seal of a day with no new single-chain
+    # entry) would otherwise put the newer snapshot first (CI, 2026-12-07 16:42 UTC).
+    seen["switches"].append(seen["opened_on"])
     while not stop.exists():
         try:
             result = list(con.execute(SESSION_SQL).fetchall()[0])
