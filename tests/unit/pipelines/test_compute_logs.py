@@ -30,14 +30,19 @@ def spied(self, args, *a, **k):
     started.append([os.path.basename(str(a)) for a in args[:-2]])
     return spawn(self, args, *a, **k)
 subprocess.Popen.__init__ = spied
+def parent_of(pid):
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[3]
+    except OSError:  # the process ended between the listing of /proc and this read
+        return None
 kind, base, die = sys.argv[1], sys.argv[2], sys.argv[3] == "die"
 manager = {"ours": HitlLocalComputeLogManager, "dagster": LocalComputeLogManager}[kind](base)
 with manager.capture_logs(["run", "compute_logs", "key"]):
     print("out line", flush=True)
     os.write(2, b"err line\\n")
     if die:
-        tails = [p for p in os.listdir("/proc") if p.isdigit()
-                 and open(f"/proc/{p}/stat").read().split()[3] == str(os.getpid())]
+        tails = [p for p in os.listdir("/proc")
+                 if p.isdigit() and parent_of(p) == str(os.getpid())]
         open(os.path.join(base, "children"), "w").write(" ".join(tails))
         os.kill(os.getpid(), 9)
     time.sleep(1.5)
