@@ -45,16 +45,15 @@ import pyarrow as pa
 from bench.baseline import BaselineDay, decide_day
 from hitl_gate.audit.chain import (
     GENESIS_HASH,
-    HASH_HEX_CHARS,
     MERKLE_FANOUT,
     MerkleBuilder,
     fold_packed,
-    hex_column,
     sha256_function,
 )
 from hitl_gate.audit.events import TIMESTAMP_FORMAT, canonical_value, envelope_sql
 from hitl_gate.audit.signer import CheckpointSigner
 from hitl_gate.core.domain import DomainConfig
+from hitl_gate.core.hashing import HASH_HEX_CHARS, hex_column
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.quality.expectations import Expectation, load_expectations
 

@@ -14,14 +14,13 @@ from contextlib import contextmanager
 from typing import Any
 
 import duckdb
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
+
+from hitl_gate.core.hashing import sha256_hex, string_buffers
 
 GENESIS_HASH = "0" * 64
 MERKLE_FANOUT = 16  # children per Merkle node in new checkpoints (signed as `merkle_fanout`)
 BINARY_FANOUT = 2  # checkpoints without the field: the binary tree used before
-HASH_HEX_CHARS = 64
 SHA256_FUNCTION = "hitl_sha256"
 
 
@@ -45,45 +44,6 @@ def fold_chain(prev_hash: str, envelopes: Iterable[str]) -> tuple[list[str], lis
         entries.append(entry)
         hashes.append(prev_hash)
     return entries, hashes
-
-
-def string_buffers(strings: pa.Array | pa.ChunkedArray) -> Iterator[tuple[list[int], memoryview]]:
-    """Per chunk of an Arrow string array: its offsets and a view of its UTF-8 data buffer.
-
-    Hashing `data[offsets[i]:offsets[i + 1]]` needs no Python string objects: the verifier
-    and the sealer hash millions of entries straight from the buffers DuckDB handed over,
-    chunk by chunk (no copy into one array). Nulls read as empty.
-    """
-    chunks = strings.chunks if isinstance(strings, pa.ChunkedArray) else [strings]
-    for chunk in chunks:
-        if chunk.null_count:
-            chunk = pc.fill_null(chunk, "")
-        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
-            chunk = chunk.cast(pa.large_string())  # e.g. string_view
-        width = np.int64 if pa.types.is_large_string(chunk.type) else np.int32
-        _, offsets_buf, data_buf = chunk.buffers()
-        offsets = np.frombuffer(offsets_buf, dtype=width)[
-            chunk.offset : chunk.offset + len(chunk) + 1
-        ].tolist()
-        yield offsets, memoryview(data_buf) if data_buf is not None else memoryview(b"")
-
-
-def sha256_digests(strings: pa.Array | pa.ChunkedArray) -> list[bytes]:
-    """Raw SHA-256 of each string of an Arrow string array, hashed from its buffers."""
-    sha = hashlib.sha256
-    digests: list[bytes] = []
-    for offsets, data in string_buffers(strings):
-        digests += [sha(data[a:b]).digest() for a, b in zip(offsets, offsets[1:], strict=False)]
-    return digests
-
-
-def sha256_packed(strings: pa.Array | pa.ChunkedArray) -> bytes:
-    """`sha256_digests` packed end to end: 32 bytes per string, one `bytes` object.
-
-    The verifier's form: numpy compares it as an (n, 4) uint64 matrix and the Merkle tree reads
-    its pairs as 64-byte slices, so no per-digest Python object outlives the hashing loop.
-    """
-    return b"".join(sha256_digests(strings))
 
 
 def fold_bodies(
@@ -126,13 +86,6 @@ def fold_packed(prev_hash: str, bodies: pa.Array | pa.ChunkedArray) -> bytes:
             extend(hexed)
             link = hexed + b"|"
     return bytes(out)
-
-
-def hex_column(packed_hex: bytes) -> pa.Array:
-    """An Arrow string array of the 64-character hex hashes packed end to end in `packed_hex`."""
-    n = len(packed_hex) // HASH_HEX_CHARS
-    offsets = np.arange(0, (n + 1) * HASH_HEX_CHARS, HASH_HEX_CHARS, dtype=np.int64)
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(packed_hex))
 
 
 class MerkleBuilder:
@@ -194,18 +147,6 @@ class MerkleBuilder:
         return GENESIS_HASH
 
 
-def _sha256_hex(strings: pa.ChunkedArray) -> pa.Array:
-    """Hex SHA-256 of each string as an Arrow string array built from two buffers.
-
-    The hex text of all digests is made by one `bytes.hex()` call and the offsets by numpy,
-    so no Python string is created per row (this UDF runs on every new lineage row).
-    """
-    hexed = sha256_packed(strings).hex().encode("ascii")
-    n = len(hexed) // HASH_HEX_CHARS
-    offsets = np.arange(0, (n + 1) * HASH_HEX_CHARS, HASH_HEX_CHARS, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(hexed))
-
-
 @contextmanager
 def sha256_function(con: duckdb.DuckDBPyConnection) -> Iterator[str]:
     """Make `hitl_sha256(VARCHAR)` callable in SQL on `con` for the block; yield its name.
@@ -218,7 +159,7 @@ def sha256_function(con: duckdb.DuckDBPyConnection) -> Iterator[str]:
 
     con.create_function(
         SHA256_FUNCTION,
-        _sha256_hex,
+        sha256_hex,
         [sqltypes.VARCHAR],
         sqltypes.VARCHAR,
         type=func.PythonUDFType.ARROW,

@@ -33,11 +33,9 @@ import pyarrow.compute as pc
 from hitl_gate.audit.chain import (
     BINARY_FANOUT,
     GENESIS_HASH,
-    HASH_HEX_CHARS,
     MERKLE_FANOUT,
     MerkleBuilder,
     fold_packed,
-    hex_column,
     merkle_fanout,
     merkle_root_of_digests,
     sha256_function,
@@ -55,6 +53,7 @@ from hitl_gate.audit.events import (
 from hitl_gate.audit.keys import public_key_hex
 from hitl_gate.audit.witness import WitnessConfig, publish_checkpoints
 from hitl_gate.core.database import transaction
+from hitl_gate.core.hashing import HASH_HEX_CHARS, hex_column
 
 if TYPE_CHECKING:
     from hitl_gate.audit.signer import CheckpointSigner

@@ -34,8 +34,8 @@ from hitl_gate.audit.chain import (
     GENESIS_HASH,
     merkle_fanout,
     merkle_root_of_packed,
-    sha256_packed,
 )
+from hitl_gate.core.hashing import sha256_packed
 from hitl_gate.core.quiet_duckdb import quiet_connect
 
 OUT_OF_PLACE = "sequence number out of place"

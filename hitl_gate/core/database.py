@@ -375,15 +375,17 @@ def registered(con: duckdb.DuckDBPyConnection, name: str, data: Any) -> Iterator
 
 
 def insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:
-    """Insert rows whose primary key is not yet present; return how many were new."""
-    name = _table_name(table)
+    """Insert the frame's rows whose primary key is not yet present; return how many were new.
+
+    `insert_new_keys` with `OR IGNORE` straight away: callers may hold an explicit
+    transaction, where a failed plain insert would abort it. The count is the insert's own,
+    so rows another writer added meanwhile are not counted as this frame's.
+    """
+    _table_name(table)
     if frame.height == 0:
         return 0
-    before = scalar(con, f"SELECT count(*) FROM {name}")
     with registered(con, "incoming_rows", frame.to_arrow()):
-        con.execute(f"INSERT OR IGNORE INTO {name} BY NAME SELECT * FROM incoming_rows")
-    after = scalar(con, f"SELECT count(*) FROM {name}")
-    return int(after - before)
+        return insert_new_keys(con, table, "SELECT * FROM incoming_rows", plain_first=False)
 
 
 def insert_new_keys(

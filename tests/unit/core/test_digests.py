@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from hitl_gate.core.digests import NULL_MARKER, row_digests, sha256_hex
+from hitl_gate.core.digests import NULL_MARKER, row_digests
 from hitl_gate.core.quiet_duckdb import quiet_connect
 
 FRAME = pl.DataFrame(
@@ -95,14 +95,3 @@ def test_many_rows_in_several_chunks() -> None:
 def test_an_empty_frame_has_no_digests() -> None:
     empty = row_digests(FRAME.clear(), ["case_id", "amount"])
     assert empty.len() == 0 and empty.dtype == pl.String
-
-
-def test_sha256_hex_is_hashlibs() -> None:
-    import hashlib
-
-    import pyarrow as pa
-
-    texts = ["", "a", "ünï|=", "x" * 5000]
-    want = [hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts]
-    assert sha256_hex(pa.array(texts, pa.string())).to_pylist() == want
-    assert sha256_hex(pa.array(texts, pa.large_string()).slice(1)).to_pylist() == want[1:]

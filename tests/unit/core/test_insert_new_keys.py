@@ -1,11 +1,13 @@
-"""`insert_new_keys`: a plain insert first, `OR IGNORE` only when a stored key fails it."""
+"""`insert_new_keys` (a plain insert first, `OR IGNORE` only when a stored key fails it) and
+`insert_new_rows`, its form for a Polars frame inside a transaction."""
 
 from __future__ import annotations
 
 import duckdb
+import polars as pl
 import pytest
 
-from hitl_gate.core.database import insert_new_keys
+from hitl_gate.core.database import insert_new_keys, insert_new_rows, transaction
 
 _ROWS = "SELECT * FROM (VALUES {}) AS t(case_id, action)"
 
@@ -59,3 +61,20 @@ def test_parameters_reach_the_statement() -> None:
 def test_a_table_name_that_is_not_an_identifier_is_refused() -> None:
     with pytest.raises(ValueError, match="not a table name"):
         insert_new_keys(_table(), "executions; DROP TABLE executions", _rows(("a", "x")))
+
+
+def test_a_frame_inside_a_transaction_counts_only_its_new_rows() -> None:
+    """The transaction survives a stored key (no plain insert that would abort it)."""
+    con = _table()
+    insert_new_keys(con, "executions", _rows(("a", "approve")))
+    frame = pl.DataFrame({"case_id": ["a", "b", "b"], "action": ["decline", "approve", "x"]})
+    with transaction(con):
+        assert insert_new_rows(con, "executions", frame) == 1
+        assert insert_new_rows(con, "executions", frame.clear()) == 0
+    assert _stored(con) == [("a", "approve"), ("b", "approve")]
+
+
+def test_a_frame_for_a_table_name_that_is_not_an_identifier_is_refused() -> None:
+    frame = pl.DataFrame({"case_id": ["a"], "action": ["x"]})
+    with pytest.raises(ValueError, match="not a table name"):
+        insert_new_rows(_table(), "executions; DROP TABLE executions", frame)
