@@ -6,10 +6,11 @@
 Runs the daily job's `audit_lineage` stage alone (`bench.memory --only audit_lineage`: its
 inputs are stored, so copy a home built through the whole day and restore the copy before
 each run) in this process, with the seal's phases wrapped where `run_seal` calls them: the
-single chain's seal (`seal_run` on the writer), the pick (`pick_rows`), the segment's seal
-(`seal_picked`, the `seal_run` inside it), the fold (`fold_picked`) and the replica refresh
-(`refresh_replica`); what is left of the step is the accounting and outcome files (and
-Dagster's own work). Peak RSS per phase is exact, not sampled: the kernel's high-water mark
+single chain's seal (`seal_run` on the writer), the pick (`pick_rows`, each table's
+`_pick_source`), the segment's seal (`seal_picked`, the `seal_run` inside it), the fold
+(`fold_picked`) and the replica refresh (`refresh_replica`: its stamps, table copies and
+segment leaves); what is left of the step is the accounting and outcome files (and Dagster's
+own work). Peak RSS per phase is exact, not sampled: the kernel's high-water mark
 (`VmHWM`) is read and reset (`/proc/self/clear_refs`, 5) at every phase boundary, and each
 open phase keeps the largest mark seen while it was open. Nested phases are named by their
 path (`seal_picked/seal_run`), and a parent's figures include its children's.
@@ -39,8 +40,11 @@ from bench.measure import cpu_seconds, current_rss_mb, peak_rss_mb
 # calls them) and what the step does before it (the accounting and the outcome files).
 PHASES: dict[str, tuple[str, ...]] = {
     "hitl_gate.audit.run_seal": (
-        "seal_run", "pick_rows", "seal_picked", "fold_picked", "refresh_replica",
+        "seal_run", "pick_rows", "_pick_source", "seal_picked", "fold_picked", "refresh_replica",
     ),
+    # The refresh's parts: the stamps read every day's rows (`bench.seal_history`), the
+    # copies only the rows added since the last refresh and the new leaves.
+    "hitl_gate.audit.replica": ("_stamps", "_copy_table", "_segment_log"),
     "hitl_gate.execution.accounting": (
         "day_accounting", "replace_partition_slice", "ingest_outcomes",
         "seal_days_through_segment",
