@@ -20,6 +20,8 @@ from hitl_gate.observability.daily import METRIC_CASE_COLUMNS
 from hitl_gate.observability.facts import case_facts
 from hitl_gate.observability.metrics import decision_metrics
 from hitl_gate.observability.metrics_db import (
+    MAX_SELECTED_FRACTIONS,
+    Distribution,
     decision_metrics_db,
     group_sizes_sql,
     nearest_fractions,
@@ -224,6 +226,36 @@ def test_order_statistics_are_selected_not_sorted_per_group() -> None:
     plan = "\n".join(row[1] for row in con.execute("EXPLAIN " + sql).fetchall())
     assert "WINDOW" not in plan.upper()
     assert "quantile_disc" in sql
+
+
+def test_groups_of_too_many_sizes_are_sorted_and_give_the_same_quantiles() -> None:
+    """Past `MAX_SELECTED_FRACTIONS` a distribution's groups are sorted, not selected (each
+    group would select every fraction); both give Polars' `nearest` values."""
+    rng = np.random.default_rng(8)
+    sizes = list(range(1, 81))  # 80 sizes: about 160 fractions
+    keys = np.repeat(np.arange(len(sizes)), sizes)
+    frame = pl.DataFrame({"k": keys, "x": rng.integers(0, 9, keys.size).astype(float)})
+    con = duckdb.connect()
+    con.register("t", frame.to_arrow())
+    quantiles = {"p50": 0.5, "p95": 0.95}
+    fractions = nearest_fractions(sizes, quantiles.values())
+    assert len(fractions) > MAX_SELECTED_FRACTIONS
+    shown = Distribution("t", "x", "x", "k", "k")
+    assert "row_number()" in shown.query(sizes) and "quantile_disc" not in shown.query(sizes)
+    assert "quantile_disc" in shown.query(sizes[:10])
+    sorted_ = con.sql(quantile_sql("t", ["k"], "x", quantiles, None) + " ORDER BY k").pl()
+    selected = con.sql(quantile_sql("t", ["k"], "x", quantiles, fractions) + " ORDER BY k").pl()
+    assert_frame_equal(sorted_, selected, check_exact=True)
+    expected = (
+        frame.group_by("k")
+        .agg(
+            pl.col("x").quantile(0.5, "nearest").alias("p50"),
+            pl.col("x").quantile(0.95, "nearest").alias("p95"),
+            pl.col("x").max().alias("max"),
+        )
+        .sort("k")
+    )
+    assert_frame_equal(selected, expected, check_exact=True, check_dtypes=False)
 
 
 def test_a_small_day_of_corner_cases_equals_the_polars_metrics() -> None:
