@@ -187,6 +187,20 @@ def test_order_statistics_match_polars_nearest_quantiles(n: int) -> None:
     )
 
 
+def _polars_nearest(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per `k`, Polars' `nearest` p50 and p95 and the max of the non-null `x`."""
+    return (
+        frame.drop_nulls("x")
+        .group_by("k")
+        .agg(
+            pl.col("x").quantile(0.5, "nearest").alias("p50"),
+            pl.col("x").quantile(0.95, "nearest").alias("p95"),
+            pl.col("x").max().alias("max"),
+        )
+        .sort("k")
+    )
+
+
 def test_order_statistics_of_groups_of_many_sizes_match_polars() -> None:
     """Groups of 1 to 40 values (one fraction list for all; ties, a group all null and thus
     absent) and one of 100,001: every group's p50 and p95 are Polars' `nearest` values."""
@@ -204,17 +218,7 @@ def test_order_statistics_of_groups_of_many_sizes_match_polars() -> None:
     assert sorted(counted) == sorted(sizes)  # the all-null group has no size
     sql = quantile_sql("t", ["k"], "x", quantiles, nearest_fractions(counted, quantiles.values()))
     got = con.sql(sql + " ORDER BY k").pl()
-    expected = (
-        frame.drop_nulls("x")
-        .group_by("k")
-        .agg(
-            pl.col("x").quantile(0.5, "nearest").alias("p50"),
-            pl.col("x").quantile(0.95, "nearest").alias("p95"),
-            pl.col("x").max().alias("max"),
-        )
-        .sort("k")
-    )
-    assert_frame_equal(got, expected, check_exact=True, check_dtypes=False)
+    assert_frame_equal(got, _polars_nearest(frame), check_exact=True, check_dtypes=False)
 
 
 def test_order_statistics_are_selected_not_sorted_per_group() -> None:
@@ -246,16 +250,7 @@ def test_groups_of_too_many_sizes_are_sorted_and_give_the_same_quantiles() -> No
     sorted_ = con.sql(quantile_sql("t", ["k"], "x", quantiles, None) + " ORDER BY k").pl()
     selected = con.sql(quantile_sql("t", ["k"], "x", quantiles, fractions) + " ORDER BY k").pl()
     assert_frame_equal(sorted_, selected, check_exact=True)
-    expected = (
-        frame.group_by("k")
-        .agg(
-            pl.col("x").quantile(0.5, "nearest").alias("p50"),
-            pl.col("x").quantile(0.95, "nearest").alias("p95"),
-            pl.col("x").max().alias("max"),
-        )
-        .sort("k")
-    )
-    assert_frame_equal(selected, expected, check_exact=True, check_dtypes=False)
+    assert_frame_equal(selected, _polars_nearest(frame), check_exact=True, check_dtypes=False)
 
 
 def test_a_small_day_of_corner_cases_equals_the_polars_metrics() -> None:
