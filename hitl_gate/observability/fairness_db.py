@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from hitl_gate.core.domain import DomainConfig
@@ -129,20 +131,60 @@ def load_fairness_cases(
     return present
 
 
+@dataclass(frozen=True)
+class GroupPD:
+    """One group's PD in case order (`missing`: PD null) and, per stage, which of its cases
+    have that stage's outcome (the stage's cases are the rows where it is True)."""
+
+    values: np.ndarray
+    missing: np.ndarray
+    reached: dict[str, np.ndarray]
+
+    def of(self, stage: str) -> tuple[np.ndarray, np.ndarray]:
+        """(values, missing) of the stage's cases, in case order."""
+        kept = self.reached[stage]
+        return self.values[kept], self.missing[kept]
+
+
+def pd_by_group(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, GroupPD]:
+    """Every group of attribute `name`: its cases' PD in case order, with the stages reached.
+
+    One sorted read per attribute for all four stages: a read per stage sorted the same cases
+    by group and case order four times (and each stage's cases are the rows it reached, in
+    the same order: masking keeps the values and their order exactly).
+    """
+    label = _quote("g_" + name)
+    reached = ", ".join(f"{s} IS NOT NULL AS {_quote('r_' + s)}" for s in STAGES)
+    anywhere = " OR ".join(f"{s} IS NOT NULL" for s in STAGES)
+    frame = con.sql(
+        f'SELECT {label} AS "group", pd, {reached} FROM {FAIR} WHERE {anywhere} '
+        'ORDER BY "group", case_order'
+    ).pl()
+    return {
+        str(key): GroupPD(
+            part["pd"].cast(pl.Float64).to_numpy(),
+            part["pd"].is_null().to_numpy(),
+            {s: part["r_" + s].to_numpy() for s in STAGES},
+        )
+        for (key,), part in frame.partition_by("group", as_dict=True, maintain_order=True).items()
+    }
+
+
 def _stage_rows(
     con: duckdb.DuckDBPyConnection,
     stage: str,
     name: str,
     attribute: ProtectedAttribute,
     confidence: float,
+    pds: dict[str, GroupPD],
 ) -> tuple[list[dict[str, object]], dict[date, list[dict[str, object]]]]:
     """`group_rows` of one stage and attribute: over all days, and per day.
 
-    Two queries whatever the number of days and groups: the groups counted per day (the run's
-    counts are their sums), and the PD of the stage's cases by group in case order, split
-    into one float array per group (8 bytes a case, not a frame); a day's PD is its slice,
-    the per-day counts giving the slices' lengths. Each group's and day's PD is summarised
-    once (`Scores`), not once per group it is compared with.
+    One query whatever the number of days and groups: the groups counted per day (the run's
+    counts are their sums); the PD of the stage's cases by group comes from `pds`
+    (`pd_by_group`); a day's PD is its slice, the per-day counts giving the slices' lengths.
+    Each group's and day's PD is summarised once (`Scores`), not once per group it is
+    compared with.
     """
     label = _quote("g_" + name)
     where = f"{stage} IS NOT NULL"
@@ -153,13 +195,7 @@ def _stage_rows(
     ).pl()
     if daily.height == 0:
         return [], {}
-    pds = con.sql(
-        f'SELECT {label} AS "group", pd FROM {FAIR} WHERE {where} ORDER BY "group", case_order'
-    ).pl()
-    arrays = {
-        str(key): (frame["pd"].cast(pl.Float64).to_numpy(), frame["pd"].is_null().to_numpy())
-        for (key,), frame in pds.partition_by("group", as_dict=True, maintain_order=True).items()
-    }
+    arrays = {group: pd.of(stage) for group, pd in pds.items()}
     total = daily.group_by("group").agg(pl.col("n").sum(), pl.col("approvals").sum())
     whole = {group: Scores.of(*arrays[group]) for group in arrays}
     run = group_rows(total, whole.__getitem__, stage, name, attribute, confidence)
@@ -209,11 +245,19 @@ def fairness_db(
     try:
         cases_days = [d for (d,) in con.execute(
             f"SELECT DISTINCT partition_date FROM {FAIR} ORDER BY 1").fetchall()]  # fmt: skip
+        # One attribute's PD arrays held at a time; the rows kept in stage, then attribute order.
+        found = {}
+        for name, attribute in domain.protected_attributes.items():
+            if name in present:
+                pds = pd_by_group(con, name)
+                for stage in STAGES:
+                    found[stage, name] = _stage_rows(con, stage, name, attribute, confidence, pds)
+                del pds
         for stage in STAGES:
-            for name, attribute in domain.protected_attributes.items():
-                if name not in present:
+            for name in domain.protected_attributes:
+                if (stage, name) not in found:
                     continue
-                rows, daily = _stage_rows(con, stage, name, attribute, confidence)
+                rows, daily = found[stage, name]
                 run += rows
                 for day, day_rows in daily.items():
                     per_day.setdefault(day, []).extend(day_rows)

@@ -18,8 +18,9 @@ from polars.testing import assert_frame_equal
 
 from hitl_gate.core.domain import DomainConfig, load_domain
 from hitl_gate.core.lawful import ProtectedAttribute
-from hitl_gate.observability.fairness import fairness_metrics, fairness_table
-from hitl_gate.observability.fairness_db import fairness_db
+from hitl_gate.observability.facts import case_facts
+from hitl_gate.observability.fairness import STAGES, fairness_metrics, fairness_table
+from hitl_gate.observability.fairness_db import FAIR, fairness_db, load_fairness_cases, pd_by_group
 from hitl_gate.observability.fairness_period import (
     CASE_COLUMNS,
     read_protected_values,
@@ -98,3 +99,34 @@ def test_fairness_in_duckdb_equals_the_frame_computation(
         rows, fairness_metrics(attributed, attributes, DECLINE, confidence), check_exact=True
     )
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
+
+
+def test_one_sorted_read_per_attribute_gives_each_stages_pd_in_case_order(
+    tmp_path: Path, domain: DomainConfig
+) -> None:
+    """`pd_by_group` reads an attribute's cases once for the four stages; each stage's PD
+    masked out of it equals that stage's own read (its cases by group in case order, what
+    `_stage_rows` read per stage before), nulls and order included."""
+    days = [DAY, DAY + timedelta(days=1)]
+    frame = pl.concat([random_cases(31, days[0], 300), random_cases(32, days[1], 120)])
+    warehouse = _stored(tmp_path, domain, frame, 31)
+    con = duckdb.connect()
+    con.register("incoming", frame.to_arrow())
+    con.execute("CREATE TABLE case_stage_times AS SELECT * FROM incoming")
+    with case_facts(con, domain.name, days, DECLINE):
+        present = load_fairness_cases(con, domain, days, DECLINE, warehouse)
+        for name in present:
+            groups = pd_by_group(con, name)
+            for stage in STAGES:
+                own = con.sql(
+                    f'SELECT "g_{name}" AS "group", pd FROM {FAIR} WHERE {stage} IS NOT NULL '
+                    'ORDER BY "group", case_order'
+                ).pl()
+                assert own.height > 0
+                for (group,), part in own.partition_by("group", as_dict=True).items():
+                    values, missing = groups[str(group)].of(stage)
+                    np.testing.assert_array_equal(missing, part["pd"].is_null().to_numpy())
+                    np.testing.assert_array_equal(values, part["pd"].cast(pl.Float64).to_numpy())
+                # A stage's groups are the attribute's groups that reached it.
+                assert {str(g) for g in own["group"].unique()} <= set(groups)
+    assert present == ["homeownership", "age"]

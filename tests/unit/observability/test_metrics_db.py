@@ -19,7 +19,14 @@ from polars.testing import assert_frame_equal
 from hitl_gate.observability.daily import METRIC_CASE_COLUMNS
 from hitl_gate.observability.facts import case_facts
 from hitl_gate.observability.metrics import decision_metrics
-from hitl_gate.observability.metrics_db import decision_metrics_db, quantile_sql
+from hitl_gate.observability.metrics_db import (
+    MAX_SELECTED_FRACTIONS,
+    Distribution,
+    decision_metrics_db,
+    group_sizes_sql,
+    nearest_fractions,
+    quantile_sql,
+)
 
 DAY = date(2018, 2, 10)
 AS_OF = datetime(2018, 2, 12, 8, 30, 15, 123456, tzinfo=UTC)
@@ -167,7 +174,9 @@ def test_order_statistics_match_polars_nearest_quantiles(n: int) -> None:
     values = np.random.default_rng(n).integers(0, 7, n).astype(float)  # many ties
     con = duckdb.connect()
     con.register("t", pl.DataFrame({"k": 1, "x": values}).to_arrow())
-    got = con.execute(quantile_sql("t", ["k"], "x", {"a": 0.5, "b": 0.95, "c": 0.1})).fetchone()
+    quantiles = {"a": 0.5, "b": 0.95, "c": 0.1}
+    fractions = nearest_fractions([n], quantiles.values())
+    got = con.execute(quantile_sql("t", ["k"], "x", quantiles, fractions)).fetchone()
     series = pl.Series(values)
     assert got == (
         1,
@@ -176,6 +185,92 @@ def test_order_statistics_match_polars_nearest_quantiles(n: int) -> None:
         series.quantile(0.1, "nearest"),
         series.max(),
     )
+
+
+def _polars_nearest(frame: pl.DataFrame) -> pl.DataFrame:
+    """Per `k`, Polars' `nearest` p50 and p95 and the max of the non-null `x`."""
+    return (
+        frame.drop_nulls("x")
+        .group_by("k")
+        .agg(
+            pl.col("x").quantile(0.5, "nearest").alias("p50"),
+            pl.col("x").quantile(0.95, "nearest").alias("p95"),
+            pl.col("x").max().alias("max"),
+        )
+        .sort("k")
+    )
+
+
+def test_order_statistics_of_groups_of_many_sizes_match_polars() -> None:
+    """Groups of 1 to 40 values (one fraction list for all; ties, a group all null and thus
+    absent) and one of 100,001: every group's p50 and p95 are Polars' `nearest` values."""
+    rng = np.random.default_rng(7)
+    sizes = [*range(1, 41), 100_001]
+    keys = np.repeat(np.arange(len(sizes)), sizes)
+    values = rng.integers(0, 50, keys.size).astype(float)  # ties in every group
+    frame = pl.DataFrame({"k": keys, "x": values}).vstack(
+        pl.DataFrame({"k": [99, 99], "x": [None, None]}, schema={"k": pl.Int64, "x": pl.Float64})
+    )
+    con = duckdb.connect()
+    con.register("t", frame.to_arrow())
+    quantiles = {"p50": 0.5, "p95": 0.95}
+    counted = [n for (n,) in con.execute(group_sizes_sql("t", ["k"], "x")).fetchall()]
+    assert sorted(counted) == sorted(sizes)  # the all-null group has no size
+    sql = quantile_sql("t", ["k"], "x", quantiles, nearest_fractions(counted, quantiles.values()))
+    got = con.sql(sql + " ORDER BY k").pl()
+    assert_frame_equal(got, _polars_nearest(frame), check_exact=True, check_dtypes=False)
+
+
+def test_order_statistics_are_selected_not_sorted_per_group() -> None:
+    """The quantiles are DuckDB's selection (`quantile_disc`), not a window over every
+    value sorted (`row_number()`: the metric queries' main CPU cost at a million cases)."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT i % 3 AS k, (i * 7919) % 1000 AS x FROM range(3000) r(i)")
+    sql = quantile_sql("t", ["k"], "x", {"p50": 0.5}, nearest_fractions([1000], [0.5]))
+    plan = "\n".join(row[1] for row in con.execute("EXPLAIN " + sql).fetchall())
+    assert "WINDOW" not in plan.upper()
+    assert "quantile_disc" in sql
+
+
+def test_groups_of_too_many_sizes_are_sorted_and_give_the_same_quantiles() -> None:
+    """Past `MAX_SELECTED_FRACTIONS` a distribution's groups are sorted, not selected (each
+    group would select every fraction); both give Polars' `nearest` values."""
+    rng = np.random.default_rng(8)
+    sizes = list(range(1, 81))  # 80 sizes: about 160 fractions
+    keys = np.repeat(np.arange(len(sizes)), sizes)
+    frame = pl.DataFrame({"k": keys, "x": rng.integers(0, 9, keys.size).astype(float)})
+    con = duckdb.connect()
+    con.register("t", frame.to_arrow())
+    quantiles = {"p50": 0.5, "p95": 0.95}
+    fractions = nearest_fractions(sizes, quantiles.values())
+    assert len(fractions) > MAX_SELECTED_FRACTIONS
+    shown = Distribution("t", "x", "x", "k", "k")
+    assert "row_number()" in shown.query(sizes) and "quantile_disc" not in shown.query(sizes)
+    assert "quantile_disc" in shown.query(sizes[:10])
+    sorted_ = con.sql(quantile_sql("t", ["k"], "x", quantiles, None) + " ORDER BY k").pl()
+    selected = con.sql(quantile_sql("t", ["k"], "x", quantiles, fractions) + " ORDER BY k").pl()
+    assert_frame_equal(sorted_, selected, check_exact=True)
+    assert_frame_equal(selected, _polars_nearest(frame), check_exact=True, check_dtypes=False)
+
+
+def test_a_small_day_of_corner_cases_equals_the_polars_metrics() -> None:
+    """One case on one day, ties and empty groups on the other (no reviewed case, every
+    latency of a stage null): the DuckDB metrics equal the Polars reference."""
+    single = random_cases(41, DAY, 1)
+    tied = random_cases(42, DAY + timedelta(days=1), 12).with_columns(
+        pl.lit(None, pl.String).alias("verdict"),
+        pl.lit(None, pl.String).alias("reviewer_id"),
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("verdict_received_at"),
+        pl.lit(None, pl.Datetime("us", "UTC")).alias("scored_at"),
+        pl.lit(datetime(2018, 2, 11, 9, tzinfo=UTC)).alias("executed_at"),  # all tied
+    )
+    days = [DAY, DAY + timedelta(days=1)]
+    con = duckdb.connect()
+    _case_stage_times(con, pl.concat([single, tied], how="vertical_relaxed"))
+    expected = _reference(con, days)
+    got = decision_metrics_db(con, "consumer_credit", days, as_of=AS_OF, decline_bands=DECLINE)
+    assert "time_to_decision_p95_s" in set(expected["metric"])
+    assert_frame_equal(got, expected, check_exact=True)
 
 
 def test_facts_loaded_for_the_window_give_the_run_days_metrics() -> None:
