@@ -40,25 +40,43 @@ def range_bounds(ids: pl.Series, rows: int) -> pl.Series:
 
 
 class DecisionsByKey:
-    """Decision rows spilled by range of case ids, then inserted range by range, in order.
+    """A sliced day's decision rows, inserted in `case_id` order one range at a time.
 
-    `spill_prefix` names the range files (`<prefix>-<n>.parquet`, beside the step's other
-    spills); `abort` removes them, whatever happened.
+    When the day's ids already come in their sorted order (the validated order is the ids'
+    order, as for ids numbered in arrival order), each slice is such a range: its rows are
+    inserted as they come, one transaction per slice, without a spill. Otherwise they are
+    spilled to the files of their ranges (`<prefix>-<n>.parquet`, beside the step's other
+    spills) and inserted by `finish`. `first` runs in the first transaction, before its
+    insert; `abort` removes the range files, whatever happened.
     """
 
-    def __init__(self, spill_prefix: Path, ids: pl.Series, rows: int) -> None:
-        self.bounds = range_bounds(ids.cast(pl.String), rows)
-        self.spills = [
+    def __init__(
+        self,
+        spill_prefix: Path,
+        ids: pl.Series,
+        rows: int,
+        connect: OpenConnection,
+        first: Callable[[duckdb.DuckDBPyConnection], None],
+    ) -> None:
+        texts = ids.cast(pl.String)  # the order of the stored texts, whatever the ids' type
+        self.in_order = texts.is_sorted()
+        self.bounds = texts.clear() if self.in_order else range_bounds(texts, rows)
+        self.spills = [] if self.in_order else [
             StagedParquet(
                 spill_prefix.with_name(f"{spill_prefix.name}-{n}.parquet"),
                 spill_prefix.with_name(f"{spill_prefix.name}-{n}.tmp"),
                 "lz4",
             )
             for n in range(self.bounds.len() + 1)
-        ]
+        ]  # fmt: skip
+        self._connect, self._first, self._transactions = connect, first, 0
 
     def write(self, rows: pl.DataFrame) -> None:
-        """Spill decision rows (`decision_rows`) to the files of their ids' ranges."""
+        """Insert decision rows (`decision_rows`) of ids in order, else spill them to the
+        files of their ids' ranges."""
+        if self.in_order:
+            self._insert(rows)
+            return
         ranges = self.bounds.search_sorted(rows.get_column("case_id"), side="left")
         parts = rows.with_columns(ranges.alias(_RANGE)).partition_by(
             _RANGE, as_dict=True, include_key=False
@@ -69,21 +87,24 @@ class DecisionsByKey:
             if not spill.started:
                 spill.write(rows.clear())
 
-    def insert(
-        self,
-        connect: OpenConnection,
-        first: Callable[[duckdb.DuckDBPyConnection], None],
-    ) -> None:
-        """Insert every range, in ascending order, one transaction each; `first` runs in the
-        first range's transaction (before its insert), even if that range is empty."""
-        for number, spill in enumerate(self.spills):
+    def finish(self) -> None:
+        """Insert the spilled ranges, in ascending order, one transaction each; `first` runs
+        even when no decision was written."""
+        for spill in self.spills:
             rows = pl.read_parquet(spill.commit())
-            with connect() as con, transaction(con):
-                if number == 0:
-                    first(con)
-                insert_decisions(con, rows)
+            self._insert(rows)
             del rows
             spill.target.unlink()
+        if self._transactions == 0:
+            with self._connect() as con, transaction(con):
+                self._first(con)
+
+    def _insert(self, rows: pl.DataFrame) -> None:
+        with self._connect() as con, transaction(con):
+            if self._transactions == 0:
+                self._first(con)
+            insert_decisions(con, rows)
+        self._transactions += 1
 
     def abort(self) -> None:
         """Remove every range's file, written or committed."""

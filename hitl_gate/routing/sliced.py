@@ -11,11 +11,12 @@ a queue, with the backlog) and the carried copies capacity adds. So:
 2. once, on that narrow frame of the whole day: QA sampling, kill switch, capacity
    (`finish_decisions`), exactly as for a whole day;
 3. per slice again: join the slice's cases again, put the spilled route columns and the
-   narrow result's columns on them, write the rows to the day's file and spill their
-   decisions by range of case ids; then the carried copies, kept from the slices that hold
+   narrow result's columns on them, write the rows to the day's file and hand their
+   decisions to `routing.key_order`; then the carried copies, kept from the slices that hold
    them or taken from the backlog;
-4. the decisions inserted into the audit database range by range, in `case_id` order, one
-   transaction per range (`routing.key_order`): the order the whole day's insert has.
+4. the decisions reach the audit database in `case_id` order, the order the whole day's
+   insert has, one transaction per range of ids: each slice's as it comes when the day's
+   ids come sorted, else spilled by range in step 3 and inserted at the end.
 
 The wide routed rows (87 columns at scale) are written once, to the day's file. Spilling them
 whole between the passes cost a second Parquet write of every row and a read of it (at ten
@@ -134,12 +135,20 @@ def route_in_slices(
         if not own.get_column(_CASE_ROW).is_sorted():  # positions must match the spill's rows
             own = own.sort(_CASE_ROW)
         del day
+        now = datetime.now(UTC)
+
+        def replace_days(con: duckdb.DuckDBPyConnection) -> None:
+            """The days' earlier decisions go, in the first insert's transaction."""
+            record_policy_version(con, domain, policy, now)
+            delete_decisions(con, domain, days)
+
         keyed = DecisionsByKey(
             spill_path.with_name(f"{spill_path.stem}-decisions"),
             own.get_column(domain.case_id),
             ranges[0][1],
+            connect,
+            replace_days,
         )
-        now = datetime.now(UTC)
         stored = pl.scan_parquet(spill_path)
         wanted = carried.get_column(_CASE_ROW).drop_nulls().implode()
         held = []  # the run's own cases that capacity carries: their rows before `finish`
@@ -171,13 +180,7 @@ def route_in_slices(
                 rows = pl.concat(held, how="vertical")
                 del held
                 sink.write(_carried_rows(carried, rows, keyed_backlog, columns, added))
-
-            def replace_days(con: duckdb.DuckDBPyConnection) -> None:
-                """The days' earlier decisions go, in the first range's transaction."""
-                record_policy_version(con, domain, policy, now)
-                delete_decisions(con, domain, days)
-
-            keyed.insert(connect, replace_days)
+            keyed.finish()
             output = sink.result()
         return SlicedRouting(output=output, decided=decided.drop(_CASE_ROW, _BACKLOG_ROW))
     finally:

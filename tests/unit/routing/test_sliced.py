@@ -202,7 +202,7 @@ def test_the_wide_routed_rows_are_written_once(
     assert _route(home, rows, RUN, 7).slices == 10
     spills = [(name, columns) for name, columns, _ in writes if name.startswith(".routing-spill")]
     by_key = [columns for name, columns in spills if "-decisions-" in name]
-    assert by_key and all(columns == DECISION_COLUMNS for columns in by_key)  # key_order's
+    assert all(columns == DECISION_COLUMNS for columns in by_key)  # key_order's, if any
     spilled = [columns for name, columns in spills if "-decisions-" not in name]
     assert spilled and all(set(columns).isdisjoint(case_columns) for columns in spilled)
     assert "route" in spilled[0] and "rules_fired" in spilled[0]
@@ -213,12 +213,13 @@ def test_the_wide_routed_rows_are_written_once(
     assert sum(height for _, height in wide) == stored
 
 
-def _shuffled_run() -> list[tuple]:
-    """The two days' cases, each day's in an order that is not their ids' order."""
+def _run(shuffled: bool) -> list[tuple]:
+    """The two days' cases, each day's in their ids' order or in another order."""
     quiet_day = [(f"b{i:03d}", frames.D2, 0.01 if i % 2 else 0.7, 1000) for i in range(30)]
     days = [frames.day_of_cases(40, frames.D1, "a"), quiet_day]
     for number, cases in enumerate(days):
-        random.Random(number).shuffle(cases)
+        if shuffled:
+            random.Random(number).shuffle(cases)
     return days[0] + days[1]
 
 
@@ -230,14 +231,15 @@ def _decisions_in_table_order(home: Path) -> pl.DataFrame:
         )  # fmt: skip
 
 
+@pytest.mark.parametrize("shuffled", [True, False], ids=["ids-shuffled", "ids-in-order"])
 def test_decisions_are_inserted_in_case_id_order_the_same_whole_or_sliced(
-    home_with_backlog: Path, tmp_path: Path
+    home_with_backlog: Path, tmp_path: Path, shuffled: bool
 ) -> None:
     """The table's order is the order the seal logs decisions in: both paths insert the run's
     decisions in `case_id` order (the commit of sorted keys is the cheaper), so a day routed
     in slices of 7 leaves the very rows, in the very order, that the whole day leaves."""
-    rows = _shuffled_run()
-    assert [r[0] for r in rows] != sorted(r[0] for r in rows)
+    rows = _run(shuffled)
+    assert ([r[0] for r in rows] != sorted(r[0] for r in rows)) == shuffled
     stored = {}
     for name, slice_rows in (("whole", 1000), ("sliced", 7)):
         home = tmp_path / name
@@ -249,28 +251,43 @@ def test_decisions_are_inserted_in_case_id_order_the_same_whole_or_sliced(
     assert_frame_equal(stored["sliced"], stored["whole"], check_exact=True)
 
 
+@pytest.mark.parametrize("shuffled", [True, False], ids=["ids-shuffled", "ids-in-order"])
 def test_a_sliced_days_decisions_are_inserted_a_range_of_ids_at_a_time(
-    home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shuffled: bool
 ) -> None:
     """Bounded: each transaction inserts one range of at most a slice's ids, the ranges in
-    ascending order and disjoint, together every decision once."""
+    ascending order and disjoint, together every decision once. Ids that come in order are
+    inserted slice by slice as they come (no range file, each insert before the next slice
+    is written); others are spilled by range and inserted after the last slice."""
+    from hitl_gate.core.staged_parquet import StagedParquet
     from hitl_gate.routing import key_order
 
-    rows = _shuffled_run()
+    rows = _run(shuffled)
+    events: list[str] = []
     inserted: list[list[str]] = []
-    insert = key_order.insert_decisions
+    insert, write = key_order.insert_decisions, StagedParquet.write
 
     def recorded(con: object, decisions: pl.DataFrame) -> None:
+        events.append("insert")
         inserted.append(decisions.get_column("case_id").to_list())
         insert(con, decisions)  # type: ignore[arg-type]
 
+    def written(self: StagedParquet, frame: pl.DataFrame) -> None:
+        events.append("range file" if "-decisions-" in self.target.name else "file")
+        write(self, frame)
+
     monkeypatch.setattr(key_order, "insert_decisions", recorded)
+    monkeypatch.setattr(StagedParquet, "write", written)
     home = tmp_path / "ranges"
     shutil.copytree(home_with_backlog, home)
     assert _route(home, rows, RUN, 7).slices == 10
     assert [len(ids) for ids in inserted] == [7] * 10
     assert [i for ids in inserted for i in sorted(ids)] == sorted(r[0] for r in rows)
     assert not list((home / "routed").glob(".routing-spill-*")), "the range files are removed"
+    if shuffled:
+        assert "range file" in events and "file" not in events[events.index("insert") :]
+    else:
+        assert "range file" not in events and events.index("insert") < len(events) - 10
 
 
 def test_a_case_twice_in_different_slices_still_fails_the_key(
