@@ -112,14 +112,22 @@ def delete_decisions(
 
 
 def insert_decisions(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> None:
-    """Add `decision_rows` to `decisions`, in the caller's transaction; a case recorded twice
-    fails (the table keys a case once).
+    """Add `decision_rows` to `decisions` in `case_id` order, in the caller's transaction; a
+    case recorded twice fails (the table keys a case once).
+
+    In `case_id` order because DuckDB's commit of the two keys' index entries (the primary
+    key and `decisions_case_id`) costs about six times as much for ids in random order (at a
+    million decisions 6.3 against 1.0 CPU s); the table's order is the order the seal logs
+    the decisions in, the same whether the day was routed whole or in slices
+    (`routing.key_order`).
 
     The rows reach DuckDB as Polars holds them (Arrow string views, which DuckDB reads as
     VARCHAR): `to_arrow()`'s default converts every text column, and the lists of texts, to
     Arrow's large strings, a copy of all their bytes while the insert runs (0.7 GB of the
     step's 2.4 GB at a million decisions).
     """
+    if not rows.get_column("case_id").is_sorted():  # sorting copies every column
+        rows = rows.sort("case_id")
     arrow = rows.to_arrow(compat_level=pl.CompatLevel.newest())
     with registered(con, "incoming_decisions", arrow):
         con.execute("INSERT INTO decisions BY NAME SELECT * FROM incoming_decisions")

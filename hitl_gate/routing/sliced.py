@@ -11,9 +11,12 @@ a queue, with the backlog) and the carried copies capacity adds. So:
 2. once, on that narrow frame of the whole day: QA sampling, kill switch, capacity
    (`finish_decisions`), exactly as for a whole day;
 3. per slice again: join the slice's cases again, put the spilled route columns and the
-   narrow result's columns on them, write the rows to the day's file and insert their
-   decisions into the audit database, one transaction per slice; then the carried copies,
-   kept from the slices that hold them or taken from the backlog.
+   narrow result's columns on them, write the rows to the day's file and hand their
+   decisions to `routing.key_order`; then the carried copies, kept from the slices that hold
+   them or taken from the backlog;
+4. the decisions reach the audit database in `case_id` order, the order the whole day's
+   insert has, one transaction per range of ids: each slice's as it comes when the day's
+   ids come sorted, else spilled by range in step 3 and inserted at the end.
 
 The wide routed rows (87 columns at scale) are written once, to the day's file. Spilling them
 whole between the passes cost a second Parquet write of every row and a read of it (at ten
@@ -21,13 +24,13 @@ million cases the spill's write alone took as long as the output's, 212 against 
 the step's 942); the stored stages they are joined from are read again instead, which is
 what the spill's read cost, and only the route columns are spilled.
 
-The decisions are idempotently resumable rather than all-or-nothing: the first slice's
+The decisions are idempotently resumable rather than all-or-nothing: the first range's
 transaction removes the run's days' earlier decisions (and records the policy version), each
-later one adds its slice. A run killed in between leaves those days with part of their new
+later one adds its range. A run killed in between leaves those days with part of their new
 decisions and no day file (the staged files are removed, so the step did not materialise);
 the next run of the days routes them again and replaces every decision of them, so none is
 lost or doubled (`decisions` keys a case once). One transaction of ten million decisions kept
-the whole uncommitted insert (and its index entries) in memory; a slice's is bounded.
+the whole uncommitted insert (and its index entries) in memory; a range's is bounded.
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 
-from hitl_gate.core.database import OpenConnection, transaction
+from hitl_gate.core.database import OpenConnection
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.slices import output_sink
@@ -49,10 +53,10 @@ from hitl_gate.routing.cases import Scans, assemble_slice
 from hitl_gate.routing.decisions import (
     decision_rows,
     delete_decisions,
-    insert_decisions,
     raise_for_policy_errors,
     record_policy_version,
 )
+from hitl_gate.routing.key_order import DecisionsByKey
 from policies.decide import finish_decisions, finish_inputs
 from policies.engine import route_cases
 from policies.model import Policy
@@ -91,6 +95,7 @@ def route_in_slices(
     folder.mkdir(parents=True, exist_ok=True)
     spill_path = folder / f".routing-spill-{uuid.uuid4().hex}.parquet"
     spill = StagedParquet(spill_path, spill_path.with_suffix(".tmp"), "lz4")
+    keyed: DecisionsByKey | None = None
     try:
         narrow = []
         added_by_routing: list[str] = []
@@ -131,6 +136,19 @@ def route_in_slices(
             own = own.sort(_CASE_ROW)
         del day
         now = datetime.now(UTC)
+
+        def replace_days(con: duckdb.DuckDBPyConnection) -> None:
+            """The days' earlier decisions go, in the first insert's transaction."""
+            record_policy_version(con, domain, policy, now)
+            delete_decisions(con, domain, days)
+
+        keyed = DecisionsByKey(
+            spill_path.with_name(f"{spill_path.stem}-decisions"),
+            own.get_column(domain.case_id),
+            ranges[0][1],
+            connect,
+            replace_days,
+        )
         stored = pl.scan_parquet(spill_path)
         wanted = carried.get_column(_CASE_ROW).drop_nulls().implode()
         held = []  # the run's own cases that capacity carries: their rows before `finish`
@@ -140,7 +158,7 @@ def route_in_slices(
             # Each slice read in the loop's body, not taken from a generator through `zip`:
             # `zip` and `enumerate` keep their last tuple, and with it the previous slice,
             # until the next slice is read, so two slices of 87 columns were held at once.
-            for number, (offset, length) in enumerate(ranges):
+            for offset, length in ranges:
                 cases = assemble_slice(domain, scans, offset, length)
                 cases.hstack(stored.slice(offset, length).collect().get_columns(), in_place=True)
                 held.append(
@@ -155,22 +173,21 @@ def route_in_slices(
                 )
                 del cases
                 columns = columns or routed.schema
-                with connect() as con, transaction(con):  # one slice's decisions per commit
-                    if number == 0:  # the days' earlier decisions go with the first slice
-                        record_policy_version(con, domain, policy, now)
-                        delete_decisions(con, domain, days)
-                    insert_decisions(con, decision_rows(domain, routed, run_id, now))
+                keyed.write(decision_rows(domain, routed, run_id, now))
                 sink.write(routed)
                 del routed  # freed before the next slice is read
             if carried.height:
                 rows = pl.concat(held, how="vertical")
                 del held
                 sink.write(_carried_rows(carried, rows, keyed_backlog, columns, added))
+            keyed.finish()
             output = sink.result()
         return SlicedRouting(output=output, decided=decided.drop(_CASE_ROW, _BACKLOG_ROW))
     finally:
         spill.abort()
         spill.target.unlink(missing_ok=True)
+        if keyed is not None:
+            keyed.abort()
 
 
 def _carried_rows(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from polars.testing import assert_frame_equal
 
-from hitl_gate.routing.cases import assemble_cases, assemble_slice
+from hitl_gate.routing.cases import assemble_cases, assemble_slice, unique_ids
 from tests.unit.routing import frames
 
 
@@ -68,3 +69,29 @@ def test_a_case_id_twice_is_joined_not_paired_row_by_row() -> None:
     cases = assemble_cases(domain, validated, features, scores)
     assert_frame_equal(cases, _joined(domain, validated, features, scores), check_exact=True)
     assert cases.height > validated.height
+
+
+def test_ids_are_unique_by_their_hashes_and_a_collision_is_decided_by_the_texts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distinct hashes settle it without counting the texts; a repeated hash (here forced:
+    every id hashed to 0) falls back to the exact count, so a repeated id is never accepted
+    and distinct ids that collide are still unique."""
+    counted: list[pl.DataType] = []
+    n_unique = pl.Series.n_unique
+
+    def recorded(self: pl.Series) -> int:
+        counted.append(self.dtype)
+        return n_unique(self)
+
+    monkeypatch.setattr(pl.Series, "n_unique", recorded)
+    distinct, repeated = pl.Series(["c1", "c2", "c3"]), pl.Series(["c1", "c2", "c1"])
+    assert unique_ids(distinct) and pl.String not in counted
+    assert not unique_ids(repeated)
+
+    def collide(ids: pl.Series) -> pl.Series:
+        return pl.Series([0] * ids.len(), dtype=pl.UInt64)
+
+    counted.clear()
+    assert unique_ids(distinct, collide) and pl.String in counted
+    assert not unique_ids(repeated, collide)

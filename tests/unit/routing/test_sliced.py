@@ -7,11 +7,13 @@ backlog from the day before the run.
 
 from __future__ import annotations
 
+import random
 import shutil
 from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -20,6 +22,7 @@ from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions, atomic_write, split_by_day
 from hitl_gate.core.slices import row_count
 from hitl_gate.routing.day import RoutedDays, route_days
+from hitl_gate.routing.decisions import DECISION_COLUMNS
 from tests.signed_acts_fixtures import activate, keyring, staff_policy_people
 from tests.unit.routing import frames
 
@@ -108,10 +111,10 @@ def test_row_count_reads_the_length_of_a_scan() -> None:
 def test_a_run_killed_between_slices_is_recovered_by_the_next(
     home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Killed in its third slice's insert: two slices' decisions are committed and the day has
+    """Killed in its third range's insert: two ranges' decisions are committed and the day has
     no file; the next run replaces every decision of the days, none lost or doubled, and
     stores exactly what one uninterrupted run stores."""
-    from hitl_gate.routing import sliced
+    from hitl_gate.routing import key_order
 
     rows = frames.day_of_cases(40, frames.D1, "a")
     whole = tmp_path / "whole"
@@ -119,7 +122,7 @@ def test_a_run_killed_between_slices_is_recovered_by_the_next(
     _route(whole, rows, [frames.D1], 1000)
     home = tmp_path / "killed"
     shutil.copytree(home_with_backlog, home)
-    insert, calls = sliced.insert_decisions, []
+    insert, calls = key_order.insert_decisions, []
 
     def killed_in_third(*args: object) -> None:
         calls.append(1)
@@ -127,7 +130,7 @@ def test_a_run_killed_between_slices_is_recovered_by_the_next(
             raise KeyboardInterrupt("killed")
         insert(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sliced, "insert_decisions", killed_in_third)
+    monkeypatch.setattr(key_order, "insert_decisions", killed_in_third)
     with pytest.raises(KeyboardInterrupt):
         _route(home, rows, [frames.D1], 7)
     with audit_connection(home / "audit.duckdb", read_only=True) as con:
@@ -139,7 +142,7 @@ def test_a_run_killed_between_slices_is_recovered_by_the_next(
     assert not (home / "routed" / f"{frames.D1}.parquet").exists()
     assert not list((home / "routed").glob(".routing-spill-*")), "the spill is removed"
 
-    monkeypatch.setattr(sliced, "insert_decisions", insert)
+    monkeypatch.setattr(key_order, "insert_decisions", insert)
     _route(home, rows, [frames.D1], 7)
     for name, frame in stored_whole.items():
         assert_frame_equal(_stored(home, [frames.D1])[name], frame, check_exact=True)
@@ -197,7 +200,10 @@ def test_the_wide_routed_rows_are_written_once(
     home = tmp_path / "once"
     shutil.copytree(home_with_backlog, home)
     assert _route(home, rows, RUN, 7).slices == 10
-    spilled = [columns for name, columns, _ in writes if name.startswith(".routing-spill")]
+    spills = [(name, columns) for name, columns, _ in writes if name.startswith(".routing-spill")]
+    by_key = [columns for name, columns in spills if "-decisions-" in name]
+    assert all(columns == DECISION_COLUMNS for columns in by_key)  # key_order's, if any
+    spilled = [columns for name, columns in spills if "-decisions-" not in name]
     assert spilled and all(set(columns).isdisjoint(case_columns) for columns in spilled)
     assert "route" in spilled[0] and "rules_fired" in spilled[0]
     stored = sum(pl.read_parquet(home / "routed" / f"{d}.parquet").height for d in RUN)
@@ -205,3 +211,99 @@ def test_the_wide_routed_rows_are_written_once(
     wide = [(name, height) for name, columns, height in writes if case_columns <= set(columns)]
     assert {name for name, _ in wide} == {f"{d}.parquet" for d in RUN}
     assert sum(height for _, height in wide) == stored
+
+
+def _run(shuffled: bool) -> list[tuple]:
+    """The two days' cases, each day's in their ids' order or in another order."""
+    quiet_day = [(f"b{i:03d}", frames.D2, 0.01 if i % 2 else 0.7, 1000) for i in range(30)]
+    days = [frames.day_of_cases(40, frames.D1, "a"), quiet_day]
+    for number, cases in enumerate(days):
+        if shuffled:
+            random.Random(number).shuffle(cases)
+    return days[0] + days[1]
+
+
+def _decisions_in_table_order(home: Path) -> pl.DataFrame:
+    with audit_connection(home / "audit.duckdb", read_only=True) as con:
+        return query_frame(
+            con, "SELECT * EXCLUDE (decided_at) FROM decisions WHERE partition_date >= ? "
+            "ORDER BY rowid", [frames.D1],
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize("shuffled", [True, False], ids=["ids-shuffled", "ids-in-order"])
+def test_decisions_are_inserted_in_case_id_order_the_same_whole_or_sliced(
+    home_with_backlog: Path, tmp_path: Path, shuffled: bool
+) -> None:
+    """The table's order is the order the seal logs decisions in: both paths insert the run's
+    decisions in `case_id` order (the commit of sorted keys is the cheaper), so a day routed
+    in slices of 7 leaves the very rows, in the very order, that the whole day leaves."""
+    rows = _run(shuffled)
+    assert ([r[0] for r in rows] != sorted(r[0] for r in rows)) == shuffled
+    stored = {}
+    for name, slice_rows in (("whole", 1000), ("sliced", 7)):
+        home = tmp_path / name
+        shutil.copytree(home_with_backlog, home)
+        assert (_route(home, rows, RUN, slice_rows).slices is None) == (name == "whole")
+        stored[name] = _decisions_in_table_order(home)
+    ids = stored["whole"].get_column("case_id").to_list()
+    assert ids == sorted(r[0] for r in rows)
+    assert_frame_equal(stored["sliced"], stored["whole"], check_exact=True)
+
+
+@pytest.mark.parametrize("shuffled", [True, False], ids=["ids-shuffled", "ids-in-order"])
+def test_a_sliced_days_decisions_are_inserted_a_range_of_ids_at_a_time(
+    home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shuffled: bool
+) -> None:
+    """Bounded: each transaction inserts one range of at most a slice's ids, the ranges in
+    ascending order and disjoint, together every decision once. Ids that come in order are
+    inserted slice by slice as they come (no range file, each insert before the next slice
+    is written); others are spilled by range and inserted after the last slice."""
+    from hitl_gate.core.staged_parquet import StagedParquet
+    from hitl_gate.routing import key_order
+
+    rows = _run(shuffled)
+    events: list[str] = []
+    inserted: list[list[str]] = []
+    insert, write = key_order.insert_decisions, StagedParquet.write
+
+    def recorded(con: object, decisions: pl.DataFrame) -> None:
+        events.append("insert")
+        inserted.append(decisions.get_column("case_id").to_list())
+        insert(con, decisions)  # type: ignore[arg-type]
+
+    def written(self: StagedParquet, frame: pl.DataFrame) -> None:
+        events.append("range file" if "-decisions-" in self.target.name else "file")
+        write(self, frame)
+
+    monkeypatch.setattr(key_order, "insert_decisions", recorded)
+    monkeypatch.setattr(StagedParquet, "write", written)
+    home = tmp_path / "ranges"
+    shutil.copytree(home_with_backlog, home)
+    assert _route(home, rows, RUN, 7).slices == 10
+    assert [len(ids) for ids in inserted] == [7] * 10
+    assert [i for ids in inserted for i in sorted(ids)] == sorted(r[0] for r in rows)
+    assert not list((home / "routed").glob(".routing-spill-*")), "the range files are removed"
+    if shuffled:
+        assert "range file" in events and "file" not in events[events.index("insert") :]
+    else:
+        assert "range file" not in events and events.index("insert") < len(events) - 10
+
+
+def test_a_case_twice_in_different_slices_still_fails_the_key(
+    home_with_backlog: Path, tmp_path: Path
+) -> None:
+    """One route per case: the copies of a repeated id meet in one range, and its insert
+    fails on the table's key; the day gets no file."""
+    rows = frames.day_of_cases(20, frames.D1, "a")
+    rows.append(rows[0])  # a000 in the first slice and in the last
+    home = tmp_path / "twice"
+    shutil.copytree(home_with_backlog, home)
+    with pytest.raises(duckdb.Error) as failed:
+        _route(home, rows, [frames.D1], 7)
+    # (the aborted transaction's error surfaces from the unregistering of the rows' view)
+    assert isinstance(failed.value, duckdb.ConstraintException) or isinstance(
+        failed.value.__context__, duckdb.ConstraintException
+    )
+    assert not (home / "routed" / f"{frames.D1}.parquet").exists()
+    assert not list((home / "routed").glob(".routing-spill-*"))
