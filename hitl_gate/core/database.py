@@ -23,7 +23,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -366,12 +366,21 @@ def replace_partition_slice(
 def registered(con: duckdb.DuckDBPyConnection, name: str, data: Any) -> Iterator[str]:
     """`data` (an Arrow table or reader, a DataFrame) visible to SQL as `name` inside the block,
     and gone after it even when a statement fails, so the next user of the name never reads
-    a stale view."""
+    a stale view.
+
+    When the block fails inside a transaction DuckDB has aborted, the unregister fails too
+    ("Current transaction is aborted"); the block's own error (e.g. the key's
+    `ConstraintException`) is what the caller must see, so that second error is dropped. A
+    name left registered is replaced by the next `register` of it.
+    """
     con.register(name, data)
     try:
         yield name
-    finally:
-        con.unregister(name)
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.unregister(name)
+        raise
+    con.unregister(name)
 
 
 def insert_new_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame) -> int:

@@ -7,7 +7,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from hitl_gate.core.database import insert_new_keys, insert_new_rows, transaction
+from hitl_gate.core.database import insert_new_keys, insert_new_rows, registered, transaction
 
 _ROWS = "SELECT * FROM (VALUES {}) AS t(case_id, action)"
 
@@ -78,3 +78,21 @@ def test_a_frame_for_a_table_name_that_is_not_an_identifier_is_refused() -> None
     frame = pl.DataFrame({"case_id": ["a"], "action": ["x"]})
     with pytest.raises(ValueError, match="not a table name"):
         insert_new_rows(_table(), "executions; DROP TABLE executions", frame)
+
+
+def test_a_key_violation_inside_a_transaction_is_the_error_the_caller_sees() -> None:
+    """Not DuckDB's "transaction is aborted" from unregistering the frame's view afterwards."""
+    con = _table()
+    insert_new_keys(con, "executions", _rows(("a", "approve")))
+    frame = pl.DataFrame({"case_id": ["a"], "action": ["decline"]})
+    incoming = frame.to_arrow()
+    with (
+        pytest.raises(duckdb.ConstraintException),
+        transaction(con),
+        registered(con, "incoming", incoming),
+    ):
+        con.execute("INSERT INTO executions BY NAME SELECT * FROM incoming")
+    assert _stored(con) == [("a", "approve")]
+    with registered(con, "incoming", frame.with_columns(case_id=pl.lit("b")).to_arrow()):
+        con.execute("INSERT INTO executions BY NAME SELECT * FROM incoming")  # name reusable
+    assert _stored(con) == [("a", "approve"), ("b", "decline")]
