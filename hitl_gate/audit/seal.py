@@ -329,13 +329,20 @@ def _seal(
 
 
 def _owned_only(events: pa.Table, keys: OwnedKeys) -> tuple[pa.Table, pa.Table]:
-    """`events` split into those whose entity key is in `keys`, and the strays."""
+    """`events` split into those whose entity key is in `keys`, and the strays.
+
+    When every key is owned (the usual case) the slice itself comes back, not a filtered
+    copy: Arrow's filter copies even an all-true mask, and both copies of a seal slice's
+    rendered events (about 260 MB per 622K executions) stayed alive through its append.
+    """
     column = events.column("entity_key")
     if callable(keys):
         mine = keys(column)
-        return events.filter(mine), events.filter(pc.invert(mine))
-    value_set = keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())
-    mine = pc.is_in(column, value_set=value_set.cast(column.type))
+    else:
+        value_set = keys if isinstance(keys, pa.Array) else pa.array(list(keys), pa.string())
+        mine = pc.is_in(column, value_set=value_set.cast(column.type))
+    if events.num_rows == 0 or pc.all(mine, skip_nulls=False).as_py() is True:
+        return events, events.slice(0, 0)
     return events.filter(mine), events.filter(pc.invert(mine))
 
 

@@ -139,13 +139,10 @@ def execute_days(
         # One routed slice held at a time: a `for` loop kept the previous one (and its
         # actions) while the next was read.
         write_each(slices, execute_slice, sink)
-        texts = policy_reason_texts(domain)
         with OutboxWriter(outbox, days) as written:
-            total, notices = 0, 0
-            for page in executed_pages(con, domain.name, days, page_rows):
-                total += page.height
-                notices += _issue_notices(con, domain, page, texts, run_id, now)
-                written.write(page.filter(~pl.col("case_id").is_in(list(gold))))
+            total, notices = _notices_and_outbox(
+                con, domain, days, page_rows, written, gold, run_id=run_id, now=now
+            )
             if seal_outputs is not None:
                 seal_outputs(con, sealable.owns)
             reversals = reversal_requests(con, domain.name)
@@ -158,6 +155,34 @@ def execute_days(
     return ExecutedDays(
         sink.result(), outcomes, tally.executed_now, total, notices, reversals, tally.refused
     )
+
+
+def _notices_and_outbox(
+    con: duckdb.DuckDBPyConnection,
+    domain: DomainConfig,
+    days: list[date],
+    page_rows: int,
+    written: OutboxWriter,
+    gold: set[str],
+    *,
+    run_id: str,
+    now: datetime,
+) -> tuple[int, int]:
+    """The notices of the days' executed declines and the outbox pages, page by page; how
+    many executions and notices the days have.
+
+    No page outlives this call (a loop's variable kept the last one, and the outbox writer a
+    lone page, alive through the output seal, where the step peaks): the outbox's pages are
+    on disk when it returns, renamed into place at `commit`.
+    """
+    texts = policy_reason_texts(domain)
+    total, notices = 0, 0
+    for page in executed_pages(con, domain.name, days, page_rows):
+        total += page.height
+        notices += _issue_notices(con, domain, page, texts, run_id, now)
+        written.write(page.filter(~pl.col("case_id").is_in(list(gold))))
+    written.close_pages()
+    return total, notices
 
 
 def _execute_slice(

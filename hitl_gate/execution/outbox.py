@@ -7,6 +7,7 @@ to each day's staged file, so the outbox of a large day never sits in memory who
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -28,17 +29,22 @@ class OutboxWriter(AbortsOnError):
     """The days' outbox files from pages of executions, renamed into place at `commit`.
 
     The first page is held; a second one starts a staged file per day (the held page first),
-    and every page is then appended to its days' files. One page alone is written by
-    `write_outbox`, byte for byte the files a whole-day write gives. Leaving the `with` block
-    on an error removes what was staged; the outbox keeps its previous files.
+    and every page is then appended to its days' files. One page alone is written as
+    `write_outbox` writes it, byte for byte the files a whole-day write gives, into temporary
+    files at `close_pages` (so the step does not hold the page while it seals) and renamed at
+    `commit`. Leaving the `with` block on an error removes what was staged; the outbox keeps
+    its previous files.
     """
 
     def __init__(self, folder: Path, days: list[date]) -> None:
         self.folder, self.days = folder, days
         self._held: pl.DataFrame | None = None
         self._staged: dict[date, StagedParquet] | None = None
+        self._single: dict[Path, Path] = {}  # target -> the temporary file of a lone page
 
     def write(self, page: pl.DataFrame) -> None:
+        if self._single:
+            raise ValueError("a page of executions after `close_pages`")
         if self._staged is None and self._held is None:
             self._held = page
             return
@@ -48,11 +54,26 @@ class OutboxWriter(AbortsOnError):
             self._held = None
         self._append(page)
 
+    def close_pages(self) -> None:
+        """No page follows: a page still held goes to its days' temporary files now."""
+        if self._held is None:
+            return
+        for day in self.days:
+            target = self.folder / f"{day}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._single[target] = temporary_name(target)
+            day_rows = self._held.filter(pl.col(PARTITION_COLUMN) == day)
+            day_rows.write_parquet(self._single[target], compression="zstd")  # as `_write`
+        self._held = None
+
     def commit(self) -> None:
         if self._staged is None:
-            if self._held is None:
+            self.close_pages()
+            if not self._single:
                 raise ValueError("no page of executions was written to the outbox")
-            write_outbox(self._held, self.folder, self.days)
+            for target, tmp in self._single.items():
+                os.replace(tmp, target)
+            self._single = {}
             return
         for staged in self._staged.values():
             staged.commit()
@@ -60,6 +81,8 @@ class OutboxWriter(AbortsOnError):
     def abort(self) -> None:
         for staged in (self._staged or {}).values():
             staged.abort()
+        for tmp in self._single.values():
+            tmp.unlink(missing_ok=True)
 
     def _staged_file(self, day: date) -> StagedParquet:
         target = self.folder / f"{day}.parquet"

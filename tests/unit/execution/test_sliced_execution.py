@@ -11,6 +11,7 @@ DuckDB's `INSERT OR IGNORE` sets by its own hashing even for one whole-day inser
 
 from __future__ import annotations
 
+import gc
 import shutil
 from datetime import UTC, date, datetime
 from functools import partial
@@ -189,3 +190,38 @@ def test_a_routed_slice_is_released_before_the_next_is_read(base: Path, tmp_path
             home / "outbox", [DAY], run_id="run-1", sink=sink, page_rows=7,
         )  # fmt: skip
     assert slices.count == 7 and done.executed_now > 7
+
+
+@pytest.mark.parametrize("page_rows", [1000, 7])
+def test_no_page_of_executions_is_held_while_the_output_seal_runs(
+    base: Path, tmp_path: Path, page_rows: int
+) -> None:
+    """The output seal is where the step peaks: the pages of executions (the notices' and the
+    outbox's) are gone by then, a lone page too (it waits on disk for `commit`), and the
+    outbox files are still the ones a whole-day write gives."""
+    home = tmp_path / "home"
+    shutil.copytree(base, home)
+    seal = output_sealer(_key(home), home / "checkpoints", None, "run-1")
+    alive: list[int] = []
+
+    def sealing(con: object, keys: object) -> object:
+        gc.collect()
+        alive.extend(
+            frame.height
+            for frame in gc.get_objects()
+            if isinstance(frame, pl.DataFrame) and {"run_id", "executed_at"} <= set(frame.columns)
+        )
+        return seal(con, keys)  # type: ignore[arg-type]
+
+    routed = _routed()
+    done = execute_days(
+        DOMAIN, routed, _verdicts(routed), partial(audit_connection, home / "audit.duckdb"),
+        home / "outbox", [DAY], run_id="run-1", page_rows=page_rows,
+        seal_inputs=input_sealer(_key(home), home / "checkpoints", None, "run-1"),
+        seal_outputs=sealing,
+    )  # fmt: skip
+    assert done.executed_total > 7 and alive == []
+    outbox = pl.read_parquet(home / "outbox" / f"{DAY}.parquet")
+    assert outbox["case_id"].to_list() == sorted(outbox["case_id"].to_list())
+    assert outbox.height == done.executed_total
+    assert not list((home / "outbox").glob(".*.tmp"))
