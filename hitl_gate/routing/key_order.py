@@ -83,14 +83,13 @@ class DecisionsByKey:
         )
         for (number,), part in parts.items():
             self.spills[int(number)].write(part)
-        for spill in self.spills:  # every file knows the schema, even a range left empty
-            if not spill.started:
-                spill.write(rows.clear())
 
     def finish(self) -> None:
         """Insert the spilled ranges, in ascending order, one transaction each; `first` runs
         even when no decision was written."""
         for spill in self.spills:
+            if not spill.started:  # a range no slice had a case of: no file, nothing to insert
+                continue
             rows = pl.read_parquet(spill.commit())
             self._insert(rows)
             del rows
