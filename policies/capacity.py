@@ -33,8 +33,13 @@ _UNBOUNDED = 2**62
 
 
 def own_rows(decided: pl.DataFrame) -> pl.DataFrame:
-    """Each case once, on its own day: without the carried copies `apply_capacity` adds."""
-    if CARRIED_FROM not in decided.columns:
+    """Each case once, on its own day: without the carried copies `apply_capacity` adds.
+
+    A frame without carried copies (a routed slice) is returned as it is: a filter aligns
+    every column's chunks with the mask's, so on a slice put together from several stored
+    stages it copied all 87 columns (+0.7 GB and 1 CPU s a million cases) to drop nothing.
+    """
+    if CARRIED_FROM not in decided.columns or decided.get_column(CARRIED_FROM).is_null().all():
         return decided
     return decided.filter(pl.col(CARRIED_FROM).is_null())
 

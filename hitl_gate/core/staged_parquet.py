@@ -17,6 +17,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hitl_gate.core.arrow_export import arrow_table
+
 # Polars' compression names as pyarrow spells them.
 _PYARROW_COMPRESSION = {"uncompressed": "none"}
 # Rows per row group, Polars' default (512^2): a reader of a row range or of one row decodes
@@ -59,8 +61,8 @@ class StagedParquet(AbortsOnError):
 
     def write(self, frame: pl.DataFrame) -> None:
         """Append `frame` as row groups; the first frame (even empty) fixes the file's schema."""
-        # Polars' own Arrow types (string views): without a copy of every string column.
-        table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+        # Polars' own Arrow types (string views), each column's chunks as they are: no copy.
+        table = arrow_table(frame)
         if self._schema is None:
             self._schema = table.schema
         elif table.schema != self._schema:

@@ -70,6 +70,19 @@ def test_overflow_is_carried_day_by_day_by_priority_then_risk(tmp_path: Path) ->
     assert report.rows() == [(D1, 5, 0, 3, 3, 2.0), (D2, 1, 1, 0, 2, 1.0), (D3, 0, 2, 0, 0, 0.0)]
 
 
+def test_own_rows_keeps_a_frame_without_carried_copies_as_it_is() -> None:
+    """Nothing carried (a routed slice): the frame itself, not a filtered copy; a filter
+    aligns the chunks of columns put together from several stages, a copy of every one."""
+    cases = pl.concat(
+        [pl.DataFrame({"cid": ["a", "b"]}), pl.DataFrame({"cid": ["c"]})], rechunk=False
+    )
+    routed = cases.hstack([pl.Series("carried_from", [None, None, None], pl.Date)])
+    assert routed.n_chunks("all") == [2, 1]
+    assert own_rows(routed) is routed
+    carried = routed.with_columns(pl.Series("carried_from", [None, D1, None], pl.Date))
+    assert own_rows(carried)["cid"].to_list() == ["a", "c"]
+
+
 def test_backlog_from_earlier_runs_competes_and_is_never_rerouted(tmp_path: Path) -> None:
     policy = _policy(tmp_path)
     backlog = _routed([("old1", date(2017, 12, 30), "human_review", 3, 0.08),

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from hitl_gate.routing import cases as cases_module
 from hitl_gate.routing.cases import assemble_cases, assemble_slice, unique_ids
 from tests.unit.routing import frames
 
@@ -92,6 +93,7 @@ def test_ids_are_unique_by_their_hashes_and_a_collision_is_decided_by_the_texts(
     def collide(ids: pl.Series) -> pl.Series:
         return pl.Series([0] * ids.len(), dtype=pl.UInt64)
 
+    monkeypatch.setattr(cases_module, "_id_hashes", collide)
     counted.clear()
-    assert unique_ids(distinct, collide) and pl.String in counted
-    assert not unique_ids(repeated, collide)
+    assert unique_ids(distinct) and pl.String in counted
+    assert not unique_ids(repeated)

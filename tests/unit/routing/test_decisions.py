@@ -7,6 +7,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.routing.cases import assemble_cases
@@ -90,6 +91,30 @@ def test_decision_rows_are_the_audit_columns_of_each_case_once(tmp_path: Path) -
     assert rows["case_id"].to_list() == decided["application_id"].to_list()
     assert set(rows["run_id"]) == {"run-1"} and set(rows["domain"]) == {"consumer_credit"}
     assert rows["source_file"].to_list() == ["day.csv"] * 12
+
+
+def test_decision_rows_of_a_slice_in_misaligned_chunks_are_its_columns_not_a_copy(
+    tmp_path: Path,
+) -> None:
+    """A routed slice's columns come from several stages, cut into chunks at different rows:
+    its decision rows are those columns themselves (the same memory), equal to the rows of
+    the same cases in one chunk; a `select` would have copied them to align the chunks."""
+    decided = _decided(tmp_path, frames.day_of_cases(12)).rechunk()
+    cut = pl.concat([decided.head(5), decided.slice(5)], rechunk=False)
+    half = decided.columns[: len(decided.columns) // 2]
+    routed = cut.select(half).hstack(decided.drop(half).get_columns())
+    assert len(set(routed.n_chunks("all"))) == 2, "columns cut at different rows"
+    compat = pl.CompatLevel.newest()
+
+    def memory(series: pl.Series) -> list[list[int]]:
+        chunks = [c.to_arrow(compat_level=compat) for c in series.get_chunks()]
+        return [[b.address for b in chunk.buffers() if b is not None] for chunk in chunks]
+
+    taken = {"case_id": "application_id", "source_file": "_source_file", "route": "route"}
+    before = {name: memory(routed.get_column(source)) for name, source in taken.items()}
+    rows = decision_rows(frames.domain(), routed, "run-1", NOW)
+    assert {name: memory(rows.get_column(name)) for name in taken} == before
+    assert_frame_equal(rows, decision_rows(frames.domain(), decided, "run-1", NOW))
 
 
 def test_decision_rows_fit_the_audit_table(tmp_path: Path) -> None:

@@ -178,6 +178,37 @@ def test_a_routed_slice_is_released_before_the_next_is_read(
     assert len(inserted) == 6 and still_held == []
 
 
+def test_a_routed_slice_is_released_before_its_decisions_are_inserted(
+    home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The slice's routed rows (87 columns at scale) go to the day file first and are freed:
+    its decisions reach the audit database (DuckDB's copy of them, the key's entries) beside
+    the decisions' own columns only, never beside the whole routed slice."""
+    import weakref
+
+    from hitl_gate.routing import key_order, sliced
+
+    rows = frames.day_of_cases(40, frames.D1, "a")  # ids in order: each slice inserted as it comes
+    home = tmp_path / "released"
+    shutil.copytree(home_with_backlog, home)
+    routed: list[weakref.ref[pl.DataFrame]] = []
+    alive_at_insert: list[bool] = []
+    make_rows, insert = sliced.decision_rows, key_order.insert_decisions
+
+    def recorded(domain: object, frame: pl.DataFrame, *args: object) -> pl.DataFrame:
+        routed.append(weakref.ref(frame))
+        return make_rows(domain, frame, *args)  # type: ignore[arg-type]
+
+    def inserted(con: object, decisions: pl.DataFrame) -> None:
+        alive_at_insert.append(routed[-1]() is not None)
+        insert(con, decisions)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sliced, "decision_rows", recorded)
+    monkeypatch.setattr(key_order, "insert_decisions", inserted)
+    assert _route(home, rows, [frames.D1], 7).slices == 6
+    assert alive_at_insert == [False] * 6
+
+
 def test_the_wide_routed_rows_are_written_once(
     home_with_backlog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
