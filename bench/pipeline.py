@@ -366,50 +366,59 @@ def markdown(summaries: list[dict], label: str) -> str:
             f"{s['baseline_peak_mb']:,.0f} | {s['pipeline_runs_s']} / {s['floor_runs_s']} / "
             f"{s['baseline_runs_s']} |"
         )
-    names = list(dict.fromkeys(k for s in summaries for k in s["stages"]))
-    lines += [
-        "",
+    lines += _step_table(
         "Pipeline step wall time (s, from Dagster step events; the rest of the run is Dagster's "
         "own orchestration):",
-        "",
-        "| step | " + " | ".join(f"{s['rows']:,}" for s in summaries) + " |",
-        "|---|" + "---:|" * len(summaries),
-    ]
-    for name in names:
-        cells = " | ".join(f"{s['stages'].get(name, 0.0):.2f}" for s in summaries)
-        lines.append(f"| {name} | {cells} |")
-    other = " | ".join(f"{s['pipeline_s'] - sum(s['stages'].values()):.2f}" for s in summaries)
-    lines.append(f"| (outside steps) | {other} |")
-    return "\n".join(lines + _step_cpu_table(summaries)) + "\n"
+        summaries,
+        "stages",
+        lambda s, name: f"{s['stages'].get(name, 0.0):.2f}",
+        lambda s: f"{s['pipeline_s'] - sum(s['stages'].values()):.2f}",
+    )
+    if any(s.get("stage_cpu_runs") for s in summaries):
+        lines += _step_table(
+            "Pipeline step CPU s per repeat (`a / b / c`, in the order run; the process's CPU "
+            "clock sampled every 0.1 s across each step's window, `bench.measure.step_cpu`):",
+            summaries,
+            "stage_cpu_runs",
+            lambda s, name: _repeats(s["stage_cpu_runs"].get(name, [])),
+            _cpu_outside_steps,
+        )
+    return "\n".join(lines) + "\n"
 
 
-def _step_cpu_table(summaries: list[dict]) -> list[str]:
-    """The pipeline's CPU seconds per step and repeat (repeats in order, `a / b / c`), and
-    what ran outside the steps: the rows that say which step a growing repeat grew in."""
-    names = list(dict.fromkeys(k for s in summaries for k in s.get("stage_cpu_runs", {})))
-    if not names:
-        return []
-
-    def cells(values: list[float]) -> str:
-        return " / ".join(f"{v:.1f}" for v in values)
-
+def _step_table(
+    title: str,
+    summaries: list[dict],
+    field: str,
+    cell: Callable[[dict, str], str],
+    outside: Callable[[dict], str],
+) -> list[str]:
+    """A table of one figure per step (the steps named in each summary's `field`) and size,
+    ending with what ran outside the steps."""
+    names = list(dict.fromkeys(k for s in summaries for k in s.get(field, {})))
     lines = [
         "",
-        "Pipeline step CPU s per repeat (in the order run; the process's CPU clock sampled "
-        "every 0.1 s across each step's window, `bench.measure.step_cpu`):",
+        title,
         "",
         "| step | " + " | ".join(f"{s['rows']:,}" for s in summaries) + " |",
         "|---|" + "---:|" * len(summaries),
     ]
     for name in names:
-        row = " | ".join(cells(s["stage_cpu_runs"].get(name, [])) for s in summaries)
-        lines.append(f"| {name} | {row} |")
-    outside = []
-    for s in summaries:
-        steps = [sum(v[i] for v in s["stage_cpu_runs"].values()) for i in range(s["repeats"])]
-        outside.append(cells([c - t for c, t in zip(s["pipeline_cpu_runs_s"], steps, strict=True)]))
-    lines.append(f"| (outside steps) | {' | '.join(outside)} |")
+        lines.append(f"| {name} | " + " | ".join(cell(s, name) for s in summaries) + " |")
+    lines.append("| (outside steps) | " + " | ".join(outside(s) for s in summaries) + " |")
     return lines
+
+
+def _repeats(values: list[float]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
+def _cpu_outside_steps(summary: dict) -> str:
+    """Each repeat's CPU outside the steps: what a growing repeat grew in if no step did."""
+    runs = summary["stage_cpu_runs"].values()
+    steps = [sum(v[i] for v in runs) for i in range(summary["repeats"])]
+    cpu = summary["pipeline_cpu_runs_s"]
+    return _repeats([c - t for c, t in zip(cpu, steps, strict=True)])
 
 
 def append_report(text: str, report: Path = REPORT) -> None:
