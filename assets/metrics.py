@@ -47,6 +47,7 @@ from hitl_gate.observability.daily import (
     store_metrics,
     write_run_report,
 )
+from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT
 from hitl_gate.observability.outcomes_db import OutcomeFiles
 from hitl_gate.observability.report import PERIOD_REPORT
 from hitl_gate.observability.traces import TraceFile
@@ -99,6 +100,14 @@ class MetricsConfig(Config):
         ),
     )
     write_report: bool = True
+    duckdb_memory_limit: str = Field(
+        default=METRICS_MEMORY_LIMIT,
+        description=(
+            "DuckDB's memory limit while the step reads and aggregates the cases (e.g. '512MB'); "
+            "beyond it the case facts and sorts spill to disk, so the step's peak stays bounded "
+            "whatever the day's size."
+        ),
+    )
 
     def thresholds(self) -> Thresholds:
         return Thresholds(
@@ -116,6 +125,7 @@ class MetricsConfig(Config):
             decline_bands=tuple(self.decline_bands),
             write_traces=self.write_traces,
             trace_max_cases_per_day=self.trace_max_cases_per_day,
+            memory_limit=self.duckdb_memory_limit,
         )
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
 import os
 import resource
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ class RunFigures:
     cpu_s: float
     peak_rss_mb: float
     stages: dict[str, float] = field(default_factory=dict)
+    # CPU seconds per step (`step_cpu`): which step costs more when a repeat's total grows.
+    stage_cpu: dict[str, float] = field(default_factory=dict)
     ok: bool = True
     note: str = ""
 
@@ -70,6 +73,41 @@ def step_windows(events: Iterable) -> dict[str, tuple[float, float]]:
 def step_durations(events: Iterable) -> dict[str, float]:
     """Seconds from STEP_START to STEP_SUCCESS/FAILURE per step key (`step_windows`)."""
     return {step: end - start for step, (start, end) in step_windows(events).items()}
+
+
+def cpu_at(samples: Sequence[tuple[float, float]], at: float) -> float:
+    """The process's CPU seconds at time `at`, interpolated linearly between the two
+    (time, CPU seconds) samples around it (the first or last sample outside their span)."""
+    times = [t for t, _ in samples]
+    i = bisect.bisect_left(times, at)
+    if i == 0:
+        return samples[0][1]
+    if i == len(samples):
+        return samples[-1][1]
+    (t0, c0), (t1, c1) = samples[i - 1], samples[i]
+    return c0 + (c1 - c0) * (at - t0) / (t1 - t0) if t1 > t0 else c1
+
+
+def step_cpu(
+    samples: Sequence[tuple[float, float]], windows: dict[str, tuple[float, float]]
+) -> dict[str, float]:
+    """CPU seconds of the process spent in each step's window (`step_windows`), from a clock
+    sampled while the job ran (`bench.memory.RssSampler.cpu`), keyed by stage name in the
+    order the steps ran.
+
+    The in-process executor runs one step at a time in this process, so the process's CPU
+    clock across a step's window is that step's CPU (plus the sampler's own, about 0.1 %).
+    Dagster records no CPU per step; a wall time alone cannot tell a step that grew from one
+    that waited for a loaded machine.
+    """
+    if not samples:
+        return {}
+    samples = sorted(samples)  # the sampler's last point may be appended out of order
+    ordered = sorted(windows.items(), key=lambda kv: kv[1][0])
+    return {
+        stage_name(key): cpu_at(samples, end) - cpu_at(samples, start)
+        for key, (start, end) in ordered
+    }
 
 
 def stage_name(step_key: str) -> str:

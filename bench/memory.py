@@ -27,18 +27,27 @@ from datetime import date
 from pathlib import Path
 
 from bench.homes import prepared_home
-from bench.measure import cpu_seconds, current_rss_mb, peak_rss_mb, stage_name, step_windows
+from bench.measure import (
+    cpu_seconds,
+    current_rss_mb,
+    peak_rss_mb,
+    stage_name,
+    step_cpu,
+    step_windows,
+)
 
 SAMPLE_S = 0.1
 
 
 @dataclass
 class RssSampler:
-    """A daemon thread recording (time, RSS MB) and, past `limit_mb`, killing the process."""
+    """A daemon thread recording (time, RSS MB) and (time, process CPU seconds) and, past
+    `limit_mb`, killing the process."""
 
     limit_mb: float | None = None
     dump: Path | None = None
     samples: list[tuple[float, float]] = field(default_factory=list)
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # for `measure.step_cpu`
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> RssSampler:
@@ -47,11 +56,14 @@ class RssSampler:
 
     def stop(self) -> None:
         self._stop.set()
+        self.cpu.append((time.time(), cpu_seconds()))  # the clock up to the last step's end
 
     def _run(self) -> None:
         while not self._stop.is_set():
             rss = current_rss_mb()
-            self.samples.append((time.time(), rss))
+            now = time.time()
+            self.samples.append((now, rss))
+            self.cpu.append((now, cpu_seconds()))
             if self.limit_mb is not None and rss > self.limit_mb:
                 sys.stderr.write(f"watchdog: RSS {rss:,.0f} MB above {self.limit_mb:,.0f} MB\n")
                 sys.stderr.flush()
@@ -73,9 +85,12 @@ def peaks_per_step(
     return out
 
 
-def _table(steps: dict[str, tuple[float, float]]) -> list[str]:
-    lines = [f"{'step':<48} {'wall s':>8} {'peak RSS MB':>12}"]
-    return lines + [f"{k:<48} {s:8.2f} {m:12,.0f}" for k, (s, m) in steps.items()]
+def _table(steps: dict[str, tuple[float, float]], cpu: dict[str, float] | None = None) -> list[str]:
+    lines = [f"{'step':<48} {'wall s':>8} {'peak RSS MB':>12}" + (f" {'CPU s':>8}" if cpu else "")]
+    return lines + [
+        f"{k:<48} {s:8.2f} {m:12,.0f}" + (f" {cpu.get(k, 0.0):8.2f}" if cpu else "")
+        for k, (s, m) in steps.items()
+    ]
 
 
 def _report_killed_run(samples_file: Path, home: Path) -> None:
@@ -148,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     with open_instance(settings.paths) as instance:
         windows = step_windows(instance.all_logs(result.run_id))
     steps = peaks_per_step(sampler.samples, windows)
+    steps_cpu = step_cpu(sampler.cpu, windows)
     figures = {
         "ok": result.success,
         "wall_s": round(wall, 2),
@@ -155,11 +171,12 @@ def main(argv: list[str] | None = None) -> None:
         "peak_rss_mb": round(peak_rss_mb()),
         "load": os.getloadavg(),
         "steps": {k: [round(s, 2), round(m)] for k, (s, m) in steps.items()},
+        "steps_cpu_s": {k: round(c, 2) for k, c in steps_cpu.items()},
         # when each step ran, to read its samples (RSS a step finds is what earlier ones left)
         "windows": {stage_name(k): [round(a, 2), round(b, 2)] for k, (a, b) in windows.items()},
         "samples": [[round(t, 2), round(m)] for t, m in sampler.samples],
     }
-    lines = _table(steps)
+    lines = _table(steps, steps_cpu)
     lines.append(f"{'whole run':<48} {wall:8.2f} {peak_rss_mb():12,.0f}  CPU {cpu:.1f} s")
     sys.stdout.write("\n".join(lines) + "\n")
     if args.json:

@@ -34,7 +34,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench.child_result import run_measuring_child
-from bench.measure import RunFigures, cpu_seconds, peak_rss_mb, stage_name, step_durations
+from bench.measure import (
+    RunFigures,
+    cpu_seconds,
+    peak_rss_mb,
+    stage_name,
+    step_cpu,
+    step_windows,
+)
+from bench.memory import RssSampler
 
 DOMAIN = "consumer_credit"
 # The synthetic days take the last days of the sample's data window (the daily partitions end
@@ -108,22 +116,28 @@ def _timed(
 
 
 def measure_pipeline(home: Path, day: date, rows: int, profile: Path | None) -> RunFigures:
-    """The real daily job for `day`, in process; stage times from the run's event log."""
+    """The real daily job for `day`, in process; stage wall times from the run's event log,
+    stage CPU seconds from the process's CPU clock sampled across those windows (`step_cpu`)."""
     from hitl_gate.app.runner import open_instance, run_job
     from hitl_gate.core.domain import load_domain
     from pipelines.jobs import daily_job_name
 
     settings = _settings(home)
     job = daily_job_name(load_domain(DOMAIN))
-    figures, result = _timed(
-        "pipeline", rows, profile, lambda: run_job(settings, job, start=day, end=day)
-    )
+    clock = RssSampler().start()  # no limit: the CPU clock (and RSS) only
+    try:
+        figures, result = _timed(
+            "pipeline", rows, profile, lambda: run_job(settings, job, start=day, end=day)
+        )
+    finally:
+        clock.stop()
     with open_instance(settings.paths) as instance:
-        steps = step_durations(instance.all_logs(result.run_id))
+        windows = step_windows(instance.all_logs(result.run_id))
     failed = [e.step_key for e in result.all_events if e.is_step_failure]
     return replace(
         figures,
-        stages={stage_name(k): v for k, v in steps.items()},
+        stages={stage_name(k): end - start for k, (start, end) in windows.items()},
+        stage_cpu=step_cpu(clock.cpu, windows),
         ok=result.success,
         note=f"failed steps: {failed}" if failed else "",
     )
@@ -260,6 +274,9 @@ def run_benchmark(
                     f"  {mode:<8} {figures.wall_s:7.1f} s wall {figures.cpu_s:7.1f} s CPU  "
                     f"peak RSS {figures.peak_rss_mb:,.0f} MB"
                 )
+                if figures.stage_cpu:
+                    costly = sorted(figures.stage_cpu.items(), key=lambda kv: -kv[1])[:4]
+                    _log("    CPU s: " + ", ".join(f"{k} {v:.1f}" for k, v in costly))
                 runs[mode].append(figures)
             cleanup_day(home, day)
             day += timedelta(days=1)
@@ -287,11 +304,22 @@ def summarise(rows: int, runs: dict[str, list[RunFigures]]) -> dict:
         name: statistics.median(r.stages.get(name, 0.0) for r in pipe)
         for name in dict.fromkeys(k for r in pipe for k in r.stages)
     }
+    # Per repeat, not a median: a step whose CPU grows from repeat to repeat is named here.
+    stage_cpu_runs = {
+        name: [round(r.stage_cpu.get(name, 0.0), 2) for r in pipe]
+        for name in dict.fromkeys(k for r in pipe for k in r.stage_cpu)
+    }
 
     def ratio(a: float, b: float) -> float:
         return a / b if b else float("nan")
 
-    summary: dict = {"rows": rows, "repeats": len(pipe), "stages": stages}
+    summary: dict = {
+        "rows": rows,
+        "repeats": len(pipe),
+        "stages": stages,
+        "stage_cpu_runs": stage_cpu_runs,
+        "pipeline_cpu_runs_s": [round(r.cpu_s, 2) for r in pipe],
+    }
     for mode in MODES:
         summary[f"{mode}_s"] = wall[mode]
         summary[f"{mode}_cpu_s"] = cpu[mode]
@@ -338,21 +366,59 @@ def markdown(summaries: list[dict], label: str) -> str:
             f"{s['baseline_peak_mb']:,.0f} | {s['pipeline_runs_s']} / {s['floor_runs_s']} / "
             f"{s['baseline_runs_s']} |"
         )
-    names = list(dict.fromkeys(k for s in summaries for k in s["stages"]))
-    lines += [
-        "",
+    lines += _step_table(
         "Pipeline step wall time (s, from Dagster step events; the rest of the run is Dagster's "
         "own orchestration):",
+        summaries,
+        "stages",
+        lambda s, name: f"{s['stages'].get(name, 0.0):.2f}",
+        lambda s: f"{s['pipeline_s'] - sum(s['stages'].values()):.2f}",
+    )
+    if any(s.get("stage_cpu_runs") for s in summaries):
+        lines += _step_table(
+            "Pipeline step CPU s per repeat (`a / b / c`, in the order run; the process's CPU "
+            "clock sampled every 0.1 s across each step's window, `bench.measure.step_cpu`):",
+            summaries,
+            "stage_cpu_runs",
+            lambda s, name: _repeats(s["stage_cpu_runs"].get(name, [])),
+            _cpu_outside_steps,
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _step_table(
+    title: str,
+    summaries: list[dict],
+    field: str,
+    cell: Callable[[dict, str], str],
+    outside: Callable[[dict], str],
+) -> list[str]:
+    """A table of one figure per step (the steps named in each summary's `field`) and size,
+    ending with what ran outside the steps."""
+    names = list(dict.fromkeys(k for s in summaries for k in s.get(field, {})))
+    lines = [
+        "",
+        title,
         "",
         "| step | " + " | ".join(f"{s['rows']:,}" for s in summaries) + " |",
         "|---|" + "---:|" * len(summaries),
     ]
     for name in names:
-        cells = " | ".join(f"{s['stages'].get(name, 0.0):.2f}" for s in summaries)
-        lines.append(f"| {name} | {cells} |")
-    other = " | ".join(f"{s['pipeline_s'] - sum(s['stages'].values()):.2f}" for s in summaries)
-    lines.append(f"| (outside steps) | {other} |")
-    return "\n".join(lines) + "\n"
+        lines.append(f"| {name} | " + " | ".join(cell(s, name) for s in summaries) + " |")
+    lines.append("| (outside steps) | " + " | ".join(outside(s) for s in summaries) + " |")
+    return lines
+
+
+def _repeats(values: list[float]) -> str:
+    return " / ".join(f"{v:.1f}" for v in values)
+
+
+def _cpu_outside_steps(summary: dict) -> str:
+    """Each repeat's CPU outside the steps: what a growing repeat grew in if no step did."""
+    runs = summary["stage_cpu_runs"].values()
+    steps = [sum(v[i] for v in runs) for i in range(summary["repeats"])]
+    cpu = summary["pipeline_cpu_runs_s"]
+    return _repeats([c - t for c, t in zip(cpu, steps, strict=True)])
 
 
 def append_report(text: str, report: Path = REPORT) -> None:

@@ -29,7 +29,11 @@ from hitl_gate.observability.metrics import (
     default_decline_bands,
     with_review_facts,
 )
-from hitl_gate.observability.metrics_db import decision_metrics_db
+from hitl_gate.observability.metrics_db import (
+    METRICS_MEMORY_LIMIT,
+    decision_metrics_db,
+    memory_limit,
+)
 from hitl_gate.observability.outcomes_db import OutcomeFiles
 from hitl_gate.observability.report import PERIOD, RUN, render_report, write_report
 from hitl_gate.observability.traces import TraceFile, write_traces
@@ -53,6 +57,9 @@ class MetricSettings:
     write_traces: bool = True
     # Trace every case of a day up to this many, else a consistent sample (None = all).
     trace_max_cases_per_day: int | None = TRACE_MAX_CASES_PER_DAY
+    # DuckDB's memory limit on the step's connection while it reads and aggregates the cases
+    # (`metrics_db.METRICS_MEMORY_LIMIT`); beyond it the facts table and sorts spill to disk.
+    memory_limit: str = METRICS_MEMORY_LIMIT
 
     def decline_bands_for(self, domain: DomainConfig) -> list[str]:
         """The declared decline bands, or by default the upper half of the domain's bands."""
@@ -283,12 +290,11 @@ def evaluate_metrics_db(
     """
     from hitl_gate.observability.checks_db import detect_all_db
     from hitl_gate.observability.fairness_db import fairness_db
-    from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT, memory_limit
 
     decline = settings.decline_bands_for(domain)
     days = inputs.days
     with (
-        memory_limit(con, METRICS_MEMORY_LIMIT),
+        memory_limit(con, settings.memory_limit),
         case_facts(con, domain.name, days, decline, window=inputs.window) as facts,
     ):
         metrics = decision_metrics_db(
@@ -299,7 +305,7 @@ def evaluate_metrics_db(
             con, domain.name, inputs.window, days=days, as_of=as_of, decline_bands=decline,
             feature_files=feature_files(feast_dir, domain, inputs.window),
             feature_columns=domain.model.features, t=settings.thresholds,
-            limit=METRICS_MEMORY_LIMIT, facts=facts,
+            limit=settings.memory_limit, facts=facts,
         )  # fmt: skip
         fairness, fair_rows = fairness_db(con, domain, days, decline, warehouse, facts)
         cases = int(
@@ -340,14 +346,12 @@ def store_metrics(
     runs under the metrics' DuckDB memory limit like the evaluation: under the default (80% of
     the machine) its hash tables grew with the day (+190 MB per million cases at 1-2M).
     """
-    from hitl_gate.observability.metrics_db import METRICS_MEMORY_LIMIT, memory_limit
-
     replace_partition_slice(
         con, "decision_metrics", stored_metrics(evaluation, domain, run_id), domain, evaluation.days
     )
     if not settings.write_traces:
         return []
-    with memory_limit(con, METRICS_MEMORY_LIMIT):
+    with memory_limit(con, settings.memory_limit):
         return write_traces(
             con, domain, traces_dir, evaluation.days, settings.trace_max_cases_per_day,
             evaluation.day_rows,

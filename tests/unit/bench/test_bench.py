@@ -132,3 +132,71 @@ def test_rss_samples_are_attributed_to_the_step_running_at_the_time() -> None:
     assert list(peaks) == ["validated_cases", "routed_decisions"]  # in the order they ran
     assert peaks["validated_cases"] == (1.5, 900.0)
     assert peaks["routed_decisions"] == (1.0, 500.0)
+
+
+def test_step_cpu_reads_the_cpu_clock_across_each_steps_window() -> None:
+    from bench.measure import cpu_at, step_cpu
+
+    clock = [(0.0, 1.0), (1.0, 1.5), (2.0, 3.5), (3.0, 3.5), (4.0, 4.0)]
+    assert cpu_at(clock, 1.5) == pytest.approx(2.5)  # halfway between two samples
+    assert cpu_at(clock, -1.0) == 1.0 and cpu_at(clock, 9.0) == 4.0  # clamped to the span
+    windows = {"d__routed_decisions": (2.0, 4.0), "d__validated_cases": (0.5, 2.0)}
+    spent = step_cpu([*clock[1:], clock[0]], windows)  # a sample appended out of order
+    assert list(spent) == ["validated_cases", "routed_decisions"]
+    assert spent["validated_cases"] == pytest.approx(3.5 - 1.25)
+    assert spent["routed_decisions"] == pytest.approx(0.5)
+    assert step_cpu([], windows) == {}
+
+
+def test_a_jobs_cpu_is_attributed_to_the_step_that_spent_it() -> None:
+    """A real in-process Dagster run: a step that computes gets its CPU seconds, a step that
+    sleeps as long gets almost none, and the steps together spend no more than the run."""
+    import time
+
+    from dagster import DagsterInstance, asset, materialize
+
+    from bench.measure import cpu_seconds, step_cpu, step_windows
+    from bench.memory import RssSampler
+
+    @asset
+    def busy() -> int:
+        started, n = time.process_time(), 0
+        while time.process_time() - started < 0.6:
+            n += 1
+        return n
+
+    @asset(deps=[busy])
+    def idle() -> None:
+        time.sleep(0.6)
+
+    clock = RssSampler().start()
+    before = cpu_seconds()
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize([busy, idle], instance=instance)
+        spent_run = cpu_seconds() - before
+        clock.stop()
+        spent = step_cpu(clock.cpu, step_windows(instance.all_logs(result.run_id)))
+    assert list(spent) == ["busy", "idle"]
+    assert spent["busy"] == pytest.approx(0.6, abs=0.25)
+    assert spent["idle"] < 0.2
+    assert sum(spent.values()) <= spent_run + 0.05
+
+
+def test_the_report_names_each_steps_cpu_per_repeat() -> None:
+    from bench.measure import RunFigures
+    from bench.pipeline import MODES, markdown, summarise
+
+    def run(mode: str, cpu: float, stage_cpu: dict[str, float]) -> RunFigures:
+        return RunFigures(mode, 10, cpu, cpu, 100.0, {"a": 1.0, "b": 1.0}, stage_cpu)
+
+    runs = {mode: [run(mode, 5.0, {})] * 3 for mode in MODES}
+    runs["pipeline"] = [
+        run("pipeline", 10.0, {"a": 6.0, "b": 3.0}),
+        run("pipeline", 10.5, {"a": 6.2, "b": 3.1}),
+        run("pipeline", 14.0, {"a": 6.1, "b": 6.9}),
+    ]
+    summary = summarise(10, runs)
+    assert summary["stage_cpu_runs"] == {"a": [6.0, 6.2, 6.1], "b": [3.0, 3.1, 6.9]}
+    text = markdown([summary], "")
+    assert "| b | 3.0 / 3.1 / 6.9 |" in text  # the step that grew, repeat by repeat
+    assert "| (outside steps) | 1.0 / 1.2 / 1.0 |" in text

@@ -378,3 +378,55 @@ def test_traces_sample_by_the_facts_counts_under_the_metrics_memory_limit(
     for got, expected in zip(files, by_view, strict=True):
         assert (got.traces, got.sample_ratio) == (expected.traces, expected.sample_ratio)
         assert got.path.read_bytes() == expected.path.read_bytes()
+
+
+@pytest.mark.usefixtures("fresh_audit_db")
+def test_every_phase_runs_under_the_settings_memory_limit(
+    tmp_path: Path, domain: DomainConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`MetricSettings.memory_limit` (the asset's `duckdb_memory_limit`) is DuckDB's limit on
+    the step's connection while the facts are read and every consumer aggregates them, and
+    while the traces are written; the step's limit is not left on the connection."""
+    import hitl_gate.observability.checks_db as checks_db
+    import hitl_gate.observability.daily as daily
+    import hitl_gate.observability.fairness_db as fairness_db
+
+    seen: dict[str, str] = {}
+
+    def spying(name: str, module: object):
+        real = getattr(module, name)
+
+        def spy(con: duckdb.DuckDBPyConnection, *args: object, **kwargs: object) -> object:
+            seen[name] = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            if "limit" in kwargs:
+                seen[f"{name} limit"] = str(kwargs["limit"])
+            return real(con, *args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+
+    for name, module in [
+        ("decision_metrics_db", daily), ("write_traces", daily),
+        ("detect_all_db", checks_db), ("fairness_db", fairness_db),
+    ]:  # fmt: skip
+        spying(name, module)
+    settings = MetricSettings(memory_limit="96MB")
+    with audit_connection(tmp_path / "audit.duckdb") as con:
+        own = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+        seed(con, decision_rows(DAY, ["auto_approve", "human_review", "auto_decline"], "r"))
+        inputs = read_metric_inputs(con, domain.name, [DAY], settings.thresholds, with_cases=False)
+        evaluation = daily.evaluate_metrics_db(
+            con, inputs, domain, settings, as_of=AS_OF,
+            outcomes=pl.DataFrame(schema={"case_id": pl.String, "bad": pl.Boolean}),
+            feast_dir=tmp_path / "feast", warehouse=tmp_path / "warehouse",
+        )  # fmt: skip
+        store_metrics(con, evaluation, domain.name, "r", settings, tmp_path / "traces")
+        after = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    scratch = duckdb.connect()
+    scratch.execute("SET memory_limit = '96MB'")
+    limit = scratch.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert limit != own and after != limit  # (restored as DuckDB prints it: rounded)
+    assert seen == {
+        "decision_metrics_db": limit, "decision_metrics_db limit": "None",  # the step's
+        "detect_all_db": limit, "detect_all_db limit": "96MB",
+        "fairness_db": limit, "write_traces": limit,
+    }  # fmt: skip

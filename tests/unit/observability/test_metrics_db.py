@@ -301,3 +301,41 @@ def test_facts_loaded_for_the_window_give_the_run_days_metrics() -> None:
     assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary").fetchone() == (0,)
     views = "SELECT count(*) FROM duckdb_views() WHERE temporary AND NOT internal"
     assert con.execute(views).fetchone() == (0,)
+
+
+def test_metrics_under_a_memory_limit_that_spills_equal_the_unbounded_metrics(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step's peak is bounded by DuckDB's memory limit, not by the day: with a limit far
+    below the facts' size DuckDB spills the facts table and the aggregations' state to its
+    temporary directory, and every metric stays exact (quantiles with ties and null stage
+    times, a run day without a case); a limit too small for DuckDB's own blocks fails loudly,
+    so the limit is the one the queries ran under."""
+    import hitl_gate.observability.metrics_db as metrics_db
+
+    days = [DAY, DAY + timedelta(days=1), DAY + timedelta(days=2)]  # the last: no case
+    frame = pl.concat([random_cases(5, days[0], 60_000), random_cases(6, days[1], 300)])
+    spilled: list[int] = []
+    real = metrics_db._metric_rows
+
+    def spy(con: duckdb.DuckDBPyConnection, *args):  # the facts are loaded: what spilled
+        size = "SELECT coalesce(sum(size), 0) FROM duckdb_temporary_files()"
+        spilled.append(con.execute(size).fetchall()[0][0])
+        return real(con, *args)
+
+    monkeypatch.setattr(metrics_db, "_metric_rows", spy)
+
+    def metrics(limit: str | None) -> pl.DataFrame:
+        con = duckdb.connect(config={"temp_directory": str(tmp_path / "spill")})
+        _case_stage_times(con, frame)
+        return decision_metrics_db(
+            con, "consumer_credit", days, as_of=AS_OF, decline_bands=DECLINE, limit=limit
+        )
+
+    unbounded, bounded = metrics(None), metrics("32MB")
+    assert spilled[0] == 0 and spilled[1] > 2**20, spilled  # the facts did not fit
+    assert_frame_equal(bounded, unbounded, check_exact=True)
+    assert set(bounded["partition_date"]) == set(days[:2])
+    assert {"time_to_decision_p95_s", "stage_latency_p50_s"} <= set(bounded["metric"])
+    with pytest.raises(duckdb.OutOfMemoryException):
+        metrics("4MB")
