@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hitl_gate.app.demo_data import prepare_landing
-from hitl_gate.app.runner import raise_for_failure
 from hitl_gate.core.database import query_frame, scalar
 from hitl_gate.core.db_lock import open_when_free
 from hitl_gate.core.domain import DomainConfig, available_domains, load_domain
@@ -135,12 +134,9 @@ def demo_jobs(settings: HitlSettings, domains: int) -> int:
 def run_demo(settings: HitlSettings, domain_names: list[str]) -> str:
     """Run the demo for each domain (`demo_jobs` at once); the summaries in the order of
     `domain_names`, then the checkpoint key and where everything is."""
-    from hitl_gate.app.demo_identities import ensure_demo_people
-
-    domains = [load_domain(name, settings.domains_dirs) for name in domain_names]
-    ensure_demo_people(settings.paths, domains)
     jobs = demo_jobs(settings, len(domain_names))
     if jobs == 1:
+        prepare_demo_people(settings, domain_names)
         summaries = [run_domain_demo(settings, name) for name in domain_names]
     else:
         summaries = run_domains_at_once(settings, domain_names, jobs)
@@ -148,22 +144,37 @@ def run_demo(settings: HitlSettings, domain_names: list[str]) -> str:
     return "\n\n".join([*summaries, checkpoint_key_summary(settings), outputs])
 
 
+def prepare_demo_people(settings: HitlSettings, domain_names: list[str]) -> None:
+    """The demo's reviewers and operators of every domain, registered with their keys."""
+    from hitl_gate.app.demo_identities import ensure_demo_people
+
+    domains = [load_domain(name, settings.domains_dirs) for name in domain_names]
+    ensure_demo_people(settings.paths, domains)
+
+
 def run_domains_at_once(settings: HitlSettings, domain_names: list[str], jobs: int) -> list[str]:
     """`run_domain_demo` for each domain in a process of its own (`app.domain_processes`),
     forked from a server that imported `domain_preload()` once for them all.
 
-    What every process would otherwise create on first use, at the same moment as another, is
-    created here first (`prepare_shared_state`). The children draw no status line of their
-    own (two would overwrite each other); this process draws one naming the running domains.
+    The demo people and what every process would otherwise create on first use, at the same
+    moment as another (`prepare_shared_state`), are created here first, while that server
+    imports (`before_children`: both take seconds, Dagster's import among them, on the other
+    core). The children draw no status line of their own (two would overwrite each other);
+    this process draws one naming the running domains.
     """
     from hitl_gate.app.domain_processes import run_in_processes
     from hitl_gate.app.progress import domains_status
 
-    prepare_shared_state(settings)
+    def prepare() -> None:
+        prepare_demo_people(settings, domain_names)
+        prepare_shared_state(settings)
+
     calls = [(name, (settings, name, False)) for name in domain_names]
     target = f"{__name__}:{run_domain_demo.__name__}"
     with domains_status("hitl demo") as on_change:
-        return run_in_processes(target, calls, jobs, on_change, preload=domain_preload())
+        return run_in_processes(
+            target, calls, jobs, on_change, preload=domain_preload(), before_children=prepare
+        )
 
 
 def prepare_shared_state(settings: HitlSettings) -> None:
@@ -219,7 +230,7 @@ def run_domain_demo(settings: HitlSettings, domain_name: str, progress: bool = T
     each run on a terminal)."""
     from assets.common import stage_key
     from assets.factory import PIPELINE_STAGES
-    from hitl_gate.app.runner import run_job
+    from hitl_gate.app.runner import raise_for_failure, run_job
     from pipelines.jobs import daily_job_name, training_job_name
 
     paths = settings.paths
@@ -269,7 +280,7 @@ def demo_review_one_batch(settings: HitlSettings, domain: DomainConfig) -> str:
     """DEMO REVIEWER: answer the first open batch (once) through the normal intake path, signed
     with its assignee's demo key."""
     from hitl_gate.app.demo_reviewer import answer_as_assignee, assign_if_unassigned
-    from hitl_gate.app.runner import run_job
+    from hitl_gate.app.runner import raise_for_failure, run_job
     from hitl_gate.review.intake.verdict_files import batch_partition
     from pipelines.jobs import review_loop_job_name
 

@@ -9,7 +9,10 @@ interpreter: no copy of the caller's threads, open DuckDB, Dagster or SQLite han
 environment beyond what it was started with). The launcher sizes the thread pools, then starts
 a `forkserver` of its own that imports the children's libraries once (`preload`: Dagster,
 Feast, MLflow, Great Expectations, scikit-learn... about 12 s of CPU each time), and forks each
-child from it: two spawned children imported them twice. The server is the launcher's alone,
+child from it: two spawned children imported them twice. The launcher starts that server at
+once, and the caller does its own set-up meanwhile (`before_children`: `hitl demo` registers its
+people and creates the home's shared stores, importing Dagster, on the other core), then says
+go; no child starts before. The server is the launcher's alone,
 so a caller's own forkserver (the recovery test's, Dagster's multiprocess executor's) neither
 serves the domains nor is changed by them, and it ends with the launcher. A preloaded module
 must start no thread pool (a forked child would deadlock on it: the preload is tested like
@@ -121,12 +124,16 @@ def run_in_processes(
     jobs: int,
     on_change: Status | None = None,
     preload: Sequence[str] = (),
+    before_children: Callable[[], None] | None = None,
 ) -> list[str]:
     """`target(*args)` for each `(label, args)` of `calls`, at most `jobs` processes at once,
     started in order; the results in the order of `calls`.
 
     `target` is `module:function`, imported by each child; `preload` names the modules the
     children's forkserver imports once, with the target's module (see the module docstring).
+    `before_children()` runs in this process while that server imports them (seconds of
+    CPU on one core: the caller's own set-up uses the other meanwhile); no child starts
+    before it returns, and none at all if it raises (its error is raised here).
     The first failure stops the others and raises `ChildFailed` with the child's line.
     `on_change(running, done)` is told the labels running and done, about every second (a
     status line).
@@ -134,19 +141,25 @@ def run_in_processes(
     threads = max(1, (os.cpu_count() or 1) // max(1, min(jobs, len(calls))))
     pickled = [(label, pickle.dumps(args)) for label, args in calls]
     report, send = SPAWN.Pipe(duplex=False)
+    go_read, go = SPAWN.Pipe(duplex=False)
     launcher = SPAWN.Process(
         target=_launcher_main,
-        args=(target, pickled, jobs, threads, tuple(preload), send),
+        args=(target, pickled, jobs, threads, tuple(preload), send, go_read),
         name="hitl-domains",
         daemon=False,
     )
     launcher.start()
     send.close()  # the launcher holds the only writing end: its death reads as end of file
+    go_read.close()  # likewise, this process holds the only writing end of `go`
     status: tuple[list[str], list[str]] = ([], [])
     with (
-        _stopping_on_exit([launcher], 2 * STOP_GRACE_SECONDS, [report]),
+        _stopping_on_exit([launcher], 2 * STOP_GRACE_SECONDS, [report, go]),
         _terminate_as_exit(),
     ):
+        if before_children is not None:
+            before_children()
+        go.send(True)
+        go.close()
         while True:
             for kind, value in _messages(report):
                 if kind == "status":
@@ -180,9 +193,12 @@ def _launcher_main(
     threads: int,
     preload: tuple[str, ...],
     report: Connection,
+    go: Connection,
 ) -> None:
-    """Start the children (`_run_children`) and report their status and outcome: `("status",
-    (running, done))` as it changes, then `("done", results)` or `("failed", one line)`."""
+    """Start the forkserver's preload at once, then, once the caller says go (`go`: its
+    `before_children` is done), the children (`_run_children`); report their status and
+    outcome: `("status", (running, done))` as it changes, then `("done", results)` or
+    `("failed", one line)`. A caller gone before saying go (end of file) starts no child."""
     _size_thread_pools(threads)  # before the forkserver, which inherits them, imports anything
     threading.Thread(target=_stop_when_orphaned, name="orphan-watch", daemon=True).start()
     context = _children_context(target, preload)
@@ -191,6 +207,14 @@ def _launcher_main(
         report.send(("status", (running, done)))
 
     try:
+        if context is not SPAWN:
+            forkserver.ensure_running()  # returns at once: the server imports `preload` now
+        try:
+            go.recv()
+        except EOFError:
+            raise SystemExit("domain processes: the caller ended before starting them") from None
+        finally:
+            go.close()
         outcome: tuple[str, Any] = (
             "done",
             _run_children(context, target, calls, jobs, threads, tell),

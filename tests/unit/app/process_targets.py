@@ -22,6 +22,7 @@ WAITS = f"{__name__}:fail_or_wait"
 DIES = f"{__name__}:die"
 POOLS = f"{__name__}:pool_sizes"
 IMPORTED = f"{__name__}:imported"
+STARTED = f"{__name__}:started_at"
 PATIENCE_SECONDS = 120.0
 
 
@@ -97,6 +98,13 @@ def imported(module: str) -> bool:
     and before this module (the server imports the preload first, then the target's module)."""
     order = list(sys.modules)
     return module in sys.modules and order.index(module) < order.index(__name__)
+
+
+def started_at(folder: str, name: str) -> float:
+    """Leave a trace of this child in `folder`; when it started (the system-wide monotonic
+    clock, comparable between processes)."""
+    Path(folder, f"{name}.started").touch()
+    return time.monotonic()
 
 
 def parent_of_a_waiting_child(folder: str) -> None:

@@ -8,6 +8,7 @@ server); they record what they did in files under `tmp_path`.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import signal
 import time
@@ -19,12 +20,14 @@ from hitl_gate.app.demo import demo_jobs
 from hitl_gate.app.domain_processes import SPAWN, ChildFailed, run_in_processes, stop_all
 from hitl_gate.core.home import HitlPaths
 from hitl_gate.core.settings import DEMO_PARALLEL_ENV, HitlSettings, SettingsError
+from tests.unit.app.preload_marker import PRELOAD_MARK_ENV
 from tests.unit.app.process_targets import (
     AWAITS,
     DIES,
     IMPORTED,
     POOLS,
     SLEEP,
+    STARTED,
     WAITS,
     parent_of_a_waiting_child,
     sleeper,
@@ -114,6 +117,46 @@ def test_children_start_with_the_preloaded_modules_imported() -> None:
     calls = [(n, (module,)) for n in ("a", "b")]
     assert run_in_processes(IMPORTED, calls, 2, preload=[module]) == [True, True]
     assert run_in_processes(IMPORTED, calls, 2) == [False, False]
+
+
+@pytest.mark.slow
+def test_the_caller_prepares_while_the_preload_imports_and_before_any_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`before_children` runs while the children's server imports the preload (`hitl demo`
+    sets up the home on one core while the server imports on the other), and every child
+    starts after it returned: after it saw the preload imported, the server could fork the
+    children at once, and it waits a moment more to give them every chance to."""
+    mark = tmp_path / "preload imported"
+    monkeypatch.setenv(PRELOAD_MARK_ENV, str(mark))
+    seen: list[bool] = []
+    prepared: list[float] = []
+
+    def prepare() -> None:
+        deadline = time.monotonic() + 120
+        while not mark.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(mark.exists())
+        time.sleep(0.5)
+        prepared.append(time.monotonic())
+
+    calls = [(n, (str(tmp_path), n)) for n in ("a", "b")]
+    preload = ["tests.unit.app.preload_marker"]
+    starts = run_in_processes(STARTED, calls, 2, preload=preload, before_children=prepare)
+    assert seen == [True], "the preload was not imported while the caller prepared"
+    assert min(starts) > prepared[0], "a child started before the caller had prepared"
+
+
+@pytest.mark.slow
+def test_a_failed_preparation_starts_no_child_and_leaves_no_process(tmp_path: Path) -> None:
+    def prepare() -> None:
+        raise RuntimeError("the home could not be prepared")
+
+    calls = [(n, (str(tmp_path), n)) for n in ("a", "b")]
+    with pytest.raises(RuntimeError, match="could not be prepared"):
+        run_in_processes(STARTED, calls, 2, before_children=prepare)
+    assert not list(tmp_path.glob("*.started"))
+    assert not multiprocessing.active_children()  # the launcher was stopped and reaped
 
 
 @pytest.mark.slow
