@@ -10,7 +10,9 @@ format:
     <home>/replica/snapshots/<time>-seq<head>/<table>.parquet   each lineage table's rows
                                                <table>.<k>.parquet   rows added since (parts)
                                                manifest.json     head seq, time, row counts,
-                                                                 each table's parts and stamp
+                                                                 each table's parts (their
+                                                                 rows and largest `rowid`)
+                                                                 and stamp
     <home>/replica/current -> snapshots/<newest>                switched atomically
     <home>/replica/views.sql      every table as a view over the newest snapshot's own files,
                                   then the schema's views
@@ -24,10 +26,16 @@ manifest entry keeps a stamp (columns, row count, largest `rowid`, and the sum o
 `hash` of every row); a refresh hashes the live table once and, when the rows up to the
 previous largest `rowid` still have the previous count and hash sum (nothing changed,
 updated or deleted), hard-links the previous snapshot's parts into the new one and writes
-only the rows past that `rowid` as one more part; otherwise, or past `MAX_PARTS`, it writes
-the table anew. A hard link is a second name of the same immutable file, so every snapshot
-stays self-contained (pruning an old one removes names, not the files the newer ones hold)
-and a session on an old snapshot never sees a change. The hash sum detects change; it is no
+only the rows past that `rowid` as one more part; otherwise it writes the table anew. Parts
+merge by size, as a log-structured merge does (`kept_parts`): the new rows take over the parts
+at the end that hold at most twice what is written, as long as the rows rewritten stay within
+`MERGE_ROWS`. So no refresh rewrites the whole history (a fixed limit on the number of parts
+did, every so many refreshes), at most `MERGE_ROWS` rows besides the new ones, and a table's
+parts stay about its rows over `MERGE_ROWS / 2` plus the binary logarithm of `MERGE_ROWS`
+(a part of a 1M-case day's decisions is written once and then only linked). A hard link
+is a second name of the same immutable file, so every snapshot stays self-contained
+(pruning an old one removes names, not the files the newer ones hold) and a session on an old
+snapshot never sees a change. The hash sum detects change; it is no
 evidence (the seal and `hitl audit verify` are): retention, whose point is that no copy of a
 redacted value survives, rewrites every table (`reuse=False`). Nobody but the refresh ever opens
 these files for writing, so an auditor's session blocks nothing. The views name the
@@ -75,8 +83,13 @@ from hitl_gate.audit.seal import memory_limited
 CACHES = frozenset({"audit_seen_rows", "audit_segment_pending"})  # seal caches: not evidence
 BATCH_ROWS = 250_000
 DEFAULT_KEEP = 3
-# Parts a table may have before a refresh writes it anew (each seal may add one).
-MAX_PARTS = 24
+# The most rows of earlier parts a refresh rewrites into its new part (`kept_parts`): a part
+# of a million rows (a 1M-case day's decisions) is written once and only linked after.
+MERGE_ROWS = 1_000_000
+# `part_max_rowids` of a part listed by a manifest that kept no part sizes (written before
+# parts merged), but its last: linked while the table is unchanged, never merged (its bounds
+# are unknown; the last part carries their rows and the table's largest rowid then).
+UNSIZED = -2
 # How long a replaced snapshot stays for the sessions opened on it (a day of an auditor's work).
 DEFAULT_GRACE = timedelta(hours=8)
 SEGMENT_LOG = "audit_segment_log"  # segment entries: a part per folded leaf, read in place
@@ -105,11 +118,13 @@ def refresh_replica(
     grace: timedelta = DEFAULT_GRACE,
     reuse: bool = True,
     segments: Segments | None = None,
+    merge_rows: int = MERGE_ROWS,
 ) -> ReplicaSnapshot:
     """Write a snapshot of every lineage table under `folder`, then make it the current one.
 
     With `reuse`, a table's parts in the current snapshot are hard-linked and only its new
-    rows written, when its stamp shows the rows they hold unchanged (module docstring).
+    rows written, when its stamp shows the rows they hold unchanged (module docstring; the
+    new rows take over the small parts at the end while the part stays under `merge_rows`).
     `segments`: where the folded segments' files are, for the leaves not in the current
     snapshot yet (module docstring; None: those are left unread).
     """
@@ -127,10 +142,10 @@ def refresh_replica(
     copied = [table for table in names if table != SEGMENT_LOG]
     stamps = _stamps(con, copied, previous, columns)
     tables = {
-        table: _copy_table(con, table, staging, previous.get(table), stamps[table])
+        table: _copy_table(con, table, staging, previous.get(table), stamps[table], merge_rows)
         for table in copied
     }
-    leaves = SegmentLeaves(TableCopy((), 0, -1, "", ""), {}, [])
+    leaves = SegmentLeaves(TableCopy((), 0, -1, "", "", (), ()), {}, [])
     if SEGMENT_LOG in names:  # a database made before segments has none
         earlier = _previous_leaves(folder) if reuse else {}
         leaves = _segment_log(
@@ -164,7 +179,9 @@ class TableCopy:
     """A table in a snapshot: its Parquet parts (file names) and the stamp they were taken at.
 
     `hash_sum` is the sum of DuckDB's `hash` of every row (a decimal string: it exceeds 64
-    bits), `max_rowid` the largest `rowid` then (-1 for an empty table).
+    bits), `max_rowid` the largest `rowid` then (-1 for an empty table). Per part, in order:
+    `part_rows` its rows and `part_max_rowids` the largest `rowid` it holds (each part holds
+    the rows past the previous part's), what a merge needs to rewrite the parts at the end.
     """
 
     parts: tuple[str, ...]
@@ -172,6 +189,8 @@ class TableCopy:
     max_rowid: int
     hash_sum: str
     columns: str
+    part_rows: tuple[int, ...]
+    part_max_rowids: tuple[int, ...]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -180,6 +199,8 @@ class TableCopy:
             "max_rowid": self.max_rowid,
             "hash_sum": self.hash_sum,
             "columns": self.columns,
+            "part_rows": list(self.part_rows),
+            "part_max_rowids": list(self.part_max_rowids),
         }
 
 
@@ -189,6 +210,21 @@ class PreviousTable:
 
     folder: Path
     copy: TableCopy
+
+
+def _part_sizes(entry: Mapping[str, Any]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """A manifest entry's `part_rows` and `part_max_rowids`; for an entry written before
+    parts had sizes, its rows and largest rowid on the last part and the others `UNSIZED`
+    (never merged: a refresh after an upgrade links the old parts instead of rewriting the
+    history)."""
+    if "part_rows" not in entry and "part_max_rowids" not in entry:
+        count = len(entry["parts"])
+        return (0,) * (count - 1) + (int(entry["rows"]),), (
+            *(UNSIZED,) * (count - 1),
+            int(entry["max_rowid"]),
+        )
+    rows = tuple(int(n) for n in entry["part_rows"])
+    return rows, tuple(int(rowid) for rowid in entry["part_max_rowids"])
 
 
 def _previous_tables(folder: Path) -> dict[str, PreviousTable]:
@@ -206,9 +242,12 @@ def _previous_tables(folder: Path) -> dict[str, PreviousTable]:
                 int(entry["max_rowid"]),
                 str(entry["hash_sum"]),
                 str(entry["columns"]),
+                *_part_sizes(entry),
             )
         except (KeyError, TypeError, ValueError):
             continue  # a manifest this code did not write: the table is written anew
+        if len(copy.part_rows) != len(copy.parts) or len(copy.part_max_rowids) != len(copy.parts):
+            continue
         if all((snapshot / part).is_file() for part in copy.parts):
             found[table] = PreviousTable(snapshot, copy)
     return found
@@ -300,29 +339,67 @@ def _copy_table(
     staging: Path,
     previous: PreviousTable | None,
     now: _Stamp,
+    merge_rows: int,
 ) -> TableCopy:
-    """`table` into `staging`: its previous parts linked plus its new rows, or written anew
-    (`now`: its stamp, `_stamps`)."""
+    """`table` into `staging`: its previous parts linked plus its new rows (merged with the
+    small parts at the end, `kept_parts`), or written anew (`now`: its stamp, `_stamps`)."""
     if not table.replace("_", "").isalnum():
         raise ValueError(f"not a table name: {table!r}")
-    upto = previous.copy.max_rowid if previous is not None else -1
     if (
-        previous is not None
-        and len(previous.copy.parts) < MAX_PARTS
-        and previous.copy.columns == now.columns
-        and (now.old_rows, now.old_hash) == (previous.copy.rows, previous.copy.hash_sum)
+        previous is None
+        or previous.copy.columns != now.columns
+        or (now.old_rows, now.old_hash) != (previous.copy.rows, previous.copy.hash_sum)
     ):
-        for part in previous.copy.parts:
-            _link(previous.folder / part, staging / part)
-        parts = previous.copy.parts
-        if now.rows > now.old_rows:
-            part = f"{table}.{len(parts)}.parquet"
-            _write_rows(con, f'SELECT * FROM "{table}" WHERE rowid > {int(upto)}', staging / part)
-            parts = (*parts, part)
-    else:
-        parts = (f"{table}.parquet",)
-        _write_rows(con, f'SELECT * FROM "{table}"', staging / parts[0])
-    return TableCopy(parts, now.rows, now.max_rowid, now.hash_sum, now.columns)
+        _write_rows(con, f'SELECT * FROM "{table}"', staging / _part_name(table, 0))
+        return TableCopy((_part_name(table, 0),), now.rows, now.max_rowid, now.hash_sum,
+                         now.columns, (now.rows,), (now.max_rowid,))  # fmt: skip
+    old = previous.copy
+    new_rows = now.rows - now.old_rows
+    unsized = [i for i, rowid in enumerate(old.part_max_rowids) if rowid == UNSIZED]
+    frozen = unsized[-1] + 2 if unsized else 0  # and the part carrying their rows
+    keep = kept_parts(old.part_rows, new_rows, merge_rows) if new_rows else len(old.parts)
+    keep = max(keep, frozen)
+    parts, part_rows, uptos = old.parts[:keep], old.part_rows[:keep], old.part_max_rowids[:keep]
+    for part in parts:
+        _link(previous.folder / part, staging / part)
+    if keep < len(old.parts) or new_rows:
+        after = uptos[-1] if uptos else -1
+        part = _part_name(table, keep)
+        _write_rows(con, f'SELECT * FROM "{table}" WHERE rowid > {int(after)}', staging / part)
+        parts, part_rows = (*parts, part), (*part_rows, now.rows - sum(part_rows))
+        uptos = (*uptos, now.max_rowid)
+    return TableCopy(parts, now.rows, now.max_rowid, now.hash_sum, now.columns, part_rows, uptos)
+
+
+def kept_parts(part_rows: Sequence[int], new_rows: int, merge_rows: int) -> int:
+    """How many of a table's parts (their rows `part_rows`, in order) stay as they are when
+    `new_rows` rows are added; the rest are written again in one part with the new rows.
+
+    A log-structured merge: the part before the one being written joins it while it holds at
+    most twice what is being written, and the rows rewritten (the new ones aside) stay within
+    `merge_rows`. Small appends merge like a binary counter, so a row is rewritten about
+    log2(`merge_rows` / rows per refresh) times in all, never more than `merge_rows` rows at
+    once; two small parts left side by side differ by more than twice, so the parts below
+    `merge_rows / 2` stay few (about log2 `merge_rows`) and the larger ones are at most the
+    rows over `merge_rows / 2`.
+    """
+    keep, written, rewritten = len(part_rows), new_rows, 0
+    while (
+        keep
+        and part_rows[keep - 1] <= 2 * written
+        and rewritten + part_rows[keep - 1] <= merge_rows
+    ):
+        written += part_rows[keep - 1]
+        rewritten += part_rows[keep - 1]
+        keep -= 1
+    return keep
+
+
+def _part_name(table: str, position: int) -> str:
+    """The file of `table`'s part at `position`: the first one `<table>.parquet`, then
+    `<table>.<position>.parquet` (a merged part takes the position of the first it replaces;
+    the file it replaces is not linked into the snapshot)."""
+    return f"{table}.parquet" if position == 0 else f"{table}.{position}.parquet"
 
 
 @dataclass(frozen=True)
@@ -404,7 +481,9 @@ def _segment_log(
             # (verify names the last two): written by a later refresh that can
             unread += [_leaf_number(part) for part, _ in todo]
     names = (empty, *sorted(parts, key=_leaf_number))
-    return SegmentLeaves(TableCopy(names, rows, -1, "", columns), parts, sorted(unread))
+    part_rows = (0, *(parts[n]["last_seq"] - parts[n]["first_seq"] + 1 for n in names[1:]))
+    copy = TableCopy(names, rows, -1, "", columns, part_rows, (-1,) * len(names))
+    return SegmentLeaves(copy, parts, sorted(unread))
 
 
 def _leaves(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, int, str]]:

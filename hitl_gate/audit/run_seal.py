@@ -358,9 +358,12 @@ def seal_picked(
     run_id: str,
     signer: CheckpointSigner,
     memory_limit: str | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> SealResult:
     """Step 2, with no global file open: the ordinary seal of the segment's rows into the
-    segment's own chain (render, hash, chain, Merkle root, signed checkpoint).
+    segment's own chain (render, hash, chain, Merkle root, signed checkpoint), in slices of
+    about `batch_rows` rows (the run's `seal_rows`: the seal holds two slices' rendered
+    entries at once, `seal._read_ahead`, so this and the memory limit bound its memory).
 
     Every row in the segment's tables is new by construction (the pick copied only rows no
     seal had seen, and the tables are emptied after each seal), so the seal computes and
@@ -370,15 +373,22 @@ def seal_picked(
     chain (entries, checkpoints), not the data, which stays in `audit.duckdb` only, so
     retention redacts in one place and a segment holds no personal value. Verify compares
     the rows of `audit.duckdb` with the segment's entries (`load_segment_events`)."""
-    with _open_segment(segments, picked.segment_id) as seg:
+    # Under `memory_limit` to the end, not only in `seal_run`: dropping the copies and the
+    # checkpoint after it held +570 MB per extra million rows under DuckDB's default limit.
+    with _open_segment(segments, picked.segment_id) as seg, memory_limited(seg, memory_limit):
         result = seal_run(
             seg, run_id, signer, segments.checkpoints(picked.segment_id), SEGMENT_SOURCES,
-            memory_limit=memory_limit, fresh=True,
+            batch_rows, memory_limit=memory_limit, fresh=True,
         )  # fmt: skip
-        for source in SEGMENT_SOURCES:
-            seg.execute(f"DROP TABLE IF EXISTS {_quote(source.table)}")
-        seg.execute("CHECKPOINT")
+        drop_copies(seg)
     return result
+
+
+def drop_copies(seg: duckdb.DuckDBPyConnection) -> None:
+    """Drop a sealed segment's copied rows and checkpoint the file (`seal_picked`)."""
+    for source in SEGMENT_SOURCES:
+        seg.execute(f"DROP TABLE IF EXISTS {_quote(source.table)}")
+    seg.execute("CHECKPOINT")
 
 
 @contextmanager
@@ -636,8 +646,10 @@ def seal_and_fold(
     witness_dir: Path | None,
     after: Callable[[duckdb.DuckDBPyConnection], object] | None = None,
     tsa_url: str | None = None,
+    batch_rows: int = BATCH_ROWS,
 ) -> SealResult:
-    """Steps 2 and 3 after `pick_rows`: seal the segment with no global file open, then fold
+    """Steps 2 and 3 after `pick_rows`: seal the segment (in slices of `batch_rows` rows,
+    `seal_picked`) with no global file open, then fold
     it on a new writer connection (`connect`), on which `after` runs too (the replica), both
     under `memory_limit` as the segment's seal is (DuckDB's own default is 80% of the
     machine's memory, and its block cache would grow toward it with the day).
@@ -647,7 +659,7 @@ def seal_and_fold(
     process to it, and cannot widen it later."""
     result = SealResult(0, None)
     if picked.total:
-        result = seal_picked(segments, picked, run_id, signer, memory_limit)
+        result = seal_picked(segments, picked, run_id, signer, memory_limit, batch_rows)
     else:
         discard(segments, picked.segment_id, unsealed=picked.sealed is False)
     folded = [segments.database(picked.segment_id)] if picked.total else []
@@ -775,7 +787,7 @@ def seal_with_segment(
         in_segment = seal_and_fold(
             connect, segments, picked, run_id, signer, memory_limit=memory_limit,
             witness_dir=witness.folder if witness is not None else None, after=after,
-            tsa_url=witness.tsa_url if witness is not None else None,
+            tsa_url=witness.tsa_url if witness is not None else None, batch_rows=batch_rows,
         )  # fmt: skip
     if refused is not None:
         raise refused

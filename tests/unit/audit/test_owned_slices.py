@@ -54,3 +54,24 @@ def test_an_empty_slice_and_a_slice_owning_nothing() -> None:
     assert mine.num_rows == 0 and strays.num_rows == 0
     mine, strays = _owned_only(_events(), _asked(set()))
     assert mine.num_rows == 0 and strays.column("entity_key").to_pylist() == KEYS
+
+
+def test_a_key_the_check_leaves_unanswered_is_a_stray_not_dropped() -> None:
+    """A null in the owned mask (a check that could not answer for a key) refuses the row as a
+    stray: filtering by the mask and by its inverse dropped it from both, so the row was
+    neither sealed nor reported."""
+    answers = [True, None, True, False, True, True]
+    mine, strays = _owned_only(_events(), lambda keys: pa.array(answers, pa.bool_()))
+    assert mine.column("entity_key").to_pylist() == [KEYS[0], KEYS[2], KEYS[4], KEYS[5]]
+    assert strays.column("entity_key").to_pylist() == [KEYS[1], KEYS[3]]
+    assert strays.column("body").to_pylist() == ['{"n":1}', '{"n":3}']
+
+
+def test_a_chunked_slice_splits_in_order() -> None:
+    """A slice of several Arrow chunks (as the seal renders them) keeps each half's order."""
+    events = pa.concat_tables([_events().slice(0, 2), _events().slice(2)])
+    assert events.column("entity_key").num_chunks == 2
+    owned = {KEYS[0], KEYS[3], KEYS[5]}
+    mine, strays = _owned_only(events, pa.array(sorted(owned)))
+    assert mine.column("entity_key").to_pylist() == [KEYS[0], KEYS[3], KEYS[5]]
+    assert strays.column("entity_key").to_pylist() == [KEYS[1], KEYS[2], KEYS[4]]

@@ -9,7 +9,10 @@ snapshot keeps reading exactly what it read, whatever later refreshes do.
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import random
 import stat
 from pathlib import Path
 
@@ -73,10 +76,10 @@ def test_appended_rows_become_one_more_part_and_other_tables_are_linked(
     db: Path, tmp_path: Path
 ) -> None:
     folder = tmp_path / "replica"
-    first = refresh(db, folder)
+    first = refresh(db, folder, merge_rows=0)  # no merging (`test_small_parts_merge_...`)
     with audit_connection(db) as con:
         add_row(con, "decisions", 3, domain=DOMAIN, case_id="C3", route="auto_decline")
-    second = refresh(db, folder)
+    second = refresh(db, folder, merge_rows=0)
     before, after = inodes(first), inodes(second)
     assert after["decisions.parquet"] == before["decisions.parquet"]
     assert "decisions.1.parquet" in after and "decisions.1.parquet" not in before
@@ -102,14 +105,14 @@ def test_a_changed_row_rewrites_the_table_and_old_readers_keep_theirs(
 ) -> None:
     """An insider's in-place edit (or a redaction) is never hidden behind a linked old file."""
     folder = tmp_path / "replica"
-    first = refresh(db, folder)
+    first = refresh(db, folder, merge_rows=0)  # no merging: a new row is a new part
     session = duckdb.connect(str(folder / "audit.duckdb"), read_only=True)  # opened on `first`
     routes = session.execute("SELECT case_id, route FROM decisions ORDER BY 1").fetchall()
     with audit_connection(db) as con:
         con.execute(change)
         add_row(con, "executions", 2, domain=DOMAIN, case_id="C2", action="approve")
         expected = con.execute("SELECT * FROM decisions ORDER BY case_id").fetchall()
-    second = refresh(db, folder)
+    second = refresh(db, folder, merge_rows=0)
     before, after = inodes(first), inodes(second)
     assert after["decisions.parquet"] != before["decisions.parquet"]
     assert not any(name.startswith("decisions.1") for name in after)
@@ -133,21 +136,149 @@ def test_no_reuse_rewrites_everything(db: Path, tmp_path: Path) -> None:
     assert set(after) == set(before) and not set(after.values()) & set(before.values())
 
 
-def test_parts_are_compacted_past_the_limit(
-    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(replica, "MAX_PARTS", 3)
+def test_small_parts_merge_into_the_new_one(db: Path, tmp_path: Path) -> None:
+    """Rows added one a refresh: the new part takes over the parts at the end that hold at
+    most twice its rows, within the limit's rows rewritten, and each snapshot still reads
+    every row."""
     folder = tmp_path / "replica"
-    snapshots = [refresh(db, folder)]
+    snapshots = [refresh(db, folder, merge_rows=4)]
     for n in range(3, 7):
         with audit_connection(db) as con:
             add_row(con, "decisions", n, domain=DOMAIN, case_id=f"C{n}", route="auto_approve")
-        snapshots.append(refresh(db, folder))
+        snapshots.append(refresh(db, folder, merge_rows=4))
     parts = [sorted(n for n in inodes(s) if n.startswith("decisions.")) for s in snapshots]
-    assert parts[2] == ["decisions.1.parquet", "decisions.2.parquet", "decisions.parquet"]
-    assert parts[3] == ["decisions.parquet"]  # three parts: written anew, in one
-    assert parts[4] == ["decisions.1.parquet", "decisions.parquet"]
+    one, two = ["decisions.parquet"], ["decisions.1.parquet", "decisions.parquet"]
+    # rows per part: 2 | 2 + 1 = 3 | 3, 1 | 3 + 1 + 1 = 5 | 5, 1
+    assert parts == [one, one, two, one, two]
+    assert inodes(snapshots[4])["decisions.parquet"] == inodes(snapshots[3])["decisions.parquet"]
+    manifest = replica.current_manifest(folder)
+    assert manifest is not None and manifest["tables"]["decisions"]["part_rows"] == [5, 1]
     assert [count(s.folder, "decisions") for s in snapshots] == [2, 3, 4, 5, 6]
+
+
+@pytest.mark.parametrize(
+    ("part_rows", "new_rows", "merge_rows", "kept"),
+    [
+        ((), 5, 10, 0),
+        ((0,), 1, 10, 0),  # an empty table's part is replaced by its first rows
+        ((4, 2, 1), 1, 10, 0),  # 1 + 1, + 2, + 4: 8 rows in one part
+        ((4, 2, 1), 1, 6, 1),  # the 4 would make 7 rows rewritten: it stays
+        ((9, 1), 3, 100, 1),  # the 9 is more than twice 1 + 3
+        ((10, 10), 1, 1_000, 2),  # nothing at the end within twice the new part
+        ((3,), 1_000, 1_000, 0),  # a large append takes a small part along
+        ((1_000,), 1_000, 1_000, 0),  # ... up to the limit's rows rewritten
+        ((1_001,), 1_000, 1_000, 1),
+    ],
+)
+def test_kept_parts(part_rows: tuple[int, ...], new_rows: int, merge_rows: int, kept: int) -> None:
+    assert replica.kept_parts(part_rows, new_rows, merge_rows) == kept
+
+
+def test_many_refreshes_keep_parts_bounded_and_never_rewrite_the_history(
+    db: Path, tmp_path: Path
+) -> None:
+    """Twelve refreshes adding one row each: no refresh writes more than the merge limit's
+    rows besides its new one (a limit on the number of parts rewrote the whole table every so
+    often), the parts stay within rows / (limit / 2) + log2(limit) + 1, and every snapshot
+    reads exactly the live table (the policy over thousands of refreshes:
+    `test_merged_parts_stay_bounded_over_a_long_history`)."""
+    limit, folder = 4, tmp_path / "replica"
+    previous = refresh(db, folder, merge_rows=limit)
+    for n in range(3, 15):
+        with audit_connection(db) as con:
+            add_row(con, "decisions", n, domain=DOMAIN, case_id=f"C{n}", route="auto_approve")
+        snapshot = refresh(db, folder, merge_rows=limit)
+        manifest = replica.current_manifest(folder)
+        assert manifest is not None
+        entry = manifest["tables"]["decisions"]
+        kept = {p for p in entry["parts"] if inodes(previous).get(p) == inodes(snapshot)[p]}
+        written = sum(r for p, r in zip(entry["parts"], entry["part_rows"], strict=True)
+                      if p not in kept)  # fmt: skip
+        assert written <= limit + 1, (n, entry["part_rows"])
+        assert len(entry["parts"]) <= n / (limit / 2) + 2 + 1
+        assert sum(entry["part_rows"]) == n == count(snapshot.folder, "decisions")
+        previous = snapshot
+    assert sorted(entry["part_rows"], reverse=True) == entry["part_rows"]
+    with audit_connection(db) as con:
+        live = con.execute("SELECT case_id FROM decisions ORDER BY case_id").fetchall()
+    files = [str(previous.folder / p) for p in entry["parts"]]
+    with duckdb.connect() as con:
+        read = con.execute(
+            "SELECT case_id FROM read_parquet(?) ORDER BY case_id", [files]
+        ).fetchall()
+    assert read == live
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_merged_parts_stay_bounded_over_a_long_history(seed: int) -> None:
+    """`kept_parts` over 3,000 refreshes of random sizes (most small, some above the limit):
+    no refresh rewrites more than the limit's rows besides its new ones, and the parts below
+    half the limit stay within log2(limit) + 1 (the large ones are at most rows / (limit / 2)),
+    so the history is never rewritten and its small parts never pile up."""
+    rng = random.Random(seed)
+    limit, parts = 1_000, []
+    for _ in range(3_000):
+        new = rng.choice([0, 1, 3, 10, 50, 200, 600, 1_500])
+        if not new:
+            continue
+        kept = replica.kept_parts(parts, new, limit)
+        assert sum(parts[kept:]) <= limit  # rewritten besides the new rows
+        parts = [*parts[:kept], sum(parts[kept:]) + new]
+        small = [rows for rows in parts if rows < limit / 2]
+        assert len(small) <= math.log2(limit) + 1, parts
+        assert len(parts) - len(small) <= sum(parts) / (limit / 2)
+
+
+def test_an_edited_old_row_shows_after_many_merges(db: Path, tmp_path: Path) -> None:
+    """Merged or not, a row changed in place under a part that is only linked rewrites the
+    table: the replica shows the edit."""
+    folder = tmp_path / "replica"
+    for n in range(3, 12):
+        with audit_connection(db) as con:
+            add_row(con, "decisions", n, domain=DOMAIN, case_id=f"C{n}", route="auto_approve")
+        before = refresh(db, folder, merge_rows=4)
+    assert len(replica.current_manifest(folder)["tables"]["decisions"]["parts"]) > 1  # type: ignore[index]
+    with audit_connection(db) as con:
+        con.execute("UPDATE decisions SET route = 'auto_decline' WHERE case_id = 'C1'")
+    after = refresh(db, folder, merge_rows=4)
+    assert count(after.folder, "decisions", "route = 'auto_decline' AND case_id = 'C1'") == 1
+    assert count(before.folder, "decisions", "route = 'auto_decline' AND case_id = 'C1'") == 0
+    assert count(after.folder, "decisions") == 11
+
+
+def test_a_manifest_without_part_sizes_is_linked_and_never_merged(db: Path, tmp_path: Path) -> None:
+    """A snapshot written before parts had sizes (an upgraded home): its parts are linked, not
+    the history rewritten, new rows go to parts after them, and those old parts never merge
+    (their bounds are unknown); an edit still rewrites the table."""
+    folder = tmp_path / "replica"
+    first = refresh(db, folder, merge_rows=0)
+    with audit_connection(db) as con:
+        add_row(con, "decisions", 3, domain=DOMAIN, case_id="C3", route="auto_approve")
+    legacy = refresh(db, folder, merge_rows=0)  # decisions.parquet (2 rows) and .1 (1 row)
+    manifest_path = legacy.folder / "manifest.json"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    for entry in manifest["tables"].values():
+        del entry["part_rows"], entry["part_max_rowids"]
+    manifest_path.chmod(0o644)
+    manifest_path.write_text(json.dumps(manifest), encoding="utf-8")
+    snapshots = []
+    for n in (4, 5, 6):
+        with audit_connection(db) as con:
+            add_row(con, "decisions", n, domain=DOMAIN, case_id=f"C{n}", route="auto_approve")
+        snapshots.append(refresh(db, folder, merge_rows=100))
+    names = inodes(snapshots[-1])
+    assert names["decisions.parquet"] == inodes(first)["decisions.parquet"]
+    assert names["decisions.1.parquet"] == inodes(legacy)["decisions.1.parquet"]
+    entry = replica.current_manifest(folder)["tables"]["decisions"]  # type: ignore[index]
+    assert entry["part_rows"] == [0, 3, 3]  # rows 4-6 merged after the unsized parts
+    assert entry["part_max_rowids"][0] == replica.UNSIZED
+    assert [count(s.folder, "decisions") for s in snapshots] == [4, 5, 6]
+    assert count(snapshots[-1].folder, "decisions", "case_id IN ('C3', 'C6')") == 2
+    with audit_connection(db) as con:
+        con.execute("UPDATE decisions SET route = 'auto_decline' WHERE case_id = 'C1'")
+    edited = refresh(db, folder, merge_rows=100)
+    assert count(edited.folder, "decisions", "route = 'auto_decline'") == 1
+    assert count(edited.folder, "decisions") == 6
 
 
 def test_a_snapshot_missing_a_part_is_not_reused(db: Path, tmp_path: Path) -> None:

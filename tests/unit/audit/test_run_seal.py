@@ -20,9 +20,11 @@ from datetime import date
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from hitl_gate.app.cli import main
+from hitl_gate.audit import run_seal, seal
 from hitl_gate.audit.keys import load_or_create_signing_key, public_key_hex
 from hitl_gate.audit.run_seal import (
     GLOBAL_WITNESS_FILE,
@@ -512,3 +514,59 @@ def test_every_connection_of_a_segment_seal_is_under_its_memory_limit(home: Home
     assert all(v.startswith("488.") and v.endswith(" MiB") for s in seen.values() for v in s)
     with home.connect() as con:
         assert setting(con) == before
+
+
+def test_the_segments_seal_takes_the_runs_slice_size(
+    home: Home, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The segment's seal works in slices of the run's `batch_rows` (the deployment's
+    `seal_rows`), not always a million rows: it holds two slices' rendered entries at once, so
+    the slice size is what bounds its memory. Seven rows in slices of two chain each row once
+    and verify."""
+    appended: list[tuple[str, int]] = []
+    real_append = seal._Appender.append
+
+    def recording(self: seal._Appender, event_type: str, new: pa.Table) -> None:
+        appended.append((event_type, new.num_rows))
+        real_append(self, event_type, new)
+
+    monkeypatch.setattr(seal._Appender, "append", recording)
+    home.write("a", DAY2, range(41, 48))
+    sealed = seal_with_segment(
+        home.connect, home.segments, segment_id("a", [DAY2], "run-5"), "run-5", home.key(),
+        home.paths.checkpoints_dir, witness=WitnessConfig(home.paths.witness_dir),
+        memory_limit=None, scope=Scope("a", (date.fromisoformat(DAY2),)), batch_rows=2,
+    )  # fmt: skip
+    sizes = [rows for event_type, rows in appended if event_type == "decision"]
+    assert sum(sizes) == sealed.appended == 7
+    assert max(sizes) <= 2 and len(sizes) >= 4
+    with home.segments.open(segment_id("a", [DAY2], "run-5"), read_only=True) as seg:
+        logged = seg.execute("SELECT count(*), count(DISTINCT seq) FROM audit_log").fetchall()
+    assert logged == [(7, 7)]
+    code, out = _verify(home, capsys)
+    assert code == 0, out
+
+
+def test_the_segments_copies_are_dropped_under_the_seals_memory_limit(
+    home: Home, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dropping a sealed segment's copied rows and checkpointing it runs under the seal's
+    memory limit too, not DuckDB's default (80% of the machine): it held +570 MB per extra
+    million rows at 1M and 2M cases. The limit is read on the segment's own connection while
+    the copies are dropped, and the seal's result is the same."""
+    seen: list[str] = []
+    real_drop = run_seal.drop_copies
+
+    def recording(seg: duckdb.DuckDBPyConnection) -> None:
+        seen.append(str(seg.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]))
+        real_drop(seg)
+
+    monkeypatch.setattr(run_seal, "drop_copies", recording)
+    home.write("a", DAY2, range(51, 54))
+    segment = segment_id("a", [DAY2], "run-6")
+    with claim(home.segments, segment):
+        with home.picker(segment) as con:
+            picked = pick_rows(con, home.segments, segment)
+        sealed = seal_picked(home.segments, picked, "run-6", home.key(), memory_limit="64MB")
+    assert sealed.appended == 3
+    assert len(seen) == 1 and seen[0].replace(" ", "") in {"64.0MiB", "61.0MiB", "64.0MB"}, seen
