@@ -171,9 +171,9 @@ def _notices_and_outbox(
     """The notices of the days' executed declines and the outbox pages, page by page; how
     many executions and notices the days have.
 
-    No page outlives this call (a loop's variable kept the last one, and the outbox writer a
-    lone page, alive through the output seal, where the step peaks): the outbox's pages are
-    on disk when it returns, renamed into place at `commit`.
+    No page outlives this call (a loop's variable kept the last one alive through the output
+    seal, where the step peaks): the outbox's pages are on disk when it returns, renamed into
+    place at `commit`.
     """
     texts = policy_reason_texts(domain)
     total, notices = 0, 0
@@ -181,7 +181,6 @@ def _notices_and_outbox(
         total += page.height
         notices += _issue_notices(con, domain, page, texts, run_id, now)
         written.write(page.filter(~pl.col("case_id").is_in(list(gold))))
-    written.close_pages()
     return total, notices
 
 
