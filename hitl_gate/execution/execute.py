@@ -22,7 +22,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.audit.seal import OwnedKeys, SealRefused
+from hitl_gate.audit.seal import OwnedKeys, SealRefused, memory_limited
 from hitl_gate.core.database import OpenConnection, insert_new_keys, query_frame, registered
 from hitl_gate.core.day_files import StagedPartitions
 from hitl_gate.core.domain import DomainConfig
@@ -45,6 +45,11 @@ OutputSealer = Callable[[duckdb.DuckDBPyConnection, OwnedKeys], object]
 
 _DAYS = "domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))"
 _REASONS = "execution_reasons"  # per declined case: the route's and the reviewer's reason code
+STEP_MEMORY_LIMIT = "256MB"
+"""DuckDB's memory limit on the step's connection, its output seal included (BENCHMARKS.md,
+final26): DuckDB's cache of the blocks the step reads and writes, and its temporary tables,
+otherwise grew with the day up to the seal's own 1 GB limit (+134 MB per extra million cases
+in the seal). The step reads each block about once, so a small cache costs little CPU."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ def execute_days(
     page_rows: int = DEFAULT_SLICE_ROWS,
     seal_inputs: InputSealer | None = None,
     seal_outputs: OutputSealer | None = None,
+    memory_limit: str | None = STEP_MEMORY_LIMIT,
 ) -> ExecutedDays:
     """Execute the run's final actions exactly once and write the days' outbox files.
 
@@ -111,6 +117,9 @@ def execute_days(
     Rows an interrupted run of this step left unsealed are sealed by a re-run only where it
     computes the same action, decider and reviewer for the case; any other unsealed execution
     (and its notice) stays refused as forged.
+
+    `memory_limit` bounds DuckDB on the step's connection (None: DuckDB's own, 80% of the
+    machine); give `seal_outputs` the same limit, or its seal sets its own while it runs.
     """
     if seal_inputs is not None:
         # A refused seal leaves the tampered rows unsealed: the check below refuses their cases.
@@ -120,7 +129,7 @@ def execute_days(
     slices = [routed] if isinstance(routed, pl.DataFrame) else routed
     tally = _Tally()
     now = datetime.now(UTC)
-    with connect() as con:
+    with connect() as con, memory_limited(con, memory_limit):
         halted = halt_state(con, domain.name).halted
         # Gold cases (review/gold.py) are never executed, whatever verdicts or routes say.
         gold = gold_case_ids(con, domain.name)
@@ -143,6 +152,7 @@ def execute_days(
             total, notices = _notices_and_outbox(
                 con, domain, days, page_rows, written, gold, run_id=run_id, now=now
             )
+            con.execute(f"DROP TABLE {_REASONS}")  # the notices' alone: not kept through the seal
             if seal_outputs is not None:
                 seal_outputs(con, sealable.owns)
             reversals = reversal_requests(con, domain.name)
