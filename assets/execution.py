@@ -42,13 +42,14 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     def final_decisions(
         context: AssetExecutionContext,
         routed_decisions: pl.LazyFrame,
-        reviewer_verdicts: pl.DataFrame,
+        reviewer_verdicts: pl.LazyFrame,
         audit_db: AuditDatabase,
         outbox: ExecutionOutbox,
         io_manager: ResourceParam[PolarsParquetIOManager],
     ) -> Output:
         outbox_dir = outbox.folder(domain.name)
-        # Slices of `slice_rows` routed cases: executed, and their actions written, one at a time.
+        # Slices of `slice_rows` routed cases: executed, and their actions written, one at a time;
+        # the verdicts a scan, read per slice.
         ranges = slice_ranges(row_count(routed_decisions), io_manager.slice_rows)
         sliced = len(ranges) > 1
         signing = (

@@ -29,7 +29,12 @@ from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
 from hitl_gate.core.slices import OutputSink, write_each
 from hitl_gate.execution.adverse_action import adverse_actions
-from hitl_gate.execution.final_actions import final_actions, keep_executed, new_executions
+from hitl_gate.execution.final_actions import (
+    final_actions,
+    keep_executed,
+    new_executions,
+    slice_verdicts,
+)
 from hitl_gate.execution.outbox import OutboxWriter, write_reversal_requests
 from hitl_gate.execution.sealed_inputs import ExecutionRefused, check_sealed_inputs
 from hitl_gate.execution.step_keys import StepKeys
@@ -83,7 +88,7 @@ class _Tally:
 def execute_days(
     domain: DomainConfig,
     routed: pl.DataFrame | Iterable[pl.DataFrame],
-    verdicts: pl.DataFrame,
+    verdicts: pl.DataFrame | pl.LazyFrame,
     connect: OpenConnection,
     outbox: Path,
     days: list[date],
@@ -100,8 +105,10 @@ def execute_days(
     `routed` (one frame, or the day's slices in order) holds at least `routed_columns`; its
     carried copies are left out, since a deferred case carried into a later day's review pool
     is executed and accounted for in its own day (its batch names that day), never in the day
-    it was carried to. Each case's action goes to `sink` (default: one frame in memory);
-    `page_rows` is the most executions read back at once for the notices and the outbox.
+    it was carried to. `verdicts` (a frame, or a scan of the stored day) are read per slice,
+    its cases' only (`slice_verdicts`). Each case's action goes to `sink` (default: one frame
+    in memory); `page_rows` is the most executions read back at once for the notices and the
+    outbox.
 
     Before acting, `seal_inputs` (a seal limited to `sealed_inputs.RELIED_ON`) seals the
     run's new verdicts, opinions, resolutions, activations and halts; then every record the
@@ -198,7 +205,7 @@ def _execute_slice(
     con: duckdb.DuckDBPyConnection,
     domain: DomainConfig,
     routed: pl.DataFrame,
-    verdicts: pl.DataFrame,
+    verdicts: pl.DataFrame | pl.LazyFrame,
     days: list[date],
     tally: _Tally,
     sealable: StepKeys,
@@ -213,6 +220,7 @@ def _execute_slice(
     Adds to `tally`, to the keys the output seal may log (`sealable`) and to the reasons table
     the notices read; returns the slice's actions.
     """
+    verdicts = slice_verdicts(verdicts, routed[domain.case_id])
     earlier = _earlier_executions(con, domain.name, days, routed, domain.case_id)
     fresh = final_actions(routed, verdicts, domain.case_id, halted=halted)
     actions = refuse_gold(keep_executed(fresh, earlier), gold)

@@ -27,7 +27,7 @@ from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.slices import output_sink, slice_ranges
 from hitl_gate.execution.execute import ExecutedDays, execute_days
-from hitl_gate.execution.final_actions import routed_columns
+from hitl_gate.execution.final_actions import final_actions, routed_columns
 from hitl_gate.execution.sealed_inputs import input_sealer, output_sealer
 from tests.unit.audit.tamper_home import add_row, seal_as_intake
 from tests.unit.core.held_slices import HeldSlices
@@ -234,6 +234,44 @@ def test_no_page_of_executions_is_held_while_the_output_seal_runs(
     assert outbox["case_id"].to_list() == sorted(outbox["case_id"].to_list())
     assert outbox.height == done.executed_total
     assert not list((home / "outbox").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("scanned", [True, False])
+def test_verdicts_are_read_per_slice_from_the_stored_day(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scanned: bool
+) -> None:
+    """Given the stored verdicts (as the asset's scan, or a frame), each slice's final actions
+    see its own cases' verdicts only, and the day executes as it does whole."""
+    import hitl_gate.execution.execute as execute
+
+    routed = _routed()
+    stored_verdicts = tmp_path / "verdicts.parquet"
+    _verdicts(routed).write_parquet(stored_verdicts)
+    seen: list[tuple[set[str], set[str]]] = []
+
+    def recording(part: pl.DataFrame, verdicts: pl.DataFrame, *args: object, **kw: object):  # noqa: ANN202
+        seen.append((set(verdicts["case_id"]), set(part[DOMAIN.case_id])))
+        return final_actions(part, verdicts, *args, **kw)  # type: ignore[arg-type]
+
+    homes = {"whole": tmp_path / "whole", "sliced": tmp_path / "sliced"}
+    for home in homes.values():
+        shutil.copytree(base, home)
+    whole = _stored(homes["whole"], _execute(homes["whole"], routed, 1000, "run-1"))
+    monkeypatch.setattr(execute, "final_actions", recording)
+    sliced = _stored(
+        homes["sliced"],
+        _execute(
+            homes["sliced"],
+            routed,
+            7,
+            "run-1",
+            pl.scan_parquet(stored_verdicts) if scanned else pl.read_parquet(stored_verdicts),
+        ),  # fmt: skip
+    )
+    _assert_same(whole, sliced)
+    assert len(seen) == 7 and any(verdicts for verdicts, _ in seen)  # 43 routed rows
+    for verdicts, cases in seen:
+        assert verdicts <= cases
 
 
 def test_the_step_works_under_its_memory_limit_and_drops_the_reasons_before_its_seal(
