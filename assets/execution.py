@@ -15,7 +15,7 @@ from assets.slices import output_sink
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.slices import read_slices, row_count, slice_ranges
 from hitl_gate.execution.accounting import account_days
-from hitl_gate.execution.execute import execute_days
+from hitl_gate.execution.execute import STEP_MEMORY_LIMIT, execute_days
 from hitl_gate.execution.final_actions import routed_columns
 from hitl_gate.execution.sealed_inputs import input_sealer, output_sealer
 from pipelines.io_managers import PolarsParquetIOManager
@@ -42,18 +42,18 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
     def final_decisions(
         context: AssetExecutionContext,
         routed_decisions: pl.LazyFrame,
-        reviewer_verdicts: pl.DataFrame,
+        reviewer_verdicts: pl.LazyFrame,
         audit_db: AuditDatabase,
         outbox: ExecutionOutbox,
         io_manager: ResourceParam[PolarsParquetIOManager],
     ) -> Output:
         outbox_dir = outbox.folder(domain.name)
-        # Slices of `slice_rows` routed cases: executed, and their actions written, one at a time.
+        # Slices of `slice_rows` routed cases: executed, and their actions written, one at a time;
+        # the verdicts a scan, read per slice.
         ranges = slice_ranges(row_count(routed_decisions), io_manager.slice_rows)
         sliced = len(ranges) > 1
-        sealing = (
-            audit_db.signing_key(), audit_db.checkpoints, audit_db.witness(),
-            context.run.run_id, audit_db.seal_memory_limit, audit_db.seal_rows,
+        signing = (
+            audit_db.signing_key(), audit_db.checkpoints, audit_db.witness(), context.run.run_id
         )  # fmt: skip
         with output_sink(io_manager, context, context.asset_key, sliced) as sink:
             done = execute_days(
@@ -66,8 +66,10 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 run_id=context.run.run_id,
                 sink=sink,
                 page_rows=io_manager.slice_rows,
-                seal_inputs=input_sealer(*sealing),
-                seal_outputs=output_sealer(*sealing),
+                seal_inputs=input_sealer(*signing, audit_db.seal_memory_limit, audit_db.seal_rows),
+                # The output seal runs on the step's connection, under the step's own limit.
+                seal_outputs=output_sealer(*signing, STEP_MEMORY_LIMIT, audit_db.seal_rows),
+                memory_limit=STEP_MEMORY_LIMIT,
             )
         for case_id, reason in list(done.refused.items())[:20]:
             context.log.error(f"execution refused for {case_id}: {reason}")

@@ -22,14 +22,19 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from hitl_gate.audit.seal import OwnedKeys, SealRefused
+from hitl_gate.audit.seal import OwnedKeys, SealRefused, memory_limited
 from hitl_gate.core.database import OpenConnection, insert_new_keys, query_frame, registered
 from hitl_gate.core.day_files import StagedPartitions
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.settings import DEFAULT_SLICE_ROWS
 from hitl_gate.core.slices import OutputSink, write_each
 from hitl_gate.execution.adverse_action import adverse_actions
-from hitl_gate.execution.final_actions import final_actions, keep_executed, new_executions
+from hitl_gate.execution.final_actions import (
+    final_actions,
+    keep_executed,
+    new_executions,
+    slice_verdicts,
+)
 from hitl_gate.execution.outbox import OutboxWriter, write_reversal_requests
 from hitl_gate.execution.sealed_inputs import ExecutionRefused, check_sealed_inputs
 from hitl_gate.execution.step_keys import StepKeys
@@ -45,6 +50,11 @@ OutputSealer = Callable[[duckdb.DuckDBPyConnection, OwnedKeys], object]
 
 _DAYS = "domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))"
 _REASONS = "execution_reasons"  # per declined case: the route's and the reviewer's reason code
+STEP_MEMORY_LIMIT = "256MB"
+"""DuckDB's memory limit on the step's connection, its output seal included (BENCHMARKS.md,
+final26): DuckDB's cache of the blocks the step reads and writes, and its temporary tables,
+otherwise grew with the day up to the seal's own 1 GB limit (+216 MB per extra million cases
+at the step's peak; +4 MB under this limit, +101 MB under 512MB), for 7-9% more CPU."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,7 @@ class _Tally:
 def execute_days(
     domain: DomainConfig,
     routed: pl.DataFrame | Iterable[pl.DataFrame],
-    verdicts: pl.DataFrame,
+    verdicts: pl.DataFrame | pl.LazyFrame,
     connect: OpenConnection,
     outbox: Path,
     days: list[date],
@@ -88,14 +98,17 @@ def execute_days(
     page_rows: int = DEFAULT_SLICE_ROWS,
     seal_inputs: InputSealer | None = None,
     seal_outputs: OutputSealer | None = None,
+    memory_limit: str | None = STEP_MEMORY_LIMIT,
 ) -> ExecutedDays:
     """Execute the run's final actions exactly once and write the days' outbox files.
 
     `routed` (one frame, or the day's slices in order) holds at least `routed_columns`; its
     carried copies are left out, since a deferred case carried into a later day's review pool
     is executed and accounted for in its own day (its batch names that day), never in the day
-    it was carried to. Each case's action goes to `sink` (default: one frame in memory);
-    `page_rows` is the most executions read back at once for the notices and the outbox.
+    it was carried to. `verdicts` (a frame, or a scan of the stored day) are read per slice,
+    its cases' only (`slice_verdicts`). Each case's action goes to `sink` (default: one frame
+    in memory); `page_rows` is the most executions read back at once for the notices and the
+    outbox.
 
     Before acting, `seal_inputs` (a seal limited to `sealed_inputs.RELIED_ON`) seals the
     run's new verdicts, opinions, resolutions, activations and halts; then every record the
@@ -111,6 +124,9 @@ def execute_days(
     Rows an interrupted run of this step left unsealed are sealed by a re-run only where it
     computes the same action, decider and reviewer for the case; any other unsealed execution
     (and its notice) stays refused as forged.
+
+    `memory_limit` bounds DuckDB on the step's connection (None: DuckDB's own, 80% of the
+    machine); give `seal_outputs` the same limit, or its seal sets its own while it runs.
     """
     if seal_inputs is not None:
         # A refused seal leaves the tampered rows unsealed: the check below refuses their cases.
@@ -120,7 +136,7 @@ def execute_days(
     slices = [routed] if isinstance(routed, pl.DataFrame) else routed
     tally = _Tally()
     now = datetime.now(UTC)
-    with connect() as con:
+    with connect() as con, memory_limited(con, memory_limit):
         halted = halt_state(con, domain.name).halted
         # Gold cases (review/gold.py) are never executed, whatever verdicts or routes say.
         gold = gold_case_ids(con, domain.name)
@@ -143,6 +159,7 @@ def execute_days(
             total, notices = _notices_and_outbox(
                 con, domain, days, page_rows, written, gold, run_id=run_id, now=now
             )
+            con.execute(f"DROP TABLE {_REASONS}")  # the notices' alone: not kept through the seal
             if seal_outputs is not None:
                 seal_outputs(con, sealable.owns)
             reversals = reversal_requests(con, domain.name)
@@ -171,9 +188,9 @@ def _notices_and_outbox(
     """The notices of the days' executed declines and the outbox pages, page by page; how
     many executions and notices the days have.
 
-    No page outlives this call (a loop's variable kept the last one, and the outbox writer a
-    lone page, alive through the output seal, where the step peaks): the outbox's pages are
-    on disk when it returns, renamed into place at `commit`.
+    No page outlives this call (a loop's variable kept the last one alive through the output
+    seal, where the step peaks): the outbox's pages are on disk when it returns, renamed into
+    place at `commit`.
     """
     texts = policy_reason_texts(domain)
     total, notices = 0, 0
@@ -181,7 +198,6 @@ def _notices_and_outbox(
         total += page.height
         notices += _issue_notices(con, domain, page, texts, run_id, now)
         written.write(page.filter(~pl.col("case_id").is_in(list(gold))))
-    written.close_pages()
     return total, notices
 
 
@@ -189,7 +205,7 @@ def _execute_slice(
     con: duckdb.DuckDBPyConnection,
     domain: DomainConfig,
     routed: pl.DataFrame,
-    verdicts: pl.DataFrame,
+    verdicts: pl.DataFrame | pl.LazyFrame,
     days: list[date],
     tally: _Tally,
     sealable: StepKeys,
@@ -204,6 +220,7 @@ def _execute_slice(
     Adds to `tally`, to the keys the output seal may log (`sealable`) and to the reasons table
     the notices read; returns the slice's actions.
     """
+    verdicts = slice_verdicts(verdicts, routed[domain.case_id])
     earlier = _earlier_executions(con, domain.name, days, routed, domain.case_id)
     fresh = final_actions(routed, verdicts, domain.case_id, halted=halted)
     actions = refuse_gold(keep_executed(fresh, earlier), gold)

@@ -23,6 +23,17 @@ def routed_columns(case_id: str) -> list[str]:
             "reason_codes", "route_reason_code", CARRIED_FROM]  # fmt: skip
 
 
+def slice_verdicts(verdicts: pl.DataFrame | pl.LazyFrame, case_ids: pl.Series) -> pl.DataFrame:
+    """The verdicts of `case_ids` (a slice's cases) alone.
+
+    Given the stored day as a scan (`pl.LazyFrame`), each slice reads only its own cases'
+    verdicts, so the step never holds the day's verdicts (in production about the reviewed
+    share of the day) nor groups them whole once per slice.
+    """
+    ids = case_ids.cast(pl.String).implode()
+    return verdicts.lazy().filter(pl.col("case_id").cast(pl.String).is_in(ids)).collect()
+
+
 def final_actions(
     routed: pl.DataFrame, verdicts: pl.DataFrame, case_id: str, *, halted: bool = False
 ) -> pl.DataFrame:

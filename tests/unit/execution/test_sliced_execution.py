@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -26,7 +27,7 @@ from hitl_gate.core.database import audit_connection, query_frame
 from hitl_gate.core.day_files import PartitionWriter, StagedPartitions
 from hitl_gate.core.slices import output_sink, slice_ranges
 from hitl_gate.execution.execute import ExecutedDays, execute_days
-from hitl_gate.execution.final_actions import routed_columns
+from hitl_gate.execution.final_actions import final_actions, routed_columns
 from hitl_gate.execution.sealed_inputs import input_sealer, output_sealer
 from tests.unit.audit.tamper_home import add_row, seal_as_intake
 from tests.unit.core.held_slices import HeldSlices
@@ -96,13 +97,21 @@ def _key(home: Path):  # noqa: ANN202
     return load_or_create_signing_key(home / "secrets" / "audit.key")
 
 
-def _execute(home: Path, routed: pl.DataFrame, slice_rows: int, run: str) -> ExecutedDays:
-    """What the `final_decisions` asset does, on plain frames: slices in, staged day files out."""
+def _execute(
+    home: Path,
+    routed: pl.DataFrame,
+    slice_rows: int,
+    run: str,
+    verdicts: pl.DataFrame | pl.LazyFrame | None = None,
+) -> ExecutedDays:
+    """What the `final_decisions` asset does, on plain frames: slices in, staged day files out
+    (the verdicts a frame unless given, e.g. as the asset's scan)."""
     ranges = slice_ranges(routed.height, slice_rows)
     folder, keys = home / "final", [DAY.isoformat(), "2018-03-06"]
     with output_sink(partial(PartitionWriter, folder, keys, "lz4"), len(ranges) > 1) as sink:
         done = execute_days(
-            DOMAIN, (routed.slice(o, n) for o, n in ranges), _verdicts(_routed()),
+            DOMAIN, (routed.slice(o, n) for o, n in ranges),
+            _verdicts(_routed()) if verdicts is None else verdicts,
             partial(audit_connection, home / "audit.duckdb"), home / "outbox", [DAY],
             run_id=run, sink=sink, page_rows=slice_rows,
             seal_inputs=input_sealer(_key(home), home / "checkpoints", None, run),
@@ -225,3 +234,76 @@ def test_no_page_of_executions_is_held_while_the_output_seal_runs(
     assert outbox["case_id"].to_list() == sorted(outbox["case_id"].to_list())
     assert outbox.height == done.executed_total
     assert not list((home / "outbox").glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("scanned", [True, False])
+def test_verdicts_are_read_per_slice_from_the_stored_day(
+    base: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scanned: bool
+) -> None:
+    """Given the stored verdicts (as the asset's scan, or a frame), each slice's final actions
+    see its own cases' verdicts only, and the day executes as it does whole."""
+    import hitl_gate.execution.execute as execute
+
+    routed = _routed()
+    stored_verdicts = tmp_path / "verdicts.parquet"
+    _verdicts(routed).write_parquet(stored_verdicts)
+    seen: list[tuple[set[str], set[str]]] = []
+
+    def recording(part: pl.DataFrame, verdicts: pl.DataFrame, *args: object, **kw: object):  # noqa: ANN202
+        seen.append((set(verdicts["case_id"]), set(part[DOMAIN.case_id])))
+        return final_actions(part, verdicts, *args, **kw)  # type: ignore[arg-type]
+
+    homes = {"whole": tmp_path / "whole", "sliced": tmp_path / "sliced"}
+    for home in homes.values():
+        shutil.copytree(base, home)
+    whole = _stored(homes["whole"], _execute(homes["whole"], routed, 1000, "run-1"))
+    monkeypatch.setattr(execute, "final_actions", recording)
+    sliced = _stored(
+        homes["sliced"],
+        _execute(
+            homes["sliced"],
+            routed,
+            7,
+            "run-1",
+            pl.scan_parquet(stored_verdicts) if scanned else pl.read_parquet(stored_verdicts),
+        ),  # fmt: skip
+    )
+    _assert_same(whole, sliced)
+    assert len(seen) == 7 and any(verdicts for verdicts, _ in seen)  # 43 routed rows
+    for verdicts, cases in seen:
+        assert verdicts <= cases
+
+
+def test_the_step_works_under_its_memory_limit_and_drops_the_reasons_before_its_seal(
+    base: Path, tmp_path: Path
+) -> None:
+    """DuckDB's limit on the step's connection is the step's own while the output seal runs
+    (not 80% of the machine, not the general seal's 1 GB), and the declined cases' reasons,
+    read by the notices alone, are gone by then."""
+    home = tmp_path / "home"
+    shutil.copytree(base, home)
+    seal = output_sealer(_key(home), home / "checkpoints", None, "run-1", "48MB")
+    during: list[tuple[str, int]] = []
+
+    def sealing(con: duckdb.DuckDBPyConnection, keys: object) -> object:
+        (limit,) = con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
+        (temp,) = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'execution_reasons'"
+        ).fetchall()[0]
+        result = seal(con, keys)  # type: ignore[arg-type]
+        (sealed_under,) = con.execute("SELECT current_setting('memory_limit')").fetchall()[0]
+        during.extend([(str(limit), temp), (str(sealed_under), temp)])
+        return result
+
+    routed = _routed()
+    done = execute_days(
+        DOMAIN, routed, _verdicts(routed), partial(audit_connection, home / "audit.duckdb"),
+        home / "outbox", [DAY], run_id="run-1", page_rows=7,
+        seal_inputs=input_sealer(_key(home), home / "checkpoints", None, "run-1"),
+        seal_outputs=sealing, memory_limit="48MB",
+    )  # fmt: skip
+    assert done.executed_total > 7 and done.notices > 0
+    assert [temp for _, temp in during] == [0, 0]
+    for limit, _ in during:  # 48 MB as DuckDB shows it: 45.7 MiB (45.6 once restored)
+        number, unit = limit.split()
+        assert unit == "MiB" and 45 < float(number) < 46, limit

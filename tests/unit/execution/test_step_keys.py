@@ -102,6 +102,7 @@ def test_an_execution_forged_between_two_slices_is_refused(tmp_path: Path) -> No
     with pytest.raises(SealRefused, match="executions consumer_credit/c2: not written by the step"):
         _execute(tmp_path, slices_with_a_forgery(), 4)
     assert _logged(tmp_path, "consumer_credit/c2") == 0
+    assert not [p for p in (tmp_path / "outbox").rglob("*") if p.is_file()]  # refused: none
     assert _logged(tmp_path, "consumer_credit/c0") == 1
     assert _logged(tmp_path, "consumer_credit/c21") == 1  # in the last slice
 
