@@ -366,10 +366,19 @@ def _metric_rows(
     as_of: datetime,
     outcomes: pl.DataFrame | OutcomeFiles | None,
 ) -> pl.DataFrame | None:
-    """Every metric query's rows over `metric_facts` (None: the days have no case)."""
+    """Every metric query's rows over `metric_facts` (None: the days have no case).
+
+    One query at a time, not one `UNION ALL` of them: an exact quantile holds every value of
+    its group in state DuckDB cannot spill, and a union keeps the seven distributions' states
+    alive together. At ten million cases a day that union ran out of the step's 1 GB limit
+    (session 25's 10M run); one distribution at a time needs a seventh of it.
+    """
     if not facts.run_rows:
         return None
     with metric_outcomes(con, outcomes) as known:
         sizes = distribution_sizes(con, distributions())
-        query = " UNION ALL ".join(f"({q})" for q in metric_queries(known, sizes))
-        return con.sql(query, params={"as_of": as_of}).pl()
+        parts = [
+            con.sql(query, params={"as_of": as_of} if "$as_of" in query else None).pl()
+            for query in metric_queries(known, sizes)
+        ]
+    return pl.concat([part.cast(METRIC_SCHEMA) for part in parts], how="vertical")

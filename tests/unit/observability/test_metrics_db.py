@@ -339,3 +339,21 @@ def test_metrics_under_a_memory_limit_that_spills_equal_the_unbounded_metrics(
     assert {"time_to_decision_p95_s", "stage_latency_p50_s"} <= set(bounded["metric"])
     with pytest.raises(duckdb.OutOfMemoryException):
         metrics("4MB")
+
+
+def test_the_distributions_are_aggregated_one_at_a_time_under_the_limit(tmp_path) -> None:
+    """An exact quantile keeps its group's values in state DuckDB cannot spill; run as one
+    `UNION ALL`, the seven distributions' states were alive together and a 10M-case day ran
+    out of the step's 1 GB limit (session 25). Scaled down: 200,000 cases under 31 MB on two
+    threads, where all seven together do not fit (the union failed here) and one at a time do;
+    the metrics equal the unbounded ones."""
+    frame = random_cases(5, DAY, 200_000)
+
+    def metrics(limit: str | None) -> pl.DataFrame:
+        con = duckdb.connect(config={"temp_directory": str(tmp_path / "spill"), "threads": 2})
+        _case_stage_times(con, frame)
+        return decision_metrics_db(
+            con, "consumer_credit", [DAY], as_of=AS_OF, decline_bands=DECLINE, limit=limit
+        )
+
+    assert_frame_equal(metrics("31MB"), metrics(None), check_exact=True)
