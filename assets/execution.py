@@ -55,6 +55,7 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
         signing = (
             audit_db.signing_key(), audit_db.checkpoints, audit_db.witness(), context.run.run_id
         )  # fmt: skip
+        bounds = (audit_db.seal_memory_limit, audit_db.seal_rows)
         with output_sink(io_manager, context, context.asset_key, sliced) as sink:
             done = execute_days(
                 domain,
@@ -66,9 +67,9 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 run_id=context.run.run_id,
                 sink=sink,
                 page_rows=io_manager.slice_rows,
-                seal_inputs=input_sealer(*signing, audit_db.seal_memory_limit, audit_db.seal_rows),
-                # The output seal runs on the step's connection, under the step's own limit.
-                seal_outputs=output_sealer(*signing, STEP_MEMORY_LIMIT, audit_db.seal_rows),
+                seal_inputs=input_sealer(*signing, *bounds),
+                # The output seal runs on the step's connection, under the seal's limit.
+                seal_outputs=output_sealer(*signing, *bounds),
                 memory_limit=STEP_MEMORY_LIMIT,
             )
         for case_id, reason in list(done.refused.items())[:20]:

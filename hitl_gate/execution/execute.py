@@ -50,11 +50,13 @@ OutputSealer = Callable[[duckdb.DuckDBPyConnection, OwnedKeys], object]
 
 _DAYS = "domain = ? AND partition_date IN (SELECT unnest(?::DATE[]))"
 _REASONS = "execution_reasons"  # per declined case: the route's and the reviewer's reason code
-STEP_MEMORY_LIMIT = "256MB"
-"""DuckDB's memory limit on the step's connection, its output seal included (BENCHMARKS.md,
-final26): DuckDB's cache of the blocks the step reads and writes, and its temporary tables,
-otherwise grew with the day up to the seal's own 1 GB limit (+216 MB per extra million cases
-at the step's peak; +4 MB under this limit, +101 MB under 512MB), for 7-9% more CPU."""
+STEP_MEMORY_LIMIT: str | None = None
+"""DuckDB's memory limit on the step's connection: none of its own (DuckDB's, 80% of the
+machine), the output seal under the seal's limit. A 256MB limit flattened the step's peak
+at 1M-2M cases a day (BENCHMARKS.md, final26) but the `executions` inserts pin that table's
+indexes, which grow with the whole history, not the day: on the 10M home of session 25 (6.2M
+executions) inserting 1M more under 256MB failed at commit (out of memory). A bound needs the
+indexes' cost known first (lead, session 25)."""
 
 
 @dataclass(frozen=True)
