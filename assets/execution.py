@@ -15,7 +15,7 @@ from assets.slices import output_sink
 from hitl_gate.core.domain import DomainConfig
 from hitl_gate.core.slices import read_slices, row_count, slice_ranges
 from hitl_gate.execution.accounting import account_days
-from hitl_gate.execution.execute import STEP_MEMORY_LIMIT, execute_days
+from hitl_gate.execution.execute import execute_days
 from hitl_gate.execution.final_actions import routed_columns
 from hitl_gate.execution.sealed_inputs import input_sealer, output_sealer
 from pipelines.io_managers import PolarsParquetIOManager
@@ -70,7 +70,6 @@ def build_execution_assets(domain: DomainConfig) -> list[AssetsDefinition]:
                 seal_inputs=input_sealer(*signing, *bounds),
                 # The output seal runs on the step's connection, under the seal's limit.
                 seal_outputs=output_sealer(*signing, *bounds),
-                memory_limit=STEP_MEMORY_LIMIT,
             )
         for case_id, reason in list(done.refused.items())[:20]:
             context.log.error(f"execution refused for {case_id}: {reason}")
